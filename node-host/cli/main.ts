@@ -1,0 +1,47 @@
+// `cell` command dispatcher. Each command lives in its own module and is loaded on demand so that
+// `cell keygen` does not pay for starting libp2p.
+import { CellError } from '../../core/errors.ts'
+
+const COMMANDS: Record<string, { summary: string, load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
+  keygen: { summary: 'make an authority key pair and print the public key for Cell.toml', load: async () => await import('./keygen.ts') },
+  up: { summary: 'start a full node', load: async () => await import('./up.ts') },
+  build: { summary: 'bundle a cell into one artifact and print its sha256', load: async () => await import('./build.ts') },
+  publish: { summary: 'sign a release of the cell in this directory and announce it to the fleet', load: async () => await import('./publish.ts') },
+  call: { summary: 'call a cell method: cell call <cell> <method> \'<json>\'', load: async () => await import('./call.ts') },
+  grant: { summary: 'issue a grant: cell grant <host|caller|operator> <peer-id> --ttl 7d', load: async () => await import('./grant.ts') }
+}
+
+function usage (): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  cell ${name.padEnd(8)} ${c.summary}`)
+  return ['usage: cell <command> [options]', '', ...lines, '', 'Run `cell <command> --help` for its options.'].join('\n')
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name == null || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n')
+    return name == null ? 2 : 0
+  }
+  const command = COMMANDS[name]
+  if (command == null) {
+    process.stderr.write(`cell: unknown command "${name}"\n\n${usage()}\n`)
+    return 2
+  }
+  const mod = await command.load()
+  return await mod.run(rest)
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (err) {
+  // Named errors are the interface: print the class name and message, never a stack, for known failures.
+  if (err instanceof CellError) {
+    process.stderr.write(`${err.name}: ${err.message}\n`)
+  } else if (err instanceof Error && err.name === 'TypeError' && (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    process.stderr.write(`UsageError: ${err.message}\n`)
+  } else {
+    process.stderr.write(`${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}\n`)
+    if (process.env.CELL_DEBUG != null) console.error(err)
+  }
+  process.exitCode = 1
+}
