@@ -1,0 +1,112 @@
+// What a node presents in a synapse handshake: for each authority that granted it, the chain
+// [grant, session]. The node signs its own short session certs with its libp2p key and renews
+// them lazily once past half-life, so the expensive part (a signature) happens at most once per
+// half-lifetime per authority, not per handshake.
+import { logger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { Ed25519PrivateKey } from '@libp2p/interface'
+import { systemClock, type Clock } from '../ports.ts'
+import type { SignalOptions } from './authority.ts'
+import { issueSession, type Certificate } from './certificate.ts'
+import { encodeChain } from './chain.ts'
+import { CertificateExpiredError, MalformedRecordError, NoGrantError, WrongSubjectError } from './errors.ts'
+import { needsRenewal } from './renewal.ts'
+
+const log = logger('cell:identity:credentials')
+
+export interface CredentialsInit {
+  /** The node's libp2p ed25519 key: the subject of its grants. */
+  peerKey: Ed25519PrivateKey
+  clock?: Clock
+  /** Session certificate lifetime; default 10 minutes. */
+  sessionLifetimeMs?: number
+  /** Present [grant, session] (default) or the bare [grant]. */
+  sessions?: boolean
+  /** Most authorities whose grants are held; default 16. */
+  maxAuthorities?: number
+}
+
+interface Held {
+  grant: Certificate
+  session?: Certificate
+  chain?: Uint8Array
+  pending?: Promise<Uint8Array>
+}
+
+export class Credentials {
+  readonly peerId: string
+  private readonly peerKey: Ed25519PrivateKey
+  private readonly clock: Clock
+  private readonly sessionLifetimeMs: number
+  private readonly sessions: boolean
+  private readonly maxAuthorities: number
+  private readonly held = new Map<string, Held>()
+
+  constructor (init: CredentialsInit) {
+    this.peerKey = init.peerKey
+    this.peerId = peerIdFromPrivateKey(init.peerKey).toString()
+    this.clock = init.clock ?? systemClock
+    this.sessionLifetimeMs = init.sessionLifetimeMs ?? 10 * 60_000
+    this.sessions = init.sessions ?? true
+    this.maxAuthorities = Math.max(1, init.maxAuthorities ?? 16)
+  }
+
+  /** Holds a grant from its authority, replacing an older one; the subject must be this node. */
+  addGrant (grant: Certificate): void {
+    if (grant.kind !== 'grant') throw new MalformedRecordError(`expected a grant, got a ${grant.kind}`)
+    if (grant.subject !== this.peerId) throw new WrongSubjectError(`grant is for ${grant.subject}, this node is ${this.peerId}`)
+    const existing = this.held.get(grant.issuer)
+    if (existing != null && existing.grant.notAfterMs > grant.notAfterMs) return
+    this.held.set(grant.issuer, { grant })
+    while (this.held.size > this.maxAuthorities) {
+      // Drop the grant that expires first: it is the least useful one to keep.
+      let victim: string | undefined
+      let soonest = Infinity
+      for (const [id, h] of this.held) if (h.grant.notAfterMs < soonest) { soonest = h.grant.notAfterMs; victim = id }
+      this.held.delete(victim as string)
+      log('dropped grant from %s: more than %d authorities', victim, this.maxAuthorities)
+    }
+  }
+
+  removeGrant (authorityId: string): void {
+    this.held.delete(authorityId)
+  }
+
+  authorities (): string[] {
+    return [...this.held.keys()]
+  }
+
+  grantFor (authorityId: string): Certificate | undefined {
+    return this.held.get(authorityId)?.grant
+  }
+
+  /** The encoded chain to present to a peer trusting `authorityId`; renews the session past half-life. */
+  async chainFor (authorityId: string, options: SignalOptions = {}): Promise<Uint8Array> {
+    options.signal?.throwIfAborted()
+    const held = this.held.get(authorityId)
+    if (held == null) throw new NoGrantError(`no grant from authority ${authorityId}`)
+    const now = this.clock.now()
+    if (now >= held.grant.notAfterMs) throw new CertificateExpiredError(`grant from ${authorityId} expired at ${held.grant.notAfterMs}`)
+    if (!this.sessions) {
+      held.chain ??= encodeChain([held.grant])
+      return held.chain
+    }
+    if (held.chain != null && !needsRenewal(held.session, now)) return held.chain
+    held.pending ??= this.renew(held, now, options).finally(() => { held.pending = undefined })
+    return await held.pending
+  }
+
+  private async renew (held: Held, now: number, options: SignalOptions): Promise<Uint8Array> {
+    const session = await issueSession(this.peerKey, held.grant, {
+      subject: this.peerId,
+      roles: held.grant.roles,
+      cells: held.grant.cells,
+      notBeforeMs: now,
+      notAfterMs: now + this.sessionLifetimeMs
+    }, options)
+    held.session = session
+    held.chain = encodeChain([held.grant, session])
+    log('renewed session under %s until %d', held.grant.issuer, session.notAfterMs)
+    return held.chain
+  }
+}
