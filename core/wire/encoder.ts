@@ -15,7 +15,7 @@ export interface FrameEncoderInit {
   maxCachedStrings?: number
 }
 
-const EMPTY = new Uint8Array(0)
+const EMPTY: Uint8Array = new Uint8Array(0)
 const utf8 = new TextEncoder()
 
 // Frames are written back to back into a slab; take() hands out a view of everything written
@@ -82,7 +82,7 @@ export class FrameEncoder {
       flags |= FLAG_METHOD
       body += varintLength(method)
     }
-    let name = EMPTY
+    let name: Uint8Array = EMPTY
     if (init.methodName !== undefined) {
       name = this.cachedUtf8(init.methodName)
       if (name.length > MAX_METHOD_NAME_BYTES) throw new FrameTooLargeError(`method name longer than ${MAX_METHOD_NAME_BYTES} bytes`)
@@ -94,7 +94,7 @@ export class FrameEncoder {
       flags |= FLAG_TIMEOUT
       body += varintLength(Math.min(Math.ceil(timeoutMs), MAX_U32))
     }
-    let trace = EMPTY
+    let trace: Uint8Array = EMPTY
     if (init.traceparent !== undefined) {
       trace = utf8.encode(init.traceparent)
       if (trace.length > MAX_TRACEPARENT_BYTES) throw new FrameTooLargeError(`traceparent longer than ${MAX_TRACEPARENT_BYTES} bytes`)

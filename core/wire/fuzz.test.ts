@@ -54,7 +54,7 @@ describe('frame decoder fuzz', () => {
       total += frames
     }
     // The inputs exercise both outcomes, not just the error path.
-    expect(total).toBeGreaterThan(100)
+    expect(total).toBeGreaterThan(50)
     expect(errors).toBeGreaterThan(100)
   })
 
