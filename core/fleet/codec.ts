@@ -1,0 +1,221 @@
+// Binary codec for fleet records. Layout (all integers minimal LEB128, floats big-endian f64):
+//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired)
+//     node/instance payload = body:bytes signature:bytes   (signature by the body's nodeId)
+//     release/desired payload = signed:bytes              (opaque, produced by core/identity)
+//   bundle   = version:u8 0x10 count:uvarint (ageMs:uvarint envelope:bytes)*
+// A gossip message or a sync frame is either one envelope or one bundle, at most 64 KiB.
+// Decoding validates every field and throws only MalformedFleetRecordError.
+import { ByteReader, ByteWriter } from './bytes.ts'
+import { MalformedFleetRecordError } from './errors.ts'
+import {
+  FLEET_WIRE_VERSION, INSTANCE_STATES, LIMITS, MAX_MESSAGE_BYTES,
+  checkInstanceRecord, checkNodeRecord
+} from './records.ts'
+import type { InstanceRecord, InstanceState, NodeRecord } from './records.ts'
+
+export const KIND_NODE = 1
+export const KIND_INSTANCE = 2
+export const KIND_RELEASE = 3
+export const KIND_DESIRED = 4
+export const KIND_BUNDLE = 0x10
+
+const MAX_NODE_BODY_BYTES = 8 * 1024
+const MAX_INSTANCE_BODY_BYTES = 2 * 1024
+
+export interface SignedNodeEnvelope { kind: 'node', record: NodeRecord, body: Uint8Array, signature: Uint8Array }
+export interface SignedInstanceEnvelope { kind: 'instance', record: InstanceRecord, body: Uint8Array, signature: Uint8Array }
+export interface SignedReleaseEnvelope { kind: 'release' | 'desired', signed: Uint8Array }
+export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope
+
+export interface FrameEntry {
+  envelope: FleetEnvelope
+  /** How long the sender had held the record (0 when it is the origin). */
+  ageMs: number
+  /** The envelope's exact bytes, kept for relaying (snapshots). */
+  bytes: Uint8Array
+}
+
+export function encodeNodeBody (record: NodeRecord): Uint8Array {
+  const r = checkNodeRecord(record)
+  const w = new ByteWriter(MAX_NODE_BODY_BYTES)
+  w.string(r.nodeId, LIMITS.peerIdChars)
+  w.uvarint(r.addrs.length)
+  for (const a of r.addrs) w.string(a, LIMITS.addrChars)
+  const c = r.capacity
+  w.uvarint(c.slots).uvarint(c.freeSlots).uvarint(c.cpuCores).uvarint(c.memoryBytes).uvarint(c.freeMemoryBytes)
+  if (c.diskFreeBytes === undefined) w.u8(0)
+  else w.u8(1).uvarint(c.diskFreeBytes)
+  w.f64(r.load.cpuPercent).f64(r.load.memoryPercent)
+  w.uvarint(r.roles.length)
+  for (const role of r.roles) w.string(role, LIMITS.roleChars)
+  w.uvarint(r.startedMs).uvarint(r.seq).uvarint(r.sentMs)
+  return w.finish()
+}
+
+export function decodeNodeBody (body: Uint8Array): NodeRecord {
+  const r = new ByteReader(body)
+  const nodeId = r.string(LIMITS.peerIdChars)
+  const addrs: string[] = []
+  for (let n = r.count(LIMITS.addrs, 'addrs'); n > 0; n--) addrs.push(r.string(LIMITS.addrChars))
+  const slots = r.uvarint()
+  const freeSlots = r.uvarint()
+  const cpuCores = r.uvarint()
+  const memoryBytes = r.uvarint()
+  const freeMemoryBytes = r.uvarint()
+  const hasDisk = r.u8()
+  if (hasDisk > 1) throw new MalformedFleetRecordError('invalid diskFreeBytes flag')
+  const capacity: NodeRecord['capacity'] = { slots, freeSlots, cpuCores, memoryBytes, freeMemoryBytes }
+  if (hasDisk === 1) capacity.diskFreeBytes = r.uvarint()
+  const load = { cpuPercent: r.f64(), memoryPercent: r.f64() }
+  const roles: string[] = []
+  for (let n = r.count(LIMITS.roles, 'roles'); n > 0; n--) roles.push(r.string(LIMITS.roleChars))
+  const record: NodeRecord = { nodeId, addrs, capacity, load, roles, startedMs: r.uvarint(), seq: r.uvarint(), sentMs: r.uvarint() }
+  r.end()
+  return checkNodeRecord(record)
+}
+
+export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
+  const r = checkInstanceRecord(record)
+  const w = new ByteWriter(MAX_INSTANCE_BODY_BYTES)
+  w.string(r.instanceId, LIMITS.idChars).string(r.cell, LIMITS.idChars).string(r.version, LIMITS.versionChars)
+  w.string(r.digest, LIMITS.digestChars).string(r.nodeId, LIMITS.peerIdChars)
+  w.uvarint(r.startedMs).u8(INSTANCE_STATES.indexOf(r.state))
+  w.f64(r.cpuPercent).uvarint(r.memoryBytes).f64(r.memoryPercent).f64(r.qps).f64(r.p99Ms)
+  w.uvarint(r.inflight).uvarint(r.sentMs).uvarint(r.seq)
+  return w.finish()
+}
+
+export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
+  const r = new ByteReader(body)
+  const instanceId = r.string(LIMITS.idChars)
+  const cell = r.string(LIMITS.idChars)
+  const version = r.string(LIMITS.versionChars)
+  const digest = r.string(LIMITS.digestChars)
+  const nodeId = r.string(LIMITS.peerIdChars)
+  const startedMs = r.uvarint()
+  const stateIndex = r.u8()
+  const state: InstanceState | undefined = INSTANCE_STATES[stateIndex]
+  if (state === undefined) throw new MalformedFleetRecordError('invalid state')
+  const record: InstanceRecord = {
+    instanceId, cell, version, digest, nodeId, startedMs, state,
+    cpuPercent: r.f64(), memoryBytes: r.uvarint(), memoryPercent: r.f64(), qps: r.f64(), p99Ms: r.f64(),
+    inflight: r.uvarint(), sentMs: r.uvarint(), seq: r.uvarint()
+  }
+  r.end()
+  return checkInstanceRecord(record)
+}
+
+export function encodeEnvelope (envelope: FleetEnvelope): Uint8Array {
+  const w = new ByteWriter(MAX_MESSAGE_BYTES)
+  w.u8(FLEET_WIRE_VERSION)
+  switch (envelope.kind) {
+    case 'node':
+      w.u8(KIND_NODE).bytes(envelope.body, MAX_NODE_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
+    case 'instance':
+      w.u8(KIND_INSTANCE).bytes(envelope.body, MAX_INSTANCE_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
+    case 'release':
+    case 'desired':
+      w.u8(envelope.kind === 'release' ? KIND_RELEASE : KIND_DESIRED).bytes(envelope.signed, LIMITS.signedReleaseBytes)
+      break
+    default:
+      throw new MalformedFleetRecordError('unknown envelope kind')
+  }
+  return w.finish()
+}
+
+function readEnvelopePayload (r: ByteReader, kind: number): FleetEnvelope {
+  switch (kind) {
+    case KIND_NODE: {
+      const body = r.bytes(MAX_NODE_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'node', record: decodeNodeBody(body), body, signature }
+    }
+    case KIND_INSTANCE: {
+      const body = r.bytes(MAX_INSTANCE_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'instance', record: decodeInstanceBody(body), body, signature }
+    }
+    case KIND_RELEASE:
+    case KIND_DESIRED: {
+      const signed = r.bytes(LIMITS.signedReleaseBytes).slice()
+      if (signed.length === 0) throw new MalformedFleetRecordError('empty signed release')
+      return { kind: kind === KIND_RELEASE ? 'release' : 'desired', signed }
+    }
+    default:
+      throw new MalformedFleetRecordError(`unknown record kind ${kind}`)
+  }
+}
+
+function readHeader (bytes: Uint8Array): { r: ByteReader, kind: number } {
+  if (!(bytes instanceof Uint8Array)) throw new MalformedFleetRecordError('not bytes')
+  if (bytes.length > MAX_MESSAGE_BYTES) throw new MalformedFleetRecordError('message too large')
+  const r = new ByteReader(bytes)
+  const version = r.u8()
+  if (version !== FLEET_WIRE_VERSION) throw new MalformedFleetRecordError(`unsupported wire version ${version}`)
+  return { r, kind: r.u8() }
+}
+
+export function decodeEnvelope (bytes: Uint8Array): FleetEnvelope {
+  const { r, kind } = readHeader(bytes)
+  const envelope = readEnvelopePayload(r, kind)
+  r.end()
+  return envelope
+}
+
+/** Decodes one gossip message or sync frame: a single envelope or a bundle of them. */
+export function decodeFrame (bytes: Uint8Array): FrameEntry[] {
+  const { r, kind } = readHeader(bytes)
+  if (kind !== KIND_BUNDLE) {
+    const envelope = readEnvelopePayload(r, kind)
+    r.end()
+    return [{ envelope, ageMs: 0, bytes: bytes.slice() }]
+  }
+  const out: FrameEntry[] = []
+  for (let n = r.count(LIMITS.bundleEntries, 'bundle entries'); n > 0; n--) {
+    const ageMs = r.uvarint()
+    const inner = r.bytes(MAX_MESSAGE_BYTES)
+    const entry = decodeEnvelope(inner)
+    out.push({ envelope: entry, ageMs, bytes: inner.slice() })
+  }
+  r.end()
+  return out
+}
+
+function uvarintLength (v: number): number {
+  let n = 1
+  while (v >= 0x80) { v = Math.floor(v / 0x80); n++ }
+  return n
+}
+
+export interface BundleItem { bytes: Uint8Array, ageMs: number }
+
+/**
+ * Packs encoded envelopes into bundles of at most `maxFrameBytes` each, in order. Each bundle is
+ * a standalone frame, so a receiver can apply frames as they arrive.
+ */
+export function encodeBundles (items: Iterable<BundleItem>, maxFrameBytes = MAX_MESSAGE_BYTES): Uint8Array[] {
+  const frames: Uint8Array[] = []
+  let batch: BundleItem[] = []
+  let size = 0
+  const headerMax = 2 + uvarintLength(LIMITS.bundleEntries)
+  const flush = (): void => {
+    if (batch.length === 0) return
+    const w = new ByteWriter(maxFrameBytes)
+    w.u8(FLEET_WIRE_VERSION).u8(KIND_BUNDLE).uvarint(batch.length)
+    for (const item of batch) w.uvarint(item.ageMs).bytes(item.bytes, MAX_MESSAGE_BYTES)
+    frames.push(w.finish())
+    batch = []
+    size = 0
+  }
+  for (const item of items) {
+    const itemBytes = uvarintLength(item.ageMs) + uvarintLength(item.bytes.length) + item.bytes.length
+    if (headerMax + itemBytes > maxFrameBytes) throw new MalformedFleetRecordError('record larger than a frame')
+    if (batch.length >= LIMITS.bundleEntries || headerMax + size + itemBytes > maxFrameBytes) flush()
+    batch.push(item)
+    size += itemBytes
+  }
+  flush()
+  return frames
+}

@@ -1,0 +1,199 @@
+// Fleet record types and the field rules every decoded (untrusted) record must satisfy.
+// The same rules run before encoding so a node never gossips a record its peers would refuse.
+import { MalformedFleetRecordError } from './errors.ts'
+
+/** Largest gossip message / sync frame, in bytes (gossipsub's default max is 1 MiB; we stay far below). */
+export const MAX_MESSAGE_BYTES = 64 * 1024
+/** Wire format version, first byte of every envelope and bundle. */
+export const FLEET_WIRE_VERSION = 1
+export const FLEET_TOPIC = '/cell/fleet/1'
+/** Releases and desired-version records travel on their own topic: rare, precious, separately scored. */
+export const FLEET_RELEASE_TOPIC = '/cell/fleet-releases/1'
+export const FLEET_SYNC_PROTOCOL = '/cell/fleet-sync/1'
+
+export const LIMITS = {
+  peerIdChars: 128,
+  addrs: 16,
+  addrChars: 256,
+  roles: 8,
+  roleChars: 32,
+  idChars: 128,
+  versionChars: 64,
+  digestChars: 160,
+  authorityChars: 256,
+  signatureBytes: 512,
+  signedReleaseBytes: 60 * 1024,
+  bundleEntries: 4096,
+  /** cpu % is per core summed, so a 100-core box may report 10000. */
+  cpuPercent: 100_000,
+  /** Bound on qps / latency fields: anything larger is a bug or an attack. */
+  metric: 1e12
+} as const
+
+export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
+export type InstanceState = typeof INSTANCE_STATES[number]
+
+export const NODE_ROLES_PATTERN = /^[a-z][a-z0-9-]*$/
+
+export interface NodeCapacity {
+  slots: number
+  freeSlots: number
+  cpuCores: number
+  memoryBytes: number
+  freeMemoryBytes: number
+  diskFreeBytes?: number
+}
+
+export interface NodeLoad {
+  /** Summed over cores: 0..100 × cpuCores. */
+  cpuPercent: number
+  /** 0..100 of capacity.memoryBytes. */
+  memoryPercent: number
+}
+
+export interface NodeRecord {
+  /** libp2p peer id (string form) of the node; the record must be signed by this key. */
+  nodeId: string
+  /** Multiaddrs the node listens on, at most 16. */
+  addrs: string[]
+  capacity: NodeCapacity
+  load: NodeLoad
+  roles: string[]
+  startedMs: number
+  /** Per-node monotonic sequence number. */
+  seq: number
+  sentMs: number
+}
+
+export interface InstanceRecord {
+  instanceId: string
+  cell: string
+  version: string
+  digest: string
+  /** The node hosting the instance; the record must be signed by this node's key. */
+  nodeId: string
+  startedMs: number
+  state: InstanceState
+  cpuPercent: number
+  memoryBytes: number
+  memoryPercent: number
+  qps: number
+  p99Ms: number
+  inflight: number
+  sentMs: number
+  /** Per-instance monotonic sequence number. */
+  seq: number
+}
+
+/** Fields core/identity decodes from a verified release or desired-version record. */
+export interface ReleaseFields {
+  cell: string
+  version: string
+  digest: string
+  authority: string
+  seq: number
+}
+
+/** A release as produced by core/identity: opaque signed bytes plus the fields they vouch for. */
+export interface ReleaseRecord extends ReleaseFields {
+  signed: Uint8Array
+}
+
+/** "cell X should run version V" (issued by publish and rollback), signed by the authority. */
+export interface DesiredVersionRecord extends ReleaseFields {
+  signed: Uint8Array
+}
+
+export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired'
+
+function fail (what: string): never {
+  throw new MalformedFleetRecordError(`invalid ${what}`)
+}
+
+// Printable ASCII without spaces: keeps ids safe to log, to use as map keys and in metric labels.
+const TOKEN = /^[\x21-\x7e]+$/
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._@/:+-]*$/
+
+export function checkToken (value: unknown, maxChars: number, what: string, pattern: RegExp = TOKEN): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxChars || !pattern.test(value)) fail(what)
+  return value
+}
+
+export function checkUint (value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) fail(what)
+  return value
+}
+
+export function checkFloat (value: unknown, max: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > max || Object.is(value, -0)) fail(what)
+  return value
+}
+
+export function checkPeerId (value: unknown, what = 'nodeId'): string {
+  // base58btc or multibase CIDv1 peer ids: alphanumeric only.
+  return checkToken(value, LIMITS.peerIdChars, what, /^[A-Za-z0-9]+$/)
+}
+
+export function checkNodeRecord (r: NodeRecord): NodeRecord {
+  if (r == null || typeof r !== 'object') fail('node record')
+  checkPeerId(r.nodeId)
+  if (!Array.isArray(r.addrs) || r.addrs.length > LIMITS.addrs) fail('addrs')
+  for (const a of r.addrs) {
+    checkToken(a, LIMITS.addrChars, 'addr')
+    if (!a.startsWith('/')) fail('addr')
+  }
+  const c = r.capacity
+  if (c == null || typeof c !== 'object') fail('capacity')
+  checkUint(c.slots, 'capacity.slots')
+  checkUint(c.freeSlots, 'capacity.freeSlots')
+  if (c.freeSlots > c.slots) fail('capacity.freeSlots')
+  checkUint(c.cpuCores, 'capacity.cpuCores')
+  checkUint(c.memoryBytes, 'capacity.memoryBytes')
+  checkUint(c.freeMemoryBytes, 'capacity.freeMemoryBytes')
+  if (c.freeMemoryBytes > c.memoryBytes) fail('capacity.freeMemoryBytes')
+  if (c.diskFreeBytes !== undefined) checkUint(c.diskFreeBytes, 'capacity.diskFreeBytes')
+  if (r.load == null || typeof r.load !== 'object') fail('load')
+  checkFloat(r.load.cpuPercent, LIMITS.cpuPercent, 'load.cpuPercent')
+  checkFloat(r.load.memoryPercent, 100, 'load.memoryPercent')
+  if (!Array.isArray(r.roles) || r.roles.length > LIMITS.roles) fail('roles')
+  for (const role of r.roles) checkToken(role, LIMITS.roleChars, 'role', NODE_ROLES_PATTERN)
+  checkUint(r.startedMs, 'startedMs')
+  checkUint(r.seq, 'seq')
+  checkUint(r.sentMs, 'sentMs')
+  return r
+}
+
+export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
+  if (r == null || typeof r !== 'object') fail('instance record')
+  checkToken(r.instanceId, LIMITS.idChars, 'instanceId', NAME)
+  checkCellName(r.cell)
+  checkToken(r.version, LIMITS.versionChars, 'version')
+  checkToken(r.digest, LIMITS.digestChars, 'digest')
+  checkPeerId(r.nodeId)
+  checkUint(r.startedMs, 'startedMs')
+  if (!(INSTANCE_STATES as readonly string[]).includes(r.state)) fail('state')
+  checkFloat(r.cpuPercent, LIMITS.cpuPercent, 'cpuPercent')
+  checkUint(r.memoryBytes, 'memoryBytes')
+  checkFloat(r.memoryPercent, 100, 'memoryPercent')
+  checkFloat(r.qps, LIMITS.metric, 'qps')
+  checkFloat(r.p99Ms, LIMITS.metric, 'p99Ms')
+  checkUint(r.inflight, 'inflight')
+  checkUint(r.sentMs, 'sentMs')
+  checkUint(r.seq, 'seq')
+  return r
+}
+
+export function checkCellName (value: unknown): string {
+  return checkToken(value, LIMITS.idChars, 'cell', NAME)
+}
+
+/** Validates what an injected verifier returned: the verifier is trusted code, but its output still keys bounded maps. */
+export function checkReleaseFields (f: ReleaseFields): ReleaseFields {
+  if (f == null || typeof f !== 'object') fail('release fields')
+  checkCellName(f.cell)
+  checkToken(f.version, LIMITS.versionChars, 'version')
+  checkToken(f.digest, LIMITS.digestChars, 'digest')
+  checkToken(f.authority, LIMITS.authorityChars, 'authority')
+  checkUint(f.seq, 'seq')
+  return f
+}

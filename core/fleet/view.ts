@@ -1,0 +1,390 @@
+// FleetView: this node's picture of the fleet, built only from records that pass the rules below.
+// Pure apart from the injected Clock and verifier ports, so it runs the same in a node, a browser
+// tab and an edge worker, and tests drive it with a fake clock.
+import { logger } from '@libp2p/logger'
+import type { AbortOptions } from '@libp2p/interface'
+import type { Clock } from '../ports.ts'
+import { MalformedFleetRecordError } from './errors.ts'
+import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
+import type { BundleItem, FleetEnvelope, SignedInstanceEnvelope, SignedNodeEnvelope, SignedReleaseEnvelope } from './codec.ts'
+import { MAX_MESSAGE_BYTES, checkReleaseFields } from './records.ts'
+import type { DesiredVersionRecord, FleetRecordKind, InstanceRecord, NodeRecord, ReleaseFields, ReleaseRecord } from './records.ts'
+import { verifyRecord } from './sign.ts'
+
+const log = logger('cell:fleet')
+
+/** Port to core/identity: checks a signed release/desired record and returns what it vouches for; throws when invalid. */
+export type SignedRecordVerifier = (signed: Uint8Array, options: AbortOptions) => Promise<ReleaseFields>
+
+export type TrustSubject =
+  | { kind: 'node', record: NodeRecord }
+  | { kind: 'instance', record: InstanceRecord }
+  | { kind: 'release', record: ReleaseRecord }
+  | { kind: 'desired', record: DesiredVersionRecord }
+
+/** Policy hook (e.g. "does the cell's authority grant this node the host role?"). */
+export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) => boolean | Promise<boolean>
+
+export const DROP_REASONS = [
+  'malformed', 'wrong-origin', 'bad-signature', 'unverifiable', 'untrusted', 'stale', 'duplicate',
+  'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells'
+] as const
+export type DropReason = typeof DROP_REASONS[number]
+
+export type ApplyResult = { accepted: true, kind: FleetRecordKind } | { accepted: false, kind: FleetRecordKind, reason: DropReason }
+
+export interface ApplyOptions extends AbortOptions {
+  /** Peer that sent the record: gossipsub's signed `from` for gossip, the neighbour for a snapshot. */
+  from?: string
+  /** True for records relayed by a neighbour (snapshots): origin is proven by signature only. */
+  relayed?: boolean
+  /** How long the relaying peer had held the record; makes relayed records age correctly. */
+  ageMs?: number
+}
+
+export interface FleetChange {
+  kind: FleetRecordKind
+  op: 'upsert' | 'expire'
+  /** nodeId, `${nodeId}/${instanceId}` or cell name. */
+  key: string
+  cell?: string
+  nodeId?: string
+}
+
+export interface FleetViewInit {
+  clock: Clock
+  verifyRelease?: SignedRecordVerifier
+  verifyDesired?: SignedRecordVerifier
+  /** Default: trust every correctly signed record. */
+  isTrusted?: TrustPolicy
+  /** Heartbeat interval the ttl defaults derive from (default 1000). */
+  heartbeatMs?: number
+  /** Default 3 × heartbeatMs. */
+  nodeTtlMs?: number
+  /** Default 3 × heartbeatMs. */
+  instanceTtlMs?: number
+  /** Records sent further than this in the future, or older than ttl + this, are refused (default 30 s). */
+  maxClockSkewMs?: number
+  maxNodes?: number
+  maxInstances?: number
+  maxInstancesPerNode?: number
+  maxCells?: number
+  /** Upper bound on one snapshot (all frames together), default 32 MiB. */
+  maxSnapshotBytes?: number
+}
+
+export interface FleetStats {
+  nodes: number
+  instances: number
+  releases: number
+  desired: number
+  accepted: Record<FleetRecordKind, number>
+  dropped: Record<DropReason, number>
+  expired: { node: number, instance: number }
+  snapshotTruncated: number
+}
+
+export interface MergeResult { accepted: number, dropped: number }
+
+interface Held<T> { record: T, bytes: Uint8Array, receivedMs: number }
+
+function newer (a: { seq: number, sentMs: number }, b: { seq: number, sentMs: number }): boolean {
+  return a.seq > b.seq || (a.seq === b.seq && a.sentMs > b.sentMs)
+}
+
+export class FleetView extends EventTarget {
+  readonly nodeTtlMs: number
+  readonly instanceTtlMs: number
+  private readonly clock: Clock
+  private readonly init: FleetViewInit
+  private readonly maxClockSkewMs: number
+  private readonly maxNodes: number
+  private readonly maxInstances: number
+  private readonly maxInstancesPerNode: number
+  private readonly maxCells: number
+  private readonly maxSnapshotBytes: number
+  private readonly nodeMap = new Map<string, Held<NodeRecord>>()
+  private readonly instanceMap = new Map<string, Held<InstanceRecord>>()
+  private readonly instancesPerNode = new Map<string, number>()
+  private readonly releaseMap = new Map<string, Held<ReleaseRecord>>()
+  private readonly desiredMap = new Map<string, Held<DesiredVersionRecord>>()
+  private readonly counters: Omit<FleetStats, 'nodes' | 'instances' | 'releases' | 'desired'>
+
+  constructor (init: FleetViewInit) {
+    super()
+    this.init = init
+    this.clock = init.clock
+    const heartbeatMs = init.heartbeatMs ?? 1000
+    this.nodeTtlMs = init.nodeTtlMs ?? 3 * heartbeatMs
+    this.instanceTtlMs = init.instanceTtlMs ?? 3 * heartbeatMs
+    this.maxClockSkewMs = init.maxClockSkewMs ?? 30_000
+    this.maxNodes = init.maxNodes ?? 4096
+    this.maxInstances = init.maxInstances ?? 65_536
+    this.maxInstancesPerNode = init.maxInstancesPerNode ?? 1024
+    this.maxCells = init.maxCells ?? 4096
+    this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
+    this.counters = {
+      accepted: { node: 0, instance: 0, release: 0, desired: 0 },
+      dropped: Object.fromEntries(DROP_REASONS.map(r => [r, 0])) as Record<DropReason, number>,
+      expired: { node: 0, instance: 0 },
+      snapshotTruncated: 0
+    }
+  }
+
+  /** Applies one decoded envelope under the origin, signature, trust, ordering, time and bound rules. */
+  async apply (envelope: FleetEnvelope, options: ApplyOptions = {}): Promise<ApplyResult> {
+    options.signal?.throwIfAborted()
+    const result = envelope.kind === 'node' || envelope.kind === 'instance'
+      ? await this.applySigned(envelope, options)
+      : await this.applyRelease(envelope, options)
+    if (result.accepted) this.counters.accepted[result.kind]++
+    else {
+      this.counters.dropped[result.reason]++
+      log.trace('dropped %s record from %s: %s', result.kind, options.from, result.reason)
+    }
+    return result
+  }
+
+  /**
+   * Decodes and applies one gossip message or sync frame. Malformed bytes are counted and
+   * rethrown as MalformedFleetRecordError (the caller may penalise the sender).
+   */
+  async applyFrame (bytes: Uint8Array, options: ApplyOptions = {}): Promise<ApplyResult[]> {
+    let entries
+    try {
+      entries = decodeFrame(bytes)
+    } catch (err) {
+      this.counters.dropped.malformed++
+      throw err instanceof MalformedFleetRecordError ? err : new MalformedFleetRecordError('undecodable frame', { cause: err })
+    }
+    const results: ApplyResult[] = []
+    for (const entry of entries) {
+      results.push(await this.apply(entry.envelope, { ...options, ageMs: options.relayed === true ? entry.ageMs : 0 }))
+    }
+    return results
+  }
+
+  /** Applies a snapshot frame relayed by neighbour `from`: every record must carry its origin's signature. */
+  async merge (frame: Uint8Array, options: { from?: string } & AbortOptions = {}): Promise<MergeResult> {
+    const results = await this.applyFrame(frame, { ...options, relayed: true })
+    const accepted = results.filter(r => r.accepted).length
+    return { accepted, dropped: results.length - accepted }
+  }
+
+  private async applySigned (envelope: SignedNodeEnvelope | SignedInstanceEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const { kind, record } = envelope
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    if (options.relayed !== true && options.from !== record.nodeId) return drop('wrong-origin')
+    const ttlMs = kind === 'node' ? this.nodeTtlMs : this.instanceTtlMs
+    const now = this.clock.now()
+    if (record.sentMs > now + this.maxClockSkewMs) return drop('future')
+    const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
+    if (record.sentMs + ttlMs + this.maxClockSkewMs < now || ageMs >= ttlMs) return drop('expired')
+    const key = kind === 'node' ? record.nodeId : instanceKey(record as InstanceRecord)
+
+    // Cheap checks first so floods of stale or excess records never reach the crypto.
+    const early = this.orderAndBounds(kind, key, record, now)
+    if (early !== undefined) return drop(early)
+    if (!await verifyRecord(envelope, options)) return drop('bad-signature')
+    if (!await this.trusted({ kind, record } as TrustSubject, options)) return drop('untrusted')
+    // Re-check after the awaits: a concurrent apply may have stored a newer record meanwhile.
+    const now2 = this.clock.now()
+    const late = this.orderAndBounds(kind, key, record, now2)
+    if (late !== undefined) return drop(late)
+
+    const held = { record, bytes: encodeEnvelope(envelope), receivedMs: now2 - ageMs }
+    if (kind === 'node') {
+      this.nodeMap.set(key, held as Held<NodeRecord>)
+      this.emitChange({ kind, op: 'upsert', key, nodeId: record.nodeId })
+    } else {
+      if (!this.instanceMap.has(key)) this.instancesPerNode.set(record.nodeId, (this.instancesPerNode.get(record.nodeId) ?? 0) + 1)
+      this.instanceMap.set(key, held as Held<InstanceRecord>)
+      const cell = (record as InstanceRecord).cell
+      this.emitChange({ kind, op: 'upsert', key, cell, nodeId: record.nodeId })
+    }
+    return { accepted: true, kind }
+  }
+
+  private orderAndBounds (kind: 'node' | 'instance', key: string, record: NodeRecord | InstanceRecord, now: number): DropReason | undefined {
+    const existing = kind === 'node' ? this.nodeMap.get(key) : this.instanceMap.get(key)
+    if (existing !== undefined) {
+      if (newer(record, existing.record)) return undefined
+      return existing.record.seq === record.seq && existing.record.sentMs === record.sentMs ? 'duplicate' : 'stale'
+    }
+    if (kind === 'node') {
+      if (this.nodeMap.size >= this.maxNodes && (this.expire(now) === 0 || this.nodeMap.size >= this.maxNodes)) return 'overflow-nodes'
+      return undefined
+    }
+    if (this.instanceMap.size >= this.maxInstances && (this.expire(now) === 0 || this.instanceMap.size >= this.maxInstances)) return 'overflow-instances'
+    if ((this.instancesPerNode.get(record.nodeId) ?? 0) >= this.maxInstancesPerNode) return 'overflow-node-instances'
+    return undefined
+  }
+
+  private async applyRelease (envelope: SignedReleaseEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const kind = envelope.kind
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    const verifier = kind === 'release' ? this.init.verifyRelease : this.init.verifyDesired
+    if (verifier === undefined) return drop('unverifiable')
+    let fields: ReleaseFields
+    try {
+      fields = await verifier(envelope.signed, { signal: options.signal })
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      log.trace('%s record failed verification: %e', kind, err)
+      return drop('bad-signature')
+    }
+    try {
+      checkReleaseFields(fields)
+    } catch {
+      return drop('malformed')
+    }
+    const map = kind === 'release' ? this.releaseMap : this.desiredMap
+    const record = { cell: fields.cell, version: fields.version, digest: fields.digest, authority: fields.authority, seq: fields.seq, signed: envelope.signed }
+    const check = (): DropReason | undefined => {
+      const existing = map.get(record.cell)
+      if (existing !== undefined) {
+        // Highest seq per cell wins; an equal or lower one is a replay and can never roll back.
+        if (record.seq < existing.record.seq) return 'stale'
+        if (record.seq === existing.record.seq) return 'duplicate'
+        return undefined
+      }
+      return map.size >= this.maxCells ? 'overflow-cells' : undefined
+    }
+    const early = check()
+    if (early !== undefined) return drop(early)
+    if (!await this.trusted({ kind, record } as TrustSubject, options)) return drop('untrusted')
+    const late = check()
+    if (late !== undefined) return drop(late)
+    map.set(record.cell, { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() })
+    this.emitChange({ kind, op: 'upsert', key: record.cell, cell: record.cell })
+    return { accepted: true, kind }
+  }
+
+  private async trusted (subject: TrustSubject, options: ApplyOptions): Promise<boolean> {
+    if (this.init.isTrusted === undefined) return true
+    try {
+      return await this.init.isTrusted(subject, { from: options.from })
+    } catch (err) {
+      // A failing policy must fail closed.
+      log.error('trust policy threw: %e', err)
+      return false
+    }
+  }
+
+  /** Removes nodes and instances whose last record is older than their ttl; returns how many went. */
+  expire (nowMs: number = this.clock.now()): number {
+    let removed = 0
+    for (const [key, held] of this.nodeMap) {
+      if (held.receivedMs + this.nodeTtlMs > nowMs) continue
+      this.nodeMap.delete(key)
+      this.counters.expired.node++
+      removed++
+      this.emitChange({ kind: 'node', op: 'expire', key, nodeId: key })
+    }
+    for (const [key, held] of this.instanceMap) {
+      if (held.receivedMs + this.instanceTtlMs > nowMs) continue
+      this.instanceMap.delete(key)
+      const n = (this.instancesPerNode.get(held.record.nodeId) ?? 1) - 1
+      if (n === 0) this.instancesPerNode.delete(held.record.nodeId)
+      else this.instancesPerNode.set(held.record.nodeId, n)
+      this.counters.expired.instance++
+      removed++
+      this.emitChange({ kind: 'instance', op: 'expire', key, cell: held.record.cell, nodeId: held.record.nodeId })
+    }
+    return removed
+  }
+
+  private emitChange (detail: FleetChange): void {
+    this.dispatchEvent(new CustomEvent<FleetChange>('change', { detail }))
+  }
+
+  /** Nodes with a fresh record (expired ones are hidden even before `expire` runs). */
+  nodes (nowMs: number = this.clock.now()): NodeRecord[] {
+    const out: NodeRecord[] = []
+    for (const held of this.nodeMap.values()) if (held.receivedMs + this.nodeTtlMs > nowMs) out.push(held.record)
+    return out
+  }
+
+  node (nodeId: string, nowMs: number = this.clock.now()): NodeRecord | undefined {
+    const held = this.nodeMap.get(nodeId)
+    return held !== undefined && held.receivedMs + this.nodeTtlMs > nowMs ? held.record : undefined
+  }
+
+  /** Instances with a fresh heartbeat in any state, optionally of one cell. */
+  instances (cell?: string, nowMs: number = this.clock.now()): InstanceRecord[] {
+    const out: InstanceRecord[] = []
+    for (const held of this.instanceMap.values()) {
+      if (held.receivedMs + this.instanceTtlMs <= nowMs) continue
+      if (cell === undefined || held.record.cell === cell) out.push(held.record)
+    }
+    return out
+  }
+
+  /** Replicas that count as running: fresh heartbeat and state 'starting' or 'ready' (draining ones are leaving). */
+  liveInstances (cell: string, nowMs: number = this.clock.now()): InstanceRecord[] {
+    return this.instances(cell, nowMs).filter(r => r.state === 'starting' || r.state === 'ready')
+  }
+
+  /** Local receive time of the latest record for a node or instance (dashboard "last seen"). */
+  lastSeenMs (kind: 'node' | 'instance', key: string): number | undefined {
+    return (kind === 'node' ? this.nodeMap.get(key) : this.instanceMap.get(key))?.receivedMs
+  }
+
+  release (cell: string): ReleaseRecord | undefined {
+    return this.releaseMap.get(cell)?.record
+  }
+
+  desired (cell: string): DesiredVersionRecord | undefined {
+    return this.desiredMap.get(cell)?.record
+  }
+
+  /** Every cell known from a release, a desired-version record or a fresh instance, sorted. */
+  cells (nowMs: number = this.clock.now()): string[] {
+    const set = new Set<string>([...this.releaseMap.keys(), ...this.desiredMap.keys()])
+    for (const r of this.instances(undefined, nowMs)) set.add(r.cell)
+    return [...set].sort()
+  }
+
+  stats (): FleetStats {
+    return {
+      nodes: this.nodeMap.size,
+      instances: this.instanceMap.size,
+      releases: this.releaseMap.size,
+      desired: this.desiredMap.size,
+      accepted: { ...this.counters.accepted },
+      dropped: { ...this.counters.dropped },
+      expired: { ...this.counters.expired },
+      snapshotTruncated: this.counters.snapshotTruncated
+    }
+  }
+
+  /**
+   * The current records as originally received (origin-signed bytes), packed into standalone
+   * frames of at most `maxFrameBytes`; each frame can be passed to `merge` on its own. Releases
+   * come first (they matter most), then nodes, then instances. Bounded by maxSnapshotBytes.
+   */
+  snapshot (options: { maxFrameBytes?: number, nowMs?: number } = {}): Uint8Array[] {
+    const now = options.nowMs ?? this.clock.now()
+    const items: BundleItem[] = []
+    let total = 0
+    let truncated = false
+    const add = (held: Held<unknown>, ttlMs: number | undefined): void => {
+      const ageMs = Math.max(0, now - held.receivedMs)
+      if (ttlMs !== undefined && ageMs >= ttlMs) return
+      if (total + held.bytes.length + 16 > this.maxSnapshotBytes) { truncated = true; return }
+      total += held.bytes.length + 16
+      items.push({ bytes: held.bytes, ageMs: ttlMs === undefined ? 0 : ageMs })
+    }
+    for (const held of this.releaseMap.values()) add(held, undefined)
+    for (const held of this.desiredMap.values()) add(held, undefined)
+    for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)
+    for (const held of this.instanceMap.values()) add(held, this.instanceTtlMs)
+    if (truncated) this.counters.snapshotTruncated++
+    return encodeBundles(items, options.maxFrameBytes ?? MAX_MESSAGE_BYTES)
+  }
+}
+
+function instanceKey (r: InstanceRecord): string {
+  // Keyed by host too, so one node can never overwrite another node's instance by reusing its id.
+  return `${r.nodeId}/${r.instanceId}`
+}
