@@ -177,3 +177,25 @@ export async function checkArtifactDigest (artifact: Uint8Array, release: Releas
     throw new DigestMismatchError(`artifact of ${release.cell}@${release.version} hashes to ${actual}, release names ${release.digest}`)
   }
 }
+
+export type VerifiedRecord = (Release & { kind: 'release' }) | (DesiredVersion & { kind: 'desired' })
+
+export interface VerifySignedRecordOptions extends VerifyRecordOptions {
+  /** Accept only this kind; both when absent. */
+  kind?: 'release' | 'desired'
+}
+
+/**
+ * Verifies an encoded release or desired-version record (the record type byte tells them
+ * apart). Matches the fleet's `SignedRecordVerifier` port: opaque bytes in, vouched fields out.
+ */
+export async function verifySignedRecord (bytes: Uint8Array, options: VerifySignedRecordOptions = {}): Promise<VerifiedRecord> {
+  const type = bytes instanceof Uint8Array && bytes.length >= 2 ? bytes[1] : -1
+  if (type === TYPE_RELEASE && options.kind !== 'desired') {
+    return { kind: 'release', ...await verifyRelease(decodeRelease(bytes), options) }
+  }
+  if (type === TYPE_DESIRED && options.kind !== 'release') {
+    return { kind: 'desired', ...await verifyDesiredVersion(decodeDesiredVersion(bytes), options) }
+  }
+  throw new MalformedRecordError(`not a ${options.kind ?? 'release or desired-version'} record`)
+}
