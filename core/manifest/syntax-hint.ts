@@ -4,6 +4,7 @@
 
 const HEADER = /^\s*\[\[?\s*([^\]#]*?)\s*\]\]?\s*(?:#.*)?$/
 const KEY = /^\s*((?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'))*)\s*=/
+const BROKEN_HEADER = /^\s*\[\[?\s*((?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'))*)/
 const BARE_UNIT_VALUE = /^\s*([A-Za-z0-9_-]+)\s*=\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*(?:#.*)?$/
 const DURATION_UNITS = new Set(['ms', 's', 'm', 'h', 'd'])
 
@@ -22,6 +23,8 @@ export function syntaxKey (source: string, line: number): string {
   const text = lines[line - 1] ?? ''
   const header = HEADER.exec(text)
   if (header !== null) return normaliseKey(header[1])
+  const broken = BROKEN_HEADER.exec(text)
+  if (broken !== null) return normaliseKey(broken[1])
   const key = KEY.exec(text)
   if (key === null) return table
   const written = normaliseKey(key[1])
