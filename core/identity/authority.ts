@@ -40,7 +40,7 @@ export async function generateAuthority (options: SignalOptions = {}): Promise<A
 
 export function authorityFromPrivateKey (privateKey: Ed25519PrivateKey): AuthorityKey {
   if (privateKey?.type !== 'Ed25519') throw new MalformedRecordError('an authority key must be ed25519')
-  const publicKey = privateKey.publicKey.raw
+  const publicKey = new Uint8Array(privateKey.publicKey.raw)
   return { id: toHex(publicKey), publicKey, privateKey }
 }
 
@@ -96,7 +96,8 @@ export async function rawSign (key: AuthorityKey | Ed25519PrivateKey, domain: st
   const privateKey = 'privateKey' in key ? key.privateKey : key
   const sig = await privateKey.sign(domainSeparated(domain, body), options)
   options.signal?.throwIfAborted()
-  return sig
+  // Node's signer returns a Buffer (whose slice() is a view); hand out a plain Uint8Array.
+  return new Uint8Array(sig)
 }
 
 /** @internal — false (never a throw) for any bad key or signature shape. */

@@ -132,6 +132,11 @@ export class Reader {
     return out
   }
 
+  /** A detached plain Uint8Array (never a view of the input, never a Node Buffer). */
+  copy (length: number): Uint8Array {
+    return new Uint8Array(this.take(length))
+  }
+
   u8 (): number {
     return this.take(1)[0]
   }

@@ -123,7 +123,7 @@ export function decodeCertificate (bytes: Uint8Array): Certificate {
     if (i > 0 && !(cells[i - 1] < c)) r.fail('scope cells must be sorted and unique')
     cells.push(c)
   }
-  const signature = r.take(SIGNATURE_BYTES).slice()
+  const signature = r.copy(SIGNATURE_BYTES)
   r.end()
   return { kind, issuer, subject, roles, notBeforeMs, notAfterMs, cells, signature }
 }

@@ -107,7 +107,7 @@ export function decodeRelease (bytes: Uint8Array): SignedRelease {
   if (bytes?.length > MAX_RECORD_BYTES) throw new MalformedRecordError(`release exceeds ${MAX_RECORD_BYTES} bytes`)
   const r = new Reader(bytes, 'release')
   const release = readCommon(r, TYPE_RELEASE)
-  const signature = r.take(SIGNATURE_BYTES).slice()
+  const signature = r.copy(SIGNATURE_BYTES)
   r.end()
   return { release, signature }
 }
@@ -122,7 +122,7 @@ export function decodeDesiredVersion (bytes: Uint8Array): SignedDesiredVersion {
   const r = new Reader(bytes, 'desired-version record')
   const common = readCommon(r, TYPE_DESIRED)
   const reason = r.string8(0, MAX_REASON_BYTES, 'reason')
-  const signature = r.take(SIGNATURE_BYTES).slice()
+  const signature = r.copy(SIGNATURE_BYTES)
   r.end()
   return { record: { ...common, reason }, signature }
 }
