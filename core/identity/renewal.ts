@@ -75,9 +75,11 @@ export class SessionRenewer extends EventTarget {
   }
 
   private async runRenewal (): Promise<Certificate> {
-    const signal = this.controller?.signal
-    const cert = await this.renewFn({ signal })
+    const controller = this.controller
+    const cert = await this.renewFn({ signal: controller?.signal })
     this.current = cert
+    // Reschedule before notifying, so listeners always observe the renewer's next state.
+    if (controller != null && this.controller === controller) this.schedule(renewAtMs(cert) - this.clock.now())
     this.dispatchEvent(new CustomEvent('renewed', { detail: cert }))
     return cert
   }
@@ -91,14 +93,12 @@ export class SessionRenewer extends EventTarget {
     this.timer = undefined
     const controller = this.controller
     if (controller == null) return
-    this.renewNow().then(cert => {
-      if (this.controller === controller) this.schedule(renewAtMs(cert) - this.clock.now())
-    }, err => {
+    this.renewNow().catch(err => {
       if (this.controller !== controller) return
       this.failures++
       log.error('session renewal failed, retrying in %d ms - %e', this.retryMs, err)
-      this.dispatchEvent(new CustomEvent('renewal-failed', { detail: err }))
       this.schedule(this.retryMs)
+      this.dispatchEvent(new CustomEvent('renewal-failed', { detail: err }))
     })
   }
 
