@@ -1,0 +1,262 @@
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { Server } from 'node:net'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { findBwrap } from './sandbox.ts'
+import { startCapsid } from './capsid.ts'
+import type { Capsid, CapsidExit } from './capsid.ts'
+import {
+  CapsidStartError, ReplicaCrashedError, UnknownMethodError, CapsidBusyError, CapsidDrainingError,
+  DeadlineExceededError, RemoteHandlerError, CapsidStoppedError, SandboxUnavailableError
+} from './errors.ts'
+import { Harness, buildTo, json, unjson, waitForLog, projectRoot } from './test-helpers.ts'
+
+const hasBwrap = findBwrap() !== undefined
+const h = new Harness()
+let testCell = ''
+let throwingCell = ''
+
+beforeAll(async () => {
+  await h.setup()
+  testCell = await buildTo(h.tmp, import.meta.dirname, 'fixtures/test-cell.ts', 'test-cell')
+  throwingCell = await buildTo(h.tmp, import.meta.dirname, 'fixtures/import-throws.ts', 'import-throws')
+})
+afterEach(async () => { await h.stopAll() })
+afterAll(async () => { await h.teardown() })
+
+const deadline = (ms = 5000): number => Date.now() + ms
+const rand = (): string => randomBytes(6).toString('hex')
+
+function exitEvent (capsid: Capsid): Promise<CapsidExit> {
+  return new Promise(resolve => { capsid.addEventListener('exit', e => { resolve((e as CustomEvent).detail) }, { once: true }) })
+}
+
+it('bwrap is installed on this machine (the sandboxed suite below must not silently skip)', () => {
+  expect(hasBwrap).toBe(true)
+})
+
+describe.each([
+  { sandbox: 'bwrap' as const, skip: !hasBwrap },
+  { sandbox: 'process' as const, skip: false }
+])('capsid in $sandbox mode', ({ sandbox, skip }) => {
+  const start = async (extra: Record<string, unknown> = {}) => await h.start({ artifactPath: testCell, sandbox, ...extra })
+
+  it.skipIf(skip)('answers calls, passes context, keeps handler error names, names unknown methods', async () => {
+    const { capsid } = await start({ env: { GREETING: 'hi' } })
+    expect(capsid.state).toBe('ready')
+    expect(capsid.mode).toBe(sandbox)
+    expect(capsid.pid).toBeGreaterThan(0)
+    expect(capsid.idempotent).toEqual(['echo', 'context'])
+    expect(capsid.methods).toContain('slow')
+
+    expect(unjson(await capsid.call('echo', json({ a: [1, 'two'] }), { deadlineMs: deadline() }))).toEqual({ a: [1, 'two'] })
+    const d = deadline(7000)
+    const caller = { peerId: '12D3KooWtest', authority: 'ab'.repeat(32), roles: ['caller'] }
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    const ctx = unjson(await capsid.call('context', new Uint8Array(0), { deadlineMs: d, traceparent: tp, caller }))
+    expect(ctx.traceparent).toBe(tp)
+    expect(ctx.caller).toEqual(caller)
+    expect(ctx.deadlineMs).toBe(d)
+    // The capsid's plumbing (socket, token) is hidden from the cell; what we passed is there.
+    expect(ctx.envKeys).toContain('GREETING')
+    expect(ctx.envKeys.filter((k: string) => k.startsWith('CELL_CAPSID'))).toEqual([])
+    if (sandbox === 'bwrap') expect(ctx.dataDir).toBe('/cell/data')
+
+    const err = await capsid.call('fail', json({ message: 'too poor' }), { deadlineMs: deadline() }).catch(e => e)
+    expect(err).toBeInstanceOf(RemoteHandlerError)
+    expect(err.name).toBe('OverdraftError')
+    expect(err.message).toBe('too poor')
+    expect(err.code).toBe('E_OVERDRAFT')
+
+    await expect(capsid.call('nope', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(UnknownMethodError)
+    // The replica is still healthy after errors.
+    expect(unjson(await capsid.call('echo', json(7), { deadlineMs: deadline() }))).toBe(7)
+    expect(capsid.inFlight).toBe(0)
+  })
+
+  it.skipIf(skip)('delivers one-way messages and keeps a bounded log', async () => {
+    const { capsid } = await start({ logLines: 5 })
+    const text = rand()
+    capsid.message('note', json({ text }))
+    expect(await waitForLog(capsid, new RegExp(`^note ${text}$`))).toBe(`note ${text}`)
+    for (let i = 0; i < 8; i++) capsid.message('note', json({ text: `n${i}` }))
+    await waitForLog(capsid, /^note n7$/)
+    expect(capsid.logs()).toEqual(['note n3', 'note n4', 'note n5', 'note n6', 'note n7'])
+  })
+
+  it.skipIf(skip)('streams with flow control, and a consumer that stops early cancels the handler', async () => {
+    const { capsid } = await start({ streamCredit: 8 })
+    const got: number[] = []
+    for await (const chunk of capsid.stream('count', json({ n: 200 }), { deadlineMs: deadline() })) got.push(unjson(chunk))
+    expect(got).toEqual(Array.from({ length: 200 }, (_, i) => i))
+
+    const early: number[] = []
+    for await (const chunk of capsid.stream('count', json({ n: 1_000_000 }), { deadlineMs: deadline() })) {
+      early.push(unjson(chunk))
+      if (early.length === 3) break
+    }
+    expect(early).toEqual([0, 1, 2])
+    await waitForLog(capsid, /^count-cancelled CallCancelledError$/)
+    expect(capsid.inFlight).toBe(0)
+  })
+
+  it.skipIf(skip)('confines writes to the data dir', async () => {
+    const { capsid, dataDir } = await start()
+    const name = `capsid-escape-${rand()}`
+    const denied = sandbox === 'bwrap' ? ['EROFS', 'EACCES'] : ['ERR_ACCESS_DENIED']
+    for (const path of [`/etc/${name}`, `/root/${name}`, join(projectRoot, name), join(dataDir, '..', name)]) {
+      const r = unjson(await capsid.call('write', json({ path }), { deadlineMs: deadline() }))
+      expect(r.ok, `write to ${path}`).toBe(false)
+      // The test's temp dirs live in the host's /tmp, which bwrap replaces with a private tmpfs:
+      // there the parent directory does not even exist.
+      expect(sandbox === 'bwrap' && path.startsWith('/tmp/') ? [...denied, 'ENOENT'] : denied).toContain(r.code)
+      expect(existsSync(path)).toBe(false)
+    }
+    // /tmp inside bwrap is a private tmpfs: the write works there but never reaches the host.
+    const tmpWrite = unjson(await capsid.call('write', json({ path: `/tmp/${name}` }), { deadlineMs: deadline() }))
+    expect(tmpWrite.ok).toBe(sandbox === 'bwrap')
+    expect(existsSync(`/tmp/${name}`)).toBe(false)
+
+    const ok = unjson(await capsid.call('write', json({ dataFile: 'in.txt' }), { deadlineMs: deadline() }))
+    expect(ok.ok).toBe(true)
+    expect(readFileSync(join(dataDir, 'in.txt'), 'utf8')).toBe('capsid-test')
+  })
+
+  // Process mode cannot pass this: Node 24's permission model has no network permission
+  // (no --allow-net), so a replica there can reach any address. Only bwrap's network namespace blocks it.
+  it.skipIf(skip || sandbox === 'process')('has no network: a TCP connect to a host listener fails', async () => {
+    let accepted = 0
+    const server: Server = createServer(sock => { accepted++; sock.destroy() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as { port: number }).port
+      // Control: the listener is reachable from the host itself.
+      const { capsid } = await start()
+      const r = unjson(await capsid.call('connect', json({ port }), { deadlineMs: deadline() }))
+      expect(r.connected).toBe(false)
+      expect(r.code).toBe('ECONNREFUSED')
+      expect(accepted).toBe(0)
+    } finally {
+      await new Promise(resolve => server.close(resolve))
+    }
+  })
+
+  it.skipIf(skip)('detects a crash mid-call: pending calls fail with ReplicaCrashedError', async () => {
+    const { capsid } = await start()
+    const exited = exitEvent(capsid)
+    const pending = capsid.call('slow', json({ ms: 30_000, tag: 'p' }), { deadlineMs: deadline(60_000) })
+    await waitForLog(capsid, /^slow-start p$/)
+    const dying = capsid.call('exit', json({ code: 3 }), { deadlineMs: deadline() })
+    const [a, b] = await Promise.allSettled([pending, dying])
+    expect(a.status === 'rejected' && a.reason).toBeInstanceOf(ReplicaCrashedError)
+    expect(b.status === 'rejected' && b.reason).toBeInstanceOf(ReplicaCrashedError)
+    const exit = await exited
+    expect(exit).toMatchObject({ code: 3, crashed: true })
+    expect(exit.stderrTail.join('\n')).toContain('exiting with 3 on purpose')
+    expect(capsid.state).toBe('crashed')
+    await expect(capsid.call('echo', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(ReplicaCrashedError)
+  })
+
+  it.skipIf(skip)('reports a cell that throws at import as CapsidStartError with its stderr', async () => {
+    const err = await h.start({ artifactPath: throwingCell, sandbox }).catch(e => e)
+    expect(err).toBeInstanceOf(CapsidStartError)
+    expect(err.message).toContain('boom at import time')
+  })
+
+  it.skipIf(skip)('stop drains: in-flight calls finish, new ones are refused, exit is clean', async () => {
+    const { capsid } = await start()
+    const slow = capsid.call('slow', json({ ms: 800, tag: 'd' }), { deadlineMs: deadline(10_000) })
+    await waitForLog(capsid, /^slow-start d$/)
+    const stopping = capsid.stop({ drainMs: 10_000 })
+    expect(capsid.state).toBe('draining')
+    await expect(capsid.call('echo', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(CapsidDrainingError)
+    expect(() => capsid.message('note', json({ text: 'late' }))).toThrow(CapsidDrainingError)
+    expect(unjson(await slow)).toEqual({ done: true, tag: 'd' })
+    const exit = await stopping
+    expect(exit).toMatchObject({ code: 0, crashed: false })
+    expect(capsid.state).toBe('stopped')
+    await expect(capsid.call('echo', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(CapsidStoppedError)
+    // Idempotent.
+    expect(await capsid.stop()).toBe(exit)
+  })
+
+  it.skipIf(skip)('stop escalates to signals when a handler ignores the drain', async () => {
+    const { capsid } = await start()
+    const hung = capsid.call('hang', json(null), { deadlineMs: deadline(60_000) })
+    hung.catch(() => {})
+    await waitForLog(capsid, /^hang-start$/)
+    const t0 = Date.now()
+    const exit = await capsid.stop({ drainMs: 300, killMs: 1000 })
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(exit.crashed).toBe(false)
+    await expect(hung).rejects.toBeInstanceOf(CapsidStoppedError)
+  })
+
+  it.skipIf(skip)('aborts the handler signal on deadline and on cancel', async () => {
+    const { capsid } = await start()
+    const err = await capsid.call('slow', json({ ms: 30_000, tag: 'dl' }), { deadlineMs: deadline(300) }).catch(e => e)
+    expect(err).toBeInstanceOf(DeadlineExceededError)
+    // The replica's own deadline timer and the host's CANCEL race; either way the signal fired.
+    await waitForLog(capsid, /^slow-aborted dl (DeadlineExceededError|CallCancelledError)$/)
+
+    const ac = new AbortController()
+    const call = capsid.call('slow', json({ ms: 30_000, tag: 'c' }), { deadlineMs: deadline(60_000), signal: ac.signal })
+    await waitForLog(capsid, /^slow-start c$/)
+    const reason = new Error('caller gave up')
+    ac.abort(reason)
+    await expect(call).rejects.toBe(reason)
+    await waitForLog(capsid, /^slow-aborted c CallCancelledError$/)
+    await expect(capsid.call('echo', json(1), { deadlineMs: Date.now() - 1 })).rejects.toBeInstanceOf(DeadlineExceededError)
+    expect(capsid.inFlight).toBe(0)
+  })
+
+  it.skipIf(skip)('bounds calls in flight', async () => {
+    const { capsid } = await start({ maxInFlight: 2 })
+    const a = capsid.call('slow', json({ ms: 30_000, tag: 'b1' }), { deadlineMs: deadline(60_000) })
+    const b = capsid.call('slow', json({ ms: 30_000, tag: 'b2' }), { deadlineMs: deadline(60_000) })
+    await expect(capsid.call('echo', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(CapsidBusyError)
+    a.catch(() => {})
+    b.catch(() => {})
+    await capsid.stop({ drainMs: 100, killMs: 500 })
+    await expect(a).rejects.toBeInstanceOf(CapsidStoppedError)
+  })
+})
+
+describe('capsid start', () => {
+  it('rejects bad instance ids and a startup abort', async () => {
+    await expect(startCapsid({ artifactPath: testCell, dataDir: join(h.tmp, 'd0'), cell: 'test', instanceId: '../x', runDir: join(h.tmp, 'run'), sandbox: 'process' }))
+      .rejects.toBeInstanceOf(CapsidStartError)
+    const ac = new AbortController()
+    const reason = new Error('not now')
+    const starting = startCapsid({ artifactPath: testCell, dataDir: join(h.tmp, 'd1'), cell: 'test', instanceId: 'abort1', runDir: join(h.tmp, 'run'), sandbox: 'process' }, { signal: ac.signal })
+    ac.abort(reason)
+    await expect(starting).rejects.toBe(reason)
+    // Its run dir is cleaned up after the forced exit.
+    await expect.poll(() => existsSync(join(h.tmp, 'run', 'abort1')), { timeout: 5000 }).toBe(false)
+  })
+
+  it('a replica that never connects fails the start within its deadline', async () => {
+    // An artifact that loads but keeps the event loop busy before the runner can connect.
+    const path = join(h.tmp, 'stuck.mjs')
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(path, 'const end = Date.now() + 60_000; while (Date.now() < end) {}\nexport default {}\n')
+    const t0 = Date.now()
+    const err = await h.start({ artifactPath: path, sandbox: 'process', startTimeoutMs: 1000 }).catch(e => e)
+    expect(err).toBeInstanceOf(CapsidStartError)
+    expect(err.message).toMatch(/did not become ready within 1000 ms/)
+    expect(Date.now() - t0).toBeLessThan(8000)
+
+    // Aborting a start that has already spawned kills the replica and rejects with the reason.
+    const ac = new AbortController()
+    const reason = new Error('changed my mind')
+    const starting = h.start({ artifactPath: path, sandbox: 'process', signal: ac.signal })
+    setTimeout(() => { ac.abort(reason) }, 300)
+    await expect(starting).rejects.toBe(reason)
+  })
+
+  it.skipIf(hasBwrap)('bwrap mode without bwrap is SandboxUnavailableError', async () => {
+    await expect(h.start({ artifactPath: testCell, sandbox: 'bwrap' })).rejects.toBeInstanceOf(SandboxUnavailableError)
+  })
+})

@@ -1,0 +1,557 @@
+// One replica of a cell artifact, running in a sandbox and spoken to over a Unix socket.
+// The host listens on a per-instance socket; the runner inside the sandbox connects, proves it is
+// the process we started (a random token passed in its environment) and sends READY.
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { Server, Socket } from 'node:net'
+import { mkdir, rm, realpath, copyFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import type { CallerInfo } from '../../core/cell.ts'
+import { systemClock } from '../../core/ports.ts'
+import type { Clock } from '../../core/ports.ts'
+import {
+  CapsidStartError, ReplicaCrashedError, UnknownMethodError, CapsidBusyError, CapsidStoppedError,
+  CapsidDrainingError, DeadlineExceededError, CapsidProtocolError, RemoteHandlerError
+} from './errors.ts'
+import type { ExitInfo } from './errors.ts'
+import { FrameDecoder, FrameType, encodeFrame, MAX_FRAME_BYTES } from './protocol.ts'
+import type { Frame } from './protocol.ts'
+import { resolveSandbox, resolveNodeBinary, runnerPath, bwrapArgs, processArgs, IN_SANDBOX } from './sandbox.ts'
+import type { SandboxMode, LaunchPaths } from './sandbox.ts'
+import { LogRing } from './log-ring.ts'
+import type { LogLine } from './log-ring.ts'
+
+const log = logger('cell:capsid')
+
+export type CapsidState = 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed'
+
+export interface CapsidInit {
+  /** The built artifact (an ESM bundle), e.g. from ArtifactStore.pathOf(digest). */
+  artifactPath: string
+  /** The replica's volume on the host; mounted at /cell/data (bwrap) or passed as CELL_DATA_DIR. */
+  dataDir: string
+  cell: string
+  instanceId: string
+  /** Parent of the per-instance socket directory. Keep it short: Unix socket paths max ~107 bytes. */
+  runDir: string
+  sandbox?: SandboxMode
+  /** Extra environment for the replica. Nothing of the host's environment is inherited. */
+  env?: Record<string, string>
+  startTimeoutMs?: number
+  maxInFlight?: number
+  logLines?: number
+  /** Chunks a stream may send ahead of the consumer. */
+  streamCredit?: number
+  clock?: Clock
+}
+
+export interface CapsidExit extends ExitInfo {
+  /** True when the replica exited without being asked to stop. */
+  crashed: boolean
+}
+
+export interface CapsidCallOptions {
+  /** Absolute deadline, ms since epoch. */
+  deadlineMs: number
+  traceparent?: string
+  caller?: CallerInfo
+  signal?: AbortSignal
+}
+
+export interface CapsidStopOptions {
+  /** How long in-flight calls may take to finish before SIGTERM. */
+  drainMs?: number
+  /** How long after SIGTERM before SIGKILL. */
+  killMs?: number
+  signal?: AbortSignal
+}
+
+interface Pending {
+  onResult(payload: Uint8Array): void
+  onChunk(payload: Uint8Array): void
+  onEnd(): void
+  onError(err: Error): void
+}
+
+const INSTANCE_ID = /^[A-Za-z0-9._-]{1,64}$/
+const MAX_SOCKET_PATH_BYTES = 100
+/** Bytes queued on the socket before new calls are refused as busy. */
+const MAX_WRITE_BUFFER_BYTES = 64 * 1024 * 1024
+/** After the process exits, how long to wait for its pipes to close so the stderr tail is whole. */
+const PIPE_CLOSE_WAIT_MS = 1000
+/** After the socket drops unexpectedly, how long the process gets to exit on its own. */
+const SOCKET_LOSS_KILL_MS = 2000
+const MAX_TIMER_MS = 0x7fff_ffff
+const EMPTY = new Uint8Array(0)
+
+function remoteError (meta: any): Error {
+  const name = typeof meta?.name === 'string' ? meta.name : 'Error'
+  const message = typeof meta?.message === 'string' ? meta.message : ''
+  switch (name) {
+    case 'UnknownMethodError': return new UnknownMethodError(message)
+    case 'CapsidDrainingError': return new CapsidDrainingError(message)
+    case 'DeadlineExceededError': return new DeadlineExceededError(message)
+    // The runner aborts handlers with this when SIGTERM ends the drain grace period.
+    case 'ReplicaStoppingError': return new CapsidStoppedError(message)
+    default: return new RemoteHandlerError(name, message, typeof meta?.code === 'string' ? meta.code : undefined)
+  }
+}
+
+export class Capsid extends EventTarget {
+  readonly cell: string
+  readonly instanceId: string
+  readonly mode: 'bwrap' | 'process'
+  readonly startedAtMs: number
+  state: CapsidState = 'starting'
+  /** Methods marked idempotent by the cell (from READY). */
+  idempotent: string[] = []
+  methods: string[] = []
+  /** Resolves once the process has exited and everything is released. */
+  readonly exited: Promise<CapsidExit>
+
+  private readonly child: ChildProcess
+  private readonly server: Server
+  private readonly instDir: string
+  private readonly clock: Clock
+  private readonly logRing: LogRing
+  private readonly maxInFlight: number
+  private readonly streamCredit: number
+  private readonly pending = new Map<number, Pending>()
+  private readonly token: string
+  private sock?: Socket
+  private nextIdValue = 1
+  private stopRequested = false
+  private exitInfo?: CapsidExit
+  private resolveExited!: (exit: CapsidExit) => void
+  private readyWaiter?: { resolve: () => void, reject: (err: Error) => void }
+  private killTimer?: unknown
+
+  /** @internal use startCapsid */
+  constructor (init: CapsidInit, mode: 'bwrap' | 'process', child: ChildProcess, server: Server, instDir: string, token: string) {
+    super()
+    this.cell = init.cell
+    this.instanceId = init.instanceId
+    this.mode = mode
+    this.child = child
+    this.server = server
+    this.instDir = instDir
+    this.token = token
+    this.clock = init.clock ?? systemClock
+    this.startedAtMs = this.clock.now()
+    this.logRing = new LogRing(init.logLines ?? 1000)
+    this.maxInFlight = init.maxInFlight ?? 1024
+    this.streamCredit = Math.max(2, init.streamCredit ?? 64)
+    this.exited = new Promise(resolve => { this.resolveExited = resolve })
+
+    child.stdout?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stdout', chunk, this.clock.now())) })
+    child.stderr?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stderr', chunk, this.clock.now())) })
+    let closeTimer: ReturnType<typeof setTimeout> | undefined
+    child.once('exit', (code, signal) => {
+      closeTimer = setTimeout(() => { this.handleExit(code, signal) }, PIPE_CLOSE_WAIT_MS)
+    })
+    child.once('close', (code, signal) => {
+      clearTimeout(closeTimer)
+      this.handleExit(code, signal)
+    })
+    // A spawn failure emits 'error' and may never emit 'exit'.
+    child.once('error', (err) => {
+      log.error('%s/%s process error %s', this.cell, this.instanceId, err.message)
+      if (child.pid === undefined) this.handleExit(null, null)
+    })
+    server.on('connection', sock => { this.onConnection(sock) })
+  }
+
+  get pid (): number | undefined { return this.child.pid }
+
+  /** The last `n` lines of stdout and stderr, oldest first. */
+  logs (n?: number): string[] {
+    return this.logRing.tail(n).map(l => l.line)
+  }
+
+  logEntries (n?: number): LogLine[] {
+    return this.logRing.tail(n)
+  }
+
+  /** Register a callback for the replica's exit (crash or stop). */
+  onExit (fn: (exit: CapsidExit) => void): void {
+    void this.exited.then(fn)
+  }
+
+  get inFlight (): number { return this.pending.size }
+
+  /** @internal */
+  async waitReady (timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const ready = new Promise<void>((resolve, reject) => { this.readyWaiter = { resolve, reject } })
+    const timer = this.clock.setTimeout(() => {
+      this.readyWaiter?.reject(new CapsidStartError(`replica of ${this.cell} did not become ready within ${timeoutMs} ms`, this.logRing.stderrTail()))
+    }, timeoutMs)
+    const onAbort = (): void => { this.readyWaiter?.reject(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted === true) onAbort()
+    try {
+      await ready
+    } catch (err) {
+      this.stopRequested = true
+      this.child.kill('SIGKILL')
+      await this.exited
+      // An early exit is reported by onExit with the final stderr; prefer that to a bare timeout.
+      throw err
+    } finally {
+      this.clock.clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      this.readyWaiter = undefined
+    }
+  }
+
+  async call (method: string, payload: Uint8Array, options: CapsidCallOptions): Promise<Uint8Array> {
+    const { signal, deadlineMs } = options
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      this.open(FrameType.CALL, method, payload, options, {
+        onResult: resolve,
+        onChunk: () => { reject(new CapsidProtocolError('chunk for a unary call')) },
+        onEnd: () => { reject(new CapsidProtocolError('end for a unary call')) },
+        onError: reject
+      }, signal, deadlineMs)
+    })
+  }
+
+  /** Fire-and-forget. Throws only when the capsid cannot take it (stopped, draining, too large). */
+  message (method: string, payload: Uint8Array, options: { traceparent?: string, caller?: CallerInfo } = {}): void {
+    this.checkAccepting()
+    this.write(encodeFrame(FrameType.MESSAGE, 0, { method, traceparent: options.traceparent, caller: options.caller }, payload))
+  }
+
+  /** Server stream: the handler returns an (async) iterable; each element arrives as one chunk. */
+  async * stream (method: string, payload: Uint8Array, options: CapsidCallOptions): AsyncGenerator<Uint8Array, void, undefined> {
+    const queue: Uint8Array[] = []
+    let ended = false
+    let failure: Error | undefined
+    let wake: (() => void) | undefined
+    const notify = (): void => { const w = wake; wake = undefined; w?.() }
+    const id = this.open(FrameType.STREAM, method, payload, options, {
+      onResult: () => { failure = new CapsidProtocolError('result for a stream'); notify() },
+      onChunk: (p) => {
+        // The replica may only send what we credited; more means it ignores flow control.
+        if (queue.length >= this.streamCredit) {
+          failure = new CapsidProtocolError('stream exceeded its credit')
+          this.cancel(id)
+        } else {
+          queue.push(p)
+        }
+        notify()
+      },
+      onEnd: () => { ended = true; notify() },
+      onError: (err) => { failure = err; notify() }
+    }, options.signal, options.deadlineMs, { credit: this.streamCredit })
+    let consumed = 0
+    try {
+      while (true) {
+        const next = queue.shift()
+        if (next !== undefined) {
+          if (++consumed >= this.streamCredit / 2) {
+            this.writeQuiet(encodeFrame(FrameType.CREDIT, id, { n: consumed }))
+            consumed = 0
+          }
+          yield next
+          continue
+        }
+        if (failure !== undefined) throw failure
+        if (ended) return
+        await new Promise<void>(resolve => { wake = resolve })
+      }
+    } finally {
+      if (this.pending.has(id)) {
+        this.cancel(id)
+        this.pending.get(id)?.onError(new CapsidStoppedError('stream consumer stopped'))
+      }
+    }
+  }
+
+  /** Drain in-flight calls, then SIGTERM, then SIGKILL; resolves once the process is gone. */
+  async stop (options: CapsidStopOptions = {}): Promise<CapsidExit> {
+    const { drainMs = 10_000, killMs = 2_000, signal } = options
+    if (this.exitInfo !== undefined) return this.exitInfo
+    this.stopRequested = true
+    const onAbort = (): void => { this.child.kill('SIGKILL') }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      if (signal?.aborted === true) onAbort()
+      if (this.state === 'ready') {
+        this.setState('draining')
+        this.writeQuiet(encodeFrame(FrameType.DRAIN, 0, undefined))
+      }
+      if (this.state === 'draining' && !await this.exitWithin(drainMs)) {
+        log('%s/%s did not drain within %d ms, SIGTERM', this.cell, this.instanceId, drainMs)
+        this.child.kill('SIGTERM')
+      } else if (this.state === 'starting') {
+        this.child.kill('SIGTERM')
+      }
+      if (!await this.exitWithin(killMs)) {
+        log('%s/%s ignored SIGTERM for %d ms, SIGKILL', this.cell, this.instanceId, killMs)
+        this.child.kill('SIGKILL')
+      }
+      const exit = await this.exited
+      signal?.throwIfAborted()
+      return exit
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  private async exitWithin (ms: number): Promise<boolean> {
+    if (this.exitInfo !== undefined) return true
+    let timer: unknown
+    const timeout = new Promise<false>(resolve => { timer = this.clock.setTimeout(() => { resolve(false) }, ms) })
+    try {
+      return await Promise.race([this.exited.then(() => true as const), timeout])
+    } finally {
+      this.clock.clearTimeout(timer)
+    }
+  }
+
+  private checkAccepting (): void {
+    switch (this.state) {
+      case 'ready': return
+      case 'draining': throw new CapsidDrainingError(`replica ${this.cell}/${this.instanceId} is draining`)
+      case 'crashed': throw new ReplicaCrashedError(`replica ${this.cell}/${this.instanceId} crashed`, this.exitInfo)
+      case 'starting': throw new CapsidStoppedError(`replica ${this.cell}/${this.instanceId} is not ready`)
+      default: throw new CapsidStoppedError(`replica ${this.cell}/${this.instanceId} is stopped`)
+    }
+  }
+
+  /** Send a CALL or STREAM and register its handlers; returns the call id. Throws synchronously. */
+  private open (type: number, method: string, payload: Uint8Array, options: CapsidCallOptions, handlers: Pending,
+    signal: AbortSignal | undefined, deadlineMs: number, extra: Record<string, unknown> = {}): number {
+    signal?.throwIfAborted()
+    this.checkAccepting()
+    if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
+    if ((this.sock?.writableLength ?? 0) > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
+    const remaining = deadlineMs - this.clock.now()
+    if (!(remaining > 0)) throw new DeadlineExceededError(`deadline of ${method} already passed`)
+    const id = this.allocateId()
+    const frame = encodeFrame(type, id, { method, deadlineMs, traceparent: options.traceparent, caller: options.caller, ...extra }, payload)
+    const timer = remaining <= MAX_TIMER_MS
+      ? this.clock.setTimeout(() => { fail(new DeadlineExceededError(`${method} passed its deadline`), true) }, remaining)
+      : undefined
+    const onAbort = (): void => { fail(signal?.reason, true) }
+    const finish = (): void => {
+      this.clock.clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const fail = (err: Error, cancel: boolean): void => {
+      if (!this.pending.has(id)) return
+      this.pending.delete(id)
+      finish()
+      if (cancel) this.cancel(id)
+      handlers.onError(err)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    this.pending.set(id, {
+      onResult: (p) => { this.pending.delete(id); finish(); handlers.onResult(p) },
+      onChunk: (p) => { handlers.onChunk(p) },
+      onEnd: () => { this.pending.delete(id); finish(); handlers.onEnd() },
+      onError: (err) => { fail(err, false) }
+    })
+    this.write(frame)
+    return id
+  }
+
+  private allocateId (): number {
+    // u32 ids, skipping 0 (used by connection-level frames) and any still in flight.
+    do {
+      this.nextIdValue = this.nextIdValue >= 0xffff_ffff ? 1 : this.nextIdValue + 1
+    } while (this.pending.has(this.nextIdValue))
+    return this.nextIdValue
+  }
+
+  private cancel (id: number): void {
+    this.writeQuiet(encodeFrame(FrameType.CANCEL, id, undefined))
+  }
+
+  private write (frame: Uint8Array): void {
+    if (this.sock === undefined || !this.sock.writable) throw new CapsidStoppedError(`socket to ${this.cell}/${this.instanceId} is closed`)
+    this.sock.write(frame)
+  }
+
+  /** Best-effort control frames: a closed socket means the replica is gone, which onExit reports. */
+  private writeQuiet (frame: Uint8Array): void {
+    if (this.sock?.writable === true) this.sock.write(frame)
+  }
+
+  private onConnection (sock: Socket): void {
+    if (this.sock !== undefined || this.state !== 'starting') {
+      sock.destroy()
+      return
+    }
+    const decoder = new FrameDecoder(MAX_FRAME_BYTES)
+    let authenticated = false
+    sock.on('error', (err) => { log('%s/%s socket error %s', this.cell, this.instanceId, err.message) })
+    sock.on('data', (chunk: Uint8Array) => {
+      let frames: Frame[]
+      try {
+        frames = decoder.push(chunk)
+      } catch (err: any) {
+        this.protocolViolation(err)
+        sock.destroy()
+        return
+      }
+      for (const f of frames) {
+        if (!authenticated) {
+          if (f.type !== FrameType.READY || f.meta?.token !== this.token) {
+            log('%s/%s rejected a connection without the token', this.cell, this.instanceId)
+            sock.destroy()
+            return
+          }
+          authenticated = true
+          this.onReady(sock, f.meta)
+          continue
+        }
+        this.onFrame(f)
+      }
+    })
+    sock.on('close', () => { if (this.sock === sock) this.onSocketLost() })
+  }
+
+  private onReady (sock: Socket, meta: any): void {
+    this.sock = sock
+    this.methods = Array.isArray(meta.methods) ? meta.methods.filter((m: unknown) => typeof m === 'string') : []
+    this.idempotent = Array.isArray(meta.idempotent) ? meta.idempotent.filter((m: unknown) => typeof m === 'string') : []
+    // One replica, one connection: stop listening (this also unlinks the socket file).
+    this.server.close()
+    this.setState('ready')
+    log('%s/%s ready (pid %d, %s)', this.cell, this.instanceId, this.child.pid, this.mode)
+    this.readyWaiter?.resolve()
+    this.dispatchEvent(new CustomEvent('ready'))
+  }
+
+  private onFrame (f: Frame): void {
+    const p = this.pending.get(f.id)
+    // Late replies to calls we already cancelled or timed out are expected; drop them.
+    if (p === undefined) return
+    const payload = f.payload.byteLength === 0 ? EMPTY : new Uint8Array(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength)
+    switch (f.type) {
+      case FrameType.RESULT: p.onResult(payload); break
+      case FrameType.CHUNK: p.onChunk(payload); break
+      case FrameType.END: p.onEnd(); break
+      case FrameType.ERROR: p.onError(remoteError(f.meta)); break
+      default: this.protocolViolation(new CapsidProtocolError(`unexpected frame type ${f.type}`))
+    }
+  }
+
+  private protocolViolation (err: Error): void {
+    log.error('%s/%s broke the capsid protocol: %s', this.cell, this.instanceId, err.message)
+    this.child.kill('SIGKILL')
+  }
+
+  private onSocketLost (): void {
+    if (this.exitInfo !== undefined) return
+    // The process normally follows within milliseconds; if it lingers without its socket it is useless.
+    this.killTimer = this.clock.setTimeout(() => { this.child.kill('SIGKILL') }, SOCKET_LOSS_KILL_MS)
+  }
+
+  private emitLogs (lines: LogLine[]): void {
+    for (const line of lines) this.dispatchEvent(new CustomEvent('log', { detail: line }))
+  }
+
+  private setState (state: CapsidState): void {
+    this.state = state
+    this.dispatchEvent(new CustomEvent('state', { detail: state }))
+  }
+
+  private handleExit (code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exitInfo !== undefined) return
+    this.clock.clearTimeout(this.killTimer)
+    this.emitLogs(this.logRing.end(this.clock.now()))
+    const crashed = !this.stopRequested
+    const exit: CapsidExit = { code, signal, stderrTail: this.logRing.stderrTail(), crashed }
+    this.exitInfo = exit
+    const wasStarting = this.state === 'starting'
+    this.setState(crashed ? 'crashed' : 'stopped')
+    log('%s/%s exited code=%s signal=%s crashed=%s', this.cell, this.instanceId, code, signal, crashed)
+    const err = crashed
+      ? new ReplicaCrashedError(`replica ${this.cell}/${this.instanceId} exited (code ${code}, signal ${signal})`, exit)
+      : new CapsidStoppedError(`replica ${this.cell}/${this.instanceId} stopped`)
+    for (const p of [...this.pending.values()]) p.onError(err)
+    this.pending.clear()
+    if (wasStarting) {
+      this.readyWaiter?.reject(new CapsidStartError(`replica of ${this.cell} exited (code ${code}, signal ${signal}) before it was ready`, exit.stderrTail))
+    }
+    this.sock?.destroy()
+    this.server.close()
+    void rm(this.instDir, { recursive: true, force: true }).catch(() => {}).then(() => {
+      this.dispatchEvent(new CustomEvent('exit', { detail: exit }))
+      this.resolveExited(exit)
+    })
+  }
+}
+
+export async function startCapsid (init: CapsidInit, options: { signal?: AbortSignal } = {}): Promise<Capsid> {
+  const { signal } = options
+  signal?.throwIfAborted()
+  if (!INSTANCE_ID.test(init.instanceId)) throw new CapsidStartError(`instance id ${JSON.stringify(init.instanceId)} must match ${INSTANCE_ID}`)
+  const sandbox = resolveSandbox(init.sandbox ?? 'auto')
+  const node = resolveNodeBinary()
+  const runner = runnerPath()
+  await mkdir(init.dataDir, { recursive: true })
+  const dataDir = await realpath(init.dataDir)
+  let artifact = await realpath(init.artifactPath)
+  await mkdir(init.runDir, { recursive: true })
+  const instDir = join(await realpath(init.runDir), init.instanceId)
+  const socketName = 'capsid.sock'
+  const socketPath = join(instDir, socketName)
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) throw new CapsidStartError(`socket path ${socketPath} is too long for a Unix socket; use a shorter runDir`)
+  await rm(instDir, { recursive: true, force: true })
+  await mkdir(instDir, { recursive: true, mode: 0o700 })
+
+  const server = createServer()
+  try {
+    // Node decides ESM by extension; the store names artifacts *.mjs, anything else gets copied.
+    if (sandbox.mode === 'process' && !artifact.endsWith('.mjs')) {
+      const copy = join(instDir, 'cell.mjs')
+      await copyFile(artifact, copy)
+      artifact = copy
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(socketPath, () => { server.off('error', reject); resolve() })
+    })
+  } catch (err) {
+    server.close()
+    await rm(instDir, { recursive: true, force: true })
+    throw new CapsidStartError(`cannot prepare capsid for ${init.cell}: ${(err as Error).message}`, [], { cause: err })
+  }
+
+  if (signal?.aborted === true) {
+    server.close()
+    await rm(instDir, { recursive: true, force: true })
+    signal.throwIfAborted()
+  }
+  const token = randomBytes(16).toString('hex')
+  const paths: LaunchPaths = { node, runner, artifact, dataDir, socketDir: instDir, socketName }
+  const inside = sandbox.mode === 'bwrap'
+  const env: Record<string, string> = {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    ...init.env,
+    CELL_NAME: init.cell,
+    CELL_INSTANCE_ID: init.instanceId,
+    CELL_DATA_DIR: inside ? IN_SANDBOX.data : dataDir,
+    CELL_CAPSID_SOCKET: inside ? `${IN_SANDBOX.run}/${socketName}` : socketPath,
+    CELL_CAPSID_ARTIFACT: inside ? IN_SANDBOX.artifact : artifact,
+    CELL_CAPSID_TOKEN: token
+  }
+  const [command, args] = inside
+    ? [sandbox.bwrap as string, bwrapArgs(paths)]
+    : [node, processArgs(paths)]
+  log('starting %s/%s in %s: %s %s', init.cell, init.instanceId, sandbox.mode, command, args.join(' '))
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: inside ? '/' : dataDir })
+  const capsid = new Capsid(init, sandbox.mode, child, server, instDir, token)
+  const spawnFailed = new Promise<never>((_resolve, reject) => {
+    child.once('error', (err) => { reject(new CapsidStartError(`cannot spawn ${command}: ${err.message}`, [], { cause: err })) })
+  })
+  spawnFailed.catch(() => {})
+  await Promise.race([capsid.waitReady(init.startTimeoutMs ?? 10_000, signal), spawnFailed])
+  return capsid
+}

@@ -1,0 +1,252 @@
+// The replica side of a capsid. Runs under Node 24 inside the sandbox: imports the cell artifact,
+// connects to the host's Unix socket and serves the capsid protocol (see protocol.ts for the
+// frame layout; the constants below must match it). Plain JS so no type stripping is involved.
+import net from 'node:net'
+import { pathToFileURL } from 'node:url'
+
+const MAX_FRAME_BYTES = 4 * 1024 * 1024
+const HEADER_BYTES = 13
+const T = { CALL: 1, STREAM: 2, MESSAGE: 3, CANCEL: 4, DRAIN: 5, CREDIT: 6, READY: 16, RESULT: 17, ERROR: 18, CHUNK: 19, END: 20 }
+const CELL_META = '__cell'
+/** One-way messages being handled at once; beyond this they are dropped and counted. */
+const MAX_MESSAGES_IN_FLIGHT = 1024
+/** How long handlers get to react to their aborted signal once the host sends SIGTERM. */
+const TERM_GRACE_MS = 500
+
+class NamedError extends Error {
+  constructor (message) { super(message); this.name = new.target.name }
+}
+class UnknownMethodError extends NamedError {}
+class CapsidDrainingError extends NamedError {}
+class CallCancelledError extends NamedError {}
+class DeadlineExceededError extends NamedError {}
+class ReplicaStoppingError extends NamedError {}
+class FrameTooLargeError extends NamedError {}
+class NotAStreamError extends NamedError {}
+class PayloadDecodeError extends NamedError {}
+
+const env = process.env
+const socketPath = env.CELL_CAPSID_SOCKET
+const artifactPath = env.CELL_CAPSID_ARTIFACT
+const token = env.CELL_CAPSID_TOKEN
+// The cell's own code must not see the capsid's plumbing (the token authenticates this runner).
+delete env.CELL_CAPSID_SOCKET
+delete env.CELL_CAPSID_ARTIFACT
+delete env.CELL_CAPSID_TOKEN
+
+// A throw here (bad artifact, top-level error in the cell) exits non-zero before READY, which the
+// host reports as CapsidStartError with this stderr.
+const mod = await import(pathToFileURL(artifactPath).href)
+const cell = mod.default
+if (cell == null || typeof cell !== 'object') throw new TypeError('cell artifact has no default export object (use defineCell)')
+const methods = Object.keys(cell).filter(k => k !== CELL_META && typeof cell[k] === 'function')
+const idempotent = Array.isArray(cell[CELL_META]?.idempotent) ? cell[CELL_META].idempotent.filter(m => methods.includes(m)) : []
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const EMPTY = new Uint8Array(0)
+
+function frame (type, id, meta, payload = EMPTY) {
+  const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
+  const rest = 9 + metaBytes.byteLength + payload.byteLength
+  if (rest > MAX_FRAME_BYTES) throw new FrameTooLargeError(`reply of ${rest} bytes exceeds the ${MAX_FRAME_BYTES} byte frame limit`)
+  const out = new Uint8Array(4 + rest)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, rest)
+  out[4] = type
+  view.setUint32(5, id)
+  view.setUint32(9, metaBytes.byteLength)
+  out.set(metaBytes, HEADER_BYTES)
+  out.set(payload, HEADER_BYTES + metaBytes.byteLength)
+  return out
+}
+
+const socket = net.connect(socketPath)
+socket.on('error', (err) => { process.stderr.write(`capsid runner: socket error: ${err.message}\n`); process.exit(70) })
+// The host went away (or closed us): nothing left to serve.
+socket.on('close', () => process.exit(draining ? 0 : 70))
+
+function send (type, id, meta, payload) {
+  if (!socket.writable) return
+  socket.write(frame(type, id, meta, payload))
+}
+
+function sendError (id, err) {
+  const meta = { name: typeof err?.name === 'string' ? err.name : 'Error', message: String(err?.message ?? err) }
+  if (typeof err?.code === 'string') meta.code = err.code
+  send(T.ERROR, id, meta)
+}
+
+function encodeValue (value) {
+  return value === undefined ? EMPTY : enc.encode(JSON.stringify(value))
+}
+
+function decodePayload (payload) {
+  if (payload.byteLength === 0) return undefined
+  try {
+    return JSON.parse(dec.decode(payload))
+  } catch (err) {
+    throw new PayloadDecodeError(`request payload is not JSON: ${err.message}`)
+  }
+}
+
+/** id → { ac, credits, wake } for calls and streams being served. */
+const inflight = new Map()
+let messagesInFlight = 0
+let messagesDropped = 0
+let draining = false
+
+function maybeExit () {
+  if (draining && inflight.size === 0 && messagesInFlight === 0) {
+    socket.end(() => process.exit(0))
+  }
+}
+
+function contextFor (meta, ac) {
+  return { signal: ac.signal, deadlineMs: meta.deadlineMs, traceparent: meta.traceparent, caller: meta.caller }
+}
+
+async function serve (f) {
+  const meta = f.meta ?? {}
+  const method = meta.method
+  if (draining) return sendError(f.id, new CapsidDrainingError('replica is draining'))
+  if (typeof method !== 'string' || !methods.includes(method)) return sendError(f.id, new UnknownMethodError(`cell has no method "${method}"`))
+  const ac = new AbortController()
+  const entry = { ac, credits: Number(meta.credit) || 0, wake: undefined }
+  inflight.set(f.id, entry)
+  const remaining = (meta.deadlineMs ?? Infinity) - Date.now()
+  const timer = Number.isFinite(remaining)
+    ? setTimeout(() => ac.abort(new DeadlineExceededError('call deadline passed')), Math.max(0, remaining))
+    : undefined
+  try {
+    const req = decodePayload(f.payload)
+    const result = await cell[method](req, contextFor(meta, ac))
+    if (f.type === T.CALL) {
+      send(T.RESULT, f.id, undefined, encodeValue(result))
+    } else {
+      if (result == null || (typeof result[Symbol.asyncIterator] !== 'function' && typeof result[Symbol.iterator] !== 'function')) {
+        throw new NotAStreamError(`method "${method}" did not return an iterable`)
+      }
+      for await (const chunk of result) {
+        while (entry.credits <= 0 && !ac.signal.aborted) await new Promise(resolve => { entry.wake = resolve })
+        // Cancelled: leaving the loop calls the generator's return(), running its finally blocks.
+        if (ac.signal.aborted) break
+        entry.credits--
+        send(T.CHUNK, f.id, undefined, encodeValue(chunk))
+      }
+      if (ac.signal.aborted) throw ac.signal.reason
+      send(T.END, f.id)
+    }
+  } catch (err) {
+    sendError(f.id, err)
+  } finally {
+    clearTimeout(timer)
+    inflight.delete(f.id)
+    maybeExit()
+  }
+}
+
+async function oneWay (f) {
+  const method = f.meta?.method
+  if (draining) return
+  if (typeof method !== 'string' || !methods.includes(method)) {
+    process.stderr.write(`capsid runner: message for unknown method ${JSON.stringify(method)} dropped\n`)
+    return
+  }
+  if (messagesInFlight >= MAX_MESSAGES_IN_FLIGHT) {
+    messagesDropped++
+    process.stderr.write(`capsid runner: message queue full, dropped ${messagesDropped} so far\n`)
+    return
+  }
+  messagesInFlight++
+  const ac = new AbortController()
+  try {
+    await cell[method](decodePayload(f.payload), { signal: ac.signal, deadlineMs: f.meta.deadlineMs ?? Infinity, traceparent: f.meta.traceparent, caller: f.meta.caller })
+  } catch (err) {
+    process.stderr.write(`capsid runner: message handler ${method} failed: ${err?.name ?? 'Error'}: ${err?.message ?? err}\n`)
+  } finally {
+    messagesInFlight--
+    maybeExit()
+  }
+}
+
+function handle (f) {
+  switch (f.type) {
+    case T.CALL:
+    case T.STREAM:
+      void serve(f)
+      break
+    case T.MESSAGE:
+      void oneWay(f)
+      break
+    case T.CANCEL: {
+      const entry = inflight.get(f.id)
+      if (entry !== undefined) {
+        entry.ac.abort(new CallCancelledError('caller cancelled the call'))
+        entry.wake?.()
+      }
+      break
+    }
+    case T.CREDIT: {
+      const entry = inflight.get(f.id)
+      if (entry !== undefined) {
+        entry.credits += Number(f.meta?.n) || 0
+        entry.wake?.()
+      }
+      break
+    }
+    case T.DRAIN:
+      draining = true
+      maybeExit()
+      break
+    default:
+      process.stderr.write(`capsid runner: unknown frame type ${f.type}\n`)
+      process.exit(71)
+  }
+}
+
+let buf = EMPTY
+socket.on('data', (chunk) => {
+  if (buf.byteLength > 0) {
+    const joined = new Uint8Array(buf.byteLength + chunk.byteLength)
+    joined.set(buf)
+    joined.set(chunk, buf.byteLength)
+    chunk = joined
+  }
+  let off = 0
+  while (chunk.byteLength - off >= 4) {
+    const view = new DataView(chunk.buffer, chunk.byteOffset + off)
+    const rest = view.getUint32(0)
+    if (rest > MAX_FRAME_BYTES || rest < 9) {
+      process.stderr.write(`capsid runner: bad frame length ${rest}\n`)
+      process.exit(71)
+    }
+    if (chunk.byteLength - off < 4 + rest) break
+    const metaLen = view.getUint32(9)
+    if (metaLen > rest - 9) {
+      process.stderr.write('capsid runner: bad frame meta length\n')
+      process.exit(71)
+    }
+    const metaStart = off + HEADER_BYTES
+    const meta = metaLen > 0 ? JSON.parse(dec.decode(chunk.subarray(metaStart, metaStart + metaLen))) : undefined
+    handle({ type: chunk[off + 4], id: view.getUint32(5), meta, payload: chunk.subarray(metaStart + metaLen, off + 4 + rest) })
+    off += 4 + rest
+  }
+  buf = off === chunk.byteLength ? EMPTY : chunk.slice(off)
+})
+
+// SIGTERM ends the drain grace period (process mode; under bwrap the host's SIGTERM kills bwrap
+// and --die-with-parent takes the replica with it): abort every handler, then go.
+process.on('SIGTERM', () => {
+  for (const entry of inflight.values()) {
+    entry.ac.abort(new ReplicaStoppingError('replica is stopping'))
+    entry.wake?.()
+  }
+  setTimeout(() => process.exit(0), TERM_GRACE_MS).unref()
+  draining = true
+  maybeExit()
+})
+
+socket.on('connect', () => {
+  send(T.READY, 0, { token, methods, idempotent, pid: process.pid })
+})
