@@ -1,0 +1,5 @@
+export * from './errors.ts'
+export { writeSecretFile, readSecretFile, MAX_SECRET_FILE_BYTES } from './secret-file.ts'
+export type { WriteSecretOptions } from './secret-file.ts'
+export { writeAuthorityKey, readAuthorityKey } from './authority-file.ts'
+export { loadOrCreatePeerKey, readPeerKey } from './peer-key-file.ts'
