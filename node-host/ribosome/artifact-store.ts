@@ -51,12 +51,13 @@ export class ArtifactStore {
   async put (bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<string> {
     if (bytes.byteLength > this.maxBytes) throw new ArtifactTooLargeError(bytes.byteLength, this.maxBytes)
     const digest = sha256Hex(bytes)
-    if (await this.has(digest)) return digest
+    if (await this.has(digest, options)) return digest
     await writeArtifact(this.rootDir, bytes, options)
     return digest
   }
 
-  async has (digest: string): Promise<boolean> {
+  async has (digest: string, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    options.signal?.throwIfAborted()
     try {
       return (await stat(this.pathOf(digest))).isFile()
     } catch (err: any) {
