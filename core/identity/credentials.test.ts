@@ -82,4 +82,41 @@ describe('Credentials', () => {
     }
     expect(creds.authorities().sort()).toEqual([ids[0], ids[2]].sort())
   })
+
+  it('currentChain is synchronous: throws until a session exists, renews in the background past half-life', async () => {
+    const clock = new FakeClock(NOW)
+    const creds = new Credentials({ peerKey: nodeKey, clock, sessionLifetimeMs: 10 * MIN })
+    expect(() => creds.currentChain(authority.id)).toThrow(NoGrantError)
+    creds.addGrant(grant)
+    expect(() => creds.currentChain(authority.id)).toThrow(CertificateExpiredError)
+    await creds.refresh()
+    const first = creds.currentChain(authority.id)
+    clock.advance(5 * MIN)
+    // Still the valid current chain, while a renewal starts behind it.
+    expect(creds.currentChain(authority.id)).toBe(first)
+    const renewed = await creds.chainFor(authority.id)
+    expect(renewed).not.toBe(first)
+    expect(creds.currentChain(authority.id)).toBe(renewed)
+    expect(decodeChain(renewed)[1].notBeforeMs).toBe(NOW + 5 * MIN)
+  })
+
+  it('start() renews proactively at each half-life on the injected clock; stop() cancels', async () => {
+    const clock = new FakeClock(NOW)
+    const creds = new Credentials({ peerKey: nodeKey, clock, sessionLifetimeMs: 10 * MIN })
+    creds.addGrant(grant)
+    creds.start()
+    creds.start()
+    clock.advance(0)
+    await creds.chainFor(authority.id) // joins the in-flight issuance started by the timer
+    const first = creds.currentChain(authority.id)
+    expect(decodeChain(first)[1].notBeforeMs).toBe(NOW)
+    expect(clock.pending).toBe(1)
+    clock.advance(5 * MIN)
+    const second = await creds.chainFor(authority.id)
+    expect(second).not.toBe(first)
+    expect(decodeChain(second)[1].notBeforeMs).toBe(NOW + 5 * MIN)
+    creds.stop()
+    expect(clock.pending).toBe(0)
+    expect(creds.renewalFailures).toBe(0)
+  })
 })

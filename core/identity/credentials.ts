@@ -10,7 +10,7 @@ import type { SignalOptions } from './authority.ts'
 import { issueSession, type Certificate } from './certificate.ts'
 import { encodeChain } from './chain.ts'
 import { CertificateExpiredError, MalformedRecordError, NoGrantError, WrongSubjectError } from './errors.ts'
-import { needsRenewal } from './renewal.ts'
+import { needsRenewal, renewAtMs } from './renewal.ts'
 
 const log = logger('cell:identity:credentials')
 
@@ -24,6 +24,8 @@ export interface CredentialsInit {
   sessions?: boolean
   /** Most authorities whose grants are held; default 16. */
   maxAuthorities?: number
+  /** After a failed proactive renewal, retry after this long; default 5 s. */
+  retryMs?: number
 }
 
 interface Held {
@@ -40,7 +42,12 @@ export class Credentials {
   private readonly sessionLifetimeMs: number
   private readonly sessions: boolean
   private readonly maxAuthorities: number
+  private readonly retryMs: number
   private readonly held = new Map<string, Held>()
+  private timer: unknown
+  private running = false
+  /** Background renewals that failed (each is logged and retried). */
+  renewalFailures = 0
 
   constructor (init: CredentialsInit) {
     this.peerKey = init.peerKey
@@ -49,6 +56,7 @@ export class Credentials {
     this.sessionLifetimeMs = init.sessionLifetimeMs ?? 10 * 60_000
     this.sessions = init.sessions ?? true
     this.maxAuthorities = Math.max(1, init.maxAuthorities ?? 16)
+    this.retryMs = Math.max(1, init.retryMs ?? 5_000)
   }
 
   /** Holds a grant from its authority, replacing an older one; the subject must be this node. */
@@ -58,6 +66,7 @@ export class Credentials {
     const existing = this.held.get(grant.issuer)
     if (existing != null && existing.grant.notAfterMs > grant.notAfterMs) return
     this.held.set(grant.issuer, { grant })
+    if (this.running) this.schedule(0)
     while (this.held.size > this.maxAuthorities) {
       // Drop the grant that expires first: it is the least useful one to keep.
       let victim: string | undefined
@@ -96,6 +105,81 @@ export class Credentials {
     return await held.pending
   }
 
+  /**
+   * Synchronous form for the synapse's CredentialsPort: the chain to present right now. Past
+   * half-life it starts a renewal in the background and still returns the current (valid) chain;
+   * with no usable session yet it throws NoGrantError / CertificateExpiredError — call
+   * `refresh()` or `start()` after adding grants so a chain is always ready.
+   */
+  currentChain (authorityId: string): Uint8Array {
+    const held = this.held.get(authorityId)
+    if (held == null) throw new NoGrantError(`no grant from authority ${authorityId}`)
+    const now = this.clock.now()
+    if (now >= held.grant.notAfterMs) throw new CertificateExpiredError(`grant from ${authorityId} expired at ${held.grant.notAfterMs}`)
+    if (!this.sessions) return (held.chain ??= encodeChain([held.grant]))
+    if (held.chain == null || held.session == null || now >= held.session.notAfterMs) {
+      this.renewInBackground(authorityId)
+      throw new CertificateExpiredError(`no current session under ${authorityId} yet`)
+    }
+    if (needsRenewal(held.session, now)) this.renewInBackground(authorityId)
+    return held.chain
+  }
+
+  /** Issues a session for every held grant that has none or is past half-life. */
+  async refresh (options: SignalOptions = {}): Promise<void> {
+    const now = this.clock.now()
+    const due = [...this.held].filter(([, h]) => now < h.grant.notAfterMs && (this.sessions ? needsRenewal(h.session, now) : false))
+    await Promise.all(due.map(async ([id]) => await this.chainFor(id, options)))
+  }
+
+  /** Renews proactively on the clock at each session's half-life. Idempotent. */
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.schedule(0)
+  }
+
+  stop (): void {
+    this.running = false
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  /** Timer at the earliest half-life among held sessions; runs after every renewal so it is never stale. */
+  private scheduleNextRenewal (): void {
+    if (!this.running || !this.sessions) return
+    const now = this.clock.now()
+    let next = Infinity
+    for (const h of this.held.values()) {
+      if (h.session != null && now < h.grant.notAfterMs) next = Math.min(next, renewAtMs(h.session))
+    }
+    if (next !== Infinity) this.schedule(next - now)
+  }
+
+  private renewInBackground (authorityId: string): void {
+    this.chainFor(authorityId).catch(err => {
+      this.renewalFailures++
+      log.error('renewing session under %s failed - %e', authorityId, err)
+    })
+  }
+
+  private schedule (delayMs: number): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
+    this.timer = this.clock.setTimeout(() => { this.tick() }, Math.max(0, delayMs))
+  }
+
+  private tick (): void {
+    this.timer = undefined
+    if (!this.running || !this.sessions) return
+    this.refresh().then(() => {
+      this.scheduleNextRenewal()
+    }, err => {
+      this.renewalFailures++
+      log.error('session renewal failed, retrying in %d ms - %e', this.retryMs, err)
+      if (this.running) this.schedule(this.retryMs)
+    })
+  }
+
   private async renew (held: Held, now: number, options: SignalOptions): Promise<Uint8Array> {
     const session = await issueSession(this.peerKey, held.grant, {
       subject: this.peerId,
@@ -106,6 +190,7 @@ export class Credentials {
     }, options)
     held.session = session
     held.chain = encodeChain([held.grant, session])
+    this.scheduleNextRenewal()
     log('renewed session under %s until %d', held.grant.issuer, session.notAfterMs)
     return held.chain
   }
