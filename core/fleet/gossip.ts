@@ -1,0 +1,209 @@
+// Gossipsub binding: every heartbeatMs (injected clock) signs and publishes this node's record and
+// its instances' heartbeats, and feeds incoming messages to the FleetView through a topic
+// validator, so a record the view refuses is never forwarded to the rest of the mesh.
+import { logger } from '@libp2p/logger'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Message, TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
+import type { Clock } from '../ports.ts'
+import { FleetRecordRejectedError } from './errors.ts'
+import { encodeBundles, encodeEnvelope } from './codec.ts'
+import type { BundleItem } from './codec.ts'
+import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MAX_MESSAGE_BYTES } from './records.ts'
+import type { InstanceRecord, NodeRecord } from './records.ts'
+import { signRecord } from './sign.ts'
+import type { ApplyResult, FleetView } from './view.ts'
+
+const log = logger('cell:fleet:gossip')
+
+/** What the host reports about itself; the binding stamps nodeId, seq and sentMs. */
+export type LocalNodeState = Omit<NodeRecord, 'nodeId' | 'seq' | 'sentMs'>
+export type LocalInstanceState = Omit<InstanceRecord, 'nodeId' | 'seq' | 'sentMs'>
+
+/** The part of `@libp2p/gossipsub` v17 this binding uses (its `GossipSub` service satisfies it). */
+export interface FleetPubSub {
+  subscribe: (topic: string) => void
+  unsubscribe: (topic: string) => void
+  /** The gossipsub class also takes publish options; the interface type omits them, hence optional here. */
+  publish: (topic: string, data: Uint8Array, opts?: { allowPublishToZeroTopicPeers?: boolean, ignoreDuplicatePublishError?: boolean }) => Promise<unknown>
+  topicValidators: Map<string, TopicValidatorFn>
+}
+
+export interface FleetGossipInit {
+  pubsub: FleetPubSub
+  view: FleetView
+  clock: Clock
+  /** This node's libp2p key: records are signed with it so they can be relayed by anyone. */
+  privateKey: PrivateKey
+  localNode?: () => LocalNodeState | undefined
+  localInstances?: () => LocalInstanceState[]
+  /** Default 1000. */
+  heartbeatMs?: number
+  topic?: string
+  releaseTopic?: string
+  /** Local instances published per heartbeat; extra ones are skipped and counted (default 1024). */
+  maxLocalInstances?: number
+}
+
+export interface FleetGossipStats {
+  ticks: number
+  published: number
+  publishFailures: number
+  skippedInstances: number
+  received: { accept: number, ignore: number, reject: number }
+}
+
+// Drop reasons that prove the sender misbehaved (gossipsub lowers its score); the rest are benign races.
+const REJECT_REASONS = new Set(['malformed', 'wrong-origin', 'bad-signature', 'untrusted'])
+
+/** Detail of the 'heartbeat' event FleetGossip dispatches after each tick (and after scheduling the next). */
+export interface FleetHeartbeat { ok: boolean, tick: number }
+
+export class FleetGossip extends EventTarget {
+  readonly nodeId: string
+  private readonly init: FleetGossipInit
+  private readonly heartbeatMs: number
+  private readonly topic: string
+  private readonly releaseTopic: string
+  private readonly maxLocalInstances: number
+  private seq: number
+  private timer: unknown
+  private started = false
+  private ticking: Promise<void> | undefined
+  private readonly counters: FleetGossipStats = {
+    ticks: 0, published: 0, publishFailures: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 }
+  }
+
+  constructor (init: FleetGossipInit) {
+    super()
+    this.init = init
+    this.nodeId = peerIdFromPrivateKey(init.privateKey).toString()
+    this.heartbeatMs = init.heartbeatMs ?? 1000
+    this.topic = init.topic ?? FLEET_TOPIC
+    this.releaseTopic = init.releaseTopic ?? FLEET_RELEASE_TOPIC
+    this.maxLocalInstances = init.maxLocalInstances ?? 1024
+    // Seeded from the clock so a restarted node's seq still exceeds what it gossiped before.
+    this.seq = init.clock.now()
+    this.validate = this.validate.bind(this)
+  }
+
+  /** Subscribes, installs the validators and publishes the first heartbeat at once. Idempotent. */
+  start (): void {
+    if (this.started) return
+    this.started = true
+    const { pubsub } = this.init
+    pubsub.topicValidators.set(this.topic, this.validate)
+    pubsub.topicValidators.set(this.releaseTopic, this.validate)
+    pubsub.subscribe(this.topic)
+    pubsub.subscribe(this.releaseTopic)
+    this.schedule(0)
+  }
+
+  stop (): void {
+    if (!this.started) return
+    this.started = false
+    this.init.clock.clearTimeout(this.timer)
+    const { pubsub } = this.init
+    pubsub.unsubscribe(this.topic)
+    pubsub.unsubscribe(this.releaseTopic)
+    if (pubsub.topicValidators.get(this.topic) === this.validate) pubsub.topicValidators.delete(this.topic)
+    if (pubsub.topicValidators.get(this.releaseTopic) === this.validate) pubsub.topicValidators.delete(this.releaseTopic)
+  }
+
+  stats (): FleetGossipStats {
+    return { ...this.counters, received: { ...this.counters.received } }
+  }
+
+  private schedule (delayMs: number): void {
+    this.timer = this.init.clock.setTimeout(() => {
+      if (!this.started) return
+      // One tick at a time: a slow publish delays the next heartbeat instead of piling them up.
+      let ok = true
+      this.ticking ??= this.tick().catch((err) => { ok = false; log.error('heartbeat failed: %e', err) }).finally(() => {
+        this.ticking = undefined
+        if (this.started) this.schedule(this.heartbeatMs)
+        this.dispatchEvent(new CustomEvent<FleetHeartbeat>('heartbeat', { detail: { ok, tick: this.counters.ticks } }))
+      })
+    }, delayMs)
+  }
+
+  private nextSeq (): number {
+    this.seq = Math.max(this.seq + 1, this.init.clock.now())
+    return this.seq
+  }
+
+  /** Signs, applies locally and publishes this node's record and instance heartbeats once; also runs expiry. */
+  async tick (options: AbortOptions = {}): Promise<void> {
+    this.counters.ticks++
+    const { view, clock, privateKey } = this.init
+    view.expire(clock.now())
+    const items: BundleItem[] = []
+    const node = this.init.localNode?.()
+    if (node !== undefined) {
+      const env = await signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: clock.now() }, options)
+      await view.apply(env, { from: this.nodeId, signal: options.signal })
+      items.push({ bytes: encodeEnvelope(env), ageMs: 0 })
+    }
+    const instances = this.init.localInstances?.() ?? []
+    if (instances.length > this.maxLocalInstances) this.counters.skippedInstances += instances.length - this.maxLocalInstances
+    for (const inst of instances.slice(0, this.maxLocalInstances)) {
+      const env = await signRecord(privateKey, 'instance', { ...inst, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: clock.now() }, options)
+      await view.apply(env, { from: this.nodeId, signal: options.signal })
+      items.push({ bytes: encodeEnvelope(env), ageMs: 0 })
+    }
+    for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) await this.publish(this.topic, frame)
+  }
+
+  /** Verifies a signed release from core/identity through the local view, then gossips it. */
+  async publishRelease (signed: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    await this.publishSigned('release', signed, options)
+  }
+
+  /** Same as publishRelease for a signed desired-version record (publish, rollback). */
+  async publishDesired (signed: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    await this.publishSigned('desired', signed, options)
+  }
+
+  private async publishSigned (kind: 'release' | 'desired', signed: Uint8Array, options: AbortOptions): Promise<void> {
+    const envelope = { kind, signed }
+    const bytes = encodeEnvelope(envelope)
+    const result = await this.init.view.apply(envelope, { from: this.nodeId, signal: options.signal })
+    // Re-gossiping a record we already hold is fine (helps late joiners); anything else is refused.
+    if (!result.accepted && result.reason !== 'duplicate') {
+      throw new FleetRecordRejectedError(`${kind} refused by the local fleet view: ${result.reason}`, result.reason)
+    }
+    options.signal?.throwIfAborted()
+    await this.publish(this.releaseTopic, bytes)
+  }
+
+  private async publish (topic: string, data: Uint8Array): Promise<void> {
+    try {
+      await this.init.pubsub.publish(topic, data, { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true })
+      this.counters.published++
+    } catch (err) {
+      this.counters.publishFailures++
+      log('publish on %s failed: %e', topic, err)
+    }
+  }
+
+  private async validate (_propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    // With StrictSign, `from` is the publisher gossipsub authenticated; unsigned messages are
+    // treated as relayed, so only the records' own origin signatures count.
+    const from = msg.type === 'signed' ? msg.from.toString() : undefined
+    let results: ApplyResult[]
+    try {
+      results = await this.init.view.applyFrame(msg.data, { from, relayed: from === undefined })
+    } catch {
+      return this.verdict('reject')
+    }
+    if (results.some(r => r.accepted || (r.reason === 'duplicate' && from !== undefined))) return this.verdict('accept')
+    if (results.some(r => !r.accepted && REJECT_REASONS.has(r.reason))) return this.verdict('reject')
+    return this.verdict('ignore')
+  }
+
+  private verdict (v: 'accept' | 'ignore' | 'reject'): TopicValidatorResult {
+    this.counters.received[v]++
+    // The gossipsub enum's values are exactly these strings; a type-only import keeps its runtime out of core.
+    return v as TopicValidatorResult
+  }
+}

@@ -1,0 +1,224 @@
+// fleet-sync: anti-entropy pull over `/cell/fleet-sync/1`. A joining node asks a connected
+// neighbour for its snapshot and merges it, instead of waiting a heartbeat interval or more for
+// gossip to fill its view. Every record in a snapshot carries its origin's signature, so the
+// neighbour can relay but never forge.
+//   request  = lp(version:u8 0x20)
+//   response = lp(snapshot frame)* then close
+import { logger } from '@libp2p/logger'
+import type { AbortOptions, PeerId, Stream, Connection, StreamHandlerOptions, TypedEventTarget, Libp2pEvents, IdentifyResult } from '@libp2p/interface'
+import { systemClock } from '../ports.ts'
+import type { Clock } from '../ports.ts'
+import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
+import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
+import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, MAX_MESSAGE_BYTES } from './records.ts'
+import type { FleetView } from './view.ts'
+
+const log = logger('cell:fleet:sync')
+const REQUEST_KIND = 0x20
+
+export interface FleetSyncInit {
+  view: FleetView
+  clock?: Clock
+  protocol?: string
+  /** Largest snapshot frame accepted or sent (default 64 KiB). */
+  maxFrameBytes?: number
+  /** Most frames accepted in one pull (default 600, i.e. ~37 MiB). */
+  maxFrames?: number
+  /** Deadline for a whole pull or serve (default 10 s). */
+  timeoutMs?: number
+  /** Pull automatically from the first N peers identified as speaking the protocol (default 2; 0 disables). */
+  autoPull?: number
+  /** Snapshots served at the same time across all peers (default 4); extra requests are refused. */
+  maxConcurrentServes?: number
+  maxInboundStreams?: number
+}
+
+/** Narrow slice of libp2p's components this service needs. */
+export interface FleetSyncComponents {
+  registrar: {
+    handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: StreamHandlerOptions) => Promise<void>
+    unhandle: (protocol: string, options?: AbortOptions) => Promise<void>
+  }
+  connectionManager: {
+    openStream: (peer: PeerId, protocol: string, options?: AbortOptions) => Promise<Stream>
+  }
+  events?: TypedEventTarget<Libp2pEvents>
+}
+
+export interface FleetSyncResult { frames: number, accepted: number, dropped: number }
+
+export interface FleetSyncStats { pulls: number, pullFailures: number, served: number, serveFailures: number, refused: number }
+
+/** Events: 'pulled' (CustomEvent<{ peer: string, result: FleetSyncResult }>) and 'served' (CustomEvent<{ peer: string }>). */
+export interface FleetSync extends EventTarget {
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  /** Fetches `peer`'s snapshot and merges it into the view. */
+  pull: (peer: PeerId, options?: AbortOptions) => Promise<FleetSyncResult>
+  stats: () => FleetSyncStats
+}
+
+class DefaultFleetSync extends EventTarget implements FleetSync {
+  private readonly components: FleetSyncComponents
+  private readonly view: FleetView
+  private readonly clock: Clock
+  private readonly protocol: string
+  private readonly maxFrameBytes: number
+  private readonly maxFrames: number
+  private readonly timeoutMs: number
+  private readonly autoPull: number
+  private readonly maxConcurrentServes: number
+  private readonly maxInboundStreams: number
+  private readonly autoPulled = new Set<string>()
+  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0 }
+  private serving = 0
+  private started = false
+  private shutdown = new AbortController()
+
+  constructor (components: FleetSyncComponents, init: FleetSyncInit) {
+    super()
+    this.components = components
+    this.view = init.view
+    this.clock = init.clock ?? systemClock
+    this.protocol = init.protocol ?? FLEET_SYNC_PROTOCOL
+    this.maxFrameBytes = init.maxFrameBytes ?? MAX_MESSAGE_BYTES
+    this.maxFrames = init.maxFrames ?? 600
+    this.timeoutMs = init.timeoutMs ?? 10_000
+    this.autoPull = init.autoPull ?? 2
+    this.maxConcurrentServes = init.maxConcurrentServes ?? 4
+    this.maxInboundStreams = init.maxInboundStreams ?? 2
+    this.onIdentify = this.onIdentify.bind(this)
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    this.shutdown = new AbortController()
+    await this.components.registrar.handle(this.protocol, (stream, connection) => { void this.serve(stream, connection) }, {
+      maxInboundStreams: this.maxInboundStreams,
+      maxOutboundStreams: 2
+    })
+    this.components.events?.addEventListener('peer:identify', this.onIdentify)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.components.events?.removeEventListener('peer:identify', this.onIdentify)
+    this.shutdown.abort(new FleetSyncError('fleet-sync stopped'))
+    await this.components.registrar.unhandle(this.protocol)
+  }
+
+  stats (): FleetSyncStats {
+    return { ...this.counters }
+  }
+
+  private onIdentify (evt: CustomEvent<IdentifyResult>): void {
+    const { peerId, protocols } = evt.detail
+    if (!protocols.includes(this.protocol) || this.autoPulled.size >= this.autoPull) return
+    const key = peerId.toString()
+    if (this.autoPulled.has(key)) return
+    this.autoPulled.add(key)
+    this.pull(peerId, { signal: this.shutdown.signal }).then(
+      (r) => { log('auto-pulled %d records from %p', r.accepted, peerId) },
+      (err) => {
+        // A failed pull frees its slot so the next identified peer is tried.
+        this.autoPulled.delete(key)
+        log('auto-pull from %p failed: %e', peerId, err)
+      }
+    )
+  }
+
+  /** An AbortSignal that fires on the caller's signal, on stop, or at the deadline (on the injected clock). */
+  private deadline (signal: AbortSignal | undefined): { signal: AbortSignal, clear: () => void } {
+    const controller = new AbortController()
+    const timer = this.clock.setTimeout(() => { controller.abort(new FleetSyncTimeoutError(`fleet-sync exceeded ${this.timeoutMs} ms`)) }, this.timeoutMs)
+    const signals = [controller.signal, this.shutdown.signal]
+    if (signal !== undefined) signals.push(signal)
+    return { signal: AbortSignal.any(signals), clear: () => { this.clock.clearTimeout(timer) } }
+  }
+
+  async pull (peer: PeerId, options: AbortOptions = {}): Promise<FleetSyncResult> {
+    options.signal?.throwIfAborted()
+    const { signal, clear } = this.deadline(options.signal)
+    const result: FleetSyncResult = { frames: 0, accepted: 0, dropped: 0 }
+    let stream: Stream | undefined
+    const onAbort = (): void => { stream?.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      stream = await this.components.connectionManager.openStream(peer, this.protocol, { signal })
+      // Start reading before sending so no response chunk can arrive unobserved.
+      const frames = decodeLengthPrefixed(stream, this.maxFrameBytes)
+      const first = frames.next()
+      stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, REQUEST_KIND])))
+      for (let next = await first; next.done !== true; next = await frames.next()) {
+        signal.throwIfAborted()
+        if (++result.frames > this.maxFrames) throw new FleetSyncError(`snapshot exceeds ${this.maxFrames} frames`)
+        const merged = await this.view.merge(next.value, { from: peer.toString(), signal })
+        result.accepted += merged.accepted
+        result.dropped += merged.dropped
+      }
+      signal.throwIfAborted()
+      await stream.close({ signal })
+      this.counters.pulls++
+      this.dispatchEvent(new CustomEvent('pulled', { detail: { peer: peer.toString(), result } }))
+      log('pulled %d frames from %p: %d accepted, %d dropped', result.frames, peer, result.accepted, result.dropped)
+      return result
+    } catch (err) {
+      this.counters.pullFailures++
+      stream?.abort(err instanceof Error ? err : new FleetSyncError('pull failed'))
+      if (signal.aborted) {
+        if (options.signal?.aborted === true) throw options.signal.reason
+        throw signal.reason instanceof FleetSyncTimeoutError || signal.reason instanceof FleetSyncError
+          ? signal.reason
+          : new FleetSyncError('fleet-sync aborted', { cause: signal.reason })
+      }
+      if (err instanceof FleetSyncError || err instanceof MalformedFleetRecordError) throw err
+      throw new FleetSyncError(`fleet-sync pull from ${peer.toString()} failed`, { cause: err })
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      clear()
+    }
+  }
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    if (this.serving >= this.maxConcurrentServes) {
+      this.counters.refused++
+      stream.abort(new FleetSyncError('too many concurrent fleet-sync requests'))
+      return
+    }
+    this.serving++
+    const { signal, clear } = this.deadline(undefined)
+    const onAbort = (): void => { stream.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      const requests = decodeLengthPrefixed(stream, 16)
+      const request = await requests.next()
+      // Stop listening: the requester sends nothing more, and this detaches the stream listeners.
+      await requests.return(undefined)
+      if (request.done === true || request.value.length !== 2 || request.value[0] !== FLEET_WIRE_VERSION || request.value[1] !== REQUEST_KIND) {
+        throw new FleetSyncError('invalid fleet-sync request')
+      }
+      // Leave room for the length prefix inside the requester's frame limit.
+      for (const frame of this.view.snapshot({ maxFrameBytes: this.maxFrameBytes - 8 })) {
+        if (!stream.send(encodeLengthPrefixed(frame))) await stream.onDrain({ signal })
+      }
+      await stream.close({ signal })
+      this.counters.served++
+      this.dispatchEvent(new CustomEvent('served', { detail: { peer: connection.remotePeer.toString() } }))
+    } catch (err) {
+      this.counters.serveFailures++
+      log('serving fleet-sync to %p failed: %e', connection.remotePeer, err)
+      stream.abort(err instanceof Error ? err : new FleetSyncError('serve failed'))
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      clear()
+      this.serving--
+    }
+  }
+}
+
+/** libp2p service factory: `services: { fleetSync: fleetSync({ view }) }`. */
+export function fleetSync (init: FleetSyncInit): (components: FleetSyncComponents) => FleetSync {
+  return (components) => new DefaultFleetSync(components, init)
+}
