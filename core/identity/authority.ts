@@ -96,7 +96,7 @@ export async function rawSign (key: AuthorityKey | Ed25519PrivateKey, domain: st
   const privateKey = 'privateKey' in key ? key.privateKey : key
   const sig = await privateKey.sign(domainSeparated(domain, body), options)
   options.signal?.throwIfAborted()
-  // Node's signer returns a Buffer (whose slice() is a view); hand out a plain Uint8Array.
+  // Node's signer returns its Uint8Array subclass (whose slice() is a view); hand out a plain one.
   return new Uint8Array(sig)
 }
 

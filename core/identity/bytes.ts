@@ -132,7 +132,7 @@ export class Reader {
     return out
   }
 
-  /** A detached plain Uint8Array (never a view of the input, never a Node Buffer). */
+  /** A detached plain Uint8Array: never a view of the input, never a Node byte-buffer subclass. */
   copy (length: number): Uint8Array {
     return new Uint8Array(this.take(length))
   }
