@@ -49,12 +49,18 @@ export class FrameEncoder {
   }
 
   /**
-   * The hot path: a frame with an id, an optional interned method id and a payload.
-   * Throws FrameTooLargeError (and writes nothing) when the frame exceeds maxFrameBytes.
+   * The hot path: a frame with an id, an optional interned method id, an optional relative
+   * timeout and a payload. Throws FrameTooLargeError (and writes nothing) above maxFrameBytes.
    */
-  frame (type: number, id: number, payload: Uint8Array, method: number = -1): void {
-    const flags = method >= 0 ? FLAG_METHOD : 0
-    const body = 2 + varintLength(id) + (method >= 0 ? varintLength(method) : 0) + payload.length
+  frame (type: number, id: number, payload: Uint8Array, method: number = -1, timeoutMs: number = -1): void {
+    let flags = 0
+    let body = 2 + varintLength(id) + payload.length
+    if (method >= 0) { flags |= FLAG_METHOD; body += varintLength(method) }
+    if (timeoutMs >= 0) {
+      timeoutMs = timeoutMs > MAX_U32 ? MAX_U32 : Math.ceil(timeoutMs)
+      flags |= FLAG_TIMEOUT
+      body += varintLength(timeoutMs)
+    }
     const total = varintLength(body) + body
     if (total > this.maxFrameBytes) {
       throw new FrameTooLargeError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes}`)
@@ -65,7 +71,8 @@ export class FrameEncoder {
     buf[p++] = flags
     p = writeVarint(buf, p, id)
     if (method >= 0) p = writeVarint(buf, p, method)
-    buf.set(payload, p)
+    if (timeoutMs >= 0) p = writeVarint(buf, p, timeoutMs)
+    if (payload.length > 0) buf.set(payload, p)
     this.pos = p + payload.length
     this.pendingFrames++
   }

@@ -1,0 +1,67 @@
+import { encodeFields, FieldReader } from '../wire/index.ts'
+
+// Payloads of the control frames. Each is a fixed field sequence (see core/wire/fields.ts);
+// trailing fields are optional so a later version can append without breaking this one.
+
+export const SYNAPSE_PROTOCOL = '/cell/synapse/1'
+export const SYNAPSE_VERSION = 1
+const MAX_CELL_NAME_BYTES = 256
+const MAX_CREDENTIAL_BYTES = 64 * 1024
+const MAX_ERROR_NAME_BYTES = 512
+const MAX_ERROR_MESSAGE_BYTES = 16 * 1024
+
+export interface Hello {
+  version: number
+  cell: string
+  credentials: Uint8Array
+  maxFrameBytes: number
+}
+
+export function encodeHello (h: Hello): Uint8Array {
+  return encodeFields([h.version, h.cell, h.credentials, h.maxFrameBytes])
+}
+
+export function decodeHello (payload: Uint8Array): Hello {
+  const r = new FieldReader(payload)
+  const version = r.varint()
+  const cell = r.string(MAX_CELL_NAME_BYTES)
+  const credentials = r.bytes(MAX_CREDENTIAL_BYTES).slice()
+  const maxFrameBytes = r.optionalVarint(0)
+  return { version, cell, credentials, maxFrameBytes }
+}
+
+export interface HelloAck {
+  version: number
+  credentials: Uint8Array
+  maxFrameBytes: number
+}
+
+export function encodeHelloAck (h: HelloAck): Uint8Array {
+  return encodeFields([h.version, h.credentials, h.maxFrameBytes])
+}
+
+export function decodeHelloAck (payload: Uint8Array): HelloAck {
+  const r = new FieldReader(payload)
+  const version = r.varint()
+  const credentials = r.bytes(MAX_CREDENTIAL_BYTES).slice()
+  const maxFrameBytes = r.optionalVarint(0)
+  return { version, credentials, maxFrameBytes }
+}
+
+/** REJECT and ERROR payloads. */
+export function encodeErrorPayload (name: string, message: string): Uint8Array {
+  return encodeFields([name, message])
+}
+
+export function decodeErrorPayload (payload: Uint8Array): { name: string, message: string } {
+  const r = new FieldReader(payload)
+  return { name: r.string(MAX_ERROR_NAME_BYTES), message: r.string(MAX_ERROR_MESSAGE_BYTES) }
+}
+
+export function encodeCredit (count: number): Uint8Array {
+  return encodeFields([count])
+}
+
+export function decodeCredit (payload: Uint8Array): number {
+  return new FieldReader(payload).varint()
+}

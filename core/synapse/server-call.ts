@@ -1,0 +1,59 @@
+import type { CallContext, Principal } from './types.ts'
+
+// Per-call context handed to the handler port. The AbortController is created only when the
+// handler reads `signal`: most handlers never do, and at tens of thousands of calls per second
+// an eager controller per call is a measurable cost.
+export class ServerCall implements CallContext {
+  readonly cell: string
+  readonly method: string
+  readonly payload: Uint8Array
+  readonly principal: Principal
+  readonly remotePeer: string
+  readonly deadlineMs: number
+  readonly traceparent?: string
+  /** Deadline wheel slot, -1 when the call has no deadline. */
+  slot = -1
+  /** Stream credit (streams only): items the client will still accept. */
+  credit = 0
+  creditWaiter: (() => void) | undefined
+  private controller: AbortController | undefined
+  private reason: Error | undefined
+
+  constructor (cell: string, method: string, payload: Uint8Array, principal: Principal, remotePeer: string, deadlineMs: number, traceparent: string | undefined) {
+    this.cell = cell
+    this.method = method
+    this.payload = payload
+    this.principal = principal
+    this.remotePeer = remotePeer
+    this.deadlineMs = deadlineMs
+    if (traceparent !== undefined) this.traceparent = traceparent
+  }
+
+  get signal (): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController()
+      if (this.reason !== undefined) this.controller.abort(this.reason)
+    }
+    return this.controller.signal
+  }
+
+  get aborted (): boolean {
+    return this.reason !== undefined
+  }
+
+  abort (reason: Error): void {
+    if (this.reason !== undefined) return
+    this.reason = reason
+    this.controller?.abort(reason)
+    const w = this.creditWaiter
+    this.creditWaiter = undefined
+    w?.()
+  }
+
+  addCredit (count: number): void {
+    this.credit += count
+    const w = this.creditWaiter
+    this.creditWaiter = undefined
+    w?.()
+  }
+}

@@ -1,0 +1,299 @@
+import { FrameType, MAX_METHODS_PER_CHANNEL } from '../wire/index.ts'
+import type { Frame } from '../wire/index.ts'
+import { DeadlineWheel } from './deadlines.ts'
+import { Endpoint } from './endpoint.ts'
+import type { EndpointInit } from './endpoint.ts'
+import {
+  CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
+  TooManyInflightError, UnknownMethodError
+} from './errors.ts'
+import {
+  SYNAPSE_VERSION, decodeCredit, decodeHello, encodeErrorPayload, encodeHelloAck
+} from './handshake.ts'
+import { ServerCall } from './server-call.ts'
+import type { SynapseStats } from './stats.ts'
+import type { AuthenticatePort, CredentialsPort, MessageContext, Principal, SynapseHandler } from './types.ts'
+
+export interface SessionInit extends EndpointInit {
+  handler: SynapseHandler | undefined
+  authenticate: AuthenticatePort
+  credentialsFor: CredentialsPort
+  /** Refuses the handshake with this error instead of authenticating (e.g. too many channels). */
+  refuse?: Error
+}
+
+const EMPTY = new Uint8Array(0)
+
+/** The server end of one synapse stream: handshake, then dispatch into the handler port. */
+export class ServerSession extends Endpoint {
+  cell = ''
+  principal: Principal | undefined
+  private readonly handler: SynapseHandler | undefined
+  private readonly authenticate: AuthenticatePort
+  private readonly credentialsFor: CredentialsPort
+  private readonly refuse: Error | undefined
+  private state: 'hello' | 'authenticating' | 'open' = 'hello'
+  private readonly calls = new Map<number, ServerCall>()
+  private readonly methodNames: string[] = []
+  private readonly deadlines: DeadlineWheel
+  private readonly handshakeController = new AbortController()
+  private handshakeTimer: unknown
+
+  constructor (init: SessionInit) {
+    super(init)
+    this.handler = init.handler
+    this.authenticate = init.authenticate
+    this.credentialsFor = init.credentialsFor
+    this.refuse = init.refuse
+    this.deadlines = new DeadlineWheel(this.clock, (id) => { this.expire(id) })
+    this.handshakeTimer = this.clock.setTimeout(() => {
+      const err = new HandshakeTimeoutError(`no completed handshake from ${this.remotePeer} within ${this.limits.handshakeTimeoutMs} ms`)
+      this.handshakeController.abort(err)
+      this.reject(err)
+    }, this.limits.handshakeTimeoutMs)
+  }
+
+  stats (): SynapseStats {
+    return this.counters.snapshot(this.isOpen ? 1 : 0)
+  }
+
+  /** Server shutdown: tell the client, then close. */
+  goAway (): void {
+    if (this.endError !== undefined) return
+    this.writer.encoder.frame(FrameType.GOAWAY, 0, EMPTY)
+    this.writer.flush()
+    this.shutdown(new ChannelClosedError('synapse service stopped'))
+    void this.closeStream()
+  }
+
+  protected onFrame (f: Frame): void {
+    if (this.state !== 'open') {
+      this.onHandshakeFrame(f)
+      return
+    }
+    switch (f.type) {
+      case FrameType.MESSAGE: {
+        const method = this.methodOf(f)
+        this.counters.messages++
+        const ctx: MessageContext = { cell: this.cell, method, payload: f.payload, principal: this.principal as Principal, remotePeer: this.remotePeer }
+        if (f.traceparent !== undefined) ctx.traceparent = f.traceparent
+        if (this.handler === undefined) { this.counters.dropped++; return }
+        try {
+          this.handler.message(ctx)
+        } catch (err) {
+          // One-way: there is nobody to tell; count and log.
+          this.counters.errors++
+          this.log('message handler for %s.%s threw - %e', this.cell, method, err)
+        }
+        return
+      }
+      case FrameType.CALL:
+        this.onCall(f)
+        return
+      case FrameType.STREAM_OPEN:
+        this.onStreamOpen(f)
+        return
+      case FrameType.CANCEL: {
+        const call = this.calls.get(f.id)
+        if (call === undefined) { this.counters.dropped++; return }
+        this.end(f.id, call)
+        call.abort(new CallCancelledError('call cancelled by the client'))
+        return
+      }
+      case FrameType.CREDIT: {
+        const call = this.calls.get(f.id)
+        if (call === undefined) { this.counters.dropped++; return }
+        call.addCredit(decodeCredit(f.payload))
+        return
+      }
+      default:
+        throw new SynapseProtocolError(`unexpected frame type ${f.type} from the client`)
+    }
+  }
+
+  protected cleanup (err: Error): void {
+    this.clock.clearTimeout(this.handshakeTimer)
+    this.handshakeController.abort(err)
+    this.deadlines.clear()
+    const closed = err instanceof ChannelClosedError ? err : new ChannelClosedError('channel closed', { cause: err })
+    for (const call of this.calls.values()) call.abort(closed)
+    this.calls.clear()
+    this.counters.inflight = 0
+  }
+
+  private onHandshakeFrame (f: Frame): void {
+    if (this.state !== 'hello' || f.type !== FrameType.HELLO) {
+      throw new SynapseProtocolError(`expected HELLO, got frame type ${f.type}`)
+    }
+    this.state = 'authenticating'
+    const hello = decodeHello(f.payload)
+    this.cell = hello.cell
+    if (hello.version !== SYNAPSE_VERSION) {
+      this.reject(new SynapseProtocolError(`unsupported synapse version ${hello.version}`))
+      return
+    }
+    if (hello.maxFrameBytes > 0 && hello.maxFrameBytes < this.writer.encoder.maxFrameBytes) {
+      this.writer.encoder.maxFrameBytes = hello.maxFrameBytes
+    }
+    if (this.refuse !== undefined) {
+      this.reject(this.refuse)
+      return
+    }
+    const signal = this.handshakeController.signal
+    this.authenticate({ remotePeerId: this.remotePeer, cell: hello.cell, credentials: hello.credentials }, { signal })
+      .then((principal) => {
+        if (this.endError !== undefined) return
+        signal.throwIfAborted()
+        const credentials = this.credentialsFor(hello.cell)
+        this.principal = principal
+        this.writer.encoder.encode({
+          type: FrameType.HELLO_ACK,
+          payload: encodeHelloAck({ version: SYNAPSE_VERSION, credentials, maxFrameBytes: this.limits.maxFrameBytes })
+        })
+        this.writer.commit()
+        this.state = 'open'
+        this.clock.clearTimeout(this.handshakeTimer)
+      })
+      .catch((err: unknown) => { this.reject(err) })
+  }
+
+  /** Refuses the handshake: REJECT { name, message }, then close. */
+  private reject (err: unknown): void {
+    if (this.endError !== undefined) return
+    this.counters.rejected++
+    const { name, message } = this.errors.toWire(err)
+    this.log('refused synapse from %s for cell %s: %s: %s', this.remotePeer, this.cell, name, message)
+    try {
+      this.writer.encoder.frame(FrameType.REJECT, 0, encodeErrorPayload(name, message))
+      this.writer.flush()
+    } catch {}
+    this.shutdown(new ChannelClosedError(`handshake refused: ${name}`, { cause: err }))
+    void this.closeStream()
+  }
+
+  private methodOf (f: Frame): string {
+    if (f.methodName !== undefined) {
+      if (f.method > 0) {
+        if (f.method > MAX_METHODS_PER_CHANNEL) throw new SynapseProtocolError(`method id ${f.method} above the per-channel limit`)
+        this.methodNames[f.method] = f.methodName
+      }
+      return f.methodName
+    }
+    const name = f.method >= 0 ? this.methodNames[f.method] : undefined
+    if (name === undefined) throw new SynapseProtocolError(`unknown method id ${f.method}`)
+    return name
+  }
+
+  private onCall (f: Frame): void {
+    const method = this.methodOf(f)
+    const id = f.id
+    this.counters.calls++
+    if (this.calls.has(id)) throw new SynapseProtocolError(`call id ${id} reused while in flight`)
+    if (this.calls.size >= this.limits.maxInflight) {
+      this.counters.errors++
+      this.sendError(FrameType.ERROR, id, new TooManyInflightError(`more than ${this.limits.maxInflight} calls in flight`))
+      return
+    }
+    const now = this.clock.now()
+    const deadlineMs = f.timeoutMs >= 0 ? now + f.timeoutMs : Infinity
+    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    this.calls.set(id, call)
+    this.counters.inflight++
+    if (deadlineMs !== Infinity) call.slot = this.deadlines.add(id, deadlineMs)
+    let result: Promise<Uint8Array>
+    try {
+      if (this.handler === undefined) throw new UnknownMethodError(`no handler for ${this.cell}.${method}`)
+      result = this.handler.call(call)
+    } catch (err) {
+      this.failCall(id, call, err)
+      return
+    }
+    result.then(
+      (payload) => {
+        if (this.calls.get(id) !== call) return
+        this.end(id, call)
+        this.counters.latency.record(this.clock.now() - now)
+        try {
+          this.writer.encoder.frame(FrameType.RESULT, id, payload)
+        } catch (err) {
+          // e.g. FrameTooLargeError: the caller gets that instead of a dead channel.
+          this.counters.errors++
+          this.sendError(FrameType.ERROR, id, err)
+          return
+        }
+        this.writer.commit()
+      },
+      (err: unknown) => { this.failCall(id, call, err) }
+    )
+  }
+
+  private onStreamOpen (f: Frame): void {
+    const method = this.methodOf(f)
+    const id = f.id
+    this.counters.streams++
+    if (this.calls.has(id)) throw new SynapseProtocolError(`stream id ${id} reused while in flight`)
+    if (this.calls.size >= this.limits.maxInflight || this.handler === undefined) {
+      this.counters.errors++
+      this.sendError(FrameType.ERROR, id, this.handler === undefined
+        ? new UnknownMethodError(`no handler for ${this.cell}.${method}`)
+        : new TooManyInflightError(`more than ${this.limits.maxInflight} calls in flight`))
+      return
+    }
+    const deadlineMs = f.timeoutMs >= 0 ? this.clock.now() + f.timeoutMs : Infinity
+    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    this.calls.set(id, call)
+    this.counters.inflight++
+    if (deadlineMs !== Infinity) call.slot = this.deadlines.add(id, deadlineMs)
+    void this.pump(id, call, this.handler)
+  }
+
+  private async pump (id: number, call: ServerCall, handler: SynapseHandler): Promise<void> {
+    let iterator: AsyncIterator<Uint8Array> | undefined
+    try {
+      iterator = handler.stream(call)[Symbol.asyncIterator]()
+      while (!call.aborted) {
+        const next = await iterator.next()
+        if (next.done === true || call.aborted) break
+        while (call.credit === 0 && !call.aborted) {
+          await new Promise<void>(resolve => { call.creditWaiter = resolve })
+        }
+        if (call.aborted) break
+        call.credit--
+        this.writer.encoder.frame(FrameType.STREAM_DATA, id, next.value)
+        this.writer.commit()
+        if (!this.writer.writable) await this.writer.waitForDrain({ signal: call.signal })
+      }
+      if (!call.aborted && this.calls.get(id) === call) {
+        this.end(id, call)
+        this.writer.encoder.frame(FrameType.STREAM_END, id, EMPTY)
+        this.writer.commit()
+      }
+    } catch (err) {
+      if (this.calls.get(id) === call) this.failCall(id, call, err)
+    } finally {
+      if (call.aborted) await iterator?.return?.()?.catch(() => {})
+    }
+  }
+
+  private failCall (id: number, call: ServerCall, err: unknown): void {
+    if (this.calls.get(id) !== call) return
+    this.end(id, call)
+    this.counters.errors++
+    this.sendError(FrameType.ERROR, id, err)
+  }
+
+  private end (id: number, call: ServerCall): void {
+    this.calls.delete(id)
+    if (call.slot >= 0) this.deadlines.remove(id, call.slot)
+    this.counters.inflight--
+  }
+
+  private expire (id: number): void {
+    const call = this.calls.get(id)
+    if (call === undefined) return
+    call.slot = -1
+    const err = new DeadlineExceededError(`${this.cell}.${call.method} passed its deadline`)
+    this.failCall(id, call, err)
+    call.abort(err)
+  }
+}

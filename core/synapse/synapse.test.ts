@@ -1,0 +1,197 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  acceptingAuth, createSynapseNode, DUMMY_CREDENTIALS, testHandler, UnknownAuthorityError
+} from '../../test/bench/nodes.ts'
+import type { SynapseNode } from '../../test/bench/nodes.ts'
+import { FrameTooLargeError } from '../wire/index.ts'
+import {
+  CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, RemoteError,
+  SYNAPSE_ERROR_CLASSES, TooManyInflightError, WireErrorRegistry
+} from './index.ts'
+import type { HandshakeRequest, SynapseInit } from './index.ts'
+
+const nodes: SynapseNode[] = []
+
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map(async n => { await n.stop() }))
+})
+
+function registry (): WireErrorRegistry {
+  return new WireErrorRegistry([...SYNAPSE_ERROR_CLASSES, UnknownAuthorityError])
+}
+
+async function pair (server: Partial<SynapseInit> = {}, client: Partial<SynapseInit> = {}): Promise<{ server: SynapseNode, client: SynapseNode, handler: ReturnType<typeof testHandler> }> {
+  const handler = testHandler()
+  const s = await createSynapseNode({ ...acceptingAuth(), handler, errors: registry(), ...server })
+  const c = await createSynapseNode({ ...acceptingAuth(), errors: registry(), ...client })
+  nodes.push(s, c)
+  return { server: s, client: c, handler }
+}
+
+/** Waits for `promise` but fails the test instead of hanging past `ms`. */
+async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${what}: not within ${ms} ms`)) }, ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Resolves once `check()` holds; re-checks on each macrotask turn, bounded by `ms`. */
+async function until (check: () => boolean, ms: number, what: string): Promise<void> {
+  await within((async () => { while (!check()) await new Promise(resolve => setImmediate(resolve)) })(), ms, what)
+}
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+describe('synapse over TCP + Noise + yamux', () => {
+  it('completes the handshake with both ports seeing the other side', async () => {
+    const seen: HandshakeRequest[] = []
+    const { server, client } = await pair(
+      { authenticate: async (req) => { seen.push(req); return { peerId: req.remotePeerId, authority: 'a', roles: ['caller'] } } },
+      { authenticateServer: async (req) => { seen.push(req); return { peerId: req.remotePeerId, authority: 'a', roles: ['host'] } } }
+    )
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    expect(channel.isOpen).toBe(true)
+    expect(seen).toHaveLength(2)
+    expect(seen[0]).toMatchObject({ remotePeerId: client.peerId.toString(), cell: 'billing' })
+    expect([...seen[0].credentials]).toEqual([...DUMMY_CREDENTIALS])
+    expect(seen[1]).toMatchObject({ remotePeerId: server.peerId.toString(), cell: 'billing' })
+    expect(channel.serverPrincipal).toMatchObject({ roles: ['host'] })
+    expect(server.services.synapse.stats().server.channels).toBe(1)
+  })
+
+  it('rejects the handshake with the error class the server named', async () => {
+    const { server, client } = await pair({
+      authenticate: async () => { throw new UnknownAuthorityError('authority 0xabc is not trusted for billing') }
+    })
+    const err = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(UnknownAuthorityError)
+    expect((err as Error).message).toBe('authority 0xabc is not trusted for billing')
+    await until(() => server.services.synapse.stats().server.rejected === 1, 5000, 'rejection counted')
+  })
+
+  it('turns an unregistered error name into RemoteError with remoteName', async () => {
+    const { server, client } = await pair({
+      authenticate: async () => { const e = new Error('nope'); e.name = 'SomethingExoticError'; throw e }
+    })
+    const err = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(RemoteError)
+    expect((err as RemoteError).remoteName).toBe('SomethingExoticError')
+  })
+
+  it('fails the handshake with HandshakeTimeoutError when the server never answers', async () => {
+    const { server, client } = await pair(
+      { authenticate: async (_req, { signal }) => await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason) }) }), handshakeTimeoutMs: 60_000 },
+      { handshakeTimeoutMs: 300 }
+    )
+    const err = await within(client.services.synapse.open(server.getMultiaddrs()[0], 'billing').catch((e: unknown) => e), 5000, 'handshake timeout')
+    expect(err).toBeInstanceOf(HandshakeTimeoutError)
+  })
+
+  it('answers calls, pipelined, and preserves handler error names', async () => {
+    const { server, client } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const results = await Promise.all(Array.from({ length: 500 }, async (_, i) => await channel.call('echo', bytes(`n${i}`))))
+    expect(results.map(r => new TextDecoder().decode(r))).toEqual(Array.from({ length: 500 }, (_, i) => `n${i}`))
+    const err = await channel.call('fail', bytes('0xdef')).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(UnknownAuthorityError)
+    expect((err as Error).message).toBe('no trust for 0xdef')
+    const stats = channel.stats()
+    expect(stats.calls).toBe(501)
+    expect(stats.errors).toBe(1)
+    expect(stats.inflight).toBe(0)
+    expect(stats.writes).toBeLessThan(stats.framesOut)
+  })
+
+  it('delivers one-way messages, all of them, in order', async () => {
+    const { server, client, handler } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const count = 20_000
+    for (let i = 0; i < count; i++) {
+      const p = new Uint8Array(8)
+      new DataView(p.buffer).setUint32(0, i)
+      if (!channel.send('tick', p)) await channel.onDrain()
+    }
+    await until(() => handler.messages.length === count, 10_000, 'all messages delivered')
+    const order = handler.messages.map(m => new DataView(m.buffer, m.byteOffset).getUint32(0))
+    expect(order).toEqual(Array.from({ length: count }, (_, i) => i))
+  })
+
+  it('streams N items through the credit window', async () => {
+    const { server, client } = await pair({}, { streamWindow: 16 })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const n = 1000
+    const req = new Uint8Array(4)
+    new DataView(req.buffer).setUint32(0, n)
+    const got: number[] = []
+    for await (const item of channel.stream('count', req)) got.push(new DataView(item.buffer, item.byteOffset).getUint32(0))
+    expect(got).toEqual(Array.from({ length: n }, (_, i) => i))
+    expect(channel.inflight).toBe(0)
+  })
+
+  it('fails a call at its deadline and aborts the handler', async () => {
+    const { server, client, handler } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const started = Date.now()
+    const err = await channel.call('hang', bytes('x'), { timeoutMs: 200 }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(DeadlineExceededError)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190)
+    await until(() => handler.aborted.length === 1, 5000, 'server handler aborted')
+    expect(handler.aborted[0].reason).toBeInstanceOf(Error)
+    expect(channel.inflight).toBe(0)
+  })
+
+  it('cancels a call through its AbortSignal and aborts the handler', async () => {
+    const { server, client, handler } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const controller = new AbortController()
+    const pending = channel.call('hang', bytes('x'), { signal: controller.signal })
+    await until(() => server.services.synapse.stats().server.inflight === 1, 5000, 'call reached the server')
+    controller.abort()
+    await expect(pending).rejects.toBeInstanceOf(CallCancelledError)
+    await until(() => handler.aborted.length === 1, 5000, 'server handler aborted')
+    expect((handler.aborted[0].reason as Error).name).toBe('CallCancelledError')
+  })
+
+  it('fails pending calls with ChannelClosedError quickly when the remote node stops', async () => {
+    const { server, client } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const pending = channel.call('hang', bytes('x'), { timeoutMs: 60_000 })
+    await until(() => server.services.synapse.stats().server.inflight === 1, 5000, 'call reached the server')
+    await server.stop()
+    const err = await within(pending.catch((e: unknown) => e), 3000, 'pending call failed')
+    expect(err).toBeInstanceOf(ChannelClosedError)
+    expect(channel.isOpen).toBe(false)
+    await expect(channel.call('echo', bytes('late'))).rejects.toBeInstanceOf(ChannelClosedError)
+  })
+
+  it('rejects frames above the size limit without killing the channel', async () => {
+    const { server, client } = await pair({ maxFrameBytes: 64 * 1024 })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    // Locally over 1 MiB, and over the 64 KiB the server announced.
+    await expect(channel.call('echo', new Uint8Array(2 * 1024 * 1024))).rejects.toBeInstanceOf(FrameTooLargeError)
+    await expect(channel.call('echo', new Uint8Array(100 * 1024))).rejects.toBeInstanceOf(FrameTooLargeError)
+    const ok = await channel.call('echo', new Uint8Array(32 * 1024).fill(3))
+    expect(ok.length).toBe(32 * 1024)
+  })
+
+  it('fails calls beyond maxInflight with TooManyInflightError in throw mode', async () => {
+    const { server, client } = await pair({}, { maxInflight: 4, inflightOverflow: 'throw' })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const hanging = Array.from({ length: 4 }, () => channel.call('hang', bytes('x'), { timeoutMs: 2000 }).catch((e: unknown) => e))
+    await expect(channel.call('echo', bytes('y'))).rejects.toBeInstanceOf(TooManyInflightError)
+    await channel.close()
+    for (const e of await Promise.all(hanging)) expect(e).toBeInstanceOf(ChannelClosedError)
+  })
+
+  it('queues calls beyond maxInflight in wait mode', async () => {
+    const { server, client } = await pair({}, { maxInflight: 2 })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const results = await Promise.all(Array.from({ length: 50 }, async (_, i) => await channel.call('echo', bytes(String(i)))))
+    expect(results).toHaveLength(50)
+    expect(channel.stats().calls).toBe(50)
+  })
+})

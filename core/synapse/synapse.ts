@@ -1,0 +1,244 @@
+import { DEFAULT_MAX_FRAME_BYTES } from '../wire/index.ts'
+import { systemClock } from '../ports.ts'
+import type { Clock } from '../ports.ts'
+import { Channel } from './channel.ts'
+import type { EndpointLimits } from './endpoint.ts'
+import { SynapseNotStartedError, TooManyChannelsError } from './errors.ts'
+import { defaultWireErrors } from './error-registry.ts'
+import type { WireErrorRegistry } from './error-registry.ts'
+import { SYNAPSE_PROTOCOL } from './handshake.ts'
+import { ServerSession } from './session.ts'
+import { StatsCounters, sumStats } from './stats.ts'
+import type { SynapseStats } from './stats.ts'
+import type { AuthenticatePort, AuthenticateServerPort, CredentialsPort, SynapseHandler } from './types.ts'
+import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Stream, StreamHandlerOptions } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** The slice of libp2p's registrar the service uses. */
+export interface SynapseRegistrar {
+  handle(protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: StreamHandlerOptions): Promise<void>
+  unhandle(protocol: string, options?: AbortOptions): Promise<void>
+}
+
+/** The slice of libp2p's connection manager the service uses. */
+export interface SynapseConnectionManager {
+  openConnection(peer: PeerId | Multiaddr | Multiaddr[], options?: AbortOptions): Promise<Connection>
+}
+
+export interface SynapseComponents {
+  registrar: SynapseRegistrar
+  connectionManager: SynapseConnectionManager
+  logger: ComponentLogger
+}
+
+export interface SynapseInit {
+  /** Server: checks a client's credentials; throw a named error to refuse. */
+  authenticate: AuthenticatePort
+  /** Client: checks the server's credentials; throw to refuse. */
+  authenticateServer: AuthenticateServerPort
+  /** The credentials this node presents for a cell, in both roles. */
+  credentialsFor: CredentialsPort
+  /** Server dispatch; without one, the node only dials out (inbound calls fail UnknownMethodError). */
+  handler?: SynapseHandler
+  clock?: Clock
+  errors?: WireErrorRegistry
+  protocol?: string
+  /** Default 1 MiB. */
+  maxFrameBytes?: number
+  /** Default 5 000. */
+  handshakeTimeoutMs?: number
+  /** Deadline of calls that pass no timeoutMs. Default 30 000. */
+  defaultTimeoutMs?: number
+  /** Calls + streams in flight per channel. Default 1024. */
+  maxInflight?: number
+  /** 'wait' (default) queues calls beyond maxInflight, up to maxWaitingCalls; 'throw' fails them. */
+  inflightOverflow?: 'wait' | 'throw'
+  /** Default 4096. */
+  maxWaitingCalls?: number
+  /** Channels per remote peer, each direction. Default 64. */
+  maxChannelsPerPeer?: number
+  /** Channels in total, each direction. Default 4096. */
+  maxChannels?: number
+  /** Batch size that triggers an immediate write. Default 64 KiB. */
+  flushBytes?: number
+  /** Queue size above which send() returns false. Default 1 MiB. */
+  highWaterBytes?: number
+  /** Queue size at which send() throws BackpressureError. Default 8 MiB. */
+  maxQueuedBytes?: number
+  /** Items a server stream may run ahead of its consumer. Default 64. */
+  streamWindow?: number
+  /** Inbound synapse streams per connection (libp2p registrar limit). Default 256. */
+  maxInboundStreams?: number
+  /** Outbound synapse streams per connection. Default 256. */
+  maxOutboundStreams?: number
+}
+
+export interface OpenOptions {
+  signal?: AbortSignal
+  /** W3C traceparent carried in HELLO. */
+  traceparent?: string
+}
+
+/**
+ * The synapse service: serves `/cell/synapse/1` and opens channels to cells on other peers.
+ * Counters (`stats()`) cover live and closed channels/sessions.
+ */
+export class Synapse {
+  readonly protocol: string
+  private readonly components: SynapseComponents
+  private readonly init: SynapseInit
+  private readonly clock: Clock
+  private readonly log: Logger
+  private readonly errors: WireErrorRegistry
+  private readonly limits: EndpointLimits
+  private started = false
+  private readonly channels = new Set<Channel>()
+  private readonly sessions = new Set<ServerSession>()
+  private readonly outboundPerPeer = new Map<string, number>()
+  private readonly inboundPerPeer = new Map<string, number>()
+  private readonly closedClient = new StatsCounters()
+  private readonly closedServer = new StatsCounters()
+
+  constructor (components: SynapseComponents, init: SynapseInit) {
+    this.components = components
+    this.init = init
+    this.protocol = init.protocol ?? SYNAPSE_PROTOCOL
+    this.clock = init.clock ?? systemClock
+    this.log = components.logger.forComponent('cell:synapse')
+    this.errors = init.errors ?? defaultWireErrors
+    this.limits = {
+      maxFrameBytes: init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      flushBytes: init.flushBytes ?? 64 * 1024,
+      highWaterBytes: init.highWaterBytes ?? 1024 * 1024,
+      maxQueuedBytes: init.maxQueuedBytes ?? 8 * 1024 * 1024,
+      maxDrainWaiters: 65_536,
+      maxInflight: init.maxInflight ?? 1024,
+      handshakeTimeoutMs: init.handshakeTimeoutMs ?? 5_000
+    }
+    this.onStream = this.onStream.bind(this)
+  }
+
+  readonly [Symbol.toStringTag] = '@cell/synapse'
+
+  isStarted (): boolean {
+    return this.started
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await this.components.registrar.handle(this.protocol, this.onStream, {
+      maxInboundStreams: this.init.maxInboundStreams ?? 256,
+      maxOutboundStreams: this.init.maxOutboundStreams ?? 256
+    })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.components.registrar.unhandle(this.protocol)
+    for (const s of [...this.sessions]) s.goAway()
+    for (const c of [...this.channels]) c.abort(new SynapseNotStartedError('synapse service stopped'))
+  }
+
+  /** Opens an authenticated channel to `cell` on a peer; resolves after both ends accepted. */
+  async open (target: PeerId | Multiaddr, cell: string, options: OpenOptions = {}): Promise<Channel> {
+    if (!this.started) throw new SynapseNotStartedError('synapse service is not started')
+    options.signal?.throwIfAborted()
+    if (this.channels.size >= (this.init.maxChannels ?? 4096)) {
+      throw new TooManyChannelsError(`${this.channels.size} synapse channels open (limit ${this.init.maxChannels ?? 4096})`)
+    }
+    const connection = await this.components.connectionManager.openConnection(target, { signal: options.signal })
+    const peer = connection.remotePeer.toString()
+    const perPeer = this.outboundPerPeer.get(peer) ?? 0
+    const maxPerPeer = this.init.maxChannelsPerPeer ?? 64
+    if (perPeer >= maxPerPeer) throw new TooManyChannelsError(`${perPeer} synapse channels open to ${peer} (limit ${maxPerPeer})`)
+    this.outboundPerPeer.set(peer, perPeer + 1)
+    let stream: Stream
+    try {
+      stream = await connection.newStream(this.protocol, {
+        signal: options.signal,
+        maxOutboundStreams: this.init.maxOutboundStreams ?? 256
+      })
+    } catch (err) {
+      this.release(this.outboundPerPeer, peer)
+      throw err
+    }
+    const channel = new Channel({
+      stream,
+      remotePeer: peer,
+      clock: this.clock,
+      log: this.log.newScope(`out:${peer.slice(-8)}`),
+      errors: this.errors,
+      limits: this.limits,
+      cell,
+      defaultTimeoutMs: this.init.defaultTimeoutMs ?? 30_000,
+      streamWindow: this.init.streamWindow ?? 64,
+      inflightOverflow: this.init.inflightOverflow ?? 'wait',
+      maxWaitingCalls: this.init.maxWaitingCalls ?? 4096
+    })
+    this.channels.add(channel)
+    void channel.closed.then(() => {
+      this.channels.delete(channel)
+      this.release(this.outboundPerPeer, peer)
+      this.closedClient.absorb(channel.counters)
+    })
+    const credentials = this.init.credentialsFor(cell)
+    await channel.handshakeWith(credentials, options.traceparent, this.init.authenticateServer, options)
+    return channel
+  }
+
+  /** Totals over live and closed channels (client) and sessions (server). */
+  stats (): { client: SynapseStats, server: SynapseStats } {
+    return {
+      client: sumStats([this.closedClient, ...[...this.channels].map(c => c.counters)], this.channels.size),
+      server: sumStats([this.closedServer, ...[...this.sessions].map(s => s.counters)], this.sessions.size)
+    }
+  }
+
+  private onStream (stream: Stream, connection: Connection): void {
+    const peer = connection.remotePeer.toString()
+    const perPeer = this.inboundPerPeer.get(peer) ?? 0
+    const maxPerPeer = this.init.maxChannelsPerPeer ?? 64
+    const maxChannels = this.init.maxChannels ?? 4096
+    let refuse: Error | undefined
+    if (!this.started) refuse = new SynapseNotStartedError('synapse service is stopping')
+    else if (perPeer >= maxPerPeer) refuse = new TooManyChannelsError(`${perPeer} synapse channels open from ${peer} (limit ${maxPerPeer})`)
+    else if (this.sessions.size >= maxChannels) refuse = new TooManyChannelsError(`${this.sessions.size} synapse channels open (limit ${maxChannels})`)
+    const session = new ServerSession({
+      stream,
+      remotePeer: peer,
+      clock: this.clock,
+      log: this.log.newScope(`in:${peer.slice(-8)}`),
+      errors: this.errors,
+      limits: this.limits,
+      handler: this.init.handler,
+      authenticate: this.init.authenticate,
+      credentialsFor: this.init.credentialsFor,
+      refuse
+    })
+    if (refuse !== undefined) {
+      // Still answers HELLO with REJECT so the client learns why; never counted as a channel.
+      void session.closed.then(() => { this.closedServer.absorb(session.counters) })
+      return
+    }
+    this.sessions.add(session)
+    this.inboundPerPeer.set(peer, perPeer + 1)
+    void session.closed.then(() => {
+      this.sessions.delete(session)
+      this.release(this.inboundPerPeer, peer)
+      this.closedServer.absorb(session.counters)
+    })
+  }
+
+  private release (map: Map<string, number>, peer: string): void {
+    const n = (map.get(peer) ?? 1) - 1
+    if (n <= 0) map.delete(peer)
+    else map.set(peer, n)
+  }
+}
+
+/** libp2p service factory: `services: { synapse: synapse({ authenticate, ... }) }`. */
+export function synapse (init: SynapseInit): (components: SynapseComponents) => Synapse {
+  return (components) => new Synapse(components, init)
+}

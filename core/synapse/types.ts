@@ -1,0 +1,57 @@
+import type { CallerInfo } from '../cell.ts'
+
+/** Who the other end is, as the identity port decided. Same shape as a cell's `ctx.caller`. */
+export type Principal = CallerInfo
+
+/** What a handshake presents: the Noise-authenticated peer id, the cell and opaque cert-chain bytes. */
+export interface HandshakeRequest {
+  remotePeerId: string
+  cell: string
+  credentials: Uint8Array
+}
+
+/**
+ * Server port: checks a client's credentials for a cell. Throws a named error (e.g.
+ * UnknownAuthorityError) to refuse; the name and message travel to the client in REJECT.
+ */
+export type AuthenticatePort = (req: HandshakeRequest, options: { signal: AbortSignal }) => Promise<Principal>
+
+/** Client port: checks the server's credentials; throw to refuse the channel. */
+export type AuthenticateServerPort = (req: HandshakeRequest, options: { signal: AbortSignal }) => Promise<Principal | undefined>
+
+/** The credentials (cert chain bytes) this node presents for a cell, as client or server. */
+export type CredentialsPort = (cell: string) => Uint8Array
+
+/** Context of a one-way message. `payload` is a view into the received batch; copy it to keep it long. */
+export interface MessageContext {
+  cell: string
+  method: string
+  payload: Uint8Array
+  principal: Principal
+  remotePeer: string
+  traceparent?: string
+}
+
+/** Context of a call or stream. `signal` aborts on CANCEL, deadline, or channel close. */
+export interface CallContext extends MessageContext {
+  /** Absolute deadline, ms on the server's clock; Infinity for streams opened without one. */
+  deadlineMs: number
+  readonly signal: AbortSignal
+}
+
+/**
+ * Server port the node host implements (forwarding into a capsid); tests use in-process handlers.
+ * Errors thrown travel to the caller as ERROR { name, message }.
+ */
+export interface SynapseHandler {
+  call(ctx: CallContext): Promise<Uint8Array>
+  message(ctx: MessageContext): void
+  stream(ctx: CallContext): AsyncIterable<Uint8Array>
+}
+
+export interface SynapseCallOptions {
+  signal?: AbortSignal
+  /** Relative deadline; calls default to the service's defaultTimeoutMs, streams to none. */
+  timeoutMs?: number
+  traceparent?: string
+}
