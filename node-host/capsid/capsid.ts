@@ -373,12 +373,21 @@ export class Capsid extends EventTarget {
 
   private write (frame: Uint8Array): void {
     if (this.sock === undefined || !this.sock.writable) throw new CapsidStoppedError(`socket to ${this.cell}/${this.instanceId} is closed`)
-    this.sock.write(frame)
+    this.batch(this.sock, frame)
   }
 
   /** Best-effort control frames: a closed socket means the replica is gone, which onExit reports. */
   private writeQuiet (frame: Uint8Array): void {
-    if (this.sock?.writable === true) this.sock.write(frame)
+    if (this.sock?.writable === true) this.batch(this.sock, frame)
+  }
+
+  // Frames written in the same tick go out in one syscall.
+  private batch (sock: Socket, frame: Uint8Array): void {
+    if (sock.writableCorked === 0) {
+      sock.cork()
+      process.nextTick(() => { sock.uncork() })
+    }
+    sock.write(frame)
   }
 
   private onConnection (sock: Socket): void {

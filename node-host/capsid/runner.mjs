@@ -68,6 +68,11 @@ socket.on('close', () => process.exit(draining ? 0 : 70))
 
 function send (type, id, meta, payload) {
   if (!socket.writable) return
+  // Replies produced in the same tick leave in one write.
+  if (socket.writableCorked === 0) {
+    socket.cork()
+    process.nextTick(() => socket.uncork())
+  }
   socket.write(frame(type, id, meta, payload))
 }
 
