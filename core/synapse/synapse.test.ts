@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import {
-  acceptingAuth, createSynapseNode, DUMMY_CREDENTIALS, testHandler, UnknownAuthorityError
+  acceptingAuth, countingWrites, createSynapseNode, DUMMY_CREDENTIALS, testHandler, UnknownAuthorityError
 } from '../../test/bench/nodes.ts'
 import type { SynapseNode } from '../../test/bench/nodes.ts'
 import { FrameTooLargeError } from '../wire/index.ts'
@@ -20,10 +20,10 @@ function registry (): WireErrorRegistry {
   return new WireErrorRegistry([...SYNAPSE_ERROR_CLASSES, UnknownAuthorityError])
 }
 
-async function pair (server: Partial<SynapseInit> = {}, client: Partial<SynapseInit> = {}): Promise<{ server: SynapseNode, client: SynapseNode, handler: ReturnType<typeof testHandler> }> {
+async function pair (server: Partial<SynapseInit> = {}, client: Partial<SynapseInit> = {}, writes?: { writes: number }): Promise<{ server: SynapseNode, client: SynapseNode, handler: ReturnType<typeof testHandler> }> {
   const handler = testHandler()
   const s = await createSynapseNode({ ...acceptingAuth(), handler, errors: registry(), ...server })
-  const c = await createSynapseNode({ ...acceptingAuth(), errors: registry(), ...client })
+  const c = await createSynapseNode({ ...acceptingAuth(), errors: registry(), ...client }, writes === undefined ? undefined : countingWrites(writes))
   nodes.push(s, c)
   return { server: s, client: c, handler }
 }
@@ -193,5 +193,22 @@ describe('synapse over TCP + Noise + yamux', () => {
     const results = await Promise.all(Array.from({ length: 50 }, async (_, i) => await channel.call('echo', bytes(String(i)))))
     expect(results).toHaveLength(50)
     expect(channel.stats().calls).toBe(50)
+  })
+
+  it('coalesces frames produced in one tick into few transport writes', async () => {
+    const counter = { writes: 0 }
+    const { server, client, handler } = await pair({}, {}, counter)
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const before = counter.writes
+    const payload = new Uint8Array(64)
+    for (let i = 0; i < 10_000; i++) channel.send('tick', payload)
+    const calls = Array.from({ length: 200 }, async () => await channel.call('echo', payload))
+    await Promise.all(calls)
+    await until(() => handler.messages.length === 10_000, 10_000, 'messages delivered')
+    const writes = counter.writes - before
+    // 10 200 frames of ~70 bytes: a 64 KiB flush threshold means ~12 batches, not 10 200 writes.
+    expect(writes).toBeGreaterThan(0)
+    expect(writes).toBeLessThan(40)
+    expect(channel.stats().framesOut - channel.stats().writes).toBeGreaterThan(10_000)
   })
 })

@@ -3,20 +3,44 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import type { Libp2p } from '@libp2p/interface'
+import type { Connection, Libp2p, NewStreamOptions, Stream } from '@libp2p/interface'
 import { synapse } from '../../core/synapse/index.ts'
-import type { Synapse, SynapseInit, SynapseHandler, Principal } from '../../core/synapse/index.ts'
+import type { Synapse, SynapseComponents, SynapseInit, SynapseHandler, Principal } from '../../core/synapse/index.ts'
 import { CellError } from '../../core/errors.ts'
 
 export type SynapseNode = Libp2p<{ synapse: Synapse }>
 
-export async function createSynapseNode (init: SynapseInit): Promise<SynapseNode> {
+/** `wrap` lets a test interpose on what libp2p hands the service (e.g. to count stream writes). */
+export async function createSynapseNode (init: SynapseInit, wrap?: (components: SynapseComponents) => SynapseComponents): Promise<SynapseNode> {
+  const factory = synapse(init)
   return await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { synapse: synapse(init) }
+    services: { synapse: (components: SynapseComponents) => factory(wrap === undefined ? components : wrap(components)) }
+  })
+}
+
+/** Wraps the connection manager so every synapse stream counts its send() calls into `counter`. */
+export function countingWrites (counter: { writes: number }): (components: SynapseComponents) => SynapseComponents {
+  return (components) => ({
+    registrar: components.registrar,
+    logger: components.logger,
+    connectionManager: {
+      async openConnection (peer, options) {
+        const connection = await components.connectionManager.openConnection(peer, options)
+        const newStream = connection.newStream.bind(connection)
+        return Object.assign(Object.create(connection) as Connection, {
+          async newStream (protocols: string | string[], opts?: NewStreamOptions): Promise<Stream> {
+            const stream = await newStream(protocols, opts)
+            const send = stream.send.bind(stream)
+            stream.send = (data) => { counter.writes++; return send(data) }
+            return stream
+          }
+        })
+      }
+    }
   })
 }
 
