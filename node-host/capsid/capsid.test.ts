@@ -256,6 +256,36 @@ describe('capsid start', () => {
     await expect(starting).rejects.toBe(reason)
   })
 
+  it('only the process it started may connect: a client without the token is turned away', async () => {
+    const { writeFile } = await import('node:fs/promises')
+    const { connect } = await import('node:net')
+    const { encodeFrame, FrameType } = await import('./protocol.ts')
+    // Loads slowly, leaving a window in which the socket is listening but the replica is not there.
+    const path = join(h.tmp, 'slow-load.mjs')
+    await writeFile(path, "await new Promise(r => setTimeout(r, 1500))\nexport default { __cell: { idempotent: [] }, async hi () { return 'real' } }\n")
+    const starting = h.start({ artifactPath: path, sandbox: 'process' })
+    const sockPath = join(h.tmp, 'run', `i${h.seq}`, 'capsid.sock')
+    await expect.poll(() => existsSync(sockPath), { timeout: 5000, interval: 20 }).toBe(true)
+    const rogue = connect(sockPath)
+    const closed = new Promise<void>(resolve => rogue.once('close', () => resolve()))
+    rogue.on('error', () => {})
+    rogue.write(encodeFrame(FrameType.READY, 0, { token: 'guess', methods: ['evil'], idempotent: [] }))
+    await closed
+    const { capsid } = await starting
+    expect(capsid.methods).toEqual(['hi'])
+    expect(unjson(await capsid.call('hi', new Uint8Array(0), { deadlineMs: deadline() }))).toBe('real')
+  })
+
+  it('a heap limit kills a replica that outgrows it, reported as a crash', async () => {
+    const { capsid } = await h.start({ artifactPath: testCell, sandbox: hasBwrap ? 'bwrap' : 'process', maxHeapMb: 32 })
+    const exited = exitEvent(capsid)
+    const err = await capsid.call('hog', json({}), { deadlineMs: deadline(20_000) }).catch(e => e)
+    expect(err).toBeInstanceOf(ReplicaCrashedError)
+    const exit = await exited
+    expect(exit.crashed).toBe(true)
+    expect(exit.stderrTail.join('\n')).toMatch(/heap/i)
+  })
+
   it.skipIf(hasBwrap)('bwrap mode without bwrap is SandboxUnavailableError', async () => {
     await expect(h.start({ artifactPath: testCell, sandbox: 'bwrap' })).rejects.toBeInstanceOf(SandboxUnavailableError)
   })

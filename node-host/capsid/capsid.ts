@@ -43,6 +43,8 @@ export interface CapsidInit {
   startTimeoutMs?: number
   maxInFlight?: number
   logLines?: number
+  /** V8 old-space limit for the replica; past it the replica dies (reported as a crash). */
+  maxHeapMb?: number
   /** Chunks a stream may send ahead of the consumer. */
   streamCredit?: number
   clock?: Clock
@@ -539,7 +541,8 @@ export async function startCapsid (init: CapsidInit, options: { signal?: AbortSi
     signal.throwIfAborted()
   }
   const token = randomBytes(16).toString('hex')
-  const paths: LaunchPaths = { node, runner, artifact, dataDir, socketDir: instDir, socketName }
+  const nodeFlags = init.maxHeapMb !== undefined ? [`--max-old-space-size=${Math.max(16, Math.floor(init.maxHeapMb))}`] : []
+  const paths: LaunchPaths = { node, runner, artifact, dataDir, socketDir: instDir, socketName, nodeFlags }
   const inside = sandbox.mode === 'bwrap'
   const env: Record<string, string> = {
     PATH: '/usr/local/bin:/usr/bin:/bin',

@@ -62,6 +62,8 @@ export interface LaunchPaths {
   /** Directory holding the host's Unix socket (per instance, contains nothing else). */
   socketDir: string
   socketName: string
+  /** Extra flags for Node itself (e.g. --max-old-space-size). */
+  nodeFlags?: string[]
 }
 
 // Top-level entries replaced rather than bound: fresh /proc and /dev, a private /tmp, and an empty
@@ -103,7 +105,7 @@ export function bwrapArgs (paths: LaunchPaths, rootEntries = listRoot()): string
     '--cap-drop', 'ALL',
     '--chdir', IN_SANDBOX.data,
     '--',
-    IN_SANDBOX.node, IN_SANDBOX.runner
+    IN_SANDBOX.node, ...(paths.nodeFlags ?? []), IN_SANDBOX.runner
   )
   return args
 }
@@ -129,6 +131,7 @@ export function processArgs (paths: LaunchPaths): string[] {
     `--allow-fs-read=${paths.artifact}`,
     `--allow-fs-read=${paths.dataDir}`,
     `--allow-fs-write=${paths.dataDir}`,
+    ...(paths.nodeFlags ?? []),
     paths.runner
   ]
 }

@@ -23,7 +23,8 @@ export async function buildTo (tmp: string, dir: string, main: string, name: str
 export class Harness {
   tmp = ''
   private readonly capsids = new Set<Capsid>()
-  private seq = 0
+  /** Instances started so far; instance ids are `i<seq>`. */
+  seq = 0
 
   async setup (): Promise<void> {
     // Short: the instance's Unix socket path lives under it.
