@@ -17,41 +17,86 @@ export function encodeLengthPrefixed (frame: Uint8Array): Uint8Array {
 }
 
 /**
- * Yields each frame from `source`. Buffers at most one frame plus its prefix: a declared length
- * above `maxFrameBytes` fails before any of it is read.
+ * Yields each frame from `source`. Chunks are queued without copying and joined once per frame,
+ * so many tiny chunks cost linear time; a declared length above `maxFrameBytes` fails before
+ * any of the frame is buffered.
  */
 export async function * decodeLengthPrefixed (source: AsyncIterable<StreamChunk>, maxFrameBytes: number): AsyncGenerator<Uint8Array> {
-  let buf: Uint8Array = new Uint8Array(0)
+  const queue = new ChunkQueue()
   for await (const chunk of source) {
     const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray()
-    if (buf.length === 0) buf = bytes
-    else {
-      const joined = new Uint8Array(buf.length + bytes.length)
-      joined.set(buf, 0)
-      joined.set(bytes, buf.length)
-      buf = joined
-    }
+    if (bytes.length > 0) queue.push(bytes)
     for (;;) {
       let length = 0
-      let shift = 0
-      let offset = 0
+      let prefix = 0
       let complete = false
-      while (offset < buf.length && offset < 5) {
-        const b = buf[offset++]
-        length += (b & 0x7f) * 2 ** shift
-        shift += 7
+      while (prefix < queue.length && prefix < 5) {
+        const b = queue.peek(prefix++)
+        length += (b & 0x7f) * 2 ** (7 * (prefix - 1))
         if ((b & 0x80) === 0) { complete = true; break }
       }
       if (!complete) {
-        if (offset >= 5) throw new FleetSyncError('invalid length prefix')
+        if (prefix >= 5) throw new FleetSyncError('invalid length prefix')
         break
       }
       if (length > maxFrameBytes) throw new FleetSyncError(`frame of ${length} bytes exceeds ${maxFrameBytes}`)
-      if (buf.length - offset < length) break
-      yield buf.subarray(offset, offset + length)
-      buf = buf.subarray(offset + length)
+      if (queue.length - prefix < length) break
+      queue.take(prefix)
+      yield queue.take(length)
     }
-    if (buf.length > maxFrameBytes + 5) throw new FleetSyncError('frame buffer overflow')
   }
-  if (buf.length > 0) throw new FleetSyncError('stream ended inside a frame')
+  if (queue.length > 0) throw new FleetSyncError('stream ended inside a frame')
+}
+
+class ChunkQueue {
+  private chunks: Uint8Array[] = []
+  private head = 0
+  length = 0
+
+  push (bytes: Uint8Array): void {
+    this.chunks.push(bytes)
+    this.length += bytes.length
+  }
+
+  peek (index: number): number {
+    for (let i = this.head; i < this.chunks.length; i++) {
+      const c = this.chunks[i]
+      if (index < c.length) return c[index]
+      index -= c.length
+    }
+    throw new FleetSyncError('peek past end')
+  }
+
+  /** Removes `n` bytes from the front; a view when they lie in one chunk, else one copy. */
+  take (n: number): Uint8Array {
+    const first = this.chunks[this.head]
+    let out: Uint8Array
+    if (n === 0) out = new Uint8Array(0)
+    else if (first.length >= n) {
+      out = first.subarray(0, n)
+      this.consumeFront(n)
+    } else {
+      out = new Uint8Array(n)
+      let off = 0
+      while (off < n) {
+        const c = this.chunks[this.head]
+        const k = Math.min(c.length, n - off)
+        out.set(c.subarray(0, k), off)
+        off += k
+        this.consumeFront(k)
+      }
+    }
+    return out
+  }
+
+  private consumeFront (k: number): void {
+    const c = this.chunks[this.head]
+    this.length -= k
+    if (k < c.length) this.chunks[this.head] = c.subarray(k)
+    else if (++this.head > 1024) {
+      // Drop consumed slots now and then so the array stays small without shifting per chunk.
+      this.chunks = this.chunks.slice(this.head)
+      this.head = 0
+    }
+  }
 }

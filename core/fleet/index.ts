@@ -1,0 +1,25 @@
+// The fleet: every node's gossiped view of nodes, instances, releases and desired versions.
+export {
+  MalformedFleetRecordError, FleetRecordRejectedError, RecordOriginMismatchError, FleetSyncError, FleetSyncTimeoutError
+} from './errors.ts'
+export {
+  MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES,
+  checkNodeRecord, checkInstanceRecord, checkReleaseFields
+} from './records.ts'
+export type {
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind
+} from './records.ts'
+export {
+  encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles
+} from './codec.ts'
+export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedReleaseEnvelope, FrameEntry, BundleItem } from './codec.ts'
+export { signRecord, verifyRecord } from './sign.ts'
+export { FleetView, DROP_REASONS } from './view.ts'
+export type {
+  FleetViewInit, SignedRecordVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
+} from './view.ts'
+export { FleetGossip } from './gossip.ts'
+export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'
+export { fleetSync } from './sync.ts'
+export type { FleetSync, FleetSyncInit, FleetSyncComponents, FleetSyncResult, FleetSyncStats } from './sync.ts'
+export { encodeLengthPrefixed, decodeLengthPrefixed } from './framing.ts'
