@@ -1,0 +1,199 @@
+// One tick of the autonomic loop for one cell, as a pure function of (view, policy, self, random,
+// now, remembered state). The host applies the actions; a `volunteer` action is phase one of a
+// spawn: the host waits `delayMs` and then calls `confirmSpawn` with its view at that moment, so a
+// node that meanwhile saw other volunteers' replicas backs off.
+
+import type { Random } from '../ports.ts'
+import { failedInstanceIds, failureCounts, lastFailureMs, mergeHalts, RELEASE_HALTED_METRIC } from './health.ts'
+import { resolveParams, validatePolicy } from './params.ts'
+import { clampReplicas, isEligible, isFresh, jitterDelayMs, liveInstances, planSurplusDrains, recommendReplicas, stabilise, volunteerProbability } from './replication.ts'
+import { classifyRollout, planRollout, replicateRelease, surgeStillOpen } from './rollout.ts'
+import type { TargetRelease } from './target.ts'
+import { mergeDesired, resolveTarget } from './target.ts'
+import type { Action, BiologyParams, BiologyView, CellState, Decision, HaltRecord, Policy } from './types.ts'
+
+export interface DecideInput {
+  cell: string
+  view: BiologyView
+  policy: Policy
+  selfId: string
+  random: Random
+  nowMs: number
+  /** From the previous tick's Decision, or `initialCellState(cell)`. */
+  state: CellState
+  params?: Partial<BiologyParams>
+}
+
+export type VolunteerAction = Extract<Action, { kind: 'volunteer' }>
+export type SpawnAction = Extract<Action, { kind: 'spawn' }>
+
+export interface ConfirmInput {
+  cell: string
+  /** The node's view when the jitter delay has passed, not the one it volunteered on. */
+  view: BiologyView
+  policy: Policy
+  selfId: string
+  nowMs: number
+  state: CellState
+  volunteer: VolunteerAction
+  params?: Partial<BiologyParams>
+}
+
+export interface ConfirmResult {
+  action?: SpawnAction
+  reason: string
+}
+
+export function decideCell (input: DecideInput): Decision {
+  const { cell, view, policy, selfId, nowMs, state } = input
+  const params = resolveParams(input.params)
+  validatePolicy(policy)
+  const actions: Action[] = []
+  const reasons: string[] = []
+
+  const merged = mergeDesired(cell, state.desired, view.desired)
+  for (const r of merged.ignored) reasons.push(`ignored replayed desired record seq ${r.seq} (${r.version}); have seq ${merged.record?.seq}`)
+  let halts = mergeHalts(state.halts, view.halts, cell, params.maxHalts)
+
+  // Halt the target while it keeps failing and there is an earlier release to return to.
+  const counts = failureCounts(view.events, cell, nowMs, params)
+  let resolved = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts })
+  for (let k = 0; k < params.maxHalts && resolved.target !== undefined; k++) {
+    const bad = resolved.target
+    const failures = counts.get(bad.digest) ?? 0
+    if (failures < params.haltThreshold) break
+    const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, reason: `${failures} failures within ${params.haltWindowMs} ms` }
+    const next = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts: [...halts, halt] })
+    if (next.target === undefined) {
+      reasons.push(`${bad.version} failed ${failures} times within ${params.haltWindowMs} ms but no earlier release is known; not halting`)
+      break
+    }
+    actions.push({
+      kind: 'halt-release',
+      cell,
+      version: bad.version,
+      digest: bad.digest,
+      reason: `release ${bad.version} halted: ${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms (threshold ${params.haltThreshold}); returning to ${next.target.version}`,
+      metric: RELEASE_HALTED_METRIC
+    })
+    halts = mergeHalts(halts, [halt], cell, params.maxHalts)
+    resolved = next
+  }
+  const halted = new Set(halts.map(h => h.digest))
+
+  const mine = view.instances.filter(i => i.cell === cell && i.nodeId === selfId)
+  for (const i of mine) {
+    if (halted.has(i.digest) && i.state !== 'draining') {
+      actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `release ${i.version} is halted` })
+    }
+  }
+
+  const fresh = view.instances.filter(i => i.cell === cell && !halted.has(i.digest) && isFresh(i, nowMs, params.heartbeatStaleMs))
+  const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
+  const target = resolved.target
+  const classes = target === undefined ? undefined : classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
+  const surging = classes !== undefined && classes.old.length > 0 ? classes.unproven.filter(i => i.state === 'starting' || i.state === 'ready').length : 0
+  const rec = recommendReplicas({ live, current: live.length - surging, policy, params })
+  const stable = stabilise(state.recommendations, rec.replicas, nowMs, params)
+  // Without figures and without a recent recommendation, keep what runs (within the bounds).
+  const desiredReplicas = stable?.replicas ?? clampReplicas(live.length - surging, policy)
+  reasons.push(rec.reason)
+  if (rec.replicas === undefined || desiredReplicas > rec.replicas) reasons.push(`stabilisation window holds ${desiredReplicas}`)
+  const next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts }
+  const decision = (): Decision => ({ actions, reasons, state: next, desiredReplicas, target: resolved.target === undefined ? undefined : refOf(resolved.target) })
+
+  reasons.push(resolved.reason)
+  if (target === undefined || classes === undefined) return decision()
+
+  // This node's own crashed replicas: restart the target in place (its surge slot stays taken, so
+  // a crashing release does not spread to other nodes while it crash-loops), clear anything else.
+  for (const i of mine) {
+    if (i.state !== 'crashed' || halted.has(i.digest)) continue
+    if (i.digest !== target.digest) {
+      actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `crashed replica of ${i.version}, not the target ${target.version}` })
+      continue
+    }
+    const since = nowMs - (lastFailureMs(view.events, i.id) ?? i.lastHeartbeatMs)
+    if (since >= params.restartBackoffMs) {
+      actions.push({ kind: 'restart', cell, instanceId: i.id, version: i.version, digest: i.digest, reason: `replica ${i.id} of ${i.version} crashed ${since} ms ago` })
+    } else {
+      reasons.push(`replica ${i.id} crashed ${since} ms ago; restart after ${params.restartBackoffMs} ms`)
+    }
+  }
+
+  const selfNode = view.nodes.find(n => n.id === selfId)
+  const selfEligible = selfNode !== undefined && isEligible(selfNode, target.authority, params)
+  const suspect = (counts.get(target.digest) ?? 0) > 0
+
+  if (classes.old.length > 0) {
+    const plan = planRollout({ classes, target, desired: desiredReplicas, policy, selfId, selfEligible, suspect, random: input.random, params })
+    actions.push(...plan.actions)
+    reasons.push(...plan.reasons)
+    if (policy.update === 'stop' || plan.actions.some(a => a.kind === 'volunteer')) return decision()
+  } else {
+    actions.push(...planSurplusDrains(live, desiredReplicas, selfId))
+  }
+
+  const deficit = desiredReplicas - live.length
+  if (deficit > 0) {
+    const release = replicateRelease(classes, target)
+    const authority = authorityOf(view, release.digest) ?? target.authority
+    const eligible = view.nodes.filter(n => isEligible(n, authority, params)).length
+    const p = volunteerProbability(deficit, eligible)
+    if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
+      reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
+    } else if (input.random.next() < p) {
+      const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
+      actions.push({ kind: 'volunteer', cell, version: release.version, digest: release.digest, purpose: 'replicate', delayMs, reason: `deficit ${deficit} (${live.length} live < desired ${desiredReplicas}); volunteered for ${release.version} with p=${p.toFixed(3)} among ${eligible} eligible` })
+    } else {
+      reasons.push(`deficit ${deficit}: did not volunteer (p=${p.toFixed(3)} among ${eligible} eligible)`)
+    }
+  }
+  return decision()
+}
+
+/** Phase two of a spawn: re-check the (newer) view; spawn only if the reason to still holds. */
+export function confirmSpawn (input: ConfirmInput): ConfirmResult {
+  const { cell, view, policy, selfId, nowMs, state, volunteer } = input
+  const params = resolveParams(input.params)
+  const cancel = (why: string): ConfirmResult => ({ reason: `volunteer for ${volunteer.version} withdrawn: ${why}` })
+
+  const merged = mergeDesired(cell, state.desired, view.desired)
+  const halts = mergeHalts(state.halts, view.halts, cell, params.maxHalts)
+  const target = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts }).target
+  if (target === undefined) return cancel('no target release')
+  const counts = failureCounts(view.events, cell, nowMs, params)
+  if ((counts.get(volunteer.digest) ?? 0) >= params.haltThreshold) return cancel('the release reached the halt threshold')
+
+  const halted = new Set(halts.map(h => h.digest))
+  const fresh = view.instances.filter(i => i.cell === cell && !halted.has(i.digest) && isFresh(i, nowMs, params.heartbeatStaleMs))
+  const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
+  const desired = state.desiredReplicas ?? clampReplicas(live.length, policy)
+  const classes = classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
+  const release = volunteer.purpose === 'surge' ? target : replicateRelease(classes, target)
+  if (release.digest !== volunteer.digest) return cancel(`the release to run changed to ${release.version}`)
+  const selfNode = view.nodes.find(n => n.id === selfId)
+  if (selfNode === undefined || !isEligible(selfNode, authorityOf(view, release.digest) ?? target.authority, params)) return cancel('this node is no longer eligible')
+
+  if (volunteer.purpose === 'surge') {
+    const closed = surgeStillOpen(classes, desired, policy, selfId, (counts.get(target.digest) ?? 0) > 0)
+    if (closed !== undefined) return cancel(closed)
+  } else {
+    if (policy.update === 'stop' && classes.old.length > 0) return cancel('update=stop and old replicas still run')
+    if (live.length >= desired) return cancel(`deficit filled (${live.length} live, desired ${desired})`)
+  }
+  return {
+    action: { kind: 'spawn', cell, version: release.version, digest: release.digest, purpose: volunteer.purpose, reason: `${volunteer.reason}; confirmed after ${volunteer.delayMs} ms` },
+    reason: 'confirmed'
+  }
+}
+
+function authorityOf (view: BiologyView, digest: string): string | undefined {
+  return view.releases.find(r => r.digest === digest)?.authority
+}
+
+function refOf (t: TargetRelease): { cell: string, version: string, digest: string } {
+  return { cell: t.cell, version: t.version, digest: t.digest }
+}
+
+

@@ -1,0 +1,47 @@
+// Crash accounting. Every node counts the crash and failed-health-check events of a release that it
+// sees in the fleet within a window; at the threshold it halts the release. Halting is idempotent
+// and gossiped (HaltRecord), so nodes that missed some of the crashes stop it too.
+
+import type { BiologyParams, HaltRecord, HealthEvent } from './types.ts'
+
+/** Metric incremented (by the host) for every `halt-release` action. */
+export const RELEASE_HALTED_METRIC = 'cell_biology_release_halted_total'
+
+/** Distinct failure events per digest of `cell` within the window ending at `nowMs`. */
+export function failureCounts (events: readonly HealthEvent[], cell: string, nowMs: number, params: BiologyParams): Map<string, number> {
+  const since = nowMs - params.haltWindowMs
+  const seen = new Set<string>()
+  const counts = new Map<string, number>()
+  for (const e of events) {
+    if (e.cell !== cell || e.atMs <= since || e.atMs > nowMs || seen.has(e.id)) continue
+    seen.add(e.id)
+    counts.set(e.digest, (counts.get(e.digest) ?? 0) + 1)
+  }
+  return counts
+}
+
+/** Instance ids that ever crashed or failed a health check, as far as the view remembers. */
+export function failedInstanceIds (events: readonly HealthEvent[], cell: string): Set<string> {
+  const ids = new Set<string>()
+  for (const e of events) if (e.cell === cell) ids.add(e.instanceId)
+  return ids
+}
+
+/** Most recent failure of an instance, for the restart backoff. */
+export function lastFailureMs (events: readonly HealthEvent[], instanceId: string): number | undefined {
+  let last: number | undefined
+  for (const e of events) if (e.instanceId === instanceId && (last === undefined || e.atMs > last)) last = e.atMs
+  return last
+}
+
+/** Union of halts by digest, oldest first, keeping at most `max` (the oldest are forgotten). */
+export function mergeHalts (known: readonly HaltRecord[], seen: readonly HaltRecord[], cell: string, max: number): HaltRecord[] {
+  const byDigest = new Map<string, HaltRecord>()
+  for (const h of [...known, ...seen]) {
+    if (h.cell !== cell) continue
+    const prior = byDigest.get(h.digest)
+    if (prior === undefined || h.atMs < prior.atMs) byDigest.set(h.digest, h)
+  }
+  const merged = [...byDigest.values()].sort((a, b) => a.atMs - b.atMs)
+  return merged.slice(Math.max(0, merged.length - max))
+}

@@ -1,0 +1,169 @@
+// Rolling update by gradual displacement. With update = "live", every node that holds replicas of
+// an older release flips a coin (p = maxSurge/100) each tick to start one replica of the target,
+// as long as fewer than `surge` target replicas are still unproven. A target replica is proven once
+// it has been ready for healthGraceMs without a crash or failed health check; each proven one lets
+// one old replica retire (preferably on the node that proved it). With update = "stop" the old
+// replicas stop first and replication then starts the target.
+
+import type { Random } from '../ports.ts'
+import { byAge, jitterDelayMs } from './replication.ts'
+import { compareReleaseVersions } from './target.ts'
+import type { TargetRelease } from './target.ts'
+import type { Action, BiologyParams, InstanceRecord, Policy } from './types.ts'
+
+const EPSILON = 1e-9
+
+/** How many target replicas may be unproven at once: max(1, ceil(maxSurge% × desired)). */
+export function surgeCount (maxSurge: number, desired: number): number {
+  return Math.max(1, Math.ceil((maxSurge / 100) * desired - EPSILON))
+}
+
+export interface RolloutClasses {
+  /** Live replicas of any other release, oldest first. */
+  old: InstanceRecord[]
+  /** Live replicas of the target. */
+  newer: InstanceRecord[]
+  /** Target replicas ready for at least healthGraceMs that never failed. */
+  proven: InstanceRecord[]
+  /** Target replicas still starting, within their grace, or crashed (they hold a surge slot), oldest first. */
+  unproven: InstanceRecord[]
+}
+
+/**
+ * @param fresh instances of the cell with a fresh heartbeat, in any state, halted releases excluded
+ * @param failed instance ids with a crash or failed health check on record
+ */
+export function classifyRollout (fresh: readonly InstanceRecord[], target: TargetRelease, failed: ReadonlySet<string>, nowMs: number, healthGraceMs: number): RolloutClasses {
+  const old: InstanceRecord[] = []
+  const newer: InstanceRecord[] = []
+  const proven: InstanceRecord[] = []
+  const unproven: InstanceRecord[] = []
+  for (const i of fresh) {
+    const live = i.state === 'starting' || i.state === 'ready'
+    if (i.digest !== target.digest) {
+      if (live) old.push(i)
+      continue
+    }
+    if (live) newer.push(i)
+    if (i.state === 'draining') continue
+    const readyFor = i.state === 'ready' ? nowMs - (i.readyMs ?? i.startedMs) : -1
+    if (i.state === 'ready' && readyFor >= healthGraceMs && !failed.has(i.id)) proven.push(i)
+    else unproven.push(i)
+  }
+  old.sort(byAge)
+  unproven.sort(byAge)
+  return { old, newer, proven, unproven }
+}
+
+export interface RolloutInput {
+  classes: RolloutClasses
+  target: TargetRelease
+  desired: number
+  policy: Policy
+  selfId: string
+  /** Whether this node could host another replica of the target right now. */
+  selfEligible: boolean
+  /** The target had a crash or failed health check within the halt window: start no more of it. */
+  suspect: boolean
+  random: Random
+  params: BiologyParams
+}
+
+export interface RolloutPlan {
+  actions: Action[]
+  reasons: string[]
+}
+
+export function planRollout (input: RolloutInput): RolloutPlan {
+  return input.policy.update === 'stop' ? planStop(input) : planLive(input)
+}
+
+function planStop (input: RolloutInput): RolloutPlan {
+  const { classes, target, selfId } = input
+  const actions: Action[] = classes.old.filter(i => i.nodeId === selfId).map(i => ({
+    kind: 'drain', cell: i.cell, instanceId: i.id, reason: `update=stop: stopping ${i.version} before starting ${target.version}`
+  }))
+  return { actions, reasons: [`update=stop: ${classes.old.length} old replica(s) still live; ${target.version} starts once they are gone`] }
+}
+
+function planLive (input: RolloutInput): RolloutPlan {
+  const { classes, target, desired, policy, selfId, params } = input
+  const actions: Action[] = []
+  const reasons: string[] = []
+  const surge = surgeCount(policy.maxSurge, desired)
+
+  // Stale views can let two nodes fill the same surge slot. Every node orders the unproven target
+  // replicas the same way; the newest ones past the surge that have not started running yet back
+  // off - but only as many as the fleet has beyond the desired count, so a replica that fills a
+  // deficit is never taken away.
+  const live = classes.old.length + classes.newer.length
+  const excess = Math.min(classes.unproven.length - surge, live - desired)
+  if (excess > 0) {
+    for (const i of classes.unproven.slice(classes.unproven.length - excess)) {
+      if (i.nodeId === selfId && i.state === 'starting') {
+        actions.push({ kind: 'drain', cell: i.cell, instanceId: i.id, reason: `surge exceeded: ${classes.unproven.length} unproven ${target.version} replicas > surge ${surge}` })
+      }
+    }
+  }
+
+  // Keep enough old replicas that old + proven new >= desired; retire the rest, preferring old
+  // replicas on nodes that proved a new one (the node that surged gives its old one back).
+  const oldKeep = Math.max(0, desired - classes.proven.length)
+  const retire = classes.old.length - oldKeep
+  const retiring = new Set<string>()
+  if (retire > 0) {
+    const provers = new Set(classes.proven.map(i => i.nodeId))
+    const order = [...classes.old].sort((a, b) => {
+      const pa = provers.has(a.nodeId) ? 0 : 1
+      const pb = provers.has(b.nodeId) ? 0 : 1
+      return pa !== pb ? pa - pb : byAge(a, b)
+    })
+    for (const i of order.slice(0, retire)) {
+      retiring.add(i.id)
+      if (i.nodeId === selfId) {
+        actions.push({ kind: 'drain', cell: i.cell, instanceId: i.id, reason: `rollout: ${classes.proven.length} ${target.version} replica(s) proven for ${policy.healthGraceMs} ms; retiring ${i.version} ${i.id}` })
+      }
+    }
+  }
+
+  const ownOld = classes.old.filter(i => i.nodeId === selfId && !retiring.has(i.id)).length
+  if (ownOld === 0) {
+    reasons.push(`rollout to ${target.version}: no old replica here`)
+  } else if (input.suspect) {
+    reasons.push(`rollout to ${target.version} paused: it failed within the last ${params.haltWindowMs} ms`)
+  } else if (classes.unproven.length >= surge) {
+    reasons.push(`rollout to ${target.version}: surge full (${classes.unproven.length}/${surge} unproven)`)
+  } else if (classes.newer.length >= desired) {
+    reasons.push(`rollout to ${target.version}: ${classes.newer.length} new replicas already cover desired ${desired}`)
+  } else if (!input.selfEligible) {
+    reasons.push(`rollout to ${target.version}: this node cannot host another replica`)
+  } else if (input.random.next() < policy.maxSurge / 100) {
+    const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
+    actions.push({ kind: 'volunteer', cell: target.cell, version: target.version, digest: target.digest, purpose: 'surge', delayMs, reason: `rollout to ${target.version}: won the surge coin (p=${policy.maxSurge / 100}), ${classes.unproven.length}/${surge} unproven` })
+  } else {
+    reasons.push(`rollout to ${target.version}: lost the surge coin`)
+  }
+  return { actions, reasons }
+}
+
+/**
+ * Which release fills a deficit during a live rollout: the target once one of its replicas proved
+ * itself, otherwise the newest release that is running now. Until it is proven, the target spreads
+ * only through the surge, so a bad release cannot ride on a deficit (e.g. a partition) to many nodes.
+ */
+export function replicateRelease (classes: RolloutClasses, target: TargetRelease): { version: string, digest: string } {
+  if (classes.old.length === 0 || classes.proven.length > 0) return target
+  let best = classes.old[0]
+  for (const i of classes.old) if (compareReleaseVersions(i.version, best.version) > 0) best = i
+  return { version: best.version, digest: best.digest }
+}
+
+/** Phase two of a surge spawn: is there still room? */
+export function surgeStillOpen (classes: RolloutClasses, desired: number, policy: Policy, selfId: string, suspect: boolean): string | undefined {
+  const surge = surgeCount(policy.maxSurge, desired)
+  if (suspect) return 'target failed recently'
+  if (classes.unproven.length >= surge) return `surge full (${classes.unproven.length}/${surge} unproven)`
+  if (classes.newer.length >= desired) return 'new replicas already cover desired'
+  if (!classes.old.some(i => i.nodeId === selfId)) return 'no old replica here any more'
+  return undefined
+}

@@ -1,0 +1,112 @@
+// Which release a cell should run: the "target". Rollback and roll-forward are the same thing here:
+// the target changes, and the rollout logic displaces whatever else runs.
+//
+// Rule: the highest-seq desired-version record wins, unless a release was published after it
+// (a higher seq), in which case the newest such release wins - publishing after a rollback rolls
+// forward again. Without a desired record the newest release (semver, then seq) wins. A halted
+// target falls back to the newest non-halted release older than it ("the previous release").
+
+import { compareVersions } from '../manifest/version.ts'
+import type { DesiredVersionRecord, HaltRecord, ReleaseRecord, ReleaseRef } from './types.ts'
+
+export interface TargetRelease extends ReleaseRef {
+  seq: number
+  /** Authority that signed the release; undefined when only a desired record names it so far. */
+  authority?: string
+}
+
+/** Semver order that never throws on a malformed gossiped version: those sort lowest. */
+export function compareReleaseVersions (a: string, b: string): number {
+  let x: number | undefined
+  try {
+    x = compareVersions(a, b)
+  } catch {
+    x = undefined
+  }
+  if (x !== undefined) return x
+  const okA = safeValid(a)
+  const okB = safeValid(b)
+  if (okA !== okB) return okA ? 1 : -1
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+function safeValid (v: string): boolean {
+  try {
+    compareVersions(v, v)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function newer (a: ReleaseRecord, b: ReleaseRecord): boolean {
+  const c = compareReleaseVersions(a.version, b.version)
+  return c > 0 || (c === 0 && a.seq > b.seq)
+}
+
+export function newestRelease (releases: readonly ReleaseRecord[]): ReleaseRecord | undefined {
+  let best: ReleaseRecord | undefined
+  for (const r of releases) if (best === undefined || newer(r, best)) best = r
+  return best
+}
+
+export interface MergedDesired {
+  record?: DesiredVersionRecord
+  /** Records seen in the view with a lower seq than the one kept: replays, ignored. */
+  ignored: DesiredVersionRecord[]
+}
+
+/** Keep the highest-seq desired record of `cell` among what the node knew and what the view holds. */
+export function mergeDesired (cell: string, known: DesiredVersionRecord | undefined, records: readonly DesiredVersionRecord[]): MergedDesired {
+  let record = known
+  const ignored: DesiredVersionRecord[] = []
+  for (const r of records) {
+    if (r.cell !== cell) continue
+    if (record === undefined || r.seq > record.seq) {
+      record = r
+    } else if (r.seq < record.seq) {
+      ignored.push(r)
+    }
+  }
+  return { record, ignored }
+}
+
+export interface TargetInput {
+  cell: string
+  releases: readonly ReleaseRecord[]
+  desired?: DesiredVersionRecord
+  halts: readonly HaltRecord[]
+}
+
+export interface TargetResult {
+  target?: TargetRelease
+  reason: string
+}
+
+export function resolveTarget (input: TargetInput): TargetResult {
+  const releases = input.releases.filter(r => r.cell === input.cell)
+  const halted = new Set(input.halts.filter(h => h.cell === input.cell).map(h => h.digest))
+  const byDigest = new Map(releases.map(r => [r.digest, r]))
+  const withAuthority = (ref: ReleaseRef & { seq: number }): TargetRelease =>
+    ({ cell: ref.cell, version: ref.version, digest: ref.digest, seq: ref.seq, authority: byDigest.get(ref.digest)?.authority })
+
+  let candidate: TargetRelease | undefined
+  let why: string
+  const d = input.desired
+  const later = d === undefined ? releases : releases.filter(r => r.seq > d.seq)
+  if (d !== undefined && later.length === 0) {
+    candidate = withAuthority(d)
+    why = `desired record seq ${d.seq}`
+  } else {
+    const n = newestRelease(later)
+    candidate = n === undefined ? undefined : withAuthority(n)
+    why = d === undefined ? 'newest release' : `release published after desired record seq ${d.seq}`
+  }
+  if (candidate === undefined) return { reason: `no release of ${input.cell} known` }
+  if (!halted.has(candidate.digest)) return { target: candidate, reason: `target ${candidate.version} (${why})` }
+
+  const haltedVersion = candidate.version
+  const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && compareReleaseVersions(r.version, haltedVersion) < 0))
+  if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known` }
+  return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release` }
+}

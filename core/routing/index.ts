@@ -1,0 +1,2 @@
+export { chooseReplica, pickLessLoaded, compareLoad, newestDigestOf } from './choose-replica.ts'
+export type { ReplicaCandidate, ChooseOptions, Choice, ReplicaGroup } from './choose-replica.ts'

@@ -1,0 +1,386 @@
+// The simulated fleet: N nodes, each running the REAL decision code (core/biology) on its own view,
+// which it builds only from gossip snapshots that survived the network's loss, delay and
+// partitions. Ground truth (which replicas really exist, their state, the load) lives here; nodes
+// see it only through heartbeats. Everything random comes from one seed.
+
+import { createHash } from 'node:crypto'
+import type { Hash } from 'node:crypto'
+import { confirmSpawn, decideCell } from '../../core/biology/autonomic.ts'
+import type { VolunteerAction } from '../../core/biology/autonomic.ts'
+import { initialCellState } from '../../core/biology/params.ts'
+import type {
+  Action, BiologyParams, BiologyView, CellState, HaltRecord, HealthEvent, InstanceRecord, InstanceState, NodeRecord, Policy, ReleaseRecord
+} from '../../core/biology/types.ts'
+import { GossipNetwork } from './network.ts'
+import type { NetworkOptions } from './network.ts'
+import { EventQueue } from './queue.ts'
+import { SeededRandom } from './prng.ts'
+
+export interface ReleaseSpec extends ReleaseRecord {
+  /** Replicas of this release crash shortly after they turn ready. */
+  crashes?: boolean
+}
+
+export interface WorldOptions {
+  seed: number
+  nodes: number
+  slotsPerNode: number
+  /** Node indices that do not trust the cell's authority. */
+  untrusting?: readonly number[]
+  /** Node indices that offer no free slot. */
+  noCapacity?: readonly number[]
+  tickMs: number
+  delayMs: readonly [number, number]
+  loss: number
+  partitions?: NetworkOptions['partitions']
+  startupMs: readonly [number, number]
+  drainMs: readonly [number, number]
+  crashAfterMs: readonly [number, number]
+  /** Relative noise on reported CPU (0.03 = ±3 %). */
+  loadNoise: number
+  policy: Policy
+  params: Partial<BiologyParams>
+  cell: string
+  authority: string
+  /** Keep the event log lines (for debugging); the hash is always kept. */
+  keepLog?: boolean
+}
+
+interface Truth {
+  id: string
+  node: number
+  version: string
+  digest: string
+  startedMs: number
+  readyMs?: number
+  state: InstanceState
+}
+
+interface Snapshot {
+  sentMs: number
+  node: NodeRecord
+  instances: InstanceRecord[]
+  releases: ReleaseRecord[]
+  halts: HaltRecord[]
+  events: HealthEvent[]
+}
+
+class SimNode {
+  readonly index: number
+  readonly random: SeededRandom
+  readonly trusts: string[]
+  readonly slots: number
+  readonly id: string
+  state: CellState
+  pending = false
+  readonly own = new Map<string, Truth>()
+  readonly releases = new Map<string, ReleaseRecord>()
+  readonly halts = new Map<string, HaltRecord>()
+  readonly events = new Map<string, HealthEvent>()
+  readonly peers: Array<Snapshot | undefined>
+  /** When this node itself decided to halt a release. */
+  firstHaltMs?: number
+  /** When this node first knew of any halt (its own or gossiped). */
+  haltKnownMs?: number
+  counter = 0
+
+  constructor (index: number, nodes: number, random: SeededRandom, trusts: string[], slots: number, cell: string) {
+    this.index = index
+    this.random = random
+    this.trusts = trusts
+    this.slots = slots
+    this.id = `node-${String(index).padStart(2, '0')}`
+    this.state = initialCellState(cell)
+    this.peers = new Array(nodes).fill(undefined)
+  }
+}
+
+export interface Counts {
+  live: number
+  ready: number
+  liveByDigest: Map<string, number>
+  readyByDigest: Map<string, number>
+}
+
+export class World {
+  nowMs = 0
+  load = 0
+  private warmupMs = 0
+  readonly nodes: SimNode[]
+  readonly truth = new Map<string, Truth>()
+  readonly specs = new Map<string, ReleaseSpec>()
+  readonly spawnedOn = new Map<string, Set<number>>()
+  readonly ranOn = new Map<string, Set<number>>()
+  /** Spawns a node attempted although the view said it was not eligible (must stay 0). */
+  ineligibleSpawns = 0
+  logLines = 0
+  readonly log: string[] = []
+  observer?: (world: World) => void
+
+  private readonly queue = new EventQueue()
+  private readonly net: GossipNetwork<Snapshot>
+  private readonly rng: SeededRandom
+  private readonly hash: Hash = createHash('sha256')
+
+  readonly options: WorldOptions
+
+  constructor (options: WorldOptions) {
+    this.options = options
+    const root = new SeededRandom(options.seed)
+    this.rng = root.fork()
+    this.net = new GossipNetwork<Snapshot>({ nodes: options.nodes, delayMs: options.delayMs, loss: options.loss, partitions: options.partitions ?? [] }, root.fork())
+    const untrusting = new Set(options.untrusting ?? [])
+    const full = new Set(options.noCapacity ?? [])
+    this.nodes = Array.from({ length: options.nodes }, (_, i) => new SimNode(
+      i, options.nodes, root.fork(), untrusting.has(i) ? ['someone-else'] : [options.authority], full.has(i) ? 0 : options.slotsPerNode, options.cell))
+  }
+
+  /**
+   * Every node heartbeats from t=0 (random phase) and starts deciding at `warmupMs`, so views are
+   * populated (despite loss) before anyone acts - as in a fleet that was already running.
+   */
+  start (warmupMs: number): void {
+    this.warmupMs = warmupMs
+    for (const n of this.nodes) this.broadcast(n)
+    for (const n of this.nodes) this.at(this.rng.between(0, this.options.tickMs), () => this.tick(n))
+  }
+
+  at (atMs: number, fn: () => void): void {
+    this.queue.push(atMs, fn)
+  }
+
+  /** Process events until `untilMs` or until `stop()` holds after an event. */
+  run (untilMs: number, stop?: () => boolean): void {
+    while (this.queue.peekMs() <= untilMs) {
+      const e = this.queue.pop()
+      if (e === undefined) break
+      this.nowMs = e.atMs
+      e.fn()
+      if (stop?.() === true) return
+    }
+    this.nowMs = Math.max(this.nowMs, untilMs)
+  }
+
+  /** A node learns of a release (it then spreads by gossip). */
+  publish (nodeIndex: number, release: ReleaseSpec): void {
+    this.specs.set(release.digest, release)
+    const { crashes, ...record } = release
+    this.nodes[nodeIndex].releases.set(release.digest, record)
+    this.record(`publish ${release.version} at ${this.nodes[nodeIndex].id}`)
+    this.broadcast(this.nodes[nodeIndex])
+  }
+
+  /** A replica that was already running before the simulation started. */
+  seedInstance (nodeIndex: number, release: ReleaseSpec, startedMs: number): void {
+    const n = this.nodes[nodeIndex]
+    const t: Truth = { id: `${n.id}/${n.counter++}`, node: nodeIndex, version: release.version, digest: release.digest, startedMs, readyMs: startedMs, state: 'ready' }
+    this.truth.set(t.id, t)
+    n.own.set(t.id, t)
+  }
+
+  setLoad (load: number): void {
+    this.load = load
+    this.record(`load ${load}`)
+  }
+
+  counts (): Counts {
+    const c: Counts = { live: 0, ready: 0, liveByDigest: new Map(), readyByDigest: new Map() }
+    for (const t of this.truth.values()) {
+      if (t.state !== 'starting' && t.state !== 'ready') continue
+      c.live++
+      c.liveByDigest.set(t.digest, (c.liveByDigest.get(t.digest) ?? 0) + 1)
+      if (t.state === 'ready') {
+        c.ready++
+        c.readyByDigest.set(t.digest, (c.readyByDigest.get(t.digest) ?? 0) + 1)
+      }
+    }
+    return c
+  }
+
+  digest (): string {
+    return this.hash.copy().digest('hex')
+  }
+
+  private record (line: string): void {
+    const text = `${this.nowMs.toFixed(3)} ${line}`
+    this.hash.update(text + '\n')
+    this.logLines++
+    if (this.options.keepLog === true) this.log.push(text)
+  }
+
+  private changed (): void {
+    this.observer?.(this)
+  }
+
+  private tick (n: SimNode): void {
+    if (this.nowMs < this.warmupMs) {
+      this.broadcast(n)
+      this.at(this.nowMs + this.options.tickMs, () => this.tick(n))
+      return
+    }
+    const view = this.viewOf(n)
+    const d = decideCell({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, random: n.random, nowMs: this.nowMs, state: n.state, params: this.options.params })
+    n.state = d.state
+    for (const h of d.state.halts) if (!n.halts.has(h.digest)) n.halts.set(h.digest, h)
+    if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
+    for (const a of d.actions) this.apply(n, a)
+    this.broadcast(n)
+    this.at(this.nowMs + this.options.tickMs, () => this.tick(n))
+  }
+
+  private apply (n: SimNode, a: Action): void {
+    switch (a.kind) {
+      case 'volunteer':
+        if (n.pending) return
+        n.pending = true
+        this.at(this.nowMs + a.delayMs, () => this.confirm(n, a))
+        return
+      case 'spawn':
+        this.spawn(n, a.version, a.digest, this.options.keepLog === true ? `${a.purpose}: ${a.reason}` : a.purpose)
+        return
+      case 'drain': {
+        const t = n.own.get(a.instanceId)
+        if (t === undefined || t.state === 'draining') return
+        this.record(`${n.id} drain ${t.id} ${t.version} (${a.reason})`)
+        if (t.state === 'crashed') {
+          this.remove(n, t)
+          return
+        }
+        t.state = 'draining'
+        this.at(this.nowMs + this.rng.between(...this.options.drainMs), () => this.remove(n, t))
+        this.changed()
+        return
+      }
+      case 'restart': {
+        const t = n.own.get(a.instanceId)
+        if (t === undefined || t.state !== 'crashed') return
+        this.record(`${n.id} restart ${t.id} ${t.version}`)
+        this.remove(n, t)
+        this.spawn(n, t.version, t.digest, 'surge')
+        return
+      }
+      case 'halt-release':
+        n.firstHaltMs ??= this.nowMs
+        this.record(`${n.id} halt ${a.version} metric=${a.metric} (${a.reason})`)
+    }
+  }
+
+  private confirm (n: SimNode, volunteer: VolunteerAction): void {
+    n.pending = false
+    const view = this.viewOf(n)
+    const r = confirmSpawn({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, nowMs: this.nowMs, state: n.state, volunteer, params: this.options.params })
+    if (r.action !== undefined) {
+      this.apply(n, r.action)
+      this.broadcast(n)
+    }
+  }
+
+  private spawn (n: SimNode, version: string, digest: string, purpose: string): void {
+    if (n.own.size >= n.slots || !n.trusts.includes(this.options.authority)) {
+      this.ineligibleSpawns++
+      this.record(`${n.id} REFUSED spawn ${version}`)
+      return
+    }
+    const t: Truth = { id: `${n.id}/${n.counter++}`, node: n.index, version, digest, startedMs: this.nowMs, state: 'starting' }
+    this.truth.set(t.id, t)
+    n.own.set(t.id, t)
+    let on = this.spawnedOn.get(digest)
+    if (on === undefined) this.spawnedOn.set(digest, on = new Set())
+    on.add(n.index)
+    this.record(`${n.id} spawn ${t.id} ${version} (${purpose})`)
+    this.at(this.nowMs + this.rng.between(...this.options.startupMs), () => this.ready(n, t))
+    this.changed()
+  }
+
+  private ready (n: SimNode, t: Truth): void {
+    if (t.state !== 'starting') return
+    t.state = 'ready'
+    t.readyMs = this.nowMs
+    let on = this.ranOn.get(t.digest)
+    if (on === undefined) this.ranOn.set(t.digest, on = new Set())
+    on.add(n.index)
+    this.record(`${n.id} ready ${t.id}`)
+    if (this.specs.get(t.digest)?.crashes === true) {
+      this.at(this.nowMs + this.rng.between(...this.options.crashAfterMs), () => this.crash(n, t))
+    }
+    this.broadcast(n)
+    this.changed()
+  }
+
+  private crash (n: SimNode, t: Truth): void {
+    if (t.state !== 'ready') return
+    t.state = 'crashed'
+    const e: HealthEvent = { id: `${t.id}#crash`, kind: 'crash', cell: this.options.cell, version: t.version, digest: t.digest, instanceId: t.id, nodeId: n.id, atMs: this.nowMs }
+    n.events.set(e.id, e)
+    this.record(`${n.id} crash ${t.id} ${t.version}`)
+    this.broadcast(n)
+    this.changed()
+  }
+
+  private remove (n: SimNode, t: Truth): void {
+    if (!n.own.delete(t.id)) return
+    this.truth.delete(t.id)
+    this.record(`${n.id} gone ${t.id}`)
+    this.broadcast(n)
+    this.changed()
+  }
+
+  private nodeRecord (n: SimNode): NodeRecord {
+    const free = Math.max(0, n.slots - n.own.size)
+    return { id: n.id, capacity: { freeSlots: free, cpuFreePercent: 100 - 10 * n.own.size, memoryFreeBytes: 8 * 2 ** 30 }, trustsAuthorities: n.trusts, alive: true }
+  }
+
+  private instanceRecord (t: Truth, readyTotal: number, sentMs: number, random: SeededRandom): InstanceRecord {
+    const ready = t.state === 'ready'
+    const share = ready && readyTotal > 0 ? this.load / readyTotal : 0
+    const noise = 1 + this.options.loadNoise * (2 * random.next() - 1)
+    return {
+      id: t.id, cell: this.options.cell, version: t.version, digest: t.digest, nodeId: this.nodes[t.node].id,
+      startedMs: t.startedMs, readyMs: t.readyMs, state: t.state,
+      cpuPercent: share * noise, memoryPercent: ready ? 25 * noise : 0, qps: share / 5, p99Ms: 20, lastHeartbeatMs: sentMs
+    }
+  }
+
+  private broadcast (n: SimNode): void {
+    const ready = this.counts().ready
+    const since = this.nowMs - (this.options.params.haltWindowMs ?? 120_000)
+    for (const [id, e] of n.events) if (e.atMs <= since) n.events.delete(id)
+    const snap: Snapshot = {
+      sentMs: this.nowMs,
+      node: this.nodeRecord(n),
+      instances: [...n.own.values()].map(t => this.instanceRecord(t, ready, this.nowMs, n.random)),
+      releases: [...n.releases.values()],
+      halts: [...n.halts.values()],
+      events: [...n.events.values()]
+    }
+    this.net.broadcast(n.index, this.nowMs, snap)
+  }
+
+  private viewOf (n: SimNode): BiologyView {
+    const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
+    const nodes: NodeRecord[] = [this.nodeRecord(n)]
+    const instances: InstanceRecord[] = []
+    const ready = this.counts().ready
+    for (const t of n.own.values()) instances.push(this.instanceRecord(t, ready, this.nowMs, n.random))
+    for (let j = 0; j < this.nodes.length; j++) {
+      if (j === n.index) continue
+      const fresh = this.net.receive(n.index, j, this.nowMs)
+      if (fresh !== undefined) {
+        n.peers[j] = fresh
+        for (const r of fresh.releases) if (!n.releases.has(r.digest)) n.releases.set(r.digest, r)
+        for (const h of fresh.halts) if (!n.halts.has(h.digest)) n.halts.set(h.digest, h)
+        if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
+        for (const e of fresh.events) if (!n.events.has(e.id)) n.events.set(e.id, e)
+      }
+      const p = n.peers[j]
+      if (p === undefined) continue
+      nodes.push(this.nowMs - p.sentMs <= staleMs ? p.node : { ...p.node, alive: false })
+      for (const i of p.instances) instances.push(i)
+    }
+    return { nodes, instances, releases: [...n.releases.values()], desired: [], events: [...n.events.values()], halts: [...n.halts.values()] }
+  }
+
+  get networkStats (): { sent: number, lost: number } {
+    return { sent: this.net.sent, lost: this.net.lost }
+  }
+}
