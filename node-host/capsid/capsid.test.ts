@@ -5,7 +5,7 @@ import type { Server } from 'node:net'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { findBwrap } from './sandbox.ts'
-import { startCapsid } from './capsid.ts'
+import { startCapsid } from './start-capsid.ts'
 import type { Capsid, CapsidExit } from './capsid.ts'
 import {
   CapsidStartError, ReplicaCrashedError, UnknownMethodError, CapsidBusyError, CapsidDrainingError,

@@ -1,13 +1,9 @@
-// One replica of a cell artifact, running in a sandbox and spoken to over a Unix socket.
-// The host listens on a per-instance socket; the runner inside the sandbox connects, proves it is
-// the process we started (a random token passed in its environment) and sends READY.
-import { spawn } from 'node:child_process'
+// One replica of a cell artifact, running in a sandbox and spoken to over a Unix socket: the
+// host-side handle (calls, streams, messages, drain, crash detection, logs). start-capsid.ts
+// launches the process and hands it here.
 import type { ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
-import { mkdir, rm, realpath, copyFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import type { CallerInfo } from '../../core/cell.ts'
 import { systemClock } from '../../core/ports.ts'
@@ -19,8 +15,7 @@ import {
 import type { ExitInfo } from './errors.ts'
 import { FrameDecoder, FrameType, encodeFrame, MAX_FRAME_BYTES } from './protocol.ts'
 import type { Frame } from './protocol.ts'
-import { resolveSandbox, resolveNodeBinary, runnerPath, bwrapArgs, processArgs, IN_SANDBOX } from './sandbox.ts'
-import type { SandboxMode, LaunchPaths } from './sandbox.ts'
+import type { SandboxMode } from './sandbox.ts'
 import { LogRing } from './log-ring.ts'
 import type { LogLine } from './log-ring.ts'
 
@@ -78,8 +73,6 @@ interface Pending {
   onError(err: Error): void
 }
 
-const INSTANCE_ID = /^[A-Za-z0-9._-]{1,64}$/
-const MAX_SOCKET_PATH_BYTES = 100
 /** Bytes queued on the socket before new calls are refused as busy. */
 const MAX_WRITE_BUFFER_BYTES = 64 * 1024 * 1024
 /** After the process exits, how long to wait for its pipes to close so the stderr tail is whole. */
@@ -497,73 +490,4 @@ export class Capsid extends EventTarget {
       this.resolveExited(exit)
     })
   }
-}
-
-export async function startCapsid (init: CapsidInit, options: { signal?: AbortSignal } = {}): Promise<Capsid> {
-  const { signal } = options
-  signal?.throwIfAborted()
-  if (!INSTANCE_ID.test(init.instanceId)) throw new CapsidStartError(`instance id ${JSON.stringify(init.instanceId)} must match ${INSTANCE_ID}`)
-  const sandbox = resolveSandbox(init.sandbox ?? 'auto')
-  const node = resolveNodeBinary()
-  const runner = runnerPath()
-  await mkdir(init.dataDir, { recursive: true })
-  const dataDir = await realpath(init.dataDir)
-  let artifact = await realpath(init.artifactPath)
-  await mkdir(init.runDir, { recursive: true })
-  const instDir = join(await realpath(init.runDir), init.instanceId)
-  const socketName = 'capsid.sock'
-  const socketPath = join(instDir, socketName)
-  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) throw new CapsidStartError(`socket path ${socketPath} is too long for a Unix socket; use a shorter runDir`)
-  await rm(instDir, { recursive: true, force: true })
-  await mkdir(instDir, { recursive: true, mode: 0o700 })
-
-  const server = createServer()
-  try {
-    // Node decides ESM by extension; the store names artifacts *.mjs, anything else gets copied.
-    if (sandbox.mode === 'process' && !artifact.endsWith('.mjs')) {
-      const copy = join(instDir, 'cell.mjs')
-      await copyFile(artifact, copy)
-      artifact = copy
-    }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(socketPath, () => { server.off('error', reject); resolve() })
-    })
-  } catch (err) {
-    server.close()
-    await rm(instDir, { recursive: true, force: true })
-    throw new CapsidStartError(`cannot prepare capsid for ${init.cell}: ${(err as Error).message}`, [], { cause: err })
-  }
-
-  if (signal?.aborted === true) {
-    server.close()
-    await rm(instDir, { recursive: true, force: true })
-    signal.throwIfAborted()
-  }
-  const token = randomBytes(16).toString('hex')
-  const nodeFlags = init.maxHeapMb !== undefined ? [`--max-old-space-size=${Math.max(16, Math.floor(init.maxHeapMb))}`] : []
-  const paths: LaunchPaths = { node, runner, artifact, dataDir, socketDir: instDir, socketName, nodeFlags }
-  const inside = sandbox.mode === 'bwrap'
-  const env: Record<string, string> = {
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-    ...init.env,
-    CELL_NAME: init.cell,
-    CELL_INSTANCE_ID: init.instanceId,
-    CELL_DATA_DIR: inside ? IN_SANDBOX.data : dataDir,
-    CELL_CAPSID_SOCKET: inside ? `${IN_SANDBOX.run}/${socketName}` : socketPath,
-    CELL_CAPSID_ARTIFACT: inside ? IN_SANDBOX.artifact : artifact,
-    CELL_CAPSID_TOKEN: token
-  }
-  const [command, args] = inside
-    ? [sandbox.bwrap as string, bwrapArgs(paths)]
-    : [node, processArgs(paths)]
-  log('starting %s/%s in %s: %s %s', init.cell, init.instanceId, sandbox.mode, command, args.join(' '))
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: inside ? '/' : dataDir })
-  const capsid = new Capsid(init, sandbox.mode, child, server, instDir, token)
-  const spawnFailed = new Promise<never>((_resolve, reject) => {
-    child.once('error', (err) => { reject(new CapsidStartError(`cannot spawn ${command}: ${err.message}`, [], { cause: err })) })
-  })
-  spawnFailed.catch(() => {})
-  await Promise.race([capsid.waitReady(init.startTimeoutMs ?? 10_000, signal), spawnFailed])
-  return capsid
 }

@@ -2,7 +2,7 @@
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { buildCell } from '../ribosome/build.ts'
-import { startCapsid } from './capsid.ts'
+import { startCapsid } from './start-capsid.ts'
 import type { Capsid, CapsidInit } from './capsid.ts'
 
 export const projectRoot = resolve(import.meta.dirname, '../..')
