@@ -44,7 +44,7 @@ describe.each([
   const start = async (extra: Record<string, unknown> = {}) => await h.start({ artifactPath: testCell, sandbox, ...extra })
 
   it.skipIf(skip)('answers calls, passes context, keeps handler error names, names unknown methods', async () => {
-    const { capsid } = await start({ env: { GREETING: 'hi' } })
+    const { capsid } = await start({ env: { GREETING: 'hi', NODE_OPTIONS: '--allow-fs-write=/', LD_PRELOAD: '/nonexistent.so' } })
     expect(capsid.state).toBe('ready')
     expect(capsid.mode).toBe(sandbox)
     expect(capsid.pid).toBeGreaterThan(0)
@@ -61,6 +61,9 @@ describe.each([
     expect(ctx.deadlineMs).toBe(d)
     // The capsid's plumbing (socket, token) is hidden from the cell; what we passed is there.
     expect(ctx.envKeys).toContain('GREETING')
+    // Variables that would widen the sandbox or run code outside it are dropped.
+    expect(ctx.envKeys).not.toContain('NODE_OPTIONS')
+    expect(ctx.envKeys).not.toContain('LD_PRELOAD')
     expect(ctx.envKeys.filter((k: string) => k.startsWith('CELL_CAPSID'))).toEqual([])
     if (sandbox === 'bwrap') expect(ctx.dataDir).toBe('/cell/data')
 

@@ -1,5 +1,5 @@
 // Public surface of the capsid: start a sandboxed replica and talk to it.
-export { startCapsid } from './start-capsid.ts'
+export { startCapsid, safeEnv } from './start-capsid.ts'
 export { Capsid } from './capsid.ts'
 export type { CapsidInit, CapsidState, CapsidExit, CapsidCallOptions, CapsidStopOptions } from './capsid.ts'
 export * from './errors.ts'

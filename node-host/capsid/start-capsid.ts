@@ -17,6 +17,26 @@ const log = logger('cell:capsid')
 
 const INSTANCE_ID = /^[A-Za-z0-9._-]{1,64}$/
 const MAX_SOCKET_PATH_BYTES = 100
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
+const MAX_ENV_VALUE_CHARS = 32 * 1024
+
+/**
+ * The replica's environment may come from a cell's manifest, i.e. from the cell author. Drop what
+ * would act outside the sandbox or widen it: LD_* reaches bwrap/node before any confinement, and
+ * NODE_OPTIONS can carry --allow-fs-write and friends.
+ */
+export function safeEnv (env: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (!ENV_KEY.test(key) || typeof value !== 'string' || value.length > MAX_ENV_VALUE_CHARS) continue
+    if (key.startsWith('LD_') || (key.startsWith('NODE_') && key !== 'NODE_ENV') || key.startsWith('CELL_CAPSID_')) {
+      log('dropping environment variable %s for the replica', key)
+      continue
+    }
+    out[key] = value
+  }
+  return out
+}
 
 export async function startCapsid (init: CapsidInit, options: { signal?: AbortSignal } = {}): Promise<Capsid> {
   const { signal } = options
@@ -65,7 +85,7 @@ export async function startCapsid (init: CapsidInit, options: { signal?: AbortSi
   const inside = sandbox.mode === 'bwrap'
   const env: Record<string, string> = {
     PATH: '/usr/local/bin:/usr/bin:/bin',
-    ...init.env,
+    ...safeEnv(init.env),
     CELL_NAME: init.cell,
     CELL_INSTANCE_ID: init.instanceId,
     CELL_DATA_DIR: inside ? IN_SANDBOX.data : dataDir,
