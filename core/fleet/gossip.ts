@@ -192,7 +192,8 @@ export class FleetGossip extends EventTarget {
     const from = msg.type === 'signed' ? msg.from.toString() : undefined
     let results: ApplyResult[]
     try {
-      results = await this.init.view.applyFrame(msg.data, { from, relayed: from === undefined })
+      // gossipsub has verified the StrictSign message signature by `from` before calling us.
+      results = await this.init.view.applyFrame(msg.data, { from, relayed: from === undefined, originVerified: from !== undefined })
     } catch {
       return this.verdict('reject')
     }

@@ -90,6 +90,20 @@ describe('FleetView.apply', () => {
     expect(view.stats().nodes + view.stats().instances).toBe(0)
   })
 
+  it('skips the record signature only when the transport authenticated the origin itself', async () => {
+    const { clock, view } = setup()
+    const inst = await instRec(a, clock)
+    const sig = inst.signature.slice()
+    sig[0] ^= 1
+    const bad = { ...inst, signature: sig }
+    expect(await view.apply(bad, { from: a.id, relayed: true, originVerified: true })).toMatchObject({ reason: 'bad-signature' })
+    expect(await view.apply(bad, { from: b.id, originVerified: true })).toMatchObject({ reason: 'wrong-origin' })
+    expect(await view.apply(bad, { from: a.id, originVerified: true })).toEqual({ accepted: true, kind: 'instance' })
+    // Held, but a peer merging our snapshot still checks the origin signature and drops it.
+    const dst = setup()
+    expect(await dst.view.merge(view.snapshot()[0], { from: c.id })).toEqual({ accepted: 0, dropped: 1 })
+  })
+
   it('drops untrusted records and counts them', async () => {
     const { clock, view } = setup({ isTrusted: (s, ctx) => !(s.kind === 'instance' && s.record.nodeId === c.id) && ctx.from !== undefined })
     expect((await view.apply(await instRec(c, clock), { from: c.id })).accepted).toBe(false)
