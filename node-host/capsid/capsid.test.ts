@@ -4,7 +4,7 @@ import { createServer } from 'node:net'
 import type { Server } from 'node:net'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { findBwrap } from './sandbox.ts'
+import { findBwrap, probeBwrap } from './sandbox.ts'
 import { startCapsid } from './start-capsid.ts'
 import type { Capsid, CapsidExit } from './capsid.ts'
 import {
@@ -13,7 +13,8 @@ import {
 } from './errors.ts'
 import { Harness, buildTo, json, unjson, waitForLog, projectRoot } from './test-helpers.ts'
 
-const hasBwrap = findBwrap() !== undefined
+const bwrapPath = findBwrap()
+const hasBwrap = bwrapPath !== undefined && probeBwrap(bwrapPath) === undefined
 const h = new Harness()
 let testCell = ''
 let throwingCell = ''
@@ -33,7 +34,7 @@ function exitEvent (capsid: Capsid): Promise<CapsidExit> {
   return new Promise(resolve => { capsid.addEventListener('exit', e => { resolve((e as CustomEvent).detail) }, { once: true }) })
 }
 
-it('bwrap is installed on this machine (the sandboxed suite below must not silently skip)', () => {
+it('bwrap is installed and works on this machine (the sandboxed suite below must not silently skip)', () => {
   expect(hasBwrap).toBe(true)
 })
 

@@ -2,11 +2,12 @@
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { findBwrap } from './sandbox.ts'
+import { findBwrap, probeBwrap } from './sandbox.ts'
 import { RemoteHandlerError } from './errors.ts'
 import { Harness, buildTo, json, unjson, projectRoot } from './test-helpers.ts'
 
-const sandbox = findBwrap() !== undefined ? 'bwrap' as const : 'process' as const
+const bwrapPath = findBwrap()
+const sandbox = bwrapPath !== undefined && probeBwrap(bwrapPath) === undefined ? 'bwrap' as const : 'process' as const
 const h = new Harness()
 let billing = ''
 let ledger = ''

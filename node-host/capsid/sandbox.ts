@@ -46,11 +46,31 @@ export function findBwrap (): string | undefined {
   return undefined
 }
 
+const probed = new Map<string, string | undefined>()
+
+/**
+ * Whether bwrap can actually build a sandbox here (it needs user namespaces when not root).
+ * Returns undefined when it works, else the reason. Cached per binary for the process lifetime.
+ */
+export function probeBwrap (bwrap: string): string | undefined {
+  if (probed.has(bwrap)) return probed.get(bwrap)
+  let reason: string | undefined
+  try {
+    execFileSync(bwrap, ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--unshare-all', '--cap-drop', 'ALL', '--die-with-parent', '--', '/bin/true'],
+      { timeout: 10_000, stdio: ['ignore', 'ignore', 'pipe'] })
+  } catch (err: any) {
+    reason = String(err?.stderr ?? err?.message ?? err).trim().slice(0, 500)
+  }
+  probed.set(bwrap, reason)
+  return reason
+}
+
 export function resolveSandbox (mode: SandboxMode): { mode: 'bwrap' | 'process', bwrap?: string } {
   if (mode === 'process') return { mode }
   const bwrap = findBwrap()
-  if (bwrap !== undefined) return { mode: 'bwrap', bwrap }
-  if (mode === 'bwrap') throw new SandboxUnavailableError('bubblewrap (bwrap) is not installed')
+  const problem = bwrap === undefined ? 'bubblewrap (bwrap) is not installed' : probeBwrap(bwrap)
+  if (problem === undefined) return { mode: 'bwrap', bwrap }
+  if (mode === 'bwrap') throw new SandboxUnavailableError(`bwrap cannot sandbox here: ${problem}`)
   return { mode: 'process' }
 }
 
