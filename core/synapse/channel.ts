@@ -163,9 +163,9 @@ export class Channel extends Endpoint implements StreamOwner {
   /** Flushes queued frames, fails pending calls with ChannelClosedError and closes the stream. */
   async close (options: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.endError !== undefined) return
-    while (this.writer.queuedBytes > 0 && this.endError === undefined) {
+    while ((this.writer.queuedBytes > 0 || this.writer.blocked) && this.endError === undefined) {
       this.writer.flush()
-      if (this.writer.blocked) await this.transport.onDrain(options)
+      if (this.writer.blocked) await this.writer.waitForDrain(options)
     }
     this.shutdown(new ChannelClosedError('channel closed locally'))
     await this.closeStream(options)

@@ -78,6 +78,7 @@ export abstract class Endpoint {
       // muxer window fills and the backpressure reaches the sender instead of our memory.
       if (!this.writer.writable && !this.readPaused && this.endError === undefined) {
         this.readPaused = true
+        this.log('pausing reads: outgoing queue %d bytes, blocked %s', this.writer.queuedBytes, this.writer.blocked)
         try { this.transport.pause() } catch { this.readPaused = false }
       }
     })
@@ -140,6 +141,7 @@ export abstract class Endpoint {
   private maybeResume (): void {
     if (!this.readPaused || this.endError !== undefined) return
     this.readPaused = false
+    this.log('resuming reads')
     try { this.transport.resume() } catch {}
   }
 }

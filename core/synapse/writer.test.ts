@@ -5,14 +5,17 @@ import { StatsCounters } from './stats.ts'
 import { FrameWriter } from './writer.ts'
 
 /** A stream whose buffer is "full" until release() is called. */
-function fakeStream (accept: boolean): { sent: Uint8Array[], release(): void, send(d: Uint8Array): boolean, onDrain(): Promise<void> } {
-  let drain: (() => void) | undefined
-  let full = !accept
+function fakeStream (accept: boolean): { sent: Uint8Array[], release(): void, spuriousDrain(): void, send(d: Uint8Array): boolean, writableNeedsDrain: boolean, addEventListener(t: 'drain', l: () => void): void } {
+  let listeners: Array<() => void> = []
+  const emit = (): void => { const ls = listeners; listeners = []; for (const l of ls) l() }
   return {
     sent: [],
-    send (d) { this.sent.push(d); return !full },
-    async onDrain () { if (!full) return; await new Promise<void>(resolve => { drain = resolve }) },
-    release () { full = false; drain?.() }
+    writableNeedsDrain: false,
+    send (d) { this.sent.push(d); if (!accept) this.writableNeedsDrain = true; return accept },
+    addEventListener (_t, l) { listeners.push(l) },
+    release () { accept = true; this.writableNeedsDrain = false; emit() },
+    /** A connection-level drain while this stream still needs drain. */
+    spuriousDrain () { emit() }
   }
 }
 
@@ -53,6 +56,10 @@ describe('frame writer', () => {
     }).toThrow(BackpressureError)
     expect(n).toBe(17) // 1004-byte frames until the queue reaches the 16 KiB cap, not unbounded
     expect(stream.sent).toHaveLength(1)
+    stream.spuriousDrain()
+    await new Promise(resolve => setImmediate(resolve))
+    expect(stream.sent).toHaveLength(1) // still needs drain: nothing more handed over
+    expect(w.blocked).toBe(true)
     stream.release()
     await drained
     expect(stream.sent).toHaveLength(2)

@@ -5,7 +5,8 @@ import type { StatsCounters } from './stats.ts'
 /** The part of a libp2p Stream the writer uses. */
 export interface WritableStream {
   send(data: Uint8Array): boolean
-  onDrain(options?: { signal?: AbortSignal }): Promise<void>
+  readonly writableNeedsDrain: boolean
+  addEventListener(type: 'drain', listener: () => void, options?: { once?: boolean }): void
 }
 
 export interface FrameWriterInit {
@@ -47,7 +48,7 @@ export class FrameWriter {
     this.encoder = new FrameEncoder({ maxFrameBytes: init.maxFrameBytes })
     this.flushTask = this.flushTask.bind(this)
     this.onStreamDrain = this.onStreamDrain.bind(this)
-    this.onStreamDrainError = this.onStreamDrainError.bind(this)
+    this.afterStreamDrain = this.afterStreamDrain.bind(this)
   }
 
   get closed (): boolean {
@@ -98,7 +99,7 @@ export class FrameWriter {
     }
     if (!ok) {
       this.blocked = true
-      this.stream.onDrain().then(this.onStreamDrain, this.onStreamDrainError)
+      this.awaitStreamDrain()
       return
     }
     this.notifyDrained()
@@ -145,14 +146,29 @@ export class FrameWriter {
     this.flush()
   }
 
+  // Not stream.onDrain(): in @libp2p/utils 7 its promise is never reset after the first drain,
+  // so later calls resolve at once while the stream still needs drain; a sender looping on it
+  // never yields to I/O and piles everything into the muxer's unbounded write buffer. The
+  // 'drain' event is also dispatched to every stream when the connection drains, even one whose
+  // own send window is still empty, so re-check writableNeedsDrain after the stream has reacted
+  // (its own drain handler re-runs its send queue in a microtask queued before ours).
+  private awaitStreamDrain (): void {
+    this.stream.addEventListener('drain', this.onStreamDrain, { once: true })
+  }
+
   private onStreamDrain (): void {
+    queueMicrotask(this.afterStreamDrain)
+  }
+
+  private afterStreamDrain (): void {
+    if (this.closedError !== undefined) return
+    if (this.stream.writableNeedsDrain) {
+      this.awaitStreamDrain()
+      return
+    }
     this.blocked = false
     this.flush()
     if (!this.blocked) this.notifyDrained()
-  }
-
-  private onStreamDrainError (err: unknown): void {
-    this.init.onError(err)
   }
 
   private notifyDrained (): void {

@@ -1,0 +1,175 @@
+// Runs the synapse bench against a server in a second process and returns the figures.
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Stream } from '@libp2p/interface'
+import { acceptingAuth, createSynapseNode } from './nodes.ts'
+import type { SynapseNode } from './nodes.ts'
+import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
+import type { Channel } from '../../core/synapse/index.ts'
+
+export interface BenchOptions {
+  /** Small fixed counts for a correctness run; otherwise fixed durations. */
+  quick: boolean
+  durationMs: number
+  payloadBytes: number
+  /** Calls kept in flight. */
+  window: number
+}
+
+export interface Figure {
+  name: string
+  ops: number
+  ms: number
+  perSec: number
+  /** Work the other end confirmed (messages counted, calls answered, bytes echoed). */
+  confirmed: number
+}
+
+export interface BenchResult {
+  rawOneway: Figure
+  rawEcho: Figure
+  oneway: Figure
+  calls: Figure
+}
+
+const now = (): number => performance.now()
+
+function figure (name: string, ops: number, ms: number, confirmed: number): Figure {
+  return { name, ops, ms, perSec: ops / (ms / 1000), confirmed }
+}
+
+async function startServer (): Promise<{ addr: string, stop(): void }> {
+  // BENCH_SERVER_PROF=dir writes a V8 CPU profile of the server process there.
+  const prof = process.env.BENCH_SERVER_PROF
+  const execArgv = prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]
+  const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const addr = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('bench server did not start within 20 s')) }, 20_000)
+    child.once('message', (m: { addr: string }) => { clearTimeout(timer); resolve(m.addr) })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server exited with ${code}`)) })
+  })
+  return { addr, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+}
+
+/** Plain libp2p stream, one send() per 64-byte message; the server reports the byte total. */
+async function rawOneway (client: SynapseNode, addr: string, o: BenchOptions, count: number): Promise<Figure> {
+  const stream = await client.dialProtocol(multiaddr(addr), RAW_ONEWAY)
+  const total = new Promise<number>((resolve) => {
+    stream.addEventListener('message', (evt) => { resolve(new DataView(evt.data.subarray().buffer, evt.data.subarray().byteOffset).getFloat64(0)) }, { once: true })
+  })
+  const payload = new Uint8Array(o.payloadBytes).fill(1)
+  const start = now()
+  const end = start + o.durationMs
+  let sent = 0
+  while (o.quick ? sent < count : now() < end) {
+    for (let i = 0; i < 256; i++) {
+      sent++
+      if (!stream.send(payload)) { await drained(stream); break }
+    }
+  }
+  await stream.close()
+  const bytes = await total
+  return figure('raw one-way', sent, now() - start, bytes / o.payloadBytes)
+}
+
+/** Plain libp2p stream, server echoes; `window` 64-byte requests kept in flight. */
+async function rawEcho (client: SynapseNode, addr: string, o: BenchOptions, count: number): Promise<Figure> {
+  const stream: Stream = await client.dialProtocol(multiaddr(addr), RAW_ECHO)
+  const payload = new Uint8Array(o.payloadBytes).fill(2)
+  const start = now()
+  const end = start + o.durationMs
+  let sent = 0
+  let receivedBytes = 0
+  let stopping = false
+  let finished = (): void => {}
+  const done = new Promise<void>(resolve => { finished = resolve })
+  const more = (): void => {
+    if (stopping) return
+    if (o.quick ? sent >= count : now() >= end) { stopping = true; return }
+    sent++
+    stream.send(payload)
+  }
+  stream.addEventListener('message', (evt) => {
+    const before = Math.floor(receivedBytes / o.payloadBytes)
+    receivedBytes += evt.data.byteLength
+    const completed = Math.floor(receivedBytes / o.payloadBytes) - before
+    for (let i = 0; i < completed; i++) more()
+    if (stopping && receivedBytes >= sent * o.payloadBytes) finished()
+  })
+  for (let i = 0; i < o.window; i++) more()
+  await done
+  const ms = now() - start
+  await stream.close()
+  return figure('raw ping-pong', sent, ms, receivedBytes / o.payloadBytes)
+}
+
+async function synapseOneway (channel: Channel, o: BenchOptions, count: number): Promise<Figure> {
+  const payload = new Uint8Array(o.payloadBytes).fill(3)
+  const start = now()
+  const end = start + o.durationMs
+  let sent = 0
+  let lastLog = start
+  let blocked = 0
+  while (o.quick ? sent < count : now() < end) {
+    if (process.env.BENCH_DEBUG !== undefined && now() - lastLog > 250) { lastLog = now(); console.error(`client ${performance.timeOrigin + now() | 0} sent ${sent} blocked ${blocked}`) }
+    for (let i = 0; i < 1024; i++) {
+      sent++
+      if (!channel.send('tick', payload)) { blocked++; await channel.onDrain(); break }
+    }
+  }
+  const sendMs = now() - start
+  if (process.env.BENCH_DEBUG !== undefined) console.error(`one-way: sent ${sent} in ${sendMs.toFixed(0)} ms, rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB, queued ${channel.stats().bytesOut}`)
+  const reply = await channel.call('count', new Uint8Array(0))
+  const ms = now() - start
+  const delivered = new DataView(reply.buffer, reply.byteOffset).getFloat64(0)
+  return figure('synapse one-way', sent, ms, delivered)
+}
+
+async function synapseCalls (channel: Channel, o: BenchOptions, count: number): Promise<Figure> {
+  const payload = new Uint8Array(o.payloadBytes).fill(4)
+  const start = now()
+  const end = start + o.durationMs
+  let issued = 0
+  let answered = 0
+  const worker = async (): Promise<void> => {
+    while (o.quick ? issued < count : now() < end) {
+      issued++
+      const r = await channel.call('echo', payload)
+      if (r.length === payload.length) answered++
+    }
+  }
+  await Promise.all(Array.from({ length: o.window }, worker))
+  return figure('synapse calls', issued, now() - start, answered)
+}
+
+export async function runBench (o: BenchOptions): Promise<BenchResult> {
+  const server = await startServer()
+  const client = await createSynapseNode({ ...acceptingAuth() })
+  try {
+    const target = multiaddr(server.addr)
+    const quickCount = { oneway: 20_000, calls: 5_000 }
+    // BENCH_ONLY=oneway|calls runs one synapse figure (for profiling); the rest report zero.
+    const only = process.env.BENCH_ONLY
+    const skipped = (name: string): Figure => figure(name, 0, 1, 0)
+    const rawOnewayFigure = only === undefined ? await rawOneway(client, server.addr, o, quickCount.oneway) : skipped('raw one-way')
+    const rawEchoFigure = only === undefined ? await rawEcho(client, server.addr, o, quickCount.calls) : skipped('raw ping-pong')
+    const channel = await client.services.synapse.open(target, 'bench')
+    let oneway = skipped('synapse one-way')
+    let calls = skipped('synapse calls')
+    if (only === undefined || only === 'oneway') {
+      // Warm-up so JIT compilation is not billed to the measured figure.
+      await synapseOneway(channel, { ...o, quick: true }, 50_000)
+      oneway = await synapseOneway(channel, o, quickCount.oneway)
+    }
+    if (only === undefined || only === 'calls') {
+      await synapseCalls(channel, { ...o, quick: true }, 20_000)
+      calls = await synapseCalls(channel, o, quickCount.calls)
+    }
+    await channel.close()
+    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls }
+  } finally {
+    await client.stop()
+    server.stop()
+  }
+}

@@ -1,0 +1,47 @@
+// The bench's server process: a libp2p node (TCP, Noise, yamux) serving synapse plus the raw
+// baselines. Tells its parent its address over IPC and exits when the parent goes away.
+import { acceptingAuth, createSynapseNode } from './nodes.ts'
+import { RAW_ECHO, RAW_ONEWAY, handleRawEcho, handleRawOneway } from './bench-protocols.ts'
+import type { SynapseHandler } from '../../core/synapse/index.ts'
+
+let messages = 0
+let messageBytes = 0
+const EMPTY = new Uint8Array(0)
+
+const handler: SynapseHandler = {
+  async call (ctx) {
+    if (ctx.method === 'echo') return ctx.payload
+    if (ctx.method === 'count') {
+      // Frames are processed in order, so every message sent before this call has been handled.
+      const out = new Uint8Array(16)
+      const view = new DataView(out.buffer)
+      view.setFloat64(0, messages)
+      view.setFloat64(8, messageBytes)
+      messages = 0
+      messageBytes = 0
+      return out
+    }
+    return EMPTY
+  },
+  message (ctx) {
+    messages++
+    messageBytes += ctx.payload.length
+  },
+  async * stream () {}
+}
+
+const node = await createSynapseNode({ ...acceptingAuth(), handler })
+await node.handle(RAW_ONEWAY, handleRawOneway)
+await node.handle(RAW_ECHO, handleRawEcho)
+
+if (process.env.BENCH_DEBUG !== undefined) {
+  let total = 0
+  const orig = handler.message
+  handler.message = (ctx) => { total++; orig(ctx) }
+  setInterval(() => { console.error(`server ${performance.timeOrigin + performance.now() | 0} received ${total} rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`) }, 250).unref()
+}
+
+process.send?.({ addr: node.getMultiaddrs()[0].toString() })
+const shutdown = (): void => { Promise.resolve(node.stop()).then(() => process.exit(0), () => process.exit(1)) }
+process.on('disconnect', shutdown)
+process.on('SIGTERM', shutdown)

@@ -1,0 +1,23 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import type { BenchResult } from './bench-runner.ts'
+
+// Correctness only: the quick bench must deliver every message and answer every call across a
+// real second process. Timing is the full bench's business (`npm run bench`), never asserted here.
+describe('synapse bench --quick', () => {
+  it('delivers every one-way message and answers every call', async () => {
+    const script = fileURLToPath(new URL('./synapse-bench.ts', import.meta.url))
+    const child = spawn(process.execPath, [script, '--quick', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (d: string) => { out += d })
+    const code = await new Promise<number | null>((resolve) => { child.on('exit', resolve) })
+    expect(code).toBe(0)
+    const result = JSON.parse(out.trim().split('\n').at(-1) ?? '') as BenchResult
+    for (const f of [result.rawOneway, result.rawEcho, result.oneway, result.calls]) {
+      expect(f.ops, f.name).toBeGreaterThan(1000)
+      expect(f.confirmed, f.name).toBe(f.ops)
+    }
+  }, 120_000)
+})
