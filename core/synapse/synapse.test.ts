@@ -211,4 +211,21 @@ describe('synapse over TCP + Noise + yamux', () => {
     expect(writes).toBeLessThan(40)
     expect(channel.stats().framesOut - channel.stats().writes).toBeGreaterThan(10_000)
   })
+
+  it('cancels the server side when a stream consumer stops early, and close() ends the server session', async () => {
+    const { server, client } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const req = new Uint8Array(4)
+    new DataView(req.buffer).setUint32(0, 1_000_000)
+    let seen = 0
+    for await (const _item of channel.stream('count', req)) {
+      if (++seen === 5) break
+    }
+    expect(channel.inflight).toBe(0)
+    await until(() => server.services.synapse.stats().server.inflight === 0, 5000, 'server stream cancelled')
+    expect(server.services.synapse.stats().server.framesOut).toBeLessThan(200) // window-bounded, not a million items
+    await channel.close()
+    expect(channel.isOpen).toBe(false)
+    await until(() => server.services.synapse.stats().server.channels === 0, 5000, 'server session closed')
+  })
 })
