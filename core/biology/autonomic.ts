@@ -92,11 +92,13 @@ export function decideCell (input: DecideInput): Decision {
   const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
   const target = resolved.target
   const classes = target === undefined ? undefined : classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
-  const surging = classes !== undefined && classes.old.length > 0 ? classes.unproven.filter(i => i.state === 'starting' || i.state === 'ready').length : 0
-  const rec = recommendReplicas({ live, current: live.length - surging, policy, params })
+  const rollingOut = classes !== undefined && classes.old.length > 0
+  const rec = recommendReplicas({ live, current: rollingOut ? undefined : live.length, policy, params })
   const stable = stabilise(state.recommendations, rec.replicas, nowMs, params)
-  // Without figures and without a recent recommendation, keep what runs (within the bounds).
-  const desiredReplicas = stable?.replicas ?? clampReplicas(live.length - surging, policy)
+  // Without a recommendation in the window, the last desired count stands; a node that never had
+  // one keeps what runs (within the bounds), not counting a rollout's unproven surge.
+  const surging = rollingOut ? classes.unproven.filter(i => i.state === 'starting' || i.state === 'ready').length : 0
+  const desiredReplicas = stable?.replicas ?? state.desiredReplicas ?? clampReplicas(live.length - surging, policy)
   reasons.push(rec.reason)
   if (rec.replicas === undefined || desiredReplicas > rec.replicas) reasons.push(`stabilisation window holds ${desiredReplicas}`)
   const next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts }

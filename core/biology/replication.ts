@@ -37,11 +37,13 @@ export interface RecommendInput {
   /** Live instances of the cell (all versions). */
   live: readonly InstanceRecord[]
   /**
-   * The count the hold band keeps: the live replicas, less a rollout's unproven surge replicas
-   * (they are extra by design). Every node can compute it from the view, so nodes agree on it,
-   * unlike on a remembered previous value.
+   * The count the hold band keeps: the live replicas. Every node can compute it from the view, so
+   * nodes agree on it (a remembered previous value differs from node to node, and nodes that
+   * disagree spawn and drain against each other). Undefined during a rollout, where live replicas
+   * include the surge and old replicas waiting to retire: the hold band then recommends nothing
+   * and the stabilised value stands.
    */
-  current: number
+  current?: number
   policy: Policy
   params: BiologyParams
 }
@@ -63,7 +65,11 @@ export function recommendReplicas (input: RecommendInput): RecommendResult {
     const why = ready.length === 0 ? 'no ready replica reports load' : 'no utilisation reported since the newest replica turned ready'
     return { reason: `${why}: no recommendation` }
   }
-  let replicas = -Infinity
+  // Any metric above its band scales up; otherwise any metric within its band holds; only when
+  // every metric is under half its target does the count go down.
+  const ups: number[] = []
+  const downs: number[] = []
+  let holds = false
   const notes: string[] = []
   for (const [name, target, pick] of [
     ['cpu', policy.cpuTarget, (i: InstanceRecord) => i.cpuPercent],
@@ -73,21 +79,21 @@ export function recommendReplicas (input: RecommendInput): RecommendResult {
     for (const i of settled) sum += Math.max(0, pick(i))
     const avg = sum / settled.length
     const raw = Math.ceil((ready.length * avg) / target - EPSILON)
-    let n: number
     let mode: string
     if (avg > target * (1 + params.scaleUpTolerance)) {
-      n = Math.max(hold, raw)
-      mode = 'up'
+      ups.push(Math.max(hold ?? raw, raw))
+      mode = `up → ${ups[ups.length - 1]}`
     } else if (avg < target * params.scaleDownFraction) {
-      n = raw
-      mode = 'down'
+      downs.push(raw)
+      mode = `down → ${raw}`
     } else {
-      n = hold
+      holds = true
       mode = 'hold'
     }
-    notes.push(`${name} ${avg.toFixed(1)}% over ${ready.length} ready vs target ${target}%: ${mode} → ${n}`)
-    replicas = Math.max(replicas, n)
+    notes.push(`${name} ${avg.toFixed(1)}% over ${ready.length} ready vs target ${target}%: ${mode}`)
   }
+  const replicas = ups.length > 0 ? Math.max(...ups) : holds ? hold : Math.max(...downs)
+  if (replicas === undefined) return { reason: `${notes.join('; ')}; no recommendation during a rollout` }
   const clamped = clampReplicas(replicas, policy)
   return { replicas: clamped, reason: `${notes.join('; ')}; recommend ${clamped}` }
 }

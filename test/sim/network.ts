@@ -56,12 +56,14 @@ export class GossipNetwork<T> {
         continue
       }
       this.sent++
-      const lost = this.random.next() < loss || cut.some(p => p.group.has(from) !== p.group.has(to))
+      // One draw decides both loss and, rescaled, the delay.
+      const r = this.random.next()
+      const lost = r < loss || (cut.length > 0 && cut.some(p => p.group.has(from) !== p.group.has(to)))
       if (lost) {
         this.lost++
         arrival[to] = Infinity
       } else {
-        arrival[to] = nowMs + this.random.between(delayMs[0], delayMs[1])
+        arrival[to] = nowMs + delayMs[0] + (delayMs[1] - delayMs[0]) * ((r - loss) / (1 - loss))
       }
     }
     const ring = this.rings[from]

@@ -92,7 +92,7 @@ export const scaleFromZero: Scenario = (seed, keepLog) => {
     if (reachedMs === undefined && c.ready >= min) reachedMs = w.nowMs
   }
   world.start(WARMUP_MS)
-  world.run(120_000, () => reachedMs !== undefined && world.nowMs >= reachedMs + 30_000)
+  world.run(120_000, () => reachedMs !== undefined && world.nowMs >= reachedMs + 20_000)
   const violations: string[] = []
   if (reachedMs === undefined) violations.push('never reached minReplicas')
   for (const i of [...untrusting, ...noCapacity]) {
@@ -135,7 +135,7 @@ export const loadStep: Scenario = (seed, keepLog) => {
   }
   world.start(WARMUP_MS)
   world.at(stepMs, () => world.setLoad(load))
-  world.run(240_000, () => reachedMs !== undefined && world.nowMs >= reachedMs + 60_000)
+  world.run(240_000, () => reachedMs !== undefined && world.nowMs >= reachedMs + 30_000)
   const violations: string[] = []
   if (reachedMs === undefined) violations.push(`never reached ${want} ready replicas`)
   return finish('b', seed, world, {
@@ -146,21 +146,24 @@ export const loadStep: Scenario = (seed, keepLog) => {
   }, violations)
 }
 
+/** The rollout scenarios run 10 replicas on 20 nodes (50 would only make them slower to simulate). */
+const ROLLOUT_NODES = 20
+
 interface RolloutRun {
   world: World
   publishMs: number
   minReady: number
 }
 
-function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefined, partition: boolean): RolloutRun {
+function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefined, partition: boolean, policy: Policy): RolloutRun {
   // Optionally a random group of 5 nodes is cut off for 10 s somewhere in the rollout: views go
   // stale on both sides, which is exactly when a careless loop would retire too much.
   const r = new SeededRandom(seed ^ 0x5eed)
   const group = new Set<number>()
-  while (group.size < 5) group.add(Math.floor(r.next() * 50))
+  while (group.size < 5) group.add(Math.floor(r.next() * ROLLOUT_NODES))
   const fromMs = 15_000 + Math.floor(r.next() * 30_000)
   const partitions = partition ? [{ fromMs, toMs: fromMs + 10_000, group }] : []
-  const world = new World(baseOptions(seed, { keepLog, partitions }))
+  const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, partitions, policy }))
   seedFleet(world, 10)
   world.setLoad(420)
   const run: RolloutRun = { world, publishMs: 10_000, minReady: Infinity }
@@ -169,7 +172,7 @@ function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefin
   }
   world.start(WARMUP_MS)
   world.at(run.publishMs, () => {
-    world.publish(Math.floor(r.next() * 50), v2)
+    world.publish(Math.floor(r.next() * ROLLOUT_NODES), v2)
     run.minReady = Math.min(run.minReady, world.counts().ready)
   })
   return run
@@ -177,7 +180,7 @@ function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefin
 
 /** (c) Roll 10 replicas from 1.0.0 to 1.1.0 with update = "live". */
 export const rollout: Scenario = (seed, keepLog) => {
-  const run = rolloutWorld(seed, V2, keepLog, true)
+  const run = rolloutWorld(seed, V2, keepLog, true, BASE_POLICY)
   const { world } = run
   const min = BASE_POLICY.minReplicas
   let doneMs: number | undefined
@@ -200,7 +203,8 @@ export const rollout: Scenario = (seed, keepLog) => {
 /** (d) 1.1.0 crashes shortly after it turns ready: it must be halted after reaching ≤ 2 nodes. */
 export const crashingRelease: Scenario = (seed, keepLog) => {
   const bad: ReleaseSpec = { ...V2, crashes: true }
-  const run = rolloutWorld(seed, bad, keepLog, false)
+  // maxSurge 5 % (the seed's Cell.toml example): surge = max(1, ceil(5 % × 10)) = 1.
+  const run = rolloutWorld(seed, bad, keepLog, false, { ...BASE_POLICY, maxSurge: 5 })
   const { world } = run
   const min = BASE_POLICY.minReplicas
   let doneMs: number | undefined
@@ -233,6 +237,6 @@ export const crashingRelease: Scenario = (seed, keepLog) => {
 export const SCENARIOS: Record<string, { title: string, run: Scenario }> = {
   a: { title: '(a) 50 nodes reach minReplicas 10 from zero', run: scaleFromZero },
   b: { title: '(b) 5× load step, 10 → 42 replicas', run: loadStep },
-  c: { title: '(c) live rollout of 10 replicas, maxSurge 20 %', run: rollout },
-  d: { title: '(d) crashing release during a live rollout', run: crashingRelease }
+  c: { title: '(c) live rollout of 10 replicas on 20 nodes, maxSurge 20 %, a 5-node partition for 10 s', run: rollout },
+  d: { title: '(d) a release that crashes after start, live rollout on 20 nodes, maxSurge 5 %', run: crashingRelease }
 }

@@ -78,6 +78,8 @@ class SimNode {
   readonly halts = new Map<string, HaltRecord>()
   readonly events = new Map<string, HealthEvent>()
   readonly peers: Array<Snapshot | undefined>
+  /** Arrays of the three maps above, rebuilt only after a change (they are shared read-only). */
+  private cache: { releases?: ReleaseRecord[], halts?: HaltRecord[], events?: HealthEvent[] } = {}
   /** When this node itself decided to halt a release. */
   firstHaltMs?: number
   /** When this node first knew of any halt (its own or gossiped). */
@@ -93,6 +95,22 @@ class SimNode {
     this.state = initialCellState(cell)
     this.peers = new Array(nodes).fill(undefined)
   }
+
+  touch (): void {
+    this.cache = {}
+  }
+
+  releaseList (): ReleaseRecord[] {
+    return (this.cache.releases ??= [...this.releases.values()])
+  }
+
+  haltList (): HaltRecord[] {
+    return (this.cache.halts ??= [...this.halts.values()])
+  }
+
+  eventList (): HealthEvent[] {
+    return (this.cache.events ??= [...this.events.values()])
+  }
 }
 
 export interface Counts {
@@ -106,6 +124,7 @@ export class World {
   nowMs = 0
   load = 0
   private warmupMs = 0
+  private countsCache?: Counts
   readonly nodes: SimNode[]
   readonly truth = new Map<string, Truth>()
   readonly specs = new Map<string, ReleaseSpec>()
@@ -166,6 +185,7 @@ export class World {
     this.specs.set(release.digest, release)
     const { crashes, ...record } = release
     this.nodes[nodeIndex].releases.set(release.digest, record)
+    this.nodes[nodeIndex].touch()
     this.record(`publish ${release.version} at ${this.nodes[nodeIndex].id}`)
     this.broadcast(this.nodes[nodeIndex])
   }
@@ -176,6 +196,7 @@ export class World {
     const t: Truth = { id: `${n.id}/${n.counter++}`, node: nodeIndex, version: release.version, digest: release.digest, startedMs, readyMs: startedMs, state: 'ready' }
     this.truth.set(t.id, t)
     n.own.set(t.id, t)
+    this.countsCache = undefined
   }
 
   setLoad (load: number): void {
@@ -184,6 +205,7 @@ export class World {
   }
 
   counts (): Counts {
+    if (this.countsCache !== undefined) return this.countsCache
     const c: Counts = { live: 0, ready: 0, liveByDigest: new Map(), readyByDigest: new Map() }
     for (const t of this.truth.values()) {
       if (t.state !== 'starting' && t.state !== 'ready') continue
@@ -194,6 +216,7 @@ export class World {
         c.readyByDigest.set(t.digest, (c.readyByDigest.get(t.digest) ?? 0) + 1)
       }
     }
+    this.countsCache = c
     return c
   }
 
@@ -209,6 +232,7 @@ export class World {
   }
 
   private changed (): void {
+    this.countsCache = undefined
     this.observer?.(this)
   }
 
@@ -221,7 +245,7 @@ export class World {
     const view = this.viewOf(n)
     const d = decideCell({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, random: n.random, nowMs: this.nowMs, state: n.state, params: this.options.params })
     n.state = d.state
-    for (const h of d.state.halts) if (!n.halts.has(h.digest)) n.halts.set(h.digest, h)
+    for (const h of d.state.halts) if (!n.halts.has(h.digest)) { n.halts.set(h.digest, h); n.touch() }
     if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
     for (const a of d.actions) this.apply(n, a)
     this.broadcast(n)
@@ -312,6 +336,7 @@ export class World {
     t.state = 'crashed'
     const e: HealthEvent = { id: `${t.id}#crash`, kind: 'crash', cell: this.options.cell, version: t.version, digest: t.digest, instanceId: t.id, nodeId: n.id, atMs: this.nowMs }
     n.events.set(e.id, e)
+    n.touch()
     this.record(`${n.id} crash ${t.id} ${t.version}`)
     this.broadcast(n)
     this.changed()
@@ -344,14 +369,14 @@ export class World {
   private broadcast (n: SimNode): void {
     const ready = this.counts().ready
     const since = this.nowMs - (this.options.params.haltWindowMs ?? 120_000)
-    for (const [id, e] of n.events) if (e.atMs <= since) n.events.delete(id)
+    for (const [id, e] of n.events) if (e.atMs <= since) { n.events.delete(id); n.touch() }
     const snap: Snapshot = {
       sentMs: this.nowMs,
       node: this.nodeRecord(n),
       instances: [...n.own.values()].map(t => this.instanceRecord(t, ready, this.nowMs, n.random)),
-      releases: [...n.releases.values()],
-      halts: [...n.halts.values()],
-      events: [...n.events.values()]
+      releases: n.releaseList(),
+      halts: n.haltList(),
+      events: n.eventList()
     }
     this.net.broadcast(n.index, this.nowMs, snap)
   }
@@ -367,17 +392,17 @@ export class World {
       const fresh = this.net.receive(n.index, j, this.nowMs)
       if (fresh !== undefined) {
         n.peers[j] = fresh
-        for (const r of fresh.releases) if (!n.releases.has(r.digest)) n.releases.set(r.digest, r)
-        for (const h of fresh.halts) if (!n.halts.has(h.digest)) n.halts.set(h.digest, h)
+        for (const r of fresh.releases) if (!n.releases.has(r.digest)) { n.releases.set(r.digest, r); n.touch() }
+        for (const h of fresh.halts) if (!n.halts.has(h.digest)) { n.halts.set(h.digest, h); n.touch() }
         if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
-        for (const e of fresh.events) if (!n.events.has(e.id)) n.events.set(e.id, e)
+        for (const e of fresh.events) if (!n.events.has(e.id)) { n.events.set(e.id, e); n.touch() }
       }
       const p = n.peers[j]
       if (p === undefined) continue
       nodes.push(this.nowMs - p.sentMs <= staleMs ? p.node : { ...p.node, alive: false })
       for (const i of p.instances) instances.push(i)
     }
-    return { nodes, instances, releases: [...n.releases.values()], desired: [], events: [...n.events.values()], halts: [...n.halts.values()] }
+    return { nodes, instances, releases: n.releaseList(), desired: [], events: n.eventList(), halts: n.haltList() }
   }
 
   get networkStats (): { sent: number, lost: number } {

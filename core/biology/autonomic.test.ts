@@ -1,0 +1,265 @@
+import { describe, expect, it } from 'vitest'
+import { SeededRandom } from '../../test/sim/prng.ts'
+import { confirmSpawn, decideCell } from './autonomic.ts'
+import type { DecideInput, VolunteerAction } from './autonomic.ts'
+import { RELEASE_HALTED_METRIC } from './health.ts'
+import { initialCellState } from './params.ts'
+import { surgeCount } from './rollout.ts'
+import { fixedRandom, instance, node, policy, release, view } from './testing.ts'
+import type { Action, BiologyView, HealthEvent, InstanceRecord } from './types.ts'
+
+const NOW = 100_000
+const params = { metricsSettleMs: 0, volunteerJitterMs: 2_000 }
+const V1 = release('1.0.0', 1)
+const V2 = release('1.1.0', 2)
+
+function input (v: BiologyView, overrides: Partial<DecideInput> = {}): DecideInput {
+  return { cell: 'billing', view: v, policy: policy(), selfId: 'n0', random: fixedRandom(0.99), nowMs: NOW, state: initialCellState('billing'), params, ...overrides }
+}
+
+function nodes (n: number): ReturnType<typeof node>[] {
+  return Array.from({ length: n }, (_, k) => node(`n${k}`))
+}
+
+function kinds (actions: Action[]): string[] {
+  return actions.map(a => a.kind)
+}
+
+function crash (k: number, atMs: number, digest = V2.digest, version = V2.version): HealthEvent {
+  return { id: `e${k}`, kind: 'crash', cell: 'billing', version, digest, instanceId: `x${k}`, nodeId: `n${k}`, atMs }
+}
+
+/** 2 ready replicas at 45 % CPU (hold band), minReplicas 5: a deficit of 3. */
+function deficitView (nodeCount: number): BiologyView {
+  return view({ nodes: nodes(nodeCount), instances: [instance('a', 'n1'), instance('b', 'n2')] })
+}
+
+describe('replication deficit', () => {
+  it('volunteers with probability ≈ deficit / eligible', () => {
+    const v = deficitView(30)
+    let volunteers = 0
+    const trials = 4_000
+    for (let seed = 1; seed <= trials; seed++) {
+      const d = decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: new SeededRandom(seed) }))
+      expect(d.desiredReplicas).toBe(5)
+      if (d.actions.some(a => a.kind === 'volunteer')) volunteers++
+    }
+    // p = 3 / 30; the standard error over 4000 trials is 0.005.
+    expect(Math.abs(volunteers / trials - 0.1)).toBeLessThan(0.02)
+  })
+
+  it('delays the spawn by a random jitter below volunteerJitterMs', () => {
+    const v = deficitView(3)
+    const delays = new Set<number>()
+    for (let seed = 1; seed <= 200; seed++) {
+      const d = decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: new SeededRandom(seed) }))
+      const a = d.actions.find(x => x.kind === 'volunteer')
+      expect(a).toBeDefined()
+      if (a?.kind === 'volunteer') {
+        expect(a.delayMs).toBeGreaterThanOrEqual(0)
+        expect(a.delayMs).toBeLessThan(2_000)
+        delays.add(a.delayMs)
+      }
+    }
+    expect(delays.size).toBeGreaterThan(50)
+  })
+
+  it('never volunteers on a node without capacity or without trust in the authority', () => {
+    const base = deficitView(3)
+    const full = node('n0', { capacity: { freeSlots: 0, cpuFreePercent: 80, memoryFreeBytes: 2 ** 32 } })
+    const untrusting = node('n0', { trustsAuthorities: ['someone-else'] })
+    for (const self of [full, untrusting]) {
+      const v = { ...base, nodes: [self, ...base.nodes.slice(1)] }
+      for (let seed = 1; seed <= 500; seed++) {
+        const d = decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: new SeededRandom(seed) }))
+        expect(kinds(d.actions)).not.toContain('volunteer')
+      }
+      expect(decideCell(input(v, { policy: policy({ minReplicas: 5 }) })).reasons.join(' ')).toMatch(/not eligible/)
+    }
+  })
+
+  it('re-checks the view before spawning (two-phase)', () => {
+    const v = deficitView(3)
+    const d = decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: fixedRandom(0) }))
+    const volunteer = d.actions.find(a => a.kind === 'volunteer') as VolunteerAction
+    expect(volunteer.purpose).toBe('replicate')
+    const confirm = (w: BiologyView) => confirmSpawn({ cell: 'billing', view: w, policy: policy({ minReplicas: 5 }), selfId: 'n0', nowMs: NOW + 500, state: d.state, volunteer, params })
+    expect(confirm(v).action).toMatchObject({ kind: 'spawn', version: '1.0.0', digest: V1.digest })
+    const filled = { ...v, instances: [...v.instances, instance('c', 'n1', { state: 'starting' }), instance('d', 'n2', { state: 'starting' }), instance('e', 'n1', { state: 'starting' })] }
+    const r = confirm(filled)
+    expect(r.action).toBeUndefined()
+    expect(r.reason).toMatch(/deficit filled/)
+  })
+
+  it('drains the oldest instances on surplus, each node its own', () => {
+    const v = view({
+      nodes: nodes(3),
+      instances: [instance('a', 'n0', { startedMs: 30 }), instance('b', 'n1', { startedMs: 10 }), instance('c', 'n2', { startedMs: 20 }), instance('d', 'n0', { startedMs: 40 })]
+    })
+    // 4 live at 10 % CPU: down to ceil(4 × 10 / 60) = 1, clamped to minReplicas 2: drain b and c.
+    const low = { ...v, instances: v.instances.map(i => ({ ...i, cpuPercent: 10 })) }
+    expect(decideCell(input(low, { selfId: 'n0' })).actions.filter(a => a.kind === 'drain')).toEqual([])
+    expect(decideCell(input(low, { selfId: 'n1' })).actions).toMatchObject([{ kind: 'drain', instanceId: 'b' }])
+    expect(decideCell(input(low, { selfId: 'n2' })).actions).toMatchObject([{ kind: 'drain', instanceId: 'c' }])
+  })
+
+  it('does not count instances with a stale heartbeat', () => {
+    const v = view({ nodes: nodes(3), instances: [instance('a', 'n1'), instance('b', 'n2', { lastHeartbeatMs: NOW - 60_000 })] })
+    const d = decideCell(input(v, { random: fixedRandom(0) }))
+    // Only one live replica against minReplicas 2.
+    expect(d.actions).toMatchObject([{ kind: 'volunteer', purpose: 'replicate' }])
+  })
+})
+
+describe('rolling update (live)', () => {
+  const oldOnEach = (n: number): InstanceRecord[] => Array.from({ length: n }, (_, k) => instance(`o${k}`, `n${k}`, { startedMs: k }))
+  const base = (extra: InstanceRecord[] = []): BiologyView =>
+    view({ nodes: nodes(6), releases: [V1, V2], instances: [...oldOnEach(4), ...extra] })
+  const p = policy({ minReplicas: 4, maxSurge: 25 })
+  const newOne = (id: string, nodeId: string, o: Partial<InstanceRecord>): InstanceRecord =>
+    instance(id, nodeId, { version: V2.version, digest: V2.digest, startedMs: 50_000, ...o })
+
+  it('bounds the surge by max(1, ceil(maxSurge % × desired))', () => {
+    expect(surgeCount(5, 10)).toBe(1)
+    expect(surgeCount(20, 10)).toBe(2)
+    expect(surgeCount(25, 10)).toBe(3)
+    expect(surgeCount(100, 4)).toBe(4)
+    expect(surgeCount(1, 0)).toBe(1)
+  })
+
+  it('flips a coin with p = maxSurge / 100 to start one new replica', () => {
+    let wins = 0
+    for (let seed = 1; seed <= 4_000; seed++) {
+      const d = decideCell(input(base(), { policy: p, random: new SeededRandom(seed) }))
+      const v = d.actions.find(a => a.kind === 'volunteer')
+      if (v !== undefined) {
+        wins++
+        expect(v).toMatchObject({ purpose: 'surge', version: '1.1.0', digest: V2.digest })
+      }
+    }
+    expect(Math.abs(wins / 4_000 - 0.25)).toBeLessThan(0.02)
+  })
+
+  it('starts nothing while the surge is full', () => {
+    const d = decideCell(input(base([newOne('x', 'n5', { state: 'starting', readyMs: undefined })]), { policy: p, random: fixedRandom(0) }))
+    expect(kinds(d.actions)).not.toContain('volunteer')
+    expect(d.reasons.join(' ')).toMatch(/surge full/)
+  })
+
+  it('withdraws a surge volunteer when the surge filled meanwhile', () => {
+    const d = decideCell(input(base(), { policy: p, random: fixedRandom(0) }))
+    const volunteer = d.actions.find(a => a.kind === 'volunteer') as VolunteerAction
+    const later = base([newOne('x', 'n5', { state: 'starting', readyMs: undefined })])
+    const r = confirmSpawn({ cell: 'billing', view: later, policy: p, selfId: 'n0', nowMs: NOW + 100, state: d.state, volunteer, params })
+    expect(r.action).toBeUndefined()
+    expect(confirmSpawn({ cell: 'billing', view: base(), policy: p, selfId: 'n0', nowMs: NOW + 100, state: d.state, volunteer, params }).action).toMatchObject({ kind: 'spawn', digest: V2.digest })
+  })
+
+  it('retires one old replica on the node whose new replica passed healthGraceMs', () => {
+    const state = { ...initialCellState('billing'), desiredReplicas: 4 }
+    const young = base([newOne('x', 'n2', { readyMs: NOW - 9_999 })])
+    for (const self of ['n0', 'n1', 'n2', 'n3']) {
+      expect(decideCell(input(young, { policy: p, selfId: self, state })).actions.filter(a => a.kind === 'drain')).toEqual([])
+    }
+    const proven = base([newOne('x', 'n2', { readyMs: NOW - 10_000 })])
+    expect(decideCell(input(proven, { policy: p, selfId: 'n2', state })).actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'o2' }))
+    for (const self of ['n0', 'n1', 'n3']) {
+      expect(decideCell(input(proven, { policy: p, selfId: self, state })).actions.filter(a => a.kind === 'drain')).toEqual([])
+    }
+  })
+
+  it('never proves a new replica that crashed or failed a health check', () => {
+    const state = { ...initialCellState('billing'), desiredReplicas: 4 }
+    const failed: HealthEvent = { id: 'h', kind: 'health-failed', cell: 'billing', version: V2.version, digest: V2.digest, instanceId: 'x', nodeId: 'n2', atMs: NOW - 200_000 }
+    const v = { ...base([newOne('x', 'n2', { readyMs: NOW - 20_000 })]), events: [failed] }
+    expect(decideCell(input(v, { policy: p, selfId: 'n2', state })).actions.filter(a => a.kind === 'drain')).toEqual([])
+  })
+
+  it('with update = "stop" stops the old replicas first and starts nothing meanwhile', () => {
+    const d = decideCell(input(base(), { policy: policy({ minReplicas: 6, update: 'stop' }), random: fixedRandom(0) }))
+    expect(d.actions).toEqual([expect.objectContaining({ kind: 'drain', instanceId: 'o0' })])
+    // Once the old are gone, replication starts the target.
+    const empty = view({ nodes: nodes(6), releases: [V1, V2], instances: [] })
+    const after = decideCell(input(empty, { policy: policy({ minReplicas: 6, update: 'stop' }), random: fixedRandom(0) }))
+    expect(after.actions).toMatchObject([{ kind: 'volunteer', purpose: 'replicate', version: '1.1.0' }])
+  })
+})
+
+describe('halting a crashing release', () => {
+  const running = [instance('o1', 'n1'), instance('o2', 'n2'), instance('x0', 'n0', { version: V2.version, digest: V2.digest, startedMs: 90_000 })]
+  const base = (events: HealthEvent[]): BiologyView => view({ nodes: nodes(3), releases: [V1, V2], instances: running, events })
+
+  it('halts after the threshold of crashes within the window and returns to the previous release', () => {
+    const d = decideCell(input(base([crash(0, NOW - 1_000), crash(1, NOW - 2_000), crash(2, NOW - 3_000)])))
+    const halt = d.actions.find(a => a.kind === 'halt-release')
+    expect(halt).toMatchObject({ kind: 'halt-release', version: '1.1.0', digest: V2.digest, metric: RELEASE_HALTED_METRIC })
+    expect(halt?.kind === 'halt-release' && halt.reason).toMatch(/3 crashes .* returning to 1\.0\.0/)
+    expect(d.target?.version).toBe('1.0.0')
+    expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'x0' }))
+    expect(d.state.halts.map(h => h.digest)).toEqual([V2.digest])
+    // Next tick: remembered, not halted again.
+    const again = decideCell(input(base([]), { state: d.state }))
+    expect(kinds(again.actions)).not.toContain('halt-release')
+    expect(again.target?.version).toBe('1.0.0')
+  })
+
+  it('does not halt below the threshold or for crashes outside the window', () => {
+    expect(kinds(decideCell(input(base([crash(0, NOW - 1_000), crash(1, NOW - 2_000)]))).actions)).not.toContain('halt-release')
+    expect(kinds(decideCell(input(base([crash(0, NOW - 1_000), crash(1, NOW - 2_000), crash(2, NOW - 200_000)]))).actions)).not.toContain('halt-release')
+    // The same event gossiped twice counts once.
+    const e = crash(0, NOW - 1_000)
+    expect(kinds(decideCell(input(base([e, e, e]))).actions)).not.toContain('halt-release')
+  })
+
+  it('does not halt the only release there is', () => {
+    const v = { ...base([crash(0, NOW - 1), crash(1, NOW - 2), crash(2, NOW - 3)]), releases: [V2] }
+    const d = decideCell(input(v))
+    expect(kinds(d.actions)).not.toContain('halt-release')
+    expect(d.reasons.join(' ')).toMatch(/no earlier release/)
+  })
+
+  it('obeys a halt gossiped by another node', () => {
+    const v = { ...base([]), halts: [{ cell: 'billing', version: V2.version, digest: V2.digest, atMs: NOW - 5, reason: 'r' }] }
+    const d = decideCell(input(v))
+    expect(kinds(d.actions)).not.toContain('halt-release')
+    expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'x0' }))
+    expect(d.target?.version).toBe('1.0.0')
+  })
+
+  it('restarts its own crashed replica of the target in place after the backoff', () => {
+    const crashed = instance('x0', 'n0', { version: V2.version, digest: V2.digest, state: 'crashed' })
+    const v = (atMs: number): BiologyView => view({ nodes: nodes(3), releases: [V1, V2], instances: [instance('o1', 'n1'), crashed], events: [{ ...crash(0, atMs), instanceId: 'x0' }] })
+    expect(kinds(decideCell(input(v(NOW - 100))).actions)).not.toContain('restart')
+    expect(decideCell(input(v(NOW - 5_000))).actions).toContainEqual(expect.objectContaining({ kind: 'restart', instanceId: 'x0', digest: V2.digest }))
+  })
+})
+
+describe('target version and rollback', () => {
+  const desired = (version: string, seq: number) => ({ cell: 'billing', version, digest: `d-${version}`, seq })
+
+  it('follows the newest release by semver when no desired record exists', () => {
+    const v = view({ nodes: nodes(2), releases: [release('1.10.0', 2), release('1.9.0', 3), V1] })
+    expect(decideCell(input(v)).target?.version).toBe('1.10.0')
+  })
+
+  it('rolls back to the version of a higher-seq desired record, displacing the newer one', () => {
+    const v = view({ nodes: nodes(4), releases: [V1, V2], desired: [desired('1.0.0', 3)], instances: [instance('x', 'n0', { version: V2.version, digest: V2.digest }), instance('y', 'n1', { version: V2.version, digest: V2.digest })] })
+    const d = decideCell(input(v, { random: fixedRandom(0) }))
+    expect(d.target?.version).toBe('1.0.0')
+    expect(d.actions).toMatchObject([{ kind: 'volunteer', purpose: 'surge', version: '1.0.0' }])
+  })
+
+  it('ignores a replayed desired record with a lower seq', () => {
+    const state = { ...initialCellState('billing'), desired: desired('1.0.0', 5) }
+    const v = view({ nodes: nodes(2), releases: [V1, V2], desired: [desired('1.1.0', 3)] })
+    const d = decideCell(input(v, { state }))
+    expect(d.target?.version).toBe('1.0.0')
+    expect(d.state.desired?.seq).toBe(5)
+    expect(d.reasons.join(' ')).toMatch(/ignored replayed desired record seq 3/)
+  })
+
+  it('rolls forward again when a release is published after the desired record', () => {
+    const v = view({ nodes: nodes(2), releases: [V1, V2, release('1.2.0', 4)], desired: [desired('1.0.0', 3)] })
+    expect(decideCell(input(v)).target?.version).toBe('1.2.0')
+  })
+})
