@@ -231,6 +231,7 @@ export class World {
     if (this.options.keepLog === true) this.log.push(text)
   }
 
+  /** Call after every change of ground truth, before anything reads counts() again. */
   private changed (): void {
     this.countsCache = undefined
     this.observer?.(this)
@@ -327,8 +328,8 @@ export class World {
     if (this.specs.get(t.digest)?.crashes === true) {
       this.at(this.nowMs + this.rng.between(...this.options.crashAfterMs), () => this.crash(n, t))
     }
-    this.broadcast(n)
     this.changed()
+    this.broadcast(n)
   }
 
   private crash (n: SimNode, t: Truth): void {
@@ -338,16 +339,16 @@ export class World {
     n.events.set(e.id, e)
     n.touch()
     this.record(`${n.id} crash ${t.id} ${t.version}`)
-    this.broadcast(n)
     this.changed()
+    this.broadcast(n)
   }
 
   private remove (n: SimNode, t: Truth): void {
     if (!n.own.delete(t.id)) return
     this.truth.delete(t.id)
     this.record(`${n.id} gone ${t.id}`)
-    this.broadcast(n)
     this.changed()
+    this.broadcast(n)
   }
 
   private nodeRecord (n: SimNode): NodeRecord {

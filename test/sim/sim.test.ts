@@ -1,0 +1,62 @@
+// The simulator in quick mode (50 seeds per scenario): the invariants must hold on every seed, and
+// a seed must fully determine the event log. Timings are reported by run.ts, not asserted here.
+
+import { describe, expect, it } from 'vitest'
+import { SeededRandom } from './prng.ts'
+import { runSeeds } from './run.ts'
+import { SCENARIOS } from './scenarios.ts'
+
+const QUICK_SEEDS = 50
+
+describe('biology simulator (quick mode)', () => {
+  for (const [key, scenario] of Object.entries(SCENARIOS)) {
+    it(`${scenario.title}: no invariant broken over ${QUICK_SEEDS} seeds`, () => {
+      const results = runSeeds({ scenarios: [key], firstSeed: 1, seeds: QUICK_SEEDS })
+      expect(results).toHaveLength(QUICK_SEEDS)
+      const broken = results.filter(r => r.violations.length > 0).map(r => `seed ${r.seed}: ${r.violations.join('; ')}`)
+      expect(broken).toEqual([])
+      // Guard against a vacuous pass: every run did something.
+      for (const r of results) expect(r.logLines).toBeGreaterThan(10)
+    }, 180_000)
+  }
+
+  it('keeps ready replicas ≥ minReplicas − 1 during rollouts and halts a crashing release within 2 nodes', () => {
+    const c = runSeeds({ scenarios: ['c'], firstSeed: 1000, seeds: 10 })
+    for (const r of c) expect(r.metrics.minReady).toBeGreaterThanOrEqual(9)
+    const d = runSeeds({ scenarios: ['d'], firstSeed: 1000, seeds: 10 })
+    for (const r of d) {
+      expect(r.metrics.nodesRan).toBeGreaterThanOrEqual(1)
+      expect(r.metrics.nodesRan).toBeLessThanOrEqual(2)
+      expect(Number.isFinite(r.metrics.allHaltedS)).toBe(true)
+    }
+  }, 120_000)
+
+  it('gives the same event log for the same seed and a different one for another seed', () => {
+    for (const [, scenario] of Object.entries(SCENARIOS)) {
+      const a = scenario.run(42)
+      const b = scenario.run(42)
+      const c = scenario.run(43)
+      expect(b.logHash).toBe(a.logHash)
+      expect(b.metrics).toEqual(a.metrics)
+      expect(c.logHash).not.toBe(a.logHash)
+    }
+  }, 60_000)
+})
+
+describe('SeededRandom', () => {
+  it('is deterministic per seed, differs across seeds, and stays in [0, 1)', () => {
+    const a = new SeededRandom(1)
+    const b = new SeededRandom(1)
+    const c = new SeededRandom(2)
+    const xs = Array.from({ length: 1000 }, () => a.next())
+    expect(Array.from({ length: 1000 }, () => b.next())).toEqual(xs)
+    expect(Array.from({ length: 1000 }, () => c.next())).not.toEqual(xs)
+    for (const x of xs) {
+      expect(x).toBeGreaterThanOrEqual(0)
+      expect(x).toBeLessThan(1)
+    }
+    const mean = xs.reduce((s, x) => s + x, 0) / xs.length
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.05)
+    expect(new SeededRandom(9).bytes(7)).toHaveLength(7)
+  })
+})
