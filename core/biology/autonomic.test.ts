@@ -175,6 +175,27 @@ describe('rolling update (live)', () => {
     expect(decideCell(input(v, { policy: p, selfId: 'n2', state })).actions.filter(a => a.kind === 'drain')).toEqual([])
   })
 
+  it('backs off the newest starting replicas beyond the surge when stale views let too many start', () => {
+    const state = { ...initialCellState('billing'), desiredReplicas: 4 }
+    const v = base([
+      newOne('x', 'n4', { state: 'starting', readyMs: undefined, startedMs: 50_000 }),
+      newOne('y', 'n5', { state: 'starting', readyMs: undefined, startedMs: 50_100 })
+    ])
+    expect(decideCell(input(v, { policy: p, selfId: 'n5', state })).actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'y' }))
+    expect(decideCell(input(v, { policy: p, selfId: 'n4', state })).actions.filter(a => a.kind === 'drain')).toEqual([])
+  })
+
+  it('fills a deficit during a rollout with the running release until the target has proven itself', () => {
+    const state = { ...initialCellState('billing'), desiredReplicas: 6 }
+    const unproven = base([newOne('x', 'n5', { state: 'starting', readyMs: undefined })])
+    // n4 holds no old replica, so it does not take part in the surge.
+    const d = decideCell(input(unproven, { policy: policy({ minReplicas: 6, maxSurge: 25 }), state, selfId: 'n4', random: fixedRandom(0) }))
+    expect(d.actions).toMatchObject([{ kind: 'volunteer', purpose: 'replicate', version: '1.0.0' }])
+    const proven = base([newOne('x', 'n5', { readyMs: NOW - 20_000 })])
+    const e = decideCell(input(proven, { policy: policy({ minReplicas: 6, maxSurge: 25 }), state, selfId: 'n4', random: fixedRandom(0) }))
+    expect(e.actions).toContainEqual(expect.objectContaining({ kind: 'volunteer', purpose: 'replicate', version: '1.1.0' }))
+  })
+
   it('with update = "stop" stops the old replicas first and starts nothing meanwhile', () => {
     const d = decideCell(input(base(), { policy: policy({ minReplicas: 6, update: 'stop' }), random: fixedRandom(0) }))
     expect(d.actions).toEqual([expect.objectContaining({ kind: 'drain', instanceId: 'o0' })])

@@ -154,6 +154,14 @@ export function decideCell (input: DecideInput): Decision {
   return decision()
 }
 
+/**
+ * Phase one of a spawn on its own: the `volunteer` action of this tick, if any (its `delayMs` is
+ * the jitter to wait before `confirmSpawn`). Same input and the same random draws as decideCell.
+ */
+export function planVolunteer (input: DecideInput): VolunteerAction | undefined {
+  return decideCell(input).actions.find((a): a is VolunteerAction => a.kind === 'volunteer')
+}
+
 /** Phase two of a spawn: re-check the (newer) view; spawn only if the reason to still holds. */
 export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   const { cell, view, policy, selfId, nowMs, state, volunteer } = input

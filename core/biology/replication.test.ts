@@ -27,6 +27,11 @@ describe('recommendReplicas', () => {
     }
   })
 
+  it('holds when one metric is within its band even if the other is under half', () => {
+    // CPU 45 % holds; memory 10 % alone would say down to 1.
+    expect(recommendReplicas({ live: ready(4, 45, 10), current: 4, policy: policy({ minReplicas: 1 }), params }).replicas).toBe(4)
+  })
+
   it('scales down only under half the target', () => {
     const p = policy({ minReplicas: 1 })
     expect(recommendReplicas({ live: ready(6, 29), current: 6, policy: p, params }).replicas).toBe(3)
