@@ -82,6 +82,9 @@ export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
   w.uvarint(r.startedMs).u8(INSTANCE_STATES.indexOf(r.state))
   w.f64(r.cpuPercent).uvarint(r.memoryBytes).f64(r.memoryPercent).f64(r.qps).f64(r.p99Ms)
   w.uvarint(r.inflight).uvarint(r.sentMs).uvarint(r.seq)
+  // Optional tail: readyMs (0 = not ready yet) and the idempotent method names.
+  w.uvarint(r.readyMs ?? 0).u8(r.idempotent?.length ?? 0)
+  for (const m of r.idempotent ?? []) w.string(m, LIMITS.idChars)
   return w.finish()
 }
 
@@ -100,6 +103,14 @@ export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
     instanceId, cell, version, digest, nodeId, startedMs, state,
     cpuPercent: r.f64(), memoryBytes: r.uvarint(), memoryPercent: r.f64(), qps: r.f64(), p99Ms: r.f64(),
     inflight: r.uvarint(), sentMs: r.uvarint(), seq: r.uvarint()
+  }
+  const readyMs = r.uvarint()
+  if (readyMs > 0) record.readyMs = readyMs
+  const methods = r.u8()
+  if (methods > LIMITS.methods) throw new MalformedFleetRecordError('invalid idempotent')
+  if (methods > 0) {
+    record.idempotent = []
+    for (let i = 0; i < methods; i++) record.idempotent.push(r.string(LIMITS.idChars))
   }
   r.end()
   return checkInstanceRecord(record)

@@ -27,7 +27,8 @@ export const LIMITS = {
   /** cpu % is per core summed, so a 100-core box may report 10000. */
   cpuPercent: 100_000,
   /** Bound on qps / latency fields: anything larger is a bug or an attack. */
-  metric: 1e12
+  metric: 1e12,
+  methods: 64
 } as const
 
 export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
@@ -180,6 +181,11 @@ export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
   checkUint(r.inflight, 'inflight')
   checkUint(r.sentMs, 'sentMs')
   checkUint(r.seq, 'seq')
+  if (r.readyMs !== undefined) checkUint(r.readyMs, 'readyMs')
+  if (r.idempotent !== undefined) {
+    if (!Array.isArray(r.idempotent) || r.idempotent.length > LIMITS.methods) fail('idempotent')
+    for (const m of r.idempotent) checkToken(m, LIMITS.idChars, 'idempotent method', NAME)
+  }
   return r
 }
 
