@@ -13,6 +13,7 @@ export {
   encodeCertificateBody, verifyCertificateSignature, MAX_CERTIFICATE_BYTES, MAX_SCOPE_CELLS, MAX_SUBJECT_BYTES
 } from './certificate.ts'
 export type { Role, Certificate, CertificateKind, CertificateFields } from './certificate.ts'
+export { encodeGrantToken, decodeGrantToken, MalformedGrantTokenError, GRANT_TOKEN_PREFIX, MAX_GRANT_TOKEN_LENGTH } from './grant-token.ts'
 export * from './chain.ts'
 export * from './renewal.ts'
 export * from './credentials.ts'
