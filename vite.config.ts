@@ -8,6 +8,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration suites start real processes; keep the 2-core CI machine from thrashing.
     maxWorkers: 2,
+    // node-datachannel (WebRTC-direct) can take a forked worker down at exit; threads end cleanly.
+    pool: 'threads',
     fileParallelism: true
   }
 })

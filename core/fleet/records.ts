@@ -84,6 +84,10 @@ export interface InstanceRecord {
   sentMs: number
   /** Per-instance monotonic sequence number. */
   seq: number
+  /** When the replica turned ready (the rollout's health-grace timer starts here). */
+  readyMs?: number
+  /** Methods the cell marked safe to retry on another replica. */
+  idempotent?: string[]
 }
 
 /** Fields core/identity decodes from a verified release or desired-version record. */

@@ -1,0 +1,24 @@
+// Typed calls carry JSON payloads; the synapse underneath carries bytes.
+import { PayloadEncodingError } from './errors.ts'
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export function encodeJson (value: unknown): Uint8Array {
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value ?? null)
+  } catch (err) {
+    throw new PayloadEncodingError('payload cannot be encoded as JSON', { cause: err })
+  }
+  return encoder.encode(text ?? 'null')
+}
+
+export function decodeJson (bytes: Uint8Array): unknown {
+  if (bytes.byteLength === 0) return undefined
+  try {
+    return JSON.parse(decoder.decode(bytes))
+  } catch (err) {
+    throw new PayloadEncodingError('payload is not valid JSON', { cause: err })
+  }
+}

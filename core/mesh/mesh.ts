@@ -1,0 +1,310 @@
+// Composes libp2p with Cell's services from what a host hands in: transports, keys, credentials,
+// trust, a clock and a random source. Full nodes add a synapse handler (their capsids); light peers
+// and routing nodes only call out. No module-level state: every mesh owns its registries and caches.
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap'
+import { logger } from '@libp2p/logger'
+import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
+import type { Libp2pOptions } from 'libp2p'
+import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
+import { type Credentials, type Role, makeVerifier, verifySignedRecord, TrustError } from '../identity/index.ts'
+import * as identityErrors from '../identity/errors.ts'
+import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord } from '../fleet/index.ts'
+import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
+import type { Principal } from '../synapse/types.ts'
+import { chooseReplica } from '../routing/index.ts'
+import type { CallOptions, Remote } from '../cell.ts'
+import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError } from './errors.ts'
+import { encodeJson, decodeJson } from './json.ts'
+
+export const KAD_PROTOCOL = '/cell/kad/1.0.0'
+
+export interface MeshInit {
+  privateKey: Ed25519PrivateKey
+  /** libp2p transport factories for this host (tcp, websockets, webrtc-direct, ...). */
+  transports: NonNullable<Libp2pOptions['transports']>
+  listen?: string[]
+  /** Multiaddrs (with /p2p/ ids) of peers to join through. */
+  bootstrap?: string[]
+  /** Browsers and short-lived CLI peers run the DHT in client mode. */
+  dhtClientMode?: boolean
+  credentials: Credentials
+  /** Authority ids this peer accepts as chain roots and as release signers. Read live. */
+  trusted: Set<string>
+  /** Server side: authorities whose callers may call `cell` (default: `trusted`). */
+  callerTrust?: (cell: string) => ReadonlySet<string>
+  /** Whether `cell` admits any authenticated peer (Cell.toml `public = true`). */
+  isPublic?: (cell: string) => boolean
+  handler?: SynapseHandler
+  localNode?: () => LocalNodeState | undefined
+  localInstances?: () => LocalInstanceState[]
+  heartbeatMs?: number
+  defaultTimeoutMs?: number
+  clock?: Clock
+  random?: Random
+  /** Extra error classes callers should rebuild by name (cells' own errors, capsid errors). */
+  errorClasses?: WireErrorClass[]
+  /** Extra libp2p services from the host (e.g. a relay server). */
+  services?: Record<string, (components: any) => unknown>
+  /** Extra libp2p options (connection gater, manager limits) from the host. */
+  libp2p?: Partial<Libp2pOptions>
+}
+
+export interface MeshServices {
+  identify: Identify
+  ping: unknown
+  dht: KadDHT
+  pubsub: GossipSub
+  fleetSync: FleetSync
+  synapse: Synapse
+  [name: string]: unknown
+}
+
+export interface RemoteOptions {
+  /** Methods the caller knows to be idempotent (in addition to what the replicas announce). */
+  idempotent?: string[]
+  timeoutMs?: number
+}
+
+const MAX_ATTEMPTS = 3
+const MAX_CACHED_CHANNELS = 256
+
+const log = logger('cell:mesh')
+
+/** Is this failure one where the call may have run on the replica (retry only if idempotent)? */
+function mayHaveRun (err: unknown): boolean {
+  const name = (err as { name?: string, remoteName?: string })?.remoteName ?? (err as Error)?.name
+  return name === 'ChannelClosedError' || name === 'ReplicaCrashedError' || name === 'CapsidStoppedError'
+}
+
+/** Failures where nothing ran: always safe to try another replica. */
+function nothingRan (err: unknown): boolean {
+  const name = (err as { remoteName?: string })?.remoteName ?? (err as Error)?.name
+  return name === 'NoReplicaError' || name === 'CapsidDrainingError' || name === 'CapsidBusyError'
+}
+
+export class Mesh {
+  readonly libp2p: Libp2p<MeshServices>
+  readonly view: FleetView
+  readonly gossip: FleetGossip
+  readonly clock: Clock
+  readonly random: Random
+  readonly errors: WireErrorRegistry
+  private readonly init: MeshInit
+  private readonly channels = new Map<string, Promise<Channel>>()
+  private started = false
+
+  static async create (init: MeshInit): Promise<Mesh> {
+    const clock = init.clock ?? systemClock
+    const trusted = init.trusted
+    const verifyRecord = (kind: 'release' | 'desired') => async (signed: Uint8Array, opts: { signal?: AbortSignal }) =>
+      await verifySignedRecord(signed, { ...opts, kind, trusted })
+    const view = new FleetView({
+      clock,
+      heartbeatMs: init.heartbeatMs ?? 1000,
+      verifyRelease: verifyRecord('release'),
+      verifyDesired: verifyRecord('desired')
+    })
+    const errors = new WireErrorRegistry([
+      ...SYNAPSE_ERROR_CLASSES,
+      ...(Object.values(identityErrors) as unknown[]).filter((v): v is WireErrorClass => typeof v === 'function'),
+      NoReplicaError, UnknownCellError, PayloadEncodingError,
+      ...(init.errorClasses ?? [])
+    ])
+    let mesh: Mesh | undefined
+    const synapseFactory = synapse({
+      clock,
+      errors,
+      handler: init.handler,
+      defaultTimeoutMs: init.defaultTimeoutMs,
+      credentialsFor: (cell) => mesh!.credentialsFor(cell),
+      authenticate: async (req, { signal }) => {
+        // A caller must chain to an authority the cell trusts, with the caller role.
+        const roots = init.callerTrust?.(req.cell) ?? trusted
+        const role: Role = 'caller'
+        try {
+          const v = await makeVerifier(new Set(roots), { clock })(req.credentials, { remotePeerId: req.remotePeerId, requiredRole: role, cell: req.cell, signal })
+          return { peerId: v.subject, authority: v.authority, roles: v.roles }
+        } catch (err) {
+          if (err instanceof TrustError && init.isPublic?.(req.cell) === true) {
+            // Public cells admit any peer Noise authenticated; the caller is known only by peer id.
+            return { peerId: req.remotePeerId, authority: '', roles: [] }
+          }
+          throw err
+        }
+      },
+      authenticateServer: async (req, { signal }) => {
+        // The server must hold a host grant from the authority that signed the cell's release.
+        const release = mesh!.view.release(req.cell)
+        const roots = release != null ? new Set([release.authority]) : trusted
+        const v = await makeVerifier(roots, { clock })(req.credentials, { remotePeerId: req.remotePeerId, requiredRole: 'host', cell: req.cell, signal })
+        return { peerId: v.subject, authority: v.authority, roles: v.roles }
+      }
+    })
+    const libp2p = await createLibp2p<MeshServices>({
+      privateKey: init.privateKey,
+      addresses: { listen: init.listen ?? [] },
+      transports: init.transports,
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0 })] : [],
+      ...init.libp2p,
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
+        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
+        fleetSync: fleetSync({ view, clock, autoPull: 2 }),
+        synapse: (components: SynapseComponents) => synapseFactory(components),
+        ...init.services
+      } as any,
+      start: false
+    })
+    const gossip = new FleetGossip({
+      pubsub: libp2p.services.pubsub,
+      view,
+      clock,
+      privateKey: init.privateKey,
+      heartbeatMs: init.heartbeatMs ?? 1000,
+      localNode: init.localNode,
+      localInstances: init.localInstances
+    })
+    mesh = new Mesh(init, libp2p, view, gossip, errors)
+    return mesh
+  }
+
+  private constructor (init: MeshInit, libp2p: Libp2p<MeshServices>, view: FleetView, gossip: FleetGossip, errors: WireErrorRegistry) {
+    this.init = init
+    this.libp2p = libp2p
+    this.view = view
+    this.gossip = gossip
+    this.errors = errors
+    this.clock = init.clock ?? systemClock
+    this.random = init.random ?? systemRandom
+  }
+
+  get peerId (): PeerId {
+    return this.libp2p.peerId
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.init.credentials.refresh()
+    this.init.credentials.start()
+    await this.libp2p.start()
+    this.gossip.start()
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.gossip.stop()
+    for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
+    this.channels.clear()
+    await this.libp2p.stop()
+    this.init.credentials.stop()
+  }
+
+  /** The chain this peer presents for `cell`: the grant of the cell's authority if held, else any. */
+  credentialsFor (cell: string): Uint8Array {
+    const creds = this.init.credentials
+    const authority = this.view.release(cell)?.authority
+    if (authority != null && creds.grantFor(authority) != null) return creds.currentChain(authority)
+    const any = creds.authorities()[0]
+    return any != null ? creds.currentChain(any) : new Uint8Array()
+  }
+
+  /** Ready replicas of `cell` this peer knows, newest heartbeat first. */
+  replicas (cell: string): InstanceRecord[] {
+    return this.view.liveInstances(cell).filter(i => i.state === 'ready')
+  }
+
+  private async channel (nodeId: string, cell: string, signal?: AbortSignal): Promise<Channel> {
+    const key = `${nodeId}/${cell}`
+    let pending = this.channels.get(key)
+    if (pending == null) {
+      if (this.channels.size >= MAX_CACHED_CHANNELS) {
+        const [oldest, ch] = this.channels.entries().next().value as [string, Promise<Channel>]
+        this.channels.delete(oldest)
+        void ch.then(c => c.close().catch(() => {}), () => {})
+      }
+      const { peerIdFromString } = await import('@libp2p/peer-id')
+      pending = this.libp2p.services.synapse.open(peerIdFromString(nodeId), cell, { signal })
+      this.channels.set(key, pending)
+      pending.then(ch => {
+        void ch.closed.then(() => { if (this.channels.get(key) === pending) this.channels.delete(key) })
+      }, () => { if (this.channels.get(key) === pending) this.channels.delete(key) })
+    }
+    return await pending
+  }
+
+  /**
+   * Calls `method` on a replica of `cell` with raw bytes. The replica is chosen by canary-weighted,
+   * load-aware routing; failures where nothing ran are retried on another node, failures mid-call
+   * only when the method is idempotent.
+   */
+  async callBytes (cell: string, method: string, payload: Uint8Array, options: CallOptions & { idempotent?: string[], canaryWeight?: number } = {}): Promise<Uint8Array> {
+    if (!this.started) throw new MeshNotStartedError('mesh is not started')
+    const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
+    const deadlineMs = this.clock.now() + timeoutMs
+    const excluded = new Set<string>()
+    let lastError: unknown
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      options.signal?.throwIfAborted()
+      const candidates = this.replicas(cell).filter(i => !excluded.has(i.nodeId))
+      const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? 5 }, this.random)
+      if (choice == null) {
+        if (this.view.release(cell) == null && lastError == null) throw new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
+        throw new NoReplicaError(`no ready replica of "${cell}"${excluded.size > 0 ? ` left after ${excluded.size} failed` : ''}`, { cause: lastError })
+      }
+      const target = choice.replica
+      const remaining = deadlineMs - this.clock.now()
+      let opened = false
+      try {
+        const ch = await this.channel(target.nodeId, cell, options.signal)
+        opened = true
+        return await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent: options.traceparent })
+      } catch (err) {
+        lastError = err
+        const idempotent = (target.idempotent ?? []).includes(method) || (options.idempotent ?? []).includes(method)
+        const retry = nothingRan(err) || (!opened && !(err instanceof TrustError) && !isNamedRejection(err)) || (mayHaveRun(err) && idempotent)
+        log('call %s.%s on %s failed (%s), retry=%s', cell, method, target.nodeId, (err as Error).name, retry)
+        if (!retry || this.clock.now() >= deadlineMs) throw err
+        excluded.add(target.nodeId)
+      }
+    }
+    throw lastError
+  }
+
+  async call<T = unknown> (cell: string, method: string, request: unknown, options: CallOptions & { idempotent?: string[] } = {}): Promise<T> {
+    return decodeJson(await this.callBytes(cell, method, encodeJson(request), options)) as T
+  }
+
+  /** The typed client of a cell: `mesh.remote<typeof Billing>('billing').charge({ amount: 5 })`. */
+  remote<T> (cell: string, remoteOptions: RemoteOptions = {}): Remote<T> {
+    return new Proxy({}, {
+      get: (_target, prop) => {
+        if (typeof prop !== 'string' || prop === 'then') return undefined
+        return async (req: unknown, opts: CallOptions = {}) => await this.call(cell, prop, req, {
+          timeoutMs: remoteOptions.timeoutMs, ...opts, idempotent: remoteOptions.idempotent
+        })
+      }
+    }) as Remote<T>
+  }
+}
+
+function isNamedRejection (err: unknown): boolean {
+  // A handshake the server refused by name (trust, unknown cell) will be refused again elsewhere only
+  // if the fleet is consistent; dial failures are plain libp2p errors and worth another node.
+  const name = (err as Error)?.name ?? ''
+  return name.endsWith('AuthorityError') || name === 'WrongRoleError' || name === 'RemoteError'
+}
+
+export type { Principal }

@@ -1,0 +1,158 @@
+// The autonomic loop of one full node: every tick, for every cell with an accepted release, map the
+// gossiped fleet view onto the pure biology decision functions and carry out what they say for this
+// node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
+import { logger } from '@libp2p/logger'
+import { decideCell, confirmSpawn, initialCellState, type BiologyView, type CellState, type Action, type Policy } from '../core/biology/index.ts'
+import type { FleetView } from '../core/fleet/index.ts'
+import type { Clock, Random } from '../core/ports.ts'
+import type { ReleaseStore, PreparedRelease } from './release-store.ts'
+import type { ReplicaSet } from './replica-set.ts'
+
+const log = logger('cell:autonomic')
+
+/** Node records carry trusted authorities as short role tags so peers can tell who may volunteer. */
+export const TRUST_ROLE_PREFIX = 'trust-'
+export function trustRoles (authorities: Iterable<string>): string[] {
+  return [...authorities].slice(0, 7).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))
+}
+
+export interface AutonomicLoopInit {
+  selfId: string
+  view: FleetView
+  releases: ReleaseStore
+  replicas: ReplicaSet
+  clock: Clock
+  random: Random
+  tickMs?: number
+  /** May this node host cells of `authority` (trusts it and holds a host grant)? */
+  canHost: (authority: string) => boolean
+}
+
+export class AutonomicLoop {
+  private readonly init: AutonomicLoopInit
+  private readonly states = new Map<string, CellState>()
+  private readonly pendingVolunteer = new Set<string>()
+  private timer: unknown
+  private running = false
+  private ticking = false
+  readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0 }
+
+  constructor (init: AutonomicLoopInit) {
+    this.init = init
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.schedule()
+  }
+
+  stop (): void {
+    this.running = false
+    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  private schedule (): void {
+    if (!this.running) return
+    this.timer = this.init.clock.setTimeout(() => { void this.tick().finally(() => this.schedule()) }, this.init.tickMs ?? 1000)
+  }
+
+  biologyView (cell: string): BiologyView {
+    const { view, releases } = this.init
+    const nowMs = this.init.clock.now()
+    const nodes = view.nodes(nowMs).map(n => ({
+      id: n.nodeId,
+      capacity: { freeSlots: n.capacity.freeSlots, cpuFreePercent: Math.max(0, 100 - n.load.cpuPercent), memoryFreeBytes: n.capacity.freeMemoryBytes },
+      trustsAuthorities: releases.releases(cell).map(r => r.authority).filter(a => n.roles.includes(TRUST_ROLE_PREFIX + a.slice(0, 16))),
+      alive: true
+    }))
+    const records = view.instances(cell, nowMs)
+    const instances = records.filter(i => i.state !== 'stopped').map(i => ({
+      id: i.instanceId, cell: i.cell, version: i.version, digest: i.digest, nodeId: i.nodeId, startedMs: i.startedMs,
+      ...(i.readyMs != null ? { readyMs: i.readyMs } : {}),
+      state: i.state as 'starting' | 'ready' | 'draining' | 'crashed',
+      cpuPercent: i.cpuPercent, memoryPercent: i.memoryPercent, qps: i.qps, p99Ms: i.p99Ms, lastHeartbeatMs: i.sentMs
+    }))
+    const events = records.filter(i => i.state === 'crashed').map(i => ({
+      id: `${i.nodeId}/${i.instanceId}`, kind: 'crash' as const, cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.sentMs
+    }))
+    const desired = view.desired(cell)
+    return {
+      nodes,
+      instances,
+      releases: releases.releases(cell).map(r => ({ cell, version: r.version, digest: r.digest, seq: r.seq, authority: r.authority })),
+      desired: desired != null ? [{ cell, version: desired.version, digest: desired.digest, seq: desired.seq }] : [],
+      events,
+      halts: []
+    }
+  }
+
+  private policyOf (release: PreparedRelease): Policy {
+    return release.manifest.biology
+  }
+
+  async tick (): Promise<void> {
+    if (this.ticking) return
+    this.ticking = true
+    try {
+      this.counters.ticks++
+      for (const cell of this.init.releases.cells()) {
+        const latest = this.init.releases.latest(cell)
+        if (latest == null) continue
+        const policy = this.policyOf(latest)
+        const state = this.states.get(cell) ?? initialCellState(cell)
+        const decision = decideCell({ cell, view: this.biologyView(cell), policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state })
+        this.states.set(cell, decision.state)
+        for (const action of decision.actions) await this.act(action, policy)
+      }
+    } catch (err) {
+      this.counters.failures++
+      log.error('tick failed: %e', err)
+    } finally {
+      this.ticking = false
+    }
+  }
+
+  private async act (action: Action, policy: Policy): Promise<void> {
+    const { replicas, releases } = this.init
+    switch (action.kind) {
+      case 'spawn':
+      case 'restart': {
+        const release = releases.byDigest(action.cell, action.digest)
+        if (release == null || !this.init.canHost(release.authority)) return
+        if (action.kind === 'restart') await replicas.drain(action.instanceId).catch(() => {})
+        log('%s %s@%s: %s', action.kind, action.cell, action.version, action.reason)
+        this.counters.spawns++
+        await replicas.spawn(release).catch((err) => { this.counters.failures++; log.error('spawn %s failed: %e', action.cell, err) })
+        return
+      }
+      case 'volunteer': {
+        const release = releases.byDigest(action.cell, action.digest)
+        if (release == null || !this.init.canHost(release.authority) || this.pendingVolunteer.has(action.cell)) return
+        this.pendingVolunteer.add(action.cell)
+        this.counters.volunteers++
+        this.init.clock.setTimeout(() => {
+          this.pendingVolunteer.delete(action.cell)
+          if (!this.running) return
+          const state = this.states.get(action.cell) ?? initialCellState(action.cell)
+          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action })
+          log('volunteer %s: %s', action.cell, confirm.reason)
+          if (confirm.action != null) void this.act(confirm.action, policy)
+        }, action.delayMs)
+        return
+      }
+      case 'drain': {
+        if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId)) return
+        log('drain %s: %s', action.instanceId, action.reason)
+        this.counters.drains++
+        await replicas.drain(action.instanceId).catch((err) => { log.error('drain failed: %e', err) })
+        return
+      }
+      case 'halt-release': {
+        this.counters.halts++
+        log.error('halting %s@%s (%s): %s [%s]', action.cell, action.version, action.digest.slice(0, 12), action.reason, action.metric)
+      }
+    }
+  }
+}

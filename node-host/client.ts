@@ -1,0 +1,84 @@
+// Short-lived client peers for the CLI and scripts: an ephemeral libp2p identity holding a caller
+// grant from the user's authority key, joined to the fleet through bootstrap addresses.
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Ed25519PrivateKey } from '@libp2p/interface'
+import { CellError } from '../core/errors.ts'
+import { Mesh } from '../core/mesh/index.ts'
+import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { systemClock, type Clock } from '../core/ports.ts'
+import type { InstanceRecord } from '../core/fleet/index.ts'
+import { clientTransports } from './transports.ts'
+
+export class FleetUnreachableError extends CellError {}
+export class WaitTimeoutError extends CellError {}
+
+export interface ClientInit {
+  bootstrap: string[]
+  /** Signs this peer's caller grant. */
+  authorityKey?: AuthorityKey
+  /** A grant already issued to `privateKey`'s peer id. */
+  grant?: Certificate
+  privateKey?: Ed25519PrivateKey
+  trust?: string[]
+  listen?: boolean
+  clock?: Clock
+}
+
+export async function createClient (init: ClientInit): Promise<Mesh> {
+  if (init.bootstrap.length === 0) throw new FleetUnreachableError('no bootstrap address: pass --bootstrap <multiaddr> or set CELL_BOOTSTRAP')
+  const clock = init.clock ?? systemClock
+  const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
+  const credentials = new Credentials({ peerKey: privateKey, clock })
+  const trusted = new Set(init.trust ?? [])
+  if (init.authorityKey != null) {
+    const now = clock.now()
+    credentials.addGrant(await issueGrant(init.authorityKey, { subject: credentials.peerId, roles: ['caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
+    trusted.add(authorityIdOf(init.authorityKey.publicKey))
+  }
+  if (init.grant != null) {
+    credentials.addGrant(init.grant)
+    trusted.add(init.grant.issuer)
+  }
+  const mesh = await Mesh.create({
+    privateKey,
+    transports: clientTransports(),
+    listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
+    bootstrap: init.bootstrap,
+    dhtClientMode: true,
+    credentials,
+    trusted,
+    clock
+  })
+  await mesh.start()
+  return mesh
+}
+
+/** Resolve when `test` holds for the fleet view, re-checking on every change, or fail at the deadline. */
+export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<T> {
+  const found = test()
+  if (found !== undefined) return found
+  const timeoutMs = options.timeoutMs ?? 30_000
+  return await new Promise<T>((resolve, reject) => {
+    const onChange = (): void => {
+      const value = test()
+      if (value !== undefined) { cleanup(); resolve(value) }
+    }
+    const timer = setTimeout(() => { cleanup(); reject(new WaitTimeoutError(`timed out after ${timeoutMs} ms waiting for ${what}`)) }, timeoutMs)
+    const onAbort = (): void => { cleanup(); reject(options.signal?.reason) }
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      mesh.view.removeEventListener('change', onChange)
+      options.signal?.removeEventListener('abort', onAbort)
+    }
+    mesh.view.addEventListener('change', onChange)
+    options.signal?.addEventListener('abort', onAbort)
+  })
+}
+
+/** Wait until at least `count` ready replicas of `cell` (optionally of one digest) are in the view. */
+export async function waitForReplicas (mesh: Mesh, cell: string, options: { count?: number, digest?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<InstanceRecord[]> {
+  return await waitForView(mesh, () => {
+    const ready = mesh.replicas(cell).filter(i => options.digest == null || i.digest === options.digest)
+    return ready.length >= (options.count ?? 1) ? ready : undefined
+  }, `${options.count ?? 1} ready replica(s) of ${cell}`, options)
+}

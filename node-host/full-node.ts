@@ -1,0 +1,172 @@
+// A full node: a libp2p mesh peer that gossips the fleet, serves the DHT, holds and serves artifacts
+// and runs replicas of trusted cells in capsids, driven by its own autonomic loop.
+import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { cpus, freemem, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { Mesh } from '../core/mesh/index.ts'
+import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
+import type { LocalNodeState } from '../core/fleet/index.ts'
+import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
+import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
+import { serveArtifacts } from './artifacts/artifact-exchange.ts'
+import { ReleaseStore } from './release-store.ts'
+import { ReplicaSet } from './replica-set.ts'
+import { AutonomicLoop, trustRoles } from './autonomic-loop.ts'
+import * as capsidErrors from './capsid/errors.ts'
+import type { SandboxMode } from './capsid/index.ts'
+import { decodeGrantToken } from '../core/identity/grant-token.ts'
+
+const log = logger('cell:node')
+const DAY_MS = 86_400_000
+
+export interface FullNodeInit {
+  dataDir: string
+  listen?: ListenPorts
+  bootstrap?: string[]
+  /** Authority ids whose cells this node hosts and whose callers it admits. */
+  trust?: string[]
+  /** Authority keys held by this node's operator: the node grants itself the host role under each. */
+  authorityKeys?: AuthorityKey[]
+  /** Grants (tokens or certificates) issued to this node by authorities. */
+  grants?: Array<string | Certificate>
+  sandbox?: SandboxMode
+  maxReplicas?: number
+  heartbeatMs?: number
+  tickMs?: number
+  clock?: Clock
+  random?: Random
+}
+
+export class FullNode {
+  readonly mesh: Mesh
+  readonly releases: ReleaseStore
+  readonly replicas: ReplicaSet
+  readonly loop: AutonomicLoop
+  readonly trusted: Set<string>
+  private readonly init: FullNodeInit
+  private readonly startedMs: number
+  private started = false
+
+  static async create (init: FullNodeInit): Promise<FullNode> {
+    const clock = init.clock ?? systemClock
+    const random = init.random ?? systemRandom
+    await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
+    const peerKey = await loadOrCreatePeerKey(join(init.dataDir, 'peer.key'))
+    const credentials = new Credentials({ peerKey, clock })
+    const trusted = new Set(init.trust ?? [])
+    const now = clock.now()
+    for (const key of init.authorityKeys ?? []) {
+      trusted.add(authorityIdOf(key.publicKey))
+      credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + 30 * DAY_MS }))
+    }
+    const grants = [...(init.grants ?? []), ...await readGrantFiles(join(init.dataDir, 'grants'))]
+    for (const g of grants) {
+      const cert = typeof g === 'string' ? decodeGrantToken(g) : g
+      credentials.addGrant(cert)
+      trusted.add(cert.issuer)
+    }
+    const releases = new ReleaseStore(init.dataDir)
+    const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
+    const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
+    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas })
+    const startedMs = now
+    let addrs: () => string[] = () => []
+    const localNode = (): LocalNodeState => ({
+      addrs: addrs().slice(0, 16),
+      capacity: { slots: maxReplicas, freeSlots: Math.max(0, maxReplicas - replicas.running()), cpuCores: cpus().length, memoryBytes: totalmem(), freeMemoryBytes: freemem() },
+      load: { cpuPercent: 0, memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
+      roles: ['full', ...trustRoles(trusted)],
+      startedMs
+    })
+    const mesh = await Mesh.create({
+      privateKey: peerKey,
+      transports: fullNodeTransports(),
+      listen: listenAddresses(init.listen),
+      bootstrap: init.bootstrap,
+      credentials,
+      trusted,
+      callerTrust: (cell) => {
+        const r = releases.latest(cell)
+        return new Set(r != null ? [r.authority, ...r.manifest.authority.trust] : trusted)
+      },
+      isPublic: (cell) => releases.latest(cell)?.manifest.public === true,
+      handler: replicas.handler(),
+      localNode,
+      localInstances: () => replicas.instanceStates(),
+      heartbeatMs: init.heartbeatMs,
+      clock,
+      random,
+      errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
+    })
+    addrs = () => mesh.libp2p.getMultiaddrs().map(String)
+    const loop = new AutonomicLoop({
+      selfId: credentials.peerId,
+      view: mesh.view,
+      releases,
+      replicas,
+      clock,
+      random,
+      tickMs: init.tickMs,
+      canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
+    })
+    return new FullNode(init, mesh, releases, replicas, loop, trusted, startedMs)
+  }
+
+  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, startedMs: number) {
+    this.init = init
+    this.mesh = mesh
+    this.releases = releases
+    this.replicas = replicas
+    this.loop = loop
+    this.trusted = trusted
+    this.startedMs = startedMs
+  }
+
+  get peerId (): string {
+    return this.mesh.peerId.toString()
+  }
+
+  addresses (): string[] {
+    return this.mesh.libp2p.getMultiaddrs().map(String)
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.mesh.start()
+    await serveArtifacts(this.mesh.libp2p, this.releases)
+    // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
+    this.mesh.view.addEventListener('change', (evt) => {
+      const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
+      if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) this.onRelease(change.cell, change.kind)
+    })
+    for (const cell of this.mesh.view.cells()) this.onRelease(cell, 'release')
+    this.loop.start()
+    log('full node %s started', this.peerId)
+  }
+
+  private onRelease (cell: string, kind: string): void {
+    const record = kind === 'desired' ? this.mesh.view.desired(cell) : this.mesh.view.release(cell)
+    if (record == null || !this.trusted.has(record.authority)) return
+    void this.releases.prepare(this.mesh.libp2p, record).catch((err) => {
+      log.error('release %s@%s refused: %s: %s', cell, record.version, (err as Error).name, (err as Error).message)
+    })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.loop.stop()
+    await this.replicas.stopAll()
+    await this.mesh.stop()
+  }
+}
+
+async function readGrantFiles (dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  const out: string[] = []
+  for (const name of names.filter(n => n.endsWith('.grant')).slice(0, 64)) out.push((await readFile(join(dir, name), 'utf8')).trim())
+  return out
+}

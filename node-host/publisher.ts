@@ -1,0 +1,82 @@
+// `cell publish`: bundle the cell, pack it with its Cell.toml, sign the release with the authority key,
+// provide the artifact in the DHT, then gossip the release. The fleet does the rest.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { CellError } from '../core/errors.ts'
+import { parseManifest, type Manifest } from '../core/manifest/index.ts'
+import { packArtifact } from '../core/manifest/packaged.ts'
+import { signRelease, encodeRelease, authorityIdOf, type AuthorityKey } from '../core/identity/index.ts'
+import { isVersion } from '../core/manifest/version.ts'
+import type { Mesh } from '../core/mesh/index.ts'
+import { buildCell } from './ribosome/index.ts'
+import { sha256Hex } from './artifacts/digest.ts'
+import { artifactCid, serveArtifacts } from './artifacts/artifact-exchange.ts'
+import { waitForReplicas, waitForView } from './client.ts'
+
+const log = logger('cell:publish')
+
+export class AuthorityMismatchError extends CellError {}
+export class InvalidVersionArgumentError extends CellError {}
+
+export interface PackagedCell {
+  manifest: Manifest
+  artifact: Uint8Array
+  digest: string
+}
+
+/** Build and pack a cell directory; the packed bytes are what the release's digest covers. */
+export async function packageCell (dir: string, options: { signal?: AbortSignal, authority?: string } = {}): Promise<PackagedCell> {
+  const file = join(dir, 'Cell.toml')
+  let source = await readFile(file, 'utf8')
+  if (options.authority != null) source = withAuthority(source, options.authority)
+  const manifest = parseManifest(source, { file })
+  const built = await buildCell(dir, { main: manifest.main, signal: options.signal })
+  const artifact = packArtifact(source, built.artifact)
+  return { manifest, artifact, digest: await sha256Hex(artifact) }
+}
+
+/**
+ * The demo and tests publish the example cells under a key they generate: rewrite the
+ * `ed25519 = "..."` line of `[cell.authority]` (the manifest parser then validates the result).
+ */
+export function withAuthority (source: string, authority: string): string {
+  const replaced = source.replace(/^(\s*ed25519\s*=\s*)"[0-9a-fA-F]*"/m, `$1"${authority}"`)
+  if (replaced === source && !source.includes(authority)) throw new AuthorityMismatchError('Cell.toml has no [cell.authority] ed25519 line to set')
+  return replaced
+}
+
+export interface PublishResult {
+  cell: string
+  version: string
+  digest: string
+  seq: number
+  ready: number
+}
+
+export async function publishCell (mesh: Mesh, dir: string, version: string, key: AuthorityKey, options: { waitReplicas?: number, timeoutMs?: number, signal?: AbortSignal, setAuthority?: boolean } = {}): Promise<PublishResult> {
+  if (!isVersion(version)) throw new InvalidVersionArgumentError(`"${version}" is not a semantic version (MAJOR.MINOR.PATCH)`)
+  const authority = authorityIdOf(key.publicKey)
+  const pkg = await packageCell(dir, { signal: options.signal, authority: options.setAuthority === true ? authority : undefined })
+  if (pkg.manifest.authority.ed25519 !== authority) {
+    throw new AuthorityMismatchError(`Cell.toml names authority ${pkg.manifest.authority.ed25519}, but the key signs as ${authority}`)
+  }
+  // Serve the artifact and become its provider before anyone hears of the release.
+  const holding = new Map([[pkg.digest, pkg.artifact]])
+  await serveArtifacts(mesh.libp2p, { get: async (d) => holding.get(d) })
+  await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: 15_000 })
+  await mesh.libp2p.contentRouting.provide(artifactCid(pkg.digest), { signal: AbortSignal.timeout(20_000) }).catch((err) => { log('provide failed, nodes will fetch by gossip hint: %e', err) })
+  // Sequence numbers only grow: above anything the fleet has seen for this cell, and above the clock.
+  const seen = mesh.view.release(pkg.manifest.name)?.seq ?? 0
+  const seq = Math.max(seen + 1, Date.now())
+  const signed = await signRelease({ cell: pkg.manifest.name, version, digest: pkg.digest, seq, createdMs: Date.now() }, key)
+  await waitForView(mesh, () => mesh.libp2p.services.pubsub.getSubscribers('/cell/fleet-releases/1').length > 0 ? true : undefined, 'a fleet node subscribed to releases', { timeoutMs: 15_000 })
+  await mesh.gossip.publishRelease(encodeRelease(signed))
+  log('published %s@%s %s seq %d', pkg.manifest.name, version, pkg.digest, seq)
+  let ready = 0
+  if ((options.waitReplicas ?? 1) > 0) {
+    const replicas = await waitForReplicas(mesh, pkg.manifest.name, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })
+    ready = replicas.length
+  }
+  return { cell: pkg.manifest.name, version, digest: pkg.digest, seq, ready }
+}

@@ -1,0 +1,117 @@
+// Releases this node has accepted: the signed record (verified by the fleet view against the trusted
+// authorities), the packaged artifact fetched from a provider and verified against the signed digest,
+// and the Cell.toml inside it. Only a release that passes all three may run in a capsid.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import type { Libp2p } from '@libp2p/interface'
+import { CellError } from '../core/errors.ts'
+import { parseManifest, type Manifest } from '../core/manifest/index.ts'
+import { unpackArtifact } from '../core/manifest/packaged.ts'
+import type { ReleaseRecord } from '../core/fleet/index.ts'
+import { ArtifactStore } from './ribosome/index.ts'
+import { artifactCid, findAndFetchArtifact } from './artifacts/artifact-exchange.ts'
+
+const log = logger('cell:releases')
+
+/** The manifest packed in an artifact names another cell or authority than the signed release. */
+export class ReleaseManifestMismatchError extends CellError {}
+
+export interface PreparedRelease {
+  cell: string
+  version: string
+  digest: string
+  seq: number
+  authority: string
+  manifest: Manifest
+  codePath: string
+}
+
+const MAX_HISTORY = 16
+const MAX_CELLS = 1024
+
+export class ReleaseStore extends EventTarget {
+  readonly artifacts: ArtifactStore
+  private readonly codeDir: string
+  private readonly history = new Map<string, PreparedRelease[]>()
+  private readonly inFlight = new Map<string, Promise<PreparedRelease>>()
+  private readonly failed = new Map<string, number>()
+
+  constructor (dataDir: string) {
+    super()
+    this.artifacts = new ArtifactStore(join(dataDir, 'artifacts'))
+    this.codeDir = join(dataDir, 'code')
+  }
+
+  cells (): string[] {
+    return [...this.history.keys()]
+  }
+
+  /** Accepted releases of a cell, oldest first. */
+  releases (cell: string): PreparedRelease[] {
+    return this.history.get(cell) ?? []
+  }
+
+  latest (cell: string): PreparedRelease | undefined {
+    const list = this.history.get(cell)
+    return list?.[list.length - 1]
+  }
+
+  byDigest (cell: string, digest: string): PreparedRelease | undefined {
+    return this.history.get(cell)?.find(r => r.digest === digest)
+  }
+
+  /** Serve artifacts we hold to peers. */
+  async get (digest: string): Promise<Uint8Array | undefined> {
+    return await this.artifacts.get(digest).catch(() => undefined)
+  }
+
+  /** Store a packaged artifact we built ourselves (publisher side) and announce it in the DHT. */
+  async hold (node: Libp2p, bytes: Uint8Array): Promise<string> {
+    const digest = await this.artifacts.put(bytes)
+    void node.contentRouting.provide(artifactCid(digest), { signal: AbortSignal.timeout(30_000) }).catch((err) => { log('provide %s: %e', digest.slice(0, 12), err) })
+    return digest
+  }
+
+  /** Fetch (or find locally), verify and unpack the artifact of a verified release record. */
+  async prepare (node: Libp2p, release: ReleaseRecord, options: { signal?: AbortSignal } = {}): Promise<PreparedRelease> {
+    const known = this.byDigest(release.cell, release.digest)
+    if (known != null) return known
+    let pending = this.inFlight.get(release.digest)
+    if (pending == null) {
+      pending = this.doPrepare(node, release, options).finally(() => this.inFlight.delete(release.digest))
+      this.inFlight.set(release.digest, pending)
+    }
+    return await pending
+  }
+
+  private async doPrepare (node: Libp2p, release: ReleaseRecord, options: { signal?: AbortSignal }): Promise<PreparedRelease> {
+    let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
+    if (bytes == null) {
+      bytes = await findAndFetchArtifact(node, release.digest, { signal: options.signal ?? AbortSignal.timeout(60_000) })
+      await this.artifacts.put(bytes, options)
+    }
+    const { manifest: source, code } = unpackArtifact(bytes)
+    const manifest = parseManifest(source, { file: `${release.cell}@${release.version}/Cell.toml` })
+    if (manifest.name !== release.cell) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names cell "${manifest.name}", the release is for "${release.cell}"`)
+    if (manifest.authority.ed25519 !== release.authority) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names authority ${manifest.authority.ed25519.slice(0, 12)}…, the release is signed by ${release.authority.slice(0, 12)}…`)
+    await mkdir(this.codeDir, { recursive: true })
+    const codePath = join(this.codeDir, `${release.digest}.mjs`)
+    await writeFile(codePath, code, { mode: 0o444 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EACCES') throw err })
+    const prepared: PreparedRelease = { cell: release.cell, version: release.version, digest: release.digest, seq: release.seq, authority: release.authority, manifest, codePath }
+    let list = this.history.get(release.cell)
+    if (list == null) {
+      if (this.history.size >= MAX_CELLS) throw new CellError(`node tracks ${MAX_CELLS} cells already`)
+      list = []
+      this.history.set(release.cell, list)
+    }
+    list.push(prepared)
+    list.sort((a, b) => a.seq - b.seq)
+    if (list.length > MAX_HISTORY) list.splice(0, list.length - MAX_HISTORY)
+    // Become a provider too, so the next node fetches from whoever is closest.
+    void node.contentRouting.provide(artifactCid(release.digest), { signal: AbortSignal.timeout(30_000) }).catch(() => {})
+    log('release %s@%s (%s) prepared', release.cell, release.version, release.digest.slice(0, 12))
+    this.dispatchEvent(new CustomEvent('release', { detail: prepared }))
+    return prepared
+  }
+}

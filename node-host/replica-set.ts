@@ -1,0 +1,164 @@
+// The replicas this full node runs: starts capsids, serves synapse calls into them, drains them and
+// reports them to the fleet as instance heartbeats. A crashed replica stays listed (state `crashed`)
+// for a while so the fleet hears about it — that is what halts a crashing release everywhere.
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { startCapsid, type Capsid, type SandboxMode } from './capsid/index.ts'
+import { NoReplicaError } from '../core/mesh/index.ts'
+import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
+import type { LocalInstanceState } from '../core/fleet/index.ts'
+import type { Clock, Random } from '../core/ports.ts'
+import { CellError } from '../core/errors.ts'
+
+const log = logger('cell:replicas')
+
+export class ReplicaLimitError extends CellError {}
+
+export interface ReplicaInfo {
+  instanceId: string
+  cell: string
+  version: string
+  digest: string
+  startedMs: number
+  readyMs?: number
+  state: 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed'
+  capsid?: Capsid
+  endedMs?: number
+  calls: number
+}
+
+export interface ReplicaSetInit {
+  dataDir: string
+  runDir: string
+  sandbox: SandboxMode
+  clock: Clock
+  random: Random
+  maxReplicas: number
+  /** How long a crashed or stopped replica stays in heartbeats. */
+  tombstoneMs?: number
+}
+
+export class ReplicaSet extends EventTarget {
+  private readonly init: ReplicaSetInit
+  private readonly replicas = new Map<string, ReplicaInfo>()
+
+  constructor (init: ReplicaSetInit) {
+    super()
+    this.init = init
+  }
+
+  list (cell?: string): ReplicaInfo[] {
+    return [...this.replicas.values()].filter(r => cell == null || r.cell === cell)
+  }
+
+  running (): number {
+    return this.list().filter(r => r.state === 'starting' || r.state === 'ready' || r.state === 'draining').length
+  }
+
+  async spawn (spec: { cell: string, version: string, digest: string, codePath: string }, options: { signal?: AbortSignal } = {}): Promise<ReplicaInfo> {
+    if (this.running() >= this.init.maxReplicas) throw new ReplicaLimitError(`node runs ${this.running()} replicas, its limit`)
+    const suffix = Array.from(this.init.random.bytes(4), b => b.toString(16).padStart(2, '0')).join('')
+    const instanceId = `${spec.cell}-${spec.version.replace(/[^A-Za-z0-9._-]/g, '_')}-${suffix}`
+    const info: ReplicaInfo = { instanceId, cell: spec.cell, version: spec.version, digest: spec.digest, startedMs: this.init.clock.now(), state: 'starting', calls: 0 }
+    this.replicas.set(instanceId, info)
+    this.prune()
+    const dataDir = join(this.init.dataDir, 'volumes', `${spec.cell}-${suffix}`)
+    await mkdir(dataDir, { recursive: true })
+    try {
+      const capsid = await startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock }, options)
+      info.capsid = capsid
+      info.state = 'ready'
+      info.readyMs = this.init.clock.now()
+      capsid.onExit((exit) => {
+        if (info.state === 'draining' || info.state === 'stopped') {
+          info.state = 'stopped'
+        } else {
+          info.state = exit.crashed ? 'crashed' : 'stopped'
+          log.error('replica %s exited (code %s, signal %s)%s', instanceId, exit.code, exit.signal, exit.crashed ? ' — crashed' : '')
+        }
+        info.endedMs = this.init.clock.now()
+        void rm(dataDir, { recursive: true, force: true }).catch(() => {})
+        this.dispatchEvent(new CustomEvent('exit', { detail: { info, exit } }))
+      })
+      log('replica %s of %s@%s ready (pid %d, %s)', instanceId, spec.cell, spec.version, capsid.pid, capsid.mode)
+      this.dispatchEvent(new CustomEvent('ready', { detail: info }))
+      return info
+    } catch (err) {
+      info.state = 'crashed'
+      info.endedMs = this.init.clock.now()
+      this.dispatchEvent(new CustomEvent('exit', { detail: { info, error: err } }))
+      throw err
+    }
+  }
+
+  async drain (instanceId: string, options: { drainMs?: number } = {}): Promise<void> {
+    const info = this.replicas.get(instanceId)
+    if (info?.capsid == null || info.state === 'stopped' || info.state === 'crashed') return
+    info.state = 'draining'
+    await info.capsid.stop({ drainMs: options.drainMs ?? 10_000 })
+    info.state = 'stopped'
+    info.endedMs ??= this.init.clock.now()
+  }
+
+  async stopAll (): Promise<void> {
+    await Promise.all(this.list().map(async r => await this.drain(r.instanceId, { drainMs: 5_000 }).catch(() => {})))
+  }
+
+  /** Forget replicas that ended longer ago than the tombstone time. */
+  private prune (): void {
+    const horizon = this.init.clock.now() - (this.init.tombstoneMs ?? 60_000)
+    for (const [id, r] of this.replicas) if (r.endedMs != null && r.endedMs < horizon) this.replicas.delete(id)
+  }
+
+  /** Heartbeats for the fleet. */
+  instanceStates (): LocalInstanceState[] {
+    this.prune()
+    return this.list().map(r => ({
+      instanceId: r.instanceId,
+      cell: r.cell,
+      version: r.version,
+      digest: r.digest,
+      startedMs: r.startedMs,
+      state: r.state,
+      cpuPercent: 0,
+      memoryBytes: 0,
+      memoryPercent: 0,
+      qps: 0,
+      p99Ms: 0,
+      inflight: r.capsid?.inFlight ?? 0,
+      ...(r.readyMs != null ? { readyMs: r.readyMs } : {}),
+      ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {})
+    }))
+  }
+
+  /** The least busy ready replica of `cell`, or NoReplicaError (nothing ran: callers retry elsewhere). */
+  private pick (cell: string): ReplicaInfo & { capsid: Capsid } {
+    let best: (ReplicaInfo & { capsid: Capsid }) | undefined
+    for (const r of this.replicas.values()) {
+      if (r.cell !== cell || r.state !== 'ready' || r.capsid == null) continue
+      if (best == null || r.capsid.inFlight < best.capsid.inFlight) best = r as ReplicaInfo & { capsid: Capsid }
+    }
+    if (best == null) throw new NoReplicaError(`this node runs no ready replica of "${cell}"`)
+    return best
+  }
+
+  /** The synapse server port: calls land in a local capsid. */
+  handler (): SynapseHandler {
+    return {
+      call: async (ctx: CallContext) => {
+        const r = this.pick(ctx.cell)
+        r.calls++
+        return await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+      },
+      message: (ctx: MessageContext) => {
+        const r = this.pick(ctx.cell)
+        r.capsid.message(ctx.method, ctx.payload.slice(), { traceparent: ctx.traceparent, caller: ctx.principal })
+      },
+      stream: (ctx: CallContext) => {
+        const r = this.pick(ctx.cell)
+        return r.capsid.stream(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+      }
+    }
+  }
+}
