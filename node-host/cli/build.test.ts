@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createHash } from 'node:crypto'
 import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
+import { packArtifact, unpackArtifact } from '../../core/manifest/packaged.ts'
+import { buildCell } from '../ribosome/index.ts'
 import { makeTempDir, REPO_ROOT, runCli } from './cli-harness.ts'
 
 let tmp: { path: string, remove: () => Promise<void> }
@@ -44,6 +46,18 @@ describe('cell build', () => {
     expect(pathA).toBe(join(tmp.path, 'a', `${digestA}.mjs`))
     expect(await sha256(pathA)).toBe(digestA)
     expect(await sha256(pathB)).toBe(digestA)
+  })
+
+  it('packs the Cell.toml text with the bundle: the digest a release of these sources signs', async () => {
+    const r = await runCli(['build', 'examples/billing', '--out', join(tmp.path, 'out')], { home: tmp.path })
+    expect(r.code).toBe(0)
+    const [digest, path] = parseLine(r.stdout)
+    const source = await readFile(join(REPO_ROOT, 'examples', 'billing', 'Cell.toml'), 'utf8')
+    const { manifest, code } = unpackArtifact(new Uint8Array(await readFile(path)))
+    expect(manifest).toBe(source)
+    const built = await buildCell(join(REPO_ROOT, 'examples', 'billing'), { main: 'cell.ts' })
+    expect(Buffer.from(code).equals(Buffer.from(built.artifact))).toBe(true)
+    expect(createHash('sha256').update(packArtifact(source, built.artifact)).digest('hex')).toBe(digest)
   })
 
   it('defaults to the current directory and writes under .cell/artifacts', async () => {

@@ -1,10 +1,12 @@
-// `cell build`: validate Cell.toml, bundle the cell's `main` into one reproducible artifact and
-// print `<sha256>  <path>` (the sha256sum format, so `sha256sum -c` checks it). The same sources
-// always give the same digest, which is what a signed release names.
+// `cell build`: validate Cell.toml, bundle the cell's `main` and pack it with the Cell.toml text
+// (core/manifest/packaged.ts) into one reproducible artifact, and print `<sha256>  <path>` (the
+// sha256sum format, so `sha256sum -c` checks it). The packed bytes are exactly what `cell publish`
+// signs, so the digest printed here is the one the fleet reports for the release.
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MAX_MANIFEST_BYTES, ManifestTooLargeError, parseManifest } from '../../core/manifest/index.ts'
 import type { Manifest } from '../../core/manifest/index.ts'
+import { packArtifact } from '../../core/manifest/packaged.ts'
 import { CellError } from '../../core/errors.ts'
 import { BuildError, buildCell, writeArtifact } from '../ribosome/index.ts'
 import { parseCommand } from './usage.ts'
@@ -14,8 +16,9 @@ export class ManifestNotFoundError extends CellError {}
 
 const HELP = `usage: cell build [DIR] [--out DIR]
 
-Validates DIR/Cell.toml (default DIR is .), bundles its main module into one artifact and prints
-"<sha256>  <path>". The cell's name and version go to stderr.
+Validates DIR/Cell.toml (default DIR is .), bundles its main module, packs it with the Cell.toml
+into one artifact and prints "<sha256>  <path>": the digest \`cell publish\` signs for these
+sources. The cell's name and version go to stderr.
 
 options:
   --out DIR    where to write the artifact, named <sha256>.mjs (default DIR/.cell/artifacts)
@@ -25,8 +28,11 @@ const OPTIONS = {
   out: { type: 'string' }
 } as const
 
-/** Reads and validates `<dir>/Cell.toml`; errors name the file as the user wrote the path. */
-export async function readManifest (dir: string, options: { signal?: AbortSignal } = {}): Promise<Manifest> {
+/**
+ * Reads and validates `<dir>/Cell.toml`; errors name the file as the user wrote the path. Returns
+ * the source text too, because the artifact packs the text exactly as written.
+ */
+export async function readManifest (dir: string, options: { signal?: AbortSignal } = {}): Promise<{ manifest: Manifest, source: string }> {
   const file = join(dir, 'Cell.toml')
   let handle
   try {
@@ -48,14 +54,14 @@ export async function readManifest (dir: string, options: { signal?: AbortSignal
   } finally {
     await handle.close()
   }
-  return parseManifest(source, { file })
+  return { manifest: parseManifest(source, { file }), source }
 }
 
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 1 })
   if (typeof parsed === 'number') return parsed
   const dir = parsed.positionals[0] ?? '.'
-  const manifest = await readManifest(dir)
+  const { manifest, source } = await readManifest(dir)
   let built
   try {
     built = await buildCell(dir, { main: manifest.main })
@@ -64,8 +70,10 @@ export async function run (argv: string[]): Promise<number> {
     if (err instanceof BuildError && err.messages.length > 0) process.stderr.write(err.messages.join('\n') + '\n')
     throw err
   }
-  const { path } = await writeArtifact(parsed.values.out ?? join(dir, '.cell', 'artifacts'), built.artifact)
-  process.stderr.write(`built ${manifest.name} ${manifest.version} from ${built.entry} (${built.artifact.byteLength} bytes)\n`)
-  process.stdout.write(`${built.digest}  ${path}\n`)
+  const packed = packArtifact(source, built.artifact)
+  // Named <sha256>.mjs like every ArtifactStore entry, so --out can be a node's artifact store.
+  const { path, digest } = await writeArtifact(parsed.values.out ?? join(dir, '.cell', 'artifacts'), packed)
+  process.stderr.write(`built ${manifest.name} ${manifest.version} from ${built.entry} (${built.artifact.byteLength} bytes of code, ${packed.byteLength} packed with Cell.toml)\n`)
+  process.stdout.write(`${digest}  ${path}\n`)
   return 0
 }
