@@ -94,7 +94,8 @@ async function main (): Promise<void> {
   if (summaries.some(s => s.violations > 0)) process.exitCode = 1
 }
 
-if (!isMainThread) {
+// Only the simulator's own workers carry SimRunOptions; other thread pools (vitest) may import this file.
+if (!isMainThread && Array.isArray((workerData as Partial<SimRunOptions> | null)?.scenarios)) {
   parentPort?.postMessage(runSeeds(workerData as SimRunOptions))
 } else if (process.argv[1] !== undefined && new URL(import.meta.url).pathname === process.argv[1]) {
   await main()

@@ -1,0 +1,47 @@
+// `cell call <cell> <method> '<json>'`: one call through the mesh; the result as JSON on stdout, or the
+// error's name and message on stderr with a non-zero exit.
+import { createClient, waitForReplicas } from '../client.ts'
+import { parseCommand, usageFailure } from './usage.ts'
+import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
+import { isAuthorityId } from '../../core/identity/index.ts'
+
+const HELP = `usage: cell call <cell> <method> ['<json>'] [--bootstrap ADDR]... [--key KEYFILE] [--timeout SECONDS]
+
+Calls a method of a cell on a replica the fleet runs and prints the result as JSON.
+
+options:
+  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
+  --key KEYFILE      authority key that signs this caller's grant (default $CELL_HOME/authority.key)
+  --trust HEX        also trust releases signed by this authority id (repeatable)
+  --timeout SECONDS  deadline of the call, including finding a replica (default 30)
+  -h, --help         show this help`
+
+const OPTIONS = { ...FLEET_OPTIONS, trust: { type: 'string', multiple: true }, timeout: { type: 'string' } } as const
+
+export async function run (argv: string[]): Promise<number> {
+  const parsed = parseCommand(argv, OPTIONS, HELP, { min: 2, max: 3 })
+  if (typeof parsed === 'number') return parsed
+  const [cell, method, json] = parsed.positionals
+  let request: unknown = null
+  try {
+    request = json != null ? JSON.parse(json) : null
+  } catch (err) {
+    return usageFailure(`the request is not valid JSON: ${(err as Error).message}`, HELP)
+  }
+  for (const t of parsed.values.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
+  const timeoutMs = Number(parsed.values.timeout ?? 30) * 1000
+  const deadline = Date.now() + timeoutMs
+  const mesh = await createClient({ bootstrap: await bootstrapList(parsed.values.bootstrap), authorityKey: await authorityKey(parsed.values.key), trust: parsed.values.trust })
+  try {
+    await waitForReplicas(mesh, cell, { timeoutMs })
+    const result = await mesh.call(cell, method, request, { timeoutMs: Math.max(1, deadline - Date.now()) })
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+    return 0
+  } catch (err) {
+    const e = err as Error & { remoteName?: string }
+    process.stderr.write(`${e.remoteName ?? e.name}: ${e.message}\n`)
+    return 1
+  } finally {
+    await mesh.stop()
+  }
+}

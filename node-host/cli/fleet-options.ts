@@ -1,0 +1,30 @@
+// Options shared by the commands that join a fleet (up, publish, call): where to bootstrap from and
+// which authority key to act with.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { parseManifest } from '../../core/manifest/index.ts'
+import { readAuthorityKey } from '../keys/index.ts'
+import type { AuthorityKey } from '../../core/identity/index.ts'
+import { defaultAuthorityKeyPath } from './usage.ts'
+
+export const FLEET_OPTIONS = {
+  bootstrap: { type: 'string', multiple: true },
+  key: { type: 'string' }
+} as const
+
+/** --bootstrap flags, else CELL_BOOTSTRAP (comma-separated), else `[cell.seeds] bootstrap` of ./Cell.toml. */
+export async function bootstrapList (flags: string[] | undefined, cellDir?: string): Promise<string[]> {
+  if (flags != null && flags.length > 0) return flags.flatMap(f => f.split(',')).map(s => s.trim()).filter(Boolean)
+  const env = process.env.CELL_BOOTSTRAP
+  if (env != null && env.trim() !== '') return env.split(',').map(s => s.trim()).filter(Boolean)
+  if (cellDir != null) {
+    const file = join(cellDir, 'Cell.toml')
+    const source = await readFile(file, 'utf8').catch(() => undefined)
+    if (source != null) return [...parseManifest(source, { file }).seeds.bootstrap].filter(a => a.startsWith('/'))
+  }
+  return []
+}
+
+export async function authorityKey (path: string | undefined): Promise<AuthorityKey> {
+  return await readAuthorityKey(path ?? process.env.CELL_AUTHORITY_KEY ?? defaultAuthorityKeyPath())
+}

@@ -1,0 +1,89 @@
+// `cell up`: start a full node and keep it running until SIGINT/SIGTERM.
+import { resolve, join } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { FullNode } from '../full-node.ts'
+import { isAuthorityId } from '../../core/identity/index.ts'
+import { parseManifest } from '../../core/manifest/index.ts'
+import { cellHome, parseCommand, usageFailure } from './usage.ts'
+import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
+import type { SandboxMode } from '../capsid/index.ts'
+
+const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
+
+Starts a full node: TCP, WebSockets and WebRTC-direct listeners, Noise, yamux, kad-dht (server),
+gossipsub with signed messages. Prints its peer id and addresses; stops cleanly on SIGINT/SIGTERM.
+
+options:
+  --data DIR            node data directory: peer key, artifacts, volumes (default $CELL_HOME/node)
+  --host IP             listen address (default 127.0.0.1)
+  --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: any free port)
+  --bootstrap ADDR      a peer to join through (repeatable; or CELL_BOOTSTRAP, or [cell.seeds] of --cell)
+  --authority KEYFILE   an authority key this node's operator holds: trust it and grant this node
+                        the host role under it
+  --trust HEX           trust cells and callers of this authority id (repeatable)
+  --grant TOKEN         a grant token issued to this node by \`cell grant host <peer-id>\` (repeatable)
+  --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml
+  --sandbox MODE        auto | bwrap | process (default auto)
+  --max-replicas N      replicas this node may run
+  -h, --help            show this help`
+
+const OPTIONS = {
+  ...FLEET_OPTIONS,
+  data: { type: 'string' },
+  host: { type: 'string' },
+  tcp: { type: 'string' },
+  ws: { type: 'string' },
+  webrtc: { type: 'string' },
+  authority: { type: 'string', multiple: true },
+  trust: { type: 'string', multiple: true },
+  grant: { type: 'string', multiple: true },
+  cell: { type: 'string' },
+  sandbox: { type: 'string' },
+  'max-replicas': { type: 'string' }
+} as const
+
+function port (text: string | undefined): number | undefined {
+  if (text == null) return undefined
+  const n = Number(text)
+  return Number.isInteger(n) && n >= 0 && n < 65536 ? n : NaN
+}
+
+export async function run (argv: string[]): Promise<number> {
+  const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 0 })
+  if (typeof parsed === 'number') return parsed
+  const v = parsed.values
+  const ports = { host: v.host, tcp: port(v.tcp), ws: port(v.ws), webrtc: port(v.webrtc) }
+  if ([ports.tcp, ports.ws, ports.webrtc].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
+  for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
+  if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
+  const trust = [...(v.trust ?? [])]
+  if (v.cell != null) {
+    const file = join(v.cell, 'Cell.toml')
+    const manifest = parseManifest(await readFile(file, 'utf8'), { file })
+    trust.push(manifest.authority.ed25519, ...manifest.authority.trust)
+  }
+  const node = await FullNode.create({
+    dataDir: resolve(v.data ?? join(cellHome(), 'node')),
+    listen: ports,
+    bootstrap: await bootstrapList(v.bootstrap, v.cell),
+    trust,
+    authorityKeys: await Promise.all((v.authority ?? []).map(async p => await authorityKey(p))),
+    grants: v.grant ?? [],
+    sandbox: (v.sandbox ?? 'auto') as SandboxMode,
+    maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined
+  })
+  await node.start()
+  process.stdout.write(`cell node ${node.peerId}\n`)
+  for (const a of node.addresses()) process.stdout.write(`  listening ${a}\n`)
+  process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
+  await new Promise<void>((done) => {
+    const stop = (sig: string): void => {
+      process.stdout.write(`\n${sig}: draining replicas and stopping…\n`)
+      void node.stop().then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
+    }
+    process.once('SIGINT', () => { stop('SIGINT') })
+    process.once('SIGTERM', () => { stop('SIGTERM') })
+  })
+  process.stdout.write('stopped\n')
+  return 0
+}
