@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
+import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
 import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
@@ -98,6 +99,8 @@ export class FullNode {
       heartbeatMs: init.heartbeatMs,
       clock,
       random,
+      // Browser tabs reach each other over WebRTC through a circuit relay on a full node.
+      services: { relay: circuitRelayServer({ reservations: { maxReservations: 128 } }) },
       errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
     })
     addrs = () => mesh.libp2p.getMultiaddrs().map(String)

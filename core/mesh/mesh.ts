@@ -208,6 +208,8 @@ export class Mesh {
     this.gossip.stop()
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
+    // Graceful stream closes wait on peers; a stopping peer has nothing left to say, so cut connections.
+    for (const conn of this.libp2p.getConnections()) conn.abort(new MeshNotStartedError('mesh stopping'))
     await this.libp2p.stop()
     this.init.credentials.stop()
   }
