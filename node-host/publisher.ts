@@ -54,7 +54,33 @@ export interface PublishResult {
   ready: number
 }
 
-export async function publishCell (mesh: Mesh, dir: string, version: string, key: AuthorityKey, options: { waitReplicas?: number, timeoutMs?: number, signal?: AbortSignal, setAuthority?: boolean } = {}): Promise<PublishResult> {
+export interface PublishOptions {
+  /** Ready replicas of the new release to wait for (default 1, 0 returns at once). */
+  waitReplicas?: number
+  timeoutMs?: number
+  signal?: AbortSignal
+  /** Publish under `key` whatever Cell.toml names (the demo and tests use the example cells this way). */
+  setAuthority?: boolean
+}
+
+/** Publishes releases from one client peer, which serves their artifacts until it stops. */
+export class Publisher {
+  private readonly mesh: Mesh
+  private readonly holding = new Map<string, Uint8Array>()
+  private serving?: Promise<void>
+
+  constructor (mesh: Mesh) {
+    this.mesh = mesh
+  }
+
+  async publish (dir: string, version: string, key: AuthorityKey, options: PublishOptions = {}): Promise<PublishResult> {
+    this.serving ??= serveArtifacts(this.mesh.libp2p, { get: async (d) => this.holding.get(d) })
+    await this.serving
+    return await publishCell(this.mesh, dir, version, key, options, this.holding)
+  }
+}
+
+export async function publishCell (mesh: Mesh, dir: string, version: string, key: AuthorityKey, options: PublishOptions = {}, holding?: Map<string, Uint8Array>): Promise<PublishResult> {
   if (!isVersion(version)) throw new InvalidVersionArgumentError(`"${version}" is not a semantic version (MAJOR.MINOR.PATCH)`)
   const authority = authorityIdOf(key.publicKey)
   const pkg = await packageCell(dir, { signal: options.signal, authority: options.setAuthority === true ? authority : undefined })
@@ -62,8 +88,13 @@ export async function publishCell (mesh: Mesh, dir: string, version: string, key
     throw new AuthorityMismatchError(`Cell.toml names authority ${pkg.manifest.authority.ed25519}, but the key signs as ${authority}`)
   }
   // Serve the artifact and become its provider before anyone hears of the release.
-  const holding = new Map([[pkg.digest, pkg.artifact]])
-  await serveArtifacts(mesh.libp2p, { get: async (d) => holding.get(d) })
+  if (holding == null) {
+    holding = new Map()
+    const held = holding
+    await serveArtifacts(mesh.libp2p, { get: async (d) => held.get(d) })
+  }
+  if (holding.size >= 64) holding.delete(holding.keys().next().value as string)
+  holding.set(pkg.digest, pkg.artifact)
   await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: 15_000 })
   await mesh.libp2p.contentRouting.provide(artifactCid(pkg.digest), { signal: AbortSignal.timeout(20_000) }).catch((err) => { log('provide failed, nodes will fetch by gossip hint: %e', err) })
   // Sequence numbers only grow: above anything the fleet has seen for this cell, and above the clock.
