@@ -1,0 +1,57 @@
+// Child processes for multi-process tests: the real `cell` CLI under Node 24, with output captured,
+// waits on output lines with deadlines, and a cleanup that always ends every process it started.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join, resolve } from 'node:path'
+
+export const projectRoot = resolve(import.meta.dirname, '..', '..')
+const nodeBin = join(projectRoot, 'node_modules', '.bin', 'node')
+const cellBin = join(projectRoot, 'node-host', 'cli', 'cell.js')
+
+export interface Proc {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  waitFor: (pattern: RegExp, timeoutMs: number) => Promise<RegExpMatchArray>
+}
+
+export function cell (args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(nodeBin, [cellBin, ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  const waiters = new Set<() => void>()
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w() })
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); for (const w of waiters) w() })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => { for (const w of waiters) w(); resolve({ code, signal }) })
+  })
+  const waitFor = async (pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> => await new Promise((resolve, reject) => {
+    const check = (): void => {
+      const m = out.match(pattern)
+      if (m != null) { done(); resolve(m) } else if (child.exitCode != null || child.signalCode != null) { done(); reject(new Error(`process exited before ${pattern}: ${err.slice(-2000)}`)) }
+    }
+    const timer = setTimeout(() => { done(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern}; stdout: ${out.slice(-1000)} stderr: ${err.slice(-2000)}`)) }, timeoutMs)
+    const done = (): void => { clearTimeout(timer); waiters.delete(check) }
+    waiters.add(check)
+    check()
+  })
+  return { child, stdout: () => out, stderr: () => err, exited, waitFor }
+}
+
+/** Run to completion with a deadline; kills the process if it overruns. */
+export async function cellRun (args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const p = cell(args, env)
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs)
+  const { code } = await p.exited
+  clearTimeout(timer)
+  return { code, stdout: p.stdout(), stderr: p.stderr() }
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves when the process is gone. */
+export async function stopProc (p: Proc, graceMs = 15_000): Promise<void> {
+  if (p.child.exitCode != null || p.child.signalCode != null) return
+  p.child.kill('SIGTERM')
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs)
+  await p.exited
+  clearTimeout(timer)
+}
