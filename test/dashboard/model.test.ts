@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest'
+import type { InstanceRecord, ReleaseRecord, DesiredVersionRecord } from '../../core/fleet/records.ts'
+import {
+  callSplit, cellSample, createCallTally, describeError, displayStatus, isStale, pushBounded,
+  qpsShareByDigest, replicaSummary, rolloutProgress, tallyCall, targetOf, OTHER, UNATTRIBUTED
+} from '../../dashboard/src/model.ts'
+import type { CellPolicy } from '../../dashboard/src/source.ts'
+
+let n = 0
+function inst (p: Partial<InstanceRecord> & Pick<InstanceRecord, 'version' | 'digest'>): InstanceRecord {
+  n++
+  return {
+    instanceId: `i${n}`, cell: 'billing', nodeId: `node${n}`, startedMs: 1000 + n, state: 'ready',
+    cpuPercent: 10, memoryBytes: 1000, memoryPercent: 5, qps: 1, p99Ms: 3, inflight: 0, sentMs: 0, seq: 1, ...p
+  }
+}
+
+const policy: CellPolicy = { minReplicas: 2, maxReplicas: 4, canaryWeight: 10, maxSurge: 25, healthGraceMs: 10_000 }
+const V1 = { version: '1.0.0', digest: 'sha256-a' }
+const V2 = { version: '1.1.0', digest: 'sha256-b' }
+
+describe('targetOf', () => {
+  const rel = (seq: number, v = V2): ReleaseRecord => ({ cell: 'billing', ...v, authority: 'aa', seq, signed: new Uint8Array() })
+  const des = (seq: number, v = V1): DesiredVersionRecord => ({ cell: 'billing', ...v, authority: 'aa', seq, signed: new Uint8Array() })
+  it('follows a rollback until a later release rolls forward', () => {
+    expect(targetOf(rel(3), des(4))).toEqual(V1)
+    expect(targetOf(rel(5), des(4))).toEqual(V2)
+    expect(targetOf(undefined, des(1))).toEqual(V1)
+    expect(targetOf(rel(1), undefined)).toEqual(V2)
+    expect(targetOf(undefined, undefined)).toBeUndefined()
+  })
+})
+
+describe('replicaSummary', () => {
+  it('counts live replicas against min and max', () => {
+    const below = replicaSummary([inst({ ...V1 }), inst({ ...V1, state: 'draining' })], policy)
+    expect(below).toMatchObject({ live: 1, ready: 1, draining: 1, min: 2, max: 4, state: 'below-min' })
+    const ok = replicaSummary([inst({ ...V1 }), inst({ ...V1, state: 'starting' })], policy)
+    expect(ok).toMatchObject({ live: 2, starting: 1, state: 'ok' })
+    const over = replicaSummary(Array.from({ length: 5 }, () => inst({ ...V1 })), policy)
+    expect(over.state).toBe('above-max')
+  })
+  it('says no-policy (not ok) when the bounds are unknown', () => {
+    expect(replicaSummary([inst({ ...V1 })], undefined)).toMatchObject({ live: 1, state: 'no-policy' })
+    expect(replicaSummary([inst({ ...V1 })], undefined).min).toBeUndefined()
+    expect(replicaSummary([inst({ ...V1, state: 'crashed' })], undefined)).toMatchObject({ live: 0, crashed: 1, state: 'none' })
+  })
+})
+
+describe('rolloutProgress', () => {
+  it('counts old against new, proven replicas, surge and grace timers', () => {
+    const now = 100_000
+    const list = [
+      inst({ ...V1 }), inst({ ...V1 }), inst({ ...V1, state: 'draining' }),
+      inst({ ...V2, readyMs: now - 12_000 }), // proven
+      inst({ ...V2, readyMs: now - 4000 }), // 6 s left
+      inst({ ...V2, state: 'starting' })
+    ]
+    const p = rolloutProgress(list, V2, policy, now)
+    expect(p.active).toBe(true)
+    expect(p.newCount).toBe(3)
+    expect(p.oldCount).toBe(2)
+    expect(p.old).toEqual([{ ...V1, live: 2, ready: 2 }])
+    expect(p.proven).toBe(1)
+    expect(p.unproven).toBe(2)
+    // desired ≈ clamp(old 2 + proven 1) = 3 → ceil(25% × 3) = 1
+    expect(p.surge).toBe(1)
+    expect(p.fraction).toBeCloseTo(3 / 5)
+    const timed = p.graceTimers.find(t => t.remainingMs !== undefined)
+    expect(timed?.remainingMs).toBe(6000)
+    expect(timed?.fraction).toBeCloseTo(0.4)
+    expect(p.graceTimers.filter(t => t.remainingMs === undefined)).toHaveLength(1)
+  })
+  it('is settled when only the target runs, and shows no surge without a policy', () => {
+    const p = rolloutProgress([inst({ ...V2 }), inst({ ...V2 })], V2, undefined, 0)
+    expect(p).toMatchObject({ active: false, newCount: 2, oldCount: 0, surge: undefined, fraction: 1 })
+  })
+  it('is active when a new target has no replica yet', () => {
+    const p = rolloutProgress([inst({ ...V1 })], V2, policy, 0)
+    expect(p).toMatchObject({ active: true, newCount: 0, oldCount: 1, fraction: 0 })
+  })
+  it('takes the latest-started release as the target when none is known', () => {
+    const p = rolloutProgress([inst({ ...V1, startedMs: 1 }), inst({ ...V2, startedMs: 50 })], undefined, undefined, 100)
+    expect(p.target).toEqual(V2)
+    expect(p.active).toBe(true)
+  })
+})
+
+describe('canary split', () => {
+  it('shares qps by digest among live replicas', () => {
+    const rows = qpsShareByDigest([
+      inst({ ...V1, qps: 90 }), inst({ ...V2, qps: 10 }), inst({ ...V2, qps: 500, state: 'draining' })
+    ], V2)
+    expect(rows.map(r => [r.version, r.share, r.isTarget])).toEqual([['1.0.0', 0.9, false], ['1.1.0', 0.1, true]])
+  })
+  it('has zero shares, not NaN, when nothing is served', () => {
+    expect(qpsShareByDigest([inst({ ...V1, qps: 0 })], V1)[0].share).toBe(0)
+  })
+  it('tallies this page\'s calls per answering release, bounded', () => {
+    const t = createCallTally(1, 4)
+    for (let k = 0; k < 3; k++) tallyCall(t, 'billing', V1, true)
+    tallyCall(t, 'billing', V2, false)
+    tallyCall(t, 'billing', undefined, true)
+    tallyCall(t, 'billing', { version: '9', digest: 'sha256-z' }, true)
+    tallyCall(t, 'ledger', V1, true)
+    expect(t.dropped).toBe(1)
+    const rows = callSplit(t, 'billing', V2)
+    expect(rows.map(r => [r.version, r.value])).toEqual([['1.0.0', 3], [OTHER, 1], ['1.1.0', 1], [UNATTRIBUTED, 1]])
+    expect(rows.find(r => r.isTarget)?.version).toBe('1.1.0')
+    expect(rows.reduce((s, r) => s + r.share, 0)).toBeCloseTo(1)
+    expect(callSplit(t, 'ledger', V1)).toEqual([])
+  })
+})
+
+describe('stale detection', () => {
+  it('shows a live source stale when no record arrived lately', () => {
+    expect(displayStatus('live', 1000, 2000, 5000)).toBe('live')
+    expect(displayStatus('live', 1000, 7000, 5000)).toBe('stale')
+    expect(displayStatus('live', undefined, 0, 5000)).toBe('stale')
+    expect(displayStatus('error', 1000, 1000, 5000)).toBe('error')
+    expect(displayStatus('connecting', undefined, 0, 5000)).toBe('connecting')
+    expect(isStale(0, 5000, 5000)).toBe(false)
+    expect(isStale(0, 5001, 5000)).toBe(true)
+  })
+})
+
+describe('samples and errors', () => {
+  it('sums live replicas and keeps the worst p99', () => {
+    const s = cellSample([inst({ ...V1, qps: 2, p99Ms: 7 }), inst({ ...V1, qps: 3, p99Ms: 4 }), inst({ ...V1, state: 'crashed', qps: 100 })], 5)
+    expect(s).toEqual({ atMs: 5, cpuPercent: 20, memoryBytes: 2000, qps: 5, p99Ms: 7 })
+  })
+  it('bounds a series', () => {
+    let s: number[] = []
+    for (let k = 0; k < 10; k++) s = pushBounded(s, k, 4)
+    expect(s).toEqual([6, 7, 8, 9])
+  })
+  it('names errors and explains them in words, also for remote errors', () => {
+    expect(describeError(Object.assign(new Error('x'), { name: 'NoReplicaError' }))).toMatchObject({ name: 'NoReplicaError', words: expect.stringMatching(/No ready replica/) })
+    expect(describeError({ name: 'RemoteError', remoteName: 'InsufficientFundsError', message: 'low' })).toMatchObject({ name: 'InsufficientFundsError', words: 'The call failed (insufficient funds).', message: 'low' })
+    expect(describeError('boom')).toMatchObject({ name: 'Error', message: 'boom' })
+  })
+})
