@@ -1,0 +1,115 @@
+// Cell cards: version, replicas against min/max, rollout progress, canary split and charts.
+import { For, Show } from 'solid-js'
+import type { JSX } from 'solid-js'
+import { Sparkline } from './sparkline.tsx'
+import { formatBytes, formatDuration, formatNumber, shortId } from './model.ts'
+import type { CellSample, ShareRow } from './model.ts'
+import type { CellModel } from './store.ts'
+
+const STATE_WORDS: Record<string, string> = {
+  'below-min': 'below min',
+  'above-max': 'above max',
+  ok: 'within bounds',
+  'no-policy': 'bounds unknown',
+  none: 'no replica'
+}
+
+function shortDigest (d: string): string {
+  const hex = d.replace(/^sha256[-:]/, '')
+  return hex.slice(0, 8)
+}
+
+function Policy (props: { cell: CellModel }): JSX.Element {
+  const p = (): CellModel['policy'] => props.cell.policy
+  return (
+    <dl class="policy">
+      <div><dt>replicas</dt><dd>{p() !== undefined ? `${p()!.minReplicas}–${p()!.maxReplicas}` : '—'}</dd></div>
+      <div><dt>canary</dt><dd>{p() !== undefined ? `${p()!.canaryWeight} %` : '—'}</dd></div>
+      <div><dt>max surge</dt><dd>{p() !== undefined ? `${p()!.maxSurge} %` : '—'}</dd></div>
+      <div><dt>grace</dt><dd>{p() !== undefined ? formatDuration(p()!.healthGraceMs) : '—'}</dd></div>
+    </dl>
+  )
+}
+
+function ShareBars (props: { rows: ShareRow[], unit: string, empty: string }): JSX.Element {
+  return (
+    <Show when={props.rows.length > 0} fallback={<p class="muted small">{props.empty}</p>}>
+      <ul class="shares">
+        <For each={props.rows}>{row => (
+          <li classList={{ target: row.isTarget }}>
+            <span class="share-label">{row.version}{row.isTarget ? ' (new)' : ''}</span>
+            <span class="bar"><span style={{ width: `${(row.share * 100).toFixed(1)}%` }} /></span>
+            <span class="share-value">{(row.share * 100).toFixed(0)} % · {formatNumber(row.value)} {props.unit}</span>
+          </li>
+        )}</For>
+      </ul>
+    </Show>
+  )
+}
+
+function Rollout (props: { cell: CellModel }): JSX.Element {
+  const r = (): CellModel['rollout'] => props.cell.rollout
+  return (
+    <section class="rollout" aria-label={`rollout of ${props.cell.name}`}>
+      <h4>Rolling out {r().old.map(o => o.version).join(', ') || '—'} → <b>{r().target?.version}</b></h4>
+      <div class="progress" title={`${r().newCount} new of ${r().newCount + r().oldCount} live`}>
+        <span style={{ width: `${(r().fraction * 100).toFixed(1)}%` }} />
+      </div>
+      <p class="small">
+        new <b>{r().newCount}</b> · old <b>{r().oldCount}</b> · proven {r().proven} · unproven {r().unproven}
+        {' '}/ surge {r().surge ?? '—'}
+      </p>
+      <Show when={r().graceTimers.length > 0}>
+        <ul class="timers">
+          <For each={r().graceTimers}>{t => (
+            <li>
+              <code title={t.instanceId}>{t.instanceId}</code> on <span title={t.nodeId}>{shortId(t.nodeId)}</span>:{' '}
+              {t.remainingMs === undefined ? 'starting' : `${formatDuration(t.remainingMs)} of grace left`}
+              <span class="bar thin"><span style={{ width: `${(t.fraction * 100).toFixed(1)}%` }} /></span>
+            </li>
+          )}</For>
+        </ul>
+      </Show>
+    </section>
+  )
+}
+
+export function CellCard (props: { cell: CellModel, history: CellSample[], capacity: number }): JSX.Element {
+  const c = (): CellModel => props.cell
+  const last = (): CellSample | undefined => props.history[props.history.length - 1]
+  const series = (k: keyof CellSample): number[] => props.history.map(s => s[k])
+  return (
+    <article class="card cell" data-cell={c().name}>
+      <header class="cell-head">
+        <h3>{c().name}</h3>
+        <span class="version" title={c().target?.digest}>
+          {c().target !== undefined ? <>v{c().target!.version} <code>{shortDigest(c().target!.digest)}</code></> : 'no release known'}
+        </span>
+        <span class={`replicas state-${c().replicas.state}`} title={STATE_WORDS[c().replicas.state]}>
+          {c().replicas.live}
+          <small> / {c().replicas.min !== undefined ? `${c().replicas.min}–${c().replicas.max}` : '—'}</small>
+          <small class="state-word">{STATE_WORDS[c().replicas.state]}</small>
+        </span>
+      </header>
+      <p class="small muted">
+        ready {c().replicas.ready} · starting {c().replicas.starting} · draining {c().replicas.draining}
+        {c().replicas.crashed > 0 ? ` · crashed ${c().replicas.crashed}` : ''}
+      </p>
+      <Policy cell={c()} />
+      <Show when={c().rollout.active}><Rollout cell={c()} /></Show>
+      <section class="split" aria-label={`canary split of ${c().name}`}>
+        <h4>Canary split <small class="muted">configured {c().policy !== undefined ? `${c().policy!.canaryWeight} %` : '—'}</small></h4>
+        <div class="split-grid">
+          <div><h5>Fleet QPS by release</h5><ShareBars rows={c().qpsShare} unit="qps" empty="No live replica serves traffic." /></div>
+          <div><h5>This page's calls</h5><ShareBars rows={c().calls} unit="calls" empty="No calls from this page yet." /></div>
+        </div>
+      </section>
+      <div class="charts">
+        <Sparkline label="CPU" values={series('cpuPercent')} capacity={props.capacity} current={last() !== undefined ? `${formatNumber(last()!.cpuPercent)} %` : '—'} color="var(--c-cpu)" />
+        <Sparkline label="Memory" values={series('memoryBytes')} capacity={props.capacity} current={last() !== undefined ? formatBytes(last()!.memoryBytes) : '—'} color="var(--c-mem)" />
+        <Sparkline label="QPS" values={series('qps')} capacity={props.capacity} current={last() !== undefined ? formatNumber(last()!.qps) : '—'} color="var(--c-qps)" />
+        <Sparkline label="p99" values={series('p99Ms')} capacity={props.capacity} current={last() !== undefined ? `${formatNumber(last()!.p99Ms)} ms` : '—'} color="var(--c-p99)" />
+      </div>
+    </article>
+  )
+}

@@ -1,0 +1,210 @@
+// A made-up fleet for development and tests ONLY (the dev page dashboard/dev.html and the
+// Chromium smoke test). The real source is the browser light peer; main.tsx never uses this.
+import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
+import type {
+  CallResult, CellPolicy, DesiredVersionRecord, FleetChange, FleetSource, FleetStats, FleetViewLike,
+  InstanceRecord, NodeRecord, ReleaseRecord, SourceCallOptions, SourceStatus
+} from './source.ts'
+
+class FakeError extends Error {
+  constructor (name: string, message: string) {
+    super(message)
+    this.name = name
+  }
+}
+
+class FakeView extends EventTarget implements FleetViewLike {
+  readonly nodeMap = new Map<string, NodeRecord>()
+  readonly instanceMap = new Map<string, InstanceRecord>()
+  readonly releases = new Map<string, ReleaseRecord>()
+  readonly desiredMap = new Map<string, DesiredVersionRecord>()
+
+  nodes (): NodeRecord[] { return [...this.nodeMap.values()] }
+  instances (cell?: string): InstanceRecord[] { return [...this.instanceMap.values()].filter(i => cell === undefined || i.cell === cell) }
+  liveInstances (cell: string): InstanceRecord[] { return this.instances(cell).filter(i => i.state === 'starting' || i.state === 'ready') }
+  release (cell: string): ReleaseRecord | undefined { return this.releases.get(cell) }
+  desired (cell: string): DesiredVersionRecord | undefined { return this.desiredMap.get(cell) }
+  cells (): string[] {
+    return [...new Set([...this.releases.keys(), ...this.instances().map(i => i.cell)])].sort()
+  }
+
+  stats (): FleetStats {
+    return {
+      nodes: this.nodeMap.size,
+      instances: this.instanceMap.size,
+      releases: this.releases.size,
+      desired: this.desiredMap.size,
+      accepted: { node: 0, instance: 0, release: 0, desired: 0 },
+      dropped: {} as FleetStats['dropped'],
+      expired: { node: 0, instance: 0 },
+      snapshotTruncated: 0
+    }
+  }
+
+  emit (detail: FleetChange): void {
+    this.dispatchEvent(new CustomEvent(CHANGE_EVENT, { detail }))
+  }
+}
+
+export interface FakeSourceOptions {
+  /** Default Date.now. */
+  now?: () => number
+  /** Heartbeat period of the fake fleet; 0 = only on `step()`. Default 1000. */
+  tickMs?: number
+  /** Initial status, default 'live'. */
+  status?: SourceStatus
+  /** Whether `policy(cell)` is offered (default true). */
+  withPolicy?: boolean
+  /** Whether calls report the answering replica (default true). */
+  withRoutes?: boolean
+}
+
+export interface FakeSource extends FleetSource {
+  readonly view: FakeView
+  /** Advance the fake fleet by one heartbeat. */
+  step: () => void
+  setStatus: (status: SourceStatus, reason?: string) => void
+  /** Adds a node with one billing replica (like `cell up` on a fourth machine). */
+  addNode: () => string
+  stop: () => void
+}
+
+const PEER = (k: number): string => `12D3KooWFake${'ABCDEFGHJKLMNPQRSTUVWXYZ'[k % 24]}${String(k).padStart(4, '0')}peerid${k}xyz`
+const POLICIES: Record<string, CellPolicy> = {
+  billing: { minReplicas: 2, maxReplicas: 6, canaryWeight: 10, maxSurge: 25, healthGraceMs: 30_000, update: 'live' },
+  ledger: { minReplicas: 1, maxReplicas: 3, canaryWeight: 5, maxSurge: 50, healthGraceMs: 10_000, update: 'stop' }
+}
+const RELEASES = {
+  billing: [{ version: '1.2.0', digest: 'sha256-9f2c1ab0e4d1' }, { version: '1.3.0', digest: 'sha256-4be07d5a11c3' }],
+  ledger: [{ version: '0.4.1', digest: 'sha256-c0ffee12aa90' }]
+}
+
+export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
+  const now = options.now ?? (() => Date.now())
+  const view = new FakeView()
+  const target = new EventTarget()
+  let status: SourceStatus = options.status ?? 'live'
+  let statusReason: string | undefined
+  let seed = 7
+  const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
+  let seq = 0
+  let nodeCount = 0
+  const t0 = now()
+
+  const addNodeRecord = (): string => {
+    const k = nodeCount++
+    const nodeId = PEER(k)
+    view.nodeMap.set(nodeId, {
+      nodeId,
+      addrs: [`/ip4/10.0.0.${k + 11}/tcp/4001/p2p/${nodeId}`, `/ip4/10.0.0.${k + 11}/udp/4002/webrtc-direct/certhash/uEiB${k}x/p2p/${nodeId}`],
+      capacity: { slots: 8, freeSlots: 8, cpuCores: 4, memoryBytes: 8 * 2 ** 30, freeMemoryBytes: 6 * 2 ** 30 },
+      load: { cpuPercent: 40, memoryPercent: 25 },
+      roles: k === 0 ? ['host', 'relay'] : ['host'],
+      startedMs: t0 - 3_600_000 + k * 60_000,
+      seq: 0,
+      sentMs: t0
+    })
+    return nodeId
+  }
+  const addInstance = (cell: 'billing' | 'ledger', rel: { version: string, digest: string }, nodeId: string, p: Partial<InstanceRecord> = {}): void => {
+    const instanceId = `${cell}-${(++seq).toString(36)}${rel.digest.slice(7, 11)}`
+    view.instanceMap.set(`${nodeId}/${instanceId}`, {
+      instanceId, cell, ...rel, nodeId, startedMs: t0 - 600_000, state: 'ready', readyMs: t0 - 590_000,
+      cpuPercent: 20, memoryBytes: 90 * 2 ** 20, memoryPercent: 35, qps: 20, p99Ms: 12, inflight: 1, sentMs: t0, seq: 0, ...p
+    })
+  }
+
+  const nodes = [addNodeRecord(), addNodeRecord(), addNodeRecord()]
+  for (const [cell, list] of Object.entries(RELEASES)) {
+    const last = list[list.length - 1]
+    view.releases.set(cell, { cell, ...last, authority: 'a1b2c3d4'.repeat(8), seq: list.length, signed: new Uint8Array() })
+  }
+  // billing: mid-rollout 1.2.0 → 1.3.0, one new replica proven, one within its grace.
+  addInstance('billing', RELEASES.billing[0], nodes[0])
+  addInstance('billing', RELEASES.billing[0], nodes[1])
+  addInstance('billing', RELEASES.billing[0], nodes[2], { state: 'draining' })
+  addInstance('billing', RELEASES.billing[1], nodes[2], { startedMs: t0 - 60_000, readyMs: t0 - 55_000, qps: 4 })
+  addInstance('billing', RELEASES.billing[1], nodes[1], { startedMs: t0 - 12_000, readyMs: t0 - 9_000, qps: 2 })
+  addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20 })
+
+  const step = (): void => {
+    const t = now()
+    for (const old of view.nodeMap.values()) {
+      // A fresh object per heartbeat, as a real view holds a newly decoded record.
+      const n: NodeRecord = { ...old, capacity: { ...old.capacity }, load: { ...old.load } }
+      view.nodeMap.set(n.nodeId, n)
+      const hosted = view.instances().filter(i => i.nodeId === n.nodeId && i.state !== 'stopped')
+      n.capacity.freeSlots = Math.max(0, n.capacity.slots - hosted.length)
+      n.load.cpuPercent = Math.min(400, hosted.reduce((s, i) => s + i.cpuPercent, 0) + 5 + rand() * 10)
+      n.load.memoryPercent = Math.min(100, 20 + hosted.length * 6 + rand() * 3)
+      n.capacity.freeMemoryBytes = Math.round(n.capacity.memoryBytes * (1 - n.load.memoryPercent / 100))
+      n.seq++
+      n.sentMs = t
+      view.emit({ kind: 'node', op: 'upsert', key: n.nodeId, nodeId: n.nodeId })
+    }
+    const phase = (t - t0) / 10_000
+    for (const [key, old] of view.instanceMap) {
+      const i: InstanceRecord = { ...old }
+      view.instanceMap.set(key, i)
+      const base = i.cell === 'ledger' ? 5 : i.digest === RELEASES.billing[1].digest ? 3 : 22
+      i.qps = Math.max(0, base * (1 + 0.3 * Math.sin(phase + i.seq)) + rand() * 2)
+      i.cpuPercent = 5 + i.qps * 0.8 + rand() * 4
+      i.p99Ms = (i.cell === 'ledger' ? 35 : 10) + rand() * 6
+      i.memoryBytes = Math.round((i.cell === 'ledger' ? 300 : 90) * 2 ** 20 * (1 + rand() * 0.05))
+      if (i.state === 'starting' && t - i.startedMs > 3000) { i.state = 'ready'; i.readyMs = t }
+      i.seq++
+      i.sentMs = t
+      view.emit({ kind: 'instance', op: 'upsert', key, cell: i.cell, nodeId: i.nodeId })
+    }
+  }
+
+  const timer = (options.tickMs ?? 1000) > 0 ? setInterval(step, options.tickMs ?? 1000) : undefined
+  const withRoutes = options.withRoutes ?? true
+
+  const callRouted = async (cell: string, method: string, request: unknown, opts: SourceCallOptions = {}): Promise<CallResult> => {
+    opts.signal?.throwIfAborted()
+    if (status !== 'live' && status !== 'stale') throw new FakeError('MeshNotStartedError', 'the fake peer is not connected')
+    const live = view.liveInstances(cell).filter(i => i.state === 'ready')
+    if (live.length === 0) {
+      throw view.release(cell) === undefined
+        ? new FakeError('UnknownCellError', `no trusted release of cell "${cell}" is known to this peer`)
+        : new FakeError('NoReplicaError', `no ready replica of "${cell}"`)
+    }
+    if (method === 'fail') throw new FakeError('UnknownMethodError', `cell "${cell}" has no method "fail"`)
+    const weight = POLICIES[cell]?.canaryWeight ?? 5
+    const targetDigest = view.release(cell)?.digest
+    const canary = live.filter(i => i.digest === targetDigest)
+    const rest = live.filter(i => i.digest !== targetDigest)
+    const group = canary.length > 0 && (rest.length === 0 || rand() * 100 < weight) ? canary : rest
+    const pick = group[Math.floor(rand() * group.length)]
+    const result = { ok: true, cell, method, echo: request, servedBy: pick.instanceId }
+    return { result, route: withRoutes ? { nodeId: pick.nodeId, instanceId: pick.instanceId, version: pick.version, digest: pick.digest } : undefined }
+  }
+
+  // Object.assign would freeze the getters' values, so status is defined as real accessors.
+  Object.defineProperties(target, {
+    status: { get: () => status, enumerable: true },
+    statusReason: { get: () => statusReason, enumerable: true }
+  })
+  const source = Object.assign(target, {
+    view,
+    peerId: '12D3KooWFakeTabPeer0000000000000000000000000tab',
+    call: async (cell: string, method: string, request: unknown, opts?: SourceCallOptions) => (await callRouted(cell, method, request, opts)).result,
+    ...(withRoutes ? { callRouted } : {}),
+    ...(options.withPolicy ?? true ? { policy: (cell: string) => POLICIES[cell] } : {}),
+    step,
+    setStatus (next: SourceStatus, reason?: string) {
+      status = next
+      statusReason = reason
+      target.dispatchEvent(new Event(STATUS_EVENT))
+    },
+    addNode () {
+      const nodeId = addNodeRecord()
+      addInstance('billing', RELEASES.billing[1], nodeId, { state: 'starting', startedMs: now(), readyMs: undefined })
+      step()
+      return nodeId
+    },
+    stop () { if (timer !== undefined) clearInterval(timer) }
+  }) as unknown as FakeSource
+  return source
+}

@@ -1,0 +1,172 @@
+// Reactive glue between a FleetSource and the components. The view fires a 'change' per record
+// (every node and replica heartbeats each second), so reads are coalesced to one refresh per
+// `refreshMs`; a clock tick re-reads too, because records age out of the view without an event.
+import { createMemo, createSignal, onCleanup } from 'solid-js'
+import type { Accessor } from 'solid-js'
+import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
+import type { CellPolicy, FleetSource, InstanceRecord, NodeRecord } from './source.ts'
+import {
+  callSplit, cellSample, createCallTally, describeError, displayStatus, pushBounded, qpsShareByDigest,
+  replicaSummary, rolloutProgress, tallyCall, targetOf
+} from './model.ts'
+import type { CellSample, DisplayStatus, ErrorDescription, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow } from './model.ts'
+
+export interface StoreOptions {
+  now?: () => number
+  refreshMs?: number
+  /** A 'live' source that delivered nothing for this long is shown stale (default 5 s). */
+  staleAfterMs?: number
+  /** Samples kept per cell for the charts (default 120, one per tick). */
+  historySize?: number
+  tickMs?: number
+  /** Cells charted at most (history is bounded like everything else). */
+  maxCells?: number
+}
+
+export interface CellModel {
+  name: string
+  target?: ReleaseRef
+  policy?: CellPolicy
+  instances: InstanceRecord[]
+  replicas: ReplicaSummary
+  rollout: RolloutProgress
+  qpsShare: ShareRow[]
+  calls: ShareRow[]
+}
+
+export interface CallOutcome {
+  id: number
+  cell: string
+  method: string
+  ok: boolean
+  result?: unknown
+  error?: ErrorDescription
+  route?: ReleaseRef & { nodeId: string }
+  ms: number
+}
+
+export interface FleetStore {
+  status: Accessor<DisplayStatus>
+  statusReason: Accessor<string | undefined>
+  now: Accessor<number>
+  /** True until the first fleet record arrived (or the view was non-empty at mount). */
+  loading: Accessor<boolean>
+  lastChangeMs: Accessor<number | undefined>
+  nodes: Accessor<NodeRecord[]>
+  cells: Accessor<CellModel[]>
+  history: Accessor<ReadonlyMap<string, CellSample[]>>
+  call: (cell: string, method: string, request: unknown, options?: { signal?: AbortSignal }) => Promise<CallOutcome>
+}
+
+export function createFleetStore (source: FleetSource, options: StoreOptions = {}): FleetStore {
+  const clock = options.now ?? (() => Date.now())
+  const refreshMs = options.refreshMs ?? 250
+  const staleAfterMs = options.staleAfterMs ?? 5000
+  const historySize = options.historySize ?? 120
+  const maxCells = options.maxCells ?? 256
+  const view = source.view
+
+  const [now, setNow] = createSignal(clock())
+  const [revision, setRevision] = createSignal(0)
+  const [sourceStatus, setSourceStatus] = createSignal(source.status)
+  const [statusReason, setStatusReason] = createSignal(source.statusReason)
+  const initiallyEmpty = view.nodes().length === 0 && view.cells().length === 0
+  const [lastChangeMs, setLastChangeMs] = createSignal<number | undefined>(initiallyEmpty ? undefined : clock())
+  const [history, setHistory] = createSignal<ReadonlyMap<string, CellSample[]>>(new Map())
+  const tally = createCallTally()
+  const [tallyRevision, setTallyRevision] = createSignal(0)
+
+  let pending: ReturnType<typeof setTimeout> | undefined
+  const onChange = (): void => {
+    setLastChangeMs(clock())
+    if (pending !== undefined) return
+    pending = setTimeout(() => { pending = undefined; setRevision(r => r + 1) }, refreshMs)
+  }
+  const onStatus = (): void => {
+    setSourceStatus(source.status)
+    setStatusReason(source.statusReason)
+  }
+  view.addEventListener(CHANGE_EVENT, onChange)
+  source.addEventListener(STATUS_EVENT, onStatus)
+
+  const nodes = createMemo(() => {
+    revision(); now()
+    return view.nodes().sort((a, b) => a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0)
+  })
+
+  const cells = createMemo((): CellModel[] => {
+    revision(); tallyRevision()
+    const t = now()
+    return view.cells().slice(0, maxCells).map(name => {
+      const instances = view.instances(name)
+      const target = targetOf(view.release(name), view.desired(name))
+      const policy = source.policy?.(name)
+      return {
+        name,
+        target,
+        policy,
+        instances,
+        replicas: replicaSummary(instances, policy),
+        rollout: rolloutProgress(instances, target, policy, t),
+        qpsShare: qpsShareByDigest(instances, target),
+        calls: callSplit(tally, name, target)
+      }
+    })
+  })
+
+  const sample = (t: number): void => {
+    const next = new Map<string, CellSample[]>()
+    const prev = history()
+    for (const c of cells()) next.set(c.name, pushBounded(prev.get(c.name) ?? [], cellSample(c.instances, t), historySize))
+    setHistory(next)
+  }
+
+  const tick = setInterval(() => {
+    const t = clock()
+    setNow(t)
+    if (displayStatus(sourceStatus(), lastChangeMs(), t, staleAfterMs) !== 'connecting') sample(t)
+  }, options.tickMs ?? 1000)
+
+  onCleanup(() => {
+    clearInterval(tick)
+    if (pending !== undefined) clearTimeout(pending)
+    view.removeEventListener(CHANGE_EVENT, onChange)
+    source.removeEventListener(STATUS_EVENT, onStatus)
+  })
+
+  let callId = 0
+  const call = async (cell: string, method: string, request: unknown, opts: { signal?: AbortSignal } = {}): Promise<CallOutcome> => {
+    const id = ++callId
+    const started = clock()
+    try {
+      let result: unknown
+      let route: CallOutcome['route']
+      if (source.callRouted !== undefined) {
+        const r = await source.callRouted(cell, method, request, opts)
+        result = r.result
+        route = r.route === undefined ? undefined : { version: r.route.version, digest: r.route.digest, nodeId: r.route.nodeId }
+      } else {
+        result = await source.call(cell, method, request, opts)
+      }
+      tallyCall(tally, cell, route, true)
+      return { id, cell, method, ok: true, result, route, ms: clock() - started }
+    } catch (err) {
+      return { id, cell, method, ok: false, error: describeError(err), ms: clock() - started }
+    } finally {
+      setTallyRevision(r => r + 1)
+    }
+  }
+
+  return {
+    // A live peer always hears at least its full node's heartbeat; until then it is still connecting.
+    status: () => sourceStatus() === 'live' && lastChangeMs() === undefined ? 'connecting' : displayStatus(sourceStatus(), lastChangeMs(), now(), staleAfterMs),
+    statusReason,
+    now,
+    loading: () => lastChangeMs() === undefined,
+    lastChangeMs,
+    nodes,
+    cells,
+    history,
+    call
+  }
+}
