@@ -1,0 +1,364 @@
+// The light peer: the shared Mesh in a browser tab. It dials full nodes over WebSockets and
+// WebRTC-direct (WebTransport too where a peer offers it), reaches other tabs over WebRTC through a
+// full node's circuit relay, runs the DHT in client mode and follows the fleet gossip. Its key,
+// trust, grants and last fleet view persist through a LightPeerStore (IndexedDB in a tab).
+import { webSockets } from '@libp2p/websockets'
+import { webRTC, webRTCDirect } from '@libp2p/webrtc'
+import { webTransport } from '@libp2p/webtransport'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { logger } from '@libp2p/logger'
+import type { Ed25519PrivateKey } from '@libp2p/interface'
+import { CellError } from '../core/errors.ts'
+import { Mesh, NoReplicaError, type RemoteOptions } from '../core/mesh/index.ts'
+import { Credentials, decodeGrantToken, MalformedRecordError, NoGrantError, TrustError, type Certificate } from '../core/identity/index.ts'
+import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
+import type { CallOptions, Remote } from '../core/cell.ts'
+import { IdbLightPeerStore, LIMITS, type CachedFleet, type LightPeerStore } from './keystore.ts'
+import { captureFleet, summarise, type FleetSummary } from './fleet-cache.ts'
+import { Reconnector, type ReconnectStats } from './reconnect.ts'
+
+const log = logger('cell:browser')
+
+/** The stored peer key is not an ed25519 key (the database was written by something else). */
+export class BadStoredKeyError extends CellError {}
+/** No bootstrap address and no cached full node: the tab has nowhere to join. */
+export class NoBootstrapError extends CellError {}
+
+export interface LightPeerInit {
+  /** Full node multiaddrs with /p2p/ ids (ws, wss, webrtc-direct, webtransport). */
+  bootstrap: string[]
+  /** A `cell-grant-v1:` token for this tab's peer id; its issuer becomes trusted. Persisted. */
+  grantToken?: string
+  /** Authority ids whose releases and replicas this tab accepts. Persisted (added to what is stored). */
+  trust?: string[]
+  /** Default: IndexedDB database `storeName` (default "cell-light-peer"). */
+  store?: LightPeerStore
+  storeName?: string
+  /** Listen for other tabs through relays; default ['/p2p-circuit', '/webrtc']. */
+  listen?: string[]
+  /**
+   * Browsers' libp2p refuses private addresses and plain ws:// by default; a fleet on a laptop or a
+   * LAN lives exactly there, so this defaults to true.
+   */
+  allowPrivateAddresses?: boolean
+  /** Fleet heartbeat period the view's ttl derives from (default 1000, as full nodes). */
+  heartbeatMs?: number
+  defaultTimeoutMs?: number
+  reconnect?: { minBackoffMs?: number, maxBackoffMs?: number, checkMs?: number, dialTimeoutMs?: number }
+  /** How often (at most) the live view is written to the store; default 2000 ms. */
+  saveEveryMs?: number
+  /** Start networking at once (default). With false the cached view is readable before start(). */
+  start?: boolean
+  clock?: Clock
+  random?: Random
+}
+
+export interface ConnectionInfo { peerId: string, addr: string, limited: boolean, direction: string }
+
+export interface LightPeer extends EventTarget {
+  readonly peerId: string
+  readonly mesh: Mesh
+  start (options?: { signal?: AbortSignal }): Promise<void>
+  stop (): Promise<void>
+  remote<T> (cell: string, options?: RemoteOptions): Remote<T>
+  call<T = unknown> (cell: string, method: string, request: unknown, options?: CallOptions): Promise<T>
+  /** Imports a grant token for this peer id, trusts its issuer and persists both. */
+  importGrant (token: string, options?: { signal?: AbortSignal }): Promise<Certificate>
+  trust (authorityId: string, options?: { signal?: AbortSignal }): Promise<void>
+  trusted (): string[]
+  /** The live fleet, or the cached one marked stale until gossip refreshes it. */
+  fleet (): FleetSummary
+  addresses (): string[]
+  connections (): ConnectionInfo[]
+  /** Full nodes this tab holds an unlimited connection to. */
+  fullNodes (): string[]
+  ping (addr: string, options?: { signal?: AbortSignal }): Promise<number>
+  reconnectStats (): ReconnectStats
+}
+
+const DIALABLE = /\/(ws|wss|tls\/ws|webrtc-direct|webtransport)(\/|$)/
+
+export async function createLightPeer (init: LightPeerInit, options: { signal?: AbortSignal } = {}): Promise<LightPeer> {
+  options.signal?.throwIfAborted()
+  const clock = init.clock ?? systemClock
+  const random = init.random ?? systemRandom
+  const store = init.store ?? new IdbLightPeerStore(init.storeName)
+  const state = await store.load(options)
+
+  let privateKey: Ed25519PrivateKey
+  if (state.peerKey != null) {
+    const key = privateKeyFromProtobuf(state.peerKey)
+    if (key.type !== 'Ed25519') throw new BadStoredKeyError(`stored peer key is ${key.type}, expected Ed25519`)
+    privateKey = key
+  } else {
+    privateKey = await generateKeyPair('Ed25519')
+    await store.savePeerKey(privateKeyToProtobuf(privateKey), options)
+  }
+  const credentials = new Credentials({ peerKey: privateKey, clock })
+  const trusted = new Set<string>([...state.trust, ...(init.trust ?? [])].slice(0, LIMITS.trust))
+  const tokens: string[] = []
+  for (const token of [...state.grantTokens, ...(init.grantToken != null ? [init.grantToken] : [])]) {
+    try {
+      const cert = decodeGrantToken(token)
+      credentials.addGrant(cert)
+      trusted.add(cert.issuer)
+      if (!tokens.includes(token)) tokens.push(token)
+    } catch (err) {
+      // A stored token for another identity or a malformed one must not stop the tab; a token the
+      // page passes in now is the user's action, so its failure is theirs to see.
+      if (token === init.grantToken && !state.grantTokens.includes(token)) throw err
+      log('dropped stored grant token: %s', (err as Error).name)
+    }
+  }
+  await store.saveTrust([...trusted], options)
+  await store.saveGrantTokens(tokens, options)
+
+  const allowPrivate = init.allowPrivateAddresses ?? true
+  const mesh = await Mesh.create({
+    privateKey,
+    transports: [
+      webSockets(),
+      webRTCDirect(),
+      webTransport(),
+      webRTC(),
+      circuitRelayTransport()
+    ],
+    listen: init.listen ?? ['/p2p-circuit', '/webrtc'],
+    bootstrap: init.bootstrap,
+    dhtClientMode: true,
+    credentials,
+    trusted,
+    heartbeatMs: init.heartbeatMs,
+    defaultTimeoutMs: init.defaultTimeoutMs,
+    clock,
+    random,
+    libp2p: allowPrivate ? { connectionGater: { denyDialMultiaddr: () => false } } : {}
+  })
+  const peer = new BrowserLightPeer({ init, mesh, store, credentials, trusted, tokens, cache: state.fleet, clock, random })
+  await peer.restore(options)
+  if (init.start !== false) await peer.start(options)
+  return peer
+}
+
+interface PeerParts {
+  init: LightPeerInit
+  mesh: Mesh
+  store: LightPeerStore
+  credentials: Credentials
+  trusted: Set<string>
+  tokens: string[]
+  cache?: CachedFleet
+  clock: Clock
+  random: Random
+}
+
+class BrowserLightPeer extends EventTarget implements LightPeer {
+  readonly mesh: Mesh
+  private readonly parts: PeerParts
+  private readonly reconnector: Reconnector
+  private cache?: CachedFleet
+  private live = false
+  private restoring = false
+  private started = false
+  private saveTimer: unknown
+  private readonly onViewChange = (evt: Event): void => {
+    const change = (evt as CustomEvent<{ kind: string, op: string, nodeId?: string }>).detail
+    if (this.restoring) return
+    if (!this.live && change.op === 'upsert' && change.kind === 'node') this.live = true
+    if (change.kind === 'node' && change.op === 'upsert' && change.nodeId != null) this.learnAddrs(change.nodeId)
+    this.scheduleSave()
+    this.dispatchEvent(new CustomEvent('fleet'))
+  }
+
+  private readonly onOnline = (): void => { this.reconnector.nudge() }
+
+  constructor (parts: PeerParts) {
+    super()
+    this.parts = parts
+    this.mesh = parts.mesh
+    this.cache = parts.cache
+    this.reconnector = new Reconnector({
+      libp2p: this.mesh.libp2p,
+      clock: parts.clock,
+      random: parts.random,
+      candidates: () => this.candidates(),
+      isFullNode: (id) => this.isFullNode(id),
+      ...parts.init.reconnect,
+      onReconnect: (peerId, addr) => { this.dispatchEvent(new CustomEvent('reconnect', { detail: { peerId, addr } })) }
+    })
+  }
+
+  get peerId (): string {
+    return this.mesh.peerId.toString()
+  }
+
+  /** Re-verifies the saved frames: releases (no ttl) come back at once, expired heartbeats do not. */
+  async restore (options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.restoring = true
+    try {
+      for (const frame of this.cache?.frames ?? []) await this.mesh.view.merge(frame, { signal: options.signal })
+    } finally {
+      this.restoring = false
+    }
+  }
+
+  async start (options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.started) return
+    options.signal?.throwIfAborted()
+    if (this.parts.init.bootstrap.length === 0 && this.candidates().length === 0) throw new NoBootstrapError('no bootstrap address and no cached full node to join')
+    this.started = true
+    this.mesh.view.addEventListener('change', this.onViewChange)
+    await this.mesh.start()
+    // Signed sessions must exist before the first handshake asks for a chain synchronously.
+    for (const authority of this.parts.credentials.authorities()) await this.parts.credentials.chainFor(authority, options).catch(() => {})
+    this.reconnector.start()
+    globalThis.addEventListener?.('online', this.onOnline)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    globalThis.removeEventListener?.('online', this.onOnline)
+    this.reconnector.stop()
+    this.parts.clock.clearTimeout(this.saveTimer)
+    this.mesh.view.removeEventListener('change', this.onViewChange)
+    await this.save().catch((err) => { log.error('saving the fleet view failed: %s', (err as Error).message) })
+    await this.mesh.stop()
+    this.parts.store.close()
+  }
+
+  /** The Mesh's typed client, with handshake refusals surfaced by name (see `call`). */
+  remote<T> (cell: string, remoteOptions: RemoteOptions = {}): Remote<T> {
+    return new Proxy({}, {
+      get: (_target, prop) => {
+        if (typeof prop !== 'string' || prop === 'then') return undefined
+        return async (req: unknown, opts: CallOptions = {}) => await this.call(cell, prop, req, { timeoutMs: remoteOptions.timeoutMs, ...opts, idempotent: remoteOptions.idempotent })
+      }
+    }) as Remote<T>
+  }
+
+  async call<T = unknown> (cell: string, method: string, request: unknown, options?: CallOptions & { idempotent?: string[] }): Promise<T> {
+    try {
+      return await this.mesh.call<T>(cell, method, request, options)
+    } catch (err) {
+      throw this.explain(cell, err)
+    }
+  }
+
+  /**
+   * The mesh tries another replica after a refused handshake and then reports NoReplicaError; a
+   * user needs the refusal itself. With no grant from the cell's authority the chain sent was
+   * empty, so the precise reason is NoGrantError; a trust refusal is passed on as it came.
+   */
+  private explain (cell: string, err: unknown): unknown {
+    const refusal = err instanceof NoReplicaError ? err.cause : err
+    const authority = this.mesh.view.release(cell)?.authority
+    if ((refusal instanceof MalformedRecordError || refusal instanceof TrustError) && authority != null && this.parts.credentials.grantFor(authority) == null) {
+      return new NoGrantError(`this browser (${this.peerId}) holds no grant from ${authority}, the authority of "${cell}"`, { cause: refusal })
+    }
+    return refusal instanceof TrustError ? refusal : err
+  }
+
+  async importGrant (token: string, options: { signal?: AbortSignal } = {}): Promise<Certificate> {
+    const cert = decodeGrantToken(token)
+    this.parts.credentials.addGrant(cert)
+    this.parts.trusted.add(cert.issuer)
+    if (!this.parts.tokens.includes(token)) this.parts.tokens.push(token)
+    await this.parts.credentials.chainFor(cert.issuer, options)
+    await this.parts.store.saveGrantTokens(this.parts.tokens, options)
+    await this.parts.store.saveTrust([...this.parts.trusted], options)
+    return cert
+  }
+
+  async trust (authorityId: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.parts.trusted.size >= LIMITS.trust) throw new CellError(`at most ${LIMITS.trust} trusted authorities`)
+    this.parts.trusted.add(authorityId)
+    await this.parts.store.saveTrust([...this.parts.trusted], options)
+  }
+
+  trusted (): string[] {
+    return [...this.parts.trusted]
+  }
+
+  fleet (): FleetSummary {
+    return summarise(this.mesh.view, this.cache, this.live, this.parts.clock.now())
+  }
+
+  addresses (): string[] {
+    return this.mesh.libp2p.getMultiaddrs().map(String)
+  }
+
+  connections (): ConnectionInfo[] {
+    return this.mesh.libp2p.getConnections().map(c => ({
+      peerId: c.remotePeer.toString(), addr: c.remoteAddr.toString(), limited: c.limits != null, direction: c.direction
+    }))
+  }
+
+  fullNodes (): string[] {
+    return this.reconnector.connectedFullNodes()
+  }
+
+  async ping (addr: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    const ping = this.mesh.libp2p.services.ping as { ping: (ma: unknown, o: { signal?: AbortSignal }) => Promise<number> }
+    return await ping.ping(multiaddr(addr), options)
+  }
+
+  reconnectStats (): ReconnectStats {
+    return { ...this.reconnector.stats }
+  }
+
+  private isFullNode (peerId: string): boolean {
+    if (this.mesh.view.node(peerId)?.roles.includes('full') === true) return true
+    if (this.cache?.nodes.some(n => n.record.nodeId === peerId) === true) return true
+    return this.parts.init.bootstrap.some(a => a.endsWith(`/p2p/${peerId}`))
+  }
+
+  /** Dialable full-node addresses: live view first, then the cache, then bootstrap, shuffled within each. */
+  private candidates (): string[] {
+    const fromRecords = (nodes: Array<{ nodeId: string, addrs: string[] }>): string[] => shuffle(nodes, this.parts.random).flatMap(n =>
+      n.addrs.filter(a => DIALABLE.test(a) && !a.includes('/p2p-circuit')).map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`))
+    return [
+      ...fromRecords(this.mesh.view.nodes()),
+      ...fromRecords((this.cache?.nodes ?? []).map(n => n.record)),
+      ...shuffle(this.parts.init.bootstrap, this.parts.random)
+    ]
+  }
+
+  /** Tells libp2p where a gossiped full node listens, so calls to its replicas can dial it. */
+  private learnAddrs (nodeId: string): void {
+    const record = this.mesh.view.node(nodeId)
+    if (record == null || nodeId === this.peerId) return
+    const multiaddrs = record.addrs.filter(a => DIALABLE.test(a) && !a.includes('/p2p-circuit')).slice(0, LIMITS.cachedNodes).map(a => multiaddr(a))
+    if (multiaddrs.length === 0) return
+    void this.mesh.libp2p.peerStore.merge(peerIdFromString(nodeId), { multiaddrs }).catch(() => {})
+  }
+
+  private scheduleSave (): void {
+    if (this.saveTimer != null || !this.live) return
+    this.saveTimer = this.parts.clock.setTimeout(() => {
+      this.saveTimer = undefined
+      void this.save().catch((err) => { log.error('saving the fleet view failed: %s', (err as Error).message) })
+    }, this.parts.init.saveEveryMs ?? 2_000)
+  }
+
+  /** Writes the live view; never overwrites the cache with a view that was not refreshed yet. */
+  private async save (): Promise<void> {
+    if (!this.live) return
+    const fleet = captureFleet(this.mesh.view, this.parts.clock.now())
+    if (fleet.nodes.length === 0 && fleet.cells.length === 0) return
+    this.cache = fleet
+    await this.parts.store.saveFleet(fleet)
+  }
+}
+
+function shuffle<T> (items: T[], random: Random): T[] {
+  const out = items.slice()
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random.next() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
