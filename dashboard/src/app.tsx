@@ -51,7 +51,7 @@ export function Dashboard (props: { source: FleetSource, options?: StoreOptions 
           <div class="banner error" role="alert"><b>The light peer reports an error.</b> {store.statusReason() ?? 'It will keep trying to reach a full node.'} {store.nodes().length > 0 ? 'Showing the last known fleet.' : ''}</div>
         </Match>
         <Match when={store.status() === 'stale'}>
-          <div class="banner stale" role="status"><b>Showing the last known fleet.</b> No heartbeat for {ago().replace(' ago', '')}{store.statusReason() !== undefined ? ` — ${store.statusReason()}` : ''}; reconnecting…</div>
+          <div class="banner stale" role="status"><b>Showing the last known fleet.</b> Last record {ago()}{store.statusReason() !== undefined ? ` — ${store.statusReason()}` : ''}; reconnecting…</div>
         </Match>
       </Switch>
       <Show when={!store.loading()} fallback={

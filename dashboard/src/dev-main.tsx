@@ -5,6 +5,6 @@ import { createFakeSource } from './fake-source.ts'
 const params = new URLSearchParams(location.search)
 const source = params.has('none')
   ? undefined
-  : createFakeSource({ withPolicy: !params.has('nopolicy'), status: (params.get('status') ?? 'live') as 'live' })
+  : createFakeSource({ withPolicy: !params.has('nopolicy'), empty: params.has('empty'), status: (params.get('status') ?? 'live') as 'live' })
 mountDashboard(document.getElementById('app')!, source)
 Object.assign(window, { fakeSource: source })

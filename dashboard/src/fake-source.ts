@@ -57,6 +57,8 @@ export interface FakeSourceOptions {
   withPolicy?: boolean
   /** Whether calls report the answering replica (default true). */
   withRoutes?: boolean
+  /** Start with an empty fleet (the "joining" state) until `addNode()`. */
+  empty?: boolean
 }
 
 export interface FakeSource extends FleetSource {
@@ -114,18 +116,21 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     })
   }
 
-  const nodes = [addNodeRecord(), addNodeRecord(), addNodeRecord()]
-  for (const [cell, list] of Object.entries(RELEASES)) {
-    const last = list[list.length - 1]
-    view.releases.set(cell, { cell, ...last, authority: 'a1b2c3d4'.repeat(8), seq: list.length, signed: new Uint8Array() })
+  if (options.empty !== true) seedFleet()
+  function seedFleet (): void {
+    const nodes = [addNodeRecord(), addNodeRecord(), addNodeRecord()]
+    for (const [cell, list] of Object.entries(RELEASES)) {
+      const last = list[list.length - 1]
+      view.releases.set(cell, { cell, ...last, authority: 'a1b2c3d4'.repeat(8), seq: list.length, signed: new Uint8Array() })
+    }
+    // billing: mid-rollout 1.2.0 → 1.3.0, one new replica proven, one within its grace.
+    addInstance('billing', RELEASES.billing[0], nodes[0])
+    addInstance('billing', RELEASES.billing[0], nodes[1])
+    addInstance('billing', RELEASES.billing[0], nodes[2], { state: 'draining' })
+    addInstance('billing', RELEASES.billing[1], nodes[2], { startedMs: t0 - 60_000, readyMs: t0 - 55_000, qps: 4 })
+    addInstance('billing', RELEASES.billing[1], nodes[1], { startedMs: t0 - 12_000, readyMs: t0 - 9_000, qps: 2 })
+    addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20 })
   }
-  // billing: mid-rollout 1.2.0 → 1.3.0, one new replica proven, one within its grace.
-  addInstance('billing', RELEASES.billing[0], nodes[0])
-  addInstance('billing', RELEASES.billing[0], nodes[1])
-  addInstance('billing', RELEASES.billing[0], nodes[2], { state: 'draining' })
-  addInstance('billing', RELEASES.billing[1], nodes[2], { startedMs: t0 - 60_000, readyMs: t0 - 55_000, qps: 4 })
-  addInstance('billing', RELEASES.billing[1], nodes[1], { startedMs: t0 - 12_000, readyMs: t0 - 9_000, qps: 2 })
-  addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20 })
 
   const step = (): void => {
     const t = now()

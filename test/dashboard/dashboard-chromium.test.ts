@@ -80,6 +80,23 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
     await page.close()
   })
 
+  it('shows a designed "joining" state until the first heartbeat, then the fleet', async () => {
+    const page = await open('/dev.html?empty&status=connecting', 1280)
+    await page.locator('[data-state="loading"]').waitFor({ timeout: 10_000 })
+    expect(await page.getByRole('heading', { name: 'Joining the fleet…' }).isVisible()).toBe(true)
+    expect(await page.locator('[data-testid="status"]').innerText()).toBe('connecting')
+    await page.screenshot({ path: join(artifacts, 'dashboard-joining.png') })
+    await page.evaluate(() => {
+      const s = (window as unknown as { fakeSource: { setStatus: (s: string) => void, addNode: () => string } }).fakeSource
+      s.setStatus('live')
+      s.addNode()
+    })
+    await expect.poll(async () => await page.locator('[data-node]').count(), { timeout: 10_000 }).toBe(1)
+    expect(await page.locator('[data-testid="status"]').innerText()).toBe('live')
+    expect(pageErrors(page)).toEqual([])
+    await page.close()
+  })
+
   it('shows nodes, cells, a rollout, charts and calls at 1280×800', async () => {
     const page = await open('/dev.html', 1280)
     await page.locator('[data-testid="status"]', { hasText: 'live' }).waitFor({ timeout: 10_000 })
