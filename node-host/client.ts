@@ -8,6 +8,7 @@ import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certifi
 import { systemClock, type Clock } from '../core/ports.ts'
 import type { InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './transports.ts'
+import * as capsidErrors from './capsid/errors.ts'
 
 export class FleetUnreachableError extends CellError {}
 export class WaitTimeoutError extends CellError {}
@@ -47,7 +48,9 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
     dhtClientMode: true,
     credentials,
     trusted,
-    clock
+    clock,
+    // Replica failures travel by name; rebuild them as the classes Node callers can match on.
+    errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
   })
   await mesh.start()
   return mesh

@@ -83,7 +83,7 @@ export class FullNode {
     })
     const mesh = await Mesh.create({
       privateKey: peerKey,
-      transports: fullNodeTransports(),
+      transports: fullNodeTransports(init.listen),
       listen: listenAddresses(init.listen),
       bootstrap: init.bootstrap,
       credentials,

@@ -136,7 +136,8 @@ export class ReplicaSet extends EventTarget {
   private pick (cell: string): ReplicaInfo & { capsid: Capsid } {
     let best: (ReplicaInfo & { capsid: Capsid }) | undefined
     for (const r of this.replicas.values()) {
-      if (r.cell !== cell || r.state !== 'ready' || r.capsid == null) continue
+      // The capsid's own state turns first when its socket drops, before the process exit is reaped.
+      if (r.cell !== cell || r.state !== 'ready' || r.capsid == null || r.capsid.state !== 'ready') continue
       if (best == null || r.capsid.inFlight < best.capsid.inFlight) best = r as ReplicaInfo & { capsid: Capsid }
     }
     if (best == null) throw new NoReplicaError(`this node runs no ready replica of "${cell}"`)

@@ -72,7 +72,8 @@ export interface RemoteOptions {
   timeoutMs?: number
 }
 
-const MAX_ATTEMPTS = 3
+const MAX_ATTEMPTS = 6
+const MAX_VIEW_WAITS = 20
 const MAX_CACHED_CHANNELS = 256
 
 const log = logger('cell:mesh')
@@ -81,6 +82,10 @@ const log = logger('cell:mesh')
 function mayHaveRun (err: unknown): boolean {
   const name = (err as { name?: string, remoteName?: string })?.remoteName ?? (err as Error)?.name
   return name === 'ChannelClosedError' || name === 'ReplicaCrashedError' || name === 'CapsidStoppedError'
+}
+
+function errorName (err: unknown): string {
+  return (err as { remoteName?: string })?.remoteName ?? (err as Error)?.name ?? ''
 }
 
 /** Failures where nothing ran: always safe to try another replica. */
@@ -257,11 +262,23 @@ export class Mesh {
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
     const deadlineMs = this.clock.now() + timeoutMs
     const excluded = new Set<string>()
+    const crashes = new Map<string, number>()
+    let waits = 0
     let lastError: unknown
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       options.signal?.throwIfAborted()
       const candidates = this.replicas(cell).filter(i => !excluded.has(i.nodeId))
       const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? 5 }, this.random)
+      if (choice == null && (excluded.size > 0 || this.view.release(cell) != null) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
+        // No usable replica in this view: either every listed one failed (the view is behind the
+        // fleet) or the cell is between replicas (a restart, a rollout). Wait for the next change of
+        // the view and try again with a clean slate, within the call's deadline.
+        waits++
+        attempt--
+        await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal)
+        excluded.clear()
+        continue
+      }
       if (choice == null) {
         if (this.view.release(cell) == null && lastError == null) throw new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
         throw new NoReplicaError(`no ready replica of "${cell}"${excluded.size > 0 ? ` left after ${excluded.size} failed` : ''}`, { cause: lastError })
@@ -279,10 +296,29 @@ export class Mesh {
         const retry = nothingRan(err) || (!opened && !(err instanceof TrustError) && !isNamedRejection(err)) || (mayHaveRun(err) && idempotent)
         log('call %s.%s on %s failed (%s), retry=%s', cell, method, target.nodeId, (err as Error).name, retry)
         if (!retry || this.clock.now() >= deadlineMs) throw err
-        excluded.add(target.nodeId)
+        // A crashed replica leaves its node able to serve from another local replica; a closed
+        // channel or a node without replicas sends the next attempt elsewhere.
+        const crashed = errorName(err) === 'ReplicaCrashedError' ? (crashes.get(target.nodeId) ?? 0) + 1 : 2
+        crashes.set(target.nodeId, crashed)
+        if (crashed >= 2) excluded.add(target.nodeId)
       }
     }
     throw lastError
+  }
+
+  /** Resolves on the next change of the fleet view, or after `maxMs`. */
+  private async nextViewChange (maxMs: number, signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.clock.clearTimeout(timer)
+        this.view.removeEventListener('change', done)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = this.clock.setTimeout(done, Math.max(0, maxMs))
+      this.view.addEventListener('change', done)
+      signal?.addEventListener('abort', done)
+    })
   }
 
   async call<T = unknown> (cell: string, method: string, request: unknown, options: CallOptions & { idempotent?: string[] } = {}): Promise<T> {

@@ -6,16 +6,36 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
-import { createClient, waitForReplicas } from '../../node-host/client.ts'
-import { publishCell } from '../../node-host/publisher.ts'
+import { createClient, waitForReplicas, waitForView } from '../../node-host/client.ts'
+import { Publisher } from '../../node-host/publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
+import { stageCell } from './stage-cell.ts'
 
 const billingDir = join(import.meta.dirname, '..', '..', 'examples', 'billing')
+const sleepyDir = join(import.meta.dirname, 'fixtures', 'sleepy')
+
+/** Resolve with the replica serving a call once one has a call in flight (deadline-bounded). */
+async function servingReplica (nodes: FullNode[], cell: string, timeoutMs: number, call: Promise<unknown>): Promise<{ pid: number, instanceId: string }> {
+  const deadline = Date.now() + timeoutMs
+  let settled: unknown
+  call.then((v) => { settled = { value: v } }, (e) => { settled = { error: e } })
+  for (;;) {
+    for (const n of nodes) {
+      const r = n.replicas.list(cell).find(r => r.state === 'ready' && (r.capsid?.inFlight ?? 0) > 0)
+      if (r?.capsid?.pid != null) return { pid: r.capsid.pid, instanceId: r.instanceId }
+    }
+    if (settled !== undefined) throw new Error(`the call settled before any replica took it: ${String((settled as { error?: Error }).error ?? JSON.stringify(settled))}`)
+    if (Date.now() > deadline) throw new Error(`no ${cell} replica took the call within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
 
 describe('in-process fleet', () => {
   const nodes: FullNode[] = []
   const clients: Mesh[] = []
   let root = ''
+  let publisherOf: Publisher | undefined
+  let fleetKey: Awaited<ReturnType<typeof generateAuthority>> | undefined
   afterAll(async () => {
     await Promise.all(clients.map(async c => await c.stop()))
     await Promise.all(nodes.map(async n => await n.stop()))
@@ -25,15 +45,17 @@ describe('in-process fleet', () => {
   it('publishes billing and answers a typed call; an unknown authority is rejected', async () => {
     root = await mkdtemp(join(tmpdir(), 'cell-fleet-'))
     const authority = await generateAuthority()
+    fleetKey = authority
     for (let i = 0; i < 3; i++) {
       const bootstrap = i === 0 ? [] : [nodes[0].addresses()[0]]
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap, authorityKeys: [authority], heartbeatMs: 500, tickMs: 250 })
+      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap, authorityKeys: [authority], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
       await node.start()
       nodes.push(node)
     }
     const publisher = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: authority, listen: true })
     clients.push(publisher)
-    const result = await publishCell(publisher, billingDir, '1.0.0', authority, { setAuthority: true, timeoutMs: 45_000 })
+    publisherOf = new Publisher(publisher)
+    const result = await publisherOf.publish(billingDir, '1.0.0', authority, { setAuthority: true, timeoutMs: 45_000 })
     expect(result.ready).toBeGreaterThanOrEqual(1)
 
     const caller = await createClient({ bootstrap: [nodes[1].addresses()[0]], authorityKey: authority })
@@ -49,5 +71,27 @@ describe('in-process fleet', () => {
     clients.push(stranger)
     await waitForReplicas(stranger, 'billing', { timeoutMs: 20_000 })
     await expect(stranger.call('billing', 'charge', { amount: 1 })).rejects.toMatchObject({ name: 'UnknownAuthorityError' })
+  }, 120_000)
+
+  it('retries an idempotent call on another replica when its replica is killed; a plain call fails by name', async () => {
+    const publisher = publisherOf!
+    const key = fleetKey!
+    const dir = await stageCell(sleepyDir, join(root, 'sleepy'), authorityIdOf(key.publicKey))
+    const result = await publisher.publish(dir, '1.0.0', key, { waitReplicas: 2, timeoutMs: 45_000 })
+    expect(result.ready).toBeGreaterThanOrEqual(2)
+    const caller = clients[1]
+    await waitForReplicas(caller, 'sleepy', { count: 2, timeoutMs: 20_000 })
+
+    const retried = caller.call<{ slept: number }>('sleepy', 'napIdempotent', { ms: 3000 })
+    const killed = await servingReplica(nodes, 'sleepy', 20_000, retried)
+    process.kill(killed.pid, 'SIGKILL')
+    await expect(retried).resolves.toEqual({ slept: 3000 })
+
+    // Let the caller's view catch up with the crash before the next call picks a replica.
+    await waitForView(caller, () => caller.replicas('sleepy').some(i => i.instanceId === killed.instanceId) ? undefined : true, 'the crash to reach the view', { timeoutMs: 20_000 })
+    const plain = caller.call('sleepy', 'nap', { ms: 30_000 }, { timeoutMs: 60_000 })
+    plain.catch(() => {})
+    process.kill((await servingReplica(nodes, 'sleepy', 20_000, plain)).pid, 'SIGKILL')
+    await expect(plain).rejects.toMatchObject({ name: 'ReplicaCrashedError' })
   }, 120_000)
 })
