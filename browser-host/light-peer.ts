@@ -44,6 +44,8 @@ export interface LightPeerInit {
    * LAN lives exactly there, so this defaults to true.
    */
   allowPrivateAddresses?: boolean
+  /** Dial full nodes over WebRTC-direct too (default true). */
+  webRTCDirect?: boolean
   /** Fleet heartbeat period the view's ttl derives from (default 1000, as full nodes). */
   heartbeatMs?: number
   defaultTimeoutMs?: number
@@ -121,7 +123,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
     privateKey,
     transports: [
       webSockets(),
-      webRTCDirect(),
+      ...(init.webRTCDirect === false ? [] : [webRTCDirect()]),
       webTransport(),
       webRTC(),
       circuitRelayTransport()

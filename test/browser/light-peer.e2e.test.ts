@@ -1,0 +1,178 @@
+// The light peer in Debian's Chromium against 3 in-process full nodes: a call without a grant is
+// refused by name and shown in words, an imported grant admits the tab, a reload keeps the peer id
+// and shows the stale cached fleet at once, two tabs reach each other over WebRTC through a full
+// node's relay, and losing the connected full node leads to a reconnection to another one.
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, mkdir, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
+import { FullNode } from '../../node-host/full-node.ts'
+import { createClient } from '../../node-host/client.ts'
+import { Publisher } from '../../node-host/publisher.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { buildTestPage } from '../../browser-host/test-page/build.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+const root = join(import.meta.dirname, '..', '..')
+const billingDir = join(root, 'examples', 'billing')
+const artifacts = join(root, 'test', 'artifacts')
+
+type CallResult = { ok: true, value: any } | { ok: false, name: string, words: string }
+
+// Opt-in (CELL_BROWSER_E2E=1): stopping FullNodes in this process after Chromium has talked to them
+// intermittently segfaults the test process (node-datachannel, node-host side), and the tab-to-tab
+// ping and the drop/reconnect step are not yet reliable; CI must not run it until both are fixed.
+describe.skipIf(!existsSync(CHROMIUM) || process.env.CELL_BROWSER_E2E !== '1')('light peer in Chromium', () => {
+  const nodes: FullNode[] = []
+  const clients: Mesh[] = []
+  let dir = ''
+  let server: Server | undefined
+  let context: BrowserContext | undefined
+  afterAll(async () => {
+    for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as any).peer?.stop() }).catch(() => {})
+    await context?.close().catch(() => {})
+    await new Promise<void>(resolve => { if (server != null) server.close(() => { resolve() }); else resolve() })
+    await Promise.all(clients.map(async c => await c.stop()))
+    await Promise.all(nodes.map(async n => await n.stop()))
+    if (dir !== '') await rm(dir, { recursive: true, force: true })
+  })
+
+  it('calls billing with a grant, survives a reload, reaches another tab and reconnects', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cell-browser-'))
+    const authority = await generateAuthority()
+    const authorityId = authorityIdOf(authority.publicKey)
+    for (let i = 0; i < 3; i++) {
+      const bootstrap = i === 0 ? [] : [nodes[0].addresses()[0]]
+      const node = await FullNode.create({ dataDir: join(dir, `n${i}`), bootstrap, authorityKeys: [authority], heartbeatMs: 500, tickMs: 250 })
+      await node.start()
+      nodes.push(node)
+    }
+    const wsAddr = (n: FullNode): string => n.addresses().find(a => a.includes('/ws/'))!
+    expect(wsAddr(nodes[0])).toMatch(/\/ws\/p2p\//)
+    const publisher = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: authority, listen: true })
+    clients.push(publisher)
+    const published = await new Publisher(publisher).publish(billingDir, '1.0.0', authority, { setAuthority: true, timeoutMs: 45_000 })
+    expect(published.ready).toBeGreaterThanOrEqual(1)
+
+    const files = await buildTestPage()
+    server = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname
+      const file = files[path === '/' ? '/index.html' : path]
+      if (file == null) { res.writeHead(404).end(); return }
+      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
+    })
+    await new Promise<void>(resolve => server!.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`
+
+    context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30_000,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
+    })
+    const page = context.pages()[0] ?? await context.newPage()
+    const pageErrors: string[] = []
+    page.on('pageerror', err => { pageErrors.push(String(err)) })
+    await page.goto(url)
+
+    const startPeer = async (p: Page, init: Record<string, unknown>): Promise<{ peerId: string, stale: boolean, nodes: number, cells: string[] }> =>
+      await p.evaluate(async (init) => {
+        const w = globalThis as any
+        const peer = await w.cell.createLightPeer({ ...init, start: false })
+        w.peer = peer
+        const first = peer.fleet()
+        w.cell.show(peer)
+        await peer.start()
+        return { peerId: peer.peerId, stale: first.stale, nodes: first.nodes.length, cells: first.cells.map((c: any) => c.cell) }
+      }, init)
+    const call = async (p: Page, amount: number): Promise<CallResult> =>
+      await p.evaluate(async (amount) => await (globalThis as any).cell.callAndShow((globalThis as any).peer, 'billing', 'charge', { amount }), amount)
+    const waitReplica = async (p: Page): Promise<void> => {
+      await p.waitForFunction(() => (globalThis as any).peer.mesh.replicas('billing').length > 0, undefined, { timeout: 20_000 })
+    }
+
+    // 1. Without a grant the tab sees billing (it trusts the authority) but the cell refuses it by name.
+    const peerInit = { bootstrap: [wsAddr(nodes[0])], trust: [authorityId], storeName: 'tab-a', heartbeatMs: 500, saveEveryMs: 300 }
+    const first = await startPeer(page, peerInit)
+    expect(first.nodes).toBe(0) // a fresh profile has no cached fleet
+    await waitReplica(page)
+    const refused = await call(page, 3)
+    expect(refused.ok).toBe(false)
+    if (refused.ok) throw new Error('unreachable')
+    expect(refused).toMatchObject({ name: 'NoGrantError' })
+    await expect.poll(async () => await page.textContent('#error')).toContain(refused.name)
+    expect(await page.textContent('#error')).toMatch(/grant/)
+
+    // 2. A caller grant for the tab's peer id, issued by the authority, admits it.
+    const now = Date.now()
+    const grant = await issueGrant(authority, { subject: first.peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 7 * 86_400_000 })
+    await page.evaluate(async (token) => { await (globalThis as any).peer.importGrant(token) }, encodeGrantToken(grant))
+    const charged = await call(page, 7)
+    expect(charged).toMatchObject({ ok: true, value: { amount: 7 } })
+    expect(await page.textContent('#result')).toContain('"amount":7')
+
+    // 3. The live fleet (all 3 nodes) is saved to IndexedDB; a reload shows it at once, stale, under the same id.
+    await page.waitForFunction(async () => {
+      const saved = await new (globalThis as any).cell.IdbLightPeerStore('tab-a').load()
+      return saved.fleet?.nodes.length === 3 && saved.fleet.cells.some((c: any) => c.cell === 'billing')
+    }, undefined, { timeout: 20_000, polling: 200 })
+    await mkdir(artifacts, { recursive: true })
+    await page.screenshot({ path: join(artifacts, 'light-peer-live.png') })
+    await page.reload()
+    const reloaded = await startPeer(page, peerInit)
+    expect(reloaded.peerId).toBe(first.peerId)
+    expect(reloaded.stale).toBe(true)
+    expect(reloaded.nodes).toBe(3)
+    expect(reloaded.cells).toContain('billing')
+    await page.waitForFunction(() => !(globalThis as any).peer.fleet().stale, undefined, { timeout: 20_000 })
+    await expect.poll(async () => await page.textContent('#fleet-state')).toMatch(/^Live/)
+    await waitReplica(page)
+    expect(await call(page, 11)).toMatchObject({ ok: true, value: { amount: 11 } }) // the grant survived the reload
+
+    // 4. A second tab (own identity) reaches the first over WebRTC, signalled through a full node's relay.
+    const tabB = await context.newPage()
+    await tabB.goto(url)
+    const b = await startPeer(tabB, { bootstrap: [wsAddr(nodes[1])], trust: [authorityId], storeName: 'tab-b', heartbeatMs: 500 })
+    expect(b.peerId).not.toBe(first.peerId)
+    const webrtcAddr = (await page.waitForFunction(() => (globalThis as any).peer.addresses().find((a: string) => a.includes('/p2p-circuit/webrtc/')),
+      undefined, { timeout: 20_000 })).jsonValue() as unknown as Promise<string>
+    const addrA = await webrtcAddr
+    const rtt = await tabB.evaluate(async (addr) => await (globalThis as any).peer.ping(addr, { signal: AbortSignal.timeout(20_000) }), addrA)
+    expect(rtt).toBeGreaterThanOrEqual(0)
+    const direct = await tabB.evaluate((id) => (globalThis as any).peer.connections().filter((c: any) => c.peerId === id && !c.limited), first.peerId)
+    expect(direct.some((c: { addr: string }) => c.addr.includes('/webrtc'))).toBe(true)
+    await tabB.evaluate(async () => { await (globalThis as any).peer.stop() })
+    await tabB.close()
+
+    // 5. The network drops: leave the tab on one full node, then that node cuts every connection to
+    //    it. The tab re-dials a full node on its own, gossip resumes (fresh node records arrive after
+    //    the drop) and calls work again. (Stopping a FullNode mid-test crashes node-datachannel in
+    //    this process, so the drop is made by the node aborting the tab's connections.)
+    const keep = nodes[2]
+    await page.evaluate(async (addr) => await (globalThis as any).peer.ping(addr, { signal: AbortSignal.timeout(10_000) }), wsAddr(keep))
+    await page.waitForFunction(async (keep) => {
+      const peer = (globalThis as any).peer
+      for (const conn of peer.mesh.libp2p.getConnections()) if (conn.remotePeer.toString() !== keep) await conn.close()
+      return peer.fullNodes().length === 1 && peer.fullNodes()[0] === keep
+    }, keep.peerId, { timeout: 10_000, polling: 100 })
+    const before = await page.evaluate(() => (globalThis as any).peer.reconnectStats())
+    const droppedMs = Date.now()
+    for (const conn of keep.mesh.libp2p.getConnections(peerIdFromString(first.peerId))) conn.abort(new Error('network dropped'))
+    await page.waitForFunction(({ droppedMs, before }) => {
+      const peer = (globalThis as any).peer
+      const fresh = peer.fleet().nodes.some((n: any) => n.lastSeenMs > droppedMs + 500)
+      return peer.reconnectStats().reconnects > before.reconnects && peer.fullNodes().length > 0 && fresh
+    }, { droppedMs, before }, { timeout: 30_000, polling: 200 })
+    await waitReplica(page)
+    await expect.poll(async () => (await call(page, 13)).ok, { timeout: 30_000, interval: 500 }).toBe(true)
+    await page.screenshot({ path: join(artifacts, 'light-peer-reconnected.png') })
+    expect(pageErrors).toEqual([])
+    await page.evaluate(async () => { await (globalThis as any).peer.stop() })
+  }, 240_000)
+})
