@@ -1,7 +1,7 @@
 // A full node: a libp2p mesh peer that gossips the fleet, serves the DHT, holds and serves artifacts
 // and runs replicas of trusted cells in capsids, driven by its own autonomic loop.
 import { mkdir, readdir, readFile } from 'node:fs/promises'
-import { cpus, freemem, totalmem } from 'node:os'
+import { cpus, freemem, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
@@ -77,7 +77,7 @@ export class FullNode {
     const localNode = (): LocalNodeState => ({
       addrs: addrs().slice(0, 16),
       capacity: { slots: maxReplicas, freeSlots: Math.max(0, maxReplicas - replicas.running()), cpuCores: cpus().length, memoryBytes: totalmem(), freeMemoryBytes: freemem() },
-      load: { cpuPercent: 0, memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
+      load: { cpuPercent: Math.min(100, 100 * loadavg()[0] / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
       roles: ['full', ...trustRoles(trusted)],
       startedMs
     })
@@ -146,6 +146,7 @@ export class FullNode {
       if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) this.onRelease(change.cell, change.kind)
     })
     for (const cell of this.mesh.view.cells()) this.onRelease(cell, 'release')
+    this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
     this.loop.start()
     log('full node %s started', this.peerId)
   }
@@ -162,6 +163,7 @@ export class FullNode {
     if (!this.started) return
     this.started = false
     this.loop.stop()
+    this.replicas.stopSampling()
     await this.replicas.stopAll()
     await this.mesh.stop()
   }

@@ -80,7 +80,7 @@ export class Publisher {
   }
 }
 
-export async function publishCell (mesh: Mesh, dir: string, version: string, key: AuthorityKey, options: PublishOptions = {}, holding?: Map<string, Uint8Array>): Promise<PublishResult> {
+async function publishCell (mesh: Mesh, dir: string, version: string, key: AuthorityKey, options: PublishOptions, holding: Map<string, Uint8Array>): Promise<PublishResult> {
   if (!isVersion(version)) throw new InvalidVersionArgumentError(`"${version}" is not a semantic version (MAJOR.MINOR.PATCH)`)
   const authority = authorityIdOf(key.publicKey)
   const pkg = await packageCell(dir, { signal: options.signal, authority: options.setAuthority === true ? authority : undefined })
@@ -88,11 +88,6 @@ export async function publishCell (mesh: Mesh, dir: string, version: string, key
     throw new AuthorityMismatchError(`Cell.toml names authority ${pkg.manifest.authority.ed25519}, but the key signs as ${authority}`)
   }
   // Serve the artifact and become its provider before anyone hears of the release.
-  if (holding == null) {
-    holding = new Map()
-    const held = holding
-    await serveArtifacts(mesh.libp2p, { get: async (d) => held.get(d) })
-  }
   if (holding.size >= 64) holding.delete(holding.keys().next().value as string)
   holding.set(pkg.digest, pkg.artifact)
   await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: 15_000 })

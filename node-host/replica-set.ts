@@ -10,6 +10,8 @@ import type { SynapseHandler, CallContext, MessageContext } from '../core/synaps
 import type { LocalInstanceState } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import { CellError } from '../core/errors.ts'
+import { LatencyHistogram } from '../core/synapse/index.ts'
+import { UsageSampler } from './capsid/usage-sampler.ts'
 
 const log = logger('cell:replicas')
 
@@ -26,6 +28,9 @@ export interface ReplicaInfo {
   capsid?: Capsid
   endedMs?: number
   calls: number
+  /** Load as last sampled: CPU and memory from the OS, QPS and p99 from the calls served. */
+  load: { cpuPercent: number, memoryBytes: number, memoryPercent: number, qps: number, p99Ms: number }
+  window: { calls: number, latency: LatencyHistogram, sinceMs: number }
 }
 
 export interface ReplicaSetInit {
@@ -42,10 +47,46 @@ export interface ReplicaSetInit {
 export class ReplicaSet extends EventTarget {
   private readonly init: ReplicaSetInit
   private readonly replicas = new Map<string, ReplicaInfo>()
+  private readonly sampler: UsageSampler
+  private samplingTimer: unknown
+  private sampling = false
 
   constructor (init: ReplicaSetInit) {
     super()
     this.init = init
+    this.sampler = new UsageSampler({ clock: init.clock })
+  }
+
+  /** Sample every running replica's OS usage and call rates every `intervalMs`. Idempotent. */
+  startSampling (intervalMs: number): void {
+    if (this.sampling) return
+    this.sampling = true
+    const loop = (): void => {
+      this.samplingTimer = this.init.clock.setTimeout(() => {
+        void this.sampleLoad().catch((err) => { log('sampling failed: %e', err) }).finally(() => { if (this.sampling) loop() })
+      }, intervalMs)
+    }
+    loop()
+  }
+
+  stopSampling (): void {
+    this.sampling = false
+    if (this.samplingTimer !== undefined) this.init.clock.clearTimeout(this.samplingTimer)
+  }
+
+  async sampleLoad (): Promise<void> {
+    const live = this.list().filter(r => r.capsid?.pid != null && (r.state === 'ready' || r.state === 'draining' || r.state === 'starting'))
+    const usage = await this.sampler.sampleMany(live.map(r => ({ pid: r.capsid!.pid! })))
+    const now = this.init.clock.now()
+    for (const r of live) {
+      const u = usage.get(r.capsid!.pid!)
+      if (u != null) Object.assign(r.load, { cpuPercent: u.cpuPercent, memoryBytes: u.memoryBytes, memoryPercent: u.memoryPercent })
+      const seconds = Math.max(0.001, (now - r.window.sinceMs) / 1000)
+      r.load.qps = r.window.calls / seconds
+      const p99 = r.window.latency.quantile(0.99)
+      r.load.p99Ms = Number.isFinite(p99) ? p99 : 60_000
+      r.window = { calls: 0, latency: new LatencyHistogram(), sinceMs: now }
+    }
   }
 
   list (cell?: string): ReplicaInfo[] {
@@ -60,7 +101,12 @@ export class ReplicaSet extends EventTarget {
     if (this.running() >= this.init.maxReplicas) throw new ReplicaLimitError(`node runs ${this.running()} replicas, its limit`)
     const suffix = Array.from(this.init.random.bytes(4), b => b.toString(16).padStart(2, '0')).join('')
     const instanceId = `${spec.cell}-${spec.version.replace(/[^A-Za-z0-9._-]/g, '_')}-${suffix}`
-    const info: ReplicaInfo = { instanceId, cell: spec.cell, version: spec.version, digest: spec.digest, startedMs: this.init.clock.now(), state: 'starting', calls: 0 }
+    const startedMs = this.init.clock.now()
+    const info: ReplicaInfo = {
+      instanceId, cell: spec.cell, version: spec.version, digest: spec.digest, startedMs, state: 'starting', calls: 0,
+      load: { cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0 },
+      window: { calls: 0, latency: new LatencyHistogram(), sinceMs: startedMs }
+    }
     this.replicas.set(instanceId, info)
     this.prune()
     const dataDir = join(this.init.dataDir, 'volumes', `${spec.cell}-${suffix}`)
@@ -121,11 +167,11 @@ export class ReplicaSet extends EventTarget {
       digest: r.digest,
       startedMs: r.startedMs,
       state: r.state,
-      cpuPercent: 0,
-      memoryBytes: 0,
-      memoryPercent: 0,
-      qps: 0,
-      p99Ms: 0,
+      cpuPercent: Math.min(r.load.cpuPercent, 100_000),
+      memoryBytes: Math.round(r.load.memoryBytes),
+      memoryPercent: Math.min(100, r.load.memoryPercent),
+      qps: r.load.qps,
+      p99Ms: r.load.p99Ms,
       inflight: r.capsid?.inFlight ?? 0,
       ...(r.readyMs != null ? { readyMs: r.readyMs } : {}),
       ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {})
@@ -150,7 +196,14 @@ export class ReplicaSet extends EventTarget {
       call: async (ctx: CallContext) => {
         const r = this.pick(ctx.cell)
         r.calls++
-        return await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+        const window = r.window
+        window.calls++
+        const started = this.init.clock.now()
+        try {
+          return await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+        } finally {
+          window.latency.record(this.init.clock.now() - started)
+        }
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)

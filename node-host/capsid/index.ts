@@ -7,3 +7,5 @@ export { resolveSandbox, resolveNodeBinary, findBwrap, probeBwrap, IN_SANDBOX } 
 export type { SandboxMode } from './sandbox.ts'
 export type { LogLine } from './log-ring.ts'
 export { MAX_FRAME_BYTES } from './protocol.ts'
+export { UsageSampler, sampleProcessTree, sampleProcessTrees, parseProcStat, ProcessGoneError } from './usage-sampler.ts'
+export type { ReplicaUsage, ProcessTreeSample, ProcStat, UsageSamplerInit, ProcessTreeOptions } from './usage-sampler.ts'

@@ -1,7 +1,7 @@
 // `cell publish <version>`: sign a release of the cell in --dir and hand it to the fleet.
 import { resolve } from 'node:path'
 import { createClient } from '../client.ts'
-import { publishCell } from '../publisher.ts'
+import { Publisher } from '../publisher.ts'
 import { parseCommand } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 
@@ -29,7 +29,7 @@ export async function run (argv: string[]): Promise<number> {
   const key = await authorityKey(v.key)
   const mesh = await createClient({ bootstrap: await bootstrapList(v.bootstrap, dir), authorityKey: key, listen: true })
   try {
-    const r = await publishCell(mesh, dir, parsed.positionals[0], key, { waitReplicas: Number(v.wait ?? 1), timeoutMs: Number(v.timeout ?? 60) * 1000 })
+    const r = await new Publisher(mesh).publish(dir, parsed.positionals[0], key, { waitReplicas: Number(v.wait ?? 1), timeoutMs: Number(v.timeout ?? 60) * 1000 })
     process.stdout.write(`published ${r.cell}@${r.version}\n  digest ${r.digest}\n  seq ${r.seq}\n  ready replicas ${r.ready}\n`)
     return 0
   } finally {

@@ -66,6 +66,11 @@ describe('in-process fleet', () => {
     expect(charged.amount).toBe(5)
     expect(typeof charged.id).toBe('string')
 
+    // Heartbeats carry real load: the replica's resident memory from the OS and the calls it served.
+    for (let i = 0; i < 20; i++) await billing.charge({ amount: 1 })
+    const loaded = await waitForView(caller, () => caller.replicas('billing').find(i => i.memoryBytes > 10 * 1024 * 1024 && i.qps > 0), 'a heartbeat with measured load', { timeoutMs: 15_000 })
+    expect(loaded.memoryPercent).toBeGreaterThan(0)
+
     // A caller whose grant comes from an authority the cell does not trust is refused by name.
     const stranger = await createClient({ bootstrap: [nodes[2].addresses()[0]], authorityKey: await generateAuthority(), trust: [authorityIdOf(authority.publicKey)] })
     clients.push(stranger)
