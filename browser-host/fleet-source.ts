@@ -1,0 +1,122 @@
+// The light peer as the dashboard's FleetSource (dashboard/src/source.ts): the page reads the tab's
+// own FleetView and calls through the tab's own mesh, so nothing but gossip and calls feeds it.
+// The dashboard's interface is matched structurally (only its types are shared), so browser-host
+// does not import the dashboard.
+import type { FleetView } from '../core/fleet/index.ts'
+import type { CallOptions } from '../core/cell.ts'
+import { systemClock, type Clock } from '../core/ports.ts'
+import { describeError } from './describe-error.ts'
+import type { LightPeer } from './light-peer.ts'
+
+export type LightPeerSourceStatus = 'connecting' | 'live' | 'stale' | 'error'
+
+/** The parts of a LightPeer the adapter reads; a real LightPeer satisfies it. */
+export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'>
+
+export interface LightPeerSourceOptions {
+  /** How often connection state is re-read (connections drop without a fleet event); default 1000 ms. */
+  checkMs?: number
+  clock?: Clock
+}
+
+/**
+ * Status, derived from the light peer:
+ * - connecting: no record from a live peer yet and nothing cached to show;
+ * - stale: showing the cached view of a previous visit, or no full node is connected any more
+ *   (the reconnector is working on it);
+ * - live: gossip has refreshed the view and at least one full node is connected;
+ * - error: set by the page (`fail`) when the peer could not be created or started.
+ */
+export class LightPeerSource extends EventTarget {
+  readonly peer: LightPeerLike
+  readonly view: FleetView
+  private current: LightPeerSourceStatus = 'connecting'
+  private reason?: string
+  private wasLive = false
+  private failed = false
+  private closed = false
+  private timer: unknown
+  private readonly clock: Clock
+  private readonly checkMs: number
+  private readonly recheck = (): void => { this.refresh() }
+
+  constructor (peer: LightPeerLike, options: LightPeerSourceOptions = {}) {
+    super()
+    this.peer = peer
+    this.view = peer.mesh.view
+    this.clock = options.clock ?? systemClock
+    this.checkMs = Math.max(100, options.checkMs ?? 1_000)
+    peer.addEventListener('fleet', this.recheck)
+    peer.addEventListener('reconnect', this.recheck)
+    this.refresh()
+    this.schedule()
+  }
+
+  get peerId (): string {
+    return this.peer.peerId
+  }
+
+  get status (): LightPeerSourceStatus {
+    return this.current
+  }
+
+  get statusReason (): string | undefined {
+    return this.reason
+  }
+
+  async call (cell: string, method: string, request: unknown, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<unknown> {
+    const callOptions: CallOptions = { signal: options.signal, timeoutMs: options.timeoutMs }
+    return await this.peer.call(cell, method, request, callOptions)
+  }
+
+  /** Marks the source failed (e.g. the peer did not start); the dashboard shows the reason. */
+  fail (err: unknown): void {
+    this.failed = true
+    this.set('error', describeError(err))
+  }
+
+  /** Stops the periodic check and the listeners; the peer itself is the page's to stop. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.clock.clearTimeout(this.timer)
+    this.peer.removeEventListener('fleet', this.recheck)
+    this.peer.removeEventListener('reconnect', this.recheck)
+  }
+
+  private schedule (): void {
+    if (this.closed) return
+    this.timer = this.clock.setTimeout(() => {
+      this.refresh()
+      this.schedule()
+    }, this.checkMs)
+  }
+
+  private refresh (): void {
+    if (this.failed) return
+    // `fleet().stale` turns false once and stays so; reading it builds lists, so stop once live.
+    if (!this.wasLive) {
+      const summary = this.peer.fleet()
+      if (summary.stale) {
+        if (summary.nodes.length > 0 || summary.cells.length > 0) this.set('stale', 'showing the fleet saved on a previous visit until gossip refreshes it')
+        else this.set('connecting', undefined)
+        return
+      }
+      this.wasLive = true
+    }
+    if (this.peer.fullNodes().length === 0) this.set('stale', 'no full node is connected')
+    else this.set('live', undefined)
+  }
+
+  private set (status: LightPeerSourceStatus, reason: string | undefined): void {
+    if (status === this.current && reason === this.reason) return
+    this.current = status
+    this.reason = reason
+    this.dispatchEvent(new Event('status'))
+  }
+}
+
+/** Wraps a light peer for `mountDashboard(el, lightPeerSource(peer))`. */
+export function lightPeerSource (peer: LightPeerLike, options?: LightPeerSourceOptions): LightPeerSource {
+  return new LightPeerSource(peer, options)
+}

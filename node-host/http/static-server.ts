@@ -1,0 +1,188 @@
+// A small node:http server for the built dashboard (dashboard/dist) plus `/cell-config.json`, the
+// one dynamic document: the full nodes' WebSocket addresses a tab bootstraps from. Everything the
+// page shows afterwards comes from the tab's own light peer (gossip and calls), not from here.
+// Optionally (`issueGrant`, local demo only) `POST /grant` signs a caller grant for the tab's peer
+// id, so a freshly opened tab can call cells without a copy-pasted token.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { readFile, realpath, stat } from 'node:fs/promises'
+import { extname, posix, resolve, sep } from 'node:path'
+import { CellError } from '../../core/errors.ts'
+import type { PageConfig } from '../../browser-host/page-config.ts'
+import { DEFAULT_DASHBOARD_DIR, ensureDashboardBuilt } from './build-dashboard.ts'
+
+/** The server could not listen (port taken, bad host) or was given a bad init. */
+export class DashboardServerError extends CellError {}
+
+export const STATIC_LIMITS = {
+  urlChars: 2048,
+  headerBytes: 16 * 1024,
+  fileBytes: 8 * 1024 * 1024,
+  grantBodyBytes: 1024,
+  /** Grants one server issues at most (a tab asks once per load). */
+  grants: 1000,
+  connections: 128,
+  requestTimeoutMs: 10_000,
+  headersTimeoutMs: 5_000
+} as const
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json'
+}
+
+/** libp2p peer ids as text: base58btc (12D3Koo…, Qm…) or CIDv1 base32. */
+const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$|^b[a-z2-7]{32,128}$/
+
+export interface DashboardServerInit {
+  /** Built dashboard directory; default dashboard/dist, built on demand when missing or outdated. */
+  root?: string
+  /** Build `root` when missing/outdated (default: true for the default root, false otherwise). */
+  build?: boolean
+  /** Default 127.0.0.1: the page and its grant endpoint are for this machine unless asked otherwise. */
+  host?: string
+  /** Default 0 (any free port). */
+  port?: number
+  /** Read on every request, so addresses learnt later are served. */
+  config: () => Omit<PageConfig, 'grantUrl'>
+  /** Local demo only: sign a caller grant for a tab's peer id; enables `POST /grant`. */
+  issueGrant?: (peerId: string, options: { signal?: AbortSignal }) => Promise<string>
+}
+
+export interface DashboardServer {
+  readonly url: string
+  readonly port: number
+  readonly stats: { requests: number, rejected: number, grants: number }
+  close: () => Promise<void>
+}
+
+export async function serveDashboard (init: DashboardServerInit, options: { signal?: AbortSignal } = {}): Promise<DashboardServer> {
+  options.signal?.throwIfAborted()
+  const root = resolve(init.root ?? DEFAULT_DASHBOARD_DIR)
+  if (init.build ?? init.root === undefined) await ensureDashboardBuilt({ outDir: root, signal: options.signal })
+  const realRoot = await realpath(root).catch((err) => { throw new DashboardServerError(`dashboard directory ${root} does not exist`, { cause: err }) })
+  const stats = { requests: 0, rejected: 0, grants: 0 }
+
+  const reject = (res: ServerResponse, status: number, text: string): void => {
+    stats.rejected++
+    if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
+    res.end(text + '\n')
+  }
+
+  const sendJson = (res: ServerResponse, status: number, value: unknown, head: boolean): void => {
+    const body = JSON.stringify(value)
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) })
+    res.end(head ? undefined : body)
+  }
+
+  const serveFile = async (res: ServerResponse, pathname: string, head: boolean): Promise<void> => {
+    // Reject what a browser never sends rather than normalise it into something else.
+    if (pathname.includes('\0') || pathname.includes('\\')) { reject(res, 400, 'bad path'); return }
+    const clean = posix.normalize(pathname)
+    if (clean.split('/').includes('..')) { reject(res, 403, 'forbidden'); return }
+    const file = resolve(realRoot, '.' + (clean.endsWith('/') ? clean + 'index.html' : clean))
+    if (file !== realRoot && !file.startsWith(realRoot + sep)) { reject(res, 403, 'forbidden'); return }
+    // A symlink inside dist must not lead outside it either.
+    const real = await realpath(file).catch(() => undefined)
+    if (real === undefined) { reject(res, 404, 'not found'); return }
+    if (!real.startsWith(realRoot + sep)) { reject(res, 403, 'forbidden'); return }
+    const info = await stat(real)
+    if (!info.isFile()) { reject(res, 404, 'not found'); return }
+    if (info.size > STATIC_LIMITS.fileBytes) { reject(res, 413, 'file too large'); return }
+    const body = await readFile(real)
+    res.writeHead(200, {
+      'content-type': TYPES[extname(real)] ?? 'application/octet-stream',
+      'content-length': body.byteLength,
+      'x-content-type-options': 'nosniff',
+      // Vite puts content hashes in asset names; the page itself must be re-read to pick them up.
+      'cache-control': clean.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'
+    })
+    res.end(head ? undefined : body)
+  }
+
+  const grant = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (init.issueGrant === undefined) { reject(res, 404, 'not found'); return }
+    if (stats.grants >= STATIC_LIMITS.grants) { reject(res, 429, 'grant limit reached'); return }
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > STATIC_LIMITS.grantBodyBytes) { reject(res, 413, 'body too large'); req.resume(); return }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.byteLength
+      if (size > STATIC_LIMITS.grantBodyBytes) { reject(res, 413, 'body too large'); req.destroy(); return }
+      chunks.push(chunk)
+    }
+    let peerId: unknown
+    try {
+      peerId = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { peerId?: unknown })?.peerId
+    } catch {
+      reject(res, 400, 'body is not JSON'); return
+    }
+    if (typeof peerId !== 'string' || !PEER_ID.test(peerId)) { reject(res, 400, 'peerId is not a peer id'); return }
+    stats.grants++
+    const token = await init.issueGrant(peerId, { signal: AbortSignal.timeout(STATIC_LIMITS.requestTimeoutMs) })
+    sendJson(res, 200, { token }, false)
+  }
+
+  const server = createServer({ maxHeaderSize: STATIC_LIMITS.headerBytes, requestTimeout: STATIC_LIMITS.requestTimeoutMs, headersTimeout: STATIC_LIMITS.headersTimeoutMs }, (req, res) => {
+    stats.requests++
+    const url = req.url ?? '/'
+    if (url.length > STATIC_LIMITS.urlChars) { reject(res, 414, 'URL too long'); return }
+    let pathname: string
+    try {
+      pathname = decodeURIComponent(new URL(url, 'http://local').pathname)
+    } catch {
+      reject(res, 400, 'bad URL'); return
+    }
+    // new URL() resolves dot segments; a raw "/../x" request line must not slip past that check.
+    if (url.split('?')[0].split('/').some(s => s === '..' || s.toLowerCase() === '%2e%2e')) { reject(res, 403, 'forbidden'); return }
+    const head = req.method === 'HEAD'
+    const done = (p: Promise<void>): void => {
+      p.catch((err) => { reject(res, 500, `internal error (${(err as Error).name})`) })
+    }
+    if (req.method === 'POST' && pathname === '/grant') { done(grant(req, res)); return }
+    if (req.method !== 'GET' && !head) { res.setHeader('allow', 'GET, HEAD'); reject(res, 405, 'method not allowed'); req.resume(); return }
+    if (pathname === '/cell-config.json') {
+      const config: PageConfig = { ...init.config(), ...(init.issueGrant !== undefined ? { grantUrl: 'grant' } : {}) }
+      sendJson(res, 200, config, head)
+      return
+    }
+    done(serveFile(res, pathname, head))
+  })
+  server.maxConnections = STATIC_LIMITS.connections
+
+  await new Promise<void>((ok, fail) => {
+    const onError = (err: Error): void => { fail(new DashboardServerError(`dashboard server cannot listen on ${init.host ?? '127.0.0.1'}:${init.port ?? 0}: ${err.message}`, { cause: err })) }
+    server.once('error', onError)
+    server.listen(init.port ?? 0, init.host ?? '127.0.0.1', () => { server.off('error', onError); ok() })
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const host = init.host ?? '127.0.0.1'
+  let closed: Promise<void> | undefined
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
+    port,
+    stats,
+    close: async () => {
+      closed ??= new Promise<void>((ok) => {
+        server.close(() => { ok() })
+        server.closeAllConnections()
+      })
+      await closed
+    }
+  }
+}
+
+/** The WebSocket multiaddrs (with /p2p/) a tab can dial, loopback first: what cell-config.json lists. */
+export function webSocketAddrs (addrs: string[]): string[] {
+  const ws = addrs.filter(a => /\/tcp\/\d+\/(ws|wss|tls\/ws)\/p2p\//.test(a))
+  const loopback = ws.filter(a => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+  return loopback.length > 0 ? loopback : ws
+}
