@@ -59,6 +59,8 @@ export interface DashboardServer {
   readonly url: string
   readonly port: number
   readonly stats: { requests: number, rejected: number, grants: number }
+  /** The last requests (method and path, at most 32), for diagnostics and tests. */
+  readonly recent: string[]
   close: () => Promise<void>
 }
 
@@ -68,6 +70,7 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
   if (init.build ?? init.root === undefined) await ensureDashboardBuilt({ outDir: root, signal: options.signal })
   const realRoot = await realpath(root).catch((err) => { throw new DashboardServerError(`dashboard directory ${root} does not exist`, { cause: err }) })
   const stats = { requests: 0, rejected: 0, grants: 0 }
+  const recent: string[] = []
 
   const reject = (res: ServerResponse, status: number, text: string): void => {
     stats.rejected++
@@ -133,6 +136,8 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
   const server = createServer({ maxHeaderSize: STATIC_LIMITS.headerBytes, requestTimeout: STATIC_LIMITS.requestTimeoutMs, headersTimeout: STATIC_LIMITS.headersTimeoutMs }, (req, res) => {
     stats.requests++
     const url = req.url ?? '/'
+    recent.push(`${req.method ?? '?'} ${url.slice(0, 200)}`)
+    if (recent.length > 32) recent.shift()
     if (url.length > STATIC_LIMITS.urlChars) { reject(res, 414, 'URL too long'); return }
     let pathname: string
     try {
@@ -170,6 +175,7 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
     port,
     stats,
+    recent,
     close: async () => {
       closed ??= new Promise<void>((ok) => {
         server.close(() => { ok() })
