@@ -1,7 +1,7 @@
 // A full node: a libp2p mesh peer that gossips the fleet, serves the DHT, holds and serves artifacts
 // and runs replicas of trusted cells in capsids, driven by its own autonomic loop.
 import { mkdir, readdir, readFile } from 'node:fs/promises'
-import { cpus, freemem, loadavg, totalmem } from 'node:os'
+import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
@@ -49,6 +49,8 @@ export class FullNode {
   private readonly init: FullNodeInit
   private readonly startedMs: number
   private started = false
+  private readonly retries = new Map<string, { failures: number, atMs: number }>()
+  private reconcileTimer?: ReturnType<typeof setInterval>
 
   static async create (init: FullNodeInit): Promise<FullNode> {
     const clock = init.clock ?? systemClock
@@ -77,7 +79,9 @@ export class FullNode {
     const localNode = (): LocalNodeState => ({
       addrs: addrs().slice(0, 16),
       capacity: { slots: maxReplicas, freeSlots: Math.max(0, maxReplicas - replicas.running()), cpuCores: cpus().length, memoryBytes: totalmem(), freeMemoryBytes: freemem() },
-      load: { cpuPercent: Math.min(100, 100 * loadavg()[0] / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
+      // CPU the node's own replicas use, as sampled from /proc: what this node has committed. (Host-wide
+      // load would count unrelated work and stop a busy laptop or CI machine from hosting anything.)
+      load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
       roles: ['full', ...trustRoles(trusted)],
       startedMs
     })
@@ -145,7 +149,8 @@ export class FullNode {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
       if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) this.onRelease(change.cell, change.kind)
     })
-    for (const cell of this.mesh.view.cells()) this.onRelease(cell, 'release')
+    this.reconcileReleases()
+    this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)
     this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
     this.loop.start()
     log('full node %s started', this.peerId)
@@ -154,15 +159,32 @@ export class FullNode {
   private onRelease (cell: string, kind: string): void {
     const record = kind === 'desired' ? this.mesh.view.desired(cell) : this.mesh.view.release(cell)
     if (record == null || !this.trusted.has(record.authority)) return
+    if (this.releases.byDigest(cell, record.digest) != null) return
+    const retry = this.retries.get(record.digest)
+    const now = Date.now()
+    if (retry != null && now < retry.atMs) return
+    this.retries.delete(record.digest)
     void this.releases.prepare(this.mesh.libp2p, record).catch((err) => {
-      log.error('release %s@%s refused: %s: %s', cell, record.version, (err as Error).name, (err as Error).message)
+      // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
+      const failures = (retry?.failures ?? 0) + 1
+      if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures) })
+      log.error('release %s@%s not prepared (attempt %d): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
     })
+  }
+
+  /** Every tick: releases the view holds that are not prepared yet get another try. */
+  private reconcileReleases (): void {
+    for (const cell of this.mesh.view.cells()) {
+      this.onRelease(cell, 'release')
+      this.onRelease(cell, 'desired')
+    }
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.loop.stop()
+    clearInterval(this.reconcileTimer)
     this.replicas.stopSampling()
     await this.replicas.stopAll()
     await this.mesh.stop()

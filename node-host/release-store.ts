@@ -88,7 +88,8 @@ export class ReleaseStore extends EventTarget {
   private async doPrepare (node: Libp2p, release: ReleaseRecord, options: { signal?: AbortSignal }): Promise<PreparedRelease> {
     let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
     if (bytes == null) {
-      bytes = await findAndFetchArtifact(node, release.digest, { signal: options.signal ?? AbortSignal.timeout(60_000) })
+      // Connected peers first (the publisher is usually one of them), then the DHT's providers.
+      bytes = await findAndFetchArtifact(node, release.digest, { signal: options.signal ?? AbortSignal.timeout(20_000), hint: node.getPeers().slice(0, 8) })
       await this.artifacts.put(bytes, options)
     }
     const { manifest: source, code } = unpackArtifact(bytes)

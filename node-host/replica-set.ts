@@ -93,6 +93,13 @@ export class ReplicaSet extends EventTarget {
     return [...this.replicas.values()].filter(r => cell == null || r.cell === cell)
   }
 
+  /** Sum of the running replicas' sampled CPU (100 = one core). */
+  cpuPercentTotal (): number {
+    let total = 0
+    for (const r of this.replicas.values()) if (r.state === 'ready' || r.state === 'starting' || r.state === 'draining') total += r.load.cpuPercent
+    return total
+  }
+
   running (): number {
     return this.list().filter(r => r.state === 'starting' || r.state === 'ready' || r.state === 'draining').length
   }

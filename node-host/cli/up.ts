@@ -6,6 +6,7 @@ import { isAuthorityId } from '../../core/identity/index.ts'
 import { parseManifest } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
+import { readNodeConfig } from './node-config.ts'
 import type { SandboxMode } from '../capsid/index.ts'
 
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
@@ -22,7 +23,8 @@ options:
                         the host role under it
   --trust HEX           trust cells and callers of this authority id (repeatable)
   --grant TOKEN         a grant token issued to this node by \`cell grant host <peer-id>\` (repeatable)
-  --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml
+  --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml and trust its authorities
+  --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
   --sandbox MODE        auto | bwrap | process (default auto)
   --max-replicas N      replicas this node may run
   -h, --help            show this help`
@@ -38,6 +40,7 @@ const OPTIONS = {
   trust: { type: 'string', multiple: true },
   grant: { type: 'string', multiple: true },
   cell: { type: 'string' },
+  config: { type: 'string' },
   sandbox: { type: 'string' },
   'max-replicas': { type: 'string' }
 } as const
@@ -56,7 +59,8 @@ export async function run (argv: string[]): Promise<number> {
   if ([ports.tcp, ports.ws, ports.webrtc].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
   for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
-  const trust = [...(v.trust ?? [])]
+  const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
+  const trust = [...config.trust, ...(v.trust ?? [])]
   if (v.cell != null) {
     const file = join(v.cell, 'Cell.toml')
     const manifest = parseManifest(await readFile(file, 'utf8'), { file })
@@ -65,10 +69,10 @@ export async function run (argv: string[]): Promise<number> {
   const node = await FullNode.create({
     dataDir: resolve(v.data ?? join(cellHome(), 'node')),
     listen: ports,
-    bootstrap: await bootstrapList(v.bootstrap, v.cell),
+    bootstrap: [...config.bootstrap, ...await bootstrapList(v.bootstrap, v.cell)],
     trust,
     authorityKeys: await Promise.all((v.authority ?? []).map(async p => await authorityKey(p))),
-    grants: v.grant ?? [],
+    grants: [...config.grants, ...(v.grant ?? [])],
     sandbox: (v.sandbox ?? 'auto') as SandboxMode,
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined
   })

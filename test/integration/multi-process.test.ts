@@ -3,7 +3,7 @@
 // ends the call with a named error, never a hang.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm, readdir, stat } from 'node:fs/promises'
+import { mkdtemp, rm, readdir, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
@@ -46,7 +46,14 @@ describe('multi-process fleet', () => {
     await writeAuthorityKey(strangerKeyPath, await generateAuthority())
     for (const name of ['n1', 'n2', 'n3']) {
       const args = ['up', '--data', join(root, name), '--authority', keyPath]
-      if (bootstrap !== '') args.push('--bootstrap', bootstrap)
+      if (name === 'n2') {
+        // One node joins through its config file instead of a flag.
+        const config = join(root, 'n2.toml')
+        await writeFile(config, `bootstrap = ["${bootstrap}"]\n`)
+        args.push('--config', config)
+      } else if (bootstrap !== '') {
+        args.push('--bootstrap', bootstrap)
+      }
       const p = cell(args)
       nodes.push(p)
       const m = await p.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, STARTUP_MS)
@@ -86,6 +93,7 @@ describe('multi-process fleet', () => {
   it('ends a call with a named error when its replica process is killed', async () => {
     const dir = await stageCell(join(projectRoot, 'test', 'integration', 'fixtures', 'sleepy'), join(root, 'sleepy'), authority)
     const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+    expect(published.stderr).toBe('')
     expect(published.code).toBe(0)
     const digest = /digest ([0-9a-f]{64})/.exec(published.stdout)![1]
 
@@ -107,4 +115,15 @@ describe('multi-process fleet', () => {
     expect(call.stderr()).toMatch(/^(ReplicaCrashedError|ChannelClosedError): /)
     expect(Date.now() - startedKill).toBeLessThan(30_000)
   }, 180_000)
+
+  it('stops a node cleanly on SIGTERM, replicas included', async () => {
+    const node = nodes[2]
+    node.child.kill('SIGTERM')
+    const timer = setTimeout(() => node.child.kill('SIGKILL'), 30_000)
+    const { code, signal } = await node.exited
+    clearTimeout(timer)
+    expect(signal).toBeNull()
+    expect(code).toBe(0)
+    expect(node.stdout()).toMatch(/SIGTERM: draining replicas and stopping…\nstopped\n$/)
+  }, 60_000)
 })

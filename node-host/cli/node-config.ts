@@ -1,0 +1,49 @@
+// Optional node config file (`cell up --config FILE`, default $CELL_HOME/node.toml when present):
+//   bootstrap = ["/ip4/…/tcp/…/p2p/…"]   trust = ["<64 hex>"]   grants = ["cell-grant-v1:…"]
+// Flags add to what the file says.
+import { readFile } from 'node:fs/promises'
+import { parse, TomlError } from 'smol-toml'
+import { CellError } from '../../core/errors.ts'
+import { isAuthorityId } from '../../core/identity/index.ts'
+
+export class NodeConfigError extends CellError {}
+
+export interface NodeConfig {
+  bootstrap: string[]
+  trust: string[]
+  grants: string[]
+}
+
+const KEYS = new Set(['bootstrap', 'trust', 'grants'])
+const MAX_CONFIG_BYTES = 64 * 1024
+
+function strings (file: string, key: string, value: unknown, check?: (s: string) => boolean): string[] {
+  if (value === undefined) return []
+  if (!Array.isArray(value) || value.length > 64 || value.some(v => typeof v !== 'string')) throw new NodeConfigError(`${file}: ${key} must be an array of at most 64 strings`)
+  for (const v of value as string[]) if (check != null && !check(v)) throw new NodeConfigError(`${file}: ${key} has an invalid entry "${v}"`)
+  return value as string[]
+}
+
+export async function readNodeConfig (file: string, options: { optional?: boolean } = {}): Promise<NodeConfig> {
+  let source: string
+  try {
+    source = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.optional === true) return { bootstrap: [], trust: [], grants: [] }
+    throw new NodeConfigError(`cannot read node config ${file}`, { cause: err })
+  }
+  if (source.length > MAX_CONFIG_BYTES) throw new NodeConfigError(`${file} is larger than ${MAX_CONFIG_BYTES} bytes`)
+  let doc: Record<string, unknown>
+  try {
+    doc = parse(source) as Record<string, unknown>
+  } catch (err) {
+    const line = err instanceof TomlError ? `:${err.line}` : ''
+    throw new NodeConfigError(`${file}${line}: ${(err as Error).message.split('\n')[0]}`, { cause: err })
+  }
+  for (const key of Object.keys(doc)) if (!KEYS.has(key)) throw new NodeConfigError(`${file}: unknown key ${key} (expected ${[...KEYS].join(', ')})`)
+  return {
+    bootstrap: strings(file, 'bootstrap', doc.bootstrap, s => s.startsWith('/')),
+    trust: strings(file, 'trust', doc.trust, isAuthorityId),
+    grants: strings(file, 'grants', doc.grants)
+  }
+}
