@@ -1,18 +1,29 @@
 // `npm start`: a local fleet of three full nodes on loopback with embedded defaults (dir storage, no
 // config), the example cells published under a freshly made authority key, one call, and the command
-// to call the cell from another shell. Ctrl-C drains the replicas and stops everything.
+// to call the cell from another shell. It also serves the dashboard (node-host/http) and prints its
+// URL; the page runs its own light peer and is fed only by its own gossip subscription and calls.
+// Ctrl-C drains the replicas and stops everything.
+//
+// Grants for the page: a tab makes its own peer key, so its id is unknown up front. The demo's
+// dashboard server therefore signs a caller grant for whatever peer id a tab posts to `/grant`,
+// with the demo's throwaway authority key. Anyone who can reach that port may call the demo's cells,
+// so the server listens on 127.0.0.1 only: a local demo convenience, never a production flow (there
+// the authority runs `cell grant caller <peer-id>` and the page imports the token).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../keys/index.ts'
 import { FullNode } from '../full-node.ts'
 import { createClient, waitForReplicas } from '../client.ts'
 import { Publisher } from '../publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
+import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 const NODES = 3
+/** Caller grants the demo page receives are short: the demo is meant to be restarted. */
+const PAGE_GRANT_MS = 12 * 3_600_000
 
 function say (line = ''): void {
   process.stdout.write(line + '\n')
@@ -22,11 +33,13 @@ async function main (): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'cell-demo-'))
   const nodes: FullNode[] = []
   let client: Mesh | undefined
+  let dashboard: DashboardServer | undefined
   let stopping = false
   const stop = async (why: string): Promise<void> => {
     if (stopping) return
     stopping = true
     say(`\n${why}: draining replicas and stopping ${nodes.length} nodes…`)
+    await dashboard?.close().catch(() => {})
     await client?.stop().catch(() => {})
     await Promise.all(nodes.map(async n => await n.stop().catch(() => {})))
     await rm(dir, { recursive: true, force: true })
@@ -62,6 +75,17 @@ async function main (): Promise<void> {
     const billing = client.remote<{ charge: (req: { amount: number, currency?: string }) => Promise<unknown> }>('billing')
     const result = await billing.charge({ amount: 5, currency: 'EUR' })
     say(`\nbilling.charge({ amount: 5 }) → ${JSON.stringify(result)}`)
+
+    dashboard = await serveDashboard({
+      port: Number(process.env.CELL_DASHBOARD_PORT ?? 0),
+      config: () => ({ bootstrap: nodes.flatMap(n => webSocketAddrs(n.addresses())).slice(0, 8), trust: [authorityIdOf(authority.publicKey)] }),
+      issueGrant: async (peerId, options) => {
+        const now = Date.now()
+        const grant = await issueGrant(authority, { subject: peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + PAGE_GRANT_MS }, options)
+        return encodeGrantToken(grant)
+      }
+    })
+    say(`\ndashboard ${dashboard.url}  (the tab joins the fleet itself; local demo: it is handed a caller grant)`)
 
     const bootstrap = nodes[0].addresses()[0]
     say('\nCall it from another shell:')

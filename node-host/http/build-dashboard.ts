@@ -51,7 +51,7 @@ export async function ensureDashboardBuilt (options: { outDir?: string, force?: 
 async function buildDashboard (outDir: string): Promise<void> {
   try {
     const { build } = await import('vite')
-    await build({ configFile: join(repo, 'dashboard', 'vite.config.ts'), logLevel: 'warn', build: { outDir, emptyOutDir: true } })
+    await build({ configFile: join(repo, 'dashboard', 'vite.config.ts'), logLevel: 'error', build: { outDir, emptyOutDir: true } })
   } catch (err) {
     throw new DashboardBuildError(`building the dashboard into ${outDir} failed: ${(err as Error).message}`, { cause: err })
   }
