@@ -91,7 +91,9 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   if (holding.size >= 64) holding.delete(holding.keys().next().value as string)
   holding.set(pkg.digest, pkg.artifact)
   await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: 15_000 })
-  await mesh.libp2p.contentRouting.provide(artifactCid(pkg.digest), { signal: AbortSignal.timeout(20_000) }).catch((err) => { log('provide failed, nodes will fetch by gossip hint: %e', err) })
+  // Provide in the background: nodes ask their connected peers (this one among them) before the DHT,
+  // so the release need not wait for the provider record to settle.
+  const providing = mesh.libp2p.contentRouting.provide(artifactCid(pkg.digest), { signal: AbortSignal.timeout(20_000) }).catch((err) => { log('provide failed: %e', err) })
   // Sequence numbers only grow: above anything the fleet has seen for this cell, and above the clock.
   const seen = mesh.view.release(pkg.manifest.name)?.seq ?? 0
   const seq = Math.max(seen + 1, Date.now())
@@ -103,6 +105,8 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   if ((options.waitReplicas ?? 1) > 0) {
     const replicas = await waitForReplicas(mesh, pkg.manifest.name, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })
     ready = replicas.length
+  } else {
+    await providing
   }
   return { cell: pkg.manifest.name, version, digest: pkg.digest, seq, ready }
 }
