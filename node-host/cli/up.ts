@@ -8,6 +8,8 @@ import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { readNodeConfig } from './node-config.ts'
 import type { SandboxMode } from '../capsid/index.ts'
+import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
+import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
 
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
 
@@ -27,6 +29,11 @@ options:
   --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
   --sandbox MODE        auto | bwrap | process (default auto)
   --max-replicas N      replicas this node may run
+  --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
+                        bootstrapping from this node's WebSocket address)
+  --dashboard-port N    its port (default: any free port)
+  --dashboard-grants    local use only: sign a caller grant with the first --authority key for any
+                        tab that asks, so the page can call cells
   -h, --help            show this help`
 
 const OPTIONS = {
@@ -42,7 +49,10 @@ const OPTIONS = {
   cell: { type: 'string' },
   config: { type: 'string' },
   sandbox: { type: 'string' },
-  'max-replicas': { type: 'string' }
+  'max-replicas': { type: 'string' },
+  dashboard: { type: 'boolean' },
+  'dashboard-port': { type: 'string' },
+  'dashboard-grants': { type: 'boolean' }
 } as const
 
 function port (text: string | undefined): number | undefined {
@@ -56,7 +66,8 @@ export async function run (argv: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed
   const v = parsed.values
   const ports = { host: v.host, tcp: port(v.tcp), ws: port(v.ws), webrtc: port(v.webrtc) }
-  if ([ports.tcp, ports.ws, ports.webrtc].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
+  const dashboardPort = port(v['dashboard-port'])
+  if ([ports.tcp, ports.ws, ports.webrtc, dashboardPort].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
   for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
   const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
@@ -66,24 +77,46 @@ export async function run (argv: string[]): Promise<number> {
     const manifest = parseManifest(await readFile(file, 'utf8'), { file })
     trust.push(manifest.authority.ed25519, ...manifest.authority.trust)
   }
+  const authorityKeys = await Promise.all((v.authority ?? []).map(async p => await authorityKey(p)))
+  const grantKey = authorityKeys[0]
+  if (v['dashboard-grants'] === true && (v.dashboard !== true || grantKey === undefined)) return usageFailure('--dashboard-grants needs --dashboard and an --authority key', HELP)
   const node = await FullNode.create({
     dataDir: resolve(v.data ?? join(cellHome(), 'node')),
     listen: ports,
     bootstrap: [...config.bootstrap, ...await bootstrapList(v.bootstrap, v.cell)],
     trust,
-    authorityKeys: await Promise.all((v.authority ?? []).map(async p => await authorityKey(p))),
+    authorityKeys,
     grants: [...config.grants, ...(v.grant ?? [])],
     sandbox: (v.sandbox ?? 'auto') as SandboxMode,
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined
   })
   await node.start()
+  let dashboard: DashboardServer | undefined
+  if (v.dashboard === true) {
+    try {
+      dashboard = await serveDashboard({
+        port: dashboardPort,
+        config: () => ({ bootstrap: webSocketAddrs(node.addresses()), trust: [...node.trusted] }),
+        issueGrant: v['dashboard-grants'] === true && grantKey !== undefined
+          ? async (peerId, options) => {
+            const now = Date.now()
+            return encodeGrantToken(await issueGrant(grantKey, { subject: peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 12 * 3_600_000 }, options))
+          }
+          : undefined
+      })
+    } catch (err) {
+      await node.stop()
+      throw err
+    }
+  }
   process.stdout.write(`cell node ${node.peerId}\n`)
   for (const a of node.addresses()) process.stdout.write(`  listening ${a}\n`)
+  if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
   await new Promise<void>((done) => {
     const stop = (sig: string): void => {
       process.stdout.write(`\n${sig}: draining replicas and stopping…\n`)
-      void node.stop().then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
+      void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop() }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
     }
     process.once('SIGINT', () => { stop('SIGINT') })
     process.once('SIGTERM', () => { stop('SIGTERM') })
