@@ -1,15 +1,29 @@
 import { defineConfig } from 'vitest/config'
 
-// One config for the dashboard build (later) and the test runner.
+// Suites that start fleets, real processes or Chromium. They run after the unit tests, one file at
+// a time, so that on a 2-core machine each gets the CPU its deadlines assume.
+const HEAVY = [
+  'test/integration/**/*.test.ts',
+  'test/browser/**/*.test.ts',
+  'test/dashboard/dashboard-chromium.test.ts',
+  'node-host/capsid/**/*.test.ts',
+  'node-host/cli/**/*.test.ts',
+  'core/synapse/**/*.test.ts',
+  'core/fleet/fleet-libp2p.test.ts',
+  'test/bench/**/*.test.ts'
+]
+const ALL = ['core/**/*.test.ts', 'node-host/**/*.test.ts', 'browser-host/**/*.test.ts', 'edge-host/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts']
+
 export default defineConfig({
   test: {
-    include: ['core/**/*.test.ts', 'node-host/**/*.test.ts', 'browser-host/**/*.test.ts', 'edge-host/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Integration suites start real processes; keep the 2-core CI machine from thrashing.
     maxWorkers: 2,
     // node-datachannel (WebRTC-direct) can take a forked worker down at exit; threads end cleanly.
     pool: 'threads',
-    fileParallelism: true
+    projects: [
+      { extends: true, test: { name: 'unit', include: ALL, exclude: HEAVY, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'integration', include: HEAVY, fileParallelism: false, sequence: { groupOrder: 1 } } }
+    ]
   }
 })
