@@ -105,6 +105,9 @@ export class FullNode {
       random,
       // Browser tabs reach each other over WebRTC through a circuit relay on a full node.
       services: { relay: circuitRelayServer({ reservations: { maxReservations: 128 } }) },
+      // Full nodes reach each other over TCP/WebSockets; WebRTC-direct is for browsers to dial in.
+      // (Node-to-node WebRTC sessions also leave native node-datachannel state to tear down at stop.)
+      libp2p: { connectionGater: { denyDialMultiaddr: (ma) => ma.toString().includes('/webrtc-direct') } },
       errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
     })
     addrs = () => mesh.libp2p.getMultiaddrs().map(String)
