@@ -11,7 +11,7 @@ import type { LightPeer } from './light-peer.ts'
 export type LightPeerSourceStatus = 'connecting' | 'live' | 'stale' | 'error'
 
 /** The parts of a LightPeer the adapter reads; a real LightPeer satisfies it. */
-export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'>
+export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'> & Partial<Pick<LightPeer, 'policies'>>
 
 export interface LightPeerSourceOptions {
   /** How often connection state is re-read (connections drop without a fleet event); default 1000 ms. */
@@ -62,6 +62,11 @@ export class LightPeerSource extends EventTarget {
 
   get statusReason (): string | undefined {
     return this.reason
+  }
+
+  /** The cell's replica bounds, canary weight, surge and grace, from its signed artifact's Cell.toml. */
+  policy (cell: string): { minReplicas: number, maxReplicas: number, canaryWeight: number, maxSurge: number, healthGraceMs: number, update?: string } | undefined {
+    return this.peer.policies?.policy(cell)
   }
 
   async call (cell: string, method: string, request: unknown, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<unknown> {

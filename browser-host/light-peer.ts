@@ -12,6 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { logger } from '@libp2p/logger'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
+import { ReleasePolicies } from './release-policies.ts'
 import { Mesh, NoReplicaError, type RemoteOptions } from '../core/mesh/index.ts'
 import { Credentials, decodeGrantToken, MalformedRecordError, NoGrantError, TrustError, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
@@ -77,6 +78,8 @@ export interface LightPeer extends EventTarget {
   connections (): ConnectionInfo[]
   /** Full nodes this tab holds an unlimited connection to. */
   fullNodes (): string[]
+  /** Each cell's policy from the Cell.toml in its signed artifact, once fetched. */
+  readonly policies: ReleasePolicies
   ping (addr: string, options?: { signal?: AbortSignal }): Promise<number>
   reconnectStats (): ReconnectStats
 }
@@ -119,6 +122,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
   await store.saveGrantTokens(tokens, options)
 
   const allowPrivate = init.allowPrivateAddresses ?? true
+  let policies: ReleasePolicies | undefined
   const mesh = await Mesh.create({
     privateKey,
     transports: [
@@ -137,9 +141,11 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
     defaultTimeoutMs: init.defaultTimeoutMs,
     clock,
     random,
+    canaryWeightOf: (cell) => policies?.policy(cell)?.canaryWeight,
     libp2p: allowPrivate ? { connectionGater: { denyDialMultiaddr: () => false } } : {}
   })
   const peer = new BrowserLightPeer({ init, mesh, store, credentials, trusted, tokens, cache: state.fleet, clock, random })
+  policies = peer.policies
   await peer.restore(options)
   if (init.start !== false) await peer.start(options)
   return peer
@@ -159,6 +165,7 @@ interface PeerParts {
 
 class BrowserLightPeer extends EventTarget implements LightPeer {
   readonly mesh: Mesh
+  readonly policies: ReleasePolicies
   private readonly parts: PeerParts
   private readonly reconnector: Reconnector
   private cache?: CachedFleet
@@ -182,6 +189,7 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     this.parts = parts
     this.mesh = parts.mesh
     this.cache = parts.cache
+    this.policies = new ReleasePolicies(this.mesh.libp2p, this.mesh.view, () => this.fullNodes())
     this.reconnector = new Reconnector({
       libp2p: this.mesh.libp2p,
       clock: parts.clock,
@@ -225,6 +233,7 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     this.started = false
     globalThis.removeEventListener?.('online', this.onOnline)
     this.reconnector.stop()
+    this.policies.close()
     this.parts.clock.clearTimeout(this.saveTimer)
     this.mesh.view.removeEventListener('change', this.onViewChange)
     await this.save().catch((err) => { log.error('saving the fleet view failed: %s', (err as Error).message) })

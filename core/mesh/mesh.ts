@@ -42,6 +42,8 @@ export interface MeshInit {
   /** Whether `cell` admits any authenticated peer (Cell.toml `public = true`). */
   isPublic?: (cell: string) => boolean
   handler?: SynapseHandler
+  /** The canary weight (%) of a cell's newest release, from its Cell.toml when the host has it. */
+  canaryWeightOf?: (cell: string) => number | undefined
   localNode?: () => LocalNodeState | undefined
   localInstances?: () => LocalInstanceState[]
   heartbeatMs?: number
@@ -74,6 +76,8 @@ export interface RemoteOptions {
 
 const MAX_ATTEMPTS = 6
 const MAX_VIEW_WAITS = 20
+/** Cell.toml's default canary_weight (core/manifest DEFAULTS), for callers that lack the manifest. */
+const DEFAULT_CANARY_WEIGHT = 5
 const MAX_CACHED_CHANNELS = 256
 
 const log = logger('cell:mesh')
@@ -268,7 +272,7 @@ export class Mesh {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       options.signal?.throwIfAborted()
       const candidates = this.replicas(cell).filter(i => !excluded.has(i.nodeId))
-      const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? 5 }, this.random)
+      const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT }, this.random)
       if (choice == null && (excluded.size > 0 || this.view.release(cell) != null) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
         // No usable replica in this view: either every listed one failed (the view is behind the
         // fleet) or the cell is between replicas (a restart, a rollout). Wait for the next change of

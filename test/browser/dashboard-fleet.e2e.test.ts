@@ -104,6 +104,11 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard on a live fleet in Chromium', 
     expect(text).toMatch(/"amount": 7/)
     expect(text).toMatch(/"id": "ch_[0-9a-f]+"/)
 
+    // The cell's replica bounds come from the Cell.toml inside its signed artifact (examples/billing:
+    // min 1, max 5), which the tab fetched and verified itself.
+    await page.waitForFunction(() => document.querySelector('[data-cell="billing"] .state-word')?.textContent === 'within bounds', undefined, { timeout: 30_000, polling: 200 })
+    expect(await page.textContent('[data-cell="billing"]')).toContain('1–5')
+
     // A 4th node joins: it shows up on the page without a reload.
     const fourth = await startNode(3)
     await page.waitForFunction((id) => document.querySelectorAll('[data-node]').length === 4 && document.querySelector(`[data-node="${id}"]`) !== null,
