@@ -11,7 +11,7 @@ import type { LightPeer } from './light-peer.ts'
 export type LightPeerSourceStatus = 'connecting' | 'live' | 'stale' | 'error'
 
 /** The parts of a LightPeer the adapter reads; a real LightPeer satisfies it. */
-export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'> & Partial<Pick<LightPeer, 'policies'>>
+export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'> & Partial<Pick<LightPeer, 'policies' | 'callRouted'>>
 
 export interface LightPeerSourceOptions {
   /** How often connection state is re-read (connections drop without a fleet event); default 1000 ms. */
@@ -67,6 +67,11 @@ export class LightPeerSource extends EventTarget {
   /** The cell's replica bounds, canary weight, surge and grace, from its signed artifact's Cell.toml. */
   policy (cell: string): { minReplicas: number, maxReplicas: number, canaryWeight: number, maxSurge: number, healthGraceMs: number, update?: string } | undefined {
     return this.peer.policies?.policy(cell)
+  }
+
+  async callRouted (cell: string, method: string, request: unknown, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<{ result: unknown, route?: { nodeId: string, instanceId: string, version: string, digest: string } }> {
+    if (this.peer.callRouted == null) return { result: await this.call(cell, method, request, options) }
+    return await this.peer.callRouted(cell, method, request, { signal: options.signal, timeoutMs: options.timeoutMs })
   }
 
   async call (cell: string, method: string, request: unknown, options: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<unknown> {

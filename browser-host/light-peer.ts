@@ -13,7 +13,7 @@ import { logger } from '@libp2p/logger'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
 import { ReleasePolicies } from './release-policies.ts'
-import { Mesh, NoReplicaError, type RemoteOptions } from '../core/mesh/index.ts'
+import { Mesh, NoReplicaError, type RemoteOptions, type MeshCallOptions } from '../core/mesh/index.ts'
 import { Credentials, decodeGrantToken, MalformedRecordError, NoGrantError, TrustError, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { CallOptions, Remote } from '../core/cell.ts'
@@ -67,7 +67,9 @@ export interface LightPeer extends EventTarget {
   start (options?: { signal?: AbortSignal }): Promise<void>
   stop (): Promise<void>
   remote<T> (cell: string, options?: RemoteOptions): Remote<T>
-  call<T = unknown> (cell: string, method: string, request: unknown, options?: CallOptions): Promise<T>
+  call<T = unknown> (cell: string, method: string, request: unknown, options?: MeshCallOptions): Promise<T>
+  /** A call, and which replica's node answered it. */
+  callRouted (cell: string, method: string, request: unknown, options?: MeshCallOptions): Promise<{ result: unknown, route?: { nodeId: string, instanceId: string, version: string, digest: string } }>
   /** Imports a grant token for this peer id, trusts its issuer and persists both. */
   importGrant (token: string, options?: { signal?: AbortSignal }): Promise<Certificate>
   trust (authorityId: string, options?: { signal?: AbortSignal }): Promise<void>
@@ -251,12 +253,18 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     }) as Remote<T>
   }
 
-  async call<T = unknown> (cell: string, method: string, request: unknown, options?: CallOptions & { idempotent?: string[] }): Promise<T> {
+  async call<T = unknown> (cell: string, method: string, request: unknown, options?: MeshCallOptions): Promise<T> {
     try {
       return await this.mesh.call<T>(cell, method, request, options)
     } catch (err) {
       throw this.explain(cell, err)
     }
+  }
+
+  async callRouted (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): Promise<{ result: unknown, route?: { nodeId: string, instanceId: string, version: string, digest: string } }> {
+    let route: { nodeId: string, instanceId: string, version: string, digest: string } | undefined
+    const result = await this.call(cell, method, request, { ...options, onAnswer: (r) => { route = { nodeId: r.nodeId, instanceId: r.instanceId, version: r.version, digest: r.digest } } })
+    return { result, route }
   }
 
   /**

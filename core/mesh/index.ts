@@ -1,4 +1,4 @@
 export { Mesh, KAD_PROTOCOL } from './mesh.ts'
-export type { MeshInit, MeshServices, RemoteOptions } from './mesh.ts'
+export type { MeshInit, MeshServices, RemoteOptions, MeshCallOptions } from './mesh.ts'
 export * from './errors.ts'
 export { encodeJson, decodeJson } from './json.ts'

@@ -68,6 +68,14 @@ export interface MeshServices {
   [name: string]: unknown
 }
 
+/** Per-call options of the mesh beyond the typed client's. */
+export interface MeshCallOptions extends CallOptions {
+  idempotent?: string[]
+  canaryWeight?: number
+  /** Told which replica's node answered (dashboards attribute calls to releases with it). */
+  onAnswer?: (replica: InstanceRecord) => void
+}
+
 export interface RemoteOptions {
   /** Methods the caller knows to be idempotent (in addition to what the replicas announce). */
   idempotent?: string[]
@@ -261,7 +269,7 @@ export class Mesh {
    * load-aware routing; failures where nothing ran are retried on another node, failures mid-call
    * only when the method is idempotent.
    */
-  async callBytes (cell: string, method: string, payload: Uint8Array, options: CallOptions & { idempotent?: string[], canaryWeight?: number } = {}): Promise<Uint8Array> {
+  async callBytes (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions = {}): Promise<Uint8Array> {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
     const deadlineMs = this.clock.now() + timeoutMs
@@ -293,7 +301,9 @@ export class Mesh {
       try {
         const ch = await this.channel(target.nodeId, cell, options.signal)
         opened = true
-        return await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent: options.traceparent })
+        const answer = await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent: options.traceparent })
+        options.onAnswer?.(candidates.find(i => i.instanceId === target.instanceId) ?? target)
+        return answer
       } catch (err) {
         lastError = err
         const idempotent = (target.idempotent ?? []).includes(method) || (options.idempotent ?? []).includes(method)
@@ -325,7 +335,7 @@ export class Mesh {
     })
   }
 
-  async call<T = unknown> (cell: string, method: string, request: unknown, options: CallOptions & { idempotent?: string[] } = {}): Promise<T> {
+  async call<T = unknown> (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): Promise<T> {
     return decodeJson(await this.callBytes(cell, method, encodeJson(request), options)) as T
   }
 

@@ -103,6 +103,11 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard on a live fleet in Chromium', 
     const text = await answer.textContent()
     expect(text).toMatch(/"amount": 7/)
     expect(text).toMatch(/"id": "ch_[0-9a-f]+"/)
+    // The page's own call is attributed to the release that answered it (the measured canary split).
+    await page.waitForFunction(() => {
+      const card = document.querySelector('[data-cell="billing"]')?.textContent ?? ''
+      return card.includes('1 calls') && !card.includes('unattributed')
+    }, undefined, { timeout: 10_000, polling: 200 })
 
     // The cell's replica bounds come from the Cell.toml inside its signed artifact (examples/billing:
     // min 1, max 5), which the tab fetched and verified itself.
