@@ -99,4 +99,16 @@ describe('in-process fleet', () => {
     process.kill((await servingReplica(nodes, 'sleepy', 20_000, plain)).pid, 'SIGKILL')
     await expect(plain).rejects.toMatchObject({ name: 'ReplicaCrashedError' })
   }, 120_000)
+
+  it('admits any authenticated caller to a public cell, and only there', async () => {
+    const key = fleetKey!
+    const dir = await stageCell(join(import.meta.dirname, 'fixtures', 'open'), join(root, 'open'), authorityIdOf(key.publicKey))
+    await publisherOf!.publish(dir, '1.0.0', key, { timeoutMs: 45_000 })
+    const stranger = await createClient({ bootstrap: [nodes[1].addresses()[0]], authorityKey: await generateAuthority(), trust: [authorityIdOf(key.publicKey)] })
+    clients.push(stranger)
+    await waitForReplicas(stranger, 'open', { timeoutMs: 20_000 })
+    await expect(stranger.call('open', 'echo', { text: 'hi' })).resolves.toEqual({ text: 'hi', caller: stranger.peerId.toString() })
+    await waitForReplicas(stranger, 'billing', { timeoutMs: 20_000 })
+    await expect(stranger.call('billing', 'charge', { amount: 1 })).rejects.toMatchObject({ name: 'UnknownAuthorityError' })
+  }, 120_000)
 })

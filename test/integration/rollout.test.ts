@@ -81,6 +81,7 @@ describe('rollout and rollback', () => {
   let v1: PublishResult
   let v2: PublishResult
   let back: RollbackResult
+  let publisher: Publisher
 
   afterAll(async () => {
     await Promise.all(loops.map(async l => await l.stop()))
@@ -100,7 +101,7 @@ describe('rollout and rollback', () => {
     }
     operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)
-    const publisher = new Publisher(operator)
+    publisher = new Publisher(operator)
     const authority = authorityIdOf(key.publicKey)
     const dir1 = await stageVersion(root, 'v1', authority)
     const dir2 = await stageVersion(root, 'v2', authority)
@@ -176,4 +177,25 @@ describe('rollout and rollback', () => {
     expect(onlyRunning(caller, v1.digest, 2)).toBe(true)
     await waitForReplicas(caller, CELL, { digest: v1.digest, count: 2, timeoutMs: 5_000 })
   }, 60_000)
+
+  it('a release published after a rollback rolls forward, even past a rollback signed on a clock running ahead', async () => {
+    expect(back).toBeDefined()
+    // An operator whose clock is ten minutes fast: its desired record's seq is far above our clock.
+    const ahead = back.seq + 600_000
+    const pinned = encodeDesiredVersion(await signDesiredVersion({ cell: CELL, version: '1.0.0', digest: v1.digest, seq: ahead, reason: 'rollback by operator', createdMs: Date.now() }, key))
+    await operator.gossip.publishDesired(pinned)
+    for (const n of nodes) await waitForView(n.mesh, () => n.mesh.view.desired(CELL)?.seq === ahead ? true : undefined, 'the fast-clock record at every node', { timeoutMs: 15_000 })
+
+    const loop = new CallLoop(caller)
+    loops.push(loop)
+    const started = Date.now()
+    const v3 = await publisher.publish(await stageVersion(root, 'v3', authorityIdOf(key.publicKey)), '1.2.0', key, { setAuthority: true, waitReplicas: 0 })
+    expect(v3.seq).toBeGreaterThan(ahead)
+    await waitForView(caller, () => onlyRunning(caller, v3.digest, 2), 'only 1.2.0 replicas running', { timeoutMs: 60_000 })
+    const forwardMs = Date.now() - started
+    await loop.stop()
+    console.log(`roll forward 1.0.0 -> 1.2.0: ${forwardMs} ms, ${loop.calls} calls, ${loop.failures.length} failed, answers ${JSON.stringify(Object.fromEntries(loop.answers))}`)
+    expect(loop.failures).toEqual([])
+    expect(loop.answers.get('v3') ?? 0).toBeGreaterThan(0)
+  }, 150_000)
 })
