@@ -1,0 +1,69 @@
+// A tab dials a full node over WebRTC-direct (no certificates, the certhash is in the address) and
+// joins the fleet through it. The node is a separate `cell up` process: that is the real deployment,
+// and it keeps node-datachannel out of the test worker.
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { chromium, type BrowserContext } from 'playwright-core'
+import { generateAuthority } from '../../core/identity/index.ts'
+import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { buildTestPage } from '../../browser-host/test-page/build.ts'
+import { cell, stopProc, type Proc } from '../integration/processes.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+
+describe.skipIf(!existsSync(CHROMIUM))('WebRTC-direct from Chromium', () => {
+  let dir = ''
+  let node: Proc | undefined
+  let server: Server | undefined
+  let context: BrowserContext | undefined
+  afterAll(async () => {
+    await context?.close()
+    server?.close()
+    if (node != null) await stopProc(node)
+    if (dir !== '') await rm(dir, { recursive: true, force: true })
+  }, 60_000)
+
+  it('joins the fleet through a webrtc-direct address only', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cell-webrtc-'))
+    const keyPath = join(dir, 'authority.key')
+    await writeAuthorityKey(keyPath, await generateAuthority())
+    node = cell(['up', '--data', join(dir, 'node'), '--authority', keyPath])
+    const addr = (await node.waitFor(/listening (\/ip4\/127\.0\.0\.1\/udp\/\d+\/webrtc-direct\/certhash\/\S+)/, 30_000))[1]
+    const peerId = addr.split('/p2p/')[1]
+
+    const files = await buildTestPage()
+    server = createServer((req, res) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname
+      const file = files[path === '/' ? '/index.html' : path]
+      if (file == null) { res.writeHead(404).end(); return }
+      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
+    })
+    await new Promise<void>(resolve => server!.listen(0, '127.0.0.1', resolve))
+    context = await chromium.launchPersistentContext(join(dir, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 30_000,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
+    })
+    const page = context.pages()[0] ?? await context.newPage()
+    await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`)
+    await page.evaluate(async (addr) => {
+      const w = globalThis as any
+      w.peer = await w.cell.createLightPeer({ bootstrap: [addr], storeName: 'webrtc', heartbeatMs: 500 })
+    }, addr)
+    // Connected to the node over WebRTC-direct, and its gossip reached the tab.
+    await page.waitForFunction((peerId) => {
+      const peer = (globalThis as any).peer
+      const viaWebRTC = peer.connections().some((c: any) => c.peerId === peerId && c.addr.includes('/webrtc-direct'))
+      return viaWebRTC && peer.fleet().nodes.some((n: any) => n.record.nodeId === peerId)
+    }, peerId, { timeout: 30_000, polling: 200 })
+    const conns = await page.evaluate(() => (globalThis as any).peer.connections())
+    expect(conns.some((c: { addr: string }) => c.addr.includes('/webrtc-direct'))).toBe(true)
+    await page.evaluate(async () => { await (globalThis as any).peer.stop() })
+  }, 120_000)
+})
