@@ -4,17 +4,16 @@
 // page's report is checked: every registered test ran, none failed. Two fixtures bundled the same
 // way show the stand-in can fail. The rest of the suite still runs under vitest in Node as before.
 import { describe, it, expect, afterAll } from 'vitest'
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { builtinModules } from 'node:module'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { build, type Plugin } from 'esbuild'
-import { chromium, type BrowserContext } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
+import { HAS_CHROMIUM, launchChromium } from './chromium.ts'
 import type { ShimReport } from './vitest-shim.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const root = join(import.meta.dirname, '..', '..')
 const SHIM = join(import.meta.dirname, 'vitest-shim.ts')
 
@@ -122,7 +121,7 @@ async function runInPage (context: BrowserContext, url: string): Promise<ShimRep
 const describeFailures = (r: ShimReport): string =>
   r.failures.map(f => `\n  ✗ ${f.name}\n    ${f.message.split('\n').slice(0, 6).join('\n    ')}`).join('')
 
-describe.skipIf(!existsSync(CHROMIUM))('core unit tests in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('core unit tests in Chromium', () => {
   let dir = ''
   let context: BrowserContext | undefined
   let server: Server | undefined
@@ -141,13 +140,7 @@ describe.skipIf(!existsSync(CHROMIUM))('core unit tests in Chromium', () => {
     const served = await serve(new Map([['core', core], ['one', oneFailure], ['all', allFail]]))
     server = served.server
     dir = await mkdtemp(join(tmpdir(), 'cell-core-chromium-'))
-    context = await chromium.launchPersistentContext(join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync']
-    })
+    context = await launchChromium(join(dir, 'profile'))
     expect(await context.pages()[0]?.evaluate(() => navigator.userAgent) ?? '').toMatch(/Chrome\//)
 
     // Self-checks first: a shim that could not fail would make the core run meaningless.

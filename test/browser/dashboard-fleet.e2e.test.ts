@@ -5,10 +5,10 @@
 // without a reload, and the static server sees no request after the page has loaded (no poller).
 import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, mkdir, rm } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type BrowserContext } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
+import { HAS_CHROMIUM, launchChromium } from './chromium.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient } from '../../node-host/client.ts'
@@ -17,13 +17,12 @@ import { ensureDashboardBuilt } from '../../node-host/http/build-dashboard.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../../node-host/http/static-server.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const root = join(import.meta.dirname, '..', '..')
 const artifacts = join(root, 'test', 'artifacts')
 
 // Full nodes without WebRTC-direct: stopping in-process nodes that loaded node-datachannel's
 // listener can take the test worker down. The tab reaches them over WebSockets.
-describe.skipIf(!existsSync(CHROMIUM))('dashboard on a live fleet in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('dashboard on a live fleet in Chromium', () => {
   const nodes: FullNode[] = []
   const clients: Mesh[] = []
   let dir = ''
@@ -69,14 +68,7 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard on a live fleet in Chromium', 
       }
     })
 
-    context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      viewport: { width: 1280, height: 800 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync']
-    })
+    context = await launchChromium(join(dir, 'chromium-profile'), { viewport: { width: 1280, height: 800 } })
     const page = context.pages()[0] ?? await context.newPage()
     const pageErrors: string[] = []
     page.on('pageerror', err => { pageErrors.push(String(err)) })

@@ -5,10 +5,11 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, mkdir, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type BrowserContext, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
+import { CHROMIUM, launchChromium, serveFiles } from './chromium.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient } from '../../node-host/client.ts'
@@ -16,7 +17,6 @@ import { Publisher } from '../../node-host/publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { buildTestPage } from '../../browser-host/test-page/build.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
 const root = join(import.meta.dirname, '..', '..')
 const billingDir = join(root, 'examples', 'billing')
 const artifacts = join(root, 'test', 'artifacts')
@@ -58,23 +58,11 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     const published = await new Publisher(publisher).publish(billingDir, '1.0.0', authority, { setAuthority: true, timeoutMs: 45_000 })
     expect(published.ready).toBeGreaterThanOrEqual(1)
 
-    const files = await buildTestPage()
-    server = createServer((req, res) => {
-      const path = new URL(req.url ?? '/', 'http://x').pathname
-      const file = files[path === '/' ? '/index.html' : path]
-      if (file == null) { res.writeHead(404).end(); return }
-      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
-    })
-    await new Promise<void>(resolve => server!.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`
+    const served = await serveFiles(await buildTestPage())
+    server = served.server
+    const url = served.url
 
-    context = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
-    })
+    context = await launchChromium(join(dir, 'chromium-profile'), { webrtc: true })
     const page = context.pages()[0] ?? await context.newPage()
     const pageErrors: string[] = []
     page.on('pageerror', err => { pageErrors.push(String(err)) })

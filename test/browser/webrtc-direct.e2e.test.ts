@@ -3,19 +3,17 @@
 // and it keeps node-datachannel out of the test worker.
 import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type BrowserContext } from 'playwright-core'
+import type { BrowserContext } from 'playwright-core'
+import { HAS_CHROMIUM, launchChromium, serveFiles } from './chromium.ts'
 import { generateAuthority } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { buildTestPage } from '../../browser-host/test-page/build.ts'
 import { cell, stopProc, type Proc } from '../integration/processes.ts'
 
-const CHROMIUM = '/usr/bin/chromium'
-
-describe.skipIf(!existsSync(CHROMIUM))('WebRTC-direct from Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('WebRTC-direct from Chromium', () => {
   let dir = ''
   let node: Proc | undefined
   let server: Server | undefined
@@ -35,23 +33,11 @@ describe.skipIf(!existsSync(CHROMIUM))('WebRTC-direct from Chromium', () => {
     const addr = (await node.waitFor(/listening (\/ip4\/127\.0\.0\.1\/udp\/\d+\/webrtc-direct\/certhash\/\S+)/, 30_000))[1]
     const peerId = addr.split('/p2p/')[1]
 
-    const files = await buildTestPage()
-    server = createServer((req, res) => {
-      const path = new URL(req.url ?? '/', 'http://x').pathname
-      const file = files[path === '/' ? '/index.html' : path]
-      if (file == null) { res.writeHead(404).end(); return }
-      res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
-    })
-    await new Promise<void>(resolve => server!.listen(0, '127.0.0.1', resolve))
-    context = await chromium.launchPersistentContext(join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-features=WebRtcHideLocalIpsWithMdns']
-    })
+    const served = await serveFiles(await buildTestPage())
+    server = served.server
+    context = await launchChromium(join(dir, 'profile'), { webrtc: true })
     const page = context.pages()[0] ?? await context.newPage()
-    await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`)
+    await page.goto(served.url)
     await page.evaluate(async (addr) => {
       const w = globalThis as any
       w.peer = await w.cell.createLightPeer({ bootstrap: [addr], storeName: 'webrtc', heartbeatMs: 500 })

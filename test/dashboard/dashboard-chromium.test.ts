@@ -2,7 +2,6 @@
 // "not connected" state, and the dev entry (fake fleet) renders nodes, cells, a rollout, charts,
 // calls with their canary split and named errors, live updates and stale/error banners, at
 // desktop and phone widths. Screenshots go to test/artifacts/ (gitignored) for a human look.
-import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
@@ -11,9 +10,9 @@ import { extname, join, normalize, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { BrowserContext, Page } from 'playwright-core'
+import { HAS_CHROMIUM, launchChromium } from '../browser/chromium.ts'
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)))
-const CHROMIUM = '/usr/bin/chromium'
 const artifacts = join(repo, 'test/artifacts')
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' }
 
@@ -23,7 +22,7 @@ let server: Server
 let base: string
 let context: BrowserContext
 
-describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
+describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
   beforeAll(async () => {
     outDir = await mkdtemp(join(tmpdir(), 'cell-dashboard-'))
     const { build } = await import('vite')
@@ -44,12 +43,7 @@ describe.skipIf(!existsSync(CHROMIUM))('dashboard in Chromium', () => {
     base = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`
     profile = await mkdtemp(join(tmpdir(), 'cell-chromium-'))
     await mkdir(artifacts, { recursive: true })
-    const { chromium } = await import('playwright-core')
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-    })
+    context = await launchChromium(profile)
   }, 120_000)
 
   afterAll(async () => {

@@ -1,0 +1,34 @@
+// Debian's Chromium for the browser suites (never a downloaded browser), and a loopback server for
+// in-memory test pages.
+import { existsSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { chromium, type BrowserContext } from 'playwright-core'
+
+export const CHROMIUM = '/usr/bin/chromium'
+export const HAS_CHROMIUM = existsSync(CHROMIUM)
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync']
+
+/** A fresh headless Chromium with its own profile directory. `webrtc` keeps loopback ICE candidates. */
+export async function launchChromium (profileDir: string, options: { viewport?: { width: number, height: number }, webrtc?: boolean } = {}): Promise<BrowserContext> {
+  return await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30_000,
+    ...(options.viewport != null ? { viewport: options.viewport } : {}),
+    args: options.webrtc === true ? [...FLAGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] : FLAGS
+  })
+}
+
+/** Serve `files` (path → body and type) on 127.0.0.1; resolves with the server and its base URL. */
+export async function serveFiles (files: Record<string, { body: string | Uint8Array, type: string }>): Promise<{ server: Server, url: string }> {
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname
+    const file = files[path === '/' ? '/index.html' : path]
+    if (file == null) { res.writeHead(404).end(); return }
+    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }
+}
