@@ -2,7 +2,7 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, type BiologyView, type CellState, type Action, type Policy } from '../core/biology/index.ts'
+import { decideCell, confirmSpawn, initialCellState, type BiologyView, type BiologyParams, type CellState, type Action, type Policy } from '../core/biology/index.ts'
 import type { FleetView } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
@@ -26,6 +26,8 @@ export interface AutonomicLoopInit {
   tickMs?: number
   /** May this node host cells of `authority` (trusts it and holds a host grant)? */
   canHost: (authority: string) => boolean
+  /** Node-level tuning of the decisions (e.g. a shorter scale-down window); defaults otherwise. */
+  params?: Partial<BiologyParams>
 }
 
 export class AutonomicLoop {
@@ -102,7 +104,7 @@ export class AutonomicLoop {
         if (latest == null) continue
         const policy = this.policyOf(latest)
         const state = this.states.get(cell) ?? initialCellState(cell)
-        const decision = decideCell({ cell, view: this.biologyView(cell), policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state })
+        const decision = decideCell({ cell, view: this.biologyView(cell), policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
         this.states.set(cell, decision.state)
         for (const action of decision.actions) await this.act(action, policy)
       }
@@ -136,7 +138,7 @@ export class AutonomicLoop {
           this.pendingVolunteer.delete(action.cell)
           if (!this.running) return
           const state = this.states.get(action.cell) ?? initialCellState(action.cell)
-          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action })
+          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.init.params })
           log('volunteer %s: %s', action.cell, confirm.reason)
           if (confirm.action != null) void this.act(confirm.action, policy)
         }, action.delayMs)

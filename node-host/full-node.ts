@@ -15,6 +15,7 @@ import { serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { ReleaseStore } from './release-store.ts'
 import { ReplicaSet } from './replica-set.ts'
 import { AutonomicLoop, trustRoles } from './autonomic-loop.ts'
+import type { BiologyParams } from '../core/biology/index.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { SandboxMode } from './capsid/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
@@ -34,6 +35,8 @@ export interface FullNodeInit {
   grants?: Array<string | Certificate>
   sandbox?: SandboxMode
   maxReplicas?: number
+  /** Node-level tuning of the autonomic loop (core/biology BiologyParams). */
+  biology?: Partial<BiologyParams>
   heartbeatMs?: number
   tickMs?: number
   clock?: Clock
@@ -119,6 +122,7 @@ export class FullNode {
       clock,
       random,
       tickMs: init.tickMs,
+      params: init.biology,
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
     })
     return new FullNode(init, mesh, releases, replicas, loop, trusted, startedMs)

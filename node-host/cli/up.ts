@@ -3,7 +3,7 @@ import { resolve, join } from 'node:path'
 import { readFile } from 'node:fs/promises'
 import { FullNode } from '../full-node.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
-import { parseManifest } from '../../core/manifest/index.ts'
+import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { readNodeConfig } from './node-config.ts'
@@ -29,6 +29,7 @@ options:
   --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
   --sandbox MODE        auto | bwrap | process (default auto)
   --max-replicas N      replicas this node may run
+  --scale-down-window D how long load must stay low before replicas drain (default 5m; e.g. 30s)
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)
@@ -50,6 +51,7 @@ const OPTIONS = {
   config: { type: 'string' },
   sandbox: { type: 'string' },
   'max-replicas': { type: 'string' },
+  'scale-down-window': { type: 'string' },
   dashboard: { type: 'boolean' },
   'dashboard-port': { type: 'string' },
   'dashboard-grants': { type: 'boolean' }
@@ -71,6 +73,14 @@ export async function run (argv: string[]): Promise<number> {
   for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
   const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
+  let biology: { stabilisationWindowMs: number } | undefined
+  if (v['scale-down-window'] != null) {
+    try {
+      biology = { stabilisationWindowMs: parseDuration(v['scale-down-window']) }
+    } catch (err) {
+      return usageFailure(`--scale-down-window: ${(err as Error).message}`, HELP)
+    }
+  }
   const trust = [...config.trust, ...(v.trust ?? [])]
   if (v.cell != null) {
     const file = join(v.cell, 'Cell.toml')
@@ -88,7 +98,8 @@ export async function run (argv: string[]): Promise<number> {
     authorityKeys,
     grants: [...config.grants, ...(v.grant ?? [])],
     sandbox: (v.sandbox ?? 'auto') as SandboxMode,
-    maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined
+    maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined,
+    biology
   })
   await node.start()
   let dashboard: DashboardServer | undefined
