@@ -2,7 +2,7 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, type BiologyView, type BiologyParams, type CellState, type Action, type Policy } from '../core/biology/index.ts'
+import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy } from '../core/biology/index.ts'
 import type { FleetView } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
@@ -14,6 +14,18 @@ const log = logger('cell:autonomic')
 export const TRUST_ROLE_PREFIX = 'trust-'
 export function trustRoles (authorities: Iterable<string>): string[] {
   return [...authorities].slice(0, 7).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))
+}
+
+/**
+ * The release whose Cell.toml policy governs the cell: the target the biology resolves (a rollback's
+ * desired record, the newest release, or the one before a halted one), not merely the newest
+ * prepared release - after `cell rollback` the fleet runs by the rolled-back release's
+ * [cell.biology]. Falls back to the newest prepared release while the target's artifact is not here.
+ */
+export function policyRelease (cell: string, prepared: readonly PreparedRelease[], view: BiologyView, state: CellState): PreparedRelease {
+  const desired = mergeDesired(cell, state.desired, view.desired).record
+  const target = resolveTarget({ cell, releases: view.releases, desired, halts: state.halts }).target
+  return (target !== undefined ? prepared.find(r => r.digest === target.digest) : undefined) ?? prepared[prepared.length - 1]
 }
 
 export interface AutonomicLoopInit {
@@ -90,9 +102,6 @@ export class AutonomicLoop {
     }
   }
 
-  private policyOf (release: PreparedRelease): Policy {
-    return release.manifest.biology
-  }
 
   async tick (): Promise<void> {
     if (this.ticking) return
@@ -100,11 +109,12 @@ export class AutonomicLoop {
     try {
       this.counters.ticks++
       for (const cell of this.init.releases.cells()) {
-        const latest = this.init.releases.latest(cell)
-        if (latest == null) continue
-        const policy = this.policyOf(latest)
+        const prepared = this.init.releases.releases(cell)
+        if (prepared.length === 0) continue
         const state = this.states.get(cell) ?? initialCellState(cell)
-        const decision = decideCell({ cell, view: this.biologyView(cell), policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
+        const view = this.biologyView(cell)
+        const policy = policyRelease(cell, prepared, view, state).manifest.biology
+        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
         this.states.set(cell, decision.state)
         for (const action of decision.actions) await this.act(action, policy)
       }
