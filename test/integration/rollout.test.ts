@@ -11,6 +11,8 @@ import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForReplicas, waitForView } from '../../node-host/client.ts'
 import { Publisher, type PublishResult } from '../../node-host/publisher.ts'
 import { rollback, type RollbackResult } from '../../node-host/rollback.ts'
+import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { runCli } from '../../node-host/cli/cli-harness.ts'
 import { stageCell } from './stage-cell.ts'
 
 const fixture = join(import.meta.dirname, 'fixtures', 'versioned')
@@ -128,6 +130,12 @@ describe('rollout and rollback', () => {
 
   it('cell rollback returns the fleet to 1.0.0 while every call succeeds', async () => {
     expect(v2).toBeDefined()
+    // The command joins the live fleet and refuses a version it cannot find a digest for, by name.
+    const keyFile = join(root, 'home', 'authority.key')
+    await writeAuthorityKey(keyFile, key)
+    const cli = await runCli(['rollback', CELL, '0.9.0', '--bootstrap', nodes[2].addresses()[0], '--key', keyFile, '--timeout', '20'], { home: join(root, 'home') })
+    expect(cli.stderr).toMatch(/^UnknownVersionError: .*pass --digest/)
+    expect(cli.code).toBe(1)
     const loop = new CallLoop(caller)
     loops.push(loop)
     const started = Date.now()
