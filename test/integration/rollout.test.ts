@@ -1,7 +1,7 @@
 // Rolling update, operator rollback and a replayed desired record on three in-process full nodes,
 // while a client calls the cell without pause: every call must succeed throughout.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, signDesiredVersion, encodeDesiredVersion, type AuthorityKey } from '../../core/identity/index.ts'
@@ -13,64 +13,9 @@ import { Publisher, type PublishResult } from '../../node-host/publisher.ts'
 import { rollback, type RollbackResult } from '../../node-host/rollback.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { runCli } from '../../node-host/cli/cli-harness.ts'
-import { stageCell } from './stage-cell.ts'
+import { CELL, CallLoop, onlyRunning, stageVersion } from './versioned.ts'
 
-const fixture = join(import.meta.dirname, 'fixtures', 'versioned')
-const CELL = 'versioned'
 const HEARTBEAT_MS = 500
-/** Bounds of the call loop: it stops at whichever comes first. */
-const MAX_CALLS = 20_000
-const CALL_LOOP_MS = 90_000
-
-/** Stage a copy of the fixture whose `version()` returns `tag` (a different artifact per tag). */
-async function stageVersion (root: string, tag: string, authority: string): Promise<string> {
-  const dir = await stageCell(fixture, join(root, tag), authority)
-  const file = join(dir, 'cell.ts')
-  const source = await readFile(file, 'utf8')
-  const changed = source.replace("const VERSION = 'v1'", `const VERSION = '${tag}'`)
-  if (changed === source && tag !== 'v1') throw new Error('fixture has no VERSION line to change')
-  await writeFile(file, changed)
-  return dir
-}
-
-/** Calls `version()` back to back until stopped; counts successes per answer and failures by name. */
-class CallLoop {
-  calls = 0
-  readonly answers = new Map<string, number>()
-  readonly failures: string[] = []
-  private stopped = false
-  private readonly done: Promise<void>
-
-  constructor (mesh: Mesh) {
-    const deadline = Date.now() + CALL_LOOP_MS
-    this.done = (async () => {
-      while (!this.stopped && this.calls < MAX_CALLS && Date.now() < deadline) {
-        this.calls++
-        try {
-          const v = await mesh.call<string>(CELL, 'version', null, { timeoutMs: 15_000 })
-          this.answers.set(v, (this.answers.get(v) ?? 0) + 1)
-        } catch (err) {
-          if (this.failures.length < 100) this.failures.push(`${(err as Error).name}: ${(err as Error).message}`)
-        }
-        // Pace the loop a little so two CI cores still run the fleet; this is not synchronisation.
-        await new Promise(resolve => setTimeout(resolve, 5))
-      }
-    })()
-  }
-
-  async stop (): Promise<this> {
-    this.stopped = true
-    await this.done
-    return this
-  }
-}
-
-/** Ready replicas in `mesh`'s view, and whether anything else still runs (starting or ready). */
-function onlyRunning (mesh: Mesh, digest: string, count: number): true | undefined {
-  const live = mesh.view.liveInstances(CELL).filter(i => i.state === 'starting' || i.state === 'ready')
-  const ready = live.filter(i => i.state === 'ready' && i.digest === digest)
-  return ready.length >= count && live.every(i => i.digest === digest) ? true : undefined
-}
 
 describe('rollout and rollback', () => {
   const nodes: FullNode[] = []
