@@ -49,6 +49,8 @@ export class AutonomicLoop {
   private timer: unknown
   private running = false
   private ticking = false
+  /** Releases this node halted, with the metric and reason the decision gave (bounded). */
+  readonly halted = new Map<string, { metric: string, reason: string, digest: string }>()
   readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0 }
 
   constructor (init: AutonomicLoopInit) {
@@ -89,7 +91,7 @@ export class AutonomicLoop {
       cpuPercent: i.cpuPercent, memoryPercent: i.memoryPercent, qps: i.qps, p99Ms: i.p99Ms, lastHeartbeatMs: i.sentMs
     }))
     const events = records.filter(i => i.state === 'crashed').map(i => ({
-      id: `${i.nodeId}/${i.instanceId}`, kind: 'crash' as const, cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.sentMs
+      id: `${i.nodeId}/${i.instanceId}`, kind: 'crash' as const, cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.endedMs ?? i.sentMs
     }))
     const desired = view.desired(cell)
     return {
@@ -163,6 +165,8 @@ export class AutonomicLoop {
       }
       case 'halt-release': {
         this.counters.halts++
+        this.halted.set(`${action.cell}@${action.version}`, { metric: action.metric, reason: action.reason, digest: action.digest })
+        if (this.halted.size > 256) this.halted.delete(this.halted.keys().next().value as string)
         log.error('halting %s@%s (%s): %s [%s]', action.cell, action.version, action.digest.slice(0, 12), action.reason, action.metric)
       }
     }

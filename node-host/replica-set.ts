@@ -181,6 +181,7 @@ export class ReplicaSet extends EventTarget {
       p99Ms: r.load.p99Ms,
       inflight: r.capsid?.inFlight ?? 0,
       ...(r.readyMs != null ? { readyMs: r.readyMs } : {}),
+      ...(r.endedMs != null ? { endedMs: r.endedMs } : {}),
       ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {})
     }))
   }

@@ -85,6 +85,7 @@ export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
   // Optional tail: readyMs (0 = not ready yet) and the idempotent method names.
   w.uvarint(r.readyMs ?? 0).u8(r.idempotent?.length ?? 0)
   for (const m of r.idempotent ?? []) w.string(m, LIMITS.idChars)
+  w.uvarint(r.endedMs ?? 0)
   return w.finish()
 }
 
@@ -112,6 +113,8 @@ export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
     record.idempotent = []
     for (let i = 0; i < methods; i++) record.idempotent.push(r.string(LIMITS.idChars))
   }
+  const endedMs = r.uvarint()
+  if (endedMs > 0) record.endedMs = endedMs
   r.end()
   return checkInstanceRecord(record)
 }

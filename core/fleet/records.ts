@@ -88,6 +88,8 @@ export interface InstanceRecord {
   readyMs?: number
   /** Methods the cell marked safe to retry on another replica. */
   idempotent?: string[]
+  /** When the replica stopped or crashed (tombstones keep being gossiped for a while). */
+  endedMs?: number
 }
 
 /** Fields core/identity decodes from a verified release or desired-version record. */
@@ -186,6 +188,7 @@ export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
   checkUint(r.sentMs, 'sentMs')
   checkUint(r.seq, 'seq')
   if (r.readyMs !== undefined) checkUint(r.readyMs, 'readyMs')
+  if (r.endedMs !== undefined) checkUint(r.endedMs, 'endedMs')
   if (r.idempotent !== undefined) {
     if (!Array.isArray(r.idempotent) || r.idempotent.length > LIMITS.methods) fail('idempotent')
     for (const m of r.idempotent) checkToken(m, LIMITS.idChars, 'idempotent method', NAME)

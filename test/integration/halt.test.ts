@@ -1,0 +1,62 @@
+// Issue #3 §5: a release whose replicas keep crashing is halted by every node on its own, with the
+// reason and metric, and the fleet returns to the previous release — no operator involved.
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { FullNode } from '../../node-host/full-node.ts'
+import { createClient, waitForView } from '../../node-host/client.ts'
+import { Publisher } from '../../node-host/publisher.ts'
+import { CELL, onlyRunning, stageVersion } from './versioned.ts'
+
+describe('a crashing release', () => {
+  const nodes: FullNode[] = []
+  const clients: Mesh[] = []
+  let root = ''
+  afterAll(async () => {
+    await Promise.all(clients.map(async c => await c.stop()))
+    await Promise.all(nodes.map(async n => await n.stop()))
+    if (root !== '') await rm(root, { recursive: true, force: true })
+  })
+
+  it('is halted by every node and the cell returns to the previous release', async () => {
+    root = await mkdtemp(join(tmpdir(), 'cell-halt-'))
+    const key = await generateAuthority()
+    for (let i = 0; i < 3; i++) {
+      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
+      await node.start()
+      nodes.push(node)
+    }
+    const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
+    clients.push(operator)
+    const publisher = new Publisher(operator)
+    const authority = authorityIdOf(key.publicKey)
+    const good = await publisher.publish(await stageVersion(root, 'v1', authority), '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
+
+    // 1.1.0 throws while its module loads: every replica of it dies at start.
+    const badDir = await stageVersion(root, 'v2', authority)
+    const file = join(badDir, 'cell.ts')
+    await writeFile(file, (await readFile(file, 'utf8')).replace("const VERSION = 'v2'", "const VERSION: string = (() => { throw new Error('1.1.0 cannot start') })()"))
+    const bad = await publisher.publish(badDir, '1.1.0', key, { setAuthority: true, waitReplicas: 0 })
+    expect(bad.digest).not.toBe(good.digest)
+
+    // Every node halts 1.1.0 on its own, saying why under the halt metric.
+    const deadline = Date.now() + 90_000
+    await waitForView(operator, () => nodes.every(n => n.loop.halted.has(`${CELL}@1.1.0`)) ? true : undefined, 'every node to halt 1.1.0', { timeoutMs: 90_000 })
+      .catch((err) => {
+        const state = nodes.map(n => ({ halted: [...n.loop.halted.keys()], counters: n.loop.counters, replicas: n.replicas.list(CELL).map(r => `${r.version}:${r.state}`), view: n.mesh.view.instances(CELL).map(i => `${i.version}:${i.state}`) }))
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(state)}`)
+      })
+    for (const n of nodes) {
+      const halt = n.loop.halted.get(`${CELL}@1.1.0`)!
+      expect(halt.metric).toBe('cell_biology_release_halted_total')
+      expect(halt.digest).toBe(bad.digest)
+      expect(halt.reason).toMatch(/crash/i)
+    }
+    // …and the fleet runs the previous release again, with nothing of 1.1.0 left running.
+    await waitForView(operator, () => onlyRunning(operator, good.digest, 2), 'only 1.0.0 running again', { timeoutMs: Math.max(1, deadline - Date.now()) })
+    for (const n of nodes) expect(n.replicas.list(CELL).filter(r => r.state === 'ready' || r.state === 'starting').every(r => r.digest === good.digest)).toBe(true)
+  }, 150_000)
+})
