@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { Credentials, issueGrant, authorityIdOf, encodeCertificate, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState } from '../core/fleet/index.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
@@ -86,6 +86,7 @@ export class FullNode {
       // load would count unrelated work and stop a busy laptop or CI machine from hosting anything.)
       load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
       roles: ['full', ...trustRoles(trusted)],
+      grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
       startedMs
     })
     const mesh = await Mesh.create({

@@ -49,6 +49,10 @@ export function encodeNodeBody (record: NodeRecord): Uint8Array {
   w.uvarint(r.roles.length)
   for (const role of r.roles) w.string(role, LIMITS.roleChars)
   w.uvarint(r.startedMs).uvarint(r.seq).uvarint(r.sentMs)
+  // Optional tail: the host grants the node holds (encoded certificates), so peers can check that an
+  // instance it reports runs under a grant from the cell's authority.
+  w.u8(r.grants?.length ?? 0)
+  for (const g of r.grants ?? []) w.bytes(g, LIMITS.grantBytes)
   return w.finish()
 }
 
@@ -70,6 +74,12 @@ export function decodeNodeBody (body: Uint8Array): NodeRecord {
   const roles: string[] = []
   for (let n = r.count(LIMITS.roles, 'roles'); n > 0; n--) roles.push(r.string(LIMITS.roleChars))
   const record: NodeRecord = { nodeId, addrs, capacity, load, roles, startedMs: r.uvarint(), seq: r.uvarint(), sentMs: r.uvarint() }
+  const grants = r.u8()
+  if (grants > LIMITS.grants) throw new MalformedFleetRecordError('invalid grants')
+  if (grants > 0) {
+    record.grants = []
+    for (let i = 0; i < grants; i++) record.grants.push(r.bytes(LIMITS.grantBytes).slice())
+  }
   r.end()
   return checkNodeRecord(record)
 }

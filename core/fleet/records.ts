@@ -28,7 +28,9 @@ export const LIMITS = {
   cpuPercent: 100_000,
   /** Bound on qps / latency fields: anything larger is a bug or an attack. */
   metric: 1e12,
-  methods: 64
+  methods: 64,
+  grants: 4,
+  grantBytes: 2048
 } as const
 
 export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
@@ -64,6 +66,8 @@ export interface NodeRecord {
   /** Per-node monotonic sequence number. */
   seq: number
   sentMs: number
+  /** Encoded host grants (core/identity certificates) the node holds, at most LIMITS.grants. */
+  grants?: Uint8Array[]
 }
 
 export interface InstanceRecord {
@@ -158,6 +162,7 @@ export function checkNodeRecord (r: NodeRecord): NodeRecord {
   checkUint(c.memoryBytes, 'capacity.memoryBytes')
   checkUint(c.freeMemoryBytes, 'capacity.freeMemoryBytes')
   if (c.freeMemoryBytes > c.memoryBytes) fail('capacity.freeMemoryBytes')
+  if (r.grants !== undefined && (!Array.isArray(r.grants) || r.grants.length > LIMITS.grants || r.grants.some(g => !(g instanceof Uint8Array) || g.byteLength > LIMITS.grantBytes))) fail('grants')
   if (c.diskFreeBytes !== undefined) checkUint(c.diskFreeBytes, 'capacity.diskFreeBytes')
   if (r.load == null || typeof r.load !== 'object') fail('load')
   checkFloat(r.load.cpuPercent, LIMITS.cpuPercent, 'load.cpuPercent')

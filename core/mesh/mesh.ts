@@ -22,6 +22,7 @@ import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
 import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError } from './errors.ts'
 import { encodeJson, decodeJson } from './json.ts'
+import { hostGrantPolicy } from './host-grant-policy.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -122,12 +123,15 @@ export class Mesh {
     const trusted = init.trusted
     const verifyRecord = (kind: 'release' | 'desired') => async (signed: Uint8Array, opts: { signal?: AbortSignal }) =>
       await verifySignedRecord(signed, { ...opts, kind, trusted })
+    let viewRef: FleetView | undefined
     const view = new FleetView({
       clock,
+      isTrusted: hostGrantPolicy(() => viewRef!, clock),
       heartbeatMs: init.heartbeatMs ?? 1000,
       verifyRelease: verifyRecord('release'),
       verifyDesired: verifyRecord('desired')
     })
+    viewRef = view
     const errors = new WireErrorRegistry([
       ...SYNAPSE_ERROR_CLASSES,
       ...(Object.values(identityErrors) as unknown[]).filter((v): v is WireErrorClass => typeof v === 'function'),

@@ -1,0 +1,38 @@
+import { describe, it, expect } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { FleetView, signRecord, type ReleaseFields } from '../fleet/index.ts'
+import { ManualClock, makeInstanceRecord, makeNodeRecord } from '../fleet/testing.ts'
+import { generateAuthority, authorityIdOf, issueGrant, encodeCertificate, type AuthorityKey } from '../identity/index.ts'
+import { hostGrantPolicy } from './host-grant-policy.ts'
+
+describe('host grant policy', () => {
+  it('keeps heartbeats of nodes granted by the release authority and drops the rest, counted', async () => {
+    const clock = new ManualClock(Date.now())
+    const authority = await generateAuthority()
+    const stranger = await generateAuthority()
+    const fields: ReleaseFields = { cell: 'billing', version: '1.0.0', digest: 'a'.repeat(64), authority: authorityIdOf(authority.publicKey), seq: 1 }
+    const verify = async (): Promise<ReleaseFields> => fields
+    let view: FleetView | undefined
+    view = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view!, clock) })
+    expect((await view.apply({ kind: 'release', signed: new Uint8Array([1]) }, { from: 'x' })).accepted).toBe(true)
+
+    const node = async (grantedBy: AuthorityKey | undefined, role: 'host' | 'caller' = 'host'): Promise<string> => {
+      const key = await generateKeyPair('Ed25519')
+      const id = peerIdFromPrivateKey(key).toString()
+      const grants = grantedBy == null
+        ? []
+        : [encodeCertificate(await issueGrant(grantedBy, { subject: id, roles: [role], notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 }))]
+      await view!.apply(await signRecord(key, 'node', makeNodeRecord(id, { sentMs: clock.now(), grants })), { from: id })
+      const instance = await signRecord(key, 'instance', makeInstanceRecord(id, { cell: 'billing', instanceId: `i-${id.slice(-6)}`, sentMs: clock.now() }))
+      const r = await view!.apply(instance, { from: id })
+      return r.accepted ? 'accepted' : r.reason
+    }
+    expect(await node(authority)).toBe('accepted')
+    expect(await node(undefined)).toBe('untrusted')
+    expect(await node(stranger)).toBe('untrusted')
+    expect(await node(authority, 'caller')).toBe('untrusted')
+    expect(view.instances('billing')).toHaveLength(1)
+    expect(view.stats().dropped.untrusted).toBe(3)
+  })
+})
