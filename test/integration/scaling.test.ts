@@ -9,7 +9,7 @@ import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForReplicas, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cell, cellRun, stopProc, projectRoot, type Proc } from './processes.ts'
+import { cellRun, stopProc, projectRoot, startFleet, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
 
 describe('scaling on a multi-process fleet', () => {
@@ -25,14 +25,7 @@ describe('scaling on a multi-process fleet', () => {
     key = await generateAuthority()
     keyPath = join(root, 'authority.key')
     await writeAuthorityKey(keyPath, key)
-    const up = (name: string): Proc => cell(['up', '--data', join(root, name), '--authority', keyPath, '--scale-down-window', '10s',
-      ...(bootstrap !== '' ? ['--bootstrap', bootstrap] : [])])
-    const first = up('n1')
-    nodes.push(first)
-    bootstrap = (await first.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 30_000))[1]
-    const rest = ['n2', 'n3', 'n4', 'n5'].map(up)
-    nodes.push(...rest)
-    await Promise.all(rest.map(async p => await p.waitFor(/listening \/ip4/, 30_000)))
+    bootstrap = await startFleet(nodes, root, keyPath, ['n1', 'n2', 'n3', 'n4', 'n5'], ['--scale-down-window', '10s'])
   }, 120_000)
 
   afterAll(async () => {
