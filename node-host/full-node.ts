@@ -50,7 +50,6 @@ export class FullNode {
   readonly loop: AutonomicLoop
   readonly trusted: Set<string>
   private readonly init: FullNodeInit
-  private readonly startedMs: number
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number }>()
   private reconcileTimer?: ReturnType<typeof setInterval>
@@ -126,17 +125,16 @@ export class FullNode {
       params: init.biology,
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
     })
-    return new FullNode(init, mesh, releases, replicas, loop, trusted, startedMs)
+    return new FullNode(init, mesh, releases, replicas, loop, trusted)
   }
 
-  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, startedMs: number) {
+  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>) {
     this.init = init
     this.mesh = mesh
     this.releases = releases
     this.replicas = replicas
     this.loop = loop
     this.trusted = trusted
-    this.startedMs = startedMs
   }
 
   get peerId (): string {

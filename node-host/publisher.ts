@@ -1,16 +1,13 @@
 // `cell publish`: bundle the cell, pack it with its Cell.toml, sign the release with the authority key,
 // provide the artifact in the DHT, then gossip the release. The fleet does the rest.
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { CellError } from '../core/errors.ts'
 import { parseManifest, type Manifest } from '../core/manifest/index.ts'
 import { packArtifact } from '../core/manifest/packaged.ts'
-import { signRelease, encodeRelease, authorityIdOf, type AuthorityKey } from '../core/identity/index.ts'
+import { signRelease, encodeRelease, authorityIdOf, sha256Hex, type AuthorityKey } from '../core/identity/index.ts'
 import { isVersion } from '../core/manifest/version.ts'
 import type { Mesh } from '../core/mesh/index.ts'
-import { buildCell } from './ribosome/index.ts'
-import { sha256Hex } from './artifacts/digest.ts'
+import { buildCell, readManifestSource } from './ribosome/index.ts'
 import { artifactCid, serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { waitForReplicas, waitForView } from './client.ts'
 
@@ -21,19 +18,22 @@ export class InvalidVersionArgumentError extends CellError {}
 
 export interface PackagedCell {
   manifest: Manifest
+  /** Cell.toml packed with the bundle: the bytes the release's digest covers. */
   artifact: Uint8Array
   digest: string
+  /** The bundled entry module and the size of the code alone. */
+  entry: string
+  codeBytes: number
 }
 
 /** Build and pack a cell directory; the packed bytes are what the release's digest covers. */
 export async function packageCell (dir: string, options: { signal?: AbortSignal, authority?: string } = {}): Promise<PackagedCell> {
-  const file = join(dir, 'Cell.toml')
-  let source = await readFile(file, 'utf8')
-  if (options.authority != null) source = withAuthority(source, options.authority)
-  const manifest = parseManifest(source, { file })
+  const read = await readManifestSource(dir, options)
+  const source = options.authority != null ? withAuthority(read.source, options.authority) : read.source
+  const manifest = parseManifest(source, { file: read.file })
   const built = await buildCell(dir, { main: manifest.main, signal: options.signal })
   const artifact = packArtifact(source, built.artifact)
-  return { manifest, artifact, digest: await sha256Hex(artifact) }
+  return { manifest, artifact, digest: await sha256Hex(artifact), entry: built.entry, codeBytes: built.artifact.byteLength }
 }
 
 /**

@@ -6,7 +6,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { serveArtifacts, fetchArtifact, ArtifactDigestMismatchError, ArtifactNotFoundError } from './artifact-exchange.ts'
-import { sha256Hex } from './digest.ts'
+import { sha256Hex } from '../../core/identity/index.ts'
 
 async function peer (): Promise<Libp2p> {
   return await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] })

@@ -7,7 +7,8 @@ import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { CellError } from '../../core/errors.ts'
-import { sha256Hex, hexToBytes } from './digest.ts'
+import { sha256Hex } from '../../core/identity/index.ts'
+import { fromHex } from '../../core/identity/bytes.ts'
 
 export const ARTIFACT_PROTOCOL = '/cell/artifact/1'
 export const MAX_ARTIFACT_BYTES = 16 * 1024 * 1024
@@ -26,7 +27,7 @@ export interface ArtifactSource {
 }
 
 export function artifactCid (digest: string): CID {
-  return CID.createV1(raw.code, createDigest(SHA256_CODE, hexToBytes(digest)))
+  return CID.createV1(raw.code, createDigest(SHA256_CODE, fromHex(digest, 32, 'artifact digest')))
 }
 
 const HEX64 = /^[0-9a-f]{64}$/
