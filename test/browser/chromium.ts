@@ -10,25 +10,30 @@ export const HAS_CHROMIUM = existsSync(CHROMIUM)
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync']
 
-/** A fresh headless Chromium with its own profile directory. `webrtc` keeps loopback ICE candidates. */
-export async function launchChromium (profileDir: string, options: { viewport?: { width: number, height: number }, webrtc?: boolean } = {}): Promise<BrowserContext> {
+/**
+ * A fresh headless Chromium with its own profile directory. `webrtc` shows host ICE candidates as
+ * addresses instead of mDNS names that nothing here resolves (Chromium gathers none on loopback: see
+ * netns.ts for tab-to-tab WebRTC). `executablePath` runs it through a wrapper, e.g. in a namespace;
+ * `args` are extra flags.
+ */
+export async function launchChromium (profileDir: string, options: { viewport?: { width: number, height: number }, webrtc?: boolean, executablePath?: string, args?: string[] } = {}): Promise<BrowserContext> {
   return await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
+    executablePath: options.executablePath ?? CHROMIUM,
     headless: true,
     timeout: 30_000,
     ...(options.viewport != null ? { viewport: options.viewport } : {}),
-    args: options.webrtc === true ? [...FLAGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] : FLAGS
+    args: [...FLAGS, ...(options.webrtc === true ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : []), ...options.args ?? []]
   })
 }
 
-/** Serve `files` (path → body and type) on 127.0.0.1; resolves with the server and its base URL. */
-export async function serveFiles (files: Record<string, { body: string | Uint8Array, type: string }>): Promise<{ server: Server, url: string }> {
+/** Serve `files` (path → body and type) on `host` (127.0.0.1); resolves with the server and its base URL. */
+export async function serveFiles (files: Record<string, { body: string | Uint8Array, type: string }>, host = '127.0.0.1'): Promise<{ server: Server, url: string }> {
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
     const file = files[path === '/' ? '/index.html' : path]
     if (file == null) { res.writeHead(404).end(); return }
     res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body)
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }
+  await new Promise<void>(resolve => server.listen(0, host, resolve))
+  return { server, url: `http://${host}:${(server.address() as { port: number }).port}/` }
 }

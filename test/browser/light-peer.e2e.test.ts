@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { BrowserContext, Page } from 'playwright-core'
 import { CHROMIUM, launchChromium, serveFiles } from './chromium.ts'
+import { createBrowserNetns, type BrowserNetns } from './netns.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient } from '../../node-host/client.ts'
@@ -32,22 +33,28 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
   let dir = ''
   let server: Server | undefined
   let context: BrowserContext | undefined
+  let netns: BrowserNetns | undefined
   afterAll(async () => {
     for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as any).peer?.stop() }).catch(() => {})
     await context?.close().catch(() => {})
     await new Promise<void>(resolve => { if (server != null) server.close(() => { resolve() }); else resolve() })
     await Promise.all(clients.map(async c => await c.stop()))
     await Promise.all(nodes.map(async n => await n.stop()))
+    netns?.remove()
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   })
 
   it('calls billing with a grant, survives a reload, reaches another tab and reconnects', async () => {
     dir = await mkdtemp(join(tmpdir(), 'cell-browser-'))
+    // Chromium runs in its own network namespace linked to this one: the nodes and the page listen on
+    // this end of the link, and the tabs get a real interface for WebRTC (see netns.ts).
+    netns = createBrowserNetns(dir)
+    const host = netns.hostIp
     const authority = await generateAuthority()
     const authorityId = authorityIdOf(authority.publicKey)
     for (let i = 0; i < 3; i++) {
       const bootstrap = i === 0 ? [] : [nodes[0].addresses()[0]]
-      const node = await FullNode.create({ dataDir: join(dir, `n${i}`), bootstrap, authorityKeys: [authority], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
+      const node = await FullNode.create({ dataDir: join(dir, `n${i}`), bootstrap, authorityKeys: [authority], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false, host } })
       await node.start()
       nodes.push(node)
     }
@@ -58,11 +65,12 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     const published = await new Publisher(publisher).publish(billingDir, '1.0.0', authority, { setAuthority: true, timeoutMs: 45_000 })
     expect(published.ready).toBeGreaterThanOrEqual(1)
 
-    const served = await serveFiles(await buildTestPage())
+    const served = await serveFiles(await buildTestPage(), host)
     server = served.server
     const url = served.url
 
-    context = await launchChromium(join(dir, 'chromium-profile'), { webrtc: true })
+    // The page is not on localhost, so Chromium is told to treat its origin as secure (WebCrypto needs that).
+    context = await launchChromium(join(dir, 'chromium-profile'), { webrtc: true, executablePath: netns.chromium, args: [`--unsafely-treat-insecure-origin-as-secure=${url.replace(/\/$/, '')}`] })
     const page = context.pages()[0] ?? await context.newPage()
     const pageErrors: string[] = []
     page.on('pageerror', err => { pageErrors.push(String(err)) })
