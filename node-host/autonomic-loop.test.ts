@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { initialCellState, type BiologyView, type CellState, type Policy } from '../core/biology/index.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { initialCellState, RELEASE_HALTED_METRIC, type BiologyView, type CellState, type Policy } from '../core/biology/index.ts'
 import type { Manifest } from '../core/manifest/index.ts'
-import { policyRelease } from './autonomic-loop.ts'
-import type { PreparedRelease } from './release-store.ts'
+import { encodeCertificate, generateAuthority, issueGrant } from '../core/identity/index.ts'
+import { makeNodeRecord } from '../core/fleet/testing.ts'
+import type { FleetView, NodeRecord } from '../core/fleet/index.ts'
+import { hostGrantCheck } from '../core/mesh/index.ts'
+import { ManualClock } from '../core/testing/manual-clock.ts'
+import { AutonomicLoop, policyRelease } from './autonomic-loop.ts'
+import type { PreparedRelease, ReleaseStore } from './release-store.ts'
+import type { ReplicaSet } from './replica-set.ts'
 
 const CELL = 'versioned'
 const AUTHORITY = 'a'.repeat(64)
@@ -52,5 +60,54 @@ describe('policyRelease', () => {
 
   it('falls back to the newest prepared release while the target\'s artifact is not here yet', () => {
     expect(policyRelease(CELL, [v1], view(), initialCellState(CELL)).version).toBe('1.0.0')
+  })
+})
+
+describe('gossiped halts', () => {
+  async function peerId (): Promise<string> {
+    return peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  }
+
+  /** A loop on `self` holding v1 and v2 of the cell, whose view holds `others`' node records. */
+  async function loopWith (others: NodeRecord[], authority: string, clock: ManualClock): Promise<AutonomicLoop> {
+    const self = await peerId()
+    const releases = [v1, v2].map(r => ({ ...r, authority }))
+    const view = { nodes: () => others, instances: () => [], desired: () => undefined } as unknown as FleetView
+    const store = { cells: () => [CELL], releases: () => releases, byDigest: (_: string, d: string) => releases.find(r => r.digest === d) } as unknown as ReleaseStore
+    const replicas = { list: () => [], spawn: async () => { throw new Error('test: no spawning') }, drain: async () => {} } as unknown as ReplicaSet
+    return new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => false, hostGrant: hostGrantCheck(clock) })
+  }
+
+  it('adopts a halt from a node the release authority granted the host role, and repeats it in its own heartbeat', async () => {
+    const clock = new ManualClock(Date.now())
+    const key = await generateAuthority()
+    const granted = await peerId()
+    const grant = await issueGrant(key, { subject: granted, roles: ['host'], notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 })
+    const halt = { cell: CELL, version: '1.1.0', digest: v2.digest, atMs: clock.now() - 10, reason: '3 crashes or failed health checks within 120000 ms' }
+    const loop = await loopWith([makeNodeRecord(granted, { grants: [encodeCertificate(grant)], halts: [halt] })], key.id, clock)
+    await loop.tick()
+    expect(loop.halted.get(`${CELL}@1.1.0`)).toMatchObject({ digest: v2.digest, metric: RELEASE_HALTED_METRIC, reason: expect.stringMatching(/halted by node …\w{8}: 3 crashes/) })
+    expect(loop.counters.halts).toBe(1)
+    expect(loop.haltRecords()).toEqual([expect.objectContaining({ cell: CELL, digest: v2.digest, version: '1.1.0' })])
+    await loop.tick()
+    expect(loop.counters.halts).toBe(1) // once
+  })
+
+  it('ignores a halt from a node without a host grant from the release authority', async () => {
+    const clock = new ManualClock(Date.now())
+    const key = await generateAuthority()
+    const stranger = await generateAuthority()
+    const [plain, foreign, expired] = [await peerId(), await peerId(), await peerId()]
+    const foreignGrant = await issueGrant(stranger, { subject: foreign, roles: ['host'], notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 })
+    const oldGrant = await issueGrant(key, { subject: expired, roles: ['host'], notBeforeMs: clock.now() - 20_000, notAfterMs: clock.now() - 10_000 })
+    const halt = { cell: CELL, version: '1.1.0', digest: v2.digest, atMs: clock.now() - 10, reason: 'forged' }
+    const loop = await loopWith([
+      makeNodeRecord(plain, { halts: [halt] }),
+      makeNodeRecord(foreign, { grants: [encodeCertificate(foreignGrant)], halts: [halt] }),
+      makeNodeRecord(expired, { grants: [encodeCertificate(oldGrant)], halts: [halt] })
+    ], key.id, clock)
+    await loop.tick()
+    expect(loop.halted.size).toBe(0)
+    expect(loop.haltRecords()).toEqual([])
   })
 })

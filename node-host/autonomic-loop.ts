@@ -2,8 +2,9 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy } from '../core/biology/index.ts'
-import type { FleetView } from '../core/fleet/index.ts'
+import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
+import { LIMITS, type FleetView, type NodeHalt } from '../core/fleet/index.ts'
+import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
@@ -40,7 +41,14 @@ export interface AutonomicLoopInit {
   canHost: (authority: string) => boolean
   /** Node-level tuning of the decisions (e.g. a shorter scale-down window); defaults otherwise. */
   params?: Partial<BiologyParams>
+  /** Does a node hold a host grant from an authority? Gossiped halts count only from such nodes. */
+  hostGrant?: HostGrantCheck
 }
+
+/** Crash events remembered after their tombstones leave the view (they count within the halt window). */
+const MAX_EVENTS = 2048
+const MAX_CELLS = 1024
+const DEFAULT_HALT_WINDOW_MS = 120_000
 
 export class AutonomicLoop {
   private readonly init: AutonomicLoopInit
@@ -52,6 +60,12 @@ export class AutonomicLoop {
   /** Releases this node halted, with the metric and reason the decision gave (bounded). */
   readonly halted = new Map<string, { metric: string, reason: string, digest: string }>()
   readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0 }
+  /** Why the last tick decided what it did, per cell (for `status` and failing tests). */
+  readonly lastReasons = new Map<string, string[]>()
+  /** The last error of a tick or of a spawn, with when it happened. */
+  lastError?: { atMs: number, message: string }
+  private readonly events = new Map<string, HealthEvent>()
+  private readonly gossipedHalts = new Map<string, HaltRecord[]>()
 
   constructor (init: AutonomicLoopInit) {
     this.init = init
@@ -90,9 +104,20 @@ export class AutonomicLoop {
       state: i.state as 'starting' | 'ready' | 'draining' | 'crashed',
       cpuPercent: i.cpuPercent, memoryPercent: i.memoryPercent, qps: i.qps, p99Ms: i.p99Ms, lastHeartbeatMs: i.sentMs
     }))
-    const events = records.filter(i => i.state === 'crashed').map(i => ({
-      id: `${i.nodeId}/${i.instanceId}`, kind: 'crash' as const, cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.endedMs ?? i.sentMs
-    }))
+    for (const i of records) {
+      if (i.state !== 'crashed') continue
+      const id = `${i.nodeId}/${i.instanceId}`
+      if (this.events.has(id)) continue
+      if (this.events.size >= MAX_EVENTS) this.events.delete(this.events.keys().next().value as string)
+      this.events.set(id, { id, kind: 'crash', cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.endedMs ?? i.sentMs })
+    }
+    // Crashes stay counted for the halt window even after the crashed replica's tombstone is gone.
+    const horizon = nowMs - (this.init.params?.haltWindowMs ?? DEFAULT_HALT_WINDOW_MS)
+    const events: HealthEvent[] = []
+    for (const [id, e] of this.events) {
+      if (e.atMs < horizon) this.events.delete(id)
+      else if (e.cell === cell) events.push(e)
+    }
     const desired = view.desired(cell)
     return {
       nodes,
@@ -100,8 +125,38 @@ export class AutonomicLoop {
       releases: releases.releases(cell).map(r => ({ cell, version: r.version, digest: r.digest, seq: r.seq, authority: r.authority })),
       desired: desired != null ? [{ cell, version: desired.version, digest: desired.digest, seq: desired.seq }] : [],
       events,
-      halts: []
+      halts: this.gossipedHalts.get(cell) ?? []
     }
+  }
+
+  /** Halts this node decided or adopted, newest last, for its node heartbeat. */
+  haltRecords (): NodeHalt[] {
+    const all: NodeHalt[] = []
+    for (const state of this.states.values()) {
+      for (const h of state.halts) all.push({ cell: h.cell, version: h.version, digest: h.digest, atMs: h.atMs, reason: h.reason.slice(0, LIMITS.haltReasonChars) })
+    }
+    return all.sort((a, b) => a.atMs - b.atMs).slice(-LIMITS.halts)
+  }
+
+  /**
+   * Halts other nodes gossip for releases of `cell` this node holds, from nodes the release's authority
+   * granted the host role (anyone else's halt is ignored: a stranger must not stop a fleet's cell).
+   */
+  private async refreshGossipedHalts (cell: string): Promise<void> {
+    const check = this.init.hostGrant
+    const found: HaltRecord[] = []
+    if (check !== undefined) {
+      for (const node of this.init.view.nodes(this.init.clock.now())) {
+        if (node.nodeId === this.init.selfId) continue
+        for (const h of node.halts ?? []) {
+          if (h.cell !== cell) continue
+          const release = this.init.releases.byDigest(cell, h.digest)
+          if (release == null || !await check(node, release.authority, cell)) continue
+          found.push({ ...h, nodeId: node.nodeId })
+        }
+      }
+    }
+    if (found.length > 0 || this.gossipedHalts.has(cell)) this.gossipedHalts.set(cell, found)
   }
 
 
@@ -114,14 +169,17 @@ export class AutonomicLoop {
         const prepared = this.init.releases.releases(cell)
         if (prepared.length === 0) continue
         const state = this.states.get(cell) ?? initialCellState(cell)
+        await this.refreshGossipedHalts(cell)
         const view = this.biologyView(cell)
         const policy = policyRelease(cell, prepared, view, state).manifest.biology
         const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
-        this.states.set(cell, decision.state)
+        if (this.states.size < MAX_CELLS || this.states.has(cell)) this.states.set(cell, decision.state)
+        if (this.lastReasons.size < MAX_CELLS || this.lastReasons.has(cell)) this.lastReasons.set(cell, decision.reasons)
         for (const action of decision.actions) await this.act(action, policy)
       }
     } catch (err) {
       this.counters.failures++
+      this.lastError = { atMs: this.init.clock.now(), message: `tick: ${(err as Error).name}: ${(err as Error).message}` }
       log.error('tick failed: %e', err)
     } finally {
       this.ticking = false
@@ -138,7 +196,11 @@ export class AutonomicLoop {
         if (action.kind === 'restart') await replicas.drain(action.instanceId).catch(() => {})
         log('%s %s@%s: %s', action.kind, action.cell, action.version, action.reason)
         this.counters.spawns++
-        await replicas.spawn(release).catch((err) => { this.counters.failures++; log.error('spawn %s failed: %e', action.cell, err) })
+        await replicas.spawn(release).catch((err) => {
+          this.counters.failures++
+          this.lastError = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          log.error('spawn %s failed: %e', action.cell, err)
+        })
         return
       }
       case 'volunteer': {

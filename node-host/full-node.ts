@@ -5,10 +5,10 @@ import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { Mesh } from '../core/mesh/index.ts'
+import { Mesh, hostGrantCheck } from '../core/mesh/index.ts'
 import { Credentials, issueGrant, authorityIdOf, encodeCertificate, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
-import type { LocalNodeState } from '../core/fleet/index.ts'
+import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
 import { serveArtifacts } from './artifacts/artifact-exchange.ts'
@@ -43,6 +43,16 @@ export interface FullNodeInit {
   random?: Random
 }
 
+export interface NodeStatus {
+  peerId: string
+  cells: Array<{ cell: string, prepared: string[], gossiped?: string, replicas: string[], reasons: string[] }>
+  unprepared: Array<{ cell: string, version: string, attempts: number, error: string }>
+  peers: number
+  counters: AutonomicLoop['counters']
+  halted: string[]
+  lastError?: string
+}
+
 export class FullNode {
   readonly mesh: Mesh
   readonly releases: ReleaseStore
@@ -51,7 +61,7 @@ export class FullNode {
   readonly trusted: Set<string>
   private readonly init: FullNodeInit
   private started = false
-  private readonly retries = new Map<string, { failures: number, atMs: number }>()
+  private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
   private reconcileTimer?: ReturnType<typeof setInterval>
 
   static async create (init: FullNodeInit): Promise<FullNode> {
@@ -78,6 +88,7 @@ export class FullNode {
     const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas })
     const startedMs = now
     let addrs: () => string[] = () => []
+    let halts: () => NodeHalt[] = () => []
     const localNode = (): LocalNodeState => ({
       addrs: addrs().slice(0, 16),
       capacity: { slots: maxReplicas, freeSlots: Math.max(0, maxReplicas - replicas.running()), cpuCores: cpus().length, memoryBytes: totalmem(), freeMemoryBytes: freemem() },
@@ -86,6 +97,7 @@ export class FullNode {
       load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
       roles: ['full', ...trustRoles(trusted)],
       grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
+      halts: halts(),
       startedMs
     })
     const mesh = await Mesh.create({
@@ -123,8 +135,10 @@ export class FullNode {
       random,
       tickMs: init.tickMs,
       params: init.biology,
+      hostGrant: hostGrantCheck(clock),
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
     })
+    halts = () => loop.haltRecords()
     return new FullNode(init, mesh, releases, replicas, loop, trusted)
   }
 
@@ -173,7 +187,7 @@ export class FullNode {
     void this.releases.prepare(this.mesh.libp2p, record).catch((err) => {
       // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
       const failures = (retry?.failures ?? 0) + 1
-      if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures) })
+      if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures), cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
       log.error('release %s@%s not prepared (attempt %d): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
     })
   }
@@ -183,6 +197,29 @@ export class FullNode {
     for (const cell of this.mesh.view.cells()) {
       this.onRelease(cell, 'release')
       this.onRelease(cell, 'desired')
+    }
+  }
+
+  /**
+   * What this node holds and why it does what it does: prepared releases, releases it failed to
+   * prepare (with the error and attempts), its replicas, the loop's counters, last reasons and error.
+   */
+  status (): NodeStatus {
+    const cells = new Set([...this.releases.cells(), ...this.mesh.view.cells()])
+    return {
+      peerId: this.peerId,
+      cells: [...cells].sort().map(cell => ({
+        cell,
+        prepared: this.releases.releases(cell).map(r => r.version),
+        gossiped: this.mesh.view.release(cell)?.version,
+        replicas: this.replicas.list(cell).map(r => `${r.version}:${r.state}`),
+        reasons: this.loop.lastReasons.get(cell) ?? []
+      })),
+      unprepared: [...this.retries.values()].map(r => ({ cell: r.cell, version: r.version, attempts: r.failures, error: r.error })),
+      peers: this.mesh.libp2p.getPeers().length,
+      counters: { ...this.loop.counters },
+      halted: [...this.loop.halted.keys()],
+      ...(this.loop.lastError !== undefined ? { lastError: this.loop.lastError.message } : {})
     }
   }
 

@@ -239,12 +239,25 @@ describe('halting a crashing release', () => {
     expect(d.reasons.join(' ')).toMatch(/no earlier release/)
   })
 
-  it('obeys a halt gossiped by another node', () => {
-    const v = { ...base([]), halts: [{ cell: 'billing', version: V2.version, digest: V2.digest, atMs: NOW - 5, reason: 'r' }] }
+  it('adopts a halt gossiped by another node once, saying who halted it and why', () => {
+    const v = { ...base([]), halts: [{ cell: 'billing', version: V2.version, digest: V2.digest, atMs: NOW - 5, nodeId: 'node-far-away-12345678', reason: '3 crashes or failed health checks within 120000 ms' }] }
     const d = decideCell(input(v))
-    expect(kinds(d.actions)).not.toContain('halt-release')
+    const halts = d.actions.filter(a => a.kind === 'halt-release')
+    expect(halts).toEqual([expect.objectContaining({ version: '1.1.0', digest: V2.digest, metric: RELEASE_HALTED_METRIC })])
+    expect(halts[0].kind === 'halt-release' && halts[0].reason).toMatch(/halted by node …12345678: 3 crashes/)
     expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'x0' }))
     expect(d.target?.version).toBe('1.0.0')
+    // Remembered: the next tick neither adopts it again nor forgets it when the gossip stops.
+    const again = decideCell(input(base([]), { state: d.state }))
+    expect(kinds(again.actions)).not.toContain('halt-release')
+    expect(again.target?.version).toBe('1.0.0')
+  })
+
+  it('does not drain a crashed or draining replica of a halted release again every tick', () => {
+    const gone = [instance('o1', 'n1'), instance('x0', 'n0', { version: V2.version, digest: V2.digest, state: 'crashed' }), instance('x1', 'n0', { version: V2.version, digest: V2.digest, state: 'draining' })]
+    const halt = { cell: 'billing', version: V2.version, digest: V2.digest, atMs: NOW - 5, reason: 'r' }
+    const d = decideCell(input(view({ nodes: nodes(3), releases: [V1, V2], instances: gone, halts: [halt] }), { state: { ...initialCellState('billing'), halts: [halt] } }))
+    expect(d.actions.filter(a => a.kind === 'drain')).toEqual([])
   })
 
   it('restarts its own crashed replica of the target in place after the backoff', () => {

@@ -53,7 +53,14 @@ export function decideCell (input: DecideInput): Decision {
 
   const merged = mergeDesired(cell, state.desired, view.desired)
   for (const r of merged.ignored) reasons.push(`ignored replayed desired record seq ${r.seq} (${r.version}); have seq ${merged.record?.seq}`)
+  const knownHalts = new Set(state.halts.filter(h => h.cell === cell).map(h => h.digest))
   let halts = mergeHalts(state.halts, view.halts, cell, params.maxHalts)
+  // A halt another node gossiped is adopted: this node stops the release too and says so, once.
+  for (const h of halts) {
+    if (knownHalts.has(h.digest)) continue
+    const by = h.nodeId === undefined ? 'another node' : `node …${h.nodeId.slice(-8)}`
+    actions.push({ kind: 'halt-release', cell, version: h.version, digest: h.digest, reason: `release ${h.version} halted by ${by}: ${h.reason}`, metric: RELEASE_HALTED_METRIC })
+  }
 
   // Halt the target while it keeps failing and there is an earlier release to return to.
   const counts = failureCounts(view.events, cell, nowMs, params)
@@ -62,7 +69,7 @@ export function decideCell (input: DecideInput): Decision {
     const bad = resolved.target
     const failures = counts.get(bad.digest) ?? 0
     if (failures < params.haltThreshold) break
-    const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, reason: `${failures} failures within ${params.haltWindowMs} ms` }
+    const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, nodeId: selfId, reason: `${failures} crashes or failed health checks within ${params.haltWindowMs} ms` }
     const next = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts: [...halts, halt] })
     if (next.target === undefined) {
       reasons.push(`${bad.version} failed ${failures} times within ${params.haltWindowMs} ms but no earlier release is known; not halting`)
@@ -83,7 +90,7 @@ export function decideCell (input: DecideInput): Decision {
 
   const mine = view.instances.filter(i => i.cell === cell && i.nodeId === selfId)
   for (const i of mine) {
-    if (halted.has(i.digest) && i.state !== 'draining') {
+    if (halted.has(i.digest) && (i.state === 'starting' || i.state === 'ready')) {
       actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `release ${i.version} is halted` })
     }
   }

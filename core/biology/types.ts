@@ -80,6 +80,8 @@ export interface HaltRecord {
   digest: string
   atMs: number
   reason: string
+  /** The node that decided the halt (absent in older records). */
+  nodeId?: string
 }
 
 export interface BiologyView {

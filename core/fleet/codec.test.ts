@@ -6,7 +6,7 @@ import {
 } from './codec.ts'
 import type { FleetEnvelope } from './codec.ts'
 import { MalformedFleetRecordError } from './errors.ts'
-import { MAX_MESSAGE_BYTES } from './records.ts'
+import { LIMITS, MAX_MESSAGE_BYTES } from './records.ts'
 import { makeInstanceRecord, makeNodeRecord } from './testing.ts'
 
 const NODE_ID = '12D3KooWGRUVh7ZBdeMfFL9BApGqtGN5dcYq8N4dfAe8AKx2CzUN'
@@ -32,6 +32,17 @@ describe('fleet codec', () => {
     const body = encodeNodeBody(node)
     expect(decodeNodeBody(body)).toEqual(node)
     expect(encodeNodeBody(decodeNodeBody(body))).toEqual(body)
+
+    // Halted releases travel in the node record, at most LIMITS.halts of them, with bounded reasons.
+    const halt = { cell: 'billing', version: '1.1.0', digest: 'ab'.repeat(32), atMs: 1_700_000_000_000, reason: '3 crashes or failed health checks within 120000 ms' }
+    const halting = { ...node, halts: [halt] }
+    expect(decodeNodeBody(encodeNodeBody(halting))).toEqual(halting)
+    expectMalformed(() => encodeNodeBody({ ...node, halts: Array.from({ length: LIMITS.halts + 1 }, () => halt) }))
+    expectMalformed(() => encodeNodeBody({ ...node, halts: [{ ...halt, reason: 'x'.repeat(LIMITS.haltReasonChars + 1) }] }))
+    expectMalformed(() => encodeNodeBody({ ...node, halts: [{ ...halt, reason: 'line\nbreak' }] }))
+    expectMalformed(() => encodeNodeBody({ ...node, halts: [{ ...halt, cell: 'no spaces' }] }))
+    const full = encodeNodeBody({ ...node, halts: Array.from({ length: LIMITS.halts }, () => halt) })
+    expectMalformed(() => decodeNodeBody(full.subarray(0, full.length - 1)))
 
     const { diskFreeBytes: _, ...capacity } = node.capacity
     const noDisk = { ...node, capacity }

@@ -19,7 +19,7 @@ export const KIND_RELEASE = 3
 export const KIND_DESIRED = 4
 export const KIND_BUNDLE = 0x10
 
-const MAX_NODE_BODY_BYTES = 8 * 1024
+const MAX_NODE_BODY_BYTES = 16 * 1024
 const MAX_INSTANCE_BODY_BYTES = 2 * 1024
 
 export interface SignedNodeEnvelope { kind: 'node', record: NodeRecord, body: Uint8Array, signature: Uint8Array }
@@ -53,6 +53,12 @@ export function encodeNodeBody (record: NodeRecord): Uint8Array {
   // instance it reports runs under a grant from the cell's authority.
   w.u8(r.grants?.length ?? 0)
   for (const g of r.grants ?? []) w.bytes(g, LIMITS.grantBytes)
+  // …and the releases it halted, so nodes that missed the crashes (or join later) stop them too.
+  w.u8(r.halts?.length ?? 0)
+  for (const h of r.halts ?? []) {
+    w.string(h.cell, LIMITS.idChars).string(h.version, LIMITS.versionChars).string(h.digest, LIMITS.digestChars)
+    w.uvarint(h.atMs).string(h.reason, LIMITS.haltReasonChars * 4)
+  }
   return w.finish()
 }
 
@@ -79,6 +85,14 @@ export function decodeNodeBody (body: Uint8Array): NodeRecord {
   if (grants > 0) {
     record.grants = []
     for (let i = 0; i < grants; i++) record.grants.push(r.bytes(LIMITS.grantBytes).slice())
+  }
+  const halts = r.u8()
+  if (halts > LIMITS.halts) throw new MalformedFleetRecordError('invalid halts')
+  if (halts > 0) {
+    record.halts = []
+    for (let i = 0; i < halts; i++) {
+      record.halts.push({ cell: r.string(LIMITS.idChars), version: r.string(LIMITS.versionChars), digest: r.string(LIMITS.digestChars), atMs: r.uvarint(), reason: r.string(LIMITS.haltReasonChars * 4) })
+    }
   }
   r.end()
   return checkNodeRecord(record)

@@ -7,7 +7,7 @@ export {
   checkNodeRecord, checkInstanceRecord, checkReleaseFields
 } from './records.ts'
 export type {
-  InstanceState, NodeCapacity, NodeLoad, NodeRecord, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind
 } from './records.ts'
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles

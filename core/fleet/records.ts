@@ -30,7 +30,10 @@ export const LIMITS = {
   metric: 1e12,
   methods: 64,
   grants: 4,
-  grantBytes: 2048
+  grantBytes: 2048,
+  /** Halted releases a node repeats in its heartbeat. */
+  halts: 8,
+  haltReasonChars: 200
 } as const
 
 export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
@@ -68,6 +71,20 @@ export interface NodeRecord {
   sentMs: number
   /** Encoded host grants (core/identity certificates) the node holds, at most LIMITS.grants. */
   grants?: Uint8Array[]
+  /**
+   * Releases this node halted or adopted a halt of, newest last, at most LIMITS.halts. They count
+   * only for releases whose authority granted this node the host role (checked by the reader).
+   */
+  halts?: NodeHalt[]
+}
+
+/** A release some node stopped running because it kept crashing (see core/biology's HaltRecord). */
+export interface NodeHalt {
+  cell: string
+  version: string
+  digest: string
+  atMs: number
+  reason: string
 }
 
 export interface InstanceRecord {
@@ -164,6 +181,17 @@ export function checkNodeRecord (r: NodeRecord): NodeRecord {
   if (c.freeMemoryBytes > c.memoryBytes) fail('capacity.freeMemoryBytes')
   if (r.grants !== undefined && (!Array.isArray(r.grants) || r.grants.length > LIMITS.grants || r.grants.some(g => !(g instanceof Uint8Array) || g.byteLength > LIMITS.grantBytes))) fail('grants')
   if (c.diskFreeBytes !== undefined) checkUint(c.diskFreeBytes, 'capacity.diskFreeBytes')
+  if (r.halts !== undefined) {
+    if (!Array.isArray(r.halts) || r.halts.length > LIMITS.halts) fail('halts')
+    for (const h of r.halts) {
+      if (h == null || typeof h !== 'object') fail('halt')
+      checkToken(h.cell, LIMITS.idChars, 'halt.cell', NAME)
+      checkToken(h.version, LIMITS.versionChars, 'halt.version')
+      checkToken(h.digest, LIMITS.digestChars, 'halt.digest')
+      checkUint(h.atMs, 'halt.atMs')
+      if (typeof h.reason !== 'string' || h.reason.length > LIMITS.haltReasonChars || /[\x00-\x1f\x7f]/.test(h.reason)) fail('halt.reason')
+    }
+  }
   if (r.load == null || typeof r.load !== 'object') fail('load')
   checkFloat(r.load.cpuPercent, LIMITS.cpuPercent, 'load.cpuPercent')
   checkFloat(r.load.memoryPercent, 100, 'load.memoryPercent')

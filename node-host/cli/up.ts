@@ -1,6 +1,7 @@
 // `cell up`: start a full node and keep it running until SIGINT/SIGTERM.
 import { resolve, join } from 'node:path'
 import { readFile } from 'node:fs/promises'
+import { enable } from '@libp2p/logger'
 import { FullNode } from '../full-node.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
 import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
@@ -15,6 +16,7 @@ const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authorit
 
 Starts a full node: TCP, WebSockets and WebRTC-direct listeners, Noise, yamux, kad-dht (server),
 gossipsub with signed messages. Prints its peer id and addresses; stops cleanly on SIGINT/SIGTERM.
+Errors (a release it cannot fetch, a crashed replica) go to stderr; DEBUG=cell:* shows all logs.
 
 options:
   --data DIR            node data directory: peer key, artifacts, volumes (default $CELL_HOME/node)
@@ -64,6 +66,9 @@ function port (text: string | undefined): number | undefined {
 }
 
 export async function run (argv: string[]): Promise<number> {
+  // A node says what goes wrong (a release it cannot fetch, a replica that crashes, a spawn that
+  // fails) on stderr; DEBUG=cell:* (or libp2p:*) shows everything instead.
+  if (process.env.DEBUG == null || process.env.DEBUG === '') enable('cell:*:error')
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 0 })
   if (typeof parsed === 'number') return parsed
   const v = parsed.values

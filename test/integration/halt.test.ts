@@ -46,8 +46,8 @@ describe('a crashing release', () => {
     const deadline = Date.now() + 90_000
     await waitForView(operator, () => nodes.every(n => n.loop.halted.has(`${CELL}@1.1.0`)) ? true : undefined, 'every node to halt 1.1.0', { timeoutMs: 90_000 })
       .catch((err) => {
-        const state = nodes.map(n => ({ halted: [...n.loop.halted.keys()], counters: n.loop.counters, replicas: n.replicas.list(CELL).map(r => `${r.version}:${r.state}`), view: n.mesh.view.instances(CELL).map(i => `${i.version}:${i.state}`) }))
-        throw new Error(`${(err as Error).message}: ${JSON.stringify(state)}`)
+        const state = nodes.map(n => ({ ...n.status(), view: n.mesh.view.instances(CELL).map(i => `${i.version}:${i.state}`) }))
+        throw new Error(`${(err as Error).message}: ${JSON.stringify(state, null, 1)}`)
       })
     for (const n of nodes) {
       const halt = n.loop.halted.get(`${CELL}@1.1.0`)!
@@ -58,5 +58,16 @@ describe('a crashing release', () => {
     // …and the fleet runs the previous release again, with nothing of 1.1.0 left running.
     await waitForView(operator, () => onlyRunning(operator, good.digest, 2), 'only 1.0.0 running again', { timeoutMs: Math.max(1, deadline - Date.now()) })
     for (const n of nodes) expect(n.replicas.list(CELL).filter(r => r.state === 'ready' || r.state === 'starting').every(r => r.digest === good.digest)).toBe(true)
-  }, 150_000)
+
+    // A node that joins afterwards learns the halt from the others' heartbeats: it never runs 1.1.0.
+    // (Its own crash threshold is out of reach, so only the gossiped halt can stop it.)
+    const late = await FullNode.create({ dataDir: join(root, 'late'), bootstrap: [nodes[1].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, biology: { haltThreshold: 1000 } })
+    nodes.push(late)
+    await late.start()
+    await waitForView(operator, () => late.loop.halted.has(`${CELL}@1.1.0`) ? true : undefined, 'the late node to adopt the halt', { timeoutMs: 60_000 })
+      .catch((err) => { throw new Error(`${(err as Error).message}: ${JSON.stringify(late.status(), null, 1)}`) })
+    expect(late.loop.halted.get(`${CELL}@1.1.0`)!.reason).toMatch(/halted by node …\w{8}: \d+ crashes/)
+    expect(late.replicas.list(CELL).some(r => r.digest === bad.digest)).toBe(false)
+    expect(late.loop.counters.failures).toBe(0)
+  }, 210_000)
 })

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
-import { cell, cellRun, stopProc, projectRoot, type Proc } from './processes.ts'
+import { cell, cellRun, fleetLogs, stopProc, projectRoot, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
 
 const STARTUP_MS = 30_000
@@ -69,8 +69,8 @@ describe('multi-process fleet', () => {
   it('publishes billing and calls it from a fourth process', async () => {
     const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authority)
     const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
-    expect(published.stderr).toBe('')
-    expect(published.code).toBe(0)
+    expect(published.stderr, fleetLogs(nodes)).toBe('')
+    expect(published.code, fleetLogs(nodes)).toBe(0)
     expect(published.stdout).toMatch(/published billing@1\.0\.0/)
 
     const called = await cellRun(['call', 'billing', 'charge', '{"amount":5,"currency":"EUR"}', '--bootstrap', bootstrap, '--key', keyPath], 60_000)
@@ -93,15 +93,15 @@ describe('multi-process fleet', () => {
   it('ends a call with a named error when its replica process is killed', async () => {
     const dir = await stageCell(join(projectRoot, 'test', 'integration', 'fixtures', 'sleepy'), join(root, 'sleepy'), authority)
     const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
-    expect(published.stderr).toBe('')
-    expect(published.code).toBe(0)
+    expect(published.stderr, fleetLogs(nodes)).toBe('')
+    expect(published.code, fleetLogs(nodes)).toBe(0)
     const digest = /digest ([0-9a-f]{64})/.exec(published.stdout)![1]
 
     const call = cell(['call', 'sleepy', 'nap', '{"ms":60000}', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '90'])
     // The cell marks its volume as soon as the call runs; wait for that, with a deadline.
     const deadline = Date.now() + 60_000
     while (!await findNapping(root)) {
-      if (Date.now() > deadline) throw new Error(`the nap call never started: ${call.stderr()}`)
+      if (Date.now() > deadline) throw new Error(`the nap call never started: ${call.stderr()}\n${fleetLogs(nodes)}`)
       if (call.child.exitCode != null) throw new Error(`the caller exited early: ${call.stderr()}`)
       await new Promise(resolve => setTimeout(resolve, 100))
     }

@@ -20,8 +20,10 @@ export function cell (args: string[], env: Record<string, string> = {}): Proc {
   let out = ''
   let err = ''
   const waiters = new Set<() => void>()
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w() })
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); for (const w of waiters) w() })
+  // Keep the tail only: a node that logs errors for minutes must not grow the test's memory unbounded.
+  const cap = (s: string): string => s.length > 256 * 1024 ? s.slice(-128 * 1024) : s
+  child.stdout!.on('data', (d: Buffer) => { out = cap(out + d.toString()); for (const w of waiters) w() })
+  child.stderr!.on('data', (d: Buffer) => { err = cap(err + d.toString()); for (const w of waiters) w() })
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
     child.on('exit', (code, signal) => { for (const w of waiters) w(); resolve({ code, signal }) })
   })
@@ -36,6 +38,11 @@ export function cell (args: string[], env: Record<string, string> = {}): Proc {
     check()
   })
   return { child, stdout: () => out, stderr: () => err, exited, waitFor }
+}
+
+/** The end of every node's stderr (its errors), to explain a failed expectation about the fleet. */
+export function fleetLogs (nodes: Proc[], chars = 3000): string {
+  return nodes.map((p, i) => `--- node ${i + 1} stderr (last ${chars} chars) ---\n${p.stderr().slice(-chars)}`).join('\n')
 }
 
 /** Run to completion with a deadline; kills the process if it overruns. */

@@ -9,7 +9,7 @@ import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cellRun, stopProc, startFleet, type Proc } from './processes.ts'
+import { cellRun, fleetLogs, stopProc, startFleet, type Proc } from './processes.ts'
 import { CELL, CallLoop, onlyRunning, stageVersion } from './versioned.ts'
 
 describe('rollout and rollback on a multi-process fleet', () => {
@@ -41,8 +41,8 @@ describe('rollout and rollback on a multi-process fleet', () => {
   const publish = async (tag: string, version: string, wait: number): Promise<string> => {
     const dir = await stageVersion(root, tag, authorityIdOf(key.publicKey))
     const r = await cellRun(['publish', version, '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--wait', String(wait), '--timeout', '90'], 120_000)
-    expect(r.stderr).toBe('')
-    expect(r.code).toBe(0)
+    expect(r.stderr, fleetLogs(nodes)).toBe('')
+    expect(r.code, fleetLogs(nodes)).toBe(0)
     return /digest ([0-9a-f]{64})/.exec(r.stdout)![1]
   }
 
@@ -71,8 +71,8 @@ describe('rollout and rollback on a multi-process fleet', () => {
     loops.push(loop)
     const started = Date.now()
     const r = await cellRun(['rollback', CELL, '1.0.0', '--digest', v1, '--bootstrap', bootstrap, '--key', keyPath, '--wait', '1', '--timeout', '90'], 120_000)
-    expect(r.stderr).toBe('')
-    expect(r.code).toBe(0)
+    expect(r.stderr, fleetLogs(nodes)).toBe('')
+    expect(r.code, fleetLogs(nodes)).toBe(0)
     await waitForView(c, () => onlyRunning(c, v1, 2), 'only 1.0.0 replicas running', { timeoutMs: 120_000 })
     await loop.stop()
     process.stdout.write(`multi-process rollback: ${Date.now() - started} ms, ${loop.calls} calls, ${loop.failures.length} failed\n`)

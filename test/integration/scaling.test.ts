@@ -9,7 +9,7 @@ import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForReplicas, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cellRun, stopProc, projectRoot, startFleet, type Proc } from './processes.ts'
+import { cellRun, fleetLogs, stopProc, projectRoot, startFleet, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
 
 describe('scaling on a multi-process fleet', () => {
@@ -37,8 +37,8 @@ describe('scaling on a multi-process fleet', () => {
   it('grows replicas under CPU load and falls back to min_replicas when it stops', async () => {
     const dir = await stageCell(join(projectRoot, 'test', 'integration', 'fixtures', 'burner'), join(root, 'burner'), authorityIdOf(key.publicKey))
     const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
-    expect(published.stderr).toBe('')
-    expect(published.code).toBe(0)
+    expect(published.stderr, fleetLogs(nodes)).toBe('')
+    expect(published.code, fleetLogs(nodes)).toBe(0)
 
     client = await createClient({ bootstrap: [bootstrap], authorityKey: key })
     await waitForReplicas(client, 'burner', { timeoutMs: 30_000 })
