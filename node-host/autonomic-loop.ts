@@ -219,7 +219,8 @@ export class AutonomicLoop {
         return
       }
       case 'drain': {
-        if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId)) return
+        // A crashed or stopped replica has nothing left to drain (its tombstone expires on its own).
+        if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && (r.state === 'starting' || r.state === 'ready'))) return
         log('drain %s: %s', action.instanceId, action.reason)
         this.counters.drains++
         await replicas.drain(action.instanceId).catch((err) => { log.error('drain failed: %e', err) })

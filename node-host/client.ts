@@ -57,7 +57,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
 }
 
 /** Resolve when `test` holds for the fleet view, re-checking on every change, or fail at the deadline. */
-export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal } = {}): Promise<T> {
+export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal, seen?: () => string } = {}): Promise<T> {
   const found = test()
   if (found !== undefined) return found
   const timeoutMs = options.timeoutMs ?? 30_000
@@ -66,7 +66,11 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
       const value = test()
       if (value !== undefined) { cleanup(); resolve(value) }
     }
-    const timer = setTimeout(() => { cleanup(); reject(new WaitTimeoutError(`timed out after ${timeoutMs} ms waiting for ${what}`)) }, timeoutMs)
+    const timer = setTimeout(() => {
+      cleanup()
+      const seen = options.seen?.()
+      reject(new WaitTimeoutError(`timed out after ${timeoutMs} ms waiting for ${what}${seen != null ? ` (${seen})` : ''}`))
+    }, timeoutMs)
     const onAbort = (): void => { cleanup(); reject(options.signal?.reason) }
     const cleanup = (): void => {
       clearTimeout(timer)
@@ -83,5 +87,13 @@ export async function waitForReplicas (mesh: Mesh, cell: string, options: { coun
   return await waitForView(mesh, () => {
     const ready = mesh.replicas(cell).filter(i => options.digest == null || i.digest === options.digest)
     return ready.length >= (options.count ?? 1) ? ready : undefined
-  }, `${options.count ?? 1} ready replica(s) of ${cell}`, options)
+  }, `${options.count ?? 1} ready replica(s) of ${cell}`, {
+    ...options,
+    // Say what the fleet did show, so a timeout points at the cause (no nodes, or replicas crashing).
+    seen: () => {
+      const instances = mesh.view.instances(cell).filter(i => options.digest == null || i.digest === options.digest)
+      const states = instances.map(i => `${i.version} ${i.state} on …${i.nodeId.slice(-6)}`)
+      return `seen ${mesh.view.nodes().length} node(s), ${instances.length} instance(s)${states.length > 0 ? `: ${states.slice(0, 8).join(', ')}` : ''}`
+    }
+  })
 }

@@ -253,12 +253,6 @@ describe('halting a crashing release', () => {
     expect(again.target?.version).toBe('1.0.0')
   })
 
-  it('does not drain a crashed or draining replica of a halted release again every tick', () => {
-    const gone = [instance('o1', 'n1'), instance('x0', 'n0', { version: V2.version, digest: V2.digest, state: 'crashed' }), instance('x1', 'n0', { version: V2.version, digest: V2.digest, state: 'draining' })]
-    const halt = { cell: 'billing', version: V2.version, digest: V2.digest, atMs: NOW - 5, reason: 'r' }
-    const d = decideCell(input(view({ nodes: nodes(3), releases: [V1, V2], instances: gone, halts: [halt] }), { state: { ...initialCellState('billing'), halts: [halt] } }))
-    expect(d.actions.filter(a => a.kind === 'drain')).toEqual([])
-  })
 
   it('restarts its own crashed replica of the target in place after the backoff', () => {
     const crashed = instance('x0', 'n0', { version: V2.version, digest: V2.digest, state: 'crashed' })

@@ -90,7 +90,7 @@ export function decideCell (input: DecideInput): Decision {
 
   const mine = view.instances.filter(i => i.cell === cell && i.nodeId === selfId)
   for (const i of mine) {
-    if (halted.has(i.digest) && (i.state === 'starting' || i.state === 'ready')) {
+    if (halted.has(i.digest) && i.state !== 'draining') {
       actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `release ${i.version} is halted` })
     }
   }

@@ -97,7 +97,10 @@ describe('in-process fleet', () => {
     const plain = caller.call('sleepy', 'nap', { ms: 30_000 }, { timeoutMs: 60_000 })
     plain.catch(() => {})
     process.kill((await servingReplica(nodes, 'sleepy', 20_000, plain)).pid, 'SIGKILL')
-    await expect(plain).rejects.toMatchObject({ name: 'ReplicaCrashedError' })
+    // Named, never a hang. If the loop had just begun draining that replica as a surplus one (the
+    // restart after the first kill can briefly leave one replica too many), the kill ends a
+    // draining capsid and the caller is told so by name instead.
+    await expect(plain).rejects.toMatchObject({ name: expect.stringMatching(/^(ReplicaCrashedError|CapsidStoppedError)$/) })
   }, 120_000)
 
   it('admits any authenticated caller to a public cell, and only there', async () => {
