@@ -2,7 +2,7 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
+import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
 import { LIMITS, type FleetView, type NodeHalt } from '../core/fleet/index.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
@@ -47,8 +47,6 @@ export interface AutonomicLoopInit {
 
 /** Crash events remembered after their tombstones leave the view (they count within the halt window). */
 const MAX_EVENTS = 2048
-const MAX_CELLS = 1024
-const DEFAULT_HALT_WINDOW_MS = 120_000
 
 export class AutonomicLoop {
   private readonly init: AutonomicLoopInit
@@ -112,7 +110,7 @@ export class AutonomicLoop {
       this.events.set(id, { id, kind: 'crash', cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.endedMs ?? i.sentMs })
     }
     // Crashes stay counted for the halt window even after the crashed replica's tombstone is gone.
-    const horizon = nowMs - (this.init.params?.haltWindowMs ?? DEFAULT_HALT_WINDOW_MS)
+    const horizon = nowMs - resolveParams(this.init.params).haltWindowMs
     const events: HealthEvent[] = []
     for (const [id, e] of this.events) {
       if (e.atMs < horizon) this.events.delete(id)
@@ -173,8 +171,9 @@ export class AutonomicLoop {
         const view = this.biologyView(cell)
         const policy = policyRelease(cell, prepared, view, state).manifest.biology
         const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
-        if (this.states.size < MAX_CELLS || this.states.has(cell)) this.states.set(cell, decision.state)
-        if (this.lastReasons.size < MAX_CELLS || this.lastReasons.has(cell)) this.lastReasons.set(cell, decision.reasons)
+        // Both maps hold only cells the release store holds, which it bounds (1024).
+        this.states.set(cell, decision.state)
+        this.lastReasons.set(cell, decision.reasons)
         for (const action of decision.actions) await this.act(action, policy)
       }
     } catch (err) {

@@ -56,14 +56,25 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
   return mesh
 }
 
-/** Resolve when `test` holds for the fleet view, re-checking on every change, or fail at the deadline. */
-export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal, seen?: () => string } = {}): Promise<T> {
-  const found = test()
+/**
+ * Resolve when `test` holds for the fleet view, re-checking on every change, or fail at the deadline.
+ * With `holdMs`, it must hold at every check for that long (the view changes at each heartbeat), so
+ * a state the fleet only passes through on its way elsewhere does not count.
+ */
+export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal, seen?: () => string, holdMs?: number } = {}): Promise<T> {
+  let holdingSince: number | undefined
+  const check = (): T | undefined => {
+    const value = test()
+    if (value === undefined) { holdingSince = undefined; return undefined }
+    holdingSince ??= Date.now()
+    return Date.now() - holdingSince >= (options.holdMs ?? 0) ? value : undefined
+  }
+  const found = check()
   if (found !== undefined) return found
   const timeoutMs = options.timeoutMs ?? 30_000
   return await new Promise<T>((resolve, reject) => {
     const onChange = (): void => {
-      const value = test()
+      const value = check()
       if (value !== undefined) { cleanup(); resolve(value) }
     }
     const timer = setTimeout(() => {

@@ -5,7 +5,7 @@ import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { Mesh, hostGrantCheck } from '../core/mesh/index.ts'
+import { Mesh } from '../core/mesh/index.ts'
 import { Credentials, issueGrant, authorityIdOf, encodeCertificate, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
@@ -135,7 +135,7 @@ export class FullNode {
       random,
       tickMs: init.tickMs,
       params: init.biology,
-      hostGrant: hostGrantCheck(clock),
+      hostGrant: mesh.hostGrant,
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
     })
     halts = () => loop.haltRecords()

@@ -4,7 +4,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { FleetView, signRecord, type ReleaseFields } from '../fleet/index.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from '../fleet/testing.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeCertificate, type AuthorityKey } from '../identity/index.ts'
-import { hostGrantPolicy } from './host-grant-policy.ts'
+import { hostGrantCheck, hostGrantPolicy } from './host-grant-policy.ts'
 
 describe('host grant policy', () => {
   it('keeps heartbeats of nodes granted by the release authority and drops the rest, counted', async () => {
@@ -14,7 +14,7 @@ describe('host grant policy', () => {
     const fields: ReleaseFields = { cell: 'billing', version: '1.0.0', digest: 'a'.repeat(64), authority: authorityIdOf(authority.publicKey), seq: 1 }
     const verify = async (): Promise<ReleaseFields> => fields
     let view: FleetView | undefined
-    view = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view!, clock) })
+    view = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view!, hostGrantCheck(clock)) })
     expect((await view.apply({ kind: 'release', signed: new Uint8Array([1]) }, { from: 'x' })).accepted).toBe(true)
 
     const node = async (grantedBy: AuthorityKey | undefined, role: 'host' | 'caller' = 'host'): Promise<string> => {

@@ -38,8 +38,7 @@ export function hostGrantCheck (clock: Clock): HostGrantCheck {
   }
 }
 
-export function hostGrantPolicy (view: () => FleetView, clock: Clock): TrustPolicy {
-  const check = hostGrantCheck(clock)
+export function hostGrantPolicy (view: () => FleetView, check: HostGrantCheck): TrustPolicy {
   return async (subject) => {
     if (subject.kind !== 'instance') return true
     const record = subject.record

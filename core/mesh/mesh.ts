@@ -22,7 +22,7 @@ import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
 import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError } from './errors.ts'
 import { encodeJson, decodeJson } from './json.ts'
-import { hostGrantPolicy } from './host-grant-policy.ts'
+import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -114,6 +114,8 @@ export class Mesh {
   readonly clock: Clock
   readonly random: Random
   readonly errors: WireErrorRegistry
+  /** Does a node gossip a valid host grant from an authority? One verified-grant cache for the view and the host. */
+  readonly hostGrant: HostGrantCheck
   private readonly init: MeshInit
   private readonly channels = new Map<string, Promise<Channel>>()
   private started = false
@@ -124,9 +126,10 @@ export class Mesh {
     const verifyRecord = (kind: 'release' | 'desired') => async (signed: Uint8Array, opts: { signal?: AbortSignal }) =>
       await verifySignedRecord(signed, { ...opts, kind, trusted })
     let viewRef: FleetView | undefined
+    const hostGrant = hostGrantCheck(clock)
     const view = new FleetView({
       clock,
-      isTrusted: hostGrantPolicy(() => viewRef!, clock),
+      isTrusted: hostGrantPolicy(() => viewRef!, hostGrant),
       heartbeatMs: init.heartbeatMs ?? 1000,
       verifyRelease: verifyRecord('release'),
       verifyDesired: verifyRecord('desired')
@@ -196,12 +199,13 @@ export class Mesh {
       localNode: init.localNode,
       localInstances: init.localInstances
     })
-    mesh = new Mesh(init, libp2p, view, gossip, errors)
+    mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant)
     return mesh
   }
 
-  private constructor (init: MeshInit, libp2p: Libp2p<MeshServices>, view: FleetView, gossip: FleetGossip, errors: WireErrorRegistry) {
+  private constructor (init: MeshInit, libp2p: Libp2p<MeshServices>, view: FleetView, gossip: FleetGossip, errors: WireErrorRegistry, hostGrant: HostGrantCheck) {
     this.init = init
+    this.hostGrant = hostGrant
     this.libp2p = libp2p
     this.view = view
     this.gossip = gossip

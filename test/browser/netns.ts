@@ -2,9 +2,9 @@
 // have a real interface and a default route for WebRTC. Chromium gathers no ICE candidates on
 // loopback, and for a page without camera permission only on the default route's interface: on an
 // offline machine (CI) tab-to-tab WebRTC cannot connect at all, and on a machine with a network it
-// would use that network's address. Here the tabs get 10.x.y.2 inside the
-// namespace and reach the test's servers and full nodes at 10.x.y.1 over the link; both addresses
-// exist only on the pair created here and vanish with it.
+// would use that network's address. Here the tabs get 10.231.x.y+1 inside the namespace and reach
+// the test's servers and full nodes at 10.231.x.y over the link; both addresses exist only on the
+// pair created here and vanish with it.
 import { execFileSync } from 'node:child_process'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -13,8 +13,6 @@ import { CHROMIUM } from './chromium.ts'
 export interface BrowserNetns {
   /** Where the test's servers and full nodes listen: the link's end in the test's namespace. */
   hostIp: string
-  /** Address of the browser's end, inside the namespace. */
-  browserIp: string
   /** A script that runs Debian's Chromium inside the namespace (give it to launchChromium). */
   chromium: string
   remove: () => void
@@ -61,5 +59,5 @@ export function createBrowserNetns (dir: string): BrowserNetns {
   const chromium = join(dir, 'chromium-in-netns.sh')
   writeFileSync(chromium, `#!/bin/sh\nexec ip netns exec ${name} ${CHROMIUM} "$@"\n`)
   chmodSync(chromium, 0o755)
-  return { hostIp, browserIp, chromium, remove }
+  return { hostIp, chromium, remove }
 }

@@ -48,12 +48,8 @@ describe('scaling on a multi-process fleet', () => {
     // Start from exactly one replica (a start-up overshoot drains after the window), so growth below
     // can only come from the load.
     // It must hold for a while (several heartbeats), not just pass through one on its way elsewhere.
-    let singleSince: number | undefined
-    await waitForView(c, () => {
-      if (c.view.liveInstances('burner').length !== 1 || ready() !== 1) { singleSince = undefined; return undefined }
-      singleSince ??= Date.now()
-      return Date.now() - singleSince >= 5_000 ? true : undefined
-    }, 'a single burner replica, steady for 5 s, before load', { timeoutMs: 90_000 })
+    await waitForView(c, () => c.view.liveInstances('burner').length === 1 && ready() === 1 ? true : undefined,
+      'a single burner replica, steady for 5 s, before load', { timeoutMs: 90_000, holdMs: 5_000 })
 
     // Load: 3 callers in a loop, each call 100 ms of CPU, until the fleet has grown (bounded).
     let loading = true
