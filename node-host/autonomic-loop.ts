@@ -63,6 +63,13 @@ export class AutonomicLoop {
   /** The last error of a tick or of a spawn, with when it happened. */
   lastError?: { atMs: number, message: string }
   private readonly events = new Map<string, HealthEvent>()
+  /**
+   * This node's crashed replicas already restarted. Their tombstones keep telling the fleet about the
+   * crash, but the decisions must not see them as still waiting for a restart (as the simulator
+   * drops a restarted replica): else a fresh replica would start every backoff period until the
+   * tombstone expired. Entries go when the tombstone does.
+   */
+  private readonly restarted = new Set<string>()
   private readonly gossipedHalts = new Map<string, HaltRecord[]>()
 
   constructor (init: AutonomicLoopInit) {
@@ -96,7 +103,7 @@ export class AutonomicLoop {
       alive: true
     }))
     const records = view.instances(cell, nowMs)
-    const instances = records.filter(i => i.state !== 'stopped').map(i => ({
+    const instances = records.filter(i => i.state !== 'stopped' && !(i.nodeId === this.init.selfId && this.restarted.has(i.instanceId))).map(i => ({
       id: i.instanceId, cell: i.cell, version: i.version, digest: i.digest, nodeId: i.nodeId, startedMs: i.startedMs,
       ...(i.readyMs != null ? { readyMs: i.readyMs } : {}),
       state: i.state as 'starting' | 'ready' | 'draining' | 'crashed',
@@ -163,6 +170,8 @@ export class AutonomicLoop {
     this.ticking = true
     try {
       this.counters.ticks++
+      const held = new Set(this.init.replicas.list().map(r => r.instanceId))
+      for (const id of this.restarted) if (!held.has(id)) this.restarted.delete(id)
       for (const cell of this.init.releases.cells()) {
         const prepared = this.init.releases.releases(cell)
         if (prepared.length === 0) continue
@@ -192,7 +201,10 @@ export class AutonomicLoop {
       case 'restart': {
         const release = releases.byDigest(action.cell, action.digest)
         if (release == null || !this.init.canHost(release.authority)) return
-        if (action.kind === 'restart') await replicas.drain(action.instanceId).catch(() => {})
+        if (action.kind === 'restart') {
+          if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && r.state === 'crashed') || this.restarted.has(action.instanceId)) return
+          this.restarted.add(action.instanceId)
+        }
         log('%s %s@%s: %s', action.kind, action.cell, action.version, action.reason)
         this.counters.spawns++
         await replicas.spawn(release).catch((err) => {

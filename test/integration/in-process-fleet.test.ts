@@ -92,8 +92,12 @@ describe('in-process fleet', () => {
     process.kill(killed.pid, 'SIGKILL')
     await expect(retried).resolves.toEqual({ slept: 3000 })
 
-    // Let the caller's view catch up with the crash before the next call picks a replica.
+    // Let the caller's view catch up with the crash, and the fleet settle back to its two replicas
+    // (the restart can briefly leave a third, drained as surplus), before the next call picks one:
+    // this part is about a replica killed mid-call, not about a drain's deadline.
     await waitForView(caller, () => caller.replicas('sleepy').some(i => i.instanceId === killed.instanceId) ? undefined : true, 'the crash to reach the view', { timeoutMs: 20_000 })
+    await waitForView(caller, () => caller.view.liveInstances('sleepy').length === 2 && caller.replicas('sleepy').length === 2 ? true : undefined,
+      'two sleepy replicas, steady for 3 s', { timeoutMs: 60_000, holdMs: 3_000, seen: () => caller.view.instances('sleepy').map(i => `${i.instanceId} ${i.state} on …${i.nodeId.slice(-6)}`).join(', ') })
     const plain = caller.call('sleepy', 'nap', { ms: 30_000 }, { timeoutMs: 60_000 })
     plain.catch(() => {})
     process.kill((await servingReplica(nodes, 'sleepy', 20_000, plain)).pid, 'SIGKILL')
