@@ -14,15 +14,15 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', 
  * A fresh headless Chromium with its own profile directory. `webrtc` shows host ICE candidates as
  * addresses instead of mDNS names that nothing here resolves (Chromium gathers none on loopback: see
  * netns.ts for tab-to-tab WebRTC). `executablePath` runs it through a wrapper, e.g. in a namespace;
- * `args` are extra flags.
+ * `secureOrigin` is a page origin off localhost that Chromium must treat as secure (WebCrypto needs it).
  */
-export async function launchChromium (profileDir: string, options: { viewport?: { width: number, height: number }, webrtc?: boolean, executablePath?: string, args?: string[] } = {}): Promise<BrowserContext> {
+export async function launchChromium (profileDir: string, options: { viewport?: { width: number, height: number }, webrtc?: boolean, executablePath?: string, secureOrigin?: string } = {}): Promise<BrowserContext> {
   return await chromium.launchPersistentContext(profileDir, {
     executablePath: options.executablePath ?? CHROMIUM,
     headless: true,
     timeout: 30_000,
     ...(options.viewport != null ? { viewport: options.viewport } : {}),
-    args: [...FLAGS, ...(options.webrtc === true ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : []), ...options.args ?? []]
+    args: [...FLAGS, ...(options.webrtc === true ? ['--disable-features=WebRtcHideLocalIpsWithMdns'] : []), ...(options.secureOrigin != null ? [`--unsafely-treat-insecure-origin-as-secure=${new URL(options.secureOrigin).origin}`] : [])]
   })
 }
 

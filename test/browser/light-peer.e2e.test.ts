@@ -69,8 +69,7 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     server = served.server
     const url = served.url
 
-    // The page is not on localhost, so Chromium is told to treat its origin as secure (WebCrypto needs that).
-    context = await launchChromium(join(dir, 'chromium-profile'), { webrtc: true, executablePath: netns.chromium, args: [`--unsafely-treat-insecure-origin-as-secure=${url.replace(/\/$/, '')}`] })
+    context = await launchChromium(join(dir, 'chromium-profile'), { webrtc: true, executablePath: netns.chromium, secureOrigin: url })
     const page = context.pages()[0] ?? await context.newPage()
     const pageErrors: string[] = []
     page.on('pageerror', err => { pageErrors.push(String(err)) })
