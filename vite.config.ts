@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config'
 // a time, so that on a 2-core machine each gets the CPU its deadlines assume.
 const HEAVY = [
   'test/integration/**/*.test.ts',
+  'test/security/**/*.test.ts',
   'test/browser/**/*.test.ts',
   'test/dashboard/dashboard-chromium.test.ts',
   'node-host/capsid/**/*.test.ts',
