@@ -11,7 +11,7 @@ export {
   DEFAULTS, MANIFEST_KEYS, MAX_MANIFEST_BYTES, MAX_ARRAY_LENGTH, MAX_REPLICAS, MAX_STRING_LENGTH, editDistance, suggestKey
 } from './schema.ts'
 export type {
-  Manifest, AuthorityPolicy, BiologyPolicy, StoragePolicy, SeedsPolicy, TelemetryPolicy, UpdateStrategy, ManifestTable
+  Manifest, AuthorityPolicy, BiologyPolicy, StoragePolicy, SandboxPolicy, SandboxLevel, SeedsPolicy, TelemetryPolicy, UpdateStrategy, ManifestTable
 } from './schema.ts'
 export { parseDuration, parseSize, InvalidDurationError, InvalidSizeError } from './units.ts'
 export type { UnitOptions } from './units.ts'

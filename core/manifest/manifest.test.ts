@@ -81,6 +81,9 @@ const bad: BadCase[] = [
   { name: 'two-part version', source: doc('[cell]', 'name = "billing"', 'version = "1.0"'), error: ManifestValueError, line: 3, key: 'cell.version' },
   { name: 'build metadata', source: doc('[cell]', 'name = "billing"', 'version = "1.0.0+sha.5114f85"'), error: ManifestValueError, line: 3, key: 'cell.version', message: /build metadata/ },
   { name: 'entry module outside the cell', source: doc('[cell]', 'name = "billing"', 'main = "../other/cell.ts"'), error: ManifestValueError, line: 3, key: 'cell.main' },
+  { name: 'unknown sandbox level', source: withHead('[cell.sandbox]', 'require = "none"'), error: ManifestValueError, line: 8, key: 'cell.sandbox.require', message: /"strict" or "process"/ },
+  { name: 'sandbox level not a string', source: withHead('[cell.sandbox]', 'require = true'), error: ManifestTypeError, line: 8, key: 'cell.sandbox.require' },
+  { name: 'unknown sandbox key', source: withHead('[cell.sandbox]', 'requires = "strict"'), error: ManifestUnknownKeyError, line: 8, key: 'cell.sandbox.requires', message: /did you mean require/ },
   { name: 'unknown update strategy', source: withHead('[cell.biology]', 'update = "rolling"'), error: ManifestValueError, line: 8, key: 'cell.biology.update' },
   { name: 'bad multiaddr', source: withHead('[cell.seeds]', 'bootstrap = [', '  "/ip4/203.0.113.7/tcp/9317",', '  "/ip4/999.0.0.1/tcp/9317"', ']'), error: ManifestValueError, line: 10, key: 'cell.seeds.bootstrap[1]' },
   { name: 'host without port', source: withHead('[cell.seeds]', 'bootstrap = ["seed.cell.network"]'), error: ManifestValueError, line: 8, key: 'cell.seeds.bootstrap[0]' },
@@ -179,6 +182,7 @@ describe('parseManifest reads good files', () => {
         healthGraceMs: 10_000,
         canaryWeight: 5
       },
+      sandbox: { require: 'strict' },
       seeds: { bootstrap: [] },
       telemetry: { prometheus: true, otlpTrace: false }
     })
@@ -212,6 +216,8 @@ describe('parseManifest reads good files', () => {
       'claim = "10GiB"',
       'class = "ssd"',
       'snapshot_every = "6h"',
+      '[cell.sandbox]',
+      'require = "process"',
       '[cell.seeds]',
       'bootstrap = ["seed.cell.network:9317", "/dns4/dht.community.rs/tcp/9317", "/ip4/203.0.113.7/tcp/9317", "[2001:db8::1]:9317", "10.0.0.1:1"]',
       '[cell.telemetry]',
@@ -226,6 +232,7 @@ describe('parseManifest reads good files', () => {
       authority: { ed25519: KEY, trust: [KEY2, KEY] },
       biology: { minReplicas: 3, maxReplicas: 1000, cpuTarget: 55, memoryTarget: 80, update: 'stop', maxSurge: 5, healthGraceMs: 90_000, canaryWeight: 0 },
       storage: { claimBytes: 10 * 1024 ** 3, class: 'ssd', snapshotEveryMs: 6 * 3_600_000 },
+      sandbox: { require: 'process' },
       seeds: { bootstrap: ['seed.cell.network:9317', '/dns4/dht.community.rs/tcp/9317', '/ip4/203.0.113.7/tcp/9317', '[2001:db8::1]:9317', '10.0.0.1:1'] },
       telemetry: { prometheus: false, otlpTrace: true }
     })

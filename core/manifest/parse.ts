@@ -10,7 +10,7 @@ import type { KeyLocations, KeyPath } from './locate.ts'
 import {
   DEFAULTS, MANIFEST_KEYS, MAX_ARRAY_LENGTH, MAX_MANIFEST_BYTES, MAX_REPLICAS, MAX_STRING_LENGTH, suggestKey
 } from './schema.ts'
-import type { Manifest, ManifestTable, StoragePolicy, UpdateStrategy } from './schema.ts'
+import type { Manifest, ManifestTable, SandboxLevel, StoragePolicy, UpdateStrategy } from './schema.ts'
 import { parseDuration, parseSize } from './units.ts'
 import { isCellName, parseVersion } from './version.ts'
 import { syntaxHint, syntaxKey } from './syntax-hint.ts'
@@ -115,6 +115,10 @@ class Reader {
       }
     }
 
+    const sandbox = this.table(['cell', 'sandbox'], cell.sandbox ?? {}, 'cell.sandbox')
+    const requireSandbox = this.optional(['cell', 'sandbox', 'require'], sandbox.require, DEFAULTS.sandbox.require,
+      v => this.sandboxLevel(['cell', 'sandbox', 'require'], v))
+
     const seeds = this.table(['cell', 'seeds'], cell.seeds ?? {}, 'cell.seeds')
     const bootstrap = this.optional(['cell', 'seeds', 'bootstrap'], seeds.bootstrap, [...DEFAULTS.seeds.bootstrap],
       v => this.array(['cell', 'seeds', 'bootstrap'], v, (p, e) => this.address(p, e)))
@@ -133,6 +137,7 @@ class Reader {
       authority: { ed25519, trust },
       biology: { minReplicas, maxReplicas, cpuTarget, memoryTarget, update, maxSurge, healthGraceMs, canaryWeight },
       ...(storage === undefined ? {} : { storage }),
+      sandbox: { require: requireSandbox },
       seeds: { bootstrap },
       telemetry: { prometheus, otlpTrace }
     }
@@ -269,6 +274,14 @@ class Reader {
     const text = this.string(path, value)
     if (text !== 'live' && text !== 'stop') {
       throw this.error(ManifestValueError, path, `invalid update strategy ${JSON.stringify(text)}: expected "live" or "stop"`)
+    }
+    return text
+  }
+
+  sandboxLevel (path: KeyPath, value: unknown): SandboxLevel {
+    const text = this.string(path, value)
+    if (text !== 'strict' && text !== 'process') {
+      throw this.error(ManifestValueError, path, `invalid sandbox level ${JSON.stringify(text.slice(0, 40))}: expected "strict" or "process"`)
     }
     return text
   }

@@ -22,16 +22,30 @@
 // | cell.storage.claim          | required *   | storage.claimBytes             | size > 0                             |
 // | cell.storage.class          | "default" *  | storage.class                  | DNS label (a hint to the driver)     |
 // | cell.storage.snapshot_every | "24h" *      | storage.snapshotEveryMs        | duration > 0                         |
+// | cell.sandbox.require        | "strict"     | sandbox.require                | "strict" or "process"                |
 // | cell.seeds.bootstrap        | []           | seeds.bootstrap                | ≤ 64 multiaddrs or host:port         |
 // | cell.telemetry.prometheus   | true         | telemetry.prometheus           | boolean                              |
 // | cell.telemetry.otlp_trace   | false        | telemetry.otlpTrace            | boolean                              |
 //
 // (*) only when [cell.storage] is declared.
 //
+// cell.sandbox.require is the weakest capsid a node may run the cell in: "strict" (bubblewrap:
+// own mount, pid and network namespaces, an unprivileged uid, memory/pid/file limits) or
+// "process" (Node's permission model, which also accepts nodes whose operator chose it; it does
+// not confine the network). A node refuses to start a replica in a weaker sandbox than required.
+//
 // Integers must be TOML integers (`60`, not `60.0`). Durations and sizes are TOML strings
 // (`health_grace = "10s"`, `claim = "10GiB"`); see units.ts for their grammar.
 
 export type UpdateStrategy = 'live' | 'stop'
+
+/** How strong a capsid is: bubblewrap with limits ('strict') or Node's permission model ('process'). */
+export type SandboxLevel = 'strict' | 'process'
+
+export interface SandboxPolicy {
+  /** The weakest sandbox a node may run this cell in. */
+  readonly require: SandboxLevel
+}
 
 export interface AuthorityPolicy {
   /** The cell's authority public key, 64 lowercase hex characters. */
@@ -81,6 +95,7 @@ export interface Manifest {
   readonly biology: BiologyPolicy
   /** Present only when Cell.toml declares [cell.storage]. */
   readonly storage?: StoragePolicy
+  readonly sandbox: SandboxPolicy
   readonly seeds: SeedsPolicy
   readonly telemetry: TelemetryPolicy
 }
@@ -101,6 +116,7 @@ export const DEFAULTS = Object.freeze({
     canaryWeight: 5
   }),
   storage: Object.freeze({ class: 'default', snapshotEveryMs: 86_400_000 }),
+  sandbox: Object.freeze({ require: 'strict' as SandboxLevel }),
   seeds: Object.freeze({ bootstrap: Object.freeze([] as string[]) }),
   telemetry: Object.freeze({ prometheus: true, otlpTrace: false })
 })
@@ -116,10 +132,11 @@ export const MAX_STRING_LENGTH = 255
 /** Every table Cell.toml may contain ('' is the document root) and the keys each may hold. */
 export const MANIFEST_KEYS = Object.freeze({
   '': ['cell'],
-  cell: ['name', 'version', 'main', 'public', 'authority', 'biology', 'storage', 'seeds', 'telemetry'],
+  cell: ['name', 'version', 'main', 'public', 'authority', 'biology', 'storage', 'sandbox', 'seeds', 'telemetry'],
   'cell.authority': ['ed25519', 'trust'],
   'cell.biology': ['min_replicas', 'max_replicas', 'cpu_target', 'memory_target', 'update', 'max_surge', 'health_grace', 'canary_weight'],
   'cell.storage': ['claim', 'class', 'snapshot_every'],
+  'cell.sandbox': ['require'],
   'cell.seeds': ['bootstrap'],
   'cell.telemetry': ['prometheus', 'otlp_trace']
 } as const)
