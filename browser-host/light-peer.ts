@@ -33,7 +33,11 @@ export interface LightPeerInit {
   bootstrap: string[]
   /** A `cell-grant-v1:` token for this tab's peer id; its issuer becomes trusted. Persisted. */
   grantToken?: string
-  /** Authority ids whose releases and replicas this tab accepts. Persisted (added to what is stored). */
+  /**
+   * Authority ids whose releases and replicas this tab accepts. Persisted (added to what is stored),
+   * so pass only what the person or the host's operator vouches for: the dashboard passes its
+   * host's cell-config.json trust here, and a link's `?trust=` only after the person accepts it.
+   */
   trust?: string[]
   /** Default: IndexedDB database `storeName` (default "cell-light-peer"). */
   store?: LightPeerStore

@@ -2,12 +2,26 @@ import { describe, expect, it } from 'vitest'
 import { BadPageConfigError, loadPageConfig, pageConfigFromQuery, parsePageConfig, requestGrant, PAGE_CONFIG_LIMITS } from './page-config.ts'
 
 const ADDR = '/ip4/127.0.0.1/tcp/4001/ws/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
+const A = 'ab'.repeat(32)
+const B = 'cd'.repeat(32)
 
 describe('page config', () => {
   it('reads the query: repeated or comma-separated bootstrap, trust and grant', () => {
     expect(pageConfigFromQuery('')).toBeUndefined()
-    expect(pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)},${encodeURIComponent(ADDR + 'x')}&trust=ab&grant=cell-grant-v1:t`))
-      .toEqual({ bootstrap: [ADDR, ADDR + 'x'], trust: ['ab'], grantToken: 'cell-grant-v1:t' })
+    expect(pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)},${encodeURIComponent(ADDR + 'x')}&trust=${A}&grant=cell-grant-v1:t`))
+      .toEqual({ bootstrap: [ADDR, ADDR + 'x'], trust: [], linkTrust: [A], grantToken: 'cell-grant-v1:t' })
+  })
+
+  it('only proposes a link\'s authorities; a link never carries a grant URL or secret', () => {
+    const q = pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)}&trust=${A},${B.toUpperCase()}&trust=${A}&grantUrl=http://evil/&grantSecret=s`)
+    expect(q).toEqual({ bootstrap: [ADDR], trust: [], linkTrust: [A, B] })
+    for (const bad of ['ab', 'zz'.repeat(32), A + '00']) {
+      expect(() => pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)}&trust=${bad}`), bad).toThrow(BadPageConfigError)
+    }
+    // The host's config is the operator's: its trust is used as given, and it may carry the secret.
+    expect(parsePageConfig({ bootstrap: [ADDR], trust: [A], grantUrl: 'grant', grantSecret: 's3cret', linkTrust: [B] }))
+      .toEqual({ bootstrap: [ADDR], trust: [A], grantUrl: 'grant', grantSecret: 's3cret' })
+    expect(() => parsePageConfig({ bootstrap: [ADDR], trust: ['ab'] })).toThrow(BadPageConfigError)
   })
 
   it('rejects documents a page cannot join with, by name', () => {
@@ -28,14 +42,17 @@ describe('page config', () => {
     await expect(loadPageConfig(location, { fetch: serve(500, '') })).rejects.toThrow(BadPageConfigError)
     await expect(loadPageConfig(location, { fetch: serve(200, '{') })).rejects.toThrow(BadPageConfigError)
     // The query wins and nothing is fetched.
-    expect(await loadPageConfig({ ...location, search: `?bootstrap=${encodeURIComponent(ADDR)}` }, { fetch: serve(500, '') })).toEqual({ bootstrap: [ADDR], trust: [] })
+    expect(await loadPageConfig({ ...location, search: `?bootstrap=${encodeURIComponent(ADDR)}` }, { fetch: serve(500, '') })).toEqual({ bootstrap: [ADDR], trust: [], linkTrust: [] })
   })
 
-  it('asks the host for a grant for its own peer id', async () => {
+  it('asks the host for a grant for its own peer id, with the host\'s secret, same-origin only', async () => {
     let sent: unknown
-    const host = (async (url: URL, init: RequestInit) => { sent = [String(url), init.method, JSON.parse(String(init.body))]; return Response.json({ token: 'cell-grant-v1:x' }) }) as unknown as typeof fetch
-    expect(await requestGrant('grant', 'peer1', 'http://h/dash/', { fetch: host })).toBe('cell-grant-v1:x')
-    expect(sent).toEqual(['http://h/dash/grant', 'POST', { peerId: 'peer1' }])
+    const host = (async (url: URL, init: RequestInit) => { sent = [String(url), init.method, init.headers, JSON.parse(String(init.body))]; return Response.json({ token: 'cell-grant-v1:x' }) }) as unknown as typeof fetch
+    expect(await requestGrant('grant', 'peer1', 'http://h/dash/', { secret: 's3cret', fetch: host })).toBe('cell-grant-v1:x')
+    expect(sent).toEqual(['http://h/dash/grant', 'POST', { 'content-type': 'application/json', 'x-cell-grant-secret': 's3cret' }, { peerId: 'peer1' }])
+    sent = undefined
+    await expect(requestGrant('http://elsewhere/grant', 'peer1', 'http://h/dash/', { secret: 's3cret', fetch: host })).rejects.toThrow(BadPageConfigError)
+    expect(sent).toBeUndefined()
     const refusing = (async () => new Response('no', { status: 429 })) as unknown as typeof fetch
     await expect(requestGrant('grant', 'peer1', 'http://h/', { fetch: refusing })).rejects.toThrow(BadPageConfigError)
   })

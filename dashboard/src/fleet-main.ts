@@ -4,7 +4,13 @@
 // A host page may still hand in `window.cellSource` (see main.tsx); without either the page shows
 // the designed "not connected" state. The light peer (libp2p) is a separate chunk, loaded only
 // when there is a fleet to join.
+//
+// Trust: the host's cell-config.json is the operator's word (same origin, Host-checked by the
+// server), so its authorities are used at once. A link's `?trust=` (and the issuer of a `?grant=`
+// token) is anyone's word: authorities the tab does not trust yet are shown in a confirm prompt
+// (trust-prompt.tsx) and are stored and used only after the person accepts them.
 import { mountDashboard } from './mount.tsx'
+import { mountTrustPrompt } from './trust-prompt.tsx'
 import type { FleetSource, FleetViewLike } from './source.ts'
 
 declare global {
@@ -32,7 +38,7 @@ function failedSource (reason: string): FleetSource {
 }
 
 async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Promise<void> {
-  const { loadPageConfig, requestGrant, createLightPeer, lightPeerSource, describeError } = await import('./fleet-peer.ts')
+  const { loadPageConfig, requestGrant, createLightPeer, lightPeerSource, describeError, decodeGrantToken } = await import('./fleet-peer.ts')
   let config
   try {
     config = await loadPageConfig(window.location, { signal: AbortSignal.timeout(10_000) })
@@ -41,20 +47,42 @@ async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Pr
     return
   }
   if (config === undefined) { mount(undefined); return }
+  // A link's grant makes its issuer trusted when imported, so it waits for the same confirmation
+  // as `?trust=` unless the tab already trusts that issuer.
+  let linkGrant: { token: string, issuer: string } | undefined
+  if (config.linkTrust !== undefined && config.grantToken !== undefined) {
+    try {
+      linkGrant = { token: config.grantToken, issuer: decodeGrantToken(config.grantToken).issuer }
+    } catch (err) {
+      mount(failedSource(`The grant in the link is not valid: ${describeError(err)}`))
+      return
+    }
+  }
   let peer
   try {
-    peer = await createLightPeer({ bootstrap: config.bootstrap, trust: config.trust, grantToken: config.grantToken, start: false })
+    peer = await createLightPeer({ bootstrap: config.bootstrap, trust: config.trust, start: false })
   } catch (err) {
     mount(failedSource(`The light peer could not be created: ${describeError(err)}`))
     return
   }
+  const known = new Set(peer.trusted())
+  const asked = [...new Set([...(config.linkTrust ?? []), ...(linkGrant !== undefined ? [linkGrant.issuer] : [])])].filter(a => !known.has(a))
   window.cellPeer = peer
   const source = lightPeerSource(peer)
   window.cellSource = source
+  if (linkGrant !== undefined && known.has(linkGrant.issuer)) {
+    try {
+      await peer.importGrant(linkGrant.token)
+    } catch (err) {
+      mount(failedSource(`The grant in the link could not be used: ${describeError(err)}`))
+      return
+    }
+  }
   mount(source)
+  if (asked.length > 0) askTrust(el, asked, linkGrant, peer)
   try {
     if (config.grantUrl !== undefined) {
-      const token = await requestGrant(config.grantUrl, peer.peerId, window.location.href, { signal: AbortSignal.timeout(10_000) })
+      const token = await requestGrant(config.grantUrl, peer.peerId, window.location.href, { secret: config.grantSecret, signal: AbortSignal.timeout(10_000) })
       await peer.importGrant(token)
     }
   } catch (err) {
@@ -67,6 +95,21 @@ async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Pr
     source.fail(err)
   }
   el.dataset.peerId = peer.peerId
+}
+
+/** Shows the confirm prompt above the dashboard; the authorities are stored only on "Trust". */
+function askTrust (el: HTMLElement, asked: string[], linkGrant: { token: string, issuer: string } | undefined, peer: { trust: (id: string) => Promise<void>, importGrant: (token: string) => Promise<unknown> }): void {
+  const box = document.createElement('div')
+  box.id = 'trust-prompt'
+  el.before(box)
+  mountTrustPrompt(box, {
+    authorities: asked,
+    grantIssuer: linkGrant !== undefined && asked.includes(linkGrant.issuer) ? linkGrant.issuer : undefined,
+    accept: async () => {
+      for (const id of asked) await peer.trust(id)
+      if (linkGrant !== undefined && asked.includes(linkGrant.issuer)) await peer.importGrant(linkGrant.token)
+    }
+  })
 }
 
 const el = document.getElementById('app')

@@ -7,8 +7,10 @@
 // Grants for the page: a tab makes its own peer key, so its id is unknown up front. The demo's
 // dashboard server therefore signs a caller grant for whatever peer id a tab posts to `/grant`,
 // with the demo's throwaway authority key. Anyone who can reach that port may call the demo's cells,
-// so the server listens on 127.0.0.1 only: a local demo convenience, never a production flow (there
-// the authority runs `cell grant caller <peer-id>` and the page imports the token).
+// so the server listens on 127.0.0.1 only, and answers only requests that name it in Host (no DNS
+// rebinding), come from its own page's origin and carry the per-run secret that page was served
+// (node-host/http/static-server.ts): a local demo convenience, never a production flow (there the
+// authority runs `cell grant caller <peer-id>` and the page imports the token).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

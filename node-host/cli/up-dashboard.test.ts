@@ -30,11 +30,14 @@ describe('cell up --dashboard', () => {
     const peerId = proc.stdout().match(/^cell node (\S+)$/m)![1]
 
     const config = await (await fetch(new URL('cell-config.json', url), { signal: AbortSignal.timeout(10_000) })).json()
-    expect(config).toEqual({ bootstrap: [ws], trust: [authorityId], grantUrl: 'grant' })
+    expect(config).toEqual({ bootstrap: [ws], trust: [authorityId], grantUrl: 'grant', grantSecret: expect.stringMatching(/^[\w-]{43}$/) })
     const page = await fetch(url, { signal: AbortSignal.timeout(10_000) })
     expect(page.status).toBe(200)
     expect(await page.text()).toMatch(/<script type="module"[^>]* src="\.\/assets\/index-[\w-]+\.js"/)
-    const granted = await fetch(new URL('grant', url), { method: 'POST', body: JSON.stringify({ peerId }), signal: AbortSignal.timeout(10_000) })
+    // Without the page's per-run secret the endpoint signs nothing (test/security/dashboard-grant.test.ts has the rest).
+    const refused = await fetch(new URL('grant', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ peerId }), signal: AbortSignal.timeout(10_000) })
+    expect(refused.status).toBe(403)
+    const granted = await fetch(new URL('grant', url), { method: 'POST', headers: { 'content-type': 'application/json', 'x-cell-grant-secret': config.grantSecret }, body: JSON.stringify({ peerId }), signal: AbortSignal.timeout(10_000) })
     const cert = decodeGrantToken(((await granted.json()) as { token: string }).token)
     expect(cert).toMatchObject({ issuer: authorityId, subject: peerId, roles: ['caller'] })
 

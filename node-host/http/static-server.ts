@@ -3,8 +3,24 @@
 // page shows afterwards comes from the tab's own light peer (gossip and calls), not from here.
 // Optionally (`issueGrant`, local demo only) `POST /grant` signs a caller grant for the tab's peer
 // id, so a freshly opened tab can call cells without a copy-pasted token.
+//
+// Who may get a grant. Listening on 127.0.0.1 is not enough: a web page the person visits can
+// rebind its own name to 127.0.0.1 (DNS rebinding) and then fetch this server "same-origin", and any
+// page can fire a cross-site POST at it. So:
+// - every request must name this server in `Host` (an address it listens on, or a name the
+//   operator allowed); a rebound name is refused before anything is read or served, which is what
+//   keeps the page config (and the secret in it) away from a rebinding page;
+// - `POST /grant` needs `Content-Type: application/json` (no simple cross-site form post), an
+//   `Origin` (when sent; browsers always send it on POST) equal to the page's own origin
+//   `http://<Host>`, and `x-cell-grant-secret`: 32 random bytes made when the server starts and
+//   handed to the page only inside cell-config.json (never in a URL: those end up in logs and
+//   Referer headers), compared in constant time.
+// Refusals are 403 (415 for the content type) with a short reason, counted in `stats.refused`.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, realpath, stat } from 'node:fs/promises'
+import { networkInterfaces } from 'node:os'
+import { isIP } from 'node:net'
 import { extname, posix, resolve, sep } from 'node:path'
 import { CellError } from '../../core/errors.ts'
 import type { PageConfig } from '../../browser-host/page-config.ts'
@@ -21,6 +37,10 @@ export const STATIC_LIMITS = {
   /** Grants one server issues at most (a tab asks once per load). */
   grants: 1000,
   connections: 128,
+  /** Names the server answers to besides its own addresses (`allowedHosts`). */
+  allowedHosts: 16,
+  /** Host names computed for a wildcard bind (one per interface address, plus loopback forms). */
+  hostNames: 256,
   requestTimeoutMs: 10_000,
   headersTimeoutMs: 5_000
 } as const
@@ -37,6 +57,9 @@ const TYPES: Record<string, string> = {
   '.map': 'application/json'
 }
 
+/** The header `POST /grant` carries the per-run secret in (a custom header also forces a CORS preflight). */
+export const GRANT_SECRET_HEADER = 'x-cell-grant-secret'
+
 /** libp2p peer ids as text: base58btc (12D3Koo…, Qm…) or CIDv1 base32. */
 const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$|^b[a-z2-7]{32,128}$/
 
@@ -49,8 +72,14 @@ export interface DashboardServerInit {
   host?: string
   /** Default 0 (any free port). */
   port?: number
+  /**
+   * Further `Host` values to answer (`name` or `name:port`; a bare name means this server's port),
+   * e.g. the name a reverse proxy forwards with. By default only the listen address is answered
+   * (for a loopback bind: 127.0.0.1, localhost and [::1]; for 0.0.0.0/:: every interface address).
+   */
+  allowedHosts?: string[]
   /** Read on every request, so addresses learnt later are served. */
-  config: () => Omit<PageConfig, 'grantUrl'>
+  config: () => Omit<PageConfig, 'grantUrl' | 'grantSecret' | 'linkTrust'>
   /** Local demo only: sign a caller grant for a tab's peer id; enables `POST /grant`. */
   issueGrant?: (peerId: string, options: { signal?: AbortSignal }) => Promise<string>
 }
@@ -58,10 +87,68 @@ export interface DashboardServerInit {
 export interface DashboardServer {
   readonly url: string
   readonly port: number
-  readonly stats: { requests: number, rejected: number, grants: number }
+  readonly stats: DashboardServerStats
   /** The last requests (method and path, at most 32), for diagnostics and tests. */
   readonly recent: string[]
   close: () => Promise<void>
+}
+
+export interface DashboardServerStats {
+  requests: number
+  /** Every refused request (bad path, limits, and the refusals below). */
+  rejected: number
+  grants: number
+  /** Requests refused as possibly forged: wrong Host (rebinding), foreign Origin, missing/wrong secret, non-JSON POST. */
+  refused: { host: number, origin: number, secret: number, contentType: number }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
+/** `host:port` as a browser writes it in `Host` (IPv6 in brackets, port left out when it is 80). */
+function hostValues (name: string, port: number): string[] {
+  const n = isIP(name) === 6 ? `[${name}]` : name
+  return port === 80 ? [`${n}:80`, n] : [`${n}:${port}`]
+}
+
+/** The `Host` values this server answers to: its listen address (all forms of it), plus `extra`. */
+export function allowedHostValues (bindHost: string, port: number, extra: string[] = []): Set<string> {
+  const names = new Set<string>()
+  const bind = bindHost.toLowerCase()
+  if (bind === '0.0.0.0' || bind === '::' || bind === '') {
+    names.add('127.0.0.1').add('localhost').add('::1')
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) {
+        if (names.size >= STATIC_LIMITS.hostNames) break
+        // A link-local IPv6 address needs a zone id, which a Host header cannot carry usefully.
+        if (a.family === 'IPv6' && a.scopeid !== 0 && a.scopeid !== undefined) continue
+        if (bind === '0.0.0.0' && a.family !== 'IPv4') continue
+        names.add(a.address.toLowerCase())
+      }
+    }
+  } else if (isLoopback(bind)) {
+    names.add(bind).add('127.0.0.1').add('localhost').add('::1')
+  } else {
+    names.add(bind)
+  }
+  const out = new Set<string>()
+  for (const n of names) for (const v of hostValues(n, port)) out.add(v)
+  if (extra.length > STATIC_LIMITS.allowedHosts) throw new DashboardServerError(`at most ${STATIC_LIMITS.allowedHosts} allowedHosts`)
+  for (const e of extra) {
+    const v = e.trim().toLowerCase()
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/.test(v)) throw new DashboardServerError(`allowedHosts entry "${e}" is not a host name or host:port`)
+    if (/:\d{1,5}$/.test(v) && !v.endsWith(']')) out.add(v)
+    else for (const h of hostValues(v.replace(/^\[|\]$/g, ''), port)) out.add(h)
+  }
+  return out
+}
+
+/** Constant-time comparison of a presented secret with ours (hashing first evens out the lengths). */
+function sameSecret (presented: string, secret: string): boolean {
+  const a = createHash('sha256').update(presented).digest()
+  const b = createHash('sha256').update(secret).digest()
+  return timingSafeEqual(a, b)
 }
 
 export async function serveDashboard (init: DashboardServerInit, options: { signal?: AbortSignal } = {}): Promise<DashboardServer> {
@@ -69,8 +156,17 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
   const root = resolve(init.root ?? DEFAULT_DASHBOARD_DIR)
   if (init.build ?? init.root === undefined) await ensureDashboardBuilt({ outDir: root, signal: options.signal })
   const realRoot = await realpath(root).catch((err) => { throw new DashboardServerError(`dashboard directory ${root} does not exist`, { cause: err }) })
-  const stats = { requests: 0, rejected: 0, grants: 0 }
+  const stats: DashboardServerStats = { requests: 0, rejected: 0, grants: 0, refused: { host: 0, origin: 0, secret: 0, contentType: 0 } }
   const recent: string[] = []
+  // Made once per run and shown only to pages this server serves (in cell-config.json).
+  const grantSecret = randomBytes(32).toString('base64url')
+  // Filled in once the port is known; until then nothing is answered.
+  let allowedHosts = new Set<string>()
+
+  const refuse = (res: ServerResponse, why: keyof DashboardServerStats['refused'], text: string): void => {
+    stats.refused[why]++
+    reject(res, why === 'contentType' ? 415 : 403, text)
+  }
 
   const reject = (res: ServerResponse, status: number, text: string): void => {
     stats.rejected++
@@ -80,7 +176,14 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
 
   const sendJson = (res: ServerResponse, status: number, value: unknown, head: boolean): void => {
     const body = JSON.stringify(value)
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) })
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(body),
+      'x-content-type-options': 'nosniff',
+      // Another site's page may not embed it (no-cors reads); the page itself fetches it same-origin.
+      'cross-origin-resource-policy': 'same-origin'
+    })
     res.end(head ? undefined : body)
   }
 
@@ -103,6 +206,9 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
       'content-type': TYPES[extname(real)] ?? 'application/octet-stream',
       'content-length': body.byteLength,
       'x-content-type-options': 'nosniff',
+      // No other site may frame the page: its trust prompt must not be clickjacked.
+      'content-security-policy': "frame-ancestors 'none'",
+      'x-frame-options': 'DENY',
       // Vite puts content hashes in asset names; the page itself must be re-read to pick them up.
       'cache-control': clean.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'
     })
@@ -110,7 +216,17 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
   }
 
   const grant = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (init.issueGrant === undefined) { reject(res, 404, 'not found'); return }
+    if (init.issueGrant === undefined) { reject(res, 404, 'not found'); req.resume(); return }
+    // Host was checked for every request already. A form or a no-cors fetch cannot send JSON.
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+    if (type !== 'application/json') { refuse(res, 'contentType', 'grant requests are application/json'); req.resume(); return }
+    // Browsers send Origin on every POST; a page on any other origin (or an opaque one: "null") is refused.
+    const origin = req.headers.origin
+    if (origin !== undefined && origin.toLowerCase() !== `http://${(req.headers.host ?? '').toLowerCase()}`) { refuse(res, 'origin', 'foreign origin'); req.resume(); return }
+    const site = req.headers['sec-fetch-site']
+    if (site !== undefined && site !== 'same-origin') { refuse(res, 'origin', 'not a same-origin request'); req.resume(); return }
+    const presented = req.headers[GRANT_SECRET_HEADER]
+    if (typeof presented !== 'string' || !sameSecret(presented, grantSecret)) { refuse(res, 'secret', 'missing or wrong grant secret'); req.resume(); return }
     if (stats.grants >= STATIC_LIMITS.grants) { reject(res, 429, 'grant limit reached'); return }
     const declared = Number(req.headers['content-length'] ?? 0)
     if (declared > STATIC_LIMITS.grantBodyBytes) { reject(res, 413, 'body too large'); req.resume(); return }
@@ -138,6 +254,9 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
     const url = req.url ?? '/'
     recent.push(`${req.method ?? '?'} ${url.slice(0, 200)}`)
     if (recent.length > 32) recent.shift()
+    // Before anything else: a request for another name (a rebound DNS name) gets nothing from here.
+    const host = req.headers.host?.toLowerCase()
+    if (host === undefined || !allowedHosts.has(host)) { refuse(res, 'host', 'unknown host'); req.resume(); return }
     if (url.length > STATIC_LIMITS.urlChars) { reject(res, 414, 'URL too long'); return }
     let pathname: string
     try {
@@ -154,7 +273,7 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
     if (req.method === 'POST' && pathname === '/grant') { done(grant(req, res)); return }
     if (req.method !== 'GET' && !head) { res.setHeader('allow', 'GET, HEAD'); reject(res, 405, 'method not allowed'); req.resume(); return }
     if (pathname === '/cell-config.json') {
-      const config: PageConfig = { ...init.config(), ...(init.issueGrant !== undefined ? { grantUrl: 'grant' } : {}) }
+      const config: PageConfig = { ...init.config(), ...(init.issueGrant !== undefined ? { grantUrl: 'grant', grantSecret } : {}) }
       sendJson(res, 200, config, head)
       return
     }
@@ -170,6 +289,12 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   const host = init.host ?? '127.0.0.1'
+  try {
+    allowedHosts = allowedHostValues(host, port, init.allowedHosts)
+  } catch (err) {
+    server.close()
+    throw err
+  }
   let closed: Promise<void> | undefined
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`,
