@@ -16,6 +16,7 @@ import type { ExitInfo } from './errors.ts'
 import { FrameDecoder, FrameType, encodeFrame, MAX_FRAME_BYTES } from './protocol.ts'
 import type { Frame } from './protocol.ts'
 import type { SandboxMode } from './sandbox.ts'
+import type { CapsidLimits } from './limits.ts'
 import { LogRing } from './log-ring.ts'
 import type { LogLine } from './log-ring.ts'
 
@@ -40,6 +41,13 @@ export interface CapsidInit {
   logLines?: number
   /** V8 old-space limit for the replica; past it the replica dies (reported as a crash). */
   maxHeapMb?: number
+  /**
+   * Strict (bwrap) capsids only: memory, processes, open files and /tmp size; unset fields take
+   * DEFAULT_LIMITS (512 MiB, 128, 1024, 64 MiB). A replica past its memory limit is killed and
+   * reported as a crash with `exit.limit = 'memory'`; past the others its syscalls fail (EAGAIN,
+   * EMFILE, ENOSPC) and it lives on.
+   */
+  limits?: Partial<CapsidLimits>
   /** Chunks a stream may send ahead of the consumer. */
   streamCredit?: number
   clock?: Clock
@@ -64,6 +72,16 @@ export interface CapsidStopOptions {
   /** How long after SIGTERM before SIGKILL. */
   killMs?: number
   signal?: AbortSignal
+}
+
+/** @internal what start-capsid hands the capsid about the sandbox it built. */
+export interface CapsidHooks {
+  /** The limits in force (strict capsids). */
+  limits?: CapsidLimits
+  /** Which limit, if any, ended the process: asked once it has exited. */
+  exitReason?: () => Promise<{ limit: 'memory', reason: string } | undefined>
+  /** Release what the sandbox held on the host (cgroups, uid) once the process is gone. */
+  release?: () => Promise<void>
 }
 
 interface Pending {
@@ -123,10 +141,16 @@ export class Capsid extends EventTarget {
   private resolveExited!: (exit: CapsidExit) => void
   private readyWaiter?: { resolve: () => void, reject: (err: Error) => void }
   private killTimer?: unknown
+  private exitStarted = false
+  private readonly hooks: CapsidHooks
+  /** The limits the replica runs under (strict capsids; undefined in process mode). */
+  readonly limits?: CapsidLimits
 
   /** @internal use startCapsid */
-  constructor (init: CapsidInit, mode: 'bwrap' | 'process', child: ChildProcess, server: Server, instDir: string, token: string) {
+  constructor (init: CapsidInit, mode: 'bwrap' | 'process', child: ChildProcess, server: Server, instDir: string, token: string, hooks: CapsidHooks = {}) {
     super()
+    this.hooks = hooks
+    this.limits = hooks.limits
     this.cell = init.cell
     this.instanceId = init.instanceId
     this.mode = mode
@@ -466,26 +490,36 @@ export class Capsid extends EventTarget {
   }
 
   private handleExit (code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.exitInfo !== undefined) return
+    if (this.exitStarted) return
+    this.exitStarted = true
     this.clock.clearTimeout(this.killTimer)
+    // Ask the sandbox which limit, if any, ended the process (a cgroup file read) before reporting.
+    const reason = this.hooks.exitReason?.().catch(() => undefined) ?? Promise.resolve(undefined)
+    void reason.then((why) => { this.finishExit(code, signal, why) })
+  }
+
+  private finishExit (code: number | null, signal: NodeJS.Signals | null, why: { limit: 'memory', reason: string } | undefined): void {
     this.emitLogs(this.logRing.end(this.clock.now()))
     const crashed = !this.stopRequested
-    const exit: CapsidExit = { code, signal, stderrTail: this.logRing.stderrTail(), crashed }
+    const exit: CapsidExit = { code, signal, stderrTail: this.logRing.stderrTail(), crashed, ...(why ?? {}) }
     this.exitInfo = exit
     const wasStarting = this.state === 'starting'
     this.setState(crashed ? 'crashed' : 'stopped')
-    log('%s/%s exited code=%s signal=%s crashed=%s', this.cell, this.instanceId, code, signal, crashed)
+    log('%s/%s exited code=%s signal=%s crashed=%s%s', this.cell, this.instanceId, code, signal, crashed, why !== undefined ? ` (${why.reason})` : '')
+    const how = `(code ${code}, signal ${signal})${why !== undefined ? `: ${why.reason}` : ''}`
     const err = crashed
-      ? new ReplicaCrashedError(`replica ${this.cell}/${this.instanceId} exited (code ${code}, signal ${signal})`, exit)
+      ? new ReplicaCrashedError(`replica ${this.cell}/${this.instanceId} exited ${how}`, exit)
       : new CapsidStoppedError(`replica ${this.cell}/${this.instanceId} stopped`)
     for (const p of [...this.pending.values()]) p.onError(err)
     this.pending.clear()
     if (wasStarting) {
-      this.readyWaiter?.reject(new CapsidStartError(`replica of ${this.cell} exited (code ${code}, signal ${signal}) before it was ready`, exit.stderrTail))
+      this.readyWaiter?.reject(new CapsidStartError(`replica of ${this.cell} exited ${how} before it was ready`, exit.stderrTail))
     }
     this.sock?.destroy()
     this.server.close()
-    void rm(this.instDir, { recursive: true, force: true }).catch(() => {}).then(() => {
+    void rm(this.instDir, { recursive: true, force: true }).catch(() => {}).then(async () => {
+      await this.hooks.release?.().catch((err) => { log.error('%s/%s releasing the sandbox failed: %e', this.cell, this.instanceId, err) })
+    }).then(() => {
       this.dispatchEvent(new CustomEvent('exit', { detail: exit }))
       this.resolveExited(exit)
     })

@@ -13,6 +13,10 @@ export interface ExitInfo {
   code: number | null
   signal: string | null
   stderrTail: string[]
+  /** Which capsid limit ended the replica, when the kernel enforced one (e.g. the memory cgroup's OOM kill). */
+  limit?: 'memory'
+  /** Why, in words, when known. */
+  reason?: string
 }
 
 /** The replica died without being asked to stop; pending calls fail with this. */
@@ -30,8 +34,15 @@ export class UnknownMethodError extends CellError {}
 /** Too many calls in flight on this capsid. */
 export class CapsidBusyError extends CellError {}
 
-/** `sandbox: 'bwrap'` was requested but bubblewrap is not installed or does not work here. */
+/**
+ * A strict (bubblewrap) sandbox was asked for (`--sandbox bwrap` or `auto`) but bubblewrap or
+ * prlimit is not installed or does not work here. Never retried: the operator must install
+ * bubblewrap or choose `--sandbox process` explicitly.
+ */
 export class SandboxUnavailableError extends CellError {}
+
+/** The release requires a stricter sandbox (`[cell.sandbox] require`) than this node provides. */
+export class SandboxTooWeakError extends CellError {}
 
 /** The capsid was stopped (or stopped while the call was pending). */
 export class CapsidStoppedError extends CellError {}

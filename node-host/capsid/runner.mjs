@@ -26,6 +26,21 @@ class NotAStreamError extends NamedError {}
 class PayloadDecodeError extends NamedError {}
 
 const env = process.env
+// A strict capsid started by root: bwrap left the runner root in no user namespace with only
+// CAP_SETUID/SETGID; drop to the replica's own unprivileged uid before any cell code runs (the
+// switch from root clears every capability, and bwrap set no_new_privs).
+if (env.CELL_CAPSID_UID !== undefined) {
+  const id = Number(env.CELL_CAPSID_UID)
+  process.setgroups([])
+  process.setgid(id)
+  process.setuid(id)
+  if (process.getuid() !== id || process.geteuid() === 0 || process.getegid() === 0) {
+    process.stderr.write('capsid runner: could not drop root\n')
+    process.exit(72)
+  }
+  process.chdir(env.CELL_DATA_DIR)
+}
+delete env.CELL_CAPSID_UID
 const socketPath = env.CELL_CAPSID_SOCKET
 const artifactPath = env.CELL_CAPSID_ARTIFACT
 const token = env.CELL_CAPSID_TOKEN
