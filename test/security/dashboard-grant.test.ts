@@ -6,9 +6,10 @@
 // 2. Cross-site requests: another origin's page posts to http://127.0.0.1:<port>/grant.
 // 3. A link `?bootstrap=…&trust=<hex>` used to store <hex> in the tab's trust at once.
 //
-// Each test below fails on the code before the fix; that was checked by running this file with the
-// old node-host/http/static-server.ts, browser-host/page-config.ts and dashboard/src/fleet-main.ts
-// restored from git (`git show HEAD~1:<file> > <file>`): the rebinding and origin tests got 200 and
+// Each test below fails on the code before the fix; that was checked by running a copy of this file
+// (with GRANT_SECRET_HEADER defined locally, allowedHostValues stubbed and a made-up secret, as the
+// old server has none of them) against node-host/http/static-server.ts, browser-host/page-config.ts
+// and dashboard/src/fleet-main.ts as of commit 9a88b5f: all 8 failed. The rebinding and origin tests got 200 and
 // a token where they expect 403 and no grant, the secret tests likewise, the content-type test got
 // a grant for a body posted as text/plain, the Chromium rebinding test loaded the page and its
 // config from attacker.example, and the Chromium trust test found the link's authority already in
@@ -247,8 +248,13 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium: rebinding and a link\'s ?
     // Reject path: nothing stored, and the next load asks again.
     const rejected = 'ef'.repeat(32)
     await page.evaluate(async () => { await (globalThis as any).cellPeer?.stop() })
+    await page.setViewportSize({ width: 375, height: 800 })
     await page.goto(link(rejected))
     await page.locator('[data-trust-prompt="asking"]').waitFor({ timeout: 30_000 })
+    // On a phone the full id wraps and both buttons stay on screen.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375)
+    expect(await page.locator('[data-trust-reject]').isVisible()).toBe(true)
+    await page.screenshot({ path: join(artifacts, 'dashboard-trust-prompt-375.png') })
     await page.click('[data-trust-reject]')
     await page.locator('[data-trust-prompt="rejected"]').waitFor({ timeout: 10_000 })
     expect(await inUse(page)).not.toContain(rejected)
