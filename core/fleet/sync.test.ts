@@ -87,6 +87,24 @@ describe('fleet-sync', () => {
     await expect(c.services.fleetSync.pull(junk.n.peerId)).rejects.toBeInstanceOf(MalformedFleetRecordError)
   })
 
+  it('a peer that dials and says nothing holds no serve slot, and is dropped at the request deadline', async () => {
+    // Before, the serve slot was taken before the request was read: with maxConcurrentServes 1, one
+    // silent stream made every honest pull fail until the 10 s serve deadline.
+    const clock = new ManualClock()
+    const serverView = new FleetView({ clock })
+    const s = await node({ fleetSync: fleetSync({ view: serverView, clock, autoPull: 0, maxConcurrentServes: 1, requestTimeoutMs: 2000, maxInboundStreams: 4 }) })
+    const silent = await node()
+    await silent.dial(s.getMultiaddrs()[0])
+    const stream = await silent.dialProtocol(s.peerId, FLEET_SYNC_PROTOCOL)
+    const closed = new Promise<void>((resolve) => { stream.addEventListener('close', () => { resolve() }, { once: true }) })
+    const { n: c } = await client(clock)
+    await c.dial(s.getMultiaddrs()[0])
+    await expect(c.services.fleetSync.pull(s.peerId)).resolves.toMatchObject({ frames: 0 })
+    clock.advance(2000)
+    await closed
+    expect(stream.status).not.toBe('open')
+  })
+
   it('stops after maxFrames frames, having merged what came before', async () => {
     const clock = new ManualClock()
     const serverView = new FleetView({ clock })

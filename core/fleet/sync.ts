@@ -1,9 +1,12 @@
 // fleet-sync: anti-entropy pull over `/cell/fleet-sync/1`. A joining node asks a connected
 // neighbour for its snapshot and merges it, instead of waiting a heartbeat interval or more for
 // gossip to fill its view. Every record in a snapshot carries its origin's signature, so the
-// neighbour can relay but never forge.
-//   request  = lp(version:u8 0x20)
+// neighbour can relay but never forge. The snapshot is served only to a peer whose request carries
+// a grant (any role) from an authority this node trusts: fleet membership, not anyone who dials.
+//   request  = lp(version:u8 0x21 chain:bytes)        chain ≤ 4096 bytes, leaf = the Noise peer id
 //   response = lp(snapshot frame)* then close
+//            | lp(version:u8 0x2f code:u8) then close  refusal (core/fleet/peer-grant.ts codes)
+// The old request lp(version 0x20) carries no grant and is refused with code 1 (TruncatedChainError).
 import { logger } from '@libp2p/logger'
 import type { AbortOptions, PeerId, Stream, Connection, StreamHandlerOptions, TypedEventTarget, Libp2pEvents, IdentifyResult } from '@libp2p/interface'
 import { systemClock } from '../ports.ts'
@@ -12,9 +15,14 @@ import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from
 import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
 import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, MAX_MESSAGE_BYTES } from './records.ts'
 import type { FleetView } from './view.ts'
+import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError, type GrantCredentialsPort } from './peer-grant.ts'
+import { TruncatedChainError } from '../identity/errors.ts'
 
 const log = logger('cell:fleet:sync')
-const REQUEST_KIND = 0x20
+/** The unauthenticated request of the first version: refused, but by name. */
+const LEGACY_REQUEST_KIND = 0x20
+const REQUEST_KIND = 0x21
+const REFUSAL_KIND = 0x2f
 
 export interface FleetSyncInit {
   view: FleetView
@@ -31,6 +39,19 @@ export interface FleetSyncInit {
   /** Snapshots served at the same time across all peers (default 4); extra requests are refused. */
   maxConcurrentServes?: number
   maxInboundStreams?: number
+  /**
+   * Authorities whose grants (any role) admit a requester; read live. Without it (and without
+   * `gate`) the service serves any peer: only unit tests of gossip do that, the mesh always passes it.
+   */
+  trusted?: ReadonlySet<string>
+  /** This node's grants, presented in its own pulls (core/identity Credentials fits). */
+  credentials?: GrantCredentialsPort
+  /** A prepared gate instead of `trusted` + `credentials` (shared with `/cell/artifact/1`). */
+  gate?: PeerGrantGate
+  /** Requests waiting to be read and checked at once (default 16); extra streams are refused. */
+  maxPendingRequests?: number
+  /** Deadline for a requester to send its request (default 2 s). */
+  requestTimeoutMs?: number
 }
 
 /** Narrow slice of libp2p's components this service needs. */
@@ -47,15 +68,29 @@ export interface FleetSyncComponents {
 
 export interface FleetSyncResult { frames: number, accepted: number, dropped: number }
 
-export interface FleetSyncStats { pulls: number, pullFailures: number, served: number, serveFailures: number, refused: number }
+export interface FleetSyncStats {
+  pulls: number
+  pullFailures: number
+  served: number
+  serveFailures: number
+  /** Requests refused for load (concurrent serves or pending requests over their limits). */
+  refused: number
+  /** Requests refused because they carried no valid grant from a trusted authority. */
+  unauthorized: number
+}
 
-/** Events: 'pulled' (CustomEvent<{ peer: string, result: FleetSyncResult }>) and 'served' (CustomEvent<{ peer: string }>). */
+/**
+ * Events: 'pulled' (CustomEvent<{ peer: string, result: FleetSyncResult }>), 'served' (CustomEvent<{ peer: string }>)
+ * and 'unauthorized' (CustomEvent<{ peer: string, error: Error }>, a request refused for its grant).
+ */
 export interface FleetSync extends EventTarget {
   start: () => Promise<void>
   stop: () => Promise<void>
   /** Fetches `peer`'s snapshot and merges it into the view. */
   pull: (peer: PeerId, options?: AbortOptions) => Promise<FleetSyncResult>
   stats: () => FleetSyncStats
+  /** The grant gate of this node's mesh protocols; undefined when the service serves any peer. */
+  readonly gate: PeerGrantGate | undefined
 }
 
 class DefaultFleetSync extends EventTarget implements FleetSync {
@@ -69,9 +104,13 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   private readonly autoPull: number
   private readonly maxConcurrentServes: number
   private readonly maxInboundStreams: number
+  private readonly maxPendingRequests: number
+  private readonly requestTimeoutMs: number
+  readonly gate: PeerGrantGate | undefined
   private readonly autoPulled = new Set<string>()
-  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0 }
+  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0 }
   private serving = 0
+  private pending = 0
   private started = false
   private shutdown = new AbortController()
 
@@ -87,6 +126,9 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.autoPull = init.autoPull ?? 2
     this.maxConcurrentServes = init.maxConcurrentServes ?? 4
     this.maxInboundStreams = init.maxInboundStreams ?? 2
+    this.maxPendingRequests = init.maxPendingRequests ?? 16
+    this.requestTimeoutMs = init.requestTimeoutMs ?? 2_000
+    this.gate = init.gate ?? (init.trusted != null ? new PeerGrantGate({ trusted: init.trusted, credentials: init.credentials, clock: this.clock }) : undefined)
     this.onIdentify = this.onIdentify.bind(this)
   }
 
@@ -130,9 +172,9 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   }
 
   /** An AbortSignal that fires on the caller's signal, on stop, or at the deadline (on the injected clock). */
-  private deadline (signal: AbortSignal | undefined): { signal: AbortSignal, clear: () => void } {
+  private deadline (signal: AbortSignal | undefined, timeoutMs = this.timeoutMs): { signal: AbortSignal, clear: () => void } {
     const controller = new AbortController()
-    const timer = this.clock.setTimeout(() => { controller.abort(new FleetSyncTimeoutError(`fleet-sync exceeded ${this.timeoutMs} ms`)) }, this.timeoutMs)
+    const timer = this.clock.setTimeout(() => { controller.abort(new FleetSyncTimeoutError(`fleet-sync exceeded ${timeoutMs} ms`)) }, timeoutMs)
     const signals = [controller.signal, this.shutdown.signal]
     if (signal !== undefined) signals.push(signal)
     return { signal: AbortSignal.any(signals), clear: () => { this.clock.clearTimeout(timer) } }
@@ -150,9 +192,16 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       // Start reading before sending so no response chunk can arrive unobserved.
       const frames = decodeLengthPrefixed(stream, this.maxFrameBytes)
       const first = frames.next()
-      stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, REQUEST_KIND])))
+      const chain = this.gate?.chain() ?? new Uint8Array(0)
+      const request = new Uint8Array(2 + chain.length)
+      request.set([FLEET_WIRE_VERSION, REQUEST_KIND])
+      request.set(chain, 2)
+      stream.send(encodeLengthPrefixed(request))
       for (let next = await first; next.done !== true; next = await frames.next()) {
         signal.throwIfAborted()
+        if (result.frames === 0 && next.value.length === 3 && next.value[0] === FLEET_WIRE_VERSION && next.value[1] === REFUSAL_KIND) {
+          throw refusalError(next.value[2], `fleet-sync from ${peer.toString()}`)
+        }
         if (++result.frames > this.maxFrames) throw new FleetSyncError(`snapshot exceeds ${this.maxFrames} frames`)
         const merged = await this.view.merge(next.value, { from: peer.toString(), signal })
         result.accepted += merged.accepted
@@ -173,7 +222,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
           ? signal.reason
           : new FleetSyncError('fleet-sync aborted', { cause: signal.reason })
       }
-      if (err instanceof FleetSyncError || err instanceof MalformedFleetRecordError) throw err
+      if (err instanceof FleetSyncError || err instanceof MalformedFleetRecordError || isRefusal(err)) throw err
       throw new FleetSyncError(`fleet-sync pull from ${peer.toString()} failed`, { cause: err })
     } finally {
       signal.removeEventListener('abort', onAbort)
@@ -182,6 +231,55 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
+    // Reading and checking a request has its own small pool and a short deadline, so peers that
+    // dial and say nothing (or present junk) cannot hold the serve slots of fleet members.
+    if (this.pending >= this.maxPendingRequests) {
+      this.counters.refused++
+      stream.abort(new FleetSyncError('too many pending fleet-sync requests'))
+      return
+    }
+    this.pending++
+    const peer = connection.remotePeer.toString()
+    let admitted = false
+    const request = this.deadline(undefined, Math.min(this.requestTimeoutMs, this.timeoutMs))
+    const onRequestAbort = (): void => { stream.abort(request.signal.reason) }
+    request.signal.addEventListener('abort', onRequestAbort, { once: true })
+    try {
+      const requests = decodeLengthPrefixed(stream, 2 + MAX_REQUEST_CHAIN_BYTES)
+      const first = await requests.next()
+      // Stop listening: the requester sends nothing more, and this detaches the stream listeners.
+      await requests.return(undefined)
+      const frame = first.done === true ? undefined : first.value
+      if (frame == null || frame.length < 2 || frame[0] !== FLEET_WIRE_VERSION || (frame[1] !== REQUEST_KIND && frame[1] !== LEGACY_REQUEST_KIND)) {
+        throw new FleetSyncError('invalid fleet-sync request')
+      }
+      if (this.gate != null) {
+        try {
+          if (frame[1] === LEGACY_REQUEST_KIND) throw new TruncatedChainError('a fleet-sync request without a grant')
+          await this.gate.check(frame.subarray(2), peer, { signal: request.signal })
+        } catch (err) {
+          if (!isRefusal(err)) throw err
+          this.counters.unauthorized++
+          stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, REFUSAL_KIND, refusalCode(err)])))
+          await stream.close({ signal: request.signal })
+          this.dispatchEvent(new CustomEvent('unauthorized', { detail: { peer, error: err } }))
+          return
+        }
+      }
+      admitted = true
+    } catch (err) {
+      this.counters.serveFailures++
+      log('fleet-sync request from %p failed: %e', connection.remotePeer, err)
+      stream.abort(err instanceof Error ? err : new FleetSyncError('request failed'))
+    } finally {
+      request.signal.removeEventListener('abort', onRequestAbort)
+      request.clear()
+      this.pending--
+    }
+    if (admitted) await this.sendSnapshot(stream, peer)
+  }
+
+  private async sendSnapshot (stream: Stream, peer: string): Promise<void> {
     if (this.serving >= this.maxConcurrentServes) {
       this.counters.refused++
       stream.abort(new FleetSyncError('too many concurrent fleet-sync requests'))
@@ -192,23 +290,16 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const onAbort = (): void => { stream.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      const requests = decodeLengthPrefixed(stream, 16)
-      const request = await requests.next()
-      // Stop listening: the requester sends nothing more, and this detaches the stream listeners.
-      await requests.return(undefined)
-      if (request.done === true || request.value.length !== 2 || request.value[0] !== FLEET_WIRE_VERSION || request.value[1] !== REQUEST_KIND) {
-        throw new FleetSyncError('invalid fleet-sync request')
-      }
       // Leave room for the length prefix inside the requester's frame limit.
       for (const frame of this.view.snapshot({ maxFrameBytes: this.maxFrameBytes - 8 })) {
         if (!stream.send(encodeLengthPrefixed(frame))) await stream.onDrain({ signal })
       }
       await stream.close({ signal })
       this.counters.served++
-      this.dispatchEvent(new CustomEvent('served', { detail: { peer: connection.remotePeer.toString() } }))
+      this.dispatchEvent(new CustomEvent('served', { detail: { peer } }))
     } catch (err) {
       this.counters.serveFailures++
-      log('serving fleet-sync to %p failed: %e', connection.remotePeer, err)
+      log('serving fleet-sync to %s failed: %e', peer, err)
       stream.abort(err instanceof Error ? err : new FleetSyncError('serve failed'))
     } finally {
       signal.removeEventListener('abort', onAbort)

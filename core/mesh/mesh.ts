@@ -184,7 +184,8 @@ export class Mesh {
         ping: ping(),
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
-        fleetSync: fleetSync({ view, clock, autoPull: 2 }),
+        // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
+        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
       } as any,

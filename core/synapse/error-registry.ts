@@ -1,7 +1,7 @@
 import { FrameTooLargeError, MalformedFrameError } from '../wire/index.ts'
 import {
   BackpressureError, CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError,
-  RemoteError, SynapseProtocolError, TooManyChannelsError, TooManyInflightError, UnknownMethodError
+  RemoteError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError, UnknownMethodError
 } from './errors.ts'
 
 // Errors cross the wire as { name, message } and are rebuilt here, so callers can match on the
@@ -64,7 +64,7 @@ function clip (s: string, max: number): string {
 
 export const SYNAPSE_ERROR_CLASSES: WireErrorClass[] = [
   HandshakeTimeoutError, SynapseProtocolError, DeadlineExceededError, CallCancelledError, ChannelClosedError,
-  TooManyInflightError, BackpressureError, TooManyChannelsError, UnknownMethodError,
+  TooManyInflightError, BackpressureError, TooManyChannelsError, TooManyHandshakesError, UnknownMethodError,
   FrameTooLargeError, MalformedFrameError
 ]
 

@@ -16,6 +16,8 @@ export class TooManyInflightError extends CellError {}
 export class BackpressureError extends CellError {}
 /** More channels to or from one peer than the limit allows. */
 export class TooManyChannelsError extends CellError {}
+/** More handshakes pending (stream opened, HELLO not yet answered) from one peer, or in total, than allowed. */
+export class TooManyHandshakesError extends CellError {}
 /** The server has no handler for the requested method (thrown by handler ports). */
 export class UnknownMethodError extends CellError {}
 /** The synapse service is not started. */

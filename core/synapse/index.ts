@@ -4,7 +4,7 @@ export { Channel } from './channel.ts'
 export { SYNAPSE_PROTOCOL, SYNAPSE_VERSION } from './handshake.ts'
 export {
   BackpressureError, CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError,
-  RemoteError, SynapseNotStartedError, SynapseProtocolError, TooManyChannelsError, TooManyInflightError,
+  RemoteError, SynapseNotStartedError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError,
   UnknownMethodError
 } from './errors.ts'
 export { WireErrorRegistry, defaultWireErrors, registerWireError, errorFromWire, SYNAPSE_ERROR_CLASSES } from './error-registry.ts'

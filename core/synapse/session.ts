@@ -20,6 +20,8 @@ export interface SessionInit extends EndpointInit {
   credentialsFor: CredentialsPort
   /** Refuses the handshake with this error instead of authenticating (e.g. too many channels). */
   refuse?: Error
+  /** Called once when the handshake completed and the session is open. */
+  onOpen?: () => void
 }
 
 const EMPTY = new Uint8Array(0)
@@ -32,6 +34,7 @@ export class ServerSession extends Endpoint {
   private readonly authenticate: AuthenticatePort
   private readonly credentialsFor: CredentialsPort
   private readonly refuse: Error | undefined
+  private readonly onOpen: (() => void) | undefined
   private state: 'hello' | 'authenticating' | 'open' = 'hello'
   private readonly calls = new Map<number, ServerCall>()
   private readonly methodNames: string[] = []
@@ -45,12 +48,27 @@ export class ServerSession extends Endpoint {
     this.authenticate = init.authenticate
     this.credentialsFor = init.credentialsFor
     this.refuse = init.refuse
+    this.onOpen = init.onOpen
     this.deadlines = new DeadlineWheel(this.clock, (id) => { this.expire(id) })
     this.handshakeTimer = this.clock.setTimeout(() => {
       const err = new HandshakeTimeoutError(`no completed handshake from ${this.remotePeer} within ${this.limits.handshakeTimeoutMs} ms`)
       this.handshakeController.abort(err)
       this.reject(err)
     }, this.limits.handshakeTimeoutMs)
+    // A refused stream answers at once: waiting for its HELLO would let a peer that never sends one
+    // hold the stream (and this session) for the whole handshake timeout anyway.
+    if (this.refuse !== undefined) this.reject(this.refuse)
+  }
+
+  /** Whether the handshake is still pending (no HELLO yet, or authenticating). */
+  get handshaking (): boolean {
+    return this.state !== 'open' && this.endError === undefined
+  }
+
+  /** Ends a pending handshake with `err` (REJECT, then close); no-op once open. */
+  refuseHandshake (err: Error): void {
+    if (this.state === 'open') return
+    this.reject(err)
   }
 
   stats (): SynapseStats {
@@ -153,6 +171,7 @@ export class ServerSession extends Endpoint {
         this.writer.commit()
         this.state = 'open'
         this.clock.clearTimeout(this.handshakeTimer)
+        this.onOpen?.()
       })
       .catch((err: unknown) => { this.reject(err) })
   }

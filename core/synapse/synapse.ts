@@ -3,7 +3,7 @@ import { systemClock } from '../ports.ts'
 import type { Clock } from '../ports.ts'
 import { Channel } from './channel.ts'
 import type { EndpointLimits } from './endpoint.ts'
-import { SynapseNotStartedError, TooManyChannelsError } from './errors.ts'
+import { SynapseNotStartedError, TooManyChannelsError, TooManyHandshakesError } from './errors.ts'
 import { defaultWireErrors } from './error-registry.ts'
 import type { WireErrorRegistry } from './error-registry.ts'
 import { SYNAPSE_PROTOCOL } from './handshake.ts'
@@ -57,8 +57,19 @@ export interface SynapseInit {
   maxWaitingCalls?: number
   /** Channels per remote peer, each direction. Default 64. */
   maxChannelsPerPeer?: number
-  /** Channels in total, each direction. Default 4096. */
+  /** Channels in total, each direction. Default 4096. Pending handshakes do not count here. */
   maxChannels?: number
+  /**
+   * Inbound handshakes pending (stream open, not yet accepted) from one peer. Default 8; the excess
+   * is refused with TooManyHandshakesError, so one peer cannot hold more than this many slots.
+   */
+  maxPendingHandshakesPerPeer?: number
+  /**
+   * Inbound handshakes pending in total. Default 256. When full, a new stream evicts the oldest
+   * pending handshake of the peer holding the most, so peers that never send HELLO cannot lock out
+   * a caller whose handshake takes one round trip.
+   */
+  maxPendingHandshakes?: number
   /** Batch size that triggers an immediate write. Default 64 KiB. */
   flushBytes?: number
   /** Queue size above which send() returns false. Default 1 MiB. */
@@ -96,6 +107,11 @@ export class Synapse {
   private readonly sessions = new Set<ServerSession>()
   private readonly outboundPerPeer = new Map<string, number>()
   private readonly inboundPerPeer = new Map<string, number>()
+  /** Inbound sessions whose handshake is pending, per peer, oldest first. */
+  private readonly pendingPerPeer = new Map<string, Set<ServerSession>>()
+  private pendingTotal = 0
+  /** Pending handshakes evicted to make room for newer ones. */
+  private evictedHandshakes = 0
   private readonly closedClient = new StatsCounters()
   private readonly closedServer = new StatsCounters()
 
@@ -196,16 +212,31 @@ export class Synapse {
     }
   }
 
+  /** Inbound handshakes pending now (all peers, or one). */
+  pendingHandshakes (peer?: string): number {
+    return peer === undefined ? this.pendingTotal : (this.pendingPerPeer.get(peer)?.size ?? 0)
+  }
+
+  /** Pending handshakes evicted so far to make room (the total pending cap was reached). */
+  handshakeEvictions (): number {
+    return this.evictedHandshakes
+  }
+
   private onStream (stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
     const perPeer = this.inboundPerPeer.get(peer) ?? 0
     const maxPerPeer = this.init.maxChannelsPerPeer ?? 64
     const maxChannels = this.init.maxChannels ?? 4096
+    const pendingOfPeer = this.pendingPerPeer.get(peer)?.size ?? 0
+    const maxPendingPerPeer = this.init.maxPendingHandshakesPerPeer ?? 8
+    const established = this.sessions.size - this.pendingTotal
     let refuse: Error | undefined
     if (!this.started) refuse = new SynapseNotStartedError('synapse service is stopping')
     else if (perPeer >= maxPerPeer) refuse = new TooManyChannelsError(`${perPeer} synapse channels open from ${peer} (limit ${maxPerPeer})`)
-    else if (this.sessions.size >= maxChannels) refuse = new TooManyChannelsError(`${this.sessions.size} synapse channels open (limit ${maxChannels})`)
-    const session = new ServerSession({
+    else if (pendingOfPeer >= maxPendingPerPeer) refuse = new TooManyHandshakesError(`${pendingOfPeer} synapse handshakes pending from ${peer} (limit ${maxPendingPerPeer})`)
+    else if (established >= maxChannels) refuse = new TooManyChannelsError(`${established} synapse channels open (limit ${maxChannels})`)
+    if (refuse === undefined && this.pendingTotal >= (this.init.maxPendingHandshakes ?? 256)) this.evictPendingHandshake()
+    const session: ServerSession = new ServerSession({
       stream,
       remotePeer: peer,
       clock: this.clock,
@@ -215,20 +246,47 @@ export class Synapse {
       handler: this.init.handler,
       authenticate: this.init.authenticate,
       credentialsFor: this.init.credentialsFor,
-      refuse
+      refuse,
+      onOpen: () => { this.unpend(peer, session) }
     })
     if (refuse !== undefined) {
-      // Still answers HELLO with REJECT so the client learns why; never counted as a channel.
+      // Answers REJECT at once so the client learns why; never counted as a channel.
       void session.closed.then(() => { this.closedServer.absorb(session.counters) })
       return
     }
     this.sessions.add(session)
     this.inboundPerPeer.set(peer, perPeer + 1)
+    if (session.handshaking) {
+      let pendingSet = this.pendingPerPeer.get(peer)
+      if (pendingSet === undefined) this.pendingPerPeer.set(peer, pendingSet = new Set())
+      pendingSet.add(session)
+      this.pendingTotal++
+    }
     void session.closed.then(() => {
+      this.unpend(peer, session)
       this.sessions.delete(session)
       this.release(this.inboundPerPeer, peer)
       this.closedServer.absorb(session.counters)
     })
+  }
+
+  private unpend (peer: string, session: ServerSession): void {
+    const set = this.pendingPerPeer.get(peer)
+    if (set?.delete(session) !== true) return
+    this.pendingTotal--
+    if (set.size === 0) this.pendingPerPeer.delete(peer)
+  }
+
+  /** Refuses the oldest pending handshake of the peer holding the most pending slots. */
+  private evictPendingHandshake (): void {
+    let heaviest: [string, Set<ServerSession>] | undefined
+    for (const entry of this.pendingPerPeer) if (heaviest === undefined || entry[1].size > heaviest[1].size) heaviest = entry
+    const victim = heaviest?.[1].values().next().value
+    if (heaviest === undefined || victim === undefined) return
+    this.evictedHandshakes++
+    // Free the slot now (the session's `closed` handler would, later) so the new stream fits.
+    this.unpend(heaviest[0], victim)
+    victim.refuseHandshake(new TooManyHandshakesError(`evicted: ${this.pendingTotal + 1} synapse handshakes pending (limit ${this.init.maxPendingHandshakes ?? 256})`))
   }
 
   private release (map: Map<string, number>, peer: string): void {
