@@ -4,7 +4,7 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { startCapsid, type Capsid, type SandboxMode } from './capsid/index.ts'
+import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
 import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
 import type { LocalInstanceState } from '../core/fleet/index.ts'
@@ -42,6 +42,18 @@ export interface ReplicaSetInit {
   maxReplicas: number
   /** How long a crashed or stopped replica stays in heartbeats. */
   tombstoneMs?: number
+  /** Per-replica limits of strict capsids (defaults: capsid DEFAULT_LIMITS). */
+  limits?: Partial<CapsidLimits>
+}
+
+/** What spawn needs of a release: a PreparedRelease fits. */
+export interface SpawnSpec {
+  cell: string
+  version: string
+  digest: string
+  codePath: string
+  /** The release's Cell.toml; `sandbox.require` (default strict) is checked against this node's level. */
+  manifest?: { sandbox?: { require?: SandboxLevel } }
 }
 
 export class ReplicaSet extends EventTarget {
@@ -50,6 +62,7 @@ export class ReplicaSet extends EventTarget {
   private readonly sampler: UsageSampler
   private samplingTimer: unknown
   private sampling = false
+  private level?: SandboxLevel
 
   constructor (init: ReplicaSetInit) {
     super()
@@ -89,6 +102,16 @@ export class ReplicaSet extends EventTarget {
     }
   }
 
+  /**
+   * The sandbox level this node runs replicas at ('strict' = bubblewrap, 'process' = Node's
+   * permission model, only when the operator chose `--sandbox process`). Throws
+   * SandboxUnavailableError when `auto`/`bwrap` was asked for and bubblewrap does not work here.
+   */
+  get sandboxLevel (): SandboxLevel {
+    this.level ??= sandboxLevel(this.init.sandbox)
+    return this.level
+  }
+
   list (cell?: string): ReplicaInfo[] {
     return [...this.replicas.values()].filter(r => cell == null || r.cell === cell)
   }
@@ -104,7 +127,11 @@ export class ReplicaSet extends EventTarget {
     return this.list().filter(r => r.state === 'starting' || r.state === 'ready' || r.state === 'draining').length
   }
 
-  async spawn (spec: { cell: string, version: string, digest: string, codePath: string }, options: { signal?: AbortSignal } = {}): Promise<ReplicaInfo> {
+  async spawn (spec: SpawnSpec, options: { signal?: AbortSignal } = {}): Promise<ReplicaInfo> {
+    const required = spec.manifest?.sandbox?.require ?? 'strict'
+    if (!satisfiesSandbox(this.sandboxLevel, required)) {
+      throw new SandboxTooWeakError(`${spec.cell}@${spec.version} requires a ${required} sandbox; this node runs replicas in ${this.sandboxLevel} mode (--sandbox ${this.init.sandbox})`)
+    }
     if (this.running() >= this.init.maxReplicas) throw new ReplicaLimitError(`node runs ${this.running()} replicas, its limit`)
     const suffix = Array.from(this.init.random.bytes(4), b => b.toString(16).padStart(2, '0')).join('')
     const instanceId = `${spec.cell}-${spec.version.replace(/[^A-Za-z0-9._-]/g, '_')}-${suffix}`
@@ -116,10 +143,14 @@ export class ReplicaSet extends EventTarget {
     }
     this.replicas.set(instanceId, info)
     this.prune()
-    const dataDir = join(this.init.dataDir, 'volumes', `${spec.cell}-${suffix}`)
-    await mkdir(dataDir, { recursive: true })
+    // Volumes sit in the node's data dir (beside its keys) but a strict capsid binds only its own
+    // one at /cell/data; 0700 keeps the others from any local user.
+    const volumes = join(this.init.dataDir, 'volumes')
+    await mkdir(volumes, { recursive: true, mode: 0o700 })
+    const dataDir = join(volumes, `${spec.cell}-${suffix}`)
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
     try {
-      const capsid = await startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock }, options)
+      const capsid = await startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options)
       info.capsid = capsid
       info.state = 'ready'
       info.readyMs = this.init.clock.now()

@@ -88,9 +88,10 @@ export function probeBwrap (bwrap: string): string | undefined {
 /** How strong a capsid is; advertised in the node record as a role (see sandboxRole). */
 export type SandboxLevel = 'strict' | 'process'
 
-export function resolveSandbox (mode: SandboxMode): { mode: 'bwrap' | 'process', bwrap?: string } {
+/** `find` locates bwrap (tests pass one that finds nothing). */
+export function resolveSandbox (mode: SandboxMode, find: () => string | undefined = findBwrap): { mode: 'bwrap' | 'process', bwrap?: string } {
   if (mode === 'process') return { mode }
-  const bwrap = findBwrap()
+  const bwrap = find()
   const problem = bwrap === undefined ? 'bubblewrap (bwrap) is not installed' : probeBwrap(bwrap)
   if (problem === undefined) return { mode: 'bwrap', bwrap }
   // Never fall back to the weaker sandbox on our own: that is the operator's call, made explicitly.
@@ -100,8 +101,8 @@ export function resolveSandbox (mode: SandboxMode): { mode: 'bwrap' | 'process',
 }
 
 /** The sandbox level a node in `mode` runs replicas at; throws SandboxUnavailableError as resolveSandbox does. */
-export function sandboxLevel (mode: SandboxMode): SandboxLevel {
-  return resolveSandbox(mode).mode === 'bwrap' ? 'strict' : 'process'
+export function sandboxLevel (mode: SandboxMode, find: () => string | undefined = findBwrap): SandboxLevel {
+  return resolveSandbox(mode, find).mode === 'bwrap' ? 'strict' : 'process'
 }
 
 /** Role token for the node record (roles match /^[a-z][a-z0-9-]*$/). */

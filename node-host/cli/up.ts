@@ -8,7 +8,7 @@ import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { readNodeConfig } from './node-config.ts'
-import type { SandboxMode } from '../capsid/index.ts'
+import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
 
@@ -29,7 +29,11 @@ options:
   --grant TOKEN         a grant token issued to this node by \`cell grant host <peer-id>\` (repeatable)
   --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml and trust its authorities
   --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
-  --sandbox MODE        auto | bwrap | process (default auto)
+  --sandbox MODE        auto | bwrap | process (default auto). auto and bwrap run replicas in
+                        bubblewrap (strict: no host files, no network, own uid, memory/pid/file
+                        limits) and fail to start when it is missing; process runs them under
+                        Node's permission model (weaker: the network is open) and only cells whose
+                        Cell.toml says [cell.sandbox] require = "process"
   --max-replicas N      replicas this node may run
   --scale-down-window D how long load must stay low before replicas drain (default 5m; e.g. 30s)
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
@@ -77,6 +81,14 @@ export async function run (argv: string[]): Promise<number> {
   if ([ports.tcp, ports.ws, ports.webrtc, dashboardPort].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
   for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
+  const sandbox = (v.sandbox ?? 'auto') as SandboxMode
+  // Fails here, before the node joins the fleet, with SandboxUnavailableError saying what to do
+  // when bubblewrap does not work; the weaker sandbox is only ever the operator's explicit choice.
+  if (sandboxLevel(sandbox) === 'process') {
+    process.stderr.write('warning: --sandbox process: replicas run under Node\'s permission model, not bubblewrap. They can reach ' +
+      'the network (including services on 127.0.0.1), are not memory- or process-limited beyond the V8 heap, and run as this ' +
+      'node\'s user. Only cells that declare [cell.sandbox] require = "process" will run here.\n')
+  }
   const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
   let biology: { stabilisationWindowMs: number } | undefined
   if (v['scale-down-window'] != null) {
@@ -102,7 +114,7 @@ export async function run (argv: string[]): Promise<number> {
     trust,
     authorityKeys,
     grants: [...config.grants, ...(v.grant ?? [])],
-    sandbox: (v.sandbox ?? 'auto') as SandboxMode,
+    sandbox,
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined,
     biology
   })
