@@ -3,7 +3,7 @@
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
 import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
-import { LIMITS, type FleetView, type NodeHalt } from '../core/fleet/index.ts'
+import { LIMITS, type FleetView, type NodeHalt, type NodeRecord } from '../core/fleet/index.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
@@ -11,10 +11,13 @@ import type { ReplicaSet } from './replica-set.ts'
 
 const log = logger('cell:autonomic')
 
-/** Node records carry trusted authorities as short role tags so peers can tell who may volunteer. */
+/**
+ * Node records carry trusted authorities as short role tags, for people reading the fleet. They are
+ * claims, not proof: who may host a cell is decided from the host grants a node gossips (verified).
+ */
 export const TRUST_ROLE_PREFIX = 'trust-'
 export function trustRoles (authorities: Iterable<string>): string[] {
-  return [...authorities].slice(0, 7).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))
+  return [...authorities].slice(0, 6).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))
 }
 
 /**
@@ -41,8 +44,13 @@ export interface AutonomicLoopInit {
   canHost: (authority: string) => boolean
   /** Node-level tuning of the decisions (e.g. a shorter scale-down window); defaults otherwise. */
   params?: Partial<BiologyParams>
-  /** Does a node hold a host grant from an authority? Gossiped halts count only from such nodes. */
-  hostGrant?: HostGrantCheck
+  /**
+   * Does a node hold a host grant from an authority? Which nodes are eligible to host a cell, and
+   * whose gossiped halts count, are decided with it (never from a node's own role claims).
+   */
+  hostGrant: HostGrantCheck
+  /** Can a node run this release (e.g. its sandbox level meets the cell's requirement)? Default: yes. */
+  nodeSuits?: (node: NodeRecord, release: PreparedRelease) => boolean
 }
 
 /** Crash events remembered after their tombstones leave the view (they count within the halt window). */
@@ -71,6 +79,8 @@ export class AutonomicLoop {
    */
   private readonly restarted = new Set<string>()
   private readonly gossipedHalts = new Map<string, HaltRecord[]>()
+  /** Per cell, the nodes whose gossiped host grants were verified at the last tick, with the authorities granting them. */
+  private readonly grantedHosts = new Map<string, Map<string, string[]>>()
 
   constructor (init: AutonomicLoopInit) {
     this.init = init
@@ -99,7 +109,9 @@ export class AutonomicLoop {
     const nodes = view.nodes(nowMs).map(n => ({
       id: n.nodeId,
       capacity: { freeSlots: n.capacity.freeSlots, cpuFreePercent: Math.max(0, 100 - n.load.cpuPercent), memoryFreeBytes: n.capacity.freeMemoryBytes },
-      trustsAuthorities: releases.releases(cell).map(r => r.authority).filter(a => n.roles.includes(TRUST_ROLE_PREFIX + a.slice(0, 16))),
+      // Verified host grants only: a node's own role tags would let a stranger pose as eligible
+      // and suppress real volunteers (each volunteers with probability deficit / eligible).
+      trustsAuthorities: this.grantedHosts.get(cell)?.get(n.nodeId) ?? [],
       alive: true
     }))
     const records = view.instances(cell, nowMs)
@@ -150,18 +162,31 @@ export class AutonomicLoop {
   private async refreshGossipedHalts (cell: string): Promise<void> {
     const check = this.init.hostGrant
     const found: HaltRecord[] = []
-    if (check !== undefined) {
-      for (const node of this.init.view.nodes(this.init.clock.now())) {
-        if (node.nodeId === this.init.selfId) continue
-        for (const h of node.halts ?? []) {
-          if (h.cell !== cell) continue
-          const release = this.init.releases.byDigest(cell, h.digest)
-          if (release == null || !await check(node, release.authority, cell)) continue
-          found.push({ ...h, nodeId: node.nodeId })
-        }
+    for (const node of this.init.view.nodes(this.init.clock.now())) {
+      if (node.nodeId === this.init.selfId) continue
+      for (const h of node.halts ?? []) {
+        if (h.cell !== cell) continue
+        const release = this.init.releases.byDigest(cell, h.digest)
+        if (release == null || !await check(node, release.authority, cell)) continue
+        found.push({ ...h, nodeId: node.nodeId })
       }
     }
     if (found.length > 0 || this.gossipedHalts.has(cell)) this.gossipedHalts.set(cell, found)
+  }
+
+  /** Which nodes in the view hold a verified host grant for `cell` from an authority of its releases (and suit the newest). */
+  private async refreshGrantedHosts (cell: string): Promise<void> {
+    const prepared = this.init.releases.releases(cell)
+    const authorities = [...new Set(prepared.map(r => r.authority))]
+    const newest = prepared[prepared.length - 1]
+    const hosts = new Map<string, string[]>()
+    for (const node of this.init.view.nodes(this.init.clock.now())) {
+      if (newest !== undefined && this.init.nodeSuits !== undefined && !this.init.nodeSuits(node, newest)) continue
+      const granted: string[] = []
+      for (const a of authorities) if (await this.init.hostGrant(node, a, cell)) granted.push(a)
+      if (granted.length > 0) hosts.set(node.nodeId, granted)
+    }
+    this.grantedHosts.set(cell, hosts)
   }
 
 
@@ -175,8 +200,16 @@ export class AutonomicLoop {
       for (const cell of this.init.releases.cells()) {
         const prepared = this.init.releases.releases(cell)
         if (prepared.length === 0) continue
+        const claimants = this.init.view.claimants(cell)
+        if (claimants.length > 1) {
+          // Two trusted authorities sign this name: neither may stand in for the other, so the node
+          // starts nothing for it until the operator stops trusting one (calls fail by name too).
+          this.lastReasons.set(cell, [`CellNameConflictError: claimed by ${claimants.length} trusted authorities`])
+          continue
+        }
         const state = this.states.get(cell) ?? initialCellState(cell)
         await this.refreshGossipedHalts(cell)
+        await this.refreshGrantedHosts(cell)
         const view = this.biologyView(cell)
         const policy = policyRelease(cell, prepared, view, state).manifest.biology
         const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })

@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, issueGrant, authorityIdOf, encodeCertificate, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { Credentials, issueGrant, authorityIdOf, encodeCertificate, verifyCertificates, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { CellError } from '../core/errors.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
@@ -19,9 +20,16 @@ import type { BiologyParams } from '../core/biology/index.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { SandboxMode } from './capsid/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
+import { loadSequenceFloors, type SequenceFloors } from './sequence-floors.ts'
 
 const log = logger('cell:node')
 const DAY_MS = 86_400_000
+
+/**
+ * A grant handed to the node (`--grant`, node.toml, `<data>/grants/*.grant`) does not verify: a bad
+ * signature, issued to another peer id, or malformed. Its issuer is not trusted because of it.
+ */
+export class GrantRejectedError extends CellError {}
 
 export interface FullNodeInit {
   dataDir: string
@@ -63,6 +71,8 @@ export class FullNode {
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
   private reconcileTimer?: ReturnType<typeof setInterval>
+  private readonly floors: SequenceFloors
+  private floorsTimer?: ReturnType<typeof setTimeout>
 
   static async create (init: FullNodeInit): Promise<FullNode> {
     const clock = init.clock ?? systemClock
@@ -76,12 +86,30 @@ export class FullNode {
       trusted.add(authorityIdOf(key.publicKey))
       credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + 30 * DAY_MS }))
     }
-    const grants = [...(init.grants ?? []), ...await readGrantFiles(join(init.dataDir, 'grants'))]
-    for (const g of grants) {
-      const cert = typeof g === 'string' ? decodeGrantToken(g) : g
+    const grants: Array<{ grant: string | Certificate, source: string }> = [
+      ...(init.grants ?? []).map((grant, i) => ({ grant, source: `grant #${i + 1} given to the node` })),
+      ...await readGrantFiles(join(init.dataDir, 'grants'))
+    ]
+    for (const { grant, source } of grants) {
+      // The issuer becomes trusted only through a grant that verifies: its own signature, issued to
+      // this node's peer id, valid now. A forged token must not add an authority to the trust set.
+      let cert: Certificate
+      try {
+        cert = typeof grant === 'string' ? decodeGrantToken(grant) : grant
+        if (cert.kind !== 'grant') throw new GrantRejectedError(`${source} is a ${cert.kind} certificate, not a grant`)
+        await verifyCertificates([cert], { remotePeerId: credentials.peerId, trusted: new Set([cert.issuer]), requiredRole: cert.roles[0] ?? 'host', nowMs: clock.now() })
+      } catch (err) {
+        if (err instanceof CertificateExpiredError) {
+          log.error('ignoring %s: %s', source, err.message)
+          continue
+        }
+        if (err instanceof GrantRejectedError) throw err
+        throw new GrantRejectedError(`${source} does not verify: ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
+      }
       credentials.addGrant(cert)
       trusted.add(cert.issuer)
     }
+    const floors = await loadSequenceFloors(init.dataDir)
     const releases = new ReleaseStore(init.dataDir)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
@@ -116,6 +144,7 @@ export class FullNode {
       localNode,
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
+      sequenceFloors: floors,
       clock,
       random,
       // Browser tabs reach each other over WebRTC through a circuit relay on a full node.
@@ -139,11 +168,12 @@ export class FullNode {
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
     })
     halts = () => loop.haltRecords()
-    return new FullNode(init, mesh, releases, replicas, loop, trusted)
+    return new FullNode(init, mesh, releases, replicas, loop, trusted, floors)
   }
 
-  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>) {
+  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, floors: SequenceFloors) {
     this.init = init
+    this.floors = floors
     this.mesh = mesh
     this.releases = releases
     this.replicas = replicas
@@ -167,7 +197,11 @@ export class FullNode {
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
-      if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) this.onRelease(change.cell, change.kind)
+      if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) {
+        this.onRelease(change.cell, change.kind)
+        // Persist the new replay floor soon (coalesced): a restart must not reopen replays.
+        this.floorsTimer ??= setTimeout(() => { this.floorsTimer = undefined; void this.floors.flush() }, 200)
+      }
     })
     this.reconcileReleases()
     this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)
@@ -231,12 +265,15 @@ export class FullNode {
     this.replicas.stopSampling()
     await this.replicas.stopAll()
     await this.mesh.stop()
+    clearTimeout(this.floorsTimer)
+    this.floorsTimer = undefined
+    await this.floors.flush()
   }
 }
 
-async function readGrantFiles (dir: string): Promise<string[]> {
+async function readGrantFiles (dir: string): Promise<Array<{ grant: string, source: string }>> {
   const names = await readdir(dir).catch(() => [] as string[])
-  const out: string[] = []
-  for (const name of names.filter(n => n.endsWith('.grant')).slice(0, 64)) out.push((await readFile(join(dir, name), 'utf8')).trim())
+  const out: Array<{ grant: string, source: string }> = []
+  for (const name of names.filter(n => n.endsWith('.grant')).slice(0, 64)) out.push({ grant: (await readFile(join(dir, name), 'utf8')).trim(), source: join(dir, name) })
   return out
 }

@@ -9,8 +9,9 @@ import { CellError } from '../core/errors.ts'
 import { parseManifest, type Manifest } from '../core/manifest/index.ts'
 import { unpackArtifact } from '../core/manifest/packaged.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
+import { CellNameConflictError } from '../core/mesh/errors.ts'
 import { ArtifactStore } from './ribosome/index.ts'
-import { artifactCid, findAndFetchArtifact, ProviderPenalties } from './artifacts/artifact-exchange.ts'
+import { artifactCid, findAndFetchArtifact } from './artifacts/artifact-exchange.ts'
 
 const log = logger('cell:releases')
 
@@ -36,8 +37,6 @@ export class ReleaseStore extends EventTarget {
   private readonly history = new Map<string, PreparedRelease[]>()
   private readonly inFlight = new Map<string, Promise<PreparedRelease>>()
   private readonly failed = new Map<string, number>()
-  /** Artifact providers that stalled, refused or forged recently: later fetches try others first. */
-  private readonly providerPenalties = new ProviderPenalties()
 
   constructor (dataDir: string) {
     super()
@@ -88,12 +87,16 @@ export class ReleaseStore extends EventTarget {
   }
 
   private async doPrepare (node: Libp2p, release: ReleaseRecord, options: { signal?: AbortSignal }): Promise<PreparedRelease> {
+    // A cell name is bound to the authority whose releases this node holds for it: another trusted
+    // authority's release of the same name is a conflict, never a new version of the cell.
+    const holder = this.history.get(release.cell)?.[0]?.authority
+    if (holder !== undefined && holder !== release.authority) {
+      throw new CellNameConflictError(`cell "${release.cell}" is held for authority ${holder.slice(0, 12)}…; a release signed by ${release.authority.slice(0, 12)}… is refused`)
+    }
     let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
     if (bytes == null) {
       // Connected peers first (the publisher is usually one of them), then the DHT's providers.
-      bytes = await findAndFetchArtifact(node, release.digest, {
-        signal: options.signal, timeoutMs: 20_000, hint: node.getPeers().slice(0, 8), authority: release.authority, penalties: this.providerPenalties
-      })
+      bytes = await findAndFetchArtifact(node, release.digest, { signal: options.signal ?? AbortSignal.timeout(20_000), hint: node.getPeers().slice(0, 8) })
       await this.artifacts.put(bytes, options)
     }
     const { manifest: source, code } = unpackArtifact(bytes)
@@ -105,6 +108,7 @@ export class ReleaseStore extends EventTarget {
     await writeFile(codePath, code, { mode: 0o444 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EACCES') throw err })
     const prepared: PreparedRelease = { cell: release.cell, version: release.version, digest: release.digest, seq: release.seq, authority: release.authority, manifest, codePath }
     let list = this.history.get(release.cell)
+    if (list != null && list.some(r => r.authority !== release.authority)) throw new CellNameConflictError(`cell "${release.cell}" is held for another authority`)
     if (list == null) {
       if (this.history.size >= MAX_CELLS) throw new CellError(`node tracks ${MAX_CELLS} cells already`)
       list = []

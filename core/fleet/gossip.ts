@@ -192,8 +192,9 @@ export class FleetGossip extends EventTarget {
     const from = msg.type === 'signed' ? msg.from.toString() : undefined
     let results: ApplyResult[]
     try {
-      // gossipsub has verified the StrictSign message signature by `from` before calling us.
-      results = await this.init.view.applyFrame(msg.data, { from, relayed: from === undefined, originVerified: from !== undefined })
+      // gossipsub has verified the StrictSign message signature by `from`; the view still checks
+      // every record's own signature and whether its node holds a grant.
+      results = await this.init.view.applyFrame(msg.data, { from, relayed: from === undefined })
     } catch {
       return this.verdict('reject')
     }

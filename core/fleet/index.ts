@@ -16,7 +16,7 @@ export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedR
 export { signRecord, verifyRecord } from './sign.ts'
 export { FleetView, DROP_REASONS } from './view.ts'
 export type {
-  FleetViewInit, SignedRecordVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
+  FleetViewInit, SequenceFloor, SignedRecordVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
 } from './view.ts'
 export { FleetGossip } from './gossip.ts'
 export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'

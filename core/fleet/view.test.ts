@@ -28,8 +28,8 @@ const fakeVerify = async (signed: Uint8Array): Promise<ReleaseFields> => {
   if (!text.startsWith('ok:')) throw new Error('bad release signature')
   return JSON.parse(text.slice(3))
 }
-function release (cell: string, seq: number, version = `1.0.${seq}`, kind: 'release' | 'desired' = 'release'): SignedReleaseEnvelope {
-  const fields: ReleaseFields = { cell, version, digest: 'sha256:' + String(seq).padStart(64, '0'), authority: 'auth-1', seq }
+function release (cell: string, seq: number, version = `1.0.${seq}`, kind: 'release' | 'desired' = 'release', authority = 'auth-1'): SignedReleaseEnvelope {
+  const fields: ReleaseFields = { cell, version, digest: 'sha256:' + String(seq).padStart(64, '0'), authority, seq }
   return { kind, signed: new TextEncoder().encode('ok:' + JSON.stringify(fields)) }
 }
 
@@ -90,18 +90,18 @@ describe('FleetView.apply', () => {
     expect(view.stats().nodes + view.stats().instances).toBe(0)
   })
 
-  it('skips the record signature only when the transport authenticated the origin itself', async () => {
+  it('checks the record signature even when the gossip sender is the record\'s node', async () => {
     const { clock, view } = setup()
     const inst = await instRec(a, clock)
     const sig = inst.signature.slice()
     sig[0] ^= 1
     const bad = { ...inst, signature: sig }
-    expect(await view.apply(bad, { from: a.id, relayed: true, originVerified: true })).toMatchObject({ reason: 'bad-signature' })
-    expect(await view.apply(bad, { from: b.id, originVerified: true })).toMatchObject({ reason: 'wrong-origin' })
-    expect(await view.apply(bad, { from: a.id, originVerified: true })).toEqual({ accepted: true, kind: 'instance' })
-    // Held, but a peer merging our snapshot still checks the origin signature and drops it.
-    const dst = setup()
-    expect(await dst.view.merge(view.snapshot()[0], { from: c.id })).toEqual({ accepted: 0, dropped: 1 })
+    expect(await view.apply(bad, { from: a.id, relayed: true })).toMatchObject({ reason: 'bad-signature' })
+    expect(await view.apply(bad, { from: b.id })).toMatchObject({ reason: 'wrong-origin' })
+    // An all-zero signature from the record's own node (the attack in issue 7) is refused too.
+    expect(await view.apply({ ...inst, signature: new Uint8Array(64) }, { from: a.id })).toMatchObject({ reason: 'bad-signature' })
+    expect(await view.apply(bad, { from: a.id })).toMatchObject({ reason: 'bad-signature' })
+    expect(view.instances()).toHaveLength(0)
   })
 
   it('drops untrusted records and counts them', async () => {
@@ -193,6 +193,51 @@ describe('releases and desired versions', () => {
     expect(view.cells()).toEqual(['billing'])
     expect(view.stats().dropped.stale).toBe(1)
     expect(changes.filter(ch => ch.kind === 'release')).toHaveLength(2)
+  })
+
+  it('keys records by authority and cell: one authority cannot outrank or lock out another\'s cell', async () => {
+    const { clock, view } = setup()
+    clock.advance(10_000_000)
+    expect((await view.apply(release('billing', 5, '1.0.0', 'release', 'auth-b'), {})).accepted).toBe(true)
+    expect(view.release('billing')?.authority).toBe('auth-b')
+    expect(view.claimants('billing')).toEqual(['auth-b'])
+    // auth-a, also trusted, signs a higher seq for the same name: held apart, and the name is now a conflict.
+    expect((await view.apply(release('billing', 9, '6.6.6', 'release', 'auth-a'), {})).accepted).toBe(true)
+    expect((await view.apply(release('billing', 9, '6.6.6', 'desired', 'auth-a'), {})).accepted).toBe(true)
+    expect(view.claimants('billing')).toEqual(['auth-a', 'auth-b'])
+    expect(view.release('billing')).toBeUndefined()
+    expect(view.desired('billing')).toBeUndefined()
+    expect(view.releaseOf('auth-b', 'billing')?.version).toBe('1.0.0')
+    // B's own next release is not measured against A's seq.
+    expect((await view.apply(release('billing', 6, '1.1.0', 'release', 'auth-b'), {})).accepted).toBe(true)
+    expect(view.releaseOf('auth-b', 'billing')?.version).toBe('1.1.0')
+    // A seq far past the signer's plausible clock (Number.MAX_SAFE_INTEGER) is refused as 'future'.
+    expect(await view.apply(release('billing', Number.MAX_SAFE_INTEGER, '9.9.9', 'desired', 'auth-b'), {})).toMatchObject({ reason: 'future' })
+    expect(view.desiredOf('auth-b', 'billing')).toBeUndefined()
+  })
+
+  it('bounds the cells one authority may claim', async () => {
+    const { view } = setup({ maxCellsPerAuthority: 2 })
+    await view.apply(release('one', 1, '1', 'release', 'flood'), {})
+    await view.apply(release('two', 1, '1', 'desired', 'flood'), {})
+    expect(await view.apply(release('three', 1, '1', 'release', 'flood'), {})).toMatchObject({ reason: 'overflow-authority-cells' })
+    expect((await view.apply(release('one', 2, '2', 'release', 'flood'), {})).accepted).toBe(true)
+    expect((await view.apply(release('three', 1, '1', 'release', 'other'), {})).accepted).toBe(true)
+  })
+
+  it('refuses a replay below the floor remembered across a restart', async () => {
+    const { SequenceGuard } = await import('../identity/sequence-guard.ts')
+    const floors = { release: new SequenceGuard(), desired: new SequenceGuard() }
+    const first = setup({ sequenceFloors: floors })
+    await first.view.apply(release('billing', 3), {})
+    await first.view.apply(release('billing', 4), {})
+    // A restarted node: an empty view, the floors reloaded from what the host persisted.
+    const restored = { release: new SequenceGuard({ initial: floors.release.entries() }), desired: new SequenceGuard({ initial: floors.desired.entries() }) }
+    const second = setup({ sequenceFloors: restored })
+    expect(await second.view.apply(release('billing', 3), {})).toMatchObject({ reason: 'stale' })
+    // The record it last held is accepted again (the fleet re-sends it), so is anything newer.
+    expect((await second.view.apply(release('billing', 4), {})).accepted).toBe(true)
+    expect((await second.view.apply(release('billing', 1, '0.1.0', 'desired'), {})).accepted).toBe(true)
   })
 
   it('drops records the verifier refuses or cannot check', async () => {

@@ -27,7 +27,8 @@ export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) =>
 
 export const DROP_REASONS = [
   'malformed', 'wrong-origin', 'bad-signature', 'unverifiable', 'untrusted', 'stale', 'duplicate',
-  'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells'
+  'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells',
+  'overflow-authority-cells'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
 
@@ -40,13 +41,15 @@ export interface ApplyOptions extends AbortOptions {
   relayed?: boolean
   /** How long the relaying peer had held the record; makes relayed records age correctly. */
   ageMs?: number
-  /**
-   * The transport already authenticated `from` as the publisher (gossipsub StrictSign). For a
-   * non-relayed record with from == nodeId this proves origin, so the record signature check is
-   * skipped (ed25519 verify is ~5k/s per core; this halves the crypto per heartbeat). A record
-   * whose own signature is bad is then held but every peer drops it when relayed in a snapshot.
-   */
-  originVerified?: boolean
+}
+
+/**
+ * Port to core/identity's SequenceGuard (one per record kind): the highest seq accepted per
+ * `${authority} ${cell}`, persisted by the host so a replayed record stays refused after a restart.
+ */
+export interface SequenceFloor {
+  highestSeq: (key: string) => number
+  accept: (record: { cell: string, seq: number }) => boolean
 }
 
 export interface FleetChange {
@@ -76,6 +79,16 @@ export interface FleetViewInit {
   maxInstances?: number
   maxInstancesPerNode?: number
   maxCells?: number
+  /** Cells one authority may claim (releases and desired records count once per cell), default 1024. */
+  maxCellsPerAuthority?: number
+  /**
+   * Release and desired sequence numbers are signing-time milliseconds (or one above the last seen):
+   * a seq further than this past the local clock is refused as 'future' (default 1 h), so one
+   * record signed with seq 2^53 cannot lock a cell against every later publish.
+   */
+  maxSeqAheadMs?: number
+  /** Highest release / desired seq remembered across restarts (per authority and cell). */
+  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor }
   /** Upper bound on one snapshot (all frames together), default 32 MiB. */
   maxSnapshotBytes?: number
 }
@@ -109,12 +122,17 @@ export class FleetView extends EventTarget {
   private readonly maxInstances: number
   private readonly maxInstancesPerNode: number
   private readonly maxCells: number
+  private readonly maxCellsPerAuthority: number
+  private readonly maxSeqAheadMs: number
   private readonly maxSnapshotBytes: number
   private readonly nodeMap = new Map<string, Held<NodeRecord>>()
   private readonly instanceMap = new Map<string, Held<InstanceRecord>>()
   private readonly instancesPerNode = new Map<string, number>()
   private readonly releaseMap = new Map<string, Held<ReleaseRecord>>()
   private readonly desiredMap = new Map<string, Held<DesiredVersionRecord>>()
+  /** cell → authorities with a release or desired record for it; authority → its cells. Both bounded by the maps. */
+  private readonly claimsByCell = new Map<string, Set<string>>()
+  private readonly cellsByAuthority = new Map<string, Set<string>>()
   private lastRoomScanMs = Number.NEGATIVE_INFINITY
   private readonly counters: Omit<FleetStats, 'nodes' | 'instances' | 'releases' | 'desired'>
 
@@ -128,8 +146,10 @@ export class FleetView extends EventTarget {
     this.maxClockSkewMs = init.maxClockSkewMs ?? 30_000
     this.maxNodes = init.maxNodes ?? 4096
     this.maxInstances = init.maxInstances ?? 65_536
-    this.maxInstancesPerNode = init.maxInstancesPerNode ?? 1024
+    this.maxInstancesPerNode = init.maxInstancesPerNode ?? 256
     this.maxCells = init.maxCells ?? 4096
+    this.maxCellsPerAuthority = init.maxCellsPerAuthority ?? 1024
+    this.maxSeqAheadMs = init.maxSeqAheadMs ?? 3_600_000
     this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
     this.counters = {
       accepted: { node: 0, instance: 0, release: 0, desired: 0 },
@@ -193,8 +213,9 @@ export class FleetView extends EventTarget {
     // Cheap checks first so floods of stale or excess records never reach the crypto.
     const early = this.orderAndBounds(kind, key, record, now)
     if (early !== undefined) return drop(early)
-    const skipSignature = options.originVerified === true && options.relayed !== true && options.from === record.nodeId
-    if (!skipSignature && !await verifyRecord(envelope, options)) return drop('bad-signature')
+    // Every record's own signature is checked, gossiped or relayed: the record is what peers relay
+    // and act on, whatever the transport said about the message that carried it.
+    if (!await verifyRecord(envelope, options)) return drop('bad-signature')
     if (!await this.trusted({ kind, record } as TrustSubject, options)) return drop('untrusted')
     // Re-check after the awaits: a concurrent apply may have stored a newer record meanwhile.
     const now2 = this.clock.now()
@@ -249,24 +270,45 @@ export class FleetView extends EventTarget {
     }
     const map = kind === 'release' ? this.releaseMap : this.desiredMap
     const record = { cell: fields.cell, version: fields.version, digest: fields.digest, authority: fields.authority, seq: fields.seq, signed: envelope.signed }
+    // Keyed by (authority, cell): one authority's records never replace or outrank another's, even
+    // for the same cell name (two trusted claimants of one name are a conflict, see `claimants`).
+    const key = claimKey(record.authority, record.cell)
+    const floor = this.init.sequenceFloors?.[kind]
+    if (record.seq > this.clock.now() + this.maxSeqAheadMs) return drop('future')
     const check = (): DropReason | undefined => {
-      const existing = map.get(record.cell)
+      const existing = map.get(key)
       if (existing !== undefined) {
-        // Highest seq per cell wins; an equal or lower one is a replay and can never roll back.
+        // Highest seq per claim wins; an equal or lower one is a replay and can never roll back.
         if (record.seq < existing.record.seq) return 'stale'
         if (record.seq === existing.record.seq) return 'duplicate'
         return undefined
       }
-      return map.size >= this.maxCells ? 'overflow-cells' : undefined
+      // Below what this node accepted before a restart: a replay of an older record.
+      if (floor !== undefined && record.seq < floor.highestSeq(key)) return 'stale'
+      if (map.size >= this.maxCells) return 'overflow-cells'
+      const claims = this.cellsByAuthority.get(record.authority)
+      if (claims !== undefined && !claims.has(record.cell) && claims.size >= this.maxCellsPerAuthority) return 'overflow-authority-cells'
+      return undefined
     }
     const early = check()
     if (early !== undefined) return drop(early)
     if (!await this.trusted({ kind, record } as TrustSubject, options)) return drop('untrusted')
     const late = check()
     if (late !== undefined) return drop(late)
-    map.set(record.cell, { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() })
+    map.set(key, { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() })
+    this.addClaim(record.authority, record.cell)
+    if (floor !== undefined && record.seq > floor.highestSeq(key)) floor.accept({ cell: key, seq: record.seq })
     this.emitChange({ kind, op: 'upsert', key: record.cell, cell: record.cell })
     return { accepted: true, kind }
+  }
+
+  private addClaim (authority: string, cell: string): void {
+    let cells = this.cellsByAuthority.get(authority)
+    if (cells === undefined) this.cellsByAuthority.set(authority, cells = new Set())
+    cells.add(cell)
+    let authorities = this.claimsByCell.get(cell)
+    if (authorities === undefined) this.claimsByCell.set(cell, authorities = new Set())
+    authorities.add(authority)
   }
 
   private async trusted (subject: TrustSubject, options: ApplyOptions): Promise<boolean> {
@@ -349,17 +391,42 @@ export class FleetView extends EventTarget {
     return (kind === 'node' ? this.nodeMap.get(key) : this.instanceMap.get(key))?.receivedMs
   }
 
+  /**
+   * The newest release of `cell`, when exactly one trusted authority claims the name; undefined when
+   * none or several do (see `claimants`: callers and hosts refuse a conflicted name by name).
+   */
   release (cell: string): ReleaseRecord | undefined {
-    return this.releaseMap.get(cell)?.record
+    const authority = this.soleClaimant(cell)
+    return authority !== undefined ? this.releaseMap.get(claimKey(authority, cell))?.record : undefined
   }
 
   desired (cell: string): DesiredVersionRecord | undefined {
-    return this.desiredMap.get(cell)?.record
+    const authority = this.soleClaimant(cell)
+    return authority !== undefined ? this.desiredMap.get(claimKey(authority, cell))?.record : undefined
+  }
+
+  releaseOf (authority: string, cell: string): ReleaseRecord | undefined {
+    return this.releaseMap.get(claimKey(authority, cell))?.record
+  }
+
+  desiredOf (authority: string, cell: string): DesiredVersionRecord | undefined {
+    return this.desiredMap.get(claimKey(authority, cell))?.record
+  }
+
+  /** Authorities (each trusted by this peer's verifier) that signed a release or desired record for `cell`, sorted. */
+  claimants (cell: string): string[] {
+    return [...(this.claimsByCell.get(cell) ?? [])].sort()
+  }
+
+  private soleClaimant (cell: string): string | undefined {
+    const claims = this.claimsByCell.get(cell)
+    if (claims === undefined || claims.size !== 1) return undefined
+    return claims.values().next().value
   }
 
   /** Every cell known from a release, a desired-version record or a fresh instance, sorted. */
   cells (nowMs: number = this.clock.now()): string[] {
-    const set = new Set<string>([...this.releaseMap.keys(), ...this.desiredMap.keys()])
+    const set = new Set<string>(this.claimsByCell.keys())
     for (const r of this.instances(undefined, nowMs)) set.add(r.cell)
     return [...set].sort()
   }
@@ -401,6 +468,11 @@ export class FleetView extends EventTarget {
     if (truncated) this.counters.snapshotTruncated++
     return encodeBundles(items, options.maxFrameBytes ?? MAX_MESSAGE_BYTES)
   }
+}
+
+function claimKey (authority: string, cell: string): string {
+  // Authority ids and cell names are spaceless tokens (records.ts), so the space cannot be ambiguous.
+  return `${authority} ${cell}`
 }
 
 function instanceKey (r: InstanceRecord): string {

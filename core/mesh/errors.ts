@@ -8,3 +8,8 @@ export class UnknownCellError extends CellError {}
 export class PayloadEncodingError extends CellError {}
 /** The mesh was used before start() or after stop(). */
 export class MeshNotStartedError extends CellError {}
+/**
+ * Two authorities this peer trusts both signed releases for one cell name. Names are bound to their
+ * authority, so neither may stand in for the other: the operator must stop trusting one of them.
+ */
+export class CellNameConflictError extends CellError {}

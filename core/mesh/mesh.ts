@@ -15,12 +15,12 @@ import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, type Role, makeVerifier, verifySignedRecord, TrustError } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
-import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord } from '../fleet/index.ts'
+import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
 import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
-import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError } from './errors.ts'
+import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError } from './errors.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 
@@ -48,6 +48,8 @@ export interface MeshInit {
   localNode?: () => LocalNodeState | undefined
   localInstances?: () => LocalInstanceState[]
   heartbeatMs?: number
+  /** Highest release / desired seq per (authority, cell) the host remembers across restarts. */
+  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor }
   defaultTimeoutMs?: number
   clock?: Clock
   random?: Random
@@ -129,8 +131,9 @@ export class Mesh {
     const hostGrant = hostGrantCheck(clock)
     const view = new FleetView({
       clock,
-      isTrusted: hostGrantPolicy(() => viewRef!, hostGrant),
+      isTrusted: hostGrantPolicy(() => viewRef!, hostGrant, trusted),
       heartbeatMs: init.heartbeatMs ?? 1000,
+      ...(init.sequenceFloors !== undefined ? { sequenceFloors: init.sequenceFloors } : {}),
       verifyRelease: verifyRecord('release'),
       verifyDesired: verifyRecord('desired')
     })
@@ -138,7 +141,7 @@ export class Mesh {
     const errors = new WireErrorRegistry([
       ...SYNAPSE_ERROR_CLASSES,
       ...(Object.values(identityErrors) as unknown[]).filter((v): v is WireErrorClass => typeof v === 'function'),
-      NoReplicaError, UnknownCellError, PayloadEncodingError,
+      NoReplicaError, UnknownCellError, PayloadEncodingError, CellNameConflictError,
       ...(init.errorClasses ?? [])
     ])
     let mesh: Mesh | undefined
@@ -185,7 +188,7 @@ export class Mesh {
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
-        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials }),
+        fleetSync: fleetSync({ view, clock, autoPull: 2 }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
       } as any,
@@ -282,6 +285,10 @@ export class Mesh {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
     const deadlineMs = this.clock.now() + timeoutMs
+    const claimants = this.view.claimants(cell)
+    if (claimants.length > 1) {
+      throw new CellNameConflictError(`cell "${cell}" is claimed by ${claimants.length} trusted authorities (${claimants.map(a => a.slice(0, 12) + '…').join(', ')}): refusing to guess which one to call`)
+    }
     const excluded = new Set<string>()
     const crashes = new Map<string, number>()
     let waits = 0
