@@ -11,7 +11,7 @@ import { unpackArtifact } from '../core/manifest/packaged.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
 import { CellNameConflictError } from '../core/mesh/errors.ts'
 import { ArtifactStore } from './ribosome/index.ts'
-import { artifactCid, findAndFetchArtifact } from './artifacts/artifact-exchange.ts'
+import { artifactCid, findAndFetchArtifact, ProviderPenalties } from './artifacts/artifact-exchange.ts'
 
 const log = logger('cell:releases')
 
@@ -37,6 +37,8 @@ export class ReleaseStore extends EventTarget {
   private readonly history = new Map<string, PreparedRelease[]>()
   private readonly inFlight = new Map<string, Promise<PreparedRelease>>()
   private readonly failed = new Map<string, number>()
+  /** Artifact providers that stalled, refused or forged recently: later fetches try others first. */
+  private readonly providerPenalties = new ProviderPenalties()
 
   constructor (dataDir: string) {
     super()
@@ -96,7 +98,9 @@ export class ReleaseStore extends EventTarget {
     let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
     if (bytes == null) {
       // Connected peers first (the publisher is usually one of them), then the DHT's providers.
-      bytes = await findAndFetchArtifact(node, release.digest, { signal: options.signal ?? AbortSignal.timeout(20_000), hint: node.getPeers().slice(0, 8) })
+      bytes = await findAndFetchArtifact(node, release.digest, {
+        signal: options.signal, timeoutMs: 20_000, hint: node.getPeers().slice(0, 8), authority: release.authority, penalties: this.providerPenalties
+      })
       await this.artifacts.put(bytes, options)
     }
     const { manifest: source, code } = unpackArtifact(bytes)
