@@ -48,8 +48,9 @@ const DIGEST = /^[0-9a-f]{64}$/
  * The digest of `cell@version` as the fleet knows it: the current release or desired record of that
  * version (signed), else the heartbeat of any instance still running it. Undefined when none is known.
  */
-export function digestOfVersion (mesh: Mesh, cell: string, version: string): string | undefined {
-  for (const r of [mesh.view.release(cell), mesh.view.desired(cell)]) {
+export function digestOfVersion (mesh: Mesh, cell: string, version: string, authority?: string): string | undefined {
+  const records = authority !== undefined ? [mesh.view.releaseOf(authority, cell), mesh.view.desiredOf(authority, cell)] : [mesh.view.release(cell), mesh.view.desired(cell)]
+  for (const r of records) {
     if (r?.version === version) return r.digest
   }
   const digests = new Set(mesh.view.instances(cell).filter(i => i.version === version).map(i => i.digest))
@@ -73,7 +74,7 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
   await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: Math.min(15_000, timeoutMs), signal: options.signal })
   if (digest == null) {
     try {
-      digest = await waitForView(mesh, () => digestOfVersion(mesh, cell, version), `the digest of ${cell}@${version}`, { timeoutMs: options.lookupMs ?? 5_000, signal: options.signal })
+      digest = await waitForView(mesh, () => digestOfVersion(mesh, cell, version, key.id), `the digest of ${cell}@${version}`, { timeoutMs: options.lookupMs ?? 5_000, signal: options.signal })
     } catch (err) {
       options.signal?.throwIfAborted()
       throw new UnknownVersionError(`the fleet view names no artifact for ${cell}@${version} (no release, desired record or running instance of it): pass --digest with its sha256`, { cause: err })
@@ -82,7 +83,7 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
 
   // Above every record of the cell and above the clock, so a later publish (which signs at >= now)
   // still rolls forward, and no earlier record can win.
-  const seq = Math.max(mesh.view.desired(cell)?.seq ?? 0, mesh.view.release(cell)?.seq ?? 0, Date.now()) + 1
+  const seq = Math.max(mesh.view.desiredOf(key.id, cell)?.seq ?? 0, mesh.view.releaseOf(key.id, cell)?.seq ?? 0, Date.now()) + 1
   const signed = await signDesiredVersion({ cell, version, digest, seq, reason: ROLLBACK_REASON, createdMs: Date.now() }, key, { signal: options.signal })
   const bytes = encodeDesiredVersion(signed)
   await waitForView(mesh, () => mesh.libp2p.services.pubsub.getSubscribers(FLEET_RELEASE_TOPIC).length > 0 ? true : undefined, 'a fleet node subscribed to releases', { timeoutMs: Math.min(15_000, timeoutMs), signal: options.signal })
