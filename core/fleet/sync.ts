@@ -23,6 +23,10 @@ const log = logger('cell:fleet:sync')
 const LEGACY_REQUEST_KIND = 0x20
 const REQUEST_KIND = 0x21
 const REFUSAL_KIND = 0x2f
+/** An auto-pull refused for this node's grant is retried after 5 s, doubling up to 60 s, at most 8 times. */
+const REFUSED_RETRY_MS = 5_000
+const REFUSED_RETRY_MAX_MS = 60_000
+const MAX_REFUSED_RETRIES = 8
 
 export interface FleetSyncInit {
   view: FleetView
@@ -111,6 +115,8 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0 }
   private serving = 0
   private pending = 0
+  /** Pending retries of refused auto-pulls (at most `autoPull` at a time). */
+  private readonly retryTimers = new Set<unknown>()
   private started = false
   private shutdown = new AbortController()
 
@@ -147,6 +153,9 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     if (!this.started) return
     this.started = false
     this.components.events?.removeEventListener('peer:identify', this.onIdentify)
+    for (const timer of this.retryTimers) this.clock.clearTimeout(timer)
+    this.retryTimers.clear()
+    this.autoPulled.clear()
     this.shutdown.abort(new FleetSyncError('fleet-sync stopped'))
     await this.components.registrar.unhandle(this.protocol)
   }
@@ -161,15 +170,32 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const key = peerId.toString()
     if (this.autoPulled.has(key)) return
     this.autoPulled.add(key)
+    this.autoPullFrom(peerId, key, 0)
+  }
+
+  private autoPullFrom (peerId: PeerId, key: string, refusals: number): void {
     this.pull(peerId, { signal: this.shutdown.signal }).then(
       (r) => { log('auto-pulled %d records from %p', r.accepted, peerId) },
       (err) => {
+        log('auto-pull from %p failed: %e', peerId, err)
+        if (isRefusal(err) && this.started && refusals < MAX_REFUSED_RETRIES) {
+          // Refused for our grant: a grant may arrive later (a tab imports a token), so ask the same
+          // peer again after a growing pause instead of waiting for a new identify.
+          const delayMs = Math.min(REFUSED_RETRY_MAX_MS, REFUSED_RETRY_MS * 2 ** refusals)
+          const timer = this.clock.setTimeout(() => {
+            this.retryTimers.delete(timer)
+            if (this.started) this.autoPullFrom(peerId, key, refusals + 1)
+            else this.autoPulled.delete(key)
+          }, delayMs)
+          this.retryTimers.add(timer)
+          return
+        }
         // A failed pull frees its slot so the next identified peer is tried.
         this.autoPulled.delete(key)
-        log('auto-pull from %p failed: %e', peerId, err)
       }
     )
   }
+
 
   /** An AbortSignal that fires on the caller's signal, on stop, or at the deadline (on the injected clock). */
   private deadline (signal: AbortSignal | undefined, timeoutMs = this.timeoutMs): { signal: AbortSignal, clear: () => void } {

@@ -41,6 +41,8 @@ export async function grantPeer (init: {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
+    // Every test peer dials from 127.0.0.1: lift the per-host inbound rate limit (5/s by default).
+    connectionManager: { inboundConnectionThreshold: 1000 },
     services: init.services?.({ credentials, trusted, gate }) ?? {}
   })
   return { node, key, credentials, gate }

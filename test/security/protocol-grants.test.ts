@@ -14,6 +14,9 @@ import { encodeLengthPrefixed, decodeLengthPrefixed } from '../../core/fleet/fra
 import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION } from '../../core/fleet/records.ts'
 import { PeerGrantGate } from '../../core/fleet/peer-grant.ts'
 import { systemClock } from '../../core/ports.ts'
+import { ManualClock } from '../../core/testing/manual-clock.ts'
+import { identify } from '@libp2p/identify'
+import { issueGrant } from '../../core/identity/index.ts'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { TruncatedChainError, UnknownAuthorityError, WrongSubjectError } from '../../core/identity/index.ts'
 import { serveArtifacts, fetchArtifact, artifactServeStats, type ArtifactServeStats } from '../../node-host/artifacts/artifact-exchange.ts'
@@ -26,12 +29,13 @@ const peers: GrantPeer[] = []
 afterAll(async () => { await Promise.all(peers.map(async p => await p.node.stop())) })
 
 async function syncPeer (trusted: string[], grantFrom?: AuthorityKey, roles?: Array<'host' | 'caller' | 'operator'>): Promise<SyncPeer> {
-  const view = new FleetView({ clock: systemClock })
+  // Long heartbeats: the records must not expire while a test waits.
+  const view = new FleetView({ clock: systemClock, heartbeatMs: 60_000 })
   const p = await grantPeer({
     trusted,
     grantFrom,
     roles,
-    services: ({ credentials, trusted }) => ({ fleetSync: fleetSync({ view, autoPull: 0, trusted, credentials, timeoutMs: 5_000 }) })
+    services: ({ credentials, trusted }) => ({ identify: identify(), fleetSync: fleetSync({ view, autoPull: 0, trusted, credentials, timeoutMs: 5_000 }) })
   })
   peers.push(p)
   return { ...p, view, sync: p.node.services.fleetSync as FleetSync }
@@ -91,6 +95,26 @@ describe('fleet-sync requires a grant from a trusted authority', () => {
     const answer = await within(first, 5_000, 'answer to a legacy request')
     expect(answer.done).toBe(false)
     expect([...(answer.value as Uint8Array)]).toEqual([FLEET_WIRE_VERSION, 0x2f, 1])
+  })
+
+  it('a refused auto-pull is retried, and succeeds once the peer holds a grant', async () => {
+    const clock = new ManualClock(Date.now())
+    const view = new FleetView({ clock: systemClock, heartbeatMs: 60_000 })
+    const late = await grantPeer({
+      trusted: [fleet.id],
+      services: ({ credentials, trusted }) => ({ identify: identify(), fleetSync: fleetSync({ view, clock, autoPull: 1, trusted, credentials }) })
+    })
+    peers.push(late)
+    const sync = late.node.services.fleetSync as FleetSync
+    await late.node.dial(server.node.getMultiaddrs()[0])
+    await within((async () => { while (sync.stats().pullFailures === 0) await new Promise(resolve => setImmediate(resolve)) })(), 5_000, 'the refused auto-pull')
+    const now = Date.now()
+    late.credentials.addGrant(await issueGrant(fleet, { subject: late.credentials.peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
+    await late.credentials.refresh()
+    const pulled = new Promise<void>((resolve) => { sync.addEventListener('pulled', () => { resolve() }, { once: true }) })
+    clock.advance(5_000)
+    await within(pulled, 5_000, 'the retried auto-pull')
+    expect(view.instances()).toHaveLength(1)
   })
 
   it('serves a peer holding a caller grant from a trusted authority', async () => {
