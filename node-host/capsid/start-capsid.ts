@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { mkdir, rm, realpath, copyFile, chown, chmod, lchown, readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, basename } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { Capsid } from './capsid.ts'
@@ -95,8 +95,10 @@ export async function startCapsid (init: CapsidInit, options: { signal?: AbortSi
     instDir = dir
     // Node decides ESM by extension; the store names artifacts *.mjs, anything else gets copied.
     // A replica with its own uid reads copies it owns: the originals may sit in a 0700 data dir.
+    // The copy keeps the store's name (the digest), so the command line still says what runs.
     if ((sandbox.mode === 'process' && !artifact.endsWith('.mjs')) || uid !== undefined) {
-      const copy = join(instDir, 'cell.mjs')
+      const name = basename(artifact).replace(/\.mjs$/, '')
+      const copy = join(instDir, `${name === 'runner' ? 'cell' : name}.mjs`)
       await copyFile(artifact, copy)
       artifact = copy
     }
