@@ -63,6 +63,7 @@ type Controller = 'memory' | 'pids'
 interface ControllerRoot { controller: Controller, dir: string }
 
 let controllerRoots: ControllerRoot[] | undefined
+let warnedMissing = false
 
 /** Where this process's own memory and pids cgroups (v1) are, if mounted. Read once. */
 function ownControllerRoots (): ControllerRoot[] {
@@ -118,6 +119,11 @@ export class ReplicaCgroups {
         log('cannot use the %s cgroup at %s: %s', controller, dir, (err as Error).message)
         await rmdir(dir).catch(() => {})
       }
+    }
+    if (dirs.length < 2 && !warnedMissing) {
+      warnedMissing = true
+      log.error('strict capsids here get no %s cgroup (none mounted, or not writable by this user): memory is bounded only by the V8 heap and processes only by RLIMIT_NPROC where replicas have their own uid',
+        dirs.some(d => d.controller === 'memory') ? 'pids' : dirs.some(d => d.controller === 'pids') ? 'memory' : 'memory or pids')
     }
     return new ReplicaCgroups(dirs, limits)
   }
