@@ -13,7 +13,7 @@ import { logger } from '@libp2p/logger'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
 import { ReleasePolicies } from './release-policies.ts'
-import { Mesh, NoReplicaError, type RemoteOptions, type MeshCallOptions } from '../core/mesh/index.ts'
+import { Mesh, NoReplicaError, UnknownCellError, type RemoteOptions, type MeshCallOptions } from '../core/mesh/index.ts'
 import { Credentials, decodeGrantToken, MalformedRecordError, NoGrantError, TrustError, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { CallOptions, Remote } from '../core/cell.ts'
@@ -277,6 +277,11 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
    * empty, so the precise reason is NoGrantError; a trust refusal is passed on as it came.
    */
   private explain (cell: string, err: unknown): unknown {
+    // Full nodes show private cells only to peers holding a grant from an authority they trust
+    // (fleet-sync): a tab without any grant knows of no such cell, and the reason is the grant.
+    if (err instanceof UnknownCellError && this.parts.credentials.authorities().length === 0) {
+      return new NoGrantError(`this browser (${this.peerId}) holds no grant: the fleet shows "${cell}" only to peers granted by an authority it trusts`, { cause: err })
+    }
     const refusal = err instanceof NoReplicaError ? err.cause : err
     const authority = this.mesh.view.release(cell)?.authority
     if ((refusal instanceof MalformedRecordError || refusal instanceof TrustError) && authority != null && this.parts.credentials.grantFor(authority) == null) {
@@ -293,7 +298,19 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     await this.parts.credentials.chainFor(cert.issuer, options)
     await this.parts.store.saveGrantTokens(this.parts.tokens, options)
     await this.parts.store.saveTrust([...this.parts.trusted], options)
+    // The fleet refused this tab its full view without a grant: ask the connected full nodes again
+    // now, rather than at the next refused-pull retry (which backs off to a minute).
+    void this.resync()
     return cert
+  }
+
+  /** Pulls the fleet snapshot from up to two connected peers that serve it (errors are logged). */
+  private async resync (): Promise<void> {
+    const sync = this.mesh.libp2p.services.fleetSync
+    const peers = this.mesh.libp2p.getPeers().slice(0, 2)
+    await Promise.all(peers.map(async (peer) => {
+      await sync.pull(peer, { signal: AbortSignal.timeout(10_000) }).catch((err) => { log('fleet-sync from %p after a new grant: %s', peer, (err as Error).message) })
+    }))
   }
 
   async trust (authorityId: string, options: { signal?: AbortSignal } = {}): Promise<void> {

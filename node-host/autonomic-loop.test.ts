@@ -118,7 +118,7 @@ describe('restarting a crashed replica', () => {
     const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     const crashedAt = clock.now() - 5_000
     const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
-    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, claimants: () => [v1.authority] } as unknown as FleetView
+    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
     const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
     // The crashed replica stays listed (its tombstone); each spawn adds a starting one.
     const listed: Array<{ instanceId: string, cell: string, state: string }> = [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }]
@@ -135,5 +135,36 @@ describe('restarting a crashed replica', () => {
     }
     expect(spawned).toBe(1)
     expect(loop.counters.spawns).toBe(1)
+  })
+})
+
+describe('eligible hosts', () => {
+  it('come from verified host grants for the cell, and a strict-requiring cell only counts nodes advertising a strict sandbox', async () => {
+    const clock = new ManualClock(Date.now())
+    const key = await generateAuthority()
+    const id = async (): Promise<string> => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const grant = async (subject: string, roles: Array<'host' | 'caller'>): Promise<Uint8Array> =>
+      encodeCertificate(await issueGrant(key, { subject, roles, notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 }))
+    const [strict, weak, caller, tagsOnly] = [await id(), await id(), await id(), await id()]
+    const nodes = [
+      makeNodeRecord(strict, { roles: ['full', 'sandbox-strict'], grants: [await grant(strict, ['host'])] }),
+      makeNodeRecord(weak, { roles: ['full', 'sandbox-process'], grants: [await grant(weak, ['host'])] }),
+      makeNodeRecord(caller, { roles: ['full', 'sandbox-strict'], grants: [await grant(caller, ['caller'])] }),
+      // Claims to trust the authority in its role tags, holds no grant.
+      makeNodeRecord(tagsOnly, { roles: ['full', 'sandbox-strict', `trust-${key.id.slice(0, 16)}`] })
+    ]
+    const releases = [{ ...v1, authority: key.id, manifest: { biology: policy(1), sandbox: { require: 'strict' } } as unknown as Manifest }]
+    const fleet = { nodes: () => nodes, instances: () => [], desired: () => undefined, claimants: () => [key.id], node: () => undefined } as unknown as FleetView
+    const store = { cells: () => [CELL], releases: () => releases, byDigest: (_: string, d: string) => releases.find(r => r.digest === d) } as unknown as ReleaseStore
+    const replicas = { list: () => [], spawn: async () => {}, drain: async () => {} } as unknown as ReplicaSet
+    const { levelOfRoles, satisfiesSandbox } = await import('./capsid/index.ts')
+    const loop = new AutonomicLoop({
+      selfId: await id(), view: fleet, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) },
+      canHost: () => false, hostGrant: hostGrantCheck(clock),
+      nodeSuits: (node, release) => satisfiesSandbox(levelOfRoles(node.roles), release.manifest.sandbox.require)
+    })
+    await loop.tick()
+    const eligible = loop.biologyView(CELL).nodes.filter(n => n.trustsAuthorities.length > 0).map(n => n.id)
+    expect(eligible).toEqual([strict])
   })
 })

@@ -227,13 +227,20 @@ export class AutonomicLoop {
     }
   }
 
+  /** May this node run `release`: it holds a host grant from its authority, and suits it (sandbox level)? */
+  private suitsSelf (release: PreparedRelease): boolean {
+    if (!this.init.canHost(release.authority)) return false
+    const self = this.init.view.node(this.init.selfId) ?? { nodeId: this.init.selfId, roles: [] } as unknown as NodeRecord
+    return this.init.nodeSuits?.(self, release) ?? true
+  }
+
   private async act (action: Action, policy: Policy): Promise<void> {
     const { replicas, releases } = this.init
     switch (action.kind) {
       case 'spawn':
       case 'restart': {
         const release = releases.byDigest(action.cell, action.digest)
-        if (release == null || !this.init.canHost(release.authority)) return
+        if (release == null || !this.suitsSelf(release)) return
         if (action.kind === 'restart') {
           if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && r.state === 'crashed') || this.restarted.has(action.instanceId)) return
           this.restarted.add(action.instanceId)
@@ -249,7 +256,7 @@ export class AutonomicLoop {
       }
       case 'volunteer': {
         const release = releases.byDigest(action.cell, action.digest)
-        if (release == null || !this.init.canHost(release.authority) || this.pendingVolunteer.has(action.cell)) return
+        if (release == null || !this.suitsSelf(release) || this.pendingVolunteer.has(action.cell)) return
         this.pendingVolunteer.add(action.cell)
         this.counters.volunteers++
         this.init.clock.setTimeout(() => {

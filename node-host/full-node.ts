@@ -18,7 +18,7 @@ import { ReplicaSet } from './replica-set.ts'
 import { AutonomicLoop, trustRoles } from './autonomic-loop.ts'
 import type { BiologyParams } from '../core/biology/index.ts'
 import * as capsidErrors from './capsid/errors.ts'
-import type { SandboxMode } from './capsid/index.ts'
+import { sandboxRole, levelOfRoles, satisfiesSandbox, type SandboxMode } from './capsid/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
 import { loadSequenceFloors, type SequenceFloors } from './sequence-floors.ts'
 
@@ -114,6 +114,9 @@ export class FullNode {
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
     const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas })
+    // Resolved now: a node without a working bubblewrap (and no explicit --sandbox process) fails here
+    // by name, not in its first heartbeat. Peers read the level from the node record's roles.
+    const level = replicas.sandboxLevel
     const startedMs = now
     let addrs: () => string[] = () => []
     let halts: () => NodeHalt[] = () => []
@@ -123,7 +126,7 @@ export class FullNode {
       // CPU the node's own replicas use, as sampled from /proc: what this node has committed. (Host-wide
       // load would count unrelated work and stop a busy laptop or CI machine from hosting anything.)
       load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
-      roles: ['full', ...trustRoles(trusted)],
+      roles: ['full', sandboxRole(level), ...trustRoles(trusted)],
       grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
       halts: halts(),
       startedMs
@@ -165,7 +168,10 @@ export class FullNode {
       tickMs: init.tickMs,
       params: init.biology,
       hostGrant: mesh.hostGrant,
-      canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true
+      canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true,
+      // A cell that requires a strict sandbox (the default) is placed only on nodes advertising one,
+      // and never started here when this node is weaker (ReplicaSet refuses it by name too).
+      nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require)
     })
     halts = () => loop.haltRecords()
     return new FullNode(init, mesh, releases, replicas, loop, trusted, floors)

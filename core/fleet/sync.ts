@@ -23,6 +23,8 @@ const log = logger('cell:fleet:sync')
 const LEGACY_REQUEST_KIND = 0x20
 const REQUEST_KIND = 0x21
 const REFUSAL_KIND = 0x2f
+/** lp(version, 0x2e, code): refused the full view for the grant (code as a refusal), public cells follow. */
+const PUBLIC_ONLY_KIND = 0x2e
 /** An auto-pull refused for this node's grant is retried after 5 s, doubling up to 60 s, at most 8 times. */
 const REFUSED_RETRY_MS = 5_000
 const REFUSED_RETRY_MAX_MS = 60_000
@@ -56,6 +58,12 @@ export interface FleetSyncInit {
   maxPendingRequests?: number
   /** Deadline for a requester to send its request (default 2 s). */
   requestTimeoutMs?: number
+  /**
+   * Cells any authenticated peer may see (Cell.toml `public = true`). A requester refused for its
+   * grant then gets a snapshot of these cells only, after a public-only marker that names the
+   * refusal, so public cells stay callable by peers of any authority. Without it they get nothing.
+   */
+  publicCells?: (cell: string) => boolean
 }
 
 /** Narrow slice of libp2p's components this service needs. */
@@ -70,7 +78,13 @@ export interface FleetSyncComponents {
   events?: TypedEventTarget<Libp2pEvents>
 }
 
-export interface FleetSyncResult { frames: number, accepted: number, dropped: number }
+export interface FleetSyncResult {
+  frames: number
+  accepted: number
+  dropped: number
+  /** Set when the peer refused this node's grant and sent its public cells only: the refusal's name. */
+  publicOnly?: string
+}
 
 export interface FleetSyncStats {
   pulls: number
@@ -111,6 +125,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   private readonly maxPendingRequests: number
   private readonly requestTimeoutMs: number
   readonly gate: PeerGrantGate | undefined
+  private readonly publicCells: ((cell: string) => boolean) | undefined
   private readonly autoPulled = new Set<string>()
   private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0 }
   private serving = 0
@@ -135,6 +150,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.maxPendingRequests = init.maxPendingRequests ?? 16
     this.requestTimeoutMs = init.requestTimeoutMs ?? 2_000
     this.gate = init.gate ?? (init.trusted != null ? new PeerGrantGate({ trusted: init.trusted, credentials: init.credentials, clock: this.clock }) : undefined)
+    this.publicCells = init.publicCells
     this.onIdentify = this.onIdentify.bind(this)
   }
 
@@ -175,25 +191,37 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
 
   private autoPullFrom (peerId: PeerId, key: string, refusals: number): void {
     this.pull(peerId, { signal: this.shutdown.signal }).then(
-      (r) => { log('auto-pulled %d records from %p', r.accepted, peerId) },
+      (r) => {
+        log('auto-pulled %d records from %p%s', r.accepted, peerId, r.publicOnly !== undefined ? ` (public cells only: ${r.publicOnly})` : '')
+        // Public cells only, for our grant: as for a refusal, ask again later (a grant may arrive).
+        if (r.publicOnly !== undefined) this.retryRefused(peerId, key, refusals)
+      },
       (err) => {
         log('auto-pull from %p failed: %e', peerId, err)
-        if (isRefusal(err) && this.started && refusals < MAX_REFUSED_RETRIES) {
-          // Refused for our grant: a grant may arrive later (a tab imports a token), so ask the same
-          // peer again after a growing pause instead of waiting for a new identify.
-          const delayMs = Math.min(REFUSED_RETRY_MAX_MS, REFUSED_RETRY_MS * 2 ** refusals)
-          const timer = this.clock.setTimeout(() => {
-            this.retryTimers.delete(timer)
-            if (this.started) this.autoPullFrom(peerId, key, refusals + 1)
-            else this.autoPulled.delete(key)
-          }, delayMs)
-          this.retryTimers.add(timer)
+        if (isRefusal(err)) {
+          this.retryRefused(peerId, key, refusals)
           return
         }
         // A failed pull frees its slot so the next identified peer is tried.
         this.autoPulled.delete(key)
       }
     )
+  }
+
+  private retryRefused (peerId: PeerId, key: string, refusals: number): void {
+    if (!this.started || refusals >= MAX_REFUSED_RETRIES) {
+      this.autoPulled.delete(key)
+      return
+    }
+    // Refused for our grant: a grant may arrive later (a tab imports a token), so ask the same
+    // peer again after a growing pause instead of waiting for a new identify.
+    const delayMs = Math.min(REFUSED_RETRY_MAX_MS, REFUSED_RETRY_MS * 2 ** refusals)
+    const timer = this.clock.setTimeout(() => {
+      this.retryTimers.delete(timer)
+      if (this.started) this.autoPullFrom(peerId, key, refusals + 1)
+      else this.autoPulled.delete(key)
+    }, delayMs)
+    this.retryTimers.add(timer)
   }
 
 
@@ -225,8 +253,12 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       stream.send(encodeLengthPrefixed(request))
       for (let next = await first; next.done !== true; next = await frames.next()) {
         signal.throwIfAborted()
-        if (result.frames === 0 && next.value.length === 3 && next.value[0] === FLEET_WIRE_VERSION && next.value[1] === REFUSAL_KIND) {
-          throw refusalError(next.value[2], `fleet-sync from ${peer.toString()}`)
+        if (result.frames === 0 && result.publicOnly === undefined && next.value.length === 3 && next.value[0] === FLEET_WIRE_VERSION) {
+          if (next.value[1] === REFUSAL_KIND) throw refusalError(next.value[2], `fleet-sync from ${peer.toString()}`)
+          if (next.value[1] === PUBLIC_ONLY_KIND) {
+            result.publicOnly = refusalError(next.value[2], `fleet-sync from ${peer.toString()}`).name
+            continue
+          }
         }
         if (++result.frames > this.maxFrames) throw new FleetSyncError(`snapshot exceeds ${this.maxFrames} frames`)
         const merged = await this.view.merge(next.value, { from: peer.toString(), signal })
@@ -267,6 +299,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.pending++
     const peer = connection.remotePeer.toString()
     let admitted = false
+    let publicOnly = false
     const request = this.deadline(undefined, Math.min(this.requestTimeoutMs, this.timeoutMs))
     const onRequestAbort = (): void => { stream.abort(request.signal.reason) }
     request.signal.addEventListener('abort', onRequestAbort, { once: true })
@@ -286,10 +319,15 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
         } catch (err) {
           if (!isRefusal(err)) throw err
           this.counters.unauthorized++
-          stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, REFUSAL_KIND, refusalCode(err)])))
-          await stream.close({ signal: request.signal })
           this.dispatchEvent(new CustomEvent('unauthorized', { detail: { peer, error: err } }))
-          return
+          if (this.publicCells !== undefined) {
+            stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, PUBLIC_ONLY_KIND, refusalCode(err)])))
+            publicOnly = true
+          } else {
+            stream.send(encodeLengthPrefixed(new Uint8Array([FLEET_WIRE_VERSION, REFUSAL_KIND, refusalCode(err)])))
+            await stream.close({ signal: request.signal })
+            return
+          }
         }
       }
       admitted = true
@@ -302,10 +340,10 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       request.clear()
       this.pending--
     }
-    if (admitted) await this.sendSnapshot(stream, peer)
+    if (admitted || publicOnly) await this.sendSnapshot(stream, peer, publicOnly ? this.publicCells : undefined)
   }
 
-  private async sendSnapshot (stream: Stream, peer: string): Promise<void> {
+  private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean): Promise<void> {
     if (this.serving >= this.maxConcurrentServes) {
       this.counters.refused++
       stream.abort(new FleetSyncError('too many concurrent fleet-sync requests'))
@@ -317,7 +355,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       // Leave room for the length prefix inside the requester's frame limit.
-      for (const frame of this.view.snapshot({ maxFrameBytes: this.maxFrameBytes - 8 })) {
+      for (const frame of this.view.snapshot({ maxFrameBytes: this.maxFrameBytes - 8, ...(cells !== undefined ? { cells } : {}) })) {
         if (!stream.send(encodeLengthPrefixed(frame))) await stream.onDrain({ signal })
       }
       await stream.close({ signal })

@@ -449,7 +449,7 @@ export class FleetView extends EventTarget {
    * frames of at most `maxFrameBytes`; each frame can be passed to `merge` on its own. Releases
    * come first (they matter most), then nodes, then instances. Bounded by maxSnapshotBytes.
    */
-  snapshot (options: { maxFrameBytes?: number, nowMs?: number } = {}): Uint8Array[] {
+  snapshot (options: { maxFrameBytes?: number, nowMs?: number, cells?: (cell: string) => boolean } = {}): Uint8Array[] {
     const now = options.nowMs ?? this.clock.now()
     const items: BundleItem[] = []
     let total = 0
@@ -461,10 +461,13 @@ export class FleetView extends EventTarget {
       total += held.bytes.length + 16
       items.push({ bytes: held.bytes, ageMs: ttlMs === undefined ? 0 : ageMs })
     }
-    for (const held of this.releaseMap.values()) add(held, undefined)
-    for (const held of this.desiredMap.values()) add(held, undefined)
+    // `cells` narrows releases, desired records and instances to some cells (node records, which
+    // say nothing of cells, always go): the public-only snapshot a peer without a grant gets.
+    const wanted = options.cells ?? (() => true)
+    for (const held of this.releaseMap.values()) if (wanted(held.record.cell)) add(held, undefined)
+    for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)
-    for (const held of this.instanceMap.values()) add(held, this.instanceTtlMs)
+    for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtlMs)
     if (truncated) this.counters.snapshotTruncated++
     return encodeBundles(items, options.maxFrameBytes ?? MAX_MESSAGE_BYTES)
   }

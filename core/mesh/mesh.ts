@@ -188,7 +188,7 @@ export class Mesh {
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
-        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials }),
+        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}) }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
       } as any,

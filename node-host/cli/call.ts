@@ -1,6 +1,6 @@
 // `cell call <cell> <method> '<json>'`: one call through the mesh; the result as JSON on stdout, or the
 // error's name and message on stderr with a non-zero exit.
-import { createClient, waitForReplicas } from '../client.ts'
+import { createClient, waitForReplicas, waitForView } from '../client.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
@@ -33,7 +33,16 @@ export async function run (argv: string[]): Promise<number> {
   const deadline = Date.now() + timeoutMs
   const mesh = await createClient({ bootstrap: await bootstrapList(parsed.values.bootstrap), authorityKey: await authorityKey(parsed.values.key), trust: parsed.values.trust })
   try {
-    await waitForReplicas(mesh, cell, { timeoutMs })
+    // Full nodes show private cells only to callers whose grant they trust: pull the view once and,
+    // when the node answered with public cells only and this one is not among them, say why by name
+    // at once instead of waiting out the deadline for replicas that will never be shown.
+    await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs })
+    const pulled = await mesh.libp2p.services.fleetSync.pull(mesh.libp2p.getPeers()[0], { signal: AbortSignal.timeout(Math.max(1, Math.min(10_000, deadline - Date.now()))) }).catch(() => undefined)
+    if (pulled?.publicOnly !== undefined && mesh.view.claimants(cell).length === 0) {
+      process.stderr.write(`${pulled.publicOnly}: the fleet refused this caller's grant and shows it public cells only; "${cell}" is not one of them\n`)
+      return 1
+    }
+    await waitForReplicas(mesh, cell, { timeoutMs: Math.max(1, deadline - Date.now()) })
     const result = await mesh.call(cell, method, request, { timeoutMs: Math.max(1, deadline - Date.now()) })
     process.stdout.write(JSON.stringify(result, null, 2) + '\n')
     return 0

@@ -31,8 +31,9 @@ export async function listCoreModules (root: string): Promise<string[]> {
   return out.sort()
 }
 
-// Identifiers that exist in Node but not in a browser tab.
-const GLOBAL_PATTERN = /(?<![\w$.'"`])(Buffer|process|require|__dirname|__filename|setImmediate)(?![\w$])/g
+// Identifiers that exist in Node but not in a browser tab. An object key of that name (`{ require:
+// 'strict' }`, Cell.toml's [cell.sandbox] require) is a property, not the global.
+const GLOBAL_PATTERN = /(?<![\w$.'"`])(Buffer|process|require|__dirname|__filename|setImmediate)(?![\w$])(?!\s*:)/g
 
 export async function checkBrowserBundle (entries: string[], projectRoot: string): Promise<BundleReport> {
   const builtinImports: string[] = []

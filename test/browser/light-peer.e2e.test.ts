@@ -91,11 +91,13 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
       await p.waitForFunction(() => (globalThis as any).peer.mesh.replicas('billing').length > 0, undefined, { timeout: 20_000 })
     }
 
-    // 1. Without a grant the tab sees billing (it trusts the authority) but the cell refuses it by name.
+    // 1. Without a grant the fleet shows the tab none of its private cells (fleet-sync answers public
+    //    cells only), and the call is refused by name: the missing grant.
     const peerInit = { bootstrap: [wsAddr(nodes[0])], trust: [authorityId], storeName: 'tab-a', heartbeatMs: 500, saveEveryMs: 300 }
     const first = await startPeer(page, peerInit)
     expect(first.nodes).toBe(0) // a fresh profile has no cached fleet
-    await waitReplica(page)
+    await page.waitForFunction(() => (globalThis as any).peer.mesh.libp2p.services.fleetSync.stats().pulls + (globalThis as any).peer.mesh.libp2p.services.fleetSync.stats().pullFailures > 0, undefined, { timeout: 20_000 })
+    expect(await page.evaluate(() => (globalThis as any).peer.mesh.replicas('billing').length)).toBe(0)
     const refused = await call(page, 3)
     expect(refused.ok).toBe(false)
     if (refused.ok) throw new Error('unreachable')
@@ -107,6 +109,7 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     const now = Date.now()
     const grant = await issueGrant(authority, { subject: first.peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 7 * 86_400_000 })
     await page.evaluate(async (token) => { await (globalThis as any).peer.importGrant(token) }, encodeGrantToken(grant))
+    await waitReplica(page) // the grant makes the tab pull the fleet's full view again
     const charged = await call(page, 7)
     expect(charged).toMatchObject({ ok: true, value: { amount: 7 } })
     expect(await page.textContent('#result')).toContain('"amount":7')

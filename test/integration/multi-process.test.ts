@@ -87,6 +87,7 @@ describe('multi-process fleet', () => {
     const r = await cellRun(['call', 'billing', 'charge', '{"amount":5}', '--bootstrap', bootstrap, '--key', strangerKeyPath, '--trust', authority], 60_000)
     expect(r.code).toBe(1)
     expect(r.stdout).toBe('')
+    // The fleet shows a caller it does not trust its public cells only, and says why by name.
     expect(r.stderr).toMatch(/^UnknownAuthorityError: /)
   }, 90_000)
 

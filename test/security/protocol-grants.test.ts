@@ -124,6 +124,36 @@ describe('fleet-sync requires a grant from a trusted authority', () => {
   })
 })
 
+describe('fleet-sync shows a peer without a trusted grant the public cells only', () => {
+  it('sends the public cells\' records after a marker naming the refusal, and none of the private ones', async () => {
+    const fleet = await authority()
+    const view = new FleetView({ clock: systemClock, heartbeatMs: 60_000 })
+    const server = await grantPeer({
+      trusted: [fleet.id],
+      grantFrom: fleet,
+      roles: ['host'],
+      services: ({ credentials, trusted }) => ({ identify: identify(), fleetSync: fleetSync({ view, autoPull: 0, trusted, credentials, publicCells: (cell) => cell === 'open' }) })
+    })
+    peers.push(server)
+    const id = peerIdFromPrivateKey(server.key).toString()
+    for (const cell of ['open', 'billing']) {
+      await view.apply(await signRecord(server.key, 'instance', makeInstanceRecord(id, { instanceId: `i-${cell}`, cell, sentMs: Date.now() })), { from: id })
+    }
+    const stranger = await syncPeer([fleet.id])
+    await stranger.node.dial(server.node.getMultiaddrs()[0])
+    const result = await within(stranger.sync.pull(server.node.peerId), 8_000, 'public-only pull')
+    expect(result).toMatchObject({ accepted: 1, publicOnly: 'TruncatedChainError' })
+    expect(stranger.view.instances().map(i => i.cell)).toEqual(['open'])
+    expect((server.node.services.fleetSync as FleetSync).stats().unauthorized).toBe(1)
+    // A member gets both.
+    const member = await syncPeer([fleet.id], fleet, ['caller'])
+    await member.node.dial(server.node.getMultiaddrs()[0])
+    const full = await within(member.sync.pull(server.node.peerId), 8_000, 'full pull')
+    expect(full.publicOnly).toBeUndefined()
+    expect(member.view.instances().map(i => i.cell).sort()).toEqual(['billing', 'open'])
+  })
+})
+
 describe('/cell/artifact/1 requires a grant from a trusted authority', () => {
   let fleet: AuthorityKey
   let provider: GrantPeer
