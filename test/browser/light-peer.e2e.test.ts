@@ -115,10 +115,11 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     expect(await page.textContent('#result')).toContain('"amount":7')
 
     // 3. The live fleet (all 3 nodes) is saved to IndexedDB; a reload shows it at once, stale, under the same id.
-    await page.waitForFunction(async () => {
+    // (waitForFunction does not await an async predicate: its promise counts as truthy at once.)
+    await expect.poll(async () => await page.evaluate(async () => {
       const saved = await new (globalThis as any).cell.IdbLightPeerStore('tab-a').load()
       return saved.fleet?.nodes.length === 3 && saved.fleet.cells.some((c: any) => c.cell === 'billing')
-    }, undefined, { timeout: 20_000, polling: 200 })
+    }), { timeout: 20_000, interval: 200 }).toBe(true)
     await mkdir(artifacts, { recursive: true })
     await page.screenshot({ path: join(artifacts, 'light-peer-live.png') })
     await page.reload()
@@ -166,7 +167,7 @@ describe.skipIf(!existsSync(CHROMIUM))('light peer in Chromium', () => {
     //    drop) and calls work again.
     const keep = nodes[2]
     await page.evaluate(async (addr) => await (globalThis as any).peer.ping(addr, { signal: AbortSignal.timeout(10_000) }), wsAddr(keep))
-    await page.waitForFunction(async (keep) => {
+    await page.waitForFunction((keep) => { // synchronous: an async predicate counts as true at once
       const peer = (globalThis as any).peer
       for (const conn of peer.mesh.libp2p.getConnections()) if (conn.remotePeer.toString() !== keep) conn.abort(new Error('test: keep one full node'))
       return peer.fullNodes().length === 1 && peer.fullNodes()[0] === keep

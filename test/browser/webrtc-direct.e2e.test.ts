@@ -32,7 +32,8 @@ describe.skipIf(!HAS_CHROMIUM)('WebRTC-direct from Chromium', () => {
   it('joins the fleet through a webrtc-direct address only', async () => {
     dir = await mkdtemp(join(tmpdir(), 'cell-webrtc-'))
     const keyPath = join(dir, 'authority.key')
-    await writeAuthorityKey(keyPath, await generateAuthority())
+    const authority = await generateAuthority()
+    await writeAuthorityKey(keyPath, authority)
     netns = createBrowserNetns(dir)
     const host = netns.hostIp
     node = cell(['up', '--data', join(dir, 'node'), '--authority', keyPath, '--host', host])
@@ -44,10 +45,11 @@ describe.skipIf(!HAS_CHROMIUM)('WebRTC-direct from Chromium', () => {
     context = await launchChromium(join(dir, 'profile'), { webrtc: true, executablePath: netns.chromium, secureOrigin: served.url })
     const page = context.pages()[0] ?? await context.newPage()
     await page.goto(served.url)
-    await page.evaluate(async (addr) => {
+    await page.evaluate(async ({ addr, authorityId }) => {
       const w = globalThis as any
-      w.peer = await w.cell.createLightPeer({ bootstrap: [addr], storeName: 'webrtc', heartbeatMs: 500 })
-    }, addr)
+      // The tab trusts the fleet's authority: node records count only when their host grant chains to it.
+      w.peer = await w.cell.createLightPeer({ bootstrap: [addr], trust: [authorityId], storeName: 'webrtc', heartbeatMs: 500 })
+    }, { addr, authorityId: authority.id })
     // Connected to the node over WebRTC-direct, and its gossip reached the tab.
     await page.waitForFunction((peerId) => {
       const peer = (globalThis as any).peer
