@@ -3,7 +3,7 @@
 // per-replica memory and pids cgroup. The cgroup is made a child of this node's own cgroup so the
 // host's own limits still apply on top.
 import { readFileSync, existsSync } from 'node:fs'
-import { mkdir, writeFile, readFile, rmdir } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, rmdir, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 
@@ -91,6 +91,28 @@ function ownControllerRoots (): ControllerRoot[] {
   return roots
 }
 
+let swept: Promise<void> | undefined
+/** Leftover replica cgroups are at least this old: younger empty ones may be another node's, being joined. */
+const LEFTOVER_AGE_MS = 60_000
+
+/**
+ * Once per process: remove empty `cell-*` cgroups left by a node that died without cleaning up
+ * (SIGKILL, a crash). rmdir refuses a cgroup that still holds processes, so a live replica's stays.
+ */
+async function sweepLeftovers (): Promise<void> {
+  let removed = 0
+  for (const { dir: parent } of ownControllerRoots()) {
+    const names = (await readdir(parent).catch(() => [] as string[])).filter(n => n.startsWith('cell-')).slice(0, 4096)
+    for (const name of names) {
+      const dir = join(parent, name)
+      const st = await stat(dir).catch(() => undefined)
+      if (st === undefined || Date.now() - st.mtimeMs < LEFTOVER_AGE_MS) continue
+      if (await rmdir(dir).then(() => true, () => false)) removed++
+    }
+  }
+  if (removed > 0) log('removed %d leftover replica cgroup(s)', removed)
+}
+
 /** One replica's cgroups. Empty (`procsFiles` = []) where the host has none this process may create. */
 export class ReplicaCgroups {
   readonly dirs: Array<{ controller: Controller, dir: string }>
@@ -102,6 +124,8 @@ export class ReplicaCgroups {
   }
 
   static async create (name: string, limits: CapsidLimits): Promise<ReplicaCgroups> {
+    swept ??= sweepLeftovers()
+    await swept
     const dirs: Array<{ controller: Controller, dir: string }> = []
     for (const { controller, dir: parent } of ownControllerRoots()) {
       const dir = join(parent, name)
