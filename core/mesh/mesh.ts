@@ -184,7 +184,10 @@ export class Mesh {
       ...init.libp2p,
       services: {
         identify: identify(),
-        ping: ping(),
+        // libp2p's connection monitor pings every connection on the same protocol and aborts the
+        // connection when its ping fails: with ping's default of one outbound stream, a user's ping
+        // (or a second monitor round) colliding with it failed one of them, and could cut a link.
+        ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
