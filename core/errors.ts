@@ -1,8 +1,32 @@
 // Base class for every named error in Cell. Callers match on the class (instanceof) or on `name`
 // when an error crossed the wire; never on the message text.
+//
+// Bundlers rename classes (`class NoReplicaError` becomes `var DG = class …` in a production
+// build), so a name taken from the constructor is not stable: every subclass declares its name as
+// a literal, and whether a call that failed with it may be tried again elsewhere:
+//
+//   export class NoReplicaError extends CellError {
+//     static override readonly errorName = 'NoReplicaError'
+//     static override readonly retry: RetryRule = 'nothing-ran'
+//   }
+
+/**
+ * May a call that failed with this error be retried on another replica?
+ * - `never`: the failure would repeat (trust refusals, bad input) or retrying is unsafe;
+ * - `nothing-ran`: the call never reached a handler, so any other replica may take it;
+ * - `idempotent`: the handler may have run, so only methods marked idempotent are retried.
+ */
+export type RetryRule = 'never' | 'nothing-ran' | 'idempotent'
+
 export class CellError extends Error {
+  /** The literal class name; subclasses must declare their own (a unit test checks every class). */
+  static readonly errorName: string = 'CellError'
+  static readonly retry: RetryRule = 'never'
+
   constructor (message: string, options?: { cause?: unknown }) {
     super(message, options)
-    this.name = new.target.name
+    const cls = new.target as typeof CellError
+    // Until every subclass declares errorName (issue 9), fall back to the constructor's own name.
+    this.name = Object.hasOwn(cls, 'errorName') ? cls.errorName : cls.name
   }
 }
