@@ -232,10 +232,11 @@ describe('halting a crashing release', () => {
     expect(kinds(decideCell(input(base([e, e, e]))).actions)).not.toContain('halt-release')
   })
 
-  it('does not halt the only release there is', () => {
+  it('marks the only release there is crash-looping instead of returning to another (see crash-loop.test.ts)', () => {
     const v = { ...base([crash(0, NOW - 1), crash(1, NOW - 2), crash(2, NOW - 3)]), releases: [V2] }
     const d = decideCell(input(v))
-    expect(kinds(d.actions)).not.toContain('halt-release')
+    expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'halt-release', digest: V2.digest, metric: 'cell_biology_release_crash_looping_total' }))
+    expect(d.target).toBeUndefined()
     expect(d.reasons.join(' ')).toMatch(/no earlier release/)
   })
 

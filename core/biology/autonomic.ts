@@ -4,12 +4,12 @@
 // node that meanwhile saw other volunteers' replicas backs off.
 
 import type { Random } from '../ports.ts'
-import { failedInstanceIds, failureCounts, lastFailureMs, mergeHalts, RELEASE_HALTED_METRIC } from './health.ts'
+import { CRASH_LOOPING_PREFIX, failedInstanceIds, failureCounts, lastFailureMs, mergeHalts, ownFailures, RELEASE_CRASH_LOOPING_METRIC, RELEASE_HALTED_METRIC, restartDelayMs } from './health.ts'
 import { resolveParams, validatePolicy } from './params.ts'
 import { clampReplicas, isEligible, isFresh, jitterDelayMs, liveInstances, planSurplusDrains, recommendReplicas, stabilise, volunteerProbability } from './replication.ts'
 import { classifyRollout, planRollout, replicateRelease, surgeStillOpen } from './rollout.ts'
 import type { TargetRelease } from './target.ts'
-import { mergeDesired, resolveTarget } from './target.ts'
+import { mergeDesired, resolveTarget, retiredBy } from './target.ts'
 import type { Action, BiologyParams, BiologyView, CellState, Decision, HaltRecord, Policy } from './types.ts'
 
 export interface DecideInput {
@@ -59,7 +59,20 @@ export function decideCell (input: DecideInput): Decision {
   for (const h of halts) {
     if (knownHalts.has(h.digest)) continue
     const by = h.nodeId === undefined ? 'another node' : `node …${h.nodeId.slice(-8)}`
-    actions.push({ kind: 'halt-release', cell, version: h.version, digest: h.digest, reason: `release ${h.version} halted by ${by}: ${h.reason}`, metric: RELEASE_HALTED_METRIC })
+    actions.push({ kind: 'halt-release', cell, version: h.version, digest: h.digest, reason: `release ${h.version} halted by ${by}: ${h.reason}`, metric: h.reason.startsWith(CRASH_LOOPING_PREFIX) ? RELEASE_CRASH_LOOPING_METRIC : RELEASE_HALTED_METRIC })
+  }
+
+  // Retired (`cell retire`) after its newest release or desired record: every replica drains,
+  // nothing starts, until a later publish or rollback (a higher seq) brings the cell back.
+  const retire = retiredBy(cell, view.retired, view.releases, merged.record)
+  if (retire !== undefined) {
+    for (const i of view.instances) {
+      if (i.cell === cell && i.nodeId === selfId && (i.state === 'starting' || i.state === 'ready')) {
+        actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `retired by ${retire.authority.slice(0, 16)}… (seq ${retire.seq})` })
+      }
+    }
+    reasons.push(`retired by ${retire.authority} (seq ${retire.seq}): 0 replicas until a later publish or rollback`)
+    return { actions, reasons, state: { cell, desired: merged.record, recommendations: [], desiredReplicas: 0, halts }, desiredReplicas: 0 }
   }
 
   // Halt the target while it keeps failing and there is an earlier release to return to.
@@ -72,7 +85,12 @@ export function decideCell (input: DecideInput): Decision {
     const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, nodeId: selfId, reason: `${failures} crashes or failed health checks within ${params.haltWindowMs} ms` }
     const next = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts: [...halts, halt] })
     if (next.target === undefined) {
-      reasons.push(`${bad.version} failed ${failures} times within ${params.haltWindowMs} ms but no earlier release is known; not halting`)
+      // Nothing to fall back to: mark it crash-looping (a halt with its own reason and metric), so
+      // no node starts it again until a new publish or rollback names another artifact.
+      const reason = `${CRASH_LOOPING_PREFIX}${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms and no earlier release to return to; not started again until a new publish or rollback`
+      actions.push({ kind: 'halt-release', cell, version: bad.version, digest: bad.digest, reason: `release ${bad.version} ${reason}`, metric: RELEASE_CRASH_LOOPING_METRIC })
+      halts = mergeHalts(halts, [{ ...halt, reason }], cell, params.maxHalts)
+      resolved = next
       break
     }
     actions.push({
@@ -123,10 +141,12 @@ export function decideCell (input: DecideInput): Decision {
       continue
     }
     const since = nowMs - (lastFailureMs(view.events, i.id) ?? i.lastHeartbeatMs)
-    if (since >= params.restartBackoffMs) {
-      actions.push({ kind: 'restart', cell, instanceId: i.id, version: i.version, digest: i.digest, reason: `replica ${i.id} of ${i.version} crashed ${since} ms ago` })
+    const failures = ownFailures(view.events, cell, i.digest, selfId, nowMs, params)
+    const delayMs = restartDelayMs(failures, params)
+    if (since >= delayMs) {
+      actions.push({ kind: 'restart', cell, instanceId: i.id, version: i.version, digest: i.digest, reason: `replica ${i.id} of ${i.version} crashed ${since} ms ago (crash ${failures} here; back-off ${delayMs} ms)` })
     } else {
-      reasons.push(`replica ${i.id} crashed ${since} ms ago; restart after ${params.restartBackoffMs} ms`)
+      reasons.push(`replica ${i.id} crashed ${since} ms ago (crash ${failures} here); restart after ${delayMs} ms`)
     }
   }
 
@@ -143,7 +163,11 @@ export function decideCell (input: DecideInput): Decision {
     actions.push(...planSurplusDrains(live, desiredReplicas, selfId))
   }
 
-  const deficit = desiredReplicas - live.length
+  // A crashed replica of the target waits for its node to restart it in place (after its back-off):
+  // it keeps its slot, so a crash loop stays on the node that has it instead of spreading.
+  const awaitingRestart = fresh.filter(i => i.state === 'crashed' && i.digest === target.digest).length
+  const deficit = desiredReplicas - live.length - awaitingRestart
+  if (awaitingRestart > 0 && desiredReplicas > live.length) reasons.push(`${awaitingRestart} crashed replica(s) of ${target.version} wait for a restart in place`)
   if (deficit > 0) {
     const release = replicateRelease(classes, target)
     const authority = authorityOf(view, release.digest) ?? target.authority
@@ -153,7 +177,7 @@ export function decideCell (input: DecideInput): Decision {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
     } else if (input.random.next() < p) {
       const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
-      actions.push({ kind: 'volunteer', cell, version: release.version, digest: release.digest, purpose: 'replicate', delayMs, reason: `deficit ${deficit} (${live.length} live < desired ${desiredReplicas}); volunteered for ${release.version} with p=${p.toFixed(3)} among ${eligible} eligible` })
+      actions.push({ kind: 'volunteer', cell, version: release.version, digest: release.digest, purpose: 'replicate', delayMs, reason: `deficit ${deficit} (${live.length} live${awaitingRestart > 0 ? ` + ${awaitingRestart} awaiting restart` : ''} < desired ${desiredReplicas}); volunteered for ${release.version} with p=${p.toFixed(3)} among ${eligible} eligible` })
     } else {
       reasons.push(`deficit ${deficit}: did not volunteer (p=${p.toFixed(3)} among ${eligible} eligible)`)
     }
@@ -176,7 +200,10 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   const cancel = (why: string): ConfirmResult => ({ reason: `volunteer for ${volunteer.version} withdrawn: ${why}` })
 
   const merged = mergeDesired(cell, state.desired, view.desired)
+  const retire = retiredBy(cell, view.retired, view.releases, merged.record)
+  if (retire !== undefined) return cancel(`the cell was retired (seq ${retire.seq})`)
   const halts = mergeHalts(state.halts, view.halts, cell, params.maxHalts)
+  if (halts.some(h => h.digest === volunteer.digest)) return cancel('the release is halted')
   const target = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts }).target
   if (target === undefined) return cancel('no target release')
   const counts = failureCounts(view.events, cell, nowMs, params)
@@ -186,6 +213,7 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   const fresh = view.instances.filter(i => i.cell === cell && !halted.has(i.digest) && isFresh(i, nowMs, params.heartbeatStaleMs))
   const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
   const desired = state.desiredReplicas ?? clampReplicas(live.length, policy)
+  const awaitingRestart = fresh.filter(i => i.state === 'crashed' && i.digest === target.digest).length
   const classes = classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
   const release = volunteer.purpose === 'surge' ? target : replicateRelease(classes, target)
   if (release.digest !== volunteer.digest) return cancel(`the release to run changed to ${release.version}`)
@@ -197,7 +225,7 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
     if (closed !== undefined) return cancel(closed)
   } else {
     if (policy.update === 'stop' && classes.old.length > 0) return cancel('update=stop and old replicas still run')
-    if (live.length >= desired) return cancel(`deficit filled (${live.length} live, desired ${desired})`)
+    if (live.length + awaitingRestart >= desired) return cancel(`deficit filled (${live.length} live${awaitingRestart > 0 ? ` + ${awaitingRestart} awaiting restart` : ''}, desired ${desired})`)
   }
   return {
     action: { kind: 'spawn', cell, version: release.version, digest: release.digest, purpose: volunteer.purpose, reason: `${volunteer.reason}; confirmed after ${volunteer.delayMs} ms` },

@@ -45,3 +45,37 @@ export function mergeHalts (known: readonly HaltRecord[], seen: readonly HaltRec
   const merged = [...byDigest.values()].sort((a, b) => a.atMs - b.atMs)
   return merged.slice(Math.max(0, merged.length - max))
 }
+
+/** Metric incremented (by the host) for a release marked crash-looping: it failed with nothing to fall back to. */
+export const RELEASE_CRASH_LOOPING_METRIC = 'cell_biology_release_crash_looping_total'
+
+/**
+ * A crash-looping release is a halt whose reason starts with this: it travels in the same gossiped
+ * halt records (every node, the CLI and the dashboard read it the same way), but says that the cell
+ * has no earlier release and runs nowhere until a new publish or rollback names another artifact.
+ */
+export const CRASH_LOOPING_PREFIX = 'crash-looping: '
+
+export function isCrashLooping (halt: { reason: string }): boolean {
+  return halt.reason.startsWith(CRASH_LOOPING_PREFIX)
+}
+
+/**
+ * CrashLoopBackOff: how long this node waits before it starts the release again after its
+ * `failures`-th crash of it (1 → restartBackoffMs, doubling, capped at maxRestartBackoffMs).
+ */
+export function restartDelayMs (failures: number, params: BiologyParams): number {
+  const n = Math.max(1, failures)
+  // 2^(n-1) overflows to Infinity for huge n; the cap keeps the result finite.
+  return Math.min(params.maxRestartBackoffMs, params.restartBackoffMs * 2 ** Math.min(n - 1, 64))
+}
+
+/** Distinct failures of `digest` on node `nodeId` within restartResetMs: the backoff exponent. */
+export function ownFailures (events: readonly HealthEvent[], cell: string, digest: string, nodeId: string, nowMs: number, params: BiologyParams): number {
+  const since = nowMs - params.restartResetMs
+  const seen = new Set<string>()
+  for (const e of events) {
+    if (e.cell === cell && e.digest === digest && e.nodeId === nodeId && e.atMs > since && e.atMs <= nowMs) seen.add(e.id)
+  }
+  return seen.size
+}

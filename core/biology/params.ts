@@ -14,6 +14,8 @@ export const defaultBiologyParams: Readonly<BiologyParams> = Object.freeze({
   haltThreshold: 3,
   haltWindowMs: 120_000,
   restartBackoffMs: 1_000,
+  maxRestartBackoffMs: 300_000,
+  restartResetMs: 600_000,
   minCpuFreePercent: 5,
   minMemoryFreeBytes: 64 * 1024 * 1024,
   maxRecommendations: 512,

@@ -7,7 +7,7 @@
 // target falls back to the newest non-halted release older than it ("the previous release").
 
 import { compareVersions } from '../manifest/version.ts'
-import type { DesiredVersionRecord, HaltRecord, ReleaseRecord, ReleaseRef } from './types.ts'
+import type { DesiredVersionRecord, HaltRecord, ReleaseRecord, ReleaseRef, RetireRecord } from './types.ts'
 
 export interface TargetRelease extends ReleaseRef {
   seq: number
@@ -109,4 +109,18 @@ export function resolveTarget (input: TargetInput): TargetResult {
   const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && compareReleaseVersions(r.version, haltedVersion) < 0))
   if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known` }
   return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release` }
+}
+
+/**
+ * The retire record in force for `cell`: the highest-seq one, when no release or desired record has
+ * a higher seq (publish and rollback sign at or above the clock, so a later one brings the cell
+ * back, and a replayed older retire record cannot stop it again).
+ */
+export function retiredBy (cell: string, retired: readonly RetireRecord[] | undefined, releases: readonly ReleaseRecord[], desired: DesiredVersionRecord | undefined): RetireRecord | undefined {
+  let best: RetireRecord | undefined
+  for (const r of retired ?? []) if (r.cell === cell && (best === undefined || r.seq > best.seq)) best = r
+  if (best === undefined) return undefined
+  let latest = desired?.cell === cell ? desired.seq : 0
+  for (const r of releases) if (r.cell === cell && r.seq > latest) latest = r.seq
+  return best.seq > latest ? best : undefined
 }

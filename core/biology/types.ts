@@ -84,6 +84,17 @@ export interface HaltRecord {
   nodeId?: string
 }
 
+/**
+ * Written by `cell retire`: the cell runs nowhere until a release or desired record with a higher
+ * seq (a later publish or rollback) brings it back.
+ */
+export interface RetireRecord {
+  cell: string
+  seq: number
+  /** Hex ed25519 public key that signed it (the view keeps only the cell's own authority's). */
+  authority: string
+}
+
 export interface BiologyView {
   nodes: readonly NodeRecord[]
   instances: readonly InstanceRecord[]
@@ -91,6 +102,8 @@ export interface BiologyView {
   desired: readonly DesiredVersionRecord[]
   events: readonly HealthEvent[]
   halts: readonly HaltRecord[]
+  /** Retire records of the cell's authority (absent: none). */
+  retired?: readonly RetireRecord[]
 }
 
 /**
@@ -134,8 +147,15 @@ export interface BiologyParams {
   haltThreshold: number
   /** ...when they happen within this window. */
   haltWindowMs: number
-  /** A node's own crashed replica is restarted no sooner than this after the crash. */
+  /**
+   * A node's own crashed replica is restarted no sooner than this after its first crash; the delay
+   * doubles with every further crash of the release on this node (CrashLoopBackOff)...
+   */
   restartBackoffMs: number
+  /** ...up to this... */
+  maxRestartBackoffMs: number
+  /** ...counting the node's crashes of the release within this window (older ones are forgiven). */
+  restartResetMs: number
   /** A node volunteers only with at least this much idle CPU... */
   minCpuFreePercent: number
   /** ...and this much free memory. */

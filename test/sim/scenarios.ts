@@ -69,6 +69,7 @@ export type Scenario = (seed: number, keepLog?: boolean) => ScenarioResult
 
 function finish (scenario: string, seed: number, world: World, metrics: Record<string, number>, violations: string[]): ScenarioResult {
   if (world.ineligibleSpawns > 0) violations.push(`${world.ineligibleSpawns} spawn(s) on a node without capacity or trust`)
+  if (world.haltedSpawns > 0) violations.push(`${world.haltedSpawns} spawn(s) or restart(s) of a release the node knew was halted`)
   return { scenario, seed, metrics, violations, logHash: world.digest(), logLines: world.logLines }
 }
 
@@ -234,9 +235,59 @@ export const crashingRelease: Scenario = (seed, keepLog) => {
   }, violations)
 }
 
+/**
+ * A crash loop: 3 replicas wanted on 20 nodes and the release they run crashes after start. With
+ * `fallback`, 1.0.0 runs and 1.1.0 is rolled out with update = "stop" (old replicas go first, so the
+ * deficit itself would spread the crash); without, 1.1.0 is the only release. Either way the loop
+ * must end: halted (back to 1.0.0) or crash-looping (nothing runs), known to every node, with a
+ * bounded number of crashes, and no node starting the release after it knew the halt.
+ */
+function crashLoop (fallback: boolean): Scenario {
+  return (seed, keepLog) => {
+    const policy: Policy = { ...BASE_POLICY, minReplicas: 3, maxReplicas: 6, update: 'stop' }
+    const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, policy }))
+    const bad: ReleaseSpec = { ...V2, crashes: true }
+    if (fallback) seedFleet(world, 3)
+    world.setLoad(90)
+    const publishMs = 10_000
+    world.start(WARMUP_MS)
+    const r = new SeededRandom(seed ^ 0xc4a5)
+    world.at(publishMs, () => world.publish(Math.floor(r.next() * ROLLOUT_NODES), bad))
+    let doneMs: number | undefined
+    const done = (): boolean => {
+      if (doneMs !== undefined) return true
+      if (world.nowMs <= publishMs || world.nodes.some(n => n.haltKnownMs === undefined)) return false
+      if ([...world.truth.values()].some(t => t.digest === bad.digest)) return false
+      if (fallback && (world.counts().readyByDigest.get(V1.digest) ?? 0) < policy.minReplicas) return false
+      doneMs = world.nowMs
+      return true
+    }
+    world.run(300_000, done)
+    // Keep going a while: nothing may start the release again.
+    const crashesAtEnd = world.crashes.get(bad.digest) ?? 0
+    if (doneMs !== undefined) world.run(doneMs + 60_000)
+    const crashes = world.crashes.get(bad.digest) ?? 0
+    const violations: string[] = []
+    if (doneMs === undefined) violations.push(`the crash loop did not end (${crashes} crashes)`)
+    if (crashes > crashesAtEnd) violations.push(`${crashes - crashesAtEnd} crash(es) after every node knew the halt`)
+    // Each of the 3 wanted replicas may crash before the threshold (3) is seen everywhere, plus one
+    // restart each at most: far from one crash per second.
+    if (crashes > 2 * policy.minReplicas + 3) violations.push(`${crashes} crashes before the loop ended`)
+    const allHalted = Math.max(...world.nodes.map(n => n.haltKnownMs ?? Infinity))
+    return finish(fallback ? 'f' : 'e', seed, world, {
+      crashes,
+      nodesSpawned: world.spawnedOn.get(bad.digest)?.size ?? 0,
+      allHaltedS: (allHalted - publishMs) / 1000,
+      finalLive: world.counts().live
+    }, violations)
+  }
+}
+
 export const SCENARIOS: Record<string, { title: string, run: Scenario }> = {
   a: { title: '(a) 50 nodes reach minReplicas 10 from zero', run: scaleFromZero },
   b: { title: '(b) 5× load step, 10 → 42 replicas', run: loadStep },
   c: { title: '(c) live rollout of 10 replicas on 20 nodes, maxSurge 20 %, a 5-node partition for 10 s', run: rollout },
-  d: { title: '(d) a release that crashes after start, live rollout on 20 nodes, maxSurge 5 %', run: crashingRelease }
+  d: { title: '(d) a release that crashes after start, live rollout on 20 nodes, maxSurge 5 %', run: crashingRelease },
+  e: { title: '(e) a crash loop with no release to fall back to, 3 replicas wanted on 20 nodes', run: crashLoop(false) },
+  f: { title: '(f) a crash loop with a fallback, update = "stop", 3 replicas on 20 nodes', run: crashLoop(true) }
 }

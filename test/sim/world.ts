@@ -132,6 +132,10 @@ export class World {
   readonly ranOn = new Map<string, Set<number>>()
   /** Spawns a node attempted although the view said it was not eligible (must stay 0). */
   ineligibleSpawns = 0
+  /** Spawns or restarts of a release the acting node already knew was halted (must stay 0). */
+  haltedSpawns = 0
+  /** Replica crashes, per digest. */
+  readonly crashes = new Map<string, number>()
   logLines = 0
   readonly log: string[] = []
   observer?: (world: World) => void
@@ -254,6 +258,10 @@ export class World {
   }
 
   private apply (n: SimNode, a: Action): void {
+    if ((a.kind === 'spawn' || a.kind === 'restart') && n.halts.has(a.digest)) {
+      this.haltedSpawns++
+      this.record(`${n.id} ${a.kind.toUpperCase()} OF HALTED ${a.version}`)
+    }
     switch (a.kind) {
       case 'volunteer':
         if (n.pending) return
@@ -338,6 +346,7 @@ export class World {
     const e: HealthEvent = { id: `${t.id}#crash`, kind: 'crash', cell: this.options.cell, version: t.version, digest: t.digest, instanceId: t.id, nodeId: n.id, atMs: this.nowMs }
     n.events.set(e.id, e)
     n.touch()
+    this.crashes.set(t.digest, (this.crashes.get(t.digest) ?? 0) + 1)
     this.record(`${n.id} crash ${t.id} ${t.version}`)
     this.changed()
     this.broadcast(n)
