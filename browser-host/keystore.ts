@@ -7,7 +7,7 @@ import { CellError } from '../core/errors.ts'
 import type { NodeRecord, InstanceRecord } from '../core/fleet/index.ts'
 
 /** The browser's IndexedDB could not be opened or written (private mode, quota, blocked upgrade). */
-export class KeystoreUnavailableError extends CellError {}
+export class KeystoreUnavailableError extends CellError { static override readonly errorName = 'KeystoreUnavailableError' }
 
 export interface CachedNode { record: NodeRecord, lastSeenMs: number }
 export interface CachedInstance { record: InstanceRecord, lastSeenMs: number }

@@ -24,9 +24,9 @@ import { Reconnector, type ReconnectStats } from './reconnect.ts'
 const log = logger('cell:browser')
 
 /** The stored peer key is not an ed25519 key (the database was written by something else). */
-export class BadStoredKeyError extends CellError {}
+export class BadStoredKeyError extends CellError { static override readonly errorName = 'BadStoredKeyError' }
 /** No bootstrap address and no cached full node: the tab has nowhere to join. */
-export class NoBootstrapError extends CellError {}
+export class NoBootstrapError extends CellError { static override readonly errorName = 'NoBootstrapError' }
 
 export interface LightPeerInit {
   /** Full node multiaddrs with /p2p/ ids (ws, wss, webrtc-direct, webtransport). */

@@ -11,7 +11,7 @@
 import { CellError } from '../core/errors.ts'
 
 /** The config document or query is not what a page can join with. */
-export class BadPageConfigError extends CellError {}
+export class BadPageConfigError extends CellError { static override readonly errorName = 'BadPageConfigError' }
 
 export const PAGE_CONFIG_LIMITS = {
   bootstrap: 32,

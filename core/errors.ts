@@ -9,6 +9,9 @@
 //     static override readonly errorName = 'NoReplicaError'
 //     static override readonly retry: RetryRule = 'nothing-ran'
 //   }
+//
+// A class that others extend widens its name to string (`static override readonly errorName:
+// string = 'TrustError'`) so its subclasses may declare their own literal.
 
 /**
  * May a call that failed with this error be retried on another replica?
@@ -25,8 +28,16 @@ export class CellError extends Error {
 
   constructor (message: string, options?: { cause?: unknown }) {
     super(message, options)
-    const cls = new.target as typeof CellError
-    // Until every subclass declares errorName (issue 9), fall back to the constructor's own name.
-    this.name = Object.hasOwn(cls, 'errorName') ? cls.errorName : cls.name
+    // Never the constructor's name, which a bundler renames; test/errors/error-names.test.ts fails on
+    // a class without its own literal errorName.
+    this.name = (new.target as typeof CellError).errorName
   }
+}
+
+/**
+ * The retry rule declared by the class of `err`, or undefined for a value that is no CellError
+ * (a libp2p dial failure, a TypeError): the caller decides those from where the call stood.
+ */
+export function retryRuleOf (err: unknown): RetryRule | undefined {
+  return err instanceof CellError ? (err.constructor as typeof CellError).retry : undefined
 }

@@ -10,8 +10,8 @@ import type { InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './transports.ts'
 import * as capsidErrors from './capsid/errors.ts'
 
-export class FleetUnreachableError extends CellError {}
-export class WaitTimeoutError extends CellError {}
+export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
+export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
 
 export interface ClientInit {
   bootstrap: string[]

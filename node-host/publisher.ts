@@ -13,8 +13,8 @@ import { waitForReplicas, waitForView } from './client.ts'
 
 const log = logger('cell:publish')
 
-export class AuthorityMismatchError extends CellError {}
-export class InvalidVersionArgumentError extends CellError {}
+export class AuthorityMismatchError extends CellError { static override readonly errorName = 'AuthorityMismatchError' }
+export class InvalidVersionArgumentError extends CellError { static override readonly errorName = 'InvalidVersionArgumentError' }
 
 export interface PackagedCell {
   manifest: Manifest

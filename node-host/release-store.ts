@@ -16,7 +16,7 @@ import { artifactCid, findAndFetchArtifact, ProviderPenalties } from './artifact
 const log = logger('cell:releases')
 
 /** The manifest packed in an artifact names another cell or authority than the signed release. */
-export class ReleaseManifestMismatchError extends CellError {}
+export class ReleaseManifestMismatchError extends CellError { static override readonly errorName = 'ReleaseManifestMismatchError' }
 
 export interface PreparedRelease {
   cell: string

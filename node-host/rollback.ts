@@ -9,15 +9,17 @@ import { isVersion } from '../core/manifest/version.ts'
 import type { Mesh } from '../core/mesh/index.ts'
 import { FLEET_RELEASE_TOPIC } from '../core/fleet/index.ts'
 import { waitForReplicas, waitForView } from './client.ts'
+import { InvalidDigestError } from './ribosome/errors.ts'
+
+// --digest that is not 64 hex characters fails with the artifact store's InvalidDigestError.
+export { InvalidDigestError }
 
 const log = logger('cell:rollback')
 
 /** The version is not a semantic version. */
-export class InvalidRollbackVersionError extends CellError {}
-/** --digest is not 64 hex characters. */
-export class InvalidDigestError extends CellError {}
+export class InvalidRollbackVersionError extends CellError { static override readonly errorName = 'InvalidRollbackVersionError' }
 /** Nothing in the fleet view says which artifact the version is: the operator must pass --digest. */
-export class UnknownVersionError extends CellError {}
+export class UnknownVersionError extends CellError { static override readonly errorName = 'UnknownVersionError' }
 
 export const ROLLBACK_REASON = 'rollback by operator'
 

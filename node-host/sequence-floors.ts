@@ -15,7 +15,7 @@ const MAX_ENTRIES = 10_000
 const MAX_FILE_BYTES = 4 * 1024 * 1024
 
 /** The floors file exists but is not what this node wrote (edited, truncated by a full disk). */
-export class MalformedSequenceFloorsError extends CellError {}
+export class MalformedSequenceFloorsError extends CellError { static override readonly errorName = 'MalformedSequenceFloorsError' }
 
 export interface SequenceFloors {
   release: SequenceGuard

@@ -2,7 +2,7 @@ import { CellError } from '../errors.ts'
 import type { BiologyParams, CellState, Policy } from './types.ts'
 
 /** A policy the loop cannot act on (the manifest parser should have caught it first). */
-export class InvalidPolicyError extends CellError {}
+export class InvalidPolicyError extends CellError { static override readonly errorName = 'InvalidPolicyError' }
 
 export const defaultBiologyParams: Readonly<BiologyParams> = Object.freeze({
   heartbeatStaleMs: 15_000,

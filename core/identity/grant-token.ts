@@ -8,7 +8,7 @@ import { MAX_CERTIFICATE_BYTES, decodeCertificate, encodeCertificate, type Certi
 import { MalformedRecordError } from './errors.ts'
 
 /** The text is not a grant token: wrong prefix, bad base64url, or not a grant certificate. */
-export class MalformedGrantTokenError extends MalformedRecordError {}
+export class MalformedGrantTokenError extends MalformedRecordError { static override readonly errorName = 'MalformedGrantTokenError' }
 
 export const GRANT_TOKEN_PREFIX = 'cell-grant-v1:'
 /** Longest well-formed token; longer input is refused before any decoding. */

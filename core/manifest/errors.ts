@@ -14,6 +14,7 @@ export interface ManifestErrorInit {
 }
 
 export class ManifestError extends CellError {
+  static override readonly errorName: string = 'ManifestError'
   readonly file: string
   readonly line: number
   readonly key: string
@@ -29,6 +30,7 @@ export class ManifestError extends CellError {
 
 /** The source is not valid TOML. `column` is 1-based, as reported by smol-toml. */
 export class ManifestSyntaxError extends ManifestError {
+  static override readonly errorName = 'ManifestSyntaxError'
   readonly column: number
 
   constructor (detail: string, init: ManifestErrorInit & { column: number }) {
@@ -38,13 +40,14 @@ export class ManifestSyntaxError extends ManifestError {
 }
 
 /** A key holds a value of the wrong TOML type (e.g. a string where an integer belongs). */
-export class ManifestTypeError extends ManifestError {}
+export class ManifestTypeError extends ManifestError { static override readonly errorName = 'ManifestTypeError' }
 
 /** A well-typed value lies outside its allowed range (or min_replicas > max_replicas). */
-export class ManifestRangeError extends ManifestError {}
+export class ManifestRangeError extends ManifestError { static override readonly errorName = 'ManifestRangeError' }
 
 /** A key that the schema does not know; `suggestion` is the nearest valid key, if any is close. */
 export class ManifestUnknownKeyError extends ManifestError {
+  static override readonly errorName = 'ManifestUnknownKeyError'
   readonly suggestion: string | undefined
 
   constructor (detail: string, init: ManifestErrorInit & { suggestion?: string }) {
@@ -54,10 +57,10 @@ export class ManifestUnknownKeyError extends ManifestError {
 }
 
 /** A string value is malformed: duration, size, hex key, cell name, version, path or address. */
-export class ManifestValueError extends ManifestError {}
+export class ManifestValueError extends ManifestError { static override readonly errorName = 'ManifestValueError' }
 
 /** A required key (cell.name, cell.authority.ed25519, cell.storage.claim) is absent. */
-export class ManifestMissingKeyError extends ManifestError {}
+export class ManifestMissingKeyError extends ManifestError { static override readonly errorName = 'ManifestMissingKeyError' }
 
 /** The source exceeds MAX_MANIFEST_BYTES, or an array exceeds MAX_ARRAY_LENGTH. */
-export class ManifestTooLargeError extends ManifestError {}
+export class ManifestTooLargeError extends ManifestError { static override readonly errorName = 'ManifestTooLargeError' }

@@ -7,7 +7,7 @@ import { MAX_MANIFEST_BYTES } from './schema.ts'
 const MAGIC = new TextEncoder().encode('CELLPKG1')
 const HEADER_BYTES = MAGIC.byteLength + 4
 
-export class MalformedArtifactError extends CellError {}
+export class MalformedArtifactError extends CellError { static override readonly errorName = 'MalformedArtifactError' }
 
 export interface PackagedArtifact {
   manifest: string

@@ -14,8 +14,8 @@ import { CellError } from '../errors.ts'
 //   is almost always a mistake.
 // - The result must not exceed Number.MAX_SAFE_INTEGER (milliseconds or bytes).
 
-export class InvalidDurationError extends CellError {}
-export class InvalidSizeError extends CellError {}
+export class InvalidDurationError extends CellError { static override readonly errorName = 'InvalidDurationError' }
+export class InvalidSizeError extends CellError { static override readonly errorName = 'InvalidSizeError' }
 
 export interface UnitOptions {
   /** Accept a value of zero (default false). */

@@ -10,7 +10,7 @@ import { CellError } from '../errors.ts'
 // (`+build`) is rejected: semver gives it no precedence, so two releases differing only in build
 // metadata could not be ordered, and releases must be totally ordered for rollouts.
 
-export class InvalidVersionError extends CellError {}
+export class InvalidVersionError extends CellError { static override readonly errorName = 'InvalidVersionError' }
 
 export const MAX_VERSION_LENGTH = 128
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { Clock } from '../ports.ts'
 import { DeadlineWheel } from './deadlines.ts'
 import { LatencyHistogram } from './stats.ts'
-import { RemoteError, UnknownMethodError, WireErrorRegistry } from './index.ts'
+import { RemoteError, UnknownMethodError, WireErrorRegistry, type WireErrorClass } from './index.ts'
 import { CellError } from '../errors.ts'
 
 function fakeClock (): Clock & { advance(ms: number): void, pending(): number } {
@@ -63,8 +63,9 @@ describe('latency histogram', () => {
 })
 
 describe('wire error registry', () => {
-  class LedgerLockedError extends CellError {}
+  class LedgerLockedError extends CellError { static override readonly errorName = 'LedgerLockedError' }
   class NeedsMoreArgsError extends CellError {
+    static override readonly errorName = 'NeedsMoreArgsError'
     constructor (message: string, detail: { code: number }) { super(`${message} (${detail.code})`) }
   }
 
@@ -79,7 +80,7 @@ describe('wire error registry', () => {
 
   it('falls back to RemoteError for unknown names and unbuildable classes', () => {
     const r = new WireErrorRegistry()
-    r.register(NeedsMoreArgsError as unknown as new (m: string) => Error)
+    r.register(NeedsMoreArgsError as unknown as WireErrorClass)
     const unknown = r.fromWire('MysteryError', 'what')
     expect(unknown).toBeInstanceOf(RemoteError)
     expect((unknown as RemoteError).remoteName).toBe('MysteryError')

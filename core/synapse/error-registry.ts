@@ -1,3 +1,4 @@
+import { CellError } from '../errors.ts'
 import { FrameTooLargeError, MalformedFrameError } from '../wire/index.ts'
 import {
   BackpressureError, CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError,
@@ -8,7 +9,11 @@ import {
 // class (`instanceof UnknownAuthorityError`) no matter which side threw. Modules register their
 // error classes; a name nobody registered becomes a RemoteError carrying the name.
 
-export type WireErrorClass = new (message: string, options?: { cause?: unknown }) => Error
+/** A class the registry can rebuild: constructible from a message, named by its literal `errorName`. */
+export type WireErrorClass = (new (message: string) => Error) & { readonly errorName: string }
+
+/** Two different classes were registered under one errorName (the project keeps one class per name). */
+export class DuplicateErrorNameError extends CellError { static override readonly errorName = 'DuplicateErrorNameError' }
 
 const MAX_REGISTERED = 512
 const MAX_NAME_CHARS = 128
@@ -21,12 +26,19 @@ export class WireErrorRegistry {
     for (const c of initial) this.register(c)
   }
 
-  /** Registers a class under its `name`. A later class with the same name replaces the earlier. */
+  /**
+   * Registers a class under its literal `errorName` (never the constructor's name, which bundlers
+   * rename). Registering the same class again is a no-op; another class with that name throws.
+   */
   register (errorClass: WireErrorClass): void {
-    if (!this.classes.has(errorClass.name) && this.classes.size >= MAX_REGISTERED) {
+    const name = errorClass.errorName
+    const known = this.classes.get(name)
+    if (known === errorClass) return
+    if (known !== undefined) throw new DuplicateErrorNameError(`two error classes are named "${name}"`)
+    if (this.classes.size >= MAX_REGISTERED) {
       throw new RangeError(`wire error registry is full (${MAX_REGISTERED} classes)`)
     }
-    this.classes.set(errorClass.name, errorClass)
+    this.classes.set(name, errorClass)
   }
 
   has (name: string): boolean {

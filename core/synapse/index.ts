@@ -7,7 +7,7 @@ export {
   RemoteError, SynapseNotStartedError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError,
   UnknownMethodError
 } from './errors.ts'
-export { WireErrorRegistry, defaultWireErrors, registerWireError, errorFromWire, SYNAPSE_ERROR_CLASSES } from './error-registry.ts'
+export { WireErrorRegistry, DuplicateErrorNameError, defaultWireErrors, registerWireError, errorFromWire, SYNAPSE_ERROR_CLASSES } from './error-registry.ts'
 export type { WireErrorClass } from './error-registry.ts'
 export { LatencyHistogram, LATENCY_BUCKETS_MS } from './stats.ts'
 export type { SynapseStats } from './stats.ts'

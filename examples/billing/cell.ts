@@ -4,8 +4,8 @@ import { defineCell } from '../../core/cell.ts'
 import type { CellContext } from '../../core/cell.ts'
 import { CellError } from '../../core/errors.ts'
 
-export class InvalidAmountError extends CellError {}
-export class InvalidCurrencyError extends CellError {}
+export class InvalidAmountError extends CellError { static override readonly errorName = 'InvalidAmountError' }
+export class InvalidCurrencyError extends CellError { static override readonly errorName = 'InvalidCurrencyError' }
 
 const MAX_AMOUNT = 1e9
 const CURRENCY = /^[A-Z]{3}$/

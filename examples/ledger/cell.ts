@@ -6,8 +6,8 @@ import { defineCell } from '../../core/cell.ts'
 import type { CellContext } from '../../core/cell.ts'
 import { CellError } from '../../core/errors.ts'
 
-export class InvalidEntryError extends CellError {}
-export class LedgerCorruptError extends CellError {}
+export class InvalidEntryError extends CellError { static override readonly errorName = 'InvalidEntryError' }
+export class LedgerCorruptError extends CellError { static override readonly errorName = 'LedgerCorruptError' }
 
 const MAX_ABS_AMOUNT = 1e12
 const MAX_ACCOUNT_CHARS = 128

@@ -38,16 +38,16 @@ const SERVE_TIMEOUT_MS = 30_000
 
 const log = logger('cell:artifact')
 
-export class ArtifactNotFoundError extends CellError {}
-export class ArtifactDigestMismatchError extends CellError {}
-export class ArtifactFetchError extends CellError {}
-export class MalformedArtifactRequestError extends CellError {}
+export class ArtifactNotFoundError extends CellError { static override readonly errorName = 'ArtifactNotFoundError' }
+export class ArtifactDigestMismatchError extends CellError { static override readonly errorName = 'ArtifactDigestMismatchError' }
+export class ArtifactFetchError extends CellError { static override readonly errorName = 'ArtifactFetchError' }
+export class MalformedArtifactRequestError extends CellError { static override readonly errorName = 'MalformedArtifactRequestError' }
 /** A provider went silent for longer than the idle deadline; another provider may well answer. */
-export class ArtifactStalledError extends CellError {}
+export class ArtifactStalledError extends CellError { static override readonly errorName = 'ArtifactStalledError' }
 /** The caller's deadline for the fetch passed. */
-export class ArtifactTimeoutError extends CellError {}
+export class ArtifactTimeoutError extends CellError { static override readonly errorName = 'ArtifactTimeoutError' }
 /** serveArtifacts found no grant gate (options.gate or the mesh's fleet-sync gate) and would serve anyone. */
-export class ArtifactGateMissingError extends CellError {}
+export class ArtifactGateMissingError extends CellError { static override readonly errorName = 'ArtifactGateMissingError' }
 
 export interface ArtifactSource {
   get(digest: string): Promise<Uint8Array | undefined>

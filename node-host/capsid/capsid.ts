@@ -104,9 +104,9 @@ function remoteError (meta: any): Error {
   const name = typeof meta?.name === 'string' ? meta.name : 'Error'
   const message = typeof meta?.message === 'string' ? meta.message : ''
   switch (name) {
-    case 'UnknownMethodError': return new UnknownMethodError(message)
-    case 'CapsidDrainingError': return new CapsidDrainingError(message)
-    case 'DeadlineExceededError': return new DeadlineExceededError(message)
+    case UnknownMethodError.errorName: return new UnknownMethodError(message)
+    case CapsidDrainingError.errorName: return new CapsidDrainingError(message)
+    case DeadlineExceededError.errorName: return new DeadlineExceededError(message)
     // The runner aborts handlers with this when SIGTERM ends the drain grace period.
     case 'ReplicaStoppingError': return new CapsidStoppedError(message)
     default: return new RemoteHandlerError(name, message, typeof meta?.code === 'string' ? meta.code : undefined)

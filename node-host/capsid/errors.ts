@@ -1,7 +1,16 @@
 import { CellError } from '../../core/errors.ts'
 
+// Errors a caller must recognise to decide on a retry (busy, draining, stopped, crashed) live in
+// core/mesh/errors.ts so light peers register them too; the deadline, method and frame errors are
+// the synapse's and wire's own classes (one class per name in the project). Re-exported here so the
+// capsid's modules import them from one place.
+export { CapsidBusyError, CapsidDrainingError, CapsidStoppedError, ReplicaCrashedError, type ExitInfo } from '../../core/mesh/errors.ts'
+export { DeadlineExceededError, UnknownMethodError } from '../../core/synapse/errors.ts'
+export { FrameTooLargeError } from '../../core/wire/errors.ts'
+
 /** The replica exited, or never sent READY, before its startup deadline. Message carries the stderr tail. */
 export class CapsidStartError extends CellError {
+  static override readonly errorName = 'CapsidStartError'
   readonly stderrTail: string[]
   constructor (message: string, stderrTail: string[] = [], options?: { cause?: unknown }) {
     super(stderrTail.length > 0 ? `${message}\n--- replica stderr ---\n${stderrTail.join('\n')}` : message, options)
@@ -9,61 +18,25 @@ export class CapsidStartError extends CellError {
   }
 }
 
-export interface ExitInfo {
-  code: number | null
-  signal: string | null
-  stderrTail: string[]
-  /** Which capsid limit ended the replica, when the kernel enforced one (e.g. the memory cgroup's OOM kill). */
-  limit?: 'memory'
-  /** Why, in words, when known. */
-  reason?: string
-}
-
-/** The replica died without being asked to stop; pending calls fail with this. */
-export class ReplicaCrashedError extends CellError {
-  readonly exit?: ExitInfo
-  constructor (message: string, exit?: ExitInfo, options?: { cause?: unknown }) {
-    super(message, options)
-    this.exit = exit
-  }
-}
-
-/** The cell has no handler of that name (raised by the replica, re-typed on the host). */
-export class UnknownMethodError extends CellError {}
-
-/** Too many calls in flight on this capsid. */
-export class CapsidBusyError extends CellError {}
-
 /**
  * A strict (bubblewrap) sandbox was asked for (`--sandbox bwrap` or `auto`) but bubblewrap or
  * prlimit is not installed or does not work here. Never retried: the operator must install
  * bubblewrap or choose `--sandbox process` explicitly.
  */
-export class SandboxUnavailableError extends CellError {}
+export class SandboxUnavailableError extends CellError { static override readonly errorName = 'SandboxUnavailableError' }
 
 /** The release requires a stricter sandbox (`[cell.sandbox] require`) than this node provides. */
-export class SandboxTooWeakError extends CellError {}
-
-/** The capsid was stopped (or stopped while the call was pending). */
-export class CapsidStoppedError extends CellError {}
-
-/** The capsid is draining: in-flight calls finish, new ones are refused. */
-export class CapsidDrainingError extends CellError {}
-
-/** The call's deadline passed before the replica answered. Same `name` as the synapse error. */
-export class DeadlineExceededError extends CellError {}
-
-/** A frame (payload + header) exceeds the capsid protocol limit. */
-export class FrameTooLargeError extends CellError {}
+export class SandboxTooWeakError extends CellError { static override readonly errorName = 'SandboxTooWeakError' }
 
 /** The replica broke the framing protocol; the capsid kills it. */
-export class CapsidProtocolError extends CellError {}
+export class CapsidProtocolError extends CellError { static override readonly errorName = 'CapsidProtocolError' }
 
 /**
  * A handler threw. `name` is the handler error's own name (e.g. `InvalidAmountError`) so callers
  * can match on it across the wire; `instanceof RemoteHandlerError` still holds on the host.
  */
 export class RemoteHandlerError extends CellError {
+  static override readonly errorName = 'RemoteHandlerError'
   readonly remoteName: string
   readonly code?: string
   constructor (remoteName: string, message: string, code?: string) {

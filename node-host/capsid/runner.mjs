@@ -13,17 +13,20 @@ const MAX_MESSAGES_IN_FLIGHT = 1024
 /** How long handlers get to react to their aborted signal once the host sends SIGTERM. */
 const TERM_GRACE_MS = 500
 
+// The names the host reads from ERROR frames (capsid.ts remoteError): literal, like the host's own
+// classes (core/errors.ts), so they survive any bundling of this file.
 class NamedError extends Error {
-  constructor (message) { super(message); this.name = new.target.name }
+  static errorName = 'NamedError'
+  constructor (message) { super(message); this.name = new.target.errorName }
 }
-class UnknownMethodError extends NamedError {}
-class CapsidDrainingError extends NamedError {}
-class CallCancelledError extends NamedError {}
-class DeadlineExceededError extends NamedError {}
-class ReplicaStoppingError extends NamedError {}
-class FrameTooLargeError extends NamedError {}
-class NotAStreamError extends NamedError {}
-class PayloadDecodeError extends NamedError {}
+class UnknownMethodError extends NamedError { static errorName = 'UnknownMethodError' }
+class CapsidDrainingError extends NamedError { static errorName = 'CapsidDrainingError' }
+class CallCancelledError extends NamedError { static errorName = 'CallCancelledError' }
+class DeadlineExceededError extends NamedError { static errorName = 'DeadlineExceededError' }
+class ReplicaStoppingError extends NamedError { static errorName = 'ReplicaStoppingError' }
+class FrameTooLargeError extends NamedError { static errorName = 'FrameTooLargeError' }
+class NotAStreamError extends NamedError { static errorName = 'NotAStreamError' }
+class PayloadDecodeError extends NamedError { static errorName = 'PayloadDecodeError' }
 
 const env = process.env
 // A strict capsid started by root: bwrap left the runner root in no user namespace with only

@@ -33,6 +33,7 @@ const READ_CONCURRENCY = 64
 
 /** The root process of a sample does not exist (any more). Its pid is on the error. */
 export class ProcessGoneError extends CellError {
+  static override readonly errorName = 'ProcessGoneError'
   readonly pid: number
   constructor (pid: number, options?: { cause?: unknown }) {
     super(`process ${pid} is gone`, options)

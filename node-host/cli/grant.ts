@@ -12,7 +12,7 @@ import { encodeGrantToken } from './grant-token.ts'
 import { defaultAuthorityKeyPath, parseCommand, usageFailure } from './usage.ts'
 
 /** The subject is not a libp2p peer id (or is one that names no key, such as a URL peer id). */
-export class InvalidPeerIdError extends CellError {}
+export class InvalidPeerIdError extends CellError { static override readonly errorName = 'InvalidPeerIdError' }
 
 const DEFAULT_TTL = '7d'
 /** Grants are meant to be renewed: a key that leaks with a year-long grant stays useful too long. */

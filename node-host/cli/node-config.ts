@@ -6,7 +6,7 @@ import { parse, TomlError } from 'smol-toml'
 import { CellError } from '../../core/errors.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
 
-export class NodeConfigError extends CellError {}
+export class NodeConfigError extends CellError { static override readonly errorName = 'NodeConfigError' }
 
 export interface NodeConfig {
   bootstrap: string[]

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { CellError } from '../../core/errors.ts'
 
 /** The command line is wrong (unknown flag, bad role, bad duration…): exit 2, nothing was done. */
-export class UsageError extends CellError {}
+export class UsageError extends CellError { static override readonly errorName = 'UsageError' }
 
 export const EXIT_OK = 0
 export const EXIT_USAGE = 2

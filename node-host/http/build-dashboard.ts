@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { CellError } from '../../core/errors.ts'
 
 /** Vite failed to build the dashboard (or is not installed: it is a dev dependency). */
-export class DashboardBuildError extends CellError {}
+export class DashboardBuildError extends CellError { static override readonly errorName = 'DashboardBuildError' }
 
 const repo = resolve(import.meta.dirname, '..', '..')
 export const DEFAULT_DASHBOARD_DIR = join(repo, 'dashboard', 'dist')

@@ -27,7 +27,7 @@ import type { PageConfig } from '../../browser-host/page-config.ts'
 import { DEFAULT_DASHBOARD_DIR, ensureDashboardBuilt } from './build-dashboard.ts'
 
 /** The server could not listen (port taken, bad host) or was given a bad init. */
-export class DashboardServerError extends CellError {}
+export class DashboardServerError extends CellError { static override readonly errorName = 'DashboardServerError' }
 
 export const STATIC_LIMITS = {
   urlChars: 2048,

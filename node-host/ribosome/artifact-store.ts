@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile, rename, stat, rm, chmod } from 'node:fs/pro
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { sha256Hex, DEFAULT_MAX_ARTIFACT_BYTES } from './build.ts'
-import { DigestMismatchError, InvalidDigestError, ArtifactTooLargeError } from './errors.ts'
+import { CorruptArtifactError, InvalidDigestError, ArtifactTooLargeError } from './errors.ts'
 
 const DIGEST = /^[0-9a-f]{64}$/
 
@@ -80,7 +80,7 @@ export class ArtifactStore {
       throw err
     }
     const actual = sha256Hex(bytes)
-    if (actual !== digest) throw new DigestMismatchError(digest, actual)
+    if (actual !== digest) throw new CorruptArtifactError(digest, actual)
     return bytes
   }
 

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { createHash } from 'node:crypto'
 import { buildCell } from './build.ts'
 import { ArtifactStore, writeArtifact } from './artifact-store.ts'
-import { BuildError, ArtifactTooLargeError, DigestMismatchError, InvalidDigestError } from './errors.ts'
+import { BuildError, ArtifactTooLargeError, CorruptArtifactError, InvalidDigestError } from './errors.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -110,7 +110,7 @@ describe('ArtifactStore', () => {
     const path = store.pathOf(digest)
     await chmod(path, 0o644)
     await writeFile(path, 'export default { evil: true }\n')
-    await expect(store.get(digest)).rejects.toBeInstanceOf(DigestMismatchError)
+    await expect(store.get(digest)).rejects.toBeInstanceOf(CorruptArtifactError)
     await store.delete(digest)
     expect(await store.has(digest)).toBe(false)
   })

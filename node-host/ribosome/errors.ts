@@ -2,6 +2,7 @@ import { CellError } from '../../core/errors.ts'
 
 /** esbuild rejected the cell's sources; `messages` holds esbuild's formatted diagnostics. */
 export class BuildError extends CellError {
+  static override readonly errorName = 'BuildError'
   readonly messages: string[]
   constructor (message: string, messages: string[], options?: { cause?: unknown }) {
     super(message, options)
@@ -11,6 +12,7 @@ export class BuildError extends CellError {
 
 /** The bundled artifact is larger than the allowed maximum. */
 export class ArtifactTooLargeError extends CellError {
+  static override readonly errorName = 'ArtifactTooLargeError'
   readonly sizeBytes: number
   readonly maxBytes: number
   constructor (sizeBytes: number, maxBytes: number) {
@@ -21,7 +23,8 @@ export class ArtifactTooLargeError extends CellError {
 }
 
 /** Bytes read from the artifact store do not hash to the digest they were stored under. */
-export class DigestMismatchError extends CellError {
+export class CorruptArtifactError extends CellError {
+  static override readonly errorName = 'CorruptArtifactError'
   readonly expected: string
   readonly actual: string
   constructor (expected: string, actual: string) {
@@ -31,5 +34,5 @@ export class DigestMismatchError extends CellError {
   }
 }
 
-/** A digest string is not 64 lowercase hex characters. */
-export class InvalidDigestError extends CellError {}
+/** A digest string is not 64 lowercase hex characters (an artifact store path, `cell rollback --digest`). */
+export class InvalidDigestError extends CellError { static override readonly errorName = 'InvalidDigestError' }

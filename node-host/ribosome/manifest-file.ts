@@ -6,7 +6,7 @@ import { MAX_MANIFEST_BYTES, ManifestTooLargeError } from '../../core/manifest/i
 import { CellError } from '../../core/errors.ts'
 
 /** The directory has no Cell.toml (or it is not a regular file). */
-export class ManifestNotFoundError extends CellError {}
+export class ManifestNotFoundError extends CellError { static override readonly errorName = 'ManifestNotFoundError' }
 
 /** The text of `<dir>/Cell.toml` exactly as written (the artifact packs it verbatim), and its path. */
 export async function readManifestSource (dir: string, options: { signal?: AbortSignal } = {}): Promise<{ file: string, source: string }> {

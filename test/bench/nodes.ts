@@ -45,7 +45,7 @@ export function countingWrites (counter: { writes: number }): (components: Synap
 }
 
 /** Stand-in for core/identity's error, registered on the wire by tests. */
-export class UnknownAuthorityError extends CellError {}
+export class UnknownAuthorityError extends CellError { static override readonly errorName = 'UnknownAuthorityError' }
 
 export const DUMMY_CREDENTIALS = new Uint8Array([0xce, 0x11, 1, 2, 3])
 
