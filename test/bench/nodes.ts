@@ -6,7 +6,7 @@ import { createLibp2p } from 'libp2p'
 import type { Connection, Libp2p, NewStreamOptions, Stream } from '@libp2p/interface'
 import { synapse } from '../../core/synapse/index.ts'
 import type { Synapse, SynapseComponents, SynapseInit, SynapseHandler, Principal } from '../../core/synapse/index.ts'
-import { CellError } from '../../core/errors.ts'
+import { UnknownAuthorityError } from '../../core/identity/errors.ts'
 
 export type SynapseNode = Libp2p<{ synapse: Synapse }>
 
@@ -44,8 +44,8 @@ export function countingWrites (counter: { writes: number }): (components: Synap
   })
 }
 
-/** Stand-in for core/identity's error, registered on the wire by tests. */
-export class UnknownAuthorityError extends CellError { static override readonly errorName = 'UnknownAuthorityError' }
+/** core/identity's trust refusal, re-exported for the synapse tests that register it on the wire. */
+export { UnknownAuthorityError }
 
 export const DUMMY_CREDENTIALS = new Uint8Array([0xce, 0x11, 1, 2, 3])
 
