@@ -1,17 +1,12 @@
 // A made-up fleet for development and tests ONLY (the dev page dashboard/dev.html and the
 // Chromium smoke test). The real source is the browser light peer; main.tsx never uses this.
 import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
+import { MeshNotStartedError, NoReplicaError, UnknownCellError } from '../../core/mesh/errors.ts'
+import { UnknownMethodError } from '../../core/synapse/errors.ts'
 import type {
   CallResult, CellPolicy, DesiredVersionRecord, FleetChange, FleetSource, FleetStats, FleetViewLike,
   InstanceRecord, NodeRecord, ReleaseRecord, SourceCallOptions, SourceStatus
 } from './source.ts'
-
-class FakeError extends Error {
-  constructor (name: string, message: string) {
-    super(message)
-    this.name = name
-  }
-}
 
 class FakeView extends EventTarget implements FleetViewLike {
   readonly nodeMap = new Map<string, NodeRecord>()
@@ -34,7 +29,7 @@ class FakeView extends EventTarget implements FleetViewLike {
       instances: this.instanceMap.size,
       releases: this.releases.size,
       desired: this.desiredMap.size,
-      accepted: { node: 0, instance: 0, release: 0, desired: 0 },
+      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 },
       dropped: {} as FleetStats['dropped'],
       expired: { node: 0, instance: 0 },
       snapshotTruncated: 0
@@ -168,14 +163,14 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
 
   const callRouted = async (cell: string, method: string, request: unknown, opts: SourceCallOptions = {}): Promise<CallResult> => {
     opts.signal?.throwIfAborted()
-    if (status !== 'live' && status !== 'stale') throw new FakeError('MeshNotStartedError', 'the fake peer is not connected')
+    if (status !== 'live' && status !== 'stale') throw new MeshNotStartedError('the fake peer is not connected')
     const live = view.liveInstances(cell).filter(i => i.state === 'ready')
     if (live.length === 0) {
       throw view.release(cell) === undefined
-        ? new FakeError('UnknownCellError', `no trusted release of cell "${cell}" is known to this peer`)
-        : new FakeError('NoReplicaError', `no ready replica of "${cell}"`)
+        ? new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
+        : new NoReplicaError(`no ready replica of "${cell}"`)
     }
-    if (method === 'fail') throw new FakeError('UnknownMethodError', `cell "${cell}" has no method "fail"`)
+    if (method === 'fail') throw new UnknownMethodError(`cell "${cell}" has no method "fail"`)
     const weight = POLICIES[cell]?.canaryWeight ?? 5
     const targetDigest = view.release(cell)?.digest
     const canary = live.filter(i => i.digest === targetDigest)

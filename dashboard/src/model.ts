@@ -1,6 +1,7 @@
 // Pure view-model functions of the dashboard: everything the page shows is computed here from
 // fleet records, a policy and `nowMs`, so it is unit tested without a DOM (test/dashboard/).
 import { surgeCount } from '../../core/biology/rollout.ts'
+import { ERROR_WORDS } from '../../browser-host/error-words.ts'
 import type { CellPolicy, DesiredVersionRecord, InstanceRecord, ReleaseRecord, SourceStatus } from './source.ts'
 
 export interface ReleaseRef { version: string, digest: string }
@@ -278,30 +279,6 @@ export function shortId (id: string, chars = 8): string {
   return id.length <= chars + 1 ? id : `…${id.slice(-chars)}`
 }
 
-const ERROR_WORDS: Record<string, string> = {
-  NoReplicaError: 'No ready replica of this cell is reachable right now.',
-  UnknownCellError: 'This tab knows no trusted release of that cell.',
-  DeadlineExceededError: 'The cell did not answer before the deadline.',
-  CallCancelledError: 'The call was cancelled.',
-  ChannelClosedError: 'The connection to the replica closed during the call.',
-  UnknownMethodError: 'The cell has no method of that name.',
-  UnknownAuthorityError: 'The cell does not trust the authority that vouches for this tab. Import a grant token or ask the operator for one.',
-  NoGrantError: 'This tab holds no grant to call that cell. Import a grant token (cell grant caller <peer-id>).',
-  WrongRoleError: 'This tab\'s grant does not carry the caller role for that cell.',
-  WrongCellScopeError: 'This tab\'s grant is scoped to other cells.',
-  CertificateExpiredError: 'This tab\'s grant has expired; import a fresh one.',
-  CertificateNotYetValidError: 'This tab\'s grant is not valid yet (check the clock).',
-  TrustError: 'The cell refused this tab: it is not trusted.',
-  HandshakeTimeoutError: 'The replica did not complete the handshake in time.',
-  TooManyInflightError: 'Too many calls are in flight on this channel; try again.',
-  BackpressureError: 'The channel is busy; try again.',
-  TooManyChannelsError: 'Too many channels are open to that node.',
-  PayloadEncodingError: 'The request or the result is not JSON the client can carry.',
-  MeshNotStartedError: 'This tab\'s peer is not started.',
-  InvalidRequestJsonError: 'The request is not valid JSON.',
-  NotConnectedError: 'The dashboard is not connected to a light peer.'
-}
-
 export interface ErrorDescription { name: string, words: string, message: string }
 
 /** The error's name and what it means for the user, in words (remote errors carry `remoteName`). */
@@ -309,7 +286,7 @@ export function describeError (err: unknown): ErrorDescription {
   const e = err as { name?: unknown, remoteName?: unknown, message?: unknown } | null | undefined
   const name = typeof e?.remoteName === 'string' ? e.remoteName : typeof e?.name === 'string' ? e.name : 'Error'
   const message = typeof e?.message === 'string' ? e.message : String(err)
-  const words = ERROR_WORDS[name] ?? (name.endsWith('AuthorityError') ? ERROR_WORDS.UnknownAuthorityError : `The call failed (${splitWords(name)}).`)
+  const words = ERROR_WORDS[name] ?? `The call failed (${splitWords(name)}).`
   return { name, words, message }
 }
 
