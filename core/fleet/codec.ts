@@ -1,7 +1,7 @@
 // Binary codec for fleet records. Layout (all integers minimal LEB128, floats big-endian f64):
-//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired)
+//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired, 5 retire)
 //     node/instance payload = body:bytes signature:bytes   (signature by the body's nodeId)
-//     release/desired payload = signed:bytes              (opaque, produced by core/identity)
+//     release/desired/retire payload = signed:bytes       (opaque, produced by core/identity)
 //   bundle   = version:u8 0x10 count:uvarint (ageMs:uvarint envelope:bytes)*
 // A gossip message or a sync frame is either one envelope or one bundle, at most 64 KiB.
 // Decoding validates every field and throws only MalformedFleetRecordError.
@@ -12,11 +12,13 @@ import {
   checkInstanceRecord, checkNodeRecord
 } from './records.ts'
 import type { InstanceRecord, InstanceState, NodeRecord } from './records.ts'
+import { EXIT_LIMITS } from './records.ts'
 
 export const KIND_NODE = 1
 export const KIND_INSTANCE = 2
 export const KIND_RELEASE = 3
 export const KIND_DESIRED = 4
+export const KIND_RETIRE = 5
 export const KIND_BUNDLE = 0x10
 
 const MAX_NODE_BODY_BYTES = 16 * 1024
@@ -24,7 +26,7 @@ const MAX_INSTANCE_BODY_BYTES = 2 * 1024
 
 export interface SignedNodeEnvelope { kind: 'node', record: NodeRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedInstanceEnvelope { kind: 'instance', record: InstanceRecord, body: Uint8Array, signature: Uint8Array }
-export interface SignedReleaseEnvelope { kind: 'release' | 'desired', signed: Uint8Array }
+export interface SignedReleaseEnvelope { kind: 'release' | 'desired' | 'retire', signed: Uint8Array }
 export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope
 
 export interface FrameEntry {
@@ -110,6 +112,12 @@ export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
   w.uvarint(r.readyMs ?? 0).u8(r.idempotent?.length ?? 0)
   for (const m of r.idempotent ?? []) w.string(m, LIMITS.idChars)
   w.uvarint(r.endedMs ?? 0)
+  // Optional tail since issue 8: a crashed replica's exit reason and last stderr lines. Nothing is
+  // written when neither is set, so such records keep their old bytes.
+  if (r.exitReason !== undefined || r.stderrTail !== undefined) {
+    w.string(r.exitReason ?? '', EXIT_LIMITS.exitReasonChars * 4).u8(r.stderrTail?.length ?? 0)
+    for (const l of r.stderrTail ?? []) w.string(l, EXIT_LIMITS.stderrBytes)
+  }
   return w.finish()
 }
 
@@ -139,6 +147,16 @@ export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
   }
   const endedMs = r.uvarint()
   if (endedMs > 0) record.endedMs = endedMs
+  if (r.remaining > 0) {
+    const exitReason = r.string(EXIT_LIMITS.exitReasonChars * 4)
+    const lines = r.u8()
+    if (lines > EXIT_LIMITS.stderrLines || (lines === 0 && exitReason === '')) throw new MalformedFleetRecordError('invalid exit report')
+    if (exitReason !== '') record.exitReason = exitReason
+    if (lines > 0) {
+      record.stderrTail = []
+      for (let i = 0; i < lines; i++) record.stderrTail.push(r.string(EXIT_LIMITS.stderrBytes))
+    }
+  }
   r.end()
   return checkInstanceRecord(record)
 }
@@ -155,7 +173,8 @@ export function encodeEnvelope (envelope: FleetEnvelope): Uint8Array {
       break
     case 'release':
     case 'desired':
-      w.u8(envelope.kind === 'release' ? KIND_RELEASE : KIND_DESIRED).bytes(envelope.signed, LIMITS.signedReleaseBytes)
+    case 'retire':
+      w.u8(envelope.kind === 'release' ? KIND_RELEASE : envelope.kind === 'desired' ? KIND_DESIRED : KIND_RETIRE).bytes(envelope.signed, LIMITS.signedReleaseBytes)
       break
     default:
       throw new MalformedFleetRecordError('unknown envelope kind')
@@ -176,10 +195,11 @@ function readEnvelopePayload (r: ByteReader, kind: number): FleetEnvelope {
       return { kind: 'instance', record: decodeInstanceBody(body), body, signature }
     }
     case KIND_RELEASE:
-    case KIND_DESIRED: {
+    case KIND_DESIRED:
+    case KIND_RETIRE: {
       const signed = r.bytes(LIMITS.signedReleaseBytes).slice()
       if (signed.length === 0) throw new MalformedFleetRecordError('empty signed release')
-      return { kind: kind === KIND_RELEASE ? 'release' : 'desired', signed }
+      return { kind: kind === KIND_RELEASE ? 'release' : kind === KIND_DESIRED ? 'desired' : 'retire', signed }
     }
     default:
       throw new MalformedFleetRecordError(`unknown record kind ${kind}`)

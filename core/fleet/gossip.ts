@@ -164,7 +164,12 @@ export class FleetGossip extends EventTarget {
     await this.publishSigned('desired', signed, options)
   }
 
-  private async publishSigned (kind: 'release' | 'desired', signed: Uint8Array, options: AbortOptions): Promise<void> {
+  /** Same as publishRelease for a signed retire record (`cell retire`). */
+  async publishRetire (signed: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    await this.publishSigned('retire', signed, options)
+  }
+
+  private async publishSigned (kind: 'release' | 'desired' | 'retire', signed: Uint8Array, options: AbortOptions): Promise<void> {
     const envelope = { kind, signed }
     const bytes = encodeEnvelope(envelope)
     const result = await this.init.view.apply(envelope, { from: this.nodeId, signal: options.signal })

@@ -6,8 +6,9 @@ export {
   MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES,
   checkNodeRecord, checkInstanceRecord, checkReleaseFields
 } from './records.ts'
+export { EXIT_LIMITS, boundStderrTail, boundExitReason } from './records.ts'
 export type {
-  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
 } from './records.ts'
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles
@@ -16,7 +17,7 @@ export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedR
 export { signRecord, verifyRecord } from './sign.ts'
 export { FleetView, DROP_REASONS } from './view.ts'
 export type {
-  FleetViewInit, SequenceFloor, SignedRecordVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
+  FleetViewInit, SequenceFloor, SignedRecordVerifier, RetireVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
 } from './view.ts'
 export { FleetGossip } from './gossip.ts'
 export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'

@@ -111,7 +111,19 @@ export interface InstanceRecord {
   idempotent?: string[]
   /** When the replica stopped or crashed (tombstones keep being gossiped for a while). */
   endedMs?: number
+  /** Why a crashed replica ended: exit code, signal or the limit that killed it, in words. */
+  exitReason?: string
+  /** Its last stderr lines (see `boundStderrTail`): the crash reason without access to the host. */
+  stderrTail?: string[]
 }
+
+/** Bounds of a crashed replica's report in its heartbeat. */
+export const EXIT_LIMITS = {
+  exitReasonChars: 200,
+  stderrLines: 5,
+  /** Total UTF-8 bytes of the stderr lines. */
+  stderrBytes: 512
+} as const
 
 /** Fields core/identity decodes from a verified release or desired-version record. */
 export interface ReleaseFields {
@@ -132,7 +144,19 @@ export interface DesiredVersionRecord extends ReleaseFields {
   signed: Uint8Array
 }
 
-export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired'
+/** Fields core/identity decodes from a verified retire record (`cell retire`). */
+export interface RetireFields {
+  cell: string
+  authority: string
+  seq: number
+}
+
+/** "cell X runs nowhere" until a release or desired record of a higher seq, signed by the authority. */
+export interface RetireRecord extends RetireFields {
+  signed: Uint8Array
+}
+
+export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired' | 'retire'
 
 function fail (what: string): never {
   throw new MalformedFleetRecordError(`invalid ${what}`)
@@ -226,7 +250,55 @@ export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
     if (!Array.isArray(r.idempotent) || r.idempotent.length > LIMITS.methods) fail('idempotent')
     for (const m of r.idempotent) checkToken(m, LIMITS.idChars, 'idempotent method', NAME)
   }
+  checkExitFields(r)
   return r
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/
+// eslint-disable-next-line no-control-regex
+const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g
+const utf8 = new TextEncoder()
+
+/**
+ * The stderr lines a crash report carries: ANSI escapes and control characters stripped, blank lines,
+ * stack frames (`    at …`) and Node's version footer dropped (the message is what people need),
+ * the last EXIT_LIMITS.stderrLines kept within EXIT_LIMITS.stderrBytes (oldest lines go first; one
+ * long line is cut to fit).
+ */
+export function boundStderrTail (lines: readonly string[]): string[] {
+  const kept: string[] = []
+  for (const raw of lines) {
+    // eslint-disable-next-line no-control-regex
+    const line = raw.replace(ANSI, '').replace(/[\x00-\x1f\x7f]/g, ' ').trimEnd()
+    if (line.trim() === '' || /^\s+at\s/.test(line) || /^Node\.js v\d/.test(line)) continue
+    kept.push(line)
+  }
+  const out = kept.slice(-EXIT_LIMITS.stderrLines)
+  const size = (): number => out.reduce((n, l) => n + utf8.encode(l).length, 0)
+  while (out.length > 1 && size() > EXIT_LIMITS.stderrBytes) out.shift()
+  while (out.length === 1 && utf8.encode(out[0]).length > EXIT_LIMITS.stderrBytes) out[0] = out[0].slice(0, -1)
+  return out
+}
+
+/** An exit reason as a heartbeat may carry it: one line, bounded. */
+export function boundExitReason (reason: string): string {
+  // eslint-disable-next-line no-control-regex
+  return reason.replace(ANSI, '').replace(/[\x00-\x1f\x7f]/g, ' ').trim().slice(0, EXIT_LIMITS.exitReasonChars)
+}
+
+function checkExitFields (r: InstanceRecord): void {
+  // Present means non-empty: the encoding of an empty report would not survive a round trip.
+  if (r.exitReason !== undefined && (typeof r.exitReason !== 'string' || r.exitReason.length === 0 || r.exitReason.length > EXIT_LIMITS.exitReasonChars || CONTROL.test(r.exitReason))) fail('exitReason')
+  if (r.stderrTail !== undefined) {
+    if (!Array.isArray(r.stderrTail) || r.stderrTail.length === 0 || r.stderrTail.length > EXIT_LIMITS.stderrLines) fail('stderrTail')
+    let bytes = 0
+    for (const l of r.stderrTail) {
+      if (typeof l !== 'string' || CONTROL.test(l)) fail('stderrTail line')
+      bytes += utf8.encode(l).length
+    }
+    if (bytes > EXIT_LIMITS.stderrBytes) fail('stderrTail')
+  }
 }
 
 export function checkCellName (value: unknown): string {

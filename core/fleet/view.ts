@@ -8,19 +8,22 @@ import { MalformedFleetRecordError } from './errors.ts'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { BundleItem, FleetEnvelope, SignedInstanceEnvelope, SignedNodeEnvelope, SignedReleaseEnvelope } from './codec.ts'
 import { MAX_MESSAGE_BYTES, checkReleaseFields } from './records.ts'
-import type { DesiredVersionRecord, FleetRecordKind, InstanceRecord, NodeRecord, ReleaseFields, ReleaseRecord } from './records.ts'
+import type { DesiredVersionRecord, FleetRecordKind, InstanceRecord, NodeRecord, ReleaseFields, ReleaseRecord, RetireFields, RetireRecord } from './records.ts'
 import { verifyRecord } from './sign.ts'
 
 const log = logger('cell:fleet')
 
 /** Port to core/identity: checks a signed release/desired record and returns what it vouches for; throws when invalid. */
 export type SignedRecordVerifier = (signed: Uint8Array, options: AbortOptions) => Promise<ReleaseFields>
+/** Port to core/identity: checks a signed retire record (trust and signature); throws when invalid. */
+export type RetireVerifier = (signed: Uint8Array, options: AbortOptions) => Promise<RetireFields>
 
 export type TrustSubject =
   | { kind: 'node', record: NodeRecord }
   | { kind: 'instance', record: InstanceRecord }
   | { kind: 'release', record: ReleaseRecord }
   | { kind: 'desired', record: DesiredVersionRecord }
+  | { kind: 'retire', record: RetireRecord }
 
 /** Policy hook (e.g. "does the cell's authority grant this node the host role?"). */
 export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) => boolean | Promise<boolean>
@@ -65,6 +68,8 @@ export interface FleetViewInit {
   clock: Clock
   verifyRelease?: SignedRecordVerifier
   verifyDesired?: SignedRecordVerifier
+  /** Without it, retire records are dropped as 'unverifiable'. */
+  verifyRetire?: RetireVerifier
   /** Default: trust every correctly signed record. */
   isTrusted?: TrustPolicy
   /** Heartbeat interval the ttl defaults derive from (default 1000). */
@@ -88,7 +93,7 @@ export interface FleetViewInit {
    */
   maxSeqAheadMs?: number
   /** Highest release / desired seq remembered across restarts (per authority and cell). */
-  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor }
+  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor, retire?: SequenceFloor }
   /** Upper bound on one snapshot (all frames together), default 32 MiB. */
   maxSnapshotBytes?: number
 }
@@ -130,6 +135,8 @@ export class FleetView extends EventTarget {
   private readonly instancesPerNode = new Map<string, number>()
   private readonly releaseMap = new Map<string, Held<ReleaseRecord>>()
   private readonly desiredMap = new Map<string, Held<DesiredVersionRecord>>()
+  /** Retire records per (authority, cell); only an authority that claims the cell may retire it. */
+  private readonly retireMap = new Map<string, Held<RetireRecord>>()
   /** cell → authorities with a release or desired record for it; authority → its cells. Both bounded by the maps. */
   private readonly claimsByCell = new Map<string, Set<string>>()
   private readonly cellsByAuthority = new Map<string, Set<string>>()
@@ -152,7 +159,7 @@ export class FleetView extends EventTarget {
     this.maxSeqAheadMs = init.maxSeqAheadMs ?? 3_600_000
     this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
     this.counters = {
-      accepted: { node: 0, instance: 0, release: 0, desired: 0 },
+      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 },
       dropped: Object.fromEntries(DROP_REASONS.map(r => [r, 0])) as Record<DropReason, number>,
       expired: { node: 0, instance: 0 },
       snapshotTruncated: 0
@@ -164,7 +171,9 @@ export class FleetView extends EventTarget {
     options.signal?.throwIfAborted()
     const result = envelope.kind === 'node' || envelope.kind === 'instance'
       ? await this.applySigned(envelope, options)
-      : await this.applyRelease(envelope, options)
+      : envelope.kind === 'retire'
+        ? await this.applyRetire(envelope, options)
+        : await this.applyRelease(envelope, options)
     if (result.accepted) this.counters.accepted[result.kind]++
     else {
       this.counters.dropped[result.reason]++
@@ -250,8 +259,58 @@ export class FleetView extends EventTarget {
     return undefined
   }
 
+  /**
+   * A retire record: same verification, replay, future-seq and floor rules as releases, keyed by
+   * (authority, cell). It never claims a name: an authority with no release or desired record of
+   * the cell cannot retire it (dropped as untrusted), so a rival cannot stop a cell it does not own.
+   */
+  private async applyRetire (envelope: SignedReleaseEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const kind = 'retire'
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    const verifier = this.init.verifyRetire
+    if (verifier === undefined) return drop('unverifiable')
+    let fields: RetireFields
+    try {
+      fields = await verifier(envelope.signed, { signal: options.signal })
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      log.trace('retire record failed verification: %e', err)
+      return drop('bad-signature')
+    }
+    try {
+      checkReleaseFields({ ...fields, version: '0', digest: '0' })
+    } catch {
+      return drop('malformed')
+    }
+    const record: RetireRecord = { cell: fields.cell, authority: fields.authority, seq: fields.seq, signed: envelope.signed }
+    const key = claimKey(record.authority, record.cell)
+    const floor = this.init.sequenceFloors?.retire
+    if (record.seq > this.clock.now() + this.maxSeqAheadMs) return drop('future')
+    const check = (): DropReason | undefined => {
+      const existing = this.retireMap.get(key)
+      if (existing !== undefined) {
+        if (record.seq < existing.record.seq) return 'stale'
+        if (record.seq === existing.record.seq) return 'duplicate'
+        return undefined
+      }
+      if (floor !== undefined && record.seq < floor.highestSeq(key)) return 'stale'
+      if (this.claimsByCell.get(record.cell)?.has(record.authority) !== true) return 'untrusted'
+      if (this.retireMap.size >= this.maxCells) return 'overflow-cells'
+      return undefined
+    }
+    const early = check()
+    if (early !== undefined) return drop(early)
+    if (!await this.trusted({ kind, record }, options)) return drop('untrusted')
+    const late = check()
+    if (late !== undefined) return drop(late)
+    this.retireMap.set(key, { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() })
+    if (floor !== undefined && record.seq > floor.highestSeq(key)) floor.accept({ cell: key, seq: record.seq })
+    this.emitChange({ kind, op: 'upsert', key: record.cell, cell: record.cell })
+    return { accepted: true, kind }
+  }
+
   private async applyRelease (envelope: SignedReleaseEnvelope, options: ApplyOptions): Promise<ApplyResult> {
-    const kind = envelope.kind
+    const kind = envelope.kind as 'release' | 'desired'
     const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
     const verifier = kind === 'release' ? this.init.verifyRelease : this.init.verifyDesired
     if (verifier === undefined) return drop('unverifiable')
@@ -405,6 +464,19 @@ export class FleetView extends EventTarget {
     return authority !== undefined ? this.desiredMap.get(claimKey(authority, cell))?.record : undefined
   }
 
+  /**
+   * The retire record of `cell` from its sole claimant (whether it is still in force, i.e. newer than
+   * the cell's release and desired records, core/biology decides).
+   */
+  retired (cell: string): RetireRecord | undefined {
+    const authority = this.soleClaimant(cell)
+    return authority !== undefined ? this.retireMap.get(claimKey(authority, cell))?.record : undefined
+  }
+
+  retiredOf (authority: string, cell: string): RetireRecord | undefined {
+    return this.retireMap.get(claimKey(authority, cell))?.record
+  }
+
   releaseOf (authority: string, cell: string): ReleaseRecord | undefined {
     return this.releaseMap.get(claimKey(authority, cell))?.record
   }
@@ -466,6 +538,7 @@ export class FleetView extends EventTarget {
     const wanted = options.cells ?? (() => true)
     for (const held of this.releaseMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
+    for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)
     for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtlMs)
     if (truncated) this.counters.snapshotTruncated++

@@ -17,3 +17,4 @@ export { encodeGrantToken, decodeGrantToken, MalformedGrantTokenError, GRANT_TOK
 export * from './chain.ts'
 export * from './renewal.ts'
 export * from './credentials.ts'
+export * from './retire.ts'

@@ -13,7 +13,7 @@ import { logger } from '@libp2p/logger'
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
-import { type Credentials, type Role, makeVerifier, verifySignedRecord, TrustError } from '../identity/index.ts'
+import { type Credentials, type Role, makeVerifier, verifySignedRecord, verifySignedRetire, TrustError } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
@@ -135,7 +135,9 @@ export class Mesh {
       heartbeatMs: init.heartbeatMs ?? 1000,
       ...(init.sequenceFloors !== undefined ? { sequenceFloors: init.sequenceFloors } : {}),
       verifyRelease: verifyRecord('release'),
-      verifyDesired: verifyRecord('desired')
+      verifyDesired: verifyRecord('desired'),
+      // Retire records (`cell retire`) are checked against the same trusted authorities.
+      verifyRetire: async (signed, opts) => await verifySignedRetire(signed, { ...opts, trusted })
     })
     viewRef = view
     const errors = new WireErrorRegistry([
