@@ -13,8 +13,7 @@ describe('host grant policy', () => {
     const stranger = await generateAuthority()
     const fields: ReleaseFields = { cell: 'billing', version: '1.0.0', digest: 'a'.repeat(64), authority: authorityIdOf(authority.publicKey), seq: 1 }
     const verify = async (): Promise<ReleaseFields> => fields
-    let view: FleetView | undefined
-    view = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view!, hostGrantCheck(clock), new Set([authorityIdOf(authority.publicKey)])) })
+    const view: FleetView = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view, hostGrantCheck(clock), new Set([authorityIdOf(authority.publicKey)])) })
     expect((await view.apply({ kind: 'release', signed: new Uint8Array([1]) }, { from: 'x' })).accepted).toBe(true)
 
     const node = async (grantedBy: AuthorityKey | undefined, role: 'host' | 'caller' = 'host'): Promise<string> => {
@@ -44,8 +43,7 @@ describe('host grant policy', () => {
     const authority = await generateAuthority()
     const fields: ReleaseFields = { cell: 'billing', version: '1.0.0', digest: 'a'.repeat(64), authority: authorityIdOf(authority.publicKey), seq: 1 }
     const verify = async (): Promise<ReleaseFields> => fields
-    let view: FleetView | undefined
-    view = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view!, hostGrantCheck(clock), new Set([fields.authority])) })
+    const view: FleetView = new FleetView({ clock, verifyRelease: verify, verifyDesired: verify, isTrusted: hostGrantPolicy(() => view, hostGrantCheck(clock), new Set([fields.authority])) })
     const key = await generateKeyPair('Ed25519')
     const id = peerIdFromPrivateKey(key).toString()
     const grant = encodeCertificate(await issueGrant(authority, { subject: id, roles: ['host'], notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 }))
