@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { describeError, errorName } from './describe-error.ts'
-import { backoffMs } from './backoff.ts'
+import { backoffMs } from '../core/mesh/backoff.ts'
 import { NoGrantError, UnknownAuthorityError } from '../core/identity/index.ts'
 import { RemoteError } from '../core/synapse/errors.ts'
 

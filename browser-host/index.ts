@@ -5,7 +5,7 @@ export { IdbLightPeerStore, MemoryLightPeerStore, KeystoreUnavailableError, LIMI
 export type { LightPeerStore, StoredState, CachedFleet, CachedNode, CachedInstance, CachedCell } from './keystore.ts'
 export type { FleetSummary } from './fleet-cache.ts'
 export { describeError, errorName } from './describe-error.ts'
-export { backoffMs } from './backoff.ts'
+export { backoffMs } from '../core/mesh/backoff.ts'
 export type { ReconnectStats } from './reconnect.ts'
 export { LightPeerSource, lightPeerSource } from './fleet-source.ts'
 export type { LightPeerLike, LightPeerSourceOptions, LightPeerSourceStatus } from './fleet-source.ts'

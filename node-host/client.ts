@@ -22,6 +22,8 @@ export interface ClientInit {
   privateKey?: Ed25519PrivateKey
   trust?: string[]
   listen?: boolean
+  /** Keep connections to this many full nodes, re-dialing lost ones (long-lived clients; CLI commands need none). */
+  keep?: number
   clock?: Clock
 }
 
@@ -46,6 +48,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
     listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
     bootstrap: init.bootstrap,
     dhtClientMode: true,
+    ...(init.keep !== undefined ? { keeper: { keep: init.keep } } : {}),
     credentials,
     trusted,
     clock,

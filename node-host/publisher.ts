@@ -10,6 +10,7 @@ import type { Mesh } from '../core/mesh/index.ts'
 import { buildCell, readManifestSource } from './ribosome/index.ts'
 import { artifactCid, serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { waitForReplicas, waitForView } from './client.ts'
+import { prepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
 
 const log = logger('cell:publish')
 
@@ -52,6 +53,8 @@ export interface PublishResult {
   digest: string
   seq: number
   ready: number
+  /** Per full node: prepared the release, failed (and why), still preparing, or not reported. */
+  nodes: NodePrepareStatus[]
 }
 
 export interface PublishOptions {
@@ -61,6 +64,8 @@ export interface PublishOptions {
   signal?: AbortSignal
   /** Publish under `key` whatever Cell.toml names (the demo and tests use the example cells this way). */
   setAuthority?: boolean
+  /** Once replicas are ready, how long the other nodes get to report whether they prepared it (default 10 s). */
+  reportMs?: number
 }
 
 /** Publishes releases from one client peer, which serves their artifacts until it stops. */
@@ -105,11 +110,19 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   await mesh.gossip.publishRelease(encodeRelease(signed))
   log('published %s@%s %s seq %d', pkg.manifest.name, version, pkg.digest, seq)
   let ready = 0
+  const cell = pkg.manifest.name
   if ((options.waitReplicas ?? 1) > 0) {
-    const replicas = await waitForReplicas(mesh, pkg.manifest.name, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })
-    ready = replicas.length
+    try {
+      ready = (await waitForReplicas(mesh, cell, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })).length
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      const nodes = prepareReport(mesh.view, cell, pkg.digest, authority)
+      throw new ReleaseNotReadyError(`${cell}@${version} was published, but ${(err as Error).message}\n${formatPrepareReport(nodes)}`, nodes, { cause: err })
+    }
   } else {
     await providing
   }
-  return { cell: pkg.manifest.name, version, digest: pkg.digest, seq, ready }
+  // Replicas are ready somewhere: give every node a few heartbeats to say whether it prepared it.
+  const nodes = await waitForPrepareReport(mesh, cell, pkg.digest, { timeoutMs: (options.waitReplicas ?? 1) > 0 ? (options.reportMs ?? 10_000) : 0, authority, signal: options.signal })
+  return { cell, version, digest: pkg.digest, seq, ready, nodes }
 }

@@ -9,6 +9,7 @@ import { isVersion } from '../core/manifest/version.ts'
 import type { Mesh } from '../core/mesh/index.ts'
 import { FLEET_RELEASE_TOPIC } from '../core/fleet/index.ts'
 import { waitForReplicas, waitForView } from './client.ts'
+import { prepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
 import { InvalidDigestError } from './ribosome/errors.ts'
 
 // --digest that is not 64 hex characters fails with the artifact store's InvalidDigestError.
@@ -32,6 +33,8 @@ export interface RollbackOptions {
   /** How long to wait for the view to fill before giving up on finding the digest (default 5 s). */
   lookupMs?: number
   signal?: AbortSignal
+  /** Once replicas are ready, how long the other nodes get to report whether they prepared it (default 10 s). */
+  reportMs?: number
 }
 
 export interface RollbackResult {
@@ -42,6 +45,8 @@ export interface RollbackResult {
   /** The signed record as gossiped (kept so tests can replay it). */
   bytes: Uint8Array
   ready: number
+  /** Per full node: prepared the version, failed (and why), still preparing, or not reported. */
+  nodes: NodePrepareStatus[]
 }
 
 const DIGEST = /^[0-9a-f]{64}$/
@@ -94,6 +99,15 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
 
   let ready = 0
   const wait = options.waitReplicas ?? 1
-  if (wait > 0) ready = (await waitForReplicas(mesh, cell, { digest, count: wait, timeoutMs, signal: options.signal })).length
-  return { cell, version, digest, seq, bytes, ready }
+  if (wait > 0) {
+    try {
+      ready = (await waitForReplicas(mesh, cell, { digest, count: wait, timeoutMs, signal: options.signal })).length
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      const nodes = prepareReport(mesh.view, cell, digest, key.id)
+      throw new ReleaseNotReadyError(`the rollback of ${cell} to ${version} was gossiped, but ${(err as Error).message}\n${formatPrepareReport(nodes)}`, nodes, { cause: err })
+    }
+  }
+  const nodes = await waitForPrepareReport(mesh, cell, digest, { timeoutMs: wait > 0 ? (options.reportMs ?? 10_000) : 0, authority: key.id, signal: options.signal })
+  return { cell, version, digest, seq, bytes, ready, nodes }
 }

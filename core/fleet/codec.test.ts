@@ -44,6 +44,19 @@ describe('fleet codec', () => {
     const full = encodeNodeBody({ ...node, halts: Array.from({ length: LIMITS.halts }, () => halt) })
     expectMalformed(() => decodeNodeBody(full.subarray(0, full.length - 1)))
 
+    // What became of recent releases travels in an optional tail: absent, the body is as before.
+    const prep = { cell: 'billing', version: '1.1.0', digest: 'cd'.repeat(32), state: 'failed' as const, reason: 'ArtifactUnavailableError: no provider of the artifact answered' }
+    const preparing = { ...node, prepared: [prep, { ...prep, version: '1.0.0', state: 'prepared' as const, reason: undefined }] }
+    delete preparing.prepared[1].reason
+    expect(decodeNodeBody(encodeNodeBody(preparing))).toEqual(preparing)
+    expect(encodeNodeBody({ ...node, prepared: [] })).toEqual(body)
+    expectMalformed(() => encodeNodeBody({ ...node, prepared: Array.from({ length: LIMITS.prepared + 1 }, () => prep) }))
+    expectMalformed(() => encodeNodeBody({ ...node, prepared: [{ ...prep, reason: 'x'.repeat(LIMITS.preparedReasonChars + 1) }] }))
+    expectMalformed(() => encodeNodeBody({ ...node, prepared: [{ ...prep, state: 'maybe' as never }] }))
+    expectMalformed(() => decodeNodeBody(new Uint8Array([...body, 0])))
+    const withPrep = encodeNodeBody(preparing)
+    expectMalformed(() => decodeNodeBody(withPrep.subarray(0, withPrep.length - 1)))
+
     const { diskFreeBytes: _, ...capacity } = node.capacity
     const noDisk = { ...node, capacity }
     expect(decodeNodeBody(encodeNodeBody(noDisk))).toEqual(noDisk)
@@ -116,6 +129,7 @@ describe('fleet codec', () => {
     const node = makeNodeRecord(NODE_ID)
     const seeds = [
       encodeEnvelope({ kind: 'node', record: node, body: encodeNodeBody(node), signature: new Uint8Array(64) }),
+      encodeEnvelope({ kind: 'node', record: node, body: encodeNodeBody({ ...node, prepared: [{ cell: 'billing', version: '1.0.0', digest: 'ab'.repeat(32), state: 'failed', reason: 'DigestMismatchError: bad bytes' }] }), signature: new Uint8Array(64) }),
       encodeEnvelope({ kind: 'instance', record: makeInstanceRecord(NODE_ID), body: encodeInstanceBody(makeInstanceRecord(NODE_ID)), signature: new Uint8Array(64) }),
       ...encodeBundles([{ bytes: encodeEnvelope({ kind: 'release', signed: new Uint8Array([1, 2, 3]) }), ageMs: 5 }])
     ]
@@ -123,7 +137,8 @@ describe('fleet codec', () => {
     let accepted = 0
     for (let i = 0; i < 20_000; i++) {
       let input: Uint8Array
-      const seed = seeds[i % seeds.length]
+      // Every seed meets every mode (with 4 seeds, i % seeds.length would pin each seed to one mode).
+      const seed = seeds[Math.floor(i / 4) % seeds.length]
       const mode = i % 4
       if (mode === 0) {
         input = Uint8Array.from({ length: Math.floor(rand() * 300) }, () => Math.floor(rand() * 256))

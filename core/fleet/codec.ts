@@ -8,10 +8,10 @@
 import { ByteReader, ByteWriter } from './bytes.ts'
 import { MalformedFleetRecordError } from './errors.ts'
 import {
-  FLEET_WIRE_VERSION, INSTANCE_STATES, LIMITS, MAX_MESSAGE_BYTES,
+  FLEET_WIRE_VERSION, INSTANCE_STATES, LIMITS, MAX_MESSAGE_BYTES, PREPARED_STATES,
   checkInstanceRecord, checkNodeRecord
 } from './records.ts'
-import type { InstanceRecord, InstanceState, NodeRecord } from './records.ts'
+import type { InstanceRecord, InstanceState, NodePrepared, NodeRecord } from './records.ts'
 import { EXIT_LIMITS } from './records.ts'
 
 export const KIND_NODE = 1
@@ -61,6 +61,15 @@ export function encodeNodeBody (record: NodeRecord): Uint8Array {
     w.string(h.cell, LIMITS.idChars).string(h.version, LIMITS.versionChars).string(h.digest, LIMITS.digestChars)
     w.uvarint(h.atMs).string(h.reason, LIMITS.haltReasonChars * 4)
   }
+  // …and, only when it has any, what became of its recent releases (a record without them encodes
+  // as before, so nodes that predate the field still read it).
+  if ((r.prepared?.length ?? 0) > 0) {
+    w.u8(r.prepared!.length)
+    for (const p of r.prepared!) {
+      w.string(p.cell, LIMITS.idChars).string(p.version, LIMITS.versionChars).string(p.digest, LIMITS.digestChars)
+      w.u8(PREPARED_STATES.indexOf(p.state)).string(p.reason ?? '', LIMITS.preparedReasonChars * 4)
+    }
+  }
   return w.finish()
 }
 
@@ -94,6 +103,20 @@ export function decodeNodeBody (body: Uint8Array): NodeRecord {
     record.halts = []
     for (let i = 0; i < halts; i++) {
       record.halts.push({ cell: r.string(LIMITS.idChars), version: r.string(LIMITS.versionChars), digest: r.string(LIMITS.digestChars), atMs: r.uvarint(), reason: r.string(LIMITS.haltReasonChars * 4) })
+    }
+  }
+  if (r.remaining > 0) {
+    const prepared = r.u8()
+    if (prepared === 0 || prepared > LIMITS.prepared) throw new MalformedFleetRecordError('invalid prepared')
+    record.prepared = []
+    for (let i = 0; i < prepared; i++) {
+      const entry: NodePrepared = { cell: r.string(LIMITS.idChars), version: r.string(LIMITS.versionChars), digest: r.string(LIMITS.digestChars), state: 'prepared' }
+      const state = PREPARED_STATES[r.u8()]
+      if (state === undefined) throw new MalformedFleetRecordError('invalid prepared.state')
+      entry.state = state
+      const reason = r.string(LIMITS.preparedReasonChars * 4)
+      if (reason !== '') entry.reason = reason
+      record.prepared.push(entry)
     }
   }
   r.end()

@@ -3,12 +3,12 @@ export {
   MalformedFleetRecordError, FleetRecordRejectedError, RecordOriginMismatchError, FleetSyncError, FleetSyncTimeoutError
 } from './errors.ts'
 export {
-  MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES,
+  MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES, PREPARED_STATES,
   checkNodeRecord, checkInstanceRecord, checkReleaseFields
 } from './records.ts'
 export { EXIT_LIMITS, boundStderrTail, boundExitReason } from './records.ts'
 export type {
-  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, NodePrepared, PreparedState, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
 } from './records.ts'
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles

@@ -33,7 +33,10 @@ export const LIMITS = {
   grantBytes: 2048,
   /** Halted releases a node repeats in its heartbeat. */
   halts: 8,
-  haltReasonChars: 200
+  haltReasonChars: 200,
+  /** Recent releases a node reports as prepared or not (cell publish prints them per node). */
+  prepared: 8,
+  preparedReasonChars: 200
 } as const
 
 export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
@@ -76,6 +79,24 @@ export interface NodeRecord {
    * only for releases whose authority granted this node the host role (checked by the reader).
    */
   halts?: NodeHalt[]
+  /**
+   * What became of the releases this node was asked to run (the newest release and desired record
+   * of each cell), newest first, at most LIMITS.prepared: fetched, verified and unpacked, still
+   * preparing, or failed with a short reason. Read by `cell publish` and `cell rollback`.
+   */
+  prepared?: NodePrepared[]
+}
+
+export const PREPARED_STATES = ['prepared', 'preparing', 'failed'] as const
+export type PreparedState = typeof PREPARED_STATES[number]
+
+export interface NodePrepared {
+  cell: string
+  version: string
+  digest: string
+  state: PreparedState
+  /** Why not (the error's name and message), for `failed`; at most LIMITS.preparedReasonChars. */
+  reason?: string
 }
 
 /** A release some node stopped running because it kept crashing (see core/biology's HaltRecord). */
@@ -214,6 +235,17 @@ export function checkNodeRecord (r: NodeRecord): NodeRecord {
       checkToken(h.digest, LIMITS.digestChars, 'halt.digest')
       checkUint(h.atMs, 'halt.atMs')
       if (typeof h.reason !== 'string' || h.reason.length > LIMITS.haltReasonChars || /[\x00-\x1f\x7f]/.test(h.reason)) fail('halt.reason')
+    }
+  }
+  if (r.prepared !== undefined) {
+    if (!Array.isArray(r.prepared) || r.prepared.length > LIMITS.prepared) fail('prepared')
+    for (const p of r.prepared) {
+      if (p == null || typeof p !== 'object') fail('prepared entry')
+      checkToken(p.cell, LIMITS.idChars, 'prepared.cell', NAME)
+      checkToken(p.version, LIMITS.versionChars, 'prepared.version')
+      checkToken(p.digest, LIMITS.digestChars, 'prepared.digest')
+      if (!(PREPARED_STATES as readonly string[]).includes(p.state)) fail('prepared.state')
+      if (p.reason !== undefined && (typeof p.reason !== 'string' || p.reason.length === 0 || p.reason.length > LIMITS.preparedReasonChars || /[\x00-\x1f\x7f]/.test(p.reason))) fail('prepared.reason')
     }
   }
   if (r.load == null || typeof r.load !== 'object') fail('load')

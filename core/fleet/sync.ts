@@ -9,8 +9,8 @@
 // The old request lp(version 0x20) carries no grant and is refused with code 1 (TruncatedChainError).
 import { logger } from '@libp2p/logger'
 import type { AbortOptions, PeerId, Stream, Connection, StreamHandlerOptions, TypedEventTarget, Libp2pEvents, IdentifyResult } from '@libp2p/interface'
-import { systemClock } from '../ports.ts'
-import type { Clock } from '../ports.ts'
+import { systemClock, systemRandom } from '../ports.ts'
+import type { Clock, Random } from '../ports.ts'
 import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
 import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
 import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, MAX_MESSAGE_BYTES } from './records.ts'
@@ -29,6 +29,8 @@ const PUBLIC_ONLY_KIND = 0x2e
 const REFUSED_RETRY_MS = 5_000
 const REFUSED_RETRY_MAX_MS = 60_000
 const MAX_REFUSED_RETRIES = 8
+/** Peers remembered as speaking the protocol, for anti-entropy picks (oldest forgotten first). */
+const MAX_SYNC_PEERS = 256
 
 export interface FleetSyncInit {
   view: FleetView
@@ -64,6 +66,15 @@ export interface FleetSyncInit {
    * refusal, so public cells stay callable by peers of any authority. Without it they get nothing.
    */
   publicCells?: (cell: string) => boolean
+  /**
+   * Anti-entropy: every `antiEntropyMs` (jittered ±50 %), pull from one random connected peer that
+   * speaks the protocol, so a node that missed a gossiped release or heartbeat catches up. 0 or
+   * absent disables it.
+   */
+  antiEntropyMs?: number
+  /** Which peers anti-entropy may pull from (the mesh: full nodes only). Default any. */
+  antiEntropyPeer?: (peerId: string) => boolean
+  random?: Random
 }
 
 /** Narrow slice of libp2p's components this service needs. */
@@ -106,6 +117,8 @@ export interface FleetSync extends EventTarget {
   stop: () => Promise<void>
   /** Fetches `peer`'s snapshot and merges it into the view. */
   pull: (peer: PeerId, options?: AbortOptions) => Promise<FleetSyncResult>
+  /** One anti-entropy pull from a random connected peer (what the periodic timer runs). */
+  antiEntropyRound: (options?: AbortOptions) => Promise<FleetSyncResult | undefined>
   stats: () => FleetSyncStats
   /** The grant gate of this node's mesh protocols; undefined when the service serves any peer. */
   readonly gate: PeerGrantGate | undefined
@@ -132,6 +145,11 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   private pending = 0
   /** Pending retries of refused auto-pulls (at most `autoPull` at a time). */
   private readonly retryTimers = new Set<unknown>()
+  private readonly random: Random
+  private readonly antiEntropyMs: number
+  /** Connected peers that announced the protocol (identify), for anti-entropy. */
+  private readonly syncPeers = new Map<string, PeerId>()
+  private antiEntropyTimer: unknown
   private started = false
   private shutdown = new AbortController()
 
@@ -151,8 +169,14 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.requestTimeoutMs = init.requestTimeoutMs ?? 2_000
     this.gate = init.gate ?? (init.trusted != null ? new PeerGrantGate({ trusted: init.trusted, credentials: init.credentials, clock: this.clock }) : undefined)
     this.publicCells = init.publicCells
+    this.random = init.random ?? systemRandom
+    this.antiEntropyMs = init.antiEntropyMs ?? 0
+    this.antiEntropyPeer = init.antiEntropyPeer
     this.onIdentify = this.onIdentify.bind(this)
+    this.onDisconnect = this.onDisconnect.bind(this)
   }
+
+  private readonly antiEntropyPeer: ((peerId: string) => boolean) | undefined
 
   async start (): Promise<void> {
     if (this.started) return
@@ -163,12 +187,17 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       maxOutboundStreams: 2
     })
     this.components.events?.addEventListener('peer:identify', this.onIdentify)
+    this.components.events?.addEventListener('peer:disconnect', this.onDisconnect)
+    this.scheduleAntiEntropy()
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     this.components.events?.removeEventListener('peer:identify', this.onIdentify)
+    this.components.events?.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.clock.clearTimeout(this.antiEntropyTimer)
+    this.syncPeers.clear()
     for (const timer of this.retryTimers) this.clock.clearTimeout(timer)
     this.retryTimers.clear()
     this.autoPulled.clear()
@@ -180,10 +209,39 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     return { ...this.counters }
   }
 
+  private onDisconnect (evt: CustomEvent<PeerId>): void {
+    this.syncPeers.delete(evt.detail.toString())
+  }
+
+  private scheduleAntiEntropy (): void {
+    if (!this.started || this.antiEntropyMs <= 0) return
+    const delayMs = Math.round(this.antiEntropyMs * (0.5 + this.random.next()))
+    this.antiEntropyTimer = this.clock.setTimeout(() => { void this.antiEntropyRound().finally(() => { this.scheduleAntiEntropy() }) }, delayMs)
+  }
+
+  /** One anti-entropy pull from a random eligible peer; resolves with its result, or undefined when no peer qualifies. */
+  async antiEntropyRound (options: AbortOptions = {}): Promise<FleetSyncResult | undefined> {
+    const eligible = [...this.syncPeers.values()].filter(p => this.antiEntropyPeer?.(p.toString()) ?? true)
+    if (eligible.length === 0) return undefined
+    const peer = eligible[Math.floor(this.random.next() * eligible.length)]
+    try {
+      const result = await this.pull(peer, { signal: AbortSignal.any([this.shutdown.signal, ...(options.signal !== undefined ? [options.signal] : [])]) })
+      if (result.accepted > 0) log('anti-entropy from %p: %d records accepted', peer, result.accepted)
+      return result
+    } catch (err) {
+      log('anti-entropy pull from %p failed: %e', peer, err)
+      return undefined
+    }
+  }
+
   private onIdentify (evt: CustomEvent<IdentifyResult>): void {
     const { peerId, protocols } = evt.detail
-    if (!protocols.includes(this.protocol) || this.autoPulled.size >= this.autoPull) return
+    if (!protocols.includes(this.protocol)) return
     const key = peerId.toString()
+    this.syncPeers.delete(key)
+    if (this.syncPeers.size >= MAX_SYNC_PEERS) this.syncPeers.delete(this.syncPeers.keys().next().value as string)
+    this.syncPeers.set(key, peerId)
+    if (this.autoPulled.size >= this.autoPull) return
     if (this.autoPulled.has(key)) return
     this.autoPulled.add(key)
     this.autoPullFrom(peerId, key, 0)

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path'
 import { createClient } from '../client.ts'
 import { Publisher } from '../publisher.ts'
+import { formatPrepareReport } from '../prepare-report.ts'
 import { parseCommand } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 
@@ -9,7 +10,8 @@ const HELP = `usage: cell publish <version> [--dir DIR] [--bootstrap ADDR]... [-
 
 Bundles the cell in DIR (default .), packs it with its Cell.toml, signs the release with the
 authority key, provides the artifact in the DHT and gossips the release. Waits until N replicas of
-the new release are ready (default 1; 0 to return at once).
+the new release are ready (default 1; 0 to return at once), then prints which nodes prepared the
+release (fetched, verified and unpacked it) and which did not, and why.
 
 options:
   --dir DIR          the cell directory (default .)
@@ -31,6 +33,7 @@ export async function run (argv: string[]): Promise<number> {
   try {
     const r = await new Publisher(mesh).publish(dir, parsed.positionals[0], key, { waitReplicas: Number(v.wait ?? 1), timeoutMs: Number(v.timeout ?? 60) * 1000 })
     process.stdout.write(`published ${r.cell}@${r.version}\n  digest ${r.digest}\n  seq ${r.seq}\n  ready replicas ${r.ready}\n`)
+    process.stdout.write(`${formatPrepareReport(r.nodes)}\n`)
     return 0
   } finally {
     await mesh.stop()

@@ -2,6 +2,7 @@
 // desired-version record; the nodes displace the current version as in a rollout.
 import { createClient } from '../client.ts'
 import { rollback, checkRollbackArgs } from '../rollback.ts'
+import { formatPrepareReport } from '../prepare-report.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 
@@ -10,7 +11,7 @@ const HELP = `usage: cell rollback <cell> <version> [--digest HEX] [--bootstrap 
 Signs a desired-version record for <cell>@<version> with a sequence number above every record the
 fleet holds for the cell, gossips it, and waits until N replicas of that version are ready. The
 version's artifact digest comes from --digest, else from the fleet view (its release record or a
-running instance of it).
+running instance of it). Then prints which nodes prepared that version and which did not, and why.
 
 options:
   --digest HEX       sha256 of the version's artifact (as \`cell build\` / \`cell publish\` print it)
@@ -42,6 +43,7 @@ export async function run (argv: string[]): Promise<number> {
   try {
     const r = await rollback(mesh, cell, version, key, { digest: v.digest, waitReplicas: wait, timeoutMs: timeout * 1000 })
     process.stdout.write(`rolled back ${r.cell} to ${r.version}\n  digest ${r.digest}\n  seq ${r.seq}\n  ready replicas ${r.ready}\n`)
+    process.stdout.write(`${formatPrepareReport(r.nodes)}\n`)
     return 0
   } finally {
     await mesh.stop()

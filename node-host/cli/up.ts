@@ -36,6 +36,16 @@ options:
                         Cell.toml says [cell.sandbox] require = "process"
   --max-replicas N      replicas this node may run
   --scale-down-window D how long load must stay low before replicas drain (default 5m; e.g. 30s)
+  --keep-peers N        fleet peers (bootstrap peers and full nodes in the view) to stay connected
+                        to, re-dialing lost ones with backoff (default 8, or all when fewer)
+  --heartbeat D         how often the node gossips its records (default 1s; a record expires after
+                        three missed heartbeats)
+  --peer-check D        how often the node re-checks its fleet connections (default 5s)
+  --redial-max D        longest pause between re-dials of a lost peer (default 15s)
+  --anti-entropy D      how often it pulls the fleet from a random full node, catching what gossip
+                        missed (default 30s, jittered; 0 disables)
+  --bootstrap-tag-ttl D how long libp2p's bootstrap tag lasts (default 2m; kept peers are tagged
+                        keep-alive regardless)
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)
@@ -58,6 +68,12 @@ const OPTIONS = {
   sandbox: { type: 'string' },
   'max-replicas': { type: 'string' },
   'scale-down-window': { type: 'string' },
+  'keep-peers': { type: 'string' },
+  heartbeat: { type: 'string' },
+  'peer-check': { type: 'string' },
+  'redial-max': { type: 'string' },
+  'anti-entropy': { type: 'string' },
+  'bootstrap-tag-ttl': { type: 'string' },
   dashboard: { type: 'boolean' },
   'dashboard-port': { type: 'string' },
   'dashboard-grants': { type: 'boolean' }
@@ -98,6 +114,20 @@ export async function run (argv: string[]): Promise<number> {
       return usageFailure(`--scale-down-window: ${(err as Error).message}`, HELP)
     }
   }
+  // Fleet-link timers: the defaults suit a real fleet; tests compress them to see hours in minutes.
+  const durations: Record<string, number | undefined> = {}
+  for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl'] as const) {
+    const text = v[flag]
+    if (text == null) continue
+    try {
+      durations[flag] = text === '0' ? 0 : parseDuration(text)
+    } catch (err) {
+      return usageFailure(`--${flag}: ${(err as Error).message}`, HELP)
+    }
+    if (flag !== 'anti-entropy' && durations[flag] === 0) return usageFailure(`--${flag} must be more than 0`, HELP)
+  }
+  const keepPeers = v['keep-peers'] != null ? Number(v['keep-peers']) : undefined
+  if (keepPeers !== undefined && (!Number.isInteger(keepPeers) || keepPeers < 0 || keepPeers > 256)) return usageFailure('--keep-peers must be a whole number 0-256', HELP)
   const trust = [...config.trust, ...(v.trust ?? [])]
   if (v.cell != null) {
     const file = join(v.cell, 'Cell.toml')
@@ -116,9 +146,21 @@ export async function run (argv: string[]): Promise<number> {
     grants: [...config.grants, ...(v.grant ?? [])],
     sandbox,
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined,
-    biology
+    biology,
+    heartbeatMs: durations.heartbeat,
+    links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] }
   })
   await node.start()
+  // Fleet peers joining and leaving, at the default level: a fleet that splits says so.
+  let quiet = false
+  const say = (what: string) => (evt: Event): void => {
+    const { peerId, connected } = (evt as CustomEvent<{ peerId: string, connected: number }>).detail
+    if (!quiet) process.stdout.write(`peer ${what} …${peerId.slice(-6)} (${connected} fleet peer${connected === 1 ? '' : 's'})\n`)
+  }
+  node.mesh.keeper?.addEventListener('join', say('joined'))
+  node.mesh.keeper?.addEventListener('leave', say('left'))
+  process.once('SIGINT', () => { quiet = true })
+  process.once('SIGTERM', () => { quiet = true })
   let dashboard: DashboardServer | undefined
   if (v.dashboard === true) {
     try {

@@ -1,6 +1,6 @@
 // Exponential backoff with full jitter: a pure function of the attempt number and a random source,
-// so a fleet of tabs that lost the same full node does not re-dial in lockstep.
-import type { Random } from '../core/ports.ts'
+// so a fleet of tabs (or nodes) that lost the same peer does not re-dial in lockstep.
+import type { Random } from '../ports.ts'
 
 export interface BackoffLimits { minMs: number, maxMs: number }
 
