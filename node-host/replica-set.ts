@@ -15,7 +15,7 @@ import { UsageSampler } from './capsid/usage-sampler.ts'
 
 const log = logger('cell:replicas')
 
-export class ReplicaLimitError extends CellError {}
+export class ReplicaLimitError extends CellError { static override readonly errorName = 'ReplicaLimitError' }
 
 export interface ReplicaInfo {
   instanceId: string

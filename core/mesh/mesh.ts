@@ -20,10 +20,10 @@ import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, typ
 import type { Principal } from '../synapse/types.ts'
 import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
-import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError } from './errors.ts'
+import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, MESH_ERROR_CLASSES } from './errors.ts'
+import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
-import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -60,15 +60,6 @@ export interface MeshInit {
   services?: Record<string, (components: any) => unknown>
   /** Extra libp2p options (connection gater, manager limits) from the host. */
   libp2p?: Partial<Libp2pOptions>
-  /**
-   * Full nodes: keep connections to this many fleet peers (bootstrap peers and full nodes of the
-   * view), re-dialing lost ones with backoff (core/mesh/peer-keeper.ts). Absent: no keeper.
-   */
-  keeper?: Pick<PeerKeeperInit, 'keep' | 'checkMs' | 'minBackoffMs' | 'maxBackoffMs' | 'dialTimeoutMs'>
-  /** Anti-entropy: pull the fleet from one random connected full node this often (jittered); 0 disables (default 30 s). */
-  antiEntropyMs?: number
-  /** How long @libp2p/bootstrap's priority tag lasts on bootstrap peers (its default: 2 minutes). */
-  bootstrapTagTtlMs?: number
 }
 
 export interface MeshServices {
@@ -103,22 +94,6 @@ const MAX_CACHED_CHANNELS = 256
 
 const log = logger('cell:mesh')
 
-/** Is this failure one where the call may have run on the replica (retry only if idempotent)? */
-function mayHaveRun (err: unknown): boolean {
-  const name = (err as { name?: string, remoteName?: string })?.remoteName ?? (err as Error)?.name
-  return name === 'ChannelClosedError' || name === 'ReplicaCrashedError' || name === 'CapsidStoppedError'
-}
-
-function errorName (err: unknown): string {
-  return (err as { remoteName?: string })?.remoteName ?? (err as Error)?.name ?? ''
-}
-
-/** Failures where nothing ran: always safe to try another replica. */
-function nothingRan (err: unknown): boolean {
-  const name = (err as { remoteName?: string })?.remoteName ?? (err as Error)?.name
-  return name === 'NoReplicaError' || name === 'CapsidDrainingError' || name === 'CapsidBusyError'
-}
-
 export class Mesh {
   readonly libp2p: Libp2p<MeshServices>
   readonly view: FleetView
@@ -129,15 +104,8 @@ export class Mesh {
   /** Does a node gossip a valid host grant from an authority? One verified-grant cache for the view and the host. */
   readonly hostGrant: HostGrantCheck
   private readonly init: MeshInit
-  /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
-  readonly keeper: PeerKeeper | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
   private started = false
-  private readonly onNodeSeen = (evt: Event): void => {
-    const change = (evt as CustomEvent<{ kind: string, op: string, nodeId?: string }>).detail
-    // A peer may connect before its node record arrives: count it as a fleet peer once it does.
-    if (change.kind === 'node' && change.op === 'upsert') this.keeper?.refresh()
-  }
 
   static async create (init: MeshInit): Promise<Mesh> {
     const clock = init.clock ?? systemClock
@@ -160,7 +128,7 @@ export class Mesh {
     const errors = new WireErrorRegistry([
       ...SYNAPSE_ERROR_CLASSES,
       ...(Object.values(identityErrors) as unknown[]).filter((v): v is WireErrorClass => typeof v === 'function'),
-      NoReplicaError, UnknownCellError, PayloadEncodingError, CellNameConflictError,
+      ...MESH_ERROR_CLASSES,
       ...(init.errorClasses ?? [])
     ])
     let mesh: Mesh | undefined
@@ -199,7 +167,7 @@ export class Mesh {
       transports: init.transports,
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
+      peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0 })] : [],
       ...init.libp2p,
       services: {
         identify: identify(),
@@ -210,11 +178,7 @@ export class Mesh {
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
-        fleetSync: fleetSync({
-          view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
-          // Anti-entropy from full nodes only: a tab or a CLI client may hold a partial view.
-          random: init.random ?? systemRandom, antiEntropyMs: init.antiEntropyMs ?? 30_000, antiEntropyPeer: (id) => view.node(id)?.roles.includes('full') === true
-        }),
+        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}) }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
       } as any,
@@ -242,27 +206,6 @@ export class Mesh {
     this.errors = errors
     this.clock = init.clock ?? systemClock
     this.random = init.random ?? systemRandom
-    this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
-  }
-
-  /** Bootstrap peers and full nodes of the view (their records count only with a trusted host grant). */
-  private isFleetPeer (peerId: string): boolean {
-    return this.view.node(peerId)?.roles.includes('full') === true || (this.init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${peerId}`))
-  }
-
-  /** Dialable addresses of fleet peers: full nodes of the view (shuffled), then bootstrap addresses. */
-  private fleetCandidates (): string[] {
-    const nodes = this.view.nodes().filter(n => n.roles.includes('full'))
-    for (let i = nodes.length - 1; i > 0; i--) {
-      const j = Math.floor(this.random.next() * (i + 1))
-      ;[nodes[i], nodes[j]] = [nodes[j], nodes[i]]
-    }
-    // TCP before WebSockets; WebRTC-direct and relayed addresses are for browsers.
-    const rank = (a: string): number => a.includes('/ws') ? 1 : 0
-    const fromView = nodes.flatMap(n => n.addrs.filter(a => a.includes('/tcp/') && !a.includes('/p2p-circuit') && !a.includes('/webrtc'))
-      .sort((a, b) => rank(a) - rank(b))
-      .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`))
-    return [...fromView, ...(this.init.bootstrap ?? [])]
   }
 
   get peerId (): PeerId {
@@ -276,16 +219,11 @@ export class Mesh {
     this.init.credentials.start()
     await this.libp2p.start()
     this.gossip.start()
-    this.view.addEventListener('change', this.onNodeSeen)
-    this.keeper?.start()
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
-    // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
-    this.keeper?.stop()
-    this.view.removeEventListener('change', this.onNodeSeen)
     this.gossip.stop()
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
@@ -375,12 +313,12 @@ export class Mesh {
       } catch (err) {
         lastError = err
         const idempotent = (target.idempotent ?? []).includes(method) || (options.idempotent ?? []).includes(method)
-        const retry = nothingRan(err) || (!opened && !(err instanceof TrustError) && !isNamedRejection(err)) || (mayHaveRun(err) && idempotent)
+        const retry = mayRetry(err, { opened, idempotent })
         log('call %s.%s on %s failed (%s), retry=%s', cell, method, target.nodeId, (err as Error).name, retry)
         if (!retry || this.clock.now() >= deadlineMs) throw err
         // A crashed replica leaves its node able to serve from another local replica; a closed
         // channel or a node without replicas sends the next attempt elsewhere.
-        const crashed = errorName(err) === 'ReplicaCrashedError' ? (crashes.get(target.nodeId) ?? 0) + 1 : 2
+        const crashed = err instanceof ReplicaCrashedError ? (crashes.get(target.nodeId) ?? 0) + 1 : 2
         crashes.set(target.nodeId, crashed)
         if (crashed >= 2) excluded.add(target.nodeId)
       }
@@ -418,13 +356,6 @@ export class Mesh {
       }
     }) as Remote<T>
   }
-}
-
-function isNamedRejection (err: unknown): boolean {
-  // A handshake the server refused by name (trust, unknown cell) will be refused again elsewhere only
-  // if the fleet is consistent; dial failures are plain libp2p errors and worth another node.
-  const name = (err as Error)?.name ?? ''
-  return name.endsWith('AuthorityError') || name === 'WrongRoleError' || name === 'RemoteError'
 }
 
 export type { Principal }
