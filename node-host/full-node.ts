@@ -20,6 +20,7 @@ import type { BiologyParams } from '../core/biology/index.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import { sandboxRole, levelOfRoles, satisfiesSandbox, type SandboxMode } from './capsid/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
+import { preparedReleases } from './prepared-releases.ts'
 import { loadSequenceFloors, type SequenceFloors } from './sequence-floors.ts'
 
 const log = logger('cell:node')
@@ -47,6 +48,8 @@ export interface FullNodeInit {
   biology?: Partial<BiologyParams>
   heartbeatMs?: number
   tickMs?: number
+  /** Fleet links: peers kept connected, their re-check and re-dial backoff, anti-entropy period, bootstrap tag ttl. */
+  links?: { keep?: number, checkMs?: number, maxBackoffMs?: number, antiEntropyMs?: number, bootstrapTagTtlMs?: number }
   clock?: Clock
   random?: Random
 }
@@ -120,6 +123,7 @@ export class FullNode {
     const startedMs = now
     let addrs: () => string[] = () => []
     let halts: () => NodeHalt[] = () => []
+    let self: FullNode | undefined
     const localNode = (): LocalNodeState => ({
       addrs: addrs().slice(0, 16),
       capacity: { slots: maxReplicas, freeSlots: Math.max(0, maxReplicas - replicas.running()), cpuCores: cpus().length, memoryBytes: totalmem(), freeMemoryBytes: freemem() },
@@ -129,6 +133,7 @@ export class FullNode {
       roles: ['full', sandboxRole(level), ...trustRoles(trusted)],
       grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
       halts: halts(),
+      prepared: self?.preparedReleases() ?? [],
       startedMs
     })
     const mesh = await Mesh.create({
@@ -155,6 +160,9 @@ export class FullNode {
       // Full nodes reach each other over TCP/WebSockets; WebRTC-direct is for browsers to dial in.
       // (Node-to-node WebRTC sessions also leave native node-datachannel state to tear down at stop.)
       libp2p: { connectionGater: { denyDialMultiaddr: (ma) => ma.toString().includes('/webrtc-direct') } },
+      keeper: { keep: init.links?.keep, checkMs: init.links?.checkMs, maxBackoffMs: init.links?.maxBackoffMs },
+      antiEntropyMs: init.links?.antiEntropyMs,
+      bootstrapTagTtlMs: init.links?.bootstrapTagTtlMs,
       errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
     })
     addrs = () => mesh.libp2p.getMultiaddrs().map(String)
@@ -174,7 +182,8 @@ export class FullNode {
       nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require)
     })
     halts = () => loop.haltRecords()
-    return new FullNode(init, mesh, releases, replicas, loop, trusted, floors)
+    self = new FullNode(init, mesh, releases, replicas, loop, trusted, floors)
+    return self
   }
 
   private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, floors: SequenceFloors) {
@@ -229,6 +238,16 @@ export class FullNode {
       const failures = (retry?.failures ?? 0) + 1
       if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures), cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
       log.error('release %s@%s not prepared (attempt %d): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
+    })
+  }
+
+  /** For the node record: whether the newest releases of trusted cells are prepared here, or why not. */
+  preparedReleases (): ReturnType<typeof preparedReleases> {
+    return preparedReleases({
+      view: this.mesh.view,
+      trusted: this.trusted,
+      isPrepared: (cell, digest) => this.releases.byDigest(cell, digest) != null,
+      failure: (digest) => this.retries.get(digest)
     })
   }
 

@@ -24,6 +24,7 @@ import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingE
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
+import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -60,6 +61,15 @@ export interface MeshInit {
   services?: Record<string, (components: any) => unknown>
   /** Extra libp2p options (connection gater, manager limits) from the host. */
   libp2p?: Partial<Libp2pOptions>
+  /**
+   * Full nodes: keep connections to this many fleet peers (bootstrap peers and full nodes of the
+   * view), re-dialing lost ones with backoff (core/mesh/peer-keeper.ts). Absent: no keeper.
+   */
+  keeper?: Pick<PeerKeeperInit, 'keep' | 'checkMs' | 'minBackoffMs' | 'maxBackoffMs' | 'dialTimeoutMs'>
+  /** Anti-entropy: pull the fleet from one random connected full node this often (jittered); 0 disables (default 30 s). */
+  antiEntropyMs?: number
+  /** How long @libp2p/bootstrap's priority tag lasts on bootstrap peers (its default: 2 minutes). */
+  bootstrapTagTtlMs?: number
 }
 
 export interface MeshServices {
@@ -104,8 +114,15 @@ export class Mesh {
   /** Does a node gossip a valid host grant from an authority? One verified-grant cache for the view and the host. */
   readonly hostGrant: HostGrantCheck
   private readonly init: MeshInit
+  /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
+  readonly keeper: PeerKeeper | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
   private started = false
+  private readonly onNodeSeen = (evt: Event): void => {
+    const change = (evt as CustomEvent<{ kind: string, op: string, nodeId?: string }>).detail
+    // A peer may connect before its node record arrives: count it as a fleet peer once it does.
+    if (change.kind === 'node' && change.op === 'upsert') this.keeper?.refresh()
+  }
 
   static async create (init: MeshInit): Promise<Mesh> {
     const clock = init.clock ?? systemClock
@@ -167,7 +184,7 @@ export class Mesh {
       transports: init.transports,
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0 })] : [],
+      peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
       ...init.libp2p,
       services: {
         identify: identify(),
@@ -178,7 +195,11 @@ export class Mesh {
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
         pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
-        fleetSync: fleetSync({ view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}) }),
+        fleetSync: fleetSync({
+          view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
+          // Anti-entropy from full nodes only: a tab or a CLI client may hold a partial view.
+          random: init.random ?? systemRandom, antiEntropyMs: init.antiEntropyMs ?? 30_000, antiEntropyPeer: (id) => view.node(id)?.roles.includes('full') === true
+        }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
       } as any,
@@ -206,6 +227,27 @@ export class Mesh {
     this.errors = errors
     this.clock = init.clock ?? systemClock
     this.random = init.random ?? systemRandom
+    this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
+  }
+
+  /** Bootstrap peers and full nodes of the view (their records count only with a trusted host grant). */
+  private isFleetPeer (peerId: string): boolean {
+    return this.view.node(peerId)?.roles.includes('full') === true || (this.init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${peerId}`))
+  }
+
+  /** Dialable addresses of fleet peers: full nodes of the view (shuffled), then bootstrap addresses. */
+  private fleetCandidates (): string[] {
+    const nodes = this.view.nodes().filter(n => n.roles.includes('full'))
+    for (let i = nodes.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random.next() * (i + 1))
+      ;[nodes[i], nodes[j]] = [nodes[j], nodes[i]]
+    }
+    // TCP before WebSockets; WebRTC-direct and relayed addresses are for browsers.
+    const rank = (a: string): number => a.includes('/ws') ? 1 : 0
+    const fromView = nodes.flatMap(n => n.addrs.filter(a => a.includes('/tcp/') && !a.includes('/p2p-circuit') && !a.includes('/webrtc'))
+      .sort((a, b) => rank(a) - rank(b))
+      .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`))
+    return [...fromView, ...(this.init.bootstrap ?? [])]
   }
 
   get peerId (): PeerId {
@@ -219,11 +261,16 @@ export class Mesh {
     this.init.credentials.start()
     await this.libp2p.start()
     this.gossip.start()
+    this.view.addEventListener('change', this.onNodeSeen)
+    this.keeper?.start()
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
+    // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
+    this.keeper?.stop()
+    this.view.removeEventListener('change', this.onNodeSeen)
     this.gossip.stop()
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
