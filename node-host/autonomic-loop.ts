@@ -2,7 +2,7 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
+import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, retiredBy, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
 import { LIMITS, type FleetView, type NodeHalt, type NodeRecord } from '../core/fleet/index.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
@@ -65,6 +65,8 @@ export class AutonomicLoop {
   private ticking = false
   /** Releases this node halted, with the metric and reason the decision gave (bounded). */
   readonly halted = new Map<string, { metric: string, reason: string, digest: string }>()
+  /** Cells retired (`cell retire`) and still retired at the last tick, with who retired them. */
+  readonly retired = new Map<string, { authority: string, seq: number }>()
   readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0 }
   /** Why the last tick decided what it did, per cell (for `status` and failing tests). */
   readonly lastReasons = new Map<string, string[]>()
@@ -129,20 +131,28 @@ export class AutonomicLoop {
       this.events.set(id, { id, kind: 'crash', cell, version: i.version, digest: i.digest, instanceId: i.instanceId, nodeId: i.nodeId, atMs: i.endedMs ?? i.sentMs })
     }
     // Crashes stay counted for the halt window even after the crashed replica's tombstone is gone.
-    const horizon = nowMs - resolveParams(this.init.params).haltWindowMs
+    // (and for the restart back-off's window, which forgives crashes only after restartResetMs).
+    const params = resolveParams(this.init.params)
+    const horizon = nowMs - Math.max(params.haltWindowMs, params.restartResetMs)
     const events: HealthEvent[] = []
     for (const [id, e] of this.events) {
       if (e.atMs < horizon) this.events.delete(id)
       else if (e.cell === cell) events.push(e)
     }
     const desired = view.desired(cell)
+    const retire = view.retired(cell)
     return {
       nodes,
       instances,
-      releases: releases.releases(cell).map(r => ({ cell, version: r.version, digest: r.digest, seq: r.seq, authority: r.authority })),
+      // A re-publish of the same artifact raises its seq in the fleet view, not in the release store;
+      // the decisions need the higher one (it is what brings a retired cell back).
+      releases: releases.releases(cell).map(r => ({ cell, version: r.version, digest: r.digest, seq: Math.max(r.seq, view.releaseOf(r.authority, cell)?.digest === r.digest ? view.releaseOf(r.authority, cell)!.seq : 0), authority: r.authority })),
       desired: desired != null ? [{ cell, version: desired.version, digest: desired.digest, seq: desired.seq }] : [],
       events,
-      halts: this.gossipedHalts.get(cell) ?? []
+      halts: this.gossipedHalts.get(cell) ?? [],
+      // The cell's own authority's retire record (the view keeps no other); biology decides whether
+      // it is still newer than every release and desired record.
+      retired: retire != null ? [{ cell, seq: retire.seq, authority: retire.authority }] : []
     }
   }
 
@@ -153,6 +163,24 @@ export class AutonomicLoop {
       for (const h of state.halts) all.push({ cell: h.cell, version: h.version, digest: h.digest, atMs: h.atMs, reason: h.reason.slice(0, LIMITS.haltReasonChars) })
     }
     return all.sort((a, b) => a.atMs - b.atMs).slice(-LIMITS.halts)
+  }
+
+  /** Every halt the decisions hold (decided here or adopted from the fleet), for the node's intent store. */
+  heldHalts (): HaltRecord[] {
+    return [...this.states.values()].flatMap(s => s.halts)
+  }
+
+  /**
+   * Halts remembered from before a restart: the cells start with them, so a halted release stays
+   * halted even when every node of the fleet restarted (nobody would gossip it otherwise).
+   */
+  restoreHalts (halts: readonly HaltRecord[]): void {
+    for (const h of halts) {
+      const state = this.states.get(h.cell) ?? initialCellState(h.cell)
+      if (state.halts.some(x => x.digest === h.digest)) continue
+      this.states.set(h.cell, { ...state, halts: [...state.halts, h] })
+      if (h.nodeId === this.init.selfId) this.halted.set(`${h.cell}@${h.version}`, { metric: 'restored', reason: h.reason, digest: h.digest })
+    }
   }
 
   /**
@@ -216,6 +244,7 @@ export class AutonomicLoop {
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
         this.lastReasons.set(cell, decision.reasons)
+        this.noteRetired(cell, view, decision.state)
         for (const action of decision.actions) await this.act(action, policy)
       }
     } catch (err) {
@@ -224,6 +253,19 @@ export class AutonomicLoop {
       log.error('tick failed: %e', err)
     } finally {
       this.ticking = false
+    }
+  }
+
+  /** Says once when a cell turns retired (and when a later publish or rollback brings it back). */
+  private noteRetired (cell: string, view: BiologyView, state: CellState): void {
+    const retire = retiredBy(cell, view.retired, view.releases, state.desired)
+    const was = this.retired.get(cell)
+    if (retire !== undefined && was?.seq !== retire.seq) {
+      this.retired.set(cell, { authority: retire.authority, seq: retire.seq })
+      log('retired %s by %s (seq %d): draining its replicas here, hosting it no more', cell, retire.authority, retire.seq)
+    } else if (retire === undefined && was !== undefined) {
+      this.retired.delete(cell)
+      log('%s is no longer retired: a later publish or rollback brought it back', cell)
     }
   }
 
@@ -241,6 +283,11 @@ export class AutonomicLoop {
       case 'restart': {
         const release = releases.byDigest(action.cell, action.digest)
         if (release == null || !this.suitsSelf(release)) return
+        // A halted (or crash-looping) release never starts here, whatever path asked for it.
+        if (this.states.get(action.cell)?.halts.some(h => h.digest === action.digest) === true) {
+          log.error('refusing to %s halted %s@%s', action.kind, action.cell, action.version)
+          return
+        }
         if (action.kind === 'restart') {
           if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && r.state === 'crashed') || this.restarted.has(action.instanceId)) return
           this.restarted.add(action.instanceId)
@@ -274,7 +321,8 @@ export class AutonomicLoop {
         if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && (r.state === 'starting' || r.state === 'ready'))) return
         log('drain %s: %s', action.instanceId, action.reason)
         this.counters.drains++
-        await replicas.drain(action.instanceId).catch((err) => { log.error('drain failed: %e', err) })
+        // Not awaited: calls in flight get the drain grace (30 s by default) and the loop keeps ticking.
+        void replicas.drain(action.instanceId).catch((err) => { log.error('drain failed: %e', err) })
         return
       }
       case 'halt-release': {

@@ -21,7 +21,9 @@ import * as capsidErrors from './capsid/errors.ts'
 import { sandboxRole, levelOfRoles, satisfiesSandbox, type SandboxMode } from './capsid/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
 import { preparedReleases } from './prepared-releases.ts'
-import { loadSequenceFloors, type SequenceFloors } from './sequence-floors.ts'
+import { loadFleetIntent, INTENT_RECORD_KINDS, type FleetIntent, type IntentRecordKind } from './fleet-intent.ts'
+import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
+import type { FleetView } from '../core/fleet/index.ts'
 
 const log = logger('cell:node')
 const DAY_MS = 86_400_000
@@ -50,6 +52,14 @@ export interface FullNodeInit {
   tickMs?: number
   /** Fleet links: peers kept connected, their re-check and re-dial backoff, anti-entropy period, bootstrap tag ttl. */
   links?: { keep?: number, checkMs?: number, maxBackoffMs?: number, antiEntropyMs?: number, bootstrapTagTtlMs?: number }
+  /** How long a stop or a drain waits for calls in flight before stopping replicas anyway (default 30 s). */
+  drainGraceMs?: number
+  /**
+   * Listen again on the ports of the last run (those `listen` leaves unset) and dial the full nodes
+   * known then, so bootstrap addresses other nodes hold stay valid and a fleet restarting at once
+   * finds itself again. `cell up` sets it.
+   */
+  reuseAddresses?: boolean
   clock?: Clock
   random?: Random
 }
@@ -61,6 +71,7 @@ export interface NodeStatus {
   peers: number
   counters: AutonomicLoop['counters']
   halted: string[]
+  retired: Array<{ cell: string, authority: string, seq: number }>
   lastError?: string
 }
 
@@ -74,8 +85,11 @@ export class FullNode {
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
   private reconcileTimer?: ReturnType<typeof setInterval>
-  private readonly floors: SequenceFloors
-  private floorsTimer?: ReturnType<typeof setTimeout>
+  private readonly intent: FleetIntent
+  private intentTimer?: ReturnType<typeof setTimeout>
+  private intentSignature = ''
+  /** Things worth telling the operator at start (e.g. a remembered port was taken). */
+  readonly notes: string[] = []
 
   static async create (init: FullNodeInit): Promise<FullNode> {
     const clock = init.clock ?? systemClock
@@ -112,11 +126,20 @@ export class FullNode {
       credentials.addGrant(cert)
       trusted.add(cert.issuer)
     }
-    const floors = await loadSequenceFloors(init.dataDir)
+    const intent = await loadFleetIntent(init.dataDir)
+    let listen = init.listen
+    let bootstrap = init.bootstrap
+    const notes: string[] = []
+    if (init.reuseAddresses === true) {
+      const reused = await reuseListenPorts(init.listen ?? {}, intent.listen())
+      listen = reused.ports
+      notes.push(...reused.notes)
+      bootstrap = [...new Set([...(init.bootstrap ?? []), ...intent.peers()])]
+    }
     const releases = new ReleaseStore(init.dataDir)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
-    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas })
+    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}) })
     // Resolved now: a node without a working bubblewrap (and no explicit --sandbox process) fails here
     // by name, not in its first heartbeat. Peers read the level from the node record's roles.
     const level = replicas.sandboxLevel
@@ -138,9 +161,9 @@ export class FullNode {
     })
     const mesh = await Mesh.create({
       privateKey: peerKey,
-      transports: fullNodeTransports(init.listen),
-      listen: listenAddresses(init.listen),
-      bootstrap: init.bootstrap,
+      transports: fullNodeTransports(listen),
+      listen: listenAddresses(listen),
+      bootstrap,
       credentials,
       trusted,
       callerTrust: (cell) => {
@@ -152,7 +175,7 @@ export class FullNode {
       localNode,
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
-      sequenceFloors: floors,
+      sequenceFloors: intent,
       clock,
       random,
       // Browser tabs reach each other over WebRTC through a circuit relay on a full node.
@@ -182,13 +205,15 @@ export class FullNode {
       nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require)
     })
     halts = () => loop.haltRecords()
-    self = new FullNode(init, mesh, releases, replicas, loop, trusted, floors)
-    return self
+    const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent)
+    self = node
+    node.notes.push(...notes)
+    return node
   }
 
-  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, floors: SequenceFloors) {
+  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, intent: FleetIntent) {
     this.init = init
-    this.floors = floors
+    this.intent = intent
     this.mesh = mesh
     this.releases = releases
     this.replicas = replicas
@@ -214,10 +239,20 @@ export class FullNode {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
       if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) {
         this.onRelease(change.cell, change.kind)
-        // Persist the new replay floor soon (coalesced): a restart must not reopen replays.
-        this.floorsTimer ??= setTimeout(() => { this.floorsTimer = undefined; void this.floors.flush() }, 200)
+        // Persist the record and its replay floor soon (coalesced): a restart must neither reopen
+        // replays nor forget the cell.
+        for (const authority of this.mesh.view.claimants(change.cell)) {
+          const kind = change.kind as IntentRecordKind
+          const signed = intentRecordOf(this.mesh.view, kind, authority, change.cell)
+          if (signed !== undefined) this.intent.putRecord(kind, `${authority} ${change.cell}`, signed)
+        }
+        this.scheduleIntentFlush()
       }
     })
+    // Ports of this run, for the next one: other nodes' bootstrap addresses stay valid.
+    this.intent.setListen(listeningPorts(this.addresses()))
+    this.scheduleIntentFlush()
+    await this.restoreIntent()
     this.reconcileReleases()
     this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)
     this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
@@ -257,6 +292,53 @@ export class FullNode {
       this.onRelease(cell, 'release')
       this.onRelease(cell, 'desired')
     }
+    this.rememberHaltsAndPeers()
+  }
+
+  /**
+   * The signed records and halts of the last run go through the fleet view's verification again (an
+   * untrusted, broken or superseded one is dropped and logged, never fatal); the release store then
+   * prepares the accepted ones from the artifacts on disk (digest checked again) and the autonomic
+   * loop starts replicas at the target version with no publish.
+   */
+  private async restoreIntent (): Promise<void> {
+    let accepted = 0
+    const dropped: string[] = []
+    for (const kind of INTENT_RECORD_KINDS) {
+      for (const { key, signed } of this.intent.records(kind)) {
+        const result = await this.mesh.view.apply({ kind, signed }, { from: this.peerId }).catch((err: Error) => ({ accepted: false as const, reason: err.name }))
+        if (result.accepted || result.reason === 'duplicate') accepted++
+        else dropped.push(`${kind} ${key.slice(0, 12)}…${key.slice(key.indexOf(' '))}: ${result.reason}`)
+      }
+    }
+    if (dropped.length > 0) log.error('dropped %d remembered record(s): %s', dropped.length, dropped.slice(0, 8).join('; '))
+    const halts = this.intent.halts()
+    this.loop.restoreHalts(halts)
+    if (accepted > 0 || halts.length > 0) log('restored %d signed record(s) and %d halt(s) from the last run', accepted, halts.length)
+  }
+
+  /** Halts the loop holds and the full nodes in view (a few, to dial after a restart), persisted when they change. */
+  private rememberHaltsAndPeers (): void {
+    const halts = this.loop.heldHalts()
+    const peers: string[] = []
+    for (const n of this.mesh.view.nodes()) {
+      if (n.nodeId === this.peerId) continue
+      const addr = n.addrs.find(a => a.includes('/tcp/') && !a.includes('/ws') && !a.includes('/p2p-circuit'))
+      if (addr !== undefined) peers.push(addr.includes('/p2p/') ? addr : `${addr}/p2p/${n.nodeId}`)
+      if (peers.length >= 16) break
+    }
+    peers.sort()
+    const signature = `${halts.map(h => h.digest).join(',')}|${peers.join(',')}`
+    if (signature === this.intentSignature) return
+    this.intentSignature = signature
+    this.intent.setHalts(halts)
+    // An empty view (every peer gone) keeps the last known peers: those are what a restart needs.
+    if (peers.length > 0) this.intent.setPeers(peers)
+    this.scheduleIntentFlush()
+  }
+
+  private scheduleIntentFlush (): void {
+    this.intentTimer ??= setTimeout(() => { this.intentTimer = undefined; void this.intent.flush() }, 200)
   }
 
   /**
@@ -278,21 +360,43 @@ export class FullNode {
       peers: this.mesh.libp2p.getPeers().length,
       counters: { ...this.loop.counters },
       halted: [...this.loop.halted.keys()],
+      // Cells retired by `cell retire` (this node hosts none of them until a later publish).
+      retired: [...this.loop.retired].map(([cell, r]) => ({ cell, authority: r.authority, seq: r.seq })),
       ...(this.loop.lastError !== undefined ? { lastError: this.loop.lastError.message } : {})
     }
   }
 
-  async stop (): Promise<void> {
+  /**
+   * A planned stop fails no call that fits in the grace period: every replica turns `draining` at
+   * once and a heartbeat says so (callers pick other nodes; a call that still lands here is refused
+   * with CapsidDrainingError, which nothing ran, so it is retried elsewhere); calls in flight get up to
+   * `drainGraceMs`; a last heartbeat says the replicas stopped; only then does the mesh (connections,
+   * gossip) stop. Aborting `signal` (a second Ctrl-C) stops the replicas at once.
+   */
+  async stop (options: { signal?: AbortSignal } = {}): Promise<void> {
     if (!this.started) return
     this.started = false
     this.loop.stop()
     clearInterval(this.reconcileTimer)
+    this.rememberHaltsAndPeers()
+    const stopping = this.replicas.stopAll({ ...(this.init.drainGraceMs !== undefined ? { graceMs: this.init.drainGraceMs } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    const heartbeat = async (): Promise<void> => { await this.mesh.gossip.tick().catch((err) => { log('heartbeat while stopping: %e', err) }) }
+    await heartbeat()
+    await stopping
     this.replicas.stopSampling()
-    await this.replicas.stopAll()
+    await heartbeat()
     await this.mesh.stop()
-    clearTimeout(this.floorsTimer)
-    this.floorsTimer = undefined
-    await this.floors.flush()
+    clearTimeout(this.intentTimer)
+    this.intentTimer = undefined
+    await this.intent.flush()
+  }
+}
+
+/** The signed bytes of a record kind the intent store keeps, as the fleet view holds it for (authority, cell). */
+function intentRecordOf (view: FleetView, kind: IntentRecordKind, authority: string, cell: string): Uint8Array | undefined {
+  switch (kind) {
+    case 'release': return view.releaseOf(authority, cell)?.signed
+    case 'desired': return view.desiredOf(authority, cell)?.signed
   }
 }
 

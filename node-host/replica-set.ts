@@ -4,10 +4,10 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
+import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
 import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
-import type { LocalInstanceState } from '../core/fleet/index.ts'
+import { boundExitReason, boundStderrTail, type LocalInstanceState } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import { CellError } from '../core/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
@@ -27,6 +27,9 @@ export interface ReplicaInfo {
   state: 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed'
   capsid?: Capsid
   endedMs?: number
+  /** Why a crashed replica ended and its last stderr lines (bounded as heartbeats carry them). */
+  exitReason?: string
+  stderrTail?: string[]
   calls: number
   /** Load as last sampled: CPU and memory from the OS, QPS and p99 from the calls served. */
   load: { cpuPercent: number, memoryBytes: number, memoryPercent: number, qps: number, p99Ms: number }
@@ -44,7 +47,11 @@ export interface ReplicaSetInit {
   tombstoneMs?: number
   /** Per-replica limits of strict capsids (defaults: capsid DEFAULT_LIMITS). */
   limits?: Partial<CapsidLimits>
+  /** How long a draining replica's calls in flight may take before it is stopped anyway (default 30 s). */
+  drainGraceMs?: number
 }
+
+export const DEFAULT_DRAIN_GRACE_MS = 30_000
 
 /** What spawn needs of a release: a PreparedRelease fits. */
 export interface SpawnSpec {
@@ -52,8 +59,11 @@ export interface SpawnSpec {
   version: string
   digest: string
   codePath: string
-  /** The release's Cell.toml; `sandbox.require` (default strict) is checked against this node's level. */
-  manifest?: { sandbox?: { require?: SandboxLevel } }
+  /**
+   * The release's Cell.toml; `sandbox.require` (default strict) is checked against this node's level,
+   * and a cell with `[cell.storage]` is stateful: its replicas' volumes outlive them.
+   */
+  manifest?: { sandbox?: { require?: SandboxLevel }, storage?: unknown }
 }
 
 export class ReplicaSet extends EventTarget {
@@ -63,6 +73,11 @@ export class ReplicaSet extends EventTarget {
   private samplingTimer: unknown
   private sampling = false
   private level?: SandboxLevel
+  /** Set by stopAll: nothing new starts, a replica that was starting drains as soon as it is up. */
+  private closing = false
+  /** Calls the synapse server handed to a replica that have not returned yet (what a stop waits for). */
+  private handling = 0
+  private readonly idleWaiters = new Set<() => void>()
 
   constructor (init: ReplicaSetInit) {
     super()
@@ -132,6 +147,7 @@ export class ReplicaSet extends EventTarget {
     if (!satisfiesSandbox(this.sandboxLevel, required)) {
       throw new SandboxTooWeakError(`${spec.cell}@${spec.version} requires a ${required} sandbox; this node runs replicas in ${this.sandboxLevel} mode (--sandbox ${this.init.sandbox})`)
     }
+    if (this.closing) throw new CapsidStoppedError(`node is stopping; ${spec.cell}@${spec.version} not started`)
     if (this.running() >= this.init.maxReplicas) throw new ReplicaLimitError(`node runs ${this.running()} replicas, its limit`)
     const suffix = Array.from(this.init.random.bytes(4), b => b.toString(16).padStart(2, '0')).join('')
     const instanceId = `${spec.cell}-${spec.version.replace(/[^A-Za-z0-9._-]/g, '_')}-${suffix}`
@@ -149,6 +165,10 @@ export class ReplicaSet extends EventTarget {
     await mkdir(volumes, { recursive: true, mode: 0o700 })
     const dataDir = join(volumes, `${spec.cell}-${suffix}`)
     await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    // A stateless replica's volume ends with it (a crash loop must not leave one per attempt).
+    const removeVolume = (): void => {
+      if (spec.manifest?.storage == null) void rm(dataDir, { recursive: true, force: true }).catch(() => {})
+    }
     try {
       const capsid = await startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options)
       info.capsid = capsid
@@ -160,33 +180,58 @@ export class ReplicaSet extends EventTarget {
         } else {
           info.state = exit.crashed ? 'crashed' : 'stopped'
           log.error('replica %s exited (code %s, signal %s)%s', instanceId, exit.code, exit.signal, exit.crashed ? ' — crashed' : '')
+          if (exit.crashed) recordExit(info, exit.limit !== undefined ? `killed by the ${exit.limit} limit${exit.reason !== undefined ? `: ${exit.reason}` : ''}` : exit.signal != null ? `killed by ${exit.signal}` : `exited with code ${exit.code}`, exit.stderrTail)
         }
         info.endedMs = this.init.clock.now()
-        void rm(dataDir, { recursive: true, force: true }).catch(() => {})
+        removeVolume()
         this.dispatchEvent(new CustomEvent('exit', { detail: { info, exit } }))
       })
       log('replica %s of %s@%s ready (pid %d, %s)', instanceId, spec.cell, spec.version, capsid.pid, capsid.mode)
       this.dispatchEvent(new CustomEvent('ready', { detail: info }))
+      if (this.closing) void this.drain(instanceId).catch(() => {})
       return info
     } catch (err) {
       info.state = 'crashed'
       info.endedMs = this.init.clock.now()
+      const e = err as Error & { stderrTail?: unknown }
+      recordExit(info, `${e.name}: ${String(e.message).split('\n')[0]}`, Array.isArray(e.stderrTail) ? e.stderrTail.map(String) : [])
+      removeVolume()
       this.dispatchEvent(new CustomEvent('exit', { detail: { info, error: err } }))
       throw err
     }
   }
 
-  async drain (instanceId: string, options: { drainMs?: number } = {}): Promise<void> {
+  /**
+   * Drains one replica: from now on its heartbeat says `draining` (callers stop picking it) and new
+   * calls are refused with CapsidDrainingError (nothing ran: the caller retries elsewhere); calls in
+   * flight get up to the grace period, then the capsid stops. The state turns before the first await,
+   * so a caller may publish a heartbeat right after calling this. Aborting `signal` kills it at once.
+   */
+  async drain (instanceId: string, options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<void> {
     const info = this.replicas.get(instanceId)
     if (info?.capsid == null || info.state === 'stopped' || info.state === 'crashed') return
     info.state = 'draining'
-    await info.capsid.stop({ drainMs: options.drainMs ?? 10_000 })
+    const graceMs = options.graceMs ?? this.init.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS
+    await info.capsid.stop({ drainMs: graceMs, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
     info.state = 'stopped'
     info.endedMs ??= this.init.clock.now()
   }
 
-  async stopAll (): Promise<void> {
-    await Promise.all(this.list().map(async r => await this.drain(r.instanceId, { drainMs: 5_000 }).catch(() => {})))
+  /** Drains every replica at once (see drain); resolves when all stopped and no call is being answered. */
+  async stopAll (options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<void> {
+    this.closing = true
+    await Promise.all(this.list().map(async r => await this.drain(r.instanceId, options).catch(() => {})))
+    await this.idle(options)
+  }
+
+  /** Resolves once no call handed to a replica is still being answered (or `signal` aborts). */
+  async idle (options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.handling === 0 || options.signal?.aborted === true) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => { this.idleWaiters.delete(done); options.signal?.removeEventListener('abort', done); resolve() }
+      this.idleWaiters.add(done)
+      options.signal?.addEventListener('abort', done, { once: true })
+    })
   }
 
   /** Forget replicas that ended longer ago than the tombstone time. */
@@ -213,18 +258,26 @@ export class ReplicaSet extends EventTarget {
       inflight: r.capsid?.inFlight ?? 0,
       ...(r.readyMs != null ? { readyMs: r.readyMs } : {}),
       ...(r.endedMs != null ? { endedMs: r.endedMs } : {}),
+      ...(r.exitReason != null && r.exitReason !== '' ? { exitReason: r.exitReason } : {}),
+      ...(r.stderrTail != null && r.stderrTail.length > 0 ? { stderrTail: r.stderrTail } : {}),
       ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {})
     }))
   }
 
-  /** The least busy ready replica of `cell`, or NoReplicaError (nothing ran: callers retry elsewhere). */
+  /**
+   * The least busy ready replica of `cell`; CapsidDrainingError when the ones here are draining, else
+   * NoReplicaError (both: nothing ran, callers retry elsewhere).
+   */
   private pick (cell: string): ReplicaInfo & { capsid: Capsid } {
     let best: (ReplicaInfo & { capsid: Capsid }) | undefined
+    let draining = false
     for (const r of this.replicas.values()) {
+      if (r.cell === cell && r.state === 'draining') draining = true
       // The capsid's own state turns first when its socket drops, before the process exit is reaped.
       if (r.cell !== cell || r.state !== 'ready' || r.capsid == null || r.capsid.state !== 'ready') continue
       if (best == null || r.capsid.inFlight < best.capsid.inFlight) best = r as ReplicaInfo & { capsid: Capsid }
     }
+    if (best == null && draining) throw new CapsidDrainingError(`the replicas of "${cell}" on this node are draining`)
     if (best == null) throw new NoReplicaError(`this node runs no ready replica of "${cell}"`)
     return best
   }
@@ -238,10 +291,12 @@ export class ReplicaSet extends EventTarget {
         const window = r.window
         window.calls++
         const started = this.init.clock.now()
+        this.handling++
         try {
           return await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
         } finally {
           window.latency.record(this.init.clock.now() - started)
+          if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
         }
       },
       message: (ctx: MessageContext) => {
@@ -254,4 +309,12 @@ export class ReplicaSet extends EventTarget {
       }
     }
   }
+}
+
+/** Keep a crash's reason and stderr tail on the replica, bounded as its heartbeat will carry them. */
+function recordExit (info: ReplicaInfo, reason: string, stderr: readonly string[]): void {
+  const why = boundExitReason(reason)
+  if (why !== '') info.exitReason = why
+  const tail = boundStderrTail(stderr)
+  if (tail.length > 0) info.stderrTail = tail
 }

@@ -154,7 +154,9 @@ export async function startCapsid (init: CapsidInit, options: { signal?: AbortSi
   }
   const [command, ...args] = argv
   log('starting %s/%s in %s: %s %s', init.cell, init.instanceId, sandbox.mode, command, args.join(' '))
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: inside ? '/' : dataDir })
+  // Its own process group: a terminal's Ctrl-C (SIGINT to the node's whole group) must reach only the
+  // node, which drains its replicas with a grace period; the replicas hear of it through the drain.
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: inside ? '/' : dataDir, detached: true })
   const capsid = new Capsid(init, sandbox.mode, child, server, instDir, token, {
     limits: inside ? limits : undefined,
     exitReason: async () => await cgroups?.exitReason(),

@@ -21,7 +21,8 @@ Errors (a release it cannot fetch, a crashed replica) go to stderr; DEBUG=cell:*
 options:
   --data DIR            node data directory: peer key, artifacts, volumes (default $CELL_HOME/node)
   --host IP             listen address (default 127.0.0.1)
-  --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: any free port)
+  --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: the ports of the last run in this
+                        data directory, else any free port)
   --bootstrap ADDR      a peer to join through (repeatable; or CELL_BOOTSTRAP, or [cell.seeds] of --cell)
   --authority KEYFILE   an authority key this node's operator holds: trust it and grant this node
                         the host role under it
@@ -36,6 +37,8 @@ options:
                         Cell.toml says [cell.sandbox] require = "process"
   --max-replicas N      replicas this node may run
   --scale-down-window D how long load must stay low before replicas drain (default 5m; e.g. 30s)
+  --drain-grace D       how long a stop or a drain lets calls in flight finish (default 30s); new
+                        calls go to other nodes meanwhile. A second SIGINT/SIGTERM stops at once
   --keep-peers N        fleet peers (bootstrap peers and full nodes in the view) to stay connected
                         to, re-dialing lost ones with backoff (default 8, or all when fewer)
   --heartbeat D         how often the node gossips its records (default 1s; a record expires after
@@ -74,6 +77,7 @@ const OPTIONS = {
   'redial-max': { type: 'string' },
   'anti-entropy': { type: 'string' },
   'bootstrap-tag-ttl': { type: 'string' },
+  'drain-grace': { type: 'string' },
   dashboard: { type: 'boolean' },
   'dashboard-port': { type: 'string' },
   'dashboard-grants': { type: 'boolean' }
@@ -114,6 +118,14 @@ export async function run (argv: string[]): Promise<number> {
       return usageFailure(`--scale-down-window: ${(err as Error).message}`, HELP)
     }
   }
+  let drainGraceMs: number | undefined
+  if (v['drain-grace'] != null) {
+    try {
+      drainGraceMs = parseDuration(v['drain-grace'])
+    } catch (err) {
+      return usageFailure(`--drain-grace: ${(err as Error).message}`, HELP)
+    }
+  }
   // Fleet-link timers: the defaults suit a real fleet; tests compress them to see hours in minutes.
   const durations: Record<string, number | undefined> = {}
   for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl'] as const) {
@@ -148,8 +160,11 @@ export async function run (argv: string[]): Promise<number> {
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined,
     biology,
     heartbeatMs: durations.heartbeat,
-    links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] }
+    links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
+    drainGraceMs,
+    reuseAddresses: true
   })
+  for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
   await node.start()
   // Fleet peers joining and leaving, at the default level: a fleet that splits says so.
   let quiet = false
@@ -184,12 +199,21 @@ export async function run (argv: string[]): Promise<number> {
   if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
   await new Promise<void>((done) => {
+    // The first signal drains (calls in flight get the grace period); a second one stops at once.
+    const force = new AbortController()
+    let stopping = false
     const stop = (sig: string): void => {
-      process.stdout.write(`\n${sig}: draining replicas and stopping…\n`)
-      void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop() }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
+      if (stopping) {
+        process.stdout.write(`${sig} again: stopping replicas now\n`)
+        force.abort()
+        return
+      }
+      stopping = true
+      process.stdout.write(`\n${sig}: draining replicas (new calls go to other nodes) and stopping…\n`)
+      void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop({ signal: force.signal }) }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
     }
-    process.once('SIGINT', () => { stop('SIGINT') })
-    process.once('SIGTERM', () => { stop('SIGTERM') })
+    process.on('SIGINT', () => { stop('SIGINT') })
+    process.on('SIGTERM', () => { stop('SIGTERM') })
   })
   process.stdout.write('stopped\n')
   return 0

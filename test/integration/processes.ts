@@ -15,8 +15,9 @@ export interface Proc {
   waitFor: (pattern: RegExp, timeoutMs: number) => Promise<RegExpMatchArray>
 }
 
-export function cell (args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(nodeBin, [cellBin, ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+/** With `detached`, the process leads its own process group: `process.kill(-pid, sig)` signals it the way a terminal's Ctrl-C does. */
+export function cell (args: string[], env: Record<string, string> = {}, options: { detached?: boolean } = {}): Proc {
+  const child = spawn(nodeBin, [cellBin, ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true })
   let out = ''
   let err = ''
   const waiters = new Set<() => void>()

@@ -1,0 +1,55 @@
+// Listen ports a restarted node reuses: the ports it listened on last time (from the fleet-intent
+// store), so the bootstrap addresses other nodes and people hold stay valid. A port given by a flag
+// wins; a remembered port another process took meanwhile falls back to a fresh one, said in a note.
+import { createServer } from 'node:net'
+import { createSocket } from 'node:dgram'
+import type { ListenPorts } from './transports.ts'
+import type { ListenPortsRecord } from './fleet-intent.ts'
+
+export interface ReusedPorts {
+  ports: ListenPorts
+  /** One line per remembered port that could not be reused. */
+  notes: string[]
+}
+
+export async function reuseListenPorts (wanted: ListenPorts, remembered: ListenPortsRecord, options: { signal?: AbortSignal } = {}): Promise<ReusedPorts> {
+  const host = wanted.host ?? '127.0.0.1'
+  const ports: ListenPorts = { ...wanted }
+  const notes: string[] = []
+  for (const kind of ['tcp', 'ws', 'webrtc'] as const) {
+    options.signal?.throwIfAborted()
+    const last = remembered[kind]
+    if (wanted[kind] !== undefined || last === undefined) continue
+    if (await portFree(kind === 'webrtc' ? 'udp' : 'tcp', host, last)) ports[kind] = last
+    else notes.push(`${kind} port ${last} (used last time) is taken; listening on a fresh port`)
+  }
+  return { ports, notes }
+}
+
+/** The ports a node listens on, from its multiaddrs (TCP, WebSockets, WebRTC-direct). */
+export function listeningPorts (addrs: readonly string[]): ListenPortsRecord {
+  const out: ListenPortsRecord = {}
+  for (const a of addrs) {
+    const udp = /\/udp\/(\d+)\/webrtc-direct/.exec(a)
+    if (udp != null) { out.webrtc ??= Number(udp[1]); continue }
+    const tcp = /\/tcp\/(\d+)(\/ws)?(\/|$)/.exec(a)
+    if (tcp == null || a.includes('/wss')) continue
+    if (tcp[2] != null) out.ws ??= Number(tcp[1])
+    else out.tcp ??= Number(tcp[1])
+  }
+  return out
+}
+
+async function portFree (proto: 'tcp' | 'udp', host: string, port: number): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    if (proto === 'udp') {
+      const sock = createSocket(host.includes(':') ? 'udp6' : 'udp4')
+      sock.once('error', () => { sock.close(); resolve(false) })
+      sock.bind(port, host, () => { sock.close(() => { resolve(true) }) })
+      return
+    }
+    const server = createServer()
+    server.once('error', () => { resolve(false) })
+    server.listen({ port, host, exclusive: true }, () => { server.close(() => { resolve(true) }) })
+  })
+}
