@@ -9,6 +9,7 @@ import { systemClock, type Clock } from '../core/ports.ts'
 import type { InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './transports.ts'
 import * as capsidErrors from './capsid/errors.ts'
+import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
 
 export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
 export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
@@ -98,16 +99,21 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
 
 /** Wait until at least `count` ready replicas of `cell` (optionally of one digest) are in the view. */
 export async function waitForReplicas (mesh: Mesh, cell: string, options: { count?: number, digest?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<InstanceRecord[]> {
-  return await waitForView(mesh, () => {
+  // Say what the fleet did show, so a timeout points at the cause (no nodes, or replicas crashing,
+  // with the crash reason their heartbeats carry).
+  const seen = (): string => {
+    const instances = mesh.view.instances(cell).filter(i => options.digest == null || i.digest === options.digest)
+    const states = instances.map(i => `${i.version} ${i.state} on …${i.nodeId.slice(-6)}`)
+    const crashes = describeCrashes(crashReports(mesh.view, cell, options.digest))
+    return `seen ${mesh.view.nodes().length} node(s), ${instances.length} instance(s)${states.length > 0 ? `: ${states.slice(0, 8).join(', ')}` : ''}${crashes.length > 0 ? `; ${crashes.join('; ')}` : ''}`
+  }
+  let looping: ReturnType<typeof crashLoopingHalt>
+  const found = await waitForView(mesh, () => {
+    // A release marked crash-looping will not start anywhere: no point waiting out the timeout.
+    if (options.digest != null && (looping = crashLoopingHalt(mesh.view, cell, options.digest)) !== undefined) return []
     const ready = mesh.replicas(cell).filter(i => options.digest == null || i.digest === options.digest)
     return ready.length >= (options.count ?? 1) ? ready : undefined
-  }, `${options.count ?? 1} ready replica(s) of ${cell}`, {
-    ...options,
-    // Say what the fleet did show, so a timeout points at the cause (no nodes, or replicas crashing).
-    seen: () => {
-      const instances = mesh.view.instances(cell).filter(i => options.digest == null || i.digest === options.digest)
-      const states = instances.map(i => `${i.version} ${i.state} on …${i.nodeId.slice(-6)}`)
-      return `seen ${mesh.view.nodes().length} node(s), ${instances.length} instance(s)${states.length > 0 ? `: ${states.slice(0, 8).join(', ')}` : ''}`
-    }
-  })
+  }, `${options.count ?? 1} ready replica(s) of ${cell}`, { ...options, seen })
+  if (looping !== undefined) throw new ReleaseCrashLoopingError(`${cell}@${looping.version} is crash-looping and will not be started again until a new publish or rollback (node …${looping.nodeId.slice(-6)}: ${looping.reason}); ${seen()}`)
+  return found
 }

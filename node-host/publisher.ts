@@ -103,7 +103,8 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   // Releases and desired-version records share the sequence, so a rollback signed on a clock that
   // runs ahead of ours must not make this release lose to it.
   // Per authority: records of another authority claiming the same name never raise (or lock) ours.
-  const seen = Math.max(mesh.view.releaseOf(authority, pkg.manifest.name)?.seq ?? 0, mesh.view.desiredOf(authority, pkg.manifest.name)?.seq ?? 0)
+  // (Above a retire record too: publishing brings a retired cell back.)
+  const seen = Math.max(mesh.view.releaseOf(authority, pkg.manifest.name)?.seq ?? 0, mesh.view.desiredOf(authority, pkg.manifest.name)?.seq ?? 0, mesh.view.retiredOf(authority, pkg.manifest.name)?.seq ?? 0)
   const seq = Math.max(seen + 1, Date.now())
   const signed = await signRelease({ cell: pkg.manifest.name, version, digest: pkg.digest, seq, createdMs: Date.now() }, key)
   await waitForView(mesh, () => mesh.libp2p.services.pubsub.getSubscribers('/cell/fleet-releases/1').length > 0 ? true : undefined, 'a fleet node subscribed to releases', { timeoutMs: 15_000 })

@@ -90,7 +90,8 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
 
   // Above every record of the cell and above the clock, so a later publish (which signs at >= now)
   // still rolls forward, and no earlier record can win.
-  const seq = Math.max(mesh.view.desiredOf(key.id, cell)?.seq ?? 0, mesh.view.releaseOf(key.id, cell)?.seq ?? 0, Date.now()) + 1
+  // (Above a retire record too: a rollback brings a retired cell back.)
+  const seq = Math.max(mesh.view.desiredOf(key.id, cell)?.seq ?? 0, mesh.view.releaseOf(key.id, cell)?.seq ?? 0, mesh.view.retiredOf(key.id, cell)?.seq ?? 0, Date.now()) + 1
   const signed = await signDesiredVersion({ cell, version, digest, seq, reason: ROLLBACK_REASON, createdMs: Date.now() }, key, { signal: options.signal })
   const bytes = encodeDesiredVersion(signed)
   await waitForView(mesh, () => mesh.libp2p.services.pubsub.getSubscribers(FLEET_RELEASE_TOPIC).length > 0 ? true : undefined, 'a fleet node subscribed to releases', { timeoutMs: Math.min(15_000, timeoutMs), signal: options.signal })

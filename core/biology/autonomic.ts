@@ -72,7 +72,8 @@ export function decideCell (input: DecideInput): Decision {
       }
     }
     reasons.push(`retired by ${retire.authority} (seq ${retire.seq}): 0 replicas until a later publish or rollback`)
-    return { actions, reasons, state: { cell, desired: merged.record, recommendations: [], desiredReplicas: 0, halts }, desiredReplicas: 0 }
+    // No remembered count: when a publish brings the cell back it starts from its policy's bounds.
+    return { actions, reasons, state: { cell, desired: merged.record, recommendations: [], halts }, desiredReplicas: 0 }
   }
 
   // Halt the target while it keeps failing and there is an earlier release to return to.

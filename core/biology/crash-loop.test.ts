@@ -96,6 +96,13 @@ describe('retire', () => {
     expect(decideCell(input(view({ nodes, releases: [ONLY], retired: [{ cell: 'billing', seq: 5, authority: 'a1' }] }))).actions).toEqual([])
   })
 
+  it('comes back at its policy\'s bounds when a release with a higher seq is published', () => {
+    const d = decideCell(input(retired(5), { policy: policy({ minReplicas: 2 }) }))
+    const back = decideCell(input(view({ nodes, releases: [{ ...ONLY, seq: 6 }], retired: [{ cell: 'billing', seq: 5, authority: 'a1' }] }), { state: d.state, policy: policy({ minReplicas: 2 }) }))
+    expect(back.desiredReplicas).toBe(2)
+    expect(back.actions).toContainEqual(expect.objectContaining({ kind: 'volunteer', version: '1.0.0' }))
+  })
+
   it('has no effect when older than the newest release or desired record (a replay, or after a re-publish)', () => {
     const d = decideCell(input({ ...retired(1), releases: [ONLY, release('1.1.0', 7)] }, { policy: policy({ minReplicas: 2 }) }))
     expect(d.actions.map(a => a.kind)).not.toContain('drain')

@@ -74,6 +74,29 @@ function Rollout (props: { cell: CellModel }): JSX.Element {
   )
 }
 
+/** Why the cell's replicas crash (their heartbeats' exit reason and stderr), and a halt or crash-looping mark. */
+function Crashes (props: { cell: CellModel }): JSX.Element {
+  const c = (): CellModel => props.cell
+  return (
+    <Show when={c().crashes.length > 0 || c().halt !== undefined}>
+      <section class="crashes" aria-label={`crashes of ${c().name}`}>
+        <Show when={c().halt}>{h => (
+          <p class={h().crashLooping ? 'halt crash-looping' : 'halt'} title={h().reason}>
+            <strong>{h().crashLooping ? 'crash-looping' : 'halted'}</strong> v{h().version}
+            {h().crashLooping ? ': not started again until a new publish or rollback' : ` (on ${shortId(h().nodeId)})`}
+          </p>
+        )}</Show>
+        <For each={c().crashes}>{n => (
+          <div class="crash">
+            <p class="small">v{n.version} on <span title={n.nodeId}>{shortId(n.nodeId)}</span>: {n.reason}</p>
+            <Show when={n.stderr.length > 0}><pre class="stderr">{n.stderr.join('\n')}</pre></Show>
+          </div>
+        )}</For>
+      </section>
+    </Show>
+  )
+}
+
 export function CellCard (props: { cell: CellModel, history: CellSample[], capacity: number }): JSX.Element {
   const c = (): CellModel => props.cell
   const last = (): CellSample | undefined => props.history[props.history.length - 1]
@@ -95,6 +118,7 @@ export function CellCard (props: { cell: CellModel, history: CellSample[], capac
         ready {c().replicas.ready} · starting {c().replicas.starting} · draining {c().replicas.draining}
         {c().replicas.crashed > 0 ? ` · crashed ${c().replicas.crashed}` : ''}
       </p>
+      <Crashes cell={c()} />
       <Policy cell={c()} />
       <Show when={c().rollout.active}><Rollout cell={c()} /></Show>
       <section class="split" aria-label={`canary split of ${c().name}`}>

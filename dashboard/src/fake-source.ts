@@ -3,6 +3,7 @@
 import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
 import { MeshNotStartedError, NoReplicaError, UnknownCellError } from '../../core/mesh/errors.ts'
 import { UnknownMethodError } from '../../core/synapse/errors.ts'
+import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import type {
   CallResult, CellPolicy, DesiredVersionRecord, FleetChange, FleetSource, FleetStats, FleetViewLike,
   InstanceRecord, NodeRecord, ReleaseRecord, SourceCallOptions, SourceStatus
@@ -69,11 +70,14 @@ export interface FakeSource extends FleetSource {
 const PEER = (k: number): string => `12D3KooWFake${'ABCDEFGHJKLMNPQRSTUVWXYZ'[k % 24]}${String(k).padStart(4, '0')}peerid${k}xyz`
 const POLICIES: Record<string, CellPolicy> = {
   billing: { minReplicas: 2, maxReplicas: 6, canaryWeight: 10, maxSurge: 25, healthGraceMs: 30_000, update: 'live' },
-  ledger: { minReplicas: 1, maxReplicas: 3, canaryWeight: 5, maxSurge: 50, healthGraceMs: 10_000, update: 'stop' }
+  ledger: { minReplicas: 1, maxReplicas: 3, canaryWeight: 5, maxSurge: 50, healthGraceMs: 10_000, update: 'stop' },
+  importer: { minReplicas: 1, maxReplicas: 2, canaryWeight: 5, maxSurge: 25, healthGraceMs: 10_000, update: 'live' }
 }
 const RELEASES = {
   billing: [{ version: '1.2.0', digest: 'sha256-9f2c1ab0e4d1' }, { version: '1.3.0', digest: 'sha256-4be07d5a11c3' }],
-  ledger: [{ version: '0.4.1', digest: 'sha256-c0ffee12aa90' }]
+  ledger: [{ version: '0.4.1', digest: 'sha256-c0ffee12aa90' }],
+  // Throws at import (issue 8): crash-looping, with its crash reason in the heartbeat.
+  importer: [{ version: '0.1.0', digest: 'sha256-dead0b5e7a21' }]
 }
 
 export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
@@ -103,7 +107,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     })
     return nodeId
   }
-  const addInstance = (cell: 'billing' | 'ledger', rel: { version: string, digest: string }, nodeId: string, p: Partial<InstanceRecord> = {}): void => {
+  const addInstance = (cell: 'billing' | 'ledger' | 'importer', rel: { version: string, digest: string }, nodeId: string, p: Partial<InstanceRecord> = {}): void => {
     const instanceId = `${cell}-${(++seq).toString(36)}${rel.digest.slice(7, 11)}`
     view.instanceMap.set(`${nodeId}/${instanceId}`, {
       instanceId, cell, ...rel, nodeId, startedMs: t0 - 600_000, state: 'ready', readyMs: t0 - 590_000,
@@ -125,6 +129,13 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     addInstance('billing', RELEASES.billing[1], nodes[2], { startedMs: t0 - 60_000, readyMs: t0 - 55_000, qps: 4 })
     addInstance('billing', RELEASES.billing[1], nodes[1], { startedMs: t0 - 12_000, readyMs: t0 - 9_000, qps: 2 })
     addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20 })
+    addInstance('importer', RELEASES.importer[0], nodes[1], {
+      state: 'crashed', readyMs: undefined, startedMs: t0 - 8_000, endedMs: t0 - 7_900, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0,
+      exitReason: 'CapsidStartError: replica of importer exited (code 1, signal null) before it was ready',
+      stderrTail: ['file:///cell/app/main.js:3', 'if (!process.env.DATABASE_URL) throw new Error("DATABASE_URL is not set")', '                                        ^', 'Error: DATABASE_URL is not set']
+    })
+    const n1 = view.nodeMap.get(nodes[1])!
+    n1.halts = [{ cell: 'importer', ...RELEASES.importer[0], atMs: t0 - 7_000, reason: `${CRASH_LOOPING_PREFIX}3 crashes or failed health checks fleet-wide within 120000 ms and no earlier release to return to; not started again until a new publish or rollback` }]
   }
 
   const step = (): void => {
@@ -146,6 +157,8 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     for (const [key, old] of view.instanceMap) {
       const i: InstanceRecord = { ...old }
       view.instanceMap.set(key, i)
+      // A crashed replica's tombstone keeps being gossiped as it was.
+      if (i.state === 'crashed') { i.seq++; i.sentMs = t; view.emit({ kind: 'instance', op: 'upsert', key, cell: i.cell, nodeId: i.nodeId }); continue }
       const base = i.cell === 'ledger' ? 5 : i.digest === RELEASES.billing[1].digest ? 3 : 22
       i.qps = Math.max(0, base * (1 + 0.3 * Math.sin(phase + i.seq)) + rand() * 2)
       i.cpuPercent = 5 + i.qps * 0.8 + rand() * 4

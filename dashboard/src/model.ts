@@ -1,8 +1,9 @@
 // Pure view-model functions of the dashboard: everything the page shows is computed here from
 // fleet records, a policy and `nowMs`, so it is unit tested without a DOM (test/dashboard/).
 import { surgeCount } from '../../core/biology/rollout.ts'
+import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import { ERROR_WORDS } from '../../browser-host/error-words.ts'
-import type { CellPolicy, DesiredVersionRecord, InstanceRecord, ReleaseRecord, SourceStatus } from './source.ts'
+import type { CellPolicy, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord, SourceStatus } from './source.ts'
 
 export interface ReleaseRef { version: string, digest: string }
 
@@ -292,4 +293,39 @@ export function describeError (err: unknown): ErrorDescription {
 
 function splitWords (name: string): string {
   return name.replace(/Error$/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase() || 'error'
+}
+
+/** Why replicas of a cell crashed, as their heartbeats say (exit reason, last stderr lines). */
+export interface CrashNote { version: string, nodeId: string, reason: string, stderr: string[] }
+
+/** Distinct crash reasons of the crashed replicas in view, newest first, at most `max`. */
+export function crashNotes (instances: readonly InstanceRecord[], max = 3): CrashNote[] {
+  const seen = new Set<string>()
+  const out: CrashNote[] = []
+  const crashed = instances.filter(i => i.state === 'crashed').sort((a, b) => (b.endedMs ?? b.sentMs) - (a.endedMs ?? a.sentMs))
+  for (const i of crashed) {
+    const stderr = i.stderrTail ?? []
+    const key = `${i.version} ${i.exitReason ?? ''} ${stderr[stderr.length - 1] ?? ''}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ version: i.version, nodeId: i.nodeId, reason: i.exitReason ?? 'crashed', stderr })
+    if (out.length >= max) break
+  }
+  return out
+}
+
+/** The newest halt of a cell's release any node gossips; crash-looping when it had nothing to fall back to. */
+export interface HaltNote { version: string, digest: string, reason: string, crashLooping: boolean, nodeId: string }
+
+export function haltNote (nodes: readonly NodeRecord[], cell: string): HaltNote | undefined {
+  let best: HaltNote & { atMs: number } | undefined
+  for (const n of nodes) {
+    for (const h of n.halts ?? []) {
+      if (h.cell !== cell || (best !== undefined && h.atMs <= best.atMs)) continue
+      best = { version: h.version, digest: h.digest, reason: h.reason, crashLooping: h.reason.startsWith(CRASH_LOOPING_PREFIX), nodeId: n.nodeId, atMs: h.atMs }
+    }
+  }
+  if (best === undefined) return undefined
+  const { atMs: _, ...note } = best
+  return note
 }

@@ -7,9 +7,15 @@ import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
 import type { CellPolicy, FleetSource, InstanceRecord, NodeRecord } from './source.ts'
 import {
   callSplit, cellSample, createCallTally, describeError, displayStatus, pushBounded, qpsShareByDigest,
-  replicaSummary, rolloutProgress, tallyCall, targetOf
+  replicaSummary, rolloutProgress, tallyCall, targetOf, crashNotes, haltNote
 } from './model.ts'
-import type { CellSample, DisplayStatus, ErrorDescription, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow } from './model.ts'
+import type { CellSample, DisplayStatus, ErrorDescription, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote } from './model.ts'
+
+/** The halt of the release the cell is aiming at, if a node gossips one (absent key otherwise). */
+function haltOf (nodes: readonly NodeRecord[], cell: string, target: ReleaseRef | undefined): { halt?: HaltNote } {
+  const note = haltNote(nodes, cell)
+  return note !== undefined && (target === undefined || note.digest === target.digest) ? { halt: note } : {}
+}
 
 export interface StoreOptions {
   now?: () => number
@@ -32,6 +38,9 @@ export interface CellModel {
   rollout: RolloutProgress
   qpsShare: ShareRow[]
   calls: ShareRow[]
+  /** Why its replicas crashed (from their heartbeats), and a halt or crash-looping mark of its target. */
+  crashes: CrashNote[]
+  halt?: HaltNote
 }
 
 export interface CallOutcome {
@@ -109,7 +118,9 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
         replicas: replicaSummary(instances, policy),
         rollout: rolloutProgress(instances, target, policy, t),
         qpsShare: qpsShareByDigest(instances, target),
-        calls: callSplit(tally, name, target)
+        calls: callSplit(tally, name, target),
+        crashes: crashNotes(instances),
+        ...haltOf(view.nodes(), name, target)
       }
     })
   })

@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string, load: () => Promise<{ run: (ar
   build: { summary: 'bundle a cell into one artifact and print its sha256', load: async () => await import('./build.ts') },
   publish: { summary: 'sign a release of the cell in this directory and announce it to the fleet', load: async () => await import('./publish.ts') },
   rollback: { summary: 'run an earlier release again: cell rollback <cell> <version> [--digest HEX]', load: async () => await import('./rollback.ts') },
+  retire: { summary: 'stop a cell everywhere until its next publish: cell retire <cell>', load: async () => await import('./retire.ts') },
   call: { summary: 'call a cell method: cell call <cell> <method> \'<json>\'', load: async () => await import('./call.ts') },
   grant: { summary: 'issue a grant: cell grant <host|caller|operator> <peer-id> --ttl 7d', load: async () => await import('./grant.ts') }
 }

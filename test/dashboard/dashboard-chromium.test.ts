@@ -95,7 +95,14 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
     const page = await open('/dev.html', 1280)
     await page.locator('[data-testid="status"]', { hasText: 'live' }).waitFor({ timeout: 10_000 })
     await expect.poll(async () => await page.locator('[data-node]').count(), { timeout: 10_000 }).toBe(3)
-    expect(await page.locator('[data-cell]').evaluateAll(els => els.map(e => e.getAttribute('data-cell')))).toEqual(['billing', 'ledger'])
+    expect(await page.locator('[data-cell]').evaluateAll(els => els.map(e => e.getAttribute('data-cell')))).toEqual(['billing', 'importer', 'ledger'])
+    // Issue 8: a crash-looping cell says so, with the crash reason its replicas' heartbeats carry
+    // (before, the card showed only "crashed 1" and the reason was on the hosting node's stderr).
+    const importer = page.locator('[data-cell="importer"]')
+    expect(await importer.locator('.crashes .crash-looping').innerText()).toMatch(/crash-looping\s+v0\.1\.0: not started again until a new publish or rollback/i)
+    expect(await importer.locator('.crashes pre.stderr').innerText()).toMatch(/Error: DATABASE_URL is not set$/)
+    expect(await importer.locator('.crashes .crash p').innerText()).toMatch(/exited \(code 1, signal null\) before it was ready/)
+    expect(await page.locator('[data-cell="billing"] .crashes').count()).toBe(0)
     const billing = page.locator('[data-cell="billing"]')
     expect(await billing.getByText('Rolling out 1.2.0 → 1.3.0').isVisible()).toBe(true)
     expect(await billing.getByText(/of grace left/).first().isVisible()).toBe(true)

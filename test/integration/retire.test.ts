@@ -1,0 +1,79 @@
+// Issue 8 §6: `cell retire` signs a retire record; every replica across the fleet drains, nodes stop
+// hosting the cell and say so (status `retired`), and a later publish brings it back. On the old
+// code there was no retire record (retireCell / publishRetire did not exist), so this fails at once.
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { FullNode } from '../../node-host/full-node.ts'
+import { createClient, waitForView } from '../../node-host/client.ts'
+import { Publisher } from '../../node-host/publisher.ts'
+import { retireCell } from '../../node-host/retire.ts'
+import { CELL, stageVersion } from './versioned.ts'
+
+/** Resolves once every node's loop has ticked `n` more times (an event, with a deadline). */
+async function ticks (operator: Mesh, nodes: FullNode[], n: number): Promise<void> {
+  const start = nodes.map(x => x.loop.counters.ticks)
+  const deadline = Date.now() + n * 2_000 + 10_000
+  while (!nodes.every((x, i) => x.loop.counters.ticks >= start[i] + n)) {
+    if (Date.now() > deadline) throw new Error(`loops did not tick ${n} times`)
+    await waitForView(operator, () => undefined, 'a fleet change', { timeoutMs: 500 }).catch(() => {})
+  }
+}
+
+function running (nodes: FullNode[]): number {
+  return nodes.reduce((n, x) => n + x.replicas.list(CELL).filter(r => r.state === 'starting' || r.state === 'ready').length, 0)
+}
+
+describe('cell retire', () => {
+  const nodes: FullNode[] = []
+  const clients: Mesh[] = []
+  let root = ''
+  afterAll(async () => {
+    await Promise.all(clients.map(async c => await c.stop()))
+    await Promise.all(nodes.map(async n => await n.stop()))
+    if (root !== '') await rm(root, { recursive: true, force: true })
+  })
+
+  it('drains every replica on every node, nothing restarts it, and a later publish brings it back', async () => {
+    root = await mkdtemp(join(tmpdir(), 'cell-retire-'))
+    const key = await generateAuthority()
+    for (let i = 0; i < 3; i++) {
+      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, drainGraceMs: 2_000 })
+      await node.start()
+      nodes.push(node)
+    }
+    const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
+    clients.push(operator)
+    const publisher = new Publisher(operator)
+    const authority = authorityIdOf(key.publicKey)
+    const dir = await stageVersion(root, 'v1', authority)
+    const first = await publisher.publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
+    expect(first.ready).toBe(2)
+    const hosts = new Set(operator.view.liveInstances(CELL).map(i => i.nodeId))
+    expect(hosts.size).toBeGreaterThanOrEqual(1)
+
+    const r = await retireCell(operator, CELL, key, { timeoutMs: 60_000 })
+    expect(r.replicas).toBe(2)
+    expect(new Set(r.nodes)).toEqual(hosts)
+    expect(r.seq).toBeGreaterThan(first.seq)
+    // The fleet view is empty of it; so is every node's own replica set, and each says it is retired.
+    await waitForView(operator, () => running(nodes) === 0 && nodes.every(n => n.status().retired.some(x => x.cell === CELL && x.authority === authority)) ? true : undefined, 'every node to retire it', { timeoutMs: 30_000 })
+      .catch((err) => { throw new Error(`${(err as Error).message}: ${JSON.stringify(nodes.map(n => n.status()), null, 1)}`) })
+    for (const n of nodes) expect(n.loop.lastReasons.get(CELL)?.join(' ')).toMatch(/retired by/)
+    // Nothing volunteers for it again (min_replicas 2 would otherwise refill it at once).
+    const spawns = nodes.map(n => n.loop.counters.spawns)
+    await ticks(operator, nodes, 12)
+    expect(nodes.map(n => n.loop.counters.spawns)).toEqual(spawns)
+    expect(running(nodes)).toBe(0)
+
+    // A later publish (same artifact, a higher seq) brings it back.
+    const again = await publisher.publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
+    expect(again.seq).toBeGreaterThan(r.seq)
+    expect(again.ready).toBe(2)
+    await waitForView(operator, () => nodes.every(n => n.status().retired.length === 0) ? true : undefined, 'no node to call it retired', { timeoutMs: 10_000 })
+    expect(await operator.call<string>(CELL, 'version', null, { timeoutMs: 15_000 })).toBe('v1')
+  }, 180_000)
+})
