@@ -20,7 +20,9 @@ describe('fleet-intent store', () => {
     a.putRecord('release', 'auth billing', new Uint8Array([1, 2, 3]))
     a.putRecord('release', 'auth billing', new Uint8Array([4, 5]))
     a.putRecord('desired', 'auth versioned', new Uint8Array([9]))
+    a.putRecord('retire', 'auth versioned', new Uint8Array([7, 7]))
     a.release.accept({ cell: 'auth billing', seq: 42 })
+    a.retire.accept({ cell: 'auth versioned', seq: 43 })
     a.setHalts([{ cell: 'burner', version: '1.0.0', digest: 'ab'.repeat(32), atMs: 5, reason: 'crashes', nodeId: 'self' }])
     a.setListen({ tcp: 4001, ws: 4002 })
     a.setPeers(['/ip4/127.0.0.1/tcp/4003/p2p/x'])
@@ -29,6 +31,9 @@ describe('fleet-intent store', () => {
     expect(b.records('release')).toEqual([{ key: 'auth billing', signed: new Uint8Array([4, 5]) }])
     expect(b.records('desired')).toEqual([{ key: 'auth versioned', signed: new Uint8Array([9]) }])
     expect(b.release.highestSeq('auth billing')).toBe(42)
+    // Retire records and their floor (issue 8 §6): a retired cell stays retired across a restart.
+    expect(b.records('retire')).toEqual([{ key: 'auth versioned', signed: new Uint8Array([7, 7]) }])
+    expect(b.retire.highestSeq('auth versioned')).toBe(43)
     expect(b.halts()).toEqual([{ cell: 'burner', version: '1.0.0', digest: 'ab'.repeat(32), atMs: 5, reason: 'crashes', nodeId: 'self' }])
     expect(b.listen()).toEqual({ tcp: 4001, ws: 4002 })
     expect(b.peers()).toEqual(['/ip4/127.0.0.1/tcp/4003/p2p/x'])
@@ -61,7 +66,7 @@ describe('fleet-intent store', () => {
     a.putRecord('release', 'auth billing', new Uint8Array([1]))
     await a.flush()
     const file = JSON.parse(await readFile(join(dir, INTENT_FILE), 'utf8'))
-    file.records.retire = [['auth billing', 'AQ==']]
+    file.records['future-kind'] = [['auth billing', 'AQ==']]
     await writeFile(join(dir, INTENT_FILE), JSON.stringify(file))
     const b = await loadFleetIntent(dir)
     expect(b.records('release')).toHaveLength(1)

@@ -24,7 +24,8 @@ export const INTENT_FILE = 'fleet-intent.json'
 const LEGACY_FLOORS_FILE = 'sequence-floors.json'
 
 /** Signed record kinds kept across restarts, as the fleet view names them (FleetEnvelope kind). */
-export const INTENT_RECORD_KINDS = ['release', 'desired'] as const
+// Retire records (`cell retire`) too: after a restart of the whole fleet a retired cell stays retired.
+export const INTENT_RECORD_KINDS = ['release', 'desired', 'retire'] as const
 export type IntentRecordKind = typeof INTENT_RECORD_KINDS[number]
 
 /** Floors kept per kind; SequenceGuard forgets the least recently updated beyond it. */
@@ -49,6 +50,7 @@ export interface FleetIntent {
   /** Replay floors, one guard per kind (the fleet view's `sequenceFloors`). */
   release: SequenceGuard
   desired: SequenceGuard
+  retire: SequenceGuard
   /** Stored signed records of one kind, oldest update first. */
   records: (kind: IntentRecordKind) => Array<{ key: string, signed: Uint8Array }>
   /** Keeps the newest signed record of (kind, `${authority} ${cell}`); the oldest go beyond the bound. */
@@ -64,7 +66,7 @@ export interface FleetIntent {
 }
 
 interface Stored {
-  floors: { release: Array<[string, number]>, desired: Array<[string, number]> }
+  floors: { release: Array<[string, number]>, desired: Array<[string, number]>, retire: Array<[string, number]> }
   records: Record<IntentRecordKind, Array<[string, string]>>
   halts: HaltRecord[]
   listen: ListenPortsRecord
@@ -80,13 +82,14 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
   }
   const release = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.release })
   const desired = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.desired })
+  const retire = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.retire })
   const records = Object.fromEntries(INTENT_RECORD_KINDS.map(k => [k, new Map(stored.records[k])])) as Record<IntentRecordKind, Map<string, string>>
   let halts = stored.halts
   let listen = stored.listen
   let peers = stored.peers
   const serialise = (): string => JSON.stringify({
     version: 1,
-    floors: { release: release.entries(), desired: desired.entries() },
+    floors: { release: release.entries(), desired: desired.entries(), retire: retire.entries() },
     records: Object.fromEntries(INTENT_RECORD_KINDS.map(k => [k, [...records[k]]])),
     halts,
     listen,
@@ -108,6 +111,7 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
   return {
     release,
     desired,
+    retire,
     records: (kind) => [...records[kind]].map(([key, b64]) => ({ key, signed: Uint8Array.from(Buffer.from(b64, 'base64')) })),
     putRecord: (kind, key, signed) => {
       if (signed.byteLength > MAX_RECORD_BYTES || key.length > 600) return
@@ -127,7 +131,7 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
 }
 
 function emptyIntent (): Stored {
-  return { floors: { release: [], desired: [] }, records: { release: [], desired: [] }, halts: [], listen: {}, peers: [] }
+  return { floors: { release: [], desired: [], retire: [] }, records: { release: [], desired: [], retire: [] }, halts: [], listen: {}, peers: [] }
 }
 
 async function readJson<T> (path: string, parse: (value: unknown) => T): Promise<T | undefined> {
@@ -147,7 +151,7 @@ async function readJson<T> (path: string, parse: (value: unknown) => T): Promise
 }
 
 function parseFloors (value: unknown): Stored['floors'] {
-  const v = value as { release?: unknown, desired?: unknown }
+  const v = value as { release?: unknown, desired?: unknown, retire?: unknown }
   const list = (x: unknown, what: string): Array<[string, number]> => {
     if (!Array.isArray(x) || x.length > MAX_FLOORS) throw new Error(`${what} is not a list of at most ${MAX_FLOORS} entries`)
     return x.map((e) => {
@@ -155,7 +159,8 @@ function parseFloors (value: unknown): Stored['floors'] {
       return [e[0], e[1]] as [string, number]
     })
   }
-  return { release: list(v?.release, 'release floors'), desired: list(v?.desired, 'desired floors') }
+  // Retire floors are absent from files written before retire records existed.
+  return { release: list(v?.release, 'release floors'), desired: list(v?.desired, 'desired floors'), retire: v?.retire === undefined ? [] : list(v.retire, 'retire floors') }
 }
 
 function parseIntent (value: unknown): Stored {

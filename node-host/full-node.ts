@@ -237,8 +237,8 @@ export class FullNode {
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
-      if ((change.kind === 'release' || change.kind === 'desired') && change.cell != null) {
-        this.onRelease(change.cell, change.kind)
+      if ((change.kind === 'release' || change.kind === 'desired' || change.kind === 'retire') && change.cell != null) {
+        if (change.kind !== 'retire') this.onRelease(change.cell, change.kind)
         // Persist the record and its replay floor soon (coalesced): a restart must neither reopen
         // replays nor forget the cell.
         for (const authority of this.mesh.view.claimants(change.cell)) {
@@ -397,6 +397,7 @@ function intentRecordOf (view: FleetView, kind: IntentRecordKind, authority: str
   switch (kind) {
     case 'release': return view.releaseOf(authority, cell)?.signed
     case 'desired': return view.desiredOf(authority, cell)?.signed
+    case 'retire': return view.retiredOf(authority, cell)?.signed
   }
 }
 

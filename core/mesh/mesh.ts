@@ -51,7 +51,7 @@ export interface MeshInit {
   localInstances?: () => LocalInstanceState[]
   heartbeatMs?: number
   /** Highest release / desired seq per (authority, cell) the host remembers across restarts. */
-  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor }
+  sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor, retire?: SequenceFloor }
   defaultTimeoutMs?: number
   clock?: Clock
   random?: Random

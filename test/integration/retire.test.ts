@@ -45,7 +45,8 @@ describe('cell retire', () => {
       await node.start()
       nodes.push(node)
     }
-    const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
+    // Through node 1: node 0 is restarted alone below.
+    const operator = await createClient({ bootstrap: [nodes[1].addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)
     const publisher = new Publisher(operator)
     const authority = authorityIdOf(key.publicKey)
@@ -68,6 +69,23 @@ describe('cell retire', () => {
     await ticks(operator, nodes, 12)
     expect(nodes.map(n => n.loop.counters.spawns)).toEqual(spawns)
     expect(running(nodes)).toBe(0)
+
+    // The retire record is kept across a restart (fleet intent): node 0, restarted alone (no peer to
+    // hear it from), restores the release and still hosts nothing. Without the stored retire record
+    // it would start min_replicas 2 at once.
+    await nodes[0].stop()
+    const alone = await FullNode.create({ dataDir: join(root, 'n0'), bootstrap: [], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
+    await alone.start()
+    try {
+      await waitForView(alone.mesh, () => alone.releases.releases(CELL).length > 0 && alone.status().retired.some(x => x.cell === CELL) ? true : undefined, 'the restarted node to restore the release and the retire record', { timeoutMs: 30_000 })
+        .catch((err) => { throw new Error(`${(err as Error).message}: ${JSON.stringify(alone.status(), null, 1)}`) })
+      await ticks(alone.mesh, [alone], 12)
+      expect(alone.loop.counters.spawns).toBe(0)
+      expect(alone.replicas.list(CELL)).toEqual([])
+    } finally {
+      await alone.stop()
+    }
+    nodes.shift()
 
     // A later publish (same artifact, a higher seq) brings it back.
     const again = await publisher.publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
