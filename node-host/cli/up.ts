@@ -174,6 +174,8 @@ export async function run (argv: string[]): Promise<number> {
   }
   node.mesh.keeper?.addEventListener('join', say('joined'))
   node.mesh.keeper?.addEventListener('leave', say('left'))
+  // The autonomic loop's notices (retired cells, halted or crash-looping releases), once each.
+  node.loop.addEventListener('notice', (evt) => { if (!quiet) process.stdout.write(`${(evt as CustomEvent<{ text: string }>).detail.text}\n`) })
   process.once('SIGINT', () => { quiet = true })
   process.once('SIGTERM', () => { quiet = true })
   let dashboard: DashboardServer | undefined
@@ -209,7 +211,7 @@ export async function run (argv: string[]): Promise<number> {
         return
       }
       stopping = true
-      process.stdout.write(`\n${sig}: draining replicas (new calls go to other nodes) and stopping…\n`)
+      process.stdout.write(`\n${sig}: draining replicas and stopping…\n`)
       void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop({ signal: force.signal }) }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
     }
     process.on('SIGINT', () => { stop('SIGINT') })

@@ -7,7 +7,7 @@
 // replica keeps serving callers that trust B only, and after a restart a replayed older release of B
 // is refused (the replay floors persisted in the node's data dir).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, signRelease, signDesiredVersion, encodeRelease, encodeDesiredVersion } from '../../core/identity/index.ts'
@@ -83,10 +83,17 @@ describe('cell names bound to their authority (issue 7.4)', () => {
     }
 
     // Restart node 1 alone (no bootstrap): its view is empty, but the floors it persisted refuse a
-    // replay of B's 1.0.0 release that a peer gossips to it first.
+    // replay of B's 1.0.0 release that a peer gossips to it first. (A node restores the signed records
+    // it kept too, which would refuse the replay on their own; they are taken out of its fleet-intent
+    // file here so the floors alone are tested, as for a node whose records were lost.)
     const n1 = nodes[1]
     await n1.stop()
     nodes.splice(1, 1)
+    const intentFile = join(root, 'n1', 'fleet-intent.json')
+    const intent = JSON.parse(await readFile(intentFile, 'utf8')) as { records: Record<string, unknown[]>, floors: { release: unknown[] } }
+    expect(intent.records.release.length).toBeGreaterThan(0)
+    expect(intent.floors.release.length).toBeGreaterThan(0)
+    await writeFile(intentFile, JSON.stringify({ ...intent, records: {} }))
     const again = await FullNode.create({ dataDir: join(root, 'n1'), bootstrap: [], authorityKeys: [b], trust: [idA], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
     await again.start()
     nodes.push(again)
