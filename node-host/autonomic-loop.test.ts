@@ -72,7 +72,7 @@ describe('gossiped halts', () => {
   async function loopWith (others: NodeRecord[], authority: string, clock: ManualClock): Promise<AutonomicLoop> {
     const self = await peerId()
     const releases = [v1, v2].map(r => ({ ...r, authority }))
-    const view = { nodes: () => others, instances: () => [], desired: () => undefined, claimants: () => [authority] } as unknown as FleetView
+    const view = { nodes: () => others, instances: () => [], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [authority] } as unknown as FleetView
     const store = { cells: () => [CELL], releases: () => releases, byDigest: (_: string, d: string) => releases.find(r => r.digest === d) } as unknown as ReleaseStore
     const replicas = { list: () => [], spawn: async () => { throw new Error('test: no spawning') }, drain: async () => {} } as unknown as ReplicaSet
     return new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => false, hostGrant: hostGrantCheck(clock) })
@@ -118,7 +118,7 @@ describe('restarting a crashed replica', () => {
     const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     const crashedAt = clock.now() - 5_000
     const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
-    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
+    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
     const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
     // The crashed replica stays listed (its tombstone); each spawn adds a starting one.
     const listed: Array<{ instanceId: string, cell: string, state: string }> = [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }]
@@ -154,7 +154,7 @@ describe('eligible hosts', () => {
       makeNodeRecord(tagsOnly, { roles: ['full', 'sandbox-strict', `trust-${key.id.slice(0, 16)}`] })
     ]
     const releases = [{ ...v1, authority: key.id, manifest: { biology: policy(1), sandbox: { require: 'strict' } } as unknown as Manifest }]
-    const fleet = { nodes: () => nodes, instances: () => [], desired: () => undefined, claimants: () => [key.id], node: () => undefined } as unknown as FleetView
+    const fleet = { nodes: () => nodes, instances: () => [], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [key.id], node: () => undefined } as unknown as FleetView
     const store = { cells: () => [CELL], releases: () => releases, byDigest: (_: string, d: string) => releases.find(r => r.digest === d) } as unknown as ReleaseStore
     const replicas = { list: () => [], spawn: async () => {}, drain: async () => {} } as unknown as ReplicaSet
     const { levelOfRoles, satisfiesSandbox } = await import('./capsid/index.ts')

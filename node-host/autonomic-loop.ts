@@ -56,7 +56,13 @@ export interface AutonomicLoopInit {
 /** Crash events remembered after their tombstones leave the view (they count within the halt window). */
 const MAX_EVENTS = 2048
 
-export class AutonomicLoop {
+/**
+ * Detail of the loop's 'notice' events: what an operator watching `cell up` should see (a cell
+ * retired or back, a release halted or marked crash-looping), one line each, once.
+ */
+export interface LoopNotice { kind: 'retired' | 'unretired' | 'halted', cell: string, text: string }
+
+export class AutonomicLoop extends EventTarget {
   private readonly init: AutonomicLoopInit
   private readonly states = new Map<string, CellState>()
   private readonly pendingVolunteer = new Set<string>()
@@ -85,7 +91,12 @@ export class AutonomicLoop {
   private readonly grantedHosts = new Map<string, Map<string, string[]>>()
 
   constructor (init: AutonomicLoopInit) {
+    super()
     this.init = init
+  }
+
+  private notice (detail: LoopNotice): void {
+    this.dispatchEvent(new CustomEvent<LoopNotice>('notice', { detail }))
   }
 
   start (): void {
@@ -263,9 +274,11 @@ export class AutonomicLoop {
     if (retire !== undefined && was?.seq !== retire.seq) {
       this.retired.set(cell, { authority: retire.authority, seq: retire.seq })
       log('retired %s by %s (seq %d): draining its replicas here, hosting it no more', cell, retire.authority, retire.seq)
+      this.notice({ kind: 'retired', cell, text: `retired ${cell} by ${retire.authority}: draining its replicas here, hosting it no more` })
     } else if (retire === undefined && was !== undefined) {
       this.retired.delete(cell)
       log('%s is no longer retired: a later publish or rollback brought it back', cell)
+      this.notice({ kind: 'unretired', cell, text: `${cell} is back: a later publish or rollback superseded its retire record` })
     }
   }
 
@@ -330,6 +343,7 @@ export class AutonomicLoop {
         this.halted.set(`${action.cell}@${action.version}`, { metric: action.metric, reason: action.reason, digest: action.digest })
         if (this.halted.size > 256) this.halted.delete(this.halted.keys().next().value as string)
         log.error('halting %s@%s (%s): %s [%s]', action.cell, action.version, action.digest.slice(0, 12), action.reason, action.metric)
+        this.notice({ kind: 'halted', cell: action.cell, text: `halted ${action.cell}@${action.version}: ${action.reason}` })
       }
     }
   }

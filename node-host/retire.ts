@@ -35,7 +35,7 @@ export interface RetireResult {
   bytes: Uint8Array
   /** Nodes that ran replicas of the cell when it was retired (and have drained them, when waited for). */
   nodes: string[]
-  /** Replicas running when it was retired. */
+  /** Replicas seen running (or already draining) when it was retired. */
   replicas: number
 }
 
@@ -52,13 +52,28 @@ export async function retireCell (mesh: Mesh, cell: string, key: AuthorityKey, o
   // signs at or above the clock a moment later, brings the cell back.
   const seq = Math.max(mesh.view.releaseOf(key.id, cell)?.seq ?? 0, mesh.view.desiredOf(key.id, cell)?.seq ?? 0, mesh.view.retiredOf(key.id, cell)?.seq ?? 0, Date.now()) + 1
   const bytes = encodeRetire(await signRetire({ cell, seq, createdMs: Date.now(), reason: RETIRE_REASON }, key, { signal: options.signal }))
-  const running = mesh.view.liveInstances(cell)
-  const nodes = [...new Set(running.map(i => i.nodeId))].sort()
+  // Replicas that ran when it was retired, as heartbeats show them (the view may still be filling
+  // in when the record goes out: replicas seen running or draining while waiting count too).
+  const ran = new Map<string, string>()
+  const note = (): void => {
+    for (const i of mesh.view.instances(cell)) {
+      if ((i.state === 'starting' || i.state === 'ready' || i.state === 'draining') && ran.size < 4096) ran.set(`${i.nodeId}/${i.instanceId}`, i.nodeId)
+    }
+  }
+  note()
   await waitForView(mesh, () => mesh.libp2p.services.pubsub.getSubscribers(FLEET_RELEASE_TOPIC).length > 0 ? true : undefined, 'a fleet node subscribed to releases', { timeoutMs: Math.min(15_000, timeoutMs), signal: options.signal })
   await mesh.gossip.publishRetire(bytes, { signal: options.signal })
-  log('retired %s seq %d; %d replica(s) on %d node(s) to drain', cell, seq, running.length, nodes.length)
+  const publishedMs = Date.now()
+  log('retired %s seq %d; %d replica(s) seen running', cell, seq, ran.size)
   if (options.wait !== false) {
-    await waitForView(mesh, () => mesh.view.liveInstances(cell).length === 0 ? true : undefined, `every replica of ${cell} to drain`, {
+    // Done when every node in view has sent a heartbeat since the record went out (so the view is
+    // not simply empty because it is young) and none of them runs a replica of the cell.
+    await waitForView(mesh, () => {
+      note()
+      const nodes = mesh.view.nodes()
+      if (nodes.length === 0 || nodes.some(n => (mesh.view.lastSeenMs('node', n.nodeId) ?? 0) <= publishedMs)) return undefined
+      return mesh.view.liveInstances(cell).length === 0 ? true : undefined
+    }, `every replica of ${cell} to drain`, {
       timeoutMs,
       signal: options.signal,
       seen: () => {
@@ -67,5 +82,6 @@ export async function retireCell (mesh: Mesh, cell: string, key: AuthorityKey, o
       }
     })
   }
-  return { cell, seq, bytes, nodes, replicas: running.length }
+  const nodes = [...new Set(ran.values())].sort()
+  return { cell, seq, bytes, nodes, replicas: ran.size }
 }

@@ -57,8 +57,9 @@ describe('cell retire', () => {
     expect(hosts.size).toBeGreaterThanOrEqual(1)
 
     const r = await retireCell(operator, CELL, key, { timeoutMs: 60_000 })
-    expect(r.replicas).toBe(2)
-    expect(new Set(r.nodes)).toEqual(hosts)
+    // (the 2 ready ones, plus any surplus replica still draining when it was retired)
+    expect(r.replicas).toBeGreaterThanOrEqual(2)
+    for (const h of hosts) expect(r.nodes).toContain(h)
     expect(r.seq).toBeGreaterThan(first.seq)
     // The fleet view is empty of it; so is every node's own replica set, and each says it is retired.
     await waitForView(operator, () => running(nodes) === 0 && nodes.every(n => n.status().retired.some(x => x.cell === CELL && x.authority === authority)) ? true : undefined, 'every node to retire it', { timeoutMs: 30_000 })
