@@ -1,4 +1,4 @@
-// The four scenarios of the biology simulator. Each returns measured figures and the invariants it
+// The scenarios of the biology simulator. Each returns measured figures and the invariants it
 // broke (an empty list is a pass), plus the hash of its event log for the determinism check.
 
 import type { BiologyParams, Policy } from '../../core/biology/types.ts'
