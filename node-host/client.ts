@@ -114,6 +114,6 @@ export async function waitForReplicas (mesh: Mesh, cell: string, options: { coun
     const ready = mesh.replicas(cell).filter(i => options.digest == null || i.digest === options.digest)
     return ready.length >= (options.count ?? 1) ? ready : undefined
   }, `${options.count ?? 1} ready replica(s) of ${cell}`, { ...options, seen })
-  if (looping !== undefined) throw new ReleaseCrashLoopingError(`${cell}@${looping.version} is crash-looping and will not be started again until a new publish or rollback (node …${looping.nodeId.slice(-6)}: ${looping.reason}); ${seen()}`)
+  if (looping !== undefined) throw new ReleaseCrashLoopingError(`${cell}@${looping.version} is crash-looping and will not be started again until another artifact is published or rolled back to (node …${looping.nodeId.slice(-6)}: ${looping.reason}); ${seen()}`)
   return found
 }

@@ -6,7 +6,7 @@ import { CellError, type RetryRule } from '../core/errors.ts'
 import { CRASH_LOOPING_PREFIX } from '../core/biology/index.ts'
 import type { FleetView, InstanceRecord, NodeHalt } from '../core/fleet/index.ts'
 
-/** The release crash-loops with nothing to fall back to: no node starts it until a new publish or rollback. */
+/** The release crash-loops with nothing to fall back to: no node starts it until another artifact is published or rolled back to. */
 export class ReleaseCrashLoopingError extends CellError {
   static override readonly errorName = 'ReleaseCrashLoopingError'
   static override readonly retry: RetryRule = 'never'

@@ -87,8 +87,8 @@ export function decideCell (input: DecideInput): Decision {
     const next = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts: [...halts, halt] })
     if (next.target === undefined) {
       // Nothing to fall back to: mark it crash-looping (a halt with its own reason and metric), so
-      // no node starts it again until a new publish or rollback names another artifact.
-      const reason = `${CRASH_LOOPING_PREFIX}${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms and no earlier release to return to; not started again until a new publish or rollback`
+      // no node starts it again until another artifact is published or rolled back to names another artifact.
+      const reason = `${CRASH_LOOPING_PREFIX}${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms and no earlier release to return to; not started again until another artifact is published or rolled back to`
       actions.push({ kind: 'halt-release', cell, version: bad.version, digest: bad.digest, reason: `release ${bad.version} ${reason}`, metric: RELEASE_CRASH_LOOPING_METRIC })
       halts = mergeHalts(halts, [{ ...halt, reason }], cell, params.maxHalts)
       resolved = next

@@ -83,7 +83,7 @@ function Crashes (props: { cell: CellModel }): JSX.Element {
         <Show when={c().halt}>{h => (
           <p class={h().crashLooping ? 'halt crash-looping' : 'halt'} title={h().reason}>
             <strong>{h().crashLooping ? 'crash-looping' : 'halted'}</strong> v{h().version}
-            {h().crashLooping ? ': not started again until a new publish or rollback' : ` (on ${shortId(h().nodeId)})`}
+            {h().crashLooping ? ': not started again until another artifact is published or rolled back to' : ` (on ${shortId(h().nodeId)})`}
           </p>
         )}</Show>
         <For each={c().crashes}>{n => (

@@ -135,7 +135,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
       stderrTail: ['file:///cell/app/main.js:3', 'if (!process.env.DATABASE_URL) throw new Error("DATABASE_URL is not set")', '                                        ^', 'Error: DATABASE_URL is not set']
     })
     const n1 = view.nodeMap.get(nodes[1])!
-    n1.halts = [{ cell: 'importer', ...RELEASES.importer[0], atMs: t0 - 7_000, reason: `${CRASH_LOOPING_PREFIX}3 crashes or failed health checks fleet-wide within 120000 ms and no earlier release to return to; not started again until a new publish or rollback` }]
+    n1.halts = [{ cell: 'importer', ...RELEASES.importer[0], atMs: t0 - 7_000, reason: `${CRASH_LOOPING_PREFIX}3 crashes or failed health checks fleet-wide within 120000 ms and no earlier release to return to; not started again until another artifact is published or rolled back to` }]
   }
 
   const step = (): void => {

@@ -99,7 +99,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
     // Issue 8: a crash-looping cell says so, with the crash reason its replicas' heartbeats carry
     // (before, the card showed only "crashed 1" and the reason was on the hosting node's stderr).
     const importer = page.locator('[data-cell="importer"]')
-    expect(await importer.locator('.crashes .crash-looping').innerText()).toMatch(/crash-looping\s+v0\.1\.0: not started again until a new publish or rollback/i)
+    expect(await importer.locator('.crashes .crash-looping').innerText()).toMatch(/crash-looping\s+v0\.1\.0: not started again until another artifact is published or rolled back to/i)
     expect(await importer.locator('.crashes pre.stderr').innerText()).toMatch(/Error: DATABASE_URL is not set$/)
     expect(await importer.locator('.crashes .crash p').innerText()).toMatch(/exited \(code 1, signal null\) before it was ready/)
     expect(await page.locator('[data-cell="billing"] .crashes').count()).toBe(0)

@@ -1,0 +1,41 @@
+// What `cell publish` / `cell status` read of a release's crashes from the fleet view (issue 8 §4).
+// New with the exit report: on the old code there was nothing to read (the reason stayed on the
+// hosting node's stderr), so these fail there at import.
+import { describe, expect, it } from 'vitest'
+import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
+import type { FleetView } from '../core/fleet/index.ts'
+import { crashLoopingHalt, crashReports, describeCrashes } from './crash-report.ts'
+
+const A = '12D3KooWGRUVh7ZBdeMfFL9BApGqtGN5dcYq8N4dfAe8AKx2CzUN'
+const B = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
+
+describe('crash reports from the fleet view', () => {
+  const crashed = (id: string, node: string, endedMs: number, line: string) => makeInstanceRecord(node, { instanceId: id, cell: 'billing', digest: 'd1', state: 'crashed', endedMs, exitReason: 'exited with code 1', stderrTail: ['at boot', line] })
+  const instances = [
+    crashed('a', A, 10, 'Error: DATABASE_URL is not set'),
+    crashed('b', A, 30, 'Error: DATABASE_URL is not set'),
+    crashed('c', B, 20, 'Error: port in use'),
+    makeInstanceRecord(B, { instanceId: 'd', cell: 'billing', digest: 'd1', state: 'ready' }),
+    makeInstanceRecord(B, { instanceId: 'e', cell: 'billing', digest: 'd0', state: 'crashed', endedMs: 40 })
+  ]
+  const view = { instances: () => instances, nodes: () => [] } as unknown as FleetView
+
+  it('lists crashed replicas of the digest newest first and names each distinct reason once', () => {
+    expect(crashReports(view, 'billing', 'd1').map(r => r.instanceId)).toEqual(['b', 'c', 'a'])
+    expect(describeCrashes(crashReports(view, 'billing', 'd1'))).toEqual([
+      `1.2.3 crashed on …${A.slice(-6)}: exited with code 1: Error: DATABASE_URL is not set`,
+      `1.2.3 crashed on …${B.slice(-6)}: exited with code 1: Error: port in use`
+    ])
+    // A crash without a report says nothing rather than an empty line.
+    expect(describeCrashes(crashReports(view, 'billing', 'd0'))).toEqual([])
+  })
+
+  it('finds a crash-looping mark of the digest in any node record, and not a plain halt', () => {
+    const halt = { cell: 'billing', version: '1.0.0', digest: 'd1', atMs: 5 }
+    const nodes = [makeNodeRecord(A, { halts: [{ ...halt, reason: '3 crashes or failed health checks' }] })]
+    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd1')).toBeUndefined()
+    nodes.push(makeNodeRecord(B, { halts: [{ ...halt, reason: 'crash-looping: 3 crashes' }] }))
+    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd1')).toMatchObject({ nodeId: B, version: '1.0.0' })
+    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd2')).toBeUndefined()
+  })
+})
