@@ -27,6 +27,14 @@ const LEGACY_FLOORS_FILE = 'sequence-floors.json'
 // Retire records (`cell retire`) too: after a restart of the whole fleet a retired cell stays retired.
 export const INTENT_RECORD_KINDS = ['release', 'desired', 'retire'] as const
 export type IntentRecordKind = typeof INTENT_RECORD_KINDS[number]
+/**
+ * Every kind the file holds. `prepared`: signed releases this node prepared, keyed by
+ * `${authority} ${cell} ${digest}`; the view keeps only the newest release of a cell, so these are
+ * what lets a restarted node fall back to the previous release when the newest is halted (verified
+ * again and handed to the release store, not to the view, whose floors are above them).
+ */
+export const STORED_RECORD_KINDS = [...INTENT_RECORD_KINDS, 'prepared'] as const
+export type StoredRecordKind = typeof STORED_RECORD_KINDS[number]
 
 /** Floors kept per kind; SequenceGuard forgets the least recently updated beyond it. */
 const MAX_FLOORS = 10_000
@@ -52,9 +60,12 @@ export interface FleetIntent {
   desired: SequenceGuard
   retire: SequenceGuard
   /** Stored signed records of one kind, oldest update first. */
-  records: (kind: IntentRecordKind) => Array<{ key: string, signed: Uint8Array }>
-  /** Keeps the newest signed record of (kind, `${authority} ${cell}`); the oldest go beyond the bound. */
-  putRecord: (kind: IntentRecordKind, key: string, signed: Uint8Array) => void
+  records: (kind: StoredRecordKind) => Array<{ key: string, signed: Uint8Array }>
+  /** Keeps a signed record under (kind, key), replacing the one there; the least recently put go beyond the bound. */
+  putRecord: (kind: StoredRecordKind, key: string, signed: Uint8Array) => void
+  /** Keys of one kind starting with `prefix`, oldest update first (no decoding). */
+  keys: (kind: StoredRecordKind, prefix?: string) => string[]
+  forget: (kind: StoredRecordKind, key: string) => void
   halts: () => HaltRecord[]
   setHalts: (halts: readonly HaltRecord[]) => void
   listen: () => ListenPortsRecord
@@ -67,7 +78,7 @@ export interface FleetIntent {
 
 interface Stored {
   floors: { release: Array<[string, number]>, desired: Array<[string, number]>, retire: Array<[string, number]> }
-  records: Record<IntentRecordKind, Array<[string, string]>>
+  records: Record<StoredRecordKind, Array<[string, string]>>
   halts: HaltRecord[]
   listen: ListenPortsRecord
   peers: string[]
@@ -83,14 +94,14 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
   const release = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.release })
   const desired = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.desired })
   const retire = new SequenceGuard({ maxCells: MAX_FLOORS, initial: stored.floors.retire })
-  const records = Object.fromEntries(INTENT_RECORD_KINDS.map(k => [k, new Map(stored.records[k])])) as Record<IntentRecordKind, Map<string, string>>
+  const records = Object.fromEntries(STORED_RECORD_KINDS.map(k => [k, new Map(stored.records[k])])) as Record<StoredRecordKind, Map<string, string>>
   let halts = stored.halts
   let listen = stored.listen
   let peers = stored.peers
   const serialise = (): string => JSON.stringify({
     version: 1,
     floors: { release: release.entries(), desired: desired.entries(), retire: retire.entries() },
-    records: Object.fromEntries(INTENT_RECORD_KINDS.map(k => [k, [...records[k]]])),
+    records: Object.fromEntries(STORED_RECORD_KINDS.map(k => [k, [...records[k]]])),
     halts,
     listen,
     peers
@@ -120,6 +131,8 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
       map.set(key, Buffer.from(signed).toString('base64'))
       if (map.size > MAX_RECORDS) map.delete(map.keys().next().value as string)
     },
+    keys: (kind, prefix = '') => [...records[kind].keys()].filter(k => k.startsWith(prefix)),
+    forget: (kind, key) => { records[kind].delete(key) },
     halts: () => halts.map(h => ({ ...h })),
     setHalts: (next) => { halts = next.slice(-MAX_HALTS).map(h => ({ ...h })) },
     listen: () => ({ ...listen }),
@@ -131,7 +144,7 @@ export async function loadFleetIntent (dataDir: string): Promise<FleetIntent> {
 }
 
 function emptyIntent (): Stored {
-  return { floors: { release: [], desired: [], retire: [] }, records: { release: [], desired: [], retire: [] }, halts: [], listen: {}, peers: [] }
+  return { floors: { release: [], desired: [], retire: [] }, records: { release: [], desired: [], retire: [], prepared: [] }, halts: [], listen: {}, peers: [] }
 }
 
 async function readJson<T> (path: string, parse: (value: unknown) => T): Promise<T | undefined> {
@@ -171,10 +184,10 @@ function parseIntent (value: unknown): Stored {
   const records = (v.records ?? {}) as Record<string, unknown>
   for (const kind of Object.keys(records)) {
     // A kind this build does not know (written by a newer node) is skipped, not fatal.
-    if (!(INTENT_RECORD_KINDS as readonly string[]).includes(kind)) { log('ignoring stored %s records: unknown kind', kind); continue }
+    if (!(STORED_RECORD_KINDS as readonly string[]).includes(kind)) { log('ignoring stored %s records: unknown kind', kind); continue }
     const list = records[kind]
     if (!Array.isArray(list) || list.length > MAX_RECORDS) throw new Error(`${kind} records are not a list of at most ${MAX_RECORDS}`)
-    out.records[kind as IntentRecordKind] = list.map((e) => {
+    out.records[kind as StoredRecordKind] = list.map((e) => {
       if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || e[0].length > 600 || typeof e[1] !== 'string' || e[1].length > MAX_RECORD_BYTES * 2) throw new Error(`${kind} records have an invalid entry`)
       return [e[0], e[1]] as [string, string]
     })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, issueGrant, authorityIdOf, encodeCertificate, verifyCertificates, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { Credentials, issueGrant, authorityIdOf, encodeCertificate, verifyCertificates, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { CellError } from '../core/errors.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
@@ -245,6 +245,7 @@ export class FullNode {
           const kind = change.kind as IntentRecordKind
           const signed = intentRecordOf(this.mesh.view, kind, authority, change.cell)
           if (signed !== undefined) this.intent.putRecord(kind, `${authority} ${change.cell}`, signed)
+          if (signed !== undefined && kind === 'release') this.rememberPrepared(authority, change.cell, signed)
         }
         this.scheduleIntentFlush()
       }
@@ -307,8 +308,24 @@ export class FullNode {
     for (const kind of INTENT_RECORD_KINDS) {
       for (const { key, signed } of this.intent.records(kind)) {
         const result = await this.mesh.view.apply({ kind, signed }, { from: this.peerId }).catch((err: Error) => ({ accepted: false as const, reason: err.name }))
-        if (result.accepted || result.reason === 'duplicate') accepted++
-        else dropped.push(`${kind} ${key.slice(0, 12)}…${key.slice(key.indexOf(' '))}: ${result.reason}`)
+        if (result.accepted || result.reason === 'duplicate') { accepted++; continue }
+        // Dropped (untrusted, broken, superseded): not kept for the next start either.
+        this.intent.forget(kind, key)
+        dropped.push(`${kind} ${key.slice(0, 12)}…${key.slice(key.indexOf(' '))}: ${result.reason}`)
+      }
+    }
+    // Older releases the view no longer holds go to the release store (verified against the trusted
+    // authorities first): the previous release of a halted one must be known after a restart.
+    for (const { key, signed } of this.intent.records('prepared')) {
+      try {
+        const r = await verifySignedRecord(signed, { kind: 'release', trusted: this.trusted })
+        if (this.mesh.view.releaseOf(r.authority, r.cell)?.digest === r.digest) continue
+        void this.releases.prepare(this.mesh.libp2p, { cell: r.cell, version: r.version, digest: r.digest, authority: r.authority, seq: r.seq, signed })
+          .catch((err: Error) => { log.error('remembered release %s@%s not prepared: %s: %s', r.cell, r.version, err.name, err.message) })
+        accepted++
+      } catch (err) {
+        this.intent.forget('prepared', key)
+        dropped.push(`prepared ${key.slice(0, 12)}…: ${(err as Error).name}`)
       }
     }
     if (dropped.length > 0) log.error('dropped %d remembered record(s): %s', dropped.length, dropped.slice(0, 8).join('; '))
@@ -335,6 +352,15 @@ export class FullNode {
     // An empty view (every peer gone) keeps the last known peers: those are what a restart needs.
     if (peers.length > 0) this.intent.setPeers(peers)
     this.scheduleIntentFlush()
+  }
+
+  /** Keeps the signed bytes of a release of (authority, cell), the 8 newest per cell. */
+  private rememberPrepared (authority: string, cell: string, signed: Uint8Array): void {
+    const digest = this.mesh.view.releaseOf(authority, cell)?.digest
+    if (digest === undefined) return
+    this.intent.putRecord('prepared', `${authority} ${cell} ${digest}`, signed)
+    const kept = this.intent.keys('prepared', `${authority} ${cell} `)
+    for (const key of kept.slice(0, Math.max(0, kept.length - 8))) this.intent.forget('prepared', key)
   }
 
   private scheduleIntentFlush (): void {

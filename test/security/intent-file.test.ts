@@ -1,14 +1,15 @@
 // Attack: the records a node keeps across restarts (<data>/fleet-intent.json) are edited on disk:
 // a release signed by an authority the node does not trust, a trusted release with one byte of its
 // signature flipped, bytes that are no record at all, a desired record whose seq is below the kept
-// floor (a replay), and a desired record far in the future. On start every one of them goes through
+// floor (a replay), a desired record far in the future, and older releases (kept for falling back
+// after a halt) signed by the untrusted authority or tampered with. On start every one of them goes through
 // the fleet view's verification again: only the genuine release comes back, the rest are dropped
 // (untrusted, bad signature, stale, future) and the node starts anyway.
 // On the code before the intent store nothing was restored at all (the genuine release was lost too,
 // the first expectation fails); a loader that trusted its own file would restore the forged ones
 // (the expectations on the rival and the tampered record fail).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, signRelease, signDesiredVersion, encodeRelease, encodeDesiredVersion } from '../../core/identity/index.ts'
@@ -42,7 +43,9 @@ describe('a tampered fleet-intent file', () => {
       floors: { release: [], desired: [[`${idOwner} billing`, now - 1_000]] },
       records: {
         release: [[`${idOwner} billing`, b64(genuine)], [`${idOwner} ledger`, b64(untrusted)], [`${idOwner} versioned`, b64(tampered)], [`${idOwner} junk`, b64(new Uint8Array([1, 2, 3]))]],
-        desired: [[`${idOwner} billing`, b64(replayed)], [`${idOwner} sleepy`, b64(future)]]
+        desired: [[`${idOwner} billing`, b64(replayed)], [`${idOwner} sleepy`, b64(future)]],
+        // Older releases go to the release store directly: verified against the trusted authorities too.
+        prepared: [[`${idRival} ledger ${'b'.repeat(64)}`, b64(untrusted)], [`${idOwner} versioned ${'c'.repeat(64)}`, b64(tampered)]]
       },
       halts: [],
       listen: {},
@@ -64,5 +67,12 @@ describe('a tampered fleet-intent file', () => {
     expect(dropped['bad-signature']).toBeGreaterThanOrEqual(3)
     expect(dropped.stale).toBe(1)
     expect(dropped.future).toBe(1)
+    // The older releases that failed verification are forgotten, not kept for the next start (the
+    // genuine release is kept among the prepared ones too).
+    await node.stop()
+    node = undefined
+    const kept = JSON.parse(await readFile(join(dataDir, 'fleet-intent.json'), 'utf8')) as { records: Record<string, Array<[string, string]>> }
+    expect(kept.records.prepared.map(([k]) => k)).toEqual([`${idOwner} billing ${'a'.repeat(64)}`])
+    expect(kept.records.release.map(([k]) => k)).toEqual([`${idOwner} billing`])
   }, 60_000)
 })
