@@ -23,7 +23,10 @@ export interface ClientInit {
   privateKey?: Ed25519PrivateKey
   trust?: string[]
   listen?: boolean
-  /** Keep connections to this many full nodes, re-dialing lost ones (long-lived clients; CLI commands need none). */
+  /**
+   * Keep connections to this many full nodes, re-dialing lost ones with backoff (default 1): a
+   * bootstrap dial refused once (libp2p limits inbound connections per host and second) is retried.
+   */
   keep?: number
   clock?: Clock
 }
@@ -49,7 +52,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
     listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
     bootstrap: init.bootstrap,
     dhtClientMode: true,
-    ...(init.keep !== undefined ? { keeper: { keep: init.keep } } : {}),
+    keeper: { keep: init.keep ?? 1, minBackoffMs: 250, maxBackoffMs: 2_000 },
     credentials,
     trusted,
     clock,

@@ -193,7 +193,12 @@ export class Mesh {
         // (or a second monitor round) colliding with it failed one of them, and could cut a link.
         ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
         dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
-        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false }),
+        // No IP colocation penalty: gossipsub's default (-5 × (peers from one IP − 10)²) counts every
+        // peer ever seen from an address for an hour (scores of departed peers are retained), so on
+        // one machine, behind a NAT or in containers a dozen `cell call`s pushed every fleet peer
+        // past the graylist threshold and gossip stopped in silence: the issue 8 split. Who may
+        // speak in the fleet is decided by signed records and grants, not by addresses.
+        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: { IPColocationFactorWeight: 0 } }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),

@@ -159,6 +159,8 @@ export class PeerKeeper extends EventTarget {
     for (const id of [...this.members]) {
       if (now.has(id)) continue
       this.members.delete(id)
+      // libp2p's reconnect queue drops KEEP_ALIVE tags after its retries fail: tag again on the next join.
+      this.tagged.delete(id)
       this.stats.leaves++
       this.dispatchEvent(new CustomEvent('leave', { detail: { peerId: id, connected: now.size } }))
     }
