@@ -75,6 +75,10 @@ export class ReplicaSet extends EventTarget {
   private level?: SandboxLevel
   /** Set by stopAll: nothing new starts, a replica that was starting drains as soon as it is up. */
   private closing = false
+  /** What stopAll was asked for: a replica that finishes starting after it drains the same way. */
+  private closingOptions: { graceMs?: number, signal?: AbortSignal } = {}
+  /** Spawns and drains under way, so stopAll can wait for every one (each is bounded by its own deadline). */
+  private readonly pendingWork = new Set<Promise<unknown>>()
   /** Calls the synapse server handed to a replica that have not returned yet (what a stop waits for). */
   private handling = 0
   private readonly idleWaiters = new Set<() => void>()
@@ -170,7 +174,7 @@ export class ReplicaSet extends EventTarget {
       if (spec.manifest?.storage == null) void rm(dataDir, { recursive: true, force: true }).catch(() => {})
     }
     try {
-      const capsid = await startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options)
+      const capsid = await this.track(startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options))
       info.capsid = capsid
       info.state = 'ready'
       info.readyMs = this.init.clock.now()
@@ -188,7 +192,7 @@ export class ReplicaSet extends EventTarget {
       })
       log('replica %s of %s@%s ready (pid %d, %s)', instanceId, spec.cell, spec.version, capsid.pid, capsid.mode)
       this.dispatchEvent(new CustomEvent('ready', { detail: info }))
-      if (this.closing) void this.drain(instanceId).catch(() => {})
+      if (this.closing) void this.drain(instanceId, this.closingOptions).catch(() => {})
       return info
     } catch (err) {
       info.state = 'crashed'
@@ -212,16 +216,31 @@ export class ReplicaSet extends EventTarget {
     if (info?.capsid == null || info.state === 'stopped' || info.state === 'crashed') return
     info.state = 'draining'
     const graceMs = options.graceMs ?? this.init.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS
-    await info.capsid.stop({ drainMs: graceMs, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    await this.track(info.capsid.stop({ drainMs: graceMs, ...(options.signal !== undefined ? { signal: options.signal } : {}) }))
     info.state = 'stopped'
     info.endedMs ??= this.init.clock.now()
   }
 
-  /** Drains every replica at once (see drain); resolves when all stopped and no call is being answered. */
+  /**
+   * Drains every replica at once (see drain); a replica still starting drains as soon as it is up.
+   * Resolves when all stopped (drains started elsewhere included) and no call is being answered.
+   */
   async stopAll (options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<void> {
     this.closing = true
-    await Promise.all(this.list().map(async r => await this.drain(r.instanceId, options).catch(() => {})))
+    this.closingOptions = options
+    for (const r of this.list()) void this.drain(r.instanceId, options).catch(() => {})
+    // Bounded: no spawn starts once closing, and every start and drain has its own deadline.
+    while (this.pendingWork.size > 0) await Promise.allSettled([...this.pendingWork])
     await this.idle(options)
+  }
+
+  private async track<T> (work: Promise<T>): Promise<T> {
+    this.pendingWork.add(work)
+    try {
+      return await work
+    } finally {
+      this.pendingWork.delete(work)
+    }
   }
 
   /** Resolves once no call handed to a replica is still being answered (or `signal` aborts). */
