@@ -1,8 +1,8 @@
 // Issue 8.3: restarts keep the fleet's intent. Three `cell up` processes run billing and the
 // `versioned` fixture after a rollback (1.1.0 published over 1.0.0, then rolled back to 1.0.0: the
 // target is not the newest release). Every node gets SIGTERM, then all restart on the same data
-// directories with no --bootstrap flag (they find each other through the ports and peers they
-// remember), and every cell answers at its target version without a new publish.
+// directories at once with no --bootstrap flag (they find each other through the ports and peers
+// they remember), and every cell answers at its target version without a new publish.
 // On the old code this fails: the restarted nodes hold no release, so no replica starts and the wait
 // for replicas times out ("0 instance(s)", as in the issue); without port reuse the restarted nodes
 // listen elsewhere and the first expectation on the address fails.
@@ -67,13 +67,10 @@ describe('a whole fleet restarts and keeps its intent', () => {
     const old = nodes.splice(0)
     await Promise.all(old.map(async p => await stopProc(p, 60_000)))
     for (const p of old) expect(p.child.exitCode, p.stderr().slice(-2000)).toBe(0)
-    const restarted: string[] = []
-    for (const name of NAMES) {
-      // No --bootstrap: each node dials the full nodes it remembers, on the ports they listened on.
-      const p = cell(['up', '--data', join(root, name), '--authority', keyPath])
-      nodes.push(p)
-      restarted.push((await p.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 30_000))[1])
-    }
+    // All at once, with no --bootstrap: each node dials the full nodes it remembers, on the ports they
+    // listened on (a peer not up yet is dialled again with backoff).
+    for (const name of NAMES) nodes.push(cell(['up', '--data', join(root, name), '--authority', keyPath]))
+    const restarted = await Promise.all(nodes.map(async p => (await p.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 30_000))[1]))
     // The first node's address is the one everybody held: same peer id and port.
     expect(restarted[0]).toBe(bootstrap)
 
