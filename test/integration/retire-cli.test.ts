@@ -42,7 +42,7 @@ describe('cell publish of a crash loop, and cell retire, on `cell up` processes'
     expect(r.code, fleetLogs(nodes)).toBe(1)
     expect(r.stderr).toMatch(/crash-looping/)
     expect(r.stderr).toMatch(/Error: DATABASE_URL is not set/)
-    for (const n of nodes) await n.waitFor(/halted versioned@1\.0\.0: release 1\.0\.0 crash-looping: /, 30_000)
+    for (const n of nodes) await n.waitFor(/halted versioned@1\.0\.0: release 1\.0\.0 (halted by node …\w{8}: )?crash-looping: /, 30_000)
   }, 120_000)
 
   it('cell retire drains every replica and each node says so; a later publish brings the cell back', async () => {
