@@ -73,6 +73,8 @@ describe('rollout and rollback on a multi-process fleet', () => {
     const r = await cellRun(['rollback', CELL, '1.0.0', '--digest', v1, '--bootstrap', bootstrap, '--key', keyPath, '--wait', '1', '--timeout', '90'], 120_000)
     expect(r.stderr, fleetLogs(nodes)).toBe('')
     expect(r.code, fleetLogs(nodes)).toBe(0)
+    // Every node says it holds 1.0.0 prepared (before issue 8 the CLI printed no per-node report).
+    expect(r.stdout).toMatch(/prepared on 5 of 5 nodes/)
     await waitForView(c, () => onlyRunning(c, v1, 2), 'only 1.0.0 replicas running', { timeoutMs: 120_000 })
     await loop.stop()
     process.stdout.write(`multi-process rollback: ${Date.now() - started} ms, ${loop.calls} calls, ${loop.failures.length} failed\n`)
