@@ -6,10 +6,11 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, issueGrant, authorityIdOf, encodeCertificate, verifyCertificates, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { Credentials, authorityIdOf, encodeCertificate, verifyCertificates, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { CellError } from '../core/errors.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
+import { SelfGrants } from './self-grants.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
 import { serveArtifacts } from './artifacts/artifact-exchange.ts'
@@ -26,7 +27,6 @@ import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
 import type { FleetView } from '../core/fleet/index.ts'
 
 const log = logger('cell:node')
-const DAY_MS = 86_400_000
 
 /**
  * A grant handed to the node (`--grant`, node.toml, `<data>/grants/*.grant`) does not verify: a bad
@@ -86,6 +86,7 @@ export class FullNode {
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
   private reconcileTimer?: ReturnType<typeof setInterval>
   private readonly intent: FleetIntent
+  private selfGrants?: SelfGrants
   private intentTimer?: ReturnType<typeof setTimeout>
   private intentSignature = ''
   /** Things worth telling the operator at start (e.g. a remembered port was taken). */
@@ -99,10 +100,10 @@ export class FullNode {
     const credentials = new Credentials({ peerKey, clock })
     const trusted = new Set(init.trust ?? [])
     const now = clock.now()
-    for (const key of init.authorityKeys ?? []) {
-      trusted.add(authorityIdOf(key.publicKey))
-      credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + 30 * DAY_MS }))
-    }
+    for (const key of init.authorityKeys ?? []) trusted.add(authorityIdOf(key.publicKey))
+    // Host grants from the operator's own authority keys, renewed while the node runs.
+    const selfGrants = new SelfGrants({ keys: init.authorityKeys ?? [], credentials, clock })
+    await selfGrants.renew()
     const grants: Array<{ grant: string | Certificate, source: string }> = [
       ...(init.grants ?? []).map((grant, i) => ({ grant, source: `grant #${i + 1} given to the node` })),
       ...await readGrantFiles(join(init.dataDir, 'grants'))
@@ -206,6 +207,7 @@ export class FullNode {
     })
     halts = () => loop.haltRecords()
     const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent)
+    node.selfGrants = selfGrants
     self = node
     node.notes.push(...notes)
     return node
@@ -258,6 +260,7 @@ export class FullNode {
     this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)
     this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
     this.loop.start()
+    this.selfGrants?.start()
     log('full node %s started', this.peerId)
   }
 
@@ -403,6 +406,7 @@ export class FullNode {
     if (!this.started) return
     this.started = false
     this.loop.stop()
+    this.selfGrants?.stop()
     clearInterval(this.reconcileTimer)
     this.rememberHaltsAndPeers()
     const stopping = this.replicas.stopAll({ ...(this.init.drainGraceMs !== undefined ? { graceMs: this.init.drainGraceMs } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })

@@ -1,0 +1,66 @@
+// The host grants a node issues itself with the authority keys its operator handed it
+// (`cell up --authority`). They last 30 days; a fleet runs longer than that, so they are issued
+// again once less than half of their validity is left (checked hourly on the injected clock).
+// Without renewal the node's record would stop counting anywhere after 30 days of uptime.
+import { logger } from '@libp2p/logger'
+import { issueGrant, authorityIdOf, type AuthorityKey, type Credentials } from '../core/identity/index.ts'
+import type { Clock } from '../core/ports.ts'
+
+const log = logger('cell:node:grants')
+const DAY_MS = 86_400_000
+export const SELF_GRANT_MS = 30 * DAY_MS
+const CHECK_MS = 3_600_000
+
+export interface SelfGrantsInit {
+  keys: readonly AuthorityKey[]
+  credentials: Pick<Credentials, 'peerId' | 'grantFor' | 'addGrant'>
+  clock: Clock
+  validityMs?: number
+  checkMs?: number
+}
+
+export class SelfGrants {
+  private readonly init: SelfGrantsInit
+  private timer: unknown
+  private running = false
+  renewals = 0
+
+  constructor (init: SelfGrantsInit) {
+    this.init = init
+  }
+
+  /** Issues (or re-issues) every grant whose validity is less than half left; all of them when none is held. */
+  async renew (): Promise<void> {
+    const { keys, credentials, clock } = this.init
+    const validityMs = this.init.validityMs ?? SELF_GRANT_MS
+    const now = clock.now()
+    for (const key of keys) {
+      const held = credentials.grantFor(authorityIdOf(key.publicKey))
+      if (held != null && held.notAfterMs - now > validityMs / 2) continue
+      credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + validityMs }))
+      if (held != null) {
+        this.renewals++
+        log('renewed the host grant from %s (it ended at %d)', key.id.slice(0, 12), held.notAfterMs)
+      }
+    }
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.schedule()
+  }
+
+  stop (): void {
+    this.running = false
+    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  private schedule (): void {
+    if (!this.running) return
+    this.timer = this.init.clock.setTimeout(() => {
+      void this.renew().catch((err) => { log.error('renewing host grants failed: %e', err) }).finally(() => { this.schedule() })
+    }, this.init.checkMs ?? CHECK_MS)
+  }
+}
