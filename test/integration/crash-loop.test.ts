@@ -5,48 +5,27 @@
 // expectation: publish rejects only after 60 s with a WaitTimeoutError whose message has no crash
 // reason (and crashes keep coming at ~1/s, volume dirs pile up, no node marks it crash-looping).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
-import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { CELL, stageVersion } from './versioned.ts'
+import { TestFleet, ticks } from './test-fleet.ts'
 
 async function volumeDirs (dataDir: string): Promise<number> {
   return (await readdir(join(dataDir, 'volumes')).catch(() => [])).filter(d => d.startsWith(`${CELL}-`)).length
 }
 
-/** Resolves once every node's loop has ticked `n` more times (an event, with a deadline). */
-async function ticks (operator: Mesh, nodes: FullNode[], n: number): Promise<void> {
-  const start = nodes.map(x => x.loop.counters.ticks)
-  const deadline = Date.now() + n * 2_000 + 10_000
-  while (!nodes.every((x, i) => x.loop.counters.ticks >= start[i] + n)) {
-    if (Date.now() > deadline) throw new Error(`loops did not tick ${n} times`)
-    await waitForView(operator, () => undefined, 'a fleet change', { timeoutMs: 500 }).catch(() => {})
-  }
-}
 
 describe('a cell that crashes at import with nothing to fall back to', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('backs off, is marked crash-looping, publish says why, volumes do not pile up; a fixed version starts', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-crashloop-'))
     const key = await generateAuthority()
-    for (let i = 0; i < 3; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-crashloop-', 3, { authorityKeys: [key] })
     let crashes = 0
     for (const n of nodes) n.replicas.addEventListener('exit', (e) => { if ((e as CustomEvent).detail.info.state === 'crashed') crashes++ })
     const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })

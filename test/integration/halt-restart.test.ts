@@ -5,36 +5,25 @@
 // 1.0.0 times out); with releases kept but not halts they target the newest release, 1.1.0, and its
 // replicas crash-loop (the "no 1.1.0 replica" expectation fails).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { CELL, onlyRunning, stageVersion } from './versioned.ts'
+import { TestFleet } from './test-fleet.ts'
 
 describe('a halted release after a restart of every node', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('stays halted, and the cell runs the previous release', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-halt-restart-'))
     const key = await generateAuthority()
-    const start = async (i: number, biology?: { haltThreshold: number }): Promise<FullNode> => {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, ...(biology !== undefined ? { biology } : {}) })
-      await node.start()
-      nodes.push(node)
-      return node
-    }
-    for (let i = 0; i < 2; i++) await start(i)
+    const root = await fleet.start('cell-halt-restart-', 2, { authorityKeys: [key] })
+    const start = async (i: number, biology?: { haltThreshold: number }): Promise<FullNode> =>
+      await fleet.node(`n${i}`, i === 0 ? [] : [nodes[0].addresses()[0]], { authorityKeys: [key], ...(biology !== undefined ? { biology } : {}) })
     const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)
     const publisher = new Publisher(operator)

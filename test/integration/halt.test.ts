@@ -1,34 +1,23 @@
 // Issue #3 §5: a release whose replicas keep crashing is halted by every node on its own, with the
 // reason and metric, and the fleet returns to the previous release — no operator involved.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { CELL, onlyRunning, stageVersion } from './versioned.ts'
+import { TestFleet } from './test-fleet.ts'
 
 describe('a crashing release', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('is halted by every node and the cell returns to the previous release', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-halt-'))
     const key = await generateAuthority()
-    for (let i = 0; i < 3; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-halt-', 3, { authorityKeys: [key] })
     const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)
     const publisher = new Publisher(operator)

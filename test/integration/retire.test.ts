@@ -2,49 +2,28 @@
 // hosting the cell and say so (status `retired`), and a later publish brings it back. On the old
 // code there was no retire record (retireCell / publishRetire did not exist), so this fails at once.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { retireCell } from '../../node-host/retire.ts'
 import { CELL, stageVersion } from './versioned.ts'
+import { TestFleet, ticks } from './test-fleet.ts'
 
-/** Resolves once every node's loop has ticked `n` more times (an event, with a deadline). */
-async function ticks (operator: Mesh, nodes: FullNode[], n: number): Promise<void> {
-  const start = nodes.map(x => x.loop.counters.ticks)
-  const deadline = Date.now() + n * 2_000 + 10_000
-  while (!nodes.every((x, i) => x.loop.counters.ticks >= start[i] + n)) {
-    if (Date.now() > deadline) throw new Error(`loops did not tick ${n} times`)
-    await waitForView(operator, () => undefined, 'a fleet change', { timeoutMs: 500 }).catch(() => {})
-  }
-}
 
 function running (nodes: FullNode[]): number {
   return nodes.reduce((n, x) => n + x.replicas.list(CELL).filter(r => r.state === 'starting' || r.state === 'ready').length, 0)
 }
 
 describe('cell retire', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('drains every replica on every node, nothing restarts it, and a later publish brings it back', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-retire-'))
     const key = await generateAuthority()
-    for (let i = 0; i < 3; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, drainGraceMs: 2_000 })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-retire-', 3, { authorityKeys: [key], drainGraceMs: 2_000 })
     // Through node 1: node 0 is restarted alone below.
     const operator = await createClient({ bootstrap: [nodes[1].addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)

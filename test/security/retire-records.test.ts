@@ -8,51 +8,29 @@
 // cell in CellNameConflictError and stop it; one read without the claim check would drain it; a
 // replay compared with the retire map only (not with the newer release) would drain it again.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, signRetire, encodeRetire } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
 import { encodeEnvelope, FLEET_RELEASE_TOPIC } from '../../core/fleet/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { retireCell } from '../../node-host/retire.ts'
 import { CELL, stageVersion } from '../integration/versioned.ts'
+import { TestFleet, ticks } from '../integration/test-fleet.ts'
 
 function running (nodes: FullNode[]): number {
   return nodes.reduce((n, x) => n + x.replicas.list(CELL).filter(r => r.state === 'starting' || r.state === 'ready').length, 0)
 }
 
-/** Resolves once every node's loop has ticked `n` more times (an event, with a deadline). */
-async function ticks (operator: Mesh, nodes: FullNode[], n: number): Promise<void> {
-  const start = nodes.map(x => x.loop.counters.ticks)
-  const deadline = Date.now() + n * 2_000 + 10_000
-  while (!nodes.every((x, i) => x.loop.counters.ticks >= start[i] + n)) {
-    if (Date.now() > deadline) throw new Error(`loops did not tick ${n} times`)
-    await waitForView(operator, () => undefined, 'a fleet change', { timeoutMs: 500 }).catch(() => {})
-  }
-}
 
 describe('retire records only count from the cell\'s own authority', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('a rival\'s, a stranger\'s and a replayed retire record have no effect', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-retire-attack-'))
     const [owner, rival, stranger] = [await generateAuthority(), await generateAuthority(), await generateAuthority()]
     const [idO, idR] = [authorityIdOf(owner.publicKey), authorityIdOf(rival.publicKey)]
-    for (let i = 0; i < 2; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [owner], trust: [idR], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, drainGraceMs: 2_000 })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-retire-attack-', 2, { authorityKeys: [owner], trust: [idR], drainGraceMs: 2_000 })
     const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: owner, listen: true })
     clients.push(operator)
     const publisher = new Publisher(operator)

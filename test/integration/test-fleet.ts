@@ -1,0 +1,52 @@
+// In-process test fleets: full nodes of real libp2p and real capsids in the test's own process, with
+// the short timers the integration suites use, joined through the first node, and everything they
+// started (nodes, client meshes, the temp dir) stopped and removed in one call.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { FullNode, type FullNodeInit } from '../../node-host/full-node.ts'
+import { waitForView } from '../../node-host/client.ts'
+
+export type TestNodeInit = Omit<FullNodeInit, 'dataDir' | 'bootstrap'>
+
+export class TestFleet {
+  readonly nodes: FullNode[] = []
+  readonly clients: Mesh[] = []
+  root = ''
+
+  /** Makes the temp dir (`prefix`…) and starts `count` nodes `n0`…, each joining through `n0`. */
+  async start (prefix: string, count: number, init: TestNodeInit | ((i: number) => TestNodeInit)): Promise<string> {
+    this.root = await mkdtemp(join(tmpdir(), prefix))
+    for (let i = 0; i < count; i++) {
+      const own = typeof init === 'function' ? init(i) : init
+      await this.node(`n${i}`, i === 0 ? [] : [this.nodes[0].addresses()[0]], own)
+    }
+    return this.root
+  }
+
+  /** Starts one more node on `<root>/<name>` (an existing data dir restarts that node). */
+  async node (name: string, bootstrap: string[], init: TestNodeInit): Promise<FullNode> {
+    const node = await FullNode.create({ heartbeatMs: 500, tickMs: 250, listen: { webrtc: false }, ...init, dataDir: join(this.root, name), bootstrap })
+    this.nodes.push(node)
+    await node.start()
+    return node
+  }
+
+  /** Stops every client mesh and node (stopping twice is harmless) and removes the temp dir. */
+  async stop (): Promise<void> {
+    await Promise.all(this.clients.map(async c => await c.stop()))
+    await Promise.all(this.nodes.map(async n => await n.stop()))
+    if (this.root !== '') await rm(this.root, { recursive: true, force: true })
+  }
+}
+
+/** Resolves once every node's loop has ticked `n` more times (an event, with a deadline). */
+export async function ticks (operator: Mesh, nodes: FullNode[], n: number): Promise<void> {
+  const start = nodes.map(x => x.loop.counters.ticks)
+  const deadline = Date.now() + n * 2_000 + 10_000
+  while (!nodes.every((x, i) => x.loop.counters.ticks >= start[i] + n)) {
+    if (Date.now() > deadline) throw new Error(`loops did not tick ${n} times`)
+    await waitForView(operator, () => undefined, 'a fleet change', { timeoutMs: 500 }).catch(() => {})
+  }
+}
