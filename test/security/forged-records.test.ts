@@ -8,20 +8,19 @@
 // eligible volunteer. Run twice: a grant-less key, and a key holding a caller grant from the
 // fleet's own authority (a caller may call, never host).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generateAuthority, authorityIdOf, issueGrant, encodeCertificate, Credentials, type AuthorityKey } from '../../core/identity/index.ts'
 import { Mesh } from '../../core/mesh/index.ts'
 import { FLEET_TOPIC, encodeEnvelope, signRecord, type InstanceRecord, type LocalInstanceState, type LocalNodeState } from '../../core/fleet/index.ts'
-import { FullNode } from '../../node-host/full-node.ts'
 import { clientTransports } from '../../node-host/transports.ts'
 import { createClient, waitForReplicas } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { trustRoles } from '../../node-host/autonomic-loop.ts'
 import { CELL, stageVersion } from '../integration/versioned.ts'
+import { TestFleet } from '../integration/test-fleet.ts'
 
 /** Resolve once `test` holds, checked every 50 ms, or fail with `what` at the deadline. */
 async function until (test: () => boolean, what: string, timeoutMs: number): Promise<void> {
@@ -33,14 +32,9 @@ async function until (test: () => boolean, what: string, timeoutMs: number): Pro
 }
 
 describe('forged fleet records (issue 7.1)', () => {
-  const nodes: FullNode[] = []
-  const meshes: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(meshes.map(async m => await m.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients: meshes } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   /**
    * `records`: 'instances' gossips heartbeats only and never a node record (as in the issue);
@@ -86,14 +80,9 @@ describe('forged fleet records (issue 7.1)', () => {
   }
 
   it('records of a grant-less peer and of a caller-only peer change no replica, halt or volunteer', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-forged-'))
     const key = await generateAuthority()
     const authority = authorityIdOf(key.publicKey)
-    for (let i = 0; i < 2; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [key], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-forged-', 2, { authorityKeys: [key] })
     const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true })
     meshes.push(operator)
     const publisher = new Publisher(operator)

@@ -7,37 +7,26 @@
 // replica keeps serving callers that trust B only, and after a restart a replayed older release of B
 // is refused (the replay floors persisted in the node's data dir).
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, signRelease, signDesiredVersion, encodeRelease, encodeDesiredVersion } from '../../core/identity/index.ts'
-import type { Mesh } from '../../core/mesh/index.ts'
 import { encodeEnvelope } from '../../core/fleet/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForReplicas, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { rollback } from '../../node-host/rollback.ts'
 import { CELL, onlyRunning, stageVersion } from '../integration/versioned.ts'
+import { TestFleet } from '../integration/test-fleet.ts'
 
 describe('cell names bound to their authority (issue 7.4)', () => {
-  const nodes: FullNode[] = []
-  const clients: Mesh[] = []
-  let root = ''
-  afterAll(async () => {
-    await Promise.all(clients.map(async c => await c.stop()))
-    await Promise.all(nodes.map(async n => await n.stop()))
-    if (root !== '') await rm(root, { recursive: true, force: true })
-  })
+  const fleet = new TestFleet()
+  const { nodes, clients } = fleet
+  afterAll(async () => { await fleet.stop() })
 
   it('another trusted authority can neither take over nor lock a cell, and replays stay refused after a restart', async () => {
-    root = await mkdtemp(join(tmpdir(), 'cell-names-'))
     const [a, b] = [await generateAuthority(), await generateAuthority()]
     const [idA, idB] = [authorityIdOf(a.publicKey), authorityIdOf(b.publicKey)]
-    for (let i = 0; i < 2; i++) {
-      const node = await FullNode.create({ dataDir: join(root, `n${i}`), bootstrap: i === 0 ? [] : [nodes[0].addresses()[0]], authorityKeys: [b], trust: [idA], heartbeatMs: 500, tickMs: 250, listen: { webrtc: false } })
-      await node.start()
-      nodes.push(node)
-    }
+    const root = await fleet.start('cell-names-', 2, { authorityKeys: [b], trust: [idA] })
     const ownerB = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: b, listen: true })
     clients.push(ownerB)
     const publisher = new Publisher(ownerB)
