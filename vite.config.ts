@@ -9,6 +9,7 @@ const HEAVY = [
   'test/dashboard/dashboard-chromium.test.ts',
   'node-host/capsid/**/*.test.ts',
   'node-host/cli/**/*.test.ts',
+  'node-host/telemetry/metrics-endpoint.test.ts',
   'core/synapse/**/*.test.ts',
   'core/fleet/fleet-libp2p.test.ts',
   'test/bench/**/*.test.ts'

@@ -25,6 +25,9 @@ import { preparedReleases } from './prepared-releases.ts'
 import { loadFleetIntent, INTENT_RECORD_KINDS, type FleetIntent, type IntentRecordKind } from './fleet-intent.ts'
 import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
 import type { FleetView } from '../core/fleet/index.ts'
+import { NodeMetrics } from './telemetry/node-metrics.ts'
+import { serveMetrics, type MetricsAddress, type MetricsServer } from './telemetry/metrics-server.ts'
+import { artifactServeStats } from './artifacts/artifact-exchange.ts'
 
 const log = logger('cell:node')
 
@@ -60,6 +63,12 @@ export interface FullNodeInit {
    * finds itself again. `cell up` sets it.
    */
   reuseAddresses?: boolean
+  /**
+   * Serve Prometheus text on `GET /metrics` at this address while the node runs (port 0: any free
+   * port, read `metricsUrl`). Unset: no server (the registry is still kept). `cell up` defaults it
+   * to 127.0.0.1:9090.
+   */
+  metrics?: MetricsAddress
   clock?: Clock
   random?: Random
 }
@@ -81,6 +90,10 @@ export class FullNode {
   readonly replicas: ReplicaSet
   readonly loop: AutonomicLoop
   readonly trusted: Set<string>
+  /** This node's Prometheus registry (node-host/telemetry). */
+  readonly metrics: NodeMetrics
+  private metricsServer?: MetricsServer
+  private readonly artifactServes = artifactServeStats()
   private readonly init: FullNodeInit
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
@@ -145,6 +158,9 @@ export class FullNode {
     // by name, not in its first heartbeat. Peers read the level from the node record's roles.
     const level = replicas.sandboxLevel
     const startedMs = now
+    // Process metrics (a GC observer, an event-loop delay monitor) only for a node that serves them:
+    // test processes create many nodes.
+    const metrics = new NodeMetrics({ processMetrics: init.metrics !== undefined })
     let addrs: () => string[] = () => []
     let halts: () => NodeHalt[] = () => []
     let self: FullNode | undefined
@@ -172,7 +188,7 @@ export class FullNode {
         return new Set(r != null ? [r.authority, ...r.manifest.authority.trust] : trusted)
       },
       isPublic: (cell) => releases.latest(cell)?.manifest.public === true,
-      handler: replicas.handler(),
+      handler: metrics.calls.wrap(replicas.handler()),
       localNode,
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
@@ -206,15 +222,28 @@ export class FullNode {
       nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require)
     })
     halts = () => loop.haltRecords()
-    const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent)
+    const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent, metrics)
+    metrics.attach({
+      connections: () => mesh.libp2p.getConnections().map(c => ({ direction: c.direction, streams: c.streams.map(st => st.protocol) })),
+      peers: () => mesh.libp2p.getPeers().length,
+      view: () => mesh.view.stats(),
+      gossip: () => mesh.gossip.stats(),
+      sync: () => mesh.libp2p.services.fleetSync.stats(),
+      keeper: () => mesh.keeper?.stats,
+      synapse: () => mesh.libp2p.services.synapse.stats(),
+      loop: () => ({ counters: loop.counters, halted: loop.halted.size }),
+      replicas: () => replicas.list().map(r => ({ cell: r.cell, version: r.version, instanceId: r.instanceId, state: r.state, cpuPercent: r.load.cpuPercent, memoryBytes: r.load.memoryBytes })),
+      artifacts: () => ({ ...releases.fetchStats, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed })
+    })
     node.selfGrants = selfGrants
     self = node
     node.notes.push(...notes)
     return node
   }
 
-  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, intent: FleetIntent) {
+  private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, intent: FleetIntent, metrics: NodeMetrics) {
     this.init = init
+    this.metrics = metrics
     this.intent = intent
     this.mesh = mesh
     this.releases = releases
@@ -231,11 +260,18 @@ export class FullNode {
     return this.mesh.libp2p.getMultiaddrs().map(String)
   }
 
+  /** Where `GET /metrics` answers while the node runs, when `metrics` was given. */
+  get metricsUrl (): string | undefined {
+    return this.metricsServer?.url
+  }
+
   async start (): Promise<void> {
     if (this.started) return
+    // First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet.
+    if (this.init.metrics !== undefined && this.metricsServer === undefined) this.metricsServer = await serveMetrics(this.metrics, this.init.metrics)
     this.started = true
     await this.mesh.start()
-    await serveArtifacts(this.mesh.libp2p, this.releases)
+    await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
@@ -419,6 +455,8 @@ export class FullNode {
     clearTimeout(this.intentTimer)
     this.intentTimer = undefined
     await this.intent.flush()
+    await this.metricsServer?.close()
+    this.metricsServer = undefined
   }
 }
 

@@ -39,6 +39,8 @@ export class ReleaseStore extends EventTarget {
   private readonly failed = new Map<string, number>()
   /** Artifact providers that stalled, refused or forged recently: later fetches try others first. */
   private readonly providerPenalties = new ProviderPenalties()
+  /** Artifact fetches for `prepare` (read by the node's metrics). */
+  readonly fetchStats = { fetched: 0, fetchFailures: 0, fetchedBytes: 0, local: 0 }
 
   constructor (dataDir: string) {
     super()
@@ -98,10 +100,19 @@ export class ReleaseStore extends EventTarget {
     let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
     if (bytes == null) {
       // Connected peers first (the publisher is usually one of them), then the DHT's providers.
-      bytes = await findAndFetchArtifact(node, release.digest, {
-        signal: options.signal, timeoutMs: 20_000, hint: node.getPeers().slice(0, 8), authority: release.authority, penalties: this.providerPenalties
-      })
+      try {
+        bytes = await findAndFetchArtifact(node, release.digest, {
+          signal: options.signal, timeoutMs: 20_000, hint: node.getPeers().slice(0, 8), authority: release.authority, penalties: this.providerPenalties
+        })
+      } catch (err) {
+        this.fetchStats.fetchFailures++
+        throw err
+      }
+      this.fetchStats.fetched++
+      this.fetchStats.fetchedBytes += bytes.byteLength
       await this.artifacts.put(bytes, options)
+    } else {
+      this.fetchStats.local++
     }
     const { manifest: source, code } = unpackArtifact(bytes)
     const manifest = parseManifest(source, { file: `${release.cell}@${release.version}/Cell.toml` })

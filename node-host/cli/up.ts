@@ -11,6 +11,7 @@ import { readNodeConfig } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
+import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, MetricsAddressError, type MetricsAddress } from '../telemetry/metrics-server.ts'
 
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
 
@@ -49,6 +50,10 @@ options:
                         missed (default 30s, jittered; 0 disables)
   --bootstrap-tag-ttl D how long libp2p's bootstrap tag lasts (default 2m; kept peers are tagged
                         keep-alive regardless)
+  --metrics ADDR        serve Prometheus text on GET http://ADDR/metrics: HOST:PORT, :PORT or a
+                        cell's ":9090/metrics" form (default CELL_METRICS, else 127.0.0.1:9090;
+                        off disables; port 0 picks a free one). A
+                        taken port fails the start with MetricsPortInUseError
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)
@@ -78,6 +83,7 @@ const OPTIONS = {
   'anti-entropy': { type: 'string' },
   'bootstrap-tag-ttl': { type: 'string' },
   'drain-grace': { type: 'string' },
+  metrics: { type: 'string' },
   dashboard: { type: 'boolean' },
   'dashboard-port': { type: 'string' },
   'dashboard-grants': { type: 'boolean' }
@@ -108,6 +114,16 @@ export async function run (argv: string[]): Promise<number> {
     process.stderr.write('warning: --sandbox process: replicas run under Node\'s permission model, not bubblewrap. They can reach ' +
       'the network (including services on 127.0.0.1), are not memory- or process-limited beyond the V8 heap, and run as this ' +
       'node\'s user. Only cells that declare [cell.sandbox] require = "process" will run here.\n')
+  }
+  let metrics: MetricsAddress | 'off' = DEFAULT_METRICS_ADDRESS
+  const metricsText = v.metrics ?? (process.env.CELL_METRICS !== '' ? process.env.CELL_METRICS : undefined)
+  if (metricsText != null) {
+    try {
+      metrics = parseMetricsAddress(metricsText)
+    } catch (err) {
+      if (err instanceof MetricsAddressError) return usageFailure(err.message, HELP)
+      throw err
+    }
   }
   const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
   let biology: { stabilisationWindowMs: number } | undefined
@@ -162,7 +178,8 @@ export async function run (argv: string[]): Promise<number> {
     heartbeatMs: durations.heartbeat,
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
-    reuseAddresses: true
+    reuseAddresses: true,
+    ...(metrics !== 'off' ? { metrics } : {})
   })
   for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
   await node.start()
@@ -198,6 +215,7 @@ export async function run (argv: string[]): Promise<number> {
   }
   process.stdout.write(`cell node ${node.peerId}\n`)
   for (const a of node.addresses()) process.stdout.write(`  listening ${a}\n`)
+  if (node.metricsUrl !== undefined) process.stdout.write(`metrics ${node.metricsUrl}\n`)
   if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
   await new Promise<void>((done) => {
