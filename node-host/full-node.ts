@@ -26,7 +26,7 @@ import { loadFleetIntent, INTENT_RECORD_KINDS, type FleetIntent, type IntentReco
 import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
 import type { FleetView } from '../core/fleet/index.ts'
 import { NodeMetrics } from './telemetry/node-metrics.ts'
-import { serveMetrics, type MetricsAddress, type MetricsServer } from './telemetry/metrics-server.ts'
+import { serveMetrics, MetricsPortInUseError, type MetricsAddress, type MetricsServer } from './telemetry/metrics-server.ts'
 import { artifactServeStats } from './artifacts/artifact-exchange.ts'
 
 const log = logger('cell:node')
@@ -69,6 +69,12 @@ export interface FullNodeInit {
    * to 127.0.0.1:9090.
    */
   metrics?: MetricsAddress
+  /**
+   * When the metrics port is taken, serve on a free port instead (said in `notes`) rather than fail:
+   * for the default address, so a second node on one machine starts. An address the operator
+   * chose fails the start by name (MetricsPortInUseError).
+   */
+  metricsFallback?: boolean
   clock?: Clock
   random?: Random
 }
@@ -268,7 +274,15 @@ export class FullNode {
   async start (): Promise<void> {
     if (this.started) return
     // First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet.
-    if (this.init.metrics !== undefined && this.metricsServer === undefined) this.metricsServer = await serveMetrics(this.metrics, this.init.metrics)
+    if (this.init.metrics !== undefined && this.metricsServer === undefined) {
+      try {
+        this.metricsServer = await serveMetrics(this.metrics, this.init.metrics)
+      } catch (err) {
+        if (!(err instanceof MetricsPortInUseError) || this.init.metricsFallback !== true) throw err
+        this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 })
+        this.notes.push(`metrics port ${this.init.metrics.port} is taken: serving metrics on ${this.metricsServer.url} instead`)
+      }
+    }
     this.started = true
     await this.mesh.start()
     await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })

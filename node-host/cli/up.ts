@@ -52,8 +52,10 @@ options:
                         keep-alive regardless)
   --metrics ADDR        serve Prometheus text on GET http://ADDR/metrics: HOST:PORT, :PORT or a
                         cell's ":9090/metrics" form (default CELL_METRICS, else 127.0.0.1:9090;
-                        off disables; port 0 picks a free one). A
-                        taken port fails the start with MetricsPortInUseError
+                        off disables; port 0 picks a free one). When the default
+                        port is taken (a second node on this machine) a free one is
+                        used and printed; a port you chose that is taken fails the
+                        start with MetricsPortInUseError
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)
@@ -179,10 +181,12 @@ export async function run (argv: string[]): Promise<number> {
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
     reuseAddresses: true,
-    ...(metrics !== 'off' ? { metrics } : {})
+    ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {})
   })
   for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
+  const noted = node.notes.length
   await node.start()
+  for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
   // Fleet peers joining and leaving, at the default level: a fleet that splits says so.
   let quiet = false
   const say = (what: string) => (evt: Event): void => {
