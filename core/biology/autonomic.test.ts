@@ -48,6 +48,24 @@ describe('replication deficit', () => {
     expect(Math.abs(volunteers / trials - 0.1)).toBeLessThan(0.02)
   })
 
+  it('spreads replicas: a node that already runs one does not volunteer while an eligible node without one exists', () => {
+    const v = deficitView(3) // replicas on n1 and n2; n0 has none
+    for (let seed = 1; seed <= 300; seed++) {
+      const d = decideCell(input(v, { selfId: 'n1', policy: policy({ minReplicas: 5 }), random: new SeededRandom(seed) }))
+      expect(kinds(d.actions)).not.toContain('volunteer')
+    }
+    expect(decideCell(input(v, { selfId: 'n1', policy: policy({ minReplicas: 5 }) })).reasons.join(' ')).toMatch(/already runs a replica/)
+    // A volunteer from n1 (decided on an older view) is withdrawn at confirmation for the same reason.
+    const stale: VolunteerAction = { kind: 'volunteer', cell: 'billing', version: V1.version, digest: V1.digest, purpose: 'replicate', delayMs: 10, reason: 'test' }
+    const confirm = confirmSpawn({ cell: 'billing', view: v, policy: policy({ minReplicas: 5 }), selfId: 'n1', nowMs: NOW, state: { ...initialCellState('billing'), desiredReplicas: 5 }, volunteer: stale, params })
+    expect(confirm.action).toBeUndefined()
+    expect(confirm.reason).toMatch(/already runs a replica/)
+    // Once every eligible node runs one, any of them may take a second.
+    const full = view({ nodes: nodes(3), instances: [instance('a', 'n0'), instance('b', 'n1'), instance('c', 'n2')] })
+    const d = decideCell(input(full, { selfId: 'n1', policy: policy({ minReplicas: 5 }), random: fixedRandom(0) }))
+    expect(kinds(d.actions)).toContain('volunteer')
+  })
+
   it('delays the spawn by a random jitter below volunteerJitterMs', () => {
     const v = deficitView(3)
     const delays = new Set<number>()

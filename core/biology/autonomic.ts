@@ -172,10 +172,13 @@ export function decideCell (input: DecideInput): Decision {
   if (deficit > 0) {
     const release = replicateRelease(classes, target)
     const authority = authorityOf(view, release.digest) ?? target.authority
-    const eligible = view.nodes.filter(n => isEligible(n, authority, params)).length
+    const spread = spreadCandidates(view, live, authority, params)
+    const eligible = spread.candidates.length
     const p = volunteerProbability(deficit, eligible)
     if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
+    } else if (!spread.candidates.includes(selfNode)) {
+      reasons.push(`deficit ${deficit}: this node already runs a replica; ${eligible} eligible node(s) without one volunteer first`)
     } else if (input.random.next() < p) {
       const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
       actions.push({ kind: 'volunteer', cell, version: release.version, digest: release.digest, purpose: 'replicate', delayMs, reason: `deficit ${deficit} (${live.length} live${awaitingRestart > 0 ? ` + ${awaitingRestart} awaiting restart` : ''} < desired ${desiredReplicas}); volunteered for ${release.version} with p=${p.toFixed(3)} among ${eligible} eligible` })
@@ -219,7 +222,11 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   const release = volunteer.purpose === 'surge' ? target : replicateRelease(classes, target)
   if (release.digest !== volunteer.digest) return cancel(`the release to run changed to ${release.version}`)
   const selfNode = view.nodes.find(n => n.id === selfId)
-  if (selfNode === undefined || !isEligible(selfNode, authorityOf(view, release.digest) ?? target.authority, params)) return cancel('this node is no longer eligible')
+  const authority = authorityOf(view, release.digest) ?? target.authority
+  if (selfNode === undefined || !isEligible(selfNode, authority, params)) return cancel('this node is no longer eligible')
+  if (volunteer.purpose !== 'surge' && !spreadCandidates(view, live, authority, params).candidates.includes(selfNode)) {
+    return cancel('this node already runs a replica and an eligible node without one is available')
+  }
 
   if (volunteer.purpose === 'surge') {
     const closed = surgeStillOpen(classes, desired, policy, selfId, (counts.get(target.digest) ?? 0) > 0)
@@ -232,6 +239,18 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
     action: { kind: 'spawn', cell, version: release.version, digest: release.digest, purpose: volunteer.purpose, reason: `${volunteer.reason}; confirmed after ${volunteer.delayMs} ms` },
     reason: 'confirmed'
   }
+}
+
+/**
+ * Replicas spread: while some eligible node runs no live replica of the cell, only such nodes
+ * volunteer to fill a deficit (a node that already has one would put two eggs in one basket); when
+ * every eligible node has one, all of them may.
+ */
+function spreadCandidates (view: BiologyView, live: readonly { nodeId: string }[], authority: string | undefined, params: BiologyParams): { candidates: BiologyView['nodes'][number][] } {
+  const eligible = view.nodes.filter(n => isEligible(n, authority, params))
+  const hosting = new Set(live.map(i => i.nodeId))
+  const without = eligible.filter(n => !hosting.has(n.id))
+  return { candidates: without.length > 0 ? without : eligible }
 }
 
 function authorityOf (view: BiologyView, digest: string): string | undefined {
