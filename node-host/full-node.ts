@@ -28,6 +28,9 @@ import type { FleetView } from '../core/fleet/index.ts'
 import { NodeMetrics } from './telemetry/node-metrics.ts'
 import { serveMetrics, MetricsPortInUseError, type MetricsAddress, type MetricsServer } from './telemetry/metrics-server.ts'
 import { artifactServeStats } from './artifacts/artifact-exchange.ts'
+import { MetricsProxy } from './telemetry/metrics-proxy.ts'
+import { serveMetricsProtocol, fetchMetrics, metricsServeStats, registerMetricsServeStats } from './telemetry/metrics-exchange.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 
 const log = logger('cell:node')
 
@@ -100,6 +103,9 @@ export class FullNode {
   readonly metrics: NodeMetrics
   private metricsServer?: MetricsServer
   private readonly artifactServes = artifactServeStats()
+  private readonly metricsServes = metricsServeStats()
+  /** The fleet's metrics through this node (`/metrics/nodes/<id>`, `/metrics/cells/<cell>`, `/sd/prometheus`). */
+  readonly fleetMetrics: MetricsProxy
   private readonly init: FullNodeInit
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
@@ -250,6 +256,14 @@ export class FullNode {
   private constructor (init: FullNodeInit, mesh: Mesh, releases: ReleaseStore, replicas: ReplicaSet, loop: AutonomicLoop, trusted: Set<string>, intent: FleetIntent, metrics: NodeMetrics) {
     this.init = init
     this.metrics = metrics
+    registerMetricsServeStats(metrics.registry, this.metricsServes)
+    this.fleetMetrics = new MetricsProxy({
+      selfId: mesh.peerId.toString(),
+      view: mesh.view,
+      local: async () => await metrics.text(),
+      fetch: async (nodeId, what, options) => await fetchMetrics(mesh.libp2p, peerIdFromString(nodeId), what, options),
+      registry: metrics.registry
+    })
     this.intent = intent
     this.mesh = mesh
     this.releases = releases
@@ -276,16 +290,17 @@ export class FullNode {
     // First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet.
     if (this.init.metrics !== undefined && this.metricsServer === undefined) {
       try {
-        this.metricsServer = await serveMetrics(this.metrics, this.init.metrics)
+        this.metricsServer = await serveMetrics(this.metrics, this.init.metrics, { fleet: this.fleetMetrics })
       } catch (err) {
         if (!(err instanceof MetricsPortInUseError) || this.init.metricsFallback !== true) throw err
-        this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 })
+        this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 }, { fleet: this.fleetMetrics })
         this.notes.push(`metrics port ${this.init.metrics.port} is taken: serving metrics on ${this.metricsServer.url} instead`)
       }
     }
     this.started = true
     await this.mesh.start()
     await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })
+    await serveMetricsProtocol(this.mesh.libp2p, async () => await this.metrics.text(), { stats: this.metricsServes })
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail

@@ -55,7 +55,8 @@ options:
                         off disables; port 0 picks a free one). When the default
                         port is taken (a second node on this machine) a free one is
                         used and printed; a port you chose that is taken fails the
-                        start with MetricsPortInUseError
+                        start with MetricsPortInUseError. The fleet is served there too:
+                        /metrics/nodes/<id>, /metrics/cells/<cell>, /sd/prometheus
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)

@@ -1,7 +1,10 @@
-// The node's Prometheus endpoint: `GET /metrics` on the address `cell up --metrics` gives, nothing
-// else. Bounded: a few connections, short timeouts; a scrape reads the registry and nothing more.
-import { createServer, type Server } from 'node:http'
+// The node's Prometheus endpoint on the address `cell up --metrics` gives: `GET /metrics` (its own),
+// and with a fleet proxy `/metrics/nodes/<id>`, `/metrics/cells/<cell>` and `/sd/prometheus`
+// (metrics-proxy.ts). Bounded: a few connections, short timeouts; a proxied scrape waits at most the
+// proxy's deadline. Errors answer with the error's name in the body.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { CellError, type RetryRule } from '../../core/errors.ts'
+import type { SdTargetGroup } from './metrics-proxy.ts'
 
 /** `--metrics` is neither `off`, `HOST:PORT`, `:PORT` nor `:PORT/metrics`. */
 export class MetricsAddressError extends CellError {
@@ -39,6 +42,13 @@ export interface MetricsSource {
   readonly contentType: string
 }
 
+/** The fleet-wide paths (a MetricsProxy); without one only `/metrics` is served. */
+export interface FleetMetricsPort {
+  cell: (cell: string, options: { signal?: AbortSignal }) => Promise<{ text: string }>
+  node: (nodeId: string, options: { signal?: AbortSignal }) => Promise<string>
+  targets: (hostPort: string) => SdTargetGroup[]
+}
+
 export interface MetricsServer {
   /** `http://host:port/metrics` as bound (the real port when 0 was asked for). */
   readonly url: string
@@ -46,25 +56,58 @@ export interface MetricsServer {
   close: () => Promise<void>
 }
 
-export async function serveMetrics (source: MetricsSource, address: MetricsAddress, options: { signal?: AbortSignal } = {}): Promise<MetricsServer> {
+const TEXT = 'text/plain; charset=utf-8'
+
+/** The status a fleet path answers an error with: 404 for names nobody knows, 502 for nodes that failed. */
+function statusOf (err: unknown): number {
+  const name = (err as Error)?.name
+  if (name === 'UnknownCellError' || name === 'UnknownNodeError') return 404
+  if (name === 'MetricsUnavailableError') return 502
+  return 500
+}
+
+function route (req: IncomingMessage, res: ServerResponse, source: MetricsSource, fleet: FleetMetricsPort | undefined, self: () => string): void {
+  const path = (req.url ?? '').split('?')[0]
+  const cell = /^\/metrics\/cells\/([^/]{1,255})$/.exec(path)
+  const node = /^\/metrics\/nodes\/([A-Za-z0-9]{1,128})$/.exec(path)
+  const known = path === '/metrics' || (fleet !== undefined && (cell !== null || node !== null || path === '/sd/prometheus'))
+  if (!known) {
+    res.writeHead(404, { 'Content-Type': TEXT }).end(`not found: this node serves GET /metrics${fleet !== undefined ? ', /metrics/nodes/<id>, /metrics/cells/<cell> and /sd/prometheus' : ''}\n`)
+    return
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': TEXT }).end('method not allowed\n')
+    return
+  }
+  const answer = (body: string, contentType: string): void => {
+    res.writeHead(200, { 'Content-Type': contentType })
+    res.end(req.method === 'HEAD' ? undefined : body)
+  }
+  const fail = (err: Error): void => {
+    res.writeHead(statusOf(err), { 'Content-Type': TEXT }).end(`${err.name}: ${err.message}\n`)
+  }
+  // The scrape ends when the client goes away: proxied fetches still running are abandoned.
+  const gone = new AbortController()
+  res.once('close', () => { gone.abort(new Error('client closed')) })
+  let work: Promise<string>
+  if (fleet === undefined || path === '/metrics') work = source.text()
+  else if (path === '/sd/prometheus') {
+    // Targets point back at this server, by the address the client reached it at.
+    const hostPort = /^[A-Za-z0-9.:[\]-]{1,300}$/.test(req.headers.host ?? '') ? req.headers.host! : self()
+    answer(JSON.stringify(fleet.targets(hostPort)), 'application/json')
+    return
+  } else if (cell !== null) {
+    let name: string
+    try { name = decodeURIComponent(cell[1]) } catch { name = cell[1] }
+    work = fleet.cell(name, { signal: gone.signal }).then(r => r.text)
+  } else work = fleet.node(node![1], { signal: gone.signal })
+  work.then((body) => { answer(body, source.contentType) }, fail)
+}
+
+export async function serveMetrics (source: MetricsSource, address: MetricsAddress, options: { signal?: AbortSignal, fleet?: FleetMetricsPort } = {}): Promise<MetricsServer> {
   options.signal?.throwIfAborted()
-  const server: Server = createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0]
-    if (path !== '/metrics') {
-      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found: this node serves GET /metrics\n')
-      return
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('method not allowed\n')
-      return
-    }
-    source.text().then((body) => {
-      res.writeHead(200, { 'Content-Type': source.contentType })
-      res.end(req.method === 'HEAD' ? undefined : body)
-    }, (err: Error) => {
-      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`metrics failed: ${err.name}: ${err.message}\n`)
-    })
-  })
+  let self = `${address.host}:${address.port}`
+  const server: Server = createServer((req, res) => { route(req, res, source, options.fleet, () => self) })
   server.maxConnections = 64
   server.headersTimeout = 10_000
   server.requestTimeout = 10_000
@@ -85,6 +128,7 @@ export async function serveMetrics (source: MetricsSource, address: MetricsAddre
   const bound = server.address()
   const port = typeof bound === 'object' && bound !== null ? bound.port : address.port
   const host = address.host.includes(':') ? `[${address.host}]` : address.host
+  self = `${host}:${port}`
   return {
     url: `http://${host}:${port}/metrics`,
     port,
