@@ -8,6 +8,7 @@ import { logger } from '@libp2p/logger'
 import { Counter, type Registry } from 'prom-client'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { CellError, type RetryRule } from '../../core/errors.ts'
+import { systemClock, type Clock } from '../../core/ports.ts'
 import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError } from '../../core/fleet/peer-grant.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { cellSeries } from './exposition.ts'
@@ -82,6 +83,13 @@ export function decodeMetricsRequest (bytes: Uint8Array): { chain: Uint8Array, w
   return { chain, what: { kind: 'cell', cell } }
 }
 
+/** A signal that aborts with `reason()` after `ms` on `clock`, and the function that cancels its timer. */
+function deadlineOf (clock: Clock, ms: number, reason: () => Error): { signal: AbortSignal, clear: () => void } {
+  const controller = new AbortController()
+  const timer = clock.setTimeout(() => { controller.abort(reason()) }, ms)
+  return { signal: controller.signal, clear: () => { clock.clearTimeout(timer) } }
+}
+
 /** Reads `stream` to its end, at most `maxBytes`; the signal aborts the stream itself (ending the read). */
 async function readAll (stream: Stream, maxBytes: number, signal: AbortSignal): Promise<Uint8Array> {
   signal.throwIfAborted()
@@ -123,6 +131,7 @@ export interface ServeMetricsProtocolOptions {
   /** Deadline of one serve, reading the request included (default 10 s). */
   timeoutMs?: number
   maxInboundStreams?: number
+  clock?: Clock
 }
 
 /** Answers `/cell/metrics/1` from `text()` (this node's own exposition) for peers the gate admits. */
@@ -131,9 +140,11 @@ export async function serveMetricsProtocol (node: Libp2p, text: () => Promise<st
   if (gate == null) throw new MetricsGateMissingError('serveMetricsProtocol needs a grant gate: pass options.gate or a mesh node whose fleet-sync has `trusted`')
   const counters = options.stats ?? metricsServeStats()
   const timeoutMs = options.timeoutMs ?? SERVE_TIMEOUT_MS
+  const clock = options.clock ?? systemClock
   await node.handle(METRICS_PROTOCOL, async (stream, connection) => {
     const peer = connection.remotePeer.toString()
-    const signal = AbortSignal.timeout(timeoutMs)
+    const deadline = deadlineOf(clock, timeoutMs, () => new MetricsTimeoutError(`serving metrics to ${peer} exceeded ${timeoutMs} ms`))
+    const signal = deadline.signal
     try {
       let request
       try {
@@ -170,6 +181,8 @@ export async function serveMetricsProtocol (node: Libp2p, text: () => Promise<st
       counters.failed++
       log('serving metrics to %s failed: %e', peer, err)
       stream.abort(err as Error)
+    } finally {
+      deadline.clear()
     }
   }, { maxInboundStreams: options.maxInboundStreams ?? 16 })
 }
@@ -180,16 +193,17 @@ export interface FetchMetricsOptions {
   timeoutMs?: number
   gate?: PeerGrantGate
   maxBytes?: number
+  clock?: Clock
 }
 
 /** Asks `peer` for its own exposition or one cell's series of it. Refusals throw the server's named trust error. */
 export async function fetchMetrics (node: Libp2p, peer: PeerId, what: MetricsRequest, options: FetchMetricsOptions = {}): Promise<string> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_METRICS_TIMEOUT_MS
-  const deadline = AbortSignal.timeout(timeoutMs)
-  const signal = options.signal !== undefined ? AbortSignal.any([options.signal, deadline]) : deadline
+  const where = `metrics of ${peer.toString()}`
+  const deadline = deadlineOf(options.clock ?? systemClock, timeoutMs, () => new MetricsTimeoutError(`${where}: no answer within ${timeoutMs} ms`))
+  const signal = options.signal !== undefined ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
   const gate = options.gate ?? meshGate(node)
   const request = encodeMetricsRequest(what, gate?.chain() ?? new Uint8Array(0))
-  const where = `metrics of ${peer.toString()}`
   let stream: Stream | undefined
   try {
     stream = await node.dialProtocol(peer, METRICS_PROTOCOL, { signal })
@@ -202,10 +216,12 @@ export async function fetchMetrics (node: Libp2p, peer: PeerId, what: MetricsReq
     return new TextDecoder().decode(response.subarray(1))
   } catch (err) {
     stream?.abort(err instanceof Error ? err : new MetricsFetchError(where))
-    if (deadline.aborted) throw new MetricsTimeoutError(`${where}: no answer within ${timeoutMs} ms`, { cause: err })
+    if (deadline.signal.aborted) throw new MetricsTimeoutError(`${where}: no answer within ${timeoutMs} ms`, { cause: err })
     if (options.signal?.aborted === true) throw options.signal.reason
     if (err instanceof CellError) throw err
     throw new MetricsFetchError(`${where} failed`, { cause: err })
+  } finally {
+    deadline.clear()
   }
 }
 
