@@ -20,6 +20,8 @@ import type { CallOptions, Remote } from '../core/cell.ts'
 import { IdbLightPeerStore, LIMITS, type CachedFleet, type LightPeerStore } from './keystore.ts'
 import { captureFleet, summarise, type FleetSummary } from './fleet-cache.ts'
 import { Reconnector, type ReconnectStats } from './reconnect.ts'
+import { WebTracerProvider } from '@opentelemetry/sdk-trace-web'
+import { OtelTracerAdapter, type OtlpTraceInit } from '../node-host/telemetry/otel-tracer.ts'
 
 const log = logger('cell:browser')
 
@@ -59,6 +61,11 @@ export interface LightPeerInit {
   saveEveryMs?: number
   /** Start networking at once (default). With false the cached view is readable before start(). */
   start?: boolean
+  /**
+   * Export this tab's client spans (one per call) over OTLP/HTTP (JSON) with sdk-trace-web; the
+   * receiver must answer CORS preflight. The span's traceparent travels in the call frame.
+   */
+  otlp?: OtlpTraceInit
   clock?: Clock
   random?: Random
 }
@@ -70,6 +77,10 @@ export interface LightPeer extends EventTarget {
   readonly mesh: Mesh
   start (options?: { signal?: AbortSignal }): Promise<void>
   stop (): Promise<void>
+  /** Sends the spans waiting for export now (no-op without `otlp`); export failures are counted, not thrown. */
+  flushTraces (): Promise<void>
+  /** Spans exported, failed and dropped (undefined without `otlp`). */
+  traceStats (): { exported: number, failed: number, dropped: number } | undefined
   remote<T> (cell: string, options?: RemoteOptions): Remote<T>
   call<T = unknown> (cell: string, method: string, request: unknown, options?: MeshCallOptions): Promise<T>
   /** A call, and which replica's node answered it. */
@@ -129,7 +140,9 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
 
   const allowPrivate = init.allowPrivateAddresses ?? true
   let policies: ReleasePolicies | undefined
+  const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-light-peer', ...init.otlp }, WebTracerProvider) : undefined
   const mesh = await Mesh.create({
+    ...(tracer !== undefined ? { tracer } : {}),
     privateKey,
     transports: [
       webSockets(),
@@ -150,7 +163,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
     canaryWeightOf: (cell) => policies?.policy(cell)?.canaryWeight,
     libp2p: allowPrivate ? { connectionGater: { denyDialMultiaddr: () => false } } : {}
   })
-  const peer = new BrowserLightPeer({ init, mesh, store, credentials, trusted, tokens, cache: state.fleet, clock, random })
+  const peer = new BrowserLightPeer({ init, mesh, store, credentials, trusted, tokens, cache: state.fleet, clock, random, tracer })
   policies = peer.policies
   await peer.restore(options)
   if (init.start !== false) await peer.start(options)
@@ -167,6 +180,7 @@ interface PeerParts {
   cache?: CachedFleet
   clock: Clock
   random: Random
+  tracer: OtelTracerAdapter | undefined
 }
 
 class BrowserLightPeer extends EventTarget implements LightPeer {
@@ -234,6 +248,15 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     globalThis.addEventListener?.('online', this.onOnline)
   }
 
+  async flushTraces (): Promise<void> {
+    await this.parts.tracer?.flush()
+  }
+
+  traceStats (): { exported: number, failed: number, dropped: number } | undefined {
+    const s = this.parts.tracer?.stats
+    return s !== undefined ? { ...s } : undefined
+  }
+
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
@@ -244,6 +267,7 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     this.mesh.view.removeEventListener('change', this.onViewChange)
     await this.save().catch((err) => { log.error('saving the fleet view failed: %s', (err as Error).message) })
     await this.mesh.stop()
+    await this.parts.tracer?.flush().catch((err: unknown) => { log.error('trace export failed: %s', (err as Error).message) })
     this.parts.store.close()
   }
 

@@ -9,6 +9,7 @@ import { systemClock, type Clock } from '../core/ports.ts'
 import type { InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './transports.ts'
 import * as capsidErrors from './capsid/errors.ts'
+import type { Tracer } from '../core/telemetry/tracer.ts'
 import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
 
 export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
@@ -28,6 +29,8 @@ export interface ClientInit {
    * bootstrap dial refused once (libp2p limits inbound connections per host and second) is retried.
    */
   keep?: number
+  /** Calls run in client spans (core/telemetry/tracer.ts) whose traceparent travels in the call frame. */
+  tracer?: Tracer
   clock?: Clock
 }
 
@@ -56,6 +59,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
     credentials,
     trusted,
     clock,
+    ...(init.tracer !== undefined ? { tracer: init.tracer } : {}),
     // Replica failures travel by name; rebuild them as the classes Node callers can match on.
     errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
   })

@@ -31,6 +31,9 @@ import { artifactServeStats } from './artifacts/artifact-exchange.ts'
 import { MetricsProxy } from './telemetry/metrics-proxy.ts'
 import { serveMetricsProtocol, fetchMetrics, metricsServeStats, registerMetricsServeStats } from './telemetry/metrics-exchange.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { tracedHandler } from '../core/telemetry/tracer.ts'
+import { OtelTracerAdapter, type OtlpTraceInit } from './telemetry/otel-tracer.ts'
+import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
 
 const log = logger('cell:node')
 
@@ -78,6 +81,13 @@ export interface FullNodeInit {
    * chose fails the start by name (MetricsPortInUseError).
    */
   metricsFallback?: boolean
+  /**
+   * Export spans over OTLP/HTTP (JSON) to `url` (`cell up --otlp URL --trace-ratio R`): a server span
+   * per call served (child of the caller's traceparent), a child span around the replica's capsid
+   * call and a client span per call this node makes. Sampling is parent-based with `ratio` for new
+   * traces (default 0.01). Unset: no spans.
+   */
+  otlp?: OtlpTraceInit
   clock?: Clock
   random?: Random
 }
@@ -114,6 +124,8 @@ export class FullNode {
   private selfGrants?: SelfGrants
   private intentTimer?: ReturnType<typeof setTimeout>
   private intentSignature = ''
+  /** The span exporter when `otlp` is set (its counters: exported, failed, dropped). */
+  tracer?: OtelTracerAdapter
   /** Things worth telling the operator at start (e.g. a remembered port was taken). */
   readonly notes: string[] = []
 
@@ -165,7 +177,8 @@ export class FullNode {
     const releases = new ReleaseStore(init.dataDir)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
-    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}) })
+    const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
+    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(tracer !== undefined ? { tracer } : {}), ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}) })
     // Resolved now: a node without a working bubblewrap (and no explicit --sandbox process) fails here
     // by name, not in its first heartbeat. Peers read the level from the node record's roles.
     const level = replicas.sandboxLevel
@@ -200,7 +213,8 @@ export class FullNode {
         return new Set(r != null ? [r.authority, ...r.manifest.authority.trust] : trusted)
       },
       isPublic: (cell) => releases.latest(cell)?.manifest.public === true,
-      handler: metrics.calls.wrap(replicas.handler()),
+      handler: tracedHandler(tracer, metrics.calls.wrap(replicas.handler())),
+      ...(tracer !== undefined ? { tracer } : {}),
       localNode,
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
@@ -248,6 +262,10 @@ export class FullNode {
       artifacts: () => ({ ...releases.fetchStats, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed })
     })
     node.selfGrants = selfGrants
+    if (tracer !== undefined) {
+      node.tracer = tracer
+      registerTraceExportStats(metrics.registry, tracer.stats)
+    }
     self = node
     node.notes.push(...notes)
     return node
@@ -486,6 +504,8 @@ export class FullNode {
     await this.intent.flush()
     await this.metricsServer?.close()
     this.metricsServer = undefined
+    // Last spans out, bounded by the exporter's timeout; a receiver that is down only counts failures.
+    await this.tracer?.shutdown().catch((err: unknown) => { log('trace export at stop: %e', err) })
   }
 }
 

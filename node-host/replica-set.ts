@@ -12,6 +12,7 @@ import type { Clock, Random } from '../core/ports.ts'
 import { CellError } from '../core/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
 import { UsageSampler } from './capsid/usage-sampler.ts'
+import { traced, type Tracer } from '../core/telemetry/tracer.ts'
 
 const log = logger('cell:replicas')
 
@@ -49,6 +50,8 @@ export interface ReplicaSetInit {
   limits?: Partial<CapsidLimits>
   /** How long a draining replica's calls in flight may take before it is stopped anyway (default 30 s). */
   drainGraceMs?: number
+  /** Calls into a capsid run in a child span of the node's server span (the replica's host side). */
+  tracer?: Tracer
 }
 
 export const DEFAULT_DRAIN_GRACE_MS = 30_000
@@ -312,7 +315,8 @@ export class ReplicaSet extends EventTarget {
         const started = this.init.clock.now()
         this.handling++
         try {
-          return await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+          return await traced(this.init.tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
+            async (traceparent) => await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal: ctx.signal }))
         } finally {
           window.latency.record(this.init.clock.now() - started)
           if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()

@@ -25,6 +25,7 @@ import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
+import type { Tracer } from '../telemetry/tracer.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -55,6 +56,8 @@ export interface MeshInit {
   defaultTimeoutMs?: number
   clock?: Clock
   random?: Random
+  /** Calls made through this mesh run in a client span whose traceparent travels in the CALL frame. */
+  tracer?: Tracer
   /** Extra error classes callers should rebuild by name (cells' own errors, capsid errors). */
   errorClasses?: WireErrorClass[]
   /** Extra libp2p services from the host (e.g. a relay server). */
@@ -324,6 +327,20 @@ export class Mesh {
    * only when the method is idempotent.
    */
   async callBytes (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions = {}): Promise<Uint8Array> {
+    const tracer = this.init.tracer
+    if (tracer === undefined) return await this.callUntraced(cell, method, payload, options)
+    const span = tracer.start(`${cell}/${method}`, { kind: 'client', ...(options.traceparent !== undefined ? { parent: options.traceparent } : {}), attributes: { 'rpc.system': 'cell', 'rpc.service': cell, 'rpc.method': method } })
+    try {
+      const answer = await this.callUntraced(cell, method, payload, { ...options, traceparent: span.traceparent ?? options.traceparent })
+      span.end()
+      return answer
+    } catch (err) {
+      span.end(err)
+      throw err
+    }
+  }
+
+  private async callUntraced (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions): Promise<Uint8Array> {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
     const deadlineMs = this.clock.now() + timeoutMs

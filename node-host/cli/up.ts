@@ -57,6 +57,10 @@ options:
                         used and printed; a port you chose that is taken fails the
                         start with MetricsPortInUseError. The fleet is served there too:
                         /metrics/nodes/<id>, /metrics/cells/<cell>, /sd/prometheus
+  --otlp URL            export trace spans over OTLP/HTTP (JSON) to URL, e.g.
+                        http://127.0.0.1:4318/v1/traces (default CELL_OTLP; none when unset)
+  --trace-ratio R       share of new traces sampled, 0..1 (default 0.01); calls arriving sampled
+                        stay sampled (parent-based)
   --dashboard           serve the fleet dashboard on 127.0.0.1 (the page runs its own light peer,
                         bootstrapping from this node's WebSocket address)
   --dashboard-port N    its port (default: any free port)
@@ -87,6 +91,8 @@ const OPTIONS = {
   'bootstrap-tag-ttl': { type: 'string' },
   'drain-grace': { type: 'string' },
   metrics: { type: 'string' },
+  otlp: { type: 'string' },
+  'trace-ratio': { type: 'string' },
   dashboard: { type: 'boolean' },
   'dashboard-port': { type: 'string' },
   'dashboard-grants': { type: 'boolean' }
@@ -128,6 +134,10 @@ export async function run (argv: string[]): Promise<number> {
       throw err
     }
   }
+  const otlpUrl = v.otlp ?? (process.env.CELL_OTLP !== '' ? process.env.CELL_OTLP : undefined)
+  if (otlpUrl != null && !/^https?:\/\/[^\s]+$/.test(otlpUrl)) return usageFailure(`--otlp ${otlpUrl} is not an http:// or https:// URL`, HELP)
+  const traceRatio = v['trace-ratio'] != null ? Number(v['trace-ratio']) : 0.01
+  if (!Number.isFinite(traceRatio) || traceRatio < 0 || traceRatio > 1) return usageFailure('--trace-ratio must be a number from 0 to 1', HELP)
   const config = await readNodeConfig(v.config ?? join(cellHome(), 'node.toml'), { optional: v.config == null })
   let biology: { stabilisationWindowMs: number } | undefined
   if (v['scale-down-window'] != null) {
@@ -182,7 +192,8 @@ export async function run (argv: string[]): Promise<number> {
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
     reuseAddresses: true,
-    ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {})
+    ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
+    ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})
   })
   for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
   const noted = node.notes.length

@@ -1,0 +1,56 @@
+// The tracing port. Hosts implement it with OpenTelemetry JS (node-host/telemetry/otel-tracer.ts,
+// the light peer with sdk-trace-web); core only starts spans, ends them with a status and carries
+// the W3C traceparent in synapse call frames, so it stays free of any SDK.
+import type { SynapseHandler, CallContext } from '../synapse/index.ts'
+
+export type SpanKind = 'client' | 'server' | 'internal'
+
+export interface TraceSpan {
+  /** The W3C traceparent naming this span as the parent of the next hop (undefined when not recorded). */
+  readonly traceparent: string | undefined
+  /** Ends the span: OK without `error`, ERROR with the error's name and message otherwise. */
+  end (error?: unknown): void
+}
+
+export interface Tracer {
+  /** Starts a span, a child of `parent` (a W3C traceparent) when given; sampling follows the parent. */
+  start (name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }): TraceSpan
+}
+
+/** Runs `fn` inside a span handed the span's traceparent; the span ends with the outcome. */
+export async function traced<T> (tracer: Tracer | undefined, name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }, fn: (traceparent: string | undefined) => Promise<T>): Promise<T> {
+  if (tracer === undefined) return await fn(options.parent)
+  const span = tracer.start(name, options)
+  try {
+    const value = await fn(span.traceparent ?? options.parent)
+    span.end()
+    return value
+  } catch (err) {
+    span.end(err)
+    throw err
+  }
+}
+
+/** A synapse handler whose calls each run in a server span, the child of the caller's traceparent. */
+export function tracedHandler (tracer: Tracer | undefined, handler: SynapseHandler): SynapseHandler {
+  if (tracer === undefined) return handler
+  return {
+    ...handler,
+    call: async (ctx: CallContext) => await traced(tracer, `${ctx.cell}/${ctx.method}`, { kind: 'server', parent: ctx.traceparent, attributes: { 'rpc.system': 'cell', 'rpc.service': ctx.cell, 'rpc.method': ctx.method } },
+      async (traceparent) => await handler.call(withTraceparent(ctx, traceparent)))
+  }
+}
+
+/** `ctx` seen with another traceparent (the signal stays the lazily created one of the call). */
+function withTraceparent (ctx: CallContext, traceparent: string | undefined): CallContext {
+  return {
+    cell: ctx.cell,
+    method: ctx.method,
+    payload: ctx.payload,
+    principal: ctx.principal,
+    remotePeer: ctx.remotePeer,
+    deadlineMs: ctx.deadlineMs,
+    traceparent,
+    get signal () { return ctx.signal }
+  }
+}
