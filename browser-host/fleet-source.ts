@@ -64,6 +64,11 @@ export class LightPeerSource extends EventTarget {
     return this.reason
   }
 
+  /** Peer ids of the full nodes this tab is connected to (the dashboard's topology draws them). */
+  connections (): string[] {
+    return this.peer.fullNodes()
+  }
+
   /** The cell's replica bounds, canary weight, surge and grace, from its signed artifact's Cell.toml. */
   policy (cell: string): { minReplicas: number, maxReplicas: number, canaryWeight: number, maxSurge: number, healthGraceMs: number, update?: string } | undefined {
     return this.peer.policies?.policy(cell)

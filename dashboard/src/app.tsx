@@ -4,7 +4,8 @@ import type { JSX } from 'solid-js'
 import { CallPanel } from './call-panel.tsx'
 import { CellCard } from './cells.tsx'
 import { NodeList } from './nodes.tsx'
-import { formatDuration, shortId } from './model.ts'
+import { Topology } from './topology.tsx'
+import { formatDuration, HISTORY_WINDOW_MS, shortId } from './model.ts'
 import { createFleetStore } from './store.ts'
 import type { StoreOptions } from './store.ts'
 import type { FleetSource } from './source.ts'
@@ -30,7 +31,7 @@ export function NotConnected (): JSX.Element {
 
 export function Dashboard (props: { source: FleetSource, options?: StoreOptions }): JSX.Element {
   const store = createFleetStore(props.source, props.options)
-  const capacity = props.options?.historySize ?? 120
+  const windowMs = props.options?.historyWindowMs ?? HISTORY_WINDOW_MS
   const cellNames = createMemo(() => store.cells().map(c => c.name), undefined, { equals: sameList })
   const replicaCount = (): number => store.cells().reduce((s, c) => s + c.replicas.live, 0)
   const ago = (): string => {
@@ -73,11 +74,17 @@ export function Dashboard (props: { source: FleetSource, options?: StoreOptions 
             }>
               {/* Keyed by name: each refresh builds new models, and a card should update in place. */}
               <For each={cellNames()}>{name => (
-                <Show when={store.cells().find(c => c.name === name)}>{c => <CellCard cell={c()} history={store.history().get(name) ?? []} capacity={capacity} />}</Show>
+                <Show when={store.cells().find(c => c.name === name)}>{c => <CellCard cell={c()} history={store.history().get(name) ?? []} events={store.events().get(name) ?? []} now={store.now()} windowMs={windowMs} />}</Show>
               )}</For>
             </Show>
           </section>
           <aside class="side-col">
+            <Show when={store.nodes().length > 0}>
+              <section aria-label="fleet topology">
+                <h2>Topology</h2>
+                <Topology nodes={store.nodes()} instances={store.cells().flatMap(c => c.instances)} connections={store.connections()} tabId={props.source.peerId} />
+              </section>
+            </Show>
             <section aria-label="nodes">
               <h2>Nodes</h2>
               <Show when={store.nodes().length > 0} fallback={

@@ -1,9 +1,9 @@
 // Cell cards: version, replicas against min/max, rollout progress, canary split and charts.
 import { For, Show } from 'solid-js'
 import type { JSX } from 'solid-js'
-import { Sparkline } from './sparkline.tsx'
+import { Chart } from './chart.tsx'
 import { formatBytes, formatDuration, formatNumber, shortId } from './model.ts'
-import type { CellSample, ShareRow } from './model.ts'
+import type { CellSample, HistoryEvent, ShareRow } from './model.ts'
 import type { CellModel } from './store.ts'
 
 const STATE_WORDS: Record<string, string> = {
@@ -97,10 +97,8 @@ function Crashes (props: { cell: CellModel }): JSX.Element {
   )
 }
 
-export function CellCard (props: { cell: CellModel, history: CellSample[], capacity: number }): JSX.Element {
+export function CellCard (props: { cell: CellModel, history: CellSample[], events: HistoryEvent[], now: number, windowMs: number }): JSX.Element {
   const c = (): CellModel => props.cell
-  const last = (): CellSample | undefined => props.history[props.history.length - 1]
-  const series = (k: keyof CellSample): number[] => props.history.map(s => s[k])
   return (
     <article class="card cell" data-cell={c().name}>
       <header class="cell-head">
@@ -128,12 +126,15 @@ export function CellCard (props: { cell: CellModel, history: CellSample[], capac
           <div><h5>This page's calls</h5><ShareBars rows={c().calls} unit="calls" empty="No calls from this page yet." /></div>
         </div>
       </section>
-      <div class="charts">
-        <Sparkline label="CPU" values={series('cpuPercent')} capacity={props.capacity} current={last() !== undefined ? `${formatNumber(last()!.cpuPercent)} %` : '—'} color="var(--c-cpu)" />
-        <Sparkline label="Memory" values={series('memoryBytes')} capacity={props.capacity} current={last() !== undefined ? formatBytes(last()!.memoryBytes) : '—'} color="var(--c-mem)" />
-        <Sparkline label="QPS" values={series('qps')} capacity={props.capacity} current={last() !== undefined ? formatNumber(last()!.qps) : '—'} color="var(--c-qps)" />
-        <Sparkline label="p99" values={series('p99Ms')} capacity={props.capacity} current={last() !== undefined ? `${formatNumber(last()!.p99Ms)} ms` : '—'} color="var(--c-p99)" />
-      </div>
+      <section class="charts" aria-label={`history of ${c().name}`}>
+        <h4>Last {Math.round(props.windowMs / 60_000)} min <small class="muted">from heartbeats this tab received{props.events.length > 0 ? ` · ${props.events.length} rollout event${props.events.length === 1 ? '' : 's'}` : ''}</small></h4>
+        <div class="chart-grid">
+          <Chart label="CPU (sum)" series="cpuPercent" samples={props.history} events={props.events} nowMs={props.now} windowMs={props.windowMs} format={v => `${formatNumber(v, 0)} %`} color="var(--c-cpu)" />
+          <Chart label="Memory (sum)" series="memoryBytes" samples={props.history} events={props.events} nowMs={props.now} windowMs={props.windowMs} format={formatBytes} color="var(--c-mem)" />
+          <Chart label="QPS (sum)" series="qps" samples={props.history} events={props.events} nowMs={props.now} windowMs={props.windowMs} format={v => formatNumber(v, 0)} color="var(--c-qps)" />
+          <Chart label="p99 (worst replica)" series="p99Ms" samples={props.history} events={props.events} nowMs={props.now} windowMs={props.windowMs} format={v => `${formatNumber(v, 0)} ms`} color="var(--c-p99)" />
+        </div>
+      </section>
     </article>
   )
 }

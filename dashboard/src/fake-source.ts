@@ -55,6 +55,12 @@ export interface FakeSourceOptions {
   withRoutes?: boolean
   /** Start with an empty fleet (the "joining" state) until `addNode()`. */
   empty?: boolean
+  /**
+   * A scripted history (deterministic, by step count): billing runs 1.2.0 until step 420, when
+   * 1.3.0 is published; at step 520 a second 1.3.0 replica starts and a 1.2.0 one retires; at
+   * step 780 importer crash-loops and is halted. From step 780 on it is the default fleet.
+   */
+  script?: boolean
 }
 
 export interface FakeSource extends FleetSource {
@@ -115,7 +121,43 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     })
   }
 
-  if (options.empty !== true) seedFleet()
+  let steps = 0
+  const scriptNodes: string[] = []
+  function publish (cell: keyof typeof RELEASES, k: number): void {
+    view.releases.set(cell, { cell, ...RELEASES[cell][k], authority: 'a1b2c3d4'.repeat(8), seq: k + 1, signed: new Uint8Array() })
+    view.emit({ kind: 'release', op: 'upsert', key: cell, cell })
+  }
+  function seedScript (): void {
+    scriptNodes.push(addNodeRecord(), addNodeRecord(), addNodeRecord())
+    publish('billing', 0)
+    publish('ledger', 0)
+    for (const n of scriptNodes) addInstance('billing', RELEASES.billing[0], n, { startedMs: now() - 60_000, readyMs: now() - 55_000 })
+    addInstance('ledger', RELEASES.ledger[0], scriptNodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20, startedMs: now() - 60_000, readyMs: now() - 55_000 })
+  }
+  function runScript (t: number): void {
+    steps++
+    if (steps === 420) {
+      publish('billing', 1)
+      addInstance('billing', RELEASES.billing[1], scriptNodes[2], { state: 'starting', startedMs: t, readyMs: undefined, qps: 0 })
+    } else if (steps === 520) {
+      addInstance('billing', RELEASES.billing[1], scriptNodes[1], { state: 'starting', startedMs: t, readyMs: undefined, qps: 0 })
+      for (const [key, i] of view.instanceMap) {
+        if (i.cell === 'billing' && i.nodeId === scriptNodes[2] && i.digest === RELEASES.billing[0].digest) view.instanceMap.set(key, { ...i, state: 'draining' })
+      }
+    } else if (steps === 700) {
+      publish('importer', 0)
+    } else if (steps === 780) {
+      addInstance('importer', RELEASES.importer[0], scriptNodes[1], {
+        state: 'crashed', readyMs: undefined, startedMs: t - 1_000, endedMs: t - 900, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0,
+        exitReason: 'CapsidStartError: replica of importer exited (code 1, signal null) before it was ready',
+        stderrTail: ['Error: DATABASE_URL is not set']
+      })
+      const n1 = view.nodeMap.get(scriptNodes[1])!
+      n1.halts = [{ cell: 'importer', ...RELEASES.importer[0], atMs: t, reason: `${CRASH_LOOPING_PREFIX}3 crashes within 120000 ms and no earlier release to return to` }]
+    }
+  }
+  if (options.script === true) seedScript()
+  else if (options.empty !== true) seedFleet()
   function seedFleet (): void {
     const nodes = [addNodeRecord(), addNodeRecord(), addNodeRecord()]
     for (const [cell, list] of Object.entries(RELEASES)) {
@@ -140,6 +182,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
 
   const step = (): void => {
     const t = now()
+    if (options.script === true) runScript(t)
     for (const old of view.nodeMap.values()) {
       // A fresh object per heartbeat, as a real view holds a newly decoded record.
       const n: NodeRecord = { ...old, capacity: { ...old.capacity }, load: { ...old.load } }
@@ -205,6 +248,8 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     call: async (cell: string, method: string, request: unknown, opts?: SourceCallOptions) => (await callRouted(cell, method, request, opts)).result,
     ...(withRoutes ? { callRouted } : {}),
     ...(options.withPolicy ?? true ? { policy: (cell: string) => POLICIES[cell] } : {}),
+    // The tab holds connections to the first two full nodes (a light peer dials a few, not all).
+    connections: () => view.nodes().slice(0, 2).map(n => n.nodeId),
     step,
     setStatus (next: SourceStatus, reason?: string) {
       status = next

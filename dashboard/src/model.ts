@@ -329,3 +329,120 @@ export function haltNote (nodes: readonly NodeRecord[], cell: string): HaltNote 
   const { atMs: _, ...note } = best
   return note
 }
+
+/** A rollout event marked on a cell's charts: a new release or desired record, a halt, a replica retired. */
+export interface HistoryEvent { atMs: number, kind: 'release' | 'halt' | 'retire', label: string }
+
+/**
+ * Per-cell history the tab keeps from gossiped heartbeats: a bounded ring of samples covering
+ * `windowMs`, at most `maxPoints` per cell (older halves are merged pairwise when full, so the
+ * window stays covered at a coarser step), at most `maxCells` cells and `maxEvents` events each.
+ */
+export interface CellHistory {
+  readonly windowMs: number
+  readonly maxPoints: number
+  readonly maxCells: number
+  readonly maxEvents: number
+  samples: Map<string, CellSample[]>
+  events: Map<string, HistoryEvent[]>
+  /** Samples or events refused because `maxCells` cells are already charted. */
+  dropped: number
+}
+
+export const HISTORY_WINDOW_MS = 15 * 60_000
+
+export function createCellHistory (opts: { windowMs?: number, maxPoints?: number, maxCells?: number, maxEvents?: number } = {}): CellHistory {
+  return {
+    windowMs: opts.windowMs ?? HISTORY_WINDOW_MS,
+    maxPoints: Math.max(4, opts.maxPoints ?? 900),
+    maxCells: Math.max(1, opts.maxCells ?? 256),
+    maxEvents: Math.max(1, opts.maxEvents ?? 64),
+    samples: new Map(),
+    events: new Map(),
+    dropped: 0
+  }
+}
+
+/** Two adjacent samples as one: mean of the rates and sizes, worst p99, at the later time. */
+export function mergeSamples (a: CellSample, b: CellSample): CellSample {
+  return {
+    atMs: b.atMs,
+    cpuPercent: (a.cpuPercent + b.cpuPercent) / 2,
+    memoryBytes: (a.memoryBytes + b.memoryBytes) / 2,
+    qps: (a.qps + b.qps) / 2,
+    p99Ms: Math.max(a.p99Ms, b.p99Ms)
+  }
+}
+
+/** Halves the older half of a series by merging neighbours; the newest half keeps full resolution. */
+export function downsample (series: readonly CellSample[]): CellSample[] {
+  const half = Math.floor(series.length / 2)
+  const out: CellSample[] = []
+  let i = 0
+  for (; i + 1 < half; i += 2) out.push(mergeSamples(series[i], series[i + 1]))
+  for (; i < series.length; i++) out.push(series[i])
+  return out
+}
+
+function admitCell (h: CellHistory, cell: string): boolean {
+  if (h.samples.has(cell) || h.events.has(cell)) return true
+  const known = new Set([...h.samples.keys(), ...h.events.keys()])
+  if (known.size >= h.maxCells) { h.dropped++; return false }
+  return true
+}
+
+/** Appends a sample (ignored unless newer than the last), evicting what left the window. */
+export function recordSample (h: CellHistory, cell: string, s: CellSample): void {
+  if (!admitCell(h, cell)) return
+  let series = h.samples.get(cell) ?? []
+  if (series.length > 0 && s.atMs <= series[series.length - 1].atMs) return
+  series = series.filter(x => x.atMs >= s.atMs - h.windowMs)
+  series.push(s)
+  if (series.length > h.maxPoints) series = downsample(series)
+  h.samples.set(cell, series)
+}
+
+export function recordEvent (h: CellHistory, cell: string, e: HistoryEvent): void {
+  if (!admitCell(h, cell)) return
+  let list = (h.events.get(cell) ?? []).filter(x => x.atMs >= e.atMs - h.windowMs)
+  list.push(e)
+  if (list.length > h.maxEvents) list = list.slice(list.length - h.maxEvents)
+  h.events.set(cell, list)
+}
+
+/** Forgets cells no longer in the view (their history would otherwise hold a slot forever). */
+export function pruneHistory (h: CellHistory, keep: ReadonlySet<string>): void {
+  for (const k of [...h.samples.keys()]) if (!keep.has(k)) h.samples.delete(k)
+  for (const k of [...h.events.keys()]) if (!keep.has(k)) h.events.delete(k)
+}
+
+/** What the store remembers of a cell between samples, to notice rollout events. */
+export interface CellMark { targetDigest?: string, haltKey?: string, draining: Set<string> }
+
+/**
+ * The rollout events between two looks at a cell: its target release changed (release or desired
+ * record), a new halt, replicas that began draining or stopped (retired). The first look records none.
+ */
+export function rolloutEvents (prev: CellMark | undefined, target: ReleaseRef | undefined, halt: HaltNote | undefined, instances: readonly InstanceRecord[], atMs: number): { mark: CellMark, events: HistoryEvent[] } {
+  const draining = new Set(instances.filter(i => i.state === 'draining' || i.state === 'stopped').map(i => `${i.nodeId}/${i.instanceId}`))
+  const haltKey = halt === undefined ? undefined : `${halt.digest} ${halt.reason}`
+  const mark: CellMark = { targetDigest: target?.digest, haltKey, draining }
+  const events: HistoryEvent[] = []
+  if (prev === undefined) return { mark, events }
+  if (target !== undefined && target.digest !== prev.targetDigest) events.push({ atMs, kind: 'release', label: `v${target.version}` })
+  if (halt !== undefined && haltKey !== prev.haltKey) events.push({ atMs, kind: 'halt', label: `${halt.crashLooping ? 'crash-loop' : 'halt'} v${halt.version}` })
+  const retired = [...draining].filter(k => !prev.draining.has(k)).length
+  if (retired > 0) events.push({ atMs, kind: 'retire', label: `retire ${retired}` })
+  return { mark, events }
+}
+
+/** "Nice" upper bound of a value axis and its ticks (1, 2, 2.5, 5 × 10^k). */
+export function niceTicks (max: number, count = 4): number[] {
+  if (!(max > 0) || !Number.isFinite(max)) return [0, 1]
+  const raw = max / count
+  const pow = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 2.5, 5, 10].map(m => m * pow).find(s => s >= raw) ?? raw
+  const ticks: number[] = []
+  for (let v = 0; v < max + step * 0.999; v += step) ticks.push(Number(v.toPrecision(12)))
+  return ticks
+}

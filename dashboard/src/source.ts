@@ -66,6 +66,8 @@ export interface FleetSource extends EventTarget {
    * calls it makes per version; without it they are counted as "unattributed".
    */
   callRouted?: (cell: string, method: string, request: unknown, options?: SourceCallOptions) => Promise<CallResult>
+  /** Optional: peer ids of the full nodes this tab is connected to (for the topology view). */
+  connections?: () => string[]
   /** Optional: the policy of the cell's current release (the light peer may not have Cell.toml). */
   policy?: (cell: string) => CellPolicy | undefined
 }

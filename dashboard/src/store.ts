@@ -6,10 +6,10 @@ import type { Accessor } from 'solid-js'
 import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
 import type { CellPolicy, FleetSource, InstanceRecord, NodeRecord } from './source.ts'
 import {
-  callSplit, cellSample, createCallTally, describeError, displayStatus, pushBounded, qpsShareByDigest,
-  replicaSummary, rolloutProgress, tallyCall, targetOf, crashNotes, haltNote
+  callSplit, cellSample, createCallTally, createCellHistory, describeError, displayStatus, pruneHistory, qpsShareByDigest,
+  recordEvent, recordSample, replicaSummary, rolloutEvents, rolloutProgress, tallyCall, targetOf, crashNotes, haltNote
 } from './model.ts'
-import type { CellSample, DisplayStatus, ErrorDescription, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote } from './model.ts'
+import type { CellMark, CellSample, DisplayStatus, ErrorDescription, HistoryEvent, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote } from './model.ts'
 
 /** The halt of the release the cell is aiming at, if a node gossips one (absent key otherwise). */
 function haltOf (nodes: readonly NodeRecord[], cell: string, target: ReleaseRef | undefined): { halt?: HaltNote } {
@@ -22,8 +22,10 @@ export interface StoreOptions {
   refreshMs?: number
   /** A 'live' source that delivered nothing for this long is shown stale (default 5 s). */
   staleAfterMs?: number
-  /** Samples kept per cell for the charts (default 120, one per tick). */
+  /** Points kept per cell and series for the charts (default 900: 15 min at one per second, then downsampled). */
   historySize?: number
+  /** Time the charts cover (default 15 min). */
+  historyWindowMs?: number
   tickMs?: number
   /** Cells charted at most (history is bounded like everything else). */
   maxCells?: number
@@ -64,6 +66,10 @@ export interface FleetStore {
   nodes: Accessor<NodeRecord[]>
   cells: Accessor<CellModel[]>
   history: Accessor<ReadonlyMap<string, CellSample[]>>
+  /** Rollout events per cell within the history window (release/desired seen, halt, retire). */
+  events: Accessor<ReadonlyMap<string, HistoryEvent[]>>
+  /** The tab's own connections (peer ids), when the source tells; undefined otherwise. */
+  connections: Accessor<string[] | undefined>
   call: (cell: string, method: string, request: unknown, options?: { signal?: AbortSignal }) => Promise<CallOutcome>
 }
 
@@ -71,7 +77,8 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
   const clock = options.now ?? (() => Date.now())
   const refreshMs = options.refreshMs ?? 250
   const staleAfterMs = options.staleAfterMs ?? 5000
-  const historySize = options.historySize ?? 120
+  const ring = createCellHistory({ maxPoints: options.historySize ?? 900, windowMs: options.historyWindowMs, maxCells: options.maxCells })
+  const marks = new Map<string, CellMark>()
   const maxCells = options.maxCells ?? 256
   const view = source.view
 
@@ -82,6 +89,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
   const initiallyEmpty = view.nodes().length === 0 && view.cells().length === 0
   const [lastChangeMs, setLastChangeMs] = createSignal<number | undefined>(initiallyEmpty ? undefined : clock())
   const [history, setHistory] = createSignal<ReadonlyMap<string, CellSample[]>>(new Map())
+  const [events, setEvents] = createSignal<ReadonlyMap<string, HistoryEvent[]>>(new Map())
   const tally = createCallTally()
   const [tallyRevision, setTallyRevision] = createSignal(0)
 
@@ -126,10 +134,18 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
   })
 
   const sample = (t: number): void => {
-    const next = new Map<string, CellSample[]>()
-    const prev = history()
-    for (const c of cells()) next.set(c.name, pushBounded(prev.get(c.name) ?? [], cellSample(c.instances, t), historySize))
-    setHistory(next)
+    const list = cells()
+    const names = new Set(list.map(c => c.name))
+    pruneHistory(ring, names)
+    for (const k of [...marks.keys()]) if (!names.has(k)) marks.delete(k)
+    for (const c of list) {
+      recordSample(ring, c.name, cellSample(c.instances, t))
+      const { mark, events: seen } = rolloutEvents(marks.get(c.name), c.target, c.halt, c.instances, t)
+      marks.set(c.name, mark)
+      for (const e of seen) recordEvent(ring, c.name, e)
+    }
+    setHistory(new Map(ring.samples))
+    setEvents(new Map(ring.events))
   }
 
   const tick = setInterval(() => {
@@ -178,6 +194,8 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
     nodes,
     cells,
     history,
+    events,
+    connections: () => { now(); return source.connections?.() },
     call
   }
 }

@@ -156,6 +156,44 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
     await page.close()
   })
 
+  // Issue 12 point 6: 15 scripted minutes replayed on a virtual clock (dev.html?history) give
+  // charts with axes, ≥ 300 points and the rollout events marked, and a topology of every node and replica.
+  for (const width of [1280, 375]) {
+    it(`charts 15 min of history with rollout events, and the topology, at ${width} px`, async () => {
+      const page = await open('/dev.html?history', width)
+      await expect.poll(async () => await page.evaluate(() => (window as unknown as { fakeSteps: () => number }).fakeSteps()), { timeout: 30_000, interval: 250 }).toBeGreaterThanOrEqual(900)
+      const billing = page.locator('[data-cell="billing"]')
+      const charts = billing.locator('.charts figure.chart')
+      await expect.poll(async () => await charts.count(), { timeout: 10_000 }).toBe(4)
+      for (const chart of await charts.all()) {
+        expect(Number(await chart.getAttribute('data-points'))).toBeGreaterThanOrEqual(300)
+        expect(await chart.locator('.axis-x text').allTextContents()).toEqual(expect.arrayContaining(['now', '−5 min', '−10 min', '−15 min']))
+        expect(await chart.locator('.axis-y text').count()).toBeGreaterThanOrEqual(2)
+        expect((await chart.locator('polyline').getAttribute('points'))!.split(' ').length).toBeGreaterThanOrEqual(300)
+        // The 1.3.0 publication and the retired 1.2.0 replica are marked on every billing chart.
+        expect(await chart.locator('.marker-release text').allTextContents()).toEqual(['v1.3.0'])
+        expect(await chart.locator('.marker-retire').count()).toBe(1)
+      }
+      expect(await page.locator('[data-cell="importer"] .chart').first().locator('.marker text').allTextContents()).toEqual(['crash-loop v0.1.0'])
+      // The topology lists every node and every replica the view holds, and the tab's two connections.
+      const nodeIds = await page.locator('[data-node]').evaluateAll(els => els.map(e => e.getAttribute('data-node')))
+      expect(nodeIds).toHaveLength(3)
+      expect(await page.locator('[data-topology-node]').evaluateAll(els => els.map(e => e.getAttribute('data-topology-node')))).toEqual(nodeIds)
+      const replicas = await page.evaluate(() => (window as unknown as { fakeSource: { view: { instances: () => Array<{ instanceId: string, state: string }> } } }).fakeSource.view.instances().filter(i => i.state !== 'stopped').map(i => i.instanceId).sort())
+      expect(replicas).toHaveLength(7)
+      expect((await page.locator('[data-topology-replica]').evaluateAll(els => els.map(e => e.getAttribute('data-topology-replica')))).sort()).toEqual(replicas)
+      expect(await page.locator('.topology .topo-link').count()).toBe(2)
+      expect(await page.locator('.topology circle.topo-replica').count()).toBe(7)
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(width)
+      const name = width === 1280 ? 'dashboard-history-1280x800' : 'dashboard-history-375'
+      await page.screenshot({ path: join(artifacts, `${name}.png`) })
+      await page.screenshot({ path: join(artifacts, `${name}-full.png`), fullPage: true })
+      await page.locator('.topology').screenshot({ path: join(artifacts, `dashboard-topology-${width}.png`) })
+      expect(pageErrors(page)).toEqual([])
+      await page.close()
+    }, 60_000)
+  }
+
   it('fits a 375 px phone screen without horizontal scrolling', async () => {
     const page = await open('/dev.html?nopolicy', 375)
     await expect.poll(async () => await page.locator('[data-node]').count(), { timeout: 10_000 }).toBe(3)
