@@ -3,7 +3,7 @@
 // same adapter with sdk-trace-web's WebTracerProvider (browser-host/light-peer.ts).
 import { ROOT_CONTEXT, SpanKind as OtelSpanKind, SpanStatusCode, TraceFlags, trace, type Context, type Span, type Tracer as OtelTracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '@opentelemetry/core'
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
@@ -45,23 +45,34 @@ export class OtelTracerAdapter implements Tracer {
   readonly stats: TraceExportStats = { exported: 0, failed: 0, dropped: 0 }
   private readonly tracer: OtelTracer
   private readonly provider: InstanceType<TracerProviderClass>
+  private readonly ratio: number
 
   constructor (init: OtlpTraceInit, Provider: TracerProviderClass = BasicTracerProvider, exporter?: SpanExporter) {
     const ratio = Math.min(1, Math.max(0, init.ratio ?? 0.01))
+    this.ratio = ratio
     const maxQueueSize = Math.max(1, init.maxQueueSize ?? 2048)
     const counting = new CountingExporter(exporter ?? new OTLPTraceExporter({ url: init.url, timeoutMillis: init.exportTimeoutMs ?? 10_000 }), this.stats)
     const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMillis: init.scheduledDelayMs ?? 1000, exportTimeoutMillis: init.exportTimeoutMs ?? 10_000 })
     this.provider = new Provider({
       resource: resourceFromAttributes({ 'service.name': init.serviceName ?? 'cell-node' }),
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
+      // The ratio is decided in start(), before the SDK sees an unsampled trace at all.
+      sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
       spanProcessors: [new DropCounter(batch, counting, maxQueueSize, this.stats)]
     })
     this.tracer = this.provider.getTracer('cellmesh')
   }
 
   start (name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }): TraceSpan {
+    // Unsampled traces (99 % at the default ratio) never reach the SDK: a call only pays for a
+    // random traceparent, or passes its unsampled parent on unchanged (nothing records either).
     let parent: Context = ROOT_CONTEXT
-    if (options.parent !== undefined) parent = propagator.extract(ROOT_CONTEXT, { traceparent: options.parent }, getter)
+    if (options.parent === undefined || !WELL_FORMED.test(options.parent)) {
+      if (this.ratio < 1 && Math.random() >= this.ratio) return new UnsampledSpan(randomTraceparent())
+    } else if ((parseInt(options.parent.slice(53, 55), 16) & 1) === 0) {
+      return new UnsampledSpan(options.parent)
+    } else {
+      parent = propagator.extract(ROOT_CONTEXT, { traceparent: options.parent }, getter)
+    }
     const span = this.tracer.startSpan(name, { kind: KINDS[options.kind], attributes: options.attributes }, parent)
     return new OtelSpan(span)
   }
@@ -73,7 +84,27 @@ export class OtelTracerAdapter implements Tracer {
   async shutdown (): Promise<void> { await this.provider.shutdown().catch(() => {}) }
 }
 
+const WELL_FORMED = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/
+
+/** 8 random hex digits (one Math.random draw: unsampled ids only need to be unlikely to repeat). */
+function hex8 (): string {
+  return ((Math.random() * 0x1_0000_0000) >>> 0).toString(16).padStart(8, '0')
+}
+
+/** A fresh unsampled trace's traceparent (an all-zero id is invalid, hence the leading 1 bit). */
+function randomTraceparent (): string {
+  return `00-${(((Math.random() * 0x8000_0000) >>> 0) | 0x1000_0000).toString(16)}${hex8()}${hex8()}${hex8()}-${(((Math.random() * 0x8000_0000) >>> 0) | 0x1000_0000).toString(16)}${hex8()}-00`
+}
+
+class UnsampledSpan implements TraceSpan {
+  readonly recording = false
+  readonly traceparent: string
+  constructor (traceparent: string) { this.traceparent = traceparent }
+  end (): void {}
+}
+
 class OtelSpan implements TraceSpan {
+  readonly recording = true
   private readonly span: Span
   private header: string | undefined
   constructor (span: Span) { this.span = span }

@@ -7,6 +7,9 @@ import { acceptingAuth, createSynapseNode } from './nodes.ts'
 import type { SynapseNode } from './nodes.ts'
 import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
 import type { Channel } from '../../core/synapse/index.ts'
+import { createServer, type Server } from 'node:http'
+import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
+import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 
 export interface BenchOptions {
   /** Small fixed counts for a correctness run; otherwise fixed durations. */
@@ -31,6 +34,13 @@ export interface BenchResult {
   rawEcho: Figure
   oneway: Figure
   calls: Figure
+  /** Synapse calls again, interleaved with `tracedCalls` in the same run (metrics and tracing off). */
+  plainCalls: Figure
+  /** Synapse calls with metrics and tracing on (client and server spans, sampling `traceRatio`). */
+  tracedCalls: Figure
+  traceRatio: number
+  /** Spans the OTLP sink received. */
+  spansExported: number
 }
 
 const now = (): number => performance.now()
@@ -39,11 +49,11 @@ function figure (name: string, ops: number, ms: number, confirmed: number): Figu
   return { name, ops, ms, perSec: ops / (ms / 1000), confirmed }
 }
 
-async function startServer (): Promise<{ addr: string, stop(): void }> {
+async function startServer (env: Record<string, string>): Promise<{ addr: string, stop(): void }> {
   // BENCH_SERVER_PROF=dir writes a V8 CPU profile of the server process there.
   const prof = process.env.BENCH_SERVER_PROF
   const execArgv = prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]
-  const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env: { ...process.env, ...env } })
   const addr = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error('bench server did not start within 20 s')) }, 20_000)
     child.once('message', (m: { addr: string }) => { clearTimeout(timer); resolve(m.addr) })
@@ -126,7 +136,7 @@ async function synapseOneway (channel: Channel, o: BenchOptions, count: number):
   return figure('synapse one-way', sent, ms, delivered)
 }
 
-async function synapseCalls (channel: Channel, o: BenchOptions, count: number): Promise<Figure> {
+async function synapseCalls (channel: Channel, o: BenchOptions, count: number, name = 'synapse calls', tracer?: Tracer): Promise<Figure> {
   const payload = new Uint8Array(o.payloadBytes).fill(4)
   const start = now()
   const end = start + o.durationMs
@@ -135,17 +145,36 @@ async function synapseCalls (channel: Channel, o: BenchOptions, count: number): 
   const worker = async (): Promise<void> => {
     while (o.quick ? issued < count : now() < end) {
       issued++
-      const r = await channel.call('echo', payload)
+      const r = tracer === undefined
+        ? await channel.call('echo', payload)
+        : await traced(tracer, 'bench-traced/echo', { kind: 'client' }, async (traceparent) => await channel.call('echo', payload, traceparent !== undefined ? { traceparent } : {}))
       if (r.length === payload.length) answered++
     }
   }
   await Promise.all(Array.from({ length: o.window }, worker))
-  return figure('synapse calls', issued, now() - start, answered)
+  return figure(name, issued, now() - start, answered)
 }
 
+/** An OTLP/HTTP sink counting the spans it is sent (JSON bodies, not parsed beyond a count). */
+async function startSink (): Promise<{ url: string, spans: () => number, server: Server }> {
+  let spans = 0
+  const server = createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { if (body.length < 8 * 1024 * 1024) body += c })
+    req.on('end', () => { spans += body.split('"spanId"').length - 1; res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+  })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/traces`, spans: () => spans, server }
+}
+
+const TRACE_RATIO = 0.01
+
 export async function runBench (o: BenchOptions): Promise<BenchResult> {
-  const server = await startServer()
+  const sink = await startSink()
+  const server = await startServer({ BENCH_OTLP: sink.url, BENCH_TRACE_RATIO: String(TRACE_RATIO) })
   const client = await createSynapseNode({ ...acceptingAuth() })
+  const tracer = new OtelTracerAdapter({ url: sink.url, ratio: TRACE_RATIO, serviceName: 'bench-client', scheduledDelayMs: 200 })
   try {
     const target = multiaddr(server.addr)
     const quickCount = { oneway: 20_000, calls: 5_000 }
@@ -167,9 +196,30 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       calls = await synapseCalls(channel, o, quickCount.calls)
     }
     await channel.close()
-    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls }
+    // Metrics and tracing on against off, interleaved in this run (off, on, off, on) so drift in the
+    // machine's load is shared; each pair of figures is summed.
+    const tracedChannel = await client.services.synapse.open(target, 'bench-traced')
+    const plainChannel = await client.services.synapse.open(target, 'bench')
+    const pairs = o.quick ? 1 : 2
+    const half = { ...o, durationMs: o.durationMs / pairs }
+    await synapseCalls(tracedChannel, { ...o, quick: true }, 20_000, 'warm-up', tracer)
+    await synapseCalls(plainChannel, { ...o, quick: true }, 20_000)
+    const plain: Figure[] = []
+    const instrumented: Figure[] = []
+    for (let i = 0; i < pairs; i++) {
+      plain.push(await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off'))
+      instrumented.push(await synapseCalls(tracedChannel, half, quickCount.calls, 'calls, telemetry on', tracer))
+    }
+    const sum = (fs: Figure[], name: string): Figure => figure(name, fs.reduce((n, f) => n + f.ops, 0), fs.reduce((n, f) => n + f.ms, 0), fs.reduce((n, f) => n + f.confirmed, 0))
+    await tracedChannel.close()
+    await plainChannel.close()
+    await tracer.flush()
+    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls, plainCalls: sum(plain, 'calls, telemetry off'), tracedCalls: sum(instrumented, 'calls, telemetry on'), traceRatio: TRACE_RATIO, spansExported: sink.spans() }
   } finally {
     await client.stop()
     server.stop()
+    await tracer.shutdown()
+    sink.server.closeAllConnections()
+    sink.server.close()
   }
 }

@@ -3,6 +3,9 @@
 import { acceptingAuth, createSynapseNode } from './nodes.ts'
 import { RAW_ECHO, RAW_ONEWAY, handleRawEcho, handleRawOneway } from './bench-protocols.ts'
 import type { SynapseHandler } from '../../core/synapse/index.ts'
+import { tracedHandler } from '../../core/telemetry/tracer.ts'
+import { NodeMetrics } from '../../node-host/telemetry/node-metrics.ts'
+import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 
 let messages = 0
 let messageBytes = 0
@@ -30,7 +33,18 @@ const handler: SynapseHandler = {
   async * stream () {}
 }
 
-const node = await createSynapseNode({ ...acceptingAuth(), handler })
+// Cell "bench-traced": the same handler as a full node serves it with metrics and tracing on (a
+// server span per call, the child of the frame's traceparent; new traces sampled at BENCH_TRACE_RATIO).
+const metrics = new NodeMetrics()
+const tracer = process.env.BENCH_OTLP !== undefined ? new OtelTracerAdapter({ url: process.env.BENCH_OTLP, ratio: Number(process.env.BENCH_TRACE_RATIO ?? '0.01'), serviceName: 'bench-server' }) : undefined
+const instrumented = tracedHandler(tracer, metrics.calls.wrap(handler))
+const dispatch: SynapseHandler = {
+  call: async (ctx) => await (ctx.cell === 'bench-traced' ? instrumented : handler).call(ctx),
+  message: (ctx) => { handler.message(ctx) },
+  stream: (ctx) => handler.stream(ctx)
+}
+
+const node = await createSynapseNode({ ...acceptingAuth(), handler: dispatch })
 await node.handle(RAW_ONEWAY, handleRawOneway)
 await node.handle(RAW_ECHO, handleRawEcho)
 

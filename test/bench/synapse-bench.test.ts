@@ -15,7 +15,7 @@ describe('synapse bench --quick', () => {
     const code = await new Promise<number | null>((resolve) => { child.on('exit', resolve) })
     expect(code).toBe(0)
     const result = JSON.parse(out.trim().split('\n').at(-1) ?? '') as BenchResult
-    for (const f of [result.rawOneway, result.rawEcho, result.oneway, result.calls]) {
+    for (const f of [result.rawOneway, result.rawEcho, result.oneway, result.calls, result.plainCalls, result.tracedCalls]) {
       expect(f.ops, f.name).toBeGreaterThan(1000)
       expect(f.confirmed, f.name).toBe(f.ops)
     }

@@ -26,9 +26,14 @@ if (json) {
   console.log(row(result.oneway, result.rawOneway, quick ? undefined : FLOORS.oneway))
   console.log(row(result.rawEcho))
   console.log(row(result.calls, result.rawEcho, quick ? undefined : FLOORS.calls))
+  console.log(`metrics and tracing (client and server spans, parent-based sampling ${result.traceRatio * 100} %, OTLP/HTTP to a local sink), interleaved in this run:`)
+  console.log(row(result.plainCalls))
+  console.log(row(result.tracedCalls, result.plainCalls))
+  const cost = 1 - result.tracedCalls.perSec / result.plainCalls.perSec
+  console.log(`telemetry cost ${(cost * 100).toFixed(1)} % of call throughput (${cost < 0.1 ? 'under 10 % ok' : 'NOT under 10 %'}), ${result.spansExported} spans exported`)
 }
 
-const complete = result.oneway.confirmed === result.oneway.ops && result.calls.confirmed === result.calls.ops
+const complete = [result.oneway, result.calls, result.plainCalls, result.tracedCalls].every(f => f.confirmed === f.ops)
 const floorsMet = quick || (result.oneway.perSec >= FLOORS.oneway && result.calls.perSec >= FLOORS.calls)
 if (!complete) console.error('INCOMPLETE: not every message was delivered or call answered')
 process.exitCode = complete && floorsMet ? 0 : 1
