@@ -7,12 +7,18 @@ import { shortId } from './model.ts'
 import type { InstanceRecord, NodeRecord } from './source.ts'
 
 const W = 300
-const H = 240
+const H = 270
 const CX = W / 2
-const CY = H / 2 + 6
+const CY = H / 2
 /** Nodes drawn in the picture at most; the list below shows all of them. */
 const MAX_DRAWN = 24
 const PALETTE = ['#3b5bdb', '#2f9e44', '#e8590c', '#7048e8', '#0c8599', '#c2255c', '#5c940d', '#868e96']
+
+function labelDy (a: number): number {
+  const sin = Math.sin(a)
+  if (sin < -0.3) return sin < -0.7 ? -40 : -24
+  return sin > 0.7 ? 46 : sin > 0.2 ? 38 : 30
+}
 
 export interface TopologyProps {
   nodes: readonly NodeRecord[]
@@ -41,10 +47,16 @@ export function Topology (props: TopologyProps): JSX.Element {
       return { node: n, x: CX + r * Math.cos(a), y: CY + r * Math.sin(a) + (list.length <= 1 ? -60 : 0), a }
     })
   })
+  // The picture is cropped to what is drawn (three nodes leave the lower part of the ring empty).
+  const box = createMemo(() => {
+    const ys = [CY - 14, CY + 14, ...drawn().map(d => d.y)]
+    const top = Math.max(0, Math.min(...ys) - 52)
+    return `0 ${top.toFixed(0)} ${W} ${(Math.min(H, Math.max(...ys) + 56) - top).toFixed(0)}`
+  })
   const orphans = createMemo(() => shown().filter(i => !props.nodes.some(n => n.nodeId === i.nodeId)))
   return (
     <section class="card topology" aria-label="topology">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${props.nodes.length} full nodes, ${shown().length} replicas, this tab connected to ${props.connections?.length ?? 'an unknown number of'} nodes`}>
+      <svg viewBox={box()} role="img" aria-label={`${props.nodes.length} full nodes, ${shown().length} replicas, this tab connected to ${props.connections?.length ?? 'an unknown number of'} nodes`}>
         <For each={drawn()}>{d => (
           <Show when={connected().has(d.node.nodeId)}>
             <line class="topo-link" x1={CX} y1={CY} x2={d.x} y2={d.y} />
@@ -65,7 +77,8 @@ export function Topology (props: TopologyProps): JSX.Element {
                 const a = (): number => d.a + ((k() - (Math.min(12, reps().length) - 1) / 2) * 0.45)
                 return <circle class={`topo-replica state-${i.state}`} cx={d.x + 24 * Math.cos(a())} cy={d.y + 24 * Math.sin(a())} r="5" fill={i.state === 'ready' || i.state === 'starting' ? color(i.cell) : '#fff'} stroke={color(i.cell)} />
               }}</For>
-              <text x={d.x + 38 * Math.cos(d.a)} y={d.y + 38 * Math.sin(d.a) + 4} text-anchor={Math.cos(d.a) > 0.3 ? 'start' : Math.cos(d.a) < -0.3 ? 'end' : 'middle'} class="topo-label">{shortId(d.node.nodeId, 6)}</text>
+              {/* Centred above (upper nodes) or below the node, clear of the replica arc: long ids never leave the picture. */}
+              <text x={d.x} y={d.y + labelDy(d.a)} text-anchor="middle" class="topo-label">{shortId(d.node.nodeId, 6)}</text>
             </g>
           )
         }}</For>
