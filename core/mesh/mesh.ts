@@ -25,7 +25,7 @@ import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
-import type { Tracer } from '../telemetry/tracer.ts'
+import { traced, type Tracer } from '../telemetry/tracer.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -326,18 +326,13 @@ export class Mesh {
    * load-aware routing; failures where nothing ran are retried on another node, failures mid-call
    * only when the method is idempotent.
    */
-  async callBytes (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions = {}): Promise<Uint8Array> {
+  callBytes (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions = {}): Promise<Uint8Array> { // eslint-disable-line @typescript-eslint/promise-function-async
+    // No extra promise reaction unless the call is sampled: answers batch as they do untraced.
     const tracer = this.init.tracer
-    if (tracer === undefined) return await this.callUntraced(cell, method, payload, options)
-    const span = tracer.start(`${cell}/${method}`, { kind: 'client', ...(options.traceparent !== undefined ? { parent: options.traceparent } : {}), attributes: { 'rpc.system': 'cell', 'rpc.service': cell, 'rpc.method': method } })
-    try {
-      const answer = await this.callUntraced(cell, method, payload, { ...options, traceparent: span.traceparent ?? options.traceparent })
-      span.end()
-      return answer
-    } catch (err) {
-      span.end(err)
-      throw err
-    }
+    if (tracer === undefined) return this.callUntraced(cell, method, payload, options)
+    return traced(tracer, `${cell}/${method}`, { kind: 'client', ...(options.traceparent !== undefined ? { parent: options.traceparent } : {}), attributes: { 'rpc.system': 'cell', 'rpc.service': cell, 'rpc.method': method } },
+      // eslint-disable-next-line @typescript-eslint/promise-function-async
+      (traceparent) => this.callUntraced(cell, method, payload, traceparent !== undefined ? { ...options, traceparent } : options))
   }
 
   private async callUntraced (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions): Promise<Uint8Array> {

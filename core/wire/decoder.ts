@@ -34,6 +34,17 @@ export class FrameDecoder {
   private readonly prefix = new Uint8Array(MAX_VARINT_BYTES)
   private prefixLength = 0
   private failure: Error | null = null
+  /** The last traceparent and its bytes: a caller's unsampled traceparent repeats, so most frames skip the UTF-8 decode. */
+  private lastTrace = ''
+  private lastTraceBytes = new Uint8Array(0)
+
+  private traceparent (buf: Uint8Array, p: number, len: number): string {
+    if (len > 0 && sameBytes(this.lastTraceBytes, buf, p, len)) return this.lastTrace
+    const text = decodeUtf8(buf.subarray(p, p + len), 'traceparent')
+    this.lastTrace = text
+    this.lastTraceBytes = buf.slice(p, p + len)
+    return text
+  }
 
   constructor (onFrame: (frame: Frame) => void, init: FrameDecoderInit = {}) {
     this.onFrame = onFrame
@@ -173,7 +184,7 @@ export class FrameDecoder {
       p = this.varint(buf, p, end)
       const len = this.value
       if (len > MAX_TRACEPARENT_BYTES || p + len > end) throw new MalformedFrameError('traceparent overruns the frame or its limit')
-      f.traceparent = decodeUtf8(buf.subarray(p, p + len), 'traceparent')
+      f.traceparent = this.traceparent(buf, p, len)
       p += len
     } else {
       f.traceparent = undefined
@@ -212,6 +223,13 @@ function readPrefix (bytes: Uint8Array, length: number): number {
     shift *= 128
   }
   return value
+}
+
+/** Whether `bytes` equals `buf[p, p + len)`. */
+function sameBytes (bytes: Uint8Array, buf: Uint8Array, p: number, len: number): boolean {
+  if (bytes.length !== len) return false
+  for (let i = 0; i < len; i++) if (bytes[i] !== buf[p + i]) return false
+  return true
 }
 
 function decodeUtf8 (bytes: Uint8Array, what: string): string {

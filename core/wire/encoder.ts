@@ -36,6 +36,9 @@ export class FrameEncoder {
   /** Frames written since the last take(). */
   pendingFrames = 0
 
+  private lastTrace = ''
+  private lastTraceBytes: Uint8Array = EMPTY
+
   constructor (init: FrameEncoderInit = {}) {
     this.maxFrameBytes = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     this.slabBytes = init.slabBytes ?? 256 * 1024
@@ -103,7 +106,12 @@ export class FrameEncoder {
     }
     let trace: Uint8Array = EMPTY
     if (init.traceparent !== undefined) {
-      trace = utf8.encode(init.traceparent)
+      // A caller's unsampled traceparent repeats call after call: encode it once.
+      if (init.traceparent !== this.lastTrace) {
+        this.lastTrace = init.traceparent
+        this.lastTraceBytes = utf8.encode(init.traceparent)
+      }
+      trace = this.lastTraceBytes
       if (trace.length > MAX_TRACEPARENT_BYTES) throw new FrameTooLargeError(`traceparent longer than ${MAX_TRACEPARENT_BYTES} bytes`)
       flags |= FLAG_TRACE
       body += varintLength(trace.length) + trace.length

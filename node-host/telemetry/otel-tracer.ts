@@ -46,6 +46,12 @@ export class OtelTracerAdapter implements Tracer {
   private readonly tracer: OtelTracer
   private readonly provider: InstanceType<TracerProviderClass>
   private readonly ratio: number
+  /**
+   * What every unsampled new trace sends: one traceparent with the sampled flag clear, so the
+   * next hops do not sample it either. Nothing records an unsampled trace, so its id need not be
+   * unique, and a repeated header costs the wire codec nothing to encode and decode.
+   */
+  private readonly unsampled = new UnsampledSpan(randomTraceparent())
 
   constructor (init: OtlpTraceInit, Provider: TracerProviderClass = BasicTracerProvider, exporter?: SpanExporter) {
     const ratio = Math.min(1, Math.max(0, init.ratio ?? 0.01))
@@ -67,7 +73,7 @@ export class OtelTracerAdapter implements Tracer {
     // random traceparent, or passes its unsampled parent on unchanged (nothing records either).
     let parent: Context = ROOT_CONTEXT
     if (options.parent === undefined || !WELL_FORMED.test(options.parent)) {
-      if (this.ratio < 1 && Math.random() >= this.ratio) return new UnsampledSpan(randomTraceparent())
+      if (this.ratio < 1 && Math.random() >= this.ratio) return this.unsampled
     } else if ((parseInt(options.parent.slice(53, 55), 16) & 1) === 0) {
       return new UnsampledSpan(options.parent)
     } else {
