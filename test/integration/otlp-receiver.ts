@@ -30,7 +30,7 @@ export class OtlpReceiver {
   private server: Server | undefined
   url = ''
 
-  async start (): Promise<string> {
+  async start (host = '127.0.0.1'): Promise<string> {
     this.server = createServer((req, res) => {
       res.setHeader('Access-Control-Allow-Origin', '*')
       res.setHeader('Access-Control-Allow-Methods', 'POST, OPTIONS')
@@ -50,8 +50,8 @@ export class OtlpReceiver {
         }
       })
     })
-    await new Promise<void>((resolve) => { this.server!.listen(0, '127.0.0.1', resolve) })
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}/v1/traces`
+    await new Promise<void>((resolve) => { this.server!.listen(0, host, resolve) })
+    this.url = `http://${host}:${(this.server.address() as { port: number }).port}/v1/traces`
     return this.url
   }
 
@@ -86,3 +86,11 @@ export class OtlpReceiver {
 export const KIND = { internal: 1, server: 2, client: 3 } as const
 /** OTLP status codes. */
 export const STATUS = { unset: 0, ok: 1, error: 2 } as const
+
+/** The node's server span (child of `client`) and the replica-host child span of one call's trace. */
+export function callTrace (spans: ReceivedSpan[], client: ReceivedSpan): { server: ReceivedSpan, capsid: ReceivedSpan } | undefined {
+  const server = spans.find(s => s.traceId === client.traceId && s.kind === KIND.server && s.parentSpanId === client.spanId)
+  if (server === undefined) return undefined
+  const capsid = spans.find(s => s.traceId === client.traceId && s.kind === KIND.internal && s.parentSpanId === server.spanId)
+  return capsid === undefined ? undefined : { server, capsid }
+}

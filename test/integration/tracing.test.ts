@@ -8,7 +8,7 @@ import { createClient, waitForReplicas } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 import { TestFleet } from './test-fleet.ts'
-import { OtlpReceiver, KIND, STATUS, type ReceivedSpan } from './otlp-receiver.ts'
+import { OtlpReceiver, KIND, STATUS, callTrace } from './otlp-receiver.ts'
 
 const billingDir = join(import.meta.dirname, '..', '..', 'examples', 'billing')
 
@@ -22,14 +22,6 @@ async function until<T> (what: string, timeoutMs: number, probe: () => T | undef
     // The poll interval of a condition checked against a deadline (not a wait for an outcome).
     await new Promise<void>((resolve) => { setTimeout(resolve, 100) })
   }
-}
-
-/** The three spans of one call's trace: caller's client span, node's server span, capsid child. */
-export function callTrace (spans: ReceivedSpan[], client: ReceivedSpan): { server: ReceivedSpan, capsid: ReceivedSpan } | undefined {
-  const server = spans.find(s => s.traceId === client.traceId && s.kind === KIND.server && s.parentSpanId === client.spanId)
-  if (server === undefined) return undefined
-  const capsid = spans.find(s => s.traceId === client.traceId && s.kind === KIND.internal && s.parentSpanId === server.spanId)
-  return capsid === undefined ? undefined : { server, capsid }
 }
 
 describe('tracing', () => {
