@@ -7,7 +7,6 @@ import { acceptingAuth, createSynapseNode } from './nodes.ts'
 import type { SynapseNode } from './nodes.ts'
 import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
 import type { Channel } from '../../core/synapse/index.ts'
-import { createServer, type Server } from 'node:http'
 import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 
@@ -157,17 +156,20 @@ async function synapseCalls (channel: Channel, o: BenchOptions, count: number, n
   return figure(name, issued, now() - start, answered)
 }
 
-/** An OTLP/HTTP sink counting the spans it is sent (JSON bodies, not parsed beyond a count). */
-async function startSink (): Promise<{ url: string, spans: () => number, server: Server }> {
-  let spans = 0
-  const server = createServer((req, res) => {
-    let body = ''
-    req.setEncoding('utf8')
-    req.on('data', (c: string) => { if (body.length < 8 * 1024 * 1024) body += c })
-    req.on('end', () => { spans += body.split('"spanId"').length - 1; res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+/** The OTLP/HTTP sink (otlp-sink.ts) in a third process, so collecting spans is not billed to either end. */
+async function startSink (): Promise<{ url: string, spans: () => Promise<number>, stop: () => void }> {
+  const child = fork(fileURLToPath(new URL('./otlp-sink.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('OTLP sink did not start within 20 s')) }, 20_000)
+    child.once('message', (m: { url: string }) => { clearTimeout(timer); resolve(m.url) })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`OTLP sink exited with ${code}`)) })
   })
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/traces`, spans: () => spans, server }
+  const spans = async (): Promise<number> => await new Promise<number>((resolve) => {
+    const timer = setTimeout(() => { resolve(-1) }, 5_000)
+    child.once('message', (m: { spans: number }) => { clearTimeout(timer); resolve(m.spans) })
+    child.send('count')
+  })
+  return { url, spans, stop: () => { child.disconnect() } }
 }
 
 const TRACE_RATIO = 0.01
@@ -216,12 +218,11 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     await tracedChannel.close()
     await plainChannel.close()
     await tracer.flush()
-    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls, plainCalls: sum(plain, 'calls, telemetry off'), tracedCalls: sum(instrumented, 'calls, telemetry on'), traceRatio: TRACE_RATIO, spansExported: sink.spans() }
+    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls, plainCalls: sum(plain, 'calls, telemetry off'), tracedCalls: sum(instrumented, 'calls, telemetry on'), traceRatio: TRACE_RATIO, spansExported: await sink.spans() }
   } finally {
     await client.stop()
     server.stop()
     await tracer.shutdown()
-    sink.server.closeAllConnections()
-    sink.server.close()
+    sink.stop()
   }
 }
