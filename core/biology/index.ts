@@ -9,3 +9,4 @@ export { resolveTarget, mergeDesired, newestRelease, compareReleaseVersions, ret
 export type { TargetRelease } from './target.ts'
 export { failureCounts, mergeHalts, RELEASE_HALTED_METRIC, RELEASE_CRASH_LOOPING_METRIC, CRASH_LOOPING_PREFIX, isCrashLooping, restartDelayMs, ownFailures } from './health.ts'
 export type * from './types.ts'
+export { STORAGE_ROLE_PREFIX, storageRole, storageDriversOfRoles, offersStorageClass, driverForClass } from './storage-class.ts'
