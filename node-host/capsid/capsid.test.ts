@@ -75,6 +75,13 @@ describe.each([
     expect(err.code).toBe('E_OVERDRAFT')
 
     await expect(capsid.call('nope', json(1), { deadlineMs: deadline() })).rejects.toBeInstanceOf(UnknownMethodError)
+    // A typo names the nearest method; any unknown method lists what the cell has.
+    const typo = await capsid.call('ecoh', json(1), { deadlineMs: deadline() }).catch(e => e)
+    expect(typo).toBeInstanceOf(UnknownMethodError)
+    expect(typo.message).toMatch(/^cell has no method "ecoh"; did you mean "echo"\? \(its methods: .*\becho\b.*\)$/)
+    const far = await capsid.call('zzzzzzzz', json(1), { deadlineMs: deadline() }).catch(e => e)
+    expect(far.message).not.toMatch(/did you mean/)
+    expect(far.message).toMatch(/its methods: .*\bfail\b/)
     // The replica is still healthy after errors.
     expect(unjson(await capsid.call('echo', json(7), { deadlineMs: deadline() }))).toBe(7)
     expect(capsid.inFlight).toBe(0)

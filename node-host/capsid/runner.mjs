@@ -129,11 +129,41 @@ function contextFor (meta, ac) {
   return { signal: ac.signal, deadlineMs: meta.deadlineMs, traceparent: meta.traceparent, caller: meta.caller }
 }
 
+/** Edit distance (insert, delete, substitute, swap of neighbours), for "did you mean" on a mistyped method. */
+function distance (a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0][j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+    }
+  }
+  return d[a.length][b.length]
+}
+
+/** Names the nearest method when one is close (a typo), and always lists what the cell has. */
+function unknownMethodMessage (method) {
+  const name = typeof method === 'string' ? method.slice(0, 128) : String(method)
+  let nearest
+  let best = Infinity
+  if (typeof method === 'string' && method.length <= 128) {
+    for (const m of methods) {
+      const d = distance(method.toLowerCase(), m.toLowerCase())
+      if (d < best) { best = d; nearest = m }
+    }
+  }
+  const close = nearest !== undefined && best <= Math.max(1, Math.floor(Math.max(name.length, nearest.length) / 3))
+  const list = methods.length > 0 ? methods.slice(0, 64).join(', ') : 'none'
+  return `cell has no method "${name}"${close ? `; did you mean "${nearest}"?` : ''} (its methods: ${list})`
+}
+
 async function serve (f) {
   const meta = f.meta ?? {}
   const method = meta.method
   if (draining) return sendError(f.id, new CapsidDrainingError('replica is draining'))
-  if (typeof method !== 'string' || !methods.includes(method)) return sendError(f.id, new UnknownMethodError(`cell has no method "${method}"`))
+  if (typeof method !== 'string' || !methods.includes(method)) return sendError(f.id, new UnknownMethodError(unknownMethodMessage(method)))
   const ac = new AbortController()
   const entry = { ac, credits: Number(meta.credit) || 0, wake: undefined }
   inflight.set(f.id, entry)
