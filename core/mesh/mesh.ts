@@ -38,6 +38,8 @@ export interface MeshInit {
   bootstrap?: string[]
   /** Browsers and short-lived CLI peers run the DHT in client mode. */
   dhtClientMode?: boolean
+  /** Routing nodes (edge-host) run without the DHT: bootstrap from config, fleet from gossip. Default true. */
+  dht?: boolean
   credentials: Credentials
   /** Authority ids this peer accepts as chain roots and as release signers. Read live. */
   trusted: Set<string>
@@ -78,7 +80,8 @@ export interface MeshInit {
 export interface MeshServices {
   identify: Identify
   ping: unknown
-  dht: KadDHT
+  /** Absent on a mesh created with `dht: false`. */
+  dht?: KadDHT
   pubsub: GossipSub
   fleetSync: FleetSync
   synapse: Synapse
@@ -195,7 +198,7 @@ export class Mesh {
         // connection when its ping fails: with ping's default of one outbound stream, a user's ping
         // (or a second monitor round) colliding with it failed one of them, and could cut a link.
         ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
-        dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }),
+        ...(init.dht === false ? {} : { dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }) }),
         // No IP colocation penalty: gossipsub's default (-5 × (peers from one IP − 10)²) counts every
         // peer ever seen from an address for an hour (scores of departed peers are retained), so on
         // one machine, behind a NAT or in containers a dozen `cell call`s pushed every fleet peer
