@@ -72,7 +72,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
  * With `holdMs`, it must hold at every check for that long (the view changes at each heartbeat), so
  * a state the fleet only passes through on its way elsewhere does not count.
  */
-export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal, seen?: () => string, holdMs?: number } = {}): Promise<T> {
+export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, what: string, options: { timeoutMs?: number, signal?: AbortSignal, seen?: () => string, holdMs?: number, tickMs?: number } = {}): Promise<T> {
   let holdingSince: number | undefined
   const check = (): T | undefined => {
     const value = test()
@@ -88,6 +88,8 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
       const value = check()
       if (value !== undefined) { cleanup(); resolve(value) }
     }
+    // With `tickMs`, also look again on a timer: a test that depends on time passes with a quiet view.
+    const ticker = options.tickMs !== undefined ? setInterval(onChange, Math.max(10, options.tickMs)) : undefined
     const timer = setTimeout(() => {
       cleanup()
       const seen = options.seen?.()
@@ -96,6 +98,7 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
     const onAbort = (): void => { cleanup(); reject(options.signal?.reason) }
     const cleanup = (): void => {
       clearTimeout(timer)
+      if (ticker !== undefined) clearInterval(ticker)
       mesh.view.removeEventListener('change', onChange)
       options.signal?.removeEventListener('abort', onAbort)
     }

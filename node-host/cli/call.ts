@@ -1,6 +1,7 @@
 // `cell call <cell> <method> '<json>'`: one call through the mesh; the result as JSON on stdout, or the
 // error's name and message on stderr with a non-zero exit.
-import { createClient, waitForReplicas, waitForView } from '../client.ts'
+import { createClient, waitForView } from '../client.ts'
+import { awaitReplica } from '../call-readiness.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
@@ -14,9 +15,16 @@ options:
   --key KEYFILE      authority key that signs this caller's grant (default $CELL_HOME/authority.key)
   --trust HEX        also trust releases signed by this authority id (repeatable)
   --timeout SECONDS  deadline of the call, including finding a replica (default 30)
-  -h, --help         show this help`
+  --output FORMAT    text (indented JSON, the default) or json (one line; errors as
+                     {"error":{"name","message"}} on stderr)
+  -h, --help         show this help
 
-const OPTIONS = { ...FLEET_OPTIONS, trust: { type: 'string', multiple: true }, timeout: { type: 'string' } } as const
+A cell the fleet does not know fails at once with UnknownCellError (once the view has been pulled
+from a fleet node), a known cell with no replica starting or running with NoReplicaError saying
+what the fleet last knew of it, and a mistyped method with UnknownMethodError naming the nearest
+method and listing the cell's methods.`
+
+const OPTIONS = { ...FLEET_OPTIONS, trust: { type: 'string', multiple: true }, timeout: { type: 'string' }, output: { type: 'string' } } as const
 
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 2, max: 3 })
@@ -29,8 +37,15 @@ export async function run (argv: string[]): Promise<number> {
     return usageFailure(`the request is not valid JSON: ${(err as Error).message}`, HELP)
   }
   for (const t of parsed.values.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
-  const timeoutMs = Number(parsed.values.timeout ?? 30) * 1000
+  const output = parsed.values.output ?? 'text'
+  if (output !== 'text' && output !== 'json') return usageFailure(`--output must be text or json, got "${output}"`, HELP)
+  const timeout = Number(parsed.values.timeout ?? 30)
+  if (!Number.isFinite(timeout) || timeout <= 0) return usageFailure(`--timeout must be a positive number of seconds, got "${parsed.values.timeout ?? ''}"`, HELP)
+  const timeoutMs = timeout * 1000
   const deadline = Date.now() + timeoutMs
+  const fail = (name: string, message: string): void => {
+    process.stderr.write(output === 'json' ? `${JSON.stringify({ error: { name, message } })}\n` : `${name}: ${message}\n`)
+  }
   const mesh = await createClient({ bootstrap: await bootstrapList(parsed.values.bootstrap), authorityKey: await authorityKey(parsed.values.key), trust: parsed.values.trust })
   try {
     // Full nodes show private cells only to callers whose grant they trust: pull the view once and,
@@ -39,16 +54,16 @@ export async function run (argv: string[]): Promise<number> {
     await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs })
     const pulled = await mesh.libp2p.services.fleetSync.pull(mesh.libp2p.getPeers()[0], { signal: AbortSignal.timeout(Math.max(1, Math.min(10_000, deadline - Date.now()))) }).catch(() => undefined)
     if (pulled?.publicOnly !== undefined && mesh.view.claimants(cell).length === 0) {
-      process.stderr.write(`${pulled.publicOnly}: the fleet refused this caller's grant and shows it public cells only; "${cell}" is not one of them\n`)
+      fail(pulled.publicOnly, `the fleet refused this caller's grant and shows it public cells only; "${cell}" is not one of them`)
       return 1
     }
-    await waitForReplicas(mesh, cell, { timeoutMs: Math.max(1, deadline - Date.now()) })
+    await awaitReplica(mesh, cell, { deadlineMs: deadline })
     const result = await mesh.call(cell, method, request, { timeoutMs: Math.max(1, deadline - Date.now()) })
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+    process.stdout.write((output === 'json' ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n')
     return 0
   } catch (err) {
     const e = err as Error & { remoteName?: string }
-    process.stderr.write(`${e.remoteName ?? e.name}: ${e.message}\n`)
+    fail(e.remoteName ?? e.name, e.message)
     return 1
   } finally {
     await mesh.stop()

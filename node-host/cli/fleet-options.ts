@@ -5,14 +5,18 @@ import { join } from 'node:path'
 import { parseManifest } from '../../core/manifest/index.ts'
 import { readAuthorityKey } from '../keys/index.ts'
 import type { AuthorityKey } from '../../core/identity/index.ts'
-import { defaultAuthorityKeyPath } from './usage.ts'
+import { cellHome, defaultAuthorityKeyPath } from './usage.ts'
+import { readNodeConfig } from './node-config.ts'
 
 export const FLEET_OPTIONS = {
   bootstrap: { type: 'string', multiple: true },
   key: { type: 'string' }
 } as const
 
-/** --bootstrap flags, else CELL_BOOTSTRAP (comma-separated), else `[cell.seeds] bootstrap` of ./Cell.toml. */
+/**
+ * --bootstrap flags, else CELL_BOOTSTRAP (comma-separated), else `[cell.seeds] bootstrap` of the
+ * cell's Cell.toml, else `bootstrap` of `$CELL_HOME/node.toml`: every command joins the same way.
+ */
 export async function bootstrapList (flags: string[] | undefined, cellDir?: string): Promise<string[]> {
   if (flags != null && flags.length > 0) return flags.flatMap(f => f.split(',')).map(s => s.trim()).filter(Boolean)
   const env = process.env.CELL_BOOTSTRAP
@@ -20,9 +24,12 @@ export async function bootstrapList (flags: string[] | undefined, cellDir?: stri
   if (cellDir != null) {
     const file = join(cellDir, 'Cell.toml')
     const source = await readFile(file, 'utf8').catch(() => undefined)
-    if (source != null) return [...parseManifest(source, { file }).seeds.bootstrap].filter(a => a.startsWith('/'))
+    if (source != null) {
+      const seeds = [...parseManifest(source, { file }).seeds.bootstrap].filter(a => a.startsWith('/'))
+      if (seeds.length > 0) return seeds
+    }
   }
-  return []
+  return (await readNodeConfig(join(cellHome(), 'node.toml'), { optional: true })).bootstrap
 }
 
 export async function authorityKey (path: string | undefined): Promise<AuthorityKey> {

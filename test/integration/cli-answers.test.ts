@@ -1,0 +1,81 @@
+// Issue 13 points 4 and 8 through the real CLI and real `cell up` processes: fast, named answers.
+// A cell the fleet never heard of fails in seconds with UnknownCellError (the old code waited out
+// its 30 s deadline and said WaitTimeoutError); a retired cell fails with NoReplicaError saying it
+// was retired; a mistyped method names the nearest one and lists the cell's methods; `--output
+// json` prints one line; `bootstrap` in $CELL_HOME/node.toml is honoured by `cell call`.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { cellRun, fleetLogs, projectRoot, startFleet, stopProc, type Proc } from './processes.ts'
+import { stageCell } from './stage-cell.ts'
+
+describe('cell call answers fast and by name', () => {
+  let root = ''
+  let keyPath = ''
+  let bootstrap = ''
+  const nodes: Proc[] = []
+  const call = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string, ms: number }> => {
+    const started = Date.now()
+    const r = await cellRun(['call', ...args, '--key', keyPath], 60_000, { CELL_BOOTSTRAP: bootstrap, ...env })
+    return { ...r, ms: Date.now() - started }
+  }
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cell-answers-'))
+    const key = await generateAuthority()
+    keyPath = join(root, 'home', 'authority.key')
+    await writeAuthorityKey(keyPath, key)
+    bootstrap = await startFleet(nodes, root, keyPath, ['n1', 'n2'])
+    const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
+    const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+    expect(published.code, `${published.stderr}\n${fleetLogs(nodes)}`).toBe(0)
+  }, 150_000)
+
+  afterAll(async () => {
+    await Promise.all(nodes.map(async p => await stopProc(p)))
+    if (root !== '') await rm(root, { recursive: true, force: true })
+  }, 60_000)
+
+  it('a cell nobody has heard of is UnknownCellError within seconds, with the nearest name', async () => {
+    const r = await call(['billng', 'charge', '{"amount":1}'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^UnknownCellError: the fleet knows no cell "billng" \(2 node\(s\) and 1 cell\(s\) in view; did you mean "billing"\?\)\n$/)
+    // Process start, joining, one view pull and the 2 s settle time; the old code took the whole 30 s.
+    expect(r.ms).toBeLessThan(10_000)
+    console.log(`cell call of an unknown cell answered in ${r.ms} ms`)
+  }, 60_000)
+
+  it('a mistyped method names the nearest method and lists the cell\'s methods; --output json prints one line', async () => {
+    const typo = await call(['billing', 'chrage', '{"amount":1}'])
+    expect(typo.code).toBe(1)
+    expect(typo.stderr).toMatch(/^UnknownMethodError: cell has no method "chrage"; did you mean "charge"\? \(its methods: .*charge.*\)\n$/)
+    const json = await call(['billing', 'charge', '{"amount":5}', '--output', 'json'])
+    expect(json.code, json.stderr).toBe(0)
+    expect(json.stdout.trim().split('\n')).toHaveLength(1)
+    expect(JSON.parse(json.stdout)).toMatchObject({ amount: 5, currency: 'EUR' })
+    const bad = await call(['billing', 'charge', '{"amount":-1}', '--output', 'json'])
+    expect(bad.code).toBe(1)
+    expect(JSON.parse(bad.stderr)).toEqual({ error: { name: 'InvalidAmountError', message: expect.stringMatching(/positive/) } })
+  }, 60_000)
+
+  it('`bootstrap` in $CELL_HOME/node.toml is honoured when no flag or CELL_BOOTSTRAP says where', async () => {
+    const home = join(root, 'cell-home')
+    await mkdir(home, { recursive: true })
+    await writeFile(join(home, 'node.toml'), `bootstrap = ["${bootstrap}"]\n`)
+    const r = await call(['billing', 'charge', '{"amount":2}'], { CELL_BOOTSTRAP: '', CELL_HOME: home })
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ amount: 2 })
+  }, 60_000)
+
+  it('a retired cell is NoReplicaError saying it was retired, not a wait', async () => {
+    const retired = await cellRun(['retire', 'billing', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '60'], 90_000)
+    expect(retired.code, `${retired.stderr}\n${fleetLogs(nodes)}`).toBe(0)
+    const r = await call(['billing', 'charge', '{"amount":1}'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^NoReplicaError: billing was retired by authority \w{12}… \(seq \d+\); a later `cell publish` or `cell rollback` brings it back\n$/)
+    expect(r.ms).toBeLessThan(10_000)
+  }, 120_000)
+})
