@@ -1,6 +1,6 @@
 // Binary codec for fleet records. Layout (all integers minimal LEB128, floats big-endian f64):
-//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired, 5 retire)
-//     node/instance payload = body:bytes signature:bytes   (signature by the body's nodeId)
+//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired, 5 retire, 6 snapshot, 7 pin)
+//     node/instance/snapshot/pin payload = body:bytes signature:bytes   (signature by the body's nodeId)
 //     release/desired/retire payload = signed:bytes       (opaque, produced by core/identity)
 //   bundle   = version:u8 0x10 count:uvarint (ageMs:uvarint envelope:bytes)*
 // A gossip message or a sync frame is either one envelope or one bundle, at most 64 KiB.
@@ -13,12 +13,16 @@ import {
 } from './records.ts'
 import type { InstanceRecord, InstanceState, NodePrepared, NodeRecord } from './records.ts'
 import { EXIT_LIMITS } from './records.ts'
+import { MAX_PIN_BODY_BYTES, MAX_SNAPSHOT_BODY_BYTES, decodePinBody, decodeSnapshotBody } from './snapshots.ts'
+import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 export const KIND_NODE = 1
 export const KIND_INSTANCE = 2
 export const KIND_RELEASE = 3
 export const KIND_DESIRED = 4
 export const KIND_RETIRE = 5
+export const KIND_SNAPSHOT = 6
+export const KIND_PIN = 7
 export const KIND_BUNDLE = 0x10
 
 const MAX_NODE_BODY_BYTES = 16 * 1024
@@ -27,7 +31,11 @@ const MAX_INSTANCE_BODY_BYTES = 2 * 1024
 export interface SignedNodeEnvelope { kind: 'node', record: NodeRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedInstanceEnvelope { kind: 'instance', record: InstanceRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedReleaseEnvelope { kind: 'release' | 'desired' | 'retire', signed: Uint8Array }
-export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope
+export interface SignedSnapshotEnvelope { kind: 'snapshot', record: SnapshotRecord, body: Uint8Array, signature: Uint8Array }
+export interface SignedPinEnvelope { kind: 'pin', record: PinRecord, body: Uint8Array, signature: Uint8Array }
+/** Records signed by their own node's key (origin-signed, relayable). */
+export type SignedNodeKeyEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope
+export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope
 
 export interface FrameEntry {
   envelope: FleetEnvelope
@@ -194,6 +202,12 @@ export function encodeEnvelope (envelope: FleetEnvelope): Uint8Array {
     case 'instance':
       w.u8(KIND_INSTANCE).bytes(envelope.body, MAX_INSTANCE_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
       break
+    case 'snapshot':
+      w.u8(KIND_SNAPSHOT).bytes(envelope.body, MAX_SNAPSHOT_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
+    case 'pin':
+      w.u8(KIND_PIN).bytes(envelope.body, MAX_PIN_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
     case 'release':
     case 'desired':
     case 'retire':
@@ -216,6 +230,16 @@ function readEnvelopePayload (r: ByteReader, kind: number): FleetEnvelope {
       const body = r.bytes(MAX_INSTANCE_BODY_BYTES).slice()
       const signature = r.bytes(LIMITS.signatureBytes).slice()
       return { kind: 'instance', record: decodeInstanceBody(body), body, signature }
+    }
+    case KIND_SNAPSHOT: {
+      const body = r.bytes(MAX_SNAPSHOT_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'snapshot', record: decodeSnapshotBody(body), body, signature }
+    }
+    case KIND_PIN: {
+      const body = r.bytes(MAX_PIN_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'pin', record: decodePinBody(body), body, signature }
     }
     case KIND_RELEASE:
     case KIND_DESIRED:

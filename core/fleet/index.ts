@@ -13,7 +13,14 @@ export type {
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles
 } from './codec.ts'
-export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedReleaseEnvelope, FrameEntry, BundleItem } from './codec.ts'
+export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedReleaseEnvelope, SignedSnapshotEnvelope, SignedPinEnvelope, SignedNodeKeyEnvelope, FrameEntry, BundleItem } from './codec.ts'
+export {
+  SNAPSHOT_LIMITS, checkSnapshotRecord, checkPinRecord, checkDigest, parseClaimId, compareSnapshots,
+  encodeSnapshotBody, decodeSnapshotBody, encodePinBody, decodePinBody
+} from './snapshots.ts'
+export type { SnapshotRecord, PinRecord } from './snapshots.ts'
+export { SnapshotBook } from './snapshot-book.ts'
+export type { SnapshotBookInit, SnapshotBookStats } from './snapshot-book.ts'
 export { signRecord, verifyRecord } from './sign.ts'
 export { FleetView, DROP_REASONS } from './view.ts'
 export type {

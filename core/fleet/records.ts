@@ -177,7 +177,7 @@ export interface RetireRecord extends RetireFields {
   signed: Uint8Array
 }
 
-export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired' | 'retire'
+export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired' | 'retire' | 'snapshot' | 'pin'
 
 function fail (what: string): never {
   throw new MalformedFleetRecordError(`invalid ${what}`)

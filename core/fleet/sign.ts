@@ -4,9 +4,11 @@
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { AbortOptions, PrivateKey } from '@libp2p/interface'
 import { RecordOriginMismatchError } from './errors.ts'
-import { KIND_INSTANCE, KIND_NODE, encodeInstanceBody, encodeNodeBody } from './codec.ts'
-import type { SignedInstanceEnvelope, SignedNodeEnvelope } from './codec.ts'
+import { KIND_INSTANCE, KIND_NODE, KIND_PIN, KIND_SNAPSHOT, encodeInstanceBody, encodeNodeBody } from './codec.ts'
+import type { SignedInstanceEnvelope, SignedNodeEnvelope, SignedNodeKeyEnvelope, SignedPinEnvelope, SignedSnapshotEnvelope } from './codec.ts'
 import type { InstanceRecord, NodeRecord } from './records.ts'
+import { encodePinBody, encodeSnapshotBody } from './snapshots.ts'
+import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 // Domain separation: a fleet signature can never be replayed as a signature over anything else
 // the same peer key signs (gossipsub messages, noise handshakes, peer records).
@@ -22,7 +24,9 @@ function signedPayload (kind: number, body: Uint8Array): Uint8Array {
 
 export async function signRecord (privateKey: PrivateKey, kind: 'node', record: NodeRecord, options?: AbortOptions): Promise<SignedNodeEnvelope>
 export async function signRecord (privateKey: PrivateKey, kind: 'instance', record: InstanceRecord, options?: AbortOptions): Promise<SignedInstanceEnvelope>
-export async function signRecord (privateKey: PrivateKey, kind: 'node' | 'instance', record: NodeRecord | InstanceRecord, options: AbortOptions = {}): Promise<SignedNodeEnvelope | SignedInstanceEnvelope> {
+export async function signRecord (privateKey: PrivateKey, kind: 'snapshot', record: SnapshotRecord, options?: AbortOptions): Promise<SignedSnapshotEnvelope>
+export async function signRecord (privateKey: PrivateKey, kind: 'pin', record: PinRecord, options?: AbortOptions): Promise<SignedPinEnvelope>
+export async function signRecord (privateKey: PrivateKey, kind: SignedNodeKeyEnvelope['kind'], record: NodeRecord | InstanceRecord | SnapshotRecord | PinRecord, options: AbortOptions = {}): Promise<SignedNodeKeyEnvelope> {
   options.signal?.throwIfAborted()
   const signer = peerIdFromPrivateKey(privateKey).toString()
   if (signer !== record.nodeId) {
@@ -33,16 +37,28 @@ export async function signRecord (privateKey: PrivateKey, kind: 'node' | 'instan
     const signature = await privateKey.sign(signedPayload(KIND_NODE, body), options)
     return { kind, record: record as NodeRecord, body, signature }
   }
+  if (kind === 'snapshot') {
+    const body = encodeSnapshotBody(record as SnapshotRecord)
+    const signature = await privateKey.sign(signedPayload(KIND_SNAPSHOT, body), options)
+    return { kind, record: record as SnapshotRecord, body, signature }
+  }
+  if (kind === 'pin') {
+    const body = encodePinBody(record as PinRecord)
+    const signature = await privateKey.sign(signedPayload(KIND_PIN, body), options)
+    return { kind, record: record as PinRecord, body, signature }
+  }
   const body = encodeInstanceBody(record as InstanceRecord)
   const signature = await privateKey.sign(signedPayload(KIND_INSTANCE, body), options)
   return { kind, record: record as InstanceRecord, body, signature }
 }
 
+const KIND_CODES = { node: KIND_NODE, instance: KIND_INSTANCE, snapshot: KIND_SNAPSHOT, pin: KIND_PIN } as const
+
 /**
  * True when `signature` is the record's node key over its body. Never throws on bad input:
  * unparseable peer ids or key types without an inline public key (RSA) verify as false.
  */
-export async function verifyRecord (envelope: SignedNodeEnvelope | SignedInstanceEnvelope, options: AbortOptions = {}): Promise<boolean> {
+export async function verifyRecord (envelope: SignedNodeKeyEnvelope, options: AbortOptions = {}): Promise<boolean> {
   options.signal?.throwIfAborted()
   let publicKey
   try {
@@ -51,7 +67,7 @@ export async function verifyRecord (envelope: SignedNodeEnvelope | SignedInstanc
     return false
   }
   if (publicKey == null) return false
-  const kind = envelope.kind === 'node' ? KIND_NODE : KIND_INSTANCE
+  const kind = KIND_CODES[envelope.kind]
   try {
     return await publicKey.verify(signedPayload(kind, envelope.body), envelope.signature, options)
   } catch {

@@ -1,6 +1,7 @@
 // Test helpers for fleet (browser-safe so the core bundle check stays green): a manual clock and
 // record factories with valid defaults.
 import type { InstanceRecord, NodeRecord } from './records.ts'
+import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 export { ManualClock } from '../testing/manual-clock.ts'
 
@@ -35,6 +36,42 @@ export function makeInstanceRecord (nodeId: string, overrides: Partial<InstanceR
     inflight: 3,
     sentMs: 1_700_000_000_000,
     seq: 1,
+    ...overrides
+  }
+}
+
+/** A valid snapshot record of claim `claimId` (default `ledger/0`) at `epoch` (default 1). */
+export function makeSnapshotRecord (nodeId: string, overrides: Partial<SnapshotRecord> = {}): SnapshotRecord {
+  const epoch = overrides.epoch ?? 1
+  const manifest = 'sha256:' + '11'.repeat(32)
+  return {
+    nodeId,
+    cell: 'ledger',
+    claimId: 'ledger/0',
+    epoch,
+    tag: `snapshot-e${epoch}-20261130T120000Z`,
+    takenMs: 1_700_000_000_000,
+    sizeBytes: 4096,
+    plainManifestDigest: manifest,
+    blobs: [manifest, 'sha256:' + '22'.repeat(32), 'sha256:' + '33'.repeat(32)],
+    seq: 1,
+    sentMs: 1_700_000_000_000,
+    ...overrides
+  }
+}
+
+/** A pin of `snapshot` by `holder`. */
+export function makePinRecord (holder: string, snapshot: SnapshotRecord, overrides: Partial<PinRecord> = {}): PinRecord {
+  return {
+    nodeId: holder,
+    owner: snapshot.nodeId,
+    cell: snapshot.cell,
+    claimId: snapshot.claimId,
+    epoch: snapshot.epoch,
+    tag: snapshot.tag,
+    manifestDigest: snapshot.plainManifestDigest,
+    seq: 1,
+    sentMs: snapshot.sentMs,
     ...overrides
   }
 }

@@ -6,10 +6,13 @@ import type { AbortOptions } from '@libp2p/interface'
 import type { Clock } from '../ports.ts'
 import { MalformedFleetRecordError } from './errors.ts'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
-import type { BundleItem, FleetEnvelope, SignedInstanceEnvelope, SignedNodeEnvelope, SignedReleaseEnvelope } from './codec.ts'
+import type { BundleItem, FleetEnvelope, SignedInstanceEnvelope, SignedNodeEnvelope, SignedPinEnvelope, SignedReleaseEnvelope, SignedSnapshotEnvelope } from './codec.ts'
 import { MAX_MESSAGE_BYTES, checkReleaseFields } from './records.ts'
 import type { DesiredVersionRecord, FleetRecordKind, InstanceRecord, NodeRecord, ReleaseFields, ReleaseRecord, RetireFields, RetireRecord } from './records.ts'
 import { verifyRecord } from './sign.ts'
+import { SnapshotBook } from './snapshot-book.ts'
+import type { SnapshotBookInit, SnapshotBookStats } from './snapshot-book.ts'
+import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 const log = logger('cell:fleet')
 
@@ -24,6 +27,10 @@ export type TrustSubject =
   | { kind: 'release', record: ReleaseRecord }
   | { kind: 'desired', record: DesiredVersionRecord }
   | { kind: 'retire', record: RetireRecord }
+  /** A claim owner's snapshot announcement: counts only from a node with a host grant for the cell. */
+  | { kind: 'snapshot', record: SnapshotRecord }
+  /** A holder's pin of `snapshot` (held by the view): counts only from a node with a host grant for the cell. */
+  | { kind: 'pin', record: PinRecord, snapshot: SnapshotRecord }
 
 /** Policy hook (e.g. "does the cell's authority grant this node the host role?"). */
 export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) => boolean | Promise<boolean>
@@ -31,7 +38,7 @@ export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) =>
 export const DROP_REASONS = [
   'malformed', 'wrong-origin', 'bad-signature', 'unverifiable', 'untrusted', 'stale', 'duplicate',
   'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells',
-  'overflow-authority-cells'
+  'overflow-authority-cells', 'unknown-snapshot', 'overflow-snapshots'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
 
@@ -96,6 +103,8 @@ export interface FleetViewInit {
   sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor, retire?: SequenceFloor }
   /** Upper bound on one snapshot (all frames together), default 32 MiB. */
   maxSnapshotBytes?: number
+  /** Bounds and ttls of snapshot and pin records (claim snapshots, issue 10). */
+  snapshots?: SnapshotBookInit
 }
 
 export interface FleetStats {
@@ -103,7 +112,8 @@ export interface FleetStats {
   instances: number
   releases: number
   desired: number
-  accepted: Record<FleetRecordKind, number>
+  /** Snapshot and pin records are counted in `snapshotStats()`. */
+  accepted: Record<Exclude<FleetRecordKind, 'snapshot' | 'pin'>, number>
   dropped: Record<DropReason, number>
   expired: { node: number, instance: number }
   snapshotTruncated: number
@@ -140,6 +150,8 @@ export class FleetView extends EventTarget {
   /** cell → authorities with a release or desired record for it; authority → its cells. Both bounded by the maps. */
   private readonly claimsByCell = new Map<string, Set<string>>()
   private readonly cellsByAuthority = new Map<string, Set<string>>()
+  /** Claim snapshots and their pins (snapshot-book.ts). */
+  private readonly book: SnapshotBook
   private lastRoomScanMs = Number.NEGATIVE_INFINITY
   private readonly counters: Omit<FleetStats, 'nodes' | 'instances' | 'releases' | 'desired'>
 
@@ -158,6 +170,7 @@ export class FleetView extends EventTarget {
     this.maxCellsPerAuthority = init.maxCellsPerAuthority ?? 1024
     this.maxSeqAheadMs = init.maxSeqAheadMs ?? 3_600_000
     this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
+    this.book = new SnapshotBook(init.snapshots)
     this.counters = {
       accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 },
       dropped: Object.fromEntries(DROP_REASONS.map(r => [r, 0])) as Record<DropReason, number>,
@@ -171,11 +184,15 @@ export class FleetView extends EventTarget {
     options.signal?.throwIfAborted()
     const result = envelope.kind === 'node' || envelope.kind === 'instance'
       ? await this.applySigned(envelope, options)
-      : envelope.kind === 'retire'
+      : envelope.kind === 'snapshot' || envelope.kind === 'pin'
+        ? await this.applyStorage(envelope, options)
+        : envelope.kind === 'retire'
         ? await this.applyRetire(envelope, options)
         : await this.applyRelease(envelope, options)
-    if (result.accepted) this.counters.accepted[result.kind]++
-    else {
+    if (result.accepted) {
+      if (result.kind === 'snapshot' || result.kind === 'pin') this.book.accepted[result.kind]++
+      else this.counters.accepted[result.kind]++
+    } else {
       this.counters.dropped[result.reason]++
       log.trace('dropped %s record from %s: %s', result.kind, options.from, result.reason)
     }
@@ -257,6 +274,44 @@ export class FleetView extends EventTarget {
     if (this.instanceMap.size >= this.maxInstances && (this.expireForRoom(now) === 0 || this.instanceMap.size >= this.maxInstances)) return 'overflow-instances'
     if ((this.instancesPerNode.get(record.nodeId) ?? 0) >= this.maxInstancesPerNode) return 'overflow-node-instances'
     return undefined
+  }
+
+  /**
+   * A snapshot or pin record: the origin, time and signature rules of heartbeats (ttls from the
+   * snapshot book), then order and bounds per claim (a pin must name a snapshot held here, by
+   * content, and cannot come from the snapshot's owner), then the trust policy (a host grant for
+   * the cell from an authority that claims it, as for heartbeats).
+   */
+  private async applyStorage (envelope: SignedSnapshotEnvelope | SignedPinEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const kind = envelope.kind
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    const record = envelope.record
+    if (options.relayed !== true && options.from !== record.nodeId) return drop('wrong-origin')
+    const ttlMs = kind === 'snapshot' ? this.book.snapshotTtlMs : this.book.pinTtlMs
+    const now = this.clock.now()
+    if (record.sentMs > now + this.maxClockSkewMs) return drop('future')
+    const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
+    if (record.sentMs + ttlMs + this.maxClockSkewMs < now || ageMs >= ttlMs) return drop('expired')
+    const check = (): DropReason | undefined => envelope.kind === 'snapshot' ? this.book.checkSnapshot(envelope.record) : this.book.checkPin(envelope.record)
+    const early = check()
+    if (early !== undefined) return drop(early)
+    if (!await verifyRecord(envelope, options)) return drop('bad-signature')
+    let subject: TrustSubject
+    if (envelope.kind === 'snapshot') subject = { kind: 'snapshot', record: envelope.record }
+    else {
+      const snapshot = this.book.snapshots(envelope.record.claimId, now).find(s => s.nodeId === envelope.record.owner && s.tag === envelope.record.tag)
+      if (snapshot === undefined) return drop('unknown-snapshot')
+      subject = { kind: 'pin', record: envelope.record, snapshot }
+    }
+    if (!await this.trusted(subject, options)) return drop('untrusted')
+    const late = check()
+    if (late !== undefined) return drop(late)
+    const now2 = this.clock.now()
+    const bytes = encodeEnvelope(envelope)
+    if (envelope.kind === 'snapshot') this.book.putSnapshot({ record: envelope.record, bytes, receivedMs: now2 - ageMs })
+    else this.book.putPin({ record: envelope.record, bytes, receivedMs: now2 - ageMs })
+    this.emitChange({ kind, op: 'upsert', key: record.claimId, cell: record.cell, nodeId: record.nodeId })
+    return { accepted: true, kind }
   }
 
   /**
@@ -411,6 +466,10 @@ export class FleetView extends EventTarget {
       removed++
       this.emitChange({ kind: 'instance', op: 'expire', key, cell: held.record.cell, nodeId: held.record.nodeId })
     }
+    for (const c of this.book.expire(nowMs)) {
+      removed++
+      this.emitChange({ kind: c.kind, op: 'expire', key: c.claimId, cell: c.cell })
+    }
     return removed
   }
 
@@ -503,6 +562,45 @@ export class FleetView extends EventTarget {
     return [...set].sort()
   }
 
+  /** Claim ids (`<cell>/<ordinal>`) with snapshot records, optionally of one cell, sorted. */
+  snapshotClaims (cell?: string): string[] {
+    return this.book.claimIds(cell)
+  }
+
+  /** Fresh snapshot records of a claim, newest first: a higher epoch before any lower one, whatever the times. */
+  snapshots (claimId: string, nowMs: number = this.clock.now()): SnapshotRecord[] {
+    return this.book.snapshots(claimId, nowMs)
+  }
+
+  /** Nodes other than the owner holding a fresh pin of exactly this snapshot (same epoch and manifest), sorted. */
+  snapshotHolders (snapshot: SnapshotRecord, nowMs: number = this.clock.now()): string[] {
+    return this.book.holders(snapshot, nowMs)
+  }
+
+  /** Is the snapshot pinned by at least `safeHolders` (default 2) nodes other than its owner? */
+  isSafeSnapshot (snapshot: SnapshotRecord, nowMs: number = this.clock.now()): boolean {
+    return this.book.holders(snapshot, nowMs).length >= this.book.safeHolders
+  }
+
+  /** The claim's safe snapshots, newest first (a higher epoch before any lower one). */
+  safeSnapshots (claimId: string, nowMs: number = this.clock.now()): SnapshotRecord[] {
+    return this.book.snapshots(claimId, nowMs).filter(s => this.isSafeSnapshot(s, nowMs))
+  }
+
+  /**
+   * The snapshot to restore the claim from: the newest safe one, never one of a lower epoch while a
+   * safe one of a higher epoch exists; with `minEpoch`, none below that epoch (a fenced owner's).
+   */
+  newestSafe (claimId: string, options: { minEpoch?: number, nowMs?: number } = {}): SnapshotRecord | undefined {
+    const safe = this.safeSnapshots(claimId, options.nowMs ?? this.clock.now())
+    return safe.find(s => s.epoch >= (options.minEpoch ?? 0))
+  }
+
+  /** Counts of the snapshot book (claims, records, evictions, expiries). */
+  snapshotStats (): SnapshotBookStats {
+    return this.book.stats()
+  }
+
   stats (): FleetStats {
     return {
       nodes: this.nodeMap.size,
@@ -540,6 +638,8 @@ export class FleetView extends EventTarget {
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)
+    // Snapshots before their pins (a pin counts only for a snapshot the receiver holds).
+    for (const { held, ttlMs } of this.book.held()) if (wanted(held.record.cell)) add(held, ttlMs)
     for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtlMs)
     if (truncated) this.counters.snapshotTruncated++
     return encodeBundles(items, options.maxFrameBytes ?? MAX_MESSAGE_BYTES)

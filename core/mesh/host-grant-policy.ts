@@ -6,7 +6,8 @@
 // stranger's records never reach the biology (fake ready replicas, fake crashes, fake volunteers).
 // While a node's record or the cell's release is not here yet its heartbeats are dropped: the
 // next heartbeat (or a fleet-sync snapshot, which sends releases and nodes before instances)
-// brings them in. The same check decides whether a node's gossiped halt counts (autonomic loop).
+// brings them in. The same check decides whether a node's gossiped halt counts (autonomic loop),
+// and whether a claim snapshot or a pin of one counts (core/fleet/snapshots.ts).
 import type { Clock } from '../ports.ts'
 import type { FleetView, NodeRecord, TrustPolicy } from '../fleet/index.ts'
 import { decodeCertificate, verifyCertificates } from '../identity/index.ts'
@@ -59,6 +60,19 @@ export function hostGrantPolicy (view: () => FleetView, check: HostGrantCheck, t
       const record = subject.record
       for (const authority of grantIssuers(record)) {
         if (trusted.has(authority) && await check(record, authority)) return true
+      }
+      return false
+    }
+    if (subject.kind === 'snapshot' || subject.kind === 'pin') {
+      // Snapshot announcements and pins: the same rule as heartbeats. A snapshot record may carry its
+      // owner's grant, so it still counts after the owner's node record expired (the owner died).
+      const record = subject.record
+      const v = view()
+      const node = v.node(record.nodeId)
+      const carried = subject.kind === 'snapshot' ? subject.record.grants : undefined
+      const sources = [...(carried !== undefined ? [{ nodeId: record.nodeId, grants: carried }] : []), ...(node != null ? [node] : [])]
+      for (const authority of v.claimants(record.cell)) {
+        for (const source of sources) if (await check(source, authority, record.cell)) return true
       }
       return false
     }
