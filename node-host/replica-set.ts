@@ -9,7 +9,7 @@ import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
 import { boundExitReason, boundStderrTail, type LocalInstanceState } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
-import { CellError } from '../core/errors.ts'
+import { CellError, type RetryRule } from '../core/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
 import { UsageSampler } from './capsid/usage-sampler.ts'
 import { traced, type Tracer } from '../core/telemetry/tracer.ts'
@@ -17,6 +17,37 @@ import { traced, type Tracer } from '../core/telemetry/tracer.ts'
 const log = logger('cell:replicas')
 
 export class ReplicaLimitError extends CellError { static override readonly errorName = 'ReplicaLimitError' }
+/**
+ * This node's lease on the replica's claim ran out (it could not renew with the claim's voters), so
+ * another node may already own the claim at a higher epoch: the call is refused, and an answer the
+ * replica produced after the lease ended is never sent. What this fenced replica wrote is never
+ * restored, so nothing that counts ran: the caller retries on the claim's new owner.
+ */
+export class FencedReplicaError extends CellError {
+  static override readonly errorName = 'FencedReplicaError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
+/**
+ * The volume a replica of a stateful cell runs on: its claim acquired at an epoch (and restored from
+ * a snapshot when this node was not its last writer). `serving()` turns false when the lease on the
+ * claim cannot be renewed; `close` ends the replica's hold (a planned close snapshots first).
+ */
+export interface ReplicaVolume {
+  readonly path: string
+  readonly claimId: string
+  readonly epoch: number
+  /** The snapshot tag the volume was restored from, when it was. */
+  readonly restoredFrom?: string
+  serving(): boolean
+  /** Called once the replica's process has ended. */
+  close(options: { planned: boolean }): Promise<void>
+}
+
+/** Opens a claim's volume for a new replica (node-host/volumes). */
+export interface ReplicaVolumes {
+  open(spec: SpawnSpec, instanceId: string, options: { signal?: AbortSignal }): Promise<ReplicaVolume>
+}
 
 export interface ReplicaInfo {
   instanceId: string
@@ -27,6 +58,8 @@ export interface ReplicaInfo {
   readyMs?: number
   state: 'starting' | 'ready' | 'draining' | 'stopped' | 'crashed'
   capsid?: Capsid
+  /** A stateful cell's claim volume (absent for stateless cells). */
+  volume?: ReplicaVolume
   endedMs?: number
   /** Why a crashed replica ended and its last stderr lines (bounded as heartbeats carry them). */
   exitReason?: string
@@ -52,6 +85,8 @@ export interface ReplicaSetInit {
   drainGraceMs?: number
   /** Calls into a capsid run in a child span of the node's server span (the replica's host side). */
   tracer?: Tracer
+  /** Claim volumes for stateful cells; without it a stateful replica gets a plain directory that outlives it. */
+  volumes?: ReplicaVolumes
 }
 
 export const DEFAULT_DRAIN_GRACE_MS = 30_000
@@ -66,7 +101,9 @@ export interface SpawnSpec {
    * The release's Cell.toml; `sandbox.require` (default strict) is checked against this node's level,
    * and a cell with `[cell.storage]` is stateful: its replicas' volumes outlive them.
    */
-  manifest?: { sandbox?: { require?: SandboxLevel }, storage?: unknown }
+  manifest?: { sandbox?: { require?: SandboxLevel }, storage?: { claimBytes: number, class: string, snapshotEveryMs: number }, biology?: { maxReplicas: number } }
+  /** The release's authority (whose host grants decide a claim's voters). */
+  authority?: string
 }
 
 export class ReplicaSet extends EventTarget {
@@ -168,13 +205,32 @@ export class ReplicaSet extends EventTarget {
     this.prune()
     // Volumes sit in the node's data dir (beside its keys) but a strict capsid binds only its own
     // one at /cell/data; 0700 keeps the others from any local user.
-    const volumes = join(this.init.dataDir, 'volumes')
-    await mkdir(volumes, { recursive: true, mode: 0o700 })
-    const dataDir = join(volumes, `${spec.cell}-${suffix}`)
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
-    // A stateless replica's volume ends with it (a crash loop must not leave one per attempt).
-    const removeVolume = (): void => {
-      if (spec.manifest?.storage == null) void rm(dataDir, { recursive: true, force: true }).catch(() => {})
+    let dataDir: string
+    let removeVolume = (): void => {}
+    if (spec.manifest?.storage != null && this.init.volumes !== undefined) {
+      // A stateful replica runs on its claim's volume: acquired at a new epoch, restored when needed.
+      try {
+        info.volume = await this.track(this.init.volumes.open(spec, instanceId, options))
+      } catch (err) {
+        info.state = 'crashed'
+        info.endedMs = this.init.clock.now()
+        recordExit(info, `${(err as Error).name}: ${String((err as Error).message).split('\n')[0]}`, [])
+        this.dispatchEvent(new CustomEvent('exit', { detail: { info, error: err } }))
+        throw err
+      }
+      dataDir = info.volume.path
+      const volume = info.volume
+      // Tracked: a node that stops waits for the final snapshot and the hand-over (each bounded).
+      removeVolume = () => { void this.track(volume.close({ planned: info.state === 'stopped' || info.state === 'draining' })).catch((err) => { log.error('closing the volume of %s: %e', instanceId, err) }) }
+    } else {
+      const volumes = join(this.init.dataDir, 'volumes')
+      await mkdir(volumes, { recursive: true, mode: 0o700 })
+      dataDir = join(volumes, `${spec.cell}-${suffix}`)
+      await mkdir(dataDir, { recursive: true, mode: 0o700 })
+      // A stateless replica's volume ends with it (a crash loop must not leave one per attempt).
+      removeVolume = (): void => {
+        if (spec.manifest?.storage == null) void rm(dataDir, { recursive: true, force: true }).catch(() => {})
+      }
     }
     try {
       const capsid = await this.track(startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options))
@@ -304,19 +360,35 @@ export class ReplicaSet extends EventTarget {
     return best
   }
 
+  /**
+   * A replica whose claim lease ended: the error for its caller, and the replica stops at once (no
+   * grace: another node may own the claim now) so the fleet sees it gone.
+   */
+  private fenced (r: ReplicaInfo): FencedReplicaError {
+    if (r.state === 'ready') {
+      log.error('replica %s lost the lease on claim %s (epoch %d): stopping it, refusing its calls', r.instanceId, r.volume?.claimId, r.volume?.epoch)
+      void this.drain(r.instanceId, { graceMs: 0 }).catch(() => {})
+    }
+    return new FencedReplicaError(`the lease of replica ${r.instanceId} on claim ${r.volume?.claimId ?? '?'} (epoch ${r.volume?.epoch ?? '?'}) has ended; the claim may have a new owner`)
+  }
+
   /** The synapse server port: calls land in a local capsid. */
   handler (): SynapseHandler {
     return {
       call: async (ctx: CallContext) => {
         const r = this.pick(ctx.cell)
+        if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         r.calls++
         const window = r.window
         window.calls++
         const started = this.init.clock.now()
         this.handling++
         try {
-          return await traced(this.init.tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
+          const answer = await traced(this.init.tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
             async (traceparent) => await r.capsid.call(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal: ctx.signal }))
+          // The lease may have ended while the replica worked (the node was paused): that answer is never sent.
+          if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
+          return answer
         } finally {
           window.latency.record(this.init.clock.now() - started)
           if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
@@ -324,10 +396,12 @@ export class ReplicaSet extends EventTarget {
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)
+        if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         r.capsid.message(ctx.method, ctx.payload.slice(), { traceparent: ctx.traceparent, caller: ctx.principal })
       },
       stream: (ctx: CallContext) => {
         const r = this.pick(ctx.cell)
+        if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         return r.capsid.stream(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
       }
     }

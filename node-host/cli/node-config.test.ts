@@ -13,7 +13,10 @@ describe('node config', () => {
       expect(await readNodeConfig(good)).toEqual({ bootstrap: ['/ip4/127.0.0.1/tcp/1/p2p/12D3KooWabc'], trust: ['ab'.repeat(32)], grants: [] })
       expect(await readNodeConfig(join(dir, 'absent.toml'), { optional: true })).toEqual({ bootstrap: [], trust: [], grants: [] })
       await expect(readNodeConfig(join(dir, 'absent.toml'))).rejects.toBeInstanceOf(NodeConfigError)
-      for (const [name, text] of [['syntax', 'bootstrap = ['], ['unknown', 'bootstrapp = []'], ['type', 'trust = "x"'], ['hex', 'trust = ["xyz"]'], ['addr', 'bootstrap = ["host:1"]']]) {
+      const pool = join(dir, 'pool.toml')
+      await writeFile(pool, 'zfs_pool = "tank"\n')
+      expect(await readNodeConfig(pool)).toEqual({ bootstrap: [], trust: [], grants: [], zfsPool: 'tank' })
+      for (const [name, text] of [['pool-path', 'zfs_pool = "tank/cell"'], ['pool-type', 'zfs_pool = 1'], ['syntax', 'bootstrap = ['], ['unknown', 'bootstrapp = []'], ['type', 'trust = "x"'], ['hex', 'trust = ["xyz"]'], ['addr', 'bootstrap = ["host:1"]']]) {
         const file = join(dir, `${name}.toml`)
         await writeFile(file, text)
         await expect(readNodeConfig(file)).rejects.toBeInstanceOf(NodeConfigError)

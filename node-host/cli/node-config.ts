@@ -1,5 +1,6 @@
 // Optional node config file (`cell up --config FILE`, default $CELL_HOME/node.toml when present):
 //   bootstrap = ["/ip4/…/tcp/…/p2p/…"]   trust = ["<64 hex>"]   grants = ["cell-grant-v1:…"]
+//   zfs_pool = "tank"   (the ZFS pool stateful cells' volumes are created in; absent: the dir driver only)
 // Flags add to what the file says.
 import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
@@ -12,9 +13,12 @@ export interface NodeConfig {
   bootstrap: string[]
   trust: string[]
   grants: string[]
+  zfsPool?: string
 }
 
-const KEYS = new Set(['bootstrap', 'trust', 'grants'])
+const KEYS = new Set(['bootstrap', 'trust', 'grants', 'zfs_pool'])
+/** A ZFS pool name as `zpool create` accepts it (no dataset path). */
+export const ZFS_POOL_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/
 const MAX_CONFIG_BYTES = 64 * 1024
 
 function strings (file: string, key: string, value: unknown, check?: (s: string) => boolean): string[] {
@@ -44,6 +48,13 @@ export async function readNodeConfig (file: string, options: { optional?: boolea
   return {
     bootstrap: strings(file, 'bootstrap', doc.bootstrap, s => s.startsWith('/')),
     trust: strings(file, 'trust', doc.trust, isAuthorityId),
-    grants: strings(file, 'grants', doc.grants)
+    grants: strings(file, 'grants', doc.grants),
+    ...zfsPool(file, doc.zfs_pool)
   }
+}
+
+function zfsPool (file: string, value: unknown): { zfsPool?: string } {
+  if (value === undefined) return {}
+  if (typeof value !== 'string' || !ZFS_POOL_PATTERN.test(value)) throw new NodeConfigError(`${file}: zfs_pool must be a ZFS pool name (letters, digits, _ . : -; starting with a letter)`)
+  return { zfsPool: value }
 }

@@ -1,0 +1,182 @@
+// The node's claim volumes with the real claim register (acceptors and clients over an in-memory
+// transport), the dir driver on real directories and a snapshot port that copies snapshot trees
+// through a shared folder standing in for the fleet's holders. Multi-process runs with ZFS and real
+// snapshot distribution are in test/integration/stateful-*.test.ts.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ClaimAcceptor, MemoryAcceptorStore, ClaimRegisterClient } from '../../core/claims/index.ts'
+import { openClaimGateForTests } from '../../core/claims/testing.ts'
+import { systemClock } from '../../core/ports.ts'
+import { DirDriver } from '../storage/dir.ts'
+import type { Claim, StorageDriver } from '../storage/driver.ts'
+import { NoStorageClassError } from '../storage/errors.ts'
+import { VolumeManager, ClaimsHeldError, type SafeSnapshot, type SnapshotPort } from './volume-manager.ts'
+import type { SpawnSpec } from '../replica-set.ts'
+
+const NODES = ['12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', '12D3KooWCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC']
+
+const spec: SpawnSpec = {
+  cell: 'ledger', version: '1.0.0', digest: 'd'.repeat(64), codePath: '/nonexistent',
+  manifest: { storage: { claimBytes: 64 * 1024 * 1024, class: 'default', snapshotEveryMs: 3_600_000 }, biology: { maxReplicas: 1 } }
+}
+
+/** Snapshots as the fleet would hold them: tag → copied tree, safe at once (two holders assumed). */
+class SharedSnapshots implements SnapshotPort {
+  readonly safe = new Map<string, SafeSnapshot[]>()
+  readonly root: string
+  taken = 0
+  constructor (root: string, private readonly owner: () => string) { this.root = root }
+  async take (driver: StorageDriver, claim: Claim, epoch: number): Promise<{ tag: string }> {
+    const tag = `snapshot-e${epoch}-${++this.taken}`
+    await cp(driver.mountpoint(claim), join(this.root, tag), { recursive: true })
+    const id = `${claim.cell}/${claim.ordinal}`
+    this.safe.set(id, [...(this.safe.get(id) ?? []), { tag, epoch, nodeId: this.owner(), takenMs: Date.now() }])
+    return { tag }
+  }
+
+  async waitSafe (): Promise<boolean> { return true }
+  async newestSafe (claimId: string): Promise<SafeSnapshot | undefined> {
+    return [...(this.safe.get(claimId) ?? [])].sort((a, b) => b.epoch - a.epoch || b.takenMs - a.takenMs)[0]
+  }
+
+  async restore (driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number): Promise<void> {
+    await driver.replace(claim, quotaBytes, async (dir) => { await cp(join(this.root, tag), dir, { recursive: true }) })
+  }
+}
+
+describe('claim volumes', () => {
+  let dir: string
+  let now = 0
+  const monotonicNow = (): number => now
+  const acceptors = new Map<string, ClaimAcceptor>()
+  const down = new Set<string>()
+  const managers: VolumeManager[] = []
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cell-volumes-'))
+    now = 1_000
+    down.clear()
+    for (const id of NODES) acceptors.set(id, new ClaimAcceptor({ selfId: id, store: new MemoryAcceptorStore(), clock: { nowMs: monotonicNow }, gate: openClaimGateForTests }))
+  })
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true })
+    managers.length = 0
+  })
+
+  function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver } = {}): VolumeManager {
+    const client = new ClaimRegisterClient({
+      selfId,
+      clock: { nowMs: monotonicNow },
+      timers: systemClock,
+      gate: openClaimGateForTests,
+      leaseMs: 5_000,
+      transport: {
+        send: async (peer, frame, opts) => {
+          if (down.has(peer) || down.has(selfId)) throw new Error(`${peer} unreachable`)
+          return await acceptors.get(peer)!.handle(selfId, frame, opts)
+        }
+      }
+    })
+    const m = new VolumeManager({
+      selfId,
+      dataDir: join(dir, selfId.slice(-4)),
+      clock: systemClock,
+      monotonicNow,
+      drivers: [options.driver ?? new DirDriver(join(dir, selfId.slice(-4), 'storage'))],
+      register: client,
+      snapshots,
+      voters: () => NODES,
+      isLive: (id) => !down.has(id),
+      firstSnapshotMs: 3_600_000,
+      handoverSyncMs: 0
+    })
+    managers.push(m)
+    return m
+  }
+
+  it('a planned hand-over moves the claim with every write, and the new owner restores the final snapshot', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    expect(va.claimId).toBe('ledger/0')
+    expect(va.epoch).toBe(1)
+    expect(va.serving()).toBe(true)
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
+    await va.close({ planned: true })
+    expect(a.counters.handovers).toBe(1)
+
+    const b = manager(NODES[1], shared)
+    const vb = await b.open(spec, 'ledger-b', {})
+    expect(vb.epoch).toBe(2)
+    expect(vb.restoredFrom).toMatch(/^snapshot-e1-/)
+    expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    await vb.close({ planned: true })
+  })
+
+  it('a node that wrote the claim last keeps its own copy, newer than any snapshot, after a replica crash or its own restart', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const v1 = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(v1.path, 'ledger.jsonl'), 'one\n')
+    await (v1 as unknown as { snapshot: () => Promise<string> }).snapshot()
+    await writeFile(join(v1.path, 'ledger.jsonl'), 'one\ntwo\n')
+    // The node dies (kill -9) with the claim held, and comes back on the same data dir within the
+    // lease: it renews at the same epoch and keeps the writes made after the last snapshot.
+    const a2 = manager(NODES[0], shared)
+    const v2 = await a2.open(spec, 'ledger-a2', {})
+    expect(v2.epoch).toBe(1)
+    expect(v2.restoredFrom).toBeUndefined()
+    expect(await readFile(join(v2.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    await writeFile(join(v2.path, 'ledger.jsonl'), 'one\ntwo\nthree\n')
+    // The replica crashes: the claim is released with a final snapshot, and reopened here at epoch 2
+    // from this node's own copy.
+    await v2.close({ planned: false })
+    const v3 = await a2.open(spec, 'ledger-a3', {})
+    expect(v3.epoch).toBe(2)
+    expect(v3.restoredFrom).toBeUndefined()
+    expect(await readFile(join(v3.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\nthree\n')
+    await v3.close({ planned: true })
+  })
+
+  it('an owner that cannot renew stops serving when its lease ends, hands nothing over, and a new owner waits out the lease', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
+    await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\nlost\n')
+    // The owner is cut off (SIGSTOP, partition): its lease runs out on its own clock.
+    down.add(NODES[0])
+    const b = manager(NODES[1], shared)
+    await expect(b.open(spec, 'ledger-b', { signal: AbortSignal.timeout(2_000) })).rejects.toThrow()
+    now += 5_000
+    expect(va.serving()).toBe(false)
+    // Past the lease and the voters' margin the claim moves, restored from the last safe snapshot.
+    now += 1_000
+    const vb = await b.open(spec, 'ledger-b', {})
+    expect(vb.epoch).toBe(2)
+    expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\n')
+    // The fenced owner's close takes no snapshot and releases nothing.
+    const before = shared.taken
+    await va.close({ planned: true })
+    expect(shared.taken).toBe(before)
+    expect(vb.serving()).toBe(true)
+    await vb.close({ planned: true })
+  })
+
+  it('every claim held by a live owner: ClaimsHeldError by name; a class the node does not offer: NoStorageClassError', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    const b = manager(NODES[1], shared)
+    await expect(b.open(spec, 'ledger-b', {})).rejects.toBeInstanceOf(ClaimsHeldError)
+    await expect(b.open({ ...spec, manifest: { ...spec.manifest, storage: { ...spec.manifest!.storage!, class: 'zfs' } } }, 'ledger-c', {})).rejects.toBeInstanceOf(NoStorageClassError)
+    await va.close({ planned: true })
+  })
+})

@@ -1,0 +1,391 @@
+// The claim volumes of this node's stateful replicas (DESIGN §6). A replica of a cell with
+// `[cell.storage]` runs on a numbered claim (`ledger/0`, …) that has one writer at a time:
+//  - open: acquire the claim at a new epoch from its voters (core/claims), then use the local volume
+//    if this node was its last writer at the previous epoch, else restore the newest safe snapshot
+//    (fetched from its holders), then mount it as the capsid's /cell/data;
+//  - while open: renew the lease (a third of its length), snapshot every `snapshot_every` (and once
+//    soon after the start), and stop serving the moment the lease ends by this node's monotonic clock;
+//  - close: a final snapshot, wait until two other nodes hold it, then release the claim so the next
+//    owner starts at once with nothing acknowledged lost. A fenced replica (lease ended) does none
+//    of that: its writes are never restored.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { CellError, type RetryRule } from '../../core/errors.ts'
+import { driverForClass } from '../../core/biology/storage-class.ts'
+import type { Clock } from '../../core/ports.ts'
+import { ClaimHeldError, ClaimLostError, ClaimVotersMismatchError } from '../../core/claims/errors.ts'
+import type { ReplicaVolume, ReplicaVolumes, SpawnSpec } from '../replica-set.ts'
+import type { Claim, StorageDriver } from '../storage/driver.ts'
+import { NoStorageClassError } from '../storage/errors.ts'
+
+const log = logger('cell:volumes')
+
+/** Every claim of the cell (ordinals 0 … max_replicas-1) is held by a live owner: no replica may start here now. */
+export class ClaimsHeldError extends CellError {
+  static override readonly errorName = 'ClaimsHeldError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
+/** A lease as the register granted it (core/claims ClaimLease). */
+export interface ClaimLease {
+  epoch: number
+  leaseMs: number
+  /** This node's monotonic time when it sent the round that granted the lease. */
+  leaseStartLocalMs: number
+  /** The claim's voters (fixed when it was created). */
+  voters: string[]
+}
+
+/** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
+export interface ClaimRegisterPort {
+  acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal }): Promise<ClaimLease>
+  renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal }): Promise<ClaimLease>
+  release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal }): Promise<void>
+}
+
+export interface SafeSnapshot { tag: string, epoch: number, nodeId: string, takenMs: number }
+
+/** Snapshots as this manager uses them (node-host/storage snapshots + the fleet's snapshot records). */
+export interface SnapshotPort {
+  /** Snapshot the claim, write its OCI images, announce it to the fleet. */
+  take(driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal }): Promise<{ tag: string }>
+  /** Resolves true once two nodes other than this one hold every blob of `tag` (false at the deadline). */
+  waitSafe(claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean>
+  /**
+   * The newest snapshot of the claim that counts as safe (highest epoch first, then newest),
+   * waiting up to `timeoutMs` for one of at least `minEpoch` (then whatever is newest, or undefined).
+   */
+  newestSafe(claimId: string, options: { minEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined>
+  /** Fetch every blob of the snapshot from its holders (verified by digest) and restore it into the claim's volume. */
+  restore(driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number, options: { signal?: AbortSignal }): Promise<void>
+}
+
+export interface VolumeManagerInit {
+  selfId: string
+  dataDir: string
+  clock: Clock
+  /** Monotonic milliseconds (performance.now): leases never trust the wall clock. */
+  monotonicNow?: () => number
+  /** The drivers this node offers, best first (zfs before dir). */
+  drivers: StorageDriver[]
+  register: ClaimRegisterPort
+  snapshots: SnapshotPort
+  /** The claim's voters: nodes that host the cell's authority and offer storage (core/claims chooseVoters). */
+  voters: (spec: SpawnSpec, claimId: string) => string[]
+  /** Is `nodeId` alive in the fleet view (a fresh node record)? A dead holder's lease is waited out. */
+  isLive: (nodeId: string) => boolean
+  /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
+  leaseGuardMs?: number
+  /** How long a planned close waits for its final snapshot to be held by two other nodes. Default 30 s. */
+  handoverSafeMs?: number
+  /** The first snapshot of a newly opened volume, this long after it opened. Default 2 s. */
+  firstSnapshotMs?: number
+  /** How long a new owner waits for a safe snapshot of the previous epoch to reach its view. Default 5 s. */
+  handoverSyncMs?: number
+  /** Longest wait for a dead holder's lease to end before giving up on that claim. Default 60 s. */
+  maxLeaseWaitMs?: number
+}
+
+interface Marker { epoch: number, driver: string }
+
+/** What each claim this node held was last written at: decides local volume vs restore. */
+class MarkerFile {
+  private readonly file: string
+  private markers: Record<string, Marker> | undefined
+  private writing: Promise<void> = Promise.resolve()
+
+  constructor (dataDir: string) {
+    this.file = join(dataDir, 'volumes', 'claims.json')
+  }
+
+  async get (claimId: string): Promise<Marker | undefined> {
+    await this.load()
+    return this.markers?.[claimId]
+  }
+
+  async set (claimId: string, marker: Marker): Promise<void> {
+    await this.load()
+    this.markers![claimId] = marker
+    const text = JSON.stringify(this.markers)
+    this.writing = this.writing.then(async () => {
+      await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
+      await writeFile(`${this.file}.tmp`, text, { mode: 0o600 })
+      await rename(`${this.file}.tmp`, this.file)
+    })
+    await this.writing
+  }
+
+  private async load (): Promise<void> {
+    if (this.markers !== undefined) return
+    try {
+      const parsed = JSON.parse(await readFile(this.file, 'utf8')) as unknown
+      const ok: Record<string, Marker> = {}
+      if (parsed !== null && typeof parsed === 'object') {
+        for (const [k, v] of Object.entries(parsed as Record<string, unknown>).slice(0, 4096)) {
+          const m = v as Partial<Marker>
+          if (typeof m?.epoch === 'number' && typeof m.driver === 'string') ok[k] = { epoch: m.epoch, driver: m.driver }
+        }
+      }
+      this.markers = ok
+    } catch {
+      // Absent or unreadable: nothing local counts as newer than a snapshot.
+      this.markers = {}
+    }
+  }
+}
+
+/** One open claim volume. */
+class OpenClaim implements ReplicaVolume {
+  readonly path: string
+  readonly claimId: string
+  readonly restoredFrom?: string
+  epoch: number
+  private lease: ClaimLease
+  private lost = false
+  private closed = false
+  /** The claim was released (or abandoned): no more renewals. */
+  private released = false
+  private renewTimer: unknown
+  private snapshotTimer: unknown
+  private snapshotting?: Promise<unknown>
+  lastSnapshot?: string
+
+  private readonly manager: VolumeManager
+  readonly spec: SpawnSpec
+  readonly claim: Claim
+  readonly driver: StorageDriver
+  readonly voters: string[]
+
+  constructor (manager: VolumeManager, spec: SpawnSpec, claim: Claim, driver: StorageDriver, voters: string[], lease: ClaimLease, path: string, restoredFrom: string | undefined) {
+    this.manager = manager
+    this.spec = spec
+    this.claim = claim
+    this.driver = driver
+    this.voters = voters
+    this.path = path
+    this.claimId = `${claim.cell}/${claim.ordinal}`
+    this.lease = lease
+    this.epoch = lease.epoch
+    if (restoredFrom !== undefined) this.restoredFrom = restoredFrom
+  }
+
+  private get init (): VolumeManagerInit { return this.manager.init }
+
+  serving (): boolean {
+    return !this.closed && this.leaseValid()
+  }
+
+  /** The lease is ours and has not ended by this node's monotonic clock (less the guard). */
+  leaseValid (): boolean {
+    return !this.lost && this.manager.now() < this.lease.leaseStartLocalMs + this.lease.leaseMs - (this.init.leaseGuardMs ?? 1_000)
+  }
+
+  start (): void {
+    this.scheduleRenew()
+    this.scheduleSnapshot(this.init.firstSnapshotMs ?? 2_000)
+  }
+
+  private scheduleRenew (): void {
+    if (this.lost || this.released) return
+    this.renewTimer = this.init.clock.setTimeout(() => { void this.renew() }, Math.max(100, Math.floor(this.lease.leaseMs / 3)))
+  }
+
+  private async renew (): Promise<void> {
+    if (this.lost || this.released) return
+    try {
+      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(Math.max(1_000, Math.floor(this.lease.leaseMs / 3))) })
+      if (lease.epoch === this.epoch) this.lease = lease
+    } catch (err) {
+      if (err instanceof ClaimLostError) {
+        this.lost = true
+        log.error('claim %s (epoch %d) is no longer ours: %s', this.claimId, this.epoch, err.message)
+        return
+      }
+      // A missing quorum: keep trying; serving() turns false on its own when the lease runs out.
+      log('renewing claim %s failed: %s: %s', this.claimId, (err as Error).name, (err as Error).message)
+    }
+    this.scheduleRenew()
+  }
+
+  private scheduleSnapshot (delayMs: number): void {
+    if (this.closed || this.lost) return
+    this.snapshotTimer = this.init.clock.setTimeout(() => {
+      this.snapshotting = this.snapshot().catch((err) => { log.error('snapshot of %s failed: %e', this.claimId, err) })
+        .finally(() => { this.snapshotting = undefined; this.scheduleSnapshot(this.spec.manifest?.storage?.snapshotEveryMs ?? 86_400_000) })
+    }, Math.max(0, Math.min(delayMs, 2_147_000_000)))
+  }
+
+  /** Snapshot now, only while this node still holds the lease (a fenced owner's snapshots would be stale). */
+  async snapshot (options: { signal?: AbortSignal } = {}): Promise<string | undefined> {
+    if (!this.leaseValid()) return undefined
+    const { tag } = await this.init.snapshots.take(this.driver, this.claim, this.epoch, options)
+    this.lastSnapshot = tag
+    this.manager.counters.snapshots++
+    log('snapshot %s of claim %s (epoch %d)', tag, this.claimId, this.epoch)
+    return tag
+  }
+
+  async close (options: { planned: boolean }): Promise<void> {
+    if (this.closed) return
+    // From now on no call is served; renewals go on until the hand-over is done.
+    this.closed = true
+    this.init.clock.clearTimeout(this.snapshotTimer)
+    await this.snapshotting
+    try {
+      // Fenced: another node may own the claim; nothing of ours may be snapshotted or handed over.
+      if (!this.leaseValid()) {
+        log.error('claim %s closed after its lease ended (epoch %d): no final snapshot, no hand-over', this.claimId, this.epoch)
+        return
+      }
+      const tag = await this.snapshot()
+      const safe = tag !== undefined && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: this.init.handoverSafeMs ?? 30_000 })
+      if (tag !== undefined && !safe) log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
+      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000) })
+      this.manager.counters.handovers++
+      log('%s claim %s at epoch %d (%s)', options.planned ? 'handed over' : 'released after the replica ended:', this.claimId, this.epoch, tag !== undefined ? `final snapshot ${tag}` : 'no final snapshot')
+    } catch (err) {
+      log.error('handing over claim %s: %s: %s (its lease will run out instead)', this.claimId, (err as Error).name, (err as Error).message)
+    } finally {
+      this.released = true
+      this.init.clock.clearTimeout(this.renewTimer)
+      this.manager.forget(this)
+    }
+  }
+}
+
+export class VolumeManager implements ReplicaVolumes {
+  readonly init: VolumeManagerInit
+  private readonly markers: MarkerFile
+  private readonly held = new Map<string, OpenClaim>()
+  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0 }
+
+  constructor (init: VolumeManagerInit) {
+    this.init = init
+    this.markers = new MarkerFile(init.dataDir)
+  }
+
+  now (): number {
+    return (this.init.monotonicNow ?? (() => performance.now()))()
+  }
+
+  /** The claims open here, for status and tests. */
+  claims (): Array<{ claimId: string, epoch: number, serving: boolean, restoredFrom?: string, lastSnapshot?: string }> {
+    return [...this.held.values()].map(c => ({ claimId: c.claimId, epoch: c.epoch, serving: c.serving(), ...(c.restoredFrom !== undefined ? { restoredFrom: c.restoredFrom } : {}), ...(c.lastSnapshot !== undefined ? { lastSnapshot: c.lastSnapshot } : {}) }))
+  }
+
+  /** The open claim volume of a replica's claim, if this node holds it. */
+  claim (claimId: string): OpenClaim | undefined {
+    return this.held.get(claimId)
+  }
+
+  forget (claim: OpenClaim): void {
+    if (this.held.get(claim.claimId) === claim) this.held.delete(claim.claimId)
+  }
+
+  async open (spec: SpawnSpec, instanceId: string, options: { signal?: AbortSignal } = {}): Promise<ReplicaVolume> {
+    const storage = spec.manifest?.storage
+    if (storage === undefined) throw new NoStorageClassError('(none)', this.init.drivers.map(d => d.kind))
+    const kind = driverForClass(this.init.drivers.map(d => d.kind), storage.class)
+    const driver = this.init.drivers.find(d => d.kind === kind)
+    if (driver === undefined) throw new NoStorageClassError(storage.class, this.init.drivers.map(d => d.kind))
+    const ordinals = Math.max(1, Math.min(spec.manifest?.biology?.maxReplicas ?? 1, 64))
+    const waited: Array<{ ordinal: number, holder: string, leaseEndsInMs: number }> = []
+    for (let ordinal = 0; ordinal < ordinals; ordinal++) {
+      const claim = { cell: spec.cell, ordinal }
+      if (this.held.has(`${spec.cell}/${ordinal}`)) continue
+      const opened = await this.tryOpen(spec, claim, driver, storage.claimBytes, options)
+      if ('volume' in opened) return opened.volume
+      waited.push({ ordinal, ...opened.held })
+    }
+    // Every claim is held. A holder that is gone from the fleet has a lease still running on the
+    // voters' clocks: wait it out for the lowest such claim (its data is the newest), then take it.
+    const dead = waited.find(w => !this.init.isLive(w.holder) && w.leaseEndsInMs <= (this.init.maxLeaseWaitMs ?? 60_000))
+    if (dead !== undefined) {
+      log('claim %s/%d is held by %s, gone from the fleet: waiting %d ms for its lease to end', spec.cell, dead.ordinal, dead.holder, dead.leaseEndsInMs)
+      await abortableDelay(this.init.clock, dead.leaseEndsInMs + 50, options.signal)
+      const opened = await this.tryOpen(spec, { cell: spec.cell, ordinal: dead.ordinal }, driver, storage.claimBytes, options)
+      if ('volume' in opened) return opened.volume
+    }
+    throw new ClaimsHeldError(`every claim of ${spec.cell} (${waited.map(w => `${spec.cell}/${w.ordinal} by …${w.holder.slice(-6)}`).join(', ')}) is held; ${instanceId} not started`)
+  }
+
+  private async tryOpen (spec: SpawnSpec, claim: Claim, driver: StorageDriver, quotaBytes: number, options: { signal?: AbortSignal }): Promise<{ volume: OpenClaim } | { held: { holder: string, leaseEndsInMs: number } }> {
+    const claimId = `${claim.cell}/${claim.ordinal}`
+    let voters = this.init.voters(spec, claimId)
+    let lease: ClaimLease
+    try {
+      try {
+        lease = await this.init.register.acquire(claimId, voters, options)
+      } catch (err) {
+        // The claim's voters were fixed when it was created; the register names them.
+        if (!(err instanceof ClaimVotersMismatchError)) throw err
+        voters = err.voters
+        lease = await this.init.register.acquire(claimId, voters, options)
+      }
+    } catch (err) {
+      if (!(err instanceof ClaimHeldError)) throw err
+      if (err.holder !== this.init.selfId) return { held: { holder: err.holder, leaseEndsInMs: err.leaseEndsInMs } }
+      // This node held the claim before it restarted (same peer key, same data dir): its lease is
+      // renewed at the same epoch and its volume, written last at that epoch, is used as it is.
+      lease = await this.init.register.renew(claimId, voters, err.epoch, options)
+    }
+    voters = lease.voters
+    const marker = await this.markers.get(claimId)
+    const exists = await driver.exists(claim, options)
+    // An epoch is granted to one owner only: a marker at the epoch just replaced (or at this very
+    // epoch, renewed after a restart) means this node wrote the claim last, so its volume is the
+    // newest copy. (Epoch 1 is a new claim.)
+    const localIsNewest = exists && marker !== undefined && marker.driver === driver.kind && (lease.epoch === 1 || marker.epoch === lease.epoch - 1 || marker.epoch === lease.epoch)
+    let restoredFrom: string | undefined
+    if (!localIsNewest && lease.epoch > 1) {
+      // The last owner's final (or latest) snapshot may still be on its way through gossip.
+      const safe = await this.waitForSafe(claimId, lease.epoch - 1, options)
+      if (safe !== undefined && (marker === undefined || !exists || safe.epoch >= marker.epoch)) {
+        const started = this.now()
+        await this.init.snapshots.restore(driver, claim, safe.tag, quotaBytes, options)
+        restoredFrom = safe.tag
+        this.counters.restored++
+        log('claim %s restored from %s (epoch %d, by …%s) in %d ms', claimId, safe.tag, safe.epoch, safe.nodeId.slice(-6), Math.round(this.now() - started))
+      } else {
+        log.error('claim %s had owners before (epoch %d) but no safe snapshot is known: starting from %s', claimId, lease.epoch - 1, exists ? 'this node\'s older copy' : 'an empty volume')
+      }
+    }
+    const path = await driver.create(claim, quotaBytes, options)
+    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind })
+    const open = new OpenClaim(this, spec, claim, driver, voters, lease, path, restoredFrom)
+    this.held.set(claimId, open)
+    this.counters.opened++
+    open.start()
+    log('claim %s opened at epoch %d on %s%s', claimId, lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
+    return { volume: open }
+  }
+
+  /**
+   * The snapshot to restore: the newest safe one, waiting up to `handoverSyncMs` for one of the
+   * previous epoch (a planned hand-over's final snapshot may reach this node's view just after the
+   * release did); an older safe one after that.
+   */
+  private async waitForSafe (claimId: string, previousEpoch: number, options: { signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
+    return await this.init.snapshots.newestSafe(claimId, { minEpoch: previousEpoch, timeoutMs: this.init.handoverSyncMs ?? 5_000, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+  }
+
+  /** Snapshot every open claim now (e.g. `cell snapshot`), returning the tags taken. */
+  async snapshotAll (options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    const tags: string[] = []
+    for (const c of this.held.values()) {
+      const tag = await c.snapshot(options)
+      if (tag !== undefined) tags.push(tag)
+    }
+    return tags
+  }
+}
+
+async function abortableDelay (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted()
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => { clock.clearTimeout(timer); reject(signal?.reason) }
+    const timer = clock.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
