@@ -156,9 +156,9 @@ describe('FleetView snapshots and pins', () => {
     const wrong = await signRecord(h1.key, 'pin', makePinRecord(h1.id, fresh.record, { manifestDigest: digest(77), sentMs: clock.now(), seq: 5 }))
     expect(await view.apply(wrong, { from: h1.id })).toEqual({ accepted: false, kind: 'pin', reason: 'unknown-snapshot' })
     const ghost = makeSnapshotRecord(owner.id, { tag: 'snapshot-e1-ghost', sentMs: clock.now() })
-    expect((await view.apply(await pin(clock, h1, ghost), { from: h1.id })).reason).toBe('unknown-snapshot')
+    expect(await view.apply(await pin(clock, h1, ghost), { from: h1.id })).toMatchObject({ reason: 'unknown-snapshot' })
     // A pin must come from its holder (or be relayed in a snapshot with the holder's own signature).
-    expect((await view.apply(await pin(clock, h1, fresh.record, 9), { from: h2.id })).reason).toBe('wrong-origin')
+    expect(await view.apply(await pin(clock, h1, fresh.record, 9), { from: h2.id })).toMatchObject({ reason: 'wrong-origin' })
 
     // Fill the claim (3 kept): the lowest-ranked snapshot is evicted with its pins, and replaying it is stale.
     clock.advance(1000)

@@ -165,7 +165,7 @@ describe('snapshot and pin records from the wrong nodes are dropped and counted'
   })
 
   it('a granted owner\'s snapshot still counts after its node record expired: the record carries the grant', async () => {
-    const late = new FleetView({
+    const late: FleetView = new FleetView({
       clock,
       verifyRelease: async () => ({ cell: 'ledger', version: '1.0.0', digest: 'a'.repeat(64), authority: authorityIdOf(authority.publicKey), seq: 1 }),
       isTrusted: hostGrantPolicy(() => late, hostGrantCheck(clock), new Set([authorityIdOf(authority.publicKey)]))
