@@ -20,7 +20,8 @@ describe('cell retire', () => {
     [['retire'], /expected at least 1 argument/],
     [['retire', 'a', 'b'], /argument/],
     [['retire', 'billing', '--timeout', '0'], /--timeout must be a positive/],
-    [['retire', 'billing', '--bogus'], /UsageError/]
+    [['retire', 'billing', '--bogus'], /UsageError/],
+    [['retire', 'billing', '--output', 'yaml'], /--output must be text or json/]
   ])('%j is a usage error: exit 2 before joining any fleet', async (args, message) => {
     const r = await runCli(args, { home: home.path, env: { CELL_BOOTSTRAP: '' } })
     expect(r.code).toBe(2)

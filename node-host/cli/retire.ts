@@ -16,15 +16,18 @@ options:
   --key KEYFILE      authority key (default $CELL_HOME/authority.key)
   --no-wait          return once the record is gossiped
   --timeout SECONDS  how long to wait for the replicas to drain (default 60)
+  --output FORMAT    text (default) or json (one object: cell, seq, replicas, nodes, drained)
   -h, --help         show this help`
 
-const OPTIONS = { ...FLEET_OPTIONS, 'no-wait': { type: 'boolean' }, timeout: { type: 'string' } } as const
+const OPTIONS = { ...FLEET_OPTIONS, 'no-wait': { type: 'boolean' }, timeout: { type: 'string' }, output: { type: 'string' } } as const
 
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 1, max: 1 })
   if (typeof parsed === 'number') return parsed
   const v = parsed.values
   const [cell] = parsed.positionals
+  const output = v.output ?? 'text'
+  if (output !== 'text' && output !== 'json') return usageFailure(`--output must be text or json, got "${output}"`, HELP)
   const timeout = Number(v.timeout ?? 60)
   if (!Number.isFinite(timeout) || timeout <= 0) return usageFailure(`--timeout must be a positive number of seconds, got "${v.timeout ?? ''}"`, HELP)
   const key = await authorityKey(v.key)
@@ -32,6 +35,10 @@ export async function run (argv: string[]): Promise<number> {
   const mesh = await createClient({ bootstrap, authorityKey: key, listen: true })
   try {
     const r = await retireCell(mesh, cell, key, { wait: v['no-wait'] !== true, timeoutMs: timeout * 1000 })
+    if (output === 'json') {
+      process.stdout.write(`${JSON.stringify({ cell: r.cell, seq: r.seq, replicas: r.replicas, nodes: r.nodes, drained: v['no-wait'] !== true })}\n`)
+      return 0
+    }
     const where = r.nodes.length > 0 ? r.nodes.map(n => `…${n.slice(-8)}`).join(', ') : 'no node'
     process.stdout.write(`retired ${r.cell}\n  seq ${r.seq}\n  ${r.replicas} replica(s) on ${where} ${v['no-wait'] === true ? 'asked to drain' : 'drained'}\n  a later \`cell publish\` brings it back\n`)
     return 0

@@ -20,7 +20,8 @@ describe('cell rollback', () => {
     [['rollback', 'billing', '1.0.0', '--digest', 'abc'], /--digest must be 64 hex/],
     [['rollback', 'billing', '1.0.0', '--wait', 'many'], /--wait must be a whole number/],
     [['rollback', 'billing', '1.0.0', '--timeout', '0'], /--timeout must be a positive/],
-    [['rollback', 'billing', '1.0.0', '--bogus'], /UsageError/]
+    [['rollback', 'billing', '1.0.0', '--bogus'], /UsageError/],
+    [['rollback', 'billing', '1.0.0', '--output', 'yaml'], /--output must be text or json/]
   ])('%j is a usage error: exit 2 before joining any fleet', async (args, message) => {
     const r = await runCli(args, { home: home.path, env: { CELL_BOOTSTRAP: '' } })
     expect(r.code).toBe(2)

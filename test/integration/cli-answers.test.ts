@@ -30,8 +30,15 @@ describe('cell call answers fast and by name', () => {
     await writeAuthorityKey(keyPath, key)
     bootstrap = await startFleet(nodes, root, keyPath, ['n1', 'n2'])
     const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
-    const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+    // No version on the command line: Cell.toml's; the report as one JSON object; nothing on stderr (no TTY, no progress).
+    const published = await cellRun(['publish', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--output', 'json'], 90_000)
     expect(published.code, `${published.stderr}\n${fleetLogs(nodes)}`).toBe(0)
+    expect(published.stderr).toBe('')
+    const report = JSON.parse(published.stdout) as { cell: string, version: string, digest: string, ready: number, nodes: unknown[] }
+    expect(report).toMatchObject({ cell: 'billing', version: '1.0.0', digest: expect.stringMatching(/^[0-9a-f]{64}$/), ready: 1 })
+    expect(report.nodes).toHaveLength(2)
+    // A first prepare attempt that failed and is retried is not an error on a node's screen.
+    for (const n of nodes) expect(n.stderr()).not.toMatch(/not prepared \(attempt 1\b/)
   }, 150_000)
 
   afterAll(async () => {
@@ -71,8 +78,9 @@ describe('cell call answers fast and by name', () => {
   }, 60_000)
 
   it('a retired cell is NoReplicaError saying it was retired, not a wait', async () => {
-    const retired = await cellRun(['retire', 'billing', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '60'], 90_000)
+    const retired = await cellRun(['retire', 'billing', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '60', '--output', 'json'], 90_000)
     expect(retired.code, `${retired.stderr}\n${fleetLogs(nodes)}`).toBe(0)
+    expect(JSON.parse(retired.stdout)).toMatchObject({ cell: 'billing', seq: expect.any(Number), drained: true })
     const r = await call(['billing', 'charge', '{"amount":1}'])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/^NoReplicaError: billing was retired by authority \w{12}… \(seq \d+\); a later `cell publish` or `cell rollback` brings it back\n$/)
