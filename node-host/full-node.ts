@@ -359,7 +359,9 @@ export class FullNode {
       // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
       const failures = (retry?.failures ?? 0) + 1
       if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures), cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
-      log.error('release %s@%s not prepared (attempt %d): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
+      // A first failure is routine (the publisher's provider record still settling) and is retried:
+      // not an error on the operator's screen; from the second attempt on it is.
+      ;(failures > 1 ? log.error : log)('release %s@%s not prepared (attempt %d, retrying): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
     })
   }
 
