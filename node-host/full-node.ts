@@ -34,6 +34,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { tracedHandler } from '../core/telemetry/tracer.ts'
 import { OtelTracerAdapter, type OtlpTraceInit } from './telemetry/otel-tracer.ts'
 import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
+import { serveIntrospection, introspectionStats } from './introspect/serve-introspection.ts'
 
 const log = logger('cell:node')
 
@@ -114,6 +115,8 @@ export class FullNode {
   private metricsServer?: MetricsServer
   private readonly artifactServes = artifactServeStats()
   private readonly metricsServes = metricsServeStats()
+  /** Requests of the operator protocols (`cell logs`, `cell status`) by outcome. */
+  readonly introspection = introspectionStats()
   /** The fleet's metrics through this node (`/metrics/nodes/<id>`, `/metrics/cells/<cell>`, `/sd/prometheus`). */
   readonly fleetMetrics: MetricsProxy
   private readonly init: FullNodeInit
@@ -319,6 +322,7 @@ export class FullNode {
     await this.mesh.start()
     await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })
     await serveMetricsProtocol(this.mesh.libp2p, async () => await this.metrics.text(), { stats: this.metricsServes })
+    await serveIntrospection(this, { stats: this.introspection, ...(this.init.clock !== undefined ? { clock: this.init.clock } : {}) })
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
       const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail

@@ -194,6 +194,11 @@ export class Capsid extends EventTarget {
     return this.logRing.tail(n)
   }
 
+  /** The lines after sequence number `seq` (LogRing.since): what a log reader has not seen yet. */
+  logsSince (seq: number, max?: number): LogLine[] {
+    return this.logRing.since(seq, max)
+  }
+
   /** Register a callback for the replica's exit (crash or stop). */
   onExit (fn: (exit: CapsidExit) => void): void {
     void this.exited.then(fn)

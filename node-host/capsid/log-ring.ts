@@ -1,9 +1,13 @@
 // Bounded line buffer for a replica's stdout/stderr: splits a byte stream into lines, truncates
-// overlong lines and keeps only the newest `capacity` of them.
+// overlong lines and keeps only the newest `capacity` of them. Every line gets the next sequence
+// number of its ring (1, 2, …): a reader that remembers the last one it saw (`cell logs -f` after a
+// broken stream) asks for what came after it, with no gap and no duplicate while the ring holds it.
 export interface LogLine {
   stream: 'stdout' | 'stderr'
   line: string
   atMs: number
+  /** Position in this ring's whole history, from 1; consecutive lines differ by one. */
+  seq: number
 }
 
 export class LogRing {
@@ -16,6 +20,8 @@ export class LogRing {
   private readonly stderrLines: string[] = []
   private readonly stderrCapacity = 50
   dropped = 0
+  /** Sequence number of the newest line (0 before the first). */
+  lastSeq = 0
 
   constructor (capacity = 1000, maxLineChars = 8192) {
     this.capacity = capacity
@@ -52,7 +58,7 @@ export class LogRing {
   }
 
   private add (stream: 'stdout' | 'stderr', line: string, atMs: number): LogLine {
-    const entry = { stream, line: line.length > this.maxLineChars ? line.slice(0, this.maxLineChars) : line, atMs }
+    const entry = { stream, line: line.length > this.maxLineChars ? line.slice(0, this.maxLineChars) : line, atMs, seq: ++this.lastSeq }
     this.lines.push(entry)
     if (stream === 'stderr') {
       this.stderrLines.push(entry.line)
@@ -67,6 +73,16 @@ export class LogRing {
 
   stderrTail (n = 20): string[] {
     return this.stderrLines.slice(Math.max(0, this.stderrLines.length - n))
+  }
+
+  /**
+   * The lines after `seq` still held, oldest first, at most `max` (the oldest of them); the first
+   * one's seq says whether older ones were already dropped (it is then above `seq + 1`).
+   */
+  since (seq: number, max = this.capacity): LogLine[] {
+    const first = this.lastSeq - this.lines.length + 1
+    const from = Math.max(0, Math.floor(seq) + 1 - first)
+    return this.lines.slice(from, from + Math.max(0, max))
   }
 
   tail (n = this.capacity, stream?: 'stdout' | 'stderr'): LogLine[] {

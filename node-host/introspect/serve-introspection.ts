@@ -1,0 +1,61 @@
+// A full node's operator protocols (`/cell/logs/1`, `/cell/status/1`) behind one operator gate.
+import type { FullNode } from '../full-node.ts'
+import { OperatorGate } from './operator-gate.ts'
+import { serveStatusProtocol, type StatusSource, type NodeCellStatus } from './status-protocol.ts'
+import { serveLogsProtocol } from '../logs/log-protocol.ts'
+import { replicaLogSource } from '../logs/replica-log-source.ts'
+import type { Clock } from '../../core/ports.ts'
+
+export interface IntrospectionStats {
+  logs: { served: number, refused: number, malformed: number, failed: number }
+  status: { served: number, refused: number, malformed: number, failed: number }
+}
+
+export function introspectionStats (): IntrospectionStats {
+  return { logs: { served: 0, refused: 0, malformed: 0, failed: 0 }, status: { served: 0, refused: 0, malformed: 0, failed: 0 } }
+}
+
+/** Authorities that claim `cell` on `node`: the view's claimants and those of the releases it holds. */
+export function claimantsOn (node: FullNode, cell: string): string[] {
+  return [...new Set([...node.mesh.view.claimants(cell), ...node.releases.releases(cell).map(r => r.authority)])]
+}
+
+export function statusSource (node: FullNode): StatusSource {
+  return {
+    nodeId: node.peerId,
+    cells: () => [...new Set([...node.releases.cells(), ...node.mesh.view.cells()])].sort(),
+    claimants: (cell) => claimantsOn(node, cell),
+    counters: () => ({ ...node.loop.counters }),
+    lastError: () => node.loop.lastError,
+    cell: (cell): NodeCellStatus => {
+      const retired = node.loop.retired.get(cell)
+      return {
+        cell,
+        reasons: node.loop.lastReasons.get(cell) ?? [],
+        prepared: node.releases.releases(cell).map(r => r.version),
+        unprepared: node.status().unprepared.filter(u => u.cell === cell).map(u => ({ version: u.version, attempts: u.attempts, error: u.error })),
+        halted: [...node.loop.halted].filter(([key]) => key.startsWith(`${cell}@`)).map(([key, h]) => ({ version: key.slice(cell.length + 1), digest: h.digest, metric: h.metric, reason: h.reason })),
+        ...(retired !== undefined ? { retired } : {}),
+        replicas: node.replicas.list(cell).map(r => ({
+          replica: r.instanceId,
+          version: r.version,
+          state: r.state,
+          startedMs: r.startedMs,
+          ...(r.readyMs !== undefined ? { readyMs: r.readyMs } : {}),
+          ...(r.endedMs !== undefined ? { endedMs: r.endedMs } : {}),
+          ...(r.exitReason !== undefined ? { exitReason: r.exitReason } : {}),
+          ...(r.stderrTail !== undefined && r.stderrTail.length > 0 ? { stderrTail: r.stderrTail } : {})
+        }))
+      }
+    }
+  }
+}
+
+/** Registers both protocols on the node's libp2p (call once the mesh started). */
+export async function serveIntrospection (node: FullNode, options: { stats?: IntrospectionStats, clock?: Clock } = {}): Promise<OperatorGate> {
+  const gate = new OperatorGate({ trusted: node.trusted, claimants: (cell) => claimantsOn(node, cell), ...(options.clock !== undefined ? { clock: options.clock } : {}) })
+  const stats = options.stats ?? introspectionStats()
+  await serveLogsProtocol(node.mesh.libp2p, replicaLogSource(node.replicas), { gate, stats: stats.logs })
+  await serveStatusProtocol(node.mesh.libp2p, statusSource(node), { gate, stats: stats.status })
+  return gate
+}

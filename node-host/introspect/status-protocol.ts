@@ -1,0 +1,104 @@
+// `/cell/status/1`: an operator asks a full node why it does what it does about a cell (or about
+// every cell of the operator's authority): the autonomic loop's last reasons, halts, retire, the
+// releases it prepared or failed to, its replicas with their states and crash reasons, and the
+// loop's last error. The gossiped view says *what* runs; this says *why*, from each node.
+//   request body = { cell?: string }        answer = one frame { t: 'status', ...NodeStatusReport }
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { MalformedOperatorRequestError, MalformedOperatorAnswerError, serveOperatorProtocol, openOperatorStream, type Json } from './operator-wire.ts'
+import type { OperatorGate } from './operator-gate.ts'
+
+export const STATUS_PROTOCOL = '/cell/status/1'
+const MAX_CELLS = 64
+const MAX_REASONS = 24
+const MAX_REPLICAS = 64
+const MAX_TEXT = 400
+
+export interface ReplicaStatus {
+  replica: string
+  version: string
+  state: string
+  startedMs: number
+  readyMs?: number
+  endedMs?: number
+  exitReason?: string
+  stderrTail?: string[]
+}
+
+export interface NodeCellStatus {
+  cell: string
+  /** Why the loop's last tick decided what it did. */
+  reasons: string[]
+  /** Versions prepared (fetched, verified, unpacked) here, oldest first. */
+  prepared: string[]
+  unprepared: Array<{ version: string, attempts: number, error: string }>
+  /** Releases this node halted, and why. */
+  halted: Array<{ version: string, digest: string, metric: string, reason: string }>
+  retired?: { authority: string, seq: number }
+  replicas: ReplicaStatus[]
+  /** The replica count the loop aims for, when it decided one. */
+}
+
+export interface NodeStatusReport {
+  node: string
+  counters: Record<string, number>
+  lastError?: { atMs: number, message: string }
+  cells: NodeCellStatus[]
+}
+
+/** What a full node hands the status server. */
+export interface StatusSource {
+  nodeId: string
+  /** Cells this node knows (release store and view). */
+  cells: () => string[]
+  /** Authorities that claim `cell` here. */
+  claimants: (cell: string) => string[]
+  cell: (cell: string) => NodeCellStatus
+  counters: () => Record<string, number>
+  lastError: () => { atMs: number, message: string } | undefined
+}
+
+const clip = (s: string): string => s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) + '…' : s
+
+/** The report for `cell`, or for every cell `authority` claims here. */
+export function statusReport (source: StatusSource, cell: string | undefined, authority: string): NodeStatusReport {
+  const cells = cell !== undefined ? [cell] : source.cells().filter(c => source.claimants(c).includes(authority)).slice(0, MAX_CELLS)
+  const lastError = source.lastError()
+  return {
+    node: source.nodeId,
+    counters: source.counters(),
+    ...(lastError !== undefined ? { lastError: { atMs: lastError.atMs, message: clip(lastError.message) } } : {}),
+    cells: cells.map(c => {
+      const s = source.cell(c)
+      return {
+        ...s,
+        reasons: s.reasons.slice(0, MAX_REASONS).map(clip),
+        unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
+        halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
+        replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))
+      }
+    })
+  }
+}
+
+function parseStatusRequest (body: Json): { cell?: string } {
+  const { cell } = body
+  if (cell === undefined) return {}
+  if (typeof cell !== 'string' || cell.length === 0 || cell.length > 255) throw new MalformedOperatorRequestError('status request: cell must be a name of 1-255 characters')
+  return { cell }
+}
+
+export async function serveStatusProtocol (node: Libp2p, source: StatusSource, options: { gate: OperatorGate, stats?: { served: number, refused: number, malformed: number, failed: number } }): Promise<void> {
+  await serveOperatorProtocol(node, STATUS_PROTOCOL, async (req) => {
+    const { cell } = parseStatusRequest(req.body)
+    await req.out.send({ t: 'status', ...statusReport(source, cell, req.verified.authority) })
+  }, { gate: options.gate, cellOf: (body) => parseStatusRequest(body).cell, ...(options.stats !== undefined ? { stats: options.stats } : {}) })
+}
+
+/** Asks `peer` for its status report (of `cell`, or of every cell of the requester's authority). */
+export async function fetchStatus (node: Libp2p, peer: PeerId, chain: Uint8Array, cell: string | undefined, options: { signal?: AbortSignal } = {}): Promise<NodeStatusReport> {
+  for await (const frame of openOperatorStream(node, peer, STATUS_PROTOCOL, chain, cell !== undefined ? { cell } : {}, options)) {
+    if (frame.t !== 'status' || typeof frame.node !== 'string' || !Array.isArray(frame.cells)) throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: not a status report`)
+    return frame as unknown as NodeStatusReport
+  }
+  throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: no status report`)
+}

@@ -1,0 +1,45 @@
+// The log server's view of a full node's replicas: their rings (through each capsid) and the events
+// that mean "something new": a line, a replica turning ready, a replica exiting.
+import type { ReplicaSet, ReplicaInfo } from '../replica-set.ts'
+import type { LogReplica, LogSource } from './log-protocol.ts'
+
+export function replicaLogSource (replicas: ReplicaSet): LogSource {
+  return {
+    replicas: (cell) => replicas.list(cell).map((r: ReplicaInfo): LogReplica => ({
+      instanceId: r.instanceId,
+      version: r.version,
+      state: r.state,
+      startedMs: r.startedMs,
+      ...(r.endedMs !== undefined ? { endedMs: r.endedMs } : {}),
+      ...(r.exitReason !== undefined ? { exitReason: r.exitReason } : {}),
+      since: (seq, max) => r.capsid?.logsSince(seq, max) ?? []
+    })),
+    watch: (wake) => {
+      const watched = new Set<EventTarget>()
+      const follow = (target: EventTarget | undefined): void => {
+        if (target === undefined || watched.has(target)) return
+        watched.add(target)
+        target.addEventListener('log', wake)
+      }
+      for (const r of replicas.list()) follow(r.capsid)
+      const onReady = (evt: Event): void => {
+        follow((evt as CustomEvent<ReplicaInfo>).detail.capsid)
+        wake()
+      }
+      const onExit = (evt: Event): void => {
+        // An exited capsid says nothing more; stop listening so a long follow holds no dead replicas.
+        const capsid = (evt as CustomEvent<{ info: ReplicaInfo }>).detail.info.capsid
+        if (capsid !== undefined) { capsid.removeEventListener('log', wake); watched.delete(capsid) }
+        wake()
+      }
+      replicas.addEventListener('ready', onReady)
+      replicas.addEventListener('exit', onExit)
+      return () => {
+        replicas.removeEventListener('ready', onReady)
+        replicas.removeEventListener('exit', onExit)
+        for (const t of watched) t.removeEventListener('log', wake)
+        watched.clear()
+      }
+    }
+  }
+}
