@@ -84,7 +84,8 @@ export class DirDriver implements StorageDriver {
       await fill(fresh)
       options.signal?.throwIfAborted()
     } catch (err) {
-      await rm(fresh, { recursive: true, force: true })
+      // A refused archive may still have a write settling: rm retries ENOTEMPTY a few times.
+      await rm(fresh, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }).catch(() => {})
       throw err
     }
     const hadOld = await isDir(dir)

@@ -295,6 +295,7 @@ export async function restoreSnapshot (options: {
   const zd = layout.resolve(`${tag}.zfs`)
   const zfsManifest = zd !== undefined ? await layout.readManifest(zd.digest, limits.maxChunks).catch((err: unknown) => err as Error) : undefined
   const info = infoFrom(plain, desc.digest, zfsManifest instanceof Error ? undefined : zfsManifest, zfsManifest instanceof Error ? undefined : zd?.digest)
+  if (info.tag !== tag) throw new SnapshotCorruptError(`index entry ${tag} points at the manifest of ${info.tag}`, desc.digest)
   if (info.claim !== id) throw new InvalidStorageNameError(`snapshot ${tag} is of claim ${info.claim}, not ${id}`)
   if (options.minEpoch !== undefined && info.epoch < options.minEpoch) throw new SnapshotCorruptError(`snapshot ${tag} is of epoch ${info.epoch}, older than epoch ${options.minEpoch}: not restored`, desc.digest)
   const prefer = options.prefer ?? 'auto'

@@ -14,7 +14,7 @@ import { lstat, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { create as tarCreate, extract as tarExtract } from 'tar'
 import type { ReadEntry } from 'tar'
-import { SnapshotLimitError } from './errors.ts'
+import { SnapshotCorruptError, SnapshotLimitError } from './errors.ts'
 
 export interface TarLimits {
   /** Files, directories and links in one archive. */
@@ -64,6 +64,11 @@ async function * emptyTar (): AsyncIterable<Uint8Array> {
   yield new Uint8Array(1024)
 }
 
+/** Absolute, or climbing out with `..` (node-tar would strip these; we refuse the archive instead). */
+function unsafePath (path: string): boolean {
+  return path.startsWith('/') || path.split(/[/\\]/).includes('..')
+}
+
 const ALLOWED = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'])
 
 /** Extract an uncompressed tar stream into `dest` (an empty directory). */
@@ -77,33 +82,40 @@ export async function extractTar (source: AsyncIterable<Uint8Array>, dest: strin
     preserveOwner: false,
     // Bounded PAX/long-name headers too (node-tar's default is 1 MiB).
     maxMetaEntrySize: 64 * 1024,
-    filter: (_path: string, entry: ReadEntry | { type?: string, size?: number }) => {
+    filter: (path: string, entry: ReadEntry | { type?: string, size?: number, linkpath?: string }) => {
       if (refusal !== undefined) return false
       const type = 'type' in entry ? String(entry.type) : ''
+      const link = type === 'Link' && 'linkpath' in entry ? String(entry.linkpath ?? '') : ''
       entries++
       fileBytes += type === 'File' || type === 'OldFile' || type === 'ContiguousFile' ? Number(entry.size ?? 0) : 0
-      if (!ALLOWED.has(type)) refusal = new SnapshotLimitError(`the archive holds a ${type} entry; only files, directories and links are restored`)
+      if (unsafePath(path) || unsafePath(link)) refusal = new SnapshotLimitError(`the archive holds an entry outside the volume (${JSON.stringify(path.slice(0, 200))})`)
+      else if (!ALLOWED.has(type)) refusal = new SnapshotLimitError(`the archive holds a ${type} entry; only files, directories and links are restored`)
       else if (entries > limits.maxEntries) refusal = new SnapshotLimitError(`the archive holds more than ${limits.maxEntries} entries`)
       else if (fileBytes > limits.maxBytes) refusal = new SnapshotLimitError(`the archive holds more than ${limits.maxBytes} bytes`)
-      if (refusal !== undefined) { unpack.abort(refusal); return false }
-      return true
+      // No abort: node-tar would stop without settling writes in flight. Skip the rest instead;
+      // the caller bounds the bytes still read, and the fresh directory is discarded after.
+      return refusal === undefined
     }
   })
-  const finished = new Promise<void>((resolve, reject) => {
-    unpack.on('finish', () => { resolve() })
-    unpack.on('error', (err: Error) => { reject(refusal ?? err) })
-    unpack.on('abort', (err: Error) => { reject(refusal ?? err) })
+  const settled = new Promise<Error | undefined>(resolve => {
+    unpack.on('finish', () => { resolve(undefined) })
+    unpack.on('error', (err: Error) => { resolve(err) })
   })
-  finished.catch(() => {})
-  for await (const chunk of source) {
-    if (refusal !== undefined) break
-    if (!unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
-      await Promise.race([new Promise<void>(resolve => unpack.once('drain', () => { resolve() })), finished])
+  try {
+    for await (const chunk of source) {
+      if (!unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
+        await Promise.race([new Promise<void>(resolve => unpack.once('drain', () => { resolve() })), settled])
+      }
     }
+  } catch (err) {
+    // The source failed (digest, size): let node-tar settle what it started, then report the source's error.
+    unpack.end()
+    await settled
+    throw err
   }
-  if (refusal !== undefined) throw refusal
   unpack.end()
-  await finished
+  const failed = await settled
   if (refusal !== undefined) throw refusal
+  if (failed !== undefined) throw new SnapshotCorruptError(`the layer is not a sound tar archive: ${failed.message}`, undefined, { cause: failed })
   return { entries, fileBytes }
 }
