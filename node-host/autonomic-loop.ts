@@ -95,6 +95,11 @@ export class AutonomicLoop extends EventTarget {
     this.init = init
   }
 
+  /** The replica count the last tick aimed for (for `cell status` and `cell top`). */
+  desiredReplicas (cell: string): number | undefined {
+    return this.states.get(cell)?.desiredReplicas
+  }
+
   private notice (detail: LoopNotice): void {
     this.dispatchEvent(new CustomEvent<LoopNotice>('notice', { detail }))
   }

@@ -28,14 +28,17 @@ export interface NodeCellStatus {
   cell: string
   /** Why the loop's last tick decided what it did. */
   reasons: string[]
-  /** Versions prepared (fetched, verified, unpacked) here, oldest first. */
-  prepared: string[]
+  /** Releases prepared (fetched, verified, unpacked) here, with their sequence number and signer. */
+  prepared: Array<{ version: string, digest: string, seq: number, authority: string }>
   unprepared: Array<{ version: string, attempts: number, error: string }>
   /** Releases this node halted, and why. */
   halted: Array<{ version: string, digest: string, metric: string, reason: string }>
   retired?: { authority: string, seq: number }
   replicas: ReplicaStatus[]
-  /** The replica count the loop aims for, when it decided one. */
+  /** The replica count the loop's last tick aimed for, when it decided one. */
+  desiredReplicas?: number
+  /** min_replicas and max_replicas of the newest release prepared here. */
+  policy?: { minReplicas: number, maxReplicas: number, update: string }
 }
 
 export interface NodeStatusReport {
@@ -72,6 +75,7 @@ export function statusReport (source: StatusSource, cell: string | undefined, au
       return {
         ...s,
         reasons: s.reasons.slice(0, MAX_REASONS).map(clip),
+        prepared: s.prepared.slice(-16),
         unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
         halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
         replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))

@@ -113,7 +113,10 @@ describe('cell logs and cell status protocols', () => {
     const reports = await Promise.all(nodes.map(async n => await fetchStatus(operator.libp2p, peerIdFromString(n.peerId), gate.chain(authorityIdOf(key.publicKey)), CELL)))
     for (const r of reports) {
       const c = r.cells.find(x => x.cell === CELL)!
-      expect(c.prepared).toEqual(['1.0.0'])
+      expect(c.prepared.map(p => p.version)).toEqual(['1.0.0'])
+      expect(c.prepared[0].authority).toBe(authorityIdOf(key.publicKey))
+      expect(c.policy).toEqual({ minReplicas: 2, maxReplicas: 2, update: 'live' })
+      expect(c.desiredReplicas).toBe(2)
       expect(c.replicas.some(x => x.state === 'ready')).toBe(true)
       expect(c.reasons.join('\n')).toMatch(/1\.0\.0/)
     }
