@@ -1,0 +1,139 @@
+// Snapshot distribution end to end (issue 10 point 4) on four in-process nodes of real libp2p
+// (gossipsub fleet, fleet-sync, kad-dht, /cell/snapshot-blob/1), each with a host grant from the
+// cell's authority: the owner takes a real snapshot (dir driver, OCI layout) and announces it; the
+// two nodes the rendezvous hash chooses fetch every blob, verify, provide and pin it, the third
+// does not; every node then sees the snapshot as safe. A fifth node (a new owner) fetches the
+// snapshot from the holders alone (the owner stopped) and restores it byte for byte.
+import { describe, it, expect, afterAll } from 'vitest'
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Ed25519PrivateKey } from '@libp2p/interface'
+import { Mesh } from '../../core/mesh/index.ts'
+import type { LocalNodeState, SnapshotRecord } from '../../core/fleet/index.ts'
+import { Credentials, authorityIdOf, encodeCertificate, encodeRelease, generateAuthority, issueGrant, signRelease, type AuthorityKey } from '../../core/identity/index.ts'
+import { clientTransports } from '../../node-host/transports.ts'
+import { DirDriver } from '../../node-host/storage/dir.ts'
+import { layoutDirFor, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
+import { serveSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
+import { SnapshotAnnouncer, hostGrantsFor } from '../../node-host/storage/snapshot-records.ts'
+import { SnapshotPinner, chooseHolders } from '../../node-host/storage/pins.ts'
+
+interface Node { name: string, id: string, mesh: Mesh, dataDir: string, announcer: SnapshotAnnouncer, pinner: SnapshotPinner, server: SnapshotBlobServer }
+
+async function until (test: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+describe('snapshot pinning across nodes', () => {
+  const nodes: Node[] = []
+  let root = ''
+  afterAll(async () => {
+    for (const n of nodes) {
+      n.announcer.stop()
+      await n.pinner.stop()
+      await n.mesh.stop()
+    }
+    if (root !== '') await rm(root, { recursive: true, force: true })
+  })
+
+  async function start (name: string, authority: AuthorityKey, bootstrap: string[]): Promise<Node> {
+    const privateKey = await generateKeyPair('Ed25519') as Ed25519PrivateKey
+    const credentials = new Credentials({ peerKey: privateKey })
+    const now = Date.now()
+    const grant = await issueGrant(authority, { subject: credentials.peerId, roles: ['host'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 })
+    credentials.addGrant(grant)
+    const trusted = new Set([authorityIdOf(authority.publicKey)])
+    const localNode = (): LocalNodeState => ({
+      addrs: mesh.libp2p.getMultiaddrs().map(a => a.toString()),
+      capacity: { slots: 4, freeSlots: 4, cpuCores: 2, memoryBytes: 2 ** 30, freeMemoryBytes: 2 ** 30 },
+      load: { cpuPercent: 0, memoryPercent: 0 },
+      roles: ['full'],
+      grants: [encodeCertificate(grant)],
+      startedMs: now
+    })
+    const mesh: Mesh = await Mesh.create({ privateKey, transports: clientTransports(), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, credentials, trusted, heartbeatMs: 500, localNode })
+    await mesh.start()
+    const dataDir = join(root, name)
+    await mkdir(dataDir, { recursive: true })
+    const announcer = new SnapshotAnnouncer({ view: mesh.view, pubsub: mesh.libp2p.services.pubsub, privateKey, grantsFor: cell => hostGrantsFor(credentials, mesh.view, cell), announceMs: 2_000 })
+    announcer.start()
+    const server = await serveSnapshotBlobs(mesh.libp2p, { view: mesh.view, trusted, dataDir })
+    const pinner = new SnapshotPinner({
+      libp2p: mesh.libp2p,
+      view: mesh.view,
+      announcer,
+      dataDir,
+      chainFor: cell => mesh.credentialsFor(cell),
+      eligible: async (node, cell) => {
+        if (!node.roles.includes('full')) return false
+        for (const a of mesh.view.claimants(cell)) if (await mesh.hostGrant(node, a, cell)) return true
+        return false
+      },
+      tickMs: 1_000,
+      retryMs: 1_000,
+      minFreeBytes: 0
+    })
+    pinner.start()
+    const node = { name, id: credentials.peerId, mesh, dataDir, announcer, pinner, server }
+    nodes.push(node)
+    return node
+  }
+
+  it('the owner\'s snapshot becomes safe once the two chosen nodes pinned it, and restores on a new node from them', async () => {
+    root = await mkdtemp(join(tmpdir(), 'cell-snapshot-pins-'))
+    const authority = await generateAuthority()
+    const owner = await start('owner', authority, [])
+    const first = owner.mesh.libp2p.getMultiaddrs()[0].toString()
+    for (const name of ['a', 'b', 'c']) await start(name, authority, [first])
+    // The cell's release makes its authority the claimant whose host grants count.
+    const release = await signRelease({ cell: 'ledger', version: '1.0.0', digest: 'ab'.repeat(32), seq: 1, createdMs: Date.now() }, authority)
+    await owner.mesh.gossip.publishRelease(encodeRelease(release))
+    await until(() => nodes.every(n => n.mesh.view.claimants('ledger').length === 1 && n.mesh.view.nodes().length === 4), 'every node seeing the release and the four nodes', 30_000)
+
+    // A real snapshot of the owner's claim volume (dir driver), in its OCI layout.
+    const claim = { cell: 'ledger', ordinal: 0 }
+    const driver = new DirDriver(join(owner.dataDir, 'volumes'))
+    const mount = await driver.create(claim, 64 * 1024 ** 2)
+    const entries = randomBytes(256 * 1024)
+    await writeFile(join(mount, 'entries.log'), entries)
+    await writeFile(join(mount, 'balance'), '42\n')
+    const info = await takeSnapshot({ driver, claim, epoch: 1, layoutDir: layoutDirFor(owner.dataDir, claim), nowMs: Date.now() })
+    const record: SnapshotRecord = await owner.announcer.announceSnapshot(info)
+    expect(record.blobs).toEqual(expect.arrayContaining(info.blobs))
+
+    const chosen = chooseHolders('ledger/0', owner.id, nodes.map(n => n.id), 2)
+    expect(chosen).toHaveLength(2)
+    const safe = (n: Node): boolean => n.mesh.view.newestSafe('ledger/0')?.tag === record.tag
+    await until(() => nodes.every(safe), 'the snapshot to be safe in every view', 60_000)
+    for (const n of nodes) expect(n.mesh.view.snapshotHolders(record)).toEqual([...chosen].sort())
+    for (const n of nodes.filter(x => x !== owner)) {
+      const holds = existsSync(join(layoutDirFor(n.dataDir, claim), 'blobs', 'sha256', info.plain.layerDigest.slice(7)))
+      expect({ node: n.name, holds }).toEqual({ node: n.name, holds: chosen.includes(n.id) })
+      expect(n.pinner.stats()).toMatchObject({ pinned: chosen.includes(n.id) ? 1 : 0, corruptBlobs: 0, failures: 0 })
+    }
+
+    // The owner goes away; a new node that will own the claim fetches it from the holders and restores it.
+    owner.announcer.stop()
+    await owner.pinner.stop()
+    await owner.mesh.stop()
+    nodes.splice(nodes.indexOf(owner), 1)
+    const heir = await start('heir', authority, [nodes[0].mesh.libp2p.getMultiaddrs()[0].toString()])
+    await until(() => heir.mesh.view.newestSafe('ledger/0')?.tag === record.tag, 'the heir to learn the safe snapshot through fleet-sync', 30_000)
+    const snapshot = heir.mesh.view.newestSafe('ledger/0')!
+    // Only the chosen holders have it now (the owner is gone): the heir's own pinner may pin it too, so restore from a fetch either way.
+    const layoutDir = await heir.pinner.fetchSnapshot(snapshot)
+    const heirDriver = new DirDriver(join(heir.dataDir, 'volumes'))
+    const restored = await restoreSnapshot({ driver: heirDriver, claim, layoutDir, tag: snapshot.tag, quotaBytes: 64 * 1024 ** 2, minEpoch: snapshot.epoch })
+    expect(restored.via).toBe('plain')
+    expect(Buffer.compare(await readFile(join(restored.mountpoint, 'entries.log')), entries)).toBe(0)
+    expect(await readFile(join(restored.mountpoint, 'balance'), 'utf8')).toBe('42\n')
+  }, 150_000)
+})
