@@ -13,6 +13,8 @@ export class ServerCall implements CallContext {
   readonly traceparent?: string
   /** Deadline wheel slot, -1 when the call has no deadline. */
   slot = -1
+  /** Monotonic ms when a call arrived, for the handler's `settled`; -1 for streams (and calls nobody meters). */
+  startedMs = -1
   /** Stream credit (streams only): items the client will still accept. */
   credit = 0
   creditWaiter: (() => void) | undefined

@@ -16,6 +16,8 @@ import type { AuthenticatePort, CredentialsPort, MessageContext, Principal, Syna
 
 export interface SessionInit extends EndpointInit {
   handler: SynapseHandler | undefined
+  /** Monotonic milliseconds for `handler.settled` (needed only when the handler has one). */
+  monotonicMs?: () => number
   authenticate: AuthenticatePort
   credentialsFor: CredentialsPort
   /** Refuses the handshake with this error instead of authenticating (e.g. too many channels). */
@@ -31,6 +33,7 @@ export class ServerSession extends Endpoint {
   cell = ''
   principal: Principal | undefined
   private readonly handler: SynapseHandler | undefined
+  private readonly monotonicMs: () => number
   private readonly authenticate: AuthenticatePort
   private readonly credentialsFor: CredentialsPort
   private readonly refuse: Error | undefined
@@ -45,6 +48,7 @@ export class ServerSession extends Endpoint {
   constructor (init: SessionInit) {
     super(init)
     this.handler = init.handler
+    this.monotonicMs = init.monotonicMs ?? (() => performance.now())
     this.authenticate = init.authenticate
     this.credentialsFor = init.credentialsFor
     this.refuse = init.refuse
@@ -115,7 +119,9 @@ export class ServerSession extends Endpoint {
         const call = this.calls.get(f.id)
         if (call === undefined) { this.counters.dropped++; return }
         this.end(f.id, call)
-        call.abort(new CallCancelledError('call cancelled by the client'))
+        const cancelled = new CallCancelledError('call cancelled by the client')
+        call.abort(cancelled)
+        this.settle(call, undefined, cancelled)
         return
       }
       case FrameType.CREDIT: {
@@ -134,7 +140,10 @@ export class ServerSession extends Endpoint {
     this.handshakeController.abort(err)
     this.deadlines.clear()
     const closed = err instanceof ChannelClosedError ? err : new ChannelClosedError('channel closed', { cause: err })
-    for (const call of this.calls.values()) call.abort(closed)
+    for (const call of this.calls.values()) {
+      call.abort(closed)
+      this.settle(call, undefined, closed)
+    }
     this.calls.clear()
     this.counters.inflight = 0
   }
@@ -216,6 +225,7 @@ export class ServerSession extends Endpoint {
     const now = this.clock.now()
     const deadlineMs = f.timeoutMs >= 0 ? now + f.timeoutMs : Infinity
     const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    if (this.handler?.settled !== undefined) call.startedMs = this.monotonicMs()
     this.calls.set(id, call)
     this.counters.inflight++
     if (deadlineMs !== Infinity) call.slot = this.deadlines.add(id, deadlineMs)
@@ -238,9 +248,11 @@ export class ServerSession extends Endpoint {
           // e.g. FrameTooLargeError: the caller gets that instead of a dead channel.
           this.counters.errors++
           this.sendError(FrameType.ERROR, id, err)
+          this.settle(call, undefined, err)
           return
         }
         this.writer.commit()
+        this.settle(call, payload, undefined)
       },
       (err: unknown) => { this.failCall(id, call, err) }
     )
@@ -299,6 +311,19 @@ export class ServerSession extends Endpoint {
     this.end(id, call)
     this.counters.errors++
     this.sendError(FrameType.ERROR, id, err)
+    this.settle(call, undefined, err)
+  }
+
+  /** Tells the handler's `settled` (when it has one) how a call it ran was answered. */
+  private settle (call: ServerCall, result: Uint8Array | undefined, error: unknown): void {
+    if (call.startedMs < 0) return
+    const startedMs = call.startedMs
+    call.startedMs = -1
+    try {
+      this.handler?.settled?.(call, result, error, this.monotonicMs() - startedMs)
+    } catch (err) {
+      this.log('settled hook for %s.%s threw - %e', this.cell, call.method, err)
+    }
   }
 
   private end (id: number, call: ServerCall): void {

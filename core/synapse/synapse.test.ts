@@ -212,6 +212,52 @@ describe('synapse over TCP + Noise + yamux', () => {
     expect(channel.stats().framesOut - channel.stats().writes).toBeGreaterThan(10_000)
   })
 
+  it('tells handler.settled once per call how it was answered (result, error, deadline, cancel, close), never for streams', async () => {
+    const settled: Array<{ method: string, result: number | undefined, error: string | undefined, elapsedMs: number }> = []
+    const handler = testHandler()
+    handler.settled = (ctx, result, error, elapsedMs) => {
+      settled.push({ method: ctx.method, result: result?.length, error: error === undefined ? undefined : (error as Error).name, elapsedMs })
+    }
+    const s = await createSynapseNode({ ...acceptingAuth(), handler, errors: registry() })
+    const c = await createSynapseNode({ ...acceptingAuth(), errors: registry() })
+    nodes.push(s, c)
+    const channel = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+    expect((await channel.call('echo', bytes('abc'))).length).toBe(3)
+    await expect(channel.call('fail', bytes('x'))).rejects.toBeInstanceOf(UnknownAuthorityError)
+    await expect(channel.call('hang', bytes('x'), { timeoutMs: 200 })).rejects.toBeInstanceOf(DeadlineExceededError)
+    const controller = new AbortController()
+    const cancelled = channel.call('hang', bytes('x'), { signal: controller.signal })
+    await until(() => s.services.synapse.stats().server.inflight === 1, 5000, 'call reached the server')
+    controller.abort()
+    await expect(cancelled).rejects.toBeInstanceOf(CallCancelledError)
+    const items = new Uint8Array(4)
+    new DataView(items.buffer).setUint32(0, 3)
+    for await (const _item of channel.stream('count', items)) { /* drain */ }
+    const pending = channel.call('hang', bytes('x'), { timeoutMs: 60_000 }).catch((e: unknown) => e)
+    await until(() => s.services.synapse.stats().server.inflight === 1, 5000, 'last call reached the server')
+    await channel.close()
+    await pending
+    await until(() => settled.length === 5, 5000, 'five calls settled')
+    expect(settled.map(({ method, result, error }) => ({ method, result, error }))).toEqual([
+      { method: 'echo', result: 3, error: undefined },
+      { method: 'fail', result: undefined, error: 'UnknownAuthorityError' },
+      { method: 'hang', result: undefined, error: 'DeadlineExceededError' },
+      { method: 'hang', result: undefined, error: 'CallCancelledError' },
+      { method: 'hang', result: undefined, error: 'ChannelClosedError' }
+    ])
+    expect(settled[2].elapsedMs).toBeGreaterThanOrEqual(150)
+    for (const e of settled) expect(e.elapsedMs).toBeGreaterThanOrEqual(0)
+    // A handler that throws synchronously is settled too, and a throwing hook does not break the call.
+    handler.call = () => { throw new UnknownAuthorityError('sync') }
+    const again = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+    await expect(again.call('echo', bytes('y'))).rejects.toBeInstanceOf(UnknownAuthorityError)
+    expect(settled.at(-1)).toMatchObject({ method: 'echo', error: 'UnknownAuthorityError' })
+    handler.settled = () => { throw new Error('hook broke') }
+    handler.call = async (ctx) => ctx.payload.slice()
+    expect((await again.call('echo', bytes('z'))).length).toBe(1)
+    expect(settled).toHaveLength(6)
+  })
+
   it('cancels the server side when a stream consumer stops early, and close() ends the server session', async () => {
     const { server, client } = await pair()
     const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')

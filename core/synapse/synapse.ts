@@ -41,6 +41,8 @@ export interface SynapseInit {
   /** Server dispatch; without one, the node only dials out (inbound calls fail UnknownMethodError). */
   handler?: SynapseHandler
   clock?: Clock
+  /** Monotonic milliseconds for the elapsed time handed to `handler.settled`. Default performance.now(). */
+  monotonicMs?: () => number
   errors?: WireErrorRegistry
   protocol?: string
   /** Default 1 MiB. */
@@ -99,6 +101,7 @@ export class Synapse {
   private readonly components: SynapseComponents
   private readonly init: SynapseInit
   private readonly clock: Clock
+  private readonly monotonicMs: () => number
   private readonly log: Logger
   private readonly errors: WireErrorRegistry
   private readonly limits: EndpointLimits
@@ -120,6 +123,7 @@ export class Synapse {
     this.init = init
     this.protocol = init.protocol ?? SYNAPSE_PROTOCOL
     this.clock = init.clock ?? systemClock
+    this.monotonicMs = init.monotonicMs ?? (() => performance.now())
     this.log = components.logger.forComponent('cell:synapse')
     this.errors = init.errors ?? defaultWireErrors
     this.limits = {
@@ -244,6 +248,7 @@ export class Synapse {
       errors: this.errors,
       limits: this.limits,
       handler: this.init.handler,
+      monotonicMs: this.monotonicMs,
       authenticate: this.init.authenticate,
       credentialsFor: this.init.credentialsFor,
       refuse,

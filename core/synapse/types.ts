@@ -47,6 +47,15 @@ export interface SynapseHandler {
   call(ctx: CallContext): Promise<Uint8Array>
   message(ctx: MessageContext): void
   stream(ctx: CallContext): AsyncIterable<Uint8Array>
+  /**
+   * Optional: told once, synchronously, when the session answers a call it handed to `call`:
+   * `result` is the payload sent (undefined when the call failed), `error` what the caller was
+   * told instead (the handler's error, DeadlineExceededError, CallCancelledError on CANCEL,
+   * ChannelClosedError when the channel ended first); `elapsedMs` runs from the call's arrival
+   * on the service's monotonic clock. A host meters calls here without adding a promise step to
+   * each one; it must not throw (a throw is logged and otherwise ignored).
+   */
+  settled?(ctx: CallContext, result: Uint8Array | undefined, error: unknown, elapsedMs: number): void
 }
 
 export interface SynapseCallOptions {

@@ -37,15 +37,36 @@ export function traced<T> (tracer: Tracer | undefined, name: string, options: { 
   return result.then((value) => { span.end(); return value }, (err: unknown) => { span.end(err); throw err })
 }
 
-/** A synapse handler whose calls each run in a server span, the child of the caller's traceparent. */
+const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/
+
+/** A well-formed W3C traceparent (version 00) whose sampled flag is clear. */
+export function isUnsampledTraceparent (traceparent: string): boolean {
+  return TRACEPARENT.test(traceparent) && (parseInt(traceparent.slice(53, 55), 16) & 1) === 0
+}
+
+/**
+ * A synapse handler whose calls each run in a server span, the child of the caller's traceparent.
+ * A call whose parent is unsampled skips the tracer altogether (sampling follows the parent, so
+ * no span would record): no span name or attributes are built for it. Callers repeat one
+ * unsampled traceparent, which the frame decoder hands over as the same string, so the check is
+ * one comparison with the last one seen.
+ */
 export function tracedHandler (tracer: Tracer | undefined, handler: SynapseHandler): SynapseHandler {
   if (tracer === undefined) return handler
+  let lastUnsampled: string | undefined
   return {
     ...handler,
-    call: (ctx: CallContext) => traced( // eslint-disable-line @typescript-eslint/promise-function-async
-      tracer, `${ctx.cell}/${ctx.method}`, { kind: 'server', parent: ctx.traceparent, attributes: { 'rpc.system': 'cell', 'rpc.service': ctx.cell, 'rpc.method': ctx.method } },
-      // eslint-disable-next-line @typescript-eslint/promise-function-async
-      (traceparent) => handler.call(traceparent === ctx.traceparent ? ctx : withTraceparent(ctx, traceparent)))
+    call: (ctx: CallContext) => { // eslint-disable-line @typescript-eslint/promise-function-async
+      const parent = ctx.traceparent
+      if (parent !== undefined && (parent === lastUnsampled || isUnsampledTraceparent(parent))) {
+        lastUnsampled = parent
+        return handler.call(ctx)
+      }
+      return traced(
+        tracer, `${ctx.cell}/${ctx.method}`, { kind: 'server', parent, attributes: { 'rpc.system': 'cell', 'rpc.service': ctx.cell, 'rpc.method': ctx.method } },
+        // eslint-disable-next-line @typescript-eslint/promise-function-async
+        (traceparent) => handler.call(traceparent === parent ? ctx : withTraceparent(ctx, traceparent)))
+    }
   }
 }
 

@@ -1,7 +1,9 @@
 // Per-cell synapse metrics on a full node: calls by cell, method and outcome, their latency, bytes
 // and calls in flight. Core's synapse counts totals per channel only; the node wraps the handler it
-// hands the mesh, so core stays free of prom-client and the per-call work is two map lookups,
-// a few additions and one histogram observation; the counters read the totals when scraped.
+// hands the mesh, so core stays free of prom-client. The call path adds no promise step: the
+// wrapper counts the call as it goes in and the session's synchronous `settled` hook records how
+// it ended. Both are a couple of map lookups and additions into plain numbers (latency buckets
+// included); prom-client reads them at scrape time (collect()), so no label object is hashed per call.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { CallCancelledError, DeadlineExceededError } from '../../core/synapse/errors.ts'
 import { LATENCY_BUCKETS_MS } from '../../core/synapse/stats.ts'
@@ -16,8 +18,6 @@ export interface CallMeterInit {
   maxCells?: number
   /** Distinct method label values per cell; later methods count as `other`. Default 64. */
   maxMethodsPerCell?: number
-  /** Monotonic milliseconds. */
-  now?: () => number
 }
 
 export type CallOutcome = 'ok' | 'error' | 'deadline' | 'cancelled'
@@ -28,31 +28,35 @@ export function outcomeOf (err: unknown): CallOutcome {
   return 'error'
 }
 
-/** Running totals of one (cell, method) label pair, read into the counters at scrape time. */
+/** Running totals of one (cell, method) label pair, read into the metrics at scrape time. */
 interface MethodTally {
   readonly labels: { cell: string, method: string }
   readonly cell: CellTally
   outcomes: Record<CallOutcome, number>
   messages: number
   streams: number
+  /** Call latencies: counts per LATENCY_BUCKETS_MS bucket (non-cumulative, the last one past the largest bound). */
+  readonly buckets: number[]
+  /** Sum of the latencies in milliseconds and their count. */
+  sumMs: number
+  count: number
 }
 
 interface CellTally { received: number, sent: number, inflight: number }
 
+const BUCKET_SECONDS = LATENCY_BUCKETS_MS.map(ms => ms / 1000)
+
 export class CallMeter {
-  private readonly duration: Histogram<'cell' | 'method'>
   /** cell label → method label → totals. Plain numbers on the call path; prom-client reads them on collect. */
   private readonly tallies = new Map<string, Map<string, MethodTally>>()
   private readonly cells = new Map<string, CellTally>()
   private readonly maxCells: number
   private readonly maxMethods: number
-  private readonly now: () => number
 
   constructor (init: CallMeterInit) {
     const registers = [init.registry]
     this.maxCells = init.maxCells ?? 256
     this.maxMethods = init.maxMethodsPerCell ?? 64
-    this.now = init.now ?? (() => performance.now())
     const tallies = (): MethodTally[] => [...this.tallies.values()].flatMap(m => [...m.values()])
     const cells = (): Array<[string, CellTally]> => [...this.cells]
     new Counter<'cell' | 'method' | 'outcome'>({ // eslint-disable-line no-new
@@ -62,7 +66,7 @@ export class CallMeter {
         for (const t of tallies()) for (const [outcome, n] of Object.entries(t.outcomes)) if (n > 0) this.inc({ ...t.labels, outcome }, n)
       }
     })
-    this.duration = new Histogram({ name: 'cell_synapse_call_duration_seconds', help: 'Time from receiving a synapse call to its answer, by cell and method.', labelNames: ['cell', 'method'], buckets: LATENCY_BUCKETS_MS.map(ms => ms / 1000), registers })
+    new TallyHistogram(tallies, { name: 'cell_synapse_call_duration_seconds', help: 'Time from receiving a synapse call to its answer, by cell and method.', labelNames: ['cell', 'method'], buckets: BUCKET_SECONDS, registers }) // eslint-disable-line no-new
     new Counter<'cell'>({ // eslint-disable-line no-new
       name: 'cell_synapse_received_bytes_total', help: 'Payload bytes of synapse calls, messages and streams this node received, by cell.', labelNames: ['cell'], registers,
       collect () { this.reset(); for (const [cell, c] of cells()) if (c.received > 0) this.inc({ cell }, c.received) }
@@ -108,36 +112,48 @@ export class CallMeter {
   private newTally (known: Map<string, MethodTally>, cell: string, method: string): MethodTally {
     let c = this.cells.get(cell)
     if (c === undefined) { c = { received: 0, sent: 0, inflight: 0 }; this.cells.set(cell, c) }
-    const t: MethodTally = { labels: { cell, method }, cell: c, outcomes: { ok: 0, error: 0, deadline: 0, cancelled: 0 }, messages: 0, streams: 0 }
+    const t: MethodTally = {
+      labels: { cell, method },
+      cell: c,
+      outcomes: { ok: 0, error: 0, deadline: 0, cancelled: 0 },
+      messages: 0,
+      streams: 0,
+      buckets: new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0),
+      sumMs: 0,
+      count: 0
+    }
     known.set(method, t)
     return t
   }
 
-  /** `handler` with every call, message and stream counted. */
+  /**
+   * `handler` with every call, message and stream counted. A call is counted in as it goes to
+   * `handler` and out in `settled`, which the synapse session calls when it answers the call (the
+   * wrapped handler's own `settled`, if any, is called first).
+   */
   wrap (handler: SynapseHandler): SynapseHandler {
     return {
-      // One promise reaction per call (no async wrapper): the answer leaves in the same turn as
-      // an unwrapped handler's would, so results batch into frames just as well.
       call: (ctx: CallContext): Promise<Uint8Array> => { // eslint-disable-line @typescript-eslint/promise-function-async
+        const c = this.tally(ctx.cell, ctx.method).cell
+        c.received += ctx.payload.byteLength
+        c.inflight++
+        return handler.call(ctx)
+      },
+      settled: (ctx: CallContext, result: Uint8Array | undefined, error: unknown, elapsedMs: number): void => {
+        handler.settled?.(ctx, result, error, elapsedMs)
         const t = this.tally(ctx.cell, ctx.method)
-        const startMs = this.now()
-        t.cell.received += ctx.payload.byteLength
-        t.cell.inflight++
-        let result: Promise<Uint8Array>
-        try {
-          result = handler.call(ctx)
-        } catch (err) {
-          this.settle(t, startMs, outcomeOf(err))
-          return Promise.reject(err) // eslint-disable-line @typescript-eslint/prefer-promise-reject-errors
+        t.cell.inflight--
+        if (result !== undefined) {
+          t.cell.sent += result.byteLength
+          t.outcomes.ok++
+        } else {
+          t.outcomes[outcomeOf(error)]++
         }
-        return result.then((payload) => {
-          t.cell.sent += payload.byteLength
-          this.settle(t, startMs, 'ok')
-          return payload
-        }, (err: unknown) => {
-          this.settle(t, startMs, outcomeOf(err))
-          throw err
-        })
+        let i = 0
+        while (i < LATENCY_BUCKETS_MS.length && elapsedMs > LATENCY_BUCKETS_MS[i]) i++
+        t.buckets[i]++
+        t.sumMs += elapsedMs > 0 ? elapsedMs : 0
+        t.count++
       },
       message: (ctx: MessageContext): void => {
         const t = this.tally(ctx.cell, ctx.method)
@@ -153,10 +169,54 @@ export class CallMeter {
       }
     }
   }
+}
 
-  private settle (t: MethodTally, startMs: number, outcome: CallOutcome): void {
-    t.cell.inflight--
-    t.outcomes[outcome]++
-    this.duration.observe(t.labels, Math.max(0, this.now() - startMs) / 1000)
+/** One series of a histogram in prom-client's value shape (`le` label, the rest as shared labels). */
+interface HistogramValue {
+  labels: { le?: number | string }
+  sharedLabels: { cell: string, method: string }
+  value: number
+  metricName: string
+}
+
+/**
+ * cell_synapse_call_duration_seconds read from the tallies at scrape time: a prom-client Histogram
+ * (registered, typed, merged like any other) whose values come from the plain bucket counts the
+ * call path keeps, in the exact series prom-client's own histogram writes. Nothing calls observe().
+ */
+class TallyHistogram extends Histogram<'cell' | 'method'> {
+  private readonly source: () => MethodTally[]
+  private readonly metricName: string
+  private readonly metricHelp: string
+
+  constructor (source: () => MethodTally[], config: ConstructorParameters<typeof Histogram<'cell' | 'method'>>[0]) {
+    super(config)
+    this.source = source
+    this.metricName = config.name
+    this.metricHelp = config.help
+  }
+
+  private series (): HistogramValue[] {
+    const out: HistogramValue[] = []
+    for (const t of this.source()) {
+      if (t.count === 0) continue
+      let acc = 0
+      for (let i = 0; i < BUCKET_SECONDS.length; i++) {
+        acc += t.buckets[i]
+        out.push({ labels: { le: BUCKET_SECONDS[i] }, sharedLabels: t.labels, value: acc, metricName: `${this.metricName}_bucket` })
+      }
+      out.push({ labels: { le: '+Inf' }, sharedLabels: t.labels, value: t.count, metricName: `${this.metricName}_bucket` })
+      out.push({ labels: {}, sharedLabels: t.labels, value: t.sumMs / 1000, metricName: `${this.metricName}_sum` })
+      out.push({ labels: {}, sharedLabels: t.labels, value: t.count, metricName: `${this.metricName}_count` })
+    }
+    return out
+  }
+
+  /**
+   * What the registry's text exposition reads (prom-client prefers it to get(), and its get() for
+   * registry.getMetricsAsJSON splays these same values).
+   */
+  async getForPromString (): Promise<{ name: string, help: string, type: 'histogram', values: HistogramValue[], aggregator: 'sum' }> {
+    return { name: this.metricName, help: this.metricHelp, type: 'histogram', values: this.series(), aggregator: 'sum' }
   }
 }

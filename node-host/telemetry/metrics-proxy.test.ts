@@ -23,7 +23,7 @@ async function nodeText (cells: Record<string, number>, replica: string): Promis
   for (const [cell, n] of Object.entries(cells)) {
     for (let i = 0; i < n; i++) {
       const ctx: CallContext = { cell, method: 'charge', payload: new Uint8Array(2), remotePeer: 'p', deadlineMs: Infinity, signal: new AbortController().signal, principal: { peerId: 'p', authority: 'a', roles: [] } }
-      await handler.call(ctx)
+      handler.settled?.(ctx, await handler.call(ctx), undefined, 1)
     }
   }
   const zero = { calls: 0, errors: 0, inflight: 0, messages: 0, streams: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, writes: 0, channels: 0, rejected: 0, dropped: 0, latencyP50Ms: 0, latencyP99Ms: 0, latencyBuckets: [] }

@@ -68,11 +68,9 @@ describe('node metrics', () => {
 
   it('counts calls by cell, method and outcome, with bounded label values', async () => {
     const registry = new Registry()
-    let nowMs = 0
-    const meter = new CallMeter({ registry, maxCells: 2, maxMethodsPerCell: 1, now: () => nowMs })
+    const meter = new CallMeter({ registry, maxCells: 2, maxMethodsPerCell: 1 })
     const handler: SynapseHandler = {
       call: async (ctx) => {
-        nowMs += 30
         if (ctx.method === 'slow') throw new DeadlineExceededError('late')
         return new Uint8Array(7)
       },
@@ -81,18 +79,34 @@ describe('node metrics', () => {
     }
     const wrapped = meter.wrap(handler)
     const ctx = (cell: string, method: string): CallContext => ({ cell, method, payload: new Uint8Array(3), remotePeer: 'p', deadlineMs: Infinity, signal: new AbortController().signal, principal: { peerId: 'p', authority: 'a', roles: [] } })
-    await wrapped.call(ctx('billing', 'charge'))
-    await expect(wrapped.call(ctx('billing', 'slow'))).rejects.toBeInstanceOf(DeadlineExceededError)
-    await wrapped.call(ctx('ledger', 'append'))
-    await wrapped.call(ctx('third', 'x'))
+    // As a synapse session does it: the call goes in, then `settled` says how it was answered.
+    const run = async (c: CallContext): Promise<void> => {
+      await wrapped.call(c).then((r) => { wrapped.settled?.(c, r, undefined, 30) }, (err: unknown) => { wrapped.settled?.(c, undefined, err, 30) })
+    }
+    const pending = ctx('billing', 'charge')
+    const answer = wrapped.call(pending)
+    expect(await registry.getSingleMetricAsString('cell_synapse_calls_in_flight')).toContain('cell_synapse_calls_in_flight{cell="billing"} 1')
+    wrapped.settled?.(pending, await answer, undefined, 30)
+    await run(ctx('billing', 'slow'))
+    await run(ctx('ledger', 'append'))
+    await run(ctx('third', 'x'))
     const text = await registry.metrics()
     expect(text).toContain('cell_synapse_calls_total{cell="billing",method="charge",outcome="ok"} 1')
     expect(text).toContain(`cell_synapse_calls_total{cell="billing",method="${OTHER_LABEL}",outcome="deadline"} 1`)
     expect(text).toContain(`cell_synapse_calls_total{cell="${OTHER_LABEL}",method="${OTHER_LABEL}",outcome="ok"} 1`)
+    expect(text).toContain('cell_synapse_call_duration_seconds_bucket{le="0.025",cell="billing",method="charge"} 0')
     expect(text).toContain('cell_synapse_call_duration_seconds_bucket{le="0.05",cell="billing",method="charge"} 1')
+    expect(text).toContain('cell_synapse_call_duration_seconds_bucket{le="+Inf",cell="billing",method="charge"} 1')
+    expect(text).toContain('cell_synapse_call_duration_seconds_sum{cell="billing",method="charge"} 0.03')
+    expect(text).toContain('cell_synapse_call_duration_seconds_count{cell="billing",method="charge"} 1')
     expect(text).toContain('cell_synapse_received_bytes_total{cell="billing"} 6')
     expect(text).toContain('cell_synapse_sent_bytes_total{cell="billing"} 7')
     expect(text).toContain('cell_synapse_calls_in_flight{cell="billing"} 0')
+    // The JSON form (getMetricsAsJSON) carries the same series with the labels merged.
+    const json = await registry.getMetricsAsJSON()
+    const duration = json.find(m => m.name === 'cell_synapse_call_duration_seconds')
+    expect(duration?.type).toBe('histogram')
+    expect(duration?.values).toContainEqual({ labels: { cell: 'billing', method: 'charge', le: 0.05 }, value: 1, metricName: 'cell_synapse_call_duration_seconds_bucket' })
   })
 })
 

@@ -6,7 +6,7 @@ import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
+import { isUnsampledTraceparent, type SpanKind, type TraceSpan, type Tracer } from '../../core/telemetry/tracer.ts'
 
 export interface OtlpTraceInit {
   /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. */
@@ -52,6 +52,8 @@ export class OtelTracerAdapter implements Tracer {
    * unique, and a repeated header costs the wire codec nothing to encode and decode.
    */
   private readonly unsampled = new UnsampledSpan(randomTraceparent())
+  /** The last unsampled parent seen and its span: a caller repeats one, so most checks are one comparison. */
+  private lastUnsampledParent: UnsampledSpan = this.unsampled
 
   constructor (init: OtlpTraceInit, Provider: TracerProviderClass = BasicTracerProvider, exporter?: SpanExporter) {
     const ratio = Math.min(1, Math.max(0, init.ratio ?? 0.01))
@@ -72,14 +74,19 @@ export class OtelTracerAdapter implements Tracer {
     // Unsampled traces (99 % at the default ratio) never reach the SDK: a call only pays for a
     // random traceparent, or passes its unsampled parent on unchanged (nothing records either).
     let parent: Context = ROOT_CONTEXT
+    if (options.parent === this.lastUnsampledParent.traceparent) return this.lastUnsampledParent
     if (options.parent === undefined || !WELL_FORMED.test(options.parent)) {
       if (this.ratio < 1 && Math.random() >= this.ratio) return this.unsampled
-    } else if ((parseInt(options.parent.slice(53, 55), 16) & 1) === 0) {
-      return new UnsampledSpan(options.parent)
+    } else if (isUnsampledTraceparent(options.parent)) {
+      this.lastUnsampledParent = new UnsampledSpan(options.parent)
+      return this.lastUnsampledParent
     } else {
       parent = propagator.extract(ROOT_CONTEXT, { traceparent: options.parent }, getter)
     }
-    const span = this.tracer.startSpan(name, { kind: KINDS[options.kind], attributes: options.attributes }, parent)
+    // Explicit start and end times in fractional ms: the SDK's own start time is Date.now(), whole
+    // milliseconds, so a child starting within the same millisecond as its parent could appear to
+    // end after it.
+    const span = this.tracer.startSpan(name, { kind: KINDS[options.kind], attributes: options.attributes, startTime: preciseNowMs() }, parent)
     return new OtelSpan(span)
   }
 
@@ -88,6 +95,11 @@ export class OtelTracerAdapter implements Tracer {
 
   /** Exports what is queued and stops; failures are counted, not thrown. */
   async shutdown (): Promise<void> { await this.provider.shutdown().catch(() => {}) }
+}
+
+/** Milliseconds since the epoch with sub-millisecond precision, monotonic within the process. */
+function preciseNowMs (): number {
+  return performance.timeOrigin + performance.now()
 }
 
 const WELL_FORMED = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/
@@ -133,7 +145,7 @@ class OtelSpan implements TraceSpan {
       this.span.setStatus({ code: SpanStatusCode.ERROR, message: `${name}: ${message}`.slice(0, 512) })
       this.span.setAttribute('error.type', name)
     }
-    this.span.end()
+    this.span.end(preciseNowMs())
   }
 }
 

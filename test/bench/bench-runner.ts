@@ -17,6 +17,8 @@ export interface BenchOptions {
   payloadBytes: number
   /** Calls kept in flight. */
   window: number
+  /** Telemetry on/off pairs (at least 3, default 5; 1 when quick), each figure durationMs / 2 long. */
+  rounds?: number
 }
 
 export interface Figure {
@@ -37,9 +39,19 @@ export interface BenchResult {
   plainCalls: Figure
   /** Synapse calls with metrics and tracing on (client and server spans, sampling `traceRatio`). */
   tracedCalls: Figure
+  /** Per round: on/off throughput of that round's pair (the order alternates round by round). */
+  rounds: Array<{ off: Figure, on: Figure, ratio: number }>
+  /** Median of the rounds' on/off ratios: the figure the < 10 % goal reads. */
+  telemetryRatio: number
   traceRatio: number
   /** Spans the OTLP sink received. */
   spansExported: number
+  /** Calls made to the instrumented cell, warm-up included. */
+  instrumentedCalls: number
+  /** Calls the server's call meter counted ok for the instrumented cell (cell_synapse_calls_total). */
+  meteredCalls: number
+  /** Observations in its latency histogram (cell_synapse_call_duration_seconds_count). */
+  meteredLatencies: number
 }
 
 const now = (): number => performance.now()
@@ -48,17 +60,44 @@ function figure (name: string, ops: number, ms: number, confirmed: number): Figu
   return { name, ops, ms, perSec: ops / (ms / 1000), confirmed }
 }
 
-async function startServer (env: Record<string, string>): Promise<{ addr: string, stop(): void }> {
+interface BenchServer {
+  /** The node serving "bench" (no telemetry) and the raw baselines. */
+  addr: string
+  /** The node serving "bench-traced" with the call meter and tracing. */
+  tracedAddr: string
+  /** The instrumented node's Prometheus exposition. */
+  metrics: () => Promise<string>
+  stop: () => void
+}
+
+async function startServer (env: Record<string, string>): Promise<BenchServer> {
   // BENCH_SERVER_PROF=dir writes a V8 CPU profile of the server process there.
   const prof = process.env.BENCH_SERVER_PROF
   const execArgv = prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]
   const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env: { ...process.env, ...env } })
-  const addr = await new Promise<string>((resolve, reject) => {
+  const { addr, tracedAddr } = await new Promise<{ addr: string, tracedAddr: string }>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error('bench server did not start within 20 s')) }, 20_000)
-    child.once('message', (m: { addr: string }) => { clearTimeout(timer); resolve(m.addr) })
+    child.once('message', (m: { addr: string, tracedAddr: string }) => { clearTimeout(timer); resolve(m) })
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server exited with ${code}`)) })
   })
-  return { addr, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+  const metrics = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('bench server sent no metrics within 5 s')) }, 5_000)
+    child.once('message', (m: { metrics: string }) => { clearTimeout(timer); resolve(m.metrics) })
+    child.send('metrics')
+  })
+  return { addr, tracedAddr, metrics, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+}
+
+/** One sample's value from a Prometheus text exposition (0 when absent). */
+function sample (text: string, series: string): number {
+  const line = text.split('\n').find(l => l.startsWith(`${series} `))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
 }
 
 /** Plain libp2p stream, one send() per 64-byte message; the server reports the byte total. */
@@ -182,7 +221,8 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
   try {
     const target = multiaddr(server.addr)
     const quickCount = { oneway: 20_000, calls: 5_000 }
-    // BENCH_ONLY=oneway|calls runs one synapse figure (for profiling); the rest report zero.
+    // BENCH_ONLY=oneway|calls runs that synapse figure and the telemetry rounds, BENCH_ONLY=telemetry only
+    // the rounds (for profiling); the figures left out report zero.
     const only = process.env.BENCH_ONLY
     const skipped = (name: string): Figure => figure(name, 0, 1, 0)
     const rawOnewayFigure = only === undefined ? await rawOneway(client, server.addr, o, quickCount.oneway) : skipped('raw one-way')
@@ -200,25 +240,51 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       calls = await synapseCalls(channel, o, quickCount.calls)
     }
     await channel.close()
-    // Metrics and tracing on against off, interleaved in this run (off, on, off, on) so drift in the
-    // machine's load is shared; each pair of figures is summed.
-    const tracedChannel = await client.services.synapse.open(target, 'bench-traced')
+    // Metrics and tracing on against off, interleaved in this run so drift in the machine's load
+    // (other processes share the cores) is shared: `rounds` pairs, the order alternating (off then
+    // on, on then off, ...), each pair giving one on/off ratio; the median ratio is the figure.
+    const tracedChannel = await client.services.synapse.open(multiaddr(server.tracedAddr), 'bench-traced')
     const plainChannel = await client.services.synapse.open(target, 'bench')
-    const pairs = o.quick ? 1 : 2
-    const half = { ...o, durationMs: o.durationMs / pairs }
-    await synapseCalls(tracedChannel, { ...o, quick: true }, 20_000, 'warm-up', tracer)
+    const roundCount = o.quick ? 1 : Math.max(3, o.rounds ?? 5)
+    const half = { ...o, durationMs: o.durationMs / 2 }
+    let tracedIssued = 0
+    const on = async (): Promise<Figure> => {
+      const f = await synapseCalls(tracedChannel, half, quickCount.calls, 'calls, telemetry on', tracer)
+      tracedIssued += f.ops
+      return f
+    }
+    const off = async (): Promise<Figure> => await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off')
+    tracedIssued += (await synapseCalls(tracedChannel, { ...o, quick: true }, 20_000, 'warm-up', tracer)).ops
     await synapseCalls(plainChannel, { ...o, quick: true }, 20_000)
-    const plain: Figure[] = []
-    const instrumented: Figure[] = []
-    for (let i = 0; i < pairs; i++) {
-      plain.push(await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off'))
-      instrumented.push(await synapseCalls(tracedChannel, half, quickCount.calls, 'calls, telemetry on', tracer))
+    const rounds: BenchResult['rounds'] = []
+    for (let i = 0; i < roundCount; i++) {
+      let offFigure: Figure
+      let onFigure: Figure
+      if (i % 2 === 0) { offFigure = await off(); onFigure = await on() } else { onFigure = await on(); offFigure = await off() }
+      rounds.push({ off: offFigure, on: onFigure, ratio: onFigure.perSec / offFigure.perSec })
     }
     const sum = (fs: Figure[], name: string): Figure => figure(name, fs.reduce((n, f) => n + f.ops, 0), fs.reduce((n, f) => n + f.ms, 0), fs.reduce((n, f) => n + f.confirmed, 0))
     await tracedChannel.close()
     await plainChannel.close()
     await tracer.flush()
-    return { rawOneway: rawOnewayFigure, rawEcho: rawEchoFigure, oneway, calls, plainCalls: sum(plain, 'calls, telemetry off'), tracedCalls: sum(instrumented, 'calls, telemetry on'), traceRatio: TRACE_RATIO, spansExported: await sink.spans() }
+    const text = await server.metrics()
+    const meteredCalls = sample(text, 'cell_synapse_calls_total{cell="bench-traced",method="echo",outcome="ok"}')
+    const meteredLatencies = sample(text, 'cell_synapse_call_duration_seconds_count{cell="bench-traced",method="echo"}')
+    return {
+      rawOneway: rawOnewayFigure,
+      rawEcho: rawEchoFigure,
+      oneway,
+      calls,
+      plainCalls: sum(rounds.map(r => r.off), 'calls, telemetry off'),
+      tracedCalls: sum(rounds.map(r => r.on), 'calls, telemetry on'),
+      rounds,
+      telemetryRatio: median(rounds.map(r => r.ratio)),
+      traceRatio: TRACE_RATIO,
+      spansExported: await sink.spans(),
+      instrumentedCalls: tracedIssued,
+      meteredCalls,
+      meteredLatencies
+    }
   } finally {
     await client.stop()
     server.stop()

@@ -33,18 +33,16 @@ const handler: SynapseHandler = {
   async * stream () {}
 }
 
-// Cell "bench-traced": the same handler as a full node serves it with metrics and tracing on (a
-// server span per call, the child of the frame's traceparent; new traces sampled at BENCH_TRACE_RATIO).
+// Cell "bench-traced" on a second node in this process: the same handler as a full node serves it,
+// with metrics (the call meter, its `settled` hook called by the session) and tracing on (a server
+// span per sampled call, the child of the frame's traceparent; new traces sampled at
+// BENCH_TRACE_RATIO). The first node serves "bench" with neither, so "off" pays for nothing of it.
 const metrics = new NodeMetrics()
 const tracer = process.env.BENCH_OTLP !== undefined ? new OtelTracerAdapter({ url: process.env.BENCH_OTLP, ratio: Number(process.env.BENCH_TRACE_RATIO ?? '0.01'), serviceName: 'bench-server' }) : undefined
 const instrumented = tracedHandler(tracer, metrics.calls.wrap(handler))
-const dispatch: SynapseHandler = {
-  call: async (ctx) => await (ctx.cell === 'bench-traced' ? instrumented : handler).call(ctx),
-  message: (ctx) => { handler.message(ctx) },
-  stream: (ctx) => handler.stream(ctx)
-}
 
-const node = await createSynapseNode({ ...acceptingAuth(), handler: dispatch })
+const node = await createSynapseNode({ ...acceptingAuth(), handler })
+const tracedNode = await createSynapseNode({ ...acceptingAuth(), handler: instrumented })
 await node.handle(RAW_ONEWAY, handleRawOneway)
 await node.handle(RAW_ECHO, handleRawEcho)
 
@@ -55,7 +53,11 @@ if (process.env.BENCH_DEBUG !== undefined) {
   setInterval(() => { console.error(`server ${performance.timeOrigin + performance.now() | 0} received ${total} rss ${(process.memoryUsage().rss / 1e6).toFixed(0)} MB`) }, 250).unref()
 }
 
-process.send?.({ addr: node.getMultiaddrs()[0].toString() })
-const shutdown = (): void => { Promise.resolve(node.stop()).then(() => process.exit(0), () => process.exit(1)) }
+process.on('message', (m) => {
+  // The parent asks for the call meter's exposition (to show the metrics were kept).
+  if (m === 'metrics') void metrics.text().then((text) => { process.send?.({ metrics: text }) })
+})
+process.send?.({ addr: node.getMultiaddrs()[0].toString(), tracedAddr: tracedNode.getMultiaddrs()[0].toString() })
+const shutdown = (): void => { Promise.all([node.stop(), tracedNode.stop()]).then(() => process.exit(0), () => process.exit(1)) }
 process.on('disconnect', shutdown)
 process.on('SIGTERM', shutdown)
