@@ -8,6 +8,7 @@ import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certifi
 import { systemClock, type Clock } from '../core/ports.ts'
 import type { InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './transports.ts'
+import { authorityKey, bootstrapList } from './cli/fleet-options.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
 import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
@@ -16,7 +17,8 @@ export class FleetUnreachableError extends CellError { static override readonly 
 export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
 
 export interface ClientInit {
-  bootstrap: string[]
+  /** Fleet nodes to join through; default CELL_BOOTSTRAP (comma-separated), else `bootstrap` of $CELL_HOME/node.toml. */
+  bootstrap?: string[]
   /** Signs this peer's caller grant. */
   authorityKey?: AuthorityKey
   /** A grant already issued to `privateKey`'s peer id. */
@@ -34,8 +36,14 @@ export interface ClientInit {
   clock?: Clock
 }
 
-export async function createClient (init: ClientInit): Promise<Mesh> {
-  if (init.bootstrap.length === 0) throw new FleetUnreachableError('no bootstrap address: pass --bootstrap <multiaddr> or set CELL_BOOTSTRAP')
+/** The authority key of this user: CELL_AUTHORITY_KEY, else $CELL_HOME/authority.key (as `cell keygen` wrote it). */
+export async function readHomeAuthorityKey (): Promise<AuthorityKey> {
+  return await authorityKey(undefined)
+}
+
+export async function createClient (init: ClientInit = {}): Promise<Mesh> {
+  const bootstrap = init.bootstrap ?? await bootstrapList(undefined)
+  if (bootstrap.length === 0) throw new FleetUnreachableError('no bootstrap address: pass --bootstrap <multiaddr>, set CELL_BOOTSTRAP or bootstrap in $CELL_HOME/node.toml')
   const clock = init.clock ?? systemClock
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
   const credentials = new Credentials({ peerKey: privateKey, clock })
@@ -53,7 +61,7 @@ export async function createClient (init: ClientInit): Promise<Mesh> {
     privateKey,
     transports: clientTransports(),
     listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
-    bootstrap: init.bootstrap,
+    bootstrap,
     dhtClientMode: true,
     keeper: { keep: init.keep ?? 1, minBackoffMs: 250, maxBackoffMs: 2_000 },
     credentials,

@@ -26,6 +26,7 @@ import { encodeJson, decodeJson } from './json.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
+import { cellErrorClasses, rebuildCellError, type CellErrors } from './cell-errors.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -100,6 +101,11 @@ export interface RemoteOptions {
   /** Methods the caller knows to be idempotent (in addition to what the replicas announce). */
   idempotent?: string[]
   timeoutMs?: number
+  /**
+   * The cell's own error classes (`{ NotFoundError }`, or a list): failures it threw with their
+   * names come back as these classes instead of RemoteError (core/mesh/cell-errors.ts).
+   */
+  errors?: CellErrors
 }
 
 const MAX_ATTEMPTS = 6
@@ -354,7 +360,9 @@ export class Mesh {
       options.signal?.throwIfAborted()
       const candidates = this.replicas(cell).filter(i => !excluded.has(i.nodeId))
       const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT }, this.random)
-      if (choice == null && (excluded.size > 0 || this.view.release(cell) != null) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
+      // A view that holds no node yet (a client that has just started, its first pull in flight)
+      // cannot say a cell is unknown: wait for it like for a cell between replicas.
+      if (choice == null && (excluded.size > 0 || this.view.release(cell) != null || this.view.nodes().length === 0) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
         // No usable replica in this view: either every listed one failed (the view is behind the
         // fleet) or the cell is between replicas (a restart, a rollout). Wait for the next change of
         // the view and try again with a clean slate, within the call's deadline.
@@ -414,12 +422,13 @@ export class Mesh {
 
   /** The typed client of a cell: `mesh.remote<typeof Billing>('billing').charge({ amount: 5 })`. */
   remote<T> (cell: string, remoteOptions: RemoteOptions = {}): Remote<T> {
+    const errors = cellErrorClasses(remoteOptions.errors)
     return new Proxy({}, {
       get: (_target, prop) => {
         if (typeof prop !== 'string' || prop === 'then') return undefined
         return async (req: unknown, opts: CallOptions = {}) => await this.call(cell, prop, req, {
           timeoutMs: remoteOptions.timeoutMs, ...opts, idempotent: remoteOptions.idempotent
-        })
+        }).catch((err: unknown) => { throw errors.size > 0 ? rebuildCellError(err, errors) : err })
       }
     }) as Remote<T>
   }
