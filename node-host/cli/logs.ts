@@ -5,7 +5,7 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { readLogs, followLogs, type LogEntry } from '../logs/log-follower.ts'
 import { parseCommand, usageFailure, UsageError } from './usage.ts'
 import { FLEET_OPTIONS } from './fleet-options.ts'
-import { joinAsOperator, requireKnownCell, outputOf, parseDurationMs, shortNode, shortReplica, useColour, colourOf, paint } from './operator-session.ts'
+import { OPERATOR_OPTIONS, OPERATOR_HELP, joinAsOperator, requireKnownCell, outputOf, parseDurationMs, shortNode, shortReplica, useColour, colourOf, paint } from './operator-session.ts'
 
 const HELP = `usage: cell logs <cell> [-f] [--since 10m] [--tail N] [--replica ID] [--output text|json]
 
@@ -26,10 +26,11 @@ options:
   --bootstrap ADDR    a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
   --key KEYFILE       authority key that signs this operator's grant (default $CELL_HOME/authority.key)
   --timeout SECONDS   without -f: how long to wait for the nodes' answers (default 15)
+${OPERATOR_HELP}
   -h, --help          show this help`
 
 const OPTIONS = {
-  ...FLEET_OPTIONS,
+  ...FLEET_OPTIONS, ...OPERATOR_OPTIONS,
   follow: { type: 'boolean', short: 'f' },
   since: { type: 'string' },
   tail: { type: 'string' },

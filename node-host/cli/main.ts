@@ -12,7 +12,9 @@ const COMMANDS: Record<string, { summary: string, load: () => Promise<{ run: (ar
   call: { summary: 'call a cell method: cell call <cell> <method> \'<json>\'', load: async () => await import('./call.ts') },
   snapshots: { summary: 'a stateful cell\'s snapshots: time, epoch, size, safe or not, held by: cell snapshots <cell>', load: async () => await import('./snapshots.ts') },
   grant: { summary: 'issue a grant: cell grant <host|caller|operator> <peer-id> --ttl 7d', load: async () => await import('./grant.ts') },
-  logs: { summary: 'print (-f: follow) every replica\'s stdout/stderr: cell logs <cell> [-f]', load: async () => await import('./logs.ts') }
+  logs: { summary: 'print (-f: follow) every replica\'s stdout/stderr: cell logs <cell> [-f]', load: async () => await import('./logs.ts') },
+  top: { summary: 'the fleet\'s nodes and cells, refreshed in place: cell top [--once]', load: async () => await import('./top.ts') },
+  status: { summary: 'why a cell runs what it runs, replica by replica and node by node: cell status [<cell>]', load: async () => await import('./status.ts') }
 }
 
 function usage (): string {

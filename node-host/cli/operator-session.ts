@@ -7,10 +7,16 @@ import { createClient, waitForView } from '../client.ts'
 import { nearestNames } from '../call-readiness.ts'
 import { bootstrapList, authorityKey } from './fleet-options.ts'
 import { UsageError } from './usage.ts'
+import { isAuthorityId } from '../../core/identity/index.ts'
+
+/** Options of every day-2 command besides FLEET_OPTIONS. */
+export const OPERATOR_OPTIONS = { trust: { type: 'string', multiple: true } } as const
+export const OPERATOR_HELP = '  --trust HEX         also trust releases signed by this authority id (repeatable)'
 
 /** A client of the fleet whose view has been pulled once (or the deadline passed trying). */
-export async function joinAsOperator (values: { bootstrap?: string[], key?: string }, timeoutMs = 15_000): Promise<Mesh> {
-  const mesh = await createClient({ bootstrap: await bootstrapList(values.bootstrap), authorityKey: await authorityKey(values.key), keep: 2 })
+export async function joinAsOperator (values: { bootstrap?: string[], key?: string, trust?: string[] }, timeoutMs = 15_000): Promise<Mesh> {
+  for (const t of values.trust ?? []) if (!isAuthorityId(t)) throw new UsageError(`--trust ${t} is not a 64-hex authority id`)
+  const mesh = await createClient({ bootstrap: await bootstrapList(values.bootstrap), authorityKey: await authorityKey(values.key), keep: 2, ...(values.trust !== undefined ? { trust: values.trust } : {}) })
   try {
     await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs })
     await mesh.libp2p.services.fleetSync.pull(mesh.libp2p.getPeers()[0], { signal: AbortSignal.timeout(Math.min(10_000, timeoutMs)) }).catch(() => undefined)

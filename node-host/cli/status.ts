@@ -1,0 +1,144 @@
+// `cell status [<cell>]`: the screen a person reads when something looks wrong. For one cell: what
+// it should run and why (newest release, a rollback's desired record, a halt falling back, a
+// retire), the releases known with their sequence numbers and signers, each replica and its state,
+// recent crashes with their reasons, and each node's autonomic loop in its own words. Without a
+// cell: one line per cell. Operator role only.
+import type { Mesh } from '../../core/mesh/index.ts'
+import { crashReports } from '../crash-report.ts'
+import { parseCommand, usageFailure, UsageError } from './usage.ts'
+import { FLEET_OPTIONS } from './fleet-options.ts'
+import { OPERATOR_OPTIONS, OPERATOR_HELP, joinAsOperator, requireKnownCell, outputOf, formatAge, formatBytes, shortNode, shortReplica } from './operator-session.ts'
+import { fetchReports, fleetPicture, cellPicture, type CellPicture, type Reports } from './fleet-picture.ts'
+import type { NodeStatusReport } from '../introspect/status-protocol.ts'
+
+const HELP = `usage: cell status [<cell>] [--output text|json]
+
+Explains a cell: the release it should run and why (newest release, a rollback, a halted release
+and the fallback, a retire), the releases known (sequence number, signer), every replica and its
+state, recent crashes and why, and what each node's autonomic loop last decided and why. Without
+<cell>: one line per cell of the fleet. Needs the operator role of the cell's authority.
+
+options:
+  --output FORMAT    text (default) or json
+  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
+  --key KEYFILE      authority key that signs this operator's grant (default $CELL_HOME/authority.key)
+${OPERATOR_HELP}
+  -h, --help         show this help`
+
+const OPTIONS = { ...FLEET_OPTIONS, ...OPERATOR_OPTIONS, output: { type: 'string', short: 'o' } } as const
+
+const short = (hex: string): string => `${hex.slice(0, 8)}…`
+
+/** One sentence: what is wrong (or that nothing is), and why. */
+export function headline (c: CellPicture): string {
+  const running = c.versions.filter(v => v.ready > 0).map(v => `${v.version} ×${v.ready}`).join(', ')
+  const count = `${c.ready} of ${c.desired ?? '?'} replica(s) ready${running !== '' ? ` (${running})` : ''}`
+  if (c.claimants.length > 1) return `${c.cell}: NOT RUNNING — ${c.claimants.length} trusted authorities sign releases named "${c.cell}" (${c.claimants.map(short).join(', ')}); no node starts a conflicted name until one is no longer trusted`
+  if (c.retired !== undefined) return `${c.cell}: retired by ${short(c.retired.authority)} (seq ${c.retired.seq}) — it runs nowhere until a later \`cell publish\` or \`cell rollback\`; ${count}`
+  const halted = [...new Map(c.halts.map(h => [h.digest, h])).values()]
+  const haltText = halted.map(h => `${h.version} is ${h.crashLooping ? 'crash-looping' : 'halted'} (node ${shortNode(h.node)}: ${h.reason})`).join('; ')
+  if (c.target === undefined) return `${c.cell}: NOTHING TO RUN — ${c.targetReason}${haltText !== '' ? `; ${haltText}` : ''}`
+  if (c.rollout !== undefined) return `${c.cell}: rolling out ${c.rollout.to}, ${c.rollout.ready} of ${c.rollout.of} ready — ${c.targetReason}; ${count}${haltText !== '' ? `; ${haltText}` : ''}`
+  if (halted.length > 0) return `${c.cell}: running ${c.target.version} because ${haltText}; ${count}`
+  if (c.desired !== undefined && c.ready < c.desired) return `${c.cell}: SHORT — ${count}; see the crashes and the nodes' reasons below`
+  return `${c.cell}: healthy — ${count}, ${c.targetReason}`
+}
+
+function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: number): string[] {
+  const lines = [headline(c), '']
+  lines.push(`target     ${c.target !== undefined ? `${c.target.version} (seq ${c.target.seq}, sha256 ${c.target.digest.slice(0, 12)}…)` : 'none'}`)
+  lines.push(`  why      ${c.targetReason}`)
+  if (c.desiredRecord !== undefined) lines.push(`  desired  a desired record (cell rollback) of seq ${c.desiredRecord.seq} names ${c.desiredRecord.version}; a release of a higher seq (a later publish) rolls forward past it`)
+  lines.push(`policy     min ${c.min ?? '?'}, max ${c.max ?? '?'}; the nodes aim for ${c.desired ?? '?'} replica(s)`)
+  lines.push('', 'releases known (newest first):')
+  const halted = new Map(c.halts.map(h => [h.digest, h]))
+  for (const r of c.releases.slice(0, 12)) {
+    const h = halted.get(r.digest)
+    const marks = [r.digest === c.target?.digest ? '← target' : '', h !== undefined ? `${h.crashLooping ? 'CRASH-LOOPING' : 'HALTED'} (${h.reason})` : ''].filter(Boolean).join(' ')
+    lines.push(`  ${r.version.padEnd(12)} seq ${String(r.seq).padEnd(14)} sha256 ${r.digest.slice(0, 12)}…  signed by ${short(r.authority)}  ${marks}`.trimEnd())
+  }
+  if (c.releases.length === 0) lines.push('  (none: no release of this cell reached the fleet or any node)')
+  lines.push('', 'replicas:')
+  const instances = mesh.view.instances(c.cell).sort((a, b) => a.nodeId.localeCompare(b.nodeId) || a.startedMs - b.startedMs)
+  for (const i of instances) {
+    const age = i.state === 'crashed' || i.state === 'stopped' ? `${formatAge(nowMs - (i.endedMs ?? i.sentMs))} ago` : `up ${formatAge(nowMs - i.startedMs)}`
+    const load = i.state === 'ready' ? `  cpu ${i.cpuPercent.toFixed(1)}%  mem ${formatBytes(i.memoryBytes)}  qps ${i.qps.toFixed(1)}  p99 ${Math.round(i.p99Ms)} ms` : ''
+    const why = i.state === 'crashed' ? `  ${i.exitReason ?? 'crashed'}${i.stderrTail !== undefined && i.stderrTail.length > 0 ? ` — ${i.stderrTail[i.stderrTail.length - 1]}` : ''}` : ''
+    lines.push(`  ${shortReplica(c.cell, i.instanceId).padEnd(24)} on ${shortNode(i.nodeId)}  ${i.state.padEnd(9)} ${age}${load}${why}`)
+  }
+  if (instances.length === 0) lines.push('  (none in the fleet view)')
+  const crashes = crashReports(mesh.view, c.cell, undefined, 8)
+  const nodeCrashes = reports.reports.flatMap(r => r.cells.filter(x => x.cell === c.cell).flatMap(x => x.replicas.filter(rep => rep.state === 'crashed').map(rep => ({ node: r.node, ...rep }))))
+  const seen = new Set(crashes.map(x => x.instanceId))
+  if (crashes.length > 0 || nodeCrashes.some(x => !seen.has(x.replica))) {
+    lines.push('', 'recent crashes (newest first):')
+    for (const x of crashes) lines.push(`  ${shortReplica(c.cell, x.instanceId)} on ${shortNode(x.nodeId)} ${x.endedMs !== undefined ? `${formatAge(nowMs - x.endedMs)} ago` : ''}: ${x.exitReason ?? 'crashed'}${(x.stderrTail ?? []).map(l => `\n      stderr: ${l}`).join('')}`)
+    for (const x of nodeCrashes) if (!seen.has(x.replica)) lines.push(`  ${shortReplica(c.cell, x.replica)} on ${shortNode(x.node)}: ${x.exitReason ?? 'crashed'}${(x.stderrTail ?? []).map(l => `\n      stderr: ${l}`).join('')}`)
+  }
+  lines.push('', 'each node, in its own words (the autonomic loop\'s last decision):')
+  for (const r of reports.reports.sort((a, b) => a.node < b.node ? -1 : 1)) lines.push(...describeNode(r, c.cell, nowMs))
+  for (const f of reports.failures) lines.push(`  node ${shortNode(f.node)} did not answer: ${f.error}`)
+  return lines
+}
+
+function describeNode (r: NodeStatusReport, cell: string, nowMs: number): string[] {
+  const c = r.cells.find(x => x.cell === cell)
+  const head = `  node ${shortNode(r.node)}`
+  if (c === undefined) return [`${head}: knows nothing of ${cell}`]
+  const facts = [
+    c.prepared.length > 0 ? `prepared ${c.prepared.map(p => p.version).join(', ')}` : 'prepared nothing',
+    c.replicas.filter(x => x.state === 'ready' || x.state === 'starting').length > 0 ? `runs ${c.replicas.filter(x => x.state === 'ready' || x.state === 'starting').map(x => `${x.version} (${x.state})`).join(', ')}` : 'runs no replica of it'
+  ]
+  const out = [`${head}: ${facts.join('; ')}`]
+  for (const u of c.unprepared) out.push(`      could not prepare ${u.version} after ${u.attempts} attempt(s): ${u.error}`)
+  for (const h of c.halted) out.push(`      halted ${h.version} here (${h.metric}): ${h.reason}`)
+  if (c.retired !== undefined) out.push(`      treats it as retired by ${short(c.retired.authority)} (seq ${c.retired.seq})`)
+  for (const reason of c.reasons) out.push(`      ${reason}`)
+  if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
+  if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message}`)
+  return out
+}
+
+export async function run (argv: string[]): Promise<number> {
+  const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 1 })
+  if (typeof parsed === 'number') return parsed
+  const v = parsed.values
+  const [cell] = parsed.positionals
+  let format: 'text' | 'json'
+  try {
+    format = outputOf(v.output)
+  } catch (err) {
+    if (err instanceof UsageError) return usageFailure(err, HELP)
+    throw err
+  }
+  const mesh = await joinAsOperator(v)
+  try {
+    const nowMs = Date.now()
+    if (cell !== undefined) {
+      requireKnownCell(mesh, cell)
+      const reports = await fetchReports(mesh, cell)
+      const picture = cellPicture(mesh.view, cell, reports.reports)
+      if (format === 'json') {
+        process.stdout.write(JSON.stringify({ ...picture, instances: mesh.view.instances(cell), crashes: crashReports(mesh.view, cell), nodes: reports.reports, unreachable: reports.failures }, null, 2) + '\n')
+      } else {
+        process.stdout.write(describeCell(mesh, picture, reports, nowMs).join('\n') + '\n')
+      }
+      return 0
+    }
+    const reports = await fetchReports(mesh, undefined)
+    const picture = fleetPicture(mesh.view, reports.reports, nowMs)
+    if (format === 'json') {
+      process.stdout.write(JSON.stringify({ ...picture, unreachable: reports.failures }, null, 2) + '\n')
+      return 0
+    }
+    const lines = [`fleet: ${picture.nodes.length} node(s), ${picture.cells.length} cell(s)`, '']
+    for (const c of picture.cells) lines.push(`  ${headline(c)}`)
+    if (picture.cells.length === 0) lines.push('  (no cell known yet: `cell publish` one)')
+    for (const f of reports.failures) lines.push(`  node ${shortNode(f.node)} did not answer: ${f.error}`)
+    lines.push('', 'Run `cell status <cell>` for one cell in detail.')
+    process.stdout.write(lines.join('\n') + '\n')
+    return 0
+  } finally {
+    await mesh.stop()
+  }
+}
