@@ -66,7 +66,7 @@ export class FrameEncoder {
     }
     const total = varintLength(body) + body
     if (total > this.maxFrameBytes) {
-      throw new FrameTooLargeError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes}`)
+      throw new FrameTooLargeError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes} bytes per call frame; stream larger data in smaller chunks`)
     }
     const buf = this.reserve(total)
     let p = writeVarint(buf, this.pos, body)
@@ -119,7 +119,7 @@ export class FrameEncoder {
     checkU32(id, 'id')
     const total = varintLength(body) + body
     if (total > this.maxFrameBytes) {
-      throw new FrameTooLargeError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes}`)
+      throw new FrameTooLargeError(`frame of ${total} bytes exceeds the limit of ${this.maxFrameBytes} bytes per call frame; stream larger data in smaller chunks`)
     }
     const buf = this.reserve(total)
     let p = writeVarint(buf, this.pos, body)

@@ -79,6 +79,13 @@ describe.each([
     const typo = await capsid.call('ecoh', json(1), { deadlineMs: deadline() }).catch(e => e)
     expect(typo).toBeInstanceOf(UnknownMethodError)
     expect(typo.message).toMatch(/^cell has no method "ecoh"; did you mean "echo"\? \(its methods: .*\becho\b.*\)$/)
+    // Results larger than one call frame (1 MiB) fail alike, whatever their size, and name the limit
+    // (a 13 MB one used to hit the capsid's own 4 MiB frame limit with another message).
+    for (const bytes of [2_600_000, 13_000_000]) {
+      const big = await capsid.call('big', json({ bytes }), { deadlineMs: deadline() }).catch(e => e)
+      expect(big.name).toBe('FrameTooLargeError')
+      expect(big.message).toBe(`result of ${bytes + 2} bytes exceeds the limit of 1048576 bytes per call frame; return a stream of smaller chunks instead`)
+    }
     const far = await capsid.call('zzzzzzzz', json(1), { deadlineMs: deadline() }).catch(e => e)
     expect(far.message).not.toMatch(/did you mean/)
     expect(far.message).toMatch(/its methods: .*\bfail\b/)

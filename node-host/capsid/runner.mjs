@@ -5,6 +5,12 @@ import net from 'node:net'
 import { pathToFileURL } from 'node:url'
 
 const MAX_FRAME_BYTES = 4 * 1024 * 1024
+/**
+ * The most one call's result (or one stream chunk) can carry: a synapse frame to the caller is at
+ * most core/wire's DEFAULT_MAX_FRAME_BYTES (1 MiB). Checked here, where the cell's value is encoded,
+ * so a 2 MB and a 13 MB result fail alike: FrameTooLargeError naming this limit (docs/limits.md).
+ */
+const MAX_CALL_FRAME_BYTES = 1024 * 1024
 const HEADER_BYTES = 13
 const T = { CALL: 1, STREAM: 2, MESSAGE: 3, CANCEL: 4, DRAIN: 5, CREDIT: 6, READY: 16, RESULT: 17, ERROR: 18, CHUNK: 19, END: 20 }
 const CELL_META = '__cell'
@@ -63,6 +69,15 @@ const idempotent = Array.isArray(cell[CELL_META]?.idempotent) ? cell[CELL_META].
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 const EMPTY = new Uint8Array(0)
+
+/** A value for the caller, refused by name when no synapse frame could carry it. */
+function callPayload (value, what) {
+  const payload = encodeValue(value)
+  if (payload.byteLength > MAX_CALL_FRAME_BYTES) {
+    throw new FrameTooLargeError(`${what} of ${payload.byteLength} bytes exceeds the limit of ${MAX_CALL_FRAME_BYTES} bytes per call frame; return a stream of smaller chunks instead`)
+  }
+  return payload
+}
 
 function frame (type, id, meta, payload = EMPTY) {
   const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
@@ -175,7 +190,7 @@ async function serve (f) {
     const req = decodePayload(f.payload)
     const result = await cell[method](req, contextFor(meta, ac))
     if (f.type === T.CALL) {
-      send(T.RESULT, f.id, undefined, encodeValue(result))
+      send(T.RESULT, f.id, undefined, callPayload(result, 'result'))
     } else {
       if (result == null || (typeof result[Symbol.asyncIterator] !== 'function' && typeof result[Symbol.iterator] !== 'function')) {
         throw new NotAStreamError(`method "${method}" did not return an iterable`)
@@ -185,7 +200,7 @@ async function serve (f) {
         // Cancelled: leaving the loop calls the generator's return(), running its finally blocks.
         if (ac.signal.aborted) break
         entry.credits--
-        send(T.CHUNK, f.id, undefined, encodeValue(chunk))
+        send(T.CHUNK, f.id, undefined, callPayload(chunk, 'stream chunk'))
       }
       if (ac.signal.aborted) throw ac.signal.reason
       send(T.END, f.id)
