@@ -3,7 +3,8 @@
 // cell's authority: the owner takes a real snapshot (dir driver, OCI layout) and announces it; the
 // two nodes the rendezvous hash chooses fetch every blob, verify, provide and pin it, the third
 // does not; every node then sees the snapshot as safe. A fifth node (a new owner) fetches the
-// snapshot from the holders alone (the owner stopped) and restores it byte for byte.
+// snapshot from the holders alone (the owner stopped) and restores it byte for byte. `cell snapshots`
+// lists it as safe with its holders.
 import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
@@ -21,6 +22,9 @@ import { layoutDirFor, restoreSnapshot, takeSnapshot } from '../../node-host/sto
 import { serveSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
 import { SnapshotAnnouncer, hostGrantsFor } from '../../node-host/storage/snapshot-records.ts'
 import { SnapshotPinner, chooseHolders } from '../../node-host/storage/pins.ts'
+import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { REPO_ROOT } from '../../node-host/cli/cli-harness.ts'
+import { execFile } from 'node:child_process'
 
 interface Node { name: string, id: string, mesh: Mesh, dataDir: string, announcer: SnapshotAnnouncer, pinner: SnapshotPinner, server: SnapshotBlobServer }
 
@@ -120,6 +124,29 @@ describe('snapshot pinning across nodes', () => {
       expect(n.pinner.stats()).toMatchObject({ pinned: chosen.includes(n.id) ? 1 : 0, corruptBlobs: 0, failures: 0 })
     }
 
+    // `cell snapshots` (the real CLI, joining as an operator) shows it safe, held by the chosen two;
+    // a cell the fleet knows without snapshots says so.
+    const keyPath = join(root, 'authority.key')
+    await writeAuthorityKey(keyPath, authority)
+    const billing = await signRelease({ cell: 'billing', version: '1.0.0', digest: 'cd'.repeat(32), seq: 1, createdMs: Date.now() }, authority)
+    await owner.mesh.gossip.publishRelease(encodeRelease(billing))
+    // The real launcher in a child process, as cli-harness runs it, with room for a loaded machine.
+    const cli = async (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> => await new Promise((resolve, reject) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, HOME: root, CELL_BOOTSTRAP: '' }
+      delete env.CELL_HOME
+      execFile(join(REPO_ROOT, 'node_modules', '.bin', 'node'), [join(REPO_ROOT, 'node-host', 'cli', 'cell.js'), ...args, '--bootstrap', first, '--key', keyPath], { env, timeout: 90_000 }, (err, stdout, stderr) => {
+        if (err != null && typeof err.code !== 'number') reject(new Error(`cell ${args.join(' ')} did not exit: ${stderr}`, { cause: err }))
+        else resolve({ code: err == null ? 0 : err.code as number, stdout, stderr })
+      })
+    })
+    const listed = await cli(['snapshots', 'ledger', '--output', 'json'])
+    expect(listed.stderr).toBe('')
+    expect(listed.code).toBe(0)
+    const report = JSON.parse(listed.stdout) as { claims: Array<{ claim: string, newestSafe?: string, snapshots: Array<{ tag: string, safe: boolean, owner: string, holders: string[], epoch: number, sizeBytes: number }> }> }
+    expect(report.claims).toEqual([{ claim: 'ledger/0', newestSafe: record.tag, snapshots: [expect.objectContaining({ tag: record.tag, safe: true, owner: owner.id, holders: [...chosen].sort(), epoch: 1, sizeBytes: info.sizeBytes })] }])
+    const none = await cli(['snapshots', 'billing'])
+    expect({ code: none.code, stdout: none.stdout }).toEqual({ code: 0, stdout: 'billing: no snapshots in the fleet (none taken yet, or the cell keeps no state)\n' })
+
     // The owner goes away; a new node that will own the claim fetches it from the holders and restores it.
     owner.announcer.stop()
     await owner.pinner.stop()
@@ -135,5 +162,5 @@ describe('snapshot pinning across nodes', () => {
     expect(restored.via).toBe('plain')
     expect(Buffer.compare(await readFile(join(restored.mountpoint, 'entries.log')), entries)).toBe(0)
     expect(await readFile(join(restored.mountpoint, 'balance'), 'utf8')).toBe('42\n')
-  }, 150_000)
+  }, 300_000)
 })
