@@ -22,7 +22,7 @@ export type { SnapshotRecord, PinRecord } from './snapshots.ts'
 export { SnapshotBook } from './snapshot-book.ts'
 export type { SnapshotBookInit, SnapshotBookStats } from './snapshot-book.ts'
 export { signRecord, verifyRecord } from './sign.ts'
-export { FleetView, DROP_REASONS } from './view.ts'
+export { FleetView, DROP_REASONS, RELEASE_HISTORY } from './view.ts'
 export type {
   FleetViewInit, SequenceFloor, SignedRecordVerifier, RetireVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
 } from './view.ts'

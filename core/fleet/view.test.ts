@@ -8,7 +8,7 @@ import { MalformedFleetRecordError, RecordOriginMismatchError } from './errors.t
 import type { ReleaseFields } from './records.ts'
 import { signRecord, verifyRecord } from './sign.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
-import { FleetView } from './view.ts'
+import { FleetView, RELEASE_HISTORY } from './view.ts'
 import type { FleetChange, FleetViewInit } from './view.ts'
 
 interface Key { key: PrivateKey, id: string }
@@ -180,19 +180,46 @@ describe('FleetView.apply', () => {
 })
 
 describe('releases and desired versions', () => {
-  it('keeps the highest seq per cell and ignores replays', async () => {
+  it('keeps the highest seq per cell in front and ignores replays', async () => {
     const { view, changes } = setup()
     expect((await view.apply(release('billing', 3), {})).accepted).toBe(true)
+    // Gossiped again, an older release is a replay; from a neighbour's snapshot it goes behind the
+    // newest (the history a late joiner falls back on), never in front.
     expect(await view.apply(release('billing', 2), {})).toMatchObject({ reason: 'stale' })
+    expect((await view.apply(release('billing', 2), { relayed: true })).accepted).toBe(true)
+    expect(await view.apply(release('billing', 2), { relayed: true })).toMatchObject({ reason: 'duplicate' })
     expect(await view.apply(release('billing', 3), {})).toMatchObject({ reason: 'duplicate' })
     expect(view.release('billing')?.version).toBe('1.0.3')
     expect((await view.apply(release('billing', 4), {})).accepted).toBe(true)
     expect(view.release('billing')?.seq).toBe(4)
+    expect(view.releases('billing').map(r => r.seq)).toEqual([4, 3, 2])
     expect((await view.apply(release('billing', 1, '0.9.0', 'desired'), {})).accepted).toBe(true)
+    expect(await view.apply(release('billing', 0, '0.8.0', 'desired'), {})).toMatchObject({ reason: 'stale' })
     expect(view.desired('billing')?.version).toBe('0.9.0')
     expect(view.cells()).toEqual(['billing'])
-    expect(view.stats().dropped.stale).toBe(1)
-    expect(changes.filter(ch => ch.kind === 'release')).toHaveLength(2)
+    expect(view.stats().dropped.stale).toBe(2)
+    expect(changes.filter(ch => ch.kind === 'release')).toHaveLength(3)
+  })
+
+  it('keeps the last 8 releases per claim, relays them in snapshots, and lets no old one back in front', async () => {
+    const { view } = setup()
+    for (let seq = 1; seq <= 12; seq++) expect((await view.apply(release('billing', seq), {})).accepted).toBe(true)
+    expect(view.releases('billing').map(r => r.seq)).toEqual([12, 11, 10, 9, 8, 7, 6, 5])
+    expect(RELEASE_HISTORY).toBe(8)
+    // Older than everything kept, with the history full: stale (bounded; a replay flood changes nothing).
+    expect(await view.apply(release('billing', 2), { relayed: true })).toMatchObject({ reason: 'stale' })
+    expect(await view.apply(release('billing', 9), { relayed: true })).toMatchObject({ reason: 'duplicate' })
+    // Another authority's releases of other cells have histories of their own.
+    await view.apply(release('ledger', 1, '1.0.0', 'release', 'auth-2'), {})
+    expect(view.releasesOf('auth-2', 'ledger').map(r => r.seq)).toEqual([1])
+    // A late joiner's view, from this one's snapshot, holds the same history, newest in front.
+    const late = setup()
+    for (const frame of view.snapshot()) await late.view.merge(frame, {})
+    expect(late.view.releases('billing').map(r => r.seq)).toEqual([12, 11, 10, 9, 8, 7, 6, 5])
+    expect(late.view.release('billing')?.seq).toBe(12)
+    // Forged history is refused like any release.
+    expect(await late.view.apply({ kind: 'release', signed: new TextEncoder().encode('forged') }, {})).toMatchObject({ reason: 'bad-signature' })
+    expect(late.view.releases('billing')).toHaveLength(8)
   })
 
   it('keys records by authority and cell: one authority cannot outrank or lock out another\'s cell', async () => {

@@ -16,6 +16,9 @@ import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 const log = logger('cell:fleet')
 
+/** Releases the view keeps per (authority, cell): the newest and the ones before it (issue 13 point 5). */
+export const RELEASE_HISTORY = 8
+
 /** Port to core/identity: checks a signed release/desired record and returns what it vouches for; throws when invalid. */
 export type SignedRecordVerifier = (signed: Uint8Array, options: AbortOptions) => Promise<ReleaseFields>
 /** Port to core/identity: checks a signed retire record (trust and signature); throws when invalid. */
@@ -144,6 +147,12 @@ export class FleetView extends EventTarget {
   private readonly instanceMap = new Map<string, Held<InstanceRecord>>()
   private readonly instancesPerNode = new Map<string, number>()
   private readonly releaseMap = new Map<string, Held<ReleaseRecord>>()
+  /**
+   * Older releases per (authority, cell) behind the newest in releaseMap, highest seq first, at most
+   * RELEASE_HISTORY - 1: a node that joins after the newest was halted still learns the previous
+   * release (from a neighbour's snapshot) and can fall back to it.
+   */
+  private readonly releaseHistory = new Map<string, Array<Held<ReleaseRecord>>>()
   private readonly desiredMap = new Map<string, Held<DesiredVersionRecord>>()
   /** Retire records per (authority, cell); only an authority that claims the cell may retire it. */
   private readonly retireMap = new Map<string, Held<RetireRecord>>()
@@ -389,12 +398,24 @@ export class FleetView extends EventTarget {
     const key = claimKey(record.authority, record.cell)
     const floor = this.init.sequenceFloors?.[kind]
     if (record.seq > this.clock.now() + this.maxSeqAheadMs) return drop('future')
+    // An older release of a claim goes to its history, never in front of the newest.
+    let intoHistory = false
     const check = (): DropReason | undefined => {
       const existing = map.get(key)
+      intoHistory = false
       if (existing !== undefined) {
         // Highest seq per claim wins; an equal or lower one is a replay and can never roll back.
-        if (record.seq < existing.record.seq) return 'stale'
         if (record.seq === existing.record.seq) return 'duplicate'
+        if (record.seq < existing.record.seq) {
+          // Only from a snapshot (a joining node catching up): gossip carries the newest, and an older
+          // release gossiped again is a replay as before.
+          if (kind !== 'release' || options.relayed !== true) return 'stale'
+          const history = this.releaseHistory.get(key) ?? []
+          if (history.some(h => h.record.seq === record.seq)) return 'duplicate'
+          // Full: only a record newer than the oldest kept gets in (which then drops the oldest).
+          if (history.length >= RELEASE_HISTORY - 1 && record.seq < history[history.length - 1].record.seq) return 'stale'
+          intoHistory = true
+        }
         return undefined
       }
       // Below what this node accepted before a restart: a replay of an older record.
@@ -409,11 +430,28 @@ export class FleetView extends EventTarget {
     if (!await this.trusted({ kind, record } as TrustSubject, options)) return drop('untrusted')
     const late = check()
     if (late !== undefined) return drop(late)
-    map.set(key, { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() })
+    const held = { record, bytes: encodeEnvelope(envelope), receivedMs: this.clock.now() }
+    if (intoHistory) {
+      this.keepInHistory(key, held)
+    } else {
+      const previous = map.get(key)
+      if (kind === 'release' && previous !== undefined) this.keepInHistory(key, previous as Held<ReleaseRecord>)
+      map.set(key, held)
+    }
     this.addClaim(record.authority, record.cell)
     if (floor !== undefined && record.seq > floor.highestSeq(key)) floor.accept({ cell: key, seq: record.seq })
     this.emitChange({ kind, op: 'upsert', key: record.cell, cell: record.cell })
     return { accepted: true, kind }
+  }
+
+  /** Keeps an older release of a claim, highest seq first, at most RELEASE_HISTORY - 1 of them. */
+  private keepInHistory (key: string, held: Held<ReleaseRecord>): void {
+    const history = this.releaseHistory.get(key) ?? []
+    if (history.some(h => h.record.seq === held.record.seq)) return
+    history.push(held)
+    history.sort((a, b) => b.record.seq - a.record.seq)
+    history.length = Math.min(history.length, RELEASE_HISTORY - 1)
+    this.releaseHistory.set(key, history)
   }
 
   private addClaim (authority: string, cell: string): void {
@@ -536,6 +574,21 @@ export class FleetView extends EventTarget {
     return this.retireMap.get(claimKey(authority, cell))?.record
   }
 
+  /**
+   * The releases of `cell` the view keeps from its sole claimant, newest (highest seq) first: the
+   * newest and up to RELEASE_HISTORY - 1 older ones. Empty when none or several authorities claim it.
+   */
+  releases (cell: string): ReleaseRecord[] {
+    const authority = this.soleClaimant(cell)
+    return authority !== undefined ? this.releasesOf(authority, cell) : []
+  }
+
+  releasesOf (authority: string, cell: string): ReleaseRecord[] {
+    const key = claimKey(authority, cell)
+    const newest = this.releaseMap.get(key)
+    return newest === undefined ? [] : [newest.record, ...(this.releaseHistory.get(key) ?? []).map(h => h.record)]
+  }
+
   releaseOf (authority: string, cell: string): ReleaseRecord | undefined {
     return this.releaseMap.get(claimKey(authority, cell))?.record
   }
@@ -635,6 +688,7 @@ export class FleetView extends EventTarget {
     // say nothing of cells, always go): the public-only snapshot a peer without a grant gets.
     const wanted = options.cells ?? (() => true)
     for (const held of this.releaseMap.values()) if (wanted(held.record.cell)) add(held, undefined)
+    for (const history of this.releaseHistory.values()) for (const held of history) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)

@@ -58,5 +58,17 @@ describe('a crashing release', () => {
     expect(late.loop.halted.get(`${CELL}@1.1.0`)!.reason).toMatch(/halted by node …\w{8}: \d+ crashes/)
     expect(late.replicas.list(CELL).some(r => r.digest === bad.digest)).toBe(false)
     expect(late.loop.counters.failures).toBe(0)
-  }, 210_000)
+
+    // …and it can host the previous release, which it never saw published: the view keeps the last
+    // releases of each cell and relays them in snapshots, so the late node learns 1.0.0 and prepares
+    // it as the fallback. (Before, the view kept only the newest release, 1.1.0, halted: the late
+    // node knew no earlier release and hosted nothing.) With the two nodes other than its bootstrap
+    // gone, it must host a replica of 1.0.0 itself.
+    expect(late.mesh.view.releases(CELL).map(r => r.version)).toEqual(['1.1.0', '1.0.0'])
+    await waitForView(late.mesh, () => late.releases.byDigest(CELL, good.digest) != null ? true : undefined, 'the late node to prepare 1.0.0', { timeoutMs: 30_000 })
+    await Promise.all([nodes[0].stop(), nodes[2].stop()])
+    await waitForView(late.mesh, () => late.replicas.list(CELL).some(r => r.digest === good.digest && r.state === 'ready') ? true : undefined, 'a ready 1.0.0 replica on the late node', { timeoutMs: 60_000 })
+      .catch((err) => { throw new Error(`${(err as Error).message}: ${JSON.stringify(late.status(), null, 1)}`) })
+    expect(late.replicas.list(CELL).some(r => r.digest === bad.digest)).toBe(false)
+  }, 300_000)
 })
