@@ -358,8 +358,10 @@ export class FullNode {
     const retry = this.retries.get(record.digest)
     const now = Date.now()
     if (retry != null && now < retry.atMs) return
+    if (this.preparing.has(record.digest) || this.preparing.size >= 256) return
     this.retries.delete(record.digest)
-    void this.releases.prepare(this.mesh.libp2p, record).catch((err) => {
+    this.preparing.add(record.digest)
+    void this.releases.prepare(this.mesh.libp2p, record).finally(() => this.preparing.delete(record.digest)).catch((err) => {
       // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
       const failures = (retry?.failures ?? 0) + 1
       if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures), cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
