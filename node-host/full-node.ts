@@ -122,6 +122,8 @@ export class FullNode {
   private readonly init: FullNodeInit
   private started = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
+  /** Digests being prepared now: every tick asks again, and one failure must count (and log) once. */
+  private readonly preparing = new Set<string>()
   private reconcileTimer?: ReturnType<typeof setInterval>
   private readonly intent: FleetIntent
   private selfGrants?: SelfGrants
@@ -352,7 +354,24 @@ export class FullNode {
   }
 
   private onRelease (cell: string, kind: string): void {
-    const record = kind === 'desired' ? this.mesh.view.desired(cell) : this.mesh.view.release(cell)
+    this.prepareRecord(cell, kind === 'desired' ? this.mesh.view.desired(cell) : this.mesh.view.release(cell))
+  }
+
+  /**
+   * When the newest release of `cell` is halted (here, or by a node in view), the release before it
+   * that is not halted is prepared too: the loop falls back to it, so a node that joined after the
+   * halt can host it (the view keeps the last releases of each cell for this).
+   */
+  private prepareFallback (cell: string): void {
+    const [newest, ...older] = this.mesh.view.releases(cell)
+    if (newest === undefined) return
+    const halted = new Set([...this.loop.halted.values()].map(h => h.digest))
+    for (const n of this.mesh.view.nodes()) for (const h of n.halts ?? []) if (h.cell === cell) halted.add(h.digest)
+    if (!halted.has(newest.digest)) return
+    this.prepareRecord(cell, older.find(r => !halted.has(r.digest)))
+  }
+
+  private prepareRecord (cell: string, record: { cell: string, version: string, digest: string, authority: string, seq: number, signed: Uint8Array } | undefined): void {
     if (record == null || !this.trusted.has(record.authority)) return
     if (this.releases.byDigest(cell, record.digest) != null) return
     const retry = this.retries.get(record.digest)
@@ -386,6 +405,7 @@ export class FullNode {
     for (const cell of this.mesh.view.cells()) {
       this.onRelease(cell, 'release')
       this.onRelease(cell, 'desired')
+      this.prepareFallback(cell)
     }
     this.rememberHaltsAndPeers()
   }
