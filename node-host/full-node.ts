@@ -34,6 +34,10 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { tracedHandler } from '../core/telemetry/tracer.ts'
 import { OtelTracerAdapter, type OtlpTraceInit } from './telemetry/otel-tracer.ts'
 import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
+import { offersStorageClass } from '../core/biology/storage-class.ts'
+import { NodeVolumes, type NodeVolumesInit } from './volumes/node-volumes.ts'
+import { createSnapshotPort, type SnapshotService } from './volumes/snapshot-port.ts'
+import { ReplicaVolumesUnavailableError } from './volumes/volume-manager.ts'
 import { serveIntrospection, introspectionStats } from './introspect/serve-introspection.ts'
 
 const log = logger('cell:node')
@@ -89,6 +93,11 @@ export interface FullNodeInit {
    * traces (default 0.01). Unset: no spans.
    */
   otlp?: OtlpTraceInit
+  /**
+   * Stateful cells' volumes: `zfsPool` (`cell up --zfs-pool`) adds the zfs driver to the dir driver
+   * every node has; the rest tunes claim leases and hand-overs (tests shorten them).
+   */
+  storage?: { zfsPool?: string, leaseMs?: number, tuning?: NodeVolumesInit['tuning'], snapshotsKept?: number }
   clock?: Clock
   random?: Random
 }
@@ -131,6 +140,11 @@ export class FullNode {
   private intentSignature = ''
   /** The span exporter when `otlp` is set (its counters: exported, failed, dropped). */
   tracer?: OtelTracerAdapter
+  /** Stateful cells' storage: drivers offered, claim votes, claim volumes. */
+  volumes!: NodeVolumes
+  private secrets!: { credentials: Credentials, peerKey: Awaited<ReturnType<typeof loadOrCreatePeerKey>> }
+  /** Snapshots taken here, announced, pinned for others, served and fetched. */
+  snapshots?: SnapshotService
   /** Things worth telling the operator at start (e.g. a remembered port was taken). */
   readonly notes: string[] = []
 
@@ -183,7 +197,17 @@ export class FullNode {
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
     const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
-    const replicas = new ReplicaSet({ dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(tracer !== undefined ? { tracer } : {}), ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}) })
+    // The node's volumes for stateful cells (set below, once the fleet view exists).
+    let volumes: NodeVolumes | undefined
+    const replicas = new ReplicaSet({
+      dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(tracer !== undefined ? { tracer } : {}), ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}),
+      volumes: {
+        open: async (spec, instanceId, options) => {
+          if (volumes?.manager === undefined) throw new ReplicaVolumesUnavailableError(`the node's volumes are not started yet; ${spec.cell} not started`)
+          return await volumes.manager.open(spec, instanceId, options)
+        }
+      }
+    })
     // Resolved now: a node without a working bubblewrap (and no explicit --sandbox process) fails here
     // by name, not in its first heartbeat. Peers read the level from the node record's roles.
     const level = replicas.sandboxLevel
@@ -200,7 +224,7 @@ export class FullNode {
       // CPU the node's own replicas use, as sampled from /proc: what this node has committed. (Host-wide
       // load would count unrelated work and stop a busy laptop or CI machine from hosting anything.)
       load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
-      roles: ['full', sandboxRole(level), ...trustRoles(trusted)],
+      roles: ['full', sandboxRole(level), ...(volumes?.roles() ?? []), ...trustRoles(trusted)],
       grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
       halts: halts(),
       prepared: self?.preparedReleases() ?? [],
@@ -250,10 +274,26 @@ export class FullNode {
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true,
       // A cell that requires a strict sandbox (the default) is placed only on nodes advertising one,
       // and never started here when this node is weaker (ReplicaSet refuses it by name too).
-      nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require)
+      nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require) &&
+        // A stateful cell only on nodes that offer its storage class (zfs never falls back to dir).
+        (release.manifest.storage === undefined || offersStorageClass(node.nodeId === credentials.peerId ? (volumes?.roles() ?? []) : node.roles, release.manifest.storage.class))
+    })
+    volumes = await NodeVolumes.create({
+      selfId: credentials.peerId,
+      dataDir: init.dataDir,
+      ...(init.storage?.zfsPool !== undefined ? { zfsPool: init.storage.zfsPool } : {}),
+      clock,
+      view: mesh.view,
+      credentials,
+      trusted,
+      hostGrant: mesh.hostGrant,
+      ...(init.storage?.leaseMs !== undefined ? { leaseMs: init.storage.leaseMs } : {}),
+      ...(init.storage?.tuning !== undefined ? { tuning: init.storage.tuning } : {})
     })
     halts = () => loop.haltRecords()
     const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent, metrics)
+    node.volumes = volumes
+    node.secrets = { credentials, peerKey }
     metrics.attach({
       connections: () => mesh.libp2p.getConnections().map(c => ({ direction: c.direction, streams: c.streams.map(st => st.protocol) })),
       peers: () => mesh.libp2p.getPeers().length,
@@ -295,6 +335,11 @@ export class FullNode {
     this.trusted = trusted
   }
 
+  /** One line on the storage this node offers, for `cell up`. */
+  storageSummary (): string {
+    return this.volumes.summary()
+  }
+
   get peerId (): string {
     return this.mesh.peerId.toString()
   }
@@ -324,6 +369,11 @@ export class FullNode {
     await this.mesh.start()
     await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })
     await serveMetricsProtocol(this.mesh.libp2p, async () => await this.metrics.text(), { stats: this.metricsServes })
+    this.snapshots = await createSnapshotPort({
+      mesh: this.mesh, credentials: this.secrets.credentials, privateKey: this.secrets.peerKey, dataDir: this.init.dataDir, trusted: this.trusted, clock: this.init.clock ?? systemClock,
+      ...(this.init.storage?.snapshotsKept !== undefined ? { keep: this.init.storage.snapshotsKept } : {})
+    })
+    await this.volumes.start(this.mesh.libp2p, this.snapshots)
     await serveIntrospection(this, { stats: this.introspection, ...(this.init.clock !== undefined ? { clock: this.init.clock } : {}) })
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {
@@ -525,6 +575,8 @@ export class FullNode {
     await heartbeat()
     await stopping
     this.replicas.stopSampling()
+    await this.snapshots?.stop()
+    await this.volumes.stop()
     await heartbeat()
     await this.mesh.stop()
     clearTimeout(this.intentTimer)

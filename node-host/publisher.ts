@@ -2,6 +2,8 @@
 // provide the artifact in the DHT, then gossip the release. The fleet does the rest.
 import { logger } from '@libp2p/logger'
 import { CellError } from '../core/errors.ts'
+import { offersStorageClass, storageDriversOfRoles } from '../core/biology/storage-class.ts'
+import { NoStorageClassError } from './storage/errors.ts'
 import { parseManifest, type Manifest } from '../core/manifest/index.ts'
 import { packArtifact } from '../core/manifest/packaged.ts'
 import { signRelease, encodeRelease, authorityIdOf, sha256Hex, type AuthorityKey } from '../core/identity/index.ts'
@@ -112,6 +114,8 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   log('published %s@%s %s seq %d', pkg.manifest.name, version, pkg.digest, seq)
   let ready = 0
   const cell = pkg.manifest.name
+  // A stateful cell whose storage class no node offers would wait for replicas forever: say why now.
+  if (pkg.manifest.storage !== undefined && (options.waitReplicas ?? 1) > 0) noStorageClass(mesh, cell, version, pkg.manifest.storage.class)
   if ((options.waitReplicas ?? 1) > 0) {
     try {
       ready = (await waitForReplicas(mesh, cell, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })).length
@@ -126,4 +130,13 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   // Replicas are ready somewhere: give every node a few heartbeats to say whether it prepared it.
   const nodes = await waitForPrepareReport(mesh, cell, pkg.digest, { timeoutMs: (options.waitReplicas ?? 1) > 0 ? (options.reportMs ?? 10_000) : 0, authority, signal: options.signal })
   return { cell, version, digest: pkg.digest, seq, ready, nodes }
+}
+
+/** Throws NoStorageClassError when no full node in view offers `storageClass`, naming what they offer. */
+function noStorageClass (mesh: Mesh, cell: string, version: string, storageClass: string): void {
+  const nodes = mesh.view.nodes().filter(n => n.roles.includes('full'))
+  if (nodes.length === 0 || nodes.some(n => offersStorageClass(n.roles, storageClass))) return
+  const offered = [...new Set(nodes.flatMap(n => storageDriversOfRoles(n.roles)))].sort()
+  log.error('%s@%s was published, but none of the %d full node(s) in view offers storage class "%s"', cell, version, nodes.length, storageClass)
+  throw new NoStorageClassError(storageClass, offered)
 }

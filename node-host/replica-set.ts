@@ -4,12 +4,14 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
+import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, FencedReplicaError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
 import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
 import { boundExitReason, boundStderrTail, type LocalInstanceState } from '../core/fleet/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
-import { CellError, type RetryRule } from '../core/errors.ts'
+import { CellError } from '../core/errors.ts'
+
+export { FencedReplicaError } from './capsid/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
 import { UsageSampler } from './capsid/usage-sampler.ts'
 import { traced, type Tracer } from '../core/telemetry/tracer.ts'
@@ -17,17 +19,6 @@ import { traced, type Tracer } from '../core/telemetry/tracer.ts'
 const log = logger('cell:replicas')
 
 export class ReplicaLimitError extends CellError { static override readonly errorName = 'ReplicaLimitError' }
-/**
- * This node's lease on the replica's claim ran out (it could not renew with the claim's voters), so
- * another node may already own the claim at a higher epoch: the call is refused, and an answer the
- * replica produced after the lease ended is never sent. What this fenced replica wrote is never
- * restored, so nothing that counts ran: the caller retries on the claim's new owner.
- */
-export class FencedReplicaError extends CellError {
-  static override readonly errorName = 'FencedReplicaError'
-  static override readonly retry: RetryRule = 'nothing-ran'
-}
-
 /**
  * The volume a replica of a stateful cell runs on: its claim acquired at an epoch (and restored from
  * a snapshot when this node was not its last writer). `serving()` turns false when the lease on the
@@ -212,10 +203,9 @@ export class ReplicaSet extends EventTarget {
       try {
         info.volume = await this.track(this.init.volumes.open(spec, instanceId, options))
       } catch (err) {
-        info.state = 'crashed'
-        info.endedMs = this.init.clock.now()
-        recordExit(info, `${(err as Error).name}: ${String((err as Error).message).split('\n')[0]}`, [])
-        this.dispatchEvent(new CustomEvent('exit', { detail: { info, error: err } }))
+        // No claim to run on (all held, no quorum yet): nothing started, so no crash to report; the
+        // autonomic loop tries again on a later tick.
+        this.replicas.delete(instanceId)
         throw err
       }
       dataDir = info.volume.path

@@ -1,4 +1,4 @@
-import { CellError } from '../../core/errors.ts'
+import { CellError, type RetryRule } from '../../core/errors.ts'
 
 // Errors a caller must recognise to decide on a retry (busy, draining, stopped, crashed) live in
 // core/mesh/errors.ts so light peers register them too; the deadline, method and frame errors are
@@ -45,4 +45,15 @@ export class RemoteHandlerError extends CellError {
     this.name = remoteName
     if (code !== undefined) this.code = code
   }
+}
+
+/**
+ * This node's lease on the replica's claim ran out (it could not renew with the claim's voters), so
+ * another node may already own the claim at a higher epoch: the call is refused, and an answer the
+ * replica produced after the lease ended is never sent. What this fenced replica wrote is never
+ * restored, so nothing that counts ran: the caller retries on the claim's new owner.
+ */
+export class FencedReplicaError extends CellError {
+  static override readonly errorName = 'FencedReplicaError'
+  static override readonly retry: RetryRule = 'nothing-ran'
 }

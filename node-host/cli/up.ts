@@ -7,7 +7,7 @@ import { isAuthorityId } from '../../core/identity/index.ts'
 import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
-import { readNodeConfig } from './node-config.ts'
+import { readNodeConfig, ZFS_POOL_PATTERN } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
@@ -57,6 +57,10 @@ options:
                         used and printed; a port you chose that is taken fails the
                         start with MetricsPortInUseError. The fleet is served there too:
                         /metrics/nodes/<id>, /metrics/cells/<cell>, /sd/prometheus
+  --zfs-pool NAME       create stateful cells' volumes as datasets of this ZFS pool, with the claim
+                        as quota (or zfs_pool in node.toml); without it the node offers only the
+                        dir driver (plain directories, no quota) and cells that ask for
+                        class = "zfs" are never placed here
   --otlp URL            export trace spans over OTLP/HTTP (JSON) to URL, e.g.
                         http://127.0.0.1:4318/v1/traces (default CELL_OTLP; none when unset)
   --trace-ratio R       share of new traces sampled, 0..1 (default 0.01); calls arriving sampled
@@ -91,6 +95,7 @@ const OPTIONS = {
   'bootstrap-tag-ttl': { type: 'string' },
   'drain-grace': { type: 'string' },
   metrics: { type: 'string' },
+  'zfs-pool': { type: 'string' },
   otlp: { type: 'string' },
   'trace-ratio': { type: 'string' },
   dashboard: { type: 'boolean' },
@@ -169,6 +174,8 @@ export async function run (argv: string[]): Promise<number> {
   }
   const keepPeers = v['keep-peers'] != null ? Number(v['keep-peers']) : undefined
   if (keepPeers !== undefined && (!Number.isInteger(keepPeers) || keepPeers < 0 || keepPeers > 256)) return usageFailure('--keep-peers must be a whole number 0-256', HELP)
+  const zfsPool = v['zfs-pool'] ?? config.zfsPool
+  if (zfsPool !== undefined && !ZFS_POOL_PATTERN.test(zfsPool)) return usageFailure(`--zfs-pool ${zfsPool} is not a ZFS pool name`, HELP)
   const trust = [...config.trust, ...(v.trust ?? [])]
   if (v.cell != null) {
     const file = join(v.cell, 'Cell.toml')
@@ -191,6 +198,7 @@ export async function run (argv: string[]): Promise<number> {
     heartbeatMs: durations.heartbeat,
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
+    ...(zfsPool !== undefined ? { storage: { zfsPool } } : {}),
     reuseAddresses: true,
     ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
     ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})
@@ -232,6 +240,7 @@ export async function run (argv: string[]): Promise<number> {
   process.stdout.write(`cell node ${node.peerId}\n`)
   for (const a of node.addresses()) process.stdout.write(`  listening ${a}\n`)
   if (node.metricsUrl !== undefined) process.stdout.write(`metrics ${node.metricsUrl}\n`)
+  process.stdout.write(`storage ${node.storageSummary()}\n`)
   if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
   await new Promise<void>((done) => {

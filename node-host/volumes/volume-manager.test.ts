@@ -27,7 +27,8 @@ class SharedSnapshots implements SnapshotPort {
   readonly safe = new Map<string, SafeSnapshot[]>()
   readonly root: string
   taken = 0
-  constructor (root: string, private readonly owner: () => string) { this.root = root }
+  private readonly owner: () => string
+  constructor (root: string, owner: () => string) { this.root = root; this.owner = owner }
   async take (driver: StorageDriver, claim: Claim, epoch: number): Promise<{ tag: string }> {
     const tag = `snapshot-e${epoch}-${++this.taken}`
     await cp(driver.mountpoint(claim), join(this.root, tag), { recursive: true })
@@ -88,7 +89,7 @@ describe('claim volumes', () => {
       register: client,
       snapshots,
       voters: () => NODES,
-      isLive: (id) => !down.has(id),
+      isServing: (id) => !down.has(id),
       firstSnapshotMs: 3_600_000,
       handoverSyncMs: 0
     })

@@ -27,6 +27,12 @@ export class ClaimsHeldError extends CellError {
   static override readonly retry: RetryRule = 'nothing-ran'
 }
 
+/** A stateful replica was asked for before the node's volumes started (or after they stopped). */
+export class ReplicaVolumesUnavailableError extends CellError {
+  static override readonly errorName = 'ReplicaVolumesUnavailableError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
 /** A lease as the register granted it (core/claims ClaimLease). */
 export interface ClaimLease {
   epoch: number
@@ -72,9 +78,9 @@ export interface VolumeManagerInit {
   register: ClaimRegisterPort
   snapshots: SnapshotPort
   /** The claim's voters: nodes that host the cell's authority and offer storage (core/claims chooseVoters). */
-  voters: (spec: SpawnSpec, claimId: string) => string[]
-  /** Is `nodeId` alive in the fleet view (a fresh node record)? A dead holder's lease is waited out. */
-  isLive: (nodeId: string) => boolean
+  voters: (spec: SpawnSpec, claimId: string) => string[] | Promise<string[]>
+  /** Does `nodeId` run a ready replica of `cell` (fresh heartbeat)? A holder that does not is waited out. */
+  isServing: (nodeId: string, cell: string) => boolean
   /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
   leaseGuardMs?: number
   /** How long a planned close waits for its final snapshot to be held by two other nodes. Default 30 s. */
@@ -186,26 +192,31 @@ class OpenClaim implements ReplicaVolume {
     this.scheduleSnapshot(this.init.firstSnapshotMs ?? 2_000)
   }
 
-  private scheduleRenew (): void {
+  /** Renew at a quarter of the lease; after a failure, again soon (every 250 ms) while the lease lasts. */
+  private scheduleRenew (afterFailure = false): void {
     if (this.lost || this.released) return
-    this.renewTimer = this.init.clock.setTimeout(() => { void this.renew() }, Math.max(100, Math.floor(this.lease.leaseMs / 3)))
+    const delayMs = afterFailure ? 250 : Math.max(100, Math.floor(this.lease.leaseMs / 4))
+    this.renewTimer = this.init.clock.setTimeout(() => { void this.renew() }, delayMs)
   }
 
   private async renew (): Promise<void> {
     if (this.lost || this.released) return
+    const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
     try {
-      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(Math.max(1_000, Math.floor(this.lease.leaseMs / 3))) })
+      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))) })
       if (lease.epoch === this.epoch) this.lease = lease
+      this.scheduleRenew()
     } catch (err) {
       if (err instanceof ClaimLostError) {
         this.lost = true
         log.error('claim %s (epoch %d) is no longer ours: %s', this.claimId, this.epoch, err.message)
         return
       }
-      // A missing quorum: keep trying; serving() turns false on its own when the lease runs out.
-      log('renewing claim %s failed: %s: %s', this.claimId, (err as Error).name, (err as Error).message)
+      // No quorum in time: try again soon; serving() turns false on its own when the lease runs out.
+      this.manager.counters.renewFailures++
+      log('renewing claim %s from …%s with voters %s failed (%d ms of lease left): %s: %s', this.claimId, this.init.selfId.slice(-6), this.voters.map(v => `…${v.slice(-6)}`).join(','), Math.round(remainingMs), (err as Error).name, (err as Error).message)
+      this.scheduleRenew(true)
     }
-    this.scheduleRenew()
   }
 
   private scheduleSnapshot (delayMs: number): void {
@@ -258,7 +269,8 @@ export class VolumeManager implements ReplicaVolumes {
   readonly init: VolumeManagerInit
   private readonly markers: MarkerFile
   private readonly held = new Map<string, OpenClaim>()
-  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0 }
+  private readonly opening = new Set<string>()
+  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, renewFailures: 0 }
 
   constructor (init: VolumeManagerInit) {
     this.init = init
@@ -284,6 +296,17 @@ export class VolumeManager implements ReplicaVolumes {
   }
 
   async open (spec: SpawnSpec, instanceId: string, options: { signal?: AbortSignal } = {}): Promise<ReplicaVolume> {
+    // One open per cell at a time: a second would only duel with the first in the register.
+    if (this.opening.has(spec.cell)) throw new ClaimsHeldError(`a claim of ${spec.cell} is being opened on this node already; ${instanceId} not started`)
+    this.opening.add(spec.cell)
+    try {
+      return await this.openClaim(spec, instanceId, options)
+    } finally {
+      this.opening.delete(spec.cell)
+    }
+  }
+
+  private async openClaim (spec: SpawnSpec, instanceId: string, options: { signal?: AbortSignal }): Promise<ReplicaVolume> {
     const storage = spec.manifest?.storage
     if (storage === undefined) throw new NoStorageClassError('(none)', this.init.drivers.map(d => d.kind))
     const kind = driverForClass(this.init.drivers.map(d => d.kind), storage.class)
@@ -298,13 +321,15 @@ export class VolumeManager implements ReplicaVolumes {
       if ('volume' in opened) return opened.volume
       waited.push({ ordinal, ...opened.held })
     }
-    // Every claim is held. A holder that is gone from the fleet has a lease still running on the
-    // voters' clocks: wait it out for the lowest such claim (its data is the newest), then take it.
-    const dead = waited.find(w => !this.init.isLive(w.holder) && w.leaseEndsInMs <= (this.init.maxLeaseWaitMs ?? 60_000))
-    if (dead !== undefined) {
-      log('claim %s/%d is held by %s, gone from the fleet: waiting %d ms for its lease to end', spec.cell, dead.ordinal, dead.holder, dead.leaseEndsInMs)
-      await abortableDelay(this.init.clock, dead.leaseEndsInMs + 50, options.signal)
-      const opened = await this.tryOpen(spec, { cell: spec.cell, ordinal: dead.ordinal }, driver, storage.claimBytes, options)
+    // Every claim is held. A holder that is gone from the fleet, or serves no ready replica of the
+    // cell any more (it is handing the claim over), releases it or sees its lease end: try that claim
+    // once more when the lease is over (bounded). Not sooner: every attempt is a register round that
+    // would duel with the holder's own renew and release rounds.
+    const idle = waited.filter(w => !this.init.isServing(w.holder, spec.cell)).sort((a, b) => a.leaseEndsInMs - b.leaseEndsInMs)[0]
+    if (idle !== undefined && idle.leaseEndsInMs <= (this.init.maxLeaseWaitMs ?? 60_000)) {
+      log('claim %s/%d is held by …%s, which serves no replica of it: trying again in %d ms, when its lease ends', spec.cell, idle.ordinal, idle.holder.slice(-6), idle.leaseEndsInMs)
+      await abortableDelay(this.init.clock, Math.ceil(idle.leaseEndsInMs) + 100, options.signal)
+      const opened = await this.tryOpen(spec, { cell: spec.cell, ordinal: idle.ordinal }, driver, storage.claimBytes, options)
       if ('volume' in opened) return opened.volume
     }
     throw new ClaimsHeldError(`every claim of ${spec.cell} (${waited.map(w => `${spec.cell}/${w.ordinal} by …${w.holder.slice(-6)}`).join(', ')}) is held; ${instanceId} not started`)
@@ -312,7 +337,7 @@ export class VolumeManager implements ReplicaVolumes {
 
   private async tryOpen (spec: SpawnSpec, claim: Claim, driver: StorageDriver, quotaBytes: number, options: { signal?: AbortSignal }): Promise<{ volume: OpenClaim } | { held: { holder: string, leaseEndsInMs: number } }> {
     const claimId = `${claim.cell}/${claim.ordinal}`
-    let voters = this.init.voters(spec, claimId)
+    let voters = await this.init.voters(spec, claimId)
     let lease: ClaimLease
     try {
       try {
@@ -357,7 +382,7 @@ export class VolumeManager implements ReplicaVolumes {
     this.held.set(claimId, open)
     this.counters.opened++
     open.start()
-    log('claim %s opened at epoch %d on %s%s', claimId, lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
+    log('claim %s opened by …%s with voters %s at epoch %d on %s%s', claimId, this.init.selfId.slice(-6), voters.map(v => `…${v.slice(-6)}`).join(','), lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
     return { volume: open }
   }
 

@@ -37,7 +37,8 @@ export class TestFleet {
   async stop (): Promise<void> {
     await Promise.all(this.clients.map(async c => await c.stop()))
     await Promise.all(this.nodes.map(async n => await n.stop()))
-    if (this.root !== '') await rm(this.root, { recursive: true, force: true })
+    // maxRetries: a node's last state write may land while the tree is being removed.
+    if (this.root !== '') await rm(this.root, { recursive: true, force: true, maxRetries: 5 })
   }
 }
 

@@ -1,0 +1,128 @@
+// Stateful cells on a full node: the storage drivers it offers (node-host/storage), its vote on
+// claims (a ClaimAcceptor serving `/cell/claim/1`, state on disk), its own claims (a
+// ClaimRegisterClient) and the VolumeManager that opens a replica's claim volume. full-node.ts
+// builds one of these and hands `manager` to the ReplicaSet.
+import { logger } from '@libp2p/logger'
+import type { Libp2p } from '@libp2p/interface'
+import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, performanceClock, serveClaimProtocol } from '../../core/claims/index.ts'
+import { offersStorageClass, storageRole } from '../../core/biology/storage-class.ts'
+import type { Clock } from '../../core/ports.ts'
+import type { FleetView } from '../../core/fleet/index.ts'
+import type { GrantCredentialsPort } from '../../core/fleet/peer-grant.ts'
+import type { HostGrantCheck } from '../../core/mesh/host-grant-policy.ts'
+import { createStorage, type Storage } from '../storage/storage.ts'
+import { FileAcceptorStore } from './acceptor-store.ts'
+import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
+import type { SpawnSpec } from '../replica-set.ts'
+
+const log = logger('cell:volumes')
+
+export interface NodeVolumesInit {
+  selfId: string
+  dataDir: string
+  zfsPool?: string
+  clock: Clock
+  view: FleetView
+  credentials: GrantCredentialsPort
+  /** Authorities this node trusts (read live). */
+  trusted: ReadonlySet<string>
+  hostGrant: HostGrantCheck
+  /** Lease length of the claims this node owns (default 10 s). */
+  leaseMs?: number
+  /** Tuning of the volume manager (tests shorten waits). */
+  tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs'>>
+}
+
+export class NodeVolumes {
+  readonly storage: Storage
+  readonly acceptor: ClaimAcceptor
+  /** This node's proposer, once started. */
+  client?: ClaimRegisterClient
+  readonly gate: HostGrantGate
+  manager?: VolumeManager
+  private readonly init: NodeVolumesInit
+  private unserve?: () => Promise<void>
+
+  private constructor (init: NodeVolumesInit, storage: Storage) {
+    this.init = init
+    this.storage = storage
+    // Proposers and voters of a claim must hold a host grant for its cell from an authority this
+    // node trusts that claims the cell.
+    this.gate = new HostGrantGate({
+      authoritiesOf: (cell) => new Set(init.view.claimants(cell).filter(a => init.trusted.has(a))),
+      credentials: init.credentials,
+      clock: init.clock
+    })
+    this.acceptor = new ClaimAcceptor({ selfId: init.selfId, store: new FileAcceptorStore(init.dataDir), clock: performanceClock, gate: this.gate })
+  }
+
+  /** Opens the drivers (ZfsUnavailableError when a pool was named and does not answer). */
+  static async create (init: NodeVolumesInit): Promise<NodeVolumes> {
+    const storage = await createStorage({ dataDir: init.dataDir, ...(init.zfsPool !== undefined ? { zfsPool: init.zfsPool } : {}) })
+    return new NodeVolumes(init, storage)
+  }
+
+  /** Roles for the node record: the storage classes this node offers. */
+  roles (): string[] {
+    return this.storage.offered.map(storageRole)
+  }
+
+  /** What `cell up` prints about storage at start. */
+  summary (): string {
+    return this.storage.zfs !== undefined
+      ? `zfs pool ${this.init.zfsPool ?? '?'} and dir: stateful cells get a dataset each with their claim as quota`
+      : 'dir only (no --zfs-pool): volumes are plain directories without quota; cells asking for class = "zfs" are not placed here'
+  }
+
+  /** Serves `/cell/claim/1` and builds the volume manager; call once the libp2p node runs. */
+  async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
+    const { init } = this
+    this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock })
+    const client = new ClaimRegisterClient({
+      selfId: init.selfId,
+      transport: libp2pClaimTransport(libp2p, { local: { selfId: init.selfId, acceptor: this.acceptor } }),
+      clock: performanceClock,
+      timers: init.clock,
+      gate: this.gate,
+      leaseMs: init.leaseMs ?? 10_000
+    })
+    this.client = client
+    this.manager = new VolumeManager({
+      selfId: init.selfId,
+      dataDir: init.dataDir,
+      clock: init.clock,
+      drivers: this.storage.offered.map(kind => kind === 'zfs' ? this.storage.zfs! : this.storage.dir),
+      register: client,
+      snapshots,
+      voters: async (spec, claimId) => await this.voters(spec, claimId),
+      isServing: (nodeId, cell) => init.view.liveInstances(cell).some(i => i.nodeId === nodeId && i.state === 'ready'),
+      ...init.tuning
+    })
+    return this.manager
+  }
+
+  /**
+   * The claim's voters: the nodes in view that offer the cell's storage class and hold a verified
+   * host grant for it, by rendezvous hash (core/claims chooseVoters). The register fixes the set
+   * when the claim is created and names it back (ClaimVotersMismatchError) if the view moved.
+   */
+  async voters (spec: SpawnSpec, claimId: string): Promise<string[]> {
+    const cls = spec.manifest?.storage?.class ?? 'default'
+    const authority = spec.authority
+    const candidates: string[] = []
+    for (const node of this.init.view.nodes()) {
+      if (node.nodeId !== this.init.selfId && !offersStorageClass(node.roles, cls)) continue
+      if (authority !== undefined && node.nodeId !== this.init.selfId && !await this.init.hostGrant(node, authority, spec.cell)) continue
+      candidates.push(node.nodeId)
+    }
+    if (!candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
+    const voters = chooseVoters(claimId, candidates)
+    log('voters of %s: %s (of %d candidates)', claimId, voters.map(v => `…${v.slice(-6)}`).join(', '), candidates.length)
+    return voters
+  }
+
+  async stop (): Promise<void> {
+    await this.unserve?.().catch(() => {})
+    this.unserve = undefined
+  }
+}

@@ -1,0 +1,186 @@
+// Snapshots of a full node's claims, end to end: take one (node-host/storage takeSnapshot into the
+// claim's OCI layout), announce it to the fleet and provide its blobs (snapshot-records,
+// blob-exchange), pin other owners' snapshots (pins.ts), serve blobs to nodes with a host grant,
+// and, on a node taking a claim over, fetch a snapshot's blobs from its holders and restore it.
+// The VolumeManager sees all of it through the SnapshotPort interface.
+import { logger } from '@libp2p/logger'
+import type { PrivateKey } from '@libp2p/interface'
+import type { Clock } from '../../core/ports.ts'
+import type { Credentials } from '../../core/identity/index.ts'
+import type { FleetChange, NodeRecord, SnapshotRecord } from '../../core/fleet/index.ts'
+import { offersStorageClass } from '../../core/biology/storage-class.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { claimId as claimIdOf, type Claim, type StorageDriver } from '../storage/driver.ts'
+import { SnapshotNotFoundError } from '../storage/errors.ts'
+import { layoutDirFor, pruneSnapshots, restoreSnapshot, takeSnapshot } from '../storage/snapshots.ts'
+import { SnapshotAnnouncer, hostGrantsFor } from '../storage/snapshot-records.ts'
+import { SnapshotPinner } from '../storage/pins.ts'
+import { provideSnapshotBlobs, serveSnapshotBlobs, type SnapshotBlobServer } from '../storage/blob-exchange.ts'
+import type { SafeSnapshot, SnapshotPort } from './volume-manager.ts'
+
+const log = logger('cell:snapshots')
+
+export interface SnapshotServiceInit {
+  mesh: Mesh
+  credentials: Credentials
+  /** This node's libp2p key (snapshot and pin records are signed with it). */
+  privateKey: PrivateKey
+  dataDir: string
+  trusted: ReadonlySet<string>
+  clock: Clock
+  /** Snapshots kept per claim, own and pinned (default 4, plus the ZFS bases they need). */
+  keep?: number
+  /** Re-announce snapshots and pins this often (default 60 s). */
+  announceMs?: number
+}
+
+/** One lock per claim: a snapshot, a prune and blobs landing in one layout never overlap. */
+class ClaimLocks {
+  private readonly tails = new Map<string, Promise<unknown>>()
+
+  async with<T> (claimId: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.tails.get(claimId) ?? Promise.resolve()
+    const run = before.then(fn, fn)
+    const tail = run.catch(() => {})
+    this.tails.set(claimId, tail)
+    try {
+      return await run
+    } finally {
+      if (this.tails.get(claimId) === tail) this.tails.delete(claimId)
+    }
+  }
+}
+
+export class SnapshotService implements SnapshotPort {
+  readonly announcer: SnapshotAnnouncer
+  readonly pinner: SnapshotPinner
+  private server?: SnapshotBlobServer
+  private readonly init: SnapshotServiceInit
+  private readonly locks = new ClaimLocks()
+  private readonly selfId: string
+  private readonly shutdown = new AbortController()
+
+  constructor (init: SnapshotServiceInit) {
+    this.init = init
+    const { mesh } = init
+    this.selfId = mesh.peerId.toString()
+    this.announcer = new SnapshotAnnouncer({
+      view: mesh.view,
+      pubsub: mesh.libp2p.services.pubsub,
+      privateKey: init.privateKey,
+      grantsFor: (cell) => hostGrantsFor(init.credentials, mesh.view, cell),
+      clock: init.clock,
+      ...(init.announceMs !== undefined ? { announceMs: init.announceMs } : {})
+    })
+    this.pinner = new SnapshotPinner({
+      libp2p: mesh.libp2p,
+      view: mesh.view,
+      announcer: this.announcer,
+      dataDir: init.dataDir,
+      chainFor: (cell) => mesh.credentialsFor(cell),
+      eligible: async (node, cell) => await this.mayHold(node, cell),
+      withClaimLock: async (claimId, fn) => await this.locks.with(claimId, fn),
+      clock: init.clock,
+      ...(init.keep !== undefined ? { keep: init.keep } : {})
+    })
+  }
+
+  /** A node may hold a cell's snapshots: it offers storage and gossips a host grant for the cell from a trusted claimant. */
+  private async mayHold (node: NodeRecord, cell: string): Promise<boolean> {
+    if (!offersStorageClass(node.roles, 'default')) return false
+    for (const authority of this.init.mesh.view.claimants(cell)) {
+      if (this.init.trusted.has(authority) && await this.init.mesh.hostGrant(node, authority, cell)) return true
+    }
+    return false
+  }
+
+  async start (): Promise<void> {
+    const { mesh } = this.init
+    this.server = await serveSnapshotBlobs(mesh.libp2p, { view: mesh.view, trusted: this.init.trusted, dataDir: this.init.dataDir, clock: this.init.clock })
+    this.announcer.start()
+    this.pinner.start()
+  }
+
+  async stop (): Promise<void> {
+    this.shutdown.abort()
+    this.announcer.stop()
+    await this.pinner.stop()
+    await this.server?.stop()
+    this.server = undefined
+  }
+
+  async take (driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal } = {}): Promise<{ tag: string }> {
+    const id = claimIdOf(claim)
+    const layoutDir = layoutDirFor(this.init.dataDir, claim)
+    const info = await this.locks.with(id, async () => {
+      const info = await takeSnapshot({ driver, claim, epoch, layoutDir, nowMs: this.init.clock.now(), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+      await pruneSnapshots({ layoutDir, keep: this.init.keep ?? 4 }).catch((err) => { log.error('pruning snapshots of %s: %e', id, err) })
+      return info
+    })
+    const announcing = performance.now()
+    await this.announcer.announceSnapshot(info, options)
+    log('took %s of %s: %d bytes, %d blobs; announced in %d ms', info.tag, id, info.sizeBytes, info.blobs.length, Math.round(performance.now() - announcing))
+    void provideSnapshotBlobs(this.init.mesh.libp2p, info.blobs, { signal: this.shutdown.signal }).catch(() => {})
+    return { tag: info.tag }
+  }
+
+  private own (claimId: string, tag: string): SnapshotRecord | undefined {
+    return this.init.mesh.view.snapshots(claimId).find(s => s.tag === tag && s.nodeId === this.selfId)
+  }
+
+  async waitSafe (claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean> {
+    const view = this.init.mesh.view
+    const safe = (): boolean => { const s = this.own(claimId, tag); return s !== undefined && view.isSafeSnapshot(s) }
+    return await this.waitFor(claimId, safe, options) ?? false
+  }
+
+  async newestSafe (claimId: string, options: { minEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
+    const view = this.init.mesh.view
+    const newest = (): SnapshotRecord | undefined => view.safeSnapshots(claimId)[0]
+    await this.waitFor(claimId, () => (newest()?.epoch ?? -1) >= options.minEpoch, options)
+    const s = newest()
+    return s === undefined ? undefined : { tag: s.tag, epoch: s.epoch, nodeId: s.nodeId, takenMs: s.takenMs }
+  }
+
+  /** Resolves true once `done()` holds (checked at once and on every snapshot/pin change), false at the deadline. */
+  private async waitFor (claimId: string, done: () => boolean, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean | undefined> {
+    if (done()) return true
+    if (options.timeoutMs <= 0) return false
+    const view = this.init.mesh.view
+    return await new Promise<boolean>((resolve, reject) => {
+      const finish = (value: boolean | Error): void => {
+        view.removeEventListener('change', onChange)
+        this.init.clock.clearTimeout(timer)
+        options.signal?.removeEventListener('abort', onAbort)
+        if (value instanceof Error) reject(value)
+        else resolve(value)
+      }
+      const onChange = (evt: Event): void => {
+        const change = (evt as CustomEvent<FleetChange>).detail
+        if ((change.kind === 'snapshot' || change.kind === 'pin') && change.key === claimId && done()) finish(true)
+      }
+      const onAbort = (): void => { finish(options.signal?.reason as Error) }
+      const timer = this.init.clock.setTimeout(() => { finish(done()) }, options.timeoutMs)
+      view.addEventListener('change', onChange)
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  async restore (driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const id = claimIdOf(claim)
+    const record = this.init.mesh.view.snapshots(id).find(s => s.tag === tag)
+    if (record === undefined) throw new SnapshotNotFoundError(`the fleet view holds no snapshot ${tag} of ${id}`)
+    await this.locks.with(id, async () => {
+      // Blobs this node pinned are already here (verified); the rest come from the holders.
+      const layoutDir = await this.pinner.fetchSnapshot(record, options)
+      const result = await restoreSnapshot({ driver, claim, layoutDir, tag, quotaBytes, minEpoch: record.epoch, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+      log('restored %s from %s via the %s image%s', id, tag, result.via, result.zfsSkipped !== undefined ? ` (ZFS stream not used: ${result.zfsSkipped.message})` : '')
+    })
+  }
+}
+
+export async function createSnapshotPort (init: SnapshotServiceInit): Promise<SnapshotService> {
+  const service = new SnapshotService(init)
+  await service.start()
+  return service
+}
