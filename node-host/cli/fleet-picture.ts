@@ -73,7 +73,16 @@ export async function fetchReports (mesh: Mesh, cell: string | undefined, timeou
   const gate = meshGate(mesh.libp2p)
   const chain = gate?.chain(cell !== undefined ? mesh.view.claimants(cell)[0] : undefined) ?? new Uint8Array(0)
   const nodes = mesh.view.nodes().slice(0, 128)
-  const settled = await Promise.allSettled(nodes.map(async n => await fetchStatus(mesh.libp2p, peerIdFromString(n.nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })))
+  // One more try for a node that did not answer (a first dial on a loaded machine), never for a refusal.
+  const ask = async (nodeId: string): Promise<NodeStatusReport> => {
+    try {
+      return await fetchStatus(mesh.libp2p, peerIdFromString(nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
+    } catch (err) {
+      if (err instanceof NotAuthorizedError) throw err
+      return await fetchStatus(mesh.libp2p, peerIdFromString(nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
+    }
+  }
+  const settled = await Promise.allSettled(nodes.map(async n => await ask(n.nodeId)))
   const out: Reports = { reports: [], failures: [] }
   let refusal: Error | undefined
   settled.forEach((s, i) => {
