@@ -72,14 +72,29 @@ export function tracedHandler (tracer: Tracer | undefined, handler: SynapseHandl
 
 /** `ctx` seen with another traceparent (the signal stays the lazily created one of the call). */
 function withTraceparent (ctx: CallContext, traceparent: string | undefined): CallContext {
-  return {
-    cell: ctx.cell,
-    method: ctx.method,
-    payload: ctx.payload,
-    principal: ctx.principal,
-    remotePeer: ctx.remotePeer,
-    deadlineMs: ctx.deadlineMs,
-    traceparent,
-    get signal () { return ctx.signal }
+  return new RetracedContext(ctx, traceparent)
+}
+
+class RetracedContext implements CallContext {
+  readonly cell: string
+  readonly method: string
+  readonly payload: Uint8Array
+  readonly principal: CallContext['principal']
+  readonly remotePeer: string
+  readonly deadlineMs: number
+  readonly traceparent: string | undefined
+  private readonly inner: CallContext
+
+  constructor (inner: CallContext, traceparent: string | undefined) {
+    this.inner = inner
+    this.cell = inner.cell
+    this.method = inner.method
+    this.payload = inner.payload
+    this.principal = inner.principal
+    this.remotePeer = inner.remotePeer
+    this.deadlineMs = inner.deadlineMs
+    this.traceparent = traceparent
   }
+
+  get signal (): AbortSignal { return this.inner.signal }
 }

@@ -6,7 +6,7 @@ import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { isUnsampledTraceparent, type SpanKind, type TraceSpan, type Tracer } from '../../core/telemetry/tracer.ts'
+import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
 
 export interface OtlpTraceInit {
   /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. */
@@ -38,7 +38,6 @@ export type TracerProviderClass = new (config: ConstructorParameters<typeof Basi
 
 const KINDS: Record<SpanKind, OtelSpanKind> = { client: OtelSpanKind.CLIENT, server: OtelSpanKind.SERVER, internal: OtelSpanKind.INTERNAL }
 const propagator = new W3CTraceContextPropagator()
-const getter = { keys: (c: Record<string, string>) => Object.keys(c), get: (c: Record<string, string>, k: string) => c[k] }
 const setter = { set: (c: Record<string, string>, k: string, v: string) => { c[k] = v } }
 
 export class OtelTracerAdapter implements Tracer {
@@ -77,11 +76,14 @@ export class OtelTracerAdapter implements Tracer {
     if (options.parent === this.lastUnsampledParent.traceparent) return this.lastUnsampledParent
     if (options.parent === undefined || !WELL_FORMED.test(options.parent)) {
       if (this.ratio < 1 && Math.random() >= this.ratio) return this.unsampled
-    } else if (isUnsampledTraceparent(options.parent)) {
-      this.lastUnsampledParent = new UnsampledSpan(options.parent)
-      return this.lastUnsampledParent
     } else {
-      parent = propagator.extract(ROOT_CONTEXT, { traceparent: options.parent }, getter)
+      // Well formed (checked above): version 00, trace id, parent span id, flags.
+      const flags = parseInt(options.parent.slice(53, 55), 16)
+      if ((flags & 1) === 0) {
+        this.lastUnsampledParent = new UnsampledSpan(options.parent)
+        return this.lastUnsampledParent
+      }
+      parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: options.parent.slice(3, 35), spanId: options.parent.slice(36, 52), traceFlags: flags, isRemote: true })
     }
     // Explicit start and end times in fractional ms: the SDK's own start time is Date.now(), whole
     // milliseconds, so a child starting within the same millisecond as its parent could appear to
