@@ -5,15 +5,40 @@
 // `cell status <cell>` explaining the cell, and the refusals: an unknown cell by name, an operator
 // of an authority the nodes trust but that does not claim the cell.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { execFileSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
-import { cell, cellRun, fleetLogs, startFleet, stopProc, type Proc } from './processes.ts'
+import { cell, cellRun, fleetLogs, startFleet, stopProc, projectRoot, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
 
 const fixture = join(import.meta.dirname, 'fixtures', 'chatty')
+
+/** A terminal a person would use: `cell top` in a detached tmux session, read with capture-pane. */
+class Tmux {
+  readonly session = `cell-top-${process.pid}`
+  private run (...args: string[]): string {
+    return execFileSync('tmux', args, { encoding: 'utf8' })
+  }
+
+  start (command: string): void { this.run('new-session', '-d', '-s', this.session, '-x', '160', '-y', '40', command) }
+  keys (...keys: string[]): void { this.run('send-keys', '-t', this.session, ...keys) }
+  screen (): string { return this.run('capture-pane', '-p', '-t', this.session) }
+  stop (): void { try { this.run('kill-session', '-t', this.session) } catch { /* gone already */ } }
+
+  /** Waits (with a deadline) until the pane shows `pattern`; returns the screen. */
+  async waitFor (pattern: RegExp, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const screen = this.screen()
+      if (pattern.test(screen)) return screen
+      if (Date.now() > deadline) throw new Error(`tmux pane never showed ${pattern}:\n${screen}`)
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+  }
+}
 
 describe('cell logs, cell top and cell status on `cell up` processes', () => {
   let root = ''
@@ -71,6 +96,31 @@ describe('cell logs, cell top and cell status on `cell up` processes', () => {
     expect(text.stdout).toMatch(/chatty\s+1\.0\.0×2\s+2\/2\s+2-2/)
     expect(text.stdout).not.toContain('\x1b[')
   }, 60_000)
+
+  it('cell top refreshes in place in a terminal and q restores the screen (tmux)', async () => {
+    const tmux = new Tmux()
+    const done = join(root, 'top-exit')
+    const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')
+    tmux.start(`cd ${projectRoot} && env ${vars} node_modules/.bin/node node-host/cli/cell.js top --interval 1s; echo "exit $?" > ${done}; sleep 30`)
+    try {
+      const first = await tmux.waitFor(/chatty\s+1\.0\.0×2\s+2\/2\s+2-2/, 60_000)
+      expect(first).toMatch(/^cell top — 2 node\(s\), 1 cell\(s\) · (\d\d:\d\d:\d\d) UTC/m)
+      const clock = (first.match(/· (\d\d:\d\d:\d\d) UTC/) ?? [])[1]
+      // Refreshed in place: the same screen with a later time, the header still on the first line.
+      const later = await tmux.waitFor(new RegExp(`^cell top — .* · (?!${clock})\\d\\d:\\d\\d:\\d\\d UTC`), 30_000)
+      expect(later.split('\n')[0]).toMatch(/^cell top/)
+      expect(later.match(/^cell top/gm)).toHaveLength(1)
+      tmux.keys('q')
+      const deadline = Date.now() + 20_000
+      let exit = ''
+      while ((exit = await readFile(done, 'utf8').catch(() => '')) === '' && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 250))
+      expect(exit).toBe('exit 0\n')
+      // The alternate screen is gone: the terminal shows what it showed before.
+      expect(tmux.screen()).not.toMatch(/cell top|chatty/)
+    } finally {
+      tmux.stop()
+    }
+  }, 120_000)
 
   it('cell logs prints every replica, as json lines and as prefixed text; an unknown cell fails by name', async () => {
     const json = await cellRun(['logs', 'chatty', '--tail', '3', '--output', 'json'], 30_000, env)
