@@ -14,12 +14,27 @@ const COMMANDS: Record<string, { summary: string, load: () => Promise<{ run: (ar
   grant: { summary: 'issue a grant: cell grant <host|caller|operator> <peer-id> --ttl 7d', load: async () => await import('./grant.ts') },
   logs: { summary: 'print (-f: follow) every replica\'s stdout/stderr: cell logs <cell> [-f]', load: async () => await import('./logs.ts') },
   top: { summary: 'the fleet\'s nodes and cells, refreshed in place: cell top [--once]', load: async () => await import('./top.ts') },
-  status: { summary: 'why a cell runs what it runs, replica by replica and node by node: cell status [<cell>]', load: async () => await import('./status.ts') }
+  status: { summary: 'why a cell runs what it runs, replica by replica and node by node: cell status [<cell>]', load: async () => await import('./status.ts') },
+  completion: {
+    summary: 'a shell completion script: source <(cell completion bash|zsh)',
+    load: async () => {
+      const completion = await import('./completion.ts')
+      const summaries = Object.fromEntries(Object.entries(COMMANDS).map(([name, c]) => [name, c.summary]))
+      return { run: async (argv: string[]) => await completion.run(argv, summaries, async (name) => await COMMANDS[name].load()) }
+    }
+  }
+}
+
+/** `cell --version`: this package's version, and the Node that runs it. */
+async function version (): Promise<string> {
+  const { readFile } = await import('node:fs/promises')
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return `cell ${pkg.version} (node ${process.version})`
 }
 
 function usage (): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  cell ${name.padEnd(8)} ${c.summary}`)
-  return ['usage: cell <command> [options]', '', ...lines, '', 'Run `cell <command> --help` for its options.'].join('\n')
+  return ['usage: cell <command> [options]', '', ...lines, '', 'Run `cell <command> --help` for its options; `cell --version` prints the version.'].join('\n')
 }
 
 async function main (argv: string[]): Promise<number> {
@@ -27,6 +42,10 @@ async function main (argv: string[]): Promise<number> {
   if (name == null || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n')
     return name == null ? 2 : 0
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`${await version()}\n`)
+    return 0
   }
   const command = COMMANDS[name]
   if (command == null) {
