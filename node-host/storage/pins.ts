@@ -179,6 +179,8 @@ export class SnapshotPinner {
         if (s.nodeId === self || this.init.announcer.pins(s)) continue
         const key = `${claimId} ${s.nodeId} ${s.tag}`
         if ((this.backoff.get(key) ?? 0) > this.clock.now()) continue
+        // Already safe without this node (its view of the fleet may lag): no extra copy.
+        if (this.init.view.snapshotHolders(s).length >= this.holders) continue
         if (!(await this.chosenHolders(claimId, s.nodeId)).includes(self)) continue
         try {
           await this.lock(claimId, async () => { await this.pin(s, cell) })

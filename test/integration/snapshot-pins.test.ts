@@ -6,7 +6,7 @@
 // snapshot from the holders alone (the owner stopped) and restores it byte for byte. `cell snapshots`
 // lists it as safe with its holders.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -19,7 +19,8 @@ import { Credentials, authorityIdOf, encodeCertificate, encodeRelease, generateA
 import { clientTransports } from '../../node-host/transports.ts'
 import { DirDriver } from '../../node-host/storage/dir.ts'
 import { layoutDirFor, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
-import { serveSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
+import { fetchSnapshotBlobs, serveSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
+import { OciLayout } from '../../node-host/storage/oci-layout.ts'
 import { SnapshotAnnouncer, hostGrantsFor } from '../../node-host/storage/snapshot-records.ts'
 import { SnapshotPinner, chooseHolders } from '../../node-host/storage/pins.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
@@ -28,11 +29,12 @@ import { execFile } from 'node:child_process'
 
 interface Node { name: string, id: string, mesh: Mesh, dataDir: string, announcer: SnapshotAnnouncer, pinner: SnapshotPinner, server: SnapshotBlobServer }
 
-async function until (test: () => boolean, what: string, timeoutMs: number): Promise<void> {
+async function until (test: () => boolean, what: string, timeoutMs: number, step?: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!test()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
+    if (step !== undefined) await step()
+    if (!test()) await new Promise(resolve => setTimeout(resolve, step !== undefined ? 500 : 50))
   }
 }
 
@@ -48,7 +50,7 @@ describe('snapshot pinning across nodes', () => {
     if (root !== '') await rm(root, { recursive: true, force: true })
   })
 
-  async function start (name: string, authority: AuthorityKey, bootstrap: string[]): Promise<Node> {
+  async function start (name: string, authority: AuthorityKey, bootstrap: string[], pin = true): Promise<Node> {
     const privateKey = await generateKeyPair('Ed25519') as Ed25519PrivateKey
     const credentials = new Credentials({ peerKey: privateKey })
     const now = Date.now()
@@ -63,7 +65,7 @@ describe('snapshot pinning across nodes', () => {
       grants: [encodeCertificate(grant)],
       startedMs: now
     })
-    const mesh: Mesh = await Mesh.create({ privateKey, transports: clientTransports(), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, credentials, trusted, heartbeatMs: 500, localNode })
+    const mesh: Mesh = await Mesh.create({ privateKey, transports: clientTransports(), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, credentials, trusted, heartbeatMs: 1_000, localNode })
     await mesh.start()
     const dataDir = join(root, name)
     await mkdir(dataDir, { recursive: true })
@@ -85,7 +87,7 @@ describe('snapshot pinning across nodes', () => {
       retryMs: 1_000,
       minFreeBytes: 0
     })
-    pinner.start()
+    if (pin) pinner.start()
     const node = { name, id: credentials.peerId, mesh, dataDir, announcer, pinner, server }
     nodes.push(node)
     return node
@@ -147,20 +149,46 @@ describe('snapshot pinning across nodes', () => {
     const none = await cli(['snapshots', 'billing'])
     expect({ code: none.code, stdout: none.stdout }).toEqual({ code: 0, stdout: 'billing: no snapshots in the fleet (none taken yet, or the cell keeps no state)\n' })
 
+    // A snapshot whose layer the owner's disk truncated: no holder pins it (refused by digest), it never turns safe.
+    await writeFile(join(mount, 'entries.log'), randomBytes(300 * 1024))
+    const bad = await takeSnapshot({ driver, claim, epoch: 1, layoutDir: layoutDirFor(owner.dataDir, claim), nowMs: Date.now() + 1000 })
+    await truncate(join(layoutDirFor(owner.dataDir, claim), 'blobs', 'sha256', bad.plain.layerDigest.slice(7)), 1000)
+    const badRecord = await owner.announcer.announceSnapshot(bad)
+    const holderNodes = nodes.filter(n => chosen.includes(n.id))
+    await until(() => holderNodes.every(n => n.pinner.stats().failures >= 1), 'both holders to refuse the truncated snapshot', 60_000)
+    for (const n of nodes) {
+      expect(n.mesh.view.snapshots('ledger/0').map(x => x.tag)).toContain(badRecord.tag)
+      expect(n.mesh.view.snapshotHolders(badRecord)).toEqual([])
+      expect(n.mesh.view.newestSafe('ledger/0')?.tag).toBe(record.tag)
+      expect(existsSync(join(layoutDirFor(n.dataDir, claim), 'blobs', 'sha256', bad.plain.layerDigest.slice(7)))).toBe(n === owner)
+    }
+
     // The owner goes away; a new node that will own the claim fetches it from the holders and restores it.
     owner.announcer.stop()
     await owner.pinner.stop()
     await owner.mesh.stop()
     nodes.splice(nodes.indexOf(owner), 1)
-    const heir = await start('heir', authority, [nodes[0].mesh.libp2p.getMultiaddrs()[0].toString()])
+    // The first holder's copy of the layer rots on its disk (one flipped byte): it is refused by digest
+    // and the layer comes from the other holder.
+    const rotten = join(layoutDirFor(nodes.find(n => n.id === [...chosen].sort()[0])!.dataDir, claim), 'blobs', 'sha256', info.plain.layerDigest.slice(7))
+    const bytes = await readFile(rotten)
+    bytes[100] ^= 1
+    await writeFile(rotten, bytes)
+    const heir = await start('heir', authority, [nodes[0].mesh.libp2p.getMultiaddrs()[0].toString()], false)
     await until(() => heir.mesh.view.newestSafe('ledger/0')?.tag === record.tag, 'the heir to learn the safe snapshot through fleet-sync', 30_000)
     const snapshot = heir.mesh.view.newestSafe('ledger/0')!
-    // Only the chosen holders have it now (the owner is gone): the heir's own pinner may pin it too, so restore from a fetch either way.
+    expect(heir.mesh.view.snapshotHolders(snapshot)).toEqual([...chosen].sort())
+    // Holders are also found through the DHT alone (they provided every blob once pinned).
+    const scratch = OciLayout.open(join(heir.dataDir, 'scratch'))
+    await until(() => existsSync(scratch.blobPath(info.plain.configDigest)), 'a blob fetched from a DHT provider', 60_000, async () => {
+      await fetchSnapshotBlobs(heir.mesh.libp2p, { claimId: 'ledger/0', digests: [info.plain.configDigest], layout: scratch, chain: heir.mesh.credentialsFor('ledger'), holders: [] }).catch(() => undefined)
+    })
     const layoutDir = await heir.pinner.fetchSnapshot(snapshot)
     const heirDriver = new DirDriver(join(heir.dataDir, 'volumes'))
     const restored = await restoreSnapshot({ driver: heirDriver, claim, layoutDir, tag: snapshot.tag, quotaBytes: 64 * 1024 ** 2, minEpoch: snapshot.epoch })
     expect(restored.via).toBe('plain')
     expect(Buffer.compare(await readFile(join(restored.mountpoint, 'entries.log')), entries)).toBe(0)
     expect(await readFile(join(restored.mountpoint, 'balance'), 'utf8')).toBe('42\n')
+    expect(heir.pinner.stats()).toMatchObject({ failures: 0 })
   }, 300_000)
 })
