@@ -151,6 +151,8 @@ describe('FleetView snapshots and pins', () => {
     expect(view.safeSnapshots('ledger/0').map(s => s.tag)).toEqual(['snapshot-e4-early', 'snapshot-e3-late'])
     expect(view.newestSafe('ledger/0')?.tag).toBe('snapshot-e4-early')
     expect(view.newestSafe('ledger/0', { minEpoch: 5 })).toBeUndefined()
+    // An epoch the register never granted (here above 3) is passed over.
+    expect(view.newestSafe('ledger/0', { maxEpoch: 3 })?.tag).toBe('snapshot-e3-late')
 
     // A pin naming other content (manifest) or a snapshot the view does not hold counts for nothing.
     const wrong = await signRecord(h1.key, 'pin', makePinRecord(h1.id, fresh.record, { manifestDigest: digest(77), sentMs: clock.now(), seq: 5 }))

@@ -642,11 +642,13 @@ export class FleetView extends EventTarget {
 
   /**
    * The snapshot to restore the claim from: the newest safe one, never one of a lower epoch while a
-   * safe one of a higher epoch exists; with `minEpoch`, none below that epoch (a fenced owner's).
+   * safe one of a higher epoch exists; with `minEpoch`, none below that epoch (a fenced owner's);
+   * with `maxEpoch` (the highest epoch the claim's register granted), none above it: a host of the
+   * cell announcing a snapshot of an epoch it was never granted cannot make it the one restored.
    */
-  newestSafe (claimId: string, options: { minEpoch?: number, nowMs?: number } = {}): SnapshotRecord | undefined {
+  newestSafe (claimId: string, options: { minEpoch?: number, maxEpoch?: number, nowMs?: number } = {}): SnapshotRecord | undefined {
     const safe = this.safeSnapshots(claimId, options.nowMs ?? this.clock.now())
-    return safe.find(s => s.epoch >= (options.minEpoch ?? 0))
+    return safe.find(s => s.epoch >= (options.minEpoch ?? 0) && s.epoch <= (options.maxEpoch ?? Number.MAX_SAFE_INTEGER))
   }
 
   /** Counts of the snapshot book (claims, records, evictions, expiries). */
