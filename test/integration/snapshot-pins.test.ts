@@ -183,7 +183,11 @@ describe('snapshot pinning across nodes', () => {
     await until(() => existsSync(scratch.blobPath(info.plain.configDigest)), 'a blob fetched from a DHT provider', 60_000, async () => {
       await fetchSnapshotBlobs(heir.mesh.libp2p, { claimId: 'ledger/0', digests: [info.plain.configDigest], layout: scratch, chain: heir.mesh.credentialsFor('ledger'), holders: [] }).catch(() => undefined)
     })
+    const rottenHolder = nodes.find(n => n.id === [...chosen].sort()[0])!
+    const rotFailures = rottenHolder.server.stats.failed
     const layoutDir = await heir.pinner.fetchSnapshot(snapshot)
+    // The rotten copy was offered (its holder's server caught the bad hash while sending and broke off).
+    expect(rottenHolder.server.stats.failed).toBeGreaterThan(rotFailures)
     const heirDriver = new DirDriver(join(heir.dataDir, 'volumes'))
     const restored = await restoreSnapshot({ driver: heirDriver, claim, layoutDir, tag: snapshot.tag, quotaBytes: 64 * 1024 ** 2, minEpoch: snapshot.epoch })
     expect(restored.via).toBe('plain')
