@@ -10,6 +10,9 @@ import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { fetchStatus, type NodeStatusReport } from '../introspect/status-protocol.ts'
 import { NotAuthorizedError } from '../introspect/operator-gate.ts'
 
+/** The parts of the fleet view a picture reads. */
+export type PictureView = Pick<FleetView, 'instances' | 'nodes' | 'claimants' | 'releaseOf' | 'desired' | 'retired' | 'cells'>
+
 export interface NodePicture {
   node: string
   cpuPercent: number
@@ -99,7 +102,7 @@ function isLive (i: InstanceRecord): boolean {
   return i.state === 'starting' || i.state === 'ready'
 }
 
-export function cellPicture (view: FleetView, cell: string, reports: readonly NodeStatusReport[]): CellPicture {
+export function cellPicture (view: PictureView, cell: string, reports: readonly NodeStatusReport[]): CellPicture {
   const instances = view.instances(cell)
   const own = reports.flatMap(r => r.cells.filter(c => c.cell === cell))
   // Releases: what the view gossips (the newest per claimant) and what the nodes prepared.
@@ -166,7 +169,7 @@ export function cellPicture (view: FleetView, cell: string, reports: readonly No
   }
 }
 
-export function fleetPicture (view: FleetView, reports: readonly NodeStatusReport[], nowMs = Date.now()): FleetPicture {
+export function fleetPicture (view: PictureView, reports: readonly NodeStatusReport[], nowMs = Date.now()): FleetPicture {
   const instances = view.instances()
   const nodes = view.nodes().map((n): NodePicture => ({
     node: n.nodeId,

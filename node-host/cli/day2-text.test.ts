@@ -1,0 +1,134 @@
+// What the day-2 commands print, from fixed fleet pictures: `cell status` says why (a halt and the
+// fallback, a rollback's desired record, a rollout, a retire), `cell top` draws without escape codes
+// off a terminal, `cell logs` colours each replica the same way every time and never red.
+import { describe, it, expect } from 'vitest'
+import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
+import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
+import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
+import { headline } from './status.ts'
+import { renderTop } from './top.ts'
+import { logPrinter } from './logs.ts'
+import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
+import type { NodeStatusReport } from '../introspect/status-protocol.ts'
+
+const A = 'a'.repeat(64)
+const D1 = '11'.repeat(32)
+const D2 = '22'.repeat(32)
+
+interface Fleet { nodes: NodeRecord[], instances: InstanceRecord[], releases: ReleaseRecord[], desired?: DesiredVersionRecord, retired?: RetireRecord }
+
+function view (f: Fleet): PictureView {
+  return {
+    nodes: () => f.nodes,
+    instances: (cell?: string) => f.instances.filter(i => cell === undefined || i.cell === cell),
+    claimants: (cell: string) => [...new Set(f.releases.filter(r => r.cell === cell).map(r => r.authority))],
+    releaseOf: (authority: string, cell: string) => f.releases.filter(r => r.cell === cell && r.authority === authority).sort((a, b) => b.seq - a.seq)[0],
+    desired: () => f.desired,
+    retired: () => f.retired,
+    cells: () => [...new Set([...f.releases.map(r => r.cell), ...f.instances.map(i => i.cell)])].sort()
+  }
+}
+
+const release = (version: string, digest: string, seq: number): ReleaseRecord => ({ cell: 'billing', version, digest, seq, authority: A, signed: new Uint8Array(0) })
+const replica = (id: string, node: string, version: string, digest: string, state: InstanceRecord['state'] = 'ready'): InstanceRecord =>
+  makeInstanceRecord(node, { instanceId: `billing-${version}-${id}`, version, digest, state })
+
+/** Two nodes' reports: both prepared 1.0.0 and 1.1.0, aim for 2 replicas, min 2 max 4. */
+function reports (nodes: string[]): NodeStatusReport[] {
+  return nodes.map(node => ({
+    node,
+    counters: {},
+    cells: [{ cell: 'billing', reasons: [], prepared: [{ version: '1.0.0', digest: D1, seq: 1, authority: A }, { version: '1.1.0', digest: D2, seq: 2, authority: A }], unprepared: [], halted: [], replicas: [], desiredReplicas: 2, policy: { minReplicas: 2, maxReplicas: 4, update: 'live' } }]
+  }))
+}
+
+describe('cell status headline', () => {
+  const n1 = 'node-one-000001'
+  const n2 = 'node-two-000002'
+
+  it('healthy: the count and the rule that chose the target', () => {
+    const f: Fleet = { nodes: [makeNodeRecord(n1), makeNodeRecord(n2)], instances: [replica('aa', n1, '1.1.0', D2), replica('bb', n2, '1.1.0', D2)], releases: [release('1.0.0', D1, 1), release('1.1.0', D2, 2)] }
+    const c = cellPicture(view(f), 'billing', reports([n1, n2]))
+    expect(c.releases.map(r => r.version)).toEqual(['1.1.0', '1.0.0'])
+    expect(headline(c)).toBe('billing: healthy — 2 of 2 replica(s) ready (1.1.0 ×2), target 1.1.0 (newest release)')
+  })
+
+  it('a crash-looping release: says which, where and why, and what runs instead', () => {
+    const halts = [{ cell: 'billing', version: '1.1.0', digest: D2, atMs: 1, reason: 'crash-looping: 5 crashes in 60 s: Error: DATABASE_URL is not set' }]
+    const f: Fleet = {
+      nodes: [makeNodeRecord(n1, { halts }), makeNodeRecord(n2)],
+      instances: [replica('aa', n1, '1.0.0', D1), replica('bb', n2, '1.0.0', D1), replica('cc', n2, '1.1.0', D2, 'crashed')],
+      releases: [release('1.1.0', D2, 2)]
+    }
+    const c = cellPicture(view(f), 'billing', reports([n1, n2]))
+    expect(c.target?.version).toBe('1.0.0')
+    expect(c.targetReason).toBe('target 1.0.0: 1.1.0 is halted, back to the previous release')
+    expect(headline(c)).toBe('billing: running 1.0.0 because 1.1.0 is crash-looping (node …000001: crash-looping: 5 crashes in 60 s: Error: DATABASE_URL is not set); 2 of 2 replica(s) ready (1.0.0 ×2)')
+  })
+
+  it('a rollback: the desired record wins over the newer release, and the rollout is under way', () => {
+    const f: Fleet = {
+      nodes: [makeNodeRecord(n1), makeNodeRecord(n2)],
+      instances: [replica('aa', n1, '1.1.0', D2), replica('bb', n2, '1.0.0', D1)],
+      releases: [release('1.0.0', D1, 1), release('1.1.0', D2, 2)],
+      desired: { cell: 'billing', version: '1.0.0', digest: D1, seq: 3, authority: A, signed: new Uint8Array(0) }
+    }
+    const c = cellPicture(view(f), 'billing', reports([n1, n2]))
+    expect(c.rollout).toEqual({ to: '1.0.0', ready: 1, of: 2 })
+    expect(headline(c)).toBe('billing: rolling out 1.0.0, 1 of 2 ready — target 1.0.0 (desired record seq 3); 2 of 2 replica(s) ready (1.1.0 ×1, 1.0.0 ×1)')
+  })
+
+  it('retired: says by whom and what brings it back', () => {
+    const f: Fleet = { nodes: [makeNodeRecord(n1)], instances: [], releases: [release('1.0.0', D1, 1)], retired: { cell: 'billing', authority: A, seq: 9, signed: new Uint8Array(0) } }
+    const c = cellPicture(view(f), 'billing', [])
+    expect(c.rollout).toBeUndefined()
+    expect(headline(c)).toBe('billing: retired by aaaaaaaa… (seq 9) — it runs nowhere until a later `cell publish` or `cell rollback`; 0 of ? replica(s) ready')
+  })
+})
+
+describe('cell top text', () => {
+  it('draws nodes and cells, coloured only when asked', () => {
+    const n1 = 'node-one-000001'
+    const f: Fleet = { nodes: [makeNodeRecord(n1, { startedMs: 0 })], instances: [replica('aa', n1, '1.1.0', D2)], releases: [release('1.1.0', D2, 2)] }
+    const p = fleetPicture(view(f), reports([n1]), 3_723_000)
+    const plain = renderTop(p)
+    expect(plain).toMatch(/^…000001\s+38%\s+4\.0 GiB\/8\.0 GiB 50%\s+6\/8\s+1\s+1h 2m$/m)
+    expect(plain).toMatch(/^billing\s+1\.1\.0×1\s+1\/2\s+2-4\s+13%\s+64\.0 MiB\s+120\.5\s+9 ms\s+rollout → 1\.1\.0 1\/2$/m)
+    expect(plain).not.toContain('\x1b[')
+    expect(renderTop(p, { colour: true })).toContain('\x1b[1m')
+  })
+})
+
+describe('cell logs text', () => {
+  const line = { kind: 'line' as const, ts: Date.UTC(2026, 0, 1), cell: 'billing', version: '1.0.0', replica: 'billing-1.0.0-0a1b2c3d', node: '12D3KooWabcdefXYZ123', stream: 'stderr' as const, msg: 'boom', seq: 7 }
+
+  it('prefixes [cell/replica@node], coloured per replica on a terminal, plain otherwise', () => {
+    expect(logPrinter('text', false)(line)).toBe('[billing/1.0.0-0a1b2c3d@…XYZ123] boom')
+    expect(logPrinter('text', true)(line)).toBe(`\x1b[${colourOf(line.replica)}m[billing/1.0.0-0a1b2c3d@…XYZ123]\x1b[0m boom`)
+    expect(logPrinter('text', false)({ ...line, kind: 'ended', reason: 'node …XYZ123 left the fleet' })).toBe('- [billing/1.0.0-0a1b2c3d@…XYZ123] ended: node …XYZ123 left the fleet')
+    expect(logPrinter('text', false)({ ...line, kind: 'started', reason: 'ready' })).toBe('+ [billing/1.0.0-0a1b2c3d@…XYZ123] started (1.0.0)')
+  })
+
+  it('json: exactly {ts, cell, version, replica, node, stream, msg}', () => {
+    expect(JSON.parse(logPrinter('json', false)(line)!)).toEqual({ ts: '2026-01-01T00:00:00.000Z', cell: 'billing', version: '1.0.0', replica: 'billing-1.0.0-0a1b2c3d', node: '12D3KooWabcdefXYZ123', stream: 'stderr', msg: 'boom' })
+  })
+
+  it('colours are stable per replica and never red; none off a terminal or with NO_COLOR', () => {
+    const colours = new Set<number>()
+    for (let i = 0; i < 500; i++) colours.add(colourOf(`billing-1.0.0-${i.toString(16).padStart(8, '0')}`))
+    expect([...colours].some(c => c === 31 || c === 91 || c === 41 || c === 101)).toBe(false)
+    expect(colours.size).toBeGreaterThan(5)
+    expect(colourOf('billing-1.0.0-0a1b2c3d')).toBe(colourOf('billing-1.0.0-0a1b2c3d'))
+    const tty = { isTTY: true } as unknown as NodeJS.WriteStream
+    expect(useColour(tty, {})).toBe(true)
+    expect(useColour(tty, { NO_COLOR: '1' })).toBe(false)
+    expect(useColour({ isTTY: false } as unknown as NodeJS.WriteStream, {})).toBe(false)
+  })
+
+  it('durations for --since', () => {
+    expect(parseDurationMs('10m')).toBe(600_000)
+    expect(parseDurationMs('2h')).toBe(7_200_000)
+    expect(parseDurationMs('45')).toBe(45_000)
+    expect(() => parseDurationMs('ten minutes')).toThrow(/not a duration/)
+  })
+})
