@@ -4,7 +4,7 @@
 // temporary directory and renamed into place. A copy is not atomic against a writer the way a ZFS
 // snapshot is: each file is copied as it is at that moment.
 import { randomBytes } from 'node:crypto'
-import { cp, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
+import { cp, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { checkClaim, checkSnapshotName } from './driver.ts'
 import type { Claim, StorageCallOptions, StorageDriver } from './driver.ts'
@@ -99,6 +99,56 @@ export class DirDriver implements StorageDriver {
     }
     if (hadOld) await rm(old, { recursive: true, force: true })
     return dir
+  }
+
+  async usage (claim: Claim): Promise<{ usedBytes: number }> {
+    let usedBytes = 0
+    let entries = 0
+    const walk = async (dir: string): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        if (++entries > 1_000_000) return
+        const path = join(dir, e.name)
+        if (e.isDirectory()) await walk(path)
+        else usedBytes += (await lstat(path)).size
+      }
+    }
+    await walk(this.mountpoint(claim))
+    return { usedBytes }
+  }
+
+  async recover (): Promise<string[]> {
+    const done: string[] = []
+    const cells = join(this.root, 'cell')
+    let cellNames: string[]
+    try { cellNames = await readdir(cells) } catch { cellNames = [] }
+    for (const cell of cellNames) {
+      const dir = join(cells, cell)
+      const names = await readdir(dir)
+      for (const name of names) {
+        const m = /^\.(0|[1-9]\d{0,4})\.(restore|old)-[0-9a-f]{8}$/.exec(name)
+        if (m === null) continue
+        if (m[2] === 'old' && !await isDir(join(dir, m[1]))) {
+          await rename(join(dir, name), join(dir, m[1]))
+          done.push(`${cell}/${name} -> ${cell}/${m[1]}`)
+        } else {
+          await rm(join(dir, name), { recursive: true, force: true })
+          done.push(`${cell}/${name}`)
+        }
+      }
+    }
+    const snaps = join(this.root, 'snapshots')
+    let snapCells: string[]
+    try { snapCells = await readdir(snaps) } catch { snapCells = [] }
+    for (const cell of snapCells) {
+      for (const ordinal of await readdir(join(snaps, cell))) {
+        for (const name of await readdir(join(snaps, cell, ordinal))) {
+          if (!name.startsWith('.tmp-')) continue
+          await rm(join(snaps, cell, ordinal, name), { recursive: true, force: true })
+          done.push(`snapshots/${cell}/${ordinal}/${name}`)
+        }
+      }
+    }
+    return done
   }
 
   async destroy (claim: Claim): Promise<void> {

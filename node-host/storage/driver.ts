@@ -75,6 +75,14 @@ export interface StorageDriver {
   replace (claim: Claim, quotaBytes: number, fill: (dir: string) => Promise<void>, options?: StorageCallOptions): Promise<string>
   /** Remove the volume and all its snapshots (no error when absent). */
   destroy (claim: Claim, options?: StorageCallOptions): Promise<void>
+  /** Bytes the volume uses (zfs: `used`, snapshots included, what the quota counts) and its quota (zfs only). */
+  usage (claim: Claim, options?: StorageCallOptions): Promise<{ usedBytes: number, quotaBytes?: number }>
+  /**
+   * Finish what a crash interrupted (call at node start, before any volume is used): half-made
+   * restores and snapshot reads are removed; a volume set aside by a swap that did not complete is
+   * put back when the claim has none. Returns the names it removed or put back.
+   */
+  recover (options?: StorageCallOptions): Promise<string[]>
 }
 
 /** A producer of one `zfs send` stream, consumed chunk by chunk. */
@@ -84,16 +92,18 @@ export interface ZfsStorageDriver extends StorageDriver {
   readonly kind: 'zfs'
   readonly pool: string
   /**
-   * `zfs send` of snapshot `name` (incremental from `base` when given), handed to `consume` as it
-   * is produced. Resolves with consume's result once zfs exited 0; a failed send rejects.
+   * `zfs send` of snapshot `name` (incremental from `base` when given), spooled to a file in
+   * `spoolDir` (default: the temp dir) and checked whole (BEGIN and END records), then handed to
+   * `consume`. A failed or incomplete send rejects before consume runs.
    */
-  send<T> (claim: Claim, name: string, base: string | undefined, consume: (stream: AsyncIterable<Uint8Array>) => Promise<T>, options?: StorageCallOptions): Promise<T>
+  send<T> (claim: Claim, name: string, base: string | undefined, consume: (stream: AsyncIterable<Uint8Array>) => Promise<T>, options?: StorageCallOptions & { spoolDir?: string }): Promise<T>
   /**
    * `zfs recv` of a full stream then incrementals, in order, into a fresh dataset that is swapped
    * in place of the claim's volume as `replace` does. The received snapshots stay on the dataset
-   * (bases for the next incremental).
+   * (bases for the next incremental). Each stream is spooled to a file in `spoolDir` (default: the
+   * temp dir) before zfs reads it.
    */
-  receive (claim: Claim, quotaBytes: number, streams: StreamSource[], options?: StorageCallOptions): Promise<string>
+  receive (claim: Claim, quotaBytes: number, streams: StreamSource[], options?: StorageCallOptions & { spoolDir?: string }): Promise<string>
 }
 
 export function isZfsDriver (driver: StorageDriver): driver is ZfsStorageDriver {

@@ -74,9 +74,13 @@ export interface ZfsArtifact {
   streamBytes: number
 }
 
-/** Store a `zfs send` stream as chunk blobs and write the artifact manifest pointing at them. */
+/**
+ * Store a `zfs send` stream as chunk blobs and write the artifact manifest pointing at them.
+ * `subject` may still be being written (the plain image, made at the same time): it is awaited
+ * once the stream is stored.
+ */
 export async function writeZfsArtifact (layout: OciLayout, stream: AsyncIterable<Uint8Array>, options: {
-  subject: Descriptor
+  subject: Promise<Descriptor>
   annotations: Record<string, string>
   chunkBytes: number
   maxChunks: number
@@ -92,7 +96,7 @@ export async function writeZfsArtifact (layout: OciLayout, stream: AsyncIterable
     artifactType: MEDIA.zfsArtifact,
     config: empty,
     layers: chunks,
-    subject: options.subject,
+    subject: await options.subject,
     annotations: { ...options.annotations, 'cell.zfs.stream-bytes': String(streamBytes) }
   }, MEDIA.manifest)
   return { manifest: { ...manifest, artifactType: MEDIA.zfsArtifact }, chunks, streamBytes }

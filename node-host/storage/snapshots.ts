@@ -18,6 +18,7 @@ import { InvalidStorageNameError, SnapshotCorruptError, SnapshotLimitError, Snap
 import { MEDIA, OciLayout, REF_NAME, checkTag } from './oci-layout.ts'
 import type { Descriptor, ImageManifest } from './oci-layout.ts'
 import { chunkStream, extractPlainLayer, writePlainImage, writeZfsArtifact } from './snapshot-image.ts'
+import type { ZfsArtifact } from './snapshot-image.ts'
 
 export interface SnapshotLimits {
   /** Entries (files, directories, links) in one volume. */
@@ -227,30 +228,41 @@ export async function takeSnapshot (options: {
       [ANNOTATION.claim]: id,
       [ANNOTATION.takenMs]: String(Math.floor(options.nowMs))
     }
-    const plain = await driver.withSnapshotFiles(claim, tag, async dir => await writePlainImage(layout, dir, {
+    // The plain image (tar + gzip: CPU) and the ZFS stream (zfs-fuse: I/O) are written at once.
+    const plainDone = driver.withSnapshotFiles(claim, tag, async dir => await writePlainImage(layout, dir, {
       annotations: fileBytes => ({ ...common, [ANNOTATION.sizeBytes]: String(fileBytes) }),
       createdIso,
       limits: { maxEntries: limits.maxEntries, maxBytes: Number.MAX_SAFE_INTEGER },
       gzipLevel: options.gzipLevel ?? 1,
       ...(signal !== undefined ? { signal } : {})
     }), { signal })
-    const tags: Array<{ tag: string, descriptor: Descriptor }> = [{ tag, descriptor: { ...plain.manifest, annotations: { ...common, [ANNOTATION.sizeBytes]: String(plain.fileBytes) } } }]
+    let base: string | undefined
+    let zfsDone: Promise<ZfsArtifact | undefined> = Promise.resolve(undefined)
     if (isZfsDriver(driver)) {
       // Incremental from the newest snapshot of this claim that has a ZFS artifact, is still on the
       // dataset, and whose chain leaves room; else a full stream.
       const previous = ordered(entries.values()).filter(s => s.claim === id && s.zfs !== undefined && onDriver.has(s.tag)).at(-1)
-      let base: string | undefined
       if (previous !== undefined) {
         try { if (chainOf(entries, previous.tag, limits).length <= limits.fullEvery) base = previous.tag } catch {}
       }
-      const artifact = await driver.send(claim, tag, base, async stream => await writeZfsArtifact(layout, stream, {
-        subject: plain.manifest,
-        annotations: { ...common, ...(base !== undefined ? { [ANNOTATION.zfsBase]: base } : {}) },
+      const zfsBase = base
+      const subject = plainDone.then(p => p.manifest)
+      subject.catch(() => {}) // reported through plainDone
+      zfsDone = driver.send(claim, tag, zfsBase, async stream => await writeZfsArtifact(layout, stream, {
+        subject,
+        annotations: { ...common, ...(zfsBase !== undefined ? { [ANNOTATION.zfsBase]: zfsBase } : {}) },
         chunkBytes: limits.chunkBytes,
         maxChunks: limits.maxChunks,
         ...(signal !== undefined ? { signal } : {})
-      }), { signal })
-      tags.push({ tag: `${tag}.zfs`, descriptor: { ...artifact.manifest, annotations: { ...common, ...(base !== undefined ? { [ANNOTATION.zfsBase]: base } : {}) } } })
+      }), { signal, spoolDir: options.layoutDir })
+    }
+    const [plainResult, zfsResult] = await Promise.allSettled([plainDone, zfsDone])
+    if (plainResult.status === 'rejected') throw plainResult.reason
+    if (zfsResult.status === 'rejected') throw zfsResult.reason
+    const plain = plainResult.value
+    const tags: Array<{ tag: string, descriptor: Descriptor }> = [{ tag, descriptor: { ...plain.manifest, annotations: { ...common, [ANNOTATION.sizeBytes]: String(plain.fileBytes) } } }]
+    if (zfsResult.value !== undefined) {
+      tags.push({ tag: `${tag}.zfs`, descriptor: { ...zfsResult.value.manifest, annotations: { ...common, ...(base !== undefined ? { [ANNOTATION.zfsBase]: base } : {}) } } })
     }
     layout.setTags(tags)
   } catch (err) {
@@ -307,11 +319,13 @@ export async function restoreSnapshot (options: {
       if (zfsManifest === undefined) throw new SnapshotNotFoundError(`snapshot ${tag} has no ZFS artifact`)
       const entries = await readEntries(layout, limits)
       const chain = chainOf(entries, tag, limits)
+      // Every chunk must be here; its digest is checked as the driver spools the streams, before
+      // zfs receives any of them.
       for (const e of chain) {
         if (e.zfs === undefined) throw new SnapshotNotFoundError(`snapshot ${e.info.tag} has no ZFS artifact`)
-        for (const c of e.zfs.layers) await layout.verifyBlob(c.digest, c.size, signal)
+        for (const c of e.zfs.layers) if (!await layout.hasBlob(c.digest)) throw new SnapshotNotFoundError(`chunk ${c.digest} of ${e.info.tag} is not in the layout`)
       }
-      const mountpoint = await driver.receive(claim, options.quotaBytes, chain.map(e => () => chunkStream(layout, e.zfs?.layers ?? [], signal)), { signal })
+      const mountpoint = await driver.receive(claim, options.quotaBytes, chain.map(e => () => chunkStream(layout, e.zfs?.layers ?? [], signal)), { signal, spoolDir: options.layoutDir })
       return { snapshot: info, via: 'zfs', mountpoint }
     } catch (err) {
       if (prefer === 'zfs' || !(err instanceof SnapshotCorruptError || err instanceof SnapshotNotFoundError || err instanceof SnapshotLimitError)) throw err

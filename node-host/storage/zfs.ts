@@ -7,7 +7,12 @@
 // report "busy" for a moment after use: retried, bounded), no resume tokens (snapshots.ts chunks
 // the streams instead).
 import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
 import { spawn } from 'node:child_process'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { open, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { collectStderr, exited, retryBusy, run } from './command.ts'
@@ -15,6 +20,31 @@ import { checkClaim, checkSnapshotName } from './driver.ts'
 import type { Claim, StorageCallOptions, StreamSource, ZfsStorageDriver } from './driver.ts'
 import { InvalidStorageNameError, StorageCommandError, ZfsUnavailableError } from './errors.ts'
 
+const log = logger('cell:storage:zfs')
+const SEND_ATTEMPTS = 3
+/** A send stream is a sequence of 312-byte dmu_replay_record headers (with payloads): BEGIN first, END last. */
+const DRR_BYTES = 312
+const DRR_BEGIN = 0
+const DRR_END = 5
+const DMU_BACKUP_MAGIC = 0x2f5bacbacn
+
+/** Why the stream in `file` is not a whole send stream, or undefined when it is. */
+export async function checkSendStream (file: string): Promise<string | undefined> {
+  const fh = await open(file, 'r')
+  try {
+    const { size } = await fh.stat()
+    if (size < 2 * DRR_BYTES) return `is ${size} bytes long`
+    const head = Buffer.alloc(16)
+    await fh.read(head, 0, 16, 0)
+    if (head.readUInt32LE(0) !== DRR_BEGIN || head.readBigUInt64LE(8) !== DMU_BACKUP_MAGIC) return 'does not start with a BEGIN record'
+    const tail = Buffer.alloc(4)
+    await fh.read(tail, 0, 4, size - DRR_BYTES)
+    if (tail.readUInt32LE(0) !== DRR_END) return 'does not end with an END record'
+    return undefined
+  } finally {
+    await fh.close()
+  }
+}
 const POOL_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,200}$/
 
 export function checkPoolName (pool: string): string {
@@ -133,64 +163,112 @@ export class ZfsDriver implements ZfsStorageDriver {
     return await this.swapIn(ds, fresh, options)
   }
 
-  async send<T> (claim: Claim, name: string, base: string | undefined, consume: (stream: AsyncIterable<Uint8Array>) => Promise<T>, options: StorageCallOptions = {}): Promise<T> {
+  async send<T> (claim: Claim, name: string, base: string | undefined, consume: (stream: AsyncIterable<Uint8Array>) => Promise<T>, options: StorageCallOptions & { spoolDir?: string } = {}): Promise<T> {
     const ds = this.dataset(claim)
     const args = base === undefined
       ? ['send', `${ds}@${checkSnapshotName(name)}`]
       : ['send', '-i', checkSnapshotName(base), `${ds}@${checkSnapshotName(name)}`]
-    options.signal?.throwIfAborted()
-    const child = spawn('zfs', args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal })
-    const done = exited(child, 'zfs', args, collectStderr(child))
-    done.catch(() => {})
-    if (child.stdout === null) throw new StorageCommandError('zfs send', 'no stdout')
-    let result: T
+    // zfs-fuse, with other pools busy in the same daemon, now and then ends a send early and
+    // exits 0 (seen: an empty stream). The stream goes to a file, is checked for its BEGIN and
+    // END records, and is sent again when they are missing, at most SEND_ATTEMPTS times.
+    const spool = join(options.spoolDir ?? tmpdir(), `.zfs-send-${randomBytes(8).toString('hex')}`)
     try {
-      result = await consume(child.stdout)
-    } catch (err) {
-      child.kill('SIGKILL')
-      await done.catch(() => {})
-      throw err
+      for (let attempt = 1; ; attempt++) {
+        options.signal?.throwIfAborted()
+        const fh = await open(spool, 'w')
+        try {
+          const child = spawn('zfs', args, { stdio: ['ignore', fh.fd, 'pipe'], signal: options.signal })
+          await exited(child, 'zfs', args, collectStderr(child))
+        } finally {
+          await fh.close()
+        }
+        const problem = await checkSendStream(spool)
+        if (problem === undefined) break
+        if (attempt >= SEND_ATTEMPTS) throw new StorageCommandError(`zfs ${args.join(' ')}`, `the stream ${problem}, ${SEND_ATTEMPTS} times`)
+        log('zfs send of %s@%s: the stream %s (attempt %d of %d)', ds, name, problem, attempt, SEND_ATTEMPTS)
+      }
+      return await consume(createReadStream(spool, { highWaterMark: 1024 * 1024 }))
+    } finally {
+      await rm(spool, { force: true })
     }
-    await done
-    return result
   }
 
-  async receive (claim: Claim, quotaBytes: number, streams: StreamSource[], options: StorageCallOptions = {}): Promise<string> {
+  async receive (claim: Claim, quotaBytes: number, streams: StreamSource[], options: StorageCallOptions & { spoolDir?: string } = {}): Promise<string> {
     if (streams.length === 0) throw new StorageCommandError('zfs recv', 'no stream to receive')
     const ds = this.dataset(claim)
     const quota = checkQuota(quotaBytes)
-    const fresh = `${ds}-restore-${randomBytes(4).toString('hex')}`
     await run('zfs', ['create', '-p', `${ds.slice(0, ds.lastIndexOf('/'))}`], options)
+    // Every stream is spooled to a regular file first, so a stream that fails its digests (they
+    // are checked as it is read) never reaches zfs: nothing is received from a corrupt chain.
+    const spools: string[] = []
     try {
       for (const source of streams) {
+        const spool = join(options.spoolDir ?? tmpdir(), `.zfs-recv-${randomBytes(8).toString('hex')}`)
+        spools.push(spool)
+        await pipeline(Readable.from(source()), createWriteStream(spool, { flags: 'wx' }), { signal: options.signal })
+      }
+      const fresh = `${ds}-restore-${randomBytes(4).toString('hex')}`
+      try {
+        await this.receiveFiles(fresh, spools, options)
+        // Received without a quota (a quota on the target refuses the stream), then capped.
+        await run('zfs', ['set', `quota=${quota}`, fresh], options)
+      } catch (err) {
+        if (await this.datasetExists(fresh, {}).catch(() => false)) await this.destroyDataset(fresh, {})
+        throw err
+      }
+      return await this.swapIn(ds, fresh, options)
+    } finally {
+      for (const spool of spools) await rm(spool, { force: true })
+    }
+  }
+
+  private async receiveFiles (fresh: string, files: readonly string[], options: StorageCallOptions): Promise<void> {
+    for (const file of files) {
+      const fh = await open(file, 'r')
+      try {
         // -F: the fresh dataset may have been touched (atime) since the last stream; -u: mount once at the end.
         const args = ['recv', '-F', '-u', fresh]
         options.signal?.throwIfAborted()
-        const child = spawn('zfs', args, { stdio: ['pipe', 'ignore', 'pipe'], signal: options.signal })
-        const done = exited(child, 'zfs', args, collectStderr(child))
-        done.catch(() => {})
-        if (child.stdin === null) throw new StorageCommandError('zfs recv', 'no stdin')
-        try {
-          await pipeline(Readable.from(source()), child.stdin)
-        } catch (err) {
-          child.kill('SIGKILL')
-          await done.catch(() => {})
-          throw err
-        }
-        await done
+        const child = spawn('zfs', args, { stdio: [fh.fd, 'ignore', 'pipe'], signal: options.signal })
+        await exited(child, 'zfs', args, collectStderr(child))
+      } finally {
+        await fh.close()
       }
-      // Received without a quota (a quota on the target refuses the stream), then capped.
-      await run('zfs', ['set', `quota=${quota}`, fresh], options)
-    } catch (err) {
-      if (await this.datasetExists(fresh, {}).catch(() => false)) await this.destroyDataset(fresh, {})
-      throw err
     }
-    return await this.swapIn(ds, fresh, options)
   }
 
   async destroy (claim: Claim, options: StorageCallOptions = {}): Promise<void> {
     const ds = this.dataset(claim)
     if (await this.datasetExists(ds, options)) await this.destroyDataset(ds, options)
+  }
+
+  async usage (claim: Claim, options: StorageCallOptions = {}): Promise<{ usedBytes: number, quotaBytes?: number }> {
+    const [used, quota] = (await run('zfs', ['get', '-Hp', '-o', 'value', 'used,quota', this.dataset(claim)], options)).trim().split('\n').map(Number)
+    return { usedBytes: used, ...(quota > 0 ? { quotaBytes: quota } : {}) }
+  }
+
+  async recover (options: StorageCallOptions = {}): Promise<string[]> {
+    const root = `${this.pool}/cell`
+    const names = (await run('zfs', ['list', '-H', '-o', 'name', '-t', 'filesystem', '-r', '-d', '2', root], options)).split('\n').filter(n => n !== '')
+    const present = new Set(names)
+    const done: string[] = []
+    for (const name of names) {
+      const m = /^(.+\/(?:0|[1-9]\d{0,4}))-(restore|read|old)-[0-9a-f]{8}$/.exec(name)
+      if (m === null || !name.startsWith(`${root}/`)) continue
+      if (m[2] === 'old' && !present.has(m[1])) {
+        await retryBusy(async () => {
+          await run('zfs', ['unmount', name], options).catch(() => '')
+          return await run('zfs', ['rename', name, m[1]], options)
+        }, options.signal)
+        await this.ensureMounted(m[1], options)
+        present.add(m[1])
+        done.push(`${name} -> ${m[1]}`)
+      } else {
+        await this.destroyDataset(name, options)
+        done.push(name)
+      }
+    }
+    return done
   }
 
   /** Put `fresh` at `ds`: old aside, fresh renamed, old destroyed. On failure the old comes back. */

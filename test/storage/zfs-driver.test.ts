@@ -7,7 +7,7 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openZfsDriver } from '../../node-host/storage/zfs.ts'
+import { checkSendStream, openZfsDriver } from '../../node-host/storage/zfs.ts'
 import type { ZfsDriver } from '../../node-host/storage/zfs.ts'
 import { createStorage } from '../../node-host/storage/storage.ts'
 import { InvalidStorageNameError, NoStorageClassError, ZfsUnavailableError } from '../../node-host/storage/errors.ts'
@@ -103,6 +103,49 @@ describe('zfs driver', () => {
     expect(stdout.trim().split('\n')).toEqual([`${pool.name}/cell/swap`, `${pool.name}/cell/swap/3`])
     await zfs.destroy(claim)
     expect(await zfs.exists(claim)).toBe(false)
+  })
+
+  it('usage counts what the quota counts; recover finishes a swap a crash interrupted', async () => {
+    const claim = { cell: 'rec', ordinal: 0 }
+    const mount = await zfs.create(claim, 8 * MiB)
+    await writeFile(join(mount, 'two-mib'), Buffer.alloc(2 * MiB, 1))
+    await exec('sync')
+    const usage = await zfs.usage(claim)
+    expect(usage.quotaBytes).toBe(8 * MiB)
+    // `used` follows the writes once zfs-fuse committed them (a transaction group): most of them by now.
+    expect(usage.usedBytes).toBeGreaterThan(MiB)
+    // A crash left a half-made restore of rec/0 and rec/1 set aside with no rec/1 in place.
+    await exec('zfs', ['create', `${pool.name}/cell/rec/0-restore-deadbeef`])
+    await exec('zfs', ['create', `${pool.name}/cell/rec/1-old-cafebabe`])
+    await writeFile(join(pool.mountpoint, 'cell/rec/1-old-cafebabe/kept'), 'kept')
+    const done = await zfs.recover()
+    expect(done.sort()).toEqual([`${pool.name}/cell/rec/0-restore-deadbeef`, `${pool.name}/cell/rec/1-old-cafebabe -> ${pool.name}/cell/rec/1`])
+    const { stdout } = await exec('zfs', ['list', '-H', '-o', 'name', '-r', `${pool.name}/cell/rec`])
+    expect(stdout.trim().split('\n')).toEqual([`${pool.name}/cell/rec`, `${pool.name}/cell/rec/0`, `${pool.name}/cell/rec/1`])
+    expect(await readFile(join(zfs.mountpoint({ cell: 'rec', ordinal: 1 }), 'kept'), 'utf8')).toBe('kept')
+    expect(await zfs.recover()).toEqual([])
+  })
+
+  it('a send stream is checked whole: an empty or cut stream is told apart from a sound one', async () => {
+    const claim = { cell: 'sender', ordinal: 0 }
+    const mount = await zfs.create(claim, 8 * MiB)
+    await writeFile(join(mount, 'f'), Buffer.alloc(200_000, 3))
+    await zfs.snapshot(claim, 's1')
+    const bytes = await zfs.send(claim, 's1', undefined, async stream => {
+      const parts: Uint8Array[] = []
+      for await (const c of stream) parts.push(c)
+      return Buffer.concat(parts)
+    })
+    expect(bytes.length).toBeGreaterThan(200_000)
+    const file = join(mount, 'stream')
+    await writeFile(file, bytes)
+    expect(await checkSendStream(file)).toBeUndefined()
+    await writeFile(file, bytes.subarray(0, bytes.length - 100))
+    expect(await checkSendStream(file)).toMatch(/END record/)
+    await writeFile(file, bytes.subarray(400))
+    expect(await checkSendStream(file)).toMatch(/BEGIN record/)
+    await writeFile(file, '')
+    expect(await checkSendStream(file)).toMatch(/0 bytes/)
   })
 
   it('refuses bad names and a missing pool by name', async () => {
