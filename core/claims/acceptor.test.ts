@@ -1,0 +1,153 @@
+// The acceptor and client together over an in-memory transport: persistence before answering,
+// restarts, the named outcomes of acquire / renew / release, and answers bound to their request.
+import { describe, it, expect } from 'vitest'
+import { ClaimAcceptor, MemoryAcceptorStore, type AcceptorState, type AcceptorStore } from './acceptor.ts'
+import { ClaimRegisterClient, leaseValid, type ClaimTransport } from './client.ts'
+import { ClaimHeldError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError, MalformedClaimFrameError } from './errors.ts'
+import { decodeClaimFrame, encodeClaimRequest } from './codec.ts'
+import { marginMs } from './register.ts'
+import { openClaimGateForTests } from './testing.ts'
+import { SeededRandom } from '../../test/sim/prng.ts'
+
+const IDS = ['A', 'B', 'C', 'D'].map(c => `12D3KooW${c.repeat(44)}`)
+const [A, B, C, D] = IDS
+const VOTERS = [A, B, C]
+const LEASE = 1_000
+
+class FailingStore implements AcceptorStore {
+  fail = false
+  inner = new MemoryAcceptorStore()
+  async load (): Promise<AcceptorState | null> { return await this.inner.load() }
+  async save (state: AcceptorState): Promise<void> {
+    if (this.fail) throw new Error('disk full')
+    await this.inner.save(state)
+  }
+}
+
+function world () {
+  let now = 0
+  const clock = { nowMs: () => now }
+  // Real timers: backoff after a ballot conflict is a few ms; the register's clock is the fake one.
+  const timers = { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (h: unknown) => { clearTimeout(h as ReturnType<typeof setTimeout>) } }
+  const stores = new Map(IDS.map(id => [id, new FailingStore()]))
+  const acceptors = new Map<string, ClaimAcceptor>()
+  const down = new Set<string>()
+  let seeds = 0
+  const boot = (id: string): void => { acceptors.set(id, new ClaimAcceptor({ selfId: id, store: stores.get(id) as FailingStore, clock, gate: openClaimGateForTests })) }
+  for (const id of IDS) boot(id)
+  const client = (self: string, transport?: ClaimTransport): ClaimRegisterClient => new ClaimRegisterClient({
+    selfId: self,
+    clock,
+    timers,
+    gate: openClaimGateForTests,
+    random: new SeededRandom(++seeds),
+    leaseMs: LEASE,
+    maxAttempts: 3,
+    transport: transport ?? {
+      send: async (peer, frame) => {
+        if (down.has(peer)) throw new Error('unreachable')
+        return await (acceptors.get(peer) as ClaimAcceptor).handle(self, frame)
+      }
+    }
+  })
+  return { clock, advance: (ms: number) => { now += ms }, stores, acceptors, boot, down, client }
+}
+
+describe('claim acceptor and client', () => {
+  it('acquire, renew, held by another, release, then acquire without waiting', async () => {
+    const w = world()
+    const a = w.client(A)
+    const lease = await a.acquire('ledger/0', VOTERS)
+    expect(lease).toMatchObject({ claimId: 'ledger/0', epoch: 1, leaseMs: LEASE, leaseStartLocalMs: 0, voters: VOTERS })
+    w.advance(400)
+    const renewed = await a.renew('ledger/0', VOTERS, 1)
+    expect(renewed.leaseStartLocalMs).toBe(400)
+    const b = w.client(B)
+    const held = await b.acquire('ledger/0', VOTERS).catch((e: unknown) => e)
+    expect(held).toBeInstanceOf(ClaimHeldError)
+    expect(held).toMatchObject({ holder: A, epoch: 1, leaseEndsInMs: LEASE + marginMs(LEASE) })
+    await a.release('ledger/0', VOTERS, 1)
+    expect(await b.acquire('ledger/0', VOTERS)).toMatchObject({ epoch: 2 })
+    expect(await a.renew('ledger/0', VOTERS, 1).catch((e: unknown) => e)).toBeInstanceOf(ClaimLostError)
+  })
+
+  it('a takeover waits out the lease plus margin on the voters\' clocks', async () => {
+    const w = world()
+    await w.client(A).acquire('ledger/0', VOTERS)
+    const b = w.client(B)
+    w.advance(LEASE + marginMs(LEASE) - 1)
+    expect(await b.acquire('ledger/0', VOTERS).catch((e: unknown) => e)).toBeInstanceOf(ClaimHeldError)
+    w.advance(1)
+    const lease = await b.acquire('ledger/0', VOTERS)
+    expect(lease.epoch).toBe(2)
+    expect(leaseValid(lease, LEASE + marginMs(LEASE) + LEASE)).toBe(true)
+    expect(leaseValid(lease, LEASE + marginMs(LEASE) + LEASE + 1)).toBe(false)
+  })
+
+  it('a minority of voters grants nothing', async () => {
+    const w = world()
+    w.down.add(B)
+    w.down.add(C)
+    expect(await w.client(A).acquire('ledger/0', VOTERS).catch((e: unknown) => e)).toBeInstanceOf(ClaimQuorumError)
+  })
+
+  it('persists a promise before answering: a failed save gives no answer and no promise', async () => {
+    const w = world()
+    const store = w.stores.get(A) as FailingStore
+    store.fail = true
+    const frame = encodeClaimRequest({ kind: 'prepare', claimId: 'ledger/0', ballot: { counter: 5, proposer: B }, nonce: '0000000000000001', voters: VOTERS }, new Uint8Array(0))
+    await expect((w.acceptors.get(A) as ClaimAcceptor).handle(B, frame)).rejects.toThrow('disk full')
+    expect((w.acceptors.get(A) as ClaimAcceptor).slot('ledger/0')).toBeUndefined()
+    store.fail = false
+    const answer = decodeClaimFrame(await (w.acceptors.get(A) as ClaimAcceptor).handle(B, frame))
+    expect(answer).toMatchObject({ type: 'answer', answer: { kind: 'promise' } })
+    // A restart keeps the promise: the same or a lower ballot is refused.
+    w.boot(A)
+    const again = decodeClaimFrame(await (w.acceptors.get(A) as ClaimAcceptor).handle(C, encodeClaimRequest({ kind: 'prepare', claimId: 'ledger/0', ballot: { counter: 4, proposer: C }, nonce: '0000000000000002', voters: VOTERS }, new Uint8Array(0))))
+    expect(again).toMatchObject({ type: 'answer', answer: { kind: 'reject', reason: 'ballot', promised: { counter: 5, proposer: B } } })
+  })
+
+  it('after an acceptor restart the lease is counted again from the restart', async () => {
+    const w = world()
+    await w.client(A).acquire('ledger/0', VOTERS)
+    w.advance(LEASE + marginMs(LEASE))
+    for (const id of VOTERS) w.boot(id)
+    expect(await w.client(B).acquire('ledger/0', VOTERS).catch((e: unknown) => e)).toBeInstanceOf(ClaimHeldError)
+    w.advance(LEASE + marginMs(LEASE))
+    expect((await w.client(B).acquire('ledger/0', VOTERS)).epoch).toBe(2)
+  })
+
+  it('a voter not named in the request, or voters that differ from the claim\'s, are refused', async () => {
+    const w = world()
+    await w.client(A).acquire('ledger/0', VOTERS)
+    const wrong = await w.client(B).acquire('ledger/0', [A, B, D]).catch((e: unknown) => e)
+    expect(wrong).toBeInstanceOf(ClaimVotersMismatchError)
+    expect((wrong as ClaimVotersMismatchError).voters).toEqual(VOTERS)
+    const frame = encodeClaimRequest({ kind: 'prepare', claimId: 'ledger/1', ballot: { counter: 1, proposer: B }, nonce: '0000000000000003', voters: [A, B] }, new Uint8Array(0))
+    expect(decodeClaimFrame(await (w.acceptors.get(C) as ClaimAcceptor).handle(B, frame))).toMatchObject({ answer: { kind: 'reject', reason: 'not-voter' } })
+  })
+
+  it('answers bound to another request (an old ballot replayed) are not votes', async () => {
+    const w = world()
+    // Record every voter's answer to A's first acquire, then replay those answers to A's later requests.
+    const recorded = new Map<string, Uint8Array[]>()
+    const recording = w.client(A, {
+      send: async (peer, frame) => {
+        const answer = await (w.acceptors.get(peer) as ClaimAcceptor).handle(A, frame)
+        recorded.set(peer, [...(recorded.get(peer) ?? []), answer])
+        return answer
+      }
+    })
+    await recording.acquire('ledger/0', VOTERS)
+    const replaying = w.client(A, { send: async (peer) => (recorded.get(peer) as Uint8Array[])[0] })
+    expect(await replaying.renew('ledger/0', VOTERS, 1).catch((e: unknown) => e)).toBeInstanceOf(ClaimQuorumError)
+    expect(replaying.stats().staleAnswers).toBeGreaterThanOrEqual(3)
+  })
+
+  it('a frame that is not a request is a named error, counted', async () => {
+    const w = world()
+    const acceptor = w.acceptors.get(A) as ClaimAcceptor
+    await expect(acceptor.handle(B, new TextEncoder().encode('hello'))).rejects.toThrow(MalformedClaimFrameError)
+    expect(acceptor.stats().malformed).toBe(1)
+  })
+})

@@ -1,0 +1,314 @@
+// The proposer side of the claim register: acquire, renew and release a claim by CASPaxos rounds
+// (prepare, then accept) to a majority of the claim's voters. Ballot conflicts are retried with a
+// bounded, jittered backoff inside a deadline.
+//
+// The lease an owner gets counts from the moment it SENT the winning accept round, on its own
+// monotonic clock: every voter accepted after that moment, so the owner's lease always ends
+// before any voter's view of it does. The owner must stop serving once `nowMs > leaseStartLocalMs
+// + leaseMs` (see `leaseValid`), whether or not a renew is still under way.
+import { logger } from '@libp2p/logger'
+import { systemRandom, type Clock, type Random } from '../ports.ts'
+import { isRefusal, refusalError } from '../fleet/peer-grant.ts'
+import {
+  ClaimHeldError, ClaimLeaseExpiredError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError,
+  InvalidClaimError, MalformedClaimFrameError, StaleClaimAnswerError
+} from './errors.ts'
+import { decodeClaimFrame, encodeClaimRequest, type ClaimAnswer, type ClaimRequest } from './codec.ts'
+import type { ClaimGrantGate } from './grant-gate.ts'
+import type { MonotonicClock } from './clocks.ts'
+import {
+  applyChange, assertClaimId, cellOfClaim, compareBallots, majorityOf, normalizeVoters, sameBallot,
+  MIN_LEASE_MS, MAX_LEASE_MS, type AcceptedValue, type Ballot, type Change, type ClaimValue
+} from './register.ts'
+
+const log = logger('cell:claims:client')
+/** Why a finished phase cancels its outstanding requests (one object: an Error per round costs a stack trace). */
+const PHASE_OVER = Object.freeze(new ClaimQuorumError('phase over'))
+
+/** Sends one request frame to `peerId` and resolves with its answer frame; rejects on failure or abort. */
+export interface ClaimTransport {
+  send: (peerId: string, frame: Uint8Array, options: { signal: AbortSignal }) => Promise<Uint8Array>
+}
+
+export interface ClaimLease {
+  claimId: string
+  epoch: number
+  leaseMs: number
+  /** This node's monotonic time when it sent the round that granted the lease. */
+  leaseStartLocalMs: number
+  voters: string[]
+}
+
+/** May the owner still serve? False from the first millisecond past the lease on its own clock. */
+export function leaseValid (lease: Pick<ClaimLease, 'leaseMs' | 'leaseStartLocalMs'>, nowMs: number): boolean {
+  return nowMs <= lease.leaseStartLocalMs + lease.leaseMs
+}
+
+export function leaseRemainingMs (lease: Pick<ClaimLease, 'leaseMs' | 'leaseStartLocalMs'>, nowMs: number): number {
+  return Math.max(0, lease.leaseStartLocalMs + lease.leaseMs - nowMs)
+}
+
+export interface ClaimRegisterClientInit {
+  selfId: string
+  transport: ClaimTransport
+  /** `ownerClock()` in hosts (see clocks.ts); leases are counted on it. */
+  clock: MonotonicClock
+  /** Timers for deadlines and backoff (the host's Clock; the simulator's fake one). */
+  timers: Pick<Clock, 'setTimeout' | 'clearTimeout'>
+  gate: ClaimGrantGate
+  random?: Random
+  /** Default lease length (default 10 s). */
+  leaseMs?: number
+  /** How long one phase waits for a majority (default 1 s). */
+  phaseTimeoutMs?: number
+  /** Whole operation deadline (default 5 s). */
+  timeoutMs?: number
+  /** Most prepare/accept rounds per operation (default 6). */
+  maxAttempts?: number
+  /** First backoff after a conflict; doubles per attempt, jittered (default 25 ms). */
+  backoffMs?: number
+}
+
+export interface ClaimClientStats {
+  rounds: number
+  conflicts: number
+  /** Answers not bound to the request they came back for (claim, ballot, phase): never counted as votes. */
+  staleAnswers: number
+  /** Answers from voters without a host grant for the cell: never counted as votes. */
+  refusedVoters: number
+  malformedAnswers: number
+  /** Requests a voter refused for this node's grant. */
+  refusedByVoters: number
+}
+
+interface OpOptions { signal?: AbortSignal, leaseMs?: number }
+
+interface Tally {
+  ok: Array<{ peer: string, answer: ClaimAnswer }>
+  rejects: Array<{ peer: string, answer: Extract<ClaimAnswer, { kind: 'reject' }> }>
+  errors: unknown[]
+  /** Voters that refused this node's grant (a subset of `errors`), by the named trust error they sent. */
+  refusedUs: Error[]
+}
+
+export class ClaimRegisterClient {
+  private readonly init: ClaimRegisterClientInit
+  private readonly random: Random
+  private counter = 0
+  private readonly counters: ClaimClientStats = { rounds: 0, conflicts: 0, staleAnswers: 0, refusedVoters: 0, malformedAnswers: 0, refusedByVoters: 0 }
+
+  constructor (init: ClaimRegisterClientInit) {
+    this.init = init
+    this.random = init.random ?? systemRandom
+  }
+
+  stats (): ClaimClientStats {
+    return { ...this.counters }
+  }
+
+  /** A new epoch for this node, or ClaimHeldError naming the holder and how long its lease still runs. */
+  async acquire (claimId: string, voters: readonly string[], options: OpOptions = {}): Promise<ClaimLease> {
+    const vs = this.args(claimId, voters)
+    const leaseMs = this.leaseOf(options)
+    const out = await this.run(claimId, vs, { op: 'acquire', self: this.init.selfId, leaseMs, voters: vs }, options)
+    return this.lease(claimId, out.value, out.sentAtMs)
+  }
+
+  /** A fresh lease at the same epoch; ClaimLostError when the claim is no longer this node's at `epoch`. */
+  async renew (claimId: string, voters: readonly string[], epoch: number, options: OpOptions = {}): Promise<ClaimLease> {
+    const vs = this.args(claimId, voters)
+    const leaseMs = this.leaseOf(options)
+    const out = await this.run(claimId, vs, { op: 'renew', self: this.init.selfId, epoch, leaseMs }, options)
+    return this.lease(claimId, out.value, out.sentAtMs)
+  }
+
+  /**
+   * Planned hand-over: the next acquire needs no wait. The caller must have stopped serving the
+   * claim (final snapshot taken) BEFORE calling this; its lease counts as ended from now on.
+   */
+  async release (claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const vs = this.args(claimId, voters)
+    await this.run(claimId, vs, { op: 'release', self: this.init.selfId, epoch }, options)
+  }
+
+  private args (claimId: string, voters: readonly string[]): string[] {
+    assertClaimId(claimId)
+    return normalizeVoters(voters)
+  }
+
+  private leaseOf (options: OpOptions): number {
+    const leaseMs = options.leaseMs ?? this.init.leaseMs ?? 10_000
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < MIN_LEASE_MS || leaseMs > MAX_LEASE_MS) throw new InvalidClaimError(`lease of ${leaseMs} ms is outside [${MIN_LEASE_MS}, ${MAX_LEASE_MS}]`)
+    return leaseMs
+  }
+
+  private lease (claimId: string, value: ClaimValue, sentAtMs: number): ClaimLease {
+    const lease = { claimId, epoch: value.epoch, leaseMs: value.leaseMs, leaseStartLocalMs: sentAtMs, voters: value.voters }
+    if (!leaseValid(lease, this.init.clock.nowMs())) throw new ClaimLeaseExpiredError(`${claimId} epoch ${value.epoch} was granted, but its lease ran out before the answer came back`)
+    return lease
+  }
+
+  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }): Promise<{ value: ClaimValue, sentAtMs: number }> {
+    const timeoutMs = this.init.timeoutMs ?? 5_000
+    const deadline = new AbortController()
+    const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
+    const signal = options.signal != null ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
+    const attempts = Math.max(1, this.init.maxAttempts ?? 6)
+    const majority = majorityOf(voters.length)
+    let lastProblem = 'no answers'
+    try {
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        if (attempt > 0) await this.backoff(attempt, signal)
+        signal.throwIfAborted()
+        const ballot: Ballot = { counter: ++this.counter, proposer: this.init.selfId }
+        const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters }, majority, signal)
+        if (prepare.ok.length < majority) {
+          lastProblem = this.problems('prepare', prepare, voters)
+          continue
+        }
+        let current: AcceptedValue | null = null
+        let waitMs = 0
+        for (const { answer } of prepare.ok) {
+          if (answer.kind !== 'promise') continue
+          waitMs = Math.max(waitMs, answer.waitMs)
+          if (answer.accepted != null && (current == null || compareBallots(answer.accepted.ballot, current.ballot) > 0)) current = answer.accepted
+        }
+        const next = applyChange(current?.value ?? null, waitMs, change)
+        if (!next.ok) {
+          if (next.reason === 'held') throw new ClaimHeldError(`${claimId} is held by ${next.holder} at epoch ${next.epoch} for up to ${next.waitMs} ms more`, { holder: next.holder, epoch: next.epoch, leaseEndsInMs: next.waitMs })
+          if (next.reason === 'voters') throw new ClaimVotersMismatchError(`${claimId} has voters ${next.voters.join(', ')}`, next.voters)
+          throw new ClaimLostError(`${claimId} is ${next.owner == null ? 'not held' : `${next.state} by ${next.owner} at epoch ${next.epoch}`}: not this node's at the asked epoch`)
+        }
+        if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs() }
+        const sentAtMs = this.init.clock.nowMs()
+        const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal)
+        if (accept.ok.length >= majority) return { value: next.value, sentAtMs }
+        const held = accept.rejects.filter(r => r.answer.reason === 'lease-held')
+        if (held.length > voters.length - majority) {
+          const waits = held.map(r => r.answer.waitMs ?? 0)
+          const first = held[0].answer
+          throw new ClaimHeldError(`${claimId} is still held by ${first.holder ?? 'another owner'} on ${held.length} voters' clocks`, { holder: first.holder ?? '', epoch: first.epoch ?? 0, leaseEndsInMs: Math.max(...waits) })
+        }
+        lastProblem = this.problems('accept', accept, voters)
+      }
+      throw new ClaimQuorumError(`${change.op} ${claimId}: no majority after ${attempts} rounds (${lastProblem})`)
+    } catch (err) {
+      if (deadline.signal.aborted && !(options.signal?.aborted ?? false) && !(err instanceof ClaimHeldError || err instanceof ClaimLostError || err instanceof ClaimVotersMismatchError)) {
+        throw new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms (${lastProblem})`, { cause: err })
+      }
+      throw err
+    } finally {
+      this.init.timers.clearTimeout(timer)
+    }
+  }
+
+  /** Looks at a failed phase: raises the ballot past any promise seen, and names what went wrong. */
+  private problems (phase: string, tally: Tally, voters: string[]): string {
+    for (const { answer } of tally.rejects) {
+      if (answer.promised != null && answer.promised.counter > this.counter) this.counter = answer.promised.counter
+      if (answer.reason === 'voters' && answer.voters != null && tally.rejects.filter(r => r.answer.reason === 'voters').length > voters.length - majorityOf(voters.length)) {
+        throw new ClaimVotersMismatchError(`the claim's voters are ${answer.voters.join(', ')}`, answer.voters)
+      }
+    }
+    // Enough voters refused this node's own grant that no majority can say yes: their named error says why.
+    if (tally.refusedUs.length > voters.length - majorityOf(voters.length)) throw tally.refusedUs[0]
+    if (tally.rejects.some(r => r.answer.reason === 'ballot')) this.counters.conflicts++
+    return `${phase}: ${tally.ok.length} yes, ${tally.rejects.map(r => r.answer.reason).join('/') || 'no'} rejects, ${tally.errors.length} failed`
+  }
+
+  private nonce (): string {
+    let out = ''
+    for (const b of this.random.bytes(8)) out += b.toString(16).padStart(2, '0')
+    return out
+  }
+
+  private async backoff (attempt: number, signal: AbortSignal): Promise<void> {
+    const base = (this.init.backoffMs ?? 25) * 2 ** Math.min(attempt - 1, 6)
+    const ms = base * (0.5 + this.random.next())
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { this.init.timers.clearTimeout(t); reject(signal.reason) }
+      const t = this.init.timers.setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /**
+   * Sends `req` to every voter and resolves once a majority said yes, once a majority can no
+   * longer say yes, or at the phase deadline. Answers are checked against the request (claim,
+   * ballot, phase) and the voter's grant before they count.
+   */
+  private async round (voters: string[], req: ClaimRequest, majority: number, signal: AbortSignal): Promise<Tally> {
+    this.counters.rounds++
+    const cell = cellOfClaim(req.claimId)
+    const frame = encodeClaimRequest(req, this.init.gate.chain(cell))
+    const phaseMs = this.init.phaseTimeoutMs ?? 1_000
+    const phase = new AbortController()
+    const onAbort = (): void => { phase.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    const timer = this.init.timers.setTimeout(() => { phase.abort(new ClaimQuorumError('phase deadline')) }, phaseMs)
+    const tally: Tally = { ok: [], rejects: [], errors: [], refusedUs: [] }
+    try {
+      await new Promise<void>(resolve => {
+        let pending = voters.length
+        const settle = (): void => {
+          if (tally.ok.length >= majority || tally.ok.length + pending < majority) resolve()
+        }
+        phase.signal.addEventListener('abort', () => { resolve() }, { once: true })
+        for (const peer of voters) {
+          void this.ask(peer, req, frame, cell, phase.signal).then(result => {
+            if (phase.signal.aborted) return
+            pending--
+            if (result.kind === 'error') {
+              tally.errors.push(result.error)
+              if (result.refusedUs === true) tally.refusedUs.push(result.error as Error)
+            }
+            else if (result.answer.kind === 'reject') tally.rejects.push({ peer, answer: result.answer })
+            else tally.ok.push({ peer, answer: result.answer })
+            settle()
+          })
+        }
+        settle()
+      })
+    } finally {
+      this.init.timers.clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      phase.abort(PHASE_OVER)
+    }
+    return tally
+  }
+
+  private async ask (peer: string, req: ClaimRequest, frame: Uint8Array, cell: string, signal: AbortSignal): Promise<{ kind: 'answer', answer: ClaimAnswer } | { kind: 'error', error: unknown, refusedUs?: boolean }> {
+    try {
+      const bytes = await this.init.transport.send(peer, frame, { signal })
+      const decoded = decodeClaimFrame(bytes)
+      if (decoded.type === 'refused') {
+        this.counters.refusedByVoters++
+        return { kind: 'error', error: refusalError(decoded.code, `voter ${peer} of ${req.claimId}`), refusedUs: true }
+      }
+      if (decoded.type !== 'answer') throw new MalformedClaimFrameError(`voter ${peer} sent a ${decoded.type} frame`)
+      const answer = decoded.answer
+      if (!answerMatches(req, answer)) {
+        this.counters.staleAnswers++
+        throw new StaleClaimAnswerError(`voter ${peer} answered another request (${answer.kind} of ${answer.claimId} at ballot ${answer.ballot.counter})`)
+      }
+      try {
+        await this.init.gate.check(decoded.chain, peer, cell, { signal })
+      } catch (err) {
+        if (isRefusal(err)) this.counters.refusedVoters++
+        throw err
+      }
+      return { kind: 'answer', answer }
+    } catch (err) {
+      if (err instanceof MalformedClaimFrameError) this.counters.malformedAnswers++
+      if (!signal.aborted) log('voter %s of %s: %s', peer, req.claimId, (err as Error).name)
+      return { kind: 'error', error: err }
+    }
+  }
+}
+
+/** Is `answer` the answer to `req`: same claim, ballot and nonce, a kind of the same phase? */
+export function answerMatches (req: ClaimRequest, answer: ClaimAnswer): boolean {
+  if (answer.claimId !== req.claimId || answer.nonce !== req.nonce || !sameBallot(answer.ballot, req.ballot)) return false
+  if (req.kind === 'prepare') return answer.kind === 'promise' || (answer.kind === 'reject' && answer.phase === 'prepare')
+  return answer.kind === 'accepted' || (answer.kind === 'reject' && answer.phase === 'accept')
+}

@@ -1,0 +1,84 @@
+import { describe, it, expect } from 'vitest'
+import {
+  decodeClaimFrame, encodeClaimAnswer, encodeClaimRequest, encodeClaimRefusal, MAX_CLAIM_FRAME_BYTES,
+  type ClaimAnswer, type ClaimRequest
+} from './codec.ts'
+import { MalformedClaimFrameError } from './errors.ts'
+import { SeededRandom } from '../../test/sim/prng.ts'
+
+const A = '12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+const B = '12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'
+const VOTERS = [A, B]
+const chain = Uint8Array.of(1, 4, 0)
+
+const requests: ClaimRequest[] = [
+  { kind: 'prepare', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0123456789abcdef', voters: VOTERS },
+  { kind: 'accept', claimId: 'ledger/12', ballot: { counter: 8, proposer: A }, nonce: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 3, leaseMs: 10_000, state: 'held', voters: VOTERS } }
+]
+const answers: ClaimAnswer[] = [
+  { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: null, waitMs: 0 },
+  { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: { ballot: { counter: 6, proposer: B }, value: { owner: B, epoch: 2, leaseMs: 500, state: 'released', voters: VOTERS } }, waitMs: 12 },
+  { kind: 'accepted', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000' },
+  { kind: 'reject', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000', phase: 'accept', reason: 'lease-held', holder: B, epoch: 2, waitMs: 900 }
+]
+
+function body (json: unknown): Uint8Array {
+  const text = new TextEncoder().encode(JSON.stringify(json))
+  return Uint8Array.from([1, 1, 0, 0, ...text])
+}
+
+describe('/cell/claim/1 frames', () => {
+  it('round-trips requests, answers and refusals', () => {
+    for (const r of requests) expect(decodeClaimFrame(encodeClaimRequest(r, chain))).toEqual({ type: 'request', chain, request: r })
+    for (const a of answers) expect(decodeClaimFrame(encodeClaimAnswer(a, chain))).toEqual({ type: 'answer', chain, answer: a })
+    expect(decodeClaimFrame(encodeClaimRefusal(2))).toEqual({ type: 'refused', code: 2 })
+  })
+
+  it('names every malformed frame: cut short, oversized, wrong version, unknown keys, bad values', () => {
+    const good = encodeClaimRequest(requests[1], chain)
+    const bad: Uint8Array[] = [
+      good.subarray(0, good.length - 3),
+      good.subarray(0, 3),
+      new Uint8Array(MAX_CLAIM_FRAME_BYTES + 1),
+      Uint8Array.from([2, ...good.subarray(1)]),
+      Uint8Array.from([1, 9, ...good.subarray(2)]),
+      Uint8Array.from([1, 1, 0xff, 0xff, ...good.subarray(4)]),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: VOTERS, extra: 1 }),
+      body({ t: 'prepare', claim: 'Ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: VOTERS }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [0, A], n: '0123456789abcdef', voters: VOTERS }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1.5, A], n: '0123456789abcdef', voters: VOTERS }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, 'not a peer'], n: '0123456789abcdef', voters: VOTERS }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: [B, A] }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: [A, A] }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: [] }),
+      body({ t: 'accept', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 1, leaseMs: 5, state: 'held' } }),
+      body({ t: 'accept', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 1, leaseMs: 1000, state: 'owned' } }),
+      body({ t: 'accept', claim: 'ledger/0', ballot: [1, A], n: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 1, leaseMs: 1000, state: 'held', voters: VOTERS } }),
+      body({ t: 'commit', claim: 'ledger/0' }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], n: '0123', voters: VOTERS }),
+      body({ t: 'prepare', claim: 'ledger/0', ballot: [1, A], voters: VOTERS }),
+      body(['prepare']),
+      Uint8Array.from([1, 1, 0, 0, 0xc3, 0x28]),
+      Uint8Array.from([1, 3, 0, 0])
+    ]
+    for (const bytes of bad) expect(() => decodeClaimFrame(bytes), `frame ${bytes.length} bytes`).toThrow(MalformedClaimFrameError)
+  })
+
+  it('refuses to encode a body past its limit', () => {
+    expect(() => encodeClaimRequest(requests[0], new Uint8Array(5000))).toThrow(MalformedClaimFrameError)
+  })
+
+  it('fuzz: mutated frames decode or fail with MalformedClaimFrameError, nothing else', () => {
+    const random = new SeededRandom(42)
+    const seeds = [...requests.map(r => encodeClaimRequest(r, chain)), ...answers.map(a => encodeClaimAnswer(a, chain))]
+    for (let i = 0; i < 5_000; i++) {
+      const bytes = seeds[i % seeds.length].slice()
+      for (let k = 0; k < 1 + (i % 4); k++) bytes[Math.floor(random.next() * bytes.length)] = Math.floor(random.next() * 256)
+      try {
+        decodeClaimFrame(bytes)
+      } catch (err) {
+        expect(err).toBeInstanceOf(MalformedClaimFrameError)
+      }
+    }
+  })
+})

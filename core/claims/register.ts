@@ -1,0 +1,211 @@
+// The pure core of the claim register: one CASPaxos register per claim id (`<cell>/<ordinal>`),
+// its values, ballots, the acceptor's two transitions (prepare, accept) and the proposer's change
+// functions (acquire, renew, release). No I/O, no clocks read here: times come in as arguments, so
+// the simulator and the unit tests drive exactly the code the node runs.
+//
+// Fencing lives in `acceptAccept`: an acceptor lets a value change owner or epoch only when the
+// lease it last accepted has run out on ITS OWN monotonic clock plus a margin, or was released.
+// The proposer cannot talk it out of that; see README.md for the safety argument.
+import { InvalidClaimError } from './errors.ts'
+
+/** Largest number of voters a claim has. */
+export const MAX_VOTERS = 5
+/** Longest peer id string accepted (base58 ed25519 ids are 52 characters). */
+export const MAX_PEER_ID_CHARS = 128
+export const MIN_LEASE_MS = 100
+export const MAX_LEASE_MS = 10 * 60_000
+/** A ballot counter may move at most this far past the acceptor's promise in one step: no proposer burns the ballot space. */
+export const MAX_BALLOT_JUMP = 1_000_000
+const CLAIM_ID = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\/(?:0|[1-9][0-9]{0,5})$/
+const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{16,128}$/
+
+/** `(counter, proposerId)`, ordered by counter then proposer id. */
+export interface Ballot { counter: number, proposer: string }
+
+export type ClaimState = 'held' | 'released'
+
+export interface ClaimValue {
+  owner: string
+  epoch: number
+  leaseMs: number
+  state: ClaimState
+  /** The claim's voters, fixed by its first accepted value (sorted). */
+  voters: string[]
+}
+
+export interface AcceptedValue { ballot: Ballot, value: ClaimValue }
+
+/** What one acceptor keeps per claim. */
+export interface ClaimSlot {
+  promised: Ballot | null
+  accepted: AcceptedValue | null
+  /** The acceptor's monotonic time when it accepted `accepted` (not persisted meaningfully across restarts: see `restoreSlot`). */
+  acceptedAtLocalMs: number
+}
+
+export interface MarginPolicy {
+  /** Part of the lease added as margin (clock rate drift between owner and voter), default 0.05. */
+  fraction: number
+  /** Fixed margin, default 500 ms. */
+  fixedMs: number
+}
+
+export const DEFAULT_MARGIN: MarginPolicy = { fraction: 0.05, fixedMs: 500 }
+
+export function marginMs (leaseMs: number, policy: MarginPolicy = DEFAULT_MARGIN): number {
+  return Math.ceil(leaseMs * policy.fraction + policy.fixedMs)
+}
+
+export function compareBallots (a: Ballot, b: Ballot): number {
+  if (a.counter !== b.counter) return a.counter < b.counter ? -1 : 1
+  return a.proposer < b.proposer ? -1 : a.proposer > b.proposer ? 1 : 0
+}
+
+export function sameBallot (a: Ballot, b: Ballot): boolean {
+  return compareBallots(a, b) === 0
+}
+
+export function isClaimId (id: string): boolean {
+  return CLAIM_ID.test(id)
+}
+
+export function isPeerIdString (id: string): boolean {
+  return PEER_ID.test(id)
+}
+
+/** The cell a claim id belongs to (`ledger/0` → `ledger`). */
+export function cellOfClaim (claimId: string): string {
+  return claimId.slice(0, claimId.indexOf('/'))
+}
+
+export function assertClaimId (id: string): void {
+  if (typeof id !== 'string' || !isClaimId(id)) throw new InvalidClaimError(`"${String(id).slice(0, 80)}" is not a claim id (<cell>/<ordinal>)`)
+}
+
+/** Sorted, de-duplicated, 1..MAX_VOTERS valid peer ids; throws InvalidClaimError otherwise. */
+export function normalizeVoters (voters: readonly string[]): string[] {
+  if (!Array.isArray(voters) || voters.length === 0 || voters.length > MAX_VOTERS) throw new InvalidClaimError(`a claim has 1 to ${MAX_VOTERS} voters, got ${Array.isArray(voters) ? voters.length : 'none'}`)
+  for (const v of voters) if (typeof v !== 'string' || !isPeerIdString(v)) throw new InvalidClaimError(`voter "${String(v).slice(0, 80)}" is not a peer id`)
+  const out = [...new Set(voters)].sort()
+  if (out.length !== voters.length) throw new InvalidClaimError('voters repeat a peer')
+  return out
+}
+
+export function sameVoters (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i])
+}
+
+export function majorityOf (voterCount: number): number {
+  return Math.floor(voterCount / 2) + 1
+}
+
+export function emptySlot (): ClaimSlot {
+  return { promised: null, accepted: null, acceptedAtLocalMs: 0 }
+}
+
+/**
+ * A slot read back from disk after a restart: the monotonic clock started again, so the time the
+ * lease was accepted is unknown. Counting it from now only lengthens the wait for a takeover (safe).
+ */
+export function restoreSlot (slot: ClaimSlot, nowMs: number): ClaimSlot {
+  return { ...slot, acceptedAtLocalMs: nowMs }
+}
+
+/**
+ * How long this acceptor will still refuse a change of owner or epoch over what it accepted: 0
+ * when it accepted nothing, a released value, or the lease plus margin has passed on its clock.
+ */
+export function takeoverWaitMs (slot: ClaimSlot, nowMs: number, policy: MarginPolicy = DEFAULT_MARGIN): number {
+  const acc = slot.accepted
+  if (acc == null || acc.value.state === 'released') return 0
+  const endsAt = slot.acceptedAtLocalMs + acc.value.leaseMs + marginMs(acc.value.leaseMs, policy)
+  return Math.max(0, endsAt - nowMs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acceptor transitions. Each returns the answer and the slot to persist BEFORE answering.
+
+export type PrepareOutcome =
+  | { ok: true, slot: ClaimSlot, accepted: AcceptedValue | null, waitMs: number }
+  | { ok: false, reason: 'ballot', promised: Ballot }
+  | { ok: false, reason: 'voters', voters: string[] }
+
+export function acceptPrepare (slot: ClaimSlot, ballot: Ballot, voters: string[], nowMs: number, policy?: MarginPolicy): PrepareOutcome {
+  const fixed = slot.accepted?.value.voters
+  if (fixed != null && !sameVoters(fixed, voters)) return { ok: false, reason: 'voters', voters: fixed }
+  const floor = slot.promised ?? slot.accepted?.ballot
+  // Strictly greater: a ballot is promised once, so a duplicated or replayed prepare changes nothing.
+  if (floor != null && compareBallots(ballot, floor) <= 0) return { ok: false, reason: 'ballot', promised: floor }
+  if (ballot.counter > (floor?.counter ?? 0) + MAX_BALLOT_JUMP) return { ok: false, reason: 'ballot', promised: floor ?? { counter: 0, proposer: '' } }
+  const next = { ...slot, promised: ballot }
+  return { ok: true, slot: next, accepted: slot.accepted, waitMs: takeoverWaitMs(slot, nowMs, policy) }
+}
+
+export type AcceptOutcome =
+  | { ok: true, slot: ClaimSlot }
+  | { ok: false, reason: 'ballot', promised: Ballot }
+  | { ok: false, reason: 'voters', voters: string[] }
+  | { ok: false, reason: 'lease-held', holder: string, epoch: number, waitMs: number }
+  | { ok: false, reason: 'owner' }
+
+/**
+ * Accepts `value` at `ballot` from `proposer` (the peer the transport authenticated), or says why not.
+ * A value always names its proposer as owner; it may change owner or epoch only once the current
+ * lease ended on this acceptor's clock (plus margin) or was released.
+ */
+export function acceptAccept (slot: ClaimSlot, ballot: Ballot, value: ClaimValue, proposer: string, nowMs: number, policy?: MarginPolicy): AcceptOutcome {
+  const cur = slot.accepted
+  if (cur != null && !sameVoters(cur.value.voters, value.voters)) return { ok: false, reason: 'voters', voters: cur.value.voters }
+  if (value.owner !== proposer || ballot.proposer !== proposer) return { ok: false, reason: 'owner' }
+  if (slot.promised != null && compareBallots(ballot, slot.promised) < 0) return { ok: false, reason: 'ballot', promised: slot.promised }
+  if (cur != null && compareBallots(ballot, cur.ballot) <= 0) {
+    // The same accept again (duplicated or replayed): nothing changes, the lease is not lengthened.
+    if (sameBallot(ballot, cur.ballot) && sameValue(cur.value, value)) return { ok: true, slot }
+    return { ok: false, reason: 'ballot', promised: cur.ballot }
+  }
+  if (ballot.counter > (slot.promised?.counter ?? 0) + MAX_BALLOT_JUMP) return { ok: false, reason: 'ballot', promised: slot.promised ?? { counter: 0, proposer: '' } }
+  if (cur != null && cur.value.state === 'held' && (cur.value.owner !== value.owner || cur.value.epoch !== value.epoch)) {
+    const waitMs = takeoverWaitMs(slot, nowMs, policy)
+    if (waitMs > 0) return { ok: false, reason: 'lease-held', holder: cur.value.owner, epoch: cur.value.epoch, waitMs }
+  }
+  return { ok: true, slot: { promised: ballot, accepted: { ballot, value }, acceptedAtLocalMs: nowMs } }
+}
+
+export function sameValue (a: ClaimValue, b: ClaimValue): boolean {
+  return a.owner === b.owner && a.epoch === b.epoch && a.leaseMs === b.leaseMs && a.state === b.state && sameVoters(a.voters, b.voters)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proposer change functions: from the newest value a majority reported, the value to propose.
+
+export type Change =
+  | { op: 'acquire', self: string, leaseMs: number, voters: string[] }
+  | { op: 'renew', self: string, epoch: number, leaseMs: number }
+  | { op: 'release', self: string, epoch: number }
+
+export type ChangeOutcome =
+  | { ok: true, value: ClaimValue, noop?: boolean }
+  | { ok: false, reason: 'held', holder: string, epoch: number, waitMs: number }
+  | { ok: false, reason: 'lost', owner: string | null, epoch: number, state: ClaimState | null }
+  | { ok: false, reason: 'voters', voters: string[] }
+
+/**
+ * `current` is the value with the highest ballot among a majority's promises (null: none accepted
+ * yet); `waitMs` the longest takeover wait those acceptors reported. The acceptors check the wait
+ * again themselves; the proposer only avoids a round that would be refused.
+ */
+export function applyChange (current: ClaimValue | null, waitMs: number, change: Change): ChangeOutcome {
+  if (change.op === 'acquire') {
+    if (current != null && !sameVoters(current.voters, change.voters)) return { ok: false, reason: 'voters', voters: current.voters }
+    if (current != null && current.state === 'held' && waitMs > 0) return { ok: false, reason: 'held', holder: current.owner, epoch: current.epoch, waitMs }
+    return { ok: true, value: { owner: change.self, epoch: (current?.epoch ?? 0) + 1, leaseMs: change.leaseMs, state: 'held', voters: current?.voters ?? change.voters } }
+  }
+  const mine = current != null && current.owner === change.self && current.epoch === change.epoch
+  if (change.op === 'renew') {
+    if (!mine || current.state !== 'held') return { ok: false, reason: 'lost', owner: current?.owner ?? null, epoch: current?.epoch ?? 0, state: current?.state ?? null }
+    return { ok: true, value: { ...current, leaseMs: change.leaseMs } }
+  }
+  if (!mine) return { ok: false, reason: 'lost', owner: current?.owner ?? null, epoch: current?.epoch ?? 0, state: current?.state ?? null }
+  if (current.state === 'released') return { ok: true, value: current, noop: true }
+  return { ok: true, value: { ...current, state: 'released' } }
+}
