@@ -106,6 +106,8 @@ export interface RemoteOptions {
    * names come back as these classes instead of RemoteError (core/mesh/cell-errors.ts).
    */
   errors?: CellErrors
+  /** Methods that return a stream (async generators): they resolve to an AsyncIterable of the items (see Mesh.stream). */
+  streams?: string[]
 }
 
 const MAX_ATTEMPTS = 6
@@ -416,6 +418,35 @@ export class Mesh {
     })
   }
 
+  /**
+   * A server stream of `method` on one ready replica of `cell` (chosen as calls are; the view is
+   * waited for within the deadline): items arrive in order, and leaving the loop cancels the handler.
+   * The way to move more than one call frame (1 MiB) of data: in items below that size each.
+   */
+  async * stream<T = unknown> (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): AsyncGenerator<T> {
+    if (!this.started) throw new MeshNotStartedError('mesh is not started')
+    const deadlineMs = this.clock.now() + (options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000)
+    const pick = (): InstanceRecord | undefined => {
+      const candidates = this.replicas(cell)
+      return chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT }, this.random)?.replica
+    }
+    let target = pick()
+    for (let waits = 0; target === undefined && waits < MAX_VIEW_WAITS && this.clock.now() < deadlineMs; waits++) {
+      if (this.view.release(cell) == null && this.view.nodes().length > 0) break
+      await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal)
+      options.signal?.throwIfAborted()
+      target = pick()
+    }
+    if (target === undefined) {
+      if (this.view.release(cell) == null) throw new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
+      throw new NoReplicaError(`no ready replica of "${cell}"`)
+    }
+    const ch = await this.channel(target.nodeId, cell, options.signal)
+    for await (const item of ch.stream(method, encodeJson(request), { signal: options.signal, timeoutMs: Math.max(1, deadlineMs - this.clock.now()), ...(options.traceparent !== undefined ? { traceparent: options.traceparent } : {}) })) {
+      yield decodeJson(item) as T
+    }
+  }
+
   async call<T = unknown> (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): Promise<T> {
     return decodeJson(await this.callBytes(cell, method, encodeJson(request), options)) as T
   }
@@ -423,12 +454,24 @@ export class Mesh {
   /** The typed client of a cell: `mesh.remote<typeof Billing>('billing').charge({ amount: 5 })`. */
   remote<T> (cell: string, remoteOptions: RemoteOptions = {}): Remote<T> {
     const errors = cellErrorClasses(remoteOptions.errors)
+    const rebuild = (err: unknown): never => { throw errors.size > 0 ? rebuildCellError(err, errors) : err }
+    const streams = new Set(remoteOptions.streams ?? [])
     return new Proxy({}, {
       get: (_target, prop) => {
         if (typeof prop !== 'string' || prop === 'then') return undefined
+        if (streams.has(prop)) {
+          // Resolves to the items; a failure while they arrive is rebuilt like a call's.
+          const open = (req: unknown, opts: CallOptions): AsyncIterable<unknown> => ({
+            [Symbol.asyncIterator]: () => {
+              const it = this.stream(cell, prop, req, { timeoutMs: remoteOptions.timeoutMs, ...opts })
+              return { next: async () => await it.next().catch(rebuild), return: async (v?: unknown) => await it.return(v) }
+            }
+          })
+          return async (req: unknown, opts: CallOptions = {}) => open(req, opts)
+        }
         return async (req: unknown, opts: CallOptions = {}) => await this.call(cell, prop, req, {
           timeoutMs: remoteOptions.timeoutMs, ...opts, idempotent: remoteOptions.idempotent
-        }).catch((err: unknown) => { throw errors.size > 0 ? rebuildCellError(err, errors) : err })
+        }).catch(rebuild)
       }
     }) as Remote<T>
   }

@@ -72,6 +72,18 @@ describe('cellmesh/client', () => {
     mesh.errors.register(InvalidCurrencyError)
     await expect(mesh.remote<typeof Billing>('billing').charge({ amount: 1, currency: 'euro' })).rejects.toBeInstanceOf(InvalidCurrencyError)
 
+    // Streams: more data than one call frame carries arrives as items, in order.
+    const items: unknown[] = []
+    for await (const c of await mesh.remote<typeof Billing>('billing', { streams: ['history'] }).history({ count: 3, currency: 'USD' })) items.push(c)
+    expect(items).toHaveLength(3)
+    expect(items.every(c => (c as { currency: string }).currency === 'USD')).toBe(true)
+    let n = 0
+    for await (const c of mesh.stream<{ id: string }>('billing', 'history', { count: 1000 })) { expect(c.id).toMatch(/^ch_/); if (++n === 5) break }
+    expect(n).toBe(5)
+    // A cell error while streaming comes back as its class too.
+    const failed = await (async () => { for await (const _ of await mesh.remote<typeof Billing>('billing', { streams: ['history'], errors: [InvalidCurrencyError] }).history({ currency: 'euro' })) { /* none */ } })().catch((e: unknown) => e)
+    expect(failed).toBeInstanceOf(InvalidCurrencyError)
+
     // Anything that is not an error class with a literal errorName is refused when the remote is made.
     expect(() => mesh.remote('billing', { errors: { Nope: Error as never } })).toThrow(TypeError)
   }, 60_000)
