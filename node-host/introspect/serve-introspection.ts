@@ -5,6 +5,7 @@ import { serveStatusProtocol, type StatusSource, type NodeCellStatus } from './s
 import { serveLogsProtocol } from '../logs/log-protocol.ts'
 import { replicaLogSource } from '../logs/replica-log-source.ts'
 import type { Clock } from '../../core/ports.ts'
+import { Counter, type Registry } from 'prom-client'
 
 export interface IntrospectionStats {
   logs: { served: number, refused: number, malformed: number, failed: number }
@@ -55,10 +56,30 @@ export function statusSource (node: FullNode): StatusSource {
   }
 }
 
+const OPERATOR_METRIC = 'cell_operator_requests_total'
+
+/** `cell_operator_requests_total{protocol, outcome}` in `registry` (once), read from `stats` at each scrape. */
+export function registerIntrospectionStats (registry: Registry, stats: IntrospectionStats): void {
+  if (registry.getSingleMetric(OPERATOR_METRIC) !== undefined) return
+  const counter = new Counter({
+    name: OPERATOR_METRIC,
+    help: 'Requests of the operator protocols (/cell/logs/1, /cell/status/1) this node answered, by outcome (served, refused: not an operator of the cell, malformed, failed).',
+    labelNames: ['protocol', 'outcome'],
+    registers: [registry],
+    collect () {
+      counter.reset()
+      for (const protocol of ['logs', 'status'] as const) {
+        for (const outcome of ['served', 'refused', 'malformed', 'failed'] as const) counter.inc({ protocol, outcome }, stats[protocol][outcome])
+      }
+    }
+  })
+}
+
 /** Registers both protocols on the node's libp2p (call once the mesh started). */
 export async function serveIntrospection (node: FullNode, options: { stats?: IntrospectionStats, clock?: Clock } = {}): Promise<OperatorGate> {
   const gate = new OperatorGate({ trusted: node.trusted, claimants: (cell) => claimantsOn(node, cell), ...(options.clock !== undefined ? { clock: options.clock } : {}) })
   const stats = options.stats ?? introspectionStats()
+  registerIntrospectionStats(node.metrics.registry, stats)
   await serveLogsProtocol(node.mesh.libp2p, replicaLogSource(node.replicas), { gate, stats: stats.logs })
   await serveStatusProtocol(node.mesh.libp2p, statusSource(node), { gate, stats: stats.status })
   return gate

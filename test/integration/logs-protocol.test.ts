@@ -157,10 +157,29 @@ describe('cell logs and cell status protocols', () => {
       }
     }
     expect(nodes[0].introspection.logs.refused - refusedBefore).toBe(cases.length)
+    expect(await nodes[0].metrics.text()).toMatch(new RegExp(`cell_operator_requests_total\\{[^}]*protocol="logs"[^}]*outcome="refused"[^}]*\\} ${nodes[0].introspection.logs.refused}\\b`))
     // The same operator grant that is refused for chatty is fine node-wide: it just sees none of its cells.
     const chain = await grant(other, ['operator'])
     const report = await fetchStatus(stranger.libp2p, node, chain, undefined)
     expect(report.cells).toEqual([])
+  }, 60_000)
+
+  it('a crashed replica: its last words, its end with the reason, and each node\'s status says why', async () => {
+    const entries: LogEntry[] = []
+    const controller = new AbortController()
+    const following = followLogs(operator, { cell: CELL, follow: true, tail: 0 }, (e) => { entries.push(e) }, { signal: controller.signal })
+    await waitForView(operator, () => entries.filter(e => e.kind === 'started').length >= 2 ? true : undefined, 'both replicas followed', { timeoutMs: 20_000, tickMs: 200 })
+    await operator.call(CELL, 'crash', {}, { timeoutMs: 10_000 }).catch(() => {})
+    const ended = await waitForView(operator, () => entries.find(e => e.kind === 'ended'), 'a replica to end', { timeoutMs: 20_000, tickMs: 200 })
+    controller.abort()
+    await following
+    expect(ended).toMatchObject({ kind: 'ended', reason: 'crashed: exited with code 3' })
+    expect(entries.some(e => e.kind === 'line' && e.replica === ended.replica && e.stream === 'stderr' && e.msg === 'crashing on purpose')).toBe(true)
+    const gate = meshGate(operator.libp2p)!
+    const report = await fetchStatus(operator.libp2p, peerIdFromString(ended.node), gate.chain(authorityIdOf(key.publicKey)), CELL)
+    const crashed = report.cells[0].replicas.find(r => r.replica === ended.replica)!
+    expect(crashed).toMatchObject({ state: 'crashed', exitReason: 'exited with code 3' })
+    expect(crashed.stderrTail).toContain('crashing on purpose')
   }, 60_000)
 
   it('drops garbage and oversized requests without answering them', async () => {
