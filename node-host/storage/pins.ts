@@ -13,17 +13,21 @@ import { createHash } from 'node:crypto'
 import { mkdir, rm, statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { logger } from '@libp2p/logger'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Mesh } from '../../core/mesh/index.ts'
+import type { Credentials } from '../../core/identity/index.ts'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { systemClock, type Clock } from '../../core/ports.ts'
 import type { FleetChange, FleetView, NodeRecord, SnapshotRecord } from '../../core/fleet/index.ts'
-import { ProviderPenalties, fetchSnapshotBlobs, provideSnapshotBlobs } from './blob-exchange.ts'
+import { ProviderPenalties, fetchSnapshotBlobs, provideSnapshotBlobs, serveSnapshotBlobs } from './blob-exchange.ts'
+import type { SnapshotBlobServer, SnapshotBlobServerInit } from './blob-exchange.ts'
 import { parseClaimId } from './driver.ts'
 import { SnapshotCorruptError } from './errors.ts'
 import { MEDIA, OciLayout } from './oci-layout.ts'
 import type { Descriptor, ImageManifest } from './oci-layout.ts'
 import { ANNOTATION, DEFAULT_SNAPSHOT_LIMITS, layoutDirFor, pruneSnapshots } from './snapshots.ts'
-import type { SnapshotAnnouncer } from './snapshot-records.ts'
+import { SnapshotAnnouncer, hostGrantsFor } from './snapshot-records.ts'
+import type { SnapshotAnnouncerInit } from './snapshot-records.ts'
 
 const log = logger('cell:pins')
 
@@ -329,4 +333,73 @@ function checkManifest (m: ImageManifest, s: SnapshotRecord, named: Set<string>,
 async function diskFree (dir: string): Promise<number> {
   const s = await statfs(dir)
   return Number(s.bavail) * Number(s.bsize)
+}
+
+export interface SnapshotDistributionInit {
+  /** The node's mesh: its libp2p, fleet view, host-grant check and credentials for a cell. */
+  mesh: Pick<Mesh, 'libp2p' | 'view' | 'hostGrant' | 'credentialsFor'>
+  /** The node's libp2p key (snapshot and pin records are signed with it). */
+  privateKey: PrivateKey
+  /** The node's credentials: its host grants travel in its snapshot records. */
+  credentials: Pick<Credentials, 'grantFor'>
+  /** Authorities this node trusts (read live; the blob server admits their hosts of a cell they claim). */
+  trusted: ReadonlySet<string>
+  dataDir: string
+  /** Does `node` offer storage (e.g. a storage-class role in its record)? Default: every full node. */
+  offersStorage?: (node: NodeRecord) => boolean
+  /** Start pinning others' snapshots (default true); without it the node still serves, announces and can fetchSnapshot. */
+  pin?: boolean
+  announcer?: Partial<Omit<SnapshotAnnouncerInit, 'view' | 'pubsub' | 'privateKey' | 'grantsFor'>>
+  pinner?: Partial<Omit<SnapshotPinnerInit, 'libp2p' | 'view' | 'announcer' | 'dataDir' | 'chainFor' | 'eligible'>>
+  server?: Partial<Omit<SnapshotBlobServerInit, 'view' | 'trusted' | 'dataDir'>>
+}
+
+export interface SnapshotDistribution {
+  announcer: SnapshotAnnouncer
+  pinner: SnapshotPinner
+  server: SnapshotBlobServer
+  stop: () => Promise<void>
+}
+
+/**
+ * Starts a full node's share of snapshot distribution on its mesh: the blob server
+ * (`/cell/snapshot-blob/1`), the announcer (snapshot and pin records, re-announced) and the pinner.
+ * Eligible holders: full nodes (that `offersStorage`) gossiping a host grant for the cell from an
+ * authority that claims it.
+ */
+export async function startSnapshotDistribution (init: SnapshotDistributionInit): Promise<SnapshotDistribution> {
+  const { mesh } = init
+  const announcer = new SnapshotAnnouncer({
+    view: mesh.view,
+    pubsub: (mesh.libp2p.services as { pubsub: SnapshotAnnouncerInit['pubsub'] }).pubsub,
+    privateKey: init.privateKey,
+    grantsFor: cell => hostGrantsFor(init.credentials, mesh.view, cell),
+    ...init.announcer
+  })
+  const server = await serveSnapshotBlobs(mesh.libp2p, { view: mesh.view, trusted: init.trusted, dataDir: init.dataDir, ...init.server })
+  const pinner = new SnapshotPinner({
+    libp2p: mesh.libp2p,
+    view: mesh.view,
+    announcer,
+    dataDir: init.dataDir,
+    chainFor: cell => mesh.credentialsFor(cell),
+    eligible: async (node, cell) => {
+      if (!node.roles.includes('full') || init.offersStorage?.(node) === false) return false
+      for (const authority of mesh.view.claimants(cell)) if (init.trusted.has(authority) && await mesh.hostGrant(node, authority, cell)) return true
+      return false
+    },
+    ...init.pinner
+  })
+  announcer.start()
+  if (init.pin !== false) pinner.start()
+  return {
+    announcer,
+    pinner,
+    server,
+    stop: async () => {
+      announcer.stop()
+      await pinner.stop()
+      await server.stop().catch(() => {})
+    }
+  }
 }

@@ -19,15 +19,15 @@ import { Credentials, authorityIdOf, encodeCertificate, encodeRelease, generateA
 import { clientTransports } from '../../node-host/transports.ts'
 import { DirDriver } from '../../node-host/storage/dir.ts'
 import { layoutDirFor, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
-import { fetchSnapshotBlobs, serveSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
+import { fetchSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
 import { OciLayout } from '../../node-host/storage/oci-layout.ts'
-import { SnapshotAnnouncer, hostGrantsFor } from '../../node-host/storage/snapshot-records.ts'
-import { SnapshotPinner, chooseHolders } from '../../node-host/storage/pins.ts'
+import type { SnapshotAnnouncer } from '../../node-host/storage/snapshot-records.ts'
+import { chooseHolders, startSnapshotDistribution, type SnapshotPinner } from '../../node-host/storage/pins.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { REPO_ROOT } from '../../node-host/cli/cli-harness.ts'
 import { execFile } from 'node:child_process'
 
-interface Node { name: string, id: string, mesh: Mesh, dataDir: string, announcer: SnapshotAnnouncer, pinner: SnapshotPinner, server: SnapshotBlobServer }
+interface Node { name: string, id: string, mesh: Mesh, dataDir: string, announcer: SnapshotAnnouncer, pinner: SnapshotPinner, server: SnapshotBlobServer, stop: () => Promise<void> }
 
 async function until (test: () => boolean, what: string, timeoutMs: number, step?: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -43,8 +43,7 @@ describe('snapshot pinning across nodes', () => {
   let root = ''
   afterAll(async () => {
     for (const n of nodes) {
-      n.announcer.stop()
-      await n.pinner.stop()
+      await n.stop()
       await n.mesh.stop()
     }
     if (root !== '') await rm(root, { recursive: true, force: true })
@@ -69,26 +68,13 @@ describe('snapshot pinning across nodes', () => {
     await mesh.start()
     const dataDir = join(root, name)
     await mkdir(dataDir, { recursive: true })
-    const announcer = new SnapshotAnnouncer({ view: mesh.view, pubsub: mesh.libp2p.services.pubsub, privateKey, grantsFor: cell => hostGrantsFor(credentials, mesh.view, cell), announceMs: 2_000 })
-    announcer.start()
-    const server = await serveSnapshotBlobs(mesh.libp2p, { view: mesh.view, trusted, dataDir })
-    const pinner = new SnapshotPinner({
-      libp2p: mesh.libp2p,
-      view: mesh.view,
-      announcer,
-      dataDir,
-      chainFor: cell => mesh.credentialsFor(cell),
-      eligible: async (node, cell) => {
-        if (!node.roles.includes('full')) return false
-        for (const a of mesh.view.claimants(cell)) if (await mesh.hostGrant(node, a, cell)) return true
-        return false
-      },
-      tickMs: 1_000,
-      retryMs: 1_000,
-      minFreeBytes: 0
+    const d = await startSnapshotDistribution({
+      mesh, privateKey, credentials, trusted, dataDir, pin,
+      announcer: { announceMs: 2_000 },
+      pinner: { tickMs: 1_000, retryMs: 1_000, minFreeBytes: 0 }
     })
-    if (pin) pinner.start()
-    const node = { name, id: credentials.peerId, mesh, dataDir, announcer, pinner, server }
+    const { announcer, pinner, server } = d
+    const node = { name, id: credentials.peerId, mesh, dataDir, announcer, pinner, server, stop: d.stop }
     nodes.push(node)
     return node
   }
@@ -164,8 +150,7 @@ describe('snapshot pinning across nodes', () => {
     }
 
     // The owner goes away; a new node that will own the claim fetches it from the holders and restores it.
-    owner.announcer.stop()
-    await owner.pinner.stop()
+    await owner.stop()
     await owner.mesh.stop()
     nodes.splice(nodes.indexOf(owner), 1)
     // The first holder's copy of the layer rots on its disk (one flipped byte): it is refused by digest
