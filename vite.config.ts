@@ -13,6 +13,7 @@ const HEAVY = [
   'core/synapse/**/*.test.ts',
   'core/fleet/fleet-libp2p.test.ts',
   'test/bench/**/*.test.ts',
+  'test/edge/**/*.test.ts',
   'test/storage/**/*.test.ts'
 ]
 const ALL = ['core/**/*.test.ts', 'node-host/**/*.test.ts', 'browser-host/**/*.test.ts', 'edge-host/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts']
