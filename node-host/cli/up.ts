@@ -243,6 +243,10 @@ export async function run (argv: string[]): Promise<number> {
   process.stdout.write(`storage ${node.storageSummary()}\n`)
   if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
+  // Ready to paste into another shell: every `cell` command there then joins through this node (a
+  // restart on the same --data listens on the same ports, so the line stays valid).
+  const exportLine = bootstrapLine(node.addresses())
+  if (exportLine !== undefined) process.stdout.write(`${exportLine}\n`)
   await new Promise<void>((done) => {
     // The first signal drains (calls in flight get the grace period); a second one stops at once.
     const force = new AbortController()
@@ -262,4 +266,11 @@ export async function run (argv: string[]): Promise<number> {
   })
   process.stdout.write('stopped\n')
   return 0
+}
+
+/** `export CELL_BOOTSTRAP=<tcp address>`: a TCP address other machines can reach when there is one, else loopback. */
+export function bootstrapLine (addresses: string[]): string | undefined {
+  const tcp = addresses.filter(a => /^\/ip[46]\/[^/]+\/tcp\/\d+\/p2p\/\w+$/.test(a))
+  const pick = tcp.find(a => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/')) ?? tcp[0]
+  return pick !== undefined ? `export CELL_BOOTSTRAP=${pick}` : undefined
 }
