@@ -39,6 +39,7 @@ export interface FollowLogsOptions {
 }
 
 const MAX_NODES = 128
+const MAX_ENDED = 1024
 
 /** Nodes of the view that hold an instance (any state) of `cell`. */
 function hostingNodes (mesh: Mesh, cell: string): string[] {
@@ -54,11 +55,11 @@ function entriesOf (frame: Json, cell: string, node: string, state: NodeState): 
   const base = { cell, version, replica, node }
   switch (frame.t) {
     case 'start':
-      if (state.announced.has(replica)) return []
+      if (state.announced.has(replica) || state.ended.has(replica)) return []
       state.announced.add(replica)
       return [{ ...base, kind: 'started', ts: typeof frame.startedMs === 'number' ? frame.startedMs : Date.now(), ...(typeof frame.state === 'string' ? { reason: frame.state } : {}) }]
     case 'lines': {
-      if (!Array.isArray(frame.lines)) return []
+      if (!Array.isArray(frame.lines) || state.ended.has(replica)) return []
       const out: LogEntry[] = []
       const cursor = state.cursors.get(replica) ?? 0
       let last = cursor
@@ -83,8 +84,7 @@ function entriesOf (frame: Json, cell: string, node: string, state: NodeState): 
     }
     case 'end':
       if (state.ended.has(replica)) return []
-      state.ended.add(replica)
-      state.cursors.delete(replica)
+      markEnded(state, replica)
       return [{ ...base, kind: 'ended', ts: typeof frame.ts === 'number' ? frame.ts : Date.now(), reason: typeof frame.reason === 'string' ? frame.reason.slice(0, 300) : 'ended' }]
     default:
       return []
@@ -96,6 +96,15 @@ interface NodeState {
   announced: Set<string>
   ended: Set<string>
   versions: Map<string, string>
+}
+
+/** Forgets an ended replica but its name (the newest MAX_ENDED), so a long follow holds no more. */
+function markEnded (state: NodeState, replica: string): void {
+  state.ended.add(replica)
+  state.cursors.delete(replica)
+  state.announced.delete(replica)
+  state.versions.delete(replica)
+  if (state.ended.size > MAX_ENDED) state.ended.delete(state.ended.values().next().value!)
 }
 
 function newState (): NodeState {
@@ -180,10 +189,10 @@ export async function followLogs (mesh: Mesh, query: LogsQuery, onEntry: (entry:
     }
     if (signal.aborted) return
     // The node left the view: what it ran is gone with it.
-    for (const replica of state.announced) {
-      if (state.ended.has(replica)) continue
-      state.ended.add(replica)
-      onEntry({ kind: 'ended', ts: Date.now(), cell: query.cell, version: state.versions.get(replica) ?? '', replica, node, reason: `node …${node.slice(-6)} left the fleet` })
+    for (const replica of [...state.announced]) {
+      const version = state.versions.get(replica) ?? ''
+      markEnded(state, replica)
+      onEntry({ kind: 'ended', ts: Date.now(), cell: query.cell, version, replica, node, reason: `node …${node.slice(-6)} left the fleet` })
     }
     sessions.delete(node)
   }
