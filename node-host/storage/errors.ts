@@ -66,3 +66,9 @@ export class SnapshotLimitError extends CellError {
   static override readonly errorName = 'SnapshotLimitError'
   static override readonly retry: RetryRule = 'never'
 }
+
+/** The snapshot is of a lower epoch than the caller has seen: restoring it could undo newer writes (fencing). */
+export class StaleSnapshotError extends CellError {
+  static override readonly errorName = 'StaleSnapshotError'
+  static override readonly retry: RetryRule = 'never'
+}

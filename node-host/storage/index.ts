@@ -11,5 +11,5 @@ export { takeSnapshot, listSnapshots, restoreSnapshot, pruneSnapshots, snapshotT
 export type { SnapshotInfo, RestoreResult, SnapshotLimits } from './snapshots.ts'
 export {
   ZfsUnavailableError, NoStorageClassError, InvalidStorageNameError, StorageCommandError,
-  SnapshotCorruptError, SnapshotNotFoundError, SnapshotLimitError
+  SnapshotCorruptError, SnapshotNotFoundError, SnapshotLimitError, StaleSnapshotError
 } from './errors.ts'

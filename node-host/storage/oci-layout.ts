@@ -355,7 +355,8 @@ export class OciLayout {
       if (name.startsWith('.tmp-')) await rm(join(this.dir, 'blobs', name), { force: true })
     }
     for (const name of await readdir(this.dir)) {
-      if (name.startsWith('.') && name.includes('.tmp-')) await rm(join(this.dir, name), { force: true })
+      // index.json temporaries, and the zfs send/receive spools (zfs.ts) written beside the blobs.
+      if (name.startsWith('.') && (name.includes('.tmp-') || name.startsWith('.zfs-send-') || name.startsWith('.zfs-recv-'))) await rm(join(this.dir, name), { force: true })
     }
   }
 }

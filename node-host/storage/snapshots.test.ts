@@ -117,6 +117,20 @@ describe('snapshots on the dir driver', () => {
     expect(await listSnapshots(layoutDir)).toEqual([])
   })
 
+  it('an empty volume snapshots and restores; temporaries a crash left are removed', async () => {
+    await dir.create(claim, MiB)
+    const s = await takeSnapshot({ driver: dir, claim, epoch: 0, layoutDir, nowMs: T0 })
+    expect(s.sizeBytes).toBe(0)
+    const r = await restoreSnapshot({ driver: dir, claim, layoutDir, tag: s.tag, quotaBytes: MiB })
+    expect(await readdir(r.mountpoint)).toEqual([])
+    await writeFile(join(layoutDir, '.zfs-send-0123'), 'x')
+    await writeFile(join(layoutDir, '.index.json.tmp-0123'), 'x')
+    await writeFile(join(layoutDir, 'blobs', '.tmp-0123'), 'x')
+    await OciLayout.open(layoutDir).removeTemporaryFiles()
+    expect((await readdir(layoutDir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout'])
+    expect(await readdir(join(layoutDir, 'blobs'))).toEqual(['sha256'])
+  })
+
   it('a blob received under the wrong digest is refused and not stored', async () => {
     const layout = OciLayout.open(layoutDir)
     const claimed = `sha256:${'0'.repeat(64)}`

@@ -14,7 +14,7 @@
 import { join } from 'node:path'
 import { claimId, checkClaim, isZfsDriver, parseClaimId } from './driver.ts'
 import type { Claim, StorageDriver } from './driver.ts'
-import { InvalidStorageNameError, SnapshotCorruptError, SnapshotLimitError, SnapshotNotFoundError } from './errors.ts'
+import { InvalidStorageNameError, SnapshotCorruptError, SnapshotLimitError, SnapshotNotFoundError, StaleSnapshotError, ZfsUnavailableError } from './errors.ts'
 import { MEDIA, OciLayout, REF_NAME, checkTag } from './oci-layout.ts'
 import type { Descriptor, ImageManifest } from './oci-layout.ts'
 import { chunkStream, extractPlainLayer, writePlainImage, writeZfsArtifact } from './snapshot-image.ts'
@@ -309,7 +309,7 @@ export async function restoreSnapshot (options: {
   const info = infoFrom(plain, desc.digest, zfsManifest instanceof Error ? undefined : zfsManifest, zfsManifest instanceof Error ? undefined : zd?.digest)
   if (info.tag !== tag) throw new SnapshotCorruptError(`index entry ${tag} points at the manifest of ${info.tag}`, desc.digest)
   if (info.claim !== id) throw new InvalidStorageNameError(`snapshot ${tag} is of claim ${info.claim}, not ${id}`)
-  if (options.minEpoch !== undefined && info.epoch < options.minEpoch) throw new SnapshotCorruptError(`snapshot ${tag} is of epoch ${info.epoch}, older than epoch ${options.minEpoch}: not restored`, desc.digest)
+  if (options.minEpoch !== undefined && info.epoch < options.minEpoch) throw new StaleSnapshotError(`snapshot ${tag} is of epoch ${info.epoch}, older than epoch ${options.minEpoch}: not restored`)
   const prefer = options.prefer ?? 'auto'
 
   let zfsSkipped: Error | undefined
@@ -328,7 +328,9 @@ export async function restoreSnapshot (options: {
       const mountpoint = await driver.receive(claim, options.quotaBytes, chain.map(e => () => chunkStream(layout, e.zfs?.layers ?? [], signal)), { signal, spoolDir: options.layoutDir })
       return { snapshot: info, via: 'zfs', mountpoint }
     } catch (err) {
-      if (prefer === 'zfs' || !(err instanceof SnapshotCorruptError || err instanceof SnapshotNotFoundError || err instanceof SnapshotLimitError)) throw err
+      // A failed receive changed nothing (the fresh dataset is gone): the plain image is tried
+      // unless the caller asked for the stream only, gave up (abort), or zfs itself is gone.
+      if (prefer === 'zfs' || signal?.aborted === true || err instanceof ZfsUnavailableError || !(err instanceof Error)) throw err
       zfsSkipped = err
     }
   } else if (prefer === 'zfs') {

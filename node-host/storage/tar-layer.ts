@@ -55,13 +55,10 @@ export async function listTree (dir: string, limits: TarLimits): Promise<TarList
 
 /** An uncompressed tar of `listing.paths` under `dir`. */
 export function tarStream (dir: string, listing: TarListing): AsyncIterable<Uint8Array> {
-  if (listing.paths.length === 0) return emptyTar()
-  return tarCreate({ cwd: dir, portable: true, noDirRecurse: true, follow: false, strict: true }, listing.paths) as unknown as AsyncIterable<Uint8Array>
-}
-
-/** Two zero blocks: the archive of no entries (node-tar refuses an empty file list). */
-async function * emptyTar (): AsyncIterable<Uint8Array> {
-  yield new Uint8Array(1024)
+  // An empty volume is the archive of its root directory alone: an archive of no entries at all
+  // is refused by node-tar (and by the restore) as not a tar.
+  const paths = listing.paths.length === 0 ? ['.'] : listing.paths
+  return tarCreate({ cwd: dir, portable: true, noDirRecurse: true, follow: false, strict: true }, paths) as unknown as AsyncIterable<Uint8Array>
 }
 
 /** Absolute, or climbing out with `..` (node-tar would strip these; we refuse the archive instead). */

@@ -100,4 +100,17 @@ describe('snapshot images read by skopeo and umoci', () => {
     expect([...new Set(info.blobs)].sort()).toEqual(onDisk)
     for (const digest of onDisk) await layout.verifyBlob(digest)
   })
+
+  it('an empty volume is an image too', async () => {
+    const claim = { cell: 'ledger', ordinal: 1 }
+    await zfs.create(claim, 8 * MiB)
+    const layoutDir = join(work, 'empty-layout')
+    const info = await takeSnapshot({ driver: zfs, claim, epoch: 0, layoutDir, nowMs: Date.UTC(2026, 10, 30) })
+    expect(info.sizeBytes).toBe(0)
+    const { stdout } = await exec('skopeo', ['inspect', `oci:${layoutDir}:${info.tag}`])
+    expect((JSON.parse(stdout) as { Digest: string }).Digest).toBe(info.plain.manifestDigest)
+    const bundle = join(work, 'empty-bundle')
+    await exec('umoci', ['unpack', '--image', `${layoutDir}:${info.tag}`, bundle], { timeout: 60_000 })
+    expect(await readdir(join(bundle, 'rootfs'))).toEqual([])
+  })
 })

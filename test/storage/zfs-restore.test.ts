@@ -13,7 +13,7 @@ import type { ZfsDriver } from '../../node-host/storage/zfs.ts'
 import { listSnapshots, pruneSnapshots, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
 import type { SnapshotInfo } from '../../node-host/storage/snapshots.ts'
 import { OciLayout } from '../../node-host/storage/oci-layout.ts'
-import { SnapshotCorruptError } from '../../node-host/storage/errors.ts'
+import { SnapshotCorruptError, StaleSnapshotError } from '../../node-host/storage/errors.ts'
 import { createTestPool } from './zfs-pool.ts'
 import type { TestPool } from './zfs-pool.ts'
 
@@ -93,7 +93,7 @@ describe('restore', () => {
     const older = await restoreSnapshot({ driver: zfsB, claim, layoutDir, tag: snaps[1].tag, quotaBytes: 64 * MiB })
     expect(older.via).toBe('zfs')
     expect(await tree(older.mountpoint)).toEqual(trees[1])
-    await expect(restoreSnapshot({ driver: zfsB, claim, layoutDir, tag: snaps[1].tag, quotaBytes: 64 * MiB, minEpoch: 3 })).rejects.toBeInstanceOf(SnapshotCorruptError)
+    await expect(restoreSnapshot({ driver: zfsB, claim, layoutDir, tag: snaps[1].tag, quotaBytes: 64 * MiB, minEpoch: 3 })).rejects.toBeInstanceOf(StaleSnapshotError)
   })
 
   it('the plain image restores onto the dir driver', async () => {
