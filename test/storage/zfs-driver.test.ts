@@ -2,8 +2,8 @@
 // past it fail inside the writer with EDQUOT/ENOSPC while everything else keeps working, create
 // is idempotent, replace swaps contents atomically and keeps the old ones on failure.
 import { execFile } from 'node:child_process'
-import { readFile, readdir, writeFile } from 'node:fs/promises'
-import { constants } from 'node:os'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -146,6 +146,21 @@ describe('zfs driver', () => {
     expect(await checkSendStream(file)).toMatch(/BEGIN record/)
     await writeFile(file, '')
     expect(await checkSendStream(file)).toMatch(/0 bytes/)
+  })
+
+  it('a node whose zfs-fuse daemon does not answer gets ZfsUnavailableError', async () => {
+    // The daemon is hidden, not stopped (other suites share it): a private mount namespace covers
+    // its socket directory with an empty one, and a node process opens the pool from inside.
+    const empty = await mkdtemp(join(tmpdir(), 'cell-no-zfs-'))
+    const script = `const m = await import(${JSON.stringify(join(import.meta.dirname, '../../node-host/storage/zfs.ts'))}); try { await m.openZfsDriver(${JSON.stringify(pool.name)}); console.log('{"name":"opened"}') } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })) }`
+    try {
+      const { stdout } = await exec('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" /run/zfs && exec "$2" --input-type=module -e "$3"', 'sh', empty, process.execPath, script], { timeout: 30_000 })
+      const result = JSON.parse(stdout) as { name: string, message: string }
+      expect(result.name).toBe('ZfsUnavailableError')
+      expect(result.message).toMatch(/zfs-fuse/)
+    } finally {
+      await rm(empty, { recursive: true, force: true })
+    }
   })
 
   it('refuses bad names and a missing pool by name', async () => {
