@@ -111,6 +111,7 @@ export class SnapshotPinner {
   /** Blob digests verified on this node since start, per layout dir (blobs found on disk are hashed once). */
   private readonly verified = new Map<string, Set<string>>()
   private running = false
+  private stopped = false
   private timer: unknown
   private working: Promise<void> | undefined
   private again = false
@@ -142,6 +143,7 @@ export class SnapshotPinner {
 
   async stop (): Promise<void> {
     this.running = false
+    this.stopped = true
     this.init.view.removeEventListener('change', this.onChange)
     this.clock.clearTimeout(this.timer)
     this.shutdown.abort(new Error('pinner stopped'))
@@ -169,11 +171,11 @@ export class SnapshotPinner {
     return chooseHolders(claimId, owner, candidates, this.holders)
   }
 
-  /** One pass over every claim with snapshot records: pin what this node is chosen for. */
+  /** One pass over every claim with snapshot records: pin what this node is chosen for (start() runs them). */
   async pass (): Promise<void> {
     const self = this.init.announcer.nodeId
     for (const claimId of this.init.view.snapshotClaims()) {
-      if (!this.running) return
+      if (this.stopped) return
       let cell: string
       try { cell = parseClaimId(claimId).cell } catch { continue }
       // Newest first, within what a holder keeps: the latest snapshot becomes safe soonest.
@@ -191,7 +193,7 @@ export class SnapshotPinner {
           pinnedAny = true
           this.backoff.delete(key)
         } catch (err) {
-          if (!this.running) return
+          if (this.stopped) return
           this.backoff.set(key, this.clock.now() + this.retryMs)
           if (this.backoff.size > 4096) this.backoff.delete(this.backoff.keys().next().value as string)
           if (!(err instanceof SnapshotDiskShortError)) this.counters.failures++
