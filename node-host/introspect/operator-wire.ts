@@ -86,8 +86,11 @@ async function readRequest (stream: Stream, clock: Clock, ms: number): Promise<U
   return out
 }
 
+/** Where an answer's frames go. */
+export interface FrameSink { send: (frame: Json) => Promise<void> }
+
 /** Writes JSON frames to a stream, waiting for the transport to drain when it asks. */
-export class FrameWriter {
+export class FrameWriter implements FrameSink {
   private readonly stream: Stream
   private readonly signal: AbortSignal
 
@@ -107,7 +110,7 @@ export interface OperatorRequest {
   body: Json
   verified: VerifiedChain
   peer: string
-  out: FrameWriter
+  out: FrameSink
   /** Aborts when the requester goes away (its stream closes) or the node stops. */
   signal: AbortSignal
 }

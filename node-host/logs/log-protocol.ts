@@ -166,6 +166,7 @@ export async function answerLogs (source: LogSource, request: LogsRequest, req: 
         return
       }
       if (dirty) continue
+      signal.throwIfAborted()
       const woke = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => { done(); resolve(false) }, options.pingMs ?? LOGS_PING_MS)
         const onAbort = (): void => { done(); resolve(true) }
