@@ -1,6 +1,6 @@
 import { FrameTooLargeError, MalformedFrameError } from './errors.ts'
 import {
-  DEFAULT_MAX_FRAME_BYTES, FLAG_METHOD, FLAG_METHOD_NAME, FLAG_TIMEOUT, FLAG_TRACE,
+  DEFAULT_MAX_FRAME_BYTES, FLAG_METHOD, FLAG_METHOD_NAME, FLAG_TIMEOUT, FLAG_TRACE, FLAG_TRACE_REPEAT,
   MAX_FRAME_TYPE, MAX_METHOD_NAME_BYTES, MAX_TRACEPARENT_BYTES, RESERVED_FLAGS
 } from './frame.ts'
 import type { Frame } from './frame.ts'
@@ -37,6 +37,8 @@ export class FrameDecoder {
   /** The last traceparent and its bytes: a caller's unsampled traceparent repeats, so most frames skip the UTF-8 decode. */
   private lastTrace = ''
   private lastTraceBytes = new Uint8Array(0)
+  /** The traceparent of the last frame that carried one (what FLAG_TRACE_REPEAT names); undefined before any. */
+  private seenTrace: string | undefined
 
   private traceparent (buf: Uint8Array, p: number, len: number): string {
     if (len > 0 && sameBytes(this.lastTraceBytes, buf, p, len)) return this.lastTrace
@@ -184,8 +186,13 @@ export class FrameDecoder {
       p = this.varint(buf, p, end)
       const len = this.value
       if (len > MAX_TRACEPARENT_BYTES || p + len > end) throw new MalformedFrameError('traceparent overruns the frame or its limit')
+      if ((flags & FLAG_TRACE_REPEAT) !== 0) throw new MalformedFrameError('traceparent both sent and repeated')
       f.traceparent = this.traceparent(buf, p, len)
+      this.seenTrace = f.traceparent
       p += len
+    } else if ((flags & FLAG_TRACE_REPEAT) !== 0) {
+      if (this.seenTrace === undefined) throw new MalformedFrameError('traceparent repeated before any was sent')
+      f.traceparent = this.seenTrace
     } else {
       f.traceparent = undefined
     }

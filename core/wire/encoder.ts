@@ -1,6 +1,6 @@
 import { FrameTooLargeError } from './errors.ts'
 import {
-  DEFAULT_MAX_FRAME_BYTES, FLAG_METHOD, FLAG_METHOD_NAME, FLAG_TIMEOUT, FLAG_TRACE,
+  DEFAULT_MAX_FRAME_BYTES, FLAG_METHOD, FLAG_METHOD_NAME, FLAG_TIMEOUT, FLAG_TRACE, FLAG_TRACE_REPEAT,
   MAX_METHOD_NAME_BYTES, MAX_TRACEPARENT_BYTES
 } from './frame.ts'
 import type { FrameInit } from './frame.ts'
@@ -38,6 +38,8 @@ export class FrameEncoder {
 
   private lastTrace = ''
   private lastTraceBytes: Uint8Array = EMPTY
+  /** The traceparent of the last frame written with one: the next frame with the same one says FLAG_TRACE_REPEAT. */
+  private sentTrace: string | undefined
 
   constructor (init: FrameEncoderInit = {}) {
     this.maxFrameBytes = init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
@@ -105,7 +107,9 @@ export class FrameEncoder {
       body += varintLength(Math.min(Math.ceil(timeoutMs), MAX_U32))
     }
     let trace: Uint8Array = EMPTY
-    if (init.traceparent !== undefined) {
+    if (init.traceparent !== undefined && init.traceparent === this.sentTrace) {
+      flags |= FLAG_TRACE_REPEAT
+    } else if (init.traceparent !== undefined) {
       // A caller's unsampled traceparent repeats call after call: encode it once.
       if (init.traceparent !== this.lastTrace) {
         this.lastTrace = init.traceparent
@@ -137,6 +141,8 @@ export class FrameEncoder {
       p = writeVarint(buf, p, trace.length)
       buf.set(trace, p)
       p += trace.length
+      // Only now, with nothing left to throw: the decoder has this one once the frame is read.
+      this.sentTrace = init.traceparent
     }
     buf.set(payload, p)
     this.pos = p + payload.length

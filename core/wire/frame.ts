@@ -9,6 +9,9 @@
 //   [varint len, utf8 name]    FLAG_METHOD_NAME: method name; binds `method` → name when id ≠ 0
 //   [varint timeoutMs]         FLAG_TIMEOUT: relative deadline (relative so peers' clocks may differ)
 //   [varint len, traceparent]  FLAG_TRACE: W3C traceparent
+//                              FLAG_TRACE_REPEAT (no bytes): the traceparent of the last frame on
+//                              this stream that had one; a caller's unsampled traceparent repeats
+//                              call after call, so it crosses the wire once, not 56 bytes per call
 //   payload                    the rest of the body, opaque bytes
 //
 // Length-first means a streaming decoder needs only the prefix to know how much to wait for,
@@ -36,8 +39,9 @@ export const FLAG_METHOD = 0x01
 export const FLAG_METHOD_NAME = 0x02
 export const FLAG_TIMEOUT = 0x04
 export const FLAG_TRACE = 0x08
+export const FLAG_TRACE_REPEAT = 0x10
 /** Bits not assigned yet; a frame that sets one is malformed (no silent misreads across versions). */
-export const RESERVED_FLAGS = 0xf0
+export const RESERVED_FLAGS = 0xe0
 
 export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 export const MAX_METHOD_NAME_BYTES = 256

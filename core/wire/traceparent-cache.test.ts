@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FrameDecoder, FrameEncoder, FrameType } from './index.ts'
+import { FLAG_TRACE, FLAG_TRACE_REPEAT, FrameDecoder, FrameEncoder, FrameType, MalformedFrameError, decodeFrames } from './index.ts'
 import type { Frame } from './index.ts'
 
 // The encoder and decoder keep the last traceparent (a caller's unsampled one repeats call after
@@ -21,5 +21,39 @@ describe('repeated traceparents', () => {
     })
     expect(frames.map(f => f.traceparent)).toEqual(sent)
     expect(frames.map(f => f.payload[0])).toEqual(sent.map((_, i) => i))
+  })
+
+  it('send a repeated traceparent once: later frames carry FLAG_TRACE_REPEAT and no bytes of it', () => {
+    const a = '00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'
+    const b = '00-2af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01'
+    const enc = new FrameEncoder()
+    const sizes: number[] = []
+    const flags: number[] = []
+    const frames: Frame[] = []
+    const dec = new FrameDecoder((f) => { frames.push({ ...f }); flags.push(f.flags) })
+    for (const traceparent of [a, a, a, b, a, a]) {
+      enc.encode({ type: FrameType.CALL, id: 1, method: 1, payload: new Uint8Array(8), traceparent })
+      const chunk = enc.take()
+      sizes.push(chunk.length)
+      dec.push(chunk)
+    }
+    expect(frames.map(f => f.traceparent)).toEqual([a, a, a, b, a, a])
+    expect(flags.map(f => f & (FLAG_TRACE | FLAG_TRACE_REPEAT))).toEqual([FLAG_TRACE, FLAG_TRACE_REPEAT, FLAG_TRACE_REPEAT, FLAG_TRACE, FLAG_TRACE, FLAG_TRACE_REPEAT])
+    expect(sizes[0] - sizes[1]).toBe(a.length + 1)
+  })
+
+  it('refuse a repeat with nothing to repeat, or with a traceparent too (hostile or broken sender)', () => {
+    const enc = new FrameEncoder()
+    enc.encode({ type: FrameType.CALL, id: 1, method: 1, payload: new Uint8Array(1) })
+    const plain = enc.take().slice()
+    // Byte 0 is the one-byte length prefix, byte 1 the type, byte 2 the flags.
+    const repeatFirst = plain.slice()
+    repeatFirst[2] |= FLAG_TRACE_REPEAT
+    expect(() => decodeFrames(repeatFirst)).toThrow(MalformedFrameError)
+    enc.encode({ type: FrameType.CALL, id: 2, method: 1, payload: new Uint8Array(1), traceparent: '00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00' })
+    const both = enc.take().slice()
+    expect(both[2] & FLAG_TRACE).toBe(FLAG_TRACE)
+    both[2] |= FLAG_TRACE_REPEAT
+    expect(() => decodeFrames(both)).toThrow(MalformedFrameError)
   })
 })

@@ -39,10 +39,18 @@ export interface BenchResult {
   plainCalls: Figure
   /** Synapse calls with metrics and tracing on (client and server spans, sampling `traceRatio`). */
   tracedCalls: Figure
-  /** Per round: on/off throughput of that round's pair (the order alternates round by round). */
-  rounds: Array<{ off: Figure, on: Figure, ratio: number }>
-  /** Median of the rounds' on/off ratios: the figure the < 10 % goal reads. */
+  /**
+   * Per round: on/off throughput of that round's pair (the order alternates round by round), and
+   * the CPU time per call both processes spent (client + server, µs) in each figure.
+   */
+  rounds: Array<{ off: Figure, on: Figure, ratio: number, offCpuUsPerCall: number, onCpuUsPerCall: number }>
+  /** Median of the rounds' on/off throughput ratios: the figure the < 10 % goal reads. */
   telemetryRatio: number
+  /**
+   * Median of the rounds' on/off ratios of CPU time per call (client + server): what telemetry
+   * costs in work, less sensitive than throughput to other processes taking the cores.
+   */
+  telemetryCpuRatio: number
   traceRatio: number
   /** Spans the OTLP sink received. */
   spansExported: number
@@ -67,6 +75,8 @@ interface BenchServer {
   tracedAddr: string
   /** The instrumented node's Prometheus exposition. */
   metrics: () => Promise<string>
+  /** CPU time the server process has used, µs. */
+  cpuUs: () => Promise<number>
   stop: () => void
 }
 
@@ -85,7 +95,12 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
     child.once('message', (m: { metrics: string }) => { clearTimeout(timer); resolve(m.metrics) })
     child.send('metrics')
   })
-  return { addr, tracedAddr, metrics, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+  const cpuUs = async (): Promise<number> => await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('bench server sent no CPU time within 5 s')) }, 5_000)
+    child.once('message', (m: { cpuUs: number }) => { clearTimeout(timer); resolve(m.cpuUs) })
+    child.send('cpu')
+  })
+  return { addr, tracedAddr, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
 }
 
 /** One sample's value from a Prometheus text exposition (0 when absent). */
@@ -248,20 +263,29 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     const roundCount = o.quick ? 1 : Math.max(3, o.rounds ?? 5)
     const half = { ...o, durationMs: o.durationMs / 2 }
     let tracedIssued = 0
-    const on = async (): Promise<Figure> => {
+    /** A figure and the CPU time per call both processes spent on it. */
+    const billed = async (run: () => Promise<Figure>): Promise<{ f: Figure, cpuUsPerCall: number }> => {
+      const server0 = await server.cpuUs()
+      const client0 = process.cpuUsage()
+      const f = await run()
+      const client = process.cpuUsage(client0)
+      const serverUs = await server.cpuUs() - server0
+      return { f, cpuUsPerCall: (client.user + client.system + serverUs) / f.ops }
+    }
+    const on = async (): Promise<{ f: Figure, cpuUsPerCall: number }> => await billed(async () => {
       const f = await synapseCalls(tracedChannel, half, quickCount.calls, 'calls, telemetry on', tracer)
       tracedIssued += f.ops
       return f
-    }
-    const off = async (): Promise<Figure> => await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off')
+    })
+    const off = async (): Promise<{ f: Figure, cpuUsPerCall: number }> => await billed(async () => await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off'))
     tracedIssued += (await synapseCalls(tracedChannel, { ...o, quick: true }, 20_000, 'warm-up', tracer)).ops
     await synapseCalls(plainChannel, { ...o, quick: true }, 20_000)
     const rounds: BenchResult['rounds'] = []
     for (let i = 0; i < roundCount; i++) {
-      let offFigure: Figure
-      let onFigure: Figure
+      let offFigure: { f: Figure, cpuUsPerCall: number }
+      let onFigure: { f: Figure, cpuUsPerCall: number }
       if (i % 2 === 0) { offFigure = await off(); onFigure = await on() } else { onFigure = await on(); offFigure = await off() }
-      rounds.push({ off: offFigure, on: onFigure, ratio: onFigure.perSec / offFigure.perSec })
+      rounds.push({ off: offFigure.f, on: onFigure.f, ratio: onFigure.f.perSec / offFigure.f.perSec, offCpuUsPerCall: offFigure.cpuUsPerCall, onCpuUsPerCall: onFigure.cpuUsPerCall })
     }
     const sum = (fs: Figure[], name: string): Figure => figure(name, fs.reduce((n, f) => n + f.ops, 0), fs.reduce((n, f) => n + f.ms, 0), fs.reduce((n, f) => n + f.confirmed, 0))
     await tracedChannel.close()
@@ -279,6 +303,7 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       tracedCalls: sum(rounds.map(r => r.on), 'calls, telemetry on'),
       rounds,
       telemetryRatio: median(rounds.map(r => r.ratio)),
+      telemetryCpuRatio: median(rounds.map(r => r.onCpuUsPerCall / r.offCpuUsPerCall)),
       traceRatio: TRACE_RATIO,
       spansExported: await sink.spans(),
       instrumentedCalls: tracedIssued,

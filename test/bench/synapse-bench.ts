@@ -32,11 +32,12 @@ if (json) {
   console.log(row(result.calls, result.rawEcho, quick ? undefined : FLOORS.calls))
   console.log(`metrics and tracing (call meter; client and server spans, parent-based sampling ${result.traceRatio * 100} %, OTLP/HTTP to a local sink), ${result.rounds.length} interleaved rounds of ${(durationMs / 2).toFixed(0)} ms per figure in this run:`)
   result.rounds.forEach((r, i) => {
-    console.log(`  round ${i + 1} (${i % 2 === 0 ? 'off first' : 'on first'}): off ${Math.round(r.off.perSec).toLocaleString('en').padStart(9)} /s   on ${Math.round(r.on.perSec).toLocaleString('en').padStart(9)} /s   on/off ${r.ratio.toFixed(3)}`)
+    console.log(`  round ${i + 1} (${i % 2 === 0 ? 'off first' : 'on first'}): off ${Math.round(r.off.perSec).toLocaleString('en').padStart(9)} /s   on ${Math.round(r.on.perSec).toLocaleString('en').padStart(9)} /s   on/off ${r.ratio.toFixed(3)}   CPU per call (client + server) off ${r.offCpuUsPerCall.toFixed(2)} µs, on ${r.onCpuUsPerCall.toFixed(2)} µs`)
   })
   console.log(row(result.plainCalls))
   console.log(row(result.tracedCalls, result.plainCalls))
   const ratio = result.telemetryRatio
+  console.log(`telemetry CPU per call on/off: ${result.telemetryCpuRatio.toFixed(2)} (median of ${result.rounds.length} rounds; the work it adds, whatever else runs on the machine)`)
   console.log(`telemetry on/off: ${ratio.toFixed(2)} (median of ${result.rounds.length} rounds; cost ${((1 - ratio) * 100).toFixed(1)} % of call throughput, ${1 - ratio < MAX_TELEMETRY_COST ? 'under 10 % ok' : 'NOT under 10 %'}), ${result.spansExported} spans exported, call meter counted ${result.meteredCalls} of ${result.instrumentedCalls} calls and ${result.meteredLatencies} latencies`)
 }
 
