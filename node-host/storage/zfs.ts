@@ -5,7 +5,8 @@
 // zfs-fuse specifics this file works around: no `.zfs/snapshot` directory (a snapshot's files are
 // read through a temporary clone), rename and destroy need the dataset unmounted first (and may
 // report "busy" for a moment after use: retried, bounded), no resume tokens (snapshots.ts chunks
-// the streams instead).
+// the streams instead), and a send that, under load, can end early with exit 0 (send streams go
+// to a file checked for their BEGIN and END records, and are sent again when cut).
 import { randomBytes } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { spawn } from 'node:child_process'
@@ -34,12 +35,15 @@ export async function checkSendStream (file: string): Promise<string | undefined
   try {
     const { size } = await fh.stat()
     if (size < 2 * DRR_BYTES) return `is ${size} bytes long`
+    // Records are in the sender's byte order; the magic tells which.
     const head = Buffer.alloc(16)
     await fh.read(head, 0, 16, 0)
-    if (head.readUInt32LE(0) !== DRR_BEGIN || head.readBigUInt64LE(8) !== DMU_BACKUP_MAGIC) return 'does not start with a BEGIN record'
+    const little = head.readBigUInt64LE(8) === DMU_BACKUP_MAGIC
+    if (!little && head.readBigUInt64BE(8) !== DMU_BACKUP_MAGIC) return 'does not start with a BEGIN record'
+    if ((little ? head.readUInt32LE(0) : head.readUInt32BE(0)) !== DRR_BEGIN) return 'does not start with a BEGIN record'
     const tail = Buffer.alloc(4)
     await fh.read(tail, 0, 4, size - DRR_BYTES)
-    if (tail.readUInt32LE(0) !== DRR_END) return 'does not end with an END record'
+    if ((little ? tail.readUInt32LE(0) : tail.readUInt32BE(0)) !== DRR_END) return 'does not end with an END record'
     return undefined
   } finally {
     await fh.close()
