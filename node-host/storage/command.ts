@@ -2,9 +2,11 @@
 // failure turned into a named error (StorageCommandError with zfs's message; ZfsUnavailableError
 // when the binary is missing or the zfs-fuse daemon does not answer).
 import { spawn } from 'node:child_process'
+import { logger } from '@libp2p/logger'
 import type { ChildProcess } from 'node:child_process'
 import { StorageCommandError, ZfsUnavailableError } from './errors.ts'
 
+const log = logger('cell:storage:zfs')
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 const MAX_STDERR_BYTES = 16 * 1024
 
@@ -76,6 +78,7 @@ export async function retryBusy<T> (fn: () => Promise<T>, signal?: AbortSignal, 
       return await fn()
     } catch (err) {
       if (!(err instanceof StorageCommandError) || !/busy/i.test(err.stderr) || i >= attempts - 1) throw err
+      log('%s: busy, attempt %d of %d', err.command, i + 1, attempts)
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(resolve, Math.min(50 * 2 ** i, 1000))
         signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })

@@ -56,6 +56,11 @@ async function timed<T> (fn: () => Promise<T>): Promise<{ ms: number, value: T }
   return { ms: performance.now() - t, value }
 }
 
+/** Progress on stderr (the table goes to stdout at the end). */
+function progress (text: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`)
+}
+
 const snapBytes = (s: SnapshotInfo): number => s.plain.bytes + (s.zfs?.bytes ?? 0)
 const snapDetail = (s: SnapshotInfo): string => s.zfs === undefined ? `plain ${mib(s.plain.bytes)}` : `plain ${mib(s.plain.bytes)} + zfs ${mib(s.zfs.bytes)}${s.zfs.baseTag !== undefined ? ' (incr.)' : ' (full)'}`
 function mib (n: number): string { return `${(n / MiB).toFixed(1)} MiB` }
@@ -64,7 +69,9 @@ function mib (n: number): string { return `${(n / MiB).toFixed(1)} MiB` }
 async function run (driver: StorageDriver, target: StorageDriver, layoutDir: string, sizeBytes: number): Promise<Figure[]> {
   const quota = Math.ceil(sizeBytes * 1.5)
   const mount = await driver.create(claim, quota)
+  progress(`${driver.kind} ${mib(sizeBytes)}: writing random data`)
   await fill(mount, sizeBytes)
+  progress(`${driver.kind} ${mib(sizeBytes)}: snapshots and restores`)
   const t0 = Date.UTC(2026, 0, 1)
   const full = await timed(async () => await takeSnapshot({ driver, claim, epoch: 1, layoutDir, nowMs: t0 }))
   await change(mount, sizeBytes)
@@ -73,7 +80,7 @@ async function run (driver: StorageDriver, target: StorageDriver, layoutDir: str
   const figures: Figure[] = [
     { ms: full.ms, bytes: snapBytes(full.value), detail: snapDetail(full.value) },
     { ms: incr.ms, bytes: snapBytes(incr.value), detail: snapDetail(incr.value) },
-    { ms: restore.ms, bytes: restore.value.snapshot.sizeBytes, detail: `via ${restore.value.via}` }
+    { ms: restore.ms, bytes: restore.value.snapshot.sizeBytes, detail: `via ${restore.value.via}${restore.value.via === 'zfs' ? ', full + incr.' : ''}` }
   ]
   if (target.kind === 'zfs') {
     // The same snapshot again from its plain image (replacing the volume just received).
