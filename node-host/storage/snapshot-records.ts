@@ -9,7 +9,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { systemClock, type Clock } from '../../core/ports.ts'
-import { FLEET_TOPIC, FleetRecordRejectedError, encodeEnvelope, signRecord } from '../../core/fleet/index.ts'
+import { FLEET_TOPIC, FleetRecordRejectedError, SNAPSHOT_LIMITS, encodeEnvelope, signRecord } from '../../core/fleet/index.ts'
 import type { FleetPubSub, FleetView, PinRecord, SnapshotRecord } from '../../core/fleet/index.ts'
 import { encodeCertificate, type Credentials } from '../../core/identity/index.ts'
 import type { SnapshotInfo } from './snapshots.ts'
@@ -42,9 +42,19 @@ export function hostGrantsFor (credentials: Pick<Credentials, 'grantFor'>, view:
   return out.slice(0, 2)
 }
 
-/** The fields of a snapshot record for H1's SnapshotInfo (seq and sentMs are stamped when signed). */
+/**
+ * The fields of a snapshot record for takeSnapshot's SnapshotInfo (seq and sentMs are stamped when
+ * signed). A ZFS artifact of more chunks than a record may name (SNAPSHOT_LIMITS.blobs) is left out:
+ * the plain image alone restores on any driver (say so in the log; larger chunks avoid it).
+ */
 export function snapshotRecordOf (info: SnapshotInfo, nodeId: string, grants: Uint8Array[]): Omit<SnapshotRecord, 'seq' | 'sentMs'> {
   const slash = info.claim.lastIndexOf('/')
+  const blobs = [...new Set(info.blobs)]
+  if (info.zfs !== undefined && blobs.length > SNAPSHOT_LIMITS.blobs) {
+    log('snapshot %s of %s has %d blobs, more than a record names (%d): announced with its plain image only', info.tag, info.claim, blobs.length, SNAPSHOT_LIMITS.blobs)
+    const { zfs: _, ...plain } = info
+    return snapshotRecordOf({ ...plain, blobs: [info.plain.manifestDigest, info.plain.configDigest, info.plain.layerDigest] }, nodeId, grants)
+  }
   return {
     nodeId,
     cell: info.claim.slice(0, slash),
@@ -56,7 +66,7 @@ export function snapshotRecordOf (info: SnapshotInfo, nodeId: string, grants: Ui
     plainManifestDigest: info.plain.manifestDigest,
     ...(info.zfs !== undefined ? { zfsManifestDigest: info.zfs.manifestDigest } : {}),
     ...(info.zfs?.baseTag !== undefined ? { zfsBaseTag: info.zfs.baseTag } : {}),
-    blobs: [...new Set(info.blobs)],
+    blobs,
     ...(grants.length > 0 ? { grants } : {})
   }
 }
