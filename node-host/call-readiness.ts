@@ -17,6 +17,8 @@ export interface ReadyOptions {
    * or running, before the answer is final (gossip in flight, a replica about to start). Default 2 s.
    */
   settleMs?: number
+  /** The same for a cell the view does not know at all (default 1 s: the pulled snapshot is whole). */
+  unknownSettleMs?: number
   signal?: AbortSignal
 }
 
@@ -85,6 +87,7 @@ export function whyNoReplica (mesh: Mesh, cell: string): string | undefined {
  */
 export async function awaitReplica (mesh: Mesh, cell: string, options: ReadyOptions): Promise<InstanceRecord[]> {
   const settleMs = options.settleMs ?? 2_000
+  const unknownSettleMs = options.unknownSettleMs ?? 1_000
   let verdict: Error | undefined
   let since: number | undefined
   const decide = (): Error | undefined => {
@@ -102,13 +105,14 @@ export async function awaitReplica (mesh: Mesh, cell: string, options: ReadyOpti
     const v = decide()
     if (v === undefined || v.name !== verdict?.name) { since = v !== undefined ? now : undefined }
     verdict = v
-    if (v !== undefined && since !== undefined && now - since >= settleMs) return []
+    // An unknown cell after a full pull needs less settling than a known one whose replica may be starting.
+    if (v !== undefined && since !== undefined && now - since >= (v instanceof UnknownCellError ? Math.min(settleMs, unknownSettleMs) : settleMs)) return []
     return undefined
   }, `a ready replica of ${cell}`, {
     timeoutMs: Math.max(1, options.deadlineMs - Date.now()),
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
     // The view may say nothing for a while: look again as the settle time passes.
-    tickMs: Math.max(100, Math.floor(settleMs / 4))
+    tickMs: Math.max(100, Math.floor(Math.min(settleMs, unknownSettleMs) / 4))
   })
   if (replicas.length === 0 && verdict !== undefined) throw verdict
   return replicas

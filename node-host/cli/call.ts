@@ -6,12 +6,13 @@ import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
 
-const HELP = `usage: cell call <cell> <method> ['<json>'] [--bootstrap ADDR]... [--key KEYFILE] [--timeout SECONDS]
+const HELP = `usage: cell call <cell> <method> ['<json>'] [--bootstrap ADDR]... [--key KEYFILE] [--timeout SECONDS] [--output text|json]
 
 Calls a method of a cell on a replica the fleet runs and prints the result as JSON.
 
 options:
-  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
+  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP, or bootstrap
+                     in $CELL_HOME/node.toml)
   --key KEYFILE      authority key that signs this caller's grant (default $CELL_HOME/authority.key)
   --trust HEX        also trust releases signed by this authority id (repeatable)
   --timeout SECONDS  deadline of the call, including finding a replica (default 30)

@@ -4,7 +4,7 @@ import { retireCell } from '../retire.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 
-const HELP = `usage: cell retire <cell> [--bootstrap ADDR]... [--key KEYFILE] [--no-wait] [--timeout SECONDS]
+const HELP = `usage: cell retire <cell> [--bootstrap ADDR]... [--key KEYFILE] [--no-wait] [--timeout SECONDS] [--output text|json]
 
 Signs a retire record for <cell> with a sequence number above every record the fleet holds for it,
 gossips it, and waits until no replica of it runs: every node drains its replicas and stops hosting
@@ -12,7 +12,8 @@ the cell (each logs "retired <cell> by <authority>"). A later \`cell publish\` o
 brings the cell back.
 
 options:
-  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
+  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP, or bootstrap
+                     in $CELL_HOME/node.toml)
   --key KEYFILE      authority key (default $CELL_HOME/authority.key)
   --no-wait          return once the record is gossiped
   --timeout SECONDS  how long to wait for the replicas to drain (default 60)

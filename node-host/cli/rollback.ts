@@ -17,7 +17,8 @@ On a terminal, the wait shows the replicas ready so far and the time elapsed.
 
 options:
   --digest HEX       sha256 of the version's artifact (as \`cell build\` / \`cell publish\` print it)
-  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP)
+  --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP, or bootstrap
+                     in $CELL_HOME/node.toml)
   --key KEYFILE      authority key (default $CELL_HOME/authority.key)
   --wait N           ready replicas of the version to wait for (default 1; 0 to return at once)
   --timeout SECONDS  how long to wait (default 60)
