@@ -22,6 +22,8 @@ export interface SnapshotBookInit {
   pinTtlMs?: number
   /** Holders other than the owner a snapshot needs to be safe (default 2). */
   safeHolders?: number
+  /** Envelope bytes of all snapshot records held (default 64 MiB): a granted host flooding claims cannot exhaust memory. */
+  maxSnapshotBytes?: number
 }
 
 export type BookDrop = 'stale' | 'duplicate' | 'unknown-snapshot' | 'untrusted' | 'overflow-snapshots'
@@ -37,6 +39,8 @@ export interface SnapshotBookStats {
   claims: number
   accepted: { snapshot: number, pin: number }
   snapshots: number
+  /** Envelope bytes of the snapshot records held. */
+  snapshotBytes: number
   pins: number
   evicted: number
   expired: { snapshot: number, pin: number }
@@ -56,6 +60,8 @@ export class SnapshotBook {
   private readonly maxPerClaim: number
   private readonly maxClaims: number
   private readonly maxPins: number
+  private readonly maxBytes: number
+  private totalBytes = 0
   private readonly claims = new Map<string, ClaimBook>()
   private evicted = 0
   /** Bumped by the view for each accepted record. */
@@ -69,10 +75,12 @@ export class SnapshotBook {
     this.snapshotTtlMs = init.snapshotTtlMs ?? 24 * 3_600_000
     this.pinTtlMs = init.pinTtlMs ?? 10 * 60_000
     this.safeHolders = init.safeHolders ?? 2
+    this.maxBytes = init.maxSnapshotBytes ?? 64 * 1024 * 1024
   }
 
-  /** Why `record` cannot be stored now (order and bounds only), or undefined. */
-  checkSnapshot (record: SnapshotRecord): BookDrop | undefined {
+  /** Why `record` (of `bytes` envelope bytes) cannot be stored now (order and bounds only), or undefined. */
+  checkSnapshot (record: SnapshotRecord, bytes = 0): BookDrop | undefined {
+    if (this.totalBytes + bytes > this.maxBytes) return 'overflow-snapshots'
     const claim = this.claims.get(record.claimId)
     if (claim === undefined) return this.claims.size >= this.maxClaims ? 'overflow-snapshots' : undefined
     const existing = claim.snapshots.get(snapKey(record.nodeId, record.tag))
@@ -110,11 +118,13 @@ export class SnapshotBook {
     const key = snapKey(record.nodeId, record.tag)
     const previous = claim.snapshots.get(key)
     claim.snapshots.set(key, held)
+    this.totalBytes += held.bytes.length - (previous?.bytes.length ?? 0)
     // A re-announcement with other content voids the pins of the old content.
     if (previous !== undefined && previous.record.plainManifestDigest !== record.plainManifestDigest) this.dropPins(claim, record.nodeId, record.tag)
     while (claim.snapshots.size > this.maxPerClaim) {
       const low = this.lowest(claim)
       claim.snapshots.delete(snapKey(low.record.nodeId, low.record.tag))
+      this.totalBytes -= low.bytes.length
       this.dropPins(claim, low.record.nodeId, low.record.tag)
       this.evicted++
     }
@@ -143,6 +153,7 @@ export class SnapshotBook {
       for (const [key, held] of claim.snapshots) {
         if (held.receivedMs + this.snapshotTtlMs > nowMs) continue
         claim.snapshots.delete(key)
+        this.totalBytes -= held.bytes.length
         this.dropPins(claim, held.record.nodeId, held.record.tag)
         this.expiredCount.snapshot++
         changed.push({ claimId, cell: held.record.cell, kind: 'snapshot' })
@@ -201,6 +212,6 @@ export class SnapshotBook {
     let snapshots = 0
     let pins = 0
     for (const claim of this.claims.values()) { snapshots += claim.snapshots.size; pins += claim.pins.size }
-    return { claims: this.claims.size, accepted: { ...this.accepted }, snapshots, pins, evicted: this.evicted, expired: { ...this.expiredCount } }
+    return { claims: this.claims.size, accepted: { ...this.accepted }, snapshots, snapshotBytes: this.totalBytes, pins, evicted: this.evicted, expired: { ...this.expiredCount } }
   }
 }

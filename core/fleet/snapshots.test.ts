@@ -171,6 +171,19 @@ describe('FleetView snapshots and pins', () => {
     expect(await view.apply(fresh, { from: h3.id })).toEqual({ accepted: false, kind: 'snapshot', reason: 'duplicate' })
   })
 
+  it('bounds the bytes of snapshot records held', async () => {
+    const clock = new ManualClock()
+    const view = new FleetView({ clock, snapshots: { maxSnapshotBytes: 2000 } })
+    const results = []
+    for (let i = 0; i < 8; i++) results.push(await view.apply(await snap(clock, { claimId: `ledger/${i}` }), { from: owner.id }))
+    const accepted = results.filter(r => r.accepted).length
+    expect(accepted).toBeGreaterThan(0)
+    expect(accepted).toBeLessThan(8)
+    expect(results.at(-1)).toMatchObject({ accepted: false, reason: 'overflow-snapshots' })
+    expect(view.snapshotStats().snapshotBytes).toBeLessThanOrEqual(2000)
+    expect(view.stats().dropped['overflow-snapshots']).toBe(8 - accepted)
+  })
+
   it('relays snapshots and pins through fleet-sync snapshots with their age', async () => {
     const { clock, view } = setup()
     const s = await snap(clock)

@@ -301,7 +301,7 @@ export class FleetView extends EventTarget {
     if (record.sentMs > now + this.maxClockSkewMs) return drop('future')
     const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
     if (record.sentMs + ttlMs + this.maxClockSkewMs < now || ageMs >= ttlMs) return drop('expired')
-    const check = (): DropReason | undefined => envelope.kind === 'snapshot' ? this.book.checkSnapshot(envelope.record) : this.book.checkPin(envelope.record)
+    const check = (): DropReason | undefined => envelope.kind === 'snapshot' ? this.book.checkSnapshot(envelope.record, envelope.body.length + envelope.signature.length + 8) : this.book.checkPin(envelope.record)
     const early = check()
     if (early !== undefined) return drop(early)
     if (!await verifyRecord(envelope, options)) return drop('bad-signature')
