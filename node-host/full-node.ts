@@ -286,7 +286,6 @@ export class FullNode {
       view: mesh.view,
       credentials,
       trusted,
-      hostGrant: mesh.hostGrant,
       ...(init.storage?.leaseMs !== undefined ? { leaseMs: init.storage.leaseMs } : {}),
       ...(init.storage?.tuning !== undefined ? { tuning: init.storage.tuning } : {})
     })

@@ -13,6 +13,7 @@ const MAX_ABS_AMOUNT = 1e12
 const MAX_ACCOUNT_CHARS = 128
 const MAX_MEMO_CHARS = 1024
 const MAX_STREAMED = 100_000
+const MAX_PAGE = 1000
 
 export interface Entry { seq: number, account: string, amount: number, memo?: string, at: string }
 
@@ -94,6 +95,15 @@ const Ledger = defineCell({
     return { account, balance, entries: count }
   },
 
+  /** Up to `limit` (at most 1000) entries from `fromSeq` on, oldest first: a page of the log without a stream. */
+  async list (req: { fromSeq?: number, limit?: number }, _ctx: CellContext): Promise<Entry[]> {
+    const fromSeq = req?.fromSeq ?? 1
+    const limit = Math.min(Math.max(1, req?.limit ?? 100), MAX_PAGE)
+    if (typeof fromSeq !== 'number' || !Number.isInteger(fromSeq)) throw new InvalidEntryError('fromSeq must be an integer')
+    await tail
+    return (await readEntries()).filter(e => e.seq >= fromSeq).slice(0, limit)
+  },
+
   async * entries (req: { account?: string, fromSeq?: number }, ctx: CellContext): AsyncGenerator<Entry> {
     await tail
     let sent = 0
@@ -105,6 +115,6 @@ const Ledger = defineCell({
       yield e
     }
   }
-}, { idempotent: ['balance'] })
+}, { idempotent: ['balance', 'list'] })
 
 export default Ledger

@@ -9,7 +9,6 @@ import { offersStorageClass, storageRole } from '../../core/biology/storage-clas
 import type { Clock } from '../../core/ports.ts'
 import type { FleetView } from '../../core/fleet/index.ts'
 import type { GrantCredentialsPort } from '../../core/fleet/peer-grant.ts'
-import type { HostGrantCheck } from '../../core/mesh/host-grant-policy.ts'
 import { createStorage, type Storage } from '../storage/storage.ts'
 import { FileAcceptorStore } from './acceptor-store.ts'
 import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
@@ -26,8 +25,7 @@ export interface NodeVolumesInit {
   credentials: GrantCredentialsPort
   /** Authorities this node trusts (read live). */
   trusted: ReadonlySet<string>
-  hostGrant: HostGrantCheck
-  /** Lease length of the claims this node owns (default 10 s). */
+  /** Lease length of the claims this node owns (default 15 s). */
   leaseMs?: number
   /** Tuning of the volume manager (tests shorten waits). */
   tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs'>>
@@ -84,7 +82,11 @@ export class NodeVolumes {
       clock: performanceClock,
       timers: init.clock,
       gate: this.gate,
-      leaseMs: init.leaseMs ?? 10_000
+      leaseMs: init.leaseMs ?? 15_000,
+      // A round is a stream to each voter and an fsync there: on a busy machine a second is not
+      // enough, and a quorum that answers slowly is still a quorum.
+      phaseTimeoutMs: 3_000,
+      timeoutMs: 15_000
     })
     this.client = client
     this.manager = new VolumeManager({
@@ -102,21 +104,18 @@ export class NodeVolumes {
   }
 
   /**
-   * The claim's voters: the nodes in view that offer the cell's storage class and hold a verified
-   * host grant for it, by rendezvous hash (core/claims chooseVoters). The register fixes the set
-   * when the claim is created and names it back (ClaimVotersMismatchError) if the view moved.
+   * The claim's voters: the three nodes in view that offer the cell's storage class with the highest
+   * rendezvous hash for the claim id (core/claims chooseVoters), this node among the candidates. A
+   * host grant is not checked here: voters and proposers check each other's on every round, and a
+   * check that fails for a moment must not move the set. Three, not five: a node briefly missing
+   * from one view changes at most one member. The register fixes the set when the claim is created
+   * and names it back (ClaimVotersMismatchError) to a node whose view moved since.
    */
   async voters (spec: SpawnSpec, claimId: string): Promise<string[]> {
     const cls = spec.manifest?.storage?.class ?? 'default'
-    const authority = spec.authority
-    const candidates: string[] = []
-    for (const node of this.init.view.nodes()) {
-      if (node.nodeId !== this.init.selfId && !offersStorageClass(node.roles, cls)) continue
-      if (authority !== undefined && node.nodeId !== this.init.selfId && !await this.init.hostGrant(node, authority, spec.cell)) continue
-      candidates.push(node.nodeId)
-    }
+    const candidates = this.init.view.nodes().filter(n => n.roles.includes('full') && offersStorageClass(n.roles, cls)).map(n => n.nodeId)
     if (!candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
-    const voters = chooseVoters(claimId, candidates)
+    const voters = chooseVoters(claimId, candidates, Math.min(3, candidates.length))
     log('voters of %s: %s (of %d candidates)', claimId, voters.map(v => `…${v.slice(-6)}`).join(', '), candidates.length)
     return voters
   }

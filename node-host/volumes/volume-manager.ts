@@ -14,7 +14,7 @@ import { logger } from '@libp2p/logger'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { driverForClass } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
-import { ClaimHeldError, ClaimLostError, ClaimVotersMismatchError } from '../../core/claims/errors.ts'
+import { ClaimHeldError, ClaimLeaseExpiredError, ClaimLostError, ClaimVotersMismatchError } from '../../core/claims/errors.ts'
 import type { ReplicaVolume, ReplicaVolumes, SpawnSpec } from '../replica-set.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
@@ -378,6 +378,16 @@ export class VolumeManager implements ReplicaVolumes {
     }
     const path = await driver.create(claim, quotaBytes, options)
     await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind })
+    // A slow acquire or restore may have used up most of the lease: renew before serving, and
+    // never hand out a volume whose lease is already over.
+    if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {
+      try {
+        lease = await this.init.register.renew(claimId, voters, lease.epoch, options)
+      } catch (err) {
+        if (!(err instanceof ClaimLostError) && lease.leaseStartLocalMs + lease.leaseMs - this.now() > (this.init.leaseGuardMs ?? 1_000)) log('renewing claim %s right after it opened failed: %s', claimId, (err as Error).message)
+        else throw new ClaimLeaseExpiredError(`the lease on claim ${claimId} (epoch ${lease.epoch}) ended before its replica could start: ${(err as Error).message}`, { cause: err })
+      }
+    }
     const open = new OpenClaim(this, spec, claim, driver, voters, lease, path, restoredFrom)
     this.held.set(claimId, open)
     this.counters.opened++

@@ -69,17 +69,18 @@ export async function stopProc (p: Proc, graceMs = 15_000): Promise<void> {
  * Start `names.length` full nodes as `cell up` processes under `root`, the first as everyone's
  * bootstrap; each is pushed onto `nodes` as it starts (so the caller's cleanup ends it even if a later
  * one fails), and this resolves with the bootstrap address once all listen. Extra `cell up` arguments
- * go to every node.
+ * go to every node (a function gives each node its own, e.g. its ZFS pool).
  */
-export async function startFleet (nodes: Proc[], root: string, keyPath: string, names: string[], extra: string[] = []): Promise<string> {
+export async function startFleet (nodes: Proc[], root: string, keyPath: string, names: string[], extra: string[] | ((name: string, index: number) => string[]) = []): Promise<string> {
   const up = (name: string, bootstrap?: string): Proc => {
-    const p = cell(['up', '--data', join(root, name), '--authority', keyPath, ...extra, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])])
+    const own = typeof extra === 'function' ? extra(name, names.indexOf(name)) : extra
+    const p = cell(['up', '--data', join(root, name), '--authority', keyPath, ...own, ...(bootstrap != null ? ['--bootstrap', bootstrap] : [])])
     nodes.push(p)
     return p
   }
   const first = up(names[0])
-  const bootstrap = (await first.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 30_000))[1]
+  const bootstrap = (await first.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 60_000))[1]
   const rest = names.slice(1).map(name => up(name, bootstrap))
-  await Promise.all(rest.map(async p => await p.waitFor(/listening \/ip4/, 30_000)))
+  await Promise.all(rest.map(async p => await p.waitFor(/listening \/ip4/, 60_000)))
   return bootstrap
 }
