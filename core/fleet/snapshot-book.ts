@@ -24,6 +24,8 @@ export interface SnapshotBookInit {
   safeHolders?: number
   /** Envelope bytes of all snapshot records held (default 64 MiB): a granted host flooding claims cannot exhaust memory. */
   maxSnapshotBytes?: number
+  /** Pins held in all (default 65536). */
+  maxPins?: number
 }
 
 export type BookDrop = 'stale' | 'duplicate' | 'unknown-snapshot' | 'untrusted' | 'overflow-snapshots'
@@ -62,6 +64,8 @@ export class SnapshotBook {
   private readonly maxPins: number
   private readonly maxBytes: number
   private totalBytes = 0
+  private readonly maxTotalPins: number
+  private totalPins = 0
   private readonly claims = new Map<string, ClaimBook>()
   private evicted = 0
   /** Bumped by the view for each accepted record. */
@@ -76,6 +80,7 @@ export class SnapshotBook {
     this.pinTtlMs = init.pinTtlMs ?? 10 * 60_000
     this.safeHolders = init.safeHolders ?? 2
     this.maxBytes = init.maxSnapshotBytes ?? 64 * 1024 * 1024
+    this.maxTotalPins = init.maxPins ?? 65_536
   }
 
   /** Why `record` (of `bytes` envelope bytes) cannot be stored now (order and bounds only), or undefined. */
@@ -105,6 +110,7 @@ export class SnapshotBook {
       if (newer(pin, existing.record)) return undefined
       return existing.record.seq === pin.seq && existing.record.sentMs === pin.sentMs ? 'duplicate' : 'stale'
     }
+    if (this.totalPins >= this.maxTotalPins) return 'overflow-snapshots'
     let count = 0
     for (const held of claim.pins.values()) if (held.record.owner === pin.owner && held.record.tag === pin.tag) count++
     return count >= this.maxPins ? 'overflow-snapshots' : undefined
@@ -133,7 +139,9 @@ export class SnapshotBook {
   putPin (held: Held<PinRecord>): void {
     const claim = this.claims.get(held.record.claimId)
     if (claim === undefined) return
-    claim.pins.set(pinKey(held.record), held)
+    const key = pinKey(held.record)
+    if (!claim.pins.has(key)) this.totalPins++
+    claim.pins.set(key, held)
   }
 
   private lowest (claim: ClaimBook): Held<SnapshotRecord> {
@@ -143,7 +151,9 @@ export class SnapshotBook {
   }
 
   private dropPins (claim: ClaimBook, owner: string, tag: string): void {
-    for (const [key, held] of claim.pins) if (held.record.owner === owner && held.record.tag === tag) claim.pins.delete(key)
+    for (const [key, held] of claim.pins) {
+      if (held.record.owner === owner && held.record.tag === tag) { claim.pins.delete(key); this.totalPins-- }
+    }
   }
 
   /** Deletes records older than their ttl; returns the claim ids that changed. */
@@ -161,6 +171,7 @@ export class SnapshotBook {
       for (const [key, held] of claim.pins) {
         if (held.receivedMs + this.pinTtlMs > nowMs) continue
         claim.pins.delete(key)
+        this.totalPins--
         this.expiredCount.pin++
         changed.push({ claimId, cell: held.record.cell, kind: 'pin' })
       }

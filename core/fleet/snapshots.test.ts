@@ -182,6 +182,14 @@ describe('FleetView snapshots and pins', () => {
     expect(results.at(-1)).toMatchObject({ accepted: false, reason: 'overflow-snapshots' })
     expect(view.snapshotStats().snapshotBytes).toBeLessThanOrEqual(2000)
     expect(view.stats().dropped['overflow-snapshots']).toBe(8 - accepted)
+    // And the pins held in all.
+    const few = new FleetView({ clock, snapshots: { maxPins: 1 } })
+    const s = await snap(clock)
+    await few.apply(s, { from: owner.id })
+    expect((await few.apply(await pin(clock, h1, s.record), { from: h1.id })).accepted).toBe(true)
+    expect(await few.apply(await pin(clock, h2, s.record), { from: h2.id })).toMatchObject({ reason: 'overflow-snapshots' })
+    // A pin refreshed by its holder is no new pin.
+    expect((await few.apply(await pin(clock, h1, s.record, 2), { from: h1.id })).accepted).toBe(true)
   })
 
   it('relays snapshots and pins through fleet-sync snapshots with their age', async () => {
