@@ -5,6 +5,7 @@
 // json` prints one line; `bootstrap` in $CELL_HOME/node.toml is honoured by `cell call`; `cell up`
 // prints a ready-to-paste `export CELL_BOOTSTRAP=…` line that a restart keeps valid.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,6 +18,7 @@ describe('cell call answers fast and by name', () => {
   let root = ''
   let keyPath = ''
   let bootstrap = ''
+  let dir = ''
   const nodes: Proc[] = []
   const call = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string, ms: number }> => {
     const started = Date.now()
@@ -30,7 +32,7 @@ describe('cell call answers fast and by name', () => {
     keyPath = join(root, 'home', 'authority.key')
     await writeAuthorityKey(keyPath, key)
     bootstrap = await startFleet(nodes, root, keyPath, ['n1', 'n2'])
-    const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
+    dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
     // No version on the command line: Cell.toml's; the report as one JSON object; nothing on stderr (no TTY, no progress).
     const published = await cellRun(['publish', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--output', 'json'], 90_000)
     expect(published.code, `${published.stderr}\n${fleetLogs(nodes)}`).toBe(0)
@@ -93,6 +95,19 @@ describe('cell call answers fast and by name', () => {
     expect((await again.waitFor(/^export CELL_BOOTSTRAP=(\S+)$/m, 30_000))[1]).toBe(line)
     await stopProc(again)
   }, 120_000)
+
+  it('on a terminal, publish shows replicas ready n/m and the time elapsed, then clears the line', async () => {
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    const command = [join(projectRoot, 'node_modules', '.bin', 'node'), join(projectRoot, 'node-host', 'cli', 'cell.js'), 'publish', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath]
+    const r = await new Promise<{ code: number, stdout: string }>((resolve) => {
+      execFile('script', ['-qec', command.map(a => `'${a}'`).join(' '), '/dev/null'], { env: { ...process.env, CELL_METRICS: '127.0.0.1:0' }, timeout: 120_000 }, (err, stdout) => {
+        resolve({ code: err == null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout })
+      })
+    })
+    expect(r.code, r.stdout).toBe(0)
+    expect(r.stdout).toMatch(/\r\x1b\[2Kpublishing billing@1\.0\.0: replicas ready [01]\/1, \d+ s/)
+    expect(r.stdout).toMatch(/\r\x1b\[2Kpublished billing@1\.0\.0\r?\n/)
+  }, 180_000)
 
   it('a retired cell is NoReplicaError saying it was retired, not a wait', async () => {
     const retired = await cellRun(['retire', 'billing', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '60', '--output', 'json'], 90_000)
