@@ -2,6 +2,15 @@
 // that mean "something new": a line, a replica turning ready, a replica exiting.
 import type { ReplicaSet, ReplicaInfo } from '../replica-set.ts'
 import type { LogReplica, LogSource } from './log-protocol.ts'
+import type { LogLine } from '../capsid/log-ring.ts'
+
+/**
+ * A replica that died before it was ready has no capsid to read from; its last stderr lines (kept
+ * for the heartbeat) are what it said: the reason it could not start is what a reader wants.
+ */
+function startFailure (r: ReplicaInfo): LogLine[] {
+  return (r.stderrTail ?? []).map((line, i) => ({ stream: 'stderr', line, atMs: r.endedMs ?? r.startedMs, seq: i + 1 }))
+}
 
 export function replicaLogSource (replicas: ReplicaSet): LogSource {
   return {
@@ -12,7 +21,7 @@ export function replicaLogSource (replicas: ReplicaSet): LogSource {
       startedMs: r.startedMs,
       ...(r.endedMs !== undefined ? { endedMs: r.endedMs } : {}),
       ...(r.exitReason !== undefined ? { exitReason: r.exitReason } : {}),
-      since: (seq, max) => r.capsid?.logsSince(seq, max) ?? []
+      since: (seq, max) => r.capsid?.logsSince(seq, max) ?? startFailure(r).slice(Math.max(0, seq), Math.max(0, seq) + max)
     })),
     watch: (wake) => {
       const watched = new Set<EventTarget>()

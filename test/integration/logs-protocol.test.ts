@@ -3,6 +3,7 @@
 // duplicate (each line's text carries its own number); `/cell/status/1` explains a cell from each
 // node; both refuse anyone but an operator of the cell's authority, by name.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
@@ -41,16 +42,19 @@ describe('cell logs and cell status protocols', () => {
   let key: AuthorityKey
   let other: AuthorityKey
   let operator: Mesh
+  let root = ''
+  let publisher: Publisher
 
   beforeAll(async () => {
     key = await generateAuthority()
     other = await generateAuthority()
     // The nodes also trust `other`, which claims no cell here: its operators see nothing of chatty.
-    const root = await fleet.start('cell-logs-', 2, { authorityKeys: [key], trust: [authorityIdOf(other.publicKey)] })
+    root = await fleet.start('cell-logs-', 2, { authorityKeys: [key], trust: [authorityIdOf(other.publicKey)] })
     operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key, listen: true, keep: 2 })
     clients.push(operator)
     const dir = await stageCell(fixture, join(root, 'chatty-v1'), authorityIdOf(key.publicKey))
-    await new Publisher(operator).publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
+    publisher = new Publisher(operator)
+    await publisher.publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
     await waitForReplicas(operator, CELL, { count: 2, timeoutMs: 30_000 })
   }, 120_000)
 
@@ -202,4 +206,15 @@ describe('cell logs and cell status protocols', () => {
     expect(nodes[1].introspection.logs.malformed - malformedBefore).toBe(3)
     expect(nodes[1].introspection.logs.refused).toBe(0)
   }, 30_000)
+
+  it('a replica that dies before it is ready shows why in its logs', async () => {
+    const dir = await stageCell(fixture, join(root, 'crashy'), authorityIdOf(key.publicKey))
+    await writeFile(join(dir, 'Cell.toml'), (await readFile(join(dir, 'Cell.toml'), 'utf8')).replace('name = "chatty"', 'name = "crashy"').replace('min_replicas = 2', 'min_replicas = 1'))
+    await writeFile(join(dir, 'cell.ts'), (await readFile(join(dir, 'cell.ts'), 'utf8')).replace("const VERSION = 'v1'", "const VERSION: string = (() => { throw new Error('DATABASE_URL is not set') })()"))
+    await publisher.publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 0 })
+    // Once a crashed replica is in the view, the node that ran it holds what it said on stderr.
+    await waitForView(operator, () => operator.view.instances('crashy').some(i => i.state === 'crashed') ? true : undefined, 'a crashed replica of crashy', { timeoutMs: 30_000 })
+    const lines = await readLogs(operator, { cell: 'crashy', follow: false })
+    expect(lines.some(l => l.kind === 'line' && l.stream === 'stderr' && l.msg.includes('DATABASE_URL is not set')), JSON.stringify(lines)).toBe(true)
+  }, 60_000)
 })
