@@ -71,8 +71,19 @@ function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: numb
   const nodeCrashes = reports.reports.flatMap(r => r.cells.filter(x => x.cell === c.cell).flatMap(x => x.replicas.filter(rep => rep.state === 'crashed').map(rep => ({ node: r.node, ...rep }))))
   const seen = new Set(crashes.map(x => x.instanceId))
   if (crashes.length > 0 || nodeCrashes.some(x => !seen.has(x.replica))) {
-    lines.push('', 'recent crashes (newest first):')
-    for (const x of crashes) lines.push(`  ${shortReplica(c.cell, x.instanceId)} on ${shortNode(x.nodeId)} ${x.endedMs !== undefined ? `${formatAge(nowMs - x.endedMs)} ago` : ''}: ${x.exitReason ?? 'crashed'}${(x.stderrTail ?? []).map(l => `\n      stderr: ${l}`).join('')}`)
+    lines.push('', 'recent crashes (newest first; the same crash again is counted, not repeated):')
+    const shown = new Map<string, number>()
+    const order: string[] = []
+    const text = new Map<string, string>()
+    for (const x of crashes) {
+      const key = `${x.version}|${x.exitReason ?? ''}|${(x.stderrTail ?? []).join('\n')}`
+      if (!shown.has(key)) {
+        order.push(key)
+        text.set(key, `  ${shortReplica(c.cell, x.instanceId)} on ${shortNode(x.nodeId)} ${x.endedMs !== undefined ? `${formatAge(nowMs - x.endedMs)} ago` : ''}: ${x.exitReason ?? 'crashed'}${(x.stderrTail ?? []).map(l => `\n      stderr: ${l}`).join('')}`)
+      }
+      shown.set(key, (shown.get(key) ?? 0) + 1)
+    }
+    for (const key of order) lines.push(text.get(key)! + (shown.get(key)! > 1 ? `\n      (and ${shown.get(key)! - 1} more crash(es) of ${key.split('|')[0]} just like it)` : ''))
     for (const x of nodeCrashes) if (!seen.has(x.replica)) lines.push(`  ${shortReplica(c.cell, x.replica)} on ${shortNode(x.node)}: ${x.exitReason ?? 'crashed'}${(x.stderrTail ?? []).map(l => `\n      stderr: ${l}`).join('')}`)
   }
   lines.push('', 'each node, in its own words (the autonomic loop\'s last decision):')
@@ -95,7 +106,7 @@ function describeNode (r: NodeStatusReport, cell: string, nowMs: number): string
   if (c.retired !== undefined) out.push(`      treats it as retired by ${short(c.retired.authority)} (seq ${c.retired.seq})`)
   for (const reason of c.reasons) out.push(`      ${reason}`)
   if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
-  if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message}`)
+  if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message.split('\n')[0]}`)
   return out
 }
 
