@@ -11,13 +11,13 @@
 // rebinding), come from its own page's origin and carry the per-run secret that page was served
 // (node-host/http/static-server.ts): a local demo convenience, never a production flow (there the
 // authority runs `cell grant caller <peer-id>` and the page imports the token).
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../keys/index.ts'
 import { FullNode } from '../full-node.ts'
-import { createClient, waitForReplicas } from '../client.ts'
+import { createClient, waitForReplicas, waitForView } from '../client.ts'
 import { Publisher } from '../publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
@@ -78,6 +78,18 @@ async function main (): Promise<void> {
     const result = await billing.charge({ amount: 5, currency: 'EUR' })
     say(`\nbilling.charge({ amount: 5 }) → ${JSON.stringify(result)}`)
 
+    // The stateful example: one append into its claim volume, then its first snapshot, held by two
+    // other nodes (a node that dies takes nothing acknowledged before it with it).
+    await waitForReplicas(client, 'ledger')
+    const entry = await client.call<{ seq: number }>('ledger', 'append', { account: 'demo', amount: 5, memo: 'first entry' }, { timeoutMs: 15_000 })
+    const owner = nodes.find(n => n.volumes.manager?.claims().some(c => c.claimId === 'ledger/0'))
+    const volume = owner?.volumes.manager?.claims().find(c => c.claimId === 'ledger/0')
+    say(`ledger.append(…) → entry ${entry.seq} in volume ledger/0 (epoch ${volume?.epoch ?? '?'}) on node ${owner !== undefined ? nodes.indexOf(owner) + 1 : '?'}, ${owner?.volumes.storage.zfs !== undefined ? 'a ZFS dataset' : 'a directory (start nodes with --zfs-pool for ZFS)'}`)
+    const c = client
+    const safe = await waitForView(c, () => c.view.safeSnapshots('ledger/0')[0], 'a safe snapshot of ledger/0', { timeoutMs: 30_000 }).catch(() => undefined)
+    if (safe !== undefined) say(`first snapshot ledger@${safe.tag.replace(/^snapshot-e\d+-/, 'snapshot-')} (OCI tag ${safe.tag}), held by ${c.view.snapshotHolders(safe).length} other node(s): npx cell snapshots ledger`)
+    else say('ledger has no snapshot held by two other nodes yet: npx cell snapshots ledger shows where they stand')
+
     dashboard = await serveDashboard({
       port: Number(process.env.CELL_DASHBOARD_PORT ?? 0),
       config: () => ({ bootstrap: nodes.flatMap(n => webSocketAddrs(n.addresses())).slice(0, 8), trust: [authorityIdOf(authority.publicKey)] }),
@@ -88,6 +100,10 @@ async function main (): Promise<void> {
       }
     })
     say(`\ndashboard ${dashboard.url}  (the tab joins the fleet itself; local demo: it is handed a caller grant)`)
+    // `npm run edge` (edge-host/dev.ts) finds the running demo by this file: the nodes' WebSocket
+    // addresses and the authority key that signs the edge's caller grant. Removed with `dir` on stop.
+    await writeFile(join(dir, 'fleet.json'), JSON.stringify({ bootstrap: nodes.flatMap(n => webSocketAddrs(n.addresses())).slice(0, 8), trust: [authorityIdOf(authority.publicKey)], authorityKey: keyPath }))
+    say('HTTP through a Cloudflare edge worker in front of this fleet: npm run edge (another shell)')
 
     const bootstrap = nodes[0].addresses()[0]
     say('\nCall it from another shell:')

@@ -4,7 +4,7 @@
 // builds one of these and hands `manager` to the ReplicaSet.
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
-import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, performanceClock, serveClaimProtocol } from '../../core/claims/index.ts'
+import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, ownerClock, voterClock, serveClaimProtocol } from '../../core/claims/index.ts'
 import { offersStorageClass, storageRole } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
 import type { FleetView } from '../../core/fleet/index.ts'
@@ -51,12 +51,17 @@ export class NodeVolumes {
       credentials: init.credentials,
       clock: init.clock
     })
-    this.acceptor = new ClaimAcceptor({ selfId: init.selfId, store: new FileAcceptorStore(init.dataDir), clock: performanceClock, gate: this.gate })
+    this.acceptor = new ClaimAcceptor({ selfId: init.selfId, store: new FileAcceptorStore(init.dataDir), clock: voterClock(init.clock), gate: this.gate })
   }
 
   /** Opens the drivers (ZfsUnavailableError when a pool was named and does not answer). */
   static async create (init: NodeVolumesInit): Promise<NodeVolumes> {
     const storage = await createStorage({ dataDir: init.dataDir, ...(init.zfsPool !== undefined ? { zfsPool: init.zfsPool } : {}) })
+    // Half-made volumes of a run that was killed (a restore's fresh dataset, a snapshot's clone) go first.
+    for (const driver of [storage.zfs, storage.dir]) {
+      const removed = await driver?.recover().catch((err: Error) => { log.error('recovering %s volumes: %s', driver.kind, err.message); return [] })
+      if (removed !== undefined && removed.length > 0) log('removed %d half-made %s volume(s) of the last run', removed.length, driver?.kind)
+    }
     return new NodeVolumes(init, storage)
   }
 
@@ -76,10 +81,13 @@ export class NodeVolumes {
   async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
     const { init } = this
     this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock })
+    // The owner counts its leases on ownerClock (monotonic, or wall-clock elapsed time when larger: a
+    // suspended machine ends its leases early), voters theirs on voterClock (the smaller): see core/claims.
+    const owner = ownerClock(init.clock)
     const client = new ClaimRegisterClient({
       selfId: init.selfId,
       transport: libp2pClaimTransport(libp2p, { local: { selfId: init.selfId, acceptor: this.acceptor } }),
-      clock: performanceClock,
+      clock: owner,
       timers: init.clock,
       gate: this.gate,
       leaseMs: init.leaseMs ?? 15_000,
@@ -93,6 +101,7 @@ export class NodeVolumes {
       selfId: init.selfId,
       dataDir: init.dataDir,
       clock: init.clock,
+      monotonicNow: () => owner.nowMs(),
       drivers: this.storage.offered.map(kind => kind === 'zfs' ? this.storage.zfs! : this.storage.dir),
       register: client,
       snapshots,

@@ -134,9 +134,9 @@ export class SnapshotService implements SnapshotPort {
     return await this.waitFor(claimId, safe, options) ?? false
   }
 
-  async newestSafe (claimId: string, options: { minEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
+  async newestSafe (claimId: string, options: { minEpoch: number, maxEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
     const view = this.init.mesh.view
-    const newest = (): SnapshotRecord | undefined => view.safeSnapshots(claimId)[0]
+    const newest = (): SnapshotRecord | undefined => view.newestSafe(claimId, { maxEpoch: options.maxEpoch })
     await this.waitFor(claimId, () => (newest()?.epoch ?? -1) >= options.minEpoch, options)
     const s = newest()
     return s === undefined ? undefined : { tag: s.tag, epoch: s.epoch, nodeId: s.nodeId, takenMs: s.takenMs }

@@ -38,8 +38,8 @@ class SharedSnapshots implements SnapshotPort {
   }
 
   async waitSafe (): Promise<boolean> { return true }
-  async newestSafe (claimId: string): Promise<SafeSnapshot | undefined> {
-    return [...(this.safe.get(claimId) ?? [])].sort((a, b) => b.epoch - a.epoch || b.takenMs - a.takenMs)[0]
+  async newestSafe (claimId: string, options: { maxEpoch: number }): Promise<SafeSnapshot | undefined> {
+    return [...(this.safe.get(claimId) ?? [])].filter(s => s.epoch <= options.maxEpoch).sort((a, b) => b.epoch - a.epoch || b.takenMs - a.takenMs)[0]
   }
 
   async restore (driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number): Promise<void> {

@@ -59,10 +59,12 @@ export interface SnapshotPort {
   /** Resolves true once two nodes other than this one hold every blob of `tag` (false at the deadline). */
   waitSafe(claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean>
   /**
-   * The newest snapshot of the claim that counts as safe (highest epoch first, then newest),
-   * waiting up to `timeoutMs` for one of at least `minEpoch` (then whatever is newest, or undefined).
+   * The newest snapshot of the claim that counts as safe (highest epoch first, then newest) and is of
+   * an epoch no higher than `maxEpoch` (the last one granted before this node's: a host that
+   * announces a snapshot of an epoch it never held gains nothing), waiting up to `timeoutMs` for
+   * one of at least `minEpoch` (then whatever is newest, or undefined).
    */
-  newestSafe(claimId: string, options: { minEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined>
+  newestSafe(claimId: string, options: { minEpoch: number, maxEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined>
   /** Fetch every blob of the snapshot from its holders (verified by digest) and restore it into the claim's volume. */
   restore(driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number, options: { signal?: AbortSignal }): Promise<void>
 }
@@ -402,7 +404,7 @@ export class VolumeManager implements ReplicaVolumes {
    * release did); an older safe one after that.
    */
   private async waitForSafe (claimId: string, previousEpoch: number, options: { signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
-    return await this.init.snapshots.newestSafe(claimId, { minEpoch: previousEpoch, timeoutMs: this.init.handoverSyncMs ?? 5_000, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    return await this.init.snapshots.newestSafe(claimId, { minEpoch: previousEpoch, maxEpoch: previousEpoch, timeoutMs: this.init.handoverSyncMs ?? 5_000, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
   }
 
   /** Snapshot every open claim now (e.g. `cell snapshot`), returning the tags taken. */
