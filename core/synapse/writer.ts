@@ -2,6 +2,9 @@ import { FrameEncoder } from '../wire/index.ts'
 import { BackpressureError, ChannelClosedError } from './errors.ts'
 import type { StatsCounters } from './stats.ts'
 
+/** Microtask turns a scheduled write waits for frames committed a few promise reactions later. */
+const FLUSH_DEFER_HOPS = 4
+
 /** The part of a libp2p Stream the writer uses. */
 export interface WritableStream {
   send(data: Uint8Array): boolean
@@ -36,6 +39,8 @@ export class FrameWriter {
   private readonly stats: StatsCounters
   private readonly init: FrameWriterInit
   private scheduled = false
+  /** Microtask turns the scheduled flush has waited so far. */
+  private hops = 0
   /** The stream returned false from send(); nothing more goes to it until it drains. */
   blocked = false
   private closedError: Error | undefined
@@ -141,7 +146,21 @@ export class FrameWriter {
     for (const w of waiters) w.reject(new ChannelClosedError('channel is closed', { cause: err }))
   }
 
+  /**
+   * The write waits FLUSH_DEFER_HOPS turns of the microtask queue. Frames committed in this tick
+   * go out as one write only if they are committed before it, and answers settle at different
+   * promise depths (a sampled call's span ends one reaction later; a caller's next call may start
+   * one reaction later): without the wait, each such straggler split the batch in two, the other
+   * end then answered in two batches, and the split compounded round after round until calls
+   * went one per write. A few microtasks per batch, no timer: latency stays within the tick.
+   */
   private flushTask (): void {
+    if (this.hops < FLUSH_DEFER_HOPS) {
+      this.hops++
+      queueMicrotask(this.flushTask)
+      return
+    }
+    this.hops = 0
     this.scheduled = false
     this.flush()
   }
