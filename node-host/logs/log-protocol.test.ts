@@ -98,6 +98,12 @@ describe('answerLogs', () => {
     await expect(answering).rejects.toThrow()
   })
 
+  it('a resumed replica the node no longer has ends at once', async () => {
+    const out = sink()
+    await answerLogs(source([]), { cell: 'cell', follow: false, cursors: { 'cell-1.0.0-gone': 7 } }, { out, signal: new AbortController().signal })
+    expect(out.frames).toEqual([{ t: 'end', replica: 'cell-1.0.0-gone', ts: expect.any(Number), reason: 'gone from the node (it restarted or forgot it)' }, { t: 'done' }])
+  })
+
   it('the request parser refuses what is not a logs request', () => {
     expect(parseLogsRequest({ cell: 'x', follow: true, tail: 3, cursors: { r: 5 } })).toEqual({ cell: 'x', follow: true, tail: 3, cursors: { r: 5 } })
     for (const body of [{}, { cell: '', follow: true }, { cell: 'x', follow: 'yes' }, { cell: 'x', follow: true, tail: -1 }, { cell: 'x', follow: true, cursors: { r: 'a' } },

@@ -148,6 +148,12 @@ export async function answerLogs (source: LogSource, request: LogsRequest, req: 
         await out.send({ t: 'end', replica: r.instanceId, version: r.version, ts: r.endedMs ?? now(), reason: r.state === 'crashed' ? `crashed: ${r.exitReason ?? 'no reason recorded'}` : 'stopped' })
       }
     }
+    // A resumed replica the node no longer has (it restarted, or forgot the tombstone) ends now.
+    if (first) {
+      for (const id of Object.keys(request.cursors ?? {})) {
+        if (!present.has(id)) await out.send({ t: 'end', replica: id, ts: now(), reason: 'gone from the node (it restarted or forgot it)' })
+      }
+    }
     // A replica forgotten by the node (its tombstone expired) ends too.
     for (const [id, st] of seen) {
       if (present.has(id)) continue
