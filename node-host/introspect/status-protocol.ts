@@ -4,7 +4,7 @@
 // loop's last error. The gossiped view says *what* runs; this says *why*, from each node.
 //   request body = { cell?: string }        answer = one frame { t: 'status', ...NodeStatusReport }
 import type { Libp2p, PeerId } from '@libp2p/interface'
-import { MalformedOperatorRequestError, MalformedOperatorAnswerError, serveOperatorProtocol, openOperatorStream, type Json } from './operator-wire.ts'
+import { MalformedOperatorRequestError, MalformedOperatorAnswerError, serveOperatorProtocol, openOperatorStream, MAX_FRAME_BYTES, type Json } from './operator-wire.ts'
 import type { OperatorGate } from './operator-gate.ts'
 
 export const STATUS_PROTOCOL = '/cell/status/1'
@@ -43,6 +43,8 @@ export interface NodeCellStatus {
 
 export interface NodeStatusReport {
   node: string
+  /** Set when cells were left out to fit one frame. */
+  truncated?: boolean
   counters: Record<string, number>
   lastError?: { atMs: number, message: string }
   cells: NodeCellStatus[]
@@ -94,7 +96,14 @@ function parseStatusRequest (body: Json): { cell?: string } {
 export async function serveStatusProtocol (node: Libp2p, source: StatusSource, options: { gate: OperatorGate, stats?: { served: number, refused: number, malformed: number, failed: number } }): Promise<void> {
   await serveOperatorProtocol(node, STATUS_PROTOCOL, async (req) => {
     const { cell } = parseStatusRequest(req.body)
-    await req.out.send({ t: 'status', ...statusReport(source, cell, req.verified.authority) })
+    const report = statusReport(source, cell, req.verified.authority)
+    // One frame: a node-wide report of many cells sheds its last cells (and says so) to fit.
+    let frame: Json = { t: 'status', ...report }
+    while (new TextEncoder().encode(JSON.stringify(frame)).length > MAX_FRAME_BYTES - 64 && report.cells.length > 0) {
+      report.cells.pop()
+      frame = { t: 'status', ...report, truncated: true }
+    }
+    await req.out.send(frame)
   }, { gate: options.gate, cellOf: (body) => parseStatusRequest(body).cell, ...(options.stats !== undefined ? { stats: options.stats } : {}) })
 }
 
