@@ -71,6 +71,8 @@ function figure (name: string, ops: number, ms: number, confirmed: number): Figu
 interface BenchServer {
   /** The node serving "bench" (no telemetry) and the raw baselines. */
   addr: string
+  /** Another node serving "bench" (no telemetry): the telemetry rounds' "off", a fresh connection like "on"'s. */
+  plainAddr: string
   /** The node serving "bench-traced" with the call meter and tracing. */
   tracedAddr: string
   /** The instrumented node's Prometheus exposition. */
@@ -85,9 +87,9 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
   const prof = process.env.BENCH_SERVER_PROF
   const execArgv = prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]
   const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env: { ...process.env, ...env } })
-  const { addr, tracedAddr } = await new Promise<{ addr: string, tracedAddr: string }>((resolve, reject) => {
+  const { addr, plainAddr, tracedAddr } = await new Promise<{ addr: string, plainAddr: string, tracedAddr: string }>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error('bench server did not start within 20 s')) }, 20_000)
-    child.once('message', (m: { addr: string, tracedAddr: string }) => { clearTimeout(timer); resolve(m) })
+    child.once('message', (m: { addr: string, plainAddr: string, tracedAddr: string }) => { clearTimeout(timer); resolve(m) })
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server exited with ${code}`)) })
   })
   const metrics = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
@@ -100,7 +102,7 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
     child.once('message', (m: { cpuUs: number }) => { clearTimeout(timer); resolve(m.cpuUs) })
     child.send('cpu')
   })
-  return { addr, tracedAddr, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+  return { addr, plainAddr, tracedAddr, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
 }
 
 /** One sample's value from a Prometheus text exposition (0 when absent). */
@@ -259,7 +261,7 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     // (other processes share the cores) is shared: `rounds` pairs, the order alternating (off then
     // on, on then off, ...), each pair giving one on/off ratio; the median ratio is the figure.
     const tracedChannel = await client.services.synapse.open(multiaddr(server.tracedAddr), 'bench-traced')
-    const plainChannel = await client.services.synapse.open(target, 'bench')
+    const plainChannel = await client.services.synapse.open(multiaddr(server.plainAddr), 'bench')
     const roundCount = o.quick ? 1 : Math.max(3, o.rounds ?? 5)
     const half = { ...o, durationMs: o.durationMs / 2 }
     let tracedIssued = 0

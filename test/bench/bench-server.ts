@@ -42,6 +42,9 @@ const tracer = process.env.BENCH_OTLP !== undefined ? new OtelTracerAdapter({ ur
 const instrumented = tracedHandler(tracer, metrics.calls.wrap(handler))
 
 const node = await createSynapseNode({ ...acceptingAuth(), handler })
+// The telemetry rounds compare two fresh connections with the same history: "off" to a node of its
+// own (not the one the earlier figures warmed up), "on" to the instrumented one.
+const plainNode = await createSynapseNode({ ...acceptingAuth(), handler })
 const tracedNode = await createSynapseNode({ ...acceptingAuth(), handler: instrumented })
 await node.handle(RAW_ONEWAY, handleRawOneway)
 await node.handle(RAW_ECHO, handleRawEcho)
@@ -59,7 +62,7 @@ process.on('message', (m) => {
   // And for the CPU time this process has used (µs), to bill each figure its CPU per call.
   if (m === 'cpu') { const c = process.cpuUsage(); process.send?.({ cpuUs: c.user + c.system }) }
 })
-process.send?.({ addr: node.getMultiaddrs()[0].toString(), tracedAddr: tracedNode.getMultiaddrs()[0].toString() })
-const shutdown = (): void => { Promise.all([node.stop(), tracedNode.stop()]).then(() => process.exit(0), () => process.exit(1)) }
+process.send?.({ addr: node.getMultiaddrs()[0].toString(), plainAddr: plainNode.getMultiaddrs()[0].toString(), tracedAddr: tracedNode.getMultiaddrs()[0].toString() })
+const shutdown = (): void => { Promise.all([node.stop(), plainNode.stop(), tracedNode.stop()]).then(() => process.exit(0), () => process.exit(1)) }
 process.on('disconnect', shutdown)
 process.on('SIGTERM', shutdown)
