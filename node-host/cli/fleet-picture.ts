@@ -1,7 +1,6 @@
 // What `cell top` and `cell status` show, as data: the gossiped fleet view (nodes, replicas, load,
 // releases, halts) joined with each node's own status report (`/cell/status/1`: desired replica
 // count, min/max, releases it prepared, the loop's reasons). Pure: the commands fetch, this joins.
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Mesh } from '../../core/mesh/index.ts'
 import type { FleetView, InstanceRecord } from '../../core/fleet/index.ts'
 import { resolveTarget, retiredBy, isCrashLooping, type HaltRecord } from '../../core/biology/index.ts'
@@ -9,6 +8,7 @@ import type { ReleaseRecord } from '../../core/fleet/index.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { fetchStatus, type NodeStatusReport } from '../introspect/status-protocol.ts'
 import { NotAuthorizedError } from '../introspect/operator-gate.ts'
+import { dialableNode } from '../logs/log-follower.ts'
 
 /** The parts of the fleet view a picture reads. */
 export type PictureView = Pick<FleetView, 'instances' | 'nodes' | 'claimants' | 'releaseOf' | 'desired' | 'retired' | 'cells'>
@@ -79,10 +79,10 @@ export async function fetchReports (mesh: Mesh, cell: string | undefined, timeou
   // One more try for a node that did not answer (a first dial on a loaded machine), never for a refusal.
   const ask = async (nodeId: string): Promise<NodeStatusReport> => {
     try {
-      return await fetchStatus(mesh.libp2p, peerIdFromString(nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
+      return await fetchStatus(mesh.libp2p, await dialableNode(mesh, nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
     } catch (err) {
       if (err instanceof NotAuthorizedError) throw err
-      return await fetchStatus(mesh.libp2p, peerIdFromString(nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
+      return await fetchStatus(mesh.libp2p, await dialableNode(mesh, nodeId), chain, cell, { signal: AbortSignal.timeout(timeoutMs) })
     }
   }
   const settled = await Promise.allSettled(nodes.map(async n => await ask(n.nodeId)))

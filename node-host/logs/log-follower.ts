@@ -4,6 +4,8 @@
 // stream that breaks is asked again with the last sequence number seen per replica (no gap, no
 // duplicate), and the replicas of a node that leaves the view end with a reason.
 import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
@@ -40,6 +42,23 @@ export interface FollowLogsOptions {
 
 const MAX_NODES = 128
 const MAX_ENDED = 1024
+
+/**
+ * The peer id of `nodeId`, its TCP/WebSocket addresses from the fleet view put in the peer store
+ * first: a client keeps connections to a few nodes only and must be able to dial any other.
+ */
+export async function dialableNode (mesh: Mesh, nodeId: string): Promise<PeerId> {
+  const peer = peerIdFromString(nodeId)
+  const addrs = (mesh.view.node(nodeId)?.addrs ?? []).filter(a => a.includes('/tcp/') && !a.includes('/p2p-circuit') && !a.includes('/webrtc')).slice(0, 8)
+  if (addrs.length > 0) {
+    try {
+      await mesh.libp2p.peerStore.merge(peer, { multiaddrs: addrs.map(a => multiaddr(a.includes('/p2p/') ? a.slice(0, a.indexOf('/p2p/')) : a)) })
+    } catch (err) {
+      log('addresses of %s not stored: %s', nodeId, (err as Error).message)
+    }
+  }
+  return peer
+}
 
 /** Nodes of the view that hold an instance (any state) of `cell`. */
 function hostingNodes (mesh: Mesh, cell: string): string[] {
@@ -138,7 +157,7 @@ export async function readLogs (mesh: Mesh, query: LogsQuery, options: FollowLog
     const state = newState()
     const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal !== undefined ? [options.signal] : [])])
     try {
-      for await (const frame of openOperatorStream(mesh.libp2p, peerIdFromString(node), LOGS_PROTOCOL, chainFor(mesh, query.cell), { ...requestOf({ ...query, follow: false }, state, false) }, { signal })) {
+      for await (const frame of openOperatorStream(mesh.libp2p, await dialableNode(mesh, node), LOGS_PROTOCOL, chainFor(mesh, query.cell), { ...requestOf({ ...query, follow: false }, state, false) }, { signal })) {
         all.push(...entriesOf(frame, query.cell, node, state).filter(e => e.kind === 'line' || e.kind === 'gap'))
         if (frame.t === 'done') break
       }
@@ -169,7 +188,7 @@ export async function followLogs (mesh: Mesh, query: LogsQuery, onEntry: (entry:
     let resume = false
     while (!signal.aborted && mesh.view.node(node) !== undefined) {
       try {
-        for await (const frame of openOperatorStream(mesh.libp2p, peerIdFromString(node), LOGS_PROTOCOL, chainFor(mesh, query.cell), { ...requestOf(query, state, resume) }, { signal })) {
+        for await (const frame of openOperatorStream(mesh.libp2p, await dialableNode(mesh, node), LOGS_PROTOCOL, chainFor(mesh, query.cell), { ...requestOf(query, state, resume) }, { signal })) {
           backoffMs = options.minBackoffMs ?? 250
           for (const e of entriesOf(frame, query.cell, node, state)) onEntry(e)
         }
