@@ -43,7 +43,7 @@ export interface BenchResult {
    * Per round: on/off throughput of that round's pair (the order alternates round by round), and
    * the CPU time per call both processes spent (client + server, µs) in each figure.
    */
-  rounds: Array<{ off: Figure, on: Figure, ratio: number, offCpuUsPerCall: number, onCpuUsPerCall: number }>
+  rounds: Array<{ off: Figure, on: Figure, ratio: number, offCpuUsPerCall: number, onCpuUsPerCall: number, offFramesPerWrite: number, onFramesPerWrite: number, offAnswersPerWrite: number, onAnswersPerWrite: number }>
   /** Median of the rounds' on/off throughput ratios: the figure the < 10 % goal reads. */
   telemetryRatio: number
   /**
@@ -68,6 +68,8 @@ function figure (name: string, ops: number, ms: number, confirmed: number): Figu
   return { name, ops, ms, perSec: ops / (ms / 1000), confirmed }
 }
 
+interface ServerCpu { cpuUs: number, plain: { writes: number, framesOut: number }, traced: { writes: number, framesOut: number } }
+
 interface BenchServer {
   /** The node serving "bench" (no telemetry) and the raw baselines. */
   addr: string
@@ -77,8 +79,8 @@ interface BenchServer {
   tracedAddr: string
   /** The instrumented node's Prometheus exposition. */
   metrics: () => Promise<string>
-  /** CPU time the server process has used, µs. */
-  cpuUs: () => Promise<number>
+  /** CPU time the server process has used (µs), and the answer writes of its plain and traced nodes. */
+  cpuUs: () => Promise<ServerCpu>
   stop: () => void
 }
 
@@ -97,9 +99,9 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
     child.once('message', (m: { metrics: string }) => { clearTimeout(timer); resolve(m.metrics) })
     child.send('metrics')
   })
-  const cpuUs = async (): Promise<number> => await new Promise<number>((resolve, reject) => {
+  const cpuUs = async (): Promise<ServerCpu> => await new Promise<ServerCpu>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error('bench server sent no CPU time within 5 s')) }, 5_000)
-    child.once('message', (m: { cpuUs: number }) => { clearTimeout(timer); resolve(m.cpuUs) })
+    child.once('message', (m: ServerCpu) => { clearTimeout(timer); resolve(m) })
     child.send('cpu')
   })
   return { addr, plainAddr, tracedAddr, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
@@ -266,28 +268,33 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     const half = { ...o, durationMs: o.durationMs / 2 }
     let tracedIssued = 0
     /** A figure and the CPU time per call both processes spent on it. */
-    const billed = async (run: () => Promise<Figure>): Promise<{ f: Figure, cpuUsPerCall: number }> => {
+    /** A figure, the CPU time per call both processes spent on it, and the client's call frames per transport write (batching). */
+    interface Billed { f: Figure, cpuUsPerCall: number, framesPerWrite: number, answersPerWrite: number }
+    const perWrite = (a: { writes: number, framesOut: number }, b: { writes: number, framesOut: number }): number => (b.framesOut - a.framesOut) / Math.max(1, b.writes - a.writes)
+    const billed = async (channel: Channel, side: 'plain' | 'traced', run: () => Promise<Figure>): Promise<Billed> => {
       const server0 = await server.cpuUs()
       const client0 = process.cpuUsage()
+      const stats0 = channel.stats()
       const f = await run()
       const client = process.cpuUsage(client0)
-      const serverUs = await server.cpuUs() - server0
-      return { f, cpuUsPerCall: (client.user + client.system + serverUs) / f.ops }
+      const stats = channel.stats()
+      const server1 = await server.cpuUs()
+      return { f, cpuUsPerCall: (client.user + client.system + server1.cpuUs - server0.cpuUs) / f.ops, framesPerWrite: perWrite(stats0, stats), answersPerWrite: perWrite(server0[side], server1[side]) }
     }
-    const on = async (): Promise<{ f: Figure, cpuUsPerCall: number }> => await billed(async () => {
+    const on = async (): Promise<Billed> => await billed(tracedChannel, 'traced', async () => {
       const f = await synapseCalls(tracedChannel, half, quickCount.calls, 'calls, telemetry on', tracer)
       tracedIssued += f.ops
       return f
     })
-    const off = async (): Promise<{ f: Figure, cpuUsPerCall: number }> => await billed(async () => await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off'))
+    const off = async (): Promise<Billed> => await billed(plainChannel, 'plain', async () => await synapseCalls(plainChannel, half, quickCount.calls, 'calls, telemetry off'))
     tracedIssued += (await synapseCalls(tracedChannel, { ...o, quick: true }, 20_000, 'warm-up', tracer)).ops
     await synapseCalls(plainChannel, { ...o, quick: true }, 20_000)
     const rounds: BenchResult['rounds'] = []
     for (let i = 0; i < roundCount; i++) {
-      let offFigure: { f: Figure, cpuUsPerCall: number }
-      let onFigure: { f: Figure, cpuUsPerCall: number }
+      let offFigure: Billed
+      let onFigure: Billed
       if (i % 2 === 0) { offFigure = await off(); onFigure = await on() } else { onFigure = await on(); offFigure = await off() }
-      rounds.push({ off: offFigure.f, on: onFigure.f, ratio: onFigure.f.perSec / offFigure.f.perSec, offCpuUsPerCall: offFigure.cpuUsPerCall, onCpuUsPerCall: onFigure.cpuUsPerCall })
+      rounds.push({ off: offFigure.f, on: onFigure.f, ratio: onFigure.f.perSec / offFigure.f.perSec, offCpuUsPerCall: offFigure.cpuUsPerCall, onCpuUsPerCall: onFigure.cpuUsPerCall, offFramesPerWrite: offFigure.framesPerWrite, onFramesPerWrite: onFigure.framesPerWrite, offAnswersPerWrite: offFigure.answersPerWrite, onAnswersPerWrite: onFigure.answersPerWrite })
     }
     const sum = (fs: Figure[], name: string): Figure => figure(name, fs.reduce((n, f) => n + f.ops, 0), fs.reduce((n, f) => n + f.ms, 0), fs.reduce((n, f) => n + f.confirmed, 0))
     await tracedChannel.close()

@@ -32,7 +32,7 @@ if (json) {
   console.log(row(result.calls, result.rawEcho, quick ? undefined : FLOORS.calls))
   console.log(`metrics and tracing (call meter; client and server spans, parent-based sampling ${result.traceRatio * 100} %, OTLP/HTTP to a local sink), ${result.rounds.length} interleaved rounds of ${(durationMs / 2).toFixed(0)} ms per figure in this run:`)
   result.rounds.forEach((r, i) => {
-    console.log(`  round ${i + 1} (${i % 2 === 0 ? 'off first' : 'on first'}): off ${Math.round(r.off.perSec).toLocaleString('en').padStart(9)} /s   on ${Math.round(r.on.perSec).toLocaleString('en').padStart(9)} /s   on/off ${r.ratio.toFixed(3)}   CPU per call (client + server) off ${r.offCpuUsPerCall.toFixed(2)} µs, on ${r.onCpuUsPerCall.toFixed(2)} µs`)
+    console.log(`  round ${i + 1} (${i % 2 === 0 ? 'off first' : 'on first'}): off ${Math.round(r.off.perSec).toLocaleString('en').padStart(9)} /s   on ${Math.round(r.on.perSec).toLocaleString('en').padStart(9)} /s   on/off ${r.ratio.toFixed(3)}   CPU per call (client + server) off ${r.offCpuUsPerCall.toFixed(2)} µs, on ${r.onCpuUsPerCall.toFixed(2)} µs   calls/answers per write off ${r.offFramesPerWrite.toFixed(0)}/${r.offAnswersPerWrite.toFixed(0)}, on ${r.onFramesPerWrite.toFixed(0)}/${r.onAnswersPerWrite.toFixed(0)}`)
   })
   console.log(row(result.plainCalls))
   console.log(row(result.tracedCalls, result.plainCalls))
