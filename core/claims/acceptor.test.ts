@@ -3,7 +3,7 @@
 import { describe, it, expect } from 'vitest'
 import { ClaimAcceptor, MemoryAcceptorStore, type AcceptorState, type AcceptorStore } from './acceptor.ts'
 import { ClaimRegisterClient, leaseValid, type ClaimTransport } from './client.ts'
-import { ClaimHeldError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError, MalformedClaimFrameError } from './errors.ts'
+import { ClaimHeldError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError, MalformedClaimFrameError, TooManyClaimsError } from './errors.ts'
 import { decodeClaimFrame, encodeClaimRequest } from './codec.ts'
 import { marginMs } from './register.ts'
 import { openClaimGateForTests } from './testing.ts'
@@ -142,6 +142,15 @@ describe('claim acceptor and client', () => {
     const replaying = w.client(A, { send: async (peer) => (recorded.get(peer) as Uint8Array[])[0] })
     expect(await replaying.renew('ledger/0', VOTERS, 1).catch((e: unknown) => e)).toBeInstanceOf(ClaimQuorumError)
     expect(replaying.stats().staleAnswers).toBeGreaterThanOrEqual(3)
+  })
+
+  it('voters full of claims refuse a new one by name; claims they hold go on', async () => {
+    const w = world()
+    for (const id of IDS) w.acceptors.set(id, new ClaimAcceptor({ selfId: id, store: new MemoryAcceptorStore(), clock: w.clock, gate: openClaimGateForTests, maxClaims: 1 }))
+    const a = w.client(A)
+    await a.acquire('ledger/0', VOTERS)
+    expect(await a.acquire('ledger/1', VOTERS).catch((e: unknown) => e)).toBeInstanceOf(TooManyClaimsError)
+    expect((await a.renew('ledger/0', VOTERS, 1)).epoch).toBe(1)
   })
 
   it('a frame that is not a request is a named error, counted', async () => {

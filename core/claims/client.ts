@@ -11,7 +11,7 @@ import { systemRandom, type Clock, type Random } from '../ports.ts'
 import { isRefusal, refusalError } from '../fleet/peer-grant.ts'
 import {
   ClaimHeldError, ClaimLeaseExpiredError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError,
-  InvalidClaimError, MalformedClaimFrameError, StaleClaimAnswerError
+  InvalidClaimError, MalformedClaimFrameError, StaleClaimAnswerError, TooManyClaimsError
 } from './errors.ts'
 import { decodeClaimFrame, encodeClaimRequest, type ClaimAnswer, type ClaimRequest } from './codec.ts'
 import type { ClaimGrantGate } from './grant-gate.ts'
@@ -210,6 +210,8 @@ export class ClaimRegisterClient {
         throw new ClaimVotersMismatchError(`the claim's voters are ${answer.voters.join(', ')}`, answer.voters)
       }
     }
+    const full = tally.rejects.filter(r => r.answer.reason === 'capacity')
+    if (full.length > voters.length - majorityOf(voters.length)) throw new TooManyClaimsError(`${full.length} of the ${voters.length} voters hold as many claims as they may`)
     // Enough voters refused this node's own grant that no majority can say yes: their named error says why.
     if (tally.refusedUs.length > voters.length - majorityOf(voters.length)) throw tally.refusedUs[0]
     if (tally.rejects.some(r => r.answer.reason === 'ballot')) this.counters.conflicts++
