@@ -66,6 +66,8 @@ export interface EdgeHealth {
   /** How many times a node was created for this Durable Object (kept in storage across evictions). */
   starts: number
   uptimeMs: number
+  /** Alarms this node has served (each re-checks the connections). */
+  alarms: number
   reconnect: KeeperStats
 }
 
@@ -84,6 +86,7 @@ export class EdgeRouter {
   private startedAtMs = 0
   private joined = false
   private started = false
+  private alarms = 0
   private lastSaveMs = 0
   private readonly joinWaiters = new Set<() => void>()
   private readonly onPulled = (): void => {
@@ -187,8 +190,9 @@ export class EdgeRouter {
     await this.mesh.stop()
   }
 
-  /** Re-check the connections now (the Durable Object's alarm calls this). */
-  nudge (): void {
+  /** The Durable Object's alarm: re-check the connections now (counted in health().alarms). */
+  alarm (): void {
+    this.alarms++
     this.keeper.nudge()
   }
 
@@ -263,6 +267,7 @@ export class EdgeRouter {
       cells: this.mesh.view.cells().length,
       starts: this.starts,
       uptimeMs: this.clock.now() - this.startedAtMs,
+      alarms: this.alarms,
       reconnect: { ...this.keeper.stats }
     }
   }

@@ -52,7 +52,7 @@ export class EdgeNode extends DurableObject<WorkerEnv> {
   override async alarm (): Promise<void> {
     try {
       const router = await this.node()
-      router.nudge()
+      router.alarm()
     } finally {
       await this.ctx.storage.setAlarm(Date.now() + ALARM_EVERY_MS)
     }

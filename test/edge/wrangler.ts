@@ -52,12 +52,16 @@ export async function startEdge (dir: string, vars: Record<string, string>, opti
   child.stdout!.on('data', keep)
   child.stderr!.on('data', keep)
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
+  const killGroup = (signal: NodeJS.Signals): void => { try { process.kill(-child.pid!, signal) } catch {} }
   const stop = async (): Promise<void> => {
-    if (child.exitCode != null || child.signalCode != null) return
-    try { process.kill(-child.pid!, 'SIGTERM') } catch {}
-    const timer = setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch {} }, 5_000)
-    await exited
-    clearTimeout(timer)
+    if (child.exitCode == null && child.signalCode == null) {
+      killGroup('SIGTERM')
+      const timer = setTimeout(() => { killGroup('SIGKILL') }, 5_000)
+      await exited
+      clearTimeout(timer)
+    }
+    // wrangler can exit on SIGTERM before its workerd does; nothing of the group may outlive the test.
+    killGroup('SIGKILL')
   }
   const url = `http://127.0.0.1:${port}`
   const deadline = Date.now() + (options.readyMs ?? 60_000)
