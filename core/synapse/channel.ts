@@ -283,8 +283,11 @@ export class Channel extends Endpoint implements StreamOwner {
     const id = this.allocateId()
     try {
       const mid = this.methodIds.get(method)
-      if (mid !== undefined && options.traceparent === undefined) this.writer.encoder.frame(FrameType.CALL, id, payload, mid, timeoutMs)
-      else this.encodeNamed(FrameType.CALL, id, method, payload, timeoutMs, options.traceparent)
+      const trace = options.traceparent
+      const encoder = this.writer.encoder
+      // The hot path takes a repeated traceparent too (a caller's shared unsampled one).
+      if (mid !== undefined && (trace === undefined || encoder.repeatsTrace(trace))) encoder.frame(FrameType.CALL, id, payload, mid, timeoutMs, trace !== undefined)
+      else this.encodeNamed(FrameType.CALL, id, method, payload, timeoutMs, trace)
     } catch (err) {
       return Promise.reject(err)
     }

@@ -57,8 +57,9 @@ export class FrameEncoder {
    * The hot path: a frame with an id, an optional interned method id, an optional relative
    * timeout and a payload. Throws FrameTooLargeError (and writes nothing) above maxFrameBytes.
    */
-  frame (type: number, id: number, payload: Uint8Array, method: number = -1, timeoutMs: number = -1): void {
-    let flags = 0
+  frame (type: number, id: number, payload: Uint8Array, method: number = -1, timeoutMs: number = -1, repeatTrace: boolean = false): void {
+    // `repeatTrace`: the frame's traceparent is the last one sent (see repeatsTrace), no bytes of it.
+    let flags = repeatTrace ? FLAG_TRACE_REPEAT : 0
     let body = 2 + varintLength(id) + payload.length
     if (method >= 0) { flags |= FLAG_METHOD; body += varintLength(method) }
     if (timeoutMs >= 0) {
@@ -80,6 +81,11 @@ export class FrameEncoder {
     if (payload.length > 0) buf.set(payload, p)
     this.pos = p + payload.length
     this.pendingFrames++
+  }
+
+  /** Whether a frame with this traceparent goes out as FLAG_TRACE_REPEAT (it is the last one sent). */
+  repeatsTrace (traceparent: string): boolean {
+    return traceparent === this.sentTrace
   }
 
   /** Any frame, with whichever optional header fields `init` sets. */

@@ -40,6 +40,12 @@ describe('repeated traceparents', () => {
     expect(frames.map(f => f.traceparent)).toEqual([a, a, a, b, a, a])
     expect(flags.map(f => f & (FLAG_TRACE | FLAG_TRACE_REPEAT))).toEqual([FLAG_TRACE, FLAG_TRACE_REPEAT, FLAG_TRACE_REPEAT, FLAG_TRACE, FLAG_TRACE, FLAG_TRACE_REPEAT])
     expect(sizes[0] - sizes[1]).toBe(a.length + 1)
+    // The hot-path frame() says the same when told the traceparent repeats.
+    expect(enc.repeatsTrace(a)).toBe(true)
+    expect(enc.repeatsTrace(b)).toBe(false)
+    enc.frame(FrameType.CALL, 9, new Uint8Array(8), 1, 100, true)
+    dec.push(enc.take())
+    expect(frames.at(-1)).toMatchObject({ id: 9, method: 1, timeoutMs: 100, traceparent: a })
   })
 
   it('refuse a repeat with nothing to repeat, or with a traceparent too (hostile or broken sender)', () => {
