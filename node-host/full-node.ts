@@ -37,8 +37,10 @@ import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
 import { offersStorageClass } from '../core/biology/storage-class.ts'
 import { NodeVolumes, type NodeVolumesInit } from './volumes/node-volumes.ts'
 import { createSnapshotPort, type SnapshotService } from './volumes/snapshot-port.ts'
+import { serveRestoreProtocol } from './volumes/restore-protocol.ts'
+import { OperatorGate } from './introspect/operator-gate.ts'
 import { ReplicaVolumesUnavailableError } from './volumes/volume-manager.ts'
-import { serveIntrospection, introspectionStats } from './introspect/serve-introspection.ts'
+import { serveIntrospection, introspectionStats, claimantsOn } from './introspect/serve-introspection.ts'
 
 const log = logger('cell:node')
 
@@ -373,6 +375,9 @@ export class FullNode {
       ...(this.init.storage?.snapshotsKept !== undefined ? { keep: this.init.storage.snapshotsKept } : {})
     })
     await this.volumes.start(this.mesh.libp2p, this.snapshots)
+    await serveRestoreProtocol(this.mesh.libp2p, { view: this.mesh.view, replicas: this.replicas, volumes: () => this.volumes.manager }, {
+      gate: new OperatorGate({ trusted: this.trusted, claimants: (cell) => claimantsOn(this, cell), ...(this.init.clock !== undefined ? { clock: this.init.clock } : {}) })
+    })
     await serveIntrospection(this, { stats: this.introspection, ...(this.init.clock !== undefined ? { clock: this.init.clock } : {}) })
     // A trusted release seen in the fleet is fetched, verified and unpacked before the loop may use it.
     this.mesh.view.addEventListener('change', (evt) => {

@@ -33,6 +33,10 @@ export interface ReplicaVolume {
   serving(): boolean
   /** Called once the replica's process has ended. */
   close(options: { planned: boolean }): Promise<void>
+  /** Refuse calls from now on (the volume is about to be replaced), keeping the claim. */
+  pause(): void
+  /** Serve again (the volume was replaced and a new replica runs on it). */
+  resume(): void
 }
 
 /** Opens a claim's volume for a new replica (node-host/volumes). */
@@ -51,6 +55,10 @@ export interface ReplicaInfo {
   capsid?: Capsid
   /** A stateful cell's claim volume (absent for stateless cells). */
   volume?: ReplicaVolume
+  /** What the replica was started from (a restore starts it again on its volume). */
+  spec?: SpawnSpec
+  /** Its process ends for a restore: the volume and its claim stay. */
+  keepVolume?: boolean
   endedMs?: number
   /** Why a crashed replica ended and its last stderr lines (bounded as heartbeats carry them). */
   exitReason?: string
@@ -177,7 +185,7 @@ export class ReplicaSet extends EventTarget {
     return this.list().filter(r => r.state === 'starting' || r.state === 'ready' || r.state === 'draining').length
   }
 
-  async spawn (spec: SpawnSpec, options: { signal?: AbortSignal } = {}): Promise<ReplicaInfo> {
+  async spawn (spec: SpawnSpec, options: { signal?: AbortSignal, volume?: ReplicaVolume } = {}): Promise<ReplicaInfo> {
     const required = spec.manifest?.sandbox?.require ?? 'strict'
     if (!satisfiesSandbox(this.sandboxLevel, required)) {
       throw new SandboxTooWeakError(`${spec.cell}@${spec.version} requires a ${required} sandbox; this node runs replicas in ${this.sandboxLevel} mode (--sandbox ${this.init.sandbox})`)
@@ -190,7 +198,8 @@ export class ReplicaSet extends EventTarget {
     const info: ReplicaInfo = {
       instanceId, cell: spec.cell, version: spec.version, digest: spec.digest, startedMs, state: 'starting', calls: 0,
       load: { cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0 },
-      window: { calls: 0, latency: new LatencyHistogram(), sinceMs: startedMs }
+      window: { calls: 0, latency: new LatencyHistogram(), sinceMs: startedMs },
+      spec
     }
     this.replicas.set(instanceId, info)
     this.prune()
@@ -198,10 +207,11 @@ export class ReplicaSet extends EventTarget {
     // one at /cell/data; 0700 keeps the others from any local user.
     let dataDir: string
     let removeVolume = (): void => {}
-    if (spec.manifest?.storage != null && this.init.volumes !== undefined) {
-      // A stateful replica runs on its claim's volume: acquired at a new epoch, restored when needed.
+    if (spec.manifest?.storage != null && (this.init.volumes !== undefined || options.volume !== undefined)) {
+      // A stateful replica runs on its claim's volume: acquired at a new epoch, restored when needed
+      // (or, after a restore, the volume its predecessor ran on).
       try {
-        info.volume = await this.track(this.init.volumes.open(spec, instanceId, options))
+        info.volume = options.volume ?? await this.track(this.init.volumes!.open(spec, instanceId, options))
       } catch (err) {
         // No claim to run on (all held, no quorum yet): nothing started, so no crash to report; the
         // autonomic loop tries again on a later tick.
@@ -211,7 +221,10 @@ export class ReplicaSet extends EventTarget {
       dataDir = info.volume.path
       const volume = info.volume
       // Tracked: a node that stops waits for the final snapshot and the hand-over (each bounded).
-      removeVolume = () => { void this.track(volume.close({ planned: info.state === 'stopped' || info.state === 'draining' })).catch((err) => { log.error('closing the volume of %s: %e', instanceId, err) }) }
+      removeVolume = () => {
+        if (info.keepVolume === true) return
+        void this.track(volume.close({ planned: info.state === 'stopped' || info.state === 'draining' })).catch((err) => { log.error('closing the volume of %s: %e', instanceId, err) })
+      }
     } else {
       const volumes = join(this.init.dataDir, 'volumes')
       await mkdir(volumes, { recursive: true, mode: 0o700 })
@@ -268,6 +281,26 @@ export class ReplicaSet extends EventTarget {
     await this.track(info.capsid.stop({ drainMs: graceMs, ...(options.signal !== undefined ? { signal: options.signal } : {}) }))
     info.state = 'stopped'
     info.endedMs ??= this.init.clock.now()
+  }
+
+  /**
+   * Replaces a stateful replica's volume contents: calls are refused from now on (FencedReplicaError,
+   * nothing ran), the replica stops (calls in flight get `graceMs`), `restore` rewrites the volume
+   * while the claim stays held, and a new replica starts on it. Resolves with the new replica.
+   */
+  async restartOnRestoredVolume (instanceId: string, restore: (volume: ReplicaVolume) => Promise<void>, options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<ReplicaInfo> {
+    const info = this.replicas.get(instanceId)
+    if (info?.volume === undefined || info.spec === undefined || info.state !== 'ready') throw new NoReplicaError(`no ready stateful replica ${instanceId} on this node`)
+    const volume = info.volume
+    volume.pause()
+    info.keepVolume = true
+    try {
+      await this.drain(instanceId, { graceMs: options.graceMs ?? 5_000, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+      await restore(volume)
+    } finally {
+      volume.resume()
+    }
+    return await this.spawn(info.spec, { volume, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
   }
 
   /**

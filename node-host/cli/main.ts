@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string, load: () => Promise<{ run: (ar
   rollback: { summary: 'run an earlier release again: cell rollback <cell> <version> [--digest HEX]', load: async () => await import('./rollback.ts') },
   retire: { summary: 'stop a cell everywhere until its next publish: cell retire <cell>', load: async () => await import('./retire.ts') },
   call: { summary: 'call a cell method: cell call <cell> <method> \'<json>\'', load: async () => await import('./call.ts') },
+  restore: { summary: 'restore a stateful cell\'s snapshot on the node that owns its claim (operator): cell restore <cell> <tag>', load: async () => await import('./restore.ts') },
   snapshots: { summary: 'a stateful cell\'s snapshots: time, epoch, size, safe or not, held by: cell snapshots <cell>', load: async () => await import('./snapshots.ts') },
   grant: { summary: 'issue a grant: cell grant <host|caller|operator> <peer-id> --ttl 7d', load: async () => await import('./grant.ts') },
   logs: { summary: 'print (-f: follow) every replica\'s stdout/stderr: cell logs <cell> [-f]', load: async () => await import('./logs.ts') },

@@ -152,6 +152,8 @@ class OpenClaim implements ReplicaVolume {
   private lease: ClaimLease
   private lost = false
   private closed = false
+  /** Calls refused while an operator's restore replaces the volume. */
+  private paused = false
   /** The claim was released (or abandoned): no more renewals. */
   private released = false
   private renewTimer: unknown
@@ -181,7 +183,21 @@ class OpenClaim implements ReplicaVolume {
   private get init (): VolumeManagerInit { return this.manager.init }
 
   serving (): boolean {
-    return !this.closed && this.leaseValid()
+    return !this.closed && !this.paused && this.leaseValid()
+  }
+
+  pause (): void { this.paused = true }
+  resume (): void { this.paused = false }
+
+  /** Replaces the volume's contents with snapshot `tag` of this claim (the replica is stopped). */
+  async restoreFrom (tag: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.leaseValid()) throw new ClaimLeaseExpiredError(`the lease on claim ${this.claimId} (epoch ${this.epoch}) has ended; not restoring`)
+    // What the volume holds now is kept as a snapshot first: a restore to the wrong tag can be undone.
+    const kept = await this.snapshot(options)
+    if (kept !== undefined) log('claim %s: snapshot %s keeps its contents before the restore', this.claimId, kept)
+    await this.init.snapshots.restore(this.driver, this.claim, tag, this.spec.manifest?.storage?.claimBytes ?? 0, options)
+    this.manager.counters.restored++
+    log('claim %s restored in place from %s by an operator (epoch %d)', this.claimId, tag, this.epoch)
   }
 
   /** The lease is ours and has not ended by this node's monotonic clock (less the guard). */

@@ -1,4 +1,4 @@
-// Issue 10 in one process: the example ledger cell on 3 full nodes (dir driver), real claim register,
+// Issue 10 in one process: the example ledger cell on 4 full nodes (dir driver), real claim register,
 // real snapshots (OCI layouts), real pins over libp2p. The owner of ledger/0 snapshots, two other
 // nodes pin the snapshot, and a planned stop of the owner hands the claim over: the new owner
 // restores the final snapshot and every acknowledged append is still there. Without the volume
@@ -6,12 +6,16 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import { generateAuthority, authorityIdOf, issueGrant } from '../../core/identity/index.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { projectRoot } from './processes.ts'
 import { TestFleet } from './test-fleet.ts'
 import { stageCell } from './stage-cell.ts'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { requestRestore } from '../../node-host/volumes/restore-protocol.ts'
 
 describe('a stateful cell handed over by a planned stop', () => {
   const fleet = new TestFleet()
@@ -21,7 +25,7 @@ describe('a stateful cell handed over by a planned stop', () => {
   it('keeps every acknowledged append, restored on another node from the final snapshot', async () => {
     const key = await generateAuthority()
     const storage = { tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
-    const root = await fleet.start('cell-stateful-', 3, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
+    const root = await fleet.start('cell-stateful-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
     const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
     const toml = join(dir, 'Cell.toml')
     await writeFile(toml, (await readFile(toml, 'utf8')).replace(/class = "[a-z]+"/, 'class = "dir"').replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "2s"'))
@@ -52,5 +56,27 @@ describe('a stateful cell handed over by a planned stop', () => {
     const balance = await operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
     expect(balance.entries).toBe(acked.length)
     expect(balance.balance).toBe(acked.reduce((a, b) => a + b, 0))
-  }, 180_000)
+
+    // cell restore: back to a snapshot of 20 entries after 5 more appends, on the owner, same epoch.
+    const back = await waitForView(operator, () => operator.view.safeSnapshots('ledger/0').find(s => s.epoch === moved.epoch), 'a safe snapshot at the new epoch', { timeoutMs: 30_000 })
+    for (let i = 21; i <= 25; i++) await operator.call('ledger', 'append', { account: 'ada', amount: i }, { timeoutMs: 10_000 })
+    const ownerId = next.peerId
+    // A caller-only grant is refused by name; the authority's operator grant restores.
+    const callerKey = await generateKeyPair('Ed25519')
+    const now = Date.now()
+    const callerGrant = await issueGrant(key, { subject: peerIdFromPrivateKey(callerKey).toString(), roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 })
+    const caller = await createClient({ bootstrap: [next.addresses()[0]], privateKey: callerKey, grant: callerGrant })
+    clients.push(caller)
+    await waitForView(caller, () => caller.libp2p.getPeers().some(p => p.toString() === ownerId) ? true : undefined, 'the caller connected to the owner', { timeoutMs: 20_000 })
+    const refused = await requestRestore(caller.libp2p, peerIdFromString(ownerId), caller.credentialsFor('ledger'), { cell: 'ledger', tag: back.tag }).catch((err: Error) => err)
+    expect((refused as Error).name, (refused as Error).message).toBe('NotAuthorizedError')
+    const answer = await requestRestore(operator.libp2p, peerIdFromString(ownerId), operator.credentialsFor('ledger'), { cell: 'ledger', tag: back.tag }, { signal: AbortSignal.timeout(120_000) })
+    expect(answer.t, JSON.stringify(answer)).toBe('restored')
+    expect(answer.epoch).toBe(moved.epoch)
+    // The new replica answers once it is up (calls meanwhile were refused by name, nothing ran).
+    let after: { entries: number } | undefined
+    const until = Date.now() + 60_000
+    while (after === undefined && Date.now() < until) after = await operator.call<{ entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 10_000 }).catch(() => undefined)
+    expect(after?.entries).toBe(20)
+  }, 240_000)
 })
