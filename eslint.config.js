@@ -46,7 +46,7 @@ const NODE_GLOBALS = Object.fromEntries([
 ].map(name => [name, 'readonly']))
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/dist/**'] },
+  { ignores: ['node_modules/**', '**/dist/**', '**/.wrangler/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
