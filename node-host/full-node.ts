@@ -372,6 +372,7 @@ export class FullNode {
     await serveMetricsProtocol(this.mesh.libp2p, async () => await this.metrics.text(), { stats: this.metricsServes })
     this.snapshots = await createSnapshotPort({
       mesh: this.mesh, credentials: this.secrets.credentials, privateKey: this.secrets.peerKey, dataDir: this.init.dataDir, trusted: this.trusted, clock: this.init.clock ?? systemClock,
+      ownsClaim: (claimId) => this.volumes.manager?.claim(claimId) !== undefined,
       ...(this.init.storage?.snapshotsKept !== undefined ? { keep: this.init.storage.snapshotsKept } : {})
     })
     await this.volumes.start(this.mesh.libp2p, this.snapshots)

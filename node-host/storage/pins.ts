@@ -196,6 +196,8 @@ export class SnapshotPinner {
           if (this.stopped) return
           this.backoff.set(key, this.clock.now() + this.retryMs)
           if (this.backoff.size > 4096) this.backoff.delete(this.backoff.keys().next().value as string)
+          // A lock that refuses (the node owns the claim now: its volume is newer) is no failure.
+          if ((err as Error).name === 'ClaimOwnedHereError') { log('not pinning %s %s: %s', claimId, s.tag, (err as Error).message); continue }
           if (!(err instanceof SnapshotDiskShortError)) this.counters.failures++
           log.error('not pinning %s %s of %s: %e', claimId, s.tag, s.nodeId, err)
         }

@@ -17,7 +17,7 @@ import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cellRun, fleetLogs, projectRoot, stopProc, startFleet, type Proc } from './processes.ts'
+import { cell, cellRun, fleetLogs, projectRoot, stopProc, startFleet, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
 import { createTestPool, type TestPool } from '../storage/zfs-pool.ts'
 
@@ -98,6 +98,16 @@ describe('a stateful cell on five zfs nodes: hand-over, crash and a paused owner
     return i < 0 ? undefined : { nodeId: ready.nodeId, proc: nodes[i] }
   }
 
+  /** Starts node `i` again on its data dir and pool (its claim votes and snapshots are still there). */
+  const restart = async (i: number): Promise<void> => {
+    const alive = nodes.find((p, j) => j !== i && p.child.exitCode === null && p.child.signalCode === null)!
+    const via = alive.stdout().match(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/)![1]
+    const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--zfs-pool', pools[i].name, '--drain-grace', '2s', '--bootstrap', via])
+    nodes[i] = p
+    await p.waitFor(/listening \/ip4/, 60_000)
+    await waitForView(client!, () => client!.view.node(ids[i]) !== undefined ? true : undefined, `node ${i + 1} back in the view`, { timeoutMs: 60_000 })
+  }
+
   const log = async (c: Mesh): Promise<Entry[]> => {
     const out: Entry[] = []
     for (;;) {
@@ -147,6 +157,8 @@ describe('a stateful cell on five zfs nodes: hand-over, crash and a paused owner
     const lost = a.acks.filter(x => !entries.has(String(x.n)))
     process.stdout.write(`stateful (a) SIGTERM: claim moved …${before.nodeId.slice(-6)} → …${after.nodeId.slice(-6)}, ${a.acks.length} acknowledged, ${lost.length} lost, ${a.failures} failed calls\n`)
     expect(lost.map(x => x.n)).toEqual([])
+    // Back on its data dir: a voter of the claim again.
+    await restart(ids.indexOf(before.nodeId))
   }, 240_000)
 
   it('(b) kill -9 of the owner: restored elsewhere, losing only appends younger than the restored snapshot', async () => {
@@ -169,6 +181,7 @@ describe('a stateful cell on five zfs nodes: hand-over, crash and a paused owner
       expect(x.nodeId).toBe(before.nodeId)
       expect(x.atMs).toBeGreaterThan(safeBefore?.takenMs ?? 0)
     }
+    await restart(ids.indexOf(before.nodeId))
   }, 240_000)
 
   it('(c) a paused owner acknowledges nothing after the claim moved', async () => {
