@@ -376,6 +376,7 @@ export class FullNode {
       ...(this.init.storage?.snapshotsKept !== undefined ? { keep: this.init.storage.snapshotsKept } : {})
     })
     await this.volumes.start(this.mesh.libp2p, this.snapshots)
+    this.volumes.registerMetrics(this.metrics.registry)
     await serveRestoreProtocol(this.mesh.libp2p, { view: this.mesh.view, replicas: this.replicas, volumes: () => this.volumes.manager }, {
       gate: new OperatorGate({ trusted: this.trusted, claimants: (cell) => claimantsOn(this, cell), ...(this.init.clock !== undefined ? { clock: this.init.clock } : {}) })
     })

@@ -10,7 +10,11 @@ import type { Clock } from '../../core/ports.ts'
 import type { FleetView } from '../../core/fleet/index.ts'
 import type { GrantCredentialsPort } from '../../core/fleet/peer-grant.ts'
 import { createStorage, type Storage } from '../storage/storage.ts'
-import { FileAcceptorStore } from './acceptor-store.ts'
+import { join } from 'node:path'
+import type { Registry } from 'prom-client'
+import { AcceptorFileStore } from '../claims/acceptor-file-store.ts'
+import { registerClaimMetrics } from '../claims/claim-metrics.ts'
+import { registerVolumeMetrics } from './volume-metrics.ts'
 import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
 import type { SpawnSpec } from '../replica-set.ts'
 
@@ -40,6 +44,7 @@ export class NodeVolumes {
   manager?: VolumeManager
   private readonly init: NodeVolumesInit
   private unserve?: () => Promise<void>
+  private readonly served = { served: 0, malformed: 0, failed: 0 }
 
   private constructor (init: NodeVolumesInit, storage: Storage) {
     this.init = init
@@ -51,7 +56,7 @@ export class NodeVolumes {
       credentials: init.credentials,
       clock: init.clock
     })
-    this.acceptor = new ClaimAcceptor({ selfId: init.selfId, store: new FileAcceptorStore(init.dataDir), clock: voterClock(init.clock), gate: this.gate })
+    this.acceptor = new ClaimAcceptor({ selfId: init.selfId, store: new AcceptorFileStore(join(init.dataDir, 'claims', 'acceptor.json')), clock: voterClock(init.clock), gate: this.gate })
   }
 
   /** Opens the drivers (ZfsUnavailableError when a pool was named and does not answer). */
@@ -80,7 +85,7 @@ export class NodeVolumes {
   /** Serves `/cell/claim/1` and builds the volume manager; call once the libp2p node runs. */
   async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
     const { init } = this
-    this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock })
+    this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock, stats: this.served })
     // The owner counts its leases on ownerClock (monotonic, or wall-clock elapsed time when larger: a
     // suspended machine ends its leases early), voters theirs on voterClock (the smaller): see core/claims.
     const owner = ownerClock(init.clock)
@@ -110,6 +115,12 @@ export class NodeVolumes {
       ...init.tuning
     })
     return this.manager
+  }
+
+  /** Claim register and volume metrics in the node's registry (call once, after start). */
+  registerMetrics (registry: Registry): void {
+    registerClaimMetrics(registry, { acceptor: this.acceptor, ...(this.client !== undefined ? { client: this.client } : {}), serve: this.served })
+    if (this.manager !== undefined) registerVolumeMetrics(registry, this.manager)
   }
 
   /**

@@ -123,7 +123,7 @@ export class SnapshotService implements SnapshotPort {
     this.server = undefined
   }
 
-  async take (driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal } = {}): Promise<{ tag: string }> {
+  async take (driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal } = {}): Promise<{ tag: string, sizeBytes: number }> {
     const id = claimIdOf(claim)
     const layoutDir = layoutDirFor(this.init.dataDir, claim)
     const info = await this.locks.with(id, async () => {
@@ -135,7 +135,7 @@ export class SnapshotService implements SnapshotPort {
     await this.announcer.announceSnapshot(info, options)
     log('took %s of %s: %d bytes, %d blobs; announced in %d ms', info.tag, id, info.sizeBytes, info.blobs.length, Math.round(performance.now() - announcing))
     void provideSnapshotBlobs(this.init.mesh.libp2p, info.blobs, { signal: this.shutdown.signal }).catch(() => {})
-    return { tag: info.tag }
+    return { tag: info.tag, sizeBytes: info.sizeBytes }
   }
 
   private own (claimId: string, tag: string): SnapshotRecord | undefined {

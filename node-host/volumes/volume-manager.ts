@@ -55,7 +55,7 @@ export interface SafeSnapshot { tag: string, epoch: number, nodeId: string, take
 /** Snapshots as this manager uses them (node-host/storage snapshots + the fleet's snapshot records). */
 export interface SnapshotPort {
   /** Snapshot the claim, write its OCI images, announce it to the fleet. */
-  take(driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal }): Promise<{ tag: string }>
+  take(driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal }): Promise<{ tag: string, sizeBytes?: number }>
   /** Resolves true once two nodes other than this one hold every blob of `tag` (false at the deadline). */
   waitSafe(claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean>
   /**
@@ -160,6 +160,8 @@ class OpenClaim implements ReplicaVolume {
   private snapshotTimer: unknown
   private snapshotting?: Promise<unknown>
   lastSnapshot?: string
+  lastSnapshotMs?: number
+  lastSnapshotBytes?: number
 
   private readonly manager: VolumeManager
   readonly spec: SpawnSpec
@@ -248,8 +250,10 @@ class OpenClaim implements ReplicaVolume {
   /** Snapshot now, only while this node still holds the lease (a fenced owner's snapshots would be stale). */
   async snapshot (options: { signal?: AbortSignal } = {}): Promise<string | undefined> {
     if (!this.leaseValid()) return undefined
-    const { tag } = await this.init.snapshots.take(this.driver, this.claim, this.epoch, options)
+    const { tag, sizeBytes } = await this.init.snapshots.take(this.driver, this.claim, this.epoch, options)
     this.lastSnapshot = tag
+    this.lastSnapshotMs = this.init.clock.now()
+    this.lastSnapshotBytes = sizeBytes
     this.manager.counters.snapshots++
     log('snapshot %s of claim %s (epoch %d)', tag, this.claimId, this.epoch)
     return tag
@@ -300,8 +304,16 @@ export class VolumeManager implements ReplicaVolumes {
   }
 
   /** The claims open here, for status and tests. */
-  claims (): Array<{ claimId: string, epoch: number, serving: boolean, restoredFrom?: string, lastSnapshot?: string }> {
-    return [...this.held.values()].map(c => ({ claimId: c.claimId, epoch: c.epoch, serving: c.serving(), ...(c.restoredFrom !== undefined ? { restoredFrom: c.restoredFrom } : {}), ...(c.lastSnapshot !== undefined ? { lastSnapshot: c.lastSnapshot } : {}) }))
+  claims (): Array<{ claimId: string, epoch: number, serving: boolean, restoredFrom?: string, lastSnapshot?: string, lastSnapshotMs?: number, lastSnapshotBytes?: number }> {
+    return [...this.held.values()].map(c => ({
+      claimId: c.claimId,
+      epoch: c.epoch,
+      serving: c.serving(),
+      ...(c.restoredFrom !== undefined ? { restoredFrom: c.restoredFrom } : {}),
+      ...(c.lastSnapshot !== undefined ? { lastSnapshot: c.lastSnapshot } : {}),
+      ...(c.lastSnapshotMs !== undefined ? { lastSnapshotMs: c.lastSnapshotMs } : {}),
+      ...(c.lastSnapshotBytes !== undefined ? { lastSnapshotBytes: c.lastSnapshotBytes } : {})
+    }))
   }
 
   /** The open claim volume of a replica's claim, if this node holds it. */
