@@ -51,6 +51,8 @@ export interface AutonomicLoopInit {
   hostGrant: HostGrantCheck
   /** Can a node run this release (e.g. its sandbox level meets the cell's requirement)? Default: yes. */
   nodeSuits?: (node: NodeRecord, release: PreparedRelease) => boolean
+  /** Why no node in view can run this release at all (e.g. `NoStorageClassError: …`), said first among the cell's reasons. */
+  unplaceable?: (release: PreparedRelease) => string | undefined
 }
 
 /** Crash events remembered after their tombstones leave the view (they count within the halt window). */
@@ -259,7 +261,8 @@ export class AutonomicLoop extends EventTarget {
         const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
-        this.lastReasons.set(cell, decision.reasons)
+        const why = this.init.unplaceable?.(prepared[prepared.length - 1])
+        this.lastReasons.set(cell, why !== undefined ? [why, ...decision.reasons] : decision.reasons)
         this.noteRetired(cell, view, decision.state)
         for (const action of decision.actions) await this.act(action, policy)
       }

@@ -34,7 +34,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { tracedHandler } from '../core/telemetry/tracer.ts'
 import { OtelTracerAdapter, type OtlpTraceInit } from './telemetry/otel-tracer.ts'
 import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
-import { offersStorageClass } from '../core/biology/storage-class.ts'
+import { offersStorageClass, storageDriversOfRoles } from '../core/biology/storage-class.ts'
 import { NodeVolumes, type NodeVolumesInit } from './volumes/node-volumes.ts'
 import { createSnapshotPort, type SnapshotService } from './volumes/snapshot-port.ts'
 import { serveRestoreProtocol } from './volumes/restore-protocol.ts'
@@ -278,7 +278,15 @@ export class FullNode {
       // and never started here when this node is weaker (ReplicaSet refuses it by name too).
       nodeSuits: (node, release) => satisfiesSandbox(node.nodeId === credentials.peerId ? level : levelOfRoles(node.roles), release.manifest.sandbox.require) &&
         // A stateful cell only on nodes that offer its storage class (zfs never falls back to dir).
-        (release.manifest.storage === undefined || offersStorageClass(node.nodeId === credentials.peerId ? (volumes?.roles() ?? []) : node.roles, release.manifest.storage.class))
+        (release.manifest.storage === undefined || offersStorageClass(node.nodeId === credentials.peerId ? (volumes?.roles() ?? []) : node.roles, release.manifest.storage.class)),
+      unplaceable: (release) => {
+        const cls = release.manifest.storage?.class
+        if (cls === undefined || offersStorageClass(volumes?.roles() ?? [], cls)) return undefined
+        const full = mesh.view.nodes().filter(n => n.roles.includes('full'))
+        if (full.some(n => offersStorageClass(n.roles, cls))) return undefined
+        const offered = [...new Set(full.flatMap(n => storageDriversOfRoles(n.roles)))].sort()
+        return `NoStorageClassError: no node in view offers storage class "${cls}" (offered: ${offered.join(', ') || 'none'}); ${release.cell} is placed nowhere${cls === 'zfs' ? ' until a node runs with --zfs-pool' : ''}`
+      }
     })
     volumes = await NodeVolumes.create({
       selfId: credentials.peerId,
