@@ -2,6 +2,9 @@
 // through every node calling continuously, a new release published every 5 minutes. Checks that
 // every node sees every release (through a client joining there), that every node stays connected
 // to the other four, and that no call fails; prints a summary and exits non-zero on any miss.
+// Beside it the stateful example ledger (dir driver, a snapshot every 30 s) takes appends the whole
+// time: its leases renew for the whole run, its newest safe snapshot never gets older than three
+// periods, and at the end every acknowledged append is in its log.
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -14,6 +17,9 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { cellRun, startFleet, stopProc, type Proc } from '../integration/processes.ts'
 import { stageVersion, CELL } from '../integration/versioned.ts'
 import { fleetPeers, seenThrough, tcpAddr } from '../integration/fleet-links.ts'
+import { readFile, writeFile } from 'node:fs/promises'
+import { stageCell } from '../integration/stage-cell.ts'
+import { projectRoot } from '../integration/processes.ts'
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +48,8 @@ const callers: Mesh[] = []
 const problems: string[] = []
 const published: Array<{ version: string, prepared: string }> = []
 const calls = { ok: 0, failed: 0, failures: new Map<string, number>() }
+const ledger = { acked: [] as number[], failed: 0, failures: new Map<string, number>(), maxSafeAgeMs: 0 }
+const LEDGER_SNAPSHOT_MS = 30_000
 let minPeers = Infinity
 let checks = 0
 let stopping = false
@@ -78,6 +86,11 @@ async function check (): Promise<void> {
     if (seen.nodes.join() !== ids.join()) problems.push(`${elapsed()}: through node ${i + 1} a client sees ${seen.nodes.length} of ${nodeCount} nodes`)
     if (latest !== undefined && seen.releases[CELL] !== latest) problems.push(`${elapsed()}: through node ${i + 1} the release is ${seen.releases[CELL]}, not ${latest}`)
   }
+  const safe = callers[0]?.view.safeSnapshots('ledger/0')[0]
+  const safeAgeMs = safe !== undefined ? Date.now() - safe.takenMs : Infinity
+  ledger.maxSafeAgeMs = Math.max(ledger.maxSafeAgeMs, safeAgeMs)
+  if (safeAgeMs > 3 * LEDGER_SNAPSHOT_MS + 30_000) problems.push(`${elapsed()}: the newest safe snapshot of ledger/0 is ${Math.round(safeAgeMs / 1000)} s old`)
+  say(`check ${checks}: ledger ${ledger.acked.length} appends acknowledged, newest safe snapshot ${Math.round(safeAgeMs / 1000)} s old`)
   say(`check ${checks}: fleet peers ${nodes.map(p => fleetPeers(p) ?? '?').join('/')}, calls ${calls.ok} ok ${calls.failed} failed, problems ${problems.length}`)
 }
 
@@ -98,6 +111,36 @@ async function callLoop (mesh: Mesh): Promise<void> {
   }
 }
 
+async function appendLoop (mesh: Mesh): Promise<void> {
+  let n = 0
+  while (!stopping) {
+    const next = ++n
+    try {
+      await mesh.call('ledger', 'append', { account: 'soak', amount: 1, memo: String(next) }, { timeoutMs: 15_000 })
+      ledger.acked.push(next)
+    } catch (err) {
+      if (stopping) return
+      ledger.failed++
+      const name = (err as Error).name
+      ledger.failures.set(name, (ledger.failures.get(name) ?? 0) + 1)
+      if (ledger.failed <= 20) say(`append failed: ${name}: ${(err as Error).message}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, 500))
+  }
+}
+
+/** Every acknowledged append, read back page by page. */
+async function ledgerMissing (mesh: Mesh): Promise<number[]> {
+  const memos = new Set<string>()
+  for (let from = 1; ;) {
+    const page = await mesh.call<Array<{ seq: number, memo?: string }>>('ledger', 'list', { fromSeq: from, limit: 1000 }, { timeoutMs: 30_000 })
+    for (const e of page) memos.add(e.memo ?? '')
+    if (page.length < 1000) break
+    from = page[page.length - 1].seq + 1
+  }
+  return ledger.acked.filter(n => !memos.has(String(n)))
+}
+
 let exitCode = 1
 try {
   say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers)`)
@@ -110,7 +153,14 @@ try {
     // Calls start once the caller's view has a replica: a call before that fails by design (UnknownCellError).
     await waitForReplicas(caller, CELL, { timeoutMs: 60_000 })
   }
-  const loops = callers.map(c => callLoop(c))
+  const ledgerDir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
+  const toml = join(ledgerDir, 'Cell.toml')
+  await writeFile(toml, (await readFile(toml, 'utf8')).replace(/snapshot_every = "[^"]+"/, `snapshot_every = "${LEDGER_SNAPSHOT_MS / 1000}s"`))
+  const lr = await cellRun(['publish', '--dir', ledgerDir, '--bootstrap', tcpAddr(nodes[0]), '--key', keyPath, '--wait', '1', '--timeout', '120'], 180_000)
+  say(`published ledger: exit ${lr.code}`)
+  if (lr.code !== 0) problems.push(`publish ledger failed: ${lr.stderr.trim().slice(0, 500)}`)
+  await waitForReplicas(callers[0], 'ledger', { timeoutMs: 60_000 })
+  const loops = [...callers.map(c => callLoop(c)), appendLoop(callers[0])]
   const endMs = startedMs + minutes * 60_000
   let nextPublish = Date.now() + publishEveryMs
   let nextCheck = Date.now() + Math.min(checkEveryMs, 30_000)
@@ -128,6 +178,9 @@ try {
   await check()
   stopping = true
   await Promise.all(loops)
+  const missing = await ledgerMissing(callers[1] ?? callers[0]).catch((err: Error) => { problems.push(`reading the ledger back: ${err.name}: ${err.message}`); return [] as number[] })
+  if (missing.length > 0) problems.push(`ledger: ${missing.length} acknowledged appends missing (${missing.slice(0, 10).join(', ')}…)`)
+  if (ledger.failed > 0) problems.push(`ledger: ${ledger.failed} appends failed (${[...ledger.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})`)
   const joins = nodes.map(p => (p.stdout().match(/^peer joined /gm) ?? []).length)
   const leaves = nodes.map(p => (p.stdout().match(/^peer left /gm) ?? []).length)
   process.stdout.write([
@@ -136,6 +189,7 @@ try {
     `  releases published: ${published.map(p => `${p.version} (prepared on ${p.prepared})`).join(', ')}`,
     `  calls: ${calls.ok} ok, ${calls.failed} failed${calls.failures.size > 0 ? ` (${[...calls.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})` : ''}`,
     `  checks: ${checks}, fewest fleet peers seen on any node: ${minPeers}`,
+    `  ledger: ${ledger.acked.length} appends acknowledged, ${missing.length} missing, ${ledger.failed} failed; oldest newest-safe-snapshot seen: ${Math.round(ledger.maxSafeAgeMs / 1000)} s`,
     `  peer joins per node: ${joins.join('/')}, leaves per node: ${leaves.join('/')}`,
     `  problems: ${problems.length}`,
     ...problems.slice(0, 30).map(p => `    - ${p}`),
