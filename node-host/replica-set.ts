@@ -37,6 +37,8 @@ export interface ReplicaVolume {
   pause(): void
   /** Serve again (the volume was replaced and a new replica runs on it). */
   resume(): void
+  /** Called once if the lease ends unrenewed while the replica runs. */
+  onLost?(fn: () => void): void
 }
 
 /** Opens a claim's volume for a new replica (node-host/volumes). */
@@ -220,6 +222,9 @@ export class ReplicaSet extends EventTarget {
       }
       dataDir = info.volume.path
       const volume = info.volume
+      // The lease ended unrenewed (cut off from the claim's voters): the replica stops at once, so
+      // the fleet sees it gone, even with no call arriving to find out.
+      volume.onLost?.(() => { if (info.state === 'ready' || info.state === 'starting') void this.fenced(info) })
       // Tracked: a node that stops waits for the final snapshot and the hand-over (each bounded).
       removeVolume = () => {
         if (info.keepVolume === true) return

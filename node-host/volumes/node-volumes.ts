@@ -112,6 +112,8 @@ export class NodeVolumes {
       snapshots,
       voters: async (spec, claimId) => await this.voters(spec, claimId),
       isServing: (nodeId, cell) => init.view.liveInstances(cell).some(i => i.nodeId === nodeId && i.state === 'ready'),
+      knownVoters: (claimId) => this.acceptor.slot(claimId)?.accepted?.value.voters,
+      claimExists: (claimId) => init.view.snapshots(claimId).length > 0,
       ...init.tuning
     })
     return this.manager

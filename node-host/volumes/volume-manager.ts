@@ -27,6 +27,12 @@ export class ClaimsHeldError extends CellError {
   static override readonly retry: RetryRule = 'nothing-ran'
 }
 
+/** The claim exists but this node cannot tell who its voters are: another node that knows takes it. */
+export class ClaimVotersUnknownError extends CellError {
+  static override readonly errorName = 'ClaimVotersUnknownError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
 /** A stateful replica was asked for before the node's volumes started (or after they stopped). */
 export class ReplicaVolumesUnavailableError extends CellError {
   static override readonly errorName = 'ReplicaVolumesUnavailableError'
@@ -83,6 +89,10 @@ export interface VolumeManagerInit {
   voters: (spec: SpawnSpec, claimId: string) => string[] | Promise<string[]>
   /** Does `nodeId` run a ready replica of `cell` (fresh heartbeat)? A holder that does not is waited out. */
   isServing: (nodeId: string, cell: string) => boolean
+  /** The claim's voters as this node's own acceptor holds them (it votes on the claim), if it does. */
+  knownVoters?: (claimId: string) => string[] | undefined
+  /** Does the fleet show that the claim exists (snapshot records of it)? */
+  claimExists?: (claimId: string) => boolean
   /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
   leaseGuardMs?: number
   /** How long a planned close waits for its final snapshot to be held by two other nodes. Default 30 s. */
@@ -95,7 +105,7 @@ export interface VolumeManagerInit {
   maxLeaseWaitMs?: number
 }
 
-interface Marker { epoch: number, driver: string }
+interface Marker { epoch: number, driver: string, voters?: string[] }
 
 /** What each claim this node held was last written at: decides local volume vs restore. */
 class MarkerFile {
@@ -132,7 +142,7 @@ class MarkerFile {
       if (parsed !== null && typeof parsed === 'object') {
         for (const [k, v] of Object.entries(parsed as Record<string, unknown>).slice(0, 4096)) {
           const m = v as Partial<Marker>
-          if (typeof m?.epoch === 'number' && typeof m.driver === 'string') ok[k] = { epoch: m.epoch, driver: m.driver }
+          if (typeof m?.epoch === 'number' && typeof m.driver === 'string') ok[k] = { epoch: m.epoch, driver: m.driver, ...(Array.isArray(m.voters) && m.voters.length <= 5 && m.voters.every(v => typeof v === 'string') ? { voters: m.voters } : {}) }
         }
       }
       this.markers = ok
@@ -154,6 +164,9 @@ class OpenClaim implements ReplicaVolume {
   private closed = false
   /** Calls refused while an operator's restore replaces the volume. */
   private paused = false
+  private leaseTimer: unknown
+  private leaseEnded = false
+  private readonly lostListeners: Array<() => void> = []
   /** The claim was released (or abandoned): no more renewals. */
   private released = false
   private renewTimer: unknown
@@ -207,7 +220,27 @@ class OpenClaim implements ReplicaVolume {
     return !this.lost && this.manager.now() < this.lease.leaseStartLocalMs + this.lease.leaseMs - (this.init.leaseGuardMs ?? 1_000)
   }
 
+  /** Called once when the lease ends without a renewal (or the claim is lost): the replica must stop. */
+  onLost (fn: () => void): void {
+    this.lostListeners.push(fn)
+  }
+
+  /** Says once, at the moment it happens, that the lease ended unrenewed: serving stopped. */
+  private checkLease (): void {
+    this.init.clock.clearTimeout(this.leaseTimer)
+    if (this.leaseEnded || this.released || this.closed) return
+    if (this.leaseValid()) {
+      const leftMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - (this.init.leaseGuardMs ?? 1_000) - this.manager.now()
+      this.leaseTimer = this.init.clock.setTimeout(() => { this.checkLease() }, Math.max(10, Math.ceil(leftMs) + 10))
+      return
+    }
+    this.leaseEnded = true
+    log.error('claim %s (epoch %d): the lease ended without a renewal; serving stopped', this.claimId, this.epoch)
+    for (const fn of this.lostListeners) { try { fn() } catch {} }
+  }
+
   start (): void {
+    this.checkLease()
     this.scheduleRenew()
     this.scheduleSnapshot(this.init.firstSnapshotMs ?? 2_000)
   }
@@ -224,14 +257,17 @@ class OpenClaim implements ReplicaVolume {
     const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
     try {
       const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))) })
-      if (lease.epoch === this.epoch) this.lease = lease
+      if (lease.epoch === this.epoch && !this.leaseEnded) this.lease = lease
+      this.checkLease()
       this.scheduleRenew()
     } catch (err) {
       if (err instanceof ClaimLostError) {
         this.lost = true
         log.error('claim %s (epoch %d) is no longer ours: %s', this.claimId, this.epoch, err.message)
+        this.checkLease()
         return
       }
+      this.checkLease()
       // No quorum in time: try again soon; serving() turns false on its own when the lease runs out.
       this.manager.counters.renewFailures++
       log('renewing claim %s from …%s with voters %s failed (%d ms of lease left): %s: %s', this.claimId, this.init.selfId.slice(-6), this.voters.map(v => `…${v.slice(-6)}`).join(','), Math.round(remainingMs), (err as Error).name, (err as Error).message)
@@ -282,6 +318,7 @@ class OpenClaim implements ReplicaVolume {
     } finally {
       this.released = true
       this.init.clock.clearTimeout(this.renewTimer)
+      this.init.clock.clearTimeout(this.leaseTimer)
       this.manager.forget(this)
     }
   }
@@ -367,7 +404,16 @@ export class VolumeManager implements ReplicaVolumes {
 
   private async tryOpen (spec: SpawnSpec, claim: Claim, driver: StorageDriver, quotaBytes: number, options: { signal?: AbortSignal }): Promise<{ volume: OpenClaim } | { held: { holder: string, leaseEndsInMs: number } }> {
     const claimId = `${claim.cell}/${claim.ordinal}`
-    let voters = await this.init.voters(spec, claimId)
+    // A claim that exists has voters fixed at its creation: only those may be asked. Computing a set
+    // from this node's view of the moment (cut off from the fleet, it may see just itself) would
+    // create the claim a second time, with a second owner of its epochs. The set is known from this
+    // node's last hold of the claim or from its own vote on it; a node that knows neither, while the
+    // fleet shows the claim exists (snapshot records), leaves it to one that does.
+    const known = (await this.markers.get(claimId))?.voters ?? this.init.knownVoters?.(claimId)
+    if (known === undefined && this.init.claimExists?.(claimId) === true) {
+      throw new ClaimVotersUnknownError(`${claimId} exists (the fleet holds snapshots of it) but this node neither held it nor votes on it, so it does not know its voters; a node that does will take it`)
+    }
+    let voters = known ?? await this.init.voters(spec, claimId)
     let lease: ClaimLease
     try {
       try {
@@ -407,7 +453,7 @@ export class VolumeManager implements ReplicaVolumes {
       }
     }
     const path = await driver.create(claim, quotaBytes, options)
-    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind })
+    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters })
     // A slow acquire or restore may have used up most of the lease: renew before serving, and
     // never hand out a volume whose lease is already over.
     if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {

@@ -16,9 +16,11 @@ export interface Proc {
 }
 
 /** With `detached`, the process leads its own process group: `process.kill(-pid, sig)` signals it the way a terminal's Ctrl-C does. */
-export function cell (args: string[], env: Record<string, string> = {}, options: { detached?: boolean } = {}): Proc {
+export function cell (args: string[], env: Record<string, string> = {}, options: { detached?: boolean, netns?: string } = {}): Proc {
   // Several nodes share this machine: each `cell up` serves its metrics on a free port, not 9090.
-  const child = spawn(nodeBin, [cellBin, ...args], { cwd: projectRoot, env: { CELL_METRICS: '127.0.0.1:0', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true })
+  // With `netns`, the process runs inside that network namespace (`ip netns exec` execs it: same pid).
+  const [command, argv] = options.netns !== undefined ? ['ip', ['netns', 'exec', options.netns, nodeBin, cellBin, ...args]] : [nodeBin, [cellBin, ...args]]
+  const child = spawn(command, argv, { cwd: projectRoot, env: { CELL_METRICS: '127.0.0.1:0', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true })
   let out = ''
   let err = ''
   const waiters = new Set<() => void>()
