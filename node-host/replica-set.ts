@@ -61,6 +61,11 @@ export interface ReplicaInfo {
   spec?: SpawnSpec
   /** Its process ends for a restore: the volume and its claim stay. */
   keepVolume?: boolean
+  /**
+   * Still acquiring its claim (which may mean waiting out another node's lease): not in heartbeats
+   * yet, or the fleet would count it as a live replica and drain the one that holds the claim.
+   */
+  opening?: boolean
   endedMs?: number
   /** Why a crashed replica ended and its last stderr lines (bounded as heartbeats carry them). */
   exitReason?: string
@@ -212,8 +217,10 @@ export class ReplicaSet extends EventTarget {
     if (spec.manifest?.storage != null && (this.init.volumes !== undefined || options.volume !== undefined)) {
       // A stateful replica runs on its claim's volume: acquired at a new epoch, restored when needed
       // (or, after a restore, the volume its predecessor ran on).
+      info.opening = true
       try {
         info.volume = options.volume ?? await this.track(this.init.volumes!.open(spec, instanceId, options))
+        info.opening = false
       } catch (err) {
         // No claim to run on (all held, no quorum yet): nothing started, so no crash to report; the
         // autonomic loop tries again on a later tick.
@@ -349,7 +356,7 @@ export class ReplicaSet extends EventTarget {
   /** Heartbeats for the fleet. */
   instanceStates (): LocalInstanceState[] {
     this.prune()
-    return this.list().map(r => ({
+    return this.list().filter(r => r.opening !== true).map(r => ({
       instanceId: r.instanceId,
       cell: r.cell,
       version: r.version,
