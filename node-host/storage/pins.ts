@@ -63,6 +63,8 @@ export interface SnapshotPinnerInit {
    * per-claim lock: a layout must not be garbage-collected while blobs land in it). Default: none.
    */
   withClaimLock?: <T>(claimId: string, fn: () => Promise<T>) => Promise<T>
+  /** Claims this node must not pin (it owns them now). Default: none. */
+  skipClaim?: (claimId: string) => boolean
   clock?: Clock
   /** Re-check every claim this often besides reacting to new snapshot records (default 10 s). */
   tickMs?: number
@@ -176,6 +178,8 @@ export class SnapshotPinner {
     const self = this.init.announcer.nodeId
     for (const claimId of this.init.view.snapshotClaims()) {
       if (this.stopped) return
+      // The claim's owner has newer data than any snapshot of it and pins none (nor waits on a fetch).
+      if (this.init.skipClaim?.(claimId) === true) continue
       let cell: string
       try { cell = parseClaimId(claimId).cell } catch { continue }
       // Newest first, within what a holder keeps: the latest snapshot becomes safe soonest.
@@ -196,8 +200,6 @@ export class SnapshotPinner {
           if (this.stopped) return
           this.backoff.set(key, this.clock.now() + this.retryMs)
           if (this.backoff.size > 4096) this.backoff.delete(this.backoff.keys().next().value as string)
-          // A lock that refuses (the node owns the claim now: its volume is newer) is no failure.
-          if ((err as Error).name === 'ClaimOwnedHereError') { log('not pinning %s %s: %s', claimId, s.tag, (err as Error).message); continue }
           if (!(err instanceof SnapshotDiskShortError)) this.counters.failures++
           log.error('not pinning %s %s of %s: %e', claimId, s.tag, s.nodeId, err)
         }

@@ -6,7 +6,6 @@
 import { logger } from '@libp2p/logger'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Clock } from '../../core/ports.ts'
-import { CellError, type RetryRule } from '../../core/errors.ts'
 import type { Credentials } from '../../core/identity/index.ts'
 import type { FleetChange, NodeRecord, SnapshotRecord } from '../../core/fleet/index.ts'
 import { offersStorageClass } from '../../core/biology/storage-class.ts'
@@ -37,11 +36,6 @@ export interface SnapshotServiceInit {
   ownsClaim?: (claimId: string) => boolean
 }
 
-/** The pinner skipped a claim this node owns: its own volume is newer than any snapshot of it. */
-export class ClaimOwnedHereError extends CellError {
-  static override readonly errorName = 'ClaimOwnedHereError'
-  static override readonly retry: RetryRule = 'nothing-ran'
-}
 
 /** One lock per claim: a snapshot, a prune and blobs landing in one layout never overlap. */
 class ClaimLocks {
@@ -88,12 +82,10 @@ export class SnapshotService implements SnapshotPort {
       dataDir: init.dataDir,
       chainFor: (cell) => mesh.credentialsFor(cell),
       eligible: async (node, cell) => await this.mayHold(node, cell),
+      withClaimLock: async (claimId, fn) => await this.locks.with(claimId, fn),
       // The owner's own snapshots must never wait behind a fetch of an older one from a holder that
       // may be gone (a fetch holds the layout's lock for as long as it tries).
-      withClaimLock: async (claimId, fn) => {
-        if (init.ownsClaim?.(claimId) === true) throw new ClaimOwnedHereError(`this node owns ${claimId}: it pins no snapshot of it`)
-        return await this.locks.with(claimId, fn)
-      },
+      ...(init.ownsClaim !== undefined ? { skipClaim: init.ownsClaim } : {}),
       clock: init.clock,
       ...(init.keep !== undefined ? { keep: init.keep } : {})
     })
