@@ -23,7 +23,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     maxWorkers: 2,
-    // The default report, then one plain `tests: N passed, N failed, N skipped` line for CI logs.
+    // The default report, then one plain `N passed, N failed, N skipped` line for CI logs.
     reporters: ['default', './test/reporters/plain-summary.ts'],
     // node-datachannel (WebRTC-direct) can take a forked worker down at exit; threads end cleanly.
     pool: 'threads',

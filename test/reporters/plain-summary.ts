@@ -1,4 +1,4 @@
-// Prints one plain closing line after the run, `tests: N passed, N failed, N skipped`, with no colour
+// Prints one plain closing line after the run, `N passed, N failed, N skipped`, with no colour
 // codes, so that a reader of CI output (a person, or a tool that only knows common test runners'
 // closing lines) can count what ran. Vitest's own summary is kept; this line comes after it.
 import type { Reporter, TestModule } from 'vitest/node'
@@ -19,6 +19,6 @@ export default class PlainSummaryReporter implements Reporter {
       }
     }
     failed += unhandledErrors.length
-    process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`)
+    process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`)
   }
 }
