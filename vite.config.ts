@@ -14,7 +14,8 @@ const HEAVY = [
   'core/fleet/fleet-libp2p.test.ts',
   'test/bench/**/*.test.ts',
   'test/edge/**/*.test.ts',
-  'test/storage/**/*.test.ts'
+  'test/storage/**/*.test.ts',
+  'test/reliability/**/*.test.ts'
 ]
 const ALL = ['core/**/*.test.ts', 'node-host/**/*.test.ts', 'browser-host/**/*.test.ts', 'edge-host/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts']
 

@@ -13,7 +13,7 @@ import { logger } from '@libp2p/logger'
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
-import { type Credentials, type Role, makeVerifier, verifySignedRecord, verifySignedRetire, TrustError } from '../identity/index.ts'
+import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
@@ -23,6 +23,7 @@ import type { CallOptions, Remote } from '../cell.ts'
 import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, MESH_ERROR_CLASSES } from './errors.ts'
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
+import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
@@ -169,28 +170,8 @@ export class Mesh {
       handler: init.handler,
       defaultTimeoutMs: init.defaultTimeoutMs,
       credentialsFor: (cell) => mesh!.credentialsFor(cell),
-      authenticate: async (req, { signal }) => {
-        // A caller must chain to an authority the cell trusts, with the caller role.
-        const roots = init.callerTrust?.(req.cell) ?? trusted
-        const role: Role = 'caller'
-        try {
-          const v = await makeVerifier(new Set(roots), { clock })(req.credentials, { remotePeerId: req.remotePeerId, requiredRole: role, cell: req.cell, signal })
-          return { peerId: v.subject, authority: v.authority, roles: v.roles }
-        } catch (err) {
-          if (err instanceof TrustError && init.isPublic?.(req.cell) === true) {
-            // Public cells admit any peer Noise authenticated; the caller is known only by peer id.
-            return { peerId: req.remotePeerId, authority: '', roles: [] }
-          }
-          throw err
-        }
-      },
-      authenticateServer: async (req, { signal }) => {
-        // The server must hold a host grant from the authority that signed the cell's release.
-        const release = mesh!.view.release(req.cell)
-        const roots = release != null ? new Set([release.authority]) : trusted
-        const v = await makeVerifier(roots, { clock })(req.credentials, { remotePeerId: req.remotePeerId, requiredRole: 'host', cell: req.cell, signal })
-        return { peerId: v.subject, authority: v.authority, roles: v.roles }
-      }
+      authenticate: callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }),
+      authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
     const libp2p = await createLibp2p<MeshServices>({
       privateKey: init.privateKey,
