@@ -20,7 +20,6 @@ import type { CallOptions, Remote } from '../core/cell.ts'
 import { IdbLightPeerStore, LIMITS, type CachedFleet, type LightPeerStore } from './keystore.ts'
 import { captureFleet, summarise, type FleetSummary } from './fleet-cache.ts'
 import { Reconnector, type ReconnectStats } from './reconnect.ts'
-import { WebTracerProvider } from '@opentelemetry/sdk-trace-web'
 import { OtelTracerAdapter, type OtlpTraceInit } from '../node-host/telemetry/otel-tracer.ts'
 
 const log = logger('cell:browser')
@@ -62,7 +61,7 @@ export interface LightPeerInit {
   /** Start networking at once (default). With false the cached view is readable before start(). */
   start?: boolean
   /**
-   * Export this tab's client spans (one per call) over OTLP/HTTP (JSON) with sdk-trace-web; the
+   * Export this tab's client spans (one per call) over OTLP/HTTP (JSON) with the OpenTelemetry exporter; the
    * receiver must answer CORS preflight. The span's traceparent travels in the call frame.
    */
   otlp?: OtlpTraceInit
@@ -140,7 +139,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
 
   const allowPrivate = init.allowPrivateAddresses ?? true
   let policies: ReleasePolicies | undefined
-  const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-light-peer', ...init.otlp }, WebTracerProvider) : undefined
+  const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-light-peer', ...init.otlp }) : undefined
   const mesh = await Mesh.create({
     ...(tracer !== undefined ? { tracer } : {}),
     privateKey,

@@ -2,7 +2,7 @@
 // and calls in flight. Core's synapse counts totals per channel only; the node wraps the handler it
 // hands the mesh, so core stays free of prom-client. The call path adds no promise step: the
 // wrapper counts the call as it goes in and the session's synchronous `settled` hook records how
-// it ended. Both are a couple of map lookups and additions into plain numbers (latency buckets
+// it ended. Both are a lookup (one comparison for a repeated cell and method) and additions into plain numbers (latency buckets
 // included); prom-client reads them at scrape time (collect()), so no label object is hashed per call.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { CallCancelledError, DeadlineExceededError } from '../../core/synapse/errors.ts'
@@ -52,6 +52,14 @@ export class CallMeter {
   private readonly cells = new Map<string, CellTally>()
   private readonly maxCells: number
   private readonly maxMethods: number
+  /**
+   * The last (cell, method) looked up and its tally: a session's calls repeat one cell and a few
+   * methods (the same string objects, from the session's method table), so most lookups are two
+   * comparisons instead of two map lookups, twice per call.
+   */
+  private lastCell = ''
+  private lastMethod = ''
+  private lastTally: MethodTally | undefined
 
   constructor (init: CallMeterInit) {
     const registers = [init.registry]
@@ -95,15 +103,24 @@ export class CallMeter {
   }
 
   private tally (cell: string, method: string): MethodTally {
+    if (method === this.lastMethod && cell === this.lastCell && this.lastTally !== undefined) return this.lastTally
+    const t = this.lookup(cell, method)
+    this.lastCell = cell
+    this.lastMethod = method
+    this.lastTally = t
+    return t
+  }
+
+  private lookup (cell: string, method: string): MethodTally {
     let known = this.tallies.get(cell)
     if (known === undefined) {
-      if (this.tallies.size >= this.maxCells && cell !== OTHER_LABEL) return this.tally(OTHER_LABEL, OTHER_LABEL)
+      if (this.tallies.size >= this.maxCells && cell !== OTHER_LABEL) return this.lookup(OTHER_LABEL, OTHER_LABEL)
       known = new Map()
       this.tallies.set(cell, known)
     }
     let t = known.get(method)
     if (t === undefined) {
-      if (known.size >= this.maxMethods) return method === OTHER_LABEL ? this.newTally(known, cell, method) : this.tally(cell, OTHER_LABEL)
+      if (known.size >= this.maxMethods) return method === OTHER_LABEL ? this.newTally(known, cell, method) : this.lookup(cell, OTHER_LABEL)
       t = this.newTally(known, cell, method)
     }
     return t

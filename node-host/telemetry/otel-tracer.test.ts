@@ -2,6 +2,10 @@ import { describe, it, expect } from 'vitest'
 import { createServer } from 'node:net'
 import { OtelTracerAdapter } from './otel-tracer.ts'
 import { traced } from '../../core/telemetry/tracer.ts'
+import { SpanKind as OtelSpanKind, SpanStatusCode } from '@opentelemetry/api'
+import { ExportResultCode } from '@opentelemetry/core'
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 
 async function closedPort (): Promise<number> {
   const server = createServer()
@@ -47,5 +51,56 @@ describe('OtelTracerAdapter', () => {
     expect(child.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/)
     expect(child.traceparent).not.toContain('b7ad6b7169203331')
     root.end(); child.end(new Error('x'))
+  })
+})
+
+describe('OtelTracerAdapter spans', () => {
+  it('exports each sampled span as the OTLP exporter expects it: ids, parent, kind, times, attributes, status, resource', async () => {
+    const exported: ReadableSpan[] = []
+    const exporter: SpanExporter = {
+      export (spans, done) { exported.push(...spans); done({ code: ExportResultCode.SUCCESS }) },
+      async shutdown () {}
+    }
+    const tracer = new OtelTracerAdapter({ url: 'http://127.0.0.1:9/v1/traces', ratio: 1, serviceName: 'svc' }, exporter)
+    const parent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    const before = Date.now()
+    const server = tracer.start('billing/charge', { kind: 'server', parent, attributes: { 'rpc.system': 'cell', 'rpc.method': 'charge' } })
+    const root = tracer.start('billing/charge', { kind: 'client' })
+    const unsampled = tracer.start('x', { kind: 'client', parent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00' })
+    expect(unsampled.recording).toBe(false)
+    unsampled.end()
+    const err = Object.assign(new Error('amount -1'), { remoteName: 'InvalidAmountError' })
+    server.end(err)
+    root.end()
+    root.end()
+    await tracer.flush()
+    expect(exported).toHaveLength(2)
+    const [s, r] = exported
+    expect(s.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c')
+    expect(s.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/)
+    expect(server.traceparent).toBe(`00-${s.spanContext().traceId}-${s.spanContext().spanId}-01`)
+    expect(s.parentSpanContext).toMatchObject({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', isRemote: true })
+    expect(r.parentSpanContext).toBeUndefined()
+    expect(r.spanContext().traceId).toMatch(/^(?!0{32})[0-9a-f]{32}$/)
+    expect(r.spanContext().traceId).not.toBe(s.spanContext().traceId)
+    expect([s.kind, r.kind]).toEqual([OtelSpanKind.SERVER, OtelSpanKind.CLIENT])
+    expect(s.attributes).toEqual({ 'rpc.system': 'cell', 'rpc.method': 'charge', 'error.type': 'InvalidAmountError' })
+    expect(s.status).toEqual({ code: SpanStatusCode.ERROR, message: 'InvalidAmountError: amount -1' })
+    expect(r.status.code).toBe(SpanStatusCode.UNSET)
+    expect(s.resource.attributes['service.name']).toBe('svc')
+    expect(s.resource.attributes['telemetry.sdk.language']).toBe('nodejs')
+    const startMs = s.startTime[0] * 1000 + s.startTime[1] / 1e6
+    const endMs = s.endTime[0] * 1000 + s.endTime[1] / 1e6
+    expect(startMs).toBeGreaterThanOrEqual(before - 1)
+    expect(endMs).toBeGreaterThanOrEqual(startMs)
+    expect(s.duration[0] * 1000 + s.duration[1] / 1e6).toBeCloseTo(endMs - startMs, 3)
+    // Through the exporter's own JSON serializer: what the receiver gets.
+    const body = JSON.parse(new TextDecoder().decode(JsonTraceSerializer.serializeRequest(exported))) as { resourceSpans: Array<{ scopeSpans: Array<{ scope: { name: string }, spans: Array<{ name: string, parentSpanId?: string, kind: number, startTimeUnixNano: string, endTimeUnixNano: string, status: { code: number } }> }> }> }
+    const spans = body.resourceSpans[0].scopeSpans[0].spans
+    expect(body.resourceSpans[0].scopeSpans[0].scope.name).toBe('cellmesh')
+    expect(spans.map(x => [x.name, x.kind, x.parentSpanId, x.status.code])).toEqual([['billing/charge', 2, 'b7ad6b7169203331', 2], ['billing/charge', 3, undefined, 0]])
+    expect(BigInt(spans[0].endTimeUnixNano) >= BigInt(spans[0].startTimeUnixNano)).toBe(true)
+    expect(Number(BigInt(spans[0].startTimeUnixNano) / 1_000_000n)).toBeGreaterThanOrEqual(before - 1)
+    await tracer.shutdown()
   })
 })

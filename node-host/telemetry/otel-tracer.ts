@@ -1,11 +1,17 @@
 // The core Tracer port on OpenTelemetry JS: parent-based sampling with a ratio, a bounded
 // BatchSpanProcessor and OTLP/HTTP (JSON) export. No Node built-ins here: the light peer uses the
-// same adapter with sdk-trace-web's WebTracerProvider (browser-host/light-peer.ts).
-import { ROOT_CONTEXT, SpanKind as OtelSpanKind, SpanStatusCode, TraceFlags, trace, type Context, type Span, type Tracer as OtelTracer } from '@opentelemetry/api'
-import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '@opentelemetry/core'
-import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
+// same adapter in the tab (sdk-trace-base's browser build of the processor, the exporter's fetch).
+//
+// Sampled spans do not go through the SDK's Tracer and Span: a call's span needs no context
+// manager, sampler chain, span limits, attribute sanitizing, self-metrics or events, and those cost
+// a sampled call about 20 µs per end (profiled in `npm run bench`, docs/telemetry.md). A span here is a
+// small ReadableSpan of its own, the same record the SDK would hand its processors, exported by the
+// SDK's BatchSpanProcessor and OTLP exporter unchanged.
+import { SpanKind as OtelSpanKind, SpanStatusCode, TraceFlags, type Attributes, type Context, type HrTime, type Link, type SpanContext, type SpanStatus } from '@opentelemetry/api'
+import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core'
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
+import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
 
 export interface OtlpTraceInit {
@@ -33,17 +39,13 @@ export interface TraceExportStats {
   dropped: number
 }
 
-/** The provider class: BasicTracerProvider in Node, WebTracerProvider in the tab. */
-export type TracerProviderClass = new (config: ConstructorParameters<typeof BasicTracerProvider>[0]) => { getTracer: (name: string) => OtelTracer, shutdown: () => Promise<void>, forceFlush: () => Promise<void> }
-
 const KINDS: Record<SpanKind, OtelSpanKind> = { client: OtelSpanKind.CLIENT, server: OtelSpanKind.SERVER, internal: OtelSpanKind.INTERNAL }
-const propagator = new W3CTraceContextPropagator()
-const setter = { set: (c: Record<string, string>, k: string, v: string) => { c[k] = v } }
+const SCOPE: InstrumentationScope = { name: 'cellmesh' }
 
 export class OtelTracerAdapter implements Tracer {
   readonly stats: TraceExportStats = { exported: 0, failed: 0, dropped: 0 }
-  private readonly tracer: OtelTracer
-  private readonly provider: InstanceType<TracerProviderClass>
+  private readonly processor: SpanProcessor
+  private readonly resource: Resource
   private readonly ratio: number
   /**
    * What every unsampled new trace sends: one traceparent with the sampled flag clear, so the
@@ -54,49 +56,41 @@ export class OtelTracerAdapter implements Tracer {
   /** The last unsampled parent seen and its span: a caller repeats one, so most checks are one comparison. */
   private lastUnsampledParent: UnsampledSpan = this.unsampled
 
-  constructor (init: OtlpTraceInit, Provider: TracerProviderClass = BasicTracerProvider, exporter?: SpanExporter) {
+  constructor (init: OtlpTraceInit, exporter?: SpanExporter) {
     const ratio = Math.min(1, Math.max(0, init.ratio ?? 0.01))
     this.ratio = ratio
     const maxQueueSize = Math.max(1, init.maxQueueSize ?? 2048)
     const counting = new CountingExporter(exporter ?? new OTLPTraceExporter({ url: init.url, timeoutMillis: init.exportTimeoutMs ?? 10_000 }), this.stats)
     const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMillis: init.scheduledDelayMs ?? 1000, exportTimeoutMillis: init.exportTimeoutMs ?? 10_000 })
-    this.provider = new Provider({
-      resource: resourceFromAttributes({ 'service.name': init.serviceName ?? 'cell-node' }),
-      // The ratio is decided in start(), before the SDK sees an unsampled trace at all.
-      sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
-      spanProcessors: [new DropCounter(batch, counting, maxQueueSize, this.stats)]
-    })
-    this.tracer = this.provider.getTracer('cellmesh')
+    this.processor = new DropCounter(batch, counting, maxQueueSize, this.stats)
+    // What a TracerProvider would give its spans: the SDK's default resource (telemetry.sdk.*) with our service name.
+    this.resource = defaultResource().merge(resourceFromAttributes({ 'service.name': init.serviceName ?? 'cell-node' }))
   }
 
   start (name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }): TraceSpan {
-    // Unsampled traces (99 % at the default ratio) never reach the SDK: a call only pays for a
-    // random traceparent, or passes its unsampled parent on unchanged (nothing records either).
-    let parent: Context = ROOT_CONTEXT
-    if (options.parent === this.lastUnsampledParent.traceparent) return this.lastUnsampledParent
-    if (options.parent === undefined || !WELL_FORMED.test(options.parent)) {
+    // Unsampled traces (99 % at the default ratio) record nothing: a call only pays for a random
+    // draw, or passes its unsampled parent on unchanged.
+    const parent = options.parent
+    if (parent === this.lastUnsampledParent.traceparent) return this.lastUnsampledParent
+    if (parent === undefined || !WELL_FORMED.test(parent)) {
       if (this.ratio < 1 && Math.random() >= this.ratio) return this.unsampled
-    } else {
-      // Well formed (checked above): version 00, trace id, parent span id, flags.
-      const flags = parseInt(options.parent.slice(53, 55), 16)
-      if ((flags & 1) === 0) {
-        this.lastUnsampledParent = new UnsampledSpan(options.parent)
-        return this.lastUnsampledParent
-      }
-      parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: options.parent.slice(3, 35), spanId: options.parent.slice(36, 52), traceFlags: flags, isRemote: true })
+      return new RecordedSpan(this.processor, this.resource, name, KINDS[options.kind], randomId(4), undefined, options.attributes)
     }
-    // Explicit start and end times in fractional ms: the SDK's own start time is Date.now(), whole
-    // milliseconds, so a child starting within the same millisecond as its parent could appear to
-    // end after it.
-    const span = this.tracer.startSpan(name, { kind: KINDS[options.kind], attributes: options.attributes, startTime: preciseNowMs() }, parent)
-    return new OtelSpan(span)
+    // Well formed (checked above): version 00, trace id, parent span id, flags.
+    const flags = parseInt(parent.slice(53, 55), 16)
+    if ((flags & 1) === 0) {
+      this.lastUnsampledParent = new UnsampledSpan(parent)
+      return this.lastUnsampledParent
+    }
+    const parentContext: SpanContext = { traceId: parent.slice(3, 35), spanId: parent.slice(36, 52), traceFlags: flags, isRemote: true }
+    return new RecordedSpan(this.processor, this.resource, name, KINDS[options.kind], parentContext.traceId, parentContext, options.attributes)
   }
 
-  /** Exports what is queued (tests, stop); a failed export is counted in `stats`, not thrown. */
-  async flush (): Promise<void> { await this.provider.forceFlush().catch(() => {}) }
+/** Exports what is queued (tests, stop); a failed export is counted in `stats`, not thrown. */
+  async flush (): Promise<void> { await this.processor.forceFlush().catch(() => {}) }
 
   /** Exports what is queued and stops; failures are counted, not thrown. */
-  async shutdown (): Promise<void> { await this.provider.shutdown().catch(() => {}) }
+  async shutdown (): Promise<void> { await this.processor.shutdown().catch(() => {}) }
 }
 
 /** Milliseconds since the epoch with sub-millisecond precision, monotonic within the process. */
@@ -106,14 +100,27 @@ function preciseNowMs (): number {
 
 const WELL_FORMED = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/
 
-/** 8 random hex digits (one Math.random draw: unsampled ids only need to be unlikely to repeat). */
+/** 8 random hex digits (one Math.random draw, as the SDK's own id generator draws its ids). */
 function hex8 (): string {
   return ((Math.random() * 0x1_0000_0000) >>> 0).toString(16).padStart(8, '0')
+}
+
+/** A random id of `words` × 8 hex digits, never all zeros (invalid in W3C trace context). */
+function randomId (words: number): string {
+  let id = ''
+  for (let i = 0; i < words; i++) id += hex8()
+  return /^0+$/.test(id) ? randomId(words) : id
 }
 
 /** A fresh unsampled trace's traceparent (an all-zero id is invalid, hence the leading 1 bit). */
 function randomTraceparent (): string {
   return `00-${(((Math.random() * 0x8000_0000) >>> 0) | 0x1000_0000).toString(16)}${hex8()}${hex8()}${hex8()}-${(((Math.random() * 0x8000_0000) >>> 0) | 0x1000_0000).toString(16)}${hex8()}-00`
+}
+
+/** Epoch milliseconds as an OpenTelemetry HrTime ([seconds, nanoseconds]). */
+function hrTime (ms: number): HrTime {
+  const seconds = Math.floor(ms / 1000)
+  return [seconds, Math.round((ms - seconds * 1000) * 1_000_000)]
 }
 
 class UnsampledSpan implements TraceSpan {
@@ -123,31 +130,73 @@ class UnsampledSpan implements TraceSpan {
   end (): void {}
 }
 
-class OtelSpan implements TraceSpan {
-  readonly recording = true
-  private readonly span: Span
-  private header: string | undefined
-  constructor (span: Span) { this.span = span }
+const NO_LINKS: Link[] = []
+const NO_EVENTS: TimedEvent[] = []
+const UNSET: SpanStatus = { code: SpanStatusCode.UNSET }
 
-  get traceparent (): string | undefined {
-    if (this.header === undefined) {
-      const carrier: Record<string, string> = {}
-      propagator.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier, setter)
-      this.header = carrier.traceparent
-    }
+/**
+ * A sampled span: the ReadableSpan the SDK's processors and OTLP exporter read, built directly.
+ * Start and end times are fractional milliseconds (the SDK's default start time is Date.now(),
+ * whole milliseconds, so a child starting within its parent's millisecond could appear to end
+ * after it).
+ */
+class RecordedSpan implements TraceSpan, ReadableSpan {
+  readonly recording = true
+  readonly name: string
+  readonly kind: OtelSpanKind
+  readonly parentSpanContext: SpanContext | undefined
+  readonly startTime: HrTime
+  endTime: HrTime = [0, 0]
+  duration: HrTime = [0, 0]
+  status: SpanStatus = UNSET
+  attributes: Attributes
+  readonly links: Link[] = NO_LINKS
+  readonly events: TimedEvent[] = NO_EVENTS
+  ended = false
+  readonly resource: Resource
+  readonly instrumentationScope: InstrumentationScope = SCOPE
+  readonly droppedAttributesCount = 0
+  readonly droppedEventsCount = 0
+  readonly droppedLinksCount = 0
+  private readonly context: SpanContext
+  private readonly processor: SpanProcessor
+  private readonly startMs: number
+  private header: string | undefined
+
+  constructor (processor: SpanProcessor, resource: Resource, name: string, kind: OtelSpanKind, traceId: string, parent: SpanContext | undefined, attributes: Attributes | undefined) {
+    this.startMs = preciseNowMs()
+    this.processor = processor
+    this.resource = resource
+    this.name = name
+    this.kind = kind
+    this.parentSpanContext = parent
+    this.context = { traceId, spanId: randomId(2), traceFlags: TraceFlags.SAMPLED }
+    this.attributes = attributes ?? {}
+    this.startTime = hrTime(this.startMs)
+  }
+
+  spanContext (): SpanContext { return this.context }
+
+  get traceparent (): string {
+    this.header ??= `00-${this.context.traceId}-${this.context.spanId}-01`
     return this.header
   }
 
   end (error?: unknown): void {
+    if (this.ended) return
     if (error !== undefined) {
       // A cell's own error arrives as a RemoteError naming it: the span says the cell's name.
       const remote = (error as { remoteName?: unknown }).remoteName
       const name = typeof remote === 'string' ? remote : error instanceof Error ? ((error.constructor as { errorName?: string }).errorName ?? error.name) : 'Error'
       const message = error instanceof Error ? error.message : String(error)
-      this.span.setStatus({ code: SpanStatusCode.ERROR, message: `${name}: ${message}`.slice(0, 512) })
-      this.span.setAttribute('error.type', name)
+      this.status = { code: SpanStatusCode.ERROR, message: `${name}: ${message}`.slice(0, 512) }
+      this.attributes = { ...this.attributes, 'error.type': name }
     }
-    this.span.end(preciseNowMs())
+    const endMs = Math.max(this.startMs, preciseNowMs())
+    this.endTime = hrTime(endMs)
+    this.duration = hrTime(endMs - this.startMs)
+    this.ended = true
+    this.processor.onEnd(this)
   }
 }
 
