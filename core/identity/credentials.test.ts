@@ -119,4 +119,18 @@ describe('Credentials', () => {
     expect(clock.pending).toBe(0)
     expect(creds.renewalFailures).toBe(0)
   })
+  it('a renewed grant leaves the current chain presentable until a session under it is signed', async () => {
+    const clock = new FakeClock(NOW)
+    const creds = new Credentials({ peerKey: nodeKey, clock, sessionLifetimeMs: 10 * MIN })
+    creds.addGrant(grant)
+    await creds.refresh()
+    const before = creds.currentChain(authority.id)
+    const renewed = await issueGrant(authority, { subject: node, roles: ['host', 'caller'], notBeforeMs: NOW - MIN, notAfterMs: NOW + 2 * DAY })
+    creds.addGrant(renewed)
+    // No gap: the old chain (still valid) is presented while the new session is being signed.
+    expect(creds.currentChain(authority.id)).toBe(before)
+    const after = await creds.chainFor(authority.id)
+    expect(decodeChain(after)[0].notAfterMs).toBe(NOW + 2 * DAY)
+    expect(creds.currentChain(authority.id)).toBe(after)
+  })
 })

@@ -32,6 +32,8 @@ interface Held {
   grant: Certificate
   session?: Certificate
   chain?: Uint8Array
+  /** The chain was issued under an earlier grant of this authority: present it, but renew now. */
+  stale?: boolean
   pending?: Promise<Uint8Array>
 }
 
@@ -65,8 +67,14 @@ export class Credentials {
     if (grant.subject !== this.peerId) throw new WrongSubjectError(`grant is for ${grant.subject}, this node is ${this.peerId}`)
     const existing = this.held.get(grant.issuer)
     if (existing != null && existing.grant.notAfterMs > grant.notAfterMs) return
-    this.held.set(grant.issuer, { grant })
+    // A renewed grant replaces the old one, but the chain issued under the old grant stays the one
+    // presented until a session under the new grant is signed: dropping it left a gap in which every
+    // handshake failed with CertificateExpiredError (found by test/reliability/rotate-expire.test.ts).
+    const now = this.clock.now()
+    const keep = existing?.chain != null && existing.session != null && now < existing.session.notAfterMs && now < existing.grant.notAfterMs
+    this.held.set(grant.issuer, keep ? { grant, session: existing.session, chain: existing.chain, stale: true } : { grant })
     if (this.running) this.schedule(0)
+    else if (keep && this.sessions) this.renewInBackground(grant.issuer)
     while (this.held.size > this.maxAuthorities) {
       // Drop the grant that expires first: it is the least useful one to keep.
       let victim: string | undefined
@@ -100,7 +108,7 @@ export class Credentials {
       held.chain ??= encodeChain([held.grant])
       return held.chain
     }
-    if (held.chain != null && !needsRenewal(held.session, now)) return held.chain
+    if (held.chain != null && held.stale !== true && !needsRenewal(held.session, now)) return held.chain
     held.pending ??= this.renew(held, now, options).finally(() => { held.pending = undefined })
     return await held.pending
   }
@@ -121,14 +129,14 @@ export class Credentials {
       this.renewInBackground(authorityId)
       throw new CertificateExpiredError(`no current session under ${authorityId} yet`)
     }
-    if (needsRenewal(held.session, now)) this.renewInBackground(authorityId)
+    if (held.stale === true || needsRenewal(held.session, now)) this.renewInBackground(authorityId)
     return held.chain
   }
 
   /** Issues a session for every held grant that has none or is past half-life. */
   async refresh (options: SignalOptions = {}): Promise<void> {
     const now = this.clock.now()
-    const due = [...this.held].filter(([, h]) => now < h.grant.notAfterMs && (this.sessions ? needsRenewal(h.session, now) : false))
+    const due = [...this.held].filter(([, h]) => now < h.grant.notAfterMs && (this.sessions ? h.stale === true || needsRenewal(h.session, now) : false))
     await Promise.all(due.map(async ([id]) => await this.chainFor(id, options)))
   }
 
@@ -190,6 +198,7 @@ export class Credentials {
     }, options)
     held.session = session
     held.chain = encodeChain([held.grant, session])
+    held.stale = false
     this.scheduleNextRenewal()
     log('renewed session under %s until %d', held.grant.issuer, session.notAfterMs)
     return held.chain
