@@ -13,6 +13,7 @@ import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { SelfGrants } from './self-grants.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
+import type { WebTransportHandle, WebTransportListenInit } from './webtransport/transport.ts'
 import { serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { ReleaseStore } from './release-store.ts'
 import { ReplicaSet } from './replica-set.ts'
@@ -53,6 +54,8 @@ export class GrantRejectedError extends CellError { static override readonly err
 export interface FullNodeInit {
   dataDir: string
   listen?: ListenPorts
+  /** Certificate policy and limits of the WebTransport listener (on when listen.webtransport is a port). */
+  webTransport?: WebTransportListenInit
   bootstrap?: string[]
   /** Authority ids whose cells this node hosts and whose callers it admits. */
   trust?: string[]
@@ -149,6 +152,8 @@ export class FullNode {
   snapshots?: SnapshotService
   /** Things worth telling the operator at start (e.g. a remembered port was taken). */
   readonly notes: string[] = []
+  /** The WebTransport listener (stats, rotate) once it listens; undefined without one. */
+  webTransport: () => WebTransportHandle | undefined = () => undefined
 
   static async create (init: FullNodeInit): Promise<FullNode> {
     const clock = init.clock ?? systemClock
@@ -218,6 +223,7 @@ export class FullNode {
     // test processes create many nodes.
     const metrics = new NodeMetrics({ processMetrics: init.metrics !== undefined })
     let addrs: () => string[] = () => []
+    let webTransport: WebTransportHandle | undefined
     let halts: () => NodeHalt[] = () => []
     let self: FullNode | undefined
     const localNode = (): LocalNodeState => ({
@@ -234,7 +240,7 @@ export class FullNode {
     })
     const mesh = await Mesh.create({
       privateKey: peerKey,
-      transports: fullNodeTransports(listen),
+      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
       listen: listenAddresses(listen),
       bootstrap,
       credentials,
@@ -303,6 +309,7 @@ export class FullNode {
     const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent, metrics)
     node.volumes = volumes
     node.secrets = { credentials, peerKey }
+    node.webTransport = () => webTransport
     metrics.attach({
       connections: () => mesh.libp2p.getConnections().map(c => ({ direction: c.direction, streams: c.streams.map(st => st.protocol) })),
       peers: () => mesh.libp2p.getPeers().length,

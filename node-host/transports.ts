@@ -1,8 +1,9 @@
-// Transports of a full node: TCP, WebSockets and WebRTC-direct (browsers dial it without
-// certificates). No WebTransport server exists for Node here, so full nodes do not listen on it.
+// Transports of a full node: TCP, WebSockets, WebRTC-direct (browsers dial it without
+// certificates) and, when a port is given, WebTransport through the Deno sidecar (webtransport/).
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { webRTCDirect } from '@libp2p/webrtc'
+import { webTransportListener, type WebTransportHandle, type WebTransportListenInit } from './webtransport/transport.ts'
 
 export interface ListenPorts {
   host?: string
@@ -11,10 +12,17 @@ export interface ListenPorts {
   /** WebRTC-direct port; `false` leaves WebRTC out (node-datachannel is a native addon that some
    *  embedders, like test workers that start and stop many nodes in one process, are better without). */
   webrtc?: number | false
+  /** WebTransport (UDP) port; unset or `false`: no WebTransport listener (it runs a Deno process). */
+  webtransport?: number | false
 }
 
-export function fullNodeTransports (ports: ListenPorts = {}): any[] {
-  return ports.webrtc === false ? [tcp(), webSockets()] : [tcp(), webSockets(), webRTCDirect()]
+export interface WebTransportOptions extends WebTransportListenInit {
+  onHandle?: (handle: WebTransportHandle) => void
+}
+
+export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}): any[] {
+  const base = ports.webrtc === false ? [tcp(), webSockets()] : [tcp(), webSockets(), webRTCDirect()]
+  return typeof ports.webtransport === 'number' ? [...base, webTransportListener(webTransport, webTransport.onHandle)] : base
 }
 
 export function listenAddresses (ports: ListenPorts = {}): string[] {
@@ -22,6 +30,7 @@ export function listenAddresses (ports: ListenPorts = {}): string[] {
   const ip = host.includes(':') ? 'ip6' : 'ip4'
   const addrs = [`/${ip}/${host}/tcp/${ports.tcp ?? 0}`, `/${ip}/${host}/tcp/${ports.ws ?? 0}/ws`]
   if (ports.webrtc !== false) addrs.push(`/${ip}/${host}/udp/${ports.webrtc ?? 0}/webrtc-direct`)
+  if (typeof ports.webtransport === 'number') addrs.push(`/${ip}/${host}/udp/${ports.webtransport}/quic-v1/webtransport`)
   return addrs
 }
 

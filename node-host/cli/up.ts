@@ -11,11 +11,13 @@ import { readNodeConfig, ZFS_POOL_PATTERN } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
+import { denoBinary } from '../webtransport/sidecar.ts'
+import { rotationFromEnv } from '../webtransport/certificates.ts'
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, MetricsAddressError, type MetricsAddress } from '../telemetry/metrics-server.ts'
 
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
 
-Starts a full node: TCP, WebSockets and WebRTC-direct listeners, Noise, yamux, kad-dht (server),
+Starts a full node: TCP, WebSockets, WebRTC-direct and WebTransport listeners, Noise, yamux, kad-dht (server),
 gossipsub with signed messages. Prints its peer id and addresses; stops cleanly on SIGINT/SIGTERM.
 Errors (a release it cannot fetch, a crashed replica) go to stderr; DEBUG=cell:* shows all logs.
 
@@ -24,6 +26,8 @@ options:
   --host IP             listen address (default 127.0.0.1)
   --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: the ports of the last run in this
                         data directory, else any free port)
+  --webtransport PORT   WebTransport (UDP) port for browsers, served by a Deno sidecar; \`off\` for
+                        none (default: any free port when the deno npm package is installed)
   --bootstrap ADDR      a peer to join through (repeatable; or CELL_BOOTSTRAP, or [cell.seeds] of --cell)
   --authority KEYFILE   an authority key this node's operator holds: trust it and grant this node
                         the host role under it
@@ -79,6 +83,7 @@ const OPTIONS = {
   tcp: { type: 'string' },
   ws: { type: 'string' },
   webrtc: { type: 'string' },
+  webtransport: { type: 'string' },
   authority: { type: 'string', multiple: true },
   trust: { type: 'string', multiple: true },
   grant: { type: 'string', multiple: true },
@@ -109,6 +114,12 @@ function port (text: string | undefined): number | undefined {
   return Number.isInteger(n) && n >= 0 && n < 65536 ? n : NaN
 }
 
+/** `--webtransport`: a port, `off`, or by default any port where the Deno sidecar can run. */
+function webTransportPort (text: string | undefined): number | false {
+  if (text === 'off' || denoBinary() === undefined) return false
+  return port(text) ?? 0
+}
+
 export async function run (argv: string[]): Promise<number> {
   // A node says what goes wrong (a release it cannot fetch, a replica that crashes, a spawn that
   // fails) on stderr; DEBUG=cell:* (or libp2p:*) shows everything instead.
@@ -116,9 +127,11 @@ export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 0 })
   if (typeof parsed === 'number') return parsed
   const v = parsed.values
-  const ports = { host: v.host, tcp: port(v.tcp), ws: port(v.ws), webrtc: port(v.webrtc) }
+  const wt = webTransportPort(v.webtransport)
+  const ports = { host: v.host, tcp: port(v.tcp), ws: port(v.ws), webrtc: port(v.webrtc), webtransport: wt }
   const dashboardPort = port(v['dashboard-port'])
-  if ([ports.tcp, ports.ws, ports.webrtc, dashboardPort].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
+  if ([ports.tcp, ports.ws, ports.webrtc, wt, dashboardPort].some(p => Number.isNaN(p))) return usageFailure('ports must be integers 0-65535', HELP)
+  if (v.webtransport !== 'off' && wt === false) process.stderr.write('note: no Deno binary (the deno npm package, or CELL_DENO): this node runs without its WebTransport listener\n')
   for (const t of v.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   if (v.sandbox != null && !['auto', 'bwrap', 'process'].includes(v.sandbox)) return usageFailure('--sandbox must be auto, bwrap or process', HELP)
   const sandbox = (v.sandbox ?? 'auto') as SandboxMode
@@ -188,6 +201,7 @@ export async function run (argv: string[]): Promise<number> {
   const node = await FullNode.create({
     dataDir: resolve(v.data ?? join(cellHome(), 'node')),
     listen: ports,
+    ...(rotationFromEnv() !== undefined ? { webTransport: { rotation: rotationFromEnv() } } : {}),
     bootstrap: [...config.bootstrap, ...await bootstrapList(v.bootstrap, v.cell)],
     trust,
     authorityKeys,

@@ -1,0 +1,282 @@
+// The WebTransport sidecar: a Deno process (Node has no QUIC) that a full node starts with
+//   deno run --unstable-net --allow-net=<host> --allow-read=<socket> --allow-write=<socket> sidecar.deno.ts <socket>
+// It terminates QUIC/HTTP3/WebTransport with the certificate the node hands it, accepts sessions on
+// the libp2p path only, and relays every bidirectional stream to the node over the Unix socket
+// (bridge-frames.ts). It holds no identity key: Noise and everything above run in the node.
+import {
+  FRAME, FrameDecoder, BridgeFrameError, encodeFrame, encodeJson, encodeCredit, creditOf, jsonOf,
+  INITIAL_CREDIT_BYTES, MAX_PAYLOAD_BYTES, NODE_STREAM_BIT, type Frame, type SidecarConfig
+} from './bridge-frames.ts'
+
+// The slice of Deno's API used here (the file is type-checked by the project's tsc, which has no Deno types).
+interface DenoConn { readable: ReadableStream<Uint8Array>, writable: WritableStream<Uint8Array>, close: () => void }
+interface QuicConn { closed: Promise<unknown>, close: (info?: { closeCode: number, reason: string }) => void, remoteAddr: { hostname: string, port: number } }
+interface QuicIncoming { accept: () => Promise<QuicConn>, refuse: () => void }
+interface QuicListener extends AsyncIterable<QuicIncoming> { stop: () => void }
+interface QuicEndpoint { addr: { port: number }, listen: (o: { cert: string, key: string, alpnProtocols: string[], maxConcurrentBidirectionalStreams?: number, maxConcurrentUnidirectionalStreams?: number, maxIdleTimeout?: number, keepAliveInterval?: number }) => QuicListener, close: () => void }
+type ServerWebTransport = WebTransport & { url: string }
+interface DenoApi {
+  args: string[]
+  connect: (o: { transport: 'unix', path: string }) => Promise<DenoConn>
+  QuicEndpoint: new (o: { hostname: string, port: number }) => QuicEndpoint
+  upgradeWebTransport: (conn: QuicConn) => Promise<ServerWebTransport>
+  exit: (code: number) => never
+}
+declare const Deno: DenoApi
+
+const LIBP2P_PATH = '/.well-known/libp2p-webtransport'
+const UPGRADE_TIMEOUT_MS = 10_000
+
+const bridge = await Deno.connect({ transport: 'unix', path: Deno.args[0] })
+const bridgeWriter = bridge.writable.getWriter()
+/** Frames to the node go out in order; a write awaits the socket, so a slow node slows the pumps. */
+async function send (frame: Uint8Array): Promise<void> {
+  await bridgeWriter.write(frame)
+}
+function fatal (err: unknown): never {
+  console.error(`webtransport sidecar: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`)
+  Deno.exit(1)
+}
+
+interface StreamState {
+  id: number
+  writer: WritableStreamDefaultWriter<Uint8Array>
+  reader: ReadableStreamDefaultReader<Uint8Array>
+  /** Bytes the node still accepts on this stream. */
+  sendCredit: number
+  creditWaiter: (() => void) | undefined
+  /** Writes to the browser, in order; credit goes back to the node as each one completes. */
+  writes: Promise<void>
+  /** Bytes the node may still send (its credit with us); a frame beyond it is a protocol error. */
+  recvCredit: number
+  done: boolean
+}
+interface SessionState {
+  id: number
+  wt: ServerWebTransport
+  streams: Map<number, StreamState>
+  nextStream: number
+}
+
+let config: SidecarConfig | undefined
+let endpoint: QuicEndpoint | undefined
+let listener: QuicListener | undefined
+const sessions = new Map<number, SessionState>()
+let nextSession = 1
+
+function listen (cert: string, key: string): void {
+  if (endpoint === undefined || config === undefined) return
+  listener?.stop()
+  const current = endpoint.listen({
+    cert,
+    key,
+    alpnProtocols: ['h3'],
+    // The browser may open this many streams at once (QUIC flow control stops it beyond).
+    maxConcurrentBidirectionalStreams: config.maxStreamsPerSession,
+    maxConcurrentUnidirectionalStreams: 4,
+    maxIdleTimeout: 60_000,
+    keepAliveInterval: 15_000
+  })
+  listener = current
+  void acceptLoop(current)
+}
+
+async function acceptLoop (l: QuicListener): Promise<void> {
+  try {
+    for await (const incoming of l) {
+      if (config === undefined || sessions.size >= config.maxSessions) {
+        incoming.refuse()
+        await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-sessions' }))
+        continue
+      }
+      void accept(incoming).catch(() => {})
+    }
+  } catch {
+    // The listener stopped (rotation or shutdown).
+  }
+}
+
+async function accept (incoming: QuicIncoming): Promise<void> {
+  const conn = await incoming.accept()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const wt = await Promise.race([
+    Deno.upgradeWebTransport(conn),
+    new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('upgrade timeout')) }, UPGRADE_TIMEOUT_MS) })
+  ]).finally(() => { clearTimeout(timer) }).catch(async (err: unknown) => {
+    conn.close({ closeCode: 0x100, reason: 'no webtransport session' })
+    await send(encodeJson(FRAME.rejected, 0, { reason: 'not-webtransport' }))
+    throw err
+  })
+  let url: URL | undefined
+  try { url = new URL(wt.url) } catch { url = undefined }
+  if (url === undefined || url.pathname !== LIBP2P_PATH || url.search !== '?type=noise') {
+    wt.close({ closeCode: 404, reason: 'not found' })
+    await send(encodeJson(FRAME.rejected, 0, { reason: 'wrong-path' }))
+    return
+  }
+  if (config === undefined || sessions.size >= config.maxSessions) {
+    wt.close({ closeCode: 503, reason: 'busy' })
+    await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-sessions' }))
+    return
+  }
+  const session: SessionState = { id: nextSession++, wt, streams: new Map(), nextStream: 1 }
+  sessions.set(session.id, session)
+  await send(encodeJson(FRAME.sessionOpen, session.id, { remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}` }))
+  void wt.closed.catch(() => {}).finally(() => { void endSession(session, true) })
+  const incomingStreams = wt.incomingBidirectionalStreams.getReader()
+  try {
+    while (true) {
+      const { done, value } = await incomingStreams.read()
+      if (done) break
+      if (session.streams.size >= (config?.maxStreamsPerSession ?? 0)) {
+        void value.writable.abort().catch(() => {})
+        void value.readable.cancel().catch(() => {})
+        continue
+      }
+      const id = session.nextStream++
+      if (id >= NODE_STREAM_BIT) { await endSession(session, false); return }
+      await send(encodeFrame(FRAME.streamOpen, session.id, id))
+      attach(session, id, value)
+    }
+  } catch {
+    // The session closed.
+  }
+}
+
+function attach (session: SessionState, id: number, stream: WebTransportBidirectionalStream): StreamState {
+  const s: StreamState = {
+    id,
+    writer: stream.writable.getWriter(),
+    reader: stream.readable.getReader(),
+    sendCredit: INITIAL_CREDIT_BYTES,
+    creditWaiter: undefined,
+    writes: Promise.resolve(),
+    recvCredit: INITIAL_CREDIT_BYTES,
+    done: false
+  }
+  session.streams.set(id, s)
+  void pump(session, s)
+  return s
+}
+
+/** Browser → node: read the stream, send it on in bounded frames as the node's credit allows. */
+async function pump (session: SessionState, s: StreamState): Promise<void> {
+  try {
+    while (true) {
+      const { done, value } = await s.reader.read()
+      if (done) { await send(encodeFrame(FRAME.fin, session.id, s.id)); return }
+      let at = 0
+      while (at < value.byteLength) {
+        while (s.sendCredit <= 0) {
+          await new Promise<void>((resolve) => { s.creditWaiter = resolve })
+          if (s.done) return
+        }
+        const n = Math.min(value.byteLength - at, MAX_PAYLOAD_BYTES, s.sendCredit)
+        s.sendCredit -= n
+        await send(encodeFrame(FRAME.data, session.id, s.id, value.subarray(at, at + n)))
+        at += n
+      }
+    }
+  } catch {
+    if (!s.done) await resetStream(session, s, true)
+  }
+}
+
+async function resetStream (session: SessionState, s: StreamState, tellNode: boolean): Promise<void> {
+  if (s.done) return
+  s.done = true
+  session.streams.delete(s.id)
+  s.creditWaiter?.()
+  void s.writer.abort().catch(() => {})
+  void s.reader.cancel().catch(() => {})
+  if (tellNode && sessions.has(session.id)) await send(encodeFrame(FRAME.reset, session.id, s.id))
+}
+
+async function endSession (session: SessionState, tellNode: boolean): Promise<void> {
+  if (!sessions.delete(session.id)) return
+  for (const s of session.streams.values()) await resetStream(session, s, false)
+  try { session.wt.close() } catch { /* closed already */ }
+  if (tellNode) await send(encodeJson(FRAME.sessionClose, session.id, { code: 0, reason: 'closed' }))
+}
+
+/** Node → browser. */
+async function onFrame (f: Frame): Promise<void> {
+  switch (f.type) {
+    case FRAME.config: {
+      const c = jsonOf(f) as unknown as SidecarConfig
+      if (config !== undefined) throw new BridgeFrameError('a second config frame')
+      config = c
+      endpoint = new Deno.QuicEndpoint({ hostname: c.host, port: c.port })
+      listen(c.cert, c.key)
+      await send(encodeJson(FRAME.listening, 0, { port: endpoint.addr.port }))
+      return
+    }
+    case FRAME.certs: {
+      const c = jsonOf(f)
+      if (typeof c.cert !== 'string' || typeof c.key !== 'string') throw new BridgeFrameError('certs frame without cert and key')
+      listen(c.cert, c.key)
+      return
+    }
+    case FRAME.sessionClose: {
+      const session = sessions.get(f.session)
+      if (session !== undefined) await endSession(session, false)
+      return
+    }
+    default: break
+  }
+  const session = sessions.get(f.session)
+  if (session === undefined) return // ended meanwhile; the node learns from our sessionClose
+  if (f.type === FRAME.streamOpen) {
+    if ((f.stream & NODE_STREAM_BIT) === 0 || session.streams.has(f.stream)) throw new BridgeFrameError(`node opened stream ${f.stream} outside its numbers`)
+    try {
+      attach(session, f.stream, await session.wt.createBidirectionalStream())
+    } catch {
+      await send(encodeFrame(FRAME.reset, session.id, f.stream))
+    }
+    return
+  }
+  const s = session.streams.get(f.stream)
+  if (s === undefined) return // reset meanwhile
+  switch (f.type) {
+    case FRAME.data: {
+      s.recvCredit -= f.payload.byteLength
+      if (s.recvCredit < 0) throw new BridgeFrameError(`node overran its credit on stream ${f.stream}`)
+      const bytes = f.payload
+      s.writes = s.writes.then(async () => {
+        await s.writer.write(bytes)
+        s.recvCredit += bytes.byteLength
+        if (!s.done) await send(encodeCredit(session.id, s.id, bytes.byteLength))
+      }).catch(async () => { await resetStream(session, s, true) })
+      return
+    }
+    case FRAME.fin:
+      s.writes = s.writes.then(async () => { await s.writer.close() }).catch(() => {})
+      return
+    case FRAME.reset:
+      await resetStream(session, s, false)
+      return
+    case FRAME.credit:
+      s.sendCredit += creditOf(f)
+      if (s.sendCredit > 16 * INITIAL_CREDIT_BYTES) throw new BridgeFrameError(`node granted too much credit on stream ${f.stream}`)
+      s.creditWaiter?.()
+      s.creditWaiter = undefined
+      return
+    default:
+      throw new BridgeFrameError(`frame 0x${f.type.toString(16)} is not for the sidecar`)
+  }
+}
+
+const decoder = new FrameDecoder()
+try {
+  const reader = bridge.readable.getReader()
+  while (true) {
+    const { done, value } = await reader.read()
+    if (done) break
+    for (const f of decoder.push(value)) await onFrame(f)
+  }
+} catch (err) {
+  fatal(err)
+}
+// The node went away: so does the sidecar.
+endpoint?.close()
+Deno.exit(0)
