@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
-import { parseManifest, type Manifest } from '../core/manifest/index.ts'
+import { manifestNotices, parseManifest, type Manifest } from '../core/manifest/index.ts'
 import { unpackArtifact } from '../core/manifest/packaged.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
 import { CellNameConflictError } from '../core/mesh/errors.ts'
@@ -128,6 +128,8 @@ export class ReleaseStore extends EventTarget {
       if (this.history.size >= MAX_CELLS) throw new CellError(`node tracks ${MAX_CELLS} cells already`)
       list = []
       this.history.set(release.cell, list)
+      // Once per cell: keys its Cell.toml sets that this node ignores (e.g. otlp_trace), and why.
+      for (const notice of manifestNotices(manifest)) log('%s@%s: %s', release.cell, release.version, notice)
     }
     list.push(prepared)
     list.sort((a, b) => a.seq - b.seq)

@@ -1,6 +1,7 @@
 // Cell.toml → typed, validated Manifest. See schema.ts for keys and defaults, units.ts for the
 // duration and size grammar, version.ts for names and versions.
 export { parseManifest } from './parse.ts'
+export { manifestNotices, OTLP_TRACE_IGNORED } from './notices.ts'
 export type { ParseManifestOptions } from './parse.ts'
 export {
   ManifestError, ManifestSyntaxError, ManifestTypeError, ManifestRangeError, ManifestUnknownKeyError,

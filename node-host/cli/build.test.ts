@@ -70,6 +70,21 @@ describe('cell build', () => {
     expect(await sha256(join(dir, path))).toBe(digest)
   })
 
+  it('warns that [cell.telemetry] otlp_trace = true is ignored, and still builds', async () => {
+    const dir = await copyExample('billing')
+    const manifestPath = join(dir, 'Cell.toml')
+    const source = await readFile(manifestPath, 'utf8')
+    expect(source).toMatch(/^otlp_trace = false$/m)
+    const quiet = await runCli(['build'], { home: tmp.path, cwd: dir })
+    expect(quiet.code).toBe(0)
+    expect(quiet.stderr).not.toMatch(/warning/)
+    await writeFile(manifestPath, source.replace(/^otlp_trace = false$/m, 'otlp_trace = true'))
+    const r = await runCli(['build'], { home: tmp.path, cwd: dir })
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/^warning: \[cell\.telemetry\] otlp_trace = true is deprecated and ignored: .*cell up --otlp URL/m)
+    parseLine(r.stdout)
+  })
+
   it('rejects a broken Cell.toml naming the error, file, line and key, and writes nothing', async () => {
     const dir = await copyExample('billing')
     const manifestPath = join(dir, 'Cell.toml')

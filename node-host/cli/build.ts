@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { BuildError, writeArtifact } from '../ribosome/index.ts'
 import { packageCell } from '../publisher.ts'
 import { parseCommand } from './usage.ts'
+import { manifestNotices } from '../../core/manifest/index.ts'
 
 export { ManifestNotFoundError } from '../ribosome/index.ts'
 
@@ -37,6 +38,7 @@ export async function run (argv: string[]): Promise<number> {
   }
   // Named <sha256>.mjs like every ArtifactStore entry, so --out can be a node's artifact store.
   const { path, digest } = await writeArtifact(parsed.values.out ?? join(dir, '.cell', 'artifacts'), pkg.artifact)
+  for (const notice of manifestNotices(pkg.manifest)) process.stderr.write(`warning: ${notice}\n`)
   process.stderr.write(`built ${pkg.manifest.name} ${pkg.manifest.version} from ${pkg.entry} (${pkg.codeBytes} bytes of code, ${pkg.artifact.byteLength} packed with Cell.toml)\n`)
   process.stdout.write(`${digest}  ${path}\n`)
   return 0

@@ -8,7 +8,7 @@ import { createClient } from '../client.ts'
 import { Publisher } from '../publisher.ts'
 import { formatPrepareReport } from '../prepare-report.ts'
 import { readManifestSource } from '../ribosome/manifest-file.ts'
-import { parseManifest, isVersion } from '../../core/manifest/index.ts'
+import { parseManifest, isVersion, manifestNotices } from '../../core/manifest/index.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
 import { startProgress } from './progress.ts'
@@ -63,6 +63,7 @@ export async function run (argv: string[]): Promise<number> {
   const dir = resolve(v.dir ?? '.')
   const { file, source } = await readManifestSource(dir)
   const manifest = parseManifest(source, { file })
+  for (const notice of manifestNotices(manifest)) process.stderr.write(`warning: ${notice}\n`)
   // Declared, not defaulted: the manifest fills in 0.0.0 when [cell] version is absent.
   const declared = (parse(source) as { cell?: { version?: unknown } }).cell?.version
   const chosen = chooseVersion(typeof declared === 'string' ? declared : undefined, parsed.positionals[0], v['force-version'] === true)
