@@ -41,7 +41,9 @@ export class BridgeStream extends AbstractStream {
       this.sendCredit -= n
       sent += n
     }
-    return { sentBytes: sent, canSendMore: this.sendCredit > 0 }
+    // Out of credit with bytes left: wait for a credit frame ('drain'). All sent: more may come (the
+    // next call sends what the credit allows, possibly nothing, and then waits).
+    return { sentBytes: sent, canSendMore: sent === data.byteLength }
   }
 
   sendReset (): void { this.link.reset() }

@@ -20,8 +20,14 @@ export interface BridgeCounters {
   rejected: Map<string, number>
   /** Streams reset because a session had too many. */
   streamsRefused: number
+  /** Browser-opened streams the node took (all sessions). */
+  streamsOpened: number
   /** Sessions closed because the node already held maxSessions. */
   sessionsRefused: number
+}
+
+export function newBridgeCounters (): BridgeCounters {
+  return { rejected: new Map(), streamsRefused: 0, streamsOpened: 0, sessionsRefused: 0 }
 }
 
 export interface BridgeHandlers {
@@ -101,7 +107,7 @@ export class BridgeSession {
 
 export class NodeBridge {
   readonly sessions = new Map<number, BridgeSession>()
-  readonly counters: BridgeCounters = { rejected: new Map(), streamsRefused: 0, sessionsRefused: 0 }
+  readonly counters: BridgeCounters
   private readonly decoder = new FrameDecoder()
   private closed = false
   private readonly socket: Socket
@@ -109,7 +115,9 @@ export class NodeBridge {
   private readonly handlers: BridgeHandlers
   private readonly log: Logger
 
-  constructor (socket: Socket, limits: BridgeLimits, handlers: BridgeHandlers, log: Logger) {
+  /** `counters` may outlive the bridge (the supervisor keeps one set across sidecar restarts). */
+  constructor (socket: Socket, limits: BridgeLimits, handlers: BridgeHandlers, log: Logger, counters: BridgeCounters = newBridgeCounters()) {
+    this.counters = counters
     this.socket = socket
     this.limits = limits
     this.handlers = handlers
@@ -209,6 +217,7 @@ export class NodeBridge {
         this.write(encodeFrame(FRAME.reset, f.session, f.stream))
         return
       }
+      this.counters.streamsOpened++
       session.arrived(this.makeStream(session, f.stream, 'inbound'))
       return
     }

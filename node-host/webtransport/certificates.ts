@@ -6,6 +6,8 @@
 import { webcrypto } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+// @peculiar/x509 resolves its dependencies through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base64url } from 'multiformats/bases/base64'

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '@libp2p/interface'
 import { CellError, type RetryRule } from '../../core/errors.ts'
-import { NodeBridge, type BridgeLimits, type BridgeSession } from './bridge.ts'
+import { NodeBridge, newBridgeCounters, type BridgeCounters, type BridgeLimits, type BridgeSession } from './bridge.ts'
 import type { SidecarConfig } from './bridge-frames.ts'
 
 export class SidecarUnavailableError extends CellError {
@@ -111,7 +111,8 @@ export class SidecarSupervisor {
     this.bridge?.serveCertificate(cert, key)
   }
 
-  get counters (): NodeBridge['counters'] | undefined { return this.bridge?.counters }
+  /** Kept across sidecar restarts. */
+  readonly counters: BridgeCounters = newBridgeCounters()
 
   /** The sidecar's process id, while one runs. */
   get pid (): number | undefined { return this.child?.pid }
@@ -177,7 +178,7 @@ export class SidecarSupervisor {
         // A bridge that broke while its sidecar runs: that sidecar is not trusted any more.
         if (!this.stopping && child !== undefined && child === this.child) child.kill('SIGKILL')
       }
-    }, this.init.log)
+    }, this.init.log, this.counters)
     this.bridge = bridge
     const config: SidecarConfig = { host: this.init.host, port: this.port, ...this.init.certificate(), ...this.init.limits }
     bridge.configure(config)

@@ -48,6 +48,8 @@ export interface WebTransportStats {
   handshakeFailures: number
   /** Streams refused for going over maxStreamsPerSession. */
   streamsRefused: number
+  /** Browser-opened streams the node took, in total. */
+  streamsOpened: number
   certhashes: string[]
 }
 
@@ -175,16 +177,16 @@ class WebTransportListener extends TypedEventEmitter<ListenerEvents> implements 
   private stats (): WebTransportStats {
     const c = this.supervisor?.counters
     return {
-      sessions: this.supervisorSessions(),
+      sessions: this.sessionCount,
       starts: this.supervisor?.starts ?? 0,
       rejected: Object.fromEntries(c?.rejected ?? []),
       handshakeFailures: this.handshakeFailures,
       streamsRefused: c?.streamsRefused ?? 0,
+      streamsOpened: c?.streamsOpened ?? 0,
       certhashes: this.pair !== undefined ? [this.pair.current.hash, this.pair.next.hash] : []
     }
   }
 
-  private supervisorSessions (): number { return this.sessionCount }
   private sessionCount = 0
 
   private scheduleRotation (): void {
