@@ -34,17 +34,26 @@ export class FrameDecoder {
   private readonly prefix = new Uint8Array(MAX_VARINT_BYTES)
   private prefixLength = 0
   private failure: Error | null = null
-  /** The last traceparent and its bytes: a caller's unsampled traceparent repeats, so most frames skip the UTF-8 decode. */
+  /**
+   * The last two traceparents and their bytes: a caller's unsampled traceparent repeats, broken by
+   * a sampled call's own now and then, so most frames skip the UTF-8 decode and the copy, and the
+   * unsampled one comes back as the same string after a sampled call.
+   */
   private lastTrace = ''
   private lastTraceBytes = new Uint8Array(0)
+  private prevTrace = ''
+  private prevTraceBytes = new Uint8Array(0)
   /** The traceparent of the last frame that carried one (what FLAG_TRACE_REPEAT names); undefined before any. */
   private seenTrace: string | undefined
 
   private traceparent (buf: Uint8Array, p: number, len: number): string {
     if (len > 0 && sameBytes(this.lastTraceBytes, buf, p, len)) return this.lastTrace
-    const text = decodeUtf8(buf.subarray(p, p + len), 'traceparent')
+    const text = len > 0 && sameBytes(this.prevTraceBytes, buf, p, len) ? this.prevTrace : decodeUtf8(buf.subarray(p, p + len), 'traceparent')
+    const bytes = text === this.prevTrace ? this.prevTraceBytes : buf.slice(p, p + len)
+    this.prevTrace = this.lastTrace
+    this.prevTraceBytes = this.lastTraceBytes
     this.lastTrace = text
-    this.lastTraceBytes = buf.slice(p, p + len)
+    this.lastTraceBytes = bytes
     return text
   }
 

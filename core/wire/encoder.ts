@@ -36,8 +36,11 @@ export class FrameEncoder {
   /** Frames written since the last take(). */
   pendingFrames = 0
 
+  /** The last two traceparents encoded and their bytes (a caller's unsampled one, and a sampled call's now and then). */
   private lastTrace = ''
   private lastTraceBytes: Uint8Array = EMPTY
+  private prevTrace = ''
+  private prevTraceBytes: Uint8Array = EMPTY
   /** The traceparent of the last frame written with one: the next frame with the same one says FLAG_TRACE_REPEAT. */
   private sentTrace: string | undefined
 
@@ -116,10 +119,14 @@ export class FrameEncoder {
     if (init.traceparent !== undefined && init.traceparent === this.sentTrace) {
       flags |= FLAG_TRACE_REPEAT
     } else if (init.traceparent !== undefined) {
-      // A caller's unsampled traceparent repeats call after call: encode it once.
+      // A caller's unsampled traceparent repeats call after call, and comes back after each
+      // sampled call: encode it once.
       if (init.traceparent !== this.lastTrace) {
+        const bytes = init.traceparent === this.prevTrace ? this.prevTraceBytes : utf8.encode(init.traceparent)
+        this.prevTrace = this.lastTrace
+        this.prevTraceBytes = this.lastTraceBytes
         this.lastTrace = init.traceparent
-        this.lastTraceBytes = utf8.encode(init.traceparent)
+        this.lastTraceBytes = bytes
       }
       trace = this.lastTraceBytes
       if (trace.length > MAX_TRACEPARENT_BYTES) throw new FrameTooLargeError(`traceparent longer than ${MAX_TRACEPARENT_BYTES} bytes`)

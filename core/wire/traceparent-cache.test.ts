@@ -2,13 +2,15 @@ import { describe, expect, it } from 'vitest'
 import { FLAG_TRACE, FLAG_TRACE_REPEAT, FrameDecoder, FrameEncoder, FrameType, MalformedFrameError, decodeFrames } from './index.ts'
 import type { Frame } from './index.ts'
 
-// The encoder and decoder keep the last traceparent (a caller's unsampled one repeats call after
-// call); a different one, or the same bytes in a later chunk, must still come out exactly.
+// The encoder and decoder keep the last two traceparents (a caller's unsampled one repeats call
+// after call, and comes back after a sampled call's own); a different one, one evicted from the
+// caches, or the same bytes in a later chunk, must still come out exactly.
 describe('repeated traceparents', () => {
-  it('round-trip through the one-entry caches, interleaved with others and with none', () => {
+  it('round-trip through the two-entry caches, interleaved with others and with none', () => {
     const a = '00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'
     const b = '00-2af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01'
-    const sent = [a, a, b, undefined, a, b, b, a]
+    const c = '00-3af7651916cd43dd8448eb211c80319c-d7ad6b7169203331-01'
+    const sent = [a, a, b, undefined, a, b, b, a, c, a, b, c, c, b, a, a, c]
     const enc = new FrameEncoder()
     const frames: Frame[] = []
     const dec = new FrameDecoder((f) => { frames.push({ ...f, payload: f.payload.slice() }) })
