@@ -373,7 +373,8 @@ export class ReplicaSet extends EventTarget {
       ...(r.endedMs != null ? { endedMs: r.endedMs } : {}),
       ...(r.exitReason != null && r.exitReason !== '' ? { exitReason: r.exitReason } : {}),
       ...(r.stderrTail != null && r.stderrTail.length > 0 ? { stderrTail: r.stderrTail } : {}),
-      ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {})
+      ...(r.capsid != null && r.capsid.idempotent.length > 0 ? { idempotent: r.capsid.idempotent.slice(0, 64) } : {}),
+      ...(r.volume !== undefined ? { claim: { ordinal: Number(r.volume.claimId.slice(r.volume.claimId.lastIndexOf('/') + 1)), epoch: r.volume.epoch } } : {})
     }))
   }
 

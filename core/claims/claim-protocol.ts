@@ -47,16 +47,22 @@ export async function serveClaimProtocol (node: ClaimRegistrar, acceptor: ClaimA
     const controller = new AbortController()
     const timer = clock.setTimeout(() => { controller.abort(new ClaimTimeoutError(`serving ${peer} exceeded ${timeoutMs} ms`)) }, timeoutMs)
     const signal = controller.signal
+    const started = clock.now()
+    let readMs = -1
+    let decidedMs = -1
     try {
       const request = await readFrame(stream, signal)
+      readMs = clock.now() - started
       const answer = await acceptor.handle(peer, request, { signal })
+      decidedMs = clock.now() - started
       stream.send(answer)
       await stream.close({ signal })
       stats.served++
+      if (clock.now() - started > 1_000) log('slow claim request from %s: read after %d ms, decided after %d ms, answered after %d ms', peer, readMs, decidedMs, clock.now() - started)
     } catch (err) {
       if (err instanceof MalformedClaimFrameError) stats.malformed++
       else stats.failed++
-      log('claim request from %s: %s', peer, (err as Error).message)
+      log('claim request from %s: %s (read after %d ms, decided after %d ms, failed after %d ms)', peer, (err as Error).message, readMs, decidedMs, clock.now() - started)
       stream.abort(err instanceof Error ? err : new MalformedClaimFrameError('serve failed'))
     } finally {
       clock.clearTimeout(timer)
@@ -75,12 +81,17 @@ export function libp2pClaimTransport (node: ClaimDialer, options: Libp2pClaimTra
   return {
     async send (peerId, frame, { signal }) {
       if (options.local != null && peerId === options.local.selfId) return await options.local.acceptor.handle(peerId, frame, { signal })
+      const started = Date.now()
       const stream = await node.dialProtocol(peerIdFromString(peerId), CLAIM_PROTOCOL, { signal })
+      const openedMs = Date.now() - started
       try {
         stream.send(frame)
         await stream.close({ signal })
-        return await readFrame(stream, signal)
+        const answer = await readFrame(stream, signal)
+        if (Date.now() - started > 1_000) log('slow claim answer from %s: stream open after %d ms, answer after %d ms', peerId, openedMs, Date.now() - started)
+        return answer
       } catch (err) {
+        log('claim request to %s: %s (stream open after %d ms, failed after %d ms)', peerId, (err as Error).name, openedMs, Date.now() - started)
         stream.abort(err instanceof Error ? err : new ClaimTimeoutError('claim request failed'))
         throw err
       }

@@ -145,10 +145,13 @@ export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
   w.uvarint(r.endedMs ?? 0)
   // Optional tail since issue 8: a crashed replica's exit reason and last stderr lines. Nothing is
   // written when neither is set, so such records keep their old bytes.
-  if (r.exitReason !== undefined || r.stderrTail !== undefined) {
+  if (r.exitReason !== undefined || r.stderrTail !== undefined || r.claim !== undefined) {
     w.string(r.exitReason ?? '', EXIT_LIMITS.exitReasonChars * 4).u8(r.stderrTail?.length ?? 0)
     for (const l of r.stderrTail ?? []) w.string(l, EXIT_LIMITS.stderrBytes)
   }
+  // Optional tail since issue 10: a stateful replica's claim ordinal and epoch (after an exit report,
+  // empty when there is none).
+  if (r.claim !== undefined) w.uvarint(r.claim.ordinal).uvarint(r.claim.epoch)
   return w.finish()
 }
 
@@ -181,12 +184,15 @@ export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
   if (r.remaining > 0) {
     const exitReason = r.string(EXIT_LIMITS.exitReasonChars * 4)
     const lines = r.u8()
-    if (lines > EXIT_LIMITS.stderrLines || (lines === 0 && exitReason === '')) throw new MalformedFleetRecordError('invalid exit report')
+    if (lines > EXIT_LIMITS.stderrLines) throw new MalformedFleetRecordError('invalid exit report')
     if (exitReason !== '') record.exitReason = exitReason
     if (lines > 0) {
       record.stderrTail = []
       for (let i = 0; i < lines; i++) record.stderrTail.push(r.string(EXIT_LIMITS.stderrBytes))
     }
+    // An empty exit report is written only before a claim: alone it would not round-trip.
+    if (r.remaining > 0) record.claim = { ordinal: r.uvarint(), epoch: r.uvarint() }
+    else if (lines === 0 && exitReason === '') throw new MalformedFleetRecordError('invalid exit report')
   }
   r.end()
   return checkInstanceRecord(record)

@@ -8,7 +8,7 @@ export {
 } from './records.ts'
 export { EXIT_LIMITS, boundStderrTail, boundExitReason } from './records.ts'
 export type {
-  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, NodePrepared, PreparedState, InstanceRecord, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, NodePrepared, PreparedState, InstanceRecord, InstanceClaim, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
 } from './records.ts'
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles

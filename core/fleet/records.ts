@@ -136,7 +136,17 @@ export interface InstanceRecord {
   exitReason?: string
   /** Its last stderr lines (see `boundStderrTail`): the crash reason without access to the host. */
   stderrTail?: string[]
+  /**
+   * A stateful replica's claim (`<cell>/<ordinal>`) and the epoch it holds it at: callers route only
+   * to the highest epoch they have seen of a claim and refuse a late answer from a lower one.
+   */
+  claim?: InstanceClaim
 }
+
+export interface InstanceClaim { ordinal: number, epoch: number }
+
+/** Bounds of an instance's claim: ordinals as core/claims allows them, epochs well inside 2^53. */
+export const CLAIM_LIMITS = { ordinal: 999_999, epoch: 2 ** 48 } as const
 
 /** Bounds of a crashed replica's report in its heartbeat. */
 export const EXIT_LIMITS = {
@@ -283,6 +293,11 @@ export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
     for (const m of r.idempotent) checkToken(m, LIMITS.idChars, 'idempotent method', NAME)
   }
   checkExitFields(r)
+  if (r.claim !== undefined) {
+    if (r.claim === null || typeof r.claim !== 'object') fail('claim')
+    if (!Number.isSafeInteger(r.claim.ordinal) || r.claim.ordinal < 0 || r.claim.ordinal > CLAIM_LIMITS.ordinal) fail('claim.ordinal')
+    if (!Number.isSafeInteger(r.claim.epoch) || r.claim.epoch < 1 || r.claim.epoch > CLAIM_LIMITS.epoch) fail('claim.epoch')
+  }
   return r
 }
 

@@ -17,6 +17,16 @@ export class MeshNotStartedError extends CellError { static override readonly er
  */
 export class CellNameConflictError extends CellError { static override readonly errorName = 'CellNameConflictError' }
 
+/**
+ * A stateful replica answered from a claim epoch lower than one this caller has since seen (the
+ * claim moved while the call was out): what that replica wrote may not be in the new owner's copy,
+ * so the answer is not passed on. Retried only for idempotent methods.
+ */
+export class StaleEpochAnswerError extends CellError {
+  static override readonly errorName = 'StaleEpochAnswerError'
+  static override readonly retry: RetryRule = 'idempotent'
+}
+
 // What a full node's capsid reports to callers about a replica. They are here, not in node-host,
 // because every caller (light peers included) rebuilds them from the wire and reads their retry rule.
 
@@ -62,5 +72,5 @@ export class ReplicaCrashedError extends CellError {
 /** The mesh's and the capsid's errors, registered on every mesh so callers rebuild them from the wire. */
 export const MESH_ERROR_CLASSES = [
   NoReplicaError, UnknownCellError, PayloadEncodingError, MeshNotStartedError, CellNameConflictError,
-  CapsidBusyError, CapsidDrainingError, CapsidStoppedError, ReplicaCrashedError
+  CapsidBusyError, CapsidDrainingError, CapsidStoppedError, ReplicaCrashedError, StaleEpochAnswerError
 ]

@@ -20,7 +20,7 @@ import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, typ
 import type { Principal } from '../synapse/types.ts'
 import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
-import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, MESH_ERROR_CLASSES } from './errors.ts'
+import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, StaleEpochAnswerError, MESH_ERROR_CLASSES } from './errors.ts'
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
@@ -28,6 +28,7 @@ import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-gra
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
 import { cellErrorClasses, rebuildCellError, type CellErrors } from './cell-errors.ts'
+import { ClaimEpochs } from './claim-epochs.ts'
 
 export const KAD_PROTOCOL = '/cell/kad/1.0.0'
 
@@ -132,6 +133,8 @@ export class Mesh {
   /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
   readonly keeper: PeerKeeper | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
+  /** The highest epoch seen of each stateful claim: fenced replicas are neither called nor believed. */
+  private readonly claims = new ClaimEpochs()
   private started = false
   private readonly onNodeSeen = (evt: Event): void => {
     const change = (evt as CustomEvent<{ kind: string, op: string, nodeId?: string }>).detail
@@ -289,9 +292,19 @@ export class Mesh {
     return any != null ? creds.currentChain(any) : new Uint8Array()
   }
 
-  /** Ready replicas of `cell` this peer knows, newest heartbeat first. */
+  /**
+   * Ready replicas of `cell` this peer knows, newest heartbeat first. A stateful replica whose claim
+   * this peer has seen at a higher epoch is not one: it was fenced, and what it writes is lost.
+   */
   replicas (cell: string): InstanceRecord[] {
-    return this.view.liveInstances(cell).filter(i => i.state === 'ready')
+    const live = this.view.liveInstances(cell)
+    this.claims.note(live)
+    return this.claims.current(live.filter(i => i.state === 'ready'))
+  }
+
+  /** The highest epoch this peer has seen of claim `<cell>/<ordinal>` (0: none). */
+  claimEpoch (cell: string, ordinal: number): number {
+    return this.claims.epoch(cell, ordinal)
   }
 
   private async channel (nodeId: string, cell: string, signal?: AbortSignal): Promise<Channel> {
@@ -366,6 +379,9 @@ export class Mesh {
         const ch = await this.channel(target.nodeId, cell, options.signal)
         opened = true
         const answer = await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent: options.traceparent })
+        if (target.claim !== undefined && this.claims.lateAnswer(target, this.replicas(cell))) {
+          throw new StaleEpochAnswerError(`${cell}.${method} was answered by …${target.nodeId.slice(-6)} from claim ${cell}/${target.claim.ordinal} at epoch ${target.claim.epoch}, but the claim is at epoch ${this.claimEpoch(cell, target.claim.ordinal)} now: its writes may not survive`)
+        }
         options.onAnswer?.(candidates.find(i => i.instanceId === target.instanceId) ?? target)
         return answer
       } catch (err) {

@@ -53,6 +53,10 @@ describe('a stateful cell handed over by a planned stop', () => {
     expect(moved.claimId).toBe('ledger/0')
     expect(moved.epoch).toBeGreaterThan(claim.epoch)
     expect(moved.restoredFrom).toMatch(/^snapshot-e\d+-/)
+    // Callers learn the claim's epoch from heartbeats: the operator routes only to the new epoch.
+    const heard = await waitForView(operator, () => operator.replicas('ledger').find(i => i.claim?.epoch === moved.epoch), 'the new owner\'s heartbeat with its epoch', { timeoutMs: 15_000 })
+    expect(heard.claim).toEqual({ ordinal: 0, epoch: moved.epoch })
+    expect(operator.claimEpoch('ledger', 0)).toBe(moved.epoch)
     const balance = await operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
     expect(balance.entries).toBe(acked.length)
     expect(balance.balance).toBe(acked.reduce((a, b) => a + b, 0))
