@@ -11,6 +11,7 @@ import { CellError } from '../core/errors.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { SelfGrants } from './self-grants.ts'
+import { ListenerGarbage } from './listener-garbage.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
 import type { WebTransportHandle, WebTransportListenInit } from './webtransport/transport.ts'
@@ -126,6 +127,8 @@ export class FullNode {
   readonly trusted: Set<string>
   /** This node's Prometheus registry (node-host/telemetry). */
   readonly metrics: NodeMetrics
+  /** Garbage refused on this node's listeners (libp2p and HTTP), counted in its metrics. */
+  readonly garbage = new ListenerGarbage()
   private metricsServer?: MetricsServer
   private readonly artifactServes = artifactServeStats()
   private readonly metricsServes = metricsServeStats()
@@ -240,6 +243,8 @@ export class FullNode {
     })
     const mesh = await Mesh.create({
       privateKey: peerKey,
+      // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
+      onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
       transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
       listen: listenAddresses(listen),
       bootstrap,
@@ -336,6 +341,7 @@ export class FullNode {
     this.init = init
     this.metrics = metrics
     registerMetricsServeStats(metrics.registry, this.metricsServes)
+    this.garbage.register(metrics.registry)
     this.fleetMetrics = new MetricsProxy({
       selfId: mesh.peerId.toString(),
       view: mesh.view,
@@ -374,10 +380,10 @@ export class FullNode {
     // First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet.
     if (this.init.metrics !== undefined && this.metricsServer === undefined) {
       try {
-        this.metricsServer = await serveMetrics(this.metrics, this.init.metrics, { fleet: this.fleetMetrics })
+        this.metricsServer = await serveMetrics(this.metrics, this.init.metrics, { fleet: this.fleetMetrics, garbage: this.garbage })
       } catch (err) {
         if (!(err instanceof MetricsPortInUseError) || this.init.metricsFallback !== true) throw err
-        this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 }, { fleet: this.fleetMetrics })
+        this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 }, { fleet: this.fleetMetrics, garbage: this.garbage })
         this.notes.push(`metrics port ${this.init.metrics.port} is taken: serving metrics on ${this.metricsServer.url} instead`)
       }
     }

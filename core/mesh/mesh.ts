@@ -24,6 +24,7 @@ import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingE
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
+import { reportInboundFailures, type InboundFailureHook } from './inbound-failures.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
@@ -36,6 +37,8 @@ export interface MeshInit {
   privateKey: Ed25519PrivateKey
   /** libp2p transport factories for this host (tcp, websockets, webrtc-direct, ...). */
   transports: NonNullable<Libp2pOptions['transports']>
+  /** Told of every inbound connection that failed to upgrade (garbage, half handshakes), per transport. */
+  onInboundFailure?: InboundFailureHook
   listen?: string[]
   /** Multiaddrs (with /p2p/ ids) of peers to join through. */
   bootstrap?: string[]
@@ -179,7 +182,7 @@ export class Mesh {
     const libp2p = await createLibp2p<MeshServices>({
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
-      transports: init.transports,
+      transports: init.onInboundFailure !== undefined ? reportInboundFailures(init.transports, init.onInboundFailure) : init.transports,
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],

@@ -238,6 +238,7 @@ export async function run (argv: string[]): Promise<number> {
     try {
       dashboard = await serveDashboard({
         port: dashboardPort,
+        garbage: node.garbage,
         config: () => ({ bootstrap: webSocketAddrs(node.addresses()), trust: [...node.trusted] }),
         issueGrant: v['dashboard-grants'] === true && grantKey !== undefined
           ? async (peerId, options) => {

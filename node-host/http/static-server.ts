@@ -17,6 +17,7 @@
 //   Referer headers), compared in constant time.
 // Refusals are 403 (415 for the content type) with a short reason, counted in `stats.refused`.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { HttpGarbageWatch } from '../listener-garbage.ts'
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFile, realpath, stat } from 'node:fs/promises'
 import { networkInterfaces } from 'node:os'
@@ -82,6 +83,8 @@ export interface DashboardServerInit {
   config: () => Omit<PageConfig, 'grantUrl' | 'grantSecret' | 'linkTrust'>
   /** Local demo only: sign a caller grant for a tab's peer id; enables `POST /grant`. */
   issueGrant?: (peerId: string, options: { signal?: AbortSignal }) => Promise<string>
+  /** Counts (and logs) requests the HTTP parser refuses: garbage, oversized headers (the node's cell_listener_garbage_total). */
+  garbage?: HttpGarbageWatch
 }
 
 export interface DashboardServer {
@@ -280,6 +283,7 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
     done(serveFile(res, pathname, head))
   })
   server.maxConnections = STATIC_LIMITS.connections
+  init.garbage?.watchHttp(server, 'dashboard-http')
 
   await new Promise<void>((ok, fail) => {
     const onError = (err: Error): void => { fail(new DashboardServerError(`dashboard server cannot listen on ${init.host ?? '127.0.0.1'}:${init.port ?? 0}: ${err.message}`, { cause: err })) }

@@ -3,6 +3,7 @@
 // (metrics-proxy.ts). Bounded: a few connections, short timeouts; a proxied scrape waits at most the
 // proxy's deadline. Errors answer with the error's name in the body.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { HttpGarbageWatch } from '../listener-garbage.ts'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import type { SdTargetGroup } from './metrics-proxy.ts'
 
@@ -104,7 +105,7 @@ function route (req: IncomingMessage, res: ServerResponse, source: MetricsSource
   work.then((body) => { answer(body, source.contentType) }, fail)
 }
 
-export async function serveMetrics (source: MetricsSource, address: MetricsAddress, options: { signal?: AbortSignal, fleet?: FleetMetricsPort } = {}): Promise<MetricsServer> {
+export async function serveMetrics (source: MetricsSource, address: MetricsAddress, options: { signal?: AbortSignal, fleet?: FleetMetricsPort, garbage?: HttpGarbageWatch } = {}): Promise<MetricsServer> {
   options.signal?.throwIfAborted()
   let self = `${address.host}:${address.port}`
   const server: Server = createServer((req, res) => { route(req, res, source, options.fleet, () => self) })
@@ -112,6 +113,8 @@ export async function serveMetrics (source: MetricsSource, address: MetricsAddre
   server.headersTimeout = 10_000
   server.requestTimeout = 10_000
   server.keepAliveTimeout = 5_000
+  // Bad request lines, oversized headers: counted (cell_listener_garbage_total) and answered as Node would.
+  options.garbage?.watchHttp(server, 'metrics-http')
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       const where = `${address.host}:${address.port}`

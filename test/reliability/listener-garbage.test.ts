@@ -1,0 +1,176 @@
+// Garbage on every listener (issue 14 point 7), against a real `cell up` process with its metrics
+// port and dashboard: random bytes, half multistream and half Noise handshakes, silent connections
+// on TCP; random frames over a real WebSocket and junk HTTP on the WebSockets port; random UDP
+// datagrams on WebRTC-direct; random bytes, bad request lines and oversized headers on the metrics
+// and dashboard HTTP ports. Afterwards the process is still running, answers a `cell call`, and its
+// /metrics counts the garbage in cell_listener_garbage_total{listener, reason}.
+// CELL_GARBAGE_ROUNDS (default 6) sets how many paced rounds are sent (the node admits 5 inbound
+// connections per second per host; a final burst over that is refused and counted too).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect, type Socket } from 'node:net'
+import { createSocket } from 'node:dgram'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
+import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { cell, cellRun, stopProc, projectRoot, type Proc } from '../integration/processes.ts'
+import { stageCell } from '../integration/stage-cell.ts'
+
+const ROUNDS = Number(process.env.CELL_GARBAGE_ROUNDS ?? 6)
+
+/** A multistream-select message: varint length, the line, a newline. */
+function msLine (text: string): Uint8Array {
+  const body = new TextEncoder().encode(`${text}\n`)
+  return Uint8Array.from([body.length, ...body])
+}
+
+/** Opens a TCP connection, writes `parts` (with a pause between them), and resolves when the peer closes it (or after `ms`). */
+async function tcpGarbage (port: number, parts: Uint8Array[], ms = 15_000): Promise<string> {
+  return await new Promise((resolve) => {
+    const socket: Socket = connect(port, '127.0.0.1')
+    let got = ''
+    const timer = setTimeout(() => { socket.destroy(); resolve(`${got}[timeout]`) }, ms)
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1').slice(0, 200) })
+    socket.on('error', () => {})
+    socket.on('close', () => { clearTimeout(timer); resolve(got) })
+    socket.on('connect', () => {
+      void (async () => {
+        for (const p of parts) {
+          if (socket.destroyed) return
+          socket.write(p)
+          await new Promise(resolve => setTimeout(resolve, 50))
+        }
+        // A half-closed socket is how a half handshake ends: the peer must time out or refuse it.
+        if (parts.length > 0) socket.end()
+      })()
+    })
+  })
+}
+
+async function wsGarbage (port: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`)
+    ws.binaryType = 'arraybuffer'
+    const timer = setTimeout(() => { ws.close(); resolve() }, 10_000)
+    ws.addEventListener('open', () => {
+      for (let i = 0; i < 3; i++) ws.send(randomBytes(1 + Math.floor(Math.random() * 4096)))
+      setTimeout(() => { ws.close() }, 100)
+    })
+    ws.addEventListener('close', () => { clearTimeout(timer); resolve() })
+    ws.addEventListener('error', () => {})
+  })
+}
+
+function httpJunk (): Uint8Array[][] {
+  return [
+    [randomBytes(512)],
+    [new TextEncoder().encode('GARBAGE \u0001\u0002 HTTP/9.9\r\n\r\n')],
+    [new TextEncoder().encode(`GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(128 * 1024)}\r\n\r\n`)],
+    [new TextEncoder().encode('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n')]
+  ]
+}
+
+function garbageCounts (metricsText: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const m of metricsText.matchAll(/^cell_listener_garbage_total\{listener="([^"]+)",reason="([^"]+)"\} (\d+)/gm)) {
+    out[m[1]] = (out[m[1]] ?? 0) + Number(m[3])
+  }
+  return out
+}
+
+describe('garbage on every listener', () => {
+  let root = ''
+  let keyPath = ''
+  let node: Proc | undefined
+  const ports = { tcp: 0, ws: 0, webrtc: 0, metrics: 0, dashboard: 0 }
+  let bootstrap = ''
+  let metricsUrl = ''
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cell-garbage-'))
+    const key = await generateAuthority()
+    keyPath = join(root, 'authority.key')
+    await writeAuthorityKey(keyPath, key)
+    node = cell(['up', '--data', join(root, 'n1'), '--authority', keyPath, '--dashboard'])
+    await node.waitFor(/^dashboard http:\/\/127\.0\.0\.1:(\d+)\//m, 180_000)
+    const out = node.stdout()
+    bootstrap = out.match(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/)![1]
+    ports.tcp = Number(out.match(/listening \/ip4\/127\.0\.0\.1\/tcp\/(\d+)\/p2p/)![1])
+    ports.ws = Number(out.match(/listening \/ip4\/127\.0\.0\.1\/tcp\/(\d+)\/ws\/p2p/)![1])
+    ports.webrtc = Number(out.match(/listening \/ip4\/127\.0\.0\.1\/udp\/(\d+)\/webrtc-direct/)![1])
+    metricsUrl = out.match(/^metrics (http:\/\/\S+)/m)![1]
+    ports.metrics = Number(new URL(metricsUrl).port)
+    ports.dashboard = Number(out.match(/^dashboard http:\/\/127\.0\.0\.1:(\d+)\//m)![1])
+    const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
+    const published = await cellRun(['publish', '1.0.0', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath], 120_000)
+    expect(published.code, published.stderr).toBe(0)
+  }, 300_000)
+
+  afterAll(async () => {
+    if (node !== undefined) await stopProc(node)
+    if (root !== '') await rm(root, { recursive: true, force: true })
+  }, 60_000)
+
+  it('survives garbage on TCP, WebSockets, WebRTC-direct, metrics and dashboard ports, answers calls and counts it', async () => {
+    const call = async (): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+      await cellRun(['call', 'billing', 'charge', '{"amount":5,"currency":"EUR"}', '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+    const first = await call()
+    expect(first.code, first.stderr).toBe(0)
+
+    const sent = { tcp: 0, websockets: 0, udp: 0, metrics: 0, dashboard: 0 }
+    const udp = createSocket('udp4')
+    const work: Array<Promise<unknown>> = []
+    for (let round = 0; round < ROUNDS; round++) {
+      // At most 4 libp2p connections a second from this host, under the node's inbound rate limit,
+      // so these reach the multistream and Noise parsers rather than the limiter.
+      const kind = round % 3
+      const tcpParts = kind === 0
+        ? [randomBytes(1 + Math.floor(Math.random() * 2048))]
+        : kind === 1
+          ? [msLine('/multistream/1.0.0'), randomBytes(64)]
+          : [msLine('/multistream/1.0.0'), msLine('/noise'), randomBytes(200)]
+      work.push(tcpGarbage(ports.tcp, tcpParts))
+      // A silent connection: the node must time the upgrade out, not wait forever.
+      if (round === 0) work.push(tcpGarbage(ports.tcp, [], 20_000))
+      sent.tcp += round === 0 ? 2 : 1
+      work.push(wsGarbage(ports.ws))
+      sent.websockets++
+      work.push(tcpGarbage(ports.ws, [randomBytes(300)]))
+      for (let i = 0; i < 20; i++) udp.send(randomBytes(1 + Math.floor(Math.random() * 1200)), ports.webrtc, '127.0.0.1')
+      sent.udp += 20
+      for (const parts of httpJunk()) {
+        work.push(tcpGarbage(ports.metrics, parts))
+        work.push(tcpGarbage(ports.dashboard, parts))
+      }
+      sent.metrics += 4
+      sent.dashboard += 4
+      await new Promise(resolve => setTimeout(resolve, 1_100))
+    }
+    // A burst over the inbound limit: refused before any parser, still counted.
+    for (let i = 0; i < 12; i++) work.push(tcpGarbage(ports.tcp, [randomBytes(100)]))
+    sent.tcp += 12
+    await Promise.all(work)
+    udp.close()
+
+    // Still alive, and still answering.
+    expect(node!.child.exitCode).toBeNull()
+    await new Promise(resolve => setTimeout(resolve, 1_100))
+    const after = await call()
+    expect(after.code, after.stderr).toBe(0)
+    expect(JSON.parse(after.stdout)).toMatchObject({ amount: 5, currency: 'EUR' })
+
+    const text = await (await fetch(metricsUrl)).text()
+    const counts = garbageCounts(text)
+    console.log(`garbage sent ${JSON.stringify(sent)}; counted ${JSON.stringify(counts)}\n${text.split('\n').filter(l => l.startsWith('cell_listener_garbage_total')).join('\n')}`)
+    // Every garbage TCP connection failed its upgrade (parsers, the silent one's timeout, the limiter).
+    expect(counts.tcp ?? 0).toBeGreaterThanOrEqual(sent.tcp)
+    // Every WebSocket that carried random frames failed its upgrade (junk HTTP on that port is Node's parser's, uncounted).
+    expect(counts.websockets ?? 0).toBeGreaterThanOrEqual(sent.websockets)
+    // Each junk request the HTTP parser refused (the header overflow, the bad line, the bad length, most random bytes).
+    expect(counts['metrics-http'] ?? 0).toBeGreaterThanOrEqual(sent.metrics * 3 / 4)
+    expect(counts['dashboard-http'] ?? 0).toBeGreaterThanOrEqual(sent.dashboard * 3 / 4)
+    expect(node!.child.exitCode).toBeNull()
+  }, 300_000)
+})
