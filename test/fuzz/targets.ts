@@ -25,6 +25,7 @@ import { decodeJson } from '../../core/mesh/json.ts'
 import { decodeArtifactRequest, encodeArtifactRequest } from '../../node-host/artifacts/artifact-exchange.ts'
 import { decodeMetricsRequest, encodeMetricsRequest } from '../../node-host/telemetry/metrics-exchange.ts'
 import { decodeOperatorRequest, encodeOperatorRequest } from '../../node-host/introspect/operator-wire.ts'
+import { parseLogsRequest } from '../../node-host/logs/log-protocol.ts'
 import { decodeSnapshotBlobRequest, encodeSnapshotBlobRequest } from '../../node-host/storage/blob-exchange.ts'
 
 export interface DecoderTarget {
@@ -136,6 +137,15 @@ export async function decoderTargets (): Promise<DecoderTarget[]> {
         encodeOperatorRequest(chain, { cell: 'ledger', tag: 'snapshot-e3-20261130T120000Z' })
       ],
       decode: decodeOperatorRequest
+    },
+    {
+      name: 'logs request (node-host logs protocol: operator request, then parseLogsRequest)',
+      seeds: [
+        encodeOperatorRequest(chain, { cell: 'billing', follow: true, sinceMs: 1_800_000_000_000, tail: 100 }),
+        encodeOperatorRequest(chain, { cell: 'ledger', follow: false, replica: 'i-1a2b', cursors: { 'i-1a2b': 17, 'i-3c4d': 0 } })
+      ],
+      text: true,
+      decode: (b) => parseLogsRequest(decodeOperatorRequest(b).body)
     },
     { name: 'snapshot blob request (node-host storage blob exchange)', seeds: [encodeSnapshotBlobRequest('ledger/0', `sha256:${HEX64}`, chain)], decode: decodeSnapshotBlobRequest }
   ]
