@@ -362,7 +362,9 @@ export class ReplicaSet extends EventTarget {
       version: r.version,
       digest: r.digest,
       startedMs: r.startedMs,
-      state: r.state,
+      // A stateful replica whose lease ran out (a paused node that just resumed) is not ready,
+      // whatever its process says: a heartbeat saying so would count it against the new owner.
+      state: r.state === 'ready' && r.volume !== undefined && !r.volume.serving() ? 'draining' : r.state,
       cpuPercent: Math.min(r.load.cpuPercent, 100_000),
       memoryBytes: Math.round(r.load.memoryBytes),
       memoryPercent: Math.min(100, r.load.memoryPercent),

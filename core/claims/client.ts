@@ -37,6 +37,8 @@ export interface ClaimLease {
   /** This node's monotonic time when it sent the round that granted the lease. */
   leaseStartLocalMs: number
   voters: string[]
+  /** On acquire: the final snapshot the previous epoch's owner handed over with its release, if any. */
+  handedOver?: { epoch: number, tag: string, owner: string }
 }
 
 /** May the owner still serve? False from the first millisecond past the lease on its own clock. */
@@ -111,7 +113,10 @@ export class ClaimRegisterClient {
     const vs = this.args(claimId, voters)
     const leaseMs = this.leaseOf(options)
     const out = await this.run(claimId, vs, { op: 'acquire', self: this.init.selfId, leaseMs, voters: vs }, options)
-    return this.lease(claimId, out.value, out.sentAtMs)
+    const lease = this.lease(claimId, out.value, out.sentAtMs)
+    const prev = out.previous
+    if (prev?.state === 'released' && prev.final !== undefined && prev.epoch === lease.epoch - 1) lease.handedOver = { epoch: prev.epoch, tag: prev.final, owner: prev.owner }
+    return lease
   }
 
   /** A fresh lease at the same epoch; ClaimLostError when the claim is no longer this node's at `epoch`. */
@@ -126,9 +131,9 @@ export class ClaimRegisterClient {
    * Planned hand-over: the next acquire needs no wait. The caller must have stopped serving the
    * claim (final snapshot taken) BEFORE calling this; its lease counts as ended from now on.
    */
-  async release (claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async release (claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string } = {}): Promise<void> {
     const vs = this.args(claimId, voters)
-    await this.run(claimId, vs, { op: 'release', self: this.init.selfId, epoch }, options)
+    await this.run(claimId, vs, { op: 'release', self: this.init.selfId, epoch, ...(options.final !== undefined ? { final: options.final } : {}) }, options)
   }
 
   private args (claimId: string, voters: readonly string[]): string[] {
@@ -148,7 +153,7 @@ export class ClaimRegisterClient {
     return lease
   }
 
-  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }): Promise<{ value: ClaimValue, sentAtMs: number }> {
+  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
     const timeoutMs = this.init.timeoutMs ?? 5_000
     const deadline = new AbortController()
     const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
@@ -179,10 +184,10 @@ export class ClaimRegisterClient {
           if (next.reason === 'voters') throw new ClaimVotersMismatchError(`${claimId} has voters ${next.voters.join(', ')}`, next.voters)
           throw new ClaimLostError(`${claimId} is ${next.owner == null ? 'not held' : `${next.state} by ${next.owner} at epoch ${next.epoch}`}: not this node's at the asked epoch`)
         }
-        if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs() }
+        if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs(), previous: current?.value ?? null }
         const sentAtMs = this.init.clock.nowMs()
         const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal)
-        if (accept.ok.length >= majority) return { value: next.value, sentAtMs }
+        if (accept.ok.length >= majority) return { value: next.value, sentAtMs, previous: current?.value ?? null }
         const held = accept.rejects.filter(r => r.answer.reason === 'lease-held')
         if (held.length > voters.length - majority) {
           const waits = held.map(r => r.answer.waitMs ?? 0)

@@ -18,6 +18,7 @@ const requests: ClaimRequest[] = [
 const answers: ClaimAnswer[] = [
   { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: null, waitMs: 0 },
   { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: { ballot: { counter: 6, proposer: B }, value: { owner: B, epoch: 2, leaseMs: 500, state: 'released', voters: VOTERS } }, waitMs: 12 },
+  { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 9, proposer: A }, nonce: 'ffffffffffffffff', accepted: { ballot: { counter: 8, proposer: B }, value: { owner: B, epoch: 2, leaseMs: 500, state: 'released', voters: VOTERS, final: 'snapshot-e2-20261130T144213Z' } }, waitMs: 0 },
   { kind: 'accepted', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000' },
   { kind: 'reject', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000', phase: 'accept', reason: 'lease-held', holder: B, epoch: 2, waitMs: 900 }
 ]
@@ -32,6 +33,15 @@ describe('/cell/claim/1 frames', () => {
     for (const r of requests) expect(decodeClaimFrame(encodeClaimRequest(r, chain))).toEqual({ type: 'request', chain, request: r })
     for (const a of answers) expect(decodeClaimFrame(encodeClaimAnswer(a, chain))).toEqual({ type: 'answer', chain, answer: a })
     expect(decodeClaimFrame(encodeClaimRefusal(2))).toEqual({ type: 'refused', code: 2 })
+  })
+
+  it('carries a release\'s final snapshot tag, and refuses one on a held value or one that is not a tag', () => {
+    const value = { owner: A, epoch: 3, leaseMs: 10_000 }
+    const accept = (v: Record<string, unknown>): Uint8Array => body({ t: 'accept', claim: 'ledger/0', ballot: [8, A], n: '0123456789abcdef', voters: VOTERS, value: v })
+    expect(decodeClaimFrame(accept({ ...value, state: 'released', final: 'snapshot-e3-20261130T144213Z' })).type).toBe('request')
+    for (const v of [{ ...value, state: 'held', final: 'snapshot-e3-x' }, { ...value, state: 'released', final: '../../etc' }, { ...value, state: 'released', final: 'x'.repeat(200) }, { ...value, state: 'released', final: 7 }]) {
+      expect(() => decodeClaimFrame(accept(v))).toThrow(MalformedClaimFrameError)
+    }
   })
 
   it('names every malformed frame: cut short, oversized, wrong version, unknown keys, bad values', () => {

@@ -8,7 +8,7 @@
 import { MAX_CHAIN_BYTES } from '../identity/index.ts'
 import { MalformedClaimFrameError } from './errors.ts'
 import {
-  isClaimId, isPeerIdString, MAX_VOTERS, MIN_LEASE_MS, MAX_LEASE_MS,
+  isClaimId, isFinalTag, isPeerIdString, MAX_VOTERS, MIN_LEASE_MS, MAX_LEASE_MS,
   type Ballot, type ClaimValue, type AcceptedValue
 } from './register.ts'
 
@@ -106,7 +106,7 @@ function ballotJson (b: Ballot): [number, string] {
 }
 
 function valueJson (v: ClaimValue): Record<string, unknown> {
-  return { owner: v.owner, epoch: v.epoch, leaseMs: v.leaseMs, state: v.state }
+  return { owner: v.owner, epoch: v.epoch, leaseMs: v.leaseMs, state: v.state, ...(v.final !== undefined ? { final: v.final } : {}) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,14 +184,17 @@ function voters (x: unknown, what: string): string[] {
 }
 
 function value (x: unknown, what: string, fixedVoters: string[] | undefined): ClaimValue {
-  const v = record(x, what, fixedVoters == null ? ['owner', 'epoch', 'leaseMs', 'state', 'voters'] : ['owner', 'epoch', 'leaseMs', 'state'])
+  const v = record(x, what, fixedVoters == null ? ['owner', 'epoch', 'leaseMs', 'state', 'voters'] : ['owner', 'epoch', 'leaseMs', 'state'], ['final'])
   if (v.state !== 'held' && v.state !== 'released') fail(`${what} state is not held or released`)
+  // Only a release hands a final snapshot over.
+  if (v.final !== undefined && (v.state !== 'released' || !isFinalTag(v.final))) fail(`${what} final is not a snapshot tag of a released claim`)
   return {
     owner: peer(v.owner, `${what} owner`),
     epoch: int(v.epoch, `${what} epoch`, 1, MAX_COUNTER),
     leaseMs: int(v.leaseMs, `${what} leaseMs`, MIN_LEASE_MS, MAX_LEASE_MS),
     state: v.state,
-    voters: fixedVoters ?? voters(v.voters, `${what} voters`)
+    voters: fixedVoters ?? voters(v.voters, `${what} voters`),
+    ...(v.final !== undefined ? { final: v.final as string } : {})
   }
 }
 

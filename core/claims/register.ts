@@ -31,6 +31,18 @@ export interface ClaimValue {
   state: ClaimState
   /** The claim's voters, fixed by its first accepted value (sorted). */
   voters: string[]
+  /**
+   * Set by a planned release: the tag of the final snapshot the owner took after it stopped
+   * serving. The next owner restores that one (and waits for it), never an older one.
+   */
+  final?: string
+}
+
+/** A snapshot tag as a release may carry it (OCI tag grammar, bounded). */
+const FINAL_TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
+
+export function isFinalTag (tag: unknown): tag is string {
+  return typeof tag === 'string' && FINAL_TAG.test(tag)
 }
 
 export interface AcceptedValue { ballot: Ballot, value: ClaimValue }
@@ -172,7 +184,7 @@ export function acceptAccept (slot: ClaimSlot, ballot: Ballot, value: ClaimValue
 }
 
 export function sameValue (a: ClaimValue, b: ClaimValue): boolean {
-  return a.owner === b.owner && a.epoch === b.epoch && a.leaseMs === b.leaseMs && a.state === b.state && sameVoters(a.voters, b.voters)
+  return a.owner === b.owner && a.epoch === b.epoch && a.leaseMs === b.leaseMs && a.state === b.state && a.final === b.final && sameVoters(a.voters, b.voters)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ export function sameValue (a: ClaimValue, b: ClaimValue): boolean {
 export type Change =
   | { op: 'acquire', self: string, leaseMs: number, voters: string[] }
   | { op: 'renew', self: string, epoch: number, leaseMs: number }
-  | { op: 'release', self: string, epoch: number }
+  | { op: 'release', self: string, epoch: number, final?: string }
 
 export type ChangeOutcome =
   | { ok: true, value: ClaimValue, noop?: boolean }
@@ -198,6 +210,7 @@ export function applyChange (current: ClaimValue | null, waitMs: number, change:
   if (change.op === 'acquire') {
     if (current != null && !sameVoters(current.voters, change.voters)) return { ok: false, reason: 'voters', voters: current.voters }
     if (current != null && current.state === 'held' && waitMs > 0) return { ok: false, reason: 'held', holder: current.owner, epoch: current.epoch, waitMs }
+    // A new epoch starts without the last one's final tag (the acquirer reads it from `current`).
     return { ok: true, value: { owner: change.self, epoch: (current?.epoch ?? 0) + 1, leaseMs: change.leaseMs, state: 'held', voters: current?.voters ?? change.voters } }
   }
   const mine = current != null && current.owner === change.self && current.epoch === change.epoch
@@ -206,6 +219,8 @@ export function applyChange (current: ClaimValue | null, waitMs: number, change:
     return { ok: true, value: { ...current, leaseMs: change.leaseMs } }
   }
   if (!mine) return { ok: false, reason: 'lost', owner: current?.owner ?? null, epoch: current?.epoch ?? 0, state: current?.state ?? null }
-  if (current.state === 'released') return { ok: true, value: current, noop: true }
-  return { ok: true, value: { ...current, state: 'released' } }
+  if (current.state === 'released' && current.final === change.final) return { ok: true, value: current, noop: true }
+  if (change.final !== undefined && !isFinalTag(change.final)) throw new InvalidClaimError(`"${String(change.final).slice(0, 80)}" is not a snapshot tag`)
+  const { final: _old, ...rest } = current
+  return { ok: true, value: { ...rest, state: 'released', ...(change.final !== undefined ? { final: change.final } : {}) } }
 }

@@ -10,7 +10,7 @@
 import { open, readFile, rename, mkdir } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { CellError, type RetryRule } from '../../core/errors.ts'
-import { isClaimId, isPeerIdString, type AcceptorState, type AcceptorStore, type ClaimSlot } from '../../core/claims/index.ts'
+import { isClaimId, isFinalTag, isPeerIdString, type AcceptorState, type AcceptorStore, type ClaimSlot } from '../../core/claims/index.ts'
 
 /** Most bytes the state file may have (4096 claims of a few hundred bytes each, with room). */
 export const MAX_ACCEPTOR_STATE_BYTES = 16 * 1024 * 1024
@@ -85,7 +85,8 @@ function checkState (x: unknown, path: string): AcceptorState {
     if (acc !== null) {
       const v = acc.value
       if (!ballotOk(acc.ballot) || typeof v !== 'object' || v === null || !isPeerIdString(String(v.owner)) || !Number.isSafeInteger(v.epoch) ||
-        !Number.isSafeInteger(v.leaseMs) || (v.state !== 'held' && v.state !== 'released') || !Array.isArray(v.voters) || !v.voters.every(p => isPeerIdString(String(p)))) {
+        !Number.isSafeInteger(v.leaseMs) || (v.state !== 'held' && v.state !== 'released') || !Array.isArray(v.voters) || !v.voters.every(p => isPeerIdString(String(p))) ||
+        (v.final !== undefined && !isFinalTag(v.final))) {
         bad(`${id}: bad accepted value`)
       }
     }

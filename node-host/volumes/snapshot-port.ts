@@ -148,6 +148,14 @@ export class SnapshotService implements SnapshotPort {
     return s === undefined ? undefined : { tag: s.tag, epoch: s.epoch, nodeId: s.nodeId, takenMs: s.takenMs }
   }
 
+  async find (claimId: string, tag: string, nodeId: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
+    const view = this.init.mesh.view
+    const record = (): SnapshotRecord | undefined => view.snapshots(claimId).find(s => s.tag === tag && s.nodeId === nodeId)
+    await this.waitFor(claimId, () => record() !== undefined, options)
+    const s = record()
+    return s === undefined ? undefined : { tag: s.tag, epoch: s.epoch, nodeId: s.nodeId, takenMs: s.takenMs }
+  }
+
   /** Resolves true once `done()` holds (checked at once and on every snapshot/pin change), false at the deadline. */
   private async waitFor (claimId: string, done: () => boolean, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean | undefined> {
     if (done()) return true

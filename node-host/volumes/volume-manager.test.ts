@@ -27,14 +27,23 @@ class SharedSnapshots implements SnapshotPort {
   readonly safe = new Map<string, SafeSnapshot[]>()
   readonly root: string
   taken = 0
+  /** Snapshots taken while set are held (findable by tag) but not safe yet: their pins lag. */
+  holdBack = false
+  readonly held: SafeSnapshot[] = []
   private readonly owner: () => string
   constructor (root: string, owner: () => string) { this.root = root; this.owner = owner }
   async take (driver: StorageDriver, claim: Claim, epoch: number): Promise<{ tag: string }> {
     const tag = `snapshot-e${epoch}-${++this.taken}`
     await cp(driver.mountpoint(claim), join(this.root, tag), { recursive: true })
     const id = `${claim.cell}/${claim.ordinal}`
-    this.safe.set(id, [...(this.safe.get(id) ?? []), { tag, epoch, nodeId: this.owner(), takenMs: Date.now() }])
+    const s = { tag, epoch, nodeId: this.owner(), takenMs: Date.now() }
+    if (this.holdBack) this.held.push(s)
+    else this.safe.set(id, [...(this.safe.get(id) ?? []), s])
     return { tag }
+  }
+
+  async find (claimId: string, tag: string, nodeId: string): Promise<SafeSnapshot | undefined> {
+    return [...(this.safe.get(claimId) ?? []), ...this.held].find(s => s.tag === tag && s.nodeId === nodeId)
   }
 
   async waitSafe (): Promise<boolean> { return true }
@@ -113,6 +122,27 @@ describe('claim volumes', () => {
     const vb = await b.open(spec, 'ledger-b', {})
     expect(vb.epoch).toBe(2)
     expect(vb.restoredFrom).toMatch(/^snapshot-e1-/)
+    expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    await vb.close({ planned: true })
+  })
+
+  it('the next owner restores the final snapshot the release named, even before it is safe, not an older safe one', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
+    const older = await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
+    // The final snapshot's pins lag behind the release (a busy fleet): only the older one is safe.
+    shared.holdBack = true
+    await va.close({ planned: true })
+    expect(shared.held).toHaveLength(1)
+    const b = manager(NODES[1], shared)
+    const vb = await b.open(spec, 'ledger-b', {})
+    expect(vb.epoch).toBe(2)
+    expect(vb.restoredFrom).toBe(shared.held[0].tag)
+    expect(vb.restoredFrom).not.toBe(older)
     expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
     await vb.close({ planned: true })
   })

@@ -47,13 +47,16 @@ export interface ClaimLease {
   leaseStartLocalMs: number
   /** The claim's voters (fixed when it was created). */
   voters: string[]
+  /** On acquire: the final snapshot the previous epoch's owner handed over when it released the claim. */
+  handedOver?: { epoch: number, tag: string, owner: string }
 }
 
 /** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
 export interface ClaimRegisterPort {
   acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal }): Promise<ClaimLease>
   renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal }): Promise<ClaimLease>
-  release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal }): Promise<void>
+  /** `final`: the snapshot taken after the replica stopped, which the next owner must restore. */
+  release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string }): Promise<void>
 }
 
 export interface SafeSnapshot { tag: string, epoch: number, nodeId: string, takenMs: number }
@@ -71,6 +74,8 @@ export interface SnapshotPort {
    * one of at least `minEpoch` (then whatever is newest, or undefined).
    */
   newestSafe(claimId: string, options: { minEpoch: number, maxEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined>
+  /** Snapshot `tag` of the claim taken by `nodeId`, once the fleet view holds its record (safe or not yet); undefined at the deadline. */
+  find(claimId: string, tag: string, nodeId: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined>
   /** Fetch every blob of the snapshot from its holders (verified by digest) and restore it into the claim's volume. */
   restore(driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number, options: { signal?: AbortSignal }): Promise<void>
 }
@@ -310,7 +315,9 @@ class OpenClaim implements ReplicaVolume {
       const tag = await this.snapshot()
       const safe = tag !== undefined && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: this.init.handoverSafeMs ?? 30_000 })
       if (tag !== undefined && !safe) log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
-      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000) })
+      // The release names the final snapshot: the next owner restores exactly it, not an older one
+      // that happened to be safe in its view first.
+      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}) })
       this.manager.counters.handovers++
       log('%s claim %s at epoch %d (%s)', options.planned ? 'handed over' : 'released after the replica ended:', this.claimId, this.epoch, tag !== undefined ? `final snapshot ${tag}` : 'no final snapshot')
     } catch (err) {
@@ -440,8 +447,9 @@ export class VolumeManager implements ReplicaVolumes {
     const localIsNewest = exists && marker !== undefined && marker.driver === driver.kind && (lease.epoch === 1 || marker.epoch === lease.epoch - 1 || marker.epoch === lease.epoch)
     let restoredFrom: string | undefined
     if (!localIsNewest && lease.epoch > 1) {
-      // The last owner's final (or latest) snapshot may still be on its way through gossip.
-      const safe = await this.waitForSafe(claimId, lease.epoch - 1, options)
+      // A planned hand-over named its final snapshot: that one (its holder is alive and serves it,
+      // safe or not yet); else the last owner's newest safe snapshot, which may still be on its way.
+      const safe = await this.handedOverSnapshot(claimId, lease, options) ?? await this.waitForSafe(claimId, lease.epoch - 1, options)
       if (safe !== undefined && (marker === undefined || !exists || safe.epoch >= marker.epoch)) {
         const started = this.now()
         await this.init.snapshots.restore(driver, claim, safe.tag, quotaBytes, options)
@@ -470,6 +478,18 @@ export class VolumeManager implements ReplicaVolumes {
     open.start()
     log('claim %s opened by …%s with voters %s at epoch %d on %s%s', claimId, this.init.selfId.slice(-6), voters.map(v => `…${v.slice(-6)}`).join(','), lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
     return { volume: open }
+  }
+
+  /** The final snapshot the previous owner's release named, once this node's view holds it (up to `handoverSafeMs`). */
+  private async handedOverSnapshot (claimId: string, lease: ClaimLease, options: { signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
+    const handed = lease.handedOver
+    if (handed === undefined || handed.epoch !== lease.epoch - 1) return undefined
+    const found = await this.init.snapshots.find(claimId, handed.tag, handed.owner, { timeoutMs: this.init.handoverSafeMs ?? 30_000, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    if (found === undefined || found.epoch !== handed.epoch) {
+      log.error('claim %s: the final snapshot %s handed over at epoch %d did not reach this node\'s view; restoring the newest safe one instead', claimId, handed.tag, handed.epoch)
+      return undefined
+    }
+    return found
   }
 
   /**

@@ -94,12 +94,16 @@ describe.skipIf(process.env.CELL_PARTITION !== '1')('a stateful cell across a 2 
     const bootstrap = (await first.waitFor(new RegExp(`listening (/ip4/${subnet.replace(/\./g, '\\.')}\\.10/tcp/\\d+/p2p/\\w+)`), 60_000))[1]
     for (let i = 1; i < 5; i++) up(i, bootstrap)
     for (const p of nodes) ids.push((await p.waitFor(/cell node (\w+)/, 60_000))[1])
+    const addresses: string[] = []
+    for (const [i, p] of nodes.entries()) addresses.push((await p.waitFor(new RegExp(`listening (/ip4/${ipOf(i).replace(/\./g, '\\.')}/tcp/\\d+/p2p/\\w+)`), 60_000))[1])
     const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
     const toml = join(dir, 'Cell.toml')
     await writeFile(toml, (await readFile(toml, 'utf8')).replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "3s"'))
     const r = await cellRun(['publish', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '90'], 120_000)
     expect(r.code, `${r.stdout}\n${r.stderr}\n${fleetLogs(nodes)}`).toBe(0)
-    client = await createClient({ bootstrap: [bootstrap], authorityKey: key })
+    // The test's client knows every node: with only node 1, a partition that cuts node 1 off would
+    // leave the client's view frozen on the minority side.
+    client = await createClient({ bootstrap: addresses, authorityKey: key })
   }, 240_000)
 
   afterAll(async () => {
