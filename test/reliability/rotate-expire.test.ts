@@ -4,8 +4,8 @@
 // timers (Credentials, node-host SelfGrants) and the synapse timers; sockets, Noise, yamux and
 // signatures are real. Host grants last GRANT_MS and are re-issued at half-life (SelfGrants, as
 // `cell up --authority` does), session certs last SESSION_MS and are renewed at half-life
-// (Credentials). The fake clock moves STEP_MS at a time through CELL_ROTATE_MINUTES (default 2 in
-// npm test, 10 in `npm run reliability`); at every step a fresh channel is opened (each end checks
+// (Credentials). The fake clock moves STEP_MS at a time through CELL_ROTATE_MINUTES (default 10,
+// about 5 s of real time); at every step a fresh channel is opened (each end checks
 // the other's chain: the server the caller's, the client the server's host grant) and called, and a
 // long-lived channel is called too. 0 calls may fail; grants and sessions must have rotated.
 import { afterAll, describe, expect, it } from 'vitest'
@@ -17,7 +17,7 @@ import { ManualClock } from '../../core/testing/manual-clock.ts'
 import { SelfGrants } from '../../node-host/self-grants.ts'
 import { testHandler } from '../bench/nodes.ts'
 
-const MINUTES = Number(process.env.CELL_ROTATE_MINUTES ?? 2)
+const MINUTES = Number(process.env.CELL_ROTATE_MINUTES ?? 10)
 // Lifetimes of seconds, but above the verifiers' clock-skew tolerance (30 s), so a chain that is not
 // rotated is refused within the run: a session after SESSION_MS + 30 s, a grant after GRANT_MS + 30 s.
 const SESSION_MS = 20_000
