@@ -25,6 +25,18 @@ describe('repeated traceparents', () => {
     expect(frames.map(f => f.payload[0])).toEqual(sent.map((_, i) => i))
   })
 
+  it('carry a non-ASCII or long traceparent exactly too (encoded by TextEncoder, not the ASCII copy)', () => {
+    const sent = ['00-é-ü-01', 'x'.repeat(70), '00-ascii-01', '00-é-ü-01', 'ä'.repeat(40)]
+    const enc = new FrameEncoder()
+    const frames: Frame[] = []
+    const dec = new FrameDecoder((f) => { frames.push({ ...f }) })
+    sent.forEach((traceparent, id) => {
+      enc.encode({ type: FrameType.CALL, id, method: 1, payload: new Uint8Array(1), traceparent })
+      dec.push(enc.take())
+    })
+    expect(frames.map(f => f.traceparent)).toEqual(sent)
+  })
+
   it('send a repeated traceparent once: later frames carry FLAG_TRACE_REPEAT and no bytes of it', () => {
     const a = '00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'
     const b = '00-2af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01'
