@@ -590,9 +590,15 @@ export class FullNode {
    * `drainGraceMs`; a last heartbeat says the replicas stopped; only then does the mesh (connections,
    * gossip) stop. Aborting `signal` (a second Ctrl-C) stops the replicas at once.
    */
-  async stop (options: { signal?: AbortSignal } = {}): Promise<void> {
+  /**
+   * Drains the replicas and leaves the fleet. `handoverSafeMs`: how long a stateful replica's final
+   * snapshot may wait to be pinned by two other nodes before its claim is released (default 30 s; 0
+   * when the whole fleet stops at once and no node is left to pin it).
+   */
+  async stop (options: { signal?: AbortSignal, handoverSafeMs?: number } = {}): Promise<void> {
     if (!this.started) return
     this.started = false
+    if (options.handoverSafeMs !== undefined) this.volumes.manager?.setHandoverSafeMs(options.handoverSafeMs)
     this.loop.stop()
     this.selfGrants?.stop()
     clearInterval(this.reconcileTimer)

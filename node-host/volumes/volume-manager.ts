@@ -313,8 +313,9 @@ class OpenClaim implements ReplicaVolume {
         return
       }
       const tag = await this.snapshot()
-      const safe = tag !== undefined && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: this.init.handoverSafeMs ?? 30_000 })
-      if (tag !== undefined && !safe) log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
+      const waitMs = this.manager.handoverSafeMs()
+      const safe = tag !== undefined && waitMs > 0 && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: waitMs })
+      if (tag !== undefined && !safe && waitMs > 0) log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
       // The release names the final snapshot: the next owner restores exactly it, not an older one
       // that happened to be safe in its view first.
       await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}) })
@@ -337,10 +338,23 @@ export class VolumeManager implements ReplicaVolumes {
   private readonly held = new Map<string, OpenClaim>()
   private readonly opening = new Set<string>()
   readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, renewFailures: 0 }
+  private handoverWaitMs?: number
 
   constructor (init: VolumeManagerInit) {
     this.init = init
     this.markers = new MarkerFile(init.dataDir)
+  }
+
+  /**
+   * How long a planned close waits for its final snapshot to be held by two other nodes. A node
+   * stopping with its whole fleet (`npm start`'s Ctrl-C) sets 0: nobody is left to pin it.
+   */
+  handoverSafeMs (): number {
+    return this.handoverWaitMs ?? this.init.handoverSafeMs ?? 30_000
+  }
+
+  setHandoverSafeMs (ms: number | undefined): void {
+    this.handoverWaitMs = ms
   }
 
   now (): number {
