@@ -15,6 +15,9 @@ export interface StreamLink {
   credit: (bytes: number) => void
   /** The stream is done in both directions: forget it. */
   release: () => void
+  /** The Unix socket holds more unsent bytes than it should: wait for `whenUncongested`. */
+  congested: () => boolean
+  whenUncongested: (resume: () => void) => void
 }
 
 export class BridgeStream extends AbstractStream {
@@ -35,6 +38,11 @@ export class BridgeStream extends AbstractStream {
 
   sendData (data: SendList): SendResult {
     let sent = 0
+    // Credit bounds each stream; the socket's own buffer bounds them all together.
+    if (this.link.congested()) {
+      this.link.whenUncongested(() => { if (this.writableNeedsDrain) this.safeDispatchEvent('drain') })
+      return { sentBytes: 0, canSendMore: false }
+    }
     while (sent < data.byteLength && this.sendCredit > 0) {
       const n = Math.min(data.byteLength - sent, MAX_PAYLOAD_BYTES, this.sendCredit)
       this.link.data(data.subarray(sent, sent + n))

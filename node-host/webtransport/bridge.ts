@@ -10,6 +10,9 @@ import {
 } from './bridge-frames.ts'
 import { BridgeStream } from './bridge-stream.ts'
 
+/** Unsent bytes the node lets pile up on the Unix socket before its streams wait. */
+const MAX_SOCKET_BACKLOG_BYTES = 4 * 1024 * 1024
+
 export interface BridgeLimits {
   maxSessions: number
   maxStreamsPerSession: number
@@ -110,6 +113,8 @@ export class NodeBridge {
   readonly counters: BridgeCounters
   private readonly decoder = new FrameDecoder()
   private closed = false
+  /** Streams that stopped writing because the socket was congested; woken on its 'drain'. */
+  private readonly waitingForDrain = new Set<() => void>()
   private readonly socket: Socket
   readonly limits: BridgeLimits
   private readonly handlers: BridgeHandlers
@@ -130,6 +135,11 @@ export class NodeBridge {
       } catch (err) {
         this.fail(err instanceof BridgeFrameError ? err : new BridgeFrameError('bridge frame handling failed', { cause: err }))
       }
+    })
+    socket.on('drain', () => {
+      const waiting = [...this.waitingForDrain]
+      this.waitingForDrain.clear()
+      for (const resume of waiting) resume()
     })
     socket.on('error', (err) => { this.fail(err) })
     socket.on('close', () => { this.fail() })
@@ -163,7 +173,9 @@ export class NodeBridge {
         fin: () => { this.write(encodeFrame(FRAME.fin, sid, id)) },
         reset: () => { this.write(encodeFrame(FRAME.reset, sid, id)) },
         credit: (bytes) => { this.write(encodeCredit(sid, id, bytes)) },
-        release: () => { if (session.streams.get(id) === stream) session.streams.delete(id) }
+        release: () => { if (session.streams.get(id) === stream) session.streams.delete(id) },
+        congested: () => this.socket.writableLength > MAX_SOCKET_BACKLOG_BYTES,
+        whenUncongested: (resume) => { this.waitingForDrain.add(resume) }
       }
     })
     session.streams.set(id, stream)
@@ -239,6 +251,7 @@ export class NodeBridge {
     this.closed = true
     if (err !== undefined) this.log.error('webtransport bridge closed: %s', err.message)
     this.socket.destroy()
+    this.waitingForDrain.clear()
     for (const s of [...this.sessions.values()]) s.ended()
     this.sessions.clear()
     this.handlers.onClose(err)

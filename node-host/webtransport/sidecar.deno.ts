@@ -25,12 +25,15 @@ interface DenoApi {
 declare const Deno: DenoApi
 
 const LIBP2P_PATH = '/.well-known/libp2p-webtransport'
+const DEBUG = Deno.args[1] === 'debug'
+function debug (...parts: unknown[]): void { if (DEBUG) console.error(parts.map(String).join(' ')) }
 const UPGRADE_TIMEOUT_MS = 10_000
 
 const bridge = await Deno.connect({ transport: 'unix', path: Deno.args[0] })
 const bridgeWriter = bridge.writable.getWriter()
 /** Frames to the node go out in order; a write awaits the socket, so a slow node slows the pumps. */
 async function send (frame: Uint8Array): Promise<void> {
+  if (DEBUG) debug('→node', frame[0].toString(16), new DataView(frame.buffer, frame.byteOffset).getUint32(1), new DataView(frame.buffer, frame.byteOffset).getUint32(5), frame.byteLength - 13)
   await bridgeWriter.write(frame)
 }
 function fatal (err: unknown): never {
@@ -40,12 +43,12 @@ function fatal (err: unknown): never {
 
 interface StreamState {
   id: number
-  writer: WritableStreamDefaultWriter<Uint8Array>
-  reader: ReadableStreamDefaultReader<Uint8Array>
+  writer: WritableStreamDefaultWriter<Uint8Array> | undefined
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined
   /** Bytes the node still accepts on this stream. */
   sendCredit: number
   creditWaiter: (() => void) | undefined
-  /** Writes to the browser, in order; credit goes back to the node as each one completes. */
+  /** Writes to the browser, in order (after the stream exists); credit goes back to the node as each completes. */
   writes: Promise<void>
   /** Bytes the node may still send (its credit with us); a frame beyond it is a protocol error. */
   recvCredit: number
@@ -136,18 +139,18 @@ async function accept (incoming: QuicIncoming): Promise<void> {
       const id = session.nextStream++
       if (id >= NODE_STREAM_BIT) { await endSession(session, false); return }
       await send(encodeFrame(FRAME.streamOpen, session.id, id))
-      attach(session, id, value)
+      attach(session, newStream(session, id), value)
     }
   } catch {
     // The session closed.
   }
 }
 
-function attach (session: SessionState, id: number, stream: WebTransportBidirectionalStream): StreamState {
+function newStream (session: SessionState, id: number): StreamState {
   const s: StreamState = {
     id,
-    writer: stream.writable.getWriter(),
-    reader: stream.readable.getReader(),
+    writer: undefined,
+    reader: undefined,
     sendCredit: INITIAL_CREDIT_BYTES,
     creditWaiter: undefined,
     writes: Promise.resolve(),
@@ -155,15 +158,27 @@ function attach (session: SessionState, id: number, stream: WebTransportBidirect
     done: false
   }
   session.streams.set(id, s)
-  void pump(session, s)
   return s
+}
+
+function attach (session: SessionState, s: StreamState, stream: WebTransportBidirectionalStream): void {
+  s.writer = stream.writable.getWriter()
+  s.reader = stream.readable.getReader()
+  if (s.done) {
+    void s.writer.abort().catch(() => {})
+    void s.reader.cancel().catch(() => {})
+    return
+  }
+  void pump(session, s)
 }
 
 /** Browser → node: read the stream, send it on in bounded frames as the node's credit allows. */
 async function pump (session: SessionState, s: StreamState): Promise<void> {
+  const reader = s.reader
+  if (reader === undefined) return
   try {
     while (true) {
-      const { done, value } = await s.reader.read()
+      const { done, value } = await reader.read()
       if (done) { await send(encodeFrame(FRAME.fin, session.id, s.id)); return }
       let at = 0
       while (at < value.byteLength) {
@@ -187,8 +202,8 @@ async function resetStream (session: SessionState, s: StreamState, tellNode: boo
   s.done = true
   session.streams.delete(s.id)
   s.creditWaiter?.()
-  void s.writer.abort().catch(() => {})
-  void s.reader.cancel().catch(() => {})
+  void s.writer?.abort().catch(() => {})
+  void s.reader?.cancel().catch(() => {})
   if (tellNode && sessions.has(session.id)) await send(encodeFrame(FRAME.reset, session.id, s.id))
 }
 
@@ -201,6 +216,7 @@ async function endSession (session: SessionState, tellNode: boolean): Promise<vo
 
 /** Node → browser. */
 async function onFrame (f: Frame): Promise<void> {
+  debug('node→', f.type.toString(16), f.session, f.stream, f.payload.byteLength)
   switch (f.type) {
     case FRAME.config: {
       const c = jsonOf(f) as unknown as SidecarConfig
@@ -228,11 +244,12 @@ async function onFrame (f: Frame): Promise<void> {
   if (session === undefined) return // ended meanwhile; the node learns from our sessionClose
   if (f.type === FRAME.streamOpen) {
     if ((f.stream & NODE_STREAM_BIT) === 0 || session.streams.has(f.stream)) throw new BridgeFrameError(`node opened stream ${f.stream} outside its numbers`)
-    try {
-      attach(session, f.stream, await session.wt.createBidirectionalStream())
-    } catch {
-      await send(encodeFrame(FRAME.reset, session.id, f.stream))
-    }
+    if (session.streams.size >= (config?.maxStreamsPerSession ?? 0)) { await send(encodeFrame(FRAME.reset, session.id, f.stream)); return }
+    // Not awaited here: the browser may take a while to give stream credit, and frames for every other
+    // stream keep flowing meanwhile. Frames for this one queue on its `writes` until it exists.
+    const s = newStream(session, f.stream)
+    const created = session.wt.createBidirectionalStream().then((stream) => { attach(session, s, stream) })
+    s.writes = created.catch(async () => { await resetStream(session, s, true); throw new Error('stream not created') })
     return
   }
   const s = session.streams.get(f.stream)
@@ -243,14 +260,14 @@ async function onFrame (f: Frame): Promise<void> {
       if (s.recvCredit < 0) throw new BridgeFrameError(`node overran its credit on stream ${f.stream}`)
       const bytes = f.payload
       s.writes = s.writes.then(async () => {
-        await s.writer.write(bytes)
+        await s.writer!.write(bytes)
         s.recvCredit += bytes.byteLength
         if (!s.done) await send(encodeCredit(session.id, s.id, bytes.byteLength))
       }).catch(async () => { await resetStream(session, s, true) })
       return
     }
     case FRAME.fin:
-      s.writes = s.writes.then(async () => { await s.writer.close() }).catch(() => {})
+      s.writes = s.writes.then(async () => { await s.writer!.close() }).catch(() => {})
       return
     case FRAME.reset:
       await resetStream(session, s, false)

@@ -143,14 +143,17 @@ export class SidecarSupervisor {
     const child = spawn(this.init.deno, [
       'run', '--quiet', '--no-prompt', '--no-config', '--no-lock', '--no-npm', '--no-remote', '--unstable-net',
       '--allow-net', `--allow-read=${sock}`, `--allow-write=${sock}`,
-      SIDECAR_SCRIPT, sock
+      SIDECAR_SCRIPT, sock, ...(this.init.log.enabled ? ['debug'] : [])
     ], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DENO_DIR: join(this.dir, 'deno'), NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1' }
     })
     this.child = child
     let stderr = ''
-    child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000) })
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000)
+      if (this.init.log.enabled) for (const line of d.toString().split('\n')) if (line !== '') this.init.log('sidecar: %s', line)
+    })
     child.once('error', (err) => { this.init.log.error('webtransport sidecar did not start: %s', err.message) })
     child.once('exit', (code, signal) => {
       if (this.child === child) this.child = undefined

@@ -70,6 +70,7 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
     await context?.close().catch(() => {})
     server?.close()
     await publisher?.stop()
+    if (process.env.WT_DEBUG !== undefined) console.log(node?.stderr().split('\n').filter(l => !l.startsWith('    at ')).slice(0, 150).join('\n'))
     if (node != null) await stopProc(node)
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   }, 60_000)
@@ -112,6 +113,18 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
     await a.page.waitForFunction((nodeId) => (globalThis as unknown as TabWindow).peer.fleet().nodes.some(n => n.record.nodeId === nodeId), nodeId, { timeout: 30_000 })
     await grant(a.page, a.peerId)
     expect(await charge(a.page, 7)).toMatchObject({ amount: 7 })
+    // A figure for the report, not a pass mark: sequential and 16-way concurrent calls over this connection.
+    const rate = await a.page.evaluate(async () => {
+      const billing = (globalThis as unknown as TabWindow).peer.mesh.remote('billing')
+      let t = performance.now()
+      for (let i = 1; i <= 100; i++) await billing.charge({ amount: i })
+      const sequential = 100_000 / (performance.now() - t)
+      t = performance.now()
+      await Promise.all(Array.from({ length: 16 }, async (_, w) => { for (let i = 1; i <= 25; i++) await billing.charge({ amount: w * 100 + i }) }))
+      return { sequential: Math.round(sequential), concurrent: Math.round(400_000 / (performance.now() - t)) }
+    })
+    console.log(`webtransport: ${rate.sequential} calls/s sequential, ${rate.concurrent} calls/s 16-way concurrent`)
+    expect(rate.sequential).toBeGreaterThan(0)
     const conns = await nodeConnections(a.page)
     expect(conns.length).toBeGreaterThan(0)
     expect(conns.every(c => c.addr.includes('/quic-v1/webtransport/'))).toBe(true)
