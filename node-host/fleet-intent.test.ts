@@ -6,6 +6,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
+import { createSocket } from 'node:dgram'
 import { join } from 'node:path'
 import { loadFleetIntent, MalformedFleetIntentError, INTENT_FILE } from './fleet-intent.ts'
 import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
@@ -91,7 +92,15 @@ describe('listen ports', () => {
   })
 
   it('reads the ports a node listens on from its multiaddrs', () => {
-    expect(listeningPorts(['/ip4/127.0.0.1/tcp/4001/p2p/x', '/ip4/127.0.0.1/tcp/4002/ws/p2p/x', '/ip4/127.0.0.1/udp/4003/webrtc-direct/certhash/u/p2p/x']))
-      .toEqual({ tcp: 4001, ws: 4002, webrtc: 4003 })
+    expect(listeningPorts(['/ip4/127.0.0.1/tcp/4001/p2p/x', '/ip4/127.0.0.1/tcp/4002/ws/p2p/x', '/ip4/127.0.0.1/udp/4003/webrtc-direct/certhash/u/p2p/x', '/ip4/127.0.0.1/udp/4004/quic-v1/webtransport/certhash/a/certhash/b/p2p/x']))
+      .toEqual({ tcp: 4001, ws: 4002, webrtc: 4003, webtransport: 4004 })
+  })
+
+  it('reuses the last WebTransport port when any port is asked for, and none when it is off', async () => {
+    const free = await new Promise<number>((resolve) => { const s = createSocket('udp4'); s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => { resolve(p) }) }) })
+    expect((await reuseListenPorts({ webtransport: 0 }, { webtransport: free })).ports.webtransport).toBe(free)
+    expect((await reuseListenPorts({ webtransport: 4433 }, { webtransport: free })).ports.webtransport).toBe(4433)
+    expect((await reuseListenPorts({ webtransport: false }, { webtransport: free })).ports.webtransport).toBe(false)
+    expect((await reuseListenPorts({}, { webtransport: free })).ports.webtransport).toBeUndefined()
   })
 })

@@ -52,7 +52,7 @@ export class MalformedFleetIntentError extends CellError {
   static override readonly retry: RetryRule = 'never'
 }
 
-export interface ListenPortsRecord { tcp?: number, ws?: number, webrtc?: number }
+export interface ListenPortsRecord { tcp?: number, ws?: number, webrtc?: number, webtransport?: number }
 
 export interface FleetIntent {
   /** Replay floors, one guard per kind (the fleet view's `sequenceFloors`). */
@@ -198,7 +198,7 @@ function parseIntent (value: unknown): Stored {
     return { cell: h.cell, version: h.version, digest: h.digest, atMs: h.atMs as number, reason: h.reason.slice(0, 1024), ...(h.nodeId !== undefined ? { nodeId: h.nodeId } : {}) }
   })
   const listen = (v.listen ?? {}) as Record<string, unknown>
-  for (const k of ['tcp', 'ws', 'webrtc'] as const) {
+  for (const k of ['tcp', 'ws', 'webrtc', 'webtransport'] as const) {
     const p = listen[k]
     if (p === undefined) continue
     if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) throw new Error(`listen.${k} is not a port`)

@@ -16,20 +16,23 @@ export async function reuseListenPorts (wanted: ListenPorts, remembered: ListenP
   const host = wanted.host ?? '127.0.0.1'
   const ports: ListenPorts = { ...wanted }
   const notes: string[] = []
-  for (const kind of ['tcp', 'ws', 'webrtc'] as const) {
+  for (const kind of ['tcp', 'ws', 'webrtc', 'webtransport'] as const) {
     options.signal?.throwIfAborted()
     const last = remembered[kind]
-    if (wanted[kind] !== undefined || last === undefined) continue
-    if (await portFree(kind === 'webrtc' ? 'udp' : 'tcp', host, last)) ports[kind] = last
+    // WebTransport is on only when asked for (a port); asked for "any port" (0), the last one is reused.
+    if ((kind === 'webtransport' ? wanted[kind] !== 0 : wanted[kind] !== undefined) || last === undefined) continue
+    if (await portFree(kind === 'webrtc' || kind === 'webtransport' ? 'udp' : 'tcp', host, last)) ports[kind] = last
     else notes.push(`${kind} port ${last} (used last time) is taken; listening on a fresh port`)
   }
   return { ports, notes }
 }
 
-/** The ports a node listens on, from its multiaddrs (TCP, WebSockets, WebRTC-direct). */
+/** The ports a node listens on, from its multiaddrs (TCP, WebSockets, WebRTC-direct, WebTransport). */
 export function listeningPorts (addrs: readonly string[]): ListenPortsRecord {
   const out: ListenPortsRecord = {}
   for (const a of addrs) {
+    const wt = /\/udp\/(\d+)\/quic-v1\/webtransport/.exec(a)
+    if (wt != null) { out.webtransport ??= Number(wt[1]); continue }
     const udp = /\/udp\/(\d+)\/webrtc-direct/.exec(a)
     if (udp != null) { out.webrtc ??= Number(udp[1]); continue }
     const tcp = /\/tcp\/(\d+)(\/ws)?(\/|$)/.exec(a)

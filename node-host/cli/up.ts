@@ -27,7 +27,8 @@ options:
   --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: the ports of the last run in this
                         data directory, else any free port)
   --webtransport PORT   WebTransport (UDP) port for browsers, served by a Deno sidecar; \`off\` for
-                        none (default: any free port when the deno npm package is installed)
+                        none (default, when the deno npm package is installed: the port of the
+                        last run, else any free port; the certificates are kept in DIR too)
   --bootstrap ADDR      a peer to join through (repeatable; or CELL_BOOTSTRAP, or [cell.seeds] of --cell)
   --authority KEYFILE   an authority key this node's operator holds: trust it and grant this node
                         the host role under it
