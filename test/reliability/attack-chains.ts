@@ -6,7 +6,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import {
-  encodeCertificate, encodeCertificateBody, type Certificate, type Role
+  encodeCertificate, encodeCertificateBody, ROLES, type Certificate, type Role
 } from '../../core/identity/certificate.ts'
 import { rawSign, authorityIdOf, authorityFromPrivateKey, type AuthorityKey } from '../../core/identity/authority.ts'
 import {
@@ -70,38 +70,45 @@ export async function attackWorld (nowMs: number, honestPeers = 8): Promise<Atta
   const honest: AttackWorld['honest'] = []
   for (let i = 0; i < honestPeers; i++) {
     const p = await presenter()
-    const grant = await issueGrant(trusted[i % 2], { subject: p.peerId, roles: ['caller'], notBeforeMs: nowMs - HOUR, notAfterMs: nowMs + 24 * HOUR })
-    const session = await issueSession(p.key, grant, { subject: p.peerId, roles: ['caller'], notBeforeMs: nowMs - MIN, notAfterMs: nowMs + 10 * MIN })
+    const grant = await issueGrant(trusted[i % 2], { subject: p.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: nowMs - HOUR, notAfterMs: nowMs + 24 * HOUR })
+    const session = await issueSession(p.key, grant, { subject: p.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: nowMs - MIN, notAfterMs: nowMs + 10 * MIN })
     honest.push({ presenter: p, chain: encodeChain([grant, session]), grant })
   }
   return { trusted, stranger, honest, cell: 'billing', nowMs }
 }
 
-/** A valid chain for `p` in one of the legitimate shapes (one or two links, scoped or not, any trusted authority). */
-export async function validChain (w: AttackWorld, p: Presenter, rnd: () => number): Promise<Uint8Array> {
+/** Roles in canonical order (certificates require it). */
+const canon = (roles: Role[]): Role[] => ROLES.filter(r => roles.includes(r))
+/** The two roles other than `role`. */
+const others = (role: Role): [Role, Role] => ROLES.filter(r => r !== role) as [Role, Role]
+
+/** A valid chain for `p` holding `role` (default caller) in one of the legitimate shapes (one or two links, scoped or not, any trusted authority). */
+export async function validChain (w: AttackWorld, p: Presenter, rnd: () => number, role: Role = 'caller'): Promise<Uint8Array> {
   const now = w.nowMs
   const authority = w.trusted[Math.floor(rnd() * w.trusted.length)]
-  const roles: Role[] = [['caller'], ['caller', 'host'], ['caller', 'operator'], ['host', 'caller', 'operator']][Math.floor(rnd() * 4)] as Role[]
+  const [o1, o2] = others(role)
+  const roles: Role[] = [[role], canon([role, o1]), canon([role, o2]), [...ROLES]][Math.floor(rnd() * 4)]
   const cells = rnd() < 0.3 ? [w.cell, 'ledger'] : undefined
   // Windows near their edges too: just started, about to end, within the tolerated skew.
   const grant = await issueGrant(authority, {
     subject: p.peerId, roles, cells, notBeforeMs: now - Math.floor(rnd() * 2 * HOUR) + (rnd() < 0.1 ? DEFAULT_CLOCK_SKEW_MS - 1_000 : 0), notAfterMs: now + 1_000 + Math.floor(rnd() * 30 * 24 * HOUR)
   })
   if (rnd() < 0.25) return encodeChain([grant])
-  const sessionRoles = roles.filter(r => r === 'caller' || rnd() < 0.5)
+  const sessionRoles = roles.filter(r => r === role || rnd() < 0.5)
   const session = await issueSession(p.key, grant, {
     subject: p.peerId, roles: sessionRoles, notBeforeMs: now - Math.floor(rnd() * 5 * MIN), notAfterMs: now + 1_000 + Math.floor(rnd() * 10 * MIN)
   })
   return encodeChain([grant, session])
 }
 
-/** One attack of `kind` presented by `p` (who holds no valid grant unless a variant says so). */
-export async function attack (kind: AttackKind, w: AttackWorld, p: Presenter, rnd: () => number): Promise<Attack> {
+/** One attack of `kind` presented by `p` to a verifier requiring `role` (default caller; p holds no valid grant unless a variant says so). */
+export async function attack (kind: AttackKind, w: AttackWorld, p: Presenter, rnd: () => number, role: Role = 'caller'): Promise<Attack> {
   const now = w.nowMs
+  const [o1, o2] = others(role)
   const A = w.trusted[Math.floor(rnd() * w.trusted.length)]
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]
   const grantFor = async (subject: string, over: Partial<Omit<Certificate, 'signature'>> = {}, by: AuthorityKey = A): Promise<Certificate> =>
-    await signAs(by, { kind: 'grant', issuer: by.id, subject, roles: ['caller'], notBeforeMs: now - HOUR, notAfterMs: now + 24 * HOUR, cells: [], ...over })
+    await signAs(by, { kind: 'grant', issuer: by.id, subject, roles: [role], notBeforeMs: now - HOUR, notAfterMs: now + 24 * HOUR, cells: [], ...over })
   const sessionFor = async (grant: Certificate, key: Ed25519PrivateKey, subject: string, over: Partial<Omit<Certificate, 'signature'>> = {}): Promise<Certificate> =>
     await signAs(key, { kind: 'session', issuer: authorityIdOf(key.publicKey), subject, roles: grant.roles, notBeforeMs: now - MIN, notAfterMs: now + 10 * MIN, cells: grant.cells, ...over })
   const skew = DEFAULT_CLOCK_SKEW_MS
@@ -122,7 +129,7 @@ export async function attack (kind: AttackKind, w: AttackWorld, p: Presenter, rn
       }
       if (v === 'grant-by-attacker-key') {
         // Claims a trusted authority as issuer, signed with the attacker's own key.
-        const g = await signAs(p.key, { kind: 'grant', issuer: A.id, subject: p.peerId, roles: ['caller', 'operator'], notBeforeMs: now - HOUR, notAfterMs: now + HOUR, cells: [] })
+        const g = await signAs(p.key, { kind: 'grant', issuer: A.id, subject: p.peerId, roles: canon([role, o2]), notBeforeMs: now - HOUR, notAfterMs: now + HOUR, cells: [] })
         return a(v, encodeChain([g]), BadSignatureError)
       }
       if (v === 'grant-subject-rewritten') {
@@ -135,12 +142,12 @@ export async function attack (kind: AttackKind, w: AttackWorld, p: Presenter, rn
         return a(v, encodeChain([{ ...g, notAfterMs: now + 365 * 24 * HOUR }]), BadSignatureError)
       }
       if (v === 'grant-roles-raised') {
-        const g = await grantFor(p.peerId, { roles: ['caller'] })
-        return a(v, encodeChain([{ ...g, roles: ['caller', 'operator'] }]), BadSignatureError)
+        const g = await grantFor(p.peerId, { roles: [role] })
+        return a(v, encodeChain([{ ...g, roles: canon([role, o2]) }]), BadSignatureError)
       }
       // A session "issued" by an honest peer (its key as issuer), signed by the attacker.
       const h = pick(w.honest)
-      const s = await signAs(p.key, { kind: 'session', issuer: authorityIdOf(h.presenter.key.publicKey), subject: p.peerId, roles: ['caller'], notBeforeMs: now - MIN, notAfterMs: now + MIN, cells: [] })
+      const s = await signAs(p.key, { kind: 'session', issuer: authorityIdOf(h.presenter.key.publicKey), subject: p.peerId, roles: [role], notBeforeMs: now - MIN, notAfterMs: now + MIN, cells: [] })
       return a(v, encodeChain([h.grant, s]), BadSignatureError)
     }
     case 'expired': {
@@ -178,17 +185,17 @@ export async function attack (kind: AttackKind, w: AttackWorld, p: Presenter, rn
       return a(v, encodeChain([s, g]), TruncatedChainError)
     }
     case 'wrong-role': {
-      const v = pick(['grant-host-only', 'grant-operator-only', 'session-raises-role', 'session-host-only'])
-      if (v === 'grant-host-only' || v === 'grant-operator-only') {
-        const g = await grantFor(p.peerId, { roles: v === 'grant-host-only' ? ['host'] : ['operator'] })
+      const v = pick([`grant-${o1}-only`, `grant-${o2}-only`, 'session-raises-role', `session-${o1}-only`])
+      if (v === `grant-${o1}-only` || v === `grant-${o2}-only`) {
+        const g = await grantFor(p.peerId, { roles: v === `grant-${o1}-only` ? [o1] : [o2] })
         return a(v, encodeChain(rnd() < 0.5 ? [g] : [g, await sessionFor(g, p.key, p.peerId)]), WrongRoleError)
       }
       if (v === 'session-raises-role') {
-        const g = await grantFor(p.peerId, { roles: ['host'] })
-        return a(v, encodeChain([g, await sessionFor(g, p.key, p.peerId, { roles: ['host', 'caller'] })]), WrongRoleError)
+        const g = await grantFor(p.peerId, { roles: [o1] })
+        return a(v, encodeChain([g, await sessionFor(g, p.key, p.peerId, { roles: canon([o1, role]) })]), WrongRoleError)
       }
-      const g = await grantFor(p.peerId, { roles: ['host', 'caller'] })
-      return a(v, encodeChain([g, await sessionFor(g, p.key, p.peerId, { roles: ['host'] })]), WrongRoleError)
+      const g = await grantFor(p.peerId, { roles: canon([o1, role]) })
+      return a(v, encodeChain([g, await sessionFor(g, p.key, p.peerId, { roles: [o1] })]), WrongRoleError)
     }
     case 'wrong-subject': {
       const v = pick(['grant-for-other-peer', 'session-for-other-peer', 'subject-not-a-peer-id'])

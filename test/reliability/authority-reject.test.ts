@@ -12,7 +12,8 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { callerAuthenticator } from '../../core/mesh/handshake-auth.ts'
+import { callerAuthenticator, serverAuthenticator } from '../../core/mesh/handshake-auth.ts'
+import { PeerGrantGate } from '../../core/fleet/peer-grant.ts'
 import { Mesh } from '../../core/mesh/index.ts'
 import { Credentials, encodeChain, issueGrant } from '../../core/identity/index.ts'
 import * as identityErrors from '../../core/identity/errors.ts'
@@ -90,6 +91,47 @@ describe('AUTHORITY-REJECT', () => {
     expect(refusedValid).toEqual([])
     // Every kind and, at the full count, every variant was tried.
     for (const kind of ATTACK_KINDS) expect([...table.keys()].some(k => k.startsWith(`${kind}/`)), kind).toBe(true)
+  })
+
+  it(`the client's check of a server's host chain and the fleet protocols' grant gate refuse the same attacks (${Math.round(ATTACKS / 4)} each)`, async () => {
+    const rnd = mulberry32(21)
+    const world = await attackWorld(NOW)
+    const trusted = new Set(world.trusted.map(a => a.id))
+    const signal = new AbortController().signal
+    // serverAuthenticator: what a caller's mesh runs on the HELLO_ACK (host role; the cell's release
+    // authority when the view holds one, else the trusted set, as here).
+    const checkServer = serverAuthenticator({ trusted, clock: fixedClock, releaseAuthority: () => undefined })
+    // PeerGrantGate: /cell/fleet-sync/1, /cell/artifact/1, /cell/metrics/1 (any role, no cell scope).
+    const gate = new PeerGrantGate({ trusted, clock: fixedClock })
+    const presenters: Presenter[] = []
+    for (let i = 0; i < 16; i++) presenters.push(await presenter())
+    const accepted: string[] = []
+    const unnamed: string[] = []
+    const n = Math.round(ATTACKS / 4)
+    let gated = 0
+    for (let i = 0; i < n; i++) {
+      const p = presenters[i % presenters.length]
+      const kind = ATTACK_KINDS[i % ATTACK_KINDS.length]
+      const asServer = await attack(kind, world, p, rnd, 'host')
+      await checkServer({ remotePeerId: p.peerId, cell: world.cell, credentials: asServer.chain }, { signal }).then(
+        () => { accepted.push(`server ${kind}/${asServer.variant}`) },
+        (err: unknown) => { if (!asServer.expect.some(cls => err instanceof cls)) unnamed.push(`server ${kind}/${asServer.variant}: ${(err as Error).name}`) })
+      // Any role admits at the gate, and it serves no particular cell: role and scope attacks do not apply.
+      if (kind === 'wrong-role' || kind === 'wrong-scope') continue
+      const asPeer = await attack(kind, world, p, rnd)
+      gated++
+      await gate.check(asPeer.chain, p.peerId, { signal }).then(
+        () => { accepted.push(`gate ${kind}/${asPeer.variant}`) },
+        (err: unknown) => { if (!asPeer.expect.some(cls => err instanceof cls)) unnamed.push(`gate ${kind}/${asPeer.variant}: ${(err as Error).name}`) })
+    }
+    for (let i = 0; i < Math.round(VALID / 4); i++) {
+      const p = presenters[i % presenters.length]
+      expect((await checkServer({ remotePeerId: p.peerId, cell: world.cell, credentials: await validChain(world, p, rnd, 'host') }, { signal }))?.peerId).toBe(p.peerId)
+      expect((await gate.check(await validChain(world, p, rnd), p.peerId, { signal })).subject).toBe(p.peerId)
+    }
+    expect(accepted).toEqual([])
+    expect(unnamed).toEqual([])
+    expect(gate.stats().refused).toBe(gated)
   })
 
   it('the same refusals over real libp2p connections to a real Mesh, while honest callers are answered', async () => {
