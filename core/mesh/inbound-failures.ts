@@ -5,14 +5,14 @@
 // failed inbound upgrade with the transport's name, then rethrows so libp2p handles it as before.
 import type { CreateListenerOptions, Transport, Upgrader } from '@libp2p/interface'
 
-/** Told the transport (`tcp`, `websockets`, `webrtc-direct`, …) and the error of each failed inbound upgrade. */
+/** Told the transport (its tag without the npm scope: `tcp`, `websockets`, `webrtc-direct`, …) and the error of each failed inbound upgrade. */
 export type InboundFailureHook = (transport: string, err: unknown) => void
 
 type TransportFactory = (components: unknown) => Transport
 
 function transportName (t: Transport): string {
   const tag = (t as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag]
-  return typeof tag === 'string' ? tag.replace(/^@libp2p\//, '') : 'unknown'
+  return typeof tag === 'string' ? tag.replace(/^@[^/]+\//, '') : 'unknown'
 }
 
 function reportingUpgrader (upgrader: Upgrader, name: string, onFailure: InboundFailureHook): Upgrader {
