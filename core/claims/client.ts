@@ -83,7 +83,17 @@ export interface ClaimClientStats {
   refusedByVoters: number
 }
 
-interface OpOptions { signal?: AbortSignal, leaseMs?: number }
+interface OpOptions {
+  signal?: AbortSignal
+  leaseMs?: number
+  /**
+   * How long one phase waits for a majority in this operation (default: the client's). An owner's
+   * renew gives a round most of what is left of its lease: on a starved machine (fsyncs behind a
+   * busy disk, a loaded CPU) a quorum that answers in 5 s is still a quorum, and a phase cut at 3 s
+   * would only start another round that needs the same slow fsyncs.
+   */
+  phaseTimeoutMs?: number
+}
 
 interface Tally {
   ok: Array<{ peer: string, answer: ClaimAnswer }>
@@ -123,7 +133,7 @@ export class ClaimRegisterClient {
   async renew (claimId: string, voters: readonly string[], epoch: number, options: OpOptions = {}): Promise<ClaimLease> {
     const vs = this.args(claimId, voters)
     const leaseMs = this.leaseOf(options)
-    const out = await this.run(claimId, vs, { op: 'renew', self: this.init.selfId, epoch, leaseMs }, options)
+    const out = await this.run(claimId, vs, { op: 'renew', self: this.init.selfId, epoch, leaseMs }, options, options.phaseTimeoutMs)
     return this.lease(claimId, out.value, out.sentAtMs)
   }
 
@@ -153,7 +163,7 @@ export class ClaimRegisterClient {
     return lease
   }
 
-  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
+  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }, phaseTimeoutMs?: number): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
     const timeoutMs = this.init.timeoutMs ?? 5_000
     const deadline = new AbortController()
     const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
@@ -166,7 +176,7 @@ export class ClaimRegisterClient {
         if (attempt > 0) await this.backoff(attempt, signal)
         signal.throwIfAborted()
         const ballot: Ballot = { counter: ++this.counter, proposer: this.init.selfId }
-        const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters }, majority, signal)
+        const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters }, majority, signal, phaseTimeoutMs)
         if (prepare.ok.length < majority) {
           lastProblem = this.problems('prepare', prepare, voters)
           continue
@@ -186,7 +196,7 @@ export class ClaimRegisterClient {
         }
         if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs(), previous: current?.value ?? null }
         const sentAtMs = this.init.clock.nowMs()
-        const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal)
+        const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal, phaseTimeoutMs)
         if (accept.ok.length >= majority) return { value: next.value, sentAtMs, previous: current?.value ?? null }
         const held = accept.rejects.filter(r => r.answer.reason === 'lease-held')
         if (held.length > voters.length - majority) {
@@ -244,11 +254,11 @@ export class ClaimRegisterClient {
    * longer say yes, or at the phase deadline. Answers are checked against the request (claim,
    * ballot, phase) and the voter's grant before they count.
    */
-  private async round (voters: string[], req: ClaimRequest, majority: number, signal: AbortSignal): Promise<Tally> {
+  private async round (voters: string[], req: ClaimRequest, majority: number, signal: AbortSignal, phaseTimeoutMs?: number): Promise<Tally> {
     this.counters.rounds++
     const cell = cellOfClaim(req.claimId)
     const frame = encodeClaimRequest(req, this.init.gate.chain(cell))
-    const phaseMs = this.init.phaseTimeoutMs ?? 1_000
+    const phaseMs = phaseTimeoutMs ?? this.init.phaseTimeoutMs ?? 1_000
     const phase = new AbortController()
     const onAbort = (): void => { phase.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })

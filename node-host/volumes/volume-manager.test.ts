@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ClaimAcceptor, MemoryAcceptorStore, ClaimRegisterClient } from '../../core/claims/index.ts'
+import { ClaimAcceptor, MemoryAcceptorStore, ClaimRegisterClient, ClaimHeldError } from '../../core/claims/index.ts'
 import { openClaimGateForTests } from '../../core/claims/testing.ts'
 import { systemClock } from '../../core/ports.ts'
 import { DirDriver } from '../storage/dir.ts'
@@ -30,6 +30,8 @@ class SharedSnapshots implements SnapshotPort {
   /** Snapshots taken while set are held (findable by tag) but not safe yet: their pins lag. */
   holdBack = false
   readonly held: SafeSnapshot[] = []
+  /** Runs inside every restore, before the copy (a slow restore in a test). */
+  duringRestore?: () => Promise<void>
   private readonly owner: () => string
   constructor (root: string, owner: () => string) { this.root = root; this.owner = owner }
   async take (driver: StorageDriver, claim: Claim, epoch: number): Promise<{ tag: string }> {
@@ -52,6 +54,7 @@ class SharedSnapshots implements SnapshotPort {
   }
 
   async restore (driver: StorageDriver, claim: Claim, tag: string, quotaBytes: number): Promise<void> {
+    await this.duringRestore?.()
     await driver.replace(claim, quotaBytes, async (dir) => { await cp(join(this.root, tag), dir, { recursive: true }) })
   }
 }
@@ -75,6 +78,9 @@ describe('claim volumes', () => {
     managers.length = 0
   })
 
+  /** Called after every renew of the claim register a manager made here (test hook). */
+  let onRenew: (selfId: string) => void = () => {}
+
   function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver } = {}): VolumeManager {
     const client = new ClaimRegisterClient({
       selfId,
@@ -95,7 +101,11 @@ describe('claim volumes', () => {
       clock: systemClock,
       monotonicNow,
       drivers: [options.driver ?? new DirDriver(join(dir, selfId.slice(-4), 'storage'))],
-      register: client,
+      register: {
+        acquire: async (...args) => await client.acquire(...args),
+        release: async (...args) => await client.release(...args),
+        renew: async (...args) => { const lease = await client.renew(...args); onRenew(selfId); return lease }
+      },
       snapshots,
       voters: () => NODES,
       isServing: (id) => !down.has(id),
@@ -144,6 +154,36 @@ describe('claim volumes', () => {
     expect(vb.restoredFrom).toBe(shared.held[0].tag)
     expect(vb.restoredFrom).not.toBe(older)
     expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    await vb.close({ planned: true })
+  })
+
+  it('keeps renewing the lease while a restore outlasts it: nobody else takes the claim meanwhile', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
+    await va.close({ planned: true })
+    const b = manager(NODES[1], shared)
+    const c = manager(NODES[2], shared)
+    let rival: unknown
+    shared.duringRestore = async () => {
+      // Twice, most of a lease (5 s) passes on every clock; B's keeper renews each time.
+      for (let i = 0; i < 2; i++) {
+        const renewed = new Promise<void>(resolve => { onRenew = (id) => { if (id === NODES[1]) resolve() } })
+        now += 4_000
+        await renewed
+      }
+      // 8 s after B acquired, a lease of 5 s would be long over: C may take the claim only if B
+      // stopped renewing.
+      rival = await c.init.register.acquire('ledger/0', NODES, {}).catch((err: unknown) => err)
+    }
+    const vb = await b.open(spec, 'ledger-b', {})
+    expect(rival).toBeInstanceOf(ClaimHeldError)
+    expect(vb.epoch).toBe(2)
+    expect(vb.serving()).toBe(true)
+    expect(await readFile(join(vb.path, 'ledger.jsonl'), 'utf8')).toBe('one\n')
+    onRenew = () => {}
     await vb.close({ planned: true })
   })
 

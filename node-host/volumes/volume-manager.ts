@@ -54,7 +54,7 @@ export interface ClaimLease {
 /** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
 export interface ClaimRegisterPort {
   acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal }): Promise<ClaimLease>
-  renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal }): Promise<ClaimLease>
+  renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, phaseTimeoutMs?: number }): Promise<ClaimLease>
   /** `final`: the snapshot taken after the replica stopped, which the next owner must restore. */
   release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string }): Promise<void>
 }
@@ -261,7 +261,10 @@ class OpenClaim implements ReplicaVolume {
     if (this.lost || this.released) return
     const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
     try {
-      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))) })
+      // A slow quorum is still a quorum: one round may take (almost) the whole budget, which ends
+      // before the lease does, so a renew that lands late never extends a lease already given up.
+      const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
+      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
       if (lease.epoch === this.epoch && !this.leaseEnded) this.lease = lease
       this.checkLease()
       this.scheduleRenew()
@@ -329,6 +332,58 @@ class OpenClaim implements ReplicaVolume {
       this.init.clock.clearTimeout(this.leaseTimer)
       this.manager.forget(this)
     }
+  }
+}
+
+/**
+ * Renews a just-acquired lease while the volume is prepared (a restore may outlast the lease), the
+ * way an open claim does: at a quarter of the lease, every 250 ms after a failure, each renew given
+ * what is left of half the lease. `stop()` waits for a renew in flight and hands back the newest lease.
+ */
+class LeaseKeeper {
+  lease: ClaimLease
+  lost?: Error
+  private stopped = false
+  private timer: unknown
+  private renewing?: Promise<void>
+  private readonly manager: VolumeManager
+  private readonly claimId: string
+  private readonly voters: string[]
+
+  constructor (manager: VolumeManager, claimId: string, voters: string[], lease: ClaimLease) {
+    this.manager = manager
+    this.claimId = claimId
+    this.voters = voters
+    this.lease = lease
+    this.schedule(false)
+  }
+
+  private schedule (afterFailure: boolean): void {
+    if (this.stopped || this.lost !== undefined) return
+    const delayMs = afterFailure ? 250 : Math.max(100, Math.floor(this.lease.leaseMs / 4))
+    this.timer = this.manager.init.clock.setTimeout(() => { this.renewing = this.renew() }, delayMs)
+  }
+
+  private async renew (): Promise<void> {
+    if (this.stopped) return
+    const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
+    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
+    try {
+      const lease = await this.manager.init.register.renew(this.claimId, this.voters, this.lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
+      if (lease.epoch === this.lease.epoch) this.lease = { ...lease, ...(this.lease.handedOver !== undefined ? { handedOver: this.lease.handedOver } : {}) }
+      this.schedule(false)
+    } catch (err) {
+      if (err instanceof ClaimLostError) { this.lost = err; return }
+      log('renewing claim %s while its volume is prepared failed: %s: %s', this.claimId, (err as Error).name, (err as Error).message)
+      this.schedule(true)
+    }
+  }
+
+  async stop (): Promise<ClaimLease> {
+    this.stopped = true
+    this.manager.init.clock.clearTimeout(this.timer)
+    await this.renewing
+    return this.lease
   }
 }
 
@@ -453,6 +508,42 @@ export class VolumeManager implements ReplicaVolumes {
       lease = await this.init.register.renew(claimId, voters, err.epoch, options)
     }
     voters = lease.voters
+    // A restore can take longer than a lease (a big claim, a busy disk): the lease is renewed while
+    // the volume is prepared, or another node would take the claim meanwhile and the two would
+    // take it from each other for ever.
+    const keeper = new LeaseKeeper(this, claimId, voters, lease)
+    try {
+      lease = await this.prepareVolume(spec, claim, driver, quotaBytes, voters, lease, keeper, options)
+    } finally {
+      lease = await keeper.stop()
+    }
+    if (keeper.lost !== undefined) throw new ClaimLeaseExpiredError(`claim ${claimId} (epoch ${lease.epoch}) was lost while its volume was prepared: ${keeper.lost.message}`, { cause: keeper.lost })
+    const { path, restoredFrom, localIsNewest } = this.prepared.get(claimId)!
+    this.prepared.delete(claimId)
+    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters })
+    // A slow acquire or restore may have used up most of the lease: renew before serving, and
+    // never hand out a volume whose lease is already over.
+    if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {
+      try {
+        lease = await this.init.register.renew(claimId, voters, lease.epoch, options)
+      } catch (err) {
+        if (!(err instanceof ClaimLostError) && lease.leaseStartLocalMs + lease.leaseMs - this.now() > (this.init.leaseGuardMs ?? 1_000)) log('renewing claim %s right after it opened failed: %s', claimId, (err as Error).message)
+        else throw new ClaimLeaseExpiredError(`the lease on claim ${claimId} (epoch ${lease.epoch}) ended before its replica could start: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    const open = new OpenClaim(this, spec, claim, driver, voters, lease, path, restoredFrom)
+    this.held.set(claimId, open)
+    this.counters.opened++
+    open.start()
+    log('claim %s opened by …%s with voters %s at epoch %d on %s%s', claimId, this.init.selfId.slice(-6), voters.map(v => `…${v.slice(-6)}`).join(','), lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
+    return { volume: open }
+  }
+
+  private readonly prepared = new Map<string, { path: string, restoredFrom: string | undefined, localIsNewest: boolean }>()
+
+  /** Local copy or restore, then the mounted volume: what `tryOpen` serves from. */
+  private async prepareVolume (spec: SpawnSpec, claim: Claim, driver: StorageDriver, quotaBytes: number, voters: string[], lease: ClaimLease, keeper: LeaseKeeper, options: { signal?: AbortSignal }): Promise<ClaimLease> {
+    const claimId = `${claim.cell}/${claim.ordinal}`
     const marker = await this.markers.get(claimId)
     const exists = await driver.exists(claim, options)
     // An epoch is granted to one owner only: a marker at the epoch just replaced (or at this very
@@ -475,23 +566,8 @@ export class VolumeManager implements ReplicaVolumes {
       }
     }
     const path = await driver.create(claim, quotaBytes, options)
-    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters })
-    // A slow acquire or restore may have used up most of the lease: renew before serving, and
-    // never hand out a volume whose lease is already over.
-    if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {
-      try {
-        lease = await this.init.register.renew(claimId, voters, lease.epoch, options)
-      } catch (err) {
-        if (!(err instanceof ClaimLostError) && lease.leaseStartLocalMs + lease.leaseMs - this.now() > (this.init.leaseGuardMs ?? 1_000)) log('renewing claim %s right after it opened failed: %s', claimId, (err as Error).message)
-        else throw new ClaimLeaseExpiredError(`the lease on claim ${claimId} (epoch ${lease.epoch}) ended before its replica could start: ${(err as Error).message}`, { cause: err })
-      }
-    }
-    const open = new OpenClaim(this, spec, claim, driver, voters, lease, path, restoredFrom)
-    this.held.set(claimId, open)
-    this.counters.opened++
-    open.start()
-    log('claim %s opened by …%s with voters %s at epoch %d on %s%s', claimId, this.init.selfId.slice(-6), voters.map(v => `…${v.slice(-6)}`).join(','), lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
-    return { volume: open }
+    this.prepared.set(claimId, { path, restoredFrom, localIsNewest })
+    return keeper.lease
   }
 
   /** The final snapshot the previous owner's release named, once this node's view holds it (up to `handoverSafeMs`). */
