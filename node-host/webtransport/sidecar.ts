@@ -55,6 +55,8 @@ export interface SidecarInit {
   /** The certificate to serve, asked again at each (re)start. */
   certificate: () => { cert: string, key: string }
   onSession: (session: BridgeSession) => void
+  /** Each time a sidecar (the first or a restarted one) listens. */
+  onListening?: (port: number) => void
   log: Logger
   /** How long the first start may take (Deno compiles the script). */
   startTimeoutMs?: number
@@ -72,6 +74,7 @@ export class SidecarSupervisor {
   private listeningWaiters: Array<(port: number) => void> = []
   /** Times the sidecar was started (1 after a clean start; more after crashes). */
   starts = 0
+  private lastStderr = ''
 
   private readonly init: SidecarInit
 
@@ -80,7 +83,11 @@ export class SidecarSupervisor {
     this.port = init.port
   }
 
-  /** Starts the sidecar; resolves with the UDP port once it listens. */
+  /**
+   * Starts the sidecar; resolves with the UDP port once it listens. If it does not within the start
+   * timeout, throws SidecarUnavailableError but keeps trying (restarts with backoff; `onListening`
+   * says when one listens) until `stop`.
+   */
   async start (options: { signal?: AbortSignal } = {}): Promise<number> {
     this.dir = await mkdtemp(join(tmpdir(), 'cell-wt-'))
     const sock = join(this.dir, 'bridge.sock')
@@ -90,17 +97,14 @@ export class SidecarSupervisor {
       this.server!.listen(sock, () => { this.server!.off('error', reject); resolve() })
     })
     this.spawn()
-    const timeoutMs = this.init.startTimeoutMs ?? 30_000
+    const timeoutMs = this.init.startTimeoutMs ?? 15_000
     let timer: ReturnType<typeof setTimeout> | undefined
     try {
       return await new Promise<number>((resolve, reject) => {
         this.listeningWaiters.push(resolve)
-        timer = setTimeout(() => { reject(new SidecarUnavailableError(`the WebTransport sidecar did not listen within ${timeoutMs} ms`)) }, timeoutMs)
+        timer = setTimeout(() => { reject(new SidecarUnavailableError(`the WebTransport sidecar did not listen within ${timeoutMs} ms${this.lastStderr !== '' ? `: ${this.lastStderr}` : ''}`)) }, timeoutMs)
         options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) }, { once: true })
       })
-    } catch (err) {
-      await this.stop()
-      throw err
     } finally {
       clearTimeout(timer)
     }
@@ -142,7 +146,8 @@ export class SidecarSupervisor {
     const startedMs = Date.now()
     const child = spawn(this.init.deno, [
       'run', '--quiet', '--no-prompt', '--no-config', '--no-lock', '--no-npm', '--no-remote', '--unstable-net',
-      '--allow-net', `--allow-read=${sock}`, `--allow-write=${sock}`,
+      // Net access to its listen address and its bridge socket only (Deno counts a Unix socket as net).
+      `--allow-net=${this.init.host.includes(':') ? `[${this.init.host}]` : this.init.host},unix:${sock}`, `--allow-read=${sock}`, `--allow-write=${sock}`,
       SIDECAR_SCRIPT, sock, ...(this.init.log.enabled ? ['debug'] : [])
     ], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -161,7 +166,8 @@ export class SidecarSupervisor {
       if (this.stopping) return
       if (Date.now() - startedMs > STABLE_MS) this.attempt = 0
       const delayMs = BACKOFF_MS[Math.min(this.attempt++, BACKOFF_MS.length - 1)]
-      this.init.log.error('webtransport sidecar exited (%s); restarting in %d ms%s', signal ?? `code ${code}`, delayMs, stderr !== '' ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : '')
+      this.lastStderr = stderr.trim().split('\n').slice(-3).join(' | ')
+      this.init.log.error('webtransport sidecar exited (%s); restarting in %d ms%s', signal ?? `code ${code}`, delayMs, this.lastStderr !== '' ? `: ${this.lastStderr}` : '')
       this.restartTimer = setTimeout(() => { this.spawn() }, delayMs)
       this.restartTimer.unref()
     })
@@ -174,6 +180,7 @@ export class SidecarSupervisor {
       onListening: (port) => {
         this.port = port
         for (const w of this.listeningWaiters.splice(0)) w(port)
+        this.init.onListening?.(port)
       },
       onSession: (session) => { this.init.onSession(session) },
       onClose: () => {

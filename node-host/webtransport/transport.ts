@@ -16,7 +16,7 @@ import { CellError, type RetryRule } from '../../core/errors.ts'
 import type { BridgeSession } from './bridge.ts'
 import type { BridgeStream } from './bridge-stream.ts'
 import { advancePair, defaultRotation, loadPair, rotationDueMs, savePair, type CertificatePair, type RotationPolicy } from './certificates.ts'
-import { SidecarSupervisor, denoBinary } from './sidecar.ts'
+import { SidecarSupervisor, SidecarUnavailableError, denoBinary } from './sidecar.ts'
 
 export class WebTransportHandshakeError extends CellError {
   static override readonly errorName = 'WebTransportHandshakeError'
@@ -36,6 +36,8 @@ export interface WebTransportListenInit {
   maxStreamsPerSession?: number
   /** The Deno binary (default: the one from the `deno` npm package). */
   deno?: string
+  /** How long listen waits for the sidecar before the node goes on without it (default 15 s). */
+  startTimeoutMs?: number
   now?: () => number
 }
 
@@ -144,11 +146,24 @@ class WebTransportListener extends TypedEventEmitter<ListenerEvents> implements 
       limits: { maxSessions: this.init.maxSessions ?? 256, maxStreamsPerSession: this.init.maxStreamsPerSession ?? 256 },
       certificate: () => ({ cert: this.pair!.current.cert, key: this.pair!.current.key }),
       onSession: (session) => { void this.onSession(session) },
-      log: this.log
+      onListening: (port) => {
+        if (port === this.port) return
+        this.port = port
+        this.safeDispatchEvent('listening')
+      },
+      log: this.log,
+      ...(this.init.startTimeoutMs !== undefined ? { startTimeoutMs: this.init.startTimeoutMs } : {})
     })
-    this.port = await this.supervisor.start({ signal: this.shutdown.signal })
-    this.scheduleRotation()
     this.handle({ stats: () => this.stats(), rotate: async () => { await this.rotate(true) }, sidecarPid: () => this.supervisor?.pid })
+    this.scheduleRotation()
+    try {
+      this.port = await this.supervisor.start({ signal: this.shutdown.signal })
+    } catch (err) {
+      if (!(err instanceof SidecarUnavailableError)) throw err
+      // The node runs on without it; the supervisor keeps trying and the address appears when it listens.
+      this.log.error('%s; the node runs without a WebTransport address until it does', err.message)
+      return
+    }
     this.safeDispatchEvent('listening')
   }
 
