@@ -21,6 +21,7 @@ import { createClient, waitForReplicas, waitForView } from '../client.ts'
 import { Publisher } from '../publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
+import { denoBinary } from '../webtransport/sidecar.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 const NODES = 3
@@ -61,7 +62,8 @@ async function main (): Promise<void> {
 
     for (let i = 0; i < NODES; i++) {
       const bootstrap = i === 0 ? [] : [nodes[0].addresses()[0]]
-      const node = await FullNode.create({ dataDir: join(dir, `node-${i + 1}`), bootstrap, authorityKeys: [authority] })
+      // WebTransport for the browser tabs too, where the deno package installed its binary.
+      const node = await FullNode.create({ dataDir: join(dir, `node-${i + 1}`), bootstrap, authorityKeys: [authority], listen: { webtransport: denoBinary() !== undefined ? 0 : false } })
       await node.start()
       nodes.push(node)
       say(`node ${i + 1}  ${node.peerId}`)
