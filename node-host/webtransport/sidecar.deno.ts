@@ -126,6 +126,15 @@ async function accept (incoming: QuicIncoming): Promise<void> {
   sessions.set(session.id, session)
   await send(encodeJson(FRAME.sessionOpen, session.id, { remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}` }))
   void wt.closed.catch(() => {}).finally(() => { void endSession(session, true) })
+  // libp2p uses bidirectional streams only: refuse unidirectional ones rather than let them sit.
+  void (async () => {
+    const uni = wt.incomingUnidirectionalStreams.getReader()
+    while (true) {
+      const { done, value } = await uni.read()
+      if (done) return
+      void value.cancel().catch(() => {})
+    }
+  })().catch(() => {})
   const incomingStreams = wt.incomingBidirectionalStreams.getReader()
   try {
     while (true) {
