@@ -7,6 +7,12 @@ export interface CallerInfo {
   /** Hex ed25519 public key of the authority that chained the caller's certificate. */
   authority: string
   roles: string[]
+  /**
+   * When the server's check of the caller's chain stops holding (ms on the server's clock: the
+   * chain's earliest notAfter plus the verifier's skew); the synapse closes the channel then.
+   * Absent: no expiry (a public cell's anonymous caller).
+   */
+  expiresMs?: number
 }
 
 export interface CellContext {

@@ -3,7 +3,7 @@
 // Noise-authenticated peer), the client checks the server's chain (host role under the authority
 // that signed the cell's release). Named functions so the attack suites (test/reliability) drive
 // exactly the function a real handshake calls.
-import { makeVerifier, TrustError, type Role } from '../identity/index.ts'
+import { DEFAULT_CLOCK_SKEW_MS, makeVerifier, TrustError, type Role } from '../identity/index.ts'
 import type { Clock } from '../ports.ts'
 import type { AuthenticatePort, AuthenticateServerPort } from '../synapse/types.ts'
 
@@ -24,7 +24,8 @@ export function callerAuthenticator (init: CallerAuthInit): AuthenticatePort {
     const role: Role = 'caller'
     try {
       const v = await makeVerifier(new Set(roots), { clock: init.clock })(req.credentials, { remotePeerId: req.remotePeerId, requiredRole: role, cell: req.cell, signal })
-      return { peerId: v.subject, authority: v.authority, roles: v.roles }
+      // The verifier accepts a link until its notAfter plus the skew; the channel lives as long.
+      return { peerId: v.subject, authority: v.authority, roles: v.roles, expiresMs: v.notAfterMs + DEFAULT_CLOCK_SKEW_MS }
     } catch (err) {
       if (err instanceof TrustError && init.isPublic?.(req.cell) === true) {
         // Public cells admit any peer Noise authenticated; the caller is known only by peer id.

@@ -16,7 +16,7 @@ import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
-import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
+import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
 import { chooseReplica } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
@@ -310,7 +310,7 @@ export class Mesh {
     return this.claims.epoch(cell, ordinal)
   }
 
-  private async channel (nodeId: string, cell: string, signal?: AbortSignal): Promise<Channel> {
+  private async channel (nodeId: string, cell: string, signal?: AbortSignal, reopened = false): Promise<Channel> {
     const key = `${nodeId}/${cell}`
     let pending = this.channels.get(key)
     if (pending == null) {
@@ -326,7 +326,15 @@ export class Mesh {
         void ch.closed.then(() => { if (this.channels.get(key) === pending) this.channels.delete(key) })
       }, () => { if (this.channels.get(key) === pending) this.channels.delete(key) })
     }
-    return await pending
+    const ch = await pending
+    if (!reopened && !this.libp2p.services.synapse.current(ch)) {
+      // This peer's chain rotated since the channel's handshake (or the channel just ended): the
+      // server would close it when the old chain expires, so new calls go on a new channel.
+      if (this.channels.get(key) === pending) this.channels.delete(key)
+      ch.closeWhenIdle()
+      return await this.channel(nodeId, cell, signal, true)
+    }
+    return ch
   }
 
   /**
@@ -393,6 +401,8 @@ export class Mesh {
         const retry = mayRetry(err, { opened, idempotent })
         log('call %s.%s on %s failed (%s), retry=%s', cell, method, target.nodeId, (err as Error).name, retry)
         if (!retry || this.clock.now() >= deadlineMs) throw err
+        // Closed because this peer's chain expired (nothing ran): the next attempt opens a new channel.
+        if (err instanceof ChannelExpiredError) continue
         // A crashed replica leaves its node able to serve from another local replica; a closed
         // channel or a node without replicas sends the next attempt elsewhere.
         const crashed = err instanceof ReplicaCrashedError ? (crashes.get(target.nodeId) ?? 0) + 1 : 2

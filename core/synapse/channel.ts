@@ -6,7 +6,7 @@ import { DeadlineWheel } from './deadlines.ts'
 import { Endpoint } from './endpoint.ts'
 import type { EndpointInit } from './endpoint.ts'
 import {
-  CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
+  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
   TooManyInflightError
 } from './errors.ts'
 import {
@@ -47,6 +47,8 @@ export class Channel extends Endpoint implements StreamOwner {
   readonly cell: string
   /** What authenticateServer returned for the remote, once the handshake is done. */
   serverPrincipal: Principal | undefined
+  /** The credentials this end presented in its HELLO (a caller compares them with its current ones). */
+  presented: Uint8Array | undefined
   private readonly defaultTimeoutMs: number
   private readonly streamWindow: number
   private readonly overflow: 'wait' | 'throw'
@@ -58,6 +60,7 @@ export class Channel extends Endpoint implements StreamOwner {
   private readonly slotWaiters: Array<() => void> = []
   private nextId = 1
   private handshake: { resolve(ack: Uint8Array): void, reject(err: unknown): void } | undefined
+  private closeWhenIdleRequested = false
 
   constructor (init: ChannelInit) {
     super(init)
@@ -86,6 +89,7 @@ export class Channel extends Endpoint implements StreamOwner {
     }, this.limits.handshakeTimeoutMs)
     const onAbort = (): void => { controller.abort(options.signal?.reason) }
     options.signal?.addEventListener('abort', onAbort, { once: true })
+    this.presented = credentials
     try {
       options.signal?.throwIfAborted()
       const ackPromise = new Promise<Uint8Array>((resolve, reject) => {
@@ -119,7 +123,7 @@ export class Channel extends Endpoint implements StreamOwner {
 
   /** Request/response. Rejects with the server's error (rebuilt by name), DeadlineExceededError, CallCancelledError or ChannelClosedError. */
   call (method: string, payload: Uint8Array, options: SynapseCallOptions = {}): Promise<Uint8Array> {
-    if (this.endError !== undefined) return Promise.reject(new ChannelClosedError('channel is closed', { cause: this.endError }))
+    if (this.endError !== undefined) return Promise.reject(this.closedError())
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs
     if (this.calls.size + this.streams.size >= this.limits.maxInflight || this.writer.queuedBytes >= this.limits.maxQueuedBytes) {
       return this.callWhenReady(method, payload, options, this.clock.now() + timeoutMs)
@@ -171,6 +175,20 @@ export class Channel extends Endpoint implements StreamOwner {
     await this.closeStream(options)
   }
 
+  /** Whether the server closed this channel because the chain this end presented expired. */
+  get expired (): boolean {
+    return this.endError?.cause instanceof ChannelExpiredError
+  }
+
+  /**
+   * Closes once no call or stream is in flight (at once when none is): a caller that has moved to a
+   * new channel (its chain rotated) lets the old one finish what it carries.
+   */
+  closeWhenIdle (): void {
+    this.closeWhenIdleRequested = true
+    if (this.inflight === 0) void this.close().catch(() => {})
+  }
+
   /** Closes without flushing. */
   abort (err: Error): void {
     this.fail(err)
@@ -197,6 +215,7 @@ export class Channel extends Endpoint implements StreamOwner {
     if (s.slot >= 0) this.deadlines.remove(id, s.slot)
     this.counters.inflight--
     this.wakeSlotWaiter()
+    if (this.closeWhenIdleRequested && this.inflight === 0) void this.close().catch(() => {})
   }
 
   protected onFrame (f: Frame): void {
@@ -276,6 +295,13 @@ export class Channel extends Endpoint implements StreamOwner {
     this.handshake = undefined
   }
 
+  /** Why a call on this ended channel fails: ChannelExpiredError (nothing ran) when it was closed for expiry. */
+  private closedError (): Error {
+    const cause = this.endError?.cause
+    if (cause instanceof ChannelExpiredError) return new ChannelExpiredError(cause.message, { cause })
+    return new ChannelClosedError('channel is closed', { cause: this.endError })
+  }
+
   private startCall (method: string, payload: Uint8Array, options: SynapseCallOptions, timeoutMs: number): Promise<Uint8Array> {
     const signal = options.signal
     if (signal?.aborted === true) return Promise.reject(cancelled(signal))
@@ -312,7 +338,7 @@ export class Channel extends Endpoint implements StreamOwner {
         throw new TooManyInflightError(`${this.inflight} calls in flight on the channel (limit ${this.limits.maxInflight})`)
       }
       await this.waitForSlot(options.signal)
-      if (this.endError !== undefined) throw new ChannelClosedError('channel is closed', { cause: this.endError })
+      if (this.endError !== undefined) throw this.closedError()
     }
     if (this.writer.queuedBytes >= this.limits.maxQueuedBytes) await this.writer.waitForDrain(options)
     const remaining = deadlineMs - this.clock.now()
@@ -340,7 +366,7 @@ export class Channel extends Endpoint implements StreamOwner {
 
   private openStream (method: string, payload: Uint8Array, options: SynapseCallOptions): AsyncIterator<Uint8Array> {
     const failed = (err: unknown): AsyncIterator<Uint8Array> => ({ next: async () => { throw err } })
-    if (this.endError !== undefined) return failed(new ChannelClosedError('channel is closed', { cause: this.endError }))
+    if (this.endError !== undefined) return failed(this.closedError())
     if (options.signal?.aborted === true) return failed(cancelled(options.signal))
     if (this.inflight >= this.limits.maxInflight) return failed(new TooManyInflightError(`${this.inflight} calls in flight on the channel`))
     const id = this.allocateId()
@@ -393,6 +419,7 @@ export class Channel extends Endpoint implements StreamOwner {
     this.counters.inflight--
     this.counters.latency.record(this.clock.now() - call.startMs)
     if (this.slotWaiters.length > 0) this.wakeSlotWaiter()
+    if (this.closeWhenIdleRequested && this.calls.size + this.streams.size === 0) void this.close().catch(() => {})
   }
 
   private cancel (id: number, err: Error): void {

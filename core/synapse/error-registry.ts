@@ -1,7 +1,7 @@
 import { CellError } from '../errors.ts'
 import { FrameTooLargeError, MalformedFrameError } from '../wire/index.ts'
 import {
-  BackpressureError, CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError,
+  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError,
   RemoteError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError, UnknownMethodError
 } from './errors.ts'
 
@@ -75,7 +75,7 @@ function clip (s: string, max: number): string {
 }
 
 export const SYNAPSE_ERROR_CLASSES: WireErrorClass[] = [
-  HandshakeTimeoutError, SynapseProtocolError, DeadlineExceededError, CallCancelledError, ChannelClosedError,
+  HandshakeTimeoutError, SynapseProtocolError, DeadlineExceededError, CallCancelledError, ChannelClosedError, ChannelExpiredError,
   TooManyInflightError, BackpressureError, TooManyChannelsError, TooManyHandshakesError, UnknownMethodError,
   FrameTooLargeError, MalformedFrameError
 ]

@@ -19,6 +19,14 @@ export class ChannelClosedError extends CellError {
   static override readonly errorName = 'ChannelClosedError'
   static override readonly retry: RetryRule = 'idempotent'
 }
+/**
+ * The caller's certificate chain, checked at the channel's handshake, has expired since: the server
+ * closed the channel and refuses calls on it. Nothing ran; open a new channel with a current chain.
+ */
+export class ChannelExpiredError extends CellError {
+  static override readonly errorName = 'ChannelExpiredError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
 /** More calls in flight on a channel than its limit allows. */
 export class TooManyInflightError extends CellError {
   static override readonly errorName = 'TooManyInflightError'

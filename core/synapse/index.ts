@@ -1,9 +1,10 @@
 export { synapse, Synapse } from './synapse.ts'
 export type { SynapseInit, SynapseComponents, SynapseRegistrar, SynapseConnectionManager, OpenOptions } from './synapse.ts'
 export { Channel } from './channel.ts'
+export { LastingChannel } from './lasting-channel.ts'
 export { SYNAPSE_PROTOCOL, SYNAPSE_VERSION } from './handshake.ts'
 export {
-  BackpressureError, CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError,
+  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError,
   RemoteError, SynapseNotStartedError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError,
   UnknownMethodError
 } from './errors.ts'

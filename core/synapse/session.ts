@@ -4,7 +4,7 @@ import { DeadlineWheel } from './deadlines.ts'
 import { Endpoint } from './endpoint.ts'
 import type { EndpointInit } from './endpoint.ts'
 import {
-  CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
+  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
   TooManyInflightError, UnknownMethodError
 } from './errors.ts'
 import {
@@ -27,6 +27,8 @@ export interface SessionInit extends EndpointInit {
 }
 
 const EMPTY = new Uint8Array(0)
+/** setTimeout's largest delay (2^31 - 1 ms); a longer one fires at once in Node. */
+const MAX_TIMER_MS = 2_147_483_647
 
 /** The server end of one synapse stream: handshake, then dispatch into the handler port. */
 export class ServerSession extends Endpoint {
@@ -44,6 +46,9 @@ export class ServerSession extends Endpoint {
   private readonly deadlines: DeadlineWheel
   private readonly handshakeController = new AbortController()
   private handshakeTimer: unknown
+  /** When the caller's verified chain stops holding (Infinity: never); the channel closes then. */
+  private expiresMs = Infinity
+  private expiryTimer: unknown
 
   constructor (init: SessionInit) {
     super(init)
@@ -93,6 +98,12 @@ export class ServerSession extends Endpoint {
       this.onHandshakeFrame(f)
       return
     }
+    // The chain was checked at the handshake only; once it has expired nothing more runs on it
+    // (the timer closes the channel too, this catches frames that arrive before it fires).
+    if (this.expiresMs !== Infinity && this.clock.now() >= this.expiresMs) {
+      this.closeExpired(f.type === FrameType.CALL || f.type === FrameType.STREAM_OPEN ? f.id : 0)
+      return
+    }
     switch (f.type) {
       case FrameType.MESSAGE: {
         const method = this.methodOf(f)
@@ -137,6 +148,7 @@ export class ServerSession extends Endpoint {
 
   protected cleanup (err: Error): void {
     this.clock.clearTimeout(this.handshakeTimer)
+    this.clock.clearTimeout(this.expiryTimer)
     this.handshakeController.abort(err)
     this.deadlines.clear()
     const closed = err instanceof ChannelClosedError ? err : new ChannelClosedError('channel closed', { cause: err })
@@ -180,9 +192,39 @@ export class ServerSession extends Endpoint {
         this.writer.commit()
         this.state = 'open'
         this.clock.clearTimeout(this.handshakeTimer)
+        if (principal.expiresMs !== undefined) {
+          this.expiresMs = principal.expiresMs
+          this.armExpiry()
+        }
         this.onOpen?.()
       })
       .catch((err: unknown) => { this.reject(err) })
+  }
+
+  /** Closes the channel when the caller's chain expires; re-armed in steps a timer can hold. */
+  private armExpiry (): void {
+    const delay = Math.min(this.expiresMs - this.clock.now(), MAX_TIMER_MS)
+    this.expiryTimer = this.clock.setTimeout(() => {
+      if (this.clock.now() >= this.expiresMs) this.closeExpired(0)
+      else if (this.endError === undefined) this.armExpiry()
+    }, Math.max(0, delay))
+  }
+
+  /**
+   * The caller's chain expired: answers call `id` (when one was just sent) with ChannelExpiredError,
+   * then REJECT { ChannelExpiredError } and close. Calls still in flight fail with ChannelClosedError.
+   */
+  private closeExpired (id: number): void {
+    if (this.endError !== undefined) return
+    const err = new ChannelExpiredError(`the caller's certificate chain for ${this.cell} expired at ${this.expiresMs} (checked at the handshake): open a new channel`)
+    this.log('closing synapse from %s for cell %s: %s', this.remotePeer, this.cell, err.message)
+    try {
+      if (id !== 0) this.writer.encoder.frame(FrameType.ERROR, id, encodeErrorPayload(err.name, err.message))
+      this.writer.encoder.frame(FrameType.REJECT, 0, encodeErrorPayload(err.name, err.message))
+      this.writer.flush()
+    } catch {}
+    this.shutdown(new ChannelClosedError('caller certificate chain expired', { cause: err }))
+    void this.closeStream()
   }
 
   /** Refuses the handshake: REJECT { name, message }, then close. */

@@ -2,6 +2,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from '../wire/index.ts'
 import { systemClock } from '../ports.ts'
 import type { Clock } from '../ports.ts'
 import { Channel } from './channel.ts'
+import { LastingChannel } from './lasting-channel.ts'
 import type { EndpointLimits } from './endpoint.ts'
 import { SynapseNotStartedError, TooManyChannelsError, TooManyHandshakesError } from './errors.ts'
 import { defaultWireErrors } from './error-registry.ts'
@@ -206,6 +207,28 @@ export class Synapse {
     const credentials = this.init.credentialsFor(cell)
     await channel.handshakeWith(credentials, options.traceparent, this.init.authenticateServer, options)
     return channel
+  }
+
+  /**
+   * Whether `channel` may carry new calls: it is open and presents this end's current credentials
+   * for its cell. A caller whose chain rotated moves to a new channel (`closeWhenIdle` the old one)
+   * before the server closes the old one for expiry.
+   */
+  current (channel: Channel): boolean {
+    if (!channel.isOpen) return false
+    try {
+      return channel.presented === undefined || channel.presented === this.init.credentialsFor(channel.cell)
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * A channel to `cell` on `target` that reopens itself: before a call when this end's chain has
+   * rotated or the channel ended, and once more when the server closed it for expiry (nothing ran).
+   */
+  lasting (target: PeerId | Multiaddr, cell: string): LastingChannel {
+    return new LastingChannel(this, target, cell)
   }
 
   /** Totals over live and closed channels (client) and sessions (server). */

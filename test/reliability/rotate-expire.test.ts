@@ -62,7 +62,10 @@ describe('ROTATE-EXPIRE', () => {
     for (const s of [server, client]) stops.push(async () => { s.grants.stop(); s.credentials.stop(); await s.mesh.stop() })
     const address = server.mesh.libp2p.getMultiaddrs()[0]
     const synapse = client.mesh.libp2p.services.synapse
-    const longLived = await synapse.open(address, 'billing')
+    // The server closes a channel when the chain its caller presented expires (ChannelExpiredError);
+    // a lasting channel moves to a new one when its own chain rotates, as the mesh's cached ones do.
+    const longLived = synapse.lasting(address, 'billing')
+    await longLived.current()
 
     const failures: string[] = []
     const chains = { server: new Set<string>(), client: new Set<string>() }
@@ -100,8 +103,11 @@ describe('ROTATE-EXPIRE', () => {
     const elapsedMs = clock.now() - started
     console.log(`ROTATE-EXPIRE: ${elapsedMs / 60_000} fake minutes, ${calls} calls (${steps} fresh handshakes), ${failures.length} failed; ` +
       `server presented ${chains.server.size} chains under ${grantEnds.server.size} host grants (${server.grants.renewals} grant renewals), ` +
-      `client ${chains.client.size} chains under ${grantEnds.client.size} grants; session renewal failures ${server.credentials.renewalFailures + client.credentials.renewalFailures}`)
+      `client ${chains.client.size} chains under ${grantEnds.client.size} grants; session renewal failures ${server.credentials.renewalFailures + client.credentials.renewalFailures}; ` +
+      `the long-lived channel was reopened ${longLived.opened - 1} times`)
     expect(failures).toEqual([])
+    // It moved with the client's chain: at least once per session lifetime (else the server would have closed it).
+    expect(longLived.opened - 1).toBeGreaterThanOrEqual(Math.floor(elapsedMs / (SESSION_MS + DEFAULT_CLOCK_SKEW_MS)))
     // Rotation happened, many times over: at least one session per half-life and one grant per half grant-life.
     const halfSessions = Math.floor(elapsedMs / (SESSION_MS / 2))
     const halfGrants = Math.floor(elapsedMs / (GRANT_MS / 2))
