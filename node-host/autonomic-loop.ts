@@ -53,7 +53,15 @@ export interface AutonomicLoopInit {
   nodeSuits?: (node: NodeRecord, release: PreparedRelease) => boolean
   /** Why no node in view can run this release at all (e.g. `NoStorageClassError: …`), said first among the cell's reasons. */
   unplaceable?: (release: PreparedRelease) => string | undefined
+  /**
+   * How long a full node that stopped heartbeating still counts as part of the fleet when this node
+   * asks whether it is on a minority side (default 2 min). Nodes that said they were leaving do not.
+   */
+  membershipMemoryMs?: number
 }
+
+/** Full nodes remembered for the minority check (oldest forgotten first). */
+const MAX_MEMBERS = 4096
 
 /** Crash events remembered after their tombstones leave the view (they count within the halt window). */
 const MAX_EVENTS = 2048
@@ -91,6 +99,8 @@ export class AutonomicLoop extends EventTarget {
   private readonly gossipedHalts = new Map<string, HaltRecord[]>()
   /** Per cell, the nodes whose gossiped host grants were verified at the last tick, with the authorities granting them. */
   private readonly grantedHosts = new Map<string, Map<string, string[]>>()
+  /** Full nodes seen lately (not leaving), with when: the fleet a minority side is measured against. */
+  private readonly members = new Map<string, number>()
 
   constructor (init: AutonomicLoopInit) {
     super()
@@ -121,6 +131,26 @@ export class AutonomicLoop extends EventTarget {
   private schedule (): void {
     if (!this.running) return
     this.timer = this.init.clock.setTimeout(() => { void this.tick().finally(() => this.schedule()) }, this.init.tickMs ?? 1000)
+  }
+
+  /**
+   * Live full nodes in view now, and full nodes seen within `membershipMemoryMs` that did not leave
+   * (their last record carried the `leaving` role): a node seeing less than half is a minority.
+   */
+  membership (): { live: number, known: number } {
+    const nowMs = this.init.clock.now()
+    let live = 0
+    for (const n of this.init.view.nodes(nowMs)) {
+      if (!n.roles.includes('full')) continue
+      if (n.roles.includes('leaving')) { this.members.delete(n.nodeId); continue }
+      live++
+      this.members.delete(n.nodeId)
+      if (this.members.size >= MAX_MEMBERS) this.members.delete(this.members.keys().next().value as string)
+      this.members.set(n.nodeId, nowMs)
+    }
+    const horizon = nowMs - (this.init.membershipMemoryMs ?? 120_000)
+    for (const [id, at] of this.members) if (at < horizon) this.members.delete(id)
+    return { live, known: Math.max(live, this.members.size) }
   }
 
   biologyView (cell: string): BiologyView {
@@ -241,6 +271,7 @@ export class AutonomicLoop extends EventTarget {
     this.ticking = true
     try {
       this.counters.ticks++
+      const membership = this.membership()
       const held = new Set(this.init.replicas.list().map(r => r.instanceId))
       for (const id of this.restarted) if (!held.has(id)) this.restarted.delete(id)
       for (const cell of this.init.releases.cells()) {
@@ -258,7 +289,7 @@ export class AutonomicLoop extends EventTarget {
         await this.refreshGrantedHosts(cell)
         const view = this.biologyView(cell)
         const policy = policyRelease(cell, prepared, view, state).manifest.biology
-        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params })
+        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params, membership })
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
         const why = this.init.unplaceable?.(prepared[prepared.length - 1])

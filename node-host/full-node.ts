@@ -138,6 +138,8 @@ export class FullNode {
   readonly fleetMetrics: MetricsProxy
   private readonly init: FullNodeInit
   private started = false
+  /** Set when the node starts stopping: its last heartbeats carry the `leaving` role. */
+  leaving = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
   /** Digests being prepared now: every tick asks again, and one failure must count (and log) once. */
   private readonly preparing = new Set<string>()
@@ -235,7 +237,9 @@ export class FullNode {
       // CPU the node's own replicas use, as sampled from /proc: what this node has committed. (Host-wide
       // load would count unrelated work and stop a busy laptop or CI machine from hosting anything.)
       load: { cpuPercent: Math.min(100, replicas.cpuPercentTotal() / Math.max(1, cpus().length)), memoryPercent: Math.min(100, 100 * (1 - freemem() / totalmem())) },
-      roles: ['full', sandboxRole(level), ...(volumes?.roles() ?? []), ...trustRoles(trusted)],
+      // `leaving` in the heartbeats of a stopping node: the others do not count it as a member a
+      // partition could be hiding (see AutonomicLoop.membership).
+      roles: ['full', ...(self?.leaving === true ? ['leaving'] : []), sandboxRole(level), ...(volumes?.roles() ?? []), ...trustRoles(trusted)].slice(0, 8),
       grants: credentials.authorities().slice(0, 4).map(a => encodeCertificate(credentials.grantFor(a)!)),
       halts: halts(),
       prepared: self?.preparedReleases() ?? [],
@@ -325,7 +329,8 @@ export class FullNode {
       synapse: () => mesh.libp2p.services.synapse.stats(),
       loop: () => ({ counters: loop.counters, halted: loop.halted.size }),
       replicas: () => replicas.list().map(r => ({ cell: r.cell, version: r.version, instanceId: r.instanceId, state: r.state, cpuPercent: r.load.cpuPercent, memoryBytes: r.load.memoryBytes })),
-      artifacts: () => ({ ...releases.fetchStats, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed })
+      artifacts: () => ({ ...releases.fetchStats, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed }),
+      readyReplicas: () => mesh.view.cells().slice(0, 256).map(cell => [{ cell }, mesh.view.liveInstances(cell).filter(i => i.state === 'ready').length])
     })
     node.selfGrants = selfGrants
     if (tracer !== undefined) {
@@ -598,6 +603,7 @@ export class FullNode {
   async stop (options: { signal?: AbortSignal, handoverSafeMs?: number } = {}): Promise<void> {
     if (!this.started) return
     this.started = false
+    this.leaving = true
     if (options.handoverSafeMs !== undefined) this.volumes.manager?.setHandoverSafeMs(options.handoverSafeMs)
     this.loop.stop()
     this.selfGrants?.stop()

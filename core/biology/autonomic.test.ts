@@ -82,6 +82,19 @@ describe('replication deficit', () => {
     expect(delays.size).toBeGreaterThan(50)
   })
 
+  it('starts no replica on the minority side of a partition; a majority or a tie does', () => {
+    const v = deficitView(3)
+    const go = (membership: { live: number, known: number }): boolean =>
+      kinds(decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: fixedRandom(0), membership })).actions).includes('volunteer')
+    // Two of five (a 2 | 3 cut seen from the two): nothing starts, and the reason says why.
+    expect(go({ live: 2, known: 5 })).toBe(false)
+    expect(decideCell(input(v, { policy: policy({ minReplicas: 5 }), random: fixedRandom(0), membership: { live: 2, known: 5 } })).reasons.join(' ')).toMatch(/sees 2 of the 5 full nodes/)
+    expect(go({ live: 3, known: 5 })).toBe(true)
+    // One of two: a dead peer and a partition look the same; a tie is not a minority.
+    expect(go({ live: 1, known: 2 })).toBe(true)
+    expect(go({ live: 3, known: 3 })).toBe(true)
+  })
+
   it('never volunteers on a node without capacity or without trust in the authority', () => {
     const base = deficitView(3)
     const full = node('n0', { capacity: { freeSlots: 0, cpuFreePercent: 80, memoryFreeBytes: 2 ** 32 } })

@@ -22,6 +22,13 @@ export interface DecideInput {
   /** From the previous tick's Decision, or `initialCellState(cell)`. */
   state: CellState
   params?: Partial<BiologyParams>
+  /**
+   * How much of the fleet this node sees: `live` full nodes in its view now, `known` full nodes it
+   * saw in the last few minutes that did not say they were leaving. A node that sees less than half
+   * of `known` is on the minority side of a partition (or most of the fleet died at once): it starts
+   * no replicas, so that when the partition heals the cell does not run more than max_replicas.
+   */
+  membership?: { live: number, known: number }
 }
 
 export type VolunteerAction = Extract<Action, { kind: 'volunteer' }>
@@ -175,7 +182,10 @@ export function decideCell (input: DecideInput): Decision {
     const spread = spreadCandidates(view, live, authority, params)
     const eligible = spread.candidates.length
     const p = volunteerProbability(deficit, eligible)
-    if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
+    const m = input.membership
+    if (m !== undefined && m.live * 2 < m.known) {
+      reasons.push(`deficit ${deficit}: this node sees ${m.live} of the ${m.known} full nodes it saw lately (a minority side): it starts no replica until it sees more of the fleet`)
+    } else if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
     } else if (!spread.candidates.includes(selfNode)) {
       reasons.push(`deficit ${deficit}: this node already runs a replica; ${eligible} eligible node(s) without one volunteer first`)

@@ -44,6 +44,8 @@ export interface NodeMetricsSources {
   loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number }, halted: number }
   replicas: () => ReplicaFigures[]
   artifacts: () => ArtifactFigures
+  /** Ready replicas per cell in the node's fleet view (bounded by the view's own limits). */
+  readyReplicas?: () => Array<[{ cell: string }, number]>
 }
 
 export interface NodeMetricsInit {
@@ -149,6 +151,8 @@ export class NodeMetrics {
     gauge('cell_fleet_nodes', 'Nodes in this node\'s fleet view.', [], () => one(read(s => s.view().nodes)))
     gauge('cell_fleet_instances', 'Replicas in this node\'s fleet view.', [], () => one(read(s => s.view().instances)))
     gauge('cell_fleet_releases', 'Releases in this node\'s fleet view.', [], () => one(read(s => s.view().releases)))
+    gauge('cell_fleet_view_digest', 'A 32-bit hash of the live nodes, replicas (with node and state) and releases in this node\'s view: equal on two nodes that see the same fleet.', [], () => read(s => { const d = s.view().digest; return d === undefined ? [] : [[{}, d]] }))
+    gauge('cell_fleet_ready_replicas', 'Ready replicas of each cell in this node\'s fleet view.', ['cell'], () => read(s => s.readyReplicas?.() ?? []))
     counter('cell_fleet_records_accepted_total', 'Fleet records accepted into the view, by kind.', ['kind'], () => read(s => Object.entries(s.view().accepted).map(([kind, n]) => [{ kind }, n])))
     counter('cell_fleet_records_dropped_total', 'Fleet records dropped, by reason.', ['reason'], () => read(s => Object.entries(s.view().dropped).map(([reason, n]) => [{ reason }, n])))
     counter('cell_fleet_records_expired_total', 'Fleet records expired from the view, by kind.', ['kind'], () => read(s => Object.entries(s.view().expired).map(([kind, n]) => [{ kind }, n])))

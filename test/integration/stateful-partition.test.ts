@@ -7,7 +7,6 @@
 // Every node logs when it opened a claim at which epoch and when it stopped serving (their clocks
 // are this machine's one clock): no epoch has two owners, and the old owner's stop comes first.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { execFileSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,28 +14,9 @@ import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cell, cellRun, fleetLogs, projectRoot, stopProc, type Proc } from './processes.ts'
+import { cellRun, fleetLogs, projectRoot, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
-
-const id = process.pid % 200
-const subnet = `10.233.${id}`
-const bridgeA = `cpa${id}`
-const bridgeB = `cpb${id}`
-const ns = (i: number): string => `cellpart${id}n${i}`
-const outer = (i: number): string => `cpo${id}n${i}`
-const ipOf = (i: number): string => `${subnet}.${10 + i}`
-
-function ip (args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
-}
-
-function teardown (): void {
-  for (let i = 0; i < 5; i++) {
-    try { ip(['netns', 'del', ns(i)]) } catch {}
-    try { ip(['link', 'del', outer(i)]) } catch {}
-  }
-  for (const b of [bridgeA, bridgeB]) { try { ip(['link', 'del', b]) } catch {} }
-}
+import { NetnsFleet } from './netns-fleet.ts'
 
 /** "claim ledger/0 opened by …x at epoch N" and "lost the lease … (epoch N)" lines, with their times. */
 function claimEvents (nodes: Proc[]): { opened: Array<{ node: number, epoch: number, atMs: number, voters: string[] }>, fenced: Array<{ node: number, epoch: number, atMs: number }> } {
@@ -61,48 +41,25 @@ describe.skipIf(process.env.CELL_PARTITION === '0' || process.getuid?.() !== 0)(
   let root = ''
   let key: AuthorityKey
   let keyPath = ''
-  const nodes: Proc[] = []
-  const ids: string[] = []
+  const fleet = new NetnsFleet({ tag: 'sp', octet: 233, count: 5 })
+  const { nodes, ids } = fleet
   let client: Mesh | undefined
 
   beforeAll(async () => {
-    teardown()
     root = await mkdtemp(join(tmpdir(), 'cell-partition-'))
     key = await generateAuthority()
     keyPath = join(root, 'authority.key')
     await writeAuthorityKey(keyPath, key)
-    // Bridge B carries the test's own address; bridge A is where a partition's minority goes.
-    for (const b of [bridgeA, bridgeB]) { ip(['link', 'add', b, 'type', 'bridge']); ip(['link', 'set', b, 'up']) }
-    ip(['addr', 'add', `${subnet}.1/24`, 'dev', bridgeB])
-    for (let i = 0; i < 5; i++) {
-      ip(['netns', 'add', ns(i)])
-      ip(['link', 'add', outer(i), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns(i)])
-      ip(['link', 'set', outer(i), 'master', bridgeB])
-      ip(['link', 'set', outer(i), 'up'])
-      ip(['-n', ns(i), 'addr', 'add', `${ipOf(i)}/24`, 'dev', 'eth0'])
-      ip(['-n', ns(i), 'link', 'set', 'eth0', 'up'])
-      ip(['-n', ns(i), 'link', 'set', 'lo', 'up'])
-    }
-    const env = { DEBUG: process.env.CELL_PARTITION_DEBUG ?? 'cell:volumes*,cell:*:error' }
-    const up = (i: number, bootstrap?: string): Proc => {
-      const p = cell(['up', '--data', join(root, `n${i}`), '--host', ipOf(i), '--authority', keyPath, '--drain-grace', '2s', ...(bootstrap !== undefined ? ['--bootstrap', bootstrap] : [])], env, { netns: ns(i) })
-      nodes.push(p)
-      return p
-    }
-    const first = up(0)
-    const bootstrap = (await first.waitFor(new RegExp(`listening (/ip4/${subnet.replace(/\./g, '\\.')}\\.10/tcp/\\d+/p2p/\\w+)`), 60_000))[1]
-    for (let i = 1; i < 5; i++) up(i, bootstrap)
-    for (const p of nodes) ids.push((await p.waitFor(/cell node (\w+)/, 60_000))[1])
-    const addresses: string[] = []
-    for (const [i, p] of nodes.entries()) addresses.push((await p.waitFor(new RegExp(`listening (/ip4/${ipOf(i).replace(/\./g, '\\.')}/tcp/\\d+/p2p/\\w+)`), 60_000))[1])
+    fleet.create()
+    await fleet.start(i => ['--data', join(root, `n${i}`), '--authority', keyPath, '--drain-grace', '2s'], { DEBUG: process.env.CELL_PARTITION_DEBUG ?? 'cell:volumes*,cell:*:error' })
     const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
     const toml = join(dir, 'Cell.toml')
     await writeFile(toml, (await readFile(toml, 'utf8')).replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "3s"'))
-    const r = await cellRun(['publish', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '90'], 120_000)
+    const r = await cellRun(['publish', '--dir', dir, '--bootstrap', fleet.addresses[0], '--key', keyPath, '--timeout', '90'], 120_000)
     expect(r.code, `${r.stdout}\n${r.stderr}\n${fleetLogs(nodes)}`).toBe(0)
     // The test's client knows every node: with only node 1, a partition that cuts node 1 off would
     // leave the client's view frozen on the minority side.
-    client = await createClient({ bootstrap: addresses, authorityKey: key })
+    client = await createClient({ bootstrap: fleet.addresses, authorityKey: key })
   }, 240_000)
 
   afterAll(async () => {
@@ -110,8 +67,7 @@ describe.skipIf(process.env.CELL_PARTITION === '0' || process.getuid?.() !== 0)(
     const keep = process.env.CELL_TEST_LOGS
     if (keep !== undefined && keep !== '') for (const [i, p] of nodes.entries()) await writeFile(join(keep, `partition-n${i + 1}.log`), p.stderr())
     await client?.stop()
-    await Promise.all(nodes.map(async p => await stopProc(p, 20_000)))
-    teardown()
+    await fleet.stop()
     if (root !== '') await rm(root, { recursive: true, force: true })
   }, 120_000)
 
@@ -131,13 +87,13 @@ describe.skipIf(process.env.CELL_PARTITION === '0' || process.getuid?.() !== 0)(
     const majority = [0, 1, 2, 3, 4].filter(i => !minority.includes(i))
     process.stdout.write(`stateful partition: nodes ${ids.map((n, i) => `${i + 1}=…${n.slice(-6)}`).join(' ')}\n`)
     process.stdout.write(`stateful partition: voters ${voters.join(', ')}; minority nodes ${minority.map(i => ids[i].slice(-6)).join(', ')}; majority ${majority.map(i => ids[i].slice(-6)).join(', ')}\n`)
-    for (const i of minority) ip(['link', 'set', outer(i), 'master', bridgeA])
+    fleet.cut(minority)
     // The majority side (where the test's client is) gets the claim at a higher epoch.
     const next = await waitForView(c, () => c.view.liveInstances('ledger').find(i => i.state === 'ready' && majority.includes(ids.indexOf(i.nodeId))), 'a ledger replica on the majority side', { timeoutMs: 120_000 })
       .catch((err) => { throw new Error(`${(err as Error).message}\n${fleetLogs(nodes, 2500)}`) })
     const answer = await c.call<{ entries: number }>('ledger', 'balance', { account: 'x' }, { timeoutMs: 15_000 })
     expect(answer.entries).toBe(0)
-    for (const i of minority) ip(['link', 'set', outer(i), 'master', bridgeB])
+    fleet.heal()
 
     const { opened, fenced } = claimEvents(nodes)
     const taken = opened.find(e => e.node === ids.indexOf(next.nodeId) && e.epoch > before.epoch)!
