@@ -15,6 +15,7 @@ import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
+import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
@@ -194,12 +195,14 @@ export class Mesh {
         // (or a second monitor round) colliding with it failed one of them, and could cut a link.
         ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 8 }),
         ...(init.dht === false ? {} : { dht: kadDHT({ protocol: KAD_PROTOCOL, clientMode: init.dhtClientMode ?? false, peerInfoMapper: passthroughMapper }) }),
-        // No IP colocation penalty: gossipsub's default (-5 × (peers from one IP − 10)²) counts every
+        // No IP colocation penalty (fleetScoreParams): gossipsub's default (-5 × (peers from one IP − 10)²) counts every
         // peer ever seen from an address for an hour (scores of departed peers are retained), so on
         // one machine, behind a NAT or in containers a dozen `cell call`s pushed every fleet peer
         // past the graylist threshold and gossip stopped in silence: the issue 8 split. Who may
         // speak in the fleet is decided by signed records and grants, not by addresses.
-        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: { IPColocationFactorWeight: 0 } }),
+        // Peer scoring of the fleet topics (core/fleet/gossip-score.ts): a peer whose records the
+        // view keeps rejecting is graylisted and pruned.
+        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
