@@ -53,6 +53,9 @@ interface StreamState {
   /** Bytes the node may still send (its credit with us); a frame beyond it is a protocol error. */
   recvCredit: number
   done: boolean
+  /** The browser finished its side (FIN relayed), and the node finished its side (FIN written). */
+  readEnded: boolean
+  writeEnded: boolean
 }
 interface SessionState {
   id: number
@@ -164,10 +167,20 @@ function newStream (session: SessionState, id: number): StreamState {
     creditWaiter: undefined,
     writes: Promise.resolve(),
     recvCredit: INITIAL_CREDIT_BYTES,
-    done: false
+    done: false,
+    readEnded: false,
+    writeEnded: false
   }
   session.streams.set(id, s)
   return s
+}
+
+/** A stream finished in both directions leaves the session's map (the map bounds open streams). */
+function maybeForget (session: SessionState, s: StreamState): void {
+  if (s.readEnded && s.writeEnded && session.streams.get(s.id) === s) {
+    s.done = true
+    session.streams.delete(s.id)
+  }
 }
 
 function attach (session: SessionState, s: StreamState, stream: WebTransportBidirectionalStream): void {
@@ -188,7 +201,12 @@ async function pump (session: SessionState, s: StreamState): Promise<void> {
   try {
     while (true) {
       const { done, value } = await reader.read()
-      if (done) { await send(encodeFrame(FRAME.fin, session.id, s.id)); return }
+      if (done) {
+        await send(encodeFrame(FRAME.fin, session.id, s.id))
+        s.readEnded = true
+        maybeForget(session, s)
+        return
+      }
       let at = 0
       while (at < value.byteLength) {
         while (s.sendCredit <= 0) {
@@ -276,7 +294,11 @@ async function onFrame (f: Frame): Promise<void> {
       return
     }
     case FRAME.fin:
-      s.writes = s.writes.then(async () => { await s.writer!.close() }).catch(() => {})
+      s.writes = s.writes.then(async () => {
+        await s.writer!.close()
+        s.writeEnded = true
+        maybeForget(session, s)
+      }).catch(() => {})
       return
     case FRAME.reset:
       await resetStream(session, s, false)

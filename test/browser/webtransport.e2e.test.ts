@@ -74,7 +74,7 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
     await context?.close().catch(() => {})
     server?.close()
     await publisher?.stop()
-    if (process.env.WT_DEBUG !== undefined) console.log(node?.stderr().split('\n').filter(l => !l.startsWith('    at ')).slice(0, 150).join('\n'))
+    if (process.env.WT_DEBUG !== undefined) console.log(node?.stderr().split('\n').filter(l => !l.startsWith('    at ')).slice(0, 400).join('\n'))
     if (node != null) await stopProc(node)
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   }, 60_000)
