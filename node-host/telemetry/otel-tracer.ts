@@ -102,6 +102,8 @@ const WELL_FORMED = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}
 
 /** Two hex digits per byte value. */
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+/** Character codes of the hex digits. */
+const HEX_CODES = Array.from('0123456789abcdef', c => c.charCodeAt(0))
 
 /**
  * 8 random hex digits (one Math.random draw, as the SDK's own id generator draws its ids), by
@@ -112,16 +114,23 @@ function hex8 (n: number = (Math.random() * 0x1_0000_0000) >>> 0): string {
   return HEX[n >>> 24] + HEX[(n >>> 16) & 0xff] + HEX[(n >>> 8) & 0xff] + HEX[n & 0xff]
 }
 
-/** A random id of `words` × 8 hex digits, never all zeros (invalid in W3C trace context). */
-function randomId (words: number): string {
-  let id = ''
+const idCodes: number[] = new Array<number>(32).fill(0)
+
+/**
+ * A random id of `words` × 8 hex digits, never all zeros (invalid in W3C trace context), built as
+ * one flat string (concatenated pieces would stay a tree of cons strings while the span is queued).
+ */
+function randomId (words: 2 | 4): string {
   let any = 0
-  for (let i = 0; i < words; i++) {
+  for (let w = 0; w < words; w++) {
     const n = (Math.random() * 0x1_0000_0000) >>> 0
     any |= n
-    id += hex8(n)
+    for (let d = 0; d < 8; d++) idCodes[w * 8 + d] = HEX_CODES[(n >>> (28 - 4 * d)) & 0xf]
   }
-  return any === 0 ? randomId(words) : id
+  if (any === 0) return randomId(words)
+  return words === 2
+    ? String.fromCharCode(idCodes[0], idCodes[1], idCodes[2], idCodes[3], idCodes[4], idCodes[5], idCodes[6], idCodes[7], idCodes[8], idCodes[9], idCodes[10], idCodes[11], idCodes[12], idCodes[13], idCodes[14], idCodes[15])
+    : String.fromCharCode(...idCodes)
 }
 
 /** A fresh unsampled trace's traceparent (an all-zero id is invalid, hence the leading 1 bit). */
@@ -158,9 +167,6 @@ class RecordedSpan implements TraceSpan, ReadableSpan {
   readonly name: string
   readonly kind: OtelSpanKind
   readonly parentSpanContext: SpanContext | undefined
-  readonly startTime: HrTime
-  endTime: HrTime = [0, 0]
-  duration: HrTime = [0, 0]
   status: SpanStatus = UNSET
   attributes: Attributes
   readonly links: Link[] = NO_LINKS
@@ -174,6 +180,7 @@ class RecordedSpan implements TraceSpan, ReadableSpan {
   private readonly context: SpanContext
   private readonly processor: SpanProcessor
   private readonly startMs: number
+  private endMs = 0
   private header: string | undefined
 
   constructor (processor: SpanProcessor, resource: Resource, name: string, kind: OtelSpanKind, traceId: string, parent: SpanContext | undefined, attributes: Attributes | undefined) {
@@ -185,10 +192,14 @@ class RecordedSpan implements TraceSpan, ReadableSpan {
     this.parentSpanContext = parent
     this.context = { traceId, spanId: randomId(2), traceFlags: TraceFlags.SAMPLED }
     this.attributes = attributes ?? {}
-    this.startTime = hrTime(this.startMs)
   }
 
   spanContext (): SpanContext { return this.context }
+
+  // Times as HrTime only when the exporter reads them: a queued span keeps two numbers, not three arrays.
+  get startTime (): HrTime { return hrTime(this.startMs) }
+  get endTime (): HrTime { return hrTime(this.endMs) }
+  get duration (): HrTime { return hrTime(this.endMs - this.startMs) }
 
   get traceparent (): string {
     this.header ??= `00-${this.context.traceId}-${this.context.spanId}-01`
@@ -205,9 +216,7 @@ class RecordedSpan implements TraceSpan, ReadableSpan {
       this.status = { code: SpanStatusCode.ERROR, message: `${name}: ${message}`.slice(0, 512) }
       this.attributes = { ...this.attributes, 'error.type': name }
     }
-    const endMs = Math.max(this.startMs, preciseNowMs())
-    this.endTime = hrTime(endMs)
-    this.duration = hrTime(endMs - this.startMs)
+    this.endMs = Math.max(this.startMs, preciseNowMs())
     this.ended = true
     this.processor.onEnd(this)
   }
