@@ -68,6 +68,8 @@ export abstract class Endpoint {
     this.transport.addEventListener('message', (evt) => {
       const data = evt.data
       this.counters.bytesIn += data.byteLength
+      // Ended (closing, or refused): what still arrives is dropped, not decoded.
+      if (this.endError !== undefined) return
       try {
         this.decoder.push(data)
       } catch (err) {
@@ -121,11 +123,18 @@ export abstract class Endpoint {
     }
   }
 
-  /** Graceful: flush what is queued, close our writing end, and let the remote close its. */
+  /**
+   * Graceful: flush what is queued, close our writing end, and let the remote close its, within
+   * handshakeTimeoutMs: a remote that never does (and may keep sending) would hold the stream
+   * half-open, outside every channel count, for as long as it likes. Then the stream is aborted.
+   */
   protected closeStream (options: { signal?: AbortSignal } = {}): Promise<void> {
+    const timer = this.clock.setTimeout(() => {
+      try { this.transport.abort(new ChannelClosedError(`${this.remotePeer} did not close the synapse stream within ${this.limits.handshakeTimeoutMs} ms`)) } catch {}
+    }, this.limits.handshakeTimeoutMs)
     return this.transport.close(options).catch((err: unknown) => {
       try { this.transport.abort(err instanceof Error ? err : new Error(String(err))) } catch {}
-    })
+    }).finally(() => { this.clock.clearTimeout(timer) })
   }
 
   protected sendError (type: number, id: number, err: unknown): void {
