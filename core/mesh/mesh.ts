@@ -10,6 +10,7 @@ import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap'
 import { logger } from '@libp2p/logger'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
@@ -313,6 +314,20 @@ export class Mesh {
     return this.claims.epoch(cell, ordinal)
   }
 
+  /**
+   * Before the first dial of a node: the addresses its signed node record gossips go into the peer
+   * store, so libp2p dials them at once instead of first asking the DHT where the node is (seconds
+   * across hosts). A record naming someone else's addresses gains nothing: Noise checks the peer id.
+   */
+  private async learnAddresses (peer: PeerId, nodeId: string): Promise<void> {
+    if (this.libp2p.getConnections(peer).length > 0) return
+    const addrs = this.view.node(nodeId)?.addrs ?? []
+    const multiaddrs: Multiaddr[] = []
+    for (const a of addrs.slice(0, 16)) { try { multiaddrs.push(multiaddr(a)) } catch {} }
+    if (multiaddrs.length === 0) return
+    await this.libp2p.peerStore.merge(peer, { multiaddrs }).catch((err: unknown) => { log('peer store: %s', (err as Error).message) })
+  }
+
   private async channel (nodeId: string, cell: string, signal?: AbortSignal, reopened = false): Promise<Channel> {
     const key = `${nodeId}/${cell}`
     let pending = this.channels.get(key)
@@ -323,7 +338,9 @@ export class Mesh {
         void ch.then(c => c.close().catch(() => {}), () => {})
       }
       const { peerIdFromString } = await import('@libp2p/peer-id')
-      pending = this.libp2p.services.synapse.open(peerIdFromString(nodeId), cell, { signal })
+      const peer = peerIdFromString(nodeId)
+      await this.learnAddresses(peer, nodeId)
+      pending = this.libp2p.services.synapse.open(peer, cell, { signal })
       this.channels.set(key, pending)
       pending.then(ch => {
         void ch.closed.then(() => { if (this.channels.get(key) === pending) this.channels.delete(key) })
