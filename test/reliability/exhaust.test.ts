@@ -3,10 +3,10 @@
 // in this test process, one phase after another, each bounded in time:
 //   connections  CELL_EXHAUST_CONNECTIONS raw TCP connections (a multistream header, then silence),
 //                up to 500 open at once;
-//   streams      CELL_EXHAUST_STREAMS synapse streams opened over one libp2p connection (HELLO
-//                never sent), up to 64 at once;
 //   frames       synapse streams announcing a 4 GiB frame, and streams sending a frame that never
 //                ends (1 MiB announced, 16 KiB chunks until the node hangs up or 3 s pass);
+//   streams      CELL_EXHAUST_STREAMS synapse streams opened over one libp2p connection (HELLO
+//                never sent), up to 64 at once;
 //   gossip       CELL_EXHAUST_GOSSIP valid-looking, untrusted node records on the fleet topic.
 // The node's RSS is read from /proc/<pid>/status every 100 ms: it must stay under 512 MiB; the node
 // must not exit; honest calls must succeed ≥ 99 % of the time during the flood.
@@ -122,6 +122,7 @@ describe('EXHAUST: floods against a real cell up', () => {
     const loop = new CallLoop(client!)
     const figures: string[] = []
     let frameEnded = 0
+    let frameOpened = 0
     const phase = async (name: string, run: () => Promise<string>): Promise<void> => {
       const calls = loop.calls
       const failed = loop.failures.length
@@ -160,30 +161,14 @@ describe('EXHAUST: floods against a real cell up', () => {
       })
       attackers.push(attacker)
 
-      await phase('streams', async () => {
-        let refused = 0
-        let opened = 0
-        let dialRefusals = 0
-        await pool(STREAMS, 64, async () => {
-          try {
-            const c = await connection(attacker, addr)
-            dialRefusals += c.refusals
-            const s = await withTimeout(c.conn.newStream(SYNAPSE_PROTOCOL, { signal: AbortSignal.timeout(5_000) }), 6_000)
-            if (s === undefined) { refused++; return }
-            opened++
-            // Held open without a HELLO: the node's handshake timeout and per-peer caps bound them.
-            setTimeout(() => { s.abort(new Error('attacker done')) }, 2_000)
-          } catch { refused++ }
-        })
-        return `${opened} of ${STREAMS} synapse streams opened, ${refused} refused or reset (connection refused ${dialRefusals} times on the way)`
-      })
-
       await phase('frames', async () => {
         let ended = 0
+        let opened = 0
         let sentBytes = 0
         await pool(FRAME_STREAMS * 2, FRAME_STREAMS, async (i) => {
           try {
             const s = await (await connection(attacker, addr)).conn.newStream(SYNAPSE_PROTOCOL, { signal: AbortSignal.timeout(5_000) })
+            opened++
             const closed = new Promise<true>(resolve => { s.addEventListener('close', () => { resolve(true) }, { once: true }) })
             if (i % 2 === 0) {
               // A frame announcing 2^32 - 1 bytes.
@@ -203,7 +188,26 @@ describe('EXHAUST: floods against a real cell up', () => {
           } catch { ended++ }
         })
         frameEnded = ended
-        return `${FRAME_STREAMS} oversized and ${FRAME_STREAMS} endless frames (${(sentBytes / 2 ** 20).toFixed(1)} MiB sent), ${ended} of ${FRAME_STREAMS * 2} streams ended by the node`
+        frameOpened = opened
+        return `${FRAME_STREAMS} oversized and ${FRAME_STREAMS} endless frames (${(sentBytes / 2 ** 20).toFixed(1)} MiB sent), ${opened} opened, ${ended} of ${FRAME_STREAMS * 2} ended by the node`
+      })
+
+      await phase('streams', async () => {
+        let refused = 0
+        let opened = 0
+        let dialRefusals = 0
+        await pool(STREAMS, 64, async () => {
+          try {
+            const c = await connection(attacker, addr)
+            dialRefusals += c.refusals
+            const s = await withTimeout(c.conn.newStream(SYNAPSE_PROTOCOL, { signal: AbortSignal.timeout(5_000) }), 6_000)
+            if (s === undefined) { refused++; return }
+            opened++
+            // Held open without a HELLO: the node's handshake timeout and per-peer caps bound them.
+            setTimeout(() => { s.abort(new Error('attacker done')) }, 2_000)
+          } catch { refused++ }
+        })
+        return `${opened} of ${STREAMS} synapse streams opened, ${refused} refused or reset (connection refused ${dialRefusals} times on the way)`
       })
 
       await phase('gossip', async () => {
@@ -235,6 +239,7 @@ describe('EXHAUST: floods against a real cell up', () => {
     expect(maxRss).toBeLessThan(RSS_LIMIT)
     expect(loop.calls).toBeGreaterThan(50)
     expect(success).toBeGreaterThanOrEqual(0.99)
+    expect(frameOpened).toBe(FRAME_STREAMS * 2)
     expect(frameEnded).toBe(FRAME_STREAMS * 2)
   }, 120_000 + (CONNECTIONS + STREAMS + GOSSIP) * 20)
 })
