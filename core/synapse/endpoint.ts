@@ -129,12 +129,15 @@ export abstract class Endpoint {
    * half-open, outside every channel count, for as long as it likes. Then the stream is aborted.
    */
   protected closeStream (options: { signal?: AbortSignal } = {}): Promise<void> {
+    // close() may resolve once our end is closed; the timer runs until the whole stream is.
     const timer = this.clock.setTimeout(() => {
+      if (this.transport.status === 'closed' || this.transport.status === 'aborted' || this.transport.status === 'reset') return
       try { this.transport.abort(new ChannelClosedError(`${this.remotePeer} did not close the synapse stream within ${this.limits.handshakeTimeoutMs} ms`)) } catch {}
     }, this.limits.handshakeTimeoutMs)
+    this.transport.addEventListener('close', () => { this.clock.clearTimeout(timer) }, { once: true })
     return this.transport.close(options).catch((err: unknown) => {
       try { this.transport.abort(err instanceof Error ? err : new Error(String(err))) } catch {}
-    }).finally(() => { this.clock.clearTimeout(timer) })
+    })
   }
 
   protected sendError (type: number, id: number, err: unknown): void {
