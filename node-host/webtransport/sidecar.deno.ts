@@ -10,7 +10,15 @@ import {
 
 // The slice of Deno's API used here (the file is type-checked by the project's tsc, which has no Deno types).
 interface DenoConn { readable: ReadableStream<Uint8Array>, writable: WritableStream<Uint8Array>, close: () => void }
-interface QuicConn { closed: Promise<unknown>, close: (info?: { closeCode: number, reason: string }) => void, remoteAddr: { hostname: string, port: number } }
+/** A raw QUIC bidirectional stream: closing its writable sends FIN, its readable ends (done) at the peer's FIN. */
+interface QuicBidi { readable: ReadableStream<Uint8Array>, writable: WritableStream<Uint8Array> }
+interface QuicConn {
+  closed: Promise<unknown>
+  close: (info?: { closeCode: number, reason: string }) => void
+  remoteAddr: { hostname: string, port: number }
+  incomingBidirectionalStreams: ReadableStream<QuicBidi>
+  createBidirectionalStream: (o?: { waitUntilAvailable?: boolean }) => Promise<QuicBidi>
+}
 interface QuicIncoming { accept: () => Promise<QuicConn>, refuse: () => void }
 interface QuicListener extends AsyncIterable<QuicIncoming> { stop: () => void }
 interface QuicEndpoint { addr: { port: number }, listen: (o: { cert: string, key: string, alpnProtocols: string[], maxConcurrentBidirectionalStreams?: number, maxConcurrentUnidirectionalStreams?: number, maxIdleTimeout?: number, keepAliveInterval?: number }) => QuicListener, close: () => void }
@@ -28,6 +36,70 @@ const LIBP2P_PATH = '/.well-known/libp2p-webtransport'
 const DEBUG = Deno.args[1] === 'debug'
 function debug (...parts: unknown[]): void { if (DEBUG) console.error(parts.map(String).join(' ')) }
 const UPGRADE_TIMEOUT_MS = 10_000
+/** How long a browser-opened stream may take to send its WebTransport header (type and session id). */
+const HEADER_TIMEOUT_MS = 10_000
+
+// WebTransport over HTTP/3 (draft-ietf-webtrans-http3): every bidirectional stream of a session starts
+// with the varint 0x41 and the varint session id (the id of the CONNECT stream).
+//
+// Streams are read and written as raw QUIC streams (QuicConn.incomingBidirectionalStreams and
+// createBidirectionalStream), not through the WebTransport object's streams: Deno 2.9's
+// WebTransportBidirectionalStream wraps the QUIC stream's resource without owning it, so closing or
+// aborting its writable never finishes the QUIC stream (no FIN ever reaches the peer) and the QUIC
+// stream is only released when the whole connection closes, so the peer never gets the stream's slot
+// back (its MAX_STREAMS credit). The raw QUIC streams send FIN on close and are released once both
+// directions ended. The WebTransport object still does the session's handshake, URL and close.
+const WT_BIDI_STREAM = 0x41
+
+function encodeVarint (n: number): Uint8Array {
+  if (n < 0x40) return Uint8Array.of(n)
+  if (n < 0x4000) return Uint8Array.of(0x40 | (n >> 8), n & 0xff)
+  if (n < 0x40000000) return Uint8Array.of(0x80 | (n >>> 24), (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff)
+  throw new RangeError('varint too large for a stream id here')
+}
+
+/** A varint at `at` in `buf`: [value, next offset], or undefined if `buf` ends first. */
+function decodeVarint (buf: Uint8Array, at: number): [number, number] | undefined {
+  if (at >= buf.byteLength) return undefined
+  const len = 1 << (buf[at] >> 6)
+  if (at + len > buf.byteLength) return undefined
+  let v = buf[at] & 0x3f
+  for (let i = 1; i < len; i++) v = v * 256 + buf[at + i]
+  return [v, at + len]
+}
+
+function concatBytes (a: Uint8Array, b: Uint8Array): Uint8Array {
+  const c = new Uint8Array(a.byteLength + b.byteLength)
+  c.set(a, 0)
+  c.set(b, a.byteLength)
+  return c
+}
+
+/**
+ * Reads the WebTransport header of a browser-opened stream: its session id and the bytes after it,
+ * or undefined if the stream ends, fails or times out first, or is not a WebTransport stream.
+ */
+async function readStreamHeader (reader: ReadableStreamDefaultReader<Uint8Array>): Promise<{ sessionId: number, rest: Uint8Array } | undefined> {
+  let buf: Uint8Array = new Uint8Array(0)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, HEADER_TIMEOUT_MS) })
+  try {
+    while (true) {
+      const type = decodeVarint(buf, 0)
+      const sid = type === undefined ? undefined : decodeVarint(buf, type[1])
+      if (type !== undefined && type[0] !== WT_BIDI_STREAM) return undefined
+      if (sid !== undefined) return { sessionId: sid[0], rest: buf.subarray(sid[1]) }
+      if (buf.byteLength >= 16) return undefined
+      const r = await Promise.race([reader.read(), timeout])
+      if (r === undefined || r.done) return undefined
+      buf = concatBytes(buf, r.value)
+    }
+  } catch {
+    return undefined
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 const bridge = await Deno.connect({ transport: 'unix', path: Deno.args[0] })
 const bridgeWriter = bridge.writable.getWriter()
@@ -60,6 +132,9 @@ interface StreamState {
 interface SessionState {
   id: number
   wt: ServerWebTransport
+  conn: QuicConn
+  /** The WebTransport session id (its CONNECT stream's id), learnt from the first browser stream. */
+  wtSessionId: number | undefined
   streams: Map<number, StreamState>
   nextStream: number
 }
@@ -125,7 +200,7 @@ async function accept (incoming: QuicIncoming): Promise<void> {
     await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-sessions' }))
     return
   }
-  const session: SessionState = { id: nextSession++, wt, streams: new Map(), nextStream: 1 }
+  const session: SessionState = { id: nextSession++, wt, conn, wtSessionId: undefined, streams: new Map(), nextStream: 1 }
   sessions.set(session.id, session)
   await send(encodeJson(FRAME.sessionOpen, session.id, { remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}` }))
   void wt.closed.catch(() => {}).finally(() => { void endSession(session, true) })
@@ -138,24 +213,48 @@ async function accept (incoming: QuicIncoming): Promise<void> {
       void value.cancel().catch(() => {})
     }
   })().catch(() => {})
-  const incomingStreams = wt.incomingBidirectionalStreams.getReader()
+  // Raw QUIC streams (see WT_BIDI_STREAM): each starts with its WebTransport header, read before the
+  // node hears of the stream. Headers are read concurrently, so one slow stream holds up no other.
+  const incomingStreams = conn.incomingBidirectionalStreams.getReader()
   try {
     while (true) {
       const { done, value } = await incomingStreams.read()
       if (done) break
       if (session.streams.size >= (config?.maxStreamsPerSession ?? 0)) {
-        void value.writable.abort().catch(() => {})
-        void value.readable.cancel().catch(() => {})
+        refuseStream(value)
         continue
       }
-      const id = session.nextStream++
-      if (id >= NODE_STREAM_BIT) { await endSession(session, false); return }
-      await send(encodeFrame(FRAME.streamOpen, session.id, id))
-      attach(session, newStream(session, id), value)
+      void acceptStream(session, value)
     }
   } catch {
     // The session closed.
   }
+}
+
+function refuseStream (stream: QuicBidi): void {
+  void stream.writable.abort().catch(() => {})
+  void stream.readable.cancel().catch(() => {})
+}
+
+async function acceptStream (session: SessionState, stream: QuicBidi): Promise<void> {
+  const reader = stream.readable.getReader()
+  const header = await readStreamHeader(reader)
+  if (header === undefined || (session.wtSessionId !== undefined && header.sessionId !== session.wtSessionId)) {
+    void reader.cancel().catch(() => {})
+    void stream.writable.abort().catch(() => {})
+    return
+  }
+  session.wtSessionId ??= header.sessionId
+  if (!sessions.has(session.id) || session.streams.size >= (config?.maxStreamsPerSession ?? 0)) {
+    void reader.cancel().catch(() => {})
+    void stream.writable.abort().catch(() => {})
+    return
+  }
+  const id = session.nextStream++
+  if (id >= NODE_STREAM_BIT) { await endSession(session, false); return }
+  const s = newStream(session, id)
+  await send(encodeFrame(FRAME.streamOpen, session.id, id))
+  attach(session, s, stream.writable.getWriter(), reader, header.rest)
 }
 
 function newStream (session: SessionState, id: number): StreamState {
@@ -183,24 +282,26 @@ function maybeForget (session: SessionState, s: StreamState): void {
   }
 }
 
-function attach (session: SessionState, s: StreamState, stream: WebTransportBidirectionalStream): void {
-  s.writer = stream.writable.getWriter()
-  s.reader = stream.readable.getReader()
+function attach (session: SessionState, s: StreamState, writer: WritableStreamDefaultWriter<Uint8Array>, reader: ReadableStreamDefaultReader<Uint8Array>, first: Uint8Array): void {
+  s.writer = writer
+  s.reader = reader
   if (s.done) {
     void s.writer.abort().catch(() => {})
     void s.reader.cancel().catch(() => {})
     return
   }
-  void pump(session, s)
+  void pump(session, s, first)
 }
 
 /** Browser → node: read the stream, send it on in bounded frames as the node's credit allows. */
-async function pump (session: SessionState, s: StreamState): Promise<void> {
+async function pump (session: SessionState, s: StreamState, first: Uint8Array): Promise<void> {
   const reader = s.reader
   if (reader === undefined) return
+  let pending: Uint8Array | undefined = first.byteLength > 0 ? first : undefined
   try {
     while (true) {
-      const { done, value } = await reader.read()
+      const { done, value } = pending !== undefined ? { done: false as const, value: pending } : await reader.read()
+      pending = undefined
       if (done) {
         await send(encodeFrame(FRAME.fin, session.id, s.id))
         s.readEnded = true
@@ -275,7 +376,11 @@ async function onFrame (f: Frame): Promise<void> {
     // Not awaited here: the browser may take a while to give stream credit, and frames for every other
     // stream keep flowing meanwhile. Frames for this one queue on its `writes` until it exists.
     const s = newStream(session, f.stream)
-    const created = session.wt.createBidirectionalStream().then((stream) => { attach(session, s, stream) })
+    const created = session.conn.createBidirectionalStream({ waitUntilAvailable: true }).then(async (stream) => {
+      const writer = stream.writable.getWriter()
+      await writer.write(concatBytes(encodeVarint(WT_BIDI_STREAM), encodeVarint(session.wtSessionId ?? 0)))
+      attach(session, s, writer, stream.readable.getReader(), new Uint8Array(0))
+    })
     s.writes = created.catch(async () => { await resetStream(session, s, true); throw new Error('stream not created') })
     return
   }
