@@ -1,5 +1,5 @@
 // The tracing port. Hosts implement it with OpenTelemetry JS (node-host/telemetry/otel-tracer.ts,
-// the light peer with sdk-trace-web); core only starts spans, ends them with a status and carries
+// the light peer with the same adapter and OTLP/HTTP exporter); core only starts spans, ends them with a status and carries
 // the W3C traceparent in synapse call frames, so it stays free of any SDK.
 import type { SynapseHandler, CallContext } from '../synapse/index.ts'
 

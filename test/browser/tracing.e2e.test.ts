@@ -1,5 +1,5 @@
 // Issue 12 point 5: one trace from a Chromium tab's call through a full node to the replica's host
-// side. The tab's light peer exports its client spans with sdk-trace-web to a local OTLP/HTTP
+// side. The tab's light peer exports its client spans (the OTLP/HTTP exporter) to a local OTLP/HTTP
 // receiver (which answers CORS preflight), the in-process full node its server and capsid spans;
 // a failing call's spans carry ERROR.
 import { describe, it, expect, afterAll } from 'vitest'

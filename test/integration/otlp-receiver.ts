@@ -1,5 +1,5 @@
 // A tiny OTLP/HTTP (JSON) trace receiver for tests: collects the spans POSTed to /v1/traces and
-// answers CORS preflight, so a browser tab's sdk-trace-web exporter can send to it too.
+// answers CORS preflight, so a browser tab's OTLP exporter can send to it too.
 import { createServer, type Server } from 'node:http'
 
 export interface ReceivedSpan {
