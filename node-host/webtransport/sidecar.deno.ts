@@ -325,6 +325,11 @@ async function pump (session: SessionState, s: StreamState, first: Uint8Array): 
   }
 }
 
+/**
+ * Ends a stream at once. Deno 2.9 has no RESET_STREAM for a QUIC send stream: aborting the writable
+ * finishes it (FIN) and cancelling the readable sends STOP_SENDING, so the browser sees its read side
+ * end and its writes fail.
+ */
 async function resetStream (session: SessionState, s: StreamState, tellNode: boolean): Promise<void> {
   if (s.done) return
   s.done = true
