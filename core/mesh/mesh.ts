@@ -284,6 +284,10 @@ export class Mesh {
     this.gossip.stop()
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
+    // One turn of the event loop first: the unsubscribe above queued writes on the gossip streams,
+    // and Chromium's renderer crashes when a WebTransport session is closed in the same task as
+    // writes queued on its streams (a tab over WebTransport calling peer.stop()).
+    await new Promise<void>((resolve) => { setTimeout(resolve, 0) })
     // Graceful stream closes wait on peers; a stopping peer has nothing left to say, so cut connections.
     for (const conn of this.libp2p.getConnections()) conn.abort(new MeshNotStartedError('mesh stopping'))
     await this.libp2p.stop()

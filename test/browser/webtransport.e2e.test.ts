@@ -134,6 +134,25 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
     expect(conns.every(c => c.addr.includes('/quic-v1/webtransport/'))).toBe(true)
   }, 120_000)
 
+  it('stops a light peer connected over WebTransport without crashing its tab', async () => {
+    const a = await openTab(wtAddr, 'wt-stop')
+    await a.page.waitForFunction((nodeId) => (globalThis as unknown as TabWindow).peer.fleet().nodes.some(n => n.record.nodeId === nodeId), nodeId, { timeout: 30_000 })
+    await grant(a.page, a.peerId)
+    expect(await charge(a.page, 3)).toMatchObject({ amount: 3 })
+    let crashed = false
+    a.page.on('crash', () => { crashed = true })
+    const stopped = await a.page.evaluate(async () => {
+      const t0 = performance.now()
+      await (globalThis as unknown as TabWindow).peer.stop()
+      return performance.now() - t0
+    })
+    console.log(`webtransport: peer.stop() took ${Math.round(stopped)} ms`)
+    // The tab still runs script after the stop.
+    expect(await a.page.evaluate(() => 1 + 1)).toBe(2)
+    expect(crashed).toBe(false)
+    await a.page.close()
+  }, 120_000)
+
   it('keeps a live connection through a certificate rotation, and a new tab dials the new hashes', async () => {
     const a = context!.pages().find(p => p.url() === url && !p.isClosed() && p !== context!.pages()[0]) ?? (await openTab(wtAddr, 'wt-a2')).page
     const advertised = async (): Promise<string> => await a.evaluate((nodeId) => (globalThis as unknown as TabWindow).peer.fleet().nodes.find(n => n.record.nodeId === nodeId)?.record.addrs.find(x => x.includes('/webtransport/')) ?? '', nodeId)
