@@ -101,6 +101,10 @@ export class AutonomicLoop extends EventTarget {
   private readonly grantedHosts = new Map<string, Map<string, string[]>>()
   /** Full nodes seen lately (not leaving), with when: the fleet a minority side is measured against. */
   private readonly members = new Map<string, number>()
+  /** Per member node, its starting or ready replicas per cell when it was last in view. */
+  private readonly lastReplicas = new Map<string, Map<string, number>>()
+  /** Members out of sight at the last `membership()`. */
+  private hidden: string[] = []
 
   constructor (init: AutonomicLoopInit) {
     super()
@@ -150,7 +154,27 @@ export class AutonomicLoop extends EventTarget {
     }
     const horizon = nowMs - (this.init.membershipMemoryMs ?? 120_000)
     for (const [id, at] of this.members) if (at < horizon) this.members.delete(id)
+    // What each node in sight runs now; what a node out of sight ran when it was last seen.
+    const inSight = new Set<string>()
+    for (const n of this.init.view.nodes(nowMs)) inSight.add(n.nodeId)
+    for (const id of inSight) if (this.members.has(id)) this.lastReplicas.set(id, new Map())
+    for (const cell of this.init.view.cells(nowMs).slice(0, 1024)) {
+      for (const i of this.init.view.instances(cell, nowMs)) {
+        if (i.state !== 'starting' && i.state !== 'ready') continue
+        const own = this.lastReplicas.get(i.nodeId)
+        if (own !== undefined && inSight.has(i.nodeId)) own.set(cell, (own.get(cell) ?? 0) + 1)
+      }
+    }
+    for (const id of this.lastReplicas.keys()) if (!this.members.has(id)) this.lastReplicas.delete(id)
+    this.hidden = [...this.members.keys()].filter(id => !inSight.has(id))
     return { live, known: Math.max(live, this.members.size) }
+  }
+
+  /** Replicas of `cell` last seen on member nodes now out of sight. */
+  outOfSight (cell: string): number {
+    let n = 0
+    for (const id of this.hidden) n += this.lastReplicas.get(id)?.get(cell) ?? 0
+    return n
   }
 
   biologyView (cell: string): BiologyView {
@@ -289,7 +313,7 @@ export class AutonomicLoop extends EventTarget {
         await this.refreshGrantedHosts(cell)
         const view = this.biologyView(cell)
         const policy = policyRelease(cell, prepared, view, state).manifest.biology
-        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params, membership })
+        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params, membership: { ...membership, outOfSight: this.outOfSight(cell) } })
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
         const why = this.init.unplaceable?.(prepared[prepared.length - 1])

@@ -95,6 +95,17 @@ describe('replication deficit', () => {
     expect(go({ live: 3, known: 3 })).toBe(true)
   })
 
+  it('counts replicas last seen on nodes out of sight against max_replicas, never towards min_replicas', () => {
+    // 2 ready replicas seen, min 3 (a deficit of 1), max 4: one or two more may run behind a partition.
+    const v = deficitView(3)
+    const decide = (outOfSight: number): ReturnType<typeof decideCell> =>
+      decideCell(input(v, { policy: policy({ minReplicas: 3, maxReplicas: 4 }), random: fixedRandom(0), membership: { live: 3, known: 5, outOfSight } }))
+    expect(kinds(decide(0).actions)).toContain('volunteer')
+    expect(kinds(decide(1).actions)).toContain('volunteer')
+    expect(kinds(decide(2).actions)).not.toContain('volunteer')
+    expect(decide(2).reasons.join(' ')).toMatch(/2 replica\(s\) were last seen on nodes now out of sight/)
+  })
+
   it('never volunteers on a node without capacity or without trust in the authority', () => {
     const base = deficitView(3)
     const full = node('n0', { capacity: { freeSlots: 0, cpuFreePercent: 80, memoryFreeBytes: 2 ** 32 } })

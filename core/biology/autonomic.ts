@@ -28,7 +28,16 @@ export interface DecideInput {
    * of `known` is on the minority side of a partition (or most of the fleet died at once): it starts
    * no replicas, so that when the partition heals the cell does not run more than max_replicas.
    */
-  membership?: { live: number, known: number }
+  membership?: {
+    live: number
+    known: number
+    /**
+     * Replicas of this cell last seen on full nodes that are out of sight now but were seen within
+     * the same window: they may still run behind a partition, so they count against max_replicas
+     * (never towards min_replicas) until the window passes.
+     */
+    outOfSight?: number
+  }
 }
 
 export type VolunteerAction = Extract<Action, { kind: 'volunteer' }>
@@ -183,8 +192,11 @@ export function decideCell (input: DecideInput): Decision {
     const eligible = spread.candidates.length
     const p = volunteerProbability(deficit, eligible)
     const m = input.membership
+    const hidden = m?.outOfSight ?? 0
     if (m !== undefined && m.live * 2 < m.known) {
       reasons.push(`deficit ${deficit}: this node sees ${m.live} of the ${m.known} full nodes it saw lately (a minority side): it starts no replica until it sees more of the fleet`)
+    } else if (hidden > 0 && live.length + awaitingRestart + hidden >= policy.maxReplicas) {
+      reasons.push(`deficit ${deficit}: ${hidden} replica(s) were last seen on nodes now out of sight and may still run; with them the cell is at max_replicas ${policy.maxReplicas}`)
     } else if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
     } else if (!spread.candidates.includes(selfNode)) {
