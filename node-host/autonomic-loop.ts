@@ -158,12 +158,10 @@ export class AutonomicLoop extends EventTarget {
     const inSight = new Set<string>()
     for (const n of this.init.view.nodes(nowMs)) inSight.add(n.nodeId)
     for (const id of inSight) if (this.members.has(id)) this.lastReplicas.set(id, new Map())
-    for (const cell of this.init.view.cells(nowMs).slice(0, 1024)) {
-      for (const i of this.init.view.instances(cell, nowMs)) {
-        if (i.state !== 'starting' && i.state !== 'ready') continue
-        const own = this.lastReplicas.get(i.nodeId)
-        if (own !== undefined && inSight.has(i.nodeId)) own.set(cell, (own.get(cell) ?? 0) + 1)
-      }
+    for (const i of this.init.view.instances(undefined, nowMs)) {
+      if (i.state !== 'starting' && i.state !== 'ready') continue
+      const own = this.lastReplicas.get(i.nodeId)
+      if (own !== undefined && inSight.has(i.nodeId)) own.set(i.cell, (own.get(i.cell) ?? 0) + 1)
     }
     for (const id of this.lastReplicas.keys()) if (!this.members.has(id)) this.lastReplicas.delete(id)
     this.hidden = [...this.members.keys()].filter(id => !inSight.has(id))
