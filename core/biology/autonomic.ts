@@ -33,8 +33,8 @@ export interface DecideInput {
     known: number
     /**
      * Replicas of this cell last seen on full nodes that are out of sight now but were seen within
-     * the same window: they may still run behind a partition, so they count against max_replicas
-     * (never towards min_replicas) until the window passes.
+     * the same window: they may still run behind a partition, so growth above min_replicas counts
+     * them against max_replicas until the window passes (refilling up to min_replicas does not).
      */
     outOfSight?: number
   }
@@ -195,8 +195,10 @@ export function decideCell (input: DecideInput): Decision {
     const hidden = m?.outOfSight ?? 0
     if (m !== undefined && m.live * 2 < m.known) {
       reasons.push(`deficit ${deficit}: this node sees ${m.live} of the ${m.known} full nodes it saw lately (a minority side): it starts no replica until it sees more of the fleet`)
-    } else if (hidden > 0 && live.length + awaitingRestart + hidden >= policy.maxReplicas) {
-      reasons.push(`deficit ${deficit}: ${hidden} replica(s) were last seen on nodes now out of sight and may still run; with them the cell is at max_replicas ${policy.maxReplicas}`)
+    } else if (hidden > 0 && live.length + awaitingRestart >= policy.minReplicas && live.length + awaitingRestart + hidden >= policy.maxReplicas) {
+      // Growth above min_replicas waits for the window; refilling up to min_replicas never does (a
+      // dead node's replicas are replaced at once: a dead node and a partition look alike).
+      reasons.push(`deficit ${deficit}: ${hidden} replica(s) were last seen on nodes now out of sight and may still run; with them the cell is at max_replicas ${policy.maxReplicas}, so it grows no further for now`)
     } else if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
     } else if (!spread.candidates.includes(selfNode)) {
