@@ -26,7 +26,7 @@ import { systemClock } from '../../core/ports.ts'
 
 interface ScoredPubsub { getMeshPeers: (topic: string) => string[], getScore: (peer: string) => number }
 
-const FLOOD = Number(process.env.CELL_GOSSIP_FLOOD ?? 2_000)
+const FLOOD = Number(process.env.CELL_GOSSIP_FLOOD ?? 5_000)
 
 async function granted (authority: AuthorityKey, listen: boolean, bootstrap?: string): Promise<Mesh> {
   const key = await generateKeyPair('Ed25519')
