@@ -144,7 +144,9 @@ export class AutonomicLoop extends EventTarget {
   membership (): { live: number, known: number } {
     const nowMs = this.init.clock.now()
     let live = 0
+    const inSight = new Set<string>()
     for (const n of this.init.view.nodes(nowMs)) {
+      inSight.add(n.nodeId)
       if (!n.roles.includes('full')) continue
       if (n.roles.includes('leaving')) { this.members.delete(n.nodeId); continue }
       live++
@@ -155,8 +157,6 @@ export class AutonomicLoop extends EventTarget {
     const horizon = nowMs - (this.init.membershipMemoryMs ?? 120_000)
     for (const [id, at] of this.members) if (at < horizon) this.members.delete(id)
     // What each node in sight runs now; what a node out of sight ran when it was last seen.
-    const inSight = new Set<string>()
-    for (const n of this.init.view.nodes(nowMs)) inSight.add(n.nodeId)
     for (const id of inSight) if (this.members.has(id)) this.lastReplicas.set(id, new Map())
     for (const i of this.init.view.instances(undefined, nowMs)) {
       if (i.state !== 'starting' && i.state !== 'ready') continue

@@ -308,9 +308,8 @@ export class Mesh {
    * this peer has seen at a higher epoch is not one: it was fenced, and what it writes is lost.
    */
   replicas (cell: string): InstanceRecord[] {
-    const live = this.view.liveInstances(cell)
-    this.claims.note(live)
-    return this.claims.current(live.filter(i => i.state === 'ready'))
+    // Every live replica's epoch counts (a starting new owner fences the old one), then only ready ones.
+    return this.claims.current(this.view.liveInstances(cell)).filter(i => i.state === 'ready')
   }
 
   /** The highest epoch this peer has seen of claim `<cell>/<ordinal>` (0: none). */

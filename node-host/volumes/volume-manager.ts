@@ -261,10 +261,7 @@ class OpenClaim implements ReplicaVolume {
     if (this.lost || this.released) return
     const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
     try {
-      // A slow quorum is still a quorum: one round may take (almost) the whole budget, which ends
-      // before the lease does, so a renew that lands late never extends a lease already given up.
-      const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
-      const lease = await this.init.register.renew(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
+      const lease = await this.manager.renewLease(this.claimId, this.voters, this.lease)
       if (lease.epoch === this.epoch && !this.leaseEnded) this.lease = lease
       this.checkLease()
       this.scheduleRenew()
@@ -366,10 +363,8 @@ class LeaseKeeper {
 
   private async renew (): Promise<void> {
     if (this.stopped) return
-    const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
-    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
     try {
-      const lease = await this.manager.init.register.renew(this.claimId, this.voters, this.lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
+      const lease = await this.manager.renewLease(this.claimId, this.voters, this.lease)
       if (lease.epoch === this.lease.epoch) this.lease = { ...lease, ...(this.lease.handedOver !== undefined ? { handedOver: this.lease.handedOver } : {}) }
       this.schedule(false)
     } catch (err) {
@@ -410,6 +405,18 @@ export class VolumeManager implements ReplicaVolumes {
 
   setHandoverSafeMs (ms: number | undefined): void {
     this.handoverWaitMs = ms
+  }
+
+  /**
+   * One renew of `lease` on the register, as open claims and the lease keeper both do it: the budget
+   * is what is left of the lease but at most half of it (at least 1 s), and one round may take all of
+   * it — a slow quorum is still a quorum, and a renew that lands after the budget is not waited for,
+   * so it never extends a lease already given up.
+   */
+  async renewLease (claimId: string, voters: readonly string[], lease: ClaimLease): Promise<ClaimLease> {
+    const remainingMs = lease.leaseStartLocalMs + lease.leaseMs - this.now()
+    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, lease.leaseMs / 2)))
+    return await this.init.register.renew(claimId, voters, lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
   }
 
   now (): number {
@@ -512,14 +519,14 @@ export class VolumeManager implements ReplicaVolumes {
     // the volume is prepared, or another node would take the claim meanwhile and the two would
     // take it from each other for ever.
     const keeper = new LeaseKeeper(this, claimId, voters, lease)
+    let prepared: { path: string, restoredFrom: string | undefined, localIsNewest: boolean }
     try {
-      lease = await this.prepareVolume(spec, claim, driver, quotaBytes, voters, lease, keeper, options)
+      prepared = await this.prepareVolume(claim, driver, quotaBytes, lease, options)
     } finally {
       lease = await keeper.stop()
     }
     if (keeper.lost !== undefined) throw new ClaimLeaseExpiredError(`claim ${claimId} (epoch ${lease.epoch}) was lost while its volume was prepared: ${keeper.lost.message}`, { cause: keeper.lost })
-    const { path, restoredFrom, localIsNewest } = this.prepared.get(claimId)!
-    this.prepared.delete(claimId)
+    const { path, restoredFrom, localIsNewest } = prepared
     await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters })
     // A slow acquire or restore may have used up most of the lease: renew before serving, and
     // never hand out a volume whose lease is already over.
@@ -539,10 +546,8 @@ export class VolumeManager implements ReplicaVolumes {
     return { volume: open }
   }
 
-  private readonly prepared = new Map<string, { path: string, restoredFrom: string | undefined, localIsNewest: boolean }>()
-
   /** Local copy or restore, then the mounted volume: what `tryOpen` serves from. */
-  private async prepareVolume (spec: SpawnSpec, claim: Claim, driver: StorageDriver, quotaBytes: number, voters: string[], lease: ClaimLease, keeper: LeaseKeeper, options: { signal?: AbortSignal }): Promise<ClaimLease> {
+  private async prepareVolume (claim: Claim, driver: StorageDriver, quotaBytes: number, lease: ClaimLease, options: { signal?: AbortSignal }): Promise<{ path: string, restoredFrom: string | undefined, localIsNewest: boolean }> {
     const claimId = `${claim.cell}/${claim.ordinal}`
     const marker = await this.markers.get(claimId)
     const exists = await driver.exists(claim, options)
@@ -566,8 +571,7 @@ export class VolumeManager implements ReplicaVolumes {
       }
     }
     const path = await driver.create(claim, quotaBytes, options)
-    this.prepared.set(claimId, { path, restoredFrom, localIsNewest })
-    return keeper.lease
+    return { path, restoredFrom, localIsNewest }
   }
 
   /** The final snapshot the previous owner's release named, once this node's view holds it (up to `handoverSafeMs`). */
