@@ -4,8 +4,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { initialCellState, RELEASE_HALTED_METRIC, type BiologyView, type CellState, type Policy } from '../core/biology/index.ts'
 import type { Manifest } from '../core/manifest/index.ts'
 import { encodeCertificate, generateAuthority, issueGrant } from '../core/identity/index.ts'
-import { makeNodeRecord } from '../core/fleet/testing.ts'
-import type { FleetView, NodeRecord } from '../core/fleet/index.ts'
+import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
+import type { FleetView, InstanceRecord, NodeRecord } from '../core/fleet/index.ts'
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
 import { AutonomicLoop, policyRelease } from './autonomic-loop.ts'
@@ -166,5 +166,51 @@ describe('eligible hosts', () => {
     await loop.tick()
     const eligible = loop.biologyView(CELL).nodes.filter(n => n.trustsAuthorities.length > 0).map(n => n.id)
     expect(eligible).toEqual([strict])
+  })
+})
+
+describe('replicas out of sight', () => {
+  /** A loop whose view shows `nodes()` and `instances()` as the test sets them. */
+  function loopOver (clock: ManualClock): { loop: AutonomicLoop, show: (nodes: NodeRecord[], instances: InstanceRecord[]) => void } {
+    let shown: { nodes: NodeRecord[], instances: InstanceRecord[] } = { nodes: [], instances: [] }
+    const view = { nodes: () => shown.nodes, instances: () => shown.instances, instanceTtlMs: 3000 } as unknown as FleetView
+    const store = { cells: () => [], releases: () => [] } as unknown as ReleaseStore
+    const replicas = { list: () => [] } as unknown as ReplicaSet
+    const loop = new AutonomicLoop({ selfId: 'self', view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => false, hostGrant: hostGrantCheck(clock), tickMs: 1000 })
+    return { loop, show: (nodes, instances) => { shown = { nodes, instances } } }
+  }
+  const full = (id: string): NodeRecord => makeNodeRecord(id, { roles: ['full'] })
+  const fleet = ['self', 'n2', 'n3', 'n4', 'n5'].map(full)
+  const replica = makeInstanceRecord('n5', { cell: CELL, instanceId: 'r5' })
+
+  it('still counts a replica whose record expired just before its node was cut off', () => {
+    const clock = new ManualClock(1_000_000)
+    const { loop, show } = loopOver(clock)
+    show(fleet, [replica])
+    expect(loop.membership()).toEqual({ live: 5, known: 5 })
+    expect(loop.outOfSight(CELL)).toBe(0)
+    // The instance record expired a moment before n5's node record (they arrive apart)...
+    clock.advance(1000)
+    show(fleet, [])
+    loop.membership()
+    // ...then n5 is out of sight: its replica may still run behind the partition.
+    clock.advance(1000)
+    show(fleet.slice(0, 4), [])
+    expect(loop.membership()).toEqual({ live: 4, known: 5 })
+    expect(loop.outOfSight(CELL)).toBe(1)
+  })
+
+  it('forgets a replica its node stopped while still in sight', () => {
+    const clock = new ManualClock(1_000_000)
+    const { loop, show } = loopOver(clock)
+    show(fleet, [replica])
+    loop.membership()
+    // n5 drained its replica and kept heartbeating for longer than an instance record lives.
+    show(fleet, [])
+    for (let i = 0; i < 5; i++) { clock.advance(1000); loop.membership() }
+    clock.advance(1000)
+    show(fleet.slice(0, 4), [])
+    loop.membership()
+    expect(loop.outOfSight(CELL)).toBe(0)
   })
 })

@@ -101,8 +101,8 @@ export class AutonomicLoop extends EventTarget {
   private readonly grantedHosts = new Map<string, Map<string, string[]>>()
   /** Full nodes seen lately (not leaving), with when: the fleet a minority side is measured against. */
   private readonly members = new Map<string, number>()
-  /** Per member node, its starting or ready replicas per cell when it was last in view. */
-  private readonly lastReplicas = new Map<string, Map<string, number>>()
+  /** Per member node and cell, its starting or ready replicas when last counted in view, and when. */
+  private readonly lastReplicas = new Map<string, Map<string, { count: number, atMs: number }>>()
   /** Members out of sight at the last `membership()`. */
   private hidden: string[] = []
 
@@ -157,11 +157,28 @@ export class AutonomicLoop extends EventTarget {
     const horizon = nowMs - (this.init.membershipMemoryMs ?? 120_000)
     for (const [id, at] of this.members) if (at < horizon) this.members.delete(id)
     // What each node in sight runs now; what a node out of sight ran when it was last seen.
-    for (const id of inSight) if (this.members.has(id)) this.lastReplicas.set(id, new Map())
+    const now = new Map<string, Map<string, number>>()
     for (const i of this.init.view.instances(undefined, nowMs)) {
-      if (i.state !== 'starting' && i.state !== 'ready') continue
-      const own = this.lastReplicas.get(i.nodeId)
-      if (own !== undefined && inSight.has(i.nodeId)) own.set(i.cell, (own.get(i.cell) ?? 0) + 1)
+      if ((i.state !== 'starting' && i.state !== 'ready') || !inSight.has(i.nodeId) || !this.members.has(i.nodeId)) continue
+      const own = now.get(i.nodeId) ?? new Map<string, number>()
+      own.set(i.cell, (own.get(i.cell) ?? 0) + 1)
+      now.set(i.nodeId, own)
+    }
+    // A node's instance records and its node record arrive apart and expire apart: a replica missing
+    // from a node still in sight may be gone (drained) or its record may only have expired a moment
+    // before the node's own. Forget it only after that grace, or a node cut off just then would hide
+    // a replica that still runs behind the partition (and the majority would grow past the cap).
+    const graceMs = (this.init.view.instanceTtlMs ?? 3000) + (this.init.tickMs ?? 1000)
+    for (const id of inSight) {
+      if (!this.members.has(id)) continue
+      const seen = now.get(id)
+      const last = this.lastReplicas.get(id) ?? new Map<string, { count: number, atMs: number }>()
+      for (const [cell, count] of seen ?? []) {
+        const before = last.get(cell)
+        if (before === undefined || count >= before.count || nowMs - before.atMs > graceMs) last.set(cell, { count, atMs: nowMs })
+      }
+      for (const [cell, entry] of last) if (seen?.has(cell) !== true && nowMs - entry.atMs > graceMs) last.delete(cell)
+      this.lastReplicas.set(id, last)
     }
     for (const id of this.lastReplicas.keys()) if (!this.members.has(id)) this.lastReplicas.delete(id)
     this.hidden = [...this.members.keys()].filter(id => !inSight.has(id))
@@ -171,7 +188,7 @@ export class AutonomicLoop extends EventTarget {
   /** Replicas of `cell` last seen on member nodes now out of sight. */
   outOfSight (cell: string): number {
     let n = 0
-    for (const id of this.hidden) n += this.lastReplicas.get(id)?.get(cell) ?? 0
+    for (const id of this.hidden) n += this.lastReplicas.get(id)?.get(cell)?.count ?? 0
     return n
   }
 
