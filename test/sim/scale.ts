@@ -1,0 +1,73 @@
+// npm run sim:scale: per-node gossip bandwidth and view convergence at fleet scale, today's single
+// fleet topic against the per-cell design, on the gossipsub model (test/sim/gossipsub-model.ts).
+//
+//   node test/sim/scale.ts                          1,000 and 10,000 nodes, 100 cells
+//   node test/sim/scale.ts --nodes 1000 --validate  also the full model (every message of a second)
+//   options: --nodes 1000,10000 --cells 100 --samples 100 --seed 1 --write (table into docs/biology.md)
+
+import { readFileSync, writeFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { measureGossipSizes } from './gossip-sizes.ts'
+import { makeWorkload, runPerCell, runToday, scaleTable } from './gossip-scale.ts'
+import type { ScaleRow } from './gossip-scale.ts'
+import { SeededRandom } from './prng.ts'
+
+const DOC = new URL('../../docs/biology.md', import.meta.url)
+const BEGIN = '<!-- scale:begin -->'
+const END = '<!-- scale:end -->'
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      nodes: { type: 'string', default: '1000,10000' },
+      cells: { type: 'string', default: '100' },
+      samples: { type: 'string', default: '100' },
+      seed: { type: 'string', default: '1' },
+      validate: { type: 'boolean', default: false },
+      write: { type: 'boolean', default: false }
+    }
+  })
+  const sizes = await measureGossipSizes()
+  const cells = Number(values.cells)
+  const samples = Number(values.samples)
+  const seed = Number(values.seed)
+  const out: string[] = []
+  const say = (line: string): void => { out.push(line); process.stdout.write(line + '\n') }
+  say(`Message sizes (bytes on the wire: gossipsub RPC with StrictSign fields + yamux + Noise), from the real codec and signatures: today's heartbeat ${sizes.todayMessageBytes(0)} with no replica, ${sizes.todayMessageBytes(1)} with one, +${sizes.todayMessageBytes(2) - sizes.todayMessageBytes(1)} per further replica (node record envelope ${sizes.nodeEnvelopeBytes}, instance envelope ${sizes.instanceEnvelopeBytes}); per-cell heartbeat ${sizes.cellMessageBytes(1)}; member record ${sizes.memberMessageBytes}; IHAVE ${sizes.ihaveBytes(1)} with one id, +${((sizes.ihaveBytes(100) - sizes.ihaveBytes(0)) / 100).toFixed(0)} per id (message id ${sizes.messageIdBytes}); IDONTWANT ${sizes.idontwantBytes}; gossipsub's own share of a message ${sizes.gossipsubOverheadBytes}.`)
+  say('')
+  const rows: ScaleRow[] = []
+  for (const nodes of values.nodes.split(',').map(Number)) {
+    const work = makeWorkload(nodes, cells, new SeededRandom(seed))
+    const biggest = Math.max(...work.hosts.map(h => h.length))
+    process.stderr.write(`${nodes} nodes: ${work.hosts.reduce((s, h) => s + h.length, 0)} replicas in ${cells} cells (biggest ${biggest})\n`)
+    const o = { nodes, cells, seed, samples }
+    rows.push(runToday(o, sizes, work))
+    process.stderr.write(`  today done in ${(rows[rows.length - 1].wallMs / 1000).toFixed(1)} s\n`)
+    rows.push(runPerCell(o, sizes, work))
+    process.stderr.write(`  per-cell done in ${(rows[rows.length - 1].wallMs / 1000).toFixed(1)} s\n`)
+    if (values.validate) {
+      const full = runToday({ ...o, exact: true }, sizes, work)
+      const est = rows[rows.length - 2]
+      say(`Validation at ${nodes} nodes, today's design: sampled ${samples} messages → mean ${(est.inMeanBps / 1000).toFixed(1)} kB/s, p99 ${(est.inP99Bps / 1000).toFixed(1)} kB/s, copies ${est.meanCopies.toFixed(2)}; every message of one second (${nodes}) → mean ${(full.inMeanBps / 1000).toFixed(1)} kB/s, p99 ${(full.inP99Bps / 1000).toFixed(1)} kB/s, copies ${full.meanCopies.toFixed(2)}, 99 % p50 ${(full.conv50Ms / 1000).toFixed(2)} s p99 ${(full.conv99Ms / 1000).toFixed(2)} s (${(full.wallMs / 1000).toFixed(1)} s wall).`)
+      const fullCell = runPerCell({ ...o, exact: true }, sizes, work)
+      const estCell = rows[rows.length - 1]
+      say(`Validation at ${nodes} nodes, per-cell design: sampled → mean ${(estCell.inMeanBps / 1000).toFixed(2)} kB/s, p99 ${(estCell.inP99Bps / 1000).toFixed(2)} kB/s; every publisher once, weighted by its rate → mean ${(fullCell.inMeanBps / 1000).toFixed(2)} kB/s, p99 ${(fullCell.inP99Bps / 1000).toFixed(2)} kB/s.`)
+      say('')
+    }
+  }
+  const topics = rows.filter(r => r.topicsMean !== undefined).map(r => `${r.nodes.toLocaleString('en')} nodes: ${r.topicsMean!.toFixed(2)} topics per node on average, at most ${r.topicsMax}`).join('; ')
+  say(scaleTable(rows))
+  say('')
+  say(`Per-cell topics followed (besides the members topic): ${topics}.`)
+  say(`Command: \`npm run sim:scale -- --nodes ${values.nodes} --cells ${cells} --samples ${samples} --seed ${seed}\` (wall ${rows.map(r => (r.wallMs / 1000).toFixed(0)).join('/')} s).`)
+  if (values.write) {
+    const doc = readFileSync(DOC, 'utf8')
+    const a = doc.indexOf(BEGIN)
+    const b = doc.indexOf(END)
+    if (a < 0 || b < a) throw new Error(`docs/biology.md lacks the ${BEGIN} … ${END} markers`)
+    writeFileSync(DOC, doc.slice(0, a + BEGIN.length) + '\n' + out.join('\n') + '\n' + doc.slice(b))
+    process.stdout.write('wrote docs/biology.md\n')
+  }
+}
+
+await main()
