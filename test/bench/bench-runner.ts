@@ -9,6 +9,8 @@ import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
 import type { Channel } from '../../core/synapse/index.ts'
 import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
+import { FULL_PATH_TOPOLOGY, fullPathCalls, fullPathSkipReason, startFullPath, type LatencyFigure } from './full-path.ts'
+import { grpcUnary, isSkipped, natsOneway, natsRequests, startNatsServer, type PeerFigure, type Skipped } from './peers.ts'
 
 export interface BenchOptions {
   /** Small fixed counts for a correctness run; otherwise fixed durations. */
@@ -60,7 +62,21 @@ export interface BenchResult {
   meteredCalls: number
   /** Observations in its latency histogram (cell_synapse_call_duration_seconds_count). */
   meteredLatencies: number
+  /** nats-server + nats.js and grpc-js, measured in this run (or why not). */
+  peers: {
+    natsVersion?: string
+    natsOneway: PeerFigure | Skipped
+    natsRequests: PeerFigure | Skipped
+    grpc: PeerFigure | Skipped
+  }
+  /** billing.quote through caller → synapse → full node → capsid → bubblewrap replica, at 1, 64 and 256 in flight. */
+  fullPath: { topology: string, figures: LatencyFigure[] } | Skipped
 }
+
+/** In-flight levels of the full-path figures. */
+export const FULL_PATH_IN_FLIGHT = [1, 64, 256]
+/** The window of the peers' request figures (grpc-js unary, nats request/reply). */
+export const PEER_WINDOW = 256
 
 const now = (): number => performance.now()
 
@@ -77,6 +93,8 @@ interface BenchServer {
   plainAddr: string
   /** The node serving "bench-traced" with the call meter and tracing. */
   tracedAddr: string
+  /** The gRPC server's port (in the server process). */
+  grpcPort: number
   /** The instrumented node's Prometheus exposition. */
   metrics: () => Promise<string>
   /** CPU time the server process has used (µs), and the answer writes of its plain and traced nodes. */
@@ -89,9 +107,9 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
   const prof = process.env.BENCH_SERVER_PROF
   const execArgv = prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]
   const child = fork(fileURLToPath(new URL('./bench-server.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env: { ...process.env, ...env } })
-  const { addr, plainAddr, tracedAddr } = await new Promise<{ addr: string, plainAddr: string, tracedAddr: string }>((resolve, reject) => {
+  const { addr, plainAddr, tracedAddr, grpcPort } = await new Promise<{ addr: string, plainAddr: string, tracedAddr: string, grpcPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error('bench server did not start within 20 s')) }, 20_000)
-    child.once('message', (m: { addr: string, plainAddr: string, tracedAddr: string }) => { clearTimeout(timer); resolve(m) })
+    child.once('message', (m: { addr: string, plainAddr: string, tracedAddr: string, grpcPort: number }) => { clearTimeout(timer); resolve(m) })
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server exited with ${code}`)) })
   })
   const metrics = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
@@ -104,7 +122,7 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
     child.once('message', (m: ServerCpu) => { clearTimeout(timer); resolve(m) })
     child.send('cpu')
   })
-  return { addr, plainAddr, tracedAddr, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+  return { addr, plainAddr, tracedAddr, grpcPort, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
 }
 
 /** One sample's value from a Prometheus text exposition (0 when absent). */
@@ -234,14 +252,16 @@ const TRACE_RATIO = 0.01
 
 export async function runBench (o: BenchOptions): Promise<BenchResult> {
   const sink = await startSink()
-  const server = await startServer({ BENCH_OTLP: sink.url, BENCH_TRACE_RATIO: String(TRACE_RATIO) })
+  const nats = await startNatsServer()
+  const server = await startServer({ BENCH_OTLP: sink.url, BENCH_TRACE_RATIO: String(TRACE_RATIO), ...(isSkipped(nats) ? {} : { BENCH_NATS_URL: nats.url }) })
   const client = await createSynapseNode({ ...acceptingAuth() })
   const tracer = new OtelTracerAdapter({ url: sink.url, ratio: TRACE_RATIO, serviceName: 'bench-client', scheduledDelayMs: 200 })
   try {
     const target = multiaddr(server.addr)
     const quickCount = { oneway: 20_000, calls: 5_000 }
     // BENCH_ONLY=oneway|calls runs that synapse figure and the telemetry rounds, BENCH_ONLY=telemetry only
-    // the rounds (for profiling); the figures left out report zero.
+    // the rounds, BENCH_ONLY=fullpath synapse calls and the full path (for profiling); the figures
+    // left out report zero or "skipped".
     const only = process.env.BENCH_ONLY
     const skipped = (name: string): Figure => figure(name, 0, 1, 0)
     const rawOnewayFigure = only === undefined ? await rawOneway(client, server.addr, o, quickCount.oneway) : skipped('raw one-way')
@@ -254,11 +274,13 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       await synapseOneway(channel, { ...o, quick: true }, 50_000)
       oneway = await synapseOneway(channel, o, quickCount.oneway)
     }
-    if (only === undefined || only === 'calls') {
+    if (only === undefined || only === 'calls' || only === 'fullpath') {
       await synapseCalls(channel, { ...o, quick: true }, 20_000)
       calls = await synapseCalls(channel, o, quickCount.calls)
     }
     await channel.close()
+    const peers = await runPeers(nats, server.grpcPort, o, only === undefined)
+    const fullPath = only === undefined || only === 'fullpath' ? await runFullPath(o) : { skipped: `BENCH_ONLY=${only}` }
     // Metrics and tracing on against off, interleaved in this run so drift in the machine's load
     // (other processes share the cores) is shared: `rounds` pairs, the order alternating (off then
     // on, on then off, ...), each pair giving one on/off ratio; the median ratio is the figure.
@@ -317,12 +339,50 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       spansExported: await sink.spans(),
       instrumentedCalls: tracedIssued,
       meteredCalls,
-      meteredLatencies
+      meteredLatencies,
+      peers,
+      fullPath
     }
   } finally {
     await client.stop()
     server.stop()
     await tracer.shutdown()
     sink.stop()
+    if (!isSkipped(nats)) nats.stop()
+  }
+}
+
+async function runPeers (nats: Awaited<ReturnType<typeof startNatsServer>>, grpcPort: number, o: BenchOptions, run: boolean): Promise<BenchResult['peers']> {
+  if (!run) return { natsOneway: { skipped: 'BENCH_ONLY' }, natsRequests: { skipped: 'BENCH_ONLY' }, grpc: { skipped: 'BENCH_ONLY' } }
+  const quickCount = { oneway: 20_000, calls: 2_000 }
+  let natsFigures: Pick<BenchResult['peers'], 'natsOneway' | 'natsRequests'>
+  if (isSkipped(nats)) {
+    natsFigures = { natsOneway: nats, natsRequests: nats }
+  } else {
+    // Warm-up, as for synapse: JIT compilation is not billed to the measured figure.
+    await natsOneway(nats.url, { ...o, quick: true }, quickCount.oneway)
+    const natsOnewayFigure = await natsOneway(nats.url, o, quickCount.oneway)
+    await natsRequests(nats.url, { ...o, quick: true }, PEER_WINDOW, quickCount.calls)
+    natsFigures = { natsOneway: natsOnewayFigure, natsRequests: await natsRequests(nats.url, o, PEER_WINDOW, quickCount.calls) }
+  }
+  await grpcUnary(grpcPort, { ...o, quick: true }, PEER_WINDOW, quickCount.calls)
+  const grpc = await grpcUnary(grpcPort, o, PEER_WINDOW, quickCount.calls)
+  return { ...(isSkipped(nats) ? {} : { natsVersion: nats.version }), ...natsFigures, grpc }
+}
+
+/** One full node with one bubblewrap replica of billing; this process calls billing.quote. */
+async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
+  const reason = fullPathSkipReason()
+  if (reason !== undefined) return { skipped: reason }
+  const fp = await startFullPath()
+  try {
+    const figures: LatencyFigure[] = []
+    for (const inFlight of FULL_PATH_IN_FLIGHT) {
+      await fullPathCalls(fp.mesh, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
+      figures.push(await fullPathCalls(fp.mesh, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
+    }
+    return { topology: FULL_PATH_TOPOLOGY, figures }
+  } finally {
+    await fp.stop()
   }
 }

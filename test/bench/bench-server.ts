@@ -6,6 +6,7 @@ import type { SynapseHandler } from '../../core/synapse/index.ts'
 import { tracedHandler } from '../../core/telemetry/tracer.ts'
 import { NodeMetrics } from '../../node-host/telemetry/node-metrics.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
+import { startGrpcServer, startNatsServing } from './peers.ts'
 
 let messages = 0
 let messageBytes = 0
@@ -48,6 +49,9 @@ const plainNode = await createSynapseNode({ ...acceptingAuth(), handler })
 const tracedNode = await createSynapseNode({ ...acceptingAuth(), handler: instrumented })
 await node.handle(RAW_ONEWAY, handleRawOneway)
 await node.handle(RAW_ECHO, handleRawEcho)
+// The peers' serving ends (peers.ts): gRPC always, nats when the runner started a nats-server.
+const grpcServer = await startGrpcServer()
+const natsServing = process.env.BENCH_NATS_URL !== undefined ? await startNatsServing(process.env.BENCH_NATS_URL) : undefined
 
 if (process.env.BENCH_DEBUG !== undefined) {
   let total = 0
@@ -67,7 +71,10 @@ process.on('message', (m) => {
     process.send?.({ cpuUs: c.user + c.system, plain: writes(plainNode), traced: writes(tracedNode) })
   }
 })
-process.send?.({ addr: node.getMultiaddrs()[0].toString(), plainAddr: plainNode.getMultiaddrs()[0].toString(), tracedAddr: tracedNode.getMultiaddrs()[0].toString() })
-const shutdown = (): void => { Promise.all([node.stop(), plainNode.stop(), tracedNode.stop()]).then(() => process.exit(0), () => process.exit(1)) }
+process.send?.({ addr: node.getMultiaddrs()[0].toString(), plainAddr: plainNode.getMultiaddrs()[0].toString(), tracedAddr: tracedNode.getMultiaddrs()[0].toString(), grpcPort: grpcServer.port })
+const shutdown = (): void => {
+  grpcServer.stop()
+  Promise.all([node.stop(), plainNode.stop(), tracedNode.stop(), natsServing?.close()]).then(() => process.exit(0), () => process.exit(1))
+}
 process.on('disconnect', shutdown)
 process.on('SIGTERM', shutdown)
