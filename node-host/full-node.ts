@@ -34,7 +34,7 @@ import { MetricsProxy } from './telemetry/metrics-proxy.ts'
 import { serveMetricsProtocol, fetchMetrics, metricsServeStats, registerMetricsServeStats } from './telemetry/metrics-exchange.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { tracedHandler } from '../core/telemetry/tracer.ts'
-import { OtelTracerAdapter, type OtlpTraceInit } from './telemetry/otel-tracer.ts'
+import type { OtelTracerAdapter, OtlpTraceInit } from './telemetry/otel-tracer.ts'
 import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
 import { offersStorageClass, storageDriversOfRoles } from '../core/biology/storage-class.ts'
 import { NodeVolumes, type NodeVolumesInit } from './volumes/node-volumes.ts'
@@ -208,7 +208,8 @@ export class FullNode {
     const releases = new ReleaseStore(init.dataDir)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
-    const tracer = init.otlp !== undefined ? new OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
+    // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.
+    const tracer = init.otlp !== undefined ? new (await import('./telemetry/otel-tracer.ts')).OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
     // The node's volumes for stateful cells (set below, once the fleet view exists).
     let volumes: NodeVolumes | undefined
     const replicas = new ReplicaSet({

@@ -8,7 +8,18 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const major = Number(process.versions.node.split('.')[0])
+// `cell up` runs for days, mostly idle: it starts with a small young generation (V8's semi-spaces
+// otherwise grow to 16 MiB each and stay, some 20 MiB of RSS; a busy node scavenges more often,
+// a fraction of a per cent of its calls' CPU) and at most two malloc arenas (the
+// WebRTC library's threads otherwise get one each). An operator's own NODE_OPTIONS or
+// MALLOC_ARENA_MAX win. `npm run bench:memory` measures the idle node against its 150 MiB goal.
+const LEAN_FLAGS = ['--max-semi-space-size=2']
+const lean = process.argv[2] === 'up' && process.env.CELL_LEAN !== '1' &&
+  ![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some(f => f.startsWith('--max-semi-space-size'))
+const leanEnv = () => ({ ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', CELL_LEAN: '1' })
 if (major >= 24) {
+  // The same process (same pid, same descriptors) restarts with the flags: signals and `kill` reach it as before.
+  if (lean && typeof process.execve === 'function') process.execve(process.execPath, [process.execPath, ...LEAN_FLAGS, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], leanEnv())
   await import(join(here, 'main.ts'))
 } else {
   let nodeBin
@@ -19,7 +30,7 @@ if (major >= 24) {
     console.error('cell: Node 24 is required; run `npm install` in the project to get it')
     process.exit(1)
   }
-  const child = spawn(nodeBin, [join(here, 'main.ts'), ...process.argv.slice(2)], { stdio: 'inherit' })
+  const child = spawn(nodeBin, [...(lean ? LEAN_FLAGS : []), join(here, 'main.ts'), ...process.argv.slice(2)], { stdio: 'inherit', ...(lean ? { env: leanEnv() } : {}) })
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig))
   child.on('exit', (code, signal) => { process.exitCode = code ?? (signal ? 128 : 1) })
 }

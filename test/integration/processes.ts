@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { join, resolve } from 'node:path'
 
 export const projectRoot = resolve(import.meta.dirname, '..', '..')
-const nodeBin = join(projectRoot, 'node_modules', '.bin', 'node')
+export const nodeBin = join(projectRoot, 'node_modules', '.bin', 'node')
 const cellBin = join(projectRoot, 'node-host', 'cli', 'cell.js')
 
 export interface Proc {
