@@ -68,19 +68,24 @@ export const MEMBERS_TOPIC = '/cell/members/1'
 /**
  * Compact instance entry of the new design, in the fleet codec's style (LEB128 integers):
  * instance ordinal, state, release seq (the release itself is on the release topic), startedMs,
- * readyMs delta, cpu and memory in 0.1 %, qps, p99 in 0.1 ms, inflight, per-instance seq.
- * The message is signed by gossipsub (StrictSign) by its publisher, the node; no origin signature
- * per record (a sync pull relays the signed gossipsub message as is).
+ * readyMs delta, cpu and memory in 0.1 %, qps, p99 in 0.1 ms, inflight, per-instance seq, and
+ * the node's ed25519 origin signature (64 bytes) as today, so a sync pull can relay the entry
+ * without trusting the relay. The node id is the gossipsub `from` (and the signer).
  */
 function compactInstanceBytes (): number {
   const started = 1_764_500_000_000
   return uvarintLength(3) + 1 + uvarintLength(42) + uvarintLength(started) + uvarintLength(2_500) +
-    uvarintLength(455) + uvarintLength(325) + uvarintLength(1_205) + uvarintLength(88) + uvarintLength(3) + uvarintLength(1_764_500_000_000)
+    uvarintLength(455) + uvarintLength(325) + uvarintLength(1_205) + uvarintLength(88) + uvarintLength(3) + uvarintLength(1_764_500_000_000) +
+    1 + 64
 }
 
-/** Compact member record (new design): seq, flags (eligible, leaving, sandbox), free slots, cpu/mem buckets, trust-set hash, addrs hash, up to 4 cell hashes. */
+/**
+ * Compact member record (new design): seq, flags (eligible, leaving, sandbox), free slots, cpu/mem
+ * buckets, trust-set hash, hash of the full node record (addresses, grants: fetched on demand),
+ * the cells it hosts (4-byte hashes), and the origin signature (64 bytes).
+ */
 function memberRecordBytes (cellsRun: number): number {
-  return uvarintLength(1_764_500_000_000) + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 4 * cellsRun
+  return uvarintLength(1_764_500_000_000) + 1 + 1 + 1 + 1 + 4 + 8 + 1 + 4 * cellsRun + 1 + 64
 }
 
 export async function measureGossipSizes (): Promise<GossipSizes> {

@@ -13,6 +13,12 @@ export interface NetworkOptions {
   loss: number
   /** While active, nodes in `group` and nodes outside it cannot hear each other. */
   partitions: ReadonlyArray<{ fromMs: number, toMs: number, group: ReadonlySet<number> }>
+  /**
+   * When set, a delivery lost to `loss` (not to a partition) arrives this much later instead of
+   * never: gossipsub's IHAVE/IWANT repair (the ids of the last 3 heartbeats are gossiped each
+   * heartbeat; test/sim/gossipsub-model.ts recovers every message lost on a link that way).
+   */
+  recoverMs?: readonly [number, number]
 }
 
 interface Sent<T> {
@@ -58,7 +64,14 @@ export class GossipNetwork<T> {
       this.sent++
       // One draw decides both loss and, rescaled, the delay.
       const r = this.random.next()
-      const lost = r < loss || (cut.length > 0 && cut.some(p => p.group.has(from) !== p.group.has(to)))
+      const partitioned = cut.length > 0 && cut.some(p => p.group.has(from) !== p.group.has(to))
+      const recover = this.options.recoverMs
+      if (!partitioned && r < loss && recover !== undefined) {
+        this.lost++
+        arrival[to] = nowMs + delayMs[0] + (delayMs[1] - delayMs[0]) * (r / loss) + this.random.between(recover[0], recover[1])
+        continue
+      }
+      const lost = r < loss || partitioned
       if (lost) {
         this.lost++
         arrival[to] = Infinity

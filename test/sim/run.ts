@@ -19,12 +19,15 @@ export interface SimRunOptions {
   scenarios: string[]
   firstSeed: number
   seeds: number
+  /** How views are fed (world.ts): today's flat fleet gossip (default) or the per-cell design. */
+  dissemination?: 'flat' | 'per-cell'
 }
 
 export function runSeeds (options: SimRunOptions): ScenarioResult[] {
   const out: ScenarioResult[] = []
   for (const key of options.scenarios) {
-    for (let seed = options.firstSeed; seed < options.firstSeed + options.seeds; seed++) out.push(SCENARIOS[key].run(seed))
+    const extra = options.dissemination === 'per-cell' ? { dissemination: 'per-cell' as const } : undefined
+    for (let seed = options.firstSeed; seed < options.firstSeed + options.seeds; seed++) out.push(SCENARIOS[key].run(seed, undefined, extra))
   }
   return out
 }
@@ -34,7 +37,7 @@ async function runParallel (options: SimRunOptions, workers: number): Promise<Sc
   const per = Math.ceil(options.seeds / workers)
   const chunks: SimRunOptions[] = []
   for (let from = 0; from < options.seeds; from += per) {
-    chunks.push({ scenarios: options.scenarios, firstSeed: options.firstSeed + from, seeds: Math.min(per, options.seeds - from) })
+    chunks.push({ scenarios: options.scenarios, firstSeed: options.firstSeed + from, seeds: Math.min(per, options.seeds - from), dissemination: options.dissemination })
   }
   const parts = await Promise.all(chunks.map(async chunk => await new Promise<ScenarioResult[]>((resolve, reject) => {
     const w = new Worker(new URL(import.meta.url), { workerData: chunk })
@@ -46,8 +49,8 @@ async function runParallel (options: SimRunOptions, workers: number): Promise<Sc
 }
 
 const DOC = new URL('../../docs/biology.md', import.meta.url)
-const BEGIN = '<!-- sim:begin -->'
-const END = '<!-- sim:end -->'
+// The per-cell design's run has its own table (docs/biology.md, "Scale").
+const markers = (dissemination: string): [string, string] => dissemination === 'per-cell' ? ['<!-- sim-per-cell:begin -->', '<!-- sim-per-cell:end -->'] : ['<!-- sim:begin -->', '<!-- sim:end -->']
 
 async function main (): Promise<void> {
   const { values } = parseArgs({
@@ -57,20 +60,23 @@ async function main (): Promise<void> {
       'first-seed': { type: 'string', default: '1' },
       workers: { type: 'string', default: String(Math.min(2, availableParallelism())) },
       scenarios: { type: 'string', default: Object.keys(SCENARIOS).join('') },
-      write: { type: 'boolean', default: false }
+      write: { type: 'boolean', default: false },
+      dissemination: { type: 'string', default: 'flat' }
     }
   })
+  if (values.dissemination !== 'flat' && values.dissemination !== 'per-cell') throw new Error('--dissemination is flat or per-cell')
   const options: SimRunOptions = {
     scenarios: [...values.scenarios].filter(k => k in SCENARIOS),
     firstSeed: Number(values['first-seed']),
-    seeds: values.quick ? 50 : Number(values.seeds)
+    seeds: values.quick ? 50 : Number(values.seeds),
+    dissemination: values.dissemination
   }
   const started = performance.now()
   const results = await runParallel(options, Number(values.workers))
   const seconds = (performance.now() - started) / 1000
   const summaries = options.scenarios.map(k => summarise(k, results.filter(r => r.scenario === k)))
   const titles = Object.fromEntries(Object.entries(SCENARIOS).map(([k, s]) => [k, s.title]))
-  const command = `node test/sim/run.ts --seeds ${options.seeds}${options.firstSeed !== 1 ? ` --first-seed ${options.firstSeed}` : ''}${values.scenarios !== Object.keys(SCENARIOS).join('') ? ` --scenarios ${values.scenarios}` : ''}`
+  const command = `node test/sim/run.ts --seeds ${options.seeds}${options.firstSeed !== 1 ? ` --first-seed ${options.firstSeed}` : ''}${values.scenarios !== Object.keys(SCENARIOS).join('') ? ` --scenarios ${values.scenarios}` : ''}${values.dissemination !== 'flat' ? ` --dissemination ${values.dissemination}` : ''}`
   const table = markdownTable(titles, summaries)
   const digest = combinedDigest(results)
   const report = [
@@ -84,6 +90,7 @@ async function main (): Promise<void> {
   for (const s of summaries) for (const e of s.examples) process.stdout.write(`VIOLATION (${s.scenario}) ${e}\n`)
   process.stdout.write(`${results.length} runs in ${seconds.toFixed(1)} s wall time\n`)
   if (values.write) {
+    const [BEGIN, END] = markers(values.dissemination)
     const doc = readFileSync(DOC, 'utf8')
     const a = doc.indexOf(BEGIN)
     const b = doc.indexOf(END)

@@ -65,7 +65,8 @@ export interface ScenarioResult {
   logLines: number
 }
 
-export type Scenario = (seed: number, keepLog?: boolean) => ScenarioResult
+/** `extra`: world options laid over the scenario's own (e.g. `{ dissemination: 'per-cell' }`). */
+export type Scenario = (seed: number, keepLog?: boolean, extra?: Partial<WorldOptions>) => ScenarioResult
 
 function finish (scenario: string, seed: number, world: World, metrics: Record<string, number>, violations: string[]): ScenarioResult {
   if (world.ineligibleSpawns > 0) violations.push(`${world.ineligibleSpawns} spawn(s) on a node without capacity or trust`)
@@ -79,10 +80,10 @@ function seedFleet (world: World, replicas: number): void {
 }
 
 /** (a) 50 nodes, nothing running, minReplicas 10: how fast and how cleanly do they get there. */
-export const scaleFromZero: Scenario = (seed, keepLog) => {
+export const scaleFromZero: Scenario = (seed, keepLog, extra) => {
   const untrusting = [45, 46, 47, 48, 49]
   const noCapacity = [40, 41, 42, 43, 44]
-  const world = new World(baseOptions(seed, { untrusting, noCapacity, keepLog }))
+  const world = new World(baseOptions(seed, { untrusting, noCapacity, keepLog, ...extra }))
   const min = BASE_POLICY.minReplicas
   seedFleet(world, 0)
   let reachedMs: number | undefined
@@ -109,9 +110,9 @@ export const scaleFromZero: Scenario = (seed, keepLog) => {
 }
 
 /** (b) 10 replicas at 50 % CPU, then 5× the load: the HPA rule wants ceil(2500 / 60) = 42. */
-export const loadStep: Scenario = (seed, keepLog) => {
+export const loadStep: Scenario = (seed, keepLog, extra) => {
   const policy: Policy = { ...BASE_POLICY, maxReplicas: 100 }
-  const world = new World(baseOptions(seed, { policy, keepLog }))
+  const world = new World(baseOptions(seed, { policy, keepLog, ...extra }))
   seedFleet(world, 10)
   world.setLoad(500)
   const stepMs = 15_000
@@ -156,7 +157,7 @@ interface RolloutRun {
   minReady: number
 }
 
-function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefined, partition: boolean, policy: Policy): RolloutRun {
+function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefined, partition: boolean, policy: Policy, extra?: Partial<WorldOptions>): RolloutRun {
   // Optionally a random group of 5 nodes is cut off for 10 s somewhere in the rollout: views go
   // stale on both sides, which is exactly when a careless loop would retire too much.
   const r = new SeededRandom(seed ^ 0x5eed)
@@ -164,7 +165,7 @@ function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefin
   while (group.size < 5) group.add(Math.floor(r.next() * ROLLOUT_NODES))
   const fromMs = 15_000 + Math.floor(r.next() * 30_000)
   const partitions = partition ? [{ fromMs, toMs: fromMs + 10_000, group }] : []
-  const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, partitions, policy }))
+  const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, partitions, policy, ...extra }))
   seedFleet(world, 10)
   world.setLoad(420)
   const run: RolloutRun = { world, publishMs: 10_000, minReady: Infinity }
@@ -180,8 +181,8 @@ function rolloutWorld (seed: number, v2: ReleaseSpec, keepLog: boolean | undefin
 }
 
 /** (c) Roll 10 replicas from 1.0.0 to 1.1.0 with update = "live". */
-export const rollout: Scenario = (seed, keepLog) => {
-  const run = rolloutWorld(seed, V2, keepLog, true, BASE_POLICY)
+export const rollout: Scenario = (seed, keepLog, extra) => {
+  const run = rolloutWorld(seed, V2, keepLog, true, BASE_POLICY, extra)
   const { world } = run
   const min = BASE_POLICY.minReplicas
   let doneMs: number | undefined
@@ -202,10 +203,10 @@ export const rollout: Scenario = (seed, keepLog) => {
 }
 
 /** (d) 1.1.0 crashes shortly after it turns ready: it must be halted after reaching ≤ 2 nodes. */
-export const crashingRelease: Scenario = (seed, keepLog) => {
+export const crashingRelease: Scenario = (seed, keepLog, extra) => {
   const bad: ReleaseSpec = { ...V2, crashes: true }
   // maxSurge 5 % (the seed's Cell.toml example): surge = max(1, ceil(5 % × 10)) = 1.
-  const run = rolloutWorld(seed, bad, keepLog, false, { ...BASE_POLICY, maxSurge: 5 })
+  const run = rolloutWorld(seed, bad, keepLog, false, { ...BASE_POLICY, maxSurge: 5 }, extra)
   const { world } = run
   const min = BASE_POLICY.minReplicas
   let doneMs: number | undefined
@@ -243,9 +244,9 @@ export const crashingRelease: Scenario = (seed, keepLog) => {
  * bounded number of crashes, and no node starting the release after it knew the halt.
  */
 function crashLoop (fallback: boolean): Scenario {
-  return (seed, keepLog) => {
+  return (seed, keepLog, extra) => {
     const policy: Policy = { ...BASE_POLICY, minReplicas: 3, maxReplicas: 6, update: 'stop' }
-    const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, policy }))
+    const world = new World(baseOptions(seed, { nodes: ROLLOUT_NODES, keepLog, policy, ...extra }))
     const bad: ReleaseSpec = { ...V2, crashes: true }
     if (fallback) seedFleet(world, 3)
     world.setLoad(90)

@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest'
 import { SeededRandom } from './prng.ts'
 import { runSeeds } from './run.ts'
-import { SCENARIOS } from './scenarios.ts'
+import { AUTHORITY, BASE_POLICY, baseOptions, CELL, SCENARIOS, WARMUP_MS } from './scenarios.ts'
+import { World } from './world.ts'
 
 const QUICK_SEEDS = 50
 
@@ -41,6 +42,39 @@ describe('biology simulator (quick mode)', () => {
       expect(c.logHash).not.toBe(a.logHash)
     }
   }, 60_000)
+})
+
+describe('biology simulator, per-cell dissemination (docs/biology.md, Scale)', () => {
+  // Instance heartbeats only on the cell's topic, read by its hosts and 8 standby candidates; member
+  // records for everyone. The same invariants must hold (npm run sim:scale models the bandwidth).
+  // Fewer seeds than the flat mode to keep npm test short; run.ts --dissemination per-cell runs 1,000.
+  const PER_CELL_SEEDS = 25
+  for (const [key, scenario] of Object.entries(SCENARIOS)) {
+    it(`${scenario.title}: no invariant broken over ${PER_CELL_SEEDS} seeds`, () => {
+      const results = runSeeds({ scenarios: [key], firstSeed: 1, seeds: PER_CELL_SEEDS, dissemination: 'per-cell' })
+      const broken = results.filter(r => r.violations.length > 0).map(r => `seed ${r.seed}: ${r.violations.join('; ')}`)
+      expect(broken).toEqual([])
+      for (const r of results) expect(r.logLines).toBeGreaterThan(10)
+    }, 180_000)
+  }
+
+  it('lets only followers decide, and sends instance records on change or refresh instead of every tick', () => {
+    const flat = new World(baseOptions(3))
+    const world = new World(baseOptions(3, { dissemination: 'per-cell' }))
+    for (const w of [flat, world]) {
+      for (let i = 0; i < 50; i++) w.publish(i, { cell: CELL, version: '1.0.0', digest: 'sha256-v1', seq: 1, authority: AUTHORITY })
+      w.start(WARMUP_MS)
+      w.run(60_000)
+    }
+    expect(world.counts().ready).toBeGreaterThanOrEqual(BASE_POLICY.minReplicas)
+    // 50 nodes: only the hosts and the candidates that came and went ever decided.
+    expect(flat.decided.size).toBe(50)
+    expect(world.decided.size).toBeLessThan(40)
+    expect(world.decided.size).toBeGreaterThanOrEqual(BASE_POLICY.minReplicas)
+    // Hosts send their cell message about every refresh (5 s), not every tick.
+    const hostSeconds = BASE_POLICY.minReplicas * 60
+    expect(world.cellMessages).toBeLessThan(hostSeconds / 2)
+  })
 })
 
 describe('SeededRandom', () => {

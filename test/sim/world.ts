@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
 import { confirmSpawn, decideCell } from '../../core/biology/autonomic.ts'
 import type { VolunteerAction } from '../../core/biology/autonomic.ts'
-import { initialCellState } from '../../core/biology/params.ts'
+import { initialCellState, resolveParams } from '../../core/biology/params.ts'
+import { isEligible } from '../../core/biology/replication.ts'
 import type {
   Action, BiologyParams, BiologyView, CellState, HaltRecord, HealthEvent, InstanceRecord, InstanceState, NodeRecord, Policy, ReleaseRecord
 } from '../../core/biology/types.ts'
@@ -44,7 +45,39 @@ export interface WorldOptions {
   authority: string
   /** Keep the event log lines (for debugging); the hash is always kept. */
   keepLog?: boolean
+  /**
+   * How views are fed. 'flat' (default, today's FleetGossip): every node's record and instance
+   * heartbeats reach every node every tick. 'per-cell' (the Scale design in docs/biology.md, modelled
+   * only): member records (capacity, trust, whether the node hosts the cell; liveness) reach every
+   * node every tick as before, but instance heartbeats and health events travel on the cell's own
+   * topic, sent on a change (state, or CPU moved past a dead band) or every refresh, and only
+   * followers (hosts and the standby candidates) read them and decide for the cell.
+   */
+  dissemination?: 'flat' | 'per-cell'
 }
+
+/** Knobs of the per-cell design (the same values as test/sim/gossip-scale.ts's CELL_DESIGN). */
+export const PER_CELL = {
+  /** Standby candidates: the eligible non-hosting nodes with the highest rendezvous hash for the cell. */
+  candidates: 8,
+  /** Instance records are re-sent every max(refreshMinMs, hosts / topicCapPerS s) without a change... */
+  refreshMinMs: 5_000,
+  topicCapPerS: 5,
+  /** ...and counted live for staleFactor refreshes (and only while their node is alive). */
+  staleFactor: 3,
+  /** A replica's CPU moving by more than this fraction of cpu_target since the last send is a change. */
+  cpuDeadBand: 0.1,
+  /** Subscribe, graft and pull the cell's state from a follower before deciding for it. */
+  joinMs: 1_000,
+  /**
+   * A cell message lost on its way to a follower (5 % of deliveries here) still arrives, late: in
+   * gossipsub another mesh peer's copy or the next heartbeat's IHAVE/IWANT brings it (on a 20-50
+   * node topic with 5 % of transmissions lost, gossipsub-model.ts has every node holding it within
+   * 0.25 s; this allows up to 1.2 s). The flat mode needs no repair: it re-sends every tick. With
+   * no repair, or a slower one, invariants broke (docs/biology.md, Scale).
+   */
+  recoverMs: [200, 1_200]
+} as const
 
 interface Truth {
   id: string
@@ -63,6 +96,15 @@ interface Snapshot {
   releases: ReleaseRecord[]
   halts: HaltRecord[]
   events: HealthEvent[]
+  /** Per-cell mode: the member record says the node hosts a replica of the cell. */
+  hosting?: boolean
+}
+
+/** Per-cell mode: one message on the cell's topic. */
+interface CellPart {
+  sentMs: number
+  instances: InstanceRecord[]
+  events: HealthEvent[]
 }
 
 class SimNode {
@@ -78,6 +120,12 @@ class SimNode {
   readonly halts = new Map<string, HaltRecord>()
   readonly events = new Map<string, HealthEvent>()
   readonly peers: Array<Snapshot | undefined>
+  /** Per-cell mode: the newest cell message of each peer read while following. */
+  readonly cellPeers: Array<CellPart | undefined>
+  /** Per-cell mode: following the cell since (undefined: not following). */
+  followSince?: number
+  /** Per-cell mode: the last cell message this node sent (what its followers see of it). */
+  lastCell?: { sentMs: number, key: string, cpu: Map<string, number> }
   /** Arrays of the three maps above, rebuilt only after a change (they are shared read-only). */
   private cache: { releases?: ReleaseRecord[], halts?: HaltRecord[], events?: HealthEvent[] } = {}
   /** When this node itself decided to halt a release. */
@@ -94,6 +142,7 @@ class SimNode {
     this.id = `node-${String(index).padStart(2, '0')}`
     this.state = initialCellState(cell)
     this.peers = new Array(nodes).fill(undefined)
+    this.cellPeers = new Array(nodes).fill(undefined)
   }
 
   touch (): void {
@@ -142,6 +191,13 @@ export class World {
 
   private readonly queue = new EventQueue()
   private readonly net: GossipNetwork<Snapshot>
+  private readonly cellNet?: GossipNetwork<CellPart>
+  private readonly perCell: boolean
+  private readonly resolved: BiologyParams
+  /** Per-cell mode: cell messages sent (the scale model's rate check). */
+  cellMessages = 0
+  /** Nodes that ran the decision code at least once (per-cell mode: only followers do). */
+  readonly decided = new Set<number>()
   private readonly rng: SeededRandom
   private readonly hash: Hash = createHash('sha256')
 
@@ -156,6 +212,10 @@ export class World {
     const full = new Set(options.noCapacity ?? [])
     this.nodes = Array.from({ length: options.nodes }, (_, i) => new SimNode(
       i, options.nodes, root.fork(), untrusting.has(i) ? ['someone-else'] : [options.authority], full.has(i) ? 0 : options.slotsPerNode, options.cell))
+    this.perCell = options.dissemination === 'per-cell'
+    this.resolved = resolveParams(options.params)
+    // Forked after the nodes, so flat runs keep their event logs.
+    if (this.perCell) this.cellNet = new GossipNetwork<CellPart>({ nodes: options.nodes, delayMs: options.delayMs, loss: options.loss, partitions: options.partitions ?? [], recoverMs: PER_CELL.recoverMs }, root.fork())
   }
 
   /**
@@ -242,13 +302,14 @@ export class World {
   }
 
   private tick (n: SimNode): void {
-    if (this.nowMs < this.warmupMs) {
+    if (this.nowMs < this.warmupMs || (this.perCell && !this.follows(n))) {
       this.broadcast(n)
       this.at(this.nowMs + this.options.tickMs, () => this.tick(n))
       return
     }
+    this.decided.add(n.index)
     const view = this.viewOf(n)
-    const d = decideCell({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, random: n.random, nowMs: this.nowMs, state: n.state, params: this.options.params })
+    const d = decideCell({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, random: n.random, nowMs: this.nowMs, state: n.state, params: this.paramsFor(n) })
     n.state = d.state
     for (const h of d.state.halts) if (!n.halts.has(h.digest)) { n.halts.set(h.digest, h); n.touch() }
     if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
@@ -300,8 +361,9 @@ export class World {
 
   private confirm (n: SimNode, volunteer: VolunteerAction): void {
     n.pending = false
+    if (this.perCell && !this.follows(n)) return
     const view = this.viewOf(n)
-    const r = confirmSpawn({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, nowMs: this.nowMs, state: n.state, volunteer, params: this.options.params })
+    const r = confirmSpawn({ cell: this.options.cell, view, policy: this.options.policy, selfId: n.id, nowMs: this.nowMs, state: n.state, volunteer, params: this.paramsFor(n) })
     if (r.action !== undefined) {
       this.apply(n, r.action)
       this.broadcast(n)
@@ -380,6 +442,11 @@ export class World {
     const ready = this.counts().ready
     const since = this.nowMs - (this.options.params.haltWindowMs ?? 120_000)
     for (const [id, e] of n.events) if (e.atMs <= since) { n.events.delete(id); n.touch() }
+    if (this.perCell) {
+      this.net.broadcast(n.index, this.nowMs, { sentMs: this.nowMs, node: this.nodeRecord(n), instances: [], releases: n.releaseList(), halts: n.haltList(), events: [], hosting: n.own.size > 0 })
+      this.maybePublishCell(n, ready)
+      return
+    }
     const snap: Snapshot = {
       sentMs: this.nowMs,
       node: this.nodeRecord(n),
@@ -391,7 +458,114 @@ export class World {
     this.net.broadcast(n.index, this.nowMs, snap)
   }
 
+  /**
+   * Per-cell mode: a node sends its replicas of the cell on the cell's topic when their set or state
+   * changed, when a replica's CPU moved past the dead band, or when the refresh is due.
+   */
+  private maybePublishCell (n: SimNode, ready: number): void {
+    const instances = [...n.own.values()].map(t => this.instanceRecord(t, ready, this.nowMs, n.random))
+    const key = instances.map(i => `${i.id}:${i.state}:${i.readyMs ?? ''}`).join(',') + `|${n.eventList().length}`
+    const last = n.lastCell
+    const band = PER_CELL.cpuDeadBand * this.options.policy.cpuTarget
+    const moved = last !== undefined && instances.some(i => Math.abs(i.cpuPercent - (last.cpu.get(i.id) ?? 0)) > band)
+    const due = last === undefined || this.nowMs - last.sentMs >= this.refreshMs(n)
+    if (last !== undefined && last.key === key && !moved && !due) return
+    if (last === undefined && instances.length === 0 && n.eventList().length === 0) return
+    n.lastCell = { sentMs: this.nowMs, key, cpu: new Map(instances.map(i => [i.id, i.cpuPercent])) }
+    this.cellMessages++
+    this.cellNet!.broadcast(n.index, this.nowMs, { sentMs: this.nowMs, instances, events: n.eventList() })
+  }
+
+  /** Per-cell mode: the refresh period for the hosts this node sees (the topic's rate cap). */
+  private refreshMs (n: SimNode): number {
+    let hosts = n.own.size > 0 ? 1 : 0
+    const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
+    for (const p of n.peers) if (p?.hosting === true && this.nowMs - p.sentMs <= staleMs) hosts++
+    return Math.max(PER_CELL.refreshMinMs, 1000 * hosts / PER_CELL.topicCapPerS)
+  }
+
+  private paramsFor (n: SimNode): Partial<BiologyParams> {
+    if (!this.perCell) return this.options.params
+    return { ...this.options.params, heartbeatStaleMs: PER_CELL.staleFactor * this.refreshMs(n) }
+  }
+
+  /**
+   * Per-cell mode: whether the node follows the cell and has had its state long enough to decide
+   * (hosts, and the standby candidates by rendezvous hash among the eligible non-hosting nodes it
+   * sees). A node that stops following forgets the cell's instances and its remembered counts.
+   */
+  private follows (n: SimNode): boolean {
+    this.readMembers(n)
+    const following = n.own.size > 0 || this.candidates(n).has(n.index)
+    if (!following) {
+      if (n.followSince !== undefined) {
+        n.followSince = undefined
+        n.cellPeers.fill(undefined)
+        n.state = { ...initialCellState(this.options.cell), desired: n.state.desired, halts: n.state.halts }
+      }
+      return false
+    }
+    n.followSince ??= this.nowMs
+    return this.nowMs >= n.followSince + PER_CELL.joinMs
+  }
+
+  /** Candidates as node `n` sees them: its own record is current, the others' are the member records it holds. */
+  private candidates (n: SimNode): Set<number> {
+    const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
+    const ranked: Array<{ index: number, rank: number }> = []
+    for (let j = 0; j < this.nodes.length; j++) {
+      const p = j === n.index ? undefined : n.peers[j]
+      const record = j === n.index ? this.nodeRecord(n) : p === undefined || this.nowMs - p.sentMs > staleMs ? undefined : p.node
+      const hosting = j === n.index ? n.own.size > 0 : p?.hosting === true
+      if (record === undefined || hosting || !isEligible(record, this.options.authority, this.resolved)) continue
+      ranked.push({ index: j, rank: rendezvous(this.options.cell, this.nodes[j].id) })
+    }
+    ranked.sort((a, b) => b.rank - a.rank || a.index - b.index)
+    return new Set(ranked.slice(0, PER_CELL.candidates).map(r => r.index))
+  }
+
+  /** Member records (and the releases and halts that travel fleet-wide) that arrived by now. */
+  private readMembers (n: SimNode): void {
+    for (let j = 0; j < this.nodes.length; j++) {
+      if (j === n.index) continue
+      const fresh = this.net.receive(n.index, j, this.nowMs)
+      if (fresh === undefined) continue
+      n.peers[j] = fresh
+      for (const r of fresh.releases) if (!n.releases.has(r.digest)) { n.releases.set(r.digest, r); n.touch() }
+      for (const h of fresh.halts) if (!n.halts.has(h.digest)) { n.halts.set(h.digest, h); n.touch() }
+      if (n.halts.size > 0) n.haltKnownMs ??= this.nowMs
+    }
+  }
+
+  /** Per-cell mode: the view of a follower: followers' member records, hosts' instances while their node is alive. */
+  private perCellView (n: SimNode): BiologyView {
+    const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
+    this.readMembers(n)
+    const candidates = this.candidates(n)
+    const nodes: NodeRecord[] = [this.nodeRecord(n)]
+    const instances: InstanceRecord[] = []
+    const ready = this.counts().ready
+    for (const t of n.own.values()) instances.push(this.instanceRecord(t, ready, this.nowMs, n.random))
+    for (let j = 0; j < this.nodes.length; j++) {
+      if (j === n.index) continue
+      const cell = this.cellNet!.receive(n.index, j, this.nowMs)
+      if (cell !== undefined) {
+        n.cellPeers[j] = cell
+        for (const e of cell.events) if (!n.events.has(e.id)) { n.events.set(e.id, e); n.touch() }
+      }
+      const p = n.peers[j]
+      if (p === undefined) continue
+      const alive = this.nowMs - p.sentMs <= staleMs
+      if (p.hosting === true || candidates.has(j)) nodes.push(alive ? p.node : { ...p.node, alive: false })
+      // The new expiry rule: a node's replicas count only while the member layer has the node alive.
+      const c = n.cellPeers[j]
+      if (alive && c !== undefined) for (const i of c.instances) instances.push(i)
+    }
+    return { nodes, instances, releases: n.releaseList(), desired: [], events: n.eventList(), halts: n.haltList() }
+  }
+
   private viewOf (n: SimNode): BiologyView {
+    if (this.perCell) return this.perCellView(n)
     const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
     const nodes: NodeRecord[] = [this.nodeRecord(n)]
     const instances: InstanceRecord[] = []
@@ -418,4 +592,17 @@ export class World {
   get networkStats (): { sent: number, lost: number } {
     return { sent: this.net.sent, lost: this.net.lost }
   }
+}
+
+/** FNV-1a of cell and node id: every node ranks the candidates of a cell the same way. */
+function rendezvous (cell: string, nodeId: string): number {
+  let h = 0x811c9dc5
+  const text = `${cell}\0${nodeId}`
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  h ^= h >>> 13
+  h = Math.imul(h, 0x5bd1e995) >>> 0
+  return (h ^ (h >>> 15)) >>> 0
 }
