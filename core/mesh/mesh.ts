@@ -3,6 +3,7 @@
 // and routing nodes only call out. No module-level state: every mesh owns its registries and caches.
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { noise } from '@chainsafe/libp2p-noise'
+import { coalescedWrites } from './coalesced-writes.ts'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -185,7 +186,7 @@ export class Mesh {
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
       transports: init.onInboundFailure !== undefined ? reportInboundFailures(init.transports, init.onInboundFailure) : init.transports,
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [coalescedWrites(noise())],
       streamMuxers: [yamux()],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
       ...init.libp2p,

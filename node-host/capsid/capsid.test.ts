@@ -183,6 +183,18 @@ describe.each([
     expect(err.message).toContain('boom at import time')
   })
 
+  it.skipIf(skip)('each call sees its own caller, across more distinct callers than the replica keeps slots for', async () => {
+    const { capsid } = await start()
+    const { MAX_CALLER_SLOTS } = await import('./protocol.ts')
+    const total = MAX_CALLER_SLOTS + 500
+    for (let base = 0; base < total; base += 250) {
+      const batch = Array.from({ length: 250 }, (_, i) => ({ peerId: `p${base + i}`, authority: 'ab'.repeat(32), roles: ['caller'] }))
+      // The same caller object twice in a batch shares its slot.
+      const answers = await Promise.all([...batch, batch[0]].map(async caller => unjson(await capsid.call('context', new Uint8Array(0), { deadlineMs: deadline(), caller }))))
+      expect(answers.map(a => a.caller.peerId)).toEqual([...batch, batch[0]].map(c => c.peerId))
+    }
+  }, 60_000)
+
   it.skipIf(skip)('stop drains: in-flight calls finish, new ones are refused, exit is clean', async () => {
     const { capsid } = await start()
     const slow = capsid.call('slow', json({ ms: 800, tag: 'd' }), { deadlineMs: deadline(10_000) })

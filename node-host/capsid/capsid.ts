@@ -13,7 +13,7 @@ import {
   CapsidDrainingError, DeadlineExceededError, CapsidProtocolError, RemoteHandlerError
 } from './errors.ts'
 import type { ExitInfo } from './errors.ts'
-import { FrameDecoder, FrameType, encodeFrame, MAX_FRAME_BYTES } from './protocol.ts'
+import { FrameBatch, FrameDecoder, FrameType, MAX_CALLER_SLOTS, MAX_FRAME_BYTES } from './protocol.ts'
 import type { Frame } from './protocol.ts'
 import type { SandboxMode } from './sandbox.ts'
 import type { CapsidLimits } from './limits.ts'
@@ -135,6 +135,15 @@ export class Capsid extends EventTarget {
   private readonly pending = new Map<number, Pending>()
   private readonly token: string
   private sock?: Socket
+  /** Frames for the replica, written once per tick. */
+  private readonly out = new FrameBatch(MAX_FRAME_BYTES)
+  private flushScheduled = false
+  /** Caller slots (1..MAX_CALLER_SLOTS): who fills each, calls in flight naming it, and the reverse lookup. */
+  private readonly slotOwner: Array<CallerInfo | undefined> = []
+  private readonly slotRefs = new Uint32Array(MAX_CALLER_SLOTS + 1)
+  private readonly slotOf = new WeakMap<CallerInfo, number>()
+  private slotsUsed = 0
+  private slotCursor = 0
   private nextIdValue = 1
   private stopRequested = false
   private exitInfo?: CapsidExit
@@ -245,7 +254,9 @@ export class Capsid extends EventTarget {
   /** Fire-and-forget. Throws only when the capsid cannot take it (stopped, draining, too large). */
   message (method: string, payload: Uint8Array, options: { traceparent?: string, caller?: CallerInfo } = {}): void {
     this.checkAccepting()
-    this.write(encodeFrame(FrameType.MESSAGE, 0, { method, traceparent: options.traceparent, caller: options.caller }, payload))
+    this.writable()
+    this.out.frame(FrameType.MESSAGE, 0, { method, traceparent: options.traceparent, caller: options.caller }, payload)
+    this.queued()
   }
 
   /** Server stream: the handler returns an (async) iterable; each element arrives as one chunk. */
@@ -269,14 +280,14 @@ export class Capsid extends EventTarget {
       },
       onEnd: () => { ended = true; notify() },
       onError: (err) => { failure = err; notify() }
-    }, options.signal, options.deadlineMs, { credit: this.streamCredit })
+    }, options.signal, options.deadlineMs, this.streamCredit)
     let consumed = 0
     try {
       while (true) {
         const next = queue.shift()
         if (next !== undefined) {
           if (++consumed >= this.streamCredit / 2) {
-            this.writeQuiet(encodeFrame(FrameType.CREDIT, id, { n: consumed }))
+            this.writeQuiet(FrameType.CREDIT, id, { n: consumed })
             consumed = 0
           }
           yield next
@@ -305,7 +316,7 @@ export class Capsid extends EventTarget {
       if (signal?.aborted === true) onAbort()
       if (this.state === 'ready') {
         this.setState('draining')
-        this.writeQuiet(encodeFrame(FrameType.DRAIN, 0, undefined))
+        this.writeQuiet(FrameType.DRAIN, 0, undefined)
       }
       if (this.state === 'draining' && !await this.exitWithin(drainMs)) {
         log('%s/%s did not drain within %d ms, SIGTERM', this.cell, this.instanceId, drainMs)
@@ -348,15 +359,23 @@ export class Capsid extends EventTarget {
 
   /** Send a CALL or STREAM and register its handlers; returns the call id. Throws synchronously. */
   private open (type: number, method: string, payload: Uint8Array, options: CapsidCallOptions, handlers: Pending,
-    signal: AbortSignal | undefined, deadlineMs: number, extra: Record<string, unknown> = {}): number {
+    signal: AbortSignal | undefined, deadlineMs: number, credit = 0): number {
     signal?.throwIfAborted()
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
-    if ((this.sock?.writableLength ?? 0) > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
+    if ((this.sock?.writableLength ?? 0) + this.out.byteLength > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
     const remaining = deadlineMs - this.clock.now()
     if (!(remaining > 0)) throw new DeadlineExceededError(`deadline of ${method} already passed`)
+    this.writable()
     const id = this.allocateId()
-    const frame = encodeFrame(type, id, { method, deadlineMs, traceparent: options.traceparent, caller: options.caller, ...extra }, payload)
+    const callerSlot = this.callerSlot(options.caller)
+    try {
+      this.out.call(type, id, { method, deadlineMs, traceparent: options.traceparent, callerSlot, credit }, payload)
+    } catch (err) {
+      this.releaseSlot(callerSlot)
+      throw err
+    }
+    this.queued()
     const timer = remaining <= MAX_TIMER_MS
       ? this.clock.setTimeout(() => { fail(new DeadlineExceededError(`${method} passed its deadline`), true) }, remaining)
       : undefined
@@ -364,6 +383,7 @@ export class Capsid extends EventTarget {
     const finish = (): void => {
       this.clock.clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
+      this.releaseSlot(callerSlot)
     }
     const fail = (err: Error, cancel: boolean): void => {
       if (!this.pending.has(id)) return
@@ -379,8 +399,38 @@ export class Capsid extends EventTarget {
       onEnd: () => { this.pending.delete(id); finish(); handlers.onEnd() },
       onError: (err) => { fail(err, false) }
     })
-    this.write(frame)
     return id
+  }
+
+  /**
+   * The slot naming `caller` in the replica, filled by a CALLER frame (queued ahead of the call)
+   * when the replica does not hold it yet. A slot changes hands only while no call in flight
+   * names it, so a call's caller is never another's; with every slot in use the call is refused.
+   */
+  private callerSlot (caller: CallerInfo | undefined): number {
+    if (caller === undefined) return 0
+    let slot = this.slotOf.get(caller)
+    if (slot === undefined || this.slotOwner[slot] !== caller) {
+      slot = this.freeSlot()
+      this.out.frame(FrameType.CALLER, slot, caller)
+      this.slotOwner[slot] = caller
+      this.slotOf.set(caller, slot)
+    }
+    this.slotRefs[slot]++
+    return slot
+  }
+
+  private freeSlot (): number {
+    if (this.slotsUsed < MAX_CALLER_SLOTS) return ++this.slotsUsed
+    for (let i = 0; i < MAX_CALLER_SLOTS; i++) {
+      this.slotCursor = this.slotCursor >= MAX_CALLER_SLOTS ? 1 : this.slotCursor + 1
+      if (this.slotRefs[this.slotCursor] === 0) return this.slotCursor
+    }
+    throw new CapsidBusyError(`${MAX_CALLER_SLOTS} distinct callers in flight on ${this.cell}/${this.instanceId}`)
+  }
+
+  private releaseSlot (slot: number): void {
+    if (slot !== 0 && this.slotRefs[slot] > 0) this.slotRefs[slot]--
   }
 
   private allocateId (): number {
@@ -392,26 +442,31 @@ export class Capsid extends EventTarget {
   }
 
   private cancel (id: number): void {
-    this.writeQuiet(encodeFrame(FrameType.CANCEL, id, undefined))
+    this.writeQuiet(FrameType.CANCEL, id, undefined)
   }
 
-  private write (frame: Uint8Array): void {
+  private writable (): void {
     if (this.sock === undefined || !this.sock.writable) throw new CapsidStoppedError(`socket to ${this.cell}/${this.instanceId} is closed`)
-    this.batch(this.sock, frame)
   }
 
   /** Best-effort control frames: a closed socket means the replica is gone, which onExit reports. */
-  private writeQuiet (frame: Uint8Array): void {
-    if (this.sock?.writable === true) this.batch(this.sock, frame)
+  private writeQuiet (type: number, id: number, meta: unknown): void {
+    if (this.sock?.writable !== true) return
+    this.out.frame(type, id, meta)
+    this.queued()
   }
 
-  // Frames written in the same tick go out in one syscall.
-  private batch (sock: Socket, frame: Uint8Array): void {
-    if (sock.writableCorked === 0) {
-      sock.cork()
-      process.nextTick(() => { sock.uncork() })
-    }
-    sock.write(frame)
+  /** Frames queued in this tick go out in one write once it ends (like core/synapse's writer). */
+  private queued (): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    process.nextTick(this.flush)
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false
+    const bytes = this.out.take()
+    if (bytes.byteLength > 0 && this.sock?.writable === true) this.sock.write(bytes)
   }
 
   private onConnection (sock: Socket): void {

@@ -1,11 +1,21 @@
 // Host side of the capsid protocol, spoken over one Unix socket between the host and the runner.
-// Frame: u32be length-of-rest | u8 type | u32be id | u32be metaLength | meta (JSON, UTF-8) | payload.
+// Frame: u32be length-of-rest | u8 type | u32be id | u32be metaLength | meta | payload.
+// The meta of CALL and STREAM frames is binary (CALL_META below: the hot path pays no JSON); every
+// other frame's meta is JSON (UTF-8). The caller of a call travels once per distinct caller in a
+// CALLER frame (id = a slot number, meta = the caller as JSON); calls name the slot.
+// Frames produced in one tick go out back to back in one socket write (FrameBatch), both ways.
 // runner.mjs carries its own copy of these constants (it runs alone inside the sandbox);
 // capsid.test.ts exercises both ends together so they cannot drift unnoticed.
 import { CapsidProtocolError, FrameTooLargeError } from './errors.ts'
 
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 const HEADER_BYTES = 4 + 1 + 4 + 4
+/** Caller slots a replica keeps (1..MAX_CALLER_SLOTS; 0 = no caller). runner.mjs has the same bound. */
+export const MAX_CALLER_SLOTS = 4096
+/** CALL_META: f64 deadlineMs | u32 caller slot | u32 credit | u16 method length | method | u16 traceparent length | traceparent. */
+const CALL_META_FIXED_BYTES = 8 + 4 + 4 + 2 + 2
+/** Method names and traceparents longer than this are refused (a W3C traceparent is 55 bytes). */
+export const MAX_CALL_STRING_BYTES = 1024
 
 export const FrameType = {
   // host → replica
@@ -15,6 +25,7 @@ export const FrameType = {
   CANCEL: 4,
   DRAIN: 5,
   CREDIT: 6,
+  CALLER: 7,
   // replica → host
   READY: 16,
   RESULT: 17,
@@ -30,23 +41,139 @@ export interface Frame {
   payload: Uint8Array
 }
 
+/** The binary meta of a CALL or STREAM frame. */
+export interface CallMeta {
+  method: string
+  /** Absolute, ms since epoch (Infinity: none). */
+  deadlineMs: number
+  traceparent?: string
+  /** 0: no caller; else the slot a CALLER frame filled. */
+  callerSlot: number
+  /** Stream chunks the replica may send ahead (0 for unary calls). */
+  credit: number
+}
+
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 const EMPTY = new Uint8Array(0)
 
 export function encodeFrame (type: number, id: number, meta: unknown, payload: Uint8Array = EMPTY, maxBytes = MAX_FRAME_BYTES): Uint8Array {
-  const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
-  const rest = 1 + 4 + 4 + metaBytes.byteLength + payload.byteLength
-  if (rest > maxBytes) throw new FrameTooLargeError(`frame of ${rest} bytes exceeds the ${maxBytes} byte limit`)
-  const out = new Uint8Array(4 + rest)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, rest)
-  out[4] = type
-  view.setUint32(5, id)
-  view.setUint32(9, metaBytes.byteLength)
-  out.set(metaBytes, HEADER_BYTES)
-  out.set(payload, HEADER_BYTES + metaBytes.byteLength)
+  const batch = new FrameBatch(maxBytes)
+  batch.frame(type, id, meta, payload)
+  return batch.take()
+}
+
+/** One CALL or STREAM frame on its own (tests; the capsid encodes into its FrameBatch). */
+export function encodeCallFrame (type: number, id: number, call: CallMeta, payload: Uint8Array = EMPTY, maxBytes = MAX_FRAME_BYTES): Uint8Array {
+  const batch = new FrameBatch(maxBytes)
+  batch.call(type, id, call, payload)
+  return batch.take()
+}
+
+/** CALL_META from a frame's meta bytes; a malformed one is a CapsidProtocolError. */
+export function decodeCallMeta (bytes: Uint8Array): CallMeta {
+  if (bytes.byteLength < CALL_META_FIXED_BYTES) throw new CapsidProtocolError(`call meta of ${bytes.byteLength} bytes is shorter than its ${CALL_META_FIXED_BYTES} fixed bytes`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const deadlineMs = view.getFloat64(0)
+  const callerSlot = view.getUint32(8)
+  const credit = view.getUint32(12)
+  const methodLen = view.getUint16(16)
+  if (18 + methodLen + 2 > bytes.byteLength) throw new CapsidProtocolError('call meta method length exceeds the meta')
+  const method = dec.decode(bytes.subarray(18, 18 + methodLen))
+  const tpLen = view.getUint16(18 + methodLen)
+  const tpStart = 20 + methodLen
+  if (tpStart + tpLen !== bytes.byteLength) throw new CapsidProtocolError('call meta traceparent length does not match the meta')
+  if (callerSlot > MAX_CALLER_SLOTS) throw new CapsidProtocolError(`caller slot ${callerSlot} is beyond ${MAX_CALLER_SLOTS}`)
+  const out: CallMeta = { method, deadlineMs, callerSlot, credit }
+  if (tpLen > 0) out.traceparent = dec.decode(bytes.subarray(tpStart, tpStart + tpLen))
   return out
+}
+
+/** Bytes a batch buffer starts with; it grows for bigger batches and the next one starts there. */
+const BATCH_MIN_BYTES = 16 * 1024
+
+/**
+ * Frames encoded back to back into one buffer, so a tick's frames reach the socket in one write
+ * and none of them is a separate allocation. Every frame is checked against `maxBytes` before any
+ * byte of it is written; take() hands over the batch and starts a fresh buffer (the socket may
+ * still hold the old one).
+ */
+export class FrameBatch {
+  private buf: Uint8Array
+  private view: DataView
+  private len = 0
+  private hint = BATCH_MIN_BYTES
+  private readonly maxBytes: number
+  /** Frames in the batch being built. */
+  frames = 0
+
+  constructor (maxBytes = MAX_FRAME_BYTES) {
+    this.maxBytes = maxBytes
+    this.buf = new Uint8Array(0)
+    this.view = new DataView(this.buf.buffer)
+  }
+
+  get byteLength (): number { return this.len }
+
+  /** A frame with JSON meta (undefined: none). */
+  frame (type: number, id: number, meta: unknown, payload: Uint8Array = EMPTY): void {
+    const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
+    const at = this.open(type, id, metaBytes.byteLength, payload.byteLength)
+    this.buf.set(metaBytes, at)
+    this.buf.set(payload, at + metaBytes.byteLength)
+  }
+
+  /** A CALL or STREAM frame with binary CALL_META. */
+  call (type: number, id: number, call: CallMeta, payload: Uint8Array = EMPTY): void {
+    const method = enc.encode(call.method)
+    const tp = call.traceparent === undefined ? EMPTY : enc.encode(call.traceparent)
+    if (method.byteLength > MAX_CALL_STRING_BYTES || tp.byteLength > MAX_CALL_STRING_BYTES) {
+      throw new CapsidProtocolError(`method name or traceparent longer than ${MAX_CALL_STRING_BYTES} bytes`)
+    }
+    const metaLen = CALL_META_FIXED_BYTES + method.byteLength + tp.byteLength
+    const at = this.open(type, id, metaLen, payload.byteLength)
+    const view = this.view
+    view.setFloat64(at, call.deadlineMs)
+    view.setUint32(at + 8, call.callerSlot)
+    view.setUint32(at + 12, call.credit)
+    view.setUint16(at + 16, method.byteLength)
+    this.buf.set(method, at + 18)
+    view.setUint16(at + 18 + method.byteLength, tp.byteLength)
+    this.buf.set(tp, at + 20 + method.byteLength)
+    this.buf.set(payload, at + metaLen)
+  }
+
+  /** The batch so far (empty when none), and a fresh buffer for the next. */
+  take (): Uint8Array {
+    const out = this.buf.subarray(0, this.len)
+    this.hint = Math.max(BATCH_MIN_BYTES, Math.min(this.len, 1024 * 1024))
+    this.buf = new Uint8Array(0)
+    this.view = new DataView(this.buf.buffer)
+    this.len = 0
+    this.frames = 0
+    return out
+  }
+
+  /** Writes the header, returns where the meta starts. */
+  private open (type: number, id: number, metaLen: number, payloadLen: number): number {
+    const rest = 1 + 4 + 4 + metaLen + payloadLen
+    if (rest > this.maxBytes) throw new FrameTooLargeError(`frame of ${rest} bytes exceeds the ${this.maxBytes} byte limit`)
+    const need = this.len + 4 + rest
+    if (need > this.buf.byteLength) {
+      const grown = new Uint8Array(Math.max(need, this.hint, this.buf.byteLength * 2))
+      grown.set(this.buf.subarray(0, this.len))
+      this.buf = grown
+      this.view = new DataView(grown.buffer)
+    }
+    const at = this.len
+    this.view.setUint32(at, rest)
+    this.buf[at + 4] = type
+    this.view.setUint32(at + 5, id)
+    this.view.setUint32(at + 9, metaLen)
+    this.len = need
+    this.frames++
+    return at + HEADER_BYTES
+  }
 }
 
 /** Incremental decoder: push socket chunks, get whole frames. Copies only frames split across chunks. */
@@ -81,7 +208,9 @@ export class FrameDecoder {
       if (metaLen > rest - 9) throw new CapsidProtocolError('frame meta length exceeds frame')
       const metaStart = off + HEADER_BYTES
       let meta: unknown
-      if (metaLen > 0) {
+      if (type === FrameType.CALL || type === FrameType.STREAM) {
+        meta = decodeCallMeta(buf.subarray(metaStart, metaStart + metaLen))
+      } else if (metaLen > 0) {
         try {
           meta = JSON.parse(dec.decode(buf.subarray(metaStart, metaStart + metaLen)))
         } catch (err) {

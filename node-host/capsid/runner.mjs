@@ -12,7 +12,11 @@ const MAX_FRAME_BYTES = 4 * 1024 * 1024
  */
 const MAX_CALL_FRAME_BYTES = 1024 * 1024
 const HEADER_BYTES = 13
-const T = { CALL: 1, STREAM: 2, MESSAGE: 3, CANCEL: 4, DRAIN: 5, CREDIT: 6, READY: 16, RESULT: 17, ERROR: 18, CHUNK: 19, END: 20 }
+const T = { CALL: 1, STREAM: 2, MESSAGE: 3, CANCEL: 4, DRAIN: 5, CREDIT: 6, CALLER: 7, READY: 16, RESULT: 17, ERROR: 18, CHUNK: 19, END: 20 }
+/** Caller slots the host may fill (1..MAX_CALLER_SLOTS); protocol.ts has the same bound. */
+const MAX_CALLER_SLOTS = 4096
+/** f64 deadlineMs | u32 caller slot | u32 credit | u16 method length | method | u16 traceparent length | traceparent. */
+const CALL_META_FIXED_BYTES = 20
 const CELL_META = '__cell'
 /** One-way messages being handled at once; beyond this they are dropped and counted. */
 const MAX_MESSAGES_IN_FLIGHT = 1024
@@ -79,19 +83,41 @@ function callPayload (value, what) {
   return payload
 }
 
+// Replies produced in one tick are encoded back to back into one buffer and leave in one write.
+let out = new Uint8Array(16 * 1024)
+let outView = new DataView(out.buffer)
+let outLen = 0
+let flushScheduled = false
+
+/** Appends one frame to the batch; checks the size before writing any byte of it. */
 function frame (type, id, meta, payload = EMPTY) {
   const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
   const rest = 9 + metaBytes.byteLength + payload.byteLength
   if (rest > MAX_FRAME_BYTES) throw new FrameTooLargeError(`reply of ${rest} bytes exceeds the ${MAX_FRAME_BYTES} byte frame limit`)
-  const out = new Uint8Array(4 + rest)
-  const view = new DataView(out.buffer)
-  view.setUint32(0, rest)
-  out[4] = type
-  view.setUint32(5, id)
-  view.setUint32(9, metaBytes.byteLength)
-  out.set(metaBytes, HEADER_BYTES)
-  out.set(payload, HEADER_BYTES + metaBytes.byteLength)
-  return out
+  if (outLen + 4 + rest > out.byteLength) {
+    const grown = new Uint8Array(Math.max(outLen + 4 + rest, out.byteLength * 2))
+    grown.set(out.subarray(0, outLen))
+    out = grown
+    outView = new DataView(out.buffer)
+  }
+  const at = outLen
+  outView.setUint32(at, rest)
+  out[at + 4] = type
+  outView.setUint32(at + 5, id)
+  outView.setUint32(at + 9, metaBytes.byteLength)
+  out.set(metaBytes, at + HEADER_BYTES)
+  out.set(payload, at + HEADER_BYTES + metaBytes.byteLength)
+  outLen = at + 4 + rest
+}
+
+function flush () {
+  flushScheduled = false
+  if (outLen === 0 || !socket.writable) return
+  socket.write(out.subarray(0, outLen))
+  // The socket may hold the written bytes until the kernel takes them: the next batch starts anew.
+  out = new Uint8Array(Math.max(16 * 1024, Math.min(outLen, 1024 * 1024)))
+  outView = new DataView(out.buffer)
+  outLen = 0
 }
 
 const socket = net.connect(socketPath)
@@ -101,12 +127,11 @@ socket.on('close', () => process.exit(draining ? 0 : 70))
 
 function send (type, id, meta, payload) {
   if (!socket.writable) return
-  // Replies produced in the same tick leave in one write.
-  if (socket.writableCorked === 0) {
-    socket.cork()
-    process.nextTick(() => socket.uncork())
+  frame(type, id, meta, payload)
+  if (!flushScheduled) {
+    flushScheduled = true
+    process.nextTick(flush)
   }
-  socket.write(frame(type, id, meta, payload))
 }
 
 function sendError (id, err) {
@@ -130,12 +155,16 @@ function decodePayload (payload) {
 
 /** id → { ac, credits, wake } for calls and streams being served. */
 const inflight = new Map()
+/** Caller slot → the caller the host put there (a CALLER frame), resolved when a call arrives. */
+const callers = new Array(MAX_CALLER_SLOTS + 1)
 let messagesInFlight = 0
 let messagesDropped = 0
 let draining = false
 
 function maybeExit () {
   if (draining && inflight.size === 0 && messagesInFlight === 0) {
+    // The last replies are still in the batch: they go out before the end.
+    flush()
     socket.end(() => process.exit(0))
   }
 }
@@ -240,6 +269,9 @@ async function oneWay (f) {
 
 function handle (f) {
   switch (f.type) {
+    case T.CALLER:
+      callers[f.id] = f.meta
+      break
     case T.CALL:
     case T.STREAM:
       void serve(f)
@@ -273,6 +305,35 @@ function handle (f) {
   }
 }
 
+/** The host broke the framing: nothing it sends can be trusted any more. */
+function protocolError (what) {
+  process.stderr.write(`capsid runner: ${what}\n`)
+  process.exit(71)
+}
+
+/** The binary meta of a CALL or STREAM frame (protocol.ts CALL_META), its caller slot resolved now. */
+function callMeta (bytes) {
+  if (bytes.byteLength < CALL_META_FIXED_BYTES) protocolError('call meta too short')
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const deadlineMs = view.getFloat64(0)
+  const slot = view.getUint32(8)
+  const credit = view.getUint32(12)
+  const methodLen = view.getUint16(16)
+  if (18 + methodLen + 2 > bytes.byteLength) protocolError('call meta method length exceeds the meta')
+  const method = dec.decode(bytes.subarray(18, 18 + methodLen))
+  const tpLen = view.getUint16(18 + methodLen)
+  const tpStart = 20 + methodLen
+  if (tpStart + tpLen !== bytes.byteLength) protocolError('call meta traceparent length does not match the meta')
+  if (slot > MAX_CALLER_SLOTS || (slot !== 0 && callers[slot] === undefined)) protocolError(`call names caller slot ${slot}, which the host never filled`)
+  return {
+    method,
+    deadlineMs,
+    credit,
+    traceparent: tpLen > 0 ? dec.decode(bytes.subarray(tpStart, tpStart + tpLen)) : undefined,
+    caller: slot === 0 ? undefined : callers[slot]
+  }
+}
+
 let buf = EMPTY
 socket.on('data', (chunk) => {
   if (buf.byteLength > 0) {
@@ -285,19 +346,22 @@ socket.on('data', (chunk) => {
   while (chunk.byteLength - off >= 4) {
     const view = new DataView(chunk.buffer, chunk.byteOffset + off)
     const rest = view.getUint32(0)
-    if (rest > MAX_FRAME_BYTES || rest < 9) {
-      process.stderr.write(`capsid runner: bad frame length ${rest}\n`)
-      process.exit(71)
-    }
+    if (rest > MAX_FRAME_BYTES || rest < 9) protocolError(`bad frame length ${rest}`)
     if (chunk.byteLength - off < 4 + rest) break
     const metaLen = view.getUint32(9)
-    if (metaLen > rest - 9) {
-      process.stderr.write('capsid runner: bad frame meta length\n')
-      process.exit(71)
-    }
+    if (metaLen > rest - 9) protocolError('bad frame meta length')
+    const type = chunk[off + 4]
+    const id = view.getUint32(5)
     const metaStart = off + HEADER_BYTES
-    const meta = metaLen > 0 ? JSON.parse(dec.decode(chunk.subarray(metaStart, metaStart + metaLen))) : undefined
-    handle({ type: chunk[off + 4], id: view.getUint32(5), meta, payload: chunk.subarray(metaStart + metaLen, off + 4 + rest) })
+    const metaBytes = chunk.subarray(metaStart, metaStart + metaLen)
+    let meta
+    if (type === T.CALL || type === T.STREAM) {
+      meta = callMeta(metaBytes)
+    } else if (metaLen > 0) {
+      try { meta = JSON.parse(dec.decode(metaBytes)) } catch { protocolError('frame meta is not JSON') }
+    }
+    if (type === T.CALLER && (id < 1 || id > MAX_CALLER_SLOTS || meta === null || typeof meta !== 'object')) protocolError(`bad caller slot ${id}`)
+    handle({ type, id, meta, payload: chunk.subarray(metaStart + metaLen, off + 4 + rest) })
     off += 4 + rest
   }
   buf = off === chunk.byteLength ? EMPTY : chunk.slice(off)

@@ -378,8 +378,8 @@ async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
   try {
     const figures: LatencyFigure[] = []
     for (const inFlight of FULL_PATH_IN_FLIGHT) {
-      await fullPathCalls(fp.mesh, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
-      figures.push(await fullPathCalls(fp.mesh, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
+      await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
+      figures.push(await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
     }
     return { topology: FULL_PATH_TOPOLOGY, figures }
   } finally {

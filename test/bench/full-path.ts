@@ -4,6 +4,7 @@
 // capsid Unix socket → sandboxed replica → back. Figures: calls/s, p50 and p99 at a number of calls
 // in flight.
 import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
@@ -11,7 +12,7 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForReplicas } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
-import { findBwrap, probeBwrap } from '../../node-host/capsid/index.ts'
+import { findBwrap, probeBwrap, sampleProcessTree } from '../../node-host/capsid/index.ts'
 import { cell, stopProc, projectRoot, fleetLogs, type Proc } from '../integration/processes.ts'
 import { stageCell } from '../integration/stage-cell.ts'
 
@@ -25,6 +26,8 @@ export interface LatencyFigure {
   confirmed: number
   p50Ms: number
   p99Ms: number
+  /** CPU time per call (µs) of the caller (this process), the full node process and the replica's process tree. */
+  cpuUsPerCall: { caller: number, node: number, replica: number }
 }
 
 export const FULL_PATH_TOPOLOGY = 'caller = this process (client mesh), 1 full node (`cell up` process), 1 billing replica in bubblewrap; TCP + Noise + yamux on 127.0.0.1'
@@ -64,7 +67,7 @@ export async function startFullPath (): Promise<FullPath> {
     await writeAuthorityKey(keyPath, key)
     const prof = process.env.BENCH_NODE_PROF
     const env: Record<string, string> = prof !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : {}
-    const node = cell(['up', '--data', join(root, 'node'), '--authority', keyPath, '--sandbox', 'bwrap'], env)
+    const node = cell(['up', '--data', join(root, 'node'), '--authority', keyPath, '--sandbox', 'bwrap', '--webtransport', 'off'], env)
     nodes.push(node)
     const bootstrap = (await node.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 60_000))[1]
     const dir = await stageCell(join(projectRoot, 'examples', 'billing'), join(root, 'billing'), authorityIdOf(key.publicKey))
@@ -89,8 +92,24 @@ function percentile (sorted: Float64Array, q: number): number {
 /** At most this many latencies are kept per figure (later ones overwrite at random: a fair sample). */
 const MAX_SAMPLES = 1 << 20
 
+const TICK_US = 1e6 / 100
+
+/** utime + stime of one process, in clock ticks. */
+function processTicks (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(fields[11]) + Number(fields[12])
+}
+
+/** CPU ticks so far of the node process alone and of the rest of its tree (the replica, its sandbox). */
+async function nodeTicks (pid: number): Promise<{ node: number, replica: number }> {
+  const node = processTicks(pid)
+  const tree = await sampleProcessTree(pid)
+  return { node, replica: tree.cpuTicks - node }
+}
+
 /** `quote` at `inFlight` concurrent calls, for `durationMs` or (quick) `count` calls. */
-export async function fullPathCalls (mesh: Mesh, inFlight: number, o: { quick: boolean, durationMs: number }, count: number): Promise<LatencyFigure> {
+export async function fullPathCalls (mesh: Mesh, nodePid: number, inFlight: number, o: { quick: boolean, durationMs: number }, count: number): Promise<LatencyFigure> {
   const samples = new Float64Array(MAX_SAMPLES)
   let kept = 0
   const start = performance.now()
@@ -98,6 +117,8 @@ export async function fullPathCalls (mesh: Mesh, inFlight: number, o: { quick: b
   let issued = 0
   let answered = 0
   const request = { amount: 100, currency: 'EUR' }
+  const ticks0 = await nodeTicks(nodePid)
+  const cpu0 = process.cpuUsage()
   const worker = async (): Promise<void> => {
     while (o.quick ? issued < count : performance.now() < end) {
       issued++
@@ -111,6 +132,9 @@ export async function fullPathCalls (mesh: Mesh, inFlight: number, o: { quick: b
   }
   await Promise.all(Array.from({ length: inFlight }, worker))
   const ms = performance.now() - start
+  const cpu = process.cpuUsage(cpu0)
+  const ticks = await nodeTicks(nodePid)
+  const cpuUsPerCall = { caller: (cpu.user + cpu.system) / issued, node: (ticks.node - ticks0.node) * TICK_US / issued, replica: (ticks.replica - ticks0.replica) * TICK_US / issued }
   const sorted = samples.subarray(0, kept).sort()
-  return { name: `full path, ${inFlight} in flight`, inFlight, ops: issued, ms, perSec: issued / (ms / 1000), confirmed: answered, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) }
+  return { name: `full path, ${inFlight} in flight`, inFlight, ops: issued, ms, perSec: issued / (ms / 1000), confirmed: answered, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), cpuUsPerCall }
 }

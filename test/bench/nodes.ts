@@ -5,6 +5,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import type { Connection, Libp2p, NewStreamOptions, Stream } from '@libp2p/interface'
 import { synapse } from '../../core/synapse/index.ts'
+import { coalescedWrites } from '../../core/mesh/coalesced-writes.ts'
 import type { Synapse, SynapseComponents, SynapseInit, SynapseHandler, Principal } from '../../core/synapse/index.ts'
 import { UnknownAuthorityError } from '../../core/identity/errors.ts'
 
@@ -16,7 +17,7 @@ export async function createSynapseNode (init: SynapseInit, wrap?: (components: 
   return await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [coalescedWrites(noise())],
     streamMuxers: [yamux()],
     services: { synapse: (components: SynapseComponents) => factory(wrap === undefined ? components : wrap(components)) }
   })
