@@ -30,7 +30,7 @@ export interface LatencyFigure {
   cpuUsPerCall: { caller: number, node: number, replica: number }
 }
 
-export const FULL_PATH_TOPOLOGY = 'caller = this process (client mesh), 1 full node (`cell up` process), 1 billing replica in bubblewrap; TCP + Noise + yamux on 127.0.0.1'
+export const FULL_PATH_TOPOLOGY = 'caller = this process (client mesh), 1 full node (`cell up --sandbox bwrap --webtransport off` process, its default Node flags), 1 billing replica in bubblewrap; TCP + Noise + yamux on 127.0.0.1'
 
 /** Why the full path cannot run here, or undefined when it can. */
 export function fullPathSkipReason (): string | undefined {
