@@ -3,12 +3,14 @@
 //
 //   node test/sim/scale.ts                          1,000 and 10,000 nodes, 100 cells
 //   node test/sim/scale.ts --validate               also the full model (every message of a second) at ≤ 2,000 nodes
-//   options: --nodes 1000,10000 --cells 100 --samples 100 --seed 1 --write (table into docs/biology.md)
+//   options: --nodes 1000,10000 --cells 100 --samples 100 --seed 1 --hop-ms 10,80 --loss 0.01
+//            --write (table into docs/biology.md)
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { measureGossipSizes } from './gossip-sizes.ts'
 import { makeWorkload, runPerCell, runToday, scaleTable } from './gossip-scale.ts'
+import { DEFAULT_LINKS } from './gossipsub-model.ts'
 import type { ScaleRow } from './gossip-scale.ts'
 import { SeededRandom } from './prng.ts'
 
@@ -24,6 +26,8 @@ async function main (): Promise<void> {
       samples: { type: 'string', default: '100' },
       seed: { type: 'string', default: '1' },
       validate: { type: 'boolean', default: false },
+      'hop-ms': { type: 'string', default: DEFAULT_LINKS.hopMs.join(',') },
+      loss: { type: 'string', default: String(DEFAULT_LINKS.loss) },
       write: { type: 'boolean', default: false }
     }
   })
@@ -31,6 +35,10 @@ async function main (): Promise<void> {
   const cells = Number(values.cells)
   const samples = Number(values.samples)
   const seed = Number(values.seed)
+  const [lo, hi] = values['hop-ms'].split(',').map(Number)
+  const links = { ...DEFAULT_LINKS, hopMs: [lo, hi] as const, loss: Number(values.loss) }
+  if (!(lo >= 0 && hi >= lo && links.loss >= 0 && links.loss < 1)) throw new Error('--hop-ms lo,hi with 0 ≤ lo ≤ hi, --loss in [0, 1)')
+  const linkFlags = values['hop-ms'] !== DEFAULT_LINKS.hopMs.join(',') || links.loss !== DEFAULT_LINKS.loss ? ` --hop-ms ${lo},${hi} --loss ${links.loss}` : ''
   const out: string[] = []
   const say = (line: string): void => { out.push(line); process.stdout.write(line + '\n') }
   say(`Message sizes (bytes on the wire: gossipsub RPC with StrictSign fields + yamux + Noise), from the real codec and signatures: today's heartbeat ${sizes.todayMessageBytes(0)} with no replica, ${sizes.todayMessageBytes(1)} with one, +${sizes.todayMessageBytes(2) - sizes.todayMessageBytes(1)} per further replica (node record envelope ${sizes.nodeEnvelopeBytes}, instance envelope ${sizes.instanceEnvelopeBytes}); per-cell heartbeat ${sizes.cellMessageBytes(1)}; member record ${sizes.memberMessageBytes}; IHAVE ${sizes.ihaveBytes(1)} with one id, +${((sizes.ihaveBytes(100) - sizes.ihaveBytes(0)) / 100).toFixed(0)} per id (message id ${sizes.messageIdBytes}); IDONTWANT ${sizes.idontwantBytes}; gossipsub's own share of a message ${sizes.gossipsubOverheadBytes}.`)
@@ -40,7 +48,7 @@ async function main (): Promise<void> {
     const work = makeWorkload(nodes, cells, new SeededRandom(seed))
     const biggest = Math.max(...work.hosts.map(h => h.length))
     process.stderr.write(`${nodes} nodes: ${work.hosts.reduce((s, h) => s + h.length, 0)} replicas in ${cells} cells (biggest ${biggest})\n`)
-    const o = { nodes, cells, seed, samples }
+    const o = { nodes, cells, seed, samples, links }
     rows.push(runToday(o, sizes, work))
     process.stderr.write(`  today done in ${(rows[rows.length - 1].wallMs / 1000).toFixed(1)} s\n`)
     rows.push(runPerCell(o, sizes, work))
@@ -60,7 +68,7 @@ async function main (): Promise<void> {
   say(scaleTable(rows))
   say('')
   say(`Per-cell topics followed (besides the members topic): ${topics}.`)
-  say(`Command: \`npm run sim:scale -- --nodes ${values.nodes} --cells ${cells} --samples ${samples} --seed ${seed}${values.validate ? ' --validate' : ''}\` (model wall time per row: ${rows.map(r => (r.wallMs / 1000).toFixed(1)).join(', ')} s).`)
+  say(`Command: \`npm run sim:scale -- --nodes ${values.nodes} --cells ${cells} --samples ${samples} --seed ${seed}${linkFlags}${values.validate ? ' --validate' : ''}\` (model wall time per row: ${rows.map(r => (r.wallMs / 1000).toFixed(1)).join(', ')} s).`)
   if (values.write) {
     const doc = readFileSync(DOC, 'utf8')
     const a = doc.indexOf(BEGIN)
