@@ -128,13 +128,16 @@ describe('restarting a crashed replica', () => {
       spawn: async () => { spawned++; listed.push({ instanceId: `new-${spawned}`, cell: CELL, state: 'starting' }) },
       drain: async () => {}
     } as unknown as ReplicaSet
-    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true })
+    // The heartbeat is asked for as the spawn starts, with the new replica already listed.
+    const announced: number[] = []
+    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true, announce: () => { announced.push(listed.filter(r => r.state === 'starting').length) } })
     for (let i = 0; i < 5; i++) {
       await loop.tick()
       clock.advance(2_000)
     }
     expect(spawned).toBe(1)
     expect(loop.counters.spawns).toBe(1)
+    expect(announced).toEqual([1])
   })
 })
 

@@ -58,6 +58,12 @@ export interface AutonomicLoopInit {
    * asks whether it is on a minority side (default 2 min). Nodes that said they were leaving do not.
    */
   membershipMemoryMs?: number
+  /**
+   * Publish this node's heartbeat now, not at its next tick: called as a spawn starts, so that other
+   * volunteers for the same deficit see the new replica before they confirm theirs (they wait a
+   * random 0–2 s; a heartbeat a second later left room for two replicas where one was wanted).
+   */
+  announce?: () => void
 }
 
 /** Full nodes remembered for the minority check (oldest forgotten first). */
@@ -385,7 +391,10 @@ export class AutonomicLoop extends EventTarget {
         }
         log('%s %s@%s: %s', action.kind, action.cell, action.version, action.reason)
         this.counters.spawns++
-        await replicas.spawn(release).catch((err) => {
+        // The replica is in the set (starting) once spawn returns its promise: announce it at once.
+        const spawning = replicas.spawn(release)
+        this.init.announce?.()
+        await spawning.catch((err) => {
           this.counters.failures++
           this.lastError = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
           log.error('spawn %s failed: %e', action.cell, err)

@@ -289,6 +289,7 @@ export class FullNode {
       tickMs: init.tickMs,
       params: init.biology,
       hostGrant: mesh.hostGrant,
+      announce: () => { mesh.gossip.soon() },
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true,
       // A cell that requires a strict sandbox (the default) is placed only on nodes advertising one,
       // and never started here when this node is weaker (ReplicaSet refuses it by name too).

@@ -100,6 +100,32 @@ describe('FleetGossip', () => {
     expect(pubsub.published).toHaveLength(2)
   })
 
+  it('soon() publishes the next heartbeat at once, then keeps the cadence; during a tick, the next follows it', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    clock.advance(300)
+    expect(pubsub.published).toHaveLength(1)
+    // A replica started 300 ms into the interval: announced now, not 700 ms later.
+    gossip.soon()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.published).toHaveLength(2)
+    clock.advance(999)
+    expect(pubsub.published).toHaveLength(2)
+    await nextHeartbeat(gossip, clock, 1)
+    expect(pubsub.published).toHaveLength(3)
+    // Called while a tick is in flight: that tick may have read the replicas before the change.
+    const ticking = nextHeartbeat(gossip, clock, 1000)
+    gossip.soon()
+    await ticking
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.published).toHaveLength(5)
+    gossip.stop()
+    gossip.soon()
+    clock.advance(10_000)
+    expect(pubsub.published).toHaveLength(5)
+  })
+
   it('splits many instances over several messages under 64 KiB', async () => {
     const { clock, pubsub, gossip } = setup(600)
     gossip.start()

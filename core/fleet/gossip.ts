@@ -70,6 +70,8 @@ export class FleetGossip extends EventTarget {
   private timer: unknown
   private started = false
   private ticking: Promise<void> | undefined
+  /** soon() was called during a tick: the next tick follows at once. */
+  private rush = false
   private readonly counters: FleetGossipStats = {
     ticks: 0, published: 0, publishFailures: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 }
   }
@@ -114,6 +116,18 @@ export class FleetGossip extends EventTarget {
     return { ...this.counters, received: { ...this.counters.received } }
   }
 
+  /**
+   * Publishes the next heartbeat now instead of at its time (a replica that just started is
+   * announced before other nodes' volunteers confirm theirs); the cadence goes on from there. During
+   * a tick, the next one follows it at once.
+   */
+  soon (): void {
+    if (!this.started) return
+    if (this.ticking !== undefined) { this.rush = true; return }
+    this.init.clock.clearTimeout(this.timer)
+    this.schedule(0)
+  }
+
   private schedule (delayMs: number): void {
     this.timer = this.init.clock.setTimeout(() => {
       if (!this.started) return
@@ -121,7 +135,9 @@ export class FleetGossip extends EventTarget {
       let ok = true
       this.ticking ??= this.tick().catch((err) => { ok = false; log.error('heartbeat failed: %e', err) }).finally(() => {
         this.ticking = undefined
-        if (this.started) this.schedule(this.heartbeatMs)
+        const rush = this.rush
+        this.rush = false
+        if (this.started) this.schedule(rush ? 0 : this.heartbeatMs)
         this.dispatchEvent(new CustomEvent<FleetHeartbeat>('heartbeat', { detail: { ok, tick: this.counters.ticks } }))
       })
     }, delayMs)

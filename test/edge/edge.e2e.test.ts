@@ -229,6 +229,21 @@ describe('edge routing node under wrangler dev, in front of 3 cell up processes'
     const counts = new Map<string, number>()
     const failures: string[] = []
     let next = 0
+    // The edge's own view while the calls run: a split can only follow the weight while both
+    // releases are in it (with one group empty, the other takes every call).
+    const watch = { samples: 0, withoutCanary: 0, withoutStable: 0, running: true }
+    const watcher = (async () => {
+      while (watch.running) {
+        const f = await fleetOf(url).catch(() => undefined)
+        if (f !== undefined) {
+          const v = readyVersions(f, 'billing')
+          watch.samples++
+          if (!v.includes('1.1.0')) watch.withoutCanary++
+          if (!v.includes('1.0.0')) watch.withoutStable++
+        }
+        await new Promise(resolve => setTimeout(resolve, 300))
+      }
+    })()
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (next < SPLIT_CALLS) {
         next++
@@ -239,6 +254,8 @@ describe('edge routing node under wrangler dev, in front of 3 cell up processes'
         else if (failures.length < 20) failures.push(`${r.status} ${JSON.stringify(r.body)}`)
       }
     }))
+    watch.running = false
+    await watcher
     phase(`${SPLIT_CALLS} calls through the edge`, t1)
     const startsAfter = (await waitHealth(url, h => h, 'health')).starts
     expect(failures, `${failures.join('\n')}\nstarts ${String(startsBefore)} → ${String(startsAfter)}\n${edge!.output().slice(-4000)}`).toEqual([])
@@ -248,8 +265,9 @@ describe('edge routing node under wrangler dev, in front of 3 cell up processes'
     expect(total).toBe(SPLIT_CALLS)
     expect([...counts.keys()].sort()).toEqual(['1.0.0', '1.1.0'])
     const share = 100 * canary / total
-    console.log(`edge canary split: ${canary}/${total} calls to 1.1.0 = ${share.toFixed(2)} % (canary_weight ${CANARY_WEIGHT})`)
-    expect(Math.abs(share - CANARY_WEIGHT)).toBeLessThanOrEqual(2)
+    const viewNote = `the edge's view during the calls: ${watch.samples} samples, ${watch.withoutCanary} without a ready 1.1.0, ${watch.withoutStable} without a ready 1.0.0`
+    console.log(`edge canary split: ${canary}/${total} calls to 1.1.0 = ${share.toFixed(2)} % (canary_weight ${CANARY_WEIGHT}); ${viewNote}`)
+    expect(Math.abs(share - CANARY_WEIGHT), viewNote).toBeLessThanOrEqual(2)
   }, 600_000)
 
   it('calls succeed again within 10 s after its bootstrap node is killed', async () => {
