@@ -410,7 +410,8 @@ export class AutonomicLoop extends EventTarget {
           this.pendingVolunteer.delete(action.cell)
           if (!this.running) return
           const state = this.states.get(action.cell) ?? initialCellState(action.cell)
-          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.init.params })
+          const membership = { ...this.membership(), outOfSight: this.outOfSight(action.cell) }
+          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.init.params, membership })
           log('volunteer %s: %s', action.cell, confirm.reason)
           if (confirm.action != null) void this.act(confirm.action, policy)
         }, action.delayMs)

@@ -109,6 +109,33 @@ describe('replication deficit', () => {
     expect(kinds(short.actions)).toContain('volunteer')
   })
 
+  it('refills toward min_replicas only as far as out-of-sight replicas leave room under max_replicas, in both phases', () => {
+    // The majority side of a cut: one replica here (on n1), one last seen on a node now out of
+    // sight; the calls' load wants 3 (min 2, max 3). Two eligible nodes (n0, n2) must not both start
+    // one: with the hidden replica that makes 4 after the heal.
+    const v = view({ nodes: nodes(3), instances: [instance('a', 'n1', { cpuPercent: 150 })] })
+    const pol = policy({ minReplicas: 2, maxReplicas: 3 })
+    const state = initialCellState('billing')
+    const membership = { live: 3, known: 4, outOfSight: 1 }
+    const d = decideCell(input(v, { policy: pol, state, random: fixedRandom(0), membership }))
+    const volunteer = d.actions.find(a => a.kind === 'volunteer') as VolunteerAction
+    expect(volunteer.reason).toMatch(/^deficit 1 /)
+    expect(volunteer.reason).toMatch(/p=0\.500 among 2 eligible/)
+    expect(d.reasons.join(' ')).toMatch(/1 replica\(s\) were last seen on nodes now out of sight .* aims for 2, not 3/)
+    // Without the hidden one, both would volunteer for the deficit of 2.
+    const open = decideCell(input(v, { policy: pol, state, random: fixedRandom(0), membership: { live: 3, known: 4, outOfSight: 0 } }))
+    expect((open.actions.find(a => a.kind === 'volunteer') as VolunteerAction).reason).toMatch(/^deficit 2 .*p=1\.000/)
+    // The other volunteer confirms after n0's replica started: the room is taken.
+    const after = { ...v, instances: [...v.instances, instance('c', 'n0', { state: 'starting' })] }
+    const confirm = confirmSpawn({ cell: 'billing', view: after, policy: pol, selfId: 'n2', nowMs: NOW + 500, state: d.state, volunteer, params, membership })
+    expect(confirm.action).toBeUndefined()
+    expect(confirm.reason).toMatch(/out of sight/)
+    // A cut that began after the volunteer: the node is on a minority side now.
+    expect(confirmSpawn({ cell: 'billing', view: v, policy: pol, selfId: 'n2', nowMs: NOW + 500, state: d.state, volunteer, params, membership: { live: 2, known: 5, outOfSight: 0 } }).reason).toMatch(/minority side/)
+    // Without membership (the hidden replica came back into view as a live one) the same holds by count.
+    expect(confirmSpawn({ cell: 'billing', view: after, policy: pol, selfId: 'n2', nowMs: NOW + 500, state: d.state, volunteer, params }).action).toMatchObject({ kind: 'spawn' })
+  })
+
   it('never volunteers on a node without capacity or without trust in the authority', () => {
     const base = deficitView(3)
     const full = node('n0', { capacity: { freeSlots: 0, cpuFreePercent: 80, memoryFreeBytes: 2 ** 32 } })

@@ -53,6 +53,8 @@ export interface ConfirmInput {
   state: CellState
   volunteer: VolunteerAction
   params?: Partial<BiologyParams>
+  /** As in DecideInput, taken when the delay has passed: out-of-sight replicas cap a replicate spawn too. */
+  membership?: DecideInput['membership']
 }
 
 export interface ConfirmResult {
@@ -183,8 +185,15 @@ export function decideCell (input: DecideInput): Decision {
   // A crashed replica of the target waits for its node to restart it in place (after its back-off):
   // it keeps its slot, so a crash loop stays on the node that has it instead of spreading.
   const awaitingRestart = fresh.filter(i => i.state === 'crashed' && i.digest === target.digest).length
-  const deficit = desiredReplicas - live.length - awaitingRestart
+  // Replicas last seen on nodes now out of sight may still run behind a partition: counting them,
+  // the cell grows no further than max_replicas; refilling up to min_replicas never waits.
+  const hidden = input.membership?.outOfSight ?? 0
+  const reachable = reachableReplicas(desiredReplicas, hidden, policy)
+  const deficit = reachable - live.length - awaitingRestart
   if (awaitingRestart > 0 && desiredReplicas > live.length) reasons.push(`${awaitingRestart} crashed replica(s) of ${target.version} wait for a restart in place`)
+  if (reachable < desiredReplicas && desiredReplicas > live.length + awaitingRestart) {
+    reasons.push(`${hidden} replica(s) were last seen on nodes now out of sight and may still run; with them the cell is at max_replicas ${policy.maxReplicas}, so it aims for ${reachable}, not ${desiredReplicas}, for now`)
+  }
   if (deficit > 0) {
     const release = replicateRelease(classes, target)
     const authority = authorityOf(view, release.digest) ?? target.authority
@@ -192,13 +201,8 @@ export function decideCell (input: DecideInput): Decision {
     const eligible = spread.candidates.length
     const p = volunteerProbability(deficit, eligible)
     const m = input.membership
-    const hidden = m?.outOfSight ?? 0
     if (m !== undefined && m.live * 2 < m.known) {
       reasons.push(`deficit ${deficit}: this node sees ${m.live} of the ${m.known} full nodes it saw lately (a minority side): it starts no replica until it sees more of the fleet`)
-    } else if (hidden > 0 && live.length + awaitingRestart >= policy.minReplicas && live.length + awaitingRestart + hidden >= policy.maxReplicas) {
-      // Growth above min_replicas waits for the window; refilling up to min_replicas never does (a
-      // dead node's replicas are replaced at once: a dead node and a partition look alike).
-      reasons.push(`deficit ${deficit}: ${hidden} replica(s) were last seen on nodes now out of sight and may still run; with them the cell is at max_replicas ${policy.maxReplicas}, so it grows no further for now`)
     } else if (selfNode === undefined || !isEligible(selfNode, authority, params)) {
       reasons.push(`deficit ${deficit}: this node is not eligible (capacity or trust of ${authority ?? 'unknown authority'})`)
     } else if (!spread.candidates.includes(selfNode)) {
@@ -211,6 +215,16 @@ export function decideCell (input: DecideInput): Decision {
     }
   }
   return decision()
+}
+
+/**
+ * How many replicas to aim for while `hidden` replicas are out of sight (they may still run behind a
+ * partition): never above max_replicas counting them, never below min_replicas (a dead node and a
+ * partition look alike, and a dead node's replicas are replaced at once).
+ */
+export function reachableReplicas (desired: number, hidden: number, policy: Pick<Policy, 'minReplicas' | 'maxReplicas'>): number {
+  if (hidden <= 0) return desired
+  return Math.min(desired, Math.max(policy.minReplicas, policy.maxReplicas - hidden))
 }
 
 /**
@@ -258,6 +272,11 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   } else {
     if (policy.update === 'stop' && classes.old.length > 0) return cancel('update=stop and old replicas still run')
     if (live.length + awaitingRestart >= desired) return cancel(`deficit filled (${live.length} live${awaitingRestart > 0 ? ` + ${awaitingRestart} awaiting restart` : ''}, desired ${desired})`)
+    const m = input.membership
+    if (m !== undefined && m.live * 2 < m.known) return cancel(`this node sees ${m.live} of the ${m.known} full nodes it saw lately (a minority side)`)
+    const hidden = m?.outOfSight ?? 0
+    const reachable = reachableReplicas(desired, hidden, policy)
+    if (live.length + awaitingRestart >= reachable) return cancel(`deficit filled as far as ${hidden} replica(s) out of sight allow (${live.length} live${awaitingRestart > 0 ? ` + ${awaitingRestart} awaiting restart` : ''}, max_replicas ${policy.maxReplicas})`)
   }
   return {
     action: { kind: 'spawn', cell, version: release.version, digest: release.digest, purpose: volunteer.purpose, reason: `${volunteer.reason}; confirmed after ${volunteer.delayMs} ms` },
