@@ -9,7 +9,7 @@ import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
 import type { Channel } from '../../core/synapse/index.ts'
 import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
-import { FULL_PATH_TOPOLOGY, fullPathCalls, fullPathSkipReason, startFullPath, type LatencyFigure } from './full-path.ts'
+import { FULL_PATH_TOPOLOGY, fullPathCalls, fullPathSkipReason, nodeIdleCpuPercent, startFullPath, type LatencyFigure } from './full-path.ts'
 import { grpcUnary, isSkipped, natsOneway, natsRequests, startNatsServer, type PeerFigure, type Skipped } from './peers.ts'
 
 export interface BenchOptions {
@@ -70,7 +70,7 @@ export interface BenchResult {
     grpc: PeerFigure | Skipped
   }
   /** billing.quote through caller → synapse → full node → capsid → bubblewrap replica, at 1, 64 and 256 in flight. */
-  fullPath: { topology: string, figures: LatencyFigure[] } | Skipped
+  fullPath: { topology: string, figures: LatencyFigure[], nodeIdleCpuPercent: number } | Skipped
 }
 
 /** In-flight levels of the full-path figures. */
@@ -377,11 +377,12 @@ async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
   const fp = await startFullPath()
   try {
     const figures: LatencyFigure[] = []
+    const idle = await nodeIdleCpuPercent(fp.node.child.pid ?? 0, o.quick ? 300 : 2_000)
     for (const inFlight of FULL_PATH_IN_FLIGHT) {
       await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
       figures.push(await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
     }
-    return { topology: FULL_PATH_TOPOLOGY, figures }
+    return { topology: FULL_PATH_TOPOLOGY, figures, nodeIdleCpuPercent: idle }
   } finally {
     await fp.stop()
   }

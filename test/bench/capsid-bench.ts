@@ -17,6 +17,8 @@ const capsid = await startCapsid({ cell: 'billing', instanceId: 'b1', runDir: jo
 const enc = new TextEncoder()
 const request = enc.encode(JSON.stringify({ amount: 100, currency: 'EUR' }))
 const TICK_US = 1e6 / 100
+// As the node passes it: the synapse session's principal, one object per caller connection.
+const caller = { peerId: '12D3KooWCQ4kWkH5Yc7RDDqSyz4NsjzZtEVDvSGXHtYGqjyvmBQo', authority: 'ab'.repeat(32), roles: ['caller'], expiresMs: Date.now() + 3_600_000 }
 
 async function run (inFlight: number, ms: number): Promise<string> {
   const latencies: number[] = []
@@ -28,7 +30,7 @@ async function run (inFlight: number, ms: number): Promise<string> {
   const worker = async (): Promise<void> => {
     while (performance.now() < end) {
       const t0 = performance.now()
-      await capsid.call('quote', request, { deadlineMs: Date.now() + 30_000 })
+      await capsid.call('quote', request, { deadlineMs: Date.now() + 30_000, caller })
       latencies.push(performance.now() - t0)
       n++
     }

@@ -48,6 +48,17 @@ export interface FullPath {
 }
 
 /**
+ * CPU the node process uses with no calls (heartbeats, gossip, the replica usage sampler), in % of
+ * one core: the figures' "node CPU per call" include this background, spread over the calls.
+ */
+export async function nodeIdleCpuPercent (pid: number, ms: number): Promise<number> {
+  const t0 = processTicks(pid)
+  const start = performance.now()
+  await new Promise(resolve => setTimeout(resolve, ms))
+  return (processTicks(pid) - t0) * TICK_US / 1000 / (performance.now() - start) * 100
+}
+
+/**
  * Start the node, publish billing (max_replicas = 1, so the autonomic loop cannot add a second
  * replica under the bench's load) and wait until the caller sees the replica ready.
  * BENCH_NODE_PROF=dir writes a V8 CPU profile of the full node there (on its graceful stop).
@@ -65,8 +76,10 @@ export async function startFullPath (): Promise<FullPath> {
     const key = await generateAuthority()
     const keyPath = join(root, 'authority.key')
     await writeAuthorityKey(keyPath, key)
+    // BENCH_NODE_OPTIONS: extra Node flags for the node (experiments, e.g. its semi-space size).
     const prof = process.env.BENCH_NODE_PROF
-    const env: Record<string, string> = prof !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : {}
+    const nodeOptions = [...(prof !== undefined ? [`--cpu-prof --cpu-prof-dir=${prof}`] : []), ...(process.env.BENCH_NODE_OPTIONS !== undefined ? [process.env.BENCH_NODE_OPTIONS] : [])]
+    const env: Record<string, string> = nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}
     const node = cell(['up', '--data', join(root, 'node'), '--authority', keyPath, '--sandbox', 'bwrap', '--webtransport', 'off'], env)
     nodes.push(node)
     const bootstrap = (await node.waitFor(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/, 60_000))[1]

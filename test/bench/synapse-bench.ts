@@ -64,6 +64,7 @@ if (json) {
     console.log(`full path (billing.quote through a bubblewrap replica): skipped: ${fp.skipped}`)
   } else {
     console.log(`full path, billing.quote: ${fp.topology}`)
+    console.log(`node CPU with no calls: ${fp.nodeIdleCpuPercent.toFixed(1)} % of a core (heartbeats, gossip, usage sampling; part of each figure's node CPU per call)`)
     for (const f of fp.figures) {
       console.log(`${f.name.padEnd(26)} ${Math.round(f.perSec).toLocaleString('en').padStart(9)} /s  ${String(f.ops).padStart(9)} ops  p50 ${f.p50Ms.toFixed(2).padStart(6)} ms  p99 ${f.p99Ms.toFixed(2).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(9)}  ${(100 * f.perSec / result.calls.perSec).toFixed(1).padStart(5)} % of synapse calls  CPU per call: caller ${f.cpuUsPerCall.caller.toFixed(1)} µs, node ${f.cpuUsPerCall.node.toFixed(1)} µs, replica ${f.cpuUsPerCall.replica.toFixed(1)} µs`)
     }
