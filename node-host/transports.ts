@@ -34,7 +34,4 @@ export function listenAddresses (ports: ListenPorts = {}): string[] {
   return addrs
 }
 
-/** Only TCP, for short-lived CLI peers that call or publish. */
-export function clientTransports (): any[] {
-  return [tcp(), webSockets()]
-}
+export { clientTransports } from './client-transports.ts'
