@@ -12,6 +12,7 @@ import { authorityKey, bootstrapList } from './cli/fleet-options.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
 import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
+import { nodeNoiseCrypto } from './noise-crypto.ts'
 
 export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
 export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
@@ -59,6 +60,7 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
   }
   const mesh = await Mesh.create({
     privateKey,
+    noiseCrypto: nodeNoiseCrypto,
     transports: clientTransports(),
     listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
     bootstrap,

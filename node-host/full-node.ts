@@ -43,6 +43,7 @@ import { serveRestoreProtocol } from './volumes/restore-protocol.ts'
 import { OperatorGate } from './introspect/operator-gate.ts'
 import { ReplicaVolumesUnavailableError } from './volumes/volume-manager.ts'
 import { serveIntrospection, introspectionStats, claimantsOn } from './introspect/serve-introspection.ts'
+import { nodeNoiseCrypto } from './noise-crypto.ts'
 
 const log = logger('cell:node')
 
@@ -248,6 +249,7 @@ export class FullNode {
     })
     const mesh = await Mesh.create({
       privateKey: peerKey,
+      noiseCrypto: nodeNoiseCrypto,
       // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
       onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
       transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),

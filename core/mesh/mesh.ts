@@ -2,7 +2,7 @@
 // trust, a clock and a random source. Full nodes add a synapse handler (their capsids); light peers
 // and routing nodes only call out. No module-level state: every mesh owns its registries and caches.
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { noise } from '@chainsafe/libp2p-noise'
+import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { coalescedWrites } from './coalesced-writes.ts'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
@@ -75,6 +75,8 @@ export interface MeshInit {
   services?: Record<string, (components: any) => unknown>
   /** Extra libp2p options (connection gater, manager limits) from the host. */
   libp2p?: Partial<Libp2pOptions>
+  /** Noise's crypto from the host (node-host/noise-crypto.ts); absent: Noise's default. */
+  noiseCrypto?: ICryptoInterface
   /**
    * Full nodes: keep connections to this many fleet peers (bootstrap peers and full nodes of the
    * view), re-dialing lost ones with backoff (core/mesh/peer-keeper.ts). Absent: no keeper.
@@ -186,7 +188,7 @@ export class Mesh {
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
       transports: init.onInboundFailure !== undefined ? reportInboundFailures(init.transports, init.onInboundFailure) : init.transports,
-      connectionEncrypters: [coalescedWrites(noise())],
+      connectionEncrypters: [coalescedWrites(noise(init.noiseCrypto !== undefined ? { crypto: init.noiseCrypto } : {}))],
       streamMuxers: [yamux()],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
       ...init.libp2p,
