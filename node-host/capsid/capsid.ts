@@ -18,6 +18,7 @@ import type { Frame } from './protocol.ts'
 import type { SandboxMode } from './sandbox.ts'
 import type { CapsidLimits } from './limits.ts'
 import { LogRing } from './log-ring.ts'
+import { DeadlineWheel } from '../../core/synapse/deadlines.ts'
 import type { LogLine } from './log-ring.ts'
 
 const log = logger('cell:capsid')
@@ -91,6 +92,56 @@ interface Pending {
   onError(err: Error): void
 }
 
+/** A unary call's promise, settled by the frames of its id. One object per call, no closures. */
+class UnaryHandlers implements Pending {
+  readonly onResult: (payload: Uint8Array) => void
+  readonly onError: (err: Error) => void
+  constructor (onResult: (payload: Uint8Array) => void, onError: (err: Error) => void) {
+    this.onResult = onResult
+    this.onError = onError
+  }
+
+  onChunk (): void { this.onError(new CapsidProtocolError('chunk for a unary call')) }
+  onEnd (): void { this.onError(new CapsidProtocolError('end for a unary call')) }
+}
+
+/**
+ * One call or stream in flight: settles once (result, end, error, deadline, abort), then lets go
+ * of its deadline slot, its abort listener (itself: handleEvent) and its caller slot.
+ */
+class OpenCall implements Pending {
+  deadlineKey: number | undefined
+  readonly id: number
+  readonly method: string
+  readonly signal: AbortSignal | undefined
+  readonly callerSlot: number
+  private readonly owner: { settle: (call: OpenCall) => boolean, cancel: (id: number) => void }
+  private readonly handlers: Pending
+
+  constructor (owner: OpenCall['owner'], id: number, method: string, handlers: Pending, signal: AbortSignal | undefined, callerSlot: number) {
+    this.owner = owner
+    this.id = id
+    this.method = method
+    this.handlers = handlers
+    this.signal = signal
+    this.callerSlot = callerSlot
+  }
+
+  onResult (payload: Uint8Array): void { if (this.owner.settle(this)) this.handlers.onResult(payload) }
+  onChunk (payload: Uint8Array): void { this.handlers.onChunk(payload) }
+  onEnd (): void { if (this.owner.settle(this)) this.handlers.onEnd() }
+  onError (err: Error): void { this.fail(err, false) }
+  /** The caller's signal aborted. */
+  handleEvent (): void { this.fail(this.signal?.reason, true) }
+  expire (): void { this.fail(new DeadlineExceededError(`${this.method} passed its deadline`), true) }
+
+  private fail (err: Error, cancel: boolean): void {
+    if (!this.owner.settle(this)) return
+    if (cancel) this.owner.cancel(this.id)
+    this.handlers.onError(err)
+  }
+}
+
 /** Bytes queued on the socket before new calls are refused as busy. */
 const MAX_WRITE_BUFFER_BYTES = 64 * 1024 * 1024
 /** After the process exits, how long to wait for its pipes to close so the stderr tail is whole. */
@@ -133,6 +184,19 @@ export class Capsid extends EventTarget {
   private readonly maxInFlight: number
   private readonly streamCredit: number
   private readonly pending = new Map<number, Pending>()
+  private readonly deadlines: DeadlineWheel
+  /** What an OpenCall may do to this capsid: settle itself, cancel its id. */
+  private readonly callOwner = {
+    settle: (call: OpenCall): boolean => {
+      if (this.pending.get(call.id) !== call) return false
+      this.pending.delete(call.id)
+      if (call.deadlineKey !== undefined) this.deadlines.remove(call.id, call.deadlineKey)
+      call.signal?.removeEventListener('abort', call)
+      this.releaseSlot(call.callerSlot)
+      return true
+    },
+    cancel: (id: number): void => { this.cancel(id) }
+  }
   private readonly token: string
   private sock?: Socket
   /** Frames for the replica, written once per tick. */
@@ -173,6 +237,7 @@ export class Capsid extends EventTarget {
     this.maxInFlight = init.maxInFlight ?? 1024
     this.streamCredit = Math.max(2, init.streamCredit ?? 64)
     this.exited = new Promise(resolve => { this.resolveExited = resolve })
+    this.deadlines = new DeadlineWheel(this.clock, (id) => { (this.pending.get(id) as OpenCall | undefined)?.expire() })
 
     child.stdout?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stdout', chunk, this.clock.now())) })
     child.stderr?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stderr', chunk, this.clock.now())) })
@@ -242,12 +307,7 @@ export class Capsid extends EventTarget {
   async call (method: string, payload: Uint8Array, options: CapsidCallOptions): Promise<Uint8Array> {
     const { signal, deadlineMs } = options
     return await new Promise<Uint8Array>((resolve, reject) => {
-      this.open(FrameType.CALL, method, payload, options, {
-        onResult: resolve,
-        onChunk: () => { reject(new CapsidProtocolError('chunk for a unary call')) },
-        onEnd: () => { reject(new CapsidProtocolError('end for a unary call')) },
-        onError: reject
-      }, signal, deadlineMs)
+      this.open(FrameType.CALL, method, payload, options, new UnaryHandlers(resolve, reject), signal, deadlineMs)
     })
   }
 
@@ -376,29 +436,11 @@ export class Capsid extends EventTarget {
       throw err
     }
     this.queued()
-    const timer = remaining <= MAX_TIMER_MS
-      ? this.clock.setTimeout(() => { fail(new DeadlineExceededError(`${method} passed its deadline`), true) }, remaining)
-      : undefined
-    const onAbort = (): void => { fail(signal?.reason, true) }
-    const finish = (): void => {
-      this.clock.clearTimeout(timer)
-      signal?.removeEventListener('abort', onAbort)
-      this.releaseSlot(callerSlot)
-    }
-    const fail = (err: Error, cancel: boolean): void => {
-      if (!this.pending.has(id)) return
-      this.pending.delete(id)
-      finish()
-      if (cancel) this.cancel(id)
-      handlers.onError(err)
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    this.pending.set(id, {
-      onResult: (p) => { this.pending.delete(id); finish(); handlers.onResult(p) },
-      onChunk: (p) => { handlers.onChunk(p) },
-      onEnd: () => { this.pending.delete(id); finish(); handlers.onEnd() },
-      onError: (err) => { fail(err, false) }
-    })
+    const call = new OpenCall(this.callOwner, id, method, handlers, signal, callerSlot)
+    // Deadlines share a timer per 10 ms slot (core/synapse's wheel); beyond setTimeout's range, none.
+    if (remaining <= MAX_TIMER_MS) call.deadlineKey = this.deadlines.add(id, deadlineMs)
+    signal?.addEventListener('abort', call, { once: true })
+    this.pending.set(id, call)
     return id
   }
 
