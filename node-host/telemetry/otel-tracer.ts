@@ -1,16 +1,17 @@
 // The core Tracer port on OpenTelemetry JS: parent-based sampling with a ratio, a bounded
-// BatchSpanProcessor and OTLP/HTTP (JSON) export. No Node built-ins here: the light peer uses the
-// same adapter in the tab (sdk-trace-base's browser build of the processor, the exporter's fetch).
+// BatchSpanProcessor and OTLP/HTTP (JSON) export (otlp-json.ts). No Node built-ins here: the light
+// peer uses the same adapter in the tab (sdk-trace-base's browser build of the processor, fetch).
 //
 // Sampled spans do not go through the SDK's Tracer and Span: a call's span needs no context
 // manager, sampler chain, span limits, attribute sanitizing, self-metrics or events, and those cost
 // each process about 30 µs per sampled call (startSpan alone ~20 µs; profiled with `npm run bench`).
 // A span here is a small ReadableSpan of its own, the record the SDK would hand its processors,
-// exported by the SDK's BatchSpanProcessor and OTLP exporter unchanged (2-3 µs to start and end).
+// queued by the SDK's BatchSpanProcessor (2-3 µs to start and end) and written as OTLP JSON by
+// otlp-json.ts, which reads its millisecond times directly.
 import { SpanKind as OtelSpanKind, SpanStatusCode, TraceFlags, type Attributes, type Context, type HrTime, type Link, type SpanContext, type SpanStatus } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core'
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { OtlpJsonExporter } from './otlp-json.ts'
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
 
@@ -60,11 +61,11 @@ export class OtelTracerAdapter implements Tracer {
     const ratio = Math.min(1, Math.max(0, init.ratio ?? 0.01))
     this.ratio = ratio
     const maxQueueSize = Math.max(1, init.maxQueueSize ?? 2048)
-    const counting = new CountingExporter(exporter ?? new OTLPTraceExporter({ url: init.url, timeoutMillis: init.exportTimeoutMs ?? 10_000 }), this.stats)
-    const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMillis: init.scheduledDelayMs ?? 1000, exportTimeoutMillis: init.exportTimeoutMs ?? 10_000 })
-    this.processor = new DropCounter(batch, counting, maxQueueSize, this.stats)
     // What a TracerProvider would give its spans: the SDK's default resource (telemetry.sdk.*) with our service name.
     this.resource = defaultResource().merge(resourceFromAttributes({ 'service.name': init.serviceName ?? 'cell-node' }))
+    const counting = new CountingExporter(exporter ?? new OtlpJsonExporter({ url: init.url, resource: this.resource, scope: SCOPE, timeoutMs: init.exportTimeoutMs ?? 10_000 }), this.stats)
+    const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMillis: init.scheduledDelayMs ?? 1000, exportTimeoutMillis: init.exportTimeoutMs ?? 10_000 })
+    this.processor = new DropCounter(batch, counting, maxQueueSize, this.stats)
   }
 
   start (name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }): TraceSpan {
@@ -179,8 +180,9 @@ class RecordedSpan implements TraceSpan, ReadableSpan {
   readonly droppedLinksCount = 0
   private readonly context: SpanContext
   private readonly processor: SpanProcessor
-  private readonly startMs: number
-  private endMs = 0
+  /** Epoch milliseconds, fractional (the exporter encodes these, not the HrTime getters). */
+  readonly startMs: number
+  endMs = 0
   private header: string | undefined
 
   constructor (processor: SpanProcessor, resource: Resource, name: string, kind: OtelSpanKind, traceId: string, parent: SpanContext | undefined, attributes: Attributes | undefined) {
