@@ -9,8 +9,9 @@ export default class PlainSummaryReporter implements Reporter {
     let failed = 0
     let skipped = 0
     for (const module of testModules) {
-      // A file that failed to load has no tests: count it as a failure, not as nothing.
-      if (module.state() === 'failed' && [...module.children.allTests()].length === 0) failed++
+      // A file that failed to load has no tests, and one whose beforeAll/afterAll failed has its tests
+      // skipped or passed: count the file as a failure, not as nothing.
+      if (module.state() === 'failed' && ![...module.children.allTests()].some(t => t.result().state === 'failed')) failed++
       for (const test of module.children.allTests()) {
         const state = test.result().state
         if (state === 'passed') passed++
