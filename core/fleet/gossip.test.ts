@@ -172,4 +172,30 @@ describe('FleetGossip', () => {
     expect(pubsub.published.filter(p => p.topic === FLEET_RELEASE_TOPIC)).toHaveLength(2)
     gossip.stop()
   })
+
+  it('publishes a release again while subscribers are known but gossipsub handed it to none (their streams not open yet), up to a bound', async () => {
+    const { clock, pubsub, gossip } = setup()
+    // Subscribed peers are known; the first two publishes reach nobody, the third reaches one.
+    let reached = 0
+    const real = pubsub.publish.bind(pubsub)
+    const flaky = Object.assign(pubsub, {
+      getSubscribers: () => [otherId],
+      publish: async (topic: string, data: Uint8Array) => { await real(topic, data); return { recipients: topic === FLEET_RELEASE_TOPIC && reached++ >= 2 ? [otherId] : [] } }
+    })
+    expect(flaky.getSubscribers()).toHaveLength(1)
+    gossip.start()
+    const releases = (): number => pubsub.published.filter(p => p.topic === FLEET_RELEASE_TOPIC).length
+    const publishing = gossip.publishRelease(releaseBytes(4))
+    for (let i = 0; i < 5 && releases() < 3; i++) { await new Promise(resolve => setImmediate(resolve)); clock.advance(250) }
+    await publishing
+    expect(releases()).toBe(3)
+    expect(gossip.stats().releaseRepublished).toBe(2)
+    // Nobody ever takes it: bounded.
+    reached = Number.NEGATIVE_INFINITY
+    const bounded = gossip.publishRelease(releaseBytes(5))
+    for (let i = 0; i < 40; i++) { await new Promise(resolve => setImmediate(resolve)); clock.advance(250) }
+    await bounded
+    expect(releases()).toBe(3 + 20)
+    gossip.stop()
+  })
 })

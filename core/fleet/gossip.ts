@@ -27,6 +27,8 @@ export interface FleetPubSub {
   /** The gossipsub class also takes publish options; the interface type omits them, hence optional here. */
   publish: (topic: string, data: Uint8Array, opts?: { allowPublishToZeroTopicPeers?: boolean, ignoreDuplicatePublishError?: boolean }) => Promise<unknown>
   topicValidators: Map<string, TopicValidatorFn>
+  /** Peers known to subscribe to `topic` (gossipsub has it; without it a publish is not retried). */
+  getSubscribers?: (topic: string) => unknown[]
 }
 
 export interface FleetGossipInit {
@@ -49,9 +51,15 @@ export interface FleetGossipStats {
   ticks: number
   published: number
   publishFailures: number
+  /** Release, desired and retire records published again because no subscriber took them. */
+  releaseRepublished: number
   skippedInstances: number
   received: { accept: number, ignore: number, reject: number }
 }
+
+/** A release record is published at most this many times, this far apart, while no subscriber takes it. */
+const RELEASE_PUBLISH_ATTEMPTS = 20
+const RELEASE_PUBLISH_RETRY_MS = 250
 
 // Drop reasons that prove the sender misbehaved (gossipsub lowers its score); the rest are benign races.
 const REJECT_REASONS = new Set(['malformed', 'wrong-origin', 'bad-signature', 'untrusted'])
@@ -73,7 +81,7 @@ export class FleetGossip extends EventTarget {
   /** soon() was called during a tick: the next tick follows at once. */
   private rush = false
   private readonly counters: FleetGossipStats = {
-    ticks: 0, published: 0, publishFailures: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 }
+    ticks: 0, published: 0, publishFailures: 0, releaseRepublished: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 }
   }
 
   constructor (init: FleetGossipInit) {
@@ -194,16 +202,30 @@ export class FleetGossip extends EventTarget {
       throw new FleetRecordRejectedError(`${kind} refused by the local fleet view: ${result.reason}`, result.reason)
     }
     options.signal?.throwIfAborted()
-    await this.publish(this.releaseTopic, bytes)
+    // gossipsub skips a subscriber whose stream from this peer is not open yet (a publisher that has
+    // just connected) and says so only in its recipients; such a release would reach nobody until a
+    // node pulled it from this peer. Publish again (a new message id each time under StrictSign)
+    // while subscribers are known but none took it, for a bounded time.
+    for (let attempt = 1; ; attempt++) {
+      const recipients = await this.publish(this.releaseTopic, bytes)
+      const subscribers = this.init.pubsub.getSubscribers?.(this.releaseTopic).length ?? 0
+      if (recipients > 0 || subscribers === 0 || attempt >= RELEASE_PUBLISH_ATTEMPTS) return
+      this.counters.releaseRepublished++
+      await new Promise<void>((resolve) => { this.init.clock.setTimeout(resolve, RELEASE_PUBLISH_RETRY_MS) })
+      options.signal?.throwIfAborted()
+    }
   }
 
-  private async publish (topic: string, data: Uint8Array): Promise<void> {
+  /** Publishes `data`; how many peers gossipsub handed it to (0 on failure). */
+  private async publish (topic: string, data: Uint8Array): Promise<number> {
     try {
-      await this.init.pubsub.publish(topic, data, { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true })
+      const result = await this.init.pubsub.publish(topic, data, { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true }) as { recipients?: unknown[] } | undefined
       this.counters.published++
+      return result?.recipients?.length ?? 0
     } catch (err) {
       this.counters.publishFailures++
       log('publish on %s failed: %e', topic, err)
+      return 0
     }
   }
 
