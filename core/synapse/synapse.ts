@@ -1,3 +1,4 @@
+import { turnCached } from './turn-clock.ts'
 import { DEFAULT_MAX_FRAME_BYTES } from '../wire/index.ts'
 import { systemClock } from '../ports.ts'
 import type { Clock } from '../ports.ts'
@@ -42,7 +43,7 @@ export interface SynapseInit {
   /** Server dispatch; without one, the node only dials out (inbound calls fail UnknownMethodError). */
   handler?: SynapseHandler
   clock?: Clock
-  /** Monotonic milliseconds for the elapsed time handed to `handler.settled`. Default performance.now(). */
+  /** Monotonic milliseconds for the elapsed time handed to `handler.settled` (read once per turn). Default performance.now(). */
   monotonicMs?: () => number
   errors?: WireErrorRegistry
   protocol?: string
@@ -124,7 +125,8 @@ export class Synapse {
     this.init = init
     this.protocol = init.protocol ?? SYNAPSE_PROTOCOL
     this.clock = init.clock ?? systemClock
-    this.monotonicMs = init.monotonicMs ?? (() => performance.now())
+    // One reading per batch of calls received or answered in the same turn (turn-clock.ts).
+    this.monotonicMs = turnCached(init.monotonicMs ?? (() => performance.now()))
     this.log = components.logger.forComponent('cell:synapse')
     this.errors = init.errors ?? defaultWireErrors
     this.limits = {

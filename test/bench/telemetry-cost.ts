@@ -1,6 +1,6 @@
 // The work telemetry adds to a call, without the network: `node test/bench/telemetry-cost.ts [ratio]`.
 // One process runs the instrumented path as the bench's two ends do it (a client span through
-// traced(), then the server's tracedHandler, call meter and `settled` with its two monotonic reads,
+// traced(), then the server's tracedHandler, call meter and `settled` with its turn-cached clock,
 // sampling `ratio` (default 0.01) parent-based, spans exported over OTLP/HTTP to the sink process)
 // against the plain handler, in alternating blocks of 100,000 calls (512 at a time, an event-loop
 // turn between batches so exports run). It prints the median extra CPU time per call. Less
@@ -13,6 +13,7 @@ import { traced, tracedHandler } from '../../core/telemetry/tracer.ts'
 import type { CallContext, SynapseHandler } from '../../core/synapse/index.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 import { CallMeter } from '../../node-host/telemetry/call-meter.ts'
+import { turnCached } from '../../core/synapse/turn-clock.ts'
 
 const ratio = Number(process.argv[2] ?? 0.01)
 const sink = fork(fileURLToPath(new URL('./otlp-sink.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -26,12 +27,14 @@ const instrumented = tracedHandler(serverTracer, meter.wrap(plain))
 const signal = new AbortController().signal
 const ctxOf = (traceparent: string | undefined): CallContext => ({ cell: 'bench-traced', method: 'echo', payload, principal: { authority: 'a', peerId: 'p', roles: ['caller'] } as unknown as CallContext['principal'], remotePeer: 'p', deadlineMs: Infinity, traceparent, signal })
 
-// As the session runs a call: the handler's promise and one reaction; with a `settled` hook, two monotonic reads.
+// As the session runs a call: the handler's promise and one reaction; with a `settled` hook, two
+// reads of the synapse's monotonic clock, which reads the time once per turn (turn-clock.ts).
+const monotonicMs = turnCached(() => performance.now())
 // eslint-disable-next-line @typescript-eslint/promise-function-async
 const serve = (traceparent: string | undefined): Promise<Uint8Array> => {
   const ctx = ctxOf(traceparent)
-  const start = performance.now()
-  return instrumented.call(ctx).then((r) => { instrumented.settled?.(ctx, r, undefined, performance.now() - start); return r })
+  const start = monotonicMs()
+  return instrumented.call(ctx).then((r) => { instrumented.settled?.(ctx, r, undefined, monotonicMs() - start); return r })
 }
 // eslint-disable-next-line @typescript-eslint/promise-function-async
 const on = (): Promise<Uint8Array> => traced(clientTracer, 'bench-traced/echo', { kind: 'client' }, serve)
