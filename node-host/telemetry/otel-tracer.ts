@@ -1,17 +1,17 @@
-// The core Tracer port on OpenTelemetry JS: parent-based sampling with a ratio, a bounded
-// BatchSpanProcessor and OTLP/HTTP (JSON) export (otlp-json.ts). No Node built-ins here: the light
+// The core Tracer port on OpenTelemetry JS: parent-based sampling with a ratio, and OTLP/HTTP
+// (JSON) export through a bounded batch of spans written as JSON as they end (otlp-json.ts). No Node built-ins here: the light
 // peer uses the same adapter in the tab (sdk-trace-base's browser build of the processor, fetch).
 //
 // Sampled spans do not go through the SDK's Tracer and Span: a call's span needs no context
 // manager, sampler chain, span limits, attribute sanitizing, self-metrics or events, and those cost
 // each process about 30 µs per sampled call (startSpan alone ~20 µs; profiled with `npm run bench`).
 // A span here is a small ReadableSpan of its own, the record the SDK would hand its processors,
-// queued by the SDK's BatchSpanProcessor (2-3 µs to start and end) and written as OTLP JSON by
-// otlp-json.ts, which reads its millisecond times directly.
+// written as OTLP JSON when it ends (otlp-json.ts reads its millisecond times directly), or, with
+// an exporter of the caller's (tests), queued by the SDK's BatchSpanProcessor (2-3 µs to start and end).
 import { SpanKind as OtelSpanKind, SpanStatusCode, TraceFlags, type Attributes, type Context, type HrTime, type Link, type SpanContext, type SpanStatus } from '@opentelemetry/api'
 import { ExportResultCode, type ExportResult, type InstrumentationScope } from '@opentelemetry/core'
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base'
-import { OtlpJsonExporter } from './otlp-json.ts'
+import { OtlpJsonBatcher } from './otlp-json.ts'
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import type { SpanKind, TraceSpan, Tracer } from '../../core/telemetry/tracer.ts'
 
@@ -63,9 +63,18 @@ export class OtelTracerAdapter implements Tracer {
     const maxQueueSize = Math.max(1, init.maxQueueSize ?? 2048)
     // What a TracerProvider would give its spans: the SDK's default resource (telemetry.sdk.*) with our service name.
     this.resource = defaultResource().merge(resourceFromAttributes({ 'service.name': init.serviceName ?? 'cell-node' }))
-    const counting = new CountingExporter(exporter ?? new OtlpJsonExporter({ url: init.url, resource: this.resource, scope: SCOPE, timeoutMs: init.exportTimeoutMs ?? 10_000 }), this.stats)
-    const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: Math.min(512, maxQueueSize), scheduledDelayMillis: init.scheduledDelayMs ?? 1000, exportTimeoutMillis: init.exportTimeoutMs ?? 10_000 })
-    this.processor = new DropCounter(batch, counting, maxQueueSize, this.stats)
+    const maxBatch = Math.min(512, maxQueueSize)
+    const scheduledDelayMs = init.scheduledDelayMs ?? 1000
+    const timeoutMs = init.exportTimeoutMs ?? 10_000
+    if (exporter === undefined) {
+      // OTLP/HTTP: spans are written as JSON as they end (otlp-json.ts), not queued as objects.
+      this.processor = new OtlpJsonBatcher({ url: init.url, resource: this.resource, scope: SCOPE, timeoutMs, maxQueueSize, maxBatch, scheduledDelayMs }, this.stats)
+    } else {
+      // Another exporter (tests): the SDK's BatchSpanProcessor hands it the span objects.
+      const counting = new CountingExporter(exporter, this.stats)
+      const batch = new BatchSpanProcessor(counting, { maxQueueSize, maxExportBatchSize: maxBatch, scheduledDelayMillis: scheduledDelayMs, exportTimeoutMillis: timeoutMs })
+      this.processor = new DropCounter(batch, counting, maxQueueSize, this.stats)
+    }
   }
 
   start (name: string, options: { kind: SpanKind, parent?: string, attributes?: Record<string, string | number | boolean> }): TraceSpan {

@@ -1,10 +1,10 @@
 import { describe, it, expect } from 'vitest'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
+import { ExportResultCode } from '@opentelemetry/core'
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer'
 import { OtelTracerAdapter } from './otel-tracer.ts'
-import { OtlpJsonExporter, OtlpJsonWriter, requestPrefix } from './otlp-json.ts'
+import { OtlpJsonBatcher, OtlpJsonWriter, requestPrefix, type BatchStats, type OtlpJsonBatcherInit } from './otlp-json.ts'
 
 /** Spans as the adapter records them: a root, a remote child with an error, odd attribute values. */
 async function recordedSpans (): Promise<ReadableSpan[]> {
@@ -58,7 +58,7 @@ describe('OtlpJsonWriter', () => {
   })
 })
 
-describe('OtlpJsonExporter', () => {
+describe('OtlpJsonBatcher', () => {
   async function receiver (answer: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string, close: () => Promise<void> }> {
     const server = createServer(answer)
     await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
@@ -67,9 +67,10 @@ describe('OtlpJsonExporter', () => {
       close: async () => { server.closeAllConnections(); await new Promise<void>((resolve) => { server.close(() => { resolve() }) }) }
     }
   }
-  const exportOnce = async (exporter: OtlpJsonExporter, spans: ReadableSpan[]): Promise<ExportResult> => await new Promise((resolve) => { exporter.export(spans, resolve) })
+  const batcherFor = (url: string, spans: ReadableSpan[], stats: BatchStats, o: Partial<OtlpJsonBatcherInit> = {}): OtlpJsonBatcher =>
+    new OtlpJsonBatcher({ url, resource: spans[0].resource, scope: { name: 'cellmesh' }, timeoutMs: 2_000, maxQueueSize: 100, maxBatch: 3, scheduledDelayMs: 60_000, ...o }, stats)
 
-  it('posts the batch as OTLP JSON and reports success, failure on a refusal and on a closed port', async () => {
+  it('posts full batches at once and the rest on flush, as OTLP JSON; a refusal and a closed port count as failed', async () => {
     const spans = await recordedSpans()
     const bodies: string[] = []
     let status = 200
@@ -78,31 +79,58 @@ describe('OtlpJsonExporter', () => {
       req.on('data', (c: Buffer) => chunks.push(c))
       req.on('end', () => { bodies.push(`${req.headers['content-type']} ${Buffer.concat(chunks).toString('utf8')}`); res.writeHead(status).end('{}') })
     })
-    const exporter = new OtlpJsonExporter({ url: r.url, resource: spans[0].resource, scope: { name: 'cellmesh' }, timeoutMs: 2_000 })
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.SUCCESS)
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.SUCCESS)
+    const stats = { exported: 0, failed: 0, dropped: 0 }
+    const batcher = batcherFor(r.url, spans, stats)
+    for (const s of spans) batcher.onEnd(s) // a full batch of 3: sent without waiting for the timer
+    batcher.onEnd(spans[0])
+    await batcher.forceFlush()
+    expect(stats).toEqual({ exported: 4, failed: 0, dropped: 0 })
     expect(bodies).toHaveLength(2)
     expect(bodies[0].startsWith('application/json {')).toBe(true)
-    const body = JSON.parse(bodies[0].slice('application/json '.length)) as { resourceSpans: Array<{ resource: { attributes: Array<{ key: string, value: { stringValue?: string } }> }, scopeSpans: Array<{ scope: { name: string }, spans: Array<{ spanId: string }> }> }> }
-    expect(body.resourceSpans[0].resource.attributes.find(a => a.key === 'service.name')?.value.stringValue).toBe('svc "q"')
-    expect(body.resourceSpans[0].scopeSpans[0].scope.name).toBe('cellmesh')
-    expect(body.resourceSpans[0].scopeSpans[0].spans.map(s => s.spanId)).toEqual(spans.map(s => s.spanContext().spanId))
+    type Body = { resourceSpans: Array<{ resource: { attributes: Array<{ key: string, value: { stringValue?: string } }> }, scopeSpans: Array<{ scope: { name: string }, spans: Array<{ spanId: string }> }> }> }
+    const first = JSON.parse(bodies[0].slice('application/json '.length)) as Body
+    expect(first.resourceSpans[0].resource.attributes.find(a => a.key === 'service.name')?.value.stringValue).toBe('svc "q"')
+    expect(first.resourceSpans[0].scopeSpans[0].scope.name).toBe('cellmesh')
+    expect(first.resourceSpans[0].scopeSpans[0].spans.map(s => s.spanId)).toEqual(spans.map(s => s.spanContext().spanId))
+    expect((JSON.parse(bodies[1].slice('application/json '.length)) as Body).resourceSpans[0].scopeSpans[0].spans.map(s => s.spanId)).toEqual([spans[0].spanContext().spanId])
     status = 503
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.FAILED)
+    batcher.onEnd(spans[1])
+    await batcher.forceFlush()
+    expect(stats).toEqual({ exported: 4, failed: 1, dropped: 0 })
     await r.close()
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.FAILED)
-    await exporter.shutdown()
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.FAILED)
+    batcher.onEnd(spans[1])
+    await batcher.forceFlush()
+    expect(stats).toEqual({ exported: 4, failed: 2, dropped: 0 })
+    await batcher.shutdown()
+    batcher.onEnd(spans[1])
+    expect(stats.dropped).toBe(1)
   })
 
-  it('fails a batch at once while the bounded number of exports is in flight, and times out a receiver that never answers', async () => {
+  it('keeps one export in flight, drops past its bounded queue meanwhile, and times out a receiver that never answers', async () => {
     const spans = await recordedSpans()
     const r = await receiver(() => { /* never answers */ })
-    const exporter = new OtlpJsonExporter({ url: r.url, resource: spans[0].resource, scope: { name: 'cellmesh' }, timeoutMs: 300, maxConcurrent: 1 })
-    const slow = exportOnce(exporter, spans)
-    expect((await exportOnce(exporter, spans)).code).toBe(ExportResultCode.FAILED)
-    expect((await slow).code).toBe(ExportResultCode.FAILED)
-    await exporter.shutdown()
+    const stats = { exported: 0, failed: 0, dropped: 0 }
+    const batcher = batcherFor(r.url, spans, stats, { timeoutMs: 300, maxQueueSize: 3 })
+    for (let i = 0; i < 3; i++) batcher.onEnd(spans[i]) // goes out and hangs
+    for (let i = 0; i < 5; i++) batcher.onEnd(spans[i % 3]) // 3 wait, 2 dropped
+    expect(stats.dropped).toBe(2)
+    await batcher.shutdown()
+    expect(stats).toEqual({ exported: 0, failed: 6, dropped: 2 })
+    await r.close()
+  })
+
+  it('sends a partial batch after the scheduled delay', async () => {
+    const spans = await recordedSpans()
+    let received = 0
+    const r = await receiver((req, res) => { req.resume(); req.on('end', () => { received++; res.writeHead(200).end('{}') }) })
+    const stats = { exported: 0, failed: 0, dropped: 0 }
+    const batcher = batcherFor(r.url, spans, stats, { scheduledDelayMs: 20 })
+    batcher.onEnd(spans[0])
+    const deadline = Date.now() + 5_000
+    while (stats.exported < 1 && Date.now() < deadline) await new Promise<void>((resolve) => { setTimeout(resolve, 10) })
+    expect(stats.exported).toBe(1)
+    expect(received).toBe(1)
+    await batcher.shutdown()
     await r.close()
   })
 })

@@ -6,9 +6,8 @@
 // something (proto3 JSON: an absent field is zero or empty), the resource and scope encoded once,
 // repeated strings from a cache of their bytes: about 400 instead of 520 bytes per span, and less
 // CPU to encode. Receivers see the same OTLP JSON (ids in hex, times as decimal strings).
-import { SpanStatusCode, type Attributes, type AttributeValue, type HrTime } from '@opentelemetry/api'
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base'
+import { SpanStatusCode, TraceFlags, type Attributes, type AttributeValue, type HrTime } from '@opentelemetry/api'
+import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import type { Resource } from '@opentelemetry/resources'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 
@@ -99,16 +98,32 @@ export class OtlpJsonWriter {
     this.buf = new Uint8Array(Math.max(initialBytes, 1024))
   }
 
-  /** The request body for `spans`, in a buffer of its own. */
+  /** Spans added since the last take(). */
+  count = 0
+
+  /** The request body for `spans`, in a buffer of its own (drops what add() had gathered). */
   encode (spans: readonly ReadableSpan[]): Uint8Array {
     this.off = 0
-    this.raw(this.prefix)
-    for (let i = 0; i < spans.length; i++) {
-      if (i > 0) { this.room(1); this.buf[this.off++] = 44 }
-      this.span(spans[i])
-    }
+    this.count = 0
+    for (const s of spans) this.add(s)
+    return this.take()
+  }
+
+  /** Appends one span to the request being gathered: the span object itself is not kept. */
+  add (span: ReadableSpan): void {
+    if (this.count === 0) { this.off = 0; this.raw(this.prefix) } else { this.room(1); this.buf[this.off++] = 44 }
+    this.span(span)
+    this.count++
+  }
+
+  /** The gathered request body, in a buffer of its own; the writer starts over. */
+  take (): Uint8Array {
+    if (this.count === 0) { this.off = 0; this.raw(this.prefix) }
     this.raw(this.suffix)
-    return this.buf.slice(0, this.off)
+    this.count = 0
+    const body = this.buf.slice(0, this.off)
+    this.off = 0
+    return body
   }
 
   private room (n: number): void {
@@ -232,75 +247,99 @@ async function nodeHttp (): Promise<Post> {
   }
 }
 
-export interface OtlpJsonExporterInit {
+export interface OtlpJsonBatcherInit {
   url: string
-  /** The resource all spans share (the adapter's). */
   resource: Resource
   scope: { name: string, version?: string }
   /** Give up an export after this long. */
   timeoutMs: number
-  /** Exports in flight at most; another batch meanwhile fails at once (counted, never queued). Default 4. */
-  maxConcurrent?: number
+  /** Spans waiting for export at most (one export is in flight at a time); more are dropped and counted. */
+  maxQueueSize: number
+  /** A request goes out once this many spans wait, or `scheduledDelayMs` after the first one. */
+  maxBatch: number
+  scheduledDelayMs: number
 }
 
+/** Spans exported, failed and dropped (the adapter's TraceExportStats). */
+export interface BatchStats { exported: number, failed: number, dropped: number }
+
 /**
- * Posts batches as OTLP/HTTP JSON (node:http in Node, fetch in the tab). Failures (refused, non-2xx, timeout) report FAILED to
- * the batch processor, which the adapter counts; nothing waits on a call for it.
+ * The span processor of the OTLP/HTTP path: each sampled span is written as OTLP JSON into the
+ * pending request as it ends, so the span object dies young. Queued as objects (the SDK's
+ * BatchSpanProcessor) they lived until the next export, long enough to be copied by the young
+ * generation's collections and promoted: at 1 % sampling that cost a call about as much as
+ * creating its spans (telemetry-cost, processor swapped for a no-op). Bounded like the SDK's
+ * processor: one export in flight, at most `maxQueueSize` spans waiting, more dropped and counted.
  */
-export class OtlpJsonExporter implements SpanExporter {
-  private readonly init: OtlpJsonExporterInit
+export class OtlpJsonBatcher implements SpanProcessor {
+  private readonly init: OtlpJsonBatcherInit
+  private readonly stats: BatchStats
   private readonly writer: OtlpJsonWriter
   private http: Promise<Post> | undefined
-  private readonly inflight = new Set<Promise<void>>()
+  private inflight: Promise<void> | undefined
+  private timer: ReturnType<typeof setTimeout> | undefined
   private stopped = false
 
-  constructor (init: OtlpJsonExporterInit) {
+  constructor (init: OtlpJsonBatcherInit, stats: BatchStats) {
     this.init = init
+    this.stats = stats
     this.writer = new OtlpJsonWriter(requestPrefix(init.resource, init.scope))
   }
 
-  export (spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    if (this.stopped || this.inflight.size >= (this.init.maxConcurrent ?? 4)) {
-      done({ code: ExportResultCode.FAILED, error: new OtlpExportError(this.stopped ? 'exporter is shut down' : 'too many exports in flight') })
-      return
-    }
-    let body: Uint8Array
-    try {
-      body = this.writer.encode(spans)
-    } catch (err) {
-      done({ code: ExportResultCode.FAILED, error: err as Error })
-      return
-    }
-    const sent = this.post(body).then(
-      () => { done({ code: ExportResultCode.SUCCESS }) },
-      (err: unknown) => { done({ code: ExportResultCode.FAILED, error: err instanceof Error ? err : new OtlpExportError(String(err)) }) }
-    ).finally(() => { this.inflight.delete(sent) })
-    this.inflight.add(sent)
+  onStart (): void {}
+
+  onEnd (span: ReadableSpan): void {
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return
+    if (this.stopped || this.writer.count >= this.init.maxQueueSize) { this.stats.dropped++; return }
+    this.writer.add(span)
+    if (this.writer.count >= this.init.maxBatch) this.send()
+    else this.timer ??= unref(setTimeout(() => { this.timer = undefined; this.send() }, this.init.scheduledDelayMs))
+  }
+
+  /** Posts what waits unless an export is in flight (its end sends the rest). */
+  private send (): void {
+    if (this.inflight !== undefined || this.writer.count === 0) return
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
+    const n = this.writer.count
+    const body = this.writer.take()
+    this.inflight = this.post(body).then(
+      () => { this.stats.exported += n },
+      () => { this.stats.failed += n }
+    ).finally(() => {
+      this.inflight = undefined
+      if (this.writer.count >= this.init.maxBatch) this.send()
+      else if (this.writer.count > 0) this.timer ??= unref(setTimeout(() => { this.timer = undefined; this.send() }, this.init.scheduledDelayMs))
+    })
   }
 
   private async post (body: Uint8Array): Promise<void> {
-    if (isNode) {
-      this.http ??= nodeHttp()
-      await (await this.http)(this.init.url, body, this.init.timeoutMs)
-      return
-    }
-    const res = await fetch(this.init.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: body as Uint8Array<ArrayBuffer>,
-      signal: AbortSignal.timeout(this.init.timeoutMs)
-    })
-    // Read the (small) answer so the connection goes back to the pool.
-    await res.arrayBuffer().catch(() => {})
-    if (!res.ok) throw new OtlpExportError(`OTLP receiver answered ${res.status}`)
+    this.http ??= isNode ? nodeHttp() : Promise.resolve(fetchPost)
+    await (await this.http)(this.init.url, body, this.init.timeoutMs)
   }
 
+  /** Exports everything waiting, one request after another; failures are counted. */
   async forceFlush (): Promise<void> {
-    await Promise.allSettled([...this.inflight])
+    for (;;) {
+      if (this.inflight !== undefined) { await this.inflight; continue }
+      if (this.writer.count === 0) return
+      this.send()
+    }
   }
 
   async shutdown (): Promise<void> {
-    this.stopped = true
     await this.forceFlush()
+    this.stopped = true
   }
+}
+
+function unref (timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
+  (timer as { unref?: () => void }).unref?.()
+  return timer
+}
+
+const fetchPost: Post = async (url, body, timeoutMs) => {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body as Uint8Array<ArrayBuffer>, signal: AbortSignal.timeout(timeoutMs) })
+  // Read the (small) answer so the connection goes back to the pool.
+  await res.arrayBuffer().catch(() => {})
+  if (!res.ok) throw new OtlpExportError(`OTLP receiver answered ${res.status}`)
 }
