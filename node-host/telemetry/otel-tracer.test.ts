@@ -42,6 +42,18 @@ describe('OtelTracerAdapter', () => {
     expect(tracer.stats.failed).toBe(20)
   })
 
+  it('samples the configured share of new traces (within 5 standard deviations)', () => {
+    for (const ratio of [0, 0.01, 0.1, 0.5, 1]) {
+      const tracer = new OtelTracerAdapter({ url: 'http://127.0.0.1:9/v1/traces', ratio, maxQueueSize: 1 })
+      const n = 100_000
+      let sampled = 0
+      // Not ended: nothing is queued or exported.
+      for (let i = 0; i < n; i++) if (tracer.start('x', { kind: 'client' }).recording) sampled++
+      const sd = Math.sqrt(n * ratio * (1 - ratio))
+      expect(Math.abs(sampled - n * ratio)).toBeLessThanOrEqual(5 * sd)
+    }
+  })
+
   it('samples by parent: an unsampled caller stays unsampled, a sampled one is followed at ratio 0', () => {
     const tracer = new OtelTracerAdapter({ url: 'http://127.0.0.1:9/v1/traces', ratio: 0 })
     const root = tracer.start('root', { kind: 'client' })
