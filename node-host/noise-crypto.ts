@@ -25,16 +25,17 @@ function keyObject (k: Uint8Array): KeyObject {
   return key
 }
 
-// A list (yamux's header and data) is joined first: one copy of a few kB, against a cipher update per piece.
+// A list (yamux's header and data) is encrypted piece by piece; the pieces and the tag are joined
+// once, into the one buffer the transport writes.
 function encrypt (plaintext: Input, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array): Input {
   if (plaintext.byteLength < SMALL_BYTES) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
-  const text = plaintext instanceof Uint8Array ? plaintext : plaintext.subarray()
   const cipher = crypto.createCipheriv(CHACHA_POLY1305, keyObject(k), nonce, { authTagLength: 16 })
-  cipher.setAAD(ad, { plaintextLength: text.byteLength })
-  const updated = cipher.update(text)
-  const final = cipher.final()
-  const tag = cipher.getAuthTag()
-  return Buffer.concat([updated, final, tag], updated.byteLength + final.byteLength + tag.byteLength)
+  cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })
+  const parts: Uint8Array[] = []
+  if (plaintext instanceof Uint8Array) parts.push(cipher.update(plaintext))
+  else for (const buf of plaintext) parts.push(cipher.update(buf))
+  parts.push(cipher.final(), cipher.getAuthTag())
+  return Buffer.concat(parts, plaintext.byteLength + 16)
 }
 
 function decrypt (ciphertext: Input, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array, dst?: Uint8Array): Input {

@@ -30,6 +30,8 @@ export interface Figure {
   perSec: number
   /** Work the other end confirmed (messages counted, calls answered, bytes echoed). */
   confirmed: number
+  /** CPU time both processes spent per operation (µs), where measured. */
+  cpuUsPerOp?: number
 }
 
 export interface BenchResult {
@@ -123,6 +125,16 @@ async function startServer (env: Record<string, string>): Promise<BenchServer> {
     child.send('cpu')
   })
   return { addr, plainAddr, tracedAddr, grpcPort, metrics, cpuUs, stop: () => { child.disconnect(); child.kill('SIGTERM') } }
+}
+
+/** `run`'s figure with the CPU time client and server spent per operation. */
+async function withCpu (server: BenchServer, run: () => Promise<Figure>): Promise<Figure> {
+  const server0 = await server.cpuUs()
+  const client0 = process.cpuUsage()
+  const f = await run()
+  const client = process.cpuUsage(client0)
+  const server1 = await server.cpuUs()
+  return { ...f, cpuUsPerOp: (client.user + client.system + server1.cpuUs - server0.cpuUs) / Math.max(1, f.ops) }
 }
 
 /** One sample's value from a Prometheus text exposition (0 when absent). */
@@ -272,11 +284,11 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     if (only === undefined || only === 'oneway') {
       // Warm-up so JIT compilation is not billed to the measured figure.
       await synapseOneway(channel, { ...o, quick: true }, 50_000)
-      oneway = await synapseOneway(channel, o, quickCount.oneway)
+      oneway = await withCpu(server, async () => await synapseOneway(channel, o, quickCount.oneway))
     }
     if (only === undefined || only === 'calls' || only === 'fullpath') {
       await synapseCalls(channel, { ...o, quick: true }, 20_000)
-      calls = await synapseCalls(channel, o, quickCount.calls)
+      calls = await withCpu(server, async () => await synapseCalls(channel, o, quickCount.calls))
     }
     await channel.close()
     const peers = await runPeers(nats, server.grpcPort, o, only === undefined)

@@ -38,7 +38,8 @@ if (json) {
   const row = (f: Figure, base?: Figure, floor?: number): string => {
     const ratio = base === undefined ? '' : `${(f.perSec / base.perSec).toFixed(2)}× ${base.name}`
     const floorText = floor === undefined ? '' : (f.perSec >= floor ? `≥ ${floor} ok` : `< ${floor} MISSED`)
-    return `${f.name.padEnd(18)} ${Math.round(f.perSec).toLocaleString('en').padStart(12)} /s  ${String(f.ops).padStart(10)} ops  ${f.ms.toFixed(0).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(10)}  ${ratio.padEnd(24)} ${floorText}`
+    const cpu = f.cpuUsPerOp === undefined ? '' : `  CPU per op (client + server) ${f.cpuUsPerOp.toFixed(2)} µs`
+    return `${f.name.padEnd(18)} ${Math.round(f.perSec).toLocaleString('en').padStart(12)} /s  ${String(f.ops).padStart(10)} ops  ${f.ms.toFixed(0).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(10)}  ${ratio.padEnd(24)} ${floorText}${cpu}`
   }
   console.log(`machine: ${machine.nproc} cores (nproc), ${machine.cpuModel}; load average ${machine.loadBefore} before, ${machine.loadAfter} after`)
   console.log(`synapse bench, 64-byte payloads, ${quick ? 'quick counts' : `${durationMs} ms per figure`}, server in a second process (TCP + Noise + yamux on 127.0.0.1)`)
