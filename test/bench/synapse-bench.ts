@@ -2,7 +2,7 @@
 // Beside synapse it measures, in the same run, nats-server + nats.js and grpc-js (peers.ts) and the
 // full call path through a bubblewrap replica of examples/billing (full-path.ts).
 // The server runs in a second process (bench-server.ts); this process is the client. The telemetry
-// cost (issue 12: under 10 %) is the median on/off ratio of N interleaved rounds (default 5).
+// cost (issue 12: under 10 %) is the median on/off ratio of N interleaved rounds (default 6, rounded up to an even number).
 import { readFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { runBench, PEER_WINDOW } from './bench-runner.ts'
@@ -15,7 +15,7 @@ const json = args.includes('--json')
 const durationArg = args.indexOf('--duration-ms')
 const durationMs = durationArg >= 0 ? Number(args[durationArg + 1]) : 3000
 const roundsArg = args.indexOf('--rounds')
-const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : 5
+const rounds = roundsArg >= 0 ? Number(args[roundsArg + 1]) : 6
 const MAX_TELEMETRY_COST = 0.1
 
 const FLOORS = { oneway: 500_000, calls: 50_000 }
