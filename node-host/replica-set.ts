@@ -14,7 +14,7 @@ import { CellError } from '../core/errors.ts'
 export { FencedReplicaError } from './capsid/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
 import { UsageSampler } from './capsid/usage-sampler.ts'
-import { traced, type Tracer } from '../core/telemetry/tracer.ts'
+import { isUnsampledTraceparent, traced, type Tracer } from '../core/telemetry/tracer.ts'
 
 const log = logger('cell:replicas')
 
@@ -127,6 +127,8 @@ export class ReplicaSet extends EventTarget {
   private readonly pendingWork = new Set<Promise<unknown>>()
   /** Calls the synapse server handed to a replica that have not returned yet (what a stop waits for). */
   private handling = 0
+  /** The last unsampled traceparent seen: callers repeat one, so the check is one comparison. */
+  private lastUnsampled: string | undefined
   private readonly idleWaiters = new Set<() => void>()
 
   constructor (init: ReplicaSetInit) {
@@ -423,9 +425,13 @@ export class ReplicaSet extends EventTarget {
         this.handling++
         try {
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
-          // Untraced (no tracer), no span options, closure or extra promise per call.
+          // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
+          // name, options, closure or extra promise per call.
           const tracer = this.init.tracer
-          const answer = tracer === undefined
+          const parent = ctx.traceparent
+          const unsampled = parent !== undefined && (parent === this.lastUnsampled || isUnsampledTraceparent(parent))
+          if (unsampled) this.lastUnsampled = parent
+          const answer = tracer === undefined || unsampled
             ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
             : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
               // eslint-disable-next-line @typescript-eslint/promise-function-async
