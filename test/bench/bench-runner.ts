@@ -6,6 +6,7 @@ import type { Stream } from '@libp2p/interface'
 import { acceptingAuth, createSynapseNode } from './nodes.ts'
 import type { SynapseNode } from './nodes.ts'
 import { RAW_ECHO, RAW_ONEWAY, drained } from './bench-protocols.ts'
+import { closedLoop } from './closed-loop.ts'
 import type { Channel } from '../../core/synapse/index.ts'
 import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
@@ -225,23 +226,15 @@ async function synapseOneway (channel: Channel, o: BenchOptions, count: number):
 
 async function synapseCalls (channel: Channel, o: BenchOptions, count: number, name = 'synapse calls', tracer?: Tracer): Promise<Figure> {
   const payload = new Uint8Array(o.payloadBytes).fill(4)
-  const start = now()
-  const end = start + o.durationMs
-  let issued = 0
-  let answered = 0
-  const worker = async (): Promise<void> => {
-    while (o.quick ? issued < count : now() < end) {
-      issued++
-      const r = tracer === undefined
-        ? await channel.call('echo', payload)
-        // As Mesh.callBytes does it: no promise reaction added unless the call is sampled.
-        // eslint-disable-next-line @typescript-eslint/promise-function-async
-        : await traced(tracer, 'bench-traced/echo', { kind: 'client' }, (traceparent) => channel.call('echo', payload, traceparent !== undefined ? { traceparent } : {}))
-      if (r.length === payload.length) answered++
-    }
-  }
-  await Promise.all(Array.from({ length: o.window }, worker))
-  return figure(name, issued, now() - start, answered)
+  const { issued, confirmed, ms } = await closedLoop(o, o.window, count, async () => {
+    const r = tracer === undefined
+      ? await channel.call('echo', payload)
+      // As Mesh.callBytes does it: no promise reaction added unless the call is sampled.
+      // eslint-disable-next-line @typescript-eslint/promise-function-async
+      : await traced(tracer, 'bench-traced/echo', { kind: 'client' }, (traceparent) => channel.call('echo', payload, traceparent !== undefined ? { traceparent } : {}))
+    return r.length === payload.length
+  })
+  return figure(name, issued, ms, confirmed)
 }
 
 /** The OTLP/HTTP sink (otlp-sink.ts) in a third process, so collecting spans is not billed to either end. */

@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { connect, type NatsConnection } from 'nats'
+import { closedLoop } from './closed-loop.ts'
 
 export const NATS_ONEWAY = 'bench.oneway'
 export const NATS_COUNT = 'bench.count'
@@ -129,20 +130,8 @@ export async function natsRequests (url: string, o: { quick: boolean, durationMs
   const nc = await connect({ servers: url })
   try {
     const payload = new Uint8Array(o.payloadBytes).fill(6)
-    const start = now()
-    const end = start + o.durationMs
-    let issued = 0
-    let answered = 0
-    const worker = async (): Promise<void> => {
-      while (o.quick ? issued < count : now() < end) {
-        issued++
-        const m = await nc.request(NATS_ECHO, payload, { timeout: 30_000 })
-        if (m.data.byteLength === payload.byteLength) answered++
-      }
-    }
-    await Promise.all(Array.from({ length: window }, worker))
-    const ms = now() - start
-    return { name: `nats request/reply, ${window} in flight`, ops: issued, ms, perSec: issued / (ms / 1000), confirmed: answered }
+    const { issued, confirmed, ms } = await closedLoop(o, window, count, async () => (await nc.request(NATS_ECHO, payload, { timeout: 30_000 })).data.byteLength === payload.byteLength)
+    return { name: `nats request/reply, ${window} in flight`, ops: issued, ms, perSec: issued / (ms / 1000), confirmed }
   } finally {
     await nc.close()
   }
@@ -161,20 +150,8 @@ export async function grpcUnary (port: number, o: { quick: boolean, durationMs: 
     const call = async (): Promise<Buffer> => await new Promise<Buffer>((resolve, reject) => {
       client.echo(payload, (err, res) => { if (err != null || res === undefined) reject(err ?? new Error('no answer')); else resolve(res) })
     })
-    const start = now()
-    const end = start + o.durationMs
-    let issued = 0
-    let answered = 0
-    const worker = async (): Promise<void> => {
-      while (o.quick ? issued < count : now() < end) {
-        issued++
-        const r = await call()
-        if (r.byteLength === payload.byteLength) answered++
-      }
-    }
-    await Promise.all(Array.from({ length: window }, worker))
-    const ms = now() - start
-    return { name: `grpc-js unary, ${window} in flight`, ops: issued, ms, perSec: issued / (ms / 1000), confirmed: answered }
+    const { issued, confirmed, ms } = await closedLoop(o, window, count, async () => (await call()).byteLength === payload.byteLength)
+    return { name: `grpc-js unary, ${window} in flight`, ops: issued, ms, perSec: issued / (ms / 1000), confirmed }
   } finally {
     client.close()
   }
