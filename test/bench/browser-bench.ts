@@ -21,20 +21,14 @@ import { launchChromium, serveFiles } from '../browser/chromium.ts'
 import { createBrowserNetns, type BrowserNetns } from '../browser/netns.ts'
 import { cell, stopProc, projectRoot, type Proc } from '../integration/processes.ts'
 import type { BrowserContext } from 'playwright-core'
+import { positiveFlag, hasFlag, stringFlag } from './args.ts'
 
-const args = process.argv.slice(2)
-const flag = (name: string, fallback: number): number => {
-  const i = args.indexOf(`--${name}`)
-  const n = i >= 0 ? Number(args[i + 1]) : fallback
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive whole number`)
-  return n
-}
-const SECONDS = flag('seconds', 3)
-const CONCURRENCY = flag('concurrency', 64)
-const json = args.includes('--json')
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
+const SECONDS = positiveFlag('seconds', 3)
+const CONCURRENCY = positiveFlag('concurrency', 64)
+const json = hasFlag('json')
+const only = stringFlag('only')
 /** Chromium on loopback, no network namespace: no root needed, and WebRTC-direct is left out. */
-const loopback = args.includes('--loopback')
+const loopback = hasFlag('loopback')
 
 /** Times from the light peer's start: connected to the node, the fleet view shows a billing replica, first answer. */
 interface Figure { transport: string, connectedMs: number, viewMs: number, firstAnswerMs: number, sequentialPerSec: number, concurrentPerSec: number, failures: number, pageLoadToAnswerMs: number }

@@ -17,20 +17,14 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { newEdgeKey } from '../../edge-host/keys.ts'
 import { projectRoot, startFleet, stopProc, type Proc } from '../integration/processes.ts'
 import { startEdge, waitHealth, type EdgeProc } from '../edge/wrangler.ts'
+import { positiveFlag, hasFlag } from './args.ts'
 
-const args = process.argv.slice(2)
-const flag = (name: string, fallback: number): number => {
-  const i = args.indexOf(`--${name}`)
-  const n = i >= 0 ? Number(args[i + 1]) : fallback
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive whole number`)
-  return n
-}
-const quick = args.includes('--quick')
-const json = args.includes('--json')
-const CALLS = flag('calls', quick ? 200 : 1000)
-const CONCURRENCY = flag('concurrency', 8)
-const ROUNDS = flag('rounds', quick ? 2 : 4)
-const NODES = flag('nodes', quick ? 1 : 3)
+const quick = hasFlag('quick')
+const json = hasFlag('json')
+const CALLS = positiveFlag('calls', quick ? 200 : 1000)
+const CONCURRENCY = positiveFlag('concurrency', 8)
+const ROUNDS = positiveFlag('rounds', quick ? 2 : 4)
+const NODES = positiveFlag('nodes', quick ? 1 : 3)
 const REQUEST = JSON.stringify({ amount: 5, currency: 'EUR' })
 
 interface Figure { path: 'direct' | 'edge', mode: string, calls: number, ms: number, perSec: number, p50Ms: number, p99Ms: number, failures: number }

@@ -27,19 +27,13 @@ import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import { cell, stopProc, projectRoot, nodeBin } from '../integration/processes.ts'
+import { positiveFlag, hasFlag } from './args.ts'
 
-const args = process.argv.slice(2)
-const num = (name: string, fallback: number): number => {
-  const i = args.indexOf(`--${name}`)
-  const n = i >= 0 ? Number(args[i + 1]) : fallback
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive whole number`)
-  return n
-}
-const NODES = num('nodes', 1000)
-const CELLS = num('cells', 100)
-const REPLICAS = num('replicas', 3)
-const IDLE_SECONDS = num('idle-seconds', 20)
-const json = args.includes('--json')
+const NODES = positiveFlag('nodes', 1000)
+const CELLS = positiveFlag('cells', 100)
+const REPLICAS = positiveFlag('replicas', 3)
+const IDLE_SECONDS = positiveFlag('idle-seconds', 20)
+const json = hasFlag('json')
 const VIEW_GOAL = 50 * 2 ** 20
 const NODE_GOAL = 150 * 2 ** 20
 const MiB = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`
@@ -166,7 +160,7 @@ async function idleNode (): Promise<NodeFigure> {
 }
 
 const view = await viewCost()
-const node = args.includes('--view-only') ? undefined : await idleNode()
+const node = hasFlag('view-only') ? undefined : await idleNode()
 if (json) {
   process.stdout.write(`${JSON.stringify({ view, node })}\n`)
 } else {
