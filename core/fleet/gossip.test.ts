@@ -186,14 +186,14 @@ describe('FleetGossip', () => {
     gossip.start()
     const releases = (): number => pubsub.published.filter(p => p.topic === FLEET_RELEASE_TOPIC).length
     const publishing = gossip.publishRelease(releaseBytes(4))
-    for (let i = 0; i < 5 && releases() < 3; i++) { await new Promise(resolve => setImmediate(resolve)); clock.advance(250) }
+    for (let i = 0; i < 5 && releases() < 3; i++) { await new Promise(resolve => setTimeout(resolve, 0)); clock.advance(250) }
     await publishing
     expect(releases()).toBe(3)
     expect(gossip.stats().releaseRepublished).toBe(2)
     // Nobody ever takes it: bounded.
     reached = Number.NEGATIVE_INFINITY
     const bounded = gossip.publishRelease(releaseBytes(5))
-    for (let i = 0; i < 40; i++) { await new Promise(resolve => setImmediate(resolve)); clock.advance(250) }
+    for (let i = 0; i < 40; i++) { await new Promise(resolve => setTimeout(resolve, 0)); clock.advance(250) }
     await bounded
     expect(releases()).toBe(3 + 20)
     gossip.stop()
