@@ -14,7 +14,7 @@ import { CellError } from '../core/errors.ts'
 export { FencedReplicaError } from './capsid/errors.ts'
 import { LatencyHistogram } from '../core/synapse/index.ts'
 import { UsageSampler } from './capsid/usage-sampler.ts'
-import { isUnsampledTraceparent, traced, type Tracer } from '../core/telemetry/tracer.ts'
+import { traced, unsampledParentCheck, type Tracer } from '../core/telemetry/tracer.ts'
 
 const log = logger('cell:replicas')
 
@@ -127,8 +127,8 @@ export class ReplicaSet extends EventTarget {
   private readonly pendingWork = new Set<Promise<unknown>>()
   /** Calls the synapse server handed to a replica that have not returned yet (what a stop waits for). */
   private handling = 0
-  /** The last unsampled traceparent seen: callers repeat one, so the check is one comparison. */
-  private lastUnsampled: string | undefined
+  /** Is a call's traceparent unsampled (then its replica span is skipped)? */
+  private readonly unsampled = unsampledParentCheck()
   private readonly idleWaiters = new Set<() => void>()
 
   constructor (init: ReplicaSetInit) {
@@ -428,10 +428,7 @@ export class ReplicaSet extends EventTarget {
           // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
           // name, options, closure or extra promise per call.
           const tracer = this.init.tracer
-          const parent = ctx.traceparent
-          const unsampled = parent !== undefined && (parent === this.lastUnsampled || isUnsampledTraceparent(parent))
-          if (unsampled) this.lastUnsampled = parent
-          const answer = tracer === undefined || unsampled
+          const answer = tracer === undefined || this.unsampled(ctx.traceparent)
             ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
             : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
               // eslint-disable-next-line @typescript-eslint/promise-function-async

@@ -45,23 +45,34 @@ export function isUnsampledTraceparent (traceparent: string): boolean {
 }
 
 /**
+ * A check "is this caller's traceparent unsampled?" for one serving path. Callers repeat one
+ * unsampled traceparent, which the frame decoder hands over as the same string, so the check is
+ * usually one comparison with the last one seen.
+ */
+export function unsampledParentCheck (): (traceparent: string | undefined) => boolean {
+  let lastUnsampled: string | undefined
+  return (traceparent) => {
+    if (traceparent === undefined) return false
+    if (traceparent === lastUnsampled) return true
+    if (!isUnsampledTraceparent(traceparent)) return false
+    lastUnsampled = traceparent
+    return true
+  }
+}
+
+/**
  * A synapse handler whose calls each run in a server span, the child of the caller's traceparent.
  * A call whose parent is unsampled skips the tracer altogether (sampling follows the parent, so
- * no span would record): no span name or attributes are built for it. Callers repeat one
- * unsampled traceparent, which the frame decoder hands over as the same string, so the check is
- * one comparison with the last one seen.
+ * no span would record): no span name or attributes are built for it (unsampledParentCheck).
  */
 export function tracedHandler (tracer: Tracer | undefined, handler: SynapseHandler): SynapseHandler {
   if (tracer === undefined) return handler
-  let lastUnsampled: string | undefined
+  const unsampled = unsampledParentCheck()
   return {
     ...handler,
     call: (ctx: CallContext) => { // eslint-disable-line @typescript-eslint/promise-function-async
       const parent = ctx.traceparent
-      if (parent !== undefined && (parent === lastUnsampled || isUnsampledTraceparent(parent))) {
-        lastUnsampled = parent
-        return handler.call(ctx)
-      }
+      if (unsampled(parent)) return handler.call(ctx)
       return traced(
         tracer, `${ctx.cell}/${ctx.method}`, { kind: 'server', parent, attributes: { 'rpc.system': 'cell', 'rpc.service': ctx.cell, 'rpc.method': ctx.method } },
         // eslint-disable-next-line @typescript-eslint/promise-function-async
