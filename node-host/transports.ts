@@ -34,4 +34,3 @@ export function listenAddresses (ports: ListenPorts = {}): string[] {
   return addrs
 }
 
-export { clientTransports } from './client-transports.ts'

@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url'
 const here = dirname(fileURLToPath(import.meta.url))
 const major = Number(process.versions.node.split('.')[0])
 // `cell up` runs for days, mostly idle: it starts with a small young generation (V8's semi-spaces
-// otherwise grow to 16 MiB each and stay, some 20 MiB of RSS; a busy node scavenges more often,
-// a fraction of a per cent of its calls' CPU) and at most two malloc arenas (the
+// otherwise grow to 16 MiB each and stay, some 20 MiB of RSS; a busy node scavenges more often, with
+// no cost per call measured above the noise, docs/performance.md) and at most two malloc arenas (the
 // WebRTC library's threads otherwise get one each). An operator's own NODE_OPTIONS or
 // MALLOC_ARENA_MAX win. `npm run bench:memory` measures the idle node against its 150 MiB goal.
 const LEAN_FLAGS = ['--max-semi-space-size=2']
