@@ -2,7 +2,9 @@
 // Launcher for the `cell` command. The project runs on Node 24 (the `node` devDependency) because it
 // executes TypeScript directly; when invoked by an older Node, re-exec under the bundled Node 24.
 import { spawn } from 'node:child_process'
-import { createRequire, enableCompileCache } from 'node:module'
+// A namespace import: a named import of enableCompileCache (Node ≥ 22.1) fails to link on the older
+// Node this launcher exists for, before any line of it runs.
+import * as nodeModule from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -23,14 +25,14 @@ if (major >= 24) {
   // Compiled code (and the TypeScript stripped to get it) is cached on disk per source hash: a start
   // loads some 1,400 modules, and this saves about 40 % of it on the second start. The cache lives
   // under the project's node_modules, not in a shared /tmp another user could write into.
-  if (typeof enableCompileCache === 'function' && process.env.NODE_COMPILE_CACHE === undefined) {
-    try { enableCompileCache(join(here, '..', '..', 'node_modules', '.cache', 'node-compile-cache')) } catch {}
+  if (typeof nodeModule.enableCompileCache === 'function' && process.env.NODE_COMPILE_CACHE === undefined) {
+    try { nodeModule.enableCompileCache(join(here, '..', '..', 'node_modules', '.cache', 'node-compile-cache')) } catch {}
   }
   await import(join(here, 'main.ts'))
 } else {
   let nodeBin
   try {
-    const require = createRequire(import.meta.url)
+    const require = nodeModule.createRequire(import.meta.url)
     nodeBin = join(dirname(require.resolve('node/package.json')), 'bin', 'node')
   } catch {
     console.error('cell: Node 24 is required; run `npm install` in the project to get it')

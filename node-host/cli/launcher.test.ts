@@ -40,4 +40,11 @@ describe('the cell launcher', () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^cell 0\.1\.0 \(node v24\./)
   }, 150_000)
+
+  it.skipIf(systemMajor === 0 || systemMajor >= 24)('cell.js started by the shell\'s older Node itself (a linked or global `cell`) re-runs on Node 24', async () => {
+    const r = await run('node', ['node-host/cli/cell.js', '--version'], { PATH, HOME: home.path })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^cell 0\.1\.0 \(node v24\./)
+  }, 60_000)
 })
