@@ -8,7 +8,8 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { gossipsubStoppingCleanly } from './gossipsub-stop.ts'
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap'
 import { logger } from '@libp2p/logger'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -206,7 +207,7 @@ export class Mesh {
         // speak in the fleet is decided by signed records and grants, not by addresses.
         // Peer scoring of the fleet topics (core/fleet/gossip-score.ts): a peer whose records the
         // view keeps rejecting is graylisted and pruned.
-        pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+        pubsub: gossipsubStoppingCleanly({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
