@@ -4,6 +4,7 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { coalescedWrites } from './coalesced-writes.ts'
+import { lazyWindowUpdates } from './lazy-window-updates.ts'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -190,7 +191,7 @@ export class Mesh {
       addresses: { listen: init.listen ?? [] },
       transports: init.onInboundFailure !== undefined ? reportInboundFailures(init.transports, init.onInboundFailure) : init.transports,
       connectionEncrypters: [coalescedWrites(noise(init.noiseCrypto !== undefined ? { crypto: init.noiseCrypto } : {}))],
-      streamMuxers: [yamux()],
+      streamMuxers: [lazyWindowUpdates(yamux())],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
       ...init.libp2p,
       services: {

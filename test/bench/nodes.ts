@@ -6,6 +6,7 @@ import { createLibp2p } from 'libp2p'
 import type { Connection, Libp2p, NewStreamOptions, Stream } from '@libp2p/interface'
 import { synapse } from '../../core/synapse/index.ts'
 import { coalescedWrites } from '../../core/mesh/coalesced-writes.ts'
+import { lazyWindowUpdates } from '../../core/mesh/lazy-window-updates.ts'
 import { nodeNoiseCrypto } from '../../node-host/noise-crypto.ts'
 import type { Synapse, SynapseComponents, SynapseInit, SynapseHandler, Principal } from '../../core/synapse/index.ts'
 import { UnknownAuthorityError } from '../../core/identity/errors.ts'
@@ -19,7 +20,7 @@ export async function createSynapseNode (init: SynapseInit, wrap?: (components: 
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [coalescedWrites(noise({ crypto: nodeNoiseCrypto }))],
-    streamMuxers: [yamux()],
+    streamMuxers: [lazyWindowUpdates(yamux())],
     services: { synapse: (components: SynapseComponents) => factory(wrap === undefined ? components : wrap(components)) }
   })
 }
