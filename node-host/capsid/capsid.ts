@@ -92,44 +92,50 @@ interface Pending {
   onError(err: Error): void
 }
 
-/** A unary call's promise, settled by the frames of its id. One object per call, no closures. */
-class UnaryHandlers implements Pending {
-  readonly onResult: (payload: Uint8Array) => void
-  readonly onError: (err: Error) => void
-  constructor (onResult: (payload: Uint8Array) => void, onError: (err: Error) => void) {
-    this.onResult = onResult
-    this.onError = onError
-  }
-
-  onChunk (): void { this.onError(new CapsidProtocolError('chunk for a unary call')) }
-  onEnd (): void { this.onError(new CapsidProtocolError('end for a unary call')) }
-}
-
 /**
  * One call or stream in flight: settles once (result, end, error, deadline, abort), then lets go
- * of its deadline slot, its abort listener (itself: handleEvent) and its caller slot.
+ * of its deadline slot, its abort listener (itself: handleEvent) and its caller slot. A unary
+ * call's promise is settled directly (resolve/reject), a stream's through its handlers: one object
+ * per call, no closures of its own.
  */
 class OpenCall implements Pending {
   deadlineKey: number | undefined
-  readonly id: number
+  id = 0
   readonly method: string
   readonly signal: AbortSignal | undefined
-  readonly callerSlot: number
+  callerSlot = 0
   private readonly owner: { settle: (call: OpenCall) => boolean, cancel: (id: number) => void }
-  private readonly handlers: Pending
+  /** A stream's handlers; undefined for a unary call. */
+  private readonly handlers: Pending | undefined
+  private readonly resolve: ((payload: Uint8Array) => void) | undefined
+  private readonly reject: ((err: Error) => void) | undefined
 
-  constructor (owner: OpenCall['owner'], id: number, method: string, handlers: Pending, signal: AbortSignal | undefined, callerSlot: number) {
+  constructor (owner: OpenCall['owner'], method: string, signal: AbortSignal | undefined, handlers: Pending | undefined,
+    resolve?: (payload: Uint8Array) => void, reject?: (err: Error) => void) {
     this.owner = owner
-    this.id = id
     this.method = method
     this.handlers = handlers
     this.signal = signal
-    this.callerSlot = callerSlot
+    this.resolve = resolve
+    this.reject = reject
   }
 
-  onResult (payload: Uint8Array): void { if (this.owner.settle(this)) this.handlers.onResult(payload) }
-  onChunk (payload: Uint8Array): void { this.handlers.onChunk(payload) }
-  onEnd (): void { if (this.owner.settle(this)) this.handlers.onEnd() }
+  onResult (payload: Uint8Array): void {
+    if (!this.owner.settle(this)) return
+    if (this.handlers !== undefined) this.handlers.onResult(payload)
+    else this.resolve?.(payload)
+  }
+
+  onChunk (payload: Uint8Array): void {
+    if (this.handlers !== undefined) this.handlers.onChunk(payload)
+    else this.onError(new CapsidProtocolError('chunk for a unary call'))
+  }
+
+  onEnd (): void {
+    if (this.handlers === undefined) { this.onError(new CapsidProtocolError('end for a unary call')); return }
+    if (this.owner.settle(this)) this.handlers.onEnd()
+  }
+
   onError (err: Error): void { this.fail(err, false) }
   /** The caller's signal aborted. */
   handleEvent (): void { this.fail(this.signal?.reason, true) }
@@ -138,7 +144,8 @@ class OpenCall implements Pending {
   private fail (err: Error, cancel: boolean): void {
     if (!this.owner.settle(this)) return
     if (cancel) this.owner.cancel(this.id)
-    this.handlers.onError(err)
+    if (this.handlers !== undefined) this.handlers.onError(err)
+    else this.reject?.(err)
   }
 }
 
@@ -149,7 +156,6 @@ const PIPE_CLOSE_WAIT_MS = 1000
 /** After the socket drops unexpectedly, how long the process gets to exit on its own. */
 const SOCKET_LOSS_KILL_MS = 2000
 const MAX_TIMER_MS = 0x7fff_ffff
-const EMPTY = new Uint8Array(0)
 
 function remoteError (meta: any): Error {
   const name = typeof meta?.name === 'string' ? meta.name : 'Error'
@@ -305,9 +311,8 @@ export class Capsid extends EventTarget {
   }
 
   async call (method: string, payload: Uint8Array, options: CapsidCallOptions): Promise<Uint8Array> {
-    const { signal, deadlineMs } = options
     return await new Promise<Uint8Array>((resolve, reject) => {
-      this.open(FrameType.CALL, method, payload, options, new UnaryHandlers(resolve, reject), signal, deadlineMs)
+      this.open(FrameType.CALL, method, payload, options, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
     })
   }
 
@@ -326,7 +331,7 @@ export class Capsid extends EventTarget {
     let failure: Error | undefined
     let wake: (() => void) | undefined
     const notify = (): void => { const w = wake; wake = undefined; w?.() }
-    const id = this.open(FrameType.STREAM, method, payload, options, {
+    const id = this.open(FrameType.STREAM, method, payload, options, new OpenCall(this.callOwner, method, options.signal, {
       onResult: () => { failure = new CapsidProtocolError('result for a stream'); notify() },
       onChunk: (p) => {
         // The replica may only send what we credited; more means it ignores flow control.
@@ -340,7 +345,7 @@ export class Capsid extends EventTarget {
       },
       onEnd: () => { ended = true; notify() },
       onError: (err) => { failure = err; notify() }
-    }, options.signal, options.deadlineMs, this.streamCredit)
+    }), options.deadlineMs, this.streamCredit)
     let consumed = 0
     try {
       while (true) {
@@ -418,8 +423,9 @@ export class Capsid extends EventTarget {
   }
 
   /** Send a CALL or STREAM and register its handlers; returns the call id. Throws synchronously. */
-  private open (type: number, method: string, payload: Uint8Array, options: CapsidCallOptions, handlers: Pending,
-    signal: AbortSignal | undefined, deadlineMs: number, credit = 0): number {
+  private open (type: number, method: string, payload: Uint8Array, options: CapsidCallOptions, call: OpenCall,
+    deadlineMs: number, credit = 0): number {
+    const signal = call.signal
     signal?.throwIfAborted()
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
@@ -436,7 +442,8 @@ export class Capsid extends EventTarget {
       throw err
     }
     this.queued()
-    const call = new OpenCall(this.callOwner, id, method, handlers, signal, callerSlot)
+    call.id = id
+    call.callerSlot = callerSlot
     // Deadlines share a timer per 10 ms slot (core/synapse's wheel); beyond setTimeout's range, none.
     if (remaining <= MAX_TIMER_MS) call.deadlineKey = this.deadlines.add(id, deadlineMs)
     signal?.addEventListener('abort', call, { once: true })
@@ -508,7 +515,11 @@ export class Capsid extends EventTarget {
   private readonly flush = (): void => {
     this.flushScheduled = false
     const bytes = this.out.take()
-    if (bytes.byteLength > 0 && this.sock?.writable === true) this.sock.write(bytes)
+    const sock = this.sock
+    if (bytes.byteLength === 0 || sock?.writable !== true) return
+    sock.write(bytes)
+    // Nothing left queued: the kernel took every byte during write(), so the batch buffer is free.
+    if (sock.writableLength === 0) this.out.written()
   }
 
   private onConnection (sock: Socket): void {
@@ -561,10 +572,10 @@ export class Capsid extends EventTarget {
     const p = this.pending.get(f.id)
     // Late replies to calls we already cancelled or timed out are expected; drop them.
     if (p === undefined) return
-    const payload = f.payload.byteLength === 0 ? EMPTY : new Uint8Array(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength)
+    // f.payload is already a plain Uint8Array view into the socket chunk (FrameDecoder).
     switch (f.type) {
-      case FrameType.RESULT: p.onResult(payload); break
-      case FrameType.CHUNK: p.onChunk(payload); break
+      case FrameType.RESULT: p.onResult(f.payload); break
+      case FrameType.CHUNK: p.onChunk(f.payload); break
       case FrameType.END: p.onEnd(); break
       case FrameType.ERROR: p.onError(remoteError(f.meta)); break
       default: this.protocolViolation(new CapsidProtocolError(`unexpected frame type ${f.type}`))

@@ -56,6 +56,23 @@ export interface CallMeta {
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 const EMPTY = new Uint8Array(0)
+const EMPTY_VIEW = new DataView(EMPTY.buffer)
+
+/** The length of `s` when every character is ASCII (one byte each in UTF-8), else -1. */
+function asciiLength (s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return -1
+  return s.length
+}
+
+/** Writes an ASCII string (asciiLength checked it) at `at`. */
+function writeAscii (buf: Uint8Array, at: number, s: string): void {
+  for (let i = 0; i < s.length; i++) buf[at + i] = s.charCodeAt(i)
+}
+
+/** A big-endian u32 at `at`. */
+function u32 (buf: Uint8Array, at: number): number {
+  return ((buf[at] << 24) >>> 0) + (buf[at + 1] << 16) + (buf[at + 2] << 8) + buf[at + 3]
+}
 
 export function encodeFrame (type: number, id: number, meta: unknown, payload: Uint8Array = EMPTY, maxBytes = MAX_FRAME_BYTES): Uint8Array {
   const batch = new FrameBatch(maxBytes)
@@ -106,11 +123,14 @@ export class FrameBatch {
   private readonly maxBytes: number
   /** Frames in the batch being built. */
   frames = 0
+  /** The buffer of the last take(), until written() says the socket let go of it. */
+  private lent: Uint8Array | undefined
+  private lentView: DataView = EMPTY_VIEW
 
   constructor (maxBytes = MAX_FRAME_BYTES) {
     this.maxBytes = maxBytes
-    this.buf = new Uint8Array(0)
-    this.view = new DataView(this.buf.buffer)
+    this.buf = EMPTY
+    this.view = EMPTY_VIEW
   }
 
   get byteLength (): number { return this.len }
@@ -125,33 +145,61 @@ export class FrameBatch {
 
   /** A CALL or STREAM frame with binary CALL_META. */
   call (type: number, id: number, call: CallMeta, payload: Uint8Array = EMPTY): void {
-    const method = enc.encode(call.method)
-    const tp = call.traceparent === undefined ? EMPTY : enc.encode(call.traceparent)
-    if (method.byteLength > MAX_CALL_STRING_BYTES || tp.byteLength > MAX_CALL_STRING_BYTES) {
+    // Method names and W3C traceparents are ASCII: their length is known without encoding them,
+    // and their bytes go straight into the batch (TextEncoder.encode costs an ArrayBuffer each).
+    const tpString = call.traceparent ?? ''
+    let methodLen = asciiLength(call.method)
+    let tpLen = asciiLength(tpString)
+    const method = methodLen < 0 ? enc.encode(call.method) : undefined
+    const tp = tpLen < 0 ? enc.encode(tpString) : undefined
+    if (method !== undefined) methodLen = method.byteLength
+    if (tp !== undefined) tpLen = tp.byteLength
+    if (methodLen > MAX_CALL_STRING_BYTES || tpLen > MAX_CALL_STRING_BYTES) {
       throw new CapsidProtocolError(`method name or traceparent longer than ${MAX_CALL_STRING_BYTES} bytes`)
     }
-    const metaLen = CALL_META_FIXED_BYTES + method.byteLength + tp.byteLength
+    const metaLen = CALL_META_FIXED_BYTES + methodLen + tpLen
     const at = this.open(type, id, metaLen, payload.byteLength)
     const view = this.view
+    const buf = this.buf
     view.setFloat64(at, call.deadlineMs)
     view.setUint32(at + 8, call.callerSlot)
     view.setUint32(at + 12, call.credit)
-    view.setUint16(at + 16, method.byteLength)
-    this.buf.set(method, at + 18)
-    view.setUint16(at + 18 + method.byteLength, tp.byteLength)
-    this.buf.set(tp, at + 20 + method.byteLength)
-    this.buf.set(payload, at + metaLen)
+    view.setUint16(at + 16, methodLen)
+    if (method === undefined) writeAscii(buf, at + 18, call.method)
+    else buf.set(method, at + 18)
+    view.setUint16(at + 18 + methodLen, tpLen)
+    if (tp === undefined) writeAscii(buf, at + 20 + methodLen, tpString)
+    else buf.set(tp, at + 20 + methodLen)
+    if (payload.byteLength > 0) buf.set(payload, at + metaLen)
   }
 
-  /** The batch so far (empty when none), and a fresh buffer for the next. */
+  /**
+   * The batch so far (empty when none), and a fresh buffer for the next. The socket may keep the
+   * returned bytes until the kernel takes them; when it wrote them at once, `written()` lets the
+   * next batch reuse the buffer instead of allocating one per write.
+   */
   take (): Uint8Array {
     const out = this.buf.subarray(0, this.len)
     this.hint = Math.max(BATCH_MIN_BYTES, Math.min(this.len, 1024 * 1024))
-    this.buf = new Uint8Array(0)
-    this.view = new DataView(this.buf.buffer)
+    // A buffer much bigger than this batch needed is let go (a burst must not pin its size).
+    if (this.buf.byteLength >= BATCH_MIN_BYTES && this.buf.byteLength <= 4 * this.hint) {
+      this.lent = this.buf
+      this.lentView = this.view
+    }
+    this.buf = EMPTY
+    this.view = EMPTY_VIEW
     this.len = 0
     this.frames = 0
     return out
+  }
+
+  /** The bytes take() returned were copied by the kernel (nothing holds them): reuse the buffer. */
+  written (): void {
+    const lent = this.lent
+    this.lent = undefined
+    if (lent === undefined || this.len !== 0) return
+    this.buf = lent
+    this.view = this.lentView
   }
 
   /** Writes the header, returns where the meta starts. */
@@ -197,14 +245,13 @@ export class FrameDecoder {
     const frames: Frame[] = []
     let off = 0
     while (buf.byteLength - off >= 4) {
-      const view = new DataView(buf.buffer, buf.byteOffset + off)
-      const rest = view.getUint32(0)
+      const rest = u32(buf, off)
       if (rest > this.maxBytes) throw new FrameTooLargeError(`incoming frame of ${rest} bytes exceeds the ${this.maxBytes} byte limit`)
       if (rest < HEADER_BYTES - 4) throw new CapsidProtocolError(`frame of ${rest} bytes is shorter than its header`)
       if (buf.byteLength - off < 4 + rest) break
       const type = buf[off + 4]
-      const id = view.getUint32(5)
-      const metaLen = view.getUint32(9)
+      const id = u32(buf, off + 5)
+      const metaLen = u32(buf, off + 9)
       if (metaLen > rest - 9) throw new CapsidProtocolError('frame meta length exceeds frame')
       const metaStart = off + HEADER_BYTES
       let meta: unknown
@@ -217,7 +264,12 @@ export class FrameDecoder {
           throw new CapsidProtocolError('frame meta is not JSON', { cause: err })
         }
       }
-      frames.push({ type, id, meta, payload: buf.subarray(metaStart + metaLen, off + 4 + rest) })
+      // A plain Uint8Array view of the payload (no copy; a socket chunk is a Buffer, and a Buffer
+      // subarray is a slower Buffer again), shared with the chunk.
+      const payloadStart = metaStart + metaLen
+      const payloadLen = off + 4 + rest - payloadStart
+      const payload = payloadLen === 0 ? EMPTY : new Uint8Array(buf.buffer, buf.byteOffset + payloadStart, payloadLen)
+      frames.push({ type, id, meta, payload })
       off += 4 + rest
     }
     // Keep the unfinished tail; copy it so the big chunk it came from can be collected.

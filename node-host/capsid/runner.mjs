@@ -77,10 +77,12 @@ const EMPTY = new Uint8Array(0)
 /** A value for the caller, refused by name when no synapse frame could carry it. */
 function callPayload (value, what) {
   const payload = encodeValue(value)
-  if (payload.byteLength > MAX_CALL_FRAME_BYTES) {
-    throw new FrameTooLargeError(`${what} of ${payload.byteLength} bytes exceeds the limit of ${MAX_CALL_FRAME_BYTES} bytes per call frame; return a stream of smaller chunks instead`)
-  }
+  if (payload.byteLength > MAX_CALL_FRAME_BYTES) throw tooLarge(payload.byteLength, what)
   return payload
+}
+
+function tooLarge (bytes, what) {
+  return new FrameTooLargeError(`${what} of ${bytes} bytes exceeds the limit of ${MAX_CALL_FRAME_BYTES} bytes per call frame; return a stream of smaller chunks instead`)
 }
 
 // Replies produced in one tick are encoded back to back into one buffer and leave in one write.
@@ -89,49 +91,97 @@ let outView = new DataView(out.buffer)
 let outLen = 0
 let flushScheduled = false
 
+/** Room for `bytes` more in the batch. */
+function reserve (bytes) {
+  if (outLen + bytes <= out.byteLength) return
+  const grown = new Uint8Array(Math.max(outLen + bytes, out.byteLength * 2))
+  grown.set(out.subarray(0, outLen))
+  out = grown
+  outView = new DataView(out.buffer)
+}
+
+function header (at, type, id, rest, metaLen) {
+  outView.setUint32(at, rest)
+  out[at + 4] = type
+  outView.setUint32(at + 5, id)
+  outView.setUint32(at + 9, metaLen)
+}
+
 /** Appends one frame to the batch; checks the size before writing any byte of it. */
 function frame (type, id, meta, payload = EMPTY) {
   const metaBytes = meta === undefined ? EMPTY : enc.encode(JSON.stringify(meta))
   const rest = 9 + metaBytes.byteLength + payload.byteLength
   if (rest > MAX_FRAME_BYTES) throw new FrameTooLargeError(`reply of ${rest} bytes exceeds the ${MAX_FRAME_BYTES} byte frame limit`)
-  if (outLen + 4 + rest > out.byteLength) {
-    const grown = new Uint8Array(Math.max(outLen + 4 + rest, out.byteLength * 2))
-    grown.set(out.subarray(0, outLen))
-    out = grown
-    outView = new DataView(out.buffer)
-  }
+  reserve(4 + rest)
   const at = outLen
-  outView.setUint32(at, rest)
-  out[at + 4] = type
-  outView.setUint32(at + 5, id)
-  outView.setUint32(at + 9, metaBytes.byteLength)
+  header(at, type, id, rest, metaBytes.byteLength)
   out.set(metaBytes, at + HEADER_BYTES)
   out.set(payload, at + HEADER_BYTES + metaBytes.byteLength)
   outLen = at + 4 + rest
+}
+
+/** Strings up to this many characters are encoded straight into the batch (no buffer of their own). */
+const INLINE_STRING_CHARS = 64 * 1024
+
+/**
+ * A RESULT or CHUNK frame carrying `value` as JSON, encoded in place: ASCII characters are written
+ * byte by byte and the rest by encodeInto, so a small result costs no buffer of its own. Past one
+ * call frame it is refused by name (FrameTooLargeError) and nothing enters the batch.
+ */
+function sendValue (type, id, value, what) {
+  if (!socket.writable) return
+  const json = value === undefined ? undefined : JSON.stringify(value)
+  if (json === undefined || json.length > INLINE_STRING_CHARS) {
+    send(type, id, undefined, callPayload(value, what))
+    return
+  }
+  const len = json.length
+  reserve(HEADER_BYTES + 3 * len)
+  const start = outLen + HEADER_BYTES
+  let n = 0
+  for (; n < len; n++) {
+    const c = json.charCodeAt(n)
+    if (c > 0x7f) break
+    out[start + n] = c
+  }
+  if (n < len) n += enc.encodeInto(json.slice(n), out.subarray(start + n)).written
+  if (n > MAX_CALL_FRAME_BYTES) throw tooLarge(n, what)
+  header(outLen, type, id, 9 + n, 0)
+  outLen = start + n
+  scheduleFlush()
 }
 
 function flush () {
   flushScheduled = false
   if (outLen === 0 || !socket.writable) return
   socket.write(out.subarray(0, outLen))
-  // The socket may hold the written bytes until the kernel takes them: the next batch starts anew.
-  out = new Uint8Array(Math.max(16 * 1024, Math.min(outLen, 1024 * 1024)))
-  outView = new DataView(out.buffer)
   outLen = 0
+  // Nothing left queued: the kernel took every byte during write(), so the buffer is free again.
+  // Otherwise the socket holds it until then and the next batch starts anew.
+  if (socket.writableLength === 0 && out.byteLength <= 1024 * 1024) return
+  out = new Uint8Array(16 * 1024)
+  outView = new DataView(out.buffer)
 }
 
-const socket = net.connect(socketPath)
+// Reads land in one buffer reused for every read: every frame is handled (its meta and payload
+// decoded) before the next read, and a frame split across reads is copied (buf below).
+const readBuffer = Buffer.allocUnsafe(128 * 1024)
+const socket = net.connect({ path: socketPath, onread: { buffer: readBuffer, callback: (n, b) => { onData(b, n) } } })
 socket.on('error', (err) => { process.stderr.write(`capsid runner: socket error: ${err.message}\n`); process.exit(70) })
 // The host went away (or closed us): nothing left to serve.
 socket.on('close', () => process.exit(draining ? 0 : 70))
 
-function send (type, id, meta, payload) {
-  if (!socket.writable) return
-  frame(type, id, meta, payload)
+function scheduleFlush () {
   if (!flushScheduled) {
     flushScheduled = true
     process.nextTick(flush)
   }
+}
+
+function send (type, id, meta, payload) {
+  if (!socket.writable) return
+  frame(type, id, meta, payload)
+  scheduleFlush()
 }
 
 function sendError (id, err) {
@@ -153,7 +203,99 @@ function decodePayload (payload) {
   }
 }
 
-/** id → { ac, credits, wake } for calls and streams being served. */
+/**
+ * What a handler sees of its call (CellContext), and the runner's state of it. The signal exists
+ * only once a handler asks for it (most never do): an abort before that is kept and the signal
+ * starts out aborted. Deadlines share one timer per 10 ms slot (Deadlines below), not one each.
+ */
+class CallContext {
+  #controller = undefined
+  #reason = undefined
+  /** Stream chunks the host will still accept. */
+  #credits
+  #wake = undefined
+  /** The deadline slot holding this call, if any. */
+  #slot = undefined
+
+  constructor (deadlineMs, traceparent, caller, credits) {
+    this.deadlineMs = deadlineMs
+    this.traceparent = traceparent
+    this.caller = caller
+    this.#credits = credits
+  }
+
+  get signal () {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason)
+    }
+    return this.#controller.signal
+  }
+
+  static aborted (ctx) { return ctx.#reason !== undefined }
+  static reason (ctx) { return ctx.#reason }
+
+  static abort (ctx, reason) {
+    if (ctx.#reason === undefined) {
+      ctx.#reason = reason
+      ctx.#controller?.abort(reason)
+    }
+    CallContext.wake(ctx)
+  }
+
+  static wake (ctx) {
+    const w = ctx.#wake
+    ctx.#wake = undefined
+    w?.()
+  }
+
+  static credit (ctx, n) {
+    ctx.#credits += n
+    CallContext.wake(ctx)
+  }
+
+  /** Takes one credit, waiting for the host to grant more (or for an abort); false once aborted. */
+  static async takeCredit (ctx) {
+    while (ctx.#credits <= 0 && ctx.#reason === undefined) await new Promise(resolve => { ctx.#wake = resolve })
+    if (ctx.#reason !== undefined) return false
+    ctx.#credits--
+    return true
+  }
+
+  static slot (ctx) { return ctx.#slot }
+  static setSlot (ctx, slot) { ctx.#slot = slot }
+}
+
+/** Deadlines in slots of 10 ms: one timer per slot that holds calls, a call aborted at most 10 ms late. */
+const DEADLINE_SLOT_MS = 10
+const deadlineSlots = new Map()
+
+function watchDeadline (ctx) {
+  const deadlineMs = ctx.deadlineMs
+  if (!Number.isFinite(deadlineMs)) return
+  const key = Math.ceil(deadlineMs / DEADLINE_SLOT_MS)
+  let slot = deadlineSlots.get(key)
+  if (slot === undefined) {
+    slot = new Set()
+    deadlineSlots.set(key, slot)
+    setTimeout(expireSlot, Math.max(0, key * DEADLINE_SLOT_MS - Date.now()), key)
+  }
+  slot.add(ctx)
+  CallContext.setSlot(ctx, slot)
+}
+
+function unwatchDeadline (ctx) {
+  CallContext.slot(ctx)?.delete(ctx)
+}
+
+function expireSlot (key) {
+  const slot = deadlineSlots.get(key)
+  deadlineSlots.delete(key)
+  if (slot === undefined) return
+  for (const ctx of slot) CallContext.abort(ctx, new DeadlineExceededError('call deadline passed'))
+}
+
+/** id → CallContext for calls and streams being served. */
 const inflight = new Map()
 /** Caller slot → the caller the host put there (a CALLER frame), resolved when a call arrives. */
 const callers = new Array(MAX_CALLER_SLOTS + 1)
@@ -167,10 +309,6 @@ function maybeExit () {
     flush()
     socket.end(() => process.exit(0))
   }
-}
-
-function contextFor (meta, ac) {
-  return { signal: ac.signal, deadlineMs: meta.deadlineMs, traceparent: meta.traceparent, caller: meta.caller }
 }
 
 /** Edit distance (insert, delete, substitute, swap of neighbours), for "did you mean" on a mistyped method. */
@@ -203,48 +341,41 @@ function unknownMethodMessage (method) {
   return `cell has no method "${name}"${close ? `; did you mean "${nearest}"?` : ''} (its methods: ${list})`
 }
 
-async function serve (f) {
-  const meta = f.meta ?? {}
+async function serve (type, id, meta, payload) {
   const method = meta.method
-  if (draining) return sendError(f.id, new CapsidDrainingError('replica is draining'))
-  if (typeof method !== 'string' || !methods.includes(method)) return sendError(f.id, new UnknownMethodError(unknownMethodMessage(method)))
-  const ac = new AbortController()
-  const entry = { ac, credits: Number(meta.credit) || 0, wake: undefined }
-  inflight.set(f.id, entry)
-  const remaining = (meta.deadlineMs ?? Infinity) - Date.now()
-  const timer = Number.isFinite(remaining)
-    ? setTimeout(() => ac.abort(new DeadlineExceededError('call deadline passed')), Math.max(0, remaining))
-    : undefined
+  if (draining) return sendError(id, new CapsidDrainingError('replica is draining'))
+  if (!meta.known) return sendError(id, new UnknownMethodError(unknownMethodMessage(method)))
+  const ctx = new CallContext(meta.deadlineMs, meta.traceparent, meta.caller, Number(meta.credit) || 0)
+  inflight.set(id, ctx)
+  watchDeadline(ctx)
   try {
-    const req = decodePayload(f.payload)
-    const result = await cell[method](req, contextFor(meta, ac))
-    if (f.type === T.CALL) {
-      send(T.RESULT, f.id, undefined, callPayload(result, 'result'))
+    const req = decodePayload(payload)
+    const result = await cell[method](req, ctx)
+    if (type === T.CALL) {
+      sendValue(T.RESULT, id, result, 'result')
     } else {
       if (result == null || (typeof result[Symbol.asyncIterator] !== 'function' && typeof result[Symbol.iterator] !== 'function')) {
         throw new NotAStreamError(`method "${method}" did not return an iterable`)
       }
       for await (const chunk of result) {
-        while (entry.credits <= 0 && !ac.signal.aborted) await new Promise(resolve => { entry.wake = resolve })
         // Cancelled: leaving the loop calls the generator's return(), running its finally blocks.
-        if (ac.signal.aborted) break
-        entry.credits--
-        send(T.CHUNK, f.id, undefined, callPayload(chunk, 'stream chunk'))
+        if (!await CallContext.takeCredit(ctx)) break
+        sendValue(T.CHUNK, id, chunk, 'stream chunk')
       }
-      if (ac.signal.aborted) throw ac.signal.reason
-      send(T.END, f.id)
+      if (CallContext.aborted(ctx)) throw CallContext.reason(ctx)
+      send(T.END, id)
     }
   } catch (err) {
-    sendError(f.id, err)
+    sendError(id, err)
   } finally {
-    clearTimeout(timer)
-    inflight.delete(f.id)
+    unwatchDeadline(ctx)
+    inflight.delete(id)
     maybeExit()
   }
 }
 
-async function oneWay (f) {
-  const method = f.meta?.method
+async function oneWay (meta, payload) {
+  const method = meta?.method
   if (draining) return
   if (typeof method !== 'string' || !methods.includes(method)) {
     process.stderr.write(`capsid runner: message for unknown method ${JSON.stringify(method)} dropped\n`)
@@ -258,7 +389,7 @@ async function oneWay (f) {
   messagesInFlight++
   const ac = new AbortController()
   try {
-    await cell[method](decodePayload(f.payload), { signal: ac.signal, deadlineMs: f.meta.deadlineMs ?? Infinity, traceparent: f.meta.traceparent, caller: f.meta.caller })
+    await cell[method](decodePayload(payload), { signal: ac.signal, deadlineMs: meta.deadlineMs ?? Infinity, traceparent: meta.traceparent, caller: meta.caller })
   } catch (err) {
     process.stderr.write(`capsid runner: message handler ${method} failed: ${err?.name ?? 'Error'}: ${err?.message ?? err}\n`)
   } finally {
@@ -267,32 +398,27 @@ async function oneWay (f) {
   }
 }
 
-function handle (f) {
-  switch (f.type) {
+/** One frame from the host; `payload` is a view into the read buffer, used before this returns. */
+function handle (type, id, meta, payload) {
+  switch (type) {
     case T.CALLER:
-      callers[f.id] = f.meta
+      callers[id] = meta
       break
     case T.CALL:
     case T.STREAM:
-      void serve(f)
+      void serve(type, id, meta, payload)
       break
     case T.MESSAGE:
-      void oneWay(f)
+      void oneWay(meta, payload)
       break
     case T.CANCEL: {
-      const entry = inflight.get(f.id)
-      if (entry !== undefined) {
-        entry.ac.abort(new CallCancelledError('caller cancelled the call'))
-        entry.wake?.()
-      }
+      const ctx = inflight.get(id)
+      if (ctx !== undefined) CallContext.abort(ctx, new CallCancelledError('caller cancelled the call'))
       break
     }
     case T.CREDIT: {
-      const entry = inflight.get(f.id)
-      if (entry !== undefined) {
-        entry.credits += Number(f.meta?.n) || 0
-        entry.wake?.()
-      }
+      const ctx = inflight.get(id)
+      if (ctx !== undefined) CallContext.credit(ctx, Number(meta?.n) || 0)
       break
     }
     case T.DRAIN:
@@ -300,7 +426,7 @@ function handle (f) {
       maybeExit()
       break
     default:
-      process.stderr.write(`capsid runner: unknown frame type ${f.type}\n`)
+      process.stderr.write(`capsid runner: unknown frame type ${type}\n`)
       process.exit(71)
   }
 }
@@ -311,22 +437,43 @@ function protocolError (what) {
   process.exit(71)
 }
 
-/** The binary meta of a CALL or STREAM frame (protocol.ts CALL_META), its caller slot resolved now. */
-function callMeta (bytes) {
-  if (bytes.byteLength < CALL_META_FIXED_BYTES) protocolError('call meta too short')
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+/** The cell's method names as UTF-8: a call's method is matched on its bytes, no string decoded. */
+const methodBytes = methods.map(m => enc.encode(m))
+
+/** The method named by `bytes[start, end)`: the cell's own string when it has it, else undefined. */
+function knownMethod (bytes, start, end) {
+  const len = end - start
+  next: for (let m = 0; m < methodBytes.length; m++) { // eslint-disable-line no-labels
+    const b = methodBytes[m]
+    if (b.byteLength !== len) continue
+    for (let i = 0; i < len; i++) if (b[i] !== bytes[start + i]) continue next // eslint-disable-line no-labels
+    return methods[m]
+  }
+  return undefined
+}
+
+/** A big-endian u32 at `at`. */
+function u32 (bytes, at) {
+  return ((bytes[at] << 24) >>> 0) + (bytes[at + 1] << 16) + (bytes[at + 2] << 8) + bytes[at + 3]
+}
+
+/** The binary meta of a CALL or STREAM frame (protocol.ts CALL_META) at bytes[start, end), its caller slot resolved now. */
+function callMeta (bytes, start, end) {
+  if (end - start < CALL_META_FIXED_BYTES) protocolError('call meta too short')
+  const view = new DataView(bytes.buffer, bytes.byteOffset + start, end - start)
   const deadlineMs = view.getFloat64(0)
   const slot = view.getUint32(8)
   const credit = view.getUint32(12)
   const methodLen = view.getUint16(16)
-  if (18 + methodLen + 2 > bytes.byteLength) protocolError('call meta method length exceeds the meta')
-  const method = dec.decode(bytes.subarray(18, 18 + methodLen))
+  if (18 + methodLen + 2 > end - start) protocolError('call meta method length exceeds the meta')
+  const known = knownMethod(bytes, start + 18, start + 18 + methodLen)
   const tpLen = view.getUint16(18 + methodLen)
-  const tpStart = 20 + methodLen
-  if (tpStart + tpLen !== bytes.byteLength) protocolError('call meta traceparent length does not match the meta')
+  const tpStart = start + 20 + methodLen
+  if (tpStart + tpLen !== end) protocolError('call meta traceparent length does not match the meta')
   if (slot > MAX_CALLER_SLOTS || (slot !== 0 && callers[slot] === undefined)) protocolError(`call names caller slot ${slot}, which the host never filled`)
   return {
-    method,
+    method: known ?? dec.decode(bytes.subarray(start + 18, start + 18 + methodLen)),
+    known: known !== undefined,
     deadlineMs,
     credit,
     traceparent: tpLen > 0 ? dec.decode(bytes.subarray(tpStart, tpStart + tpLen)) : undefined,
@@ -335,45 +482,45 @@ function callMeta (bytes) {
 }
 
 let buf = EMPTY
-socket.on('data', (chunk) => {
+/** `n` bytes arrived in `chunk` (the read buffer, overwritten by the next read). */
+function onData (chunk, n) {
   if (buf.byteLength > 0) {
-    const joined = new Uint8Array(buf.byteLength + chunk.byteLength)
+    const joined = new Uint8Array(buf.byteLength + n)
     joined.set(buf)
-    joined.set(chunk, buf.byteLength)
+    joined.set(chunk.subarray(0, n), buf.byteLength)
     chunk = joined
   }
+  const end = buf.byteLength + n
   let off = 0
-  while (chunk.byteLength - off >= 4) {
-    const view = new DataView(chunk.buffer, chunk.byteOffset + off)
-    const rest = view.getUint32(0)
+  while (end - off >= 4) {
+    const rest = u32(chunk, off)
     if (rest > MAX_FRAME_BYTES || rest < 9) protocolError(`bad frame length ${rest}`)
-    if (chunk.byteLength - off < 4 + rest) break
-    const metaLen = view.getUint32(9)
+    if (end - off < 4 + rest) break
+    const metaLen = u32(chunk, off + 9)
     if (metaLen > rest - 9) protocolError('bad frame meta length')
     const type = chunk[off + 4]
-    const id = view.getUint32(5)
+    const id = u32(chunk, off + 5)
     const metaStart = off + HEADER_BYTES
-    const metaBytes = chunk.subarray(metaStart, metaStart + metaLen)
     let meta
     if (type === T.CALL || type === T.STREAM) {
-      meta = callMeta(metaBytes)
+      meta = callMeta(chunk, metaStart, metaStart + metaLen)
     } else if (metaLen > 0) {
-      try { meta = JSON.parse(dec.decode(metaBytes)) } catch { protocolError('frame meta is not JSON') }
+      try { meta = JSON.parse(dec.decode(chunk.subarray(metaStart, metaStart + metaLen))) } catch { protocolError('frame meta is not JSON') }
     }
     if (type === T.CALLER && (id < 1 || id > MAX_CALLER_SLOTS || meta === null || typeof meta !== 'object')) protocolError(`bad caller slot ${id}`)
-    handle({ type, id, meta, payload: chunk.subarray(metaStart + metaLen, off + 4 + rest) })
+    const payloadStart = metaStart + metaLen
+    const payloadLen = off + 4 + rest - payloadStart
+    handle(type, id, meta, payloadLen === 0 ? EMPTY : new Uint8Array(chunk.buffer, chunk.byteOffset + payloadStart, payloadLen))
     off += 4 + rest
   }
-  buf = off === chunk.byteLength ? EMPTY : chunk.slice(off)
-})
+  // The unfinished tail is copied: the read buffer is reused by the next read.
+  buf = off === end ? EMPTY : chunk.slice(off, end)
+}
 
 // SIGTERM ends the drain grace period (process mode; under bwrap the host's SIGTERM kills bwrap
 // and --die-with-parent takes the replica with it): abort every handler, then go.
 process.on('SIGTERM', () => {
-  for (const entry of inflight.values()) {
-    entry.ac.abort(new ReplicaStoppingError('replica is stopping'))
-    entry.wake?.()
-  }
+  for (const ctx of inflight.values()) CallContext.abort(ctx, new ReplicaStoppingError('replica is stopping'))
   setTimeout(() => process.exit(0), TERM_GRACE_MS).unref()
   draining = true
   maybeExit()
