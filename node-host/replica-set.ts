@@ -125,6 +125,12 @@ export class ReplicaSet extends EventTarget {
   private closingOptions: { graceMs?: number, signal?: AbortSignal } = {}
   /** Spawns and drains under way, so stopAll can wait for every one (each is bounded by its own deadline). */
   private readonly pendingWork = new Set<Promise<unknown>>()
+  /**
+   * Aborted by stopAll: a spawn still waiting for its claim (for a holder's lease to end, up to a
+   * minute) gives up instead of holding the node's stop, and never opens a claim it would hand over
+   * at once.
+   */
+  private readonly closingAbort = new AbortController()
   /** Calls the synapse server handed to a replica that have not returned yet (what a stop waits for). */
   private handling = 0
   /** Is a call's traceparent unsampled (then its replica span is skipped)? */
@@ -221,7 +227,8 @@ export class ReplicaSet extends EventTarget {
       // (or, after a restore, the volume its predecessor ran on).
       info.opening = true
       try {
-        info.volume = options.volume ?? await this.track(this.init.volumes!.open(spec, instanceId, options))
+        const signal = options.signal !== undefined ? AbortSignal.any([options.signal, this.closingAbort.signal]) : this.closingAbort.signal
+        info.volume = options.volume ?? await this.track(this.init.volumes!.open(spec, instanceId, { ...options, signal }))
         info.opening = false
       } catch (err) {
         // No claim to run on (all held, no quorum yet): nothing started, so no crash to report; the
@@ -324,6 +331,7 @@ export class ReplicaSet extends EventTarget {
   async stopAll (options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<void> {
     this.closing = true
     this.closingOptions = options
+    this.closingAbort.abort(new CapsidStoppedError('node is stopping; a replica waiting for its claim was not started'))
     for (const r of this.list()) void this.drain(r.instanceId, options).catch(() => {})
     // Bounded: no spawn starts once closing, and every start and drain has its own deadline.
     while (this.pendingWork.size > 0) await Promise.allSettled([...this.pendingWork])

@@ -13,7 +13,9 @@ import { DirDriver } from '../storage/dir.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
 import { VolumeManager, ClaimsHeldError, type SafeSnapshot, type SnapshotPort } from './volume-manager.ts'
-import type { SpawnSpec } from '../replica-set.ts'
+import { ReplicaSet, type SpawnSpec } from '../replica-set.ts'
+import { CapsidStoppedError } from '../capsid/index.ts'
+import { systemRandom } from '../../core/ports.ts'
 
 const NODES = ['12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', '12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB', '12D3KooWCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC']
 
@@ -65,12 +67,15 @@ describe('claim volumes', () => {
   const monotonicNow = (): number => now
   const acceptors = new Map<string, ClaimAcceptor>()
   const down = new Set<string>()
+  /** Reachable holders that serve no replica of the cell (handing the claim over, as the fleet sees it). */
+  const idle = new Set<string>()
   const managers: VolumeManager[] = []
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cell-volumes-'))
     now = 1_000
     down.clear()
+    idle.clear()
     for (const id of NODES) acceptors.set(id, new ClaimAcceptor({ selfId: id, store: new MemoryAcceptorStore(), clock: { nowMs: monotonicNow }, gate: openClaimGateForTests }))
   })
   afterEach(async () => {
@@ -108,7 +113,7 @@ describe('claim volumes', () => {
       },
       snapshots,
       voters: () => NODES,
-      isServing: (id) => !down.has(id),
+      isServing: (id) => !down.has(id) && !idle.has(id),
       firstSnapshotMs: 3_600_000,
       handoverSyncMs: 0
     })
@@ -248,6 +253,28 @@ describe('claim volumes', () => {
     const b = manager(NODES[1], shared)
     await expect(b.open(spec, 'ledger-b', {})).rejects.toBeInstanceOf(ClaimsHeldError)
     await expect(b.open({ ...spec, manifest: { ...spec.manifest, storage: { ...spec.manifest!.storage!, class: 'zfs' } } }, 'ledger-c', {})).rejects.toBeInstanceOf(NoStorageClassError)
+    await va.close({ planned: true })
+  })
+
+  it('a node that stops gives up a spawn waiting for a claim\'s lease to end: no claim opened while leaving, no stop held for the lease', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    // B sees A holding the claim but serving no replica of it: B waits for A's lease to end (5 s here,
+    // up to a minute in a fleet) and would then take the claim over.
+    idle.add(NODES[0])
+    const b = manager(NODES[1], shared)
+    const replicas = new ReplicaSet({ dataDir: join(dir, 'b-node'), runDir: join(dir, 'b-run'), sandbox: 'process', clock: systemClock, random: systemRandom, maxReplicas: 2, volumes: b })
+    const spawning = replicas.spawn({ ...spec, manifest: { ...spec.manifest, sandbox: { require: 'process' } } })
+    const outcome = spawning.then(() => 'started', (err: unknown) => err)
+    expect(replicas.list().map(r => r.state)).toEqual(['starting'])
+    // The node stops (Ctrl-C) meanwhile: the waiting spawn ends at once with a named error instead
+    // of taking the claim after the lease (ClaimsHeldError or a claim opened by a leaving node).
+    await replicas.stopAll()
+    expect(await outcome).toBeInstanceOf(CapsidStoppedError)
+    expect(replicas.list()).toEqual([])
+    expect(va.serving()).toBe(true)
     await va.close({ planned: true })
   })
 })
