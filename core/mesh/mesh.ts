@@ -23,7 +23,7 @@ import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
-import { chooseReplica } from '../routing/index.ts'
+import { chooseFrom, chooseReplica, prepareChoice, type PreparedChoice } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
 import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, StaleEpochAnswerError, MESH_ERROR_CLASSES } from './errors.ts'
 import { mayRetry } from './retry.ts'
@@ -127,6 +127,29 @@ const MAX_VIEW_WAITS = 20
 /** Cell.toml's default canary_weight (core/manifest DEFAULTS), for callers that lack the manifest. */
 const DEFAULT_CANARY_WEIGHT = 5
 const MAX_CACHED_CHANNELS = 256
+/**
+ * A cell's routing facts (its ready replicas, prepared for the choice, and its claimants) are kept
+ * at most this long: records age out of the view silently (no change event until the view's next
+ * expiry pass), so a kept route is recomputed at least this often. Any change of the cell's
+ * records in the view drops it at once.
+ */
+const ROUTE_TTL_MS = 100
+/** Most cells whose routes are kept (a caller calling more cells recomputes the rest per call). */
+const MAX_ROUTES = 1024
+
+/** A ready replica as routing sees it: the view's record, its routing fields and its channel's key. */
+type RouteCandidate = InstanceRecord & { id: string, inFlight: number | undefined, channelKey: string, record: InstanceRecord }
+
+/** What a call to a cell needs of the view, computed once per change of the cell's records (see ROUTE_TTL_MS). */
+interface Route {
+  untilMs: number
+  /** Trusted authorities claiming the cell's name (more than one: a conflict, calls refused). */
+  claimants: number
+  /** this.replicas(cell), as routing candidates. */
+  candidates: RouteCandidate[]
+  /** The candidates split for the choice (undefined: none ready). */
+  prepared: PreparedChoice<RouteCandidate> | undefined
+}
 
 const log = logger('cell:mesh')
 
@@ -143,6 +166,17 @@ export class Mesh {
   /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
   readonly keeper: PeerKeeper | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
+  /** The same channels once open, for calls that find theirs without waiting on a promise. */
+  private readonly openChannels = new Map<string, Channel>()
+  /** Per cell, what calls need of the view (see Route); dropped when the cell's records change. */
+  private readonly routes = new Map<string, Route>()
+  private readonly onViewChange = (evt: Event): void => {
+    const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
+    // Node records do not decide which replicas are ready or who claims a cell.
+    if (change.kind === 'node') return
+    if (change.cell !== undefined) this.routes.delete(change.cell)
+    else this.routes.clear()
+  }
   /** The highest epoch seen of each stateful claim: fenced replicas are neither called nor believed. */
   private readonly claims = new ClaimEpochs()
   private started = false
@@ -277,6 +311,8 @@ export class Mesh {
     await this.libp2p.start()
     this.gossip.start()
     this.view.addEventListener('change', this.onNodeSeen)
+    this.routes.clear()
+    this.view.addEventListener('change', this.onViewChange)
     this.keeper?.start()
   }
 
@@ -286,9 +322,12 @@ export class Mesh {
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
     this.view.removeEventListener('change', this.onNodeSeen)
+    this.view.removeEventListener('change', this.onViewChange)
+    this.routes.clear()
     this.gossip.stop()
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
+    this.openChannels.clear()
     // One turn of the event loop first: the unsubscribe above queued writes on the gossip streams,
     // and Chromium's renderer crashes when a WebTransport session is closed in the same task as
     // writes queued on its streams (a tab over WebTransport calling peer.stop()).
@@ -317,6 +356,18 @@ export class Mesh {
     return this.claims.current(this.view.liveInstances(cell)).filter(i => i.state === 'ready')
   }
 
+  /** The cell's route, kept while its records do not change (at most ROUTE_TTL_MS). */
+  private route (cell: string): Route {
+    const now = this.clock.now()
+    let route = this.routes.get(cell)
+    if (route !== undefined && now < route.untilMs) return route
+    const candidates = this.replicas(cell).map((i): RouteCandidate => ({ ...i, id: i.instanceId, inFlight: i.inflight, channelKey: `${i.nodeId}/${cell}`, record: i }))
+    route = { untilMs: now + ROUTE_TTL_MS, claimants: this.view.claimants(cell).length, candidates, prepared: prepareChoice(candidates) }
+    if (!this.routes.has(cell) && this.routes.size >= MAX_ROUTES) this.routes.delete(this.routes.keys().next().value as string)
+    this.routes.set(cell, route)
+    return route
+  }
+
   /** The highest epoch this peer has seen of claim `<cell>/<ordinal>` (0: none). */
   claimEpoch (cell: string, ordinal: number): number {
     return this.claims.epoch(cell, ordinal)
@@ -343,6 +394,7 @@ export class Mesh {
       if (this.channels.size >= MAX_CACHED_CHANNELS) {
         const [oldest, ch] = this.channels.entries().next().value as [string, Promise<Channel>]
         this.channels.delete(oldest)
+        this.openChannels.delete(oldest)
         void ch.then(c => c.close().catch(() => {}), () => {})
       }
       const { peerIdFromString } = await import('@libp2p/peer-id')
@@ -350,15 +402,21 @@ export class Mesh {
       await this.learnAddresses(peer, nodeId)
       pending = this.libp2p.services.synapse.open(peer, cell, { signal })
       this.channels.set(key, pending)
+      const opening = pending
       pending.then(ch => {
-        void ch.closed.then(() => { if (this.channels.get(key) === pending) this.channels.delete(key) })
-      }, () => { if (this.channels.get(key) === pending) this.channels.delete(key) })
+        if (this.channels.get(key) === opening) this.openChannels.set(key, ch)
+        void ch.closed.then(() => {
+          if (this.channels.get(key) === opening) this.channels.delete(key)
+          if (this.openChannels.get(key) === ch) this.openChannels.delete(key)
+        })
+      }, () => { if (this.channels.get(key) === opening) this.channels.delete(key) })
     }
     const ch = await pending
     if (!reopened && !this.libp2p.services.synapse.current(ch)) {
       // This peer's chain rotated since the channel's handshake (or the channel just ended): the
       // server would close it when the old chain expires, so new calls go on a new channel.
       if (this.channels.get(key) === pending) this.channels.delete(key)
+      if (this.openChannels.get(key) === ch) this.openChannels.delete(key)
       ch.closeWhenIdle()
       return await this.channel(nodeId, cell, signal, true)
     }
@@ -393,45 +451,56 @@ export class Mesh {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
     const deadlineMs = this.clock.now() + timeoutMs
-    const claimants = this.view.claimants(cell)
-    if (claimants.length > 1) {
+    let route = this.route(cell)
+    if (route.claimants > 1) {
+      const claimants = this.view.claimants(cell)
       throw new CellNameConflictError(`cell "${cell}" is claimed by ${claimants.length} trusted authorities (${claimants.map(a => a.slice(0, 12) + '…').join(', ')}): refusing to guess which one to call`)
     }
-    const excluded = new Set<string>()
-    const crashes = new Map<string, number>()
+    // Made on the first failure only: most calls are answered on their first attempt.
+    let excluded: Set<string> | undefined
+    let crashes: Map<string, number> | undefined
     let waits = 0
     let lastError: unknown
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       options.signal?.throwIfAborted()
-      const candidates = this.replicas(cell).filter(i => !excluded.has(i.nodeId))
-      const choice = chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT }, this.random)
+      const canaryWeight = options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT
+      let choice
+      if (excluded === undefined || excluded.size === 0) {
+        choice = route.prepared === undefined ? undefined : chooseFrom(route.prepared, canaryWeight, this.random)
+      } else {
+        const left = excluded
+        choice = chooseReplica(route.candidates.filter(i => !left.has(i.nodeId)), { canaryWeight }, this.random)
+      }
       // A view that holds no node yet (a client that has just started, its first pull in flight)
       // cannot say a cell is unknown: wait for it like for a cell between replicas.
-      if (choice == null && (excluded.size > 0 || this.view.release(cell) != null || this.view.nodes().length === 0) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
+      if (choice == null && ((excluded?.size ?? 0) > 0 || this.view.release(cell) != null || this.view.nodes().length === 0) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {
         // No usable replica in this view: either every listed one failed (the view is behind the
         // fleet) or the cell is between replicas (a restart, a rollout). Wait for the next change of
         // the view and try again with a clean slate, within the call's deadline.
         waits++
         attempt--
         await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal)
-        excluded.clear()
+        excluded?.clear()
+        route = this.route(cell)
         continue
       }
       if (choice == null) {
         if (this.view.release(cell) == null && lastError == null) throw new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
-        throw new NoReplicaError(`no ready replica of "${cell}"${excluded.size > 0 ? ` left after ${excluded.size} failed` : ''}`, { cause: lastError })
+        throw new NoReplicaError(`no ready replica of "${cell}"${excluded !== undefined && excluded.size > 0 ? ` left after ${excluded.size} failed` : ''}`, { cause: lastError })
       }
       const target = choice.replica
       const remaining = deadlineMs - this.clock.now()
       let opened = false
       try {
-        const ch = await this.channel(target.nodeId, cell, options.signal)
+        // An open channel whose chain is current is used at once; otherwise channel() opens one.
+        const open = this.openChannels.get(target.channelKey)
+        const ch = open !== undefined && this.libp2p.services.synapse.current(open) ? open : await this.channel(target.nodeId, cell, options.signal)
         opened = true
         const answer = await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent })
         if (target.claim !== undefined && this.claims.lateAnswer(target, this.replicas(cell))) {
           throw new StaleEpochAnswerError(`${cell}.${method} was answered by …${target.nodeId.slice(-6)} from claim ${cell}/${target.claim.ordinal} at epoch ${target.claim.epoch}, but the claim is at epoch ${this.claimEpoch(cell, target.claim.ordinal)} now: its writes may not survive`)
         }
-        options.onAnswer?.(candidates.find(i => i.instanceId === target.instanceId) ?? target)
+        options.onAnswer?.(target.record)
         return answer
       } catch (err) {
         lastError = err
@@ -439,10 +508,14 @@ export class Mesh {
         const retry = mayRetry(err, { opened, idempotent })
         log('call %s.%s on %s failed (%s), retry=%s', cell, method, target.nodeId, (err as Error).name, retry)
         if (!retry || this.clock.now() >= deadlineMs) throw err
+        // The view may have changed while the call was out.
+        route = this.route(cell)
         // Closed because this peer's chain expired (nothing ran): the next attempt opens a new channel.
         if (err instanceof ChannelExpiredError) continue
         // A crashed replica leaves its node able to serve from another local replica; a closed
         // channel or a node without replicas sends the next attempt elsewhere.
+        crashes ??= new Map()
+        excluded ??= new Set()
         const crashed = err instanceof ReplicaCrashedError ? (crashes.get(target.nodeId) ?? 0) + 1 : 2
         crashes.set(target.nodeId, crashed)
         if (crashed >= 2) excluded.add(target.nodeId)

@@ -56,18 +56,34 @@ export function newestDigestOf (candidates: readonly ReplicaCandidate[]): string
   return best?.digest
 }
 
-/** Returns undefined when no candidate is ready; the caller turns that into its NoReplicaError. */
-export function chooseReplica<T extends ReplicaCandidate> (candidates: readonly T[], options: ChooseOptions, random: Random): Choice<T> | undefined {
+/** The groups chooseReplica picks from: a function of the candidates alone, so a caller may keep it while they do not change. */
+export interface PreparedChoice<T extends ReplicaCandidate> {
+  canary: readonly T[]
+  stable: readonly T[]
+}
+
+/** Splits the ready candidates into the newest release's (canary) and the others'; undefined when none is ready. */
+export function prepareChoice<T extends ReplicaCandidate> (candidates: readonly T[], newestDigest?: string): PreparedChoice<T> | undefined {
   const ready = candidates.filter(c => c.state === undefined || c.state === 'ready')
   if (ready.length === 0) return undefined
-  const newest = options.newestDigest ?? newestDigestOf(ready)
-  const canary = ready.filter(c => c.digest === newest)
-  const stable = ready.filter(c => c.digest !== newest)
-  const weight = Math.min(100, Math.max(0, options.canaryWeight))
+  const newest = newestDigest ?? newestDigestOf(ready)
+  return { canary: ready.filter(c => c.digest === newest), stable: ready.filter(c => c.digest !== newest) }
+}
+
+/** One pick from prepared groups: canaryWeight % to the canary group (when both have members), then the less loaded of two. */
+export function chooseFrom<T extends ReplicaCandidate> (prepared: PreparedChoice<T>, canaryWeight: number, random: Random): Choice<T> | undefined {
+  const { canary, stable } = prepared
+  const weight = Math.min(100, Math.max(0, canaryWeight))
   let group: ReplicaGroup
   if (canary.length === 0) group = 'stable'
   else if (stable.length === 0) group = 'canary'
   else group = random.next() * 100 < weight ? 'canary' : 'stable'
   const replica = pickLessLoaded(group === 'canary' ? canary : stable, random)
   return replica === undefined ? undefined : { replica, group }
+}
+
+/** Returns undefined when no candidate is ready; the caller turns that into its NoReplicaError. */
+export function chooseReplica<T extends ReplicaCandidate> (candidates: readonly T[], options: ChooseOptions, random: Random): Choice<T> | undefined {
+  const prepared = prepareChoice(candidates, options.newestDigest)
+  return prepared === undefined ? undefined : chooseFrom(prepared, options.canaryWeight, random)
 }
