@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ClaimAcceptor, MemoryAcceptorStore, ClaimRegisterClient, ClaimHeldError } from '../../core/claims/index.ts'
 import { openClaimGateForTests } from '../../core/claims/testing.ts'
-import { systemClock } from '../../core/ports.ts'
+import { systemClock, type Clock } from '../../core/ports.ts'
 import { DirDriver } from '../storage/dir.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
@@ -86,7 +86,7 @@ describe('claim volumes', () => {
   /** Called after every renew of the claim register a manager made here (test hook). */
   let onRenew: (selfId: string) => void = () => {}
 
-  function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver } = {}): VolumeManager {
+  function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver, clock?: Clock } = {}): VolumeManager {
     const client = new ClaimRegisterClient({
       selfId,
       clock: { nowMs: monotonicNow },
@@ -103,7 +103,7 @@ describe('claim volumes', () => {
     const m = new VolumeManager({
       selfId,
       dataDir: join(dir, selfId.slice(-4)),
-      clock: systemClock,
+      clock: options.clock ?? systemClock,
       monotonicNow,
       drivers: [options.driver ?? new DirDriver(join(dir, selfId.slice(-4), 'storage'))],
       register: {
@@ -275,6 +275,27 @@ describe('claim volumes', () => {
     expect(await outcome).toBeInstanceOf(CapsidStoppedError)
     expect(replicas.list()).toEqual([])
     expect(va.serving()).toBe(true)
+    await va.close({ planned: true })
+  })
+
+  it('a spawn waiting out an idle holder\'s lease ends with ClaimsHeldError as soon as the holder is seen serving (its ready heartbeat was on its way)', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    idle.add(NODES[0])
+    // B's timers, to see when it starts waiting.
+    let waiting: () => void = () => {}
+    const waits = new Promise<void>((resolve) => { waiting = resolve })
+    const clock: Clock = { ...systemClock, setTimeout: (fn, ms) => { waiting(); return systemClock.setTimeout(fn, ms) } }
+    const b = manager(NODES[1], shared, { clock })
+    const opening = b.open(spec, 'ledger-b', {}).then(() => 'opened', (err: unknown) => err)
+    await waits
+    // Then the holder's replica shows up ready in B's view.
+    idle.delete(NODES[0])
+    const err = await opening
+    expect(err).toBeInstanceOf(ClaimsHeldError)
+    expect((err as Error).message).toMatch(/serves a replica of it after all/)
     await va.close({ planned: true })
   })
 })

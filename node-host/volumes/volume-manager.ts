@@ -478,7 +478,15 @@ export class VolumeManager implements ReplicaVolumes {
     const idle = waited.filter(w => !this.init.isServing(w.holder, spec.cell)).sort((a, b) => a.leaseEndsInMs - b.leaseEndsInMs)[0]
     if (idle !== undefined && idle.leaseEndsInMs <= (this.init.maxLeaseWaitMs ?? 60_000)) {
       log('claim %s/%d is held by …%s, which serves no replica of it: trying again in %d ms, when its lease ends', spec.cell, idle.ordinal, idle.holder.slice(-6), idle.leaseEndsInMs)
-      await abortableDelay(this.init.clock, Math.ceil(idle.leaseEndsInMs) + 100, options.signal)
+      // Checked every second meanwhile: a holder judged idle on a view a moment old (its replica's
+      // ready heartbeat still on its way) is seen serving soon after; this spawn then ends at once
+      // instead of holding a replica slot until the lease would have ended.
+      for (let left = Math.ceil(idle.leaseEndsInMs) + 100; left > 0; left -= HOLDER_RECHECK_MS) {
+        await abortableDelay(this.init.clock, Math.min(left, HOLDER_RECHECK_MS), options.signal)
+        if (this.init.isServing(idle.holder, spec.cell)) {
+          throw new ClaimsHeldError(`${spec.cell}/${idle.ordinal} is held by …${idle.holder.slice(-6)}, which serves a replica of it after all; ${instanceId} not started`)
+        }
+      }
       const opened = await this.tryOpen(spec, { cell: spec.cell, ordinal: idle.ordinal }, driver, storage.claimBytes, options)
       if ('volume' in opened) return opened.volume
     }
@@ -605,6 +613,9 @@ export class VolumeManager implements ReplicaVolumes {
     return tags
   }
 }
+
+/** How often a spawn waiting for an idle holder's lease to end looks whether the holder serves again. */
+const HOLDER_RECHECK_MS = 1000
 
 async function abortableDelay (clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   signal?.throwIfAborted()
