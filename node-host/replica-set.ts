@@ -4,6 +4,9 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
+import { CallAbort } from './capsid/capsid.ts'
+import { ServerCall } from '../core/synapse/server-call.ts'
+import { turnCached } from '../core/synapse/turn-clock.ts'
 import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, FencedReplicaError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
 import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
@@ -136,11 +139,18 @@ export class ReplicaSet extends EventTarget {
   /** Is a call's traceparent unsampled (then its replica span is skipped)? */
   private readonly unsampled = unsampledParentCheck()
   private readonly idleWaiters = new Set<() => void>()
+  /** The aborts of calls in a capsid, by the session's context, until they end (see handler()). */
+  private readonly callAborts = new Map<CallContext, CallAbort>()
+  /** Whether the session has told `settled` about a call: then cancellations arrive there. */
+  private settledSeen = false
+  /** The clock read once per batch of calls (core/synapse/turn-clock.ts), for the latency window. */
+  private readonly now: () => number
 
   constructor (init: ReplicaSetInit) {
     super()
     this.init = init
     this.sampler = new UsageSampler({ clock: init.clock })
+    this.now = turnCached(() => init.clock.now())
   }
 
   /** Sample every running replica's OS usage and call rates every `intervalMs`. Idempotent. */
@@ -420,7 +430,16 @@ export class ReplicaSet extends EventTarget {
     return new FencedReplicaError(`the lease of replica ${r.instanceId} on claim ${r.volume?.claimId ?? '?'} (epoch ${r.volume?.epoch ?? '?'}) has ended; the claim may have a new owner`)
   }
 
-  /** The synapse server port: calls land in a local capsid. */
+  /**
+   * The synapse server port: calls land in a local capsid.
+   *
+   * A call's cancellation (the caller's CANCEL, the session's deadline, the channel closing) reaches
+   * the capsid through `settled`, which the session calls for every call it answers, before any
+   * other end of it: the call then needs no AbortController of its own (ctx.signal makes one on
+   * first use), nor an EventTarget listener, for a plain CallAbort keyed by the session's context.
+   * Until `settled` has been seen once (a host that composes the handler without it), and for
+   * contexts the session did not make (a wrapper's), calls follow ctx.signal as before.
+   */
   handler (): SynapseHandler {
     return {
       call: async (ctx: CallContext) => {
@@ -429,25 +448,40 @@ export class ReplicaSet extends EventTarget {
         r.calls++
         const window = r.window
         window.calls++
-        const started = this.init.clock.now()
+        const started = this.now()
         this.handling++
+        let abort: CallAbort | undefined
+        if (this.settledSeen && ctx instanceof ServerCall) {
+          abort = new CallAbort()
+          this.callAborts.set(ctx, abort)
+        }
         try {
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
           // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
           // name, options, closure or extra promise per call.
           const tracer = this.init.tracer
+          const signal = abort ?? ctx.signal
           const answer = tracer === undefined || this.unsampled(ctx.traceparent)
-            ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+            ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal })
             : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
               // eslint-disable-next-line @typescript-eslint/promise-function-async
-              (traceparent) => r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal: ctx.signal }))
+              (traceparent) => r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal }))
           // The lease may have ended while the replica worked (the node was paused): that answer is never sent.
           if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
           return answer
         } finally {
-          window.latency.record(this.init.clock.now() - started)
+          if (abort !== undefined) this.callAborts.delete(ctx)
+          window.latency.record(this.now() - started)
           if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
         }
+      },
+      settled: (ctx: CallContext, _result: Uint8Array | undefined, error: unknown): void => {
+        this.settledSeen = true
+        if (error === undefined) return
+        const abort = this.callAborts.get(ctx)
+        if (abort === undefined) return
+        this.callAborts.delete(ctx)
+        abort.abort(error)
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)
