@@ -4,7 +4,11 @@
 // (issue 15: write syscalls, not encryption). This wrapper joins a list into one buffer before the
 // transport sees it, so one message is one write. One copy of bytes that were just encrypted,
 // against three syscalls saved (for messages up to 16 kB; larger ones go as they are).
+//
+// It also gives the secured connection a reader of Noise messages that does not copy them
+// (noise-framing.ts).
 import type { ConnectionEncrypter, MessageStream, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface'
+import { useNoiseMessageDecoder } from './noise-framing.ts'
 
 type Factory<C> = (components: C) => ConnectionEncrypter
 type Sendable = Parameters<MessageStream['send']>[0]
@@ -28,10 +32,14 @@ export function coalescedWrites<C> (factory: Factory<C>): Factory<C> {
     return {
       protocol: inner.protocol,
       async secureInbound (connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
-        return await inner.secureInbound(joinSends(connection), options)
+        const secured = await inner.secureInbound(joinSends(connection), options)
+        useNoiseMessageDecoder(secured.connection)
+        return secured
       },
       async secureOutbound (connection: MessageStream, options?: SecureConnectionOptions): Promise<SecuredConnection> {
-        return await inner.secureOutbound(joinSends(connection), options)
+        const secured = await inner.secureOutbound(joinSends(connection), options)
+        useNoiseMessageDecoder(secured.connection)
+        return secured
       }
     }
   }
