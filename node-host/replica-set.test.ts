@@ -67,6 +67,20 @@ describe('replica set serving synapse calls', () => {
           await expect(pending).rejects.toBeInstanceOf(CallCancelledError)
           expect(await waitForLog(s.capsid, new RegExp(`slow-aborted ${tag}`), 10_000)).toBe(`slow-aborted ${tag} CallCancelledError`)
         }
+        // Three in flight: the middle one's cancel ends it alone, then the others'.
+        const controllers = ['a', 'b', 'c'].map(() => new AbortController())
+        const pending = ['a', 'b', 'c'].map((tag, i) => s.call('slow', { ms: 60_000, tag }, controllers[i].signal))
+        for (const tag of ['a', 'b', 'c']) await waitForLog(s.capsid, new RegExp(`slow-start ${tag}`), 10_000)
+        controllers[1].abort()
+        await expect(pending[1]).rejects.toBeInstanceOf(CallCancelledError)
+        await waitForLog(s.capsid, /slow-aborted b CallCancelledError/, 10_000)
+        expect(s.capsid.logs().filter(l => /slow-aborted [ac]/.test(l))).toEqual([])
+        expect(s.capsid.inFlight).toBe(2)
+        controllers[0].abort()
+        controllers[2].abort()
+        await Promise.all([pending[0], pending[2]].map(async p => { await expect(p).rejects.toBeInstanceOf(CallCancelledError) }))
+        await waitForLog(s.capsid, /slow-aborted a CallCancelledError/, 10_000)
+        await waitForLog(s.capsid, /slow-aborted c CallCancelledError/, 10_000)
         // Nothing left in flight in the capsid, and the replica still answers.
         expect(await s.call('echo', 3)).toBe(3)
         expect(s.capsid.inFlight).toBe(0)

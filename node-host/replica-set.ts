@@ -139,8 +139,8 @@ export class ReplicaSet extends EventTarget {
   /** Is a call's traceparent unsampled (then its replica span is skipped)? */
   private readonly unsampled = unsampledParentCheck()
   private readonly idleWaiters = new Set<() => void>()
-  /** The aborts of calls in a capsid, by the session's context, until they end (see handler()). */
-  private readonly callAborts = new Map<CallContext, CallAbort>()
+  /** The aborts of calls in a capsid, with the session's context of each, until they end (see handler()). */
+  private readonly served = new ServedCalls()
   /** Whether the session has told `settled` about a call: then cancellations arrive there. */
   private settledSeen = false
   /** The clock read once per batch of calls (core/synapse/turn-clock.ts), for the latency window. */
@@ -450,11 +450,7 @@ export class ReplicaSet extends EventTarget {
         window.calls++
         const started = this.now()
         this.handling++
-        let abort: CallAbort | undefined
-        if (this.settledSeen && ctx instanceof ServerCall) {
-          abort = new CallAbort()
-          this.callAborts.set(ctx, abort)
-        }
+        const abort = this.settledSeen && ctx instanceof ServerCall ? this.served.add(ctx) : undefined
         try {
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
           // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
@@ -470,18 +466,14 @@ export class ReplicaSet extends EventTarget {
           if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
           return answer
         } finally {
-          if (abort !== undefined) this.callAborts.delete(ctx)
+          if (abort !== undefined) this.served.remove(abort)
           window.latency.record(this.now() - started)
           if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
         }
       },
       settled: (ctx: CallContext, _result: Uint8Array | undefined, error: unknown): void => {
         this.settledSeen = true
-        if (error === undefined) return
-        const abort = this.callAborts.get(ctx)
-        if (abort === undefined) return
-        this.callAborts.delete(ctx)
-        abort.abort(error)
+        if (error !== undefined) this.served.abort(ctx, error)
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)
@@ -493,6 +485,54 @@ export class ReplicaSet extends EventTarget {
         if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         return r.capsid.stream(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
       }
+    }
+  }
+}
+
+/** A call in a capsid, abortable by the session's context it came with: a link of ServedCalls. */
+class ServedCall extends CallAbort {
+  readonly ctx: CallContext
+  prev: ServedCall | undefined
+  next: ServedCall | undefined
+  constructor (ctx: CallContext) {
+    super()
+    this.ctx = ctx
+  }
+}
+
+/**
+ * The calls in capsids, as a list linked through the calls themselves: adding and removing one is a
+ * few field writes (a Map keyed by the context cost an identity hash and a table entry per call);
+ * finding one by its context walks the list, which only a failed call does (a cancel, a deadline, a
+ * closed channel), over at most the calls in flight.
+ */
+class ServedCalls {
+  private head: ServedCall | undefined
+
+  add (ctx: CallContext): ServedCall {
+    const call = new ServedCall(ctx)
+    call.next = this.head
+    if (this.head !== undefined) this.head.prev = call
+    this.head = call
+    return call
+  }
+
+  remove (call: ServedCall): void {
+    if (call.prev !== undefined) call.prev.next = call.next
+    else if (this.head === call) this.head = call.next
+    else return
+    if (call.next !== undefined) call.next.prev = call.prev
+    call.prev = undefined
+    call.next = undefined
+  }
+
+  /** Aborts the call that came with `ctx`, if it is still in a capsid. */
+  abort (ctx: CallContext, reason: unknown): void {
+    for (let call = this.head; call !== undefined; call = call.next) {
+      if (call.ctx !== ctx) continue
+      this.remove(call)
+      call.abort(reason)
+      return
     }
   }
 }
