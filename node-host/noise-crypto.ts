@@ -25,17 +25,23 @@ function keyObject (k: Uint8Array): KeyObject {
   return key
 }
 
-// A list (yamux's header and data) is encrypted piece by piece; the pieces and the tag are joined
-// once, into the one buffer the transport writes.
+// A list (yamux's header and data) is encrypted piece by piece and comes back as a list of the
+// pieces and the tag: the transport wrapper (core/mesh/coalesced-writes.ts) joins each Noise message
+// into the one buffer the socket writes, so that join is the only copy. A single buffer (Noise's
+// handshake messages) comes back as one buffer, as Noise's handshake code expects.
 function encrypt (plaintext: Input, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array): Input {
   if (plaintext.byteLength < SMALL_BYTES) return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
   const cipher = crypto.createCipheriv(CHACHA_POLY1305, keyObject(k), nonce, { authTagLength: 16 })
   cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })
-  const parts: Uint8Array[] = []
-  if (plaintext instanceof Uint8Array) parts.push(cipher.update(plaintext))
-  else for (const buf of plaintext) parts.push(cipher.update(buf))
-  parts.push(cipher.final(), cipher.getAuthTag())
-  return Buffer.concat(parts, plaintext.byteLength + 16)
+  if (plaintext instanceof Uint8Array) {
+    return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()], plaintext.byteLength + 16)
+  }
+  const out = plaintext.sublist(0, 0)
+  for (const buf of plaintext) out.append(cipher.update(buf))
+  const final = cipher.final()
+  if (final.byteLength > 0) out.append(final)
+  out.append(cipher.getAuthTag())
+  return out
 }
 
 function decrypt (ciphertext: Input, nonce: Uint8Array, ad: Uint8Array, k: Uint8Array, dst?: Uint8Array): Input {

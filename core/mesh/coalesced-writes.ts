@@ -3,7 +3,7 @@
 // one yamux frame, which at the full call path's rates was the largest single cost of a node
 // (issue 15: write syscalls, not encryption). This wrapper joins a list into one buffer before the
 // transport sees it, so one message is one write. One copy of bytes that were just encrypted,
-// against three syscalls saved (for messages up to 16 kB; larger ones go as they are).
+// against three syscalls saved.
 //
 // It also gives the secured connection a reader of Noise messages that does not copy them
 // (noise-framing.ts).
@@ -14,10 +14,12 @@ type Factory<C> = (components: C) => ConnectionEncrypter
 type Sendable = Parameters<MessageStream['send']>[0]
 
 /**
- * Lists up to this size are joined. Past it a message is large enough that its few extra syscalls
- * cost less than copying it (one-way traffic sends 64 kB batches).
+ * Lists up to this size are joined: one Noise message with its 2-byte length (Noise's largest is
+ * 65,535 bytes). Past it a list holds several messages, each large: they go as they are. Joining a
+ * large message costs a copy, but sending it as it comes cost a 2-byte write (its length) before
+ * it: a syscall, and a TCP segment the other end wakes up for.
  */
-const JOIN_MAX_BYTES = 16 * 1024
+const JOIN_MAX_BYTES = 2 + 0xffff
 
 function joinSends (connection: MessageStream): MessageStream {
   const send = connection.send.bind(connection)

@@ -16,6 +16,9 @@ import type { AuthenticatePort, AuthenticateServerPort, CredentialsPort, Synapse
 import type { AbortOptions, ComponentLogger, Connection, Logger, PeerId, Stream, StreamHandlerOptions } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
+/** SynapseInit.flushBytes' default (see there). */
+const DEFAULT_FLUSH_BYTES = 63 * 1024
+
 /** The slice of libp2p's registrar the service uses. */
 export interface SynapseRegistrar {
   handle(protocol: string, handler: (stream: Stream, connection: Connection) => void | Promise<void>, options?: StreamHandlerOptions): Promise<void>
@@ -74,7 +77,12 @@ export interface SynapseInit {
    * a caller whose handshake takes one round trip.
    */
   maxPendingHandshakes?: number
-  /** Batch size that triggers an immediate write. Default 64 KiB. */
+  /**
+   * Batch size that triggers an immediate write. Default 63 KiB: a batch that reaches it by small
+   * frames still fits, with yamux's 12-byte header, in one Noise message (65,519 bytes of text); at
+   * 64 KiB every full batch became two Noise messages, the second a few dozen bytes, each
+   * encrypted and written on its own.
+   */
   flushBytes?: number
   /** Queue size above which send() returns false. Default 1 MiB. */
   highWaterBytes?: number
@@ -131,7 +139,7 @@ export class Synapse {
     this.errors = init.errors ?? defaultWireErrors
     this.limits = {
       maxFrameBytes: init.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      flushBytes: init.flushBytes ?? 64 * 1024,
+      flushBytes: init.flushBytes ?? DEFAULT_FLUSH_BYTES,
       highWaterBytes: init.highWaterBytes ?? 1024 * 1024,
       maxQueuedBytes: init.maxQueuedBytes ?? 8 * 1024 * 1024,
       maxDrainWaiters: 65_536,
