@@ -36,6 +36,12 @@ class FakeProc {
     await writeFile(join(this.root, String(pid), 'stat'), statLine(pid, s))
   }
 
+  /** The kernel's children index of one thread: /proc/<pid>/task/<tid>/children. */
+  async children (pid: number, tid: number, kids: number[]): Promise<void> {
+    await mkdir(join(this.root, String(pid), 'task', String(tid)), { recursive: true })
+    await writeFile(join(this.root, String(pid), 'task', String(tid), 'children'), kids.map(k => `${k} `).join(''))
+  }
+
   async remove (pid: number): Promise<void> { await rm(join(this.root, String(pid)), { recursive: true, force: true }) }
 }
 
@@ -125,6 +131,29 @@ describe('sampleProcessTree over a fake /proc', () => {
     expect([...(m.get(20)?.pids ?? [])].sort()).toEqual([20, 21, 22])
     expect(m.get(21)).toMatchObject({ cpuTicks: 6, rssBytes: 6, pids: [21, 22] })
     expect(m.get(30)).toMatchObject({ cpuTicks: 8, pids: [30] })
+  })
+
+  it('follows the children index of every thread where the kernel keeps one, instead of scanning the table', async () => {
+    await proc.set(100, { ppid: 1, utime: 1, rss: 1, start: 1000 })
+    await proc.set(200, { ppid: 100, utime: 2, rss: 2, start: 1001 })
+    await proc.set(201, { ppid: 100, utime: 4, rss: 4, start: 1001 })
+    await proc.set(300, { ppid: 200, utime: 8, rss: 8, start: 1002 })
+    // Listed by no thread of the tree: the scan would count it through its parent link, the index does not.
+    await proc.set(400, { ppid: 100, utime: 1000, rss: 1000, start: 1003 })
+    await proc.set(500, { ppid: 1, utime: 2000, start: 1 })
+    // Children of two threads of the root, then of a child; a listed child that is gone is skipped.
+    await proc.children(100, 100, [201])
+    await proc.children(100, 101, [200, 666])
+    await proc.children(200, 200, [300])
+    await proc.children(201, 201, [])
+    await proc.children(300, 300, [])
+    const t = await sampleProcessTree(100, { procRoot: proc.root, pageSize: 1 })
+    expect([...t.pids].sort((a, b) => a - b)).toEqual([100, 200, 201, 300])
+    expect(t).toMatchObject({ cpuTicks: 15, rssBytes: 15, truncated: false })
+    // Bounded like the scan: past maxScan entries the tree is truncated.
+    const capped = await sampleProcessTree(100, { procRoot: proc.root, maxScan: 1 })
+    expect(capped.pids.length).toBe(2)
+    expect(capped.truncated).toBe(true)
   })
 
   it('rejects a missing root with ProcessGoneError and honours an aborted signal', async () => {

@@ -4,8 +4,11 @@
 // node runs several levels below it in a new pid namespace (the host's /proc still lists every one
 // of them with host pids), and a cell may spawn helpers of its own. So a sample is the sum over the
 // root and all its descendants. Linux keeps no children index we can rely on (task/*/children
-// needs CONFIG_PROC_CHILDREN and is per thread), so each sample scans the process table once and
-// walks the parent links from the root.
+// needs CONFIG_PROC_CHILDREN and is per thread), so where a root has no such index a sample scans
+// the process table once and walks the parent links from the root. Where it has one (most kernels
+// build it), the sample follows /proc/<pid>/task/<tid>/children from the roots instead: a
+// bwrap-sandboxed replica is a tree of three processes, and reading a dozen small files instead of
+// every process's stat made a sample several times cheaper (most of a node's CPU with no calls).
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { totalmem } from 'node:os'
@@ -148,26 +151,32 @@ export async function sampleProcessTrees (rootPids: number[], options: ProcessTr
   for (const s of await readStats(procRoot, wanted, signal)) if (s !== undefined) roots.set(s.pid, s)
   if (roots.size === 0) return out
 
-  let names: string[] = []
   let scanTruncated = false
-  try {
-    names = await readdir(procRoot)
-  } catch (err) {
-    // Unlistable but readable procfs: report the roots alone, marked incomplete.
-    log.error('cannot list %s: %e', procRoot, err)
-    scanTruncated = true
-  }
   const candidates: number[] = []
-  for (const name of names) {
-    if (!/^[0-9]+$/.test(name)) continue
-    const pid = Number(name)
-    if (roots.has(pid)) continue
-    if (candidates.length >= maxScan) { scanTruncated = true; break }
-    candidates.push(pid)
+  let descendants = await indexedDescendants(procRoot, [...roots.keys()], maxScan, signal)
+  if (descendants !== undefined) {
+    scanTruncated = descendants.truncated
+  } else {
+    let names: string[] = []
+    try {
+      names = await readdir(procRoot)
+    } catch (err) {
+      // Unlistable but readable procfs: report the roots alone, marked incomplete.
+      log.error('cannot list %s: %e', procRoot, err)
+      scanTruncated = true
+    }
+    for (const name of names) {
+      if (!/^[0-9]+$/.test(name)) continue
+      const pid = Number(name)
+      if (roots.has(pid)) continue
+      if (candidates.length >= maxScan) { scanTruncated = true; break }
+      candidates.push(pid)
+    }
+    descendants = { stats: await readStats(procRoot, candidates, signal), truncated: scanTruncated }
   }
   const children = new Map<number, ProcStat[]>()
   // Roots go into the index too: one root may descend from another.
-  for (const s of [...roots.values(), ...await readStats(procRoot, candidates, signal)]) {
+  for (const s of [...roots.values(), ...descendants.stats]) {
     if (s === undefined) continue
     const siblings = children.get(s.ppid)
     if (siblings === undefined) children.set(s.ppid, [s])
@@ -180,6 +189,67 @@ export async function sampleProcessTrees (rootPids: number[], options: ProcessTr
     out.set(root.pid, { cpuTicks: tree.cpuTicks, rssBytes: tree.rssPages * pageSize, pids: tree.pids, rootStartTicks: root.startTicks, truncated })
   }
   return out
+}
+
+/**
+ * The stats of every descendant of `roots`, found through the kernel's children index
+ * (/proc/<pid>/task/<tid>/children, one file per thread), at most `maxScan` of them; undefined when
+ * a root has no such index (CONFIG_PROC_CHILDREN off, or a procfs without it), and the caller
+ * scans the table instead. Processes that exit during the walk are skipped.
+ */
+async function indexedDescendants (procRoot: string, roots: number[], maxScan: number, signal?: AbortSignal): Promise<{ stats: Array<ProcStat | undefined>, truncated: boolean } | undefined> {
+  const seen = new Set<number>(roots)
+  const stats: Array<ProcStat | undefined> = []
+  let truncated = false
+  let frontier = roots
+  for (let depth = 0; frontier.length > 0; depth++) {
+    const next: number[] = []
+    for (const pid of frontier) {
+      signal?.throwIfAborted()
+      const kids = await childPids(procRoot, pid)
+      if (kids === undefined) {
+        if (depth === 0) return undefined
+        continue
+      }
+      for (const kid of kids) {
+        if (seen.has(kid)) continue
+        if (seen.size - roots.length >= maxScan) { truncated = true; break }
+        seen.add(kid)
+        next.push(kid)
+      }
+    }
+    stats.push(...await readStats(procRoot, next, signal))
+    frontier = next
+  }
+  return { stats, truncated }
+}
+
+/** The children of every thread of `pid`; undefined when it has no children index (or is gone). */
+async function childPids (procRoot: string, pid: number): Promise<number[] | undefined> {
+  const task = join(procRoot, String(pid), 'task')
+  let tids: string[]
+  try {
+    tids = await readdir(task)
+  } catch {
+    return undefined
+  }
+  const out: number[] = []
+  let indexed = false
+  for (const tid of tids) {
+    if (!/^[0-9]+$/.test(tid)) continue
+    let text: string
+    try {
+      text = await readFile(join(task, tid, 'children'), 'utf8')
+    } catch {
+      // A thread that ended since the listing, or no index at all (then none of them has the file).
+      continue
+    }
+    indexed = true
+    for (const word of text.split(' ')) {
+      if (/^[0-9]+$/.test(word)) out.push(Number(word))
+    }
+  }
+  return indexed ? out : undefined
 }
 
 async function readStats (procRoot: string, pids: number[], signal?: AbortSignal): Promise<Array<ProcStat | undefined>> {
