@@ -8,6 +8,7 @@ const HEAVY = [
   'test/browser/**/*.test.ts',
   'test/dashboard/dashboard-chromium.test.ts',
   'node-host/capsid/**/*.test.ts',
+  'node-host/replica-set.test.ts',
   'node-host/cli/**/*.test.ts',
   'node-host/telemetry/metrics-endpoint.test.ts',
   'core/synapse/**/*.test.ts',
