@@ -149,6 +149,8 @@ interface Route {
   candidates: RouteCandidate[]
   /** The candidates split for the choice (undefined: none ready). */
   prepared: PreparedChoice<RouteCandidate> | undefined
+  /** The authority of the cell's release (credentialsFor asks it on every call, through the channel's currency check). */
+  authority: string | undefined
 }
 
 const log = logger('cell:mesh')
@@ -341,7 +343,9 @@ export class Mesh {
   /** The chain this peer presents for `cell`: the grant of the cell's authority if held, else any. */
   credentialsFor (cell: string): Uint8Array {
     const creds = this.init.credentials
-    const authority = this.view.release(cell)?.authority
+    // A kept route is as fresh as the view for this (a new release of the cell drops it).
+    const route = this.routes.get(cell)
+    const authority = route !== undefined && this.started ? route.authority : this.view.release(cell)?.authority
     if (authority != null && creds.grantFor(authority) != null) return creds.currentChain(authority)
     const any = creds.authorities()[0]
     return any != null ? creds.currentChain(any) : new Uint8Array()
@@ -357,12 +361,11 @@ export class Mesh {
   }
 
   /** The cell's route, kept while its records do not change (at most ROUTE_TTL_MS). */
-  private route (cell: string): Route {
-    const now = this.clock.now()
+  private route (cell: string, now: number = this.clock.now()): Route {
     let route = this.routes.get(cell)
     if (route !== undefined && now < route.untilMs) return route
     const candidates = this.replicas(cell).map((i): RouteCandidate => ({ ...i, id: i.instanceId, inFlight: i.inflight, channelKey: `${i.nodeId}/${cell}`, record: i }))
-    route = { untilMs: now + ROUTE_TTL_MS, claimants: this.view.claimants(cell).length, candidates, prepared: prepareChoice(candidates) }
+    route = { untilMs: now + ROUTE_TTL_MS, claimants: this.view.claimants(cell).length, candidates, prepared: prepareChoice(candidates), authority: this.view.release(cell)?.authority }
     if (!this.routes.has(cell) && this.routes.size >= MAX_ROUTES) this.routes.delete(this.routes.keys().next().value as string)
     this.routes.set(cell, route)
     return route
@@ -450,8 +453,9 @@ export class Mesh {
   private async callUntraced (cell: string, method: string, payload: Uint8Array, options: MeshCallOptions, traceparent: string | undefined): Promise<Uint8Array> {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const timeoutMs = options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000
-    const deadlineMs = this.clock.now() + timeoutMs
-    let route = this.route(cell)
+    const startMs = this.clock.now()
+    const deadlineMs = startMs + timeoutMs
+    let route = this.route(cell, startMs)
     if (route.claimants > 1) {
       const claimants = this.view.claimants(cell)
       throw new CellNameConflictError(`cell "${cell}" is claimed by ${claimants.length} trusted authorities (${claimants.map(a => a.slice(0, 12) + '…').join(', ')}): refusing to guess which one to call`)
@@ -489,12 +493,14 @@ export class Mesh {
         throw new NoReplicaError(`no ready replica of "${cell}"${excluded !== undefined && excluded.size > 0 ? ` left after ${excluded.size} failed` : ''}`, { cause: lastError })
       }
       const target = choice.replica
-      const remaining = deadlineMs - this.clock.now()
       let opened = false
       try {
         // An open channel whose chain is current is used at once; otherwise channel() opens one.
         const open = this.openChannels.get(target.channelKey)
-        const ch = open !== undefined && this.libp2p.services.synapse.current(open) ? open : await this.channel(target.nodeId, cell, options.signal)
+        const ready = open !== undefined && this.libp2p.services.synapse.current(open)
+        const ch = ready ? open : await this.channel(target.nodeId, cell, options.signal)
+        // Nothing was awaited on the first attempt with an open channel: no time has passed.
+        const remaining = ready && attempt === 0 && waits === 0 ? timeoutMs : deadlineMs - this.clock.now()
         opened = true
         const answer = await ch.call(method, payload, { signal: options.signal, timeoutMs: Math.max(1, remaining), traceparent })
         if (target.claim !== undefined && this.claims.lateAnswer(target, this.replicas(cell))) {
