@@ -53,6 +53,9 @@ describe.each([
     expect(capsid.methods).toContain('slow')
 
     expect(unjson(await capsid.call('echo', json({ a: [1, 'two'] }), { deadlineMs: deadline() }))).toEqual({ a: [1, 'two'] })
+    // Results are encoded in place, ASCII byte by byte and the rest by encodeInto: both must survive.
+    const text = { s: 'prix: 12 € — naïve 😀 end', n: '\u0000\u007f\u0080' }
+    expect(unjson(await capsid.call('echo', json(text), { deadlineMs: deadline() }))).toEqual(text)
     const d = deadline(7000)
     const caller = { peerId: '12D3KooWtest', authority: 'ab'.repeat(32), roles: ['caller'] }
     const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
@@ -239,6 +242,13 @@ describe.each([
     await expect(call).rejects.toBe(reason)
     await waitForLog(capsid, /^slow-aborted c CallCancelledError$/)
     await expect(capsid.call('echo', json(1), { deadlineMs: Date.now() - 1 })).rejects.toBeInstanceOf(DeadlineExceededError)
+    // A handler that reads its signal only after the deadline passed finds it aborted (the runner
+    // makes the signal on first use and keeps an earlier abort); one read in time finds it live.
+    const late = await capsid.call('late', json({ ms: 800, tag: 'l1' }), { deadlineMs: deadline(200) }).catch(e => e)
+    expect(late).toBeInstanceOf(DeadlineExceededError)
+    await waitForLog(capsid, /^late l1 aborted=true (DeadlineExceededError|CallCancelledError)$/)
+    expect(unjson(await capsid.call('late', json({ ms: 10, tag: 'l2' }), { deadlineMs: deadline() }))).toEqual({ aborted: false })
+    await waitForLog(capsid, /^late l2 aborted=false -$/)
     expect(capsid.inFlight).toBe(0)
   })
 
