@@ -24,7 +24,8 @@ describe('gossipsub scale model', () => {
     expect(params.maxIHaveLength).toBe(constant('GossipsubMaxIHaveLength'))
     expect(params.idontwantMinDataBytes).toBe(constant('GossipsubIdontwantMinDataSize'))
     const mesh = readFileSync(new URL('../../core/mesh/mesh.ts', import.meta.url), 'utf8')
-    const call = /gossipsub\(\{([^}]*scoreThresholds[^)]*)\)/.exec(mesh)?.[1] ?? ''
+    // The options go to gossipsub() as they are, directly or through gossipsubStoppingCleanly (core/mesh/gossipsub-stop.ts).
+    const call = /gossipsub(?:StoppingCleanly)?\(\{([^}]*scoreThresholds[^)]*)\)/.exec(mesh)?.[1] ?? ''
     expect(call).toContain('StrictSign')
     for (const knob of ['D:', 'Dlo', 'Dhi', 'Dlazy', 'heartbeatInterval', 'floodPublish', 'gossipFactor']) expect(call).not.toContain(knob)
   })
