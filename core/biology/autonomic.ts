@@ -4,13 +4,13 @@
 // node that meanwhile saw other volunteers' replicas backs off.
 
 import type { Random } from '../ports.ts'
-import { CRASH_LOOPING_PREFIX, failedInstanceIds, failureCounts, lastFailureMs, mergeHalts, ownFailures, RELEASE_CRASH_LOOPING_METRIC, RELEASE_HALTED_METRIC, restartDelayMs } from './health.ts'
+import { CRASH_LOOPING_PREFIX, failedInstanceIds, failureCounts, lastFailureMs, mergeHalts, ownFailures, RELEASE_CRASH_LOOPING_METRIC, RELEASE_HALTED_METRIC, restartDelayMs, targetEvidence, withEvidence } from './health.ts'
 import { resolveParams, validatePolicy } from './params.ts'
 import { clampReplicas, isEligible, isFresh, jitterDelayMs, liveInstances, planSurplusDrains, recommendReplicas, stabilise, volunteerProbability } from './replication.ts'
-import { classifyRollout, planRollout, replicateRelease, surgeStillOpen } from './rollout.ts'
+import { classifyRollout, isProven, planRollout, replicateRelease, retiringOld, surgeElsewhere, surgeStillOpen } from './rollout.ts'
 import type { TargetRelease } from './target.ts'
 import { mergeDesired, resolveTarget, retiredBy } from './target.ts'
-import type { Action, BiologyParams, BiologyView, CellState, Decision, HaltRecord, Policy } from './types.ts'
+import type { Action, BiologyParams, BiologyView, CellState, Decision, HaltRecord, HealthEvent, Policy } from './types.ts'
 
 export interface DecideInput {
   cell: string
@@ -94,19 +94,27 @@ export function decideCell (input: DecideInput): Decision {
     return { actions, reasons, state: { cell, desired: merged.record, recommendations: [], halts }, desiredReplicas: 0 }
   }
 
-  // Halt the target while it keeps failing and there is an earlier release to return to.
-  const counts = failureCounts(view.events, cell, nowMs, params)
+  // Halt the target while it keeps failing and there is an earlier release to return to. The
+  // failures of a target that never proved itself (as far as this node saw) count however old they
+  // are, kept in state.evidence after the view forgets them: a paused rollout can outlast the halt
+  // window, and slow evidence must not let a crashing release start afresh on another node. Once it
+  // proved itself, only failures within the window count (a long-running release is not halted for
+  // crashes days apart).
+  const events = withEvidence(view.events, state.evidence)
+  const failed = failedInstanceIds(events, cell)
+  const { recent, established, failuresOf } = haltEvidence(view, state, events, failed, cell, nowMs, policy, params)
+  const within = (digest: string): string => established(digest) ? `within ${params.haltWindowMs} ms` : 'before any replica of it proved itself'
   let resolved = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts })
   for (let k = 0; k < params.maxHalts && resolved.target !== undefined; k++) {
     const bad = resolved.target
-    const failures = counts.get(bad.digest) ?? 0
+    const failures = failuresOf(bad.digest)
     if (failures < params.haltThreshold) break
-    const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, nodeId: selfId, reason: `${failures} crashes or failed health checks within ${params.haltWindowMs} ms` }
+    const halt: HaltRecord = { cell, version: bad.version, digest: bad.digest, atMs: nowMs, nodeId: selfId, reason: `${failures} crashes or failed health checks ${within(bad.digest)}` }
     const next = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts: [...halts, halt] })
     if (next.target === undefined) {
       // Nothing to fall back to: mark it crash-looping (a halt with its own reason and metric), so
       // no node starts it again until another artifact is published or rolled back to names another artifact.
-      const reason = `${CRASH_LOOPING_PREFIX}${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms and no earlier release to return to; not started again until another artifact is published or rolled back to`
+      const reason = `${CRASH_LOOPING_PREFIX}${failures} crashes or failed health checks fleet-wide ${within(bad.digest)} and no earlier release to return to; not started again until another artifact is published or rolled back to`
       actions.push({ kind: 'halt-release', cell, version: bad.version, digest: bad.digest, reason: `release ${bad.version} ${reason}`, metric: RELEASE_CRASH_LOOPING_METRIC })
       halts = mergeHalts(halts, [{ ...halt, reason }], cell, params.maxHalts)
       resolved = next
@@ -117,7 +125,7 @@ export function decideCell (input: DecideInput): Decision {
       cell,
       version: bad.version,
       digest: bad.digest,
-      reason: `release ${bad.version} halted: ${failures} crashes or failed health checks fleet-wide within ${params.haltWindowMs} ms (threshold ${params.haltThreshold}); returning to ${next.target.version}`,
+      reason: `release ${bad.version} halted: ${failures} crashes or failed health checks fleet-wide ${within(bad.digest)} (threshold ${params.haltThreshold}); returning to ${next.target.version}`,
       metric: RELEASE_HALTED_METRIC
     })
     halts = mergeHalts(halts, [halt], cell, params.maxHalts)
@@ -135,7 +143,7 @@ export function decideCell (input: DecideInput): Decision {
   const fresh = view.instances.filter(i => i.cell === cell && !halted.has(i.digest) && isFresh(i, nowMs, params.heartbeatStaleMs))
   const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
   const target = resolved.target
-  const classes = target === undefined ? undefined : classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
+  const classes = target === undefined ? undefined : classifyRollout(fresh, target, failed, nowMs, policy.healthGraceMs)
   const rollingOut = classes !== undefined && classes.old.length > 0
   const rec = recommendReplicas({ live, current: rollingOut ? undefined : live.length, policy, params })
   const stable = stabilise(state.recommendations, rec.replicas, nowMs, params)
@@ -145,7 +153,9 @@ export function decideCell (input: DecideInput): Decision {
   const desiredReplicas = stable?.replicas ?? state.desiredReplicas ?? clampReplicas(live.length - surging, policy)
   reasons.push(rec.reason)
   if (rec.replicas === undefined || desiredReplicas > rec.replicas) reasons.push(`stabilisation window holds ${desiredReplicas}`)
-  const next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts }
+  const proven = target !== undefined && classes !== undefined && (state.proven === target.digest || classes.proven.length > 0) ? target.digest : undefined
+  const evidence = target === undefined || proven !== undefined ? [] : targetEvidence(events, cell, target.digest, nowMs, params)
+  const next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts, ...(proven !== undefined ? { proven } : {}), ...(evidence.length > 0 ? { evidence } : {}) }
   const decision = (): Decision => ({ actions, reasons, state: next, desiredReplicas, target: resolved.target === undefined ? undefined : refOf(resolved.target) })
 
   reasons.push(resolved.reason)
@@ -159,8 +169,8 @@ export function decideCell (input: DecideInput): Decision {
       actions.push({ kind: 'drain', cell, instanceId: i.id, reason: `crashed replica of ${i.version}, not the target ${target.version}` })
       continue
     }
-    const since = nowMs - (lastFailureMs(view.events, i.id) ?? i.lastHeartbeatMs)
-    const failures = ownFailures(view.events, cell, i.digest, selfId, nowMs, params)
+    const since = nowMs - (lastFailureMs(events, i.id) ?? i.lastHeartbeatMs)
+    const failures = ownFailures(events, cell, i.digest, selfId, nowMs, params)
     const delayMs = restartDelayMs(failures, params)
     if (since >= delayMs) {
       actions.push({ kind: 'restart', cell, instanceId: i.id, version: i.version, digest: i.digest, reason: `replica ${i.id} of ${i.version} crashed ${since} ms ago (crash ${failures} here; back-off ${delayMs} ms)` })
@@ -171,10 +181,13 @@ export function decideCell (input: DecideInput): Decision {
 
   const selfNode = view.nodes.find(n => n.id === selfId)
   const selfEligible = selfNode !== undefined && isEligible(selfNode, target.authority, params)
-  const suspect = (counts.get(target.digest) ?? 0) > 0
+  // The rollout pauses while the target failed within the halt window; a node that failed it may
+  // start it again meanwhile (after its back-off), so the evidence grows without new nodes.
+  const suspect = (recent.get(target.digest) ?? 0) > 0
+  const retryHere = suspect && mayRetryHere(events, mine, target.digest, cell, selfId, nowMs, params)
 
   if (classes.old.length > 0) {
-    const plan = planRollout({ classes, target, desired: desiredReplicas, policy, selfId, selfEligible, suspect, random: input.random, params })
+    const plan = planRollout({ classes, target, desired: desiredReplicas, policy, selfId, selfEligible, suspect, retryHere, nodes: view.nodes, random: input.random, params })
     actions.push(...plan.actions)
     reasons.push(...plan.reasons)
     if (policy.update === 'stop' || plan.actions.some(a => a.kind === 'volunteer')) return decision()
@@ -248,15 +261,17 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   if (halts.some(h => h.digest === volunteer.digest)) return cancel('the release is halted')
   const target = resolveTarget({ cell, releases: view.releases, desired: merged.record, halts }).target
   if (target === undefined) return cancel('no target release')
-  const counts = failureCounts(view.events, cell, nowMs, params)
-  if ((counts.get(volunteer.digest) ?? 0) >= params.haltThreshold) return cancel('the release reached the halt threshold')
+  const events = withEvidence(view.events, state.evidence)
+  const failed = failedInstanceIds(events, cell)
+  const { recent, failuresOf } = haltEvidence(view, state, events, failed, cell, nowMs, policy, params)
+  if (failuresOf(volunteer.digest) >= params.haltThreshold) return cancel('the release reached the halt threshold')
 
   const halted = new Set(halts.map(h => h.digest))
   const fresh = view.instances.filter(i => i.cell === cell && !halted.has(i.digest) && isFresh(i, nowMs, params.heartbeatStaleMs))
   const live = liveInstances(fresh, cell, nowMs, params.heartbeatStaleMs)
   const desired = state.desiredReplicas ?? clampReplicas(live.length, policy)
   const awaitingRestart = fresh.filter(i => i.state === 'crashed' && i.digest === target.digest).length
-  const classes = classifyRollout(fresh, target, failedInstanceIds(view.events, cell), nowMs, policy.healthGraceMs)
+  const classes = classifyRollout(fresh, target, failed, nowMs, policy.healthGraceMs)
   const release = volunteer.purpose === 'surge' ? target : replicateRelease(classes, target)
   if (release.digest !== volunteer.digest) return cancel(`the release to run changed to ${release.version}`)
   const selfNode = view.nodes.find(n => n.id === selfId)
@@ -267,7 +282,12 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
   }
 
   if (volunteer.purpose === 'surge') {
-    const closed = surgeStillOpen(classes, desired, policy, selfId, (counts.get(target.digest) ?? 0) > 0)
+    const suspect = (recent.get(target.digest) ?? 0) > 0
+    const mine = fresh.filter(i => i.nodeId === selfId)
+    const retryHere = suspect && mayRetryHere(events, mine, target.digest, cell, selfId, nowMs, params)
+    const holdsOld = classes.old.some(i => i.nodeId === selfId)
+    const elsewhere = !holdsOld && surgeElsewhere(classes, retiringOld(classes, desired), view.nodes, target, selfId, params)?.open === true
+    const closed = surgeStillOpen(classes, desired, policy, selfId, suspect, { retryHere, elsewhere })
     if (closed !== undefined) return cancel(closed)
   } else {
     if (policy.update === 'stop' && classes.old.length > 0) return cancel('update=stop and old replicas still run')
@@ -294,6 +314,34 @@ function spreadCandidates (view: BiologyView, live: readonly { nodeId: string }[
   const hosting = new Set(live.map(i => i.nodeId))
   const without = eligible.filter(n => !hosting.has(n.id))
   return { candidates: without.length > 0 ? without : eligible }
+}
+
+/**
+ * Failures of a release that count toward its halt: all of them (the view's and the remembered
+ * evidence) until this node saw a replica of it proven, then only those within haltWindowMs.
+ */
+function haltEvidence (view: BiologyView, state: CellState, events: readonly HealthEvent[], failed: ReadonlySet<string>, cell: string, nowMs: number, policy: Policy, params: BiologyParams): {
+  recent: Map<string, number>
+  established: (digest: string) => boolean
+  failuresOf: (digest: string) => number
+} {
+  const recent = failureCounts(events, cell, nowMs, params)
+  const ever = failureCounts(events, cell, nowMs, { ...params, haltWindowMs: Infinity })
+  const established = (digest: string): boolean => state.proven === digest || view.instances.some(i =>
+    i.cell === cell && i.digest === digest && isFresh(i, nowMs, params.heartbeatStaleMs) && isProven(i, failed, nowMs, policy.healthGraceMs))
+  return { recent, established, failuresOf: (digest) => (established(digest) ? recent : ever).get(digest) ?? 0 }
+}
+
+/**
+ * This node failed the target itself, holds no replica of it now (a crashed one is restarted in
+ * place instead), and its restart back-off since its last failure of it has passed.
+ */
+function mayRetryHere (events: readonly HealthEvent[], mine: readonly { digest: string, state: string }[], digest: string, cell: string, selfId: string, nowMs: number, params: BiologyParams): boolean {
+  if (mine.some(i => i.digest === digest && i.state !== 'draining')) return false
+  let last: number | undefined
+  for (const e of events) if (e.cell === cell && e.digest === digest && e.nodeId === selfId && (last === undefined || e.atMs > last)) last = e.atMs
+  if (last === undefined) return false
+  return nowMs - last >= restartDelayMs(ownFailures(events, cell, digest, selfId, nowMs, params), params)
 }
 
 function authorityOf (view: BiologyView, digest: string): string | undefined {

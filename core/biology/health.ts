@@ -20,6 +20,25 @@ export function failureCounts (events: readonly HealthEvent[], cell: string, now
   return counts
 }
 
+/** The view's events with the remembered evidence added (an event in both counts once anyway). */
+export function withEvidence (events: readonly HealthEvent[], evidence: readonly HealthEvent[] | undefined): readonly HealthEvent[] {
+  if (evidence === undefined || evidence.length === 0) return events
+  const ids = new Set(events.map(e => e.id))
+  const missing = evidence.filter(e => !ids.has(e.id))
+  return missing.length === 0 ? events : [...events, ...missing]
+}
+
+/**
+ * Evidence to remember for an unproven target: its distinct failure events among `events`, oldest
+ * first, the newest `max(maxEvidence, haltThreshold)` kept (enough to reach the threshold).
+ */
+export function targetEvidence (events: readonly HealthEvent[], cell: string, digest: string, nowMs: number, params: BiologyParams): HealthEvent[] {
+  const byId = new Map<string, HealthEvent>()
+  for (const e of events) if (e.cell === cell && e.digest === digest && e.atMs <= nowMs && !byId.has(e.id)) byId.set(e.id, e)
+  const sorted = [...byId.values()].sort((a, b) => a.atMs - b.atMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  return sorted.slice(Math.max(0, sorted.length - Math.max(params.maxEvidence, params.haltThreshold)))
+}
+
 /** Instance ids that ever crashed or failed a health check, as far as the view remembers. */
 export function failedInstanceIds (events: readonly HealthEvent[], cell: string): Set<string> {
   const ids = new Set<string>()

@@ -19,7 +19,8 @@ export const defaultBiologyParams: Readonly<BiologyParams> = Object.freeze({
   minCpuFreePercent: 5,
   minMemoryFreeBytes: 64 * 1024 * 1024,
   maxRecommendations: 512,
-  maxHalts: 64
+  maxHalts: 64,
+  maxEvidence: 64
 })
 
 export function resolveParams (params?: Partial<BiologyParams>): BiologyParams {

@@ -6,10 +6,10 @@
 // replicas stop first and replication then starts the target.
 
 import type { Random } from '../ports.ts'
-import { byAge, jitterDelayMs } from './replication.ts'
+import { byAge, isEligible, jitterDelayMs } from './replication.ts'
 import { compareReleaseVersions } from './target.ts'
 import type { TargetRelease } from './target.ts'
-import type { Action, BiologyParams, InstanceRecord, Policy } from './types.ts'
+import type { Action, BiologyParams, InstanceRecord, NodeRecord, Policy } from './types.ts'
 
 const EPSILON = 1e-9
 
@@ -46,13 +46,17 @@ export function classifyRollout (fresh: readonly InstanceRecord[], target: Targe
     }
     if (live) newer.push(i)
     if (i.state === 'draining') continue
-    const readyFor = i.state === 'ready' ? nowMs - (i.readyMs ?? i.startedMs) : -1
-    if (i.state === 'ready' && readyFor >= healthGraceMs && !failed.has(i.id)) proven.push(i)
+    if (isProven(i, failed, nowMs, healthGraceMs)) proven.push(i)
     else unproven.push(i)
   }
   old.sort(byAge)
   unproven.sort(byAge)
   return { old, newer, proven, unproven }
+}
+
+/** Ready for at least healthGraceMs and never failed (as far as `failed` knows). */
+export function isProven (i: InstanceRecord, failed: ReadonlySet<string>, nowMs: number, healthGraceMs: number): boolean {
+  return i.state === 'ready' && nowMs - (i.readyMs ?? i.startedMs) >= healthGraceMs && !failed.has(i.id)
 }
 
 export interface RolloutInput {
@@ -63,8 +67,16 @@ export interface RolloutInput {
   selfId: string
   /** Whether this node could host another replica of the target right now. */
   selfEligible: boolean
-  /** The target had a crash or failed health check within the halt window: start no more of it. */
+  /** The target had a crash or failed health check within the halt window: start no more of it... */
   suspect: boolean
+  /**
+   * ...except here: this node failed the target itself and its restart back-off has passed, so it
+   * may start it again (the release reaches no new node, and the evidence grows until it proves
+   * itself or is halted).
+   */
+  retryHere?: boolean
+  /** The view's nodes, to find where a surge can go when no node holding an old replica can host one. */
+  nodes?: readonly NodeRecord[]
   random: Random
   params: BiologyParams
 }
@@ -108,28 +120,19 @@ function planLive (input: RolloutInput): RolloutPlan {
 
   // Keep enough old replicas that old + proven new >= desired; retire the rest, preferring old
   // replicas on nodes that proved a new one (the node that surged gives its old one back).
-  const oldKeep = Math.max(0, desired - classes.proven.length)
-  const retire = classes.old.length - oldKeep
-  const retiring = new Set<string>()
-  if (retire > 0) {
-    const provers = new Set(classes.proven.map(i => i.nodeId))
-    const order = [...classes.old].sort((a, b) => {
-      const pa = provers.has(a.nodeId) ? 0 : 1
-      const pb = provers.has(b.nodeId) ? 0 : 1
-      return pa !== pb ? pa - pb : byAge(a, b)
-    })
-    for (const i of order.slice(0, retire)) {
-      retiring.add(i.id)
-      if (i.nodeId === selfId) {
-        actions.push({ kind: 'drain', cell: i.cell, instanceId: i.id, reason: `rollout: ${classes.proven.length} ${target.version} replica(s) proven for ${policy.healthGraceMs} ms; retiring ${i.version} ${i.id}` })
-      }
+  const retiring = retiringOld(classes, desired)
+  for (const i of classes.old) {
+    if (retiring.has(i.id) && i.nodeId === selfId) {
+      actions.push({ kind: 'drain', cell: i.cell, instanceId: i.id, reason: `rollout: ${classes.proven.length} ${target.version} replica(s) proven for ${policy.healthGraceMs} ms; retiring ${i.version} ${i.id}` })
     }
   }
 
   const ownOld = classes.old.filter(i => i.nodeId === selfId && !retiring.has(i.id)).length
-  if (ownOld === 0) {
-    reasons.push(`rollout to ${target.version}: no old replica here`)
-  } else if (input.suspect) {
+  const elsewhere = ownOld === 0 ? surgeElsewhere(classes, retiring, input.nodes ?? [], target, selfId, params) : undefined
+  const retry = input.suspect && input.retryHere === true && ownOld > 0 && !classes.unproven.some(i => i.nodeId === selfId)
+  if (ownOld === 0 && elsewhere?.open !== true) {
+    reasons.push(`rollout to ${target.version}: no old replica here${elsewhere === undefined ? '' : `; ${elsewhere.why}`}`)
+  } else if (input.suspect && !retry) {
     reasons.push(`rollout to ${target.version} paused: it failed within the last ${params.haltWindowMs} ms`)
   } else if (classes.unproven.length >= surge) {
     reasons.push(`rollout to ${target.version}: surge full (${classes.unproven.length}/${surge} unproven)`)
@@ -137,13 +140,74 @@ function planLive (input: RolloutInput): RolloutPlan {
     reasons.push(`rollout to ${target.version}: ${classes.newer.length} new replicas already cover desired ${desired}`)
   } else if (!input.selfEligible) {
     reasons.push(`rollout to ${target.version}: this node cannot host another replica`)
-  } else if (input.random.next() < policy.maxSurge / 100) {
+  } else if (retry) {
+    // No coin: this node already ran the release, so starting it again spreads it nowhere new.
     const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
-    actions.push({ kind: 'volunteer', cell: target.cell, version: target.version, digest: target.digest, purpose: 'surge', delayMs, reason: `rollout to ${target.version}: won the surge coin (p=${policy.maxSurge / 100}), ${classes.unproven.length}/${surge} unproven` })
+    actions.push({ kind: 'volunteer', cell: target.cell, version: target.version, digest: target.digest, purpose: 'surge', delayMs, reason: `rollout to ${target.version}: it failed here; retrying it here after the back-off, ${classes.unproven.length}/${surge} unproven` })
   } else {
-    reasons.push(`rollout to ${target.version}: lost the surge coin`)
+    // A node holding an old replica flips p = maxSurge/100. When none of them can host another
+    // replica (all full), the nodes that can take over, p = free surge slots / such nodes, so about
+    // that many start one; a proven one then retires an old replica wherever it runs.
+    const p = elsewhere === undefined ? policy.maxSurge / 100 : Math.min(1, (surge - classes.unproven.length) / elsewhere.candidates)
+    if (input.random.next() < p) {
+      const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
+      const where = elsewhere === undefined ? '' : `; no node holding an old replica can host one, so ${elsewhere.candidates} other node(s) may`
+      actions.push({ kind: 'volunteer', cell: target.cell, version: target.version, digest: target.digest, purpose: 'surge', delayMs, reason: `rollout to ${target.version}: won the surge coin (p=${Number(p.toFixed(3))}), ${classes.unproven.length}/${surge} unproven${where}` })
+    } else {
+      reasons.push(`rollout to ${target.version}: lost the surge coin`)
+    }
   }
   return { actions, reasons }
+}
+
+/**
+ * The old replicas that retire now: all but `desired - proven`. Those still starting go first (they
+ * serve nothing yet: retiring a ready one instead lowers the ready count, as when a stale view had a
+ * node fill a deficit that was not there just before a rollout), then those on nodes that proved a
+ * new one, then the oldest. Every node computes the same set from the same view.
+ */
+export function retiringOld (classes: RolloutClasses, desired: number): Set<string> {
+  const oldKeep = Math.max(0, desired - classes.proven.length)
+  const retire = classes.old.length - oldKeep
+  const retiring = new Set<string>()
+  if (retire <= 0) return retiring
+  const provers = new Set(classes.proven.map(i => i.nodeId))
+  const rank = (i: InstanceRecord): number => (i.state === 'starting' ? 0 : 2) + (provers.has(i.nodeId) ? 0 : 1)
+  const order = [...classes.old].sort((a, b) => rank(a) - rank(b) || byAge(a, b))
+  for (const i of order.slice(0, retire)) retiring.add(i.id)
+  return retiring
+}
+
+export interface SurgeElsewhere {
+  /** Whether this node may surge although it holds no old replica. */
+  open: boolean
+  /** Nodes that may (eligible; those without a live replica of the cell first). */
+  candidates: number
+  why: string
+}
+
+/**
+ * Surge by a node without an old replica. Only nodes holding old replicas surge (each gives one
+ * back once its new replica proves itself); when none of them can host another replica (all their
+ * slots are full, or they are out of headroom), the rollout would stall, so the eligible nodes
+ * take over - those that run no replica of the cell first, as replication spreads. Undefined while
+ * some node holding an old replica could still surge.
+ */
+export function surgeElsewhere (classes: RolloutClasses, retiring: ReadonlySet<string>, nodes: readonly NodeRecord[], target: TargetRelease, selfId: string, params: BiologyParams): SurgeElsewhere | undefined {
+  const byId = new Map(nodes.map(n => [n.id, n]))
+  const holders = new Set(classes.old.filter(i => !retiring.has(i.id)).map(i => i.nodeId))
+  if (holders.size === 0) return undefined
+  for (const id of holders) {
+    const n = byId.get(id)
+    if (n !== undefined && isEligible(n, target.authority, params)) return undefined
+  }
+  const eligible = nodes.filter(n => isEligible(n, target.authority, params))
+  const hosting = new Set([...classes.old, ...classes.newer].map(i => i.nodeId))
+  const without = eligible.filter(n => !hosting.has(n.id))
+  const candidates = without.length > 0 ? without : eligible
+  if (candidates.length === 0) return { open: false, candidates: 0, why: `no node holding an old replica can host one, and no other node can either` }
+  const open = candidates.some(n => n.id === selfId)
+  return { open, candidates: candidates.length, why: open ? 'surging for the full nodes holding old replicas' : `${candidates.length} other node(s) surge for the full nodes holding old replicas` }
 }
 
 /**
@@ -158,12 +222,20 @@ export function replicateRelease (classes: RolloutClasses, target: TargetRelease
   return { version: best.version, digest: best.digest }
 }
 
+export interface SurgeCheck {
+  /** As RolloutInput.retryHere: this node failed the target and may start it again. */
+  retryHere?: boolean
+  /** From surgeElsewhere: this node surges for the full nodes holding old replicas. */
+  elsewhere?: boolean
+}
+
 /** Phase two of a surge spawn: is there still room? */
-export function surgeStillOpen (classes: RolloutClasses, desired: number, policy: Policy, selfId: string, suspect: boolean): string | undefined {
+export function surgeStillOpen (classes: RolloutClasses, desired: number, policy: Policy, selfId: string, suspect: boolean, check: SurgeCheck = {}): string | undefined {
   const surge = surgeCount(policy.maxSurge, desired)
-  if (suspect) return 'target failed recently'
+  const holdsOld = classes.old.some(i => i.nodeId === selfId)
+  if (suspect && !(check.retryHere === true && holdsOld)) return 'target failed recently'
   if (classes.unproven.length >= surge) return `surge full (${classes.unproven.length}/${surge} unproven)`
   if (classes.newer.length >= desired) return 'new replicas already cover desired'
-  if (!classes.old.some(i => i.nodeId === selfId)) return 'no old replica here any more'
+  if (!holdsOld && check.elsewhere !== true) return 'no old replica here any more'
   return undefined
 }

@@ -164,6 +164,11 @@ export interface BiologyParams {
   maxRecommendations: number
   /** Bound on the halted releases remembered per cell (oldest forgotten first). */
   maxHalts: number
+  /**
+   * Bound on the failure events of an unproven target a node remembers (CellState.evidence; the
+   * newest are kept). Must be at least haltThreshold.
+   */
+  maxEvidence: number
 }
 
 export interface ReleaseRef {
@@ -199,6 +204,18 @@ export interface CellState {
   desiredReplicas?: number
   /** Releases this node halted or learnt were halted, oldest first, bounded by `maxHalts`. */
   halts: readonly HaltRecord[]
+  /**
+   * Digest of the target once this node saw a replica of it proven (ready for healthGraceMs without
+   * a failure): from then on only failures within haltWindowMs count toward its halt.
+   */
+  proven?: string
+  /**
+   * Failure events of the target while it has not proven itself, oldest first, bounded by
+   * `maxEvidence`: until then they all count toward the halt, however long ago they happened (the
+   * fleet view keeps events only for a while, and a paused rollout may outlast the halt window).
+   * Cleared once the target proves itself, changes or is halted. Absent: none.
+   */
+  evidence?: readonly HealthEvent[]
 }
 
 export interface Decision {

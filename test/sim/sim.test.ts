@@ -58,6 +58,21 @@ describe('biology simulator, per-cell dissemination (docs/biology.md, Scale)', (
     }, 180_000)
   }
 
+  // Seeds that broke an invariant with slower repair of lost cell messages (docs/biology.md), where
+  // the decision code could do better: a rollout stalled when the only node holding old replicas was
+  // full (c, 631, no repair); crash evidence left the halt window so a third node ran a crashing
+  // release (d, 468, lost messages 1-3 s late); a rollout retired ready old replicas while surplus
+  // ones were starting (c and d, 760, no repair).
+  it('finishes a rollout whose old replicas sit on a full node, and halts a crashing release that failed slowly', () => {
+    const c = SCENARIOS.c.run(631, false, { dissemination: 'per-cell', cellRepairMs: 'none' })
+    expect(c.violations).toEqual([])
+    expect(Number.isFinite(c.metrics.rolloutS)).toBe(true)
+    for (const key of ['c', 'd']) expect(SCENARIOS[key].run(760, false, { dissemination: 'per-cell', cellRepairMs: 'none' }).violations).toEqual([])
+    const d = SCENARIOS.d.run(468, false, { dissemination: 'per-cell', cellRepairMs: [1_000, 3_000] })
+    expect(d.violations).toEqual([])
+    expect(d.metrics.nodesRan).toBeLessThanOrEqual(2)
+  })
+
   it('lets only followers decide, and sends instance records on change or refresh instead of every tick', () => {
     const flat = new World(baseOptions(3))
     const world = new World(baseOptions(3, { dissemination: 'per-cell' }))

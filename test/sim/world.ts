@@ -54,6 +54,12 @@ export interface WorldOptions {
    * followers (hosts and the standby candidates) read them and decide for the cell.
    */
   dissemination?: 'flat' | 'per-cell'
+  /**
+   * Per-cell mode: how late a lost cell message arrives (default PER_CELL.recoverMs, gossipsub's
+   * repair); 'none': never (only the next refresh repairs it). The table of loss modes in
+   * docs/biology.md was measured with 'none' and [1000, 3000].
+   */
+  cellRepairMs?: readonly [number, number] | 'none'
 }
 
 /** Knobs of the per-cell design (the same values as test/sim/gossip-scale.ts's CELL_DESIGN). */
@@ -74,7 +80,7 @@ export const PER_CELL = {
    * gossipsub another mesh peer's copy or the next heartbeat's IHAVE/IWANT brings it (on a 20-50
    * node topic with 5 % of transmissions lost, gossipsub-model.ts has every node holding it within
    * 0.25 s; this allows up to 1.2 s). The flat mode needs no repair: it re-sends every tick. With
-   * no repair, or a slower one, invariants broke (docs/biology.md, Scale).
+   * no repair (`cellRepairMs: 'none'`) views lag a whole refresh; docs/biology.md (Scale) has both runs.
    */
   recoverMs: [200, 1_200]
 } as const
@@ -215,7 +221,7 @@ export class World {
     this.perCell = options.dissemination === 'per-cell'
     this.resolved = resolveParams(options.params)
     // Forked after the nodes, so flat runs keep their event logs.
-    if (this.perCell) this.cellNet = new GossipNetwork<CellPart>({ nodes: options.nodes, delayMs: options.delayMs, loss: options.loss, partitions: options.partitions ?? [], recoverMs: PER_CELL.recoverMs }, root.fork())
+    if (this.perCell) this.cellNet = new GossipNetwork<CellPart>({ nodes: options.nodes, delayMs: options.delayMs, loss: options.loss, partitions: options.partitions ?? [], recoverMs: options.cellRepairMs === 'none' ? undefined : options.cellRepairMs ?? PER_CELL.recoverMs }, root.fork())
   }
 
   /**
