@@ -56,6 +56,11 @@ describe.each([
     // Results are encoded in place, ASCII byte by byte and the rest by encodeInto: both must survive.
     const text = { s: 'prix: 12 € — naïve 😀 end', n: '\u0000\u007f\u0080' }
     expect(unjson(await capsid.call('echo', json(text), { deadlineMs: deadline() }))).toEqual(text)
+    // Requests larger than the runner's read buffer arrive in several reads (the tail of one read
+    // must be kept past the next), several at once and back to back with small ones.
+    const bigs = [300_000, 500_001, 129 * 1024].map((n, i) => ({ s: String(i).repeat(n), i }))
+    const answers = await Promise.all([...bigs, { s: 'small', i: 9 }].map(async req => unjson(await capsid.call('echo', json(req), { deadlineMs: deadline() }))))
+    expect(answers).toEqual([...bigs, { s: 'small', i: 9 }])
     const d = deadline(7000)
     const caller = { peerId: '12D3KooWtest', authority: 'ab'.repeat(32), roles: ['caller'] }
     const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'

@@ -273,7 +273,7 @@ export class FrameDecoder {
       off += 4 + rest
     }
     // Keep the unfinished tail; copy it so the big chunk it came from can be collected.
-    this.buf = off === buf.byteLength ? EMPTY : buf.slice(off)
+    this.buf = off === buf.byteLength ? EMPTY : Uint8Array.prototype.slice.call(buf, off)
     return frames
   }
 }

@@ -513,8 +513,9 @@ function onData (chunk, n) {
     handle(type, id, meta, payloadLen === 0 ? EMPTY : new Uint8Array(chunk.buffer, chunk.byteOffset + payloadStart, payloadLen))
     off += 4 + rest
   }
-  // The unfinished tail is copied: the read buffer is reused by the next read.
-  buf = off === end ? EMPTY : chunk.slice(off, end)
+  // The unfinished tail is copied: the read buffer is reused by the next read. (Not chunk.slice:
+  // on a Buffer that is a view, like subarray.)
+  buf = off === end ? EMPTY : Uint8Array.prototype.slice.call(chunk, off, end)
 }
 
 // SIGTERM ends the drain grace period (process mode; under bwrap the host's SIGTERM kills bwrap
