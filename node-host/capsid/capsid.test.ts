@@ -254,6 +254,8 @@ describe.each([
     await waitForLog(capsid, /^late l1 aborted=true (DeadlineExceededError|CallCancelledError)$/)
     expect(unjson(await capsid.call('late', json({ ms: 10, tag: 'l2' }), { deadlineMs: deadline() }))).toEqual({ aborted: false })
     await waitForLog(capsid, /^late l2 aborted=false -$/)
+    // A deadline beyond setTimeout's range (about 24.8 days) is not a timer that fires at once.
+    expect(unjson(await capsid.call('late', json({ ms: 50, tag: 'l3' }), { deadlineMs: Date.now() + 30 * 24 * 3600_000 }))).toEqual({ aborted: false })
     expect(capsid.inFlight).toBe(0)
   })
 

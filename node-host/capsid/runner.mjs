@@ -266,33 +266,50 @@ class CallContext {
   static setSlot (ctx, slot) { ctx.#slot = slot }
 }
 
-/** Deadlines in slots of 10 ms: one timer per slot that holds calls, a call aborted at most 10 ms late. */
+/**
+ * Deadlines in slots of 10 ms: one timer per slot that holds calls, a call aborted at most 10 ms
+ * late. A slot whose calls all ended lets go of its timer, so slots and timers stay as many as the
+ * 10 ms steps that calls in flight end in, however far their deadlines are.
+ */
 const DEADLINE_SLOT_MS = 10
+/** Beyond this setTimeout cannot wait (it would fire at once): such a deadline is not watched. */
+const MAX_TIMER_MS = 0x7fff_ffff
 const deadlineSlots = new Map()
+
+class DeadlineSlot {
+  constructor (key) {
+    this.key = key
+    this.calls = new Set()
+    this.timer = setTimeout(expireSlot, Math.max(0, key * DEADLINE_SLOT_MS - Date.now()), this)
+  }
+}
 
 function watchDeadline (ctx) {
   const deadlineMs = ctx.deadlineMs
-  if (!Number.isFinite(deadlineMs)) return
+  if (!(deadlineMs - Date.now() <= MAX_TIMER_MS)) return
   const key = Math.ceil(deadlineMs / DEADLINE_SLOT_MS)
   let slot = deadlineSlots.get(key)
   if (slot === undefined) {
-    slot = new Set()
+    slot = new DeadlineSlot(key)
     deadlineSlots.set(key, slot)
-    setTimeout(expireSlot, Math.max(0, key * DEADLINE_SLOT_MS - Date.now()), key)
   }
-  slot.add(ctx)
+  slot.calls.add(ctx)
   CallContext.setSlot(ctx, slot)
 }
 
 function unwatchDeadline (ctx) {
-  CallContext.slot(ctx)?.delete(ctx)
+  const slot = CallContext.slot(ctx)
+  if (slot === undefined) return
+  slot.calls.delete(ctx)
+  if (slot.calls.size === 0 && deadlineSlots.get(slot.key) === slot) {
+    clearTimeout(slot.timer)
+    deadlineSlots.delete(slot.key)
+  }
 }
 
-function expireSlot (key) {
-  const slot = deadlineSlots.get(key)
-  deadlineSlots.delete(key)
-  if (slot === undefined) return
-  for (const ctx of slot) CallContext.abort(ctx, new DeadlineExceededError('call deadline passed'))
+function expireSlot (slot) {
+  if (deadlineSlots.get(slot.key) === slot) deadlineSlots.delete(slot.key)
+  for (const ctx of slot.calls) CallContext.abort(ctx, new DeadlineExceededError('call deadline passed'))
 }
 
 /** id → CallContext for calls and streams being served. */
