@@ -436,7 +436,7 @@ export class ReplicaSet extends EventTarget {
    * A call's cancellation (the caller's CANCEL, the session's deadline, the channel closing) reaches
    * the capsid through `settled`, which the session calls for every call it answers, before any
    * other end of it: the call then needs no AbortController of its own (ctx.signal makes one on
-   * first use), nor an EventTarget listener, for a plain CallAbort keyed by the session's context.
+   * first use), nor an EventTarget listener, for a plain CallAbort linked to the session's context.
    * Until `settled` has been seen once (a host that composes the handler without it), and for
    * contexts the session did not make (a wrapper's), calls follow ctx.signal as before.
    */
