@@ -3,8 +3,10 @@
 // node_modules link); both full paths (a node and a bubblewrap replica each, and a client mesh in
 // this process) start first, then rounds of calls alternate A, B, B, A, ... so that a shared,
 // drifting machine load falls on both alike. Prints per tree the median calls/s, p99 and CPU per
-// call of the caller, the node and the replica (the per-round values in brackets). For comparing
-// changes on a machine other work shares; `npm run bench` is the figure of record.
+// call of the caller, the node and the replica (the per-round values in brackets). The caller's CPU
+// includes the other tree's idle client mesh in this process (heartbeats, gossip), so it reads a
+// little above `npm run bench`'s. For comparing changes on a machine other work shares;
+// `npm run bench` is the figure of record.
 import { isAbsolute, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { FullPath, LatencyFigure } from './full-path.ts'
