@@ -14,7 +14,6 @@ import {
 } from './errors.ts'
 import type { ExitInfo } from './errors.ts'
 import { FrameBatch, FrameDecoder, FrameType, MAX_CALLER_SLOTS, MAX_FRAME_BYTES } from './protocol.ts'
-import type { Frame } from './protocol.ts'
 import type { SandboxMode } from './sandbox.ts'
 import type { CapsidLimits } from './limits.ts'
 import { LogRing } from './log-ring.ts'
@@ -580,27 +579,24 @@ export class Capsid extends EventTarget {
     const decoder = new FrameDecoder(MAX_FRAME_BYTES)
     let authenticated = false
     sock.on('error', (err) => { log('%s/%s socket error %s', this.cell, this.instanceId, err.message) })
+    // Frames are handled as they are decoded (FrameDecoder.each): no list or object per frame.
+    const onFrame = (type: number, id: number, meta: any, payload: Uint8Array): boolean => {
+      if (authenticated) return this.onFrame(type, id, meta, payload)
+      if (type !== FrameType.READY || meta?.token !== this.token) {
+        log('%s/%s rejected a connection without the token', this.cell, this.instanceId)
+        sock.destroy()
+        return false
+      }
+      authenticated = true
+      this.onReady(sock, meta)
+      return true
+    }
     sock.on('data', (chunk: Uint8Array) => {
-      let frames: Frame[]
       try {
-        frames = decoder.push(chunk)
+        decoder.each(chunk, onFrame)
       } catch (err: any) {
         this.protocolViolation(err)
         sock.destroy()
-        return
-      }
-      for (const f of frames) {
-        if (!authenticated) {
-          if (f.type !== FrameType.READY || f.meta?.token !== this.token) {
-            log('%s/%s rejected a connection without the token', this.cell, this.instanceId)
-            sock.destroy()
-            return
-          }
-          authenticated = true
-          this.onReady(sock, f.meta)
-          continue
-        }
-        this.onFrame(f)
       }
     })
     sock.on('close', () => { if (this.sock === sock) this.onSocketLost() })
@@ -618,17 +614,20 @@ export class Capsid extends EventTarget {
     this.dispatchEvent(new CustomEvent('ready'))
   }
 
-  private onFrame (f: Frame): void {
-    const p = this.pending.get(f.id)
+  /** A frame from the replica for a call; false once the replica broke the protocol. */
+  private onFrame (type: number, id: number, meta: any, payload: Uint8Array): boolean {
+    const p = this.pending.get(id)
     // Late replies to calls we already cancelled or timed out are expected; drop them.
-    if (p === undefined) return
-    // f.payload is already a plain Uint8Array view into the socket chunk (FrameDecoder).
-    switch (f.type) {
-      case FrameType.RESULT: p.onResult(f.payload); break
-      case FrameType.CHUNK: p.onChunk(f.payload); break
-      case FrameType.END: p.onEnd(); break
-      case FrameType.ERROR: p.onError(remoteError(f.meta)); break
-      default: this.protocolViolation(new CapsidProtocolError(`unexpected frame type ${f.type}`))
+    if (p === undefined) return true
+    // payload is a plain Uint8Array view into the socket chunk (FrameDecoder).
+    switch (type) {
+      case FrameType.RESULT: p.onResult(payload); return true
+      case FrameType.CHUNK: p.onChunk(payload); return true
+      case FrameType.END: p.onEnd(); return true
+      case FrameType.ERROR: p.onError(remoteError(meta)); return true
+      default:
+        this.protocolViolation(new CapsidProtocolError(`unexpected frame type ${type}`))
+        return false
     }
   }
 

@@ -233,7 +233,19 @@ export class FrameDecoder {
     this.maxBytes = maxBytes
   }
 
+  /** The whole frames so far, as a list (tests, and callers that want one). */
   push (chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = []
+    this.each(chunk, (type, id, meta, payload) => { frames.push({ type, id, meta, payload }) })
+    return frames
+  }
+
+  /**
+   * Hands each whole frame to `onFrame` as it is decoded, with no list or frame object per frame;
+   * `onFrame` returning false stops the decoding (the rest of the chunk is dropped). A malformed
+   * frame throws, after the frames before it were handed over.
+   */
+  each (chunk: Uint8Array, onFrame: (type: number, id: number, meta: any, payload: Uint8Array) => boolean | undefined | void): void {
     let buf: Uint8Array
     if (this.buf.byteLength === 0) {
       buf = chunk
@@ -242,7 +254,6 @@ export class FrameDecoder {
       buf.set(this.buf)
       buf.set(chunk, this.buf.byteLength)
     }
-    const frames: Frame[] = []
     let off = 0
     while (buf.byteLength - off >= 4) {
       const rest = u32(buf, off)
@@ -269,11 +280,13 @@ export class FrameDecoder {
       const payloadStart = metaStart + metaLen
       const payloadLen = off + 4 + rest - payloadStart
       const payload = payloadLen === 0 ? EMPTY : new Uint8Array(buf.buffer, buf.byteOffset + payloadStart, payloadLen)
-      frames.push({ type, id, meta, payload })
       off += 4 + rest
+      if (onFrame(type, id, meta, payload) === false) {
+        this.buf = EMPTY
+        return
+      }
     }
     // Keep the unfinished tail; copy it so the big chunk it came from can be collected.
     this.buf = off === buf.byteLength ? EMPTY : Uint8Array.prototype.slice.call(buf, off)
-    return frames
   }
 }
