@@ -155,7 +155,7 @@ export function decideCell (input: DecideInput): Decision {
   if (rec.replicas === undefined || desiredReplicas > rec.replicas) reasons.push(`stabilisation window holds ${desiredReplicas}`)
   const proven = target !== undefined && classes !== undefined && (state.proven === target.digest || classes.proven.length > 0) ? target.digest : undefined
   const evidence = target === undefined || proven !== undefined ? [] : targetEvidence(events, cell, target.digest, nowMs, params)
-  const next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts, ...(proven !== undefined ? { proven } : {}), ...(evidence.length > 0 ? { evidence } : {}) }
+  let next: CellState = { cell, desired: merged.record, recommendations: stable?.recommendations ?? [], desiredReplicas, halts, ...(proven !== undefined ? { proven } : {}), ...(evidence.length > 0 ? { evidence } : {}) }
   const decision = (): Decision => ({ actions, reasons, state: next, desiredReplicas, target: resolved.target === undefined ? undefined : refOf(resolved.target) })
 
   reasons.push(resolved.reason)
@@ -187,9 +187,11 @@ export function decideCell (input: DecideInput): Decision {
   const retryHere = suspect && mayRetryHere(events, mine, target.digest, cell, selfId, nowMs, params)
 
   if (classes.old.length > 0) {
-    const plan = planRollout({ classes, target, desired: desiredReplicas, policy, selfId, selfEligible, suspect, retryHere, nodes: view.nodes, random: input.random, params })
+    const replacing = state.replacing === undefined || classes.newer.some(i => i.nodeId === selfId) ? undefined : { id: state.replacing, present: fresh.some(i => i.id === state.replacing) }
+    const plan = planRollout({ classes, target, desired: desiredReplicas, policy, selfId, selfEligible, suspect, retryHere, nodes: view.nodes, replacing, random: input.random, params })
     actions.push(...plan.actions)
     reasons.push(...plan.reasons)
+    if (plan.replacing !== undefined) next = { ...next, replacing: plan.replacing }
     if (policy.update === 'stop' || plan.actions.some(a => a.kind === 'volunteer')) return decision()
   } else {
     actions.push(...planSurplusDrains(live, desiredReplicas, selfId))
@@ -287,7 +289,7 @@ export function confirmSpawn (input: ConfirmInput): ConfirmResult {
     const retryHere = suspect && mayRetryHere(events, mine, target.digest, cell, selfId, nowMs, params)
     const holdsOld = classes.old.some(i => i.nodeId === selfId)
     const elsewhere = !holdsOld && surgeElsewhere(classes, retiringOld(classes, desired), view.nodes, target, selfId, params)?.open === true
-    const closed = surgeStillOpen(classes, desired, policy, selfId, suspect, { retryHere, elsewhere })
+    const closed = surgeStillOpen(classes, desired, policy, selfId, suspect, { retryHere, elsewhere, replacing: state.replacing !== undefined })
     if (closed !== undefined) return cancel(closed)
   } else {
     if (policy.update === 'stop' && classes.old.length > 0) return cancel('update=stop and old replicas still run')

@@ -84,6 +84,53 @@ describe('a rollout whose old replicas sit on full nodes', () => {
   })
 })
 
+describe('a rollout on a fleet with no free slot anywhere', () => {
+  // Three nodes with one slot each, all running 1.0.0: nobody can surge, so old replicas are
+  // replaced in place, one at a time (at most one replica unavailable).
+  const p = policy({ minReplicas: 3, maxReplicas: 3, maxSurge: 25 })
+  const state: CellState = { ...initialCellState('billing'), desiredReplicas: 3 }
+  const slots = (id: string, free: number): NodeRecord => node(id, { capacity: { freeSlots: free, cpuFreePercent: 60, memoryFreeBytes: 4 * 2 ** 30 } })
+  const olds = [0, 1, 2].map(k => instance(`o${k}`, `n${k}`, { startedMs: k }))
+  const fleet = (instances: InstanceRecord[], free: number[] = [0, 0, 0]): BiologyView =>
+    view({ nodes: free.map((f, k) => slots(`n${k}`, f)), releases: [V1, V2], instances })
+  const drainsOf = (d: ReturnType<typeof decideCell>): string[] => d.actions.flatMap(a => a.kind === 'drain' ? [a.instanceId] : [])
+
+  it('retires the oldest old replica, then its node starts the target in the slot', () => {
+    const first = decideCell(input(fleet(olds), { policy: p, state, selfId: 'n0', random: fixedRandom(0) }))
+    expect(drainsOf(first)).toEqual(['o0'])
+    expect(first.state.replacing).toBe('o0')
+    for (const self of ['n1', 'n2']) {
+      const d = decideCell(input(fleet(olds), { policy: p, state, selfId: self, random: fixedRandom(0) }))
+      expect(d.actions).toEqual([])
+      expect(d.reasons.join(' ')).toMatch(/n0 replaces o0 in place/)
+    }
+    // While o0 drains the slot is not free yet: n0 waits; nobody refills it with 1.0.0.
+    const draining = fleet([{ ...olds[0], state: 'draining' }, olds[1], olds[2]])
+    const wait = decideCell(input(draining, { policy: p, state: first.state, selfId: 'n0', random: fixedRandom(0), nowMs: NOW + 1_000 }))
+    expect(wait.actions).toEqual([])
+    expect(wait.state.replacing).toBe('o0')
+    // o0 is gone: n0 starts 1.1.0 (no coin: fixedRandom(0.99) would lose it), and confirms it.
+    const gone = fleet([olds[1], olds[2]], [1, 0, 0])
+    const start = decideCell(input(gone, { policy: p, state: wait.state, selfId: 'n0', nowMs: NOW + 2_000 }))
+    const volunteer = start.actions.find(a => a.kind === 'volunteer') as VolunteerAction
+    expect(volunteer).toMatchObject({ purpose: 'surge', digest: V2.digest })
+    expect(confirmSpawn({ cell: 'billing', view: gone, policy: p, selfId: 'n0', nowMs: NOW + 2_500, state: start.state, volunteer, params }).action).toMatchObject({ kind: 'spawn', digest: V2.digest })
+    // Meanwhile (2 of 3 ready) nobody else replaces one; n1 or n2 only once the new one proved itself.
+    for (const self of ['n1', 'n2']) expect(decideCell(input(gone, { policy: p, state, selfId: self, nowMs: NOW + 2_000 })).actions).toEqual([])
+    const starting = fleet([olds[1], olds[2], newOne('y0', 'n0', { state: 'starting', readyMs: undefined, startedMs: NOW + 2_500 })])
+    expect(decideCell(input(starting, { policy: p, state: start.state, selfId: 'n0', nowMs: NOW + 3_000 })).state.replacing).toBeUndefined()
+    for (const self of ['n1', 'n2']) expect(drainsOf(decideCell(input(starting, { policy: p, state, selfId: self, nowMs: NOW + 3_000 })))).toEqual([])
+    const proven = fleet([olds[1], olds[2], newOne('y0', 'n0', { readyMs: NOW + 3_500 })].map(i => ({ ...i, lastHeartbeatMs: NOW + 14_000 })))
+    expect(drainsOf(decideCell(input(proven, { policy: p, state, selfId: 'n1', nowMs: NOW + 14_000 })))).toEqual(['o1'])
+    expect(drainsOf(decideCell(input(proven, { policy: p, state, selfId: 'n2', nowMs: NOW + 14_000 })))).toEqual([])
+  })
+
+  it('replaces nothing while some node could surge, or while a replica is missing', () => {
+    expect(drainsOf(decideCell(input(fleet(olds, [0, 0, 1]), { policy: p, state, selfId: 'n0' })))).toEqual([])
+    expect(drainsOf(decideCell(input(fleet([{ ...olds[0] }, olds[1], { ...olds[2], state: 'starting', readyMs: undefined }]), { policy: p, state, selfId: 'n0' })))).toEqual([])
+  })
+})
+
 describe('retiring old replicas', () => {
   it('retires old replicas that are still starting before ready ones (seed 760 of scenarios (c) and (d))', () => {
     // A stale view had two nodes fill a deficit of old replicas just as the rollout began: 12 old

@@ -77,6 +77,11 @@ export interface RolloutInput {
   retryHere?: boolean
   /** The view's nodes, to find where a surge can go when no node holding an old replica can host one. */
   nodes?: readonly NodeRecord[]
+  /**
+   * An old replica this node retired to replace it in place (CellState.replacing), while the node
+   * holds no replica of the target yet; `present`: the view still shows it (draining).
+   */
+  replacing?: { id: string, present: boolean }
   random: Random
   params: BiologyParams
 }
@@ -84,6 +89,8 @@ export interface RolloutInput {
 export interface RolloutPlan {
   actions: Action[]
   reasons: string[]
+  /** The old replica this node is replacing in place, to remember into the next tick. */
+  replacing?: string
 }
 
 export function planRollout (input: RolloutInput): RolloutPlan {
@@ -124,6 +131,32 @@ function planLive (input: RolloutInput): RolloutPlan {
   for (const i of classes.old) {
     if (retiring.has(i.id) && i.nodeId === selfId) {
       actions.push({ kind: 'drain', cell: i.cell, instanceId: i.id, reason: `rollout: ${classes.proven.length} ${target.version} replica(s) proven for ${policy.healthGraceMs} ms; retiring ${i.version} ${i.id}` })
+    }
+  }
+
+  // No node in sight can host a surge replica (every slot is full): old replicas are replaced in
+  // place, one at a time fleet-wide. The node that retired one starts the target in its slot.
+  const pending = input.replacing
+  if (pending !== undefined) {
+    const room = !input.suspect && classes.unproven.length < surge && classes.newer.length < desired
+    if (room && input.selfEligible) {
+      const delayMs = jitterDelayMs(input.random, params.volunteerJitterMs)
+      actions.push({ kind: 'volunteer', cell: target.cell, version: target.version, digest: target.digest, purpose: 'surge', delayMs, reason: `rollout to ${target.version}: starting it in place of ${pending.id}, retired to make room (no node could host a surge replica)` })
+      return { actions, reasons, replacing: pending.id }
+    }
+    if (room && pending.present) {
+      reasons.push(`rollout to ${target.version}: waiting for ${pending.id} to end to start the target in its slot`)
+      return { actions, reasons, replacing: pending.id }
+    }
+  } else {
+    const victim = replaceInPlace(classes, retiring, input.nodes ?? [], target, desired, input.suspect, params)
+    if (victim !== undefined) {
+      if (victim.nodeId === selfId) {
+        actions.push({ kind: 'drain', cell: victim.cell, instanceId: victim.id, reason: `rollout: no node can host a surge replica of ${target.version}; replacing ${victim.version} ${victim.id} in place` })
+        return { actions, reasons, replacing: victim.id }
+      }
+      reasons.push(`rollout to ${target.version}: no node can host a surge replica; node ${victim.nodeId} replaces ${victim.id} in place`)
+      return { actions, reasons }
     }
   }
 
@@ -178,6 +211,20 @@ export function retiringOld (classes: RolloutClasses, desired: number): Set<stri
   return retiring
 }
 
+/**
+ * Replace in place: when no node in sight can host a surge replica at all (every slot is full), the
+ * oldest old replica is retired so that its node can start the target in the slot - only while
+ * nothing of the target is unproven, nothing retires and every desired replica is ready, so at most
+ * one replica is unavailable at a time (maxUnavailable 1). Every node picks the same one.
+ */
+export function replaceInPlace (classes: RolloutClasses, retiring: ReadonlySet<string>, nodes: readonly NodeRecord[], target: TargetRelease, desired: number, suspect: boolean, params: BiologyParams): InstanceRecord | undefined {
+  if (suspect || classes.unproven.length > 0 || retiring.size > 0 || classes.newer.length >= desired) return undefined
+  const ready = classes.old.filter(i => i.state === 'ready').length + classes.newer.filter(i => i.state === 'ready').length
+  if (ready < desired || nodes.some(n => isEligible(n, target.authority, params))) return undefined
+  const alive = new Set(nodes.filter(n => n.alive && target.authority !== undefined && n.trustsAuthorities.includes(target.authority)).map(n => n.id))
+  return classes.old.find(i => i.state === 'ready' && alive.has(i.nodeId))
+}
+
 export interface SurgeElsewhere {
   /** Whether this node may surge although it holds no old replica. */
   open: boolean
@@ -227,6 +274,8 @@ export interface SurgeCheck {
   retryHere?: boolean
   /** From surgeElsewhere: this node surges for the full nodes holding old replicas. */
   elsewhere?: boolean
+  /** This node retired an old replica to start the target in its place. */
+  replacing?: boolean
 }
 
 /** Phase two of a surge spawn: is there still room? */
@@ -236,6 +285,6 @@ export function surgeStillOpen (classes: RolloutClasses, desired: number, policy
   if (suspect && !(check.retryHere === true && holdsOld)) return 'target failed recently'
   if (classes.unproven.length >= surge) return `surge full (${classes.unproven.length}/${surge} unproven)`
   if (classes.newer.length >= desired) return 'new replicas already cover desired'
-  if (!holdsOld && check.elsewhere !== true) return 'no old replica here any more'
+  if (!holdsOld && check.elsewhere !== true && check.replacing !== true) return 'no old replica here any more'
   return undefined
 }

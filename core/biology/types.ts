@@ -216,6 +216,11 @@ export interface CellState {
    * Cleared once the target proves itself, changes or is halted. Absent: none.
    */
   evidence?: readonly HealthEvent[]
+  /**
+   * An old replica this node retired to start the target in its slot (a rollout on a fleet with no
+   * free slot); kept until the node runs a replica of the target.
+   */
+  replacing?: string
 }
 
 export interface Decision {

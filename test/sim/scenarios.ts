@@ -237,6 +237,40 @@ export const crashingRelease: Scenario = (seed, keepLog, extra) => {
 }
 
 /**
+ * (g) A live rollout on a fleet with no free slot: 10 replicas on 10 nodes with one slot each. No
+ * node can surge, so old replicas are replaced in place one at a time; ready replicas must never
+ * fall below minReplicas - 1 (at most one unavailable), and the rollout must finish.
+ */
+export const fullFleetRollout: Scenario = (seed, keepLog, extra) => {
+  const nodes = 10
+  const world = new World(baseOptions(seed, { nodes, slotsPerNode: 1, keepLog, ...extra }))
+  seedFleet(world, nodes)
+  world.setLoad(420)
+  const publishMs = 10_000
+  const min = BASE_POLICY.minReplicas
+  let minReady = Infinity
+  world.observer = w => {
+    if (w.nowMs >= publishMs) minReady = Math.min(minReady, w.counts().ready)
+  }
+  world.start(WARMUP_MS)
+  const r = new SeededRandom(seed ^ 0xf011)
+  world.at(publishMs, () => world.publish(Math.floor(r.next() * nodes), V2))
+  let doneMs: number | undefined
+  world.run(900_000, () => {
+    const c = world.counts()
+    if (doneMs === undefined && world.nowMs > publishMs && (c.liveByDigest.get(V1.digest) ?? 0) === 0 && (c.readyByDigest.get(V2.digest) ?? 0) >= min) doneMs = world.nowMs
+    return doneMs !== undefined
+  })
+  const violations: string[] = []
+  if (doneMs === undefined) violations.push('rollout did not finish')
+  if (minReady < min - 1) violations.push(`ready replicas fell to ${minReady} < minReplicas - 1 = ${min - 1}`)
+  return finish('g', seed, world, {
+    rolloutS: ((doneMs ?? Infinity) - publishMs) / 1000,
+    minReady: Number.isFinite(minReady) ? minReady : min
+  }, violations)
+}
+
+/**
  * A crash loop: 3 replicas wanted on 20 nodes and the release they run crashes after start. With
  * `fallback`, 1.0.0 runs and 1.1.0 is rolled out with update = "stop" (old replicas go first, so the
  * deficit itself would spread the crash); without, 1.1.0 is the only release. Either way the loop
@@ -290,5 +324,6 @@ export const SCENARIOS: Record<string, { title: string, run: Scenario }> = {
   c: { title: '(c) live rollout of 10 replicas on 20 nodes, maxSurge 20 %, a 5-node partition for 10 s', run: rollout },
   d: { title: '(d) a release that crashes after start, live rollout on 20 nodes, maxSurge 5 %', run: crashingRelease },
   e: { title: '(e) a crash loop with no release to fall back to, 3 replicas wanted on 20 nodes', run: crashLoop(false) },
-  f: { title: '(f) a crash loop with a fallback, update = "stop", 3 replicas on 20 nodes', run: crashLoop(true) }
+  f: { title: '(f) a crash loop with a fallback, update = "stop", 3 replicas on 20 nodes', run: crashLoop(true) },
+  g: { title: '(g) live rollout of 10 replicas on 10 nodes with one slot each (no free slot anywhere)', run: fullFleetRollout }
 }
