@@ -45,7 +45,12 @@ const CORE_TESTS = [
   'core/fleet/gossip.test.ts',
   'core/fleet/identity-port.test.ts',
   'core/fleet/view.test.ts',
-  'core/synapse/deadlines.test.ts'
+  'core/synapse/deadlines.test.ts',
+  'core/mesh/json.test.ts',
+  'core/mesh/noise-framing.test.ts',
+  'core/mesh/lazy-window-updates.test.ts',
+  'core/mesh/coalesced-writes.test.ts',
+  'core/biology/rollout-progress.test.ts'
 ]
 const MIN_CORE_TESTS = 200
 

@@ -52,7 +52,12 @@ const CORE_TESTS = [
   'core/synapse/deadlines.test.ts',
   'core/mesh/retry.test.ts',
   'core/mesh/host-grant-policy.test.ts',
-  'core/mesh/peer-keeper.test.ts'
+  'core/mesh/peer-keeper.test.ts',
+  'core/mesh/json.test.ts',
+  'core/mesh/noise-framing.test.ts',
+  'core/mesh/lazy-window-updates.test.ts',
+  'core/mesh/coalesced-writes.test.ts',
+  'core/biology/rollout-progress.test.ts'
 ]
 const MIN_CORE_TESTS = 200
 
