@@ -5,6 +5,7 @@ import {
 } from './frame.ts'
 import type { FrameInit } from './frame.ts'
 import { MAX_U32, varintLength, writeVarint } from './varint.ts'
+import { utf8Bytes } from './utf8.ts'
 
 export interface FrameEncoderInit {
   /** Largest frame (prefix included) this encoder will produce. Default 1 MiB. */
@@ -18,21 +19,8 @@ export interface FrameEncoderInit {
 const EMPTY: Uint8Array = new Uint8Array(0)
 const utf8 = new TextEncoder()
 
-/**
- * The UTF-8 bytes of a short string. An ASCII one (every W3C traceparent) is copied by hand into a
- * small array V8 keeps on its heap: TextEncoder.encode allocates an external buffer each time, a
- * few microseconds per sampled call in the bench's profile.
- */
-function asciiOrUtf8 (s: string): Uint8Array {
-  if (s.length > 64) return utf8.encode(s)
-  const out = new Uint8Array(s.length)
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c > 0x7f) return utf8.encode(s)
-    out[i] = c
-  }
-  return out
-}
+/** Traceparents (W3C, ASCII, 55 characters) are encoded by hand (utf8Bytes). */
+const TRACE_BY_HAND = 64
 
 // Frames are written back to back into a slab; take() hands out a view of everything written
 // since the last take() and later frames continue after it. A slab is never rewritten, so a view
@@ -138,7 +126,7 @@ export class FrameEncoder {
       // A caller's unsampled traceparent repeats call after call, and comes back after each
       // sampled call: encode it once.
       if (init.traceparent !== this.lastTrace) {
-        const bytes = init.traceparent === this.prevTrace ? this.prevTraceBytes : asciiOrUtf8(init.traceparent)
+        const bytes = init.traceparent === this.prevTrace ? this.prevTraceBytes : utf8Bytes(init.traceparent, TRACE_BY_HAND)
         this.prevTrace = this.lastTrace
         this.prevTraceBytes = this.lastTraceBytes
         this.lastTrace = init.traceparent
