@@ -10,6 +10,14 @@ export const FLEET_TOPIC = '/cell/fleet/1'
 /** Releases and desired-version records travel on their own topic: rare, precious, separately scored. */
 export const FLEET_RELEASE_TOPIC = '/cell/fleet-releases/1'
 export const FLEET_SYNC_PROTOCOL = '/cell/fleet-sync/1'
+/** Per-cell dissemination: full node records, member records and down reports of every full node. */
+export const MEMBERS_TOPIC = '/cell/members/1'
+/** Per-cell dissemination: the instance records of one cell, followed by its hosts and callers. */
+export function cellTopic (cell: string): string {
+  return `/cell/c/${cell}/1`
+}
+/** How node and instance liveness reach other nodes (docs/biology.md, "Scale"). */
+export type Dissemination = 'fleet' | 'per-cell'
 
 export const LIMITS = {
   peerIdChars: 128,
@@ -36,7 +44,13 @@ export const LIMITS = {
   haltReasonChars: 200,
   /** Recent releases a node reports as prepared or not (cell publish prints them per node). */
   prepared: 8,
-  preparedReasonChars: 200
+  preparedReasonChars: 200,
+  /** Cells a member record lists. */
+  memberCells: 64,
+  /** Distinct reporters kept per down subject. */
+  downReporters: 8,
+  refreshMsMin: 1000,
+  refreshMsMax: 3_600_000
 } as const
 
 export const INSTANCE_STATES = ['starting', 'ready', 'draining', 'stopped', 'crashed'] as const
@@ -141,6 +155,48 @@ export interface InstanceRecord {
    * to the highest epoch they have seen of a claim and refuse a late answer from a lower one.
    */
   claim?: InstanceClaim
+  /**
+   * Per-cell dissemination: the host resends this record within this many ms (1,000..3,600,000);
+   * receivers count it live for 3 × this while its node is live. Absent: the view's instanceTtlMs.
+   */
+  refreshMs?: number
+}
+
+/**
+ * Per-cell dissemination: the compact, often-changing part of a node's state, gossiped on the
+ * members topic on change and otherwise rarely. Signed by nodeId; accepted only by a view that
+ * holds a full NodeRecord of the node (grants, addresses), which it overlays.
+ */
+export interface MemberRecord {
+  nodeId: string
+  /** Per-node monotonic; shares the node's sequence with its node records. */
+  seq: number
+  sentMs: number
+  /** Seq of the node's newest full NodeRecord: a receiver holding an older one pulls it. */
+  nodeSeq: number
+  slots: number
+  freeSlots: number
+  /** NodeRecord.load, as published. */
+  cpuPercent: number
+  memoryPercent: number
+  /** The node is leaving the fleet (drains, takes no new replicas). */
+  leaving: boolean
+  /** Cells with a replica on this node, sorted, at most LIMITS.memberCells. */
+  cells: string[]
+}
+
+/**
+ * Per-cell dissemination: `nodeId` (the reporter, who signs it) lost its connection to `subject`
+ * and could not redial it. Enough distinct reporters at the subject's current seq make the
+ * subject down until it publishes a record with a higher seq.
+ */
+export interface DownRecord {
+  nodeId: string
+  subject: string
+  /** The newest node/member seq the reporter had seen of the subject. */
+  subjectSeq: number
+  seq: number
+  sentMs: number
 }
 
 export interface InstanceClaim { ordinal: number, epoch: number }
@@ -187,7 +243,7 @@ export interface RetireRecord extends RetireFields {
   signed: Uint8Array
 }
 
-export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired' | 'retire' | 'snapshot' | 'pin'
+export type FleetRecordKind = 'node' | 'instance' | 'release' | 'desired' | 'retire' | 'snapshot' | 'pin' | 'member' | 'down'
 
 function fail (what: string): never {
   throw new MalformedFleetRecordError(`invalid ${what}`)

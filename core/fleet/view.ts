@@ -116,7 +116,7 @@ export interface FleetStats {
   releases: number
   desired: number
   /** Snapshot and pin records are counted in `snapshotStats()`. */
-  accepted: Record<Exclude<FleetRecordKind, 'snapshot' | 'pin'>, number>
+  accepted: Record<Exclude<FleetRecordKind, 'snapshot' | 'pin' | 'member' | 'down'>, number>
   dropped: Record<DropReason, number>
   expired: { node: number, instance: number }
   snapshotTruncated: number
