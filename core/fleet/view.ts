@@ -116,7 +116,7 @@ export interface FleetStats {
   releases: number
   desired: number
   /** Snapshot and pin records are counted in `snapshotStats()`. */
-  accepted: Record<Exclude<FleetRecordKind, 'snapshot' | 'pin' | 'member' | 'down'>, number>
+  accepted: Record<Exclude<FleetRecordKind, 'snapshot' | 'pin'>, number>
   dropped: Record<DropReason, number>
   expired: { node: number, instance: number }
   snapshotTruncated: number
@@ -183,7 +183,7 @@ export class FleetView extends EventTarget {
     this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
     this.book = new SnapshotBook(init.snapshots)
     this.counters = {
-      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 },
+      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0, member: 0, down: 0 },
       dropped: Object.fromEntries(DROP_REASONS.map(r => [r, 0])) as Record<DropReason, number>,
       expired: { node: 0, instance: 0 },
       snapshotTruncated: 0

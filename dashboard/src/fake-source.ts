@@ -30,7 +30,7 @@ class FakeView extends EventTarget implements FleetViewLike {
       instances: this.instanceMap.size,
       releases: this.releases.size,
       desired: this.desiredMap.size,
-      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 },
+      accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0, member: 0, down: 0 },
       dropped: {} as FleetStats['dropped'],
       expired: { node: 0, instance: 0 },
       snapshotTruncated: 0

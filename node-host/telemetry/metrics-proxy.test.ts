@@ -30,7 +30,7 @@ async function nodeText (cells: Record<string, number>, replica: string): Promis
   metrics.attach({
     connections: () => [],
     peers: () => 0,
-    view: () => ({ nodes: 3, instances: 1, releases: 1, desired: 0, accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0 }, dropped: {} as never, expired: { node: 0, instance: 0 }, snapshotTruncated: 0 }),
+    view: () => ({ nodes: 3, instances: 1, releases: 1, desired: 0, accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0, member: 0, down: 0 }, dropped: {} as never, expired: { node: 0, instance: 0 }, snapshotTruncated: 0 }),
     gossip: () => ({ ticks: 0, published: 0, publishFailures: 0, releaseRepublished: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 } }),
     sync: () => undefined,
     keeper: () => undefined,

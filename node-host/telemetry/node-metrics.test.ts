@@ -14,7 +14,7 @@ function fakeSources (): NodeMetricsSources {
   return {
     connections: () => [{ direction: 'inbound', streams: ['/cell/synapse/1', '/meshsub/1.1.0'] }, { direction: 'outbound', streams: ['/cell/synapse/1'] }],
     peers: () => 2,
-    view: () => ({ nodes: 3, instances: 4, releases: 1, desired: 0, accepted: { node: 9, instance: 8, release: 1, desired: 0, retire: 0 }, dropped: { malformed: 1 } as never, expired: { node: 0, instance: 2 }, snapshotTruncated: 0 }),
+    view: () => ({ nodes: 3, instances: 4, releases: 1, desired: 0, accepted: { node: 9, instance: 8, release: 1, desired: 0, retire: 0, member: 0, down: 0 }, dropped: { malformed: 1 } as never, expired: { node: 0, instance: 2 }, snapshotTruncated: 0 }),
     gossip: () => ({ ticks: 7, published: 6, publishFailures: 1, releaseRepublished: 0, skippedInstances: 0, received: { accept: 10, ignore: 2, reject: 1 } }),
     sync: () => ({ pulls: 3, pullFailures: 1, served: 2, serveFailures: 0, refused: 0, unauthorized: 1 }),
     keeper: () => ({ rounds: 4, dials: 5, failures: 2, reconnects: 1, joins: 2, leaves: 1 }),
