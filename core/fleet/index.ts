@@ -6,9 +6,10 @@ export {
   MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES, PREPARED_STATES,
   checkNodeRecord, checkInstanceRecord, checkReleaseFields
 } from './records.ts'
-export { EXIT_LIMITS, boundStderrTail, boundExitReason } from './records.ts'
+export { EXIT_LIMITS, boundStderrTail, boundExitReason, MEMBERS_TOPIC, cellTopic } from './records.ts'
 export type {
-  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, NodePrepared, PreparedState, InstanceRecord, InstanceClaim, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord
+  InstanceState, NodeCapacity, NodeLoad, NodeRecord, NodeHalt, NodePrepared, PreparedState, InstanceRecord, InstanceClaim, ReleaseFields, ReleaseRecord, DesiredVersionRecord, FleetRecordKind, RetireFields, RetireRecord,
+  MemberRecord, DownRecord, Dissemination
 } from './records.ts'
 export {
   encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles
