@@ -13,6 +13,7 @@ const HEAVY = [
   'node-host/telemetry/metrics-endpoint.test.ts',
   'core/synapse/**/*.test.ts',
   'core/fleet/fleet-libp2p.test.ts',
+  'core/fleet/failure-detector-libp2p.test.ts',
   'test/bench/**/*.test.ts',
   'test/edge/**/*.test.ts',
   'test/storage/**/*.test.ts',
