@@ -1,6 +1,7 @@
 // Binary codec for fleet records. Layout (all integers minimal LEB128, floats big-endian f64):
-//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired, 5 retire, 6 snapshot, 7 pin)
-//     node/instance/snapshot/pin payload = body:bytes signature:bytes   (signature by the body's nodeId)
+//   envelope = version:u8 kind:u8 payload        (kind 1 node, 2 instance, 3 release, 4 desired, 5 retire, 6 snapshot, 7 pin,
+//                                                  8 member, 9 down)
+//     node/instance/snapshot/pin/member/down payload = body:bytes signature:bytes   (signature by the body's nodeId)
 //     release/desired/retire payload = signed:bytes       (opaque, produced by core/identity)
 //   bundle   = version:u8 0x10 count:uvarint (ageMs:uvarint envelope:bytes)*
 // A gossip message or a sync frame is either one envelope or one bundle, at most 64 KiB.
@@ -9,9 +10,9 @@ import { ByteReader, ByteWriter } from './bytes.ts'
 import { MalformedFleetRecordError } from './errors.ts'
 import {
   FLEET_WIRE_VERSION, INSTANCE_STATES, LIMITS, MAX_MESSAGE_BYTES, PREPARED_STATES,
-  checkInstanceRecord, checkNodeRecord
+  checkDownRecord, checkInstanceRecord, checkMemberRecord, checkNodeRecord
 } from './records.ts'
-import type { InstanceRecord, InstanceState, NodePrepared, NodeRecord } from './records.ts'
+import type { DownRecord, InstanceRecord, InstanceState, MemberRecord, NodePrepared, NodeRecord } from './records.ts'
 import { EXIT_LIMITS } from './records.ts'
 import { MAX_PIN_BODY_BYTES, MAX_SNAPSHOT_BODY_BYTES, decodePinBody, decodeSnapshotBody } from './snapshots.ts'
 import type { PinRecord, SnapshotRecord } from './snapshots.ts'
@@ -23,19 +24,27 @@ export const KIND_DESIRED = 4
 export const KIND_RETIRE = 5
 export const KIND_SNAPSHOT = 6
 export const KIND_PIN = 7
+export const KIND_MEMBER = 8
+export const KIND_DOWN = 9
 export const KIND_BUNDLE = 0x10
 
 const MAX_NODE_BODY_BYTES = 16 * 1024
 const MAX_INSTANCE_BODY_BYTES = 2 * 1024
+/** 64 cells of at most 128 ASCII bytes each, plus the fixed fields. */
+const MAX_MEMBER_BODY_BYTES = 10 * 1024
+const MAX_DOWN_BODY_BYTES = 512
 
 export interface SignedNodeEnvelope { kind: 'node', record: NodeRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedInstanceEnvelope { kind: 'instance', record: InstanceRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedReleaseEnvelope { kind: 'release' | 'desired' | 'retire', signed: Uint8Array }
 export interface SignedSnapshotEnvelope { kind: 'snapshot', record: SnapshotRecord, body: Uint8Array, signature: Uint8Array }
 export interface SignedPinEnvelope { kind: 'pin', record: PinRecord, body: Uint8Array, signature: Uint8Array }
+export interface SignedMemberEnvelope { kind: 'member', record: MemberRecord, body: Uint8Array, signature: Uint8Array }
+/** A down report, signed by its reporter (`record.nodeId`). */
+export interface SignedDownEnvelope { kind: 'down', record: DownRecord, body: Uint8Array, signature: Uint8Array }
 /** Records signed by their own node's key (origin-signed, relayable). */
-export type SignedNodeKeyEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope
-export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope
+export type SignedNodeKeyEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope | SignedMemberEnvelope | SignedDownEnvelope
+export type FleetEnvelope = SignedNodeEnvelope | SignedInstanceEnvelope | SignedReleaseEnvelope | SignedSnapshotEnvelope | SignedPinEnvelope | SignedMemberEnvelope | SignedDownEnvelope
 
 export interface FrameEntry {
   envelope: FleetEnvelope
@@ -145,13 +154,18 @@ export function encodeInstanceBody (record: InstanceRecord): Uint8Array {
   w.uvarint(r.endedMs ?? 0)
   // Optional tail since issue 8: a crashed replica's exit reason and last stderr lines. Nothing is
   // written when neither is set, so such records keep their old bytes.
-  if (r.exitReason !== undefined || r.stderrTail !== undefined || r.claim !== undefined) {
+  if (r.exitReason !== undefined || r.stderrTail !== undefined || r.claim !== undefined || r.refreshMs !== undefined) {
     w.string(r.exitReason ?? '', EXIT_LIMITS.exitReasonChars * 4).u8(r.stderrTail?.length ?? 0)
     for (const l of r.stderrTail ?? []) w.string(l, EXIT_LIMITS.stderrBytes)
   }
   // Optional tail since issue 10: a stateful replica's claim ordinal and epoch (after an exit report,
   // empty when there is none).
+  // Optional tail since per-cell dissemination: refreshMs, after an (empty) exit report and a claim
+  // slot written as ordinal 0, epoch 0 when there is no claim (a real claim's epoch is at least 1).
+  // Nothing is written without refreshMs, so fleet-mode records keep their bytes.
   if (r.claim !== undefined) w.uvarint(r.claim.ordinal).uvarint(r.claim.epoch)
+  else if (r.refreshMs !== undefined) w.uvarint(0).uvarint(0)
+  if (r.refreshMs !== undefined) w.uvarint(r.refreshMs)
   return w.finish()
 }
 
@@ -190,12 +204,61 @@ export function decodeInstanceBody (body: Uint8Array): InstanceRecord {
       record.stderrTail = []
       for (let i = 0; i < lines; i++) record.stderrTail.push(r.string(EXIT_LIMITS.stderrBytes))
     }
-    // An empty exit report is written only before a claim: alone it would not round-trip.
-    if (r.remaining > 0) record.claim = { ordinal: r.uvarint(), epoch: r.uvarint() }
-    else if (lines === 0 && exitReason === '') throw new MalformedFleetRecordError('invalid exit report')
+    // An empty exit report is written only before a claim slot: alone it would not round-trip.
+    if (r.remaining > 0) {
+      const ordinal = r.uvarint()
+      const epoch = r.uvarint()
+      if (epoch > 0) record.claim = { ordinal, epoch }
+      // The empty claim slot (0, 0) is written only before refreshMs.
+      else if (ordinal !== 0 || r.remaining === 0) throw new MalformedFleetRecordError('invalid claim')
+      if (r.remaining > 0) record.refreshMs = r.uvarint()
+    } else if (lines === 0 && exitReason === '') throw new MalformedFleetRecordError('invalid exit report')
   }
   r.end()
   return checkInstanceRecord(record)
+}
+
+export function encodeMemberBody (record: MemberRecord): Uint8Array {
+  const r = checkMemberRecord(record)
+  const w = new ByteWriter(MAX_MEMBER_BODY_BYTES)
+  w.string(r.nodeId, LIMITS.peerIdChars).uvarint(r.seq).uvarint(r.sentMs).uvarint(r.nodeSeq)
+  w.uvarint(r.slots).uvarint(r.freeSlots).f64(r.cpuPercent).f64(r.memoryPercent).u8(r.leaving ? 1 : 0)
+  w.uvarint(r.cells.length)
+  for (const cell of r.cells) w.string(cell, LIMITS.idChars)
+  return w.finish()
+}
+
+export function decodeMemberBody (body: Uint8Array): MemberRecord {
+  const r = new ByteReader(body)
+  const nodeId = r.string(LIMITS.peerIdChars)
+  const seq = r.uvarint()
+  const sentMs = r.uvarint()
+  const nodeSeq = r.uvarint()
+  const slots = r.uvarint()
+  const freeSlots = r.uvarint()
+  const cpuPercent = r.f64()
+  const memoryPercent = r.f64()
+  const leaving = r.u8()
+  if (leaving > 1) throw new MalformedFleetRecordError('invalid leaving flag')
+  const cells: string[] = []
+  for (let n = r.count(LIMITS.memberCells, 'cells'); n > 0; n--) cells.push(r.string(LIMITS.idChars))
+  r.end()
+  return checkMemberRecord({ nodeId, seq, sentMs, nodeSeq, slots, freeSlots, cpuPercent, memoryPercent, leaving: leaving === 1, cells })
+}
+
+export function encodeDownBody (record: DownRecord): Uint8Array {
+  const r = checkDownRecord(record)
+  const w = new ByteWriter(MAX_DOWN_BODY_BYTES)
+  w.string(r.nodeId, LIMITS.peerIdChars).string(r.subject, LIMITS.peerIdChars)
+  w.uvarint(r.subjectSeq).uvarint(r.seq).uvarint(r.sentMs)
+  return w.finish()
+}
+
+export function decodeDownBody (body: Uint8Array): DownRecord {
+  const r = new ByteReader(body)
+  const record: DownRecord = { nodeId: r.string(LIMITS.peerIdChars), subject: r.string(LIMITS.peerIdChars), subjectSeq: r.uvarint(), seq: r.uvarint(), sentMs: r.uvarint() }
+  r.end()
+  return checkDownRecord(record)
 }
 
 export function encodeEnvelope (envelope: FleetEnvelope): Uint8Array {
@@ -213,6 +276,12 @@ export function encodeEnvelope (envelope: FleetEnvelope): Uint8Array {
       break
     case 'pin':
       w.u8(KIND_PIN).bytes(envelope.body, MAX_PIN_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
+    case 'member':
+      w.u8(KIND_MEMBER).bytes(envelope.body, MAX_MEMBER_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
+      break
+    case 'down':
+      w.u8(KIND_DOWN).bytes(envelope.body, MAX_DOWN_BODY_BYTES).bytes(envelope.signature, LIMITS.signatureBytes)
       break
     case 'release':
     case 'desired':
@@ -246,6 +315,16 @@ function readEnvelopePayload (r: ByteReader, kind: number): FleetEnvelope {
       const body = r.bytes(MAX_PIN_BODY_BYTES).slice()
       const signature = r.bytes(LIMITS.signatureBytes).slice()
       return { kind: 'pin', record: decodePinBody(body), body, signature }
+    }
+    case KIND_MEMBER: {
+      const body = r.bytes(MAX_MEMBER_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'member', record: decodeMemberBody(body), body, signature }
+    }
+    case KIND_DOWN: {
+      const body = r.bytes(MAX_DOWN_BODY_BYTES).slice()
+      const signature = r.bytes(LIMITS.signatureBytes).slice()
+      return { kind: 'down', record: decodeDownBody(body), body, signature }
     }
     case KIND_RELEASE:
     case KIND_DESIRED:

@@ -4,7 +4,7 @@ export {
 } from './errors.ts'
 export {
   MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES, PREPARED_STATES,
-  checkNodeRecord, checkInstanceRecord, checkReleaseFields
+  checkNodeRecord, checkInstanceRecord, checkReleaseFields, checkMemberRecord, checkDownRecord
 } from './records.ts'
 export { EXIT_LIMITS, boundStderrTail, boundExitReason, MEMBERS_TOPIC, cellTopic } from './records.ts'
 export type {
@@ -12,9 +12,13 @@ export type {
   MemberRecord, DownRecord, Dissemination
 } from './records.ts'
 export {
-  encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles
+  encodeNodeBody, decodeNodeBody, encodeInstanceBody, decodeInstanceBody, encodeEnvelope, decodeEnvelope, decodeFrame, encodeBundles,
+  encodeMemberBody, decodeMemberBody, encodeDownBody, decodeDownBody
 } from './codec.ts'
-export type { FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedReleaseEnvelope, SignedSnapshotEnvelope, SignedPinEnvelope, SignedNodeKeyEnvelope, FrameEntry, BundleItem } from './codec.ts'
+export type {
+  FleetEnvelope, SignedNodeEnvelope, SignedInstanceEnvelope, SignedReleaseEnvelope, SignedSnapshotEnvelope, SignedPinEnvelope, SignedNodeKeyEnvelope,
+  SignedMemberEnvelope, SignedDownEnvelope, FrameEntry, BundleItem
+} from './codec.ts'
 export {
   SNAPSHOT_LIMITS, checkSnapshotRecord, checkPinRecord, checkDigest, parseClaimId, compareSnapshots,
   encodeSnapshotBody, decodeSnapshotBody, encodePinBody, decodePinBody

@@ -354,6 +354,45 @@ export function checkInstanceRecord (r: InstanceRecord): InstanceRecord {
     if (!Number.isSafeInteger(r.claim.ordinal) || r.claim.ordinal < 0 || r.claim.ordinal > CLAIM_LIMITS.ordinal) fail('claim.ordinal')
     if (!Number.isSafeInteger(r.claim.epoch) || r.claim.epoch < 1 || r.claim.epoch > CLAIM_LIMITS.epoch) fail('claim.epoch')
   }
+  if (r.refreshMs !== undefined && (checkUint(r.refreshMs, 'refreshMs') < LIMITS.refreshMsMin || r.refreshMs > LIMITS.refreshMsMax)) fail('refreshMs')
+  return r
+}
+
+/** A member record's field rules (also run before encoding). */
+export function checkMemberRecord (r: MemberRecord): MemberRecord {
+  if (r == null || typeof r !== 'object') fail('member record')
+  checkPeerId(r.nodeId)
+  checkUint(r.seq, 'seq')
+  checkUint(r.sentMs, 'sentMs')
+  checkUint(r.nodeSeq, 'nodeSeq')
+  // The node record it refers to was published before it, under the same per-node sequence.
+  if (r.nodeSeq > r.seq) fail('nodeSeq')
+  checkUint(r.slots, 'slots')
+  checkUint(r.freeSlots, 'freeSlots')
+  if (r.freeSlots > r.slots) fail('freeSlots')
+  checkFloat(r.cpuPercent, LIMITS.cpuPercent, 'cpuPercent')
+  checkFloat(r.memoryPercent, 100, 'memoryPercent')
+  if (typeof r.leaving !== 'boolean') fail('leaving')
+  if (!Array.isArray(r.cells) || r.cells.length > LIMITS.memberCells) fail('cells')
+  let previous: string | undefined
+  for (const cell of r.cells) {
+    checkCellName(cell)
+    // Sorted and distinct: one encoding per value, and no cell counted twice.
+    if (previous !== undefined && !(previous < cell)) fail('cells order')
+    previous = cell
+  }
+  return r
+}
+
+/** A down report's field rules (also run before encoding). */
+export function checkDownRecord (r: DownRecord): DownRecord {
+  if (r == null || typeof r !== 'object') fail('down record')
+  checkPeerId(r.nodeId)
+  checkPeerId(r.subject, 'subject')
+  if (r.subject === r.nodeId) fail('subject')
+  checkUint(r.subjectSeq, 'subjectSeq')
+  checkUint(r.seq, 'seq')
+  checkUint(r.sentMs, 'sentMs')
   return r
 }
 

@@ -1,12 +1,14 @@
-// Origin signatures on node and instance records. Gossipsub's StrictSign proves who published a
+// Origin signatures on node, instance, snapshot, pin, member and down records. Gossipsub's StrictSign proves who published a
 // message, but a record relayed in a snapshot arrives from a neighbour; the origin's own
 // signature over the record bytes lets any node check it regardless of the path it took.
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { AbortOptions, PrivateKey } from '@libp2p/interface'
 import { RecordOriginMismatchError } from './errors.ts'
-import { KIND_INSTANCE, KIND_NODE, KIND_PIN, KIND_SNAPSHOT, encodeInstanceBody, encodeNodeBody } from './codec.ts'
-import type { SignedInstanceEnvelope, SignedNodeEnvelope, SignedNodeKeyEnvelope, SignedPinEnvelope, SignedSnapshotEnvelope } from './codec.ts'
-import type { InstanceRecord, NodeRecord } from './records.ts'
+import { KIND_DOWN, KIND_INSTANCE, KIND_MEMBER, KIND_NODE, KIND_PIN, KIND_SNAPSHOT, encodeDownBody, encodeInstanceBody, encodeMemberBody, encodeNodeBody } from './codec.ts'
+import type {
+  SignedDownEnvelope, SignedInstanceEnvelope, SignedMemberEnvelope, SignedNodeEnvelope, SignedNodeKeyEnvelope, SignedPinEnvelope, SignedSnapshotEnvelope
+} from './codec.ts'
+import type { DownRecord, InstanceRecord, MemberRecord, NodeRecord } from './records.ts'
 import { encodePinBody, encodeSnapshotBody } from './snapshots.ts'
 import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
@@ -26,7 +28,10 @@ export async function signRecord (privateKey: PrivateKey, kind: 'node', record: 
 export async function signRecord (privateKey: PrivateKey, kind: 'instance', record: InstanceRecord, options?: AbortOptions): Promise<SignedInstanceEnvelope>
 export async function signRecord (privateKey: PrivateKey, kind: 'snapshot', record: SnapshotRecord, options?: AbortOptions): Promise<SignedSnapshotEnvelope>
 export async function signRecord (privateKey: PrivateKey, kind: 'pin', record: PinRecord, options?: AbortOptions): Promise<SignedPinEnvelope>
-export async function signRecord (privateKey: PrivateKey, kind: SignedNodeKeyEnvelope['kind'], record: NodeRecord | InstanceRecord | SnapshotRecord | PinRecord, options: AbortOptions = {}): Promise<SignedNodeKeyEnvelope> {
+export async function signRecord (privateKey: PrivateKey, kind: 'member', record: MemberRecord, options?: AbortOptions): Promise<SignedMemberEnvelope>
+/** A down report is signed by its reporter (`record.nodeId`), not by the subject. */
+export async function signRecord (privateKey: PrivateKey, kind: 'down', record: DownRecord, options?: AbortOptions): Promise<SignedDownEnvelope>
+export async function signRecord (privateKey: PrivateKey, kind: SignedNodeKeyEnvelope['kind'], record: NodeRecord | InstanceRecord | SnapshotRecord | PinRecord | MemberRecord | DownRecord, options: AbortOptions = {}): Promise<SignedNodeKeyEnvelope> {
   options.signal?.throwIfAborted()
   const signer = peerIdFromPrivateKey(privateKey).toString()
   if (signer !== record.nodeId) {
@@ -47,12 +52,22 @@ export async function signRecord (privateKey: PrivateKey, kind: SignedNodeKeyEnv
     const signature = await privateKey.sign(signedPayload(KIND_PIN, body), options)
     return { kind, record: record as PinRecord, body, signature }
   }
+  if (kind === 'member') {
+    const body = encodeMemberBody(record as MemberRecord)
+    const signature = await privateKey.sign(signedPayload(KIND_MEMBER, body), options)
+    return { kind, record: record as MemberRecord, body, signature }
+  }
+  if (kind === 'down') {
+    const body = encodeDownBody(record as DownRecord)
+    const signature = await privateKey.sign(signedPayload(KIND_DOWN, body), options)
+    return { kind, record: record as DownRecord, body, signature }
+  }
   const body = encodeInstanceBody(record as InstanceRecord)
   const signature = await privateKey.sign(signedPayload(KIND_INSTANCE, body), options)
   return { kind, record: record as InstanceRecord, body, signature }
 }
 
-const KIND_CODES = { node: KIND_NODE, instance: KIND_INSTANCE, snapshot: KIND_SNAPSHOT, pin: KIND_PIN } as const
+const KIND_CODES = { node: KIND_NODE, instance: KIND_INSTANCE, snapshot: KIND_SNAPSHOT, pin: KIND_PIN, member: KIND_MEMBER, down: KIND_DOWN } as const
 
 /**
  * True when `signature` is the record's node key over its body. Never throws on bad input:

@@ -41,7 +41,9 @@ export type TrustPolicy = (subject: TrustSubject, context: { from?: string }) =>
 export const DROP_REASONS = [
   'malformed', 'wrong-origin', 'bad-signature', 'unverifiable', 'untrusted', 'stale', 'duplicate',
   'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells',
-  'overflow-authority-cells', 'unknown-snapshot', 'overflow-snapshots'
+  'overflow-authority-cells', 'unknown-snapshot', 'overflow-snapshots',
+  /** A member or down record reached a view whose liveness is 'heartbeat' (fleet mode). */
+  'wrong-liveness'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
 
@@ -197,6 +199,8 @@ export class FleetView extends EventTarget {
       ? await this.applySigned(envelope, options)
       : envelope.kind === 'snapshot' || envelope.kind === 'pin'
         ? await this.applyStorage(envelope, options)
+        : envelope.kind === 'member' || envelope.kind === 'down'
+        ? { accepted: false, kind: envelope.kind, reason: 'wrong-liveness' } as const
         : envelope.kind === 'retire'
         ? await this.applyRetire(envelope, options)
         : await this.applyRelease(envelope, options)
