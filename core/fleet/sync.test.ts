@@ -10,11 +10,12 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
 import { encodeLengthPrefixed } from './framing.ts'
+import { ByteWriter } from './bytes.ts'
 import { FLEET_SYNC_PROTOCOL } from './records.ts'
 import { signRecord } from './sign.ts'
-import { fleetSync } from './sync.ts'
+import { FleetSyncFilterError, MAX_SYNC_REQUEST_BYTES, SYNC_FILTER_LIMITS, encodeSyncRequest, fleetSync, parseSyncRequest } from './sync.ts'
 import type { FleetSync } from './sync.ts'
-import { ManualClock, makeInstanceRecord } from './testing.ts'
+import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
 import { FleetView } from './view.ts'
 
 const nodes: Libp2p[] = []
@@ -124,5 +125,119 @@ describe('fleet-sync', () => {
     await c2.dial(s.getMultiaddrs()[0])
     expect(await c2.services.fleetSync.pull(s.peerId)).toMatchObject({ accepted: 50, dropped: 0 })
     expect(full.instances()).toHaveLength(50)
+  })
+})
+
+describe('fleet-sync request filter (pure)', () => {
+  it('round-trips a filter, keeps the unfiltered request byte for byte, and removes duplicates', () => {
+    const chain = new Uint8Array([7, 8, 9])
+    expect(encodeSyncRequest(chain)).toEqual(new Uint8Array([1, 0x21, 7, 8, 9]))
+    expect(parseSyncRequest(encodeSyncRequest(chain))).toEqual({ legacy: false, chain })
+    expect(parseSyncRequest(new Uint8Array([1, 0x20]))).toMatchObject({ legacy: true })
+    const id = 'QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N'
+    const req = parseSyncRequest(encodeSyncRequest(chain, { cells: ['billing', 'ledger', 'billing'], nodes: [id] }))
+    expect(req).toEqual({ legacy: false, chain, filter: { cells: ['billing', 'ledger'], nodes: [id] } })
+    expect(parseSyncRequest(encodeSyncRequest(new Uint8Array(0), { nodes: [id] })).filter).toEqual({ cells: [], nodes: [id] })
+  })
+
+  it('refuses an empty, oversized, invalid or undecodable filter by name', () => {
+    const many = Array.from({ length: SYNC_FILTER_LIMITS.cells + 1 }, (_, i) => `c${i}`)
+    expect(() => encodeSyncRequest(new Uint8Array(0), { cells: many })).toThrow(FleetSyncFilterError)
+    expect(() => encodeSyncRequest(new Uint8Array(0), {})).toThrow(FleetSyncFilterError)
+    expect(() => encodeSyncRequest(new Uint8Array(0), { cells: ['has space'] })).toThrow(FleetSyncFilterError)
+    expect(() => encodeSyncRequest(new Uint8Array(0), { nodes: ['not/a/peer'] })).toThrow(FleetSyncFilterError)
+    // Hand-made frames, as an attacker would send them.
+    expect(() => parseSyncRequest(rawFilterRequest(many, []))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(rawFilterRequest([], []))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(rawFilterRequest(['a'.repeat(200)], []))).toThrow(FleetSyncFilterError)
+    const truncated = rawFilterRequest(['billing'], [])
+    expect(() => parseSyncRequest(truncated.subarray(0, truncated.length - 2))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([...truncated, 0]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([1, 0x22]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array(MAX_SYNC_REQUEST_BYTES + 1).fill(1, 0, 1).fill(0x22, 1, 2))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([1, 0x23]))).toThrow(FleetSyncError)
+    expect(() => parseSyncRequest(new Uint8Array([2, 0x21]))).toThrow(FleetSyncError)
+  })
+})
+
+/** A filtered request frame written by hand, without the encoder's checks. */
+function rawFilterRequest (cells: string[], nodes: string[], chain = new Uint8Array(0)): Uint8Array {
+  const w = new ByteWriter(1 << 20)
+  w.u8(1).u8(0x22).bytes(chain, 1 << 20).uvarint(cells.length)
+  for (const c of cells) w.string(c, 1 << 20)
+  w.uvarint(nodes.length)
+  for (const n of nodes) w.string(n, 1 << 20)
+  return w.finish()
+}
+
+describe('fleet-sync filtered pulls over libp2p', () => {
+  /** A server view with node records of two hosts, `billing` on one and `ledger` on the other, and a third idle node. */
+  async function serverWithTwoCells (clock: ManualClock): Promise<{ view: FleetView, billingHost: string, ledgerHost: string, idle: string }> {
+    const view = new FleetView({ clock })
+    const keys = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')]
+    const [billingHost, ledgerHost, idle] = keys.map(k => peerIdFromPrivateKey(k).toString())
+    for (const [i, key] of keys.entries()) {
+      const id = peerIdFromPrivateKey(key).toString()
+      expect(await view.apply(await signRecord(key, 'node', makeNodeRecord(id, { sentMs: clock.now() })), { from: id })).toMatchObject({ accepted: true })
+      if (i === 2) continue
+      for (let n = 0; n < 3; n++) {
+        const cell = i === 0 ? 'billing' : 'ledger'
+        expect(await view.apply(await signRecord(key, 'instance', makeInstanceRecord(id, { cell, instanceId: `${cell}-${n}`, sentMs: clock.now() })), { from: id })).toMatchObject({ accepted: true })
+      }
+    }
+    return { view, billingHost, ledgerHost, idle }
+  }
+
+  it('pulls one cell\'s records (with its host\'s node record) or one node\'s record; an unfiltered pull still gets everything', async () => {
+    const clock = new ManualClock()
+    const { view: serverView, billingHost, ledgerHost, idle } = await serverWithTwoCells(clock)
+    const s = await node({ fleetSync: fleetSync({ view: serverView, clock, autoPull: 0 }) })
+    const { n: c, view } = await client(clock)
+    await c.dial(s.getMultiaddrs()[0])
+    expect(await c.services.fleetSync.pull(s.peerId, { cells: ['billing'] })).toMatchObject({ accepted: 4, dropped: 0 })
+    expect(view.instances().map(i => i.cell)).toEqual(['billing', 'billing', 'billing'])
+    expect(view.nodes().map(n => n.nodeId)).toEqual([billingHost])
+
+    const { n: c2, view: view2 } = await client(clock)
+    await c2.dial(s.getMultiaddrs()[0])
+    expect(await c2.services.fleetSync.pull(s.peerId, { nodes: [idle] })).toMatchObject({ accepted: 1, dropped: 0 })
+    expect(view2.nodes().map(n => n.nodeId)).toEqual([idle])
+    expect(view2.instances()).toHaveLength(0)
+
+    const { n: c3, view: view3 } = await client(clock)
+    await c3.dial(s.getMultiaddrs()[0])
+    expect(await c3.services.fleetSync.pull(s.peerId)).toMatchObject({ accepted: 9, dropped: 0 })
+    expect(view3.nodes().map(n => n.nodeId).sort()).toEqual([billingHost, ledgerHost, idle].sort())
+    expect(view3.instances()).toHaveLength(6)
+  })
+
+  it('refuses a malformed or oversized filter by name and closes the stream (attack)', async () => {
+    const clock = new ManualClock()
+    const { view: serverView } = await serverWithTwoCells(clock)
+    const s = await node({ fleetSync: fleetSync({ view: serverView, clock, autoPull: 0, maxInboundStreams: 8 }) })
+    const attacker = await node()
+    await attacker.dial(s.getMultiaddrs()[0])
+    const sync = s.services.fleetSync as FleetSync
+    const attempts = [
+      rawFilterRequest(Array.from({ length: 65 }, (_, i) => `c${i}`), []),
+      rawFilterRequest(['bad name'], []),
+      rawFilterRequest([], [])
+    ]
+    for (const request of attempts) {
+      const stream = await attacker.dialProtocol(s.peerId, FLEET_SYNC_PROTOCOL)
+      const closed = new Promise<void>((resolve) => { stream.addEventListener('close', () => { resolve() }, { once: true }) })
+      stream.send(encodeLengthPrefixed(request))
+      const got: Uint8Array[] = []
+      await expect((async () => { for await (const chunk of stream) got.push(chunk instanceof Uint8Array ? chunk : chunk.subarray()) })()).rejects.toThrow()
+      await closed
+      // Not a byte of the view went out.
+      expect(got).toEqual([])
+    }
+    expect(sync.stats()).toMatchObject({ badFilters: 3, served: 0 })
+    // A request frame over the bound is cut at its length prefix.
+    const stream = await attacker.dialProtocol(s.peerId, FLEET_SYNC_PROTOCOL)
+    stream.send(encodeLengthPrefixed(new Uint8Array(MAX_SYNC_REQUEST_BYTES + 1).fill(1, 0, 1).fill(0x22, 1, 2)))
+    await expect((async () => { for await (const _chunk of stream) { /* nothing comes */ } })()).rejects.toThrow()
+    expect(sync.stats()).toMatchObject({ served: 0, serveFailures: 4 })
   })
 })

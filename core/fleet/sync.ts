@@ -4,6 +4,10 @@
 // neighbour can relay but never forge. The snapshot is served only to a peer whose request carries
 // a grant (any role) from an authority this node trusts: fleet membership, not anyone who dials.
 //   request  = lp(version:u8 0x21 chain:bytes)        chain ≤ 4096 bytes, leaf = the Noise peer id
+//            | lp(version:u8 0x22 chain:lp-bytes filter) filter = cells:count (cell:lp-string)*
+//                                                                  nodes:count (peerId:lp-string)*
+//              at most 64 cells and 64 node ids, not both empty: the records of those cells (with the
+//              node records of their hosts) and the full records of those nodes, not the whole view
 //   response = lp(snapshot frame)* then close
 //            | lp(version:u8 0x2f code:u8) then close  refusal (core/fleet/peer-grant.ts codes)
 // The old request lp(version 0x20) carries no grant and is refused with code 1 (TruncatedChainError).
@@ -11,9 +15,14 @@ import { logger } from '@libp2p/logger'
 import type { AbortOptions, PeerId, Stream, Connection, StreamHandlerOptions, TypedEventTarget, Libp2pEvents, IdentifyResult } from '@libp2p/interface'
 import { systemClock, systemRandom } from '../ports.ts'
 import type { Clock, Random } from '../ports.ts'
+import { CellError } from '../errors.ts'
+import type { RetryRule } from '../errors.ts'
+import { ByteReader, ByteWriter } from './bytes.ts'
+import { decodeFrame, encodeBundles } from './codec.ts'
+import type { BundleItem, FrameEntry } from './codec.ts'
 import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
 import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
-import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, MAX_MESSAGE_BYTES } from './records.ts'
+import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, LIMITS, MAX_MESSAGE_BYTES, checkCellName, checkPeerId } from './records.ts'
 import type { FleetView } from './view.ts'
 import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError, type GrantCredentialsPort } from './peer-grant.ts'
 import { TruncatedChainError } from '../identity/errors.ts'
@@ -22,6 +31,8 @@ const log = logger('cell:fleet:sync')
 /** The unauthenticated request of the first version: refused, but by name. */
 const LEGACY_REQUEST_KIND = 0x20
 const REQUEST_KIND = 0x21
+/** A request with a filter (cells and/or nodes): the chain is length-prefixed, the filter follows. */
+const FILTERED_REQUEST_KIND = 0x22
 const REFUSAL_KIND = 0x2f
 /** lp(version, 0x2e, code): refused the full view for the grant (code as a refusal), public cells follow. */
 const PUBLIC_ONLY_KIND = 0x2e
@@ -31,6 +42,129 @@ const REFUSED_RETRY_MAX_MS = 60_000
 const MAX_REFUSED_RETRIES = 8
 /** Peers remembered as speaking the protocol, for anti-entropy picks (oldest forgotten first). */
 const MAX_SYNC_PEERS = 256
+
+/** A fleet-sync request's filter has too many entries, an invalid name, is empty or does not decode. */
+export class FleetSyncFilterError extends CellError {
+  static override readonly errorName = 'FleetSyncFilterError'
+  static override readonly retry: RetryRule = 'never'
+}
+
+/** Bounds of a pull's filter: a pull asks for a few cells or nodes, never a list of the fleet. */
+export const SYNC_FILTER_LIMITS = { cells: 64, nodes: 64 } as const
+
+/**
+ * What a pull asks for instead of the whole view: the records of `cells` (releases, desired, retire,
+ * snapshots, pins and instances of those cells, and the node records of the nodes hosting those
+ * instances) and the full node records of `nodes` (with their member records and the down reports
+ * about them). At least one entry; at most SYNC_FILTER_LIMITS of each.
+ */
+export interface FleetSyncFilter {
+  cells?: readonly string[]
+  nodes?: readonly string[]
+}
+
+/** A decoded fleet-sync request. `legacy`: the first version, which carries no grant. */
+export interface FleetSyncRequest {
+  legacy: boolean
+  chain: Uint8Array
+  filter?: { cells: string[], nodes: string[] }
+}
+
+/** Largest encoded filter: two counts and 64 names of at most 128 bytes each, twice. */
+const MAX_FILTER_BYTES = 2 * (5 + SYNC_FILTER_LIMITS.cells * (2 + LIMITS.idChars))
+/** Largest request frame: version, kind, the chain with its length, the filter. */
+export const MAX_SYNC_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + MAX_FILTER_BYTES
+
+/** A filter checked against the bounds and name rules (duplicates removed, order kept). */
+function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string[] } {
+  const cells = [...new Set(filter.cells ?? [])]
+  const nodes = [...new Set(filter.nodes ?? [])]
+  if (cells.length > SYNC_FILTER_LIMITS.cells) throw new FleetSyncFilterError(`a fleet-sync filter names ${cells.length} cells, at most ${SYNC_FILTER_LIMITS.cells}`)
+  if (nodes.length > SYNC_FILTER_LIMITS.nodes) throw new FleetSyncFilterError(`a fleet-sync filter names ${nodes.length} nodes, at most ${SYNC_FILTER_LIMITS.nodes}`)
+  if (cells.length === 0 && nodes.length === 0) throw new FleetSyncFilterError('an empty fleet-sync filter (send no filter for the whole view)')
+  try {
+    for (const c of cells) checkCellName(c)
+    for (const n of nodes) checkPeerId(n, 'filter node id')
+  } catch (err) {
+    throw new FleetSyncFilterError('a fleet-sync filter names an invalid cell or node id', { cause: err })
+  }
+  return { cells, nodes }
+}
+
+/** The request frame (without its length prefix): the whole view, or only what `filter` names. */
+export function encodeSyncRequest (chain: Uint8Array, filter?: FleetSyncFilter): Uint8Array {
+  if (filter === undefined) {
+    const request = new Uint8Array(2 + chain.length)
+    request.set([FLEET_WIRE_VERSION, REQUEST_KIND])
+    request.set(chain, 2)
+    return request
+  }
+  const { cells, nodes } = checkFilter(filter)
+  const w = new ByteWriter(MAX_SYNC_REQUEST_BYTES)
+  w.u8(FLEET_WIRE_VERSION).u8(FILTERED_REQUEST_KIND).bytes(chain, MAX_REQUEST_CHAIN_BYTES)
+  w.uvarint(cells.length)
+  for (const c of cells) w.string(c, LIMITS.idChars)
+  w.uvarint(nodes.length)
+  for (const n of nodes) w.string(n, LIMITS.peerIdChars)
+  return w.finish()
+}
+
+/**
+ * Decodes a request frame (untrusted bytes). Throws FleetSyncError for a frame that is no request
+ * and FleetSyncFilterError for a filtered request whose filter is malformed, empty or over its bounds.
+ */
+export function parseSyncRequest (frame: Uint8Array): FleetSyncRequest {
+  if (frame.length < 2 || frame[0] !== FLEET_WIRE_VERSION) throw new FleetSyncError('invalid fleet-sync request')
+  if (frame[1] === LEGACY_REQUEST_KIND) return { legacy: true, chain: frame.subarray(2) }
+  if (frame[1] === REQUEST_KIND) return { legacy: false, chain: frame.subarray(2) }
+  if (frame[1] !== FILTERED_REQUEST_KIND) throw new FleetSyncError('invalid fleet-sync request')
+  if (frame.length > MAX_SYNC_REQUEST_BYTES) throw new FleetSyncFilterError(`a fleet-sync request of ${frame.length} bytes`)
+  const r = new ByteReader(frame.subarray(2))
+  try {
+    const chain = r.bytes(MAX_REQUEST_CHAIN_BYTES)
+    const cells: string[] = []
+    for (let n = r.count(SYNC_FILTER_LIMITS.cells, 'filter cells'); n > 0; n--) cells.push(r.string(LIMITS.idChars))
+    const nodes: string[] = []
+    for (let n = r.count(SYNC_FILTER_LIMITS.nodes, 'filter nodes'); n > 0; n--) nodes.push(r.string(LIMITS.peerIdChars))
+    r.end()
+    return { legacy: false, chain, filter: checkFilter({ cells, nodes }) }
+  } catch (err) {
+    if (err instanceof FleetSyncFilterError) throw err
+    throw new FleetSyncFilterError('an undecodable fleet-sync filter', { cause: err })
+  }
+}
+
+/** Options of one pull: a signal, and optionally a filter (see FleetSyncFilter). */
+export interface FleetSyncPullOptions extends AbortOptions, FleetSyncFilter {}
+
+/**
+ * Narrows whole-view snapshot frames (already limited to the filter's cells) to what `filter`
+ * asks for: records of the filtered cells as they came, and of the records that belong to one node
+ * (node, member) only those of the filter's nodes and of the nodes hosting an instance in the
+ * frames; down reports only about or by those nodes. Re-bundled into frames of at most `maxFrameBytes`.
+ */
+export function narrowSnapshot (frames: readonly Uint8Array[], filter: { cells: readonly string[], nodes: readonly string[] }, maxFrameBytes: number): Uint8Array[] {
+  const entries: FrameEntry[] = []
+  for (const frame of frames) entries.push(...decodeFrame(frame))
+  const wantedNodes = new Set(filter.nodes)
+  for (const e of entries) {
+    const env = e.envelope as { kind: string, record?: { nodeId?: unknown } }
+    if (env.kind === 'instance' && typeof env.record?.nodeId === 'string') wantedNodes.add(env.record.nodeId)
+  }
+  const items: BundleItem[] = []
+  for (const e of entries) {
+    const env = e.envelope as { kind: string, record?: { nodeId?: unknown, subject?: unknown } }
+    const nodeId = env.record?.nodeId
+    const perNode = env.kind === 'node' || env.kind === 'member'
+    if (perNode && !(typeof nodeId === 'string' && wantedNodes.has(nodeId))) continue
+    if (env.kind === 'down') {
+      const subject = env.record?.subject
+      if (!(typeof subject === 'string' && wantedNodes.has(subject))) continue
+    }
+    items.push({ bytes: e.bytes, ageMs: e.ageMs })
+  }
+  return encodeBundles(items, maxFrameBytes)
+}
 
 export interface FleetSyncInit {
   view: FleetView
@@ -106,6 +240,11 @@ export interface FleetSyncStats {
   refused: number
   /** Requests refused because they carried no valid grant from a trusted authority. */
   unauthorized: number
+  /**
+   * Requests refused for a malformed, empty or oversized filter (FleetSyncFilterError). Optional in
+   * the type only so stats fakes elsewhere need not list it; the service always sets it.
+   */
+  badFilters?: number
 }
 
 /**
@@ -115,8 +254,12 @@ export interface FleetSyncStats {
 export interface FleetSync extends EventTarget {
   start: () => Promise<void>
   stop: () => Promise<void>
-  /** Fetches `peer`'s snapshot and merges it into the view. */
-  pull: (peer: PeerId, options?: AbortOptions) => Promise<FleetSyncResult>
+  /**
+   * Fetches `peer`'s snapshot and merges it into the view; with `cells` and/or `nodes`, only those
+   * cells' records and those nodes' full records (see FleetSyncFilter; FleetSyncFilterError before
+   * anything is sent when the filter is over its bounds or names an invalid cell or node id).
+   */
+  pull: (peer: PeerId, options?: FleetSyncPullOptions) => Promise<FleetSyncResult>
   /** One anti-entropy pull from a random connected peer (what the periodic timer runs). */
   antiEntropyRound: (options?: AbortOptions) => Promise<FleetSyncResult | undefined>
   stats: () => FleetSyncStats
@@ -140,7 +283,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   readonly gate: PeerGrantGate | undefined
   private readonly publicCells: ((cell: string) => boolean) | undefined
   private readonly autoPulled = new Set<string>()
-  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0 }
+  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0, badFilters: 0 }
   private serving = 0
   private pending = 0
   /** Pending retries of refused auto-pulls (at most `autoPull` at a time). */
@@ -292,8 +435,11 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     return { signal: AbortSignal.any(signals), clear: () => { this.clock.clearTimeout(timer) } }
   }
 
-  async pull (peer: PeerId, options: AbortOptions = {}): Promise<FleetSyncResult> {
+  async pull (peer: PeerId, options: FleetSyncPullOptions = {}): Promise<FleetSyncResult> {
     options.signal?.throwIfAborted()
+    const filtered = options.cells !== undefined || options.nodes !== undefined
+    // Checked (and encoded) before a stream opens: a bad filter is the caller's mistake, not the peer's.
+    const request = encodeSyncRequest(this.gate?.chain() ?? new Uint8Array(0), filtered ? { cells: options.cells, nodes: options.nodes } : undefined)
     const { signal, clear } = this.deadline(options.signal)
     const result: FleetSyncResult = { frames: 0, accepted: 0, dropped: 0 }
     let stream: Stream | undefined
@@ -304,10 +450,6 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       // Start reading before sending so no response chunk can arrive unobserved.
       const frames = decodeLengthPrefixed(stream, this.maxFrameBytes)
       const first = frames.next()
-      const chain = this.gate?.chain() ?? new Uint8Array(0)
-      const request = new Uint8Array(2 + chain.length)
-      request.set([FLEET_WIRE_VERSION, REQUEST_KIND])
-      request.set(chain, 2)
       stream.send(encodeLengthPrefixed(request))
       for (let next = await first; next.done !== true; next = await frames.next()) {
         signal.throwIfAborted()
@@ -358,22 +500,30 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const peer = connection.remotePeer.toString()
     let admitted = false
     let publicOnly = false
+    let filter: FleetSyncRequest['filter']
     const request = this.deadline(undefined, Math.min(this.requestTimeoutMs, this.timeoutMs))
     const onRequestAbort = (): void => { stream.abort(request.signal.reason) }
     request.signal.addEventListener('abort', onRequestAbort, { once: true })
     try {
-      const requests = decodeLengthPrefixed(stream, 2 + MAX_REQUEST_CHAIN_BYTES)
+      const requests = decodeLengthPrefixed(stream, MAX_SYNC_REQUEST_BYTES)
       const first = await requests.next()
       // Stop listening: the requester sends nothing more, and this detaches the stream listeners.
       await requests.return(undefined)
       const frame = first.done === true ? undefined : first.value
-      if (frame == null || frame.length < 2 || frame[0] !== FLEET_WIRE_VERSION || (frame[1] !== REQUEST_KIND && frame[1] !== LEGACY_REQUEST_KIND)) {
-        throw new FleetSyncError('invalid fleet-sync request')
+      if (frame == null) throw new FleetSyncError('invalid fleet-sync request')
+      // Cheap checks before the grant's signatures: a malformed or oversized filter is refused by name.
+      let parsed: FleetSyncRequest
+      try {
+        parsed = parseSyncRequest(frame)
+      } catch (err) {
+        if (err instanceof FleetSyncFilterError) this.counters.badFilters = (this.counters.badFilters ?? 0) + 1
+        throw err
       }
+      filter = parsed.filter
       if (this.gate != null) {
         try {
-          if (frame[1] === LEGACY_REQUEST_KIND) throw new TruncatedChainError('a fleet-sync request without a grant')
-          await this.gate.check(frame.subarray(2), peer, { signal: request.signal })
+          if (parsed.legacy) throw new TruncatedChainError('a fleet-sync request without a grant')
+          await this.gate.check(parsed.chain, peer, { signal: request.signal })
         } catch (err) {
           if (!isRefusal(err)) throw err
           this.counters.unauthorized++
@@ -398,10 +548,20 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       request.clear()
       this.pending--
     }
-    if (admitted || publicOnly) await this.sendSnapshot(stream, peer, publicOnly ? this.publicCells : undefined)
+    if (admitted || publicOnly) await this.sendSnapshot(stream, peer, publicOnly ? this.publicCells : undefined, filter)
   }
 
-  private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean): Promise<void> {
+  /** The frames a request gets: the whole view (or its public cells), or what its filter names. */
+  private snapshotFrames (cells: ((cell: string) => boolean) | undefined, filter: FleetSyncRequest['filter']): Uint8Array[] {
+    // Leave room for the length prefix inside the requester's frame limit.
+    const maxFrameBytes = this.maxFrameBytes - 8
+    if (filter === undefined) return this.view.snapshot({ maxFrameBytes, ...(cells !== undefined ? { cells } : {}) })
+    const asked = new Set(filter.cells)
+    const frames = this.view.snapshot({ maxFrameBytes, cells: (c) => asked.has(c) && (cells?.(c) ?? true) })
+    return narrowSnapshot(frames, filter, maxFrameBytes)
+  }
+
+  private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean, filter?: FleetSyncRequest['filter']): Promise<void> {
     if (this.serving >= this.maxConcurrentServes) {
       this.counters.refused++
       stream.abort(new FleetSyncError('too many concurrent fleet-sync requests'))
@@ -412,8 +572,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const onAbort = (): void => { stream.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      // Leave room for the length prefix inside the requester's frame limit.
-      for (const frame of this.view.snapshot({ maxFrameBytes: this.maxFrameBytes - 8, ...(cells !== undefined ? { cells } : {}) })) {
+      for (const frame of this.snapshotFrames(cells, filter)) {
         if (!stream.send(encodeLengthPrefixed(frame))) await stream.onDrain({ signal })
       }
       await stream.close({ signal })
