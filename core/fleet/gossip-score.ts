@@ -9,7 +9,15 @@
 // Not scored: mesh message delivery rates (P3/P3b). Fleet traffic is one heartbeat a second per node,
 // duplicates are common and a quiet fleet is normal; the deficit penalty would graylist honest peers.
 // IP colocation (P6) stays off (see core/mesh: one machine, a NAT or containers share an address).
-import { FLEET_RELEASE_TOPIC, FLEET_TOPIC } from './records.ts'
+//
+// Per-cell dissemination (docs/biology.md, "Scale"): the members topic is scored like the fleet topic
+// from construction. Cell topics (`/cell/c/<cell>/1`) cannot be listed at construction: gossipsub 17
+// takes `scoreParams.topics` once (it copies the map and validates it in its constructor, and scores
+// only topics the map names). Its copy stays reachable and live as `GossipSub.score.params.topics`
+// (read on every score computation), so FleetGossip adds a cell topic's parameters there when it
+// starts following the cell (`scoreTopic`) and removes them when it stops (`unscoreTopic`). A pubsub
+// without that field (a fake in unit tests) leaves cell topics unscored.
+import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC } from './records.ts'
 
 /** Topic score parameters of one fleet topic (gossipsub TopicScoreParams). */
 export const FLEET_TOPIC_SCORE = {
@@ -51,7 +59,32 @@ export const FLEET_SCORE_PARAMS = {
   topicScoreCap: 10,
   // Scores of departed peers are kept (gossipsub's default, 1 h): a graylisted flooder that
   // reconnects with the same peer id is still graylisted.
-  topics: { [FLEET_TOPIC]: FLEET_TOPIC_SCORE, [FLEET_RELEASE_TOPIC]: FLEET_TOPIC_SCORE }
+  topics: { [FLEET_TOPIC]: FLEET_TOPIC_SCORE, [FLEET_RELEASE_TOPIC]: FLEET_TOPIC_SCORE, [MEMBERS_TOPIC]: FLEET_TOPIC_SCORE }
+}
+
+/** The part of gossipsub 17's `GossipSub` whose topic score parameters are adjusted at run time. */
+export interface TopicScoring {
+  score?: { params: { topics: Record<string, unknown> } }
+}
+
+/**
+ * Scores `topic` with the fleet topics' parameters from now on (a cell topic this node starts to
+ * follow); false when the pubsub exposes no live score parameters. Parameters already set are kept.
+ */
+export function scoreTopic (pubsub: TopicScoring, topic: string): boolean {
+  const topics = pubsub.score?.params?.topics
+  if (topics == null || typeof topics !== 'object') return false
+  if (!(topic in topics)) topics[topic] = { ...FLEET_TOPIC_SCORE }
+  return true
+}
+
+/** Stops scoring a cell topic this node no longer follows (the fleet, release and members topics stay). */
+export function unscoreTopic (pubsub: TopicScoring, topic: string): void {
+  const topics = pubsub.score?.params?.topics
+  if (topics == null || typeof topics !== 'object') return
+  if (topic === FLEET_TOPIC || topic === FLEET_RELEASE_TOPIC || topic === MEMBERS_TOPIC) return
+  // eslint-disable-next-line @typescript-eslint/no-dynamic-delete
+  delete topics[topic]
 }
 
 /** gossipsub `scoreThresholds` (its defaults, stated so tests and docs can name them). */

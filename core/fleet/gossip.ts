@@ -1,18 +1,31 @@
 // Gossipsub binding: every heartbeatMs (injected clock) signs and publishes this node's record and
 // its instances' heartbeats, and feeds incoming messages to the FleetView through a topic
 // validator, so a record the view refuses is never forwarded to the rest of the mesh.
+//
+// Two ways to disseminate (`dissemination`, docs/biology.md "Scale: fleets of 1,000 and 10,000 nodes"):
+// - 'fleet' (default): one bundle a heartbeat on `/cell/fleet/1` with the node record and every
+//   local instance, which every node receives.
+// - 'per-cell': the node record and a compact member record on `/cell/members/1`, sent on a change
+//   and otherwise every memberRefreshMs; each local instance on its cell's topic `/cell/c/<cell>/1`,
+//   at once on a change and otherwise every max(5 s, hosts / 5 per s), the promise carried in the
+//   record's refreshMs. A node receives only the cells it follows (see follow()). Every heartbeat
+//   only compares what the host reports with what was last sent: nothing is signed when nothing is due.
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Message, TopicValidatorFn, TopicValidatorResult } from '@libp2p/gossipsub'
+import { CellError } from '../errors.ts'
+import type { RetryRule } from '../errors.ts'
 import type { Clock } from '../ports.ts'
 import { FleetRecordRejectedError } from './errors.ts'
-import { encodeBundles, encodeEnvelope } from './codec.ts'
-import type { BundleItem } from './codec.ts'
-import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MAX_MESSAGE_BYTES } from './records.ts'
-import type { InstanceRecord, NodeRecord } from './records.ts'
+import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
+import type { BundleItem, FleetEnvelope } from './codec.ts'
+import { scoreTopic, unscoreTopic } from './gossip-score.ts'
+import type { TopicScoring } from './gossip-score.ts'
+import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, LIMITS, MAX_MESSAGE_BYTES, MEMBERS_TOPIC, cellTopic, checkCellName } from './records.ts'
+import type { Dissemination, InstanceRecord, MemberRecord, NodeRecord } from './records.ts'
 import { signRecord } from './sign.ts'
-import type { ApplyResult, FleetView } from './view.ts'
+import type { ApplyResult, FleetChange, FleetView } from './view.ts'
 
 const log = logger('cell:fleet:gossip')
 
@@ -21,7 +34,7 @@ export type LocalNodeState = Omit<NodeRecord, 'nodeId' | 'seq' | 'sentMs'>
 export type LocalInstanceState = Omit<InstanceRecord, 'nodeId' | 'seq' | 'sentMs'>
 
 /** The part of `@libp2p/gossipsub` v17 this binding uses (its `GossipSub` service satisfies it). */
-export interface FleetPubSub {
+export interface FleetPubSub extends TopicScoring {
   subscribe: (topic: string) => void
   unsubscribe: (topic: string) => void
   /** The gossipsub class also takes publish options; the interface type omits them, hence optional here. */
@@ -45,6 +58,53 @@ export interface FleetGossipInit {
   releaseTopic?: string
   /** Local instances published per heartbeat; extra ones are skipped and counted (default 1024). */
   maxLocalInstances?: number
+  /** 'fleet' (default, today's single topic) or 'per-cell' (see the file comment). */
+  dissemination?: Dissemination
+  /** Per-cell: the members topic (default MEMBERS_TOPIC). */
+  membersTopic?: string
+  /** Per-cell: node and member records are sent again after this long without a change (default 1 h). */
+  memberRefreshMs?: number
+  /**
+   * Per-cell: the node is leaving the fleet (drains, takes no new replicas): the member record's
+   * `leaving` flag, sent at once when it turns. Default: never leaving.
+   */
+  localLeaving?: () => boolean
+  /** Per-cell: an instance is resent at least every max(cellRefreshMinMs, hosts / cellRefreshPerSecond s) (defaults 5000 and 5). */
+  cellRefreshMinMs?: number
+  cellRefreshPerSecond?: number
+  /** Per-cell: cells followed at once (explicit and automatic together; default 1024). */
+  maxFollowedCells?: number
+  /**
+   * Per-cell: pulls one cell's records (fleet-sync with a `cells` filter) from one connected full
+   * node; called when this node starts following the cell. Without it nothing is pulled (the cell's
+   * records arrive with its hosts' next sends).
+   */
+  pullCell?: (cell: string, options: AbortOptions) => Promise<void>
+  /**
+   * Per-cell: pulls a node's full record (fleet-sync with a `nodes` filter) from `fromPeer`; called
+   * on the view's 'need-node' event (a member record of a node whose full record the view lacks).
+   */
+  pullNode?: (nodeId: string, fromPeer: string, options: AbortOptions) => Promise<void>
+  /** Per-cell: pulls in flight at once, cell and node pulls each (default 2 and 4). */
+  maxCellPullsInFlight?: number
+  maxNodePullsInFlight?: number
+  /** Per-cell: one node's record is pulled at most once per this long (default 10 s). */
+  nodePullIntervalMs?: number
+}
+
+/** Topic families of the byte counters. */
+export type FleetTopicFamily = 'fleet' | 'members' | 'cells' | 'releases'
+
+/** follow() was asked for one cell more than maxFollowedCells. */
+export class FollowedCellsLimitError extends CellError {
+  static override readonly errorName = 'FollowedCellsLimitError'
+  static override readonly retry: RetryRule = 'never'
+}
+
+/** A per-cell operation (reportDown) on a FleetGossip running in 'fleet' mode. */
+export class DisseminationModeError extends CellError {
+  static override readonly errorName = 'DisseminationModeError'
+  static override readonly retry: RetryRule = 'never'
 }
 
 export interface FleetGossipStats {
@@ -55,7 +115,115 @@ export interface FleetGossipStats {
   releaseRepublished: number
   skippedInstances: number
   received: { accept: number, ignore: number, reject: number }
+  // The fields below are always set by FleetGossip.stats() (typed Required there); optional here
+  // only so stats fakes elsewhere need not list them.
+  /** Message data bytes: `out` as published, `in` as validated (whatever the verdict). */
+  bytes?: { in: Record<FleetTopicFamily, number>, out: Record<FleetTopicFamily, number> }
+  /** Per-cell: records signed and sent (member records include refutations). */
+  sent?: { node: number, member: number, instance: number, down: number }
+  /** Per-cell: member records sent at once because a down report named this node. */
+  refuted?: number
+  /** Per-cell: cells followed now. */
+  followed?: number
+  /** Per-cell: cells this node should have followed automatically but maxFollowedCells was reached (per heartbeat). */
+  followOverflow?: number
+  /** Per-cell: messages on a cell or the members topic with a record that does not belong there. */
+  wrongTopic?: number
+  cellPulls?: number
+  cellPullFailures?: number
+  nodePulls?: number
+  nodePullFailures?: number
+  /** Node pulls not made: the queue was full or the node was pulled less than nodePullIntervalMs ago. */
+  nodePullsSkipped?: number
 }
+
+/** FleetGossip.stats(): every counter set. */
+export type FleetGossipCounters = Required<FleetGossipStats>
+
+/** Instance fields whose change is sent at once in per-cell mode. */
+interface SentInstance { fingerprint: string, cpuPercent: number, sentMs: number, refreshMs: number }
+
+/** The member fields compared between sends (seq, sentMs and nodeSeq are stamped at send). */
+export type MemberFields = Omit<MemberRecord, 'nodeId' | 'seq' | 'sentMs' | 'nodeSeq'>
+
+/** CPU or memory moves by more than this many points (CPU per core) before a change is sent. */
+const LOAD_CHANGE_POINTS = 10
+/** Node ids remembered with the time of their last pull (oldest forgotten first). */
+const MAX_NODE_PULL_TIMES = 1024
+/** Node pulls waiting for a slot; more are skipped and counted. */
+const MAX_NODE_PULL_QUEUE = 64
+
+/**
+ * The member record of a node as its host reports it: slots and load from the node state; cells =
+ * sorted distinct cells of its instances that are not stopped or crashed, at most LIMITS.memberCells
+ * (the first in order; the rest are still followed and published, just not listed).
+ */
+export function memberFields (node: LocalNodeState, instances: readonly LocalInstanceState[], leaving: boolean): MemberFields {
+  const cells = [...new Set(instances.filter(i => i.state !== 'stopped' && i.state !== 'crashed').map(i => i.cell))].sort()
+  return {
+    slots: node.capacity.slots,
+    freeSlots: Math.min(node.capacity.freeSlots, node.capacity.slots),
+    cpuPercent: node.load.cpuPercent,
+    memoryPercent: node.load.memoryPercent,
+    leaving,
+    cells: cells.slice(0, LIMITS.memberCells)
+  }
+}
+
+/** Has the member record changed enough to send at once? CPU and memory count only past 10 points (CPU per core). */
+export function memberChanged (prev: MemberFields, next: MemberFields, cpuCores: number): boolean {
+  if (prev.slots !== next.slots || prev.freeSlots !== next.freeSlots || prev.leaving !== next.leaving) return true
+  if (prev.cells.length !== next.cells.length || prev.cells.some((c, i) => c !== next.cells[i])) return true
+  if (Math.abs(prev.cpuPercent - next.cpuPercent) > LOAD_CHANGE_POINTS * Math.max(1, cpuCores)) return true
+  return Math.abs(prev.memoryPercent - next.memoryPercent) > LOAD_CHANGE_POINTS
+}
+
+/** The fields of a node record whose change makes a new full record (load and free slots travel in member records). */
+function nodeShape (node: LocalNodeState): unknown {
+  return [node.addrs, node.grants ?? [], node.roles, node.halts ?? [], node.prepared ?? [], node.capacity.slots]
+}
+
+/** Deep equality of plain values, arrays and byte arrays (what nodeShape holds). */
+function sameValue (a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (a instanceof Uint8Array || b instanceof Uint8Array) {
+    if (!(a instanceof Uint8Array && b instanceof Uint8Array) || a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+    return true
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!(Array.isArray(a) && Array.isArray(b)) || a.length !== b.length) return false
+    return a.every((v, i) => sameValue(v, b[i]))
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false
+  const ka = Object.keys(a).filter(k => (a as Record<string, unknown>)[k] !== undefined)
+  const kb = Object.keys(b).filter(k => (b as Record<string, unknown>)[k] !== undefined)
+  return ka.length === kb.length && ka.every(k => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+}
+
+/** What of an instance is sent at once when it changes: state, release, readiness, end, claim, exit report. */
+export function instanceFingerprint (i: LocalInstanceState): string {
+  return [
+    i.cell, i.state, i.version, i.digest, i.startedMs, i.readyMs ?? '', i.endedMs ?? '',
+    i.claim === undefined ? '' : `${i.claim.ordinal}@${i.claim.epoch}`,
+    i.exitReason ?? '', (i.stderrTail ?? []).join('\n'), (i.idempotent ?? []).join(',')
+  ].join('\u0000')
+}
+
+/** An instance's refresh in per-cell mode: max(minMs, hosts / perSecond s), within LIMITS' refreshMs bounds. */
+export function cellRefreshMs (hosts: number, minMs = 5000, perSecond = 5): number {
+  const ms = Math.max(minMs, Math.ceil(Math.max(0, hosts) / perSecond * 1000))
+  return Math.min(LIMITS.refreshMsMax, Math.max(LIMITS.refreshMsMin, ms))
+}
+
+function topicFamily (topic: string, init: { topic: string, releaseTopic: string, membersTopic: string }): FleetTopicFamily {
+  if (topic === init.topic) return 'fleet'
+  if (topic === init.releaseTopic) return 'releases'
+  if (topic === init.membersTopic) return 'members'
+  return 'cells'
+}
+
+const zeroFamilies = (): Record<FleetTopicFamily, number> => ({ fleet: 0, members: 0, cells: 0, releases: 0 })
 
 /** A release record is published at most this many times, this far apart, while no subscriber takes it. */
 const RELEASE_PUBLISH_ATTEMPTS = 20
@@ -69,43 +237,103 @@ export interface FleetHeartbeat { ok: boolean, tick: number }
 
 export class FleetGossip extends EventTarget {
   readonly nodeId: string
+  readonly dissemination: Dissemination
   private readonly init: FleetGossipInit
   private readonly heartbeatMs: number
   private readonly topic: string
   private readonly releaseTopic: string
+  private readonly membersTopic: string
   private readonly maxLocalInstances: number
+  private readonly memberRefreshMs: number
+  private readonly maxFollowedCells: number
   private seq: number
   private timer: unknown
   private started = false
   private ticking: Promise<void> | undefined
   /** soon() was called during a tick: the next tick follows at once. */
   private rush = false
-  private readonly counters: FleetGossipStats = {
-    ticks: 0, published: 0, publishFailures: 0, releaseRepublished: 0, skippedInstances: 0, received: { accept: 0, ignore: 0, reject: 0 }
+  private readonly counters: FleetGossipCounters = {
+    ticks: 0,
+    published: 0,
+    publishFailures: 0,
+    releaseRepublished: 0,
+    skippedInstances: 0,
+    received: { accept: 0, ignore: 0, reject: 0 },
+    bytes: { in: zeroFamilies(), out: zeroFamilies() },
+    sent: { node: 0, member: 0, instance: 0, down: 0 },
+    refuted: 0,
+    followed: 0,
+    followOverflow: 0,
+    wrongTopic: 0,
+    cellPulls: 0,
+    cellPullFailures: 0,
+    nodePulls: 0,
+    nodePullFailures: 0,
+    nodePullsSkipped: 0
   }
+
+  // Per-cell state, all bounded: by the local instances, by maxFollowedCells, or by constants.
+  /** The last full node record sent: its shape (see nodeShape), seq and time. */
+  private lastNode: { shape: unknown, seq: number, sentMs: number } | undefined
+  private lastMember: { fields: MemberFields, sentMs: number } | undefined
+  /** Per local instance id: what was last sent (pruned when the instance disappears from the host's list). */
+  private readonly lastSent = new Map<string, SentInstance>()
+  /** A down report named this node: the next heartbeat sends a member record whatever changed. */
+  private refute = false
+  /** Cells followed because follow() was called. */
+  private readonly explicitCells = new Set<string>()
+  /** Cells followed because this node hosts them or the view has a release/desired record of them. */
+  private autoCells = new Set<string>()
+  /** Cells subscribed now, with their topic validators. */
+  private readonly subscribed = new Map<string, TopicValidatorFn>()
+  private readonly cellPullQueue = new Set<string>()
+  private cellPullsInFlight = 0
+  private readonly nodePullQueue = new Map<string, string>()
+  private nodePullsInFlight = 0
+  private readonly nodePullTimes = new Map<string, number>()
+  private shutdown = new AbortController()
 
   constructor (init: FleetGossipInit) {
     super()
     this.init = init
     this.nodeId = peerIdFromPrivateKey(init.privateKey).toString()
+    this.dissemination = init.dissemination ?? 'fleet'
     this.heartbeatMs = init.heartbeatMs ?? 1000
     this.topic = init.topic ?? FLEET_TOPIC
     this.releaseTopic = init.releaseTopic ?? FLEET_RELEASE_TOPIC
+    this.membersTopic = init.membersTopic ?? MEMBERS_TOPIC
     this.maxLocalInstances = init.maxLocalInstances ?? 1024
+    this.memberRefreshMs = init.memberRefreshMs ?? 3_600_000
+    this.maxFollowedCells = init.maxFollowedCells ?? 1024
     // Seeded from the clock so a restarted node's seq still exceeds what it gossiped before.
     this.seq = init.clock.now()
     this.validate = this.validate.bind(this)
+    this.validateMembers = this.validateMembers.bind(this)
+    this.onViewChange = this.onViewChange.bind(this)
+    this.onNeedNode = this.onNeedNode.bind(this)
+  }
+
+  private get perCell (): boolean {
+    return this.dissemination === 'per-cell'
   }
 
   /** Subscribes, installs the validators and publishes the first heartbeat at once. Idempotent. */
   start (): void {
     if (this.started) return
     this.started = true
+    this.shutdown = new AbortController()
     const { pubsub } = this.init
-    pubsub.topicValidators.set(this.topic, this.validate)
+    // Fleet mode: the fleet topic. Per-cell: the members topic (cell topics follow in syncFollowed).
+    const recordTopic = this.perCell ? this.membersTopic : this.topic
+    pubsub.topicValidators.set(recordTopic, this.perCell ? this.validateMembers : this.validate)
     pubsub.topicValidators.set(this.releaseTopic, this.validate)
-    pubsub.subscribe(this.topic)
+    pubsub.subscribe(recordTopic)
     pubsub.subscribe(this.releaseTopic)
+    if (this.perCell) {
+      this.init.view.addEventListener('change', this.onViewChange)
+      this.init.view.addEventListener('need-node', this.onNeedNode)
+      this.syncFollowed()
+    }
     this.schedule(0)
   }
 
@@ -113,15 +341,36 @@ export class FleetGossip extends EventTarget {
     if (!this.started) return
     this.started = false
     this.init.clock.clearTimeout(this.timer)
+    this.shutdown.abort(new DisseminationModeError('fleet gossip stopped'))
     const { pubsub } = this.init
-    pubsub.unsubscribe(this.topic)
+    const recordTopic = this.perCell ? this.membersTopic : this.topic
+    const recordValidator = this.perCell ? this.validateMembers : this.validate
+    pubsub.unsubscribe(recordTopic)
     pubsub.unsubscribe(this.releaseTopic)
-    if (pubsub.topicValidators.get(this.topic) === this.validate) pubsub.topicValidators.delete(this.topic)
+    if (pubsub.topicValidators.get(recordTopic) === recordValidator) pubsub.topicValidators.delete(recordTopic)
     if (pubsub.topicValidators.get(this.releaseTopic) === this.validate) pubsub.topicValidators.delete(this.releaseTopic)
+    if (this.perCell) {
+      this.init.view.removeEventListener('change', this.onViewChange)
+      this.init.view.removeEventListener('need-node', this.onNeedNode)
+      for (const cell of [...this.subscribed.keys()]) this.unsubscribeCell(cell)
+      this.cellPullQueue.clear()
+      this.nodePullQueue.clear()
+      // A restart sends the node record, member record and every instance again.
+      this.lastNode = undefined
+      this.lastMember = undefined
+      this.lastSent.clear()
+    }
   }
 
-  stats (): FleetGossipStats {
-    return { ...this.counters, received: { ...this.counters.received } }
+  stats (): FleetGossipCounters {
+    const c = this.counters
+    return {
+      ...c,
+      received: { ...c.received },
+      bytes: { in: { ...c.bytes.in }, out: { ...c.bytes.out } },
+      sent: { ...c.sent },
+      followed: this.subscribed.size
+    }
   }
 
   /**
@@ -156,9 +405,16 @@ export class FleetGossip extends EventTarget {
     return this.seq
   }
 
-  /** Signs, applies locally and publishes this node's record and instance heartbeats once; also runs expiry. */
+  /**
+   * Fleet mode: signs, applies locally and publishes this node's record and instance heartbeats once.
+   * Per-cell mode: sends what changed or is due (see the file comment). Both run expiry.
+   */
   async tick (options: AbortOptions = {}): Promise<void> {
     this.counters.ticks++
+    if (this.perCell) {
+      await this.tickPerCell(options)
+      return
+    }
     const { view, clock, privateKey } = this.init
     view.expire(clock.now())
     const items: BundleItem[] = []
@@ -176,6 +432,258 @@ export class FleetGossip extends EventTarget {
       items.push({ bytes: encodeEnvelope(env), ageMs: 0 })
     }
     for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) await this.publish(this.topic, frame)
+  }
+
+  /** Signs a record of this node, applies it to the local view and returns its envelope bytes. */
+  private async signLocal (envelope: Promise<FleetEnvelope>, options: AbortOptions): Promise<Uint8Array> {
+    const env = await envelope
+    // The local view may refuse (e.g. member records before it runs per-cell liveness): peers decide for themselves.
+    const result = await this.init.view.apply(env, { from: this.nodeId, signal: options.signal })
+    if (!result.accepted && result.reason !== 'duplicate') log.trace('local view refused own %s record: %s', env.kind, result.reason)
+    return encodeEnvelope(env)
+  }
+
+  private async tickPerCell (options: AbortOptions): Promise<void> {
+    const { view, clock, privateKey } = this.init
+    const now = clock.now()
+    view.expire(now)
+    const node = this.init.localNode?.()
+    const all = this.init.localInstances?.() ?? []
+    if (all.length > this.maxLocalInstances) this.counters.skippedInstances += all.length - this.maxLocalInstances
+    const instances = all.slice(0, this.maxLocalInstances)
+    // A refresh is sent at the first heartbeat from which waiting another would break its promise.
+    const due = (sentMs: number, refreshMs: number): boolean => now >= sentMs + refreshMs - this.heartbeatMs
+
+    // Members topic: the full node record on a change of its shape or when due; then the member record.
+    const members: BundleItem[] = []
+    if (node !== undefined) {
+      const shape = nodeShape(node)
+      const last = this.lastNode
+      if (last === undefined || !sameValue(last.shape, shape) || due(last.sentMs, this.memberRefreshMs)) {
+        const seq = this.nextSeq()
+        members.push({ bytes: await this.signLocal(signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq, sentMs: now }, options), options), ageMs: 0 })
+        // Kept as sent: the host may mutate its arrays in place.
+        this.lastNode = { shape: structuredClone(shape), seq, sentMs: now }
+        this.counters.sent.node++
+      }
+      const fields = memberFields(node, instances, this.init.localLeaving?.() ?? false)
+      const lastMember = this.lastMember
+      const refuting = this.refute
+      if (members.length > 0 || refuting || lastMember === undefined || memberChanged(lastMember.fields, fields, node.capacity.cpuCores) || due(lastMember.sentMs, this.memberRefreshMs)) {
+        this.refute = false
+        const record: MemberRecord = { ...fields, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: now, nodeSeq: this.lastNode?.seq ?? 0 }
+        members.push({ bytes: await this.signLocal(signRecord(privateKey, 'member', record, options), options), ageMs: 0 })
+        this.lastMember = { fields, sentMs: now }
+        this.counters.sent.member++
+        if (refuting) this.counters.refuted++
+      }
+    }
+    for (const frame of encodeBundles(members, MAX_MESSAGE_BYTES)) await this.publish(this.membersTopic, frame)
+
+    // Cell topics: each instance at once on a change, otherwise when its refresh is due.
+    const byCell = new Map<string, BundleItem[]>()
+    const refreshByCell = new Map<string, number>()
+    const present = new Set<string>()
+    for (const inst of instances) {
+      present.add(inst.instanceId)
+      const last = this.lastSent.get(inst.instanceId)
+      const fingerprint = instanceFingerprint(inst)
+      if (last !== undefined && last.fingerprint === fingerprint && Math.abs(last.cpuPercent - inst.cpuPercent) <= LOAD_CHANGE_POINTS && !due(last.sentMs, last.refreshMs)) continue
+      let refreshMs = refreshByCell.get(inst.cell)
+      if (refreshMs === undefined) {
+        refreshMs = cellRefreshMs(view.liveInstances(inst.cell, now).length, this.init.cellRefreshMinMs, this.init.cellRefreshPerSecond)
+        refreshByCell.set(inst.cell, refreshMs)
+      }
+      const record: InstanceRecord = { ...inst, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: now, refreshMs }
+      const bytes = await this.signLocal(signRecord(privateKey, 'instance', record, options), options)
+      let items = byCell.get(inst.cell)
+      if (items === undefined) byCell.set(inst.cell, items = [])
+      items.push({ bytes, ageMs: 0 })
+      this.lastSent.set(inst.instanceId, { fingerprint, cpuPercent: inst.cpuPercent, sentMs: now, refreshMs })
+      this.counters.sent.instance++
+    }
+    for (const id of this.lastSent.keys()) if (!present.has(id)) this.lastSent.delete(id)
+    for (const [cell, items] of byCell) {
+      for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) await this.publish(cellTopic(cell), frame)
+    }
+    this.autoCells = this.wantedCells(instances, now)
+    this.syncFollowed()
+  }
+
+  /** Stage 1: the cells this node hosts (not stopped or crashed) and every cell with a release or desired record. */
+  private wantedCells (instances: readonly LocalInstanceState[], now: number): Set<string> {
+    const cells = new Set<string>()
+    for (const i of instances) if (i.state !== 'stopped' && i.state !== 'crashed') cells.add(i.cell)
+    for (const cell of this.init.view.cells(now)) if (this.init.view.claimants(cell).length > 0) cells.add(cell)
+    return cells
+  }
+
+  /**
+   * Follows `cell`: subscribes its topic (records of it are validated and kept), and pulls its
+   * current records once through `pullCell`. Explicit follows are kept until unfollow(); in fleet
+   * mode the fleet topic carries every cell, so the cell is only remembered. Throws
+   * FollowedCellsLimitError beyond maxFollowedCells and MalformedFleetRecordError for an invalid name.
+   */
+  follow (cell: string): void {
+    checkCellName(cell)
+    if (this.explicitCells.has(cell)) return
+    const union = new Set([...this.explicitCells, ...this.subscribed.keys()])
+    if (!union.has(cell) && union.size >= this.maxFollowedCells) {
+      throw new FollowedCellsLimitError(`this node follows ${union.size} cells, at most ${this.maxFollowedCells}`)
+    }
+    this.explicitCells.add(cell)
+    this.syncFollowed()
+  }
+
+  /** Ends an explicit follow(); the cell stays followed while this node hosts it or has its release. */
+  unfollow (cell: string): void {
+    if (!this.explicitCells.delete(cell)) return
+    this.syncFollowed()
+  }
+
+  /** The cells whose topics this node is subscribed to, sorted. */
+  followed (): string[] {
+    return [...this.subscribed.keys()].sort()
+  }
+
+  /** Subscribes the wanted cells (explicit first, then automatic, up to the bound) and leaves the rest. */
+  private syncFollowed (): void {
+    if (!this.started || !this.perCell) return
+    const wanted = new Set<string>()
+    for (const cell of this.explicitCells) wanted.add(cell)
+    let overflow = 0
+    for (const cell of [...this.autoCells].sort()) {
+      if (wanted.has(cell)) continue
+      // Cells already followed keep their place, so the set does not churn at the bound.
+      if (wanted.size < this.maxFollowedCells || this.subscribed.has(cell)) wanted.add(cell)
+      else overflow++
+    }
+    if (overflow > 0) {
+      this.counters.followOverflow += overflow
+      log('%d cells not followed: %d followed at most', overflow, this.maxFollowedCells)
+    }
+    for (const cell of [...this.subscribed.keys()]) if (!wanted.has(cell)) this.unsubscribeCell(cell)
+    for (const cell of wanted) if (!this.subscribed.has(cell)) this.subscribeCell(cell)
+  }
+
+  private subscribeCell (cell: string): void {
+    const { pubsub } = this.init
+    const topic = cellTopic(cell)
+    const validator: TopicValidatorFn = async (_source, msg) => await this.validateCell(cell, msg)
+    this.subscribed.set(cell, validator)
+    pubsub.topicValidators.set(topic, validator)
+    scoreTopic(pubsub, topic)
+    pubsub.subscribe(topic)
+    this.cellPullQueue.add(cell)
+    this.pumpCellPulls()
+  }
+
+  private unsubscribeCell (cell: string): void {
+    const { pubsub } = this.init
+    const topic = cellTopic(cell)
+    const validator = this.subscribed.get(cell)
+    this.subscribed.delete(cell)
+    this.cellPullQueue.delete(cell)
+    pubsub.unsubscribe(topic)
+    if (validator !== undefined && pubsub.topicValidators.get(topic) === validator) pubsub.topicValidators.delete(topic)
+    unscoreTopic(pubsub, topic)
+  }
+
+  private pumpCellPulls (): void {
+    const pull = this.init.pullCell
+    if (pull === undefined) { this.cellPullQueue.clear(); return }
+    const max = this.init.maxCellPullsInFlight ?? 2
+    while (this.started && this.cellPullsInFlight < max && this.cellPullQueue.size > 0) {
+      const cell = this.cellPullQueue.values().next().value as string
+      this.cellPullQueue.delete(cell)
+      this.cellPullsInFlight++
+      this.counters.cellPulls++
+      pull(cell, { signal: this.shutdown.signal }).catch((err) => {
+        this.counters.cellPullFailures++
+        log('pulling cell %s failed: %e', cell, err)
+      }).finally(() => {
+        this.cellPullsInFlight--
+        this.pumpCellPulls()
+      })
+    }
+  }
+
+  /** A release or desired record arrived: follow its cell now rather than at the next heartbeat. */
+  private onViewChange (evt: Event): void {
+    const change = (evt as CustomEvent<FleetChange>).detail
+    if (change === undefined) return
+    if ((change.kind === 'release' || change.kind === 'desired') && change.op === 'upsert' && change.cell !== undefined && !this.autoCells.has(change.cell)) {
+      this.autoCells.add(change.cell)
+      this.syncFollowed()
+    }
+    // A down report about this node (however it arrived: gossip or a pull): refute it at once.
+    if (change.kind === 'down' && change.op === 'upsert' && (change.nodeId === this.nodeId || change.key === this.nodeId)) this.refuteNow()
+  }
+
+  private refuteNow (): void {
+    this.refute = true
+    this.soon()
+  }
+
+  /** The view holds a member record of a node whose full record it lacks: pull that record from the peer that sent it. */
+  private onNeedNode (evt: Event): void {
+    const detail = (evt as CustomEvent<{ nodeId?: unknown, from?: unknown }>).detail
+    if (detail == null || typeof detail.nodeId !== 'string' || typeof detail.from !== 'string') return
+    this.requestNode(detail.nodeId, detail.from)
+  }
+
+  private requestNode (nodeId: string, from: string): void {
+    if (this.init.pullNode === undefined || !this.started) return
+    const now = this.init.clock.now()
+    const last = this.nodePullTimes.get(nodeId)
+    const interval = this.init.nodePullIntervalMs ?? 10_000
+    if ((last !== undefined && now - last < interval) || this.nodePullQueue.has(nodeId) || this.nodePullQueue.size >= MAX_NODE_PULL_QUEUE) {
+      this.counters.nodePullsSkipped++
+      return
+    }
+    this.nodePullQueue.set(nodeId, from)
+    this.pumpNodePulls()
+  }
+
+  private pumpNodePulls (): void {
+    const pull = this.init.pullNode
+    if (pull === undefined) return
+    const max = this.init.maxNodePullsInFlight ?? 4
+    while (this.started && this.nodePullsInFlight < max && this.nodePullQueue.size > 0) {
+      const [nodeId, from] = this.nodePullQueue.entries().next().value as [string, string]
+      this.nodePullQueue.delete(nodeId)
+      this.nodePullTimes.delete(nodeId)
+      if (this.nodePullTimes.size >= MAX_NODE_PULL_TIMES) this.nodePullTimes.delete(this.nodePullTimes.keys().next().value as string)
+      this.nodePullTimes.set(nodeId, this.init.clock.now())
+      this.nodePullsInFlight++
+      this.counters.nodePulls++
+      pull(nodeId, from, { signal: this.shutdown.signal }).catch((err) => {
+        this.counters.nodePullFailures++
+        log('pulling node %s from %s failed: %e', nodeId, from, err)
+      }).finally(() => {
+        this.nodePullsInFlight--
+        this.pumpNodePulls()
+      })
+    }
+  }
+
+  /**
+   * Per-cell: reports `subject` down (the failure detector lost it and could not redial): signs a
+   * down report with this node's key, applies it to the local view and publishes it on the members
+   * topic. Throws FleetRecordRejectedError when the local view refuses it (e.g. a stale subjectSeq)
+   * and DisseminationModeError in fleet mode.
+   */
+  async reportDown (subject: string, subjectSeq: number, options: AbortOptions = {}): Promise<void> {
+    if (!this.perCell) throw new DisseminationModeError('down reports need per-cell dissemination')
+    const { clock, privateKey, view } = this.init
+    const env = await signRecord(privateKey, 'down', { nodeId: this.nodeId, subject, subjectSeq, seq: this.nextSeq(), sentMs: clock.now() }, options)
+    const result = await view.apply(env, { from: this.nodeId, signal: options.signal })
+    if (!result.accepted && result.reason !== 'duplicate') {
+      throw new FleetRecordRejectedError(`down report refused by the local fleet view: ${result.reason}`, result.reason)
+    }
+    options.signal?.throwIfAborted()
+    this.counters.sent.down++
+    await this.publish(this.membersTopic, encodeEnvelope(env))
   }
 
   /** Verifies a signed release from core/identity through the local view, then gossips it. */
@@ -216,11 +724,16 @@ export class FleetGossip extends EventTarget {
     }
   }
 
+  private family (topic: string): FleetTopicFamily {
+    return topicFamily(topic, { topic: this.topic, releaseTopic: this.releaseTopic, membersTopic: this.membersTopic })
+  }
+
   /** Publishes `data`; how many peers gossipsub handed it to (0 on failure). */
   private async publish (topic: string, data: Uint8Array): Promise<number> {
     try {
       const result = await this.init.pubsub.publish(topic, data, { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true }) as { recipients?: unknown[] } | undefined
       this.counters.published++
+      this.counters.bytes.out[this.family(topic)] += data.length
       return result?.recipients?.length ?? 0
     } catch (err) {
       this.counters.publishFailures++
@@ -230,6 +743,7 @@ export class FleetGossip extends EventTarget {
   }
 
   private async validate (_propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    this.counters.bytes.in[this.family(msg.topic)] += msg.data.length
     // With StrictSign, `from` is the publisher gossipsub authenticated; unsigned messages are
     // treated as relayed, so only the records' own origin signatures count.
     const from = msg.type === 'signed' ? msg.from.toString() : undefined
@@ -241,9 +755,50 @@ export class FleetGossip extends EventTarget {
     } catch {
       return this.verdict('reject')
     }
+    return this.verdictOf(results, from)
+  }
+
+  private verdictOf (results: ApplyResult[], from: string | undefined): TopicValidatorResult {
     if (results.some(r => r.accepted || (r.reason === 'duplicate' && from !== undefined))) return this.verdict('accept')
     if (results.some(r => !r.accepted && REJECT_REASONS.has(r.reason))) return this.verdict('reject')
     return this.verdict('ignore')
+  }
+
+  /** Members topic: node, member and down records only; a down report about this node is refuted. */
+  private async validateMembers (_propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    return await this.validateScoped(msg, (env) => env.kind === 'node' || env.kind === 'member' || env.kind === 'down', (env, result) => {
+      if (env.kind === 'down' && env.record.subject === this.nodeId && result.accepted) this.refuteNow()
+    })
+  }
+
+  /** A cell topic: instance records of exactly that cell (anything else is the sender's fault). */
+  private async validateCell (cell: string, msg: Message): Promise<TopicValidatorResult> {
+    return await this.validateScoped(msg, (env) => env.kind === 'instance' && env.record.cell === cell)
+  }
+
+  private async validateScoped (msg: Message, belongs: (env: FleetEnvelope) => boolean, after?: (env: FleetEnvelope, result: ApplyResult) => void): Promise<TopicValidatorResult> {
+    this.counters.bytes.in[this.family(msg.topic)] += msg.data.length
+    const from = msg.type === 'signed' ? msg.from.toString() : undefined
+    let entries
+    try {
+      entries = decodeFrame(msg.data)
+    } catch {
+      return this.verdict('reject')
+    }
+    // A record on a topic it does not belong to is never applied: the topic is what followers trust
+    // to bound what they receive, so a mismatch is the publisher's fault, whatever its signatures.
+    if (entries.some(e => !belongs(e.envelope))) {
+      this.counters.wrongTopic++
+      return this.verdict('reject')
+    }
+    const results: ApplyResult[] = []
+    for (const entry of entries) {
+      const relayed = from === undefined
+      const result = await this.init.view.apply(entry.envelope, { from, relayed, ageMs: relayed ? entry.ageMs : 0 })
+      after?.(entry.envelope, result)
+      results.push(result)
+    }
+    return this.verdictOf(results, from)
   }
 
   private verdict (v: 'accept' | 'ignore' | 'reject'): TopicValidatorResult {
