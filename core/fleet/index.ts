@@ -29,7 +29,8 @@ export type { SnapshotBookInit, SnapshotBookStats } from './snapshot-book.ts'
 export { signRecord, verifyRecord } from './sign.ts'
 export { FleetView, DROP_REASONS, RELEASE_HISTORY } from './view.ts'
 export type {
-  FleetViewInit, SequenceFloor, SignedRecordVerifier, RetireVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult
+  FleetViewInit, SequenceFloor, SignedRecordVerifier, RetireVerifier, TrustPolicy, TrustSubject, DropReason, ApplyResult, ApplyOptions, FleetChange, FleetStats, MergeResult,
+  Liveness, NeedNode, DownReport, DownReportsAbout, MemberStats
 } from './view.ts'
 export { FleetGossip } from './gossip.ts'
 export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'

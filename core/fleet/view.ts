@@ -6,15 +6,23 @@ import type { AbortOptions } from '@libp2p/interface'
 import type { Clock } from '../ports.ts'
 import { MalformedFleetRecordError } from './errors.ts'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
-import type { BundleItem, FleetEnvelope, SignedInstanceEnvelope, SignedNodeEnvelope, SignedPinEnvelope, SignedReleaseEnvelope, SignedSnapshotEnvelope } from './codec.ts'
-import { MAX_MESSAGE_BYTES, checkReleaseFields } from './records.ts'
-import type { DesiredVersionRecord, FleetRecordKind, InstanceRecord, NodeRecord, ReleaseFields, ReleaseRecord, RetireFields, RetireRecord } from './records.ts'
+import type {
+  BundleItem, FleetEnvelope, SignedDownEnvelope, SignedInstanceEnvelope, SignedMemberEnvelope, SignedNodeEnvelope, SignedPinEnvelope, SignedReleaseEnvelope,
+  SignedSnapshotEnvelope
+} from './codec.ts'
+import { LIMITS, MAX_MESSAGE_BYTES, checkReleaseFields } from './records.ts'
+import type {
+  DesiredVersionRecord, DownRecord, FleetRecordKind, InstanceRecord, MemberRecord, NodeRecord, ReleaseFields, ReleaseRecord, RetireFields, RetireRecord
+} from './records.ts'
 import { verifyRecord } from './sign.ts'
 import { SnapshotBook } from './snapshot-book.ts'
 import type { SnapshotBookInit, SnapshotBookStats } from './snapshot-book.ts'
 import type { PinRecord, SnapshotRecord } from './snapshots.ts'
 
 const log = logger('cell:fleet')
+
+/** Nodes the 'need-node' rate limit remembers (older entries are past their interval anyway). */
+const NEED_NODE_REMEMBERED = 1024
 
 /** Releases the view keeps per (authority, cell): the newest and the ones before it (issue 13 point 5). */
 export const RELEASE_HISTORY = 8
@@ -43,7 +51,15 @@ export const DROP_REASONS = [
   'future', 'expired', 'overflow-nodes', 'overflow-instances', 'overflow-node-instances', 'overflow-cells',
   'overflow-authority-cells', 'unknown-snapshot', 'overflow-snapshots',
   /** A member or down record reached a view whose liveness is 'heartbeat' (fleet mode). */
-  'wrong-liveness'
+  'wrong-liveness',
+  /**
+   * A member record of a node (or a down report from a reporter, or about a subject) whose full
+   * node record the view does not hold. For a correctly signed member record or down report the
+   * view also dispatches 'need-node' (rate-limited) so the gossip layer can pull the record.
+   */
+  'unknown-node',
+  /** A down report about a subject that already has LIMITS.downReporters other reporters. */
+  'overflow-down'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
 
@@ -76,8 +92,54 @@ export interface FleetChange {
   nodeId?: string
 }
 
+/** How the view decides that a node (and so its replicas) is alive. */
+export type Liveness = 'heartbeat' | 'members'
+
+/** Detail of the 'need-node' event: the view lacks (an up-to-date) full node record of `nodeId`. */
+export interface NeedNode {
+  nodeId: string
+  /** The peer the record that revealed it came from (pull the node record from it), when known. */
+  from?: string
+}
+
+/** Detail of the 'down-report' event, dispatched for every accepted down report. */
+export interface DownReport {
+  subject: string
+  reporter: string
+  subjectSeq: number
+  /** True when this report completed the quorum: the subject is now down in this view. */
+  verdict: boolean
+}
+
+/** What the view holds of the down reports about one node (`downReportsAbout`). */
+export interface DownReportsAbout {
+  subject: string
+  /** Distinct reporters at the subject's newest seq, sorted. */
+  reporters: string[]
+  /** The subject's newest node/member seq in this view (reports count only at this seq). */
+  subjectSeq: number
+  /** Reporters needed for a verdict now: min(downQuorum, live full nodes besides the subject), at least 1. */
+  quorum: number
+  down: boolean
+}
+
 export interface FleetViewInit {
   clock: Clock
+  /**
+   * 'heartbeat' (default, fleet mode): a node lives while its node record is younger than nodeTtlMs,
+   * member and down records are dropped ('wrong-liveness'). 'members' (per-cell mode): a node lives
+   * while its newest node or member record is younger than memberTtlMs and no quorum of down reports
+   * stands against it; its replicas count only while it lives.
+   */
+  liveness?: Liveness
+  /** 'members' liveness: how long a node lives after its newest node or member record (default 3 h). */
+  memberTtlMs?: number
+  /** 'members' liveness: distinct full-node reporters that make a node down (default 2; fewer when fewer live full nodes). */
+  downQuorum?: number
+  /** 'need-node' events per node at most once per this (default 5 s). */
+  needNodeIntervalMs?: number
+  /** 'need-node' events in all, at most this many per second (default 8). */
+  maxNeedNodePerSecond?: number
   verifyRelease?: SignedRecordVerifier
   verifyDesired?: SignedRecordVerifier
   /** Without it, retire records are dropped as 'unverifiable'. */
@@ -122,11 +184,29 @@ export interface FleetStats {
   dropped: Record<DropReason, number>
   expired: { node: number, instance: number }
   snapshotTruncated: number
+  /** 'members' liveness only. */
+  members?: MemberStats
   /** `digest()`: equal on two nodes when they see the same live nodes, replicas and releases. */
   digest?: number
 }
 
 export interface MergeResult { accepted: number, dropped: number }
+
+export interface MemberStats {
+  /** Member records held. */
+  members: number
+  /** Nodes with down reports held / nodes down now. */
+  reported: number
+  down: number
+  /** Down verdicts reached, and nodes brought back by a newer record of their own. */
+  verdicts: number
+  refuted: number
+  /** 'need-node' events dispatched, and ones the rate limit held back. */
+  needNode: number
+  needNodeSuppressed: number
+}
+
+interface HeldDown { reports: Map<string, Held<DownRecord>> }
 
 interface Held<T> { record: T, bytes: Uint8Array, receivedMs: number }
 
@@ -166,7 +246,26 @@ export class FleetView extends EventTarget {
   /** Claim snapshots and their pins (snapshot-book.ts). */
   private readonly book: SnapshotBook
   private lastRoomScanMs = Number.NEGATIVE_INFINITY
-  private readonly counters: Omit<FleetStats, 'nodes' | 'instances' | 'releases' | 'desired'>
+  private readonly counters: Omit<FleetStats, 'nodes' | 'instances' | 'releases' | 'desired' | 'members'>
+  readonly liveness: Liveness
+  readonly memberTtlMs: number
+  readonly downQuorum: number
+  /** How long a node lives after its newest record: nodeTtlMs, or memberTtlMs under 'members' liveness. */
+  private readonly nodeLifeMs: number
+  /** 'members' liveness: the newest member record of each held node (never without its node record). */
+  private readonly memberMap = new Map<string, Held<MemberRecord>>()
+  /** 'members' liveness: node records with member fields overlaid, as nodes()/node() return them. */
+  private readonly effective = new Map<string, NodeRecord>()
+  /** 'members' liveness: down reports per subject (held subjects only; at most LIMITS.downReporters each). */
+  private readonly downReports = new Map<string, HeldDown>()
+  private readonly downNodes = new Set<string>()
+  private readonly needNodeIntervalMs: number
+  private readonly maxNeedNodePerSecond: number
+  /** nodeId → when 'need-node' last fired for it; bounded (oldest first out). */
+  private readonly needNodeAt = new Map<string, number>()
+  private needNodeWindowMs = Number.NEGATIVE_INFINITY
+  private needNodeInWindow = 0
+  private readonly memberCounters = { verdicts: 0, refuted: 0, needNode: 0, needNodeSuppressed: 0 }
 
   constructor (init: FleetViewInit) {
     super()
@@ -184,6 +283,12 @@ export class FleetView extends EventTarget {
     this.maxSeqAheadMs = init.maxSeqAheadMs ?? 3_600_000
     this.maxSnapshotBytes = init.maxSnapshotBytes ?? 32 * 1024 * 1024
     this.book = new SnapshotBook(init.snapshots)
+    this.liveness = init.liveness ?? 'heartbeat'
+    this.memberTtlMs = init.memberTtlMs ?? 3 * 3_600_000
+    this.downQuorum = Math.max(1, init.downQuorum ?? 2)
+    this.nodeLifeMs = this.liveness === 'members' ? this.memberTtlMs : this.nodeTtlMs
+    this.needNodeIntervalMs = init.needNodeIntervalMs ?? 5000
+    this.maxNeedNodePerSecond = init.maxNeedNodePerSecond ?? 8
     this.counters = {
       accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0, member: 0, down: 0 },
       dropped: Object.fromEntries(DROP_REASONS.map(r => [r, 0])) as Record<DropReason, number>,
@@ -199,8 +304,10 @@ export class FleetView extends EventTarget {
       ? await this.applySigned(envelope, options)
       : envelope.kind === 'snapshot' || envelope.kind === 'pin'
         ? await this.applyStorage(envelope, options)
-        : envelope.kind === 'member' || envelope.kind === 'down'
-        ? { accepted: false, kind: envelope.kind, reason: 'wrong-liveness' } as const
+        : envelope.kind === 'member'
+        ? await this.applyMember(envelope, options)
+        : envelope.kind === 'down'
+        ? await this.applyDown(envelope, options)
         : envelope.kind === 'retire'
         ? await this.applyRetire(envelope, options)
         : await this.applyRelease(envelope, options)
@@ -244,7 +351,7 @@ export class FleetView extends EventTarget {
     const { kind, record } = envelope
     const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
     if (options.relayed !== true && options.from !== record.nodeId) return drop('wrong-origin')
-    const ttlMs = kind === 'node' ? this.nodeTtlMs : this.instanceTtlMs
+    const ttlMs = kind === 'node' ? this.nodeLifeMs : this.instanceTtl(record as InstanceRecord)
     const now = this.clock.now()
     if (record.sentMs > now + this.maxClockSkewMs) return drop('future')
     const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
@@ -265,7 +372,12 @@ export class FleetView extends EventTarget {
 
     const held = { record, bytes: encodeEnvelope(envelope), receivedMs: now2 - ageMs }
     if (kind === 'node') {
+      const refutes = this.liveness === 'members' && record.seq > this.newestSeq(key)
       this.nodeMap.set(key, held as Held<NodeRecord>)
+      if (this.liveness === 'members') {
+        this.refreshEffective(key)
+        if (refutes) this.refute(key, now2)
+      }
       this.emitChange({ kind, op: 'upsert', key, nodeId: record.nodeId })
     } else {
       if (!this.instanceMap.has(key)) this.instancesPerNode.set(record.nodeId, (this.instancesPerNode.get(record.nodeId) ?? 0) + 1)
@@ -274,6 +386,257 @@ export class FleetView extends EventTarget {
       this.emitChange({ kind, op: 'upsert', key, cell, nodeId: record.nodeId })
     }
     return { accepted: true, kind }
+  }
+
+  /**
+   * A member record ('members' liveness): origin, time and signature rules of node records; counts
+   * only for a node whose full record the view holds (else 'unknown-node' and, once its signature
+   * checks, a rate-limited 'need-node') and only when newer than both its member and node record
+   * (one sequence per node); the trust policy judges the held node record, as for node records.
+   */
+  private async applyMember (envelope: SignedMemberEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const kind = 'member'
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    if (this.liveness !== 'members') return drop('wrong-liveness')
+    const record = envelope.record
+    const id = record.nodeId
+    if (options.relayed !== true && options.from !== id) return drop('wrong-origin')
+    const now = this.clock.now()
+    const timing = this.timing(record, this.memberTtlMs, options, now)
+    if (typeof timing === 'string') return drop(timing)
+    const check = (): DropReason | undefined => {
+      const node = this.nodeMap.get(id)
+      if (node === undefined) return 'unknown-node'
+      const existing = this.memberMap.get(id)
+      if (existing !== undefined && !newer(record, existing.record)) {
+        return existing.record.seq === record.seq && existing.record.sentMs === record.sentMs ? 'duplicate' : 'stale'
+      }
+      if (!newer(record, node.record)) return 'stale'
+      return undefined
+    }
+    const early = check()
+    if (early === 'unknown-node') return drop(await this.unknownNode(envelope, id, options))
+    if (early !== undefined) return drop(early)
+    if (!await verifyRecord(envelope, options)) return drop('bad-signature')
+    const node = this.nodeMap.get(id)
+    if (node === undefined) return drop('unknown-node')
+    if (!await this.trusted({ kind: 'node', record: node.record }, options)) return drop('untrusted')
+    const late = check()
+    if (late !== undefined) return drop(late)
+    const now2 = this.clock.now()
+    const wasLive = this.nodeLive(id, now2)
+    const refutes = record.seq > this.newestSeq(id)
+    this.memberMap.set(id, { record, bytes: encodeEnvelope(envelope), receivedMs: now2 - timing })
+    this.refreshEffective(id)
+    if (refutes) this.refute(id, now2)
+    this.emitChange({ kind, op: 'upsert', key: id, nodeId: id })
+    // Back from a lapse or a down verdict: consumers that listen for nodes see it return.
+    if (!wasLive && this.nodeLive(id, now2)) this.emitChange({ kind: 'node', op: 'upsert', key: id, nodeId: id })
+    // The member record refers to a newer full record than the one held: ask for it.
+    const held = this.nodeMap.get(id)
+    if (held !== undefined && record.nodeSeq > held.record.seq) this.needNode(id, options.from, now2)
+    return { accepted: true, kind }
+  }
+
+  /**
+   * A down report ('members' liveness), signed by its reporter: the reporter's full record must be
+   * held, live, trusted and of a 'full' node; the subject's record must be held; the report must be
+   * at the subject's newest seq in this view (older: 'stale'; newer than any record seen here:
+   * 'future', so no report can outlive the subject's next record); at most LIMITS.downReporters
+   * reporters per subject, the newest report per reporter. Enough reporters make the subject down.
+   */
+  private async applyDown (envelope: SignedDownEnvelope, options: ApplyOptions): Promise<ApplyResult> {
+    const kind = 'down'
+    const drop = (reason: DropReason): ApplyResult => ({ accepted: false, kind, reason })
+    if (this.liveness !== 'members') return drop('wrong-liveness')
+    const record = envelope.record
+    const reporter = record.nodeId
+    const subject = record.subject
+    if (options.relayed !== true && options.from !== reporter) return drop('wrong-origin')
+    const now = this.clock.now()
+    const timing = this.timing(record, this.memberTtlMs, options, now)
+    if (typeof timing === 'string') return drop(timing)
+    const check = (nowMs: number): DropReason | undefined => {
+      const by = this.nodeMap.get(reporter)
+      if (by === undefined) return 'unknown-node'
+      if (!this.nodeLive(reporter, nowMs) || !by.record.roles.includes('full')) return 'untrusted'
+      if (!this.nodeMap.has(subject)) return 'unknown-node'
+      const newest = this.newestSeq(subject)
+      if (record.subjectSeq < newest) return 'stale'
+      if (record.subjectSeq > newest) return 'future'
+      const reports = this.downReports.get(subject)
+      const existing = reports?.reports.get(reporter)
+      if (existing !== undefined && !newer(record, existing.record)) {
+        return existing.record.seq === record.seq && existing.record.sentMs === record.sentMs ? 'duplicate' : 'stale'
+      }
+      if (existing === undefined && reports !== undefined && reports.reports.size >= LIMITS.downReporters) return 'overflow-down'
+      if (reports === undefined && this.downReports.size >= this.maxNodes) return 'overflow-down'
+      return undefined
+    }
+    const early = check(now)
+    if (early === 'unknown-node' && !this.nodeMap.has(reporter)) return drop(await this.unknownNode(envelope, reporter, options))
+    if (early !== undefined) return drop(early)
+    if (!await verifyRecord(envelope, options)) return drop('bad-signature')
+    const by = this.nodeMap.get(reporter)
+    if (by === undefined) return drop('unknown-node')
+    if (!await this.trusted({ kind: 'node', record: by.record }, options)) return drop('untrusted')
+    const now2 = this.clock.now()
+    const late = check(now2)
+    if (late !== undefined) return drop(late)
+    let reports = this.downReports.get(subject)
+    if (reports === undefined) this.downReports.set(subject, reports = { reports: new Map() })
+    reports.reports.set(reporter, { record, bytes: encodeEnvelope(envelope), receivedMs: now2 - timing })
+    const verdict = this.judge(subject, now2)
+    this.dispatchEvent(new CustomEvent<DownReport>('down-report', { detail: { subject, reporter, subjectSeq: record.subjectSeq, verdict } }))
+    // A verdict changes the quorum of the others (one live full node fewer).
+    if (verdict) this.rejudge(now2)
+    return { accepted: true, kind }
+  }
+
+  /** Future/expired checks shared by member and down records; returns the relayed age or a drop reason. */
+  private timing (record: { sentMs: number }, ttlMs: number, options: ApplyOptions, now: number): number | 'future' | 'expired' {
+    if (record.sentMs > now + this.maxClockSkewMs) return 'future'
+    const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
+    if (record.sentMs + ttlMs + this.maxClockSkewMs < now || ageMs >= ttlMs) return 'expired'
+    return ageMs
+  }
+
+  /**
+   * A record from a node the view has no full record of. When the rate limit lets a 'need-node'
+   * through, the record's signature is checked first (so forged records cannot make the gossip
+   * layer pull), then the event fires; either way the record is dropped as 'unknown-node'.
+   */
+  private async unknownNode (envelope: SignedMemberEnvelope | SignedDownEnvelope, nodeId: string, options: ApplyOptions): Promise<DropReason> {
+    if (!this.needNodeAllowed(nodeId, this.clock.now())) {
+      this.memberCounters.needNodeSuppressed++
+      return 'unknown-node'
+    }
+    if (!await verifyRecord(envelope, options)) return 'bad-signature'
+    if (this.nodeMap.has(nodeId)) return 'unknown-node'
+    this.needNode(nodeId, options.from, this.clock.now())
+    return 'unknown-node'
+  }
+
+  private needNodeAllowed (nodeId: string, now: number): boolean {
+    const last = this.needNodeAt.get(nodeId)
+    if (last !== undefined && now - last < this.needNodeIntervalMs) return false
+    if (now - this.needNodeWindowMs >= 1000) return true
+    return this.needNodeInWindow < this.maxNeedNodePerSecond
+  }
+
+  private needNode (nodeId: string, from: string | undefined, now: number): void {
+    if (!this.needNodeAllowed(nodeId, now)) {
+      this.memberCounters.needNodeSuppressed++
+      return
+    }
+    if (now - this.needNodeWindowMs >= 1000) {
+      this.needNodeWindowMs = now
+      this.needNodeInWindow = 0
+    }
+    this.needNodeInWindow++
+    this.needNodeAt.delete(nodeId)
+    this.needNodeAt.set(nodeId, now)
+    // Bounded: entries older than the interval no longer matter; the oldest go first.
+    while (this.needNodeAt.size > NEED_NODE_REMEMBERED) this.needNodeAt.delete(this.needNodeAt.keys().next().value as string)
+    this.memberCounters.needNode++
+    const detail: NeedNode = from !== undefined ? { nodeId, from } : { nodeId }
+    this.dispatchEvent(new CustomEvent<NeedNode>('need-node', { detail }))
+  }
+
+  /** The highest node/member seq the view holds of a node (-1 when none). */
+  private newestSeq (nodeId: string): number {
+    return Math.max(this.nodeMap.get(nodeId)?.record.seq ?? -1, this.memberMap.get(nodeId)?.record.seq ?? -1)
+  }
+
+  /** When the view last heard from a node (its newest node or member record). */
+  private lastHeardMs (nodeId: string): number | undefined {
+    const node = this.nodeMap.get(nodeId)
+    if (node === undefined) return undefined
+    return Math.max(node.receivedMs, this.memberMap.get(nodeId)?.receivedMs ?? Number.NEGATIVE_INFINITY)
+  }
+
+  private nodeLive (nodeId: string, nowMs: number): boolean {
+    const heard = this.lastHeardMs(nodeId)
+    if (heard === undefined || heard + this.nodeLifeMs <= nowMs) return false
+    return !this.downNodes.has(nodeId)
+  }
+
+  private refreshEffective (nodeId: string): void {
+    const node = this.nodeMap.get(nodeId)
+    if (node === undefined) { this.effective.delete(nodeId); return }
+    const member = this.memberMap.get(nodeId)
+    if (member === undefined || !newer(member.record, node.record)) { this.effective.set(nodeId, node.record); return }
+    const m = member.record
+    this.effective.set(nodeId, {
+      ...node.record,
+      capacity: { ...node.record.capacity, slots: m.slots, freeSlots: m.freeSlots },
+      load: { cpuPercent: m.cpuPercent, memoryPercent: m.memoryPercent }
+    })
+  }
+
+  /** A newer record of the node itself: its down reports no longer count, and a down verdict ends. */
+  private refute (nodeId: string, nowMs: number): void {
+    this.downReports.delete(nodeId)
+    if (!this.downNodes.delete(nodeId)) return
+    this.memberCounters.refuted++
+    log('node %s refuted the down reports against it', nodeId)
+    for (const [key, held] of this.instanceMap) {
+      if (held.record.nodeId !== nodeId || held.receivedMs + this.instanceTtl(held.record) <= nowMs) continue
+      this.emitChange({ kind: 'instance', op: 'upsert', key, cell: held.record.cell, nodeId })
+    }
+  }
+
+  private liveFullNodes (except: string, nowMs: number): number {
+    let n = 0
+    for (const [id, held] of this.nodeMap) if (id !== except && held.record.roles.includes('full') && this.nodeLive(id, nowMs)) n++
+    return n
+  }
+
+  private quorum (subject: string, nowMs: number): number {
+    return Math.max(1, Math.min(this.downQuorum, this.liveFullNodes(subject, nowMs)))
+  }
+
+  /** Reporters whose reports count: at the subject's newest seq (all held ones are) and still held. */
+  private countedReporters (subject: string): string[] {
+    const reports = this.downReports.get(subject)
+    if (reports === undefined) return []
+    const newest = this.newestSeq(subject)
+    return [...reports.reports.values()].filter(h => h.record.subjectSeq >= newest && this.nodeMap.has(h.record.nodeId)).map(h => h.record.nodeId).sort()
+  }
+
+  /** Marks the subject down when its reporters reach the quorum; true when that happened now. */
+  private judge (subject: string, nowMs: number): boolean {
+    if (this.downNodes.has(subject) || !this.nodeMap.has(subject)) return false
+    if (this.countedReporters(subject).length < this.quorum(subject, nowMs)) return false
+    const wasLive = this.nodeLive(subject, nowMs)
+    this.downNodes.add(subject)
+    this.memberCounters.verdicts++
+    log('node %s is down (reported by %s)', subject, this.countedReporters(subject).join(', '))
+    if (wasLive) this.emitChange({ kind: 'node', op: 'expire', key: subject, nodeId: subject })
+    for (const [key, held] of this.instanceMap) {
+      if (held.record.nodeId !== subject || held.receivedMs + this.instanceTtl(held.record) <= nowMs) continue
+      this.emitChange({ kind: 'instance', op: 'expire', key, cell: held.record.cell, nodeId: subject })
+    }
+    return true
+  }
+
+  /** After a verdict: other subjects may now reach their (smaller) quorum. Bounded by the subjects held. */
+  private rejudge (nowMs: number): void {
+    for (let changed = true; changed;) {
+      changed = false
+      for (const subject of this.downReports.keys()) if (this.judge(subject, nowMs)) changed = true
+    }
+  }
+
+  /** Instance ttl: 3 × the host's promised refresh when the record carries one, else instanceTtlMs. */
+  private instanceTtl (record: InstanceRecord): number {
+    return record.refreshMs !== undefined ? 3 * record.refreshMs : this.instanceTtlMs
+  }
+
+  /** Is the instance's record fresh and (under 'members' liveness) its node live? */
+  private instanceLive (held: Held<InstanceRecord>, nowMs: number): boolean {
+    if (held.receivedMs + this.instanceTtl(held.record) <= nowMs) return false
+    return this.liveness !== 'members' || this.nodeLive(held.record.nodeId, nowMs)
   }
 
   private orderAndBounds (kind: 'node' | 'instance', key: string, record: NodeRecord | InstanceRecord, now: number): DropReason | undefined {
@@ -494,14 +857,30 @@ export class FleetView extends EventTarget {
   expire (nowMs: number = this.clock.now()): number {
     let removed = 0
     for (const [key, held] of this.nodeMap) {
-      if (held.receivedMs + this.nodeTtlMs > nowMs) continue
+      const heard = this.liveness === 'members' ? this.lastHeardMs(key) ?? held.receivedMs : held.receivedMs
+      if (heard + this.nodeLifeMs > nowMs) continue
       this.nodeMap.delete(key)
       this.counters.expired.node++
       removed++
+      if (this.liveness === 'members') {
+        // Its member record and the reports about it go with it (a down node was announced already).
+        this.memberMap.delete(key)
+        this.effective.delete(key)
+        this.downReports.delete(key)
+        if (this.downNodes.delete(key)) continue
+      }
       this.emitChange({ kind: 'node', op: 'expire', key, nodeId: key })
     }
+    if (this.liveness === 'members') {
+      for (const [subject, held] of this.downReports) {
+        for (const [reporter, report] of held.reports) {
+          if (!this.nodeMap.has(reporter) || report.receivedMs + this.memberTtlMs <= nowMs) held.reports.delete(reporter)
+        }
+        if (held.reports.size === 0) this.downReports.delete(subject)
+      }
+    }
     for (const [key, held] of this.instanceMap) {
-      if (held.receivedMs + this.instanceTtlMs > nowMs) continue
+      if (held.receivedMs + this.instanceTtl(held.record) > nowMs) continue
       this.instanceMap.delete(key)
       const n = (this.instancesPerNode.get(held.record.nodeId) ?? 1) - 1
       if (n === 0) this.instancesPerNode.delete(held.record.nodeId)
@@ -521,23 +900,52 @@ export class FleetView extends EventTarget {
     this.dispatchEvent(new CustomEvent<FleetChange>('change', { detail }))
   }
 
-  /** Nodes with a fresh record (expired ones are hidden even before `expire` runs). */
+  /**
+   * Nodes with a fresh record (expired ones are hidden even before `expire` runs). Under 'members'
+   * liveness: nodes heard from (node or member record) within memberTtlMs and not down, with their
+   * newest member record's slots, free slots and load overlaid on the node record.
+   */
   nodes (nowMs: number = this.clock.now()): NodeRecord[] {
     const out: NodeRecord[] = []
+    if (this.liveness === 'members') {
+      for (const id of this.nodeMap.keys()) if (this.nodeLive(id, nowMs)) out.push(this.effective.get(id) as NodeRecord)
+      return out
+    }
     for (const held of this.nodeMap.values()) if (held.receivedMs + this.nodeTtlMs > nowMs) out.push(held.record)
     return out
   }
 
   node (nodeId: string, nowMs: number = this.clock.now()): NodeRecord | undefined {
+    if (this.liveness === 'members') return this.nodeLive(nodeId, nowMs) ? this.effective.get(nodeId) : undefined
     const held = this.nodeMap.get(nodeId)
     return held !== undefined && held.receivedMs + this.nodeTtlMs > nowMs ? held.record : undefined
   }
 
-  /** Instances with a fresh heartbeat in any state, optionally of one cell. */
+  /** 'members' liveness: the newest member record of a live node. */
+  member (nodeId: string, nowMs: number = this.clock.now()): MemberRecord | undefined {
+    return this.nodeLive(nodeId, nowMs) ? this.memberMap.get(nodeId)?.record : undefined
+  }
+
+  /** 'members' liveness: is the node down by a quorum of reports (until it refutes them)? */
+  isDown (nodeId: string): boolean {
+    return this.downNodes.has(nodeId)
+  }
+
+  /**
+   * 'members' liveness: the down reports that count against `nodeId` (the gossip layer refutes
+   * reports about its own node with a fresh member record). Undefined when the view does not hold
+   * the node's record.
+   */
+  downReportsAbout (nodeId: string, nowMs: number = this.clock.now()): DownReportsAbout | undefined {
+    if (!this.nodeMap.has(nodeId)) return undefined
+    return { subject: nodeId, reporters: this.countedReporters(nodeId), subjectSeq: this.newestSeq(nodeId), quorum: this.quorum(nodeId, nowMs), down: this.downNodes.has(nodeId) }
+  }
+
+  /** Instances with a fresh heartbeat in any state, optionally of one cell ('members' liveness: of live nodes only). */
   instances (cell?: string, nowMs: number = this.clock.now()): InstanceRecord[] {
     const out: InstanceRecord[] = []
     for (const held of this.instanceMap.values()) {
-      if (held.receivedMs + this.instanceTtlMs <= nowMs) continue
+      if (!this.instanceLive(held, nowMs)) continue
       if (cell === undefined || held.record.cell === cell) out.push(held.record)
     }
     return out
@@ -550,6 +958,7 @@ export class FleetView extends EventTarget {
 
   /** Local receive time of the latest record for a node or instance (dashboard "last seen"). */
   lastSeenMs (kind: 'node' | 'instance', key: string): number | undefined {
+    if (kind === 'node' && this.liveness === 'members') return this.lastHeardMs(key)
     return (kind === 'node' ? this.nodeMap.get(key) : this.instanceMap.get(key))?.receivedMs
   }
 
@@ -672,7 +1081,17 @@ export class FleetView extends EventTarget {
       dropped: { ...this.counters.dropped },
       expired: { ...this.counters.expired },
       snapshotTruncated: this.counters.snapshotTruncated,
-      digest: this.digest()
+      digest: this.digest(),
+      ...(this.liveness === 'members'
+        ? {
+            members: {
+              members: this.memberMap.size,
+              reported: this.downReports.size,
+              down: this.downNodes.size,
+              ...this.memberCounters
+            }
+          }
+        : {})
     }
   }
 
@@ -720,10 +1139,13 @@ export class FleetView extends EventTarget {
     for (const history of this.releaseHistory.values()) for (const held of history) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
-    for (const held of this.nodeMap.values()) add(held, this.nodeTtlMs)
+    for (const held of this.nodeMap.values()) add(held, this.nodeLifeMs)
+    // Member records and down reports after the node records they need (a pull brings a new node up to date).
+    for (const held of this.memberMap.values()) add(held, this.memberTtlMs)
+    for (const { reports } of this.downReports.values()) for (const held of reports.values()) add(held, this.memberTtlMs)
     // Snapshots before their pins (a pin counts only for a snapshot the receiver holds).
     for (const { held, ttlMs } of this.book.held()) if (wanted(held.record.cell)) add(held, ttlMs)
-    for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtlMs)
+    for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtl(held.record))
     if (truncated) this.counters.snapshotTruncated++
     return encodeBundles(items, options.maxFrameBytes ?? MAX_MESSAGE_BYTES)
   }
