@@ -491,7 +491,10 @@ export class FleetGossip extends EventTarget {
       if (last !== undefined && last.fingerprint === fingerprint && Math.abs(last.cpuPercent - inst.cpuPercent) <= LOAD_CHANGE_POINTS && !due(last.sentMs, last.refreshMs)) continue
       let refreshMs = refreshByCell.get(inst.cell)
       if (refreshMs === undefined) {
-        refreshMs = cellRefreshMs(view.liveInstances(inst.cell, now).length, this.init.cellRefreshMinMs, this.init.cellRefreshPerSecond)
+        // Hosts: the cell's live instances elsewhere in the view, and this node's own as it reports them now.
+        const hosts = view.liveInstances(inst.cell, now).filter(i => i.nodeId !== this.nodeId).length +
+          instances.filter(i => i.cell === inst.cell && (i.state === 'starting' || i.state === 'ready')).length
+        refreshMs = cellRefreshMs(hosts, this.init.cellRefreshMinMs, this.init.cellRefreshPerSecond)
         refreshByCell.set(inst.cell, refreshMs)
       }
       const record: InstanceRecord = { ...inst, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: now, refreshMs }
@@ -551,11 +554,12 @@ export class FleetGossip extends EventTarget {
     if (!this.started || !this.perCell) return
     const wanted = new Set<string>()
     for (const cell of this.explicitCells) wanted.add(cell)
+    // Cells already followed keep their place, so the set does not churn at the bound.
+    for (const cell of this.autoCells) if (this.subscribed.has(cell) && wanted.size < this.maxFollowedCells) wanted.add(cell)
     let overflow = 0
     for (const cell of [...this.autoCells].sort()) {
       if (wanted.has(cell)) continue
-      // Cells already followed keep their place, so the set does not churn at the bound.
-      if (wanted.size < this.maxFollowedCells || this.subscribed.has(cell)) wanted.add(cell)
+      if (wanted.size < this.maxFollowedCells) wanted.add(cell)
       else overflow++
     }
     if (overflow > 0) {

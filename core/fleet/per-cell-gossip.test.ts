@@ -1,0 +1,491 @@
+// FleetGossip in per-cell mode (docs/biology.md "Scale"), with a fake pubsub and a ManualClock:
+// what is sent at once on a change and what waits for its refresh, following cells, the scoped
+// validators of the members and cell topics, down reports and their refutation, node pulls.
+import { describe, it, expect, beforeAll } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
+import type { Message, TopicValidatorFn } from '@libp2p/gossipsub'
+import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
+import type { FleetEnvelope } from './codec.ts'
+import { FLEET_TOPIC_SCORE } from './gossip-score.ts'
+import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, cellRefreshMs, memberChanged, memberFields } from './gossip.ts'
+import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState } from './gossip.ts'
+import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
+import type { ReleaseFields } from './records.ts'
+import { signRecord } from './sign.ts'
+import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
+import { FleetView } from './view.ts'
+import type { ApplyOptions, ApplyResult } from './view.ts'
+
+class FakePubSub implements FleetPubSub {
+  readonly topics = new Set<string>()
+  readonly published: Array<{ topic: string, data: Uint8Array }> = []
+  readonly topicValidators = new Map<string, TopicValidatorFn>()
+  readonly score = { params: { topics: {} as Record<string, unknown> } }
+  subscribe (topic: string): void { this.topics.add(topic) }
+  unsubscribe (topic: string): void { this.topics.delete(topic) }
+  async publish (topic: string, data: Uint8Array): Promise<unknown> {
+    this.published.push({ topic, data })
+    return { recipients: [] }
+  }
+
+  async deliver (topic: string, data: Uint8Array, from: PeerId): Promise<string> {
+    const validator = this.topicValidators.get(topic)
+    if (validator === undefined) throw new Error(`no validator on ${topic}`)
+    const msg = { type: 'signed', from, topic, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: from.publicKey }
+    return await validator(from, msg as Message)
+  }
+
+  /** Envelopes published on `topic` since index `from`. */
+  envelopes (topic: string, from = 0): FleetEnvelope[] {
+    return this.published.slice(from).filter(p => p.topic === topic).flatMap(p => decodeFrame(p.data).map(e => e.envelope))
+  }
+}
+
+/**
+ * A FleetView that accepts member and down records without checking them (FleetView's per-cell
+ * liveness is another module's): enough to see what FleetGossip does with them.
+ */
+class MembersView extends FleetView {
+  readonly downs: FleetEnvelope[] = []
+  override async apply (envelope: FleetEnvelope, options: ApplyOptions = {}): Promise<ApplyResult> {
+    if (envelope.kind === 'member') return { accepted: true, kind: 'member' }
+    if (envelope.kind === 'down') {
+      this.downs.push(envelope)
+      this.dispatchEvent(new CustomEvent('change', { detail: { kind: 'down', op: 'upsert', key: envelope.record.subject, nodeId: envelope.record.subject } }))
+      return { accepted: true, kind: 'down' }
+    }
+    return await super.apply(envelope, options)
+  }
+}
+
+let self: PrivateKey, other: PrivateKey, otherId: PeerId, selfId: string
+const verify = async (signed: Uint8Array): Promise<ReleaseFields> => JSON.parse(new TextDecoder().decode(signed).slice(3))
+const releaseBytes = (cell: string, seq: number): Uint8Array => new TextEncoder().encode('ok:' + JSON.stringify({ cell, version: `1.${seq}`, digest: 'd'.repeat(64), authority: 'auth', seq }))
+
+beforeAll(async () => {
+  self = await generateKeyPair('Ed25519')
+  other = await generateKeyPair('Ed25519')
+  otherId = peerIdFromPrivateKey(other)
+  selfId = peerIdFromPrivateKey(self).toString()
+})
+
+function localInstance (overrides: Partial<LocalInstanceState> = {}): LocalInstanceState {
+  const { nodeId: _a, seq: _b, sentMs: _c, ...inst } = makeInstanceRecord(selfId, { startedMs: 1_700_000_000_000, ...overrides })
+  return inst
+}
+
+function setup (init: Partial<FleetGossipInit> = {}) {
+  const clock = new ManualClock()
+  const view = new MembersView({ clock, verifyRelease: verify, verifyDesired: verify, instanceTtlMs: 60_000, nodeTtlMs: 60_000 })
+  const pubsub = new FakePubSub()
+  const { nodeId: _a, seq: _b, sentMs: _c, ...node } = makeNodeRecord(selfId)
+  const state = {
+    node: node as LocalNodeState,
+    instances: [localInstance({ instanceId: 'b-1', cell: 'billing' }), localInstance({ instanceId: 's-1', cell: 'search' })]
+  }
+  const pulls: string[] = []
+  const gossip = new FleetGossip({
+    pubsub,
+    view,
+    clock,
+    privateKey: self,
+    heartbeatMs: 1000,
+    dissemination: 'per-cell',
+    memberRefreshMs: 60_000,
+    localNode: () => state.node,
+    localInstances: () => state.instances,
+    pullCell: async (cell) => { pulls.push(cell) },
+    ...init
+  })
+  return { clock, view, pubsub, gossip, state, pulls }
+}
+
+async function nextHeartbeat (gossip: FleetGossip, clock: ManualClock, ms: number): Promise<void> {
+  const done = new Promise<void>((resolve) => gossip.addEventListener('heartbeat', () => resolve(), { once: true }))
+  clock.advance(ms)
+  await done
+}
+
+/** Advances the clock heartbeat by heartbeat (1 s), waiting for each. */
+async function heartbeats (gossip: FleetGossip, clock: ManualClock, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await nextHeartbeat(gossip, clock, 1000)
+}
+
+describe('per-cell publishing (pure parts)', () => {
+  it('maps the node state to member fields: sorted distinct cells of running instances, bounded', () => {
+    const { nodeId: _a, seq: _b, sentMs: _c, ...node } = makeNodeRecord('x', { capacity: { slots: 4, freeSlots: 1, cpuCores: 2, memoryBytes: 8, freeMemoryBytes: 4 } })
+    const instances = [
+      localInstance({ cell: 'search' }), localInstance({ cell: 'billing' }), localInstance({ cell: 'search' }),
+      localInstance({ cell: 'ledger', state: 'crashed' }), localInstance({ cell: 'zeta', state: 'stopped' }), localInstance({ cell: 'alpha', state: 'draining' })
+    ]
+    expect(memberFields(node, instances, true)).toEqual({ slots: 4, freeSlots: 1, cpuPercent: 37.5, memoryPercent: 50, leaving: true, cells: ['alpha', 'billing', 'search'] })
+    const many = Array.from({ length: 70 }, (_, i) => localInstance({ cell: `c${String(i).padStart(2, '0')}` }))
+    expect(memberFields(node, many, false).cells).toHaveLength(64)
+  })
+
+  it('counts a member change only past 10 points of load (CPU per core), or any slot, cell or leaving change', () => {
+    const base = { slots: 4, freeSlots: 1, cpuPercent: 100, memoryPercent: 50, leaving: false, cells: ['a'] }
+    expect(memberChanged(base, { ...base, cpuPercent: 139 }, 4)).toBe(false)
+    expect(memberChanged(base, { ...base, cpuPercent: 141 }, 4)).toBe(true)
+    expect(memberChanged(base, { ...base, memoryPercent: 59 }, 4)).toBe(false)
+    expect(memberChanged(base, { ...base, memoryPercent: 61 }, 4)).toBe(true)
+    expect(memberChanged(base, { ...base, freeSlots: 0 }, 4)).toBe(true)
+    expect(memberChanged(base, { ...base, cells: ['a', 'b'] }, 4)).toBe(true)
+    expect(memberChanged(base, { ...base, leaving: true }, 4)).toBe(true)
+  })
+
+  it('refresh = max(5 s, hosts / 5 per s), within the record bounds', () => {
+    expect(cellRefreshMs(0)).toBe(5000)
+    expect(cellRefreshMs(25)).toBe(5000)
+    expect(cellRefreshMs(50)).toBe(10_000)
+    expect(cellRefreshMs(1928)).toBe(385_600)
+    expect(cellRefreshMs(10 ** 9)).toBe(3_600_000)
+  })
+})
+
+describe('FleetGossip per-cell publishing', () => {
+  it('starts with the node and member records on the members topic and each instance on its cell topic, with refreshMs', async () => {
+    const { clock, pubsub, gossip, view } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.topics.has(FLEET_TOPIC)).toBe(false)
+    expect([...pubsub.topics].sort()).toEqual([FLEET_RELEASE_TOPIC, MEMBERS_TOPIC, cellTopic('billing'), cellTopic('search')].sort())
+    const members = pubsub.envelopes(MEMBERS_TOPIC)
+    expect(members.map(e => e.kind)).toEqual(['node', 'member'])
+    const [node, member] = members as [Extract<FleetEnvelope, { kind: 'node' }>, Extract<FleetEnvelope, { kind: 'member' }>]
+    expect(member.record).toMatchObject({ nodeId: selfId, nodeSeq: node.record.seq, slots: 8, freeSlots: 6, leaving: false, cells: ['billing', 'search'] })
+    expect(member.record.seq).toBeGreaterThan(node.record.seq)
+    for (const cell of ['billing', 'search']) {
+      const [inst] = pubsub.envelopes(cellTopic(cell)) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>
+      expect(inst.record).toMatchObject({ cell, nodeId: selfId, refreshMs: 5000 })
+    }
+    expect(view.liveInstances('billing')).toHaveLength(1)
+    expect(gossip.stats().sent).toEqual({ node: 1, member: 1, instance: 2, down: 0 })
+    expect(gossip.stats().bytes.out.fleet).toBe(0)
+    expect(gossip.stats().bytes.out.members).toBe(pubsub.published.filter(p => p.topic === MEMBERS_TOPIC).reduce((n, p) => n + p.data.length, 0))
+    expect(gossip.stats().bytes.out.cells).toBeGreaterThan(0)
+    gossip.stop()
+  })
+
+  it('sends nothing while nothing changes, then each instance when its refresh is due', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const after = pubsub.published.length
+    await heartbeats(gossip, clock, 3)
+    expect(pubsub.published.length).toBe(after)
+    expect(gossip.stats().ticks).toBe(4)
+    // The 5 s promise is kept at the heartbeat from which one more would be late: 4 s after the send.
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(1)
+    expect(pubsub.envelopes(cellTopic('search'), after)).toHaveLength(1)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, after)).toHaveLength(0)
+    gossip.stop()
+  })
+
+  it('a bigger cell refreshes more slowly: hosts / 5 per s', async () => {
+    const { clock, pubsub, gossip, view } = setup()
+    const oid = otherId.toString()
+    for (let i = 0; i < 49; i++) {
+      await view.apply(await signRecord(other, 'instance', makeInstanceRecord(oid, { instanceId: `o-${i}`, cell: 'billing', sentMs: clock.now() })), { from: oid })
+    }
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const [first] = pubsub.envelopes(cellTopic('billing')) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>
+    // 49 + this node's own instance = 50 hosts: 10 s.
+    expect(first.record.refreshMs).toBe(10_000)
+    const after = pubsub.published.length
+    await heartbeats(gossip, clock, 8)
+    expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(0)
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(1)
+    gossip.stop()
+  })
+
+  it('sends a changed instance at once: state, readiness, end, claim, exit report, or CPU past 10 points', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const sentOf = (from: number): string[] => (pubsub.envelopes(cellTopic('billing'), from) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>).map(e => e.record.state)
+    const change = async (patch: Partial<LocalInstanceState>): Promise<string[]> => {
+      const from = pubsub.published.length
+      state.instances[0] = { ...state.instances[0], ...patch }
+      // soon(): announced now, not at the next heartbeat.
+      gossip.soon()
+      await nextHeartbeat(gossip, clock, 0)
+      return sentOf(from)
+    }
+    expect(await change({ cpuPercent: 12.5 + 10 })).toEqual([])
+    expect(await change({ cpuPercent: 12.5 + 10.5 })).toEqual(['ready'])
+    expect(await change({ state: 'draining' })).toEqual(['draining'])
+    expect(await change({ readyMs: 1_700_000_000_100 })).toEqual(['draining'])
+    expect(await change({ claim: { ordinal: 0, epoch: 2 } })).toEqual(['draining'])
+    expect(await change({ state: 'crashed', endedMs: 1_700_000_001_000, exitReason: 'exit 1' })).toEqual(['crashed'])
+    expect(await change({ qps: 999, p99Ms: 1, inflight: 7 })).toEqual([])
+    // Other cells are not resent.
+    expect(pubsub.envelopes(cellTopic('search'))).toHaveLength(1)
+    gossip.stop()
+  })
+
+  it('a crashed instance leaves the member record\'s cells; a vanished one is forgotten (sent at once if it comes back)', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    let from = pubsub.published.length
+    state.instances[1] = { ...state.instances[1], state: 'crashed', endedMs: clock.now() }
+    await heartbeats(gossip, clock, 1)
+    const members = pubsub.envelopes(MEMBERS_TOPIC, from)
+    expect(members.map(e => e.kind)).toEqual(['member'])
+    expect((members[0] as Extract<FleetEnvelope, { kind: 'member' }>).record.cells).toEqual(['billing'])
+    const search = state.instances.pop()!
+    await heartbeats(gossip, clock, 1)
+    from = pubsub.published.length
+    state.instances.push(search)
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(cellTopic('search'), from)).toHaveLength(1)
+    gossip.stop()
+  })
+
+  it('sends a new full node record only when its shape changes or it is due; member records on load, slots and leaving', async () => {
+    let leaving = false
+    const { clock, pubsub, gossip, state } = setup({ localLeaving: () => leaving })
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const kinds = async (mutate: () => void): Promise<string[]> => {
+      const from = pubsub.published.length
+      mutate()
+      await heartbeats(gossip, clock, 1)
+      return pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)
+    }
+    expect(await kinds(() => { state.node = { ...state.node, load: { cpuPercent: 37.5 + 39, memoryPercent: 50 } } })).toEqual([])
+    expect(await kinds(() => { state.node = { ...state.node, load: { cpuPercent: 37.5 + 41, memoryPercent: 50 } } })).toEqual(['member'])
+    expect(await kinds(() => { state.node = { ...state.node, capacity: { ...state.node.capacity, freeSlots: 5 } } })).toEqual(['member'])
+    expect(await kinds(() => { leaving = true })).toEqual(['member'])
+    // Mutated in place: still seen as a change, since what was sent is kept as a copy.
+    expect(await kinds(() => { state.node.addrs.push('/ip4/127.0.0.1/tcp/4002') })).toEqual(['node', 'member'])
+    expect(await kinds(() => { state.node = { ...state.node, roles: ['host', 'full'] } })).toEqual(['node', 'member'])
+    expect(await kinds(() => { state.node = { ...state.node, grants: [new Uint8Array([1, 2, 3])] } })).toEqual(['node', 'member'])
+    expect(await kinds(() => { state.node = { ...state.node, grants: [new Uint8Array([1, 2, 3])] } })).toEqual([])
+    expect(await kinds(() => { state.node = { ...state.node, prepared: [{ cell: 'billing', version: '2', digest: 'd', state: 'preparing' }] } })).toEqual(['node', 'member'])
+    // memberRefreshMs (60 s): both again, without a change.
+    const from = pubsub.published.length
+    await heartbeats(gossip, clock, 60)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)).toEqual(['node', 'member'])
+    gossip.stop()
+  })
+
+  it('publishes at most maxLocalInstances instances per heartbeat and counts the rest', async () => {
+    const { clock, pubsub, gossip, state } = setup({ maxLocalInstances: 3 })
+    state.instances = Array.from({ length: 5 }, (_, i) => localInstance({ instanceId: `b-${i}`, cell: 'billing' }))
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.envelopes(cellTopic('billing'))).toHaveLength(3)
+    expect(gossip.stats().skippedInstances).toBe(2)
+    gossip.stop()
+  })
+
+  it('stop() leaves every topic and validator; a restart sends everything again', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    gossip.follow('ledger')
+    gossip.stop()
+    expect(pubsub.topics.size).toBe(0)
+    expect(pubsub.topicValidators.size).toBe(0)
+    expect(Object.keys(pubsub.score.params.topics)).toEqual([])
+    const from = pubsub.published.length
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)).toEqual(['node', 'member'])
+    expect(gossip.followed()).toEqual(['billing', 'ledger', 'search'])
+    gossip.stop()
+  })
+})
+
+describe('FleetGossip per-cell following', () => {
+  it('follows hosted cells and cells with a release, plus explicit follows; pulls each once as it starts; bounded', async () => {
+    const { clock, pubsub, gossip, pulls } = setup({ maxFollowedCells: 4 })
+    gossip.follow('ledger')
+    expect(gossip.followed()).toEqual([])
+    gossip.start()
+    expect(gossip.followed()).toEqual(['ledger'])
+    await nextHeartbeat(gossip, clock, 0)
+    expect(gossip.followed()).toEqual(['billing', 'ledger', 'search'])
+    expect(pulls.sort()).toEqual(['billing', 'ledger', 'search'])
+    for (const cell of gossip.followed()) {
+      expect(pubsub.topicValidators.has(cellTopic(cell))).toBe(true)
+      expect(pubsub.score.params.topics[cellTopic(cell)]).toEqual(FLEET_TOPIC_SCORE)
+    }
+    // A release arriving for a new cell is followed at once, not at the next heartbeat.
+    expect(await pubsub.deliver(FLEET_RELEASE_TOPIC, encodeEnvelope({ kind: 'release', signed: releaseBytes('mail', 3) }), otherId)).toBe('accept')
+    expect(gossip.followed()).toEqual(['billing', 'ledger', 'mail', 'search'])
+    expect(() => { gossip.follow('extra') }).toThrow(FollowedCellsLimitError)
+    gossip.follow('mail')
+    // Unfollowing a cell that is also followed automatically keeps it; an explicit-only one goes.
+    gossip.unfollow('mail')
+    expect(gossip.followed()).toContain('mail')
+    gossip.unfollow('ledger')
+    expect(gossip.followed()).toEqual(['billing', 'mail', 'search'])
+    expect(pubsub.topics.has(cellTopic('ledger'))).toBe(false)
+    expect(pubsub.topicValidators.has(cellTopic('ledger'))).toBe(false)
+    expect(pubsub.score.params.topics[cellTopic('ledger')]).toBeUndefined()
+    gossip.follow('ledger')
+    expect(pulls.filter(c => c === 'ledger')).toHaveLength(2)
+    expect(gossip.stats().followed).toBe(4)
+    // Automatic cells past the bound are counted, not followed.
+    expect(await pubsub.deliver(FLEET_RELEASE_TOPIC, encodeEnvelope({ kind: 'release', signed: releaseBytes('news', 3) }), otherId)).toBe('accept')
+    expect(gossip.followed()).not.toContain('news')
+    expect(gossip.stats().followOverflow).toBeGreaterThan(0)
+    expect(() => { gossip.follow('bad name') }).toThrow()
+    gossip.stop()
+  })
+
+  it('runs at most maxCellPullsInFlight cell pulls at once and survives failed pulls', async () => {
+    const waiting: Array<{ cell: string, done: (ok: boolean) => void }> = []
+    const { clock, gossip } = setup({
+      maxCellPullsInFlight: 1,
+      pullCell: async (cell) => { await new Promise<void>((resolve, reject) => { waiting.push({ cell, done: (ok) => { if (ok) resolve(); else reject(new Error('no peer')) } }) }) }
+    })
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(waiting.map(w => w.cell)).toEqual(['billing'])
+    waiting[0].done(false)
+    await new Promise(resolve => setTimeout(resolve, 0))
+    expect(waiting.map(w => w.cell)).toEqual(['billing', 'search'])
+    waiting[1].done(true)
+    await new Promise(resolve => setTimeout(resolve, 0))
+    expect(gossip.stats()).toMatchObject({ cellPulls: 2, cellPullFailures: 1 })
+    gossip.stop()
+  })
+
+  it('in fleet mode follow() only remembers the cell: the fleet topic carries every cell', () => {
+    const { gossip, pubsub } = setup({ dissemination: 'fleet' })
+    gossip.start()
+    gossip.follow('ledger')
+    expect(gossip.followed()).toEqual([])
+    expect([...pubsub.topics].sort()).toEqual([FLEET_RELEASE_TOPIC, FLEET_TOPIC].sort())
+    gossip.stop()
+  })
+})
+
+describe('FleetGossip per-cell validation (attacks)', () => {
+  async function otherInstance (cell: string, clock: ManualClock): Promise<Uint8Array> {
+    return encodeEnvelope(await signRecord(other, 'instance', makeInstanceRecord(otherId.toString(), { instanceId: `o-${cell}`, cell, sentMs: clock.now(), refreshMs: 5000 })))
+  }
+
+  it('accepts an instance of the topic\'s cell; rejects one of another cell, a member or node record, a bundle hiding one, junk', async () => {
+    const { clock, pubsub, gossip, view } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const billing = await otherInstance('billing', clock)
+    const search = await otherInstance('search', clock)
+    expect(await pubsub.deliver(cellTopic('billing'), billing, otherId)).toBe('accept')
+    expect(view.liveInstances('billing').map(i => i.instanceId).sort()).toEqual(['b-1', 'o-billing'])
+    // An instance of cell `search` on billing's topic: the signature is good, the topic is not its.
+    expect(await pubsub.deliver(cellTopic('billing'), search, otherId)).toBe('reject')
+    expect(view.liveInstances('search').map(i => i.instanceId)).toEqual(['s-1'])
+    const mixed = encodeBundles([{ bytes: billing, ageMs: 0 }, { bytes: search, ageMs: 0 }])[0]
+    expect(await pubsub.deliver(cellTopic('billing'), mixed, otherId)).toBe('reject')
+    const member = encodeEnvelope(await signRecord(other, 'member', { nodeId: otherId.toString(), seq: 2, sentMs: clock.now(), nodeSeq: 1, slots: 4, freeSlots: 4, cpuPercent: 0, memoryPercent: 0, leaving: false, cells: [] }))
+    expect(await pubsub.deliver(cellTopic('billing'), member, otherId)).toBe('reject')
+    const node = encodeEnvelope(await signRecord(other, 'node', makeNodeRecord(otherId.toString(), { sentMs: clock.now() })))
+    expect(await pubsub.deliver(cellTopic('billing'), node, otherId)).toBe('reject')
+    expect(await pubsub.deliver(cellTopic('billing'), new Uint8Array([1, 2, 250]), otherId)).toBe('reject')
+    // The members topic takes node, member and down records, never instances.
+    expect(await pubsub.deliver(MEMBERS_TOPIC, billing, otherId)).toBe('reject')
+    expect(await pubsub.deliver(MEMBERS_TOPIC, node, otherId)).toBe('accept')
+    expect(await pubsub.deliver(MEMBERS_TOPIC, member, otherId)).toBe('accept')
+    expect(gossip.stats().wrongTopic).toBe(5)
+    expect(gossip.stats().bytes.in.cells).toBeGreaterThan(0)
+    expect(gossip.stats().bytes.in.members).toBe(billing.length + node.length + member.length)
+    gossip.stop()
+  })
+
+  it('a topic it does not follow has no validator (gossipsub drops what nobody subscribed to)', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    await expect(pubsub.deliver(cellTopic('ledger'), await otherInstance('ledger', clock), otherId)).rejects.toThrow(/no validator/)
+    gossip.stop()
+  })
+})
+
+describe('FleetGossip per-cell down reports and node pulls', () => {
+  it('reportDown signs, applies and publishes a down report; fleet mode refuses', async () => {
+    const { clock, pubsub, gossip, view } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    await gossip.reportDown(otherId.toString(), 42)
+    const [down] = pubsub.envelopes(MEMBERS_TOPIC).filter(e => e.kind === 'down') as Array<Extract<FleetEnvelope, { kind: 'down' }>>
+    expect(down.record).toMatchObject({ nodeId: selfId, subject: otherId.toString(), subjectSeq: 42 })
+    expect(view.downs).toHaveLength(1)
+    expect(gossip.stats().sent.down).toBe(1)
+    gossip.stop()
+    const fleet = setup({ dissemination: 'fleet' })
+    await expect(fleet.gossip.reportDown(otherId.toString(), 1)).rejects.toBeInstanceOf(DisseminationModeError)
+  })
+
+  it('refutes a down report about itself at once with a fresh member record, once per report burst', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const from = pubsub.published.length
+    const before = (pubsub.envelopes(MEMBERS_TOPIC).find(e => e.kind === 'member') as Extract<FleetEnvelope, { kind: 'member' }>).record.seq
+    const report = encodeEnvelope(await signRecord(other, 'down', { nodeId: otherId.toString(), subject: selfId, subjectSeq: before, seq: 5, sentMs: clock.now() }))
+    const refuted = new Promise<void>((resolve) => gossip.addEventListener('heartbeat', () => resolve(), { once: true }))
+    expect(await pubsub.deliver(MEMBERS_TOPIC, report, otherId)).toBe('accept')
+    const again = encodeEnvelope(await signRecord(other, 'down', { nodeId: otherId.toString(), subject: selfId, subjectSeq: before, seq: 6, sentMs: clock.now() }))
+    expect(await pubsub.deliver(MEMBERS_TOPIC, again, otherId)).toBe('accept')
+    // No clock movement: soon() runs the heartbeat now.
+    clock.advance(0)
+    await refuted
+    const members = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'member' }>>
+    expect(members.map(e => e.kind)).toEqual(['member'])
+    expect(members[0].record.seq).toBeGreaterThan(before)
+    expect(gossip.stats().refuted).toBe(1)
+    // A report about another node is not refuted.
+    const aboutOther = encodeEnvelope(await signRecord(self, 'down', { nodeId: selfId, subject: otherId.toString(), subjectSeq: 1, seq: 5, sentMs: clock.now() }))
+    expect(await pubsub.deliver(MEMBERS_TOPIC, aboutOther, peerIdFromPrivateKey(self))).toBe('accept')
+    await heartbeats(gossip, clock, 1)
+    expect(gossip.stats().refuted).toBe(1)
+    gossip.stop()
+  })
+
+  it('pulls a node\'s full record on need-node from the peer that sent its member record: rate-limited and bounded', async () => {
+    const calls: Array<[string, string]> = []
+    const release: Array<() => void> = []
+    const { clock, gossip, view } = setup({
+      maxNodePullsInFlight: 2,
+      nodePullIntervalMs: 10_000,
+      pullNode: async (nodeId: string, from: string, _options: AbortOptions) => { calls.push([nodeId, from]); await new Promise<void>((resolve) => { release.push(resolve) }) }
+    })
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const need = (nodeId: string, from: string): void => { view.dispatchEvent(new CustomEvent('need-node', { detail: { nodeId, from } })) }
+    need('n1', 'p1')
+    need('n1', 'p1')
+    need('n2', 'p2')
+    need('n3', 'p3')
+    expect(calls).toEqual([['n1', 'p1'], ['n2', 'p2']])
+    release.shift()!()
+    await new Promise(resolve => setTimeout(resolve, 0))
+    expect(calls).toEqual([['n1', 'p1'], ['n2', 'p2'], ['n3', 'p3']])
+    // n1 again within its interval: skipped; after it, pulled again.
+    need('n1', 'p9')
+    expect(calls).toHaveLength(3)
+    clock.advance(10_000)
+    for (const r of release.splice(0)) r()
+    await new Promise(resolve => setTimeout(resolve, 0))
+    need('n1', 'p9')
+    expect(calls.at(-1)).toEqual(['n1', 'p9'])
+    expect(gossip.stats()).toMatchObject({ nodePulls: 4, nodePullsSkipped: 2 })
+    // Junk events are ignored.
+    view.dispatchEvent(new CustomEvent('need-node', { detail: { nodeId: 7 } }))
+    view.dispatchEvent(new Event('need-node'))
+    expect(calls).toHaveLength(4)
+    for (const r of release.splice(0)) r()
+    gossip.stop()
+  })
+})
