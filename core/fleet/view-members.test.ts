@@ -162,6 +162,21 @@ describe('FleetView members liveness: member records', () => {
   })
 })
 
+describe('FleetView members liveness: instances of unknown and down nodes', () => {
+  it('asks for an unknown host\'s node record and holds a down host\'s replicas back without blaming the sender', async () => {
+    const { clock, view, needs } = setup()
+    expect(await view.apply(await instRec(c, clock, { refreshMs: 5000 }), { from: c.id })).toEqual({ accepted: false, kind: 'instance', reason: 'unknown-node' })
+    expect(needs).toEqual([{ nodeId: c.id, from: c.id }])
+    await join(view, clock, a, c)
+    await view.apply(await downRec(a, c, clock), { from: a.id })
+    expect(view.isDown(c.id)).toBe(true)
+    expect(await view.apply(await instRec(c, clock, { refreshMs: 5000, seq: 2 }), { from: c.id })).toEqual({ accepted: false, kind: 'instance', reason: 'node-down' })
+    expect((await view.apply(await memberRec(c, clock, 2), { from: c.id })).accepted).toBe(true)
+    expect((await view.apply(await instRec(c, clock, { refreshMs: 5000, seq: 2 }), { from: c.id })).accepted).toBe(true)
+    expect(view.liveInstances('billing')).toHaveLength(1)
+  })
+})
+
 describe('FleetView members liveness: down reports', () => {
   it('needs a quorum of distinct full reporters, then hides the node and its replicas until it refutes', async () => {
     const { clock, view, changes, reports } = setup()
@@ -183,6 +198,7 @@ describe('FleetView members liveness: down reports', () => {
     expect(view.nodes().map(n => n.nodeId).sort()).toEqual([a.id, b.id, c.id].sort())
     expect(view.liveInstances('billing')).toEqual([])
     expect(changes).toEqual([
+      { kind: 'down', op: 'upsert', key: d.id, nodeId: d.id },
       { kind: 'node', op: 'expire', key: d.id, nodeId: d.id },
       { kind: 'instance', op: 'expire', key: `${d.id}/i-1`, cell: 'billing', nodeId: d.id }
     ])

@@ -53,13 +53,15 @@ export const DROP_REASONS = [
   /** A member or down record reached a view whose liveness is 'heartbeat' (fleet mode). */
   'wrong-liveness',
   /**
-   * A member record of a node (or a down report from a reporter, or about a subject) whose full
-   * node record the view does not hold. For a correctly signed member record or down report the
+   * A member or (under 'members' liveness) instance record of a node, or a down report from a
+   * reporter or about a subject, whose full node record the view does not hold. For a correctly signed member record or down report the
    * view also dispatches 'need-node' (rate-limited) so the gossip layer can pull the record.
    */
   'unknown-node',
   /** A down report about a subject that already has LIMITS.downReporters other reporters. */
-  'overflow-down'
+  'overflow-down',
+  /** 'members' liveness: an instance record of a node that is down in this view (until it refutes). */
+  'node-down'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
 
@@ -86,7 +88,7 @@ export interface SequenceFloor {
 export interface FleetChange {
   kind: FleetRecordKind
   op: 'upsert' | 'expire'
-  /** nodeId, `${nodeId}/${instanceId}` or cell name. */
+  /** nodeId (a down report: its subject), `${nodeId}/${instanceId}` or cell name. */
   key: string
   cell?: string
   nodeId?: string
@@ -357,6 +359,12 @@ export class FleetView extends EventTarget {
     const ageMs = options.relayed === true ? Math.min(options.ageMs ?? 0, ttlMs) : 0
     if (record.sentMs + ttlMs + this.maxClockSkewMs < now || ageMs >= ttlMs) return drop('expired')
     const key = kind === 'node' ? record.nodeId : instanceKey(record as InstanceRecord)
+    if (this.liveness === 'members' && kind === 'instance') {
+      // A replica counts only with its node: pull an unknown node's record; a down node's replicas
+      // wait for its refutation (not the sender's fault, so not 'untrusted').
+      if (!this.nodeMap.has(record.nodeId)) return drop(await this.unknownNode(envelope, record.nodeId, options))
+      if (this.downNodes.has(record.nodeId)) return drop('node-down')
+    }
 
     // Cheap checks first so floods of stale or excess records never reach the crypto.
     const early = this.orderAndBounds(kind, key, record, now)
@@ -486,6 +494,8 @@ export class FleetView extends EventTarget {
     let reports = this.downReports.get(subject)
     if (reports === undefined) this.downReports.set(subject, reports = { reports: new Map() })
     reports.reports.set(reporter, { record, bytes: encodeEnvelope(envelope), receivedMs: now2 - timing })
+    // Keyed by the subject (a node refutes reports about itself, whichever way they arrived).
+    this.emitChange({ kind, op: 'upsert', key: subject, nodeId: subject })
     const verdict = this.judge(subject, now2)
     this.dispatchEvent(new CustomEvent<DownReport>('down-report', { detail: { subject, reporter, subjectSeq: record.subjectSeq, verdict } }))
     // A verdict changes the quorum of the others (one live full node fewer).
@@ -506,7 +516,7 @@ export class FleetView extends EventTarget {
    * through, the record's signature is checked first (so forged records cannot make the gossip
    * layer pull), then the event fires; either way the record is dropped as 'unknown-node'.
    */
-  private async unknownNode (envelope: SignedMemberEnvelope | SignedDownEnvelope, nodeId: string, options: ApplyOptions): Promise<DropReason> {
+  private async unknownNode (envelope: SignedMemberEnvelope | SignedDownEnvelope | SignedInstanceEnvelope | SignedNodeEnvelope, nodeId: string, options: ApplyOptions): Promise<DropReason> {
     if (!this.needNodeAllowed(nodeId, this.clock.now())) {
       this.memberCounters.needNodeSuppressed++
       return 'unknown-node'
@@ -586,14 +596,19 @@ export class FleetView extends EventTarget {
     }
   }
 
-  private liveFullNodes (except: string, nowMs: number): number {
+  private liveFull (id: string, nowMs: number): boolean {
+    return this.nodeMap.get(id)?.record.roles.includes('full') === true && this.nodeLive(id, nowMs)
+  }
+
+  private liveFullNodes (nowMs: number): number {
     let n = 0
-    for (const [id, held] of this.nodeMap) if (id !== except && held.record.roles.includes('full') && this.nodeLive(id, nowMs)) n++
+    for (const id of this.nodeMap.keys()) if (this.liveFull(id, nowMs)) n++
     return n
   }
 
-  private quorum (subject: string, nowMs: number): number {
-    return Math.max(1, Math.min(this.downQuorum, this.liveFullNodes(subject, nowMs)))
+  /** min(downQuorum, live full nodes besides the subject), at least 1; `liveFull` may be passed in (one count per pass). */
+  private quorum (subject: string, nowMs: number, liveFull = this.liveFullNodes(nowMs)): number {
+    return Math.max(1, Math.min(this.downQuorum, liveFull - (this.liveFull(subject, nowMs) ? 1 : 0)))
   }
 
   /** Reporters whose reports count: at the subject's newest seq (all held ones are) and still held. */
@@ -605,9 +620,9 @@ export class FleetView extends EventTarget {
   }
 
   /** Marks the subject down when its reporters reach the quorum; true when that happened now. */
-  private judge (subject: string, nowMs: number): boolean {
+  private judge (subject: string, nowMs: number, liveFull?: number): boolean {
     if (this.downNodes.has(subject) || !this.nodeMap.has(subject)) return false
-    if (this.countedReporters(subject).length < this.quorum(subject, nowMs)) return false
+    if (this.countedReporters(subject).length < this.quorum(subject, nowMs, liveFull)) return false
     const wasLive = this.nodeLive(subject, nowMs)
     this.downNodes.add(subject)
     this.memberCounters.verdicts++
@@ -624,7 +639,9 @@ export class FleetView extends EventTarget {
   private rejudge (nowMs: number): void {
     for (let changed = true; changed;) {
       changed = false
-      for (const subject of this.downReports.keys()) if (this.judge(subject, nowMs)) changed = true
+      // Counted once per pass: a verdict within the pass only makes the count too high (a later pass redoes it).
+      const liveFull = this.liveFullNodes(nowMs)
+      for (const subject of this.downReports.keys()) if (this.judge(subject, nowMs, liveFull)) changed = true
     }
   }
 
