@@ -4,8 +4,11 @@
 
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { measureGossipSizes } from './gossip-sizes.ts'
-import { makeWorkload, runPerCell, runToday } from './gossip-scale.ts'
+import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
+import { CELL_DESIGN, makeWorkload, runPerCell, runToday } from './gossip-scale.ts'
+import { decodeEnvelope, decodeFrame } from '../../core/fleet/codec.ts'
+import type { SignedNodeKeyEnvelope } from '../../core/fleet/codec.ts'
+import { verifyRecord } from '../../core/fleet/sign.ts'
 import { buildTopic, connectionGraph, GOSSIPSUB_DEFAULTS, propagate } from './gossipsub-model.ts'
 import { SeededRandom } from './prng.ts'
 
@@ -81,5 +84,51 @@ describe('gossipsub scale model', () => {
     expect(cells200.inMeanBps).toBeLessThan(sampled.inMeanBps / 10)
     expect(cells400.inMeanBps / cells200.inMeanBps).toBeLessThan(1.5)
     expect(cells400.coverage).toBe(1)
+  }, 60_000)
+
+  it('sizes the per-cell messages from real signed records: instance with refreshMs in a bundle, member, down, full node record', async () => {
+    const sizes = await measureGossipSizes()
+    const [entry, ...rest] = decodeFrame(sizes.data.cell)
+    expect(rest).toEqual([])
+    const [member] = decodeFrame(sizes.data.member).map(e => e.envelope)
+    const down = decodeEnvelope(sizes.data.down)
+    const nodeAndMember = decodeFrame(sizes.data.node).map(e => e.envelope)
+    expect([entry.envelope.kind, member.kind, down.kind]).toEqual(['instance', 'member', 'down'])
+    expect(nodeAndMember.map(e => e.kind)).toEqual(['node', 'member'])
+    for (const env of [entry.envelope, member, down, ...nodeAndMember]) expect(await verifyRecord(env as SignedNodeKeyEnvelope)).toBe(true)
+    if (entry.envelope.kind !== 'instance' || member.kind !== 'member' || down.kind !== 'down') throw new Error('unreachable')
+    expect(entry.envelope.record.refreshMs).toBe(SIZED_REFRESH_MS)
+    expect(member.record.cells).toEqual([...SIZED_MEMBER_CELLS].sort())
+    expect(down.record.subject).not.toBe(down.record.nodeId)
+    // Message = gossipsub's share + data (+ the data field's tag and length).
+    const within = (message: number, overhead: number, data: Uint8Array): void => {
+      expect(message - overhead).toBeGreaterThan(data.length)
+      expect(message - overhead).toBeLessThanOrEqual(data.length + 4)
+    }
+    within(sizes.cellMessageBytes(1), sizes.cellOverheadBytes, sizes.data.cell)
+    within(sizes.memberMessageBytes, sizes.membersOverheadBytes, sizes.data.member)
+    within(sizes.downMessageBytes, sizes.membersOverheadBytes, sizes.data.down)
+    within(sizes.nodeMessageBytes, sizes.membersOverheadBytes, sizes.data.node)
+    expect(sizes.cellInstanceEnvelopeBytes).toBeGreaterThan(sizes.instanceEnvelopeBytes)
+    expect(sizes.memberMessageBytesFor(4)).toBeGreaterThan(sizes.memberMessageBytesFor(0))
+  })
+
+  it('counts the full node records and down reports the members topic carries in per-cell mode', async () => {
+    const sizes = await measureGossipSizes()
+    const o = { nodes: 300, cells: 20, seed: 5, samples: 200 }
+    // No cells: only the members topic, so the row's copies per message are that topic's.
+    const work = { ...makeWorkload(300, 20, new SeededRandom(3)), hosts: [] }
+    const quiet = { ...CELL_DESIGN, nodeRecordRefreshMs: Infinity, nodeRecordChangesPerNodePerS: 0, failuresPerNodePerS: 0 }
+    const base = runPerCell({ ...o, design: quiet }, sizes, work)
+    // Full node records (with their member record) at 1 per node per 100 s: every node receives each about `copies` times.
+    const withNodes = runPerCell({ ...o, design: { ...quiet, nodeRecordRefreshMs: 100_000 } }, sizes, work)
+    const expected = 300 * 0.01 * sizes.nodeMessageBytes * base.meanCopies
+    expect((withNodes.dataMeanBps - base.dataMeanBps) / expected).toBeGreaterThan(0.7)
+    expect((withNodes.dataMeanBps - base.dataMeanBps) / expected).toBeLessThan(1.3)
+    // One failure per node per 1,000 s, reported by 16 peers each: down records (plus the returning node's records).
+    const withDown = runPerCell({ ...o, design: { ...quiet, failuresPerNodePerS: 0.001 } }, sizes, work)
+    const downExpected = 300 * 0.001 * (16 * sizes.downMessageBytes + sizes.nodeMessageBytes) * base.meanCopies
+    expect((withDown.dataMeanBps - base.dataMeanBps) / downExpected).toBeGreaterThan(0.7)
+    expect((withDown.dataMeanBps - base.dataMeanBps) / downExpected).toBeLessThan(1.3)
   }, 60_000)
 })

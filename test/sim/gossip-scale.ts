@@ -10,6 +10,8 @@ import { SeededRandom } from './prng.ts'
 import { buildTopic, connectionGraph, DEFAULT_LINKS, GOSSIPSUB_DEFAULTS, simulateTopic } from './gossipsub-model.ts'
 import type { GossipsubParams, LinkParams, Publisher, TopicResult } from './gossipsub-model.ts'
 import type { GossipSizes } from './gossip-sizes.ts'
+import { SIZED_CELL } from './gossip-sizes.ts'
+import { MEMBERS_TOPIC, cellTopic } from '../../core/fleet/records.ts'
 import { percentile } from './stats.ts'
 
 export interface Workload {
@@ -53,6 +55,21 @@ export interface CellDesign {
   /** Member records: on a change (replica placed or gone, eligibility flip) and every refreshMs. */
   memberChangesPerNodePerS: number
   memberRefreshMs: number
+  /**
+   * Full node records on the members topic (per-cell mode, stage 1), each with a member record: at
+   * start, when addrs, grants, roles, halts, prepared releases or slots change, and every
+   * nodeRecordRefreshMs (FleetGossip: memberRefreshMs).
+   */
+  nodeRecordChangesPerNodePerS: number
+  /** Periodic resend of the full node record (stage 1: memberRefreshMs; Infinity: only on change and pulled through fleet-sync). */
+  nodeRecordRefreshMs: number
+  /**
+   * Node failures (crash, restart, lost link) per node per second. Each is reported down by the
+   * full nodes that were connected to it (their failure detectors: one down record each), and the
+   * node, when back, publishes a fresh full node record and member record.
+   */
+  failuresPerNodePerS: number
+  reportersPerFailure: number
   /** Cells a node calls; a caller pulls a sample of 16 ready replicas of each every pullMs (no subscription). */
   callsPerNode: number
   pullMs: number
@@ -67,6 +84,10 @@ export const CELL_DESIGN: CellDesign = {
   topicDials: GOSSIPSUB_DEFAULTS.Dlo,
   memberChangesPerNodePerS: 1 / 3_600,
   memberRefreshMs: 3_600_000,
+  nodeRecordChangesPerNodePerS: 1 / 3_600,
+  nodeRecordRefreshMs: 3_600_000,
+  failuresPerNodePerS: 1 / 86_400,
+  reportersPerFailure: 16,
   callsPerNode: 2,
   pullMs: 10_000,
   // request (cell name, count) + 16 entries of (node index 4, instance ordinal 1, load 6) + framing
@@ -104,6 +125,8 @@ export interface ScaleOptions {
   seed: number
   samples: number
   params?: GossipsubParams
+  /** Gossipsub parameters of the per-cell topics (default: params), e.g. a lower D there only. */
+  cellParams?: GossipsubParams
   links?: LinkParams
   keep?: number
   design?: CellDesign
@@ -158,6 +181,7 @@ export function runToday (o: ScaleOptions, sizes: GossipSizes, work: Workload): 
 export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload): ScaleRow {
   const started = performance.now()
   const params = o.params ?? { ...GOSSIPSUB_DEFAULTS }
+  const cellParams = o.cellParams ?? params
   const links = o.links ?? DEFAULT_LINKS
   const d = o.design ?? CELL_DESIGN
   const random = new SeededRandom(o.seed)
@@ -165,12 +189,22 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
   const all = Int32Array.from({ length: o.nodes }, (_, i) => i)
   const data = new Float64Array(o.nodes)
   const control = new Float64Array(o.nodes)
-  const ihave = (n: number): number => sizes.ihaveBytes(n)
-  // Members topic.
+  const cellIhave = (n: number): number => sizes.ihaveBytes(n, cellTopic(SIZED_CELL))
+  // Members topic: member records, full node records and down reports of every full node. As
+  // FleetGossip sends them: a node record always with a member record in one bundle; a member
+  // record alone on its own changes and when its refresh falls between node-record refreshes.
   const members = buildTopic(all, graph, 0, params, random.fork())
-  const memberRate = d.memberChangesPerNodePerS + 1000 / d.memberRefreshMs
-  const memberPublishers: Publisher[] = Array.from({ length: o.nodes }, (_, v) => ({ member: v, ratePerS: memberRate, messageBytes: sizes.memberMessageBytes, dataBytes: sizes.memberMessageBytes - sizes.gossipsubOverheadBytes }))
-  const mr = simulateTopic(members, memberPublishers, { idontwantBytes: sizes.idontwantBytes, ihaveBytes: ihave }, params, links, random.fork(), o.samples, o.exact === true)
+  const membersIhave = (n: number): number => sizes.ihaveBytes(n, MEMBERS_TOPIC)
+  const nodeRate = d.nodeRecordChangesPerNodePerS + 1000 / d.nodeRecordRefreshMs + d.failuresPerNodePerS
+  const memberRate = d.memberChangesPerNodePerS + Math.max(0, 1000 / d.memberRefreshMs - 1000 / d.nodeRecordRefreshMs)
+  const downRate = d.failuresPerNodePerS * d.reportersPerFailure
+  const memberPublishers: Publisher[] = []
+  for (let v = 0; v < o.nodes; v++) {
+    for (const [ratePerS, messageBytes] of [[memberRate, sizes.memberMessageBytes], [nodeRate, sizes.nodeMessageBytes], [downRate, sizes.downMessageBytes]]) {
+      if (ratePerS > 0) memberPublishers.push({ member: v, ratePerS, messageBytes, dataBytes: messageBytes - sizes.membersOverheadBytes })
+    }
+  }
+  const mr = simulateTopic(members, memberPublishers, { idontwantBytes: sizes.idontwantBytes, ihaveBytes: membersIhave }, params, links, random.fork(), o.samples, o.exact === true)
   for (let v = 0; v < o.nodes; v++) { data[v] += mr.dataBps[v]; control[v] += mr.controlBps[v] }
   // Per-cell topics.
   const topics = new Uint16Array(o.nodes)
@@ -184,7 +218,7 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     while (followers.size < hosts.length + d.candidates && followers.size < o.nodes && guard++ < 1000) followers.add(Math.floor(pick.next() * o.nodes))
     const memberList = Int32Array.from(followers)
     for (const v of memberList) topics[v]++
-    const topic = buildTopic(memberList, graph, d.topicDials, params, random.fork())
+    const topic = buildTopic(memberList, graph, d.topicDials, cellParams, random.fork())
     for (let i = 0; i < memberList.length; i++) {
       const viaGraph = graph[memberList[i]].filter(g => followers.has(g)).length
       extraLinks[memberList[i]] += topic.peers[i].length - viaGraph
@@ -195,11 +229,11 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     memberList.forEach((v, i) => {
       if (!hostSet.has(v)) return
       const bytes = sizes.cellMessageBytes(1)
-      publishers.push({ member: i, ratePerS: 1000 / refreshMs + d.changesPerReplicaPerS, messageBytes: bytes, dataBytes: bytes - sizes.gossipsubOverheadBytes })
+      publishers.push({ member: i, ratePerS: 1000 / refreshMs + d.changesPerReplicaPerS, messageBytes: bytes, dataBytes: bytes - sizes.cellOverheadBytes })
     })
     // Small topics are simulated message by message; big ones sampled like the fleet topic.
     const samples = Math.max(8, Math.min(o.samples, Math.ceil(o.samples * hosts.length / 200)))
-    const r = simulateTopic(topic, publishers, { idontwantBytes: sizes.idontwantBytes, ihaveBytes: ihave }, params, links, random.fork(), samples, o.exact === true)
+    const r = simulateTopic(topic, publishers, { idontwantBytes: sizes.idontwantBytes, ihaveBytes: cellIhave }, cellParams, links, random.fork(), samples, o.exact === true)
     results.push(r)
     conv.push(...r.to99Ms)
     memberList.forEach((v, i) => { data[v] += r.dataBps[i]; control[v] += r.controlBps[i] })
