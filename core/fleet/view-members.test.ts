@@ -360,7 +360,7 @@ describe('attacks on down reports', () => {
     await view.apply(await downRec(c, a, clock), { from: c.id })
     await view.apply(await downRec(d, a, clock), { from: d.id })
     expect(view.isDown(a.id)).toBe(true)
-    expect(await view.apply(await downRec(a, c, clock, 1, 2), { from: a.id })).toMatchObject({ reason: 'untrusted' })
+    expect(await view.apply(await downRec(a, c, clock, 1, 2), { from: a.id })).toMatchObject({ reason: 'node-down' })
     expect(view.isDown(c.id)).toBe(false)
   })
 

@@ -60,7 +60,10 @@ export const DROP_REASONS = [
   'unknown-node',
   /** A down report about a subject that already has LIMITS.downReporters other reporters. */
   'overflow-down',
-  /** 'members' liveness: an instance record of a node that is down in this view (until it refutes). */
+  /**
+   * 'members' liveness: an instance record of a node that is down in this view (until it refutes),
+   * or a down report from a reporter that is down or silent past memberTtlMs here.
+   */
   'node-down'
 ] as const
 export type DropReason = typeof DROP_REASONS[number]
@@ -448,7 +451,7 @@ export class FleetView extends EventTarget {
 
   /**
    * A down report ('members' liveness), signed by its reporter: the reporter's full record must be
-   * held, live, trusted and of a 'full' node; the subject's record must be held; the report must be
+   * held, trusted and of a 'full' node ('untrusted'), and live here ('node-down'); the subject's record must be held; the report must be
    * at the subject's newest seq in this view (older: 'stale'; newer than any record seen here:
    * 'future', so no report can outlive the subject's next record); at most LIMITS.downReporters
    * reporters per subject, the newest report per reporter. Enough reporters make the subject down.
@@ -467,7 +470,9 @@ export class FleetView extends EventTarget {
     const check = (nowMs: number): DropReason | undefined => {
       const by = this.nodeMap.get(reporter)
       if (by === undefined) return 'unknown-node'
-      if (!this.nodeLive(reporter, nowMs) || !by.record.roles.includes('full')) return 'untrusted'
+      if (!by.record.roles.includes('full')) return 'untrusted'
+      // Down or silent here (a race with other views, not the sender's fault).
+      if (!this.nodeLive(reporter, nowMs)) return 'node-down'
       if (!this.nodeMap.has(subject)) return 'unknown-node'
       const newest = this.newestSeq(subject)
       if (record.subjectSeq < newest) return 'stale'
