@@ -930,7 +930,7 @@ export class FleetView extends EventTarget {
   nodes (nowMs: number = this.clock.now()): NodeRecord[] {
     const out: NodeRecord[] = []
     if (this.liveness === 'members') {
-      for (const id of this.nodeMap.keys()) if (this.nodeLive(id, nowMs)) out.push(this.effective.get(id) as NodeRecord)
+      for (const [id, held] of this.nodeMap) if (this.nodeLive(id, nowMs)) out.push(this.effective.get(id) ?? held.record)
       return out
     }
     for (const held of this.nodeMap.values()) if (held.receivedMs + this.nodeTtlMs > nowMs) out.push(held.record)
@@ -938,7 +938,7 @@ export class FleetView extends EventTarget {
   }
 
   node (nodeId: string, nowMs: number = this.clock.now()): NodeRecord | undefined {
-    if (this.liveness === 'members') return this.nodeLive(nodeId, nowMs) ? this.effective.get(nodeId) : undefined
+    if (this.liveness === 'members') return this.nodeLive(nodeId, nowMs) ? this.effective.get(nodeId) ?? this.nodeMap.get(nodeId)?.record : undefined
     const held = this.nodeMap.get(nodeId)
     return held !== undefined && held.receivedMs + this.nodeTtlMs > nowMs ? held.record : undefined
   }
