@@ -14,6 +14,7 @@ const HEAVY = [
   'core/synapse/**/*.test.ts',
   'core/fleet/fleet-libp2p.test.ts',
   'core/fleet/failure-detector-libp2p.test.ts',
+  'core/fleet/per-cell-libp2p.test.ts',
   'test/bench/**/*.test.ts',
   'test/edge/**/*.test.ts',
   'test/storage/**/*.test.ts',

@@ -167,5 +167,13 @@ describe('fleet over real libp2p nodes', () => {
     expect(d.libp2p.services.fleetSync.stats().pullFailures).toBe(0)
     // Merged records keep the origin's age: they expire on the same schedule as in A's view.
     expect(d.view.lastSeenMs('node', b.id)).toBe(a.view.lastSeenMs('node', b.id))
+    for (const m of [a, b, d]) {
+      const { bytes } = m.gossip.stats()
+      // Fleet mode uses the fleet and release topics only (per-cell-libp2p.test.ts prints that mode's bytes).
+      expect(bytes.out.members + bytes.out.cells + bytes.in.members + bytes.in.cells).toBe(0)
+      console.log(`fleet ${m.name}: out ${JSON.stringify(bytes.out)} in ${JSON.stringify(bytes.in)}`)
+    }
+    expect(a.gossip.stats().bytes.out.fleet).toBeGreaterThan(0)
+    expect(a.gossip.stats().bytes.out.releases).toBeGreaterThan(0)
   })
 })

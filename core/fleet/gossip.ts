@@ -332,6 +332,8 @@ export class FleetGossip extends EventTarget {
     if (this.perCell) {
       this.init.view.addEventListener('change', this.onViewChange)
       this.init.view.addEventListener('need-node', this.onNeedNode)
+      // Follow at once what this node hosts and has releases of, so the first sends of its peers reach it.
+      this.autoCells = this.wantedCells((this.init.localInstances?.() ?? []).slice(0, this.maxLocalInstances), this.init.clock.now())
       this.syncFollowed()
     }
     this.schedule(0)
@@ -451,6 +453,8 @@ export class FleetGossip extends EventTarget {
     const all = this.init.localInstances?.() ?? []
     if (all.length > this.maxLocalInstances) this.counters.skippedInstances += all.length - this.maxLocalInstances
     const instances = all.slice(0, this.maxLocalInstances)
+    this.autoCells = this.wantedCells(instances, now)
+    this.syncFollowed()
     // A refresh is sent at the first heartbeat from which waiting another would break its promise.
     const due = (sentMs: number, refreshMs: number): boolean => now >= sentMs + refreshMs - this.heartbeatMs
 
@@ -509,8 +513,6 @@ export class FleetGossip extends EventTarget {
     for (const [cell, items] of byCell) {
       for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) await this.publish(cellTopic(cell), frame)
     }
-    this.autoCells = this.wantedCells(instances, now)
-    this.syncFollowed()
   }
 
   /** Stage 1: the cells this node hosts (not stopped or crashed) and every cell with a release or desired record. */

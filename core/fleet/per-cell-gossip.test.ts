@@ -310,7 +310,8 @@ describe('FleetGossip per-cell following', () => {
     gossip.follow('ledger')
     expect(gossip.followed()).toEqual([])
     gossip.start()
-    expect(gossip.followed()).toEqual(['ledger'])
+    // At once: the explicit follow and the hosted cells.
+    expect(gossip.followed()).toEqual(['billing', 'ledger', 'search'])
     await nextHeartbeat(gossip, clock, 0)
     expect(gossip.followed()).toEqual(['billing', 'ledger', 'search'])
     expect(pulls.sort()).toEqual(['billing', 'ledger', 'search'])
