@@ -76,8 +76,10 @@ export interface FleetGossipInit {
   maxFollowedCells?: number
   /**
    * Per-cell: pulls one cell's records (fleet-sync with a `cells` filter) from one connected full
-   * node; called when this node starts following the cell. Without it nothing is pulled (the cell's
-   * records arrive with its hosts' next sends).
+   * node; called when this node starts following the cell (at most maxCellPullsInFlight at once, the
+   * rest queued). A failed pull (e.g. no peer connected yet at start) is counted, not retried: the
+   * whole-view pulls fleet-sync makes when it connects, and the hosts' refreshes, bring the rest.
+   * Without it nothing is pulled (the cell's records arrive with its hosts' next sends).
    */
   pullCell?: (cell: string, options: AbortOptions) => Promise<void>
   /**
@@ -98,6 +100,12 @@ export type FleetTopicFamily = 'fleet' | 'members' | 'cells' | 'releases'
 /** follow() was asked for one cell more than maxFollowedCells. */
 export class FollowedCellsLimitError extends CellError {
   static override readonly errorName = 'FollowedCellsLimitError'
+  static override readonly retry: RetryRule = 'never'
+}
+
+/** The abort reason of pulls (pullCell, pullNode) still running when FleetGossip stops. */
+export class FleetGossipStoppedError extends CellError {
+  static override readonly errorName = 'FleetGossipStoppedError'
   static override readonly retry: RetryRule = 'never'
 }
 
@@ -343,7 +351,7 @@ export class FleetGossip extends EventTarget {
     if (!this.started) return
     this.started = false
     this.init.clock.clearTimeout(this.timer)
-    this.shutdown.abort(new DisseminationModeError('fleet gossip stopped'))
+    this.shutdown.abort(new FleetGossipStoppedError('fleet gossip stopped'))
     const { pubsub } = this.init
     const recordTopic = this.perCell ? this.membersTopic : this.topic
     const recordValidator = this.perCell ? this.validateMembers : this.validate
