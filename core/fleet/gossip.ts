@@ -83,15 +83,23 @@ export interface FleetGossipInit {
    */
   pullCell?: (cell: string, options: AbortOptions) => Promise<void>
   /**
-   * Per-cell: pulls a node's full record (fleet-sync with a `nodes` filter) from `fromPeer`; called
-   * on the view's 'need-node' event (a member record of a node whose full record the view lacks).
+   * Per-cell: pulls a node's full record (fleet-sync with a `nodes` filter, plus `options.cells`
+   * when given) from `fromPeer`. Called when a record on a members or cell topic was dropped as
+   * 'unknown-node' (fromPeer = gossipsub's propagation source: connected, and it held the record), and
+   * on the view's 'need-node' event for records that came otherwise (fromPeer = the event's `from`).
+   * `cells`: an instance record of those cells was dropped with it, so the pull brings it back too.
    */
-  pullNode?: (nodeId: string, fromPeer: string, options: AbortOptions) => Promise<void>
+  pullNode?: (nodeId: string, fromPeer: string, options: NodePullOptions) => Promise<void>
   /** Per-cell: pulls in flight at once, cell and node pulls each (default 2 and 4). */
   maxCellPullsInFlight?: number
   maxNodePullsInFlight?: number
   /** Per-cell: one node's record is pulled at most once per this long (default 10 s). */
   nodePullIntervalMs?: number
+}
+
+/** Options of a node pull: the signal, and the cells whose instance records of the node were dropped. */
+export interface NodePullOptions extends AbortOptions {
+  cells?: string[]
 }
 
 /** Topic families of the byte counters. */
@@ -160,6 +168,8 @@ const LOAD_CHANGE_POINTS = 10
 const MAX_NODE_PULL_TIMES = 1024
 /** Node pulls waiting for a slot; more are skipped and counted. */
 const MAX_NODE_PULL_QUEUE = 64
+/** Cells one queued node pull carries (within fleet-sync's filter bound). */
+const MAX_NODE_PULL_CELLS = 8
 
 /**
  * The member record of a node as its host reports it: slots and load from the node state; cells =
@@ -296,7 +306,9 @@ export class FleetGossip extends EventTarget {
   private readonly subscribed = new Map<string, TopicValidatorFn>()
   private readonly cellPullQueue = new Set<string>()
   private cellPullsInFlight = 0
-  private readonly nodePullQueue = new Map<string, string>()
+  private readonly nodePullQueue = new Map<string, { from: string, cells: Set<string> }>()
+  /** Origins of records being applied by a validator now (their 'need-node' is answered by the validator). */
+  private readonly validating = new Map<string, number>()
   private nodePullsInFlight = 0
   private readonly nodePullTimes = new Map<string, number>()
   private shutdown = new AbortController()
@@ -583,7 +595,7 @@ export class FleetGossip extends EventTarget {
   private subscribeCell (cell: string): void {
     const { pubsub } = this.init
     const topic = cellTopic(cell)
-    const validator: TopicValidatorFn = async (_source, msg) => await this.validateCell(cell, msg)
+    const validator: TopicValidatorFn = async (source, msg) => await this.validateCell(cell, source, msg)
     this.subscribed.set(cell, validator)
     pubsub.topicValidators.set(topic, validator)
     scoreTopic(pubsub, topic)
@@ -643,20 +655,29 @@ export class FleetGossip extends EventTarget {
   private onNeedNode (evt: Event): void {
     const detail = (evt as CustomEvent<{ nodeId?: unknown, from?: unknown }>).detail
     if (detail == null || typeof detail.nodeId !== 'string' || typeof detail.from !== 'string') return
+    // A record a validator is applying: the validator asks itself, with the propagation source.
+    if (this.validating.has(detail.nodeId)) return
     this.requestNode(detail.nodeId, detail.from)
   }
 
-  private requestNode (nodeId: string, from: string): void {
-    if (this.init.pullNode === undefined || !this.started) return
+  private requestNode (nodeId: string, from: string, cell?: string): void {
+    if (this.init.pullNode === undefined || !this.started || nodeId === this.nodeId) return
+    const queued = this.nodePullQueue.get(nodeId)
+    if (queued !== undefined) {
+      if (cell !== undefined && queued.cells.size < MAX_NODE_PULL_CELLS) queued.cells.add(cell)
+      else this.counters.nodePullsSkipped++
+      return
+    }
     const now = this.init.clock.now()
     const last = this.nodePullTimes.get(nodeId)
     const interval = this.init.nodePullIntervalMs ?? 10_000
-    if ((last !== undefined && now - last < interval) || this.nodePullQueue.has(nodeId) || this.nodePullQueue.size >= MAX_NODE_PULL_QUEUE) {
+    if ((last !== undefined && now - last < interval) || this.nodePullQueue.size >= MAX_NODE_PULL_QUEUE) {
       this.counters.nodePullsSkipped++
       return
     }
-    this.nodePullQueue.set(nodeId, from)
-    this.pumpNodePulls()
+    this.nodePullQueue.set(nodeId, { from, cells: new Set(cell !== undefined ? [cell] : []) })
+    // After the current validation: a bundle may name the same node for several cells.
+    queueMicrotask(() => { this.pumpNodePulls() })
   }
 
   private pumpNodePulls (): void {
@@ -664,14 +685,14 @@ export class FleetGossip extends EventTarget {
     if (pull === undefined) return
     const max = this.init.maxNodePullsInFlight ?? 4
     while (this.started && this.nodePullsInFlight < max && this.nodePullQueue.size > 0) {
-      const [nodeId, from] = this.nodePullQueue.entries().next().value as [string, string]
+      const [nodeId, { from, cells }] = this.nodePullQueue.entries().next().value as [string, { from: string, cells: Set<string> }]
       this.nodePullQueue.delete(nodeId)
       this.nodePullTimes.delete(nodeId)
       if (this.nodePullTimes.size >= MAX_NODE_PULL_TIMES) this.nodePullTimes.delete(this.nodePullTimes.keys().next().value as string)
       this.nodePullTimes.set(nodeId, this.init.clock.now())
       this.nodePullsInFlight++
       this.counters.nodePulls++
-      pull(nodeId, from, { signal: this.shutdown.signal }).catch((err) => {
+      pull(nodeId, from, { signal: this.shutdown.signal, ...(cells.size > 0 ? { cells: [...cells] } : {}) }).catch((err) => {
         this.counters.nodePullFailures++
         log('pulling node %s from %s failed: %e', nodeId, from, err)
       }).finally(() => {
@@ -779,18 +800,18 @@ export class FleetGossip extends EventTarget {
   }
 
   /** Members topic: node, member and down records only; a down report about this node is refuted. */
-  private async validateMembers (_propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
-    return await this.validateScoped(msg, (env) => env.kind === 'node' || env.kind === 'member' || env.kind === 'down', (env, result) => {
+  private async validateMembers (propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    return await this.validateScoped(propagationSource, msg, (env) => env.kind === 'node' || env.kind === 'member' || env.kind === 'down', (env, result) => {
       if (env.kind === 'down' && env.record.subject === this.nodeId && result.accepted) this.refuteNow()
     })
   }
 
   /** A cell topic: instance records of exactly that cell (anything else is the sender's fault). */
-  private async validateCell (cell: string, msg: Message): Promise<TopicValidatorResult> {
-    return await this.validateScoped(msg, (env) => env.kind === 'instance' && env.record.cell === cell)
+  private async validateCell (cell: string, propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    return await this.validateScoped(propagationSource, msg, (env) => env.kind === 'instance' && env.record.cell === cell)
   }
 
-  private async validateScoped (msg: Message, belongs: (env: FleetEnvelope) => boolean, after?: (env: FleetEnvelope, result: ApplyResult) => void): Promise<TopicValidatorResult> {
+  private async validateScoped (source: PeerId, msg: Message, belongs: (env: FleetEnvelope) => boolean, after?: (env: FleetEnvelope, result: ApplyResult) => void): Promise<TopicValidatorResult> {
     this.counters.bytes.in[this.family(msg.topic)] += msg.data.length
     const from = msg.type === 'signed' ? msg.from.toString() : undefined
     let entries
@@ -808,8 +829,27 @@ export class FleetGossip extends EventTarget {
     const results: ApplyResult[] = []
     for (const entry of entries) {
       const relayed = from === undefined
-      const result = await this.init.view.apply(entry.envelope, { from, relayed, ageMs: relayed ? entry.ageMs : 0 })
-      after?.(entry.envelope, result)
+      const env = entry.envelope
+      const origin = 'record' in env ? env.record.nodeId : undefined
+      if (origin !== undefined) this.validating.set(origin, (this.validating.get(origin) ?? 0) + 1)
+      let result: ApplyResult
+      try {
+        result = await this.init.view.apply(env, { from, relayed, ageMs: relayed ? entry.ageMs : 0 })
+      } finally {
+        if (origin !== undefined) {
+          const n = (this.validating.get(origin) ?? 1) - 1
+          if (n === 0) this.validating.delete(origin)
+          else this.validating.set(origin, n)
+        }
+      }
+      if (!result.accepted && result.reason === 'unknown-node' && origin !== undefined) {
+        // The node's full record is missing here: pull it from the peer that just sent this (it is
+        // connected, and it accepted the record, so it holds the node's record), with the cell of a
+        // dropped instance so that comes back too. A down report names two nodes: ask for the missing one.
+        const missing = env.kind === 'down' && this.init.view.lastSeenMs('node', origin) !== undefined ? env.record.subject : origin
+        this.requestNode(missing, source.toString(), env.kind === 'instance' ? env.record.cell : undefined)
+      }
+      after?.(env, result)
       results.push(result)
     }
     return this.verdictOf(results, from)

@@ -469,6 +469,7 @@ describe('FleetGossip per-cell down reports and node pulls', () => {
     need('n1', 'p1')
     need('n2', 'p2')
     need('n3', 'p3')
+    await Promise.resolve()
     expect(calls).toEqual([['n1', 'p1'], ['n2', 'p2']])
     release.shift()!()
     await new Promise(resolve => setTimeout(resolve, 0))
@@ -480,6 +481,7 @@ describe('FleetGossip per-cell down reports and node pulls', () => {
     for (const r of release.splice(0)) r()
     await new Promise(resolve => setTimeout(resolve, 0))
     need('n1', 'p9')
+    await Promise.resolve()
     expect(calls.at(-1)).toEqual(['n1', 'p9'])
     expect(gossip.stats()).toMatchObject({ nodePulls: 4, nodePullsSkipped: 2 })
     // Junk events are ignored.
@@ -487,6 +489,97 @@ describe('FleetGossip per-cell down reports and node pulls', () => {
     view.dispatchEvent(new Event('need-node'))
     expect(calls).toHaveLength(4)
     for (const r of release.splice(0)) r()
+    gossip.stop()
+  })
+})
+
+describe('FleetGossip per-cell with FleetView \'members\' liveness', () => {
+  function real (init: Partial<FleetGossipInit> = {}) {
+    const clock = new ManualClock()
+    const view = new FleetView({ clock, liveness: 'members', verifyRelease: verify, verifyDesired: verify })
+    const pubsub = new FakePubSub()
+    const { nodeId: _a, seq: _b, sentMs: _c, ...node } = makeNodeRecord(selfId, { roles: ['full', 'host'] })
+    const instances = [localInstance({ instanceId: 'b-1', cell: 'billing' })]
+    const nodePulls: Array<{ nodeId: string, from: string, cells?: string[] }> = []
+    const gossip = new FleetGossip({
+      pubsub,
+      view,
+      clock,
+      privateKey: self,
+      heartbeatMs: 1000,
+      dissemination: 'per-cell',
+      localNode: () => ({ ...node, startedMs: clock.now() }),
+      localInstances: () => instances,
+      pullNode: async (nodeId, from, options) => { nodePulls.push({ nodeId, from, ...(options.cells !== undefined ? { cells: options.cells } : {}) }) },
+      ...init
+    })
+    return { clock, view, pubsub, gossip, nodePulls }
+  }
+  const otherNode = async (clock: ManualClock): Promise<Uint8Array> => encodeEnvelope(await signRecord(other, 'node', makeNodeRecord(otherId.toString(), { seq: 1, sentMs: clock.now(), roles: ['full', 'host'] })))
+  const otherMember = async (clock: ManualClock, seq: number): Promise<Uint8Array> => encodeEnvelope(await signRecord(other, 'member', { nodeId: otherId.toString(), seq, sentMs: clock.now(), nodeSeq: 1, slots: 8, freeSlots: 8, cpuPercent: 0, memoryPercent: 0, leaving: false, cells: [] }))
+
+  it('its own node, member and instance records are live in its own view', async () => {
+    const { clock, view, gossip } = real()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(view.node(selfId)?.capacity.freeSlots).toBe(6)
+    expect(view.liveInstances('billing').map(i => i.instanceId)).toEqual(['b-1'])
+    expect(view.stats().accepted).toMatchObject({ node: 1, member: 1, instance: 1 })
+    // Past 3 × instanceTtlMs of heartbeat mode, the 5 s refresh keeps the instance live.
+    await heartbeats(gossip, clock, 12)
+    expect(view.liveInstances('billing')).toHaveLength(1)
+    gossip.stop()
+  })
+
+  it('a member record or instance of a node it has no full record of: ignored, and that node pulled from the propagation source (with the cell)', async () => {
+    const { clock, pubsub, gossip, nodePulls } = real()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const relay = peerIdFromPrivateKey(self)
+    // Relayed by a neighbour: gossipsub's propagation source is the neighbour, `from` the origin.
+    const via = async (topic: string, data: Uint8Array): Promise<string> => {
+      const msg = { type: 'signed', from: otherId, topic, data, sequenceNumber: 1n, signature: new Uint8Array(64), key: otherId.publicKey }
+      return await pubsub.topicValidators.get(topic)!(relay, msg as Message)
+    }
+    const inst = encodeEnvelope(await signRecord(other, 'instance', makeInstanceRecord(otherId.toString(), { instanceId: 'o-1', cell: 'billing', sentMs: clock.now(), refreshMs: 5000 })))
+    expect(await via(cellTopic('billing'), inst)).toBe('ignore')
+    expect(await via(MEMBERS_TOPIC, await otherMember(clock, 2))).toBe('ignore')
+    await Promise.resolve()
+    // One pull of the node, from the neighbour, carrying the dropped instance's cell; the member
+    // record's own request falls in the same interval.
+    expect(nodePulls).toEqual([{ nodeId: otherId.toString(), from: relay.toString(), cells: ['billing'] }])
+    expect(gossip.stats()).toMatchObject({ nodePulls: 1, nodePullsSkipped: 1 })
+    // With the full record held, the member record counts.
+    expect(await pubsub.deliver(MEMBERS_TOPIC, await otherNode(clock), otherId)).toBe('accept')
+    expect(await pubsub.deliver(MEMBERS_TOPIC, await otherMember(clock, 3), otherId)).toBe('accept')
+    gossip.stop()
+  })
+
+  it('refutes a down report about itself through the real view; reportDown is accepted locally and published', async () => {
+    const { clock, pubsub, gossip, view } = real()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(await pubsub.deliver(MEMBERS_TOPIC, await otherNode(clock), otherId)).toBe('accept')
+    const mine = (pubsub.envelopes(MEMBERS_TOPIC).find(e => e.kind === 'member') as Extract<FleetEnvelope, { kind: 'member' }>).record.seq
+    const from = pubsub.published.length
+    const report = encodeEnvelope(await signRecord(other, 'down', { nodeId: otherId.toString(), subject: selfId, subjectSeq: mine, seq: 5, sentMs: clock.now() }))
+    const refuted = new Promise<void>((resolve) => gossip.addEventListener('heartbeat', () => resolve(), { once: true }))
+    expect(await pubsub.deliver(MEMBERS_TOPIC, report, otherId)).toBe('accept')
+    clock.advance(0)
+    await refuted
+    const sent = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'member' }>>
+    expect(sent.map(e => e.kind)).toEqual(['member'])
+    expect(sent[0].record.seq).toBeGreaterThan(mine)
+    expect(gossip.stats().refuted).toBe(1)
+    expect(view.node(selfId)).toBeDefined()
+    // This node reports the other down: its own view holds the report.
+    await gossip.reportDown(otherId.toString(), 1)
+    expect(view.downReportsAbout(otherId.toString())?.reporters).toEqual([selfId])
+    expect(pubsub.envelopes(MEMBERS_TOPIC).filter(e => e.kind === 'down')).toHaveLength(1)
+    // A report the view refuses (an unknown subject) is not published.
+    const unknown = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    await expect(gossip.reportDown(unknown, 1)).rejects.toMatchObject({ reason: 'unknown-node' })
+    expect(pubsub.envelopes(MEMBERS_TOPIC).filter(e => e.kind === 'down')).toHaveLength(1)
     gossip.stop()
   })
 })

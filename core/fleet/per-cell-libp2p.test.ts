@@ -14,6 +14,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { encodeEnvelope } from './codec.ts'
 import { FleetGossip } from './gossip.ts'
 import type { LocalInstanceState } from './gossip.ts'
@@ -49,7 +50,8 @@ function instance (id: string, instanceId: string, cell: string): LocalInstanceS
 
 async function member (name: string, cells: string[]): Promise<Member> {
   const privateKey = await generateKeyPair('Ed25519')
-  const view = new FleetView({ clock, heartbeatMs: 60_000 })
+  // Per-cell liveness: nodes live by node/member records and down verdicts, instances by refreshMs.
+  const view = new FleetView({ clock, liveness: 'members' })
   const libp2p = await createLibp2p({
     privateKey,
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -82,6 +84,10 @@ async function member (name: string, cells: string[]): Promise<Member> {
         pulls.push(await libp2p.services.fleetSync.pull(peer, { ...options, cells: [cell] }))
         return
       }
+    },
+    // And: a node's full record (with the cells of its dropped instances) from the peer that sent its records.
+    pullNode: async (nodeId, from, options) => {
+      pulls.push(await libp2p.services.fleetSync.pull(peerIdFromString(from), { ...options, nodes: [nodeId] }))
     }
   })
   const m = { name, libp2p, view, gossip, id, instances, pulls }
@@ -181,10 +187,21 @@ describe('per-cell dissemination over real libp2p nodes', () => {
     // The pull resolves after fleet-sync's 'pulled' event; the test's pullCell records it then.
     await poll('d pulled alpha', () => d.pulls.length === 1)
     expect(cellsIn(d)).toEqual(['alpha:a-alpha-0', 'alpha:a-alpha-2'])
-    // The two replicas and their host's node record; not b's or c's node records.
-    expect(d.pulls[0]).toMatchObject({ accepted: 3, dropped: 0 })
+    // The two replicas and their host's node and member records; nothing of b or c.
+    expect(d.pulls[0]).toMatchObject({ accepted: 4, dropped: 0 })
+    expect(d.view.stats().accepted).toMatchObject({ node: 1, member: 1, instance: 2 })
     expect(d.view.nodes().map(n => n.nodeId)).toEqual([a.id])
     expect(d.libp2p.services.fleetSync.stats().pulls).toBe(1)
+    // c reports a down (as its failure detector would); a hears it and refutes with a newer member record.
+    const seqOfA = c.view.downReportsAbout(a.id)!.subjectSeq
+    await c.gossip.reportDown(a.id, seqOfA)
+    await until('a holds the report about itself', () => a.view.downReportsAbout(a.id)?.reporters.includes(c.id) === true, [a.view], 'down-report')
+    const refuting = until('a refuted', () => a.gossip.stats().refuted === 1, [a.gossip], 'heartbeat')
+    clock.advance(0)
+    await refuting
+    await until('c sees the refutation', () => (c.view.downReportsAbout(a.id)?.subjectSeq ?? 0) > seqOfA, [c.view], 'change')
+    expect(c.view.downReportsAbout(a.id)).toMatchObject({ reporters: [], down: false })
+    expect(c.view.node(a.id)).toBeDefined()
     for (const m of [a, b, c, d]) {
       const { bytes } = m.gossip.stats()
       // Per-node gossip bytes of this mode (the fleet-mode test prints its own).
