@@ -11,9 +11,10 @@ import type { Stream } from '@libp2p/interface'
 import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
 import { encodeLengthPrefixed } from './framing.ts'
 import { ByteWriter } from './bytes.ts'
+import { decodeFrame } from './codec.ts'
 import { FLEET_SYNC_PROTOCOL } from './records.ts'
 import { signRecord } from './sign.ts'
-import { FleetSyncFilterError, MAX_SYNC_REQUEST_BYTES, SYNC_FILTER_LIMITS, encodeSyncRequest, fleetSync, parseSyncRequest } from './sync.ts'
+import { FleetSyncFilterError, MAX_SYNC_REQUEST_BYTES, SYNC_FILTER_LIMITS, encodeSyncRequest, fleetSync, narrowSnapshot, parseSyncRequest } from './sync.ts'
 import type { FleetSync } from './sync.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
 import { FleetView } from './view.ts'
@@ -239,5 +240,29 @@ describe('fleet-sync filtered pulls over libp2p', () => {
     stream.send(encodeLengthPrefixed(new Uint8Array(MAX_SYNC_REQUEST_BYTES + 1).fill(1, 0, 1).fill(0x22, 1, 2)))
     await expect((async () => { for await (const _chunk of stream) { /* nothing comes */ } })()).rejects.toThrow()
     expect(sync.stats()).toMatchObject({ served: 0, serveFailures: 4 })
+  })
+})
+
+describe('narrowSnapshot (pure)', () => {
+  it('keeps the asked nodes\' node, member and down records, and the hosts of the asked cells\' instances', async () => {
+    const clock = new ManualClock()
+    const view = new FleetView({ clock, liveness: 'members' })
+    const ks = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')]
+    const [x, y, z] = ks.map(k => peerIdFromPrivateKey(k).toString())
+    for (const [i, k] of ks.entries()) {
+      const id = [x, y, z][i]
+      expect(await view.apply(await signRecord(k, 'node', makeNodeRecord(id, { seq: 1, sentMs: clock.now(), roles: ['full'] })), { from: id })).toMatchObject({ accepted: true })
+      expect(await view.apply(await signRecord(k, 'member', { nodeId: id, seq: 2, sentMs: clock.now(), nodeSeq: 1, slots: 8, freeSlots: 8, cpuPercent: 0, memoryPercent: 0, leaving: false, cells: [] }), { from: id })).toMatchObject({ accepted: true })
+    }
+    // y reports x down; z hosts billing.
+    expect(await view.apply(await signRecord(ks[1], 'down', { nodeId: y, subject: x, subjectSeq: 2, seq: 3, sentMs: clock.now() }), { from: y })).toMatchObject({ accepted: true })
+    expect(await view.apply(await signRecord(ks[2], 'instance', makeInstanceRecord(z, { cell: 'billing', sentMs: clock.now(), refreshMs: 5000 })), { from: z })).toMatchObject({ accepted: true })
+    const kinds = (frames: Uint8Array[]): string[] => frames.flatMap(f => decodeFrame(f)).map(e => {
+      const env = e.envelope
+      return env.kind === 'down' ? `down:${env.record.subject === x ? 'x' : '?'}` : `${env.kind}:${'record' in env ? ({ [x]: 'x', [y]: 'y', [z]: 'z' })[env.record.nodeId] : ''}`
+    }).sort()
+    expect(kinds(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: [], nodes: [x] }, 64 * 1024))).toEqual(['down:x', 'member:x', 'node:x'])
+    expect(kinds(narrowSnapshot(view.snapshot({ cells: (c) => c === 'billing' }), { cells: ['billing'], nodes: [] }, 64 * 1024))).toEqual(['instance:z', 'member:z', 'node:z'])
+    expect(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: ['ledger'], nodes: [] }, 64 * 1024)).toEqual([])
   })
 })
