@@ -17,7 +17,7 @@ import type { Message, TopicValidatorFn, TopicValidatorResult } from '@libp2p/go
 import { CellError } from '../errors.ts'
 import type { RetryRule } from '../errors.ts'
 import type { Clock } from '../ports.ts'
-import { FleetRecordRejectedError } from './errors.ts'
+import { FleetRecordRejectedError, MalformedFleetRecordError } from './errors.ts'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { BundleItem, FleetEnvelope } from './codec.ts'
 import { scoreTopic, unscoreTopic } from './gossip-score.ts'
@@ -502,10 +502,14 @@ export class FleetGossip extends EventTarget {
         if (refuting) this.counters.refuted++
       }
     }
-    for (const frame of encodeBundles(members, MAX_MESSAGE_BYTES)) await this.publish(this.membersTopic, frame)
+    if (!await this.publishAll(this.membersTopic, members)) {
+      // Not handed to gossipsub: send again at the next heartbeat rather than after memberRefreshMs.
+      if (this.lastMember?.sentMs === now) this.lastMember = undefined
+      if (this.lastNode?.sentMs === now) this.lastNode = undefined
+    }
 
     // Cell topics: each instance at once on a change, otherwise when its refresh is due.
-    const byCell = new Map<string, BundleItem[]>()
+    const byCell = new Map<string, { items: BundleItem[], ids: string[] }>()
     const refreshByCell = new Map<string, number>()
     const present = new Set<string>()
     for (const inst of instances) {
@@ -522,17 +526,39 @@ export class FleetGossip extends EventTarget {
         refreshByCell.set(inst.cell, refreshMs)
       }
       const record: InstanceRecord = { ...inst, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: now, refreshMs }
-      const bytes = await this.signLocal(signRecord(privateKey, 'instance', record, options), options)
-      let items = byCell.get(inst.cell)
-      if (items === undefined) byCell.set(inst.cell, items = [])
-      items.push({ bytes, ageMs: 0 })
+      let bytes: Uint8Array
+      try {
+        bytes = await this.signLocal(signRecord(privateKey, 'instance', record, options), options)
+      } catch (err) {
+        // One instance the host reports badly (a field out of bounds) must not silence the others.
+        if (!(err instanceof MalformedFleetRecordError)) throw err
+        this.counters.skippedInstances++
+        log.error('instance %s not sent: %e', inst.instanceId, err)
+        continue
+      }
+      let batch = byCell.get(inst.cell)
+      if (batch === undefined) byCell.set(inst.cell, batch = { items: [], ids: [] })
+      batch.items.push({ bytes, ageMs: 0 })
+      batch.ids.push(inst.instanceId)
       this.lastSent.set(inst.instanceId, { fingerprint, cpuPercent: inst.cpuPercent, sentMs: now, refreshMs })
       this.counters.sent.instance++
     }
     for (const id of this.lastSent.keys()) if (!present.has(id)) this.lastSent.delete(id)
-    for (const [cell, items] of byCell) {
-      for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) await this.publish(cellTopic(cell), frame)
+    for (const [cell, { items, ids }] of byCell) {
+      // Not handed to gossipsub: these instances go again at the next heartbeat.
+      if (!await this.publishAll(cellTopic(cell), items)) for (const id of ids) this.lastSent.delete(id)
     }
+  }
+
+  /** Publishes items bundled into frames; false when any frame failed to publish. */
+  private async publishAll (topic: string, items: BundleItem[]): Promise<boolean> {
+    let ok = true
+    for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) {
+      const failuresBefore = this.counters.publishFailures
+      await this.publish(topic, frame)
+      if (this.counters.publishFailures !== failuresBefore) ok = false
+    }
+    return ok
   }
 
   /** Stage 1: the cells this node hosts (not stopped or crashed) and every cell with a release or desired record. */

@@ -276,6 +276,30 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.stop()
   })
 
+  it('sends again at the next heartbeat what gossipsub failed to take; one badly reported instance does not silence the others', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    let failing = true
+    const real = pubsub.publish.bind(pubsub)
+    pubsub.publish = async (topic: string, data: Uint8Array) => {
+      if (failing) throw new Error('stream reset')
+      return await real(topic, data)
+    }
+    state.instances.push(localInstance({ instanceId: 'bad', cell: 'billing', cpuPercent: -1 }))
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.published).toHaveLength(0)
+    expect(gossip.stats()).toMatchObject({ publishFailures: 3, skippedInstances: 1 })
+    failing = false
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(MEMBERS_TOPIC).map(e => e.kind)).toEqual(['node', 'member'])
+    expect(pubsub.envelopes(cellTopic('billing'))).toHaveLength(1)
+    expect(pubsub.envelopes(cellTopic('search'))).toHaveLength(1)
+    const from = pubsub.published.length
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.published.length).toBe(from)
+    gossip.stop()
+  })
+
   it('publishes at most maxLocalInstances instances per heartbeat and counts the rest', async () => {
     const { clock, pubsub, gossip, state } = setup({ maxLocalInstances: 3 })
     state.instances = Array.from({ length: 5 }, (_, i) => localInstance({ instanceId: `b-${i}`, cell: 'billing' }))
