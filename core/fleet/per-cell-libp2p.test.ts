@@ -19,7 +19,7 @@ import { encodeEnvelope } from './codec.ts'
 import { FleetGossip } from './gossip.ts'
 import type { LocalInstanceState } from './gossip.ts'
 import { FLEET_SCORE_THRESHOLDS, fleetScoreParams } from './gossip-score.ts'
-import { MEMBERS_TOPIC, cellTopic } from './records.ts'
+import { FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
 import { signRecord } from './sign.ts'
 import { fleetSync } from './sync.ts'
 import type { FleetSync, FleetSyncResult } from './sync.ts'
@@ -250,5 +250,75 @@ describe('per-cell dissemination over real libp2p nodes', () => {
     } finally {
       await attacker.stop()
     }
+  })
+})
+
+describe('gossip bytes: fleet vs per-cell on the same workload', () => {
+  /** Four nodes with their own clock; node i hosts one replica of cell ci and (per-cell) follows c(i+1). */
+  async function fleetOf (dissemination: 'fleet' | 'per-cell', own: ManualClock): Promise<Member[]> {
+    const out: Member[] = []
+    for (let i = 0; i < 4; i++) {
+      const privateKey = await generateKeyPair('Ed25519')
+      const view = new FleetView({ clock: own, liveness: dissemination === 'per-cell' ? 'members' : 'heartbeat' })
+      const libp2p = await createLibp2p({
+        privateKey,
+        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        services: {
+          identify: identify(),
+          pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+          fleetSync: fleetSync({ view, autoPull: 0 })
+        }
+      })
+      const id = libp2p.peerId.toString()
+      const { nodeId: _n, seq: _s, sentMs: _t, ...node } = makeNodeRecord(id, { startedMs: own.now(), roles: ['full', 'host'] })
+      const instances = [instance(id, `n${i}-c${i}`, `c${i}`)]
+      const gossip = new FleetGossip({ pubsub: libp2p.services.pubsub, view, clock: own, privateKey, heartbeatMs: 1000, dissemination, localNode: () => node, localInstances: () => instances })
+      const m = { name: `${dissemination}-${i}`, libp2p, view, gossip, id, instances, pulls: [] }
+      members.push(m)
+      out.push(m)
+    }
+    for (const [i, m] of out.entries()) for (const o of out.slice(i + 1)) await m.libp2p.dial(o.libp2p.getMultiaddrs()[0])
+    for (const [i, m] of out.entries()) {
+      m.gossip.start()
+      if (dissemination === 'per-cell') m.gossip.follow(`c${(i + 1) % 4}`)
+    }
+    const topics = dissemination === 'fleet' ? [FLEET_TOPIC] : [MEMBERS_TOPIC]
+    for (const m of out) {
+      await poll(`${m.name} sees its peers on its topics`, () => topics.every(t => subscribers(m, t).length === 3) &&
+        (dissemination === 'fleet' || [0, 1, 2, 3].every(k => subscribers(m, cellTopic(`c${k}`)).length >= 1)))
+    }
+    return out
+  }
+
+  const sum = (ms: Member[], f: (m: Member) => number): number => ms.reduce((n, m) => n + f(m), 0)
+
+  it('prints per-node bytes of 10 heartbeats; per-cell receives far fewer', async () => {
+    const results: Record<string, number> = {}
+    for (const mode of ['fleet', 'per-cell'] as const) {
+      const own = new ManualClock(Date.now())
+      const nodes = await fleetOf(mode, own)
+      for (let s = 0; s < 10; s++) {
+        const before = nodes.map(m => m.gossip.stats().ticks)
+        const ticked = Promise.all(nodes.map(async (m, i) => { await until(`${m.name} tick`, () => m.gossip.stats().ticks > before[i], [m.gossip], 'heartbeat') }))
+        own.advance(s === 0 ? 0 : 1000)
+        await ticked
+      }
+      // Every message reaches every other subscriber once: 3 per fleet or members message, 1 per cell message.
+      const inBytes = (m: Member): number => Object.values(m.gossip.stats().bytes.in).reduce((a, b) => a + b, 0)
+      await poll(`${mode}: every message delivered`, () =>
+        sum(nodes, m => m.gossip.stats().bytes.in.fleet) === 3 * sum(nodes, m => m.gossip.stats().bytes.out.fleet) &&
+        sum(nodes, m => m.gossip.stats().bytes.in.members) === 3 * sum(nodes, m => m.gossip.stats().bytes.out.members) &&
+        sum(nodes, m => m.gossip.stats().bytes.in.cells) === sum(nodes, m => m.gossip.stats().bytes.out.cells))
+      for (const m of nodes) {
+        const { bytes } = m.gossip.stats()
+        console.log(`${m.name}: in ${inBytes(m)} B ${JSON.stringify(bytes.in)}, out ${JSON.stringify(bytes.out)}`)
+      }
+      results[mode] = sum(nodes, inBytes) / nodes.length
+    }
+    console.log(`mean inbound gossip bytes per node over 10 heartbeats (4 nodes, 1 replica each): fleet ${results.fleet.toFixed(0)}, per-cell ${results['per-cell'].toFixed(0)}`)
+    expect(results['per-cell']).toBeLessThan(results.fleet / 3)
   })
 })
