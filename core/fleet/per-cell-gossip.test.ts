@@ -607,3 +607,26 @@ describe('FleetGossip per-cell with FleetView \'members\' liveness', () => {
     gossip.stop()
   })
 })
+
+describe('fleet mode is unchanged', () => {
+  it('publishes exactly the bundle it always did: the node record and each instance, signed, on the fleet topic', async () => {
+    const { clock, pubsub, gossip, state } = setup({ dissemination: undefined })
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(pubsub.published.map(p => p.topic)).toEqual([FLEET_TOPIC])
+    // Ed25519 signatures are deterministic: the expected bytes can be rebuilt from the seqs sent.
+    const sent = decodeFrame(pubsub.published[0].data)
+    const seqs = sent.map(e => (e.envelope as Extract<FleetEnvelope, { kind: 'node' | 'instance' }>).record.seq)
+    const items = [
+      { bytes: encodeEnvelope(await signRecord(self, 'node', { ...state.node, nodeId: selfId, seq: seqs[0], sentMs: clock.now() })), ageMs: 0 },
+      ...await Promise.all(state.instances.map(async (inst, i) => ({ bytes: encodeEnvelope(await signRecord(self, 'instance', { ...inst, nodeId: selfId, seq: seqs[i + 1], sentMs: clock.now() })), ageMs: 0 })))
+    ]
+    expect(pubsub.published[0].data).toEqual(encodeBundles(items)[0])
+    // No refreshMs, no member records, no cell topics, every heartbeat.
+    expect(sent.some(e => e.envelope.kind === 'instance' && e.envelope.record.refreshMs !== undefined)).toBe(false)
+    await heartbeats(gossip, clock, 2)
+    expect(pubsub.published.map(p => p.topic)).toEqual([FLEET_TOPIC, FLEET_TOPIC, FLEET_TOPIC])
+    expect(gossip.followed()).toEqual([])
+    gossip.stop()
+  })
+})
