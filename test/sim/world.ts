@@ -9,6 +9,8 @@ import { confirmSpawn, decideCell } from '../../core/biology/autonomic.ts'
 import type { VolunteerAction } from '../../core/biology/autonomic.ts'
 import { initialCellState, resolveParams } from '../../core/biology/params.ts'
 import { isEligible } from '../../core/biology/replication.ts'
+// The nodes' own ranking of standby candidates (node-host's autonomic loop uses the same function).
+import { standbyCandidates, STANDBY_CANDIDATES } from '../../core/biology/followers.ts'
 import type {
   Action, BiologyParams, BiologyView, CellState, HaltRecord, HealthEvent, InstanceRecord, InstanceState, NodeRecord, Policy, ReleaseRecord
 } from '../../core/biology/types.ts'
@@ -65,7 +67,7 @@ export interface WorldOptions {
 /** Knobs of the per-cell design (the same values as test/sim/gossip-scale.ts's CELL_DESIGN). */
 export const PER_CELL = {
   /** Standby candidates: the eligible non-hosting nodes with the highest rendezvous hash for the cell. */
-  candidates: 8,
+  candidates: STANDBY_CANDIDATES,
   /** Instance records are re-sent every max(refreshMinMs, hosts / topicCapPerS s) without a change... */
   refreshMinMs: 5_000,
   topicCapPerS: 5,
@@ -518,16 +520,20 @@ export class World {
   /** Candidates as node `n` sees them: its own record is current, the others' are the member records it holds. */
   private candidates (n: SimNode): Set<number> {
     const staleMs = this.options.params.heartbeatStaleMs ?? 15_000
-    const ranked: Array<{ index: number, rank: number }> = []
+    const records: NodeRecord[] = []
+    const hosts = new Set<string>()
+    const indexOf = new Map<string, number>()
     for (let j = 0; j < this.nodes.length; j++) {
       const p = j === n.index ? undefined : n.peers[j]
       const record = j === n.index ? this.nodeRecord(n) : p === undefined || this.nowMs - p.sentMs > staleMs ? undefined : p.node
-      const hosting = j === n.index ? n.own.size > 0 : p?.hosting === true
-      if (record === undefined || hosting || !isEligible(record, this.options.authority, this.resolved)) continue
-      ranked.push({ index: j, rank: rendezvous(this.options.cell, this.nodes[j].id) })
+      if (record === undefined) continue
+      records.push(record)
+      indexOf.set(record.id, j)
+      if (j === n.index ? n.own.size > 0 : p?.hosting === true) hosts.add(record.id)
     }
-    ranked.sort((a, b) => b.rank - a.rank || a.index - b.index)
-    return new Set(ranked.slice(0, PER_CELL.candidates).map(r => r.index))
+    // The same ranking node-host's autonomic loop follows cells by.
+    const ids = standbyCandidates(this.options.cell, records, (id) => hosts.has(id), this.options.authority, this.resolved, PER_CELL.candidates)
+    return new Set([...ids].map(id => indexOf.get(id)!))
   }
 
   /** Member records (and the releases and halts that travel fleet-wide) that arrived by now. */
@@ -600,15 +606,3 @@ export class World {
   }
 }
 
-/** FNV-1a of cell and node id: every node ranks the candidates of a cell the same way. */
-function rendezvous (cell: string, nodeId: string): number {
-  let h = 0x811c9dc5
-  const text = `${cell}\0${nodeId}`
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  h ^= h >>> 13
-  h = Math.imul(h, 0x5bd1e995) >>> 0
-  return (h ^ (h >>> 15)) >>> 0
-}
