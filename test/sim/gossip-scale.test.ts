@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
-import { CELL_DESIGN, makeWorkload, runPerCell, runToday } from './gossip-scale.ts'
+import { CELL_DESIGN, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
+import { LIMITS } from '../../core/fleet/records.ts'
 import { decodeEnvelope, decodeFrame } from '../../core/fleet/codec.ts'
 import type { SignedNodeKeyEnvelope } from '../../core/fleet/codec.ts'
 import { verifyRecord } from '../../core/fleet/sign.ts'
@@ -118,17 +119,37 @@ describe('gossipsub scale model', () => {
     const o = { nodes: 300, cells: 20, seed: 5, samples: 200 }
     // No cells: only the members topic, so the row's copies per message are that topic's.
     const work = { ...makeWorkload(300, 20, new SeededRandom(3)), hosts: [] }
-    const quiet = { ...CELL_DESIGN, nodeRecordRefreshMs: Infinity, nodeRecordChangesPerNodePerS: 0, failuresPerNodePerS: 0 }
+    const quiet = { ...CELL_DESIGN, nodeRecordChangesPerNodePerHour: 0, failuresPerNodePerDay: 0 }
     const base = runPerCell({ ...o, design: quiet }, sizes, work)
     // Full node records (with their member record) at 1 per node per 100 s: every node receives each about `copies` times.
-    const withNodes = runPerCell({ ...o, design: { ...quiet, nodeRecordRefreshMs: 100_000 } }, sizes, work)
+    const withNodes = runPerCell({ ...o, design: { ...quiet, nodeRecordChangesPerNodePerHour: 36 } }, sizes, work)
     const expected = 300 * 0.01 * sizes.nodeMessageBytes * base.meanCopies
     expect((withNodes.dataMeanBps - base.dataMeanBps) / expected).toBeGreaterThan(0.7)
     expect((withNodes.dataMeanBps - base.dataMeanBps) / expected).toBeLessThan(1.3)
-    // One failure per node per 1,000 s, reported by 16 peers each: down records (plus the returning node's records).
-    const withDown = runPerCell({ ...o, design: { ...quiet, failuresPerNodePerS: 0.001 } }, sizes, work)
-    const downExpected = 300 * 0.001 * (16 * sizes.downMessageBytes + sizes.nodeMessageBytes) * base.meanCopies
+    // One failure per node per 1,000 s, reported by 16 peers each, of which the views keep and forward 8
+    // (LIMITS.downReporters); plus the returning node's records.
+    const withDown = runPerCell({ ...o, design: { ...quiet, failuresPerNodePerDay: 86.4 } }, sizes, work)
+    const downExpected = 300 * 0.001 * (LIMITS.downReporters * sizes.downMessageBytes + sizes.nodeMessageBytes) * base.meanCopies
     expect((withDown.dataMeanBps - base.dataMeanBps) / downExpected).toBeGreaterThan(0.7)
     expect((withDown.dataMeanBps - base.dataMeanBps) / downExpected).toBeLessThan(1.3)
   }, 60_000)
+
+  it('derives the members topic rates from the real options: refresh only after memberRefreshMs of silence, load changes rate-limited, down reports up to downReporters', () => {
+    const silent = { ...CELL_DESIGN, memberChangesPerNodePerHour: 0, memberLoadChangesPerNodePerHour: 0, nodeRecordChangesPerNodePerHour: 0, failuresPerNodePerDay: 0 }
+    expect(memberRates(silent)).toEqual({ node: 0, member: 1000 / CELL_DESIGN.memberRefreshMs, refresh: 1000 / CELL_DESIGN.memberRefreshMs, down: 0 })
+    // Load changes offered far faster than the limit are sent about once per memberLoadMinIntervalMs.
+    const busy = memberRates({ ...silent, memberLoadChangesPerNodePerHour: 3_600 })
+    expect(busy.member * CELL_DESIGN.memberLoadMinIntervalMs / 1000).toBeGreaterThan(0.99)
+    expect(busy.member * CELL_DESIGN.memberLoadMinIntervalMs / 1000).toBeLessThan(1.01)
+    expect(busy.refresh).toBeLessThan(1e-9)
+    // A failure: 16 reporters, of which a view keeps LIMITS.downReporters; the node's start bundle.
+    const failing = memberRates({ ...silent, failuresPerNodePerDay: 1 })
+    expect(failing.down * 86_400).toBeCloseTo(Math.min(16, LIMITS.downReporters))
+    expect(failing.node * 86_400).toBeCloseTo(1)
+    expect(CELL_DESIGN.downReporters).toBe(LIMITS.downReporters)
+    // The defaults: a few member records an hour, refreshes almost never due.
+    const rates = memberRates(CELL_DESIGN)
+    expect(rates.member * 3_600).toBeLessThan(2)
+    expect(rates.refresh * 3_600).toBeLessThan(0.01)
+  })
 })

@@ -11,7 +11,8 @@ import { buildTopic, connectionGraph, DEFAULT_LINKS, GOSSIPSUB_DEFAULTS, simulat
 import type { GossipsubParams, LinkParams, Publisher, TopicResult } from './gossipsub-model.ts'
 import type { GossipSizes } from './gossip-sizes.ts'
 import { SIZED_CELL } from './gossip-sizes.ts'
-import { MEMBERS_TOPIC, cellTopic } from '../../core/fleet/records.ts'
+import { LIMITS, MEMBERS_TOPIC, cellTopic } from '../../core/fleet/records.ts'
+import { cellRefreshMs } from '../../core/fleet/gossip.ts'
 import { percentile } from './stats.ts'
 
 export interface Workload {
@@ -41,34 +42,47 @@ export function makeWorkload (nodes: number, cells: number, random: SeededRandom
   return { nodes, hosts, instances }
 }
 
-/** The new design's knobs (modelled only; see docs/biology.md "Scale"). */
+/**
+ * The per-cell design as core/fleet runs it in `dissemination = "per-cell"` mode: the real defaults
+ * (named as FleetGossip's and FleetView's options) and the workload's assumptions, in one place.
+ */
 export interface CellDesign {
-  /** Instance records of a cell are re-sent every max(refreshMinMs, hosts / topicCapPerS) when nothing changed... */
-  refreshMinMs: number
-  topicCapPerS: number
-  /** ...and at once on a change; changes per replica per second (state, a load move past the dead band). */
+  // --- Real defaults (core/fleet/gossip.ts FleetGossipInit, view.ts, records.ts LIMITS) ---
+  /** FleetGossip: an instance is re-sent when nothing changed every cellRefreshMs(hosts) = max(cellRefreshMinMs, hosts / cellRefreshPerSecond s)... */
+  cellRefreshMinMs: number
+  cellRefreshPerSecond: number
+  /** FleetGossip: a member record is re-sent after this long without any member or node record sent. */
+  memberRefreshMs: number
+  /** FleetGossip: a member record whose only change is load (CPU, memory past the dead band) waits until this long after the previous one. */
+  memberLoadMinIntervalMs: number
+  /** FleetView: distinct reporters kept per down subject (LIMITS.downReporters); a further report is dropped ('overflow-down', ignored: not forwarded). */
+  downReporters: number
+  /** FleetView: reporters that make a verdict, min(downQuorum, other live full nodes); it does not change the bytes (every report up to downReporters travels). */
+  downQuorum: number
+
+  // --- Workload assumptions ---
+  /** Instance records at once on a change (state, release, readiness, end, claim, CPU by more than 10 points): per replica per second. */
   changesPerReplicaPerS: number
   /** Standby candidates per cell (highest rendezvous hash among eligible nodes without a replica) that follow its topic. */
   candidates: number
   /** A follower dials this many random followers of the cell (the topic's own links). */
   topicDials: number
-  /** Member records: on a change (replica placed or gone, eligibility flip) and every refreshMs. */
-  memberChangesPerNodePerS: number
-  memberRefreshMs: number
+  /** Member records sent at once: free slots, slots, hosted cells or leaving changed (a replica placed or gone), per node per hour. */
+  memberChangesPerNodePerHour: number
+  /** Load moves past the member record's dead band (CPU by 10 points × cores, memory by 10 points), per node per hour, before the memberLoadMinIntervalMs limit. */
+  memberLoadChangesPerNodePerHour: number
   /**
-   * Full node records on the members topic (per-cell mode, stage 1), each with a member record: at
-   * start, when addrs, grants, roles, halts, prepared releases or slots change, and every
-   * nodeRecordRefreshMs (FleetGossip: memberRefreshMs).
+   * Full node records (each in one bundle with a member record) besides starts: addrs, grants, roles,
+   * capacity.slots or halts changed, per node per hour. Not periodic, not on `prepared` changes.
    */
-  nodeRecordChangesPerNodePerS: number
-  /** Periodic resend of the full node record (stage 1: memberRefreshMs; Infinity: only on change and pulled through fleet-sync). */
-  nodeRecordRefreshMs: number
+  nodeRecordChangesPerNodePerHour: number
   /**
-   * Node failures (crash, restart, lost link) per node per second. Each is reported down by the
-   * full nodes that were connected to it (their failure detectors: one down record each), and the
-   * node, when back, publishes a fresh full node record and member record.
+   * Node failures (crash, restart, lost links) per node per day. Every full node connected to the
+   * lost node reports it down (its failure detector: connection loss, one redial, suspectMs), and
+   * the node, when back, starts with a full node record and member record.
    */
-  failuresPerNodePerS: number
+  failuresPerNodePerDay: number
+  /** Full nodes connected to a lost node, each sending one down report (about 16: 8 outbound links each way). */
   reportersPerFailure: number
   /** Cells a node calls; a caller pulls a sample of 16 ready replicas of each every pullMs (no subscription). */
   callsPerNode: number
@@ -77,21 +91,54 @@ export interface CellDesign {
 }
 
 export const CELL_DESIGN: CellDesign = {
-  refreshMinMs: 5_000,
-  topicCapPerS: 5,
+  cellRefreshMinMs: 5_000,
+  cellRefreshPerSecond: 2,
+  memberRefreshMs: 6 * 3_600_000,
+  memberLoadMinIntervalMs: 600_000,
+  downReporters: LIMITS.downReporters,
+  downQuorum: 2,
   changesPerReplicaPerS: 1 / 600,
   candidates: 8,
   topicDials: GOSSIPSUB_DEFAULTS.Dlo,
-  memberChangesPerNodePerS: 1 / 3_600,
-  memberRefreshMs: 3_600_000,
-  nodeRecordChangesPerNodePerS: 1 / 3_600,
-  nodeRecordRefreshMs: 3_600_000,
-  failuresPerNodePerS: 1 / 86_400,
+  // A replica placed or removed about once an hour per node (autoscaling, rollouts).
+  memberChangesPerNodePerHour: 1,
+  // A diurnal swing of 60 points over 12 h crosses a 10-point band ~0.5 times an hour; twice that for noise.
+  memberLoadChangesPerNodePerHour: 1,
+  // One a day: an address change (DHCP, NAT mapping), a grant renewal or a halt adopted.
+  nodeRecordChangesPerNodePerHour: 1 / 24,
+  failuresPerNodePerDay: 1,
   reportersPerFailure: 16,
   callsPerNode: 2,
   pullMs: 10_000,
   // request (cell name, count) + 16 entries of (node index 4, instance ordinal 1, load 6) + framing
   pullBytes: 40 + 16 * 11 + 2 * 30
+}
+
+/** Per-node message rates (per second) on the members topic that a CellDesign implies. */
+export interface MemberRates {
+  /** Full node record + member record bundles: starts after a failure and node record changes. */
+  node: number
+  /** Member records alone: at once on slot/cell/leaving changes, load changes at most once per memberLoadMinIntervalMs, refreshes. */
+  member: number
+  /** Of `member`: refreshes (memberRefreshMs passed without any send). */
+  refresh: number
+  /** Down reports about a lost node that travel the whole topic: min(reportersPerFailure, downReporters) per failure. */
+  down: number
+}
+
+export function memberRates (d: CellDesign): MemberRates {
+  const node = d.nodeRecordChangesPerNodePerHour / 3_600 + d.failuresPerNodePerDay / 86_400
+  // Load changes as a Poisson process of rate λ, each sent when memberLoadMinIntervalMs has passed since the previous one.
+  const loadOffered = d.memberLoadChangesPerNodePerHour / 3_600
+  const load = loadOffered > 0 ? 1 / (d.memberLoadMinIntervalMs / 1000 + 1 / loadOffered) : 0
+  const changes = d.memberChangesPerNodePerHour / 3_600 + load
+  // A refresh is due when memberRefreshMs passes without a send (node bundles carry a member record too).
+  // With sends at rate λ (Poisson), refreshes come at λ e^(-λR) / (1 - e^(-λR)); 1/R when λ = 0.
+  const lambda = changes + node
+  const r = d.memberRefreshMs / 1000
+  const refresh = lambda > 0 ? lambda * Math.exp(-lambda * r) / -Math.expm1(-lambda * r) : 1 / r
+  const down = d.failuresPerNodePerDay / 86_400 * Math.min(d.reportersPerFailure, d.downReporters)
+  return { node, member: changes + refresh, refresh, down }
 }
 
 export interface ScaleRow {
@@ -191,16 +238,17 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
   const control = new Float64Array(o.nodes)
   const cellIhave = (n: number): number => sizes.ihaveBytes(n, cellTopic(SIZED_CELL))
   // Members topic: member records, full node records and down reports of every full node. As
-  // FleetGossip sends them: a node record always with a member record in one bundle; a member
-  // record alone on its own changes and when its refresh falls between node-record refreshes.
+  // FleetGossip sends them: a node record always with a member record in one bundle (at start and
+  // when the record's shape changes); a member record alone on its changes and refreshes. Down
+  // reports: a view keeps downReporters per subject and ignores (does not forward) the rest, so
+  // about that many reports per failure reach every node; the others stop one hop from their reporter
+  // (not counted: ~8 × 16 copies per failure fleet-wide).
   const members = buildTopic(all, graph, 0, params, random.fork())
   const membersIhave = (n: number): number => sizes.ihaveBytes(n, MEMBERS_TOPIC)
-  const nodeRate = d.nodeRecordChangesPerNodePerS + 1000 / d.nodeRecordRefreshMs + d.failuresPerNodePerS
-  const memberRate = d.memberChangesPerNodePerS + Math.max(0, 1000 / d.memberRefreshMs - 1000 / d.nodeRecordRefreshMs)
-  const downRate = d.failuresPerNodePerS * d.reportersPerFailure
+  const rates = memberRates(d)
   const memberPublishers: Publisher[] = []
   for (let v = 0; v < o.nodes; v++) {
-    for (const [ratePerS, messageBytes] of [[memberRate, sizes.memberMessageBytes], [nodeRate, sizes.nodeMessageBytes], [downRate, sizes.downMessageBytes]]) {
+    for (const [ratePerS, messageBytes] of [[rates.member, sizes.memberMessageBytes], [rates.node, sizes.nodeMessageBytes], [rates.down, sizes.downMessageBytes]]) {
       if (ratePerS > 0) memberPublishers.push({ member: v, ratePerS, messageBytes, dataBytes: messageBytes - sizes.membersOverheadBytes })
     }
   }
@@ -224,7 +272,7 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
       extraLinks[memberList[i]] += topic.peers[i].length - viaGraph
     }
     const hostSet = new Set(hosts)
-    const refreshMs = Math.max(d.refreshMinMs, 1000 * hosts.length / d.topicCapPerS)
+    const refreshMs = cellRefreshMs(hosts.length, d.cellRefreshMinMs, d.cellRefreshPerSecond)
     const publishers: Publisher[] = []
     memberList.forEach((v, i) => {
       if (!hostSet.has(v)) return

@@ -76,8 +76,8 @@ function wire (rpcBytes: number): number {
 
 /** The cell whose records are sized (today's bundle and the per-cell messages use the same one). */
 export const SIZED_CELL = 'billing'
-/** refreshMs of the sized per-cell instance record: the biggest cell's refresh at 10,000 nodes (1,928 hosts / 5 per s). */
-export const SIZED_REFRESH_MS = 385_600
+/** refreshMs of the sized per-cell instance record: the biggest cell's refresh at 10,000 nodes (1,928 hosts / 2 per s). */
+export const SIZED_REFRESH_MS = 964_000
 /** Cells a member record lists in `memberMessageBytes` (a node hosts about one replica; two is the conservative side). */
 export const SIZED_MEMBER_CELLS = ['billing', 'checkout-api']
 

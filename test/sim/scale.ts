@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { measureGossipSizes } from './gossip-sizes.ts'
-import { makeWorkload, runPerCell, runToday, scaleTable } from './gossip-scale.ts'
+import { CELL_DESIGN, makeWorkload, memberRates, runPerCell, runToday, scaleTable } from './gossip-scale.ts'
 import { DEFAULT_LINKS } from './gossipsub-model.ts'
 import type { ScaleRow } from './gossip-scale.ts'
 import { SeededRandom } from './prng.ts'
@@ -41,7 +41,12 @@ async function main (): Promise<void> {
   const linkFlags = values['hop-ms'] !== DEFAULT_LINKS.hopMs.join(',') || links.loss !== DEFAULT_LINKS.loss ? ` --hop-ms ${lo},${hi} --loss ${links.loss}` : ''
   const out: string[] = []
   const say = (line: string): void => { out.push(line); process.stdout.write(line + '\n') }
-  say(`Message sizes (bytes on the wire: gossipsub RPC with StrictSign fields + yamux + Noise), from the real codec and signatures: today's heartbeat ${sizes.todayMessageBytes(0)} with no replica, ${sizes.todayMessageBytes(1)} with one, +${sizes.todayMessageBytes(2) - sizes.todayMessageBytes(1)} per further replica (node record envelope ${sizes.nodeEnvelopeBytes}, instance envelope ${sizes.instanceEnvelopeBytes}); per-cell heartbeat ${sizes.cellMessageBytes(1)}; member record ${sizes.memberMessageBytes}; IHAVE ${sizes.ihaveBytes(1)} with one id, +${((sizes.ihaveBytes(100) - sizes.ihaveBytes(0)) / 100).toFixed(0)} per id (message id ${sizes.messageIdBytes}); IDONTWANT ${sizes.idontwantBytes}; gossipsub's own share of a message ${sizes.gossipsubOverheadBytes}.`)
+  say(`Message sizes (bytes on the wire: gossipsub RPC with StrictSign fields + yamux + Noise), from the real codec and signatures: today's heartbeat ${sizes.todayMessageBytes(0)} with no replica, ${sizes.todayMessageBytes(1)} with one, +${sizes.todayMessageBytes(2) - sizes.todayMessageBytes(1)} per further replica (node record envelope ${sizes.nodeEnvelopeBytes}, instance envelope ${sizes.instanceEnvelopeBytes}); per-cell messages: instance record (with refreshMs) on its cell topic ${sizes.cellMessageBytes(1)} (envelope ${sizes.cellInstanceEnvelopeBytes}), member record ${sizes.memberMessageBytes} (envelope ${sizes.memberEnvelopeBytes}), node + member record ${sizes.nodeMessageBytes}, down report ${sizes.downMessageBytes} (envelope ${sizes.downEnvelopeBytes}); IHAVE ${sizes.ihaveBytes(1)} with one id, +${((sizes.ihaveBytes(100) - sizes.ihaveBytes(0)) / 100).toFixed(0)} per id (message id ${sizes.messageIdBytes}); IDONTWANT ${sizes.idontwantBytes}; gossipsub's own share of a message ${sizes.gossipsubOverheadBytes}.`)
+  const d = CELL_DESIGN
+  const r = memberRates(d)
+  const perHour = (perS: number): string => (perS * 3_600).toFixed(3)
+  say('')
+  say(`Per-cell parameters (core/fleet defaults): cellRefreshMinMs ${d.cellRefreshMinMs}, cellRefreshPerSecond ${d.cellRefreshPerSecond}, memberRefreshMs ${d.memberRefreshMs / 3_600_000} h, memberLoadMinIntervalMs ${d.memberLoadMinIntervalMs / 60_000} min, full node record at start and on a change of addrs/grants/roles/slots/halts only, down reports kept per subject ${d.downReporters} (quorum ${d.downQuorum}). Assumed per node: ${d.memberChangesPerNodePerHour} slot/cell change and ${d.memberLoadChangesPerNodePerHour} load change an hour, ${d.nodeRecordChangesPerNodePerHour.toFixed(3)} node record changes an hour, ${d.failuresPerNodePerDay} failure a day reported by ${d.reportersPerFailure} peers, ${d.changesPerReplicaPerS * 3_600} instance changes per replica an hour, ${d.candidates} standby candidates per cell, ${d.callsPerNode} called cells pulled every ${d.pullMs / 1000} s. Members topic per node an hour: ${perHour(r.node)} node + member bundles, ${perHour(r.member)} member records (${perHour(r.refresh)} of them refreshes), ${perHour(r.down)} down reports.`)
   say('')
   const rows: ScaleRow[] = []
   for (const nodes of values.nodes.split(',').map(Number)) {

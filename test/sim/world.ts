@@ -64,7 +64,11 @@ export interface WorldOptions {
   cellRepairMs?: readonly [number, number] | 'none'
 }
 
-/** Knobs of the per-cell design (the same values as test/sim/gossip-scale.ts's CELL_DESIGN). */
+/**
+ * Knobs of the per-cell design for the decision runs. topicCapPerS is 5, as when the 1,000-seed
+ * tables in docs/biology.md were run; core/fleet's default (and gossip-scale.ts's CELL_DESIGN) is now
+ * cellRefreshPerSecond 2, which differs only for cells of more than 25 hosts (scenario (b)'s 42).
+ */
 export const PER_CELL = {
   /** Standby candidates: the eligible non-hosting nodes with the highest rendezvous hash for the cell. */
   candidates: STANDBY_CANDIDATES,
