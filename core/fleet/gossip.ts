@@ -7,9 +7,21 @@
 //   local instance, which every node receives.
 // - 'per-cell': the node record and a compact member record on `/cell/members/1`, sent on a change
 //   and otherwise every memberRefreshMs; each local instance on its cell's topic `/cell/c/<cell>/1`,
-//   at once on a change and otherwise every max(5 s, hosts / 5 per s), the promise carried in the
+//   at once on a change and otherwise every max(5 s, hosts / 2 per s), the promise carried in the
 //   record's refreshMs. A node receives only the cells it follows (see follow()). Every heartbeat
 //   only compares what the host reports with what was last sent: nothing is signed when nothing is due.
+//   Per-cell bandwidth rules (10,000 nodes within 50 kB/s, test/sim/gossip-sizes.ts):
+//   - the full node record is sent at start and when its addrs, grants, roles, halts or slots change,
+//     not periodically (only before the view's memberTtlMs would make it too old to accept, see
+//     nodeRefreshMs) and NOT when only `prepared` changes: prepared lists change on every node at
+//     every release, so they ride along with the next node record sent for another reason. The
+//     per-node prepare report that `cell publish` reads is therefore not live in per-cell mode.
+//   - the member record is sent at once when slots, free slots, leaving or cells change; a change
+//     of load only (CPU or memory past 10 points) at most once per memberLoadMinIntervalMs (10 min);
+//     otherwise every memberRefreshMs (6 h).
+//   - a node, member or down record whose publish reached no peer (not connected yet, or no stream
+//     open to any subscriber) is published again at every heartbeat until one publish reaches a peer
+//     (only the newest node and member record, and a bounded number of down reports, are kept for it).
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
@@ -62,18 +74,31 @@ export interface FleetGossipInit {
   dissemination?: Dissemination
   /** Per-cell: the members topic (default MEMBERS_TOPIC). */
   membersTopic?: string
-  /** Per-cell: node and member records are sent again after this long without a change (default 1 h). */
+  /**
+   * Per-cell: a member record is sent again after this long without a change (default 6 h). Capped
+   * at a third of the view's memberTtlMs under 'members' liveness (the view's default, 3 h, gives 1 h:
+   * the host must set FleetView memberTtlMs to 18 h for the 6 h refresh), so a node never lapses
+   * between two refreshes.
+   */
   memberRefreshMs?: number
+  /** Per-cell: a member record whose only change is load (CPU or memory) waits this long after the previous one (default 10 min). */
+  memberLoadMinIntervalMs?: number
   /**
    * Per-cell: the node is leaving the fleet (drains, takes no new replicas): the member record's
    * `leaving` flag, sent at once when it turns. Default: never leaving.
    */
   localLeaving?: () => boolean
-  /** Per-cell: an instance is resent at least every max(cellRefreshMinMs, hosts / cellRefreshPerSecond s) (defaults 5000 and 5). */
+  /** Per-cell: an instance is resent at least every max(cellRefreshMinMs, hosts / cellRefreshPerSecond s) (defaults 5000 and 2). */
   cellRefreshMinMs?: number
   cellRefreshPerSecond?: number
   /** Per-cell: cells followed at once (explicit and automatic together; default 1024). */
   maxFollowedCells?: number
+  /**
+   * Per-cell: whether to follow a cell the view has a release or desired record of (default: every
+   * such cell). Asked once per cell as it appears and again for every cell on refollow(); cells
+   * with local instances are followed whatever it says, and so are follow() calls.
+   */
+  followPolicy?: (cell: string) => boolean
   /**
    * Per-cell: pulls one cell's records (fleet-sync with a `cells` filter) from one connected full
    * node; called when this node starts following the cell (at most maxCellPullsInFlight at once, the
@@ -139,6 +164,8 @@ export interface FleetGossipStats {
   sent?: { node: number, member: number, instance: number, down: number }
   /** Per-cell: member records sent at once because a down report named this node. */
   refuted?: number
+  /** Per-cell: node, member or down records published again because their last publish reached no peer. */
+  republished?: number
   /** Per-cell: cells followed now. */
   followed?: number
   /** Per-cell: cells this node should have followed automatically but maxFollowedCells was reached (per heartbeat). */
@@ -170,6 +197,11 @@ const MAX_NODE_PULL_TIMES = 1024
 const MAX_NODE_PULL_QUEUE = 64
 /** Cells one queued node pull carries (within fleet-sync's filter bound). */
 const MAX_NODE_PULL_CELLS = 8
+/** Down reports (one per subject, the newest) kept for publishing again while no peer took them. */
+const MAX_PENDING_DOWN = 16
+/** Per-cell defaults (docs/biology.md "Scale"; test/sim/gossip-sizes.ts). */
+const DEFAULT_MEMBER_REFRESH_MS = 6 * 3_600_000
+const DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS = 600_000
 
 /**
  * The member record of a node as its host reports it: slots and load from the node state; cells =
@@ -188,17 +220,29 @@ export function memberFields (node: LocalNodeState, instances: readonly LocalIns
   }
 }
 
-/** Has the member record changed enough to send at once? CPU and memory count only past 10 points (CPU per core). */
-export function memberChanged (prev: MemberFields, next: MemberFields, cpuCores: number): boolean {
+/** Has the member record changed in slots, free slots, leaving or cells (sent at once)? */
+export function memberStructureChanged (prev: MemberFields, next: MemberFields): boolean {
   if (prev.slots !== next.slots || prev.freeSlots !== next.freeSlots || prev.leaving !== next.leaving) return true
-  if (prev.cells.length !== next.cells.length || prev.cells.some((c, i) => c !== next.cells[i])) return true
+  return prev.cells.length !== next.cells.length || prev.cells.some((c, i) => c !== next.cells[i])
+}
+
+/** Has the load moved enough to count? CPU and memory count only past 10 points (CPU per core). */
+export function memberLoadChanged (prev: MemberFields, next: MemberFields, cpuCores: number): boolean {
   if (Math.abs(prev.cpuPercent - next.cpuPercent) > LOAD_CHANGE_POINTS * Math.max(1, cpuCores)) return true
   return Math.abs(prev.memoryPercent - next.memoryPercent) > LOAD_CHANGE_POINTS
 }
 
-/** The fields of a node record whose change makes a new full record (load and free slots travel in member records). */
+/** Has the member record changed at all (structure, or load past 10 points)? */
+export function memberChanged (prev: MemberFields, next: MemberFields, cpuCores: number): boolean {
+  return memberStructureChanged(prev, next) || memberLoadChanged(prev, next, cpuCores)
+}
+
+/**
+ * The fields of a node record whose change makes a new full record: load and free slots travel in
+ * member records; `prepared` rides along with the next record sent for another reason (see the file comment).
+ */
 function nodeShape (node: LocalNodeState): unknown {
-  return [node.addrs, node.grants ?? [], node.roles, node.halts ?? [], node.prepared ?? [], node.capacity.slots]
+  return [node.addrs, node.grants ?? [], node.roles, node.halts ?? [], node.capacity.slots]
 }
 
 /** Deep equality of plain values, arrays and byte arrays (what nodeShape holds). */
@@ -229,7 +273,7 @@ export function instanceFingerprint (i: LocalInstanceState): string {
 }
 
 /** An instance's refresh in per-cell mode: max(minMs, hosts / perSecond s), within LIMITS' refreshMs bounds. */
-export function cellRefreshMs (hosts: number, minMs = 5000, perSecond = 5): number {
+export function cellRefreshMs (hosts: number, minMs = 5000, perSecond = 2): number {
   const ms = Math.max(minMs, Math.ceil(Math.max(0, hosts) / perSecond * 1000))
   return Math.min(LIMITS.refreshMsMax, Math.max(LIMITS.refreshMsMin, ms))
 }
@@ -262,7 +306,11 @@ export class FleetGossip extends EventTarget {
   private readonly releaseTopic: string
   private readonly membersTopic: string
   private readonly maxLocalInstances: number
-  private readonly memberRefreshMs: number
+  /** Per-cell: the member record's refresh in effect (see FleetGossipInit.memberRefreshMs). */
+  readonly memberRefreshMs: number
+  /** Per-cell: the full node record is signed again after this long without a change, so views that pull it later still accept it. */
+  readonly nodeRefreshMs: number
+  private readonly memberLoadMinIntervalMs: number
   private readonly maxFollowedCells: number
   private seq: number
   private timer: unknown
@@ -280,6 +328,7 @@ export class FleetGossip extends EventTarget {
     bytes: { in: zeroFamilies(), out: zeroFamilies() },
     sent: { node: 0, member: 0, instance: 0, down: 0 },
     refuted: 0,
+    republished: 0,
     followed: 0,
     followOverflow: 0,
     wrongTopic: 0,
@@ -294,6 +343,12 @@ export class FleetGossip extends EventTarget {
   /** The last full node record sent: its shape (see nodeShape), seq and time. */
   private lastNode: { shape: unknown, seq: number, sentMs: number } | undefined
   private lastMember: { fields: MemberFields, sentMs: number } | undefined
+  /** The newest node and member record and down reports (by subject) whose publish has not reached a peer yet. */
+  private pendingNode: Uint8Array | undefined
+  private pendingMember: Uint8Array | undefined
+  private readonly pendingDown = new Map<string, Uint8Array>()
+  /** followPolicy's answers per cell with a release/desired record (pruned to the view's cells). */
+  private readonly policyAnswers = new Map<string, boolean>()
   /** Per local instance id: what was last sent (pruned when the instance disappears from the host's list). */
   private readonly lastSent = new Map<string, SentInstance>()
   /** A down report named this node: the next heartbeat sends a member record whatever changed. */
@@ -323,7 +378,16 @@ export class FleetGossip extends EventTarget {
     this.releaseTopic = init.releaseTopic ?? FLEET_RELEASE_TOPIC
     this.membersTopic = init.membersTopic ?? MEMBERS_TOPIC
     this.maxLocalInstances = init.maxLocalInstances ?? 1024
-    this.memberRefreshMs = init.memberRefreshMs ?? 3_600_000
+    // A node lives memberTtlMs after its newest node or member record (views that run 'members'
+    // liveness; a 'heartbeat' view, nodeTtlMs), and a node record older than that is refused as
+    // 'expired' by a view that pulls it later: member records come at least 3 times per that life,
+    // and the full record is re-signed once it is past life - refresh.
+    const life = init.view.liveness === 'members' ? init.view.memberTtlMs : init.view.nodeTtlMs
+    const wanted = init.memberRefreshMs ?? DEFAULT_MEMBER_REFRESH_MS
+    this.memberRefreshMs = init.view.liveness === 'members' ? Math.max(1, Math.min(wanted, Math.floor(life / 3))) : wanted
+    if (this.memberRefreshMs !== wanted && this.dissemination === 'per-cell') log('memberRefreshMs %d capped at %d (a third of the view\'s memberTtlMs)', wanted, this.memberRefreshMs)
+    this.nodeRefreshMs = Math.max(this.memberRefreshMs, life - this.memberRefreshMs)
+    this.memberLoadMinIntervalMs = init.memberLoadMinIntervalMs ?? DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS
     this.maxFollowedCells = init.maxFollowedCells ?? 1024
     // Seeded from the clock so a restarted node's seq still exceeds what it gossiped before.
     this.seq = init.clock.now()
@@ -380,7 +444,11 @@ export class FleetGossip extends EventTarget {
       // A restart sends the node record, member record and every instance again.
       this.lastNode = undefined
       this.lastMember = undefined
+      this.pendingNode = undefined
+      this.pendingMember = undefined
+      this.pendingDown.clear()
       this.lastSent.clear()
+      this.policyAnswers.clear()
     }
   }
 
@@ -478,35 +546,34 @@ export class FleetGossip extends EventTarget {
     // A refresh is sent at the first heartbeat from which waiting another would break its promise.
     const due = (sentMs: number, refreshMs: number): boolean => now >= sentMs + refreshMs - this.heartbeatMs
 
-    // Members topic: the full node record on a change of its shape or when due; then the member record.
-    const members: BundleItem[] = []
+    // Members topic: the full node record on a change of its shape (or before views would refuse it
+    // as too old); then the member record. Each newly signed record replaces its kind's pending one.
+    let fresh = false
     if (node !== undefined) {
       const shape = nodeShape(node)
       const last = this.lastNode
-      if (last === undefined || !sameValue(last.shape, shape) || due(last.sentMs, this.memberRefreshMs)) {
+      if (last === undefined || !sameValue(last.shape, shape) || due(last.sentMs, this.nodeRefreshMs)) {
         const seq = this.nextSeq()
-        members.push({ bytes: await this.signLocal(signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq, sentMs: now }, options), options), ageMs: 0 })
+        this.pendingNode = await this.signLocal(signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq, sentMs: now }, options), options)
         // Kept as sent: the host may mutate its arrays in place.
         this.lastNode = { shape: structuredClone(shape), seq, sentMs: now }
         this.counters.sent.node++
+        fresh = true
       }
       const fields = memberFields(node, instances, this.init.localLeaving?.() ?? false)
       const lastMember = this.lastMember
       const refuting = this.refute
-      if (members.length > 0 || refuting || lastMember === undefined || memberChanged(lastMember.fields, fields, node.capacity.cpuCores) || due(lastMember.sentMs, this.memberRefreshMs)) {
+      if (fresh || refuting || lastMember === undefined || this.memberDue(lastMember, fields, node.capacity.cpuCores, now) || due(lastMember.sentMs, this.memberRefreshMs)) {
         this.refute = false
         const record: MemberRecord = { ...fields, nodeId: this.nodeId, seq: this.nextSeq(), sentMs: now, nodeSeq: this.lastNode?.seq ?? 0 }
-        members.push({ bytes: await this.signLocal(signRecord(privateKey, 'member', record, options), options), ageMs: 0 })
+        this.pendingMember = await this.signLocal(signRecord(privateKey, 'member', record, options), options)
         this.lastMember = { fields, sentMs: now }
         this.counters.sent.member++
         if (refuting) this.counters.refuted++
+        fresh = true
       }
     }
-    if (!await this.publishAll(this.membersTopic, members)) {
-      // Not handed to gossipsub: send again at the next heartbeat rather than after memberRefreshMs.
-      if (this.lastMember?.sentMs === now) this.lastMember = undefined
-      if (this.lastNode?.sentMs === now) this.lastNode = undefined
-    }
+    await this.flushMembers(fresh)
 
     // Cell topics: each instance at once on a change, otherwise when its refresh is due.
     const byCell = new Map<string, { items: BundleItem[], ids: string[] }>()
@@ -550,13 +617,38 @@ export class FleetGossip extends EventTarget {
     }
   }
 
-  /** Publishes items bundled into frames; false when any frame failed to publish. */
-  private async publishAll (topic: string, items: BundleItem[]): Promise<boolean> {
+  /** A member record is due for a change: at once for slots, free slots, leaving or cells; load only once memberLoadMinIntervalMs has passed. */
+  private memberDue (last: { fields: MemberFields, sentMs: number }, fields: MemberFields, cpuCores: number, now: number): boolean {
+    if (memberStructureChanged(last.fields, fields)) return true
+    return memberLoadChanged(last.fields, fields, cpuCores) && now >= last.sentMs + this.memberLoadMinIntervalMs
+  }
+
+  /**
+   * Publishes the pending node, member and down records on the members topic in one bundle; those
+   * it reached a peer with are no longer pending. Without a newly signed record (`fresh`) this is a
+   * retry, skipped while gossipsub knows no subscriber of the topic.
+   */
+  private async flushMembers (fresh: boolean): Promise<void> {
+    const items = [this.pendingNode, this.pendingMember, ...this.pendingDown.values()].filter((b): b is Uint8Array => b !== undefined)
+    if (items.length === 0) return
+    if (!fresh) {
+      if (this.init.pubsub.getSubscribers?.(this.membersTopic).length === 0) return
+      this.counters.republished += items.length
+    }
+    if (!await this.publishAll(this.membersTopic, items.map(bytes => ({ bytes, ageMs: 0 })), true)) return
+    // Reached a peer: what was sent stops being pending (a newer record signed meanwhile stays).
+    if (this.pendingNode !== undefined && items.includes(this.pendingNode)) this.pendingNode = undefined
+    if (this.pendingMember !== undefined && items.includes(this.pendingMember)) this.pendingMember = undefined
+    for (const [subject, bytes] of [...this.pendingDown]) if (items.includes(bytes)) this.pendingDown.delete(subject)
+  }
+
+  /** Publishes items bundled into frames; false when any frame failed to publish (or, with `reach`, reached no peer). */
+  private async publishAll (topic: string, items: BundleItem[], reach = false): Promise<boolean> {
     let ok = true
     for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) {
       const failuresBefore = this.counters.publishFailures
-      await this.publish(topic, frame)
-      if (this.counters.publishFailures !== failuresBefore) ok = false
+      const recipients = await this.publish(topic, frame)
+      if (this.counters.publishFailures !== failuresBefore || (reach && recipients === 0)) ok = false
     }
     return ok
   }
@@ -744,7 +836,13 @@ export class FleetGossip extends EventTarget {
     }
     options.signal?.throwIfAborted()
     this.counters.sent.down++
-    await this.publish(this.membersTopic, encodeEnvelope(env))
+    const bytes = encodeEnvelope(env)
+    if (await this.publish(this.membersTopic, bytes) > 0) return
+    // Reached no peer: sent again with the heartbeats' member records until one takes it (the
+    // newest report per subject; the oldest subject's report is dropped beyond the bound).
+    this.pendingDown.delete(subject)
+    if (this.pendingDown.size >= MAX_PENDING_DOWN) this.pendingDown.delete(this.pendingDown.keys().next().value as string)
+    this.pendingDown.set(subject, bytes)
   }
 
   /** Verifies a signed release from core/identity through the local view, then gossips it. */

@@ -9,14 +9,14 @@ import type { Message, TopicValidatorFn } from '@libp2p/gossipsub'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { FleetEnvelope } from './codec.ts'
 import { FLEET_TOPIC_SCORE } from './gossip-score.ts'
-import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, cellRefreshMs, memberChanged, memberFields } from './gossip.ts'
+import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, cellRefreshMs, memberChanged, memberFields, memberLoadChanged, memberStructureChanged } from './gossip.ts'
 import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState } from './gossip.ts'
 import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
 import type { ReleaseFields } from './records.ts'
 import { signRecord } from './sign.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
 import { FleetView } from './view.ts'
-import type { ApplyOptions, ApplyResult } from './view.ts'
+import type { ApplyOptions, ApplyResult, FleetViewInit } from './view.ts'
 
 class FakePubSub implements FleetPubSub {
   readonly topics = new Set<string>()
@@ -25,9 +25,13 @@ class FakePubSub implements FleetPubSub {
   readonly score = { params: { topics: {} as Record<string, unknown> } }
   subscribe (topic: string): void { this.topics.add(topic) }
   unsubscribe (topic: string): void { this.topics.delete(topic) }
+  /** Set by a test to say which peers subscribe to a topic (gossipsub has it). */
+  getSubscribers?: (topic: string) => unknown[]
+  /** Peers each publish reaches (gossipsub's `recipients`). */
+  recipients = 1
   async publish (topic: string, data: Uint8Array): Promise<unknown> {
     this.published.push({ topic, data })
-    return { recipients: [] }
+    return { recipients: Array.from({ length: this.recipients }, (_, i) => `peer-${i}`) }
   }
 
   async deliver (topic: string, data: Uint8Array, from: PeerId): Promise<string> {
@@ -76,9 +80,9 @@ function localInstance (overrides: Partial<LocalInstanceState> = {}): LocalInsta
   return inst
 }
 
-function setup (init: Partial<FleetGossipInit> = {}) {
+function setup (init: Partial<FleetGossipInit> = {}, viewInit: Partial<FleetViewInit> = {}) {
   const clock = new ManualClock()
-  const view = new MembersView({ clock, verifyRelease: verify, verifyDesired: verify, instanceTtlMs: 60_000, nodeTtlMs: 60_000 })
+  const view = new MembersView({ clock, verifyRelease: verify, verifyDesired: verify, instanceTtlMs: 60_000, nodeTtlMs: 60_000, ...viewInit })
   const pubsub = new FakePubSub()
   const { nodeId: _a, seq: _b, sentMs: _c, ...node } = makeNodeRecord(selfId)
   const state = {
@@ -108,6 +112,18 @@ async function nextHeartbeat (gossip: FleetGossip, clock: ManualClock, ms: numbe
   await done
 }
 
+/**
+ * Moves the clock so that the next heartbeat runs exactly `atMs` after `startMs` (a jump runs the one
+ * heartbeat already due, then the cadence restarts from the jump's end).
+ */
+async function heartbeatAt (gossip: FleetGossip, clock: ManualClock, startMs: number, atMs: number): Promise<void> {
+  const gap = startMs + atMs - clock.now()
+  if (gap !== 1000 && gap < 2000) throw new Error(`cannot reach ${atMs} from here (gap ${gap} ms)`)
+  if (gap >= 2000) await nextHeartbeat(gossip, clock, gap - 1000)
+  await nextHeartbeat(gossip, clock, 1000)
+  expect(clock.now()).toBe(startMs + atMs)
+}
+
 /** Advances the clock heartbeat by heartbeat (1 s), waiting for each. */
 async function heartbeats (gossip: FleetGossip, clock: ManualClock, n: number): Promise<void> {
   for (let i = 0; i < n; i++) await nextHeartbeat(gossip, clock, 1000)
@@ -134,14 +150,20 @@ describe('per-cell publishing (pure parts)', () => {
     expect(memberChanged(base, { ...base, freeSlots: 0 }, 4)).toBe(true)
     expect(memberChanged(base, { ...base, cells: ['a', 'b'] }, 4)).toBe(true)
     expect(memberChanged(base, { ...base, leaving: true }, 4)).toBe(true)
+    // Load alone is a change of another class (sent at most once per memberLoadMinIntervalMs).
+    expect(memberStructureChanged(base, { ...base, cpuPercent: 141, memoryPercent: 90 })).toBe(false)
+    expect(memberLoadChanged(base, { ...base, cpuPercent: 141 }, 4)).toBe(true)
+    expect(memberLoadChanged(base, { ...base, freeSlots: 0, leaving: true, cells: [] }, 4)).toBe(false)
+    for (const patch of [{ slots: 5 }, { freeSlots: 0 }, { leaving: true }, { cells: ['b'] }]) expect(memberStructureChanged(base, { ...base, ...patch })).toBe(true)
   })
 
-  it('refresh = max(5 s, hosts / 5 per s), within the record bounds', () => {
+  it('refresh = max(5 s, hosts / 2 per s) by default, within the record bounds', () => {
     expect(cellRefreshMs(0)).toBe(5000)
-    expect(cellRefreshMs(25)).toBe(5000)
-    expect(cellRefreshMs(50)).toBe(10_000)
-    expect(cellRefreshMs(1928)).toBe(385_600)
+    expect(cellRefreshMs(10)).toBe(5000)
+    expect(cellRefreshMs(20)).toBe(10_000)
+    expect(cellRefreshMs(1928)).toBe(964_000)
     expect(cellRefreshMs(10 ** 9)).toBe(3_600_000)
+    expect(cellRefreshMs(50, 5000, 5)).toBe(10_000)
   })
 })
 
@@ -185,7 +207,7 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.stop()
   })
 
-  it('a bigger cell refreshes more slowly: hosts / 5 per s', async () => {
+  it('a bigger cell refreshes more slowly: hosts / 2 per s', async () => {
     const { clock, pubsub, gossip, view } = setup()
     const oid = otherId.toString()
     for (let i = 0; i < 49; i++) {
@@ -194,10 +216,10 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.start()
     await nextHeartbeat(gossip, clock, 0)
     const [first] = pubsub.envelopes(cellTopic('billing')) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>
-    // 49 + this node's own instance = 50 hosts: 10 s.
-    expect(first.record.refreshMs).toBe(10_000)
+    // 49 + this node's own instance = 50 hosts: 25 s.
+    expect(first.record.refreshMs).toBe(25_000)
     const after = pubsub.published.length
-    await heartbeats(gossip, clock, 8)
+    await heartbeats(gossip, clock, 23)
     expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(0)
     await heartbeats(gossip, clock, 1)
     expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(1)
@@ -248,7 +270,7 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.stop()
   })
 
-  it('sends a new full node record only when its shape changes or it is due; member records on load, slots and leaving', async () => {
+  it('sends a new full node record when addrs, roles, grants, halts or slots change; member records on slots, free slots and leaving at once', async () => {
     let leaving = false
     const { clock, pubsub, gossip, state } = setup({ localLeaving: () => leaving })
     gossip.start()
@@ -259,8 +281,6 @@ describe('FleetGossip per-cell publishing', () => {
       await heartbeats(gossip, clock, 1)
       return pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)
     }
-    expect(await kinds(() => { state.node = { ...state.node, load: { cpuPercent: 37.5 + 39, memoryPercent: 50 } } })).toEqual([])
-    expect(await kinds(() => { state.node = { ...state.node, load: { cpuPercent: 37.5 + 41, memoryPercent: 50 } } })).toEqual(['member'])
     expect(await kinds(() => { state.node = { ...state.node, capacity: { ...state.node.capacity, freeSlots: 5 } } })).toEqual(['member'])
     expect(await kinds(() => { leaving = true })).toEqual(['member'])
     // Mutated in place: still seen as a change, since what was sent is kept as a copy.
@@ -268,11 +288,147 @@ describe('FleetGossip per-cell publishing', () => {
     expect(await kinds(() => { state.node = { ...state.node, roles: ['host', 'full'] } })).toEqual(['node', 'member'])
     expect(await kinds(() => { state.node = { ...state.node, grants: [new Uint8Array([1, 2, 3])] } })).toEqual(['node', 'member'])
     expect(await kinds(() => { state.node = { ...state.node, grants: [new Uint8Array([1, 2, 3])] } })).toEqual([])
-    expect(await kinds(() => { state.node = { ...state.node, prepared: [{ cell: 'billing', version: '2', digest: 'd', state: 'preparing' }] } })).toEqual(['node', 'member'])
-    // memberRefreshMs (60 s): both again, without a change.
+    expect(await kinds(() => { state.node = { ...state.node, halts: [{ cell: 'billing', version: '2', digest: 'd'.repeat(64), atMs: clock.now(), reason: 'crash loop' }] } })).toEqual(['node', 'member'])
+    expect(await kinds(() => { state.node = { ...state.node, capacity: { ...state.node.capacity, slots: 9 } } })).toEqual(['node', 'member'])
+    gossip.stop()
+  })
+
+  it('a change of prepared alone sends nothing: it rides along with the next node record sent for another reason', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
     const from = pubsub.published.length
-    await heartbeats(gossip, clock, 60)
-    expect(pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)).toEqual(['node', 'member'])
+    const prepared = [{ cell: 'billing', version: '2', digest: 'd', state: 'preparing' as const }]
+    state.node = { ...state.node, prepared }
+    await heartbeats(gossip, clock, 5)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from)).toEqual([])
+    state.node = { ...state.node, addrs: [...state.node.addrs, '/ip4/127.0.0.1/tcp/4003'] }
+    await heartbeats(gossip, clock, 1)
+    const [node] = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'node' }>>
+    expect(node.kind).toBe('node')
+    expect(node.record.prepared).toEqual(prepared)
+    gossip.stop()
+  })
+
+  it('a load-only change waits memberLoadMinIntervalMs (default 10 min) after the last member record; a slot change does not', async () => {
+    const { clock, pubsub, gossip, state } = setup({ memberRefreshMs: 3_600_000 })
+    const start = clock.now()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const membersFrom = (from: number): string[] => pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)
+    let from = pubsub.published.length
+    // 4 cores: CPU must move by more than 40 points.
+    state.node = { ...state.node, load: { cpuPercent: 37.5 + 41, memoryPercent: 50 } }
+    await heartbeats(gossip, clock, 10)
+    expect(membersFrom(from)).toEqual([])
+    await heartbeatAt(gossip, clock, start, 599_000)
+    expect(membersFrom(from)).toEqual([])
+    await heartbeatAt(gossip, clock, start, 600_000)
+    const [member] = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'member' }>>
+    expect(member.record.cpuPercent).toBe(37.5 + 41)
+    expect(membersFrom(from)).toEqual(['member'])
+    // Memory moves now (a load change again): waits; free slots change: at once, carrying the new load too.
+    from = pubsub.published.length
+    state.node = { ...state.node, load: { cpuPercent: 37.5 + 41, memoryPercent: 80 } }
+    await heartbeats(gossip, clock, 3)
+    expect(membersFrom(from)).toEqual([])
+    state.node = { ...state.node, capacity: { ...state.node.capacity, freeSlots: 5 } }
+    await heartbeats(gossip, clock, 1)
+    const [next] = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'member' }>>
+    expect(next.record).toMatchObject({ freeSlots: 5, memoryPercent: 80 })
+    expect(membersFrom(from)).toEqual(['member'])
+    gossip.stop()
+  })
+
+  it('defaults: member records every 6 h, the node record only before views would refuse it as too old (memberTtlMs 18 h: every 12 h)', async () => {
+    const { clock, pubsub, gossip } = setup({ memberRefreshMs: undefined }, { liveness: 'members', memberTtlMs: 18 * 3_600_000 })
+    expect(gossip.memberRefreshMs).toBe(6 * 3_600_000)
+    expect(gossip.nodeRefreshMs).toBe(12 * 3_600_000)
+    const start = clock.now()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const kindsUntil = async (atMs: number): Promise<string[]> => {
+      const from = pubsub.published.length
+      await heartbeatAt(gossip, clock, start, atMs)
+      return pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)
+    }
+    const hour = 3_600_000
+    // A refresh is sent at the heartbeat from which waiting one more would break it.
+    expect(await kindsUntil(6 * hour - 2000)).toEqual([])
+    expect(await kindsUntil(6 * hour - 1000)).toEqual(['member'])
+    expect(await kindsUntil(12 * hour - 3000)).toEqual([])
+    // The member record's next refresh (6 h after the last, sent 1 s early) ...
+    expect(await kindsUntil(12 * hour - 2000)).toEqual(['member'])
+    // ... and the node record, 12 h after the first, which brings a member record with it.
+    expect(await kindsUntil(12 * hour - 1000)).toEqual(['node', 'member'])
+    expect(await kindsUntil(18 * hour - 3000)).toEqual([])
+    gossip.stop()
+  })
+
+  it('member refresh is capped at a third of the view\'s memberTtlMs (the view\'s default 3 h: 1 h, node record 2 h); a heartbeat view caps nothing', () => {
+    const capped = setup({ memberRefreshMs: undefined }, { liveness: 'members' }).gossip
+    expect(capped.memberRefreshMs).toBe(3_600_000)
+    expect(capped.nodeRefreshMs).toBe(2 * 3_600_000)
+    expect(setup({ memberRefreshMs: 600_000 }, { liveness: 'members' }).gossip.memberRefreshMs).toBe(600_000)
+    expect(setup({ memberRefreshMs: undefined }).gossip.memberRefreshMs).toBe(6 * 3_600_000)
+  })
+
+  it('a node, member or down record that reached no peer is published again at every heartbeat until one reaches a peer; only the newest of each kind', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    pubsub.recipients = 0
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const first = pubsub.envelopes(MEMBERS_TOPIC)
+    expect(first.map(e => e.kind)).toEqual(['node', 'member'])
+    // Reached nobody: the same signed records again (nothing new signed), at every heartbeat.
+    let from = pubsub.published.length
+    await heartbeats(gossip, clock, 2)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from)).toEqual([...first, ...first])
+    expect(gossip.stats().sent).toMatchObject({ node: 1, member: 1 })
+    expect(gossip.stats().republished).toBe(4)
+    // Instances are not retried for lack of recipients (a cell may have no follower): only on their refresh.
+    expect(pubsub.envelopes(cellTopic('billing'))).toHaveLength(1)
+    // A newer member record replaces the pending one; the pending node record goes with it.
+    state.node = { ...state.node, capacity: { ...state.node.capacity, freeSlots: 5 } }
+    from = pubsub.published.length
+    await heartbeats(gossip, clock, 1)
+    const second = pubsub.envelopes(MEMBERS_TOPIC, from)
+    expect(second.map(e => e.kind)).toEqual(['node', 'member'])
+    expect(second[0]).toEqual(first[0])
+    expect((second[1] as Extract<FleetEnvelope, { kind: 'member' }>).record.freeSlots).toBe(5)
+    // A down report that reached nobody joins them.
+    await gossip.reportDown(otherId.toString(), 7)
+    from = pubsub.published.length
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)).toEqual(['node', 'member', 'down'])
+    // While gossipsub knows no subscriber of the topic, nothing is tried.
+    let subscribers: unknown[] = []
+    pubsub.getSubscribers = () => subscribers
+    from = pubsub.published.length
+    await heartbeats(gossip, clock, 2)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from)).toEqual([])
+    // A peer appears and takes them: sent once more, then nothing until something changes.
+    subscribers = [otherId]
+    pubsub.recipients = 1
+    from = pubsub.published.length
+    await heartbeats(gossip, clock, 3)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, from).map(e => e.kind)).toEqual(['node', 'member', 'down'])
+    expect(gossip.stats().publishFailures).toBe(0)
+    gossip.stop()
+  })
+
+  it('keeps at most 16 unsent down reports, the newest per subject', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    pubsub.recipients = 0
+    const subjects = await Promise.all(Array.from({ length: 18 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()))
+    for (const subject of subjects) await gossip.reportDown(subject, 1)
+    await gossip.reportDown(subjects[17], 2)
+    const from = pubsub.published.length
+    await heartbeats(gossip, clock, 1)
+    const downs = pubsub.envelopes(MEMBERS_TOPIC, from) as Array<Extract<FleetEnvelope, { kind: 'down' }>>
+    expect(downs.map(d => `${d.record.subject}@${d.record.subjectSeq}`)).toEqual([...subjects.slice(2, 17).map(s => `${s}@1`), `${subjects[17]}@2`])
     gossip.stop()
   })
 

@@ -48,10 +48,10 @@ function instance (id: string, instanceId: string, cell: string): LocalInstanceS
   return inst
 }
 
-async function member (name: string, cells: string[]): Promise<Member> {
+async function member (name: string, cells: string[], own: ManualClock = clock): Promise<Member> {
   const privateKey = await generateKeyPair('Ed25519')
   // Per-cell liveness: nodes live by node/member records and down verdicts, instances by refreshMs.
-  const view = new FleetView({ clock, liveness: 'members' })
+  const view = new FleetView({ clock: own, liveness: 'members' })
   const libp2p = await createLibp2p({
     privateKey,
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -66,13 +66,13 @@ async function member (name: string, cells: string[]): Promise<Member> {
     }
   })
   const id = libp2p.peerId.toString()
-  const { nodeId: _n, seq: _s, sentMs: _t, ...node } = makeNodeRecord(id, { startedMs: clock.now(), roles: ['full', 'host'] })
+  const { nodeId: _n, seq: _s, sentMs: _t, ...node } = makeNodeRecord(id, { startedMs: own.now(), roles: ['full', 'host'] })
   const instances = cells.map((cell, i) => instance(id, `${name}-${cell}-${i}`, cell))
   const pulls: FleetSyncResult[] = []
   const gossip = new FleetGossip({
     pubsub: libp2p.services.pubsub,
     view,
-    clock,
+    clock: own,
     privateKey,
     heartbeatMs: 1000,
     dissemination: 'per-cell',
@@ -320,5 +320,52 @@ describe('gossip bytes: fleet vs per-cell on the same workload', () => {
     }
     console.log(`mean inbound gossip bytes per node over 10 heartbeats (4 nodes, 1 replica each): fleet ${results.fleet.toFixed(0)}, per-cell ${results['per-cell'].toFixed(0)}`)
     expect(results['per-cell']).toBeLessThan(results.fleet / 3)
+  })
+})
+
+describe('announcements that reached nobody', () => {
+  it('a node whose first node and member records reached no peer is learned by its peers once it connects, by gossip alone', async () => {
+    // Own clock; fleet-sync never pulls by itself here (autoPull 0, no anti-entropy): only gossip can tell p and q about e.
+    const own = new ManualClock(Date.now())
+    const [p, q] = [await member('late-p', [], own), await member('late-q', [], own)]
+    await q.libp2p.dial(p.libp2p.getMultiaddrs()[0])
+    for (const m of [p, q]) m.gossip.start()
+    await poll('p and q see each other on the members topic', () => subscribers(p, MEMBERS_TOPIC).length === 1 && subscribers(q, MEMBERS_TOPIC).length === 1)
+    const tickOf = async (ms: Member[], advanceMs: number): Promise<void> => {
+      const before = ms.map(m => m.gossip.stats().ticks)
+      const ticked = Promise.all(ms.map(async (m, i) => { await until(`${m.name} tick`, () => m.gossip.stats().ticks > before[i], [m.gossip], 'heartbeat') }))
+      own.advance(advanceMs)
+      await ticked
+    }
+    await tickOf([p, q], 0)
+    await until('p and q know each other', () => p.view.nodes().length === 2 && q.view.nodes().length === 2, [p.view, q.view], 'change')
+
+    // e starts with no connection at all: its start-time node and member records reach nobody.
+    const e = await member('late-e', ['gamma'], own)
+    e.gossip.start()
+    await tickOf([e], 0)
+    expect(e.gossip.stats().sent).toMatchObject({ node: 1, member: 1 })
+    expect(e.libp2p.getPeers()).toHaveLength(0)
+    // Without a subscriber nothing is even tried again.
+    await tickOf([p, q, e], 1000)
+    expect(e.gossip.stats().republished).toBe(0)
+
+    // e connects to p only. Its next heartbeats send the same records again until one reaches a peer;
+    // q hears of e through p (gossipsub forwards, or gossips the id and q asks).
+    await e.libp2p.dial(p.libp2p.getMultiaddrs()[0])
+    await poll('e sees p on the members topic', () => subscribers(e, MEMBERS_TOPIC).includes(p.id))
+    for (let i = 0; i < 20 && p.view.node(e.id) === undefined; i++) await tickOf([p, q, e], 1000)
+    await until('p knows e', () => p.view.node(e.id) !== undefined, [p.view], 'change')
+    await until('q knows e', () => q.view.node(e.id) !== undefined, [q.view], 'change')
+    expect(e.gossip.stats().sent).toMatchObject({ node: 1, member: 1 })
+    expect(e.gossip.stats().republished).toBeGreaterThanOrEqual(2)
+    for (const m of [p, q, e]) {
+      expect(m.libp2p.services.fleetSync.stats()).toMatchObject({ pulls: 0, served: 0 })
+      expect(m.pulls).toEqual([])
+    }
+    // Reached: nothing more is sent again.
+    const republished = e.gossip.stats().republished
+    await tickOf([p, q, e], 1000)
+    expect(e.gossip.stats().republished).toBe(republished)
   })
 })
