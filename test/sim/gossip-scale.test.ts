@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
-import { CELL_DESIGN, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
+import { CELL_DESIGN, effectiveRefresh, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
 import { LIMITS } from '../../core/fleet/records.ts'
 import { decodeEnvelope, decodeFrame } from '../../core/fleet/codec.ts'
 import type { SignedNodeKeyEnvelope } from '../../core/fleet/codec.ts'
@@ -119,7 +119,7 @@ describe('gossipsub scale model', () => {
     const o = { nodes: 300, cells: 20, seed: 5, samples: 200 }
     // No cells: only the members topic, so the row's copies per message are that topic's.
     const work = { ...makeWorkload(300, 20, new SeededRandom(3)), hosts: [] }
-    const quiet = { ...CELL_DESIGN, nodeRecordChangesPerNodePerHour: 0, failuresPerNodePerDay: 0 }
+    const quiet = { ...CELL_DESIGN, nodeRecordChangesPerNodePerHour: 0, failuresPerNodePerDay: 0, memberTtlMs: Infinity }
     const base = runPerCell({ ...o, design: quiet }, sizes, work)
     // Full node records (with their member record) at 1 per node per 100 s: every node receives each about `copies` times.
     const withNodes = runPerCell({ ...o, design: { ...quiet, nodeRecordChangesPerNodePerHour: 36 } }, sizes, work)
@@ -136,7 +136,17 @@ describe('gossipsub scale model', () => {
 
   it('derives the members topic rates from the real options: refresh only after memberRefreshMs of silence, load changes rate-limited, down reports up to downReporters', () => {
     const silent = { ...CELL_DESIGN, memberChangesPerNodePerHour: 0, memberLoadChangesPerNodePerHour: 0, nodeRecordChangesPerNodePerHour: 0, failuresPerNodePerDay: 0 }
-    expect(memberRates(silent)).toEqual({ node: 0, member: 1000 / CELL_DESIGN.memberRefreshMs, refresh: 1000 / CELL_DESIGN.memberRefreshMs, down: 0 })
+    // Member refresh 6 h, node record re-signed every 18 - 6 = 12 h (a node bundle also counts as a member send).
+    const quietRates = memberRates(silent)
+    expect(effectiveRefresh(CELL_DESIGN)).toEqual({ memberMs: 6 * 3_600_000, nodeMs: 12 * 3_600_000 })
+    expect(quietRates.node * 12 * 3_600).toBeCloseTo(1)
+    expect(quietRates.nodeRefresh).toBe(quietRates.node)
+    // Member records (alone or in a node bundle): at least one per 6 h, fewer alone than 1 per 6 h.
+    expect((quietRates.member + quietRates.node) * 6 * 3_600).toBeGreaterThan(1)
+    expect(quietRates.member * 6 * 3_600).toBeLessThan(1)
+    expect(quietRates.down).toBe(0)
+    // The view's default memberTtlMs (3 h) caps the member refresh at 1 h and the node refresh at 2 h.
+    expect(effectiveRefresh({ ...CELL_DESIGN, memberTtlMs: 3 * 3_600_000 })).toEqual({ memberMs: 3_600_000, nodeMs: 2 * 3_600_000 })
     // Load changes offered far faster than the limit are sent about once per memberLoadMinIntervalMs.
     const busy = memberRates({ ...silent, memberLoadChangesPerNodePerHour: 3_600 })
     expect(busy.member * CELL_DESIGN.memberLoadMinIntervalMs / 1000).toBeGreaterThan(0.99)
@@ -145,7 +155,7 @@ describe('gossipsub scale model', () => {
     // A failure: 16 reporters, of which a view keeps LIMITS.downReporters; the node's start bundle.
     const failing = memberRates({ ...silent, failuresPerNodePerDay: 1 })
     expect(failing.down * 86_400).toBeCloseTo(Math.min(16, LIMITS.downReporters))
-    expect(failing.node * 86_400).toBeCloseTo(1)
+    expect((failing.node - failing.nodeRefresh) * 86_400).toBeCloseTo(1)
     expect(CELL_DESIGN.downReporters).toBe(LIMITS.downReporters)
     // The defaults: a few member records an hour, refreshes almost never due.
     const rates = memberRates(CELL_DESIGN)

@@ -51,8 +51,14 @@ export interface CellDesign {
   /** FleetGossip: an instance is re-sent when nothing changed every cellRefreshMs(hosts) = max(cellRefreshMinMs, hosts / cellRefreshPerSecond s)... */
   cellRefreshMinMs: number
   cellRefreshPerSecond: number
-  /** FleetGossip: a member record is re-sent after this long without any member or node record sent. */
+  /**
+   * FleetGossip: a member record is re-sent after this long without any member or node record sent,
+   * capped at memberTtlMs / 3; the full node record is re-signed after max(that, memberTtlMs - that)
+   * without a change (so a view that pulls it later does not refuse it as expired). See effectiveRefresh.
+   */
   memberRefreshMs: number
+  /** FleetView ('members' liveness): a node lives this long after its newest node or member record. */
+  memberTtlMs: number
   /** FleetGossip: a member record whose only change is load (CPU, memory past the dead band) waits until this long after the previous one. */
   memberLoadMinIntervalMs: number
   /** FleetView: distinct reporters kept per down subject (LIMITS.downReporters); a further report is dropped ('overflow-down', ignored: not forwarded). */
@@ -94,6 +100,7 @@ export const CELL_DESIGN: CellDesign = {
   cellRefreshMinMs: 5_000,
   cellRefreshPerSecond: 2,
   memberRefreshMs: 6 * 3_600_000,
+  memberTtlMs: 18 * 3_600_000,
   memberLoadMinIntervalMs: 600_000,
   downReporters: LIMITS.downReporters,
   downQuorum: 2,
@@ -116,8 +123,10 @@ export const CELL_DESIGN: CellDesign = {
 
 /** Per-node message rates (per second) on the members topic that a CellDesign implies. */
 export interface MemberRates {
-  /** Full node record + member record bundles: starts after a failure and node record changes. */
+  /** Full node record + member record bundles: starts after a failure, node record changes, node refreshes. */
   node: number
+  /** Of `node`: refreshes (the node refresh passed without a change). */
+  nodeRefresh: number
   /** Member records alone: at once on slot/cell/leaving changes, load changes at most once per memberLoadMinIntervalMs, refreshes. */
   member: number
   /** Of `member`: refreshes (memberRefreshMs passed without any send). */
@@ -126,19 +135,30 @@ export interface MemberRates {
   down: number
 }
 
+/** The member and node record refreshes FleetGossip runs with (ms): memberRefreshMs capped at memberTtlMs / 3; the node record's max(member, memberTtlMs - member). */
+export function effectiveRefresh (d: CellDesign): { memberMs: number, nodeMs: number } {
+  const memberMs = Math.max(1, Math.min(d.memberRefreshMs, Math.floor(d.memberTtlMs / 3)))
+  return { memberMs, nodeMs: Math.max(memberMs, d.memberTtlMs - memberMs) }
+}
+
+/** Refreshes per second of a record re-sent after refreshS of silence, when other sends come as a Poisson process of `lambda` per s: λ e^(-λR) / (1 - e^(-λR)); 1/R when λ = 0. */
+function refreshRate (lambda: number, refreshS: number): number {
+  return lambda > 0 ? lambda * Math.exp(-lambda * refreshS) / -Math.expm1(-lambda * refreshS) : 1 / refreshS
+}
+
 export function memberRates (d: CellDesign): MemberRates {
-  const node = d.nodeRecordChangesPerNodePerHour / 3_600 + d.failuresPerNodePerDay / 86_400
+  const { memberMs, nodeMs } = effectiveRefresh(d)
+  const nodeChanges = d.nodeRecordChangesPerNodePerHour / 3_600 + d.failuresPerNodePerDay / 86_400
+  const nodeRefresh = refreshRate(nodeChanges, nodeMs / 1000)
+  const node = nodeChanges + nodeRefresh
   // Load changes as a Poisson process of rate λ, each sent when memberLoadMinIntervalMs has passed since the previous one.
   const loadOffered = d.memberLoadChangesPerNodePerHour / 3_600
   const load = loadOffered > 0 ? 1 / (d.memberLoadMinIntervalMs / 1000 + 1 / loadOffered) : 0
   const changes = d.memberChangesPerNodePerHour / 3_600 + load
-  // A refresh is due when memberRefreshMs passes without a send (node bundles carry a member record too).
-  // With sends at rate λ (Poisson), refreshes come at λ e^(-λR) / (1 - e^(-λR)); 1/R when λ = 0.
-  const lambda = changes + node
-  const r = d.memberRefreshMs / 1000
-  const refresh = lambda > 0 ? lambda * Math.exp(-lambda * r) / -Math.expm1(-lambda * r) : 1 / r
+  // A refresh is due when the member refresh passes without a send (node bundles carry a member record too).
+  const refresh = refreshRate(changes + node, memberMs / 1000)
   const down = d.failuresPerNodePerDay / 86_400 * Math.min(d.reportersPerFailure, d.downReporters)
-  return { node, member: changes + refresh, refresh, down }
+  return { node, nodeRefresh, member: changes + refresh, refresh, down }
 }
 
 export interface ScaleRow {
