@@ -653,12 +653,54 @@ export class FleetGossip extends EventTarget {
     return ok
   }
 
-  /** Stage 1: the cells this node hosts (not stopped or crashed) and every cell with a release or desired record. */
+  /**
+   * The cells followed automatically: those this node hosts (not stopped or crashed), always, and
+   * the cells with a release or desired record that followPolicy wants (default: all of them).
+   */
   private wantedCells (instances: readonly LocalInstanceState[], now: number): Set<string> {
     const cells = new Set<string>()
     for (const i of instances) if (i.state !== 'stopped' && i.state !== 'crashed') cells.add(i.cell)
-    for (const cell of this.init.view.cells(now)) if (this.init.view.claimants(cell).length > 0) cells.add(cell)
+    const released = new Set<string>()
+    for (const cell of this.init.view.cells(now)) {
+      if (this.init.view.claimants(cell).length === 0) continue
+      released.add(cell)
+      if (this.policyWants(cell)) cells.add(cell)
+    }
+    // Answers are kept for the view's released cells only (the view bounds those).
+    for (const cell of [...this.policyAnswers.keys()]) if (!released.has(cell)) this.policyAnswers.delete(cell)
     return cells
+  }
+
+  /** followPolicy's answer for `cell`, asked once and remembered until refollow(); a policy that throws counts as yes. */
+  private policyWants (cell: string): boolean {
+    const policy = this.init.followPolicy
+    if (policy === undefined) return true
+    let answer = this.policyAnswers.get(cell)
+    if (answer === undefined) {
+      try {
+        answer = policy(cell)
+      } catch (err) {
+        log.error('followPolicy failed for cell %s (followed): %e', cell, err)
+        answer = true
+      }
+      this.policyAnswers.set(cell, answer)
+    }
+    return answer
+  }
+
+  /**
+   * Per-cell: asks followPolicy again about every cell with a release or desired record (the host
+   * calls it when its policy's answers may have changed, e.g. its standby ranking moved). Newly wanted
+   * cells are subscribed and pulled at once; cells neither hosted, wanted nor explicitly followed are
+   * unsubscribed. The view keeps an unfollowed cell's instances until they expire (3 × their
+   * refreshMs without a resend, which no longer reaches this node): nothing removes them earlier.
+   * No-op in fleet mode or before start().
+   */
+  refollow (): void {
+    if (!this.started || !this.perCell) return
+    this.policyAnswers.clear()
+    this.autoCells = this.wantedCells((this.init.localInstances?.() ?? []).slice(0, this.maxLocalInstances), this.init.clock.now())
+    this.syncFollowed()
   }
 
   /**
@@ -756,7 +798,7 @@ export class FleetGossip extends EventTarget {
   private onViewChange (evt: Event): void {
     const change = (evt as CustomEvent<FleetChange>).detail
     if (change === undefined) return
-    if ((change.kind === 'release' || change.kind === 'desired') && change.op === 'upsert' && change.cell !== undefined && !this.autoCells.has(change.cell)) {
+    if ((change.kind === 'release' || change.kind === 'desired') && change.op === 'upsert' && change.cell !== undefined && !this.autoCells.has(change.cell) && this.policyWants(change.cell)) {
       this.autoCells.add(change.cell)
       this.syncFollowed()
     }

@@ -523,6 +523,63 @@ describe('FleetGossip per-cell following', () => {
     gossip.stop()
   })
 
+  it('followPolicy narrows the automatic follows (hosted and explicit cells stay); refollow() asks again, joins and leaves', async () => {
+    const wanted = new Set(['ledger'])
+    const asked: string[] = []
+    const { clock, pubsub, gossip, pulls } = setup({ followPolicy: (cell) => { asked.push(cell); return wanted.has(cell) } })
+    gossip.follow('audit')
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    for (const cell of ['ledger', 'orders', 'billing']) {
+      expect(await pubsub.deliver(FLEET_RELEASE_TOPIC, encodeEnvelope({ kind: 'release', signed: releaseBytes(cell, 3) }), otherId)).toBe('accept')
+    }
+    // billing is hosted: followed whatever the policy says; orders is not wanted.
+    expect(gossip.followed()).toEqual(['audit', 'billing', 'ledger', 'search'])
+    await heartbeats(gossip, clock, 3)
+    expect(gossip.followed()).toEqual(['audit', 'billing', 'ledger', 'search'])
+    // Asked once per cell, not at every heartbeat.
+    expect(asked.sort()).toEqual(['billing', 'ledger', 'orders'])
+    expect(pulls.sort()).toEqual(['audit', 'billing', 'ledger', 'search'])
+
+    // The policy changes its mind: refollow() joins orders (and pulls it), leaves ledger, keeps the rest.
+    wanted.delete('ledger')
+    wanted.add('orders')
+    gossip.refollow()
+    expect(gossip.followed()).toEqual(['audit', 'billing', 'orders', 'search'])
+    expect(asked.filter(c => c === 'orders')).toHaveLength(2)
+    expect(pulls.filter(c => c === 'orders')).toHaveLength(1)
+    expect(pubsub.topics.has(cellTopic('ledger'))).toBe(false)
+    expect(pubsub.topicValidators.has(cellTopic('ledger'))).toBe(false)
+    expect(pubsub.topics.has(cellTopic('orders'))).toBe(true)
+    // An explicit follow outlives the policy; unfollow() then leaves it.
+    gossip.unfollow('audit')
+    expect(gossip.followed()).toEqual(['billing', 'orders', 'search'])
+    gossip.stop()
+  })
+
+  it('without followPolicy every cell with a release is followed; refollow() is a no-op in fleet mode and before start', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.refollow()
+    expect(gossip.followed()).toEqual([])
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    expect(await pubsub.deliver(FLEET_RELEASE_TOPIC, encodeEnvelope({ kind: 'release', signed: releaseBytes('orders', 3) }), otherId)).toBe('accept')
+    gossip.refollow()
+    expect(gossip.followed()).toEqual(['billing', 'orders', 'search'])
+    gossip.stop()
+    const fleet = setup({ dissemination: 'fleet', followPolicy: () => { throw new Error('not asked in fleet mode') } }).gossip
+    fleet.start()
+    fleet.refollow()
+    expect(fleet.followed()).toEqual([])
+    fleet.stop()
+    const throwing = setup({ followPolicy: () => { throw new Error('ranking not ready') } })
+    throwing.gossip.start()
+    await nextHeartbeat(throwing.gossip, throwing.clock, 0)
+    expect(await throwing.pubsub.deliver(FLEET_RELEASE_TOPIC, encodeEnvelope({ kind: 'release', signed: releaseBytes('orders', 3) }), otherId)).toBe('accept')
+    expect(throwing.gossip.followed()).toContain('orders')
+    throwing.gossip.stop()
+  })
+
   it('runs at most maxCellPullsInFlight cell pulls at once and survives failed pulls', async () => {
     const waiting: Array<{ cell: string, done: (ok: boolean) => void }> = []
     const { clock, gossip } = setup({
