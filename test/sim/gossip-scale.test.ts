@@ -162,4 +162,15 @@ describe('gossipsub scale model', () => {
     expect(rates.member * 3_600).toBeLessThan(2)
     expect(rates.refresh * 3_600).toBeLessThan(0.01)
   })
+  it('stage 1 callers follow the cells they call instead of pulling: more topics per node, more inbound', async () => {
+    const sizes = await measureGossipSizes()
+    const o = { nodes: 300, cells: 20, seed: 5, samples: 60 }
+    const work = makeWorkload(300, 20, new SeededRandom(3))
+    const pulling = runPerCell(o, sizes, work)
+    const following = runPerCell({ ...o, design: { ...CELL_DESIGN, callersFollow: true } }, sizes, work)
+    expect(following.topicsMean! - pulling.topicsMean!).toBeGreaterThan(CELL_DESIGN.callsPerNode * 0.8)
+    expect(following.topicsMean! - pulling.topicsMean!).toBeLessThanOrEqual(CELL_DESIGN.callsPerNode)
+    expect(following.inMeanBps).toBeGreaterThan(pulling.inMeanBps)
+    expect(following.coverage).toBe(1)
+  }, 60_000)
 })

@@ -90,8 +90,10 @@ export interface CellDesign {
   failuresPerNodePerDay: number
   /** Full nodes connected to a lost node, each sending one down report (about 16: 8 outbound links each way). */
   reportersPerFailure: number
-  /** Cells a node calls; a caller pulls a sample of 16 ready replicas of each every pullMs (no subscription). */
+  /** Cells a node calls (chosen in proportion to the cells' sizes); a caller pulls a sample of 16 ready replicas of each every pullMs (no subscription)... */
   callsPerNode: number
+  /** ...or, as stage 1 does (FleetGossip.follow for callers), follows each called cell's topic instead. */
+  callersFollow?: boolean
   pullMs: number
   pullBytes: number
 }
@@ -279,11 +281,30 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
   const extraLinks = new Float64Array(o.nodes)
   const conv: number[] = []
   const results: TopicResult[] = []
-  for (const hosts of work.hosts) {
+  // Stage 1: callers follow the cells they call (picked in proportion to the cells' sizes).
+  const callers: number[][] = work.hosts.map(() => [])
+  if (d.callersFollow === true && work.hosts.length > 0) {
+    const pick = random.fork()
+    const cumulative: number[] = []
+    let total = 0
+    for (const h of work.hosts) cumulative.push(total += h.length)
+    for (let v = 0; v < o.nodes; v++) {
+      const called = new Set<number>()
+      for (let guard = 0; called.size < Math.min(d.callsPerNode, work.hosts.length) && guard < 100; guard++) {
+        const x = pick.next() * total
+        let c = 0
+        while (cumulative[c] <= x) c++
+        called.add(c)
+      }
+      for (const c of called) callers[c].push(v)
+    }
+  }
+  for (const [c, hosts] of work.hosts.entries()) {
     const followers = new Set<number>(hosts)
     const pick = random.fork()
     let guard = 0
     while (followers.size < hosts.length + d.candidates && followers.size < o.nodes && guard++ < 1000) followers.add(Math.floor(pick.next() * o.nodes))
+    for (const v of callers[c]) followers.add(v)
     const memberList = Int32Array.from(followers)
     for (const v of memberList) topics[v]++
     const topic = buildTopic(memberList, graph, d.topicDials, cellParams, random.fork())
@@ -307,7 +328,7 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     memberList.forEach((v, i) => { data[v] += r.dataBps[i]; control[v] += r.controlBps[i] })
   }
   // Callers pull a sample of replicas point to point instead of following the cell.
-  for (let v = 0; v < o.nodes; v++) data[v] += d.callsPerNode * d.pullBytes * 1000 / d.pullMs
+  if (d.callersFollow !== true) for (let v = 0; v < o.nodes; v++) data[v] += d.callsPerNode * d.pullBytes * 1000 / d.pullMs
   const inbound = data.map((x, i) => x + control[i])
   const connections = (graph.reduce((s, g) => s + g.length, 0) + extraLinks.reduce((s, x) => s + x, 0)) / o.nodes
   const row = summarise('per-cell', o.nodes, inbound, data, control, conv, [mr, ...results], connections, started)

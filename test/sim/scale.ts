@@ -4,6 +4,7 @@
 //   node test/sim/scale.ts                          1,000 and 10,000 nodes, 100 cells
 //   node test/sim/scale.ts --validate               also the full model (every message of a second) at ≤ 2,000 nodes
 //   options: --nodes 1000,10000 --cells 100 --samples 100 --seed 1 --hop-ms 10,80 --loss 0.01
+//            --callers-follow (stage 1: a caller follows the cells it calls instead of pulling)
 //            --write (table into docs/biology.md)
 
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -28,6 +29,7 @@ async function main (): Promise<void> {
       validate: { type: 'boolean', default: false },
       'hop-ms': { type: 'string', default: DEFAULT_LINKS.hopMs.join(',') },
       loss: { type: 'string', default: String(DEFAULT_LINKS.loss) },
+      'callers-follow': { type: 'boolean', default: false },
       write: { type: 'boolean', default: false }
     }
   })
@@ -42,19 +44,19 @@ async function main (): Promise<void> {
   const out: string[] = []
   const say = (line: string): void => { out.push(line); process.stdout.write(line + '\n') }
   say(`Message sizes (bytes on the wire: gossipsub RPC with StrictSign fields + yamux + Noise), from the real codec and signatures: today's heartbeat ${sizes.todayMessageBytes(0)} with no replica, ${sizes.todayMessageBytes(1)} with one, +${sizes.todayMessageBytes(2) - sizes.todayMessageBytes(1)} per further replica (node record envelope ${sizes.nodeEnvelopeBytes}, instance envelope ${sizes.instanceEnvelopeBytes}); per-cell messages: instance record (with refreshMs) on its cell topic ${sizes.cellMessageBytes(1)} (envelope ${sizes.cellInstanceEnvelopeBytes}), member record ${sizes.memberMessageBytes} (envelope ${sizes.memberEnvelopeBytes}), node + member record ${sizes.nodeMessageBytes}, down report ${sizes.downMessageBytes} (envelope ${sizes.downEnvelopeBytes}); IHAVE ${sizes.ihaveBytes(1)} with one id, +${((sizes.ihaveBytes(100) - sizes.ihaveBytes(0)) / 100).toFixed(0)} per id (message id ${sizes.messageIdBytes}); IDONTWANT ${sizes.idontwantBytes}; gossipsub's own share of a message ${sizes.gossipsubOverheadBytes}.`)
-  const d = CELL_DESIGN
+  const d = { ...CELL_DESIGN, callersFollow: values['callers-follow'] }
   const r = memberRates(d)
   const refresh = effectiveRefresh(d)
   const perHour = (perS: number): string => (perS * 3_600).toFixed(3)
   say('')
-  say(`Per-cell parameters (core/fleet defaults): cellRefreshMinMs ${d.cellRefreshMinMs}, cellRefreshPerSecond ${d.cellRefreshPerSecond}, memberRefreshMs ${d.memberRefreshMs / 3_600_000} h with FleetView memberTtlMs ${d.memberTtlMs / 3_600_000} h (member refresh ${refresh.memberMs / 3_600_000} h; full node record at start, on a change of addrs/grants/roles/slots/halts, and re-signed after ${refresh.nodeMs / 3_600_000} h without one), memberLoadMinIntervalMs ${d.memberLoadMinIntervalMs / 60_000} min, down reports kept per subject ${d.downReporters} (quorum ${d.downQuorum}). Assumed per node: ${d.memberChangesPerNodePerHour} slot/cell change and ${d.memberLoadChangesPerNodePerHour} load change an hour, ${d.nodeRecordChangesPerNodePerHour.toFixed(3)} node record changes an hour, ${d.failuresPerNodePerDay} failure a day reported by ${d.reportersPerFailure} peers, ${d.changesPerReplicaPerS * 3_600} instance changes per replica an hour, ${d.candidates} standby candidates per cell, ${d.callsPerNode} called cells pulled every ${d.pullMs / 1000} s. Members topic per node an hour: ${perHour(r.node)} node + member bundles (${perHour(r.nodeRefresh)} of them refreshes), ${perHour(r.member)} member records (${perHour(r.refresh)} of them refreshes), ${perHour(r.down)} down reports.`)
+  say(`Per-cell parameters (core/fleet defaults): cellRefreshMinMs ${d.cellRefreshMinMs}, cellRefreshPerSecond ${d.cellRefreshPerSecond}, memberRefreshMs ${d.memberRefreshMs / 3_600_000} h with FleetView memberTtlMs ${d.memberTtlMs / 3_600_000} h (member refresh ${refresh.memberMs / 3_600_000} h; full node record at start, on a change of addrs/grants/roles/slots/halts, and re-signed after ${refresh.nodeMs / 3_600_000} h without one), memberLoadMinIntervalMs ${d.memberLoadMinIntervalMs / 60_000} min, down reports kept per subject ${d.downReporters} (quorum ${d.downQuorum}). Assumed per node: ${d.memberChangesPerNodePerHour} slot/cell change and ${d.memberLoadChangesPerNodePerHour} load change an hour, ${d.nodeRecordChangesPerNodePerHour.toFixed(3)} node record changes an hour, ${d.failuresPerNodePerDay} failure a day reported by ${d.reportersPerFailure} peers, ${d.changesPerReplicaPerS * 3_600} instance changes per replica an hour, ${d.candidates} standby candidates per cell, ${d.callsPerNode} called cells ${d.callersFollow ? 'followed (stage 1)' : `pulled every ${d.pullMs / 1000} s`}. Members topic per node an hour: ${perHour(r.node)} node + member bundles (${perHour(r.nodeRefresh)} of them refreshes), ${perHour(r.member)} member records (${perHour(r.refresh)} of them refreshes), ${perHour(r.down)} down reports.`)
   say('')
   const rows: ScaleRow[] = []
   for (const nodes of values.nodes.split(',').map(Number)) {
     const work = makeWorkload(nodes, cells, new SeededRandom(seed))
     const biggest = Math.max(...work.hosts.map(h => h.length))
     process.stderr.write(`${nodes} nodes: ${work.hosts.reduce((s, h) => s + h.length, 0)} replicas in ${cells} cells (biggest ${biggest})\n`)
-    const o = { nodes, cells, seed, samples, links }
+    const o = { nodes, cells, seed, samples, links, design: d }
     rows.push(runToday(o, sizes, work))
     process.stderr.write(`  today done in ${(rows[rows.length - 1].wallMs / 1000).toFixed(1)} s\n`)
     rows.push(runPerCell(o, sizes, work))
@@ -74,7 +76,7 @@ async function main (): Promise<void> {
   say(scaleTable(rows))
   say('')
   say(`Per-cell topics followed (besides the members topic): ${topics}.`)
-  say(`Command: \`npm run sim:scale -- --nodes ${values.nodes} --cells ${cells} --samples ${samples} --seed ${seed}${linkFlags}${values.validate ? ' --validate' : ''}\` (model wall time per row: ${rows.map(r => (r.wallMs / 1000).toFixed(1)).join(', ')} s).`)
+  say(`Command: \`npm run sim:scale -- --nodes ${values.nodes} --cells ${cells} --samples ${samples} --seed ${seed}${linkFlags}${d.callersFollow ? ' --callers-follow' : ''}${values.validate ? ' --validate' : ''}\` (model wall time per row: ${rows.map(r => (r.wallMs / 1000).toFixed(1)).join(', ')} s).`)
   if (values.write) {
     const doc = readFileSync(DOC, 'utf8')
     const a = doc.indexOf(BEGIN)
