@@ -8,8 +8,10 @@
 // - 'per-cell': the node record and a compact member record on `/cell/members/1`, sent on a change
 //   and otherwise every memberRefreshMs; each local instance on its cell's topic `/cell/c/<cell>/1`,
 //   at once on a change and otherwise every max(5 s, hosts / 2 per s), the promise carried in the
-//   record's refreshMs. A node receives only the cells it follows (see follow()). Every heartbeat
-//   only compares what the host reports with what was last sent: nothing is signed when nothing is due.
+//   record's refreshMs. A node receives only the cells it follows: those it hosts, those follow() was
+//   called for, and those with a release or desired record that `followPolicy` wants (default: all;
+//   see refollow()). Every heartbeat only compares what the host reports with what was last sent:
+//   nothing is signed when nothing is due.
 //   Per-cell bandwidth rules (10,000 nodes within 50 kB/s, test/sim/gossip-sizes.ts):
 //   - the full node record is sent at start and when its addrs, grants, roles, halts or slots change,
 //     not periodically (only before the view's memberTtlMs would make it too old to accept, see
@@ -22,6 +24,9 @@
 //   - a node, member or down record whose publish reached no peer (not connected yet, or no stream
 //     open to any subscriber) is published again at every heartbeat until one publish reaches a peer
 //     (only the newest node and member record, and a bounded number of down reports, are kept for it).
+//     Records that reached one peer are not sent again when more peers subscribe: that peer forwards
+//     them, and a resend per new subscriber would multiply the start-up traffic of every node (a
+//     duplicate record is accepted and forwarded fleet-wide like a new one).
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { AbortOptions, PeerId, PrivateKey } from '@libp2p/interface'
