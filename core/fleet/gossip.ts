@@ -24,6 +24,9 @@
 //   - a node, member or down record whose publish reached no peer (not connected yet, or no stream
 //     open to any subscriber) is published again at every heartbeat until one publish reaches a peer
 //     (only the newest node and member record, and a bounded number of down reports, are kept for it).
+//     An instance record that none of its cell's known followers took is sent again (re-signed) at
+//     the next heartbeats, at most 10 in a row; one of a cell nobody follows yet is not (followers
+//     pull when they start following).
 //     Records that reached one peer are not sent again when more peers subscribe: that peer forwards
 //     them, and a resend per new subscriber would multiply the start-up traffic of every node (a
 //     duplicate record is accepted and forwarded fleet-wide like a new one).
@@ -169,7 +172,7 @@ export interface FleetGossipStats {
   sent?: { node: number, member: number, instance: number, down: number }
   /** Per-cell: member records sent at once because a down report named this node. */
   refuted?: number
-  /** Per-cell: node, member or down records published again because their last publish reached no peer. */
+  /** Per-cell: node, member or down records published again because their last publish reached no peer, and instance records sent again because none of their cell's known followers took them. */
   republished?: number
   /** Per-cell: cells followed now. */
   followed?: number
@@ -189,7 +192,16 @@ export interface FleetGossipStats {
 export type FleetGossipCounters = Required<FleetGossipStats>
 
 /** Instance fields whose change is sent at once in per-cell mode. */
-interface SentInstance { fingerprint: string, cpuPercent: number, sentMs: number, refreshMs: number }
+interface SentInstance {
+  fingerprint: string
+  cpuPercent: number
+  sentMs: number
+  refreshMs: number
+  /** The last send reached none of the topic's known subscribers: sent again at the next heartbeat. */
+  resend?: boolean
+  /** Sends in a row that reached none of the known subscribers (at most MAX_INSTANCE_RESENDS are retried). */
+  misses?: number
+}
 
 /** The member fields compared between sends (seq, sentMs and nodeSeq are stamped at send). */
 export type MemberFields = Omit<MemberRecord, 'nodeId' | 'seq' | 'sentMs' | 'nodeSeq'>
@@ -202,6 +214,8 @@ const MAX_NODE_PULL_TIMES = 1024
 const MAX_NODE_PULL_QUEUE = 64
 /** Cells one queued node pull carries (within fleet-sync's filter bound). */
 const MAX_NODE_PULL_CELLS = 8
+/** An instance send that reached none of its cell's known subscribers is retried at most this many heartbeats in a row. */
+const MAX_INSTANCE_RESENDS = 10
 /** Down reports (one per subject, the newest) kept for publishing again while no peer took them. */
 const MAX_PENDING_DOWN = 16
 /** Per-cell defaults (docs/biology.md "Scale"; test/sim/gossip-sizes.ts). */
@@ -588,7 +602,7 @@ export class FleetGossip extends EventTarget {
       present.add(inst.instanceId)
       const last = this.lastSent.get(inst.instanceId)
       const fingerprint = instanceFingerprint(inst)
-      if (last !== undefined && last.fingerprint === fingerprint && Math.abs(last.cpuPercent - inst.cpuPercent) <= LOAD_CHANGE_POINTS && !due(last.sentMs, last.refreshMs)) continue
+      if (last !== undefined && last.resend !== true && last.fingerprint === fingerprint && Math.abs(last.cpuPercent - inst.cpuPercent) <= LOAD_CHANGE_POINTS && !due(last.sentMs, last.refreshMs)) continue
       let refreshMs = refreshByCell.get(inst.cell)
       if (refreshMs === undefined) {
         // Hosts: the cell's live instances elsewhere in the view, and this node's own as it reports them now.
@@ -612,13 +626,30 @@ export class FleetGossip extends EventTarget {
       if (batch === undefined) byCell.set(inst.cell, batch = { items: [], ids: [] })
       batch.items.push({ bytes, ageMs: 0 })
       batch.ids.push(inst.instanceId)
-      this.lastSent.set(inst.instanceId, { fingerprint, cpuPercent: inst.cpuPercent, sentMs: now, refreshMs })
+      this.lastSent.set(inst.instanceId, { fingerprint, cpuPercent: inst.cpuPercent, sentMs: now, refreshMs, ...(last?.resend === true ? { misses: last.misses } : {}) })
       this.counters.sent.instance++
     }
     for (const id of this.lastSent.keys()) if (!present.has(id)) this.lastSent.delete(id)
     for (const [cell, { items, ids }] of byCell) {
+      const topic = cellTopic(cell)
+      const reached = await this.publishAll(topic, items)
       // Not handed to gossipsub: these instances go again at the next heartbeat.
-      if (!await this.publishAll(cellTopic(cell), items)) for (const id of ids) this.lastSent.delete(id)
+      if (reached === undefined) {
+        for (const id of ids) this.lastSent.delete(id)
+        continue
+      }
+      // Handed over but taken by none of the followers gossipsub knows (their streams from this node
+      // not open yet, as for releases): again at the next heartbeats, a bounded number of times. A cell
+      // nobody follows is not retried: its followers pull its records when they start following.
+      const followers = this.init.pubsub.getSubscribers?.(topic).length ?? 0
+      if (followers === 0 || reached > 0) continue
+      for (const id of ids) {
+        const sent = this.lastSent.get(id)
+        if (sent === undefined) continue
+        sent.misses = (sent.misses ?? 0) + 1
+        sent.resend = sent.misses <= MAX_INSTANCE_RESENDS
+        if (sent.resend) this.counters.republished++
+      }
     }
   }
 
@@ -640,22 +671,24 @@ export class FleetGossip extends EventTarget {
       if (this.init.pubsub.getSubscribers?.(this.membersTopic).length === 0) return
       this.counters.republished += items.length
     }
-    if (!await this.publishAll(this.membersTopic, items.map(bytes => ({ bytes, ageMs: 0 })), true)) return
+    const reached = await this.publishAll(this.membersTopic, items.map(bytes => ({ bytes, ageMs: 0 })))
+    if (reached === undefined || reached === 0) return
     // Reached a peer: what was sent stops being pending (a newer record signed meanwhile stays).
     if (this.pendingNode !== undefined && items.includes(this.pendingNode)) this.pendingNode = undefined
     if (this.pendingMember !== undefined && items.includes(this.pendingMember)) this.pendingMember = undefined
     for (const [subject, bytes] of [...this.pendingDown]) if (items.includes(bytes)) this.pendingDown.delete(subject)
   }
 
-  /** Publishes items bundled into frames; false when any frame failed to publish (or, with `reach`, reached no peer). */
-  private async publishAll (topic: string, items: BundleItem[], reach = false): Promise<boolean> {
-    let ok = true
+  /** Publishes items bundled into frames: how many peers the frame that reached the fewest reached; undefined when a frame failed to publish. */
+  private async publishAll (topic: string, items: BundleItem[]): Promise<number | undefined> {
+    let failed = false
+    let fewest = Infinity
     for (const frame of encodeBundles(items, MAX_MESSAGE_BYTES)) {
       const failuresBefore = this.counters.publishFailures
-      const recipients = await this.publish(topic, frame)
-      if (this.counters.publishFailures !== failuresBefore || (reach && recipients === 0)) ok = false
+      fewest = Math.min(fewest, await this.publish(topic, frame))
+      if (this.counters.publishFailures !== failuresBefore) failed = true
     }
-    return ok
+    return failed ? undefined : fewest === Infinity ? 0 : fewest
   }
 
   /**

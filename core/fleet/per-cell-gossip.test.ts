@@ -417,6 +417,31 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.stop()
   })
 
+  it('an instance none of its cell\'s known followers took is sent again at the next heartbeats, at most 10 in a row; a cell without followers is not', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    pubsub.recipients = 0
+    pubsub.getSubscribers = (topic) => topic === cellTopic('billing') ? [otherId] : []
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const billing = (from: number): number => pubsub.envelopes(cellTopic('billing'), from).length
+    expect(billing(0)).toBe(1)
+    const from = pubsub.published.length
+    await heartbeats(gossip, clock, 12)
+    // Re-signed each time (a new seq), 10 times, then only its refresh (5 s) goes on.
+    const resent = pubsub.envelopes(cellTopic('billing'), from) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>
+    expect(resent).toHaveLength(10)
+    expect(new Set(resent.map(e => e.record.seq)).size).toBe(10)
+    // search has no known follower: only its refreshes (every 4 s: sent a heartbeat early).
+    expect(pubsub.envelopes(cellTopic('search'), from)).toHaveLength(3)
+    // A follower takes it: a change goes once, then nothing until its refresh.
+    pubsub.recipients = 1
+    state.instances[0] = { ...state.instances[0], state: 'draining' }
+    const next = pubsub.published.length
+    await heartbeats(gossip, clock, 3)
+    expect(billing(next)).toBe(1)
+    gossip.stop()
+  })
+
   it('keeps at most 16 unsent down reports, the newest per subject', async () => {
     const { clock, pubsub, gossip } = setup()
     gossip.start()
