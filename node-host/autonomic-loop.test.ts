@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { initialCellState, RELEASE_HALTED_METRIC, type BiologyView, type CellState, type Policy } from '../core/biology/index.ts'
+import { initialCellState, rendezvous, RELEASE_HALTED_METRIC, type BiologyView, type CellState, type Policy } from '../core/biology/index.ts'
 import type { Manifest } from '../core/manifest/index.ts'
 import { encodeCertificate, generateAuthority, issueGrant } from '../core/identity/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
@@ -215,5 +215,57 @@ describe('replicas out of sight', () => {
     show(fleet.slice(0, 4), [])
     loop.membership()
     expect(loop.outOfSight(CELL)).toBe(0)
+  })
+})
+
+describe('per-cell following', () => {
+  /** A loop on `self` among `ids` (all eligible, none hosting) with following on, `candidates` per cell. */
+  function loopAmong (self: string, ids: string[], clock: ManualClock, candidates: number, onFollowChange: () => void, instances: InstanceRecord[] = []): AutonomicLoop {
+    const nodes = ids.map(id => makeNodeRecord(id, { roles: ['full'] }))
+    const view = { nodes: () => nodes, instances: () => instances, member: () => undefined, desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [AUTHORITY], node: () => undefined } as unknown as FleetView
+    const store = { cells: () => [CELL], releases: () => [v1], byDigest: (_: string, d: string) => [v1].find(r => r.digest === d) } as unknown as ReleaseStore
+    const replicas = { list: () => [], spawn: async () => {}, drain: async () => {} } as unknown as ReplicaSet
+    return new AutonomicLoop({
+      selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.9, bytes: (n: number) => new Uint8Array(n) },
+      canHost: () => true, hostGrant: async () => true, following: { candidates, joinMs: 1000, onFollowChange }
+    })
+  }
+  const ids = Array.from({ length: 10 }, (_, i) => `node${i}`)
+  const ranked = [...ids].sort((a, b) => rendezvous(CELL, b) - rendezvous(CELL, a))
+
+  it('a standby candidate follows the cell and decides for it once it has followed it for joinMs', async () => {
+    const clock = new ManualClock(1_000_000)
+    let changes = 0
+    const loop = loopAmong(ranked[1], ids, clock, 2, () => { changes++ })
+    await loop.tick()
+    expect(loop.follows(CELL)).toBe(true)
+    expect(changes).toBe(1)
+    expect(loop.lastReasons.get(CELL)).toEqual(['following: waiting for the cell\'s records'])
+    expect(loop.counters.volunteers).toBe(0)
+    clock.advance(1000)
+    await loop.tick()
+    expect(changes).toBe(1)
+    // It counts the two candidates only, not all ten eligible nodes: p = deficit 2 / 2 = 1, so it
+    // volunteers even with a draw of 0.9 (over all ten, p = 0.2 and that draw stays put).
+    expect(loop.counters.volunteers).toBe(1)
+  })
+
+  it('a node that is neither host nor candidate neither follows nor decides', async () => {
+    const clock = new ManualClock(1_000_000)
+    let changes = 0
+    const loop = loopAmong(ranked[5], ids, clock, 2, () => { changes++ })
+    for (let i = 0; i < 3; i++) { await loop.tick(); clock.advance(1000) }
+    expect(loop.follows(CELL)).toBe(false)
+    expect(changes).toBe(0)
+    expect(loop.counters.volunteers).toBe(0)
+    expect(loop.lastReasons.get(CELL)).toEqual(['not following: neither a host nor a standby candidate'])
+  })
+
+  it('counts per-cell replicas stale only after 3 × their refreshMs', () => {
+    const clock = new ManualClock(1_000_000)
+    const slow = makeInstanceRecord('node1', { cell: CELL, instanceId: 'r1', refreshMs: 20_000 })
+    expect(loopAmong(ranked[0], ids, clock, 2, () => {}, [slow]).cellParams(CELL)).toMatchObject({ heartbeatStaleMs: 60_000 })
+    const fast = makeInstanceRecord('node1', { cell: CELL, instanceId: 'r1', refreshMs: 1_000 })
+    expect(loopAmong(ranked[0], ids, clock, 2, () => {}, [fast]).cellParams(CELL)).toBeUndefined()
   })
 })

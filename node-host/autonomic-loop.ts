@@ -2,7 +2,7 @@
 // gossiped fleet view onto the pure biology decision functions and carry out what they say for this
 // node only (spawn, volunteer after jitter, drain its own oldest replicas, restart, halt).
 import { logger } from '@libp2p/logger'
-import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, retiredBy, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
+import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, retiredBy, standbyCandidates, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
 import { LIMITS, type FleetView, type NodeHalt, type NodeRecord } from '../core/fleet/index.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
@@ -64,6 +64,13 @@ export interface AutonomicLoopInit {
    * random 0–2 s; a heartbeat a second later left room for two replicas where one was wanted).
    */
   announce?: () => void
+  /**
+   * Per-cell dissemination (docs/biology.md "Scale"): this node decides only for the cells it
+   * follows — those it hosts a replica of and those it is a standby candidate for — and only
+   * `joinMs` (default 1 s) after it began to follow one (time for the cell's records to arrive).
+   * `onFollowChange` is told when that set changed (the mesh subscribes and unsubscribes).
+   */
+  following?: { joinMs?: number, onFollowChange?: () => void, /** Default STANDBY_CANDIDATES (8). */ candidates?: number }
 }
 
 /** Full nodes remembered for the minority check (oldest forgotten first). */
@@ -111,10 +118,62 @@ export class AutonomicLoop extends EventTarget {
   private readonly lastReplicas = new Map<string, Map<string, { count: number, atMs: number }>>()
   /** Members out of sight at the last `membership()`. */
   private hidden: string[] = []
+  /** Per-cell dissemination: the cells this node follows, since when (bounded by the release store's cells). */
+  private readonly followSince = new Map<string, number>()
 
   constructor (init: AutonomicLoopInit) {
     super()
     this.init = init
+  }
+
+  /**
+   * Per-cell dissemination: does this node follow `cell` (host one of its replicas, or rank among
+   * its standby candidates)? Without `following` in the init, every cell is followed.
+   */
+  follows (cell: string): boolean {
+    return this.init.following === undefined || this.followSince.has(cell) || this.init.replicas.list(cell).length > 0
+  }
+
+  /** The nodes hosting `cell` as the member records say (this node: its own replicas). */
+  private hostsOf (cell: string): Set<string> {
+    const hosts = new Set<string>()
+    if (this.init.replicas.list(cell).some(r => r.state !== 'stopped' && r.state !== 'crashed')) hosts.add(this.init.selfId)
+    for (const n of this.init.view.nodes()) if (n.nodeId !== this.init.selfId && this.init.view.member(n.nodeId)?.cells.includes(cell) === true) hosts.add(n.nodeId)
+    // A replica record in view counts too (a member record may lag its node's first replica).
+    for (const i of this.init.view.instances(cell)) if (i.state === 'starting' || i.state === 'ready' || i.state === 'draining') hosts.add(i.nodeId)
+    return hosts
+  }
+
+  /**
+   * Per-cell dissemination: the biology view of `cell` narrowed to its followers (hosts and standby
+   * candidates), so that `e` in p = d / e counts the candidates, and whether this node follows it.
+   */
+  private narrowToFollowers (cell: string, view: BiologyView, authority: string | undefined): { view: BiologyView, follows: boolean } {
+    const hosts = this.hostsOf(cell)
+    const candidates = standbyCandidates(cell, view.nodes, (id) => hosts.has(id), authority, resolveParams(this.cellParams(cell)), this.init.following?.candidates)
+    const self = this.init.selfId
+    return {
+      view: { ...view, nodes: view.nodes.filter(n => n.id === self || hosts.has(n.id) || candidates.has(n.id)) },
+      follows: hosts.has(self) || candidates.has(self)
+    }
+  }
+
+  /**
+   * Per-cell dissemination: notes whether this node follows `cell` now (a node that stops following
+   * forgets what it counted for the cell; its desired record and halts stay) and whether it has
+   * followed it for joinMs, so that the cell's records had time to arrive. Returns whether to decide.
+   */
+  private followCell (cell: string, follows: boolean, hostsHere: boolean): { decide: boolean, changed: boolean } {
+    if (!follows) {
+      if (!this.followSince.delete(cell)) return { decide: false, changed: false }
+      const state = this.states.get(cell)
+      if (state !== undefined) this.states.set(cell, { ...initialCellState(cell), desired: state.desired, halts: state.halts })
+      return { decide: false, changed: true }
+    }
+    const nowMs = this.init.clock.now()
+    const changed = !this.followSince.has(cell)
+    if (changed) this.followSince.set(cell, nowMs)
+    return { decide: hostsHere || nowMs >= this.followSince.get(cell)! + (this.init.following?.joinMs ?? 1000), changed }
   }
 
   /** The replica count the last tick aimed for (for `cell status` and `cell top`). */
@@ -196,6 +255,19 @@ export class AutonomicLoop extends EventTarget {
     let n = 0
     for (const id of this.hidden) n += this.lastReplicas.get(id)?.get(cell)?.count ?? 0
     return n
+  }
+
+  /**
+   * The biology parameters for `cell`: under per-cell dissemination a cell's replicas are resent
+   * only every `refreshMs` (5 s and up, longer for big cells), and the view counts them live for
+   * 3 × that; a heartbeat counts as stale no sooner than the view would drop it.
+   */
+  cellParams (cell: string): Partial<BiologyParams> | undefined {
+    let refreshMs = 0
+    for (const i of this.init.view.instances(cell)) if (i.refreshMs !== undefined && i.refreshMs > refreshMs) refreshMs = i.refreshMs
+    if (refreshMs === 0) return this.init.params
+    const staleMs = resolveParams(this.init.params).heartbeatStaleMs
+    return 3 * refreshMs > staleMs ? { ...this.init.params, heartbeatStaleMs: 3 * refreshMs } : this.init.params
   }
 
   biologyView (cell: string): BiologyView {
@@ -319,6 +391,10 @@ export class AutonomicLoop extends EventTarget {
       const membership = this.membership()
       const held = new Set(this.init.replicas.list().map(r => r.instanceId))
       for (const id of this.restarted) if (!held.has(id)) this.restarted.delete(id)
+      let followChanged = false
+      for (const cell of this.followSince.keys()) {
+        if (this.init.releases.releases(cell).length === 0) { this.followSince.delete(cell); followChanged = true }
+      }
       for (const cell of this.init.releases.cells()) {
         const prepared = this.init.releases.releases(cell)
         if (prepared.length === 0) continue
@@ -332,9 +408,20 @@ export class AutonomicLoop extends EventTarget {
         const state = this.states.get(cell) ?? initialCellState(cell)
         await this.refreshGossipedHalts(cell)
         await this.refreshGrantedHosts(cell)
-        const view = this.biologyView(cell)
-        const policy = policyRelease(cell, prepared, view, state).manifest.biology
-        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.init.params, membership: { ...membership, outOfSight: this.outOfSight(cell) } })
+        let view = this.biologyView(cell)
+        const governing = policyRelease(cell, prepared, view, state)
+        const policy = governing.manifest.biology
+        if (this.init.following !== undefined) {
+          const narrowed = this.narrowToFollowers(cell, view, governing.authority)
+          const followed = this.followCell(cell, narrowed.follows, this.init.replicas.list(cell).length > 0)
+          followChanged ||= followed.changed
+          if (!followed.decide) {
+            this.lastReasons.set(cell, [this.followSince.has(cell) ? 'following: waiting for the cell\'s records' : 'not following: neither a host nor a standby candidate'])
+            continue
+          }
+          view = narrowed.view
+        }
+        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.cellParams(cell), membership: { ...membership, outOfSight: this.outOfSight(cell) } })
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
         const why = this.init.unplaceable?.(prepared[prepared.length - 1])
@@ -342,6 +429,7 @@ export class AutonomicLoop extends EventTarget {
         this.noteRetired(cell, view, decision.state)
         for (const action of decision.actions) await this.act(action, policy)
       }
+      if (followChanged) this.init.following?.onFollowChange?.()
     } catch (err) {
       this.counters.failures++
       this.lastError = { atMs: this.init.clock.now(), message: `tick: ${(err as Error).name}: ${(err as Error).message}` }
@@ -411,7 +499,9 @@ export class AutonomicLoop extends EventTarget {
           if (!this.running) return
           const state = this.states.get(action.cell) ?? initialCellState(action.cell)
           const membership = { ...this.membership(), outOfSight: this.outOfSight(action.cell) }
-          const confirm = confirmSpawn({ cell: action.cell, view: this.biologyView(action.cell), policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.init.params, membership })
+          let view = this.biologyView(action.cell)
+          if (this.init.following !== undefined) view = this.narrowToFollowers(action.cell, view, release.authority).view
+          const confirm = confirmSpawn({ cell: action.cell, view, policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.cellParams(action.cell), membership })
           log('volunteer %s: %s', action.cell, confirm.reason)
           if (confirm.action != null) void this.act(confirm.action, policy)
         }, action.delayMs)

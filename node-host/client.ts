@@ -6,9 +6,9 @@ import { CellError } from '../core/errors.ts'
 import { Mesh } from '../core/mesh/index.ts'
 import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, type Clock } from '../core/ports.ts'
-import type { InstanceRecord } from '../core/fleet/index.ts'
+import type { Dissemination, InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './client-transports.ts'
-import { authorityKey, bootstrapList } from './cli/fleet-options.ts'
+import { authorityKey, bootstrapList, disseminationOf } from './cli/fleet-options.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
 import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
@@ -35,6 +35,8 @@ export interface ClientInit {
   /** Calls run in client spans (core/telemetry/tracer.ts) whose traceparent travels in the call frame. */
   tracer?: Tracer
   clock?: Clock
+  /** How fleet records travel; default CELL_DISSEMINATION, else `dissemination` of $CELL_HOME/node.toml, else 'fleet'. */
+  dissemination?: Dissemination
 }
 
 /** The authority key of this user: CELL_AUTHORITY_KEY, else $CELL_HOME/authority.key (as `cell keygen` wrote it). */
@@ -69,6 +71,7 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
     credentials,
     trusted,
     clock,
+    dissemination: init.dissemination ?? await disseminationOf(undefined),
     ...(init.tracer !== undefined ? { tracer: init.tracer } : {}),
     // Replica failures travel by name; rebuild them as the classes Node callers can match on.
     errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any

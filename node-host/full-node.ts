@@ -9,7 +9,7 @@ import { Mesh } from '../core/mesh/index.ts'
 import { Credentials, authorityIdOf, encodeCertificate, verifyCertificates, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { CellError } from '../core/errors.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
-import type { LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
+import type { Dissemination, LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { SelfGrants } from './self-grants.ts'
 import { ListenerGarbage } from './listener-garbage.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
@@ -70,6 +70,10 @@ export interface FullNodeInit {
   /** Node-level tuning of the autonomic loop (core/biology BiologyParams). */
   biology?: Partial<BiologyParams>
   heartbeatMs?: number
+  /** How fleet records travel (core/fleet, docs/biology.md "Scale"); every node of a fleet uses the same. Default 'fleet'. */
+  dissemination?: Dissemination
+  /** Per-cell: standby candidates per cell besides its hosts (default 8; tests use fewer to see narrowing on a small fleet). */
+  standbyCandidates?: number
   tickMs?: number
   /** Fleet links: peers kept connected, their re-check and re-dial backoff, anti-entropy period, bootstrap tag ttl. */
   links?: { keep?: number, checkMs?: number, maxBackoffMs?: number, antiEntropyMs?: number, bootstrapTagTtlMs?: number }
@@ -247,6 +251,7 @@ export class FullNode {
       prepared: self?.preparedReleases() ?? [],
       startedMs
     })
+    let loopRef: AutonomicLoop | undefined
     const mesh = await Mesh.create({
       privateKey: peerKey,
       noiseCrypto: nodeNoiseCrypto,
@@ -267,6 +272,9 @@ export class FullNode {
       localNode,
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
+      ...(init.dissemination !== undefined ? { dissemination: init.dissemination } : {}),
+      // Per-cell: this node follows the cells it hosts and those it is a standby candidate for.
+      ...(init.dissemination === 'per-cell' ? { followPolicy: (cell: string) => loopRef?.follows(cell) ?? true } : {}),
       sequenceFloors: intent,
       clock,
       random,
@@ -281,7 +289,7 @@ export class FullNode {
       errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
     })
     addrs = () => mesh.libp2p.getMultiaddrs().map(String)
-    const loop = new AutonomicLoop({
+    const loop: AutonomicLoop = loopRef = new AutonomicLoop({
       selfId: credentials.peerId,
       view: mesh.view,
       releases,
@@ -292,6 +300,7 @@ export class FullNode {
       params: init.biology,
       hostGrant: mesh.hostGrant,
       announce: () => { mesh.gossip.soon() },
+      ...(init.dissemination === 'per-cell' ? { following: { onFollowChange: () => { mesh.gossip.refollow() }, ...(init.standbyCandidates !== undefined ? { candidates: init.standbyCandidates } : {}) } } : {}),
       canHost: (authority) => trusted.has(authority) && credentials.grantFor(authority)?.roles.includes('host') === true,
       // A cell that requires a strict sandbox (the default) is placed only on nodes advertising one,
       // and never started here when this node is weaker (ReplicaSet refuses it by name too).

@@ -14,13 +14,15 @@ import { gossipsubStoppingCleanly } from './gossipsub-stop.ts'
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap'
 import { logger } from '@libp2p/logger'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
+import type { AbortOptions, Ed25519PrivateKey, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
 import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
-import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor } from '../fleet/index.ts'
+import { FailureDetector } from '../fleet/failure-detector.ts'
+import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
 import { chooseFrom, chooseReplica, prepareChoice, type PreparedChoice } from '../routing/index.ts'
@@ -64,6 +66,15 @@ export interface MeshInit {
   localNode?: () => LocalNodeState | undefined
   localInstances?: () => LocalInstanceState[]
   heartbeatMs?: number
+  /**
+   * How fleet records travel (docs/biology.md "Scale"): 'fleet' (default) gossips every node's
+   * record and replicas on one topic every heartbeat; 'per-cell' gossips compact member records
+   * on change, each cell's replicas on the cell's own topic, and finds dead nodes with a failure
+   * detector. Every node and client of one fleet must use the same.
+   */
+  dissemination?: Dissemination
+  /** Per-cell: which cells with a release to follow automatically (default all; full nodes: hosted and standby-candidate cells). */
+  followPolicy?: (cell: string) => boolean
   /** Highest release / desired seq per (authority, cell) the host remembers across restarts. */
   sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor, retire?: SequenceFloor }
   defaultTimeoutMs?: number
@@ -167,6 +178,8 @@ export class Mesh {
   private readonly init: MeshInit
   /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
   readonly keeper: PeerKeeper | undefined
+  /** Per-cell dissemination on a full node: reports fleet peers it lost and cannot redial. */
+  readonly detector: FailureDetector | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
   /** The same channels once open, for calls that find theirs without waiting on a promise. */
   private readonly openChannels = new Map<string, Channel>()
@@ -174,8 +187,9 @@ export class Mesh {
   private readonly routes = new Map<string, Route>()
   private readonly onViewChange = (evt: Event): void => {
     const change = (evt as CustomEvent<{ kind: string, cell?: string }>).detail
-    // Node records do not decide which replicas are ready or who claims a cell.
-    if (change.kind === 'node') return
+    // Node, member and down records do not decide which replicas are ready or who claims a cell (a
+    // node found down also expires each of its instances, with their cells).
+    if (change.kind === 'node' || change.kind === 'member' || change.kind === 'down') return
     if (change.cell !== undefined) this.routes.delete(change.cell)
     else this.routes.clear()
   }
@@ -195,10 +209,12 @@ export class Mesh {
       await verifySignedRecord(signed, { ...opts, kind, trusted })
     let viewRef: FleetView | undefined
     const hostGrant = hostGrantCheck(clock)
+    const perCell = init.dissemination === 'per-cell'
     const view = new FleetView({
       clock,
       isTrusted: hostGrantPolicy(() => viewRef!, hostGrant, trusted),
       heartbeatMs: init.heartbeatMs ?? 1000,
+      ...(perCell ? { liveness: 'members' as const } : {}),
       ...(init.sequenceFloors !== undefined ? { sequenceFloors: init.sequenceFloors } : {}),
       verifyRelease: verifyRecord('release'),
       verifyDesired: verifyRecord('desired'),
@@ -263,14 +279,49 @@ export class Mesh {
       privateKey: init.privateKey,
       heartbeatMs: init.heartbeatMs ?? 1000,
       localNode: init.localNode,
-      localInstances: init.localInstances
+      localInstances: init.localInstances,
+      ...(perCell
+        ? {
+            dissemination: 'per-cell' as const,
+            ...(init.followPolicy !== undefined ? { followPolicy: init.followPolicy } : {}),
+            // A cell this peer starts to follow: its records from one connected full node.
+            pullCell: async (cell: string, options: AbortOptions) => {
+              const peer = libp2p.getPeers().find(p => view.node(p.toString())?.roles.includes('full') === true) ?? libp2p.getPeers()[0]
+              if (peer === undefined) return
+              await libp2p.services.fleetSync.pull(peer, { ...options, cells: [cell] })
+            },
+            // A member record of a node whose full record this view lacks: from the peer that relayed it.
+            pullNode: async (nodeId: string, fromPeer: string, options: AbortOptions) => {
+              await libp2p.services.fleetSync.pull(peerIdFromString(fromPeer), { ...options, nodes: [nodeId] })
+            }
+          }
+        : {})
     })
-    mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant)
+    // Per-cell liveness: a full node reports a fleet peer it lost and cannot redial; clients do not.
+    const detector = perCell && init.localNode !== undefined
+      ? new FailureDetector({
+        clock,
+        events: libp2p,
+        selfId: libp2p.peerId.toString(),
+        isConnected: (id) => libp2p.getConnections(peerIdFromString(id)).some(c => c.status === 'open'),
+        dial: async (id, options) => await libp2p.dial(peerIdFromString(id), options),
+        watched: (id) => {
+          const node = view.node(id)
+          if (node?.roles.includes('full') !== true) return undefined
+          // A down report must name the newest seq this view holds of its subject.
+          const about = view.downReportsAbout(id)
+          return about === undefined ? undefined : { seq: about.subjectSeq }
+        },
+        report: async (subject, subjectSeq) => { await gossip.reportDown(subject, subjectSeq) }
+      })
+      : undefined
+    mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant, detector)
     return mesh
   }
 
-  private constructor (init: MeshInit, libp2p: Libp2p<MeshServices>, view: FleetView, gossip: FleetGossip, errors: WireErrorRegistry, hostGrant: HostGrantCheck) {
+  private constructor (init: MeshInit, libp2p: Libp2p<MeshServices>, view: FleetView, gossip: FleetGossip, errors: WireErrorRegistry, hostGrant: HostGrantCheck, detector?: FailureDetector) {
     this.init = init
+    this.detector = detector
     this.hostGrant = hostGrant
     this.libp2p = libp2p
     this.view = view
@@ -312,6 +363,7 @@ export class Mesh {
     this.init.credentials.start()
     await this.libp2p.start()
     this.gossip.start()
+    this.detector?.start()
     this.view.addEventListener('change', this.onNodeSeen)
     this.routes.clear()
     this.view.addEventListener('change', this.onViewChange)
@@ -323,10 +375,17 @@ export class Mesh {
     this.started = false
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
+    this.detector?.stop()
     this.view.removeEventListener('change', this.onNodeSeen)
     this.view.removeEventListener('change', this.onViewChange)
     this.routes.clear()
-    this.gossip.stop()
+    // A mesh whose libp2p already stopped (it died under the node) still stops: gossipsub refuses
+    // to unsubscribe once stopped, and there is nothing left to tell the fleet.
+    try {
+      this.gossip.stop()
+    } catch (err) {
+      log('gossip stop: %s', (err as Error).message)
+    }
     for (const ch of this.channels.values()) void ch.then(c => { c.abort(new MeshNotStartedError('mesh stopped')) }, () => {})
     this.channels.clear()
     this.openChannels.clear()
@@ -447,6 +506,16 @@ export class Mesh {
       (traceparent) => this.callUntraced(cell, method, payload, options, traceparent))
   }
 
+  /** Follows `cell` for this peer's calls (bounded by FleetGossip's followed-cells limit). */
+  private followForCalls (cell: string): void {
+    if (this.gossip.followed().includes(cell)) return
+    try {
+      this.gossip.follow(cell)
+    } catch (err) {
+      log('cannot follow %s for calls: %s', cell, (err as Error).message)
+    }
+  }
+
   /** The client span's name and options for the last (cell, method) called. */
   private lastSpan: { cell: string, method: string, name: string, options: { kind: 'client', attributes: Record<string, string> } } | undefined
 
@@ -475,6 +544,9 @@ export class Mesh {
         const left = excluded
         choice = chooseReplica(route.candidates.filter(i => !left.has(i.nodeId)), { canaryWeight }, this.random)
       }
+      // Per-cell dissemination: a cell this peer does not follow has no replicas in its view yet;
+      // following it subscribes to the cell's topic and pulls its records from a full node.
+      if (choice == null && attempt === 0 && this.gossip.dissemination === 'per-cell') this.followForCalls(cell)
       // A view that holds no node yet (a client that has just started, its first pull in flight)
       // cannot say a cell is unknown: wait for it like for a cell between replicas.
       if (choice == null && ((excluded?.size ?? 0) > 0 || this.view.release(cell) != null || this.view.nodes().length === 0) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {

@@ -6,7 +6,9 @@ import { parseManifest } from '../../core/manifest/index.ts'
 import { readAuthorityKey } from '../keys/index.ts'
 import type { AuthorityKey } from '../../core/identity/index.ts'
 import { cellHome, defaultAuthorityKeyPath } from './usage.ts'
-import { readNodeConfig } from './node-config.ts'
+import { DISSEMINATIONS, readNodeConfig } from './node-config.ts'
+import type { Dissemination } from '../../core/fleet/index.ts'
+import { UsageError } from './usage.ts'
 
 export const FLEET_OPTIONS = {
   bootstrap: { type: 'string', multiple: true },
@@ -34,4 +36,19 @@ export async function bootstrapList (flags: string[] | undefined, cellDir?: stri
 
 export async function authorityKey (path: string | undefined): Promise<AuthorityKey> {
   return await readAuthorityKey(path ?? process.env.CELL_AUTHORITY_KEY ?? defaultAuthorityKeyPath())
+}
+
+/**
+ * How fleet records travel (docs/biology.md "Scale"): the --dissemination flag, else
+ * CELL_DISSEMINATION, else `dissemination` of `$CELL_HOME/node.toml`, else "fleet". Every node
+ * and client of one fleet must use the same.
+ */
+export async function disseminationOf (flag: string | undefined): Promise<Dissemination> {
+  const env = process.env.CELL_DISSEMINATION
+  const chosen = flag ?? (env != null && env.trim() !== '' ? env.trim() : undefined)
+  if (chosen !== undefined) {
+    if (!(DISSEMINATIONS as readonly string[]).includes(chosen)) throw new UsageError(`${flag !== undefined ? '--dissemination' : 'CELL_DISSEMINATION'} ${chosen}: expected ${DISSEMINATIONS.join(' or ')}`)
+    return chosen as Dissemination
+  }
+  return (await readNodeConfig(join(cellHome(), 'node.toml'), { optional: true })).dissemination ?? 'fleet'
 }

@@ -3,6 +3,7 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { readNodeConfig, NodeConfigError } from './node-config.ts'
+import { disseminationOf } from './fleet-options.ts'
 
 describe('node config', () => {
   it('reads bootstrap, trust and grants; absent optional file is empty; bad files are named', async () => {
@@ -16,13 +17,42 @@ describe('node config', () => {
       const pool = join(dir, 'pool.toml')
       await writeFile(pool, 'zfs_pool = "tank"\n')
       expect(await readNodeConfig(pool)).toEqual({ bootstrap: [], trust: [], grants: [], zfsPool: 'tank' })
-      for (const [name, text] of [['pool-path', 'zfs_pool = "tank/cell"'], ['pool-type', 'zfs_pool = 1'], ['syntax', 'bootstrap = ['], ['unknown', 'bootstrapp = []'], ['type', 'trust = "x"'], ['hex', 'trust = ["xyz"]'], ['addr', 'bootstrap = ["host:1"]']]) {
+      const mode = join(dir, 'mode.toml')
+      await writeFile(mode, 'dissemination = "per-cell"\n')
+      expect(await readNodeConfig(mode)).toEqual({ bootstrap: [], trust: [], grants: [], dissemination: 'per-cell' })
+      for (const [name, text] of [['mode-value', 'dissemination = "percell"'], ['mode-type', 'dissemination = 1'], ['pool-path', 'zfs_pool = "tank/cell"'], ['pool-type', 'zfs_pool = 1'], ['syntax', 'bootstrap = ['], ['unknown', 'bootstrapp = []'], ['type', 'trust = "x"'], ['hex', 'trust = ["xyz"]'], ['addr', 'bootstrap = ["host:1"]']]) {
         const file = join(dir, `${name}.toml`)
         await writeFile(file, text)
         await expect(readNodeConfig(file)).rejects.toBeInstanceOf(NodeConfigError)
       }
     } finally {
       await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('dissemination', () => {
+  it('takes the flag, else CELL_DISSEMINATION, else node.toml, else fleet; a wrong value is a usage error', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'cell-home-'))
+    const saved = { home: process.env.CELL_HOME, mode: process.env.CELL_DISSEMINATION }
+    try {
+      process.env.CELL_HOME = home
+      delete process.env.CELL_DISSEMINATION
+      expect(await disseminationOf(undefined)).toBe('fleet')
+      await writeFile(join(home, 'node.toml'), 'dissemination = "per-cell"\n')
+      expect(await disseminationOf(undefined)).toBe('per-cell')
+      process.env.CELL_DISSEMINATION = 'fleet'
+      expect(await disseminationOf(undefined)).toBe('fleet')
+      expect(await disseminationOf('per-cell')).toBe('per-cell')
+      await expect(disseminationOf('gossip')).rejects.toMatchObject({ name: 'UsageError', message: expect.stringContaining('--dissemination gossip') })
+      process.env.CELL_DISSEMINATION = 'cells'
+      await expect(disseminationOf(undefined)).rejects.toMatchObject({ name: 'UsageError', message: expect.stringContaining('CELL_DISSEMINATION cells') })
+    } finally {
+      if (saved.home === undefined) delete process.env.CELL_HOME
+      else process.env.CELL_HOME = saved.home
+      if (saved.mode === undefined) delete process.env.CELL_DISSEMINATION
+      else process.env.CELL_DISSEMINATION = saved.mode
+      await rm(home, { recursive: true, force: true })
     }
   })
 })

@@ -1,11 +1,13 @@
 // Optional node config file (`cell up --config FILE`, default $CELL_HOME/node.toml when present):
 //   bootstrap = ["/ip4/…/tcp/…/p2p/…"]   trust = ["<64 hex>"]   grants = ["cell-grant-v1:…"]
 //   zfs_pool = "tank"   (the ZFS pool stateful cells' volumes are created in; absent: the dir driver only)
+//   dissemination = "per-cell"   (how records travel: "fleet", the default, or "per-cell"; docs/biology.md "Scale")
 // Flags add to what the file says.
 import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
 import { CellError } from '../../core/errors.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
+import type { Dissemination } from '../../core/fleet/index.ts'
 
 export class NodeConfigError extends CellError { static override readonly errorName = 'NodeConfigError' }
 
@@ -14,9 +16,11 @@ export interface NodeConfig {
   trust: string[]
   grants: string[]
   zfsPool?: string
+  dissemination?: Dissemination
 }
 
-const KEYS = new Set(['bootstrap', 'trust', 'grants', 'zfs_pool'])
+const KEYS = new Set(['bootstrap', 'trust', 'grants', 'zfs_pool', 'dissemination'])
+export const DISSEMINATIONS: readonly Dissemination[] = ['fleet', 'per-cell']
 /** A ZFS pool name as `zpool create` accepts it (no dataset path). */
 export const ZFS_POOL_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/
 const MAX_CONFIG_BYTES = 64 * 1024
@@ -49,8 +53,15 @@ export async function readNodeConfig (file: string, options: { optional?: boolea
     bootstrap: strings(file, 'bootstrap', doc.bootstrap, s => s.startsWith('/')),
     trust: strings(file, 'trust', doc.trust, isAuthorityId),
     grants: strings(file, 'grants', doc.grants),
-    ...zfsPool(file, doc.zfs_pool)
+    ...zfsPool(file, doc.zfs_pool),
+    ...dissemination(file, doc.dissemination)
   }
+}
+
+function dissemination (file: string, value: unknown): { dissemination?: Dissemination } {
+  if (value === undefined) return {}
+  if (typeof value !== 'string' || !(DISSEMINATIONS as readonly string[]).includes(value)) throw new NodeConfigError(`${file}: dissemination must be one of ${DISSEMINATIONS.map(d => `"${d}"`).join(', ')}`)
+  return { dissemination: value as Dissemination }
 }
 
 function zfsPool (file: string, value: unknown): { zfsPool?: string } {

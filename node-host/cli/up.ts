@@ -6,7 +6,8 @@ import { FullNode } from '../full-node.ts'
 import { isAuthorityId } from '../../core/identity/index.ts'
 import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
-import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
+import { FLEET_OPTIONS, bootstrapList, authorityKey, disseminationOf } from './fleet-options.ts'
+import type { Dissemination } from '../../core/fleet/index.ts'
 import { readNodeConfig, ZFS_POOL_PATTERN } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
@@ -53,6 +54,11 @@ options:
   --redial-max D        longest pause between re-dials of a lost peer (default 15s)
   --anti-entropy D      how often it pulls the fleet from a random full node, catching what gossip
                         missed (default 30s, jittered; 0 disables)
+  --dissemination M     how fleet records travel: fleet (default; every node's record and replicas
+                        on one topic every heartbeat) or per-cell (compact member records on
+                        change, each cell's replicas on its own topic, a failure detector; for
+                        large fleets). Or CELL_DISSEMINATION, or dissemination in node.toml.
+                        Every node and client of one fleet must use the same
   --bootstrap-tag-ttl D how long libp2p's bootstrap tag lasts (default 2m; kept peers are tagged
                         keep-alive regardless)
   --metrics ADDR        serve Prometheus text on GET http://ADDR/metrics: HOST:PORT, :PORT or a
@@ -99,6 +105,7 @@ const OPTIONS = {
   'redial-max': { type: 'string' },
   'anti-entropy': { type: 'string' },
   'bootstrap-tag-ttl': { type: 'string' },
+  dissemination: { type: 'string' },
   'drain-grace': { type: 'string' },
   metrics: { type: 'string' },
   'zfs-pool': { type: 'string' },
@@ -190,6 +197,14 @@ export async function run (argv: string[]): Promise<number> {
   if (keepPeers !== undefined && (!Number.isInteger(keepPeers) || keepPeers < 0 || keepPeers > 256)) return usageFailure('--keep-peers must be a whole number 0-256', HELP)
   const zfsPool = v['zfs-pool'] ?? config.zfsPool
   if (zfsPool !== undefined && !ZFS_POOL_PATTERN.test(zfsPool)) return usageFailure(`--zfs-pool ${zfsPool} is not a ZFS pool name`, HELP)
+  let dissemination: Dissemination
+  try {
+    // The flag, else CELL_DISSEMINATION, else this node's config file (--config or node.toml).
+    const fromEnv = (process.env.CELL_DISSEMINATION ?? '').trim() !== ''
+    dissemination = v.dissemination !== undefined || fromEnv ? await disseminationOf(v.dissemination) : config.dissemination ?? 'fleet'
+  } catch (err) {
+    return usageFailure((err as Error).message, HELP)
+  }
   const trust = [...config.trust, ...(v.trust ?? [])]
   if (v.cell != null) {
     const file = join(v.cell, 'Cell.toml')
@@ -211,6 +226,7 @@ export async function run (argv: string[]): Promise<number> {
     maxReplicas: v['max-replicas'] != null ? Number(v['max-replicas']) : undefined,
     biology,
     heartbeatMs: durations.heartbeat,
+    dissemination,
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
     ...(zfsPool !== undefined ? { storage: { zfsPool } } : {}),

@@ -58,6 +58,8 @@ describe('metrics endpoint of a full node', () => {
     expect(text).toMatch(/^cell_biology_spawns_total [1-9]\d*$/m)
     expect(text).toMatch(/^cell_libp2p_connections\{direction="inbound"\} [1-9]\d*$/m)
     expect(text).toMatch(/^cell_gossip_heartbeats_total [1-9]\d*$/m)
+    expect(text).toMatch(/^cell_gossip_bytes_total\{direction="out",family="fleet"\} [1-9]\d*$/m)
+    expect(text).toMatch(/^cell_gossip_bytes_total\{direction="in",family="members"\} 0$/m)
     expect(text).toMatch(/^cell_artifact_fetches_total\{outcome="ok"\} 1$/m)
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m)
 

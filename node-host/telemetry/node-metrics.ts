@@ -146,6 +146,11 @@ export class NodeMetrics {
     }))
     counter('cell_gossip_messages_dropped_total', 'Fleet gossip messages received and not relayed (ignored or rejected).', [], () => one(read(s => s.gossip().received.ignore + s.gossip().received.reject)))
     counter('cell_gossip_instances_skipped_total', 'Local replicas left out of a heartbeat over the per-node limit.', [], () => one(read(s => s.gossip().skippedInstances)))
+    counter('cell_gossip_bytes_total', 'Fleet gossip message bytes, by direction (in, out) and topic family (fleet, members, cells, releases).', ['direction', 'family'], () => read(s => {
+      const bytes = s.gossip().bytes
+      if (bytes === undefined) return []
+      return (['in', 'out'] as const).flatMap(direction => Object.entries(bytes[direction]).map(([family, n]): [Record<string, string>, number] => [{ direction, family }, n]))
+    }))
 
     // the fleet view
     gauge('cell_fleet_nodes', 'Nodes in this node\'s fleet view.', [], () => one(read(s => s.view().nodes)))
