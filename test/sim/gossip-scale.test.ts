@@ -7,6 +7,11 @@ import { describe, expect, it } from 'vitest'
 import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
 import { CELL_DESIGN, effectiveRefresh, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
 import { LIMITS } from '../../core/fleet/records.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { FleetGossip, cellRefreshMs } from '../../core/fleet/gossip.ts'
+import type { FleetPubSub } from '../../core/fleet/gossip.ts'
+import { FleetView } from '../../core/fleet/view.ts'
+import { ManualClock } from '../../core/fleet/testing.ts'
 import { decodeEnvelope, decodeFrame } from '../../core/fleet/codec.ts'
 import type { SignedNodeKeyEnvelope } from '../../core/fleet/codec.ts'
 import { verifyRecord } from '../../core/fleet/sign.ts'
@@ -173,4 +178,22 @@ describe('gossipsub scale model', () => {
     expect(following.inMeanBps).toBeGreaterThan(pulling.inMeanBps)
     expect(following.coverage).toBe(1)
   }, 60_000)
+  it('models the refreshes the real FleetGossip runs with (core/fleet defaults)', async () => {
+    const privateKey = await generateKeyPair('Ed25519')
+    const pubsub: FleetPubSub = { subscribe: () => {}, unsubscribe: () => {}, publish: async () => undefined, topicValidators: new Map() }
+    const real = (memberTtlMs?: number): { gossip: FleetGossip, view: FleetView } => {
+      const clock = new ManualClock()
+      const view = new FleetView({ clock, liveness: 'members', ...(memberTtlMs !== undefined ? { memberTtlMs } : {}) })
+      return { gossip: new FleetGossip({ pubsub, view, clock, privateKey, dissemination: 'per-cell' }), view }
+    }
+    // With the memberTtlMs the model assumes: member refresh 6 h, node record re-signed after 12 h.
+    const { gossip } = real(CELL_DESIGN.memberTtlMs)
+    expect({ memberMs: gossip.memberRefreshMs, nodeMs: gossip.nodeRefreshMs }).toEqual(effectiveRefresh(CELL_DESIGN))
+    expect(gossip.memberRefreshMs).toBe(CELL_DESIGN.memberRefreshMs)
+    // With the view's default memberTtlMs, as effectiveRefresh says too.
+    const defaults = real()
+    expect({ memberMs: defaults.gossip.memberRefreshMs, nodeMs: defaults.gossip.nodeRefreshMs }).toEqual(effectiveRefresh({ ...CELL_DESIGN, memberTtlMs: defaults.view.memberTtlMs }))
+    // The cell refresh: the real function with its defaults.
+    for (const hosts of [1, 10, 25, 100, 1_928]) expect(cellRefreshMs(hosts, CELL_DESIGN.cellRefreshMinMs, CELL_DESIGN.cellRefreshPerSecond)).toBe(cellRefreshMs(hosts))
+  })
 })
