@@ -218,9 +218,21 @@ const MAX_NODE_PULL_CELLS = 8
 const MAX_INSTANCE_RESENDS = 10
 /** Down reports (one per subject, the newest) kept for publishing again while no peer took them. */
 const MAX_PENDING_DOWN = 16
-/** Per-cell defaults (docs/biology.md "Scale"; test/sim/gossip-sizes.ts). */
-const DEFAULT_MEMBER_REFRESH_MS = 6 * 3_600_000
-const DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS = 600_000
+
+/**
+ * Per-cell defaults that keep a 10,000-node fleet within 50 kB/s per node (docs/biology.md "Scale";
+ * test/sim/gossip-sizes.ts). `memberTtlMs` is the FleetView's (3 × the refresh): a view left at its
+ * own default (3 h) caps FleetGossip's member refresh at 1 h.
+ */
+export const PER_CELL_DEFAULTS = {
+  memberRefreshMs: 6 * 3_600_000,
+  memberTtlMs: 18 * 3_600_000,
+  memberLoadMinIntervalMs: 600_000,
+  cellRefreshMinMs: 5000,
+  cellRefreshPerSecond: 2
+} as const
+const DEFAULT_MEMBER_REFRESH_MS = PER_CELL_DEFAULTS.memberRefreshMs
+const DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS = PER_CELL_DEFAULTS.memberLoadMinIntervalMs
 
 /**
  * The member record of a node as its host reports it: slots and load from the node state; cells =
@@ -292,7 +304,7 @@ export function instanceFingerprint (i: LocalInstanceState): string {
 }
 
 /** An instance's refresh in per-cell mode: max(minMs, hosts / perSecond s), within LIMITS' refreshMs bounds. */
-export function cellRefreshMs (hosts: number, minMs = 5000, perSecond = 2): number {
+export function cellRefreshMs (hosts: number, minMs: number = PER_CELL_DEFAULTS.cellRefreshMinMs, perSecond: number = PER_CELL_DEFAULTS.cellRefreshPerSecond): number {
   const ms = Math.max(minMs, Math.ceil(Math.max(0, hosts) / perSecond * 1000))
   return Math.min(LIMITS.refreshMsMax, Math.max(LIMITS.refreshMsMin, ms))
 }

@@ -9,7 +9,7 @@ import type { Message, TopicValidatorFn } from '@libp2p/gossipsub'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { FleetEnvelope } from './codec.ts'
 import { FLEET_TOPIC_SCORE } from './gossip-score.ts'
-import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, cellRefreshMs, memberChanged, memberFields, memberLoadChanged, memberStructureChanged } from './gossip.ts'
+import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, PER_CELL_DEFAULTS, cellRefreshMs, memberChanged, memberFields, memberLoadChanged, memberStructureChanged } from './gossip.ts'
 import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState } from './gossip.ts'
 import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
 import type { ReleaseFields } from './records.ts'
@@ -341,7 +341,8 @@ describe('FleetGossip per-cell publishing', () => {
   })
 
   it('defaults: member records every 6 h, the node record only before views would refuse it as too old (memberTtlMs 18 h: every 12 h)', async () => {
-    const { clock, pubsub, gossip } = setup({ memberRefreshMs: undefined }, { liveness: 'members', memberTtlMs: 18 * 3_600_000 })
+    expect(PER_CELL_DEFAULTS.memberTtlMs).toBe(18 * 3_600_000)
+    const { clock, pubsub, gossip } = setup({ memberRefreshMs: undefined }, { liveness: 'members', memberTtlMs: PER_CELL_DEFAULTS.memberTtlMs })
     expect(gossip.memberRefreshMs).toBe(6 * 3_600_000)
     expect(gossip.nodeRefreshMs).toBe(12 * 3_600_000)
     const start = clock.now()
