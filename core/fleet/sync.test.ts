@@ -139,6 +139,20 @@ describe('fleet-sync request filter (pure)', () => {
     const req = parseSyncRequest(encodeSyncRequest(chain, { cells: ['billing', 'ledger', 'billing'], nodes: [id] }))
     expect(req).toEqual({ legacy: false, chain, filter: { cells: ['billing', 'ledger'], nodes: [id] } })
     expect(parseSyncRequest(encodeSyncRequest(new Uint8Array(0), { nodes: [id] })).filter).toEqual({ cells: [], nodes: [id] })
+    // A caller's sample travels as an optional trailing field.
+    expect(parseSyncRequest(encodeSyncRequest(chain, { cells: ['billing'], sample: 16 })).filter).toEqual({ cells: ['billing'], nodes: [], sample: 16 })
+    expect(encodeSyncRequest(chain, { cells: ['billing'], sample: 16 }).length).toBe(encodeSyncRequest(chain, { cells: ['billing'] }).length + 1)
+  })
+
+  it('refuses a sample out of bounds or without cells, also in a hand-made frame (attack)', () => {
+    for (const sample of [0, -1, 1.5, SYNC_FILTER_LIMITS.sample + 1]) expect(() => encodeSyncRequest(new Uint8Array(0), { cells: ['billing'], sample })).toThrow(FleetSyncFilterError)
+    expect(() => encodeSyncRequest(new Uint8Array(0), { nodes: ['QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N'], sample: 4 })).toThrow(FleetSyncFilterError)
+    const frame = rawFilterRequest(['billing'], [])
+    expect(() => parseSyncRequest(new Uint8Array([...frame, 0]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([...frame, 65]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([...frame, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([...frame, 4, 4]))).toThrow(FleetSyncFilterError)
+    expect(parseSyncRequest(new Uint8Array([...frame, 4])).filter).toEqual({ cells: ['billing'], nodes: [], sample: 4 })
   })
 
   it('refuses an empty, oversized, invalid or undecodable filter by name', () => {
@@ -264,5 +278,30 @@ describe('narrowSnapshot (pure)', () => {
     expect(kinds(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: [], nodes: [x] }, 64 * 1024))).toEqual(['down:x', 'member:x', 'node:x'])
     expect(kinds(narrowSnapshot(view.snapshot({ cells: (c) => c === 'billing' }), { cells: ['billing'], nodes: [] }, 64 * 1024))).toEqual(['instance:z', 'member:z', 'node:z'])
     expect(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: ['ledger'], nodes: [] }, 64 * 1024)).toEqual([])
+  })
+
+  it('a caller\'s sample keeps at most n instances of a cell, ready ones first, spread at random, with their hosts only', async () => {
+    const clock = new ManualClock()
+    const view = new FleetView({ clock, liveness: 'members', maxInstancesPerNode: 64 })
+    const keys = await Promise.all(Array.from({ length: 6 }, async () => await generateKeyPair('Ed25519')))
+    const ids = keys.map(k => peerIdFromPrivateKey(k).toString())
+    for (const [i, k] of keys.entries()) {
+      expect(await view.apply(await signRecord(k, 'node', makeNodeRecord(ids[i], { seq: 1, sentMs: clock.now(), roles: ['full'] })), { from: ids[i] })).toMatchObject({ accepted: true })
+      // Nodes 0-3 run a ready replica, 4-5 a starting one.
+      const state = i < 4 ? 'ready' : 'starting'
+      expect(await view.apply(await signRecord(k, 'instance', makeInstanceRecord(ids[i], { cell: 'billing', instanceId: `b${i}`, state, sentMs: clock.now(), refreshMs: 5000 })), { from: ids[i] })).toMatchObject({ accepted: true })
+    }
+    const frames = view.snapshot({ cells: (c) => c === 'billing' })
+    const sampled = (n: number, draw: number): Array<{ kind: string, id: string, state?: string }> => narrowSnapshot(frames, { cells: ['billing'], nodes: [], sample: n }, 64 * 1024, { next: () => draw, bytes: (k) => new Uint8Array(k) })
+      .flatMap(f => decodeFrame(f)).map(e => e.envelope.kind === 'instance' ? { kind: 'instance', id: e.envelope.record.nodeId, state: e.envelope.record.state } : { kind: e.envelope.kind, id: 'record' in e.envelope ? e.envelope.record.nodeId : '' })
+    const two = sampled(2, 0.99)
+    const instances = two.filter(e => e.kind === 'instance')
+    expect(instances.map(e => e.state)).toEqual(['ready', 'ready'])
+    // Only the sampled instances' hosts come along.
+    expect(two.filter(e => e.kind === 'node').map(e => e.id).sort()).toEqual(instances.map(e => e.id).sort())
+    // Another draw picks other replicas: callers spread.
+    expect(sampled(2, 0).filter(e => e.kind === 'instance').map(e => e.id).sort()).not.toEqual(instances.map(e => e.id).sort())
+    // More than the ready ones: the starting ones fill up.
+    expect(sampled(5, 0.5).filter(e => e.kind === 'instance').map(e => e.state).sort()).toEqual(['ready', 'ready', 'ready', 'ready', 'starting'])
   })
 })

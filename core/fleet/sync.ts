@@ -50,7 +50,7 @@ export class FleetSyncFilterError extends CellError {
 }
 
 /** Bounds of a pull's filter: a pull asks for a few cells or nodes, never a list of the fleet. */
-export const SYNC_FILTER_LIMITS = { cells: 64, nodes: 64 } as const
+export const SYNC_FILTER_LIMITS = { cells: 64, nodes: 64, sample: 64 } as const
 
 /**
  * What a pull asks for instead of the whole view: the records of `cells` (releases, desired, retire,
@@ -61,13 +61,18 @@ export const SYNC_FILTER_LIMITS = { cells: 64, nodes: 64 } as const
 export interface FleetSyncFilter {
   cells?: readonly string[]
   nodes?: readonly string[]
+  /**
+   * A caller's sample: at most this many instances per filtered cell (1..SYNC_FILTER_LIMITS.sample),
+   * ready ones first, picked at random by the server so callers spread over a big cell's replicas.
+   */
+  sample?: number
 }
 
 /** A decoded fleet-sync request. `legacy`: the first version, which carries no grant. */
 export interface FleetSyncRequest {
   legacy: boolean
   chain: Uint8Array
-  filter?: { cells: string[], nodes: string[] }
+  filter?: { cells: string[], nodes: string[], sample?: number }
 }
 
 /** Largest encoded filter: two counts and 64 names of at most 128 bytes each, twice. */
@@ -76,7 +81,7 @@ const MAX_FILTER_BYTES = 2 * (5 + SYNC_FILTER_LIMITS.cells * (2 + LIMITS.idChars
 export const MAX_SYNC_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + MAX_FILTER_BYTES
 
 /** A filter checked against the bounds and name rules (duplicates removed, order kept). */
-function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string[] } {
+function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string[], sample?: number } {
   const cells = [...new Set(filter.cells ?? [])]
   const nodes = [...new Set(filter.nodes ?? [])]
   if (cells.length > SYNC_FILTER_LIMITS.cells) throw new FleetSyncFilterError(`a fleet-sync filter names ${cells.length} cells, at most ${SYNC_FILTER_LIMITS.cells}`)
@@ -88,7 +93,10 @@ function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string
   } catch (err) {
     throw new FleetSyncFilterError('a fleet-sync filter names an invalid cell or node id', { cause: err })
   }
-  return { cells, nodes }
+  if (filter.sample === undefined) return { cells, nodes }
+  if (!Number.isSafeInteger(filter.sample) || filter.sample < 1 || filter.sample > SYNC_FILTER_LIMITS.sample) throw new FleetSyncFilterError(`a fleet-sync sample of ${String(filter.sample)} instances (1..${SYNC_FILTER_LIMITS.sample})`)
+  if (cells.length === 0) throw new FleetSyncFilterError('a fleet-sync sample without cells')
+  return { cells, nodes, sample: filter.sample }
 }
 
 /** The request frame (without its length prefix): the whole view, or only what `filter` names. */
@@ -99,13 +107,15 @@ export function encodeSyncRequest (chain: Uint8Array, filter?: FleetSyncFilter):
     request.set(chain, 2)
     return request
   }
-  const { cells, nodes } = checkFilter(filter)
+  const { cells, nodes, sample } = checkFilter(filter)
   const w = new ByteWriter(MAX_SYNC_REQUEST_BYTES)
   w.u8(FLEET_WIRE_VERSION).u8(FILTERED_REQUEST_KIND).bytes(chain, MAX_REQUEST_CHAIN_BYTES)
   w.uvarint(cells.length)
   for (const c of cells) w.string(c, LIMITS.idChars)
   w.uvarint(nodes.length)
   for (const n of nodes) w.string(n, LIMITS.peerIdChars)
+  // Optional trailing field: a request without it is byte for byte what it was.
+  if (sample !== undefined) w.uvarint(sample)
   return w.finish()
 }
 
@@ -126,12 +136,42 @@ export function parseSyncRequest (frame: Uint8Array): FleetSyncRequest {
     for (let n = r.count(SYNC_FILTER_LIMITS.cells, 'filter cells'); n > 0; n--) cells.push(r.string(LIMITS.idChars))
     const nodes: string[] = []
     for (let n = r.count(SYNC_FILTER_LIMITS.nodes, 'filter nodes'); n > 0; n--) nodes.push(r.string(LIMITS.peerIdChars))
+    const sample = r.remaining > 0 ? r.uvarint() : undefined
     r.end()
-    return { legacy: false, chain, filter: checkFilter({ cells, nodes }) }
+    return { legacy: false, chain, filter: checkFilter({ cells, nodes, ...(sample !== undefined ? { sample } : {}) }) }
   } catch (err) {
     if (err instanceof FleetSyncFilterError) throw err
     throw new FleetSyncFilterError('an undecodable fleet-sync filter', { cause: err })
   }
+}
+
+/**
+ * Keeps at most `sample` instance records per cell: ready ones first, each group in random order
+ * (partial Fisher-Yates), so that callers of a big cell spread over its replicas.
+ */
+function sampleInstances (entries: FrameEntry[], sample: number, random: Random): FrameEntry[] {
+  const byCell = new Map<string, { ready: FrameEntry[], other: FrameEntry[] }>()
+  const rest: FrameEntry[] = []
+  for (const e of entries) {
+    if (e.envelope.kind !== 'instance') { rest.push(e); continue }
+    const { cell, state } = e.envelope.record
+    const group = byCell.get(cell) ?? { ready: [], other: [] }
+    byCell.set(cell, group);
+    (state === 'ready' ? group.ready : group.other).push(e)
+  }
+  const pick = (from: FrameEntry[], n: number): FrameEntry[] => {
+    const k = Math.min(n, from.length)
+    for (let i = 0; i < k; i++) {
+      const j = i + Math.floor(random.next() * (from.length - i))
+      ;[from[i], from[j]] = [from[j], from[i]]
+    }
+    return from.slice(0, k)
+  }
+  for (const { ready, other } of byCell.values()) {
+    const chosen = pick(ready, sample)
+    rest.push(...chosen, ...pick(other, sample - chosen.length))
+  }
+  return rest
 }
 
 /** Options of one pull: a signal, and optionally a filter (see FleetSyncFilter). */
@@ -143,9 +183,10 @@ export interface FleetSyncPullOptions extends AbortOptions, FleetSyncFilter {}
  * (node, member) only those of the filter's nodes and of the nodes hosting an instance in the
  * frames; down reports only about or by those nodes. Re-bundled into frames of at most `maxFrameBytes`.
  */
-export function narrowSnapshot (frames: readonly Uint8Array[], filter: { cells: readonly string[], nodes: readonly string[] }, maxFrameBytes: number): Uint8Array[] {
-  const entries: FrameEntry[] = []
+export function narrowSnapshot (frames: readonly Uint8Array[], filter: { cells: readonly string[], nodes: readonly string[], sample?: number }, maxFrameBytes: number, random: Random = systemRandom): Uint8Array[] {
+  let entries: FrameEntry[] = []
   for (const frame of frames) entries.push(...decodeFrame(frame))
+  if (filter.sample !== undefined) entries = sampleInstances(entries, filter.sample, random)
   const wantedNodes = new Set(filter.nodes)
   for (const e of entries) {
     const env = e.envelope as { kind: string, record?: { nodeId?: unknown } }
@@ -439,7 +480,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     options.signal?.throwIfAborted()
     const filtered = options.cells !== undefined || options.nodes !== undefined
     // Checked (and encoded) before a stream opens: a bad filter is the caller's mistake, not the peer's.
-    const request = encodeSyncRequest(this.gate?.chain() ?? new Uint8Array(0), filtered ? { cells: options.cells, nodes: options.nodes } : undefined)
+    const request = encodeSyncRequest(this.gate?.chain() ?? new Uint8Array(0), filtered ? { cells: options.cells, nodes: options.nodes, ...(options.sample !== undefined ? { sample: options.sample } : {}) } : undefined)
     const { signal, clear } = this.deadline(options.signal)
     const result: FleetSyncResult = { frames: 0, accepted: 0, dropped: 0 }
     let stream: Stream | undefined
@@ -558,7 +599,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     if (filter === undefined) return this.view.snapshot({ maxFrameBytes, ...(cells !== undefined ? { cells } : {}) })
     const asked = new Set(filter.cells)
     const frames = this.view.snapshot({ maxFrameBytes, cells: (c) => asked.has(c) && (cells?.(c) ?? true) })
-    return narrowSnapshot(frames, filter, maxFrameBytes)
+    return narrowSnapshot(frames, filter, maxFrameBytes, this.random)
   }
 
   private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean, filter?: FleetSyncRequest['filter']): Promise<void> {

@@ -22,6 +22,7 @@ import { type Credentials, verifySignedRecord, verifySignedRetire } from '../ide
 import * as identityErrors from '../identity/errors.ts'
 import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
 import { FailureDetector } from '../fleet/failure-detector.ts'
+import { PER_CELL_DEFAULTS } from '../fleet/gossip.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
@@ -147,6 +148,12 @@ const MAX_CACHED_CHANNELS = 256
 const ROUTE_TTL_MS = 100
 /** Most cells whose routes are kept (a caller calling more cells recomputes the rest per call). */
 const MAX_ROUTES = 1024
+/** Per-cell: a calling full node's sample of a cell it does not follow (docs/biology.md "Scale"). */
+const CALLER_SAMPLE = 16
+const SAMPLE_REFRESH_MS = 10_000
+/** After a call found no replica left to try, the sample is pulled again, at most this often. */
+const SAMPLE_MIN_GAP_MS = 1_000
+const SAMPLE_TIMEOUT_MS = 5_000
 
 /** A ready replica as routing sees it: the view's record, its routing fields and its channel's key. */
 type RouteCandidate = InstanceRecord & { id: string, inFlight: number | undefined, channelKey: string, record: InstanceRecord }
@@ -193,6 +200,10 @@ export class Mesh {
     if (change.cell !== undefined) this.routes.delete(change.cell)
     else this.routes.clear()
   }
+  /** Per-cell: when a calling full node last pulled a sample of each cell it does not follow (bounded by MAX_ROUTES). */
+  private readonly samples = new Map<string, { atMs: number, pulling: boolean }>()
+  /** Per-cell: samples pulled for calls, and pulls that failed. */
+  readonly counters = { samplePulls: 0, samplePullFailures: 0 }
   /** The highest epoch seen of each stateful claim: fenced replicas are neither called nor believed. */
   private readonly claims = new ClaimEpochs()
   private started = false
@@ -214,7 +225,8 @@ export class Mesh {
       clock,
       isTrusted: hostGrantPolicy(() => viewRef!, hostGrant, trusted),
       heartbeatMs: init.heartbeatMs ?? 1000,
-      ...(perCell ? { liveness: 'members' as const } : {}),
+      // Per-cell: a node lives 3 × the member refresh (6 h) past its newest record unless found down.
+      ...(perCell ? { liveness: 'members' as const, memberTtlMs: PER_CELL_DEFAULTS.memberTtlMs } : {}),
       ...(init.sequenceFloors !== undefined ? { sequenceFloors: init.sequenceFloors } : {}),
       verifyRelease: verifyRecord('release'),
       verifyDesired: verifyRecord('desired'),
@@ -506,6 +518,41 @@ export class Mesh {
       (traceparent) => this.callUntraced(cell, method, payload, options, traceparent))
   }
 
+  /** Per-cell: what a call needs to find replicas of a cell this peer may not follow. */
+  private perCellReplicas (cell: string, none: boolean, attempt: number): void {
+    if (this.init.localNode === undefined) {
+      if (none && attempt === 0) this.followForCalls(cell)
+      return
+    }
+    const now = this.clock.now()
+    const last = this.samples.get(cell)
+    if (last?.pulling === true) return
+    if (last !== undefined && now - last.atMs < (none ? SAMPLE_MIN_GAP_MS : SAMPLE_REFRESH_MS)) return
+    if (this.gossip.followed().includes(cell)) return
+    this.sampleReplicas(cell, now)
+  }
+
+  /** Pulls a sample of `cell`'s replicas (with their hosts' records) from one of its hosts. */
+  private sampleReplicas (cell: string, now: number): void {
+    if (!this.samples.has(cell) && this.samples.size >= MAX_ROUTES) this.samples.delete(this.samples.keys().next().value as string)
+    const entry = { atMs: now, pulling: true }
+    this.samples.set(cell, entry)
+    // The member records say who hosts the cell; a connected host first, else any host, else any full node.
+    const connected = new Set(this.libp2p.getPeers().map(p => p.toString()))
+    const self = this.peerId.toString()
+    const hosts = this.view.nodes().filter(n => n.nodeId !== self && this.view.member(n.nodeId)?.cells.includes(cell) === true).map(n => n.nodeId)
+    const near = hosts.filter(id => connected.has(id))
+    const pool = near.length > 0 ? near : hosts.length > 0 ? hosts : [...connected].filter(id => this.view.node(id)?.roles.includes('full') === true)
+    const nodeId = pool[Math.floor(this.random.next() * pool.length)]
+    if (nodeId === undefined) { entry.pulling = false; return }
+    this.counters.samplePulls++
+    const peer = peerIdFromString(nodeId)
+    void this.learnAddresses(peer, nodeId)
+      .then(async () => await this.libp2p.services.fleetSync.pull(peer, { cells: [cell], sample: CALLER_SAMPLE, signal: AbortSignal.timeout(SAMPLE_TIMEOUT_MS) }))
+      .catch((err: Error) => { this.counters.samplePullFailures++; log('sample of %s from %s: %s', cell, nodeId, err.message) })
+      .finally(() => { entry.pulling = false })
+  }
+
   /** Follows `cell` for this peer's calls (bounded by FleetGossip's followed-cells limit). */
   private followForCalls (cell: string): void {
     if (this.gossip.followed().includes(cell)) return
@@ -544,9 +591,10 @@ export class Mesh {
         const left = excluded
         choice = chooseReplica(route.candidates.filter(i => !left.has(i.nodeId)), { canaryWeight }, this.random)
       }
-      // Per-cell dissemination: a cell this peer does not follow has no replicas in its view yet;
-      // following it subscribes to the cell's topic and pulls its records from a full node.
-      if (choice == null && attempt === 0 && this.gossip.dissemination === 'per-cell') this.followForCalls(cell)
+      // Per-cell dissemination: a full node calling a cell it does not follow keeps a sample of its
+      // replicas pulled from one of its hosts (again every 10 s while it calls, and at once when
+      // no replica is left to try); a client follows the cell (subscribes and pulls its records).
+      if (this.gossip.dissemination === 'per-cell') this.perCellReplicas(cell, choice == null, attempt)
       // A view that holds no node yet (a client that has just started, its first pull in flight)
       // cannot say a cell is unknown: wait for it like for a cell between replicas.
       if (choice == null && ((excluded?.size ?? 0) > 0 || this.view.release(cell) != null || this.view.nodes().length === 0) && this.clock.now() < deadlineMs && waits < MAX_VIEW_WAITS) {

@@ -51,6 +51,11 @@ describe('per-cell dissemination on a real fleet', () => {
     const outsider = fleet.nodes.find(n => !followers(fleet.nodes).includes(n))!
     expect(outsider.loop.follows('sleepy')).toBe(false)
     expect(outsider.loop.lastReasons.get('sleepy')?.[0]).toMatch(/not following/)
+    // A full node calling a cell it does not follow pulls a sample of its replicas from a host instead of subscribing.
+    await expect(outsider.mesh.call('sleepy', 'nap', { ms: 1 })).resolves.toEqual({ slept: 1 })
+    expect(outsider.mesh.counters.samplePulls).toBeGreaterThanOrEqual(1)
+    expect(outsider.mesh.counters.samplePullFailures).toBe(0)
+    expect(outsider.mesh.gossip.followed()).not.toContain('sleepy')
 
     const caller = await createClient({ bootstrap: [fleet.nodes[3].addresses()[0]], authorityKey: authority, dissemination: 'per-cell' })
     fleet.clients.push(caller)
