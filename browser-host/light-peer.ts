@@ -14,6 +14,7 @@ import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
 import { ReleasePolicies } from './release-policies.ts'
 import { Mesh, NoReplicaError, UnknownCellError, type RemoteOptions, type MeshCallOptions } from '../core/mesh/index.ts'
+import type { Dissemination } from '../core/fleet/index.ts'
 import { Credentials, decodeGrantToken, MalformedRecordError, NoGrantError, TrustError, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { CallOptions, Remote } from '../core/cell.ts'
@@ -54,6 +55,12 @@ export interface LightPeerInit {
   webRTCDirect?: boolean
   /** Fleet heartbeat period the view's ttl derives from (default 1000, as full nodes). */
   heartbeatMs?: number
+  /**
+   * How the fleet's records travel (docs/biology.md "Scale"); default 'fleet'. It must be the
+   * fleet's own mode (the dashboard reads it from its host's cell-config.json). In 'per-cell' mode
+   * the tab follows every cell with a release (what a dashboard shows) and any cell it calls.
+   */
+  dissemination?: Dissemination
   defaultTimeoutMs?: number
   reconnect?: { minBackoffMs?: number, maxBackoffMs?: number, checkMs?: number, dialTimeoutMs?: number }
   /** How often (at most) the live view is written to the store; default 2000 ms. */
@@ -156,6 +163,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
     credentials,
     trusted,
     heartbeatMs: init.heartbeatMs,
+    ...(init.dissemination !== undefined ? { dissemination: init.dissemination } : {}),
     defaultTimeoutMs: init.defaultTimeoutMs,
     clock,
     random,

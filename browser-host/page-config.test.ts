@@ -32,12 +32,33 @@ describe('page config', () => {
     expect(parsePageConfig({ bootstrap: [ADDR], grantUrl: 'grant', extra: 1 })).toEqual({ bootstrap: [ADDR], trust: [], grantUrl: 'grant' })
   })
 
+  it('names the fleet\'s dissemination mode: fleet or per-cell, absent is fleet, anything else refused by name', () => {
+    expect(parsePageConfig({ bootstrap: [ADDR], dissemination: 'per-cell' })).toEqual({ bootstrap: [ADDR], trust: [], dissemination: 'per-cell' })
+    expect(parsePageConfig({ bootstrap: [ADDR], dissemination: 'fleet' })).toEqual({ bootstrap: [ADDR], trust: [], dissemination: 'fleet' })
+    // Absent: the field stays absent (the light peer's default, 'fleet').
+    expect(parsePageConfig({ bootstrap: [ADDR] })).not.toHaveProperty('dissemination')
+    for (const bad of ['per_cell', 'PER-CELL', '', 'fleet ', 1, null, ['per-cell'], { mode: 'per-cell' }, 'x'.repeat(10_000)]) {
+      let thrown: unknown
+      try { parsePageConfig({ bootstrap: [ADDR], dissemination: bad }) } catch (err) { thrown = err }
+      expect(thrown, JSON.stringify(bad)?.slice(0, 40)).toBeInstanceOf(BadPageConfigError)
+      expect((thrown as Error).name).toBe('BadPageConfigError')
+      expect((thrown as Error).message).toMatch(/^dissemination must be "fleet" or "per-cell", not /)
+      expect((thrown as Error).message.length).toBeLessThan(120) // an oversized value is not echoed whole
+    }
+    // A link may name it too; empty means absent, a wrong mode is refused.
+    expect(pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)}&dissemination=per-cell`)).toEqual({ bootstrap: [ADDR], trust: [], linkTrust: [], dissemination: 'per-cell' })
+    expect(pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)}&dissemination=`)).toEqual({ bootstrap: [ADDR], trust: [], linkTrust: [] })
+    expect(() => pageConfigFromQuery(`?bootstrap=${encodeURIComponent(ADDR)}&dissemination=gossip`)).toThrow(BadPageConfigError)
+  })
+
   it('loads cell-config.json beside the page; none served means not connected', async () => {
     const at: string[] = []
     const serve = (status: number, body: string): typeof fetch => (async (url: URL) => { at.push(String(url)); return new Response(body, { status }) }) as unknown as typeof fetch
     const location = { search: '', href: 'http://127.0.0.1:8080/dash/index.html' }
     expect(await loadPageConfig(location, { fetch: serve(200, JSON.stringify({ bootstrap: [ADDR] })) })).toEqual({ bootstrap: [ADDR], trust: [] })
     expect(at).toEqual(['http://127.0.0.1:8080/dash/cell-config.json'])
+    expect(await loadPageConfig(location, { fetch: serve(200, JSON.stringify({ bootstrap: [ADDR], dissemination: 'per-cell' })) })).toEqual({ bootstrap: [ADDR], trust: [], dissemination: 'per-cell' })
+    await expect(loadPageConfig(location, { fetch: serve(200, JSON.stringify({ bootstrap: [ADDR], dissemination: 'members' })) })).rejects.toThrow(BadPageConfigError)
     expect(await loadPageConfig(location, { fetch: serve(404, '') })).toBeUndefined()
     await expect(loadPageConfig(location, { fetch: serve(500, '') })).rejects.toThrow(BadPageConfigError)
     await expect(loadPageConfig(location, { fetch: serve(200, '{') })).rejects.toThrow(BadPageConfigError)

@@ -1,7 +1,9 @@
 // What a dashboard page needs to join a fleet: bootstrap multiaddrs, optionally authorities to
 // trust, a grant token for this tab, or a URL where the local host issues one for the tab's peer
 // id. It comes from the URL query (`?bootstrap=...&grant=...&trust=...`) or from the host's
-// `cell-config.json`; both are parsed strictly and bounded here.
+// `cell-config.json`; both are parsed strictly and bounded here. Both may name the fleet's
+// dissemination mode (`dissemination`, 'fleet' or 'per-cell', docs/biology.md "Scale"): the tab's
+// light peer must use its fleet's mode; absent means 'fleet'.
 //
 // Whose word an authority is. `cell-config.json` is the operator's: the page fetches it from its
 // own origin and the host serves it only to requests naming the host itself (static-server.ts
@@ -9,6 +11,7 @@
 // anyone's: a link can carry any `?trust=`, so the query's authorities come back as `linkTrust`,
 // which the page shows the person and stores only after they accept (dashboard/src/fleet-main.ts).
 import { CellError } from '../core/errors.ts'
+import type { Dissemination } from '../core/fleet/index.ts'
 
 /** The config document or query is not what a page can join with. */
 export class BadPageConfigError extends CellError { static override readonly errorName = 'BadPageConfigError' }
@@ -42,7 +45,14 @@ export interface PageConfig {
   grantUrl?: string
   /** The host's per-run secret a grant request must carry (cell-config.json only, never a URL). */
   grantSecret?: string
+  /**
+   * How the fleet's records travel: the tab's light peer must use the same mode as every node of
+   * the fleet. Absent: 'fleet' (the default everywhere).
+   */
+  dissemination?: Dissemination
 }
+
+const DISSEMINATIONS: readonly Dissemination[] = ['fleet', 'per-cell']
 
 /** Authority ids as cell-config.json and links carry them: 64 lowercase hex (an ed25519 public key). */
 const AUTHORITY_ID = /^[0-9a-f]{64}$/
@@ -83,13 +93,23 @@ export function parsePageConfig (doc: unknown): PageConfig {
   if (grantToken !== undefined) config.grantToken = grantToken
   if (grantUrl !== undefined) config.grantUrl = grantUrl
   if (grantSecret !== undefined) config.grantSecret = grantSecret
+  if (d.dissemination !== undefined) {
+    if (typeof d.dissemination !== 'string' || !(DISSEMINATIONS as readonly string[]).includes(d.dissemination)) {
+      throw new BadPageConfigError(`dissemination must be ${DISSEMINATIONS.map(m => `"${m}"`).join(' or ')}, not ${typeof d.dissemination === 'string' ? JSON.stringify(d.dissemination.slice(0, 32)) : `a ${typeof d.dissemination}`}`)
+    }
+    config.dissemination = d.dissemination as Dissemination
+  }
   return config
 }
 
+function nonEmpty (value: string | null): string | undefined {
+  return value === null || value.trim() === '' ? undefined : value.trim()
+}
+
 /**
- * Reads `?bootstrap=a,b&bootstrap=c&trust=...&grant=...`; undefined when no bootstrap is given.
- * The query's authorities are only proposed (`linkTrust`, `trust` stays empty); a link never sets a
- * grant URL or secret.
+ * Reads `?bootstrap=a,b&bootstrap=c&trust=...&grant=...&dissemination=per-cell`; undefined when no
+ * bootstrap is given. The query's authorities are only proposed (`linkTrust`, `trust` stays empty);
+ * a link never sets a grant URL or secret. A link's mode only decides what this tab subscribes to.
  */
 export function pageConfigFromQuery (search: string): PageConfig | undefined {
   const q = new URLSearchParams(search)
@@ -97,7 +117,7 @@ export function pageConfigFromQuery (search: string): PageConfig | undefined {
   const bootstrap = list('bootstrap')
   if (bootstrap.length === 0) return undefined
   // No `trust` in what is parsed: a link's authorities are never the operator's.
-  return { ...parsePageConfig({ bootstrap, grantToken: q.get('grant') ?? undefined }), linkTrust: authorityIds(list('trust').map(t => t.toLowerCase()), 'trust') }
+  return { ...parsePageConfig({ bootstrap, grantToken: q.get('grant') ?? undefined, dissemination: nonEmpty(q.get('dissemination')) }), linkTrust: authorityIds(list('trust').map(t => t.toLowerCase()), 'trust') }
 }
 
 /**

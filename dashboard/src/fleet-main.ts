@@ -60,7 +60,8 @@ async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Pr
   }
   let peer
   try {
-    peer = await createLightPeer({ bootstrap: config.bootstrap, trust: config.trust, start: false })
+    // The fleet's dissemination mode (cell-config.json names it for a per-cell fleet; absent: 'fleet').
+    peer = await createLightPeer({ bootstrap: config.bootstrap, trust: config.trust, start: false, ...(config.dissemination !== undefined ? { dissemination: config.dissemination } : {}) })
   } catch (err) {
     mount(failedSource(`The light peer could not be created: ${describeError(err)}`))
     return

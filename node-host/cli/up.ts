@@ -11,7 +11,7 @@ import type { Dissemination } from '../../core/fleet/index.ts'
 import { readNodeConfig, ZFS_POOL_PATTERN } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
-import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
+import { serveDashboard, nodePageConfig, type DashboardServer } from '../http/static-server.ts'
 import { denoBinary } from '../webtransport/sidecar.ts'
 import { rotationFromEnv } from '../webtransport/certificates.ts'
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, MetricsAddressError, type MetricsAddress } from '../telemetry/metrics-server.ts'
@@ -256,7 +256,7 @@ export async function run (argv: string[]): Promise<number> {
       dashboard = await serveDashboard({
         port: dashboardPort,
         garbage: node.garbage,
-        config: () => ({ bootstrap: webSocketAddrs(node.addresses()), trust: [...node.trusted] }),
+        config: () => nodePageConfig(node),
         issueGrant: v['dashboard-grants'] === true && grantKey !== undefined
           ? async (peerId, options) => {
             const now = Date.now()

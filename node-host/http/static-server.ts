@@ -25,6 +25,7 @@ import { isIP } from 'node:net'
 import { extname, posix, resolve, sep } from 'node:path'
 import { CellError } from '../../core/errors.ts'
 import type { PageConfig } from '../../browser-host/page-config.ts'
+import type { Dissemination } from '../../core/fleet/index.ts'
 import { DEFAULT_DASHBOARD_DIR, ensureDashboardBuilt } from './build-dashboard.ts'
 
 /** The server could not listen (port taken, bad host) or was given a bad init. */
@@ -313,6 +314,24 @@ export async function serveDashboard (init: DashboardServerInit, options: { sign
       await closed
     }
   }
+}
+
+/** What a full node (`cell up --dashboard`) knows of itself that a tab joining through it needs. */
+export interface PageConfigSource {
+  addresses: () => string[]
+  readonly trusted: Iterable<string>
+  readonly mesh: { readonly gossip: { readonly dissemination: Dissemination } }
+}
+
+/**
+ * A full node's cell-config.json (without the grant fields): its WebSocket addresses, the
+ * authorities it trusts and, on a per-cell fleet, `dissemination: 'per-cell'`, so the tab's light
+ * peer uses the fleet's mode. A fleet-mode node names no mode (absent is 'fleet'): its document
+ * stays what it always was.
+ */
+export function nodePageConfig (node: PageConfigSource): Omit<PageConfig, 'grantUrl' | 'grantSecret' | 'linkTrust'> {
+  const dissemination = node.mesh.gossip.dissemination
+  return { bootstrap: webSocketAddrs(node.addresses()), trust: [...node.trusted], ...(dissemination !== 'fleet' ? { dissemination } : {}) }
 }
 
 /** The WebSocket multiaddrs (with /p2p/) a tab can dial, loopback first: what cell-config.json lists. */
