@@ -63,7 +63,8 @@ export interface FleetSyncFilter {
   nodes?: readonly string[]
   /**
    * A caller's sample: at most this many instances per filtered cell (1..SYNC_FILTER_LIMITS.sample),
-   * ready ones first, picked at random by the server so callers spread over a big cell's replicas.
+   * ready ones first, picked at random by the server so callers spread over a big cell's replicas,
+   * without their hosts' node and member records (the caller has them, or pulls the one it lacks).
    */
   sample?: number
 }
@@ -190,7 +191,9 @@ export function narrowSnapshot (frames: readonly Uint8Array[], filter: { cells: 
   const wantedNodes = new Set(filter.nodes)
   for (const e of entries) {
     const env = e.envelope as { kind: string, record?: { nodeId?: unknown } }
-    if (env.kind === 'instance' && typeof env.record?.nodeId === 'string') wantedNodes.add(env.record.nodeId)
+    // A sample carries instances only: the caller holds the node records from the members topic, and
+    // its view pulls the record of a host it does not know (need-node), so they are not sent again.
+    if (env.kind === 'instance' && typeof env.record?.nodeId === 'string' && filter.sample === undefined) wantedNodes.add(env.record.nodeId)
   }
   const items: BundleItem[] = []
   for (const e of entries) {
