@@ -16,8 +16,14 @@
 //   - the full node record is sent at start and when its addrs, grants, roles, halts or slots change,
 //     not periodically (only before the view's memberTtlMs would make it too old to accept, see
 //     nodeRefreshMs) and NOT when only `prepared` changes: prepared lists change on every node at
-//     every release, so they ride along with the next node record sent for another reason. The
-//     per-node prepare report that `cell publish` reads is therefore not live in per-cell mode.
+//     every release, so they ride along with the next node record sent for another reason. Instead a
+//     change of `prepared` alone re-signs the node record into the LOCAL view only (at most once a
+//     heartbeat, only on a real change; nothing is published): same seq as the record last sent,
+//     newer sentMs, so a view that pulls this node's record (fleet-sync, `nodes` filter: what
+//     `cell publish` and `cell rollback` do for their per-node prepare report) takes it as newer,
+//     while every node's newest seq (what member records, down reports and refutations are judged
+//     by) stays what was gossiped. A node record still pending (its publish reached no peer) is
+//     replaced by the re-signed one, so the retry carries the fresh list at no extra publish.
 //   - the member record is sent at once when slots, free slots, leaving or cells change; a change
 //     of load only (CPU or memory past 10 points) at most once per memberLoadMinIntervalMs (10 min);
 //     otherwise every memberRefreshMs (6 h).
@@ -174,6 +180,8 @@ export interface FleetGossipStats {
   refuted?: number
   /** Per-cell: node, member or down records published again because their last publish reached no peer, and instance records sent again because none of their cell's known followers took them. */
   republished?: number
+  /** Per-cell: node records re-signed into the local view only, because only their `prepared` list changed (never published). */
+  resignedLocal?: number
   /** Per-cell: cells followed now. */
   followed?: number
   /** Per-cell: cells this node should have followed automatically but maxFollowedCells was reached (per heartbeat). */
@@ -270,7 +278,8 @@ export function memberChanged (prev: MemberFields, next: MemberFields, cpuCores:
 
 /**
  * The fields of a node record whose change makes a new full record: load and free slots travel in
- * member records; `prepared` rides along with the next record sent for another reason (see the file comment).
+ * member records; `prepared` rides along with the next record sent for another reason, and alone is
+ * only re-signed into the local view (see the file comment).
  */
 function nodeShape (node: LocalNodeState): unknown {
   return [node.addrs, node.grants ?? [], node.roles, node.halts ?? [], node.capacity.slots]
@@ -360,6 +369,7 @@ export class FleetGossip extends EventTarget {
     sent: { node: 0, member: 0, instance: 0, down: 0 },
     refuted: 0,
     republished: 0,
+    resignedLocal: 0,
     followed: 0,
     followOverflow: 0,
     wrongTopic: 0,
@@ -371,8 +381,12 @@ export class FleetGossip extends EventTarget {
   }
 
   // Per-cell state, all bounded: by the local instances, by maxFollowedCells, or by constants.
-  /** The last full node record sent: its shape (see nodeShape), seq and time. */
-  private lastNode: { shape: unknown, seq: number, sentMs: number } | undefined
+  /**
+   * The last full node record sent: its shape (see nodeShape), seq and time; `prepared` and
+   * `localSentMs`: the list and sentMs of the newest record signed under that seq (sent, or
+   * re-signed into the local view only when `prepared` alone changed).
+   */
+  private lastNode: { shape: unknown, seq: number, sentMs: number, prepared: unknown, localSentMs: number } | undefined
   private lastMember: { fields: MemberFields, sentMs: number } | undefined
   /** The newest node and member record and down reports (by subject) whose publish has not reached a peer yet. */
   private pendingNode: Uint8Array | undefined
@@ -587,9 +601,19 @@ export class FleetGossip extends EventTarget {
         const seq = this.nextSeq()
         this.pendingNode = await this.signLocal(signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq, sentMs: now }, options), options)
         // Kept as sent: the host may mutate its arrays in place.
-        this.lastNode = { shape: structuredClone(shape), seq, sentMs: now }
+        this.lastNode = { shape: structuredClone(shape), seq, sentMs: now, prepared: structuredClone(node.prepared ?? []), localSentMs: now }
         this.counters.sent.node++
         fresh = true
+      } else if (!sameValue(last.prepared, node.prepared ?? [])) {
+        // Only `prepared` changed: re-signed for the local view (and so for pulls of this node's
+        // record), never published by itself. Same seq, newer sentMs: newer for every view, while
+        // the node's newest seq, by which member records and down reports are judged, stays put.
+        const sentMs = Math.max(now, last.localSentMs + 1)
+        const bytes = await this.signLocal(signRecord(privateKey, 'node', { ...node, nodeId: this.nodeId, seq: last.seq, sentMs }, options), options)
+        if (this.pendingNode !== undefined) this.pendingNode = bytes
+        last.prepared = structuredClone(node.prepared ?? [])
+        last.localSentMs = sentMs
+        this.counters.resignedLocal++
       }
       const fields = memberFields(node, instances, this.init.localLeaving?.() ?? false)
       const lastMember = this.lastMember

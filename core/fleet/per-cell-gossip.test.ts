@@ -15,6 +15,7 @@ import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './re
 import type { ReleaseFields } from './records.ts'
 import { signRecord } from './sign.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
+import { narrowSnapshot } from './sync.ts'
 import { FleetView } from './view.ts'
 import type { ApplyOptions, ApplyResult, FleetViewInit } from './view.ts'
 
@@ -843,6 +844,106 @@ describe('FleetGossip per-cell with FleetView \'members\' liveness', () => {
     const unknown = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     await expect(gossip.reportDown(unknown, 1)).rejects.toMatchObject({ reason: 'unknown-node' })
     expect(pubsub.envelopes(MEMBERS_TOPIC).filter(e => e.kind === 'down')).toHaveLength(1)
+    gossip.stop()
+  })
+})
+
+describe('FleetGossip per-cell: a change of prepared alone is re-signed into the local view only', () => {
+  it('publishes nothing, keeps the gossiped seq, and a pull of the node\'s record (nodes filter) carries the fresh list', async () => {
+    const clock = new ManualClock()
+    const view = new FleetView({ clock, liveness: 'members', verifyRelease: verify, verifyDesired: verify })
+    const pubsub = new FakePubSub()
+    const { nodeId: _a, seq: _b, sentMs: _c, ...node } = makeNodeRecord(selfId, { roles: ['full', 'host'] })
+    const state = { node: node as LocalNodeState }
+    const gossip = new FleetGossip({ pubsub, view, clock, privateKey: self, heartbeatMs: 1000, dissemination: 'per-cell', localNode: () => state.node, localInstances: () => [] })
+    // A peer's view, fed by what is gossiped and by pulls of this node's record.
+    const peer = new FleetView({ clock, liveness: 'members', verifyRelease: verify, verifyDesired: verify })
+    const gossiped = async (from: number): Promise<void> => {
+      for (const p of pubsub.published.slice(from)) if (p.topic === MEMBERS_TOPIC) await peer.merge(p.data, { from: selfId })
+    }
+    const pull = async (): Promise<void> => {
+      for (const frame of narrowSnapshot(view.snapshot({ cells: () => false }), { cells: [], nodes: [selfId] }, 64 * 1024)) await peer.merge(frame, { from: selfId })
+    }
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    await gossiped(0)
+    const sentNode = view.node(selfId)!
+    const memberSeq = (pubsub.envelopes(MEMBERS_TOPIC).find(e => e.kind === 'member') as Extract<FleetEnvelope, { kind: 'member' }>).record.seq
+    expect(peer.node(selfId)?.prepared).toBeUndefined()
+
+    const from = pubsub.published.length
+    const prepared = [{ cell: 'billing', version: '2.0.0', digest: 'd'.repeat(64), state: 'preparing' as const }]
+    state.node = { ...state.node, prepared }
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.published.slice(from), 'nothing published').toEqual([])
+    expect(gossip.stats()).toMatchObject({ resignedLocal: 1, sent: { node: 1, member: 1 } })
+    const local = view.node(selfId)!
+    expect(local.prepared).toEqual(prepared)
+    // Same seq as the record gossiped, newer sentMs: the node's newest seq is unchanged.
+    expect(local.seq).toBe(sentNode.seq)
+    expect(local.sentMs).toBeGreaterThan(sentNode.sentMs)
+
+    // Nothing changes: no re-sign, nothing published (at most one re-sign a heartbeat, only on a change).
+    await heartbeats(gossip, clock, 3)
+    expect(gossip.stats().resignedLocal).toBe(1)
+    // A change in place (the host mutating its list) is seen; the same list again is not.
+    prepared[0].state = 'prepared' as never
+    await heartbeats(gossip, clock, 1)
+    state.node = { ...state.node, prepared: structuredClone(prepared) }
+    await heartbeats(gossip, clock, 2)
+    expect(gossip.stats().resignedLocal).toBe(2)
+    expect(view.node(selfId)?.prepared?.[0].state).toBe('prepared')
+    expect(pubsub.published.slice(from)).toEqual([])
+
+    // Gossip alone never brings the list; a pull with the nodes filter does.
+    expect(peer.node(selfId)?.prepared).toBeUndefined()
+    await pull()
+    expect(peer.node(selfId)?.prepared).toEqual([{ ...prepared[0], state: 'prepared' }])
+    expect(peer.node(selfId)?.seq).toBe(sentNode.seq)
+
+    // A down report at the gossiped member seq is still current in the peer's view after the pull
+    // (not 'future' or 'stale'): the re-sign kept the node's newest seq.
+    expect(await peer.apply(await signRecord(other, 'node', makeNodeRecord(otherId.toString(), { seq: 1, sentMs: clock.now(), roles: ['full', 'host'] })), { from: otherId.toString() })).toMatchObject({ accepted: true })
+    const report = await signRecord(other, 'down', { nodeId: otherId.toString(), subject: selfId, subjectSeq: memberSeq, seq: 5, sentMs: clock.now() })
+    expect(await peer.apply(report, { from: otherId.toString() })).toMatchObject({ accepted: true })
+
+    // The next member record (free slots changed) is newer than the re-signed node record at the peer.
+    const before = pubsub.published.length
+    state.node = { ...state.node, capacity: { ...state.node.capacity, freeSlots: state.node.capacity.freeSlots - 1 } }
+    await heartbeats(gossip, clock, 1)
+    expect(pubsub.envelopes(MEMBERS_TOPIC, before).map(e => e.kind)).toContain('member')
+    const accepted = peer.stats().accepted.member
+    await gossiped(before)
+    expect(peer.stats().accepted.member).toBe(accepted + 1)
+    expect(peer.node(selfId)?.capacity.freeSlots).toBe(state.node.capacity.freeSlots)
+
+    // A node record sent for another reason (addrs) carries the list under a new seq, and resets the comparison.
+    const beforeAddrs = pubsub.published.length
+    state.node = { ...state.node, addrs: [...state.node.addrs, '/ip4/127.0.0.1/tcp/4003'] }
+    await heartbeats(gossip, clock, 2)
+    const [sent] = pubsub.envelopes(MEMBERS_TOPIC, beforeAddrs).filter(e => e.kind === 'node') as Array<Extract<FleetEnvelope, { kind: 'node' }>>
+    expect(sent.record.prepared).toEqual([{ ...prepared[0], state: 'prepared' }])
+    expect(sent.record.seq).toBeGreaterThan(sentNode.seq)
+    expect(gossip.stats().resignedLocal).toBe(2)
+    gossip.stop()
+  })
+
+  it('a node record still pending (reached no peer) is replaced by the re-signed one: the retry carries the fresh list, no extra publish', async () => {
+    const { clock, pubsub, gossip, state } = setup()
+    pubsub.recipients = 0
+    pubsub.getSubscribers = () => ['peer-0']
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const prepared = [{ cell: 'billing', version: '2.0.0', digest: 'd'.repeat(64), state: 'prepared' as const }]
+    state.node = { ...state.node, prepared }
+    const from = pubsub.published.length
+    await heartbeats(gossip, clock, 1)
+    // One publish on the members topic: the retry of the pending bundle, now with the re-signed node record.
+    const frames = pubsub.published.slice(from).filter(p => p.topic === MEMBERS_TOPIC)
+    expect(frames).toHaveLength(1)
+    const node = decodeFrame(frames[0].data).map(e => e.envelope).find(e => e.kind === 'node') as Extract<FleetEnvelope, { kind: 'node' }>
+    expect(node.record.prepared).toEqual(prepared)
+    expect(gossip.stats().resignedLocal).toBe(1)
     gossip.stop()
   })
 })
