@@ -7,7 +7,7 @@
 //   local instance, which every node receives.
 // - 'per-cell': the node record and a compact member record on `/cell/members/1`, sent on a change
 //   and otherwise every memberRefreshMs; each local instance on its cell's topic `/cell/c/<cell>/1`,
-//   at once on a change and otherwise every max(5 s, hosts / 2 per s), the promise carried in the
+//   at once on a change and otherwise every max(5 s, hosts / 1 per s), the promise carried in the
 //   record's refreshMs. A node receives only the cells it follows: those it hosts, those follow() was
 //   called for, and those with a release or desired record that `followPolicy` wants (default: all;
 //   see refollow()). Every heartbeat only compares what the host reports with what was last sent:
@@ -25,7 +25,7 @@
 //     by) stays what was gossiped. A node record still pending (its publish reached no peer) is
 //     replaced by the re-signed one, so the retry carries the fresh list at no extra publish.
 //   - the member record is sent at once when slots, free slots, leaving or cells change; a change
-//     of load only (CPU or memory past 10 points) at most once per memberLoadMinIntervalMs (10 min);
+//     of load only (CPU or memory past 10 points) at most once per memberLoadMinIntervalMs (1 h);
 //     otherwise every memberRefreshMs (6 h).
 //   - a node, member or down record whose publish reached no peer (not connected yet, or no stream
 //     open to any subscriber) is published again at every heartbeat until one publish reaches a peer
@@ -95,14 +95,14 @@ export interface FleetGossipInit {
    * between two refreshes.
    */
   memberRefreshMs?: number
-  /** Per-cell: a member record whose only change is load (CPU or memory) waits this long after the previous one (default 10 min). */
+  /** Per-cell: a member record whose only change is load (CPU or memory) waits this long after the previous one (default 1 h). */
   memberLoadMinIntervalMs?: number
   /**
    * Per-cell: the node is leaving the fleet (drains, takes no new replicas): the member record's
    * `leaving` flag, sent at once when it turns. Default: never leaving.
    */
   localLeaving?: () => boolean
-  /** Per-cell: an instance is resent at least every max(cellRefreshMinMs, hosts / cellRefreshPerSecond s) (defaults 5000 and 2). */
+  /** Per-cell: an instance is resent at least every max(cellRefreshMinMs, hosts / cellRefreshPerSecond s) (defaults 5000 and 1). */
   cellRefreshMinMs?: number
   cellRefreshPerSecond?: number
   /** Per-cell: cells followed at once (explicit and automatic together; default 1024). */
@@ -235,9 +235,11 @@ const MAX_PENDING_DOWN = 16
 export const PER_CELL_DEFAULTS = {
   memberRefreshMs: 6 * 3_600_000,
   memberTtlMs: 18 * 3_600_000,
-  memberLoadMinIntervalMs: 600_000,
+  // Load-only changes of a member record at most hourly, and a cell's topic refreshed at most once a
+  // second: the headroom the scale model needs at 10,000 nodes (docs/biology.md "Scale").
+  memberLoadMinIntervalMs: 3_600_000,
   cellRefreshMinMs: 5000,
-  cellRefreshPerSecond: 2
+  cellRefreshPerSecond: 1
 } as const
 const DEFAULT_MEMBER_REFRESH_MS = PER_CELL_DEFAULTS.memberRefreshMs
 const DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS = PER_CELL_DEFAULTS.memberLoadMinIntervalMs

@@ -10,9 +10,9 @@ import { SeededRandom } from './prng.ts'
 import { buildTopic, connectionGraph, DEFAULT_LINKS, GOSSIPSUB_DEFAULTS, simulateTopic } from './gossipsub-model.ts'
 import type { GossipsubParams, LinkParams, Publisher, TopicResult } from './gossipsub-model.ts'
 import type { GossipSizes } from './gossip-sizes.ts'
-import { SIZED_CELL } from './gossip-sizes.ts'
+import { SIZED_CELL, TRANSPORT_OVERHEAD_BYTES } from './gossip-sizes.ts'
 import { LIMITS, MEMBERS_TOPIC, cellTopic } from '../../core/fleet/records.ts'
-import { cellRefreshMs } from '../../core/fleet/gossip.ts'
+import { cellRefreshMs, PER_CELL_DEFAULTS } from '../../core/fleet/gossip.ts'
 import { percentile } from './stats.ts'
 
 export interface Workload {
@@ -95,15 +95,26 @@ export interface CellDesign {
   /** ...or, as stage 1 does (FleetGossip.follow for callers), follows each called cell's topic instead. */
   callersFollow?: boolean
   pullMs: number
-  pullBytes: number
+  /** A caller's sample: instances per pull (fleet-sync's `sample`, core/mesh CALLER_SAMPLE); its bytes come from the real codec. */
+  pullInstances: number
+}
+
+/**
+ * Inbound bytes of one caller's sample (fleet-sync response): `n` signed instance envelopes in one
+ * bundle (version, kind, count, and per entry its age and length varints), the frame's length
+ * prefix, and the transport's framing.
+ */
+export function samplePullBytes (sizes: Pick<GossipSizes, 'cellInstanceEnvelopeBytes'>, n: number): number {
+  return 3 + n * (sizes.cellInstanceEnvelopeBytes + 2 + 3) + 3 + TRANSPORT_OVERHEAD_BYTES
 }
 
 export const CELL_DESIGN: CellDesign = {
-  cellRefreshMinMs: 5_000,
-  cellRefreshPerSecond: 2,
-  memberRefreshMs: 6 * 3_600_000,
-  memberTtlMs: 18 * 3_600_000,
-  memberLoadMinIntervalMs: 600_000,
+  // FleetGossip's per-cell defaults, read from core/fleet (one source).
+  cellRefreshMinMs: PER_CELL_DEFAULTS.cellRefreshMinMs,
+  cellRefreshPerSecond: PER_CELL_DEFAULTS.cellRefreshPerSecond,
+  memberRefreshMs: PER_CELL_DEFAULTS.memberRefreshMs,
+  memberTtlMs: PER_CELL_DEFAULTS.memberTtlMs,
+  memberLoadMinIntervalMs: PER_CELL_DEFAULTS.memberLoadMinIntervalMs,
   downReporters: LIMITS.downReporters,
   downQuorum: 2,
   changesPerReplicaPerS: 1 / 600,
@@ -119,8 +130,8 @@ export const CELL_DESIGN: CellDesign = {
   reportersPerFailure: 16,
   callsPerNode: 2,
   pullMs: 10_000,
-  // request (cell name, count) + 16 entries of (node index 4, instance ordinal 1, load 6) + framing
-  pullBytes: 40 + 16 * 11 + 2 * 30
+  // core/mesh: 16 signed instance records (with refreshMs) in one fleet-sync frame, without node records.
+  pullInstances: 16
 }
 
 /** Per-node message rates (per second) on the members topic that a CellDesign implies. */
@@ -328,7 +339,8 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     memberList.forEach((v, i) => { data[v] += r.dataBps[i]; control[v] += r.controlBps[i] })
   }
   // Callers pull a sample of replicas point to point instead of following the cell.
-  if (d.callersFollow !== true) for (let v = 0; v < o.nodes; v++) data[v] += d.callsPerNode * d.pullBytes * 1000 / d.pullMs
+  const pullBytes = samplePullBytes(sizes, d.pullInstances)
+  if (d.callersFollow !== true) for (let v = 0; v < o.nodes; v++) data[v] += d.callsPerNode * pullBytes * 1000 / d.pullMs
   const inbound = data.map((x, i) => x + control[i])
   const connections = (graph.reduce((s, g) => s + g.length, 0) + extraLinks.reduce((s, x) => s + x, 0)) / o.nodes
   const row = summarise('per-cell', o.nodes, inbound, data, control, conv, [mr, ...results], connections, started)

@@ -11,6 +11,7 @@ import { initialCellState, resolveParams } from '../../core/biology/params.ts'
 import { isEligible } from '../../core/biology/replication.ts'
 // The nodes' own ranking of standby candidates (node-host's autonomic loop uses the same function).
 import { standbyCandidates, STANDBY_CANDIDATES } from '../../core/biology/followers.ts'
+import { PER_CELL_DEFAULTS } from '../../core/fleet/gossip.ts'
 import type {
   Action, BiologyParams, BiologyView, CellState, HaltRecord, HealthEvent, InstanceRecord, InstanceState, NodeRecord, Policy, ReleaseRecord
 } from '../../core/biology/types.ts'
@@ -64,17 +65,13 @@ export interface WorldOptions {
   cellRepairMs?: readonly [number, number] | 'none'
 }
 
-/**
- * Knobs of the per-cell design for the decision runs. topicCapPerS is 5, as when the 1,000-seed
- * tables in docs/biology.md were run; core/fleet's default (and gossip-scale.ts's CELL_DESIGN) is now
- * cellRefreshPerSecond 2, which differs only for cells of more than 25 hosts (scenario (b)'s 42).
- */
+/** Knobs of the per-cell design for the decision runs (the refresh cap is core/fleet's default). */
 export const PER_CELL = {
   /** Standby candidates: the eligible non-hosting nodes with the highest rendezvous hash for the cell. */
   candidates: STANDBY_CANDIDATES,
   /** Instance records are re-sent every max(refreshMinMs, hosts / topicCapPerS s) without a change... */
   refreshMinMs: 5_000,
-  topicCapPerS: 5,
+  topicCapPerS: PER_CELL_DEFAULTS.cellRefreshPerSecond,
   /** ...and counted live for staleFactor refreshes (and only while their node is alive). */
   staleFactor: 3,
   /** A replica's CPU moving by more than this fraction of cpu_target since the last send is a change. */
