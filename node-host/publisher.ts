@@ -12,7 +12,7 @@ import type { Mesh } from '../core/mesh/index.ts'
 import { buildCell, readManifestSource } from './ribosome/index.ts'
 import { artifactCid, serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { waitForReplicas, waitForView } from './client.ts'
-import { prepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
+import { finalPrepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
 
 const log = logger('cell:publish')
 
@@ -121,7 +121,8 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
       ready = (await waitForReplicas(mesh, cell, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })).length
     } catch (err) {
       options.signal?.throwIfAborted()
-      const nodes = prepareReport(mesh.view, cell, pkg.digest, authority)
+      // Per-cell: pulls the nodes' records first (their prepared lists are not gossiped), briefly.
+      const nodes = await finalPrepareReport(mesh, cell, pkg.digest, { timeoutMs: Math.min(options.reportMs ?? 10_000, 5_000), authority })
       throw new ReleaseNotReadyError(`${cell}@${version} was published, but ${(err as Error).message}\n${formatPrepareReport(nodes)}`, nodes, { cause: err })
     }
   } else {

@@ -9,7 +9,7 @@ import { isVersion } from '../core/manifest/version.ts'
 import type { Mesh } from '../core/mesh/index.ts'
 import { FLEET_RELEASE_TOPIC } from '../core/fleet/index.ts'
 import { waitForReplicas, waitForView } from './client.ts'
-import { prepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
+import { finalPrepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
 import { InvalidDigestError } from './ribosome/errors.ts'
 
 // --digest that is not 64 hex characters fails with the artifact store's InvalidDigestError.
@@ -105,7 +105,8 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
       ready = (await waitForReplicas(mesh, cell, { digest, count: wait, timeoutMs, signal: options.signal })).length
     } catch (err) {
       options.signal?.throwIfAborted()
-      const nodes = prepareReport(mesh.view, cell, digest, key.id)
+      // Per-cell: pulls the nodes' records first (their prepared lists are not gossiped), briefly.
+      const nodes = await finalPrepareReport(mesh, cell, digest, { timeoutMs: Math.min(options.reportMs ?? 10_000, 5_000), authority: key.id })
       throw new ReleaseNotReadyError(`the rollback of ${cell} to ${version} was gossiped, but ${(err as Error).message}\n${formatPrepareReport(nodes)}`, nodes, { cause: err })
     }
   }
