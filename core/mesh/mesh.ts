@@ -23,7 +23,7 @@ import * as identityErrors from '../identity/errors.ts'
 import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
 import { FailureDetector } from '../fleet/failure-detector.ts'
 import { PER_CELL_DEFAULTS } from '../fleet/gossip.ts'
-import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
+import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type NodeRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
 import { chooseFrom, chooseReplica, prepareChoice, type PreparedChoice } from '../routing/index.ts'
@@ -148,6 +148,14 @@ const MAX_CACHED_CHANNELS = 256
 const ROUTE_TTL_MS = 100
 /** Most cells whose routes are kept (a caller calling more cells recomputes the rest per call). */
 const MAX_ROUTES = 1024
+
+/** A full node's addresses other full nodes dial: TCP before WebSockets; WebRTC-direct and relayed ones are for browsers. */
+function dialable (n: { nodeId: string, addrs: readonly string[] }): string[] {
+  const rank = (a: string): number => a.includes('/ws') ? 1 : 0
+  return n.addrs.filter(a => a.includes('/tcp/') && !a.includes('/p2p-circuit') && !a.includes('/webrtc'))
+    .sort((a, b) => rank(a) - rank(b))
+    .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`)
+}
 /** Per-cell: a calling full node's sample of a cell it does not follow (docs/biology.md "Scale"). */
 const CALLER_SAMPLE = 16
 const SAMPLE_REFRESH_MS = 10_000
@@ -341,12 +349,31 @@ export class Mesh {
     this.errors = errors
     this.clock = init.clock ?? systemClock
     this.random = init.random ?? systemRandom
-    this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
+    // Per-cell: a full node also stays connected to a few followers of each cell it follows.
+    const topicGroups = init.dissemination === 'per-cell' && init.localNode !== undefined ? { topicGroups: () => this.followerGroups() } : {}
+    this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, ...topicGroups, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
   }
 
   /** Bootstrap peers and full nodes of the view (their records count only with a trusted host grant). */
   private isFleetPeer (peerId: string): boolean {
     return this.view.node(peerId)?.roles.includes('full') === true || (this.init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${peerId}`))
+  }
+
+  /**
+   * Per-cell: for each cell this node follows, the dialable addresses of the other nodes hosting it
+   * (member records list the cells each node hosts), in a fixed order per cell so that followers
+   * pick overlapping peers; at most 16 hosts per cell.
+   */
+  private followerGroups (): string[][] {
+    const followed = this.gossip.followed()
+    if (followed.length === 0) return []
+    const self = this.peerId.toString()
+    const byCell = new Map<string, NodeRecord[]>(followed.map(c => [c, []]))
+    for (const n of this.view.nodes()) {
+      if (n.nodeId === self) continue
+      for (const cell of this.view.member(n.nodeId)?.cells ?? []) byCell.get(cell)?.push(n)
+    }
+    return [...byCell.values()].filter(hosts => hosts.length > 0).map(hosts => hosts.slice(0, 16).flatMap(n => dialable(n)))
   }
 
   /** Dialable addresses of fleet peers: full nodes of the view (shuffled), then bootstrap addresses. */
@@ -356,12 +383,7 @@ export class Mesh {
       const j = Math.floor(this.random.next() * (i + 1))
       ;[nodes[i], nodes[j]] = [nodes[j], nodes[i]]
     }
-    // TCP before WebSockets; WebRTC-direct and relayed addresses are for browsers.
-    const rank = (a: string): number => a.includes('/ws') ? 1 : 0
-    const fromView = nodes.flatMap(n => n.addrs.filter(a => a.includes('/tcp/') && !a.includes('/p2p-circuit') && !a.includes('/webrtc'))
-      .sort((a, b) => rank(a) - rank(b))
-      .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`))
-    return [...fromView, ...(this.init.bootstrap ?? [])]
+    return [...nodes.flatMap(n => dialable(n)), ...(this.init.bootstrap ?? [])]
   }
 
   get peerId (): PeerId {

@@ -111,3 +111,36 @@ describe('PeerKeeper', () => {
     k.stop()
   })
 })
+
+describe('PeerKeeper topic groups (per-cell dissemination)', () => {
+  it('besides keep, stays connected to topicDials followers of each followed cell (all of a smaller group)', async () => {
+    const clock = new ManualClock()
+    const fake = new FakeLibp2p()
+    const many = Array.from({ length: 10 }, (_, i) => `12D3KooWT${i}`)
+    const groups = [many.slice(0, 6), many.slice(6, 8)]
+    const k = new PeerKeeper({
+      libp2p: fake as unknown as KeeperLibp2p, clock, random, keep: 1, checkMs: 5_000, candidates: () => [addr(ids[0])], isFleetPeer: () => true,
+      topicGroups: () => groups.map(g => g.map(addr)), topicDials: 4
+    })
+    k.start()
+    clock.advance(0)
+    await settle()
+    // keep 1 (A), 4 of the first cell's 6 followers, both of the second cell's 2.
+    expect(new Set(fake.dials)).toEqual(new Set([ids[0], ...many.slice(0, 4), ...many.slice(6, 8)]))
+    // One of them drops: the next round dials another follower of that cell.
+    fake.dials.length = 0
+    fake.drop(many[1])
+    clock.advance(5_000)
+    await settle()
+    expect(fake.dials).toHaveLength(1)
+    expect(many.slice(0, 6)).toContain(fake.dials[0])
+    expect(groups[0].filter(id => fake.open.has(id))).toHaveLength(4)
+    // Nothing missing: a round dials nothing.
+    fake.dials.length = 0
+    clock.advance(5_000)
+    await settle()
+    expect(fake.dials).toEqual([])
+    k.stop()
+    expect(clock.pending).toBe(0)
+  })
+})

@@ -34,7 +34,10 @@ export const KEEPER_DEFAULTS = {
   /** Peers whose failed dials are remembered (oldest forgotten first). */
   maxTrackedPeers: 1024,
   /** Candidate addresses read per round. */
-  maxCandidates: 4096
+  maxCandidates: 4096,
+  /** Per-cell: followers to stay connected to per followed cell, at most this many groups read per round. */
+  topicDials: 4,
+  maxTopicGroups: 64
 } as const
 
 /** The parts of libp2p the keeper uses. */
@@ -59,6 +62,14 @@ export interface PeerKeeperInit {
   maxDialsPerRound?: number
   /** Tag kept peers KEEP_ALIVE in the peer store (default true). */
   tag?: boolean
+  /**
+   * Per-cell dissemination: groups of candidate addresses (with /p2p/<id>), one per followed cell
+   * (its other followers). Besides `keep`, the keeper stays connected to at least `topicDials` peers
+   * of each group (or all of a smaller one), so that a cell's topic has a mesh of its own.
+   */
+  topicGroups?: () => string[][]
+  /** Default 4 (gossipsub's D_lo). */
+  topicDials?: number
 }
 
 export interface KeeperStats { rounds: number, dials: number, failures: number, reconnects: number, joins: number, leaves: number }
@@ -204,20 +215,22 @@ export class PeerKeeper extends EventTarget {
     const knownPeers = new Set([...candidates.keys(), ...connected]).size
     const target = keepTarget(this.init.keep ?? KEEPER_DEFAULTS.keep, knownPeers)
     const missing = target - connected.size
-    if (missing <= 0) {
+    const now = this.init.clock.now()
+    const topicPicks = this.topicPicks(connected, now)
+    if (missing <= 0 && topicPicks.length === 0) {
       this.schedule(checkMs)
       return
     }
-    const now = this.init.clock.now()
     // Peers that failed least first (untried ones before those that just failed), in candidate order.
     const failures = (id: string): number => this.backoff.get(id)?.failures ?? 0
-    const dialable = [...candidates].filter(([id]) => !connected.has(id) && (this.backoff.get(id)?.notBeforeMs ?? 0) <= now)
+    const dialable = [...candidates].filter(([id]) => !connected.has(id) && !topicPicks.some(([t]) => t === id) && (this.backoff.get(id)?.notBeforeMs ?? 0) <= now)
       .sort(([a], [b]) => failures(a) - failures(b))
     this.busy = true
     this.stats.rounds++
     let gained = 0
     try {
-      const picks = dialable.slice(0, Math.min(missing, this.init.maxDialsPerRound ?? KEEPER_DEFAULTS.maxDialsPerRound))
+      const maxDials = this.init.maxDialsPerRound ?? KEEPER_DEFAULTS.maxDialsPerRound
+      const picks = [...topicPicks, ...dialable.slice(0, Math.max(0, missing))].slice(0, maxDials)
       const results = await Promise.all(picks.map(async ([id, addrs]) => await this.dialPeer(id, addrs)))
       gained = results.filter(Boolean).length
     } finally {
@@ -238,6 +251,36 @@ export class PeerKeeper extends EventTarget {
       log('%d of %d fleet connections (%d gained); next round in %d ms', target - stillMissing, target, gained, delay)
     }
     this.schedule(delay)
+  }
+
+  /**
+   * Per-cell: followers of followed cells to dial so that each cell has `topicDials` of them
+   * connected (or all of a smaller group), skipping peers in backoff; each peer once.
+   */
+  private topicPicks (connected: Set<string>, now: number): Array<[string, string[]]> {
+    const groups = this.init.topicGroups?.().slice(0, KEEPER_DEFAULTS.maxTopicGroups) ?? []
+    const want = this.init.topicDials ?? KEEPER_DEFAULTS.topicDials
+    const self = this.init.libp2p.peerId.toString()
+    const picked = new Map<string, string[]>()
+    for (const group of groups) {
+      const byPeer = new Map<string, string[]>()
+      for (const addr of group.slice(0, KEEPER_DEFAULTS.maxCandidates)) {
+        const id = peerIdOfAddr(addr)
+        if (id === undefined || id === self) continue
+        const list = byPeer.get(id) ?? []
+        if (list.length < 16) list.push(addr)
+        byPeer.set(id, list)
+      }
+      let have = [...byPeer.keys()].filter(id => connected.has(id) || picked.has(id)).length
+      const need = Math.min(want, byPeer.size)
+      for (const [id, addrs] of byPeer) {
+        if (have >= need) break
+        if (connected.has(id) || picked.has(id) || (this.backoff.get(id)?.notBeforeMs ?? 0) > now) continue
+        picked.set(id, addrs)
+        have++
+      }
+    }
+    return [...picked]
   }
 
   private limits (): { minMs: number, maxMs: number } {
