@@ -246,6 +246,11 @@ export async function run (argv: string[]): Promise<number> {
   }
   node.mesh.keeper?.addEventListener('join', say('joined'))
   node.mesh.keeper?.addEventListener('leave', say('left'))
+  // Per-cell: a node the failure detectors found down (by quorum), once per verdict.
+  node.mesh.view.addEventListener('down-report', (evt) => {
+    const { subject, verdict } = (evt as CustomEvent<{ subject: string, verdict: boolean }>).detail
+    if (verdict && !quiet) process.stdout.write(`node …${subject.slice(-6)} found down (${node.mesh.view.downReportsAbout(subject)?.reporters.length ?? 0} fleet peers lost it)\n`)
+  })
   // The autonomic loop's notices (retired cells, halted or crash-looping releases), once each.
   node.loop.addEventListener('notice', (evt) => { if (!quiet) process.stdout.write(`${(evt as CustomEvent<{ text: string }>).detail.text}\n`) })
   process.once('SIGINT', () => { quiet = true })
