@@ -158,11 +158,11 @@ describe('per-cell publishing (pure parts)', () => {
     for (const patch of [{ slots: 5 }, { freeSlots: 0 }, { leaving: true }, { cells: ['b'] }]) expect(memberStructureChanged(base, { ...base, ...patch })).toBe(true)
   })
 
-  it('refresh = max(5 s, hosts / 1 per s) by default, within the record bounds', () => {
+  it('refresh = max(5 s, hosts / 2 per s) by default, within the record bounds', () => {
     expect(cellRefreshMs(0)).toBe(5000)
-    expect(cellRefreshMs(5)).toBe(5000)
-    expect(cellRefreshMs(20)).toBe(20_000)
-    expect(cellRefreshMs(1928)).toBe(1_928_000)
+    expect(cellRefreshMs(10)).toBe(5000)
+    expect(cellRefreshMs(20)).toBe(10_000)
+    expect(cellRefreshMs(1928)).toBe(964_000)
     expect(cellRefreshMs(10 ** 9)).toBe(3_600_000)
     expect(cellRefreshMs(50, 5000, 5)).toBe(10_000)
   })
@@ -208,7 +208,7 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.stop()
   })
 
-  it('a bigger cell refreshes more slowly: hosts / 1 per s', async () => {
+  it('a bigger cell refreshes more slowly: hosts / 2 per s', async () => {
     const { clock, pubsub, gossip, view } = setup()
     const oid = otherId.toString()
     for (let i = 0; i < 49; i++) {
@@ -217,10 +217,10 @@ describe('FleetGossip per-cell publishing', () => {
     gossip.start()
     await nextHeartbeat(gossip, clock, 0)
     const [first] = pubsub.envelopes(cellTopic('billing')) as Array<Extract<FleetEnvelope, { kind: 'instance' }>>
-    // 49 + this node's own instance = 50 hosts: 50 s.
-    expect(first.record.refreshMs).toBe(50_000)
+    // 49 + this node's own instance = 50 hosts: 25 s.
+    expect(first.record.refreshMs).toBe(25_000)
     const after = pubsub.published.length
-    await heartbeats(gossip, clock, 48)
+    await heartbeats(gossip, clock, 23)
     expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(0)
     await heartbeats(gossip, clock, 1)
     expect(pubsub.envelopes(cellTopic('billing'), after)).toHaveLength(1)
