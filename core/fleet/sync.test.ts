@@ -170,7 +170,9 @@ describe('fleet-sync request filter (pure)', () => {
     expect(() => parseSyncRequest(new Uint8Array([...truncated, 0]))).toThrow(FleetSyncFilterError)
     expect(() => parseSyncRequest(new Uint8Array([1, 0x22]))).toThrow(FleetSyncFilterError)
     expect(() => parseSyncRequest(new Uint8Array(MAX_SYNC_REQUEST_BYTES + 1).fill(1, 0, 1).fill(0x22, 1, 2))).toThrow(FleetSyncFilterError)
-    expect(() => parseSyncRequest(new Uint8Array([1, 0x23]))).toThrow(FleetSyncError)
+    // 0x23 is the digest request (digest-sync.test.ts); 0x24 is no request kind.
+    expect(() => parseSyncRequest(new Uint8Array([1, 0x23]))).toThrow(FleetSyncFilterError)
+    expect(() => parseSyncRequest(new Uint8Array([1, 0x24]))).toThrow(FleetSyncError)
     expect(() => parseSyncRequest(new Uint8Array([2, 0x21]))).toThrow(FleetSyncError)
   })
 })

@@ -8,6 +8,10 @@
 //                                                                  nodes:count (peerId:lp-string)*
 //              at most 64 cells and 64 node ids, not both empty: the records of those cells (with the
 //              node records of their hosts) and the full records of those nodes, not the whole view
+//            | lp(version:u8 0x23 chain:lp-bytes scopes:count scope*)   per-cell anti-entropy by range digests
+//              scope = tag:u8 (0 members | 1 cell, cell:lp-string) buckets:uvarint digest:lp-bytes (8 × buckets)
+//              buckets a power of two 1..1024, at most one members scope and 64 cells, 4096 buckets in all:
+//              the records behind the buckets whose digests differ from the server's (FleetView.rangeDigest)
 //   response = lp(snapshot frame)* then close
 //            | lp(version:u8 0x2f code:u8) then close  refusal (core/fleet/peer-grant.ts codes)
 // The old request lp(version 0x20) carries no grant and is refused with code 1 (TruncatedChainError).
@@ -23,7 +27,8 @@ import type { BundleItem, FrameEntry } from './codec.ts'
 import { FleetSyncError, FleetSyncTimeoutError, MalformedFleetRecordError } from './errors.ts'
 import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
 import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, LIMITS, MAX_MESSAGE_BYTES, checkCellName, checkPeerId } from './records.ts'
-import type { FleetView } from './view.ts'
+import { RANGE_DIGEST_MAX_BUCKETS, checkBucketCount, diffRangeDigests } from './view.ts'
+import type { FleetView, RangeScope } from './view.ts'
 import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError, type GrantCredentialsPort } from './peer-grant.ts'
 import { TruncatedChainError } from '../identity/errors.ts'
 
@@ -33,6 +38,8 @@ const LEGACY_REQUEST_KIND = 0x20
 const REQUEST_KIND = 0x21
 /** A request with a filter (cells and/or nodes): the chain is length-prefixed, the filter follows. */
 const FILTERED_REQUEST_KIND = 0x22
+/** A per-cell anti-entropy request: range digests of the members layer and of some cells. */
+const DIGEST_REQUEST_KIND = 0x23
 const REFUSAL_KIND = 0x2f
 /** lp(version, 0x2e, code): refused the full view for the grant (code as a refusal), public cells follow. */
 const PUBLIC_ONLY_KIND = 0x2e
@@ -69,17 +76,119 @@ export interface FleetSyncFilter {
   sample?: number
 }
 
+/** Bounds of a digest request: the members scope and at most 64 cells, at most 4096 buckets (32 KiB of digests) in all. */
+export const DIGEST_LIMITS = { cells: 64, totalBuckets: 4096, maxBuckets: RANGE_DIGEST_MAX_BUCKETS } as const
+
+/** One scope of a digest request: the requester's range digest of it (FleetView.rangeDigest). */
+export interface DigestScope {
+  scope: RangeScope
+  buckets: number
+  digest: Uint8Array
+}
+
 /** A decoded fleet-sync request. `legacy`: the first version, which carries no grant. */
 export interface FleetSyncRequest {
   legacy: boolean
   chain: Uint8Array
   filter?: { cells: string[], nodes: string[], sample?: number }
+  /** A digest request (anti-entropy in per-cell mode): the scopes and the requester's digests. */
+  digests?: DigestScope[]
 }
 
 /** Largest encoded filter: two counts and 64 names of at most 128 bytes each, twice. */
 const MAX_FILTER_BYTES = 2 * (5 + SYNC_FILTER_LIMITS.cells * (2 + LIMITS.idChars))
 /** Largest request frame: version, kind, the chain with its length, the filter. */
 export const MAX_SYNC_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + MAX_FILTER_BYTES
+
+/** Largest digest request frame: version, kind, chain, count, 65 scope headers, 4096 digests. */
+export const MAX_DIGEST_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + 5 + (1 + DIGEST_LIMITS.cells) * (1 + 2 + LIMITS.idChars + 3 + 3) + DIGEST_LIMITS.totalBuckets * 8
+
+/** Digest scopes checked against the bounds and name rules: FleetSyncFilterError otherwise. */
+function checkDigests (scopes: readonly DigestScope[]): DigestScope[] {
+  if (scopes.length === 0) throw new FleetSyncFilterError('a fleet-sync digest request without scopes')
+  let members = 0
+  const cells = new Set<string>()
+  let total = 0
+  for (const { scope, buckets, digest } of scopes) {
+    if (scope.kind === 'members') {
+      if (++members > 1) throw new FleetSyncFilterError('a fleet-sync digest request names the members scope twice')
+    } else {
+      try {
+        checkCellName(scope.cell)
+      } catch (err) {
+        throw new FleetSyncFilterError('a fleet-sync digest request names an invalid cell', { cause: err })
+      }
+      if (cells.has(scope.cell)) throw new FleetSyncFilterError(`a fleet-sync digest request names cell ${scope.cell} twice`)
+      cells.add(scope.cell)
+      if (cells.size > DIGEST_LIMITS.cells) throw new FleetSyncFilterError(`a fleet-sync digest request names more than ${DIGEST_LIMITS.cells} cells`)
+    }
+    try {
+      checkBucketCount(buckets)
+    } catch (err) {
+      throw new FleetSyncFilterError(`a fleet-sync digest of ${String(buckets)} buckets (a power of two, 1..${RANGE_DIGEST_MAX_BUCKETS})`, { cause: err })
+    }
+    if (digest.length !== buckets * 8) throw new FleetSyncFilterError(`a fleet-sync digest of ${digest.length} bytes for ${buckets} buckets`)
+    total += buckets
+    if (total > DIGEST_LIMITS.totalBuckets) throw new FleetSyncFilterError(`a fleet-sync digest request of more than ${DIGEST_LIMITS.totalBuckets} buckets`)
+  }
+  return [...scopes]
+}
+
+/** The digest request frame (without its length prefix). FleetSyncFilterError when over its bounds. */
+export function encodeDigestRequest (chain: Uint8Array, scopes: readonly DigestScope[]): Uint8Array {
+  const checked = checkDigests(scopes)
+  const w = new ByteWriter(MAX_DIGEST_REQUEST_BYTES, 1024)
+  w.u8(FLEET_WIRE_VERSION).u8(DIGEST_REQUEST_KIND).bytes(chain, MAX_REQUEST_CHAIN_BYTES).uvarint(checked.length)
+  for (const { scope, buckets, digest } of checked) {
+    if (scope.kind === 'members') w.u8(0)
+    else w.u8(1).string(scope.cell, LIMITS.idChars)
+    w.uvarint(buckets).bytes(digest, DIGEST_LIMITS.maxBuckets * 8)
+  }
+  return w.finish()
+}
+
+function parseDigestRequest (frame: Uint8Array): FleetSyncRequest {
+  if (frame.length > MAX_DIGEST_REQUEST_BYTES) throw new FleetSyncFilterError(`a fleet-sync digest request of ${frame.length} bytes`)
+  const r = new ByteReader(frame.subarray(2))
+  try {
+    const chain = r.bytes(MAX_REQUEST_CHAIN_BYTES)
+    const scopes: DigestScope[] = []
+    let total = 0
+    for (let n = r.count(1 + DIGEST_LIMITS.cells, 'digest scopes'); n > 0; n--) {
+      const tag = r.u8()
+      if (tag !== 0 && tag !== 1) throw new FleetSyncFilterError(`a fleet-sync digest scope of kind ${tag}`)
+      const scope: RangeScope = tag === 0 ? { kind: 'members' } : { kind: 'cell', cell: r.string(LIMITS.idChars) }
+      const buckets = r.uvarint()
+      if (buckets > DIGEST_LIMITS.maxBuckets || total + buckets > DIGEST_LIMITS.totalBuckets) throw new FleetSyncFilterError(`a fleet-sync digest of ${buckets} buckets`)
+      total += buckets
+      // Copied: the frame's buffer is not kept.
+      scopes.push({ scope, buckets, digest: r.bytes(DIGEST_LIMITS.maxBuckets * 8).slice() })
+    }
+    r.end()
+    return { legacy: false, chain, digests: checkDigests(scopes) }
+  } catch (err) {
+    if (err instanceof FleetSyncFilterError) throw err
+    throw new FleetSyncFilterError('an undecodable fleet-sync digest request', { cause: err })
+  }
+}
+
+/**
+ * Buckets for a range digest of about `entries` entries whose records weigh `recordBytes` each: the
+ * power of two nearest to √(entries × recordBytes / 8), which balances the request (8 bytes a bucket)
+ * against one differing bucket's records, at most the entries (rounded up to a power of two) and
+ * RANGE_DIGEST_MAX_BUCKETS. 10,000 members (~1.3 kB each): 1,024; 1,000: 512; a cell of 2,000
+ * instances (~300 B): 256.
+ */
+export function digestBuckets (entries: number, recordBytes: number): number {
+  if (entries <= 1) return 1
+  const ideal = Math.sqrt(entries * recordBytes / 8)
+  const pow = 2 ** Math.round(Math.log2(Math.max(1, ideal)))
+  const cap = 2 ** Math.ceil(Math.log2(entries))
+  return Math.min(RANGE_DIGEST_MAX_BUCKETS, pow, cap)
+}
+
+/** Typical record weights for digestBuckets: a node + member record, an instance record (signed envelopes). */
+export const DIGEST_RECORD_BYTES = { member: 1_300, instance: 300 } as const
 
 /** A filter checked against the bounds and name rules (duplicates removed, order kept). */
 function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string[], sample?: number } {
@@ -128,6 +237,7 @@ export function parseSyncRequest (frame: Uint8Array): FleetSyncRequest {
   if (frame.length < 2 || frame[0] !== FLEET_WIRE_VERSION) throw new FleetSyncError('invalid fleet-sync request')
   if (frame[1] === LEGACY_REQUEST_KIND) return { legacy: true, chain: frame.subarray(2) }
   if (frame[1] === REQUEST_KIND) return { legacy: false, chain: frame.subarray(2) }
+  if (frame[1] === DIGEST_REQUEST_KIND) return parseDigestRequest(frame)
   if (frame[1] !== FILTERED_REQUEST_KIND) throw new FleetSyncError('invalid fleet-sync request')
   if (frame.length > MAX_SYNC_REQUEST_BYTES) throw new FleetSyncFilterError(`a fleet-sync request of ${frame.length} bytes`)
   const r = new ByteReader(frame.subarray(2))
@@ -177,6 +287,66 @@ function sampleInstances (entries: FrameEntry[], sample: number, random: Random)
 
 /** Options of one pull: a signal, and optionally a filter (see FleetSyncFilter). */
 export interface FleetSyncPullOptions extends AbortOptions, FleetSyncFilter {}
+
+/** Options of a digest pull: the members layer (default true) and the cells to compare (at most 64). */
+export interface DigestPullOptions extends AbortOptions {
+  members?: boolean
+  cells?: readonly string[]
+}
+
+/**
+ * The scopes of a digest request for `view`: the members layer and `cells`, each with the bucket count
+ * digestBuckets picks for its size, halved (largest first) until all fit in DIGEST_LIMITS.totalBuckets.
+ */
+export function digestScopes (view: FleetView, options: { members?: boolean, cells?: readonly string[] }, nowMs?: number): DigestScope[] {
+  const cells = [...new Set(options.cells ?? [])]
+  if (cells.length > DIGEST_LIMITS.cells) throw new FleetSyncFilterError(`a digest pull of ${cells.length} cells, at most ${DIGEST_LIMITS.cells}`)
+  const plan: Array<{ scope: RangeScope, buckets: number }> = []
+  if (options.members !== false) plan.push({ scope: { kind: 'members' }, buckets: digestBuckets(view.nodes(nowMs).length, DIGEST_RECORD_BYTES.member) })
+  for (const cell of cells) plan.push({ scope: { kind: 'cell', cell }, buckets: digestBuckets(view.instances(cell, nowMs).length, DIGEST_RECORD_BYTES.instance) })
+  let total = plan.reduce((n, p) => n + p.buckets, 0)
+  while (total > DIGEST_LIMITS.totalBuckets) {
+    const largest = plan.reduce((a, b) => (b.buckets > a.buckets ? b : a))
+    largest.buckets /= 2
+    total -= largest.buckets
+  }
+  return plan.map(p => ({ ...p, digest: view.rangeDigest(p.scope, p.buckets, nowMs) }))
+}
+
+/**
+ * What a server answers a digest request with: for each scope, the records of the buckets whose
+ * digests differ from this view's (in random order of buckets, so that a response cut at
+ * `maxBytes` still spreads over rounds), packed into frames of at most `maxFrameBytes`. Cell scopes
+ * `cells` rejects (a public-only requester) are skipped.
+ */
+export function answerDigests (view: FleetView, scopes: readonly DigestScope[], options: { maxFrameBytes: number, maxBytes: number, random?: Random, cells?: (cell: string) => boolean, nowMs?: number }): Uint8Array[] {
+  const random = options.random ?? systemRandom
+  const items: BundleItem[] = []
+  let total = 0
+  for (const { scope, buckets, digest } of scopes) {
+    if (scope.kind === 'cell' && options.cells !== undefined && !options.cells(scope.cell)) continue
+    const differing = diffRangeDigests(view.rangeDigest(scope, buckets, options.nowMs), digest)
+    if (differing.length === 0) continue
+    for (let i = differing.length - 1; i > 0; i--) {
+      const j = Math.floor(random.next() * (i + 1))
+      ;[differing[i], differing[j]] = [differing[j], differing[i]]
+    }
+    const byBucket = new Map<number, BundleItem[]>()
+    for (const { bucket, bytes, ageMs } of view.rangeRecords(scope, buckets, new Set(differing), options.nowMs)) {
+      const list = byBucket.get(bucket) ?? []
+      byBucket.set(bucket, list)
+      list.push({ bytes, ageMs })
+    }
+    for (const bucket of differing) {
+      const records = byBucket.get(bucket) ?? []
+      const bytes = records.reduce((n, r) => n + r.bytes.length + 16, 0)
+      if (total + bytes > options.maxBytes) break
+      total += bytes
+      items.push(...records)
+    }
+  }
+  return items.length === 0 ? [] : encodeBundles(items, options.maxFrameBytes)
+}
 
 /**
  * Narrows whole-view snapshot frames (already limited to the filter's cells) to what `filter`
@@ -252,6 +422,17 @@ export interface FleetSyncInit {
   antiEntropyMs?: number
   /** Which peers anti-entropy may pull from (the mesh: full nodes only). Default any. */
   antiEntropyPeer?: (peerId: string) => boolean
+  /**
+   * What an anti-entropy round pulls. 'whole' (default, fleet mode): the peer's whole view. 'digest'
+   * (per-cell mode): a digest request (digestPull) for the members layer and the cells
+   * `antiEntropyCells` names (at most 64 a round, rotating through longer lists): only the records of
+   * buckets whose digests differ come back, nothing when the views agree.
+   */
+  antiEntropyMode?: 'whole' | 'digest'
+  /** 'digest' anti-entropy: the cells this node follows (FleetGossip.followed()); read each round. */
+  antiEntropyCells?: () => readonly string[]
+  /** Most bytes of records one digest request is answered with (default 1 MiB); the rest waits for the next round. */
+  maxDigestResponseBytes?: number
   random?: Random
 }
 
@@ -269,6 +450,8 @@ export interface FleetSyncComponents {
 
 export interface FleetSyncResult {
   frames: number
+  /** Bytes of the snapshot frames received (without length prefixes). */
+  bytes?: number
   accepted: number
   dropped: number
   /** Set when the peer refused this node's grant and sent its public cells only: the refusal's name. */
@@ -289,6 +472,8 @@ export interface FleetSyncStats {
    * the type only so stats fakes elsewhere need not list it; the service always sets it.
    */
   badFilters?: number
+  /** Digest requests answered (per-cell anti-entropy). */
+  digestServes?: number
 }
 
 /**
@@ -304,6 +489,13 @@ export interface FleetSync extends EventTarget {
    * anything is sent when the filter is over its bounds or names an invalid cell or node id).
    */
   pull: (peer: PeerId, options?: FleetSyncPullOptions) => Promise<FleetSyncResult>
+  /**
+   * Anti-entropy by range digests (per-cell mode): sends this view's digests of the members layer
+   * (when `members` is not false) and of `cells` (at most 64), and merges the records the peer holds
+   * in the buckets whose digests differ from its own: one node changed, one bucket's records; views
+   * that agree, nothing but the request. Bucket counts come from digestBuckets.
+   */
+  digestPull: (peer: PeerId, options?: DigestPullOptions) => Promise<FleetSyncResult>
   /** One anti-entropy pull from a random connected peer (what the periodic timer runs). */
   antiEntropyRound: (options?: AbortOptions) => Promise<FleetSyncResult | undefined>
   stats: () => FleetSyncStats
@@ -327,7 +519,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
   readonly gate: PeerGrantGate | undefined
   private readonly publicCells: ((cell: string) => boolean) | undefined
   private readonly autoPulled = new Set<string>()
-  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0, badFilters: 0 }
+  private readonly counters: FleetSyncStats = { pulls: 0, pullFailures: 0, served: 0, serveFailures: 0, refused: 0, unauthorized: 0, badFilters: 0, digestServes: 0 }
   private serving = 0
   private pending = 0
   /** Pending retries of refused auto-pulls (at most `autoPull` at a time). */
@@ -359,11 +551,19 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.random = init.random ?? systemRandom
     this.antiEntropyMs = init.antiEntropyMs ?? 0
     this.antiEntropyPeer = init.antiEntropyPeer
+    this.antiEntropyMode = init.antiEntropyMode ?? 'whole'
+    this.antiEntropyCells = init.antiEntropyCells
+    this.maxDigestResponseBytes = init.maxDigestResponseBytes ?? 1024 * 1024
     this.onIdentify = this.onIdentify.bind(this)
     this.onDisconnect = this.onDisconnect.bind(this)
   }
 
   private readonly antiEntropyPeer: ((peerId: string) => boolean) | undefined
+  private readonly antiEntropyMode: 'whole' | 'digest'
+  private readonly antiEntropyCells: (() => readonly string[]) | undefined
+  private readonly maxDigestResponseBytes: number
+  /** 'digest' anti-entropy: where the next round starts in a followed-cells list longer than 64. */
+  private cellCursor = 0
 
   async start (): Promise<void> {
     if (this.started) return
@@ -412,13 +612,31 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     if (eligible.length === 0) return undefined
     const peer = eligible[Math.floor(this.random.next() * eligible.length)]
     try {
-      const result = await this.pull(peer, { signal: AbortSignal.any([this.shutdown.signal, ...(options.signal !== undefined ? [options.signal] : [])]) })
+      const signal = AbortSignal.any([this.shutdown.signal, ...(options.signal !== undefined ? [options.signal] : [])])
+      const result = this.antiEntropyMode === 'digest'
+        ? await this.digestPull(peer, { cells: this.roundCells(), signal })
+        : await this.pull(peer, { signal })
       if (result.accepted > 0) log('anti-entropy from %p: %d records accepted', peer, result.accepted)
       return result
     } catch (err) {
       log('anti-entropy pull from %p failed: %e', peer, err)
       return undefined
     }
+  }
+
+  /** 'digest' anti-entropy: the followed cells of this round, at most DIGEST_LIMITS.cells, rotating through a longer list. */
+  private roundCells (): string[] {
+    const all = [...new Set(this.antiEntropyCells?.() ?? [])]
+    if (all.length <= DIGEST_LIMITS.cells) return all
+    const start = this.cellCursor % all.length
+    this.cellCursor = (start + DIGEST_LIMITS.cells) % all.length
+    return Array.from({ length: DIGEST_LIMITS.cells }, (_, i) => all[(start + i) % all.length])
+  }
+
+  async digestPull (peer: PeerId, options: DigestPullOptions = {}): Promise<FleetSyncResult> {
+    options.signal?.throwIfAborted()
+    const request = encodeDigestRequest(this.gate?.chain() ?? new Uint8Array(0), digestScopes(this.view, options))
+    return await this.request(peer, request, options)
   }
 
   private onIdentify (evt: CustomEvent<IdentifyResult>): void {
@@ -484,8 +702,13 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const filtered = options.cells !== undefined || options.nodes !== undefined
     // Checked (and encoded) before a stream opens: a bad filter is the caller's mistake, not the peer's.
     const request = encodeSyncRequest(this.gate?.chain() ?? new Uint8Array(0), filtered ? { cells: options.cells, nodes: options.nodes, ...(options.sample !== undefined ? { sample: options.sample } : {}) } : undefined)
+    return await this.request(peer, request, options)
+  }
+
+  /** Sends one request frame and merges the snapshot frames that answer it. */
+  private async request (peer: PeerId, request: Uint8Array, options: AbortOptions): Promise<FleetSyncResult> {
     const { signal, clear } = this.deadline(options.signal)
-    const result: FleetSyncResult = { frames: 0, accepted: 0, dropped: 0 }
+    const result: FleetSyncResult = { frames: 0, bytes: 0, accepted: 0, dropped: 0 }
     let stream: Stream | undefined
     const onAbort = (): void => { stream?.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
@@ -505,6 +728,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
           }
         }
         if (++result.frames > this.maxFrames) throw new FleetSyncError(`snapshot exceeds ${this.maxFrames} frames`)
+        result.bytes = (result.bytes ?? 0) + next.value.length
         const merged = await this.view.merge(next.value, { from: peer.toString(), signal })
         result.accepted += merged.accepted
         result.dropped += merged.dropped
@@ -545,11 +769,12 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     let admitted = false
     let publicOnly = false
     let filter: FleetSyncRequest['filter']
+    let digests: FleetSyncRequest['digests']
     const request = this.deadline(undefined, Math.min(this.requestTimeoutMs, this.timeoutMs))
     const onRequestAbort = (): void => { stream.abort(request.signal.reason) }
     request.signal.addEventListener('abort', onRequestAbort, { once: true })
     try {
-      const requests = decodeLengthPrefixed(stream, MAX_SYNC_REQUEST_BYTES)
+      const requests = decodeLengthPrefixed(stream, Math.max(MAX_SYNC_REQUEST_BYTES, MAX_DIGEST_REQUEST_BYTES))
       const first = await requests.next()
       // Stop listening: the requester sends nothing more, and this detaches the stream listeners.
       await requests.return(undefined)
@@ -564,6 +789,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
         throw err
       }
       filter = parsed.filter
+      digests = parsed.digests
       if (this.gate != null) {
         try {
           if (parsed.legacy) throw new TruncatedChainError('a fleet-sync request without a grant')
@@ -592,20 +818,24 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       request.clear()
       this.pending--
     }
-    if (admitted || publicOnly) await this.sendSnapshot(stream, peer, publicOnly ? this.publicCells : undefined, filter)
+    if (admitted || publicOnly) await this.sendSnapshot(stream, peer, publicOnly ? this.publicCells : undefined, filter, digests)
   }
 
   /** The frames a request gets: the whole view (or its public cells), or what its filter names. */
-  private snapshotFrames (cells: ((cell: string) => boolean) | undefined, filter: FleetSyncRequest['filter']): Uint8Array[] {
+  private snapshotFrames (cells: ((cell: string) => boolean) | undefined, filter: FleetSyncRequest['filter'], digests?: FleetSyncRequest['digests']): Uint8Array[] {
     // Leave room for the length prefix inside the requester's frame limit.
     const maxFrameBytes = this.maxFrameBytes - 8
+    if (digests !== undefined) {
+      this.counters.digestServes = (this.counters.digestServes ?? 0) + 1
+      return answerDigests(this.view, digests, { maxFrameBytes, maxBytes: this.maxDigestResponseBytes, random: this.random, ...(cells !== undefined ? { cells } : {}) })
+    }
     if (filter === undefined) return this.view.snapshot({ maxFrameBytes, ...(cells !== undefined ? { cells } : {}) })
     const asked = new Set(filter.cells)
     const frames = this.view.snapshot({ maxFrameBytes, cells: (c) => asked.has(c) && (cells?.(c) ?? true) })
     return narrowSnapshot(frames, filter, maxFrameBytes, this.random)
   }
 
-  private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean, filter?: FleetSyncRequest['filter']): Promise<void> {
+  private async sendSnapshot (stream: Stream, peer: string, cells?: (cell: string) => boolean, filter?: FleetSyncRequest['filter'], digests?: FleetSyncRequest['digests']): Promise<void> {
     if (this.serving >= this.maxConcurrentServes) {
       this.counters.refused++
       stream.abort(new FleetSyncError('too many concurrent fleet-sync requests'))
@@ -616,7 +846,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const onAbort = (): void => { stream.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
     try {
-      for (const frame of this.snapshotFrames(cells, filter)) {
+      for (const frame of this.snapshotFrames(cells, filter, digests)) {
         if (!stream.send(encodeLengthPrefixed(frame))) await stream.onDrain({ signal })
       }
       await stream.close({ signal })

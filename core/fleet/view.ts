@@ -1138,6 +1138,75 @@ export class FleetView extends EventTarget {
   }
 
   /**
+   * A range digest for anti-entropy (per-cell mode): `buckets` (a power of two, 1..RANGE_DIGEST_MAX_BUCKETS)
+   * 64-bit sums, 8 bytes each (big-endian high then low word), of the entries of `scope` that fall in
+   * each bucket by a hash of their key. 'members': every node whose record the view holds and has not
+   * expired (live or down), entry (nodeId, newest node/member seq, down or not). A cell: its live
+   * instances, entry (host/instanceId, seq). Order-independent: two views holding the same entries
+   * have equal digests whatever the order they learned them in. See diffRangeDigests.
+   */
+  rangeDigest (scope: RangeScope, buckets: number, nowMs: number = this.clock.now()): Uint8Array {
+    checkBucketCount(buckets)
+    const sums = new Uint32Array(buckets * 2)
+    for (const { key, entry } of this.rangeEntries(scope, nowMs)) {
+      const b = rangeBucket(key, buckets)
+      const [hi, lo] = entryHash(entry)
+      sums[2 * b] = (sums[2 * b] + hi) >>> 0
+      sums[2 * b + 1] = (sums[2 * b + 1] + lo) >>> 0
+    }
+    const out = new Uint8Array(buckets * 8)
+    const dv = new DataView(out.buffer)
+    for (let i = 0; i < buckets * 2; i++) dv.setUint32(i * 4, sums[i])
+    return out
+  }
+
+  /**
+   * The records behind the entries of `scope` in the buckets `which` (of `buckets`), as snapshot
+   * items (origin-signed bytes with their age): 'members': each such node's node record, member
+   * record and the down reports about it; a cell: its instance records. Each item names its bucket.
+   * What anti-entropy sends for the buckets whose digests differ.
+   */
+  rangeRecords (scope: RangeScope, buckets: number, which: ReadonlySet<number>, nowMs: number = this.clock.now()): Array<BundleItem & { bucket: number }> {
+    checkBucketCount(buckets)
+    const items: Array<BundleItem & { bucket: number }> = []
+    let bucket = 0
+    const add = (held: Held<unknown>, ttlMs: number): void => {
+      const ageMs = Math.max(0, nowMs - held.receivedMs)
+      if (ageMs < ttlMs) items.push({ bytes: held.bytes, ageMs, bucket })
+    }
+    for (const { key } of this.rangeEntries(scope, nowMs)) {
+      bucket = rangeBucket(key, buckets)
+      if (!which.has(bucket)) continue
+      if (scope.kind === 'cell') {
+        const held = this.instanceMap.get(key)
+        if (held !== undefined) add(held, this.instanceTtl(held.record))
+        continue
+      }
+      const node = this.nodeMap.get(key)
+      if (node !== undefined) add(node, this.nodeLifeMs)
+      const member = this.memberMap.get(key)
+      if (member !== undefined) add(member, this.memberTtlMs)
+      for (const held of this.downReports.get(key)?.reports.values() ?? []) add(held, this.memberTtlMs)
+    }
+    return items
+  }
+
+  private * rangeEntries (scope: RangeScope, nowMs: number): Generator<{ key: string, entry: string }> {
+    if (scope.kind === 'cell') {
+      for (const [key, held] of this.instanceMap) {
+        if (held.record.cell !== scope.cell || !this.instanceLive(held, nowMs)) continue
+        yield { key, entry: `${key} ${held.record.seq}` }
+      }
+      return
+    }
+    for (const [id, held] of this.nodeMap) {
+      const heard = this.liveness === 'members' ? this.lastHeardMs(id) ?? held.receivedMs : held.receivedMs
+      if (heard + this.nodeLifeMs <= nowMs) continue
+      yield { key: id, entry: `${id} ${this.newestSeq(id)} ${this.downNodes.has(id) ? 1 : 0}` }
+    }
+  }
+
+  /**
    * The current records as originally received (origin-signed bytes), packed into standalone
    * frames of at most `maxFrameBytes`; each frame can be passed to `merge` on its own. Releases
    * come first (they matter most), then nodes, then instances. Bounded by maxSnapshotBytes.
@@ -1181,4 +1250,52 @@ function claimKey (authority: string, cell: string): string {
 function instanceKey (r: InstanceRecord): string {
   // Keyed by host too, so one node can never overwrite another node's instance by reusing its id.
   return `${r.nodeId}/${r.instanceId}`
+}
+
+/** What a range digest covers: the members layer (node/member records, down verdicts) or one cell's instances. */
+export type RangeScope = { kind: 'members' } | { kind: 'cell', cell: string }
+
+/** Most buckets of one range digest (8 bytes each). */
+export const RANGE_DIGEST_MAX_BUCKETS = 1024
+
+/** Throws RangeError unless `buckets` is a power of two in 1..RANGE_DIGEST_MAX_BUCKETS. */
+export function checkBucketCount (buckets: number): void {
+  if (!Number.isSafeInteger(buckets) || buckets < 1 || buckets > RANGE_DIGEST_MAX_BUCKETS || (buckets & (buckets - 1)) !== 0) {
+    throw new RangeError(`a range digest of ${String(buckets)} buckets (a power of two, 1..${RANGE_DIGEST_MAX_BUCKETS})`)
+  }
+}
+
+/** murmur3's 32-bit finaliser. */
+function fmix32 (h: number): number {
+  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
+function fnv1a (s: string, seed: number): number {
+  let h = seed
+  for (let k = 0; k < s.length; k++) { h ^= s.charCodeAt(k); h = Math.imul(h, 0x01000193) }
+  return h >>> 0
+}
+
+/** The bucket of a key among `buckets` (a power of two). */
+export function rangeBucket (key: string, buckets: number): number {
+  return fmix32(fnv1a(key, 0x811c9dc5)) & (buckets - 1)
+}
+
+/** A 64-bit hash of an entry as two words (two differently seeded FNV-1a runs, each finalised). */
+function entryHash (entry: string): [number, number] {
+  return [fmix32(fnv1a(entry, 0x9e3779b9)), fmix32(fnv1a(entry, 0x811c9dc5) ^ 0x5bd1e995)]
+}
+
+/** The buckets whose 8-byte digests differ between two range digests of the same bucket count, ascending. */
+export function diffRangeDigests (a: Uint8Array, b: Uint8Array): number[] {
+  if (a.length !== b.length || a.length % 8 !== 0) throw new RangeError('range digests of different bucket counts')
+  const out: number[] = []
+  for (let i = 0; i < a.length; i += 8) {
+    for (let k = 0; k < 8; k++) {
+      if (a[i + k] !== b[i + k]) { out.push(i / 8); break }
+    }
+  }
+  return out
 }
