@@ -1,15 +1,16 @@
 // Calls served into a real replica through a real synapse session (TCP + Noise + yamux in this
-// process, the replica a child process): a caller's cancel must reach the replica's handler. The
-// node learns of it from the session's `settled` hook once it has seen the hook work (no
-// AbortController per call), and from ctx.signal when the handler is composed without the hook;
-// both are tested, so this fails if either path stops carrying the cancel.
+// process, the replica a child process): a caller's cancel, the node's deadline and the channel
+// closing must each reach the replica's handler. The node learns of them through the session's call
+// context (ServerCall's one `onAbort` slot, no AbortController per call), and through ctx.signal
+// when a wrapper hands it a context of its own; both are tested, so this fails if either path
+// stops carrying the abort.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { acceptingAuth, createSynapseNode, UnknownAuthorityError, type SynapseNode } from '../test/bench/nodes.ts'
-import { CallCancelledError, SYNAPSE_ERROR_CLASSES, WireErrorRegistry, type SynapseHandler } from '../core/synapse/index.ts'
-import { systemClock, systemRandom } from '../core/ports.ts'
+import { CallCancelledError, DeadlineExceededError, SYNAPSE_ERROR_CLASSES, WireErrorRegistry, type CallContext, type SynapseHandler } from '../core/synapse/index.ts'
+import { systemClock, systemRandom, type Clock } from '../core/ports.ts'
 import { tracedHandler } from '../core/telemetry/tracer.ts'
 import { CallMeter } from './telemetry/call-meter.ts'
 import { ReplicaSet, type ReplicaInfo } from './replica-set.ts'
@@ -26,18 +27,27 @@ afterAll(async () => { if (tmp !== '') await rm(tmp, { recursive: true, force: t
 
 const errors = (): WireErrorRegistry => new WireErrorRegistry([...SYNAPSE_ERROR_CLASSES, UnknownAuthorityError])
 
-async function serving (name: string, compose: (h: SynapseHandler) => SynapseHandler): Promise<{ capsid: Capsid, call: (method: string, req: unknown, signal?: AbortSignal) => Promise<unknown>, stop: () => Promise<void> }> {
+interface Serving {
+  capsid: Capsid
+  call: (method: string, req: unknown, signal?: AbortSignal, timeoutMs?: number) => Promise<unknown>
+  /** Stops the calling node: its channel closes under the calls in flight. */
+  stopClient: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+async function serving (name: string, compose: (h: SynapseHandler) => SynapseHandler, serverClock?: Clock): Promise<Serving> {
   const replicas = new ReplicaSet({ dataDir: join(tmp, name), runDir: join(tmp, `${name}-run`), sandbox: 'process', clock: systemClock, random: systemRandom, maxReplicas: 1 })
   const info: ReplicaInfo = await replicas.spawn({ cell: 'test', version: '1.0.0', digest: 'd', codePath: artifact, manifest: { sandbox: { require: 'process' } } }, { signal: AbortSignal.timeout(20_000) })
   const nodes: SynapseNode[] = []
-  const server = await createSynapseNode({ ...acceptingAuth(), handler: compose(replicas.handler()), errors: errors() })
+  const server = await createSynapseNode({ ...acceptingAuth(), handler: compose(replicas.handler()), errors: errors(), ...(serverClock !== undefined ? { clock: serverClock } : {}) })
   nodes.push(server)
   const client = await createSynapseNode({ ...acceptingAuth(), errors: errors() })
   nodes.push(client)
   const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'test')
   return {
     capsid: info.capsid!,
-    call: async (method, req, signal) => unjson(await channel.call(method, json(req), { ...(signal !== undefined ? { signal } : {}), timeoutMs: 30_000 })),
+    call: async (method, req, signal, timeoutMs = 30_000) => unjson(await channel.call(method, json(req), { ...(signal !== undefined ? { signal } : {}), timeoutMs })),
+    stopClient: async () => { await client.stop() },
     stop: async () => {
       await Promise.all(nodes.map(async n => { await n.stop() }))
       await replicas.stopAll({ graceMs: 200 })
@@ -47,16 +57,17 @@ async function serving (name: string, compose: (h: SynapseHandler) => SynapseHan
 
 describe('replica set serving synapse calls', () => {
   const compositions: Array<[string, (h: SynapseHandler) => SynapseHandler]> = [
-    // As a full node composes it: tracing outside, the call meter inside, both passing `settled` on.
-    ['with the settled hook (as a full node)', (h) => tracedHandler({ start: () => ({ traceparent: undefined, recording: false, end: () => {} }) }, new CallMeter({ registry: new Registry() }).wrap(h))],
-    // A host that drops the hook: the cancel must still arrive, through ctx.signal.
-    ['without the settled hook', (h) => ({ call: async (ctx) => await h.call(ctx), message: (ctx) => { h.message(ctx) }, stream: (ctx) => h.stream(ctx) })]
+    // As a full node composes it: tracing outside, the call meter inside; the session's context reaches the replica set.
+    ['as a full node composes it', fullNodeComposition],
+    // A wrapper that hands on a context of its own (as tracing does for a sampled call): the abort
+    // must still arrive, through the signal it passes on.
+    ['through a context of a wrapper', (h) => ({ call: async (ctx) => await h.call(new WrappedContext(ctx)), message: (ctx) => { h.message(ctx) }, stream: (ctx) => h.stream(ctx) })]
   ]
   for (const [name, compose] of compositions) {
     it(`a caller's cancel reaches the replica's handler, ${name}`, async () => {
       const s = await serving(name.replace(/\W+/g, '-'), compose)
       try {
-        // Answered calls first: the settled hook has been seen working by the time the cancel comes.
+        // Answered calls first.
         expect(await s.call('echo', { a: 1 })).toEqual({ a: 1 })
         expect(await s.call('echo', 'two')).toBe('two')
         for (const tag of ['first', 'second']) {
@@ -89,4 +100,74 @@ describe('replica set serving synapse calls', () => {
       }
     }, 40_000)
   }
+
+  for (const [name, compose] of compositions) {
+    it(`the node's deadline reaches the replica's handler, ${name}`, async () => {
+      // The server's clock runs a minute ahead: the deadline handed to the replica is a minute after
+      // the one the session keeps, so only the session's (through the node) can end the call in time,
+      // and the replica hears it as the node's cancel, not as its own deadline.
+      const s = await serving(`deadline-${name.replace(/\W+/g, '-')}`, compose, { ...systemClock, now: () => Date.now() + 60_000 })
+      try {
+        expect(await s.call('echo', 1)).toBe(1)
+        await expect(s.call('slow', { ms: 60_000, tag: 'd' }, undefined, 300)).rejects.toBeInstanceOf(DeadlineExceededError)
+        expect(await waitForLog(s.capsid, /slow-aborted d /, 10_000)).toBe('slow-aborted d CallCancelledError')
+        expect(await s.call('echo', 2)).toBe(2)
+        expect(s.capsid.inFlight).toBe(0)
+      } finally {
+        await s.stop()
+      }
+    }, 40_000)
+
+    it(`the channel closing reaches the replica's handler, ${name}`, async () => {
+      const s = await serving(`close-${name.replace(/\W+/g, '-')}`, compose)
+      try {
+        expect(await s.call('echo', 1)).toBe(1)
+        const pending = ['x', 'y'].map(async (tag) => await s.call('slow', { ms: 60_000, tag }).catch((err: unknown) => err))
+        for (const tag of ['x', 'y']) await waitForLog(s.capsid, new RegExp(`slow-start ${tag}`), 10_000)
+        await s.stopClient()
+        for (const err of await Promise.all(pending)) expect(err).toBeInstanceOf(Error)
+        await waitForLog(s.capsid, /slow-aborted x CallCancelledError/, 10_000)
+        await waitForLog(s.capsid, /slow-aborted y CallCancelledError/, 10_000)
+        await waitFor(() => s.capsid.inFlight === 0, 5_000, 'the capsid has no call in flight')
+      } finally {
+        await s.stop()
+      }
+    }, 40_000)
+  }
 })
+
+/** A context of a wrapper's own, its signal the session's. */
+class WrappedContext implements CallContext {
+  readonly cell: string
+  readonly method: string
+  readonly payload: Uint8Array
+  readonly principal: CallContext['principal']
+  readonly remotePeer: string
+  readonly deadlineMs: number
+  readonly traceparent: string | undefined
+  private readonly inner: CallContext
+  constructor (inner: CallContext) {
+    this.inner = inner
+    this.cell = inner.cell
+    this.method = inner.method
+    this.payload = inner.payload
+    this.principal = inner.principal
+    this.remotePeer = inner.remotePeer
+    this.deadlineMs = inner.deadlineMs
+    this.traceparent = inner.traceparent
+  }
+
+  get signal (): AbortSignal { return this.inner.signal }
+}
+
+function fullNodeComposition (h: SynapseHandler): SynapseHandler {
+  return tracedHandler({ start: () => ({ traceparent: undefined, recording: false, end: () => {} }) }, new CallMeter({ registry: new Registry() }).wrap(h))
+}
+
+async function waitFor (done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`${what}: not within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}

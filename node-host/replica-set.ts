@@ -4,7 +4,6 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { CallAbort } from './capsid/capsid.ts'
 import { ServerCall } from '../core/synapse/server-call.ts'
 import { turnCached } from '../core/synapse/turn-clock.ts'
 import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, FencedReplicaError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
@@ -139,10 +138,6 @@ export class ReplicaSet extends EventTarget {
   /** Is a call's traceparent unsampled (then its replica span is skipped)? */
   private readonly unsampled = unsampledParentCheck()
   private readonly idleWaiters = new Set<() => void>()
-  /** The aborts of calls in a capsid, with the session's context of each, until they end (see handler()). */
-  private readonly served = new ServedCalls()
-  /** Whether the session has told `settled` about a call: then cancellations arrive there. */
-  private settledSeen = false
   /** The clock read once per batch of calls (core/synapse/turn-clock.ts), for the latency window. */
   private readonly now: () => number
 
@@ -434,11 +429,10 @@ export class ReplicaSet extends EventTarget {
    * The synapse server port: calls land in a local capsid.
    *
    * A call's cancellation (the caller's CANCEL, the session's deadline, the channel closing) reaches
-   * the capsid through `settled`, which the session calls for every call it answers, before any
-   * other end of it: the call then needs no AbortController of its own (ctx.signal makes one on
-   * first use), nor an EventTarget listener, for a plain CallAbort linked to the session's context.
-   * Until `settled` has been seen once (a host that composes the handler without it), and for
-   * contexts the session did not make (a wrapper's), calls follow ctx.signal as before.
+   * the capsid through the session's call context itself: the capsid's call in flight is its one
+   * `onAbort` listener (ServerCall, a CallAbortSlot), so a call needs no AbortController (ctx.signal
+   * makes one on first use), EventTarget listener or object of its own for it. A context the session
+   * did not make (a wrapper's) is followed through ctx.signal.
    */
   handler (): SynapseHandler {
     return {
@@ -450,30 +444,26 @@ export class ReplicaSet extends EventTarget {
         window.calls++
         const started = this.now()
         this.handling++
-        const abort = this.settledSeen && ctx instanceof ServerCall ? this.served.add(ctx) : undefined
+        // The session's own context only: a wrapper's, even one inheriting from it, would keep the listener to itself.
+        const abortSlot = Object.getPrototypeOf(ctx) === ServerCall.prototype ? ctx as ServerCall : undefined
         try {
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
           // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
           // name, options, closure or extra promise per call.
           const tracer = this.init.tracer
-          const signal = abort ?? ctx.signal
+          const signal = abortSlot === undefined ? ctx.signal : undefined
           const answer = tracer === undefined || this.unsampled(ctx.traceparent)
-            ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal })
+            ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal, abortSlot })
             : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
               // eslint-disable-next-line @typescript-eslint/promise-function-async
-              (traceparent) => r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal }))
+              (traceparent) => r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal, abortSlot }))
           // The lease may have ended while the replica worked (the node was paused): that answer is never sent.
           if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
           return answer
         } finally {
-          if (abort !== undefined) this.served.remove(abort)
           window.latency.record(this.now() - started)
           if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
         }
-      },
-      settled: (ctx: CallContext, _result: Uint8Array | undefined, error: unknown): void => {
-        this.settledSeen = true
-        if (error !== undefined) this.served.abort(ctx, error)
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)
@@ -485,54 +475,6 @@ export class ReplicaSet extends EventTarget {
         if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         return r.capsid.stream(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
       }
-    }
-  }
-}
-
-/** A call in a capsid, abortable by the session's context it came with: a link of ServedCalls. */
-class ServedCall extends CallAbort {
-  readonly ctx: CallContext
-  prev: ServedCall | undefined
-  next: ServedCall | undefined
-  constructor (ctx: CallContext) {
-    super()
-    this.ctx = ctx
-  }
-}
-
-/**
- * The calls in capsids, as a list linked through the calls themselves: adding and removing one is a
- * few field writes (a Map keyed by the context cost an identity hash and a table entry per call);
- * finding one by its context walks the list, which only a failed call does (a cancel, a deadline, a
- * closed channel), over at most the calls in flight.
- */
-class ServedCalls {
-  private head: ServedCall | undefined
-
-  add (ctx: CallContext): ServedCall {
-    const call = new ServedCall(ctx)
-    call.next = this.head
-    if (this.head !== undefined) this.head.prev = call
-    this.head = call
-    return call
-  }
-
-  remove (call: ServedCall): void {
-    if (call.prev !== undefined) call.prev.next = call.next
-    else if (this.head === call) this.head = call.next
-    else return
-    if (call.next !== undefined) call.next.prev = call.prev
-    call.prev = undefined
-    call.next = undefined
-  }
-
-  /** Aborts the call that came with `ctx`, if it is still in a capsid. */
-  abort (ctx: CallContext, reason: unknown): void {
-    for (let call = this.head; call !== undefined; call = call.next) {
-      if (call.ctx !== ctx) continue
-      this.remove(call)
-      call.abort(reason)
-      return
     }
   }
 }

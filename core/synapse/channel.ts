@@ -318,7 +318,7 @@ export class Channel extends Endpoint implements StreamOwner {
       return Promise.reject(err)
     }
     this.writer.commit()
-    const now = this.clock.now()
+    const now = this.now()
     const call: PendingCall = { resolve: noop, reject: noop, slot: 0, startMs: now, signal, onAbort: undefined }
     const promise = new Promise<Uint8Array>((resolve, reject) => { call.resolve = resolve; call.reject = reject })
     this.calls.set(id, call)
@@ -417,7 +417,7 @@ export class Channel extends Endpoint implements StreamOwner {
     this.deadlines.remove(id, call.slot)
     if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort)
     this.counters.inflight--
-    this.counters.latency.record(this.clock.now() - call.startMs)
+    this.counters.latency.record(this.now() - call.startMs)
     if (this.slotWaiters.length > 0) this.wakeSlotWaiter()
     if (this.closeWhenIdleRequested && this.calls.size + this.streams.size === 0) void this.close().catch(() => {})
   }

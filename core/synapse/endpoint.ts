@@ -22,6 +22,11 @@ export interface EndpointInit {
   stream: Stream
   remotePeer: string
   clock: Clock
+  /**
+   * `clock.now`, read once per turn (turn-clock.ts): the synapse service shares one among its
+   * channels and sessions. Calls arrive and are answered in batches, so one reading serves a batch.
+   */
+  now?: () => number
   log: Logger
   errors: WireErrorRegistry
   limits: EndpointLimits
@@ -37,6 +42,8 @@ export abstract class Endpoint {
   protected readonly writer: FrameWriter
   protected readonly decoder: FrameDecoder
   protected readonly clock: Clock
+  /** The clock read once per turn (EndpointInit.now); `clock.now` when none was given. */
+  protected readonly now: () => number
   protected readonly log: Logger
   protected readonly errors: WireErrorRegistry
   protected readonly limits: EndpointLimits
@@ -51,6 +58,7 @@ export abstract class Endpoint {
     this.transport = init.stream
     this.remotePeer = init.remotePeer
     this.clock = init.clock
+    this.now = init.now ?? (() => init.clock.now())
     this.log = init.log
     this.errors = init.errors
     this.limits = init.limits

@@ -1,6 +1,7 @@
 export { synapse, Synapse } from './synapse.ts'
 export type { SynapseInit, SynapseComponents, SynapseRegistrar, SynapseConnectionManager, OpenOptions } from './synapse.ts'
 export { Channel } from './channel.ts'
+export { ServerCall } from './server-call.ts'
 export { LastingChannel } from './lasting-channel.ts'
 export { SYNAPSE_PROTOCOL, SYNAPSE_VERSION } from './handshake.ts'
 export {
@@ -14,5 +15,5 @@ export { LatencyHistogram, LATENCY_BUCKETS_MS } from './stats.ts'
 export type { SynapseStats } from './stats.ts'
 export type {
   Principal, HandshakeRequest, AuthenticatePort, AuthenticateServerPort, CredentialsPort,
-  MessageContext, CallContext, SynapseHandler, SynapseCallOptions
+  MessageContext, CallContext, CallAbortListener, CallAbortSlot, SynapseHandler, SynapseCallOptions
 } from './types.ts'

@@ -1,9 +1,10 @@
-import type { CallContext, Principal } from './types.ts'
+import type { CallAbortListener, CallAbortSlot, CallContext, Principal } from './types.ts'
 
 // Per-call context handed to the handler port. The AbortController is created only when the
 // handler reads `signal`: most handlers never do, and at tens of thousands of calls per second
-// an eager controller per call is a measurable cost.
-export class ServerCall implements CallContext {
+// an eager controller per call is a measurable cost. A handler that must learn of an abort without
+// one sets `onAbort` (one listener, no EventTarget).
+export class ServerCall implements CallContext, CallAbortSlot {
   readonly cell: string
   readonly method: string
   readonly payload: Uint8Array
@@ -18,6 +19,8 @@ export class ServerCall implements CallContext {
   /** Stream credit (streams only): items the client will still accept. */
   credit = 0
   creditWaiter: (() => void) | undefined
+  /** The one abort listener (CallAbortSlot): called once, on CANCEL, the deadline or the channel closing. */
+  onAbort: CallAbortListener | undefined = undefined
   private controller: AbortController | undefined
   private reason: Error | undefined
 
@@ -43,13 +46,33 @@ export class ServerCall implements CallContext {
     return this.reason !== undefined
   }
 
-  abort (reason: Error): void {
-    if (this.reason !== undefined) return
+  get abortReason (): Error | undefined {
+    return this.reason
+  }
+
+  /**
+   * Aborts the call once: `onAbort`, the signal (if one was made) and a stream's credit waiter.
+   * Returns what `onAbort` threw, for the session to log (the other ends still run).
+   */
+  abort (reason: Error): unknown {
+    if (this.reason !== undefined) return undefined
     this.reason = reason
+    const listener = this.onAbort
+    this.onAbort = undefined
+    let thrown: unknown
+    if (listener !== undefined) {
+      try {
+        if (typeof listener === 'function') listener(reason)
+        else listener.callAborted(reason)
+      } catch (err) {
+        thrown = err ?? new Error('onAbort threw nothing')
+      }
+    }
     this.controller?.abort(reason)
     const w = this.creditWaiter
     this.creditWaiter = undefined
     w?.()
+    return thrown
   }
 
   addCredit (count: number): void {

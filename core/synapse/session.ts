@@ -100,7 +100,7 @@ export class ServerSession extends Endpoint {
     }
     // The chain was checked at the handshake only; once it has expired nothing more runs on it
     // (the timer closes the channel too, this catches frames that arrive before it fires).
-    if (this.expiresMs !== Infinity && this.clock.now() >= this.expiresMs) {
+    if (this.expiresMs !== Infinity && this.now() >= this.expiresMs) {
       this.closeExpired(f.type === FrameType.CALL || f.type === FrameType.STREAM_OPEN ? f.id : 0)
       return
     }
@@ -131,7 +131,7 @@ export class ServerSession extends Endpoint {
         if (call === undefined) { this.counters.dropped++; return }
         this.end(f.id, call)
         const cancelled = new CallCancelledError('call cancelled by the client')
-        call.abort(cancelled)
+        this.abortCall(call, cancelled)
         this.settle(call, undefined, cancelled)
         return
       }
@@ -153,7 +153,7 @@ export class ServerSession extends Endpoint {
     this.deadlines.clear()
     const closed = err instanceof ChannelClosedError ? err : new ChannelClosedError('channel closed', { cause: err })
     for (const call of this.calls.values()) {
-      call.abort(closed)
+      this.abortCall(call, closed)
       this.settle(call, undefined, closed)
     }
     this.calls.clear()
@@ -264,7 +264,7 @@ export class ServerSession extends Endpoint {
       this.sendError(FrameType.ERROR, id, new TooManyInflightError(`more than ${this.limits.maxInflight} calls in flight`))
       return
     }
-    const now = this.clock.now()
+    const now = this.now()
     const deadlineMs = f.timeoutMs >= 0 ? now + f.timeoutMs : Infinity
     const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
     if (this.handler?.settled !== undefined) call.startedMs = this.monotonicMs()
@@ -283,7 +283,7 @@ export class ServerSession extends Endpoint {
       (payload) => {
         if (this.calls.get(id) !== call) return
         this.end(id, call)
-        this.counters.latency.record(this.clock.now() - now)
+        this.counters.latency.record(this.now() - now)
         try {
           this.writer.encoder.frame(FrameType.RESULT, id, payload)
         } catch (err) {
@@ -312,7 +312,7 @@ export class ServerSession extends Endpoint {
         : new TooManyInflightError(`more than ${this.limits.maxInflight} calls in flight`))
       return
     }
-    const deadlineMs = f.timeoutMs >= 0 ? this.clock.now() + f.timeoutMs : Infinity
+    const deadlineMs = f.timeoutMs >= 0 ? this.now() + f.timeoutMs : Infinity
     const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
     this.calls.set(id, call)
     this.counters.inflight++
@@ -380,6 +380,12 @@ export class ServerSession extends Endpoint {
     call.slot = -1
     const err = new DeadlineExceededError(`${this.cell}.${call.method} passed its deadline`)
     this.failCall(id, call, err)
-    call.abort(err)
+    this.abortCall(call, err)
+  }
+
+  /** Aborts `call` (its onAbort, its signal); a listener's throw is logged, never thrown into the session. */
+  private abortCall (call: ServerCall, reason: Error): void {
+    const thrown = call.abort(reason)
+    if (thrown !== undefined) this.log('abort listener of %s.%s threw - %e', this.cell, call.method, thrown)
   }
 }

@@ -6,7 +6,7 @@ import type { SynapseNode } from '../../test/bench/nodes.ts'
 import { FrameTooLargeError } from '../wire/index.ts'
 import {
   CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, RemoteError,
-  SYNAPSE_ERROR_CLASSES, TooManyInflightError, WireErrorRegistry
+  SYNAPSE_ERROR_CLASSES, ServerCall, TooManyInflightError, WireErrorRegistry
 } from './index.ts'
 import type { HandshakeRequest, SynapseInit } from './index.ts'
 
@@ -260,6 +260,57 @@ describe('synapse over TCP + Noise + yamux', () => {
     handler.call = async (ctx) => ctx.payload.slice()
     expect((await again.call('echo', bytes('z'))).length).toBe(1)
     expect(settled).toHaveLength(6)
+  })
+
+  it("calls a call's one onAbort listener once, on CANCEL, the deadline and the channel closing; never for an answered call", async () => {
+    const aborted: Array<{ tag: string, reason: string }> = []
+    const handler = testHandler()
+    const hang = handler.call
+    handler.call = async (ctx) => {
+      const tag = new TextDecoder().decode(ctx.payload)
+      expect(ctx).toBeInstanceOf(ServerCall)
+      const call = ctx as ServerCall
+      expect(call.aborted).toBe(false)
+      // Function and object listeners; the last one set is the one called.
+      call.onAbort = () => { aborted.push({ tag: `${tag} (replaced)`, reason: '' }) }
+      if (tag.startsWith('object')) call.onAbort = { callAborted: (reason) => { aborted.push({ tag, reason: reason.name }) } }
+      else if (tag.startsWith('throws')) call.onAbort = (reason) => { aborted.push({ tag, reason: reason.name }); throw new Error('listener broke') }
+      else call.onAbort = (reason) => { aborted.push({ tag, reason: reason.name }) }
+      if (tag === 'answered') return ctx.payload.slice()
+      return await hang(ctx)
+    }
+    const s = await createSynapseNode({ ...acceptingAuth(), handler, errors: registry() })
+    const c = await createSynapseNode({ ...acceptingAuth(), errors: registry() })
+    nodes.push(s, c)
+    const channel = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+    expect((await channel.call('hang', bytes('answered'))).length).toBe(8)
+    const controller = new AbortController()
+    const cancelled = channel.call('hang', bytes('cancel'), { signal: controller.signal })
+    await until(() => s.services.synapse.stats().server.inflight === 1, 5000, 'call reached the server')
+    controller.abort()
+    await expect(cancelled).rejects.toBeInstanceOf(CallCancelledError)
+    await until(() => aborted.length === 1, 5000, 'cancel heard')
+    await expect(channel.call('hang', bytes('object deadline'), { timeoutMs: 200 })).rejects.toBeInstanceOf(DeadlineExceededError)
+    await until(() => aborted.length === 2, 5000, 'deadline heard')
+    const pending = ['throws close', 'close'].map(async (tag) => await channel.call('hang', bytes(tag), { timeoutMs: 60_000 }).catch((e: unknown) => e))
+    await until(() => s.services.synapse.stats().server.inflight === 2, 5000, 'calls reached the server')
+    await channel.close()
+    for (const err of await Promise.all(pending)) expect(err).toBeInstanceOf(ChannelClosedError)
+    await until(() => aborted.length === 4, 5000, 'close heard by both')
+    // The call past its deadline ends on the server by its own deadline or by the CANCEL the caller
+    // sends at that moment (a race).
+    expect(['DeadlineExceededError', 'CallCancelledError']).toContain(aborted[1].reason)
+    aborted[1].reason = 'DeadlineExceededError'
+    expect(aborted).toEqual([
+      { tag: 'cancel', reason: 'CallCancelledError' },
+      { tag: 'object deadline', reason: 'DeadlineExceededError' },
+      { tag: 'throws close', reason: 'ChannelClosedError' },
+      { tag: 'close', reason: 'ChannelClosedError' }
+    ])
+    // A listener's throw is the session's to log: the service still answers.
+    const again = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+    expect((await again.call('hang', bytes('answered'))).length).toBe(8)
+    expect(aborted).toHaveLength(4)
   })
 
   it('cancels the server side when a stream consumer stops early, and close() ends the server session', async () => {

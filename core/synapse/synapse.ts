@@ -112,6 +112,8 @@ export class Synapse {
   private readonly init: SynapseInit
   private readonly clock: Clock
   private readonly monotonicMs: () => number
+  /** The clock read once per turn, shared by this service's channels and sessions (EndpointInit.now). */
+  private readonly turnNow: () => number
   private readonly log: Logger
   private readonly errors: WireErrorRegistry
   private readonly limits: EndpointLimits
@@ -135,6 +137,8 @@ export class Synapse {
     this.clock = init.clock ?? systemClock
     // One reading per batch of calls received or answered in the same turn (turn-clock.ts).
     this.monotonicMs = turnCached(init.monotonicMs ?? (() => performance.now()))
+    const clock = this.clock
+    this.turnNow = turnCached(() => clock.now())
     this.log = components.logger.forComponent('cell:synapse')
     this.errors = init.errors ?? defaultWireErrors
     this.limits = {
@@ -199,6 +203,7 @@ export class Synapse {
       stream,
       remotePeer: peer,
       clock: this.clock,
+      now: this.turnNow,
       log: this.log.newScope(`out:${peer.slice(-8)}`),
       errors: this.errors,
       limits: this.limits,
@@ -281,6 +286,7 @@ export class Synapse {
       stream,
       remotePeer: peer,
       clock: this.clock,
+      now: this.turnNow,
       log: this.log.newScope(`in:${peer.slice(-8)}`),
       errors: this.errors,
       limits: this.limits,

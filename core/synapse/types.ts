@@ -58,6 +58,27 @@ export interface SynapseHandler {
   settled?(ctx: CallContext, result: Uint8Array | undefined, error: unknown, elapsedMs: number): void
 }
 
+/**
+ * Told once that a call was aborted (the caller's CANCEL, its deadline, the channel closing): a
+ * function, or an object whose `callAborted` runs, so that an object a host already makes per call
+ * can listen without a closure of its own.
+ */
+export type CallAbortListener = ((reason: Error) => void) | { callAborted(reason: Error): void }
+
+/**
+ * A call's one-listener abort hook, which the session's call contexts have (ServerCall): what
+ * `ctx.signal` tells, without an AbortController or an EventTarget per call. Not part of
+ * CallContext: a wrapper's context would drop a listener set on it.
+ */
+export interface CallAbortSlot {
+  /** Whether the call was aborted already (a listener set now is never called). */
+  readonly aborted: boolean
+  /** Why, once aborted. */
+  readonly abortReason: Error | undefined
+  /** The one listener, set by the handler (replacing any other); cleared when it is called. */
+  onAbort: CallAbortListener | undefined
+}
+
 export interface SynapseCallOptions {
   signal?: AbortSignal
   /** Relative deadline; calls default to the service's defaultTimeoutMs, streams to none. */

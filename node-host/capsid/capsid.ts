@@ -19,6 +19,7 @@ import type { CapsidLimits } from './limits.ts'
 import { LogRing } from './log-ring.ts'
 import { DeadlineWheel } from '../../core/synapse/deadlines.ts'
 import { turnCached } from '../../core/synapse/turn-clock.ts'
+import type { CallAbortSlot } from '../../core/synapse/types.ts'
 import type { LogLine } from './log-ring.ts'
 
 const log = logger('cell:capsid')
@@ -66,6 +67,12 @@ export interface CapsidCallOptions {
   caller?: CallerInfo
   /** An AbortSignal, or a CallAbort where one per call would cost too much. */
   signal?: CapsidAbortSignal
+  /**
+   * A synapse call's one-listener abort hook (its ServerCall): the call in the capsid becomes its
+   * `onAbort` until it settles, so the session's abort (CANCEL, deadline, channel closed) reaches the
+   * replica with no signal, listener or closure made for it.
+   */
+  abortSlot?: CallAbortSlot
 }
 
 /** What the capsid uses of a call's signal: AbortSignal has it, and so has CallAbort. */
@@ -146,6 +153,8 @@ class OpenCall implements Pending {
   id = 0
   readonly method: string
   readonly signal: CapsidAbortSignal | undefined
+  /** The synapse call whose `onAbort` this is while it is in flight (CapsidCallOptions.abortSlot). */
+  abortSlot: CallAbortSlot | undefined = undefined
   callerSlot = 0
   private readonly owner: { settle: (call: OpenCall) => boolean, cancel: (id: number) => void }
   /** A stream's handlers; undefined for a unary call. */
@@ -182,6 +191,8 @@ class OpenCall implements Pending {
   onError (err: Error): void { this.fail(err, false) }
   /** The caller's signal aborted. */
   handleEvent (): void { this.fail(this.signal?.reason as Error, true) }
+  /** The synapse call's abort slot fired (CallAbortListener). */
+  callAborted (reason: Error): void { this.fail(reason, true) }
   expire (): void { this.fail(new DeadlineExceededError(`${this.method} passed its deadline`), true) }
 
   private fail (err: Error, cancel: boolean): void {
@@ -243,6 +254,8 @@ export class Capsid extends EventTarget {
       this.pending.delete(call.id)
       if (call.deadlineKey !== undefined) this.deadlines.remove(call.id, call.deadlineKey)
       call.signal?.removeEventListener('abort', call)
+      const abortSlot = call.abortSlot
+      if (abortSlot !== undefined && abortSlot.onAbort === call) abortSlot.onAbort = undefined
       this.releaseSlot(call.callerSlot)
       return true
     },
@@ -476,6 +489,8 @@ export class Capsid extends EventTarget {
     deadlineMs: number, credit = 0): number {
     const signal = call.signal
     signal?.throwIfAborted()
+    const abortSlot = options.abortSlot
+    if (abortSlot?.aborted === true) throw abortSlot.abortReason
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
     if ((this.sock?.writableLength ?? 0) + this.out.byteLength > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
@@ -496,6 +511,10 @@ export class Capsid extends EventTarget {
     // Deadlines share a timer per 10 ms slot (core/synapse's wheel); beyond setTimeout's range, none.
     if (remaining <= MAX_TIMER_MS) call.deadlineKey = this.deadlines.add(id, deadlineMs)
     signal?.addEventListener('abort', call, { once: true })
+    if (abortSlot !== undefined) {
+      call.abortSlot = abortSlot
+      abortSlot.onAbort = call
+    }
     this.pending.set(id, call)
     return id
   }
