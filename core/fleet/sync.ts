@@ -187,6 +187,13 @@ export function digestBuckets (entries: number, recordBytes: number): number {
   return Math.min(RANGE_DIGEST_MAX_BUCKETS, pow, cap)
 }
 
+/**
+ * Anti-entropy period for per-cell mode ('digest' rounds): 60 s. At 10,000 nodes a round costs a node
+ * about 8 kB of request (1,024 member buckets, plus its followed cells') and the records of the few
+ * buckets that differ (records in flight, misses); the scale model (test/sim/gossip-scale.ts) counts it.
+ */
+export const PER_CELL_ANTI_ENTROPY_MS = 60_000
+
 /** Typical record weights for digestBuckets: a node + member record, an instance record (signed envelopes). */
 export const DIGEST_RECORD_BYTES = { member: 1_300, instance: 300 } as const
 

@@ -5,7 +5,13 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
-import { CELL_DESIGN, effectiveRefresh, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
+import { CELL_DESIGN, digestRequestBytes, effectiveRefresh, expectedDiffering, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
+import { TRANSPORT_OVERHEAD_BYTES } from './gossip-sizes.ts'
+import { PER_CELL_ANTI_ENTROPY_MS } from '../../core/fleet/sync.ts'
+import { generateAuthority } from '../../core/identity/authority.ts'
+import { issueGrant } from '../../core/identity/certificate.ts'
+import { Credentials } from '../../core/identity/credentials.ts'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { LIMITS } from '../../core/fleet/records.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { FleetGossip, cellRefreshMs } from '../../core/fleet/gossip.ts'
@@ -177,6 +183,40 @@ describe('gossipsub scale model', () => {
     expect(following.topicsMean! - pulling.topicsMean!).toBeLessThanOrEqual(CELL_DESIGN.callsPerNode)
     expect(following.inMeanBps).toBeGreaterThan(pulling.inMeanBps)
     expect(following.coverage).toBe(1)
+  }, 60_000)
+  it('counts per-cell anti-entropy: digest requests sized by the real encoder and grant chain, differing buckets\' records per round', async () => {
+    // The chain a request carries: a host grant and its session certificate, as a node's Credentials present it.
+    const key = await generateKeyPair('Ed25519')
+    const authority = await generateAuthority()
+    const now = Date.now()
+    const creds = new Credentials({ peerKey: key })
+    creds.addGrant(await issueGrant(authority, { subject: peerIdFromPrivateKey(key).toString(), roles: ['host'], notBeforeMs: now - 1_000, notAfterMs: now + 30 * 86_400_000 }))
+    await creds.refresh()
+    expect(creds.currentChain(authority.id).length).toBe(CELL_DESIGN.antiEntropyChainBytes)
+    expect(CELL_DESIGN.antiEntropyMs).toBe(PER_CELL_ANTI_ENTROPY_MS)
+    // 10,000 members: 1,024 buckets of 8 bytes, the chain and a few header bytes.
+    const request = digestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 10_000, [])
+    expect(request - 1_024 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeGreaterThan(0)
+    expect(request - 1_024 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeLessThan(16)
+    // The biggest cell followed adds 256 buckets.
+    expect(digestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 10_000, [1_928]) - request).toBeGreaterThan(256 * 8)
+    expect(expectedDiffering(0, 300, 0.01, 60_000)).toBe(0)
+    expect(expectedDiffering(4, 250, 0, 60_000)).toBe(1)
+    expect(expectedDiffering(4, 250, 0.001, 60_000)).toBeCloseTo(1 + 2 * 4 * 0.001 * 60, 9)
+
+    const sizes = await measureGossipSizes()
+    const o = { nodes: 300, cells: 20, seed: 5, samples: 60 }
+    const work = makeWorkload(300, 20, new SeededRandom(3))
+    const without = runPerCell({ ...o, design: { ...CELL_DESIGN, antiEntropyMs: 0 } }, sizes, work)
+    const every60 = runPerCell(o, sizes, work)
+    const every30 = runPerCell({ ...o, design: { ...CELL_DESIGN, antiEntropyMs: 30_000 } }, sizes, work)
+    expect(without.antiEntropyMeanBps).toBeUndefined()
+    expect(every60.antiEntropyMeanBps).toBeGreaterThan(0)
+    // The same gossip, plus the anti-entropy bytes.
+    expect(every60.inMeanBps - without.inMeanBps).toBeCloseTo(every60.antiEntropyMeanBps!, 6)
+    expect(every30.antiEntropyMeanBps! / every60.antiEntropyMeanBps!).toBeGreaterThan(1.5)
+    expect(every30.antiEntropyMeanBps! / every60.antiEntropyMeanBps!).toBeLessThanOrEqual(2)
+    expect(every60.antiEntropyP99Bps).toBeGreaterThanOrEqual(every60.antiEntropyMeanBps!)
   }, 60_000)
   it('models the refreshes the real FleetGossip runs with (core/fleet defaults)', async () => {
     const privateKey = await generateKeyPair('Ed25519')

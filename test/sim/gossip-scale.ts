@@ -13,6 +13,8 @@ import type { GossipSizes } from './gossip-sizes.ts'
 import { SIZED_CELL, TRANSPORT_OVERHEAD_BYTES } from './gossip-sizes.ts'
 import { LIMITS, MEMBERS_TOPIC, cellTopic } from '../../core/fleet/records.ts'
 import { cellRefreshMs, PER_CELL_DEFAULTS } from '../../core/fleet/gossip.ts'
+import { DIGEST_RECORD_BYTES, PER_CELL_ANTI_ENTROPY_MS, digestBuckets, encodeDigestRequest } from '../../core/fleet/sync.ts'
+import type { DigestScope } from '../../core/fleet/sync.ts'
 import { percentile } from './stats.ts'
 
 export interface Workload {
@@ -97,6 +99,46 @@ export interface CellDesign {
   pullMs: number
   /** A caller's sample: instances per pull (fleet-sync's `sample`, core/mesh CALLER_SAMPLE); its bytes come from the real codec. */
   pullInstances: number
+  /**
+   * Anti-entropy (fleet-sync digest rounds, core/fleet/sync.ts antiEntropyMode 'digest'): every this
+   * long (on average; ±50 % jitter) a full node sends one connected full node the range digests of
+   * the members layer and of the cells it follows, and gets the records of the differing buckets.
+   * 0: not counted.
+   */
+  antiEntropyMs: number
+  /** The grant chain a fleet-sync request carries (a host grant and its session certificate, as Credentials.currentChain gives; measured in gossip-scale.test.ts). */
+  antiEntropyChainBytes: number
+}
+
+/** Bytes of opening a fleet-sync stream as seen by either side: multistream-select (protocol and header, both ways) and yamux stream frames. */
+export const STREAM_OPEN_BYTES = 2 * (1 + '/multistream/1.0.0\n'.length + 1 + '/cell/fleet-sync/1\n'.length) + 4 * 12
+
+/**
+ * Bytes on the wire of one digest request: the real encoder (encodeDigestRequest) on a chain of
+ * `chainBytes`, the members scope of `nodes` nodes and one scope per followed cell (its hosts),
+ * with its length prefix and the transport's framing.
+ */
+export function digestRequestBytes (chainBytes: number, nodes: number, followedHosts: readonly number[]): number {
+  const scopes: DigestScope[] = [{ scope: { kind: 'members' }, buckets: digestBuckets(nodes, DIGEST_RECORD_BYTES.member), digest: new Uint8Array(0) }]
+  followedHosts.forEach((hosts, i) => scopes.push({ scope: { kind: 'cell', cell: `cell-${i}` }, buckets: digestBuckets(hosts, DIGEST_RECORD_BYTES.instance), digest: new Uint8Array(0) }))
+  let total = scopes.reduce((n, x) => n + x.buckets, 0)
+  while (total > 4096) {
+    const largest = scopes.reduce((a, b) => (b.buckets > a.buckets ? b : a))
+    largest.buckets /= 2
+    total -= largest.buckets
+  }
+  for (const x of scopes) x.digest = new Uint8Array(x.buckets * 8)
+  return encodeDigestRequest(new Uint8Array(chainBytes), scopes).length + 3 + TRANSPORT_OVERHEAD_BYTES
+}
+
+/**
+ * Expected records whose buckets differ between a requester's and a server's digests of one scope
+ * in a round: records in flight (published at `ratePerS` in the scope, reaching nodes over about
+ * `windowMs` apart, plus the request's transit between the two digests), and records one of the
+ * two missed (gossip's residual miss rate `miss`) since the previous round, each side's misses.
+ */
+export function expectedDiffering (ratePerS: number, windowMs: number, miss: number, periodMs: number): number {
+  return ratePerS * windowMs / 1000 + 2 * ratePerS * miss * periodMs / 1000
 }
 
 /**
@@ -131,7 +173,9 @@ export const CELL_DESIGN: CellDesign = {
   callsPerNode: 2,
   pullMs: 10_000,
   // core/mesh: 16 signed instance records (with refreshMs) in one fleet-sync frame, without node records.
-  pullInstances: 16
+  pullInstances: 16,
+  antiEntropyMs: PER_CELL_ANTI_ENTROPY_MS,
+  antiEntropyChainBytes: 347
 }
 
 /** Per-node message rates (per second) on the members topic that a CellDesign implies. */
@@ -193,6 +237,9 @@ export interface ScaleRow {
   messagesPerS: number
   /** Mean connections per node (links kept + the per-cell design's topic dials). */
   meanConnections: number
+  /** Of the inbound bytes: anti-entropy (per-cell design's digest rounds), mean and p99 over nodes. */
+  antiEntropyMeanBps?: number
+  antiEntropyP99Bps?: number
   /** Topics a node follows: mean and max (per-cell design). */
   topicsMean?: number
   topicsMax?: number
@@ -289,7 +336,10 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
   for (let v = 0; v < o.nodes; v++) { data[v] += mr.dataBps[v]; control[v] += mr.controlBps[v] }
   // Per-cell topics.
   const topics = new Uint16Array(o.nodes)
+  /** Per node: [hosts, expected differing instance records per round] of each cell it follows. */
+  const followed: Array<Array<[number, number]>> = Array.from({ length: o.nodes }, () => [])
   const extraLinks = new Float64Array(o.nodes)
+  const hopMeanMs = (links.hopMs[0] + links.hopMs[1]) / 2 + links.validateMs
   const conv: number[] = []
   const results: TopicResult[] = []
   // Stage 1: callers follow the cells they call (picked in proportion to the cells' sizes).
@@ -336,17 +386,54 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     const r = simulateTopic(topic, publishers, { idontwantBytes: sizes.idontwantBytes, ihaveBytes: cellIhave }, cellParams, links, random.fork(), samples, o.exact === true)
     results.push(r)
     conv.push(...r.to99Ms)
+    if (d.antiEntropyMs > 0) {
+      const cellRate = hosts.length * (1000 / refreshMs + d.changesPerReplicaPerS)
+      const window = percentile([...r.to99Ms].sort((a, b) => a - b), 50) + hopMeanMs
+      const k = expectedDiffering(cellRate, window, Math.max(0, 1 - r.coverage), d.antiEntropyMs)
+      for (const v of memberList) followed[v].push([hosts.length, k])
+    }
     memberList.forEach((v, i) => { data[v] += r.dataBps[i]; control[v] += r.controlBps[i] })
   }
   // Callers pull a sample of replicas point to point instead of following the cell.
   const pullBytes = samplePullBytes(sizes, d.pullInstances)
   if (d.callersFollow !== true) for (let v = 0; v < o.nodes; v++) data[v] += d.callsPerNode * pullBytes * 1000 / d.pullMs
+  // Anti-entropy (digest rounds): each node's request goes to one random neighbour (expected share
+  // 1/degree of each neighbour's requests reaches this node); the response carries the records of
+  // the differing buckets, every record of such a bucket (nodes / buckets of them).
+  const ae = new Float64Array(o.nodes)
+  if (d.antiEntropyMs > 0) {
+    const memberRate = o.nodes * (rates.member + rates.node + d.failuresPerNodePerDay / 86_400)
+    const memberWindow = percentile([...mr.to99Ms].sort((a, b) => a - b), 50) + hopMeanMs
+    const memberK = expectedDiffering(memberRate, memberWindow, Math.max(0, 1 - mr.coverage), d.antiEntropyMs)
+    const memberBuckets = digestBuckets(o.nodes, DIGEST_RECORD_BYTES.member)
+    // A bundle entry: the envelope with its age and length varints.
+    const memberBucketBytes = (o.nodes / memberBuckets) * (sizes.nodeEnvelopeBytes + sizes.memberEnvelopeBytes + 2 * 5)
+    const frame = 3 + 3 + TRANSPORT_OVERHEAD_BYTES
+    const request = new Float64Array(o.nodes)
+    for (let v = 0; v < o.nodes; v++) {
+      request[v] = digestRequestBytes(d.antiEntropyChainBytes, o.nodes, followed[v].map(([h]) => h)) + STREAM_OPEN_BYTES
+      let response = STREAM_OPEN_BYTES + memberK * memberBucketBytes
+      for (const [hosts, k] of followed[v]) response += k * (hosts / digestBuckets(hosts, DIGEST_RECORD_BYTES.instance)) * (sizes.cellInstanceEnvelopeBytes + 5)
+      // At least one frame when anything differs (expected: capped at one frame per round for the overhead).
+      ae[v] += (response + Math.min(1, memberK) * frame) * 1000 / d.antiEntropyMs
+    }
+    for (let v = 0; v < o.nodes; v++) {
+      const deg = graph[v].length
+      if (deg === 0) continue
+      for (const u of graph[v]) ae[u] += request[v] / deg * 1000 / d.antiEntropyMs
+    }
+    for (let v = 0; v < o.nodes; v++) data[v] += ae[v]
+  }
   const inbound = data.map((x, i) => x + control[i])
   const connections = (graph.reduce((s, g) => s + g.length, 0) + extraLinks.reduce((s, x) => s + x, 0)) / o.nodes
   const row = summarise('per-cell', o.nodes, inbound, data, control, conv, [mr, ...results], connections, started)
   const mc = [...mr.to99Ms].sort((a, b) => a - b)
   row.memberConv50Ms = percentile(mc, 50)
   row.memberConv99Ms = percentile(mc, 99)
+  if (d.antiEntropyMs > 0) {
+    row.antiEntropyMeanBps = ae.reduce((s, x) => s + x, 0) / o.nodes
+    row.antiEntropyP99Bps = percentile([...ae].sort((a, b) => a - b), 99)
+  }
   row.topicsMean = topics.reduce((s, x) => s + x, 0) / o.nodes
   row.topicsMax = topics.reduce((m, x) => Math.max(m, x), 0)
   return row
@@ -362,11 +449,11 @@ function s (ms: number): string {
 
 export function scaleTable (rows: readonly ScaleRow[]): string {
   const lines = [
-    '| design | nodes | inbound kB/s per node, mean | p99 | of which control (IHAVE, IDONTWANT) | copies per message | new replica known by 99 %: p50 s | p99 s | member record, 99 % of nodes: p50 s | p99 s | msgs/s | links per node |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+    '| design | nodes | inbound kB/s per node, mean | p99 | of which control (IHAVE, IDONTWANT) | of which anti-entropy, mean | p99 | copies per message | new replica known by 99 %: p50 s | p99 s | member record, 99 % of nodes: p50 s | p99 s | msgs/s | links per node |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
   ]
   for (const r of rows) {
-    lines.push(`| ${r.design === 'today' ? 'today (one fleet topic)' : 'per-cell topics + member records'} | ${r.nodes.toLocaleString('en')} | ${kB(r.inMeanBps)} | ${kB(r.inP99Bps)} | ${kB(r.controlMeanBps)} | ${r.meanCopies.toFixed(2)} | ${s(r.conv50Ms)} | ${s(r.conv99Ms)} | ${r.memberConv50Ms === undefined ? '–' : s(r.memberConv50Ms)} | ${r.memberConv99Ms === undefined ? '–' : s(r.memberConv99Ms)} | ${Math.round(r.messagesPerS).toLocaleString('en')} | ${r.meanConnections.toFixed(1)} |`)
+    lines.push(`| ${r.design === 'today' ? 'today (one fleet topic)' : 'per-cell topics + member records'} | ${r.nodes.toLocaleString('en')} | ${kB(r.inMeanBps)} | ${kB(r.inP99Bps)} | ${kB(r.controlMeanBps)} | ${r.antiEntropyMeanBps === undefined ? '–' : kB(r.antiEntropyMeanBps)} | ${r.antiEntropyP99Bps === undefined ? '–' : kB(r.antiEntropyP99Bps)} | ${r.meanCopies.toFixed(2)} | ${s(r.conv50Ms)} | ${s(r.conv99Ms)} | ${r.memberConv50Ms === undefined ? '–' : s(r.memberConv50Ms)} | ${r.memberConv99Ms === undefined ? '–' : s(r.memberConv99Ms)} | ${Math.round(r.messagesPerS).toLocaleString('en')} | ${r.meanConnections.toFixed(1)} |`)
   }
   return lines.join('\n')
 }
