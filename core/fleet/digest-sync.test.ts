@@ -23,10 +23,13 @@ import {
 import type { DigestScope, FleetSync } from './sync.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
 import { FleetView, checkBucketCount, diffRangeDigests, rangeBucket } from './view.ts'
+import { generateAuthority, encodeDesiredVersion, encodeRelease, signDesiredVersion, signRelease, verifySignedRecord, type AuthorityKey } from '../identity/index.ts'
 
 interface Key { key: PrivateKey, id: string }
 const keys: Key[] = []
+let authority: AuthorityKey
 beforeAll(async () => {
+  authority = await generateAuthority()
   for (let i = 0; i < 8; i++) {
     const key = await generateKeyPair('Ed25519')
     keys.push({ key, id: peerIdFromPrivateKey(key).toString() })
@@ -42,13 +45,27 @@ const downRec = async (reporter: Key, subject: Key, clock: ManualClock, subjectS
 const instRec = async (k: Key, clock: ManualClock, instanceId: string, seq = 1): Promise<FleetEnvelope> =>
   await signRecord(k.key, 'instance', makeInstanceRecord(k.id, { cell: 'billing', instanceId, seq, sentMs: clock.now(), refreshMs: 60_000 }))
 
+const releaseRec = async (seq: number, cell = 'billing', kind: 'release' | 'desired' = 'release'): Promise<FleetEnvelope> => {
+  const input = { cell, version: `1.0.${seq}`, digest: 'ab'.repeat(32), seq, createdMs: seq }
+  return kind === 'release'
+    ? { kind, signed: encodeRelease(await signRelease(input, authority)) }
+    : { kind, signed: encodeDesiredVersion(await signDesiredVersion({ ...input, reason: 'test' }, authority)) }
+}
+
 async function apply (view: FleetView, bytes: FleetEnvelope, from: string): Promise<void> {
-  expect(await view.apply(bytes, { from })).toMatchObject({ accepted: true })
+  const r = await view.apply(bytes, { from })
+  expect(r, JSON.stringify(r)).toMatchObject({ accepted: true })
 }
 
 /** A 'members' view holding keys[0..n) with a node record, a member record (seq 2) and a billing instance each. */
 async function fleetView (clock: ManualClock, n: number, order: number[] = Array.from({ length: n }, (_, i) => i)): Promise<FleetView> {
-  const view = new FleetView({ clock, liveness: 'members' })
+  const trusted = new Set([authority.id])
+  const view = new FleetView({
+    clock,
+    liveness: 'members',
+    verifyRelease: async (signed, o) => await verifySignedRecord(signed, { ...o, kind: 'release', trusted }),
+    verifyDesired: async (signed, o) => await verifySignedRecord(signed, { ...o, kind: 'desired', trusted })
+  })
   for (const i of order) {
     await apply(view, await nodeRec(keys[i], clock), keys[i].id)
     await apply(view, await memberRec(keys[i], clock, 2), keys[i].id)
@@ -110,6 +127,32 @@ describe('range digests (FleetView, pure)', () => {
     expect(a.rangeDigest({ kind: 'members' }, 1024)).toEqual(b.rangeDigest({ kind: 'members' }, 1024))
   })
 
+  it('the releases scope repairs a missed release, desired record and older release of a cell, keyed by cell', async () => {
+    const clock = new ManualClock()
+    const a = await fleetView(clock, 2)
+    const b = await fleetView(clock, 2)
+    for (const v of [a, b]) await apply(v, await releaseRec(1), 'x')
+    await apply(a, await releaseRec(1, 'ledger'), 'x')
+    await apply(b, await releaseRec(1, 'ledger'), 'x')
+    const scope = { kind: 'releases' } as const
+    expect(a.rangeSize(scope)).toBe(2)
+    expect(a.rangeDigest(scope, 16)).toEqual(b.rangeDigest(scope, 16))
+    // b gets billing's release 2 (1 goes to its history) and a desired record: only billing's bucket differs.
+    await apply(b, await releaseRec(2), 'x')
+    await apply(b, await releaseRec(2, 'billing', 'desired'), 'x')
+    expect(diffRangeDigests(a.rangeDigest(scope, 16), b.rangeDigest(scope, 16))).toEqual([rangeBucket('billing', 16)])
+    const frames = answerDigests(b, [{ scope, buckets: 16, digest: a.rangeDigest(scope, 16) }], { maxFrameBytes: 64 * 1024, maxBytes: 1 << 20 })
+    const kinds = frames.flatMap(f => decodeFrame(f)).map(e => e.envelope.kind).sort()
+    // billing's records (release 2, release 1 from history, desired 2), and ledger's only if it shares the bucket.
+    expect(kinds).toEqual(rangeBucket('ledger', 16) === rangeBucket('billing', 16) ? ['desired', 'release', 'release', 'release'] : ['desired', 'release', 'release'])
+    for (const f of frames) await a.merge(f)
+    expect(a.release('billing')?.seq).toBe(2)
+    expect(a.desired('billing')?.seq).toBe(2)
+    expect(a.rangeDigest(scope, 16)).toEqual(b.rangeDigest(scope, 16))
+    // A public-only requester gets no releases by digest.
+    expect(answerDigests(b, [{ scope, buckets: 16, digest: new Uint8Array(128) }], { maxFrameBytes: 64 * 1024, maxBytes: 1 << 20, cells: () => true })).toEqual([])
+  })
+
   it('answerDigests sends nothing for equal digests and stops at maxBytes', async () => {
     const clock = new ManualClock()
     const full = await fleetView(clock, 8)
@@ -150,7 +193,8 @@ describe('digest request codec and bounds', () => {
   it('round-trips and refuses malformed, oversized or truncated requests by name', () => {
     const scopes: DigestScope[] = [
       { scope: { kind: 'members' }, buckets: 4, digest: new Uint8Array(32).fill(7) },
-      { scope: { kind: 'cell', cell: 'billing' }, buckets: 1, digest: new Uint8Array(8).fill(9) }
+      { scope: { kind: 'cell', cell: 'billing' }, buckets: 1, digest: new Uint8Array(8).fill(9) },
+      { scope: { kind: 'releases' }, buckets: 2, digest: new Uint8Array(16).fill(5) }
     ]
     const frame = encodeDigestRequest(new Uint8Array([1, 2, 3]), scopes)
     expect(parseSyncRequest(frame)).toEqual({ legacy: false, chain: new Uint8Array([1, 2, 3]), digests: scopes })
@@ -163,7 +207,8 @@ describe('digest request codec and bounds', () => {
       ['65 cells', rawDigestRequest(Array.from({ length: 65 }, (_, i) => ({ tag: 1, cell: `c${i}`, buckets: 1, digestBytes: 8 })))],
       ['over 4096 buckets in all', rawDigestRequest(Array.from({ length: 5 }, (_, i) => ({ tag: 1, cell: `c${i}`, buckets: 1024, digestBytes: 1024 * 8 })))],
       ['invalid cell name', rawDigestRequest([{ tag: 1, cell: 'bad name', buckets: 1, digestBytes: 8 }])],
-      ['unknown scope kind', rawDigestRequest([{ tag: 2, buckets: 1, digestBytes: 8 }])],
+      ['unknown scope kind', rawDigestRequest([{ tag: 3, buckets: 1, digestBytes: 8 }])],
+      ['releases twice', rawDigestRequest([{ tag: 2, buckets: 1, digestBytes: 8 }, { tag: 2, buckets: 1, digestBytes: 8 }])],
       ['no scopes', rawDigestRequest([])],
       ['trailing bytes', new Uint8Array([...rawDigestRequest([{ tag: 0, buckets: 1, digestBytes: 8 }]), 0])],
       ['truncated', rawDigestRequest([{ tag: 0, buckets: 4, digestBytes: 32 }]).subarray(0, 20)],
@@ -240,9 +285,30 @@ describe('digest pulls over libp2p', () => {
     await apply(serverView, await instRec(keys[6], clock, 'b6'), keys[6].id)
     expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 1, accepted: 1 })
     expect(clientView.instances('billing').map(i => i.instanceId).sort()).toEqual(['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6'])
+    // A release the client missed (its gossip lost): the releases scope brings it.
+    await apply(serverView, await releaseRec(3), 'x')
+    expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 1, accepted: 1 })
+    expect(clientView.release('billing')?.seq).toBe(3)
     // Converged: the next round carries nothing.
     expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 0, accepted: 0 })
-    expect(server.services.fleetSync.stats()).toMatchObject({ digestServes: 4, served: 4 })
+    expect(server.services.fleetSync.stats()).toMatchObject({ digestServes: 5, served: 5 })
+  }, 30_000)
+
+  it('a node following more than 64 cells compares 64 a round, rotating', async () => {
+    const clock = new ManualClock()
+    const serverView = await fleetView(clock, 2)
+    const clientView = await fleetView(clock, 2)
+    const many = Array.from({ length: 70 }, (_, i) => `cell-${i}`)
+    // The server holds an instance of cell-69 the client lacks: the first round (cells 0-63) does not ask for it, the second does.
+    await apply(serverView, await signRecord(keys[1].key, 'instance', makeInstanceRecord(keys[1].id, { cell: 'cell-69', instanceId: 'late', sentMs: clock.now(), refreshMs: 60_000 })), keys[1].id)
+    const server = await peer(serverView, clock)
+    const client = await peer(clientView, clock, { antiEntropyCells: () => many })
+    const identified = once(client, 'peer:identify', 10_000)
+    await client.dial(server.getMultiaddrs()[0])
+    await identified
+    expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 0, accepted: 0 })
+    expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 1, accepted: 1 })
+    expect(clientView.instances('cell-69').map(i => i.instanceId)).toEqual(['late'])
   }, 30_000)
 
   it('refuses a malformed digest request by name and closes the stream (attack)', async () => {

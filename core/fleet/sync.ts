@@ -9,8 +9,8 @@
 //              at most 64 cells and 64 node ids, not both empty: the records of those cells (with the
 //              node records of their hosts) and the full records of those nodes, not the whole view
 //            | lp(version:u8 0x23 chain:lp-bytes scopes:count scope*)   per-cell anti-entropy by range digests
-//              scope = tag:u8 (0 members | 1 cell, cell:lp-string) buckets:uvarint digest:lp-bytes (8 × buckets)
-//              buckets a power of two 1..1024, at most one members scope and 64 cells, 4096 buckets in all:
+//              scope = tag:u8 (0 members | 2 releases | 1 cell, cell:lp-string) buckets:uvarint digest:lp-bytes (8 × buckets)
+//              buckets a power of two 1..1024, members and releases at most once, 64 cells, 4096 buckets in all:
 //              the records behind the buckets whose digests differ from the server's (FleetView.rangeDigest)
 //   response = lp(snapshot frame)* then close
 //            | lp(version:u8 0x2f code:u8) then close  refusal (core/fleet/peer-grant.ts codes)
@@ -76,7 +76,7 @@ export interface FleetSyncFilter {
   sample?: number
 }
 
-/** Bounds of a digest request: the members scope and at most 64 cells, at most 4096 buckets (32 KiB of digests) in all. */
+/** Bounds of a digest request: the members and releases scopes and at most 64 cells, at most 4096 buckets (32 KiB of digests) in all. */
 export const DIGEST_LIMITS = { cells: 64, totalBuckets: 4096, maxBuckets: RANGE_DIGEST_MAX_BUCKETS } as const
 
 /** One scope of a digest request: the requester's range digest of it (FleetView.rangeDigest). */
@@ -100,18 +100,19 @@ const MAX_FILTER_BYTES = 2 * (5 + SYNC_FILTER_LIMITS.cells * (2 + LIMITS.idChars
 /** Largest request frame: version, kind, the chain with its length, the filter. */
 export const MAX_SYNC_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + MAX_FILTER_BYTES
 
-/** Largest digest request frame: version, kind, chain, count, 65 scope headers, 4096 digests. */
-export const MAX_DIGEST_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + 5 + (1 + DIGEST_LIMITS.cells) * (1 + 2 + LIMITS.idChars + 3 + 3) + DIGEST_LIMITS.totalBuckets * 8
+/** Largest digest request frame: version, kind, chain, count, 66 scope headers, 4096 digests. */
+export const MAX_DIGEST_REQUEST_BYTES = 2 + 5 + MAX_REQUEST_CHAIN_BYTES + 5 + (2 + DIGEST_LIMITS.cells) * (1 + 2 + LIMITS.idChars + 3 + 3) + DIGEST_LIMITS.totalBuckets * 8
 
 /** Digest scopes checked against the bounds and name rules: FleetSyncFilterError otherwise. */
 function checkDigests (scopes: readonly DigestScope[]): DigestScope[] {
   if (scopes.length === 0) throw new FleetSyncFilterError('a fleet-sync digest request without scopes')
-  let members = 0
+  const layers = new Set<string>()
   const cells = new Set<string>()
   let total = 0
   for (const { scope, buckets, digest } of scopes) {
-    if (scope.kind === 'members') {
-      if (++members > 1) throw new FleetSyncFilterError('a fleet-sync digest request names the members scope twice')
+    if (scope.kind !== 'cell') {
+      if (layers.has(scope.kind)) throw new FleetSyncFilterError(`a fleet-sync digest request names the ${scope.kind} scope twice`)
+      layers.add(scope.kind)
     } else {
       try {
         checkCellName(scope.cell)
@@ -141,6 +142,7 @@ export function encodeDigestRequest (chain: Uint8Array, scopes: readonly DigestS
   w.u8(FLEET_WIRE_VERSION).u8(DIGEST_REQUEST_KIND).bytes(chain, MAX_REQUEST_CHAIN_BYTES).uvarint(checked.length)
   for (const { scope, buckets, digest } of checked) {
     if (scope.kind === 'members') w.u8(0)
+    else if (scope.kind === 'releases') w.u8(2)
     else w.u8(1).string(scope.cell, LIMITS.idChars)
     w.uvarint(buckets).bytes(digest, DIGEST_LIMITS.maxBuckets * 8)
   }
@@ -154,10 +156,10 @@ function parseDigestRequest (frame: Uint8Array): FleetSyncRequest {
     const chain = r.bytes(MAX_REQUEST_CHAIN_BYTES)
     const scopes: DigestScope[] = []
     let total = 0
-    for (let n = r.count(1 + DIGEST_LIMITS.cells, 'digest scopes'); n > 0; n--) {
+    for (let n = r.count(2 + DIGEST_LIMITS.cells, 'digest scopes'); n > 0; n--) {
       const tag = r.u8()
-      if (tag !== 0 && tag !== 1) throw new FleetSyncFilterError(`a fleet-sync digest scope of kind ${tag}`)
-      const scope: RangeScope = tag === 0 ? { kind: 'members' } : { kind: 'cell', cell: r.string(LIMITS.idChars) }
+      if (tag !== 0 && tag !== 1 && tag !== 2) throw new FleetSyncFilterError(`a fleet-sync digest scope of kind ${tag}`)
+      const scope: RangeScope = tag === 0 ? { kind: 'members' } : tag === 2 ? { kind: 'releases' } : { kind: 'cell', cell: r.string(LIMITS.idChars) }
       const buckets = r.uvarint()
       if (buckets > DIGEST_LIMITS.maxBuckets || total + buckets > DIGEST_LIMITS.totalBuckets) throw new FleetSyncFilterError(`a fleet-sync digest of ${buckets} buckets`)
       total += buckets
@@ -194,8 +196,8 @@ export function digestBuckets (entries: number, recordBytes: number): number {
  */
 export const PER_CELL_ANTI_ENTROPY_MS = 60_000
 
-/** Typical record weights for digestBuckets: a node + member record, an instance record (signed envelopes). */
-export const DIGEST_RECORD_BYTES = { member: 1_300, instance: 300 } as const
+/** Typical record weights for digestBuckets: a node + member record, an instance record, a release-layer record (signed envelopes). */
+export const DIGEST_RECORD_BYTES = { member: 1_300, instance: 300, release: 500 } as const
 
 /** A filter checked against the bounds and name rules (duplicates removed, order kept). */
 function checkFilter (filter: FleetSyncFilter): { cells: string[], nodes: string[], sample?: number } {
@@ -295,9 +297,13 @@ function sampleInstances (entries: FrameEntry[], sample: number, random: Random)
 /** Options of one pull: a signal, and optionally a filter (see FleetSyncFilter). */
 export interface FleetSyncPullOptions extends AbortOptions, FleetSyncFilter {}
 
-/** Options of a digest pull: the members layer (default true) and the cells to compare (at most 64). */
+/**
+ * Options of a digest pull: the members layer (default true), the release layer (releases, desired,
+ * retire, snapshots, pins; default true) and the cells whose instances to compare (at most 64).
+ */
 export interface DigestPullOptions extends AbortOptions {
   members?: boolean
+  releases?: boolean
   cells?: readonly string[]
 }
 
@@ -305,11 +311,12 @@ export interface DigestPullOptions extends AbortOptions {
  * The scopes of a digest request for `view`: the members layer and `cells`, each with the bucket count
  * digestBuckets picks for its size, halved (largest first) until all fit in DIGEST_LIMITS.totalBuckets.
  */
-export function digestScopes (view: FleetView, options: { members?: boolean, cells?: readonly string[] }, nowMs?: number): DigestScope[] {
+export function digestScopes (view: FleetView, options: { members?: boolean, releases?: boolean, cells?: readonly string[] }, nowMs?: number): DigestScope[] {
   const cells = [...new Set(options.cells ?? [])]
   if (cells.length > DIGEST_LIMITS.cells) throw new FleetSyncFilterError(`a digest pull of ${cells.length} cells, at most ${DIGEST_LIMITS.cells}`)
   const plan: Array<{ scope: RangeScope, buckets: number }> = []
   if (options.members !== false) plan.push({ scope: { kind: 'members' }, buckets: digestBuckets(view.nodes(nowMs).length, DIGEST_RECORD_BYTES.member) })
+  if (options.releases !== false) plan.push({ scope: { kind: 'releases' }, buckets: digestBuckets(view.rangeSize({ kind: 'releases' }, nowMs), DIGEST_RECORD_BYTES.release) })
   for (const cell of cells) plan.push({ scope: { kind: 'cell', cell }, buckets: digestBuckets(view.instances(cell, nowMs).length, DIGEST_RECORD_BYTES.instance) })
   let total = plan.reduce((n, p) => n + p.buckets, 0)
   while (total > DIGEST_LIMITS.totalBuckets) {
@@ -331,7 +338,9 @@ export function answerDigests (view: FleetView, scopes: readonly DigestScope[], 
   const items: BundleItem[] = []
   let total = 0
   for (const { scope, buckets, digest } of scopes) {
-    if (scope.kind === 'cell' && options.cells !== undefined && !options.cells(scope.cell)) continue
+    // A public-only requester: its public cells' instances and the members layer, as its whole-view pull gets (releases of
+    // every cell are not sorted out here: it gets none by digest).
+    if (options.cells !== undefined && (scope.kind === 'releases' || (scope.kind === 'cell' && !options.cells(scope.cell)))) continue
     const differing = diffRangeDigests(view.rangeDigest(scope, buckets, options.nowMs), digest)
     if (differing.length === 0) continue
     for (let i = differing.length - 1; i > 0; i--) {
@@ -431,9 +440,10 @@ export interface FleetSyncInit {
   antiEntropyPeer?: (peerId: string) => boolean
   /**
    * What an anti-entropy round pulls. 'whole' (default, fleet mode): the peer's whole view. 'digest'
-   * (per-cell mode): a digest request (digestPull) for the members layer and the cells
-   * `antiEntropyCells` names (at most 64 a round, rotating through longer lists): only the records of
-   * buckets whose digests differ come back, nothing when the views agree.
+   * (per-cell mode): a digest request (digestPull) for the members layer, the release layer
+   * (releases, desired, retire, snapshots, pins) and the cells `antiEntropyCells` names (at most 64 a
+   * round, rotating through longer lists): only the records of buckets whose digests differ come
+   * back, nothing when the views agree.
    */
   antiEntropyMode?: 'whole' | 'digest'
   /** 'digest' anti-entropy: the cells this node follows (FleetGossip.followed()); read each round. */
@@ -498,7 +508,7 @@ export interface FleetSync extends EventTarget {
   pull: (peer: PeerId, options?: FleetSyncPullOptions) => Promise<FleetSyncResult>
   /**
    * Anti-entropy by range digests (per-cell mode): sends this view's digests of the members layer
-   * (when `members` is not false) and of `cells` (at most 64), and merges the records the peer holds
+   * and the release layer (unless `members` / `releases` is false) and of `cells` (at most 64), and merges the records the peer holds
    * in the buckets whose digests differ from its own: one node changed, one bucket's records; views
    * that agree, nothing but the request. Bucket counts come from digestBuckets.
    */

@@ -1141,9 +1141,11 @@ export class FleetView extends EventTarget {
    * A range digest for anti-entropy (per-cell mode): `buckets` (a power of two, 1..RANGE_DIGEST_MAX_BUCKETS)
    * 64-bit sums, 8 bytes each (big-endian high then low word), of the entries of `scope` that fall in
    * each bucket by a hash of their key. 'members': every node whose record the view holds and has not
-   * expired (live or down), entry (nodeId, newest node/member seq, down or not). A cell: its live
-   * instances, entry (host/instanceId, seq). Order-independent: two views holding the same entries
-   * have equal digests whatever the order they learned them in. See diffRangeDigests.
+   * expired (live or down), entry (nodeId, newest node/member seq, down or not), keyed by node id.
+   * 'releases': release (newest and history), desired, retire, snapshot and pin records, each entry
+   * (kind, claim, seq), keyed by cell. A cell: its live instances, entry (host/instanceId, seq).
+   * Order-independent: two views holding the same entries have equal digests whatever the order they
+   * learned them in. See diffRangeDigests.
    */
   rangeDigest (scope: RangeScope, buckets: number, nowMs: number = this.clock.now()): Uint8Array {
     checkBucketCount(buckets)
@@ -1160,49 +1162,73 @@ export class FleetView extends EventTarget {
     return out
   }
 
+  /** Entries a range digest of `scope` covers (see rangeDigest). */
+  rangeSize (scope: RangeScope, nowMs: number = this.clock.now()): number {
+    let n = 0
+    for (const _ of this.rangeEntries(scope, nowMs)) n++
+    return n
+  }
+
   /**
    * The records behind the entries of `scope` in the buckets `which` (of `buckets`), as snapshot
    * items (origin-signed bytes with their age): 'members': each such node's node record, member
-   * record and the down reports about it; a cell: its instance records. Each item names its bucket.
-   * What anti-entropy sends for the buckets whose digests differ.
+   * record and the down reports about it; 'releases': the records themselves; a cell: its instance
+   * records. Each item names its bucket. What anti-entropy sends for the buckets whose digests differ.
    */
   rangeRecords (scope: RangeScope, buckets: number, which: ReadonlySet<number>, nowMs: number = this.clock.now()): Array<BundleItem & { bucket: number }> {
     checkBucketCount(buckets)
     const items: Array<BundleItem & { bucket: number }> = []
-    let bucket = 0
-    const add = (held: Held<unknown>, ttlMs: number): void => {
-      const ageMs = Math.max(0, nowMs - held.receivedMs)
-      if (ageMs < ttlMs) items.push({ bytes: held.bytes, ageMs, bucket })
-    }
-    for (const { key } of this.rangeEntries(scope, nowMs)) {
-      bucket = rangeBucket(key, buckets)
+    for (const { key, records } of this.rangeEntries(scope, nowMs)) {
+      const bucket = rangeBucket(key, buckets)
       if (!which.has(bucket)) continue
-      if (scope.kind === 'cell') {
-        const held = this.instanceMap.get(key)
-        if (held !== undefined) add(held, this.instanceTtl(held.record))
-        continue
+      for (const { held, ttlMs } of records()) {
+        const ageMs = Math.max(0, nowMs - held.receivedMs)
+        if (ttlMs === undefined) items.push({ bytes: held.bytes, ageMs: 0, bucket })
+        else if (ageMs < ttlMs) items.push({ bytes: held.bytes, ageMs, bucket })
       }
-      const node = this.nodeMap.get(key)
-      if (node !== undefined) add(node, this.nodeLifeMs)
-      const member = this.memberMap.get(key)
-      if (member !== undefined) add(member, this.memberTtlMs)
-      for (const held of this.downReports.get(key)?.reports.values() ?? []) add(held, this.memberTtlMs)
     }
     return items
   }
 
-  private * rangeEntries (scope: RangeScope, nowMs: number): Generator<{ key: string, entry: string }> {
+  private * rangeEntries (scope: RangeScope, nowMs: number): Generator<{ key: string, entry: string, records: () => Array<{ held: Held<unknown>, ttlMs: number | undefined }> }> {
     if (scope.kind === 'cell') {
       for (const [key, held] of this.instanceMap) {
         if (held.record.cell !== scope.cell || !this.instanceLive(held, nowMs)) continue
-        yield { key, entry: `${key} ${held.record.seq}` }
+        yield { key, entry: `${key} ${held.record.seq}`, records: () => [{ held, ttlMs: this.instanceTtl(held.record) }] }
+      }
+      return
+    }
+    if (scope.kind === 'releases') {
+      // Releases, desired and retire records never expire (ttl undefined: sent with age 0, as snapshot() does).
+      const claims: Array<[string, Map<string, Held<{ cell: string, authority: string, seq: number }>>]> = [['r', this.releaseMap], ['d', this.desiredMap], ['x', this.retireMap]]
+      for (const [kind, map] of claims) {
+        for (const [claim, held] of map) yield { key: held.record.cell, entry: `${kind} ${claim} ${held.record.seq}`, records: () => [{ held, ttlMs: undefined }] }
+      }
+      for (const [claim, history] of this.releaseHistory) {
+        for (const held of history) yield { key: held.record.cell, entry: `h ${claim} ${held.record.seq}`, records: () => [{ held, ttlMs: undefined }] }
+      }
+      for (const { held, ttlMs } of this.book.held()) {
+        if (held.receivedMs + ttlMs <= nowMs) continue
+        const r = held.record
+        const entry = 'owner' in r ? `p ${r.nodeId} ${r.owner} ${r.claimId} ${r.epoch} ${r.seq}` : `s ${r.nodeId} ${r.claimId} ${r.epoch} ${r.seq}`
+        yield { key: r.cell, entry, records: () => [{ held, ttlMs }] }
       }
       return
     }
     for (const [id, held] of this.nodeMap) {
       const heard = this.liveness === 'members' ? this.lastHeardMs(id) ?? held.receivedMs : held.receivedMs
       if (heard + this.nodeLifeMs <= nowMs) continue
-      yield { key: id, entry: `${id} ${this.newestSeq(id)} ${this.downNodes.has(id) ? 1 : 0}` }
+      yield {
+        key: id,
+        entry: `${id} ${this.newestSeq(id)} ${this.downNodes.has(id) ? 1 : 0}`,
+        records: () => {
+          const out: Array<{ held: Held<unknown>, ttlMs: number }> = [{ held, ttlMs: this.nodeLifeMs }]
+          const member = this.memberMap.get(id)
+          if (member !== undefined) out.push({ held: member, ttlMs: this.memberTtlMs })
+          for (const report of this.downReports.get(id)?.reports.values() ?? []) out.push({ held: report, ttlMs: this.memberTtlMs })
+          return out
+        }
+      }
     }
   }
 
@@ -1252,8 +1278,11 @@ function instanceKey (r: InstanceRecord): string {
   return `${r.nodeId}/${r.instanceId}`
 }
 
-/** What a range digest covers: the members layer (node/member records, down verdicts) or one cell's instances. */
-export type RangeScope = { kind: 'members' } | { kind: 'cell', cell: string }
+/**
+ * What a range digest covers: the members layer (node/member records, down verdicts), the release
+ * layer (release, desired, retire, snapshot and pin records of every cell) or one cell's instances.
+ */
+export type RangeScope = { kind: 'members' } | { kind: 'releases' } | { kind: 'cell', cell: string }
 
 /** Most buckets of one range digest (8 bytes each). */
 export const RANGE_DIGEST_MAX_BUCKETS = 1024

@@ -108,6 +108,8 @@ export interface CellDesign {
   antiEntropyMs: number
   /** The grant chain a fleet-sync request carries (a host grant and its session certificate, as Credentials.currentChain gives; measured in gossip-scale.test.ts). */
   antiEntropyChainBytes: number
+  /** Release-layer records per cell a view holds (newest release, an older one, a desired record): the releases scope's size. Their changes are rare and not counted in the responses. */
+  releaseRecordsPerCell: number
 }
 
 /** Bytes of opening a fleet-sync stream as seen by either side: multistream-select (protocol and header, both ways) and yamux stream frames. */
@@ -115,11 +117,15 @@ export const STREAM_OPEN_BYTES = 2 * (1 + '/multistream/1.0.0\n'.length + 1 + '/
 
 /**
  * Bytes on the wire of one digest request: the real encoder (encodeDigestRequest) on a chain of
- * `chainBytes`, the members scope of `nodes` nodes and one scope per followed cell (its hosts),
+ * `chainBytes`, the members scope of `nodes` nodes, the releases scope of `releaseRecords` records
+ * (releases, their history, desired, retire, snapshot and pin records) and one scope per followed cell (its hosts),
  * with its length prefix and the transport's framing.
  */
-export function digestRequestBytes (chainBytes: number, nodes: number, followedHosts: readonly number[]): number {
-  const scopes: DigestScope[] = [{ scope: { kind: 'members' }, buckets: digestBuckets(nodes, DIGEST_RECORD_BYTES.member), digest: new Uint8Array(0) }]
+export function digestRequestBytes (chainBytes: number, nodes: number, followedHosts: readonly number[], releaseRecords = 0): number {
+  const scopes: DigestScope[] = [
+    { scope: { kind: 'members' }, buckets: digestBuckets(nodes, DIGEST_RECORD_BYTES.member), digest: new Uint8Array(0) },
+    { scope: { kind: 'releases' }, buckets: digestBuckets(releaseRecords, DIGEST_RECORD_BYTES.release), digest: new Uint8Array(0) }
+  ]
   followedHosts.forEach((hosts, i) => scopes.push({ scope: { kind: 'cell', cell: `cell-${i}` }, buckets: digestBuckets(hosts, DIGEST_RECORD_BYTES.instance), digest: new Uint8Array(0) }))
   let total = scopes.reduce((n, x) => n + x.buckets, 0)
   while (total > 4096) {
@@ -175,7 +181,8 @@ export const CELL_DESIGN: CellDesign = {
   // core/mesh: 16 signed instance records (with refreshMs) in one fleet-sync frame, without node records.
   pullInstances: 16,
   antiEntropyMs: PER_CELL_ANTI_ENTROPY_MS,
-  antiEntropyChainBytes: 347
+  antiEntropyChainBytes: 347,
+  releaseRecordsPerCell: 3
 }
 
 /** Per-node message rates (per second) on the members topic that a CellDesign implies. */
@@ -411,7 +418,7 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     const frame = 3 + 3 + TRANSPORT_OVERHEAD_BYTES
     const request = new Float64Array(o.nodes)
     for (let v = 0; v < o.nodes; v++) {
-      request[v] = digestRequestBytes(d.antiEntropyChainBytes, o.nodes, followed[v].map(([h]) => h)) + STREAM_OPEN_BYTES
+      request[v] = digestRequestBytes(d.antiEntropyChainBytes, o.nodes, followed[v].map(([h]) => h), work.hosts.length * d.releaseRecordsPerCell) + STREAM_OPEN_BYTES
       let response = STREAM_OPEN_BYTES + memberK * memberBucketBytes
       for (const [hosts, k] of followed[v]) response += k * (hosts / digestBuckets(hosts, DIGEST_RECORD_BYTES.instance)) * (sizes.cellInstanceEnvelopeBytes + 5)
       // At least one frame when anything differs (expected: capped at one frame per round for the overhead).
