@@ -18,7 +18,7 @@ import { encodeLengthPrefixed } from './framing.ts'
 import { FLEET_SYNC_PROTOCOL } from './records.ts'
 import { signRecord } from './sign.ts'
 import {
-  DIGEST_LIMITS, FleetSyncFilterError, MAX_DIGEST_REQUEST_BYTES, answerDigests, digestBuckets, digestScopes, encodeDigestRequest, fleetSync, parseSyncRequest
+  DIGEST_LIMITS, FleetSyncFilterError, MAX_DIGEST_REQUEST_BYTES, PER_CELL_ANTI_ENTROPY_MS, answerDigests, digestBuckets, digestScopes, encodeDigestRequest, fleetSync, parseSyncRequest
 } from './sync.ts'
 import type { DigestScope, FleetSync } from './sync.ts'
 import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
@@ -234,13 +234,13 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.stop()
 })
 
-async function peer (view: FleetView, clock: ManualClock, init: { antiEntropyCells?: () => readonly string[], maxInboundStreams?: number } = {}): Promise<Libp2p<{ fleetSync: FleetSync }>> {
+async function peer (view: FleetView, clock: ManualClock, init: { antiEntropyCells?: () => readonly string[], maxInboundStreams?: number, antiEntropyMs?: number } = {}): Promise<Libp2p<{ fleetSync: FleetSync }>> {
   const n = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    services: { identify: identify(), fleetSync: fleetSync({ view, clock, autoPull: 0, antiEntropyMode: 'digest', ...init }) }
+    services: { identify: identify(), fleetSync: fleetSync({ view, clock, autoPull: 0, antiEntropyMode: 'digest', random: { next: () => 0.5, bytes: (l) => new Uint8Array(l) }, ...init }) }
   })
   nodes.push(n)
   return n
@@ -292,6 +292,23 @@ describe('digest pulls over libp2p', () => {
     // Converged: the next round carries nothing.
     expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 0, accepted: 0 })
     expect(server.services.fleetSync.stats()).toMatchObject({ digestServes: 5, served: 5 })
+  }, 30_000)
+
+  it('the periodic round (antiEntropyMs, PER_CELL_ANTI_ENTROPY_MS) runs digest pulls: a missed member record arrives', async () => {
+    const clock = new ManualClock()
+    const serverView = await fleetView(clock, 3)
+    const clientView = await fleetView(clock, 3)
+    const server = await peer(serverView, clock)
+    const client = await peer(clientView, clock, { antiEntropyMs: PER_CELL_ANTI_ENTROPY_MS })
+    const identified = once(client, 'peer:identify', 10_000)
+    await client.dial(server.getMultiaddrs()[0])
+    await identified
+    await apply(serverView, await memberRec(keys[2], clock, 9), keys[2].id)
+    const pulled = once(client.services.fleetSync, 'pulled', 10_000)
+    clock.advance(PER_CELL_ANTI_ENTROPY_MS) // random 0.5 → exactly the period
+    await pulled
+    expect(clientView.member(keys[2].id)?.seq).toBe(9)
+    expect(server.services.fleetSync.stats()).toMatchObject({ digestServes: 1 })
   }, 30_000)
 
   it('a node following more than 64 cells compares 64 a round, rotating', async () => {
