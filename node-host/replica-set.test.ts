@@ -28,6 +28,8 @@ afterAll(async () => { if (tmp !== '') await rm(tmp, { recursive: true, force: t
 const errors = (): WireErrorRegistry => new WireErrorRegistry([...SYNAPSE_ERROR_CLASSES, UnknownAuthorityError])
 
 interface Serving {
+  replicas: ReplicaSet
+  info: ReplicaInfo
   capsid: Capsid
   call: (method: string, req: unknown, signal?: AbortSignal, timeoutMs?: number) => Promise<unknown>
   /** Stops the calling node: its channel closes under the calls in flight. */
@@ -45,6 +47,8 @@ async function serving (name: string, compose: (h: SynapseHandler) => SynapseHan
   nodes.push(client)
   const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'test')
   return {
+    replicas,
+    info,
     capsid: info.capsid!,
     call: async (method, req, signal, timeoutMs = 30_000) => unjson(await channel.call(method, json(req), { ...(signal !== undefined ? { signal } : {}), timeoutMs })),
     stopClient: async () => { await client.stop() },
@@ -100,6 +104,30 @@ describe('replica set serving synapse calls', () => {
       }
     }, 40_000)
   }
+
+  it('counts the calls it hands to the replica and their latencies, and is idle once every call ended', async () => {
+    const s = await serving('window', fullNodeComposition)
+    try {
+      const before = s.info.window.calls
+      const controller = new AbortController()
+      const outcomes = await Promise.allSettled([
+        s.call('echo', 1),
+        s.call('slow', { ms: 120, tag: 'w1' }),
+        s.call('fail', { message: 'no' }),
+        s.call('slow', { ms: 60_000, tag: 'w2' }, controller.signal),
+        (async () => { await waitForLog(s.capsid, /slow-start w2/, 10_000); controller.abort() })()
+      ])
+      expect(outcomes.map(o => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled'])
+      expect(s.info.window.calls - before).toBe(4)
+      expect(s.info.window.latency.counts.reduce((a, b) => a + b, 0)).toBe(s.info.window.calls)
+      // The 120 ms call is in a bucket above 100 ms.
+      expect(s.info.window.latency.quantile(1)).toBeGreaterThan(100)
+      await within(s.replicas.idle(), 5_000, 'idle after every call ended')
+      expect(s.capsid.inFlight).toBe(0)
+    } finally {
+      await s.stop()
+    }
+  }, 40_000)
 
   for (const [name, compose] of compositions) {
     it(`the node's deadline reaches the replica's handler, ${name}`, async () => {
@@ -162,6 +190,15 @@ class WrappedContext implements CallContext {
 
 function fullNodeComposition (h: SynapseHandler): SynapseHandler {
   return tracedHandler({ start: () => ({ traceparent: undefined, recording: false, end: () => {} }) }, new CallMeter({ registry: new Registry() }).wrap(h))
+}
+
+async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${what}: not within ${ms} ms`)) }, ms) })])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 async function waitFor (done: () => boolean, timeoutMs: number, what: string): Promise<void> {

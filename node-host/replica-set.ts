@@ -5,7 +5,6 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { ServerCall } from '../core/synapse/server-call.ts'
-import { turnCached } from '../core/synapse/turn-clock.ts'
 import { startCapsid, sandboxLevel, satisfiesSandbox, SandboxTooWeakError, CapsidDrainingError, CapsidStoppedError, FencedReplicaError, type Capsid, type SandboxMode, type SandboxLevel, type CapsidLimits } from './capsid/index.ts'
 import { NoReplicaError } from '../core/mesh/index.ts'
 import type { SynapseHandler, CallContext, MessageContext } from '../core/synapse/index.ts'
@@ -138,14 +137,11 @@ export class ReplicaSet extends EventTarget {
   /** Is a call's traceparent unsampled (then its replica span is skipped)? */
   private readonly unsampled = unsampledParentCheck()
   private readonly idleWaiters = new Set<() => void>()
-  /** The clock read once per batch of calls (core/synapse/turn-clock.ts), for the latency window. */
-  private readonly now: () => number
 
   constructor (init: ReplicaSetInit) {
     super()
     this.init = init
     this.sampler = new UsageSampler({ clock: init.clock })
-    this.now = turnCached(() => init.clock.now())
   }
 
   /** Sample every running replica's OS usage and call rates every `intervalMs`. Idempotent. */
@@ -264,6 +260,7 @@ export class ReplicaSet extends EventTarget {
     try {
       const capsid = await this.track(startCapsid({ artifactPath: spec.codePath, dataDir, cell: spec.cell, instanceId, runDir: this.init.runDir, sandbox: this.init.sandbox, clock: this.init.clock, ...(this.init.limits !== undefined ? { limits: this.init.limits } : {}) }, options))
       info.capsid = capsid
+      capsid.onCallEnded = (elapsedMs) => { this.callEnded(info, elapsedMs) }
       info.state = 'ready'
       info.readyMs = this.init.clock.now()
       capsid.onExit((exit) => {
@@ -414,6 +411,30 @@ export class ReplicaSet extends EventTarget {
   }
 
   /**
+   * A call into a stateful replica (its lease checked before and after) or in a sampled trace (a
+   * child span of the node's server span).
+   */
+  private async callTracedOrStateful (r: ReplicaInfo & { capsid: Capsid }, ctx: CallContext, abortSlot: ServerCall | undefined, tracer: Tracer | undefined): Promise<Uint8Array> {
+    const signal = abortSlot === undefined ? ctx.signal : undefined
+    const send = (traceparent: string | undefined): Promise<Uint8Array> => { // eslint-disable-line @typescript-eslint/promise-function-async
+      this.handling++
+      return r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal, abortSlot })
+    }
+    const answer = tracer === undefined || this.unsampled(ctx.traceparent)
+      ? await send(ctx.traceparent)
+      : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } }, send)
+    // The lease may have ended while the replica worked (the node was paused): that answer is never sent.
+    if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
+    return answer
+  }
+
+  /** A call into a capsid ended (Capsid.onCallEnded): its latency, and a stop waiting for calls to end. */
+  private callEnded (info: ReplicaInfo, elapsedMs: number): void {
+    info.window.latency.record(elapsedMs)
+    if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
+  }
+
+  /**
    * A replica whose claim lease ended: the error for its caller, and the replica stops at once (no
    * grace: another node may own the claim now) so the fleet sees it gone.
    */
@@ -436,34 +457,28 @@ export class ReplicaSet extends EventTarget {
    */
   handler (): SynapseHandler {
     return {
-      call: async (ctx: CallContext) => {
-        const r = this.pick(ctx.cell)
-        if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
+      call: (ctx: CallContext): Promise<Uint8Array> => { // eslint-disable-line @typescript-eslint/promise-function-async
+        // Not async: an untraced call into a stateless replica returns the capsid's own promise,
+        // with no async frame, await or options of its own (the largest allocation per call on the
+        // node's path when it was async). The capsid tells onCallEnded (set at spawn) when it ends.
+        let r: ReplicaInfo & { capsid: Capsid }
+        try {
+          r = this.pick(ctx.cell)
+        } catch (err) {
+          return Promise.reject(err)
+        }
+        if (r.volume !== undefined && !r.volume.serving()) return Promise.reject(this.fenced(r))
         r.calls++
-        const window = r.window
-        window.calls++
-        const started = this.now()
-        this.handling++
+        r.window.calls++
         // The session's own context only: a wrapper's, even one inheriting from it, would keep the listener to itself.
         const abortSlot = Object.getPrototypeOf(ctx) === ServerCall.prototype ? ctx as ServerCall : undefined
-        try {
+        const tracer = this.init.tracer
+        if (r.volume === undefined && (tracer === undefined || this.unsampled(ctx.traceparent))) {
+          this.handling++
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
-          // Untraced (no tracer, or a caller's unsampled trace: sampling follows the parent), no span
-          // name, options, closure or extra promise per call.
-          const tracer = this.init.tracer
-          const signal = abortSlot === undefined ? ctx.signal : undefined
-          const answer = tracer === undefined || this.unsampled(ctx.traceparent)
-            ? await r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal, abortSlot })
-            : await traced(tracer, `capsid ${ctx.cell}/${ctx.method}`, { kind: 'internal', ...(ctx.traceparent !== undefined ? { parent: ctx.traceparent } : {}), attributes: { 'cell.replica': r.instanceId } },
-              // eslint-disable-next-line @typescript-eslint/promise-function-async
-              (traceparent) => r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal, abortSlot }))
-          // The lease may have ended while the replica worked (the node was paused): that answer is never sent.
-          if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
-          return answer
-        } finally {
-          window.latency.record(this.now() - started)
-          if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
+          return r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: abortSlot === undefined ? ctx.signal : undefined, abortSlot })
         }
+        return this.callTracedOrStateful(r, ctx, abortSlot, tracer)
       },
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)

@@ -155,10 +155,12 @@ class OpenCall implements Pending {
   readonly signal: CapsidAbortSignal | undefined
   /** The synapse call whose `onAbort` this is while it is in flight (CapsidCallOptions.abortSlot). */
   abortSlot: CallAbortSlot | undefined = undefined
+  /** When it was sent (the capsid's clock, read once per turn), for Capsid.onCallEnded. */
+  startedMs = 0
   callerSlot = 0
   private readonly owner: { settle: (call: OpenCall) => boolean, cancel: (id: number) => void }
   /** A stream's handlers; undefined for a unary call. */
-  private readonly handlers: Pending | undefined
+  readonly handlers: Pending | undefined
   private readonly resolve: ((payload: Uint8Array) => void) | undefined
   private readonly reject: ((err: Error) => void) | undefined
 
@@ -257,6 +259,7 @@ export class Capsid extends EventTarget {
       const abortSlot = call.abortSlot
       if (abortSlot !== undefined && abortSlot.onAbort === call) abortSlot.onAbort = undefined
       this.releaseSlot(call.callerSlot)
+      if (call.handlers === undefined) this.callEnded(this.turnNow() - call.startedMs)
       return true
     },
     cancel: (id: number): void => { this.cancel(id) }
@@ -370,12 +373,34 @@ export class Capsid extends EventTarget {
     }
   }
 
+  /**
+   * Told once for every unary call() as it ends: answered, failed, aborted, or refused at once (then
+   * 0 ms), before its promise settles, with its time in ms from when it was sent. One hook per
+   * capsid (the replica set's latency window and its count of calls being answered), none per call.
+   */
+  onCallEnded: ((elapsedMs: number) => void) | undefined = undefined
+
   /** A unary call; a refusal (busy, stopped, past its deadline, too large) is a rejection too. */
   call (method: string, payload: Uint8Array, options: CapsidCallOptions): Promise<Uint8Array> { // eslint-disable-line @typescript-eslint/promise-function-async
     // Not async: the promise below is the call's, with no second one wrapped around it.
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.open(FrameType.CALL, method, payload, options, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
+      try {
+        this.open(FrameType.CALL, method, payload, options, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
+      } catch (err) {
+        this.callEnded(0)
+        throw err
+      }
     })
+  }
+
+  private callEnded (elapsedMs: number): void {
+    const hook = this.onCallEnded
+    if (hook === undefined) return
+    try {
+      hook(elapsedMs)
+    } catch (err) {
+      log.error('%s/%s: onCallEnded threw - %e', this.cell, this.instanceId, err)
+    }
   }
 
   /** Fire-and-forget. Throws only when the capsid cannot take it (stopped, draining, too large). */
@@ -494,7 +519,8 @@ export class Capsid extends EventTarget {
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
     if ((this.sock?.writableLength ?? 0) + this.out.byteLength > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
-    const remaining = deadlineMs - this.turnNow()
+    const now = this.turnNow()
+    const remaining = deadlineMs - now
     if (!(remaining > 0)) throw new DeadlineExceededError(`deadline of ${method} already passed`)
     this.writable()
     const id = this.allocateId()
@@ -508,6 +534,7 @@ export class Capsid extends EventTarget {
     this.queued()
     call.id = id
     call.callerSlot = callerSlot
+    call.startedMs = now
     // Deadlines share a timer per 10 ms slot (core/synapse's wheel); beyond setTimeout's range, none.
     if (remaining <= MAX_TIMER_MS) call.deadlineKey = this.deadlines.add(id, deadlineMs)
     signal?.addEventListener('abort', call, { once: true })
