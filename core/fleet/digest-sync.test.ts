@@ -38,8 +38,8 @@ beforeAll(async () => {
 
 const nodeRec = async (k: Key, clock: ManualClock, seq = 1): Promise<FleetEnvelope> =>
   await signRecord(k.key, 'node', makeNodeRecord(k.id, { seq, sentMs: clock.now(), roles: ['full', 'host'] }))
-const memberRec = async (k: Key, clock: ManualClock, seq: number): Promise<FleetEnvelope> =>
-  await signRecord(k.key, 'member', { nodeId: k.id, seq, sentMs: clock.now(), nodeSeq: 1, slots: 8, freeSlots: 2, cpuPercent: 20, memoryPercent: 30, leaving: false, cells: ['billing'] })
+const memberRec = async (k: Key, clock: ManualClock, seq: number, cells = ['billing']): Promise<FleetEnvelope> =>
+  await signRecord(k.key, 'member', { nodeId: k.id, seq, sentMs: clock.now(), nodeSeq: 1, slots: 8, freeSlots: 2, cpuPercent: 20, memoryPercent: 30, leaving: false, cells })
 const downRec = async (reporter: Key, subject: Key, clock: ManualClock, subjectSeq: number): Promise<FleetEnvelope> =>
   await signRecord(reporter.key, 'down', { nodeId: reporter.id, subject: subject.id, subjectSeq, seq: 1, sentMs: clock.now() })
 const instRec = async (k: Key, clock: ManualClock, instanceId: string, seq = 1): Promise<FleetEnvelope> =>
@@ -234,8 +234,9 @@ afterEach(async () => {
   for (const n of nodes.splice(0)) await n.stop()
 })
 
-async function peer (view: FleetView, clock: ManualClock, init: { antiEntropyCells?: () => readonly string[], maxInboundStreams?: number, antiEntropyMs?: number } = {}): Promise<Libp2p<{ fleetSync: FleetSync }>> {
+async function peer (view: FleetView, clock: ManualClock, init: { antiEntropyCells?: () => readonly string[], maxInboundStreams?: number, antiEntropyMs?: number, random?: { next: () => number, bytes: (n: number) => Uint8Array } } = {}, privateKey?: PrivateKey): Promise<Libp2p<{ fleetSync: FleetSync }>> {
   const n = await createLibp2p({
+    ...(privateKey !== undefined ? { privateKey } : {}),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
@@ -309,6 +310,37 @@ describe('digest pulls over libp2p', () => {
     await pulled
     expect(clientView.member(keys[2].id)?.seq).toBe(9)
     expect(server.services.fleetSync.stats()).toMatchObject({ digestServes: 1 })
+  }, 30_000)
+
+  it('compares a followed cell with a connected peer hosting it, not with a round\'s peer that does not', async () => {
+    const clock = new ManualClock()
+    // keys[0] hosts nothing, keys[1] hosts billing (their member records say so); the client follows billing.
+    const view = async (): Promise<FleetView> => {
+      const v = await fleetView(clock, 0)
+      await apply(v, await nodeRec(keys[0], clock), keys[0].id)
+      await apply(v, await memberRec(keys[0], clock, 2, []), keys[0].id)
+      await apply(v, await nodeRec(keys[1], clock), keys[1].id)
+      await apply(v, await memberRec(keys[1], clock, 2, ['billing']), keys[1].id)
+      return v
+    }
+    const idleView = await view()
+    const hostView = await view()
+    await apply(hostView, await signRecord(keys[1].key, 'instance', makeInstanceRecord(keys[1].id, { cell: 'billing', instanceId: 'fresh', sentMs: clock.now(), refreshMs: 60_000 })), keys[1].id)
+    const clientView = await view()
+    const idle = await peer(idleView, clock, {}, keys[0].key)
+    const host = await peer(hostView, clock, {}, keys[1].key)
+    // random 0: the round's peer is the first identified, the idle one.
+    const client = await peer(clientView, clock, { antiEntropyCells: () => ['billing'], random: { next: () => 0, bytes: (l) => new Uint8Array(l) } })
+    for (const n of [idle, host]) {
+      const identified = once(client, 'peer:identify', 10_000)
+      await client.dial(n.getMultiaddrs()[0])
+      await identified
+    }
+    expect(await client.services.fleetSync.antiEntropyRound()).toMatchObject({ frames: 1, accepted: 1 })
+    expect(clientView.instances('billing').map(i => i.instanceId)).toEqual(['fresh'])
+    // Members and releases with the round's peer, billing with its host.
+    expect(idle.services.fleetSync.stats()).toMatchObject({ digestServes: 1 })
+    expect(host.services.fleetSync.stats()).toMatchObject({ digestServes: 1 })
   }, 30_000)
 
   it('a node following more than 64 cells compares 64 a round, rotating', async () => {

@@ -49,6 +49,8 @@ const REFUSED_RETRY_MAX_MS = 60_000
 const MAX_REFUSED_RETRIES = 8
 /** Peers remembered as speaking the protocol, for anti-entropy picks (oldest forgotten first). */
 const MAX_SYNC_PEERS = 256
+/** 'digest' anti-entropy: peers besides the round's peer asked about followed cells in one round. */
+const MAX_CELL_PEERS_PER_ROUND = 4
 
 /** A fleet-sync request's filter has too many entries, an invalid name, is empty or does not decode. */
 export class FleetSyncFilterError extends CellError {
@@ -631,7 +633,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     try {
       const signal = AbortSignal.any([this.shutdown.signal, ...(options.signal !== undefined ? [options.signal] : [])])
       const result = this.antiEntropyMode === 'digest'
-        ? await this.digestPull(peer, { cells: this.roundCells(), signal })
+        ? await this.digestRound(peer, eligible, signal)
         : await this.pull(peer, { signal })
       if (result.accepted > 0) log('anti-entropy from %p: %d records accepted', peer, result.accepted)
       return result
@@ -639,6 +641,47 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
       log('anti-entropy pull from %p failed: %e', peer, err)
       return undefined
     }
+  }
+
+  /**
+   * One 'digest' round: the members and release layers with `peer`; each followed cell with a
+   * connected peer that hosts it (its member record lists the cell: a peer that does not follow a
+   * cell holds none of its instances to compare), at most MAX_CELL_PEERS_PER_ROUND other peers a
+   * round; cells without a known connected host go to `peer`. A failed pull to another peer is
+   * logged and the round goes on; the result sums the pulls.
+   */
+  private async digestRound (peer: PeerId, eligible: readonly PeerId[], signal: AbortSignal): Promise<FleetSyncResult> {
+    const main = peer.toString()
+    const byPeer = new Map<string, { peer: PeerId, cells: string[] }>([[main, { peer, cells: [] }]])
+    for (const cell of this.roundCells()) {
+      const hosts = eligible.filter(p => this.view.member(p.toString())?.cells.includes(cell) === true)
+      let target = byPeer.get(main)!
+      if (hosts.length > 0 && !hosts.some(h => h.toString() === main)) {
+        const host = hosts[Math.floor(this.random.next() * hosts.length)]
+        const known = byPeer.get(host.toString())
+        if (known !== undefined) target = known
+        else if (byPeer.size <= MAX_CELL_PEERS_PER_ROUND) {
+          target = { peer: host, cells: [] }
+          byPeer.set(host.toString(), target)
+        }
+      }
+      target.cells.push(cell)
+    }
+    const total: FleetSyncResult = { frames: 0, bytes: 0, accepted: 0, dropped: 0 }
+    for (const [key, { peer: p, cells }] of byPeer) {
+      const isMain = key === main
+      try {
+        const r = await this.digestPull(p, { cells, members: isMain, releases: isMain, signal })
+        total.frames += r.frames
+        total.bytes = (total.bytes ?? 0) + (r.bytes ?? 0)
+        total.accepted += r.accepted
+        total.dropped += r.dropped
+      } catch (err) {
+        if (isMain) throw err
+        log('anti-entropy digest pull of %d cells from %p failed: %e', cells.length, p, err)
+      }
+    }
+    return total
   }
 
   /** 'digest' anti-entropy: the followed cells of this round, at most DIGEST_LIMITS.cells, rotating through a longer list. */

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './gossip-sizes.ts'
-import { CELL_DESIGN, digestRequestBytes, effectiveRefresh, expectedDiffering, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
+import { CELL_DESIGN, cellDigestRequestBytes, digestRequestBytes, effectiveRefresh, expectedDiffering, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
 import { TRANSPORT_OVERHEAD_BYTES } from './gossip-sizes.ts'
 import { PER_CELL_ANTI_ENTROPY_MS } from '../../core/fleet/sync.ts'
 import { generateAuthority } from '../../core/identity/authority.ts'
@@ -199,6 +199,9 @@ describe('gossipsub scale model', () => {
     expect(digestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 10_000, [], 300) - request).toBe(128 * 8 - 8 + 2)
     expect(request - 1_024 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeGreaterThan(0)
     expect(request - 1_025 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeLessThan(20)
+    // A cell asked of its host alone: its buckets (256 for the biggest cell), the chain, the headers.
+    expect(cellDigestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 1_928) - 256 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeGreaterThan(0)
+    expect(cellDigestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 1_928) - 256 * 8 - CELL_DESIGN.antiEntropyChainBytes - 3 - TRANSPORT_OVERHEAD_BYTES).toBeLessThan(20)
     // The biggest cell followed adds 256 buckets.
     expect(digestRequestBytes(CELL_DESIGN.antiEntropyChainBytes, 10_000, [1_928]) - request).toBeGreaterThan(256 * 8)
     expect(expectedDiffering(0, 300, 0.01, 60_000)).toBe(0)

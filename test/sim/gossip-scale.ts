@@ -138,6 +138,16 @@ export function digestRequestBytes (chainBytes: number, nodes: number, followedH
 }
 
 /**
+ * Bytes on the wire of a digest request for one followed cell of `hosts` replicas alone: what a
+ * digest round sends a host of the cell when the round's peer does not host it (FleetSync compares
+ * each followed cell with a connected host, at most 4 other peers a round).
+ */
+export function cellDigestRequestBytes (chainBytes: number, hosts: number): number {
+  const buckets = digestBuckets(hosts, DIGEST_RECORD_BYTES.instance)
+  return encodeDigestRequest(new Uint8Array(chainBytes), [{ scope: { kind: 'cell', cell: 'cell-0' }, buckets, digest: new Uint8Array(buckets * 8) }]).length + 3 + TRANSPORT_OVERHEAD_BYTES
+}
+
+/**
  * Expected records whose buckets differ between a requester's and a server's digests of one scope
  * in a round: records in flight (published at `ratePerS` in the scope, reaching nodes over about
  * `windowMs` apart, plus the request's transit between the two digests), and records one of the
@@ -418,8 +428,10 @@ export function runPerCell (o: ScaleOptions, sizes: GossipSizes, work: Workload)
     const frame = 3 + 3 + TRANSPORT_OVERHEAD_BYTES
     const request = new Float64Array(o.nodes)
     for (let v = 0; v < o.nodes; v++) {
-      request[v] = digestRequestBytes(d.antiEntropyChainBytes, o.nodes, followed[v].map(([h]) => h), work.hosts.length * d.releaseRecordsPerCell) + STREAM_OPEN_BYTES
-      let response = STREAM_OPEN_BYTES + memberK * memberBucketBytes
+      // The members and release layers with the round's peer; each followed cell (counted as) with a host of its own.
+      request[v] = digestRequestBytes(d.antiEntropyChainBytes, o.nodes, [], work.hosts.length * d.releaseRecordsPerCell) + STREAM_OPEN_BYTES
+      for (const [hosts] of followed[v]) request[v] += cellDigestRequestBytes(d.antiEntropyChainBytes, hosts) + STREAM_OPEN_BYTES
+      let response = (1 + followed[v].length) * STREAM_OPEN_BYTES + memberK * memberBucketBytes
       for (const [hosts, k] of followed[v]) response += k * (hosts / digestBuckets(hosts, DIGEST_RECORD_BYTES.instance)) * (sizes.cellInstanceEnvelopeBytes + 5)
       // At least one frame when anything differs (expected: capped at one frame per round for the overhead).
       ae[v] += (response + Math.min(1, memberK) * frame) * 1000 / d.antiEntropyMs
