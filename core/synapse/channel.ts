@@ -69,7 +69,7 @@ export class Channel extends Endpoint implements StreamOwner {
     this.streamWindow = init.streamWindow
     this.overflow = init.inflightOverflow
     this.maxWaitingCalls = init.maxWaitingCalls
-    this.deadlines = new DeadlineWheel(this.clock, (id) => { this.expire(id) })
+    this.deadlines = new DeadlineWheel(this.clock, (id, key) => { this.expire(id, key) })
   }
 
   /** Calls plus open streams. */
@@ -414,7 +414,7 @@ export class Channel extends Endpoint implements StreamOwner {
 
   private finish (id: number, call: PendingCall): void {
     this.calls.delete(id)
-    this.deadlines.remove(id, call.slot)
+    if (call.slot >= 0) this.deadlines.remove(id, call.slot)
     if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort)
     this.counters.inflight--
     this.counters.latency.record(this.now() - call.startMs)
@@ -437,11 +437,18 @@ export class Channel extends Endpoint implements StreamOwner {
     this.writer.commit()
   }
 
-  private expire (id: number): void {
-    const err = new DeadlineExceededError(`call ${id} to ${this.cell} passed its deadline`)
-    if (this.calls.has(id)) { this.cancel(id, err); return }
+  /** Slot `key` of the deadline wheel fired with `id` in it (an id that ended, or was reused with another deadline, is left alone). */
+  private expire (id: number, key: number): void {
+    const call = this.calls.get(id)
+    if (call !== undefined) {
+      if (call.slot !== key) return
+      call.slot = -1
+      this.cancel(id, new DeadlineExceededError(`call ${id} to ${this.cell} passed its deadline`))
+      return
+    }
     const s = this.streams.get(id)
-    if (s !== undefined) {
+    if (s !== undefined && s.slot === key) {
+      const err = new DeadlineExceededError(`call ${id} to ${this.cell} passed its deadline`)
       s.slot = -1
       s.fail(err)
       this.sendCancel(id)

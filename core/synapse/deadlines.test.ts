@@ -24,20 +24,38 @@ function fakeClock (): Clock & { advance(ms: number): void, pending(): number } 
 }
 
 describe('deadline wheel', () => {
-  it('shares one timer per slot and expires each id once, within the granularity', () => {
+  /** An owner as the session, channel and capsid are: the key each id in flight holds. */
+  function owner (granularityMs = 10): { clock: ReturnType<typeof fakeClock>, wheel: DeadlineWheel, held: Map<number, number>, expired: number[], add: (id: number, deadlineMs: number) => void, remove: (id: number) => void } {
     const clock = fakeClock()
+    const held = new Map<number, number>()
     const expired: number[] = []
-    const wheel = new DeadlineWheel(clock, (id) => expired.push(id), 10)
-    const t0 = clock.now()
-    const keys = Array.from({ length: 100 }, (_, i) => wheel.add(i, t0 + 101 + (i % 5)))
-    expect(clock.pending()).toBe(1)
-    wheel.remove(7, keys[7])
-    clock.advance(99)
-    expect(expired).toEqual([])
-    clock.advance(11)
-    expect(expired).toHaveLength(99)
-    expect(expired).not.toContain(7)
-    expect(wheel.size).toBe(0)
+    const wheel = new DeadlineWheel(clock, (id, key) => {
+      if (held.get(id) !== key) return
+      held.delete(id)
+      expired.push(id)
+    }, granularityMs)
+    return {
+      clock,
+      wheel,
+      held,
+      expired,
+      add: (id, deadlineMs) => { held.set(id, wheel.add(id, deadlineMs)) },
+      remove: (id) => { const key = held.get(id); if (key === undefined) return; held.delete(id); wheel.remove(id, key) }
+    }
+  }
+
+  it('shares one timer per slot and expires each id once, within the granularity', () => {
+    const o = owner()
+    const t0 = o.clock.now()
+    for (let i = 0; i < 100; i++) o.add(i, t0 + 101 + (i % 5))
+    expect(o.clock.pending()).toBe(1)
+    o.remove(7)
+    o.clock.advance(99)
+    expect(o.expired).toEqual([])
+    o.clock.advance(11)
+    expect(o.expired).toHaveLength(99)
+    expect(o.expired).not.toContain(7)
+    expect(o.wheel.size).toBe(0)
   })
 
   it('clears a slot timer when its last id is removed', () => {
@@ -47,6 +65,47 @@ describe('deadline wheel', () => {
     wheel.remove(1, key)
     expect(clock.pending()).toBe(0)
     clock.advance(100)
+  })
+
+  it('reuses an emptied slot, batch after batch, with a fresh timer and none of the earlier ids', () => {
+    const o = owner()
+    const t0 = o.clock.now()
+    for (let batch = 0; batch < 5; batch++) {
+      for (let i = 0; i < 64; i++) o.add(batch * 64 + i, t0 + 1_000)
+      expect(o.clock.pending()).toBe(1)
+      for (let i = 0; i < 64; i++) o.remove(batch * 64 + i)
+      expect(o.clock.pending()).toBe(0)
+      expect(o.wheel.size).toBe(0)
+    }
+    // A slot armed again after reuse expires only what it holds now.
+    o.add(1_000, t0 + 1_000)
+    o.add(1_001, t0 + 2_000)
+    o.clock.advance(1_000)
+    expect(o.expired).toEqual([1_000])
+    o.clock.advance(1_000)
+    expect(o.expired).toEqual([1_000, 1_001])
+    expect(o.wheel.size).toBe(0)
+  })
+
+  it('tells the key with each id: an id that ended and came back with another deadline is not expired by the old slot', () => {
+    const o = owner()
+    const t0 = o.clock.now()
+    o.add(1, t0 + 100)
+    o.add(2, t0 + 100)
+    o.remove(1)
+    // Id 1 again (a client may reuse ids once they ended), with a later deadline.
+    o.add(1, t0 + 500)
+    o.clock.advance(110)
+    expect(o.expired).toEqual([2])
+    o.clock.advance(400)
+    expect(o.expired).toEqual([2, 1])
+    // The same id reused within the same slot is expired once.
+    o.add(3, t0 + 800)
+    o.remove(3)
+    o.add(3, t0 + 800)
+    o.add(4, t0 + 800)
+    o.clock.advance(300)
+    expect(o.expired).toEqual([2, 1, 3, 4])
   })
 })
 

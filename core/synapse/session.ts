@@ -58,7 +58,7 @@ export class ServerSession extends Endpoint {
     this.credentialsFor = init.credentialsFor
     this.refuse = init.refuse
     this.onOpen = init.onOpen
-    this.deadlines = new DeadlineWheel(this.clock, (id) => { this.expire(id) })
+    this.deadlines = new DeadlineWheel(this.clock, (id, key) => { this.expire(id, key) })
     this.handshakeTimer = this.clock.setTimeout(() => {
       const err = new HandshakeTimeoutError(`no completed handshake from ${this.remotePeer} within ${this.limits.handshakeTimeoutMs} ms`)
       this.handshakeController.abort(err)
@@ -374,9 +374,10 @@ export class ServerSession extends Endpoint {
     this.counters.inflight--
   }
 
-  private expire (id: number): void {
+  private expire (id: number, key: number): void {
     const call = this.calls.get(id)
-    if (call === undefined) return
+    // The wheel may name an id that ended, or whose id a later call reuses with another deadline.
+    if (call === undefined || call.slot !== key) return
     call.slot = -1
     const err = new DeadlineExceededError(`${this.cell}.${call.method} passed its deadline`)
     this.failCall(id, call, err)

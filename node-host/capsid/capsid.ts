@@ -306,7 +306,13 @@ export class Capsid extends EventTarget {
     this.exited = new Promise(resolve => { this.resolveExited = resolve })
     const clock = this.clock
     this.turnNow = turnCached(() => clock.now())
-    this.deadlines = new DeadlineWheel(this.clock, (id) => { (this.pending.get(id) as OpenCall | undefined)?.expire() })
+    this.deadlines = new DeadlineWheel(this.clock, (id, key) => {
+      const call = this.pending.get(id) as OpenCall | undefined
+      // The wheel may name an id that ended, or whose id a later call reuses with another deadline.
+      if (call === undefined || call.deadlineKey !== key) return
+      call.deadlineKey = undefined
+      call.expire()
+    })
 
     child.stdout?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stdout', chunk, this.clock.now())) })
     child.stderr?.on('data', (chunk: Uint8Array) => { this.emitLogs(this.logRing.push('stderr', chunk, this.clock.now())) })
