@@ -23,6 +23,7 @@ import * as identityErrors from '../identity/errors.ts'
 import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
 import { FailureDetector } from '../fleet/failure-detector.ts'
 import { PER_CELL_DEFAULTS } from '../fleet/gossip.ts'
+import { PER_CELL_ANTI_ENTROPY_MS } from '../fleet/sync.ts'
 import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type NodeRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
@@ -285,7 +286,9 @@ export class Mesh {
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
           // Anti-entropy from full nodes only: a tab or a CLI client may hold a partial view.
-          random: init.random ?? systemRandom, antiEntropyMs: init.antiEntropyMs ?? 30_000, antiEntropyPeer: (id) => view.node(id)?.roles.includes('full') === true
+          random: init.random ?? systemRandom, antiEntropyMs: init.antiEntropyMs ?? (perCell ? PER_CELL_ANTI_ENTROPY_MS : 30_000), antiEntropyPeer: (id) => view.node(id)?.roles.includes('full') === true,
+          // Per-cell: digest rounds (only the buckets of the members layer, the release layer and the followed cells that differ), not the whole view.
+          ...(perCell ? { antiEntropyMode: 'digest' as const, antiEntropyCells: (): readonly string[] => gossip.followed() } : {})
         }),
         synapse: (components: SynapseComponents) => synapseFactory(components),
         ...init.services
