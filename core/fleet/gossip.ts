@@ -1049,9 +1049,12 @@ export class FleetGossip extends EventTarget {
     })
   }
 
-  /** A cell topic: instance records of exactly that cell (anything else is the sender's fault). */
+  /**
+   * A cell topic: instance records of exactly that cell, and its claims' snapshot and pin records
+   * (a stateful cell's followers restore from them); anything else is the sender's fault.
+   */
   private async validateCell (cell: string, propagationSource: PeerId, msg: Message): Promise<TopicValidatorResult> {
-    return await this.validateScoped(propagationSource, msg, (env) => env.kind === 'instance' && env.record.cell === cell)
+    return await this.validateScoped(propagationSource, msg, (env) => (env.kind === 'instance' || env.kind === 'snapshot' || env.kind === 'pin') && env.record.cell === cell)
   }
 
   private async validateScoped (source: PeerId, msg: Message, belongs: (env: FleetEnvelope) => boolean, after?: (env: FleetEnvelope, result: ApplyResult) => void): Promise<TopicValidatorResult> {

@@ -14,7 +14,8 @@ import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState }
 import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
 import type { ReleaseFields } from './records.ts'
 import { signRecord } from './sign.ts'
-import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
+import { ManualClock, makeInstanceRecord, makeNodeRecord, makePinRecord, makeSnapshotRecord } from './testing.ts'
+import type { SnapshotRecord } from './snapshots.ts'
 import { narrowSnapshot } from './sync.ts'
 import { FleetView } from './view.ts'
 import type { ApplyOptions, ApplyResult, FleetViewInit } from './view.ts'
@@ -666,6 +667,24 @@ describe('FleetGossip per-cell validation (attacks)', () => {
     expect(gossip.stats().wrongTopic).toBe(5)
     expect(gossip.stats().bytes.in.cells).toBeGreaterThan(0)
     expect(gossip.stats().bytes.in.members).toBe(billing.length + node.length + member.length)
+    gossip.stop()
+  })
+
+  it('a cell topic also carries that cell\'s snapshot and pin records, never another cell\'s', async () => {
+    const { clock, pubsub, gossip } = setup()
+    gossip.start()
+    await nextHeartbeat(gossip, clock, 0)
+    const oid = otherId.toString()
+    const snapshot = (cell: string): SnapshotRecord => makeSnapshotRecord(oid, { cell, claimId: `${cell}/0`, sentMs: clock.now() })
+    const billingSnap = encodeEnvelope(await signRecord(other, 'snapshot', snapshot('billing')))
+    const billingPin = encodeEnvelope(await signRecord(other, 'pin', makePinRecord(oid, snapshot('billing'), { sentMs: clock.now() })))
+    const searchSnap = encodeEnvelope(await signRecord(other, 'snapshot', snapshot('search')))
+    // In scope: handed to the view (which judges their grants as on any topic), not refused for the topic.
+    await pubsub.deliver(cellTopic('billing'), billingSnap, otherId)
+    await pubsub.deliver(cellTopic('billing'), billingPin, otherId)
+    expect(gossip.stats().wrongTopic).toBe(0)
+    expect(await pubsub.deliver(cellTopic('billing'), searchSnap, otherId)).toBe('reject')
+    expect(gossip.stats().wrongTopic).toBe(1)
     gossip.stop()
   })
 

@@ -19,6 +19,7 @@ import type { Credentials } from '../../core/identity/index.ts'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { systemClock, type Clock } from '../../core/ports.ts'
 import type { FleetChange, FleetView, NodeRecord, SnapshotRecord } from '../../core/fleet/index.ts'
+import { cellTopic } from '../../core/fleet/index.ts'
 import { ProviderPenalties, fetchSnapshotBlobs, provideSnapshotBlobs, serveSnapshotBlobs } from './blob-exchange.ts'
 import type { SnapshotBlobServer, SnapshotBlobServerInit } from './blob-exchange.ts'
 import { parseClaimId } from './driver.ts'
@@ -380,6 +381,7 @@ export async function startSnapshotDistribution (init: SnapshotDistributionInit)
     pubsub: (mesh.libp2p.services as { pubsub: SnapshotAnnouncerInit['pubsub'] }).pubsub,
     privateKey: init.privateKey,
     grantsFor: cell => hostGrantsFor(init.credentials, mesh.view, cell),
+    ...((mesh as { gossip?: { dissemination?: string } }).gossip?.dissemination === 'per-cell' ? { topicFor: cellTopic } : {}),
     ...init.announcer
   })
   const server = await serveSnapshotBlobs(mesh.libp2p, { view: mesh.view, trusted: init.trusted, dataDir: init.dataDir, ...init.server })

@@ -24,6 +24,11 @@ export interface SnapshotAnnouncerInit {
   /** Encoded host grants of this node for `cell` (carried in snapshot records; see `hostGrantsFor`). */
   grantsFor: (cell: string) => Uint8Array[]
   clock?: Clock
+  /**
+   * The topic a cell's snapshot and pin records go to: the fleet topic (default), or under per-cell
+   * dissemination the cell's own topic, which its hosts, standby candidates and callers follow.
+   */
+  topicFor?: (cell: string) => string
   /** Re-announce own snapshots and pins this often (default 60 s; the view's pin ttl is 10 min). */
   announceMs?: number
   /** Pins re-announced at most (default 4096). */
@@ -197,7 +202,7 @@ export class SnapshotAnnouncer {
       throw new FleetRecordRejectedError(`${kind} of ${record.claimId} ${record.tag} refused by the local fleet view: ${result.reason}`, result.reason)
     }
     try {
-      await this.init.pubsub.publish(FLEET_TOPIC, encodeEnvelope(envelope), { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true })
+      await this.init.pubsub.publish(this.init.topicFor?.(record.cell) ?? FLEET_TOPIC, encodeEnvelope(envelope), { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true })
     } catch (err) {
       // Held locally: fleet-sync and the next re-announcement carry it.
       log('publishing %s of %s failed: %e', kind, record.claimId, err)

@@ -8,6 +8,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { Clock } from '../../core/ports.ts'
 import type { Credentials } from '../../core/identity/index.ts'
 import type { FleetChange, NodeRecord, SnapshotRecord } from '../../core/fleet/index.ts'
+import { cellTopic } from '../../core/fleet/index.ts'
 import { offersStorageClass } from '../../core/biology/storage-class.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { claimId as claimIdOf, type Claim, type StorageDriver } from '../storage/driver.ts'
@@ -72,6 +73,7 @@ export class SnapshotService implements SnapshotPort {
       pubsub: mesh.libp2p.services.pubsub,
       privateKey: init.privateKey,
       grantsFor: (cell) => hostGrantsFor(init.credentials, mesh.view, cell),
+      ...(mesh.gossip.dissemination === 'per-cell' ? { topicFor: cellTopic } : {}),
       clock: init.clock,
       ...(init.announceMs !== undefined ? { announceMs: init.announceMs } : {})
     })
