@@ -476,7 +476,9 @@ export class ReplicaSet extends EventTarget {
         if (r.volume === undefined && (tracer === undefined || this.unsampled(ctx.traceparent))) {
           this.handling++
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
-          return r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: abortSlot === undefined ? ctx.signal : undefined, abortSlot })
+          return abortSlot !== undefined
+            ? r.capsid.serve(ctx.method, ctx.payload, ctx.deadlineMs, ctx.traceparent, ctx.principal, abortSlot)
+            : r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
         }
         return this.callTracedOrStateful(r, ctx, abortSlot, tracer)
       },

@@ -391,7 +391,22 @@ export class Capsid extends EventTarget {
     // Not async: the promise below is the call's, with no second one wrapped around it.
     return new Promise<Uint8Array>((resolve, reject) => {
       try {
-        this.open(FrameType.CALL, method, payload, options, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
+        this.open(FrameType.CALL, method, payload, options.traceparent, options.caller, options.abortSlot, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
+      } catch (err) {
+        this.callEnded(0)
+        throw err
+      }
+    })
+  }
+
+  /**
+   * call() for a synapse call's own context, its options as arguments: the node's hot path makes no
+   * options object per call. `abortSlot` is the call's abort hook (CapsidCallOptions.abortSlot).
+   */
+  serve (method: string, payload: Uint8Array, deadlineMs: number, traceparent: string | undefined, caller: CallerInfo, abortSlot: CallAbortSlot): Promise<Uint8Array> { // eslint-disable-line @typescript-eslint/promise-function-async
+    return new Promise<Uint8Array>((resolve, reject) => {
+      try {
+        this.open(FrameType.CALL, method, payload, traceparent, caller, abortSlot, new OpenCall(this.callOwner, method, undefined, undefined, resolve, reject), deadlineMs)
       } catch (err) {
         this.callEnded(0)
         throw err
@@ -424,7 +439,7 @@ export class Capsid extends EventTarget {
     let failure: Error | undefined
     let wake: (() => void) | undefined
     const notify = (): void => { const w = wake; wake = undefined; w?.() }
-    const id = this.open(FrameType.STREAM, method, payload, options, new OpenCall(this.callOwner, method, options.signal, {
+    const id = this.open(FrameType.STREAM, method, payload, options.traceparent, options.caller, options.abortSlot, new OpenCall(this.callOwner, method, options.signal, {
       onResult: () => { failure = new CapsidProtocolError('result for a stream'); notify() },
       onChunk: (p) => {
         // The replica may only send what we credited; more means it ignores flow control.
@@ -516,11 +531,10 @@ export class Capsid extends EventTarget {
   }
 
   /** Send a CALL or STREAM and register its handlers; returns the call id. Throws synchronously. */
-  private open (type: number, method: string, payload: Uint8Array, options: CapsidCallOptions, call: OpenCall,
-    deadlineMs: number, credit = 0): number {
+  private open (type: number, method: string, payload: Uint8Array, traceparent: string | undefined, caller: CallerInfo | undefined,
+    abortSlot: CallAbortSlot | undefined, call: OpenCall, deadlineMs: number, credit = 0): number {
     const signal = call.signal
     signal?.throwIfAborted()
-    const abortSlot = options.abortSlot
     if (abortSlot?.aborted === true) throw abortSlot.abortReason
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
@@ -530,9 +544,9 @@ export class Capsid extends EventTarget {
     if (!(remaining > 0)) throw new DeadlineExceededError(`deadline of ${method} already passed`)
     this.writable()
     const id = this.allocateId()
-    const callerSlot = this.callerSlot(options.caller)
+    const callerSlot = this.callerSlot(caller)
     try {
-      this.out.call(type, id, { method, deadlineMs, traceparent: options.traceparent, callerSlot, credit }, payload)
+      this.out.callFrame(type, id, method, deadlineMs, traceparent, callerSlot, credit, payload)
     } catch (err) {
       this.releaseSlot(callerSlot)
       throw err

@@ -145,12 +145,17 @@ export class FrameBatch {
 
   /** A CALL or STREAM frame with binary CALL_META. */
   call (type: number, id: number, call: CallMeta, payload: Uint8Array = EMPTY): void {
+    this.callFrame(type, id, call.method, call.deadlineMs, call.traceparent, call.callerSlot, call.credit, payload)
+  }
+
+  /** call() with the meta's fields as arguments: the host's hot path makes no meta object per call. */
+  callFrame (type: number, id: number, methodName: string, deadlineMs: number, traceparent: string | undefined, callerSlot: number, credit: number, payload: Uint8Array): void {
     // Method names and W3C traceparents are ASCII: their length is known without encoding them,
     // and their bytes go straight into the batch (TextEncoder.encode costs an ArrayBuffer each).
-    const tpString = call.traceparent ?? ''
-    let methodLen = asciiLength(call.method)
+    const tpString = traceparent ?? ''
+    let methodLen = asciiLength(methodName)
     let tpLen = asciiLength(tpString)
-    const method = methodLen < 0 ? enc.encode(call.method) : undefined
+    const method = methodLen < 0 ? enc.encode(methodName) : undefined
     const tp = tpLen < 0 ? enc.encode(tpString) : undefined
     if (method !== undefined) methodLen = method.byteLength
     if (tp !== undefined) tpLen = tp.byteLength
@@ -161,11 +166,11 @@ export class FrameBatch {
     const at = this.open(type, id, metaLen, payload.byteLength)
     const view = this.view
     const buf = this.buf
-    view.setFloat64(at, call.deadlineMs)
-    view.setUint32(at + 8, call.callerSlot)
-    view.setUint32(at + 12, call.credit)
+    view.setFloat64(at, deadlineMs)
+    view.setUint32(at + 8, callerSlot)
+    view.setUint32(at + 12, credit)
     view.setUint16(at + 16, methodLen)
-    if (method === undefined) writeAscii(buf, at + 18, call.method)
+    if (method === undefined) writeAscii(buf, at + 18, methodName)
     else buf.set(method, at + 18)
     view.setUint16(at + 18 + methodLen, tpLen)
     if (tp === undefined) writeAscii(buf, at + 20 + methodLen, tpString)
