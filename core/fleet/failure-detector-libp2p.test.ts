@@ -11,6 +11,7 @@ import { identify } from '@libp2p/identify'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { systemClock } from '../ports.ts'
 import { FailureDetector } from './failure-detector.ts'
+import { until } from './testing.ts'
 
 const SUSPECT_MS = 1_500
 /** Slack for event delivery and a loaded 2-core machine; the bound is on the report, not a sleep. */
@@ -28,20 +29,6 @@ async function node (): Promise<Libp2p> {
   })
   started.push(libp2p)
   return libp2p
-}
-
-/** Resolves once `check()` holds, re-checking on each `event` of `target`; fails after `timeoutMs`. */
-async function until (what: string, check: () => boolean, target: EventTarget, event: string, timeoutMs: number): Promise<void> {
-  if (check()) return
-  await new Promise<void>((resolve, reject) => {
-    const onEvent = (): void => { if (check()) { cleanup(); resolve() } }
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)) }, timeoutMs)
-    const cleanup = (): void => {
-      clearTimeout(timer)
-      target.removeEventListener(event, onEvent)
-    }
-    target.addEventListener(event, onEvent)
-  })
 }
 
 afterAll(async () => {

@@ -24,7 +24,7 @@ import { signRecord } from './sign.ts'
 import { fleetSync } from './sync.ts'
 import type { FleetSync, FleetSyncResult } from './sync.ts'
 import { FleetView } from './view.ts'
-import { ManualClock, makeInstanceRecord, makeNodeRecord } from './testing.ts'
+import { ManualClock, makeInstanceRecord, makeNodeRecord, until } from './testing.ts'
 
 const clock = new ManualClock(Date.now())
 
@@ -93,20 +93,6 @@ async function member (name: string, cells: string[], own: ManualClock = clock):
   const m = { name, libp2p, view, gossip, id, instances, pulls }
   members.push(m)
   return m
-}
-
-/** Resolves once `check()` holds, re-checking on each `event` from `targets`; fails after `timeoutMs` of real time. */
-async function until (what: string, check: () => boolean, targets: EventTarget[], event: string, timeoutMs = 10_000): Promise<void> {
-  if (check()) return
-  await new Promise<void>((resolve, reject) => {
-    const onEvent = (): void => { if (check()) { cleanup(); resolve() } }
-    const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for ${what}`)) }, timeoutMs)
-    const cleanup = (): void => {
-      clearTimeout(timer)
-      for (const t of targets) t.removeEventListener(event, onEvent)
-    }
-    for (const t of targets) t.addEventListener(event, onEvent)
-  })
 }
 
 /** Polls `check` every 20 ms of real time (for state with no event, e.g. gossipsub scores). */

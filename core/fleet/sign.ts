@@ -37,34 +37,14 @@ export async function signRecord (privateKey: PrivateKey, kind: SignedNodeKeyEnv
   if (signer !== record.nodeId) {
     throw new RecordOriginMismatchError(`record for node ${record.nodeId} cannot be signed by ${signer}`)
   }
-  if (kind === 'node') {
-    const body = encodeNodeBody(record as NodeRecord)
-    const signature = await privateKey.sign(signedPayload(KIND_NODE, body), options)
-    return { kind, record: record as NodeRecord, body, signature }
-  }
-  if (kind === 'snapshot') {
-    const body = encodeSnapshotBody(record as SnapshotRecord)
-    const signature = await privateKey.sign(signedPayload(KIND_SNAPSHOT, body), options)
-    return { kind, record: record as SnapshotRecord, body, signature }
-  }
-  if (kind === 'pin') {
-    const body = encodePinBody(record as PinRecord)
-    const signature = await privateKey.sign(signedPayload(KIND_PIN, body), options)
-    return { kind, record: record as PinRecord, body, signature }
-  }
-  if (kind === 'member') {
-    const body = encodeMemberBody(record as MemberRecord)
-    const signature = await privateKey.sign(signedPayload(KIND_MEMBER, body), options)
-    return { kind, record: record as MemberRecord, body, signature }
-  }
-  if (kind === 'down') {
-    const body = encodeDownBody(record as DownRecord)
-    const signature = await privateKey.sign(signedPayload(KIND_DOWN, body), options)
-    return { kind, record: record as DownRecord, body, signature }
-  }
-  const body = encodeInstanceBody(record as InstanceRecord)
-  const signature = await privateKey.sign(signedPayload(KIND_INSTANCE, body), options)
-  return { kind, record: record as InstanceRecord, body, signature }
+  const body = BODY_ENCODERS[kind](record as never)
+  const signature = await privateKey.sign(signedPayload(KIND_CODES[kind], body), options)
+  return { kind, record, body, signature } as SignedNodeKeyEnvelope
+}
+
+/** The body encoder of each origin-signed kind (each validates its record first). */
+const BODY_ENCODERS: { [K in SignedNodeKeyEnvelope['kind']]: (record: Extract<SignedNodeKeyEnvelope, { kind: K }>['record']) => Uint8Array } = {
+  node: encodeNodeBody, instance: encodeInstanceBody, snapshot: encodeSnapshotBody, pin: encodePinBody, member: encodeMemberBody, down: encodeDownBody
 }
 
 const KIND_CODES = { node: KIND_NODE, instance: KIND_INSTANCE, snapshot: KIND_SNAPSHOT, pin: KIND_PIN, member: KIND_MEMBER, down: KIND_DOWN } as const

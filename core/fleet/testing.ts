@@ -75,3 +75,21 @@ export function makePinRecord (holder: string, snapshot: SnapshotRecord, overrid
     ...overrides
   }
 }
+
+/**
+ * Resolves once `check()` holds, re-checking on each `event` from `targets`; rejects after
+ * `timeoutMs` of real time (for tests over real libp2p nodes).
+ */
+export async function until (what: string, check: () => boolean, targets: EventTarget | EventTarget[], event: string, timeoutMs = 10_000): Promise<void> {
+  if (check()) return
+  const list = Array.isArray(targets) ? targets : [targets]
+  await new Promise<void>((resolve, reject) => {
+    const onEvent = (): void => { if (check()) { cleanup(); resolve() } }
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)) }, timeoutMs)
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      for (const t of list) t.removeEventListener(event, onEvent)
+    }
+    for (const t of list) t.addEventListener(event, onEvent)
+  })
+}
