@@ -57,7 +57,12 @@ const CORE_TESTS = [
   'core/mesh/noise-framing.test.ts',
   'core/mesh/lazy-window-updates.test.ts',
   'core/mesh/coalesced-writes.test.ts',
-  'core/biology/rollout-progress.test.ts'
+  'core/biology/rollout-progress.test.ts',
+  'core/biology/followers.test.ts',
+  'core/fleet/member-records.test.ts',
+  'core/fleet/view-members.test.ts',
+  'core/fleet/failure-detector.test.ts',
+  'core/fleet/per-cell-gossip.test.ts'
 ]
 const MIN_CORE_TESTS = 200
 
