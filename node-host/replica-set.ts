@@ -431,6 +431,9 @@ export class ReplicaSet extends EventTarget {
   /** A call into a capsid ended (Capsid.onCallEnded): its latency, and a stop waiting for calls to end. */
   private callEnded (info: ReplicaInfo, elapsedMs: number): void {
     info.window.latency.record(elapsedMs)
+    // The capsid reports every unary call, also ones not handed to it by this set (a direct
+    // capsid.call): the count never goes below zero, or a stop would wait for it forever.
+    if (this.handling === 0) return
     if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
   }
 
