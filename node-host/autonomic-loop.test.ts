@@ -222,7 +222,7 @@ describe('per-cell following', () => {
   /** A loop on `self` among `ids` (all eligible, none hosting) with following on, `candidates` per cell. */
   function loopAmong (self: string, ids: string[], clock: ManualClock, candidates: number, onFollowChange: () => void, instances: InstanceRecord[] = []): AutonomicLoop {
     const nodes = ids.map(id => makeNodeRecord(id, { roles: ['full'] }))
-    const view = { nodes: () => nodes, instances: () => instances, member: () => undefined, desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [AUTHORITY], node: () => undefined } as unknown as FleetView
+    const view = { nodes: () => nodes, instances: () => instances, hostsOf: () => [], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [AUTHORITY], node: () => undefined } as unknown as FleetView
     const store = { cells: () => [CELL], releases: () => [v1], byDigest: (_: string, d: string) => [v1].find(r => r.digest === d) } as unknown as ReleaseStore
     const replicas = { list: () => [], spawn: async () => {}, drain: async () => {} } as unknown as ReplicaSet
     return new AutonomicLoop({

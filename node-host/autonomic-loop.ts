@@ -138,7 +138,7 @@ export class AutonomicLoop extends EventTarget {
   private hostsOf (cell: string): Set<string> {
     const hosts = new Set<string>()
     if (this.init.replicas.list(cell).some(r => r.state !== 'stopped' && r.state !== 'crashed')) hosts.add(this.init.selfId)
-    for (const n of this.init.view.nodes()) if (n.nodeId !== this.init.selfId && this.init.view.member(n.nodeId)?.cells.includes(cell) === true) hosts.add(n.nodeId)
+    for (const id of this.init.view.hostsOf(cell)) if (id !== this.init.selfId) hosts.add(id)
     // A replica record in view counts too (a member record may lag its node's first replica).
     for (const i of this.init.view.instances(cell)) if (i.state === 'starting' || i.state === 'ready' || i.state === 'draining') hosts.add(i.nodeId)
     return hosts

@@ -6,8 +6,6 @@
 // from the node itself (fleet-sync with a `nodes` filter), in rounds, until it is complete or its
 // deadline passes. A node that cannot be asked is reported as unreachable, by name.
 import type { AbortOptions } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { setTimeout as pause } from 'node:timers/promises'
 import { logger } from '@libp2p/logger'
 import { CellError, type RetryRule } from '../core/errors.ts'
@@ -179,18 +177,9 @@ export async function waitForPulledPrepareReport (view: Pick<FleetView, 'nodes'>
   }
 }
 
-/** NodeRecordPull over the mesh: the node's addresses (from its record) into the peer store, then a fleet-sync pull of its record from it. */
+/** NodeRecordPull over the mesh: a fleet-sync pull of the node's record from the node itself (Mesh.pullFrom). */
 export function meshNodePull (mesh: Mesh): NodeRecordPull {
-  return async (nodeId, options) => {
-    const peer = peerIdFromString(nodeId)
-    if (mesh.libp2p.getConnections(peer).length === 0) {
-      // Dial the addresses the node's signed record names instead of asking the DHT first (as mesh calls do).
-      const multiaddrs: Multiaddr[] = []
-      for (const a of (mesh.view.node(nodeId)?.addrs ?? []).slice(0, 16)) { try { multiaddrs.push(multiaddr(a)) } catch {} }
-      if (multiaddrs.length > 0) await mesh.libp2p.peerStore.merge(peer, { multiaddrs }).catch((err: unknown) => { log('peer store: %s', (err as Error).message) })
-    }
-    await mesh.libp2p.services.fleetSync.pull(peer, { nodes: [nodeId], signal: options.signal })
-  }
+  return async (nodeId, options) => { await mesh.pullFrom(nodeId, { nodes: [nodeId], signal: options.signal }) }
 }
 
 /**

@@ -35,5 +35,5 @@ export type {
 export { FleetGossip } from './gossip.ts'
 export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'
 export { fleetSync } from './sync.ts'
-export type { FleetSync, FleetSyncInit, FleetSyncComponents, FleetSyncResult, FleetSyncStats } from './sync.ts'
+export type { FleetSync, FleetSyncInit, FleetSyncComponents, FleetSyncResult, FleetSyncStats, FleetSyncPullOptions } from './sync.ts'
 export { encodeLengthPrefixed, decodeLengthPrefixed } from './framing.ts'

@@ -655,7 +655,8 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     const main = peer.toString()
     const byPeer = new Map<string, { peer: PeerId, cells: string[] }>([[main, { peer, cells: [] }]])
     for (const cell of this.roundCells()) {
-      const hosts = eligible.filter(p => this.view.member(p.toString())?.cells.includes(cell) === true)
+      const hostIds = new Set(this.view.hostsOf(cell))
+      const hosts = eligible.filter(p => hostIds.has(p.toString()))
       let target = byPeer.get(main)!
       if (hosts.length > 0 && !hosts.some(h => h.toString() === main)) {
         const host = hosts[Math.floor(this.random.next() * hosts.length)]

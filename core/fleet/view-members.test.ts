@@ -87,9 +87,14 @@ describe('FleetView members liveness: member records', () => {
     expect(view.node(a.id)).toEqual(overlaid)
     expect(view.nodes()).toEqual([overlaid])
     expect(view.member(a.id)).toEqual(m.record)
+    expect(view.hostsOf('billing')).toEqual([a.id])
+    expect(view.hostsOf('ledger')).toEqual([])
     expect(changes.at(-1)).toEqual({ kind: 'member', op: 'upsert', key: a.id, nodeId: a.id })
     expect(view.stats().accepted.member).toBe(1)
     expect(view.stats().members).toMatchObject({ members: 1, down: 0 })
+    // A node past its life hosts nothing any more.
+    clock.advance(3 * HOUR)
+    expect(view.hostsOf('billing')).toEqual([])
   })
 
   it('orders node and member records by one per-node sequence', async () => {
@@ -172,6 +177,8 @@ describe('FleetView members liveness: instances of unknown and down nodes', () =
     expect(view.isDown(c.id)).toBe(true)
     expect(await view.apply(await instRec(c, clock, { refreshMs: 5000, seq: 2 }), { from: c.id })).toEqual({ accepted: false, kind: 'instance', reason: 'node-down' })
     expect((await view.apply(await memberRec(c, clock, 2), { from: c.id })).accepted).toBe(true)
+    // Its member record lists billing; a down node hosts nothing until it refutes (the record above did).
+    expect(view.hostsOf('billing')).toEqual([c.id])
     expect((await view.apply(await instRec(c, clock, { refreshMs: 5000, seq: 2 }), { from: c.id })).accepted).toBe(true)
     expect(view.liveInstances('billing')).toHaveLength(1)
   })

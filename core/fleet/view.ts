@@ -948,6 +948,16 @@ export class FleetView extends EventTarget {
     return this.nodeLive(nodeId, nowMs) ? this.memberMap.get(nodeId)?.record : undefined
   }
 
+  /**
+   * 'members' liveness: the live nodes whose member record lists `cell` among the cells they host,
+   * sorted (every view lists them in the same order); empty under 'heartbeat' liveness.
+   */
+  hostsOf (cell: string, nowMs: number = this.clock.now()): string[] {
+    const hosts: string[] = []
+    for (const [id, held] of this.memberMap) if (held.record.cells.includes(cell) && this.nodeLive(id, nowMs)) hosts.push(id)
+    return hosts.sort()
+  }
+
   /** 'members' liveness: is the node down by a quorum of reports (until it refutes them)? */
   isDown (nodeId: string): boolean {
     return this.downNodes.has(nodeId)

@@ -24,7 +24,7 @@ import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.
 import { FailureDetector } from '../fleet/failure-detector.ts'
 import { PER_CELL_DEFAULTS } from '../fleet/gossip.ts'
 import { PER_CELL_ANTI_ENTROPY_MS } from '../fleet/sync.ts'
-import { FleetView, FleetGossip, fleetSync, type FleetSync, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type NodeRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
+import { FleetView, FleetGossip, fleetSync, type FleetSync, type FleetSyncPullOptions, type FleetSyncResult, type LocalNodeState, type LocalInstanceState, type InstanceRecord, type SequenceFloor, type Dissemination } from '../fleet/index.ts'
 import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, type Channel, ChannelExpiredError, WireErrorRegistry, SYNAPSE_ERROR_CLASSES, type WireErrorClass } from '../synapse/index.ts'
 import type { Principal } from '../synapse/types.ts'
 import { chooseFrom, chooseReplica, prepareChoice, type PreparedChoice } from '../routing/index.ts'
@@ -157,6 +157,20 @@ function dialable (n: { nodeId: string, addrs: readonly string[] }): string[] {
     .sort((a, b) => rank(a) - rank(b))
     .map(a => a.includes('/p2p/') ? a : `${a}/p2p/${n.nodeId}`)
 }
+/**
+ * Per-cell: the node to pull `cell`'s records from. The member records say who hosts it (only a
+ * follower holds its instances): a connected host first, else any host (dialed from its record),
+ * else any connected full node.
+ */
+function cellSource (view: FleetView, libp2p: Pick<Libp2p, 'getPeers' | 'peerId'>, random: Random, cell: string): string | undefined {
+  const self = libp2p.peerId.toString()
+  const connected = new Set(libp2p.getPeers().map(p => p.toString()))
+  const hosts = view.hostsOf(cell).filter(id => id !== self)
+  const near = hosts.filter(id => connected.has(id))
+  const pool = near.length > 0 ? near : hosts.length > 0 ? hosts : [...connected].filter(id => view.node(id)?.roles.includes('full') === true)
+  return pool[Math.floor(random.next() * pool.length)]
+}
+
 /** Per-cell: a calling full node's sample of a cell it does not follow (docs/biology.md "Scale"). */
 const CALLER_SAMPLE = 16
 const SAMPLE_REFRESH_MS = 10_000
@@ -364,19 +378,18 @@ export class Mesh {
 
   /**
    * Per-cell: for each cell this node follows, the dialable addresses of the other nodes hosting it
-   * (member records list the cells each node hosts), in a fixed order per cell so that followers
-   * pick overlapping peers; at most 16 hosts per cell.
+   * (member records list the cells each node hosts), sorted by id so that followers pick
+   * overlapping peers; at most 16 hosts per cell.
    */
   private followerGroups (): string[][] {
-    const followed = this.gossip.followed()
-    if (followed.length === 0) return []
     const self = this.peerId.toString()
-    const byCell = new Map<string, NodeRecord[]>(followed.map(c => [c, []]))
-    for (const n of this.view.nodes()) {
-      if (n.nodeId === self) continue
-      for (const cell of this.view.member(n.nodeId)?.cells ?? []) byCell.get(cell)?.push(n)
+    const groups: string[][] = []
+    for (const cell of this.gossip.followed()) {
+      const hosts = this.view.hostsOf(cell).filter(id => id !== self).slice(0, 16)
+      const addrs = hosts.flatMap(id => { const n = this.view.node(id); return n === undefined ? [] : dialable(n) })
+      if (addrs.length > 0) groups.push(addrs)
     }
-    return [...byCell.values()].filter(hosts => hosts.length > 0).map(hosts => hosts.slice(0, 16).flatMap(n => dialable(n)))
+    return groups
   }
 
   /** Dialable addresses of fleet peers: full nodes of the view (shuffled), then bootstrap addresses. */
@@ -477,6 +490,16 @@ export class Mesh {
    * store, so libp2p dials them at once instead of first asking the DHT where the node is (seconds
    * across hosts). A record naming someone else's addresses gains nothing: Noise checks the peer id.
    */
+  /**
+   * Pulls records from fleet node `nodeId` through fleet-sync (a filter as FleetSyncPullOptions
+   * says), dialing the addresses its signed record names when not connected yet.
+   */
+  async pullFrom (nodeId: string, options: FleetSyncPullOptions): Promise<FleetSyncResult> {
+    const peer = peerIdFromString(nodeId)
+    await this.learnAddresses(peer, nodeId)
+    return await this.libp2p.services.fleetSync.pull(peer, options)
+  }
+
   private async learnAddresses (peer: PeerId, nodeId: string): Promise<void> {
     if (this.libp2p.getConnections(peer).length > 0) return
     const addrs = this.view.node(nodeId)?.addrs ?? []
@@ -496,7 +519,6 @@ export class Mesh {
         this.openChannels.delete(oldest)
         void ch.then(c => c.close().catch(() => {}), () => {})
       }
-      const { peerIdFromString } = await import('@libp2p/peer-id')
       const peer = peerIdFromString(nodeId)
       await this.learnAddresses(peer, nodeId)
       pending = this.libp2p.services.synapse.open(peer, cell, { signal })
@@ -562,18 +584,10 @@ export class Mesh {
     if (!this.samples.has(cell) && this.samples.size >= MAX_ROUTES) this.samples.delete(this.samples.keys().next().value as string)
     const entry = { atMs: now, pulling: true }
     this.samples.set(cell, entry)
-    // The member records say who hosts the cell; a connected host first, else any host, else any full node.
-    const connected = new Set(this.libp2p.getPeers().map(p => p.toString()))
-    const self = this.peerId.toString()
-    const hosts = this.view.nodes().filter(n => n.nodeId !== self && this.view.member(n.nodeId)?.cells.includes(cell) === true).map(n => n.nodeId)
-    const near = hosts.filter(id => connected.has(id))
-    const pool = near.length > 0 ? near : hosts.length > 0 ? hosts : [...connected].filter(id => this.view.node(id)?.roles.includes('full') === true)
-    const nodeId = pool[Math.floor(this.random.next() * pool.length)]
+    const nodeId = cellSource(this.view, this.libp2p, this.random, cell)
     if (nodeId === undefined) { entry.pulling = false; return }
     this.counters.samplePulls++
-    const peer = peerIdFromString(nodeId)
-    void this.learnAddresses(peer, nodeId)
-      .then(async () => await this.libp2p.services.fleetSync.pull(peer, { cells: [cell], sample: CALLER_SAMPLE, signal: AbortSignal.timeout(SAMPLE_TIMEOUT_MS) }))
+    void this.pullFrom(nodeId, { cells: [cell], sample: CALLER_SAMPLE, signal: AbortSignal.timeout(SAMPLE_TIMEOUT_MS) })
       .catch((err: Error) => { this.counters.samplePullFailures++; log('sample of %s from %s: %s', cell, nodeId, err.message) })
       .finally(() => { entry.pulling = false })
   }
