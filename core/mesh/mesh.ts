@@ -162,7 +162,7 @@ function dialable (n: { nodeId: string, addrs: readonly string[] }): string[] {
  * follower holds its instances): a connected host first, else any host (dialed from its record),
  * else any connected full node.
  */
-function cellSource (view: FleetView, libp2p: Pick<Libp2p, 'getPeers' | 'peerId'>, random: Random, cell: string): string | undefined {
+export function cellSource (view: Pick<FleetView, 'hostsOf' | 'node'>, libp2p: Pick<Libp2p, 'getPeers' | 'peerId'>, random: Random, cell: string): string | undefined {
   const self = libp2p.peerId.toString()
   const connected = new Set(libp2p.getPeers().map(p => p.toString()))
   const hosts = view.hostsOf(cell).filter(id => id !== self)
@@ -321,11 +321,12 @@ export class Mesh {
         ? {
             dissemination: 'per-cell' as const,
             ...(init.followPolicy !== undefined ? { followPolicy: init.followPolicy } : {}),
-            // A cell this peer starts to follow: its records from one connected full node.
+            // A cell this peer starts to follow: its records from one of its hosts (a node that does
+            // not follow the cell holds none of its instances), else from a connected full node.
             pullCell: async (cell: string, options: AbortOptions) => {
-              const peer = libp2p.getPeers().find(p => view.node(p.toString())?.roles.includes('full') === true) ?? libp2p.getPeers()[0]
-              if (peer === undefined) return
-              await libp2p.services.fleetSync.pull(peer, { ...options, cells: [cell] })
+              const nodeId = cellSource(view, libp2p, init.random ?? systemRandom, cell)
+              if (nodeId === undefined) return
+              await mesh!.pullFrom(nodeId, { ...options, cells: [cell] })
             },
             // A member record of a node whose full record this view lacks: from the peer that relayed it.
             pullNode: async (nodeId: string, fromPeer: string, options: AbortOptions) => {
