@@ -148,9 +148,9 @@ export class AutonomicLoop extends EventTarget {
    * Per-cell dissemination: the biology view of `cell` narrowed to its followers (hosts and standby
    * candidates), so that `e` in p = d / e counts the candidates, and whether this node follows it.
    */
-  private narrowToFollowers (cell: string, view: BiologyView, authority: string | undefined): { view: BiologyView, follows: boolean } {
+  private narrowToFollowers (cell: string, view: BiologyView, authority: string | undefined, params: Partial<BiologyParams> | undefined): { view: BiologyView, follows: boolean } {
     const hosts = this.hostsOf(cell)
-    const candidates = standbyCandidates(cell, view.nodes, (id) => hosts.has(id), authority, resolveParams(this.cellParams(cell)), this.init.following?.candidates)
+    const candidates = standbyCandidates(cell, view.nodes, (id) => hosts.has(id), authority, resolveParams(params), this.init.following?.candidates)
     const self = this.init.selfId
     return {
       view: { ...view, nodes: view.nodes.filter(n => n.id === self || hosts.has(n.id) || candidates.has(n.id)) },
@@ -411,8 +411,9 @@ export class AutonomicLoop extends EventTarget {
         let view = this.biologyView(cell)
         const governing = policyRelease(cell, prepared, view, state)
         const policy = governing.manifest.biology
+        const params = this.cellParams(cell)
         if (this.init.following !== undefined) {
-          const narrowed = this.narrowToFollowers(cell, view, governing.authority)
+          const narrowed = this.narrowToFollowers(cell, view, governing.authority, params)
           const followed = this.followCell(cell, narrowed.follows, this.init.replicas.list(cell).length > 0)
           followChanged ||= followed.changed
           if (!followed.decide) {
@@ -421,7 +422,7 @@ export class AutonomicLoop extends EventTarget {
           }
           view = narrowed.view
         }
-        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params: this.cellParams(cell), membership: { ...membership, outOfSight: this.outOfSight(cell) } })
+        const decision = decideCell({ cell, view, policy, selfId: this.init.selfId, random: this.init.random, nowMs: this.init.clock.now(), state, params, membership: { ...membership, outOfSight: this.outOfSight(cell) } })
         // Both maps hold only cells the release store holds, which it bounds (1024).
         this.states.set(cell, decision.state)
         const why = this.init.unplaceable?.(prepared[prepared.length - 1])
@@ -500,8 +501,9 @@ export class AutonomicLoop extends EventTarget {
           const state = this.states.get(action.cell) ?? initialCellState(action.cell)
           const membership = { ...this.membership(), outOfSight: this.outOfSight(action.cell) }
           let view = this.biologyView(action.cell)
-          if (this.init.following !== undefined) view = this.narrowToFollowers(action.cell, view, release.authority).view
-          const confirm = confirmSpawn({ cell: action.cell, view, policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params: this.cellParams(action.cell), membership })
+          const params = this.cellParams(action.cell)
+          if (this.init.following !== undefined) view = this.narrowToFollowers(action.cell, view, release.authority, params).view
+          const confirm = confirmSpawn({ cell: action.cell, view, policy, selfId: this.init.selfId, nowMs: this.init.clock.now(), state, volunteer: action, params, membership })
           log('volunteer %s: %s', action.cell, confirm.reason)
           if (confirm.action != null) void this.act(confirm.action, policy)
         }, action.delayMs)

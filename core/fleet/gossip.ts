@@ -274,11 +274,6 @@ export function memberLoadChanged (prev: MemberFields, next: MemberFields, cpuCo
   return Math.abs(prev.memoryPercent - next.memoryPercent) > LOAD_CHANGE_POINTS
 }
 
-/** Has the member record changed at all (structure, or load past 10 points)? */
-export function memberChanged (prev: MemberFields, next: MemberFields, cpuCores: number): boolean {
-  return memberStructureChanged(prev, next) || memberLoadChanged(prev, next, cpuCores)
-}
-
 /**
  * The fields of a node record whose change makes a new full record: load and free slots travel in
  * member records; `prepared` rides along with the next record sent for another reason, and alone is

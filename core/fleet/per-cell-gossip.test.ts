@@ -9,8 +9,8 @@ import type { Message, TopicValidatorFn } from '@libp2p/gossipsub'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { FleetEnvelope } from './codec.ts'
 import { FLEET_TOPIC_SCORE } from './gossip-score.ts'
-import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, PER_CELL_DEFAULTS, cellRefreshMs, memberChanged, memberFields, memberLoadChanged, memberStructureChanged } from './gossip.ts'
-import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState } from './gossip.ts'
+import { FleetGossip, FollowedCellsLimitError, DisseminationModeError, PER_CELL_DEFAULTS, cellRefreshMs, memberFields, memberLoadChanged, memberStructureChanged } from './gossip.ts'
+import type { FleetGossipInit, FleetPubSub, LocalInstanceState, LocalNodeState, MemberFields } from './gossip.ts'
 import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from './records.ts'
 import type { ReleaseFields } from './records.ts'
 import { signRecord } from './sign.ts'
@@ -145,6 +145,8 @@ describe('per-cell publishing (pure parts)', () => {
 
   it('counts a member change only past 10 points of load (CPU per core), or any slot, cell or leaving change', () => {
     const base = { slots: 4, freeSlots: 1, cpuPercent: 100, memoryPercent: 50, leaving: false, cells: ['a'] }
+    // Changed at all: in structure (sent at once) or in load past 10 points (rate-limited).
+    const memberChanged = (prev: MemberFields, next: MemberFields, cores: number): boolean => memberStructureChanged(prev, next) || memberLoadChanged(prev, next, cores)
     expect(memberChanged(base, { ...base, cpuPercent: 139 }, 4)).toBe(false)
     expect(memberChanged(base, { ...base, cpuPercent: 141 }, 4)).toBe(true)
     expect(memberChanged(base, { ...base, memoryPercent: 59 }, 4)).toBe(false)

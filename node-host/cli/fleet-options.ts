@@ -6,7 +6,7 @@ import { parseManifest } from '../../core/manifest/index.ts'
 import { readAuthorityKey } from '../keys/index.ts'
 import type { AuthorityKey } from '../../core/identity/index.ts'
 import { cellHome, defaultAuthorityKeyPath } from './usage.ts'
-import { DISSEMINATIONS, readNodeConfig } from './node-config.ts'
+import { DISSEMINATIONS, readNodeConfig, type NodeConfig } from './node-config.ts'
 import type { Dissemination } from '../../core/fleet/index.ts'
 import { UsageError } from './usage.ts'
 
@@ -40,15 +40,16 @@ export async function authorityKey (path: string | undefined): Promise<Authority
 
 /**
  * How fleet records travel (docs/biology.md "Scale"): the --dissemination flag, else
- * CELL_DISSEMINATION, else `dissemination` of `$CELL_HOME/node.toml`, else "fleet". Every node
- * and client of one fleet must use the same.
+ * CELL_DISSEMINATION, else `dissemination` of the node config (`config` when the caller read one,
+ * e.g. `cell up --config`; else `$CELL_HOME/node.toml`), else "fleet". Every node and client of one
+ * fleet must use the same.
  */
-export async function disseminationOf (flag: string | undefined): Promise<Dissemination> {
+export async function disseminationOf (flag: string | undefined, config?: Pick<NodeConfig, 'dissemination'>): Promise<Dissemination> {
   const env = process.env.CELL_DISSEMINATION
   const chosen = flag ?? (env != null && env.trim() !== '' ? env.trim() : undefined)
   if (chosen !== undefined) {
     if (!(DISSEMINATIONS as readonly string[]).includes(chosen)) throw new UsageError(`${flag !== undefined ? '--dissemination' : 'CELL_DISSEMINATION'} ${chosen}: expected ${DISSEMINATIONS.join(' or ')}`)
     return chosen as Dissemination
   }
-  return (await readNodeConfig(join(cellHome(), 'node.toml'), { optional: true })).dissemination ?? 'fleet'
+  return (config ?? await readNodeConfig(join(cellHome(), 'node.toml'), { optional: true })).dissemination ?? 'fleet'
 }

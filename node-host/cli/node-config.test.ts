@@ -32,7 +32,7 @@ describe('node config', () => {
 })
 
 describe('dissemination', () => {
-  it('takes the flag, else CELL_DISSEMINATION, else node.toml, else fleet; a wrong value is a usage error', async () => {
+  it('takes the flag, else CELL_DISSEMINATION, else the given config or node.toml, else fleet; a wrong value is a usage error', async () => {
     const home = await mkdtemp(join(tmpdir(), 'cell-home-'))
     const saved = { home: process.env.CELL_HOME, mode: process.env.CELL_DISSEMINATION }
     try {
@@ -41,8 +41,12 @@ describe('dissemination', () => {
       expect(await disseminationOf(undefined)).toBe('fleet')
       await writeFile(join(home, 'node.toml'), 'dissemination = "per-cell"\n')
       expect(await disseminationOf(undefined)).toBe('per-cell')
+      // A config the caller read (cell up --config) stands in for node.toml; absent there, fleet.
+      expect(await disseminationOf(undefined, { dissemination: 'fleet' })).toBe('fleet')
+      expect(await disseminationOf(undefined, {})).toBe('fleet')
       process.env.CELL_DISSEMINATION = 'fleet'
       expect(await disseminationOf(undefined)).toBe('fleet')
+      expect(await disseminationOf(undefined, { dissemination: 'per-cell' })).toBe('fleet')
       expect(await disseminationOf('per-cell')).toBe('per-cell')
       await expect(disseminationOf('gossip')).rejects.toMatchObject({ name: 'UsageError', message: expect.stringContaining('--dissemination gossip') })
       process.env.CELL_DISSEMINATION = 'cells'

@@ -200,8 +200,7 @@ export async function run (argv: string[]): Promise<number> {
   let dissemination: Dissemination
   try {
     // The flag, else CELL_DISSEMINATION, else this node's config file (--config or node.toml).
-    const fromEnv = (process.env.CELL_DISSEMINATION ?? '').trim() !== ''
-    dissemination = v.dissemination !== undefined || fromEnv ? await disseminationOf(v.dissemination) : config.dissemination ?? 'fleet'
+    dissemination = await disseminationOf(v.dissemination, config)
   } catch (err) {
     return usageFailure((err as Error).message, HELP)
   }
