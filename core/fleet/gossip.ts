@@ -44,6 +44,9 @@ import { CellError } from '../errors.ts'
 import type { RetryRule } from '../errors.ts'
 import type { Clock } from '../ports.ts'
 import { FleetRecordRejectedError, MalformedFleetRecordError } from './errors.ts'
+import type { DisseminationMismatchError } from './errors.ts'
+import { DisseminationWatch } from './dissemination-watch.ts'
+import type { DisseminationWatchInit, MismatchPeer } from './dissemination-watch.ts'
 import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { BundleItem, FleetEnvelope } from './codec.ts'
 import { scoreTopic, unscoreTopic } from './gossip-score.ts'
@@ -134,6 +137,11 @@ export interface FleetGossipInit {
   maxNodePullsInFlight?: number
   /** Per-cell: one node's record is pulled at most once per this long (default 10 s). */
   nodePullIntervalMs?: number
+  /**
+   * Limits of the watch for peers of the other dissemination mode (core/fleet/dissemination-watch.ts:
+   * 64 peers, 16 reports a minute, a returning peer reported again after 5 min by default).
+   */
+  mismatch?: Pick<DisseminationWatchInit, 'maxPeers' | 'reportsPerMinute' | 'reportAgainMs'>
 }
 
 /** Options of a node pull: the signal, and the cells whose instance records of the node were dropped. */
@@ -194,6 +202,9 @@ export interface FleetGossipStats {
   nodePullFailures?: number
   /** Node pulls not made: the queue was full or the node was pulled less than nodePullIntervalMs ago. */
   nodePullsSkipped?: number
+  /** Connected peers of the other dissemination mode now (at most the watch's maxPeers), and reports of them made. */
+  mismatchPeers?: number
+  mismatchReports?: number
 }
 
 /** FleetGossip.stats(): every counter set. */
@@ -335,6 +346,13 @@ const REJECT_REASONS = new Set(['malformed', 'wrong-origin', 'bad-signature', 'u
 /** Detail of the 'heartbeat' event FleetGossip dispatches after each tick (and after scheduling the next). */
 export interface FleetHeartbeat { ok: boolean, tick: number }
 
+/**
+ * The 'dissemination-mismatch' event FleetGossip dispatches once per appearance of a connected peer
+ * of the other dissemination mode (see core/fleet/dissemination-watch.ts for the limits): its detail
+ * is the error, whose message tells the operator what to do. A report only: nothing else changes.
+ */
+export type DisseminationMismatchEvent = CustomEvent<DisseminationMismatchError>
+
 export class FleetGossip extends EventTarget {
   readonly nodeId: string
   readonly dissemination: Dissemination
@@ -375,8 +393,12 @@ export class FleetGossip extends EventTarget {
     cellPullFailures: 0,
     nodePulls: 0,
     nodePullFailures: 0,
-    nodePullsSkipped: 0
+    nodePullsSkipped: 0,
+    mismatchPeers: 0,
+    mismatchReports: 0
   }
+  /** Peers of the other dissemination mode (checked at every heartbeat). */
+  private readonly watch: DisseminationWatch
 
   // Per-cell state, all bounded: by the local instances, by maxFollowedCells, or by constants.
   /**
@@ -434,6 +456,16 @@ export class FleetGossip extends EventTarget {
     this.maxFollowedCells = init.maxFollowedCells ?? 1024
     // Seeded from the clock so a restarted node's seq still exceeds what it gossiped before.
     this.seq = init.clock.now()
+    this.watch = new DisseminationWatch({
+      ...init.mismatch,
+      pubsub: init.pubsub,
+      dissemination: this.dissemination,
+      clock: init.clock,
+      selfId: this.nodeId,
+      fleetTopic: this.topic,
+      membersTopic: this.membersTopic,
+      onMismatch: (err) => { this.dispatchEvent(new CustomEvent('dissemination-mismatch', { detail: err })) }
+    })
     this.validate = this.validate.bind(this)
     this.validateMembers = this.validateMembers.bind(this)
     this.onViewChange = this.onViewChange.bind(this)
@@ -478,6 +510,7 @@ export class FleetGossip extends EventTarget {
     pubsub.unsubscribe(this.releaseTopic)
     if (pubsub.topicValidators.get(recordTopic) === recordValidator) pubsub.topicValidators.delete(recordTopic)
     if (pubsub.topicValidators.get(this.releaseTopic) === this.validate) pubsub.topicValidators.delete(this.releaseTopic)
+    this.watch.clear()
     if (this.perCell) {
       this.init.view.removeEventListener('change', this.onViewChange)
       this.init.view.removeEventListener('need-node', this.onNeedNode)
@@ -502,8 +535,15 @@ export class FleetGossip extends EventTarget {
       received: { ...c.received },
       bytes: { in: { ...c.bytes.in }, out: { ...c.bytes.out } },
       sent: { ...c.sent },
-      followed: this.subscribed.size
+      followed: this.subscribed.size,
+      mismatchPeers: this.watch.stats().peers,
+      mismatchReports: this.watch.stats().reports
     }
+  }
+
+  /** Connected peers of the other dissemination mode, as of the last heartbeat (see the 'dissemination-mismatch' event). */
+  mismatches (): MismatchPeer[] {
+    return this.watch.peers()
   }
 
   /**
@@ -544,6 +584,7 @@ export class FleetGossip extends EventTarget {
    */
   async tick (options: AbortOptions = {}): Promise<void> {
     this.counters.ticks++
+    this.watch.check()
     if (this.perCell) {
       await this.tickPerCell(options)
       return

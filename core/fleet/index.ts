@@ -1,6 +1,6 @@
 // The fleet: every node's gossiped view of nodes, instances, releases and desired versions.
 export {
-  MalformedFleetRecordError, FleetRecordRejectedError, RecordOriginMismatchError, FleetSyncError, FleetSyncTimeoutError
+  MalformedFleetRecordError, FleetRecordRejectedError, RecordOriginMismatchError, FleetSyncError, FleetSyncTimeoutError, DisseminationMismatchError
 } from './errors.ts'
 export {
   MAX_MESSAGE_BYTES, FLEET_WIRE_VERSION, FLEET_TOPIC, FLEET_RELEASE_TOPIC, FLEET_SYNC_PROTOCOL, LIMITS, INSTANCE_STATES, PREPARED_STATES,
@@ -33,7 +33,9 @@ export type {
   Liveness, NeedNode, DownReport, DownReportsAbout, MemberStats
 } from './view.ts'
 export { FleetGossip } from './gossip.ts'
-export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState } from './gossip.ts'
+export type { FleetGossipInit, FleetGossipStats, FleetPubSub, FleetHeartbeat, LocalNodeState, LocalInstanceState, DisseminationMismatchEvent } from './gossip.ts'
+export { DisseminationWatch } from './dissemination-watch.ts'
+export type { DisseminationWatchInit, DisseminationWatchStats, MismatchPeer, SubscriberSource } from './dissemination-watch.ts'
 export { fleetSync } from './sync.ts'
 export type { FleetSync, FleetSyncInit, FleetSyncComponents, FleetSyncResult, FleetSyncStats, FleetSyncPullOptions } from './sync.ts'
 export { encodeLengthPrefixed, decodeLengthPrefixed } from './framing.ts'
