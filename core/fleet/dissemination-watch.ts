@@ -155,7 +155,7 @@ export class DisseminationWatch {
       this.lastReported.set(peer.peerId, now)
       this.counters.reports++
       const err = new DisseminationMismatchError(peer.peerId, this.theirs, this.init.dissemination)
-      log.error('%s', err.message)
+      log('%s', err.message)
       try {
         this.init.onMismatch(err)
       } catch (e) {

@@ -7,7 +7,7 @@ import { isAuthorityId } from '../../core/identity/index.ts'
 import { parseManifest, parseDuration } from '../../core/manifest/index.ts'
 import { cellHome, parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey, disseminationOf } from './fleet-options.ts'
-import type { Dissemination } from '../../core/fleet/index.ts'
+import type { Dissemination, DisseminationMismatchEvent } from '../../core/fleet/index.ts'
 import { readNodeConfig, ZFS_POOL_PATTERN } from './node-config.ts'
 import { sandboxLevel, type SandboxMode } from '../capsid/index.ts'
 import { issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
@@ -235,10 +235,15 @@ export async function run (argv: string[]): Promise<number> {
   })
   for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
   const noted = node.notes.length
+  let quiet = false
+  // A connected node of the other dissemination mode (a mixed fleet: neither sees the other's
+  // replicas), once per appearance, with what to do; listened to before start, as peers may connect during it.
+  node.mesh.gossip.addEventListener('dissemination-mismatch', (evt) => {
+    if (!quiet) process.stdout.write(`${(evt as DisseminationMismatchEvent).detail.message}\n`)
+  })
   await node.start()
   for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
   // Fleet peers joining and leaving, at the default level: a fleet that splits says so.
-  let quiet = false
   const say = (what: string) => (evt: Event): void => {
     const { peerId, connected } = (evt as CustomEvent<{ peerId: string, connected: number }>).detail
     if (!quiet) process.stdout.write(`peer ${what} …${peerId.slice(-6)} (${connected} fleet peer${connected === 1 ? '' : 's'})\n`)

@@ -15,7 +15,7 @@ function fakeSources (): NodeMetricsSources {
     connections: () => [{ direction: 'inbound', streams: ['/cell/synapse/1', '/meshsub/1.1.0'] }, { direction: 'outbound', streams: ['/cell/synapse/1'] }],
     peers: () => 2,
     view: () => ({ nodes: 3, instances: 4, releases: 1, desired: 0, accepted: { node: 9, instance: 8, release: 1, desired: 0, retire: 0, member: 0, down: 0 }, dropped: { malformed: 1 } as never, expired: { node: 0, instance: 2 }, snapshotTruncated: 0 }),
-    gossip: () => ({ ticks: 7, published: 6, publishFailures: 1, releaseRepublished: 0, skippedInstances: 0, received: { accept: 10, ignore: 2, reject: 1 } }),
+    gossip: () => ({ ticks: 7, published: 6, publishFailures: 1, releaseRepublished: 0, skippedInstances: 0, received: { accept: 10, ignore: 2, reject: 1 }, mismatchPeers: 2 }),
     sync: () => ({ pulls: 3, pullFailures: 1, served: 2, serveFailures: 0, refused: 0, unauthorized: 1 }),
     keeper: () => ({ rounds: 4, dials: 5, failures: 2, reconnects: 1, joins: 2, leaves: 1 }),
     synapse: () => ({ client: { ...zeroSynapse, calls: 4, errors: 1, channels: 1 }, server: { ...zeroSynapse, calls: 9, channels: 2 } }),
@@ -59,6 +59,8 @@ describe('node metrics', () => {
     expect(text).toContain('cell_biology_decisions_total{action="spawn"} 2')
     expect(text).toContain('cell_artifact_fetches_total{outcome="ok"} 1')
     expect(text).toContain('cell_artifact_fetched_bytes_total 2048')
+    expect(t.get('cell_dissemination_mismatch_peers')).toBe('gauge')
+    expect(text).toContain('cell_dissemination_mismatch_peers 2')
     // Debian's `prometheus` package (installed by .ci/run) provides promtool.
     const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 })
     expect(check.error, 'promtool missing? apt-get install prometheus').toBeUndefined()

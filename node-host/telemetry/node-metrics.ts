@@ -152,6 +152,8 @@ export class NodeMetrics {
       return (['in', 'out'] as const).flatMap(direction => Object.entries(bytes[direction]).map(([family, n]): [Record<string, string>, number] => [{ direction, family }, n]))
     }))
 
+    gauge('cell_dissemination_mismatch_peers', 'Connected peers that disseminate fleet records the other way (fleet or per-cell; a mixed fleet, unsupported: neither side sees the other\'s replicas).', [], () => one(read(s => s.gossip().mismatchPeers ?? 0)))
+
     // the fleet view
     gauge('cell_fleet_nodes', 'Nodes in this node\'s fleet view.', [], () => one(read(s => s.view().nodes)))
     gauge('cell_fleet_instances', 'Replicas in this node\'s fleet view.', [], () => one(read(s => s.view().instances)))
