@@ -58,7 +58,8 @@ options:
                         on one topic every heartbeat) or per-cell (compact member records on
                         change, each cell's replicas on its own topic, a failure detector; for
                         large fleets). Or CELL_DISSEMINATION, or dissemination in node.toml.
-                        Every node and client of one fleet must use the same
+                        Every node and client of one fleet must use the same (a connected
+                        node of the other mode is printed once, with what to do)
   --bootstrap-tag-ttl D how long libp2p's bootstrap tag lasts (default 2m; kept peers are tagged
                         keep-alive regardless)
   --metrics ADDR        serve Prometheus text on GET http://ADDR/metrics: HOST:PORT, :PORT or a
