@@ -5,11 +5,11 @@ import { describe, it, expect } from 'vitest'
 import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
 import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
-import { headline } from './status.ts'
+import { headline, mismatchLines } from './status.ts'
 import { renderTop } from './top.ts'
 import { logPrinter } from './logs.ts'
 import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
-import type { NodeStatusReport } from '../introspect/status-protocol.ts'
+import { statusReport, type NodeStatusReport } from '../introspect/status-protocol.ts'
 
 const A = 'a'.repeat(64)
 const D1 = '11'.repeat(32)
@@ -83,6 +83,26 @@ describe('cell status headline', () => {
     const c = cellPicture(view(f), 'billing', [])
     expect(c.rollout).toBeUndefined()
     expect(headline(c)).toBe('billing: retired by aaaaaaaa… (seq 9) — it runs nowhere until a later `cell publish` or `cell rollback`; 0 of ? replica(s) ready')
+  })
+})
+
+describe('cell status: a mixed fleet', () => {
+  const fleetNode = '12D3KooWFleetModeNode00000000000000000000000000aaaaaa'
+  const peer = (i: number): string => `12D3KooWPerCellNode000000000000000000000000000${String(i).padStart(6, '0')}`
+  it('a node names the peers of the other dissemination mode (at most 8) and what to do; garbage in a report is skipped', () => {
+    const source = { nodeId: fleetNode, cells: () => [], claimants: () => [], cell: () => { throw new Error('no cell') }, counters: () => ({}), lastError: () => undefined,
+      mismatches: () => Array.from({ length: 20 }, (_, i) => ({ peerId: peer(i), theirs: 'per-cell', sinceMs: 1, reported: true })) }
+    const report = statusReport(source, undefined, 'authority')
+    expect(report.mismatches).toHaveLength(8)
+    expect(report.mismatches?.[0]).toEqual({ peerId: peer(0), theirs: 'per-cell' })
+    const quiet = statusReport({ ...source, mismatches: () => [] }, undefined, 'authority')
+    expect(quiet.mismatches).toBeUndefined()
+    const garbage = { ...quiet, node: 'node-three-000003', mismatches: [{ peerId: 7, theirs: 'per-cell' }, { peerId: peer(1), theirs: 'sideways' }] } as unknown as NodeStatusReport
+    expect(mismatchLines([quiet, garbage])).toEqual([])
+    expect(mismatchLines([{ ...report, mismatches: report.mismatches!.slice(0, 2) }])).toEqual([
+      '  node …aaaaaa is connected to 2 node(s) that disseminate per cell, unlike itself (…000000, …000001): ' +
+      'they do not see each other\'s replicas; start every node and client of a fleet with the same --dissemination'
+    ])
   })
 })
 

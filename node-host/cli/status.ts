@@ -9,7 +9,7 @@ import { parseCommand, usageFailure, UsageError } from './usage.ts'
 import { FLEET_OPTIONS } from './fleet-options.ts'
 import { OPERATOR_OPTIONS, OPERATOR_HELP, joinAsOperator, requireKnownCell, outputOf, formatAge, formatBytes, shortNode, shortReplica } from './operator-session.ts'
 import { fetchReports, fleetPicture, cellPicture, type CellPicture, type Reports } from './fleet-picture.ts'
-import type { NodeStatusReport } from '../introspect/status-protocol.ts'
+import { MAX_MISMATCHES, type NodeStatusReport } from '../introspect/status-protocol.ts'
 
 const HELP = `usage: cell status [<cell>] [--output text|json]
 
@@ -42,6 +42,24 @@ export function headline (c: CellPicture): string {
   if (halted.length > 0) return `${c.cell}: running ${c.target.version} because ${haltText}; ${count}`
   if (c.desired !== undefined && c.ready < c.desired) return `${c.cell}: SHORT — ${count}; see the crashes and the nodes' reasons below`
   return `${c.cell}: healthy — ${count}, ${c.targetReason}`
+}
+
+/**
+ * Nodes connected to peers of the other dissemination mode (a mixed fleet, docs/biology.md
+ * "Scale"): one line per such node, naming the peers and what to do. Reports come from the nodes:
+ * read defensively, at most MAX_MISMATCHES peers each.
+ */
+export function mismatchLines (reports: readonly NodeStatusReport[]): string[] {
+  const lines: string[] = []
+  for (const r of reports) {
+    const peers = (Array.isArray(r.mismatches) ? r.mismatches : [])
+      .filter(m => typeof m?.peerId === 'string' && (m.theirs === 'fleet' || m.theirs === 'per-cell')).slice(0, MAX_MISMATCHES)
+    if (peers.length === 0) continue
+    const theirs = peers[0].theirs === 'fleet' ? 'per fleet' : 'per cell'
+    lines.push(`  node ${shortNode(r.node)} is connected to ${peers.length} node(s) that disseminate ${theirs}, unlike itself (${peers.map(m => shortNode(m.peerId)).join(', ')}): ` +
+      'they do not see each other\'s replicas; start every node and client of a fleet with the same --dissemination')
+  }
+  return lines
 }
 
 function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: number): string[] {
@@ -146,6 +164,7 @@ export async function run (argv: string[]): Promise<number> {
     for (const c of picture.cells) lines.push(`  ${headline(c)}`)
     if (picture.cells.length === 0) lines.push('  (no cell known yet: `cell publish` one)')
     for (const f of reports.failures) lines.push(`  node ${shortNode(f.node)} did not answer: ${f.error}`)
+    lines.push(...mismatchLines(reports.reports))
     lines.push('', 'Run `cell status <cell>` for one cell in detail.')
     process.stdout.write(lines.join('\n') + '\n')
     return 0

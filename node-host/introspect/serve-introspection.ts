@@ -28,6 +28,7 @@ export function statusSource (node: FullNode): StatusSource {
     claimants: (cell) => claimantsOn(node, cell),
     counters: () => ({ ...node.loop.counters }),
     lastError: () => node.loop.lastError,
+    mismatches: () => node.mesh.gossip.mismatches(),
     cell: (cell): NodeCellStatus => {
       const retired = node.loop.retired.get(cell)
       const desiredReplicas = node.loop.desiredReplicas(cell)

@@ -12,6 +12,8 @@ const MAX_CELLS = 64
 const MAX_REASONS = 24
 const MAX_REPLICAS = 64
 const MAX_TEXT = 400
+/** Peers of the other dissemination mode a report names. */
+export const MAX_MISMATCHES = 8
 
 export interface ReplicaStatus {
   replica: string
@@ -48,6 +50,8 @@ export interface NodeStatusReport {
   counters: Record<string, number>
   lastError?: { atMs: number, message: string }
   cells: NodeCellStatus[]
+  /** Connected peers that disseminate the other way (a mixed fleet; docs/biology.md "Scale"), at most MAX_MISMATCHES. */
+  mismatches?: Array<{ peerId: string, theirs: string }>
 }
 
 /** What a full node hands the status server. */
@@ -60,6 +64,8 @@ export interface StatusSource {
   cell: (cell: string) => NodeCellStatus
   counters: () => Record<string, number>
   lastError: () => { atMs: number, message: string } | undefined
+  /** Connected peers of the other dissemination mode. */
+  mismatches?: () => Array<{ peerId: string, theirs: string }>
 }
 
 const clip = (s: string): string => s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) + '…' : s
@@ -68,9 +74,11 @@ const clip = (s: string): string => s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) +
 export function statusReport (source: StatusSource, cell: string | undefined, authority: string): NodeStatusReport {
   const cells = cell !== undefined ? [cell] : source.cells().filter(c => source.claimants(c).includes(authority)).slice(0, MAX_CELLS)
   const lastError = source.lastError()
+  const mismatches = (source.mismatches?.() ?? []).slice(0, MAX_MISMATCHES).map(m => ({ peerId: m.peerId, theirs: m.theirs }))
   return {
     node: source.nodeId,
     counters: source.counters(),
+    ...(mismatches.length > 0 ? { mismatches } : {}),
     ...(lastError !== undefined ? { lastError: { atMs: lastError.atMs, message: clip(lastError.message) } } : {}),
     cells: cells.map(c => {
       const s = source.cell(c)

@@ -14,7 +14,7 @@ import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient } from '../../node-host/client.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { TestFleet } from './test-fleet.ts'
-import { cell, fleetLogs, stopProc, type Proc } from './processes.ts'
+import { cell, cellRun, fleetLogs, stopProc, type Proc } from './processes.ts'
 
 const short = (id: string): string => `…${id.slice(-6)}`
 const TEXT = /^node …\w{6} disseminates per (fleet|cell), this node per (fleet|cell): they do not see each other's replicas; start every node and client of a fleet with the same --dissemination \(or CELL_DISSEMINATION; docs\/biology\.md, "Scale"\)$/
@@ -103,6 +103,10 @@ describe('a fleet of mixed dissemination modes', () => {
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${fleetLogs([perCell, fleetMode])}`)
     }
+    // `cell status` (a per-cell operator client joining through the per-cell node) names the mixed fleet.
+    const status = await cellRun(['status', '--bootstrap', bootstrap, '--key', keyPath], 30_000, { CELL_HOME: join(root, 'home'), CELL_DISSEMINATION: 'per-cell' })
+    expect(status.code, status.stderr).toBe(0)
+    expect(status.stdout).toMatch(new RegExp(`^  node …${perCellId.slice(-6)} is connected to \\d+ node\\(s\\) that disseminate per fleet, unlike itself \\([^)]*…${fleetId.slice(-6)}[^)]*\\): they do not see each other's replicas; start every node and client of a fleet with the same --dissemination$`, 'm'))
     // Once per appearance: over both processes' whole lives, one line each.
     await stopProc(fleetMode)
     await stopProc(perCell)
