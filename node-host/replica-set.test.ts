@@ -220,3 +220,25 @@ describe('a replica set stopping after direct capsid calls', () => {
     expect(replicas.list().every(r => r.state === 'stopped')).toBe(true)
   }, 30_000)
 })
+
+describe('a replica set waiting for the calls it handed out', () => {
+  it('idle() waits for a call it handed to a capsid, whatever calls are made straight into that capsid meanwhile', async () => {
+    const replicas = new ReplicaSet({ dataDir: join(tmp, 'mixed'), runDir: join(tmp, 'mixed-run'), sandbox: 'process', clock: systemClock, random: systemRandom, maxReplicas: 1 })
+    try {
+      const info = await replicas.spawn({ cell: 'test', version: '1.0.0', digest: 'd', codePath: artifact, manifest: { sandbox: { require: 'process' } } }, { signal: AbortSignal.timeout(20_000) })
+      const capsid = info.capsid!
+      const ctx: CallContext = { cell: 'test', method: 'slow', payload: json({ ms: 1500, tag: 'handed' }), principal: { peerId: 'p', authority: 'a'.repeat(64), roles: ['caller'], expiresMs: Date.now() + 60_000 } as unknown as CallContext['principal'], remotePeer: 'p', deadlineMs: Date.now() + 10_000, signal: new AbortController().signal }
+      const handed = replicas.handler().call(ctx)
+      await waitForLog(capsid, /slow-start handed/)
+      // A call straight into the capsid, answered while the handed one still runs.
+      expect(unjson(await capsid.call('echo', json('direct'), { deadlineMs: Date.now() + 10_000 }))).toBe('direct')
+      await replicas.idle({ signal: AbortSignal.timeout(10_000) })
+      // On the code before, the direct call's end was counted as the handed call's: idle() resolved
+      // here with the handed call still in the replica.
+      expect(capsid.inFlight).toBe(0)
+      await handed
+    } finally {
+      await replicas.stopAll({ graceMs: 200, signal: AbortSignal.timeout(15_000) })
+    }
+  }, 30_000)
+})

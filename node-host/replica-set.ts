@@ -418,7 +418,7 @@ export class ReplicaSet extends EventTarget {
     const signal = abortSlot === undefined ? ctx.signal : undefined
     const send = (traceparent: string | undefined): Promise<Uint8Array> => { // eslint-disable-line @typescript-eslint/promise-function-async
       this.handling++
-      return r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal, abortSlot })
+      return r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent, caller: ctx.principal, signal, abortSlot, reported: true })
     }
     const answer = tracer === undefined || this.unsampled(ctx.traceparent)
       ? await send(ctx.traceparent)
@@ -431,9 +431,8 @@ export class ReplicaSet extends EventTarget {
   /** A call into a capsid ended (Capsid.onCallEnded): its latency, and a stop waiting for calls to end. */
   private callEnded (info: ReplicaInfo, elapsedMs: number): void {
     info.window.latency.record(elapsedMs)
-    // The capsid reports every unary call, also ones not handed to it by this set (a direct
-    // capsid.call): the count never goes below zero, or a stop would wait for it forever.
-    if (this.handling === 0) return
+    // Only calls this set handed to the capsid are reported (`reported`), each once: a call made
+    // straight into the capsid neither counts nor uncounts.
     if (--this.handling === 0) for (const wake of [...this.idleWaiters]) wake()
   }
 
@@ -481,7 +480,7 @@ export class ReplicaSet extends EventTarget {
           // The capsid copies the payload into its batch before call() returns: no copy of our own.
           return abortSlot !== undefined
             ? r.capsid.serve(ctx.method, ctx.payload, ctx.deadlineMs, ctx.traceparent, ctx.principal, abortSlot)
-            : r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
+            : r.capsid.call(ctx.method, ctx.payload, { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal, reported: true })
         }
         return this.callTracedOrStateful(r, ctx, abortSlot, tracer)
       },

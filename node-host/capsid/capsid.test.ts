@@ -259,32 +259,35 @@ describe.each([
     expect(capsid.inFlight).toBe(0)
   })
 
-  it.skipIf(skip)('tells onCallEnded once per unary call as it ends (answered, failed, deadline, aborted, refused, stopped), never for streams', async () => {
+  it.skipIf(skip)('tells onCallEnded once per reported unary call as it ends (answered, failed, deadline, aborted, refused, stopped), never for streams or unreported calls', async () => {
     const { capsid } = await start()
     const ended: number[] = []
     capsid.onCallEnded = (ms) => { ended.push(ms) }
     const settledAt: number[] = []
     const track = async (p: Promise<Uint8Array>): Promise<unknown> => await p.then(unjson, (e: unknown) => e).finally(() => { settledAt.push(ended.length) })
-    expect(await track(capsid.call('slow', json({ ms: 50, tag: 'e1' }), { deadlineMs: deadline() }))).toEqual({ done: true, tag: 'e1' })
+    expect(await track(capsid.call('slow', json({ ms: 50, tag: 'e1' }), { deadlineMs: deadline(), reported: true }))).toEqual({ done: true, tag: 'e1' })
     expect(ended).toHaveLength(1)
     expect(ended[0]).toBeGreaterThanOrEqual(40)
-    expect(await track(capsid.call('fail', json({ message: 'no' }), { deadlineMs: deadline() }))).toBeInstanceOf(RemoteHandlerError)
-    expect(await track(capsid.call('slow', json({ ms: 30_000, tag: 'e2' }), { deadlineMs: deadline(100) }))).toBeInstanceOf(DeadlineExceededError)
+    expect(await track(capsid.call('fail', json({ message: 'no' }), { deadlineMs: deadline(), reported: true }))).toBeInstanceOf(RemoteHandlerError)
+    expect(await track(capsid.call('slow', json({ ms: 30_000, tag: 'e2' }), { deadlineMs: deadline(100), reported: true }))).toBeInstanceOf(DeadlineExceededError)
     const ac = new AbortController()
-    const aborted = track(capsid.call('slow', json({ ms: 30_000, tag: 'e3' }), { deadlineMs: deadline(), signal: ac.signal }))
+    const aborted = track(capsid.call('slow', json({ ms: 30_000, tag: 'e3' }), { deadlineMs: deadline(), signal: ac.signal, reported: true }))
     await waitForLog(capsid, /^slow-start e3$/)
     ac.abort(new Error('gave up'))
     expect(await aborted).toBeInstanceOf(Error)
     // Refused at once: told with 0 ms.
-    expect(await track(capsid.call('echo', json(1), { deadlineMs: Date.now() - 1 }))).toBeInstanceOf(DeadlineExceededError)
+    expect(await track(capsid.call('echo', json(1), { deadlineMs: Date.now() - 1, reported: true }))).toBeInstanceOf(DeadlineExceededError)
     expect(ended.at(-1)).toBe(0)
+    // A call made straight into the capsid (the replica set's calls set `reported`) is not told.
+    expect(await capsid.call('echo', json(2), { deadlineMs: deadline() }).then(unjson)).toBe(2)
+    expect(ended).toHaveLength(5)
     const items: unknown[] = []
-    for await (const item of capsid.stream('count', json({ n: 3 }), { deadlineMs: deadline() })) items.push(unjson(item))
+    for await (const item of capsid.stream('count', json({ n: 3 }), { deadlineMs: deadline(), reported: true })) items.push(unjson(item))
     expect(items).toHaveLength(3)
     expect(ended).toHaveLength(5)
     // Told before the call's promise settles.
     expect(settledAt).toEqual([1, 2, 3, 4, 5])
-    const hung = track(capsid.call('hang', json(null), { deadlineMs: deadline(60_000) }))
+    const hung = track(capsid.call('hang', json(null), { deadlineMs: deadline(60_000), reported: true }))
     await waitForLog(capsid, /^hang-start$/)
     await capsid.stop({ drainMs: 100, killMs: 500 })
     expect(await hung).toBeInstanceOf(CapsidStoppedError)

@@ -73,6 +73,11 @@ export interface CapsidCallOptions {
    * replica with no signal, listener or closure made for it.
    */
   abortSlot?: CallAbortSlot
+  /**
+   * Report this call to Capsid.onCallEnded when it ends (the replica set counts the calls it hands
+   * to a capsid until then). Calls made straight into the capsid leave it unset and are not reported.
+   */
+  reported?: boolean
 }
 
 /** What the capsid uses of a call's signal: AbortSignal has it, and so has CallAbort. */
@@ -157,6 +162,8 @@ class OpenCall implements Pending {
   abortSlot: CallAbortSlot | undefined = undefined
   /** When it was sent (the capsid's clock, read once per turn), for Capsid.onCallEnded. */
   startedMs = 0
+  /** Told to Capsid.onCallEnded when it ends (CapsidCallOptions.reported; always for serve()). */
+  reported = false
   callerSlot = 0
   private readonly owner: { settle: (call: OpenCall) => boolean, cancel: (id: number) => void }
   /** A stream's handlers; undefined for a unary call. */
@@ -259,7 +266,7 @@ export class Capsid extends EventTarget {
       const abortSlot = call.abortSlot
       if (abortSlot !== undefined && abortSlot.onAbort === call) abortSlot.onAbort = undefined
       this.releaseSlot(call.callerSlot)
-      if (call.handlers === undefined) this.callEnded(this.turnNow() - call.startedMs)
+      if (call.reported) this.callEnded(this.turnNow() - call.startedMs)
       return true
     },
     cancel: (id: number): void => { this.cancel(id) }
@@ -380,9 +387,10 @@ export class Capsid extends EventTarget {
   }
 
   /**
-   * Told once for every unary call() as it ends: answered, failed, aborted, or refused at once (then
-   * 0 ms), before its promise settles, with its time in ms from when it was sent. One hook per
-   * capsid (the replica set's latency window and its count of calls being answered), none per call.
+   * Told once for every reported unary call (serve(), or call() with `reported`) as it ends:
+   * answered, failed, aborted, or refused at once (then 0 ms), before its promise settles, with its
+   * time in ms from when it was sent. One hook per capsid (the replica set's latency window and its
+   * count of calls being answered), none per call; calls made straight into the capsid are not told.
    */
   onCallEnded: ((elapsedMs: number) => void) | undefined = undefined
 
@@ -390,10 +398,12 @@ export class Capsid extends EventTarget {
   call (method: string, payload: Uint8Array, options: CapsidCallOptions): Promise<Uint8Array> { // eslint-disable-line @typescript-eslint/promise-function-async
     // Not async: the promise below is the call's, with no second one wrapped around it.
     return new Promise<Uint8Array>((resolve, reject) => {
+      const call = new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject)
+      call.reported = options.reported === true
       try {
-        this.open(FrameType.CALL, method, payload, options.traceparent, options.caller, options.abortSlot, new OpenCall(this.callOwner, method, options.signal, undefined, resolve, reject), options.deadlineMs)
+        this.open(FrameType.CALL, method, payload, options.traceparent, options.caller, options.abortSlot, call, options.deadlineMs)
       } catch (err) {
-        this.callEnded(0)
+        if (call.reported) this.callEnded(0)
         throw err
       }
     })
@@ -405,8 +415,10 @@ export class Capsid extends EventTarget {
    */
   serve (method: string, payload: Uint8Array, deadlineMs: number, traceparent: string | undefined, caller: CallerInfo, abortSlot: CallAbortSlot): Promise<Uint8Array> { // eslint-disable-line @typescript-eslint/promise-function-async
     return new Promise<Uint8Array>((resolve, reject) => {
+      const call = new OpenCall(this.callOwner, method, undefined, undefined, resolve, reject)
+      call.reported = true
       try {
-        this.open(FrameType.CALL, method, payload, traceparent, caller, abortSlot, new OpenCall(this.callOwner, method, undefined, undefined, resolve, reject), deadlineMs)
+        this.open(FrameType.CALL, method, payload, traceparent, caller, abortSlot, call, deadlineMs)
       } catch (err) {
         this.callEnded(0)
         throw err
