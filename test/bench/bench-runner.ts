@@ -11,6 +11,7 @@ import type { Channel } from '../../core/synapse/index.ts'
 import { traced, type Tracer } from '../../core/telemetry/tracer.ts'
 import { OtelTracerAdapter } from '../../node-host/telemetry/otel-tracer.ts'
 import { FULL_PATH_TOPOLOGY, fullPathCalls, fullPathSkipReason, nodeIdleCpuPercent, startFullPath, type LatencyFigure } from './full-path.ts'
+import { startCapsidSegment, type CapsidFigure } from './capsid-segment.ts'
 import { grpcUnary, isSkipped, natsOneway, natsRequests, startNatsServer, type PeerFigure, type Skipped } from './peers.ts'
 
 export interface BenchOptions {
@@ -40,6 +41,11 @@ export interface BenchResult {
   rawEcho: Figure
   oneway: Figure
   calls: Figure
+  /**
+   * Synapse calls at the full path's goal window (FULL_PATH_WINDOW in flight): the synapse hop of the
+   * full path alone, at the same concurrency.
+   */
+  callsAtPathWindow: Figure
   /** Synapse calls again, interleaved with `tracedCalls` in the same run (metrics and tracing off). */
   plainCalls: Figure
   /** Synapse calls with metrics and tracing on (client and server spans, sampling `traceRatio`). */
@@ -73,11 +79,19 @@ export interface BenchResult {
     grpc: PeerFigure | Skipped
   }
   /** billing.quote through caller → synapse → full node → capsid → bubblewrap replica, at 1, 64 and 256 in flight. */
-  fullPath: { topology: string, figures: LatencyFigure[], nodeIdleCpuPercent: number } | Skipped
+  fullPath: {
+    topology: string
+    figures: LatencyFigure[]
+    nodeIdleCpuPercent: number
+    /** The capsid hop alone (host in this process ↔ the same bubblewrap replica setup) at FULL_PATH_WINDOW in flight. */
+    capsid: CapsidFigure
+  } | Skipped
 }
 
 /** In-flight levels of the full-path figures. */
 export const FULL_PATH_IN_FLIGHT = [1, 64, 256]
+/** The full path's goal is read at this many calls in flight (issue 15); its hops are also measured alone there. */
+export const FULL_PATH_WINDOW = 64
 /** The window of the peers' request figures (grpc-js unary, nats request/reply). */
 export const PEER_WINDOW = 256
 
@@ -274,6 +288,7 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     const channel = await client.services.synapse.open(target, 'bench')
     let oneway = skipped('synapse one-way')
     let calls = skipped('synapse calls')
+    let callsAtPathWindow = skipped(`synapse calls, ${FULL_PATH_WINDOW} in flight`)
     if (only === undefined || only === 'oneway') {
       // Warm-up so JIT compilation is not billed to the measured figure.
       await synapseOneway(channel, { ...o, quick: true }, 50_000)
@@ -282,6 +297,9 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     if (only === undefined || only === 'calls' || only === 'fullpath') {
       await synapseCalls(channel, { ...o, quick: true }, 20_000)
       calls = await withCpu(server, async () => await synapseCalls(channel, o, quickCount.calls))
+      const atWindow = { ...o, window: FULL_PATH_WINDOW }
+      await synapseCalls(channel, { ...atWindow, quick: true }, 5_000)
+      callsAtPathWindow = await withCpu(server, async () => await synapseCalls(channel, atWindow, quickCount.calls, `synapse calls, ${FULL_PATH_WINDOW} in flight`))
     }
     await channel.close()
     const peers = await runPeers(nats, server.grpcPort, o, only === undefined)
@@ -345,6 +363,7 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
       rawEcho: rawEchoFigure,
       oneway,
       calls,
+      callsAtPathWindow,
       plainCalls: sum(rounds.map(r => r.off), 'calls, telemetry off'),
       tracedCalls: sum(rounds.map(r => r.on), 'calls, telemetry on'),
       rounds,
@@ -389,16 +408,25 @@ async function runPeers (nats: Awaited<ReturnType<typeof startNatsServer>>, grpc
 async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
   const reason = fullPathSkipReason()
   if (reason !== undefined) return { skipped: reason }
+  const figures: LatencyFigure[] = []
+  let idle: number
   const fp = await startFullPath()
   try {
-    const figures: LatencyFigure[] = []
-    const idle = await nodeIdleCpuPercent(fp.node.child.pid ?? 0, o.quick ? 300 : 2_000)
+    idle = await nodeIdleCpuPercent(fp.node.child.pid ?? 0, o.quick ? 300 : 2_000)
     for (const inFlight of FULL_PATH_IN_FLIGHT) {
       await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
       figures.push(await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
     }
-    return { topology: FULL_PATH_TOPOLOGY, figures, nodeIdleCpuPercent: idle }
   } finally {
     await fp.stop()
+  }
+  // The full path's second hop alone, after the node has stopped (one replica on the machine at a time).
+  const segment = await startCapsidSegment('bwrap')
+  try {
+    await segment.run(FULL_PATH_WINDOW, { quick: true, durationMs: 0 }, o.quick ? 200 : 5_000)
+    const capsid = await segment.run(FULL_PATH_WINDOW, o, o.quick ? FULL_PATH_WINDOW * 20 : 0)
+    return { topology: FULL_PATH_TOPOLOGY, figures, nodeIdleCpuPercent: idle, capsid }
+  } finally {
+    await segment.stop()
   }
 }

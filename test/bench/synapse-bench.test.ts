@@ -15,7 +15,7 @@ describe('synapse bench --quick', () => {
     const code = await new Promise<number | null>((resolve) => { child.on('exit', resolve) })
     expect(code).toBe(0)
     const result = JSON.parse(out.trim().split('\n').at(-1) ?? '') as BenchResult
-    for (const f of [result.rawOneway, result.rawEcho, result.oneway, result.calls, result.plainCalls, result.tracedCalls]) {
+    for (const f of [result.rawOneway, result.rawEcho, result.oneway, result.calls, result.callsAtPathWindow, result.plainCalls, result.tracedCalls]) {
       expect(f.ops, f.name).toBeGreaterThan(1000)
       expect(f.confirmed, f.name).toBe(f.ops)
     }
@@ -33,6 +33,10 @@ describe('synapse bench --quick', () => {
         expect(f.confirmed, f.name).toBe(f.ops)
         expect(f.p99Ms, f.name).toBeGreaterThanOrEqual(f.p50Ms)
       }
+      const c = result.fullPath.capsid
+      expect(c.inFlight).toBe(64)
+      expect(c.ops).toBeGreaterThan(0)
+      expect(c.confirmed, c.name).toBe(c.ops)
     }
   }, 120_000)
 })

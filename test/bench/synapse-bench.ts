@@ -39,7 +39,7 @@ if (json) {
     const ratio = base === undefined ? '' : `${(f.perSec / base.perSec).toFixed(2)}× ${base.name}`
     const floorText = floor === undefined ? '' : (f.perSec >= floor ? `≥ ${floor} ok` : `< ${floor} MISSED`)
     const cpu = f.cpuUsPerOp === undefined ? '' : `  CPU per op (client + server) ${f.cpuUsPerOp.toFixed(2)} µs`
-    return `${f.name.padEnd(18)} ${Math.round(f.perSec).toLocaleString('en').padStart(12)} /s  ${String(f.ops).padStart(10)} ops  ${f.ms.toFixed(0).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(10)}  ${ratio.padEnd(24)} ${floorText}${cpu}`
+    return `${f.name.padEnd(28)} ${Math.round(f.perSec).toLocaleString('en').padStart(12)} /s  ${String(f.ops).padStart(10)} ops  ${f.ms.toFixed(0).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(10)}  ${ratio.padEnd(24)} ${floorText}${cpu}`
   }
   console.log(`machine: ${machine.nproc} cores (nproc), ${machine.cpuModel}; load average ${machine.loadBefore} before, ${machine.loadAfter} after`)
   console.log(`synapse bench, 64-byte payloads, ${quick ? 'quick counts' : `${durationMs} ms per figure`}, server in a second process (TCP + Noise + yamux on 127.0.0.1)`)
@@ -47,6 +47,7 @@ if (json) {
   console.log(row(result.oneway, result.rawOneway, quick ? undefined : FLOORS.oneway))
   console.log(row(result.rawEcho))
   console.log(row(result.calls, result.rawEcho, quick ? undefined : FLOORS.calls))
+  console.log(row(result.callsAtPathWindow, result.calls))
   // Peers, side by side: each against the synapse figure it compares with.
   const peerRow = (f: PeerFigure | Skipped, name: string, base: Figure): string => isSkipped(f)
     ? `${name.padEnd(30)} skipped: ${f.skipped}`
@@ -69,10 +70,18 @@ if (json) {
     for (const f of fp.figures) {
       console.log(`${f.name.padEnd(26)} ${Math.round(f.perSec).toLocaleString('en').padStart(9)} /s  ${String(f.ops).padStart(9)} ops  p50 ${f.p50Ms.toFixed(2).padStart(6)} ms  p99 ${f.p99Ms.toFixed(2).padStart(6)} ms  confirmed ${String(f.confirmed).padStart(9)}  ${(100 * f.perSec / result.calls.perSec).toFixed(1).padStart(5)} % of synapse calls  CPU per call: caller ${f.cpuUsPerCall.caller.toFixed(1)} µs, node ${f.cpuUsPerCall.node.toFixed(1)} µs, replica ${f.cpuUsPerCall.replica.toFixed(1)} µs`)
     }
+    const c = fp.capsid
+    console.log(`${c.name.padEnd(26)} ${Math.round(c.perSec).toLocaleString('en').padStart(9)} /s  ${String(c.ops).padStart(9)} ops  p50 ${c.p50Ms.toFixed(2).padStart(6)} ms  p99 ${c.p99Ms.toFixed(2).padStart(6)} ms  confirmed ${String(c.confirmed).padStart(9)}  the full path's second hop alone (host = this process, same bubblewrap replica setup)  CPU per call: host ${c.cpuUsPerCall.host.toFixed(1)} µs, replica ${c.cpuUsPerCall.replica.toFixed(1)} µs`)
     const at = fp.figures.find(f => f.inFlight === FULL_PATH_GOAL.inFlight)
     if (at !== undefined && !quick) {
       fullPathOk = at.perSec >= FULL_PATH_GOAL.share * result.calls.perSec && at.p99Ms <= FULL_PATH_GOAL.p99Ms
       console.log(`full path at ${at.inFlight} in flight: ${(100 * at.perSec / result.calls.perSec).toFixed(1)} % of synapse calls, p99 ${at.p99Ms.toFixed(2)} ms (goal ≥ ${FULL_PATH_GOAL.share * 100} % and ≤ ${FULL_PATH_GOAL.p99Ms} ms: ${fullPathOk ? 'ok' : 'MISSED'})`)
+      // Its two hops alone at the same window: every call crosses both, so the path cannot pass the
+      // synapse hop alone; with each batch crossing one hop after the other, their times add.
+      const hop = result.callsAtPathWindow.perSec
+      const inSeries = 1 / (1 / hop + 1 / c.perSec)
+      const pct = (x: number): string => `${(100 * x / result.calls.perSec).toFixed(1)} %`
+      console.log(`  its hops alone at ${at.inFlight} in flight: synapse ${Math.round(hop).toLocaleString('en')} /s (${pct(hop)} of synapse calls: the path's ceiling), capsid ${Math.round(c.perSec).toLocaleString('en')} /s; one after the other ${Math.round(inSeries).toLocaleString('en')} /s (${pct(inSeries)}); the path reached ${(100 * at.perSec / hop).toFixed(0)} % of its synapse hop alone and ${(100 * at.perSec / inSeries).toFixed(0)} % of the two in series`)
     }
   }
   console.log(`metrics and tracing (call meter; client and server spans, parent-based sampling ${result.traceRatio * 100} %, OTLP/HTTP to a local sink), ${result.rounds.length} interleaved rounds of ${(durationMs / 2).toFixed(0)} ms per figure in this run:`)
@@ -88,8 +97,8 @@ if (json) {
 
 // Every call made to the instrumented cell (warm-up included) is counted by the server's meter.
 const metered = result.meteredCalls === result.instrumentedCalls && result.meteredLatencies === result.instrumentedCalls
-const fullPathComplete = isSkipped(result.fullPath) || result.fullPath.figures.every(f => f.confirmed === f.ops)
-const complete = [result.oneway, result.calls, result.plainCalls, result.tracedCalls].every(f => f.confirmed === f.ops) && metered && fullPathComplete
+const fullPathComplete = isSkipped(result.fullPath) || (result.fullPath.figures.every(f => f.confirmed === f.ops) && result.fullPath.capsid.confirmed === result.fullPath.capsid.ops)
+const complete = [result.oneway, result.calls, result.callsAtPathWindow, result.plainCalls, result.tracedCalls].every(f => f.confirmed === f.ops) && metered && fullPathComplete
 const floorsMet = quick || (result.oneway.perSec >= FLOORS.oneway && result.calls.perSec >= FLOORS.calls && 1 - result.telemetryRatio < MAX_TELEMETRY_COST)
 if (!complete) console.error(metered ? 'INCOMPLETE: not every message was delivered or call answered' : 'INCOMPLETE: the call meter did not count every instrumented call')
 process.exitCode = complete && floorsMet && fullPathOk && natsOk ? 0 : 1
