@@ -430,3 +430,26 @@ async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
     await segment.stop()
   }
 }
+
+/**
+ * Synapse calls (bench client → bench server process) at each window, each with the CPU time both
+ * processes spent per call: what a batch of calls costs beside the calls in it (batch-cost.ts).
+ */
+export async function synapseCallsAtWindows (windows: number[], durationMs: number): Promise<Figure[]> {
+  const server = await startServer({})
+  const client = await createSynapseNode({ ...acceptingAuth() })
+  try {
+    const channel = await client.services.synapse.open(multiaddr(server.addr), 'bench')
+    const figures: Figure[] = []
+    for (const window of windows) {
+      const o: BenchOptions = { quick: false, durationMs, payloadBytes: 64, window }
+      await synapseCalls(channel, { ...o, quick: true }, Math.max(2_000, window * 20))
+      figures.push(await withCpu(server, async () => await synapseCalls(channel, o, 0, `synapse calls, ${window} in flight`)))
+    }
+    await channel.close()
+    return figures
+  } finally {
+    await client.stop()
+    server.stop()
+  }
+}
