@@ -228,6 +228,32 @@ describe('fleet-sync filtered pulls over libp2p', () => {
     expect(view3.instances()).toHaveLength(6)
   })
 
+  it('a filtered pull encodes only what it asks for: a fleet over the snapshot budget still yields the cell\'s instances', async () => {
+    const clock = new ManualClock()
+    // Node records of 24 idle nodes fill the whole-view snapshot's budget before any instance.
+    const serverView = new FleetView({ clock, maxSnapshotBytes: 6_000 })
+    const host = await generateKeyPair('Ed25519')
+    const hostId = peerIdFromPrivateKey(host).toString()
+    for (let i = 0; i < 24; i++) {
+      const key = await generateKeyPair('Ed25519')
+      const id = peerIdFromPrivateKey(key).toString()
+      expect(await serverView.apply(await signRecord(key, 'node', makeNodeRecord(id, { sentMs: clock.now() })), { from: id })).toMatchObject({ accepted: true })
+    }
+    expect(await serverView.apply(await signRecord(host, 'node', makeNodeRecord(hostId, { sentMs: clock.now() })), { from: hostId })).toMatchObject({ accepted: true })
+    for (let n = 0; n < 3; n++) {
+      expect(await serverView.apply(await signRecord(host, 'instance', makeInstanceRecord(hostId, { instanceId: `billing-${n}`, sentMs: clock.now() })), { from: hostId })).toMatchObject({ accepted: true })
+    }
+    expect(serverView.snapshot().reduce((n, f) => n + decodeFrame(f).length, 0)).toBeLessThan(28)
+    const s = await node({ fleetSync: fleetSync({ view: serverView, clock, autoPull: 0 }) })
+    const { n: c, view } = await client(clock)
+    await c.dial(s.getMultiaddrs()[0])
+    // On the code before, the filtered pull narrowed a whole-view snapshot, cut at the budget before
+    // the instances: it brought no instance at all.
+    expect(await c.services.fleetSync.pull(s.peerId, { cells: ['billing'] })).toMatchObject({ accepted: 4, dropped: 0 })
+    expect(view.instances().map(i => i.instanceId).sort()).toEqual(['billing-0', 'billing-1', 'billing-2'])
+    expect(view.nodes().map(n => n.nodeId)).toEqual([hostId])
+  })
+
   it('refuses a malformed or oversized filter by name and closes the stream (attack)', async () => {
     const clock = new ManualClock()
     const { view: serverView } = await serverWithTwoCells(clock)

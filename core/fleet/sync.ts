@@ -893,7 +893,14 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     }
     if (filter === undefined) return this.view.snapshot({ maxFrameBytes, ...(cells !== undefined ? { cells } : {}) })
     const asked = new Set(filter.cells)
-    const frames = this.view.snapshot({ maxFrameBytes, cells: (c) => asked.has(c) && (cells?.(c) ?? true) })
+    const inCells = (c: string): boolean => asked.has(c) && (cells?.(c) ?? true)
+    // Only the node, member and down records the filter can get (its nodes and, unless it asks for a
+    // sample, the hosts of its cells' instances) are encoded: at thousands of nodes a whole-view
+    // snapshot per pull costs megabytes, most of them thrown away again by narrowSnapshot, and under
+    // maxSnapshotBytes it could end before the asked cells' instances.
+    const nodes = new Set(filter.nodes)
+    if (filter.sample === undefined) for (const c of asked) if (inCells(c)) for (const r of this.view.instances(c)) nodes.add(r.nodeId)
+    const frames = this.view.snapshot({ maxFrameBytes, cells: inCells, nodes: (n) => nodes.has(n) })
     return narrowSnapshot(frames, filter, maxFrameBytes, this.random)
   }
 

@@ -1247,7 +1247,7 @@ export class FleetView extends EventTarget {
    * frames of at most `maxFrameBytes`; each frame can be passed to `merge` on its own. Releases
    * come first (they matter most), then nodes, then instances. Bounded by maxSnapshotBytes.
    */
-  snapshot (options: { maxFrameBytes?: number, nowMs?: number, cells?: (cell: string) => boolean } = {}): Uint8Array[] {
+  snapshot (options: { maxFrameBytes?: number, nowMs?: number, cells?: (cell: string) => boolean, nodes?: (nodeId: string) => boolean } = {}): Uint8Array[] {
     const now = options.nowMs ?? this.clock.now()
     const items: BundleItem[] = []
     let total = 0
@@ -1266,10 +1266,13 @@ export class FleetView extends EventTarget {
     for (const history of this.releaseHistory.values()) for (const held of history) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
-    for (const held of this.nodeMap.values()) add(held, this.nodeLifeMs)
+    // `nodes` narrows node and member records to some nodes, and down reports to those about them: a
+    // filtered pull's records, without encoding the whole fleet's for them to be thrown away.
+    const node = options.nodes ?? (() => true)
+    for (const [nodeId, held] of this.nodeMap) if (node(nodeId)) add(held, this.nodeLifeMs)
     // Member records and down reports after the node records they need (a pull brings a new node up to date).
-    for (const held of this.memberMap.values()) add(held, this.memberTtlMs)
-    for (const { reports } of this.downReports.values()) for (const held of reports.values()) add(held, this.memberTtlMs)
+    for (const [nodeId, held] of this.memberMap) if (node(nodeId)) add(held, this.memberTtlMs)
+    for (const [subject, { reports }] of this.downReports) if (node(subject)) for (const held of reports.values()) add(held, this.memberTtlMs)
     // Snapshots before their pins (a pin counts only for a snapshot the receiver holds).
     for (const { held, ttlMs } of this.book.held()) if (wanted(held.record.cell)) add(held, ttlMs)
     for (const held of this.instanceMap.values()) if (wanted(held.record.cell)) add(held, this.instanceTtl(held.record))
