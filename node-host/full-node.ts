@@ -25,7 +25,7 @@ import { sandboxRole, levelOfRoles, satisfiesSandbox, type SandboxMode } from '.
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
 import { preparedReleases } from './prepared-releases.ts'
 import { loadFleetIntent, INTENT_RECORD_KINDS, type FleetIntent, type IntentRecordKind } from './fleet-intent.ts'
-import { reuseListenPorts, listeningPorts } from './listen-ports.ts'
+import { reuseListenPorts, listeningPorts, withFreeWebrtcPort } from './listen-ports.ts'
 import type { FleetView } from '../core/fleet/index.ts'
 import { NodeMetrics } from './telemetry/node-metrics.ts'
 import { serveMetrics, MetricsPortInUseError, type MetricsAddress, type MetricsServer } from './telemetry/metrics-server.ts'
@@ -210,6 +210,7 @@ export class FullNode {
       notes.push(...reused.notes)
       bootstrap = [...new Set([...(init.bootstrap ?? []), ...intent.peers()])]
     }
+    listen = await withFreeWebrtcPort(listen ?? {})
     const releases = new ReleaseStore(init.dataDir)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)

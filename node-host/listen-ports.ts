@@ -27,6 +27,33 @@ export async function reuseListenPorts (wanted: ListenPorts, remembered: ListenP
   return { ports, notes }
 }
 
+/**
+ * `ports` with a WebRTC-direct port that is free for UDP now, when it asks for any (unset or 0).
+ * @libp2p/webrtc maps port 0 itself with get-port, which checks the number against TCP only: it can
+ * hand node-datachannel a port another process's UDP socket holds, and the node then fails to start
+ * ("Failed to register ICE UDP mux listener", seen with several nodes starting at once on one host).
+ * The kernel's choice for a UDP socket bound to port 0 is free for UDP; only a bind in the moment
+ * between this socket's close and the listener's bind can still take it.
+ */
+export async function withFreeWebrtcPort (ports: ListenPorts): Promise<ListenPorts> {
+  if (ports.webrtc === false || (ports.webrtc !== undefined && ports.webrtc !== 0)) return ports
+  return { ...ports, webrtc: await freeUdpPort(ports.host ?? '127.0.0.1') }
+}
+
+/** A UDP port no socket holds on `host` now: the kernel's choice for a socket bound to port 0. */
+export async function freeUdpPort (host: string): Promise<number> {
+  const sock = createSocket(host.includes(':') ? 'udp6' : 'udp4')
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject)
+      sock.bind(0, host, () => { resolve() })
+    })
+    return sock.address().port
+  } finally {
+    await new Promise<void>((resolve) => { sock.close(() => { resolve() }) })
+  }
+}
+
 /** The ports a node listens on, from its multiaddrs (TCP, WebSockets, WebRTC-direct, WebTransport). */
 export function listeningPorts (addrs: readonly string[]): ListenPortsRecord {
   const out: ListenPortsRecord = {}
