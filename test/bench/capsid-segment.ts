@@ -6,20 +6,11 @@ import { join } from 'node:path'
 import { buildTo, projectRoot } from '../../node-host/capsid/test-helpers.ts'
 import { startCapsid } from '../../node-host/capsid/start-capsid.ts'
 import { sampleProcessTree } from '../../node-host/capsid/usage-sampler.ts'
+import { closedLoop } from './closed-loop.ts'
+import type { LatencyFigure } from './full-path.ts'
 
-export interface CapsidFigure {
-  name: string
-  inFlight: number
-  ops: number
-  ms: number
-  perSec: number
-  /** Calls answered with the expected quote. */
-  confirmed: number
-  p50Ms: number
-  p99Ms: number
-  /** CPU time per call (µs) of the host (this process) and of the replica's process tree. */
-  cpuUsPerCall: { host: number, replica: number }
-}
+/** A full-path figure's fields, with the CPU time per call of the host (this process) and of the replica's process tree. */
+export type CapsidFigure = Omit<LatencyFigure, 'cpuUsPerCall'> & { cpuUsPerCall: { host: number, replica: number } }
 
 export interface CapsidSegment {
   mode: string
@@ -51,21 +42,12 @@ export async function startCapsidSegment (sandbox: 'bwrap' | 'process'): Promise
       const latencies: number[] = []
       const tree0 = await sampleProcessTree(capsid.pid ?? 0)
       const cpu0 = process.cpuUsage()
-      const start = performance.now()
-      const end = start + o.durationMs
-      let issued = 0
-      let confirmed = 0
-      const worker = async (): Promise<void> => {
-        while (o.quick ? issued < count : performance.now() < end) {
-          issued++
-          const t0 = performance.now()
-          const answer = await capsid.call('quote', request, { deadlineMs: Date.now() + 30_000, caller: CALLER })
-          latencies.push(performance.now() - t0)
-          if (same(answer)) confirmed++
-        }
-      }
-      await Promise.all(Array.from({ length: inFlight }, worker))
-      const ms = performance.now() - start
+      const { issued, confirmed, ms } = await closedLoop(o, inFlight, count, async () => {
+        const t0 = performance.now()
+        const answer = await capsid.call('quote', request, { deadlineMs: Date.now() + 30_000, caller: CALLER })
+        latencies.push(performance.now() - t0)
+        return same(answer)
+      })
       const cpu = process.cpuUsage(cpu0)
       const tree = await sampleProcessTree(capsid.pid ?? 0)
       latencies.sort((a, b) => a - b)
