@@ -55,6 +55,15 @@ export function Dashboard (props: { source: FleetSource, options?: StoreOptions 
           <div class="banner stale" role="status"><b>Showing the last known fleet.</b> Last record {ago()}{store.statusReason() !== undefined ? ` — ${store.statusReason()}` : ''}; reconnecting…</div>
         </Match>
       </Switch>
+      {/* A warning beside the fleet, never instead of it: what is shown is still what gossip brought. */}
+      <Show when={store.warnings().length > 0}>
+        <div class="banner warn" role="alert" data-testid="mismatch-warning">
+          <b>This tab may see only part of the fleet.</b>
+          <ul>
+            <For each={store.warnings()}>{w => <li>{w}</li>}</For>
+          </ul>
+        </div>
+      </Show>
       <Show when={!store.loading()} fallback={
         <section class="card empty" data-state="loading">
           <h2>Joining the fleet…</h2>

@@ -1,6 +1,6 @@
 // A made-up fleet for development and tests ONLY (the dev page dashboard/dev.html and the
 // Chromium smoke test). The real source is the browser light peer; main.tsx never uses this.
-import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
+import { CHANGE_EVENT, STATUS_EVENT, WARNINGS_EVENT } from './source.ts'
 import { MeshNotStartedError, NoReplicaError, UnknownCellError } from '../../core/mesh/errors.ts'
 import { UnknownMethodError } from '../../core/synapse/errors.ts'
 import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
@@ -68,6 +68,8 @@ export interface FakeSource extends FleetSource {
   /** Advance the fake fleet by one heartbeat. */
   step: () => void
   setStatus: (status: SourceStatus, reason?: string) => void
+  /** Replaces the source's warnings (e.g. a full node of the other dissemination mode connected). */
+  setWarnings: (warnings: string[]) => void
   /** Adds a node with one billing replica (like `cell up` on a fourth machine). */
   addNode: () => string
   stop: () => void
@@ -92,6 +94,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
   const target = new EventTarget()
   let status: SourceStatus = options.status ?? 'live'
   let statusReason: string | undefined
+  let warnings: string[] = []
   let seed = 7
   const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
   let seq = 0
@@ -255,6 +258,11 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
       status = next
       statusReason = reason
       target.dispatchEvent(new Event(STATUS_EVENT))
+    },
+    warnings: () => [...warnings],
+    setWarnings (next: string[]) {
+      warnings = [...next]
+      target.dispatchEvent(new Event(WARNINGS_EVENT))
     },
     addNode () {
       const nodeId = addNodeRecord()

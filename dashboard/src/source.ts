@@ -70,9 +70,20 @@ export interface FleetSource extends EventTarget {
   connections?: () => string[]
   /** Optional: the policy of the cell's current release (the light peer may not have Cell.toml). */
   policy?: (cell: string) => CellPolicy | undefined
+  /**
+   * Optional: warnings about what this tab sees, in words (e.g. connected full nodes of the other
+   * dissemination mode, so part of the fleet is missing); a 'warnings' event fires when they change.
+   * Empty when all is well. The dashboard shows at most MAX_WARNINGS of them beside the fleet.
+   */
+  warnings?: () => string[]
 }
 
 /** Event a source dispatches when `status` changes. */
 export const STATUS_EVENT = 'status'
+/** Event a source with `warnings` dispatches when they change. */
+export const WARNINGS_EVENT = 'warnings'
+/** Warnings the dashboard shows at most (a source should already say "and N more" in the last one), and characters of each. */
+export const MAX_WARNINGS = 4
+export const MAX_WARNING_CHARS = 400
 /** Event FleetViewLike dispatches on every record change (detail: FleetChange). */
 export const CHANGE_EVENT = 'change'

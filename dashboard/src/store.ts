@@ -3,7 +3,7 @@
 // `refreshMs`; a clock tick re-reads too, because records age out of the view without an event.
 import { createMemo, createSignal, onCleanup } from 'solid-js'
 import type { Accessor } from 'solid-js'
-import { CHANGE_EVENT, STATUS_EVENT } from './source.ts'
+import { CHANGE_EVENT, MAX_WARNING_CHARS, MAX_WARNINGS, STATUS_EVENT, WARNINGS_EVENT } from './source.ts'
 import type { CellPolicy, FleetSource, InstanceRecord, NodeRecord } from './source.ts'
 import {
   callSplit, cellSample, createCallTally, createCellHistory, describeError, displayStatus, pruneHistory, qpsShareByDigest,
@@ -70,8 +70,19 @@ export interface FleetStore {
   events: Accessor<ReadonlyMap<string, HistoryEvent[]>>
   /** The tab's own connections (peer ids), when the source tells; undefined otherwise. */
   connections: Accessor<string[] | undefined>
+  /** The source's warnings (bounded: MAX_WARNINGS, each MAX_WARNING_CHARS); empty without any. */
+  warnings: Accessor<string[]>
   call: (cell: string, method: string, request: unknown, options?: { signal?: AbortSignal }) => Promise<CallOutcome>
 }
+
+/** A source's warnings as the dashboard shows them: strings only, at most MAX_WARNINGS, each cut to MAX_WARNING_CHARS. */
+export function boundWarnings (list: readonly unknown[] | undefined): string[] {
+  if (!Array.isArray(list)) return []
+  return list.slice(0, 64).filter((w): w is string => typeof w === 'string' && w !== '').slice(0, MAX_WARNINGS)
+    .map(w => w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS - 1)}…` : w)
+}
+
+const sameStrings = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 
 export function createFleetStore (source: FleetSource, options: StoreOptions = {}): FleetStore {
   const clock = options.now ?? (() => Date.now())
@@ -91,6 +102,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
   const [history, setHistory] = createSignal<ReadonlyMap<string, CellSample[]>>(new Map())
   const [events, setEvents] = createSignal<ReadonlyMap<string, HistoryEvent[]>>(new Map())
   const tally = createCallTally()
+  const [warnings, setWarnings] = createSignal(boundWarnings(source.warnings?.()), { equals: sameStrings })
   const [tallyRevision, setTallyRevision] = createSignal(0)
 
   let pending: ReturnType<typeof setTimeout> | undefined
@@ -103,8 +115,10 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
     setSourceStatus(source.status)
     setStatusReason(source.statusReason)
   }
+  const onWarnings = (): void => { setWarnings(boundWarnings(source.warnings?.())) }
   view.addEventListener(CHANGE_EVENT, onChange)
   source.addEventListener(STATUS_EVENT, onStatus)
+  source.addEventListener(WARNINGS_EVENT, onWarnings)
 
   const nodes = createMemo(() => {
     revision(); now()
@@ -159,6 +173,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
     if (pending !== undefined) clearTimeout(pending)
     view.removeEventListener(CHANGE_EVENT, onChange)
     source.removeEventListener(STATUS_EVENT, onStatus)
+    source.removeEventListener(WARNINGS_EVENT, onWarnings)
   })
 
   let callId = 0
@@ -196,6 +211,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
     history,
     events,
     connections: () => { now(); return source.connections?.() },
+    warnings,
     call
   }
 }
