@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { LightPeerSource, type LightPeerLike } from './fleet-source.ts'
+import { LightPeerSource, MAX_LISTED_MISMATCHES, type LightPeerLike } from './fleet-source.ts'
+import { DisseminationMismatchError } from '../core/fleet/errors.ts'
+import type { MismatchPeer } from '../core/fleet/dissemination-watch.ts'
 import type { FleetSummary } from './fleet-cache.ts'
 import type { Clock } from '../core/ports.ts'
 
@@ -16,13 +18,26 @@ class FakeClock implements Clock {
   }
 }
 
-function fakePeer () {
+/** The tab's FleetGossip as the warnings read it: its mode, the watch's peers, its events. */
+class FakeGossip extends EventTarget {
+  readonly dissemination = 'fleet' as const
+  peers: MismatchPeer[] = []
+  mismatches (): MismatchPeer[] { return this.peers.map(p => ({ ...p })) }
+  /** A heartbeat of the real gossip: the watch re-read the subscribers, reported new peers, then 'heartbeat'. */
+  heartbeat (peerIds: string[], report: string[] = peerIds.filter(id => !this.peers.some(p => p.peerId === id))): void {
+    this.peers = peerIds.map(peerId => ({ peerId, theirs: 'per-cell', sinceMs: 0, reported: report.includes(peerId) || this.peers.some(p => p.peerId === peerId) }))
+    for (const id of report) this.dispatchEvent(new CustomEvent('dissemination-mismatch', { detail: new DisseminationMismatchError(id, 'per-cell', 'fleet') }))
+    this.dispatchEvent(new CustomEvent('heartbeat', { detail: { ok: true, tick: 1 } }))
+  }
+}
+
+function fakePeer (gossip?: FakeGossip) {
   const state = { stale: true, cachedNodes: 0, fullNodes: [] as string[], calls: [] as unknown[] }
   const target = new EventTarget()
   const view = new EventTarget()
   const peer = Object.assign(target, {
     peerId: '12D3KooWtab',
-    mesh: { view },
+    mesh: { view, ...(gossip !== undefined ? { gossip } : {}) },
     fleet: (): FleetSummary => ({ stale: state.stale, asOfMs: 0, nodes: Array.from({ length: state.cachedNodes }, () => ({}) as any), instances: [], cells: [] }),
     fullNodes: () => state.fullNodes,
     call: async (cell: string, method: string, request: unknown, options?: unknown) => { state.calls.push([cell, method, request, options]); return { ok: cell } }
@@ -75,6 +90,52 @@ describe('LightPeerSource', () => {
     state.fullNodes = ['n1']
     clock.advance(5_000)
     expect(source.status).toBe('error') // a failed peer stays failed
+    source.close()
+  })
+
+  it('warns of connected full nodes of the other dissemination mode, bounded, and clears when they leave', () => {
+    const clock = new FakeClock()
+    const gossip = new FakeGossip()
+    const { peer } = fakePeer(gossip)
+    const source = new LightPeerSource(peer, { clock })
+    let events = 0
+    source.addEventListener('warnings', () => { events++ })
+    expect(source.warnings()).toEqual([])
+
+    const a = '12D3KooWnodeAAAAAA'
+    gossip.heartbeat([a])
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(a, 'per-cell', 'fleet').message])
+    expect(source.warnings()[0]).toMatch(/node …AAAAAA disseminates per cell, this node per fleet: .*same --dissemination/)
+    expect(events).toBe(1)
+    gossip.heartbeat([a]) // nothing changed: no event
+    clock.advance(5_000)
+    expect(events).toBe(1)
+
+    // Many at once: the first three in words, the rest counted; a peer not reported yet (the
+    // gossip's report budget) is shown with the same words its report will carry.
+    const ids = Array.from({ length: 7 }, (_, i) => `12D3KooWnode${i}${i}${i}${i}${i}${i}`)
+    gossip.heartbeat([a, ...ids], ids.slice(0, 1))
+    const shown = source.warnings()
+    expect(shown).toHaveLength(MAX_LISTED_MISMATCHES + 1)
+    expect(shown[1]).toContain('…000000')
+    expect(shown[2]).toContain('…111111')
+    expect(shown[3]).toBe('and 5 more connected nodes of the other dissemination mode')
+
+    // They leave (unsubscribed or disconnected): the next heartbeat clears the warning.
+    gossip.heartbeat([ids[6]], [])
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(ids[6], 'per-cell', 'fleet').message])
+    gossip.heartbeat([])
+    expect(source.warnings()).toEqual([])
+    expect(events).toBe(4)
+
+    source.close()
+    gossip.heartbeat([a])
+    expect(source.warnings()).toEqual([])
+  })
+
+  it('has no warnings without a gossip to read', () => {
+    const source = new LightPeerSource(fakePeer().peer, { clock: new FakeClock() })
+    expect(source.warnings()).toEqual([])
     source.close()
   })
 })

@@ -3,6 +3,8 @@
 // The dashboard's interface is matched structurally (only its types are shared), so browser-host
 // does not import the dashboard.
 import type { FleetView } from '../core/fleet/index.ts'
+import type { FleetGossip } from '../core/fleet/gossip.ts'
+import { DisseminationMismatchError } from '../core/fleet/errors.ts'
 import type { CallOptions } from '../core/cell.ts'
 import { systemClock, type Clock } from '../core/ports.ts'
 import { describeError } from './describe-error.ts'
@@ -12,6 +14,14 @@ export type LightPeerSourceStatus = 'connecting' | 'live' | 'stale' | 'error'
 
 /** The parts of a LightPeer the adapter reads; a real LightPeer satisfies it. */
 export type LightPeerLike = Pick<LightPeer, 'peerId' | 'mesh' | 'call' | 'fleet' | 'fullNodes' | 'addEventListener' | 'removeEventListener'> & Partial<Pick<LightPeer, 'policies' | 'callRouted'>>
+
+/** The part of the tab's FleetGossip the warnings read (core/fleet/dissemination-watch.ts). */
+export type MismatchGossip = Pick<FleetGossip, 'dissemination' | 'mismatches' | 'addEventListener' | 'removeEventListener'>
+
+/** Mismatch messages listed in the warnings at most; the other peers are counted in one more line. */
+export const MAX_LISTED_MISMATCHES = 3
+/** Messages of the mismatch events kept at most (pruned to the peers connected now at every read). */
+const MAX_KEPT_MESSAGES = 256
 
 export interface LightPeerSourceOptions {
   /** How often connection state is re-read (connections drop without a fleet event); default 1000 ms. */
@@ -39,6 +49,24 @@ export class LightPeerSource extends EventTarget {
   private readonly clock: Clock
   private readonly checkMs: number
   private readonly recheck = (): void => { this.refresh() }
+  private readonly gossip: MismatchGossip | undefined
+  /** Peer id → the message of its 'dissemination-mismatch' event (what the gossip told, in words). */
+  private readonly mismatchMessages = new Map<string, string>()
+  private currentWarnings: string[] = []
+  private readonly onMismatch = (e: Event): void => {
+    const detail: unknown = (e as CustomEvent<unknown>).detail
+    if (typeof detail === 'object' && detail !== null) {
+      const { peerId, message } = detail as { peerId?: unknown, message?: unknown }
+      if (typeof peerId === 'string' && typeof message === 'string') {
+        this.mismatchMessages.delete(peerId)
+        if (this.mismatchMessages.size >= MAX_KEPT_MESSAGES) this.mismatchMessages.delete(this.mismatchMessages.keys().next().value as string)
+        this.mismatchMessages.set(peerId, message)
+      }
+    }
+    this.readWarnings()
+  }
+
+  private readonly onHeartbeat = (): void => { this.readWarnings() }
 
   constructor (peer: LightPeerLike, options: LightPeerSourceOptions = {}) {
     super()
@@ -48,6 +76,11 @@ export class LightPeerSource extends EventTarget {
     this.checkMs = Math.max(100, options.checkMs ?? 1_000)
     peer.addEventListener('fleet', this.recheck)
     peer.addEventListener('reconnect', this.recheck)
+    // The gossip checks its peers' modes once a heartbeat: re-read then (a peer that left clears its
+    // warning) and on each report. No gossip (a bare test double): no warnings.
+    this.gossip = peer.mesh.gossip as MismatchGossip | undefined
+    this.gossip?.addEventListener('dissemination-mismatch', this.onMismatch)
+    this.gossip?.addEventListener('heartbeat', this.onHeartbeat)
     this.refresh()
     this.schedule()
   }
@@ -84,6 +117,15 @@ export class LightPeerSource extends EventTarget {
     return await this.peer.call(cell, method, request, callOptions)
   }
 
+  /**
+   * What this tab may be missing, in words: one line per connected full node of the other
+   * dissemination mode (the gossip's DisseminationMismatchError message), the first
+   * MAX_LISTED_MISMATCHES of them and then "and N more"; a 'warnings' event fires on every change.
+   */
+  warnings (): string[] {
+    return [...this.currentWarnings]
+  }
+
   /** Marks the source failed (e.g. the peer did not start); the dashboard shows the reason. */
   fail (err: unknown): void {
     this.failed = true
@@ -97,6 +139,23 @@ export class LightPeerSource extends EventTarget {
     this.clock.clearTimeout(this.timer)
     this.peer.removeEventListener('fleet', this.recheck)
     this.peer.removeEventListener('reconnect', this.recheck)
+    this.gossip?.removeEventListener('dissemination-mismatch', this.onMismatch)
+    this.gossip?.removeEventListener('heartbeat', this.onHeartbeat)
+  }
+
+  private readWarnings (): void {
+    if (this.gossip === undefined || this.closed) return
+    const peers = this.gossip.mismatches()
+    const now = new Set(peers.map(p => p.peerId))
+    for (const id of [...this.mismatchMessages.keys()]) if (!now.has(id)) this.mismatchMessages.delete(id)
+    const lines = peers.slice(0, MAX_LISTED_MISMATCHES).map(p =>
+      // Not reported yet (the gossip's report budget): the same words the report will carry.
+      this.mismatchMessages.get(p.peerId) ?? new DisseminationMismatchError(p.peerId, p.theirs, this.gossip?.dissemination ?? 'fleet').message)
+    const more = peers.length - lines.length
+    if (more > 0) lines.push(`and ${more} more connected node${more === 1 ? '' : 's'} of the other dissemination mode`)
+    if (lines.length === this.currentWarnings.length && lines.every((l, i) => l === this.currentWarnings[i])) return
+    this.currentWarnings = lines
+    this.dispatchEvent(new Event('warnings'))
   }
 
   private schedule (): void {
@@ -108,6 +167,7 @@ export class LightPeerSource extends EventTarget {
   }
 
   private refresh (): void {
+    this.readWarnings()
     if (this.failed) return
     // `fleet().stale` turns false once and stays so; reading it builds lists, so stop once live.
     if (!this.wasLive) {
