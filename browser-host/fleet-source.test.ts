@@ -31,6 +31,8 @@ class FakeGossip extends EventTarget {
   }
 }
 
+const HINT = 'This tab\'s mode comes from its page: set "dissemination": "per-cell" in cell-config.json, or add ?dissemination=per-cell to the link, if that is the fleet\'s mode.'
+
 function fakePeer (gossip?: FakeGossip) {
   const state = { stale: true, cachedNodes: 0, fullNodes: [] as string[], calls: [] as unknown[] }
   const target = new EventTarget()
@@ -104,7 +106,7 @@ describe('LightPeerSource', () => {
 
     const a = '12D3KooWnodeAAAAAA'
     gossip.heartbeat([a])
-    expect(source.warnings()).toEqual([new DisseminationMismatchError(a, 'per-cell', 'fleet').message])
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(a, 'per-cell', 'fleet').message, HINT])
     expect(source.warnings()[0]).toMatch(/node …AAAAAA disseminates per cell, this node per fleet: .*same --dissemination/)
     expect(events).toBe(1)
     gossip.heartbeat([a]) // nothing changed: no event
@@ -116,14 +118,15 @@ describe('LightPeerSource', () => {
     const ids = Array.from({ length: 7 }, (_, i) => `12D3KooWnode${i}${i}${i}${i}${i}${i}`)
     gossip.heartbeat([a, ...ids], ids.slice(0, 1))
     const shown = source.warnings()
-    expect(shown).toHaveLength(MAX_LISTED_MISMATCHES + 1)
+    expect(shown).toHaveLength(MAX_LISTED_MISMATCHES + 2)
     expect(shown[1]).toContain('…000000')
     expect(shown[2]).toContain('…111111')
     expect(shown[3]).toBe('and 5 more connected nodes of the other dissemination mode')
+    expect(shown[4]).toBe(HINT)
 
     // They leave (unsubscribed or disconnected): the next heartbeat clears the warning.
     gossip.heartbeat([ids[6]], [])
-    expect(source.warnings()).toEqual([new DisseminationMismatchError(ids[6], 'per-cell', 'fleet').message])
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(ids[6], 'per-cell', 'fleet').message, HINT])
     gossip.heartbeat([])
     expect(source.warnings()).toEqual([])
     expect(events).toBe(4)

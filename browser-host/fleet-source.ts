@@ -2,7 +2,7 @@
 // own FleetView and calls through the tab's own mesh, so nothing but gossip and calls feeds it.
 // The dashboard's interface is matched structurally (only its types are shared), so browser-host
 // does not import the dashboard.
-import type { FleetView } from '../core/fleet/index.ts'
+import type { Dissemination, FleetView } from '../core/fleet/index.ts'
 import type { FleetGossip } from '../core/fleet/gossip.ts'
 import { DisseminationMismatchError } from '../core/fleet/errors.ts'
 import type { CallOptions } from '../core/cell.ts'
@@ -120,7 +120,8 @@ export class LightPeerSource extends EventTarget {
   /**
    * What this tab may be missing, in words: one line per connected full node of the other
    * dissemination mode (the gossip's DisseminationMismatchError message), the first
-   * MAX_LISTED_MISMATCHES of them and then "and N more"; a 'warnings' event fires on every change.
+   * MAX_LISTED_MISMATCHES of them and then "and N more", and a last line on how the page sets the
+   * tab's mode; a 'warnings' event fires on every change.
    */
   warnings (): string[] {
     return [...this.currentWarnings]
@@ -153,6 +154,8 @@ export class LightPeerSource extends EventTarget {
       this.mismatchMessages.get(p.peerId) ?? new DisseminationMismatchError(p.peerId, p.theirs, this.gossip?.dissemination ?? 'fleet').message)
     const more = peers.length - lines.length
     if (more > 0) lines.push(`and ${more} more connected node${more === 1 ? '' : 's'} of the other dissemination mode`)
+    // The messages speak to a node's operator (--dissemination); a tab takes its mode from its page.
+    if (peers.length > 0) lines.push(pageHint(peers[0].theirs))
     if (lines.length === this.currentWarnings.length && lines.every((l, i) => l === this.currentWarnings[i])) return
     this.currentWarnings = lines
     this.dispatchEvent(new Event('warnings'))
@@ -189,6 +192,11 @@ export class LightPeerSource extends EventTarget {
     this.reason = reason
     this.dispatchEvent(new Event('status'))
   }
+}
+
+/** How a dashboard page sets its tab's mode (browser-host/page-config.ts). */
+function pageHint (theirs: Dissemination): string {
+  return `This tab's mode comes from its page: set "dissemination": "${theirs}" in cell-config.json, or add ?dissemination=${theirs} to the link, if that is the fleet's mode.`
 }
 
 /** Wraps a light peer for `mountDashboard(el, lightPeerSource(peer))`. */

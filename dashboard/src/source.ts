@@ -82,8 +82,8 @@ export interface FleetSource extends EventTarget {
 export const STATUS_EVENT = 'status'
 /** Event a source with `warnings` dispatches when they change. */
 export const WARNINGS_EVENT = 'warnings'
-/** Warnings the dashboard shows at most (a source should already say "and N more" in the last one), and characters of each. */
-export const MAX_WARNINGS = 4
+/** Warnings the dashboard shows at most (a source bounds its own list first, e.g. "and N more"), and characters of each. */
+export const MAX_WARNINGS = 5
 export const MAX_WARNING_CHARS = 400
 /** Event FleetViewLike dispatches on every record change (detail: FleetChange). */
 export const CHANGE_EVENT = 'change'

@@ -144,6 +144,21 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
     await page.screenshot({ path: join(artifacts, 'dashboard-1280x800.png') })
     await page.screenshot({ path: join(artifacts, 'dashboard-1280-full.png'), fullPage: true })
 
+    // A source's warning (a full node of the other dissemination mode) is a banner beside the fleet,
+    // not an error state: the nodes stay, the status stays live; cleared, it goes away.
+    const warning = "node …a1b2c3 disseminates per cell, this node per fleet: they do not see each other's replicas; start every node and client of a fleet with the same --dissemination (or CELL_DISSEMINATION; docs/biology.md, \"Scale\")"
+    await page.evaluate((w) => { (window as unknown as { fakeSource: { setWarnings: (w: string[]) => void } }).fakeSource.setWarnings([w]) }, warning)
+    const banner = page.locator('[data-testid="mismatch-warning"]')
+    await banner.waitFor({ timeout: 5000 })
+    expect(await banner.getAttribute('role')).toBe('alert')
+    expect(await banner.innerText()).toContain(warning)
+    expect(await page.locator('[data-node]').count()).toBe(4)
+    expect(await page.locator('[data-testid="status"]').innerText()).toBe('live')
+    await page.evaluate(() => { window.scrollTo(0, 0) })
+    await page.screenshot({ path: join(artifacts, 'dashboard-warning.png') })
+    await page.evaluate(() => { (window as unknown as { fakeSource: { setWarnings: (w: string[]) => void } }).fakeSource.setWarnings([]) })
+    await banner.waitFor({ state: 'detached', timeout: 5000 })
+
     // Stale and error states are announced, not blank.
     await page.evaluate(() => { (window as unknown as { fakeSource: { setStatus: (s: string, r?: string) => void } }).fakeSource.setStatus('stale', 'full node unreachable') })
     await page.getByText('Showing the last known fleet.').waitFor({ timeout: 5000 })
