@@ -170,6 +170,7 @@ export class LightPeerSource extends EventTarget {
   }
 
   private refresh (): void {
+    // Also here: a stopped gossip (its watch cleared) has no more heartbeats to clear the warnings.
     this.readWarnings()
     if (this.failed) return
     // `fleet().stale` turns false once and stays so; reading it builds lists, so stop once live.
