@@ -117,6 +117,8 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a per-cell fleet in Chromium', () =
     const heardMs = Date.now() - openedMs
     process.stdout.write(`per-cell dashboard: first billing call answered ${answeredMs} ms after the page was opened (gossip in by then ${JSON.stringify(tab.bytes.in)} B: the view came by fleet-sync pulls); first record on billing's topic after ${heardMs} ms\n`)
     expect(tab.transports.some(a => a.includes('/ws/'))).toBe(true)
+    // Same mode everywhere: no mismatch banner (test/browser/dashboard-mismatch.e2e.test.ts has the other case).
+    expect(await page.locator('[data-testid="mismatch-warning"]').count()).toBe(0)
     expect(pageErrors).toEqual([])
   }, 120_000)
 })
