@@ -306,6 +306,13 @@ describe('narrowSnapshot (pure)', () => {
     expect(kinds(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: [], nodes: [x] }, 64 * 1024))).toEqual(['down:x', 'member:x', 'node:x'])
     expect(kinds(narrowSnapshot(view.snapshot({ cells: (c) => c === 'billing' }), { cells: ['billing'], nodes: [] }, 64 * 1024))).toEqual(['instance:z', 'member:z', 'node:z'])
     expect(narrowSnapshot(view.snapshot({ cells: () => false }), { cells: ['ledger'], nodes: [] }, 64 * 1024)).toEqual([])
+    // The view narrows as it encodes, to the same records (what a filtered pull is served now).
+    expect(kinds(view.snapshot({ cells: () => false, nodes: (n) => n === x }))).toEqual(['down:x', 'member:x', 'node:x'])
+    expect(kinds(view.snapshot({ cells: (c) => c === 'billing', nodes: () => false, withHosts: true }))).toEqual(['instance:z', 'member:z', 'node:z'])
+    expect(kinds(view.snapshot({ cells: (c) => c === 'billing', nodes: () => false }))).toEqual(['instance:z'])
+    // A host found down keeps its node record beside the instances still carried (x: reported down above).
+    expect(await view.apply(await signRecord(ks[0], 'instance', makeInstanceRecord(x, { cell: 'ledger', sentMs: clock.now(), refreshMs: 5000 })), { from: x })).toMatchObject({ accepted: true })
+    expect(kinds(view.snapshot({ cells: (c) => c === 'ledger', nodes: () => false, withHosts: true }))).toEqual(['down:x', 'instance:x', 'member:x', 'node:x'])
   })
 
   it('a caller\'s sample keeps at most n instances of a cell, ready ones first, spread at random, without node records', async () => {

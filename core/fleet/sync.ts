@@ -899,8 +899,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     // snapshot per pull costs megabytes, most of them thrown away again by narrowSnapshot, and under
     // maxSnapshotBytes it could end before the asked cells' instances.
     const nodes = new Set(filter.nodes)
-    if (filter.sample === undefined) for (const c of asked) if (inCells(c)) for (const r of this.view.instances(c)) nodes.add(r.nodeId)
-    const frames = this.view.snapshot({ maxFrameBytes, cells: inCells, nodes: (n) => nodes.has(n) })
+    const frames = this.view.snapshot({ maxFrameBytes, cells: inCells, nodes: (n) => nodes.has(n), withHosts: filter.sample === undefined })
     return narrowSnapshot(frames, filter, maxFrameBytes, this.random)
   }
 

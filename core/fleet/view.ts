@@ -1247,7 +1247,7 @@ export class FleetView extends EventTarget {
    * frames of at most `maxFrameBytes`; each frame can be passed to `merge` on its own. Releases
    * come first (they matter most), then nodes, then instances. Bounded by maxSnapshotBytes.
    */
-  snapshot (options: { maxFrameBytes?: number, nowMs?: number, cells?: (cell: string) => boolean, nodes?: (nodeId: string) => boolean } = {}): Uint8Array[] {
+  snapshot (options: { maxFrameBytes?: number, nowMs?: number, cells?: (cell: string) => boolean, nodes?: (nodeId: string) => boolean, withHosts?: boolean } = {}): Uint8Array[] {
     const now = options.nowMs ?? this.clock.now()
     const items: BundleItem[] = []
     let total = 0
@@ -1267,8 +1267,17 @@ export class FleetView extends EventTarget {
     for (const held of this.desiredMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     for (const held of this.retireMap.values()) if (wanted(held.record.cell)) add(held, undefined)
     // `nodes` narrows node and member records to some nodes, and down reports to those about them: a
-    // filtered pull's records, without encoding the whole fleet's for them to be thrown away.
-    const node = options.nodes ?? (() => true)
+    // filtered pull's records, without encoding the whole fleet's for them to be thrown away;
+    // `withHosts` adds the nodes hosting the instances this snapshot carries.
+    let node = options.nodes ?? (() => true)
+    if (options.nodes !== undefined && options.withHosts === true) {
+      const named = options.nodes
+      const hosts = new Set<string>()
+      for (const held of this.instanceMap.values()) {
+        if (wanted(held.record.cell) && now - held.receivedMs < this.instanceTtl(held.record)) hosts.add(held.record.nodeId)
+      }
+      node = (id) => named(id) || hosts.has(id)
+    }
     for (const [nodeId, held] of this.nodeMap) if (node(nodeId)) add(held, this.nodeLifeMs)
     // Member records and down reports after the node records they need (a pull brings a new node up to date).
     for (const [nodeId, held] of this.memberMap) if (node(nodeId)) add(held, this.memberTtlMs)
