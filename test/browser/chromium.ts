@@ -26,6 +26,15 @@ export async function launchChromium (profileDir: string, options: { viewport?: 
   })
 }
 
+/**
+ * Stops the light peer of every page in `context` (`window.cellPeer`, set by the dashboard's
+ * fleet-main.ts), then closes the browser: a tab's peer leaves the fleet before its process ends.
+ */
+export async function closeTabs (context: BrowserContext | undefined): Promise<void> {
+  for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as { cellPeer?: { stop: () => Promise<void> } }).cellPeer?.stop() }).catch(() => {})
+  await context?.close().catch(() => {})
+}
+
 /** Serve `files` (path → body and type) on `host` (127.0.0.1); resolves with the server and its base URL. */
 export async function serveFiles (files: Record<string, { body: string | Uint8Array, type: string }>, host = '127.0.0.1'): Promise<{ server: Server, url: string }> {
   const server = createServer((req, res) => {

@@ -8,7 +8,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { BrowserContext } from 'playwright-core'
-import { HAS_CHROMIUM, launchChromium } from './chromium.ts'
+import { HAS_CHROMIUM, launchChromium, closeTabs } from './chromium.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient } from '../../node-host/client.ts'
@@ -29,8 +29,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a live fleet in Chromium', () => {
   let server: DashboardServer | undefined
   let context: BrowserContext | undefined
   afterAll(async () => {
-    for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as any).cellPeer?.stop() }).catch(() => {})
-    await context?.close().catch(() => {})
+    await closeTabs(context)
     await server?.close()
     await Promise.all(clients.map(async c => await c.stop()))
     await Promise.all(nodes.map(async n => await n.stop()))

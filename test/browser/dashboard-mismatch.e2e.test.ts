@@ -8,7 +8,7 @@ import { describe, it, expect, afterAll } from 'vitest'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { BrowserContext } from 'playwright-core'
-import { HAS_CHROMIUM, launchChromium } from './chromium.ts'
+import { HAS_CHROMIUM, launchChromium, closeTabs } from './chromium.ts'
 import { generateAuthority } from '../../core/identity/index.ts'
 import { ensureDashboardBuilt } from '../../node-host/http/build-dashboard.ts'
 import { serveDashboard, nodePageConfig, type DashboardServer } from '../../node-host/http/static-server.ts'
@@ -24,8 +24,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard of the other dissemination mode in Chr
   let server: DashboardServer | undefined
   let context: BrowserContext | undefined
   afterAll(async () => {
-    for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as TabGlobal).cellPeer?.stop() }).catch(() => {})
-    await context?.close().catch(() => {})
+    await closeTabs(context)
     await server?.close()
     await fleet.stop()
   }, 60_000)

@@ -7,7 +7,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { join } from 'node:path'
 import type { BrowserContext } from 'playwright-core'
-import { HAS_CHROMIUM, launchChromium } from './chromium.ts'
+import { HAS_CHROMIUM, launchChromium, closeTabs } from './chromium.ts'
 import { generateAuthority, authorityIdOf, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { FLEET_TOPIC, MEMBERS_TOPIC, cellTopic } from '../../core/fleet/index.ts'
 import { createClient, waitForReplicas } from '../../node-host/client.ts'
@@ -35,8 +35,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a per-cell fleet in Chromium', () =
   let server: DashboardServer | undefined
   let context: BrowserContext | undefined
   afterAll(async () => {
-    for (const p of context?.pages() ?? []) await p.evaluate(async () => { await (globalThis as TabGlobal).cellPeer?.stop() }).catch(() => {})
-    await context?.close().catch(() => {})
+    await closeTabs(context)
     await server?.close()
     await fleet.stop()
   }, 60_000)
