@@ -20,9 +20,6 @@ export type MismatchGossip = Pick<FleetGossip, 'dissemination' | 'mismatches' | 
 
 /** Mismatch messages listed in the warnings at most; the other peers are counted in one more line. */
 export const MAX_LISTED_MISMATCHES = 3
-/** Messages of the mismatch events kept at most (pruned to the peers connected now at every read). */
-const MAX_KEPT_MESSAGES = 256
-
 export interface LightPeerSourceOptions {
   /** How often connection state is re-read (connections drop without a fleet event); default 1000 ms. */
   checkMs?: number
@@ -50,23 +47,9 @@ export class LightPeerSource extends EventTarget {
   private readonly checkMs: number
   private readonly recheck = (): void => { this.refresh() }
   private readonly gossip: MismatchGossip | undefined
-  /** Peer id → the message of its 'dissemination-mismatch' event (what the gossip told, in words). */
-  private readonly mismatchMessages = new Map<string, string>()
   private currentWarnings: string[] = []
-  private readonly onMismatch = (e: Event): void => {
-    const detail: unknown = (e as CustomEvent<unknown>).detail
-    if (typeof detail === 'object' && detail !== null) {
-      const { peerId, message } = detail as { peerId?: unknown, message?: unknown }
-      if (typeof peerId === 'string' && typeof message === 'string') {
-        this.mismatchMessages.delete(peerId)
-        if (this.mismatchMessages.size >= MAX_KEPT_MESSAGES) this.mismatchMessages.delete(this.mismatchMessages.keys().next().value as string)
-        this.mismatchMessages.set(peerId, message)
-      }
-    }
-    this.readWarnings()
-  }
-
-  private readonly onHeartbeat = (): void => { this.readWarnings() }
+  /** A report or a heartbeat of the gossip: the peers of the other mode are read again. */
+  private readonly onGossip = (): void => { this.readWarnings() }
 
   constructor (peer: LightPeerLike, options: LightPeerSourceOptions = {}) {
     super()
@@ -79,8 +62,8 @@ export class LightPeerSource extends EventTarget {
     // The gossip checks its peers' modes once a heartbeat: re-read then (a peer that left clears its
     // warning) and on each report. No gossip (a bare test double): no warnings.
     this.gossip = peer.mesh.gossip as MismatchGossip | undefined
-    this.gossip?.addEventListener('dissemination-mismatch', this.onMismatch)
-    this.gossip?.addEventListener('heartbeat', this.onHeartbeat)
+    this.gossip?.addEventListener('dissemination-mismatch', this.onGossip)
+    this.gossip?.addEventListener('heartbeat', this.onGossip)
     this.refresh()
     this.schedule()
   }
@@ -140,18 +123,17 @@ export class LightPeerSource extends EventTarget {
     this.clock.clearTimeout(this.timer)
     this.peer.removeEventListener('fleet', this.recheck)
     this.peer.removeEventListener('reconnect', this.recheck)
-    this.gossip?.removeEventListener('dissemination-mismatch', this.onMismatch)
-    this.gossip?.removeEventListener('heartbeat', this.onHeartbeat)
+    this.gossip?.removeEventListener('dissemination-mismatch', this.onGossip)
+    this.gossip?.removeEventListener('heartbeat', this.onGossip)
   }
 
   private readWarnings (): void {
     if (this.gossip === undefined || this.closed) return
     const peers = this.gossip.mismatches()
-    const now = new Set(peers.map(p => p.peerId))
-    for (const id of [...this.mismatchMessages.keys()]) if (!now.has(id)) this.mismatchMessages.delete(id)
-    const lines = peers.slice(0, MAX_LISTED_MISMATCHES).map(p =>
-      // Not reported yet (the gossip's report budget): the same words the report will carry.
-      this.mismatchMessages.get(p.peerId) ?? new DisseminationMismatchError(p.peerId, p.theirs, this.gossip?.dissemination ?? 'fleet').message)
+    const ours = this.gossip.dissemination
+    // The words of the gossip's report (DisseminationMismatchError), also for a peer whose report
+    // the gossip's per-minute budget still holds back.
+    const lines = peers.slice(0, MAX_LISTED_MISMATCHES).map(p => new DisseminationMismatchError(p.peerId, p.theirs, ours).message)
     const more = peers.length - lines.length
     if (more > 0) lines.push(`and ${more} more connected node${more === 1 ? '' : 's'} of the other dissemination mode`)
     // The messages speak to a node's operator (--dissemination); a tab takes its mode from its page.
