@@ -530,14 +530,15 @@ export class FleetGossip extends EventTarget {
 
   stats (): FleetGossipCounters {
     const c = this.counters
+    const watch = this.watch.stats()
     return {
       ...c,
       received: { ...c.received },
       bytes: { in: { ...c.bytes.in }, out: { ...c.bytes.out } },
       sent: { ...c.sent },
       followed: this.subscribed.size,
-      mismatchPeers: this.watch.stats().peers,
-      mismatchReports: this.watch.stats().reports
+      mismatchPeers: watch.peers,
+      mismatchReports: watch.reports
     }
   }
 
