@@ -1,10 +1,12 @@
 // Running zfs/zpool: execFile-style (no shell), bounded output, AbortSignal honoured, and the
 // failure turned into a named error (StorageCommandError with zfs's message; ZfsUnavailableError
-// when the binary is missing or the zfs-fuse daemon does not answer).
+// when the binary is missing or the zfs-fuse daemon does not answer; StorageTimeoutError when the
+// command is still running at its deadline, 2 min unless told: a stuck daemon or pool must not hang
+// the node's storage work for ever).
 import { spawn } from 'node:child_process'
 import { logger } from '@libp2p/logger'
 import type { ChildProcess } from 'node:child_process'
-import { StorageCommandError, ZfsUnavailableError } from './errors.ts'
+import { StorageCommandError, StorageTimeoutError, ZfsUnavailableError } from './errors.ts'
 
 const log = logger('cell:storage:zfs')
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024
@@ -14,7 +16,11 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Bytes fed to stdin (most commands take none). */
   input?: Uint8Array
+  /** Kill the command and fail with StorageTimeoutError when it runs longer (default 120 s). */
+  timeoutMs?: number
 }
+
+export const COMMAND_TIMEOUT_MS = 120_000
 
 /** True when zfs's message says the daemon is not there (zfs-fuse answers over a unix socket). */
 export function daemonDown (stderr: string): boolean {
@@ -62,7 +68,17 @@ export async function run (bin: string, args: readonly string[], options: RunOpt
     if (stdout.length > MAX_OUTPUT_BYTES) child.kill('SIGKILL')
   })
   if (options.input !== undefined) child.stdin?.end(options.input)
-  await exited(child, bin, args, stderr)
+  const timeoutMs = options.timeoutMs ?? COMMAND_TIMEOUT_MS
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
+  try {
+    await exited(child, bin, args, stderr)
+  } catch (err) {
+    if (timedOut) throw new StorageTimeoutError(describe(bin, args), timeoutMs, { cause: err })
+    throw err
+  } finally {
+    clearTimeout(timer)
+  }
   if (stdout.length > MAX_OUTPUT_BYTES) throw new StorageCommandError(describe(bin, args), `more than ${MAX_OUTPUT_BYTES} bytes of output`)
   return stdout
 }

@@ -44,6 +44,22 @@ export class StorageCommandError extends CellError {
   }
 }
 
+/**
+ * A `zfs`/`zpool` command did not finish within its deadline and was killed: the ZFS daemon
+ * (zfs-fuse) or the pool is stuck. What the command did before is unknown, so it is not retried.
+ */
+export class StorageTimeoutError extends CellError {
+  static override readonly errorName = 'StorageTimeoutError'
+  static override readonly retry: RetryRule = 'never'
+  readonly command: string
+  readonly timeoutMs: number
+  constructor (command: string, timeoutMs: number, options?: { cause?: unknown }) {
+    super(`${command} did not finish within ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`} and was killed: the ZFS daemon or the pool is stuck (with zfs-fuse, restart the daemon)`, options)
+    this.command = command
+    this.timeoutMs = timeoutMs
+  }
+}
+
 /** A blob does not hash to its digest, is truncated, or a manifest in the layout is malformed: never restored. */
 export class SnapshotCorruptError extends CellError {
   static override readonly errorName = 'SnapshotCorruptError'
