@@ -218,6 +218,53 @@ describe('replicas out of sight', () => {
   })
 })
 
+describe('the minority check under heartbeat liveness', () => {
+  // Five full nodes; at the cut, n3, n4 and n5 (the replica's node) were last heard a moment apart.
+  // When n5's record expires (3 s), n3 and n4 are still in view, silent for over half the node TTL.
+  function loopHearing (clock: ManualClock, heard: Map<string, number>, liveness: 'heartbeat' | 'members'): AutonomicLoop {
+    const view = {
+      liveness,
+      nodeTtlMs: 3000,
+      instanceTtlMs: 3000,
+      nodes: (nowMs: number) => ['self', 'n2', 'n3', 'n4', 'n5'].filter(id => nowMs - heard.get(id)! < 3000).map(id => makeNodeRecord(id, { roles: ['full'] })),
+      instances: () => [],
+      lastSeenMs: (_kind: string, id: string) => heard.get(id)
+    } as unknown as FleetView
+    const store = { cells: () => [], releases: () => [] } as unknown as ReleaseStore
+    const replicas = { list: () => [] } as unknown as ReplicaSet
+    return new AutonomicLoop({ selfId: 'self', view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => false, hostGrant: hostGrantCheck(clock), tickMs: 1000 })
+  }
+
+  it('counts only nodes heard within half the node TTL as live, so a minority side is one while the cut-off nodes leave its view', () => {
+    const clock = new ManualClock(1_000_000)
+    const heard = new Map(['self', 'n2', 'n3', 'n4', 'n5'].map(id => [id, clock.now()]))
+    const loop = loopHearing(clock, heard, 'heartbeat')
+    expect(loop.membership()).toEqual({ live: 5, known: 5 })
+    // The cut: n5 was last heard at t, n3 at t + 400 ms, n4 at t + 800 ms; self and n2 keep hearing each other.
+    heard.set('n3', clock.now() + 400)
+    heard.set('n4', clock.now() + 800)
+    clock.advance(3000)
+    heard.set('self', clock.now())
+    heard.set('n2', clock.now())
+    // n5 has left the view, n3 and n4 have not; they are silent for 2.6 and 2.2 s.
+    expect(loop.membership()).toEqual({ live: 2, known: 5 })
+  })
+
+  it('counts a node whose heartbeat is less than half the TTL late, and ignores the ages under members liveness', () => {
+    const clock = new ManualClock(1_000_000)
+    const heard = new Map(['self', 'n2', 'n3', 'n4', 'n5'].map(id => [id, clock.now()]))
+    const heartbeat = loopHearing(clock, heard, 'heartbeat')
+    const members = loopHearing(clock, heard, 'members')
+    clock.advance(1400)
+    heard.set('self', clock.now())
+    expect(heartbeat.membership()).toEqual({ live: 5, known: 5 })
+    clock.advance(200)
+    heard.set('self', clock.now())
+    expect(heartbeat.membership()).toEqual({ live: 1, known: 5 })
+    expect(members.membership()).toEqual({ live: 5, known: 5 })
+  })
+})
+
 describe('per-cell following', () => {
   /** A loop on `self` among `ids` (all eligible, none hosting) with following on, `candidates` per cell. */
   function loopAmong (self: string, ids: string[], clock: ManualClock, candidates: number, onFollowChange: () => void, instances: InstanceRecord[] = []): AutonomicLoop {

@@ -203,18 +203,29 @@ export class AutonomicLoop extends EventTarget {
   }
 
   /**
-   * Live full nodes in view now, and full nodes seen within `membershipMemoryMs` that did not leave
-   * (their last record carried the `leaving` role): a node seeing less than half is a minority.
+   * Live full nodes in view now (heard lately, see below), and full nodes seen within
+   * `membershipMemoryMs` that did not leave (their last record carried the `leaving` role): a node
+   * seeing less than half is a minority.
    */
   membership (): { live: number, known: number } {
     const nowMs = this.init.clock.now()
+    const { view } = this.init
+    // Under heartbeat liveness the nodes cut off together leave this view up to a heartbeat apart (each
+    // one's last record arrived at its own phase): when the first of them goes (often a replica's node,
+    // the deficit that makes this node volunteer), the rest are still in view though silent for two
+    // heartbeats. Counted live, they made a minority side look like a majority for that second, and it
+    // started a replica (the healed fleet then ran max_replicas + 1). So only nodes heard within half
+    // the node TTL count as live here; one whose heartbeat is that late is in sight but not counted.
+    const heardSince = view.liveness === 'heartbeat' && typeof view.lastSeenMs === 'function' && typeof view.nodeTtlMs === 'number'
+      ? nowMs - view.nodeTtlMs / 2
+      : undefined
     let live = 0
     const inSight = new Set<string>()
-    for (const n of this.init.view.nodes(nowMs)) {
+    for (const n of view.nodes(nowMs)) {
       inSight.add(n.nodeId)
       if (!n.roles.includes('full')) continue
       if (n.roles.includes('leaving')) { this.members.delete(n.nodeId); continue }
-      live++
+      if (heardSince === undefined || n.nodeId === this.init.selfId || (view.lastSeenMs('node', n.nodeId) ?? nowMs) >= heardSince) live++
       this.members.delete(n.nodeId)
       if (this.members.size >= MAX_MEMBERS) this.members.delete(this.members.keys().next().value as string)
       this.members.set(n.nodeId, nowMs)
