@@ -106,8 +106,8 @@ describe('LightPeerSource', () => {
 
     const a = '12D3KooWnodeAAAAAA'
     gossip.heartbeat([a])
-    expect(source.warnings()).toEqual([new DisseminationMismatchError(a, 'per-cell', 'fleet').message, HINT])
-    expect(source.warnings()[0]).toMatch(/node …AAAAAA disseminates per cell, this node per fleet: .*same --dissemination/)
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(a, 'per-cell', 'fleet', { self: 'this tab' }).message, HINT])
+    expect(source.warnings()[0]).toMatch(/node …AAAAAA disseminates per cell, this tab per fleet: .*same --dissemination/)
     expect(events).toBe(1)
     gossip.heartbeat([a]) // nothing changed: no event
     clock.advance(5_000)
@@ -126,7 +126,7 @@ describe('LightPeerSource', () => {
 
     // They leave (unsubscribed or disconnected): the next heartbeat clears the warning.
     gossip.heartbeat([ids[6]], [])
-    expect(source.warnings()).toEqual([new DisseminationMismatchError(ids[6], 'per-cell', 'fleet').message, HINT])
+    expect(source.warnings()).toEqual([new DisseminationMismatchError(ids[6], 'per-cell', 'fleet', { self: 'this tab' }).message, HINT])
     gossip.heartbeat([])
     expect(source.warnings()).toEqual([])
     expect(events).toBe(4)

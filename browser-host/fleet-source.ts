@@ -133,7 +133,7 @@ export class LightPeerSource extends EventTarget {
     const ours = this.gossip.dissemination
     // The words of the gossip's report (DisseminationMismatchError), also for a peer whose report
     // the gossip's per-minute budget still holds back.
-    const lines = peers.slice(0, MAX_LISTED_MISMATCHES).map(p => new DisseminationMismatchError(p.peerId, p.theirs, ours).message)
+    const lines = peers.slice(0, MAX_LISTED_MISMATCHES).map(p => new DisseminationMismatchError(p.peerId, p.theirs, ours, { self: 'this tab' }).message)
     const more = peers.length - lines.length
     if (more > 0) lines.push(`and ${more} more connected node${more === 1 ? '' : 's'} of the other dissemination mode`)
     // The messages speak to a node's operator (--dissemination); a tab takes its mode from its page.

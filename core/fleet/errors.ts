@@ -38,8 +38,9 @@ export class DisseminationMismatchError extends CellError {
   readonly theirs: Dissemination
   readonly ours: Dissemination
 
-  constructor (peerId: string, theirs: Dissemination, ours: Dissemination, options?: { cause?: unknown }) {
-    super(`node …${peerId.slice(-6)} disseminates ${MODE_WORDS[theirs]}, this node ${MODE_WORDS[ours]}: they do not see each other's replicas; ` +
+  /** `options.self` names the side that reports it (default 'this node'; a browser tab says 'this tab'). */
+  constructor (peerId: string, theirs: Dissemination, ours: Dissemination, options?: { cause?: unknown, self?: string }) {
+    super(`node …${peerId.slice(-6)} disseminates ${MODE_WORDS[theirs]}, ${options?.self ?? 'this node'} ${MODE_WORDS[ours]}: they do not see each other's replicas; ` +
       'start every node and client of a fleet with the same --dissemination (or CELL_DISSEMINATION; docs/biology.md, "Scale")', options)
     this.peerId = peerId
     this.theirs = theirs

@@ -53,7 +53,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard of the other dissemination mode in Chr
     expect(await banner.getAttribute('role')).toBe('alert')
     const text = await banner.innerText()
     // The gossip's DisseminationMismatchError message, naming the node by the end of its id.
-    expect(text).toContain(`node …${n0.peerId.slice(-6)} disseminates per cell, this node per fleet`)
+    expect(text).toContain(`node …${n0.peerId.slice(-6)} disseminates per cell, this tab per fleet`)
     expect(text).toContain('same --dissemination')
     expect(text).toMatch(/dissemination.*cell-config\.json/)
     // A warning, not an error: no error banner, and the dashboard below it is still there.

@@ -146,7 +146,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
 
     // A source's warning (a full node of the other dissemination mode) is a banner beside the fleet,
     // not an error state: the nodes stay, the status stays live; cleared, it goes away.
-    const warning = "node …a1b2c3 disseminates per cell, this node per fleet: they do not see each other's replicas; start every node and client of a fleet with the same --dissemination (or CELL_DISSEMINATION; docs/biology.md, \"Scale\")"
+    const warning = "node …a1b2c3 disseminates per cell, this tab per fleet: they do not see each other's replicas; start every node and client of a fleet with the same --dissemination (or CELL_DISSEMINATION; docs/biology.md, \"Scale\")"
     await page.evaluate((w) => { (window as unknown as { fakeSource: { setWarnings: (w: string[]) => void } }).fakeSource.setWarnings([w]) }, warning)
     const banner = page.locator('[data-testid="mismatch-warning"]')
     await banner.waitFor({ timeout: 5000 })

@@ -16,7 +16,7 @@ function withStore (source: FakeSource, fn: (store: FleetStore) => void): void {
   })
 }
 
-const MISMATCH = "node …a1b2c3 disseminates per cell, this node per fleet: they do not see each other's replicas; start every node and client of a fleet with the same --dissemination"
+const MISMATCH = "node …a1b2c3 disseminates per cell, this tab per fleet: they do not see each other's replicas; start every node and client of a fleet with the same --dissemination"
 
 describe('dashboard warnings', () => {
   it('appear when the source reports them, beside the fleet, and go away when cleared', () => {
