@@ -14,7 +14,7 @@ import type { StorageDriver } from '../../node-host/storage/driver.ts'
 import { openZfsDriver } from '../../node-host/storage/zfs.ts'
 import { restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
 import type { SnapshotInfo } from '../../node-host/storage/snapshots.ts'
-import { createTestPool } from '../storage/zfs-pool.ts'
+import { createTestPools } from '../storage/zfs-pool.ts'
 import type { TestPool } from '../storage/zfs-pool.ts'
 
 const MiB = 1024 * 1024
@@ -100,7 +100,7 @@ let failed: unknown
 try {
   for (const sizeBytes of sizes) {
     const poolBytes = Math.max(1024 ** 3, sizeBytes * 3)
-    const [a, b] = await Promise.all([createTestPool({ sizeBytes: poolBytes, prefix: 'cellbench' }), createTestPool({ sizeBytes: poolBytes, prefix: 'cellbench' })])
+    const [a, b] = await createTestPools(2, { sizeBytes: poolBytes, prefix: 'cellbench' })
     pools.push(a, b)
     const zfs = await run(await openZfsDriver(a.name), await openZfsDriver(b.name), join(work, `zfs-${sizeBytes}`), sizeBytes)
     await Promise.all([a.destroy(), b.destroy()])

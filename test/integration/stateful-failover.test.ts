@@ -19,7 +19,7 @@ import { createClient, waitForView } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { cell, cellRun, fleetLogs, projectRoot, stopProc, startFleet, type Proc } from './processes.ts'
 import { stageCell } from './stage-cell.ts'
-import { createTestPool, type TestPool } from '../storage/zfs-pool.ts'
+import { createTestPools, type TestPool } from '../storage/zfs-pool.ts'
 
 interface Ack { n: number, atMs: number, nodeId: string }
 interface Entry { seq: number, account: string, amount: number, memo?: string, at: string }
@@ -77,7 +77,7 @@ describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on 
     key = await generateAuthority()
     keyPath = join(root, 'authority.key')
     await writeAuthorityKey(keyPath, key)
-    for (let i = 0; i < 5; i++) pools.push(await createTestPool({ sizeBytes: 1024 ** 3, prefix: 'cellfo' }))
+    pools.push(...await createTestPools(5, { sizeBytes: 1024 ** 3, prefix: 'cellfo' }))
     bootstrap = await startFleet(nodes, root, keyPath, ['n1', 'n2', 'n3', 'n4', 'n5'], (_name, i) => ['--zfs-pool', pools[i].name, '--drain-grace', '2s'])
     for (const p of nodes) ids.push((await p.waitFor(/cell node (\w+)/, 30_000))[1])
   }, 180_000)

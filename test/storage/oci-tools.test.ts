@@ -26,7 +26,7 @@ beforeAll(async () => {
   pool = await createTestPool({ sizeBytes: 512 * MiB })
   zfs = await openZfsDriver(pool.name)
   work = await mkdtemp(join(tmpdir(), 'cell-oci-'))
-})
+}, 150_000)
 afterAll(async () => {
   await pool?.destroy()
   if (work !== undefined) await rm(work, { recursive: true, force: true })

@@ -15,7 +15,7 @@ import { serveSnapshotBlobs } from '../../node-host/storage/blob-exchange.ts'
 import { SnapshotAnnouncer, snapshotRecordOf } from '../../node-host/storage/snapshot-records.ts'
 import { SnapshotPinner } from '../../node-host/storage/pins.ts'
 import { authority, grantPeer, type GrantPeer } from '../security/grant-peers.ts'
-import { createTestPool, type TestPool } from './zfs-pool.ts'
+import { createTestPools, type TestPool } from './zfs-pool.ts'
 
 const MiB = 1024 * 1024
 const claim = { cell: 'ledger', ordinal: 0 }
@@ -34,11 +34,11 @@ describe('a ZFS snapshot chain fetched from its owner', () => {
   let zfsA: ZfsDriver
   let zfsB: ZfsDriver
   beforeAll(async () => {
-    pools = await Promise.all([createTestPool({ sizeBytes: 256 * MiB }), createTestPool({ sizeBytes: 256 * MiB })])
+    pools = await createTestPools(2, { sizeBytes: 256 * MiB })
     zfsA = await openZfsDriver(pools[0].name)
     zfsB = await openZfsDriver(pools[1].name)
     work = await mkdtemp(join(tmpdir(), 'cell-zfs-fetch-'))
-  })
+  }, 150_000)
 
   it('restores the incremental from the ZFS stream on the new owner\'s pool', async () => {
     const fleet = await authority()

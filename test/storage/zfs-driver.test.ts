@@ -39,7 +39,7 @@ let zfs: ZfsDriver
 beforeAll(async () => {
   pool = await createTestPool({ sizeBytes: 512 * MiB })
   zfs = await openZfsDriver(pool.name)
-})
+}, 150_000)
 afterAll(async () => { await pool?.destroy() })
 
 describe('zfs driver', () => {

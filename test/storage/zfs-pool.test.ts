@@ -1,11 +1,12 @@
 // The ZFS test fixture's recovery from a zfs-fuse that stopped serving (zfs-pool.ts): one wedged
 // daemon once failed every ZFS suite of a CI run. A stopped daemon (SIGSTOP) answers neither
 // `zpool` nor its mounts, the worst case of that wedge: createTestPool still hands out a working
-// pool (on a restarted daemon), and destroy() still removes its pool.
+// pool (on a restarted daemon, restarted once however many callers saw it fail), createTestPools
+// makes again the pools the restart dropped, and destroy() still removes its pool.
 import { describe, it, expect, afterEach } from 'vitest'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { createTestPool, ensureZfsFuse, mountAnswers, type TestPool } from './zfs-pool.ts'
+import { createTestPool, createTestPools, ensureZfsFuse, mountAnswers, zfsFuseGeneration, type TestPool } from './zfs-pool.ts'
 
 const exec = promisify(execFile)
 const MiB = 1024 * 1024
@@ -20,6 +21,12 @@ async function stopDaemon (): Promise<string> {
   return pid
 }
 
+/** The pool is listed and its mount takes a write and gives it back. */
+async function expectWorks (pool: TestPool): Promise<void> {
+  expect((await exec('zpool', ['list', '-H', '-o', 'name'])).stdout.split('\n')).toContain(pool.name)
+  expect((await exec('sh', ['-c', `echo written > ${pool.mountpoint}/f && cat ${pool.mountpoint}/f`], { timeout: 15_000 })).stdout).toBe('written\n')
+}
+
 const pools: TestPool[] = []
 afterEach(async () => {
   // Whatever a failing test left: a stopped daemon is continued (the next suites need it).
@@ -28,18 +35,32 @@ afterEach(async () => {
 }, 180_000)
 
 describe('zfs-pool: a wedged zfs-fuse', () => {
-  it('createTestPool restarts a daemon that does not answer and hands out a pool that works', async () => {
-    await ensureZfsFuse(5000)
+  it('createTestPool restarts a daemon that does not answer, once for two callers, and hands out pools that work', async () => {
+    await ensureZfsFuse(3000)
+    const generation = zfsFuseGeneration()
     const before = await stopDaemon()
-    const pool = await createTestPool({ sizeBytes: 256 * MiB, deadlineMs: 5000 })
-    pools.push(pool)
+    const made = await Promise.all([createTestPool({ sizeBytes: 256 * MiB, deadlineMs: 3000 }), createTestPool({ sizeBytes: 256 * MiB, deadlineMs: 3000 })])
+    pools.push(...made)
     expect(await daemonPid()).not.toBe(before)
-    await exec('sh', ['-c', `echo written > ${pool.mountpoint}/f && cat ${pool.mountpoint}/f`], { timeout: 15_000 })
-    expect((await exec('zpool', ['list', '-H', '-o', 'name'])).stdout.split('\n')).toContain(pool.name)
+    expect(zfsFuseGeneration()).toBe(generation + 1)
+    for (const pool of made) await expectWorks(pool)
+  }, 180_000)
+
+  it('createTestPools makes again the pools a restart dropped', async () => {
+    let stopped: string | undefined
+    const made = await createTestPools(2, { sizeBytes: 256 * MiB, deadlineMs: 3000 }, {
+      // The daemon stops after the first pool is made: making the second restarts it, which drops the first.
+      beforeMaking: async (index) => { if (index === 1 && stopped === undefined) stopped = await stopDaemon() }
+    })
+    pools.push(...made)
+    expect(stopped).toBeDefined()
+    expect(await daemonPid()).not.toBe(stopped)
+    expect(made.map(p => p.generation)).toEqual([zfsFuseGeneration(), zfsFuseGeneration()])
+    for (const pool of made) await expectWorks(pool)
   }, 180_000)
 
   it('destroy() removes a pool whose daemon stopped answering', async () => {
-    const pool = await createTestPool({ sizeBytes: 256 * MiB, deadlineMs: 5000 })
+    const pool = await createTestPool({ sizeBytes: 256 * MiB, deadlineMs: 3000 })
     expect(await mountAnswers(pool.mountpoint)).toBe(true)
     const before = await stopDaemon()
     await pool.destroy()

@@ -10,6 +10,8 @@
 // process with a deadline, and when it does not answer restarts the daemon (abort its FUSE
 // connections, kill it, unmount what it left, forget the pool cache) and makes the pool again, once,
 // saying so on stderr. destroy() does the same when the pool stays busy because its mount hangs.
+// A restart drops every pool of the old daemon: a suite that needs several takes them from
+// createTestPools, which makes again those made before a restart.
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
@@ -23,6 +25,8 @@ export interface TestPool {
   name: string
   /** The pool's mountpoint (`/<name>`). */
   mountpoint: string
+  /** The daemon generation it was made on (zfsFuseGeneration()); a later restart dropped it. */
+  generation: number
   destroy (): Promise<void>
 }
 
@@ -44,7 +48,7 @@ export async function ensureZfsFuse (deadlineMs = 30_000, restart = true): Promi
       if (await answers(probeMs)) return
       await new Promise(resolve => setTimeout(resolve, 200))
     }
-    await restartZfsFuse(`zpool list got no answer within ${deadlineMs} ms`)
+    await recover(`zpool list got no answer within ${deadlineMs} ms`, generation)
     return
   }
   if (!running) {
@@ -73,7 +77,10 @@ export async function mountAnswers (path: string, ms = 15_000): Promise<boolean>
  * Every pool of the old daemon is gone afterwards.
  */
 export async function restartZfsFuse (why: string): Promise<void> {
-  process.stderr.write(`zfs-pool: zfs-fuse stopped serving its mounts (${why}); restarting it\n`)
+  // What waits on it, for whoever reads the log: processes in uninterruptible sleep, and where.
+  const waiting = await exec('ps', ['-eo', 'pid,stat,etimes,wchan:24,args'], { timeout: 10_000 })
+    .then(r => r.stdout.split('\n').filter(l => / D/.test(l.slice(0, 16))).slice(0, 10).map(l => l.trim().slice(0, 160)), () => [] as string[])
+  process.stderr.write(`zfs-pool: zfs-fuse stopped serving its mounts (${why}); restarting it${waiting.length > 0 ? `; waiting on it:\n  ${waiting.join('\n  ')}` : ''}\n`)
   // zfs-fuse's mounts (its datasets, fuse.zfs, and its /zfs-kstat), read from mountinfo: touching them could hang.
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').flatMap(line => {
     const [left, right] = line.split(' - ')
@@ -96,7 +103,31 @@ export async function restartZfsFuse (why: string): Promise<void> {
   await ensureZfsFuse(30_000, false)
 }
 
-async function makePool (name: string, file: string, deadlineMs: number): Promise<boolean> {
+/** How many times this process restarted the daemon; a pool made before the last restart is gone. */
+let generation = 0
+let restarting: Promise<void> | undefined
+
+/** The daemon's current generation (see TestPool.generation). */
+export function zfsFuseGeneration (): number { return generation }
+
+/**
+ * restartZfsFuse, once for everyone who saw the same daemon fail: a caller that saw generation
+ * `seen` fail and finds a restart under way, or already done since, does not restart again (two
+ * concurrent createTestPool calls on one wedged daemon restart it once).
+ */
+async function recover (why: string, seen: number): Promise<void> {
+  if (restarting !== undefined) { await restarting; return }
+  if (generation !== seen) return
+  generation++
+  restarting = restartZfsFuse(why).finally(() => { restarting = undefined })
+  await restarting
+}
+
+async function makePool (name: string, file: string, sizeBytes: number, deadlineMs: number): Promise<boolean> {
+  // A fresh file each time: a create that was killed may have written labels to it.
+  const fh = await open(file, 'w')
+  await fh.truncate(sizeBytes)
+  await fh.close()
   try {
     await exec('zpool', ['create', '-f', name, file], { timeout: deadlineMs, killSignal: 'SIGKILL' })
   } catch (err) {
@@ -106,43 +137,45 @@ async function makePool (name: string, file: string, deadlineMs: number): Promis
   return await mountAnswers(`/${name}`, deadlineMs / 2)
 }
 
-/**
- * A fresh pool on a sparse file of `sizeBytes`. `deadlineMs` (default 30 s) bounds each zpool
- * command and the wait for the daemon; the mount must answer within half of it.
- */
-export async function createTestPool (options: { sizeBytes?: number, prefix?: string, deadlineMs?: number } = {}): Promise<TestPool> {
-  const deadlineMs = options.deadlineMs ?? 30_000
+export interface TestPoolOptions {
+  sizeBytes?: number
+  prefix?: string
+  /** Bounds each zpool command and the wait for the daemon; the new mount must answer within half (default 20 s). */
+  deadlineMs?: number
+}
+
+/** A fresh pool on a sparse file of `sizeBytes` (default 1 GiB). */
+export async function createTestPool (options: TestPoolOptions = {}): Promise<TestPool> {
+  const deadlineMs = options.deadlineMs ?? 20_000
+  const sizeBytes = options.sizeBytes ?? 1024 ** 3
   await ensureZfsFuse(deadlineMs)
   const dir = await mkdtemp(join(tmpdir(), 'cell-zpool-'))
   const file = join(dir, 'pool.img')
-  let name = `${options.prefix ?? 'celltest'}${randomBytes(4).toString('hex')}`
-  const fh = await open(file, 'w')
-  await fh.truncate(options.sizeBytes ?? 1024 ** 3)
-  await fh.close()
-  if (!await makePool(name, file, deadlineMs)) {
-    await restartZfsFuse(`the new pool ${name} or its mount did not answer within ${deadlineMs} ms`)
+  const newName = (): string => `${options.prefix ?? 'celltest'}${randomBytes(4).toString('hex')}`
+  let name = newName()
+  let made = generation
+  if (!await makePool(name, file, sizeBytes, deadlineMs)) {
+    await recover(`the new pool ${name} or its mount did not answer within ${deadlineMs} ms`, made)
     await rmdir(`/${name}`).catch(() => {})
-    // A fresh file too: the first create may have written labels to it.
-    const again = await open(file, 'w')
-    await again.truncate(options.sizeBytes ?? 1024 ** 3)
-    await again.close()
-    name = `${options.prefix ?? 'celltest'}${randomBytes(4).toString('hex')}`
-    if (!await makePool(name, file, deadlineMs)) throw new Error(`zfs-fuse: the pool ${name}'s mount did not answer even after a restart of the daemon`)
+    name = newName()
+    made = generation
+    if (!await makePool(name, file, sizeBytes, deadlineMs)) throw new Error(`zfs-fuse: the pool ${name}'s mount did not answer even after a restart of the daemon`)
   }
   let destroyed = false
   return {
     name,
     mountpoint: `/${name}`,
+    generation: made,
     async destroy () {
       if (destroyed) return
       destroyed = true
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < 10 && made === generation; i++) {
         try { await exec('zpool', ['destroy', '-f', name], { timeout: deadlineMs, killSignal: 'SIGKILL' }); break } catch (err) {
           if (/no such pool/.test(String((err as { stderr?: string }).stderr))) break
           const hung = (err as { killed?: boolean }).killed === true
           if (hung || i === 9) {
             // Busy or hung because its mount hangs (the daemon's state, see the top): the restart drops the pool.
-            if (!await mountAnswers(`/${name}`, deadlineMs / 2)) { await restartZfsFuse(`the pool ${name} ${hung ? `did not go within ${deadlineMs} ms` : 'stays busy'} and its mount does not answer`); break }
+            if (!await mountAnswers(`/${name}`, deadlineMs / 2)) { await recover(`the pool ${name} ${hung ? `did not go within ${deadlineMs} ms` : 'stays busy'} and its mount does not answer`, made); break }
             if (i === 9) throw err
           }
           await new Promise(resolve => setTimeout(resolve, 100 * (i + 1)))
@@ -152,4 +185,24 @@ export async function createTestPool (options: { sizeBytes?: number, prefix?: st
       await rm(dir, { recursive: true, force: true })
     }
   }
+}
+
+/**
+ * `count` pools that all live on the same daemon: when making one of them restarted it (which drops
+ * the ones made before), those are made again, at most twice over.
+ */
+export async function createTestPools (count: number, options: TestPoolOptions = {}, hooks: { beforeMaking?: (index: number) => Promise<void> } = {}): Promise<TestPool[]> {
+  const pools: TestPool[] = []
+  for (let round = 0; round < 3; round++) {
+    for (let i = pools.length - 1; i >= 0; i--) {
+      if (pools[i].generation !== generation) { await pools[i].destroy(); pools.splice(i, 1) }
+    }
+    while (pools.length < count) {
+      await hooks.beforeMaking?.(pools.length)
+      pools.push(await createTestPool(options))
+    }
+    if (pools.every(p => p.generation === generation)) return pools
+  }
+  await Promise.all(pools.map(async p => { await p.destroy() }))
+  throw new Error(`zfs-fuse: could not make ${count} pools on one daemon (it was restarted while they were made, three times)`)
 }

@@ -14,7 +14,7 @@ import { listSnapshots, pruneSnapshots, restoreSnapshot, takeSnapshot } from '..
 import type { SnapshotInfo } from '../../node-host/storage/snapshots.ts'
 import { OciLayout } from '../../node-host/storage/oci-layout.ts'
 import { SnapshotCorruptError, StaleSnapshotError } from '../../node-host/storage/errors.ts'
-import { createTestPool } from './zfs-pool.ts'
+import { createTestPools } from './zfs-pool.ts'
 import type { TestPool } from './zfs-pool.ts'
 
 const MiB = 1024 * 1024
@@ -42,7 +42,7 @@ async function tree (dir: string, rel = ''): Promise<Record<string, string>> {
 }
 
 beforeAll(async () => {
-  [source, target] = await Promise.all([createTestPool({ sizeBytes: 512 * MiB }), createTestPool({ sizeBytes: 512 * MiB })])
+  [source, target] = await createTestPools(2, { sizeBytes: 512 * MiB })
   zfsA = await openZfsDriver(source.name)
   zfsB = await openZfsDriver(target.name)
   work = await mkdtemp(join(tmpdir(), 'cell-restore-'))
@@ -63,7 +63,7 @@ beforeAll(async () => {
   await writeFile(join(mount, 'entries.log'), 'append 1\nappend 2\nappend 3\n')
   trees.push(await tree(mount))
   snaps.push(await takeSnapshot({ driver: zfsA, claim, epoch: 2, layoutDir, nowMs: T0 + 120_000, limits: { chunkBytes: 256 * 1024 } }))
-})
+}, 150_000)
 afterAll(async () => {
   await Promise.all([source?.destroy(), target?.destroy()])
   if (work !== undefined) await rm(work, { recursive: true, force: true })
