@@ -69,13 +69,19 @@ export async function run (bin: string, args: readonly string[], options: RunOpt
   })
   if (options.input !== undefined) child.stdin?.end(options.input)
   const timeoutMs = options.timeoutMs ?? COMMAND_TIMEOUT_MS
-  let timedOut = false
-  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, timeoutMs)
+  let timer: ReturnType<typeof setTimeout> | undefined
+  // Fails at the deadline whether or not the killed child exits: one waiting on a hung FUSE request
+  // may not die until the daemon answers.
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new StorageTimeoutError(describe(bin, args), timeoutMs))
+    }, timeoutMs)
+  })
+  const done = exited(child, bin, args, stderr)
+  done.catch(() => {})
   try {
-    await exited(child, bin, args, stderr)
-  } catch (err) {
-    if (timedOut) throw new StorageTimeoutError(describe(bin, args), timeoutMs, { cause: err })
-    throw err
+    await Promise.race([done, deadline])
   } finally {
     clearTimeout(timer)
   }
