@@ -42,15 +42,6 @@ export async function ensureZfsFuse (deadlineMs = 30_000, restart = true): Promi
   const probeMs = Math.min(10_000, deadlineMs)
   if (await answers(probeMs)) return
   const running = await exec('pgrep', ['-x', 'zfs-fuse']).then(() => true, () => false)
-  if (running && restart) {
-    const until = Date.now() + deadlineMs
-    while (Date.now() < until) {
-      if (await answers(probeMs)) return
-      await new Promise(resolve => setTimeout(resolve, 200))
-    }
-    await recover(`zpool list got no answer within ${deadlineMs} ms`, generation)
-    return
-  }
   if (!running) {
     await new Promise<void>((resolve, reject) => {
       const child = spawn('zfs-fuse', [], { stdio: 'ignore' })
@@ -60,7 +51,11 @@ export async function ensureZfsFuse (deadlineMs = 30_000, restart = true): Promi
   }
   const until = Date.now() + deadlineMs
   while (!await answers(probeMs)) {
-    if (Date.now() > until) throw new Error(`zfs-fuse did not answer zpool list within ${deadlineMs} ms`)
+    if (Date.now() > until) {
+      // A daemon that was already running and stays silent is restarted; one just started is not.
+      if (running && restart) { await recover(`zpool list got no answer within ${deadlineMs} ms`, generation); return }
+      throw new Error(`zfs-fuse did not answer zpool list within ${deadlineMs} ms`)
+    }
     await new Promise(resolve => setTimeout(resolve, 200))
   }
 }
@@ -76,7 +71,7 @@ export async function mountAnswers (path: string, ms = 15_000): Promise<boolean>
  * pool cache (else the new daemon imports the wedged pools again), start it and wait for it.
  * Every pool of the old daemon is gone afterwards.
  */
-export async function restartZfsFuse (why: string): Promise<void> {
+async function restartZfsFuse (why: string): Promise<void> {
   // What waits on it, for whoever reads the log: processes in uninterruptible sleep, and where.
   const waiting = await exec('ps', ['-eo', 'pid,stat,etimes,wchan:24,args'], { timeout: 10_000 })
     .then(r => r.stdout.split('\n').filter(l => / D/.test(l.slice(0, 16))).slice(0, 10).map(l => l.trim().slice(0, 160)), () => [] as string[])
