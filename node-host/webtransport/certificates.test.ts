@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { base64url } from 'multiformats/bases/base64'
 import {
-  generateCertificate, advancePair, defaultRotation, rotationDueMs, loadPair, savePair,
+  generateCertificate, advancePair, defaultRotation, rotationDueMs, loadPair, savePair, reportedHashes,
   CertificateLifetimeError, MAX_CERT_LIFETIME_MS, DEFAULT_CERT_LIFETIME_MS
 } from './certificates.ts'
 
@@ -50,6 +50,33 @@ describe('WebTransport certificates', () => {
     const late = await advancePair(p0, p0.next.notAfterMs + 1, policy)
     expect([late.current.hash, late.next.hash]).not.toContain(p0.next.hash)
     expect(late.current.notAfterMs).toBeGreaterThan(p0.next.notAfterMs)
+  })
+
+  it('reports the retired certificate in Noise until the next rotation, so an address from before a rotation still dials', async () => {
+    const policy = defaultRotation(60_000)
+    const t0 = Date.now()
+    const p0 = await advancePair(undefined, t0, policy)
+    expect(p0.retiredHash).toBeUndefined()
+    expect(reportedHashes(p0)).toEqual([p0.current.hash, p0.next.hash])
+    const p1 = await advancePair(p0, rotationDueMs(p0, policy), policy)
+    // An address taken before this rotation names p0.current and p0.next: both are reported.
+    expect(p1.retiredHash).toBe(p0.current.hash)
+    expect(reportedHashes(p1)).toEqual([p0.next.hash, p1.next.hash, p0.current.hash])
+    const p2 = await advancePair(p1, rotationDueMs(p1, policy), policy)
+    expect(reportedHashes(p2)).toEqual([p1.next.hash, p2.next.hash, p0.next.hash])
+    expect(reportedHashes(p2)).not.toContain(p0.current.hash) // served two rotations ago: gone
+    // Starting over (slept through both) retires nothing that an address could still reach.
+    expect((await advancePair(p1, p1.next.notAfterMs + 1, policy)).retiredHash).toBeUndefined()
+    // It survives a restart with the pair; a malformed one in the file is dropped.
+    const dir = await mkdtemp(join(tmpdir(), 'cell-wt-retired-'))
+    try {
+      await savePair(dir, p1)
+      expect(await loadPair(dir)).toEqual(p1)
+      await writeFile(join(dir, 'webtransport-certs.json'), JSON.stringify({ ...p1, retiredHash: 'not a hash; ' + 'x'.repeat(200) }))
+      expect(await loadPair(dir)).toEqual({ current: p1.current, next: p1.next })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('keeps the pair in the data directory, owner-only, and ignores a damaged file', async () => {

@@ -74,6 +74,13 @@ export interface CertificatePair {
   current: WebTransportCertificate
   /** The one it serves after the next rotation; its hash is advertised already. */
   next: WebTransportCertificate
+  /**
+   * The hash of the certificate served before the last rotation (not served any more). An address
+   * taken before that rotation names it with `current`, and the browser checks every hash it dialed
+   * against the ones the node reports in Noise, so the node reports this one too until the next
+   * rotation. Kept across restarts with the pair.
+   */
+  retiredHash?: string
 }
 
 export interface RotationPolicy {
@@ -120,7 +127,14 @@ export async function advancePair (pair: CertificatePair | undefined, nowMs: num
   if (nowMs < rotationDueMs(pair, policy)) return pair
   // The next one takes over; if the node slept through its time too, start again.
   if (pair.next.notBeforeMs > nowMs || nowMs >= pair.next.notAfterMs - policy.renewBeforeMs) return await fresh()
-  return { current: pair.next, next: await successorOf(pair.next, policy) }
+  return { current: pair.next, next: await successorOf(pair.next, policy), retiredHash: pair.current.hash }
+}
+
+/** The hashes the node reports in its Noise handshake: the two it advertises and the retired one. */
+export function reportedHashes (pair: CertificatePair): string[] {
+  const hashes = [pair.current.hash, pair.next.hash]
+  if (pair.retiredHash !== undefined && !hashes.includes(pair.retiredHash)) hashes.push(pair.retiredHash)
+  return hashes
 }
 
 const FILE = 'webtransport-certs.json'
@@ -131,7 +145,8 @@ export async function loadPair (dir: string): Promise<CertificatePair | undefine
   try {
     const v = JSON.parse(text) as CertificatePair
     const ok = (c: WebTransportCertificate | undefined): boolean => c !== undefined && typeof c.cert === 'string' && typeof c.key === 'string' && typeof c.hash === 'string' && Number.isFinite(c.notBeforeMs) && Number.isFinite(c.notAfterMs)
-    return ok(v.current) && ok(v.next) ? { current: v.current, next: v.next } : undefined
+    if (!ok(v.current) || !ok(v.next)) return undefined
+    return typeof v.retiredHash === 'string' && /^u[A-Za-z0-9_-]{1,100}$/.test(v.retiredHash) ? { current: v.current, next: v.next, retiredHash: v.retiredHash } : { current: v.current, next: v.next }
   } catch {
     return undefined
   }

@@ -15,7 +15,7 @@ import { base64url } from 'multiformats/bases/base64'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import type { BridgeSession } from './bridge.ts'
 import type { BridgeStream } from './bridge-stream.ts'
-import { advancePair, defaultRotation, loadPair, rotationDueMs, savePair, type CertificatePair, type RotationPolicy } from './certificates.ts'
+import { advancePair, defaultRotation, loadPair, reportedHashes, rotationDueMs, savePair, type CertificatePair, type RotationPolicy } from './certificates.ts'
 import { SidecarSupervisor, SidecarUnavailableError, denoBinary } from './sidecar.ts'
 
 export class WebTransportHandshakeError extends CellError {
@@ -212,28 +212,11 @@ class WebTransportListener extends TypedEventEmitter<ListenerEvents> implements 
     this.rotationTimer.unref()
   }
 
-  /**
-   * The hashes the Noise handshake reports: the certificate served, the next one and the one served
-   * before the last rotation. A browser checks that every hash of the address it dialed is among
-   * them, and an address gossiped (or cached) before a rotation names the retired certificate with
-   * the one served now: without the retired hash that address would fail until the next rotation,
-   * although its second certificate is the one being served. Only the node's own certificates.
-   */
-  private noiseCerthashes (pair: CertificatePair): string[] {
-    return this.retiredHash !== undefined && this.retiredHash !== pair.current.hash && this.retiredHash !== pair.next.hash
-      ? [pair.current.hash, pair.next.hash, this.retiredHash]
-      : [pair.current.hash, pair.next.hash]
-  }
-
-  /** The certificate served before the last rotation (its hash only). */
-  private retiredHash: string | undefined
-
   private async rotate (force: boolean): Promise<void> {
     if (this.pair === undefined) return
     const before = this.pair
     this.pair = force ? await advancePair(before, Math.max(this.now(), rotationDueMs(before, this.policy)), this.policy) : await advancePair(before, this.now(), this.policy)
     if (this.pair !== before) {
-      this.retiredHash = before.current.hash
       if (this.init.certDir !== undefined) await savePair(this.init.certDir, this.pair)
       this.supervisor?.serveCertificate(this.pair.current.cert, this.pair.current.key)
       this.log('rotated the WebTransport certificate; serving %s, next %s', this.pair.current.hash, this.pair.next.hash)
@@ -257,7 +240,7 @@ class WebTransportListener extends TypedEventEmitter<ListenerEvents> implements 
       })
       const pair = this.pair
       if (pair === undefined) throw new WebTransportHandshakeError('listener closed')
-      const encrypter = noise({ extensions: { webtransportCerthashes: this.noiseCerthashes(pair).map(h => base64url.decode(h)) } })(this.components)
+      const encrypter = noise({ extensions: { webtransportCerthashes: reportedHashes(pair).map(h => base64url.decode(h)) } })(this.components)
       const { remotePeer } = await encrypter.secureInbound(first, { signal, skipStreamMuxerNegotiation: true })
       // The handshake stream has done its work; the browser closes its side too.
       await first.close({ signal }).catch(() => { first.abort(new WebTransportHandshakeError('handshake stream did not close')) })
