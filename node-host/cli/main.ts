@@ -50,7 +50,9 @@ async function main (argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name]
   if (command == null) {
-    process.stderr.write(`cell: unknown command "${name}"\n\n${usage()}\n`)
+    const { suggestCommand } = await import('./suggest.ts')
+    const meant = suggestCommand(name, Object.keys(COMMANDS))
+    process.stderr.write(`cell: unknown command "${name}"${meant !== undefined ? `; did you mean \`cell ${meant}\`?` : ''}\n\n${usage()}\n`)
     return 2
   }
   const mod = await command.load()
