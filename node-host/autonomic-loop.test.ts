@@ -8,7 +8,7 @@ import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
 import type { FleetView, InstanceRecord, NodeRecord } from '../core/fleet/index.ts'
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
-import { AutonomicLoop, policyRelease } from './autonomic-loop.ts'
+import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease } from './autonomic-loop.ts'
 import type { PreparedRelease, ReleaseStore } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
 
@@ -138,6 +138,33 @@ describe('restarting a crashed replica', () => {
     expect(spawned).toBe(1)
     expect(loop.counters.spawns).toBe(1)
     expect(announced).toEqual([1])
+  })
+})
+
+describe('a spawn that fails', () => {
+  it('is kept as that cell\'s last error (for `cell status <cell>`), not as the loop\'s, and the cells kept are bounded', async () => {
+    const clock = new ManualClock(Date.now())
+    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const crashedAt = clock.now() - 5_000
+    const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
+    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
+    const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
+    const replicas = {
+      list: () => [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }],
+      spawn: async () => { throw new Error('test: disk full') },
+      drain: async () => {}
+    } as unknown as ReplicaSet
+    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true })
+    for (let i = 0; i < MAX_CELL_ERRORS + 10; i++) loop.cellErrors.set(`other-${i}`, { atMs: 0, message: 'old' })
+    await loop.tick()
+    expect(loop.counters.failures).toBeGreaterThan(0)
+    expect(loop.cellErrors.get(CELL)).toEqual({ atMs: clock.now(), message: `spawn ${CELL}@1.1.0: Error: test: disk full` })
+    expect(loop.lastTickError).toBeUndefined()
+    expect(loop.lastError?.message).toMatch(/test: disk full/)
+    // The newest is kept when the map is full; the oldest other cell goes.
+    expect(loop.cellErrors.size).toBe(MAX_CELL_ERRORS)
+    expect([...loop.cellErrors.keys()].at(-1)).toBe(CELL)
+    expect(loop.cellErrors.has('other-0')).toBe(false)
   })
 })
 

@@ -11,10 +11,14 @@ import type { ReplicaSet } from './replica-set.ts'
 
 const log = logger('cell:autonomic')
 
+/** Cells whose last spawn error the loop keeps for `cell status`. */
+export const MAX_CELL_ERRORS = 256
+
 /**
  * Node records carry trusted authorities as short role tags, for people reading the fleet. They are
  * claims, not proof: who may host a cell is decided from the host grants a node gossips (verified).
  */
+
 export const TRUST_ROLE_PREFIX = 'trust-'
 export function trustRoles (authorities: Iterable<string>): string[] {
   return [...authorities].slice(0, 6).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))
@@ -101,6 +105,13 @@ export class AutonomicLoop extends EventTarget {
   readonly lastReasons = new Map<string, string[]>()
   /** The last error of a tick or of a spawn, with when it happened. */
   lastError?: { atMs: number, message: string }
+  /** The last error of a tick (not of one cell's spawn): what `cell status` shows for every cell. */
+  lastTickError?: { atMs: number, message: string }
+  /**
+   * The last spawn error per cell, newest last, at most MAX_CELL_ERRORS cells: `cell status <cell>`
+   * shows a cell's own, never another cell's (which may be another authority's).
+   */
+  readonly cellErrors = new Map<string, { atMs: number, message: string }>()
   private readonly events = new Map<string, HealthEvent>()
   /**
    * This node's crashed replicas already restarted. Their tombstones keep telling the fleet about the
@@ -445,6 +456,7 @@ export class AutonomicLoop extends EventTarget {
     } catch (err) {
       this.counters.failures++
       this.lastError = { atMs: this.init.clock.now(), message: `tick: ${(err as Error).name}: ${(err as Error).message}` }
+      this.lastTickError = this.lastError
       log.error('tick failed: %e', err)
     } finally {
       this.ticking = false
@@ -497,6 +509,9 @@ export class AutonomicLoop extends EventTarget {
         await spawning.catch((err) => {
           this.counters.failures++
           this.lastError = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          this.cellErrors.delete(action.cell)
+          this.cellErrors.set(action.cell, this.lastError)
+          for (const oldest of this.cellErrors.keys()) { if (this.cellErrors.size <= MAX_CELL_ERRORS) break; this.cellErrors.delete(oldest) }
           log.error('spawn %s failed: %e', action.cell, err)
         })
         return

@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
 import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
-import { headline, mismatchLines } from './status.ts'
+import { describeNode, headline, mismatchLines } from './status.ts'
 import { renderTop } from './top.ts'
 import { logPrinter } from './logs.ts'
 import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
@@ -150,5 +150,26 @@ describe('cell logs text', () => {
     expect(parseDurationMs('2h')).toBe(7_200_000)
     expect(parseDurationMs('45')).toBe(45_000)
     expect(() => parseDurationMs('ten minutes')).toThrow(/not a duration/)
+  })
+})
+
+describe('cell status <cell>: a node\'s errors', () => {
+  const nowMs = Date.UTC(2026, 11, 1, 12, 0, 0)
+  const cellStatus = (cell: string, lastError?: { atMs: number, message: string }): NodeStatusReport['cells'][number] =>
+    ({ cell, reasons: ['target 1.0.0 (newest release)'], prepared: [], unprepared: [], halted: [], replicas: [], ...(lastError !== undefined ? { lastError } : {}) })
+
+  it('shows the cell\'s own last spawn error and the loop\'s tick error, never another cell\'s', () => {
+    const report: NodeStatusReport = {
+      node: '12D3KooWNodeAAAAAAAA',
+      counters: {},
+      lastError: { atMs: nowMs - 5_000, message: 'tick: TypeError: boom' },
+      cells: [cellStatus('billing', { atMs: nowMs - 58_000, message: 'spawn billing@1.0.0: SandboxError: bwrap failed\nsecond line' })]
+    }
+    const lines = describeNode(report, 'billing', nowMs).join('\n')
+    expect(lines).toContain('last error starting billing 58s ago: spawn billing@1.0.0: SandboxError: bwrap failed')
+    expect(lines).not.toContain('second line')
+    expect(lines).toContain('last loop error 5s ago: tick: TypeError: boom')
+    const quiet = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('billing')] }, 'billing', nowMs).join('\n')
+    expect(quiet).not.toMatch(/error/)
   })
 })

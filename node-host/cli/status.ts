@@ -110,7 +110,8 @@ function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: numb
   return lines
 }
 
-function describeNode (r: NodeStatusReport, cell: string, nowMs: number): string[] {
+/** One node's lines in `cell status <cell>`: what it prepared and runs, why, and its errors (the cell's own and the loop's). */
+export function describeNode (r: NodeStatusReport, cell: string, nowMs: number): string[] {
   const c = r.cells.find(x => x.cell === cell)
   const head = `  node ${shortNode(r.node)}`
   if (c === undefined) return [`${head}: knows nothing of ${cell}`]
@@ -124,6 +125,7 @@ function describeNode (r: NodeStatusReport, cell: string, nowMs: number): string
   if (c.retired !== undefined) out.push(`      treats it as retired by ${short(c.retired.authority)} (seq ${c.retired.seq})`)
   for (const reason of c.reasons) out.push(`      ${reason}`)
   if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
+  if (c.lastError !== undefined) out.push(`      last error starting ${cell} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
   if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message.split('\n')[0]}`)
   return out
 }

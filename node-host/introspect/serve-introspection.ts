@@ -27,12 +27,13 @@ export function statusSource (node: FullNode): StatusSource {
     cells: () => [...new Set([...node.releases.cells(), ...node.mesh.view.cells()])].sort(),
     claimants: (cell) => claimantsOn(node, cell),
     counters: () => ({ ...node.loop.counters }),
-    lastError: () => node.loop.lastError,
+    lastError: () => node.loop.lastTickError,
     mismatches: () => node.mesh.gossip.mismatches(),
     cell: (cell): NodeCellStatus => {
       const retired = node.loop.retired.get(cell)
       const desiredReplicas = node.loop.desiredReplicas(cell)
       const biology = node.releases.latest(cell)?.manifest.biology
+      const lastError = node.loop.cellErrors.get(cell)
       return {
         cell,
         reasons: node.loop.lastReasons.get(cell) ?? [],
@@ -42,6 +43,7 @@ export function statusSource (node: FullNode): StatusSource {
         unprepared: node.status().unprepared.filter(u => u.cell === cell).map(u => ({ version: u.version, attempts: u.attempts, error: u.error })),
         halted: [...node.loop.halted].filter(([key]) => key.startsWith(`${cell}@`)).map(([key, h]) => ({ version: key.slice(cell.length + 1), digest: h.digest, metric: h.metric, reason: h.reason })),
         ...(retired !== undefined ? { retired } : {}),
+        ...(lastError !== undefined ? { lastError } : {}),
         replicas: node.replicas.list(cell).map(r => ({
           replica: r.instanceId,
           version: r.version,

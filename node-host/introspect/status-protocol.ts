@@ -37,6 +37,8 @@ export interface NodeCellStatus {
   halted: Array<{ version: string, digest: string, metric: string, reason: string }>
   retired?: { authority: string, seq: number }
   replicas: ReplicaStatus[]
+  /** The loop's last error starting a replica of this cell here. */
+  lastError?: { atMs: number, message: string }
   /** The replica count the loop's last tick aimed for, when it decided one. */
   desiredReplicas?: number
   /** min_replicas and max_replicas of the newest release prepared here. */
@@ -48,6 +50,7 @@ export interface NodeStatusReport {
   /** Set when cells were left out to fit one frame. */
   truncated?: boolean
   counters: Record<string, number>
+  /** The loop's last tick error (node-wide); a cell's own spawn errors are in its NodeCellStatus. */
   lastError?: { atMs: number, message: string }
   cells: NodeCellStatus[]
   /** Connected peers that disseminate the other way (a mixed fleet; docs/biology.md "Scale"), at most MAX_MISMATCHES. */
@@ -88,6 +91,7 @@ export function statusReport (source: StatusSource, cell: string | undefined, au
         prepared: s.prepared.slice(-16),
         unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
         halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
+        ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message) } } : {}),
         replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))
       }
     })
