@@ -25,6 +25,18 @@ export interface BenchOptions {
   rounds?: number
 }
 
+/**
+ * Every measured figure (synapse, its peers, the full path and its segment) follows a warm-up of the
+ * same load: WARM_MS of it in a full run, a fixed count in a quick one. Counts warmed the figures for
+ * very different times (2,000 full-path calls at 64 in flight are 30 ms; 50,000 one-way messages
+ * 20 ms); one duration for all keeps the ratios fair. (On the AMD VM of 1 Dec it moved no figure
+ * beyond the run-to-run spread of that shared machine.)
+ */
+export const WARM_MS = 1_000
+export function warmUp<T extends { quick: boolean, durationMs: number }> (o: T): T {
+  return o.quick ? o : { ...o, durationMs: WARM_MS }
+}
+
 export interface Figure {
   name: string
   ops: number
@@ -291,14 +303,14 @@ export async function runBench (o: BenchOptions): Promise<BenchResult> {
     let callsAtPathWindow = skipped(`synapse calls, ${FULL_PATH_WINDOW} in flight`)
     if (only === undefined || only === 'oneway') {
       // Warm-up so JIT compilation is not billed to the measured figure.
-      await synapseOneway(channel, { ...o, quick: true }, 50_000)
+      await synapseOneway(channel, warmUp(o), 50_000)
       oneway = await withCpu(server, async () => await synapseOneway(channel, o, quickCount.oneway))
     }
     if (only === undefined || only === 'calls' || only === 'fullpath') {
-      await synapseCalls(channel, { ...o, quick: true }, 20_000)
+      await synapseCalls(channel, warmUp(o), 20_000)
       calls = await withCpu(server, async () => await synapseCalls(channel, o, quickCount.calls))
       const atWindow = { ...o, window: FULL_PATH_WINDOW }
-      await synapseCalls(channel, { ...atWindow, quick: true }, 5_000)
+      await synapseCalls(channel, warmUp(atWindow), 5_000)
       callsAtPathWindow = await withCpu(server, async () => await synapseCalls(channel, atWindow, quickCount.calls, `synapse calls, ${FULL_PATH_WINDOW} in flight`))
     }
     await channel.close()
@@ -394,12 +406,12 @@ async function runPeers (nats: Awaited<ReturnType<typeof startNatsServer>>, grpc
     natsFigures = { natsOneway: nats, natsRequests: nats }
   } else {
     // Warm-up, as for synapse: JIT compilation is not billed to the measured figure.
-    await natsOneway(nats.url, { ...o, quick: true }, quickCount.oneway)
+    await natsOneway(nats.url, warmUp(o), quickCount.oneway)
     const natsOnewayFigure = await natsOneway(nats.url, o, quickCount.oneway)
-    await natsRequests(nats.url, { ...o, quick: true }, PEER_WINDOW, quickCount.calls)
+    await natsRequests(nats.url, warmUp(o), PEER_WINDOW, quickCount.calls)
     natsFigures = { natsOneway: natsOnewayFigure, natsRequests: await natsRequests(nats.url, o, PEER_WINDOW, quickCount.calls) }
   }
-  await grpcUnary(grpcPort, { ...o, quick: true }, PEER_WINDOW, quickCount.calls)
+  await grpcUnary(grpcPort, warmUp(o), PEER_WINDOW, quickCount.calls)
   const grpc = await grpcUnary(grpcPort, o, PEER_WINDOW, quickCount.calls)
   return { ...(isSkipped(nats) ? {} : { natsVersion: nats.version }), ...natsFigures, grpc }
 }
@@ -414,7 +426,7 @@ async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
   try {
     idle = await nodeIdleCpuPercent(fp.node.child.pid ?? 0, o.quick ? 300 : 2_000)
     for (const inFlight of FULL_PATH_IN_FLIGHT) {
-      await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, { quick: true, durationMs: 0 }, o.quick ? 200 : 2_000)
+      await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, warmUp(o), 200)
       figures.push(await fullPathCalls(fp.mesh, fp.node.child.pid ?? 0, inFlight, o, o.quick ? Math.max(200, inFlight * 20) : 0))
     }
   } finally {
@@ -423,7 +435,7 @@ async function runFullPath (o: BenchOptions): Promise<BenchResult['fullPath']> {
   // The full path's second hop alone, after the node has stopped (one replica on the machine at a time).
   const segment = await startCapsidSegment('bwrap')
   try {
-    await segment.run(FULL_PATH_WINDOW, { quick: true, durationMs: 0 }, o.quick ? 200 : 5_000)
+    await segment.run(FULL_PATH_WINDOW, warmUp(o), 200)
     const capsid = await segment.run(FULL_PATH_WINDOW, o, o.quick ? FULL_PATH_WINDOW * 20 : 0)
     return { topology: FULL_PATH_TOPOLOGY, figures, nodeIdleCpuPercent: idle, capsid }
   } finally {
