@@ -9,6 +9,7 @@ import type { FleetView, InstanceRecord, NodeRecord } from '../core/fleet/index.
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
 import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease } from './autonomic-loop.ts'
+import { ClaimsHeldError } from './volumes/volume-manager.ts'
 import type { PreparedRelease, ReleaseStore } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
 
@@ -165,6 +166,28 @@ describe('a spawn that fails', () => {
     expect(loop.cellErrors.size).toBe(MAX_CELL_ERRORS)
     expect([...loop.cellErrors.keys()].at(-1)).toBe(CELL)
     expect(loop.cellErrors.has('other-0')).toBe(false)
+  })
+})
+
+describe('a spawn another node\'s claims decline', () => {
+  it('is counted as declined, not as a failure, and still shown as that cell\'s last error', async () => {
+    const clock = new ManualClock(Date.now())
+    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const crashedAt = clock.now() - 5_000
+    const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
+    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
+    const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
+    const replicas = {
+      list: () => [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }],
+      spawn: async () => { throw new ClaimsHeldError(`${CELL}/0 is held by …abcdef, which serves a replica of it after all; x not started`) },
+      drain: async () => {}
+    } as unknown as ReplicaSet
+    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true })
+    await loop.tick()
+    expect(loop.counters.declined).toBe(1)
+    expect(loop.counters.failures).toBe(0)
+    expect(loop.lastError).toBeUndefined()
+    expect(loop.cellErrors.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: ClaimsHeldError: .* is held by …abcdef/)
   })
 })
 

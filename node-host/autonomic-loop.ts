@@ -8,6 +8,7 @@ import type { HostGrantCheck } from '../core/mesh/index.ts'
 import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
+import { ClaimsHeldError } from './volumes/volume-manager.ts'
 
 const log = logger('cell:autonomic')
 
@@ -100,7 +101,11 @@ export class AutonomicLoop extends EventTarget {
   readonly halted = new Map<string, { metric: string, reason: string, digest: string }>()
   /** Cells retired (`cell retire`) and still retired at the last tick, with who retired them. */
   readonly retired = new Map<string, { authority: string, seq: number }>()
-  readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0 }
+  /**
+   * `declined`: spawns not started because another node holds every claim of the cell (a stateful
+   * cell's volunteer race lost, or its owner came back): the claims working, not a failure.
+   */
+  readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0, declined: 0 }
   /** Why the last tick decided what it did, per cell (for `status` and failing tests). */
   readonly lastReasons = new Map<string, string[]>()
   /** The last error of a tick or of a spawn, with when it happened. */
@@ -507,12 +512,18 @@ export class AutonomicLoop extends EventTarget {
         const spawning = replicas.spawn(release)
         this.init.announce?.()
         await spawning.catch((err) => {
-          this.counters.failures++
-          this.lastError = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          if (err instanceof ClaimsHeldError) {
+            this.counters.declined++
+          } else {
+            this.counters.failures++
+            this.lastError = error
+          }
           this.cellErrors.delete(action.cell)
-          this.cellErrors.set(action.cell, this.lastError)
+          this.cellErrors.set(action.cell, error)
           for (const oldest of this.cellErrors.keys()) { if (this.cellErrors.size <= MAX_CELL_ERRORS) break; this.cellErrors.delete(oldest) }
-          log.error('spawn %s failed: %e', action.cell, err)
+          if (err instanceof ClaimsHeldError) log('spawn %s declined: %s', action.cell, (err as Error).message)
+          else log.error('spawn %s failed: %e', action.cell, err)
         })
         return
       }

@@ -19,7 +19,7 @@ function fakeSources (): NodeMetricsSources {
     sync: () => ({ pulls: 3, pullFailures: 1, served: 2, serveFailures: 0, refused: 0, unauthorized: 1 }),
     keeper: () => ({ rounds: 4, dials: 5, failures: 2, reconnects: 1, joins: 2, leaves: 1 }),
     synapse: () => ({ client: { ...zeroSynapse, calls: 4, errors: 1, channels: 1 }, server: { ...zeroSynapse, calls: 9, channels: 2 } }),
-    loop: () => ({ counters: { ticks: 20, spawns: 2, drains: 1, halts: 1, volunteers: 0, failures: 0 }, halted: 1 }),
+    loop: () => ({ counters: { ticks: 20, spawns: 2, drains: 1, halts: 1, volunteers: 0, failures: 0, declined: 3 }, halted: 1 }),
     replicas: () => [{ cell: 'billing', version: '1.0.0', instanceId: 'r1', state: 'ready', cpuPercent: 25, memoryBytes: 42_000_000 }],
     artifacts: () => ({ fetched: 1, fetchFailures: 0, fetchedBytes: 2048, local: 1, served: 3, notFound: 0, refused: 0, serveFailures: 0 })
   }
@@ -57,6 +57,7 @@ describe('node metrics', () => {
     expect(text).toContain('cell_capsid_resident_memory_bytes{cell="billing",version="1.0.0",replica="r1"} 42000000')
     expect(text).toContain('cell_biology_release_halted_total 1')
     expect(text).toContain('cell_biology_decisions_total{action="spawn"} 2')
+    expect(text).toContain('cell_biology_spawns_declined_total 3')
     expect(text).toContain('cell_artifact_fetches_total{outcome="ok"} 1')
     expect(text).toContain('cell_artifact_fetched_bytes_total 2048')
     expect(t.get('cell_dissemination_mismatch_peers')).toBe('gauge')

@@ -41,7 +41,7 @@ export interface NodeMetricsSources {
   sync: () => FleetSyncStats | undefined
   keeper: () => KeeperStats | undefined
   synapse: () => { client: SynapseStats, server: SynapseStats } | undefined
-  loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number }, halted: number }
+  loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number, declined: number }, halted: number }
   replicas: () => ReplicaFigures[]
   artifacts: () => ArtifactFigures
   /** Ready replicas per cell in the node's fleet view (bounded by the view's own limits). */
@@ -226,6 +226,7 @@ export class NodeMetrics {
     counter('cell_biology_drains_total', 'Replicas the autonomic loop drained.', [], () => one(read(s => s.loop().counters.drains)))
     counter('cell_biology_release_halted_total', 'Releases this node halted (a rollout stopped on its health metric, or crash-looping).', [], () => one(read(s => s.loop().counters.halts)))
     counter('cell_biology_failures_total', 'Autonomic loop ticks or actions that failed.', [], () => one(read(s => s.loop().counters.failures)))
+    counter('cell_biology_spawns_declined_total', 'Replicas the autonomic loop did not start because another node holds every claim of the cell (a lost race for a stateful cell, not a failure).', [], () => one(read(s => s.loop().counters.declined)))
     gauge('cell_biology_halted_releases', 'Releases halted on this node now.', [], () => one(read(s => s.loop().halted)))
 
     // artifacts
