@@ -113,25 +113,29 @@ describe('gossiped halts', () => {
   })
 })
 
+/**
+ * A loop on a node whose replica of CELL 1.1.0 crashed (its tombstone stays listed, with what
+ * `spawn` adds to `listed`): its next tick restarts it.
+ */
+async function loopRestartingACrash (spawn: (listed: Array<{ instanceId: string, cell: string, state: string }>) => Promise<void>, announce?: (listed: Array<{ state: string }>) => void): Promise<{ loop: AutonomicLoop, clock: ManualClock }> {
+  const clock = new ManualClock(Date.now())
+  const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  const crashedAt = clock.now() - 5_000
+  const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
+  const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
+  const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
+  const listed: Array<{ instanceId: string, cell: string, state: string }> = [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }]
+  const replicas = { list: () => listed, spawn: async () => { await spawn(listed) }, drain: async () => {} } as unknown as ReplicaSet
+  const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true, ...(announce !== undefined ? { announce: () => { announce(listed) } } : {}) })
+  return { loop, clock }
+}
+
 describe('restarting a crashed replica', () => {
   it('starts one replacement per crash, not one per backoff period while the tombstone lasts', async () => {
-    const clock = new ManualClock(Date.now())
-    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
-    const crashedAt = clock.now() - 5_000
-    const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
-    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
-    const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
-    // The crashed replica stays listed (its tombstone); each spawn adds a starting one.
-    const listed: Array<{ instanceId: string, cell: string, state: string }> = [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }]
+    // Each spawn adds a starting replica; the heartbeat is asked for as the spawn starts, with the new replica already listed.
     let spawned = 0
-    const replicas = {
-      list: () => listed,
-      spawn: async () => { spawned++; listed.push({ instanceId: `new-${spawned}`, cell: CELL, state: 'starting' }) },
-      drain: async () => {}
-    } as unknown as ReplicaSet
-    // The heartbeat is asked for as the spawn starts, with the new replica already listed.
     const announced: number[] = []
-    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true, announce: () => { announced.push(listed.filter(r => r.state === 'starting').length) } })
+    const { loop, clock } = await loopRestartingACrash(async (listed) => { spawned++; listed.push({ instanceId: `new-${spawned}`, cell: CELL, state: 'starting' }) }, (listed) => { announced.push(listed.filter(r => r.state === 'starting').length) })
     for (let i = 0; i < 5; i++) {
       await loop.tick()
       clock.advance(2_000)
@@ -144,18 +148,7 @@ describe('restarting a crashed replica', () => {
 
 describe('a spawn that fails', () => {
   it('is kept as that cell\'s last error (for `cell status <cell>`), not as the loop\'s, and the cells kept are bounded', async () => {
-    const clock = new ManualClock(Date.now())
-    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
-    const crashedAt = clock.now() - 5_000
-    const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
-    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
-    const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
-    const replicas = {
-      list: () => [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }],
-      spawn: async () => { throw new Error('test: disk full') },
-      drain: async () => {}
-    } as unknown as ReplicaSet
-    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true })
+    const { loop, clock } = await loopRestartingACrash(async () => { throw new Error('test: disk full') })
     for (let i = 0; i < MAX_CELL_ERRORS + 10; i++) loop.cellErrors.set(`other-${i}`, { atMs: 0, message: 'old' })
     await loop.tick()
     expect(loop.counters.failures).toBeGreaterThan(0)
@@ -171,18 +164,7 @@ describe('a spawn that fails', () => {
 
 describe('a spawn another node\'s claims decline', () => {
   it('is counted as declined, not as a failure, and still shown as that cell\'s last error', async () => {
-    const clock = new ManualClock(Date.now())
-    const self = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
-    const crashedAt = clock.now() - 5_000
-    const crashed = { instanceId: 'versioned-1.1.0-dead', cell: CELL, version: '1.1.0', digest: v2.digest, nodeId: self, startedMs: crashedAt - 1_000, state: 'crashed' as const, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0, sentMs: clock.now(), seq: 1, endedMs: crashedAt }
-    const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
-    const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
-    const replicas = {
-      list: () => [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }],
-      spawn: async () => { throw new ClaimsHeldError(`${CELL}/0 is held by …abcdef, which serves a replica of it after all; x not started`) },
-      drain: async () => {}
-    } as unknown as ReplicaSet
-    const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true })
+    const { loop } = await loopRestartingACrash(async () => { throw new ClaimsHeldError(`${CELL}/0 is held by …abcdef, which serves a replica of it after all; x not started`) })
     await loop.tick()
     expect(loop.counters.declined).toBe(1)
     expect(loop.counters.failures).toBe(0)

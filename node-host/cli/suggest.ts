@@ -1,6 +1,7 @@
 // "Did you mean …?" for an unknown `cell` command: the words other tools use for the same job
 // (kubectl, docker, wrangler, nats), then a near miss in spelling. A hint only: the command still
 // fails with exit 2 and the usage.
+import { editDistance } from '../../core/manifest/schema.ts'
 
 /** Words from other tools' CLIs, and what `cell` calls that job. */
 const ALIASES: Record<string, string> = {
@@ -58,16 +59,3 @@ export function suggestCommand (name: string, commands: readonly string[]): stri
   return best !== undefined && bestDistance <= (word.length <= 4 ? 1 : 2) ? best : undefined
 }
 
-/** Levenshtein distance, with adjacent transpositions counted as one edit. */
-function editDistance (a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)])
-  for (let j = 1; j <= b.length; j++) d[0][j] = j
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
-    }
-  }
-  return d[a.length][b.length]
-}
