@@ -19,7 +19,6 @@ export const MAX_CELL_ERRORS = 256
  * Node records carry trusted authorities as short role tags, for people reading the fleet. They are
  * claims, not proof: who may host a cell is decided from the host grants a node gossips (verified).
  */
-
 export const TRUST_ROLE_PREFIX = 'trust-'
 export function trustRoles (authorities: Iterable<string>): string[] {
   return [...authorities].slice(0, 6).map(a => TRUST_ROLE_PREFIX + a.slice(0, 16))

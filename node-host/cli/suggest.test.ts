@@ -12,7 +12,7 @@ describe('cell: an unknown command', () => {
     expect(suggestCommand(typed, COMMANDS)).toBe(meant)
   })
 
-  it.each(['xyzzy', 'q', 'frobnicate', 'x'.repeat(10_000), '', 're'])('%s: no guess', (typed) => {
+  it.each(['xyzzy', 'q', 'frobnicate', 'x'.repeat(10_000), '', 're', 'constructor', '__proto__'])('%s: no guess', (typed) => {
     expect(suggestCommand(typed, COMMANDS)).toBeUndefined()
   })
 

@@ -44,7 +44,7 @@ const ALIASES: Record<string, string> = {
 /** The command `name` most likely meant, among `commands`, or undefined. */
 export function suggestCommand (name: string, commands: readonly string[]): string | undefined {
   const word = name.toLowerCase().slice(0, 64)
-  const alias = ALIASES[word]
+  const alias = Object.hasOwn(ALIASES, word) ? ALIASES[word] : undefined
   if (alias !== undefined && commands.includes(alias)) return alias
   // The start of exactly one command's name.
   const prefixed = word.length >= 2 ? commands.filter(c => c.startsWith(word)) : []
