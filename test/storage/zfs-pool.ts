@@ -101,6 +101,15 @@ async function restartZfsFuse (why: string): Promise<void> {
 /** How many times this process restarted the daemon; a pool made before the last restart is gone. */
 let generation = 0
 let restarting: Promise<void> | undefined
+/**
+ * Whether the daemon has made a pool since this process last restarted it. A daemon just started
+ * is slow to make its first pool on a loaded machine (a CI run saw it miss 3 s and be restarted a
+ * second time): until it has made one, pool creation waits at least FRESH_DAEMON_MS, whatever
+ * shorter deadline the caller asked for to notice a hung daemon quickly.
+ */
+let proven = true
+const FRESH_DAEMON_MS = 20_000
+const patience = (deadlineMs: number): number => proven ? deadlineMs : Math.max(deadlineMs, FRESH_DAEMON_MS)
 
 /** The daemon's current generation (see TestPool.generation). */
 export function zfsFuseGeneration (): number { return generation }
@@ -114,6 +123,7 @@ async function recover (why: string, seen: number): Promise<void> {
   if (restarting !== undefined) { await restarting; return }
   if (generation !== seen) return
   generation++
+  proven = false
   restarting = restartZfsFuse(why).finally(() => { restarting = undefined })
   await restarting
 }
@@ -129,13 +139,18 @@ async function makePool (name: string, file: string, sizeBytes: number, deadline
     if ((err as { killed?: boolean }).killed === true) return false
     throw err
   }
-  return await mountAnswers(`/${name}`, deadlineMs / 2)
+  const answered = await mountAnswers(`/${name}`, deadlineMs / 2)
+  if (answered) proven = true
+  return answered
 }
 
 export interface TestPoolOptions {
   sizeBytes?: number
   prefix?: string
-  /** Bounds each zpool command and the wait for the daemon; the new mount must answer within half (default 20 s). */
+  /**
+   * Bounds each zpool command and the wait for the daemon; the new mount must answer within half
+   * (default 20 s; at least 20 s on a daemon that has made no pool since this process restarted it).
+   */
   deadlineMs?: number
 }
 
@@ -143,18 +158,20 @@ export interface TestPoolOptions {
 export async function createTestPool (options: TestPoolOptions = {}): Promise<TestPool> {
   const deadlineMs = options.deadlineMs ?? 20_000
   const sizeBytes = options.sizeBytes ?? 1024 ** 3
-  await ensureZfsFuse(deadlineMs)
+  await ensureZfsFuse(patience(deadlineMs))
   const dir = await mkdtemp(join(tmpdir(), 'cell-zpool-'))
   const file = join(dir, 'pool.img')
   const newName = (): string => `${options.prefix ?? 'celltest'}${randomBytes(4).toString('hex')}`
   let name = newName()
   let made = generation
-  if (!await makePool(name, file, sizeBytes, deadlineMs)) {
-    await recover(`the new pool ${name} or its mount did not answer within ${deadlineMs} ms`, made)
+  let makeMs = patience(deadlineMs)
+  if (!await makePool(name, file, sizeBytes, makeMs)) {
+    await recover(`the new pool ${name} or its mount did not answer within ${makeMs} ms`, made)
     await rmdir(`/${name}`).catch(() => {})
     name = newName()
     made = generation
-    if (!await makePool(name, file, sizeBytes, deadlineMs)) throw new Error(`zfs-fuse: the pool ${name}'s mount did not answer even after a restart of the daemon`)
+    makeMs = patience(deadlineMs)
+    if (!await makePool(name, file, sizeBytes, makeMs)) throw new Error(`zfs-fuse: the pool ${name}'s mount did not answer even after a restart of the daemon`)
   }
   let destroyed = false
   return {
