@@ -514,15 +514,15 @@ export class AutonomicLoop extends EventTarget {
           const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
           if (err instanceof ClaimsHeldError) {
             this.counters.declined++
+            log('spawn %s declined: %s', action.cell, err.message)
           } else {
             this.counters.failures++
             this.lastError = error
+            log.error('spawn %s failed: %e', action.cell, err)
           }
           this.cellErrors.delete(action.cell)
           this.cellErrors.set(action.cell, error)
           for (const oldest of this.cellErrors.keys()) { if (this.cellErrors.size <= MAX_CELL_ERRORS) break; this.cellErrors.delete(oldest) }
-          if (err instanceof ClaimsHeldError) log('spawn %s declined: %s', action.cell, (err as Error).message)
-          else log.error('spawn %s failed: %e', action.cell, err)
         })
         return
       }

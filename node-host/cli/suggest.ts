@@ -58,4 +58,3 @@ export function suggestCommand (name: string, commands: readonly string[]): stri
   // One slip in a short word, two in a longer one; anything further is a different word.
   return best !== undefined && bestDistance <= (word.length <= 4 ? 1 : 2) ? best : undefined
 }
-

@@ -12,7 +12,7 @@ import type { BrowserContext, Page } from 'playwright-core'
 import { HAS_CHROMIUM, launchChromium, serveFiles } from './chromium.ts'
 import { generateAuthority, issueGrant, encodeGrantToken, type AuthorityKey } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
-import { createClient } from '../../node-host/client.ts'
+import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { buildTestPage } from '../../browser-host/test-page/build.ts'
@@ -86,26 +86,12 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
    * (24 s here) later neither is served, so a tab opened late in a slow run must not dial it.
    */
   const currentWtAddr = async (): Promise<string> => {
-    let addr: string | undefined
-    await waitForView(() => {
-      addr = publisher!.view.nodes().find(n => n.nodeId === nodeId)?.addrs.find(a => a.includes('/quic-v1/webtransport/'))
-      return addr !== undefined
-    }, 30_000, "the node's record with a WebTransport address")
-    return `${addr!.replace(/\/p2p\/[^/]+$/, '')}/p2p/${nodeId}`
+    const addr = await waitForView(publisher!, () => wtAddrs().at(0), "the node's record with a WebTransport address", { timeoutMs: 30_000 })
+    return `${addr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${nodeId}`
   }
 
-  /** Resolves once `holds()` is true of the test client's fleet view, checked at each change. */
-  const waitForView = async (holds: () => boolean, timeoutMs: number, what: string): Promise<void> => {
-    const deadline = Date.now() + timeoutMs
-    while (!holds()) {
-      if (Date.now() > deadline) throw new Error(`${what}: not seen in ${timeoutMs} ms`)
-      await new Promise<void>(resolve => {
-        const done = (): void => { clearTimeout(timer); publisher!.view.removeEventListener('change', done); resolve() }
-        const timer = setTimeout(done, deadline - Date.now())
-        publisher!.view.addEventListener('change', done)
-      })
-    }
-  }
+  /** The node's WebTransport addresses in the test client's fleet view. */
+  const wtAddrs = (): string[] => publisher!.view.nodes().find(n => n.nodeId === nodeId)?.addrs.filter(a => a.includes('/quic-v1/webtransport/')) ?? []
 
   /** A tab whose light peer bootstraps from `addr` only; resolves once it is connected to the node, with the time that took. */
   const openTab = async (addr: string, storeName: string): Promise<{ page: Page, peerId: string, connectMs: number }> => {
@@ -186,7 +172,7 @@ describe.skipIf(!HAS_CHROMIUM || denoBinary() === undefined)('WebTransport from 
     // second is served. The browser's Noise check wants every dialed hash among the node's.
     const stale = await currentWtAddr()
     const [retired, served] = hashesOf(stale)
-    await waitForView(() => publisher!.view.nodes().find(n => n.nodeId === nodeId)?.addrs.some(a => a.includes(`/certhash/${served}/`) && !a.includes(`/certhash/${retired}/`)) === true, 40_000, 'a rotation in the gossiped record')
+    await waitForView(publisher!, () => wtAddrs().some(a => a.includes(`/certhash/${served}/`) && !a.includes(`/certhash/${retired}/`)) ? true : undefined, 'a rotation in the gossiped record', { timeoutMs: 40_000 })
     const c = await openTab(stale, 'wt-stale')
     console.log(`webtransport: a tab dialing the pre-rotation address connected in ${c.connectMs} ms`)
     expect((await nodeConnections(c.page)).every(x => x.addr.includes(`/certhash/${retired}/`))).toBe(true)
