@@ -8,7 +8,7 @@ import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
 import type { FleetView, InstanceRecord, NodeRecord } from '../core/fleet/index.ts'
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
-import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease } from './autonomic-loop.ts'
+import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease, type LoopNotice } from './autonomic-loop.ts'
 import { ClaimsHeldError } from './volumes/volume-manager.ts'
 import type { PreparedRelease, ReleaseStore } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
@@ -125,7 +125,7 @@ async function loopRestartingACrash (spawn: (listed: Array<{ instanceId: string,
   const view = { nodes: () => [makeNodeRecord(self)], instances: () => [{ ...crashed, sentMs: clock.now() }], desired: () => undefined, retired: () => undefined, releaseOf: () => undefined, claimants: () => [v1.authority], node: () => undefined } as unknown as FleetView
   const store = { cells: () => [CELL], releases: () => [v1, v2], byDigest: (_: string, d: string) => [v1, v2].find(r => r.digest === d) } as unknown as ReleaseStore
   const listed: Array<{ instanceId: string, cell: string, state: string }> = [{ instanceId: crashed.instanceId, cell: CELL, state: 'crashed' }]
-  const replicas = { list: () => listed, spawn: async () => { await spawn(listed) }, drain: async () => {} } as unknown as ReplicaSet
+  const replicas = { list: () => listed, spawn: async () => { await spawn(listed); return listed.at(-1) }, drain: async () => {} } as unknown as ReplicaSet
   const loop = new AutonomicLoop({ selfId: self, view, releases: store, replicas, clock, random: { next: () => 0.99, bytes: (n: number) => new Uint8Array(n) }, canHost: () => true, hostGrant: async () => true, ...(announce !== undefined ? { announce: () => { announce(listed) } } : {}) })
   return { loop, clock }
 }
@@ -136,6 +136,8 @@ describe('restarting a crashed replica', () => {
     let spawned = 0
     const announced: number[] = []
     const { loop, clock } = await loopRestartingACrash(async (listed) => { spawned++; listed.push({ instanceId: `new-${spawned}`, cell: CELL, state: 'starting' }) }, (listed) => { announced.push(listed.filter(r => r.state === 'starting').length) })
+    const notices: LoopNotice[] = []
+    loop.addEventListener('notice', (evt) => { notices.push((evt as CustomEvent<LoopNotice>).detail) })
     for (let i = 0; i < 5; i++) {
       await loop.tick()
       clock.advance(2_000)
@@ -143,6 +145,8 @@ describe('restarting a crashed replica', () => {
     expect(spawned).toBe(1)
     expect(loop.counters.spawns).toBe(1)
     expect(announced).toEqual([1])
+    // `cell up` prints it: which replica started and why, once.
+    expect(notices).toEqual([{ kind: 'restarted', cell: CELL, text: 'restarted new-1: replica versioned-1.1.0-dead of 1.1.0 crashed 5000 ms ago (crash 1 here; back-off 1000 ms)' }])
   })
 })
 
@@ -150,8 +154,11 @@ describe('a spawn that fails', () => {
   it('is kept as that cell\'s last error (for `cell status <cell>`), not as the loop\'s, and the cells kept are bounded', async () => {
     const { loop, clock } = await loopRestartingACrash(async () => { throw new Error('test: disk full') })
     for (let i = 0; i < MAX_CELL_ERRORS + 10; i++) loop.cellErrors.set(`other-${i}`, { atMs: 0, message: 'old' })
+    const notices: LoopNotice[] = []
+    loop.addEventListener('notice', (evt) => { notices.push((evt as CustomEvent<LoopNotice>).detail) })
     await loop.tick()
     expect(loop.counters.failures).toBeGreaterThan(0)
+    expect(notices).toEqual([])
     expect(loop.cellErrors.get(CELL)).toEqual({ atMs: clock.now(), message: `spawn ${CELL}@1.1.0: Error: test: disk full` })
     expect(loop.lastTickError).toBeUndefined()
     expect(loop.lastError?.message).toMatch(/test: disk full/)

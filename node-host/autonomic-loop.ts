@@ -84,10 +84,16 @@ const MAX_MEMBERS = 4096
 const MAX_EVENTS = 2048
 
 /**
- * Detail of the loop's 'notice' events: what an operator watching `cell up` should see (a cell
- * retired or back, a release halted or marked crash-looping), one line each, once.
+ * Detail of the loop's 'notice' events: what an operator watching `cell up` should see (a replica
+ * this node started or restarted and why, one it drains and why, a cell retired or back, a release
+ * halted or marked crash-looping), one line each, once. A spawn that fails is an error on stderr.
  */
-export interface LoopNotice { kind: 'retired' | 'unretired' | 'halted', cell: string, text: string }
+export interface LoopNotice { kind: 'started' | 'restarted' | 'draining' | 'retired' | 'unretired' | 'halted', cell: string, text: string }
+
+/** A spawn's reason without how the volunteer race went (the draw and the jitter waited). */
+function spawnWhy (reason: string): string {
+  return reason.replace(/; volunteered for \S+ with p=[\d.]+ among \d+ eligible/, '').replace(/; confirmed after \d+ ms$/, '')
+}
 
 export class AutonomicLoop extends EventTarget {
   private readonly init: AutonomicLoopInit
@@ -510,7 +516,10 @@ export class AutonomicLoop extends EventTarget {
         // The replica is in the set (starting) once spawn returns its promise: announce it at once.
         const spawning = replicas.spawn(release)
         this.init.announce?.()
-        await spawning.catch((err) => {
+        await spawning.then((info) => {
+          const verb = action.kind === 'restart' ? 'restarted' : 'started'
+          this.notice({ kind: verb, cell: action.cell, text: `${verb} ${info.instanceId}: ${spawnWhy(action.reason)}` })
+        }, (err) => {
           const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
           if (err instanceof ClaimsHeldError) {
             this.counters.declined++
@@ -549,6 +558,7 @@ export class AutonomicLoop extends EventTarget {
         // A crashed or stopped replica has nothing left to drain (its tombstone expires on its own).
         if (!replicas.list(action.cell).some(r => r.instanceId === action.instanceId && (r.state === 'starting' || r.state === 'ready'))) return
         log('drain %s: %s', action.instanceId, action.reason)
+        this.notice({ kind: 'draining', cell: action.cell, text: `draining ${action.instanceId}: ${action.reason}` })
         this.counters.drains++
         // Not awaited: calls in flight get the drain grace (30 s by default) and the loop keeps ticking.
         void replicas.drain(action.instanceId).catch((err) => { log.error('drain failed: %e', err) })

@@ -44,6 +44,7 @@ import { OperatorGate } from './introspect/operator-gate.ts'
 import { ReplicaVolumesUnavailableError } from './volumes/volume-manager.ts'
 import { serveIntrospection, introspectionStats, claimantsOn } from './introspect/serve-introspection.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts'
 
 const log = logger('cell:node')
 
@@ -143,6 +144,8 @@ export class FullNode {
   readonly fleetMetrics: MetricsProxy
   private readonly init: FullNodeInit
   private started = false
+  /** This node's hold on its data directory (released by stop()). */
+  private lock?: DataDirLock
   /** Set when the node starts stopping: its last heartbeats carry the `leaving` role. */
   leaving = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
@@ -165,10 +168,26 @@ export class FullNode {
   /** The WebTransport listener (stats, rotate) once it listens; undefined without one. */
   webTransport: () => WebTransportHandle | undefined = () => undefined
 
+  /**
+   * A node on `init.dataDir`, which it locks until stop() (node-host/data-dir-lock.ts): a second
+   * node on the same directory, in this process or another, fails with DataDirInUseError.
+   */
   static async create (init: FullNodeInit): Promise<FullNode> {
+    await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
+    const lock = await lockDataDir(init.dataDir)
+    try {
+      const node = await FullNode.open(init)
+      node.lock = lock
+      return node
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
+  }
+
+  private static async open (init: FullNodeInit): Promise<FullNode> {
     const clock = init.clock ?? systemClock
     const random = init.random ?? systemRandom
-    await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
     const peerKey = await loadOrCreatePeerKey(join(init.dataDir, 'peer.key'))
     const credentials = new Credentials({ peerKey, clock })
     const trusted = new Set(init.trust ?? [])
@@ -615,7 +634,10 @@ export class FullNode {
    * when the whole fleet stops at once and no node is left to pin it).
    */
   async stop (options: { signal?: AbortSignal, handoverSafeMs?: number } = {}): Promise<void> {
-    if (!this.started) return
+    if (!this.started) {
+      await this.lock?.release()
+      return
+    }
     this.started = false
     this.leaving = true
     if (options.handoverSafeMs !== undefined) this.volumes.manager?.setHandoverSafeMs(options.handoverSafeMs)
@@ -639,6 +661,7 @@ export class FullNode {
     this.metricsServer = undefined
     // Last spans out, bounded by the exporter's timeout; a receiver that is down only counts failures.
     await this.tracer?.shutdown().catch((err: unknown) => { log('trace export at stop: %e', err) })
+    await this.lock?.release()
   }
 }
 

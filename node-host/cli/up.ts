@@ -19,11 +19,13 @@ import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, MetricsAddressError, type
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
 
 Starts a full node: TCP, WebSockets, WebRTC-direct and WebTransport listeners, Noise, yamux, kad-dht (server),
-gossipsub with signed messages. Prints its peer id and addresses; stops cleanly on SIGINT/SIGTERM.
+gossipsub with signed messages. Prints its peer id and addresses, then fleet peers joining and
+leaving and each replica it starts or drains and why; stops cleanly on SIGINT/SIGTERM.
 Errors (a release it cannot fetch, a crashed replica) go to stderr; DEBUG=cell:* shows all logs.
 
 options:
-  --data DIR            node data directory: peer key, artifacts, volumes (default $CELL_HOME/node)
+  --data DIR            node data directory: peer key, artifacts, volumes (default $CELL_HOME/node);
+                        one node at a time (a second fails with DataDirInUseError)
   --host IP             listen address (default 127.0.0.1)
   --tcp PORT, --ws PORT, --webrtc PORT   listen ports (default: the ports of the last run in this
                         data directory, else any free port)
@@ -83,6 +85,9 @@ options:
   --dashboard-grants    local use only: sign a caller grant with the first --authority key for any
                         tab that asks, so the page can call cells
   -h, --help            show this help`
+
+/** Lines from the fleet and the loop kept while the node starts, before its header is printed. */
+const MAX_HELD_LINES = 1000
 
 const OPTIONS = {
   ...FLEET_OPTIONS,
@@ -237,27 +242,37 @@ export async function run (argv: string[]): Promise<number> {
   for (const note of node.notes) process.stderr.write(`note: ${note}\n`)
   const noted = node.notes.length
   let quiet = false
-  // A connected node of the other dissemination mode (a mixed fleet: neither sees the other's
-  // replicas), once per appearance, with what to do; listened to before start, as peers may connect during it.
-  node.mesh.gossip.addEventListener('dissemination-mismatch', (evt) => {
-    if (!quiet) process.stdout.write(`${(evt as DisseminationMismatchEvent).detail.message}\n`)
-  })
-  await node.start()
-  for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
-  // Fleet peers joining and leaving, at the default level: a fleet that splits says so.
-  const say = (what: string) => (evt: Event): void => {
-    const { peerId, connected } = (evt as CustomEvent<{ peerId: string, connected: number }>).detail
-    if (!quiet) process.stdout.write(`peer ${what} …${peerId.slice(-6)} (${connected} fleet peer${connected === 1 ? '' : 's'})\n`)
+  // What the fleet and the loop say at the default level, one line each. Listened to before start: a
+  // node restarted on its --data rejoins its fleet and brings its cells back while it starts. Those
+  // lines wait (at most MAX_HELD_LINES) until the node's own header is out.
+  let held: string[] | undefined = []
+  let heldDropped = 0
+  const say = (text: string): void => {
+    if (quiet) return
+    if (held === undefined) process.stdout.write(`${text}\n`)
+    else if (held.length < MAX_HELD_LINES) held.push(text)
+    else heldDropped++
   }
-  node.mesh.keeper?.addEventListener('join', say('joined'))
-  node.mesh.keeper?.addEventListener('leave', say('left'))
+  // A connected node of the other dissemination mode (a mixed fleet: neither sees the other's
+  // replicas), once per appearance, with what to do.
+  node.mesh.gossip.addEventListener('dissemination-mismatch', (evt) => { say((evt as DisseminationMismatchEvent).detail.message) })
+  // Fleet peers joining and leaving: a fleet that splits says so.
+  const peer = (what: string) => (evt: Event): void => {
+    const { peerId, connected } = (evt as CustomEvent<{ peerId: string, connected: number }>).detail
+    say(`peer ${what} …${peerId.slice(-6)} (${connected} fleet peer${connected === 1 ? '' : 's'})`)
+  }
+  node.mesh.keeper?.addEventListener('join', peer('joined'))
+  node.mesh.keeper?.addEventListener('leave', peer('left'))
   // Per-cell: a node the failure detectors found down (by quorum), once per verdict.
   node.mesh.view.addEventListener('down-report', (evt) => {
     const { subject, verdict } = (evt as CustomEvent<{ subject: string, verdict: boolean }>).detail
-    if (verdict && !quiet) process.stdout.write(`node …${subject.slice(-6)} found down (${node.mesh.view.downReportsAbout(subject)?.reporters.length ?? 0} fleet peers lost it)\n`)
+    if (verdict) say(`node …${subject.slice(-6)} found down (${node.mesh.view.downReportsAbout(subject)?.reporters.length ?? 0} fleet peers lost it)`)
   })
-  // The autonomic loop's notices (retired cells, halted or crash-looping releases), once each.
-  node.loop.addEventListener('notice', (evt) => { if (!quiet) process.stdout.write(`${(evt as CustomEvent<{ text: string }>).detail.text}\n`) })
+  // The autonomic loop's notices (replicas started and drained and why, retired cells, halted or
+  // crash-looping releases), once each.
+  node.loop.addEventListener('notice', (evt) => { say((evt as CustomEvent<{ text: string }>).detail.text) })
+  await node.start()
+  for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
   process.once('SIGINT', () => { quiet = true })
   process.once('SIGTERM', () => { quiet = true })
   let dashboard: DashboardServer | undefined
@@ -289,6 +304,10 @@ export async function run (argv: string[]): Promise<number> {
   // restart on the same --data listens on the same ports, so the line stays valid).
   const exportLine = bootstrapLine(node.addresses())
   if (exportLine !== undefined) process.stdout.write(`${exportLine}\n`)
+  const pending = held
+  held = undefined
+  for (const text of pending) say(text)
+  if (heldDropped > 0) say(`(${heldDropped} more line(s) while starting not shown)`)
   await new Promise<void>((done) => {
     // The first signal drains (calls in flight get the grace period); a second one stops at once.
     const force = new AbortController()

@@ -60,6 +60,13 @@ describe('a whole fleet restarts and keeps its intent', () => {
     clients.push(before)
     await waitForView(before, () => onlyRunning(before, v1, 2), 'only 1.0.0 replicas of versioned before the restart', { timeoutMs: 90_000 })
     expect(v2).not.toBe(v1)
+    // Each node says at the default level which replicas it started and drained, and why: billing's
+    // first replica, 1.1.0's surge over 1.0.0, 1.0.0 retired by the rollout, 1.1.0 by the rollback.
+    const said = nodes.map(p => p.stdout()).join('')
+    expect(said, said).toMatch(/^started billing-1\.0\.0-\w+: deficit \d+ \(\d+ live < desired \d+\)$/m)
+    expect(said, said).toMatch(/^started versioned-1\.1\.0-\w+: rollout to 1\.1\.0: /m)
+    expect(said, said).toMatch(/^draining versioned-1\.0\.0-\w+: rollout: \d+ 1\.1\.0 replica\(s\) proven /m)
+    expect(said, said).toMatch(/^draining versioned-1\.1\.0-\w+: rollout: \d+ 1\.0\.0 replica\(s\) proven /m)
 
     // Every node stops (SIGTERM: drain, then exit 0), then all restart on the same data dirs.
     await before.stop()
@@ -81,8 +88,9 @@ describe('a whole fleet restarts and keeps its intent', () => {
     // replica starting on its way would be seen.
     await waitForView(after, () => onlyRunning(after, v1, 2), 'only 1.0.0 replicas of versioned after the restart', { timeoutMs: 90_000, holdMs: 3_000 })
       .catch((err) => { throw new Error(`${(err as Error).message}\n${fleetLogs(nodes)}`) })
-    // All three nodes are in one fleet again.
+    // All three nodes are in one fleet again, and each says so (its peers connect while it starts).
     await waitForView(after, () => after.view.nodes().length >= 3 ? true : undefined, 'three nodes in view', { timeoutMs: 30_000 })
+    for (const p of nodes) expect(p.stdout(), p.stdout()).toMatch(/^peer joined …\w{6} \(\d fleet peers?\)$/m)
 
     const charged = await after.call<{ amount: number, currency: string }>('billing', 'charge', { amount: 5, currency: 'EUR' }, { timeoutMs: 15_000 })
     expect(charged).toMatchObject({ amount: 5, currency: 'EUR' })

@@ -103,6 +103,14 @@ describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on 
 
   /** Starts node `i` again on its data dir and pool (its claim votes and snapshots are still there). */
   const restart = async (i: number): Promise<void> => {
+    // The old process first: its data directory takes one node at a time (a SIGTERMed node may
+    // still be handing its claims over).
+    const old = nodes[i]
+    if (old.child.exitCode === null && old.child.signalCode === null) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([old.exited, new Promise((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`node ${i + 1} did not exit within 60 s`)) }, 60_000) })])
+        .finally(() => { clearTimeout(timer) })
+    }
     const alive = nodes.find((p, j) => j !== i && p.child.exitCode === null && p.child.signalCode === null)!
     const via = alive.stdout().match(/listening (\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)/)![1]
     const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--zfs-pool', pools[i].name, '--drain-grace', '2s', '--bootstrap', via])
