@@ -5,7 +5,7 @@ import { initialCellState, rendezvous, RELEASE_HALTED_METRIC, type BiologyView, 
 import type { Manifest } from '../core/manifest/index.ts'
 import { encodeCertificate, generateAuthority, issueGrant } from '../core/identity/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
-import type { FleetView, InstanceRecord, NodeRecord } from '../core/fleet/index.ts'
+import { LIMITS, type FleetView, type InstanceRecord, type NodeRecord } from '../core/fleet/index.ts'
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
 import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease, type LoopNotice } from './autonomic-loop.ts'
@@ -92,6 +92,19 @@ describe('gossiped halts', () => {
     expect(loop.haltRecords()).toEqual([expect.objectContaining({ cell: CELL, digest: v2.digest, version: '1.1.0' })])
     await loop.tick()
     expect(loop.counters.halts).toBe(1) // once
+  })
+
+  it('repeats a halt whose reason is too long for a heartbeat cut with an ellipsis, within the limit', async () => {
+    const clock = new ManualClock(Date.now())
+    const key = await generateAuthority()
+    const granted = await peerId()
+    const grant = await issueGrant(key, { subject: granted, roles: ['host'], notBeforeMs: clock.now() - 1000, notAfterMs: clock.now() + 86_400_000 })
+    const halt = { cell: CELL, version: '1.1.0', digest: v2.digest, atMs: clock.now() - 10, reason: `crash-looping: ${'x'.repeat(LIMITS.haltReasonChars - 20)} until another artifact is published or rolled back to` }
+    const loop = await loopWith([makeNodeRecord(granted, { grants: [encodeCertificate(grant)], halts: [halt] })], key.id, clock)
+    await loop.tick()
+    const [repeated] = loop.haltRecords()
+    expect(repeated.reason).toHaveLength(LIMITS.haltReasonChars)
+    expect(repeated.reason).toMatch(/^crash-looping: x+ unt…$/)
   })
 
   it('ignores a halt from a node without a host grant from the release authority', async () => {

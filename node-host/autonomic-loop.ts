@@ -90,6 +90,11 @@ const MAX_EVENTS = 2048
  */
 export interface LoopNotice { kind: 'started' | 'restarted' | 'draining' | 'retired' | 'unretired' | 'halted', cell: string, text: string }
 
+/** `text` cut to `max` characters, ending in … when cut (a reader sees it was cut, not a sentence ending mid-word). */
+function clip (text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`
+}
+
 /** A spawn's reason without how the volunteer race went (the draw and the jitter waited). */
 function spawnWhy (reason: string): string {
   return reason.replace(/; volunteered for \S+ with p=[\d.]+ among \d+ eligible/, '').replace(/; confirmed after \d+ ms$/, '')
@@ -357,7 +362,7 @@ export class AutonomicLoop extends EventTarget {
   haltRecords (): NodeHalt[] {
     const all: NodeHalt[] = []
     for (const state of this.states.values()) {
-      for (const h of state.halts) all.push({ cell: h.cell, version: h.version, digest: h.digest, atMs: h.atMs, reason: h.reason.slice(0, LIMITS.haltReasonChars) })
+      for (const h of state.halts) all.push({ cell: h.cell, version: h.version, digest: h.digest, atMs: h.atMs, reason: clip(h.reason, LIMITS.haltReasonChars) })
     }
     return all.sort((a, b) => a.atMs - b.atMs).slice(-LIMITS.halts)
   }
