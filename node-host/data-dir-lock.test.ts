@@ -51,8 +51,11 @@ describe('the data directory lock', () => {
       other.kill()
       await other.exited
     }
+    // A starter killed between writing its temporary file and removing it left this behind.
+    await writeFile(join(dir, `.${LOCK_FILE}.${other.pid}.0badf00d`), '{}')
     const lock = await lockDataDir(dir)
     expect(JSON.parse(await readFile(join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid })
+    expect(await readdir(dir)).toEqual([LOCK_FILE])
     await lock.release()
   })
 
@@ -75,8 +78,12 @@ describe('the data directory lock', () => {
     await expect(lockDataDir(dir)).rejects.toThrow(new RegExp(`pid 1 on ${hostname()}-elsewhere`))
     await writeFile(join(dir, LOCK_FILE), 'not json')
     await expect(lockDataDir(dir)).rejects.toThrow(/cannot read; if no node runs on this directory, remove .*node\.lock/)
-    await writeFile(join(dir, LOCK_FILE), JSON.stringify({ pid: -3, start: '1', host: hostname(), sinceMs: 1 }))
-    await expect(lockDataDir(dir)).rejects.toThrow(DataDirInUseError)
+    for (const broken of [{ pid: -3, start: '1', host: hostname(), sinceMs: 1 }, { pid: 1, start: '1', host: hostname(), sinceMs: 1e300 }, { pid: 1, start: 1, host: hostname(), sinceMs: 1 }]) {
+      await writeFile(join(dir, LOCK_FILE), JSON.stringify(broken))
+      await expect(lockDataDir(dir)).rejects.toThrow(/cannot read/)
+    }
+    await writeFile(join(dir, LOCK_FILE), 'x'.repeat(10_000))
+    await expect(lockDataDir(dir)).rejects.toThrow(/cannot read/)
     expect((await readdir(dir)).sort()).toEqual([LOCK_FILE])
   })
 

@@ -6,9 +6,9 @@
 // The lock file holds the holder's pid, its process start time (/proc/<pid>/stat field 22, so a
 // reused pid after a crash or reboot is not mistaken for the holder) and its host name. It appears
 // whole or not at all (written to a temporary name, then hard-linked into place: link() fails if the
-// lock exists). A lock whose holder is gone is taken over, once; a lock from another host is never
-// taken over (its holder cannot be checked from here).
-import { link, readFile, unlink, writeFile } from 'node:fs/promises'
+// lock exists). A lock whose holder is gone is taken over (see lockDataDir); a lock from another host
+// is never taken over (its holder cannot be checked from here).
+import { link, readdir, readFile, unlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -73,6 +73,7 @@ function parseHolder (text: string): Holder | undefined {
     const h = JSON.parse(text) as Partial<Holder>
     if (typeof h.pid !== 'number' || !Number.isSafeInteger(h.pid) || h.pid <= 0) return undefined
     if (typeof h.start !== 'string' || typeof h.host !== 'string' || typeof h.sinceMs !== 'number') return undefined
+    if (!Number.isSafeInteger(h.sinceMs) || h.sinceMs < 0 || h.sinceMs > 8.64e15) return undefined // a date
     return h as Holder
   } catch {
     return undefined
@@ -90,7 +91,7 @@ function describe (h: Holder): string {
 /** Whether the process that wrote `h` still runs (unknowable for another host: assumed so). */
 function holderAlive (h: Holder): boolean {
   if (h.host !== hostname()) return true
-  if (h.pid === process.pid && h.start === processStart(process.pid)) return false // left by a node of this process that never released it
+  if (h.pid === process.pid) return true // another thread of this process (each has its own heldHere)
   const start = processStart(h.pid)
   return start !== undefined && start === h.start
 }
@@ -106,6 +107,16 @@ async function readHolder (path: string): Promise<Holder | undefined | 'gone'> {
   }
   return text.length <= MAX_LOCK_BYTES ? parseHolder(text) : undefined
 }
+
+/** Temporary lock files of starters that died before removing theirs (their pid runs no more). */
+async function removeOrphans (dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  for (const name of names) {
+    const m = ORPHAN.exec(name)
+    if (m != null && Number(m[1]) !== process.pid && processStart(Number(m[1])) === undefined) await unlink(join(dir, name)).catch(() => {})
+  }
+}
+const ORPHAN = /^\.node\.lock\.(\d{1,10})\.[0-9a-f]{8}$/
 
 const inUse = (key: string, h: Holder): DataDirInUseError =>
   new DataDirInUseError(`${key} is in use by another cell node (${describe(h)}); stop it first, or pass another --data`)
@@ -143,6 +154,7 @@ export async function lockDataDir (dir: string, nowMs = Date.now()): Promise<Dat
         const lock = new DataDirLock(key, path, holder)
         heldHere.set(key, lock)
         taken = true
+        await removeOrphans(key)
         return lock
       }
       const current = await readHolder(path)
