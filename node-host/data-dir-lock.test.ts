@@ -1,9 +1,9 @@
 import { describe, expect, it, afterEach } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DataDirInUseError, LOCK_FILE, lockDataDir, processStart } from './data-dir-lock.ts'
+import { DataDirInUseError, DataDirUnusableError, LOCK_FILE, lockDataDir, prepareDataDir, processStart } from './data-dir-lock.ts'
 
 const dirs: string[] = []
 async function freshDir (): Promise<string> {
@@ -23,6 +23,20 @@ function sleeper (): { pid: number, exited: Promise<void>, kill: () => void } {
 async function writeHolder (dir: string, holder: Record<string, unknown>): Promise<void> {
   await writeFile(join(dir, LOCK_FILE), JSON.stringify(holder))
 }
+
+describe('preparing a data directory', () => {
+  it('makes it with its parents, mode 0700, accepts one that exists, and names a file in the way', async () => {
+    const root = await freshDir()
+    const dir = join(root, 'a', 'b')
+    await prepareDataDir(dir)
+    expect((await stat(dir)).mode & 0o777).toBe(0o700)
+    await prepareDataDir(dir)
+    await writeFile(join(root, 'file'), 'x')
+    await expect(prepareDataDir(join(root, 'file'))).rejects.toThrow(DataDirUnusableError)
+    await expect(prepareDataDir(join(root, 'file'))).rejects.toThrow(/^cannot use .*\/file as a node's data directory: it \(or a parent\) is a file, not a directory$/)
+    await expect(prepareDataDir(join(root, 'file', 'below'))).rejects.toThrow(/is a file, not a directory/)
+  })
+})
 
 describe('the data directory lock', () => {
   it('refuses a second holder in this process until the first releases it, and leaves no temporary file', async () => {

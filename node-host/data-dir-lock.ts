@@ -8,7 +8,7 @@
 // whole or not at all (written to a temporary name, then hard-linked into place: link() fails if the
 // lock exists). A lock whose holder is gone is taken over (see lockDataDir); a lock from another host
 // is never taken over (its holder cannot be checked from here).
-import { link, readdir, readFile, unlink, writeFile } from 'node:fs/promises'
+import { link, mkdir, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -24,6 +24,25 @@ const MAX_LOCK_BYTES = 4096
 export class DataDirInUseError extends CellError {
   static override readonly errorName = 'DataDirInUseError'
   static override readonly retry: RetryRule = 'never'
+}
+
+/** The data directory cannot be made or is not a directory (a file, no permission, a read-only or full disk). */
+export class DataDirUnusableError extends CellError {
+  static override readonly errorName = 'DataDirUnusableError'
+  static override readonly retry: RetryRule = 'never'
+}
+
+/** Makes `dir` (mode 0700, parents as needed) or checks the one there: DataDirUnusableError otherwise. */
+export async function prepareDataDir (dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const what = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'it (or a parent) is a file, not a directory' : `${e.code ?? e.name}: ${e.message}`
+    throw new DataDirUnusableError(`cannot use ${resolve(dir)} as a node's data directory: ${what}`, { cause: err })
+  }
+  const info = await stat(dir)
+  if (!info.isDirectory()) throw new DataDirUnusableError(`cannot use ${resolve(dir)} as a node's data directory: it is not a directory`)
 }
 
 interface Holder { pid: number, start: string, host: string, sinceMs: number }

@@ -44,7 +44,7 @@ import { OperatorGate } from './introspect/operator-gate.ts'
 import { ReplicaVolumesUnavailableError } from './volumes/volume-manager.ts'
 import { serveIntrospection, introspectionStats, claimantsOn } from './introspect/serve-introspection.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
-import { lockDataDir, type DataDirLock } from './data-dir-lock.ts'
+import { lockDataDir, prepareDataDir, type DataDirLock } from './data-dir-lock.ts'
 
 const log = logger('cell:node')
 
@@ -173,7 +173,7 @@ export class FullNode {
    * node on the same directory, in this process or another, fails with DataDirInUseError.
    */
   static async create (init: FullNodeInit): Promise<FullNode> {
-    await mkdir(init.dataDir, { recursive: true, mode: 0o700 })
+    await prepareDataDir(init.dataDir)
     const lock = await lockDataDir(init.dataDir)
     try {
       const node = await FullNode.open(init)

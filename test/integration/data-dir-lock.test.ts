@@ -56,4 +56,11 @@ describe('a data directory holds one node', () => {
     expect(third.child.exitCode).toBe(0)
     expect(await readdir(join(root, 'n1'))).not.toContain('node.lock')
   }, 120_000)
+
+  it('names a data directory that is a file', async () => {
+    const p = cell(['up', '--data', keyPath, '--authority', keyPath, '--webtransport', 'off'])
+    procs.push(p)
+    expect((await p.exited).code).toBe(1)
+    expect(p.stderr()).toMatch(/^DataDirUnusableError: cannot use .*\/authority\.key as a node's data directory: it \(or a parent\) is a file, not a directory$/m)
+  }, 30_000)
 })
