@@ -1,7 +1,8 @@
 // Releases this node has accepted: the signed record (verified by the fleet view against the trusted
 // authorities), the packaged artifact fetched from a provider and verified against the signed digest,
 // and the Cell.toml inside it. Only a release that passes all three may run in a capsid.
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
@@ -26,6 +27,27 @@ export interface PreparedRelease {
   authority: string
   manifest: Manifest
   codePath: string
+}
+
+/**
+ * The code capsids import for `digest`: `<dir>/<digest>.mjs`, kept when it already holds exactly
+ * `code`, else written whole (temp file, flush, rename). A file left short by a full disk or a crash
+ * is replaced, never run; a write that fails leaves nothing behind and the prepare fails.
+ */
+export async function writeCodeFile (dir: string, digest: string, code: Uint8Array): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  const path = join(dir, `${digest}.mjs`)
+  const existing = await readFile(path).catch(() => undefined)
+  if (existing !== undefined && Buffer.compare(existing, code) === 0) return path
+  const tmp = join(dir, `.${digest}.${randomBytes(6).toString('hex')}.tmp`)
+  try {
+    await writeFile(tmp, code, { mode: 0o444, flush: true })
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
+  return path
 }
 
 const MAX_HISTORY = 16
@@ -118,9 +140,7 @@ export class ReleaseStore extends EventTarget {
     const manifest = parseManifest(source, { file: `${release.cell}@${release.version}/Cell.toml` })
     if (manifest.name !== release.cell) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names cell "${manifest.name}", the release is for "${release.cell}"`)
     if (manifest.authority.ed25519 !== release.authority) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names authority ${manifest.authority.ed25519.slice(0, 12)}…, the release is signed by ${release.authority.slice(0, 12)}…`)
-    await mkdir(this.codeDir, { recursive: true })
-    const codePath = join(this.codeDir, `${release.digest}.mjs`)
-    await writeFile(codePath, code, { mode: 0o444 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EACCES') throw err })
+    const codePath = await writeCodeFile(this.codeDir, release.digest, code)
     const prepared: PreparedRelease = { cell: release.cell, version: release.version, digest: release.digest, seq: release.seq, authority: release.authority, manifest, codePath }
     let list = this.history.get(release.cell)
     if (list != null && list.some(r => r.authority !== release.authority)) throw new CellNameConflictError(`cell "${release.cell}" is held for another authority`)

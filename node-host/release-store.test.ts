@@ -1,0 +1,68 @@
+import { describe, expect, it, afterEach } from 'vitest'
+import { mkdtemp, readdir, readFile, rm, writeFile, chmod, mkdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import { packArtifact } from '../core/manifest/packaged.ts'
+import { sha256Hex } from './ribosome/build.ts'
+import { ReleaseStore, writeCodeFile } from './release-store.ts'
+import type { ReleaseRecord } from '../core/fleet/index.ts'
+
+const AUTHORITY = 'ab'.repeat(32)
+const MANIFEST = `[cell]\nname = "billing"\nversion = "1.0.0"\nmain = "cell.ts"\n\n[cell.authority]\ned25519 = "${AUTHORITY}"\n`
+const CODE = new TextEncoder().encode('export default { async quote () { return 1 } }\n'.repeat(50))
+
+const dirs: string[] = []
+afterEach(async () => { for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true }) })
+
+describe('the code a capsid imports', () => {
+  it('replaces a code file left short (a full disk, a crash) when the release is prepared again, and leaves no temporary file', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'cell-code-'))
+    dirs.push(dataDir)
+    const artifact = packArtifact(MANIFEST, CODE)
+    const digest = sha256Hex(artifact)
+    const store = new ReleaseStore(dataDir)
+    await store.artifacts.put(artifact)
+    // What an earlier prepare left when the disk filled mid-write: the first 100 bytes, read-only.
+    await mkdir(join(dataDir, 'code'), { recursive: true })
+    const path = join(dataDir, 'code', `${digest}.mjs`)
+    await writeFile(path, CODE.subarray(0, 100))
+    await chmod(path, 0o444)
+    const node = { contentRouting: { provide: async () => {} }, getPeers: () => [] } as unknown as Libp2p
+    const release = { cell: 'billing', version: '1.0.0', digest, seq: 1, authority: AUTHORITY } as unknown as ReleaseRecord
+    const prepared = await store.prepare(node, release)
+    expect(prepared.codePath).toBe(path)
+    expect(new Uint8Array(await readFile(path))).toEqual(CODE)
+    expect(await readdir(join(dataDir, 'code'))).toEqual([`${digest}.mjs`])
+  })
+
+  it('keeps a code file that already holds the code, and removes its temporary file when the write fails', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cell-code-'))
+    dirs.push(dir)
+    const path = await writeCodeFile(dir, 'd'.repeat(64), CODE)
+    const again = await writeCodeFile(dir, 'd'.repeat(64), CODE)
+    expect(again).toBe(path)
+    expect(new Uint8Array(await readFile(path))).toEqual(CODE)
+    // A directory where the file should go: the rename fails; nothing else is left.
+    await mkdir(join(dir, `${'e'.repeat(64)}.mjs`))
+    await expect(writeCodeFile(dir, 'e'.repeat(64), CODE)).rejects.toThrow()
+    expect((await readdir(dir)).sort()).toEqual([`${'d'.repeat(64)}.mjs`, `${'e'.repeat(64)}.mjs`])
+  })
+
+  it.runIf(process.getuid?.() === 0)('leaves no partial code file on a full disk (a 64 kB tmpfs)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cell-code-full-'))
+    dirs.push(dir)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
+    try {
+      const big = new Uint8Array(256 * 1024).fill(0x20)
+      await expect(writeCodeFile(dir, 'f'.repeat(64), big)).rejects.toThrow(/ENOSPC/)
+      expect(await readdir(dir)).toEqual([])
+      // Space again: the same write completes.
+      await writeCodeFile(dir, 'f'.repeat(64), CODE)
+      expect(new Uint8Array(await readFile(join(dir, `${'f'.repeat(64)}.mjs`)))).toEqual(CODE)
+    } finally {
+      execFileSync('umount', [dir])
+    }
+  })
+})
