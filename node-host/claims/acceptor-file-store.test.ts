@@ -1,6 +1,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import { mkdtemp, rm, writeFile, readdir, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { AcceptorFileStore, CorruptAcceptorStateError } from './acceptor-file-store.ts'
 import { ClaimAcceptor, encodeClaimRequest, decodeClaimFrame, type AcceptorState } from '../../core/claims/index.ts'
@@ -37,6 +38,23 @@ describe('AcceptorFileStore', () => {
     expect(await store.load()).toEqual(STATE)
     expect(await readdir(join(dir, 'claims'))).toEqual(['acceptor.json'])
     expect((await stat(store.path)).mode & 0o777).toBe(0o600)
+  })
+
+  it.runIf(process.getuid?.() === 0)('on a full disk (a small tmpfs) a save fails, the saved state stays, and no temp file piles up per attempt', async () => {
+    const dir = await tmp()
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
+    try {
+      const store = new AcceptorFileStore(join(dir, 'acceptor.json'))
+      await store.save(STATE)
+      // Fill the disk, then try to save a state larger than what is left, three times.
+      await writeFile(join(dir, 'filler'), new Uint8Array(40 * 1024))
+      const big: AcceptorState = { claims: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`ledger/${i}`, STATE.claims['ledger/0']])) }
+      for (let i = 0; i < 3; i++) await expect(store.save(big)).rejects.toThrow(/ENOSPC/)
+      expect(await store.load()).toEqual(STATE)
+      expect((await readdir(dir)).sort()).toEqual(['acceptor.json', 'filler'])
+    } finally {
+      execFileSync('umount', [dir])
+    }
   })
 
   it('a corrupt or foreign file fails by name instead of starting empty (forgotten promises would break safety)', async () => {

@@ -7,7 +7,7 @@
 // promises could vote twice in one round and break the one-writer guarantee. It fails by name and
 // the node runs without a vote for claims until an operator looks (removing the file is safe only
 // once every lease it could hold has run out: leaseMs + margin, at most ~11 minutes).
-import { open, readFile, rename, mkdir } from 'node:fs/promises'
+import { open, readFile, rename, mkdir, rm } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { isClaimId, isFinalTag, isPeerIdString, type AcceptorState, type AcceptorStore, type ClaimSlot } from '../../core/claims/index.ts'
@@ -52,14 +52,20 @@ export class AcceptorFileStore implements AcceptorStore {
     const dir = dirname(this.path)
     await mkdir(dir, { recursive: true, mode: 0o700 })
     const tmp = join(dir, `.${basename(this.path)}.${process.pid}.${this.seq++}.tmp`)
-    const file = await open(tmp, 'w', 0o600)
     try {
-      await file.writeFile(text)
-      await file.sync()
-    } finally {
-      await file.close()
+      const file = await open(tmp, 'w', 0o600)
+      try {
+        await file.writeFile(text)
+        await file.sync()
+      } finally {
+        await file.close()
+      }
+      await rename(tmp, this.path)
+    } catch (err) {
+      // A full disk: the old state stays, and no partial temp file is left per attempt.
+      await rm(tmp, { force: true })
+      throw err
     }
-    await rename(tmp, this.path)
     const d = await open(dir, 'r')
     try {
       await d.sync()
