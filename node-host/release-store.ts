@@ -88,6 +88,32 @@ export class ReleaseStore extends EventTarget {
     return this.history.get(cell)?.find(r => r.digest === digest)
   }
 
+  /**
+   * Whether a replica of this node still runs (or starts) from `digest` (set by the full node): its
+   * artifact is kept when its release leaves the history.
+   */
+  inUse: (digest: string) => boolean = () => false
+  /** Artifacts deleted because their release left its cell's history. */
+  forgotten = 0
+
+  /**
+   * A release that left its cell's history (the 16 newest by seq): its artifact and code file go
+   * unless another kept release or a running replica uses the same digest. Without this a node that
+   * runs for weeks under a CI publishing many times a day fills its disk with old artifacts.
+   */
+  private async forget (old: PreparedRelease): Promise<void> {
+    for (const list of this.history.values()) if (list.some(r => r.digest === old.digest)) return
+    if (this.inUse(old.digest)) return
+    try {
+      await this.artifacts.delete(old.digest)
+      await rm(old.codePath, { force: true })
+      this.forgotten++
+      log('release %s@%s (%s) left the history: artifact deleted', old.cell, old.version, old.digest.slice(0, 12))
+    } catch (err) {
+      log.error('deleting the artifact of %s@%s: %e', old.cell, old.version, err)
+    }
+  }
+
   /** Serve artifacts we hold to peers. */
   async get (digest: string): Promise<Uint8Array | undefined> {
     return await this.artifacts.get(digest).catch(() => undefined)
@@ -153,7 +179,9 @@ export class ReleaseStore extends EventTarget {
     }
     list.push(prepared)
     list.sort((a, b) => a.seq - b.seq)
-    if (list.length > MAX_HISTORY) list.splice(0, list.length - MAX_HISTORY)
+    if (list.length > MAX_HISTORY) {
+      for (const old of list.splice(0, list.length - MAX_HISTORY)) if (old.digest !== release.digest) await this.forget(old)
+    }
     // Become a provider too, so the next node fetches from whoever is closest.
     void node.contentRouting.provide(artifactCid(release.digest), { signal: AbortSignal.timeout(30_000) }).catch(() => {})
     log('release %s@%s (%s) prepared', release.cell, release.version, release.digest.slice(0, 12))
