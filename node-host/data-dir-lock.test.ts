@@ -1,9 +1,9 @@
 import { describe, expect, it, afterEach } from 'vitest'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DataDirInUseError, DataDirUnusableError, LOCK_FILE, lockDataDir, prepareDataDir, processStart } from './data-dir-lock.ts'
+import { DataDirInUseError, DataDirUnusableError, LOCK_FILE, STALE_MS, lockDataDir, prepareDataDir, processStart } from './data-dir-lock.ts'
 
 const dirs: string[] = []
 async function freshDir (): Promise<string> {
@@ -86,10 +86,21 @@ describe('the data directory lock', () => {
     }
   })
 
-  it('never takes over a lock from another host, nor one it cannot read', async () => {
+  it('takes over a lock of this pid written by an earlier process (a restarted container\'s pid 1)', async () => {
+    const dir = await freshDir()
+    await writeHolder(dir, { pid: process.pid, start: String(Number(processStart(process.pid)) - 1), host: hostname(), sinceMs: 1 })
+    const lock = await lockDataDir(dir)
+    await lock.release()
+  })
+
+  it('honours another host\'s lock while its holder touches it, takes it over once it stops; never one it cannot read', async () => {
     const dir = await freshDir()
     await writeHolder(dir, { pid: 1, start: '1', host: `${hostname()}-elsewhere`, sinceMs: 1 })
     await expect(lockDataDir(dir)).rejects.toThrow(new RegExp(`pid 1 on ${hostname()}-elsewhere`))
+    // Untouched for longer than STALE_MS: its holder is gone (a container restarted under a new host name).
+    const old = new Date(Date.now() - STALE_MS - 1_000)
+    await utimes(join(dir, LOCK_FILE), old, old)
+    await (await lockDataDir(dir)).release()
     await writeFile(join(dir, LOCK_FILE), 'not json')
     await expect(lockDataDir(dir)).rejects.toThrow(/cannot read; if no node runs on this directory, remove .*node\.lock/)
     for (const broken of [{ pid: -3, start: '1', host: hostname(), sinceMs: 1 }, { pid: 1, start: '1', host: hostname(), sinceMs: 1e300 }, { pid: 1, start: 1, host: hostname(), sinceMs: 1 }]) {
@@ -99,6 +110,20 @@ describe('the data directory lock', () => {
     await writeFile(join(dir, LOCK_FILE), 'x'.repeat(10_000))
     await expect(lockDataDir(dir)).rejects.toThrow(/cannot read/)
     expect((await readdir(dir)).sort()).toEqual([LOCK_FILE])
+  })
+
+  it('is touched by its holder, so another host sees it held', async () => {
+    const dir = await freshDir()
+    const lock = await lockDataDir(dir, { refreshMs: 20 })
+    const old = new Date(Date.now() - 3_600_000)
+    await utimes(join(dir, LOCK_FILE), old, old)
+    const deadline = Date.now() + 5_000
+    while ((await stat(join(dir, LOCK_FILE))).mtimeMs < Date.now() - 60_000) {
+      if (Date.now() > deadline) throw new Error('the lock was not touched within 5 s')
+      await new Promise(resolve => setTimeout(resolve, 10))
+    }
+    await lock.release()
+    expect(await readdir(dir)).toEqual([])
   })
 
   it('lets exactly one of several processes starting at once take a stale lock', async () => {

@@ -4,11 +4,13 @@
 // DataDirInUseError naming the holder, until the holder stops or dies.
 //
 // The lock file holds the holder's pid, its process start time (/proc/<pid>/stat field 22, so a
-// reused pid after a crash or reboot is not mistaken for the holder) and its host name. It appears
-// whole or not at all (written to a temporary name, then hard-linked into place: link() fails if the
-// lock exists). A lock whose holder is gone is taken over (see lockDataDir); a lock from another host
-// is never taken over (its holder cannot be checked from here).
-import { link, mkdir, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+// reused pid after a crash or reboot, or a restarted container's pid 1, is not mistaken for the
+// holder) and its host name. It appears whole or not at all (written to a temporary name, then
+// hard-linked into place: link() fails if the lock exists). The holder touches the file every
+// REFRESH_MS. A lock whose holder is gone is taken over (see lockDataDir): on this host, when its
+// pid no longer runs the process that wrote it; from another host (a container restarted under a new
+// host name on the same volume, a shared disk), when it has not been touched for STALE_MS.
+import { link, mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -19,6 +21,10 @@ export const LOCK_FILE = 'node.lock'
 
 /** Lock files larger than this are not a lock this code wrote. */
 const MAX_LOCK_BYTES = 4096
+/** How often a holder touches its lock. */
+export const REFRESH_MS = 10_000
+/** A lock of another host untouched this long is its holder's no more. */
+export const STALE_MS = 60_000
 
 /** Another node runs on this data directory (or one this node cannot read holds it): nothing started. */
 export class DataDirInUseError extends CellError {
@@ -58,17 +64,28 @@ export class DataDirLock {
   readonly dir: string
   readonly path: string
   private readonly holder: Holder
+  private readonly timer: ReturnType<typeof setInterval>
 
-  constructor (dir: string, path: string, holder: Holder) {
+  constructor (dir: string, path: string, holder: Holder, refreshMs = REFRESH_MS) {
     this.dir = dir
     this.path = path
     this.holder = holder
+    this.timer = setInterval(() => { void this.refresh() }, refreshMs)
+    this.timer.unref()
+  }
+
+  /** Touches the lock file, so that a node on another host sees it held (REFRESH_MS). */
+  async refresh (): Promise<void> {
+    if (this.released) return
+    const now = new Date()
+    await utimes(this.path, now, now).catch(() => {})
   }
 
   /** Removes the lock if it is still this process's; safe to call twice. */
   async release (): Promise<void> {
     if (this.released) return
     this.released = true
+    clearInterval(this.timer)
     if (heldHere.get(this.dir) === this) heldHere.delete(this.dir)
     const now = parseHolder(await readFile(this.path, 'utf8').catch(() => ''))
     if (now !== undefined && sameHolder(now, this.holder)) await unlink(this.path).catch(() => {})
@@ -107,24 +124,32 @@ function describe (h: Holder): string {
   return `pid ${h.pid}${h.host !== hostname() ? ` on ${h.host}` : ''}, since ${new Date(h.sinceMs).toISOString()}`
 }
 
-/** Whether the process that wrote `h` still runs (unknowable for another host: assumed so). */
-function holderAlive (h: Holder): boolean {
-  if (h.host !== hostname()) return true
-  if (h.pid === process.pid) return true // another thread of this process (each has its own heldHere)
+/**
+ * Whether the process that wrote `h` still holds it: on this host, whether its pid runs the process
+ * that wrote it (this process included: another thread's node); from another host, whether the file
+ * was touched within STALE_MS.
+ */
+function holderAlive (h: Held): boolean {
+  if (h.host !== hostname()) return Date.now() - h.touchedMs < STALE_MS
   const start = processStart(h.pid)
   return start !== undefined && start === h.start
 }
 
+interface Held extends Holder { touchedMs: number }
+
 /** Reads a lock-format file: its holder, undefined when unreadable, 'gone' when it does not exist. */
-async function readHolder (path: string): Promise<Holder | undefined | 'gone'> {
+async function readHolder (path: string): Promise<Held | undefined | 'gone'> {
   let text: string
+  let touchedMs: number
   try {
     text = await readFile(path, 'utf8')
+    touchedMs = (await stat(path)).mtimeMs
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone'
     throw err
   }
-  return text.length <= MAX_LOCK_BYTES ? parseHolder(text) : undefined
+  const holder = text.length <= MAX_LOCK_BYTES ? parseHolder(text) : undefined
+  return holder !== undefined ? { ...holder, touchedMs } : undefined
 }
 
 /** Temporary lock files of starters that died before removing theirs (their pid runs no more). */
@@ -148,7 +173,8 @@ const inUse = (key: string, h: Holder): DataDirInUseError =>
  * `node.lock.takeover` (made the same way), after reading under it that the lock is still the stale
  * one: of several nodes starting at once on a directory with a stale lock, exactly one gets it.
  */
-export async function lockDataDir (dir: string, nowMs = Date.now()): Promise<DataDirLock> {
+export async function lockDataDir (dir: string, options: { nowMs?: number, refreshMs?: number } = {}): Promise<DataDirLock> {
+  const nowMs = options.nowMs ?? Date.now()
   const key = resolve(dir)
   const path = join(key, LOCK_FILE)
   const takeover = `${path}.takeover`
@@ -170,7 +196,7 @@ export async function lockDataDir (dir: string, nowMs = Date.now()): Promise<Dat
     await writeFile(tmp, JSON.stringify(holder) + '\n', { mode: 0o600 })
     for (let attempt = 0; attempt < 4; attempt++) {
       if (await linked(path)) {
-        const lock = new DataDirLock(key, path, holder)
+        const lock = new DataDirLock(key, path, holder, options.refreshMs)
         heldHere.set(key, lock)
         taken = true
         await removeOrphans(key)
