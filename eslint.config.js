@@ -46,7 +46,8 @@ const NODE_GLOBALS = Object.fromEntries([
 ].map(name => [name, 'readonly']))
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/dist/**', '**/.wrangler/**'] },
+  // .cell/ holds what `cell build` writes into a cell's directory (bundled artifacts), as .gitignore says.
+  { ignores: ['node_modules/**', '**/dist/**', '**/.wrangler/**', '**/.cell/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
