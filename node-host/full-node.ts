@@ -16,7 +16,7 @@ import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
 import type { WebTransportHandle, WebTransportListenInit } from './webtransport/transport.ts'
 import { serveArtifacts } from './artifacts/artifact-exchange.ts'
-import { ReleaseStore } from './release-store.ts'
+import { KEPT_RELEASES, ReleaseStore } from './release-store.ts'
 import { ReplicaSet } from './replica-set.ts'
 import { AutonomicLoop, trustRoles } from './autonomic-loop.ts'
 import type { BiologyParams } from '../core/biology/index.ts'
@@ -585,13 +585,13 @@ export class FullNode {
     this.scheduleIntentFlush()
   }
 
-  /** Keeps the signed bytes of a release of (authority, cell), the 8 newest per cell. */
+  /** Keeps the signed bytes of a release of (authority, cell), the KEPT_RELEASES newest per cell (as the release store does). */
   private rememberPrepared (authority: string, cell: string, signed: Uint8Array): void {
     const digest = this.mesh.view.releaseOf(authority, cell)?.digest
     if (digest === undefined) return
     this.intent.putRecord('prepared', `${authority} ${cell} ${digest}`, signed)
     const kept = this.intent.keys('prepared', `${authority} ${cell} `)
-    for (const key of kept.slice(0, Math.max(0, kept.length - 8))) this.intent.forget('prepared', key)
+    for (const key of kept.slice(0, Math.max(0, kept.length - KEPT_RELEASES))) this.intent.forget('prepared', key)
   }
 
   private scheduleIntentFlush (): void {

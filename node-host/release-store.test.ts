@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
 import { packArtifact } from '../core/manifest/packaged.ts'
 import { sha256Hex } from './ribosome/build.ts'
-import { ReleaseStore, writeCodeFile } from './release-store.ts'
+import { KEPT_RELEASES, ReleaseStore, writeCodeFile } from './release-store.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
 
 const AUTHORITY = 'ab'.repeat(32)
@@ -68,7 +68,7 @@ describe('the code a capsid imports', () => {
 })
 
 describe('the history of a cell', () => {
-  it('deletes the artifact and code of a release that leaves the 16 newest, unless a replica still runs it', async () => {
+  it('deletes the artifact and code of a release that leaves the newest KEPT_RELEASES, unless a replica still runs it', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'cell-history-'))
     dirs.push(dataDir)
     const store = new ReleaseStore(dataDir)
@@ -82,23 +82,23 @@ describe('the history of a cell', () => {
       await store.prepare(node, { cell: 'billing', version: `1.0.${seq}`, digest, seq, authority: AUTHORITY } as unknown as ReleaseRecord)
       return digest
     }
-    for (let seq = 1; seq <= 16; seq++) digests.push(await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`)))
-    expect(store.releases('billing')).toHaveLength(16)
-    expect(await readdir(join(dataDir, 'artifacts'))).toHaveLength(16)
+    for (let seq = 1; seq <= KEPT_RELEASES; seq++) digests.push(await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`)))
+    expect(store.releases('billing')).toHaveLength(KEPT_RELEASES)
+    expect(await readdir(join(dataDir, 'artifacts'))).toHaveLength(KEPT_RELEASES)
     // Seq 1 still runs in a replica here when it leaves the history.
     running.add(digests[0])
-    for (let seq = 17; seq <= 19; seq++) await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`))
+    for (let seq = KEPT_RELEASES + 1; seq <= KEPT_RELEASES + 3; seq++) await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`))
     // Out of the history: seq 1 (kept: running), seqs 2 and 3 (deleted, artifact and code).
-    expect(store.releases('billing').map(r => r.seq)).toEqual(Array.from({ length: 16 }, (_, i) => i + 4))
+    expect(store.releases('billing').map(r => r.seq)).toEqual(Array.from({ length: KEPT_RELEASES }, (_, i) => i + 4))
     expect(await store.artifacts.has(digests[0])).toBe(true)
     expect(await store.artifacts.has(digests[1])).toBe(false)
     expect(await store.artifacts.has(digests[2])).toBe(false)
     expect(await readdir(join(dataDir, 'code'))).not.toContain(`${digests[2]}.mjs`)
     expect(await readdir(join(dataDir, 'code'))).toContain(`${digests[0]}.mjs`)
     expect(store.forgotten).toBe(2)
-    // Bounded: after 40 more releases, 16 artifacts of the history and the one still running.
-    for (let seq = 20; seq < 60; seq++) await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`))
+    // Bounded: after 40 more releases, the history's artifacts and the one still running.
+    for (let seq = KEPT_RELEASES + 4; seq < KEPT_RELEASES + 44; seq++) await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`))
     expect((await readdir(join(dataDir, 'artifacts'))).sort()).toEqual([digests[0], ...store.releases('billing').map(r => r.digest)].map(d => `${d}.mjs`).sort())
-    expect(await readdir(join(dataDir, 'code'))).toHaveLength(17)
+    expect(await readdir(join(dataDir, 'code'))).toHaveLength(KEPT_RELEASES + 1)
   })
 })

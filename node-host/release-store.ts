@@ -50,7 +50,12 @@ export async function writeCodeFile (dir: string, digest: string, code: Uint8Arr
   return path
 }
 
-const MAX_HISTORY = 16
+/**
+ * Releases kept per cell: the newest by seq, as many as the node's intent file remembers prepared
+ * (full-node.ts), so a restarted node's history is the one it had and no artifact it kept is left
+ * without a release. One leaving takes its artifact and code file with it (`forget`).
+ */
+export const KEPT_RELEASES = 8
 const MAX_CELLS = 1024
 
 export class ReleaseStore extends EventTarget {
@@ -97,7 +102,7 @@ export class ReleaseStore extends EventTarget {
   forgotten = 0
 
   /**
-   * A release that left its cell's history (the 16 newest by seq): its artifact and code file go
+   * A release that left its cell's history (the KEPT_RELEASES newest by seq): its artifact and code file go
    * unless another kept release or a running replica uses the same digest. Without this a node that
    * runs for weeks under a CI publishing many times a day fills its disk with old artifacts.
    */
@@ -179,8 +184,8 @@ export class ReleaseStore extends EventTarget {
     }
     list.push(prepared)
     list.sort((a, b) => a.seq - b.seq)
-    if (list.length > MAX_HISTORY) {
-      for (const old of list.splice(0, list.length - MAX_HISTORY)) if (old.digest !== release.digest) await this.forget(old)
+    if (list.length > KEPT_RELEASES) {
+      for (const old of list.splice(0, list.length - KEPT_RELEASES)) if (old.digest !== release.digest) await this.forget(old)
     }
     // Become a provider too, so the next node fetches from whoever is closest.
     void node.contentRouting.provide(artifactCid(release.digest), { signal: AbortSignal.timeout(30_000) }).catch(() => {})
