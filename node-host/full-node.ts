@@ -232,7 +232,7 @@ export class FullNode {
     listen = await withFreeWebrtcPort(listen ?? {})
     const releases = new ReleaseStore(init.dataDir)
     // An artifact whose release left the history stays while a replica here still runs from it.
-    releases.inUse = (digest) => replicas.list().some(r => r.digest === digest && (r.state === 'starting' || r.state === 'ready' || r.state === 'draining'))
+    releases.inUse = (digest) => replicas.runsDigest(digest)
     const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
     // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.

@@ -1,8 +1,7 @@
 // Releases this node has accepted: the signed record (verified by the fleet view against the trusted
 // authorities), the packaged artifact fetched from a provider and verified against the signed digest,
 // and the Cell.toml inside it. Only a release that passes all three may run in a capsid.
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
@@ -11,7 +10,7 @@ import { manifestNotices, parseManifest, type Manifest } from '../core/manifest/
 import { unpackArtifact } from '../core/manifest/packaged.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
 import { CellNameConflictError } from '../core/mesh/errors.ts'
-import { ArtifactStore } from './ribosome/index.ts'
+import { ArtifactStore, writeWhole } from './ribosome/index.ts'
 import { artifactCid, findAndFetchArtifact, ProviderPenalties } from './artifacts/artifact-exchange.ts'
 
 const log = logger('cell:releases')
@@ -31,23 +30,15 @@ export interface PreparedRelease {
 
 /**
  * The code capsids import for `digest`: `<dir>/<digest>.mjs`, kept when it already holds exactly
- * `code`, else written whole (temp file, flush, rename). A file left short by a full disk or a crash
- * is replaced, never run; a write that fails leaves nothing behind and the prepare fails.
+ * `code`, else written whole (writeWhole). A file left short by a full disk or a crash is replaced,
+ * never run; a write that fails leaves nothing behind and the prepare fails.
  */
 export async function writeCodeFile (dir: string, digest: string, code: Uint8Array): Promise<string> {
   await mkdir(dir, { recursive: true })
   const path = join(dir, `${digest}.mjs`)
   const existing = await readFile(path).catch(() => undefined)
   if (existing !== undefined && Buffer.compare(existing, code) === 0) return path
-  const tmp = join(dir, `.${digest}.${randomBytes(6).toString('hex')}.tmp`)
-  try {
-    await writeFile(tmp, code, { mode: 0o444, flush: true })
-    await rename(tmp, path)
-  } catch (err) {
-    await rm(tmp, { force: true })
-    throw err
-  }
-  return path
+  return await writeWhole(dir, `${digest}.mjs`, code)
 }
 
 /**
@@ -102,12 +93,12 @@ export class ReleaseStore extends EventTarget {
   forgotten = 0
 
   /**
-   * A release that left its cell's history (the KEPT_RELEASES newest by seq): its artifact and code file go
-   * unless another kept release or a running replica uses the same digest. Without this a node that
-   * runs for weeks under a CI publishing many times a day fills its disk with old artifacts.
+   * A release that left its cell's history (the KEPT_RELEASES newest by seq): its artifact and code
+   * file go unless a running replica uses them (no kept release can: `prepare` holds each digest once,
+   * and a digest names its cell). Without this a node that runs for weeks under a CI publishing many
+   * times a day fills its disk with old artifacts.
    */
   private async forget (old: PreparedRelease): Promise<void> {
-    for (const list of this.history.values()) if (list.some(r => r.digest === old.digest)) return
     if (this.inUse(old.digest)) return
     try {
       await this.artifacts.delete(old.digest)

@@ -214,10 +214,14 @@ describe('a replica set stopping after direct capsid calls', () => {
     const replicas = new ReplicaSet({ dataDir: join(tmp, 'direct'), runDir: join(tmp, 'direct-run'), sandbox: 'process', clock: systemClock, random: systemRandom, maxReplicas: 1 })
     const info = await replicas.spawn({ cell: 'test', version: '1.0.0', digest: 'd', codePath: artifact, manifest: { sandbox: { require: 'process' } } }, { signal: AbortSignal.timeout(20_000) })
     for (let i = 0; i < 3; i++) expect(unjson(await info.capsid!.call('echo', json(i), { deadlineMs: Date.now() + 10_000 }))).toBe(i)
+    // The release store keeps an artifact a replica still runs from (and only that one).
+    expect(replicas.runsDigest('d')).toBe(true)
+    expect(replicas.runsDigest('e')).toBe(false)
     // On the code before, each direct call pushed the set's count of calls being answered below zero and stopAll waited forever.
     await replicas.stopAll({ graceMs: 200, signal: AbortSignal.timeout(15_000) })
     await replicas.idle()
     expect(replicas.list().every(r => r.state === 'stopped')).toBe(true)
+    expect(replicas.runsDigest('d')).toBe(false)
   }, 30_000)
 })
 

@@ -113,6 +113,11 @@ export interface SpawnSpec {
   authority?: string
 }
 
+/** Starting, ready or draining: a replica with a process (or one on its way). */
+function isRunning (r: ReplicaInfo): boolean {
+  return r.state === 'starting' || r.state === 'ready' || r.state === 'draining'
+}
+
 export class ReplicaSet extends EventTarget {
   private readonly init: ReplicaSetInit
   private readonly replicas = new Map<string, ReplicaInfo>()
@@ -193,12 +198,18 @@ export class ReplicaSet extends EventTarget {
   /** Sum of the running replicas' sampled CPU (100 = one core). */
   cpuPercentTotal (): number {
     let total = 0
-    for (const r of this.replicas.values()) if (r.state === 'ready' || r.state === 'starting' || r.state === 'draining') total += r.load.cpuPercent
+    for (const r of this.replicas.values()) if (isRunning(r)) total += r.load.cpuPercent
     return total
   }
 
   running (): number {
-    return this.list().filter(r => r.state === 'starting' || r.state === 'ready' || r.state === 'draining').length
+    return this.list().filter(isRunning).length
+  }
+
+  /** Whether a replica here still runs (or starts, or drains) from the artifact `digest`. */
+  runsDigest (digest: string): boolean {
+    for (const r of this.replicas.values()) if (r.digest === digest && isRunning(r)) return true
+    return false
   }
 
   async spawn (spec: SpawnSpec, options: { signal?: AbortSignal, volume?: ReplicaVolume } = {}): Promise<ReplicaInfo> {

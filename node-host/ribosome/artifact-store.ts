@@ -13,13 +13,13 @@ function checkDigest (digest: string): void {
   if (!DIGEST.test(digest)) throw new InvalidDigestError(`not a sha256 hex digest: ${JSON.stringify(digest).slice(0, 80)}`)
 }
 
-/** Write `bytes` as `<dir>/<digest>.mjs` atomically (temp file + rename); returns path and digest. */
-export async function writeArtifact (dir: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<{ path: string, digest: string }> {
-  options.signal?.throwIfAborted()
-  const digest = sha256Hex(bytes)
-  await mkdir(dir, { recursive: true })
-  const path = join(dir, `${digest}.mjs`)
-  const tmp = join(dir, `.${digest}.${randomBytes(6).toString('hex')}.tmp`)
+/**
+ * Writes `bytes` as `<dir>/<name>`, read-only, whole or not at all: a temp file beside it, flushed,
+ * then renamed over it. A write that fails (a full disk) removes the temp file and throws.
+ */
+export async function writeWhole (dir: string, name: string, bytes: Uint8Array): Promise<string> {
+  const path = join(dir, name)
+  const tmp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`)
   try {
     await writeFile(tmp, bytes, { mode: 0o444, flush: true })
     await rename(tmp, path)
@@ -27,7 +27,15 @@ export async function writeArtifact (dir: string, bytes: Uint8Array, options: { 
     await rm(tmp, { force: true })
     throw err
   }
-  return { path, digest }
+  return path
+}
+
+/** Write `bytes` as `<dir>/<digest>.mjs` atomically (writeWhole); returns path and digest. */
+export async function writeArtifact (dir: string, bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<{ path: string, digest: string }> {
+  options.signal?.throwIfAborted()
+  const digest = sha256Hex(bytes)
+  await mkdir(dir, { recursive: true })
+  return { path: await writeWhole(dir, `${digest}.mjs`, bytes), digest }
 }
 
 export interface ArtifactStoreOptions {
