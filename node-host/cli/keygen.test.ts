@@ -53,6 +53,28 @@ describe('cell keygen', () => {
     expect((await stat(out)).mode & 0o777).toBe(0o600)
   })
 
+  it('--public prints the [cell.authority] table of the existing key and changes nothing', async () => {
+    const out = join(home.path, 'keys', 'a.key')
+    const made = await runCli(['keygen', '--out', out], { home: home.path })
+    expect(made.code).toBe(0)
+    const original = await readFile(out, 'utf8')
+    const shown = await runCli(['keygen', '--public', '--out', out], { home: home.path })
+    expect(shown.code).toBe(0)
+    expect(shown.stdout).toBe(made.stdout)
+    expect(await readFile(out, 'utf8')).toBe(original)
+    // A second keygen's refusal says how to get the table back.
+    const again = await runCli(['keygen', '--out', out], { home: home.path })
+    expect(again.stderr).toContain('cell keygen --public')
+    // No key there: a named error saying what makes one; --force with --public: a usage error.
+    const none = await runCli(['keygen', '--public', '--out', join(home.path, 'none.key')], { home: home.path })
+    expect(none.code).toBe(1)
+    expect(none.stdout).toBe('')
+    expect(none.stderr).toMatch(/^KeyFileNotFoundError: no authority key at .*none\.key; `cell keygen` makes one/m)
+    const both = await runCli(['keygen', '--public', '--force', '--out', out], { home: home.path })
+    expect(both.code).toBe(2)
+    expect(await readFile(out, 'utf8')).toBe(original)
+  })
+
   it('honours CELL_HOME', async () => {
     const cellHome = join(home.path, 'elsewhere')
     const r = await runCli(['keygen'], { home: home.path, env: { CELL_HOME: cellHome } })
