@@ -150,6 +150,10 @@ export class SidecarSupervisor {
       `--allow-net=${this.init.host.includes(':') ? `[${this.init.host}]` : this.init.host},unix:${sock}`, `--allow-read=${sock}`, `--allow-write=${sock}`,
       SIDECAR_SCRIPT, sock, ...(this.init.log.enabled ? ['debug'] : [])
     ], {
+      // Its own process group: a terminal's Ctrl-C (SIGINT to the node's group) reaches the node only,
+      // which keeps browsers' sessions through the drain and stops the sidecar last (`stop`). It
+      // never outlives the node: it exits when the bridge socket closes, a SIGKILLed node's too.
+      detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DENO_DIR: join(this.dir, 'deno'), NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1' }
     })

@@ -109,6 +109,10 @@ describe('graceful stop', () => {
     // It waited for its calls in flight (5 s naps that started just before the signal).
     expect(exitedMs - signalledMs).toBeGreaterThan(3_000)
     expect(node.stdout()).toMatch(/SIGTERM: draining replicas[\s\S]*stopped/)
+    // The signal reached the node's group, not its WebTransport sidecar (its own group): the node
+    // stopped the sidecar last, with no "exited; restarting" error in between.
+    expect(node.stdout()).toMatch(/listening \/ip4\/127\.0\.0\.1\/udp\/\d+\/quic-v1\/webtransport/)
+    expect(node.stderr()).not.toMatch(/sidecar exited/)
     process.stdout.write(`graceful stop: the node exited ${Date.now() - signalledMs} ms after SIGTERM; naps took ${napsMs} ms\n`)
   }, 240_000)
 
