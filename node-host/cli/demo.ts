@@ -22,6 +22,7 @@ import { Publisher } from '../publisher.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { serveDashboard, webSocketAddrs, type DashboardServer } from '../http/static-server.ts'
 import { denoBinary } from '../webtransport/sidecar.ts'
+import { snapshotName } from './snapshots.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 const NODES = 3
@@ -91,7 +92,7 @@ async function main (): Promise<void> {
     say(`ledger.append(…) → entry ${entry.seq} in volume ledger/0 (epoch ${volume?.epoch ?? '?'}) on node ${owner !== undefined ? nodes.indexOf(owner) + 1 : '?'}, ${owner?.volumes.storage.zfs !== undefined ? 'a ZFS dataset' : 'a directory (start nodes with --zfs-pool for ZFS)'}`)
     const c = client
     const safe = await waitForView(c, () => c.view.safeSnapshots('ledger/0')[0], 'a safe snapshot of ledger/0', { timeoutMs: 30_000 }).catch(() => undefined)
-    if (safe !== undefined) say(`first snapshot ledger@${safe.tag.replace(/^snapshot-e\d+-/, 'snapshot-')} (OCI tag ${safe.tag}), held by ${c.view.snapshotHolders(safe).length} other node(s): npx cell snapshots ledger`)
+    if (safe !== undefined) say(`first snapshot ${snapshotName('ledger', safe.takenMs)} (OCI tag ${safe.tag}), held by ${c.view.snapshotHolders(safe).length} other node(s): npx cell snapshots ledger`)
     else say('ledger has no snapshot held by two other nodes yet: npx cell snapshots ledger shows where they stand')
 
     dashboard = await serveDashboard({

@@ -51,6 +51,21 @@ export function snapshotName (cell: string, takenMs: number): string {
   return `${cell}@snapshot-${new Date(takenMs).toISOString().slice(0, 19)}Z`
 }
 
+/**
+ * The snapshots of `cell` that `given` names, as a person copies it from `cell snapshots`: the name
+ * (`ledger@snapshot-2026-11-30T12:00:00Z`, with or without `ledger@`), the tag
+ * (`snapshot-e3-20261130T120000Z`, with or without `ledger@`) or the tag's time without the epoch
+ * (`snapshot-20261130T120000Z`). A name or time can match one snapshot in each of several claims.
+ */
+export function snapshotsNamed (cell: string, given: string, records: SnapshotRecord[]): SnapshotRecord[] {
+  const bare = given.startsWith(`${cell}@`) ? given.slice(cell.length + 1) : given
+  return records.filter(s => s.cell === cell && (
+    s.tag === bare ||
+    snapshotName(cell, s.takenMs) === `${cell}@${bare}` ||
+    s.tag.replace(/^snapshot-e\d+-/, 'snapshot-') === bare
+  ))
+}
+
 function row (view: FleetView, s: SnapshotRecord): SnapshotRow {
   return {
     claim: s.claimId,
