@@ -5,7 +5,9 @@
 //   restoreSnapshot every blob verified first; the ZFS stream chain when the target driver is zfs
 //                   and the whole chain is present and sound, else the plain image; restored into
 //                   a fresh volume that is swapped in, so a failed restore loses nothing
-//   pruneSnapshots  keep the newest N (and the ZFS bases they need), drop the rest, collect blobs
+//   pruneSnapshots  keep the newest N (and the ZFS bases they need), drop the rest, collect blobs;
+//                   with the claim's driver, its volume keeps only the newest N snapshots
+//   takeAndPrune    an owner's snapshot: take, then prune layout and volume
 //
 // One layout per claim (layoutDirFor). Callers serialise calls on one claim (a snapshot and a
 // prune of the same layout must not overlap: garbage collection would take unindexed blobs).
@@ -360,7 +362,7 @@ export async function pruneSnapshots (options: {
   claim?: Claim
   limits?: Partial<SnapshotLimits>
   signal?: AbortSignal
-}): Promise<{ removedTags: string[], removedBlobs: number }> {
+}): Promise<{ removedTags: string[], removedBlobs: number, destroyed: number }> {
   const limits = { ...DEFAULT_SNAPSHOT_LIMITS, ...options.limits }
   if (!Number.isSafeInteger(options.keep) || options.keep < 1) throw new InvalidStorageNameError(`keep ${String(options.keep)} is not a positive integer`)
   const layout = OciLayout.open(options.layoutDir)
@@ -376,11 +378,32 @@ export async function pruneSnapshots (options: {
   const removedTags = all.filter(s => !kept.has(s.tag)).map(s => s.tag)
   layout.removeTags(removedTags.flatMap(t => [t, `${t}.zfs`]))
   const removedBlobs = (await layout.collectGarbage(limits.maxChunks)).length
+  let destroyed = 0
   if (options.driver !== undefined && options.claim !== undefined) {
-    const removed = new Set(removedTags)
+    // The claim's own volume keeps the newest `keep` snapshots: the newest is the base of the next
+    // incremental, and restores read the layout's streams, never the volume's snapshots. Every older
+    // snapshot of ours goes, those an earlier prune dropped from the layout only too: on ZFS each one
+    // holds the blocks changed since it, and they count against the claim's quota.
+    const newest = new Set(all.slice(-options.keep).map(s => s.tag))
     for (const name of await options.driver.listSnapshots(options.claim, { signal: options.signal })) {
-      if (removed.has(name)) await options.driver.destroySnapshot(options.claim, name, { signal: options.signal })
+      if (!SNAPSHOT_TAG.test(name) || newest.has(name)) continue
+      await options.driver.destroySnapshot(options.claim, name, { signal: options.signal })
+      destroyed++
     }
   }
-  return { removedTags, removedBlobs }
+  return { removedTags, removedBlobs, destroyed }
+}
+
+/** Tags snapshotTag makes (with takeSnapshot's `-<n>` for a second one in the same second). */
+const SNAPSHOT_TAG = /^snapshot-e\d+-\d{8}T\d{6}Z(-\d+)?$/
+
+/**
+ * What an owner does on each snapshot: take it, then prune the layout and the claim's volume to the
+ * newest `keep` (a prune that fails is logged by the caller, the snapshot stands).
+ */
+export async function takeAndPrune (options: Parameters<typeof takeSnapshot>[0] & { keep: number, onPruneError?: (err: Error) => void }): Promise<SnapshotInfo> {
+  const info = await takeSnapshot(options)
+  await pruneSnapshots({ layoutDir: options.layoutDir, keep: options.keep, driver: options.driver, claim: options.claim, ...(options.limits !== undefined ? { limits: options.limits } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
+    .catch((err: Error) => { options.onPruneError?.(err) })
+  return info
 }

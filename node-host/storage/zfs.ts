@@ -132,7 +132,11 @@ export class ZfsDriver implements ZfsStorageDriver {
   }
 
   async listSnapshots (claim: Claim, options: StorageCallOptions = {}): Promise<string[]> {
-    const ds = this.dataset(claim)
+    return await this.snapshotsOf(this.dataset(claim), options)
+  }
+
+  /** Snapshot names of a dataset, oldest first. */
+  private async snapshotsOf (ds: string, options: StorageCallOptions): Promise<string[]> {
     const out = await run('zfs', ['list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'creation', '-d', '1', ds], options)
     return out.split('\n').filter(l => l.startsWith(`${ds}@`)).map(l => l.slice(ds.length + 1))
   }
@@ -214,6 +218,13 @@ export class ZfsDriver implements ZfsStorageDriver {
       const fresh = `${ds}-restore-${randomBytes(4).toString('hex')}`
       try {
         await this.receiveFiles(fresh, spools, options)
+        // The chain's earlier snapshots hold blocks the newest no longer has, and a quota counts
+        // them: a claim rewritten between snapshots would not fit its own quota (the quota below
+        // failed, and the restore fell back to the plain image). Only the newest stays: the base of
+        // this owner's next incremental.
+        for (const name of (await this.snapshotsOf(fresh, options)).slice(0, -1)) {
+          await retryBusy(async () => await run('zfs', ['destroy', `${fresh}@${checkSnapshotName(name)}`], options), options.signal)
+        }
         // Received without a quota (a quota on the target refuses the stream), then capped.
         await run('zfs', ['set', `quota=${quota}`, fresh], options)
       } catch (err) {

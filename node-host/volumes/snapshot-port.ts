@@ -13,7 +13,7 @@ import { offersStorageClass } from '../../core/biology/storage-class.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
 import { claimId as claimIdOf, type Claim, type StorageDriver } from '../storage/driver.ts'
 import { SnapshotNotFoundError } from '../storage/errors.ts'
-import { layoutDirFor, pruneSnapshots, restoreSnapshot, takeSnapshot } from '../storage/snapshots.ts'
+import { layoutDirFor, restoreSnapshot, takeAndPrune } from '../storage/snapshots.ts'
 import { SnapshotAnnouncer, hostGrantsFor } from '../storage/snapshot-records.ts'
 import { SnapshotPinner } from '../storage/pins.ts'
 import { provideSnapshotBlobs, serveSnapshotBlobs, type SnapshotBlobServer } from '../storage/blob-exchange.ts'
@@ -121,9 +121,11 @@ export class SnapshotService implements SnapshotPort {
     const id = claimIdOf(claim)
     const layoutDir = layoutDirFor(this.init.dataDir, claim)
     const info = await this.locks.with(id, async () => {
-      const info = await takeSnapshot({ driver, claim, epoch, layoutDir, nowMs: this.init.clock.now(), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
-      await pruneSnapshots({ layoutDir, keep: this.init.keep ?? 4 }).catch((err) => { log.error('pruning snapshots of %s: %e', id, err) })
-      return info
+      return await takeAndPrune({
+        driver, claim, epoch, layoutDir, nowMs: this.init.clock.now(), keep: this.init.keep ?? 4,
+        onPruneError: (err) => { log.error('pruning snapshots of %s: %e', id, err) },
+        ...(options.signal !== undefined ? { signal: options.signal } : {})
+      })
     })
     const announcing = performance.now()
     await this.announcer.announceSnapshot(info, options)

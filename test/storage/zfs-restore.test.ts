@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DirDriver } from '../../node-host/storage/dir.ts'
 import { openZfsDriver } from '../../node-host/storage/zfs.ts'
 import type { ZfsDriver } from '../../node-host/storage/zfs.ts'
-import { listSnapshots, pruneSnapshots, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
+import { listSnapshots, pruneSnapshots, restoreSnapshot, takeAndPrune, takeSnapshot } from '../../node-host/storage/snapshots.ts'
 import type { SnapshotInfo } from '../../node-host/storage/snapshots.ts'
 import { OciLayout } from '../../node-host/storage/oci-layout.ts'
 import { SnapshotCorruptError, StaleSnapshotError } from '../../node-host/storage/errors.ts'
@@ -84,7 +84,8 @@ describe('restore', () => {
     expect(result.via).toBe('zfs')
     expect(result.mountpoint).toBe(`${target.mountpoint}/cell/ledger/0`)
     expect(await tree(result.mountpoint)).toEqual(trees[2])
-    expect(await zfsB.listSnapshots(claim)).toEqual(snaps.map(s => s.tag))
+    // Only the newest of the chain stays on the dataset: the others would hold blocks in its quota.
+    expect(await zfsB.listSnapshots(claim)).toEqual([snaps[2].tag])
     // The restored dataset is a base for the next incremental.
     await writeFile(join(result.mountpoint, 'entries.log'), 'append 1\nappend 2\nappend 3\nappend 4\n')
     const next = await takeSnapshot({ driver: zfsB, claim, epoch: 3, layoutDir, nowMs: T0 + 180_000 })
@@ -176,4 +177,32 @@ describe('restore', () => {
     expect(again.via).toBe('zfs')
     expect(await tree(again.mountpoint)).toEqual(await tree(mount))
   })
+  it('an owner\'s volume keeps its newest `keep` snapshots: a claim rewritten between snapshots stays within its quota', async () => {
+    // On the old code the node pruned the layout only: every snapshot stayed on the dataset holding
+    // the blocks rewritten since, counted in the claim's quota, until the cell's own writes failed
+    // with EDQUOT (here at the fifth 2 MiB rewrite of a 10 MiB claim).
+    const churn = { cell: 'ledger', ordinal: 3 }
+    const dir = join(work, 'churn-layout')
+    const mount = await zfsA.create(churn, 10 * MiB)
+    const taken: SnapshotInfo[] = []
+    // Two snapshots the old way (layout pruned, dataset not): both stay on the dataset.
+    for (let i = 0; i < 2; i++) {
+      await writeFile(join(mount, 'state.bin'), randomBytes(2 * MiB))
+      taken.push(await takeSnapshot({ driver: zfsA, claim: churn, epoch: 1, layoutDir: dir, nowMs: T0 + i * 1000 }))
+      await pruneSnapshots({ layoutDir: dir, keep: 1 })
+    }
+    expect(await zfsA.listSnapshots(churn)).toEqual(taken.map(s => s.tag))
+    // Then as an owner does now, eight times: the dataset keeps the newest two, the older ones
+    // (those the old way left too) are destroyed.
+    for (let i = 2; i < 10; i++) {
+      await writeFile(join(mount, 'state.bin'), randomBytes(2 * MiB))
+      taken.push(await takeAndPrune({ driver: zfsA, claim: churn, epoch: 1, layoutDir: dir, nowMs: T0 + i * 1000, keep: 2, onPruneError: (err) => { throw err } }))
+      expect(await zfsA.listSnapshots(churn)).toEqual(taken.slice(-2).map(s => s.tag))
+    }
+    expect((await zfsA.usage(churn)).usedBytes).toBeLessThan(8 * MiB)
+    // The newest restores, from the layout's ZFS chain, equal to the volume.
+    const restored = await restoreSnapshot({ driver: zfsB, claim: churn, layoutDir: dir, tag: taken[9].tag, quotaBytes: 10 * MiB })
+    expect(restored.via, String(restored.zfsSkipped)).toBe('zfs')
+    expect(await tree(restored.mountpoint)).toEqual(await tree(mount))
+  }, 120_000)
 })
