@@ -8,7 +8,8 @@ import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
 import { LIMITS, type FleetView, type InstanceRecord, type NodeRecord } from '../core/fleet/index.ts'
 import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
-import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease, type LoopNotice } from './autonomic-loop.ts'
+import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease, spawnFailureText, type LoopNotice } from './autonomic-loop.ts'
+import { ClaimQuorumError } from '../core/claims/errors.ts'
 import { ClaimsHeldError } from './volumes/volume-manager.ts'
 import type { PreparedRelease, ReleaseStore } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
@@ -164,6 +165,15 @@ describe('restarting a crashed replica', () => {
 })
 
 describe('a spawn that fails', () => {
+  it('is logged as one line when the error is a named one of ours, with its stack when it is a bug', () => {
+    // On the old code each retry of a claim hand-over printed the error's 11-line stack.
+    const quorum = new ClaimQuorumError('renew ledger/0: no majority after 6 rounds (accept: 0 of 3 yes; …9V4WkD rejected: lease-held by …xTBzSy; …xTBzSy failed: ConnectionClosedError)')
+    expect(spawnFailureText(quorum)).toBe('ClaimQuorumError: renew ledger/0: no majority after 6 rounds (accept: 0 of 3 yes; …9V4WkD rejected: lease-held by …xTBzSy; …xTBzSy failed: ConnectionClosedError)')
+    const bug = new TypeError("Cannot read properties of undefined (reading 'epoch')")
+    expect(spawnFailureText(bug)).toMatch(/^TypeError: Cannot read properties of undefined \(reading 'epoch'\)\n\s+at /)
+    expect(spawnFailureText('thrown string')).toBe('thrown string')
+  })
+
   it('is kept as that cell\'s last error (for `cell status <cell>`), not as the loop\'s, and the cells kept are bounded', async () => {
     const { loop, clock } = await loopRestartingACrash(async () => { throw new Error('test: disk full') })
     for (let i = 0; i < MAX_CELL_ERRORS + 10; i++) loop.cellErrors.set(`other-${i}`, { atMs: 0, message: 'old' })

@@ -9,6 +9,7 @@ import type { Clock, Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
 import { ClaimsHeldError } from './volumes/volume-manager.ts'
+import { CellError } from '../core/errors.ts'
 
 const log = logger('cell:autonomic')
 
@@ -93,6 +94,16 @@ export interface LoopNotice { kind: 'started' | 'restarted' | 'draining' | 'reti
 /** `text` cut to `max` characters, ending in … when cut (a reader sees it was cut, not a sentence ending mid-word). */
 function clip (text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`
+}
+
+/**
+ * How a failed spawn is logged: a named error of ours (a claim without quorum during a hand-over, a
+ * sandbox that would not start) is one line, its name and message, however often the loop retries;
+ * anything else is a bug and keeps its stack.
+ */
+export function spawnFailureText (err: unknown): string {
+  if (err instanceof CellError) return `${err.name}: ${err.message}`
+  return err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err)
 }
 
 /** A spawn's reason without how the volunteer race went (the draw and the jitter waited). */
@@ -532,7 +543,7 @@ export class AutonomicLoop extends EventTarget {
           } else {
             this.counters.failures++
             this.lastError = error
-            log.error('spawn %s failed: %e', action.cell, err)
+            log.error('spawn %s failed: %s', action.cell, spawnFailureText(err))
           }
           this.cellErrors.delete(action.cell)
           this.cellErrors.set(action.cell, error)

@@ -88,7 +88,10 @@ describe('claim acceptor and client', () => {
     const w = world()
     w.down.add(B)
     w.down.add(C)
-    expect(await w.client(A).acquire('ledger/0', VOTERS).catch((e: unknown) => e)).toBeInstanceOf(ClaimQuorumError)
+    const err = await w.client(A).acquire('ledger/0', VOTERS).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ClaimQuorumError)
+    // It says which voters failed (on the old code: "0 yes, no rejects, 2 failed").
+    expect((err as Error).message).toMatch(new RegExp(`prepare: \\d of 3 yes; …${B.slice(-6)} failed: Error; …${C.slice(-6)} failed: Error\\)$`))
   })
 
   it('persists a promise before answering: a failed save gives no answer and no promise', async () => {

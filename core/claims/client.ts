@@ -98,7 +98,7 @@ interface OpOptions {
 interface Tally {
   ok: Array<{ peer: string, answer: ClaimAnswer }>
   rejects: Array<{ peer: string, answer: Extract<ClaimAnswer, { kind: 'reject' }> }>
-  errors: unknown[]
+  errors: Array<{ peer: string, error: unknown }>
   /** Voters that refused this node's grant (a subset of `errors`), by the named trust error they sent. */
   refusedUs: Error[]
 }
@@ -230,7 +230,12 @@ export class ClaimRegisterClient {
     // Enough voters refused this node's own grant that no majority can say yes: their named error says why.
     if (tally.refusedUs.length > voters.length - majorityOf(voters.length)) throw tally.refusedUs[0]
     if (tally.rejects.some(r => r.answer.reason === 'ballot')) this.counters.conflicts++
-    return `${phase}: ${tally.ok.length} yes, ${tally.rejects.map(r => r.answer.reason).join('/') || 'no'} rejects, ${tally.errors.length} failed`
+    // Which voter said what: `accept: 0 of 3 yes; …9V4WkD rejected: lease-held by …xTBzSy; …xTBzSy failed: ConnectionClosedError` (at most 8 voters named).
+    const said = [
+      ...tally.rejects.map(r => `…${r.peer.slice(-6)} rejected: ${r.answer.reason}${r.answer.reason === 'lease-held' && r.answer.holder !== undefined ? ` by …${r.answer.holder.slice(-6)}` : ''}`),
+      ...tally.errors.map(e => `…${e.peer.slice(-6)} failed: ${e.error instanceof Error ? e.error.name : 'error'}`)
+    ]
+    return `${phase}: ${tally.ok.length} of ${voters.length} yes${said.length > 0 ? `; ${said.slice(0, 8).join('; ')}` : ''}`
   }
 
   private nonce (): string {
@@ -276,7 +281,7 @@ export class ClaimRegisterClient {
             if (phase.signal.aborted) return
             pending--
             if (result.kind === 'error') {
-              tally.errors.push(result.error)
+              tally.errors.push({ peer, error: result.error })
               if (result.refusedUs === true) tally.refusedUs.push(result.error as Error)
             }
             else if (result.answer.kind === 'reject') tally.rejects.push({ peer, answer: result.answer })
