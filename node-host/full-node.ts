@@ -364,7 +364,7 @@ export class FullNode {
       synapse: () => mesh.libp2p.services.synapse.stats(),
       loop: () => ({ counters: loop.counters, halted: loop.halted.size }),
       replicas: () => replicas.list().map(r => ({ cell: r.cell, version: r.version, instanceId: r.instanceId, state: r.state, cpuPercent: r.load.cpuPercent, memoryBytes: r.load.memoryBytes })),
-      artifacts: () => ({ ...releases.fetchStats, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed }),
+      artifacts: () => ({ ...releases.fetchStats, forgotten: releases.forgotten, swept: releases.swept, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed }),
       readyReplicas: () => mesh.view.cells().slice(0, 256).map(cell => [{ cell }, mesh.view.liveInstances(cell).filter(i => i.state === 'ready').length])
     })
     node.selfGrants = selfGrants
@@ -461,8 +461,10 @@ export class FullNode {
     // Ports of this run, for the next one: other nodes' bootstrap addresses stay valid.
     this.intent.setListen(listeningPorts(this.addresses()))
     this.scheduleIntentFlush()
+    const startedMs = Date.now()
     await this.restoreIntent()
     this.reconcileReleases()
+    void this.sweepArtifacts(startedMs)
     this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)
     this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
     this.loop.start()
@@ -563,6 +565,23 @@ export class FullNode {
     const halts = this.intent.halts()
     this.loop.restoreHalts(halts)
     if (accepted > 0 || halts.length > 0) log('restored %d signed record(s) and %d halt(s) from the last run', accepted, halts.length)
+  }
+
+  /**
+   * Once per start: artifacts and code files of an earlier run that no release this node remembers
+   * (its intent file), holds or runs names are deleted (ReleaseStore.sweep).
+   */
+  private async sweepArtifacts (startedMs: number): Promise<void> {
+    const remembered = new Set<string>()
+    for (const { key } of this.intent.records('prepared')) remembered.add(key.slice(key.lastIndexOf(' ') + 1))
+    for (const cell of this.mesh.view.cells()) {
+      for (const authority of this.mesh.view.claimants(cell)) {
+        for (const digest of [this.mesh.view.releaseOf(authority, cell)?.digest, this.mesh.view.desiredOf(authority, cell)?.digest]) {
+          if (digest !== undefined) remembered.add(digest)
+        }
+      }
+    }
+    await this.releases.sweep(digest => remembered.has(digest), startedMs).catch((err: Error) => { log.error('sweeping old artifacts: %s', err.message) })
   }
 
   /** Halts the loop holds and the full nodes in view (a few, to dial after a restart), persisted when they change. */

@@ -8,6 +8,8 @@ import { packArtifact } from '../core/manifest/packaged.ts'
 import { sha256Hex } from './ribosome/build.ts'
 import { KEPT_RELEASES, ReleaseStore, writeCodeFile } from './release-store.ts'
 import type { ReleaseRecord } from '../core/fleet/index.ts'
+import { serveArtifacts } from './artifacts/artifact-exchange.ts'
+import { authority, grantPeer } from '../test/security/grant-peers.ts'
 
 const AUTHORITY = 'ab'.repeat(32)
 const MANIFEST = `[cell]\nname = "billing"\nversion = "1.0.0"\nmain = "cell.ts"\n\n[cell.authority]\ned25519 = "${AUTHORITY}"\n`
@@ -100,5 +102,66 @@ describe('the history of a cell', () => {
     for (let seq = KEPT_RELEASES + 4; seq < KEPT_RELEASES + 44; seq++) await prepare(seq, new TextEncoder().encode(`export const v = ${seq}\n`))
     expect((await readdir(join(dataDir, 'artifacts'))).sort()).toEqual([digests[0], ...store.releases('billing').map(r => r.digest)].map(d => `${d}.mjs`).sort())
     expect(await readdir(join(dataDir, 'code'))).toHaveLength(KEPT_RELEASES + 1)
+  })
+})
+
+describe('an artifact that does not fit its release', () => {
+  it('is refused by name and not kept, when fetched for that release from a peer', async () => {
+    const fleet = await authority()
+    const trust = [fleet.id]
+    const withGate = ({ gate }: { gate: unknown }): Record<string, () => unknown> => ({ fleetSync: () => ({ gate }) })
+    const server = await grantPeer({ trusted: trust, grantFrom: fleet, roles: ['host'], services: withGate })
+    const client = await grantPeer({ trusted: trust, grantFrom: fleet, roles: ['host'], services: withGate })
+    try {
+      // A release of "billing" whose signed digest names an artifact packed for another cell.
+      const other = packArtifact(MANIFEST.replace('name = "billing"', 'name = "other"'), CODE)
+      const digest = sha256Hex(other)
+      await serveArtifacts(server.node, { get: async (d) => d === digest ? other : undefined }, { gate: server.gate })
+      await client.node.dial(server.node.getMultiaddrs()[0])
+      const dataDir = await mkdtemp(join(tmpdir(), 'cell-mismatch-'))
+      dirs.push(dataDir)
+      const store = new ReleaseStore(dataDir)
+      const release = { cell: 'billing', version: '1.0.0', digest, seq: 1, authority: AUTHORITY } as unknown as ReleaseRecord
+      await expect(store.prepare(client.node, release)).rejects.toMatchObject({ name: 'ReleaseManifestMismatchError', message: 'artifact\'s Cell.toml names cell "other", the release is for "billing"' })
+      expect(store.fetchStats.fetched).toBe(1)
+      // Not kept (on the old code it stayed in artifacts/ for good), no code file, no release.
+      expect(await readdir(join(dataDir, 'artifacts'))).toEqual([])
+      expect(await readdir(join(dataDir, 'code')).catch(() => [])).toEqual([])
+      expect(store.releases('billing')).toEqual([])
+      // A second try fetches it again and refuses it again: nothing accumulates.
+      await expect(store.prepare(client.node, release)).rejects.toMatchObject({ name: 'ReleaseManifestMismatchError' })
+      expect(await readdir(join(dataDir, 'artifacts'))).toEqual([])
+    } finally {
+      await Promise.all([server.node.stop(), client.node.stop()])
+    }
+  })
+})
+
+describe('sweeping what an earlier run left', () => {
+  it('deletes artifacts, code files and temp files older than this start that no kept, remembered or running release names', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'cell-sweep-'))
+    dirs.push(dataDir)
+    const store = new ReleaseStore(dataDir)
+    const node = { contentRouting: { provide: async () => {} }, getPeers: () => [] } as unknown as Libp2p
+    const put = async (n: number): Promise<string> => await store.artifacts.put(packArtifact(MANIFEST, new TextEncoder().encode(`export const v = ${n}\n`)))
+    const kept = await put(1)
+    await store.prepare(node, { cell: 'billing', version: '1.0.1', digest: kept, seq: 1, authority: AUTHORITY } as unknown as ReleaseRecord)
+    const remembered = await put(2)
+    const running = await put(3)
+    const orphan = await put(4)
+    await writeCodeFile(join(dataDir, 'code'), orphan, CODE)
+    const temp = `.${orphan}.mjs.a1b2c3.tmp`
+    await writeFile(join(dataDir, 'artifacts', temp), 'partial')
+    await writeFile(join(dataDir, 'artifacts', 'notes.txt'), 'an operator\'s file')
+    store.inUse = (digest) => digest === running
+    // Written "before this start": every file is older than beforeMs; one written after is not swept.
+    const beforeMs = Date.now() + 60_000
+    expect(await store.sweep(d => d === remembered, beforeMs)).toBe(3)
+    expect((await readdir(join(dataDir, 'artifacts'))).sort()).toEqual([`${kept}.mjs`, `${remembered}.mjs`, `${running}.mjs`, 'notes.txt'].sort())
+    expect(await readdir(join(dataDir, 'code'))).toEqual([`${kept}.mjs`])
+    expect(store.swept).toBe(3)
+    const fresh = await put(5)
+    expect(await store.sweep(() => false, Date.now() - 60_000)).toBe(0)
+    expect(await store.artifacts.has(fresh)).toBe(true)
   })
 })

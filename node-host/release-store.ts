@@ -1,7 +1,7 @@
 // Releases this node has accepted: the signed record (verified by the fleet view against the trusted
 // authorities), the packaged artifact fetched from a provider and verified against the signed digest,
 // and the Cell.toml inside it. Only a release that passes all three may run in a capsid.
-import { mkdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
@@ -48,6 +48,8 @@ export async function writeCodeFile (dir: string, digest: string, code: Uint8Arr
  */
 export const KEPT_RELEASES = 8
 const MAX_CELLS = 1024
+/** Directory entries one sweep looks at (per directory). */
+const MAX_SWEPT_NAMES = 100_000
 
 export class ReleaseStore extends EventTarget {
   readonly artifacts: ArtifactStore
@@ -110,6 +112,38 @@ export class ReleaseStore extends EventTarget {
     }
   }
 
+  /** Files `sweep` deleted: artifacts and code files no kept release names, and temp files of writes cut short. */
+  swept = 0
+
+  /**
+   * Deletes what a node no longer needs from `artifacts/` and `code/`: files written before
+   * `beforeMs` (this process's start: nothing a prepare of this run wrote) whose digest neither a
+   * kept release, `keep` (the releases the intent file remembers) nor a running replica names, and
+   * temp files a write cut short left. Those are left by a node stopped between forgetting a
+   * release and deleting its artifact, or by a prepare refused after its fetch under older code.
+   */
+  async sweep (keep: (digest: string) => boolean, beforeMs: number): Promise<number> {
+    const named = new Set<string>()
+    for (const list of this.history.values()) for (const r of list) named.add(r.digest)
+    let removed = 0
+    for (const dir of [this.artifacts.rootDir, this.codeDir]) {
+      const names = await readdir(dir).catch(() => [] as string[])
+      for (const name of names.slice(0, MAX_SWEPT_NAMES)) {
+        const digest = /^([0-9a-f]{64})\.mjs$/.exec(name)?.[1]
+        const temp = /^\.[0-9a-f]{64}\.mjs\.[0-9a-f]+\.tmp$/.test(name)
+        if (digest === undefined && !temp) continue
+        if (digest !== undefined && (named.has(digest) || keep(digest) || this.inUse(digest) || this.inFlight.has(digest))) continue
+        const path = join(dir, name)
+        const info = await stat(path).catch(() => undefined)
+        if (info === undefined || !info.isFile() || info.mtimeMs >= beforeMs) continue
+        await rm(path, { force: true }).then(() => { removed++ }, (err: Error) => { log.error('sweeping %s: %s', path, err.message) })
+      }
+    }
+    this.swept += removed
+    if (removed > 0) log('swept %d artifact and code file(s) no kept release names', removed)
+    return removed
+  }
+
   /** Serve artifacts we hold to peers. */
   async get (digest: string): Promise<Uint8Array | undefined> {
     return await this.artifacts.get(digest).catch(() => undefined)
@@ -142,6 +176,7 @@ export class ReleaseStore extends EventTarget {
       throw new CellNameConflictError(`cell "${release.cell}" is held for authority ${holder.slice(0, 12)}…; a release signed by ${release.authority.slice(0, 12)}… is refused`)
     }
     let bytes = await this.artifacts.get(release.digest, options).catch(() => undefined)
+    let fetchedNow = false
     if (bytes == null) {
       // Connected peers first (the publisher is usually one of them), then the DHT's providers.
       try {
@@ -155,14 +190,26 @@ export class ReleaseStore extends EventTarget {
       this.fetchStats.fetched++
       this.fetchStats.fetchedBytes += bytes.byteLength
       await this.artifacts.put(bytes, options)
+      fetchedNow = true
     } else {
       this.fetchStats.local++
     }
-    const { manifest: source, code } = unpackArtifact(bytes)
-    const manifest = parseManifest(source, { file: `${release.cell}@${release.version}/Cell.toml` })
-    if (manifest.name !== release.cell) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names cell "${manifest.name}", the release is for "${release.cell}"`)
-    if (manifest.authority.ed25519 !== release.authority) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names authority ${manifest.authority.ed25519.slice(0, 12)}…, the release is signed by ${release.authority.slice(0, 12)}…`)
-    const codePath = await writeCodeFile(this.codeDir, release.digest, code)
+    let manifest: Manifest
+    let codePath: string
+    try {
+      const unpacked = unpackArtifact(bytes)
+      manifest = parseManifest(unpacked.manifest, { file: `${release.cell}@${release.version}/Cell.toml` })
+      if (manifest.name !== release.cell) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names cell "${manifest.name}", the release is for "${release.cell}"`)
+      if (manifest.authority.ed25519 !== release.authority) throw new ReleaseManifestMismatchError(`artifact's Cell.toml names authority ${manifest.authority.ed25519.slice(0, 12)}…, the release is signed by ${release.authority.slice(0, 12)}…`)
+      codePath = await writeCodeFile(this.codeDir, release.digest, unpacked.code)
+    } catch (err) {
+      // An artifact fetched for a release it does not fit is not kept (each retry would add none, but
+      // nothing would ever delete it), unless a kept release or a replica uses the same bytes.
+      if (fetchedNow && !this.inUse(release.digest) && ![...this.history.values()].some(list => list.some(r => r.digest === release.digest))) {
+        await this.artifacts.delete(release.digest).catch(() => {})
+      }
+      throw err
+    }
     const prepared: PreparedRelease = { cell: release.cell, version: release.version, digest: release.digest, seq: release.seq, authority: release.authority, manifest, codePath }
     let list = this.history.get(release.cell)
     if (list != null && list.some(r => r.authority !== release.authority)) throw new CellNameConflictError(`cell "${release.cell}" is held for another authority`)

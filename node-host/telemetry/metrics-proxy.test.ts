@@ -37,7 +37,7 @@ async function nodeText (cells: Record<string, number>, replica: string): Promis
     synapse: () => ({ client: zero, server: zero }),
     loop: () => ({ counters: { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0, declined: 0 }, halted: 0 }),
     replicas: () => Object.keys(cells).map(cell => ({ cell, version: '1.0.0', instanceId: `${cell}-${replica}`, state: 'ready', cpuPercent: 10, memoryBytes: 1000 })),
-    artifacts: () => ({ fetched: 0, fetchFailures: 0, fetchedBytes: 0, local: 0, served: 0, notFound: 0, refused: 0, serveFailures: 0 })
+    artifacts: () => ({ fetched: 0, fetchFailures: 0, fetchedBytes: 0, local: 0, served: 0, notFound: 0, refused: 0, serveFailures: 0, forgotten: 0, swept: 0 })
   })
   return await metrics.text()
 }

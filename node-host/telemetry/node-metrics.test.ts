@@ -21,7 +21,7 @@ function fakeSources (): NodeMetricsSources {
     synapse: () => ({ client: { ...zeroSynapse, calls: 4, errors: 1, channels: 1 }, server: { ...zeroSynapse, calls: 9, channels: 2 } }),
     loop: () => ({ counters: { ticks: 20, spawns: 2, drains: 1, halts: 1, volunteers: 0, failures: 0, declined: 3 }, halted: 1 }),
     replicas: () => [{ cell: 'billing', version: '1.0.0', instanceId: 'r1', state: 'ready', cpuPercent: 25, memoryBytes: 42_000_000 }],
-    artifacts: () => ({ fetched: 1, fetchFailures: 0, fetchedBytes: 2048, local: 1, served: 3, notFound: 0, refused: 0, serveFailures: 0 })
+    artifacts: () => ({ fetched: 1, fetchFailures: 0, fetchedBytes: 2048, local: 1, served: 3, notFound: 0, refused: 0, serveFailures: 0, forgotten: 4, swept: 2 })
   }
 }
 
@@ -60,6 +60,8 @@ describe('node metrics', () => {
     expect(text).toContain('cell_biology_spawns_declined_total 3')
     expect(text).toContain('cell_artifact_fetches_total{outcome="ok"} 1')
     expect(text).toContain('cell_artifact_fetched_bytes_total 2048')
+    expect(text).toContain('cell_artifacts_deleted_total{reason="left_history"} 4')
+    expect(text).toContain('cell_artifacts_deleted_total{reason="swept"} 2')
     expect(t.get('cell_dissemination_mismatch_peers')).toBe('gauge')
     expect(text).toContain('cell_dissemination_mismatch_peers 2')
     // Debian's `prometheus` package (installed by .ci/run) provides promtool.

@@ -20,6 +20,10 @@ export interface ArtifactFigures {
   notFound: number
   refused: number
   serveFailures: number
+  /** Artifacts deleted because their release left its cell's newest releases (ReleaseStore.forget). */
+  forgotten: number
+  /** Files of an earlier run deleted at start: no kept, remembered or running release names them (ReleaseStore.sweep). */
+  swept: number
 }
 
 export interface ReplicaFigures {
@@ -236,6 +240,10 @@ export class NodeMetrics {
     }))
     counter('cell_artifact_fetched_bytes_total', 'Bytes of artifacts fetched from other nodes.', [], () => one(read(s => s.artifacts().fetchedBytes)))
     counter('cell_artifact_local_hits_total', 'Releases prepared from an artifact already on disk.', [], () => one(read(s => s.artifacts().local)))
+    counter('cell_artifacts_deleted_total', 'Artifacts and code files deleted from this node\'s disk, by why: their release left the kept history, or an earlier run left them (swept at start).', ['reason'], () => read(s => {
+      const a = s.artifacts()
+      return [[{ reason: 'left_history' }, a.forgotten], [{ reason: 'swept' }, a.swept]]
+    }))
     counter('cell_artifact_serves_total', 'Artifact requests from other nodes, by outcome.', ['outcome'], () => read(s => {
       const a = s.artifacts()
       return [[{ outcome: 'served' }, a.served], [{ outcome: 'not_found' }, a.notFound], [{ outcome: 'refused' }, a.refused], [{ outcome: 'failed' }, a.serveFailures]]

@@ -7,7 +7,7 @@
 // for replicas times out ("0 instance(s)", as in the issue); without port reuse the restarted nodes
 // listen elsewhere and the first expectation on the address fails.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf, type AuthorityKey } from '../../core/identity/index.ts'
@@ -74,6 +74,11 @@ describe('a whole fleet restarts and keeps its intent', () => {
     const old = nodes.splice(0)
     await Promise.all(old.map(async p => await stopProc(p, 60_000)))
     for (const p of old) expect(p.child.exitCode, p.stderr().slice(-2000)).toBe(0)
+    // What an earlier run may leave in a data dir: an artifact and a code file no release names.
+    const orphan = 'f'.repeat(64)
+    const artifactsDir = join(root, NAMES[0], 'artifacts')
+    await writeFile(join(artifactsDir, `${orphan}.mjs`), 'export default {}\n')
+    await writeFile(join(root, NAMES[0], 'code', `${orphan}.mjs`), 'export default {}\n')
     // All at once, with no --bootstrap: each node dials the full nodes it remembers, on the ports they
     // listened on (a peer not up yet is dialled again with backoff).
     for (const name of NAMES) nodes.push(cell(['up', '--data', join(root, name), '--authority', keyPath]))
@@ -91,6 +96,11 @@ describe('a whole fleet restarts and keeps its intent', () => {
     // All three nodes are in one fleet again, and each says so (its peers connect while it starts).
     await waitForView(after, () => after.view.nodes().length >= 3 ? true : undefined, 'three nodes in view', { timeoutMs: 30_000 })
     for (const p of nodes) expect(p.stdout(), p.stdout()).toMatch(/^peer joined …\w{6} \(\d fleet peers?\)$/m)
+
+    // The restarted node swept the orphan and kept the artifacts of the releases it remembers.
+    await expect.poll(async () => (await readdir(artifactsDir)).includes(`${orphan}.mjs`), { timeout: 30_000, interval: 200 }).toBe(false)
+    expect(await readdir(join(root, NAMES[0], 'code'))).not.toContain(`${orphan}.mjs`)
+    expect(await readdir(artifactsDir)).toEqual(expect.arrayContaining([`${v1}.mjs`, `${v2}.mjs`]))
 
     const charged = await after.call<{ amount: number, currency: string }>('billing', 'charge', { amount: 5, currency: 'EUR' }, { timeoutMs: 15_000 })
     expect(charged).toMatchObject({ amount: 5, currency: 'EUR' })

@@ -1,0 +1,20 @@
+import { chromium } from 'playwright-core'
+const url = process.argv[2], out = process.argv[3]
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] })
+const p = await b.newPage({ viewport: { width: 1280, height: 900 } })
+const logs = []
+p.on('console', m => logs.push(`${m.type()}: ${m.text()}`))
+p.on('pageerror', e => logs.push(`pageerror: ${e.message}`))
+await p.goto(url)
+await p.waitForSelector('text=live', { timeout: 20000 })
+await p.waitForTimeout(3000)
+await p.fill('input[name=cell]', 'billing')
+await p.fill('input[name=method]', 'quote')
+await p.fill('input[name=repeat]', '50')
+await p.fill('textarea', '{"amount":100,"currency":"EUR"}')
+await p.click('button[type=submit]')
+await p.waitForSelector('button:has-text("Call"):not([disabled])', { timeout: 60000 })
+await p.waitForTimeout(1500)
+await p.screenshot({ path: out, fullPage: true })
+console.log(logs.slice(0, 20).join('\n'))
+await b.close()
