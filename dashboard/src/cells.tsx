@@ -97,6 +97,28 @@ function Crashes (props: { cell: CellModel }): JSX.Element {
   )
 }
 
+/** A stateful cell's claims: where each is written, at which epoch, and whether a snapshot would survive its owner. */
+function Storage (props: { cell: CellModel }): JSX.Element {
+  return (
+    <Show when={props.cell.storage.length > 0}>
+      <section class="storage" aria-label={`storage of ${props.cell.name}`}>
+        <h4>Storage</h4>
+        <ul>
+          <For each={props.cell.storage}>{c => (
+            <li data-claim={c.claimId} classList={{ unsafe: c.safeAgeMs === undefined }}>
+              <code>{c.claimId}</code> · epoch {c.epoch} · {c.ownerNodeId !== undefined ? <>on <span title={c.ownerNodeId}>{shortId(c.ownerNodeId)}</span></> : 'no replica serves it'}
+              {' · '}
+              {c.safeAgeMs !== undefined
+                ? <>newest safe snapshot {formatDuration(c.safeAgeMs)} ago, held by {c.safeHolders} other node{c.safeHolders === 1 ? '' : 's'}</>
+                : <strong>no safe snapshot yet{c.newestAgeMs !== undefined ? ` (newest ${formatDuration(c.newestAgeMs)} ago, not held by two other nodes)` : ''}</strong>}
+            </li>
+          )}</For>
+        </ul>
+      </section>
+    </Show>
+  )
+}
+
 export function CellCard (props: { cell: CellModel, history: CellSample[], events: HistoryEvent[], now: number, windowMs: number }): JSX.Element {
   const c = (): CellModel => props.cell
   return (
@@ -118,6 +140,7 @@ export function CellCard (props: { cell: CellModel, history: CellSample[], event
       </p>
       <Crashes cell={c()} />
       <Policy cell={c()} />
+      <Storage cell={c()} />
       <Show when={c().rollout.active}><Rollout cell={c()} /></Show>
       <section class="split" aria-label={`canary split of ${c().name}`}>
         <h4>Canary split <small class="muted">configured {c().policy !== undefined ? `${c().policy!.canaryWeight} %` : '—'}</small></h4>

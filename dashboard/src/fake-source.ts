@@ -6,7 +6,7 @@ import { UnknownMethodError } from '../../core/synapse/errors.ts'
 import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import type {
   CallResult, CellPolicy, DesiredVersionRecord, FleetChange, FleetSource, FleetStats, FleetViewLike,
-  InstanceRecord, NodeRecord, ReleaseRecord, SourceCallOptions, SourceStatus
+  InstanceRecord, NodeRecord, ReleaseRecord, SnapshotRecord, SourceCallOptions, SourceStatus
 } from './source.ts'
 
 class FakeView extends EventTarget implements FleetViewLike {
@@ -23,6 +23,13 @@ class FakeView extends EventTarget implements FleetViewLike {
   cells (): string[] {
     return [...new Set([...this.releases.keys(), ...this.instances().map(i => i.cell)])].sort()
   }
+
+  /** Snapshots per claim, newest first, with the nodes other than its owner that hold each. */
+  readonly snapshotMap = new Map<string, Array<{ record: SnapshotRecord, holders: string[] }>>()
+  snapshotClaims (cell: string): string[] { return [...this.snapshotMap.keys()].filter(c => c.startsWith(`${cell}/`)) }
+  snapshots (claimId: string): SnapshotRecord[] { return (this.snapshotMap.get(claimId) ?? []).map(s => s.record) }
+  snapshotHolders (snapshot: SnapshotRecord): string[] { return this.snapshotMap.get(snapshot.claimId)?.find(s => s.record === snapshot)?.holders ?? [] }
+  isSafeSnapshot (snapshot: SnapshotRecord): boolean { return this.snapshotHolders(snapshot).length >= 2 }
 
   stats (): FleetStats {
     return {
@@ -173,7 +180,13 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     addInstance('billing', RELEASES.billing[0], nodes[2], { state: 'draining' })
     addInstance('billing', RELEASES.billing[1], nodes[2], { startedMs: t0 - 60_000, readyMs: t0 - 55_000, qps: 4 })
     addInstance('billing', RELEASES.billing[1], nodes[1], { startedMs: t0 - 12_000, readyMs: t0 - 9_000, qps: 2 })
-    addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20 })
+    addInstance('ledger', RELEASES.ledger[0], nodes[0], { qps: 5, p99Ms: 40, memoryBytes: 300 * 2 ** 20, claim: { ordinal: 0, epoch: 3 } })
+    // ledger/0's newest snapshot (1 min old) is held by one other node so far; the one before (6 min) by two.
+    const snapshot = (ageMs: number): SnapshotRecord => ({
+      nodeId: nodes[0], cell: 'ledger', claimId: 'ledger/0', epoch: 3, tag: `snapshot-e3-${new Date(t0 - ageMs).toISOString().slice(0, 19).replace(/[-:]/g, '')}Z`,
+      takenMs: t0 - ageMs, sizeBytes: 4 * 2 ** 20, plainManifestDigest: `sha256:${'1'.repeat(64)}`, blobs: [`sha256:${'1'.repeat(64)}`], seq: 1, sentMs: t0
+    })
+    view.snapshotMap.set('ledger/0', [{ record: snapshot(60_000), holders: [nodes[1]] }, { record: snapshot(360_000), holders: [nodes[1], nodes[2]] }])
     addInstance('importer', RELEASES.importer[0], nodes[1], {
       state: 'crashed', readyMs: undefined, startedMs: t0 - 8_000, endedMs: t0 - 7_900, cpuPercent: 0, memoryBytes: 0, memoryPercent: 0, qps: 0, p99Ms: 0, inflight: 0,
       exitReason: 'CapsidStartError: replica of importer exited (code 1, signal null) before it was ready',

@@ -3,8 +3,9 @@
 // Only types are imported from core, so the dashboard bundle carries none of core's code.
 import type { FleetChange, FleetStats } from '../../core/fleet/view.ts'
 import type { DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord } from '../../core/fleet/records.ts'
+import type { SnapshotRecord } from '../../core/fleet/snapshots.ts'
 
-export type { FleetChange, FleetStats, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord }
+export type { FleetChange, FleetStats, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord, SnapshotRecord }
 
 /** The subset of core/fleet/view.ts `FleetView` the dashboard reads; a real FleetView satisfies it. */
 export interface FleetViewLike extends EventTarget {
@@ -15,6 +16,11 @@ export interface FleetViewLike extends EventTarget {
   desired: (cell: string) => DesiredVersionRecord | undefined
   cells: () => string[]
   stats: () => FleetStats
+  /** Optional (FleetView has them): a stateful cell's claims with snapshots, each claim's snapshots newest first, and who holds one. */
+  snapshotClaims?: (cell: string) => string[]
+  snapshots?: (claimId: string) => SnapshotRecord[]
+  isSafeSnapshot?: (snapshot: SnapshotRecord) => boolean
+  snapshotHolders?: (snapshot: SnapshotRecord) => string[]
   /** Optional: local receive time of a node's or instance's latest record (FleetView has it). */
   lastSeenMs?: (kind: 'node' | 'instance', key: string) => number | undefined
 }

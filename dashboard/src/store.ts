@@ -7,9 +7,9 @@ import { CHANGE_EVENT, MAX_WARNING_CHARS, MAX_WARNINGS, STATUS_EVENT, WARNINGS_E
 import type { CellPolicy, FleetSource, InstanceRecord, NodeRecord } from './source.ts'
 import {
   callSplit, cellSample, createCallTally, createCellHistory, describeError, displayStatus, pruneHistory, qpsShareByDigest,
-  recordEvent, recordSample, replicaSummary, rolloutEvents, rolloutProgress, tallyCall, targetOf, crashNotes, haltNote
+  recordEvent, recordSample, replicaSummary, rolloutEvents, rolloutProgress, tallyCall, targetOf, crashNotes, haltNote, claimNotes
 } from './model.ts'
-import type { CellMark, CellSample, DisplayStatus, ErrorDescription, HistoryEvent, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote } from './model.ts'
+import type { CellMark, CellSample, DisplayStatus, ErrorDescription, HistoryEvent, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote, ClaimNote } from './model.ts'
 
 /** The halt of the release the cell is aiming at, if a node gossips one (absent key otherwise). */
 function haltOf (nodes: readonly NodeRecord[], cell: string, target: ReleaseRef | undefined): { halt?: HaltNote } {
@@ -43,6 +43,8 @@ export interface CellModel {
   /** Why its replicas crashed (from their heartbeats), and a halt or crash-looping mark of its target. */
   crashes: CrashNote[]
   halt?: HaltNote
+  /** A stateful cell's claims: owner, epoch, newest safe snapshot (empty for a stateless cell). */
+  storage: ClaimNote[]
 }
 
 export interface CallOutcome {
@@ -142,6 +144,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
         qpsShare: qpsShareByDigest(instances, target),
         calls: callSplit(tally, name, target),
         crashes: crashNotes(instances),
+        storage: claimNotes(view, name, instances, t),
         ...haltOf(view.nodes(), name, target)
       }
     })

@@ -103,6 +103,9 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard in Chromium', () => {
     expect(await importer.locator('.crashes pre.stderr').innerText()).toMatch(/Error: DATABASE_URL is not set$/)
     expect(await importer.locator('.crashes .crash p').innerText()).toMatch(/exited \(code 1, signal null\) before it was ready/)
     expect(await page.locator('[data-cell="billing"] .crashes').count()).toBe(0)
+    // A stateful cell says where its claim is written and whether a snapshot survives its owner.
+    expect(await page.locator('[data-cell="ledger"] .storage [data-claim="ledger/0"]').innerText()).toMatch(/^ledger\/0 · epoch 3 · on …\w+ · newest safe snapshot 6 min \d+ s ago, held by 2 other nodes$/)
+    expect(await page.locator('[data-cell="billing"] .storage').count()).toBe(0)
     const billing = page.locator('[data-cell="billing"]')
     expect(await billing.getByText('Rolling out 1.2.0 → 1.3.0').isVisible()).toBe(true)
     expect(await billing.getByText(/of grace left/).first().isVisible()).toBe(true)

@@ -2,8 +2,13 @@ import { describe, expect, it } from 'vitest'
 import type { InstanceRecord, ReleaseRecord, DesiredVersionRecord } from '../../core/fleet/records.ts'
 import {
   callSplit, cellSample, createCallTally, describeError, displayStatus, isStale, pushBounded,
-  qpsShareByDigest, replicaSummary, rolloutProgress, tallyCall, targetOf, OTHER, UNATTRIBUTED
+  qpsShareByDigest, replicaSummary, rolloutProgress, tallyCall, targetOf, OTHER, UNATTRIBUTED, claimNotes
 } from '../../dashboard/src/model.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { FleetView, signRecord } from '../../core/fleet/index.ts'
+import { ManualClock, makePinRecord, makeSnapshotRecord } from '../../core/fleet/testing.ts'
 import type { CellPolicy } from '../../dashboard/src/source.ts'
 
 let n = 0
@@ -138,5 +143,39 @@ describe('samples and errors', () => {
     expect(describeError(Object.assign(new Error('x'), { name: 'NoReplicaError' }))).toMatchObject({ name: 'NoReplicaError', words: expect.stringMatching(/No ready replica/) })
     expect(describeError({ name: 'RemoteError', remoteName: 'InsufficientFundsError', message: 'low' })).toMatchObject({ name: 'InsufficientFundsError', words: 'The call failed (insufficient funds).', message: 'low' })
     expect(describeError('boom')).toMatchObject({ name: 'Error', message: 'boom' })
+  })
+})
+
+describe('a stateful cell\'s storage line', () => {
+  interface Key { key: PrivateKey, id: string }
+  const mk = async (): Promise<Key> => { const key = await generateKeyPair('Ed25519'); return { key, id: peerIdFromPrivateKey(key).toString() } }
+
+  it('names each claim\'s owner and epoch and the age and holders of its newest safe snapshot, from a real fleet view', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 11, 1, 12, 0, 0))
+    const view = new FleetView({ clock })
+    const [owner, h1, h2, other] = [await mk(), await mk(), await mk(), await mk()]
+    // Claim 0: a safe snapshot 5 min old (two holders) and a newer one not yet held by two.
+    const safe = makeSnapshotRecord(owner.id, { epoch: 3, tag: 'snapshot-e3-20261201T115500Z', takenMs: clock.now() - 5 * 60_000, sentMs: clock.now() })
+    const fresh = makeSnapshotRecord(owner.id, { epoch: 3, tag: 'snapshot-e3-20261201T115900Z', takenMs: clock.now() - 60_000, sentMs: clock.now() })
+    await view.apply(await signRecord(owner.key, 'snapshot', safe), { from: owner.id })
+    await view.apply(await signRecord(owner.key, 'snapshot', fresh), { from: owner.id })
+    for (const h of [h1, h2]) await view.apply(await signRecord(h.key, 'pin', makePinRecord(h.id, safe, { sentMs: clock.now() })), { from: h.id })
+    // Claim 1: one snapshot nobody else holds yet, on a node whose replica is not live any more.
+    const lone = makeSnapshotRecord(other.id, { claimId: 'ledger/1', epoch: 1, tag: 'snapshot-e1-20261201T115930Z', takenMs: clock.now() - 30_000, sentMs: clock.now() })
+    await view.apply(await signRecord(other.key, 'snapshot', lone), { from: other.id })
+    const instances = [
+      inst({ version: '1.0.0', digest: 'sha256-l', cell: 'ledger', nodeId: owner.id, claim: { ordinal: 0, epoch: 3 } }),
+      inst({ version: '1.0.0', digest: 'sha256-l', cell: 'ledger', nodeId: other.id, state: 'crashed', claim: { ordinal: 1, epoch: 1 } }),
+      // Claim 2: a replica that just opened it, before any snapshot.
+      inst({ version: '1.0.0', digest: 'sha256-l', cell: 'ledger', nodeId: h1.id, state: 'starting', claim: { ordinal: 2, epoch: 1 } })
+    ]
+    expect(claimNotes(view, 'ledger', instances, clock.now())).toEqual([
+      { claimId: 'ledger/0', epoch: 3, ownerNodeId: owner.id, safeAgeMs: 300_000, safeHolders: 2, newestAgeMs: 60_000, snapshots: 2 },
+      { claimId: 'ledger/1', epoch: 1, newestAgeMs: 30_000, snapshots: 1 },
+      { claimId: 'ledger/2', epoch: 1, ownerNodeId: h1.id, snapshots: 0 }
+    ])
+    // A stateless cell, or a source whose view has no snapshot methods: no line.
+    expect(claimNotes(view, 'billing', [inst(V1)], clock.now())).toEqual([])
+    expect(claimNotes({} as unknown as FleetView, 'ledger', [], clock.now())).toEqual([])
   })
 })
