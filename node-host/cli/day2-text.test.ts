@@ -76,6 +76,9 @@ describe('cell status headline', () => {
     const c = cellPicture(view(f), 'billing', reports([n1, n2]))
     expect(c.rollout).toEqual({ to: '1.0.0', ready: 1, of: 2 })
     expect(headline(c)).toBe('billing: rolling out 1.0.0, 1 of 2 ready — target 1.0.0 (desired record seq 3); 2 of 2 replica(s) ready (1.1.0 ×1, 1.0.0 ×1)')
+    // A surge replica ready beside them: more ready than desired is said as such (was "3 of 2").
+    const surged = cellPicture(view({ ...f, instances: [...f.instances, replica('cc', n2, '1.0.0', D1)] }), 'billing', reports([n1, n2]))
+    expect(headline(surged)).toMatch(/; 3 replica\(s\) ready, 2 desired \(1\.0\.0 ×2, 1\.1\.0 ×1\)$/)
   })
 
   it('retired: says by whom and what brings it back', () => {

@@ -32,7 +32,9 @@ const short = (hex: string): string => `${hex.slice(0, 8)}…`
 /** One sentence: what is wrong (or that nothing is), and why. */
 export function headline (c: CellPicture): string {
   const running = c.versions.filter(v => v.ready > 0).map(v => `${v.version} ×${v.ready}`).join(', ')
-  const count = `${c.ready} of ${c.desired ?? '?'} replica(s) ready${running !== '' ? ` (${running})` : ''}`
+  // More ready than desired (a rollout's surge, replicas about to drain): "3 of 2" would read as a typo.
+  const counted = c.desired !== undefined && c.ready > c.desired ? `${c.ready} replica(s) ready, ${c.desired} desired` : `${c.ready} of ${c.desired ?? '?'} replica(s) ready`
+  const count = `${counted}${running !== '' ? ` (${running})` : ''}`
   if (c.claimants.length > 1) return `${c.cell}: NOT RUNNING — ${c.claimants.length} trusted authorities sign releases named "${c.cell}" (${c.claimants.map(short).join(', ')}); no node starts a conflicted name until one is no longer trusted`
   if (c.retired !== undefined) return `${c.cell}: retired by ${short(c.retired.authority)} (seq ${c.retired.seq}) — it runs nowhere until a later \`cell publish\` or \`cell rollback\`; ${count}`
   const halted = [...new Map(c.halts.map(h => [h.digest, h])).values()]
