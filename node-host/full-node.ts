@@ -6,11 +6,11 @@ import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, authorityIdOf, encodeCertificate, verifyCertificates, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
-import { CellError } from '../core/errors.ts'
+import { Credentials, authorityIdOf, encodeCertificate, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { Dissemination, LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
 import { SelfGrants } from './self-grants.ts'
+import { GrantWatch, readGrantFiles, verifyGivenGrant } from './grant-watch.ts'
 import { ListenerGarbage } from './listener-garbage.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
@@ -22,7 +22,6 @@ import { AutonomicLoop, trustRoles } from './autonomic-loop.ts'
 import type { BiologyParams } from '../core/biology/index.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import { sandboxRole, levelOfRoles, satisfiesSandbox, type SandboxMode } from './capsid/index.ts'
-import { decodeGrantToken } from '../core/identity/grant-token.ts'
 import { preparedReleases } from './prepared-releases.ts'
 import { loadFleetIntent, INTENT_RECORD_KINDS, type FleetIntent, type IntentRecordKind } from './fleet-intent.ts'
 import { reuseListenPorts, listeningPorts, withFreeWebrtcPort } from './listen-ports.ts'
@@ -48,11 +47,7 @@ import { lockDataDir, prepareDataDir, type DataDirLock } from './data-dir-lock.t
 
 const log = logger('cell:node')
 
-/**
- * A grant handed to the node (`--grant`, node.toml, `<data>/grants/*.grant`) does not verify: a bad
- * signature, issued to another peer id, or malformed. Its issuer is not trusted because of it.
- */
-export class GrantRejectedError extends CellError { static override readonly errorName = 'GrantRejectedError' }
+export { GrantRejectedError } from './grant-watch.ts'
 
 export interface FullNodeInit {
   dataDir: string
@@ -66,6 +61,8 @@ export interface FullNodeInit {
   authorityKeys?: AuthorityKey[]
   /** Grants (tokens or certificates) issued to this node by authorities. */
   grants?: Array<string | Certificate>
+  /** How often <data>/grants/ is read for renewed grants (default 60 s; tests). */
+  grantCheckMs?: number
   sandbox?: SandboxMode
   maxReplicas?: number
   /** Node-level tuning of the autonomic loop (core/biology BiologyParams). */
@@ -154,6 +151,8 @@ export class FullNode {
   private reconcileTimer?: ReturnType<typeof setInterval>
   private readonly intent: FleetIntent
   private selfGrants?: SelfGrants
+  /** Grants handed to the node: renewals taken from <data>/grants/, endings said (grant-watch.ts). */
+  grantWatch?: GrantWatch
   private intentTimer?: ReturnType<typeof setTimeout>
   private intentSignature = ''
   /** The span exporter when `otlp` is set (its counters: exported, failed, dropped). */
@@ -205,20 +204,26 @@ export class FullNode {
       // this node's peer id, valid now. A forged token must not add an authority to the trust set.
       let cert: Certificate
       try {
-        cert = typeof grant === 'string' ? decodeGrantToken(grant) : grant
-        if (cert.kind !== 'grant') throw new GrantRejectedError(`${source} is a ${cert.kind} certificate, not a grant`)
-        await verifyCertificates([cert], { remotePeerId: credentials.peerId, trusted: new Set([cert.issuer]), requiredRole: cert.roles[0] ?? 'host', nowMs: clock.now() })
+        cert = await verifyGivenGrant(grant, source, credentials.peerId, clock.now())
       } catch (err) {
-        if (err instanceof CertificateExpiredError) {
-          log.error('ignoring %s: %s', source, err.message)
-          continue
-        }
-        if (err instanceof GrantRejectedError) throw err
-        throw new GrantRejectedError(`${source} does not verify: ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
+        if (!(err instanceof CertificateExpiredError)) throw err
+        // Ended: a renewal beside it (a later grant file, or one added while the node runs) counts.
+        log.error('ignoring %s: %s', source, err.message)
+        continue
       }
       credentials.addGrant(cert)
       trusted.add(cert.issuer)
     }
+    // Grants end (`cell grant` makes them for 7 days): renewed ones are taken from <data>/grants/
+    // while the node runs, and one about to end is said with what to do.
+    const grantWatch = new GrantWatch({
+      dir: join(init.dataDir, 'grants'),
+      credentials,
+      trusted,
+      selfIssued: new Set((init.authorityKeys ?? []).map(k => authorityIdOf(k.publicKey))),
+      clock,
+      ...(init.grantCheckMs !== undefined ? { checkMs: init.grantCheckMs } : {})
+    })
     const intent = await loadFleetIntent(init.dataDir)
     let listen = init.listen
     let bootstrap = init.bootstrap
@@ -364,10 +369,12 @@ export class FullNode {
       synapse: () => mesh.libp2p.services.synapse.stats(),
       loop: () => ({ counters: loop.counters, halted: loop.halted.size }),
       replicas: () => replicas.list().map(r => ({ cell: r.cell, version: r.version, instanceId: r.instanceId, state: r.state, cpuPercent: r.load.cpuPercent, memoryBytes: r.load.memoryBytes })),
+      grants: () => grantWatch.expiries(),
       artifacts: () => ({ ...releases.fetchStats, forgotten: releases.forgotten, swept: releases.swept, served: node.artifactServes.served, notFound: node.artifactServes.notFound, refused: node.artifactServes.refused, serveFailures: node.artifactServes.failed }),
       readyReplicas: () => mesh.view.cells().slice(0, 256).map(cell => [{ cell }, mesh.view.liveInstances(cell).filter(i => i.state === 'ready').length])
     })
     node.selfGrants = selfGrants
+    node.grantWatch = grantWatch
     if (tracer !== undefined) {
       node.tracer = tracer
       registerTraceExportStats(metrics.registry, tracer.stats)
@@ -469,6 +476,7 @@ export class FullNode {
     this.replicas.startSampling(this.init.heartbeatMs ?? 1000)
     this.loop.start()
     this.selfGrants?.start()
+    this.grantWatch?.start()
     log('full node %s started', this.peerId)
   }
 
@@ -664,6 +672,7 @@ export class FullNode {
     if (options.handoverSafeMs !== undefined) this.volumes.manager?.setHandoverSafeMs(options.handoverSafeMs)
     this.loop.stop()
     this.selfGrants?.stop()
+    this.grantWatch?.stop()
     clearInterval(this.reconcileTimer)
     this.rememberHaltsAndPeers()
     const stopping = this.replicas.stopAll({ ...(this.init.drainGraceMs !== undefined ? { graceMs: this.init.drainGraceMs } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
@@ -695,9 +704,3 @@ function intentRecordOf (view: FleetView, kind: IntentRecordKind, authority: str
   }
 }
 
-async function readGrantFiles (dir: string): Promise<Array<{ grant: string, source: string }>> {
-  const names = await readdir(dir).catch(() => [] as string[])
-  const out: Array<{ grant: string, source: string }> = []
-  for (const name of names.filter(n => n.endsWith('.grant')).slice(0, 64)) out.push({ grant: (await readFile(join(dir, name), 'utf8')).trim(), source: join(dir, name) })
-  return out
-}

@@ -39,6 +39,8 @@ describe('cell grant', () => {
     expect(cert.notAfterMs - cert.notBeforeMs).toBe(2 * DAY)
     expect(await verifyCertificateSignature(cert)).toBe(true)
     expect(r.stderr).toContain(peer)
+    // A host grant says where it goes on the node (a renewal is taken there without a restart).
+    expect(r.stderr).toMatch(/save it as <data>\/grants\/<name>\.grant, which a running node reads within a minute/)
   })
 
   it('defaults to 7 days, every cell, and honours --key', async () => {

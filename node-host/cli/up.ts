@@ -219,8 +219,9 @@ export async function run (argv: string[]): Promise<number> {
   const authorityKeys = await Promise.all((v.authority ?? []).map(async p => await authorityKey(p)))
   const grantKey = authorityKeys[0]
   if (v['dashboard-grants'] === true && (v.dashboard !== true || grantKey === undefined)) return usageFailure('--dashboard-grants needs --dashboard and an --authority key', HELP)
+  const dataDir = resolve(v.data ?? join(cellHome(), 'node'))
   const node = await FullNode.create({
-    dataDir: resolve(v.data ?? join(cellHome(), 'node')),
+    dataDir,
     listen: ports,
     ...(rotationFromEnv() !== undefined ? { webTransport: { rotation: rotationFromEnv() } } : {}),
     bootstrap: [...config.bootstrap, ...await bootstrapList(v.bootstrap, v.cell)],
@@ -300,6 +301,10 @@ export async function run (argv: string[]): Promise<number> {
   process.stdout.write(`storage ${node.storageSummary()}\n`)
   if (dashboard !== undefined) process.stdout.write(`dashboard ${dashboard.url}\n`)
   process.stdout.write(`trusts ${[...node.trusted].map(a => a.slice(0, 16) + '…').join(', ') || 'no authority yet (pass --authority, --trust or --grant)'}\n`)
+  // Grants it was given end: say when, and where a renewal goes (taken while the node runs).
+  for (const g of node.grantWatch?.expiries() ?? []) {
+    if (!g.selfIssued) process.stdout.write(`granted by ${g.authority.slice(0, 16)}… until ${new Date(g.notAfterMs).toISOString()}: save its renewal in ${join(dataDir, 'grants')}/ before then\n`)
+  }
   // Ready to paste into another shell: every `cell` command there then joins through this node (a
   // restart on the same --data listens on the same ports, so the line stays valid).
   const exportLine = bootstrapLine(node.addresses())

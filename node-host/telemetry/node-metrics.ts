@@ -50,6 +50,8 @@ export interface NodeMetricsSources {
   artifacts: () => ArtifactFigures
   /** Ready replicas per cell in the node's fleet view (bounded by the view's own limits). */
   readyReplicas?: () => Array<[{ cell: string }, number]>
+  /** The grants this node holds: when each ends, and whether the node issues it itself (and renews it). */
+  grants?: () => Array<{ authority: string, notAfterMs: number, selfIssued: boolean }>
 }
 
 export interface NodeMetricsInit {
@@ -232,6 +234,8 @@ export class NodeMetrics {
     counter('cell_biology_failures_total', 'Autonomic loop ticks or actions that failed.', [], () => one(read(s => s.loop().counters.failures)))
     counter('cell_biology_spawns_declined_total', 'Replicas the autonomic loop did not start because another node holds every claim of the cell (a lost race for a stateful cell, not a failure).', [], () => one(read(s => s.loop().counters.declined)))
     gauge('cell_biology_halted_releases', 'Releases halted on this node now.', [], () => one(read(s => s.loop().halted)))
+
+    gauge('cell_node_grant_expiry_timestamp_seconds', 'When each grant this node holds ends (Unix seconds), by issuing authority; issued="node" ones the node renews itself, issued="given" ones need a new grant file in <data>/grants/ before they end.', ['authority', 'issued'], () => read(s => (s.grants?.() ?? []).map(g => [{ authority: g.authority, issued: g.selfIssued ? 'node' : 'given' }, g.notAfterMs / 1000])))
 
     // artifacts
     counter('cell_artifact_fetches_total', 'Artifacts fetched from other nodes, by outcome.', ['outcome'], () => read(s => {
