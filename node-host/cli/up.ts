@@ -36,7 +36,9 @@ options:
   --authority KEYFILE   an authority key this node's operator holds: trust it and grant this node
                         the host role under it
   --trust HEX           trust cells and callers of this authority id (repeatable)
-  --grant TOKEN         a grant token issued to this node by \`cell grant host <peer-id>\` (repeatable)
+  --grant TOKEN         a grant token issued to this node by \`cell grant host <peer-id>\` (repeatable;
+                        or a file <data>/grants/<name>.grant, read again every minute: renewals
+                        saved there are taken with no restart)
   --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml and trust its authorities
   --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
   --sandbox MODE        auto | bwrap | process (default auto). auto and bwrap run replicas in
