@@ -325,7 +325,20 @@ class BrowserLightPeer extends EventTarget implements LightPeer {
     const cert = decodeGrantToken(token)
     this.parts.credentials.addGrant(cert)
     this.parts.trusted.add(cert.issuer)
-    if (!this.parts.tokens.includes(token)) this.parts.tokens.push(token)
+    // The tokens kept for the next visit: this one, and others' that have not ended; a renewal (a
+    // tab open for days asks again at each grant's half-life) replaces its issuer's older token
+    // rather than adding one more to the stored list.
+    const now = this.parts.clock.now()
+    const kept = this.parts.tokens.filter(t => {
+      if (t === token) return false
+      try {
+        const c = decodeGrantToken(t)
+        return c.notAfterMs > now && (c.issuer !== cert.issuer || c.notAfterMs > cert.notAfterMs)
+      } catch {
+        return false
+      }
+    })
+    this.parts.tokens.splice(0, this.parts.tokens.length, ...kept, token)
     await this.parts.credentials.chainFor(cert.issuer, options)
     await this.parts.store.saveGrantTokens(this.parts.tokens, options)
     await this.parts.store.saveTrust([...this.parts.trusted], options)

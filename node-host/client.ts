@@ -4,7 +4,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
 import { Mesh } from '../core/mesh/index.ts'
-import { Credentials, issueGrant, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
+import { Credentials, authorityIdOf, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, type Clock } from '../core/ports.ts'
 import type { Dissemination, InstanceRecord } from '../core/fleet/index.ts'
 import { clientTransports } from './client-transports.ts'
@@ -13,6 +13,7 @@ import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
 import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
+import { SelfGrants } from './self-grants.ts'
 
 export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
 export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
@@ -35,6 +36,8 @@ export interface ClientInit {
   /** Calls run in client spans (core/telemetry/tracer.ts) whose traceparent travels in the call frame. */
   tracer?: Tracer
   clock?: Clock
+  /** Validity of the caller grant issued with `authorityKey` (default CLIENT_GRANT_MS; tests). */
+  grantValidityMs?: number
   /** How fleet records travel; default CELL_DISSEMINATION, else `dissemination` of $CELL_HOME/node.toml, else 'fleet'. */
   dissemination?: Dissemination
 }
@@ -51,9 +54,14 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
   const credentials = new Credentials({ peerKey: privateKey, clock })
   const trusted = new Set(init.trust ?? [])
+  // A caller (and operator) grant from the user's own key: 1 hour, renewed every quarter of that
+  // while the client runs (a service calling cells for days; it was issued once and every call
+  // was refused after an hour).
+  let renewer: SelfGrants | undefined
   if (init.authorityKey != null) {
-    const now = clock.now()
-    credentials.addGrant(await issueGrant(init.authorityKey, { subject: credentials.peerId, roles: ['caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
+    const validityMs = init.grantValidityMs ?? CLIENT_GRANT_MS
+    renewer = new SelfGrants({ keys: [init.authorityKey], credentials, clock, roles: ['caller', 'operator'], validityMs, checkMs: Math.max(1_000, Math.floor(validityMs / 4)) })
+    await renewer.renew()
     trusted.add(authorityIdOf(init.authorityKey.publicKey))
   }
   if (init.grant != null) {
@@ -77,8 +85,17 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
     errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
   })
   await mesh.start()
+  if (renewer !== undefined) {
+    const grants = renewer
+    grants.start()
+    const stop = mesh.stop.bind(mesh)
+    mesh.stop = async () => { grants.stop(); await stop() }
+  }
   return mesh
 }
+
+/** How long a client's self-issued caller grant lasts (renewed at half of it while the client runs). */
+export const CLIENT_GRANT_MS = 3_600_000
 
 /**
  * Resolve when `test` holds for the fleet view, re-checking on every change, or fail at the deadline.

@@ -1,9 +1,11 @@
-// The host grants a node issues itself with the authority keys its operator handed it
-// (`cell up --authority`). They last 30 days; a fleet runs longer than that, so they are issued
-// again once less than half of their validity is left (checked hourly on the injected clock).
-// Without renewal the node's record would stop counting anywhere after 30 days of uptime.
+// The grants a peer issues itself with the authority keys its operator handed it: a full node's host
+// grant (`cell up --authority`, 30 days) and a client's caller grant (`createClient({ authorityKey })`,
+// 1 day). A fleet and a client service run longer than that, so they are issued again once less
+// than half of their validity is left (checked every `checkMs` on the injected clock). Without
+// renewal the node's record would stop counting anywhere after 30 days of uptime, and a client's
+// calls would be refused after its first grant's end.
 import { logger } from '@libp2p/logger'
-import { issueGrant, authorityIdOf, type AuthorityKey, type Credentials } from '../core/identity/index.ts'
+import { issueGrant, authorityIdOf, type AuthorityKey, type Credentials, type Role } from '../core/identity/index.ts'
 import type { Clock } from '../core/ports.ts'
 
 const log = logger('cell:node:grants')
@@ -17,6 +19,8 @@ export interface SelfGrantsInit {
   clock: Clock
   validityMs?: number
   checkMs?: number
+  /** Roles of the grants issued (default host, caller and operator: a full node's). */
+  roles?: Role[]
 }
 
 export class SelfGrants {
@@ -37,7 +41,7 @@ export class SelfGrants {
     for (const key of keys) {
       const held = credentials.grantFor(authorityIdOf(key.publicKey))
       if (held != null && held.notAfterMs - now > validityMs / 2) continue
-      credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + validityMs }))
+      credentials.addGrant(await issueGrant(key, { subject: credentials.peerId, roles: this.init.roles ?? ['host', 'caller', 'operator'], notBeforeMs: now - 60_000, notAfterMs: now + validityMs }))
       if (held != null) {
         this.renewals++
         log('renewed the host grant from %s (it ended at %d)', key.id.slice(0, 12), held.notAfterMs)
@@ -62,5 +66,7 @@ export class SelfGrants {
     this.timer = this.init.clock.setTimeout(() => {
       void this.renew().catch((err) => { log.error('renewing host grants failed: %e', err) }).finally(() => { this.schedule() })
     }, this.init.checkMs ?? CHECK_MS)
+    // Never what keeps a process alive: a client script ends when its work does.
+    ;(this.timer as { unref?: () => void }).unref?.()
   }
 }

@@ -81,21 +81,47 @@ async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Pr
   }
   mount(source)
   if (asked.length > 0) askTrust(el, asked, linkGrant, peer)
-  try {
-    if (config.grantUrl !== undefined) {
-      const token = await requestGrant(config.grantUrl, peer.peerId, window.location.href, { secret: config.grantSecret, signal: AbortSignal.timeout(10_000) })
-      await peer.importGrant(token)
-    }
-  } catch (err) {
-    // Without a grant the tab still sees the fleet; calls are refused by name and shown in words.
-    console.warn('no grant for this tab:', describeError(err))
-  }
+  if (config.grantUrl !== undefined) await keepGranted(config.grantUrl, config.grantSecret, peer, { requestGrant, describeError })
   try {
     await peer.start()
   } catch (err) {
     source.fail(err)
   }
   el.dataset.peerId = peer.peerId
+}
+
+/** The soonest and the latest a grant is asked for again (its half-life in between), and after a failure. */
+const RENEW_MIN_MS = 1_000
+const RETRY_MAX_MS = 10 * 60_000
+
+/**
+ * Asks the page's host for a caller grant now, and again at each grant's half-life: a tab left
+ * open for days (a wall screen) keeps calling after its first grant ends. A failure is retried with
+ * backoff; without a grant the tab still sees the fleet, and calls are refused by name and shown in
+ * words.
+ */
+async function keepGranted (
+  grantUrl: string, secret: string | undefined,
+  peer: { peerId: string, importGrant: (token: string) => Promise<{ notAfterMs: number }> },
+  chunk: Pick<typeof import('./fleet-peer.ts'), 'requestGrant' | 'describeError'>
+): Promise<void> {
+  const { requestGrant, describeError } = chunk
+  let failures = 0
+  const renew = async (): Promise<void> => {
+    let nextMs: number
+    try {
+      const token = await requestGrant(grantUrl, peer.peerId, window.location.href, { secret, signal: AbortSignal.timeout(10_000) })
+      const cert = await peer.importGrant(token)
+      failures = 0
+      nextMs = Math.max(RENEW_MIN_MS, (cert.notAfterMs - Date.now()) / 2)
+    } catch (err) {
+      failures++
+      console.warn('no grant for this tab:', describeError(err))
+      nextMs = Math.min(RETRY_MAX_MS, 5_000 * 2 ** Math.min(failures, 10))
+    }
+    setTimeout(() => { void renew() }, nextMs)
+  }
+  await renew()
 }
 
 /** Shows the confirm prompt above the dashboard; the authorities are stored only on "Trust". */

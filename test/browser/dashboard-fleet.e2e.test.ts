@@ -18,6 +18,8 @@ import { serveDashboard, webSocketAddrs, type DashboardServer } from '../../node
 import type { Mesh } from '../../core/mesh/index.ts'
 
 const root = join(import.meta.dirname, '..', '..')
+/** How long the page host's grants last here. */
+const PAGE_GRANT_MS = 15_000
 const artifacts = join(root, 'test', 'artifacts')
 
 // Full nodes without WebRTC-direct: stopping in-process nodes that loaded node-datachannel's
@@ -57,13 +59,17 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a live fleet in Chromium', () => {
     // dashboard/dist cannot make this pass), served with the grant endpoint the demo uses.
     const outDir = await ensureDashboardBuilt({ outDir: join(dir, 'dist'), force: true })
     const granted: string[] = []
+    const grantEnds: number[] = []
     server = await serveDashboard({
       root: outDir,
       config: () => ({ bootstrap: nodes.slice(0, 3).flatMap(n => webSocketAddrs(n.addresses())), trust: [authorityId] }),
+      // Short grants: the tab must ask again at each one's half-life to keep calling (a tab open for
+      // days; on the old code it asked once and its calls were refused once that grant ended).
       issueGrant: async (peerId) => {
         granted.push(peerId)
         const now = Date.now()
-        return encodeGrantToken(await issueGrant(authority, { subject: peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
+        grantEnds.push(now + PAGE_GRANT_MS)
+        return encodeGrantToken(await issueGrant(authority, { subject: peerId, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + PAGE_GRANT_MS }))
       }
     })
 
@@ -80,7 +86,7 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a live fleet in Chromium', () => {
     expect(shown.sort()).toEqual(nodes.map(n => n.peerId.toString()).sort())
     await page.waitForFunction(() => document.querySelector('[data-testid="status"]')?.textContent === 'live', undefined, { timeout: 20_000, polling: 200 })
     const peerId = await page.evaluate(() => (globalThis as any).cellPeer.peerId as string)
-    expect(granted).toEqual([peerId]) // the tab asked for its grant once, for its own peer id
+    expect(granted[0]).toBe(peerId) // the tab asked for its grant, for its own peer id
     const requestsAfterLoad = server.stats.requests
 
     // A call from the call panel returns billing's answer.
@@ -114,7 +120,17 @@ describe.skipIf(!HAS_CHROMIUM)('dashboard on a live fleet in Chromium', () => {
     // updates came over the tab's gossip subscription.
     const since = server.stats.requests - requestsAfterLoad
     expect(since).toBeLessThanOrEqual(server.recent.length)
-    expect(server.recent.slice(server.recent.length - since).filter(r => !/^GET \/assets\/[\w.-]+\.js$/.test(r))).toEqual([])
+    // (and the tab's grant renewals).
+    expect(server.recent.slice(server.recent.length - since).filter(r => !/^GET \/assets\/[\w.-]+\.js$/.test(r) && r !== 'POST /grant')).toEqual([])
+
+    // Past the first grant's end the tab has asked again (for itself only), and still calls.
+    await page.waitForFunction((end) => Date.now() > end + 1_000 && document.querySelector('[data-call-result]') !== null, grantEnds[0], { timeout: PAGE_GRANT_MS + 30_000, polling: 250 })
+    expect(granted.length).toBeGreaterThanOrEqual(2)
+    expect(new Set(granted)).toEqual(new Set([peerId]))
+    await page.fill('textarea[name="request"]', '{"amount":9,"currency":"EUR"}')
+    await page.click('.call-panel button[type="submit"]')
+    await page.waitForFunction(() => (document.querySelector('[data-call-result]')?.textContent ?? '').includes('"amount": 9'), undefined, { timeout: 30_000, polling: 200 })
+    expect(await page.getAttribute('[data-call-result]', 'data-call-result')).toBe('ok')
 
     await mkdir(artifacts, { recursive: true })
     await page.screenshot({ path: join(artifacts, 'dashboard-fleet.png'), fullPage: true })
