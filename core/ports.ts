@@ -28,3 +28,40 @@ export const systemRandom: Random = {
   },
   bytes: (length) => crypto.getRandomValues(new Uint8Array(length))
 }
+
+/**
+ * Runs `work` every `everyMs` on `clock` from `start()` until `stop()`, one run at a time: the next
+ * is scheduled when one ends, so a slow run never overlaps the next. A failing run is `onError`'s;
+ * the schedule goes on. With `unref`, the pending timer never keeps a Node process alive.
+ */
+export class Repeater {
+  private timer: unknown
+  private active = false
+  private readonly init: { clock: Clock, everyMs: number, work: () => Promise<void>, onError: (err: unknown) => void, unref?: boolean }
+
+  constructor (init: { clock: Clock, everyMs: number, work: () => Promise<void>, onError: (err: unknown) => void, unref?: boolean }) {
+    this.init = init
+  }
+
+  get running (): boolean { return this.active }
+
+  start (): void {
+    if (this.active) return
+    this.active = true
+    this.schedule()
+  }
+
+  stop (): void {
+    this.active = false
+    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  private schedule (): void {
+    if (!this.active) return
+    this.timer = this.init.clock.setTimeout(() => {
+      void this.init.work().catch(this.init.onError).finally(() => { this.schedule() })
+    }, this.init.everyMs)
+    if (this.init.unref === true) (this.timer as { unref?: () => void }).unref?.()
+  }
+}

@@ -5,7 +5,7 @@ import { logger } from '@libp2p/logger'
 import { decideCell, confirmSpawn, initialCellState, mergeDesired, resolveParams, resolveTarget, retiredBy, standbyCandidates, type BiologyView, type BiologyParams, type CellState, type Action, type Policy, type HaltRecord, type HealthEvent } from '../core/biology/index.ts'
 import { LIMITS, type FleetView, type NodeHalt, type NodeRecord } from '../core/fleet/index.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
-import type { Clock, Random } from '../core/ports.ts'
+import { Repeater, type Clock, type Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
 import { ClaimsHeldError } from './volumes/volume-manager.ts'
@@ -115,8 +115,7 @@ export class AutonomicLoop extends EventTarget {
   private readonly init: AutonomicLoopInit
   private readonly states = new Map<string, CellState>()
   private readonly pendingVolunteer = new Set<string>()
-  private timer: unknown
-  private running = false
+  private repeater?: Repeater
   private ticking = false
   /** Releases this node halted, with the metric and reason the decision gave (bounded). */
   readonly halted = new Map<string, { metric: string, reason: string, digest: string }>()
@@ -223,21 +222,15 @@ export class AutonomicLoop extends EventTarget {
   }
 
   start (): void {
-    if (this.running) return
-    this.running = true
-    this.schedule()
+    this.repeater ??= new Repeater({ clock: this.init.clock, everyMs: this.init.tickMs ?? 1000, work: async () => { await this.tick() }, onError: (err) => { log.error('tick failed: %e', err) } })
+    this.repeater.start()
   }
 
   stop (): void {
-    this.running = false
-    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
-    this.timer = undefined
+    this.repeater?.stop()
   }
 
-  private schedule (): void {
-    if (!this.running) return
-    this.timer = this.init.clock.setTimeout(() => { void this.tick().finally(() => this.schedule()) }, this.init.tickMs ?? 1000)
-  }
+  private get running (): boolean { return this.repeater?.running === true }
 
   /**
    * Live full nodes in view now (heard lately, see below), and full nodes seen within

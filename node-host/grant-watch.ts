@@ -13,7 +13,7 @@ import { logger } from '@libp2p/logger'
 import { verifyCertificates, type Certificate, type Credentials } from '../core/identity/index.ts'
 import { decodeGrantToken } from '../core/identity/grant-token.ts'
 import { CellError } from '../core/errors.ts'
-import type { Clock } from '../core/ports.ts'
+import { Repeater, type Clock } from '../core/ports.ts'
 
 const log = logger('cell:node:grants')
 
@@ -82,8 +82,7 @@ export interface GrantExpiry { authority: string, notAfterMs: number, selfIssued
 
 export class GrantWatch {
   private readonly init: GrantWatchInit
-  private timer: unknown
-  private running = false
+  private repeater?: Repeater
   /** When each authority's ending grant was last said (by notAfterMs, so a renewal says it afresh). */
   private readonly said = new Map<string, { notAfterMs: number, atMs: number, ended: boolean }>()
   /** Problems with grant files already said (path + what), so each is said once. */
@@ -110,23 +109,14 @@ export class GrantWatch {
   }
 
   start (): void {
-    if (this.running) return
-    this.running = true
+    this.repeater ??= new Repeater({ clock: this.init.clock, everyMs: this.init.checkMs ?? 60_000, work: async () => { await this.check() }, onError: (err) => { this.warn(`looking at the node's grants failed: ${(err as Error).name}: ${(err as Error).message}`) }, unref: true })
+    if (this.repeater.running) return
     this.sayEndings()
-    this.schedule()
+    this.repeater.start()
   }
 
   stop (): void {
-    this.running = false
-    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
-    this.timer = undefined
-  }
-
-  private schedule (): void {
-    if (!this.running) return
-    this.timer = this.init.clock.setTimeout(() => {
-      void this.check().catch((err: Error) => { this.warn(`looking at the node's grants failed: ${err.name}: ${err.message}`) }).finally(() => { this.schedule() })
-    }, this.init.checkMs ?? 60_000)
+    this.repeater?.stop()
   }
 
   private warn (text: string): void {

@@ -6,7 +6,7 @@
 // calls would be refused after its first grant's end.
 import { logger } from '@libp2p/logger'
 import { issueGrant, authorityIdOf, type AuthorityKey, type Credentials, type Role } from '../core/identity/index.ts'
-import type { Clock } from '../core/ports.ts'
+import { Repeater, type Clock } from '../core/ports.ts'
 
 const log = logger('cell:node:grants')
 const DAY_MS = 86_400_000
@@ -25,8 +25,7 @@ export interface SelfGrantsInit {
 
 export class SelfGrants {
   private readonly init: SelfGrantsInit
-  private timer: unknown
-  private running = false
+  private repeater?: Repeater
   renewals = 0
 
   constructor (init: SelfGrantsInit) {
@@ -50,23 +49,12 @@ export class SelfGrants {
   }
 
   start (): void {
-    if (this.running) return
-    this.running = true
-    this.schedule()
+    // Never what keeps a process alive: a client script ends when its work does.
+    this.repeater ??= new Repeater({ clock: this.init.clock, everyMs: this.init.checkMs ?? CHECK_MS, work: async () => { await this.renew() }, onError: (err) => { log.error('renewing host grants failed: %e', err) }, unref: true })
+    this.repeater.start()
   }
 
   stop (): void {
-    this.running = false
-    if (this.timer !== undefined) this.init.clock.clearTimeout(this.timer)
-    this.timer = undefined
-  }
-
-  private schedule (): void {
-    if (!this.running) return
-    this.timer = this.init.clock.setTimeout(() => {
-      void this.renew().catch((err) => { log.error('renewing host grants failed: %e', err) }).finally(() => { this.schedule() })
-    }, this.init.checkMs ?? CHECK_MS)
-    // Never what keeps a process alive: a client script ends when its work does.
-    ;(this.timer as { unref?: () => void }).unref?.()
+    this.repeater?.stop()
   }
 }

@@ -8,7 +8,7 @@
 import { logger } from '@libp2p/logger'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { systemClock, type Clock } from '../../core/ports.ts'
+import { Repeater, systemClock, type Clock } from '../../core/ports.ts'
 import { FLEET_TOPIC, FleetRecordRejectedError, SNAPSHOT_LIMITS, encodeEnvelope, signRecord } from '../../core/fleet/index.ts'
 import type { FleetPubSub, FleetView, PinRecord, SnapshotRecord } from '../../core/fleet/index.ts'
 import { encodeCertificate, type Credentials } from '../../core/identity/index.ts'
@@ -85,8 +85,7 @@ export class SnapshotAnnouncer {
   private readonly announceMs: number
   private readonly maxPins: number
   private seq: number
-  private timer: unknown
-  private running = false
+  private repeater?: Repeater
   /** Snapshots this node pinned: re-announced while the view holds them. */
   private readonly pinned = new Map<string, SnapshotRecord>()
   private readonly counters: SnapshotAnnouncerStats = { snapshots: 0, pins: 0, reannounced: 0, failures: 0 }
@@ -105,21 +104,12 @@ export class SnapshotAnnouncer {
   }
 
   start (): void {
-    if (this.running) return
-    this.running = true
-    this.schedule()
+    this.repeater ??= new Repeater({ clock: this.clock, everyMs: this.announceMs, work: async () => { await this.reannounce() }, onError: (err) => { log.error('re-announcing snapshots failed: %e', err) } })
+    this.repeater.start()
   }
 
   stop (): void {
-    this.running = false
-    this.clock.clearTimeout(this.timer)
-  }
-
-  private schedule (): void {
-    this.timer = this.clock.setTimeout(() => {
-      if (!this.running) return
-      void this.reannounce().catch((err) => { log.error('re-announcing snapshots failed: %e', err) }).finally(() => { if (this.running) this.schedule() })
-    }, this.announceMs)
+    this.repeater?.stop()
   }
 
   private nextSeq (): number {
