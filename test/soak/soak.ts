@@ -5,6 +5,8 @@
 // Beside it the stateful example ledger (dir driver, a snapshot every 30 s) takes appends the whole
 // time: its leases renew for the whole run, its newest safe snapshot never gets older than three
 // periods, and at the end every acknowledged append is in its log.
+// The callers' caller grants last 4 minutes, so every run of 5 minutes or more outlives several of
+// them: calls keep succeeding only if the clients renew their grants.
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -20,6 +22,9 @@ import { fleetPeers, seenThrough, tcpAddr } from '../integration/fleet-links.ts'
 import { readFile, writeFile } from 'node:fs/promises'
 import { stageCell } from '../integration/stage-cell.ts'
 import { projectRoot } from '../integration/processes.ts'
+
+/** How long the callers' self-issued caller grants last. */
+const CALLER_GRANT_MS = 4 * 60_000
 
 const { values } = parseArgs({
   options: {
@@ -148,7 +153,9 @@ try {
   let publishes = 0
   await publish(++publishes)
   for (const p of nodes) {
-    const caller = await createClient({ bootstrap: [tcpAddr(p)], authorityKey: key, keep: 1 })
+    // Caller grants of 4 minutes (a client's default is an hour): every run renews them several
+    // times under calls, as a service calling for days does (renewed at a quarter of the validity).
+    const caller = await createClient({ bootstrap: [tcpAddr(p)], authorityKey: key, keep: 1, grantValidityMs: CALLER_GRANT_MS })
     callers.push(caller)
     // Calls start once the caller's view has a replica: a call before that fails by design (UnknownCellError).
     await waitForReplicas(caller, CELL, { timeoutMs: 60_000 })
