@@ -3,7 +3,7 @@
 import { surgeCount } from '../../core/biology/rollout.ts'
 import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import { ERROR_WORDS } from '../../browser-host/error-words.ts'
-import type { CellPolicy, DesiredVersionRecord, FleetViewLike, InstanceRecord, NodeRecord, ReleaseRecord, SourceStatus } from './source.ts'
+import type { CellPolicy, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord, SourceStatus } from './source.ts'
 
 export interface ReleaseRef { version: string, digest: string }
 
@@ -447,46 +447,5 @@ export function niceTicks (max: number, count = 4): number[] {
   return ticks
 }
 
-/** One claim of a stateful cell: who writes it at which epoch, and how old its newest safe snapshot is. */
-export interface ClaimNote {
-  claimId: string
-  /** The highest epoch a live replica serves it at, else the newest snapshot's. */
-  epoch: number
-  /** The node of the live replica serving it (undefined: none serves it now). */
-  ownerNodeId?: string
-  /** Age of the newest snapshot that survives its owner (held by two other nodes). */
-  safeAgeMs?: number
-  safeHolders?: number
-  /** Age of the newest snapshot, safe or not. */
-  newestAgeMs?: number
-  snapshots: number
-}
-
-/** Claims shown per cell at most. */
-export const MAX_CLAIM_NOTES = 8
-
-/**
- * The storage line of a stateful cell's card, from the snapshot records and the replicas' claims a
- * view holds (a source without snapshot methods, or a stateless cell: none).
- */
-export function claimNotes (view: FleetViewLike, cell: string, instances: readonly InstanceRecord[], nowMs: number): ClaimNote[] {
-  const ids = new Set(view.snapshotClaims?.(cell) ?? [])
-  for (const i of instances) if (i.claim !== undefined) ids.add(`${cell}/${i.claim.ordinal}`)
-  const notes: ClaimNote[] = []
-  for (const claimId of [...ids].sort((a, b) => Number(a.slice(a.lastIndexOf('/') + 1)) - Number(b.slice(b.lastIndexOf('/') + 1))).slice(0, MAX_CLAIM_NOTES)) {
-    const ordinal = Number(claimId.slice(claimId.lastIndexOf('/') + 1))
-    const serving = instances.filter(i => i.claim?.ordinal === ordinal && isLive(i)).sort((a, b) => (b.claim?.epoch ?? 0) - (a.claim?.epoch ?? 0))[0]
-    const snapshots = view.snapshots?.(claimId) ?? []
-    const newest = snapshots[0]
-    const safe = view.isSafeSnapshot !== undefined ? snapshots.find(s => view.isSafeSnapshot!(s)) : undefined
-    notes.push({
-      claimId,
-      epoch: serving?.claim?.epoch ?? newest?.epoch ?? 0,
-      ...(serving !== undefined ? { ownerNodeId: serving.nodeId } : {}),
-      ...(safe !== undefined ? { safeAgeMs: Math.max(0, nowMs - safe.takenMs), safeHolders: view.snapshotHolders?.(safe).length ?? 0 } : {}),
-      ...(newest !== undefined ? { newestAgeMs: Math.max(0, nowMs - newest.takenMs) } : {}),
-      snapshots: snapshots.length
-    })
-  }
-  return notes
-}
+// A stateful cell's claims (owner, epoch, newest safe snapshot): shared with `cell status`.
+export { claimNotes, MAX_CLAIM_NOTES, type ClaimNote } from '../../core/fleet/claim-notes.ts'

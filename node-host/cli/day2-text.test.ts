@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
 import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
-import { describeNode, headline, mismatchLines } from './status.ts'
+import { describeNode, headline, mismatchLines, storageLines } from './status.ts'
 import { renderTop } from './top.ts'
 import { logPrinter } from './logs.ts'
 import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
@@ -174,5 +174,20 @@ describe('cell status <cell>: a node\'s errors', () => {
     expect(lines).toContain('last loop error 5s ago: tick: TypeError: boom')
     const quiet = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('billing')] }, 'billing', nowMs).join('\n')
     expect(quiet).not.toMatch(/error/)
+  })
+})
+
+describe('a stateful cell\'s storage in cell status', () => {
+  it('names each claim\'s owner and epoch and says when no snapshot would survive the owner', () => {
+    expect(storageLines([])).toEqual([])
+    expect(storageLines([
+      { claimId: 'ledger/0', epoch: 6, ownerNodeId: '12D3KooWPY9ys383ZDw71ThHKQhRoStPYoPBB1cetWiXxW9V4WkD', safeAgeMs: 185_000, safeHolders: 2, newestAgeMs: 5_000, snapshots: 4 },
+      { claimId: 'ledger/1', epoch: 1, newestAgeMs: 30_000, snapshots: 1 }
+    ])).toEqual([
+      '',
+      'storage (claims):',
+      '  ledger/0         epoch 6     on …9V4WkD  newest safe snapshot 3m 5s ago, held by 2 other node(s)',
+      '  ledger/1         epoch 1     no replica serves it  NO SAFE SNAPSHOT yet (newest 30s ago, not held by two other nodes): the claim\'s data lives on its owner alone'
+    ])
   })
 })

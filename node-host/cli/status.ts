@@ -10,6 +10,7 @@ import { FLEET_OPTIONS } from './fleet-options.ts'
 import { OPERATOR_OPTIONS, OPERATOR_HELP, joinAsOperator, requireKnownCell, outputOf, formatAge, formatBytes, shortNode, shortReplica } from './operator-session.ts'
 import { fetchReports, fleetPicture, cellPicture, type CellPicture, type Reports } from './fleet-picture.ts'
 import { MAX_MISMATCHES, type NodeStatusReport } from '../introspect/status-protocol.ts'
+import { claimNotes, type ClaimNote } from '../../core/fleet/claim-notes.ts'
 
 const HELP = `usage: cell status [<cell>] [--output text|json]
 
@@ -64,6 +65,15 @@ export function mismatchLines (reports: readonly NodeStatusReport[]): string[] {
   return lines
 }
 
+/** A stateful cell's claims: where each is written, at which epoch, and whether a snapshot would survive its owner (none for a stateless cell). */
+export function storageLines (notes: readonly ClaimNote[]): string[] {
+  if (notes.length === 0) return []
+  return ['', 'storage (claims):', ...notes.map(n => `  ${n.claimId.padEnd(16)} epoch ${String(n.epoch).padEnd(5)} ${n.ownerNodeId !== undefined ? `on ${shortNode(n.ownerNodeId)}` : 'no replica serves it'}  ` +
+    (n.safeAgeMs !== undefined
+      ? `newest safe snapshot ${formatAge(n.safeAgeMs)} ago, held by ${n.safeHolders ?? 0} other node(s)`
+      : `NO SAFE SNAPSHOT yet${n.newestAgeMs !== undefined ? ` (newest ${formatAge(n.newestAgeMs)} ago, not held by two other nodes)` : ''}: the claim's data lives on its owner alone`))]
+}
+
 function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: number): string[] {
   const lines = [headline(c), '']
   lines.push(`target     ${c.target !== undefined ? `${c.target.version} (seq ${c.target.seq}, sha256 ${c.target.digest.slice(0, 12)}…)` : 'none'}`)
@@ -87,6 +97,7 @@ function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: numb
     lines.push(`  ${shortReplica(c.cell, i.instanceId).padEnd(24)} on ${shortNode(i.nodeId)}  ${i.state.padEnd(9)} ${age}${load}${why}`)
   }
   if (instances.length === 0) lines.push('  (none in the fleet view)')
+  lines.push(...storageLines(claimNotes(mesh.view, c.cell, instances, nowMs)))
   const crashes = crashReports(mesh.view, c.cell, undefined, 8)
   const nodeCrashes = reports.reports.flatMap(r => r.cells.filter(x => x.cell === c.cell).flatMap(x => x.replicas.filter(rep => rep.state === 'crashed').map(rep => ({ node: r.node, ...rep }))))
   const seen = new Set(crashes.map(x => x.instanceId))
@@ -152,7 +163,7 @@ export async function run (argv: string[]): Promise<number> {
       const reports = await fetchReports(mesh, cell)
       const picture = cellPicture(mesh.view, cell, reports.reports)
       if (format === 'json') {
-        process.stdout.write(JSON.stringify({ ...picture, instances: mesh.view.instances(cell), crashes: crashReports(mesh.view, cell), nodes: reports.reports, unreachable: reports.failures }, null, 2) + '\n')
+        process.stdout.write(JSON.stringify({ ...picture, instances: mesh.view.instances(cell), storage: claimNotes(mesh.view, cell, mesh.view.instances(cell), nowMs), crashes: crashReports(mesh.view, cell), nodes: reports.reports, unreachable: reports.failures }, null, 2) + '\n')
       } else {
         process.stdout.write(describeCell(mesh, picture, reports, nowMs).join('\n') + '\n')
       }
