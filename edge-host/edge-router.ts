@@ -66,6 +66,12 @@ export interface EdgeHealth {
   /** How many times a node was created for this Durable Object (kept in storage across evictions). */
   starts: number
   uptimeMs: number
+  /**
+   * The grants the edge holds (EDGE_GRANT): issuer, roles and end. A grant ends (`cell grant --ttl`,
+   * at most 366 days) and the edge's calls are refused after that: alert on `notAfter`, and renew by
+   * updating the EDGE_GRANT secret.
+   */
+  grants: Array<{ authority: string, roles: string[], notAfter: string, endsInMs: number }>
   /** Alarms this node has served (each re-checks the connections). */
   alarms: number
   reconnect: KeeperStats
@@ -267,6 +273,10 @@ export class EdgeRouter {
       cells: this.mesh.view.cells().length,
       starts: this.starts,
       uptimeMs: this.clock.now() - this.startedAtMs,
+      grants: this.credentials.authorities().slice(0, 16).flatMap(a => {
+        const g = this.credentials.grantFor(a)
+        return g === undefined ? [] : [{ authority: a, roles: [...g.roles], notAfter: new Date(g.notAfterMs).toISOString(), endsInMs: g.notAfterMs - this.clock.now() }]
+      }),
       alarms: this.alarms,
       reconnect: { ...this.keeper.stats }
     }

@@ -16,7 +16,7 @@ function fakeNode (answer: (cell: string, method: string, body: unknown, timeout
       return { result: await answer(cell, method, body, timeoutMs), route: { nodeId: 'n1', instanceId: 'i1', version: '1.0.0', digest: 'd'.repeat(64) } }
     },
     fleet: () => ({ nodes: [] }),
-    health: () => ({ peerId: 'p', joined: true, connected: [], nodes: 0, cells: 0, starts: 1, uptimeMs: 0, alarms: 0, reconnect: { rounds: 0, dials: 0, failures: 0, reconnects: 0, joins: 0, leaves: 0 } })
+    health: () => ({ peerId: 'p', joined: true, connected: [], nodes: 0, cells: 0, starts: 1, uptimeMs: 0, grants: [], alarms: 0, reconnect: { rounds: 0, dials: 0, failures: 0, reconnects: 0, joins: 0, leaves: 0 } })
   }
 }
 

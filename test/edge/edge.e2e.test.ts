@@ -165,7 +165,13 @@ describe('edge routing node under wrangler dev, in front of 3 cell up processes'
 
   it('joins through its bootstrap node and holds the fleet view', async () => {
     const url = edge!.url
-    await waitHealth(url, h => h.joined === true && h.nodes === 3 ? true : undefined, 'the edge to join and see 3 nodes', 30_000)
+    const health = await waitHealth(url, h => h.joined === true && h.nodes === 3 ? h : undefined, 'the edge to join and see 3 nodes', 30_000)
+    // It says when its grant (a 1-day `cell grant caller`) ends, for an uptime check to alert on.
+    const grants = health.grants as Array<{ authority: string, roles: string[], notAfter: string, endsInMs: number }>
+    expect(grants.map(g => [g.authority, g.roles])).toEqual([[authority, ['caller']]])
+    expect(grants[0].endsInMs).toBeGreaterThan(86_400_000 - 10 * 60_000)
+    expect(grants[0].endsInMs).toBeLessThanOrEqual(86_400_000)
+    expect(Date.parse(grants[0].notAfter)).toBeGreaterThan(Date.now())
     const t0 = Date.now()
     const fleet = await waitFleet(url, f => readyVersions(f, 'billing').length >= 2 && readyVersions(f, 'edge-probe').length >= 1 && readyVersions(f, 'edge-vault').length >= 1,
       'billing, edge-probe and edge-vault ready in the edge view', 90_000)
