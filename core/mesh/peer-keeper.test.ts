@@ -110,6 +110,30 @@ describe('PeerKeeper', () => {
     expect(joins).toEqual(['12D3KooWNew'])
     k.stop()
   })
+
+  it('peers found together are counted one by one (cell up printed "2 fleet peers" for both)', () => {
+    const clock = new ManualClock()
+    const fake = new FakeLibp2p()
+    let known = false
+    const k = new PeerKeeper({ libp2p: fake as unknown as KeeperLibp2p, clock, random, keep: 0, candidates: () => [], isFleetPeer: () => known })
+    const said: string[] = []
+    k.addEventListener('join', (e) => said.push(`+${String((e as CustomEvent).detail.connected)}`))
+    k.addEventListener('leave', (e) => said.push(`-${String((e as CustomEvent).detail.connected)}`))
+    k.start()
+    fake.connect(ids[0])
+    fake.connect(ids[1])
+    fake.connect(ids[2])
+    known = true
+    k.refresh()
+    expect(said).toEqual(['+1', '+2', '+3'])
+    // One leaves while another joins: the leave counts the ones still there, the join the ones after.
+    said.length = 0
+    fake.open.delete(ids[0])
+    fake.connect(ids[3])
+    k.refresh()
+    expect(said).toEqual(['-2', '+3'])
+    k.stop()
+  })
 })
 
 describe('PeerKeeper topic groups (per-cell dissemination)', () => {

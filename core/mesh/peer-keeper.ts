@@ -159,21 +159,23 @@ export class PeerKeeper extends EventTarget {
   refresh (): void {
     if (!this.running) return
     const now = this.openFleetConnections()
-    for (const [id, peerId] of now) {
-      if (this.members.has(id)) continue
-      this.members.add(id)
-      this.stats.joins++
-      this.backoff.delete(id)
-      this.keepTagged(id, peerId)
-      this.dispatchEvent(new CustomEvent('join', { detail: { peerId: id, connected: now.size } }))
-    }
+    // Leaves first, then joins, each event with the count after it: peers found together (a node
+    // restarting dials the ones it remembers at once) read 1, 2, 3, not the final count each time.
     for (const id of [...this.members]) {
       if (now.has(id)) continue
       this.members.delete(id)
       // libp2p's reconnect queue drops KEEP_ALIVE tags after its retries fail: tag again on the next join.
       this.tagged.delete(id)
       this.stats.leaves++
-      this.dispatchEvent(new CustomEvent('leave', { detail: { peerId: id, connected: now.size } }))
+      this.dispatchEvent(new CustomEvent('leave', { detail: { peerId: id, connected: this.members.size } }))
+    }
+    for (const [id, peerId] of now) {
+      if (this.members.has(id)) continue
+      this.members.add(id)
+      this.stats.joins++
+      this.backoff.delete(id)
+      this.keepTagged(id, peerId)
+      this.dispatchEvent(new CustomEvent('join', { detail: { peerId: id, connected: this.members.size } }))
     }
   }
 
