@@ -19,7 +19,7 @@ import type { Mesh } from '../../core/mesh/index.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 /** How long the page host's grants last here. */
-const PAGE_GRANT_MS = 15_000
+const PAGE_GRANT_MS = 5_000
 const artifacts = join(root, 'test', 'artifacts')
 
 // Full nodes without WebRTC-direct: stopping in-process nodes that loaded node-datachannel's

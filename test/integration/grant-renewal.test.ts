@@ -12,7 +12,7 @@ import { generateAuthority, issueGrant, encodeGrantToken } from '../../core/iden
 import { loadOrCreatePeerKey } from '../../node-host/keys/peer-key-file.ts'
 import { TestFleet } from './test-fleet.ts'
 
-const GRANT_MS = 8_000
+const GRANT_MS = 4_000
 
 async function until (what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
