@@ -11,16 +11,9 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generateAuthority, issueGrant, encodeGrantToken } from '../../core/identity/index.ts'
 import { loadOrCreatePeerKey } from '../../node-host/keys/peer-key-file.ts'
 import { TestFleet } from './test-fleet.ts'
+import { until } from './fleet-links.ts'
 
 const GRANT_MS = 4_000
-
-async function until (what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-}
 
 describe('a grant renewed while the node runs', () => {
   const fleet = new TestFleet()
@@ -38,16 +31,16 @@ describe('a grant renewed while the node runs', () => {
     const first = await issueGrant(authority, { subject: givenId, roles: ['host'], notBeforeMs: start - 60_000, notAfterMs: start + GRANT_MS })
     const given = await fleet.node('given', [operator.addresses()[0]], { grants: [encodeGrantToken(first)], grantCheckMs: 200 })
     const seen = (): number => operator.mesh.view.nodes().find(n => n.nodeId === givenId)?.sentMs ?? 0
-    await until('the given node in the operator\'s view', () => seen() > 0, 15_000)
+    await until(() => seen() > 0, () => 'the given node in the operator\'s view', 15_000)
     expect(given.grantWatch?.expiries()).toEqual([{ authority: authority.id, notAfterMs: first.notAfterMs, selfIssued: false }])
 
     // The operator saves a renewal in the node's grants directory.
     const renewal = await issueGrant(authority, { subject: givenId, roles: ['host'], notBeforeMs: Date.now() - 60_000, notAfterMs: Date.now() + 3_600_000 })
     await writeFile(join(dir, 'grants', 'renewed.grant'), encodeGrantToken(renewal) + '\n')
-    await until('the node to take the renewal', () => given.grantWatch?.renewed === 1, 5_000)
+    await until(() => given.grantWatch?.renewed === 1, () => 'the node to take the renewal', 5_000)
     expect(given.grantWatch?.expiries()[0].notAfterMs).toBe(renewal.notAfterMs)
 
     // Past the first grant's end, the operator still accepts fresh records from it.
-    await until('a record from the given node sent 3 s after its first grant ended', () => seen() > first.notAfterMs + 3_000, first.notAfterMs + 15_000 - Date.now())
+    await until(() => seen() > first.notAfterMs + 3_000, () => 'a record from the given node sent 3 s after its first grant ended', first.notAfterMs + 15_000 - Date.now())
   }, 60_000)
 })
