@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Repeater } from './ports.ts'
+import { MAX_TIMER_MS, Repeater } from './ports.ts'
 import { ManualClock } from './testing/manual-clock.ts'
 
 const turns = async (n = 5): Promise<void> => { for (let i = 0; i < n; i++) await Promise.resolve() }
@@ -39,5 +39,17 @@ describe('Repeater', () => {
     expect(r.running).toBe(false)
     clock.advance(10_000); await turns()
     expect(runs).toHaveLength(4)
+  })
+
+  it('waits at most MAX_TIMER_MS: a longer period would make a JS timer fire at once, in a loop', async () => {
+    const clock = new ManualClock(0)
+    const runs: number[] = []
+    const r = new Repeater({ clock, everyMs: 100 * 86_400_000, work: async () => { runs.push(clock.now()) }, onError: () => {} })
+    r.start()
+    clock.advance(MAX_TIMER_MS - 1); await turns()
+    expect(runs).toEqual([])
+    clock.advance(1); await turns()
+    expect(runs).toEqual([MAX_TIMER_MS])
+    r.stop()
   })
 })

@@ -29,6 +29,9 @@ export const systemRandom: Random = {
   bytes: (length) => crypto.getRandomValues(new Uint8Array(length))
 }
 
+/** The longest delay a JS timer takes (2^31 − 1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /**
  * Runs `work` every `everyMs` on `clock` from `start()` until `stop()`, one run at a time: the next
  * is scheduled when one ends, so a slow run never overlaps the next. A failing run is `onError`'s;
@@ -61,7 +64,7 @@ export class Repeater {
     if (!this.active) return
     this.timer = this.init.clock.setTimeout(() => {
       void this.init.work().catch(this.init.onError).finally(() => { this.schedule() })
-    }, this.init.everyMs)
+    }, Math.min(MAX_TIMER_MS, Math.max(0, this.init.everyMs)))
     if (this.init.unref === true) (this.timer as { unref?: () => void }).unref?.()
   }
 }

@@ -60,7 +60,7 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
   let renewer: SelfGrants | undefined
   if (init.authorityKey != null) {
     const validityMs = init.grantValidityMs ?? CLIENT_GRANT_MS
-    renewer = new SelfGrants({ keys: [init.authorityKey], credentials, clock, roles: ['caller', 'operator'], validityMs, checkMs: Math.max(1_000, Math.floor(validityMs / 4)) })
+    renewer = new SelfGrants({ keys: [init.authorityKey], credentials, clock, roles: ['caller', 'operator'], validityMs, checkMs: Math.min(3_600_000, Math.max(1_000, Math.floor(validityMs / 4))) })
     await renewer.renew()
     trusted.add(authorityIdOf(init.authorityKey.publicKey))
   }

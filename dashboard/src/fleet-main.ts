@@ -93,6 +93,7 @@ async function join (el: HTMLElement, mount: (source?: FleetSource) => void): Pr
 /** The soonest and the latest a grant is asked for again (its half-life in between), and after a failure. */
 const RENEW_MIN_MS = 1_000
 const RETRY_MAX_MS = 10 * 60_000
+const RENEW_MAX_MS = 24 * 3_600_000
 
 /**
  * Asks the page's host for a caller grant now, and again at each grant's half-life: a tab left
@@ -113,7 +114,8 @@ async function keepGranted (
       const token = await requestGrant(grantUrl, peer.peerId, window.location.href, { secret, signal: AbortSignal.timeout(10_000) })
       const cert = await peer.importGrant(token)
       failures = 0
-      nextMs = Math.max(RENEW_MIN_MS, (cert.notAfterMs - Date.now()) / 2)
+      // At most a day: a timer longer than 2^31 ms (a grant of months) would fire at once, and again.
+      nextMs = Math.min(RENEW_MAX_MS, Math.max(RENEW_MIN_MS, (cert.notAfterMs - Date.now()) / 2))
     } catch (err) {
       failures++
       console.warn('no grant for this tab:', describeError(err))
