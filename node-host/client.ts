@@ -54,8 +54,8 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
   const credentials = new Credentials({ peerKey: privateKey, clock })
   const trusted = new Set(init.trust ?? [])
-  // A caller (and operator) grant from the user's own key: 1 hour, renewed every quarter of that
-  // while the client runs (a service calling cells for days; it was issued once and every call
+  // A caller (and operator) grant from the user's own key: 1 hour, looked at every quarter of that
+  // and renewed at half while the client runs (a service calling cells for days; it was issued once and every call
   // was refused after an hour).
   let renewer: SelfGrants | undefined
   if (init.authorityKey != null) {

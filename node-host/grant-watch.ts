@@ -157,10 +157,10 @@ export class GrantWatch {
   private sayEndings (): void {
     const now = this.init.clock.now()
     const repeatMs = this.init.repeatMs ?? HOUR_MS
-    for (const { authority, notAfterMs, selfIssued } of this.expiries()) {
-      if (selfIssued) continue
+    for (const authority of this.init.credentials.authorities().slice(0, MAX_GRANT_FILES)) {
       const grant = this.init.credentials.grantFor(authority)
-      if (grant === undefined) continue
+      if (grant === undefined || this.init.selfIssued.has(authority)) continue
+      const { notAfterMs } = grant
       const lifetimeMs = Math.max(0, grant.notAfterMs - grant.notBeforeMs)
       const warnMs = Math.min(DAY_MS, lifetimeMs / 5)
       const leftMs = notAfterMs - now

@@ -1,6 +1,6 @@
 // The grants a peer issues itself with the authority keys its operator handed it: a full node's host
 // grant (`cell up --authority`, 30 days) and a client's caller grant (`createClient({ authorityKey })`,
-// 1 day). A fleet and a client service run longer than that, so they are issued again once less
+// 1 hour). A fleet and a client service run longer than that, so they are issued again once less
 // than half of their validity is left (checked every `checkMs` on the injected clock). Without
 // renewal the node's record would stop counting anywhere after 30 days of uptime, and a client's
 // calls would be refused after its first grant's end.

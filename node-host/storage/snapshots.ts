@@ -362,7 +362,7 @@ export async function pruneSnapshots (options: {
   claim?: Claim
   limits?: Partial<SnapshotLimits>
   signal?: AbortSignal
-}): Promise<{ removedTags: string[], removedBlobs: number, destroyed: number }> {
+}): Promise<{ removedTags: string[], removedBlobs: number }> {
   const limits = { ...DEFAULT_SNAPSHOT_LIMITS, ...options.limits }
   if (!Number.isSafeInteger(options.keep) || options.keep < 1) throw new InvalidStorageNameError(`keep ${String(options.keep)} is not a positive integer`)
   const layout = OciLayout.open(options.layoutDir)
@@ -378,7 +378,6 @@ export async function pruneSnapshots (options: {
   const removedTags = all.filter(s => !kept.has(s.tag)).map(s => s.tag)
   layout.removeTags(removedTags.flatMap(t => [t, `${t}.zfs`]))
   const removedBlobs = (await layout.collectGarbage(limits.maxChunks)).length
-  let destroyed = 0
   if (options.driver !== undefined && options.claim !== undefined) {
     // The claim's own volume keeps the newest `keep` snapshots: the newest is the base of the next
     // incremental, and restores read the layout's streams, never the volume's snapshots. Every older
@@ -388,10 +387,9 @@ export async function pruneSnapshots (options: {
     for (const name of await options.driver.listSnapshots(options.claim, { signal: options.signal })) {
       if (!SNAPSHOT_TAG.test(name) || newest.has(name)) continue
       await options.driver.destroySnapshot(options.claim, name, { signal: options.signal })
-      destroyed++
     }
   }
-  return { removedTags, removedBlobs, destroyed }
+  return { removedTags, removedBlobs }
 }
 
 /** Tags snapshotTag makes (with takeSnapshot's `-<n>` for a second one in the same second). */
