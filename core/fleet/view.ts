@@ -1077,6 +1077,9 @@ export class FleetView extends EventTarget {
     return this.book.holders(snapshot, nowMs)
   }
 
+  /** Nodes other than its owner that must hold a snapshot before it is safe (default 2). */
+  get safeHolders (): number { return this.book.safeHolders }
+
   /** Is the snapshot pinned by at least `safeHolders` (default 2) nodes other than its owner? */
   isSafeSnapshot (snapshot: SnapshotRecord, nowMs: number = this.clock.now()): boolean {
     return this.book.holders(snapshot, nowMs).length >= this.book.safeHolders

@@ -138,10 +138,62 @@ export class SnapshotService implements SnapshotPort {
     return this.init.mesh.view.snapshots(claimId).find(s => s.tag === tag && s.nodeId === this.selfId)
   }
 
-  async waitSafe (claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean> {
+  /**
+   * Waits until two other nodes hold this node's snapshot `tag`, at most `timeoutMs`, and gives up
+   * sooner once nobody is left who could pin it: the holders so far and the other full nodes this
+   * node is connected to are fewer than a safe snapshot needs, for `hopelessMs` (default 2 s, which
+   * rides out a reconnect). The last node of a fleet being stopped does not wait out the timeout.
+   */
+  async waitSafe (claimId: string, tag: string, options: { timeoutMs: number, hopelessMs?: number, signal?: AbortSignal }): Promise<boolean> {
     const view = this.init.mesh.view
     const safe = (): boolean => { const s = this.own(claimId, tag); return s !== undefined && view.isSafeSnapshot(s) }
-    return await this.waitFor(claimId, safe, options) ?? false
+    if (safe()) return true
+    const hopelessMs = options.hopelessMs ?? 2_000
+    const giveUp = new AbortController()
+    const signal = options.signal !== undefined ? AbortSignal.any([options.signal, giveUp.signal]) : giveUp.signal
+    let hopelessSince: number | undefined
+    let timer: unknown
+    const check = (): void => {
+      const now = this.init.clock.now()
+      if (this.couldBecomeSafe(claimId, tag)) hopelessSince = undefined
+      else hopelessSince ??= now
+      if (hopelessSince !== undefined && now - hopelessSince >= hopelessMs) {
+        log('snapshot %s of %s: no node left that could pin it (%d other nodes connected); not waiting longer', tag, claimId, this.connectedNodes().size)
+        giveUp.abort(new Error('hopeless'))
+        return
+      }
+      timer = this.init.clock.setTimeout(check, Math.min(250, hopelessMs))
+    }
+    check()
+    try {
+      return await this.waitFor(claimId, safe, { timeoutMs: options.timeoutMs, signal }) ?? false
+    } catch (err) {
+      if (giveUp.signal.aborted && options.signal?.aborted !== true) return safe()
+      throw err
+    } finally {
+      this.init.clock.clearTimeout(timer)
+    }
+  }
+
+  /** Other full nodes (node records in the view) this node has a connection to now. */
+  private connectedNodes (): Set<string> {
+    const view = this.init.mesh.view
+    const peers = new Set<string>()
+    for (const c of this.init.mesh.libp2p.getConnections()) {
+      const id = c.remotePeer.toString()
+      if (id !== this.selfId && view.node(id) !== undefined) peers.add(id)
+    }
+    return peers
+  }
+
+  /** Holders of the snapshot so far plus connected full nodes that are not yet among them reach a safe count. */
+  private couldBecomeSafe (claimId: string, tag: string): boolean {
+    const view = this.init.mesh.view
+    const s = this.own(claimId, tag)
+    const holders = new Set(s !== undefined ? view.snapshotHolders(s) : [])
+    let possible = holders.size
+    for (const id of this.connectedNodes()) if (!holders.has(id)) possible++
+    return possible >= view.safeHolders
   }
 
   async newestSafe (claimId: string, options: { minEpoch: number, maxEpoch: number, timeoutMs: number, signal?: AbortSignal }): Promise<SafeSnapshot | undefined> {
