@@ -447,6 +447,7 @@ export class Mesh {
     // Graceful stream closes wait on peers; a stopping peer has nothing left to say, so cut connections.
     for (const conn of this.libp2p.getConnections()) conn.abort(new MeshNotStartedError('mesh stopping'))
     await this.libp2p.stop()
+    clearAddressUpdate(this.libp2p)
     this.init.credentials.stop()
   }
 
@@ -765,3 +766,17 @@ export class Mesh {
 }
 
 export type { Principal }
+
+/**
+ * libp2p 3's address manager debounces its peer-store update by 1 s on every `transport:listening`
+ * and `transport:close`, and has no stop: the timer armed by the transports closing in
+ * `libp2p.stop()` held the event loop for that second, so every one-shot command that listens
+ * (`cell publish`, `cell rollback`) exited a second after it was done. The debounced function has a
+ * stop(); a libp2p without that shape is left as it is.
+ */
+function clearAddressUpdate (libp2p: unknown): void {
+  try {
+    const update = (libp2p as { components?: { addressManager?: { _updatePeerStoreAddresses?: { stop?: () => void } } } }).components?.addressManager?._updatePeerStoreAddresses
+    if (typeof update?.stop === 'function') update.stop()
+  } catch {}
+}
