@@ -149,6 +149,8 @@ export class FullNode {
   /** Digests being prepared now: every tick asks again, and one failure must count (and log) once. */
   private readonly preparing = new Set<string>()
   private reconcileTimer?: ReturnType<typeof setInterval>
+  /** Retries of releases that failed to prepare, due before the next reconcile tick (at most one per digest, 256 in all). */
+  private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>()
   private readonly intent: FleetIntent
   private selfGrants?: SelfGrants
   /** Grants handed to the node: renewals taken from <data>/grants/, endings said (grant-watch.ts). */
@@ -509,8 +511,21 @@ export class FullNode {
     this.preparing.add(record.digest)
     void this.releases.prepare(this.mesh.libp2p, record).finally(() => this.preparing.delete(record.digest)).catch((err) => {
       // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
+      // The first retry comes soon: a node that heard of the release at the same moment as this one
+      // (and was asked first) usually holds the artifact a few hundred ms later.
       const failures = (retry?.failures ?? 0) + 1
-      if (this.retries.size < 256) this.retries.set(record.digest, { failures, atMs: Date.now() + Math.min(30_000, 500 * 2 ** failures), cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
+      const delayMs = Math.min(30_000, 250 * 2 ** (failures - 1))
+      if (this.retries.size < 256) {
+        this.retries.set(record.digest, { failures, atMs: Date.now() + delayMs, cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
+        // Sooner than the reconcile tick would come round to it; later ones are the tick's.
+        if (this.started && delayMs < (this.init.tickMs ?? 1000) && !this.retryTimers.has(record.digest)) {
+          this.retryTimers.set(record.digest, setTimeout(() => {
+            this.retryTimers.delete(record.digest)
+            // What the view holds for the cell now (a newer release may have come meanwhile).
+            if (this.started) { this.onRelease(cell, 'release'); this.onRelease(cell, 'desired'); this.prepareFallback(cell) }
+          }, delayMs))
+        }
+      }
       // A first failure is routine (the publisher's provider record still settling) and is retried:
       // not an error on the operator's screen; from the second attempt on it is.
       ;(failures > 1 ? log.error : log)('release %s@%s not prepared (attempt %d, retrying): %s: %s', cell, record.version, failures, (err as Error).name, (err as Error).message)
@@ -674,6 +689,8 @@ export class FullNode {
     this.selfGrants?.stop()
     this.grantWatch?.stop()
     clearInterval(this.reconcileTimer)
+    for (const timer of this.retryTimers.values()) clearTimeout(timer)
+    this.retryTimers.clear()
     this.rememberHaltsAndPeers()
     const stopping = this.replicas.stopAll({ ...(this.init.drainGraceMs !== undefined ? { graceMs: this.init.drainGraceMs } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
     const heartbeat = async (): Promise<void> => { await this.mesh.gossip.tick().catch((err) => { log('heartbeat while stopping: %e', err) }) }
