@@ -88,8 +88,7 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
   if (renewer !== undefined) {
     const grants = renewer
     grants.start()
-    const stop = mesh.stop.bind(mesh)
-    mesh.stop = async () => { grants.stop(); await stop() }
+    mesh.onStop(() => { grants.stop() })
   }
   return mesh
 }

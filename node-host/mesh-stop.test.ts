@@ -9,6 +9,7 @@ import { createHook } from 'node:async_hooks'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { describe, expect, it } from 'vitest'
+import { generateAuthority } from '../core/identity/index.ts'
 import { createClient } from './client.ts'
 
 interface TimerHandle { hasRef: () => boolean, _destroyed?: boolean, _idleTimeout?: number }
@@ -33,8 +34,9 @@ async function timersDuring (from: RegExp, fn: (timers: Map<TimerHandle, string>
   }
 }
 
-const armed = (timers: Map<TimerHandle, string>): string[] =>
-  [...timers].filter(([t]) => t.hasRef() && t._destroyed !== true && (t._idleTimeout ?? 0) > 0).map(([t, stack]) => `${t._idleTimeout} ms: ${stack.split('\n').slice(6, 10).join(' | ')}`)
+/** Timers neither fired nor cleared; only those holding the event loop unless `unrefToo`. */
+const armed = (timers: Map<TimerHandle, string>, unrefToo = false): string[] =>
+  [...timers].filter(([t]) => (unrefToo || t.hasRef()) && t._destroyed !== true && (t._idleTimeout ?? 0) > 0).map(([t, stack]) => `${t._idleTimeout} ms: ${stack.split('\n').slice(6, 10).join(' | ')}`)
 
 describe('stopping a mesh', () => {
   it('clears gossipsub\'s armed heartbeat, so a one-shot command exits when its work is done', async () => {
@@ -64,6 +66,17 @@ describe('stopping a mesh', () => {
       await new Promise<void>((resolve) => { setTimeout(resolve, 0) })
       const left = armed(timers)
       expect(left, left.join('\n')).toEqual([])
+    })
+  }, 20_000)
+
+  it('stops what the client started beside the mesh: its grant renewer', async () => {
+    await timersDuring(/self-grants\.ts/, async (timers) => {
+      const nobody = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+      const mesh = await createClient({ bootstrap: [`/ip4/127.0.0.1/tcp/9/p2p/${nobody.toString()}`], authorityKey: await generateAuthority() })
+      // Its timer does not hold the event loop (unref), but a stopped client must not renew.
+      expect(armed(timers, true).length).toBeGreaterThan(0)
+      await mesh.stop()
+      expect(armed(timers, true)).toEqual([])
     })
   }, 20_000)
 })

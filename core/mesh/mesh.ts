@@ -230,6 +230,8 @@ export class Mesh {
   /** The highest epoch seen of each stateful claim: fenced replicas are neither called nor believed. */
   private readonly claims = new ClaimEpochs()
   private started = false
+  /** What the mesh's owner asked to stop with it (a client's grant renewer). */
+  private readonly stopHooks: Array<() => void> = []
   private readonly onNodeSeen = (evt: Event): void => {
     const change = (evt as CustomEvent<{ kind: string, op: string, nodeId?: string }>).detail
     // A peer may connect before its node record arrives: count it as a fleet peer once it does.
@@ -421,9 +423,17 @@ export class Mesh {
     this.keeper?.start()
   }
 
+  /** Runs `fn` when the mesh stops, before it leaves the fleet (for what its owner started beside it). */
+  onStop (fn: () => void): void {
+    this.stopHooks.push(fn)
+  }
+
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
+    for (const fn of this.stopHooks.splice(0)) {
+      try { fn() } catch (err) { log('stop hook: %s', (err as Error).message) }
+    }
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
     this.detector?.stop()
