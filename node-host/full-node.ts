@@ -512,9 +512,10 @@ export class FullNode {
     void this.releases.prepare(this.mesh.libp2p, record).finally(() => this.preparing.delete(record.digest)).catch((err) => {
       // A provider may appear later (or the DHT was slow): try again with backoff, bounded.
       // The first retry comes soon: a node that heard of the release at the same moment as this one
-      // (and was asked first) usually holds the artifact a few hundred ms later.
+      // (and was asked first) usually holds the artifact a few hundred ms later. Then 2, 4, 8 … s:
+      // the report calls a release failed after FAILED_AFTER_ATTEMPTS, which stays seconds away.
       const failures = (retry?.failures ?? 0) + 1
-      const delayMs = Math.min(30_000, 250 * 2 ** (failures - 1))
+      const delayMs = failures === 1 ? 250 : Math.min(30_000, 500 * 2 ** failures)
       if (this.retries.size < 256) {
         this.retries.set(record.digest, { failures, atMs: Date.now() + delayMs, cell, version: record.version, error: `${(err as Error).name}: ${(err as Error).message}` })
         // Sooner than the reconcile tick would come round to it; later ones are the tick's.
