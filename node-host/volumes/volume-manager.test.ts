@@ -245,6 +245,26 @@ describe('claim volumes', () => {
     await vb.close({ planned: true })
   })
 
+  it('an owner whose lease ended stops asking the voters to renew it (its renewals could never be taken)', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    // Renew retries are the 250 ms timers; count those armed once the lease is over.
+    let lost = false
+    let retriesAfterLost = 0
+    const clock: Clock = { ...systemClock, setTimeout: (fn, ms) => { if (lost && ms === 250) retriesAfterLost++; return systemClock.setTimeout(fn, ms) } }
+    const a = manager(NODES[0], shared, { clock })
+    const va = await a.open(spec, 'ledger-a', {})
+    const ended = new Promise<void>((resolve) => { va.onLost(() => { lost = true; resolve() }) })
+    down.add(NODES[0])
+    now += 6_000
+    await Promise.race([ended, new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('the lease did not end within 5 s')) }, 5_000))])
+    // The renew that noticed the end (or one already due) finishes on this turn.
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    expect(va.serving()).toBe(false)
+    expect(retriesAfterLost).toBe(0)
+    await va.close({ planned: true })
+  })
+
   it('every claim held by a live owner: ClaimsHeldError by name; a class the node does not offer: NoStorageClassError', async () => {
     const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
     await mkdir(shared.root, { recursive: true })

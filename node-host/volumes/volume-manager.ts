@@ -252,7 +252,9 @@ class OpenClaim implements ReplicaVolume {
 
   /** Renew at a quarter of the lease; after a failure, again soon (every 250 ms) while the lease lasts. */
   private scheduleRenew (afterFailure = false): void {
-    if (this.lost || this.released) return
+    // A lease that ended stays ended here (checkLease never takes a later renewal): asking the
+    // voters every 250 ms until the claim is closed would be rounds for nothing.
+    if (this.lost || this.released || this.leaseEnded) return
     const delayMs = afterFailure ? 250 : Math.max(100, Math.floor(this.lease.leaseMs / 4))
     this.renewTimer = this.init.clock.setTimeout(() => { void this.renew() }, delayMs)
   }
