@@ -8,7 +8,7 @@ import type { HostGrantCheck } from '../core/mesh/index.ts'
 import { Repeater, type Clock, type Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
-import { ClaimsHeldError } from './volumes/volume-manager.ts'
+import { ClaimsHeldError, ClaimVotersUnknownError } from './volumes/volume-manager.ts'
 import { CellError } from '../core/errors.ts'
 
 const log = logger('cell:autonomic')
@@ -123,7 +123,8 @@ export class AutonomicLoop extends EventTarget {
   readonly retired = new Map<string, { authority: string, seq: number }>()
   /**
    * `declined`: spawns not started because another node holds every claim of the cell (a stateful
-   * cell's volunteer race lost, or its owner came back): the claims working, not a failure.
+   * cell's volunteer race lost, or its owner came back), or because this node does not know an
+   * existing claim's voters and leaves it to one that does: the claims working, not a failure.
    */
   readonly counters = { ticks: 0, spawns: 0, drains: 0, halts: 0, volunteers: 0, failures: 0, declined: 0 }
   /** Why the last tick decided what it did, per cell (for `status` and failing tests). */
@@ -530,7 +531,10 @@ export class AutonomicLoop extends EventTarget {
           this.notice({ kind: verb, cell: action.cell, text: `${verb} ${info.instanceId}: ${spawnWhy(action.reason)}` })
         }, (err) => {
           const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
-          if (err instanceof ClaimsHeldError) {
+          // Another node holds every claim, or only nodes that know a claim's voters may take it:
+          // the claims working, not a failure (a non-voter of a moving claim said so at error level
+          // every few seconds until the claim had moved).
+          if (err instanceof ClaimsHeldError || err instanceof ClaimVotersUnknownError) {
             this.counters.declined++
             log('spawn %s declined: %s', action.cell, err.message)
           } else {
