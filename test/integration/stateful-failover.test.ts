@@ -58,9 +58,11 @@ class Appender {
   }
 }
 
-// Not in `npm test` for now: `npm run test:stateful`. (c) lost one acknowledged append in one of
-// five runs on this machine (acknowledged after the pause by a node other than the paused owner, and
-// missing from the final log): an open bug, see docs/storage.md. (a), (b) and the other runs of (c) pass.
+// Not in `npm test` (2–3 minutes): `npm run test:stateful`. (c) used to fail in about one run of
+// five with one acknowledged append "lost". Caught with logs, it was the newest acknowledgement (#1124,
+// the log ending at #1123): the appender goes on while the test reads the log, and an append
+// acknowledged during that list call was counted as lost. The acknowledgements are now taken before
+// the log is read (docs/storage.md).
 describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on five zfs nodes: hand-over, crash and a paused owner', () => {
   let root = ''
   let key: AuthorityKey
@@ -164,8 +166,10 @@ describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on 
     before.proc.child.kill('SIGTERM')
     const after = await nextOwner(c, before.nodeId, 90_000)
     await moreAcks(a, 10, 60_000)
+    // Acknowledged before the log is read (the appender goes on meanwhile): each must be in it.
+    const acked = a.acks.slice()
     const entries = new Set((await log(c)).map(e => e.memo))
-    const lost = a.acks.filter(x => !entries.has(String(x.n)))
+    const lost = acked.filter(x => !entries.has(String(x.n)))
     process.stdout.write(`stateful (a) SIGTERM: claim moved …${before.nodeId.slice(-6)} → …${after.nodeId.slice(-6)}, ${a.acks.length} acknowledged, ${lost.length} lost, ${a.failures} failed calls\n`)
     expect(lost.map(x => x.n)).toEqual([])
     // Back on its data dir: a voter of the claim again.
@@ -183,8 +187,9 @@ describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on 
     const after = await nextOwner(c, before.nodeId, 90_000)
     const restoreMs = Date.now() - killedAt
     await moreAcks(a, 10, 60_000)
+    const acked = a.acks.slice()
     const entries = new Set((await log(c)).map(e => e.memo))
-    const lost = a.acks.filter(x => !entries.has(String(x.n)))
+    const lost = acked.filter(x => !entries.has(String(x.n)))
     process.stdout.write(`stateful (b) kill -9: ready again on …${after.nodeId.slice(-6)} ${restoreMs} ms after the kill; ${lost.length} acknowledged appends lost, all after the last safe snapshot before the kill (${safeBefore?.tag ?? 'none'})\n`)
     expect(restoreMs).toBeLessThan(90_000)
     // Lost appends were acknowledged by the dead owner after its newest safe snapshot was taken.
@@ -208,12 +213,20 @@ describe.skipIf(process.env.CELL_STATEFUL_FAILOVER !== '1')('a stateful cell on 
     before.proc.child.kill('SIGCONT')
     // The resumed owner finds its lease over: it stops its replica and answers nothing more.
     await moreAcks(a, 20, 60_000)
-    const entries = new Set((await log(c)).map(e => e.memo))
+    // Only appends acknowledged before the log is read must be in it: the appender goes on, and an
+    // append acknowledged while the list call ran was counted lost (the "one in five runs" loss).
+    const acked = a.acks.slice()
+    const listed = await log(c)
+    const entries = new Set(listed.map(e => e.memo))
     const staleAcks = a.acks.filter(x => x.atMs > stoppedAt && x.nodeId === before.nodeId)
-    const lostAfterStop = a.acks.filter(x => x.atMs > stoppedAt && !entries.has(String(x.n)))
+    const lostAfterStop = acked.filter(x => x.atMs > stoppedAt && !entries.has(String(x.n)))
     process.stdout.write(`stateful (c) SIGSTOP: claim moved …${before.nodeId.slice(-6)} → …${after.nodeId.slice(-6)}; ${staleAcks.length} appends acknowledged by the paused owner after the stop, ${lostAfterStop.length} acknowledged and lost\n`)
-    expect(staleAcks.map(x => x.n)).toEqual([])
-    expect(lostAfterStop.map(x => x.n)).toEqual([])
+    const who = (x: Ack): string => `#${x.n} by …${x.nodeId.slice(-6)} at ${new Date(x.atMs).toISOString()}`
+    expect(staleAcks.map(who)).toEqual([])
+    // On failure: the acknowledgements around each lost one, and the log's last entries.
+    const around = lostAfterStop.flatMap(l => a.acks.filter(x => Math.abs(x.n - l.n) <= 3)).map(who)
+    const tail = listed.slice(-5).map(e => `seq ${e.seq} memo ${e.memo ?? '-'} at ${e.at}`)
+    expect(lostAfterStop.map(who), `acknowledged around it: ${around.join('; ')}\nthe log's last entries (${listed.length} in all): ${tail.join('; ')}\n${acked.length} acknowledged before the log was read, ${a.acks.length} now\n${fleetLogs(nodes, 4000)}`).toEqual([])
     expect(owner(c)?.nodeId).toBe(after.nodeId)
   }, 240_000)
 })
