@@ -216,6 +216,7 @@ export class SnapshotService implements SnapshotPort {
   private async waitFor (claimId: string, done: () => boolean, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean | undefined> {
     if (done()) return true
     if (options.timeoutMs <= 0) return false
+    options.signal?.throwIfAborted()
     const view = this.init.mesh.view
     return await new Promise<boolean>((resolve, reject) => {
       const finish = (value: boolean | Error): void => {

@@ -254,7 +254,7 @@ describe('claim volumes', () => {
     const clock: Clock = { ...systemClock, setTimeout: (fn, ms) => { if (lost && ms === 250) retriesAfterLost++; return systemClock.setTimeout(fn, ms) } }
     const a = manager(NODES[0], shared, { clock })
     const va = await a.open(spec, 'ledger-a', {})
-    const ended = new Promise<void>((resolve) => { va.onLost(() => { lost = true; resolve() }) })
+    const ended = new Promise<void>((resolve) => { va.onLost!(() => { lost = true; resolve() }) })
     down.add(NODES[0])
     now += 6_000
     await Promise.race([ended, new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('the lease did not end within 5 s')) }, 5_000))])

@@ -317,7 +317,10 @@ class OpenClaim implements ReplicaVolume {
       const tag = await this.snapshot()
       const waitMs = this.manager.handoverSafeMs()
       const safe = tag !== undefined && waitMs > 0 && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: waitMs })
-      if (tag !== undefined && !safe && waitMs > 0) log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
+      if (tag !== undefined && !safe && waitMs > 0) {
+        this.manager.counters.unsafeHandovers++
+        log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
+      }
       // The release names the final snapshot: the next owner restores exactly it, not an older one
       // that happened to be safe in its view first.
       await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}) })
@@ -389,7 +392,8 @@ export class VolumeManager implements ReplicaVolumes {
   private readonly markers: MarkerFile
   private readonly held = new Map<string, OpenClaim>()
   private readonly opening = new Set<string>()
-  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, renewFailures: 0 }
+  /** `unsafeHandovers`: closes whose final snapshot no two other nodes held yet (the last node of a fleet stopping). */
+  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, renewFailures: 0 }
   private handoverWaitMs?: number
 
   constructor (init: VolumeManagerInit) {

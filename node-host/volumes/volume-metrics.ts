@@ -1,6 +1,6 @@
 // Prometheus figures of the claim volumes a node owns, read at each scrape: age and size of each
 // claim's last snapshot, its epoch, and the manager's counters (opens, restores, snapshots,
-// hand-overs, failed renewals).
+// hand-overs, unsafe hand-overs, failed renewals).
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { VolumeManager } from './volume-manager.ts'
 
@@ -28,7 +28,7 @@ export function registerVolumeMetrics (registry: Registry, manager: VolumeManage
   })
   const events = new Counter({
     name: 'cell_storage_claim_events_total',
-    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, failed lease renewals.',
+    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, hand-overs before two other nodes held the final snapshot, failed lease renewals.',
     labelNames: ['event'],
     registers: [registry],
     collect () {

@@ -46,8 +46,10 @@ describe('a stateful cell handed over by a planned stop', () => {
     // A snapshot of the owner's becomes safe: two other nodes pinned it.
     await waitForView(operator, () => operator.view.safeSnapshots('ledger/0')[0], 'a safe snapshot of ledger/0', { timeoutMs: 30_000 })
 
-    // Planned stop of the owner: final snapshot, hand-over, restore elsewhere.
+    // Planned stop of the owner: final snapshot, hand-over, restore elsewhere. Three nodes are up to
+    // pin the final snapshot: the owner waits until two did.
     await owner.stop()
+    expect(owner.volumes.manager!.counters).toMatchObject({ handovers: 1, unsafeHandovers: 0 })
     const others = nodes.filter(n => n !== owner)
     const next = await waitForView(operator, () => others.find(n => n.replicas.list('ledger').some(r => r.state === 'ready')), 'ledger ready on another node', { timeoutMs: 60_000 })
     const moved = next.volumes.manager!.claims()[0]
@@ -93,5 +95,6 @@ describe('a stateful cell handed over by a planned stop', () => {
     const stopMs = performance.now() - stopping
     process.stdout.write(`stateful handover: the last node (the owner) stopped in ${Math.round(stopMs)} ms\n`)
     expect(stopMs).toBeLessThan(10_000)
+    expect(next.volumes.manager!.counters.unsafeHandovers).toBe(1)
   }, 240_000)
 })
