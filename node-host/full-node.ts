@@ -523,7 +523,7 @@ export class FullNode {
           this.retryTimers.set(record.digest, setTimeout(() => {
             this.retryTimers.delete(record.digest)
             // What the view holds for the cell now (a newer release may have come meanwhile).
-            if (this.started) { this.onRelease(cell, 'release'); this.onRelease(cell, 'desired'); this.prepareFallback(cell) }
+            if (this.started) this.reconcileCell(cell)
           }, delayMs))
         }
       }
@@ -545,12 +545,15 @@ export class FullNode {
 
   /** Every tick: releases the view holds that are not prepared yet get another try. */
   private reconcileReleases (): void {
-    for (const cell of this.mesh.view.cells()) {
-      this.onRelease(cell, 'release')
-      this.onRelease(cell, 'desired')
-      this.prepareFallback(cell)
-    }
+    for (const cell of this.mesh.view.cells()) this.reconcileCell(cell)
     this.rememberHaltsAndPeers()
+  }
+
+  /** One cell's target releases (newest, desired, the fallback past a halt) prepared if they are not. */
+  private reconcileCell (cell: string): void {
+    this.onRelease(cell, 'release')
+    this.onRelease(cell, 'desired')
+    this.prepareFallback(cell)
   }
 
   /**
