@@ -89,10 +89,14 @@ describe('per-cell dissemination on a real fleet', () => {
     const reported = survivors.reduce((sum, n) => sum + (n.mesh.detector?.stats().reported ?? 0), 0)
     expect(reported).toBeGreaterThanOrEqual(2)
     // The fleet replaces the lost replica on a node that had a free slot.
+    // The caller's own view may list the dead node's replica a moment longer than the survivors'
+    // (its count of 2 once included it): two replicas, none on the victim, in the caller's view.
     await waitForReplicas(caller, 'sleepy', { count: 2, timeoutMs: 45_000 })
+    await waitForView(caller, () => caller.replicas('sleepy').every(i => i.nodeId !== victimId) ? true : undefined, 'the caller\'s view without the dead node\'s replica', { timeoutMs: 20_000 })
     const replacedMs = Date.now() - diedMs
     const now = caller.replicas('sleepy')
     expect(now.every(i => i.nodeId !== victimId)).toBe(true)
+    expect(now.length).toBeGreaterThanOrEqual(2)
     await expect(caller.call('sleepy', 'nap', { ms: 1 })).resolves.toEqual({ slept: 1 })
     // The candidate became a host, and the node that followed nothing is the next candidate.
     await waitForView(publisher, () => followers(survivors).length === 3 ? true : undefined, 'the outsider following sleepy as the next candidate', {
