@@ -73,9 +73,18 @@ describe('cell logs and cell status protocols', () => {
     expectWhole(lines)
     const tail = (await readLogs(operator, { cell: CELL, follow: false, tail: 3 })).filter(e => e.kind === 'line')
     expect(tail).toHaveLength(6)
-    const since = (await readLogs(operator, { cell: CELL, follow: false, sinceMs: Date.now() - 500 })).filter(e => e.kind === 'line')
+    // --since from the time of a line in the middle of the first read: the lines before it are left
+    // out, it and those after it (and any newer) are in. (A cut at `now - 500 ms` once took in more
+    // lines than the whole first read held, the replicas having started only moments before.)
+    const times = [...new Set(lines.map(l => l.ts))].sort((a, b) => a - b)
+    expect(times.length).toBeGreaterThan(1)
+    const cut = times[Math.floor(times.length / 2)]
+    const since = (await readLogs(operator, { cell: CELL, follow: false, sinceMs: cut })).filter(e => e.kind === 'line')
+    const key = (l: { replica: string, seq: number }): string => `${l.replica}#${l.seq}`
+    const got = new Set(since.map(key))
     expect(since.length).toBeGreaterThan(0)
-    expect(since.length).toBeLessThan(lines.length)
+    expect(since.every(l => l.ts >= cut)).toBe(true)
+    for (const l of lines) expect(got.has(key(l)), `line ${key(l)} at ${l.ts} with --since ${cut}`).toBe(l.ts >= cut)
   }, 30_000)
 
   it('follows, and a stream that breaks resumes from its cursor with no gap and no duplicate', async () => {
