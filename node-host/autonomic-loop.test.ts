@@ -10,7 +10,7 @@ import { hostGrantCheck } from '../core/mesh/index.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
 import { AutonomicLoop, MAX_CELL_ERRORS, policyRelease, spawnFailureText, type LoopNotice } from './autonomic-loop.ts'
 import { ClaimQuorumError } from '../core/claims/errors.ts'
-import { ClaimsHeldError, ClaimVotersUnknownError } from './volumes/volume-manager.ts'
+import { ClaimsHeldError, ClaimOwnerAwaitedError, ClaimVotersUnknownError } from './volumes/volume-manager.ts'
 import type { PreparedRelease, ReleaseStore } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
 
@@ -204,6 +204,14 @@ describe('a spawn another node\'s claims decline', () => {
 
   it('so is one left to the nodes that know the claim\'s voters (ClaimVotersUnknownError)', async () => {
     const { loop } = await loopRestartingACrash(async () => { throw new ClaimVotersUnknownError(`${CELL}/0 exists (the fleet holds snapshots of it) but this node neither held it nor votes on it`) })
+    await loop.tick()
+    expect(loop.counters.declined).toBe(1)
+    expect(loop.counters.failures).toBe(0)
+    expect(loop.lastError).toBeUndefined()
+  })
+
+  it('so is one left to its former owner for a while (ClaimOwnerAwaitedError)', async () => {
+    const { loop } = await loopRestartingACrash(async () => { throw new ClaimOwnerAwaitedError(`${CELL}/0 was last owned by …abcdef (epoch 3), whose lease ran out without a hand-over`) })
     await loop.tick()
     expect(loop.counters.declined).toBe(1)
     expect(loop.counters.failures).toBe(0)

@@ -8,7 +8,7 @@ import type { HostGrantCheck } from '../core/mesh/index.ts'
 import { Repeater, type Clock, type Random } from '../core/ports.ts'
 import type { ReleaseStore, PreparedRelease } from './release-store.ts'
 import type { ReplicaSet } from './replica-set.ts'
-import { ClaimsHeldError, ClaimVotersUnknownError } from './volumes/volume-manager.ts'
+import { ClaimsHeldError, ClaimOwnerAwaitedError, ClaimVotersUnknownError } from './volumes/volume-manager.ts'
 import { CellError } from '../core/errors.ts'
 
 const log = logger('cell:autonomic')
@@ -533,8 +533,9 @@ export class AutonomicLoop extends EventTarget {
           const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
           // Another node holds every claim, or only nodes that know a claim's voters may take it:
           // the claims working, not a failure (a non-voter of a moving claim said so at error level
-          // every few seconds until the claim had moved).
-          if (err instanceof ClaimsHeldError || err instanceof ClaimVotersUnknownError) {
+          // every few seconds until the claim had moved), or a claim left to its former owner for a
+          // while (ClaimOwnerAwaitedError, logged once by the volume manager).
+          if (err instanceof ClaimsHeldError || err instanceof ClaimVotersUnknownError || err instanceof ClaimOwnerAwaitedError) {
             this.counters.declined++
             log('spawn %s declined: %s', action.cell, err.message)
           } else {

@@ -472,6 +472,9 @@ export class FullNode {
     this.scheduleIntentFlush()
     const startedMs = Date.now()
     await this.restoreIntent()
+    // Snapshot records of the last run, once the releases that say who claims a cell are back: a
+    // whole fleet started again knows its claims' snapshots before any replica asks for a claim.
+    await this.snapshots.restoreRecords()
     this.reconcileReleases()
     void this.sweepArtifacts(startedMs)
     this.reconcileTimer = setInterval(() => { this.reconcileReleases() }, this.init.tickMs ?? 1000)

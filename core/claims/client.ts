@@ -95,6 +95,16 @@ interface OpOptions {
   phaseTimeoutMs?: number
 }
 
+interface AcquireOptions extends OpOptions {
+  /**
+   * Looks at the claim's current value (the register's, from a majority's promises) once the
+   * acquire could go ahead, before anything is accepted: throwing refuses the acquire with that
+   * error and changes nothing (no epoch is spent). A node uses it to leave a claim to a former owner
+   * that may hold newer data than any snapshot (node-host/volumes).
+   */
+  admit?: (previous: ClaimValue | null) => void
+}
+
 interface Tally {
   ok: Array<{ peer: string, answer: ClaimAnswer }>
   rejects: Array<{ peer: string, answer: Extract<ClaimAnswer, { kind: 'reject' }> }>
@@ -119,7 +129,7 @@ export class ClaimRegisterClient {
   }
 
   /** A new epoch for this node, or ClaimHeldError naming the holder and how long its lease still runs. */
-  async acquire (claimId: string, voters: readonly string[], options: OpOptions = {}): Promise<ClaimLease> {
+  async acquire (claimId: string, voters: readonly string[], options: AcquireOptions = {}): Promise<ClaimLease> {
     const vs = this.args(claimId, voters)
     const leaseMs = this.leaseOf(options)
     const out = await this.run(claimId, vs, { op: 'acquire', self: this.init.selfId, leaseMs, voters: vs }, options)
@@ -163,7 +173,7 @@ export class ClaimRegisterClient {
     return lease
   }
 
-  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal }, phaseTimeoutMs?: number): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
+  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal, admit?: AcquireOptions['admit'] }, phaseTimeoutMs?: number): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
     const timeoutMs = this.init.timeoutMs ?? 5_000
     const deadline = new AbortController()
     const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
@@ -194,6 +204,7 @@ export class ClaimRegisterClient {
           if (next.reason === 'voters') throw new ClaimVotersMismatchError(`${claimId} has voters ${next.voters.join(', ')}`, next.voters)
           throw new ClaimLostError(`${claimId} is ${next.owner == null ? 'not held' : `${next.state} by ${next.owner} at epoch ${next.epoch}`}: not this node's at the asked epoch`)
         }
+        if (change.op === 'acquire') options.admit?.(current?.value ?? null)
         if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs(), previous: current?.value ?? null }
         const sentAtMs = this.init.clock.nowMs()
         const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal, phaseTimeoutMs)

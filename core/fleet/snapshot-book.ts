@@ -199,6 +199,12 @@ export class SnapshotBook {
     return out.sort(compareSnapshots)
   }
 
+  /** The signed envelope (encoded) of `owner`'s snapshot `tag` of the claim, while it is fresh. */
+  envelope (claimId: string, owner: string, tag: string, nowMs: number): Uint8Array | undefined {
+    const held = this.claims.get(claimId)?.snapshots.get(snapKey(owner, tag))
+    return held !== undefined && held.receivedMs + this.snapshotTtlMs > nowMs ? held.bytes : undefined
+  }
+
   /** Nodes other than the owner with a fresh pin of exactly this snapshot (same epoch and manifest), sorted. */
   holders (snapshot: SnapshotRecord, nowMs: number): string[] {
     const claim = this.claims.get(snapshot.claimId)

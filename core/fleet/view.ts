@@ -1072,6 +1072,14 @@ export class FleetView extends EventTarget {
     return this.book.snapshots(claimId, nowMs)
   }
 
+  /**
+   * The signed envelope (encoded, as gossip carries it) of `owner`'s snapshot `tag` of the claim, while
+   * the view holds it: what a holder keeps on disk to vouch for the snapshot after a restart.
+   */
+  snapshotEnvelope (claimId: string, owner: string, tag: string, nowMs: number = this.clock.now()): Uint8Array | undefined {
+    return this.book.envelope(claimId, owner, tag, nowMs)
+  }
+
   /** Nodes other than the owner holding a fresh pin of exactly this snapshot (same epoch and manifest), sorted. */
   snapshotHolders (snapshot: SnapshotRecord, nowMs: number = this.clock.now()): string[] {
     return this.book.holders(snapshot, nowMs)

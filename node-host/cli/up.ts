@@ -77,6 +77,11 @@ options:
                         as quota (or zfs_pool in node.toml); without it the node offers only the
                         dir driver (plain directories, no quota) and cells that ask for
                         class = "zfs" are never placed here
+  --owner-wait D        how long a stateful claim is left to its last owner when that owner's lease
+                        ran out without a hand-over and this node has not seen it since it started
+                        (a whole fleet stopped at once: the owner may hold writes no snapshot has);
+                        after it the claim starts from the newest safe snapshot (default 2m; 0
+                        never waits)
   --otlp URL            export trace spans over OTLP/HTTP (JSON) to URL, e.g.
                         http://127.0.0.1:4318/v1/traces (default CELL_OTLP; none when unset)
   --trace-ratio R       share of new traces sampled, 0..1 (default 0.01); calls arriving sampled
@@ -117,6 +122,7 @@ const OPTIONS = {
   'drain-grace': { type: 'string' },
   metrics: { type: 'string' },
   'zfs-pool': { type: 'string' },
+  'owner-wait': { type: 'string' },
   otlp: { type: 'string' },
   'trace-ratio': { type: 'string' },
   dashboard: { type: 'boolean' },
@@ -189,6 +195,14 @@ export async function run (argv: string[]): Promise<number> {
       return usageFailure(`--drain-grace: ${(err as Error).message}`, HELP)
     }
   }
+  let ownerWaitMs: number | undefined
+  if (v['owner-wait'] != null) {
+    try {
+      ownerWaitMs = v['owner-wait'] === '0' ? 0 : parseDuration(v['owner-wait'])
+    } catch (err) {
+      return usageFailure(`--owner-wait: ${(err as Error).message}`, HELP)
+    }
+  }
   // Fleet-link timers: the defaults suit a real fleet; tests compress them to see hours in minutes.
   const durations: Record<string, number | undefined> = {}
   for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl'] as const) {
@@ -237,7 +251,7 @@ export async function run (argv: string[]): Promise<number> {
     dissemination,
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
-    ...(zfsPool !== undefined ? { storage: { zfsPool } } : {}),
+    ...(zfsPool !== undefined || ownerWaitMs !== undefined ? { storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(ownerWaitMs !== undefined ? { tuning: { formerOwnerWaitMs: ownerWaitMs } } : {}) } } : {}),
     reuseAddresses: true,
     ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
     ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})

@@ -84,6 +84,8 @@ export interface SnapshotPinnerStats {
   /** Snapshots whose blobs no holder served, or whose manifests did not match the record. */
   failures: number
   pruned: number
+  /** Pins of an earlier run announced again at start (`repin`). */
+  repinned: number
 }
 
 /** Rendezvous score of `nodeId` for `claimId` (highest wins): the first 48 bits of sha256. */
@@ -108,7 +110,7 @@ export class SnapshotPinner {
   private readonly keep: number
   private readonly retryMs: number
   private readonly penalties: ProviderPenalties
-  private readonly counters: SnapshotPinnerStats = { pinned: 0, blobsFetched: 0, bytesFetched: 0, corruptBlobs: 0, refusedDisk: 0, failures: 0, pruned: 0 }
+  private readonly counters: SnapshotPinnerStats = { pinned: 0, blobsFetched: 0, bytesFetched: 0, corruptBlobs: 0, refusedDisk: 0, failures: 0, pruned: 0, repinned: 0 }
   /** `${claimId} ${owner} ${tag}` → when a failed pin may be tried again. */
   private readonly backoff = new Map<string, number>()
   /** Blob digests verified on this node since start, per layout dir (blobs found on disk are hashed once). */
@@ -230,6 +232,20 @@ export class SnapshotPinner {
       base = b.zfsBaseTag
     }
     return dir
+  }
+
+  /**
+   * Announces again the pin of a snapshot this node pinned in an earlier run (the record store kept
+   * its record): every blob is checked on disk (hashed; one missing or corrupt is fetched again from
+   * the holders) before the pin goes out, whatever this node's rank for the claim is now.
+   */
+  async repin (s: SnapshotRecord): Promise<void> {
+    if (this.stopped || this.init.announcer.pins(s)) return
+    const cell = parseClaimId(s.claimId).cell
+    await this.lock(s.claimId, async () => { await this.fetchInto(s, cell, this.shutdown.signal) })
+    await this.init.announcer.announcePin(s, { signal: this.shutdown.signal })
+    this.counters.repinned++
+    log('pinned %s %s of %s again (kept from the last run)', s.claimId, s.tag, s.nodeId)
   }
 
   private async pin (s: SnapshotRecord, cell: string): Promise<void> {

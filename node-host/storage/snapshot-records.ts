@@ -13,6 +13,7 @@ import { FLEET_TOPIC, FleetRecordRejectedError, SNAPSHOT_LIMITS, encodeEnvelope,
 import type { FleetPubSub, FleetView, PinRecord, SnapshotRecord } from '../../core/fleet/index.ts'
 import { encodeCertificate, type Credentials } from '../../core/identity/index.ts'
 import type { SnapshotInfo } from './snapshots.ts'
+import type { SnapshotRecordStore } from './snapshot-record-store.ts'
 
 const log = logger('cell:snapshot-records')
 
@@ -33,6 +34,11 @@ export interface SnapshotAnnouncerInit {
   announceMs?: number
   /** Pins re-announced at most (default 4096). */
   maxPins?: number
+  /**
+   * Where this node keeps the signed records of its own snapshots and of those it pinned, so they
+   * are known again after a restart of the whole fleet (snapshot-record-store.ts). Default: none.
+   */
+  store?: SnapshotRecordStore
 }
 
 export interface SnapshotAnnouncerStats { snapshots: number, pins: number, reannounced: number, failures: number }
@@ -130,6 +136,7 @@ export class SnapshotAnnouncer {
   async announcePin (snapshot: SnapshotRecord, options: { signal?: AbortSignal } = {}): Promise<PinRecord> {
     const pin = this.pinOf(snapshot)
     await this.publish('pin', pin, options.signal)
+    this.remember(snapshot)
     const key = pinKey(pin)
     if (!this.pinned.has(key) && this.pinned.size >= this.maxPins) this.pinned.delete(this.pinned.keys().next().value as string)
     this.pinned.set(key, snapshot)
@@ -140,6 +147,28 @@ export class SnapshotAnnouncer {
   /** Stops re-announcing a pin (the blobs were pruned). */
   withdrawPin (snapshot: Pick<SnapshotRecord, 'claimId' | 'nodeId' | 'tag'>): void {
     this.pinned.delete(pinKey({ claimId: snapshot.claimId, owner: snapshot.nodeId, tag: snapshot.tag }))
+    if (this.init.store?.has(snapshot) === true) {
+      this.init.store.forget(snapshot)
+      void this.init.store.flush()
+    }
+  }
+
+  /** Announces again, signed afresh, a snapshot of this node's own that the record store kept from an earlier run. */
+  async announceStored (record: SnapshotRecord, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (record.nodeId !== this.nodeId) throw new FleetRecordRejectedError(`snapshot ${record.tag} of ${record.claimId} is …${record.nodeId.slice(-6)}'s, not this node's`, 'wrong-origin')
+    const grants = this.init.grantsFor(record.cell)
+    const { grants: _, ...rest } = record
+    await this.publish('snapshot', { ...rest, ...(grants.length > 0 ? { grants } : {}), seq: this.nextSeq(), sentMs: this.clock.now() }, options.signal)
+  }
+
+  /** Keeps the owner's signed record of `snapshot` (as the view holds it) in the record store. */
+  private remember (snapshot: Pick<SnapshotRecord, 'claimId' | 'nodeId' | 'tag'>): void {
+    const store = this.init.store
+    if (store === undefined) return
+    const bytes = this.init.view.snapshotEnvelope(snapshot.claimId, snapshot.nodeId, snapshot.tag)
+    const record = this.init.view.snapshots(snapshot.claimId).find(x => x.nodeId === snapshot.nodeId && x.tag === snapshot.tag)
+    if (bytes === undefined || record === undefined) return
+    if (store.put(bytes, record)) void store.flush()
   }
 
   /** Is this node announcing a pin of `snapshot`? */
@@ -174,6 +203,7 @@ export class SnapshotAnnouncer {
       if (held === undefined) { this.pinned.delete(key); continue }
       try {
         await this.publish('pin', this.pinOf(held))
+        this.remember(held)
         this.counters.reannounced++
       } catch (err) {
         this.counters.failures++
@@ -191,6 +221,8 @@ export class SnapshotAnnouncer {
       this.counters.failures++
       throw new FleetRecordRejectedError(`${kind} of ${record.claimId} ${record.tag} refused by the local fleet view: ${result.reason}`, result.reason)
     }
+    // This node's own snapshots are kept on its disk as it signed them (a whole-fleet restart).
+    if (kind === 'snapshot') this.remember(record)
     try {
       await this.init.pubsub.publish(this.init.topicFor?.(record.cell) ?? FLEET_TOPIC, encodeEnvelope(envelope), { allowPublishToZeroTopicPeers: true, ignoreDuplicatePublishError: true })
     } catch (err) {

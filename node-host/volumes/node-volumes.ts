@@ -32,8 +32,11 @@ export interface NodeVolumesInit {
   /** Lease length of the claims this node owns (default 15 s). */
   leaseMs?: number
   /** Tuning of the volume manager (tests shorten waits). */
-  tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs'>>
+  tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs' | 'formerOwnerWaitMs'>>
 }
+
+/** Most node ids remembered as seen since start (a fleet view holds fewer full nodes). */
+const MAX_SEEN = 4096
 
 export class NodeVolumes {
   readonly storage: Storage
@@ -45,6 +48,12 @@ export class NodeVolumes {
   private readonly init: NodeVolumesInit
   private unserve?: () => Promise<void>
   private readonly served = { served: 0, malformed: 0, failed: 0 }
+  /** Nodes that were live in this node's view at some moment since it started (VolumeManager `seenSinceStart`). */
+  private readonly seen = new Set<string>()
+  private readonly onViewChange = (evt: Event): void => {
+    const change = (evt as CustomEvent<{ key: string, nodeId?: string }>).detail
+    for (const id of [change.nodeId, change.key]) if (id !== undefined && !this.seen.has(id) && this.init.view.node(id) !== undefined) this.noteSeen(id)
+  }
 
   private constructor (init: NodeVolumesInit, storage: Storage) {
     this.init = init
@@ -85,6 +94,8 @@ export class NodeVolumes {
   /** Serves `/cell/claim/1` and builds the volume manager; call once the libp2p node runs. */
   async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
     const { init } = this
+    for (const n of init.view.nodes()) this.noteSeen(n.nodeId)
+    init.view.addEventListener('change', this.onViewChange)
     this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock, stats: this.served })
     // The owner counts its leases on ownerClock (monotonic, or wall-clock elapsed time when larger: a
     // suspended machine ends its leases early), voters theirs on voterClock (the smaller): see core/claims.
@@ -114,6 +125,7 @@ export class NodeVolumes {
       isServing: (nodeId, cell) => init.view.liveInstances(cell).some(i => i.nodeId === nodeId && i.state === 'ready'),
       knownVoters: (claimId) => this.acceptor.slot(claimId)?.accepted?.value.voters,
       claimExists: (claimId) => init.view.snapshots(claimId).length > 0,
+      seenSinceStart: (nodeId) => this.seenSinceStart(nodeId),
       ...init.tuning
     })
     return this.manager
@@ -142,7 +154,21 @@ export class NodeVolumes {
     return voters
   }
 
+  /** Was `nodeId` a live node in this node's view at any moment since start? */
+  seenSinceStart (nodeId: string): boolean {
+    if (this.seen.has(nodeId)) return true
+    if (this.init.view.node(nodeId) === undefined) return false
+    this.noteSeen(nodeId)
+    return true
+  }
+
+  private noteSeen (nodeId: string): void {
+    this.seen.add(nodeId)
+    if (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.values().next().value as string)
+  }
+
   async stop (): Promise<void> {
+    this.init.view.removeEventListener('change', this.onViewChange)
     await this.unserve?.().catch(() => {})
     this.unserve = undefined
   }

@@ -3,6 +3,8 @@
 // blob-exchange), pin other owners' snapshots (pins.ts), serve blobs to nodes with a host grant,
 // and, on a node taking a claim over, fetch a snapshot's blobs from its holders and restore it.
 // The VolumeManager sees all of it through the SnapshotPort interface.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Clock } from '../../core/ports.ts'
@@ -16,8 +18,11 @@ import { SnapshotNotFoundError } from '../storage/errors.ts'
 import { layoutDirFor, restoreSnapshot, takeAndPrune } from '../storage/snapshots.ts'
 import { SnapshotAnnouncer, hostGrantsFor } from '../storage/snapshot-records.ts'
 import { SnapshotPinner } from '../storage/pins.ts'
+import { SnapshotRecordStore } from '../storage/snapshot-record-store.ts'
+import { OciLayout } from '../storage/oci-layout.ts'
+import { parseClaimId } from '../storage/driver.ts'
 import { provideSnapshotBlobs, serveSnapshotBlobs, type SnapshotBlobServer } from '../storage/blob-exchange.ts'
-import type { SafeSnapshot, SnapshotPort } from './volume-manager.ts'
+import type { SafeSnapshot, SafeWait, SnapshotPort } from './volume-manager.ts'
 
 const log = logger('cell:snapshots')
 
@@ -58,6 +63,10 @@ class ClaimLocks {
 export class SnapshotService implements SnapshotPort {
   readonly announcer: SnapshotAnnouncer
   readonly pinner: SnapshotPinner
+  /** This node's own and pinned snapshot records, kept on disk for the next start. */
+  readonly store: SnapshotRecordStore
+  /** What `restoreRecords` gave back at start. */
+  readonly restored = { own: 0, held: 0, dropped: 0 }
   private server?: SnapshotBlobServer
   private readonly init: SnapshotServiceInit
   private readonly locks = new ClaimLocks()
@@ -68,7 +77,9 @@ export class SnapshotService implements SnapshotPort {
     this.init = init
     const { mesh } = init
     this.selfId = mesh.peerId.toString()
+    this.store = new SnapshotRecordStore({ dataDir: init.dataDir })
     this.announcer = new SnapshotAnnouncer({
+      store: this.store,
       view: mesh.view,
       pubsub: mesh.libp2p.services.pubsub,
       privateKey: init.privateKey,
@@ -115,6 +126,64 @@ export class SnapshotService implements SnapshotPort {
     await this.pinner.stop()
     await this.server?.stop()
     this.server = undefined
+    await this.store.flush()
+  }
+
+  /**
+   * Once per start, after the fleet intent is back in the view (the release records that say who
+   * claims a cell, which the trust check of a snapshot record needs): the snapshot records this
+   * node kept are given back to its view. Its own are signed afresh; others' go through the view's
+   * checks as any relayed record (signature, ttl, a host grant from a claimant) and their pins are
+   * announced again once the blobs on disk verify. Only snapshots whose tag this node's layout of
+   * the claim still holds count. A whole fleet started again so knows its claims' snapshots.
+   */
+  async restoreRecords (): Promise<void> {
+    const { mesh } = this.init
+    const stored = await this.store.load()
+    const again: SnapshotRecord[] = []
+    const why: string[] = []
+    for (const { envelope } of stored) {
+      const r = envelope.record
+      const drop = (reason: string): void => {
+        this.store.forget(r)
+        this.restored.dropped++
+        if (why.length < 8) why.push(`${r.claimId} ${r.tag} of …${r.nodeId.slice(-6)}: ${reason}`)
+      }
+      if (!this.layoutHolds(r)) { drop('no longer on this node\'s disk'); continue }
+      try {
+        if (r.nodeId === this.selfId) {
+          await this.announcer.announceStored(r, { signal: this.shutdown.signal })
+          this.restored.own++
+          continue
+        }
+        const result = await mesh.view.apply(envelope, { relayed: true, from: this.selfId, ageMs: Math.max(0, this.init.clock.now() - r.sentMs) })
+        if (!result.accepted && result.reason !== 'duplicate') { drop(result.reason); continue }
+        again.push(r)
+        this.restored.held++
+      } catch (err) {
+        drop((err as Error).message)
+      }
+    }
+    await this.store.flush()
+    if (why.length > 0) log('snapshot records of the last run not given back: %s', why.join('; '))
+    if (stored.length > 0) log('gave back %d own and %d pinned snapshot record(s) of the last run to the fleet view', this.restored.own, this.restored.held)
+    // In the background: a pin goes out only after its blobs verify, which reads them all.
+    void (async () => {
+      for (const r of again) {
+        if (this.shutdown.signal.aborted) return
+        await this.pinner.repin(r).catch((err: Error) => { if (!this.shutdown.signal.aborted) log.error('pin of %s %s (kept from the last run) not announced: %s', r.claimId, r.tag, err.message) })
+      }
+    })()
+  }
+
+  /** Does this node's layout of the record's claim still tag the snapshot? */
+  private layoutHolds (r: SnapshotRecord): boolean {
+    try {
+      const dir = layoutDirFor(this.init.dataDir, parseClaimId(r.claimId))
+      return existsSync(join(dir, 'index.json')) && OciLayout.open(dir).resolve(r.tag) !== undefined
+    } catch {
+      return false
+    }
   }
 
   async take (driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal } = {}): Promise<{ tag: string, sizeBytes: number }> {
@@ -144,10 +213,10 @@ export class SnapshotService implements SnapshotPort {
    * node is connected to are fewer than a safe snapshot needs, for `hopelessMs` (default 2 s, which
    * rides out a reconnect). The last node of a fleet being stopped does not wait out the timeout.
    */
-  async waitSafe (claimId: string, tag: string, options: { timeoutMs: number, hopelessMs?: number, signal?: AbortSignal }): Promise<boolean> {
+  async waitSafe (claimId: string, tag: string, options: { timeoutMs: number, hopelessMs?: number, signal?: AbortSignal }): Promise<SafeWait> {
     const view = this.init.mesh.view
     const safe = (): boolean => { const s = this.own(claimId, tag); return s !== undefined && view.isSafeSnapshot(s) }
-    if (safe()) return true
+    if (safe()) return 'safe'
     const hopelessMs = options.hopelessMs ?? 2_000
     const giveUp = new AbortController()
     const signal = options.signal !== undefined ? AbortSignal.any([options.signal, giveUp.signal]) : giveUp.signal
@@ -166,9 +235,9 @@ export class SnapshotService implements SnapshotPort {
     }
     check()
     try {
-      return await this.waitFor(claimId, safe, { timeoutMs: options.timeoutMs, signal }) ?? false
+      return await this.waitFor(claimId, safe, { timeoutMs: options.timeoutMs, signal }) === true ? 'safe' : 'timeout'
     } catch (err) {
-      if (giveUp.signal.aborted && options.signal?.aborted !== true) return safe()
+      if (giveUp.signal.aborted && options.signal?.aborted !== true) return safe() ? 'safe' : 'nobody'
       throw err
     } finally {
       this.init.clock.clearTimeout(timer)

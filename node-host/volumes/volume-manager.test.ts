@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../../core/ports.ts'
 import { DirDriver } from '../storage/dir.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
-import { VolumeManager, ClaimsHeldError, type SafeSnapshot, type SnapshotPort } from './volume-manager.ts'
+import { VolumeManager, ClaimsHeldError, ClaimOwnerAwaitedError, type SafeSnapshot, type SnapshotPort, type SafeWait, type VolumeManagerInit } from './volume-manager.ts'
 import { ReplicaSet, type SpawnSpec } from '../replica-set.ts'
 import { CapsidStoppedError } from '../capsid/index.ts'
 import { systemRandom } from '../../core/ports.ts'
@@ -50,7 +50,9 @@ class SharedSnapshots implements SnapshotPort {
     return [...(this.safe.get(claimId) ?? []), ...this.held].find(s => s.tag === tag && s.nodeId === nodeId)
   }
 
-  async waitSafe (): Promise<boolean> { return true }
+  async waitSafe (): Promise<SafeWait> { return this.nobody ? 'nobody' : 'safe' }
+  /** waitSafe answers that no node is left that could hold a snapshot (the last node of a fleet stopping). */
+  nobody = false
   async newestSafe (claimId: string, options: { maxEpoch: number }): Promise<SafeSnapshot | undefined> {
     return [...(this.safe.get(claimId) ?? [])].filter(s => s.epoch <= options.maxEpoch).sort((a, b) => b.epoch - a.epoch || b.takenMs - a.takenMs)[0]
   }
@@ -86,7 +88,7 @@ describe('claim volumes', () => {
   /** Called after every renew of the claim register a manager made here (test hook). */
   let onRenew: (selfId: string) => void = () => {}
 
-  function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver, clock?: Clock } = {}): VolumeManager {
+  function manager (selfId: string, snapshots: SharedSnapshots, options: { driver?: StorageDriver, clock?: Clock, extra?: Partial<VolumeManagerInit> } = {}): VolumeManager {
     const client = new ClaimRegisterClient({
       selfId,
       clock: { nowMs: monotonicNow },
@@ -115,7 +117,8 @@ describe('claim volumes', () => {
       voters: () => NODES,
       isServing: (id) => !down.has(id) && !idle.has(id),
       firstSnapshotMs: 3_600_000,
-      handoverSyncMs: 0
+      handoverSyncMs: 0,
+      ...options.extra
     })
     managers.push(m)
     return m
@@ -216,6 +219,87 @@ describe('claim volumes', () => {
     expect(v3.restoredFrom).toBeUndefined()
     expect(await readFile(join(v3.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\nthree\n')
     await v3.close({ planned: true })
+  })
+
+  it('a claim whose owner ran out unreleased and was not seen since this node started is left to it: it comes back with its newer copy; after formerOwnerWaitMs another node takes the newest safe snapshot', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
+    await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
+    // The whole fleet stops at once: the owner's lease runs out, nothing is handed over.
+    down.add(NODES[0])
+    now += 6_000
+    expect(va.serving()).toBe(false)
+    await va.close({ planned: false })
+    // A node back first, which has not seen the owner since it started, leaves the claim to it and
+    // spends no epoch doing so.
+    const unseen = { seenSinceStart: (id: string) => id !== NODES[0], formerOwnerWaitMs: 10_000 }
+    const b = manager(NODES[1], shared, { extra: unseen })
+    const refused = await b.open(spec, 'ledger-b', {}).catch((err: unknown) => err)
+    expect(refused).toBeInstanceOf(ClaimOwnerAwaitedError)
+    expect((refused as Error).message).toMatch(/last owned by …A{6} \(epoch 1\).*Left to it for 10 s more/)
+    expect(acceptors.get(NODES[1])!.slot('ledger/0')?.accepted?.value).toMatchObject({ owner: NODES[0], epoch: 1 })
+    expect(b.awaitingOwners()).toEqual([{ claimId: 'ledger/0', epoch: 1, waitedMs: 0, boundMs: 10_000 }])
+    // The owner comes back on its data dir: it takes its claim with its own copy, the writes after
+    // its last snapshot included.
+    down.delete(NODES[0])
+    const a2 = manager(NODES[0], shared)
+    const v2 = await a2.open(spec, 'ledger-a2', {})
+    expect(v2.epoch).toBe(2)
+    expect(v2.restoredFrom).toBeUndefined()
+    expect(await readFile(join(v2.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    // It stops again, unreleased, and this time never returns: a node that has not seen it waits
+    // `formerOwnerWaitMs` from its first try, then takes the claim from the newest safe snapshot.
+    down.add(NODES[0])
+    now += 6_000
+    await v2.close({ planned: false })
+    const c = manager(NODES[2], shared, { extra: unseen })
+    await expect(c.open(spec, 'ledger-c', {})).rejects.toBeInstanceOf(ClaimOwnerAwaitedError)
+    now += 9_000
+    await expect(c.open(spec, 'ledger-c', {})).rejects.toThrow(/Left to it for 1 s more/)
+    now += 1_000
+    const vc = await c.open(spec, 'ledger-c', {})
+    expect(vc.epoch).toBe(3)
+    expect(vc.restoredFrom).toMatch(/^snapshot-e1-/)
+    expect(await readFile(join(vc.path, 'ledger.jsonl'), 'utf8')).toBe('one\n')
+    expect(c.counters.ownerWaitsGivenUp).toBe(1)
+    expect(c.awaitingOwners()).toEqual([])
+    // A node that saw the owner leave (a crash while it ran) takes such a claim at once: the
+    // default, which every other case here runs with.
+    down.add(NODES[2])
+    down.delete(NODES[0])
+    now += 6_000
+    await vc.close({ planned: false })
+    const d = manager(NODES[1], shared, { extra: { seenSinceStart: () => true, formerOwnerWaitMs: 10_000 } })
+    const vd = await d.open(spec, 'ledger-d', {})
+    expect(vd.epoch).toBe(4)
+    await vd.close({ planned: true })
+  })
+
+  it('the last node of a fleet stopping keeps its claim (no node could hold the final snapshot): no hand-over, and back, it serves its own copy', async () => {
+    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
+    await mkdir(shared.root, { recursive: true })
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
+    shared.nobody = true
+    await va.close({ planned: true })
+    expect(a.counters).toMatchObject({ keptForReturn: 1, handovers: 0, unsafeHandovers: 0 })
+    // Not released: the register still names this node at epoch 1, held (its lease runs out).
+    expect(acceptors.get(NODES[1])!.slot('ledger/0')?.accepted?.value).toMatchObject({ owner: NODES[0], epoch: 1, state: 'held' })
+    now += 6_000
+    const b = manager(NODES[1], shared, { extra: { seenSinceStart: () => false } })
+    await expect(b.open(spec, 'ledger-b', {})).rejects.toBeInstanceOf(ClaimOwnerAwaitedError)
+    const a2 = manager(NODES[0], shared)
+    const v2 = await a2.open(spec, 'ledger-a2', {})
+    expect(v2.epoch).toBe(2)
+    expect(v2.restoredFrom).toBeUndefined()
+    expect(await readFile(join(v2.path, 'ledger.jsonl'), 'utf8')).toBe('one\ntwo\n')
+    shared.nobody = false
+    await v2.close({ planned: true })
   })
 
   it('an owner that cannot renew stops serving when its lease ends, hands nothing over, and a new owner waits out the lease', async () => {

@@ -33,6 +33,17 @@ export class ClaimVotersUnknownError extends CellError {
   static override readonly retry: RetryRule = 'nothing-ran'
 }
 
+/**
+ * The claim's last owner let its lease run out without handing the claim over and has not been in
+ * this node's view since this node started: it may hold writes no snapshot has (a whole fleet that
+ * stopped at once), so the claim is left to it for a while (`formerOwnerWaitMs`) rather than started
+ * from an older copy.
+ */
+export class ClaimOwnerAwaitedError extends CellError {
+  static override readonly errorName = 'ClaimOwnerAwaitedError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
 /** A stateful replica was asked for before the node's volumes started (or after they stopped). */
 export class ReplicaVolumesUnavailableError extends CellError {
   static override readonly errorName = 'ReplicaVolumesUnavailableError'
@@ -52,12 +63,18 @@ export interface ClaimLease {
 }
 
 /** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
+/** The claim's value as the register held it before an acquire (core/claims ClaimValue). */
+export interface PreviousClaim { owner: string, epoch: number, state: 'held' | 'released' }
+
 export interface ClaimRegisterPort {
-  acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal }): Promise<ClaimLease>
+  /** `admit`: called with the register's current value before the new epoch is accepted; throwing refuses the acquire. */
+  acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal, admit?: (previous: PreviousClaim | null) => void }): Promise<ClaimLease>
   renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, phaseTimeoutMs?: number }): Promise<ClaimLease>
   /** `final`: the snapshot taken after the replica stopped, which the next owner must restore. */
   release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string }): Promise<void>
 }
+
+export type SafeWait = 'safe' | 'timeout' | 'nobody'
 
 export interface SafeSnapshot { tag: string, epoch: number, nodeId: string, takenMs: number }
 
@@ -65,8 +82,11 @@ export interface SafeSnapshot { tag: string, epoch: number, nodeId: string, take
 export interface SnapshotPort {
   /** Snapshot the claim, write its OCI images, announce it to the fleet. */
   take(driver: StorageDriver, claim: Claim, epoch: number, options: { signal?: AbortSignal }): Promise<{ tag: string, sizeBytes?: number }>
-  /** Resolves true once two nodes other than this one hold every blob of `tag` (false at the deadline). */
-  waitSafe(claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<boolean>
+  /**
+   * Resolves 'safe' once two nodes other than this one hold every blob of `tag`, 'timeout' at the
+   * deadline, 'nobody' as soon as no node is left that could hold it (the last node of a fleet stopping).
+   */
+  waitSafe(claimId: string, tag: string, options: { timeoutMs: number, signal?: AbortSignal }): Promise<SafeWait>
   /**
    * The newest snapshot of the claim that counts as safe (highest epoch first, then newest) and is of
    * an epoch no higher than `maxEpoch` (the last one granted before this node's: a host that
@@ -108,6 +128,20 @@ export interface VolumeManagerInit {
   handoverSyncMs?: number
   /** Longest wait for a dead holder's lease to end before giving up on that claim. Default 60 s. */
   maxLeaseWaitMs?: number
+  /**
+   * Has `nodeId` been a live node in this node's view at any moment since this node started? A
+   * claim whose last owner ended unreleased is taken over at once when this node saw that owner
+   * (it then saw its snapshots too: a crash loses only what came after the newest safe one); when
+   * it did not (the fleet stopped at once, this node is back first), see `formerOwnerWaitMs`.
+   * Default: every node counts as seen (no wait).
+   */
+  seenSinceStart?: (nodeId: string) => boolean
+  /**
+   * How long a claim is left to its last owner when that owner ended unreleased and has not been
+   * seen since this node started (ClaimOwnerAwaitedError meanwhile), counted from this node's first
+   * try: after it, the claim starts from the newest safe snapshot. Default 120 s; 0 never waits.
+   */
+  formerOwnerWaitMs?: number
 }
 
 interface Marker { epoch: number, driver: string, voters?: string[] }
@@ -316,8 +350,16 @@ class OpenClaim implements ReplicaVolume {
       }
       const tag = await this.snapshot()
       const waitMs = this.manager.handoverSafeMs()
-      const safe = tag !== undefined && waitMs > 0 && await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: waitMs })
-      if (tag !== undefined && !safe && waitMs > 0) {
+      const waited = tag !== undefined && waitMs > 0 ? await this.init.snapshots.waitSafe(this.claimId, tag, { timeoutMs: waitMs }) : undefined
+      if (waited === 'nobody') {
+        // This node's copy is the newest and no other node holds it: handing the claim over would
+        // send the next owner to a snapshot nobody serves (or an older one). Its lease runs out
+        // instead, and nodes that start again before this one leave the claim to it (`admit`).
+        this.manager.counters.keptForReturn++
+        log.error('claim %s: no other node is left that could hold its final snapshot %s; not handing it over: its lease runs out and nodes started before this one leave the claim to it (cell up --owner-wait)', this.claimId, tag)
+        return
+      }
+      if (tag !== undefined && waited !== 'safe' && waitMs > 0) {
         this.manager.counters.unsafeHandovers++
         log.error('final snapshot %s of claim %s is not held by two other nodes yet; handing over anyway', tag, this.claimId)
       }
@@ -393,7 +435,7 @@ export class VolumeManager implements ReplicaVolumes {
   private readonly held = new Map<string, OpenClaim>()
   private readonly opening = new Set<string>()
   /** `unsafeHandovers`: closes whose final snapshot no two other nodes held yet (the last node of a fleet stopping). */
-  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, renewFailures: 0 }
+  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, keptForReturn: 0, renewFailures: 0, ownerWaitsGivenUp: 0 }
   private handoverWaitMs?: number
 
   constructor (init: VolumeManagerInit) {
@@ -512,14 +554,15 @@ export class VolumeManager implements ReplicaVolumes {
     }
     let voters = known ?? await this.init.voters(spec, claimId)
     let lease: ClaimLease
+    const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) } }
     try {
       try {
-        lease = await this.init.register.acquire(claimId, voters, options)
+        lease = await this.init.register.acquire(claimId, voters, acquireOptions)
       } catch (err) {
         // The claim's voters were fixed when it was created; the register names them.
         if (!(err instanceof ClaimVotersMismatchError)) throw err
         voters = err.voters
-        lease = await this.init.register.acquire(claimId, voters, options)
+        lease = await this.init.register.acquire(claimId, voters, acquireOptions)
       }
     } catch (err) {
       if (!(err instanceof ClaimHeldError)) throw err
@@ -529,6 +572,7 @@ export class VolumeManager implements ReplicaVolumes {
       lease = await this.init.register.renew(claimId, voters, err.epoch, options)
     }
     voters = lease.voters
+    this.awaiting.delete(claimId)
     // A restore can take longer than a lease (a big claim, a busy disk): the lease is renewed while
     // the volume is prepared, or another node would take the claim meanwhile and the two would
     // take it from each other for ever.
@@ -558,6 +602,45 @@ export class VolumeManager implements ReplicaVolumes {
     open.start()
     log('claim %s opened by …%s with voters %s at epoch %d on %s%s', claimId, this.init.selfId.slice(-6), voters.map(v => `…${v.slice(-6)}`).join(','), lease.epoch, driver.kind, restoredFrom !== undefined ? ` (restored from ${restoredFrom})` : localIsNewest ? ' (this node\'s copy is the newest)' : '')
     return { volume: open }
+  }
+
+  /**
+   * May this node take the claim from `previous` (the register's value)? Not while its last owner,
+   * which let the lease run out without a hand-over, has not been seen since this node started and
+   * `formerOwnerWaitMs` (from this node's first try at that epoch) has not passed: that owner may
+   * hold writes no snapshot has, and takes its claim back with its own copy when it returns.
+   */
+  private admit (claimId: string, previous: PreviousClaim | null): void {
+    if (previous === null || previous.owner === this.init.selfId || previous.state === 'released') return
+    if (this.init.seenSinceStart?.(previous.owner) ?? true) return
+    const boundMs = this.init.formerOwnerWaitMs ?? 120_000
+    const now = this.now()
+    let since = this.awaiting.get(claimId)
+    if (since === undefined || since.epoch !== previous.epoch) {
+      since = { epoch: previous.epoch, fromMs: now }
+      this.awaiting.set(claimId, since)
+      if (this.awaiting.size > 4096) this.awaiting.delete(this.awaiting.keys().next().value as string)
+      log.error('claim %s: its last owner …%s (epoch %d) ended without a hand-over and has not been seen since this node started; leaving the claim to it for up to %d s (cell up --owner-wait), then starting from the newest safe snapshot', claimId, previous.owner.slice(-6), previous.epoch, Math.round(boundMs / 1000))
+    }
+    const waitedMs = now - since.fromMs
+    if (waitedMs >= boundMs) {
+      if (!since.gaveUp) {
+        since.gaveUp = true
+        this.counters.ownerWaitsGivenUp++
+        log.error('claim %s: its last owner …%s (epoch %d) has not come back in %d s; taking the claim: what it wrote after its newest safe snapshot is lost', claimId, previous.owner.slice(-6), previous.epoch, Math.round(waitedMs / 1000))
+      }
+      return
+    }
+    throw new ClaimOwnerAwaitedError(`${claimId} was last owned by …${previous.owner.slice(-6)} (epoch ${previous.epoch}), whose lease ran out without a hand-over, and that node has not been seen since this node started: it may hold writes no snapshot has. Left to it for ${Math.ceil((boundMs - waitedMs) / 1000)} s more (the wait is ${Math.round(boundMs / 1000)} s: cell up --owner-wait)`)
+  }
+
+  /** Claims whose former owner this node waits for: since when (monotonic), per epoch. */
+  private readonly awaiting = new Map<string, { epoch: number, fromMs: number, gaveUp?: boolean }>()
+
+  /** The claims this node leaves to a former owner now, with how long it has waited (for status). */
+  awaitingOwners (): Array<{ claimId: string, epoch: number, waitedMs: number, boundMs: number }> {
+    const now = this.now()
+    return [...this.awaiting].filter(([, a]) => a.gaveUp !== true).map(([claimId, a]) => ({ claimId, epoch: a.epoch, waitedMs: Math.round(now - a.fromMs), boundMs: this.init.formerOwnerWaitMs ?? 120_000 }))
   }
 
   /** Local copy or restore, then the mounted volume: what `tryOpen` serves from. */

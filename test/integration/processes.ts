@@ -12,7 +12,8 @@ export interface Proc {
   stdout: () => string
   stderr: () => string
   exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  waitFor: (pattern: RegExp, timeoutMs: number) => Promise<RegExpMatchArray>
+  /** The first match of `pattern` in the output so far or to come (stdout unless `stream` says stderr). */
+  waitFor: (pattern: RegExp, timeoutMs: number, stream?: 'stdout' | 'stderr') => Promise<RegExpMatchArray>
 }
 
 /** With `detached`, the process leads its own process group: `process.kill(-pid, sig)` signals it the way a terminal's Ctrl-C does. */
@@ -31,9 +32,9 @@ export function cell (args: string[], env: Record<string, string> = {}, options:
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
     child.on('exit', (code, signal) => { for (const w of waiters) w(); resolve({ code, signal }) })
   })
-  const waitFor = async (pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> => await new Promise((resolve, reject) => {
+  const waitFor = async (pattern: RegExp, timeoutMs: number, stream: 'stdout' | 'stderr' = 'stdout'): Promise<RegExpMatchArray> => await new Promise((resolve, reject) => {
     const check = (): void => {
-      const m = out.match(pattern)
+      const m = (stream === 'stderr' ? err : out).match(pattern)
       if (m != null) { done(); resolve(m) } else if (child.exitCode != null || child.signalCode != null) { done(); reject(new Error(`process exited before ${pattern}: ${err.slice(-2000)}`)) }
     }
     const timer = setTimeout(() => { done(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern}; stdout: ${out.slice(-1000)} stderr: ${err.slice(-2000)}`)) }, timeoutMs)
