@@ -236,16 +236,21 @@ describe('claim volumes', () => {
     await va.close({ planned: false })
     // A node back first, which has not seen the owner since it started, leaves the claim to it and
     // spends no epoch doing so.
-    const unseen = { seenSinceStart: (id: string) => id !== NODES[0], formerOwnerWaitMs: 10_000 }
+    const back = new Set<string>()
+    const unseen = { seenSinceStart: (id: string) => id !== NODES[0] || back.has(id), formerOwnerWaitMs: 10_000 }
     const b = manager(NODES[1], shared, { extra: unseen })
     const refused = await b.open(spec, 'ledger-b', {}).catch((err: unknown) => err)
     expect(refused).toBeInstanceOf(ClaimOwnerAwaitedError)
     expect((refused as Error).message).toMatch(/last owned by …A{6} \(epoch 1\).*Left to it for 10 s more/)
     expect(acceptors.get(NODES[1])!.slot('ledger/0')?.accepted?.value).toMatchObject({ owner: NODES[0], epoch: 1 })
     expect(b.awaitingOwners()).toEqual([{ claimId: 'ledger/0', epoch: 1, waitedMs: 0, boundMs: 10_000 }])
-    // The owner comes back on its data dir: it takes its claim with its own copy, the writes after
-    // its last snapshot included.
+    // The owner comes back on its data dir. Seeing it does not end the wait (taking the claim the
+    // moment it is back would race it): it takes its claim with its own copy, the writes after its
+    // last snapshot included.
     down.delete(NODES[0])
+    back.add(NODES[0])
+    now += 1_000
+    await expect(b.open(spec, 'ledger-b', {})).rejects.toThrow(/Left to it for 9 s more/)
     const a2 = manager(NODES[0], shared)
     const v2 = await a2.open(spec, 'ledger-a2', {})
     expect(v2.epoch).toBe(2)
@@ -254,6 +259,7 @@ describe('claim volumes', () => {
     // It stops again, unreleased, and this time never returns: a node that has not seen it waits
     // `formerOwnerWaitMs` from its first try, then takes the claim from the newest safe snapshot.
     down.add(NODES[0])
+    back.clear()
     now += 6_000
     await v2.close({ planned: false })
     const c = manager(NODES[2], shared, { extra: unseen })

@@ -606,16 +606,18 @@ export class VolumeManager implements ReplicaVolumes {
 
   /**
    * May this node take the claim from `previous` (the register's value)? Not while its last owner,
-   * which let the lease run out without a hand-over, has not been seen since this node started and
-   * `formerOwnerWaitMs` (from this node's first try at that epoch) has not passed: that owner may
-   * hold writes no snapshot has, and takes its claim back with its own copy when it returns.
+   * which let the lease run out without a hand-over, had not been seen since this node started
+   * when this node first tried the claim at that epoch, and `formerOwnerWaitMs` (from that first
+   * try) has not passed: that owner may hold writes no snapshot has, and takes its claim back with
+   * its own copy when it returns. Its return does not end the wait here (the owner takes the claim,
+   * which ends it; taking it in the moment the owner is back would race it): only the bound does.
    */
   private admit (claimId: string, previous: PreviousClaim | null): void {
     if (previous === null || previous.owner === this.init.selfId || previous.state === 'released') return
-    if (this.init.seenSinceStart?.(previous.owner) ?? true) return
+    let since = this.awaiting.get(claimId)
+    if (since?.epoch !== previous.epoch && (this.init.seenSinceStart?.(previous.owner) ?? true)) return
     const boundMs = this.init.formerOwnerWaitMs ?? 120_000
     const now = this.now()
-    let since = this.awaiting.get(claimId)
     if (since === undefined || since.epoch !== previous.epoch) {
       since = { epoch: previous.epoch, fromMs: now }
       this.awaiting.set(claimId, since)
