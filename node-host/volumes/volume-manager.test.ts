@@ -13,7 +13,7 @@ import { DirDriver } from '../storage/dir.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
 import { VolumeManager, ClaimsHeldError, ClaimOwnerAwaitedError, type SafeSnapshot, type SnapshotPort, type SafeWait, type VolumeManagerInit } from './volume-manager.ts'
-import { ReplicaSet, type SpawnSpec } from '../replica-set.ts'
+import { ReplicaSet, type ReplicaVolume, type SpawnSpec } from '../replica-set.ts'
 import { CapsidStoppedError } from '../capsid/index.ts'
 import { systemRandom } from '../../core/ports.ts'
 
@@ -124,9 +124,26 @@ describe('claim volumes', () => {
     return m
   }
 
-  it('a planned hand-over moves the claim with every write, and the new owner restores the final snapshot', async () => {
+  /** The fleet's snapshots as a shared folder, NODES[0] their owner. */
+  async function sharedSnapshots (): Promise<SharedSnapshots> {
     const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
     await mkdir(shared.root, { recursive: true })
+    return shared
+  }
+
+  /** NODES[0] opens ledger/0, writes `snapshotted`, snapshots it (safe), then writes `after`: a write no snapshot has. */
+  async function ownerWithSnapshot (snapshotted: string, after: string): Promise<{ shared: SharedSnapshots, a: VolumeManager, va: ReplicaVolume }> {
+    const shared = await sharedSnapshots()
+    const a = manager(NODES[0], shared)
+    const va = await a.open(spec, 'ledger-a', {})
+    await writeFile(join(va.path, 'ledger.jsonl'), snapshotted)
+    await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
+    await writeFile(join(va.path, 'ledger.jsonl'), after)
+    return { shared, a, va }
+  }
+
+  it('a planned hand-over moves the claim with every write, and the new owner restores the final snapshot', async () => {
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     expect(va.claimId).toBe('ledger/0')
@@ -145,8 +162,7 @@ describe('claim volumes', () => {
   })
 
   it('the next owner restores the final snapshot the release named, even before it is safe, not an older safe one', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
@@ -166,8 +182,7 @@ describe('claim volumes', () => {
   })
 
   it('keeps renewing the lease while a restore outlasts it: nobody else takes the claim meanwhile', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
@@ -196,8 +211,7 @@ describe('claim volumes', () => {
   })
 
   it('a node that wrote the claim last keeps its own copy, newer than any snapshot, after a replica crash or its own restart', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const v1 = await a.open(spec, 'ledger-a', {})
     await writeFile(join(v1.path, 'ledger.jsonl'), 'one\n')
@@ -222,13 +236,7 @@ describe('claim volumes', () => {
   })
 
   it('a claim whose owner ran out unreleased and was not seen since this node started is left to it: it comes back with its newer copy; after formerOwnerWaitMs another node takes the newest safe snapshot', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
-    const a = manager(NODES[0], shared)
-    const va = await a.open(spec, 'ledger-a', {})
-    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
-    await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
-    await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
+    const { shared, a, va } = await ownerWithSnapshot('one\n', 'one\ntwo\n')
     // The whole fleet stops at once: the owner's lease runs out, nothing is handed over.
     down.add(NODES[0])
     now += 6_000
@@ -286,8 +294,7 @@ describe('claim volumes', () => {
   })
 
   it('the last node of a fleet stopping keeps its claim (no node could hold the final snapshot): no hand-over, and back, it serves its own copy', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     await writeFile(join(va.path, 'ledger.jsonl'), 'one\ntwo\n')
@@ -309,13 +316,7 @@ describe('claim volumes', () => {
   })
 
   it('an owner that cannot renew stops serving when its lease ends, hands nothing over, and a new owner waits out the lease', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
-    const a = manager(NODES[0], shared)
-    const va = await a.open(spec, 'ledger-a', {})
-    await writeFile(join(va.path, 'ledger.jsonl'), 'one\n')
-    await (va as unknown as { snapshot: () => Promise<string> }).snapshot()
-    await writeFile(join(va.path, 'ledger.jsonl'), 'one\nlost\n')
+    const { shared, a, va } = await ownerWithSnapshot('one\n', 'one\nlost\n')
     // The owner is cut off (SIGSTOP, partition): its lease runs out on its own clock.
     down.add(NODES[0])
     const b = manager(NODES[1], shared)
@@ -336,8 +337,7 @@ describe('claim volumes', () => {
   })
 
   it('an owner whose lease ended stops asking the voters to renew it (its renewals could never be taken)', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     // Renew retries are the 250 ms timers; count those armed once the lease is over.
     let lost = false
     let retriesAfterLost = 0
@@ -356,8 +356,7 @@ describe('claim volumes', () => {
   })
 
   it('every claim held by a live owner: ClaimsHeldError by name; a class the node does not offer: NoStorageClassError', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     const b = manager(NODES[1], shared)
@@ -367,8 +366,7 @@ describe('claim volumes', () => {
   })
 
   it('a node that stops gives up a spawn waiting for a claim\'s lease to end: no claim opened while leaving, no stop held for the lease', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     // B sees A holding the claim but serving no replica of it: B waits for A's lease to end (5 s here,
@@ -389,8 +387,7 @@ describe('claim volumes', () => {
   })
 
   it('a spawn waiting out an idle holder\'s lease ends with ClaimsHeldError as soon as the holder is seen serving (its ready heartbeat was on its way)', async () => {
-    const shared = new SharedSnapshots(join(dir, 'shared'), () => NODES[0])
-    await mkdir(shared.root, { recursive: true })
+    const shared = await sharedSnapshots()
     const a = manager(NODES[0], shared)
     const va = await a.open(spec, 'ledger-a', {})
     idle.add(NODES[0])
