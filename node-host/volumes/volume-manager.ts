@@ -62,10 +62,10 @@ export interface ClaimLease {
   handedOver?: { epoch: number, tag: string, owner: string }
 }
 
-/** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
 /** The claim's value as the register held it before an acquire (core/claims ClaimValue). */
 export interface PreviousClaim { owner: string, epoch: number, state: 'held' | 'released' }
 
+/** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
 export interface ClaimRegisterPort {
   /** `admit`: called with the register's current value before the new epoch is accepted; throwing refuses the acquire. */
   acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal, admit?: (previous: PreviousClaim | null) => void }): Promise<ClaimLease>
@@ -434,7 +434,11 @@ export class VolumeManager implements ReplicaVolumes {
   private readonly markers: MarkerFile
   private readonly held = new Map<string, OpenClaim>()
   private readonly opening = new Set<string>()
-  /** `unsafeHandovers`: closes whose final snapshot no two other nodes held yet (the last node of a fleet stopping). */
+  /**
+   * `unsafeHandovers`: hand-overs whose final snapshot no two other nodes held yet; `keptForReturn`:
+   * closes that kept the claim because no other node was left to hold the final snapshot (the last
+   * node of a fleet stopping); `ownerWaitsGivenUp`: claims taken after `formerOwnerWaitMs` ran out.
+   */
   readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, keptForReturn: 0, renewFailures: 0, ownerWaitsGivenUp: 0 }
   private handoverWaitMs?: number
 
@@ -617,6 +621,7 @@ export class VolumeManager implements ReplicaVolumes {
     let since = this.awaiting.get(claimId)
     if (since?.epoch !== previous.epoch && (this.init.seenSinceStart?.(previous.owner) ?? true)) return
     const boundMs = this.init.formerOwnerWaitMs ?? 120_000
+    if (boundMs <= 0) return
     const now = this.now()
     if (since === undefined || since.epoch !== previous.epoch) {
       since = { epoch: previous.epoch, fromMs: now }
@@ -638,12 +643,6 @@ export class VolumeManager implements ReplicaVolumes {
 
   /** Claims whose former owner this node waits for: since when (monotonic), per epoch. */
   private readonly awaiting = new Map<string, { epoch: number, fromMs: number, gaveUp?: boolean }>()
-
-  /** The claims this node leaves to a former owner now, with how long it has waited (for status). */
-  awaitingOwners (): Array<{ claimId: string, epoch: number, waitedMs: number, boundMs: number }> {
-    const now = this.now()
-    return [...this.awaiting].filter(([, a]) => a.gaveUp !== true).map(([claimId, a]) => ({ claimId, epoch: a.epoch, waitedMs: Math.round(now - a.fromMs), boundMs: this.init.formerOwnerWaitMs ?? 120_000 }))
-  }
 
   /** Local copy or restore, then the mounted volume: what `tryOpen` serves from. */
   private async prepareVolume (claim: Claim, driver: StorageDriver, quotaBytes: number, lease: ClaimLease, options: { signal?: AbortSignal }): Promise<{ path: string, restoredFrom: string | undefined, localIsNewest: boolean }> {
