@@ -85,6 +85,8 @@ describe('claim volumes', () => {
     managers.length = 0
   })
 
+  /** Acquire rounds each node started (test hook). */
+  const acquires = new Map<string, number>()
   /** Called after every renew of the claim register a manager made here (test hook). */
   let onRenew: (selfId: string) => void = () => {}
 
@@ -109,7 +111,7 @@ describe('claim volumes', () => {
       monotonicNow,
       drivers: [options.driver ?? new DirDriver(join(dir, selfId.slice(-4), 'storage'))],
       register: {
-        acquire: async (...args) => await client.acquire(...args),
+        acquire: async (...args) => { acquires.set(selfId, (acquires.get(selfId) ?? 0) + 1); return await client.acquire(...args) },
         release: async (...args) => await client.release(...args),
         renew: async (...args) => { const lease = await client.renew(...args); onRenew(selfId); return lease }
       },
@@ -257,7 +259,10 @@ describe('claim volumes', () => {
     down.delete(NODES[0])
     back.add(NODES[0])
     now += 1_000
+    // Nor does asking again cost the voters a register round: the answer stands until the bound.
+    const rounds = acquires.get(NODES[1])
     await expect(b.open(spec, 'ledger-b', {})).rejects.toThrow(/Left to it for 9 s more/)
+    expect(acquires.get(NODES[1])).toBe(rounds)
     const a2 = manager(NODES[0], shared)
     const v2 = await a2.open(spec, 'ledger-a2', {})
     expect(v2.epoch).toBe(2)

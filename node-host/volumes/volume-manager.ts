@@ -146,6 +146,9 @@ export interface VolumeManagerInit {
 
 interface Marker { epoch: number, driver: string, voters?: string[] }
 
+/** A claim this node leaves to its former owner: the epoch that owner let run out, since when (monotonic). */
+interface OwnerWait { epoch: number, owner: string, fromMs: number, gaveUp?: boolean }
+
 /** What each claim this node held was last written at: decides local volume vs restore. */
 class MarkerFile {
   private readonly file: string
@@ -556,6 +559,11 @@ export class VolumeManager implements ReplicaVolumes {
     if (known === undefined && this.init.claimExists?.(claimId) === true) {
       throw new ClaimVotersUnknownError(`${claimId} exists (the fleet holds snapshots of it) but this node neither held it nor votes on it, so it does not know its voters; a node that does will take it`)
     }
+    // While this node leaves the claim to its former owner the answer stays the same until the wait
+    // ends: no register round meanwhile (a prepare is a disk write on every voter, and the loop
+    // asks again every tick).
+    const waiting = this.awaiting.get(claimId)
+    if (waiting !== undefined && waiting.gaveUp !== true && this.now() - waiting.fromMs < this.ownerWaitMs()) throw this.ownerAwaited(claimId, waiting)
     let voters = known ?? await this.init.voters(spec, claimId)
     let lease: ClaimLease
     const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) } }
@@ -620,11 +628,11 @@ export class VolumeManager implements ReplicaVolumes {
     if (previous === null || previous.owner === this.init.selfId || previous.state === 'released') return
     let since = this.awaiting.get(claimId)
     if (since?.epoch !== previous.epoch && (this.init.seenSinceStart?.(previous.owner) ?? true)) return
-    const boundMs = this.init.formerOwnerWaitMs ?? 120_000
+    const boundMs = this.ownerWaitMs()
     if (boundMs <= 0) return
     const now = this.now()
     if (since === undefined || since.epoch !== previous.epoch) {
-      since = { epoch: previous.epoch, fromMs: now }
+      since = { epoch: previous.epoch, owner: previous.owner, fromMs: now }
       this.awaiting.set(claimId, since)
       if (this.awaiting.size > 4096) this.awaiting.delete(this.awaiting.keys().next().value as string)
       log.error('claim %s: its last owner …%s (epoch %d) ended without a hand-over and has not been seen since this node started; leaving the claim to it for up to %d s (cell up --owner-wait), then starting from the newest safe snapshot', claimId, previous.owner.slice(-6), previous.epoch, Math.round(boundMs / 1000))
@@ -638,11 +646,21 @@ export class VolumeManager implements ReplicaVolumes {
       }
       return
     }
-    throw new ClaimOwnerAwaitedError(`${claimId} was last owned by …${previous.owner.slice(-6)} (epoch ${previous.epoch}), whose lease ran out without a hand-over, and that node has not been seen since this node started: it may hold writes no snapshot has. Left to it for ${Math.ceil((boundMs - waitedMs) / 1000)} s more (the wait is ${Math.round(boundMs / 1000)} s: cell up --owner-wait)`)
+    throw this.ownerAwaited(claimId, since)
+  }
+
+  private ownerWaitMs (): number {
+    return this.init.formerOwnerWaitMs ?? 120_000
+  }
+
+  private ownerAwaited (claimId: string, since: OwnerWait): ClaimOwnerAwaitedError {
+    const boundMs = this.ownerWaitMs()
+    const leftMs = boundMs - (this.now() - since.fromMs)
+    return new ClaimOwnerAwaitedError(`${claimId} was last owned by …${since.owner.slice(-6)} (epoch ${since.epoch}), whose lease ran out without a hand-over, and that node has not been seen since this node started: it may hold writes no snapshot has. Left to it for ${Math.ceil(leftMs / 1000)} s more (the wait is ${Math.round(boundMs / 1000)} s: cell up --owner-wait)`)
   }
 
   /** Claims whose former owner this node waits for: since when (monotonic), per epoch. */
-  private readonly awaiting = new Map<string, { epoch: number, fromMs: number, gaveUp?: boolean }>()
+  private readonly awaiting = new Map<string, OwnerWait>()
 
   /** Local copy or restore, then the mounted volume: what `tryOpen` serves from. */
   private async prepareVolume (claim: Claim, driver: StorageDriver, quotaBytes: number, lease: ClaimLease, options: { signal?: AbortSignal }): Promise<{ path: string, restoredFrom: string | undefined, localIsNewest: boolean }> {
