@@ -86,13 +86,19 @@ describe.skipIf(process.env.CELL_FLEET_RESTART !== '1')('a whole fleet with a st
       // a client that just joined sees ledger/0's snapshot as safe, and no replica runs meanwhile.
       await waitForView(after, () => after.view.safeSnapshots('ledger/0')[0], 'a safe snapshot of ledger/0 after the restart', { timeoutMs: 30_000 })
       expect(after.view.liveInstances('ledger')).toEqual([])
-      // 2. The owner comes back: it takes its claim with its own copy.
+      const before = new Set(after.view.snapshots('ledger/0').map(s => s.tag))
+      // 2. The owner comes back: it takes its claim with its own copy (at the same epoch when the
+      // voters, restarted, still count its old lease; else at the next).
       nodes[owner] = up(owner)
       await nodes[owner].waitFor(/listening \/ip4/, 60_000)
+      const ready = await waitForView(after, () => after.view.liveInstances('ledger').find(i => i.state === 'ready'), 'the ledger ready again', { timeoutMs: 60_000 })
+      expect(ready.nodeId, said()).toBe(ownerId)
       const balance = await after.call<{ entries: number, balance: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 30_000 })
       expect(balance, said()).toEqual({ account: 'ada', entries: 6, balance: 21 })
-      // Its new epoch's first snapshot (all six appends) becomes safe; one more append after it.
-      await waitForView(after, () => after.view.safeSnapshots('ledger/0').find(s => s.epoch > firstEpoch), 'a safe snapshot of the owner\'s new epoch', { timeoutMs: 60_000 })
+      // Its first snapshot since it came back (all six appends) becomes safe; one more append after it.
+      await waitForView(after, () => after.view.safeSnapshots('ledger/0').find(s => !before.has(s.tag) && s.epoch >= firstEpoch), 'a safe snapshot the owner took since it came back', {
+        timeoutMs: 60_000, seen: () => `${after.view.snapshots('ledger/0').map(s => `${s.tag} by …${s.nodeId.slice(-6)} held by ${after.view.snapshotHolders(s).length}`).join(', ')}\n${said()}`
+      })
       await after.call('ledger', 'append', { account: 'ada', amount: 7 }, { timeoutMs: 10_000 })
     } finally {
       await after.stop()
@@ -107,6 +113,8 @@ describe.skipIf(process.env.CELL_FLEET_RESTART !== '1')('a whole fleet with a st
       .catch(() => { throw new Error(`no node took the claim after --owner-wait\n${said()}`) })
     const last = await createClient({ bootstrap: [third], authorityKey: key })
     try {
+      const ready = await waitForView(last, () => last.view.liveInstances('ledger').find(i => i.state === 'ready'), 'the ledger ready on another node', { timeoutMs: 60_000 })
+      expect(others.map(i => ids[i])).toContain(ready.nodeId)
       const balance = await last.call<{ entries: number, balance: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 30_000 })
       expect(balance, said()).toEqual({ account: 'ada', entries: 6, balance: 21 })
     } finally {
