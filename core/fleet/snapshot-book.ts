@@ -16,7 +16,12 @@ export interface SnapshotBookInit {
   maxClaims?: number
   /** Distinct holders remembered per snapshot (default 16). */
   maxPinsPerSnapshot?: number
-  /** A snapshot record not re-announced for this long is forgotten (default 24 h). */
+  /**
+   * A snapshot record not re-announced for this long is forgotten (default 7 days). Its holders keep
+   * it on disk as its owner signed it and give it back after a restart with its age: a fleet stopped
+   * for up to this long, whose claim owner never returns, still knows the snapshots to restore.
+   * (Pins, which decide what is safe, last 10 minutes and are announced afresh.)
+   */
   snapshotTtlMs?: number
   /** A pin not re-announced for this long no longer counts (default 10 min). */
   pinTtlMs?: number
@@ -76,7 +81,7 @@ export class SnapshotBook {
     this.maxPerClaim = Math.max(1, init.maxSnapshotsPerClaim ?? 8)
     this.maxClaims = init.maxClaims ?? 4096
     this.maxPins = init.maxPinsPerSnapshot ?? 16
-    this.snapshotTtlMs = init.snapshotTtlMs ?? 24 * 3_600_000
+    this.snapshotTtlMs = init.snapshotTtlMs ?? 7 * 24 * 3_600_000
     this.pinTtlMs = init.pinTtlMs ?? 10 * 60_000
     this.safeHolders = init.safeHolders ?? 2
     this.maxBytes = init.maxSnapshotBytes ?? 64 * 1024 * 1024

@@ -134,7 +134,7 @@ describe('restoreRecords', () => {
         libp2p: { services: { pubsub: { publish: async (topic: string) => { published.push(topic) } } }, getConnections: () => [] }
       } as unknown as Mesh
       // What the last run kept: this node's own snapshot, one it pinned, one it pinned and pruned
-      // since, one edited on disk, one older than the snapshot ttl (24 h).
+      // since, one edited on disk, one older than the snapshot ttl (7 days).
       const sign = async (key: typeof selfKey, over: Partial<SnapshotRecord>): Promise<Uint8Array> =>
         encodeEnvelope(await signRecord(key, 'snapshot', makeSnapshotRecord(peerIdFromPrivateKey(key).toString(), { sentMs: clock.now() - 60_000, takenMs: clock.now() - 60_000, ...over })))
       const own = await sign(selfKey, { epoch: 2, tag: 'snapshot-e2-20261202T000000Z' })
@@ -142,7 +142,7 @@ describe('restoreRecords', () => {
       const pruned = await sign(otherKey, { epoch: 3, tag: 'snapshot-e3-20261202T000100Z' })
       const edited = Uint8Array.from(await sign(otherKey, { epoch: 3, tag: 'snapshot-e3-20261202T000200Z' }))
       edited[edited.length - 70] ^= 0x01
-      const old = await sign(otherKey, { epoch: 1, tag: 'snapshot-e1-20261130T000000Z', sentMs: clock.now() - 25 * 3_600_000 })
+      const old = await sign(otherKey, { epoch: 1, tag: 'snapshot-e1-20261130T000000Z', sentMs: clock.now() - 8 * 24 * 3_600_000 })
       await mkdir(join(dataDir, 'snapshots'), { recursive: true })
       await writeFile(join(dataDir, 'snapshots', 'records.json'), JSON.stringify({ version: 1, records: [own, held, pruned, edited, old].map(b => Buffer.from(b).toString('base64')) }))
       const layout = OciLayout.open(layoutDirFor(dataDir, { cell: 'ledger', ordinal: 0 }))
