@@ -195,17 +195,10 @@ export async function run (argv: string[]): Promise<number> {
       return usageFailure(`--drain-grace: ${(err as Error).message}`, HELP)
     }
   }
-  let ownerWaitMs: number | undefined
-  if (v['owner-wait'] != null) {
-    try {
-      ownerWaitMs = v['owner-wait'] === '0' ? 0 : parseDuration(v['owner-wait'])
-    } catch (err) {
-      return usageFailure(`--owner-wait: ${(err as Error).message}`, HELP)
-    }
-  }
-  // Fleet-link timers: the defaults suit a real fleet; tests compress them to see hours in minutes.
+  // Fleet-link timers (the defaults suit a real fleet; tests compress them to see hours in minutes)
+  // and the wait for a stateful claim's former owner. `0` turns off anti-entropy and that wait.
   const durations: Record<string, number | undefined> = {}
-  for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl'] as const) {
+  for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl', 'owner-wait'] as const) {
     const text = v[flag]
     if (text == null) continue
     try {
@@ -213,7 +206,7 @@ export async function run (argv: string[]): Promise<number> {
     } catch (err) {
       return usageFailure(`--${flag}: ${(err as Error).message}`, HELP)
     }
-    if (flag !== 'anti-entropy' && durations[flag] === 0) return usageFailure(`--${flag} must be more than 0`, HELP)
+    if (flag !== 'anti-entropy' && flag !== 'owner-wait' && durations[flag] === 0) return usageFailure(`--${flag} must be more than 0`, HELP)
   }
   const keepPeers = v['keep-peers'] != null ? Number(v['keep-peers']) : undefined
   if (keepPeers !== undefined && (!Number.isInteger(keepPeers) || keepPeers < 0 || keepPeers > 256)) return usageFailure('--keep-peers must be a whole number 0-256', HELP)
@@ -251,7 +244,7 @@ export async function run (argv: string[]): Promise<number> {
     dissemination,
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
-    ...(zfsPool !== undefined || ownerWaitMs !== undefined ? { storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(ownerWaitMs !== undefined ? { tuning: { formerOwnerWaitMs: ownerWaitMs } } : {}) } } : {}),
+    storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(durations['owner-wait'] !== undefined ? { tuning: { formerOwnerWaitMs: durations['owner-wait'] } } : {}) },
     reuseAddresses: true,
     ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
     ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})
