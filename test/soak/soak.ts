@@ -7,6 +7,14 @@
 // periods, and at the end every acknowledged append is in its log.
 // The callers' caller grants last 4 minutes, so every run of 5 minutes or more outlives several of
 // them: calls keep succeeding only if the clients renew their grants.
+// Every --restart-every minutes (default 10, 0 = never) one node in turn is stopped with SIGTERM and
+// started again on its data dir, as an operator's rolling upgrade does: no call to the stateless cell
+// may fail meanwhile (its replicas drain to the others), the node must be back in the whole fleet
+// within a minute, and the ledger may refuse appends only while a restart moves its claim (counted
+// and printed; an acknowledged append must still never go missing).
+// Each node's resident memory is read from /proc at every check: the summary prints it per node
+// (from the first check after warm-up to the last of each run of the process), and a node whose
+// memory grew by more than --max-growth MiB (default 100) within one run of its process is a problem.
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -16,9 +24,9 @@ import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
 import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { createClient, waitForReplicas } from '../../node-host/client.ts'
 import type { Mesh } from '../../core/mesh/index.ts'
-import { cellRun, startFleet, stopProc, type Proc } from '../integration/processes.ts'
+import { cell, cellRun, startFleet, stopProc, type Proc } from '../integration/processes.ts'
 import { stageVersion, CELL } from '../integration/versioned.ts'
-import { fleetPeers, seenThrough, tcpAddr } from '../integration/fleet-links.ts'
+import { fleetPeers, seenThrough, tcpAddr, until } from '../integration/fleet-links.ts'
 import { readFile, writeFile } from 'node:fs/promises'
 import { stageCell } from '../integration/stage-cell.ts'
 import { projectRoot } from '../integration/processes.ts'
@@ -31,14 +39,22 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '60' },
     nodes: { type: 'string', default: '5' },
     'publish-every': { type: 'string', default: '5' },
-    'check-every': { type: 'string', default: '1' }
+    'check-every': { type: 'string', default: '1' },
+    'restart-every': { type: 'string', default: '10' },
+    'max-growth': { type: 'string', default: '100' }
   }
 })
 const minutes = Number(values.minutes)
 const nodeCount = Number(values.nodes)
 const publishEveryMs = Number(values['publish-every']) * 60_000
 const checkEveryMs = Number(values['check-every']) * 60_000
-if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16)) throw new Error('usage: soak.ts --minutes N (> 0) --nodes N (2-16)')
+const restartEveryMs = Number(values['restart-every']) * 60_000
+const maxGrowthBytes = Number(values['max-growth']) * 1024 * 1024
+if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0)) {
+  throw new Error('usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB')
+}
+/** Memory readings before this much of a process's life are its warm-up, not a trend. */
+const WARM_UP_MS = 3 * 60_000
 
 const startedMs = Date.now()
 const elapsed = (): string => `${((Date.now() - startedMs) / 60_000).toFixed(1)} min`
@@ -58,6 +74,35 @@ const LEDGER_SNAPSHOT_MS = 30_000
 let minPeers = Infinity
 let checks = 0
 let stopping = false
+/** Per node and per run of its process: resident memory at the first check after warm-up, the last, and the most. */
+interface MemoryRun { node: number, startedMs: number, firstBytes?: number, lastBytes?: number, maxBytes: number }
+const memory: MemoryRun[] = []
+const restarts: Array<{ node: number, stopMs: number, backMs: number }> = []
+/** Restart windows (from SIGTERM until the fleet is whole again plus 30 s), in which the ledger may refuse appends. */
+const restartWindows: Array<{ fromMs: number, toMs: number }> = []
+const ledgerDuringRestarts = new Map<string, number>()
+const inRestartWindow = (ms: number): boolean => restartWindows.some(w => ms >= w.fromMs && ms <= w.toMs)
+
+/** VmRSS of a live process in bytes, from /proc (undefined once it is gone). */
+async function residentBytes (pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+  const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]
+  return kb !== undefined ? Number(kb) * 1024 : undefined
+}
+
+async function sampleMemory (): Promise<void> {
+  for (const [i, p] of nodes.entries()) {
+    const run = memory.findLast(m => m.node === i)
+    const bytes = await residentBytes(p.child.pid)
+    if (run === undefined || bytes === undefined) continue
+    run.maxBytes = Math.max(run.maxBytes, bytes)
+    if (Date.now() - run.startedMs < WARM_UP_MS) continue
+    run.firstBytes ??= bytes
+    run.lastBytes = bytes
+  }
+}
+const mib = (bytes: number | undefined): string => bytes === undefined ? '?' : `${Math.round(bytes / 1024 / 1024)}`
 
 async function cleanup (): Promise<void> {
   stopping = true
@@ -97,6 +142,37 @@ async function check (): Promise<void> {
   if (safeAgeMs > 3 * LEDGER_SNAPSHOT_MS + 30_000) problems.push(`${elapsed()}: the newest safe snapshot of ledger/0 is ${Math.round(safeAgeMs / 1000)} s old`)
   say(`check ${checks}: ledger ${ledger.acked.length} appends acknowledged, newest safe snapshot ${Math.round(safeAgeMs / 1000)} s old`)
   say(`check ${checks}: fleet peers ${nodes.map(p => fleetPeers(p) ?? '?').join('/')}, calls ${calls.ok} ok ${calls.failed} failed, problems ${problems.length}`)
+  await sampleMemory()
+  say(`check ${checks}: node memory (MiB RSS) ${nodes.map((_, i) => mib(memory.findLast(m => m.node === i)?.lastBytes ?? memory.findLast(m => m.node === i)?.maxBytes)).join('/')}`)
+}
+
+/**
+ * A rolling restart's step: SIGTERM node `i` (it drains), start it again on its data dir (same
+ * ports, same identity) with another node as bootstrap, and wait until every node counts all
+ * others as fleet peers again.
+ */
+async function restartNode (i: number): Promise<void> {
+  const fromMs = Date.now()
+  const window = { fromMs, toMs: Infinity }
+  restartWindows.push(window)
+  const old = nodes[i]
+  await stopProc(old, 60_000)
+  const stoppedMs = Date.now() - fromMs
+  if (old.child.signalCode === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM`)
+  const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
+  const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--bootstrap', bootstrap])
+  nodes[i] = p
+  memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
+  try {
+    await p.waitFor(/listening \/ip4/, 60_000)
+    await until(() => nodes.every(n => fleetPeers(n) === nodeCount - 1), () => `fleet peers ${nodes.map(n => fleetPeers(n) ?? '?').join('/')}`, 60_000, 250)
+  } catch (err) {
+    problems.push(`${elapsed()}: node ${i + 1} restarted but the fleet is not whole: ${(err as Error).message}`)
+  }
+  const backMs = Date.now() - fromMs
+  window.toMs = Date.now() + 30_000
+  restarts.push({ node: i, stopMs: stoppedMs, backMs })
+  say(`restarted node ${i + 1}: stopped in ${(stoppedMs / 1000).toFixed(1)} s, whole fleet again ${(backMs / 1000).toFixed(1)} s after SIGTERM`)
 }
 
 async function callLoop (mesh: Mesh): Promise<void> {
@@ -125,10 +201,14 @@ async function appendLoop (mesh: Mesh): Promise<void> {
       ledger.acked.push(next)
     } catch (err) {
       if (stopping) return
-      ledger.failed++
       const name = (err as Error).name
-      ledger.failures.set(name, (ledger.failures.get(name) ?? 0) + 1)
-      if (ledger.failed <= 20) say(`append failed: ${name}: ${(err as Error).message}`)
+      if (inRestartWindow(Date.now())) {
+        ledgerDuringRestarts.set(name, (ledgerDuringRestarts.get(name) ?? 0) + 1)
+      } else {
+        ledger.failed++
+        ledger.failures.set(name, (ledger.failures.get(name) ?? 0) + 1)
+        if (ledger.failed <= 20) say(`append failed: ${name}: ${(err as Error).message}`)
+      }
     }
     await new Promise(resolve => setTimeout(resolve, 500))
   }
@@ -150,6 +230,7 @@ let exitCode = 1
 try {
   say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers)`)
   await startFleet(nodes, root, keyPath, Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`))
+  for (const i of nodes.keys()) memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
   let publishes = 0
   await publish(++publishes)
   for (const p of nodes) {
@@ -171,11 +252,17 @@ try {
   const endMs = startedMs + minutes * 60_000
   let nextPublish = Date.now() + publishEveryMs
   let nextCheck = Date.now() + Math.min(checkEveryMs, 30_000)
+  let nextRestart = restartEveryMs > 0 ? Date.now() + restartEveryMs : Infinity
+  let restartTurn = 0
   while (Date.now() < endMs) {
-    await new Promise(resolve => setTimeout(resolve, Math.max(0, Math.min(nextPublish, nextCheck, endMs) - Date.now())))
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, Math.min(nextPublish, nextCheck, nextRestart, endMs) - Date.now())))
     if (Date.now() >= nextPublish && Date.now() < endMs) {
       await publish(++publishes)
       nextPublish += publishEveryMs
+    }
+    if (Date.now() >= nextRestart && Date.now() < endMs - 60_000) {
+      await restartNode(restartTurn++ % nodes.length)
+      nextRestart = Date.now() + restartEveryMs
     }
     if (Date.now() >= nextCheck) {
       await check()
@@ -190,6 +277,12 @@ try {
   if (ledger.failed > 0) problems.push(`ledger: ${ledger.failed} appends failed (${[...ledger.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})`)
   const joins = nodes.map(p => (p.stdout().match(/^peer joined /gm) ?? []).length)
   const leaves = nodes.map(p => (p.stdout().match(/^peer left /gm) ?? []).length)
+  for (const run of memory) {
+    if (run.firstBytes !== undefined && run.lastBytes !== undefined && run.lastBytes - run.firstBytes > maxGrowthBytes) {
+      problems.push(`node ${run.node + 1}: resident memory grew from ${mib(run.firstBytes)} to ${mib(run.lastBytes)} MiB within one run of its process (more than ${values['max-growth']} MiB)`)
+    }
+  }
+  const memoryLines = memory.map(run => `    node ${run.node + 1} (from ${((run.startedMs - startedMs) / 60_000).toFixed(1)} min): ${mib(run.firstBytes)} → ${mib(run.lastBytes)} MiB after warm-up, at most ${mib(run.maxBytes)}`)
   process.stdout.write([
     '',
     `soak summary: ${minutes} min, ${nodeCount} nodes, default timers`,
@@ -197,7 +290,11 @@ try {
     `  calls: ${calls.ok} ok, ${calls.failed} failed${calls.failures.size > 0 ? ` (${[...calls.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})` : ''}`,
     `  checks: ${checks}, fewest fleet peers seen on any node: ${minPeers}`,
     `  ledger: ${ledger.acked.length} appends acknowledged, ${missing.length} missing, ${ledger.failed} failed; oldest newest-safe-snapshot seen: ${Math.round(ledger.maxSafeAgeMs / 1000)} s`,
-    `  peer joins per node: ${joins.join('/')}, leaves per node: ${leaves.join('/')}`,
+    `  peer joins per node (this run of each process): ${joins.join('/')}, leaves: ${leaves.join('/')}`,
+    `  restarts: ${restarts.length}${restarts.length > 0 ? ` (${restarts.map(r => `node ${r.node + 1} stopped in ${(r.stopMs / 1000).toFixed(1)} s, fleet whole after ${(r.backMs / 1000).toFixed(1)} s`).join('; ')})` : ''}`,
+    `  ledger appends refused while a restart moved the claim: ${[...ledgerDuringRestarts].map(([n, c]) => `${n} ×${c}`).join(', ') || 'none'}`,
+    '  resident memory per node and run of its process:',
+    ...memoryLines,
     `  problems: ${problems.length}`,
     ...problems.slice(0, 30).map(p => `    - ${p}`),
     ''
