@@ -112,4 +112,14 @@ describe('syntax error helpers', () => {
     expect(syntaxHint('name = billing', 1)).toBeUndefined()
     expect(syntaxHint('x = 1', 1)).toBeUndefined()
   })
+
+  it('says when a one-line string is not closed on its line', () => {
+    expect(syntaxHint('max_replicas = "3', 1)).toMatch(/string opened with " is not closed on this line/)
+    expect(syntaxHint("main = 'cell.ts", 1)).toMatch(/string opened with ' is not closed/)
+    expect(syntaxHint('memo = "say \\"hi\\"', 1)).toMatch(/not closed/)
+    expect(syntaxHint('name = "billing"', 1)).toBeUndefined()
+    expect(syntaxHint('name = "billing" # "quoted', 1)).toBeUndefined()
+    expect(syntaxHint('text = """', 1)).toBeUndefined()
+    expect(syntaxHint('memo = "say \\"hi\\""', 1)).toBeUndefined()
+  })
 })

@@ -29,6 +29,7 @@ const bad: BadCase[] = [
   // TOML syntax
   { name: 'bare duration', source: withHead('[cell.biology]', 'health_grace = 10s'), error: ManifestSyntaxError, line: 8, key: 'cell.biology.health_grace', message: /write durations as strings: health_grace = "10s"/ },
   { name: 'bare size', source: withHead('[cell.storage]', 'claim = 10GiB'), error: ManifestSyntaxError, line: 8, key: 'cell.storage.claim', message: /write sizes as strings: claim = "10GiB"/ },
+  { name: 'string not closed', source: withHead('[cell.biology]', 'update = "live', 'max_replicas = 3'), error: ManifestSyntaxError, line: 8, key: 'cell.biology.update', message: /the string opened with " is not closed on this line/ },
   { name: 'unterminated string', source: doc('[cell]', 'name = "billing', 'version = "1.0.0"'), error: ManifestSyntaxError, line: 2, key: 'cell.name' },
   { name: 'duplicate key', source: withHead('[cell.biology]', 'min_replicas = 1', 'min_replicas = 2'), error: ManifestSyntaxError, line: 9, key: 'cell.biology.min_replicas' },
   { name: 'unclosed header', source: withHead('[cell.biology', 'min_replicas = 1'), error: ManifestSyntaxError, line: 7, key: 'cell.biology' },

@@ -31,9 +31,18 @@ export function syntaxKey (source: string, line: number): string {
   return table === '' ? written : `${table}.${written}`
 }
 
-/** A fix to suggest when `line` looks like a bare duration or size, e.g. `health_grace = 10s`. */
+/** A one-line string value opened after `=` and not closed on its line: `name = "billing`. */
+const OPEN_STRING = /^\s*[^=#"']+=\s*(["'])(?!\1\1)((?:\\.|(?!\1).)*)$/
+
+/**
+ * A fix to suggest for the failing `line`: a bare duration or size (`health_grace = 10s`), or a
+ * string that is not closed on its line (`max_replicas = "3`), which smol-toml reports as a
+ * control character (the newline) in the string.
+ */
 export function syntaxHint (source: string, line: number): string | undefined {
   const text = source.split('\n')[line - 1] ?? ''
+  const open = OPEN_STRING.exec(text.replace(/\r$/, ''))
+  if (open !== null) return `the string opened with ${open[1]} is not closed on this line (a one-line string ends with the quote it began with; use ${open[1].repeat(3)} for several lines)`
   const match = BARE_UNIT_VALUE.exec(text)
   if (match === null) return undefined
   const [, key, amount, unit] = match
