@@ -175,6 +175,18 @@ describe('cell status <cell>: a node\'s errors', () => {
     const quiet = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('billing')] }, 'billing', nowMs).join('\n')
     expect(quiet).not.toMatch(/error/)
   })
+
+  it('names the claims the node owns with their voters, and warns when one more lost voter stops a claim', () => {
+    const [a, b, c] = ['12D3KooWVoterAAAAAAAAAAAAAaaaaaa', '12D3KooWVoterBBBBBBBBBBBBBbbbbbb', '12D3KooWVoterCCCCCCCCCCCCCcccccc']
+    const owned = (voters: Array<{ peerId: string, live: boolean, goneMs?: number }>): NodeStatusReport => ({
+      node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, voters }] }]
+    })
+    const healthy = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }]), 'ledger', nowMs).join('\n')
+    expect(healthy).toContain('owns ledger/0 at epoch 4; voters …aaaaaa, …bbbbbb, …cccccc')
+    expect(healthy).not.toMatch(/WARNING|not in the fleet/)
+    const oneGone = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 3 * 3_600_000 }]), 'ledger', nowMs).join('\n')
+    expect(oneGone).toContain('WARNING ledger/0: voter …cccccc (gone 3h) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
+  })
 })
 
 describe('a stateful cell\'s storage in cell status', () => {

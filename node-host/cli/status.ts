@@ -11,6 +11,7 @@ import { OPERATOR_OPTIONS, OPERATOR_HELP, joinAsOperator, requireKnownCell, outp
 import { fetchReports, fleetPicture, cellPicture, type CellPicture, type Reports } from './fleet-picture.ts'
 import { MAX_MISMATCHES, type NodeStatusReport } from '../introspect/status-protocol.ts'
 import { claimNotes, type ClaimNote } from '../../core/fleet/claim-notes.ts'
+import { describeClaimVoters, voterVerdict } from '../volumes/voter-health.ts'
 
 const HELP = `usage: cell status [<cell>] [--output text|json]
 
@@ -138,6 +139,11 @@ export function describeNode (r: NodeStatusReport, cell: string, nowMs: number):
   if (c.retired !== undefined) out.push(`      treats it as retired by ${short(c.retired.authority)} (seq ${c.retired.seq})`)
   for (const reason of c.reasons) out.push(`      ${reason}`)
   if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
+  for (const claim of c.claims ?? []) {
+    out.push(`      owns ${claim.claimId} at epoch ${claim.epoch}; voters ${claim.voters.map(v => shortNode(v.peerId)).join(', ')}`)
+    const voters = describeClaimVoters(claim, shortNode, formatAge)
+    if (voters !== undefined) out.push(`      ${voterVerdict(claim.voters) === 'degraded' ? '' : 'WARNING '}${voters}`)
+  }
   if (c.lastError !== undefined) out.push(`      last error starting ${cell} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
   if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message.split('\n')[0]}`)
   return out

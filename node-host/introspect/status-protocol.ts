@@ -6,12 +6,15 @@
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { MalformedOperatorRequestError, MalformedOperatorAnswerError, serveOperatorProtocol, openOperatorStream, MAX_FRAME_BYTES, type Json } from './operator-wire.ts'
 import type { OperatorGate } from './operator-gate.ts'
+import type { ClaimVoters } from '../volumes/voter-health.ts'
 
 export const STATUS_PROTOCOL = '/cell/status/1'
 const MAX_CELLS = 64
 const MAX_REASONS = 24
 const MAX_REPLICAS = 64
 const MAX_TEXT = 400
+/** Claims of one cell a report names (the ones the node owns), each with at most 5 voters. */
+const MAX_CLAIMS = 16
 /** Peers of the other dissemination mode a report names. */
 export const MAX_MISMATCHES = 8
 
@@ -43,6 +46,8 @@ export interface NodeCellStatus {
   desiredReplicas?: number
   /** min_replicas and max_replicas of the newest release prepared here. */
   policy?: { minReplicas: number, maxReplicas: number, update: string }
+  /** The cell's claims this node owns, with their voters live or gone in its view. */
+  claims?: ClaimVoters[]
 }
 
 export interface NodeStatusReport {
@@ -92,6 +97,7 @@ export function statusReport (source: StatusSource, cell: string | undefined, au
         unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
         halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
         ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message) } } : {}),
+        ...(s.claims !== undefined ? { claims: s.claims.slice(0, MAX_CLAIMS).map(c => ({ ...c, voters: c.voters.slice(0, 5) })) } : {}),
         replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))
       }
     })

@@ -16,6 +16,7 @@ import { AcceptorFileStore } from '../claims/acceptor-file-store.ts'
 import { registerClaimMetrics } from '../claims/claim-metrics.ts'
 import { registerVolumeMetrics } from './volume-metrics.ts'
 import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
+import { describeClaimVoters, voterVerdict, type ClaimVoters } from './voter-health.ts'
 import type { SpawnSpec } from '../replica-set.ts'
 
 const log = logger('cell:volumes')
@@ -37,6 +38,10 @@ export interface NodeVolumesInit {
 
 /** Most node ids remembered as seen since start (a fleet view holds fewer full nodes). */
 const MAX_SEEN = 4096
+/** How often the owner looks at its claims' voters (and notes when each was last live). */
+const VOTER_CHECK_MS = 15_000
+/** A voter gone this long is logged (once per absence) by the claim's owner. */
+const VOTER_GONE_LOG_MS = 60_000
 
 export class NodeVolumes {
   readonly storage: Storage
@@ -50,6 +55,12 @@ export class NodeVolumes {
   private readonly served = { served: 0, malformed: 0, failed: 0 }
   /** Nodes that were live in this node's view at some moment since it started (VolumeManager `seenSinceStart`). */
   private readonly seen = new Set<string>()
+  /** Wall time this node last saw each voter of its own claims live (only those: bounded by claims × 5). */
+  private readonly voterLastLive = new Map<string, number>()
+  /** `claim|voter` pairs logged as gone, so each absence is logged once. */
+  private readonly votersLogged = new Set<string>()
+  private startedMs = 0
+  private voterTimer: unknown
   private readonly onViewChange = (evt: Event): void => {
     const change = (evt as CustomEvent<{ key: string, nodeId?: string }>).detail
     for (const id of [change.nodeId, change.key]) if (id !== undefined && !this.seen.has(id) && this.init.view.node(id) !== undefined) this.noteSeen(id)
@@ -94,6 +105,7 @@ export class NodeVolumes {
   /** Serves `/cell/claim/1` and builds the volume manager; call once the libp2p node runs. */
   async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
     const { init } = this
+    this.startedMs = init.clock.now()
     for (const n of init.view.nodes()) this.noteSeen(n.nodeId)
     init.view.addEventListener('change', this.onViewChange)
     this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock, stats: this.served })
@@ -128,13 +140,59 @@ export class NodeVolumes {
       seenSinceStart: (nodeId) => this.seenSinceStart(nodeId),
       ...init.tuning
     })
+    const check = (): void => {
+      this.checkVoters()
+      this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+    }
+    this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
     return this.manager
+  }
+
+  /**
+   * The claims this node owns and their voters: live in this node's view or not, and since when
+   * not (since it last saw the voter live, else since it started). For `cell status`, metrics, logs.
+   */
+  claimVoters (): ClaimVoters[] {
+    const now = this.init.clock.now()
+    return (this.manager?.claims() ?? []).map(c => ({
+      claimId: c.claimId,
+      epoch: c.epoch,
+      voters: c.voters.map(peerId => {
+        if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
+          this.voterLastLive.set(peerId, now)
+          return { peerId, live: true }
+        }
+        return { peerId, live: false, goneMs: Math.max(0, now - (this.voterLastLive.get(peerId) ?? this.startedMs)) }
+      })
+    }))
+  }
+
+  /** Notes which voters are live, logs a voter gone for a minute (once per absence) and its return. */
+  private checkVoters (): void {
+    const claims = this.claimVoters()
+    const current = new Set<string>()
+    for (const c of claims) {
+      for (const v of c.voters) {
+        const key = `${c.claimId}|${v.peerId}`
+        current.add(key)
+        if (!v.live && (v.goneMs ?? 0) >= VOTER_GONE_LOG_MS && !this.votersLogged.has(key)) {
+          this.votersLogged.add(key)
+          const line = describeClaimVoters(c, id => `…${id.slice(-6)}`, ms => `${Math.round(ms / 1000)} s`)
+          log.error('%s', line)
+        } else if (v.live && this.votersLogged.delete(key)) {
+          log('%s: voter …%s is back in the fleet (%s)', c.claimId, v.peerId.slice(-6), voterVerdict(c.voters))
+        }
+      }
+    }
+    for (const key of this.votersLogged) if (!current.has(key)) this.votersLogged.delete(key)
+    const voters = new Set(claims.flatMap(c => c.voters.map(v => v.peerId)))
+    for (const id of this.voterLastLive.keys()) if (!voters.has(id)) this.voterLastLive.delete(id)
   }
 
   /** Claim register and volume metrics in the node's registry (call once, after start). */
   registerMetrics (registry: Registry): void {
     registerClaimMetrics(registry, { acceptor: this.acceptor, ...(this.client !== undefined ? { client: this.client } : {}), serve: this.served })
-    if (this.manager !== undefined) registerVolumeMetrics(registry, this.manager)
+    if (this.manager !== undefined) registerVolumeMetrics(registry, this.manager, { claimVoters: () => this.claimVoters() })
   }
 
   /**
@@ -168,6 +226,8 @@ export class NodeVolumes {
   }
 
   async stop (): Promise<void> {
+    if (this.voterTimer !== undefined) this.init.clock.clearTimeout(this.voterTimer)
+    this.voterTimer = undefined
     this.init.view.removeEventListener('change', this.onViewChange)
     await this.unserve?.().catch(() => {})
     this.unserve = undefined

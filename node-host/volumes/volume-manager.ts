@@ -479,11 +479,12 @@ export class VolumeManager implements ReplicaVolumes {
   }
 
   /** The claims open here, for status and tests. */
-  claims (): Array<{ claimId: string, epoch: number, serving: boolean, restoredFrom?: string, lastSnapshot?: string, lastSnapshotMs?: number, lastSnapshotBytes?: number }> {
+  claims (): Array<{ claimId: string, epoch: number, serving: boolean, voters: string[], restoredFrom?: string, lastSnapshot?: string, lastSnapshotMs?: number, lastSnapshotBytes?: number }> {
     return [...this.held.values()].map(c => ({
       claimId: c.claimId,
       epoch: c.epoch,
       serving: c.serving(),
+      voters: [...c.voters],
       ...(c.restoredFrom !== undefined ? { restoredFrom: c.restoredFrom } : {}),
       ...(c.lastSnapshot !== undefined ? { lastSnapshot: c.lastSnapshot } : {}),
       ...(c.lastSnapshotMs !== undefined ? { lastSnapshotMs: c.lastSnapshotMs } : {}),

@@ -3,8 +3,10 @@
 // hand-overs, unsafe hand-overs, failed renewals).
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { VolumeManager } from './volume-manager.ts'
+import type { ClaimVoters } from './voter-health.ts'
 
-export function registerVolumeMetrics (registry: Registry, manager: VolumeManager, now: () => number = Date.now): void {
+export function registerVolumeMetrics (registry: Registry, manager: VolumeManager, options: { now?: () => number, claimVoters?: () => ClaimVoters[] } = {}): void {
+  const now = options.now ?? Date.now
   if (registry.getSingleMetric('cell_storage_snapshot_age_seconds') !== undefined) return
   const age = new Gauge({
     name: 'cell_storage_snapshot_age_seconds',
@@ -24,6 +26,20 @@ export function registerVolumeMetrics (registry: Registry, manager: VolumeManage
     collect () {
       size.reset()
       for (const c of manager.claims()) if (c.lastSnapshotBytes !== undefined) size.set({ claim: c.claimId, epoch: String(c.epoch) }, c.lastSnapshotBytes)
+    }
+  })
+  const voters = new Gauge({
+    name: 'cell_claim_voters',
+    help: 'Voters of each claim this node owns, live or gone in its view: the claim renews and moves only while a majority is live (alert when live is down to a majority).',
+    labelNames: ['claim', 'state'],
+    registers: [registry],
+    collect () {
+      voters.reset()
+      for (const c of options.claimVoters?.() ?? []) {
+        const live = c.voters.filter(v => v.live).length
+        voters.set({ claim: c.claimId, state: 'live' }, live)
+        voters.set({ claim: c.claimId, state: 'gone' }, c.voters.length - live)
+      }
     }
   })
   const events = new Counter({

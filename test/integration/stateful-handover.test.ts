@@ -17,6 +17,8 @@ import { TestFleet } from './test-fleet.ts'
 import { stageCell } from './stage-cell.ts'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { requestRestore } from '../../node-host/volumes/restore-protocol.ts'
+import { statusSource } from '../../node-host/introspect/serve-introspection.ts'
+import { describeClaimVoters, voterVerdict } from '../../node-host/volumes/voter-health.ts'
 
 describe('a stateful cell handed over by a planned stop', () => {
   const fleet = new TestFleet()
@@ -56,6 +58,17 @@ describe('a stateful cell handed over by a planned stop', () => {
     expect(moved.claimId).toBe('ledger/0')
     expect(moved.epoch).toBeGreaterThan(claim.epoch)
     expect(moved.restoredFrom).toMatch(/^snapshot-e\d+-/)
+    // The new owner's status report names the claim's voters as its view has them: the stopped
+    // node, if the rendezvous hash made it one, gone (and what that means for the claim), the rest live.
+    const voters = await waitForView(operator, () => {
+      const c = statusSource(next).cell('ledger').claims?.find(x => x.claimId === 'ledger/0')
+      return c !== undefined && c.voters.every(v => v.live === (v.peerId !== owner.peerId)) ? c : undefined
+    }, 'the new owner\'s view of the claim\'s voters', { timeoutMs: 20_000 })
+    expect(voters.epoch).toBe(moved.epoch)
+    expect(voters.voters.map(v => v.peerId).sort()).toEqual([...moved.voters].sort())
+    const ownerWasVoter = moved.voters.includes(owner.peerId)
+    expect(voterVerdict(voters.voters)).toBe(ownerWasVoter ? 'at-risk' : 'ok')
+    if (ownerWasVoter) expect(describeClaimVoters(voters, id => id, ms => `${ms} ms`)).toContain(`voter ${owner.peerId} (gone `)
     // Callers learn the claim's epoch from heartbeats: the operator routes only to the new epoch.
     const heard = await waitForView(operator, () => operator.replicas('ledger').find(i => i.claim?.epoch === moved.epoch), 'the new owner\'s heartbeat with its epoch', { timeoutMs: 15_000 })
     expect(heard.claim).toEqual({ ordinal: 0, epoch: moved.epoch })
@@ -90,6 +103,14 @@ describe('a stateful cell handed over by a planned stop', () => {
     // snapshot it stops at once, instead of waiting out the 20 s it would wait for pins, and keeps
     // the claim (no hand-over: its copy is the newest, and nodes started before it wait for it).
     await Promise.all(nodes.filter(n => n !== next).map(async n => await n.stop()))
+    // Every other voter is gone now: the claim can neither renew nor move, and the owner says so.
+    const alone = performance.now()
+    const last = await waitForView(operator, () => {
+      const c = next.volumes.claimVoters().find(x => x.claimId === 'ledger/0')
+      return c !== undefined && c.voters.every(v => v.live === (v.peerId === next.peerId)) ? c : undefined
+    }, 'the owner seeing the other voters gone', { timeoutMs: 10_000, tickMs: 100 })
+    expect(voterVerdict(last.voters)).toBe('stuck')
+    process.stdout.write(`stateful handover: the owner saw every other voter gone ${Math.round(performance.now() - alone)} ms after they stopped (the first owner was ${ownerWasVoter ? '' : 'not '}a voter)\n`)
     const stopping = performance.now()
     await next.stop()
     const stopMs = performance.now() - stopping

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest'
+import { describeClaimVoters, voterVerdict, votersNeeded, type VoterState } from './voter-health.ts'
+
+const live = (peerId: string): VoterState => ({ peerId, live: true })
+const gone = (peerId: string, goneMs?: number): VoterState => ({ peerId, live: false, ...(goneMs !== undefined ? { goneMs } : {}) })
+const short = (id: string): string => `…${id}`
+const age = (ms: number): string => `${ms / 60_000}m`
+
+describe('the voters of a claim a node owns', () => {
+  it('needs a majority: 2 of 3, 3 of 5, 1 of 1', () => {
+    expect([1, 2, 3, 4, 5].map(votersNeeded)).toEqual([1, 2, 2, 3, 3])
+  })
+
+  it('says ok, degraded, at-risk or stuck', () => {
+    expect(voterVerdict([live('a'), live('b'), live('c')])).toBe('ok')
+    expect(voterVerdict([live('a'), live('b'), gone('c')])).toBe('at-risk')
+    expect(voterVerdict([live('a'), gone('b'), gone('c')])).toBe('stuck')
+    expect(voterVerdict([live('a'), live('b'), live('c'), live('d'), gone('e')])).toBe('degraded')
+    expect(voterVerdict([live('a'), live('b'), live('c'), gone('d'), gone('e')])).toBe('at-risk')
+    expect(voterVerdict([live('a')])).toBe('ok')
+  })
+
+  it('is silent while every voter is live, and names the gone ones with how long and what it means', () => {
+    expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), live('c')] }, short, age)).toBeUndefined()
+    expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), gone('c', 720_000)] }, short, age))
+      .toBe('ledger/0: voter …c (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (a dead voter is not replaced yet: docs/storage.md)')
+    expect(describeClaimVoters({ claimId: 'ledger/1', epoch: 2, voters: [live('a'), gone('b', 60_000), gone('c')] }, short, age))
+      .toBe('ledger/1: voters …b (gone 1m), …c not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew, and no node can take it, until 1 of them returns')
+    expect(describeClaimVoters({ claimId: 'ledger/2', epoch: 1, voters: [live('a'), live('b'), live('c'), live('d'), gone('e', 120_000)] }, short, age))
+      .toBe('ledger/2: voter …e (gone 2m) not in the fleet; 4 of its 5 voters left, 3 needed to renew or move it')
+  })
+})
