@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
 import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
-import { describeNode, headline, mismatchLines, storageLines } from './status.ts'
+import { claimRiskLines, describeNode, headline, mismatchLines, storageLines } from './status.ts'
 import { renderTop } from './top.ts'
 import { logPrinter } from './logs.ts'
 import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
@@ -186,6 +186,11 @@ describe('cell status <cell>: a node\'s errors', () => {
     expect(healthy).not.toMatch(/WARNING|not in the fleet/)
     const oneGone = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 3 * 3_600_000 }]), 'ledger', nowMs).join('\n')
     expect(oneGone).toContain('WARNING ledger/0: voter …cccccc (gone 3h) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
+    // The fleet overview names at-risk and stopped claims only.
+    expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }])])).toEqual([])
+    expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 60_000 }])]))
+      .toEqual(['  WARNING ledger/0: voter …cccccc (gone 1m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (a dead voter is not replaced yet: docs/storage.md) (owner …aaaaaa)'])
+    expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }])])[0]).toMatch(/WARNING ledger\/0: voters …bbbbbb, …cccccc not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew/)
   })
 })
 

@@ -66,6 +66,24 @@ export function mismatchLines (reports: readonly NodeStatusReport[]): string[] {
   return lines
 }
 
+/**
+ * The fleet overview's warnings about claims: every claim an owner reports with only a majority of
+ * its voters live (one more loss stops it) or fewer (stopped), one line each.
+ */
+export function claimRiskLines (reports: readonly NodeStatusReport[]): string[] {
+  const lines: string[] = []
+  for (const r of reports) {
+    for (const c of r.cells) {
+      for (const claim of c.claims ?? []) {
+        const verdict = voterVerdict(claim.voters)
+        if (verdict !== 'at-risk' && verdict !== 'stuck') continue
+        lines.push(`  WARNING ${describeClaimVoters(claim, shortNode, formatAge)} (owner ${shortNode(r.node)})`)
+      }
+    }
+  }
+  return lines
+}
+
 /** A stateful cell's claims: where each is written, at which epoch, and whether a snapshot would survive its owner (none for a stateless cell). */
 export function storageLines (notes: readonly ClaimNote[]): string[] {
   if (notes.length === 0) return []
@@ -178,12 +196,14 @@ export async function run (argv: string[]): Promise<number> {
     const reports = await fetchReports(mesh, undefined)
     const picture = fleetPicture(mesh.view, reports.reports, nowMs)
     if (format === 'json') {
-      process.stdout.write(JSON.stringify({ ...picture, unreachable: reports.failures }, null, 2) + '\n')
+      const claims = reports.reports.flatMap(r => r.cells.flatMap(c => (c.claims ?? []).map(claim => ({ ...claim, owner: r.node, voterState: voterVerdict(claim.voters) }))))
+      process.stdout.write(JSON.stringify({ ...picture, claims, unreachable: reports.failures }, null, 2) + '\n')
       return 0
     }
     const lines = [`fleet: ${picture.nodes.length} node(s), ${picture.cells.length} cell(s)`, '']
     for (const c of picture.cells) lines.push(`  ${headline(c)}`)
     if (picture.cells.length === 0) lines.push('  (no cell known yet: `cell publish` one)')
+    lines.push(...claimRiskLines(reports.reports))
     for (const f of reports.failures) lines.push(`  node ${shortNode(f.node)} did not answer: ${f.error}`)
     lines.push(...mismatchLines(reports.reports))
     lines.push('', 'Run `cell status <cell>` for one cell in detail.')
