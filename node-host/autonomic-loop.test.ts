@@ -200,6 +200,7 @@ describe('a spawn another node\'s claims decline', () => {
     expect(loop.counters.failures).toBe(0)
     expect(loop.lastError).toBeUndefined()
     expect(loop.cellErrors.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: ClaimsHeldError: .* is held by …abcdef/)
+    expect(loop.cellErrors.get(CELL)?.declined).toBe(true)
   })
 
   it('so is one left to the nodes that know the claim\'s voters (ClaimVotersUnknownError)', async () => {

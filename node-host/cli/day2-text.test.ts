@@ -158,7 +158,7 @@ describe('cell logs text', () => {
 
 describe('cell status <cell>: a node\'s errors', () => {
   const nowMs = Date.UTC(2026, 11, 1, 12, 0, 0)
-  const cellStatus = (cell: string, lastError?: { atMs: number, message: string }): NodeStatusReport['cells'][number] =>
+  const cellStatus = (cell: string, lastError?: { atMs: number, message: string, declined?: boolean }): NodeStatusReport['cells'][number] =>
     ({ cell, reasons: ['target 1.0.0 (newest release)'], prepared: [], unprepared: [], halted: [], replicas: [], ...(lastError !== undefined ? { lastError } : {}) })
 
   it('shows the cell\'s own last spawn error and the loop\'s tick error, never another cell\'s', () => {
@@ -174,6 +174,10 @@ describe('cell status <cell>: a node\'s errors', () => {
     expect(lines).toContain('last loop error 5s ago: tick: TypeError: boom')
     const quiet = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('billing')] }, 'billing', nowMs).join('\n')
     expect(quiet).not.toMatch(/error/)
+    // A decline (another node holds the claim) is told as one, not as an error.
+    const declined = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('ledger', { atMs: nowMs - 4_000, message: 'spawn ledger@1.0.0: ClaimsHeldError: ledger/0 is held by …2EFRwo, which serves a replica of it after all', declined: true })] }, 'ledger', nowMs).join('\n')
+    expect(declined).toContain('declined to start ledger (its claims said no, not a failure) 4s ago: spawn ledger@1.0.0: ClaimsHeldError')
+    expect(declined).not.toMatch(/last error/)
   })
 
   it('names the claims the node owns with their voters, and warns when one more lost voter stops a claim', () => {

@@ -162,7 +162,10 @@ export function describeNode (r: NodeStatusReport, cell: string, nowMs: number):
     const voters = describeClaimVoters(claim, shortNode, formatAge)
     if (voters !== undefined) out.push(`      ${voterVerdict(claim.voters) === 'degraded' ? '' : 'WARNING '}${voters}`)
   }
-  if (c.lastError !== undefined) out.push(`      last error starting ${cell} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
+  if (c.lastError !== undefined) {
+    const what = c.lastError.declined === true ? `declined to start ${cell} (its claims said no, not a failure)` : `last error starting ${cell}`
+    out.push(`      ${what} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
+  }
   if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message.split('\n')[0]}`)
   return out
 }

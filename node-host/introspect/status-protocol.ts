@@ -40,8 +40,8 @@ export interface NodeCellStatus {
   halted: Array<{ version: string, digest: string, metric: string, reason: string }>
   retired?: { authority: string, seq: number }
   replicas: ReplicaStatus[]
-  /** The loop's last error starting a replica of this cell here. */
-  lastError?: { atMs: number, message: string }
+  /** The loop's last error starting a replica of this cell here; `declined` when the claims said no (another node holds them, or a former owner is awaited), not a failure. */
+  lastError?: { atMs: number, message: string, declined?: boolean }
   /** The replica count the loop's last tick aimed for, when it decided one. */
   desiredReplicas?: number
   /** min_replicas and max_replicas of the newest release prepared here. */
@@ -96,7 +96,7 @@ export function statusReport (source: StatusSource, cell: string | undefined, au
         prepared: s.prepared.slice(-16),
         unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
         halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
-        ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message) } } : {}),
+        ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message), ...(s.lastError.declined === true ? { declined: true } : {}) } } : {}),
         ...(s.claims !== undefined ? { claims: s.claims.slice(0, MAX_CLAIMS).map(c => ({ ...c, voters: c.voters.slice(0, 5) })) } : {}),
         replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))
       }

@@ -79,7 +79,7 @@ describe.skipIf(process.env.CELL_FLEET_RESTART !== '1')('a whole fleet with a st
     expect(awaited[1]).toBe(ownerId.slice(-6))
     // An operator sees why the ledger is not running, and for how long more, in `cell status`.
     const status = await cellRun(['status', 'ledger', '--bootstrap', again, '--key', keyPath], 60_000)
-    expect(status.stdout, status.stderr).toMatch(new RegExp(`last error starting ledger .*ClaimOwnerAwaitedError: ledger/0 was last owned by …${ownerId.slice(-6)} .*Left to it for \\d+ s more`))
+    expect(status.stdout, status.stderr).toMatch(new RegExp(`declined to start ledger .*ClaimOwnerAwaitedError: ledger/0 was last owned by …${ownerId.slice(-6)} .*Left to it for \\d+ s more`))
     const after = await createClient({ bootstrap: [again], authorityKey: key })
     try {
       // The snapshot records of the last run are known again (kept on disk, pins announced again):
