@@ -199,8 +199,8 @@ describe('a spawn another node\'s claims decline', () => {
     expect(loop.counters.declined).toBe(1)
     expect(loop.counters.failures).toBe(0)
     expect(loop.lastError).toBeUndefined()
-    expect(loop.cellErrors.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: ClaimsHeldError: .* is held by …abcdef/)
-    expect(loop.cellErrors.get(CELL)?.declined).toBe(true)
+    expect(loop.cellDeclines.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: ClaimsHeldError: .* is held by …abcdef/)
+    expect(loop.cellErrors.has(CELL)).toBe(false)
   })
 
   it('so is one left to the nodes that know the claim\'s voters (ClaimVotersUnknownError)', async () => {
@@ -209,6 +209,8 @@ describe('a spawn another node\'s claims decline', () => {
     expect(loop.counters.declined).toBe(1)
     expect(loop.counters.failures).toBe(0)
     expect(loop.lastError).toBeUndefined()
+    expect(loop.cellDeclines.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: Claim\w+Error: /)
+    expect(loop.cellErrors.has(CELL)).toBe(false)
   })
 
   it('so is one left to its former owner for a while (ClaimOwnerAwaitedError)', async () => {
@@ -217,6 +219,8 @@ describe('a spawn another node\'s claims decline', () => {
     expect(loop.counters.declined).toBe(1)
     expect(loop.counters.failures).toBe(0)
     expect(loop.lastError).toBeUndefined()
+    expect(loop.cellDeclines.get(CELL)?.message).toMatch(/^spawn versioned@1\.1\.0: Claim\w+Error: /)
+    expect(loop.cellErrors.has(CELL)).toBe(false)
   })
 })
 

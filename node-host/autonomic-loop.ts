@@ -137,7 +137,13 @@ export class AutonomicLoop extends EventTarget {
    * The last spawn error per cell, newest last, at most MAX_CELL_ERRORS cells: `cell status <cell>`
    * shows a cell's own, never another cell's (which may be another authority's).
    */
-  readonly cellErrors = new Map<string, { atMs: number, message: string, declined?: true }>()
+  readonly cellErrors = new Map<string, { atMs: number, message: string }>()
+  /**
+   * The last spawn per cell the claims declined (another node holds the claim, a former owner is
+   * awaited, this node does not know the voters), bounded like cellErrors and kept apart from them:
+   * a decline must neither look like a failure nor hide one.
+   */
+  readonly cellDeclines = new Map<string, { atMs: number, message: string }>()
   private readonly events = new Map<string, HealthEvent>()
   /**
    * This node's crashed replicas already restarted. Their tombstones keep telling the fleet about the
@@ -530,23 +536,24 @@ export class AutonomicLoop extends EventTarget {
           const verb = action.kind === 'restart' ? 'restarted' : 'started'
           this.notice({ kind: verb, cell: action.cell, text: `${verb} ${info.instanceId}: ${spawnWhy(action.reason)}` })
         }, (err) => {
-          const error: { atMs: number, message: string, declined?: true } = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          const error = { atMs: this.init.clock.now(), message: `spawn ${action.cell}@${action.version}: ${(err as Error).name}: ${(err as Error).message}` }
+          let book = this.cellErrors
           // Another node holds every claim, or only nodes that know a claim's voters may take it:
           // the claims working, not a failure (a non-voter of a moving claim said so at error level
           // every few seconds until the claim had moved), or a claim left to its former owner for a
           // while (ClaimOwnerAwaitedError, logged once by the volume manager).
           if (err instanceof ClaimsHeldError || err instanceof ClaimVotersUnknownError || err instanceof ClaimOwnerAwaitedError) {
             this.counters.declined++
-            error.declined = true
+            book = this.cellDeclines
             log('spawn %s declined: %s', action.cell, err.message)
           } else {
             this.counters.failures++
             this.lastError = error
             log.error('spawn %s failed: %s', action.cell, spawnFailureText(err))
           }
-          this.cellErrors.delete(action.cell)
-          this.cellErrors.set(action.cell, error)
-          for (const oldest of this.cellErrors.keys()) { if (this.cellErrors.size <= MAX_CELL_ERRORS) break; this.cellErrors.delete(oldest) }
+          book.delete(action.cell)
+          book.set(action.cell, error)
+          for (const oldest of book.keys()) { if (book.size <= MAX_CELL_ERRORS) break; book.delete(oldest) }
         })
         return
       }

@@ -121,5 +121,11 @@ describe('syntax error helpers', () => {
     expect(syntaxHint('name = "billing" # "quoted', 1)).toBeUndefined()
     expect(syntaxHint('text = """', 1)).toBeUndefined()
     expect(syntaxHint('memo = "say \\"hi\\""', 1)).toBeUndefined()
+    // Closed strings that failed for another reason get no such hint: a literal string has no
+    // escapes, and an escaped backslash does not escape the closing quote.
+    expect(syntaxHint("x = 'C:\\'", 1)).toBeUndefined()
+    expect(syntaxHint('x = "C:\\\\" y', 1)).toBeUndefined()
+    expect(syntaxHint('x = "a\\\\\\""', 1)).toBeUndefined()
+    expect(syntaxHint('a = 1\r\nmax_replicas = "3\r\n', 2)).toMatch(/string opened with " is not closed/)
   })
 })

@@ -31,8 +31,9 @@ export function syntaxKey (source: string, line: number): string {
   return table === '' ? written : `${table}.${written}`
 }
 
-/** A one-line string value opened after `=` and not closed on its line: `name = "billing`. */
-const OPEN_STRING = /^\s*[^=#"']+=\s*(["'])(?!\1\1)((?:\\.|(?!\1).)*)$/
+/** A one-line value opened after `=` and not closed on its line: `name = "billing` (basic: `\` escapes) or `name = 'billing` (literal: no escapes). */
+const OPEN_BASIC_STRING = /^\s*[^=#"']+=\s*"(?!"")(?:\\.|[^"\\])*$/
+const OPEN_LITERAL_STRING = /^\s*[^=#"']+=\s*'(?!'')[^']*$/
 
 /**
  * A fix to suggest for the failing `line`: a bare duration or size (`health_grace = 10s`), or a
@@ -41,8 +42,9 @@ const OPEN_STRING = /^\s*[^=#"']+=\s*(["'])(?!\1\1)((?:\\.|(?!\1).)*)$/
  */
 export function syntaxHint (source: string, line: number): string | undefined {
   const text = source.split('\n')[line - 1] ?? ''
-  const open = OPEN_STRING.exec(text.replace(/\r$/, ''))
-  if (open !== null) return `the string opened with ${open[1]} is not closed on this line (a one-line string ends with the quote it began with; use ${open[1].repeat(3)} for several lines)`
+  const line1 = text.replace(/\r$/, '')
+  const quote = OPEN_BASIC_STRING.test(line1) ? '"' : OPEN_LITERAL_STRING.test(line1) ? "'" : undefined
+  if (quote !== undefined) return `the string opened with ${quote} is not closed on this line (a one-line string ends with the quote it began with; use ${quote.repeat(3)} for several lines)`
   const match = BARE_UNIT_VALUE.exec(text)
   if (match === null) return undefined
   const [, key, amount, unit] = match

@@ -158,7 +158,7 @@ describe('cell logs text', () => {
 
 describe('cell status <cell>: a node\'s errors', () => {
   const nowMs = Date.UTC(2026, 11, 1, 12, 0, 0)
-  const cellStatus = (cell: string, lastError?: { atMs: number, message: string, declined?: boolean }): NodeStatusReport['cells'][number] =>
+  const cellStatus = (cell: string, lastError?: { atMs: number, message: string }): NodeStatusReport['cells'][number] =>
     ({ cell, reasons: ['target 1.0.0 (newest release)'], prepared: [], unprepared: [], halted: [], replicas: [], ...(lastError !== undefined ? { lastError } : {}) })
 
   it('shows the cell\'s own last spawn error and the loop\'s tick error, never another cell\'s', () => {
@@ -175,9 +175,14 @@ describe('cell status <cell>: a node\'s errors', () => {
     const quiet = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('billing')] }, 'billing', nowMs).join('\n')
     expect(quiet).not.toMatch(/error/)
     // A decline (another node holds the claim) is told as one, not as an error.
-    const declined = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [cellStatus('ledger', { atMs: nowMs - 4_000, message: 'spawn ledger@1.0.0: ClaimsHeldError: ledger/0 is held by …2EFRwo, which serves a replica of it after all', declined: true })] }, 'ledger', nowMs).join('\n')
+    const decline = { atMs: nowMs - 4_000, message: 'spawn ledger@1.0.0: ClaimsHeldError: ledger/0 is held by …2EFRwo, which serves a replica of it after all' }
+    const declined = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [{ ...cellStatus('ledger'), lastDecline: decline }] }, 'ledger', nowMs).join('\n')
     expect(declined).toContain('declined to start ledger (its claims said no, not a failure) 4s ago: spawn ledger@1.0.0: ClaimsHeldError')
     expect(declined).not.toMatch(/last error/)
+    // …and does not hide a real failure before it.
+    const both = describeNode({ node: '12D3KooWNodeAAAAAAAA', counters: {}, cells: [{ ...cellStatus('ledger', { atMs: nowMs - 60_000, message: 'spawn ledger@1.0.0: SandboxError: bwrap failed' }), lastDecline: decline }] }, 'ledger', nowMs).join('\n')
+    expect(both).toContain('last error starting ledger 1m ago: spawn ledger@1.0.0: SandboxError: bwrap failed')
+    expect(both).toContain('declined to start ledger')
   })
 
   it('names the claims the node owns with their voters, and warns when one more lost voter stops a claim', () => {
@@ -190,6 +195,8 @@ describe('cell status <cell>: a node\'s errors', () => {
     expect(healthy).not.toMatch(/WARNING|not in the fleet/)
     const oneGone = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 3 * 3_600_000 }]), 'ledger', nowMs).join('\n')
     expect(oneGone).toContain('WARNING ledger/0: voter …cccccc (gone 3h) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
+    const lapsed: NodeStatusReport = { node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, serving: false, voters: [{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }] }] }] }
+    expect(describeNode(lapsed, 'ledger', nowMs).join('\n')).toContain('holds ledger/0 at epoch 4 but does not serve it (its lease ran out here); voters')
     // The fleet overview names at-risk and stopped claims only.
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }])])).toEqual([])
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 60_000 }])]))

@@ -158,14 +158,13 @@ export function describeNode (r: NodeStatusReport, cell: string, nowMs: number):
   for (const reason of c.reasons) out.push(`      ${reason}`)
   if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
   for (const claim of c.claims ?? []) {
-    out.push(`      owns ${claim.claimId} at epoch ${claim.epoch}; voters ${claim.voters.map(v => shortNode(v.peerId)).join(', ')}`)
+    const holds = claim.serving === false ? `holds ${claim.claimId} at epoch ${claim.epoch} but does not serve it (its lease ran out here)` : `owns ${claim.claimId} at epoch ${claim.epoch}`
+    out.push(`      ${holds}; voters ${claim.voters.map(v => shortNode(v.peerId)).join(', ')}`)
     const voters = describeClaimVoters(claim, shortNode, formatAge)
     if (voters !== undefined) out.push(`      ${voterVerdict(claim.voters) === 'degraded' ? '' : 'WARNING '}${voters}`)
   }
-  if (c.lastError !== undefined) {
-    const what = c.lastError.declined === true ? `declined to start ${cell} (its claims said no, not a failure)` : `last error starting ${cell}`
-    out.push(`      ${what} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
-  }
+  if (c.lastDecline !== undefined) out.push(`      declined to start ${cell} (its claims said no, not a failure) ${formatAge(nowMs - c.lastDecline.atMs)} ago: ${c.lastDecline.message.split('\n')[0]}`)
+  if (c.lastError !== undefined) out.push(`      last error starting ${cell} ${formatAge(nowMs - c.lastError.atMs)} ago: ${c.lastError.message.split('\n')[0]}`)
   if (r.lastError !== undefined) out.push(`      last loop error ${formatAge(nowMs - r.lastError.atMs)} ago: ${r.lastError.message.split('\n')[0]}`)
   return out
 }

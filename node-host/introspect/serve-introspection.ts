@@ -34,6 +34,7 @@ export function statusSource (node: FullNode): StatusSource {
       const desiredReplicas = node.loop.desiredReplicas(cell)
       const biology = node.releases.latest(cell)?.manifest.biology
       const lastError = node.loop.cellErrors.get(cell)
+      const lastDecline = node.loop.cellDeclines.get(cell)
       const claims = node.volumes?.claimVoters().filter(c => c.claimId.startsWith(`${cell}/`)) ?? []
       return {
         cell,
@@ -45,6 +46,7 @@ export function statusSource (node: FullNode): StatusSource {
         halted: [...node.loop.halted].filter(([key]) => key.startsWith(`${cell}@`)).map(([key, h]) => ({ version: key.slice(cell.length + 1), digest: h.digest, metric: h.metric, reason: h.reason })),
         ...(retired !== undefined ? { retired } : {}),
         ...(lastError !== undefined ? { lastError } : {}),
+        ...(lastDecline !== undefined ? { lastDecline } : {}),
         ...(claims.length > 0 ? { claims } : {}),
         replicas: node.replicas.list(cell).map(r => ({
           replica: r.instanceId,

@@ -7,6 +7,7 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 import { MalformedOperatorRequestError, MalformedOperatorAnswerError, serveOperatorProtocol, openOperatorStream, MAX_FRAME_BYTES, type Json } from './operator-wire.ts'
 import type { OperatorGate } from './operator-gate.ts'
 import type { ClaimVoters } from '../volumes/voter-health.ts'
+import { MAX_VOTERS } from '../../core/claims/index.ts'
 
 export const STATUS_PROTOCOL = '/cell/status/1'
 const MAX_CELLS = 64
@@ -40,8 +41,10 @@ export interface NodeCellStatus {
   halted: Array<{ version: string, digest: string, metric: string, reason: string }>
   retired?: { authority: string, seq: number }
   replicas: ReplicaStatus[]
-  /** The loop's last error starting a replica of this cell here; `declined` when the claims said no (another node holds them, or a former owner is awaited), not a failure. */
-  lastError?: { atMs: number, message: string, declined?: boolean }
+  /** The loop's last error starting a replica of this cell here. */
+  lastError?: { atMs: number, message: string }
+  /** The last start of a replica the claims declined here (another node holds the claim, a former owner is awaited): not a failure. */
+  lastDecline?: { atMs: number, message: string }
   /** The replica count the loop's last tick aimed for, when it decided one. */
   desiredReplicas?: number
   /** min_replicas and max_replicas of the newest release prepared here. */
@@ -96,8 +99,9 @@ export function statusReport (source: StatusSource, cell: string | undefined, au
         prepared: s.prepared.slice(-16),
         unprepared: s.unprepared.slice(0, 8).map(u => ({ ...u, error: clip(u.error) })),
         halted: s.halted.slice(0, 8).map(h => ({ ...h, reason: clip(h.reason) })),
-        ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message), ...(s.lastError.declined === true ? { declined: true } : {}) } } : {}),
-        ...(s.claims !== undefined ? { claims: s.claims.slice(0, MAX_CLAIMS).map(c => ({ ...c, voters: c.voters.slice(0, 5) })) } : {}),
+        ...(s.lastError !== undefined ? { lastError: { atMs: s.lastError.atMs, message: clip(s.lastError.message) } } : {}),
+        ...(s.lastDecline !== undefined ? { lastDecline: { atMs: s.lastDecline.atMs, message: clip(s.lastDecline.message) } } : {}),
+        ...(s.claims !== undefined ? { claims: s.claims.slice(0, MAX_CLAIMS).map(c => ({ ...c, voters: c.voters.slice(0, MAX_VOTERS) })) } : {}),
         replicas: s.replicas.slice(-MAX_REPLICAS).map(r => ({ ...r, ...(r.exitReason !== undefined ? { exitReason: clip(r.exitReason) } : {}), ...(r.stderrTail !== undefined ? { stderrTail: r.stderrTail.slice(-5).map(clip) } : {}) }))
       }
     })
@@ -125,11 +129,30 @@ export async function serveStatusProtocol (node: Libp2p, source: StatusSource, o
   }, { gate: options.gate, cellOf: (body) => parseStatusRequest(body).cell, ...(options.stats !== undefined ? { stats: options.stats } : {}) })
 }
 
+/**
+ * A status frame as a report, or MalformedOperatorAnswerError. A node of another version may send
+ * a cell's claims in another shape: those are dropped, so the CLI never reads what it cannot.
+ */
+export function readStatusReport (frame: Json): NodeStatusReport {
+  if (frame.t !== 'status' || typeof frame.node !== 'string' || !Array.isArray(frame.cells)) throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: not a status report`)
+  const report = frame as unknown as NodeStatusReport
+  for (const c of report.cells) {
+    if (typeof c !== 'object' || c === null) throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: a cell of the report is not an object`)
+    if (c.claims !== undefined && !(Array.isArray(c.claims) && c.claims.every(isClaimVoters))) delete c.claims
+  }
+  return report
+}
+
+function isClaimVoters (c: unknown): c is ClaimVoters {
+  const v = c as ClaimVoters | null
+  return typeof v === 'object' && v !== null && typeof v.claimId === 'string' && typeof v.epoch === 'number' && Array.isArray(v.voters) && v.voters.length <= MAX_VOTERS &&
+    v.voters.every(x => typeof x === 'object' && x !== null && typeof x.peerId === 'string' && typeof x.live === 'boolean' && (x.goneMs === undefined || typeof x.goneMs === 'number'))
+}
+
 /** Asks `peer` for its status report (of `cell`, or of every cell of the requester's authority). */
 export async function fetchStatus (node: Libp2p, peer: PeerId, chain: Uint8Array, cell: string | undefined, options: { signal?: AbortSignal } = {}): Promise<NodeStatusReport> {
   for await (const frame of openOperatorStream(node, peer, STATUS_PROTOCOL, chain, cell !== undefined ? { cell } : {}, options)) {
-    if (frame.t !== 'status' || typeof frame.node !== 'string' || !Array.isArray(frame.cells)) throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: not a status report`)
-    return frame as unknown as NodeStatusReport
+    return readStatusReport(frame)
   }
   throw new MalformedOperatorAnswerError(`${STATUS_PROTOCOL}: no status report`)
 }

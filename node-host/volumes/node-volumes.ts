@@ -59,8 +59,8 @@ export class NodeVolumes {
   private readonly voterLastLive = new Map<string, number>()
   /** `claim|voter` pairs logged as gone, so each absence is logged once. */
   private readonly votersLogged = new Set<string>()
-  private startedMs = 0
   private voterTimer: unknown
+  private stopped = false
   private readonly onViewChange = (evt: Event): void => {
     const change = (evt as CustomEvent<{ key: string, nodeId?: string }>).detail
     for (const id of [change.nodeId, change.key]) if (id !== undefined && !this.seen.has(id) && this.init.view.node(id) !== undefined) this.noteSeen(id)
@@ -105,7 +105,6 @@ export class NodeVolumes {
   /** Serves `/cell/claim/1` and builds the volume manager; call once the libp2p node runs. */
   async start (libp2p: Libp2p, snapshots: SnapshotPort): Promise<VolumeManager> {
     const { init } = this
-    this.startedMs = init.clock.now()
     for (const n of init.view.nodes()) this.noteSeen(n.nodeId)
     init.view.addEventListener('change', this.onViewChange)
     this.unserve = await serveClaimProtocol(libp2p, this.acceptor, { clock: init.clock, stats: this.served })
@@ -141,28 +140,37 @@ export class NodeVolumes {
       ...init.tuning
     })
     const check = (): void => {
-      this.checkVoters()
-      this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+      if (this.stopped) return
+      try {
+        this.checkVoters()
+      } catch (err) {
+        log.error('checking the voters of this node\'s claims: %s', (err as Error).message)
+      } finally {
+        if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+      }
     }
-    this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+    if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
     return this.manager
   }
 
   /**
-   * The claims this node owns and their voters: live in this node's view or not, and since when
-   * not (since it last saw the voter live, else since it started). For `cell status`, metrics, logs.
+   * The claims this node holds and their voters: live in this node's view or not, and for at least
+   * how long not (since it last saw the voter live while holding a claim it votes on, else since it
+   * first found it gone: never more than it knows). For `cell status`, metrics, logs.
    */
   claimVoters (): ClaimVoters[] {
     const now = this.init.clock.now()
     return (this.manager?.claims() ?? []).map(c => ({
       claimId: c.claimId,
       epoch: c.epoch,
+      serving: c.serving,
       voters: c.voters.map(peerId => {
         if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
           this.voterLastLive.set(peerId, now)
           return { peerId, live: true }
         }
-        return { peerId, live: false, goneMs: Math.max(0, now - (this.voterLastLive.get(peerId) ?? this.startedMs)) }
+        if (!this.voterLastLive.has(peerId)) this.voterLastLive.set(peerId, now)
+        return { peerId, live: false, goneMs: Math.max(0, now - this.voterLastLive.get(peerId)!) }
       })
     }))
   }
@@ -226,6 +234,7 @@ export class NodeVolumes {
   }
 
   async stop (): Promise<void> {
+    this.stopped = true
     if (this.voterTimer !== undefined) this.init.clock.clearTimeout(this.voterTimer)
     this.voterTimer = undefined
     this.init.view.removeEventListener('change', this.onViewChange)

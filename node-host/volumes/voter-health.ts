@@ -4,25 +4,27 @@
 // claim with one voter left above its majority is one node loss away from stopping: `cell status
 // <cell>` prints it, the owner logs it and `cell_claim_voters{claim,state}` carries it for alerts.
 
+import { majorityOf } from '../../core/claims/index.ts'
+
 /** One voter of a claim in the owner's view. */
 export interface VoterState {
   peerId: string
   live: boolean
-  /** Not live: for how long, as far as this node knows (since it last saw the voter live, or since it started). */
+  /** Not live: for at least how long (since this node last saw it live, or first saw it gone while holding the claim). */
   goneMs?: number
 }
 
-/** A claim this node owns, with its voters. */
+/** A claim this node holds, with its voters. */
 export interface ClaimVoters {
   claimId: string
   epoch: number
+  /** False once its lease ran out here (a lost majority of voters, a pause): held, not served. */
+  serving?: boolean
   voters: VoterState[]
 }
 
 /** Voters a claim needs to renew or move: a majority of them. */
-export function votersNeeded (total: number): number {
-  return Math.floor(total / 2) + 1
-}
+export const votersNeeded = majorityOf
 
 /**
  * What the voters mean for the claim: `ok` (every voter live), `degraded` (some gone, more than a

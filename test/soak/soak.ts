@@ -9,9 +9,10 @@
 // them: calls keep succeeding only if the clients renew their grants.
 // Every --restart-every minutes (default 10, 0 = never) one node in turn is stopped with SIGTERM and
 // started again on its data dir, as an operator's rolling upgrade does: no call to the stateless cell
-// may fail meanwhile (its replicas drain to the others), the node must be back in the whole fleet
-// within a minute, and the ledger may refuse appends only while a restart moves its claim (counted
-// and printed; an acknowledged append must still never go missing).
+// may fail meanwhile (its replicas drain to the others), the node must stop with exit 0 and be back
+// in the whole fleet within a minute, and the ledger may refuse appends only while the restart of
+// the node that owned its claim moves the claim (counted and printed; an acknowledged append must
+// still never go missing).
 // Each node's resident memory is read from /proc at every check: the summary prints it per node
 // (from the first check after warm-up to the last of each run of the process), and a node whose
 // memory grew by more than --max-growth MiB (default 100) within one run of its process is a problem.
@@ -77,8 +78,10 @@ let stopping = false
 /** Per node and per run of its process: resident memory at the first check after warm-up, the last, and the most. */
 interface MemoryRun { node: number, startedMs: number, firstBytes?: number, lastBytes?: number, maxBytes: number }
 const memory: MemoryRun[] = []
-const restarts: Array<{ node: number, stopMs: number, backMs: number }> = []
-/** Restart windows (from SIGTERM until the fleet is whole again plus 30 s), in which the ledger may refuse appends. */
+const restarts: Array<{ node: number, stopMs: number, backMs: number, ledgerOwner: boolean }> = []
+/** Each node's peer id, from its first start (a restart on the same data dir keeps it). */
+const nodeIds: string[] = []
+/** Windows of restarts of the ledger's owner (from SIGTERM until the fleet is whole again plus 30 s), in which the ledger may refuse appends. */
 const restartWindows: Array<{ fromMs: number, toMs: number }> = []
 const ledgerDuringRestarts = new Map<string, number>()
 const inRestartWindow = (ms: number): boolean => restartWindows.some(w => ms >= w.fromMs && ms <= w.toMs)
@@ -126,15 +129,19 @@ async function publish (n: number): Promise<void> {
 /** Every node: connected to all others, and a client joining there sees every node and the last release. */
 async function check (): Promise<void> {
   checks++
-  const ids = nodes.map(p => /cell node (\w+)/.exec(p.stdout())![1]).sort()
+  const ids = [...nodeIds].sort()
   const latest = published.at(-1)?.version
   for (const [i, p] of nodes.entries()) {
     const peers = fleetPeers(p) ?? 0
     minPeers = Math.min(minPeers, peers)
     if (peers !== nodeCount - 1) problems.push(`${elapsed()}: node ${i + 1} has ${peers} fleet peers`)
-    const seen = await seenThrough(tcpAddr(p), key, [CELL], nodeCount, 15_000, latest !== undefined ? { [CELL]: latest } : undefined)
-    if (seen.nodes.join() !== ids.join()) problems.push(`${elapsed()}: through node ${i + 1} a client sees ${seen.nodes.length} of ${nodeCount} nodes`)
-    if (latest !== undefined && seen.releases[CELL] !== latest) problems.push(`${elapsed()}: through node ${i + 1} the release is ${seen.releases[CELL]}, not ${latest}`)
+    try {
+      const seen = await seenThrough(tcpAddr(p), key, [CELL], nodeCount, 15_000, latest !== undefined ? { [CELL]: latest } : undefined)
+      if (seen.nodes.join() !== ids.join()) problems.push(`${elapsed()}: through node ${i + 1} a client sees ${seen.nodes.length} of ${nodeCount} nodes`)
+      if (latest !== undefined && seen.releases[CELL] !== latest) problems.push(`${elapsed()}: through node ${i + 1} the release is ${seen.releases[CELL]}, not ${latest}`)
+    } catch (err) {
+      problems.push(`${elapsed()}: a client joining through node ${i + 1} failed: ${(err as Error).message.slice(0, 300)}`)
+    }
   }
   const safe = callers[0]?.view.safeSnapshots('ledger/0')[0]
   const safeAgeMs = safe !== undefined ? Date.now() - safe.takenMs : Infinity
@@ -153,12 +160,16 @@ async function check (): Promise<void> {
  */
 async function restartNode (i: number): Promise<void> {
   const fromMs = Date.now()
+  // Only a restart of the node that serves the ledger's claim may make appends fail (the claim moves).
+  const ledgerOwner = callers[0]?.view.instances('ledger').find(r => r.state === 'ready' && r.claim !== undefined)?.nodeId
   const window = { fromMs, toMs: Infinity }
-  restartWindows.push(window)
+  if (ledgerOwner === nodeIds[i]) restartWindows.push(window)
   const old = nodes[i]
   await stopProc(old, 60_000)
   const stoppedMs = Date.now() - fromMs
-  if (old.child.signalCode === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM`)
+  const exit = await old.exited
+  if (exit.signal === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM`)
+  else if (exit.code !== 0) problems.push(`${elapsed()}: node ${i + 1} exited with ${exit.code ?? exit.signal} on SIGTERM: ${old.stderr().slice(-500)}`)
   const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
   const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--bootstrap', bootstrap])
   nodes[i] = p
@@ -171,8 +182,8 @@ async function restartNode (i: number): Promise<void> {
   }
   const backMs = Date.now() - fromMs
   window.toMs = Date.now() + 30_000
-  restarts.push({ node: i, stopMs: stoppedMs, backMs })
-  say(`restarted node ${i + 1}: stopped in ${(stoppedMs / 1000).toFixed(1)} s, whole fleet again ${(backMs / 1000).toFixed(1)} s after SIGTERM`)
+  restarts.push({ node: i, stopMs: stoppedMs, backMs, ledgerOwner: ledgerOwner === nodeIds[i] })
+  say(`restarted node ${i + 1}${ledgerOwner === nodeIds[i] ? ' (the ledger\'s owner)' : ''}: stopped in ${(stoppedMs / 1000).toFixed(1)} s, whole fleet again ${(backMs / 1000).toFixed(1)} s after SIGTERM`)
 }
 
 async function callLoop (mesh: Mesh): Promise<void> {
@@ -231,6 +242,7 @@ try {
   say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers)`)
   await startFleet(nodes, root, keyPath, Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`))
   for (const i of nodes.keys()) memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
+  for (const p of nodes) nodeIds.push((await p.waitFor(/cell node (\w+)/, 30_000))[1])
   let publishes = 0
   await publish(++publishes)
   for (const p of nodes) {
@@ -260,9 +272,10 @@ try {
       await publish(++publishes)
       nextPublish += publishEveryMs
     }
-    if (Date.now() >= nextRestart && Date.now() < endMs - 60_000) {
-      await restartNode(restartTurn++ % nodes.length)
-      nextRestart = Date.now() + restartEveryMs
+    if (Date.now() >= nextRestart) {
+      // No restart in the last minute: the fleet must be whole for the final check.
+      if (Date.now() < endMs - 60_000) await restartNode(restartTurn++ % nodes.length)
+      nextRestart = Date.now() + restartEveryMs < endMs - 60_000 ? Date.now() + restartEveryMs : Infinity
     }
     if (Date.now() >= nextCheck) {
       await check()
@@ -282,7 +295,7 @@ try {
       problems.push(`node ${run.node + 1}: resident memory grew from ${mib(run.firstBytes)} to ${mib(run.lastBytes)} MiB within one run of its process (more than ${values['max-growth']} MiB)`)
     }
   }
-  const memoryLines = memory.map(run => `    node ${run.node + 1} (from ${((run.startedMs - startedMs) / 60_000).toFixed(1)} min): ${mib(run.firstBytes)} → ${mib(run.lastBytes)} MiB after warm-up, at most ${mib(run.maxBytes)}`)
+  const memoryLines = memory.map(run => `    node ${run.node + 1} (from ${((run.startedMs - startedMs) / 60_000).toFixed(1)} min): ${run.firstBytes === undefined ? 'no reading after its warm-up (too short a run to judge)' : `${mib(run.firstBytes)} → ${mib(run.lastBytes)} MiB after warm-up`}, at most ${mib(run.maxBytes)}`)
   process.stdout.write([
     '',
     `soak summary: ${minutes} min, ${nodeCount} nodes, default timers`,
@@ -291,8 +304,8 @@ try {
     `  checks: ${checks}, fewest fleet peers seen on any node: ${minPeers}`,
     `  ledger: ${ledger.acked.length} appends acknowledged, ${missing.length} missing, ${ledger.failed} failed; oldest newest-safe-snapshot seen: ${Math.round(ledger.maxSafeAgeMs / 1000)} s`,
     `  peer joins per node (this run of each process): ${joins.join('/')}, leaves: ${leaves.join('/')}`,
-    `  restarts: ${restarts.length}${restarts.length > 0 ? ` (${restarts.map(r => `node ${r.node + 1} stopped in ${(r.stopMs / 1000).toFixed(1)} s, fleet whole after ${(r.backMs / 1000).toFixed(1)} s`).join('; ')})` : ''}`,
-    `  ledger appends refused while a restart moved the claim: ${[...ledgerDuringRestarts].map(([n, c]) => `${n} ×${c}`).join(', ') || 'none'}`,
+    `  restarts: ${restarts.length}${restarts.length > 0 ? ` (${restarts.map(r => `node ${r.node + 1}${r.ledgerOwner ? ' (ledger owner)' : ''} stopped in ${(r.stopMs / 1000).toFixed(1)} s, fleet whole after ${(r.backMs / 1000).toFixed(1)} s`).join('; ')})` : ''}`,
+    `  ledger appends refused while the owner's restart moved the claim: ${[...ledgerDuringRestarts].map(([n, c]) => `${n} ×${c}`).join(', ') || 'none'}`,
     '  resident memory per node and run of its process:',
     ...memoryLines,
     `  problems: ${problems.length}`,
