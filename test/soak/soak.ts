@@ -75,8 +75,13 @@ const LEDGER_SNAPSHOT_MS = 30_000
 let minPeers = Infinity
 let checks = 0
 let stopping = false
-/** Per node and per run of its process: resident memory at the first check after warm-up, the last, and the most. */
-interface MemoryRun { node: number, startedMs: number, firstBytes?: number, lastBytes?: number, maxBytes: number }
+/**
+ * Per node and per run of its process: resident memory at the first check after warm-up, the last,
+ * and the most; and the V8 heap in use and the memory outside it (Buffers) at the same two checks,
+ * from the node's /metrics, so a growth can be told apart: JavaScript objects, or native memory.
+ */
+interface MemoryRun { node: number, startedMs: number, firstBytes?: number, lastBytes?: number, maxBytes: number, first?: HeapFigures, last?: HeapFigures }
+interface HeapFigures { heapUsed: number, external: number }
 const memory: MemoryRun[] = []
 const restarts: Array<{ node: number, stopMs: number, backMs: number, ledgerOwner: boolean }> = []
 /** Each node's peer id, from its first start (a restart on the same data dir keeps it). */
@@ -94,6 +99,17 @@ async function residentBytes (pid: number | undefined): Promise<number | undefin
   return kb !== undefined ? Number(kb) * 1024 : undefined
 }
 
+/** nodejs_heap_size_used_bytes and nodejs_external_memory_bytes from the node's own /metrics. */
+async function heapFigures (p: Proc): Promise<HeapFigures | undefined> {
+  const url = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(p.stdout())?.[1]
+  if (url === undefined) return undefined
+  const text = await fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async r => await r.text()).catch(() => '')
+  const figure = (name: string): number | undefined => { const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text); return m !== null ? Number(m[1]) : undefined }
+  const heapUsed = figure('nodejs_heap_size_used_bytes')
+  const external = figure('nodejs_external_memory_bytes')
+  return heapUsed !== undefined && external !== undefined ? { heapUsed, external } : undefined
+}
+
 async function sampleMemory (): Promise<void> {
   for (const [i, p] of nodes.entries()) {
     const run = memory.findLast(m => m.node === i)
@@ -101,8 +117,13 @@ async function sampleMemory (): Promise<void> {
     if (run === undefined || bytes === undefined) continue
     run.maxBytes = Math.max(run.maxBytes, bytes)
     if (Date.now() - run.startedMs < WARM_UP_MS) continue
+    const heap = await heapFigures(p)
     run.firstBytes ??= bytes
     run.lastBytes = bytes
+    if (heap !== undefined) {
+      run.first ??= heap
+      run.last = heap
+    }
   }
 }
 const mib = (bytes: number | undefined): string => bytes === undefined ? '?' : `${Math.round(bytes / 1024 / 1024)}`
@@ -295,7 +316,8 @@ try {
       problems.push(`node ${run.node + 1}: resident memory grew from ${mib(run.firstBytes)} to ${mib(run.lastBytes)} MiB within one run of its process (more than ${values['max-growth']} MiB)`)
     }
   }
-  const memoryLines = memory.map(run => `    node ${run.node + 1} (from ${((run.startedMs - startedMs) / 60_000).toFixed(1)} min): ${run.firstBytes === undefined ? 'no reading after its warm-up (too short a run to judge)' : `${mib(run.firstBytes)} → ${mib(run.lastBytes)} MiB after warm-up`}, at most ${mib(run.maxBytes)}`)
+  const memoryLines = memory.map(run => `    node ${run.node + 1} (from ${((run.startedMs - startedMs) / 60_000).toFixed(1)} min): ${run.firstBytes === undefined ? 'no reading after its warm-up (too short a run to judge)' : `${mib(run.firstBytes)} → ${mib(run.lastBytes)} MiB after warm-up`}, at most ${mib(run.maxBytes)}` +
+    (run.first !== undefined && run.last !== undefined ? `; V8 heap in use ${mib(run.first.heapUsed)} → ${mib(run.last.heapUsed)}, outside it ${mib(run.first.external)} → ${mib(run.last.external)} MiB` : ''))
   process.stdout.write([
     '',
     `soak summary: ${minutes} min, ${nodeCount} nodes, default timers`,
