@@ -4,6 +4,8 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { coalescedWrites } from './coalesced-writes.ts'
+import { CompactMemoryDatastore } from './compact-datastore.ts'
+import type { Datastore } from 'interface-datastore'
 import { lazyWindowUpdates } from './lazy-window-updates.ts'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
@@ -198,6 +200,8 @@ const log = logger('cell:mesh')
 
 export class Mesh {
   readonly libp2p: Libp2p<MeshServices>
+  /** libp2p's datastore (kad-dht provider records and values, the peer store), for inspection. */
+  datastore!: Datastore
   readonly view: FleetView
   readonly gossip: FleetGossip
   readonly clock: Clock
@@ -275,6 +279,7 @@ export class Mesh {
       authenticate: callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
+    const datastore = new CompactMemoryDatastore()
     const libp2p = await createLibp2p<MeshServices>({
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
@@ -282,6 +287,8 @@ export class Mesh {
       connectionEncrypters: [coalescedWrites(noise(init.noiseCrypto !== undefined ? { crypto: init.noiseCrypto } : {}))],
       streamMuxers: [lazyWindowUpdates(yamux())],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
+      // Provider records and the peer store keep compact copies (a pooled 6-byte view pinned 64 KiB).
+      datastore,
       ...init.libp2p,
       services: {
         identify: identify(),
@@ -356,6 +363,7 @@ export class Mesh {
       })
       : undefined
     mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant, detector)
+    mesh.datastore = init.libp2p?.datastore ?? datastore
     return mesh
   }
 

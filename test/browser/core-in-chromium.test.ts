@@ -50,6 +50,7 @@ const CORE_TESTS = [
   'core/mesh/noise-framing.test.ts',
   'core/mesh/lazy-window-updates.test.ts',
   'core/mesh/coalesced-writes.test.ts',
+  'core/mesh/compact-datastore.test.ts',
   'core/biology/rollout-progress.test.ts',
   'core/biology/followers.test.ts',
   'core/fleet/member-records.test.ts',
