@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { existsSync } from 'node:fs'
 import { Registry } from 'prom-client'
 import { acceptingAuth, createSynapseNode, UnknownAuthorityError, type SynapseNode } from '../test/bench/nodes.ts'
 import { CallCancelledError, DeadlineExceededError, SYNAPSE_ERROR_CLASSES, WireErrorRegistry, type CallContext, type SynapseHandler } from '../core/synapse/index.ts'
@@ -217,11 +218,14 @@ describe('a replica set stopping after direct capsid calls', () => {
     // The release store keeps an artifact a replica still runs from (and only that one).
     expect(replicas.runsDigest('d')).toBe(true)
     expect(replicas.runsDigest('e')).toBe(false)
+    expect(existsSync(join(replicas.runDir, info.instanceId))).toBe(true)
     // On the code before, each direct call pushed the set's count of calls being answered below zero and stopAll waited forever.
     await replicas.stopAll({ graceMs: 200, signal: AbortSignal.timeout(15_000) })
     await replicas.idle()
     expect(replicas.list().every(r => r.state === 'stopped')).toBe(true)
     expect(replicas.runsDigest('d')).toBe(false)
+    // The run directory goes with the replicas (a node stopped with a fresh identity each run left one in /tmp per run).
+    expect(existsSync(replicas.runDir)).toBe(false)
   }, 30_000)
 })
 

@@ -349,7 +349,13 @@ export class ReplicaSet extends EventTarget {
     // Bounded: no spawn starts once closing, and every start and drain has its own deadline.
     while (this.pendingWork.size > 0) await Promise.allSettled([...this.pendingWork])
     await this.idle(options)
+    // The run directory (one socket directory per replica) goes with the replicas: a node started
+    // with a fresh identity each time, as tests and throwaway fleets do, would leave one per run.
+    await rm(this.init.runDir, { recursive: true, force: true }).catch((err: unknown) => { log('removing %s: %e', this.init.runDir, err) })
   }
+
+  /** Where the replicas' socket directories are (removed by stopAll). */
+  get runDir (): string { return this.init.runDir }
 
   private async track<T> (work: Promise<T>): Promise<T> {
     this.pendingWork.add(work)
