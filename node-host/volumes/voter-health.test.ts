@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { describeClaimVoters, voterVerdict, votersNeeded, type VoterState } from './voter-health.ts'
+import { describeClaimVoters, voterVerdict, type VoterState } from './voter-health.ts'
+import { majorityOf } from '../../core/claims/index.ts'
 
 const live = (peerId: string): VoterState => ({ peerId, live: true })
 const gone = (peerId: string, goneMs?: number): VoterState => ({ peerId, live: false, ...(goneMs !== undefined ? { goneMs } : {}) })
@@ -8,7 +9,7 @@ const age = (ms: number): string => `${ms / 60_000}m`
 
 describe('the voters of a claim a node owns', () => {
   it('needs a majority: 2 of 3, 3 of 5, 1 of 1', () => {
-    expect([1, 2, 3, 4, 5].map(votersNeeded)).toEqual([1, 2, 2, 3, 3])
+    expect([1, 2, 3, 4, 5].map(majorityOf)).toEqual([1, 2, 2, 3, 3])
   })
 
   it('says ok, degraded, at-risk or stuck', () => {

@@ -23,9 +23,6 @@ export interface ClaimVoters {
   voters: VoterState[]
 }
 
-/** Voters a claim needs to renew or move: a majority of them. */
-export const votersNeeded = majorityOf
-
 /**
  * What the voters mean for the claim: `ok` (every voter live), `degraded` (some gone, more than a
  * majority left), `at-risk` (exactly a majority left: one more loss stops the claim) or `stuck` (fewer
@@ -33,7 +30,7 @@ export const votersNeeded = majorityOf
  */
 export function voterVerdict (voters: readonly VoterState[]): 'ok' | 'degraded' | 'at-risk' | 'stuck' {
   const live = voters.filter(v => v.live).length
-  const needed = votersNeeded(voters.length)
+  const needed = majorityOf(voters.length)
   if (live === voters.length) return 'ok'
   if (live < needed) return 'stuck'
   return live === needed ? 'at-risk' : 'degraded'
@@ -48,7 +45,7 @@ export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string)
   if (verdict === 'ok') return undefined
   const gone = claim.voters.filter(v => !v.live)
   const live = claim.voters.length - gone.length
-  const needed = votersNeeded(claim.voters.length)
+  const needed = majorityOf(claim.voters.length)
   const who = gone.map(v => `${short(v.peerId)}${v.goneMs !== undefined ? ` (gone ${age(v.goneMs)})` : ''}`).join(', ')
   const head = `${claim.claimId}: voter${gone.length > 1 ? 's' : ''} ${who} not in the fleet; ${live} of its ${claim.voters.length} voters left, ${needed} needed to renew or move it`
   if (verdict === 'stuck') return `${head}: it cannot renew, and no node can take it, until ${needed - live} of them return${needed - live > 1 ? '' : 's'}`

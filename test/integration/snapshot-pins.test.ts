@@ -11,12 +11,10 @@ import { existsSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Ed25519PrivateKey } from '@libp2p/interface'
-import { Mesh } from '../../core/mesh/index.ts'
-import type { LocalNodeState, SnapshotRecord } from '../../core/fleet/index.ts'
-import { Credentials, authorityIdOf, encodeCertificate, encodeRelease, generateAuthority, issueGrant, signRelease, type AuthorityKey } from '../../core/identity/index.ts'
-import { clientTransports } from '../../node-host/client-transports.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import type { SnapshotRecord } from '../../core/fleet/index.ts'
+import { encodeRelease, generateAuthority, signRelease, type AuthorityKey } from '../../core/identity/index.ts'
+import { startHostMesh } from './host-mesh.ts'
 import { DirDriver } from '../../node-host/storage/dir.ts'
 import { layoutDirFor, restoreSnapshot, takeSnapshot } from '../../node-host/storage/snapshots.ts'
 import { fetchSnapshotBlobs, type SnapshotBlobServer } from '../../node-host/storage/blob-exchange.ts'
@@ -50,22 +48,7 @@ describe('snapshot pinning across nodes', () => {
   })
 
   async function start (name: string, authority: AuthorityKey, bootstrap: string[], pin = true): Promise<Node> {
-    const privateKey = await generateKeyPair('Ed25519') as Ed25519PrivateKey
-    const credentials = new Credentials({ peerKey: privateKey })
-    const now = Date.now()
-    const grant = await issueGrant(authority, { subject: credentials.peerId, roles: ['host'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 })
-    credentials.addGrant(grant)
-    const trusted = new Set([authorityIdOf(authority.publicKey)])
-    const localNode = (): LocalNodeState => ({
-      addrs: mesh.libp2p.getMultiaddrs().map(a => a.toString()),
-      capacity: { slots: 4, freeSlots: 4, cpuCores: 2, memoryBytes: 2 ** 30, freeMemoryBytes: 2 ** 30 },
-      load: { cpuPercent: 0, memoryPercent: 0 },
-      roles: ['full'],
-      grants: [encodeCertificate(grant)],
-      startedMs: now
-    })
-    const mesh: Mesh = await Mesh.create({ privateKey, transports: clientTransports(), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, credentials, trusted, heartbeatMs: 1_000, localNode })
-    await mesh.start()
+    const { mesh, privateKey, credentials, trusted } = await startHostMesh(authority, bootstrap)
     const dataDir = join(root, name)
     await mkdir(dataDir, { recursive: true })
     const d = await startSnapshotDistribution({

@@ -6,39 +6,18 @@
 // both datastores must own its memory (its buffer is its own size). With libp2p's plain
 // MemoryDatastore (passed in place of the mesh's own) the same check finds 64 KiB buffers.
 import { describe, it, expect, afterEach } from 'vitest'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { MemoryDatastore } from 'datastore-core'
-import { Mesh } from '../../core/mesh/index.ts'
-import type { LocalNodeState } from '../../core/fleet/index.ts'
-import { Credentials, authorityIdOf, encodeCertificate, generateAuthority, issueGrant, type AuthorityKey } from '../../core/identity/index.ts'
-import { clientTransports } from '../../node-host/client-transports.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
+import { generateAuthority, type AuthorityKey } from '../../core/identity/index.ts'
+import { startHostMesh } from '../integration/host-mesh.ts'
 import { artifactCid } from '../../node-host/artifacts/artifact-exchange.ts'
 
 const meshes: Mesh[] = []
 afterEach(async () => { await Promise.all(meshes.splice(0).map(async m => await m.stop())) })
 
 async function fullNode (authority: AuthorityKey, bootstrap: string[], plainStore: boolean): Promise<Mesh> {
-  const privateKey = await generateKeyPair('Ed25519') as Ed25519PrivateKey
-  const credentials = new Credentials({ peerKey: privateKey })
-  const now = Date.now()
-  const grant = await issueGrant(authority, { subject: credentials.peerId, roles: ['host'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 })
-  credentials.addGrant(grant)
-  const localNode = (): LocalNodeState => ({
-    addrs: mesh.libp2p.getMultiaddrs().map(a => a.toString()),
-    capacity: { slots: 4, freeSlots: 4, cpuCores: 2, memoryBytes: 2 ** 30, freeMemoryBytes: 2 ** 30 },
-    load: { cpuPercent: 0, memoryPercent: 0 },
-    roles: ['full'],
-    grants: [encodeCertificate(grant)],
-    startedMs: now
-  })
-  const mesh: Mesh = await Mesh.create({
-    privateKey, transports: clientTransports(), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, credentials,
-    trusted: new Set([authorityIdOf(authority.publicKey)]), heartbeatMs: 1_000, localNode,
-    ...(plainStore ? { libp2p: { datastore: new MemoryDatastore() } } : {})
-  })
+  const { mesh } = await startHostMesh(authority, bootstrap, plainStore ? { libp2p: { datastore: new MemoryDatastore() } } : {})
   meshes.push(mesh)
-  await mesh.start()
   return mesh
 }
 
