@@ -1,6 +1,5 @@
 // A full node: a libp2p mesh peer that gossips the fleet, serves the DHT, holds and serves artifacts
 // and runs replicas of trusted cells in capsids, driven by its own autonomic loop.
-import { mkdir, readdir, readFile } from 'node:fs/promises'
 import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'

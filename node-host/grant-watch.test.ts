@@ -78,7 +78,7 @@ describe('grants handed to a node', () => {
   })
 
   it('refuses a forged, misaddressed, untrusted or oversized grant file, saying each once, and never shortens a grant', async () => {
-    const { clock, dir, credentials, fleet, said, watch, grantFile } = await setup()
+    const { dir, credentials, fleet, said, watch, grantFile } = await setup()
     const stranger = await generateAuthority()
     const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     await writeFile(join(dir, 'garbage.grant'), 'not a grant token')

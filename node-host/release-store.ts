@@ -56,7 +56,6 @@ export class ReleaseStore extends EventTarget {
   private readonly codeDir: string
   private readonly history = new Map<string, PreparedRelease[]>()
   private readonly inFlight = new Map<string, Promise<PreparedRelease>>()
-  private readonly failed = new Map<string, number>()
   /** Artifact providers that stalled, refused or forged recently: later fetches try others first. */
   private readonly providerPenalties = new ProviderPenalties()
   /** Artifact fetches for `prepare` (read by the node's metrics). */

@@ -31,7 +31,7 @@ import { synapse, type Synapse, type SynapseHandler, type SynapseComponents, typ
 import type { Principal } from '../synapse/types.ts'
 import { chooseFrom, chooseReplica, prepareChoice, type PreparedChoice } from '../routing/index.ts'
 import type { CallOptions, Remote } from '../cell.ts'
-import { NoReplicaError, UnknownCellError, MeshNotStartedError, PayloadEncodingError, CellNameConflictError, ReplicaCrashedError, StaleEpochAnswerError, MESH_ERROR_CLASSES } from './errors.ts'
+import { NoReplicaError, UnknownCellError, MeshNotStartedError, CellNameConflictError, ReplicaCrashedError, StaleEpochAnswerError, MESH_ERROR_CLASSES } from './errors.ts'
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { FrameDecoder, FrameEncoder, FrameTooLargeError, FrameType, MalformedFrameError } from './index.ts'
+import { FrameDecoder, FrameEncoder, FrameTooLargeError, MalformedFrameError } from './index.ts'
 import type { Frame } from './index.ts'
 
 // Deterministic PRNG so a failing case can be replayed from its seed.

@@ -57,8 +57,6 @@ export function artifactCid (digest: string): CID {
   return CID.createV1(raw.code, createDigest(SHA256_CODE, fromHex(digest, 32, 'artifact digest')))
 }
 
-const HEX64 = /^[0-9a-f]{64}$/
-
 /** The grant gate a mesh's libp2p node carries on its fleet-sync service, if any. */
 export function meshGate (node: Libp2p): PeerGrantGate | undefined {
   const gate = (node.services as { fleetSync?: { gate?: unknown } } | undefined)?.fleetSync?.gate

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node')
@@ -43,4 +44,33 @@ export async function runCli (args: string[], options: CliOptions): Promise<CliR
 export async function makeTempDir (prefix: string): Promise<{ path: string, remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix))
   return { path, remove: async () => { await rm(path, { recursive: true, force: true }) } }
+}
+
+/**
+ * The command-line contract every `cell <command>` keeps, as tests: `--help` prints its usage with
+ * exit 0 and `cell --help` lists it; each of `usageErrors` exits 2 with a `UsageError:` line that
+ * matches its pattern and prints nothing on stdout, before joining any fleet. The invocations run
+ * side by side (each is a separate process that exits at once).
+ */
+export function describeCommandLine (command: string, contract: { usage: RegExp, usageErrors: Array<[string[], RegExp]> }): void {
+  describe(`cell ${command}`, () => {
+    let home: { path: string, remove: () => Promise<void> }
+    beforeAll(async () => { home = await makeTempDir(`cell-${command}-`) })
+    afterAll(async () => { await home.remove() })
+
+    it.concurrent(`prints its help with exit 0 and is listed by cell --help`, async () => {
+      const [help, top] = await Promise.all([runCli([command, '--help'], { home: home.path }), runCli(['--help'], { home: home.path })])
+      expect(help.code).toBe(0)
+      expect(help.stdout).toMatch(contract.usage)
+      expect(top.stdout).toContain(`cell ${command}`)
+    })
+
+    it.concurrent.each(contract.usageErrors)('%j is a usage error: exit 2 before joining any fleet', async (args, message) => {
+      const r = await runCli(args, { home: home.path, env: { CELL_BOOTSTRAP: '' } })
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/^UsageError: /)
+      expect(r.stderr).toMatch(message)
+      expect(r.stdout).toBe('')
+    })
+  })
 }

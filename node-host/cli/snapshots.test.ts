@@ -1,40 +1,23 @@
 // `cell snapshots`'s command line and report (the fleet behaviour, with a real run against four
 // nodes, is in test/integration/snapshot-pins.test.ts). On the old code `snapshots` was an unknown
 // command: exit 2 and not in `cell --help`.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { FleetView, signRecord } from '../../core/fleet/index.ts'
 import { ManualClock, makePinRecord, makeSnapshotRecord } from '../../core/fleet/testing.ts'
-import { makeTempDir, runCli } from './cli-harness.ts'
+import { describeCommandLine } from './cli-harness.ts'
 import { cellSnapshots, formatSnapshots, snapshotName } from './snapshots.ts'
 
-let home: { path: string, remove: () => Promise<void> }
-beforeEach(async () => { home = await makeTempDir('cell-snapshots-') })
-afterEach(async () => { await home.remove() })
-
-describe('cell snapshots', () => {
-  it('prints its help with exit 0 and is listed by cell --help', async () => {
-    const help = await runCli(['snapshots', '--help'], { home: home.path })
-    expect(help.code).toBe(0)
-    expect(help.stdout).toMatch(/^usage: cell snapshots <cell>/)
-    const top = await runCli(['--help'], { home: home.path })
-    expect(top.stdout).toMatch(/cell snapshots/)
-  })
-
-  it.each([
-    [['snapshots'], /expected at least 1 argument/],
-    [['snapshots', 'a', 'b'], /argument/],
-    [['snapshots', 'ledger', '--bogus'], /UsageError/],
-    [['snapshots', 'ledger', '--output', 'yaml'], /--output must be text or json/]
-  ])('%j is a usage error: exit 2 before joining any fleet', async (args, message) => {
-    const r = await runCli(args, { home: home.path, env: { CELL_BOOTSTRAP: '' } })
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/^UsageError: /)
-    expect(r.stderr).toMatch(message)
-    expect(r.stdout).toBe('')
-  })
+describeCommandLine('snapshots', {
+  usage: /^usage: cell snapshots <cell>/,
+  usageErrors: [
+      [['snapshots'], /expected at least 1 argument/],
+      [['snapshots', 'a', 'b'], /argument/],
+      [['snapshots', 'ledger', '--bogus'], /UsageError/],
+      [['snapshots', 'ledger', '--output', 'yaml'], /--output must be text or json/]
+  ]
 })
 
 describe('the snapshots report', () => {

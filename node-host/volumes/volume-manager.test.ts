@@ -238,7 +238,7 @@ describe('claim volumes', () => {
   })
 
   it('a claim whose owner ran out unreleased and was not seen since this node started is left to it: it comes back with its newer copy; after formerOwnerWaitMs another node takes the newest safe snapshot', async () => {
-    const { shared, a, va } = await ownerWithSnapshot('one\n', 'one\ntwo\n')
+    const { shared, va } = await ownerWithSnapshot('one\n', 'one\ntwo\n')
     // The whole fleet stops at once: the owner's lease runs out, nothing is handed over.
     down.add(NODES[0])
     now += 6_000
@@ -328,7 +328,7 @@ describe('claim volumes', () => {
   })
 
   it('an owner that cannot renew stops serving when its lease ends, hands nothing over, and a new owner waits out the lease', async () => {
-    const { shared, a, va } = await ownerWithSnapshot('one\n', 'one\nlost\n')
+    const { shared, va } = await ownerWithSnapshot('one\n', 'one\nlost\n')
     // The owner is cut off (SIGSTOP, partition): its lease runs out on its own clock.
     down.add(NODES[0])
     const b = manager(NODES[1], shared)

@@ -36,7 +36,6 @@ interface TabPeer {
     libp2p: { getConnections: () => Array<{ id: string, remotePeer: { toString: () => string } }> }
   }
 }
-const tab = (): TabWindow => globalThis as unknown as TabWindow
 
 const hashesOf = (addr: string): string[] => [...addr.matchAll(/\/certhash\/([^/]+)/g)].map(m => m[1])
 

@@ -8,7 +8,6 @@ import type { Hash } from 'node:crypto'
 import { confirmSpawn, decideCell } from '../../core/biology/autonomic.ts'
 import type { VolunteerAction } from '../../core/biology/autonomic.ts'
 import { initialCellState, resolveParams } from '../../core/biology/params.ts'
-import { isEligible } from '../../core/biology/replication.ts'
 // The nodes' own ranking of standby candidates (node-host's autonomic loop uses the same function).
 import { standbyCandidates, STANDBY_CANDIDATES } from '../../core/biology/followers.ts'
 import { PER_CELL_DEFAULTS } from '../../core/fleet/gossip.ts'
