@@ -14,6 +14,7 @@ import { ListenerGarbage } from './listener-garbage.ts'
 import { loadOrCreatePeerKey } from './keys/peer-key-file.ts'
 import { fullNodeTransports, listenAddresses, type ListenPorts } from './transports.ts'
 import type { WebTransportHandle, WebTransportListenInit } from './webtransport/transport.ts'
+import { openRunDir, type RunDir } from './run-dir.ts'
 import { serveArtifacts } from './artifacts/artifact-exchange.ts'
 import { KEPT_RELEASES, ReleaseStore } from './release-store.ts'
 import { ReplicaSet } from './replica-set.ts'
@@ -142,6 +143,7 @@ export class FullNode {
   private started = false
   /** This node's hold on its data directory (released by stop()). */
   private lock?: DataDirLock
+  private runDir?: RunDir
   /** Set when the node starts stopping: its last heartbeats carry the `leaving` role. */
   leaving = false
   private readonly retries = new Map<string, { failures: number, atMs: number, cell: string, version: string, error: string }>()
@@ -239,14 +241,15 @@ export class FullNode {
     const releases = new ReleaseStore(init.dataDir)
     // An artifact whose release left the history stays while a replica here still runs from it.
     releases.inUse = (digest) => replicas.runsDigest(digest)
-    const runDir = join('/tmp', `cell-run-${credentials.peerId.slice(-10)}`)
+    // The replicas' socket directories: fresh each start, what a killed run left removed (run-dir.ts).
+    const runDir = await openRunDir(init.dataDir, 'run')
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
     // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.
     const tracer = init.otlp !== undefined ? new (await import('./telemetry/otel-tracer.ts')).OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
     // The node's volumes for stateful cells (set below, once the fleet view exists).
     let volumes: NodeVolumes | undefined
     const replicas = new ReplicaSet({
-      dataDir: init.dataDir, runDir, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(tracer !== undefined ? { tracer } : {}), ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}),
+      dataDir: init.dataDir, runDir: runDir.path, sandbox: init.sandbox ?? 'auto', clock, random, maxReplicas, ...(tracer !== undefined ? { tracer } : {}), ...(init.drainGraceMs !== undefined ? { drainGraceMs: init.drainGraceMs } : {}),
       volumes: {
         open: async (spec, instanceId, options) => {
           if (volumes?.manager === undefined) throw new ReplicaVolumesUnavailableError(`the node's volumes are not started yet; ${spec.cell} not started`)
@@ -285,7 +288,7 @@ export class FullNode {
       noiseCrypto: nodeNoiseCrypto,
       // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
       onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
-      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
+      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
       listen: listenAddresses(listen),
       bootstrap,
       credentials,
@@ -358,6 +361,7 @@ export class FullNode {
     halts = () => loop.haltRecords()
     const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent, metrics)
     node.volumes = volumes
+    node.runDir = runDir
     node.secrets = { credentials, peerKey }
     node.webTransport = () => webTransport
     metrics.attach({
@@ -702,6 +706,7 @@ export class FullNode {
     const heartbeat = async (): Promise<void> => { await this.mesh.gossip.tick().catch((err) => { log('heartbeat while stopping: %e', err) }) }
     await heartbeat()
     await stopping
+    await this.runDir?.remove().catch((err: unknown) => { log('removing the run dir: %e', err) })
     this.replicas.stopSampling()
     await this.snapshots?.stop()
     await this.volumes.stop()

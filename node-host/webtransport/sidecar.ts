@@ -15,6 +15,7 @@ import type { Logger } from '@libp2p/interface'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { NodeBridge, newBridgeCounters, type BridgeCounters, type BridgeLimits, type BridgeSession } from './bridge.ts'
 import type { SidecarConfig } from './bridge-frames.ts'
+import type { RunDir } from '../run-dir.ts'
 
 export class SidecarUnavailableError extends CellError {
   static override readonly errorName = 'SidecarUnavailableError'
@@ -60,11 +61,14 @@ export interface SidecarInit {
   log: Logger
   /** How long the first start may take (Deno compiles the script). */
   startTimeoutMs?: number
+  /** Opens the directory for the bridge socket and Deno's cache, removed at stop (default: a fresh temporary one). */
+  workDir?: () => Promise<RunDir>
 }
 
 export class SidecarSupervisor {
   private server: Server | undefined
   private dir = ''
+  private workDir: RunDir | undefined
   private child: ChildProcess | undefined
   private bridge: NodeBridge | undefined
   private stopping = false
@@ -89,7 +93,8 @@ export class SidecarSupervisor {
    * says when one listens) until `stop`.
    */
   async start (options: { signal?: AbortSignal } = {}): Promise<number> {
-    this.dir = await mkdtemp(join(tmpdir(), 'cell-wt-'))
+    this.workDir = this.init.workDir !== undefined ? await this.init.workDir() : await temporaryDir()
+    this.dir = this.workDir.path
     const sock = join(this.dir, 'bridge.sock')
     this.server = createServer((socket) => { this.onConnection(socket) })
     await new Promise<void>((resolve, reject) => {
@@ -136,7 +141,7 @@ export class SidecarSupervisor {
     this.child = undefined
     await new Promise<void>((resolve) => { if (this.server === undefined) resolve(); else this.server.close(() => { resolve() }) })
     this.server = undefined
-    if (this.dir !== '') await rm(this.dir, { recursive: true, force: true })
+    await this.workDir?.remove()
   }
 
   private spawn (): void {
@@ -197,4 +202,9 @@ export class SidecarSupervisor {
     const config: SidecarConfig = { host: this.init.host, port: this.port, ...this.init.certificate(), ...this.init.limits }
     bridge.configure(config)
   }
+}
+
+async function temporaryDir (): Promise<RunDir> {
+  const path = await mkdtemp(join(tmpdir(), 'cell-wt-'))
+  return { path, remove: async () => { await rm(path, { recursive: true, force: true }) } }
 }

@@ -15,6 +15,7 @@ import { base64url } from 'multiformats/bases/base64'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import type { BridgeSession } from './bridge.ts'
 import type { BridgeStream } from './bridge-stream.ts'
+import type { RunDir } from '../run-dir.ts'
 import { advancePair, defaultRotation, loadPair, reportedHashes, rotationDueMs, savePair, type CertificatePair, type RotationPolicy } from './certificates.ts'
 import { SidecarSupervisor, SidecarUnavailableError, denoBinary } from './sidecar.ts'
 
@@ -30,6 +31,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export interface WebTransportListenInit {
   /** Where the certificate pair is kept across restarts; a fresh pair per start without it. */
   certDir?: string
+  /** The sidecar's socket directory (a full node's comes from node-host/run-dir.ts); a temporary one without it. */
+  workDir?: () => Promise<RunDir>
   /** Certificate lifetime and when to rotate (default 10 days, rotating with 4 days left). */
   rotation?: RotationPolicy
   maxSessions?: number
@@ -152,6 +155,7 @@ class WebTransportListener extends TypedEventEmitter<ListenerEvents> implements 
         this.safeDispatchEvent('listening')
       },
       log: this.log,
+      ...(this.init.workDir !== undefined ? { workDir: this.init.workDir } : {}),
       ...(this.init.startTimeoutMs !== undefined ? { startTimeoutMs: this.init.startTimeoutMs } : {})
     })
     this.handle({ stats: () => this.stats(), rotate: async () => { await this.rotate(true) }, sidecarPid: () => this.supervisor?.pid })

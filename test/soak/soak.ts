@@ -16,6 +16,9 @@
 // Each node's resident memory is read from /proc at every check: the summary prints it per node
 // (from the first check after warm-up to the last of each run of the process), and a node whose
 // memory grew by more than --max-growth MiB (default 100) within one run of its process is a problem.
+// --dissemination per-cell runs the fleet, its callers and the clients that check it in per-cell
+// mode (compact member records, a failure detector, each cell's replicas on its own topic) instead
+// of the default, every node's heartbeat to every node.
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -42,7 +45,8 @@ const { values } = parseArgs({
     'publish-every': { type: 'string', default: '5' },
     'check-every': { type: 'string', default: '1' },
     'restart-every': { type: 'string', default: '10' },
-    'max-growth': { type: 'string', default: '100' }
+    'max-growth': { type: 'string', default: '100' },
+    dissemination: { type: 'string', default: 'fleet' }
   }
 })
 const minutes = Number(values.minutes)
@@ -51,9 +55,12 @@ const publishEveryMs = Number(values['publish-every']) * 60_000
 const checkEveryMs = Number(values['check-every']) * 60_000
 const restartEveryMs = Number(values['restart-every']) * 60_000
 const maxGrowthBytes = Number(values['max-growth']) * 1024 * 1024
-if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0)) {
-  throw new Error('usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB')
+const dissemination = values.dissemination
+if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0) || !['fleet', 'per-cell'].includes(dissemination)) {
+  throw new Error('usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB --dissemination fleet|per-cell')
 }
+// Every `cell` process the soak starts and every client it creates read the mode from here.
+process.env.CELL_DISSEMINATION = dissemination
 /** Memory readings before this much of a process's life are its warm-up, not a trend. */
 const WARM_UP_MS = 3 * 60_000
 
@@ -260,7 +267,7 @@ async function ledgerMissing (mesh: Mesh): Promise<number[]> {
 
 let exitCode = 1
 try {
-  say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers)`)
+  say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers, dissemination ${dissemination})`)
   await startFleet(nodes, root, keyPath, Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`))
   for (const i of nodes.keys()) memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
   for (const p of nodes) nodeIds.push((await p.waitFor(/cell node (\w+)/, 30_000))[1])
@@ -320,7 +327,7 @@ try {
     (run.first !== undefined && run.last !== undefined ? `; V8 heap in use ${mib(run.first.heapUsed)} → ${mib(run.last.heapUsed)}, outside it ${mib(run.first.external)} → ${mib(run.last.external)} MiB` : ''))
   process.stdout.write([
     '',
-    `soak summary: ${minutes} min, ${nodeCount} nodes, default timers`,
+    `soak summary: ${minutes} min, ${nodeCount} nodes, default timers, dissemination ${dissemination}`,
     `  releases published: ${published.map(p => `${p.version} (prepared on ${p.prepared})`).join(', ')}`,
     `  calls: ${calls.ok} ok, ${calls.failed} failed${calls.failures.size > 0 ? ` (${[...calls.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})` : ''}`,
     `  checks: ${checks}, fewest fleet peers seen on any node: ${minPeers}`,
