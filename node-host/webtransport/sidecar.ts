@@ -67,7 +67,6 @@ export interface SidecarInit {
 
 export class SidecarSupervisor {
   private server: Server | undefined
-  private dir = ''
   private workDir: RunDir | undefined
   private child: ChildProcess | undefined
   private bridge: NodeBridge | undefined
@@ -82,6 +81,9 @@ export class SidecarSupervisor {
 
   private readonly init: SidecarInit
 
+  /** The bridge socket's and Deno cache's directory (set by start). */
+  private get dir (): string { return this.workDir?.path ?? '' }
+
   constructor (init: SidecarInit) {
     this.init = init
     this.port = init.port
@@ -94,7 +96,6 @@ export class SidecarSupervisor {
    */
   async start (options: { signal?: AbortSignal } = {}): Promise<number> {
     this.workDir = this.init.workDir !== undefined ? await this.init.workDir() : await temporaryDir()
-    this.dir = this.workDir.path
     const sock = join(this.dir, 'bridge.sock')
     this.server = createServer((socket) => { this.onConnection(socket) })
     await new Promise<void>((resolve, reject) => {
