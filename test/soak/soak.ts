@@ -34,6 +34,7 @@ import { fleetPeers, seenThrough, tcpAddr, until } from '../integration/fleet-li
 import { readFile, writeFile } from 'node:fs/promises'
 import { stageCell } from '../integration/stage-cell.ts'
 import { projectRoot } from '../integration/processes.ts'
+import { DISSEMINATIONS } from '../../node-host/cli/node-config.ts'
 
 /** How long the callers' self-issued caller grants last. */
 const CALLER_GRANT_MS = 4 * 60_000
@@ -56,8 +57,8 @@ const checkEveryMs = Number(values['check-every']) * 60_000
 const restartEveryMs = Number(values['restart-every']) * 60_000
 const maxGrowthBytes = Number(values['max-growth']) * 1024 * 1024
 const dissemination = values.dissemination
-if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0) || !['fleet', 'per-cell'].includes(dissemination)) {
-  throw new Error('usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB --dissemination fleet|per-cell')
+if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0) || !(DISSEMINATIONS as readonly string[]).includes(dissemination)) {
+  throw new Error(`usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB --dissemination ${DISSEMINATIONS.join('|')}`)
 }
 // Every `cell` process the soak starts and every client it creates read the mode from here.
 process.env.CELL_DISSEMINATION = dissemination
