@@ -64,6 +64,8 @@ export interface FullNodeInit {
   /** How often <data>/grants/ is read for renewed grants (default 60 s; tests). */
   grantCheckMs?: number
   sandbox?: SandboxMode
+  /** Where the node makes its socket directories (default /tmp: a socket path must stay under 108 bytes). */
+  runParent?: string
   maxReplicas?: number
   /** Node-level tuning of the autonomic loop (core/biology BiologyParams). */
   biology?: Partial<BiologyParams>
@@ -228,6 +230,24 @@ export class FullNode {
       ...(init.grantCheckMs !== undefined ? { checkMs: init.grantCheckMs } : {})
     })
     const intent = await loadFleetIntent(init.dataDir)
+    // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.
+    const tracer = init.otlp !== undefined ? new (await import('./telemetry/otel-tracer.ts')).OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
+    // The replicas' socket directories: fresh each start, what a killed run left removed (run-dir.ts).
+    const runDir = await openRunDir(init.dataDir, 'run', init.runParent !== undefined ? { parent: init.runParent } : {})
+    try {
+      return await FullNode.build(init, { clock, random, peerKey, credentials, trusted, now, selfGrants, grantWatch, intent, tracer, runDir })
+    } catch (err) {
+      // A start that fails here (a zfs pool that is not there, a sandbox that does not work, a bad
+      // listen address) leaves no socket directory under /tmp and no exporter behind.
+      await runDir.remove().catch((e: unknown) => { log('removing the run dir after a failed start: %e', e) })
+      await tracer?.shutdown().catch((e: unknown) => { log('trace exporter after a failed start: %e', e) })
+      throw err
+    }
+  }
+
+  /** The rest of open(): everything that runs in the run dir and may fail. */
+  private static async build (init: FullNodeInit, parts: OpenedParts): Promise<FullNode> {
+    const { clock, random, peerKey, credentials, trusted, now, selfGrants, grantWatch, intent, tracer, runDir } = parts
     let listen = init.listen
     let bootstrap = init.bootstrap
     const notes: string[] = []
@@ -241,11 +261,7 @@ export class FullNode {
     const releases = new ReleaseStore(init.dataDir)
     // An artifact whose release left the history stays while a replica here still runs from it.
     releases.inUse = (digest) => replicas.runsDigest(digest)
-    // The replicas' socket directories: fresh each start, what a killed run left removed (run-dir.ts).
-    const runDir = await openRunDir(init.dataDir, 'run')
     const maxReplicas = init.maxReplicas ?? Math.max(4, cpus().length * 4)
-    // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.
-    const tracer = init.otlp !== undefined ? new (await import('./telemetry/otel-tracer.ts')).OtelTracerAdapter({ serviceName: 'cell-node', ...init.otlp }) : undefined
     // The node's volumes for stateful cells (set below, once the fleet view exists).
     let volumes: NodeVolumes | undefined
     const replicas = new ReplicaSet({
@@ -288,7 +304,7 @@ export class FullNode {
       noiseCrypto: nodeNoiseCrypto,
       // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
       onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
-      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt'), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
+      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt', init.runParent !== undefined ? { parent: init.runParent } : {}), ...init.webTransport, onHandle: (h) => { webTransport = h } }),
       listen: listenAddresses(listen),
       bootstrap,
       credentials,
@@ -440,6 +456,18 @@ export class FullNode {
       }
     }
     this.started = true
+    try {
+      await this.join()
+    } catch (err) {
+      // A start that fails half-way (a listen port taken, a protocol that would not register) stops
+      // what it started: no listener, timer or socket directory outlives it.
+      await this.stop().catch((e: unknown) => { log('stopping after a failed start: %e', e) })
+      throw err
+    }
+  }
+
+  /** start() from the mesh on: listen, serve the node's protocols, restore intent, run the loop. */
+  private async join (): Promise<void> {
     await this.mesh.start()
     await serveArtifacts(this.mesh.libp2p, this.releases, { stats: this.artifactServes })
     await serveMetricsProtocol(this.mesh.libp2p, async () => await this.metrics.text(), { stats: this.metricsServes })
@@ -689,6 +717,9 @@ export class FullNode {
    */
   async stop (options: { signal?: AbortSignal, handoverSafeMs?: number } = {}): Promise<void> {
     if (!this.started) {
+      // Made but never started (or its start failed before joining): what open() made goes too.
+      await this.runDir?.remove().catch((err: unknown) => { log('removing the run dir: %e', err) })
+      await this.tracer?.shutdown().catch((err: unknown) => { log('trace export at stop: %e', err) })
       await this.lock?.release()
       return
     }
@@ -721,6 +752,21 @@ export class FullNode {
     await this.tracer?.shutdown().catch((err: unknown) => { log('trace export at stop: %e', err) })
     await this.lock?.release()
   }
+}
+
+/** What FullNode.open has made before the run dir: identity, trust, grants, intent, the exporter. */
+interface OpenedParts {
+  clock: Clock
+  random: Random
+  peerKey: Awaited<ReturnType<typeof loadOrCreatePeerKey>>
+  credentials: Credentials
+  trusted: Set<string>
+  now: number
+  selfGrants: SelfGrants
+  grantWatch: GrantWatch
+  intent: FleetIntent
+  tracer: OtelTracerAdapter | undefined
+  runDir: RunDir
 }
 
 /** The signed bytes of a record kind the intent store keeps, as the fleet view holds it for (authority, cell). */

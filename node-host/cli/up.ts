@@ -281,7 +281,14 @@ export async function run (argv: string[]): Promise<number> {
   // The autonomic loop's notices (replicas started and drained and why, retired cells, halted or
   // crash-looping releases), once each.
   node.loop.addEventListener('notice', (evt) => { say((evt as CustomEvent<{ text: string }>).detail.text) })
-  await node.start()
+  try {
+    await node.start()
+  } catch (err) {
+    // A port taken for metrics (or anything start() refuses) exits without leaving the node's run
+    // dir under /tmp or its lock behind.
+    await node.stop().catch(() => {})
+    throw err
+  }
   for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
   process.once('SIGINT', () => { quiet = true })
   process.once('SIGTERM', () => { quiet = true })
