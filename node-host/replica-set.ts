@@ -504,7 +504,8 @@ export class ReplicaSet extends EventTarget {
       message: (ctx: MessageContext) => {
         const r = this.pick(ctx.cell)
         if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
-        r.capsid.message(ctx.method, ctx.payload.slice(), { traceparent: ctx.traceparent, caller: ctx.principal })
+        // Copied into the capsid's batch before message() returns, like a call's payload.
+        r.capsid.message(ctx.method, ctx.payload, { traceparent: ctx.traceparent, caller: ctx.principal })
       },
       stream: (ctx: CallContext) => {
         const r = this.pick(ctx.cell)

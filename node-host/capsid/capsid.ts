@@ -439,6 +439,9 @@ export class Capsid extends EventTarget {
   /** Fire-and-forget. Throws only when the capsid cannot take it (stopped, draining, too large). */
   message (method: string, payload: Uint8Array, options: { traceparent?: string, caller?: CallerInfo } = {}): void {
     this.checkAccepting()
+    // No answer comes back for a message, so nothing upstream waits on it: a replica that stops
+    // reading its socket would otherwise have the host buffer every message sent to it.
+    this.notBackedUp()
     this.writable()
     this.out.frame(FrameType.MESSAGE, 0, { method, traceparent: options.traceparent, caller: options.caller }, payload)
     this.queued()
@@ -550,7 +553,7 @@ export class Capsid extends EventTarget {
     if (abortSlot?.aborted === true) throw abortSlot.abortReason
     this.checkAccepting()
     if (this.pending.size >= this.maxInFlight) throw new CapsidBusyError(`${this.pending.size} calls in flight on ${this.cell}/${this.instanceId}`)
-    if ((this.sock?.writableLength ?? 0) + this.out.byteLength > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
+    this.notBackedUp()
     const now = this.turnNow()
     const remaining = deadlineMs - now
     if (!(remaining > 0)) throw new DeadlineExceededError(`deadline of ${method} already passed`)
@@ -619,6 +622,11 @@ export class Capsid extends EventTarget {
 
   private cancel (id: number): void {
     this.writeQuiet(FrameType.CANCEL, id, undefined)
+  }
+
+  /** Refuses new work while the replica is not taking what was written to it (MAX_WRITE_BUFFER_BYTES). */
+  private notBackedUp (): void {
+    if ((this.sock?.writableLength ?? 0) + this.out.byteLength > MAX_WRITE_BUFFER_BYTES) throw new CapsidBusyError(`socket to ${this.cell}/${this.instanceId} is backed up`)
   }
 
   private writable (): void {

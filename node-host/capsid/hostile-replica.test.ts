@@ -5,7 +5,7 @@
 import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest'
 import { join } from 'node:path'
 import { findBwrap, probeBwrap } from './sandbox.ts'
-import { ReplicaCrashedError } from './errors.ts'
+import { CapsidBusyError, ReplicaCrashedError } from './errors.ts'
 import { Harness, json, unjson } from './test-helpers.ts'
 
 const bwrapPath = findBwrap()
@@ -33,4 +33,27 @@ describe.each([
       expect(capsid.state).toBe('crashed')
     }, 20_000)
   }
+
+  it.skipIf(skip)('stops reading its socket: messages and calls to it are refused (CapsidBusyError) past 64 MiB, not buffered without end', async () => {
+    const { capsid } = await h.start({ artifactPath, sandbox, cell: 'hostile' })
+    expect(unjson(await capsid.call('stopReading', json(null), { deadlineMs: deadline() }))).toBe('paused')
+    const payload = new Uint8Array(3 * 1024 * 1024)
+    let sent = 0
+    let refused: unknown
+    // Fire-and-forget messages get no answer, so nothing upstream pauses: the capsid itself must say no.
+    for (let i = 0; i < 64 && refused === undefined; i++) {
+      try {
+        capsid.message('ok', payload)
+        sent++
+        // Let the batch go to the socket (one write per tick), as messages arriving over time would.
+        await new Promise<void>((resolve) => { setImmediate(resolve) })
+      } catch (err) { refused = err }
+    }
+    expect(refused).toBeInstanceOf(CapsidBusyError)
+    expect((refused as Error).message).toMatch(/is backed up/)
+    // The kernel's socket buffer takes a few MiB; the rest waits in the host's write buffer up to 64 MiB.
+    expect(sent * payload.byteLength).toBeLessThanOrEqual(72 * 1024 * 1024)
+    expect(() => capsid.message('ok', payload)).toThrow(CapsidBusyError)
+    await expect(capsid.call('ok', json(null), { deadlineMs: deadline() })).rejects.toBeInstanceOf(CapsidBusyError)
+  }, 30_000)
 })
