@@ -387,6 +387,7 @@ export class FullNode {
       gossip: () => mesh.gossip.stats(),
       sync: () => mesh.libp2p.services.fleetSync.stats(),
       keeper: () => mesh.keeper?.stats,
+      dht: () => mesh.dhtStoreStats(),
       synapse: () => mesh.libp2p.services.synapse.stats(),
       loop: () => ({ counters: loop.counters, halted: loop.halted.size }),
       replicas: () => replicas.list().map(r => ({ cell: r.cell, version: r.version, instanceId: r.instanceId, state: r.state, cpuPercent: r.load.cpuPercent, memoryBytes: r.load.memoryBytes })),

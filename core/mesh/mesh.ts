@@ -4,7 +4,7 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { noise, type ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { coalescedWrites } from './coalesced-writes.ts'
-import { CompactMemoryDatastore } from './compact-datastore.ts'
+import { CompactMemoryDatastore, type DatastoreStats } from './compact-datastore.ts'
 import type { Datastore } from 'interface-datastore'
 import { lazyWindowUpdates } from './lazy-window-updates.ts'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -17,7 +17,7 @@ import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap'
 import { logger } from '@libp2p/logger'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { AbortOptions, Ed25519PrivateKey, PeerId } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
@@ -279,7 +279,9 @@ export class Mesh {
       authenticate: callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
-    const datastore = new CompactMemoryDatastore()
+    // Provider and value records other peers may store here are bounded; a fleet node's (a signed,
+    // granted node record in the view) are kept before an outsider's (compact-datastore.ts).
+    const datastore = new CompactMemoryDatastore({ selfId: peerIdFromPrivateKey(init.privateKey).toString(), isMember: (peer) => view.node(peer) !== undefined })
     const libp2p = await createLibp2p<MeshServices>({
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
@@ -415,6 +417,11 @@ export class Mesh {
 
   get peerId (): PeerId {
     return this.libp2p.peerId
+  }
+
+  /** What the bounded datastore holds for the DHT and what its bounds dropped (undefined with an embedder's own datastore). */
+  dhtStoreStats (): DatastoreStats | undefined {
+    return this.datastore instanceof CompactMemoryDatastore ? this.datastore.stats() : undefined
   }
 
   async start (): Promise<void> {

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FleetGossipStats, FleetStats, FleetSyncStats } from '../../core/fleet/index.ts'
 import type { KeeperStats } from '../../core/mesh/index.ts'
+import type { DatastoreStats } from '../../core/mesh/compact-datastore.ts'
 import type { SynapseStats } from '../../core/synapse/index.ts'
 import { CallMeter, OTHER_LABEL } from './call-meter.ts'
 
@@ -44,6 +45,8 @@ export interface NodeMetricsSources {
   gossip: () => FleetGossipStats
   sync: () => FleetSyncStats | undefined
   keeper: () => KeeperStats | undefined
+  /** kad-dht records other peers stored here, and what their bounds dropped (core/mesh/compact-datastore.ts). */
+  dht?: () => DatastoreStats | undefined
   synapse: () => { client: SynapseStats, server: SynapseStats } | undefined
   loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number, declined: number }, halted: number }
   replicas: () => ReplicaFigures[]
@@ -181,6 +184,14 @@ export class NodeMetrics {
     counter('cell_fleet_peer_dials_total', 'Dials of fleet peers the node keeps connected, by outcome.', ['outcome'], () => read(s => {
       const k = s.keeper()
       return k === undefined ? [] : [[{ outcome: 'ok' }, k.dials - k.failures], [{ outcome: 'failed' }, k.failures]]
+    }))
+    gauge('cell_dht_records', 'kad-dht records held for the DHT, by kind (provider records of all peers, of peers outside the fleet, value records).', ['kind'], () => read(s => {
+      const d = s.dht?.()
+      return d === undefined ? [] : [[{ kind: 'providers' }, d.providers], [{ kind: 'outsider_providers' }, d.outsiderProviders], [{ kind: 'values' }, d.records]]
+    }))
+    counter('cell_dht_records_dropped_total', 'kad-dht records not kept: refused (a peer\'s or the outsiders\' share full) or evicted (oldest first, to make room).', ['reason'], () => read(s => {
+      const d = s.dht?.()
+      return d === undefined ? [] : [[{ reason: 'provider_refused' }, d.providersRefused], [{ reason: 'provider_evicted' }, d.providersEvicted], [{ reason: 'value_evicted' }, d.recordsEvicted]]
     }))
     counter('cell_fleet_peer_joins_total', 'Fleet peers that joined this node.', [], () => one(read(s => s.keeper()?.joins ?? 0)))
     counter('cell_fleet_peer_leaves_total', 'Fleet peers that left this node.', [], () => one(read(s => s.keeper()?.leaves ?? 0)))
