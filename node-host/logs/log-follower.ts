@@ -11,7 +11,7 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { openOperatorStream, type Json } from '../introspect/operator-wire.ts'
 import { NotAuthorizedError } from '../introspect/operator-gate.ts'
-import { LOGS_PROTOCOL, type LogsRequest } from './log-protocol.ts'
+import { LOGS_PROTOCOL, MAX_CURSORS, type LogsRequest } from './log-protocol.ts'
 
 const log = logger('cell:logs')
 
@@ -66,11 +66,22 @@ function hostingNodes (mesh: Mesh, cell: string): string[] {
   return [...nodes].slice(0, MAX_NODES)
 }
 
-/** Turns one answer frame into entries; updates `cursors`/`announced` of that node's replicas. */
-function entriesOf (frame: Json, cell: string, node: string, state: NodeState): LogEntry[] {
-  const replica = typeof frame.replica === 'string' ? frame.replica : ''
+/** Turns one answer frame into entries; updates `cursors`/`announced` of that node's replicas. (Exported for its tests.) */
+export function entriesOf (frame: Json, cell: string, node: string, state: NodeState): LogEntry[] {
+  // Every answer frame names its replica (1-128 characters, like a request's replica filter).
+  if (typeof frame.replica !== 'string' || frame.replica.length === 0 || frame.replica.length > 128) return []
+  const replica = frame.replica
+  // An ended replica is done (its id is never reused): nothing about it is kept again.
+  if (state.ended.has(replica)) return []
+  // A node names at most MAX_CURSORS live replicas of the cell (what a resumed request can carry):
+  // one that keeps naming new ones without ever ending them gets no more state here.
+  if (!state.versions.has(replica) && !state.cursors.has(replica) && !state.announced.has(replica) &&
+    Math.max(state.versions.size, state.cursors.size, state.announced.size) >= MAX_CURSORS) {
+    if (state.overflow++ === 0) log.error('%s: node %s names more than %d replicas of %s at once; the rest are not followed', cell, node, MAX_CURSORS, cell)
+    return []
+  }
   const version = typeof frame.version === 'string' ? frame.version : (state.versions.get(replica) ?? '')
-  if (replica !== '' && version !== '') state.versions.set(replica, version)
+  if (version !== '') state.versions.set(replica, version)
   const base = { cell, version, replica, node }
   switch (frame.t) {
     case 'start':
@@ -110,11 +121,13 @@ function entriesOf (frame: Json, cell: string, node: string, state: NodeState): 
   }
 }
 
-interface NodeState {
+export interface NodeState {
   cursors: Map<string, number>
   announced: Set<string>
   ended: Set<string>
   versions: Map<string, string>
+  /** Frames about replicas past MAX_CURSORS, dropped. */
+  overflow: number
 }
 
 /** Forgets an ended replica but its name (the newest MAX_ENDED), so a long follow holds no more. */
@@ -126,8 +139,9 @@ function markEnded (state: NodeState, replica: string): void {
   if (state.ended.size > MAX_ENDED) state.ended.delete(state.ended.values().next().value!)
 }
 
-function newState (): NodeState {
-  return { cursors: new Map(), announced: new Set(), ended: new Set(), versions: new Map() }
+/** What the follower keeps about one node's replicas. (Exported for its tests.) */
+export function newState (): NodeState {
+  return { cursors: new Map(), announced: new Set(), ended: new Set(), versions: new Map(), overflow: 0 }
 }
 
 function chainFor (mesh: Mesh, cell: string): Uint8Array {
@@ -142,7 +156,7 @@ function requestOf (query: LogsQuery, state: NodeState, resume: boolean): LogsRe
     if (query.sinceMs !== undefined) req.sinceMs = query.sinceMs
     if (query.tail !== undefined) req.tail = query.tail
   } else {
-    req.cursors = Object.fromEntries([...state.cursors].filter(([id]) => state.announced.has(id) && !state.ended.has(id)).slice(0, 256))
+    req.cursors = Object.fromEntries([...state.cursors].filter(([id]) => state.announced.has(id) && !state.ended.has(id)).slice(0, MAX_CURSORS))
   }
   return req
 }

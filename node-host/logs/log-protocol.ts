@@ -17,7 +17,8 @@ import type { OperatorGate } from '../introspect/operator-gate.ts'
 
 export const LOGS_PROTOCOL = '/cell/logs/1'
 const MAX_CELL_CHARS = 255
-const MAX_CURSORS = 256
+/** Cursors in one request: the replicas of one cell a follower resumes on one node. */
+export const MAX_CURSORS = 256
 /** Lines per 'lines' frame, and their text at most (a line is ≤ 8192 chars in the ring). */
 const BATCH_LINES = 200
 const BATCH_CHARS = MAX_FRAME_BYTES / 4
