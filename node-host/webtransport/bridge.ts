@@ -192,7 +192,7 @@ export class NodeBridge {
       }
       case FRAME.rejected: {
         const reason = String(jsonOf(f).reason ?? 'unknown').slice(0, 32)
-        const key = ['wrong-path', 'too-many-sessions', 'not-webtransport'].includes(reason) ? reason : 'other'
+        const key = ['wrong-path', 'too-many-sessions', 'too-many-pending', 'not-webtransport'].includes(reason) ? reason : 'other'
         this.counters.rejected.set(key, (this.counters.rejected.get(key) ?? 0) + 1)
         this.log('sidecar refused a session: %s', key)
         return

@@ -143,6 +143,10 @@ let config: SidecarConfig | undefined
 let endpoint: QuicEndpoint | undefined
 let listener: QuicListener | undefined
 const sessions = new Map<number, SessionState>()
+/** Connections not yet sessions (at most maxSessions), and those past the QUIC handshake per address. */
+let pending = 0
+const upgradingByHost = new Map<string, number>()
+const MAX_PENDING_PER_HOST = 8
 let nextSession = 1
 
 function listen (cert: string, key: string): void {
@@ -170,15 +174,58 @@ async function acceptLoop (l: QuicListener): Promise<void> {
         await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-sessions' }))
         continue
       }
-      void accept(incoming).catch(() => {})
+      // Connections between their first packet and a WebTransport session (the QUIC handshake, then
+      // up to UPGRADE_TIMEOUT_MS for the session request) are bounded too: at most maxSessions in all,
+      // and MAX_PENDING_PER_HOST per address once the handshake says who it is (accept). (Reading an
+      // incoming connection's remoteAddr before accept() spoils it in Deno 2.9: BadResource.)
+      if (pending >= config.maxSessions) {
+        incoming.refuse()
+        await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-pending' }))
+        continue
+      }
+      pending++
+      let settled = false
+      const settle = (): void => {
+        if (settled) return
+        settled = true
+        pending--
+      }
+      void accept(incoming, settle).catch(() => {}).finally(settle)
     }
   } catch {
     // The listener stopped (rotation or shutdown).
   }
 }
 
-async function accept (incoming: QuicIncoming): Promise<void> {
+/** Accepts one connection as a session; calls `settle` once it is a session or refused. */
+async function accept (incoming: QuicIncoming, settle: () => void): Promise<void> {
   const conn = await incoming.accept()
+  const host = conn.remoteAddr.hostname
+  const fromHost = upgradingByHost.get(host) ?? 0
+  if (fromHost >= MAX_PENDING_PER_HOST) {
+    conn.close({ closeCode: 0x100, reason: 'too many pending connections' })
+    await send(encodeJson(FRAME.rejected, 0, { reason: 'too-many-pending' }))
+    return
+  }
+  upgradingByHost.set(host, fromHost + 1)
+  // Done upgrading (a session now, or refused): the address may start another.
+  let released = false
+  const release = (): void => {
+    if (released) return
+    released = true
+    const n = (upgradingByHost.get(host) ?? 1) - 1
+    if (n <= 0) upgradingByHost.delete(host)
+    else upgradingByHost.set(host, n)
+  }
+  try {
+    await upgrade(conn, () => { release(); settle() })
+  } finally {
+    release()
+  }
+}
+
+/** Waits for the session request on `conn`; a session once it is one (settle), else closed. */
+async function upgrade (conn: QuicConn, settle: () => void): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const wt = await Promise.race([
     Deno.upgradeWebTransport(conn),
@@ -202,6 +249,7 @@ async function accept (incoming: QuicIncoming): Promise<void> {
   }
   const session: SessionState = { id: nextSession++, wt, conn, wtSessionId: undefined, streams: new Map(), nextStream: 1 }
   sessions.set(session.id, session)
+  settle()
   await send(encodeJson(FRAME.sessionOpen, session.id, { remote: `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}` }))
   void wt.closed.catch(() => {}).finally(() => { void endSession(session, true) })
   // libp2p uses bidirectional streams only: refuse unidirectional ones rather than let them sit.
