@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { Registry } from 'prom-client'
 import { NodeMetrics } from './node-metrics.ts'
 import { cellSeries, mergeExpositions, parseExposition, sampleLabels } from './exposition.ts'
-import { MetricsProxy, UnknownCellError, UnknownNodeError, type FetchNodeMetrics } from './metrics-proxy.ts'
+import { MetricsBusyError, MetricsProxy, UnknownCellError, UnknownNodeError, type FetchNodeMetrics } from './metrics-proxy.ts'
 import { MetricsTimeoutError, decodeMetricsRequest, encodeMetricsRequest, MalformedMetricsRequestError } from './metrics-exchange.ts'
 import { serveMetrics, type MetricsServer } from './metrics-server.ts'
 import { UnknownAuthorityError } from '../../core/identity/index.ts'
@@ -148,5 +148,45 @@ describe('metrics proxy', () => {
     expect(sd.headers.get('content-type')).toBe('application/json')
     const host = new URL(base).host
     expect(await sd.json()).toEqual(['self', 'fast', 'rogue', 'slow'].map(id => ({ targets: [host], labels: { __metrics_path__: `/metrics/nodes/${id}`, node: id } })))
+  }, 30_000)
+
+  it('runs a bounded number of proxied scrapes at once, queues a few more, and refuses the rest with 503 by name', async () => {
+    // Whoever reaches the metrics port could otherwise have the node ask every node of the fleet,
+    // as many times over as it opens requests.
+    const release: Array<() => void> = []
+    let asked = 0
+    const fetchNode: FetchNodeMetrics = async () => {
+      asked++
+      return await new Promise<string>((resolve) => { release.push(() => { resolve('# held\n') }) })
+    }
+    const registry = new Registry()
+    const proxy = new MetricsProxy({ selfId: 'self', view, local: async () => '', fetch: fetchNode, registry, timeoutMs: 10_000, maxConcurrent: 2, maxWaiting: 2 })
+    server = await serveMetrics(new NodeMetrics({ processMetrics: false }), { host: '127.0.0.1', port: 0 }, { fleet: proxy })
+    const base = server.url.replace(/\/metrics$/, '')
+    const running = [proxy.node('fast'), proxy.node('slow')]
+    const waitingAbort = new AbortController()
+    const waiting = [proxy.node('fast'), proxy.node('fast', { signal: waitingAbort.signal })]
+    // Two ask the fleet; two wait without asking; the fifth is refused at once.
+    expect(asked).toBe(2)
+    await expect(proxy.node('fast')).rejects.toThrow(MetricsBusyError)
+    const busy = await fetch(`${base}/metrics/nodes/fast`, { signal: AbortSignal.timeout(5_000) })
+    expect(busy.status).toBe(503)
+    expect(await busy.text()).toMatch(/^MetricsBusyError: 2 fleet scrapes running and 2 waiting/)
+    // A waiting scrape whose client went away leaves the queue.
+    waitingAbort.abort(new Error('client gone'))
+    await expect(waiting[1]).rejects.toThrow('client gone')
+    // One finishes: the waiting one runs.
+    release.shift()!()
+    expect(await running[0]).toBe('# held\n')
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    expect(asked).toBe(3)
+    while (release.length > 0) release.shift()!()
+    expect(await running[1]).toBe('# held\n')
+    expect(await waiting[0]).toBe('# held\n')
+    // All done: every slot is free again.
+    const again = [proxy.node('fast'), proxy.node('fast')]
+    expect(asked).toBe(5)
+    while (release.length > 0) release.shift()!()
+    await Promise.all(again)
   }, 30_000)
 })

@@ -25,6 +25,12 @@ export class MetricsUnavailableError extends CellError {
   static override readonly retry: RetryRule = 'nothing-ran'
 }
 
+/** More proxied scrapes than the node runs or queues at once (HTTP 503; Prometheus retries at its next interval). */
+export class MetricsBusyError extends CellError {
+  static override readonly errorName = 'MetricsBusyError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
+
 /** The slice of the fleet view the proxy reads. */
 export interface MetricsViewPort {
   nodes: () => Array<{ nodeId: string }>
@@ -50,6 +56,9 @@ export interface MetricsProxyInit {
   /** Nodes asked per request at most (default 64); targets listed at most (default 1024). */
   maxNodes?: number
   maxTargets?: number
+  /** Proxied scrapes running at once (default 16: each asks up to maxNodes nodes), and waiting for a turn (default 64). */
+  maxConcurrent?: number
+  maxWaiting?: number
 }
 
 export type ProxyFailureReason = 'timeout' | 'refused' | 'error'
@@ -60,6 +69,8 @@ export class MetricsProxy {
   private readonly init: MetricsProxyInit
   private readonly failures: Counter<'reason'>
   private readonly timeoutMs: number
+  private running = 0
+  private readonly waiting: Array<() => void> = []
 
   constructor (init: MetricsProxyInit) {
     this.init = init
@@ -77,6 +88,33 @@ export class MetricsProxy {
     if (err instanceof MetricsTimeoutError) return 'timeout'
     if (isRefusal(err)) return 'refused'
     return 'error'
+  }
+
+  /**
+   * Runs one proxied scrape when its turn comes: whoever can reach the metrics port must not be able
+   * to have the node ask the fleet without limit (streams to every node, their answers in memory).
+   */
+  private async turn<T> (work: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    if (this.running >= (this.init.maxConcurrent ?? 16)) {
+      if (this.waiting.length >= (this.init.maxWaiting ?? 64)) throw new MetricsBusyError(`${this.running} fleet scrapes running and ${this.waiting.length} waiting on this node; try again later`)
+      await new Promise<void>((resolve, reject) => {
+        const go = (): void => { signal?.removeEventListener('abort', gone); resolve() }
+        const gone = (): void => {
+          const at = this.waiting.indexOf(go)
+          if (at >= 0) this.waiting.splice(at, 1)
+          reject(signal!.reason)
+        }
+        signal?.addEventListener('abort', gone, { once: true })
+        this.waiting.push(go)
+      })
+    }
+    this.running++
+    try {
+      return await work()
+    } finally {
+      this.running--
+      this.waiting.shift()?.()
+    }
   }
 
   /** One node's text, or the reason it was skipped (counted). */
@@ -100,7 +138,7 @@ export class MetricsProxy {
     const nodes = [...new Set(this.init.view.liveInstances(cell).map(r => r.nodeId))].sort().slice(0, this.init.maxNodes ?? 64)
     if (nodes.length === 0 && this.init.view.claimants(cell).length === 0) throw new UnknownCellError(`no release of cell ${cell} is known to this node`)
     const signal = options.signal ?? new AbortController().signal
-    const answers = await Promise.all(nodes.map(async node => ({ node, answer: await this.ask(node, { kind: 'cell', cell }, signal) })))
+    const answers = await this.turn(async () => await Promise.all(nodes.map(async node => ({ node, answer: await this.ask(node, { kind: 'cell', cell }, signal) }))), options.signal)
     const parts: Array<{ node: string, text: string }> = []
     const skipped: string[] = []
     for (const { node, answer } of answers) {
@@ -114,7 +152,7 @@ export class MetricsProxy {
   async node (nodeId: string, options: { signal?: AbortSignal } = {}): Promise<string> {
     options.signal?.throwIfAborted()
     if (nodeId !== this.init.selfId && this.init.view.node(nodeId) === undefined) throw new UnknownNodeError(`node ${nodeId} is not in this node's view`)
-    const answer = await this.ask(nodeId, { kind: 'node' }, options.signal ?? new AbortController().signal)
+    const answer = await this.turn(async () => await this.ask(nodeId, { kind: 'node' }, options.signal ?? new AbortController().signal), options.signal)
     if (typeof answer === 'string') return answer
     throw new MetricsUnavailableError(`metrics of node ${nodeId}: ${answer.skipped}`, { cause: answer.err })
   }

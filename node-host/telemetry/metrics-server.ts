@@ -64,6 +64,7 @@ function statusOf (err: unknown): number {
   const name = (err as Error)?.name
   if (name === 'UnknownCellError' || name === 'UnknownNodeError') return 404
   if (name === 'MetricsUnavailableError') return 502
+  if (name === 'MetricsBusyError') return 503
   return 500
 }
 
