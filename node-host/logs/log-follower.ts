@@ -38,6 +38,8 @@ export interface FollowLogsOptions {
   /** Re-ask backoff after a broken stream, first and largest. */
   minBackoffMs?: number
   maxBackoffMs?: number
+  /** Not following: characters of log lines kept from all nodes together (default 64 Mi); past it the read stops with a warning. */
+  maxChars?: number
 }
 
 const MAX_NODES = 128
@@ -167,16 +169,32 @@ function requestOf (query: LogsQuery, state: NodeState, resume: boolean): LogsRe
  */
 export async function readLogs (mesh: Mesh, query: LogsQuery, options: FollowLogsOptions = {}): Promise<LogEntry[]> {
   const all: LogEntry[] = []
+  // What a node holds is bounded (its replicas' log rings), but a node could send lines for the
+  // whole deadline: the read keeps at most maxChars characters of them, then stops every stream.
+  const maxChars = options.maxChars ?? 64 * 1024 * 1024
+  let chars = 0
+  const full = new AbortController()
   await Promise.all(hostingNodes(mesh, query.cell).map(async (node) => {
     const state = newState()
-    const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal !== undefined ? [options.signal] : [])])
+    const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs ?? 10_000), full.signal, ...(options.signal !== undefined ? [options.signal] : [])])
     try {
       for await (const frame of openOperatorStream(mesh.libp2p, await dialableNode(mesh, node), LOGS_PROTOCOL, chainFor(mesh, query.cell), { ...requestOf({ ...query, follow: false }, state, false) }, { signal })) {
-        all.push(...entriesOf(frame, query.cell, node, state).filter(e => e.kind === 'line' || e.kind === 'gap'))
+        if (full.signal.aborted) break
+        for (const e of entriesOf(frame, query.cell, node, state)) {
+          if (e.kind !== 'line' && e.kind !== 'gap') continue
+          chars += e.kind === 'line' ? e.msg.length : 0
+          if (chars > maxChars) {
+            full.abort(new Error('log read budget spent'))
+            options.onWarning?.(`stopped reading at ${maxChars} characters of log lines: narrow it with --replica, --tail or --since`)
+            break
+          }
+          all.push(e)
+        }
         if (frame.t === 'done') break
       }
     } catch (err) {
       if (err instanceof NotAuthorizedError) throw err
+      if (full.signal.aborted) return
       options.onWarning?.(`node …${node.slice(-6)} did not answer: ${(err as Error).name}: ${(err as Error).message}`)
     }
   }))

@@ -71,6 +71,14 @@ describe('cell logs and cell status protocols', () => {
     expect(lines.some(l => l.stream === 'stderr' && l.msg === 'said: hello')).toBe(true)
     expect(lines.every(l => l.cell === CELL && l.version === '1.0.0')).toBe(true)
     expectWhole(lines)
+    // A read is bounded: past maxChars of lines it stops, with what it had and a warning.
+    const warnings: string[] = []
+    // One character short of what the first read held (the replicas' rings only grow since).
+    const budget = lines.reduce((n, l) => n + l.msg.length, 0) - 1
+    const bounded = (await readLogs(operator, { cell: CELL, follow: false }, { maxChars: budget, onWarning: (w) => warnings.push(w) })).filter(e => e.kind === 'line')
+    expect(bounded.length).toBeGreaterThan(0)
+    expect(bounded.reduce((n, l) => n + l.msg.length, 0)).toBeLessThanOrEqual(budget)
+    expect(warnings).toEqual([`stopped reading at ${budget} characters of log lines: narrow it with --replica, --tail or --since`])
     const tail = (await readLogs(operator, { cell: CELL, follow: false, tail: 3 })).filter(e => e.kind === 'line')
     expect(tail).toHaveLength(6)
     // --since from the time of a line in the middle of the first read: the lines before it are left
