@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { Key } from 'interface-datastore'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CompactMemoryDatastore } from './compact-datastore.ts'
 
 describe('the mesh datastore', () => {
@@ -96,5 +98,28 @@ describe('the mesh datastore bounds what other peers store in it', () => {
     // Other keys (the peer store's) are not the DHT's to bound.
     for (let i = 0; i < 20; i++) await store.put(new Key(`/peers/p${i}`), t)
     expect(await keys(store, '/peers/')).toHaveLength(20)
+  })
+
+  it('keeps the peer store to its bound, dropping the least recently written entry of a peer outside the fleet', async () => {
+    const ids = await Promise.all(Array.from({ length: 8 }, async () => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))))
+    const key = (i: number): Key => new Key(`/peers/${ids[i].toCID().toString()}`)
+    const [self, member] = ids.map(id => id.toString())
+    const store = new CompactMemoryDatastore({ selfId: self, isMember: (p) => p === member, maxPeers: 4 })
+    for (let i = 0; i < 4; i++) await store.put(key(i), t)
+    // Full: the oldest outsider's entry (2) goes for a new one; self (0) and the member (1) are older but stay.
+    await store.put(key(4), t)
+    expect(await store.has(key(0))).toBe(true)
+    expect(await store.has(key(1))).toBe(true)
+    expect(await store.has(key(2))).toBe(false)
+    // Written again: no longer the oldest.
+    await store.put(key(3), t)
+    await store.put(key(5), t)
+    expect(await store.has(key(3))).toBe(true)
+    expect(await store.has(key(4))).toBe(false)
+    expect(store.stats()).toMatchObject({ peers: 4, peersEvicted: 2 })
+    // libp2p's own delete (a peer it prunes) frees its place.
+    await store.delete(key(5))
+    await store.put(key(6), t)
+    expect(store.stats()).toMatchObject({ peers: 4, peersEvicted: 2 })
   })
 })

@@ -17,13 +17,23 @@
 // fleet (not a granted node in the view) per peer and as a group: when full, an outsider's oldest
 // record goes first, then another fleet node's; this node's own are never dropped (it would stop
 // providing). Value records are capped and the oldest goes. What was dropped or refused is counted.
+// The peer store (`/peers/<cid>`) keeps an entry for every peer id ever connected or heard of and
+// prunes one only when something reads it after 6 h: a peer dialling in under ever new ids grew it
+// without end. Past maxPeers the least recently updated entry of a peer outside the fleet goes.
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import type { AbortOptions } from '@libp2p/interface'
+import { peerIdFromCID } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import { base32 } from 'multiformats/bases/base32'
 
 /** kad-dht's default datastore prefix (`${prefix}/provider/<cid>/<peer id>`, `${prefix}/record/<key>`). */
 const PROVIDER_PREFIX = '/dht/provider/'
 const RECORD_PREFIX = '/dht/record/'
+/** libp2p's peer store: `/peers/<peer id as a base32 CID>`. */
+const PEER_PREFIX = '/peers/'
+/** Entries looked at for one eviction from the peer store (fleet members are skipped). */
+const PEER_EVICTION_TRIES = 64
 
 export interface DatastoreBounds {
   /** This node's peer id: its own provider records are never dropped. */
@@ -38,6 +48,8 @@ export interface DatastoreBounds {
   maxProvidersPerOutsider?: number
   /** Value records (default 1,024). */
   maxRecords?: number
+  /** Peer store entries (default 8,192; fleet members and this node are never dropped). */
+  maxPeers?: number
 }
 
 export interface DatastoreStats {
@@ -50,6 +62,9 @@ export interface DatastoreStats {
   providersEvicted: number
   /** Value records dropped to make room (oldest first). */
   recordsEvicted: number
+  peers: number
+  /** Peer store entries dropped to make room (least recently updated first). */
+  peersEvicted: number
 }
 
 type Owner = 'self' | 'member' | 'outsider'
@@ -61,6 +76,9 @@ export class CompactMemoryDatastore extends MemoryDatastore {
   private readonly perOutsider = new Map<string, number>()
   /** Value record keys in insertion order. */
   private readonly records = new Set<string>()
+  /** Peer store keys, least recently written first. */
+  private readonly peers = new Set<string>()
+  private evictedPeers = 0
   private refused = 0
   private evictedProviders = 0
   private evictedRecords = 0
@@ -73,7 +91,8 @@ export class CompactMemoryDatastore extends MemoryDatastore {
       maxProviders: bounds.maxProviders ?? 65_536,
       maxOutsiderProviders: bounds.maxOutsiderProviders ?? 16_384,
       maxProvidersPerOutsider: bounds.maxProvidersPerOutsider ?? 1024,
-      maxRecords: bounds.maxRecords ?? 1024
+      maxRecords: bounds.maxRecords ?? 1024,
+      maxPeers: bounds.maxPeers ?? 8192
     }
   }
 
@@ -84,6 +103,8 @@ export class CompactMemoryDatastore extends MemoryDatastore {
       if (!this.admitProvider(k)) return key
     } else if (k.startsWith(RECORD_PREFIX)) {
       this.admitRecord(k)
+    } else if (k.startsWith(PEER_PREFIX)) {
+      this.admitPeer(k)
     }
     // Uint8Array.prototype.slice: Buffer#slice would return another view of the same memory.
     return super.put(key, Uint8Array.prototype.slice.call(val), options)
@@ -102,7 +123,9 @@ export class CompactMemoryDatastore extends MemoryDatastore {
       records: this.records.size,
       providersRefused: this.refused,
       providersEvicted: this.evictedProviders,
-      recordsEvicted: this.evictedRecords
+      recordsEvicted: this.evictedRecords,
+      peers: this.peers.size,
+      peersEvicted: this.evictedPeers
     }
   }
 
@@ -156,6 +179,30 @@ export class CompactMemoryDatastore extends MemoryDatastore {
     this.records.add(k)
   }
 
+  private admitPeer (k: string): void {
+    if (this.peers.delete(k)) {
+      this.peers.add(k)
+      return
+    }
+    if (this.peers.size >= this.bounds.maxPeers) {
+      // The least recently written entry of a peer outside the fleet; members and this node move
+      // to the back. (Members are at most the view's 4096 nodes: some entry is an outsider's.)
+      for (let i = 0; i < PEER_EVICTION_TRIES && this.peers.size > 0; i++) {
+        const oldest = this.peers.values().next().value as string
+        this.peers.delete(oldest)
+        const id = peerIdOfKey(oldest)
+        if (id !== undefined && (id === this.bounds.selfId || this.bounds.isMember(id))) {
+          this.peers.add(oldest)
+          continue
+        }
+        super.delete(keyOf(oldest))
+        this.evictedPeers++
+        break
+      }
+    }
+    this.peers.add(k)
+  }
+
   private evictOldest (owner: Owner): boolean {
     const known = this.providers[owner]
     const first = known.entries().next()
@@ -170,6 +217,10 @@ export class CompactMemoryDatastore extends MemoryDatastore {
   private forget (k: string): void {
     if (k.startsWith(RECORD_PREFIX)) {
       this.records.delete(k)
+      return
+    }
+    if (k.startsWith(PEER_PREFIX)) {
+      this.peers.delete(k)
       return
     }
     if (!k.startsWith(PROVIDER_PREFIX)) return
@@ -190,6 +241,15 @@ export class CompactMemoryDatastore extends MemoryDatastore {
 
   private providerCount (): number {
     return this.providers.self.size + this.providers.member.size + this.providers.outsider.size
+  }
+}
+
+/** The peer id (base58 string) of a peer store key, or undefined for one that does not parse. */
+function peerIdOfKey (k: string): string | undefined {
+  try {
+    return peerIdFromCID(CID.parse(k.slice(PEER_PREFIX.length), base32)).toString()
+  } catch {
+    return undefined
   }
 }
 

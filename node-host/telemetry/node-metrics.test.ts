@@ -18,7 +18,7 @@ function fakeSources (): NodeMetricsSources {
     gossip: () => ({ ticks: 7, published: 6, publishFailures: 1, releaseRepublished: 0, skippedInstances: 0, received: { accept: 10, ignore: 2, reject: 1 }, mismatchPeers: 2 }),
     sync: () => ({ pulls: 3, pullFailures: 1, served: 2, serveFailures: 0, refused: 0, unauthorized: 1 }),
     keeper: () => ({ rounds: 4, dials: 5, failures: 2, reconnects: 1, joins: 2, leaves: 1 }),
-    dht: () => ({ providers: 1030, outsiderProviders: 1024, records: 3, providersRefused: 1976, providersEvicted: 5, recordsEvicted: 0 }),
+    dht: () => ({ providers: 1030, outsiderProviders: 1024, records: 3, providersRefused: 1976, providersEvicted: 5, recordsEvicted: 0, peers: 40, peersEvicted: 7 }),
     synapse: () => ({ client: { ...zeroSynapse, calls: 4, errors: 1, channels: 1 }, server: { ...zeroSynapse, calls: 9, channels: 2 } }),
     loop: () => ({ counters: { ticks: 20, spawns: 2, drains: 1, halts: 1, volunteers: 0, failures: 0, declined: 3 }, halted: 1 }),
     replicas: () => [{ cell: 'billing', version: '1.0.0', instanceId: 'r1', state: 'ready', cpuPercent: 25, memoryBytes: 42_000_000 }],
@@ -67,6 +67,7 @@ describe('node metrics', () => {
     expect(text).toContain('cell_dissemination_mismatch_peers 2')
     expect(text).toContain('cell_dht_records{kind="outsider_providers"} 1024')
     expect(text).toContain('cell_dht_records_dropped_total{reason="provider_refused"} 1976')
+    expect(text).toContain('cell_dht_records{kind="peers"} 40')
     // Debian's `prometheus` package (installed by .ci/run) provides promtool.
     const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 20_000 })
     expect(check.error, 'promtool missing? apt-get install prometheus').toBeUndefined()

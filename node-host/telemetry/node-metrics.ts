@@ -185,13 +185,13 @@ export class NodeMetrics {
       const k = s.keeper()
       return k === undefined ? [] : [[{ outcome: 'ok' }, k.dials - k.failures], [{ outcome: 'failed' }, k.failures]]
     }))
-    gauge('cell_dht_records', 'kad-dht records held for the DHT, by kind (provider records of all peers, of peers outside the fleet, value records).', ['kind'], () => read(s => {
+    gauge('cell_dht_records', 'Records libp2p holds about other peers, by kind (kad-dht provider records of all peers and of peers outside the fleet, kad-dht value records, peer store entries).', ['kind'], () => read(s => {
       const d = s.dht?.()
-      return d === undefined ? [] : [[{ kind: 'providers' }, d.providers], [{ kind: 'outsider_providers' }, d.outsiderProviders], [{ kind: 'values' }, d.records]]
+      return d === undefined ? [] : [[{ kind: 'providers' }, d.providers], [{ kind: 'outsider_providers' }, d.outsiderProviders], [{ kind: 'values' }, d.records], [{ kind: 'peers' }, d.peers]]
     }))
-    counter('cell_dht_records_dropped_total', 'kad-dht records not kept: refused (a peer\'s or the outsiders\' share full) or evicted (oldest first, to make room).', ['reason'], () => read(s => {
+    counter('cell_dht_records_dropped_total', 'Records about other peers not kept: provider records refused (a peer\'s or the outsiders\' share full), records and peer store entries evicted (oldest first, to make room).', ['reason'], () => read(s => {
       const d = s.dht?.()
-      return d === undefined ? [] : [[{ reason: 'provider_refused' }, d.providersRefused], [{ reason: 'provider_evicted' }, d.providersEvicted], [{ reason: 'value_evicted' }, d.recordsEvicted]]
+      return d === undefined ? [] : [[{ reason: 'provider_refused' }, d.providersRefused], [{ reason: 'provider_evicted' }, d.providersEvicted], [{ reason: 'value_evicted' }, d.recordsEvicted], [{ reason: 'peer_evicted' }, d.peersEvicted]]
     }))
     counter('cell_fleet_peer_joins_total', 'Fleet peers that joined this node.', [], () => one(read(s => s.keeper()?.joins ?? 0)))
     counter('cell_fleet_peer_leaves_total', 'Fleet peers that left this node.', [], () => one(read(s => s.keeper()?.leaves ?? 0)))
