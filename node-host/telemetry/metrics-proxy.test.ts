@@ -175,17 +175,23 @@ describe('metrics proxy', () => {
     // A waiting scrape whose client went away leaves the queue.
     waitingAbort.abort(new Error('client gone'))
     await expect(waiting[1]).rejects.toThrow('client gone')
-    // One finishes: the waiting one runs.
+    // One finishes: its slot passes to the waiting one, and a newcomer waits behind it.
     release.shift()!()
     expect(await running[0]).toBe('# held\n')
+    const late = proxy.node('fast')
     await new Promise<void>((resolve) => { setImmediate(resolve) })
     expect(asked).toBe(3)
-    while (release.length > 0) release.shift()!()
+    release.shift()!()
+    release.shift()!()
     expect(await running[1]).toBe('# held\n')
     expect(await waiting[0]).toBe('# held\n')
-    // All done: every slot is free again.
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    expect(asked).toBe(4)
+    release.shift()!()
+    expect(await late).toBe('# held\n')
+    // All done: both slots are free again.
     const again = [proxy.node('fast'), proxy.node('fast')]
-    expect(asked).toBe(5)
+    expect(asked).toBe(6)
     while (release.length > 0) release.shift()!()
     await Promise.all(again)
   }, 30_000)

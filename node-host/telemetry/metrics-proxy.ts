@@ -107,13 +107,16 @@ export class MetricsProxy {
         signal?.addEventListener('abort', gone, { once: true })
         this.waiting.push(go)
       })
+      // The slot of the scrape that finished passed to this one (running stays as it was).
+    } else {
+      this.running++
     }
-    this.running++
     try {
       return await work()
     } finally {
-      this.running--
-      this.waiting.shift()?.()
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.running--
     }
   }
 
