@@ -4,7 +4,8 @@
 // without end. Now (core/mesh/compact-datastore.ts) one peer outside the fleet keeps at most 1,024
 // records on a node, outsiders together 16,384, and a fleet node's records are never pushed out for
 // theirs. Checked with the per-peer bound lifted: the stranger's 3,000 records were all kept
-// (expected 3000 to be 1024).
+// (expected 3000 to be 1024). The peer store, which kept an entry for every peer id that ever
+// connected, is bounded too (with its bound lifted: "expected 42 to be 16").
 import { describe, it, expect, afterAll } from 'vitest'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -13,6 +14,9 @@ import { KAD_PROTOCOL, type Mesh } from '../../core/mesh/index.ts'
 import { generateAuthority } from '../../core/identity/index.ts'
 import { artifactCid } from '../../node-host/artifacts/artifact-exchange.ts'
 import { startHostMesh } from '../integration/host-mesh.ts'
+import { CompactMemoryDatastore } from '../../core/mesh/compact-datastore.ts'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
 import { grantPeer, type GrantPeer } from './grant-peers.ts'
 
 const meshes: Mesh[] = []
@@ -88,5 +92,42 @@ describe('kad-dht provider records from peers outside the fleet', () => {
       }
       expect(found).toContain(b.peerId.toString())
     }
+  }, 90_000)
+
+
+  it('peers dialling in under ever new ids leave a bounded peer store; a fleet node\'s entry stays and libp2p works on', async () => {
+    // libp2p's peer store keeps an entry for every peer id that ever connected and prunes one only
+    // when it reads it 6 h later. Here the mesh's datastore has a bound of 16 entries (a full node's
+    // is 8,192) and meets 40 throwaway ids, each dialling in and identifying itself.
+    const authority = await generateAuthority()
+    let a: Mesh | undefined
+    const store = new CompactMemoryDatastore({ maxPeers: 16, isMember: (peer) => a?.view.node(peer) !== undefined })
+    a = (await startHostMesh(authority, [], { libp2p: { datastore: store, connectionManager: { inboundConnectionThreshold: 1000 } } })).mesh
+    meshes.push(a)
+    const { mesh: b } = await startHostMesh(authority, [a.libp2p.getMultiaddrs()[0].toString()])
+    meshes.push(b)
+    await waitUntil('b in a\'s view', () => a.view.node(b.peerId.toString()) !== undefined, 20_000)
+    // Entries written so far, kept or since dropped: each stranger's identify adds one.
+    const written = (): number => { const d = store.stats(); return d.peers + d.peersEvicted }
+    let last: GrantPeer | undefined
+    for (let i = 0; i < 40; i++) {
+      const stranger = await grantPeer({ trusted: [], services: () => ({ identify: identify(), ping: ping() }) })
+      const before = written()
+      await stranger.node.dial(a.libp2p.getMultiaddrs()[0], { signal: AbortSignal.timeout(10_000) })
+      await waitUntil(`stranger ${i} in a's peer store`, () => written() > before, 10_000)
+      if (last !== undefined) await last.node.stop()
+      last = stranger
+    }
+    strangers.push(last!)
+    const stats = store.stats()
+    expect(stats.peers).toBe(16)
+    expect(stats.peersEvicted).toBeGreaterThanOrEqual(40 + 1 - 16)
+    let stored = 0
+    for await (const _ of a.datastore.queryKeys({ prefix: '/peers/' })) stored++
+    expect(stored).toBe(16)
+    // The fleet node's entry stayed, and the node still works with it and with the newest stranger.
+    expect(await a.libp2p.peerStore.has(b.peerId)).toBe(true)
+    expect(await a.libp2p.services.ping.ping(b.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
+    expect(await a.libp2p.services.ping.ping(last!.node.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
   }, 90_000)
 })
