@@ -16,7 +16,7 @@ import { artifactCid } from '../../node-host/artifacts/artifact-exchange.ts'
 import { startHostMesh } from '../integration/host-mesh.ts'
 import { CompactMemoryDatastore } from '../../core/mesh/compact-datastore.ts'
 import { identify } from '@libp2p/identify'
-import { ping } from '@libp2p/ping'
+import { ping, type Ping } from '@libp2p/ping'
 import { grantPeer, type GrantPeer } from './grant-peers.ts'
 
 const meshes: Mesh[] = []
@@ -127,7 +127,8 @@ describe('kad-dht provider records from peers outside the fleet', () => {
     expect(stored).toBe(16)
     // The fleet node's entry stayed, and the node still works with it and with the newest stranger.
     expect(await a.libp2p.peerStore.has(b.peerId)).toBe(true)
-    expect(await a.libp2p.services.ping.ping(b.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
-    expect(await a.libp2p.services.ping.ping(last!.node.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
+    const pinger = a.libp2p.services.ping as Ping
+    expect(await pinger.ping(b.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
+    expect(await pinger.ping(last!.node.peerId, { signal: AbortSignal.timeout(5_000) })).toBeGreaterThanOrEqual(0)
   }, 90_000)
 })
