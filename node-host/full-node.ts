@@ -446,7 +446,20 @@ export class FullNode {
 
   async start (): Promise<void> {
     if (this.started) return
-    // First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet.
+    try {
+      await this.serveMetricsPort()
+      this.started = true
+      await this.join()
+    } catch (err) {
+      // A start that fails (a metrics or listen port taken, a protocol that would not register)
+      // stops what it started: no listener, timer, socket directory or lock outlives it.
+      await this.stop().catch((e: unknown) => { log('stopping after a failed start: %e', e) })
+      throw err
+    }
+  }
+
+  /** First: a taken metrics port fails the start (MetricsPortInUseError) before the node joins the fleet. */
+  private async serveMetricsPort (): Promise<void> {
     if (this.init.metrics !== undefined && this.metricsServer === undefined) {
       try {
         this.metricsServer = await serveMetrics(this.metrics, this.init.metrics, { fleet: this.fleetMetrics, garbage: this.garbage })
@@ -455,15 +468,6 @@ export class FullNode {
         this.metricsServer = await serveMetrics(this.metrics, { ...this.init.metrics, port: 0 }, { fleet: this.fleetMetrics, garbage: this.garbage })
         this.notes.push(`metrics port ${this.init.metrics.port} is taken: serving metrics on ${this.metricsServer.url} instead`)
       }
-    }
-    this.started = true
-    try {
-      await this.join()
-    } catch (err) {
-      // A start that fails half-way (a listen port taken, a protocol that would not register) stops
-      // what it started: no listener, timer or socket directory outlives it.
-      await this.stop().catch((e: unknown) => { log('stopping after a failed start: %e', e) })
-      throw err
     }
   }
 

@@ -116,10 +116,9 @@ export class CompactMemoryDatastore extends MemoryDatastore {
   }
 
   stats (): DatastoreStats {
-    const { self, member, outsider } = this.providers
     return {
-      providers: self.size + member.size + outsider.size,
-      outsiderProviders: outsider.size,
+      providers: this.providerCount(),
+      outsiderProviders: this.providers.outsider.size,
       records: this.records.size,
       providersRefused: this.refused,
       providersEvicted: this.evictedProviders,
@@ -145,16 +144,13 @@ export class CompactMemoryDatastore extends MemoryDatastore {
       if ((this.perOutsider.get(peer) ?? 0) >= this.bounds.maxProvidersPerOutsider) return this.refuse(k)
       // The outsiders' share full: their oldest goes (one outsider cannot take it all: per-peer cap).
       if (this.providers.outsider.size >= this.bounds.maxOutsiderProviders && !this.evictOldest('outsider')) return this.refuse(k)
-      // The per-outsider map holds only peers with records here: bounded by the outsiders' share.
-      this.perOutsider.set(peer, (this.perOutsider.get(peer) ?? 0) + 1)
     }
     // All full: an outsider's oldest goes; for a fleet member (or this node) another member's oldest
     // if no outsider's is left. An outsider never pushes out a member's record.
-    if (this.providerCount() >= this.bounds.maxProviders && !this.evictOldest('outsider') && (owner === 'outsider' || !this.evictOldest('member')) && owner !== 'self') {
-      if (owner === 'outsider') this.decrementOutsider(peer)
-      return this.refuse(k)
-    }
+    if (this.providerCount() >= this.bounds.maxProviders && !this.evictOldest('outsider') && (owner === 'outsider' || !this.evictOldest('member')) && owner !== 'self') return this.refuse(k)
     known.set(k, peer)
+    // The per-outsider map holds only peers with records here: bounded by the outsiders' share.
+    if (owner === 'outsider') this.perOutsider.set(peer, (this.perOutsider.get(peer) ?? 0) + 1)
     return true
   }
 

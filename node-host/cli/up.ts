@@ -281,14 +281,8 @@ export async function run (argv: string[]): Promise<number> {
   // The autonomic loop's notices (replicas started and drained and why, retired cells, halted or
   // crash-looping releases), once each.
   node.loop.addEventListener('notice', (evt) => { say((evt as CustomEvent<{ text: string }>).detail.text) })
-  try {
-    await node.start()
-  } catch (err) {
-    // A port taken for metrics (or anything start() refuses) exits without leaving the node's run
-    // dir under /tmp or its lock behind.
-    await node.stop().catch(() => {})
-    throw err
-  }
+  // A start that fails stops the node itself (run dir, lock): nothing is left behind.
+  await node.start()
   for (const note of node.notes.slice(noted)) process.stderr.write(`note: ${note}\n`)
   process.once('SIGINT', () => { quiet = true })
   process.once('SIGTERM', () => { quiet = true })

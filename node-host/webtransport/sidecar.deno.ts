@@ -184,17 +184,18 @@ async function acceptLoop (l: QuicListener): Promise<void> {
         continue
       }
       pending++
-      let settled = false
-      const settle = (): void => {
-        if (settled) return
-        settled = true
-        pending--
-      }
+      const settle = once(() => { pending-- })
       void accept(incoming, settle).catch(() => {}).finally(settle)
     }
   } catch {
     // The listener stopped (rotation or shutdown).
   }
+}
+
+/** `fn` on the first call only (a slot given back once, whichever path ends first). */
+function once (fn: () => void): () => void {
+  let done = false
+  return () => { if (!done) { done = true; fn() } }
 }
 
 /** Accepts one connection as a session; calls `settle` once it is a session or refused. */
@@ -209,14 +210,11 @@ async function accept (incoming: QuicIncoming, settle: () => void): Promise<void
   }
   upgradingByHost.set(host, fromHost + 1)
   // Done upgrading (a session now, or refused): the address may start another.
-  let released = false
-  const release = (): void => {
-    if (released) return
-    released = true
+  const release = once(() => {
     const n = (upgradingByHost.get(host) ?? 1) - 1
     if (n <= 0) upgradingByHost.delete(host)
     else upgradingByHost.set(host, n)
-  }
+  })
   try {
     await upgrade(conn, () => { release(); settle() })
   } finally {

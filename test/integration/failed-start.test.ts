@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority } from '../../core/identity/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
+import { MetricsPortInUseError } from '../../node-host/telemetry/metrics-server.ts'
 
 describe('a node whose start fails', () => {
   let root = ''
@@ -58,6 +59,24 @@ describe('a node whose start fails', () => {
       expect(again.addresses().length).toBeGreaterThan(0)
       await again.stop()
       expect(await readdir(runParent)).toEqual([])
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => { resolve() }))
+    }
+  }, 60_000)
+
+  it('in start, before joining (its metrics port is taken): run dir and lock gone, by name', async () => {
+    const authority = await generateAuthority()
+    const dataDir = join(root, 'n3')
+    const taken: Server = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const port = (taken.address() as { port: number }).port
+    try {
+      const node = await FullNode.create({ dataDir, runParent, authorityKeys: [authority], listen: { host: '127.0.0.1', tcp: 0, webrtc: false }, metrics: { host: '127.0.0.1', port } })
+      await expect(node.start()).rejects.toBeInstanceOf(MetricsPortInUseError)
+      expect(await readdir(runParent)).toEqual([])
+      expect(await records(dataDir)).toEqual([])
+      const again = await FullNode.create({ dataDir, runParent, authorityKeys: [authority], listen: { host: '127.0.0.1', tcp: 0, webrtc: false } })
+      await again.stop()
     } finally {
       await new Promise<void>((resolve) => taken.close(() => { resolve() }))
     }
