@@ -82,6 +82,11 @@ export interface MeshInit {
   /** Highest release / desired seq per (authority, cell) the host remembers across restarts. */
   sequenceFloors?: { release: SequenceFloor, desired: SequenceFloor, retire?: SequenceFloor }
   defaultTimeoutMs?: number
+  /**
+   * At stop(): how long calls this peer is answering may still take (after GOAWAY told their callers
+   * which were read) before its connections are cut. Default 5 000.
+   */
+  stopGraceMs?: number
   clock?: Clock
   random?: Random
   /** Calls made through this mesh run in a client span whose traceparent travels in the CALL frame. */
@@ -142,6 +147,8 @@ const MAX_VIEW_WAITS = 20
 /** Cell.toml's default canary_weight (core/manifest DEFAULTS), for callers that lack the manifest. */
 const DEFAULT_CANARY_WEIGHT = 5
 const MAX_CACHED_CHANNELS = 256
+/** MeshInit.stopGraceMs' default. */
+const DEFAULT_STOP_GRACE_MS = 5_000
 /**
  * A cell's routing facts (its ready replicas, prepared for the choice, and its claimants) are kept
  * at most this long: records age out of the view silently (no change event until the view's next
@@ -449,6 +456,9 @@ export class Mesh {
     for (const fn of this.stopHooks.splice(0)) {
       try { fn() } catch (err) { log('stop hook: %s', (err as Error).message) }
     }
+    // Callers hear GOAWAY with the count of their calls this peer read: those are answered (within
+    // the grace), the rest they retry elsewhere as never run, before the connections below are cut.
+    await this.libp2p.services.synapse.goAway({ graceMs: this.init.stopGraceMs ?? DEFAULT_STOP_GRACE_MS })
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
     this.detector?.stop()
@@ -721,14 +731,25 @@ export class Mesh {
     await new Promise<void>((resolve) => {
       const done = (): void => {
         this.clock.clearTimeout(timer)
-        this.view.removeEventListener('change', done)
         signal?.removeEventListener('abort', done)
+        if (this.viewWaiters.delete(done) && this.viewWaiters.size === 0) this.view.removeEventListener('change', this.wakeViewWaiters)
         resolve()
       }
       const timer = this.clock.setTimeout(done, Math.max(0, maxMs))
-      this.view.addEventListener('change', done)
+      // One listener on the view for all waiting calls (many calls in flight wait at once).
+      if (this.viewWaiters.size === 0) this.view.addEventListener('change', this.wakeViewWaiters)
+      this.viewWaiters.add(done)
       signal?.addEventListener('abort', done)
     })
+  }
+
+  /** Calls waiting in nextViewChange(). */
+  private readonly viewWaiters = new Set<() => void>()
+  private readonly wakeViewWaiters = (): void => {
+    const waiters = [...this.viewWaiters]
+    this.viewWaiters.clear()
+    this.view.removeEventListener('change', this.wakeViewWaiters)
+    for (const wake of waiters) wake()
   }
 
   /**

@@ -6,11 +6,11 @@ import { DeadlineWheel } from './deadlines.ts'
 import { Endpoint } from './endpoint.ts'
 import type { EndpointInit } from './endpoint.ts'
 import {
-  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
-  TooManyInflightError
+  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, ServerGoingAwayError,
+  SynapseProtocolError, TooManyInflightError
 } from './errors.ts'
 import {
-  SYNAPSE_VERSION, decodeErrorPayload, decodeHelloAck, encodeCredit, encodeHello
+  SYNAPSE_VERSION, decodeErrorPayload, decodeGoAway, decodeHelloAck, encodeCredit, encodeHello
 } from './handshake.ts'
 import type { SynapseStats } from './stats.ts'
 import type { AuthenticateServerPort, Principal, SynapseCallOptions } from './types.ts'
@@ -33,6 +33,8 @@ interface PendingCall {
   startMs: number
   signal: AbortSignal | undefined
   onAbort: (() => void) | undefined
+  /** Its place among the CALL and STREAM_OPEN frames this end sent (1, 2, …), matched against GOAWAY's count. */
+  seq: number
 }
 
 function cancelled (signal: AbortSignal): Error {
@@ -59,6 +61,10 @@ export class Channel extends Endpoint implements StreamOwner {
   private readonly deadlines: DeadlineWheel
   private readonly slotWaiters: Array<() => void> = []
   private nextId = 1
+  /** CALL and STREAM_OPEN frames sent so far. */
+  private sent = 0
+  /** The server's GOAWAY count of calls it read, once it said it is stopping. */
+  private goneAway: number | undefined
   private handshake: { resolve(ack: Uint8Array): void, reject(err: unknown): void } | undefined
   private closeWhenIdleRequested = false
 
@@ -123,7 +129,7 @@ export class Channel extends Endpoint implements StreamOwner {
 
   /** Request/response. Rejects with the server's error (rebuilt by name), DeadlineExceededError, CallCancelledError or ChannelClosedError. */
   call (method: string, payload: Uint8Array, options: SynapseCallOptions = {}): Promise<Uint8Array> {
-    if (this.endError !== undefined) return Promise.reject(this.closedError())
+    if (this.endError !== undefined || this.goneAway !== undefined) return Promise.reject(this.closedError())
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs
     if (this.calls.size + this.streams.size >= this.limits.maxInflight || this.writer.queuedBytes >= this.limits.maxQueuedBytes) {
       return this.callWhenReady(method, payload, options, this.clock.now() + timeoutMs)
@@ -173,6 +179,11 @@ export class Channel extends Endpoint implements StreamOwner {
     }
     this.shutdown(new ChannelClosedError('channel closed locally'))
     await this.closeStream(options)
+  }
+
+  /** Whether the server said it is stopping (GOAWAY): the channel takes no new call and closes once idle. */
+  get goingAway (): boolean {
+    return this.goneAway !== undefined
   }
 
   /** Whether the server closed this channel because the chain this end presented expired. */
@@ -269,10 +280,16 @@ export class Channel extends Endpoint implements StreamOwner {
         this.fail(err)
         return
       }
-      case FrameType.GOAWAY:
+      case FrameType.GOAWAY: {
+        const read = decodeGoAway(f.payload)
+        if (read !== undefined) {
+          this.onGoAway(read)
+          return
+        }
         this.shutdown(new ChannelClosedError('server is going away'))
         void this.closeStream()
         return
+      }
       default:
         throw new SynapseProtocolError(`unexpected frame type ${f.type} from the server`)
     }
@@ -295,8 +312,44 @@ export class Channel extends Endpoint implements StreamOwner {
     this.handshake = undefined
   }
 
-  /** Why a call on this ended channel fails: ChannelExpiredError (nothing ran) when it was closed for expiry. */
+  /**
+   * The server stops and read `read` of the calls sent: the ones sent after them fail with
+   * ServerGoingAwayError (nothing ran), the others get their answers; no new call goes out, and the
+   * channel closes once idle. A count above what was sent is a protocol error.
+   */
+  private onGoAway (read: number): void {
+    if (this.goneAway !== undefined) throw new SynapseProtocolError('a second GOAWAY')
+    const unread = (this.sent - read) >>> 0
+    if (unread > this.sent) throw new SynapseProtocolError(`GOAWAY says ${read} calls were read, but ${this.sent} were sent`)
+    this.goneAway = read
+    this.log('%s is going away: %d of the calls sent were not read', this.remotePeer, unread)
+    if (unread > 0) {
+      const err = new ServerGoingAwayError(`${this.remotePeer} is stopping and did not read this call to ${this.cell}: nothing ran`)
+      const firstUnread = this.sent - unread
+      for (const [id, call] of [...this.calls]) {
+        if (call.seq <= firstUnread) continue
+        this.finish(id, call)
+        this.counters.errors++
+        this.counters.unread++
+        call.reject(err)
+      }
+      for (const s of [...this.streams.values()]) {
+        if (s.seq <= firstUnread) continue
+        this.counters.unread++
+        s.fail(err)
+      }
+    }
+    // Calls waiting for a slot fail by name now instead of when one frees.
+    for (const wake of this.slotWaiters.splice(0)) wake()
+    this.closeWhenIdle()
+  }
+
+  /**
+   * Why a call on this ended channel fails: ServerGoingAwayError (nothing ran) once the server said
+   * GOAWAY, ChannelExpiredError (nothing ran) when it was closed for expiry.
+   */
   private closedError (): Error {
+    if (this.goneAway !== undefined) return new ServerGoingAwayError(`${this.remotePeer} is stopping: the call to ${this.cell} was not sent`)
     const cause = this.endError?.cause
     if (cause instanceof ChannelExpiredError) return new ChannelExpiredError(cause.message, { cause })
     return new ChannelClosedError('channel is closed', { cause: this.endError })
@@ -319,7 +372,7 @@ export class Channel extends Endpoint implements StreamOwner {
     }
     this.writer.commit()
     const now = this.now()
-    const call: PendingCall = { resolve: noop, reject: noop, slot: 0, startMs: now, signal, onAbort: undefined }
+    const call: PendingCall = { resolve: noop, reject: noop, slot: 0, startMs: now, signal, onAbort: undefined, seq: ++this.sent }
     const promise = new Promise<Uint8Array>((resolve, reject) => { call.resolve = resolve; call.reject = reject })
     this.calls.set(id, call)
     call.slot = this.deadlines.add(id, now + timeoutMs)
@@ -338,9 +391,10 @@ export class Channel extends Endpoint implements StreamOwner {
         throw new TooManyInflightError(`${this.inflight} calls in flight on the channel (limit ${this.limits.maxInflight})`)
       }
       await this.waitForSlot(options.signal)
-      if (this.endError !== undefined) throw this.closedError()
+      if (this.endError !== undefined || this.goneAway !== undefined) throw this.closedError()
     }
     if (this.writer.queuedBytes >= this.limits.maxQueuedBytes) await this.writer.waitForDrain(options)
+    if (this.endError !== undefined || this.goneAway !== undefined) throw this.closedError()
     const remaining = deadlineMs - this.clock.now()
     if (remaining <= 0) throw new DeadlineExceededError(`deadline passed while waiting to send ${method}`)
     return await this.startCall(method, payload, options, remaining)
@@ -366,7 +420,7 @@ export class Channel extends Endpoint implements StreamOwner {
 
   private openStream (method: string, payload: Uint8Array, options: SynapseCallOptions): AsyncIterator<Uint8Array> {
     const failed = (err: unknown): AsyncIterator<Uint8Array> => ({ next: async () => { throw err } })
-    if (this.endError !== undefined) return failed(this.closedError())
+    if (this.endError !== undefined || this.goneAway !== undefined) return failed(this.closedError())
     if (options.signal?.aborted === true) return failed(cancelled(options.signal))
     if (this.inflight >= this.limits.maxInflight) return failed(new TooManyInflightError(`${this.inflight} calls in flight on the channel`))
     const id = this.allocateId()
@@ -379,6 +433,7 @@ export class Channel extends Endpoint implements StreamOwner {
     }
     this.writer.encoder.frame(FrameType.CREDIT, id, encodeCredit(this.streamWindow))
     this.writer.commit()
+    s.seq = ++this.sent
     this.streams.set(id, s)
     this.counters.streams++
     this.counters.inflight++

@@ -15,6 +15,8 @@ export interface StreamOwner {
 export class ClientStream implements AsyncIterator<Uint8Array> {
   readonly id: number
   slot = -1
+  /** Its place among the calls and streams its channel sent (see Channel's GOAWAY handling). */
+  seq = 0
   private readonly owner: StreamOwner
   private readonly window: number
   private readonly queue: Uint8Array[] = []

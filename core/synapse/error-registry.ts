@@ -1,7 +1,7 @@
 import { CellError } from '../errors.ts'
 import { FrameTooLargeError, MalformedFrameError } from '../wire/index.ts'
 import {
-  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError,
+  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, ServerGoingAwayError, SynapseNotStartedError, DeadlineExceededError, HandshakeTimeoutError,
   RemoteError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError, UnknownMethodError
 } from './errors.ts'
 
@@ -76,7 +76,8 @@ function clip (s: string, max: number): string {
 
 export const SYNAPSE_ERROR_CLASSES: WireErrorClass[] = [
   HandshakeTimeoutError, SynapseProtocolError, DeadlineExceededError, CallCancelledError, ChannelClosedError, ChannelExpiredError,
-  TooManyInflightError, BackpressureError, TooManyChannelsError, TooManyHandshakesError, UnknownMethodError,
+  ServerGoingAwayError, TooManyInflightError, BackpressureError, TooManyChannelsError, TooManyHandshakesError, UnknownMethodError,
+  SynapseNotStartedError,
   FrameTooLargeError, MalformedFrameError
 ]
 

@@ -27,6 +27,14 @@ export class ChannelExpiredError extends CellError {
   static override readonly errorName = 'ChannelExpiredError'
   static override readonly retry: RetryRule = 'nothing-ran'
 }
+/**
+ * The server is stopping (a planned stop) and never read this call: its GOAWAY counted the calls it
+ * read, and this one was sent after them, or after the GOAWAY arrived. Nothing ran; call elsewhere.
+ */
+export class ServerGoingAwayError extends CellError {
+  static override readonly errorName = 'ServerGoingAwayError'
+  static override readonly retry: RetryRule = 'nothing-ran'
+}
 /** More calls in flight on a channel than its limit allows. */
 export class TooManyInflightError extends CellError {
   static override readonly errorName = 'TooManyInflightError'

@@ -1,4 +1,4 @@
-import { encodeFields, FieldReader } from '../wire/index.ts'
+import { encodeFields, FieldReader, MalformedFrameError } from '../wire/index.ts'
 
 // Payloads of the control frames. Each is a fixed field sequence (see core/wire/fields.ts);
 // trailing fields are optional so a later version can append without breaking this one.
@@ -64,4 +64,20 @@ export function encodeCredit (count: number): Uint8Array {
 
 export function decodeCredit (payload: Uint8Array): number {
   return new FieldReader(payload).varint()
+}
+
+/**
+ * GOAWAY's payload: how many CALL and STREAM_OPEN frames the server read on the stream (modulo
+ * 2^32). The client's calls sent after that many were never read: nothing ran. An empty payload
+ * (a server that counts nothing) says nothing about what ran.
+ */
+export function encodeGoAway (callsRead: number): Uint8Array {
+  return encodeFields([callsRead >>> 0])
+}
+
+export function decodeGoAway (payload: Uint8Array): number | undefined {
+  if (payload.byteLength === 0) return undefined
+  const read = new FieldReader(payload).varint()
+  if (read > 0xffff_ffff) throw new MalformedFrameError(`GOAWAY count ${read} above 2^32 - 1`)
+  return read
 }

@@ -5,7 +5,7 @@ export { ServerCall } from './server-call.ts'
 export { LastingChannel } from './lasting-channel.ts'
 export { SYNAPSE_PROTOCOL, SYNAPSE_VERSION } from './handshake.ts'
 export {
-  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError,
+  BackpressureError, CallCancelledError, ChannelClosedError, ChannelExpiredError, ServerGoingAwayError, DeadlineExceededError, HandshakeTimeoutError,
   RemoteError, SynapseNotStartedError, SynapseProtocolError, TooManyChannelsError, TooManyHandshakesError, TooManyInflightError,
   UnknownMethodError
 } from './errors.ts'

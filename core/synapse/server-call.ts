@@ -16,6 +16,8 @@ export class ServerCall implements CallContext, CallAbortSlot {
   slot = -1
   /** Monotonic ms when a call arrived, for the handler's `settled`; -1 for streams (and calls nobody meters). */
   startedMs = -1
+  /** Whether this is a server stream (STREAM_OPEN), not a call. */
+  stream = false
   /** Stream credit (streams only): items the client will still accept. */
   credit = 0
   creditWaiter: (() => void) | undefined

@@ -4,11 +4,11 @@ import { DeadlineWheel } from './deadlines.ts'
 import { Endpoint } from './endpoint.ts'
 import type { EndpointInit } from './endpoint.ts'
 import {
-  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, SynapseProtocolError,
-  TooManyInflightError, UnknownMethodError
+  CallCancelledError, ChannelClosedError, ChannelExpiredError, DeadlineExceededError, HandshakeTimeoutError, ServerGoingAwayError,
+  SynapseNotStartedError, SynapseProtocolError, TooManyInflightError, UnknownMethodError
 } from './errors.ts'
 import {
-  SYNAPSE_VERSION, decodeCredit, decodeHello, encodeErrorPayload, encodeHelloAck
+  SYNAPSE_VERSION, decodeCredit, decodeHello, encodeErrorPayload, encodeGoAway, encodeHelloAck
 } from './handshake.ts'
 import { ServerCall } from './server-call.ts'
 import type { SynapseStats } from './stats.ts'
@@ -49,6 +49,12 @@ export class ServerSession extends Endpoint {
   /** When the caller's verified chain stops holding (Infinity: never); the channel closes then. */
   private expiresMs = Infinity
   private expiryTimer: unknown
+  /** CALL and STREAM_OPEN frames read since the handshake (modulo 2^32), what GOAWAY reports. */
+  private callsRead = 0
+  /** Set by goAway(): calls that arrive from now on are refused unread. */
+  private goingAway: Promise<void> | undefined
+  /** goAway()'s wait for the calls it let finish: called when the last one ends. */
+  private onIdle: (() => void) | undefined
 
   constructor (init: SessionInit) {
     super(init)
@@ -84,13 +90,66 @@ export class ServerSession extends Endpoint {
     return this.counters.snapshot(this.isOpen ? 1 : 0)
   }
 
-  /** Server shutdown: tell the client, then close. */
-  goAway (): void {
+  /**
+   * Planned stop, in order: GOAWAY carrying the count of calls read, so the client fails the ones it
+   * sent after them with ServerGoingAwayError (nothing ran) and calls elsewhere; a call that still
+   * arrives is refused with that error, unread; server streams end (SynapseNotStartedError); the
+   * calls read are answered for up to `graceMs` (then they fail with ChannelClosedError); the answers
+   * are flushed, the stream closed, and the client's close awaited (also within `graceMs`), so what
+   * this end wrote has reached it before the caller cuts the connection. A pending handshake is
+   * refused. Calling it again returns the first stop.
+   */
+  goAway (graceMs = 0): Promise<void> {
+    if (this.goingAway !== undefined) return this.goingAway
+    if (this.endError !== undefined) return Promise.resolve()
+    if (this.state !== 'open') {
+      this.reject(new SynapseNotStartedError('synapse service is stopping'))
+      return Promise.resolve()
+    }
+    this.goingAway = this.leave(this.clock.now() + Math.max(0, graceMs))
+    return this.goingAway
+  }
+
+  private async leave (deadlineMs: number): Promise<void> {
+    try {
+      this.writer.encoder.frame(FrameType.GOAWAY, 0, encodeGoAway(this.callsRead))
+      const stopping = new SynapseNotStartedError('synapse service is stopping')
+      for (const [id, call] of [...this.calls]) {
+        if (!call.stream) continue
+        this.failCall(id, call, stopping)
+        this.abortCall(call, stopping)
+      }
+      this.writer.flush()
+    } catch (err) {
+      this.fail(err)
+      return
+    }
+    if (this.calls.size > 0) await this.within(deadlineMs, (done) => { this.onIdle = done })
+    this.onIdle = undefined
+    while ((this.writer.queuedBytes > 0 || this.writer.blocked) && this.endError === undefined && this.clock.now() < deadlineMs) {
+      this.writer.flush()
+      if (this.writer.blocked) await this.within(deadlineMs, (done) => { this.writer.waitForDrain().then(done, done) })
+    }
     if (this.endError !== undefined) return
-    this.writer.encoder.frame(FrameType.GOAWAY, 0, EMPTY)
-    this.writer.flush()
     this.shutdown(new ChannelClosedError('synapse service stopped'))
-    void this.closeStream()
+    await this.closeStream()
+    const status = this.transport.status
+    if (status !== 'closed' && status !== 'aborted' && status !== 'reset') {
+      await this.within(deadlineMs, (done) => { this.transport.addEventListener('close', done, { once: true }) }, false)
+    }
+  }
+
+  /** Resolves when `arm`'s callback runs, the session ends (when `orEnd`), or the clock reaches `deadlineMs`. */
+  private async within (deadlineMs: number, arm: (done: () => void) => void, orEnd = true): Promise<void> {
+    const remaining = deadlineMs - this.clock.now()
+    if (remaining <= 0) return
+    await new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(done, remaining)
+      const clock = this.clock
+      function done (): void { clock.clearTimeout(timer); resolve() }
+      if (orEnd) void this.closed.then(done)
+      arm(done)
+    })
   }
 
   protected onFrame (f: Frame): void {
@@ -106,6 +165,7 @@ export class ServerSession extends Endpoint {
     }
     switch (f.type) {
       case FrameType.MESSAGE: {
+        if (this.goingAway !== undefined) { this.counters.dropped++; return }
         const method = this.methodOf(f)
         this.counters.messages++
         const ctx: MessageContext = { cell: this.cell, method, payload: f.payload, principal: this.principal as Principal, remotePeer: this.remotePeer }
@@ -121,9 +181,13 @@ export class ServerSession extends Endpoint {
         return
       }
       case FrameType.CALL:
+        if (this.goingAway !== undefined) { this.refuseUnread(f.id); return }
+        this.callsRead = (this.callsRead + 1) >>> 0
         this.onCall(f)
         return
       case FrameType.STREAM_OPEN:
+        if (this.goingAway !== undefined) { this.refuseUnread(f.id); return }
+        this.callsRead = (this.callsRead + 1) >>> 0
         this.onStreamOpen(f)
         return
       case FrameType.CANCEL: {
@@ -241,6 +305,12 @@ export class ServerSession extends Endpoint {
     void this.closeStream()
   }
 
+  /** A call that arrived after GOAWAY: not counted, not run; the client already failed it by the count. */
+  private refuseUnread (id: number): void {
+    this.counters.unread++
+    this.sendError(FrameType.ERROR, id, new ServerGoingAwayError(`the synapse service of ${this.cell} is stopping: the call was not read`))
+  }
+
   private methodOf (f: Frame): string {
     if (f.methodName !== undefined) {
       if (f.method > 0) {
@@ -314,6 +384,7 @@ export class ServerSession extends Endpoint {
     }
     const deadlineMs = f.timeoutMs >= 0 ? this.now() + f.timeoutMs : Infinity
     const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    call.stream = true
     this.calls.set(id, call)
     this.counters.inflight++
     if (deadlineMs !== Infinity) call.slot = this.deadlines.add(id, deadlineMs)
@@ -372,6 +443,7 @@ export class ServerSession extends Endpoint {
     this.calls.delete(id)
     if (call.slot >= 0) this.deadlines.remove(id, call.slot)
     this.counters.inflight--
+    if (this.onIdle !== undefined && this.calls.size === 0) this.onIdle()
   }
 
   private expire (id: number, key: number): void {

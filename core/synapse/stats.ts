@@ -55,6 +55,11 @@ export interface SynapseStats {
   rejected: number
   /** Frames dropped because they referred to calls that had already ended. */
   dropped: number
+  /**
+   * Calls a stopping server did not read: client, failed with ServerGoingAwayError by its GOAWAY
+   * count (nothing ran); server, refused after it sent GOAWAY.
+   */
+  unread: number
   latencyP50Ms: number
   latencyP99Ms: number
   latencyBuckets: number[]
@@ -73,6 +78,7 @@ export class StatsCounters {
   writes = 0
   rejected = 0
   dropped = 0
+  unread = 0
   readonly latency = new LatencyHistogram()
 
   snapshot (channels = 0): SynapseStats {
@@ -90,6 +96,7 @@ export class StatsCounters {
       channels,
       rejected: this.rejected,
       dropped: this.dropped,
+      unread: this.unread,
       latencyP50Ms: this.latency.quantile(0.5),
       latencyP99Ms: this.latency.quantile(0.99),
       latencyBuckets: [...this.latency.counts]
@@ -109,6 +116,7 @@ export class StatsCounters {
     this.writes += other.writes
     this.rejected += other.rejected
     this.dropped += other.dropped
+    this.unread += other.unread
     this.latency.merge(other.latency)
   }
 }

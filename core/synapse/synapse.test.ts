@@ -3,12 +3,14 @@ import {
   acceptingAuth, countingWrites, createSynapseNode, DUMMY_CREDENTIALS, testHandler, UnknownAuthorityError
 } from '../../test/bench/nodes.ts'
 import type { SynapseNode } from '../../test/bench/nodes.ts'
-import { FrameTooLargeError } from '../wire/index.ts'
+import { FrameEncoder, FrameTooLargeError, FrameType, MalformedFrameError } from '../wire/index.ts'
+import { retryRuleOf } from '../errors.ts'
 import {
   CallCancelledError, ChannelClosedError, DeadlineExceededError, HandshakeTimeoutError, RemoteError,
-  SYNAPSE_ERROR_CLASSES, ServerCall, TooManyInflightError, WireErrorRegistry
+  SYNAPSE_ERROR_CLASSES, ServerCall, ServerGoingAwayError, SynapseNotStartedError, SynapseProtocolError, TooManyInflightError, WireErrorRegistry
 } from './index.ts'
-import type { HandshakeRequest, SynapseInit } from './index.ts'
+import type { HandshakeRequest, SynapseComponents, SynapseHandler, SynapseInit } from './index.ts'
+import type { Stream } from '@libp2p/interface'
 
 const nodes: SynapseNode[] = []
 
@@ -328,5 +330,147 @@ describe('synapse over TCP + Noise + yamux', () => {
     await channel.close()
     expect(channel.isOpen).toBe(false)
     await until(() => server.services.synapse.stats().server.channels === 0, 5000, 'server session closed')
+  })
+})
+
+/** A handler whose 'gate' calls wait until `open()`; counts the calls it ran. */
+function gatedHandler (): SynapseHandler & { ran: string[], open: () => void } {
+  const base = testHandler()
+  const ran: string[] = []
+  let release: () => void = () => {}
+  const gate = new Promise<void>(resolve => { release = resolve })
+  return {
+    ...base,
+    ran,
+    open: () => { release() },
+    async call (ctx) {
+      ran.push(ctx.method)
+      if (ctx.method === 'gate') { await gate; return bytes('through') }
+      return await base.call(ctx)
+    }
+  }
+}
+
+/** The server's inbound synapse streams, as they are opened (to write raw frames into them). */
+function capturingStreams (streams: Stream[]): (components: SynapseComponents) => SynapseComponents {
+  return (components) => ({
+    connectionManager: components.connectionManager,
+    logger: components.logger,
+    registrar: {
+      handle: async (protocol, handler, options) => {
+        await components.registrar.handle(protocol, (stream, connection) => { streams.push(stream); return handler(stream, connection) }, options)
+      },
+      unhandle: async (protocol, options) => { await components.registrar.unhandle(protocol, options) }
+    }
+  })
+}
+
+function rawFrame (type: number, payload: Uint8Array): Uint8Array {
+  const enc = new FrameEncoder()
+  enc.frame(type, 0, payload)
+  return enc.take()
+}
+
+describe('planned stop: GOAWAY with the count of calls read', () => {
+  it('answers the calls read; a call sent after them fails ServerGoingAwayError (nothing ran), so does a new one', async () => {
+    const handler = gatedHandler()
+    const { server, client } = await pair({ handler })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    expect(await channel.call('echo', bytes('warm'))).toEqual(bytes('warm'))
+    const first = channel.call('gate', bytes('a'), { timeoutMs: 30_000 })
+    await until(() => server.services.synapse.stats().server.inflight === 1, 5000, 'the gated call reached the server')
+    // GOAWAY leaves the server now; a call sent in the same turn is on the wire before the client
+    // can have read it: the server never reads it as a call.
+    const leaving = server.services.synapse.goAway({ graceMs: 30_000 })
+    const late = channel.call('echo', bytes('late'), { timeoutMs: 30_000 }).catch((e: unknown) => e)
+    const lateErr = await within(late, 5000, 'the unread call failed')
+    expect(lateErr).toBeInstanceOf(ServerGoingAwayError)
+    expect(retryRuleOf(lateErr)).toBe('nothing-ran')
+    expect(channel.goingAway).toBe(true)
+    expect(client.services.synapse.current(channel)).toBe(false)
+    await expect(channel.call('echo', bytes('after'))).rejects.toBeInstanceOf(ServerGoingAwayError)
+    // New channels are refused while the server is leaving.
+    await expect(client.services.synapse.open(server.getMultiaddrs()[0], 'billing')).rejects.toBeInstanceOf(SynapseNotStartedError)
+    // The call it read is still answered, then the session closes and goAway resolves.
+    handler.open()
+    expect(await within(first, 5000, 'the gated call answered')).toEqual(bytes('through'))
+    await within(leaving, 5000, 'goAway resolved')
+    await until(() => !channel.isOpen, 5000, 'the channel closed')
+    expect(handler.ran).toEqual(['echo', 'gate'])
+    expect(client.services.synapse.stats().client.unread).toBe(1)
+    expect(server.services.synapse.stats().server.unread).toBe(1)
+    expect(server.services.synapse.stats().server.channels).toBe(0)
+  })
+
+  it('cuts what outlasts the grace (ChannelClosedError: it may have run) and ends server streams', async () => {
+    const { server, client } = await pair({}, { streamWindow: 4 })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const hanging = channel.call('hang', bytes('x'), { timeoutMs: 60_000 }).catch((e: unknown) => e)
+    const req = new Uint8Array(4)
+    new DataView(req.buffer).setUint32(0, 1_000_000)
+    const items = channel.stream('count', req)[Symbol.asyncIterator]()
+    expect((await items.next()).done).toBe(false)
+    await until(() => server.services.synapse.stats().server.inflight === 2, 5000, 'call and stream in flight')
+    const startedMs = Date.now()
+    await within(server.services.synapse.goAway({ graceMs: 300 }), 5000, 'goAway resolved')
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(290)
+    const err = await within(hanging, 5000, 'the hanging call failed')
+    expect(err).toBeInstanceOf(ChannelClosedError)
+    expect(err).not.toBeInstanceOf(ServerGoingAwayError)
+    // The stream's items already sent are delivered, then it ends by name.
+    const streamErr = await within((async () => { for (;;) { const r = await items.next(); if (r.done === true) return 'done' } })().catch((e: unknown) => e), 5000, 'the stream ended')
+    expect(streamErr).toBeInstanceOf(SynapseNotStartedError)
+    expect(channel.stats().unread).toBe(0)
+  })
+
+  it('a stop without grace still tells the caller which calls were never read', async () => {
+    const handler = gatedHandler()
+    const { server, client } = await pair({ handler })
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const read = channel.call('gate', bytes('a'), { timeoutMs: 30_000 }).catch((e: unknown) => e)
+    await until(() => server.services.synapse.stats().server.inflight === 1, 5000, 'the call reached the server')
+    void server.services.synapse.goAway()
+    const unread = Array.from({ length: 10 }, async () => await channel.call('echo', bytes('late'), { timeoutMs: 30_000 }).catch((e: unknown) => e))
+    for (const e of await within(Promise.all(unread), 5000, 'unread calls failed')) expect(e).toBeInstanceOf(ServerGoingAwayError)
+    expect(await within(read, 5000, 'the read call failed')).toBeInstanceOf(ChannelClosedError)
+  })
+
+  it('a hostile GOAWAY fails the channel as a protocol error, never as calls that did not run', async () => {
+    for (const [what, payload, cause] of [
+      ['a count above the calls sent', new Uint8Array([5]), SynapseProtocolError],
+      ['a truncated varint', new Uint8Array([0x80]), MalformedFrameError],
+      ['a count above 2^32 - 1', new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x7f]), MalformedFrameError]
+    ] as const) {
+      const streams: Stream[] = []
+      const handler = gatedHandler()
+      const s = await createSynapseNode({ ...acceptingAuth(), handler, errors: registry() }, capturingStreams(streams))
+      const c = await createSynapseNode({ ...acceptingAuth(), errors: registry() })
+      nodes.push(s, c)
+      const channel = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+      const pending = Array.from({ length: 3 }, async () => await channel.call('gate', bytes('x'), { timeoutMs: 30_000 }).catch((e: unknown) => e))
+      await until(() => s.services.synapse.stats().server.inflight === 3, 5000, 'three calls read')
+      expect(streams).toHaveLength(1)
+      streams[0].send(rawFrame(FrameType.GOAWAY, payload))
+      for (const err of await within(Promise.all(pending), 5000, `calls failed after ${what}`)) {
+        expect(err, what).toBeInstanceOf(ChannelClosedError)
+        expect((err as Error).cause, what).toBeInstanceOf(cause)
+      }
+      expect(channel.isOpen).toBe(false)
+      expect(channel.stats().unread, what).toBe(0)
+    }
+    // A second GOAWAY from a server that already sent one.
+    const streams: Stream[] = []
+    const s = await createSynapseNode({ ...acceptingAuth(), handler: gatedHandler(), errors: registry() }, capturingStreams(streams))
+    const c = await createSynapseNode({ ...acceptingAuth(), errors: registry() })
+    nodes.push(s, c)
+    const channel = await c.services.synapse.open(s.getMultiaddrs()[0], 'billing')
+    const pending = channel.call('gate', bytes('x'), { timeoutMs: 30_000 }).catch((e: unknown) => e)
+    await until(() => s.services.synapse.stats().server.inflight === 1, 5000, 'the call read')
+    streams[0].send(rawFrame(FrameType.GOAWAY, new Uint8Array([1])))
+    await until(() => channel.goingAway, 5000, 'the first GOAWAY arrived')
+    streams[0].send(rawFrame(FrameType.GOAWAY, new Uint8Array([0])))
+    const err = await within(pending, 5000, 'the call failed after a second GOAWAY')
+    expect(err).toBeInstanceOf(ChannelClosedError)
+    expect((err as Error).cause).toBeInstanceOf(SynapseProtocolError)
   })
 })

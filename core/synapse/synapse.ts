@@ -118,6 +118,8 @@ export class Synapse {
   private readonly errors: WireErrorRegistry
   private readonly limits: EndpointLimits
   private started = false
+  /** Set by goAway(): new channels are refused while the sessions finish. */
+  private leaving = false
   private readonly channels = new Set<Channel>()
   private readonly sessions = new Set<ServerSession>()
   private readonly outboundPerPeer = new Map<string, number>()
@@ -165,14 +167,27 @@ export class Synapse {
       maxInboundStreams: this.init.maxInboundStreams ?? 256,
       maxOutboundStreams: this.init.maxOutboundStreams ?? 256
     })
+    this.leaving = false
     this.started = true
+  }
+
+  /**
+   * The server side of a planned stop, before the connections go: new channels are refused, and
+   * every open session says GOAWAY with the count of calls it read (the callers fail the rest with
+   * ServerGoingAwayError, nothing ran, and call elsewhere), answers those calls for up to `graceMs`
+   * and closes. Resolves when every session has closed or the grace ran out. Outbound channels
+   * (this node calling others) are untouched: a call it answers may be waiting on one.
+   */
+  async goAway (options: { graceMs?: number } = {}): Promise<void> {
+    this.leaving = true
+    await Promise.all([...this.sessions].map(async (s) => { await s.goAway(options.graceMs ?? 0) }))
   }
 
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
     await this.components.registrar.unhandle(this.protocol)
-    for (const s of [...this.sessions]) s.goAway()
+    for (const s of [...this.sessions]) void s.goAway(0)
     for (const c of [...this.channels]) c.abort(new SynapseNotStartedError('synapse service stopped'))
   }
 
@@ -225,12 +240,12 @@ export class Synapse {
   }
 
   /**
-   * Whether `channel` may carry new calls: it is open and presents this end's current credentials
+   * Whether `channel` may carry new calls: it is open, its server is not going away, and it presents this end's current credentials
    * for its cell. A caller whose chain rotated moves to a new channel (`closeWhenIdle` the old one)
    * before the server closes the old one for expiry.
    */
   current (channel: Channel): boolean {
-    if (!channel.isOpen) return false
+    if (!channel.isOpen || channel.goingAway) return false
     try {
       const presented = channel.presented
       if (presented === undefined) return true
@@ -277,7 +292,7 @@ export class Synapse {
     const maxPendingPerPeer = this.init.maxPendingHandshakesPerPeer ?? 8
     const established = this.sessions.size - this.pendingTotal
     let refuse: Error | undefined
-    if (!this.started) refuse = new SynapseNotStartedError('synapse service is stopping')
+    if (!this.started || this.leaving) refuse = new SynapseNotStartedError('synapse service is stopping')
     else if (perPeer >= maxPerPeer) refuse = new TooManyChannelsError(`${perPeer} synapse channels open from ${peer} (limit ${maxPerPeer})`)
     else if (pendingOfPeer >= maxPendingPerPeer) refuse = new TooManyHandshakesError(`${pendingOfPeer} synapse handshakes pending from ${peer} (limit ${maxPendingPerPeer})`)
     else if (established >= maxChannels) refuse = new TooManyChannelsError(`${established} synapse channels open (limit ${maxChannels})`)

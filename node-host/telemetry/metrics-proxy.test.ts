@@ -26,7 +26,7 @@ async function nodeText (cells: Record<string, number>, replica: string): Promis
       handler.settled?.(ctx, await handler.call(ctx), undefined, 1)
     }
   }
-  const zero = { calls: 0, errors: 0, inflight: 0, messages: 0, streams: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, writes: 0, channels: 0, rejected: 0, dropped: 0, latencyP50Ms: 0, latencyP99Ms: 0, latencyBuckets: [] }
+  const zero = { calls: 0, errors: 0, inflight: 0, messages: 0, streams: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, writes: 0, channels: 0, rejected: 0, dropped: 0, unread: 0, latencyP50Ms: 0, latencyP99Ms: 0, latencyBuckets: [] }
   metrics.attach({
     connections: () => [],
     peers: () => 0,

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client'
 import { DeadlineExceededError } from '../../core/synapse/errors.ts'
 import type { CallContext, SynapseHandler } from '../../core/synapse/types.ts'
 
-const zeroSynapse = { calls: 0, errors: 0, inflight: 0, messages: 0, streams: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, writes: 0, channels: 0, rejected: 0, dropped: 0, latencyP50Ms: 0, latencyP99Ms: 0, latencyBuckets: [] }
+const zeroSynapse = { calls: 0, errors: 0, inflight: 0, messages: 0, streams: 0, framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, writes: 0, channels: 0, rejected: 0, dropped: 0, unread: 0, latencyP50Ms: 0, latencyP99Ms: 0, latencyBuckets: [] }
 
 function fakeSources (): NodeMetricsSources {
   return {

@@ -214,6 +214,7 @@ export class NodeMetrics {
     }))
     counter('cell_synapse_handshakes_rejected_total', 'Synapse handshakes refused (server) or failed (client).', ['side'], () => sides(v => v.rejected))
     counter('cell_synapse_frames_dropped_total', 'Synapse frames dropped because their call had ended.', ['side'], () => sides(v => v.dropped))
+    counter('cell_synapse_unread_calls_total', 'Calls a stopping server did not read: failed by its GOAWAY count (client) or refused after its GOAWAY (server); nothing ran.', ['side'], () => sides(v => v.unread))
 
     // capsids, per replica
     gauge('cell_capsid_cpu_ratio', 'CPU a replica\'s capsid used at the last sample, in cores (1 = one core busy).', ['cell', 'version', 'replica'], () => read(s => s.replicas()
