@@ -23,6 +23,17 @@ describe('a node whose start fails', () => {
 
   const records = async (dataDir: string): Promise<string[]> => await readdir(join(dataDir, 'run')).catch(() => [])
 
+  /** Runs `fn` with a loopback TCP port another listener holds, released after. */
+  async function withTakenPort (fn: (port: number) => Promise<void>): Promise<void> {
+    const taken: Server = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    try {
+      await fn((taken.address() as { port: number }).port)
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => { resolve() }))
+    }
+  }
+
   it('in create (a zfs pool that is not there): no run dir, no record, and the data dir can be used at once', async () => {
     const authority = await generateAuthority()
     const dataDir = join(root, 'n1')
@@ -43,10 +54,7 @@ describe('a node whose start fails', () => {
   it('in start (its TCP port is taken): stopped again, listening nowhere, run dir and lock gone', async () => {
     const authority = await generateAuthority()
     const dataDir = join(root, 'n2')
-    const taken: Server = createServer()
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
-    const port = (taken.address() as { port: number }).port
-    try {
+    await withTakenPort(async (port) => {
       const node = await FullNode.create({ dataDir, runParent, authorityKeys: [authority], listen: { host: '127.0.0.1', tcp: port, webrtc: false } })
       expect(await readdir(runParent)).toHaveLength(1)
       await expect(node.start()).rejects.toThrow()
@@ -59,26 +67,19 @@ describe('a node whose start fails', () => {
       expect(again.addresses().length).toBeGreaterThan(0)
       await again.stop()
       expect(await readdir(runParent)).toEqual([])
-    } finally {
-      await new Promise<void>((resolve) => taken.close(() => { resolve() }))
-    }
+    })
   }, 60_000)
 
   it('in start, before joining (its metrics port is taken): run dir and lock gone, by name', async () => {
     const authority = await generateAuthority()
     const dataDir = join(root, 'n3')
-    const taken: Server = createServer()
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
-    const port = (taken.address() as { port: number }).port
-    try {
+    await withTakenPort(async (port) => {
       const node = await FullNode.create({ dataDir, runParent, authorityKeys: [authority], listen: { host: '127.0.0.1', tcp: 0, webrtc: false }, metrics: { host: '127.0.0.1', port } })
       await expect(node.start()).rejects.toBeInstanceOf(MetricsPortInUseError)
       expect(await readdir(runParent)).toEqual([])
       expect(await records(dataDir)).toEqual([])
       const again = await FullNode.create({ dataDir, runParent, authorityKeys: [authority], listen: { host: '127.0.0.1', tcp: 0, webrtc: false } })
       await again.stop()
-    } finally {
-      await new Promise<void>((resolve) => taken.close(() => { resolve() }))
-    }
+    })
   }, 60_000)
 })
