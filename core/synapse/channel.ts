@@ -139,11 +139,14 @@ export class Channel extends Endpoint implements StreamOwner {
 
   /**
    * One-way message, no promise. Returns false when the outgoing queue is above its high-water
-   * mark (await onDrain() before sending more); throws BackpressureError when it is full.
+   * mark (await onDrain() before sending more); throws BackpressureError when it is full,
+   * ChannelClosedError when the channel ended, ServerGoingAwayError once the server said GOAWAY.
    */
   send (method: string, payload: Uint8Array): boolean {
     const w = this.writer
     w.checkCapacity()
+    // The server drops what arrives after its GOAWAY: say so instead of sending it to nobody.
+    if (this.goneAway !== undefined) throw this.closedError()
     const mid = this.methodIds.get(method)
     if (mid !== undefined) w.encoder.frame(FrameType.MESSAGE, 0, payload, mid)
     else this.encodeNamed(FrameType.MESSAGE, 0, method, payload, -1, undefined)

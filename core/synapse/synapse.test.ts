@@ -389,6 +389,7 @@ describe('planned stop: GOAWAY with the count of calls read', () => {
     expect(channel.goingAway).toBe(true)
     expect(client.services.synapse.current(channel)).toBe(false)
     await expect(channel.call('echo', bytes('after'))).rejects.toBeInstanceOf(ServerGoingAwayError)
+    expect(() => channel.send('tick', bytes('after'))).toThrow(ServerGoingAwayError)
     // New channels are refused while the server is leaving.
     await expect(client.services.synapse.open(server.getMultiaddrs()[0], 'billing')).rejects.toBeInstanceOf(SynapseNotStartedError)
     // The call it read is still answered, then the session closes and goAway resolves.
