@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { FrameDecoder, FrameEncoder, FrameType } from '../../core/wire/index.ts'
-import { decodeHello, decodeHelloAck, decodeErrorPayload, decodeCredit, encodeHello, encodeHelloAck, encodeErrorPayload, encodeCredit } from '../../core/synapse/handshake.ts'
+import { decodeHello, decodeHelloAck, decodeErrorPayload, decodeCredit, decodeGoAway, encodeHello, encodeHelloAck, encodeErrorPayload, encodeCredit, encodeGoAway } from '../../core/synapse/handshake.ts'
 import {
   decodeEnvelope, decodeFrame, decodeInstanceBody, decodeNodeBody, encodeBundles, encodeEnvelope, encodeInstanceBody, encodeNodeBody,
   type FleetEnvelope
@@ -112,6 +112,7 @@ export async function decoderTargets (): Promise<DecoderTarget[]> {
     { name: 'synapse HELLO_ACK payload', seeds: [encodeHelloAck({ version: 1, credentials: chain, maxFrameBytes: 65536 })], decode: decodeHelloAck },
     { name: 'synapse REJECT / ERROR payload', seeds: [encodeErrorPayload('NoReplicaError', 'no replica of billing')], decode: decodeErrorPayload },
     { name: 'synapse CREDIT payload', seeds: [encodeCredit(64), encodeCredit(2 ** 31)], decode: decodeCredit },
+    { name: 'synapse GOAWAY payload', seeds: [encodeGoAway(3), encodeGoAway(0xffff_ffff)], decode: decodeGoAway },
     { name: 'fleet envelope (core/fleet decodeEnvelope)', seeds: envelopeBytes, decode: decodeEnvelope },
     { name: 'fleet bundle frame (core/fleet decodeFrame)', seeds: bundles, decode: decodeFrame },
     { name: 'fleet node body', seeds: [encodeNodeBody(node)], decode: decodeNodeBody },
