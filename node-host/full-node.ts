@@ -747,7 +747,7 @@ export class FullNode {
     await this.snapshots?.stop()
     await this.volumes.stop()
     await heartbeat()
-    await this.mesh.stop()
+    await this.mesh.stop(options.signal !== undefined ? { signal: options.signal } : {})
     clearTimeout(this.intentTimer)
     this.intentTimer = undefined
     await this.intent.flush()

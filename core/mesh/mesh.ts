@@ -450,7 +450,8 @@ export class Mesh {
     this.stopHooks.push(fn)
   }
 
-  async stop (): Promise<void> {
+  /** Leaves the mesh; aborting `signal` ends the grace for calls this peer is answering (MeshInit.stopGraceMs) at once. */
+  async stop (options: { signal?: AbortSignal } = {}): Promise<void> {
     if (!this.started) return
     this.started = false
     for (const fn of this.stopHooks.splice(0)) {
@@ -458,7 +459,7 @@ export class Mesh {
     }
     // Callers hear GOAWAY with the count of their calls this peer read: those are answered (within
     // the grace), the rest they retry elsewhere as never run, before the connections below are cut.
-    await this.libp2p.services.synapse.goAway({ graceMs: this.init.stopGraceMs ?? DEFAULT_STOP_GRACE_MS })
+    await this.libp2p.services.synapse.goAway({ graceMs: this.init.stopGraceMs ?? DEFAULT_STOP_GRACE_MS, ...(options.signal !== undefined ? { signal: options.signal } : {}) })
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
     this.detector?.stop()

@@ -97,20 +97,20 @@ export class ServerSession extends Endpoint {
    * calls read are answered for up to `graceMs` (then they fail with ChannelClosedError); the answers
    * are flushed, the stream closed, and the client's close awaited (also within `graceMs`), so what
    * this end wrote has reached it before the caller cuts the connection. A pending handshake is
-   * refused. Calling it again returns the first stop.
+   * refused. Aborting `signal` ends the grace at once. Calling it again returns the first stop.
    */
-  goAway (graceMs = 0): Promise<void> {
+  goAway (graceMs = 0, signal?: AbortSignal): Promise<void> {
     if (this.goingAway !== undefined) return this.goingAway
     if (this.endError !== undefined) return Promise.resolve()
     if (this.state !== 'open') {
       this.reject(new SynapseNotStartedError('synapse service is stopping'))
       return Promise.resolve()
     }
-    this.goingAway = this.leave(this.clock.now() + Math.max(0, graceMs))
+    this.goingAway = this.leave(this.clock.now() + Math.max(0, graceMs), signal)
     return this.goingAway
   }
 
-  private async leave (deadlineMs: number): Promise<void> {
+  private async leave (deadlineMs: number, signal: AbortSignal | undefined): Promise<void> {
     try {
       this.writer.encoder.frame(FrameType.GOAWAY, 0, encodeGoAway(this.callsRead))
       const stopping = new SynapseNotStartedError('synapse service is stopping')
@@ -124,29 +124,34 @@ export class ServerSession extends Endpoint {
       this.fail(err)
       return
     }
-    if (this.calls.size > 0) await this.within(deadlineMs, (done) => { this.onIdle = done })
+    if (this.calls.size > 0) await this.within(deadlineMs, signal, (done) => { this.onIdle = done })
     this.onIdle = undefined
-    while ((this.writer.queuedBytes > 0 || this.writer.blocked) && this.endError === undefined && this.clock.now() < deadlineMs) {
+    while ((this.writer.queuedBytes > 0 || this.writer.blocked) && this.endError === undefined && this.clock.now() < deadlineMs && signal?.aborted !== true) {
       this.writer.flush()
-      if (this.writer.blocked) await this.within(deadlineMs, (done) => { this.writer.waitForDrain().then(done, done) })
+      if (this.writer.blocked) await this.within(deadlineMs, signal, (done) => { this.writer.waitForDrain().then(done, done) })
     }
     if (this.endError !== undefined) return
     this.shutdown(new ChannelClosedError('synapse service stopped'))
     await this.closeStream()
     const status = this.transport.status
     if (status !== 'closed' && status !== 'aborted' && status !== 'reset') {
-      await this.within(deadlineMs, (done) => { this.transport.addEventListener('close', done, { once: true }) }, false)
+      await this.within(deadlineMs, signal, (done) => { this.transport.addEventListener('close', done, { once: true }) }, false)
     }
   }
 
-  /** Resolves when `arm`'s callback runs, the session ends (when `orEnd`), or the clock reaches `deadlineMs`. */
-  private async within (deadlineMs: number, arm: (done: () => void) => void, orEnd = true): Promise<void> {
+  /** Resolves when `arm`'s callback runs, the session ends (when `orEnd`), `signal` aborts, or the clock reaches `deadlineMs`. */
+  private async within (deadlineMs: number, signal: AbortSignal | undefined, arm: (done: () => void) => void, orEnd = true): Promise<void> {
     const remaining = deadlineMs - this.clock.now()
-    if (remaining <= 0) return
+    if (remaining <= 0 || signal?.aborted === true) return
     await new Promise<void>((resolve) => {
       const timer = this.clock.setTimeout(done, remaining)
       const clock = this.clock
-      function done (): void { clock.clearTimeout(timer); resolve() }
+      function done (): void {
+        clock.clearTimeout(timer)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      signal?.addEventListener('abort', done, { once: true })
       if (orEnd) void this.closed.then(done)
       arm(done)
     })

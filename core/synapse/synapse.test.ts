@@ -424,6 +424,21 @@ describe('planned stop: GOAWAY with the count of calls read', () => {
     expect(channel.stats().unread).toBe(0)
   })
 
+  it('aborting the signal ends the grace at once (a second Ctrl-C)', async () => {
+    const { server, client } = await pair()
+    const channel = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    const hanging = channel.call('hang', bytes('x'), { timeoutMs: 60_000 }).catch((e: unknown) => e)
+    await until(() => server.services.synapse.stats().server.inflight === 1, 5000, 'the call reached the server')
+    const force = new AbortController()
+    let done = false
+    const leaving = server.services.synapse.goAway({ graceMs: 60_000, signal: force.signal }).then(() => { done = true })
+    await until(() => channel.goingAway, 5000, 'the GOAWAY arrived')
+    expect(done).toBe(false)
+    force.abort()
+    await within(leaving, 5000, 'goAway resolved after the abort')
+    expect(await within(hanging, 5000, 'the call failed')).toBeInstanceOf(ChannelClosedError)
+  })
+
   it('a stop without grace still tells the caller which calls were never read', async () => {
     const handler = gatedHandler()
     const { server, client } = await pair({ handler })

@@ -175,12 +175,12 @@ export class Synapse {
    * The server side of a planned stop, before the connections go: new channels are refused, and
    * every open session says GOAWAY with the count of calls it read (the callers fail the rest with
    * ServerGoingAwayError, nothing ran, and call elsewhere), answers those calls for up to `graceMs`
-   * and closes. Resolves when every session has closed or the grace ran out. Outbound channels
-   * (this node calling others) are untouched: a call it answers may be waiting on one.
+   * and closes. Resolves when every session has closed or the grace ran out (or `signal` aborted).
+   * Outbound channels (this node calling others) are untouched: a call it answers may wait on one.
    */
-  async goAway (options: { graceMs?: number } = {}): Promise<void> {
+  async goAway (options: { graceMs?: number, signal?: AbortSignal } = {}): Promise<void> {
     this.leaving = true
-    await Promise.all([...this.sessions].map(async (s) => { await s.goAway(options.graceMs ?? 0) }))
+    await Promise.all([...this.sessions].map(async (s) => { await s.goAway(options.graceMs ?? 0, options.signal) }))
   }
 
   async stop (): Promise<void> {
