@@ -720,7 +720,7 @@ export class FullNode {
    * snapshot may wait to be pinned by two other nodes before its claim is released (default 30 s; 0
    * when the whole fleet stops at once and no node is left to pin it).
    */
-  async stop (options: { signal?: AbortSignal, handoverSafeMs?: number } = {}): Promise<void> {
+  async stop (options: { signal?: AbortSignal, handoverSafeMs?: number, onStep?: (step: string) => void } = {}): Promise<void> {
     if (!this.started) {
       // Made but never started (or its start failed before joining): what open() made goes too.
       await this.runDir?.remove().catch((err: unknown) => { log('removing the run dir: %e', err) })
@@ -740,14 +740,20 @@ export class FullNode {
     this.rememberHaltsAndPeers()
     const stopping = this.replicas.stopAll({ ...(this.init.drainGraceMs !== undefined ? { graceMs: this.init.drainGraceMs } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) })
     const heartbeat = async (): Promise<void> => { await this.mesh.gossip.tick().catch((err) => { log('heartbeat while stopping: %e', err) }) }
+    const step = (what: string): void => {
+      try { options.onStep?.(what) } catch (err) { log('stop step hook: %e', err) }
+    }
     await heartbeat()
     await stopping
+    step('replicas stopped')
     await this.runDir?.remove().catch((err: unknown) => { log('removing the run dir: %e', err) })
     this.replicas.stopSampling()
     await this.snapshots?.stop()
     await this.volumes.stop()
+    if (this.volumes.manager !== undefined) step('volumes closed')
     await heartbeat()
     await this.mesh.stop(options.signal !== undefined ? { signal: options.signal } : {})
+    step('left the mesh')
     clearTimeout(this.intentTimer)
     this.intentTimer = undefined
     await this.intent.flush()

@@ -335,7 +335,10 @@ export async function run (argv: string[]): Promise<number> {
       }
       stopping = true
       process.stdout.write(`\n${sig}: draining replicas and stopping…\n`)
-      void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop({ signal: force.signal }) }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
+      const fromMs = Date.now()
+      // Each step with its time, so a slow stop says where it waited.
+      const onStep = (what: string): void => { process.stdout.write(`stopping: ${what} (${((Date.now() - fromMs) / 1000).toFixed(1)} s)\n`) }
+      void (dashboard?.close() ?? Promise.resolve()).then(async () => { await node.stop({ signal: force.signal, onStep }) }).then(done, (err) => { process.stderr.write(`stop failed: ${(err as Error).message}\n`); done() })
     }
     process.on('SIGINT', () => { stop('SIGINT') })
     process.on('SIGTERM', () => { stop('SIGTERM') })

@@ -197,7 +197,7 @@ async function restartNode (i: number): Promise<void> {
   await stopProc(old, 60_000)
   const stoppedMs = Date.now() - fromMs
   const exit = await old.exited
-  if (exit.signal === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM`)
+  if (exit.signal === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM; its last lines:\n${old.stdout().split('\n').slice(-12).join('\n')}\n${old.stderr().slice(-1500)}`)
   else if (exit.code !== 0) problems.push(`${elapsed()}: node ${i + 1} exited with ${exit.code ?? exit.signal} on SIGTERM: ${old.stderr().slice(-500)}`)
   const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
   const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--bootstrap', bootstrap])
