@@ -125,6 +125,6 @@ describe('multi-process fleet', () => {
     clearTimeout(timer)
     expect(signal).toBeNull()
     expect(code).toBe(0)
-    expect(node.stdout()).toMatch(/SIGTERM: draining replicas and stopping…\nstopped\n$/)
+    expect(node.stdout()).toMatch(/SIGTERM: draining replicas and stopping…\nstopping: replicas stopped \(\d+\.\d s\)\n(stopping: volumes closed \(\d+\.\d s\)\n)?stopping: left the mesh \(\d+\.\d s\)\nstopped\n$/)
   }, 60_000)
 })
