@@ -2,7 +2,7 @@
 // WebRTC-direct (WebTransport too where a peer offers it), reaches other tabs over WebRTC through a
 // full node's circuit relay, runs the DHT in client mode and follows the fleet gossip. Its key,
 // trust, grants and last fleet view persist through a LightPeerStore (IndexedDB in a tab).
-import { webSockets } from '@libp2p/websockets'
+import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { webRTC, webRTCDirect } from '@libp2p/webrtc'
 import { webTransport } from '@libp2p/webtransport'
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
@@ -151,7 +151,7 @@ export async function createLightPeer (init: LightPeerInit, options: { signal?: 
     ...(tracer !== undefined ? { tracer } : {}),
     privateKey,
     transports: [
-      webSockets(),
+      webSocketsClosingAborted(),
       ...(init.webRTCDirect === false ? [] : [webRTCDirect()]),
       webTransport(),
       webRTC(),

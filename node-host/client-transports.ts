@@ -2,8 +2,8 @@
 // transports.ts so that `cell call` does not load WebRTC (node-datachannel and its certificate
 // stack, some 300 modules) and the WebTransport bridge it never dials.
 import { tcp } from '@libp2p/tcp'
-import { webSockets } from '@libp2p/websockets'
+import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 
-export function clientTransports (): Array<ReturnType<typeof tcp> | ReturnType<typeof webSockets>> {
-  return [tcp(), webSockets()]
+export function clientTransports (): Array<ReturnType<typeof tcp> | ReturnType<typeof webSocketsClosingAborted>> {
+  return [tcp(), webSocketsClosingAborted()]
 }

@@ -1,7 +1,7 @@
 // Transports of a full node: TCP, WebSockets, WebRTC-direct (browsers dial it without
 // certificates) and, when a port is given, WebTransport through the Deno sidecar (webtransport/).
 import { tcp } from '@libp2p/tcp'
-import { webSockets } from '@libp2p/websockets'
+import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { webRTCDirect } from '@libp2p/webrtc'
 import { webTransportListener, type WebTransportHandle, type WebTransportListenInit } from './webtransport/transport.ts'
 
@@ -21,7 +21,7 @@ export interface WebTransportOptions extends WebTransportListenInit {
 }
 
 export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}): any[] {
-  const base = ports.webrtc === false ? [tcp(), webSockets()] : [tcp(), webSockets(), webRTCDirect()]
+  const base = ports.webrtc === false ? [tcp(), webSocketsClosingAborted()] : [tcp(), webSocketsClosingAborted(), webRTCDirect()]
   return typeof ports.webtransport === 'number' ? [...base, webTransportListener(webTransport, webTransport.onHandle)] : base
 }
 

@@ -143,7 +143,16 @@ export interface RemoteOptions {
 }
 
 const MAX_ATTEMPTS = 6
-const MAX_VIEW_WAITS = 20
+/**
+ * A call with no usable replica waits for the view to change (a cell between replicas: a restart, a
+ * rollout, a replica starting) until its deadline. Each wait ends at a change of the view, at most
+ * 3 heartbeats later, and no sooner than MIN_VIEW_WAIT_MS: a busy view changes many times a second
+ * (every node's heartbeat), and a cap on the number of waits (once 20) let a call fail with
+ * NoReplicaError a second or two into a 15 s deadline while the next replica was starting. The
+ * count below only bounds the work one call can cause (20 route checks a second at most).
+ */
+const MAX_VIEW_WAITS = 2_000
+const MIN_VIEW_WAIT_MS = 50
 /** Cell.toml's default canary_weight (core/manifest DEFAULTS), for callers that lack the manifest. */
 const DEFAULT_CANARY_WEIGHT = 5
 const MAX_CACHED_CHANNELS = 256
@@ -680,7 +689,7 @@ export class Mesh {
         // the view and try again with a clean slate, within the call's deadline.
         waits++
         attempt--
-        await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal)
+        await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal, Math.min(MIN_VIEW_WAIT_MS, deadlineMs - this.clock.now()))
         excluded?.clear()
         route = this.route(cell)
         continue
@@ -727,20 +736,29 @@ export class Mesh {
     throw lastError
   }
 
-  /** Resolves on the next change of the fleet view, or after `maxMs`. */
-  private async nextViewChange (maxMs: number, signal?: AbortSignal): Promise<void> {
+  /** Resolves at the next change of the view (but not before `minMs`), after `maxMs`, or when `signal` aborts. */
+  private async nextViewChange (maxMs: number, signal?: AbortSignal, minMs = 0): Promise<void> {
+    const fromMs = this.clock.now()
     await new Promise<void>((resolve) => {
-      const done = (): void => {
+      let timer: unknown
+      const finish = (): void => {
         this.clock.clearTimeout(timer)
-        signal?.removeEventListener('abort', done)
-        if (this.viewWaiters.delete(done) && this.viewWaiters.size === 0) this.view.removeEventListener('change', this.wakeViewWaiters)
+        signal?.removeEventListener('abort', finish)
+        if (this.viewWaiters.delete(changed) && this.viewWaiters.size === 0) this.view.removeEventListener('change', this.wakeViewWaiters)
         resolve()
       }
-      const timer = this.clock.setTimeout(done, Math.max(0, maxMs))
+      // A change this soon only ends the wait once minMs is over (the timer is re-armed for it).
+      const changed = (): void => {
+        const early = minMs - (this.clock.now() - fromMs)
+        if (early <= 0 || signal?.aborted === true) { finish(); return }
+        this.clock.clearTimeout(timer)
+        timer = this.clock.setTimeout(finish, early)
+      }
+      timer = this.clock.setTimeout(finish, Math.max(0, maxMs))
       // One listener on the view for all waiting calls (many calls in flight wait at once).
       if (this.viewWaiters.size === 0) this.view.addEventListener('change', this.wakeViewWaiters)
-      this.viewWaiters.add(done)
-      signal?.addEventListener('abort', done)
+      this.viewWaiters.add(changed)
+      signal?.addEventListener('abort', finish)
     })
   }
 
@@ -768,7 +786,7 @@ export class Mesh {
     let target = pick()
     for (let waits = 0; target === undefined && waits < MAX_VIEW_WAITS && this.clock.now() < deadlineMs; waits++) {
       if (this.view.release(cell) == null && this.view.nodes().length > 0) break
-      await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal)
+      await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal, Math.min(MIN_VIEW_WAIT_MS, deadlineMs - this.clock.now()))
       options.signal?.throwIfAborted()
       target = pick()
     }

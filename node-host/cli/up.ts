@@ -15,6 +15,7 @@ import { serveDashboard, nodePageConfig, type DashboardServer } from '../http/st
 import { denoBinary } from '../webtransport/sidecar.ts'
 import { rotationFromEnv } from '../webtransport/certificates.ts'
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, MetricsAddressError, type MetricsAddress } from '../telemetry/metrics-server.ts'
+import { exitIfStillHeld, traceHandlesFromEnv } from './open-handles.ts'
 
 const HELP = `usage: cell up [--data DIR] [--bootstrap MULTIADDR]... [--authority KEYFILE] [--trust HEX]... [--grant TOKEN]...
 
@@ -142,10 +143,14 @@ function webTransportPort (text: string | undefined): number | false {
   return port(text) ?? 0
 }
 
+/** How long a stopped `cell up` may take to end by itself before it names what holds it and exits. */
+const STOPPED_EXIT_GRACE_MS = 5_000
+
 export async function run (argv: string[]): Promise<number> {
   // A node says what goes wrong (a release it cannot fetch, a replica that crashes, a spawn that
   // fails) on stderr; DEBUG=cell:* (or libp2p:*) shows everything instead.
   if (process.env.DEBUG == null || process.env.DEBUG === '') enable('cell:*:error')
+  traceHandlesFromEnv()
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 0, max: 0 })
   if (typeof parsed === 'number') return parsed
   const v = parsed.values
@@ -344,6 +349,8 @@ export async function run (argv: string[]): Promise<number> {
     process.on('SIGTERM', () => { stop('SIGTERM') })
   })
   process.stdout.write('stopped\n')
+  // Everything is closed: the process ends by itself. If a handle still holds it, say which and go.
+  exitIfStillHeld(STOPPED_EXIT_GRACE_MS)
   return 0
 }
 

@@ -1,7 +1,7 @@
 // Three full nodes and a publisher/caller in one process over real libp2p on loopback: the release
 // travels by gossip, the artifact through the DHT, replicas run in real capsids.
 import { describe, it, expect, afterAll } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
@@ -136,5 +136,31 @@ describe('in-process fleet', () => {
     await waitForReplicas(stranger, 'open', { timeoutMs: 20_000 })
     await expect(stranger.call('open', 'echo', { text: 'hi' })).resolves.toEqual({ text: 'hi', caller: stranger.peerId.toString() })
     await expectStrangerRefused(stranger, nodes, 'billing')
+  }, 120_000)
+
+  it('a call made while a cell has no replica yet waits for the first one within its deadline, however busy the view', async () => {
+    // A cell between replicas (a restart during a rollout, a first start) in a fleet whose view
+    // changes many times a second (every node's heartbeat, every instance): the caller once gave up
+    // after 20 changes of the view, a second or two into a 15 s deadline (the soak's NoReplicaError).
+    // Here the view is made to change every 10 ms (plus the real heartbeats) while "till", a new
+    // cell, is prepared and started: 20 changes take 0.2 s, its first replica takes longer.
+    const key = fleetKey!
+    const dir = await stageCell(billingDir, join(root, 'till'), authorityIdOf(key.publicKey))
+    await writeFile(join(dir, 'Cell.toml'), (await readFile(join(dir, 'Cell.toml'), 'utf8')).replace('name = "billing"', 'name = "till"'))
+    const caller = clients[1]
+    // What a node's heartbeat makes the view say (listeners read the detail), 100 times a second.
+    const beat = { kind: 'node', op: 'upsert', key: nodes[0].peerId, nodeId: nodes[0].peerId }
+    const churn = setInterval(() => { caller.view.dispatchEvent(new CustomEvent('change', { detail: beat })) }, 10)
+    try {
+      await publisherOf!.publish(dir, '1.0.0', key, { waitReplicas: 0, timeoutMs: 45_000 })
+      await waitForView(caller, () => caller.view.release('till'), 'the release of till', { timeoutMs: 20_000 })
+      expect(caller.replicas('till')).toEqual([])
+      const fromMs = Date.now()
+      const answer = await caller.call<{ amount: number }>('till', 'charge', { amount: 7 }, { timeoutMs: 30_000 })
+      expect(answer.amount).toBe(7)
+      process.stdout.write(`first call to a cell published without waiting: answered after ${Date.now() - fromMs} ms of a busy view\n`)
+    } finally {
+      clearInterval(churn)
+    }
   }, 120_000)
 })

@@ -62,6 +62,8 @@ if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >
 }
 // Every `cell` process the soak starts and every client it creates read the mode from here.
 process.env.CELL_DISSEMINATION = dissemination
+// A stopped node whose process something still holds names what and where it was made (node-host/cli/open-handles.ts).
+process.env.CELL_TRACE_HANDLES = '1'
 /** Memory readings before this much of a process's life are its warm-up, not a trend. */
 const WARM_UP_MS = 3 * 60_000
 
@@ -199,6 +201,8 @@ async function restartNode (i: number): Promise<void> {
   const exit = await old.exited
   if (exit.signal === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM; its last lines:\n${old.stdout().split('\n').slice(-12).join('\n')}\n${old.stderr().slice(-1500)}`)
   else if (exit.code !== 0) problems.push(`${elapsed()}: node ${i + 1} exited with ${exit.code ?? exit.signal} on SIGTERM: ${old.stderr().slice(-500)}`)
+  const held = /cell: stopped, but the process was still held[\s\S]*?exiting anyway\)/.exec(old.stderr())
+  if (held !== null) problems.push(`${elapsed()}: node ${i + 1} said it stopped but its process lived on: ${held[0]}`)
   const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
   const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--bootstrap', bootstrap])
   nodes[i] = p
@@ -212,7 +216,9 @@ async function restartNode (i: number): Promise<void> {
   const backMs = Date.now() - fromMs
   window.toMs = Date.now() + 30_000
   restarts.push({ node: i, stopMs: stoppedMs, backMs, ledgerOwner: ledgerOwner === nodeIds[i] })
-  say(`restarted node ${i + 1}${ledgerOwner === nodeIds[i] ? ' (the ledger\'s owner)' : ''}: stopped in ${(stoppedMs / 1000).toFixed(1)} s, whole fleet again ${(backMs / 1000).toFixed(1)} s after SIGTERM`)
+  // A slow stop names its steps (`stopping: replicas stopped (31.2 s)` …), so the soak says where the time went.
+  const steps = stoppedMs > 3_000 ? old.stdout().split('\n').filter(l => l.startsWith('stopping: ')).map(l => l.slice('stopping: '.length)) : []
+  say(`restarted node ${i + 1}${ledgerOwner === nodeIds[i] ? ' (the ledger\'s owner)' : ''}: stopped in ${(stoppedMs / 1000).toFixed(1)} s${steps.length > 0 ? ` (${steps.join(', ')})` : ''}, whole fleet again ${(backMs / 1000).toFixed(1)} s after SIGTERM`)
 }
 
 async function callLoop (mesh: Mesh): Promise<void> {
