@@ -23,11 +23,15 @@ async function server (answer: boolean): Promise<{ port: number, accepted: Promi
     socket.on('error', () => {})
     if (!answer) return
     let head = ''
+    let upgraded = false
     socket.on('data', (chunk) => {
+      // After the handshake the only frame a client sends here is its close: answer by closing.
+      if (upgraded) { socket.end(); return }
       head += chunk.toString('latin1')
       const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1]
       if (!head.includes('\r\n\r\n') || key === undefined) return
       const accepting = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
+      upgraded = true
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accepting}\r\n\r\n`)
     })
   })
@@ -55,6 +59,21 @@ describe('WebSocket dials that close what they open', () => {
     controller.abort(new Error('the dial queue timed out'))
     await expect(dial).rejects.toMatchObject({ name: 'ConnectionFailedError', message: expect.stringMatching(/dial aborted \(the dial queue timed out\)/) })
     await closed(socket, 5_000)
+  })
+
+  it('a dial whose upgrade fails after the socket opened closes the socket', async () => {
+    const { port, accepted } = await server(true)
+    const transport = webSocketsClosingAborted()({ logger: defaultLogger() } as never)
+    const upgrader = { upgradeOutbound: async () => { throw new Error('encryption failed') } }
+    await expect(transport.dial(multiaddr(`/ip4/127.0.0.1/tcp/${port}/ws`), { signal: AbortSignal.timeout(10_000), upgrader } as never)).rejects.toThrow('encryption failed')
+    await closed(await accepted, 5_000)
+  })
+
+  it('a reset (close with code 1006, which WebSocket forbids) closes the socket instead of throwing', async () => {
+    const { port, accepted } = await server(true)
+    const ws = await openWebSocket(`ws://127.0.0.1:${port}`)
+    expect(() => { ws.close(1006) }).not.toThrow()
+    await closed(await accepted, 5_000)
   })
 
   it('opens against a server that answers, and fails by name where nothing listens', async () => {
