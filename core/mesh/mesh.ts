@@ -689,7 +689,7 @@ export class Mesh {
         // the view and try again with a clean slate, within the call's deadline.
         waits++
         attempt--
-        await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal, Math.min(MIN_VIEW_WAIT_MS, deadlineMs - this.clock.now()))
+        await this.nextViewChange(deadlineMs, options.signal)
         excluded?.clear()
         route = this.route(cell)
         continue
@@ -736,9 +736,14 @@ export class Mesh {
     throw lastError
   }
 
-  /** Resolves at the next change of the view (but not before `minMs`), after `maxMs`, or when `signal` aborts. */
-  private async nextViewChange (maxMs: number, signal?: AbortSignal, minMs = 0): Promise<void> {
+  /**
+   * Resolves at the next change of the view but not before MIN_VIEW_WAIT_MS, at most 3 heartbeats
+   * later, at `deadlineMs`, or when `signal` aborts.
+   */
+  private async nextViewChange (deadlineMs: number, signal?: AbortSignal): Promise<void> {
     const fromMs = this.clock.now()
+    const maxMs = Math.min(deadlineMs - fromMs, 3 * (this.init.heartbeatMs ?? 1000))
+    const minMs = Math.min(MIN_VIEW_WAIT_MS, deadlineMs - fromMs)
     await new Promise<void>((resolve) => {
       let timer: unknown
       const finish = (): void => {
@@ -786,7 +791,7 @@ export class Mesh {
     let target = pick()
     for (let waits = 0; target === undefined && waits < MAX_VIEW_WAITS && this.clock.now() < deadlineMs; waits++) {
       if (this.view.release(cell) == null && this.view.nodes().length > 0) break
-      await this.nextViewChange(Math.min(deadlineMs - this.clock.now(), 3 * (this.init.heartbeatMs ?? 1000)), options.signal, Math.min(MIN_VIEW_WAIT_MS, deadlineMs - this.clock.now()))
+      await this.nextViewChange(deadlineMs, options.signal)
       options.signal?.throwIfAborted()
       target = pick()
     }

@@ -43,7 +43,7 @@ async function server (answer: boolean): Promise<{ port: number, accepted: Promi
 const closed = async (socket: Socket, withinMs: number): Promise<void> => {
   if (socket.destroyed || socket.readyState === 'closed') return
   await new Promise<void>((resolve, reject) => {
-    const deadline = setTimeout(() => { reject(new Error(`the dialler's socket was still open ${withinMs} ms after its dial was aborted`)) }, withinMs)
+    const deadline = setTimeout(() => { reject(new Error(`the dialler's socket was still open ${withinMs} ms after its dial or connection ended`)) }, withinMs)
     socket.once('close', () => { clearTimeout(deadline); resolve() })
   })
 }

@@ -34,7 +34,8 @@ export function traceHandlesFromEnv (env: NodeJS.ProcessEnv = process.env): bool
       // Node's own frames say nothing about who leaked it; a handle made in a callback (a listen
       // after a lookup) has none of ours, so it takes the stack of what triggered it.
       const ours = frames.filter(f => !/\(node:|^at node:|^at \[/.test(f)).slice(0, FRAMES).join(' | ')
-      const stack = ours !== '' ? ours : `(from ${map.get(trigger)?.type ?? 'an untracked resource'}) ${map.get(trigger)?.stack ?? frames.slice(0, FRAMES).join(' | ')}`
+      const parent = ours !== '' ? undefined : map.get(trigger)
+      const stack = ours !== '' ? ours : `(from ${parent?.type ?? 'an untracked resource'}) ${parent?.stack ?? frames.slice(0, FRAMES).join(' | ')}`
       map.set(asyncId, { type, stack, resource: new WeakRef(resource as object) })
       if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as number)
     },
