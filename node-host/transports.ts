@@ -3,6 +3,7 @@
 import { tcp } from '@libp2p/tcp'
 import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { webRTCDirect } from '@libp2p/webrtc'
+import { boundWebSocketsListener, type WebSocketsListenerLimits, type WebSocketsRefusal } from './websockets-listener.ts'
 import { webTransportListener, type WebTransportHandle, type WebTransportListenInit } from './webtransport/transport.ts'
 
 export interface ListenPorts {
@@ -20,8 +21,15 @@ export interface WebTransportOptions extends WebTransportListenInit {
   onHandle?: (handle: WebTransportHandle) => void
 }
 
-export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}): any[] {
-  const base = ports.webrtc === false ? [tcp(), webSocketsClosingAborted()] : [tcp(), webSocketsClosingAborted(), webRTCDirect()]
+export interface WebSocketsListenerOptions {
+  limits?: Partial<WebSocketsListenerLimits>
+  /** Told each connection closed before its WebSocket handshake (node-host/websockets-listener.ts). */
+  onRefused?: (reason: WebSocketsRefusal, detail: string) => void
+}
+
+export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}, webSocketsListener: WebSocketsListenerOptions = {}): any[] {
+  const ws = boundWebSocketsListener(webSocketsClosingAborted(), webSocketsListener.limits, webSocketsListener.onRefused)
+  const base = ports.webrtc === false ? [tcp(), ws] : [tcp(), ws, webRTCDirect()]
   return typeof ports.webtransport === 'number' ? [...base, webTransportListener(webTransport, webTransport.onHandle)] : base
 }
 

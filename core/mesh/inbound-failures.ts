@@ -1,12 +1,39 @@
-// Inbound connections that fail to become libp2p connections (random bytes, a half multistream or
-// Noise handshake, a stalled upgrade) are thrown away inside the transports' listeners with nothing
-// but a debug log. Hosts that want to count them (node-host's cell_listener_garbage_total) hand
-// MeshInit.onInboundFailure; the transports are wrapped so each listener's upgrader reports every
-// failed inbound upgrade with the transport's name, then rethrows so libp2p handles it as before.
-import type { CreateListenerOptions, Transport, Upgrader } from '@libp2p/interface'
+// Inbound connections before they are libp2p connections. Two jobs, both by wrapping each
+// transport's listener's upgrader:
+//
+// 1. Failures are reported. Inbound connections that fail to become libp2p connections (random bytes,
+//    a half multistream or Noise handshake, a stalled upgrade) are thrown away inside the transports'
+//    listeners with nothing but a debug log. Hosts that want to count them (node-host's
+//    cell_listener_garbage_total) hand MeshInit.onInboundFailure: every failed inbound upgrade is
+//    reported with the transport's name, then rethrown so libp2p handles it as before.
+// 2. One remote host holds at most a few upgrades in progress. libp2p admits 10 inbound upgrades in
+//    progress in all (maxIncomingPendingConnections) and 5 new connections per host per second, and an
+//    upgrade may take 10 s before it times out. So one host that opened a silent TCP connection every
+//    quarter second, under the rate limit, held every slot for good, and the node refused every
+//    other peer's inbound connection (measured: 10 of 10 honest dials refused). Now a host past
+//    `perHost` upgrades in progress is refused at once (InboundUpgradeSlotsError) and the mesh raises
+//    libp2p's total to 64 (MeshInit), so it takes 8 hosts, not one, to fill the slots.
+import type { CreateListenerOptions, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
+import { CellError } from '../errors.ts'
 
 /** Told the transport (its tag without the npm scope: `tcp`, `websockets`, `webrtc-direct`, …) and the error of each failed inbound upgrade. */
 export type InboundFailureHook = (transport: string, err: unknown) => void
+
+/** Default cap on inbound upgrades in progress from one remote host (honest peers: 0–2 at a time). */
+export const INBOUND_UPGRADES_PER_HOST = 8
+/** libp2p's total of inbound upgrades in progress, as the mesh sets it (libp2p's default is 10). */
+export const INBOUND_UPGRADES_TOTAL = 64
+
+/** An inbound connection refused because its host already has `perHost` upgrades in progress. */
+export class InboundUpgradeSlotsError extends CellError {
+  static override readonly errorName = 'InboundUpgradeSlotsError'
+}
+
+export interface InboundGuardInit {
+  onFailure?: InboundFailureHook
+  /** Upgrades in progress one remote host may hold (default INBOUND_UPGRADES_PER_HOST). */
+  perHost?: number
+}
 
 type TransportFactory = (components: unknown) => Transport
 
@@ -15,15 +42,60 @@ function transportName (t: Transport): string {
   return typeof tag === 'string' ? tag.replace(/^@[^/]+\//, '') : 'unknown'
 }
 
-function reportingUpgrader (upgrader: Upgrader, name: string, onFailure: InboundFailureHook): Upgrader {
-  const inbound = upgrader.upgradeInbound.bind(upgrader) as (...args: unknown[]) => Promise<void>
+/** The remote host of an inbound connection (its IP or DNS name), or undefined when its address names none. */
+export function remoteHost (maConn: Pick<MultiaddrConnection, 'remoteAddr'>): string | undefined {
+  try {
+    const first = maConn.remoteAddr.getComponents()[0]
+    return first !== undefined && /^(ip4|ip6|dns|dns4|dns6)$/.test(first.name) ? first.value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Upgrades in progress per remote host, shared by every listener of one node (a host may use TCP and WebSockets). */
+export class InboundSlots {
+  private readonly byHost = new Map<string, number>()
+  readonly perHost: number
+  constructor (perHost: number = INBOUND_UPGRADES_PER_HOST) {
+    this.perHost = perHost
+    if (!Number.isInteger(perHost) || perHost < 1) throw new RangeError(`inbound upgrades per host must be a positive integer, not ${perHost}`)
+  }
+
+  /** Takes a slot for `host`, or throws InboundUpgradeSlotsError. The map holds only hosts with a slot taken. */
+  take (host: string): void {
+    const n = this.byHost.get(host) ?? 0
+    if (n >= this.perHost) throw new InboundUpgradeSlotsError(`${host} already has ${n} inbound connections being upgraded (at most ${this.perHost} per host)`)
+    this.byHost.set(host, n + 1)
+  }
+
+  give (host: string): void {
+    const n = this.byHost.get(host) ?? 0
+    if (n <= 1) this.byHost.delete(host); else this.byHost.set(host, n - 1)
+  }
+
+  inUse (host?: string): number {
+    if (host !== undefined) return this.byHost.get(host) ?? 0
+    let n = 0
+    for (const v of this.byHost.values()) n += v
+    return n
+  }
+}
+
+function guardedUpgrader (upgrader: Upgrader, name: string, slots: InboundSlots, onFailure: InboundFailureHook | undefined): Upgrader {
+  const inbound = upgrader.upgradeInbound.bind(upgrader) as (maConn: MultiaddrConnection, ...rest: unknown[]) => Promise<void>
   return {
-    upgradeInbound: (async (...args: unknown[]) => {
+    upgradeInbound: (async (maConn: MultiaddrConnection, ...rest: unknown[]) => {
+      const host = remoteHost(maConn)
       try {
-        await inbound(...args)
+        if (host !== undefined) slots.take(host)
+        try {
+          await inbound(maConn, ...rest)
+        } finally {
+          if (host !== undefined) slots.give(host)
+        }
       } catch (err) {
         // A throwing hook must not change how libp2p sees the failure.
-        try { onFailure(name, err) } catch {}
+        try { onFailure?.(name, err) } catch {}
         throw err
       }
     }) as Upgrader['upgradeInbound'],
@@ -34,12 +106,21 @@ function reportingUpgrader (upgrader: Upgrader, name: string, onFailure: Inbound
   }
 }
 
-/** The same transport factories, whose listeners report failed inbound upgrades to `onFailure`. */
-export function reportInboundFailures<T> (factories: T[], onFailure: InboundFailureHook): T[] {
+/**
+ * The same transport factories, whose listeners cap inbound upgrades in progress per remote host
+ * (one InboundSlots shared by all of them) and report failed inbound upgrades to `onFailure`.
+ */
+export function guardInbound<T> (factories: T[], init: InboundGuardInit = {}): T[] {
+  const slots = new InboundSlots(init.perHost)
   return factories.map(factory => ((components: unknown) => {
     const transport = (factory as TransportFactory)(components)
     const createListener = transport.createListener.bind(transport)
-    transport.createListener = (options: CreateListenerOptions) => createListener({ ...options, upgrader: reportingUpgrader(options.upgrader, transportName(transport), onFailure) })
+    transport.createListener = (options: CreateListenerOptions) => createListener({ ...options, upgrader: guardedUpgrader(options.upgrader, transportName(transport), slots, init.onFailure) })
     return transport
   }) as T)
+}
+
+/** Failure reports only (the per-host cap at its default), for hosts that wrap their transports themselves. */
+export function reportInboundFailures<T> (factories: T[], onFailure: InboundFailureHook): T[] {
+  return guardInbound(factories, { onFailure })
 }

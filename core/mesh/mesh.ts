@@ -35,7 +35,7 @@ import { NoReplicaError, UnknownCellError, MeshNotStartedError, CellNameConflict
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
-import { reportInboundFailures, type InboundFailureHook } from './inbound-failures.ts'
+import { guardInbound, INBOUND_UPGRADES_TOTAL, type InboundFailureHook } from './inbound-failures.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
@@ -50,6 +50,8 @@ export interface MeshInit {
   transports: NonNullable<Libp2pOptions['transports']>
   /** Told of every inbound connection that failed to upgrade (garbage, half handshakes), per transport. */
   onInboundFailure?: InboundFailureHook
+  /** Inbound connections one remote host may have in their upgrade at once (default 8, core/mesh/inbound-failures.ts). */
+  inboundUpgradesPerHost?: number
   listen?: string[]
   /** Multiaddrs (with /p2p/ ids) of peers to join through. */
   bootstrap?: string[]
@@ -301,13 +303,15 @@ export class Mesh {
     const libp2p = await createLibp2p<MeshServices>({
       privateKey: init.privateKey,
       addresses: { listen: init.listen ?? [] },
-      transports: init.onInboundFailure !== undefined ? reportInboundFailures(init.transports, init.onInboundFailure) : init.transports,
+      transports: guardInbound(init.transports, { ...(init.onInboundFailure !== undefined ? { onFailure: init.onInboundFailure } : {}), ...(init.inboundUpgradesPerHost !== undefined ? { perHost: init.inboundUpgradesPerHost } : {}) }),
       connectionEncrypters: [coalescedWrites(noise(init.noiseCrypto !== undefined ? { crypto: init.noiseCrypto } : {}))],
       streamMuxers: [lazyWindowUpdates(yamux())],
       peerDiscovery: (init.bootstrap?.length ?? 0) > 0 ? [bootstrapDiscovery({ list: init.bootstrap!, timeout: 0, ...(init.bootstrapTagTtlMs !== undefined ? { tagTTL: init.bootstrapTagTtlMs } : {}) })] : [],
       // Provider records and the peer store keep compact copies (a pooled 6-byte view pinned 64 KiB).
       datastore,
       ...init.libp2p,
+      // One host holds at most inboundUpgradesPerHost of these (guardInbound), so a few hosts cannot fill them.
+      connectionManager: { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL, ...init.libp2p?.connectionManager },
       services: {
         identify: identify(),
         // libp2p's connection monitor pings every connection on the same protocol and aborts the

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, type Socket } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
@@ -61,6 +61,28 @@ async function wsGarbage (port: number): Promise<void> {
     ws.addEventListener('close', () => { clearTimeout(timer); resolve() })
     ws.addEventListener('error', () => {})
   })
+}
+
+/** `n` TCP connections from `from` (a loopback address) that send nothing; each records when the node closed it. */
+async function silent (port: number, from: string, n: number, paceMs = 0): Promise<Array<{ socket: Socket, closed: boolean }>> {
+  const out: Array<{ socket: Socket, closed: boolean }> = []
+  for (let i = 0; i < n; i++) {
+    const h = { socket: connect({ port, host: '127.0.0.1', localAddress: from }), closed: false }
+    h.socket.on('error', () => {})
+    h.socket.once('close', () => { h.closed = true })
+    await new Promise<void>((resolve) => { h.socket.once('connect', resolve); h.socket.once('close', resolve) })
+    out.push(h)
+    if (paceMs > 0) await new Promise(resolve => setTimeout(resolve, paceMs))
+  }
+  return out
+}
+
+async function until (what: string, test: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await test())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
 }
 
 function httpJunk (): Uint8Array[][] {
@@ -171,6 +193,30 @@ describe('garbage on every listener', () => {
     // Each junk request the HTTP parser refused (the header overflow, the bad line, the bad length, most random bytes).
     expect(counts['metrics-http'] ?? 0).toBeGreaterThanOrEqual(sent.metrics * 3 / 4)
     expect(counts['dashboard-http'] ?? 0).toBeGreaterThanOrEqual(sent.dashboard * 3 / 4)
+    expect(node!.child.exitCode).toBeNull()
+  }, 300_000)
+
+  it('keeps answering while one host holds connections that never finish their handshake', async () => {
+    const fds = async (): Promise<number> => (await readdir(`/proc/${node!.child.pid}/fd`)).length
+    const baseline = await fds()
+    // TCP, paced under the node's rate limit (5 new connections per host per second): before, ten
+    // such connections held every inbound upgrade slot and the node refused every other peer.
+    const tcpHeld = await silent(ports.tcp, '127.0.0.2', 12, 260)
+    // The WebSockets port, all at once: before, every one stayed open (1,500 held 1,529 descriptors).
+    const wsHeld = await silent(ports.ws, '127.0.0.3', 300)
+    await until('the node to close the connections past each host\'s cap', () => tcpHeld.filter(h => !h.closed).length <= 8 && wsHeld.filter(h => !h.closed).length <= 8, 10_000)
+    const held = await fds()
+    const during = await cellRun(['call', 'billing', 'charge', '{"amount":7,"currency":"EUR"}', '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+    expect(during.code, during.stderr).toBe(0)
+    // Each host holds at most 8 per port until the handshake deadline (10 s), then none.
+    expect(held - baseline).toBeLessThanOrEqual(16 + 8)
+    await until('the handshake deadlines to close the rest', () => tcpHeld.every(h => h.closed) && wsHeld.every(h => h.closed), 30_000)
+    const counts = garbageCounts(await (await fetch(metricsUrl)).text())
+    console.log(`node fds: ${baseline} before, ${held} while held; garbage counted ${JSON.stringify(counts)}`)
+    const text = await (await fetch(metricsUrl)).text()
+    expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="TooManyPendingFromHost"\} (29\d|[3-9]\d\d)/)
+    expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="HandshakeTimeout"\} [1-9]/)
+    expect(text).toMatch(/cell_listener_garbage_total\{listener="tcp",reason="InboundUpgradeSlotsError"\} [1-9]/)
     expect(node!.child.exitCode).toBeNull()
   }, 300_000)
 })

@@ -1,0 +1,114 @@
+// The WebSockets listener of a full node, bounded before the WebSocket handshake. @libp2p/websockets
+// 10 accepts every TCP connection on its port, waits without a deadline for the first byte, then
+// hands the socket to an HTTP server with Node's defaults (60 s to send headers, checked every 30 s);
+// libp2p's own limits (5 new connections per host per second, upgrades in progress, connection
+// caps) only see a connection once its WebSocket handshake is done. So silent or half-sent
+// connections on that port were held without limit: 1,500 from one host stayed open (1,529 file
+// descriptors in the node) for as long as the client kept them, where the TCP port held 10.
+// This wraps the listener so that a connection must finish its WebSocket handshake within
+// `handshakeMs`, one remote host has at most `perHost` connections before that point and all hosts
+// together `total`; a refused or timed-out connection is closed and reported (the node counts it in
+// cell_listener_garbage_total{listener="websockets"}). From the handshake on, the connection is
+// libp2p's (core/mesh/inbound-failures.ts caps its upgrades per host).
+import type { Socket } from 'node:net'
+import type { CreateListenerOptions, Listener, Transport } from '@libp2p/interface'
+
+export interface WebSocketsListenerLimits {
+  /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
+  handshakeMs: number
+  /** Connections one remote host may have open before their handshake. */
+  perHost: number
+  /** Connections all hosts together may have open before their handshake. */
+  total: number
+}
+
+export const WEBSOCKETS_LISTENER_LIMITS: Readonly<WebSocketsListenerLimits> = { handshakeMs: 10_000, perHost: 8, total: 128 }
+
+/** Why a connection on the WebSockets port was closed before its handshake. */
+export type WebSocketsRefusal = 'HandshakeTimeout' | 'TooManyPendingFromHost' | 'TooManyPending'
+
+/** A connection on the WebSockets port closed before its WebSocket handshake (see `reason`). */
+export class WebSocketsHandshakeRefusedError extends Error {
+  override readonly name = 'WebSocketsHandshakeRefusedError'
+  readonly reason: WebSocketsRefusal | 'ListenerClosed'
+  constructor (reason: WebSocketsRefusal | 'ListenerClosed', message: string) {
+    super(message)
+    this.reason = reason
+  }
+}
+
+/** The parts of @libp2p/websockets' listener this wraps (instance methods it calls through `this`). */
+interface UpstreamListener {
+  onSocketConnection: (socket: Socket) => Promise<void>
+  onUpgrade: (req: unknown, socket: Socket, head: unknown) => void
+  close: () => Promise<void>
+}
+
+type TransportFactory = (components: unknown) => Transport
+
+/** `factory` (webSockets() or a wrapper of it) with listeners bounded by `limits`; `onRefused` is told each refusal. */
+export function boundWebSocketsListener<T> (factory: T, limits: Partial<WebSocketsListenerLimits> = {}, onRefused?: (reason: WebSocketsRefusal, detail: string) => void): T {
+  const l: WebSocketsListenerLimits = { ...WEBSOCKETS_LISTENER_LIMITS, ...limits }
+  for (const [k, v] of Object.entries(l)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`WebSockets listener limit ${k} must be a positive integer, not ${v}`)
+  return ((components: unknown) => {
+    const transport = (factory as TransportFactory)(components)
+    const createListener = transport.createListener.bind(transport)
+    transport.createListener = (options: CreateListenerOptions): Listener => bound(createListener(options), l, onRefused)
+    return transport
+  }) as T
+}
+
+function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (reason: WebSocketsRefusal, detail: string) => void): Listener {
+  const up = listener as unknown as UpstreamListener
+  // A later @libp2p/websockets without these is a different implementation: its sockets would go
+  // unbounded, so say so at start (node-host/websockets-listener.test.ts fails too).
+  if (typeof up.onSocketConnection !== 'function' || typeof up.onUpgrade !== 'function') throw new Error('@libp2p/websockets listener has no onSocketConnection/onUpgrade any more: review node-host/websockets-listener.ts')
+  const pending = new Map<Socket, { host: string, timer: ReturnType<typeof setTimeout> }>()
+  const perHost = new Map<string, number>()
+  const release = (socket: Socket): void => {
+    const p = pending.get(socket)
+    if (p === undefined) return
+    clearTimeout(p.timer)
+    pending.delete(socket)
+    const n = perHost.get(p.host) ?? 0
+    if (n <= 1) perHost.delete(p.host); else perHost.set(p.host, n - 1)
+  }
+  const refuse = (socket: Socket, reason: WebSocketsRefusal, detail: string): void => {
+    try { onRefused?.(reason, detail) } catch {}
+    // With an error, so the upstream handler waiting for the first byte ends too.
+    socket.destroy(new WebSocketsHandshakeRefusedError(reason, detail))
+  }
+  const onSocket = up.onSocketConnection.bind(listener)
+  up.onSocketConnection = async (socket: Socket): Promise<void> => {
+    // The upstream handler listens for errors only after the first byte; a socket destroyed with an
+    // error (below) or reset before that would otherwise throw out of the process.
+    socket.on('error', () => {})
+    const host = socket.remoteAddress ?? 'unknown'
+    const n = perHost.get(host) ?? 0
+    if (n >= l.perHost) { refuse(socket, 'TooManyPendingFromHost', `${host} already has ${n} connections before their WebSocket handshake (at most ${l.perHost})`); return }
+    if (pending.size >= l.total) { refuse(socket, 'TooManyPending', `${pending.size} connections are before their WebSocket handshake (at most ${l.total})`); return }
+    perHost.set(host, n + 1)
+    const timer = setTimeout(() => {
+      release(socket)
+      refuse(socket, 'HandshakeTimeout', `${host} did not finish a WebSocket handshake within ${l.handshakeMs} ms`)
+    }, l.handshakeMs)
+    pending.set(socket, { host, timer })
+    socket.once('close', () => { release(socket) })
+    await onSocket(socket)
+  }
+  const onUpgrade = up.onUpgrade.bind(listener)
+  up.onUpgrade = (req, socket, head) => {
+    // The handshake request arrived: from here libp2p's limits and upgrade timeout hold it.
+    release(socket)
+    onUpgrade(req, socket, head)
+  }
+  const close = up.close.bind(listener)
+  up.close = async () => {
+    for (const socket of [...pending.keys()]) {
+      release(socket)
+      socket.destroy(new WebSocketsHandshakeRefusedError('ListenerClosed', 'the WebSockets listener closed'))
+    }
+    await close()
+  }
+  return listener
+}
