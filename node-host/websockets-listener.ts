@@ -12,6 +12,7 @@
 // libp2p's (core/mesh/inbound-failures.ts caps its upgrades per host).
 import type { Socket } from 'node:net'
 import type { CreateListenerOptions, Listener, Transport } from '@libp2p/interface'
+import { CellError } from '../core/errors.ts'
 
 export interface WebSocketsListenerLimits {
   /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
@@ -28,8 +29,8 @@ export const WEBSOCKETS_LISTENER_LIMITS: Readonly<WebSocketsListenerLimits> = { 
 export type WebSocketsRefusal = 'HandshakeTimeout' | 'TooManyPendingFromHost' | 'TooManyPending'
 
 /** A connection on the WebSockets port closed before its WebSocket handshake (see `reason`). */
-export class WebSocketsHandshakeRefusedError extends Error {
-  override readonly name = 'WebSocketsHandshakeRefusedError'
+export class WebSocketsHandshakeRefusedError extends CellError {
+  static override readonly errorName = 'WebSocketsHandshakeRefusedError'
   readonly reason: WebSocketsRefusal | 'ListenerClosed'
   constructor (reason: WebSocketsRefusal | 'ListenerClosed', message: string) {
     super(message)
