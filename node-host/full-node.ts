@@ -304,7 +304,7 @@ export class FullNode {
       noiseCrypto: nodeNoiseCrypto,
       // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
       onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
-      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt', init.runParent !== undefined ? { parent: init.runParent } : {}), ...init.webTransport, onHandle: (h) => { webTransport = h } }, { onRefused: (reason, detail) => { self?.garbage.note('websockets', reason, detail) } }),
+      transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt', init.runParent !== undefined ? { parent: init.runParent } : {}), ...init.webTransport, onHandle: (h) => { webTransport = h } }, { onRefused: (listener, reason, detail) => { self?.garbage.note(listener, reason, detail) } }),
       listen: listenAddresses(listen),
       bootstrap,
       credentials,

@@ -4,6 +4,8 @@ import { tcp } from '@libp2p/tcp'
 import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { webRTCDirect } from '@libp2p/webrtc'
 import { boundWebSocketsListener, type WebSocketsListenerLimits, type WebSocketsRefusal } from './websockets-listener.ts'
+import { boundWebRTCDirectListener, type WebRTCDirectListenerLimits } from './webrtc-direct-listener.ts'
+import type { SlotRefusal } from '../core/mesh/inbound-failures.ts'
 import { webTransportListener, type WebTransportHandle, type WebTransportListenInit } from './webtransport/transport.ts'
 
 export interface ListenPorts {
@@ -21,15 +23,19 @@ export interface WebTransportOptions extends WebTransportListenInit {
   onHandle?: (handle: WebTransportHandle) => void
 }
 
-export interface WebSocketsListenerOptions {
-  limits?: Partial<WebSocketsListenerLimits>
-  /** Told each connection closed before its WebSocket handshake (node-host/websockets-listener.ts). */
-  onRefused?: (reason: WebSocketsRefusal, detail: string) => void
+/** Bounds on the WebSockets and WebRTC-direct listeners before their upgrade (websockets-listener.ts, webrtc-direct-listener.ts). */
+export interface ListenerBoundsOptions {
+  webSockets?: Partial<WebSocketsListenerLimits>
+  webRTCDirect?: Partial<WebRTCDirectListenerLimits>
+  /** Told each connection closed or dropped before its upgrade, with the listener's name. */
+  onRefused?: (listener: 'websockets' | 'webrtc-direct', reason: WebSocketsRefusal | SlotRefusal, detail: string) => void
 }
 
-export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}, webSocketsListener: WebSocketsListenerOptions = {}): any[] {
-  const ws = boundWebSocketsListener(webSocketsClosingAborted(), webSocketsListener.limits, webSocketsListener.onRefused)
-  const base = ports.webrtc === false ? [tcp(), ws] : [tcp(), ws, webRTCDirect()]
+export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}, bounds: ListenerBoundsOptions = {}): any[] {
+  const ws = boundWebSocketsListener(webSocketsClosingAborted(), bounds.webSockets, (reason, detail) => bounds.onRefused?.('websockets', reason, detail))
+  const base = ports.webrtc === false
+    ? [tcp(), ws]
+    : [tcp(), ws, boundWebRTCDirectListener(webRTCDirect(), bounds.webRTCDirect, (reason, detail) => bounds.onRefused?.('webrtc-direct', reason, detail))]
   return typeof ports.webtransport === 'number' ? [...base, webTransportListener(webTransport, webTransport.onHandle)] : base
 }
 

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net'
 import type { CreateListenerOptions, Listener, Transport } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
+import { InboundSlots, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 
 export interface WebSocketsListenerLimits {
   /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
@@ -26,7 +27,7 @@ export interface WebSocketsListenerLimits {
 export const WEBSOCKETS_LISTENER_LIMITS: Readonly<WebSocketsListenerLimits> = { handshakeMs: 10_000, perHost: 8, total: 128 }
 
 /** Why a connection on the WebSockets port was closed before its handshake. */
-export type WebSocketsRefusal = 'HandshakeTimeout' | 'TooManyPendingFromHost' | 'TooManyPending'
+export type WebSocketsRefusal = 'HandshakeTimeout' | SlotRefusal
 
 /** A connection on the WebSockets port closed before its WebSocket handshake (see `reason`). */
 export class WebSocketsHandshakeRefusedError extends CellError {
@@ -65,14 +66,13 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
   // unbounded, so say so at start (node-host/websockets-listener.test.ts fails too).
   if (typeof up.onSocketConnection !== 'function' || typeof up.onUpgrade !== 'function') throw new Error('@libp2p/websockets listener has no onSocketConnection/onUpgrade any more: review node-host/websockets-listener.ts')
   const pending = new Map<Socket, { host: string, timer: ReturnType<typeof setTimeout> }>()
-  const perHost = new Map<string, number>()
+  const slots = new InboundSlots(l.perHost, l.total)
   const release = (socket: Socket): void => {
     const p = pending.get(socket)
     if (p === undefined) return
     clearTimeout(p.timer)
     pending.delete(socket)
-    const n = perHost.get(p.host) ?? 0
-    if (n <= 1) perHost.delete(p.host); else perHost.set(p.host, n - 1)
+    slots.give(p.host)
   }
   const refuse = (socket: Socket, reason: WebSocketsRefusal, detail: string): void => {
     try { onRefused?.(reason, detail) } catch {}
@@ -85,10 +85,13 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
     // error (below) or reset before that would otherwise throw out of the process.
     socket.on('error', () => {})
     const host = socket.remoteAddress ?? 'unknown'
-    const n = perHost.get(host) ?? 0
-    if (n >= l.perHost) { refuse(socket, 'TooManyPendingFromHost', `${host} already has ${n} connections before their WebSocket handshake (at most ${l.perHost})`); return }
-    if (pending.size >= l.total) { refuse(socket, 'TooManyPending', `${pending.size} connections are before their WebSocket handshake (at most ${l.total})`); return }
-    perHost.set(host, n + 1)
+    const refused = slots.tryTake(host)
+    if (refused !== undefined) {
+      refuse(socket, refused, refused === 'TooManyPendingFromHost'
+        ? `${host} already has ${slots.inUse(host)} connections before their WebSocket handshake (at most ${l.perHost})`
+        : `${slots.inUse()} connections are before their WebSocket handshake (at most ${l.total})`)
+      return
+    }
     const timer = setTimeout(() => {
       release(socket)
       refuse(socket, 'HandshakeTimeout', `${host} did not finish a WebSocket handshake within ${l.handshakeMs} ms`)

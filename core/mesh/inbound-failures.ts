@@ -52,32 +52,52 @@ export function remoteHost (maConn: Pick<MultiaddrConnection, 'remoteAddr'>): st
   }
 }
 
-/** Upgrades in progress per remote host, shared by every listener of one node (a host may use TCP and WebSockets). */
+/** Why InboundSlots refused a slot: the host holds its share, or all hosts together hold the total. */
+export type SlotRefusal = 'TooManyPendingFromHost' | 'TooManyPending'
+
+/**
+ * Connections in progress per remote host (and in all, when `total` is given): the upgrader wrapper
+ * below shares one between every listener of a node (a host may use TCP and WebSockets); the node's
+ * WebSockets and WebRTC-direct listeners keep their own for what comes before the upgrade.
+ */
 export class InboundSlots {
   private readonly byHost = new Map<string, number>()
+  private used = 0
   readonly perHost: number
-  constructor (perHost: number = INBOUND_UPGRADES_PER_HOST) {
-    this.perHost = perHost
+  readonly total: number
+  constructor (perHost: number = INBOUND_UPGRADES_PER_HOST, total: number = Number.POSITIVE_INFINITY) {
     if (!Number.isInteger(perHost) || perHost < 1) throw new RangeError(`inbound upgrades per host must be a positive integer, not ${perHost}`)
+    if (total !== Number.POSITIVE_INFINITY && (!Number.isInteger(total) || total < 1)) throw new RangeError(`inbound connections in progress in all must be a positive integer, not ${total}`)
+    this.perHost = perHost
+    this.total = total
   }
 
-  /** Takes a slot for `host`, or throws InboundUpgradeSlotsError. The map holds only hosts with a slot taken. */
-  take (host: string): void {
+  /** Takes a slot for `host` and returns undefined, or returns why not. The map holds only hosts with a slot taken. */
+  tryTake (host: string): SlotRefusal | undefined {
     const n = this.byHost.get(host) ?? 0
-    if (n >= this.perHost) throw new InboundUpgradeSlotsError(`${host} already has ${n} inbound connections being upgraded (at most ${this.perHost} per host)`)
+    if (n >= this.perHost) return 'TooManyPendingFromHost'
+    if (this.used >= this.total) return 'TooManyPending'
     this.byHost.set(host, n + 1)
+    this.used++
+    return undefined
+  }
+
+  /** Takes a slot for `host`, or throws InboundUpgradeSlotsError. */
+  take (host: string): void {
+    const refused = this.tryTake(host)
+    if (refused === 'TooManyPendingFromHost') throw new InboundUpgradeSlotsError(`${host} already has ${this.inUse(host)} inbound connections being upgraded (at most ${this.perHost} per host)`)
+    if (refused === 'TooManyPending') throw new InboundUpgradeSlotsError(`${this.used} inbound connections are being upgraded (at most ${this.total})`)
   }
 
   give (host: string): void {
-    const n = this.byHost.get(host) ?? 0
+    const n = this.byHost.get(host)
+    if (n === undefined) return
     if (n <= 1) this.byHost.delete(host); else this.byHost.set(host, n - 1)
+    this.used--
   }
 
   inUse (host?: string): number {
-    if (host !== undefined) return this.byHost.get(host) ?? 0
-    let n = 0
-    for (const v of this.byHost.values()) n += v
-    return n
+    return host !== undefined ? this.byHost.get(host) ?? 0 : this.used
   }
 }
 
