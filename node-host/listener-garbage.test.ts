@@ -1,5 +1,5 @@
 // ListenerGarbage: counts refused HTTP requests on a real server and failed libp2p inbound upgrades
-// on a real TCP listener (core/mesh reportInboundFailures), with bounded label values. The whole
+// on a real TCP listener (core/mesh guardInbound), with bounded label values. The whole
 // node under garbage is test/reliability/listener-garbage.test.ts.
 import { afterEach, describe, expect, it } from 'vitest'
 import { createServer, type Server } from 'node:http'
@@ -10,7 +10,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { ListenerGarbage } from './listener-garbage.ts'
-import { reportInboundFailures } from '../core/mesh/inbound-failures.ts'
+import { guardInbound } from '../core/mesh/inbound-failures.ts'
 
 const closers: Array<() => Promise<void>> = []
 afterEach(async () => { await Promise.all(closers.splice(0).map(async c => { await c() })) })
@@ -56,7 +56,7 @@ describe('ListenerGarbage', () => {
     const garbage = new ListenerGarbage()
     const node: Libp2p = await createLibp2p({
       addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: reportInboundFailures([tcp()], garbage.onInboundFailure),
+      transports: guardInbound([tcp()], { onFailure: garbage.onInboundFailure }),
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()]
     })

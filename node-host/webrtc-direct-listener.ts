@@ -11,8 +11,8 @@
 // object exists, and reported (the node counts it in cell_listener_garbage_total{listener=
 // "webrtc-direct"}). Forged sources can still fill `total` (honest browsers then wait for the flood
 // to pass: their STUN is retried), but they can no longer grow the node.
-import type { CreateListenerOptions, Listener, Transport } from '@libp2p/interface'
-import { InboundSlots, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import type { Listener } from '@libp2p/interface'
+import { InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 
 export interface WebRTCDirectListenerLimits {
   /** Connections one remote address may have between its first STUN request and the end of its upgrade. */
@@ -29,18 +29,10 @@ interface UpstreamListener {
   connections: Map<string, unknown>
 }
 
-type TransportFactory = (components: unknown) => Transport
-
 /** `factory` (webRTCDirect()) with listeners bounded by `limits`; `onRefused` is told each dropped request. */
 export function boundWebRTCDirectListener<T> (factory: T, limits: Partial<WebRTCDirectListenerLimits> = {}, onRefused?: (reason: SlotRefusal, detail: string) => void): T {
-  const l: WebRTCDirectListenerLimits = { ...WEBRTC_DIRECT_LISTENER_LIMITS, ...limits }
-  for (const [k, v] of Object.entries(l)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`WebRTC-direct listener limit ${k} must be a positive integer, not ${v}`)
-  return ((components: unknown) => {
-    const transport = (factory as TransportFactory)(components)
-    const createListener = transport.createListener.bind(transport)
-    transport.createListener = (options: CreateListenerOptions): Listener => bound(createListener(options), l, onRefused)
-    return transport
-  }) as T
+  const l = positiveLimits('WebRTC-direct listener', { ...WEBRTC_DIRECT_LISTENER_LIMITS, ...limits })
+  return wrapListeners(factory, (options, create) => bound(create(options), l, onRefused))
 }
 
 function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (reason: SlotRefusal, detail: string) => void): Listener {
@@ -61,11 +53,7 @@ function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (
     if (up.connections.has(key)) { await incoming(ufrag, remoteHost, remotePort, signal); return }
     const refused = slots.tryTake(remoteHost)
     if (refused !== undefined) {
-      try {
-        onRefused?.(refused, refused === 'TooManyPendingFromHost'
-          ? `${remoteHost} already has ${slots.inUse(remoteHost)} WebRTC-direct connections in progress (at most ${l.perHost})`
-          : `${slots.inUse()} WebRTC-direct connections are in progress (at most ${l.total})`)
-      } catch {}
+      try { onRefused?.(refused, slots.explain(refused, remoteHost, 'WebRTC-direct connections in progress')) } catch {}
       return
     }
     inProgress.add(key)

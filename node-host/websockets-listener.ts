@@ -11,9 +11,9 @@
 // cell_listener_garbage_total{listener="websockets"}). From the handshake on, the connection is
 // libp2p's (core/mesh/inbound-failures.ts caps its upgrades per host).
 import type { Socket } from 'node:net'
-import type { CreateListenerOptions, Listener, Transport } from '@libp2p/interface'
+import type { Listener } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
-import { InboundSlots, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 
 export interface WebSocketsListenerLimits {
   /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
@@ -46,18 +46,10 @@ interface UpstreamListener {
   close: () => Promise<void>
 }
 
-type TransportFactory = (components: unknown) => Transport
-
 /** `factory` (webSockets() or a wrapper of it) with listeners bounded by `limits`; `onRefused` is told each refusal. */
 export function boundWebSocketsListener<T> (factory: T, limits: Partial<WebSocketsListenerLimits> = {}, onRefused?: (reason: WebSocketsRefusal, detail: string) => void): T {
-  const l: WebSocketsListenerLimits = { ...WEBSOCKETS_LISTENER_LIMITS, ...limits }
-  for (const [k, v] of Object.entries(l)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`WebSockets listener limit ${k} must be a positive integer, not ${v}`)
-  return ((components: unknown) => {
-    const transport = (factory as TransportFactory)(components)
-    const createListener = transport.createListener.bind(transport)
-    transport.createListener = (options: CreateListenerOptions): Listener => bound(createListener(options), l, onRefused)
-    return transport
-  }) as T
+  const l = positiveLimits('WebSockets listener', { ...WEBSOCKETS_LISTENER_LIMITS, ...limits })
+  return wrapListeners(factory, (options, create) => bound(create(options), l, onRefused))
 }
 
 function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (reason: WebSocketsRefusal, detail: string) => void): Listener {
@@ -87,9 +79,7 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
     const host = socket.remoteAddress ?? 'unknown'
     const refused = slots.tryTake(host)
     if (refused !== undefined) {
-      refuse(socket, refused, refused === 'TooManyPendingFromHost'
-        ? `${host} already has ${slots.inUse(host)} connections before their WebSocket handshake (at most ${l.perHost})`
-        : `${slots.inUse()} connections are before their WebSocket handshake (at most ${l.total})`)
+      refuse(socket, refused, slots.explain(refused, host, 'connections before their WebSocket handshake'))
       return
     }
     const timer = setTimeout(() => {

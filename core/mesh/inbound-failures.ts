@@ -13,7 +13,7 @@
 //    other peer's inbound connection (measured: 10 of 10 honest dials refused). Now a host past
 //    `perHost` upgrades in progress is refused at once (InboundUpgradeSlotsError) and the mesh raises
 //    libp2p's total to 64 (MeshInit), so it takes 8 hosts, not one, to fill the slots.
-import type { CreateListenerOptions, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
+import type { CreateListenerOptions, Listener, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
 import { CellError } from '../errors.ts'
 
 /** Told the transport (its tag without the npm scope: `tcp`, `websockets`, `webrtc-direct`, …) and the error of each failed inbound upgrade. */
@@ -85,8 +85,14 @@ export class InboundSlots {
   /** Takes a slot for `host`, or throws InboundUpgradeSlotsError. */
   take (host: string): void {
     const refused = this.tryTake(host)
-    if (refused === 'TooManyPendingFromHost') throw new InboundUpgradeSlotsError(`${host} already has ${this.inUse(host)} inbound connections being upgraded (at most ${this.perHost} per host)`)
-    if (refused === 'TooManyPending') throw new InboundUpgradeSlotsError(`${this.used} inbound connections are being upgraded (at most ${this.total})`)
+    if (refused !== undefined) throw new InboundUpgradeSlotsError(this.explain(refused, host, 'inbound connections being upgraded'))
+  }
+
+  /** Why `host` was refused, in words; `what` names the connections counted (e.g. "inbound connections being upgraded"). */
+  explain (refused: SlotRefusal, host: string, what: string): string {
+    return refused === 'TooManyPendingFromHost'
+      ? `${host} already has ${this.inUse(host)} ${what} (at most ${this.perHost} per host)`
+      : `${this.used} ${what} (at most ${this.total} in all)`
   }
 
   give (host: string): void {
@@ -127,20 +133,31 @@ function guardedUpgrader (upgrader: Upgrader, name: string, slots: InboundSlots,
 }
 
 /**
+ * `factory` with each listener it creates made by `wrap`, which gets the listener's options, the
+ * transport's own createListener and the transport (the wrappers here and in node-host bound or
+ * watch what a listener accepts).
+ */
+export function wrapListeners<T> (factory: T, wrap: (options: CreateListenerOptions, create: (options: CreateListenerOptions) => Listener, transport: Transport) => Listener): T {
+  return ((components: unknown) => {
+    const transport = (factory as TransportFactory)(components)
+    const create = transport.createListener.bind(transport)
+    transport.createListener = (options: CreateListenerOptions) => wrap(options, create, transport)
+    return transport
+  }) as T
+}
+
+/** `limits` if each is a positive integer, else a RangeError naming `what` and the limit. */
+export function positiveLimits<L extends Record<string, number>> (what: string, limits: L): L {
+  for (const [k, v] of Object.entries(limits)) if (!Number.isInteger(v) || v < 1) throw new RangeError(`${what} limit ${k} must be a positive integer, not ${v}`)
+  return limits
+}
+
+/**
  * The same transport factories, whose listeners cap inbound upgrades in progress per remote host
  * (one InboundSlots shared by all of them) and report failed inbound upgrades to `onFailure`.
  */
 export function guardInbound<T> (factories: T[], init: InboundGuardInit = {}): T[] {
   const slots = new InboundSlots(init.perHost)
-  return factories.map(factory => ((components: unknown) => {
-    const transport = (factory as TransportFactory)(components)
-    const createListener = transport.createListener.bind(transport)
-    transport.createListener = (options: CreateListenerOptions) => createListener({ ...options, upgrader: guardedUpgrader(options.upgrader, transportName(transport), slots, init.onFailure) })
-    return transport
-  }) as T)
-}
-
-/** Failure reports only (the per-host cap at its default), for hosts that wrap their transports themselves. */
-export function reportInboundFailures<T> (factories: T[], onFailure: InboundFailureHook): T[] {
-  return guardInbound(factories, { onFailure })
+  return factories.map(factory => wrapListeners(factory, (options, create, transport) =>
+    create({ ...options, upgrader: guardedUpgrader(options.upgrader, transportName(transport), slots, init.onFailure) })))
 }
