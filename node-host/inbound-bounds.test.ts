@@ -12,6 +12,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { guardInbound, InboundUpgradeSlotsError, INBOUND_UPGRADES_TOTAL } from '../core/mesh/inbound-failures.ts'
 import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { boundWebSocketsListener, type WebSocketsRefusal } from './websockets-listener.ts'
+import { until } from '../test/integration/fleet-links.ts'
 
 const closers: Array<() => Promise<void>> = []
 afterEach(async () => { for (const c of closers.splice(0).reverse()) await c() })
@@ -31,15 +32,6 @@ async function hold (port: number, from: string, n: number, bytes?: string): Pro
   })))
   closers.push(async () => { for (const h of held) h.socket.destroy() })
   return held
-}
-
-/** Resolves once `test()` holds, or fails naming `what` at the deadline. */
-async function until (what: string, test: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!test()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
 }
 
 const open = (held: Held[]): number => held.filter(h => h.closedAt === undefined).length
@@ -90,13 +82,13 @@ describe('inbound connections before their handshake', () => {
     const node = await libp2pNode(guardInbound([tcp()], { perHost: 4, onFailure: (_t, err) => { failures.push(err) } }), '/ip4/127.0.0.1/tcp/0', { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL })
     const attacker = await hold(portOf(node), '127.0.0.2', 20)
     const second = await hold(portOf(node), '127.0.0.3', 6)
-    await until('the node to close the connections past each host\'s cap', () => open(attacker) === 4 && open(second) === 4)
+    await until(() => open(attacker) === 4 && open(second) === 4, () => 'the node to close the connections past each host\'s cap', 5_000, 10)
     expect(failures.filter(e => e instanceof InboundUpgradeSlotsError)).toHaveLength(16 + 2)
     expect(String((failures[0] as Error).message)).toMatch(/127\.0\.0\.[23] already has 4 inbound connections being upgraded \(at most 4 per host\)/)
     const { ok, errors } = await honestDials([tcp()], node.getMultiaddrs()[0], 3)
     expect(ok, errors.join('\n')).toBe(3)
     // The held ones still time out as before (libp2p's 10 s upgrade timeout), and free their slots.
-    await until('the upgrade timeout to close the attacker\'s last connections', () => open(attacker) === 0, 15_000)
+    await until(() => open(attacker) === 0, () => 'the upgrade timeout to close the attacker\'s last connections', 15_000, 10)
     const again = await hold(portOf(node), '127.0.0.2', 4)
     expect(open(again)).toBe(4)
   }, 30_000)
@@ -108,17 +100,17 @@ describe('inbound connections before their handshake', () => {
     const port = portOf(node)
     // Silent connections from one host: three wait, the rest are closed at once.
     const silent = await hold(port, '127.0.0.2', 10)
-    await until('the connections past the per-host cap to close', () => open(silent) === 3)
+    await until(() => open(silent) === 3, () => 'the connections past the per-host cap to close', 5_000, 10)
     expect(refusals.filter(r => r === 'TooManyPendingFromHost')).toHaveLength(7)
     // A peer on another host dials over WebSockets meanwhile.
     const first = await honestDials([webSocketsClosingAborted()], node.getMultiaddrs()[0], 2)
     expect(first.ok, first.errors.join('\n')).toBe(2)
     // Another host sends half an HTTP request: two fit under the total of 5, the third does not.
     const half = await hold(port, '127.0.0.3', 3, 'GET / HTTP/1.1\r\nHost: x\r\n')
-    await until('the connection past the total to close', () => open(half) === 2)
+    await until(() => open(half) === 2, () => 'the connection past the total to close', 5_000, 10)
     expect(refusals).toContain('TooManyPending')
     // None of them finished a handshake: all closed by the deadline, about 1 s after they opened.
-    await until('the handshake deadline to close every held connection', () => open(silent) === 0 && open(half) === 0)
+    await until(() => open(silent) === 0 && open(half) === 0, () => 'the handshake deadline to close every held connection', 5_000, 10)
     for (const h of [...silent, ...half].filter(h => h.closedAt! - h.openedAt > 500)) expect(h.closedAt! - h.openedAt).toBeLessThan(3_000)
     expect(refusals.filter(r => r === 'HandshakeTimeout')).toHaveLength(5)
     // Slots freed: the honest peer still gets through, and new connections are admitted again.
@@ -133,7 +125,7 @@ describe('inbound connections before their handshake', () => {
     expect(open(silent) + open(half)).toBe(5)
     const stopped = Date.now()
     await node.stop()
-    await until('the stopped listener to close its waiting connections', () => open(silent) === 0 && open(half) === 0)
+    await until(() => open(silent) === 0 && open(half) === 0, () => 'the stopped listener to close its waiting connections', 5_000, 10)
     expect(Math.max(...[...silent, ...half].map(h => h.closedAt!)) - stopped).toBeLessThan(2_000)
   }, 30_000)
 

@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { boundWebRTCDirectListener } from './webrtc-direct-listener.ts'
 import { stunRequest } from '../test/reliability/stun.ts'
 import { nodeBin, projectRoot } from '../test/integration/processes.ts'
+import { until } from '../test/integration/fleet-links.ts'
 
 const closers: Array<() => Promise<void>> = []
 afterEach(async () => { for (const c of closers.splice(0).reverse()) await c() })
@@ -26,14 +27,6 @@ async function flood (port: number, from: string, n: number): Promise<{ answered
   await new Promise<void>(resolve => { udp.bind(0, from, resolve) })
   for (let i = 0; i < n; i++) udp.send(stunRequest(), port, '127.0.0.1')
   return { answeredUfrags: () => answered.size }
-}
-
-async function until (what: string, test: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
 }
 
 interface Target { child: ChildProcess, port: number, lines: string[], refused: (reason?: string) => number, threads: () => Promise<number>, dial: () => Promise<string> }
@@ -51,7 +44,7 @@ async function target (args: string[]): Promise<Target> {
   })
   let err = ''
   child.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000) })
-  await until('the listener to start', () => lines.some(l => l.startsWith('listening ')) || child.exitCode !== null, 30_000).catch((e: Error) => { throw new Error(`${e.message}; stderr: ${err}`) })
+  await until(() => lines.some(l => l.startsWith('listening ')) || child.exitCode !== null, () => 'the listener to start', 30_000, 20).catch((e: Error) => { throw new Error(`${e.message}; stderr: ${err}`) })
   if (child.exitCode !== null) throw new Error(`the listener process exited: ${err}`)
   const port = Number(lines.find(l => l.startsWith('listening '))!.match(/\/udp\/(\d+)\//)![1])
   return {
@@ -63,7 +56,7 @@ async function target (args: string[]): Promise<Target> {
     dial: async () => {
       const before = lines.filter(l => l.startsWith('dial ')).length
       child.stdin!.write('dial\n')
-      await until('the dial to end', () => lines.filter(l => l.startsWith('dial ')).length > before, 15_000)
+      await until(() => lines.filter(l => l.startsWith('dial ')).length > before, () => 'the dial to end', 15_000, 20)
       return lines.filter(l => l.startsWith('dial ')).at(-1)!
     }
   }
@@ -75,26 +68,26 @@ describe('WebRTC-direct: STUN requests with made-up ufrags', () => {
     const before = await t.threads()
     const f = await flood(t.port, '127.0.0.2', 60)
     // Every request is answered (a peer connection was made for it), and native threads pile up.
-    await until('the listener to answer every request', () => f.answeredUfrags() === 60)
-    await until('native threads to pile up', async () => await t.threads() - before >= 30)
+    await until(() => f.answeredUfrags() === 60, () => 'the listener to answer every request', 5_000, 20)
+    await until(async () => await t.threads() - before >= 30, () => 'native threads to pile up', 5_000, 20)
   }, 30_000)
 
   it('drops a source past its share and all sources past the total; an honest peer connects meanwhile', async () => {
     const t = await target(['bound', '4', '10'])
     const before = await t.threads()
     const first = await flood(t.port, '127.0.0.2', 60)
-    await until('the 56 requests past the share to be dropped', () => t.refused() === 56)
+    await until(() => t.refused() === 56, () => 'the 56 requests past the share to be dropped', 5_000, 20)
     expect(t.refused('TooManyPendingFromHost')).toBe(56)
     // The 4 it took are answered (their connectivity checks go on until the 10 s deadline); the rest never were.
-    await until('the 4 taken requests to be answered', () => first.answeredUfrags() >= 4)
+    await until(() => first.answeredUfrags() >= 4, () => 'the 4 taken requests to be answered', 5_000, 20)
     // An honest dialer from another address gets one of the 6 slots left.
     expect(await t.dial()).toBe('dial ok')
     // Three more sources take the rest of the total (4 + 4 + 2, the honest one done); a fifth is dropped as over it.
     await flood(t.port, '127.0.0.3', 4)
     await flood(t.port, '127.0.0.4', 4)
-    await until('the total to be reached', () => t.refused() === 56 + 2)
+    await until(() => t.refused() === 56 + 2, () => 'the total to be reached', 5_000, 20)
     await flood(t.port, '127.0.0.5', 3)
-    await until('the requests past the total to be dropped', () => t.refused('TooManyPending') === 5)
+    await until(() => t.refused('TooManyPending') === 5, () => 'the requests past the total to be dropped', 5_000, 20)
     // The flood made at most its share of native objects, not one per request: of the first source's
     // 60 requests only the 4 taken were ever answered.
     expect(first.answeredUfrags()).toBe(4)

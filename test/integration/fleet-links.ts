@@ -21,9 +21,9 @@ export function tcpAddr (p: Proc): string {
 }
 
 /** Resolves once `test` holds, polling every `everyMs`, or rejects at the deadline with `what`. */
-export async function until (test: () => boolean, what: () => string, timeoutMs: number, everyMs = 100): Promise<number> {
+export async function until (test: () => boolean | Promise<boolean>, what: () => string, timeoutMs: number, everyMs = 100): Promise<number> {
   const started = Date.now()
-  while (!test()) {
+  while (!(await test())) {
     if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`)
     await new Promise(resolve => setTimeout(resolve, everyMs))
   }

@@ -18,6 +18,7 @@ import { writeAuthorityKey } from '../../node-host/keys/index.ts'
 import { cell, cellRun, stopProc, projectRoot, type Proc } from '../integration/processes.ts'
 import { stageCell } from '../integration/stage-cell.ts'
 import { stunRequest } from './stun.ts'
+import { until } from '../integration/fleet-links.ts'
 
 const ROUNDS = Number(process.env.CELL_GARBAGE_ROUNDS ?? 6)
 
@@ -76,14 +77,6 @@ async function silent (port: number, from: string, n: number, paceMs = 0): Promi
     if (paceMs > 0) await new Promise(resolve => setTimeout(resolve, paceMs))
   }
   return out
-}
-
-async function until (what: string, test: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
 }
 
 function httpJunk (): Uint8Array[][] {
@@ -212,7 +205,7 @@ describe('garbage on every listener', () => {
     const tcpHeld = await silent(ports.tcp, '127.0.0.2', 12, 260)
     // The WebSockets port, all at once: before, every one stayed open (1,500 held 1,529 descriptors).
     const wsHeld = await silent(ports.ws, '127.0.0.3', 300)
-    await until('the node to close the connections past each host\'s cap', () => tcpHeld.filter(h => !h.closed).length <= 8 && wsHeld.filter(h => !h.closed).length <= 8, 10_000)
+    await until(() => tcpHeld.filter(h => !h.closed).length <= 8 && wsHeld.filter(h => !h.closed).length <= 8, () => 'the node to close the connections past each host\'s cap', 10_000, 50)
     const held = await fds()
     const heldThreads = await threads()
     udp.close()
@@ -221,10 +214,9 @@ describe('garbage on every listener', () => {
     // Each host holds at most 8 per port until the handshake deadline (10 s), then none.
     expect(held - baseline).toBeLessThanOrEqual(16 + 8 + 8 + 8)
     expect(heldThreads - baseThreads).toBeLessThanOrEqual(8 + 16)
-    await until('the handshake deadlines to close the rest', () => tcpHeld.every(h => h.closed) && wsHeld.every(h => h.closed), 30_000)
-    const counts = garbageCounts(await (await fetch(metricsUrl)).text())
-    console.log(`node fds: ${baseline} before, ${held} while held; threads ${baseThreads} before, ${heldThreads} while held; garbage counted ${JSON.stringify(counts)}`)
+    await until(() => tcpHeld.every(h => h.closed) && wsHeld.every(h => h.closed), () => 'the handshake deadlines to close the rest', 30_000, 50)
     const text = await (await fetch(metricsUrl)).text()
+    console.log(`node fds: ${baseline} before, ${held} while held; threads ${baseThreads} before, ${heldThreads} while held; garbage counted ${JSON.stringify(garbageCounts(text))}`)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="TooManyPendingFromHost"\} (29\d|[3-9]\d\d)/)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="HandshakeTimeout"\} [1-9]/)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="tcp",reason="InboundUpgradeSlotsError"\} [1-9]/)
