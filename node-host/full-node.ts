@@ -304,6 +304,8 @@ export class FullNode {
       noiseCrypto: nodeNoiseCrypto,
       // Garbage on the libp2p listeners is counted (cell_listener_garbage_total) and logged.
       onInboundFailure: (transport, err) => { self?.garbage.onInboundFailure(transport, err) },
+      // Guest connections closed to keep their budget count as the listeners' garbage too.
+      onGuestClosed: (reason, host, peerId) => { self?.garbage.note('guests', reason, `${peerId} from ${host}`) },
       transports: fullNodeTransports(listen, { certDir: join(init.dataDir, 'webtransport'), workDir: async () => await openRunDir(init.dataDir, 'wt', init.runParent !== undefined ? { parent: init.runParent } : {}), ...init.webTransport, onHandle: (h) => { webTransport = h } }, { onRefused: (listener, reason, detail) => { self?.garbage.note(listener, reason, detail) } }),
       listen: listenAddresses(listen),
       bootstrap,

@@ -36,6 +36,7 @@ import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
 import { guardInbound, INBOUND_UPGRADES_TOTAL, type InboundFailureHook } from './inbound-failures.ts'
+import { GUEST_CONNECTIONS, GuestAdmission, MEMBER_RESERVE, type GuestLimits, type GuestRefusal } from './guest-connections.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
@@ -52,6 +53,10 @@ export interface MeshInit {
   onInboundFailure?: InboundFailureHook
   /** Inbound connections one remote host may have in their upgrade at once (default 8, core/mesh/inbound-failures.ts). */
   inboundUpgradesPerHost?: number
+  /** Established inbound connections of non-members per remote host and in all (default 32 and 256, core/mesh/guest-connections.ts). */
+  guestConnections?: Partial<GuestLimits>
+  /** Told each guest connection closed to keep those limits. */
+  onGuestClosed?: (reason: GuestRefusal, host: string, peerId: string) => void
   listen?: string[]
   /** Multiaddrs (with /p2p/ ids) of peers to join through. */
   bootstrap?: string[]
@@ -230,6 +235,8 @@ export class Mesh {
   private readonly init: MeshInit
   /** Keeps this node connected to its fleet peers (full nodes only; see MeshInit.keeper). */
   readonly keeper: PeerKeeper | undefined
+  /** Keeps non-members' inbound connections within MeshInit.guestConnections. */
+  readonly guests: GuestAdmission
   /** Per-cell dissemination on a full node: reports fleet peers it lost and cannot redial. */
   readonly detector: FailureDetector | undefined
   private readonly channels = new Map<string, Promise<Channel>>()
@@ -311,7 +318,9 @@ export class Mesh {
       datastore,
       ...init.libp2p,
       // One host holds at most inboundUpgradesPerHost of these (guardInbound), so a few hosts cannot fill them.
-      connectionManager: { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL, ...init.libp2p?.connectionManager },
+      // Guests (non-members) keep at most their budget of established connections (GuestAdmission):
+      // the MEMBER_RESERVE above it is room only fleet members can take.
+      connectionManager: { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL, maxConnections: (init.guestConnections?.total ?? GUEST_CONNECTIONS.total) + MEMBER_RESERVE, ...init.libp2p?.connectionManager },
       services: {
         identify: identify(),
         // libp2p's connection monitor pings every connection on the same protocol and aborts the
@@ -401,6 +410,12 @@ export class Mesh {
     this.random = init.random ?? systemRandom
     // Per-cell: a full node also stays connected to a few followers of each cell it follows.
     const topicGroups = init.dissemination === 'per-cell' && init.localNode !== undefined ? { topicGroups: () => this.followerGroups() } : {}
+    this.guests = new GuestAdmission({
+      libp2p,
+      isMember: (id) => view.node(id) !== undefined || (init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${id}`)),
+      ...(init.guestConnections !== undefined ? { limits: init.guestConnections } : {}),
+      ...(init.onGuestClosed !== undefined ? { onClosed: init.onGuestClosed } : {})
+    })
     this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, ...topicGroups, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
   }
 
@@ -449,6 +464,7 @@ export class Mesh {
     this.started = true
     await this.init.credentials.refresh()
     this.init.credentials.start()
+    this.guests.start()
     await this.libp2p.start()
     this.gossip.start()
     this.detector?.start()
@@ -476,6 +492,7 @@ export class Mesh {
     // First: a stopping node neither re-dials nor reports the peers its own shutdown disconnects.
     this.keeper?.stop()
     this.detector?.stop()
+    this.guests.stop()
     this.view.removeEventListener('change', this.onNodeSeen)
     this.view.removeEventListener('change', this.onViewChange)
     this.routes.clear()

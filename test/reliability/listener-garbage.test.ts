@@ -19,6 +19,11 @@ import { cell, cellRun, stopProc, projectRoot, type Proc } from '../integration/
 import { stageCell } from '../integration/stage-cell.ts'
 import { stunRequest } from './stun.ts'
 import { until } from '../integration/fleet-links.ts'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { multiaddr } from '@multiformats/multiaddr'
 
 const ROUNDS = Number(process.env.CELL_GARBAGE_ROUNDS ?? 6)
 
@@ -78,6 +83,26 @@ async function silent (port: number, from: string, n: number, paceMs = 0): Promi
   }
   return out
 }
+
+/**
+ * `n` libp2p peers, each under a fresh key pair, that dial `target` over TCP from `from` (a loopback
+ * address), one every `paceMs` (under the node's 5 new connections per host per second), and keep
+ * their connection open. Dials that fail are counted, not thrown.
+ */
+async function freshPeers (target: string, from: string, n: number, paceMs: number, into: Libp2p[]): Promise<{ from: string, peers: Libp2p[], failed: number }> {
+  const peers: Libp2p[] = []
+  let failed = 0
+  for (let i = 0; i < n; i++) {
+    const p = await createLibp2p({ transports: [tcp({ dialOpts: { localAddress: from } as never })], connectionEncrypters: [noise()], streamMuxers: [yamux()] })
+    peers.push(p)
+    into.push(p)
+    await p.dial(multiaddr(target), { signal: AbortSignal.timeout(10_000) }).catch(() => { failed++ })
+    await new Promise(resolve => setTimeout(resolve, paceMs))
+  }
+  return { from, peers, failed }
+}
+
+const openCount = (peers: Libp2p[]): number => peers.filter(p => p.getConnections().some(c => c.status === 'open')).length
 
 function httpJunk (): Uint8Array[][] {
   return [
@@ -222,5 +247,35 @@ describe('garbage on every listener', () => {
     expect(text).toMatch(/cell_listener_garbage_total\{listener="tcp",reason="InboundUpgradeSlotsError"\} [1-9]/)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="webrtc-direct",reason="TooManyPendingFromHost"\} [3-9]\d\d/)
     expect(node!.child.exitCode).toBeNull()
+  }, 300_000)
+
+  it('keeps room for others while hosts hold established connections under fresh peer ids', async () => {
+    // Before: libp2p admitted 300 connections and refused every inbound one past that; one host
+    // that completed a Noise handshake under a fresh key every 210 ms held all 300 in 67 s, and
+    // 3 of 3 honest dials were refused. Now non-members keep 32 per host and 256 in all
+    // (core/mesh/guest-connections.ts), and 128 more stay for fleet members.
+    const peers: Libp2p[] = []
+    try {
+      const one = await freshPeers(bootstrap, '127.0.0.5', 48, 210, peers)
+      expect(one.failed).toBe(0)
+      await until(() => openCount(one.peers) <= 32, () => `host 127.0.0.5 to keep 32 connections, not ${openCount(one.peers)}`, 10_000, 50)
+      expect(openCount(one.peers)).toBe(32)
+      // Nine more hosts at once, 28 each: 32 + 252 guests is past 256, so the fullest host loses its oldest.
+      const many = await Promise.all(Array.from({ length: 9 }, async (_, i) => await freshPeers(bootstrap, `127.0.0.${6 + i}`, 28, 210, peers)))
+      await until(() => openCount(peers) <= 256, () => `the node to keep 256 guest connections, not ${openCount(peers)}`, 10_000, 50)
+      const perHost = [one, ...many].map(h => `${h.from}: ${openCount(h.peers)}`)
+      expect(openCount(one.peers)).toBeLessThan(32)
+      for (const h of many) expect(openCount(h.peers)).toBeGreaterThanOrEqual(20)
+      // A `cell call` (a guest from a host holding none) still gets in and is answered.
+      const during = await cellRun(['call', 'billing', 'charge', '{"amount":9,"currency":"EUR"}', '--bootstrap', bootstrap, '--key', keyPath], 90_000)
+      expect(during.code, during.stderr).toBe(0)
+      const text = await (await fetch(metricsUrl)).text()
+      console.log(`guests held per host: ${perHost.join(', ')}; ${text.split('\n').filter(l => l.startsWith('cell_listener_garbage_total{listener="guests"')).join('; ')}`)
+      expect(text).toMatch(/cell_listener_garbage_total\{listener="guests",reason="TooManyGuestsFromHost"\} (1[6-9]|[2-9]\d)/)
+      expect(text).toMatch(/cell_listener_garbage_total\{listener="guests",reason="TooManyGuests"\} [1-9]/)
+      expect(node!.child.exitCode).toBeNull()
+    } finally {
+      await Promise.all(peers.map(async p => { await p.stop() }))
+    }
   }, 300_000)
 })

@@ -1,0 +1,114 @@
+// GuestAdmission's decisions on stand-in connections; test/reliability/listener-garbage.test.ts
+// runs the same class in a real `cell up` against real libp2p peers from ten loopback hosts.
+import { describe, expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Connection } from '@libp2p/interface'
+import { GuestAdmission, GuestConnectionsError, guestHost, type GuestAdmissionInit } from './guest-connections.ts'
+
+interface FakeConn { id: string, direction: 'inbound' | 'outbound', status: string, remoteAddr: ReturnType<typeof multiaddr>, remotePeer: { toString: () => string }, timeline: { open: number }, aborted?: Error, abort: (err: Error) => void }
+
+function fakeLibp2p (): { conns: FakeConn[], listeners: Set<(e: CustomEvent<Connection>) => void>, open: (c: FakeConn) => void, libp2p: GuestAdmissionInit['libp2p'] } {
+  const conns: FakeConn[] = []
+  const listeners = new Set<(e: CustomEvent<Connection>) => void>()
+  return {
+    conns,
+    listeners,
+    open: (c) => { conns.push(c); for (const l of listeners) l(new CustomEvent('connection:open', { detail: c as unknown as Connection })) },
+    libp2p: {
+      getConnections: () => conns.filter(c => c.status === 'open') as unknown as Connection[],
+      addEventListener: (_: string, l: (e: CustomEvent<Connection>) => void) => { listeners.add(l) },
+      removeEventListener: (_: string, l: (e: CustomEvent<Connection>) => void) => { listeners.delete(l) }
+    } as unknown as GuestAdmissionInit['libp2p']
+  }
+}
+
+let clock = 0
+function conn (addr: string, peer: string, direction: 'inbound' | 'outbound' = 'inbound'): FakeConn {
+  const c: FakeConn = {
+    id: `${peer}-${clock}`,
+    direction,
+    status: 'open',
+    remoteAddr: multiaddr(addr),
+    remotePeer: { toString: () => peer },
+    timeline: { open: ++clock },
+    abort: (err) => { c.aborted = err; c.status = 'closed' }
+  }
+  return c
+}
+
+describe('guestHost', () => {
+  it('names IPv4 hosts, IPv6 /64 prefixes and DNS names; none for addresses without a host', () => {
+    expect(guestHost(conn('/ip4/10.1.2.3/tcp/4001', 'p') as never)).toBe('10.1.2.3')
+    expect(guestHost(conn('/ip6/2001:db8:0:1:aaaa::1/tcp/1', 'p') as never)).toBe('2001:db8:0:1::/64')
+    expect(guestHost(conn('/ip6/2001:db8:0:1:bbbb:cccc:dddd:eeee/tcp/1', 'p') as never)).toBe('2001:db8:0:1::/64')
+    expect(guestHost(conn('/ip6/2001:db8::1/tcp/1', 'p') as never)).toBe('2001:db8:0:0::/64')
+    expect(guestHost(conn('/ip6/::1/tcp/1', 'p') as never)).toBe('0:0:0:0::/64')
+    expect(guestHost(conn('/dns4/example.org/tcp/1', 'p') as never)).toBe('example.org')
+    expect(guestHost(conn('/memory/abc', 'p') as never)).toBeUndefined()
+  })
+})
+
+describe('GuestAdmission', () => {
+  it('closes a guest connection past the per-host limit as soon as it opens, and counts it', () => {
+    const f = fakeLibp2p()
+    const closed: string[] = []
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 3, total: 100 }, onClosed: (reason, host, peer) => { closed.push(`${reason} ${host} ${peer}`) } })
+    g.start()
+    for (let i = 0; i < 5; i++) f.open(conn('/ip4/10.0.0.9/tcp/1', `x${i}`))
+    expect(f.conns.filter(c => c.status === 'open').map(c => c.remotePeer.toString())).toEqual(['x0', 'x1', 'x2'])
+    expect(f.conns[3].aborted).toBeInstanceOf(GuestConnectionsError)
+    expect((f.conns[3].aborted as GuestConnectionsError).reason).toBe('TooManyGuestsFromHost')
+    expect(f.conns[3].aborted?.name).toBe('GuestConnectionsError')
+    expect(closed).toEqual(['TooManyGuestsFromHost 10.0.0.9 x3', 'TooManyGuestsFromHost 10.0.0.9 x4'])
+    expect(g.closed).toBe(2)
+    // Another host is not held back by the first one.
+    f.open(conn('/ip4/10.0.0.10/tcp/1', 'y0'))
+    expect(f.conns.at(-1)!.status).toBe('open')
+    // After stop, nothing is decided any more.
+    g.stop()
+    f.open(conn('/ip4/10.0.0.9/tcp/1', 'x5'))
+    expect(f.conns.at(-1)!.status).toBe('open')
+  })
+
+  it('past the total, closes the oldest connection of the host holding the most guests', () => {
+    const f = fakeLibp2p()
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 10, total: 6 } })
+    g.start()
+    for (let i = 0; i < 4; i++) f.open(conn('/ip4/10.0.0.1/tcp/1', `a${i}`))
+    f.open(conn('/ip4/10.0.0.2/tcp/1', 'b0'))
+    f.open(conn('/ip4/10.0.0.3/tcp/1', 'c0'))
+    expect(f.conns.every(c => c.status === 'open')).toBe(true)
+    // A seventh guest, from a host with one: the oldest of 10.0.0.1 (four) goes, the newcomer stays.
+    f.open(conn('/ip4/10.0.0.3/tcp/1', 'c1'))
+    expect(f.conns.find(c => c.remotePeer.toString() === 'a0')!.status).toBe('closed')
+    expect((f.conns.find(c => c.remotePeer.toString() === 'a0')!.aborted as GuestConnectionsError).reason).toBe('TooManyGuests')
+    expect(f.conns.find(c => c.remotePeer.toString() === 'c1')!.status).toBe('open')
+    expect(g.guests().get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['a1', 'a2', 'a3'])
+    expect([...g.guests().values()].reduce((n, l) => n + l.length, 0)).toBe(6)
+  })
+
+  it('never counts or closes members, nor connections this node dialed; membership is read at each decision', () => {
+    const f = fakeLibp2p()
+    const members = new Set(['m0', 'm1', 'm2'])
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: (id) => members.has(id), limits: { perHost: 2, total: 2 } })
+    g.start()
+    for (const id of members) f.open(conn('/ip4/10.0.0.1/tcp/1', id))
+    for (let i = 0; i < 3; i++) f.open(conn('/ip4/10.0.0.1/tcp/1', `out${i}`, 'outbound'))
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n0'))
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n1'))
+    expect(f.conns.every(c => c.status === 'open')).toBe(true)
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n2'))
+    expect(f.conns.at(-1)!.status).toBe('closed')
+    // n0's record arrives: it is a member now, so the host has room for one more guest.
+    members.add('n0')
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n3'))
+    expect(f.conns.at(-1)!.status).toBe('open')
+    expect(g.guests().get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['n1', 'n3'])
+  })
+
+  it('refuses limits that are not positive integers', () => {
+    const f = fakeLibp2p()
+    expect(() => new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 0 } })).toThrow(/guest connection limit perHost must be a positive integer/)
+    expect(() => new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { total: 1.5 } })).toThrow(RangeError)
+  })
+})
