@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection } from '@libp2p/interface'
-import { GuestAdmission, GuestConnectionsError, guestHost, type GuestAdmissionInit } from './guest-connections.ts'
+import { GuestAdmission, GuestConnectionsError, guestHost, MAX_VOUCHED_CALLERS, vouchingCallers, type GuestAdmissionInit } from './guest-connections.ts'
 
 interface FakeConn { id: string, direction: 'inbound' | 'outbound', status: string, remoteAddr: ReturnType<typeof multiaddr>, remotePeer: { toString: () => string }, timeline: { open: number }, aborted?: Error, abort: (err: Error) => void }
 
@@ -104,6 +104,77 @@ describe('GuestAdmission', () => {
     f.open(conn('/ip4/10.0.0.1/tcp/1', 'n3'))
     expect(f.conns.at(-1)!.status).toBe('open')
     expect(g.guests().get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['n1', 'n3'])
+  })
+
+  it('callers vouched for pass the per-host limit and are closed to make room only after every anonymous guest', () => {
+    const f = fakeLibp2p()
+    let now = 1_000
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 2, total: 5 }, now: () => now })
+    g.start()
+    const peer = (id: string): FakeConn => f.conns.find(c => c.remotePeer.toString() === id)!
+    // A NAT with three callers holding grants, and an anonymous one: the vouched pass the per-host limit.
+    for (const id of ['v0', 'v1', 'v2']) g.vouch(id, 10_000)
+    for (const id of ['v0', 'v1', 'v2', 'n0', 'n1']) f.open(conn('/ip4/10.0.0.1/tcp/1', id))
+    expect(f.conns.every(c => c.status === 'open')).toBe(true)
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n2'))
+    expect(peer('n2').status).toBe('closed')
+    // Past the total, anonymous guests go first, even from a host holding fewer than the vouched one.
+    f.open(conn('/ip4/10.0.0.2/tcp/1', 'a0'))
+    expect(peer('n0').status).toBe('closed')
+    f.open(conn('/ip4/10.0.0.3/tcp/1', 'a1'))
+    expect(peer('n1').status).toBe('closed')
+    f.open(conn('/ip4/10.0.0.4/tcp/1', 'a2'))
+    expect(peer('a0').status).toBe('closed')
+    expect(['v0', 'v1', 'v2'].map(id => peer(id).status)).toEqual(['open', 'open', 'open'])
+    // With no anonymous guest left, the oldest vouched of the fullest host makes room.
+    f.open(conn('/ip4/10.0.0.5/tcp/1', 'v3'))
+    g.vouch('v3', 10_000)
+    f.open(conn('/ip4/10.0.0.5/tcp/1', 'v4'))
+    g.vouch('v4', 10_000)
+    // (a1 and a2, anonymous, went for v3 and v4.)
+    expect([peer('a1').status, peer('a2').status]).toEqual(['closed', 'closed'])
+    g.vouch('v5', 10_000)
+    f.open(conn('/ip4/10.0.0.6/tcp/1', 'v5'))
+    expect(peer('v0').status).toBe('closed')
+    expect((peer('v0').aborted as GuestConnectionsError).reason).toBe('TooManyGuests')
+    // A vouch ends with the grant: v1 and v2 count as anonymous again, and the host's limit applies.
+    now = 10_000
+    expect(g.isVouched('v1')).toBe(false)
+    expect(g.census().anonymous.get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['v1', 'v2'])
+    f.open(conn('/ip4/10.0.0.1/tcp/1', 'n3'))
+    expect(peer('n3').status).toBe('closed')
+  })
+
+  it('remembers at most MAX_VOUCHED_CALLERS vouches, expired ones and then the oldest forgotten first', () => {
+    const f = fakeLibp2p()
+    let now = 0
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, now: () => now })
+    g.vouch('short', 5)
+    for (let i = 1; i < MAX_VOUCHED_CALLERS; i++) g.vouch(`p${i}`, 1_000)
+    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    now = 10
+    g.vouch('late', 1_000)
+    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    expect(g.isVouched('p1')).toBe(true)
+    g.vouch('later', 1_000)
+    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    expect(g.isVouched('p1')).toBe(false)
+    expect(g.isVouched('later') && g.isVouched('late') && g.isVouched('p2')).toBe(true)
+  })
+
+  it('vouchingCallers vouches for callers under a trusted authority only, and passes refusals through', async () => {
+    const vouched: Array<[string, number | undefined]> = []
+    const signal = new AbortController().signal
+    const req = (peer: string): never => ({ remotePeerId: peer, cell: 'billing', credentials: new Uint8Array(0) }) as never
+    const port = vouchingCallers(async (r) => {
+      const id = (r as unknown as { remotePeerId: string }).remotePeerId
+      if (id === 'forged') throw new Error('TrustError')
+      return id === 'anon' ? { peerId: id, authority: '', roles: [] } : { peerId: id, authority: 'aa', roles: ['caller'], expiresMs: 42 }
+    }, (peer, until) => { vouched.push([peer, until]) })
+    expect((await port(req('good'), { signal })).peerId).toBe('good')
+    expect((await port(req('anon'), { signal })).authority).toBe('')
+    await expect(port(req('forged'), { signal })).rejects.toThrow('TrustError')
+    expect(vouched).toEqual([['good', 42]])
   })
 
   it('refuses limits that are not positive integers', () => {

@@ -16,11 +16,17 @@
 //   most is closed ('TooManyGuests'), so many hosts that fill the budget lose their own connections
 //   first and a guest from a host with few keeps its place.
 //
-// Membership is read at each decision, not remembered: a node that connected before its record
-// arrived stops counting as a guest as soon as the view holds it.
+// - A guest that proved a caller grant from an authority this node trusts (its synapse handshake:
+//   `vouch`) is not held to the per-host limit, and its connections are closed to make room only
+//   when no anonymous guest is left: hosts that fill the budget with fresh keys push out each other
+//   and other anonymous guests, not the fleet's own callers (a tab or `cell call` with a grant).
+//
+// Membership and vouches are read at each decision, not remembered per connection: a node that
+// connected before its record arrived stops counting as a guest as soon as the view holds it.
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { CellError } from '../errors.ts'
 import { positiveLimits } from './inbound-failures.ts'
+import type { AuthenticatePort } from '../synapse/types.ts'
 
 /** Default guest limits: per remote host (IPv4 address, IPv6 /64) and in all. */
 export const GUEST_CONNECTIONS = { perHost: 32, total: 256 } as const
@@ -52,6 +58,8 @@ export interface GuestAdmissionInit {
   limits?: Partial<GuestLimits>
   /** Told each guest connection closed, with the host it came from. */
   onClosed?: (reason: GuestRefusal, host: string, peerId: string) => void
+  /** The clock vouches expire on (ms); default Date.now. */
+  now?: () => number
 }
 
 /**
@@ -77,12 +85,37 @@ function ipv6Prefix64 (addr: string): string {
   return `${groups.slice(0, 4).map(g => g.replace(/^0+(?=.)/, '')).join(':')}::/64`
 }
 
+/**
+ * The synapse server's caller check, telling `vouch` of each caller it admitted under a trusted
+ * authority's grant (a public cell's anonymous caller, authority '', is not vouched for).
+ */
+export function vouchingCallers (authenticate: AuthenticatePort, vouch: (peerId: string, untilMs: number | undefined) => void): AuthenticatePort {
+  return async (req, options) => {
+    const principal = await authenticate(req, options)
+    if (principal.authority !== '') {
+      try { vouch(principal.peerId, principal.expiresMs) } catch {}
+    }
+    return principal
+  }
+}
+
+/** Callers remembered as vouched for (oldest forgotten first past this). */
+export const MAX_VOUCHED_CALLERS = 4096
+
+/** Guest connections by host, oldest first within each host: anonymous ones and vouched callers'. */
+export interface GuestCensus {
+  anonymous: Map<string, Connection[]>
+  vouched: Map<string, Connection[]>
+}
+
 /** Keeps guest connections within GuestLimits by closing the newest of a full host or the oldest of the fullest host. */
 export class GuestAdmission {
   readonly limits: GuestLimits
   private readonly onOpen = (evt: CustomEvent<Connection>): void => { this.admit(evt.detail) }
   private closedCount = 0
   private readonly init: GuestAdmissionInit
+  /** Peer id → until when (ms) a trusted authority's caller grant vouches for it. */
+  private readonly vouchedUntil = new Map<string, number>()
 
   constructor (init: GuestAdmissionInit) {
     this.init = init
@@ -95,40 +128,84 @@ export class GuestAdmission {
   /** Guest connections closed so far. */
   get closed (): number { return this.closedCount }
 
+  /**
+   * A peer proved a caller grant from an authority this node trusts (a synapse handshake), valid
+   * until `untilMs` (on init.now's clock; undefined: the grant's end is unknown, an hour). Its
+   * guest connections pass the per-host limit and are closed to make room only when no anonymous
+   * guest is left to close.
+   */
+  vouch (peerId: string, untilMs: number | undefined): void {
+    const now = this.now()
+    this.vouchedUntil.delete(peerId)
+    if (this.vouchedUntil.size >= MAX_VOUCHED_CALLERS) {
+      for (const [id, until] of this.vouchedUntil) if (until <= now) this.vouchedUntil.delete(id)
+      if (this.vouchedUntil.size >= MAX_VOUCHED_CALLERS) this.vouchedUntil.delete(this.vouchedUntil.keys().next().value!)
+    }
+    this.vouchedUntil.set(peerId, untilMs ?? now + 3_600_000)
+  }
+
+  /** Whether a vouch for `peerId` holds now. */
+  isVouched (peerId: string): boolean {
+    const until = this.vouchedUntil.get(peerId)
+    if (until === undefined) return false
+    if (until > this.now()) return true
+    this.vouchedUntil.delete(peerId)
+    return false
+  }
+
+  /** Peers vouched for and remembered (expired ones go when next read or when room is needed). */
+  get vouchedCount (): number { return this.vouchedUntil.size }
+
   /** Open inbound guest connections by host, oldest first within each host. */
   guests (): Map<string, Connection[]> {
-    const byHost = new Map<string, Connection[]>()
+    const { anonymous, vouched } = this.census()
+    const all = new Map(anonymous)
+    for (const [host, list] of vouched) all.set(host, [...(all.get(host) ?? []), ...list].sort((a, b) => a.timeline.open - b.timeline.open))
+    return all
+  }
+
+  /** Open inbound guest connections by host, anonymous and vouched apart. */
+  census (): GuestCensus {
+    const anonymous = new Map<string, Connection[]>()
+    const vouched = new Map<string, Connection[]>()
     for (const c of this.init.libp2p.getConnections()) {
-      if (c.direction !== 'inbound' || c.status !== 'open' || this.init.isMember(c.remotePeer.toString())) continue
+      if (c.direction !== 'inbound' || c.status !== 'open') continue
+      const peer = c.remotePeer.toString()
+      if (this.init.isMember(peer)) continue
       const host = guestHost(c)
       if (host === undefined) continue
-      const list = byHost.get(host)
-      if (list === undefined) byHost.set(host, [c])
+      const into = this.isVouched(peer) ? vouched : anonymous
+      const list = into.get(host)
+      if (list === undefined) into.set(host, [c])
       else list.push(c)
     }
-    for (const list of byHost.values()) list.sort((a, b) => a.timeline.open - b.timeline.open)
-    return byHost
+    for (const m of [anonymous, vouched]) for (const list of m.values()) list.sort((a, b) => a.timeline.open - b.timeline.open)
+    return { anonymous, vouched }
   }
 
   /** Decides on a connection that just opened; also what the 'connection:open' listener calls. */
   admit (conn: Connection): void {
-    if (conn.direction !== 'inbound' || this.init.isMember(conn.remotePeer.toString())) return
+    const peer = conn.remotePeer.toString()
+    if (conn.direction !== 'inbound' || this.init.isMember(peer)) return
     const host = guestHost(conn)
     if (host === undefined) return
-    const byHost = this.guests()
-    const mine = byHost.get(host) ?? []
-    if (mine.length > this.limits.perHost) {
+    const { anonymous, vouched } = this.census()
+    if (!this.isVouched(peer) && (anonymous.get(host)?.length ?? 0) > this.limits.perHost) {
       this.close(conn, host, 'TooManyGuestsFromHost', `host ${host} already holds ${this.limits.perHost} guest connections (not fleet members)`)
       return
     }
     let total = 0
-    for (const list of byHost.values()) total += list.length
+    for (const m of [anonymous, vouched]) for (const list of m.values()) total += list.length
     if (total <= this.limits.total) return
+    // Anonymous guests make room first; callers vouched for only when none is left.
+    const pool = anonymous.size > 0 ? anonymous : vouched
     let fullest: [string, Connection[]] | undefined
-    for (const entry of byHost) if (fullest === undefined || entry[1].length > fullest[1].length) fullest = entry
+    for (const entry of pool) if (fullest === undefined || entry[1].length > fullest[1].length) fullest = entry
     if (fullest === undefined) return
     this.close(fullest[1][0], fullest[0], 'TooManyGuests', `guest connections past ${this.limits.total}: the oldest of host ${fullest[0]}, which holds the most (${fullest[1].length}), is closed`)
   }
+
+  private now (): number { return this.init.now?.() ?? Date.now() }
 
   private close (conn: Connection, host: string, reason: GuestRefusal, message: string): void {
     this.closedCount++

@@ -11,5 +11,5 @@ export { cellErrorClasses, rebuildCellError, MAX_CELL_ERROR_CLASSES } from './ce
 export type { CellErrorClass, CellErrors } from './cell-errors.ts'
 export { guardInbound, InboundSlots, InboundUpgradeSlotsError, INBOUND_UPGRADES_PER_HOST, INBOUND_UPGRADES_TOTAL } from './inbound-failures.ts'
 export type { InboundFailureHook, InboundGuardInit } from './inbound-failures.ts'
-export { GuestAdmission, GuestConnectionsError, GUEST_CONNECTIONS, MEMBER_RESERVE, guestHost } from './guest-connections.ts'
-export type { GuestAdmissionInit, GuestLimits, GuestRefusal } from './guest-connections.ts'
+export { GuestAdmission, GuestConnectionsError, GUEST_CONNECTIONS, MEMBER_RESERVE, MAX_VOUCHED_CALLERS, guestHost, vouchingCallers } from './guest-connections.ts'
+export type { GuestAdmissionInit, GuestCensus, GuestLimits, GuestRefusal } from './guest-connections.ts'

@@ -36,7 +36,7 @@ import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
 import { guardInbound, INBOUND_UPGRADES_TOTAL, type InboundFailureHook } from './inbound-failures.ts'
-import { GUEST_CONNECTIONS, GuestAdmission, MEMBER_RESERVE, type GuestLimits, type GuestRefusal } from './guest-connections.ts'
+import { GUEST_CONNECTIONS, GuestAdmission, MEMBER_RESERVE, vouchingCallers, type GuestLimits, type GuestRefusal } from './guest-connections.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
 import { traced, type Tracer } from '../telemetry/tracer.ts'
@@ -301,7 +301,7 @@ export class Mesh {
       handler: init.handler,
       defaultTimeoutMs: init.defaultTimeoutMs,
       credentialsFor: (cell) => mesh!.credentialsFor(cell),
-      authenticate: callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }),
+      authenticate: vouchingCallers(callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }), (peerId, untilMs) => { mesh?.guests.vouch(peerId, untilMs) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
     // Provider and value records other peers may store here are bounded; a fleet node's (a signed,
@@ -413,6 +413,7 @@ export class Mesh {
     this.guests = new GuestAdmission({
       libp2p,
       isMember: (id) => view.node(id) !== undefined || (init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${id}`)),
+      now: () => this.clock.now(),
       ...(init.guestConnections !== undefined ? { limits: init.guestConnections } : {}),
       ...(init.onGuestClosed !== undefined ? { onClosed: init.onGuestClosed } : {})
     })

@@ -3,7 +3,8 @@
 // on TCP; random frames over a real WebSocket and junk HTTP on the WebSockets port; random UDP
 // datagrams on WebRTC-direct; random bytes, bad request lines and oversized headers on the metrics
 // and dashboard HTTP ports. Afterwards the process is still running, answers a `cell call`, and its
-// /metrics counts the garbage in cell_listener_garbage_total{listener, reason}.
+// /metrics counts the garbage in cell_listener_garbage_total{listener, reason}. The last two cases
+// hold established connections under fresh peer ids (core/mesh/guest-connections.ts).
 // CELL_GARBAGE_ROUNDS (default 6) sets how many paced rounds are sent (the node admits 5 inbound
 // connections per second per host; a final burst over that is refused and counted too).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -14,7 +15,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import { writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { readAuthorityKey, writeAuthorityKey } from '../../node-host/keys/index.ts'
+import { createClient, waitForView } from '../../node-host/client.ts'
 import { cell, cellRun, stopProc, projectRoot, type Proc } from '../integration/processes.ts'
 import { stageCell } from '../integration/stage-cell.ts'
 import { stunRequest } from './stun.ts'
@@ -275,6 +277,35 @@ describe('garbage on every listener', () => {
       expect(text).toMatch(/cell_listener_garbage_total\{listener="guests",reason="TooManyGuests"\} [1-9]/)
       expect(node!.child.exitCode).toBeNull()
     } finally {
+      await Promise.all(peers.map(async p => { await p.stop() }))
+    }
+  }, 300_000)
+
+  it('keeps a caller holding a grant connected while 300 hosts with one fresh-key connection each fill the guest places', async () => {
+    // Hosts with one connection each leave no fullest host: past 256 the oldest guest goes, which
+    // was the long-lived caller. A caller that proved a grant in its synapse handshake is vouched
+    // for and closed only when no anonymous guest is left.
+    const client = await createClient({ bootstrap: [bootstrap], authorityKey: await readAuthorityKey(keyPath) })
+    const peers: Libp2p[] = []
+    try {
+      await waitForView(client, () => client.view.liveInstances('billing').find(i => i.state === 'ready'), 'a ready billing replica', { timeoutMs: 60_000 })
+      await client.call('billing', 'charge', { amount: 3, currency: 'EUR' }, { timeoutMs: 10_000 })
+      const before = client.libp2p.getConnections().filter(c => c.status === 'open').map(c => c.id)
+      expect(before.length).toBeGreaterThan(0)
+      const lost: string[] = []
+      client.libp2p.addEventListener('connection:close', (e) => { lost.push(e.detail.id) })
+      const hosts = Array.from({ length: 300 }, (_, i) => `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`)
+      let next = 0
+      await Promise.all(Array.from({ length: 12 }, async () => {
+        while (next < hosts.length) await freshPeers(bootstrap, hosts[next++], 1, 0, peers)
+      }))
+      await until(() => openCount(peers) <= 255, () => `the node to keep 255 anonymous guests beside the caller, not ${openCount(peers)}`, 10_000, 50)
+      expect(lost, 'the caller\'s connections closed during the attack').toEqual([])
+      expect(client.libp2p.getConnections().filter(c => c.status === 'open').map(c => c.id)).toEqual(before)
+      await client.call('billing', 'charge', { amount: 4, currency: 'EUR' }, { timeoutMs: 10_000 })
+      console.log(`300 single-connection hosts: ${openCount(peers)} kept; the caller's ${before.length} connection(s) kept`)
+    } finally {
+      await client.stop()
       await Promise.all(peers.map(async p => { await p.stop() }))
     }
   }, 300_000)
