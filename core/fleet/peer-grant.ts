@@ -29,6 +29,8 @@ export interface PeerGrantGateInit {
   credentials?: GrantCredentialsPort
   clock?: Clock
   skewMs?: number
+  /** Told each requester admitted, with the chain as verified (the mesh vouches for its connections). */
+  onAdmitted?: (remotePeerId: string, verified: VerifiedChain) => void
 }
 
 export interface PeerGrantStats { admitted: number, refused: number }
@@ -68,6 +70,7 @@ export class PeerGrantGate {
   private readonly credentials: GrantCredentialsPort | undefined
   private readonly clock: Clock
   private readonly skewMs: number | undefined
+  private readonly onAdmitted: PeerGrantGateInit['onAdmitted']
   private readonly counters: PeerGrantStats = { admitted: 0, refused: 0 }
 
   constructor (init: PeerGrantGateInit) {
@@ -75,6 +78,7 @@ export class PeerGrantGate {
     this.credentials = init.credentials
     this.clock = init.clock ?? systemClock
     this.skewMs = init.skewMs
+    this.onAdmitted = init.onAdmitted
   }
 
   stats (): PeerGrantStats {
@@ -128,6 +132,7 @@ export class PeerGrantGate {
         signal: options.signal
       })
       this.counters.admitted++
+      try { this.onAdmitted?.(remotePeerId, verified) } catch {}
       return verified
     } catch (err) {
       if (isRefusal(err)) {

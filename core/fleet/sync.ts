@@ -29,7 +29,7 @@ import { decodeLengthPrefixed, encodeLengthPrefixed } from './framing.ts'
 import { FLEET_SYNC_PROTOCOL, FLEET_WIRE_VERSION, LIMITS, MAX_MESSAGE_BYTES, checkCellName, checkPeerId } from './records.ts'
 import { RANGE_DIGEST_MAX_BUCKETS, checkBucketCount, diffRangeDigests } from './view.ts'
 import type { FleetView, RangeScope } from './view.ts'
-import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError, type GrantCredentialsPort } from './peer-grant.ts'
+import { PeerGrantGate, MAX_REQUEST_CHAIN_BYTES, isRefusal, refusalCode, refusalError, type GrantCredentialsPort, type PeerGrantGateInit } from './peer-grant.ts'
 import { TruncatedChainError } from '../identity/errors.ts'
 
 const log = logger('cell:fleet:sync')
@@ -423,6 +423,8 @@ export interface FleetSyncInit {
   credentials?: GrantCredentialsPort
   /** A prepared gate instead of `trusted` + `credentials` (shared with `/cell/artifact/1`). */
   gate?: PeerGrantGate
+  /** Told each requester the gate made from `trusted` admitted (PeerGrantGateInit.onAdmitted). */
+  onGrantAdmitted?: PeerGrantGateInit['onAdmitted']
   /** Requests waiting to be read and checked at once (default 16); extra streams are refused. */
   maxPendingRequests?: number
   /** Deadline for a requester to send its request (default 2 s). */
@@ -566,7 +568,7 @@ class DefaultFleetSync extends EventTarget implements FleetSync {
     this.maxInboundStreams = init.maxInboundStreams ?? 2
     this.maxPendingRequests = init.maxPendingRequests ?? 16
     this.requestTimeoutMs = init.requestTimeoutMs ?? 2_000
-    this.gate = init.gate ?? (init.trusted != null ? new PeerGrantGate({ trusted: init.trusted, credentials: init.credentials, clock: this.clock }) : undefined)
+    this.gate = init.gate ?? (init.trusted != null ? new PeerGrantGate({ trusted: init.trusted, credentials: init.credentials, clock: this.clock, ...(init.onGrantAdmitted !== undefined ? { onAdmitted: init.onGrantAdmitted } : {}) }) : undefined)
     this.publicCells = init.publicCells
     this.random = init.random ?? systemRandom
     this.antiEntropyMs = init.antiEntropyMs ?? 0

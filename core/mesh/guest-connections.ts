@@ -16,10 +16,11 @@
 //   most is closed ('TooManyGuests'), so many hosts that fill the budget lose their own connections
 //   first and a guest from a host with few keeps its place.
 //
-// - A guest that proved a caller grant from an authority this node trusts (its synapse handshake:
-//   `vouch`) is not held to the per-host limit, and its connections are closed to make room only
-//   when no anonymous guest is left: hosts that fill the budget with fresh keys push out each other
-//   and other anonymous guests, not the fleet's own callers (a tab or `cell call` with a grant).
+// - A guest that proved a grant from an authority this node trusts (a caller grant in its synapse
+//   handshake, any grant in a fleet-sync or artifact request: `vouch`) is not held to the per-host
+//   limit, and its connections are closed to make room only when no anonymous guest is left: hosts
+//   that fill the budget with fresh keys push out each other and other anonymous guests, not the
+//   fleet's own callers (a tab or `cell call` with a grant) or a node that is joining.
 //
 // Membership and vouches are read at each decision, not remembered per connection: a node that
 // connected before its record arrived stops counting as a guest as soon as the view holds it.
@@ -129,10 +130,10 @@ export class GuestAdmission {
   get closed (): number { return this.closedCount }
 
   /**
-   * A peer proved a caller grant from an authority this node trusts (a synapse handshake), valid
-   * until `untilMs` (on init.now's clock; undefined: the grant's end is unknown, an hour). Its
-   * guest connections pass the per-host limit and are closed to make room only when no anonymous
-   * guest is left to close.
+   * A peer proved a grant from an authority this node trusts (a synapse handshake, a fleet-sync or
+   * artifact request), valid until `untilMs` (on init.now's clock; undefined: the grant's end is
+   * unknown, an hour). Its guest connections pass the per-host limit and are closed to make room
+   * only when no anonymous guest is left to close.
    */
   vouch (peerId: string, untilMs: number | undefined): void {
     const now = this.now()

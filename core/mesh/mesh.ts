@@ -338,7 +338,10 @@ export class Mesh {
         pubsub: gossipsubStoppingCleanly({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
-          view, clock, autoPull: 2, trusted, credentials: init.credentials, ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
+          view, clock, autoPull: 2, trusted, credentials: init.credentials,
+          // A peer that proved a trusted grant (a node joining before its record arrives) is vouched for as a guest.
+          onGrantAdmitted: (peer, verified) => { mesh?.guests.vouch(peer, verified.notAfterMs) },
+          ...(init.isPublic !== undefined ? { publicCells: init.isPublic } : {}),
           // Anti-entropy from full nodes only: a tab or a CLI client may hold a partial view.
           random: init.random ?? systemRandom, antiEntropyMs: init.antiEntropyMs ?? (perCell ? PER_CELL_ANTI_ENTROPY_MS : 30_000), antiEntropyPeer: (id) => view.node(id)?.roles.includes('full') === true,
           // Per-cell: digest rounds (only the buckets of the members layer, the release layer and the followed cells that differ), not the whole view.

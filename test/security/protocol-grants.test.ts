@@ -122,6 +122,18 @@ describe('fleet-sync requires a grant from a trusted authority', () => {
     expect(await pull(caller)).toMatchObject({ accepted: 1, dropped: 0 })
     expect(caller.view.instances()).toHaveLength(1)
   })
+
+  it('tells onAdmitted of each requester the gate admits (the mesh vouches for its guest connections), never of a refused one', async () => {
+    const member = await syncPeer([fleet.id], fleet, ['caller'])
+    const admitted: Array<[string, number]> = []
+    const gate = new PeerGrantGate({ trusted: new Set([fleet.id]), onAdmitted: (peer, verified) => { admitted.push([peer, verified.notAfterMs]) } })
+    const chain = member.credentials.currentChain(fleet.id)
+    await gate.check(chain, member.credentials.peerId)
+    await expect(gate.check(chain, server.node.peerId.toString())).rejects.toBeInstanceOf(WrongSubjectError)
+    await expect(gate.check(new Uint8Array(0), member.credentials.peerId)).rejects.toBeInstanceOf(TruncatedChainError)
+    expect(admitted.map(([peer]) => peer)).toEqual([member.credentials.peerId])
+    expect(admitted[0][1]).toBeGreaterThan(Date.now())
+  })
 })
 
 describe('fleet-sync shows a peer without a trusted grant the public cells only', () => {
