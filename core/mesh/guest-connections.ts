@@ -103,6 +103,14 @@ export function vouchingCallers (authenticate: AuthenticatePort, vouch: (peerId:
 /** Callers remembered as vouched for (oldest forgotten first past this). */
 export const MAX_VOUCHED_CALLERS = 4096
 
+/** What GuestAdmission holds now: open guest connections, anonymous and vouched for; peers vouched for; connections it closed. */
+export interface GuestStats {
+  anonymous: number
+  vouched: number
+  vouchedPeers: number
+  closed: number
+}
+
 /** Guest connections by host, oldest first within each host: anonymous ones and vouched callers'. */
 export interface GuestCensus {
   anonymous: Map<string, Connection[]>
@@ -152,6 +160,15 @@ export class GuestAdmission {
     if (until > this.now()) return true
     this.vouchedUntil.delete(peerId)
     return false
+  }
+
+  stats (): GuestStats {
+    const { anonymous, vouched } = this.census()
+    let a = 0
+    let v = 0
+    for (const list of anonymous.values()) a += list.length
+    for (const list of vouched.values()) v += list.length
+    return { anonymous: a, vouched: v, vouchedPeers: this.vouchedUntil.size, closed: this.closedCount }
   }
 
   /** Peers vouched for and remembered (expired ones go when next read or when room is needed). */

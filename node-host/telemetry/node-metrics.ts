@@ -5,7 +5,7 @@
 // the hot paths gain no work; only per-cell synapse calls are counted as they happen (call-meter.ts).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FleetGossipStats, FleetStats, FleetSyncStats } from '../../core/fleet/index.ts'
-import type { KeeperStats } from '../../core/mesh/index.ts'
+import type { GuestStats, KeeperStats } from '../../core/mesh/index.ts'
 import type { DatastoreStats } from '../../core/mesh/compact-datastore.ts'
 import type { SynapseStats } from '../../core/synapse/index.ts'
 import { CallMeter, OTHER_LABEL } from './call-meter.ts'
@@ -47,6 +47,8 @@ export interface NodeMetricsSources {
   keeper: () => KeeperStats | undefined
   /** kad-dht records other peers stored here, and what their bounds dropped (core/mesh/compact-datastore.ts). */
   dht?: () => DatastoreStats | undefined
+  /** Inbound connections of non-members (core/mesh/guest-connections.ts): anonymous and vouched for, and the peers vouched for. */
+  guests?: () => GuestStats | undefined
   synapse: () => { client: SynapseStats, server: SynapseStats } | undefined
   loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number, declined: number }, halted: number }
   replicas: () => ReplicaFigures[]
@@ -193,6 +195,11 @@ export class NodeMetrics {
       const d = s.dht?.()
       return d === undefined ? [] : [[{ reason: 'provider_refused' }, d.providersRefused], [{ reason: 'provider_evicted' }, d.providersEvicted], [{ reason: 'value_evicted' }, d.recordsEvicted], [{ reason: 'peer_evicted' }, d.peersEvicted]]
     }))
+    gauge('cell_guest_connections', 'Inbound connections of peers that are not fleet members, by kind: anonymous, or vouched for by a trusted grant they proved.', ['kind'], () => read(s => {
+      const g = s.guests?.()
+      return g === undefined ? [] : [[{ kind: 'anonymous' }, g.anonymous], [{ kind: 'vouched' }, g.vouched]]
+    }))
+    gauge('cell_guest_vouched_peers', 'Peers remembered as vouched for (a trusted grant proved in a handshake or request, until it ends).', [], () => one(read(s => s.guests?.()?.vouchedPeers)))
     counter('cell_fleet_peer_joins_total', 'Fleet peers that joined this node.', [], () => one(read(s => s.keeper()?.joins ?? 0)))
     counter('cell_fleet_peer_leaves_total', 'Fleet peers that left this node.', [], () => one(read(s => s.keeper()?.leaves ?? 0)))
 

@@ -303,6 +303,9 @@ describe('garbage on every listener', () => {
       expect(lost, 'the caller\'s connections closed during the attack').toEqual([])
       expect(client.libp2p.getConnections().filter(c => c.status === 'open').map(c => c.id)).toEqual(before)
       await client.call('billing', 'charge', { amount: 4, currency: 'EUR' }, { timeoutMs: 10_000 })
+      const text = await (await fetch(metricsUrl)).text()
+      expect(Number(text.match(/^cell_guest_connections\{kind="vouched"\} (\d+)/m)?.[1])).toBeGreaterThanOrEqual(1)
+      expect(Number(text.match(/^cell_guest_connections\{kind="anonymous"\} (\d+)/m)?.[1])).toBe(openCount(peers))
       console.log(`300 single-connection hosts: ${openCount(peers)} kept; the caller's ${before.length} connection(s) kept`)
     } finally {
       await client.stop()
