@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection } from '@libp2p/interface'
 import { GuestAdmission, GuestConnectionsError, guestHost, MAX_VOUCHED_CALLERS, vouchingCallers, type GuestAdmissionInit } from './guest-connections.ts'
+import { hostKey, InboundSlots } from './inbound-failures.ts'
 
 interface FakeConn { id: string, direction: 'inbound' | 'outbound', status: string, remoteAddr: ReturnType<typeof multiaddr>, remotePeer: { toString: () => string }, timeline: { open: number }, aborted?: Error, abort: (err: Error) => void }
 
@@ -45,6 +46,28 @@ describe('guestHost', () => {
     expect(guestHost(conn('/ip6/::1/tcp/1', 'p') as never)).toBe('0:0:0:0::/64')
     expect(guestHost(conn('/dns4/example.org/tcp/1', 'p') as never)).toBe('example.org')
     expect(guestHost(conn('/memory/abc', 'p') as never)).toBeUndefined()
+  })
+})
+
+describe('hostKey and InboundSlots', () => {
+  it('counts an IPv6 /64 as one host, an IPv4-mapped address as its IPv4 address', () => {
+    expect(hostKey('192.0.2.7')).toBe('192.0.2.7')
+    expect(hostKey('::ffff:192.0.2.7')).toBe('192.0.2.7')
+    expect(hostKey('2001:DB8:0:1::9')).toBe('2001:db8:0:1::/64')
+    expect(hostKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64')
+    expect(hostKey('2001:0db8:0000:0001:0000:0000:0000:0001')).toBe('2001:db8:0:1::/64')
+    expect(hostKey('example.org')).toBe('example.org')
+    // One subscriber's /64 takes one host's share of upgrade slots, whatever address it uses.
+    const slots = new InboundSlots(2, 10)
+    expect(slots.tryTake('2001:db8:0:1::1')).toBeUndefined()
+    expect(slots.tryTake('2001:db8:0:1::2')).toBeUndefined()
+    expect(slots.tryTake('2001:db8:0:1:ffff::3')).toBe('TooManyPendingFromHost')
+    expect(slots.tryTake('2001:db8:0:2::1')).toBeUndefined()
+    expect(slots.inUse('2001:db8:0:1::77')).toBe(2)
+    slots.give('2001:db8:0:1::2')
+    expect(slots.inUse('2001:db8:0:1::1')).toBe(1)
+    expect(slots.tryTake('::ffff:10.0.0.1')).toBeUndefined()
+    expect(slots.inUse('10.0.0.1')).toBe(1)
   })
 })
 
@@ -118,7 +141,7 @@ describe('GuestAdmission', () => {
     expect(f.conns.every(c => c.status === 'open')).toBe(true)
     f.open(conn('/ip4/10.0.0.1/tcp/1', 'n2'))
     expect(peer('n2').status).toBe('closed')
-    // Past the total, anonymous guests go first, even from a host holding fewer than the vouched one.
+    // Past the total, anonymous guests go first: the vouched callers of the same host stay.
     f.open(conn('/ip4/10.0.0.2/tcp/1', 'a0'))
     expect(peer('n0').status).toBe('closed')
     f.open(conn('/ip4/10.0.0.3/tcp/1', 'a1'))

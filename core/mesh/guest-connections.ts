@@ -26,7 +26,7 @@
 // connected before its record arrived stops counting as a guest as soon as the view holds it.
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { CellError } from '../errors.ts'
-import { positiveLimits } from './inbound-failures.ts'
+import { hostKey, positiveLimits } from './inbound-failures.ts'
 import type { AuthenticatePort } from '../synapse/types.ts'
 
 /** Default guest limits: per remote host (IPv4 address, IPv6 /64) and in all. */
@@ -72,18 +72,7 @@ export function guestHost (conn: Pick<Connection, 'remoteAddr'>): string | undef
   let first: { name: string, value?: string } | undefined
   try { first = conn.remoteAddr.getComponents()[0] } catch { return undefined }
   if (first?.value === undefined) return undefined
-  if (first.name === 'ip6') return ipv6Prefix64(first.value)
-  return /^(ip4|dns|dns4|dns6)$/.test(first.name) ? first.value : undefined
-}
-
-function ipv6Prefix64 (addr: string): string {
-  const bare = addr.split('%')[0].toLowerCase()
-  if (bare.includes('.')) return bare // IPv4-mapped (::ffff:a.b.c.d): the IPv4 address names the host.
-  const [head, tail] = bare.split('::')
-  const h = head === '' ? [] : head.split(':')
-  const t = tail === undefined || tail === '' ? [] : tail.split(':')
-  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
-  return `${groups.slice(0, 4).map(g => g.replace(/^0+(?=.)/, '')).join(':')}::/64`
+  return /^(ip4|ip6|dns|dns4|dns6)$/.test(first.name) ? hostKey(first.value) : undefined
 }
 
 /**

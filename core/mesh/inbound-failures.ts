@@ -52,13 +52,33 @@ export function remoteHost (maConn: Pick<MultiaddrConnection, 'remoteAddr'>): st
   }
 }
 
+/**
+ * The key a remote host is counted under: an IPv4 address as it is, an IPv6 address by its first 64
+ * bits (one subscriber holds a whole /64, so counting single addresses would give it 2^64 shares),
+ * an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4 peers) as its
+ * IPv4 address; anything else (a DNS name) as it is.
+ */
+export function hostKey (host: string): string {
+  if (!host.includes(':')) return host
+  const bare = host.split('%')[0].toLowerCase()
+  const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/)
+  if (mapped !== null) return mapped[1]
+  if (bare.includes('.')) return bare
+  const [head, tail] = bare.split('::')
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
+  return `${groups.slice(0, 4).map(g => g.replace(/^0+(?=.)/, '')).join(':')}::/64`
+}
+
 /** Why InboundSlots refused a slot: the host holds its share, or all hosts together hold the total. */
 export type SlotRefusal = 'TooManyPendingFromHost' | 'TooManyPending'
 
 /**
- * Connections in progress per remote host (and in all, when `total` is given): the upgrader wrapper
- * below shares one between every listener of a node (a host may use TCP and WebSockets); the node's
- * WebSockets and WebRTC-direct listeners keep their own for what comes before the upgrade.
+ * Connections in progress per remote host (`hostKey`: an IPv6 /64 is one host), and in all when
+ * `total` is given: the upgrader wrapper below shares one between every listener of a node (a host
+ * may use TCP and WebSockets); the node's WebSockets and WebRTC-direct listeners keep their own for
+ * what comes before the upgrade.
  */
 export class InboundSlots {
   private readonly byHost = new Map<string, number>()
@@ -74,6 +94,7 @@ export class InboundSlots {
 
   /** Takes a slot for `host` and returns undefined, or returns why not. The map holds only hosts with a slot taken. */
   tryTake (host: string): SlotRefusal | undefined {
+    host = hostKey(host)
     const n = this.byHost.get(host) ?? 0
     if (n >= this.perHost) return 'TooManyPendingFromHost'
     if (this.used >= this.total) return 'TooManyPending'
@@ -91,11 +112,12 @@ export class InboundSlots {
   /** Why `host` was refused, in words; `what` names the connections counted (e.g. "inbound connections being upgraded"). */
   explain (refused: SlotRefusal, host: string, what: string): string {
     return refused === 'TooManyPendingFromHost'
-      ? `${host} already has ${this.inUse(host)} ${what} (at most ${this.perHost} per host)`
+      ? `${hostKey(host)} already has ${this.inUse(host)} ${what} (at most ${this.perHost} per host)`
       : `${this.used} ${what} (at most ${this.total} in all)`
   }
 
   give (host: string): void {
+    host = hostKey(host)
     const n = this.byHost.get(host)
     if (n === undefined) return
     if (n <= 1) this.byHost.delete(host); else this.byHost.set(host, n - 1)
@@ -103,7 +125,7 @@ export class InboundSlots {
   }
 
   inUse (host?: string): number {
-    return host !== undefined ? this.byHost.get(host) ?? 0 : this.used
+    return host !== undefined ? this.byHost.get(hostKey(host)) ?? 0 : this.used
   }
 }
 
