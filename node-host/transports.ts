@@ -4,8 +4,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { webRTCDirect } from '@libp2p/webrtc'
 import { boundWebSocketsListener, type WebSocketsListenerLimits, type WebSocketsRefusal } from './websockets-listener.ts'
-import { boundWebRTCDirectListener, type WebRTCDirectListenerLimits } from './webrtc-direct-listener.ts'
-import type { SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { boundWebRTCDirectListener, type WebRTCDirectListenerLimits, type WebRTCDirectRefusal } from './webrtc-direct-listener.ts'
 import { webTransportListener, type WebTransportHandle, type WebTransportListenInit } from './webtransport/transport.ts'
 
 export interface ListenPorts {
@@ -28,7 +27,7 @@ export interface ListenerBoundsOptions {
   webSockets?: Partial<WebSocketsListenerLimits>
   webRTCDirect?: Partial<WebRTCDirectListenerLimits>
   /** Told each connection closed or dropped before its upgrade, with the listener's name. */
-  onRefused?: (listener: 'websockets' | 'webrtc-direct', reason: WebSocketsRefusal | SlotRefusal, detail: string) => void
+  onRefused?: (listener: 'websockets' | 'webrtc-direct', reason: WebSocketsRefusal | WebRTCDirectRefusal, detail: string) => void
 }
 
 export function fullNodeTransports (ports: ListenPorts = {}, webTransport: WebTransportOptions = {}, bounds: ListenerBoundsOptions = {}): any[] {

@@ -2,7 +2,8 @@
 // each one the listener takes makes a native peer connection (a thread, a descriptor) for up to 10 s.
 // The first case is the attack on @libp2p/webrtc alone; the others show the bound
 // (node-host/webrtc-direct-listener.ts): one source past its share and all sources past the total
-// are dropped before any native object exists, and an honest peer still connects meanwhile. The
+// are dropped before any native object exists, and an honest peer still connects meanwhile, also
+// while a flood keeps every slot busy (stale connections in progress lose their slot). The
 // listener runs in a child process (test/reliability/webrtc-direct-target.ts): node-datachannel in a
 // vitest worker thread crashed the whole run.
 import { afterEach, describe, expect, it } from 'vitest'
@@ -73,7 +74,8 @@ describe('WebRTC-direct: STUN requests with made-up ufrags', () => {
   }, 30_000)
 
   it('drops a source past its share and all sources past the total; an honest peer connects meanwhile', async () => {
-    const t = await target(['bound', '4', '10'])
+    // No eviction here (staleMs past the test): the counts below are of refusals alone.
+    const t = await target(['bound', '4', '10', '60000'])
     const before = await t.threads()
     const first = await flood(t.port, '127.0.0.2', 60)
     await until(() => t.refused() === 56, () => 'the 56 requests past the share to be dropped', 5_000, 20)
@@ -93,6 +95,34 @@ describe('WebRTC-direct: STUN requests with made-up ufrags', () => {
     expect(first.answeredUfrags()).toBe(4)
     expect(await t.threads() - before).toBeLessThan(30)
   }, 40_000)
+
+  it('a flood that keeps every slot busy gives way to an honest peer: a connection in progress that has not connected after staleMs loses its slot', async () => {
+    // Three sources fill the total (4 + 4 + 2; none of them ever connects, like forged sources) and
+    // send again every 2 s while an honest peer dials. Without eviction (staleMs past the 10 s
+    // deadline: the second listener) every slot stays taken until the deadline and the dial fails.
+    const burst = async (port: number): Promise<void> => {
+      await flood(port, '127.0.0.2', 4)
+      await flood(port, '127.0.0.3', 4)
+      await flood(port, '127.0.0.4', 2)
+    }
+    const run = async (staleMs: number): Promise<{ dial: string, evicted: number }> => {
+      const t = await target(['bound', '4', '10', String(staleMs)])
+      await burst(t.port)
+      const timer = setInterval(() => { void burst(t.port) }, 2_000)
+      try {
+        return { dial: await t.dial(), evicted: t.refused('Evicted') }
+      } finally {
+        clearInterval(timer)
+      }
+    }
+    const kept = await run(500)
+    expect(kept.dial).toBe('dial ok')
+    expect(kept.evicted).toBeGreaterThan(0)
+    const without = await run(60_000)
+    console.log(`with staleMs 500: ${kept.dial}, ${kept.evicted} evicted; without: ${without.dial}`)
+    expect(without.dial).toMatch(/^dial failed/)
+    expect(without.evicted).toBe(0)
+  }, 60_000)
 
   it('refuses limits that are not positive integers', () => {
     // Checked before the transport is made (no native code in this worker: see the top of the file).

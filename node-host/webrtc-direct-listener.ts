@@ -9,41 +9,86 @@
 // This wraps the listener so that one remote address has at most `perHost` such connections in
 // progress and all addresses together `total`; a request past either is dropped before any native
 // object exists, and reported (the node counts it in cell_listener_garbage_total{listener=
-// "webrtc-direct"}). Forged sources can still fill `total` (honest browsers then wait for the flood
-// to pass: their STUN is retried), but they can no longer grow the node.
+// "webrtc-direct"}). Forged sources can no longer grow the node.
+//
+// They could still fill `total`: a request whose source is forged (or an address of the attacker's
+// that never answers) never completes ICE, yet held its slot until the 10 s deadline, so 64 such
+// requests every 10 s (6.4 a second, from 8 addresses) kept every honest browser out. Now a request
+// refused for a full host or a full total takes the slot of the oldest connection in progress there
+// that is older than `staleMs` (1 s) and has not connected: that one is aborted and counted as
+// `Evicted`. An honest peer connects well within a second, so a flood must now fill every slot
+// within `staleMs` (64 requests a second, not 64 per 10 s) to keep anyone out.
 import type { Listener } from '@libp2p/interface'
-import { InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { hostKey, InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { CellError } from '../core/errors.ts'
 
 export interface WebRTCDirectListenerLimits {
   /** Connections one remote address may have between its first STUN request and the end of its upgrade. */
   perHost: number
   /** The same, all addresses together. */
   total: number
+  /** Age past which a connection in progress that has not connected gives its slot to a new request (ms). */
+  staleMs: number
 }
 
-export const WEBRTC_DIRECT_LISTENER_LIMITS: Readonly<WebRTCDirectListenerLimits> = { perHost: 8, total: 64 }
+export const WEBRTC_DIRECT_LISTENER_LIMITS: Readonly<WebRTCDirectListenerLimits> = { perHost: 8, total: 64, staleMs: 1_000 }
+
+/** What the listener reports: a request dropped for a full host or total, or a stale connection in progress aborted for a new request. */
+export type WebRTCDirectRefusal = SlotRefusal | 'Evicted'
+
+/** The reason a stale connection in progress was aborted (its slot went to a newer request). */
+export class WebRTCDirectEvictedError extends CellError {
+  static override readonly errorName = 'WebRTCDirectEvictedError'
+}
 
 /** The part of @libp2p/webrtc's WebRTC-direct listener this wraps (called through `this` by its STUN callback). */
 interface UpstreamListener {
   incomingConnection: (ufrag: string, remoteHost: string, remotePort: number, signal: AbortSignal) => Promise<void>
-  connections: Map<string, unknown>
+  connections: Map<string, { connectionState?: string }>
+}
+
+interface InProgress {
+  host: string
+  startedMs: number
+  controller: AbortController
+  /** Its slot already went to a newer request: its end gives none back. */
+  evicted: boolean
 }
 
 /** `factory` (webRTCDirect()) with listeners bounded by `limits`; `onRefused` is told each dropped request. */
-export function boundWebRTCDirectListener<T> (factory: T, limits: Partial<WebRTCDirectListenerLimits> = {}, onRefused?: (reason: SlotRefusal, detail: string) => void): T {
+export function boundWebRTCDirectListener<T> (factory: T, limits: Partial<WebRTCDirectListenerLimits> = {}, onRefused?: (reason: WebRTCDirectRefusal, detail: string) => void): T {
   const l = positiveLimits('WebRTC-direct listener', { ...WEBRTC_DIRECT_LISTENER_LIMITS, ...limits })
   return wrapListeners(factory, (options, create) => bound(create(options), l, onRefused))
 }
 
-function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (reason: SlotRefusal, detail: string) => void): Listener {
+function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (reason: WebRTCDirectRefusal, detail: string) => void): Listener {
   const up = listener as unknown as UpstreamListener
   // A later @libp2p/webrtc without these is a different implementation: its STUN requests would go
   // unbounded, so say so at start (node-host/webrtc-direct-listener.test.ts fails too).
   if (typeof up.incomingConnection !== 'function' || !(up.connections instanceof Map)) throw new Error('@libp2p/webrtc listener has no incomingConnection/connections any more: review node-host/webrtc-direct-listener.ts')
   const slots = new InboundSlots(l.perHost, l.total)
-  /** Keys (the upstream's `host:port:ufrag`) between their first STUN request and the end of their upgrade. */
-  const inProgress = new Set<string>()
+  /** Keys (the upstream's `host:port:ufrag`) between their first STUN request and the end of their upgrade, oldest first. */
+  const inProgress = new Map<string, InProgress>()
   const incoming = up.incomingConnection.bind(listener)
+  const report = (reason: WebRTCDirectRefusal, detail: string): void => { try { onRefused?.(reason, detail) } catch {} }
+
+  /** Aborts the oldest connection in progress (of `host`, or of any host) older than staleMs that has not connected; whether there was one. */
+  const evictStale = (host: string | undefined): boolean => {
+    const now = Date.now()
+    for (const [key, e] of inProgress) {
+      if (now - e.startedMs < l.staleMs) return false // the rest are younger still
+      if (e.evicted || (host !== undefined && hostKey(e.host) !== hostKey(host))) continue
+      if (up.connections.get(key)?.connectionState === 'connected') continue
+      e.evicted = true
+      inProgress.delete(key)
+      slots.give(e.host)
+      e.controller.abort(new WebRTCDirectEvictedError(`${key} had not connected after ${now - e.startedMs} ms; its slot went to a newer request`))
+      report('Evicted', `${e.host}: a connection in progress for ${now - e.startedMs} ms that had not connected, for a newer request`)
+      return true
+    }
+    return false
+  }
+
   up.incomingConnection = async (ufrag, remoteHost, remotePort, signal) => {
     const key = `${remoteHost}:${remotePort}:${ufrag}`
     // A retransmitted request of one in progress: the upstream would start a second peer connection
@@ -51,17 +96,21 @@ function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (
     if (inProgress.has(key)) return
     // Established: the upstream ignores it.
     if (up.connections.has(key)) { await incoming(ufrag, remoteHost, remotePort, signal); return }
-    const refused = slots.tryTake(remoteHost)
+    let refused = slots.tryTake(remoteHost)
+    if (refused !== undefined && evictStale(refused === 'TooManyPendingFromHost' ? remoteHost : undefined)) refused = slots.tryTake(remoteHost)
     if (refused !== undefined) {
-      try { onRefused?.(refused, slots.explain(refused, remoteHost, 'WebRTC-direct connections in progress')) } catch {}
+      report(refused, slots.explain(refused, remoteHost, 'WebRTC-direct connections in progress'))
       return
     }
-    inProgress.add(key)
+    const entry: InProgress = { host: remoteHost, startedMs: Date.now(), controller: new AbortController(), evicted: false }
+    inProgress.set(key, entry)
     try {
-      await incoming(ufrag, remoteHost, remotePort, signal)
+      await incoming(ufrag, remoteHost, remotePort, AbortSignal.any([signal, entry.controller.signal]))
     } finally {
-      inProgress.delete(key)
-      slots.give(remoteHost)
+      if (!entry.evicted) {
+        inProgress.delete(key)
+        slots.give(remoteHost)
+      }
     }
   }
   return listener
