@@ -2,6 +2,8 @@
 // core/mesh/inbound-failures.ts (upgrades in progress per host, every transport) and
 // node-host/websockets-listener.ts (the WebSockets port before its WebSocket handshake). The first
 // case is the attack on libp2p alone: one host's silent TCP connections refused every honest dial.
+// On the WebSockets port a connection that waited past staleMs without its handshake gives its
+// place to a new one (the case with eviction off shows the honest dial refused).
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type Socket } from 'node:net'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
@@ -116,6 +118,29 @@ describe('inbound connections before their handshake', () => {
     // Slots freed: the honest peer still gets through, and new connections are admitted again.
     const second = await honestDials([webSocketsClosingAborted()], node.getMultiaddrs()[0], 1)
     expect(second.ok, second.errors.join('\n')).toBe(1)
+  }, 30_000)
+
+  it('on the WebSockets port, a connection waiting past staleMs without its handshake gives its place to a new one', async () => {
+    const run = async (staleMs: number): Promise<{ dial: { ok: number, errors: string[] }, refusals: WebSocketsRefusal[], held: Held[] }> => {
+      const refusals: WebSocketsRefusal[] = []
+      const node = await libp2pNode([boundWebSocketsListener(webSocketsClosingAborted(), { handshakeMs: 10_000, perHost: 3, total: 5, staleMs }, (reason) => { refusals.push(reason) })], '/ip4/127.0.0.1/tcp/0/ws')
+      // Two hosts fill every place (3 + 2) with silent connections, which stay until the 10 s deadline.
+      const held = [...await hold(portOf(node), '127.0.0.2', 3), ...await hold(portOf(node), '127.0.0.3', 2)]
+      const last = Math.max(...held.map(h => h.openedAt))
+      // Staleness is the condition under test: wait until each held connection has waited 300 ms.
+      await until(() => Date.now() - last >= 300, () => 'the held connections to wait 300 ms', 2_000, 10)
+      return { dial: await honestDials([webSocketsClosingAborted()], node.getMultiaddrs()[0], 1), refusals, held }
+    }
+    const evicting = await run(300)
+    expect(evicting.dial.ok, evicting.dial.errors.join('\n')).toBe(1)
+    expect(evicting.refusals).toEqual(['Evicted'])
+    // The oldest of all went: the first of 127.0.0.2.
+    await until(() => open(evicting.held) === 4, () => 'the evicted connection to close', 2_000, 10)
+    expect(evicting.held[0].closedAt).toBeDefined()
+    const keeping = await run(60_000)
+    expect(keeping.dial.ok).toBe(0)
+    expect(keeping.refusals).toContain('TooManyPending')
+    expect(open(keeping.held)).toBe(5)
   }, 30_000)
 
   it('closes the WebSockets port\'s waiting connections when the node stops', async () => {

@@ -10,10 +10,14 @@
 // together `total`; a refused or timed-out connection is closed and reported (the node counts it in
 // cell_listener_garbage_total{listener="websockets"}). From the handshake on, the connection is
 // libp2p's (core/mesh/inbound-failures.ts caps its upgrades per host).
+// A connection refused for a full host or total takes the place of the oldest one there that has
+// waited `staleMs` (2 s) without its handshake (closed, reason `Evicted`): an honest client sends
+// its handshake right after connecting, so 16 hosts holding 8 silent connections each no longer
+// keep everyone out for the 10 s of their deadline; they must now refill all 128 places every 2 s.
 import type { Socket } from 'node:net'
 import type { Listener } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
-import { InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { hostKey, InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 
 export interface WebSocketsListenerLimits {
   /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
@@ -22,12 +26,14 @@ export interface WebSocketsListenerLimits {
   perHost: number
   /** Connections all hosts together may have open before their handshake. */
   total: number
+  /** Wait without a handshake past which a connection gives its place to a new one refused for a full host or total, ms. */
+  staleMs: number
 }
 
-export const WEBSOCKETS_LISTENER_LIMITS: Readonly<WebSocketsListenerLimits> = { handshakeMs: 10_000, perHost: 8, total: 128 }
+export const WEBSOCKETS_LISTENER_LIMITS: Readonly<WebSocketsListenerLimits> = { handshakeMs: 10_000, perHost: 8, total: 128, staleMs: 2_000 }
 
 /** Why a connection on the WebSockets port was closed before its handshake. */
-export type WebSocketsRefusal = 'HandshakeTimeout' | SlotRefusal
+export type WebSocketsRefusal = 'HandshakeTimeout' | 'Evicted' | SlotRefusal
 
 /** A connection on the WebSockets port closed before its WebSocket handshake (see `reason`). */
 export class WebSocketsHandshakeRefusedError extends CellError {
@@ -57,7 +63,8 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
   // A later @libp2p/websockets without these is a different implementation: its sockets would go
   // unbounded, so say so at start (node-host/websockets-listener.test.ts fails too).
   if (typeof up.onSocketConnection !== 'function' || typeof up.onUpgrade !== 'function') throw new Error('@libp2p/websockets listener has no onSocketConnection/onUpgrade any more: review node-host/websockets-listener.ts')
-  const pending = new Map<Socket, { host: string, timer: ReturnType<typeof setTimeout> }>()
+  /** Sockets before their handshake, oldest first. */
+  const pending = new Map<Socket, { host: string, startedMs: number, timer: ReturnType<typeof setTimeout> }>()
   const slots = new InboundSlots(l.perHost, l.total)
   const release = (socket: Socket): void => {
     const p = pending.get(socket)
@@ -71,13 +78,26 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
     // With an error, so the upstream handler waiting for the first byte ends too.
     socket.destroy(new WebSocketsHandshakeRefusedError(reason, detail))
   }
+  /** Closes the oldest socket (of `host`, or of any host) that has waited staleMs without its handshake; whether there was one. */
+  const evictStale = (host: string | undefined): boolean => {
+    const now = Date.now()
+    for (const [socket, p] of pending) {
+      if (now - p.startedMs < l.staleMs) return false // the rest waited less
+      if (host !== undefined && hostKey(p.host) !== hostKey(host)) continue
+      release(socket)
+      refuse(socket, 'Evicted', `${p.host} waited ${now - p.startedMs} ms without a WebSocket handshake; its place went to a newer connection`)
+      return true
+    }
+    return false
+  }
   const onSocket = up.onSocketConnection.bind(listener)
   up.onSocketConnection = async (socket: Socket): Promise<void> => {
     // The upstream handler listens for errors only after the first byte; a socket destroyed with an
     // error (below) or reset before that would otherwise throw out of the process.
     socket.on('error', () => {})
     const host = socket.remoteAddress ?? 'unknown'
-    const refused = slots.tryTake(host)
+    let refused = slots.tryTake(host)
+    if (refused !== undefined && evictStale(refused === 'TooManyPendingFromHost' ? host : undefined)) refused = slots.tryTake(host)
     if (refused !== undefined) {
       refuse(socket, refused, slots.explain(refused, host, 'connections before their WebSocket handshake'))
       return
@@ -86,7 +106,7 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
       release(socket)
       refuse(socket, 'HandshakeTimeout', `${host} did not finish a WebSocket handshake within ${l.handshakeMs} ms`)
     }, l.handshakeMs)
-    pending.set(socket, { host, timer })
+    pending.set(socket, { host, startedMs: Date.now(), timer })
     socket.once('close', () => { release(socket) })
     await onSocket(socket)
   }

@@ -244,10 +244,13 @@ describe('garbage on every listener', () => {
     await until(() => tcpHeld.every(h => h.closed) && wsHeld.every(h => h.closed), () => 'the handshake deadlines to close the rest', 30_000, 50)
     const text = await (await fetch(metricsUrl)).text()
     console.log(`node fds: ${baseline} before, ${held} while held; threads ${baseThreads} before, ${heldThreads} while held; garbage counted ${JSON.stringify(garbageCounts(text))}`)
-    expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="TooManyPendingFromHost"\} (29\d|[3-9]\d\d)/)
+    // Past the host's 8: refused, or (on a machine slow enough that a connection waited 2 s) taking a stale one's place.
+    const wsCount = (reason: string): number => Number(text.match(new RegExp(`^cell_listener_garbage_total\\{listener="websockets",reason="${reason}"\\} (\\d+)`, 'm'))?.[1] ?? 0)
+    expect(wsCount('TooManyPendingFromHost') + wsCount('Evicted')).toBeGreaterThanOrEqual(292)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="websockets",reason="HandshakeTimeout"\} [1-9]/)
     expect(text).toMatch(/cell_listener_garbage_total\{listener="tcp",reason="InboundUpgradeSlotsError"\} [1-9]/)
-    expect(text).toMatch(/cell_listener_garbage_total\{listener="webrtc-direct",reason="TooManyPendingFromHost"\} [3-9]\d\d/)
+    const rtcCount = (reason: string): number => Number(text.match(new RegExp(`^cell_listener_garbage_total\\{listener="webrtc-direct",reason="${reason}"\\} (\\d+)`, 'm'))?.[1] ?? 0)
+    expect(rtcCount('TooManyPendingFromHost') + rtcCount('Evicted')).toBeGreaterThanOrEqual(300)
     expect(node!.child.exitCode).toBeNull()
   }, 300_000)
 
