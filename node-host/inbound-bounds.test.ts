@@ -11,7 +11,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { guardInbound, InboundUpgradeSlotsError, INBOUND_UPGRADES_TOTAL } from '../core/mesh/inbound-failures.ts'
+import { guardInbound, InboundUpgradeEvictedError, InboundUpgradeSlotsError, INBOUND_UPGRADES_TOTAL, LIBP2P_PENDING_HEADROOM } from '../core/mesh/inbound-failures.ts'
 import { webSocketsClosingAborted } from '../core/mesh/websockets-dial.ts'
 import { boundWebSocketsListener, type WebSocketsRefusal } from './websockets-listener.ts'
 import { until } from '../test/integration/fleet-links.ts'
@@ -93,6 +93,29 @@ describe('inbound connections before their handshake', () => {
     await until(() => open(attacker) === 0, () => 'the upgrade timeout to close the attacker\'s last connections', 15_000, 10)
     const again = await hold(portOf(node), '127.0.0.2', 4)
     expect(open(again)).toBe(4)
+  }, 30_000)
+
+  it('on TCP, an upgrade in progress past staleMs gives its slot to a new connection when all slots are held', async () => {
+    const run = async (staleMs: number): Promise<{ dial: { ok: number, errors: string[] }, failures: unknown[], held: Held[] }> => {
+      const failures: unknown[] = []
+      const node = await libp2pNode(guardInbound([tcp()], { perHost: 4, total: 8, staleMs, onFailure: (_t, err) => { failures.push(err) } }), '/ip4/127.0.0.1/tcp/0', { maxIncomingPendingConnections: 8 + LIBP2P_PENDING_HEADROOM })
+      // Two hosts hold every slot (4 + 4) with silent connections, which libp2p would keep 10 s.
+      const held = [...await hold(portOf(node), '127.0.0.2', 4), ...await hold(portOf(node), '127.0.0.3', 4)]
+      const last = Math.max(...held.map(h => h.openedAt))
+      // Staleness is the condition under test: wait until each held upgrade is 300 ms old.
+      await until(() => Date.now() - last >= 300, () => 'the held upgrades to be 300 ms old', 2_000, 10)
+      return { dial: await honestDials([tcp()], node.getMultiaddrs()[0], 1), failures, held }
+    }
+    const evicting = await run(300)
+    expect(evicting.dial.ok, evicting.dial.errors.join('\n')).toBe(1)
+    // The honest dial aborted the oldest held upgrade, 127.0.0.2's first.
+    await until(() => open(evicting.held) === 7, () => 'the evicted connection to close', 2_000, 10)
+    expect(evicting.held[0].closedAt).toBeDefined()
+    expect(evicting.failures.filter(e => e instanceof InboundUpgradeEvictedError)).toHaveLength(1)
+    const keeping = await run(60_000)
+    expect(keeping.dial.ok).toBe(0)
+    expect(keeping.failures.filter(e => e instanceof InboundUpgradeSlotsError).length).toBeGreaterThan(0)
+    expect(open(keeping.held)).toBe(8)
   }, 30_000)
 
   it('bounds the WebSockets port before the handshake: per host, in all, and in time; honest peers get through', async () => {

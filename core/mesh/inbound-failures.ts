@@ -11,8 +11,15 @@
 //    upgrade may take 10 s before it times out. So one host that opened a silent TCP connection every
 //    quarter second, under the rate limit, held every slot for good, and the node refused every
 //    other peer's inbound connection (measured: 10 of 10 honest dials refused). Now a host past
-//    `perHost` upgrades in progress is refused at once (InboundUpgradeSlotsError) and the mesh raises
-//    libp2p's total to 64 (MeshInit), so it takes 8 hosts, not one, to fill the slots.
+//    `perHost` upgrades in progress is refused at once (InboundUpgradeSlotsError) and the guard keeps
+//    64 in all (the mesh sets libp2p's own cap a little above, so the guard decides), so it takes 8
+//    hosts, not one, to fill the slots.
+// 3. A slot held by a stalled upgrade goes to a newer connection. Eight hosts (eight IPv6 /64s)
+//    holding 8 silent connections each still filled all 64 for the 10 s of the upgrade timeout, and
+//    refreshed them. Now a connection refused for a full host or total aborts the oldest upgrade in
+//    progress there that is older than `staleMs` (3 s; an honest upgrade takes a few round trips)
+//    and takes its slot (the aborted one is reported as InboundUpgradeEvictedError): to keep
+//    everyone out, a flood must now refill all 64 slots every 3 s.
 import type { CreateListenerOptions, Listener, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
 import { CellError } from '../errors.ts'
 
@@ -23,16 +30,30 @@ export type InboundFailureHook = (transport: string, err: unknown) => void
 export const INBOUND_UPGRADES_PER_HOST = 8
 /** libp2p's total of inbound upgrades in progress, as the mesh sets it (libp2p's default is 10). */
 export const INBOUND_UPGRADES_TOTAL = 64
+/** What the mesh adds to INBOUND_UPGRADES_TOTAL for libp2p's own cap: the guard gives a slot back slightly before libp2p counts the upgrade done. */
+export const LIBP2P_PENDING_HEADROOM = 16
 
 /** An inbound connection refused because its host already has `perHost` upgrades in progress. */
 export class InboundUpgradeSlotsError extends CellError {
   static override readonly errorName = 'InboundUpgradeSlotsError'
 }
 
+/** An inbound upgrade aborted after `staleMs` in progress: its slot went to a newer connection. */
+export class InboundUpgradeEvictedError extends CellError {
+  static override readonly errorName = 'InboundUpgradeEvictedError'
+}
+
+/** Default age past which an upgrade in progress gives its slot to a new connection refused for a full host or total. */
+export const INBOUND_UPGRADE_STALE_MS = 3_000
+
 export interface InboundGuardInit {
   onFailure?: InboundFailureHook
   /** Upgrades in progress one remote host may hold (default INBOUND_UPGRADES_PER_HOST). */
   perHost?: number
+  /** Upgrades in progress in all (default INBOUND_UPGRADES_TOTAL; libp2p's own cap must be at least this). */
+  total?: number
+  /** Age past which an upgrade in progress gives its slot to a new connection refused for a full host or total (default INBOUND_UPGRADE_STALE_MS). */
+  staleMs?: number
 }
 
 type TransportFactory = (components: unknown) => Transport
@@ -129,21 +150,53 @@ export class InboundSlots {
   }
 }
 
-function guardedUpgrader (upgrader: Upgrader, name: string, slots: InboundSlots, onFailure: InboundFailureHook | undefined): Upgrader {
+interface UpgradeInProgress {
+  host: string
+  startedMs: number
+  /** Its slot went to a newer connection: its end gives none back and reports InboundUpgradeEvictedError. */
+  evicted: boolean
+}
+
+function guardedUpgrader (upgrader: Upgrader, name: string, slots: InboundSlots, inProgress: Map<MultiaddrConnection, UpgradeInProgress>, staleMs: number, onFailure: InboundFailureHook | undefined): Upgrader {
   const inbound = upgrader.upgradeInbound.bind(upgrader) as (maConn: MultiaddrConnection, ...rest: unknown[]) => Promise<void>
+  /** Aborts the oldest upgrade in progress (of `host`, or of any host) older than staleMs; whether there was one. */
+  const evictStale = (host: string | undefined): boolean => {
+    const now = Date.now()
+    for (const [maConn, e] of inProgress) {
+      if (now - e.startedMs < staleMs) return false // the rest are younger
+      if (host !== undefined && hostKey(e.host) !== hostKey(host)) continue
+      e.evicted = true
+      inProgress.delete(maConn)
+      slots.give(e.host)
+      maConn.abort(new InboundUpgradeEvictedError(`${e.host}: an upgrade in progress for ${now - e.startedMs} ms, aborted for a newer connection`))
+      return true
+    }
+    return false
+  }
   return {
     upgradeInbound: (async (maConn: MultiaddrConnection, ...rest: unknown[]) => {
       const host = remoteHost(maConn)
+      let entry: UpgradeInProgress | undefined
       try {
-        if (host !== undefined) slots.take(host)
+        if (host !== undefined) {
+          let refused = slots.tryTake(host)
+          if (refused !== undefined && evictStale(refused === 'TooManyPendingFromHost' ? host : undefined)) refused = slots.tryTake(host)
+          if (refused !== undefined) throw new InboundUpgradeSlotsError(slots.explain(refused, host, 'inbound connections being upgraded'))
+          entry = { host, startedMs: Date.now(), evicted: false }
+          inProgress.set(maConn, entry)
+        }
         try {
           await inbound(maConn, ...rest)
         } finally {
-          if (host !== undefined) slots.give(host)
+          if (entry !== undefined && !entry.evicted) {
+            inProgress.delete(maConn)
+            slots.give(entry.host)
+          }
         }
       } catch (err) {
+        const reported = entry?.evicted === true ? new InboundUpgradeEvictedError(`${entry.host}: an upgrade in progress for more than ${staleMs} ms, aborted for a newer connection`, { cause: err }) : err
         // A throwing hook must not change how libp2p sees the failure.
-        try { onFailure?.(name, err) } catch {}
+        try { onFailure?.(name, reported) } catch {}
         throw err
       }
     }) as Upgrader['upgradeInbound'],
@@ -179,7 +232,11 @@ export function positiveLimits<L extends Record<string, number>> (what: string, 
  * (one InboundSlots shared by all of them) and report failed inbound upgrades to `onFailure`.
  */
 export function guardInbound<T> (factories: T[], init: InboundGuardInit = {}): T[] {
-  const slots = new InboundSlots(init.perHost)
+  const slots = new InboundSlots(init.perHost, init.total ?? INBOUND_UPGRADES_TOTAL)
+  const staleMs = init.staleMs ?? INBOUND_UPGRADE_STALE_MS
+  if (!Number.isFinite(staleMs) || staleMs <= 0) throw new RangeError(`inbound upgrade staleMs must be a positive number, not ${staleMs}`)
+  /** Upgrades in progress on every listener of the node, oldest first. */
+  const inProgress = new Map<MultiaddrConnection, UpgradeInProgress>()
   return factories.map(factory => wrapListeners(factory, (options, create, transport) =>
-    create({ ...options, upgrader: guardedUpgrader(options.upgrader, transportName(transport), slots, init.onFailure) })))
+    create({ ...options, upgrader: guardedUpgrader(options.upgrader, transportName(transport), slots, inProgress, staleMs, init.onFailure) })))
 }

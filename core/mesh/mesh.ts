@@ -35,7 +35,7 @@ import { NoReplicaError, UnknownCellError, MeshNotStartedError, CellNameConflict
 import { mayRetry } from './retry.ts'
 import { encodeJson, decodeJson } from './json.ts'
 import { callerAuthenticator, serverAuthenticator } from './handshake-auth.ts'
-import { guardInbound, INBOUND_UPGRADES_TOTAL, type InboundFailureHook } from './inbound-failures.ts'
+import { guardInbound, INBOUND_UPGRADES_TOTAL, LIBP2P_PENDING_HEADROOM, type InboundFailureHook } from './inbound-failures.ts'
 import { GUEST_CONNECTIONS, GuestAdmission, MEMBER_RESERVE, vouchingCallers, type GuestLimits, type GuestRefusal } from './guest-connections.ts'
 import { hostGrantCheck, hostGrantPolicy, type HostGrantCheck } from './host-grant-policy.ts'
 import { PeerKeeper, type PeerKeeperInit } from './peer-keeper.ts'
@@ -317,10 +317,11 @@ export class Mesh {
       // Provider records and the peer store keep compact copies (a pooled 6-byte view pinned 64 KiB).
       datastore,
       ...init.libp2p,
-      // One host holds at most inboundUpgradesPerHost of these (guardInbound), so a few hosts cannot fill them.
+      // One host holds at most inboundUpgradesPerHost of these and all at most 64 (guardInbound, which also gives a stalled
+      // upgrade's slot to a newer connection); libp2p's own cap sits a little above, so the guard decides.
       // Guests (non-members) keep at most their budget of established connections (GuestAdmission):
       // the MEMBER_RESERVE above it is room only fleet members can take.
-      connectionManager: { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL, maxConnections: (init.guestConnections?.total ?? GUEST_CONNECTIONS.total) + MEMBER_RESERVE, ...init.libp2p?.connectionManager },
+      connectionManager: { maxIncomingPendingConnections: INBOUND_UPGRADES_TOTAL + LIBP2P_PENDING_HEADROOM, maxConnections: (init.guestConnections?.total ?? GUEST_CONNECTIONS.total) + MEMBER_RESERVE, ...init.libp2p?.connectionManager },
       services: {
         identify: identify(),
         // libp2p's connection monitor pings every connection on the same protocol and aborts the
