@@ -202,6 +202,16 @@ describe('GuestAdmission', () => {
     expect(vouched).toEqual([['good', 42]])
   })
 
+  it('counts the new connection whether or not getConnections lists it yet', () => {
+    const f = fakeLibp2p()
+    const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 2, total: 10 } })
+    for (let i = 0; i < 2; i++) f.conns.push(conn('/ip4/10.0.0.1/tcp/1', `x${i}`))
+    // Told before libp2p's connection manager stored it: the third is still past the host's 2.
+    const third = conn('/ip4/10.0.0.1/tcp/1', 'x2')
+    g.admit(third as unknown as Connection)
+    expect(third.status).toBe('closed')
+  })
+
   it('refuses limits that are not positive integers', () => {
     const f = fakeLibp2p()
     expect(() => new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, limits: { perHost: 0 } })).toThrow(/guest connection limit perHost must be a positive integer/)

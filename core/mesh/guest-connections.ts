@@ -197,6 +197,11 @@ export class GuestAdmission {
     const host = guestHost(conn)
     if (host === undefined) return
     const { anonymous, vouched } = this.census()
+    // Counted whether or not libp2p's connection manager saw the event first and lists it already.
+    const own = this.isVouched(peer) ? vouched : anonymous
+    const mine = own.get(host)
+    if (mine === undefined) own.set(host, [conn])
+    else if (!mine.includes(conn)) mine.push(conn)
     if (!this.isVouched(peer) && (anonymous.get(host)?.length ?? 0) > this.limits.perHost) {
       this.close(conn, host, 'TooManyGuestsFromHost', `host ${host} already holds ${this.limits.perHost} guest connections (not fleet members)`)
       return
