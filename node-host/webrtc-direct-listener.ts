@@ -19,7 +19,7 @@
 // `Evicted`. An honest peer connects well within a second, so a flood must now fill every slot
 // within `staleMs` (64 requests a second, not 64 per 10 s) to keep anyone out.
 import type { Listener } from '@libp2p/interface'
-import { hostKey, InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { InboundSlots, oldestStale, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 import { CellError } from '../core/errors.ts'
 
 export interface WebRTCDirectListenerLimits {
@@ -75,18 +75,16 @@ function bound (listener: Listener, l: WebRTCDirectListenerLimits, onRefused?: (
   /** Aborts the oldest connection in progress (of `host`, or of any host) older than staleMs that has not connected; whether there was one. */
   const evictStale = (host: string | undefined): boolean => {
     const now = Date.now()
-    for (const [key, e] of inProgress) {
-      if (now - e.startedMs < l.staleMs) return false // the rest are younger still
-      if (e.evicted || (host !== undefined && hostKey(e.host) !== hostKey(host))) continue
-      if (up.connections.get(key)?.connectionState === 'connected') continue
-      e.evicted = true
-      inProgress.delete(key)
-      slots.give(e.host)
-      e.controller.abort(new WebRTCDirectEvictedError(`${key} had not connected after ${now - e.startedMs} ms; its slot went to a newer request`))
-      report('Evicted', `${e.host}: a connection in progress for ${now - e.startedMs} ms that had not connected, for a newer request`)
-      return true
-    }
-    return false
+    // One that reached 'connected' (ICE and DTLS done) is an honest peer finishing its upgrade.
+    const stale = oldestStale(inProgress, host, l.staleMs, now, (key) => up.connections.get(key)?.connectionState !== 'connected')
+    if (stale === undefined) return false
+    const [key, e] = stale
+    e.evicted = true
+    inProgress.delete(key)
+    slots.give(e.host)
+    e.controller.abort(new WebRTCDirectEvictedError(`${key} had not connected after ${now - e.startedMs} ms; its slot went to a newer request`))
+    report('Evicted', `${e.host}: a connection in progress for ${now - e.startedMs} ms that had not connected, for a newer request`)
+    return true
   }
 
   up.incomingConnection = async (ufrag, remoteHost, remotePort, signal) => {

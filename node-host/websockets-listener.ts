@@ -17,7 +17,7 @@
 import type { Socket } from 'node:net'
 import type { Listener } from '@libp2p/interface'
 import { CellError } from '../core/errors.ts'
-import { hostKey, InboundSlots, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
+import { InboundSlots, oldestStale, positiveLimits, wrapListeners, type SlotRefusal } from '../core/mesh/inbound-failures.ts'
 
 export interface WebSocketsListenerLimits {
   /** Time from accept to the WebSocket handshake (the HTTP upgrade request), ms. */
@@ -81,14 +81,12 @@ function bound (listener: Listener, l: WebSocketsListenerLimits, onRefused?: (re
   /** Closes the oldest socket (of `host`, or of any host) that has waited staleMs without its handshake; whether there was one. */
   const evictStale = (host: string | undefined): boolean => {
     const now = Date.now()
-    for (const [socket, p] of pending) {
-      if (now - p.startedMs < l.staleMs) return false // the rest waited less
-      if (host !== undefined && hostKey(p.host) !== hostKey(host)) continue
-      release(socket)
-      refuse(socket, 'Evicted', `${p.host} waited ${now - p.startedMs} ms without a WebSocket handshake; its place went to a newer connection`)
-      return true
-    }
-    return false
+    const stale = oldestStale(pending, host, l.staleMs, now)
+    if (stale === undefined) return false
+    const [socket, p] = stale
+    release(socket)
+    refuse(socket, 'Evicted', `${p.host} waited ${now - p.startedMs} ms without a WebSocket handshake; its place went to a newer connection`)
+    return true
   }
   const onSocket = up.onSocketConnection.bind(listener)
   up.onSocketConnection = async (socket: Socket): Promise<void> => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection } from '@libp2p/interface'
 import { GuestAdmission, GuestConnectionsError, guestHost, MAX_VOUCHED_CALLERS, vouchingCallers, type GuestAdmissionInit } from './guest-connections.ts'
-import { hostKey, InboundSlots } from './inbound-failures.ts'
+import { hostKey, InboundSlots, oldestStale } from './inbound-failures.ts'
 
 interface FakeConn { id: string, direction: 'inbound' | 'outbound', status: string, remoteAddr: ReturnType<typeof multiaddr>, remotePeer: { toString: () => string }, timeline: { open: number }, aborted?: Error, abort: (err: Error) => void }
 
@@ -68,6 +68,23 @@ describe('hostKey and InboundSlots', () => {
     expect(slots.inUse('2001:db8:0:1::1')).toBe(1)
     expect(slots.tryTake('::ffff:10.0.0.1')).toBeUndefined()
     expect(slots.inUse('10.0.0.1')).toBe(1)
+  })
+})
+
+describe('oldestStale', () => {
+  it('finds the oldest entry past staleMs, of a host (by hostKey) when asked, that passes the filter', () => {
+    const m = new Map([
+      ['a', { host: '2001:db8:0:1::1', startedMs: 100 }],
+      ['b', { host: '10.0.0.2', startedMs: 200 }],
+      ['c', { host: '2001:db8:0:1::2', startedMs: 300 }],
+      ['d', { host: '10.0.0.2', startedMs: 900 }]
+    ])
+    expect(oldestStale(m, undefined, 500, 1_000)?.[0]).toBe('a')
+    expect(oldestStale(m, '10.0.0.2', 500, 1_000)?.[0]).toBe('b')
+    expect(oldestStale(m, '2001:db8:0:1::99', 500, 1_000, (k) => k !== 'a')?.[0]).toBe('c')
+    // 'd' is only 100 ms old: not stale, and nothing after it is looked at.
+    expect(oldestStale(m, '10.0.0.2', 500, 1_000, (k) => k !== 'b')).toBeUndefined()
+    expect(oldestStale(m, undefined, 1_000, 1_000)).toBeUndefined()
   })
 })
 

@@ -28,7 +28,7 @@ export type InboundFailureHook = (transport: string, err: unknown) => void
 
 /** Default cap on inbound upgrades in progress from one remote host (honest peers: 0–2 at a time). */
 export const INBOUND_UPGRADES_PER_HOST = 8
-/** libp2p's total of inbound upgrades in progress, as the mesh sets it (libp2p's default is 10). */
+/** Inbound upgrades in progress in all, as the guard keeps them (libp2p's own default is 10). */
 export const INBOUND_UPGRADES_TOTAL = 64
 /** What the mesh adds to INBOUND_UPGRADES_TOTAL for libp2p's own cap: the guard gives a slot back slightly before libp2p counts the upgrade done. */
 export const LIBP2P_PENDING_HEADROOM = 16
@@ -150,6 +150,22 @@ export class InboundSlots {
   }
 }
 
+/**
+ * The oldest entry of `inProgress` (oldest first, as a Map keeps insertion order) that started at
+ * least `staleMs` before `nowMs`, belongs to `host` when one is given (same hostKey), and passes
+ * `eligible`; undefined when none does. The listeners' guards give its slot to a newer connection.
+ */
+export function oldestStale<K, E extends { host: string, startedMs: number }> (inProgress: Map<K, E>, host: string | undefined, staleMs: number, nowMs: number, eligible?: (key: K, entry: E) => boolean): [K, E] | undefined {
+  const key = host === undefined ? undefined : hostKey(host)
+  for (const entry of inProgress) {
+    if (nowMs - entry[1].startedMs < staleMs) return undefined // the rest are younger
+    if (key !== undefined && hostKey(entry[1].host) !== key) continue
+    if (eligible !== undefined && !eligible(entry[0], entry[1])) continue
+    return entry
+  }
+  return undefined
+}
+
 interface UpgradeInProgress {
   host: string
   startedMs: number
@@ -162,16 +178,14 @@ function guardedUpgrader (upgrader: Upgrader, name: string, slots: InboundSlots,
   /** Aborts the oldest upgrade in progress (of `host`, or of any host) older than staleMs; whether there was one. */
   const evictStale = (host: string | undefined): boolean => {
     const now = Date.now()
-    for (const [maConn, e] of inProgress) {
-      if (now - e.startedMs < staleMs) return false // the rest are younger
-      if (host !== undefined && hostKey(e.host) !== hostKey(host)) continue
-      e.evicted = true
-      inProgress.delete(maConn)
-      slots.give(e.host)
-      maConn.abort(new InboundUpgradeEvictedError(`${e.host}: an upgrade in progress for ${now - e.startedMs} ms, aborted for a newer connection`))
-      return true
-    }
-    return false
+    const stale = oldestStale(inProgress, host, staleMs, now)
+    if (stale === undefined) return false
+    const [maConn, e] = stale
+    e.evicted = true
+    inProgress.delete(maConn)
+    slots.give(e.host)
+    maConn.abort(new InboundUpgradeEvictedError(`${e.host}: an upgrade in progress for ${now - e.startedMs} ms, aborted for a newer connection`))
+    return true
   }
   return {
     upgradeInbound: (async (maConn: MultiaddrConnection, ...rest: unknown[]) => {
