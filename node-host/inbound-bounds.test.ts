@@ -69,6 +69,17 @@ async function honestDials (transports: Transports, target: Multiaddr, n: number
   return { ok, errors }
 }
 
+/**
+ * Fills `node`'s slots with silent connections from 127.0.0.2 and 127.0.0.3 (`counts`), waits until
+ * each is 300 ms old (staleness is the condition under test), then makes one honest dial.
+ */
+async function holdStaleThenDial (node: Libp2p, counts: [number, number], transports: Transports): Promise<{ dial: { ok: number, errors: string[] }, held: Held[] }> {
+  const held = [...await hold(portOf(node), '127.0.0.2', counts[0]), ...await hold(portOf(node), '127.0.0.3', counts[1])]
+  const last = Math.max(...held.map(h => h.openedAt))
+  await until(() => Date.now() - last >= 300, () => 'the held connections to be 300 ms old', 2_000, 10)
+  return { dial: await honestDials(transports, node.getMultiaddrs()[0], 1), held }
+}
+
 const portOf = (node: Libp2p): number => Number(node.getMultiaddrs()[0].toString().match(/\/tcp\/(\d+)/)![1])
 
 describe('inbound connections before their handshake', () => {
@@ -100,11 +111,7 @@ describe('inbound connections before their handshake', () => {
       const failures: unknown[] = []
       const node = await libp2pNode(guardInbound([tcp()], { perHost: 4, total: 8, staleMs, onFailure: (_t, err) => { failures.push(err) } }), '/ip4/127.0.0.1/tcp/0', { maxIncomingPendingConnections: 8 + LIBP2P_PENDING_HEADROOM })
       // Two hosts hold every slot (4 + 4) with silent connections, which libp2p would keep 10 s.
-      const held = [...await hold(portOf(node), '127.0.0.2', 4), ...await hold(portOf(node), '127.0.0.3', 4)]
-      const last = Math.max(...held.map(h => h.openedAt))
-      // Staleness is the condition under test: wait until each held upgrade is 300 ms old.
-      await until(() => Date.now() - last >= 300, () => 'the held upgrades to be 300 ms old', 2_000, 10)
-      return { dial: await honestDials([tcp()], node.getMultiaddrs()[0], 1), failures, held }
+      return { ...await holdStaleThenDial(node, [4, 4], [tcp()]), failures }
     }
     const evicting = await run(300)
     expect(evicting.dial.ok, evicting.dial.errors.join('\n')).toBe(1)
@@ -148,11 +155,7 @@ describe('inbound connections before their handshake', () => {
       const refusals: WebSocketsRefusal[] = []
       const node = await libp2pNode([boundWebSocketsListener(webSocketsClosingAborted(), { handshakeMs: 10_000, perHost: 3, total: 5, staleMs }, (reason) => { refusals.push(reason) })], '/ip4/127.0.0.1/tcp/0/ws')
       // Two hosts fill every place (3 + 2) with silent connections, which stay until the 10 s deadline.
-      const held = [...await hold(portOf(node), '127.0.0.2', 3), ...await hold(portOf(node), '127.0.0.3', 2)]
-      const last = Math.max(...held.map(h => h.openedAt))
-      // Staleness is the condition under test: wait until each held connection has waited 300 ms.
-      await until(() => Date.now() - last >= 300, () => 'the held connections to wait 300 ms', 2_000, 10)
-      return { dial: await honestDials([webSocketsClosingAborted()], node.getMultiaddrs()[0], 1), refusals, held }
+      return { ...await holdStaleThenDial(node, [3, 2], [webSocketsClosingAborted()]), refusals }
     }
     const evicting = await run(300)
     expect(evicting.dial.ok, evicting.dial.errors.join('\n')).toBe(1)
