@@ -4,7 +4,7 @@ import { cpus, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { Mesh } from '../core/mesh/index.ts'
+import { Mesh, type GuestLimits } from '../core/mesh/index.ts'
 import { Credentials, authorityIdOf, encodeCertificate, verifySignedRecord, CertificateExpiredError, type AuthorityKey, type Certificate } from '../core/identity/index.ts'
 import { systemClock, systemRandom, type Clock, type Random } from '../core/ports.ts'
 import type { Dissemination, LocalNodeState, NodeHalt } from '../core/fleet/index.ts'
@@ -72,6 +72,8 @@ export interface FullNodeInit {
   heartbeatMs?: number
   /** How fleet records travel (core/fleet, docs/biology.md "Scale"); every node of a fleet uses the same. Default 'fleet'. */
   dissemination?: Dissemination
+  /** Limits on inbound connections of non-members without a trusted grant (MeshInit.guestConnections; node.toml guests_per_host, guests_total). */
+  guestConnections?: Partial<GuestLimits>
   /** Per-cell: standby candidates per cell besides its hosts (default 8; tests use fewer to see narrowing on a small fleet). */
   standbyCandidates?: number
   tickMs?: number
@@ -322,6 +324,7 @@ export class FullNode {
       localInstances: () => replicas.instanceStates(),
       heartbeatMs: init.heartbeatMs,
       ...(init.dissemination !== undefined ? { dissemination: init.dissemination } : {}),
+      ...(init.guestConnections !== undefined ? { guestConnections: init.guestConnections } : {}),
       // Per-cell: this node follows the cells it hosts and those it is a standby candidate for.
       ...(init.dissemination === 'per-cell' ? { followPolicy: (cell: string) => loopRef?.follows(cell) ?? true } : {}),
       sequenceFloors: intent,

@@ -98,6 +98,8 @@ export interface GuestStats {
   vouched: number
   vouchedPeers: number
   closed: number
+  /** The limits in force. */
+  limits: GuestLimits
 }
 
 /** Guest connections by host, oldest first within each host: anonymous ones and vouched callers'. */
@@ -157,7 +159,7 @@ export class GuestAdmission {
     let v = 0
     for (const list of anonymous.values()) a += list.length
     for (const list of vouched.values()) v += list.length
-    return { anonymous: a, vouched: v, vouchedPeers: this.vouchedUntil.size, closed: this.closedCount }
+    return { anonymous: a, vouched: v, vouchedPeers: this.vouchedUntil.size, closed: this.closedCount, limits: { ...this.limits } }
   }
 
   /** Peers vouched for and remembered (expired ones go when next read or when room is needed). */

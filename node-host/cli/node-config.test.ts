@@ -20,6 +20,14 @@ describe('node config', () => {
       const mode = join(dir, 'mode.toml')
       await writeFile(mode, 'dissemination = "per-cell"\n')
       expect(await readNodeConfig(mode)).toEqual({ bootstrap: [], trust: [], grants: [], dissemination: 'per-cell' })
+      const guests = join(dir, 'guests.toml')
+      await writeFile(guests, 'guests_per_host = 64\nguests_total = 1024\n')
+      expect(await readNodeConfig(guests)).toEqual({ bootstrap: [], trust: [], grants: [], guests: { perHost: 64, total: 1024 } })
+      for (const bad of ['guests_per_host = 0', 'guests_total = 4097', 'guests_per_host = 1.5', 'guests_total = "256"']) {
+        const file = join(dir, 'bad-guests.toml')
+        await writeFile(file, bad)
+        await expect(readNodeConfig(file)).rejects.toThrow(/must be a whole number from 1 to 4096/)
+      }
       for (const [name, text] of [['mode-value', 'dissemination = "percell"'], ['mode-type', 'dissemination = 1'], ['pool-path', 'zfs_pool = "tank/cell"'], ['pool-type', 'zfs_pool = 1'], ['syntax', 'bootstrap = ['], ['unknown', 'bootstrapp = []'], ['type', 'trust = "x"'], ['hex', 'trust = ["xyz"]'], ['addr', 'bootstrap = ["host:1"]']]) {
         const file = join(dir, `${name}.toml`)
         await writeFile(file, text)

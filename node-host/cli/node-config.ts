@@ -2,6 +2,8 @@
 //   bootstrap = ["/ip4/…/tcp/…/p2p/…"]   trust = ["<64 hex>"]   grants = ["cell-grant-v1:…"]
 //   zfs_pool = "tank"   (the ZFS pool stateful cells' volumes are created in; absent: the dir driver only)
 //   dissemination = "per-cell"   (how records travel: "fleet", the default, or "per-cell"; docs/biology.md "Scale")
+//   guests_per_host = 32   guests_total = 256   (inbound connections of peers that are neither fleet
+//   members nor callers with a trusted grant: per address, IPv6 per /64, and in all; docs/limits.md)
 // Flags add to what the file says.
 import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
@@ -17,9 +19,13 @@ export interface NodeConfig {
   grants: string[]
   zfsPool?: string
   dissemination?: Dissemination
+  /** Limits on guest connections (core/mesh/guest-connections.ts). */
+  guests?: { perHost?: number, total?: number }
 }
 
-const KEYS = new Set(['bootstrap', 'trust', 'grants', 'zfs_pool', 'dissemination'])
+const KEYS = new Set(['bootstrap', 'trust', 'grants', 'zfs_pool', 'dissemination', 'guests_per_host', 'guests_total'])
+/** The largest guest limit a config may set (libp2p's connection cap is the total plus 128). */
+export const MAX_GUEST_LIMIT = 4096
 export const DISSEMINATIONS: readonly Dissemination[] = ['fleet', 'per-cell']
 /** A ZFS pool name as `zpool create` accepts it (no dataset path). */
 export const ZFS_POOL_PATTERN = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/
@@ -54,8 +60,19 @@ export async function readNodeConfig (file: string, options: { optional?: boolea
     trust: strings(file, 'trust', doc.trust, isAuthorityId),
     grants: strings(file, 'grants', doc.grants),
     ...zfsPool(file, doc.zfs_pool),
-    ...dissemination(file, doc.dissemination)
+    ...dissemination(file, doc.dissemination),
+    ...guests(file, doc.guests_per_host, doc.guests_total)
   }
+}
+
+function guests (file: string, perHost: unknown, total: unknown): { guests?: { perHost?: number, total?: number } } {
+  const out: { perHost?: number, total?: number } = {}
+  for (const [key, value, into] of [['guests_per_host', perHost, 'perHost'], ['guests_total', total, 'total']] as const) {
+    if (value === undefined) continue
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_GUEST_LIMIT) throw new NodeConfigError(`${file}: ${key} must be a whole number from 1 to ${MAX_GUEST_LIMIT}`)
+    out[into] = value
+  }
+  return Object.keys(out).length > 0 ? { guests: out } : {}
 }
 
 function dissemination (file: string, value: unknown): { dissemination?: Dissemination } {

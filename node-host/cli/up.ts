@@ -247,6 +247,7 @@ export async function run (argv: string[]): Promise<number> {
     biology,
     heartbeatMs: durations.heartbeat,
     dissemination,
+    ...(config.guests !== undefined ? { guestConnections: config.guests } : {}),
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
     storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(durations['owner-wait'] !== undefined ? { tuning: { formerOwnerWaitMs: durations['owner-wait'] } } : {}) },

@@ -199,6 +199,10 @@ export class NodeMetrics {
       const g = s.guests?.()
       return g === undefined ? [] : [[{ kind: 'anonymous' }, g.anonymous], [{ kind: 'vouched' }, g.vouched]]
     }))
+    gauge('cell_guest_connections_limit', 'The limits on guest connections: per host (an IPv4 address, an IPv6 /64) for anonymous guests, and in all.', ['scope'], () => read(s => {
+      const g = s.guests?.()
+      return g === undefined ? [] : [[{ scope: 'per_host' }, g.limits.perHost], [{ scope: 'total' }, g.limits.total]]
+    }))
     gauge('cell_guest_vouched_peers', 'Peers remembered as vouched for (a trusted grant proved in a handshake or request, until it ends).', [], () => one(read(s => s.guests?.()?.vouchedPeers)))
     counter('cell_fleet_peer_joins_total', 'Fleet peers that joined this node.', [], () => one(read(s => s.keeper()?.joins ?? 0)))
     counter('cell_fleet_peer_leaves_total', 'Fleet peers that left this node.', [], () => one(read(s => s.keeper()?.leaves ?? 0)))
