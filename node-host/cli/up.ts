@@ -41,7 +41,9 @@ options:
                         or a file <data>/grants/<name>.grant, read again every minute: renewals
                         saved there are taken with no restart)
   --cell DIR            read [cell.seeds] bootstrap from DIR/Cell.toml and trust its authorities
-  --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present)
+  --config FILE         node config: bootstrap, trust and grants arrays (default $CELL_HOME/node.toml if present);
+                        guests_per_host, guests_total: inbound connections of peers that are neither
+                        fleet members nor callers with a trusted grant (default 32 per address, 256)
   --sandbox MODE        auto | bwrap | process (default auto). auto and bwrap run replicas in
                         bubblewrap (strict: no host files, no network, own uid, memory/pid/file
                         limits) and fail to start when it is missing; process runs them under
