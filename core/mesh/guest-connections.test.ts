@@ -100,7 +100,7 @@ describe('GuestAdmission', () => {
     expect((f.conns[3].aborted as GuestConnectionsError).reason).toBe('TooManyGuestsFromHost')
     expect(f.conns[3].aborted?.name).toBe('GuestConnectionsError')
     expect(closed).toEqual(['TooManyGuestsFromHost 10.0.0.9 x3', 'TooManyGuestsFromHost 10.0.0.9 x4'])
-    expect(g.closed).toBe(2)
+    expect(g.stats().closed).toBe(2)
     // Another host is not held back by the first one.
     f.open(conn('/ip4/10.0.0.10/tcp/1', 'y0'))
     expect(f.conns.at(-1)!.status).toBe('open')
@@ -123,8 +123,8 @@ describe('GuestAdmission', () => {
     expect(f.conns.find(c => c.remotePeer.toString() === 'a0')!.status).toBe('closed')
     expect((f.conns.find(c => c.remotePeer.toString() === 'a0')!.aborted as GuestConnectionsError).reason).toBe('TooManyGuests')
     expect(f.conns.find(c => c.remotePeer.toString() === 'c1')!.status).toBe('open')
-    expect(g.guests().get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['a1', 'a2', 'a3'])
-    expect([...g.guests().values()].reduce((n, l) => n + l.length, 0)).toBe(6)
+    expect(g.census().anonymous.get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['a1', 'a2', 'a3'])
+    expect(g.stats().anonymous).toBe(6)
   })
 
   it('never counts or closes members, nor connections this node dialed; membership is read at each decision', () => {
@@ -143,7 +143,7 @@ describe('GuestAdmission', () => {
     members.add('n0')
     f.open(conn('/ip4/10.0.0.1/tcp/1', 'n3'))
     expect(f.conns.at(-1)!.status).toBe('open')
-    expect(g.guests().get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['n1', 'n3'])
+    expect(g.census().anonymous.get('10.0.0.1')!.map(c => c.remotePeer.toString())).toEqual(['n1', 'n3'])
   })
 
   it('callers vouched for pass the per-host limit and are closed to make room only after every anonymous guest', () => {
@@ -193,13 +193,13 @@ describe('GuestAdmission', () => {
     const g = new GuestAdmission({ libp2p: f.libp2p, isMember: () => false, now: () => now })
     g.vouch('short', 5)
     for (let i = 1; i < MAX_VOUCHED_CALLERS; i++) g.vouch(`p${i}`, 1_000)
-    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    expect(g.stats().vouchedPeers).toBe(MAX_VOUCHED_CALLERS)
     now = 10
     g.vouch('late', 1_000)
-    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    expect(g.stats().vouchedPeers).toBe(MAX_VOUCHED_CALLERS)
     expect(g.isVouched('p1')).toBe(true)
     g.vouch('later', 1_000)
-    expect(g.vouchedCount).toBe(MAX_VOUCHED_CALLERS)
+    expect(g.stats().vouchedPeers).toBe(MAX_VOUCHED_CALLERS)
     expect(g.isVouched('p1')).toBe(false)
     expect(g.isVouched('later') && g.isVouched('late') && g.isVouched('p2')).toBe(true)
   })

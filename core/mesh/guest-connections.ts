@@ -26,7 +26,7 @@
 // connected before its record arrived stops counting as a guest as soon as the view holds it.
 import type { Connection, Libp2p } from '@libp2p/interface'
 import { CellError } from '../errors.ts'
-import { hostKey, positiveLimits } from './inbound-failures.ts'
+import { hostKey, positiveLimits, remoteHost } from './inbound-failures.ts'
 import type { AuthenticatePort } from '../synapse/types.ts'
 
 /** Default guest limits: per remote host (IPv4 address, IPv6 /64) and in all. */
@@ -69,10 +69,8 @@ export interface GuestAdmissionInit {
  * when the address names no host (memory transports in tests).
  */
 export function guestHost (conn: Pick<Connection, 'remoteAddr'>): string | undefined {
-  let first: { name: string, value?: string } | undefined
-  try { first = conn.remoteAddr.getComponents()[0] } catch { return undefined }
-  if (first?.value === undefined) return undefined
-  return /^(ip4|ip6|dns|dns4|dns6)$/.test(first.name) ? hostKey(first.value) : undefined
+  const host = remoteHost(conn)
+  return host === undefined ? undefined : hostKey(host)
 }
 
 /**
@@ -108,6 +106,13 @@ export interface GuestCensus {
   vouched: Map<string, Connection[]>
 }
 
+/** Connections in a census map. */
+function connections (byHost: Map<string, Connection[]>): number {
+  let n = 0
+  for (const list of byHost.values()) n += list.length
+  return n
+}
+
 /** Keeps guest connections within GuestLimits by closing the newest of a full host or the oldest of the fullest host. */
 export class GuestAdmission {
   readonly limits: GuestLimits
@@ -124,9 +129,6 @@ export class GuestAdmission {
 
   start (): void { this.init.libp2p.addEventListener('connection:open', this.onOpen) }
   stop (): void { this.init.libp2p.removeEventListener('connection:open', this.onOpen) }
-
-  /** Guest connections closed so far. */
-  get closed (): number { return this.closedCount }
 
   /**
    * A peer proved a grant from an authority this node trusts (a synapse handshake, a fleet-sync or
@@ -153,24 +155,10 @@ export class GuestAdmission {
     return false
   }
 
+  /** Open guest connections, peers vouched for (expired ones go when next read or when room is needed), connections closed, limits. */
   stats (): GuestStats {
     const { anonymous, vouched } = this.census()
-    let a = 0
-    let v = 0
-    for (const list of anonymous.values()) a += list.length
-    for (const list of vouched.values()) v += list.length
-    return { anonymous: a, vouched: v, vouchedPeers: this.vouchedUntil.size, closed: this.closedCount, limits: { ...this.limits } }
-  }
-
-  /** Peers vouched for and remembered (expired ones go when next read or when room is needed). */
-  get vouchedCount (): number { return this.vouchedUntil.size }
-
-  /** Open inbound guest connections by host, oldest first within each host. */
-  guests (): Map<string, Connection[]> {
-    const { anonymous, vouched } = this.census()
-    const all = new Map(anonymous)
-    for (const [host, list] of vouched) all.set(host, [...(all.get(host) ?? []), ...list].sort((a, b) => a.timeline.open - b.timeline.open))
-    return all
+    return { anonymous: connections(anonymous), vouched: connections(vouched), vouchedPeers: this.vouchedUntil.size, closed: this.closedCount, limits: { ...this.limits } }
   }
 
   /** Open inbound guest connections by host, anonymous and vouched apart. */
@@ -199,18 +187,17 @@ export class GuestAdmission {
     const host = guestHost(conn)
     if (host === undefined) return
     const { anonymous, vouched } = this.census()
+    const vouchedPeer = this.isVouched(peer)
     // Counted whether or not libp2p's connection manager saw the event first and lists it already.
-    const own = this.isVouched(peer) ? vouched : anonymous
+    const own = vouchedPeer ? vouched : anonymous
     const mine = own.get(host)
     if (mine === undefined) own.set(host, [conn])
     else if (!mine.includes(conn)) mine.push(conn)
-    if (!this.isVouched(peer) && (anonymous.get(host)?.length ?? 0) > this.limits.perHost) {
+    if (!vouchedPeer && (anonymous.get(host)?.length ?? 0) > this.limits.perHost) {
       this.close(conn, host, 'TooManyGuestsFromHost', `host ${host} already holds ${this.limits.perHost} guest connections (not fleet members)`)
       return
     }
-    let total = 0
-    for (const m of [anonymous, vouched]) for (const list of m.values()) total += list.length
-    if (total <= this.limits.total) return
+    if (connections(anonymous) + connections(vouched) <= this.limits.total) return
     // Anonymous guests make room first; callers vouched for only when none is left.
     const pool = anonymous.size > 0 ? anonymous : vouched
     let fullest: [string, Connection[]] | undefined

@@ -416,7 +416,7 @@ export class Mesh {
     const topicGroups = init.dissemination === 'per-cell' && init.localNode !== undefined ? { topicGroups: () => this.followerGroups() } : {}
     this.guests = new GuestAdmission({
       libp2p,
-      isMember: (id) => view.node(id) !== undefined || (init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${id}`)),
+      isMember: (id) => view.node(id) !== undefined || this.isBootstrapPeer(id),
       now: () => this.clock.now(),
       ...(init.guestConnections !== undefined ? { limits: init.guestConnections } : {}),
       ...(init.onGuestClosed !== undefined ? { onClosed: init.onGuestClosed } : {})
@@ -426,7 +426,12 @@ export class Mesh {
 
   /** Bootstrap peers and full nodes of the view (their records count only with a trusted host grant). */
   private isFleetPeer (peerId: string): boolean {
-    return this.view.node(peerId)?.roles.includes('full') === true || (this.init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${peerId}`))
+    return this.view.node(peerId)?.roles.includes('full') === true || this.isBootstrapPeer(peerId)
+  }
+
+  /** Whether a bootstrap address names this peer. */
+  private isBootstrapPeer (peerId: string): boolean {
+    return (this.init.bootstrap ?? []).some(a => a.endsWith(`/p2p/${peerId}`))
   }
 
   /**
