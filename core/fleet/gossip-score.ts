@@ -43,14 +43,80 @@ export const FLEET_TOPIC_SCORE = {
 } as const
 
 /**
- * gossipsub `scoreParams` for the mesh. `isFleetNode(peer)`: the view holds a granted node record of
- * that peer. Such peers get +10 (the application-specific score), so the odd record of theirs this
- * node rejects (a heartbeat that arrived before its release, a record of an authority this node does
- * not trust) never turns their score negative, which would prune them from the mesh; a stranger
- * starts at 0 and a flood of rejected records sinks it.
+ * gossipsub `scoreParams` for the mesh. `guestScore(peer)`: a fleet member's application-specific
+ * score is `MEMBER_SCORE` (+20), so the odd record of theirs this node rejects (a heartbeat that
+ * arrived before its release, a record of an authority this node does not trust) never turns their
+ * score negative, which would prune them from the mesh; a stranger starts at 0 and a flood of
+ * rejected records sinks it.
+ *
+ * Members before guests: the topic part of a score is capped at `topicScoreCap` (10), so no guest (a
+ * tab, a CLI client, or throwaway keys) scores as high as a member however many first deliveries it
+ * makes; gossipsub keeps the best `Dscore` (4) peers by score when it trims a mesh. And a mesh is
+ * full at `Dhi` (12): from then on it refuses every inbound GRAFT whatever the score and backs the
+ * peer off for a minute, so guests that grafted first kept every member that dialed the node out of
+ * its mesh (24 black-hole guests in test/reliability/gossip-eclipse.test.ts: 0 members of 12 after
+ * 30 s, the node relaying nothing to the fleet). Hence `GuestScoring`: at most `MESH_GUEST_PLACES`
+ * anonymous guests score 0, the others −1 (a negative score keeps a peer out of every mesh; it still
+ * gets gossip and flood-published records, above the gossip and publish thresholds).
  */
-export function fleetScoreParams (isFleetNode: (peer: string) => boolean): typeof FLEET_SCORE_PARAMS & { appSpecificScore: (peer: string) => number, appSpecificWeight: number } {
-  return { ...FLEET_SCORE_PARAMS, appSpecificScore: (peer) => isFleetNode(peer) ? 1 : 0, appSpecificWeight: 10 }
+export function fleetScoreParams (scoring: Pick<GuestScoring, 'appScore'>): typeof FLEET_SCORE_PARAMS & { appSpecificScore: (peer: string) => number, appSpecificWeight: number } {
+  return { ...FLEET_SCORE_PARAMS, appSpecificScore: (peer) => scoring.appScore(peer), appSpecificWeight: MEMBER_SCORE }
+}
+
+/** The application-specific score of a fleet member: above any guest's (topic scores are capped at 10). */
+export const MEMBER_SCORE = 20
+/** Anonymous guests that may be in this node's gossip meshes at once. */
+export const MESH_GUEST_PLACES = 6
+
+export interface GuestScoringInit {
+  /** The view holds a granted node record of the peer. */
+  isMember: (peer: string) => boolean
+  /** The peer proved a grant from an authority this node trusts (a caller, a joining node). */
+  isVouched?: (peer: string) => boolean
+  /** The peer has an open connection to this node. */
+  isConnected: (peer: string) => boolean
+  /** Default MESH_GUEST_PLACES. */
+  places?: number
+  /** The clock (ms) that spaces the search for places freed; default Date.now. */
+  now?: () => number
+}
+
+/**
+ * The application-specific score of each peer (before `MEMBER_SCORE` weighs it): 1 for a member,
+ * 0 for a guest vouched for by a trusted grant (bounded by the grants an authority issued) and for
+ * the first `places` anonymous guests connected (first come, a place is freed when its guest leaves,
+ * becomes a member or is vouched for), −0.05 (−1 weighed) for every other anonymous guest.
+ * gossipsub reads it at most once a heartbeat per peer (its score cache); while every place is held,
+ * the holders are checked for leaving at most once a second, not once per waiting guest.
+ */
+export class GuestScoring {
+  readonly places: number
+  private readonly init: GuestScoringInit
+  /** Anonymous guests holding a place, oldest first. */
+  private readonly placed = new Set<string>()
+  private checkedMs = -Infinity
+
+  constructor (init: GuestScoringInit) {
+    this.init = init
+    this.places = init.places ?? MESH_GUEST_PLACES
+    if (!Number.isInteger(this.places) || this.places < 0) throw new RangeError(`mesh guest places must be a whole number ≥ 0, not ${this.places}`)
+  }
+
+  appScore (peer: string): number {
+    if (this.init.isMember(peer)) { this.placed.delete(peer); return 1 }
+    if (this.init.isVouched?.(peer) === true) { this.placed.delete(peer); return 0 }
+    if (this.placed.has(peer)) return 0
+    const now = this.init.now?.() ?? Date.now()
+    if (this.placed.size >= this.places && now - this.checkedMs >= 1_000) {
+      this.checkedMs = now
+      for (const p of this.placed) if (!this.init.isConnected(p) || this.init.isMember(p) || this.init.isVouched?.(p) === true) this.placed.delete(p)
+    }
+    if (this.placed.size < this.places && this.init.isConnected(peer)) { this.placed.add(peer); return 0 }
+    return -0.05
+  }
+
+  /** Anonymous guests holding a place now. */
+  placedGuests (): string[] { return [...this.placed] }
 }
 
 /** The static part of the mesh's `scoreParams` (see `fleetScoreParams`). */
@@ -87,11 +153,31 @@ export function unscoreTopic (pubsub: TopicScoring, topic: string): void {
   delete topics[topic]
 }
 
-/** gossipsub `scoreThresholds` (its defaults, stated so tests and docs can name them). */
+/**
+ * gossipsub `scoreThresholds`: its defaults for gossip, publish and graylist; peer exchange and
+ * opportunistic grafting at the member score.
+ */
 export const FLEET_SCORE_THRESHOLDS = {
   gossipThreshold: -10,
   publishThreshold: -50,
   graylistThreshold: -80,
-  acceptPXThreshold: 10,
-  opportunisticGraftThreshold: 20
+  // Peers to connect to are taken only from members' PRUNEs.
+  acceptPXThreshold: MEMBER_SCORE,
+  opportunisticGraftThreshold: MEMBER_SCORE
+} as const
+
+/**
+ * gossipsub options of the mesh beside its scoring. A peer refused or pruned from a mesh is backed
+ * off on both sides for `pruneBackoff` (gossipsub: a minute). A node that joins under attack can
+ * graft before its record reaches the node it dialed, while the guest places are full: it is
+ * refused as a stranger, and took a minute to be let in; now 10 s. A mesh whose median is a guest
+ * takes members in by opportunistic grafting every 5 heartbeats (gossipsub: 60), so a node whose
+ * mesh guests hold does not wait for members to graft it (they do only while their own meshes are
+ * short); a mesh whose median is a member (score ≥ 20) is left alone.
+ */
+export const FLEET_GOSSIPSUB_OPTIONS = {
+  pruneBackoff: 10_000,
+  // A GRAFT within 5 s of a PRUNE costs the extra flood penalty (gossipsub: 10 s of its minute).
+  graftFloodThreshold: 5_000,
+  opportunisticGraftTicks: 5
 } as const

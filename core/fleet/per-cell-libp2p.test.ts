@@ -60,7 +60,7 @@ async function member (name: string, cells: string[], own: ManualClock = clock):
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+      pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, scoreParams: fleetScoreParams({ appScore: (peer) => view.node(peer) !== undefined ? 1 : 0 }), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
       // No automatic whole-view pulls: every pull here is a filtered one.
       fleetSync: fleetSync({ view, autoPull: 0 })
     }
@@ -254,7 +254,7 @@ describe('gossip bytes: fleet vs per-cell on the same workload', () => {
         streamMuxers: [yamux()],
         services: {
           identify: identify(),
-          pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+          pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, scoreParams: fleetScoreParams({ appScore: (peer) => view.node(peer) !== undefined ? 1 : 0 }), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
           fleetSync: fleetSync({ view, autoPull: 0 })
         }
       })

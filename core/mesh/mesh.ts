@@ -22,7 +22,7 @@ import type { Libp2pOptions } from 'libp2p'
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.ts'
 import { type Credentials, verifySignedRecord, verifySignedRetire } from '../identity/index.ts'
 import * as identityErrors from '../identity/errors.ts'
-import { fleetScoreParams, FLEET_SCORE_THRESHOLDS } from '../fleet/gossip-score.ts'
+import { fleetScoreParams, FLEET_GOSSIPSUB_OPTIONS, FLEET_SCORE_THRESHOLDS, GuestScoring } from '../fleet/gossip-score.ts'
 import { FailureDetector } from '../fleet/failure-detector.ts'
 import { PER_CELL_DEFAULTS } from '../fleet/gossip.ts'
 import { PER_CELL_ANTI_ENTROPY_MS } from '../fleet/sync.ts'
@@ -304,6 +304,13 @@ export class Mesh {
       authenticate: vouchingCallers(callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }), (peerId, untilMs) => { mesh?.guests.vouch(peerId, untilMs) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
+    // Members score above guests in gossip meshes; anonymous guests hold at most a few places there.
+    const guestScoring = new GuestScoring({
+      isMember: (peer) => view.node(peer) !== undefined,
+      isVouched: (peer) => mesh?.guests.isVouched(peer) === true,
+      isConnected: (peer) => mesh?.libp2p.getConnections(peerIdFromString(peer)).some(c => c.status === 'open') === true,
+      now: () => clock.now()
+    })
     // Provider and value records other peers may store here are bounded; a fleet node's (a signed,
     // granted node record in the view) are kept before an outsider's (compact-datastore.ts).
     const datastore = new CompactMemoryDatastore({ selfId: peerIdFromPrivateKey(init.privateKey).toString(), isMember: (peer) => view.node(peer) !== undefined })
@@ -335,8 +342,9 @@ export class Mesh {
         // past the graylist threshold and gossip stopped in silence: the issue 8 split. Who may
         // speak in the fleet is decided by signed records and grants, not by addresses.
         // Peer scoring of the fleet topics (core/fleet/gossip-score.ts): a peer whose records the
-        // view keeps rejecting is graylisted and pruned.
-        pubsub: gossipsubStoppingCleanly({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams((peer) => view.node(peer) !== undefined), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+        // view keeps rejecting is graylisted and pruned; members are kept before guests, and guests
+        // past a few places stay out of the meshes (they still get gossip).
+        pubsub: gossipsubStoppingCleanly({ ...FLEET_GOSSIPSUB_OPTIONS, globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams(guestScoring), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials,
