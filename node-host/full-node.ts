@@ -389,6 +389,7 @@ export class FullNode {
       connections: () => mesh.libp2p.getConnections().map(c => ({ direction: c.direction, streams: c.streams.map(st => st.protocol) })),
       peers: () => mesh.libp2p.getPeers().length,
       guests: () => mesh.guests.stats(),
+      meshGuests: () => ({ placed: mesh.guestScoring.placedGuests().length, places: mesh.guestScoring.places }),
       view: () => mesh.view.stats(),
       gossip: () => mesh.gossip.stats(),
       sync: () => mesh.libp2p.services.fleetSync.stats(),

@@ -115,8 +115,8 @@ export class GuestScoring {
     return -0.05
   }
 
-  /** Anonymous guests holding a place now. */
-  placedGuests (): string[] { return [...this.placed] }
+  /** Anonymous guests holding a place now (one that left still holds it until a waiting guest needs it, not counted here). */
+  placedGuests (): string[] { return [...this.placed].filter(p => this.init.isConnected(p)) }
 }
 
 /** The static part of the mesh's `scoreParams` (see `fleetScoreParams`). */

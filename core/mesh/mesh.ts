@@ -225,6 +225,8 @@ export class Mesh {
   readonly libp2p: Libp2p<MeshServices>
   /** libp2p's datastore (kad-dht provider records and values, the peer store), for inspection. */
   datastore!: Datastore
+  /** Gossip scores of members and guests: the anonymous guests holding mesh places (core/fleet/gossip-score.ts). */
+  guestScoring!: GuestScoring
   readonly view: FleetView
   readonly gossip: FleetGossip
   readonly clock: Clock
@@ -407,6 +409,7 @@ export class Mesh {
       : undefined
     mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant, detector)
     mesh.datastore = init.libp2p?.datastore ?? datastore
+    mesh.guestScoring = guestScoring
     return mesh
   }
 

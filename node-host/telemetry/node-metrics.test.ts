@@ -19,6 +19,7 @@ function fakeSources (): NodeMetricsSources {
     sync: () => ({ pulls: 3, pullFailures: 1, served: 2, serveFailures: 0, refused: 0, unauthorized: 1 }),
     keeper: () => ({ rounds: 4, dials: 5, failures: 2, reconnects: 1, joins: 2, leaves: 1 }),
     guests: () => ({ anonymous: 12, vouched: 3, vouchedPeers: 5, closed: 40, limits: { perHost: 32, total: 256 } }),
+    meshGuests: () => ({ placed: 4, places: 6 }),
     dht: () => ({ providers: 1030, outsiderProviders: 1024, records: 3, providersRefused: 1976, providersEvicted: 5, recordsEvicted: 0, peers: 40, peersEvicted: 7 }),
     synapse: () => ({ client: { ...zeroSynapse, calls: 4, errors: 1, channels: 1 }, server: { ...zeroSynapse, calls: 9, channels: 2 } }),
     loop: () => ({ counters: { ticks: 20, spawns: 2, drains: 1, halts: 1, volunteers: 0, failures: 0, declined: 3 }, halted: 1 }),
@@ -53,6 +54,8 @@ describe('node metrics', () => {
     expect(text).toContain('cell_guest_connections{kind="vouched"} 3')
     expect(text).toContain('cell_guest_vouched_peers 5')
     expect(text).toContain('cell_guest_connections_limit{scope="per_host"} 32')
+    expect(text).toContain('cell_gossip_guest_places{state="held"} 4')
+    expect(text).toContain('cell_gossip_guest_places{state="limit"} 6')
     expect(text).toContain('cell_libp2p_streams{protocol="/cell/synapse/1"} 2')
     expect(text).toContain('cell_gossip_messages_received_total{verdict="reject"} 1')
     expect(text).toContain('cell_gossip_messages_dropped_total 3')

@@ -49,6 +49,8 @@ export interface NodeMetricsSources {
   dht?: () => DatastoreStats | undefined
   /** Inbound connections of non-members (core/mesh/guest-connections.ts): anonymous and vouched for, and the peers vouched for. */
   guests?: () => GuestStats | undefined
+  /** Anonymous guests holding a gossip mesh place (score 0; the others score −1), and the places (core/fleet/gossip-score.ts). */
+  meshGuests?: () => { placed: number, places: number } | undefined
   synapse: () => { client: SynapseStats, server: SynapseStats } | undefined
   loop: () => { counters: { ticks: number, spawns: number, drains: number, halts: number, volunteers: number, failures: number, declined: number }, halted: number }
   replicas: () => ReplicaFigures[]
@@ -202,6 +204,10 @@ export class NodeMetrics {
     gauge('cell_guest_connections_limit', 'The limits on guest connections: per host (an IPv4 address, an IPv6 /64) for anonymous guests, and in all.', ['scope'], () => read(s => {
       const g = s.guests?.()
       return g === undefined ? [] : [[{ scope: 'per_host' }, g.limits.perHost], [{ scope: 'total' }, g.limits.total]]
+    }))
+    gauge('cell_gossip_guest_places', 'Anonymous guests that may be in this node\'s gossip meshes (the others are kept out, and still get gossip): held, and the limit.', ['state'], () => read(s => {
+      const m = s.meshGuests?.()
+      return m === undefined ? [] : [[{ state: 'held' }, m.placed], [{ state: 'limit' }, m.places]]
     }))
     gauge('cell_guest_vouched_peers', 'Peers remembered as vouched for (a trusted grant proved in a handshake or request, until it ends).', [], () => one(read(s => s.guests?.()?.vouchedPeers)))
     counter('cell_fleet_peer_joins_total', 'Fleet peers that joined this node.', [], () => one(read(s => s.keeper()?.joins ?? 0)))

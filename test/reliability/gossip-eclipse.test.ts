@@ -134,6 +134,7 @@ describe('ECLIPSE: guests that fill a node\'s gossip mesh and forward nothing', 
       `scores: members ${members.map(id => pubsub.getScore(id).toFixed(1)).join('/')}, guests in the mesh ${mesh().filter(id => attackerIds.has(id)).slice(0, 2).map(id => pubsub.getScore(id).toFixed(1)).join('/')}, the last guest ${pubsub.getScore(tabId).toFixed(1)}`)
     expect(membersInMesh()).toBeGreaterThanOrEqual(2)
     expect(mostGuests).toBeLessThanOrEqual(MESH_GUEST_PLACES)
+    expect(target.guestScoring.placedGuests().length).toBe(MESH_GUEST_PLACES)
     expect(pubsub.getScore(tabId)).toBeLessThan(0)
     expect(pubsub.getScore(tabId)).toBeGreaterThan(FLEET_SCORE_THRESHOLDS.gossipThreshold)
   }, 120_000)
