@@ -26,6 +26,7 @@ import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
+import { MESH_GUEST_PLACES } from '../../core/fleet/gossip-score.ts'
 
 const ROUNDS = Number(process.env.CELL_GARBAGE_ROUNDS ?? 6)
 /** The node's guest limits, set in its node.toml. */
@@ -269,6 +270,7 @@ describe('garbage on every listener', () => {
       const before = await (await fetch(metricsUrl)).text()
       expect(before).toContain(`cell_guest_connections_limit{scope="per_host"} ${GUESTS.perHost}`)
       expect(before).toContain(`cell_guest_connections_limit{scope="total"} ${GUESTS.total}`)
+      expect(before).toContain(`cell_gossip_guest_places{state="limit"} ${MESH_GUEST_PLACES}`)
       const one = await freshPeers(bootstrap, '127.0.0.5', GUESTS.perHost + 16, 210, peers)
       expect(one.failed).toBe(0)
       await until(() => openCount(one.peers) <= GUESTS.perHost, () => `host 127.0.0.5 to keep ${GUESTS.perHost} connections, not ${openCount(one.peers)}`, 10_000, 50)
