@@ -17,7 +17,7 @@
 // (read on every score computation), so FleetGossip adds a cell topic's parameters there when it
 // starts following the cell (`scoreTopic`) and removes them when it stops (`unscoreTopic`). A pubsub
 // without that field (a fake in unit tests) leaves cell topics unscored.
-import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, MEMBERS_TOPIC } from './records.ts'
+import { cellTopic, DEFAULT_MAX_FOLLOWED_CELLS, FLEET_RELEASE_TOPIC, FLEET_TOPIC, LIMITS, MEMBERS_TOPIC } from './records.ts'
 
 /** Topic score parameters of one fleet topic (gossipsub TopicScoreParams). */
 export const FLEET_TOPIC_SCORE = {
@@ -167,6 +167,18 @@ export const FLEET_SCORE_THRESHOLDS = {
 } as const
 
 /**
+ * The subscriptions of one peer gossipsub keeps (it charges each its topic's length plus 1,024 bytes
+ * and drops the rest in silence, and then never forwards that topic to the peer): room for the three
+ * fleet topics and `DEFAULT_MAX_FOLLOWED_CELLS` cell topics of the longest cell names. Its default of
+ * 1 MiB held 991 cell topics beside the fleet topics for 20-character names and 899 for the longest, so a client or node
+ * following more cells than that never got their records through the mesh.
+ */
+function topicBytesPerPeer (): number {
+  const longest = Math.max(FLEET_TOPIC.length, FLEET_RELEASE_TOPIC.length, MEMBERS_TOPIC.length, cellTopic('x'.repeat(LIMITS.idChars)).length)
+  return (3 + DEFAULT_MAX_FOLLOWED_CELLS) * (1024 + longest)
+}
+
+/**
  * gossipsub options of the mesh beside its scoring. A peer refused or pruned from a mesh is backed
  * off on both sides for `pruneBackoff` (gossipsub: a minute). A node that joins under attack can
  * graft before its record reaches the node it dialed, while the guest places are full: it is
@@ -176,6 +188,7 @@ export const FLEET_SCORE_THRESHOLDS = {
  * short); a mesh whose median is a member (score ≥ 20) is left alone.
  */
 export const FLEET_GOSSIPSUB_OPTIONS = {
+  maxTopicBytesPerPeer: topicBytesPerPeer(),
   pruneBackoff: 10_000,
   // A GRAFT within 5 s of a PRUNE costs the extra flood penalty (gossipsub: 10 s of its minute).
   graftFloodThreshold: 5_000,

@@ -51,7 +51,7 @@ import { decodeFrame, encodeBundles, encodeEnvelope } from './codec.ts'
 import type { BundleItem, FleetEnvelope } from './codec.ts'
 import { scoreTopic, unscoreTopic } from './gossip-score.ts'
 import type { TopicScoring } from './gossip-score.ts'
-import { FLEET_RELEASE_TOPIC, FLEET_TOPIC, LIMITS, MAX_MESSAGE_BYTES, MEMBERS_TOPIC, cellTopic, checkCellName } from './records.ts'
+import { DEFAULT_MAX_FOLLOWED_CELLS, FLEET_RELEASE_TOPIC, FLEET_TOPIC, LIMITS, MAX_MESSAGE_BYTES, MEMBERS_TOPIC, cellTopic, checkCellName } from './records.ts'
 import type { Dissemination, InstanceRecord, MemberRecord, NodeRecord } from './records.ts'
 import { signRecord } from './sign.ts'
 import type { ApplyResult, FleetChange, FleetView } from './view.ts'
@@ -453,7 +453,7 @@ export class FleetGossip extends EventTarget {
     if (this.memberRefreshMs !== wanted && this.dissemination === 'per-cell') log('memberRefreshMs %d capped at %d (a third of the view\'s memberTtlMs)', wanted, this.memberRefreshMs)
     this.nodeRefreshMs = Math.max(this.memberRefreshMs, life - this.memberRefreshMs)
     this.memberLoadMinIntervalMs = init.memberLoadMinIntervalMs ?? DEFAULT_MEMBER_LOAD_MIN_INTERVAL_MS
-    this.maxFollowedCells = init.maxFollowedCells ?? 1024
+    this.maxFollowedCells = init.maxFollowedCells ?? DEFAULT_MAX_FOLLOWED_CELLS
     // Seeded from the clock so a restarted node's seq still exceeds what it gossiped before.
     this.seq = init.clock.now()
     this.watch = new DisseminationWatch({

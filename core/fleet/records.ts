@@ -16,6 +16,8 @@ export const MEMBERS_TOPIC = '/cell/members/1'
 export function cellTopic (cell: string): string {
   return `/cell/c/${cell}/1`
 }
+/** Cells one peer follows at most in per-cell dissemination (FleetGossip `maxFollowedCells`'s default): one topic each. */
+export const DEFAULT_MAX_FOLLOWED_CELLS = 1024
 /** How node and instance liveness reach other nodes (docs/biology.md, "Scale"). */
 export type Dissemination = 'fleet' | 'per-cell'
 
