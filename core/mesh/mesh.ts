@@ -308,7 +308,8 @@ export class Mesh {
     })
     // Members score above guests in gossip meshes; anonymous guests hold at most a few places there.
     const guestScoring = new GuestScoring({
-      isMember: (peer) => view.node(peer) !== undefined,
+      // As GuestAdmission decides: a bootstrap peer counts before its record arrives (a node restarting under attack).
+      isMember: (peer) => view.node(peer) !== undefined || mesh?.isBootstrapPeer(peer) === true,
       isVouched: (peer) => mesh?.guests.isVouched(peer) === true,
       isConnected: (peer) => mesh?.libp2p.getConnections(peerIdFromString(peer)).some(c => c.status === 'open') === true,
       now: () => clock.now()
