@@ -8,65 +8,24 @@
 // member arrives; then members dial T. Measured: how many members T's mesh holds, and whether a
 // record that only a member relays (a member not connected to T) reaches T's view.
 import { afterEach, describe, expect, it } from 'vitest'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
-import { gossipsub, TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Mesh, type MeshInit } from '../../core/mesh/index.ts'
-import { Credentials, encodeCertificate, generateAuthority, type AuthorityKey } from '../../core/identity/index.ts'
-import { SelfGrants } from '../../node-host/self-grants.ts'
-import { makeNodeRecord } from '../../core/fleet/testing.ts'
+import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { Libp2p } from 'libp2p'
+import { generateAuthority } from '../../core/identity/index.ts'
 import { FLEET_TOPIC } from '../../core/fleet/records.ts'
 import { FLEET_SCORE_THRESHOLDS, MESH_GUEST_PLACES } from '../../core/fleet/gossip-score.ts'
-import { systemClock } from '../../core/ports.ts'
+import { until } from '../integration/fleet-links.ts'
+import { gossipPeer, grantedMesh } from './gossip-peers.ts'
 
 interface MeshPubsub { getMeshPeers: (topic: string) => string[], getScore: (peer: string) => number }
 
 const ATTACKERS = Number(process.env.CELL_ECLIPSE_ATTACKERS ?? 24)
 
-async function granted (authority: AuthorityKey, bootstrap: string[], extra: Partial<MeshInit> = {}): Promise<Mesh> {
-  const key = await generateKeyPair('Ed25519')
-  const credentials = new Credentials({ peerKey: key })
-  await new SelfGrants({ keys: [authority], credentials, clock: systemClock }).renew()
-  const mesh = await Mesh.create({
-    privateKey: key,
-    transports: [tcp()],
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    credentials,
-    trusted: new Set([authority.id]),
-    dht: false,
-    localNode: () => ({ ...makeNodeRecord('x'), roles: ['full', 'host'], grants: [encodeCertificate(credentials.grantFor(authority.id)!)] }),
-    bootstrap,
-    ...extra
-  })
-  await mesh.start()
-  return mesh
-}
-
 /** A gossipsub peer that subscribes to the fleet topic and forwards nothing it receives. */
 async function blackHole (): Promise<Libp2p<{ pubsub: GossipSub }>> {
-  const node: Libp2p<{ pubsub: GossipSub }> = await createLibp2p({
-    privateKey: await generateKeyPair('Ed25519'),
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true }) }
-  })
+  const node = await gossipPeer()
   node.services.pubsub.topicValidators.set(FLEET_TOPIC, () => TopicValidatorResult.Ignore)
   node.services.pubsub.subscribe(FLEET_TOPIC)
   return node
-}
-
-async function until (test: () => boolean, what: () => string, timeoutMs: number): Promise<number> {
-  const started = Date.now()
-  while (!test()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  return Date.now() - started
 }
 
 describe('ECLIPSE: guests that fill a node\'s gossip mesh and forward nothing', () => {
@@ -77,7 +36,7 @@ describe('ECLIPSE: guests that fill a node\'s gossip mesh and forward nothing', 
     const authority = await generateAuthority()
     // The attackers share 127.0.0.1 with the members (fewer than the 32 guests one host may keep):
     // libp2p's 5 inbound connections per host per second would only slow them down.
-    const target = await granted(authority, [], { libp2p: { connectionManager: { inboundConnectionThreshold: 1_000 } } })
+    const target = await grantedMesh(authority, { init: { libp2p: { connectionManager: { inboundConnectionThreshold: 1_000 } } } })
     stops.push(async () => { await target.stop() })
     const address = target.libp2p.getMultiaddrs()[0]!
     const pubsub = target.libp2p.services.pubsub as unknown as MeshPubsub
@@ -96,13 +55,7 @@ describe('ECLIPSE: guests that fill a node\'s gossip mesh and forward nothing', 
     const filledMs = await until(() => guestsInMesh() >= MESH_GUEST_PLACES, () => `mesh of ${FLEET_TOPIC}: ${mesh().length} peers`, 15_000)
 
     // An honest guest that came last (a tab, say): no place is left for it in the mesh.
-    const tab: Libp2p<{ pubsub: GossipSub }> = await createLibp2p({
-      privateKey: await generateKeyPair('Ed25519'),
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true }) }
-    })
+    const tab = await gossipPeer()
     stops.push(async () => { await tab.stop() })
     const authors = new Map<string, number>()
     tab.services.pubsub.addEventListener('message', (evt) => { if (evt.detail.type === 'signed' && !authors.has(evt.detail.from.toString())) authors.set(evt.detail.from.toString(), Date.now()) })
@@ -111,12 +64,12 @@ describe('ECLIPSE: guests that fill a node\'s gossip mesh and forward nothing', 
 
     // Members: two dial the target; a third knows only the first, so its records reach the target
     // (and the tab) only through members.
-    const m1 = await granted(authority, [address.toString()])
+    const m1 = await grantedMesh(authority, { bootstrap: [address.toString()] })
     stops.push(async () => { await m1.stop() })
-    const m2 = await granted(authority, [address.toString()])
+    const m2 = await grantedMesh(authority, { bootstrap: [address.toString()] })
     stops.push(async () => { await m2.stop() })
     const joined = Date.now()
-    const m3 = await granted(authority, [m1.libp2p.getMultiaddrs()[0]!.toString()])
+    const m3 = await grantedMesh(authority, { bootstrap: [m1.libp2p.getMultiaddrs()[0]!.toString()] })
     stops.push(async () => { await m3.stop() })
     const m3Id = m3.libp2p.peerId.toString()
     const members = [m1, m2, m3].map(m => m.libp2p.peerId.toString())

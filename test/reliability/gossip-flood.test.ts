@@ -6,53 +6,20 @@
 // graylist drops them unread), while an honest granted peer keeps a non-negative score and stays.
 // Real Mesh nodes and a plain libp2p attacker over TCP on 127.0.0.1.
 import { afterAll, describe, expect, it } from 'vitest'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { createLibp2p, type Libp2p } from 'libp2p'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { Mesh } from '../../core/mesh/index.ts'
-import { Credentials, encodeCertificate, generateAuthority, type AuthorityKey } from '../../core/identity/index.ts'
-import { SelfGrants } from '../../node-host/self-grants.ts'
+import { generateAuthority } from '../../core/identity/index.ts'
 import { encodeBundles, encodeEnvelope } from '../../core/fleet/codec.ts'
 import { signRecord } from '../../core/fleet/sign.ts'
 import { makeNodeRecord } from '../../core/fleet/testing.ts'
 import { FLEET_TOPIC } from '../../core/fleet/records.ts'
 import { FLEET_SCORE_THRESHOLDS } from '../../core/fleet/gossip-score.ts'
-import { systemClock } from '../../core/ports.ts'
+import { until } from '../integration/fleet-links.ts'
+import { gossipPeer, grantedMesh } from './gossip-peers.ts'
 
 interface ScoredPubsub { getMeshPeers: (topic: string) => string[], getScore: (peer: string) => number }
 
 const FLOOD = Number(process.env.CELL_GOSSIP_FLOOD ?? 5_000)
-
-async function granted (authority: AuthorityKey, listen: boolean, bootstrap?: string): Promise<Mesh> {
-  const key = await generateKeyPair('Ed25519')
-  const credentials = new Credentials({ peerKey: key })
-  await new SelfGrants({ keys: [authority], credentials, clock: systemClock }).renew()
-  const mesh = await Mesh.create({
-    privateKey: key,
-    transports: [tcp()],
-    listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [],
-    credentials,
-    trusted: new Set([authority.id]),
-    dht: false,
-    localNode: () => ({ ...makeNodeRecord('x'), roles: ['full', 'host'], grants: [encodeCertificate(credentials.grantFor(authority.id)!)] }),
-    ...(bootstrap !== undefined ? { bootstrap: [bootstrap] } : {})
-  })
-  await mesh.start()
-  return mesh
-}
-
-async function until (test: () => boolean, what: () => string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!test()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 
 describe('EXHAUST: gossip flood of valid-looking records', () => {
   const stops: Array<() => Promise<void>> = []
@@ -60,22 +27,16 @@ describe('EXHAUST: gossip flood of valid-looking records', () => {
 
   it(`graylists and prunes a peer flooding ${FLOOD} untrusted records; an honest peer stays`, async () => {
     const authority = await generateAuthority()
-    const server = await granted(authority, true)
+    const server = await grantedMesh(authority)
     stops.push(async () => { await server.stop() })
     const address = server.libp2p.getMultiaddrs()[0]
-    const honest = await granted(authority, false)
+    const honest = await grantedMesh(authority, { listen: false })
     stops.push(async () => { await honest.stop() })
     await honest.libp2p.dial(address)
 
     const attackerKey = await generateKeyPair('Ed25519')
     const attackerId = peerIdFromPrivateKey(attackerKey).toString()
-    const attacker: Libp2p<{ pubsub: GossipSub }> = await createLibp2p({
-      privateKey: attackerKey,
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true }) }
-    })
+    const attacker = await gossipPeer({ privateKey: attackerKey })
     stops.push(async () => { await attacker.stop() })
     attacker.services.pubsub.subscribe(FLEET_TOPIC)
     await attacker.dial(address)

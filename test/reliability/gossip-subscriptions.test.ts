@@ -5,49 +5,13 @@
 // clients follow every cell with a release. Real Mesh nodes in per-cell mode over TCP on 127.0.0.1,
 // and a plain libp2p peer that subscribes to made-up topics.
 import { afterEach, describe, expect, it } from 'vitest'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { Mesh } from '../../core/mesh/index.ts'
-import { Credentials, encodeCertificate, generateAuthority, type AuthorityKey } from '../../core/identity/index.ts'
-import { SelfGrants } from '../../node-host/self-grants.ts'
-import { makeNodeRecord } from '../../core/fleet/testing.ts'
+import { generateAuthority } from '../../core/identity/index.ts'
 import { cellTopic, DEFAULT_MAX_FOLLOWED_CELLS, LIMITS } from '../../core/fleet/records.ts'
 import { FLEET_GOSSIPSUB_OPTIONS } from '../../core/fleet/gossip-score.ts'
-import { systemClock } from '../../core/ports.ts'
+import { until } from '../integration/fleet-links.ts'
+import { gossipPeer, grantedMesh } from './gossip-peers.ts'
 
 interface Subscribers { getSubscribers: (topic: string) => Array<{ toString: () => string }> }
-
-async function perCellNode (authority: AuthorityKey, bootstrap: string[], full: boolean): Promise<Mesh> {
-  const key = await generateKeyPair('Ed25519')
-  const credentials = new Credentials({ peerKey: key })
-  await new SelfGrants({ keys: [authority], credentials, clock: systemClock }).renew()
-  const mesh = await Mesh.create({
-    privateKey: key,
-    transports: [tcp()],
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    credentials,
-    trusted: new Set([authority.id]),
-    dht: false,
-    dissemination: 'per-cell',
-    ...(full ? { localNode: () => ({ ...makeNodeRecord('x'), roles: ['full', 'host'], grants: [encodeCertificate(credentials.grantFor(authority.id)!)] }) } : {}),
-    bootstrap
-  })
-  await mesh.start()
-  return mesh
-}
-
-async function until (test: () => boolean, what: () => string, timeoutMs: number): Promise<void> {
-  const started = Date.now()
-  while (!test()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 
 describe('gossip subscriptions a node keeps of a peer', () => {
   const stops: Array<() => Promise<void>> = []
@@ -55,10 +19,10 @@ describe('gossip subscriptions a node keeps of a peer', () => {
 
   it(`knows a client following ${DEFAULT_MAX_FOLLOWED_CELLS} cells of the longest names as a subscriber of every one; a stranger's made-up topics stay within its budget`, async () => {
     const authority = await generateAuthority()
-    const node = await perCellNode(authority, [], true)
+    const node = await grantedMesh(authority, { init: { dissemination: 'per-cell' } })
     stops.push(async () => { await node.stop() })
     const address = node.libp2p.getMultiaddrs()[0]!.toString()
-    const client = await perCellNode(authority, [address], false)
+    const client = await grantedMesh(authority, { full: false, bootstrap: [address], init: { dissemination: 'per-cell' } })
     stops.push(async () => { await client.stop() })
     const clientId = client.libp2p.peerId.toString()
     const pubsub = node.libp2p.services.pubsub as unknown as Subscribers
@@ -72,13 +36,7 @@ describe('gossip subscriptions a node keeps of a peer', () => {
     await until(() => known() === cells.length, () => `the node knows the client as a subscriber of ${known()} of ${cells.length} cell topics`, 20_000)
 
     // A stranger subscribing to 5,000 made-up topics: the node keeps at most its budget of them.
-    const stranger: Libp2p<{ pubsub: GossipSub }> = await createLibp2p({
-      privateKey: await generateKeyPair('Ed25519'),
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify(), pubsub: gossipsub({ globalSignaturePolicy: 'StrictSign' }) }
-    })
+    const stranger = await gossipPeer()
     stops.push(async () => { await stranger.stop() })
     const strangerId = stranger.peerId.toString()
     const junk = Array.from({ length: 5_000 }, (_, i) => `/junk/${i}`)
