@@ -182,10 +182,10 @@ function topicBytesPerPeer (): number {
  * gossipsub options of the mesh beside its scoring. A peer refused or pruned from a mesh is backed
  * off on both sides for `pruneBackoff` (gossipsub: a minute). A node that joins under attack can
  * graft before its record reaches the node it dialed, while the guest places are full: it is
- * refused as a stranger, and took a minute to be let in; now 10 s. A mesh whose median is a guest
- * takes members in by opportunistic grafting every 5 heartbeats (gossipsub: 60), so a node whose
- * mesh guests hold does not wait for members to graft it (they do only while their own meshes are
- * short); a mesh whose median is a member (score ≥ 20) is left alone.
+ * refused as a stranger, and took a minute to be let in; now 10 s. Members usually come in through
+ * the side that dialed (gossipsub keeps two peers of connections it dialed in each mesh); as a
+ * fallback, a mesh whose median is a guest takes members in by opportunistic grafting every 5
+ * heartbeats (gossipsub: 60), while a mesh whose median is a member (score ≥ 20) is left alone.
  */
 export const FLEET_GOSSIPSUB_OPTIONS = {
   maxTopicBytesPerPeer: topicBytesPerPeer(),
