@@ -43,8 +43,8 @@ export const FLEET_TOPIC_SCORE = {
 } as const
 
 /**
- * gossipsub `scoreParams` for the mesh. `guestScore(peer)`: a fleet member's application-specific
- * score is `MEMBER_SCORE` (+20), so the odd record of theirs this node rejects (a heartbeat that
+ * gossipsub `scoreParams` for the mesh, the application-specific score from `scoring.appScore`. A
+ * fleet member's is `MEMBER_SCORE` (+20), so the odd record of theirs this node rejects (a heartbeat that
  * arrived before its release, a record of an authority this node does not trust) never turns their
  * score negative, which would prune them from the mesh; a stranger starts at 0 and a flood of
  * rejected records sinks it.
@@ -53,7 +53,7 @@ export const FLEET_TOPIC_SCORE = {
  * tab, a CLI client, or throwaway keys) scores as high as a member however many first deliveries it
  * makes; gossipsub keeps the best `Dscore` (4) peers by score when it trims a mesh. And a mesh is
  * full at `Dhi` (12): from then on it refuses every inbound GRAFT whatever the score and backs the
- * peer off for a minute, so guests that grafted first kept every member that dialed the node out of
+ * peer off (gossipsub: a minute), so guests that grafted first kept every member that dialed the node out of
  * its mesh (24 black-hole guests in test/reliability/gossip-eclipse.test.ts: 0 members of 12 after
  * 30 s, the node relaying nothing to the fleet). Hence `GuestScoring`: at most `MESH_GUEST_PLACES`
  * anonymous guests score 0, the others −1 (a negative score keeps a peer out of every mesh; it still
@@ -170,8 +170,9 @@ export const FLEET_SCORE_THRESHOLDS = {
  * The subscriptions of one peer gossipsub keeps (it charges each its topic's length plus 1,024 bytes
  * and drops the rest in silence, and then never forwards that topic to the peer): room for the three
  * fleet topics and `DEFAULT_MAX_FOLLOWED_CELLS` cell topics of the longest cell names. Its default of
- * 1 MiB held 991 cell topics beside the fleet topics for 20-character names and 899 for the longest, so a client or node
- * following more cells than that never got their records through the mesh.
+ * 1 MiB held 991 cell topics beside the fleet topics for 20-character names and 899 for the longest,
+ * so a client or node following more cells than that never got their records through the mesh
+ * (test/reliability/gossip-subscriptions.test.ts).
  */
 function topicBytesPerPeer (): number {
   const longest = Math.max(FLEET_TOPIC.length, FLEET_RELEASE_TOPIC.length, MEMBERS_TOPIC.length, cellTopic('x'.repeat(LIMITS.idChars)).length)
