@@ -221,12 +221,17 @@ interface Route {
 
 const log = logger('cell:mesh')
 
+/** Whether this node has an open connection to `peerId`. */
+function hasOpenConnection (libp2p: Pick<Libp2p, 'getConnections'>, peerId: string): boolean {
+  return libp2p.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open')
+}
+
 export class Mesh {
   readonly libp2p: Libp2p<MeshServices>
   /** libp2p's datastore (kad-dht provider records and values, the peer store), for inspection. */
   datastore!: Datastore
   /** Gossip scores of members and guests: the anonymous guests holding mesh places (core/fleet/gossip-score.ts). */
-  guestScoring!: GuestScoring
+  readonly guestScoring: GuestScoring
   readonly view: FleetView
   readonly gossip: FleetGossip
   readonly clock: Clock
@@ -306,14 +311,6 @@ export class Mesh {
       authenticate: vouchingCallers(callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }), (peerId, untilMs) => { mesh?.guests.vouch(peerId, untilMs) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
-    // Members score above guests in gossip meshes; anonymous guests hold at most a few places there.
-    const guestScoring = new GuestScoring({
-      // As GuestAdmission decides: a bootstrap peer counts before its record arrives (a node restarting under attack).
-      isMember: (peer) => view.node(peer) !== undefined || mesh?.isBootstrapPeer(peer) === true,
-      isVouched: (peer) => mesh?.guests.isVouched(peer) === true,
-      isConnected: (peer) => mesh?.libp2p.getConnections(peerIdFromString(peer)).some(c => c.status === 'open') === true,
-      now: () => clock.now()
-    })
     // Provider and value records other peers may store here are bounded; a fleet node's (a signed,
     // granted node record in the view) are kept before an outsider's (compact-datastore.ts).
     const datastore = new CompactMemoryDatastore({ selfId: peerIdFromPrivateKey(init.privateKey).toString(), isMember: (peer) => view.node(peer) !== undefined })
@@ -347,7 +344,7 @@ export class Mesh {
         // Peer scoring of the fleet topics (core/fleet/gossip-score.ts): a peer whose records the
         // view keeps rejecting is graylisted and pruned; members are kept before guests, and guests
         // past a few places stay out of the meshes (they still get gossip).
-        pubsub: gossipsubStoppingCleanly({ ...FLEET_GOSSIPSUB_OPTIONS, globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams(guestScoring), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+        pubsub: gossipsubStoppingCleanly({ ...FLEET_GOSSIPSUB_OPTIONS, globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams({ appScore: (peer) => mesh?.guestScoring.appScore(peer) ?? 0 }), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials,
@@ -396,7 +393,7 @@ export class Mesh {
         clock,
         events: libp2p,
         selfId: libp2p.peerId.toString(),
-        isConnected: (id) => libp2p.getConnections(peerIdFromString(id)).some(c => c.status === 'open'),
+        isConnected: (id) => hasOpenConnection(libp2p, id),
         dial: async (id, options) => await libp2p.dial(peerIdFromString(id), options),
         watched: (id) => {
           const node = view.node(id)
@@ -410,7 +407,6 @@ export class Mesh {
       : undefined
     mesh = new Mesh(init, libp2p, view, gossip, errors, hostGrant, detector)
     mesh.datastore = init.libp2p?.datastore ?? datastore
-    mesh.guestScoring = guestScoring
     return mesh
   }
 
@@ -428,10 +424,17 @@ export class Mesh {
     const topicGroups = init.dissemination === 'per-cell' && init.localNode !== undefined ? { topicGroups: () => this.followerGroups() } : {}
     this.guests = new GuestAdmission({
       libp2p,
-      isMember: (id) => view.node(id) !== undefined || this.isBootstrapPeer(id),
+      isMember: (id) => this.isMember(id),
       now: () => this.clock.now(),
       ...(init.guestConnections !== undefined ? { limits: init.guestConnections } : {}),
       ...(init.onGuestClosed !== undefined ? { onClosed: init.onGuestClosed } : {})
+    })
+    // Members score above guests in gossip meshes; anonymous guests hold at most a few places there.
+    this.guestScoring = new GuestScoring({
+      isMember: (id) => this.isMember(id),
+      isVouched: (id) => this.guests.isVouched(id),
+      isConnected: (id) => hasOpenConnection(libp2p, id),
+      now: () => this.clock.now()
     })
     this.keeper = init.keeper !== undefined ? new PeerKeeper({ ...init.keeper, ...topicGroups, libp2p, clock: this.clock, random: this.random, candidates: () => this.fleetCandidates(), isFleetPeer: (id) => this.isFleetPeer(id) }) : undefined
   }
@@ -439,6 +442,14 @@ export class Mesh {
   /** Bootstrap peers and full nodes of the view (their records count only with a trusted host grant). */
   private isFleetPeer (peerId: string): boolean {
     return this.view.node(peerId)?.roles.includes('full') === true || this.isBootstrapPeer(peerId)
+  }
+
+  /**
+   * A fleet member, for guest admission and gossip scoring: a node whose signed, granted record the
+   * view holds, or a bootstrap peer (before its record arrives: a node restarting under attack).
+   */
+  private isMember (peerId: string): boolean {
+    return this.view.node(peerId) !== undefined || this.isBootstrapPeer(peerId)
   }
 
   /** Whether a bootstrap address names this peer. */
