@@ -311,6 +311,8 @@ export class Mesh {
       authenticate: vouchingCallers(callerAuthenticator({ trusted, clock, ...(init.callerTrust !== undefined ? { callerTrust: init.callerTrust } : {}), ...(init.isPublic !== undefined ? { isPublic: init.isPublic } : {}) }), (peerId, untilMs) => { mesh?.guests.vouch(peerId, untilMs) }),
       authenticateServer: serverAuthenticator({ trusted, clock, releaseAuthority: (cell) => mesh!.view.release(cell)?.authority })
     })
+    // Gossip scores come from the mesh's GuestScoring (built with it; gossipsub scores only once started).
+    const scoring = { appScore: (peer: string): number => mesh?.guestScoring.appScore(peer) ?? 0 }
     // Provider and value records other peers may store here are bounded; a fleet node's (a signed,
     // granted node record in the view) are kept before an outsider's (compact-datastore.ts).
     const datastore = new CompactMemoryDatastore({ selfId: peerIdFromPrivateKey(init.privateKey).toString(), isMember: (peer) => view.node(peer) !== undefined })
@@ -344,7 +346,7 @@ export class Mesh {
         // Peer scoring of the fleet topics (core/fleet/gossip-score.ts): a peer whose records the
         // view keeps rejecting is graylisted and pruned; members are kept before guests, and guests
         // past a few places stay out of the meshes (they still get gossip).
-        pubsub: gossipsubStoppingCleanly({ ...FLEET_GOSSIPSUB_OPTIONS, globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams({ appScore: (peer) => mesh?.guestScoring.appScore(peer) ?? 0 }), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
+        pubsub: gossipsubStoppingCleanly({ ...FLEET_GOSSIPSUB_OPTIONS, globalSignaturePolicy: 'StrictSign', allowPublishToZeroTopicPeers: true, emitSelf: false, scoreParams: fleetScoreParams(scoring), scoreThresholds: FLEET_SCORE_THRESHOLDS }),
         // Fleet snapshots (and, through its gate, artifacts) only for peers holding a grant we trust.
         fleetSync: fleetSync({
           view, clock, autoPull: 2, trusted, credentials: init.credentials,

@@ -8,6 +8,7 @@ import { measureGossipSizes, SIZED_MEMBER_CELLS, SIZED_REFRESH_MS } from './goss
 import { CELL_DESIGN, cellDigestRequestBytes, digestRequestBytes, effectiveRefresh, expectedDiffering, makeWorkload, memberRates, runPerCell, runToday } from './gossip-scale.ts'
 import { TRANSPORT_OVERHEAD_BYTES } from './gossip-sizes.ts'
 import { PER_CELL_ANTI_ENTROPY_MS } from '../../core/fleet/sync.ts'
+import { FLEET_GOSSIPSUB_OPTIONS } from '../../core/fleet/gossip-score.ts'
 import { generateAuthority } from '../../core/identity/authority.ts'
 import { issueGrant } from '../../core/identity/certificate.ts'
 import { Credentials } from '../../core/identity/credentials.ts'
@@ -43,6 +44,9 @@ describe('gossipsub scale model', () => {
     const call = /gossipsub(?:StoppingCleanly)?\(\{([^}]*scoreThresholds[^)]*)\)/.exec(mesh)?.[1] ?? ''
     expect(call).toContain('StrictSign')
     for (const knob of ['D:', 'Dlo', 'Dhi', 'Dlazy', 'heartbeatInterval', 'floodPublish', 'gossipFactor']) expect(call).not.toContain(knob)
+    // The options spread into that call set none of the modelled knobs either.
+    expect(call).toContain('...FLEET_GOSSIPSUB_OPTIONS')
+    for (const knob of ['D', 'Dlo', 'Dhi', 'Dlazy', 'heartbeatInterval', 'floodPublish', 'gossipFactor', 'historyGossip', 'maxIHaveLength']) expect(Object.keys(FLEET_GOSSIPSUB_OPTIONS)).not.toContain(knob)
   })
 
   it('delivers every message to every node of a 200-node mesh about D times, and loses none to 5 % transmission loss', () => {
