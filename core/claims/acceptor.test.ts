@@ -162,4 +162,23 @@ describe('claim acceptor and client', () => {
     await expect(acceptor.handle(B, new TextEncoder().encode('hello'))).rejects.toThrow(MalformedClaimFrameError)
     expect(acceptor.stats().malformed).toBe(1)
   })
+
+  it('a node whose ballots on one claim ran far ahead (weeks of renewals) still creates and takes other claims', async () => {
+    // A claim renewed every 3.75 s for seven weeks is past MAX_BALLOT_JUMP (1,000,000) rounds; the
+    // voters' saved promises are where a long-lived fleet's are. A node that contends for it learns
+    // that counter; its ballots for any other claim must not start there, or every voter of a new
+    // claim (an empty slot) refuses them as a jump.
+    const w = world()
+    const old = { promised: { counter: 1_200_000, proposer: D }, accepted: null, acceptedAtLocalMs: 0 }
+    for (const id of VOTERS) {
+      await w.stores.get(id)?.save({ claims: { 'ledger/0': old } })
+      w.boot(id)
+    }
+    const a = w.client(A)
+    const first = await a.acquire('ledger/0', VOTERS)
+    expect(first.epoch).toBe(1)
+    const other = await a.acquire('ledger/1', VOTERS)
+    expect(other.epoch).toBe(1)
+    expect(w.acceptors.get(B)?.slot('ledger/1')?.promised?.counter).toBeLessThan(10)
+  })
 })

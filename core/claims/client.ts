@@ -24,6 +24,8 @@ import {
 const log = logger('cell:claims:client')
 /** Why a finished phase cancels its outstanding requests (one object: an Error per round costs a stack trace). */
 const PHASE_OVER = Object.freeze(new ClaimQuorumError('phase over'))
+/** Most claims whose ballot counters a client keeps; the oldest is forgotten past it (as a restart forgets them all). */
+const MAX_BALLOT_COUNTERS = 4096
 
 /** Sends one request frame to `peerId` and resolves with its answer frame; rejects on failure or abort. */
 export interface ClaimTransport {
@@ -116,7 +118,13 @@ interface Tally {
 export class ClaimRegisterClient {
   private readonly init: ClaimRegisterClientInit
   private readonly random: Random
-  private counter = 0
+  /**
+   * Ballot counters, one per claim: a voter refuses a ballot that jumps more than MAX_BALLOT_JUMP
+   * past its promise, so one counter shared by every claim, raised by each renew of every claim this
+   * node ever held, would after weeks be too far ahead of a claim it had never asked (or a fresh
+   * voter) for any voter to accept.
+   */
+  private readonly ballotCounters = new Map<string, number>()
   private readonly counters: ClaimClientStats = { rounds: 0, conflicts: 0, staleAnswers: 0, refusedVoters: 0, malformedAnswers: 0, refusedByVoters: 0 }
 
   constructor (init: ClaimRegisterClientInit) {
@@ -185,10 +193,10 @@ export class ClaimRegisterClient {
       for (let attempt = 0; attempt < attempts; attempt++) {
         if (attempt > 0) await this.backoff(attempt, signal)
         signal.throwIfAborted()
-        const ballot: Ballot = { counter: ++this.counter, proposer: this.init.selfId }
+        const ballot: Ballot = { counter: this.nextCounter(claimId), proposer: this.init.selfId }
         const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters }, majority, signal, phaseTimeoutMs)
         if (prepare.ok.length < majority) {
-          lastProblem = this.problems('prepare', prepare, voters)
+          lastProblem = this.problems('prepare', prepare, voters, claimId)
           continue
         }
         let current: AcceptedValue | null = null
@@ -215,7 +223,7 @@ export class ClaimRegisterClient {
           const first = held[0].answer
           throw new ClaimHeldError(`${claimId} is still held by ${first.holder ?? 'another owner'} on ${held.length} voters' clocks`, { holder: first.holder ?? '', epoch: first.epoch ?? 0, leaseEndsInMs: Math.max(...waits) })
         }
-        lastProblem = this.problems('accept', accept, voters)
+        lastProblem = this.problems('accept', accept, voters, claimId)
       }
       throw new ClaimQuorumError(`${change.op} ${claimId}: no majority after ${attempts} rounds (${lastProblem})`)
     } catch (err) {
@@ -229,9 +237,9 @@ export class ClaimRegisterClient {
   }
 
   /** Looks at a failed phase: raises the ballot past any promise seen, and names what went wrong. */
-  private problems (phase: string, tally: Tally, voters: string[]): string {
+  private problems (phase: string, tally: Tally, voters: string[], claimId: string): string {
     for (const { answer } of tally.rejects) {
-      if (answer.promised != null && answer.promised.counter > this.counter) this.counter = answer.promised.counter
+      if (answer.promised != null) this.raiseCounter(claimId, answer.promised.counter)
       if (answer.reason === 'voters' && answer.voters != null && tally.rejects.filter(r => r.answer.reason === 'voters').length > voters.length - majorityOf(voters.length)) {
         throw new ClaimVotersMismatchError(`the claim's voters are ${answer.voters.join(', ')}`, answer.voters)
       }
@@ -247,6 +255,24 @@ export class ClaimRegisterClient {
       ...tally.errors.map(e => `…${e.peer.slice(-6)} failed: ${e.error instanceof Error ? e.error.name : 'error'}`)
     ]
     return `${phase}: ${tally.ok.length} of ${voters.length} yes${said.length > 0 ? `; ${said.slice(0, 8).join('; ')}` : ''}`
+  }
+
+  /** The ballot counter `claimId`'s next round uses. */
+  private nextCounter (claimId: string): number {
+    const next = (this.ballotCounters.get(claimId) ?? 0) + 1
+    this.setCounter(claimId, next)
+    return next
+  }
+
+  /** Past a promise a voter reported: the next ballot for `claimId` starts above it. */
+  private raiseCounter (claimId: string, seen: number): void {
+    if (seen > (this.ballotCounters.get(claimId) ?? 0)) this.setCounter(claimId, seen)
+  }
+
+  private setCounter (claimId: string, counter: number): void {
+    this.ballotCounters.delete(claimId)
+    this.ballotCounters.set(claimId, counter)
+    if (this.ballotCounters.size > MAX_BALLOT_COUNTERS) this.ballotCounters.delete(this.ballotCounters.keys().next().value as string)
   }
 
   private nonce (): string {
