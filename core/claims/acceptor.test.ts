@@ -163,6 +163,20 @@ describe('claim acceptor and client', () => {
     expect(acceptor.stats().malformed).toBe(1)
   })
 
+  it('a request that jumps far ahead in generations (attack) neither wipes the voter\'s slot nor is answered as a move', async () => {
+    const w = world()
+    const lease = await w.client(A).acquire('ledger/0', VOTERS)
+    const acceptor = w.acceptors.get(B) as ClaimAcceptor
+    const before = acceptor.slot('ledger/0')
+    const far = encodeClaimRequest({ kind: 'prepare', claimId: 'ledger/0', ballot: { counter: 1, proposer: D }, nonce: '0123456789abcdef', voters: [B, C, D], gen: 1_001, origin: { owner: D, epoch: 1, leaseMs: 100 } }, new Uint8Array(0))
+    const answer = decodeClaimFrame(await acceptor.handle(D, far))
+    expect(answer).toMatchObject({ type: 'answer', answer: { kind: 'reject', reason: 'moved' } })
+    expect(answer.type === 'answer' && answer.answer.kind === 'reject' ? answer.answer.gen : 'none').toBeUndefined()
+    expect(acceptor.slot('ledger/0')).toEqual(before)
+    // The owner renews on in generation 0 as if nothing had come.
+    expect(await w.client(A).renew('ledger/0', VOTERS, lease.epoch)).toMatchObject({ epoch: lease.epoch, gen: 0 })
+  })
+
   it('a node whose ballots on one claim ran far ahead (weeks of renewals) still creates and takes other claims', async () => {
     // A claim renewed every 3.75 s for seven weeks is past MAX_BALLOT_JUMP (1,000,000) rounds; the
     // voters' saved promises are where a long-lived fleet's are. A node that contends for it learns
@@ -180,5 +194,44 @@ describe('claim acceptor and client', () => {
     const other = await a.acquire('ledger/1', VOTERS)
     expect(other.epoch).toBe(1)
     expect(w.acceptors.get(B)?.slot('ledger/1')?.promised?.counter).toBeLessThan(10)
+  })
+
+  it('moves to new voters when one is gone: the owner serves on at its epoch, a stale node follows, a takeover waits for the mover\'s lease', async () => {
+    const w = world()
+    const a = w.client(A)
+    const lease = await a.acquire('ledger/0', VOTERS)
+    w.down.add(C)
+    const moved = await a.move('ledger/0', lease.voters, lease.epoch, [A, B, D], { gen: lease.gen })
+    expect(moved).toMatchObject({ epoch: 1, gen: 1, voters: [A, B, D], origin: { owner: A, epoch: 1 } })
+    expect(w.acceptors.get(D)?.place('ledger/0')).toEqual({ gen: 1, voters: [A, B, D], origin: moved.origin })
+    // The old generation is finished: B answers its requests with where the claim went.
+    const renewed = await a.renew('ledger/0', moved.voters, moved.epoch, { gen: moved.gen, ...(moved.origin !== undefined ? { origin: moved.origin } : {}) })
+    expect(renewed).toMatchObject({ epoch: 1, gen: 1 })
+    // Another node that knows only the first voters follows the claim, and finds it held.
+    const d = w.client(D)
+    await expect(d.acquire('ledger/0', VOTERS)).rejects.toMatchObject({ name: 'ClaimHeldError', holder: A, epoch: 1 })
+    // A dies too; once its lease is over by the new voters' clocks, D takes the claim at the next epoch.
+    w.down.add(A)
+    w.advance(LEASE + marginMs(LEASE))
+    const taken = await d.acquire('ledger/0', VOTERS)
+    expect(taken).toMatchObject({ epoch: 2, gen: 1, voters: [A, B, D] })
+    // The old generation's voters never grant it again: C comes back with its old state and is outvoted.
+    w.down.delete(C)
+    await expect(w.client(C).acquire('ledger/0', VOTERS)).rejects.toMatchObject({ name: 'ClaimHeldError', holder: D, epoch: 2 })
+  })
+
+  it('a move the old voters chose is finished by whoever finds it; the new generation waits out the mover\'s lease before anyone else takes it', async () => {
+    const w = world()
+    const a = w.client(A)
+    const lease = await a.acquire('ledger/0', VOTERS)
+    // A's move reaches the old voters, and A dies before it takes the claim up with the new ones.
+    w.down.add(D)
+    await a.move('ledger/0', lease.voters, lease.epoch, [A, B, D], { gen: 0 })
+    w.down.delete(D)
+    w.down.add(A)
+    const b = w.client(B)
+    await expect(b.acquire('ledger/0', VOTERS)).rejects.toMatchObject({ name: 'ClaimHeldError', holder: A, epoch: 1 })
+    w.advance(LEASE + marginMs(LEASE))
+    expect(await b.acquire('ledger/0', VOTERS)).toMatchObject({ epoch: 2, gen: 1, voters: [A, B, D] })
   })
 })

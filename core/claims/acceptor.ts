@@ -5,12 +5,12 @@
 import { logger } from '@libp2p/logger'
 import { refusalCode, isRefusal } from '../fleet/peer-grant.ts'
 import { MalformedClaimFrameError } from './errors.ts'
-import { decodeClaimFrame, encodeClaimAnswer, encodeClaimRefusal, type ClaimAnswer, type ClaimRequest } from './codec.ts'
+import { decodeClaimFrame, encodeClaimAnswer, encodeClaimRefusal, type ClaimAnswer, type ClaimRequest, type RejectReason } from './codec.ts'
 import type { ClaimGrantGate } from './grant-gate.ts'
 import type { MonotonicClock } from './clocks.ts'
 import {
-  acceptAccept, acceptPrepare, cellOfClaim, emptySlot, restoreSlot, DEFAULT_MARGIN,
-  type Ballot, type ClaimSlot, type MarginPolicy
+  acceptAccept, acceptPrepare, cellOfClaim, emptySlot, placeOfSlot, restoreSlot, DEFAULT_MARGIN,
+  type Ballot, type ClaimOrigin, type ClaimPlace, type ClaimSlot, type MarginPolicy
 } from './register.ts'
 
 const log = logger('cell:claims:acceptor')
@@ -98,6 +98,12 @@ export class ClaimAcceptor {
     return s == null ? undefined : structuredClone(s)
   }
 
+  /** Where this voter last saw `claimId`'s register: its generation, voters and the move that made it. */
+  place (claimId: string): ClaimPlace | undefined {
+    const s = this.claims.get(claimId)
+    return s == null ? undefined : structuredClone(placeOfSlot(s))
+  }
+
   /**
    * Answers one request frame from `fromPeerId` (the peer the transport authenticated). Throws
    * MalformedClaimFrameError for a frame that is not a request (the caller closes the stream);
@@ -144,7 +150,7 @@ export class ClaimAcceptor {
   private async decide (from: string, req: ClaimRequest): Promise<ClaimAnswer> {
     const base = { claimId: req.claimId, ballot: req.ballot, nonce: req.nonce }
     const phase = req.kind
-    const reject = (reason: 'ballot' | 'voters' | 'lease-held' | 'owner' | 'capacity' | 'not-voter', extra: Partial<{ promised: Ballot, voters: string[], holder: string, epoch: number, waitMs: number }> = {}): ClaimAnswer => {
+    const reject = (reason: RejectReason, extra: Partial<{ promised: Ballot, voters: string[], holder: string, epoch: number, waitMs: number, gen: number, origin: ClaimOrigin }> = {}): ClaimAnswer => {
       const out: ClaimAnswer = { kind: 'reject', ...base, phase, reason, ...extra }
       if (out.promised != null && out.promised.counter < 1) delete out.promised
       return out
@@ -159,18 +165,22 @@ export class ClaimAcceptor {
       slot = emptySlot()
     }
     const now = this.init.clock.nowMs()
+    const place: ClaimPlace = { gen: req.gen ?? 0, voters: req.voters, ...(req.origin !== undefined ? { origin: req.origin } : {}) }
+    // The claim moved on from the request's generation: where to, if this voter knows.
+    const moved = (at: ClaimPlace | undefined): ClaimAnswer => reject('moved', at === undefined ? {} : { gen: at.gen, voters: at.voters, ...(at.origin !== undefined ? { origin: at.origin } : {}) })
     if (req.kind === 'prepare') {
       this.counters.prepares++
-      const out = acceptPrepare(slot, req.ballot, req.voters, now, this.margin)
-      if (!out.ok) return out.reason === 'ballot' ? reject('ballot', { promised: out.promised }) : reject('voters', { voters: out.voters })
+      const out = acceptPrepare(slot, req.ballot, req.voters, now, this.margin, place)
+      if (!out.ok) return out.reason === 'ballot' ? reject('ballot', { promised: out.promised }) : out.reason === 'moved' ? moved(out.place) : reject('voters', { voters: out.voters })
       await this.commit(req.claimId, out.slot)
       return { kind: 'promise', ...base, accepted: out.accepted, waitMs: Math.ceil(out.waitMs) }
     }
     this.counters.accepts++
-    const out = acceptAccept(slot, req.ballot, req.value, from, now, this.margin)
+    const out = acceptAccept(slot, req.ballot, req.value, from, now, this.margin, place)
     if (!out.ok) {
       if (out.reason === 'ballot') return reject('ballot', { promised: out.promised })
       if (out.reason === 'voters') return reject('voters', { voters: out.voters })
+      if (out.reason === 'moved') return moved(out.place)
       if (out.reason === 'lease-held') return reject('lease-held', { holder: out.holder, epoch: out.epoch, waitMs: Math.ceil(out.waitMs) })
       return reject('owner')
     }

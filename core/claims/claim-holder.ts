@@ -5,7 +5,7 @@
 import { logger } from '@libp2p/logger'
 import type { Clock } from '../ports.ts'
 import type { MonotonicClock } from './clocks.ts'
-import { leaseValid, type ClaimLease, type ClaimRegisterClient } from './client.ts'
+import { leaseValid, placeOptions, type ClaimLease, type ClaimRegisterClient } from './client.ts'
 import { ClaimLostError } from './errors.ts'
 
 const log = logger('cell:claims:holder')
@@ -70,7 +70,7 @@ export class ClaimHolder {
   async release (options: { signal?: AbortSignal } = {}): Promise<void> {
     const lease = this.lease
     this.stop(new ClaimLostError(`${this.init.claimId} released`))
-    if (lease != null) await this.init.client.release(this.init.claimId, this.init.voters, lease.epoch, options)
+    if (lease != null) await this.init.client.release(this.init.claimId, lease.voters, lease.epoch, { ...options, ...placeOptions(lease) })
   }
 
   /** Stops serving and renewing (the lease runs out on its own at the voters). */
@@ -103,7 +103,7 @@ export class ClaimHolder {
     if (!this.serving() || this.renewing || this.stopped) return
     const lease = this.lease as ClaimLease
     this.renewing = true
-    this.init.client.renew(this.init.claimId, this.init.voters, lease.epoch).then(
+    this.init.client.renew(this.init.claimId, lease.voters, lease.epoch, placeOptions(lease)).then(
       fresh => {
         if (this.lease?.epoch === fresh.epoch && !this.stopped) this.lease = fresh
         this.schedule()

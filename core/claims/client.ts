@@ -17,15 +17,17 @@ import { decodeClaimFrame, encodeClaimRequest, type ClaimAnswer, type ClaimReque
 import type { ClaimGrantGate } from './grant-gate.ts'
 import type { MonotonicClock } from './clocks.ts'
 import {
-  applyChange, assertClaimId, cellOfClaim, compareBallots, majorityOf, normalizeVoters, sameBallot,
-  MIN_LEASE_MS, MAX_LEASE_MS, type AcceptedValue, type Ballot, type Change, type ClaimValue
+  applyChange, assertClaimId, cellOfClaim, compareBallots, majorityOf, normalizeVoters, sameBallot, startOf,
+  MIN_LEASE_MS, MAX_LEASE_MS, type AcceptedValue, type Ballot, type Change, type ClaimOrigin, type ClaimPlace, type ClaimValue
 } from './register.ts'
 
 const log = logger('cell:claims:client')
 /** Why a finished phase cancels its outstanding requests (one object: an Error per round costs a stack trace). */
 const PHASE_OVER = Object.freeze(new ClaimQuorumError('phase over'))
-/** Most claims whose ballot counters a client keeps; the oldest is forgotten past it (as a restart forgets them all). */
+/** Most claims whose ballot counters (and generations) a client keeps; the oldest is forgotten past it (as a restart forgets them all). */
 const MAX_BALLOT_COUNTERS = 4096
+/** Most generations one operation follows a claim through (each a move that replaced voters). */
+const MAX_HOPS = 8
 
 /** Sends one request frame to `peerId` and resolves with its answer frame; rejects on failure or abort. */
 export interface ClaimTransport {
@@ -39,8 +41,17 @@ export interface ClaimLease {
   /** This node's monotonic time when it sent the round that granted the lease. */
   leaseStartLocalMs: number
   voters: string[]
+  /** The claim's generation: 0 until a move replaced its voters; each move adds one. */
+  gen: number
+  /** Above generation 0: the move that made it (pass it back with `gen` on the next operation). */
+  origin?: ClaimOrigin
   /** On acquire: the final snapshot the previous epoch's owner handed over with its release, if any. */
   handedOver?: { epoch: number, tag: string, owner: string }
+}
+
+/** The options that carry a lease's generation into the next operation on its claim. */
+export function placeOptions (lease: Pick<ClaimLease, 'gen' | 'origin'>): { gen: number, origin?: ClaimOrigin } {
+  return { gen: lease.gen, ...(lease.origin !== undefined ? { origin: lease.origin } : {}) }
 }
 
 /** May the owner still serve? False from the first millisecond past the lease on its own clock. */
@@ -95,6 +106,12 @@ interface OpOptions {
    * would only start another round that needs the same slow fsyncs.
    */
   phaseTimeoutMs?: number
+  /**
+   * The claim's generation and the move that made it, as the last lease (or this node's own vote)
+   * said; absent: generation 0. The client follows the claim from there to wherever it moved since.
+   */
+  gen?: number
+  origin?: ClaimOrigin
 }
 
 interface AcquireOptions extends OpOptions {
@@ -125,6 +142,8 @@ export class ClaimRegisterClient {
    * voter) for any voter to accept.
    */
   private readonly ballotCounters = new Map<string, number>()
+  /** Claims this client followed to a newer generation than its callers may know (bounded like the counters). */
+  private readonly places = new Map<string, ClaimPlace>()
   private readonly counters: ClaimClientStats = { rounds: 0, conflicts: 0, staleAnswers: 0, refusedVoters: 0, malformedAnswers: 0, refusedByVoters: 0 }
 
   constructor (init: ClaimRegisterClientInit) {
@@ -138,10 +157,10 @@ export class ClaimRegisterClient {
 
   /** A new epoch for this node, or ClaimHeldError naming the holder and how long its lease still runs. */
   async acquire (claimId: string, voters: readonly string[], options: AcquireOptions = {}): Promise<ClaimLease> {
-    const vs = this.args(claimId, voters)
+    const place = this.placeFor(claimId, voters, options)
     const leaseMs = this.leaseOf(options)
-    const out = await this.run(claimId, vs, { op: 'acquire', self: this.init.selfId, leaseMs, voters: vs }, options)
-    const lease = this.lease(claimId, out.value, out.sentAtMs)
+    const out = await this.run(claimId, place, { op: 'acquire', self: this.init.selfId, leaseMs, voters: place.voters }, options)
+    const lease = this.lease(claimId, out.value, out.sentAtMs, out.place)
     const prev = out.previous
     if (prev?.state === 'released' && prev.final !== undefined && prev.epoch === lease.epoch - 1) lease.handedOver = { epoch: prev.epoch, tag: prev.final, owner: prev.owner }
     return lease
@@ -149,24 +168,65 @@ export class ClaimRegisterClient {
 
   /** A fresh lease at the same epoch; ClaimLostError when the claim is no longer this node's at `epoch`. */
   async renew (claimId: string, voters: readonly string[], epoch: number, options: OpOptions = {}): Promise<ClaimLease> {
-    const vs = this.args(claimId, voters)
+    const place = this.placeFor(claimId, voters, options)
     const leaseMs = this.leaseOf(options)
-    const out = await this.run(claimId, vs, { op: 'renew', self: this.init.selfId, epoch, leaseMs }, options, options.phaseTimeoutMs)
-    return this.lease(claimId, out.value, out.sentAtMs)
+    const out = await this.run(claimId, place, { op: 'renew', self: this.init.selfId, epoch, leaseMs }, options, options.phaseTimeoutMs)
+    return this.lease(claimId, out.value, out.sentAtMs, out.place)
+  }
+
+  /**
+   * Replaces the claim's voters (some gone for good) while this node owns it at `epoch`: a round of
+   * the current voters finishes their register with a value naming the next generation and its
+   * voters, then the owner starts that generation's register with its own lease at the same epoch.
+   * The owner serves on throughout (the move's round is a renew). The returned lease is in the new
+   * generation; should its first round fail, the lease of the move's round comes back (pass its
+   * `gen` and `origin` on: the next renew starts the new generation). README.md "Replacing voters".
+   */
+  async move (claimId: string, voters: readonly string[], epoch: number, nextVoters: readonly string[], options: OpOptions = {}): Promise<ClaimLease> {
+    const place = this.placeFor(claimId, voters, options)
+    const leaseMs = this.leaseOf(options)
+    const out = await this.run(claimId, place, { op: 'move', self: this.init.selfId, epoch, leaseMs, next: { gen: place.gen + 1, voters: normalizeVoters(nextVoters) } }, options, options.phaseTimeoutMs)
+    const next = out.value.next
+    // The claim had just moved here and this round took it up (a renew): it moves again next time.
+    if (next === undefined) return this.lease(claimId, out.value, out.sentAtMs, out.place)
+    const there: ClaimPlace = { gen: next.gen, voters: next.voters, origin: { owner: out.value.owner, epoch: out.value.epoch, leaseMs: out.value.leaseMs } }
+    this.remember(claimId, there)
+    const bridge = this.lease(claimId, { ...out.value, voters: next.voters }, out.sentAtMs, there)
+    try {
+      return await this.renew(claimId, there.voters, epoch, { ...options, gen: there.gen, ...(there.origin !== undefined ? { origin: there.origin } : {}) })
+    } catch (err) {
+      if (err instanceof ClaimLostError || err instanceof ClaimHeldError) throw err
+      log('%s moved to generation %d; its first round there failed (%s), the move\'s lease bridges', claimId, there.gen, (err as Error).name)
+      return bridge
+    }
   }
 
   /**
    * Planned hand-over: the next acquire needs no wait. The caller must have stopped serving the
    * claim (final snapshot taken) BEFORE calling this; its lease counts as ended from now on.
    */
-  async release (claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string } = {}): Promise<void> {
-    const vs = this.args(claimId, voters)
-    await this.run(claimId, vs, { op: 'release', self: this.init.selfId, epoch, ...(options.final !== undefined ? { final: options.final } : {}) }, options)
+  async release (claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string, gen?: number, origin?: ClaimOrigin } = {}): Promise<void> {
+    const place = this.placeFor(claimId, voters, options)
+    await this.run(claimId, place, { op: 'release', self: this.init.selfId, epoch, ...(options.final !== undefined ? { final: options.final } : {}) }, options)
   }
 
-  private args (claimId: string, voters: readonly string[]): string[] {
+  /** Where to ask: the caller's place, or a newer generation this client followed the claim to. */
+  private placeFor (claimId: string, voters: readonly string[], options: { gen?: number, origin?: ClaimOrigin }): ClaimPlace {
     assertClaimId(claimId)
-    return normalizeVoters(voters)
+    const gen = options.gen ?? 0
+    if (!(Number.isSafeInteger(gen) && gen >= 0)) throw new InvalidClaimError(`generation ${gen} is not a non-negative integer`)
+    if (gen > 0 && options.origin === undefined) throw new InvalidClaimError(`generation ${gen} of ${claimId} needs the move that made it (origin)`)
+    const given: ClaimPlace = { gen, voters: normalizeVoters(voters), ...(gen > 0 && options.origin !== undefined ? { origin: options.origin } : {}) }
+    const known = this.places.get(claimId)
+    return known !== undefined && known.gen > given.gen ? known : given
+  }
+
+  private remember (claimId: string, place: ClaimPlace): void {
+    const known = this.places.get(claimId)
+    if (known !== undefined && known.gen >= place.gen) return
+    this.places.delete(claimId)
+    this.places.set(claimId, place)
+    if (this.places.size > MAX_BALLOT_COUNTERS) this.places.delete(this.places.keys().next().value as string)
   }
 
   private leaseOf (options: OpOptions): number {
@@ -175,28 +235,41 @@ export class ClaimRegisterClient {
     return leaseMs
   }
 
-  private lease (claimId: string, value: ClaimValue, sentAtMs: number): ClaimLease {
-    const lease = { claimId, epoch: value.epoch, leaseMs: value.leaseMs, leaseStartLocalMs: sentAtMs, voters: value.voters }
+  private lease (claimId: string, value: ClaimValue, sentAtMs: number, place: ClaimPlace): ClaimLease {
+    const lease: ClaimLease = { claimId, epoch: value.epoch, leaseMs: value.leaseMs, leaseStartLocalMs: sentAtMs, voters: value.voters, gen: place.gen, ...(place.origin !== undefined ? { origin: place.origin } : {}) }
     if (!leaseValid(lease, this.init.clock.nowMs())) throw new ClaimLeaseExpiredError(`${claimId} epoch ${value.epoch} was granted, but its lease ran out before the answer came back`)
     return lease
   }
 
-  private async run (claimId: string, voters: string[], change: Change, options: { signal?: AbortSignal, admit?: AcquireOptions['admit'] }, phaseTimeoutMs?: number): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null }> {
+  private async run (claimId: string, start: ClaimPlace, change: Change, options: { signal?: AbortSignal, admit?: AcquireOptions['admit'] }, phaseTimeoutMs?: number): Promise<{ value: ClaimValue, sentAtMs: number, previous: ClaimValue | null, place: ClaimPlace }> {
     const timeoutMs = this.init.timeoutMs ?? 5_000
     const deadline = new AbortController()
-    const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
+    const timer = this.init.timers.setTimeout(() => { deadline.abort(new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${start.voters.length} voters within ${timeoutMs} ms`)) }, timeoutMs)
     const signal = options.signal != null ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
     const attempts = Math.max(1, this.init.maxAttempts ?? 6)
-    const majority = majorityOf(voters.length)
+    let place = start
+    let hops = 0
     let lastProblem = 'no answers'
+    // The claim moved on: go on in its newer generation (a move is chosen before anyone asks there).
+    const hop = (to: ClaimPlace): void => {
+      if (++hops > MAX_HOPS) throw new ClaimQuorumError(`${change.op} ${claimId}: followed the claim through ${MAX_HOPS} generations and it moved on again`)
+      log('%s moved from generation %d to %d (voters %s)', claimId, place.gen, to.gen, to.voters.map(v => `…${v.slice(-6)}`).join(', '))
+      place = to
+      this.remember(claimId, to)
+    }
     try {
       for (let attempt = 0; attempt < attempts; attempt++) {
         if (attempt > 0) await this.backoff(attempt, signal)
         signal.throwIfAborted()
-        const ballot: Ballot = { counter: this.nextCounter(claimId), proposer: this.init.selfId }
-        const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters }, majority, signal, phaseTimeoutMs)
+        const voters = place.voters
+        const majority = majorityOf(voters.length)
+        const where = place.gen > 0 ? { gen: place.gen, ...(place.origin !== undefined ? { origin: place.origin } : {}) } : {}
+        const ballot: Ballot = { counter: this.nextCounter(claimId, place.gen), proposer: this.init.selfId }
+        const prepare = await this.round(voters, { kind: 'prepare', claimId, ballot, nonce: this.nonce(), voters, ...where }, majority, signal, phaseTimeoutMs)
+        const movedOn = movedPlace(prepare, place)
+        if (movedOn !== undefined) { hop(movedOn); attempt = -1; continue }
         if (prepare.ok.length < majority) {
-          lastProblem = this.problems('prepare', prepare, voters, claimId)
+          lastProblem = this.problems('prepare', prepare, voters, claimId, place.gen)
           continue
         }
         let current: AcceptedValue | null = null
@@ -206,29 +279,51 @@ export class ClaimRegisterClient {
           waitMs = Math.max(waitMs, answer.waitMs)
           if (answer.accepted != null && (current == null || compareBallots(answer.accepted.ballot, current.ballot) > 0)) current = answer.accepted
         }
-        const next = applyChange(current?.value ?? null, waitMs, change)
+        const frozen = current?.value.next !== undefined ? current.value : undefined
+        if (frozen?.next !== undefined) {
+          // A move this generation may have chosen: propose it again unchanged (anyone may), and
+          // once a majority holds it, go on where it points. Its owner's own move ends here.
+          const sentAtMs = this.init.clock.nowMs()
+          const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: frozen, ...where }, majority, signal, phaseTimeoutMs)
+          const movedOn = movedPlace(accept, place)
+          if (movedOn !== undefined) { hop(movedOn); attempt = -1; continue }
+          if (accept.ok.length < majority) {
+            lastProblem = this.problems('accept', accept, voters, claimId, place.gen)
+            continue
+          }
+          if (change.op === 'move' && frozen.owner === change.self && frozen.epoch === change.epoch) return { value: frozen, sentAtMs, previous: frozen, place }
+          hop({ gen: frozen.next.gen, voters: frozen.next.voters, origin: { owner: frozen.owner, epoch: frozen.epoch, leaseMs: frozen.leaseMs } })
+          attempt = -1
+          continue
+        }
+        // Computed where the round is: a claim followed to a newer generation has that one's voters.
+        const proposed = change.op === 'move' ? { ...change, next: { gen: place.gen + 1, voters: change.next.voters } } : change.op === 'acquire' ? { ...change, voters } : change
+        const next = applyChange(current?.value ?? null, waitMs, proposed, current == null ? place.origin : undefined, voters)
+        const previous = current?.value ?? startOf(place.origin, voters)
         if (!next.ok) {
           if (next.reason === 'held') throw new ClaimHeldError(`${claimId} is held by ${next.holder} at epoch ${next.epoch} for up to ${next.waitMs} ms more`, { holder: next.holder, epoch: next.epoch, leaseEndsInMs: next.waitMs })
           if (next.reason === 'voters') throw new ClaimVotersMismatchError(`${claimId} has voters ${next.voters.join(', ')}`, next.voters)
-          throw new ClaimLostError(`${claimId} is ${next.owner == null ? 'not held' : `${next.state} by ${next.owner} at epoch ${next.epoch}`}: not this node's at the asked epoch`)
+          throw new ClaimLostError(`${claimId} is ${next.owner == null ? 'not held' : `${next.state ?? 'not yet taken up in its new generation'} by ${next.owner} at epoch ${next.epoch}`}: not this node's at the asked epoch`)
         }
-        if (change.op === 'acquire') options.admit?.(current?.value ?? null)
-        if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs(), previous: current?.value ?? null }
+        if (change.op === 'acquire') options.admit?.(previous)
+        if (next.noop === true) return { value: next.value, sentAtMs: this.init.clock.nowMs(), previous, place }
         const sentAtMs = this.init.clock.nowMs()
-        const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value }, majority, signal, phaseTimeoutMs)
-        if (accept.ok.length >= majority) return { value: next.value, sentAtMs, previous: current?.value ?? null }
+        const accept = await this.round(voters, { kind: 'accept', claimId, ballot, nonce: this.nonce(), voters, value: next.value, ...where }, majority, signal, phaseTimeoutMs)
+        const movedAway = movedPlace(accept, place)
+        if (movedAway !== undefined) { hop(movedAway); attempt = -1; continue }
+        if (accept.ok.length >= majority) return { value: next.value, sentAtMs, previous, place }
         const held = accept.rejects.filter(r => r.answer.reason === 'lease-held')
         if (held.length > voters.length - majority) {
           const waits = held.map(r => r.answer.waitMs ?? 0)
           const first = held[0].answer
           throw new ClaimHeldError(`${claimId} is still held by ${first.holder ?? 'another owner'} on ${held.length} voters' clocks`, { holder: first.holder ?? '', epoch: first.epoch ?? 0, leaseEndsInMs: Math.max(...waits) })
         }
-        lastProblem = this.problems('accept', accept, voters, claimId)
+        lastProblem = this.problems('accept', accept, voters, claimId, place.gen)
       }
       throw new ClaimQuorumError(`${change.op} ${claimId}: no majority after ${attempts} rounds (${lastProblem})`)
     } catch (err) {
       if (deadline.signal.aborted && !(options.signal?.aborted ?? false) && !(err instanceof ClaimHeldError || err instanceof ClaimLostError || err instanceof ClaimVotersMismatchError)) {
-        throw new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${voters.length} voters within ${timeoutMs} ms (${lastProblem})`, { cause: err })
+        throw new ClaimQuorumError(`${change.op} ${claimId}: no majority of ${place.voters.length} voters within ${timeoutMs} ms (${lastProblem})`, { cause: err })
       }
       throw err
     } finally {
@@ -237,9 +332,9 @@ export class ClaimRegisterClient {
   }
 
   /** Looks at a failed phase: raises the ballot past any promise seen, and names what went wrong. */
-  private problems (phase: string, tally: Tally, voters: string[], claimId: string): string {
+  private problems (phase: string, tally: Tally, voters: string[], claimId: string, gen: number): string {
     for (const { answer } of tally.rejects) {
-      if (answer.promised != null) this.raiseCounter(claimId, answer.promised.counter)
+      if (answer.promised != null) this.raiseCounter(claimId, gen, answer.promised.counter)
       if (answer.reason === 'voters' && answer.voters != null && tally.rejects.filter(r => r.answer.reason === 'voters').length > voters.length - majorityOf(voters.length)) {
         throw new ClaimVotersMismatchError(`the claim's voters are ${answer.voters.join(', ')}`, answer.voters)
       }
@@ -257,16 +352,18 @@ export class ClaimRegisterClient {
     return `${phase}: ${tally.ok.length} of ${voters.length} yes${said.length > 0 ? `; ${said.slice(0, 8).join('; ')}` : ''}`
   }
 
-  /** The ballot counter `claimId`'s next round uses. */
-  private nextCounter (claimId: string): number {
-    const next = (this.ballotCounters.get(claimId) ?? 0) + 1
-    this.setCounter(claimId, next)
+  /** The ballot counter `claimId`'s next round uses (each generation's register counts on its own). */
+  private nextCounter (claimId: string, gen: number): number {
+    const key = gen === 0 ? claimId : `${claimId}#${gen}`
+    const next = (this.ballotCounters.get(key) ?? 0) + 1
+    this.setCounter(key, next)
     return next
   }
 
   /** Past a promise a voter reported: the next ballot for `claimId` starts above it. */
-  private raiseCounter (claimId: string, seen: number): void {
-    if (seen > (this.ballotCounters.get(claimId) ?? 0)) this.setCounter(claimId, seen)
+  private raiseCounter (claimId: string, gen: number, seen: number): void {
+    const key = gen === 0 ? claimId : `${claimId}#${gen}`
+    if (seen > (this.ballotCounters.get(key) ?? 0)) this.setCounter(key, seen)
   }
 
   private setCounter (claimId: string, counter: number): void {
@@ -363,6 +460,16 @@ export class ClaimRegisterClient {
       return { kind: 'error', error: err }
     }
   }
+}
+
+/** A voter in a newer generation than `place` said where the claim is now (one such voter is enough: nobody asks there before the move was chosen). */
+function movedPlace (tally: Tally, place: ClaimPlace): ClaimPlace | undefined {
+  let best: ClaimPlace | undefined
+  for (const { answer } of tally.rejects) {
+    if (answer.reason !== 'moved' || answer.gen === undefined || answer.voters === undefined || answer.origin === undefined) continue
+    if (answer.gen > place.gen && (best === undefined || answer.gen > best.gen)) best = { gen: answer.gen, voters: answer.voters, origin: answer.origin }
+  }
+  return best
 }
 
 /** Is `answer` the answer to `req`: same claim, ballot and nonce, a kind of the same phase? */

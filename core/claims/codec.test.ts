@@ -13,14 +13,18 @@ const chain = Uint8Array.of(1, 4, 0)
 
 const requests: ClaimRequest[] = [
   { kind: 'prepare', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0123456789abcdef', voters: VOTERS },
-  { kind: 'accept', claimId: 'ledger/12', ballot: { counter: 8, proposer: A }, nonce: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 3, leaseMs: 10_000, state: 'held', voters: VOTERS } }
+  { kind: 'accept', claimId: 'ledger/12', ballot: { counter: 8, proposer: A }, nonce: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 3, leaseMs: 10_000, state: 'held', voters: VOTERS } },
+  // A move, and a request of the generation it made.
+  { kind: 'accept', claimId: 'ledger/1', ballot: { counter: 9, proposer: B }, nonce: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 3, leaseMs: 10_000, state: 'held', voters: VOTERS, next: { gen: 1, voters: [B] } } },
+  { kind: 'prepare', claimId: 'ledger/1', ballot: { counter: 1, proposer: B }, nonce: '0123456789abcdef', voters: [B], gen: 1, origin: { owner: A, epoch: 3, leaseMs: 10_000 } }
 ]
 const answers: ClaimAnswer[] = [
   { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: null, waitMs: 0 },
   { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: 'ffffffffffffffff', accepted: { ballot: { counter: 6, proposer: B }, value: { owner: B, epoch: 2, leaseMs: 500, state: 'released', voters: VOTERS } }, waitMs: 12 },
   { kind: 'promise', claimId: 'ledger/0', ballot: { counter: 9, proposer: A }, nonce: 'ffffffffffffffff', accepted: { ballot: { counter: 8, proposer: B }, value: { owner: B, epoch: 2, leaseMs: 500, state: 'released', voters: VOTERS, final: 'snapshot-e2-20261130T144213Z' } }, waitMs: 0 },
   { kind: 'accepted', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000' },
-  { kind: 'reject', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000', phase: 'accept', reason: 'lease-held', holder: B, epoch: 2, waitMs: 900 }
+  { kind: 'reject', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000', phase: 'accept', reason: 'lease-held', holder: B, epoch: 2, waitMs: 900 },
+  { kind: 'reject', claimId: 'ledger/0', ballot: { counter: 7, proposer: A }, nonce: '0000000000000000', phase: 'prepare', reason: 'moved', gen: 2, voters: [B], origin: { owner: B, epoch: 5, leaseMs: 15_000 } }
 ]
 
 function body (json: unknown): Uint8Array {
@@ -33,6 +37,20 @@ describe('/cell/claim/1 frames', () => {
     for (const r of requests) expect(decodeClaimFrame(encodeClaimRequest(r, chain))).toEqual({ type: 'request', chain, request: r })
     for (const a of answers) expect(decodeClaimFrame(encodeClaimAnswer(a, chain))).toEqual({ type: 'answer', chain, answer: a })
     expect(decodeClaimFrame(encodeClaimRefusal(2))).toEqual({ type: 'refused', code: 2 })
+  })
+
+  it('a generation comes with the move that made it; a move names a generation and its voters, bounded', () => {
+    const prepare = (extra: Record<string, unknown>): Uint8Array => body({ t: 'prepare', claim: 'ledger/0', ballot: [8, A], n: '0123456789abcdef', voters: VOTERS, ...extra })
+    const origin = { owner: A, epoch: 3, leaseMs: 10_000 }
+    expect(decodeClaimFrame(prepare({ gen: 1, origin }))).toMatchObject({ request: { gen: 1, origin } })
+    for (const bad of [{ gen: 1 }, { origin }, { gen: 0, origin }, { gen: 1.5, origin }, { gen: 1, origin: { ...origin, leaseMs: 10 } }, { gen: 1, origin: { ...origin, extra: 1 } }, { gen: 1, origin: { ...origin, owner: 'x' } }]) {
+      expect(() => decodeClaimFrame(prepare(bad)), JSON.stringify(bad)).toThrow(MalformedClaimFrameError)
+    }
+    const accept = (next: unknown): Uint8Array => body({ t: 'accept', claim: 'ledger/0', ballot: [8, A], n: '0123456789abcdef', voters: VOTERS, value: { owner: A, epoch: 3, leaseMs: 10_000, state: 'held', next } })
+    expect(decodeClaimFrame(accept({ gen: 4, voters: [B] }))).toMatchObject({ request: { value: { next: { gen: 4, voters: [B] } } } })
+    for (const bad of [{ gen: 4 }, { gen: 0, voters: [B] }, { gen: 4, voters: [B, A] }, { gen: 4, voters: [] }, { gen: 4, voters: [A, A] }, { gen: 4, voters: [B], x: 1 }, 'gen']) {
+      expect(() => decodeClaimFrame(accept(bad)), JSON.stringify(bad)).toThrow(MalformedClaimFrameError)
+    }
   })
 
   it('carries a release\'s final snapshot tag, and refuses one on a held value or one that is not a tag', () => {

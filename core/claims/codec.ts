@@ -9,7 +9,7 @@ import { MAX_CHAIN_BYTES } from '../identity/index.ts'
 import { MalformedClaimFrameError } from './errors.ts'
 import {
   isClaimId, isFinalTag, isPeerIdString, MAX_VOTERS, MIN_LEASE_MS, MAX_LEASE_MS,
-  type Ballot, type ClaimValue, type AcceptedValue
+  type Ballot, type ClaimValue, type AcceptedValue, type ClaimNext, type ClaimOrigin
 } from './register.ts'
 
 export const CLAIM_PROTOCOL = '/cell/claim/1'
@@ -22,13 +22,18 @@ const TYPE_REFUSED = 3
 /** Largest epoch / ballot counter on the wire (exact in a double). */
 const MAX_COUNTER = Number.MAX_SAFE_INTEGER
 const MAX_WAIT_MS = 2 * MAX_LEASE_MS
+/** Largest claim generation on the wire: a claim moves when a voter is gone for good, a few times in its life. */
+export const MAX_GEN = 1_000_000_000
 
-/** Every request carries a fresh random nonce and every answer echoes it with the claim and ballot. */
+/**
+ * Every request carries a fresh random nonce and every answer echoes it with the claim and ballot.
+ * A request to a claim's generation above 0 (`gen`, absent for 0) carries the move that made it (`origin`).
+ */
 export type ClaimRequest =
-  | { kind: 'prepare', claimId: string, ballot: Ballot, nonce: string, voters: string[] }
-  | { kind: 'accept', claimId: string, ballot: Ballot, nonce: string, voters: string[], value: ClaimValue }
+  | { kind: 'prepare', claimId: string, ballot: Ballot, nonce: string, voters: string[], gen?: number, origin?: ClaimOrigin }
+  | { kind: 'accept', claimId: string, ballot: Ballot, nonce: string, voters: string[], value: ClaimValue, gen?: number, origin?: ClaimOrigin }
 
-export type RejectReason = 'ballot' | 'voters' | 'lease-held' | 'owner' | 'capacity' | 'not-voter'
+export type RejectReason = 'ballot' | 'voters' | 'lease-held' | 'owner' | 'capacity' | 'not-voter' | 'moved'
 
 export type ClaimAnswer =
   | { kind: 'promise', claimId: string, ballot: Ballot, nonce: string, accepted: AcceptedValue | null, waitMs: number }
@@ -45,6 +50,9 @@ export type ClaimAnswer =
     holder?: string
     epoch?: number
     waitMs?: number
+    /** With `moved`: the generation this voter is in (newer than the request's), its `voters` and its `origin`. */
+    gen?: number
+    origin?: ClaimOrigin
   }
 
 export type ClaimFrame =
@@ -61,6 +69,10 @@ export function encodeClaimRequest (request: ClaimRequest, chain: Uint8Array): U
     ballot: ballotJson(request.ballot),
     n: request.nonce,
     voters: request.voters
+  }
+  if ((request.gen ?? 0) > 0) {
+    body.gen = request.gen
+    body.origin = request.origin
   }
   if (request.kind === 'accept') body.value = valueJson(request.value)
   return envelope(TYPE_REQUEST, chain, body)
@@ -79,6 +91,8 @@ export function encodeClaimAnswer (answer: ClaimAnswer, chain: Uint8Array): Uint
     if (answer.holder != null) body.holder = answer.holder
     if (answer.epoch != null) body.epoch = answer.epoch
     if (answer.waitMs != null) body.waitMs = answer.waitMs
+    if (answer.gen != null) body.gen = answer.gen
+    if (answer.origin != null) body.origin = answer.origin
   }
   return envelope(TYPE_ANSWER, chain, body)
 }
@@ -106,7 +120,7 @@ function ballotJson (b: Ballot): [number, string] {
 }
 
 function valueJson (v: ClaimValue): Record<string, unknown> {
-  return { owner: v.owner, epoch: v.epoch, leaseMs: v.leaseMs, state: v.state, ...(v.final !== undefined ? { final: v.final } : {}) }
+  return { owner: v.owner, epoch: v.epoch, leaseMs: v.leaseMs, state: v.state, ...(v.final !== undefined ? { final: v.final } : {}), ...(v.next !== undefined ? { next: { gen: v.next.gen, voters: v.next.voters } } : {}) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,8 +197,25 @@ function voters (x: unknown, what: string): string[] {
   return out
 }
 
+function next (x: unknown, what: string): ClaimNext {
+  const n = record(x, what, ['gen', 'voters'])
+  return { gen: int(n.gen, `${what} gen`, 1, MAX_GEN), voters: voters(n.voters, `${what} voters`) }
+}
+
+function origin (x: unknown, what: string): ClaimOrigin {
+  const o = record(x, what, ['owner', 'epoch', 'leaseMs'])
+  return { owner: peer(o.owner, `${what} owner`), epoch: int(o.epoch, `${what} epoch`, 1, MAX_COUNTER), leaseMs: int(o.leaseMs, `${what} leaseMs`, MIN_LEASE_MS, MAX_LEASE_MS) }
+}
+
+/** `gen` and `origin` of a request: both absent (generation 0) or both there. */
+function place (b: Record<string, unknown>): { gen?: number, origin?: ClaimOrigin } {
+  if (b.gen === undefined && b.origin === undefined) return {}
+  if (b.gen === undefined || b.origin === undefined) fail('gen and origin come together')
+  return { gen: int(b.gen, 'gen', 1, MAX_GEN), origin: origin(b.origin, 'origin') }
+}
+
 function value (x: unknown, what: string, fixedVoters: string[] | undefined): ClaimValue {
-  const v = record(x, what, fixedVoters == null ? ['owner', 'epoch', 'leaseMs', 'state', 'voters'] : ['owner', 'epoch', 'leaseMs', 'state'], ['final'])
+  const v = record(x, what, fixedVoters == null ? ['owner', 'epoch', 'leaseMs', 'state', 'voters'] : ['owner', 'epoch', 'leaseMs', 'state'], ['final', 'next'])
   if (v.state !== 'held' && v.state !== 'released') fail(`${what} state is not held or released`)
   // Only a release hands a final snapshot over.
   if (v.final !== undefined && (v.state !== 'released' || !isFinalTag(v.final))) fail(`${what} final is not a snapshot tag of a released claim`)
@@ -194,20 +225,21 @@ function value (x: unknown, what: string, fixedVoters: string[] | undefined): Cl
     leaseMs: int(v.leaseMs, `${what} leaseMs`, MIN_LEASE_MS, MAX_LEASE_MS),
     state: v.state,
     voters: fixedVoters ?? voters(v.voters, `${what} voters`),
-    ...(v.final !== undefined ? { final: v.final as string } : {})
+    ...(v.final !== undefined ? { final: v.final as string } : {}),
+    ...(v.next !== undefined ? { next: next(v.next, `${what} next`) } : {})
   }
 }
 
 function parseRequest (body: unknown): ClaimRequest {
   const kind = (body as { t?: unknown } | null)?.t
   if (kind === 'prepare') {
-    const b = record(body, 'prepare', ['t', 'claim', 'ballot', 'n', 'voters'])
-    return { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n), voters: voters(b.voters, 'voters') }
+    const b = record(body, 'prepare', ['t', 'claim', 'ballot', 'n', 'voters'], ['gen', 'origin'])
+    return { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n), voters: voters(b.voters, 'voters'), ...place(b) }
   }
   if (kind === 'accept') {
-    const b = record(body, 'accept', ['t', 'claim', 'ballot', 'n', 'voters', 'value'])
+    const b = record(body, 'accept', ['t', 'claim', 'ballot', 'n', 'voters', 'value'], ['gen', 'origin'])
     const vs = voters(b.voters, 'voters')
-    return { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n), voters: vs, value: value(b.value, 'value', vs) }
+    return { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n), voters: vs, value: value(b.value, 'value', vs), ...place(b) }
   }
   return fail('request is neither prepare nor accept')
 }
@@ -228,9 +260,9 @@ function parseAnswer (body: unknown): ClaimAnswer {
     return { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n) }
   }
   if (kind === 'reject') {
-    const b = record(body, 'reject', ['t', 'claim', 'ballot', 'n', 'phase', 'reason'], ['promised', 'voters', 'holder', 'epoch', 'waitMs'])
+    const b = record(body, 'reject', ['t', 'claim', 'ballot', 'n', 'phase', 'reason'], ['promised', 'voters', 'holder', 'epoch', 'waitMs', 'gen', 'origin'])
     if (b.phase !== 'prepare' && b.phase !== 'accept') fail('phase is not prepare or accept')
-    const reasons: readonly RejectReason[] = ['ballot', 'voters', 'lease-held', 'owner', 'capacity', 'not-voter']
+    const reasons: readonly RejectReason[] = ['ballot', 'voters', 'lease-held', 'owner', 'capacity', 'not-voter', 'moved']
     if (!reasons.includes(b.reason as RejectReason)) fail('unknown reject reason')
     const out: ClaimAnswer = { kind, claimId: claimId(b.claim), ballot: ballot(b.ballot, 'ballot'), nonce: nonce(b.n), phase: b.phase, reason: b.reason as RejectReason }
     if (b.promised !== undefined) out.promised = ballot(b.promised, 'promised')
@@ -238,6 +270,8 @@ function parseAnswer (body: unknown): ClaimAnswer {
     if (b.holder !== undefined) out.holder = peer(b.holder, 'holder')
     if (b.epoch !== undefined) out.epoch = int(b.epoch, 'epoch', 1, MAX_COUNTER)
     if (b.waitMs !== undefined) out.waitMs = int(b.waitMs, 'waitMs', 0, MAX_WAIT_MS)
+    if (b.gen !== undefined) out.gen = int(b.gen, 'gen', 0, MAX_GEN)
+    if (b.origin !== undefined) out.origin = origin(b.origin, 'origin')
     return out
   }
   return fail('answer is not promise, accepted or reject')

@@ -1,13 +1,14 @@
 import { describe, it, expect } from 'vitest'
 import {
-  acceptAccept, acceptPrepare, applyChange, emptySlot, marginMs, takeoverWaitMs, restoreSlot,
-  type Ballot, type ClaimSlot, type ClaimValue
+  acceptAccept, acceptPrepare, applyChange, emptySlot, marginMs, placeOfSlot, takeoverWaitMs, restoreSlot,
+  type Ballot, type ClaimPlace, type ClaimSlot, type ClaimValue
 } from './register.ts'
 import { chooseVoters, voterCount } from './voters.ts'
 
 const A = '12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
 const B = '12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'
 const C = '12D3KooWCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC'
+const D = '12D3KooWDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD'
 const VOTERS = [A, B, C]
 const LEASE = 1_000
 const WAIT = LEASE + marginMs(LEASE)
@@ -71,6 +72,55 @@ describe('acceptor transitions', () => {
   it('after a restart counts the lease from the restart', () => {
     const slot = restoreSlot(accepted(held(A, 1), ballot(1, A), 0), 50_000)
     expect(takeoverWaitMs(slot, 50_000)).toBe(WAIT)
+  })
+})
+
+describe('a claim moved to new voters (generations)', () => {
+  const NEXT = [A, B, D]
+  const gen1: ClaimPlace = { gen: 1, voters: NEXT, origin: { owner: A, epoch: 4, leaseMs: LEASE } }
+  const moveValue = (): ClaimValue => ({ ...held(A, 4), next: { gen: 1, voters: NEXT } })
+
+  it('a request of the next generation starts the slot afresh; one of the old generation is told where the claim went', () => {
+    const old = accepted(held(A, 4), ballot(3, A), 0)
+    const p = acceptPrepare(old, ballot(1, A), NEXT, 100, undefined, gen1)
+    if (!p.ok) throw new Error('refused')
+    expect(p.accepted).toBeNull()
+    expect(placeOfSlot(p.slot)).toEqual(gen1)
+    expect(acceptPrepare(p.slot, ballot(9, C), VOTERS, 200)).toEqual({ ok: false, reason: 'moved', place: gen1 })
+    expect(acceptAccept(p.slot, ballot(9, C), held(C, 5), C, 200)).toEqual({ ok: false, reason: 'moved', place: gen1 })
+    // Without the move that made it, or jumping too far, a generation is not started.
+    expect(acceptPrepare(old, ballot(1, A), NEXT, 100, undefined, { gen: 1, voters: NEXT })).toMatchObject({ ok: false, reason: 'moved' })
+    expect(acceptPrepare(old, ballot(1, A), NEXT, 100, undefined, { ...gen1, gen: 5_000 })).toMatchObject({ ok: false, reason: 'moved' })
+  })
+
+  it('the new voters let only the moving owner start the generation until its lease has run out on their clocks', () => {
+    const p = acceptPrepare(emptySlot(), ballot(1, B), NEXT, 1_000, undefined, gen1)
+    if (!p.ok) throw new Error('refused')
+    expect(p.waitMs).toBe(WAIT)
+    const value = (owner: string, epoch: number): ClaimValue => ({ ...held(owner, epoch), voters: NEXT })
+    expect(acceptAccept(p.slot, ballot(1, B), value(B, 5), B, 1_000 + WAIT - 1, undefined, gen1)).toMatchObject({ ok: false, reason: 'lease-held', holder: A, epoch: 4, waitMs: 1 })
+    expect(acceptAccept(p.slot, ballot(1, B), value(B, 5), B, 1_000 + WAIT, undefined, gen1).ok).toBe(true)
+    expect(acceptAccept(p.slot, ballot(2, A), value(A, 4), A, 1_001, undefined, gen1).ok).toBe(true)
+    // After a restart the wait counts again from the restart.
+    expect(takeoverWaitMs(restoreSlot(p.slot, 90_000), 90_000)).toBe(WAIT)
+  })
+
+  it('anyone may propose a move again unchanged (to complete it); nobody else\'s plain value', () => {
+    const slot = accepted(held(A, 4), ballot(3, A), 0)
+    expect(acceptAccept(slot, ballot(4, C), moveValue(), C, 10).ok).toBe(true)
+    expect(acceptAccept(slot, ballot(4, C), held(A, 4), C, 10)).toMatchObject({ ok: false, reason: 'owner' })
+    expect(acceptAccept(slot, ballot(4, A), moveValue(), C, 10)).toMatchObject({ ok: false, reason: 'owner' })
+  })
+
+  it('change functions: move, then take up the new generation at the same epoch; others acquire only after the origin\'s lease', () => {
+    expect(applyChange(held(A, 4), 0, { op: 'move', self: A, epoch: 4, leaseMs: LEASE, next: { gen: 1, voters: [D, B, A] } })).toMatchObject({ ok: true, value: { owner: A, epoch: 4, next: { gen: 1, voters: NEXT } } })
+    expect(applyChange(held(B, 5), 0, { op: 'move', self: A, epoch: 4, leaseMs: LEASE, next: { gen: 1, voters: NEXT } })).toMatchObject({ ok: false, reason: 'lost' })
+    expect(applyChange(null, 0, { op: 'renew', self: A, epoch: 4, leaseMs: LEASE }, gen1.origin, NEXT)).toMatchObject({ ok: true, value: { owner: A, epoch: 4, state: 'held', voters: NEXT } })
+    expect(applyChange(null, 0, { op: 'renew', self: B, epoch: 4, leaseMs: LEASE }, gen1.origin, NEXT)).toMatchObject({ ok: false, reason: 'lost' })
+    expect(applyChange(null, WAIT, { op: 'acquire', self: B, leaseMs: LEASE, voters: NEXT }, gen1.origin, NEXT)).toMatchObject({ ok: false, reason: 'held', holder: A, epoch: 4 })
+    expect(applyChange(null, 0, { op: 'acquire', self: B, leaseMs: LEASE, voters: NEXT }, gen1.origin, NEXT)).toMatchObject({ ok: true, value: { owner: B, epoch: 5 } })
+    // The moving owner itself is told it holds the claim (it renews at its epoch, never skips one).
+    expect(applyChange(null, 0, { op: 'acquire', self: A, leaseMs: LEASE, voters: NEXT }, gen1.origin, NEXT)).toMatchObject({ ok: false, reason: 'held', holder: A, epoch: 4 })
   })
 })
 
