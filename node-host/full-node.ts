@@ -110,7 +110,7 @@ export interface FullNodeInit {
    * Stateful cells' volumes: `zfsPool` (`cell up --zfs-pool`) adds the zfs driver to the dir driver
    * every node has; the rest tunes claim leases and hand-overs (tests shorten them).
    */
-  storage?: { zfsPool?: string, leaseMs?: number, tuning?: NodeVolumesInit['tuning'], snapshotsKept?: number }
+  storage?: { zfsPool?: string, leaseMs?: number, tuning?: NodeVolumesInit['tuning'], snapshotsKept?: number, voterReplaceAfterMs?: number, voterCheckMs?: number }
   clock?: Clock
   random?: Random
 }
@@ -377,7 +377,9 @@ export class FullNode {
       credentials,
       trusted,
       ...(init.storage?.leaseMs !== undefined ? { leaseMs: init.storage.leaseMs } : {}),
-      ...(init.storage?.tuning !== undefined ? { tuning: init.storage.tuning } : {})
+      ...(init.storage?.tuning !== undefined ? { tuning: init.storage.tuning } : {}),
+      ...(init.storage?.voterReplaceAfterMs !== undefined ? { voterReplaceAfterMs: init.storage.voterReplaceAfterMs } : {}),
+      ...(init.storage?.voterCheckMs !== undefined ? { voterCheckMs: init.storage.voterCheckMs } : {})
     })
     halts = () => loop.haltRecords()
     const node = new FullNode(init, mesh, releases, replicas, loop, trusted, intent, metrics)

@@ -193,6 +193,8 @@ describe('cell status <cell>: a node\'s errors', () => {
     const healthy = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }]), 'ledger', nowMs).join('\n')
     expect(healthy).toContain('owns ledger/0 at epoch 4; voters …aaaaaa, …bbbbbb, …cccccc')
     expect(healthy).not.toMatch(/WARNING|not in the fleet/)
+    const moved: NodeStatusReport = { node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, gen: 2, voters: [{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }] }] }] }
+    expect(describeNode(moved, 'ledger', nowMs).join('\n')).toContain('owns ledger/0 at epoch 4 (generation 2: voters replaced); voters …aaaaaa, …bbbbbb, …cccccc')
     const oneGone = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 3 * 3_600_000 }]), 'ledger', nowMs).join('\n')
     expect(oneGone).toContain('WARNING ledger/0: voter …cccccc (gone 3h) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
     const lapsed: NodeStatusReport = { node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, serving: false, voters: [{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }] }] }] }
@@ -200,7 +202,7 @@ describe('cell status <cell>: a node\'s errors', () => {
     // The fleet overview names at-risk and stopped claims only.
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }])])).toEqual([])
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 60_000 }])]))
-      .toEqual(['  WARNING ledger/0: voter …cccccc (gone 1m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (a dead voter is not replaced yet: docs/storage.md) (owner …aaaaaa)'])
+      .toEqual(['  WARNING ledger/0: voter …cccccc (gone 1m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default) (owner …aaaaaa)'])
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }])])[0]).toMatch(/WARNING ledger\/0: voters …bbbbbb, …cccccc not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew/)
   })
 })

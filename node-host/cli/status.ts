@@ -159,7 +159,8 @@ export function describeNode (r: NodeStatusReport, cell: string, nowMs: number):
   if (c.reasons.length === 0) out.push('      (no decision yet: the loop decides only for cells whose release it prepared)')
   for (const claim of c.claims ?? []) {
     const holds = claim.serving === false ? `holds ${claim.claimId} at epoch ${claim.epoch} but does not serve it (its lease ran out here)` : `owns ${claim.claimId} at epoch ${claim.epoch}`
-    out.push(`      ${holds}; voters ${claim.voters.map(v => shortNode(v.peerId)).join(', ')}`)
+    const gen = (claim.gen ?? 0) > 0 ? ` (generation ${claim.gen}: voters replaced)` : ''
+    out.push(`      ${holds}${gen}; voters ${claim.voters.map(v => shortNode(v.peerId)).join(', ')}`)
     const voters = describeClaimVoters(claim, shortNode, formatAge)
     if (voters !== undefined) out.push(`      ${voterVerdict(claim.voters) === 'degraded' ? '' : 'WARNING '}${voters}`)
   }

@@ -85,6 +85,10 @@ options:
                         (a whole fleet stopped at once: the owner may hold writes no snapshot has);
                         after it the claim starts from the newest safe snapshot (default 2m; 0
                         never waits)
+  --voter-replace-after D
+                        a voter of a stateful claim this node owns that has been out of the fleet
+                        this long is replaced by another storage node, while a majority of the
+                        claim's voters is live (default 5m; 0 never replaces)
   --otlp URL            export trace spans over OTLP/HTTP (JSON) to URL, e.g.
                         http://127.0.0.1:4318/v1/traces (default CELL_OTLP; none when unset)
   --trace-ratio R       share of new traces sampled, 0..1 (default 0.01); calls arriving sampled
@@ -126,6 +130,7 @@ const OPTIONS = {
   metrics: { type: 'string' },
   'zfs-pool': { type: 'string' },
   'owner-wait': { type: 'string' },
+  'voter-replace-after': { type: 'string' },
   otlp: { type: 'string' },
   'trace-ratio': { type: 'string' },
   dashboard: { type: 'boolean' },
@@ -205,7 +210,7 @@ export async function run (argv: string[]): Promise<number> {
   // Fleet-link timers (the defaults suit a real fleet; tests compress them to see hours in minutes)
   // and the wait for a stateful claim's former owner. `0` turns off anti-entropy and that wait.
   const durations: Record<string, number | undefined> = {}
-  for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl', 'owner-wait'] as const) {
+  for (const flag of ['heartbeat', 'peer-check', 'redial-max', 'anti-entropy', 'bootstrap-tag-ttl', 'owner-wait', 'voter-replace-after'] as const) {
     const text = v[flag]
     if (text == null) continue
     try {
@@ -213,7 +218,7 @@ export async function run (argv: string[]): Promise<number> {
     } catch (err) {
       return usageFailure(`--${flag}: ${(err as Error).message}`, HELP)
     }
-    if (flag !== 'anti-entropy' && flag !== 'owner-wait' && durations[flag] === 0) return usageFailure(`--${flag} must be more than 0`, HELP)
+    if (flag !== 'anti-entropy' && flag !== 'owner-wait' && flag !== 'voter-replace-after' && durations[flag] === 0) return usageFailure(`--${flag} must be more than 0`, HELP)
   }
   const keepPeers = v['keep-peers'] != null ? Number(v['keep-peers']) : undefined
   if (keepPeers !== undefined && (!Number.isInteger(keepPeers) || keepPeers < 0 || keepPeers > 256)) return usageFailure('--keep-peers must be a whole number 0-256', HELP)
@@ -252,7 +257,7 @@ export async function run (argv: string[]): Promise<number> {
     ...(config.guests !== undefined ? { guestConnections: config.guests } : {}),
     links: { keep: keepPeers, checkMs: durations['peer-check'], maxBackoffMs: durations['redial-max'], antiEntropyMs: durations['anti-entropy'], bootstrapTagTtlMs: durations['bootstrap-tag-ttl'] },
     drainGraceMs,
-    storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(durations['owner-wait'] !== undefined ? { tuning: { formerOwnerWaitMs: durations['owner-wait'] } } : {}) },
+    storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(durations['owner-wait'] !== undefined ? { tuning: { formerOwnerWaitMs: durations['owner-wait'] } } : {}), ...(durations['voter-replace-after'] !== undefined ? { voterReplaceAfterMs: durations['voter-replace-after'] } : {}) },
     reuseAddresses: true,
     ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
     ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})

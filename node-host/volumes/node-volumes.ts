@@ -34,7 +34,18 @@ export interface NodeVolumesInit {
   leaseMs?: number
   /** Tuning of the volume manager (tests shorten waits). */
   tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs' | 'formerOwnerWaitMs'>>
+  /**
+   * A voter of a claim this node owns that has been out of the fleet this long is replaced by a
+   * live storage node (the claim moves to its next generation; `cell up --voter-replace-after`).
+   * Default 5 minutes; 0 never replaces.
+   */
+  voterReplaceAfterMs?: number
+  /** How often the owner looks at its claims' voters (default 15 s; tests shorten it). */
+  voterCheckMs?: number
 }
+
+/** How long a voter may be gone before the owner replaces it, by default. */
+export const DEFAULT_VOTER_REPLACE_AFTER_MS = 5 * 60_000
 
 /** Most node ids remembered as seen since start (a fleet view holds fewer full nodes). */
 const MAX_SEEN = 4096
@@ -57,6 +68,8 @@ export class NodeVolumes {
   private readonly seen = new Set<string>()
   /** Wall time this node last saw each voter of its own claims live (only those: bounded by claims × 5). */
   private readonly voterLastLive = new Map<string, number>()
+  /** Claims whose voters are being replaced right now (one move per claim at a time). */
+  private readonly moving = new Set<string>()
   /** `claim|voter` pairs logged as gone, so each absence is logged once. */
   private readonly votersLogged = new Set<string>()
   private voterTimer: unknown
@@ -134,7 +147,7 @@ export class NodeVolumes {
       snapshots,
       voters: async (spec, claimId) => await this.voters(spec, claimId),
       isServing: (nodeId, cell) => init.view.liveInstances(cell).some(i => i.nodeId === nodeId && i.state === 'ready'),
-      knownVoters: (claimId) => this.acceptor.slot(claimId)?.accepted?.value.voters,
+      knownVoters: (claimId) => this.acceptor.place(claimId),
       claimExists: (claimId) => init.view.snapshots(claimId).length > 0,
       seenSinceStart: (nodeId) => this.seenSinceStart(nodeId),
       ...init.tuning
@@ -146,10 +159,10 @@ export class NodeVolumes {
       } catch (err) {
         log.error('checking the voters of this node\'s claims: %s', (err as Error).message)
       } finally {
-        if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+        if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, init.voterCheckMs ?? VOTER_CHECK_MS)
       }
     }
-    if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, VOTER_CHECK_MS)
+    if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, init.voterCheckMs ?? VOTER_CHECK_MS)
     return this.manager
   }
 
@@ -163,6 +176,7 @@ export class NodeVolumes {
     return (this.manager?.claims() ?? []).map(c => ({
       claimId: c.claimId,
       epoch: c.epoch,
+      ...(c.gen > 0 ? { gen: c.gen } : {}),
       serving: c.serving,
       voters: c.voters.map(peerId => {
         if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
@@ -195,6 +209,50 @@ export class NodeVolumes {
     for (const key of this.votersLogged) if (!current.has(key)) this.votersLogged.delete(key)
     const voters = new Set(claims.flatMap(c => c.voters.map(v => v.peerId)))
     for (const id of this.voterLastLive.keys()) if (!voters.has(id)) this.voterLastLive.delete(id)
+    for (const c of claims) this.replaceGoneVoters(c)
+  }
+
+  /**
+   * Voters gone for `voterReplaceAfterMs` are replaced while a majority of the claim's voters is
+   * still live (after that the claim can neither renew nor move): the same choice as a new claim's
+   * voters (rendezvous hash over the live nodes that offer the cell's storage class), from the
+   * nodes not voting on it yet. One move per claim at a time; a failed one is tried again at the
+   * next check.
+   */
+  private replaceGoneVoters (c: ClaimVoters): void {
+    const afterMs = this.init.voterReplaceAfterMs ?? DEFAULT_VOTER_REPLACE_AFTER_MS
+    if (afterMs <= 0 || c.serving === false || this.moving.has(c.claimId)) return
+    const gone = c.voters.filter(v => !v.live && (v.goneMs ?? 0) >= afterMs).map(v => v.peerId)
+    if (gone.length === 0 || voterVerdict(c.voters) === 'stuck') return
+    const open = this.manager?.claim(c.claimId)
+    if (open === undefined) return
+    const cls = open.spec.manifest?.storage?.class ?? 'default'
+    const current = new Set(c.voters.map(v => v.peerId))
+    const candidates = this.init.view.nodes().filter(n => !current.has(n.nodeId) && n.roles.includes('full') && offersStorageClass(n.roles, cls)).map(n => n.nodeId)
+    if (!current.has(this.init.selfId) && !candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
+    const chosen = chooseVoters(c.claimId, candidates, Math.min(gone.length, candidates.length))
+    if (chosen.length === 0) {
+      const key = `${c.claimId}|no-candidate`
+      if (!this.votersLogged.has(key)) {
+        this.votersLogged.add(key)
+        log.error('%s: voter%s %s gone for good, but no other node offers storage class "%s" to replace %s', c.claimId, gone.length > 1 ? 's' : '', gone.map(id => `…${id.slice(-6)}`).join(', '), cls, gone.length > 1 ? 'them' : 'it')
+      }
+      return
+    }
+    const replaced = gone.slice(0, chosen.length)
+    const next = [...c.voters.map(v => v.peerId).filter(id => !replaced.includes(id)), ...chosen]
+    this.moving.add(c.claimId)
+    open.replaceVoters(next).then(
+      (lease) => {
+        if (this.manager !== undefined) this.manager.counters.voterMoves++
+        for (const id of replaced) this.votersLogged.delete(`${c.claimId}|${id}`)
+        log.error('%s: replaced voter%s %s (out of the fleet for %s s or more) with %s; the claim is in generation %d now, voters %s', c.claimId, replaced.length > 1 ? 's' : '', replaced.map(id => `…${id.slice(-6)}`).join(', '), Math.round(afterMs / 1000), chosen.map(id => `…${id.slice(-6)}`).join(', '), lease.gen ?? 0, lease.voters.map(id => `…${id.slice(-6)}`).join(', '))
+      },
+      (err: Error) => {
+        if (this.manager !== undefined) this.manager.counters.voterMoveFailures++
+        log.error('%s: replacing voter%s %s failed (tried again in %d s): %s: %s', c.claimId, replaced.length > 1 ? 's' : '', replaced.map(id => `…${id.slice(-6)}`).join(', '), Math.round((this.init.voterCheckMs ?? VOTER_CHECK_MS) / 1000), err.name, err.message)
+      }
+    ).finally(() => { this.moving.delete(c.claimId) })
   }
 
   /** Claim register and volume metrics in the node's registry (call once, after start). */

@@ -113,7 +113,8 @@ describe('claim volumes', () => {
       register: {
         acquire: async (...args) => { acquires.set(selfId, (acquires.get(selfId) ?? 0) + 1); return await client.acquire(...args) },
         release: async (...args) => await client.release(...args),
-        renew: async (...args) => { const lease = await client.renew(...args); onRenew(selfId); return lease }
+        renew: async (...args) => { const lease = await client.renew(...args); onRenew(selfId); return lease },
+        move: async (...args) => await client.move(...args)
       },
       snapshots,
       voters: () => NODES,

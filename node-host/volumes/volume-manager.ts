@@ -15,6 +15,7 @@ import { CellError, type RetryRule } from '../../core/errors.ts'
 import { driverForClass } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
 import { ClaimHeldError, ClaimLeaseExpiredError, ClaimLostError, ClaimVotersMismatchError } from '../../core/claims/errors.ts'
+import type { ClaimOrigin } from '../../core/claims/register.ts'
 import type { ReplicaVolume, ReplicaVolumes, SpawnSpec } from '../replica-set.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
@@ -56,10 +57,22 @@ export interface ClaimLease {
   leaseMs: number
   /** This node's monotonic time when it sent the round that granted the lease. */
   leaseStartLocalMs: number
-  /** The claim's voters (fixed when it was created). */
+  /** The claim's voters (fixed when it was created, replaced by moves). */
   voters: string[]
+  /** The claim's generation: 0 until a move replaced a voter (core/claims README "Replacing voters"). */
+  gen?: number
+  /** Above generation 0: the move that made it. */
+  origin?: ClaimOrigin
   /** On acquire: the final snapshot the previous epoch's owner handed over when it released the claim. */
   handedOver?: { epoch: number, tag: string, owner: string }
+}
+
+/** Where to ask the register about a claim: its generation, voters and the move that made the generation. */
+export interface ClaimWhere { gen: number, voters: string[], origin?: ClaimOrigin }
+
+/** The register options that name a lease's (or a marker's) generation. */
+function whereOf (x: { gen?: number, origin?: ClaimOrigin }): { gen?: number, origin?: ClaimOrigin } {
+  return (x.gen ?? 0) > 0 ? { gen: x.gen, ...(x.origin !== undefined ? { origin: x.origin } : {}) } : {}
 }
 
 /** The claim's value as the register held it before an acquire (core/claims ClaimValue). */
@@ -68,10 +81,12 @@ export interface PreviousClaim { owner: string, epoch: number, state: 'held' | '
 /** The claim register as this manager uses it: core/claims ClaimRegisterClient fits. */
 export interface ClaimRegisterPort {
   /** `admit`: called with the register's current value before the new epoch is accepted; throwing refuses the acquire. */
-  acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal, admit?: (previous: PreviousClaim | null) => void }): Promise<ClaimLease>
-  renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, phaseTimeoutMs?: number }): Promise<ClaimLease>
+  acquire(claimId: string, voters: readonly string[], options: { signal?: AbortSignal, admit?: (previous: PreviousClaim | null) => void, gen?: number, origin?: ClaimOrigin }): Promise<ClaimLease>
+  renew(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, phaseTimeoutMs?: number, gen?: number, origin?: ClaimOrigin }): Promise<ClaimLease>
   /** `final`: the snapshot taken after the replica stopped, which the next owner must restore. */
-  release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string }): Promise<void>
+  release(claimId: string, voters: readonly string[], epoch: number, options: { signal?: AbortSignal, final?: string, gen?: number, origin?: ClaimOrigin }): Promise<void>
+  /** The owner replaces the claim's voters (a move to the next generation); the lease comes back from there. */
+  move(claimId: string, voters: readonly string[], epoch: number, nextVoters: readonly string[], options: { signal?: AbortSignal, phaseTimeoutMs?: number, gen?: number, origin?: ClaimOrigin }): Promise<ClaimLease>
 }
 
 export type SafeWait = 'safe' | 'timeout' | 'nobody'
@@ -114,8 +129,8 @@ export interface VolumeManagerInit {
   voters: (spec: SpawnSpec, claimId: string) => string[] | Promise<string[]>
   /** Does `nodeId` run a ready replica of `cell` (fresh heartbeat)? A holder that does not is waited out. */
   isServing: (nodeId: string, cell: string) => boolean
-  /** The claim's voters as this node's own acceptor holds them (it votes on the claim), if it does. */
-  knownVoters?: (claimId: string) => string[] | undefined
+  /** Where the claim's register is as this node's own acceptor holds it (it votes on the claim), if it does. */
+  knownVoters?: (claimId: string) => ClaimWhere | undefined
   /** Does the fleet show that the claim exists (snapshot records of it)? */
   claimExists?: (claimId: string) => boolean
   /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
@@ -144,7 +159,7 @@ export interface VolumeManagerInit {
   formerOwnerWaitMs?: number
 }
 
-interface Marker { epoch: number, driver: string, voters?: string[] }
+interface Marker { epoch: number, driver: string, voters?: string[], gen?: number, origin?: ClaimOrigin }
 
 /** A claim this node leaves to its former owner: the epoch that owner let run out, since when (monotonic). */
 interface OwnerWait { epoch: number, owner: string, fromMs: number, gaveUp?: boolean }
@@ -184,7 +199,13 @@ class MarkerFile {
       if (parsed !== null && typeof parsed === 'object') {
         for (const [k, v] of Object.entries(parsed as Record<string, unknown>).slice(0, 4096)) {
           const m = v as Partial<Marker>
-          if (typeof m?.epoch === 'number' && typeof m.driver === 'string') ok[k] = { epoch: m.epoch, driver: m.driver, ...(Array.isArray(m.voters) && m.voters.length <= 5 && m.voters.every(v => typeof v === 'string') ? { voters: m.voters } : {}) }
+          if (typeof m?.epoch !== 'number' || typeof m.driver !== 'string') continue
+          const voters = Array.isArray(m.voters) && m.voters.length <= 5 && m.voters.every(v => typeof v === 'string') ? m.voters : undefined
+          const o = m.origin
+          const origin = o !== null && typeof o === 'object' && typeof o.owner === 'string' && Number.isSafeInteger(o.epoch) && Number.isSafeInteger(o.leaseMs) ? { owner: o.owner, epoch: o.epoch, leaseMs: o.leaseMs } : undefined
+          // A generation above 0 only with its voters and the move that made it (else: as if unknown).
+          const gen = Number.isSafeInteger(m.gen) && (m.gen as number) > 0 && voters !== undefined && origin !== undefined ? m.gen as number : undefined
+          ok[k] = { epoch: m.epoch, driver: m.driver, ...(voters !== undefined ? { voters } : {}), ...(gen !== undefined ? { gen, origin } : {}) }
         }
       }
       this.markers = ok
@@ -222,7 +243,8 @@ class OpenClaim implements ReplicaVolume {
   readonly spec: SpawnSpec
   readonly claim: Claim
   readonly driver: StorageDriver
-  readonly voters: string[]
+  /** The claim's voters now (a move replaces them). */
+  voters: string[]
 
   constructor (manager: VolumeManager, spec: SpawnSpec, claim: Claim, driver: StorageDriver, voters: string[], lease: ClaimLease, path: string, restoredFrom: string | undefined) {
     this.manager = manager
@@ -255,6 +277,34 @@ class OpenClaim implements ReplicaVolume {
     await this.init.snapshots.restore(this.driver, this.claim, tag, this.spec.manifest?.storage?.claimBytes ?? 0, options)
     this.manager.counters.restored++
     log('claim %s restored in place from %s by an operator (epoch %d)', this.claimId, tag, this.epoch)
+  }
+
+  /** The claim's generation (0 until a move replaced a voter). */
+  get gen (): number { return this.lease.gen ?? 0 }
+
+  /** A lease from the register: kept if it is this epoch's, with the voters and generation it names (a move changes both). */
+  private take (lease: ClaimLease): void {
+    if (lease.epoch !== this.epoch || this.leaseEnded) return
+    const moved = (lease.gen ?? 0) !== (this.lease.gen ?? 0)
+    this.lease = lease
+    this.voters = [...lease.voters]
+    if (moved) void this.manager.remember(this.claimId, this.driver.kind, lease).catch((err: Error) => { log.error('claim %s: recording its generation %d: %s', this.claimId, lease.gen ?? 0, err.message) })
+  }
+
+  /**
+   * Replaces voters gone for good (the owner only, while a majority of the old ones answers): the
+   * claim continues in its next generation with `nextVoters`, at the same epoch, serving throughout.
+   */
+  async replaceVoters (nextVoters: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ClaimLease> {
+    if (this.lost || this.released || this.closed || !this.leaseValid()) throw new ClaimLeaseExpiredError(`claim ${this.claimId} (epoch ${this.epoch}) is not served here: its voters stay`)
+    const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
+    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
+    const signal = options.signal !== undefined ? AbortSignal.any([options.signal, AbortSignal.timeout(budgetMs)]) : AbortSignal.timeout(budgetMs)
+    const lease = await this.init.register.move(this.claimId, this.voters, this.epoch, nextVoters, { signal, phaseTimeoutMs: budgetMs, ...whereOf(this.lease) })
+    this.take(lease)
+    await this.manager.remember(this.claimId, this.driver.kind, lease)
+    this.checkLease()
+    return lease
   }
 
   /** The lease is ours and has not ended by this node's monotonic clock (less the guard). */
@@ -301,7 +351,7 @@ class OpenClaim implements ReplicaVolume {
     const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
     try {
       const lease = await this.manager.renewLease(this.claimId, this.voters, this.lease)
-      if (lease.epoch === this.epoch && !this.leaseEnded) this.lease = lease
+      this.take(lease)
       this.checkLease()
       this.scheduleRenew()
     } catch (err) {
@@ -368,7 +418,7 @@ class OpenClaim implements ReplicaVolume {
       }
       // The release names the final snapshot: the next owner restores exactly it, not an older one
       // that happened to be safe in its view first.
-      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}) })
+      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}), ...whereOf(this.lease) })
       this.manager.counters.handovers++
       log('%s claim %s at epoch %d (%s)', options.planned ? 'handed over' : 'released after the replica ended:', this.claimId, this.epoch, tag !== undefined ? `final snapshot ${tag}` : 'no final snapshot')
     } catch (err) {
@@ -395,12 +445,10 @@ class LeaseKeeper {
   private renewing?: Promise<void>
   private readonly manager: VolumeManager
   private readonly claimId: string
-  private readonly voters: string[]
 
-  constructor (manager: VolumeManager, claimId: string, voters: string[], lease: ClaimLease) {
+  constructor (manager: VolumeManager, claimId: string, lease: ClaimLease) {
     this.manager = manager
     this.claimId = claimId
-    this.voters = voters
     this.lease = lease
     this.schedule(false)
   }
@@ -414,7 +462,7 @@ class LeaseKeeper {
   private async renew (): Promise<void> {
     if (this.stopped) return
     try {
-      const lease = await this.manager.renewLease(this.claimId, this.voters, this.lease)
+      const lease = await this.manager.renewLease(this.claimId, this.lease.voters, this.lease)
       if (lease.epoch === this.lease.epoch) this.lease = { ...lease, ...(this.lease.handedOver !== undefined ? { handedOver: this.lease.handedOver } : {}) }
       this.schedule(false)
     } catch (err) {
@@ -440,9 +488,11 @@ export class VolumeManager implements ReplicaVolumes {
   /**
    * `unsafeHandovers`: hand-overs whose final snapshot no two other nodes held yet; `keptForReturn`:
    * closes that kept the claim because no other node was left to hold the final snapshot (the last
-   * node of a fleet stopping); `ownerWaitsGivenUp`: claims taken after `formerOwnerWaitMs` ran out.
+   * node of a fleet stopping); `ownerWaitsGivenUp`: claims taken after `formerOwnerWaitMs` ran out;
+   * `voterMoves` / `voterMoveFailures`: voters gone for good replaced (claims moved to their next
+   * generation), and tries that failed (tried again later).
    */
-  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, keptForReturn: 0, renewFailures: 0, ownerWaitsGivenUp: 0 }
+  readonly counters = { opened: 0, restored: 0, snapshots: 0, handovers: 0, unsafeHandovers: 0, keptForReturn: 0, renewFailures: 0, ownerWaitsGivenUp: 0, voterMoves: 0, voterMoveFailures: 0 }
   private handoverWaitMs?: number
 
   constructor (init: VolumeManagerInit) {
@@ -471,7 +521,13 @@ export class VolumeManager implements ReplicaVolumes {
   async renewLease (claimId: string, voters: readonly string[], lease: ClaimLease): Promise<ClaimLease> {
     const remainingMs = lease.leaseStartLocalMs + lease.leaseMs - this.now()
     const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, lease.leaseMs / 2)))
-    return await this.init.register.renew(claimId, voters, lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs })
+    return await this.init.register.renew(claimId, voters, lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs, ...whereOf(lease) })
+  }
+
+  /** Records where the claim's register is now (claims.json), after a move or an acquire in a newer generation. */
+  async remember (claimId: string, driver: string, lease: ClaimLease): Promise<void> {
+    const marker = await this.markers.get(claimId)
+    await this.markers.set(claimId, { epoch: marker?.epoch ?? lease.epoch, driver: marker?.driver ?? driver, voters: [...lease.voters], ...((lease.gen ?? 0) > 0 && lease.origin !== undefined ? { gen: lease.gen, origin: lease.origin } : {}) })
   }
 
   now (): number {
@@ -479,10 +535,11 @@ export class VolumeManager implements ReplicaVolumes {
   }
 
   /** The claims open here, for status and tests. */
-  claims (): Array<{ claimId: string, epoch: number, serving: boolean, voters: string[], restoredFrom?: string, lastSnapshot?: string, lastSnapshotMs?: number, lastSnapshotBytes?: number }> {
+  claims (): Array<{ claimId: string, epoch: number, gen: number, serving: boolean, voters: string[], restoredFrom?: string, lastSnapshot?: string, lastSnapshotMs?: number, lastSnapshotBytes?: number }> {
     return [...this.held.values()].map(c => ({
       claimId: c.claimId,
       epoch: c.epoch,
+      gen: c.gen,
       serving: c.serving(),
       voters: [...c.voters],
       ...(c.restoredFrom !== undefined ? { restoredFrom: c.restoredFrom } : {}),
@@ -556,7 +613,11 @@ export class VolumeManager implements ReplicaVolumes {
     // create the claim a second time, with a second owner of its epochs. The set is known from this
     // node's last hold of the claim or from its own vote on it; a node that knows neither, while the
     // fleet shows the claim exists (snapshot records), leaves it to one that does.
-    const known = (await this.markers.get(claimId))?.voters ?? this.init.knownVoters?.(claimId)
+    const marker = await this.markers.get(claimId)
+    const mine = marker?.voters !== undefined ? { gen: marker.gen ?? 0, voters: marker.voters, ...(marker.origin !== undefined ? { origin: marker.origin } : {}) } : undefined
+    const voted = this.init.knownVoters?.(claimId)
+    // The newer of this node's last hold and its own vote (a move since may have made it a voter).
+    const known = mine !== undefined && (voted === undefined || mine.gen >= voted.gen) ? mine : voted
     if (known === undefined && this.init.claimExists?.(claimId) === true) {
       throw new ClaimVotersUnknownError(`${claimId} exists (the fleet holds snapshots of it) but this node neither held it nor votes on it, so it does not know its voters; a node that does will take it`)
     }
@@ -565,9 +626,9 @@ export class VolumeManager implements ReplicaVolumes {
     // asks again every tick).
     const waiting = this.awaiting.get(claimId)
     if (waiting !== undefined && waiting.gaveUp !== true && this.now() - waiting.fromMs < this.ownerWaitMs()) throw this.ownerAwaited(claimId, waiting)
-    let voters = known ?? await this.init.voters(spec, claimId)
+    let voters = known?.voters ?? await this.init.voters(spec, claimId)
     let lease: ClaimLease
-    const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) } }
+    const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) }, ...(known !== undefined ? whereOf(known) : {}) }
     try {
       try {
         lease = await this.init.register.acquire(claimId, voters, acquireOptions)
@@ -582,28 +643,30 @@ export class VolumeManager implements ReplicaVolumes {
       if (err.holder !== this.init.selfId) return { held: { holder: err.holder, leaseEndsInMs: err.leaseEndsInMs } }
       // This node held the claim before it restarted (same peer key, same data dir): its lease is
       // renewed at the same epoch and its volume, written last at that epoch, is used as it is.
-      lease = await this.init.register.renew(claimId, voters, err.epoch, options)
+      lease = await this.init.register.renew(claimId, voters, err.epoch, { ...options, ...(known !== undefined ? whereOf(known) : {}) })
     }
     voters = lease.voters
     this.awaiting.delete(claimId)
     // A restore can take longer than a lease (a big claim, a busy disk): the lease is renewed while
     // the volume is prepared, or another node would take the claim meanwhile and the two would
     // take it from each other for ever.
-    const keeper = new LeaseKeeper(this, claimId, voters, lease)
+    const keeper = new LeaseKeeper(this, claimId, lease)
     let prepared: { path: string, restoredFrom: string | undefined, localIsNewest: boolean }
     try {
       prepared = await this.prepareVolume(claim, driver, quotaBytes, lease, options)
     } finally {
       lease = await keeper.stop()
+      voters = lease.voters
     }
     if (keeper.lost !== undefined) throw new ClaimLeaseExpiredError(`claim ${claimId} (epoch ${lease.epoch}) was lost while its volume was prepared: ${keeper.lost.message}`, { cause: keeper.lost })
     const { path, restoredFrom, localIsNewest } = prepared
-    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters })
+    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters, ...((lease.gen ?? 0) > 0 && lease.origin !== undefined ? { gen: lease.gen, origin: lease.origin } : {}) })
     // A slow acquire or restore may have used up most of the lease: renew before serving, and
     // never hand out a volume whose lease is already over.
     if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {
       try {
-        lease = await this.init.register.renew(claimId, voters, lease.epoch, options)
+        lease = await this.init.register.renew(claimId, voters, lease.epoch, { ...options, ...whereOf(lease) })
+        voters = lease.voters
       } catch (err) {
         if (!(err instanceof ClaimLostError) && lease.leaseStartLocalMs + lease.leaseMs - this.now() > (this.init.leaseGuardMs ?? 1_000)) log('renewing claim %s right after it opened failed: %s', claimId, (err as Error).message)
         else throw new ClaimLeaseExpiredError(`the lease on claim ${claimId} (epoch ${lease.epoch}) ended before its replica could start: ${(err as Error).message}`, { cause: err })

@@ -44,7 +44,7 @@ export function registerVolumeMetrics (registry: Registry, manager: VolumeManage
   })
   const events = new Counter({
     name: 'cell_storage_claim_events_total',
-    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, hand-overs before two other nodes held the final snapshot, closes that kept the claim because no other node was left to hold it (keptForReturn), failed lease renewals, waits for a former owner given up (ownerWaitsGivenUp).',
+    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, hand-overs before two other nodes held the final snapshot, closes that kept the claim because no other node was left to hold it (keptForReturn), failed lease renewals, waits for a former owner given up (ownerWaitsGivenUp), voters gone for good replaced (voterMoves: the claim moved to its next generation) and tries at it that failed (voterMoveFailures).',
     labelNames: ['event'],
     registers: [registry],
     collect () {

@@ -24,7 +24,7 @@ describe('the voters of a claim a node owns', () => {
   it('is silent while every voter is live, and names the gone ones with how long and what it means', () => {
     expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), live('c')] }, short, age)).toBeUndefined()
     expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), gone('c', 720_000)] }, short, age))
-      .toBe('ledger/0: voter …c (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (a dead voter is not replaced yet: docs/storage.md)')
+      .toBe('ledger/0: voter …c (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)')
     expect(describeClaimVoters({ claimId: 'ledger/1', epoch: 2, voters: [live('a'), gone('b', 60_000), gone('c')] }, short, age))
       .toBe('ledger/1: voters …b (gone 1m), …c not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew, and no node can take it, until 1 of them returns')
     expect(describeClaimVoters({ claimId: 'ledger/2', epoch: 1, voters: [live('a'), live('b'), live('c'), live('d'), gone('e', 120_000)] }, short, age))

@@ -1,6 +1,6 @@
 // The voters of the claims a node owns, as an operator needs to see them: which are live in this
 // node's view and for how long the others have been gone. A claim renews and moves only with a
-// majority of its voters, and a dead voter is not replaced yet (docs/storage.md "Not done yet"), so a
+// majority of its voters, and a voter gone for good is replaced only after `--voter-replace-after`, so a
 // claim with one voter left above its majority is one node loss away from stopping: `cell status
 // <cell>` prints it, the owner logs it and `cell_claim_voters{claim,state}` carries it for alerts.
 
@@ -18,6 +18,8 @@ export interface VoterState {
 export interface ClaimVoters {
   claimId: string
   epoch: number
+  /** The claim's generation: how many times its voters were replaced (absent: 0). */
+  gen?: number
   /** False once its lease ran out here (a lost majority of voters, a pause): held, not served. */
   serving?: boolean
   voters: VoterState[]
@@ -38,7 +40,7 @@ export function voterVerdict (voters: readonly VoterState[]): 'ok' | 'degraded' 
 
 /**
  * One line about a claim's voters, or undefined when every voter is live:
- * `ledger/0: voter …x4Kq9s not in the fleet for 12m; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (a dead voter is not replaced yet)`.
+ * `ledger/0: voter …x4Kq9s not in the fleet for 12m; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)`.
  */
 export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string) => string, age: (ms: number) => string): string | undefined {
   const verdict = voterVerdict(claim.voters)
@@ -49,6 +51,6 @@ export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string)
   const who = gone.map(v => `${short(v.peerId)}${v.goneMs !== undefined ? ` (gone ${age(v.goneMs)})` : ''}`).join(', ')
   const head = `${claim.claimId}: voter${gone.length > 1 ? 's' : ''} ${who} not in the fleet; ${live} of its ${claim.voters.length} voters left, ${needed} needed to renew or move it`
   if (verdict === 'stuck') return `${head}: it cannot renew, and no node can take it, until ${needed - live} of them return${needed - live > 1 ? '' : 's'}`
-  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (a dead voter is not replaced yet: docs/storage.md)`
+  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)`
   return head
 }

@@ -19,6 +19,9 @@
 // --dissemination per-cell runs the fleet, its callers and the clients that check it in per-cell
 // mode (compact member records, a failure detector, each cell's replicas on its own topic) instead
 // of the default, every node's heartbeat to every node.
+// --voter-replace-after D passes `cell up --voter-replace-after D` to every node: with a few seconds,
+// each restart of a voter of the ledger's claim moves the claim to new voters (the summary counts
+// the moves from the owners' metrics).
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -47,9 +50,12 @@ const { values } = parseArgs({
     'check-every': { type: 'string', default: '1' },
     'restart-every': { type: 'string', default: '10' },
     'max-growth': { type: 'string', default: '100' },
-    dissemination: { type: 'string', default: 'fleet' }
+    dissemination: { type: 'string', default: 'fleet' },
+    'voter-replace-after': { type: 'string' }
   }
 })
+/** `cell up --voter-replace-after` for every node: short, a rolling restart's node is replaced as a voter of the ledger's claim while it is down. */
+const upExtra = values['voter-replace-after'] !== undefined ? ['--voter-replace-after', values['voter-replace-after']] : []
 const minutes = Number(values.minutes)
 const nodeCount = Number(values.nodes)
 const publishEveryMs = Number(values['publish-every']) * 60_000
@@ -120,6 +126,19 @@ async function heapFigures (p: Proc): Promise<HeapFigures | undefined> {
   return heapUsed !== undefined && external !== undefined ? { heapUsed, external } : undefined
 }
 
+/** Claim moves (voters replaced) each run of each node's process counted, by `node:run start`: from cell_storage_claim_events_total. */
+const voterMoves = new Map<string, number>()
+
+async function sampleVoterMoves (): Promise<void> {
+  for (const [i, p] of nodes.entries()) {
+    const url = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(p.stdout())?.[1]
+    if (url === undefined) continue
+    const text = await fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async r => await r.text()).catch(() => '')
+    const m = /^cell_storage_claim_events_total\{event="voterMoves"\} (\S+)$/m.exec(text)
+    if (m !== null) voterMoves.set(`${i}:${memory.findLast(r => r.node === i)?.startedMs ?? 0}`, Number(m[1]))
+  }
+}
+
 async function sampleMemory (): Promise<void> {
   for (const [i, p] of nodes.entries()) {
     const run = memory.findLast(m => m.node === i)
@@ -181,6 +200,7 @@ async function check (): Promise<void> {
   say(`check ${checks}: ledger ${ledger.acked.length} appends acknowledged, newest safe snapshot ${Math.round(safeAgeMs / 1000)} s old`)
   say(`check ${checks}: fleet peers ${nodes.map(p => fleetPeers(p) ?? '?').join('/')}, calls ${calls.ok} ok ${calls.failed} failed, problems ${problems.length}`)
   await sampleMemory()
+  if (upExtra.length > 0) await sampleVoterMoves()
   say(`check ${checks}: node memory (MiB RSS) ${nodes.map((_, i) => mib(memory.findLast(m => m.node === i)?.lastBytes ?? memory.findLast(m => m.node === i)?.maxBytes)).join('/')}`)
 }
 
@@ -204,7 +224,7 @@ async function restartNode (i: number): Promise<void> {
   const held = /cell: stopped, but the process was still held[\s\S]*?exiting anyway\)/.exec(old.stderr())
   if (held !== null) problems.push(`${elapsed()}: node ${i + 1} said it stopped but its process lived on: ${held[0]}`)
   const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
-  const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, '--bootstrap', bootstrap])
+  const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, ...upExtra, '--bootstrap', bootstrap])
   nodes[i] = p
   memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
   try {
@@ -275,7 +295,7 @@ async function ledgerMissing (mesh: Mesh): Promise<number[]> {
 let exitCode = 1
 try {
   say(`starting ${nodeCount} nodes in ${root} for ${minutes} min (default timers, dissemination ${dissemination})`)
-  await startFleet(nodes, root, keyPath, Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`))
+  await startFleet(nodes, root, keyPath, Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`), upExtra)
   for (const i of nodes.keys()) memory.push({ node: i, startedMs: Date.now(), maxBytes: 0 })
   for (const p of nodes) nodeIds.push((await p.waitFor(/cell node (\w+)/, 30_000))[1])
   let publishes = 0
@@ -342,6 +362,7 @@ try {
     `  peer joins per node (this run of each process): ${joins.join('/')}, leaves: ${leaves.join('/')}`,
     `  restarts: ${restarts.length}${restarts.length > 0 ? ` (${restarts.map(r => `node ${r.node + 1}${r.ledgerOwner ? ' (ledger owner)' : ''} stopped in ${(r.stopMs / 1000).toFixed(1)} s, fleet whole after ${(r.backMs / 1000).toFixed(1)} s`).join('; ')})` : ''}`,
     `  ledger appends refused while the owner's restart moved the claim: ${[...ledgerDuringRestarts].map(([n, c]) => `${n} ×${c}`).join(', ') || 'none'}`,
+    ...(upExtra.length > 0 ? [`  the ledger claim's voters replaced (moves its owners counted by their last check, --voter-replace-after ${values['voter-replace-after']}): at least ${[...voterMoves.values()].reduce((a, b) => a + b, 0)}`] : []),
     '  resident memory per node and run of its process:',
     ...memoryLines,
     `  problems: ${problems.length}`,
