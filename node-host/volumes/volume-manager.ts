@@ -285,6 +285,8 @@ class OpenClaim implements ReplicaVolume {
   /** A lease from the register: kept if it is this epoch's, with the voters and generation it names (a move changes both). */
   private take (lease: ClaimLease): void {
     if (lease.epoch !== this.epoch || this.leaseEnded) return
+    // A renew sent before a move finishes after it: its lease is older than the move's, keep the move's.
+    if ((lease.gen ?? 0) < (this.lease.gen ?? 0)) return
     const moved = (lease.gen ?? 0) !== (this.lease.gen ?? 0)
     this.lease = lease
     this.voters = [...lease.voters]
@@ -527,6 +529,7 @@ export class VolumeManager implements ReplicaVolumes {
   /** Records where the claim's register is now (claims.json), after a move or an acquire in a newer generation. */
   async remember (claimId: string, driver: string, lease: ClaimLease): Promise<void> {
     const marker = await this.markers.get(claimId)
+    if ((marker?.gen ?? 0) > (lease.gen ?? 0)) return
     await this.markers.set(claimId, { epoch: marker?.epoch ?? lease.epoch, driver: marker?.driver ?? driver, voters: [...lease.voters], ...((lease.gen ?? 0) > 0 && lease.origin !== undefined ? { gen: lease.gen, origin: lease.origin } : {}) })
   }
 
