@@ -1,5 +1,5 @@
-// `cell up --owner-wait`: a duration, checked before the node starts (test:fleet-restart uses it on
-// real nodes; docs/storage.md says what it bounds).
+// `cell up --owner-wait` and `--voter-replace-after`: durations, checked before the node starts
+// (test:fleet-restart and the soak use them on real nodes; docs/storage.md says what they bound).
 import { afterAll, describe, expect, it } from 'vitest'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -18,6 +18,10 @@ describe('cell up --owner-wait', () => {
     const bad = await cellRun(['up', '--owner-wait', 'soon', '--data', join(dir, 'node')], 15_000, env)
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/UsageError: --owner-wait: invalid duration "soon"/)
+    expect(help.stdout).toMatch(/--voter-replace-after D\n +a voter of a stateful claim this node owns that has been out of the fleet/)
+    const worse = await cellRun(['up', '--voter-replace-after', 'later', '--data', join(dir, 'node')], 15_000, env)
+    expect(worse.code).toBe(2)
+    expect(worse.stderr).toMatch(/UsageError: --voter-replace-after: invalid duration "later"/)
     expect(await readdir(dir)).toEqual([])
   })
 })
