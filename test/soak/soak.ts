@@ -19,9 +19,10 @@
 // --dissemination per-cell runs the fleet, its callers and the clients that check it in per-cell
 // mode (compact member records, a failure detector, each cell's replicas on its own topic) instead
 // of the default, every node's heartbeat to every node.
-// --voter-replace-after D passes `cell up --voter-replace-after D` to every node: with a few seconds,
-// each restart of a voter of the ledger's claim moves the claim to new voters (the summary counts
-// the moves from the owners' metrics).
+// --voter-replace-after D passes `cell up --voter-replace-after D` to every node, and --down-for S
+// keeps a restarted node down S seconds (at most 50: the fleet must be whole within a minute): with
+// a few seconds of each, a restart of a voter of the ledger's claim moves the claim to new voters
+// (the summary counts the moves from the owners' metrics).
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -51,9 +52,12 @@ const { values } = parseArgs({
     'restart-every': { type: 'string', default: '10' },
     'max-growth': { type: 'string', default: '100' },
     dissemination: { type: 'string', default: 'fleet' },
-    'voter-replace-after': { type: 'string' }
+    'voter-replace-after': { type: 'string' },
+    'down-for': { type: 'string', default: '0' }
   }
 })
+/** Seconds a restarted node stays down before it starts again (an outage, not only a quick upgrade). */
+const downForMs = Number(values['down-for']) * 1000
 /** `cell up --voter-replace-after` for every node: short, a rolling restart's node is replaced as a voter of the ledger's claim while it is down. */
 const upExtra = values['voter-replace-after'] !== undefined ? ['--voter-replace-after', values['voter-replace-after']] : []
 const minutes = Number(values.minutes)
@@ -63,8 +67,8 @@ const checkEveryMs = Number(values['check-every']) * 60_000
 const restartEveryMs = Number(values['restart-every']) * 60_000
 const maxGrowthBytes = Number(values['max-growth']) * 1024 * 1024
 const dissemination = values.dissemination
-if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(maxGrowthBytes > 0) || !(DISSEMINATIONS as readonly string[]).includes(dissemination)) {
-  throw new Error(`usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --max-growth MiB --dissemination ${DISSEMINATIONS.join('|')}`)
+if (!(minutes > 0) || !(nodeCount >= 2 && nodeCount <= 16) || !(restartEveryMs >= 0) || !(downForMs >= 0 && downForMs <= 50_000) || !(maxGrowthBytes > 0) || !(DISSEMINATIONS as readonly string[]).includes(dissemination)) {
+  throw new Error(`usage: soak.ts --minutes N (> 0) --nodes N (2-16) --restart-every MIN (0 = never) --down-for S (0-50) --max-growth MiB --dissemination ${DISSEMINATIONS.join('|')} --voter-replace-after D`)
 }
 // Every `cell` process the soak starts and every client it creates read the mode from here.
 process.env.CELL_DISSEMINATION = dissemination
@@ -223,6 +227,8 @@ async function restartNode (i: number): Promise<void> {
   else if (exit.code !== 0) problems.push(`${elapsed()}: node ${i + 1} exited with ${exit.code ?? exit.signal} on SIGTERM: ${old.stderr().slice(-500)}`)
   const held = /cell: stopped, but the process was still held[\s\S]*?exiting anyway\)/.exec(old.stderr())
   if (held !== null) problems.push(`${elapsed()}: node ${i + 1} said it stopped but its process lived on: ${held[0]}`)
+  // An outage of --down-for seconds (fault injection, not synchronisation: nothing waits on it).
+  if (downForMs > 0) await new Promise(resolve => setTimeout(resolve, downForMs))
   const bootstrap = tcpAddr(nodes[(i + 1) % nodes.length])
   const p = cell(['up', '--data', join(root, `n${i + 1}`), '--authority', keyPath, ...upExtra, '--bootstrap', bootstrap])
   nodes[i] = p
