@@ -5,16 +5,11 @@
 // manager (a plain directory per replica) the balance after the move is 0. Then the whole fleet
 // stops and the owner, the last node up, does not wait for pins no node is left to make.
 import { describe, it, expect, afterAll } from 'vitest'
-import { readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { generateAuthority, authorityIdOf, issueGrant } from '../../core/identity/index.ts'
+import { generateAuthority, issueGrant } from '../../core/identity/index.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 
 import { createClient, waitForView } from '../../node-host/client.ts'
-import { Publisher } from '../../node-host/publisher.ts'
-import { projectRoot } from './processes.ts'
 import { TestFleet } from './test-fleet.ts'
-import { stageCell } from './stage-cell.ts'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { requestRestore } from '../../node-host/volumes/restore-protocol.ts'
 import { statusSource } from '../../node-host/introspect/serve-introspection.ts'
@@ -28,13 +23,8 @@ describe('a stateful cell handed over by a planned stop', () => {
   it('keeps every acknowledged append, restored on another node from the final snapshot', async () => {
     const key = await generateAuthority()
     const storage = { tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
-    const root = await fleet.start('cell-stateful-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
-    const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
-    const toml = join(dir, 'Cell.toml')
-    await writeFile(toml, (await readFile(toml, 'utf8')).replace(/class = "[a-z]+"/, 'class = "dir"').replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "2s"'))
-    const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key })
-    clients.push(operator)
-    await new Publisher(operator).publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
+    await fleet.start('cell-stateful-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
+    const operator = await fleet.publishDirLedger(key)
 
     const acked: number[] = []
     for (let i = 1; i <= 20; i++) {

@@ -1,12 +1,16 @@
 // In-process test fleets: full nodes of real libp2p and real capsids in the test's own process, with
 // the short timers the integration suites use, joined through the first node, and everything they
 // started (nodes, client meshes, the temp dir) stopped and removed in one call.
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Mesh } from '../../core/mesh/index.ts'
+import { authorityIdOf, type AuthorityKey } from '../../core/identity/index.ts'
 import { FullNode, type FullNodeInit } from '../../node-host/full-node.ts'
-import { waitForView } from '../../node-host/client.ts'
+import { createClient, waitForView } from '../../node-host/client.ts'
+import { Publisher } from '../../node-host/publisher.ts'
+import { projectRoot } from './processes.ts'
+import { stageCell } from './stage-cell.ts'
 
 export type TestNodeInit = Omit<FullNodeInit, 'dataDir' | 'bootstrap'>
 
@@ -31,6 +35,20 @@ export class TestFleet {
     this.nodes.push(node)
     await node.start()
     return node
+  }
+
+  /**
+   * Publishes the example ledger signed by `key` on the dir driver with a snapshot every 2 s, from an
+   * operator client joined through the first node, and waits for its replica: the stateful suites' start.
+   */
+  async publishDirLedger (key: AuthorityKey): Promise<Mesh> {
+    const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(this.root, 'ledger'), authorityIdOf(key.publicKey))
+    const toml = join(dir, 'Cell.toml')
+    await writeFile(toml, (await readFile(toml, 'utf8')).replace(/class = "[a-z]+"/, 'class = "dir"').replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "2s"'))
+    const operator = await createClient({ bootstrap: [this.nodes[0].addresses()[0]], authorityKey: key })
+    this.clients.push(operator)
+    await new Publisher(operator).publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
+    return operator
   }
 
   /** Stops every client mesh and node (stopping twice is harmless) and removes the temp dir. */

@@ -7,33 +7,23 @@
 // planned stop of the owner hands it over inside the new generation, and every acknowledged append
 // is still there.
 import { describe, it, expect, afterAll } from 'vitest'
-import { readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
-import { createClient, waitForView } from '../../node-host/client.ts'
-import { Publisher } from '../../node-host/publisher.ts'
+import { generateAuthority } from '../../core/identity/index.ts'
+import { waitForView } from '../../node-host/client.ts'
 import type { FullNode } from '../../node-host/full-node.ts'
-import { projectRoot } from './processes.ts'
 import { TestFleet } from './test-fleet.ts'
-import { stageCell } from './stage-cell.ts'
 
 const LEASE_MS = 4_000
 
 describe('a stateful claim whose voters leave for good', () => {
   const fleet = new TestFleet()
-  const { nodes, clients } = fleet
+  const { nodes } = fleet
   afterAll(async () => { await fleet.stop() })
 
   it('moves to live voters while a majority is left, serves on at its epoch, and hands over in the new generation', async () => {
     const key = await generateAuthority()
     const storage = { leaseMs: LEASE_MS, voterReplaceAfterMs: 2_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
-    const root = await fleet.start('cell-voters-', 5, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
-    const dir = await stageCell(join(projectRoot, 'examples', 'ledger'), join(root, 'ledger'), authorityIdOf(key.publicKey))
-    const toml = join(dir, 'Cell.toml')
-    await writeFile(toml, (await readFile(toml, 'utf8')).replace(/class = "[a-z]+"/, 'class = "dir"').replace(/snapshot_every = "[^"]+"/, 'snapshot_every = "2s"'))
-    const operator = await createClient({ bootstrap: [nodes[0].addresses()[0]], authorityKey: key })
-    clients.push(operator)
-    await new Publisher(operator).publish(dir, '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
+    await fleet.start('cell-voters-', 5, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
+    const operator = await fleet.publishDirLedger(key)
 
     let acked = 0
     let sum = 0
