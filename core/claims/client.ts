@@ -49,9 +49,9 @@ export interface ClaimLease {
   handedOver?: { epoch: number, tag: string, owner: string }
 }
 
-/** The options that carry a lease's generation into the next operation on its claim. */
-export function placeOptions (lease: Pick<ClaimLease, 'gen' | 'origin'>): { gen: number, origin?: ClaimOrigin } {
-  return { gen: lease.gen, ...(lease.origin !== undefined ? { origin: lease.origin } : {}) }
+/** The options that carry a lease's (or a stored place's) generation into the next operation on its claim; none for generation 0. */
+export function placeOptions (place: { gen?: number, origin?: ClaimOrigin }): { gen?: number, origin?: ClaimOrigin } {
+  return (place.gen ?? 0) > 0 ? { gen: place.gen, ...(place.origin !== undefined ? { origin: place.origin } : {}) } : {}
 }
 
 /** May the owner still serve? False from the first millisecond past the lease on its own clock. */
@@ -193,7 +193,7 @@ export class ClaimRegisterClient {
     this.remember(claimId, there)
     const bridge = this.lease(claimId, { ...out.value, voters: next.voters }, out.sentAtMs, there)
     try {
-      return await this.renew(claimId, there.voters, epoch, { ...options, gen: there.gen, ...(there.origin !== undefined ? { origin: there.origin } : {}) })
+      return await this.renew(claimId, there.voters, epoch, { ...options, ...placeOptions(there) })
     } catch (err) {
       if (err instanceof ClaimLostError || err instanceof ClaimHeldError) throw err
       log('%s moved to generation %d; its first round there failed (%s), the move\'s lease bridges', claimId, there.gen, (err as Error).name)
@@ -354,7 +354,7 @@ export class ClaimRegisterClient {
 
   /** The ballot counter `claimId`'s next round uses (each generation's register counts on its own). */
   private nextCounter (claimId: string, gen: number): number {
-    const key = gen === 0 ? claimId : `${claimId}#${gen}`
+    const key = counterKey(claimId, gen)
     const next = (this.ballotCounters.get(key) ?? 0) + 1
     this.setCounter(key, next)
     return next
@@ -362,7 +362,7 @@ export class ClaimRegisterClient {
 
   /** Past a promise a voter reported: the next ballot for `claimId` starts above it. */
   private raiseCounter (claimId: string, gen: number, seen: number): void {
-    const key = gen === 0 ? claimId : `${claimId}#${gen}`
+    const key = counterKey(claimId, gen)
     if (seen > (this.ballotCounters.get(key) ?? 0)) this.setCounter(key, seen)
   }
 
@@ -460,6 +460,11 @@ export class ClaimRegisterClient {
       return { kind: 'error', error: err }
     }
   }
+}
+
+/** Which ballot counter a round of `claimId` in generation `gen` uses. */
+function counterKey (claimId: string, gen: number): string {
+  return gen === 0 ? claimId : `${claimId}#${gen}`
 }
 
 /** A voter in a newer generation than `place` said where the claim is now (one such voter is enough: nobody asks there before the move was chosen). */

@@ -228,8 +228,7 @@ export class NodeVolumes {
     if (open === undefined) return
     const cls = open.spec.manifest?.storage?.class ?? 'default'
     const current = new Set(c.voters.map(v => v.peerId))
-    const candidates = this.init.view.nodes().filter(n => !current.has(n.nodeId) && n.roles.includes('full') && offersStorageClass(n.roles, cls)).map(n => n.nodeId)
-    if (!current.has(this.init.selfId) && !candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
+    const candidates = this.storageCandidates(cls).filter(id => !current.has(id))
     const chosen = chooseVoters(c.claimId, candidates, Math.min(gone.length, candidates.length))
     if (chosen.length === 0) {
       const key = `${c.claimId}|no-candidate`
@@ -270,12 +269,17 @@ export class NodeVolumes {
    * and names it back (ClaimVotersMismatchError) to a node whose view moved since.
    */
   async voters (spec: SpawnSpec, claimId: string): Promise<string[]> {
-    const cls = spec.manifest?.storage?.class ?? 'default'
-    const candidates = this.init.view.nodes().filter(n => n.roles.includes('full') && offersStorageClass(n.roles, cls)).map(n => n.nodeId)
-    if (!candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
+    const candidates = this.storageCandidates(spec.manifest?.storage?.class ?? 'default')
     const voters = chooseVoters(claimId, candidates, Math.min(3, candidates.length))
     log('voters of %s: %s (of %d candidates)', claimId, voters.map(v => `…${v.slice(-6)}`).join(', '), candidates.length)
     return voters
+  }
+
+  /** The full nodes in view that offer storage class `cls`, this node among them: who may vote on a claim. */
+  private storageCandidates (cls: string): string[] {
+    const candidates = this.init.view.nodes().filter(n => n.roles.includes('full') && offersStorageClass(n.roles, cls)).map(n => n.nodeId)
+    if (!candidates.includes(this.init.selfId)) candidates.push(this.init.selfId)
+    return candidates
   }
 
   /** Was `nodeId` a live node in this node's view at any moment since start? */

@@ -15,7 +15,8 @@ import { CellError, type RetryRule } from '../../core/errors.ts'
 import { driverForClass } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
 import { ClaimHeldError, ClaimLeaseExpiredError, ClaimLostError, ClaimVotersMismatchError } from '../../core/claims/errors.ts'
-import type { ClaimOrigin } from '../../core/claims/register.ts'
+import type { ClaimOrigin, ClaimPlace } from '../../core/claims/register.ts'
+import { placeOptions } from '../../core/claims/client.ts'
 import type { ReplicaVolume, ReplicaVolumes, SpawnSpec } from '../replica-set.ts'
 import type { Claim, StorageDriver } from '../storage/driver.ts'
 import { NoStorageClassError } from '../storage/errors.ts'
@@ -65,14 +66,6 @@ export interface ClaimLease {
   origin?: ClaimOrigin
   /** On acquire: the final snapshot the previous epoch's owner handed over when it released the claim. */
   handedOver?: { epoch: number, tag: string, owner: string }
-}
-
-/** Where to ask the register about a claim: its generation, voters and the move that made the generation. */
-export interface ClaimWhere { gen: number, voters: string[], origin?: ClaimOrigin }
-
-/** The register options that name a lease's (or a marker's) generation. */
-function whereOf (x: { gen?: number, origin?: ClaimOrigin }): { gen?: number, origin?: ClaimOrigin } {
-  return (x.gen ?? 0) > 0 ? { gen: x.gen, ...(x.origin !== undefined ? { origin: x.origin } : {}) } : {}
 }
 
 /** The claim's value as the register held it before an acquire (core/claims ClaimValue). */
@@ -130,7 +123,7 @@ export interface VolumeManagerInit {
   /** Does `nodeId` run a ready replica of `cell` (fresh heartbeat)? A holder that does not is waited out. */
   isServing: (nodeId: string, cell: string) => boolean
   /** Where the claim's register is as this node's own acceptor holds it (it votes on the claim), if it does. */
-  knownVoters?: (claimId: string) => ClaimWhere | undefined
+  knownVoters?: (claimId: string) => ClaimPlace | undefined
   /** Does the fleet show that the claim exists (snapshot records of it)? */
   claimExists?: (claimId: string) => boolean
   /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
@@ -290,8 +283,11 @@ class OpenClaim implements ReplicaVolume {
     const moved = (lease.gen ?? 0) !== (this.lease.gen ?? 0)
     this.lease = lease
     this.voters = [...lease.voters]
-    if (moved) void this.manager.remember(this.claimId, this.driver.kind, lease).catch((err: Error) => { log.error('claim %s: recording its generation %d: %s', this.claimId, lease.gen ?? 0, err.message) })
+    if (moved) this.recording = this.manager.remember(this.claimId, this.driver.kind, lease).catch((err: Error) => { log.error('claim %s: recording its generation %d: %s', this.claimId, lease.gen ?? 0, err.message) })
   }
+
+  /** The write of the claim's newest generation to claims.json, while one is under way. */
+  private recording?: Promise<void>
 
   /**
    * Replaces voters gone for good (the owner only, while a majority of the old ones answers): the
@@ -299,12 +295,11 @@ class OpenClaim implements ReplicaVolume {
    */
   async replaceVoters (nextVoters: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ClaimLease> {
     if (this.lost || this.released || this.closed || !this.leaseValid()) throw new ClaimLeaseExpiredError(`claim ${this.claimId} (epoch ${this.epoch}) is not served here: its voters stay`)
-    const remainingMs = this.lease.leaseStartLocalMs + this.lease.leaseMs - this.manager.now()
-    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, this.lease.leaseMs / 2)))
+    const budgetMs = this.manager.roundBudgetMs(this.lease)
     const signal = options.signal !== undefined ? AbortSignal.any([options.signal, AbortSignal.timeout(budgetMs)]) : AbortSignal.timeout(budgetMs)
-    const lease = await this.init.register.move(this.claimId, this.voters, this.epoch, nextVoters, { signal, phaseTimeoutMs: budgetMs, ...whereOf(this.lease) })
+    const lease = await this.init.register.move(this.claimId, this.voters, this.epoch, nextVoters, { signal, phaseTimeoutMs: budgetMs, ...placeOptions(this.lease) })
     this.take(lease)
-    await this.manager.remember(this.claimId, this.driver.kind, lease)
+    await this.recording
     this.checkLease()
     return lease
   }
@@ -420,7 +415,7 @@ class OpenClaim implements ReplicaVolume {
       }
       // The release names the final snapshot: the next owner restores exactly it, not an older one
       // that happened to be safe in its view first.
-      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}), ...whereOf(this.lease) })
+      await this.init.register.release(this.claimId, this.voters, this.epoch, { signal: AbortSignal.timeout(10_000), ...(tag !== undefined ? { final: tag } : {}), ...placeOptions(this.lease) })
       this.manager.counters.handovers++
       log('%s claim %s at epoch %d (%s)', options.planned ? 'handed over' : 'released after the replica ended:', this.claimId, this.epoch, tag !== undefined ? `final snapshot ${tag}` : 'no final snapshot')
     } catch (err) {
@@ -521,16 +516,21 @@ export class VolumeManager implements ReplicaVolumes {
    * so it never extends a lease already given up.
    */
   async renewLease (claimId: string, voters: readonly string[], lease: ClaimLease): Promise<ClaimLease> {
+    const budgetMs = this.roundBudgetMs(lease)
+    return await this.init.register.renew(claimId, voters, lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs, ...placeOptions(lease) })
+  }
+
+  /** What an owner's round on `lease` may take: what is left of the lease, at most half of it, at least 1 s. */
+  roundBudgetMs (lease: ClaimLease): number {
     const remainingMs = lease.leaseStartLocalMs + lease.leaseMs - this.now()
-    const budgetMs = Math.floor(Math.max(1_000, Math.min(remainingMs, lease.leaseMs / 2)))
-    return await this.init.register.renew(claimId, voters, lease.epoch, { signal: AbortSignal.timeout(budgetMs), phaseTimeoutMs: budgetMs, ...whereOf(lease) })
+    return Math.floor(Math.max(1_000, Math.min(remainingMs, lease.leaseMs / 2)))
   }
 
   /** Records where the claim's register is now (claims.json), after a move or an acquire in a newer generation. */
   async remember (claimId: string, driver: string, lease: ClaimLease): Promise<void> {
     const marker = await this.markers.get(claimId)
     if ((marker?.gen ?? 0) > (lease.gen ?? 0)) return
-    await this.markers.set(claimId, { epoch: marker?.epoch ?? lease.epoch, driver: marker?.driver ?? driver, voters: [...lease.voters], ...((lease.gen ?? 0) > 0 && lease.origin !== undefined ? { gen: lease.gen, origin: lease.origin } : {}) })
+    await this.markers.set(claimId, { epoch: marker?.epoch ?? lease.epoch, driver: marker?.driver ?? driver, voters: [...lease.voters], ...placeOptions(lease) })
   }
 
   now (): number {
@@ -631,7 +631,7 @@ export class VolumeManager implements ReplicaVolumes {
     if (waiting !== undefined && waiting.gaveUp !== true && this.now() - waiting.fromMs < this.ownerWaitMs()) throw this.ownerAwaited(claimId, waiting)
     let voters = known?.voters ?? await this.init.voters(spec, claimId)
     let lease: ClaimLease
-    const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) }, ...(known !== undefined ? whereOf(known) : {}) }
+    const acquireOptions = { ...options, admit: (previous: PreviousClaim | null) => { this.admit(claimId, previous) }, ...(known !== undefined ? placeOptions(known) : {}) }
     try {
       try {
         lease = await this.init.register.acquire(claimId, voters, acquireOptions)
@@ -646,7 +646,7 @@ export class VolumeManager implements ReplicaVolumes {
       if (err.holder !== this.init.selfId) return { held: { holder: err.holder, leaseEndsInMs: err.leaseEndsInMs } }
       // This node held the claim before it restarted (same peer key, same data dir): its lease is
       // renewed at the same epoch and its volume, written last at that epoch, is used as it is.
-      lease = await this.init.register.renew(claimId, voters, err.epoch, { ...options, ...(known !== undefined ? whereOf(known) : {}) })
+      lease = await this.init.register.renew(claimId, voters, err.epoch, { ...options, ...(known !== undefined ? placeOptions(known) : {}) })
     }
     voters = lease.voters
     this.awaiting.delete(claimId)
@@ -663,12 +663,12 @@ export class VolumeManager implements ReplicaVolumes {
     }
     if (keeper.lost !== undefined) throw new ClaimLeaseExpiredError(`claim ${claimId} (epoch ${lease.epoch}) was lost while its volume was prepared: ${keeper.lost.message}`, { cause: keeper.lost })
     const { path, restoredFrom, localIsNewest } = prepared
-    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters, ...((lease.gen ?? 0) > 0 && lease.origin !== undefined ? { gen: lease.gen, origin: lease.origin } : {}) })
+    await this.markers.set(claimId, { epoch: lease.epoch, driver: driver.kind, voters, ...placeOptions(lease) })
     // A slow acquire or restore may have used up most of the lease: renew before serving, and
     // never hand out a volume whose lease is already over.
     if (lease.leaseStartLocalMs + lease.leaseMs - this.now() < lease.leaseMs / 2) {
       try {
-        lease = await this.init.register.renew(claimId, voters, lease.epoch, { ...options, ...whereOf(lease) })
+        lease = await this.init.register.renew(claimId, voters, lease.epoch, { ...options, ...placeOptions(lease) })
         voters = lease.voters
       } catch (err) {
         if (!(err instanceof ClaimLostError) && lease.leaseStartLocalMs + lease.leaseMs - this.now() > (this.init.leaseGuardMs ?? 1_000)) log('renewing claim %s right after it opened failed: %s', claimId, (err as Error).message)

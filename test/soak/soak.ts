@@ -119,11 +119,17 @@ async function residentBytes (pid: number | undefined): Promise<number | undefin
   return kb !== undefined ? Number(kb) * 1024 : undefined
 }
 
-/** nodejs_heap_size_used_bytes and nodejs_external_memory_bytes from the node's own /metrics. */
-async function heapFigures (p: Proc): Promise<HeapFigures | undefined> {
+/** The node's own /metrics text (from the URL it printed at start): undefined before it printed one, '' when it cannot be read. */
+async function metricsText (p: Proc): Promise<string | undefined> {
   const url = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(p.stdout())?.[1]
   if (url === undefined) return undefined
-  const text = await fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async r => await r.text()).catch(() => '')
+  return await fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async r => await r.text()).catch(() => '')
+}
+
+/** nodejs_heap_size_used_bytes and nodejs_external_memory_bytes from the node's own /metrics. */
+async function heapFigures (p: Proc): Promise<HeapFigures | undefined> {
+  const text = await metricsText(p)
+  if (text === undefined) return undefined
   const figure = (name: string): number | undefined => { const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text); return m !== null ? Number(m[1]) : undefined }
   const heapUsed = figure('nodejs_heap_size_used_bytes')
   const external = figure('nodejs_external_memory_bytes')
@@ -135,10 +141,7 @@ const voterMoves = new Map<string, number>()
 
 async function sampleVoterMoves (): Promise<void> {
   for (const [i, p] of nodes.entries()) {
-    const url = /metrics (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(p.stdout())?.[1]
-    if (url === undefined) continue
-    const text = await fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async r => await r.text()).catch(() => '')
-    const m = /^cell_storage_claim_events_total\{event="voterMoves"\} (\S+)$/m.exec(text)
+    const m = /^cell_storage_claim_events_total\{event="voterMoves"\} (\S+)$/m.exec(await metricsText(p) ?? '')
     if (m !== null) voterMoves.set(`${i}:${memory.findLast(r => r.node === i)?.startedMs ?? 0}`, Number(m[1]))
   }
 }
