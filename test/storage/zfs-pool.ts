@@ -12,6 +12,10 @@
 // saying so on stderr. destroy() does the same when the pool stays busy because its mount hangs.
 // A restart drops every pool of the old daemon: a suite that needs several takes them from
 // createTestPools, which makes again those made before a restart.
+//
+// Two `zpool create` at once wedge it that way (measured: 3 of 10 fresh daemons, and a warm one
+// within two tries; one after the other, 0 of 10), and test files run in parallel workers: every
+// `zpool create` and `zpool destroy` here takes a lock file (flock) shared by all processes.
 import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
@@ -30,6 +34,25 @@ export interface TestPool {
   destroy (): Promise<void>
 }
 
+const ZPOOL_LOCK = join(tmpdir(), 'cell-zpool.lock')
+const LOCK_WAIT_S = 120
+
+/**
+ * `zpool <args>` under ZPOOL_LOCK, killed after `deadlineMs` (not counting the wait for the lock).
+ * Rejects like execFile; `killed` is true when the deadline killed it.
+ */
+async function zpoolLocked (args: string[], deadlineMs: number): Promise<void> {
+  try {
+    await exec('flock', ['-w', String(LOCK_WAIT_S), '-E', '75', ZPOOL_LOCK, 'timeout', '-s', 'KILL', String(deadlineMs / 1000), 'zpool', ...args],
+      { timeout: LOCK_WAIT_S * 1000 + deadlineMs + 10_000, killSignal: 'SIGKILL' })
+  } catch (err) {
+    const e = err as { code?: number, killed?: boolean }
+    if (e.code === 75) throw new Error(`zfs-pool: another process held ${ZPOOL_LOCK} for ${LOCK_WAIT_S} s (zpool ${args[0]})`)
+    if (e.code === 137) e.killed = true // timeout(1) killed zpool
+    throw err
+  }
+}
+
 async function answers (ms = 10_000): Promise<boolean> {
   try { await exec('zpool', ['list'], { timeout: ms, killSignal: 'SIGKILL' }); return true } catch { return false }
 }
@@ -39,6 +62,9 @@ async function answers (ms = 10_000): Promise<boolean> {
  * `zpool list` within `deadlineMs` is restarted once (`restart`); throws when that does not help.
  */
 export async function ensureZfsFuse (deadlineMs = 30_000, restart = true): Promise<void> {
+  // The daemon this caller probes: if another caller restarts it meanwhile, this one must not
+  // restart the new one too.
+  const seen = generation
   const probeMs = Math.min(10_000, deadlineMs)
   if (await answers(probeMs)) return
   const running = await exec('pgrep', ['-x', 'zfs-fuse']).then(() => true, () => false)
@@ -53,7 +79,7 @@ export async function ensureZfsFuse (deadlineMs = 30_000, restart = true): Promi
   while (!await answers(probeMs)) {
     if (Date.now() > until) {
       // A daemon that was already running and stays silent is restarted; one just started is not.
-      if (running && restart) { await recover(`zpool list got no answer within ${deadlineMs} ms`, generation); return }
+      if (running && restart) { await recover(`zpool list got no answer within ${deadlineMs} ms`, seen); return }
       throw new Error(`zfs-fuse did not answer zpool list within ${deadlineMs} ms`)
     }
     await new Promise(resolve => setTimeout(resolve, 200))
@@ -134,7 +160,7 @@ async function makePool (name: string, file: string, sizeBytes: number, deadline
   await fh.truncate(sizeBytes)
   await fh.close()
   try {
-    await exec('zpool', ['create', '-f', name, file], { timeout: deadlineMs, killSignal: 'SIGKILL' })
+    await zpoolLocked(['create', '-f', name, file], deadlineMs)
   } catch (err) {
     if ((err as { killed?: boolean }).killed === true) return false
     throw err
@@ -182,7 +208,7 @@ export async function createTestPool (options: TestPoolOptions = {}): Promise<Te
       if (destroyed) return
       destroyed = true
       for (let i = 0; i < 10 && made === generation; i++) {
-        try { await exec('zpool', ['destroy', '-f', name], { timeout: deadlineMs, killSignal: 'SIGKILL' }); break } catch (err) {
+        try { await zpoolLocked(['destroy', '-f', name], deadlineMs); break } catch (err) {
           if (/no such pool/.test(String((err as { stderr?: string }).stderr))) break
           const hung = (err as { killed?: boolean }).killed === true
           if (hung || i === 9) {
