@@ -1,7 +1,7 @@
-// Small secret files (private keys): created 0600 in a 0700 directory, replaced atomically, and
+// Small secret files (private keys): created 0600 in a 0700 directory, made and replaced atomically, and
 // refused on read when group or others could read them — the same rule ssh applies to id_ed25519.
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { link, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join, basename } from 'node:path'
 import { KeyFileExistsError, KeyFileNotFoundError, KeyFilePermissionError, MalformedKeyFileError } from './errors.ts'
 
@@ -44,12 +44,21 @@ export async function writeSecretFile (path: string, data: Uint8Array, options: 
   options.signal?.throwIfAborted()
   await mkdir(dirname(path), { recursive: true, mode: 0o700 })
   options.signal?.throwIfAborted()
-  if (options.force !== true) {
-    await writeNew(path, data, options.signal)
-    return
-  }
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`)
   await writeNew(tmp, data, options.signal)
+  if (options.force !== true) {
+    // A new file appears whole or not at all: link() fails if the name exists. (Created in place,
+    // a second process racing to make the same key found it empty and called it malformed.)
+    try {
+      await link(tmp, path)
+    } catch (err) {
+      if (code(err) === 'EEXIST') throw new KeyFileExistsError(`${path} already exists; pass force to replace it`, { cause: err })
+      throw err
+    } finally {
+      await unlink(tmp).catch(() => {})
+    }
+    return
+  }
   try {
     await rename(tmp, path)
   } catch (err) {
