@@ -2,7 +2,7 @@
 // restarts, the named outcomes of acquire / renew / release, and answers bound to their request.
 import { describe, it, expect } from 'vitest'
 import { ClaimAcceptor, MemoryAcceptorStore, type AcceptorState, type AcceptorStore } from './acceptor.ts'
-import { ClaimRegisterClient, leaseValid, type ClaimTransport } from './client.ts'
+import { ClaimRegisterClient, leaseValid, unansweredMs, type ClaimTransport } from './client.ts'
 import { ClaimHeldError, ClaimLostError, ClaimQuorumError, ClaimVotersMismatchError, MalformedClaimFrameError, TooManyClaimsError } from './errors.ts'
 import { decodeClaimFrame, encodeClaimRequest } from './codec.ts'
 import { marginMs } from './register.ts'
@@ -233,5 +233,63 @@ describe('claim acceptor and client', () => {
     await expect(b.acquire('ledger/0', VOTERS)).rejects.toMatchObject({ name: 'ClaimHeldError', holder: A, epoch: 1 })
     w.advance(LEASE + marginMs(LEASE))
     expect(await b.acquire('ledger/0', VOTERS)).toMatchObject({ epoch: 2, gen: 1, voters: [A, B, D] })
+  })
+
+  it('hears which voters answer: a voter whose store fails is asked and never heard, a slow one cut off by the majority still is', async () => {
+    const w = world()
+    const failing = w.stores.get(C) as FailingStore
+    failing.fail = true
+    // B answers after A and C (whose store fails at once): a majority without B never waits for it.
+    let slowAnswers = 0
+    const a = w.client(A, {
+      send: async (peer, frame, { signal }) => {
+        // Like a stream: an aborted request gets no answer.
+        if (peer === B) {
+          await new Promise((resolve, reject) => {
+            const t = setTimeout(resolve, 20)
+            signal.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })
+          })
+        }
+        const answer = await (w.acceptors.get(peer) as ClaimAcceptor).handle(A, frame)
+        if (peer === B) slowAnswers++
+        return answer
+      }
+    })
+    const heardFromB = async (rounds: number): Promise<void> => {
+      const until = Date.now() + 5_000
+      while (slowAnswers < rounds) {
+        if (Date.now() > until) throw new Error(`B answered ${slowAnswers} of ${rounds} rounds`)
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+    }
+    expect(a.heard('ledger/0', B)).toBeUndefined()
+    // C's store fails: the acquire needs B, and hears it.
+    await a.acquire('ledger/0', VOTERS)
+    expect(slowAnswers).toBe(2)
+    expect(a.heard('ledger/0', B)).toMatchObject({ firstAskedMs: 0, lastAnsweredMs: 0 })
+    expect(a.heard('ledger/0', C)).toEqual({ firstAskedMs: 0, lastAskedMs: 0 })
+    // C is back: A and C make the majority and B's answers come after the renew returned; they still count.
+    failing.fail = false
+    w.advance(200)
+    await a.renew('ledger/0', VOTERS, 1)
+    await heardFromB(4)
+    expect(a.heard('ledger/0', B)).toMatchObject({ lastAskedMs: 200, lastAnsweredMs: 200 })
+    // Now B's store fails: asked at every renew, heard no more.
+    ;(w.stores.get(B) as FailingStore).fail = true
+    for (let i = 0; i < 3; i++) {
+      w.advance(200)
+      await a.renew('ledger/0', VOTERS, 1)
+    }
+    const b = a.heard('ledger/0', B)!
+    expect(b).toMatchObject({ firstAskedMs: 0, lastAskedMs: 800, lastAnsweredMs: 200 })
+    expect(unansweredMs(b)).toBe(600)
+    expect(unansweredMs(a.heard('ledger/0', A)!)).toBe(0)
+    expect(unansweredMs(a.heard('ledger/0', C)!)).toBe(0)
+    ;(w.stores.get(B) as FailingStore).fail = false
+    w.advance(200)
+    await a.renew('ledger/0', VOTERS, 1)
+    await heardFromB(6)
+    expect(a.heard('ledger/0', B)).toMatchObject({ lastAskedMs: 1000, lastAnsweredMs: 1000 })
+    expect(a.heard('ledger/1', B)).toBeUndefined()
   })
 })

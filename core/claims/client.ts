@@ -28,6 +28,8 @@ const PHASE_OVER = Object.freeze(new ClaimQuorumError('phase over'))
 const MAX_BALLOT_COUNTERS = 4096
 /** Most generations one operation follows a claim through (each a move that replaced voters). */
 const MAX_HOPS = 8
+/** Most (claim, voter) pairs whose answers a client remembers (VoterHeard); the least recently asked goes past it. */
+const MAX_HEARD = 3 * MAX_BALLOT_COUNTERS
 
 /** Sends one request frame to `peerId` and resolves with its answer frame; rejects on failure or abort. */
 export interface ClaimTransport {
@@ -82,6 +84,25 @@ export interface ClaimRegisterClientInit {
   maxAttempts?: number
   /** First backoff after a conflict; doubles per attempt, jittered (default 25 ms). */
   backoffMs?: number
+}
+
+/**
+ * What a client knows of one voter of one claim since it started: when it first and last asked it
+ * and when it last got an answer that shows the voter's register working (a promise, an accept or
+ * a reject of its ballot, lease, voters or generation; not a refusal, an error, a timeout, a
+ * `capacity` or `not-voter` reject). A voter still asked but long unanswered is in the fleet but
+ * cannot vote (a full disk, a broken store, a wedged process): its owner replaces it
+ * (node-host/volumes). On the client's clock.
+ */
+export interface VoterHeard {
+  firstAskedMs: number
+  lastAskedMs: number
+  lastAnsweredMs?: number
+}
+
+/** How long `heard` went unanswered: from its last answer (or its first ask) to its last ask. */
+export function unansweredMs (heard: VoterHeard): number {
+  return Math.max(0, heard.lastAskedMs - (heard.lastAnsweredMs ?? heard.firstAskedMs))
 }
 
 export interface ClaimClientStats {
@@ -145,6 +166,8 @@ export class ClaimRegisterClient {
   /** Claims this client followed to a newer generation than its callers may know (bounded like the counters). */
   private readonly places = new Map<string, ClaimPlace>()
   private readonly counters: ClaimClientStats = { rounds: 0, conflicts: 0, staleAnswers: 0, refusedVoters: 0, malformedAnswers: 0, refusedByVoters: 0 }
+  /** By heardKey(claim, voter), least recently asked first (bounded by MAX_HEARD). */
+  private readonly heardOf = new Map<string, VoterHeard>()
 
   constructor (init: ClaimRegisterClientInit) {
     this.init = init
@@ -153,6 +176,25 @@ export class ClaimRegisterClient {
 
   stats (): ClaimClientStats {
     return { ...this.counters }
+  }
+
+  /** When this client asked `peer` about `claimId` and last heard it answer (a copy), or undefined if never asked since start. */
+  heard (claimId: string, peer: string): VoterHeard | undefined {
+    const h = this.heardOf.get(heardKey(claimId, peer))
+    return h === undefined ? undefined : { ...h }
+  }
+
+  private noteAsked (claimId: string, peer: string, nowMs: number): void {
+    const key = heardKey(claimId, peer)
+    const h = this.heardOf.get(key)
+    this.heardOf.delete(key)
+    this.heardOf.set(key, h === undefined ? { firstAskedMs: nowMs, lastAskedMs: nowMs } : { ...h, lastAskedMs: nowMs })
+    if (this.heardOf.size > MAX_HEARD) this.heardOf.delete(this.heardOf.keys().next().value as string)
+  }
+
+  private noteAnswered (claimId: string, peer: string, nowMs: number): void {
+    const h = this.heardOf.get(heardKey(claimId, peer))
+    if (h !== undefined && (h.lastAnsweredMs === undefined || nowMs > h.lastAnsweredMs)) h.lastAnsweredMs = nowMs
   }
 
   /** A new epoch for this node, or ClaimHeldError naming the holder and how long its lease still runs. */
@@ -391,7 +433,9 @@ export class ClaimRegisterClient {
   /**
    * Sends `req` to every voter and resolves once a majority said yes, once a majority can no
    * longer say yes, or at the phase deadline. Answers are checked against the request (claim,
-   * ballot, phase) and the voter's grant before they count.
+   * ballot, phase) and the voter's grant before they count. The requests still out when it
+   * resolves run on until the phase deadline, only so that a slower voter's answer is heard
+   * (VoterHeard): a voter always cut off by two faster ones is slow, not broken.
    */
   private async round (voters: string[], req: ClaimRequest, majority: number, signal: AbortSignal, phaseTimeoutMs?: number): Promise<Tally> {
     this.counters.rounds++
@@ -401,18 +445,28 @@ export class ClaimRegisterClient {
     const phase = new AbortController()
     const onAbort = (): void => { phase.abort(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
-    const timer = this.init.timers.setTimeout(() => { phase.abort(new ClaimQuorumError('phase deadline')) }, phaseMs)
+    let outstanding = voters.length
+    const end = (): void => {
+      this.init.timers.clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+      phase.abort(PHASE_OVER)
+    }
+    const timer = this.init.timers.setTimeout(() => { phase.abort(new ClaimQuorumError('phase deadline')); end() }, phaseMs)
     const tally: Tally = { ok: [], rejects: [], errors: [], refusedUs: [] }
-    try {
-      await new Promise<void>(resolve => {
-        let pending = voters.length
-        const settle = (): void => {
-          if (tally.ok.length >= majority || tally.ok.length + pending < majority) resolve()
-        }
-        phase.signal.addEventListener('abort', () => { resolve() }, { once: true })
-        for (const peer of voters) {
-          void this.ask(peer, req, frame, cell, phase.signal).then(result => {
-            if (phase.signal.aborted) return
+    let decided = false
+    await new Promise<void>(resolve => {
+      let pending = voters.length
+      const decide = (): void => { decided = true; resolve() }
+      const settle = (): void => {
+        if (tally.ok.length >= majority || tally.ok.length + pending < majority) decide()
+      }
+      phase.signal.addEventListener('abort', decide, { once: true })
+      const askedMs = this.init.clock.nowMs()
+      for (const peer of voters) {
+        this.noteAsked(req.claimId, peer, askedMs)
+        void this.ask(peer, req, frame, cell, phase.signal).then(result => {
+          if (result.kind === 'answer' && answerShowsRegister(result.answer)) this.noteAnswered(req.claimId, peer, this.init.clock.nowMs())
+          if (!decided) {
             pending--
             if (result.kind === 'error') {
               tally.errors.push({ peer, error: result.error })
@@ -421,15 +475,13 @@ export class ClaimRegisterClient {
             else if (result.answer.kind === 'reject') tally.rejects.push({ peer, answer: result.answer })
             else tally.ok.push({ peer, answer: result.answer })
             settle()
-          })
-        }
-        settle()
-      })
-    } finally {
-      this.init.timers.clearTimeout(timer)
-      signal.removeEventListener('abort', onAbort)
-      phase.abort(PHASE_OVER)
-    }
+          }
+          if (--outstanding === 0) end()
+        })
+      }
+      settle()
+    })
+    if (voters.length === 0) end()
     return tally
   }
 
@@ -460,6 +512,15 @@ export class ClaimRegisterClient {
       return { kind: 'error', error: err }
     }
   }
+}
+
+function heardKey (claimId: string, peer: string): string {
+  return `${claimId}\n${peer}`
+}
+
+/** Does `answer` show the voter's register at work (not a voter that cannot or will not hold the claim)? */
+function answerShowsRegister (answer: ClaimAnswer): boolean {
+  return answer.kind !== 'reject' || (answer.reason !== 'capacity' && answer.reason !== 'not-voter')
 }
 
 /** Which ballot counter a round of `claimId` in generation `gen` uses. */

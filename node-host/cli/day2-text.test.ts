@@ -187,7 +187,7 @@ describe('cell status <cell>: a node\'s errors', () => {
 
   it('names the claims the node owns with their voters, and warns when one more lost voter stops a claim', () => {
     const [a, b, c] = ['12D3KooWVoterAAAAAAAAAAAAAaaaaaa', '12D3KooWVoterBBBBBBBBBBBBBbbbbbb', '12D3KooWVoterCCCCCCCCCCCCCcccccc']
-    const owned = (voters: Array<{ peerId: string, live: boolean, goneMs?: number }>): NodeStatusReport => ({
+    const owned = (voters: Array<{ peerId: string, live: boolean, goneMs?: number, silent?: boolean }>): NodeStatusReport => ({
       node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, voters }] }]
     })
     const healthy = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }]), 'ledger', nowMs).join('\n')
@@ -197,12 +197,14 @@ describe('cell status <cell>: a node\'s errors', () => {
     expect(describeNode(moved, 'ledger', nowMs).join('\n')).toContain('owns ledger/0 at epoch 4 (generation 2: voters replaced); voters …aaaaaa, …bbbbbb, …cccccc')
     const oneGone = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 3 * 3_600_000 }]), 'ledger', nowMs).join('\n')
     expect(oneGone).toContain('WARNING ledger/0: voter …cccccc (gone 3h) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
+    const silent = describeNode(owned([{ peerId: a, live: true }, { peerId: b, live: false, silent: true, goneMs: 120_000 }, { peerId: c, live: true }]), 'ledger', nowMs).join('\n')
+    expect(silent).toContain('WARNING ledger/0: voter …bbbbbb (for 2m) in the fleet but not answering its claim rounds; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops')
     const lapsed: NodeStatusReport = { node: a, counters: {}, cells: [{ ...cellStatus('ledger'), claims: [{ claimId: 'ledger/0', epoch: 4, serving: false, voters: [{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }] }] }] }
     expect(describeNode(lapsed, 'ledger', nowMs).join('\n')).toContain('holds ledger/0 at epoch 4 but does not serve it (its lease ran out here); voters')
     // The fleet overview names at-risk and stopped claims only.
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: true }])])).toEqual([])
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: true }, { peerId: c, live: false, goneMs: 60_000 }])]))
-      .toEqual(['  WARNING ledger/0: voter …cccccc (gone 1m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default) (owner …aaaaaa)'])
+      .toEqual(['  WARNING ledger/0: voter …cccccc (gone 1m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default) (owner …aaaaaa)'])
     expect(claimRiskLines([owned([{ peerId: a, live: true }, { peerId: b, live: false }, { peerId: c, live: false }])])[0]).toMatch(/WARNING ledger\/0: voters …bbbbbb, …cccccc not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew/)
   })
 })

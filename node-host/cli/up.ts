@@ -87,8 +87,9 @@ options:
                         never waits)
   --voter-replace-after D
                         a voter of a stateful claim this node owns that has been out of the fleet
-                        this long is replaced by another storage node, while a majority of the
-                        claim's voters is live (default 5m; 0 never replaces)
+                        this long (or in it without answering the claim's rounds: a full disk) is
+                        replaced by another storage node, while a majority of the claim's voters
+                        is live (default 5m; 0 never replaces)
   --otlp URL            export trace spans over OTLP/HTTP (JSON) to URL, e.g.
                         http://127.0.0.1:4318/v1/traces (default CELL_OTLP; none when unset)
   --trace-ratio R       share of new traces sampled, 0..1 (default 0.01); calls arriving sampled

@@ -146,7 +146,7 @@ export function readStatusReport (frame: Json): NodeStatusReport {
 function isClaimVoters (c: unknown): c is ClaimVoters {
   const v = c as ClaimVoters | null
   return typeof v === 'object' && v !== null && typeof v.claimId === 'string' && typeof v.epoch === 'number' && (v.gen === undefined || (Number.isSafeInteger(v.gen) && v.gen >= 0)) && Array.isArray(v.voters) && v.voters.length <= MAX_VOTERS &&
-    v.voters.every(x => typeof x === 'object' && x !== null && typeof x.peerId === 'string' && typeof x.live === 'boolean' && (x.goneMs === undefined || typeof x.goneMs === 'number'))
+    v.voters.every(x => typeof x === 'object' && x !== null && typeof x.peerId === 'string' && typeof x.live === 'boolean' && (x.goneMs === undefined || typeof x.goneMs === 'number') && (x.silent === undefined || typeof x.silent === 'boolean'))
 }
 
 /** Asks `peer` for its status report (of `cell`, or of every cell of the requester's authority). */

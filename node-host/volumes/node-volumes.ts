@@ -4,7 +4,7 @@
 // builds one of these and hands `manager` to the ReplicaSet.
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
-import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, ownerClock, voterClock, serveClaimProtocol } from '../../core/claims/index.ts'
+import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, ownerClock, unansweredMs, voterClock, serveClaimProtocol } from '../../core/claims/index.ts'
 import { offersStorageClass, storageRole } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
 import type { FleetView } from '../../core/fleet/index.ts'
@@ -35,9 +35,10 @@ export interface NodeVolumesInit {
   /** Tuning of the volume manager (tests shorten waits). */
   tuning?: Partial<Pick<VolumeManagerInit, 'leaseGuardMs' | 'handoverSafeMs' | 'firstSnapshotMs' | 'maxLeaseWaitMs' | 'handoverSyncMs' | 'formerOwnerWaitMs'>>
   /**
-   * A voter of a claim this node owns that has been out of the fleet this long is replaced by a
-   * live storage node (the claim moves to its next generation; `cell up --voter-replace-after`).
-   * Default 5 minutes; 0 never replaces.
+   * A voter of a claim this node owns that has been out of the fleet this long, or in it without
+   * answering the claim's rounds (silent: see SILENT_LEASES), is replaced by a live storage node (the
+   * claim moves to its next generation; `cell up --voter-replace-after`). Default 5 minutes; 0 never
+   * replaces.
    */
   voterReplaceAfterMs?: number
   /** How often the owner looks at its claims' voters (default 15 s; tests shorten it). */
@@ -53,6 +54,13 @@ const MAX_SEEN = 4096
 const VOTER_CHECK_MS = 15_000
 /** A voter gone this long is logged (once per absence) by the claim's owner. */
 const VOTER_GONE_LOG_MS = 60_000
+/**
+ * A voter in the fleet that has not answered the owner's claim rounds for this many leases (renewed
+ * every third of one: six rounds or more) is silent: it counts as gone (its register cannot vote: a
+ * full disk, a broken store, a wedged process), is shown and logged as such, and is replaced after
+ * `voterReplaceAfterMs` of silence like a voter out of the fleet.
+ */
+const SILENT_LEASES = 2
 
 export class NodeVolumes {
   readonly storage: Storage
@@ -169,10 +177,13 @@ export class NodeVolumes {
   /**
    * The claims this node holds and their voters: live in this node's view or not, and for at least
    * how long not (since it last saw the voter live while holding a claim it votes on, else since it
-   * first found it gone: never more than it knows). For `cell status`, metrics, logs.
+   * first found it gone: never more than it knows); a voter in view that has not answered this
+   * node's rounds for SILENT_LEASES leases is not live either (silent, for as long as it has not
+   * answered). For `cell status`, metrics, logs.
    */
   claimVoters (): ClaimVoters[] {
     const now = this.init.clock.now()
+    const silentAfterMs = SILENT_LEASES * (this.init.leaseMs ?? 15_000)
     return (this.manager?.claims() ?? []).map(c => ({
       claimId: c.claimId,
       epoch: c.epoch,
@@ -181,7 +192,9 @@ export class NodeVolumes {
       voters: c.voters.map(peerId => {
         if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
           this.voterLastLive.set(peerId, now)
-          return { peerId, live: true }
+          const heard = this.client?.heard(c.claimId, peerId)
+          const silentMs = heard === undefined ? 0 : unansweredMs(heard)
+          return silentMs >= silentAfterMs ? { peerId, live: false, silent: true, goneMs: silentMs } : { peerId, live: true }
         }
         if (!this.voterLastLive.has(peerId)) this.voterLastLive.set(peerId, now)
         return { peerId, live: false, goneMs: Math.max(0, now - this.voterLastLive.get(peerId)!) }
@@ -202,7 +215,7 @@ export class NodeVolumes {
           const line = describeClaimVoters(c, id => `…${id.slice(-6)}`, ms => `${Math.round(ms / 1000)} s`)
           log.error('%s', line)
         } else if (v.live && this.votersLogged.delete(key)) {
-          log('%s: voter …%s is back in the fleet (%s)', c.claimId, v.peerId.slice(-6), voterVerdict(c.voters))
+          log('%s: voter …%s is back (in the fleet, answering: %s)', c.claimId, v.peerId.slice(-6), voterVerdict(c.voters))
         }
       }
     }
@@ -213,7 +226,7 @@ export class NodeVolumes {
   }
 
   /**
-   * Voters gone for `voterReplaceAfterMs` are replaced while a majority of the claim's voters is
+   * Voters gone (or silent) for `voterReplaceAfterMs` are replaced while a majority of the claim's voters is
    * still live (after that the claim can neither renew nor move): the same choice as a new claim's
    * voters (rendezvous hash over the live nodes that offer the cell's storage class), from the
    * nodes not voting on it yet. One move per claim at a time; a failed one is tried again at the
@@ -245,7 +258,7 @@ export class NodeVolumes {
       (lease) => {
         if (this.manager !== undefined) this.manager.counters.voterMoves++
         for (const id of replaced) this.votersLogged.delete(`${c.claimId}|${id}`)
-        log.error('%s: replaced voter%s %s (out of the fleet for %s s or more) with %s; the claim is in generation %d now, voters %s', c.claimId, replaced.length > 1 ? 's' : '', replaced.map(id => `…${id.slice(-6)}`).join(', '), Math.round(afterMs / 1000), chosen.map(id => `…${id.slice(-6)}`).join(', '), lease.gen ?? 0, lease.voters.map(id => `…${id.slice(-6)}`).join(', '))
+        log.error('%s: replaced voter%s %s (out of the fleet, or silent in it, for %s s or more) with %s; the claim is in generation %d now, voters %s', c.claimId, replaced.length > 1 ? 's' : '', replaced.map(id => `…${id.slice(-6)}`).join(', '), Math.round(afterMs / 1000), chosen.map(id => `…${id.slice(-6)}`).join(', '), lease.gen ?? 0, lease.voters.map(id => `…${id.slice(-6)}`).join(', '))
       },
       (err: Error) => {
         if (this.manager !== undefined) this.manager.counters.voterMoveFailures++

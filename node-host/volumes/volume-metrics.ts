@@ -30,21 +30,23 @@ export function registerVolumeMetrics (registry: Registry, manager: VolumeManage
   })
   const voters = new Gauge({
     name: 'cell_claim_voters',
-    help: 'Voters of each claim this node owns, live or gone in its view: the claim renews and moves only while a majority is live (alert when live is down to a majority).',
+    help: 'Voters of each claim this node owns: live (in its view and answering), gone (out of its view) or silent (in its view, not answering the claim\'s rounds: it cannot vote): the claim renews and moves only while a majority is live (alert when live is down to a majority).',
     labelNames: ['claim', 'state'],
     registers: [registry],
     collect () {
       voters.reset()
       for (const c of options.claimVoters?.() ?? []) {
         const live = c.voters.filter(v => v.live).length
+        const silent = c.voters.filter(v => !v.live && v.silent === true).length
         voters.set({ claim: c.claimId, state: 'live' }, live)
-        voters.set({ claim: c.claimId, state: 'gone' }, c.voters.length - live)
+        voters.set({ claim: c.claimId, state: 'gone' }, c.voters.length - live - silent)
+        voters.set({ claim: c.claimId, state: 'silent' }, silent)
       }
     }
   })
   const events = new Counter({
     name: 'cell_storage_claim_events_total',
-    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, hand-overs before two other nodes held the final snapshot, closes that kept the claim because no other node was left to hold it (keptForReturn), failed lease renewals, waits for a former owner given up (ownerWaitsGivenUp), voters gone for good replaced (voterMoves: the claim moved to its next generation) and tries at it that failed (voterMoveFailures).',
+    help: 'Claim volumes on this node: opened, restored from a snapshot, snapshots taken, planned hand-overs, hand-overs before two other nodes held the final snapshot, closes that kept the claim because no other node was left to hold it (keptForReturn), failed lease renewals, waits for a former owner given up (ownerWaitsGivenUp), voters gone or silent for good replaced (voterMoves: the claim moved to its next generation) and tries at it that failed (voterMoveFailures).',
     labelNames: ['event'],
     registers: [registry],
     collect () {

@@ -24,10 +24,19 @@ describe('the voters of a claim a node owns', () => {
   it('is silent while every voter is live, and names the gone ones with how long and what it means', () => {
     expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), live('c')] }, short, age)).toBeUndefined()
     expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), gone('c', 720_000)] }, short, age))
-      .toBe('ledger/0: voter …c (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)')
+      .toBe('ledger/0: voter …c (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)')
     expect(describeClaimVoters({ claimId: 'ledger/1', epoch: 2, voters: [live('a'), gone('b', 60_000), gone('c')] }, short, age))
       .toBe('ledger/1: voters …b (gone 1m), …c not in the fleet; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew, and no node can take it, until 1 of them returns')
     expect(describeClaimVoters({ claimId: 'ledger/2', epoch: 1, voters: [live('a'), live('b'), live('c'), live('d'), gone('e', 120_000)] }, short, age))
       .toBe('ledger/2: voter …e (gone 2m) not in the fleet; 4 of its 5 voters left, 3 needed to renew or move it')
+  })
+
+  it('names a voter in the fleet that does not answer apart from one out of it; it counts as gone', () => {
+    const silent = (peerId: string, goneMs: number): VoterState => ({ peerId, live: false, silent: true, goneMs })
+    expect(voterVerdict([live('a'), live('b'), silent('c', 60_000)])).toBe('at-risk')
+    expect(describeClaimVoters({ claimId: 'ledger/0', epoch: 2, voters: [live('a'), live('b'), silent('c', 180_000)] }, short, age))
+      .toBe('ledger/0: voter …c (for 3m) in the fleet but not answering its claim rounds; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)')
+    expect(describeClaimVoters({ claimId: 'ledger/1', epoch: 2, voters: [live('a'), gone('b', 60_000), silent('c', 120_000)] }, short, age))
+      .toBe('ledger/1: voter …b (gone 1m) not in the fleet; voter …c (for 2m) in the fleet but not answering its claim rounds; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew, and no node can take it, until 1 of them returns')
   })
 })

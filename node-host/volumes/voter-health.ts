@@ -1,5 +1,6 @@
 // The voters of the claims a node owns, as an operator needs to see them: which are live in this
-// node's view and for how long the others have been gone. A claim renews and moves only with a
+// node's view and answer its claim rounds, and for how long the others have been gone (out of the
+// fleet) or silent (in the fleet, but their register does not answer: a full disk, a broken store). A claim renews and moves only with a
 // majority of its voters, and a voter gone for good is replaced only after `--voter-replace-after`, so a
 // claim with one voter left above its majority is one node loss away from stopping: `cell status
 // <cell>` prints it, the owner logs it and `cell_claim_voters{claim,state}` carries it for alerts.
@@ -9,9 +10,15 @@ import { majorityOf } from '../../core/claims/index.ts'
 /** One voter of a claim in the owner's view. */
 export interface VoterState {
   peerId: string
+  /** In this node's view and answering its claim rounds: it can vote. */
   live: boolean
-  /** Not live: for at least how long (since this node last saw it live, or first saw it gone while holding the claim). */
+  /**
+   * Not live: for at least how long (out of the fleet: since this node last saw it live, or first saw
+   * it gone while holding the claim; silent: since it last answered, or was first asked).
+   */
   goneMs?: number
+  /** Not live, but in the fleet: asked about the claim and not answering (its register cannot vote). */
+  silent?: boolean
 }
 
 /** A claim this node holds, with its voters. */
@@ -40,17 +47,24 @@ export function voterVerdict (voters: readonly VoterState[]): 'ok' | 'degraded' 
 
 /**
  * One line about a claim's voters, or undefined when every voter is live:
- * `ledger/0: voter …x4Kq9s not in the fleet for 12m; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)`.
+ * `ledger/0: voter …x4Kq9s (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)`;
+ * a silent voter reads `voter …x4Kq9s (for 40 s) in the fleet but not answering its claim rounds`.
  */
 export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string) => string, age: (ms: number) => string): string | undefined {
   const verdict = voterVerdict(claim.voters)
   if (verdict === 'ok') return undefined
-  const gone = claim.voters.filter(v => !v.live)
-  const live = claim.voters.length - gone.length
+  const down = claim.voters.filter(v => !v.live)
+  const live = claim.voters.length - down.length
   const needed = majorityOf(claim.voters.length)
-  const who = gone.map(v => `${short(v.peerId)}${v.goneMs !== undefined ? ` (gone ${age(v.goneMs)})` : ''}`).join(', ')
-  const head = `${claim.claimId}: voter${gone.length > 1 ? 's' : ''} ${who} not in the fleet; ${live} of its ${claim.voters.length} voters left, ${needed} needed to renew or move it`
+  const list = (vs: VoterState[], what: (ms: string) => string): string => vs.map(v => `${short(v.peerId)}${v.goneMs !== undefined ? ` (${what(age(v.goneMs))})` : ''}`).join(', ')
+  const gone = down.filter(v => v.silent !== true)
+  const silent = down.filter(v => v.silent === true)
+  const parts = [
+    ...(gone.length > 0 ? [`voter${gone.length > 1 ? 's' : ''} ${list(gone, a => `gone ${a}`)} not in the fleet`] : []),
+    ...(silent.length > 0 ? [`voter${silent.length > 1 ? 's' : ''} ${list(silent, a => `for ${a}`)} in the fleet but not answering its claim rounds`] : [])
+  ]
+  const head = `${claim.claimId}: ${parts.join('; ')}; ${live} of its ${claim.voters.length} voters left, ${needed} needed to renew or move it`
   if (verdict === 'stuck') return `${head}: it cannot renew, and no node can take it, until ${needed - live} of them return${needed - live > 1 ? '' : 's'}`
-  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (the owner replaces a voter gone for cell up --voter-replace-after, 5m by default)`
+  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)`
   return head
 }

@@ -6,11 +6,24 @@
 // generation with a live node in the gone one's place, serving throughout at the same epoch; then a
 // planned stop of the owner hands it over inside the new generation, and every acknowledged append
 // is still there.
+//
+// A voter can also stay in the fleet and stop voting: its disk is full (a tmpfs of 64 kB, filled,
+// over its claims directory), so every promise it would make fails to save and it answers nothing.
+// Before, the owner counted it live forever and never replaced it; now it is silent once it has not
+// answered for two leases, `cell status` says so, and after --voter-replace-after it is replaced
+// like a gone one while it is still in the fleet.
 import { describe, it, expect, afterAll } from 'vitest'
+import { execFile } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { generateAuthority } from '../../core/identity/index.ts'
 import { waitForView } from '../../node-host/client.ts'
 import type { FullNode } from '../../node-host/full-node.ts'
 import { TestFleet } from './test-fleet.ts'
+import { describeClaimVoters } from '../../node-host/volumes/voter-health.ts'
+
+const exec = promisify(execFile)
 
 const LEASE_MS = 4_000
 
@@ -51,7 +64,8 @@ describe('a stateful claim whose voters leave for good', () => {
     await byId(x).stop()
     const gen1 = await waitForView(operator, () => {
       const c = owner.volumes.manager!.claim('ledger/0')
-      return c !== undefined && c.gen >= 1 && !c.voters.includes(x) ? { gen: c.gen, voters: [...c.voters] } : undefined
+      // The counter goes up once the move is recorded (claims.json), a moment after the claim is in its new generation.
+      return c !== undefined && c.gen >= 1 && !c.voters.includes(x) && owner.volumes.manager!.counters.voterMoves >= 1 ? { gen: c.gen, voters: [...c.voters] } : undefined
     }, 'the owner replacing the stopped voter', { timeoutMs: 40_000, tickMs: 100 })
     const movedMs = performance.now() - stopped
     const newcomer = gen1.voters.find(id => !firstVoters.includes(id))!
@@ -88,4 +102,74 @@ describe('a stateful claim whose voters leave for good', () => {
     expect(balance).toMatchObject({ entries: acked, balance: sum })
     process.stdout.write(`voter replacement: the owner moved ledger/0 to generation ${gen1.gen} ${Math.round(movedMs)} ms after a voter stopped (replace after 2 s); ${acked} appends, all there after two of the first three voters left and the owner handed over (epoch ${epoch} → ${taken.epoch}, generation ${taken.gen})\n`)
   }, 240_000)
+})
+
+describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in the fleet with a full disk', () => {
+  const fleet = new TestFleet()
+  const { nodes } = fleet
+  const mounts: string[] = []
+  afterAll(async () => {
+    // The nodes first (the full one writes into its mount), then the mount, then the temp dir.
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    for (const m of mounts) await exec('umount', ['-l', m]).catch(() => {})
+    await fleet.stop()
+  }, 120_000)
+
+  it('counts it silent, says so, and replaces it while it is still in the fleet; appends go on and stay', async () => {
+    const key = await generateAuthority()
+    // Silent after two leases (8 s) unheard, replaced after 12 s: the status shows it silent for 4 s.
+    const storage = { leaseMs: LEASE_MS, voterReplaceAfterMs: 12_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
+    const root = await fleet.start('cell-voters-full-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
+    const operator = await fleet.publishDirLedger(key)
+    let acked = 0
+    let sum = 0
+    const append = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        await operator.call('ledger', 'append', { account: 'ada', amount: acked + 1 }, { timeoutMs: 15_000 })
+        acked++
+        sum += acked
+      }
+    }
+    await append(5)
+    const owner = nodes.find(n => n.replicas.list('ledger').some(r => r.state === 'ready'))!
+    const first = owner.volumes.manager!.claim('ledger/0')!
+    const x = first.voters.find(id => id !== owner.peerId)!
+    const full = nodes.find(n => n.peerId === x)!
+    // Its claims directory on a 64 kB tmpfs with the state file in it, then filled up.
+    const dir = join(root, `n${nodes.indexOf(full)}`, 'claims')
+    const state = await readFile(join(dir, 'acceptor.json'))
+    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
+    mounts.push(dir)
+    await writeFile(join(dir, 'acceptor.json'), state)
+    await writeFile(join(dir, 'filler'), new Uint8Array(256 * 1024)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOSPC') throw err })
+    const filled = performance.now()
+
+    // Silent: in the owner's view all along, but not answering its rounds.
+    const line = await waitForView(operator, () => {
+      const c = owner.volumes.claimVoters().find(v => v.claimId === 'ledger/0')
+      const v = c?.voters.find(v => v.peerId === x)
+      return c !== undefined && v?.silent === true ? describeClaimVoters(c, id => `…${id.slice(-6)}`, ms => `${Math.round(ms / 1000)} s`) : undefined
+    }, 'the owner finding the full voter silent', { timeoutMs: 30_000, tickMs: 100 })
+    const silentMs = performance.now() - filled
+    expect(line).toMatch(new RegExp(`ledger/0: voter …${x.slice(-6)} \\(for \\d+ s\\) in the fleet but not answering its claim rounds; 2 of its 3 voters left`))
+    expect(owner.mesh.view.node(x), 'the full voter is still in the fleet').toBeDefined()
+    await append(3)
+
+    // Replaced while still in the fleet: generation 1 without it, at the same epoch.
+    const gen1 = await waitForView(operator, () => {
+      const c = owner.volumes.manager!.claim('ledger/0')
+      return c !== undefined && c.gen >= 1 && !c.voters.includes(x) ? { gen: c.gen, voters: [...c.voters] } : undefined
+    }, 'the owner replacing the silent voter', { timeoutMs: 40_000, tickMs: 100 })
+    const movedMs = performance.now() - filled
+    // 12 s from its last answer, up to a renew (a quarter lease) before the disk filled: not at 8 s, when it went silent.
+    expect(movedMs).toBeGreaterThanOrEqual(10_000)
+    expect(gen1.voters).toHaveLength(3)
+    expect(owner.mesh.view.node(x), 'the full voter is still in the fleet').toBeDefined()
+    expect(owner.volumes.manager!.claim('ledger/0')!.epoch).toBe(first.epoch)
+    expect(owner.volumes.claimVoters().find(v => v.claimId === 'ledger/0')!.voters.every(v => v.live)).toBe(true)
+    await append(5)
+    const balance = await operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
+    expect(balance).toMatchObject({ entries: acked, balance: sum })
+    process.stdout.write(`voter replacement: a voter with a full disk stayed in the fleet; the owner found it silent ${Math.round(silentMs)} ms after its disk filled (two leases of ${LEASE_MS} ms) and moved ledger/0 to generation ${gen1.gen} after ${Math.round(movedMs)} ms (replace after 12 s of silence); ${acked} appends, all there\n`)
+  }, 180_000)
 })
