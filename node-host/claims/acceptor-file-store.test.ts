@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll } from 'vitest'
+import { describe, it, expect, afterAll, vi } from 'vitest'
 import { mkdtemp, rm, writeFile, readdir, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { AcceptorFileStore, CorruptAcceptorStateError } from './acceptor-file-store.ts'
 import { ClaimAcceptor, encodeClaimRequest, decodeClaimFrame, type AcceptorState } from '../../core/claims/index.ts'
 import { openClaimGateForTests } from '../../core/claims/testing.ts'
+import { enable } from '@libp2p/logger'
 
 const A = `12D3KooW${'A'.repeat(44)}`
 const B = `12D3KooW${'B'.repeat(44)}`
@@ -49,9 +50,25 @@ describe('AcceptorFileStore', () => {
       // Fill the disk, then try to save a state larger than what is left, three times.
       await writeFile(join(dir, 'filler'), new Uint8Array(40 * 1024))
       const big: AcceptorState = { claims: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`ledger/${i}`, STATE.claims['ledger/0']])) }
-      for (let i = 0; i < 3; i++) await expect(store.save(big)).rejects.toThrow(/ENOSPC/)
+      // The node says so itself (its owners only see it silent): once, not per failed save; and when saves work again.
+      const said: string[] = []
+      enable('cell:claims:store:error') // as `cell up` enables cell:*:error
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => { said.push(String(chunk)); return true })
+      try {
+        for (let i = 0; i < 3; i++) await expect(store.save(big)).rejects.toThrow(/ENOSPC/)
+        expect(await store.load()).toEqual(STATE)
+        expect((await readdir(dir)).sort()).toEqual(['acceptor.json', 'filler'])
+        await rm(join(dir, 'filler'))
+        await store.save(STATE)
+      } finally {
+        spy.mockRestore()
+        enable(process.env.DEBUG ?? '')
+      }
+      const lines = said.join('').split('\n').filter(l => l.includes('cell:claims:store'))
+      expect(lines).toHaveLength(2)
+      expect(lines[0]).toMatch(/cannot save this node's claim votes to .*acceptor\.json \(ENOSPC.*; 1 failed save\(s\) so far\): it answers no claim round until it can/)
+      expect(lines[1]).toMatch(/claim votes saved to .*acceptor\.json again, after 3 failed save\(s\)/)
       expect(await store.load()).toEqual(STATE)
-      expect((await readdir(dir)).sort()).toEqual(['acceptor.json', 'filler'])
     } finally {
       execFileSync('umount', [dir])
     }

@@ -9,8 +9,14 @@
 // once every lease it could hold has run out: leaseMs + margin, at most ~11 minutes).
 import { open, readFile, rename, mkdir, rm } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
+import { logger } from '@libp2p/logger'
 import { CellError, type RetryRule } from '../../core/errors.ts'
 import { isClaimId, isFinalTag, isPeerIdString, type AcceptorState, type AcceptorStore, type ClaimSlot } from '../../core/claims/index.ts'
+
+const log = logger('cell:claims:store')
+
+/** A failing save is logged at most this often (the rounds that fail come every few seconds per claim). */
+const SAVE_ERROR_LOG_MS = 60_000
 
 /** Most bytes the state file may have (4096 claims of a few hundred bytes each, with room). */
 export const MAX_ACCEPTOR_STATE_BYTES = 16 * 1024 * 1024
@@ -23,6 +29,9 @@ export class CorruptAcceptorStateError extends CellError {
 export class AcceptorFileStore implements AcceptorStore {
   readonly path: string
   private seq = 0
+  /** Saves failed since the last one that worked, and when that was last logged. */
+  private failures = 0
+  private loggedAtMs = -Infinity
 
   constructor (path: string) {
     this.path = path
@@ -46,7 +55,31 @@ export class AcceptorFileStore implements AcceptorStore {
     return checkState(parsed, this.path)
   }
 
+  /**
+   * Saves `state` durably. A node whose saves fail (a full disk) answers no claim round: nothing in
+   * the fleet shows it but its owners' view of it as silent, so it says so itself, once a minute,
+   * and says when saves work again.
+   */
   async save (state: AcceptorState): Promise<void> {
+    try {
+      await this.write(state)
+    } catch (err) {
+      this.failures++
+      const now = Date.now()
+      if (now - this.loggedAtMs >= SAVE_ERROR_LOG_MS) {
+        this.loggedAtMs = now
+        log.error('cannot save this node\'s claim votes to %s (%s; %d failed save(s) so far): it answers no claim round until it can, and the owners of those claims replace it after --voter-replace-after', this.path, (err as Error).message, this.failures)
+      }
+      throw err
+    }
+    if (this.failures > 0) {
+      log.error('claim votes saved to %s again, after %d failed save(s)', this.path, this.failures)
+      this.failures = 0
+      this.loggedAtMs = -Infinity
+    }
+  }
+
+  private async write (state: AcceptorState): Promise<void> {
     const text = JSON.stringify(state)
     if (text.length > MAX_ACCEPTOR_STATE_BYTES) throw new CorruptAcceptorStateError(`acceptor state of ${text.length} bytes exceeds ${MAX_ACCEPTOR_STATE_BYTES}`)
     const dir = dirname(this.path)
