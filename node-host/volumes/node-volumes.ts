@@ -56,7 +56,7 @@ const VOTER_CHECK_MS = 15_000
 const VOTER_GONE_LOG_MS = 60_000
 /**
  * A voter in the fleet that has not answered the owner's claim rounds for this many leases (renewed
- * every third of one: six rounds or more) is silent: it counts as gone (its register cannot vote: a
+ * every quarter of one: eight rounds or more) is silent: it counts as gone (its register cannot vote: a
  * full disk, a broken store, a wedged process), is shown and logged as such, and is replaced after
  * `voterReplaceAfterMs` of silence like a voter out of the fleet.
  */

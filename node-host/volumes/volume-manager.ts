@@ -3,7 +3,7 @@
 //  - open: acquire the claim at a new epoch from its voters (core/claims), then use the local volume
 //    if this node was its last writer at the previous epoch, else restore the newest safe snapshot
 //    (fetched from its holders), then mount it as the capsid's /cell/data;
-//  - while open: renew the lease (a third of its length), snapshot every `snapshot_every` (and once
+//  - while open: renew the lease (a quarter of its length), snapshot every `snapshot_every` (and once
 //    soon after the start), and stop serving the moment the lease ends by this node's monotonic clock;
 //  - close: a final snapshot, wait until two other nodes hold it, then release the claim so the next
 //    owner starts at once with nothing acknowledged lost. A fenced replica (lease ended) does none
