@@ -21,11 +21,34 @@ import { generateAuthority } from '../../core/identity/index.ts'
 import { waitForView } from '../../node-host/client.ts'
 import type { FullNode } from '../../node-host/full-node.ts'
 import { TestFleet } from './test-fleet.ts'
+import type { Mesh } from '../../core/mesh/index.ts'
 import { describeClaimVoters } from '../../node-host/volumes/voter-health.ts'
 
 const exec = promisify(execFile)
 
 const LEASE_MS = 4_000
+
+/** Appends 1, 2, 3, … to ada's ledger account, each acknowledged before the next; expectAllThere() reads every one back. */
+class LedgerAppends {
+  acked = 0
+  private sum = 0
+  private readonly operator: Mesh
+  constructor (operator: Mesh) { this.operator = operator }
+
+  async append (n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const amount = this.acked + 1
+      await this.operator.call('ledger', 'append', { account: 'ada', amount }, { timeoutMs: 15_000 })
+      this.acked++
+      this.sum += amount
+    }
+  }
+
+  async expectAllThere (): Promise<void> {
+    const balance = await this.operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
+    expect(balance).toMatchObject({ entries: this.acked, balance: this.sum })
+  }
+}
 
 describe('a stateful claim whose voters leave for good', () => {
   const fleet = new TestFleet()
@@ -38,17 +61,8 @@ describe('a stateful claim whose voters leave for good', () => {
     await fleet.start('cell-voters-', 5, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
     const operator = await fleet.publishDirLedger(key)
 
-    let acked = 0
-    let sum = 0
-    const append = async (n: number): Promise<void> => {
-      for (let i = 0; i < n; i++) {
-        const amount = acked + 1
-        await operator.call('ledger', 'append', { account: 'ada', amount }, { timeoutMs: 15_000 })
-        acked++
-        sum += amount
-      }
-    }
-    await append(10)
+    const ledger = new LedgerAppends(operator)
+    await ledger.append(10)
     const owner = nodes.find(n => n.replicas.list('ledger').some(r => r.state === 'ready'))!
     expect(owner).toBeDefined()
     const first = owner.volumes.manager!.claim('ledger/0')!
@@ -75,7 +89,7 @@ describe('a stateful claim whose voters leave for good', () => {
     expect(byId(newcomer).volumes.acceptor.place('ledger/0')).toMatchObject({ gen: gen1.gen, voters: gen1.voters, origin: { owner: owner.peerId, epoch } })
     expect(owner.volumes.manager!.counters.voterMoves).toBeGreaterThanOrEqual(1)
     expect(owner.volumes.manager!.claim('ledger/0')!.epoch).toBe(epoch)
-    await append(5)
+    await ledger.append(5)
 
     // 2. A second of the first three voters stops for good. Without the move the claim would have
     // had one voter left and stopped; now it has a majority of its new voters (and is moved again
@@ -84,7 +98,7 @@ describe('a stateful claim whose voters leave for good', () => {
     const afterY = performance.now()
     // Serving on through several leases: each renew needed a majority of the new voters.
     while (performance.now() - afterY < 3 * LEASE_MS) {
-      await append(1)
+      await ledger.append(1)
       expect(owner.volumes.manager!.claim('ledger/0')?.serving(), 'the owner still serves the claim').toBe(true)
     }
     const now = owner.volumes.manager!.claim('ledger/0')!
@@ -98,9 +112,8 @@ describe('a stateful claim whose voters leave for good', () => {
     const taken = next.volumes.manager!.claim('ledger/0')!
     expect(taken.epoch).toBe(epoch + 1)
     expect(taken.gen).toBeGreaterThanOrEqual(1)
-    const balance = await operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
-    expect(balance).toMatchObject({ entries: acked, balance: sum })
-    process.stdout.write(`voter replacement: the owner moved ledger/0 to generation ${gen1.gen} ${Math.round(movedMs)} ms after a voter stopped (replace after 2 s); ${acked} appends, all there after two of the first three voters left and the owner handed over (epoch ${epoch} → ${taken.epoch}, generation ${taken.gen})\n`)
+    await ledger.expectAllThere()
+    process.stdout.write(`voter replacement: the owner moved ledger/0 to generation ${gen1.gen} ${Math.round(movedMs)} ms after a voter stopped (replace after 2 s); ${ledger.acked} appends, all there after two of the first three voters left and the owner handed over (epoch ${epoch} → ${taken.epoch}, generation ${taken.gen})\n`)
   }, 240_000)
 })
 
@@ -121,16 +134,8 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     const storage = { leaseMs: LEASE_MS, voterReplaceAfterMs: 12_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
     const root = await fleet.start('cell-voters-full-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
     const operator = await fleet.publishDirLedger(key)
-    let acked = 0
-    let sum = 0
-    const append = async (n: number): Promise<void> => {
-      for (let i = 0; i < n; i++) {
-        await operator.call('ledger', 'append', { account: 'ada', amount: acked + 1 }, { timeoutMs: 15_000 })
-        acked++
-        sum += acked
-      }
-    }
-    await append(5)
+    const ledger = new LedgerAppends(operator)
+    await ledger.append(5)
     const owner = nodes.find(n => n.replicas.list('ledger').some(r => r.state === 'ready'))!
     const first = owner.volumes.manager!.claim('ledger/0')!
     const x = first.voters.find(id => id !== owner.peerId)!
@@ -153,7 +158,7 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     const silentMs = performance.now() - filled
     expect(line).toMatch(new RegExp(`ledger/0: voter …${x.slice(-6)} \\(for \\d+ s\\) in the fleet but not answering its claim rounds; 2 of its 3 voters left`))
     expect(owner.mesh.view.node(x), 'the full voter is still in the fleet').toBeDefined()
-    await append(3)
+    await ledger.append(3)
 
     // Replaced while still in the fleet: generation 1 without it, at the same epoch.
     const gen1 = await waitForView(operator, () => {
@@ -167,9 +172,8 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     expect(owner.mesh.view.node(x), 'the full voter is still in the fleet').toBeDefined()
     expect(owner.volumes.manager!.claim('ledger/0')!.epoch).toBe(first.epoch)
     expect(owner.volumes.claimVoters().find(v => v.claimId === 'ledger/0')!.voters.every(v => v.live)).toBe(true)
-    await append(5)
-    const balance = await operator.call<{ balance: number, entries: number }>('ledger', 'balance', { account: 'ada' }, { timeoutMs: 15_000 })
-    expect(balance).toMatchObject({ entries: acked, balance: sum })
-    process.stdout.write(`voter replacement: a voter with a full disk stayed in the fleet; the owner found it silent ${Math.round(silentMs)} ms after its disk filled (two leases of ${LEASE_MS} ms) and moved ledger/0 to generation ${gen1.gen} after ${Math.round(movedMs)} ms (replace after 12 s of silence); ${acked} appends, all there\n`)
+    await ledger.append(5)
+    await ledger.expectAllThere()
+    process.stdout.write(`voter replacement: a voter with a full disk stayed in the fleet; the owner found it silent ${Math.round(silentMs)} ms after its disk filled (two leases of ${LEASE_MS} ms) and moved ledger/0 to generation ${gen1.gen} after ${Math.round(movedMs)} ms (replace after 12 s of silence); ${ledger.acked} appends, all there\n`)
   }, 180_000)
 })
