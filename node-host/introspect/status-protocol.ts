@@ -145,7 +145,7 @@ export function readStatusReport (frame: Json): NodeStatusReport {
 
 function isClaimVoters (c: unknown): c is ClaimVoters {
   const v = c as ClaimVoters | null
-  return typeof v === 'object' && v !== null && typeof v.claimId === 'string' && typeof v.epoch === 'number' && (v.gen === undefined || (Number.isSafeInteger(v.gen) && v.gen >= 0)) && Array.isArray(v.voters) && v.voters.length <= MAX_VOTERS &&
+  return typeof v === 'object' && v !== null && typeof v.claimId === 'string' && typeof v.epoch === 'number' && (v.gen === undefined || (Number.isSafeInteger(v.gen) && v.gen >= 0)) && (v.replaceAfterMs === undefined || (Number.isSafeInteger(v.replaceAfterMs) && v.replaceAfterMs >= 0)) && Array.isArray(v.voters) && v.voters.length <= MAX_VOTERS &&
     v.voters.every(x => typeof x === 'object' && x !== null && typeof x.peerId === 'string' && typeof x.live === 'boolean' && (x.goneMs === undefined || typeof x.goneMs === 'number') && (x.silent === undefined || typeof x.silent === 'boolean'))
 }
 

@@ -33,7 +33,8 @@ describe('status reports', () => {
   it('read from another node drop claims they cannot read, and refuse what is not a report', () => {
     const frame = (claims: unknown): Json => ({ t: 'status', node: 'n2', counters: {}, cells: [{ ...cell('ledger'), claims }] }) as unknown as Json
     expect(readStatusReport(frame([{ claimId: 'ledger/0', epoch: 1, voters: [{ peerId: 'a', live: true }] }])).cells[0].claims).toHaveLength(1)
-    for (const bad of ['x', [{ claimId: 'ledger/0', epoch: 1, voters: 'a,b' }], [{ claimId: 'ledger/0', epoch: 1, voters: [{ peerId: 'a', live: 'yes' }] }], [{ claimId: 'ledger/0', epoch: 1, voters: [{ peerId: 'a', live: false, silent: 'yes' }] }], [null], [{ claimId: 'ledger/0', epoch: 1, voters: Array.from({ length: 6 }, () => ({ peerId: 'a', live: true })) }]]) {
+    expect(readStatusReport(frame([{ claimId: 'ledger/0', epoch: 1, replaceAfterMs: 300_000, voters: [{ peerId: 'a', live: true }] }])).cells[0].claims![0].replaceAfterMs).toBe(300_000)
+    for (const bad of ['x', ...[-1, 1.5, '5m', 2 ** 60].map(replaceAfterMs => [{ claimId: 'ledger/0', epoch: 1, replaceAfterMs, voters: [{ peerId: 'a', live: true }] }]), [{ claimId: 'ledger/0', epoch: 1, voters: 'a,b' }], [{ claimId: 'ledger/0', epoch: 1, voters: [{ peerId: 'a', live: 'yes' }] }], [{ claimId: 'ledger/0', epoch: 1, voters: [{ peerId: 'a', live: false, silent: 'yes' }] }], [null], [{ claimId: 'ledger/0', epoch: 1, voters: Array.from({ length: 6 }, () => ({ peerId: 'a', live: true })) }]]) {
       const read = readStatusReport(frame(bad))
       expect(read.cells[0].claims).toBeUndefined()
       expect(read.cells[0].cell).toBe('ledger')

@@ -189,6 +189,7 @@ export class NodeVolumes {
       epoch: c.epoch,
       ...(c.gen > 0 ? { gen: c.gen } : {}),
       serving: c.serving,
+      replaceAfterMs: this.init.voterReplaceAfterMs ?? DEFAULT_VOTER_REPLACE_AFTER_MS,
       voters: c.voters.map(peerId => {
         if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
           this.voterLastLive.set(peerId, now)

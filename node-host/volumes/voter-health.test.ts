@@ -39,4 +39,17 @@ describe('the voters of a claim a node owns', () => {
     expect(describeClaimVoters({ claimId: 'ledger/1', epoch: 2, voters: [live('a'), gone('b', 60_000), silent('c', 120_000)] }, short, age))
       .toBe('ledger/1: voter …b (gone 1m) not in the fleet; voter …c (for 2m) in the fleet but not answering its claim rounds; 1 of its 3 voters left, 2 needed to renew or move it: it cannot renew, and no node can take it, until 1 of them returns')
   })
+
+  it('says when the owner will replace the voter, by the owner\'s own --voter-replace-after', () => {
+    const at = (replaceAfterMs: number, voters: VoterState[]): string | undefined => describeClaimVoters({ claimId: 'ledger/0', epoch: 2, replaceAfterMs, voters }, short, age)
+    expect(at(300_000, [live('a'), live('b'), gone('c', 120_000)]))
+      .toBe('ledger/0: voter …c (gone 2m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (its owner replaces a voter gone or silent for 5m, its --voter-replace-after: …c in 3m)')
+    // A node started with --voter-replace-after 30m, one with 0, one whose time has come.
+    expect(at(1_800_000, [live('a'), live('b'), { peerId: 'c', live: false, silent: true, goneMs: 600_000 }])).toMatch(/\(its owner replaces a voter gone or silent for 30m, its --voter-replace-after: …c in 20m\)$/)
+    expect(at(0, [live('a'), live('b'), gone('c', 120_000)])).toMatch(/\(its owner never replaces voters: it runs with --voter-replace-after 0\)$/)
+    expect(at(60_000, [live('a'), live('b'), live('c'), gone('d', 60_000), gone('e', 30_000)])).toMatch(/: …d is due now \(a failed move is tried again at its next check\)\)$/)
+    // Degraded and stuck claims say nothing about replacing: the first needs no hurry, the second cannot move.
+    expect(at(60_000, [live('a'), live('b'), live('c'), live('d'), gone('e', 30_000)])).not.toMatch(/replaces/)
+    expect(at(60_000, [live('a'), gone('b', 30_000), gone('c', 30_000)])).not.toMatch(/replaces/)
+  })
 })

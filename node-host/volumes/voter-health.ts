@@ -29,6 +29,11 @@ export interface ClaimVoters {
   gen?: number
   /** False once its lease ran out here (a lost majority of voters, a pause): held, not served. */
   serving?: boolean
+  /**
+   * The owner's `cell up --voter-replace-after`: how long a voter may be gone or silent before the
+   * owner replaces it (0: never). Absent in reports of nodes from before it was sent.
+   */
+  replaceAfterMs?: number
   voters: VoterState[]
 }
 
@@ -47,7 +52,7 @@ export function voterVerdict (voters: readonly VoterState[]): 'ok' | 'degraded' 
 
 /**
  * One line about a claim's voters, or undefined when every voter is live:
- * `ledger/0: voter …x4Kq9s (gone 12m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)`;
+ * `ledger/0: voter …x4Kq9s (gone 2m) not in the fleet; 2 of its 3 voters left, 2 needed to renew or move it: one more gone and it stops until one returns (its owner replaces a voter gone or silent for 5m, its --voter-replace-after: …x4Kq9s in 3m)`;
  * a silent voter reads `voter …x4Kq9s (for 40 s) in the fleet but not answering its claim rounds`.
  */
 export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string) => string, age: (ms: number) => string): string | undefined {
@@ -65,6 +70,17 @@ export function describeClaimVoters (claim: ClaimVoters, short: (peerId: string)
   ]
   const head = `${claim.claimId}: ${parts.join('; ')}; ${live} of its ${claim.voters.length} voters left, ${needed} needed to renew or move it`
   if (verdict === 'stuck') return `${head}: it cannot renew, and no node can take it, until ${needed - live} of them return${needed - live > 1 ? '' : 's'}`
-  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default)`
+  if (verdict === 'at-risk') return `${head}: one more gone and it stops until one returns (${replaceHint(claim.replaceAfterMs, down, short, age)})`
   return head
+}
+
+/** What the owner will do about `down` voters, as its own --voter-replace-after says (the default, for a report that does not carry it). */
+function replaceHint (replaceAfterMs: number | undefined, down: readonly VoterState[], short: (peerId: string) => string, age: (ms: number) => string): string {
+  if (replaceAfterMs === undefined) return 'the owner replaces a voter gone or silent for cell up --voter-replace-after, 5m by default'
+  if (replaceAfterMs === 0) return 'its owner never replaces voters: it runs with --voter-replace-after 0'
+  const longest = down.reduce<VoterState | undefined>((a, v) => a === undefined || (v.goneMs ?? 0) > (a.goneMs ?? 0) ? v : a, undefined)
+  const head = `its owner replaces a voter gone or silent for ${age(replaceAfterMs)}, its --voter-replace-after`
+  if (longest === undefined) return head
+  const leftMs = replaceAfterMs - (longest.goneMs ?? 0)
+  return `${head}: ${short(longest.peerId)} ${leftMs > 0 ? `in ${age(leftMs)}` : 'is due now (a failed move is tried again at its next check)'}`
 }

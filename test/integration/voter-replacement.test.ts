@@ -157,6 +157,8 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     }, 'the owner finding the full voter silent', { timeoutMs: 30_000, tickMs: 100 })
     const silentMs = performance.now() - filled
     expect(line).toMatch(new RegExp(`ledger/0: voter …${x.slice(-6)} \\(for \\d+ s\\) in the fleet but not answering its claim rounds; 2 of its 3 voters left`))
+    // …and when this owner replaces it, by its own setting (12 s here, not the 5 min default).
+    expect(line).toMatch(new RegExp(`\\(its owner replaces a voter gone or silent for 12 s, its --voter-replace-after: …${x.slice(-6)} (in \\d+ s|is due now .*)\\)$`))
     expect(owner.mesh.view.node(x), 'the full voter is still in the fleet').toBeDefined()
     await ledger.append(3)
 
