@@ -16,7 +16,7 @@ import { AcceptorFileStore } from '../claims/acceptor-file-store.ts'
 import { registerClaimMetrics } from '../claims/claim-metrics.ts'
 import { registerVolumeMetrics } from './volume-metrics.ts'
 import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
-import { describeClaimVoters, voterVerdict, type ClaimVoters } from './voter-health.ts'
+import { describeClaimVoters, silentForMs, voterVerdict, VoterReturns, type ClaimVoters } from './voter-health.ts'
 import type { SpawnSpec } from '../replica-set.ts'
 
 const log = logger('cell:volumes')
@@ -76,6 +76,8 @@ export class NodeVolumes {
   private readonly seen = new Set<string>()
   /** Wall time this node last saw each voter of its own claims live (only those: bounded by claims × 5). */
   private readonly voterLastLive = new Map<string, number>()
+  /** When each voter of its own claims last came back into its view or restarted (bounded like voterLastLive). */
+  private readonly voterReturns = new VoterReturns()
   /** Claims whose voters are being replaced right now (one move per claim at a time). */
   private readonly moving = new Set<string>()
   /** `claim|voter` pairs logged as gone, so each absence is logged once. */
@@ -179,7 +181,8 @@ export class NodeVolumes {
    * how long not (since it last saw the voter live while holding a claim it votes on, else since it
    * first found it gone: never more than it knows); a voter in view that has not answered this
    * node's rounds for SILENT_LEASES leases is not live either (silent, for as long as it has not
-   * answered). For `cell status`, metrics, logs.
+   * answered, counted from its return when it came back into the view or restarted since: the
+   * rounds it missed while out count as gone, VoterReturns). For `cell status`, metrics, logs.
    */
   claimVoters (): ClaimVoters[] {
     const now = this.init.clock.now()
@@ -191,12 +194,15 @@ export class NodeVolumes {
       serving: c.serving,
       replaceAfterMs: this.init.voterReplaceAfterMs ?? DEFAULT_VOTER_REPLACE_AFTER_MS,
       voters: c.voters.map(peerId => {
-        if (peerId === this.init.selfId || this.init.view.node(peerId) !== undefined) {
+        const record = this.init.view.node(peerId)
+        if (peerId === this.init.selfId || record !== undefined) {
           this.voterLastLive.set(peerId, now)
+          const backMs = this.voterReturns.note(peerId, true, record?.startedMs, now)
           const heard = this.client?.heard(c.claimId, peerId)
-          const silentMs = heard === undefined ? 0 : unansweredMs(heard)
+          const silentMs = heard === undefined ? 0 : silentForMs(unansweredMs(heard), backMs, now)
           return silentMs >= silentAfterMs ? { peerId, live: false, silent: true, goneMs: silentMs } : { peerId, live: true }
         }
+        this.voterReturns.note(peerId, false, undefined, now)
         if (!this.voterLastLive.has(peerId)) this.voterLastLive.set(peerId, now)
         return { peerId, live: false, goneMs: Math.max(0, now - this.voterLastLive.get(peerId)!) }
       })
@@ -223,6 +229,7 @@ export class NodeVolumes {
     for (const key of this.votersLogged) if (!current.has(key)) this.votersLogged.delete(key)
     const voters = new Set(claims.flatMap(c => c.voters.map(v => v.peerId)))
     for (const id of this.voterLastLive.keys()) if (!voters.has(id)) this.voterLastLive.delete(id)
+    this.voterReturns.keepOnly(voters)
     for (const c of claims) this.replaceGoneVoters(c)
   }
 

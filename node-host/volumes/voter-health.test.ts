@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { describeClaimVoters, voterVerdict, type VoterState } from './voter-health.ts'
+import { describeClaimVoters, silentForMs, voterVerdict, VoterReturns, type VoterState } from './voter-health.ts'
 import { majorityOf } from '../../core/claims/index.ts'
 
 const live = (peerId: string): VoterState => ({ peerId, live: true })
@@ -51,5 +51,30 @@ describe('the voters of a claim a node owns', () => {
     // Degraded and stuck claims say nothing about replacing: the first needs no hurry, the second cannot move.
     expect(at(60_000, [live('a'), live('b'), live('c'), live('d'), gone('e', 30_000)])).not.toMatch(/replaces/)
     expect(at(60_000, [live('a'), gone('b', 30_000), gone('c', 30_000)])).not.toMatch(/replaces/)
+  })
+
+  it('count a voter silent only since it came back into the view or restarted', () => {
+    const r = new VoterReturns()
+    // In the view since first looked at: silent for all its unanswered time.
+    expect(r.note('a', true, 100, 1_000)).toBeUndefined()
+    expect(r.note('a', true, 100, 20_000)).toBeUndefined()
+    expect(silentForMs(40_000, undefined, 20_000)).toBe(40_000)
+    // Out of the view, then back: silent at most since its return.
+    expect(r.note('a', false, undefined, 30_000)).toBeUndefined()
+    expect(r.note('a', true, 100, 45_000)).toBe(45_000)
+    expect(silentForMs(35_000, 45_000, 45_000)).toBe(0)
+    expect(silentForMs(35_000, 45_000, 47_000)).toBe(2_000)
+    // Still unanswered long after its return: silent again, for as long as it has been back.
+    expect(r.note('a', true, 100, 80_000)).toBe(45_000)
+    expect(silentForMs(70_000, 45_000, 80_000)).toBe(35_000)
+    expect(silentForMs(10_000, 45_000, 80_000)).toBe(10_000)
+    // Restarted without ever leaving the view: its record names a new start.
+    expect(r.note('b', true, 100, 1_000)).toBeUndefined()
+    expect(r.note('b', true, 900, 5_000)).toBe(5_000)
+    expect(r.note('b', true, 900, 9_000)).toBe(5_000)
+    // Forgotten once no claim of the node has it as a voter.
+    r.keepOnly(new Set(['b']))
+    expect(r.note('a', true, 100, 90_000)).toBeUndefined()
+    expect(r.note('b', true, 900, 90_000)).toBe(5_000)
   })
 })

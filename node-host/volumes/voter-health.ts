@@ -84,3 +84,42 @@ function replaceHint (replaceAfterMs: number | undefined, down: readonly VoterSt
   const leftMs = replaceAfterMs - (longest.goneMs ?? 0)
   return `${head}: ${short(longest.peerId)} ${leftMs > 0 ? `in ${age(leftMs)}` : 'is due now (a failed move is tried again at its next check)'}`
 }
+
+/**
+ * When each voter of the claims a node owns last came back: into the node's view after being out of
+ * it, or restarted (its node record names another start). A voter is silent only for as long as it
+ * was asked while in the view since then: the rounds it missed while it was gone (or down for a
+ * restart too short to leave the view) count against it as gone, not as silent, so a voter that
+ * just came back is not shown silent, nor replaced as silent, before the owner's next round has
+ * asked it. Bounded by the voters the caller keeps (`keepOnly`).
+ */
+export class VoterReturns {
+  private readonly of = new Map<string, { startedMs?: number, out: boolean, backMs?: number }>()
+
+  /**
+   * Notes `peerId` in the view (with its record's `startedMs`) or out of it at `nowMs`; returns
+   * since when it has been back, or undefined when it has been in the view since first noted.
+   */
+  note (peerId: string, inView: boolean, startedMs: number | undefined, nowMs: number): number | undefined {
+    const v = this.of.get(peerId)
+    if (v === undefined) {
+      this.of.set(peerId, { out: !inView, ...(startedMs !== undefined ? { startedMs } : {}) })
+      return undefined
+    }
+    if (!inView) { v.out = true; return v.backMs }
+    if (v.out || (startedMs !== undefined && v.startedMs !== undefined && startedMs !== v.startedMs)) v.backMs = nowMs
+    v.out = false
+    if (startedMs !== undefined) v.startedMs = startedMs
+    return v.backMs
+  }
+
+  /** Forgets every voter not in `ids`. */
+  keepOnly (ids: ReadonlySet<string>): void {
+    for (const id of this.of.keys()) if (!ids.has(id)) this.of.delete(id)
+  }
+}
+
+/** How long a voter in the view has been silent: unanswered, but never for longer than it has been back (VoterReturns). */
+export function silentForMs (unansweredMs: number, backMs: number | undefined, nowMs: number): number {
+  return backMs === undefined ? unansweredMs : Math.min(unansweredMs, Math.max(0, nowMs - backMs))
+}

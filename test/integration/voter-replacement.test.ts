@@ -12,6 +12,10 @@
 // Before, the owner counted it live forever and never replaced it; now it is silent once it has not
 // answered for two leases, `cell status` says so, and after --voter-replace-after it is replaced
 // like a gone one while it is still in the fleet.
+//
+// A voter that was out of the fleet and comes back is counted silent only for the rounds it missed
+// since its return: before, the rounds it missed while it was out made it silent (and due for
+// replacement) the moment the owner's view had it again, before any round could hear it.
 import { describe, it, expect, afterAll } from 'vitest'
 import { execFile } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -178,4 +182,81 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     await ledger.expectAllThere()
     process.stdout.write(`voter replacement: a voter with a full disk stayed in the fleet; the owner found it silent ${Math.round(silentMs)} ms after its disk filled (two leases of ${LEASE_MS} ms) and moved ledger/0 to generation ${gen1.gen} after ${Math.round(movedMs)} ms (replace after 12 s of silence); ${ledger.acked} appends, all there\n`)
   }, 180_000)
+})
+
+describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stops and comes back', () => {
+  const fleet = new TestFleet()
+  const { nodes } = fleet
+  const mounts: string[] = []
+  afterAll(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    for (const m of mounts) await exec('umount', ['-l', m]).catch(() => {})
+    await fleet.stop()
+  }, 120_000)
+
+  it('counts it gone while it is out, and silent only for the rounds it missed since its return', async () => {
+    const key = await generateAuthority()
+    // Not replaced in this test (2 min): only how the owner counts it.
+    const init = { authorityKeys: [key], storage: { leaseMs: LEASE_MS, voterReplaceAfterMs: 120_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }, drainGraceMs: 2_000 }
+    const root = await fleet.start('cell-voters-back-', 4, init)
+    const operator = await fleet.publishDirLedger(key)
+    const ledger = new LedgerAppends(operator)
+    await ledger.append(3)
+    const owner = nodes.find(n => n.replicas.list('ledger').some(r => r.state === 'ready'))!
+    // A voter other than the owner and the bootstrap node n0 (the restart joins through n0).
+    const x = owner.volumes.manager!.claim('ledger/0')!.voters.find(id => id !== owner.peerId && id !== nodes[0].peerId)!
+    const name = `n${nodes.findIndex(n => n.peerId === x)}`
+    const voterOf = (): { live: boolean, silent?: boolean, goneMs?: number } | undefined => owner.volumes.claimVoters().find(c => c.claimId === 'ledger/0')?.voters.find(v => v.peerId === x)
+
+    // Down for more than two leases: unanswered long enough to be silent, had it stayed in the view.
+    await nodes.find(n => n.peerId === x)!.stop()
+    const stopped = performance.now()
+    await waitForView(operator, () => {
+      const v = voterOf()
+      return v !== undefined && !v.live && v.silent !== true && (v.goneMs ?? 0) >= 2 * LEASE_MS + 1_000 ? true : undefined
+    }, 'the stopped voter gone from the owner\'s view for two leases', { timeoutMs: 60_000, tickMs: 100 })
+    await ledger.append(2)
+    // It comes back unable to vote (its claims directory on a full 64 kB tmpfs, its votes in it), so
+    // no round hears it however soon one asks: what the owner shows is its counting alone.
+    const dir = join(root, name, 'claims')
+    const state = await readFile(join(dir, 'acceptor.json'))
+    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
+    mounts.push(dir)
+    await writeFile(join(dir, 'acceptor.json'), state)
+    await writeFile(join(dir, 'filler'), new Uint8Array(256 * 1024)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOSPC') throw err })
+
+    // At the moment the owner's view has it again, then every 20 ms until it is silent.
+    const looks: Array<{ afterMs: number, state: string, goneMs?: number }> = []
+    let backAt = -1
+    const look = (): void => {
+      if (owner.mesh.view.node(x) === undefined) return
+      if (backAt < 0) backAt = performance.now()
+      const v = voterOf()
+      looks.push({ afterMs: performance.now() - backAt, state: v === undefined ? 'not a voter' : v.live ? 'live' : v.silent === true ? 'silent' : 'gone', ...(v?.goneMs !== undefined ? { goneMs: v.goneMs } : {}) })
+    }
+    const onChange = (e: Event): void => {
+      const d = (e as CustomEvent<{ kind: string, op: string, key: string }>).detail
+      if (d.kind === 'node' && d.op === 'upsert' && d.key === x) look()
+    }
+    owner.mesh.view.addEventListener('change', onChange)
+    try {
+      await fleet.node(name, [nodes[0].addresses()[0]], init)
+      await waitForView(operator, () => { look(); return looks[looks.length - 1]?.state === 'silent' ? true : undefined }, 'the voter that cannot vote silent again after its return', { timeoutMs: 30_000, tickMs: 20 })
+    } finally {
+      owner.mesh.view.removeEventListener('change', onChange)
+    }
+    const downMs = backAt - stopped
+    const firstSilent = looks.find(l => l.state === 'silent')!
+    // Live on its return (the rounds it missed while out are not silence), silent two leases after it
+    // (it answers none), for as long as it has been back: not for the whole time since it stopped.
+    expect(looks[0].state, 'the voter at its return').toBe('live')
+    expect(looks.filter(l => l.afterMs < 2 * LEASE_MS - 1_000).map(l => l.state)).not.toContain('silent')
+    expect(firstSilent.afterMs).toBeGreaterThanOrEqual(2 * LEASE_MS - 500)
+    expect(firstSilent.goneMs!).toBeLessThan(firstSilent.afterMs + 1_000)
+    expect(firstSilent.goneMs!).toBeLessThan(downMs)
+    expect(owner.volumes.manager!.counters.voterMoves).toBe(0)
+    await ledger.append(2)
+    await ledger.expectAllThere()
+    process.stdout.write(`voter replacement: a voter out for ${Math.round(downMs)} ms came back live in the owner's view, then silent ${Math.round(firstSilent.afterMs)} ms after its return (it could not vote), for ${Math.round(firstSilent.goneMs!)} ms\n`)
+  }, 240_000)
 })
