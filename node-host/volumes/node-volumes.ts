@@ -4,7 +4,7 @@
 // builds one of these and hands `manager` to the ReplicaSet.
 import { logger } from '@libp2p/logger'
 import type { Libp2p } from '@libp2p/interface'
-import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, chooseVoters, libp2pClaimTransport, ownerClock, unansweredMs, voterClock, serveClaimProtocol } from '../../core/claims/index.ts'
+import { ClaimAcceptor, ClaimRegisterClient, HostGrantGate, cellOfClaim, chooseVoters, libp2pClaimTransport, ownerClock, unansweredMs, voterClock, serveClaimProtocol } from '../../core/claims/index.ts'
 import { offersStorageClass, storageRole } from '../../core/biology/storage-class.ts'
 import type { Clock } from '../../core/ports.ts'
 import type { FleetView } from '../../core/fleet/index.ts'
@@ -43,6 +43,19 @@ export interface NodeVolumesInit {
   voterReplaceAfterMs?: number
   /** How often the owner looks at its claims' voters (default 15 s; tests shorten it). */
   voterCheckMs?: number
+}
+
+/**
+ * Does `view` show that claim `claimId` exists: snapshot records of it, or a replica that holds (or
+ * held) it at some epoch? The replica's instance record names its claim from the moment it starts,
+ * long before a first snapshot is safe: without it, a node whose view differs from the creator's in
+ * two of the three voters could create the claim a second time in that window (VolumeManager
+ * refuses with ClaimVotersUnknownError instead, and leaves the claim to a node that knows its voters).
+ */
+export function claimSeen (view: Pick<FleetView, 'snapshots' | 'instances'>, claimId: string): boolean {
+  if (view.snapshots(claimId).length > 0) return true
+  const ordinal = Number(claimId.slice(claimId.indexOf('/') + 1))
+  return view.instances(cellOfClaim(claimId)).some(i => i.claim !== undefined && i.claim.ordinal === ordinal)
 }
 
 /** How long a voter may be gone before the owner replaces it, by default. */
@@ -158,7 +171,7 @@ export class NodeVolumes {
       voters: async (spec, claimId) => await this.voters(spec, claimId),
       isServing: (nodeId, cell) => init.view.liveInstances(cell).some(i => i.nodeId === nodeId && i.state === 'ready'),
       knownVoters: (claimId) => this.acceptor.place(claimId),
-      claimExists: (claimId) => init.view.snapshots(claimId).length > 0,
+      claimExists: (claimId) => claimSeen(init.view, claimId),
       seenSinceStart: (nodeId) => this.seenSinceStart(nodeId),
       ...init.tuning
     })

@@ -124,7 +124,7 @@ export interface VolumeManagerInit {
   isServing: (nodeId: string, cell: string) => boolean
   /** Where the claim's register is as this node's own acceptor holds it (it votes on the claim), if it does. */
   knownVoters?: (claimId: string) => ClaimPlace | undefined
-  /** Does the fleet show that the claim exists (snapshot records of it)? */
+  /** Does the fleet show that the claim exists (snapshot records of it, a replica that holds it)? */
   claimExists?: (claimId: string) => boolean
   /** Stop serving this long before the lease ends (calls in flight, timer lateness). Default 1 s. */
   leaseGuardMs?: number
@@ -615,14 +615,15 @@ export class VolumeManager implements ReplicaVolumes {
     // from this node's view of the moment (cut off from the fleet, it may see just itself) would
     // create the claim a second time, with a second owner of its epochs. The set is known from this
     // node's last hold of the claim or from its own vote on it; a node that knows neither, while the
-    // fleet shows the claim exists (snapshot records), leaves it to one that does.
+    // fleet shows the claim exists (snapshot records, a replica's instance record), leaves it to one
+    // that does.
     const marker = await this.markers.get(claimId)
     const mine = marker?.voters !== undefined ? { gen: marker.gen ?? 0, voters: marker.voters, ...(marker.origin !== undefined ? { origin: marker.origin } : {}) } : undefined
     const voted = this.init.knownVoters?.(claimId)
     // The newer of this node's last hold and its own vote (a move since may have made it a voter).
     const known = mine !== undefined && (voted === undefined || mine.gen >= voted.gen) ? mine : voted
     if (known === undefined && this.init.claimExists?.(claimId) === true) {
-      throw new ClaimVotersUnknownError(`${claimId} exists (the fleet holds snapshots of it) but this node neither held it nor votes on it, so it does not know its voters; a node that does will take it`)
+      throw new ClaimVotersUnknownError(`${claimId} exists (the fleet holds snapshots of it, or a replica of it holds it) but this node neither held it nor votes on it, so it does not know its voters; a node that does will take it`)
     }
     // While this node leaves the claim to its former owner the answer stays the same until the wait
     // ends: no register round meanwhile (a prepare is a disk write on every voter, and the loop
