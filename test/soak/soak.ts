@@ -23,9 +23,14 @@
 // keeps a restarted node down S seconds (at most 50: the fleet must be whole within a minute): with
 // a few seconds of each, a restart of a voter of the ledger's claim moves the claim to new voters
 // (the summary counts the moves from the owners' metrics).
+// Every 2 s the soak reads each node's cell_claim_voters: no disk fills and no process wedges here,
+// so a voter its owner counts silent (in the fleet, not answering the claim's rounds) is a false
+// verdict, and a problem (a restarted voter is gone while down, and live again on its return).
+// --logs DIR keeps every node's output (stdout and stderr of each run of its process, the last
+// 128-256 kB of each) in DIR, which the soak does not remove.
 // Stops by itself after --minutes (and ends every process it started, also on SIGINT).
 import { parseArgs } from 'node:util'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
@@ -53,7 +58,8 @@ const { values } = parseArgs({
     'max-growth': { type: 'string', default: '100' },
     dissemination: { type: 'string', default: 'fleet' },
     'voter-replace-after': { type: 'string' },
-    'down-for': { type: 'string', default: '0' }
+    'down-for': { type: 'string', default: '0' },
+    logs: { type: 'string' }
   }
 })
 /** Seconds a restarted node stays down before it starts again (an outage, not only a quick upgrade). */
@@ -93,6 +99,9 @@ const calls = { ok: 0, failed: 0, failures: new Map<string, number>() }
 const ledger = { acked: [] as number[], failed: 0, failures: new Map<string, number>(), maxSafeAgeMs: 0 }
 const LEDGER_SNAPSHOT_MS = 30_000
 let minPeers = Infinity
+/** Looks at the nodes' cell_claim_voters (every VOTER_WATCH_MS), and the silent voters seen: none should be. */
+const VOTER_WATCH_MS = 2_000
+const voterWatch = { looks: 0, goneSeen: 0, silent: [] as string[] }
 let checks = 0
 let stopping = false
 /**
@@ -146,6 +155,30 @@ async function sampleVoterMoves (): Promise<void> {
   }
 }
 
+/** Every VOTER_WATCH_MS until the end: each node's voters of the claims it owns, gone or silent. */
+async function voterWatchLoop (): Promise<void> {
+  while (!stopping) {
+    voterWatch.looks++
+    for (const [i, p] of nodes.entries()) {
+      for (const m of (await metricsText(p) ?? '').matchAll(/^cell_claim_voters\{claim="([^"]+)",state="(gone|silent)"\} (\S+)$/gm)) {
+        if (Number(m[3]) <= 0) continue
+        if (m[2] === 'gone') voterWatch.goneSeen++
+        else if (voterWatch.silent.length < 100) voterWatch.silent.push(`${elapsed()}: node ${i + 1} counted ${m[3]} voter(s) of ${m[1]} silent`)
+      }
+    }
+    await new Promise(resolve => setTimeout(resolve, VOTER_WATCH_MS))
+  }
+}
+
+/** With --logs: a run of node `i`'s process, its output kept in files (`n<i>-<run>.stdout`, `.stderr`). */
+async function keepLogs (i: number, p: Proc): Promise<void> {
+  if (values.logs === undefined) return
+  const run = memory.filter(m => m.node === i).length
+  await mkdir(values.logs, { recursive: true })
+  await writeFile(join(values.logs, `n${i + 1}-${run}.stdout`), p.stdout())
+  await writeFile(join(values.logs, `n${i + 1}-${run}.stderr`), p.stderr())
+}
+
 async function sampleMemory (): Promise<void> {
   for (const [i, p] of nodes.entries()) {
     const run = memory.findLast(m => m.node === i)
@@ -168,6 +201,7 @@ async function cleanup (): Promise<void> {
   stopping = true
   await Promise.all(callers.map(async c => await c.stop().catch(() => {})))
   await Promise.all(nodes.map(async p => await stopProc(p)))
+  await Promise.all(nodes.map(async (p, i) => { await keepLogs(i, p).catch((err: Error) => { process.stderr.write(`keeping node ${i + 1}'s logs: ${err.message}\n`) }) }))
   await rm(root, { recursive: true, force: true })
 }
 process.once('SIGINT', () => { say('SIGINT: stopping'); void cleanup().then(() => process.exit(130)) })
@@ -228,6 +262,7 @@ async function restartNode (i: number): Promise<void> {
   const exit = await old.exited
   if (exit.signal === 'SIGKILL') problems.push(`${elapsed()}: node ${i + 1} did not stop within 60 s of SIGTERM; its last lines:\n${old.stdout().split('\n').slice(-12).join('\n')}\n${old.stderr().slice(-1500)}`)
   else if (exit.code !== 0) problems.push(`${elapsed()}: node ${i + 1} exited with ${exit.code ?? exit.signal} on SIGTERM: ${old.stderr().slice(-500)}`)
+  await keepLogs(i, old).catch((err: Error) => { problems.push(`keeping node ${i + 1}'s logs: ${err.message}`) })
   const held = /cell: stopped, but the process was still held[\s\S]*?exiting anyway\)/.exec(old.stderr())
   if (held !== null) problems.push(`${elapsed()}: node ${i + 1} said it stopped but its process lived on: ${held[0]}`)
   // An outage of --down-for seconds (fault injection, not synchronisation: nothing waits on it).
@@ -324,7 +359,7 @@ try {
   say(`published ledger: exit ${lr.code}`)
   if (lr.code !== 0) problems.push(`publish ledger failed: ${lr.stderr.trim().slice(0, 500)}`)
   await waitForReplicas(callers[0], 'ledger', { timeoutMs: 60_000 })
-  const loops = [...callers.map(c => callLoop(c)), appendLoop(callers[0])]
+  const loops = [...callers.map(c => callLoop(c)), appendLoop(callers[0]), voterWatchLoop()]
   const endMs = startedMs + minutes * 60_000
   let nextPublish = Date.now() + publishEveryMs
   let nextCheck = Date.now() + Math.min(checkEveryMs, 30_000)
@@ -351,6 +386,7 @@ try {
   await Promise.all(loops)
   const missing = await ledgerMissing(callers[1] ?? callers[0]).catch((err: Error) => { problems.push(`reading the ledger back: ${err.name}: ${err.message}`); return [] as number[] })
   if (missing.length > 0) problems.push(`ledger: ${missing.length} acknowledged appends missing (${missing.slice(0, 10).join(', ')}…)`)
+  if (voterWatch.silent.length > 0) problems.push(`voters counted silent (nothing here stops a voter from voting while it is in the fleet): ${voterWatch.silent.length} sighting(s), first ${voterWatch.silent.slice(0, 5).join('; ')}`)
   if (ledger.failed > 0) problems.push(`ledger: ${ledger.failed} appends failed (${[...ledger.failures].map(([n, c]) => `${n} ×${c}`).join(', ')})`)
   const joins = nodes.map(p => (p.stdout().match(/^peer joined /gm) ?? []).length)
   const leaves = nodes.map(p => (p.stdout().match(/^peer left /gm) ?? []).length)
@@ -372,6 +408,8 @@ try {
     `  restarts: ${restarts.length}${restarts.length > 0 ? ` (${restarts.map(r => `node ${r.node + 1}${r.ledgerOwner ? ' (ledger owner)' : ''} stopped in ${(r.stopMs / 1000).toFixed(1)} s, fleet whole after ${(r.backMs / 1000).toFixed(1)} s`).join('; ')})` : ''}`,
     `  ledger appends refused while the owner's restart moved the claim: ${[...ledgerDuringRestarts].map(([n, c]) => `${n} ×${c}`).join(', ') || 'none'}`,
     ...(upExtra.length > 0 ? [`  the ledger claim's voters replaced (moves its owners counted by their last check, --voter-replace-after ${values['voter-replace-after']}): at least ${[...voterMoves.values()].reduce((a, b) => a + b, 0)}`] : []),
+    `  claim voters (each node's cell_claim_voters every ${VOTER_WATCH_MS / 1000} s, ${voterWatch.looks} looks): seen gone ${voterWatch.goneSeen} time(s), silent ${voterWatch.silent.length} time(s)`,
+    ...(values.logs !== undefined ? [`  node logs: ${values.logs}`] : []),
     '  resident memory per node and run of its process:',
     ...memoryLines,
     `  problems: ${problems.length}`,
