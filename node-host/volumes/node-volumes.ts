@@ -63,8 +63,10 @@ export const DEFAULT_VOTER_REPLACE_AFTER_MS = 5 * 60_000
 
 /** Most node ids remembered as seen since start (a fleet view holds fewer full nodes). */
 const MAX_SEEN = 4096
-/** How often the owner looks at its claims' voters (and notes when each was last live). */
+/** How often the owner checks its claims' voters: logs the gone ones, replaces those gone long enough. */
 const VOTER_CHECK_MS = 15_000
+/** How often the owner notes which of its claims' voters are in its view (when each was last live, or came back). */
+const VOTER_LOOK_MS = 1_000
 /** A voter gone this long is logged (once per absence) by the claim's owner. */
 const VOTER_GONE_LOG_MS = 60_000
 /**
@@ -175,17 +177,28 @@ export class NodeVolumes {
       seenSinceStart: (nodeId) => this.seenSinceStart(nodeId),
       ...init.tuning
     })
-    const check = (): void => {
+    // Every second a look at which voters are in the view (when each was last live, when one came
+    // back: cheap, and what "gone for" and "silent for" count from), every voterCheckMs the check
+    // that logs and replaces (each replacement is a claim round: not every second).
+    const checkMs = init.voterCheckMs ?? VOTER_CHECK_MS
+    const lookMs = Math.min(VOTER_LOOK_MS, checkMs)
+    let lastCheck = init.clock.now()
+    const look = (): void => {
       if (this.stopped) return
       try {
-        this.checkVoters()
+        if (init.clock.now() - lastCheck >= checkMs) {
+          lastCheck = init.clock.now()
+          this.checkVoters()
+        } else {
+          this.claimVoters()
+        }
       } catch (err) {
         log.error('checking the voters of this node\'s claims: %s', (err as Error).message)
       } finally {
-        if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, init.voterCheckMs ?? VOTER_CHECK_MS)
+        if (!this.stopped) this.voterTimer = init.clock.setTimeout(look, lookMs)
       }
     }
-    if (!this.stopped) this.voterTimer = init.clock.setTimeout(check, init.voterCheckMs ?? VOTER_CHECK_MS)
+    if (!this.stopped) this.voterTimer = init.clock.setTimeout(look, lookMs)
     return this.manager
   }
 

@@ -196,8 +196,9 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stops and
 
   it('counts it gone while it is out, and silent only for the rounds it missed since its return', async () => {
     const key = await generateAuthority()
-    // Not replaced in this test (2 min): only how the owner counts it.
-    const init = { authorityKeys: [key], storage: { leaseMs: LEASE_MS, voterReplaceAfterMs: 120_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }, drainGraceMs: 2_000 }
+    // Not replaced in this test: only how the owner counts it. Its check (logs, replacement) runs
+    // every 2 min, never within the test; which voters are in its view, it notes every second.
+    const init = { authorityKeys: [key], storage: { leaseMs: LEASE_MS, voterReplaceAfterMs: 120_000, voterCheckMs: 120_000, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }, drainGraceMs: 2_000 }
     const root = await fleet.start('cell-voters-back-', 4, init)
     const operator = await fleet.publishDirLedger(key)
     const ledger = new LedgerAppends(operator)
@@ -209,8 +210,21 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stops and
     const voterOf = (): { live: boolean, silent?: boolean, goneMs?: number } | undefined => owner.volumes.claimVoters().find(c => c.claimId === 'ledger/0')?.voters.find(v => v.peerId === x)
 
     // Down for more than two leases: unanswered long enough to be silent, had it stayed in the view.
+    // A first look now, then appends for 3 s with no look of the test's: only the owner's own looks
+    // keep its "last live" of the voter fresh (before, only its check did: every 2 min here).
+    expect(voterOf()?.live).toBe(true)
+    const looked = performance.now()
+    while (performance.now() - looked < 3_000) await ledger.append(1)
     await nodes.find(n => n.peerId === x)!.stop()
     const stopped = performance.now()
+    // Gone for as long as it has been out of the owner's view, to a second (the owner's last look
+    // that saw it), not to its 10 s check: asked the moment the view drops it.
+    const dropped = await waitForView(operator, () => owner.mesh.view.node(x) === undefined ? performance.now() : undefined, 'the owner\'s view dropping the stopped voter', { timeoutMs: 30_000, tickMs: 20 })
+    const goneAtDrop = voterOf()
+    const sinceDrop = performance.now() - dropped
+    expect(goneAtDrop?.live).toBe(false)
+    expect(goneAtDrop?.goneMs ?? -1).toBeGreaterThanOrEqual(sinceDrop - 50)
+    expect(goneAtDrop?.goneMs ?? Infinity, 'gone for, just after the view dropped it').toBeLessThanOrEqual(sinceDrop + 1_500)
     await waitForView(operator, () => {
       const v = voterOf()
       return v !== undefined && !v.live && v.silent !== true && (v.goneMs ?? 0) >= 2 * LEASE_MS + 1_000 ? true : undefined
