@@ -54,6 +54,30 @@ class LedgerAppends {
   }
 }
 
+/**
+ * A test fleet whose nodes' claims directories can be put on a full disk (a 64 kB tmpfs holding the
+ * node's votes, filled up: every vote it would save fails). stop() stops the nodes first (a full
+ * one writes into its mount), then unmounts, then removes the temp dir.
+ */
+class FullDiskFleet extends TestFleet {
+  private readonly mounts: string[] = []
+
+  async fillClaimsDir (name: string): Promise<void> {
+    const dir = join(this.root, name, 'claims')
+    const state = await readFile(join(dir, 'acceptor.json'))
+    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
+    this.mounts.push(dir)
+    await writeFile(join(dir, 'acceptor.json'), state)
+    await writeFile(join(dir, 'filler'), new Uint8Array(256 * 1024)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOSPC') throw err })
+  }
+
+  override async stop (): Promise<void> {
+    await Promise.all(this.nodes.map(async n => { await n.stop() }))
+    for (const m of this.mounts) await exec('umount', ['-l', m]).catch(() => {})
+    await super.stop()
+  }
+}
+
 describe('a stateful claim whose voters leave for good', () => {
   const fleet = new TestFleet()
   const { nodes } = fleet
@@ -122,21 +146,15 @@ describe('a stateful claim whose voters leave for good', () => {
 })
 
 describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in the fleet with a full disk', () => {
-  const fleet = new TestFleet()
+  const fleet = new FullDiskFleet()
   const { nodes } = fleet
-  const mounts: string[] = []
-  afterAll(async () => {
-    // The nodes first (the full one writes into its mount), then the mount, then the temp dir.
-    await Promise.all(nodes.map(async n => { await n.stop() }))
-    for (const m of mounts) await exec('umount', ['-l', m]).catch(() => {})
-    await fleet.stop()
-  }, 120_000)
+  afterAll(async () => { await fleet.stop() }, 120_000)
 
   it('counts it silent, says so, and replaces it while it is still in the fleet; appends go on and stay', async () => {
     const key = await generateAuthority()
     // Silent after two leases (8 s) unheard, replaced after 12 s: the status shows it silent for 4 s.
     const storage = { leaseMs: LEASE_MS, voterReplaceAfterMs: 12_000, voterCheckMs: 250, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }
-    const root = await fleet.start('cell-voters-full-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
+    await fleet.start('cell-voters-full-', 4, { authorityKeys: [key], storage, drainGraceMs: 2_000 })
     const operator = await fleet.publishDirLedger(key)
     const ledger = new LedgerAppends(operator)
     await ledger.append(5)
@@ -145,12 +163,7 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
     const x = first.voters.find(id => id !== owner.peerId)!
     const full = nodes.find(n => n.peerId === x)!
     // Its claims directory on a 64 kB tmpfs with the state file in it, then filled up.
-    const dir = join(root, `n${nodes.indexOf(full)}`, 'claims')
-    const state = await readFile(join(dir, 'acceptor.json'))
-    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
-    mounts.push(dir)
-    await writeFile(join(dir, 'acceptor.json'), state)
-    await writeFile(join(dir, 'filler'), new Uint8Array(256 * 1024)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOSPC') throw err })
+    await fleet.fillClaimsDir(`n${nodes.indexOf(full)}`)
     const filled = performance.now()
 
     // Silent: in the owner's view all along, but not answering its rounds.
@@ -185,21 +198,16 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stays in 
 })
 
 describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stops and comes back', () => {
-  const fleet = new TestFleet()
+  const fleet = new FullDiskFleet()
   const { nodes } = fleet
-  const mounts: string[] = []
-  afterAll(async () => {
-    await Promise.all(nodes.map(async n => { await n.stop() }))
-    for (const m of mounts) await exec('umount', ['-l', m]).catch(() => {})
-    await fleet.stop()
-  }, 120_000)
+  afterAll(async () => { await fleet.stop() }, 120_000)
 
   it('counts it gone while it is out, and silent only for the rounds it missed since its return', async () => {
     const key = await generateAuthority()
     // Not replaced in this test: only how the owner counts it. Its check (logs, replacement) runs
     // every 2 min, never within the test; which voters are in its view, it notes every second.
     const init = { authorityKeys: [key], storage: { leaseMs: LEASE_MS, voterReplaceAfterMs: 120_000, voterCheckMs: 120_000, tuning: { firstSnapshotMs: 500, handoverSafeMs: 20_000 } }, drainGraceMs: 2_000 }
-    const root = await fleet.start('cell-voters-back-', 4, init)
+    await fleet.start('cell-voters-back-', 4, init)
     const operator = await fleet.publishDirLedger(key)
     const ledger = new LedgerAppends(operator)
     await ledger.append(3)
@@ -232,12 +240,7 @@ describe.runIf(process.getuid?.() === 0)('a stateful claim whose voter stops and
     await ledger.append(2)
     // It comes back unable to vote (its claims directory on a full 64 kB tmpfs, its votes in it), so
     // no round hears it however soon one asks: what the owner shows is its counting alone.
-    const dir = join(root, name, 'claims')
-    const state = await readFile(join(dir, 'acceptor.json'))
-    await exec('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir])
-    mounts.push(dir)
-    await writeFile(join(dir, 'acceptor.json'), state)
-    await writeFile(join(dir, 'filler'), new Uint8Array(256 * 1024)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOSPC') throw err })
+    await fleet.fillClaimsDir(name)
 
     // At the moment the owner's view has it again, then every 20 ms until it is silent.
     const looks: Array<{ afterMs: number, state: string, goneMs?: number }> = []
