@@ -16,7 +16,7 @@ import { AcceptorFileStore } from '../claims/acceptor-file-store.ts'
 import { registerClaimMetrics } from '../claims/claim-metrics.ts'
 import { registerVolumeMetrics } from './volume-metrics.ts'
 import { VolumeManager, type SnapshotPort, type VolumeManagerInit } from './volume-manager.ts'
-import { describeClaimVoters, silentForMs, voterVerdict, VoterReturns, type ClaimVoters } from './voter-health.ts'
+import { describeClaimVoters, silentForMs, voterVerdict, VoterSightings, type ClaimVoters } from './voter-health.ts'
 import type { SpawnSpec } from '../replica-set.ts'
 
 const log = logger('cell:volumes')
@@ -89,10 +89,8 @@ export class NodeVolumes {
   private readonly served = { served: 0, malformed: 0, failed: 0 }
   /** Nodes that were live in this node's view at some moment since it started (VolumeManager `seenSinceStart`). */
   private readonly seen = new Set<string>()
-  /** Wall time this node last saw each voter of its own claims live (only those: bounded by claims × 5). */
-  private readonly voterLastLive = new Map<string, number>()
-  /** When each voter of its own claims last came back into its view or restarted (bounded like voterLastLive). */
-  private readonly voterReturns = new VoterReturns()
+  /** When this node last saw each voter of its own claims live, and when each last came back (only those: bounded by claims × 5). */
+  private readonly voterSightings = new VoterSightings()
   /** Claims whose voters are being replaced right now (one move per claim at a time). */
   private readonly moving = new Set<string>()
   /** `claim|voter` pairs logged as gone, so each absence is logged once. */
@@ -208,7 +206,7 @@ export class NodeVolumes {
    * first found it gone: never more than it knows); a voter in view that has not answered this
    * node's rounds for SILENT_LEASES leases is not live either (silent, for as long as it has not
    * answered, counted from its return when it came back into the view or restarted since: the
-   * rounds it missed while out count as gone, VoterReturns). For `cell status`, metrics, logs.
+   * rounds it missed while out count as gone, VoterSightings). For `cell status`, metrics, logs.
    */
   claimVoters (): ClaimVoters[] {
     const now = this.init.clock.now()
@@ -222,15 +220,13 @@ export class NodeVolumes {
       voters: c.voters.map(peerId => {
         const record = this.init.view.node(peerId)
         if (peerId === this.init.selfId || record !== undefined) {
-          this.voterLastLive.set(peerId, now)
-          const backMs = this.voterReturns.note(peerId, true, record?.startedMs, now)
+          const backMs = this.voterSightings.note(peerId, true, record?.startedMs, now)
           const heard = this.client?.heard(c.claimId, peerId)
           const silentMs = heard === undefined ? 0 : silentForMs(unansweredMs(heard), backMs, now)
           return silentMs >= silentAfterMs ? { peerId, live: false, silent: true, goneMs: silentMs } : { peerId, live: true }
         }
-        this.voterReturns.note(peerId, false, undefined, now)
-        if (!this.voterLastLive.has(peerId)) this.voterLastLive.set(peerId, now)
-        return { peerId, live: false, goneMs: Math.max(0, now - this.voterLastLive.get(peerId)!) }
+        this.voterSightings.note(peerId, false, undefined, now)
+        return { peerId, live: false, goneMs: this.voterSightings.goneForMs(peerId, now) }
       })
     }))
   }
@@ -254,8 +250,7 @@ export class NodeVolumes {
     }
     for (const key of this.votersLogged) if (!current.has(key)) this.votersLogged.delete(key)
     const voters = new Set(claims.flatMap(c => c.voters.map(v => v.peerId)))
-    for (const id of this.voterLastLive.keys()) if (!voters.has(id)) this.voterLastLive.delete(id)
-    this.voterReturns.keepOnly(voters)
+    this.voterSightings.keepOnly(voters)
     for (const c of claims) this.replaceGoneVoters(c)
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { describeClaimVoters, silentForMs, voterVerdict, VoterReturns, type VoterState } from './voter-health.ts'
+import { describeClaimVoters, silentForMs, voterVerdict, VoterSightings, type VoterState } from './voter-health.ts'
 import { majorityOf } from '../../core/claims/index.ts'
 
 const live = (peerId: string): VoterState => ({ peerId, live: true })
@@ -54,7 +54,7 @@ describe('the voters of a claim a node owns', () => {
   })
 
   it('count a voter silent only since it came back into the view or restarted', () => {
-    const r = new VoterReturns()
+    const r = new VoterSightings()
     // In the view since first looked at: silent for all its unanswered time.
     expect(r.note('a', true, 100, 1_000)).toBeUndefined()
     expect(r.note('a', true, 100, 20_000)).toBeUndefined()
@@ -72,6 +72,14 @@ describe('the voters of a claim a node owns', () => {
     expect(r.note('b', true, 100, 1_000)).toBeUndefined()
     expect(r.note('b', true, 900, 5_000)).toBe(5_000)
     expect(r.note('b', true, 900, 9_000)).toBe(5_000)
+    // Gone since it was last seen in the view, or since first noted out.
+    expect(r.goneForMs('a', 80_000)).toBe(0)
+    expect(r.note('a', false, undefined, 81_000)).toBe(45_000)
+    expect(r.goneForMs('a', 95_000)).toBe(15_000)
+    expect(r.note('c', false, undefined, 50_000)).toBeUndefined()
+    expect(r.goneForMs('c', 50_000)).toBe(0)
+    expect(r.goneForMs('c', 62_000)).toBe(12_000)
+    expect(r.goneForMs('never', 62_000)).toBe(0)
     // Forgotten once no claim of the node has it as a voter.
     r.keepOnly(new Set(['b']))
     expect(r.note('a', true, 100, 90_000)).toBeUndefined()

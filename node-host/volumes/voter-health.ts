@@ -86,15 +86,17 @@ function replaceHint (replaceAfterMs: number | undefined, down: readonly VoterSt
 }
 
 /**
- * When each voter of the claims a node owns last came back: into the node's view after being out of
- * it, or restarted (its node record names another start). A voter is silent only for as long as it
- * was asked while in the view since then: the rounds it missed while it was gone (or down for a
- * restart too short to leave the view) count against it as gone, not as silent, so a voter that
- * just came back is not shown silent, nor replaced as silent, before the owner's next round has
- * asked it. Bounded by the voters the caller keeps (`keepOnly`).
+ * What the owner of claims saw of each of their voters in its view: when it last saw each live
+ * (in the view), and when each last came back (into the view after being out of it, or restarted:
+ * its node record names another start). A voter out of the view is gone since it was last seen live
+ * (or since first noted out). A voter is silent only for as long as it was asked while in the view
+ * since its return: the rounds it missed while it was gone (or down for a restart too short to leave
+ * the view) count against it as gone, not as silent, so a voter that just came back is not shown
+ * silent, nor replaced as silent, before the owner's next round has asked it. Bounded by the voters
+ * the caller keeps (`keepOnly`).
  */
-export class VoterReturns {
-  private readonly of = new Map<string, { startedMs?: number, out: boolean, backMs?: number }>()
+export class VoterSightings {
+  private readonly of = new Map<string, { lastLiveMs: number, startedMs?: number, out: boolean, backMs?: number }>()
 
   /**
    * Notes `peerId` in the view (with its record's `startedMs`) or out of it at `nowMs`; returns
@@ -103,14 +105,21 @@ export class VoterReturns {
   note (peerId: string, inView: boolean, startedMs: number | undefined, nowMs: number): number | undefined {
     const v = this.of.get(peerId)
     if (v === undefined) {
-      this.of.set(peerId, { out: !inView, ...(startedMs !== undefined ? { startedMs } : {}) })
+      this.of.set(peerId, { lastLiveMs: nowMs, out: !inView, ...(startedMs !== undefined ? { startedMs } : {}) })
       return undefined
     }
     if (!inView) { v.out = true; return v.backMs }
     if (v.out || (startedMs !== undefined && v.startedMs !== undefined && startedMs !== v.startedMs)) v.backMs = nowMs
     v.out = false
+    v.lastLiveMs = nowMs
     if (startedMs !== undefined) v.startedMs = startedMs
     return v.backMs
+  }
+
+  /** How long `peerId` has been out of the view at `nowMs`: since it was last noted in it, or first noted out (0 if never noted). */
+  goneForMs (peerId: string, nowMs: number): number {
+    const v = this.of.get(peerId)
+    return v === undefined ? 0 : Math.max(0, nowMs - v.lastLiveMs)
   }
 
   /** Forgets every voter not in `ids`. */
@@ -119,7 +128,7 @@ export class VoterReturns {
   }
 }
 
-/** How long a voter in the view has been silent: unanswered, but never for longer than it has been back (VoterReturns). */
+/** How long a voter in the view has been silent: unanswered, but never for longer than it has been back (VoterSightings). */
 export function silentForMs (unansweredMs: number, backMs: number | undefined, nowMs: number): number {
   return backMs === undefined ? unansweredMs : Math.min(unansweredMs, Math.max(0, nowMs - backMs))
 }
