@@ -11,7 +11,8 @@ import { clientTransports } from './client-transports.ts'
 import { authorityKey, bootstrapList, disseminationOf } from './cli/fleet-options.ts'
 import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
-import { crashLoopingHalt, crashReports, describeCrashes, ReleaseCrashLoopingError } from './crash-report.ts'
+import { isCrashLooping } from '../core/biology/index.ts'
+import { haltsOf, grantedHalt, crashReports, describeCrashes, ReleaseCrashLoopingError, ReleaseHaltedError } from './crash-report.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
 import { SelfGrants } from './self-grants.ts'
 
@@ -136,8 +137,21 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
   })
 }
 
-/** Wait until at least `count` ready replicas of `cell` (optionally of one digest) are in the view. */
-export async function waitForReplicas (mesh: Mesh, cell: string, options: { count?: number, digest?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<InstanceRecord[]> {
+/** What the fleet runs of `cell` besides the halted `digest`, by version: "the fleet runs 0.1.0 (2 ready) instead". */
+function runsInstead (mesh: Mesh, cell: string, digest: string): string {
+  const counts = new Map<string, number>()
+  for (const i of mesh.replicas(cell)) if (i.digest !== digest) counts.set(i.version, (counts.get(i.version) ?? 0) + 1)
+  if (counts.size === 0) return 'no replica of another release is ready yet'
+  return `the fleet runs ${[...counts].map(([v, n]) => `${v} (${n} ready)`).join(', ')} instead`
+}
+
+/**
+ * Wait until at least `count` ready replicas of `cell` (optionally of one digest) are in the view.
+ * With `digest` and `authority` (the release's), it ends as soon as the fleet halts that artifact
+ * (`ReleaseHaltedError`, or `ReleaseCrashLoopingError` with nothing to fall back to), by a node that
+ * holds the authority's host grant for the cell: no node starts a halted artifact again.
+ */
+export async function waitForReplicas (mesh: Mesh, cell: string, options: { count?: number, digest?: string, authority?: string, timeoutMs?: number, signal?: AbortSignal } = {}): Promise<InstanceRecord[]> {
   // Say what the fleet did show, so a timeout points at the cause (no nodes, or replicas crashing,
   // with the crash reason their heartbeats carry).
   const seen = (): string => {
@@ -146,13 +160,22 @@ export async function waitForReplicas (mesh: Mesh, cell: string, options: { coun
     const crashes = describeCrashes(crashReports(mesh.view, cell, options.digest))
     return `seen ${mesh.view.nodes().length} node(s), ${instances.length} instance(s)${states.length > 0 ? `: ${states.slice(0, 8).join(', ')}` : ''}${crashes.length > 0 ? `; ${crashes.join('; ')}` : ''}`
   }
-  let looping: ReturnType<typeof crashLoopingHalt>
-  const found = await waitForView(mesh, () => {
-    // A release marked crash-looping will not start anywhere: no point waiting out the timeout.
-    if (options.digest != null && (looping = crashLoopingHalt(mesh.view, cell, options.digest)) !== undefined) return []
-    const ready = mesh.replicas(cell).filter(i => options.digest == null || i.digest === options.digest)
-    return ready.length >= (options.count ?? 1) ? ready : undefined
-  }, `${options.count ?? 1} ready replica(s) of ${cell}`, { ...options, seen })
-  if (looping !== undefined) throw new ReleaseCrashLoopingError(`${cell}@${looping.version} is crash-looping and will not be started again until another artifact is published or rolled back to (node …${looping.nodeId.slice(-6)}: ${looping.reason}); ${seen()}`)
-  return found
+  const { digest, authority } = options
+  // Nodes whose halts did not count (no host grant for the cell from the authority).
+  const skip = new Set<string>()
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000)
+  for (;;) {
+    let halted = false
+    const found = await waitForView(mesh, () => {
+      if (digest != null && authority != null && haltsOf(mesh.view, cell, digest, skip).length > 0) { halted = true; return [] }
+      const ready = mesh.replicas(cell).filter(i => digest == null || i.digest === digest)
+      return ready.length >= (options.count ?? 1) ? ready : undefined
+    }, `${options.count ?? 1} ready replica(s) of ${cell}`, { ...options, timeoutMs: Math.max(0, deadline - Date.now()), seen })
+    if (!halted || digest == null || authority == null) return found
+    const halt = await grantedHalt(mesh.view, mesh.hostGrant, authority, cell, digest, skip)
+    if (halt === undefined) continue
+    const by = `node …${halt.nodeId.slice(-6)}: ${halt.reason}`
+    if (isCrashLooping(halt)) throw new ReleaseCrashLoopingError(`${cell}@${halt.version} is crash-looping and will not be started again until another artifact is published or rolled back to (${by}); ${seen()}`)
+    throw new ReleaseHaltedError(`${cell}@${halt.version} is halted (${by}): ${runsInstead(mesh, cell, halt.digest)}, and no node starts ${halt.version} again until another artifact is published or rolled back to; ${seen()}`)
+  }
 }

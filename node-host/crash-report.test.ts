@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest'
 import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
 import type { FleetView } from '../core/fleet/index.ts'
-import { crashLoopingHalt, crashReports, describeCrashes } from './crash-report.ts'
+import { haltsOf, grantedHalt, crashReports, describeCrashes } from './crash-report.ts'
+import type { HostGrantCheck } from '../core/mesh/index.ts'
 
 const A = '12D3KooWGRUVh7ZBdeMfFL9BApGqtGN5dcYq8N4dfAe8AKx2CzUN'
 const B = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
@@ -30,12 +31,25 @@ describe('crash reports from the fleet view', () => {
     expect(describeCrashes(crashReports(view, 'billing', 'd0'))).toEqual([])
   })
 
-  it('finds a crash-looping mark of the digest in any node record, and not a plain halt', () => {
+  it('lists halts of the digest from node records, crash-looping marks first; one counts only from a host the authority granted the cell', async () => {
     const halt = { cell: 'billing', version: '1.0.0', digest: 'd1', atMs: 5 }
-    const nodes = [makeNodeRecord(A, { halts: [{ ...halt, reason: '3 crashes or failed health checks' }] })]
-    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd1')).toBeUndefined()
+    const view = (nodes: unknown[]): FleetView => ({ nodes: () => nodes }) as unknown as FleetView
+    const nodes = [makeNodeRecord(A, { halts: [{ ...halt, cell: 'ledger', reason: 'crash-looping: 3 crashes' }] })]
+    expect(haltsOf(view(nodes), 'billing', 'd1'), 'another cell\'s halt of the same digest').toEqual([])
+    nodes.push(makeNodeRecord(A, { halts: [{ ...halt, reason: '3 crashes or failed health checks' }] }))
     nodes.push(makeNodeRecord(B, { halts: [{ ...halt, reason: 'crash-looping: 3 crashes' }] }))
-    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd1')).toMatchObject({ nodeId: B, version: '1.0.0' })
-    expect(crashLoopingHalt({ nodes: () => nodes } as unknown as FleetView, 'billing', 'd2')).toBeUndefined()
+    expect(haltsOf(view(nodes), 'billing', 'd1').map(h => [h.nodeId, h.reason])).toEqual([[B, 'crash-looping: 3 crashes'], [A, '3 crashes or failed health checks']])
+    expect(haltsOf(view(nodes), 'billing', 'd2')).toEqual([])
+    expect(haltsOf(view(nodes), 'billing', 'd1', new Set([B])).map(h => h.nodeId)).toEqual([A])
+
+    // Only A holds the authority's host grant for billing: B's mark is skipped (and remembered), A's halt counts.
+    const asked: string[] = []
+    const hostGrant: HostGrantCheck = async (node, authority, cell) => { asked.push(`${node.nodeId}|${authority}|${cell ?? '*'}`); return node.nodeId === A && authority === 'auth' && cell === 'billing' }
+    const skip = new Set<string>()
+    expect(await grantedHalt(view(nodes), hostGrant, 'auth', 'billing', 'd1', skip)).toMatchObject({ nodeId: A, reason: '3 crashes or failed health checks' })
+    expect([...skip]).toEqual([B])
+    expect(asked).toEqual([`${B}|auth|billing`, `${A}|auth|billing`])
+    // Another authority's halt of the same name counts from nobody.
+    expect(await grantedHalt(view(nodes), hostGrant, 'other', 'billing', 'd1')).toBeUndefined()
   })
 })

@@ -1,10 +1,11 @@
-// What the fleet says about a release's crashes, for people: `cell publish` / `cell rollback`
-// timeouts, and (issue 13) `cell status`. Read from gossiped records only: a crashed replica's
-// heartbeat carries its exit reason and last stderr lines, and a node that marked the release
-// crash-looping says so in its node record's halts.
+// What the fleet says about a release's crashes, for people: `cell publish` / `cell rollback` waits
+// (they end as soon as the fleet halts the release), and (issue 13) `cell status`. Read from gossiped
+// records only: a crashed replica's heartbeat carries its exit reason and last stderr lines, and a
+// node that halted the release (or marked it crash-looping) says so in its node record's halts.
 import { CellError, type RetryRule } from '../core/errors.ts'
-import { CRASH_LOOPING_PREFIX } from '../core/biology/index.ts'
-import type { FleetView, InstanceRecord, NodeHalt } from '../core/fleet/index.ts'
+import { isCrashLooping } from '../core/biology/index.ts'
+import type { HostGrantCheck } from '../core/mesh/index.ts'
+import type { FleetView, InstanceRecord, NodeHalt, NodeRecord } from '../core/fleet/index.ts'
 
 /** The release crash-loops with nothing to fall back to: no node starts it until another artifact is published or rolled back to. */
 export class ReleaseCrashLoopingError extends CellError {
@@ -35,11 +36,43 @@ export function crashReports (view: Pick<FleetView, 'instances'>, cell: string, 
     }))
 }
 
-/** A node's crash-looping mark of the release, if any node in the view gossips one. */
-export function crashLoopingHalt (view: Pick<FleetView, 'nodes'>, cell: string, digest: string): (NodeHalt & { nodeId: string }) | undefined {
+/**
+ * The release was halted (too many crashes or failed health checks) while an earlier release was
+ * there to fall back to: the fleet runs that one, and no node starts this artifact again until
+ * another is published or rolled back to.
+ */
+export class ReleaseHaltedError extends CellError {
+  static override readonly errorName = 'ReleaseHaltedError'
+  static override readonly retry: RetryRule = 'never'
+}
+
+export type NodeHaltOf = NodeHalt & { nodeId: string, node: NodeRecord }
+
+/**
+ * Halts of the release that nodes in the view gossip (skipping the nodes in `skip`): crash-looping
+ * marks first (they say more: nothing to fall back to). Halts are per artifact and kept, so a halted
+ * artifact never becomes a target again. Unverified: see `grantedHalt`.
+ */
+export function haltsOf (view: Pick<FleetView, 'nodes'>, cell: string, digest: string, skip: ReadonlySet<string> = new Set()): NodeHaltOf[] {
+  const out: NodeHaltOf[] = []
   for (const n of view.nodes()) {
-    const h = n.halts?.find(x => x.cell === cell && x.digest === digest && x.reason.startsWith(CRASH_LOOPING_PREFIX))
-    if (h !== undefined) return { ...h, nodeId: n.nodeId }
+    if (skip.has(n.nodeId)) continue
+    for (const h of n.halts ?? []) if (h.cell === cell && h.digest === digest) out.push({ ...h, nodeId: n.nodeId, node: n })
+  }
+  return out.sort((a, b) => Number(isCrashLooping(b)) - Number(isCrashLooping(a)))
+}
+
+/**
+ * The first of `haltsOf` that counts: from a node holding a host grant for `cell` from `authority`,
+ * as the nodes themselves adopt a gossiped halt (a node granted only other cells, or by another
+ * authority, cannot end a publish with a false halt). Nodes whose halts did not count are added to
+ * `skip`, so a wait does not check them again.
+ */
+export async function grantedHalt (view: Pick<FleetView, 'nodes'>, hostGrant: HostGrantCheck, authority: string, cell: string, digest: string, skip: Set<string> = new Set()): Promise<NodeHaltOf | undefined> {
+  for (const h of haltsOf(view, cell, digest, skip)) {
+    if (skip.has(h.nodeId)) continue
+    if (await hostGrant(h.node, authority, cell)) return h
+    skip.add(h.nodeId)
   }
   return undefined
 }

@@ -118,7 +118,7 @@ async function publishCell (mesh: Mesh, dir: string, version: string, key: Autho
   if (pkg.manifest.storage !== undefined && (options.waitReplicas ?? 1) > 0) noStorageClass(mesh, cell, version, pkg.manifest.storage.class)
   if ((options.waitReplicas ?? 1) > 0) {
     try {
-      ready = (await waitForReplicas(mesh, cell, { digest: pkg.digest, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })).length
+      ready = (await waitForReplicas(mesh, cell, { digest: pkg.digest, authority, count: options.waitReplicas ?? 1, timeoutMs: options.timeoutMs ?? 60_000, signal: options.signal })).length
     } catch (err) {
       options.signal?.throwIfAborted()
       // Per-cell: pulls the nodes' records first (their prepared lists are not gossiped), briefly.

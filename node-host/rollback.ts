@@ -11,6 +11,7 @@ import { FLEET_RELEASE_TOPIC } from '../core/fleet/index.ts'
 import { waitForReplicas, waitForView } from './client.ts'
 import { finalPrepareReport, waitForPrepareReport, formatPrepareReport, ReleaseNotReadyError, type NodePrepareStatus } from './prepare-report.ts'
 import { InvalidDigestError } from './ribosome/errors.ts'
+import { grantedHalt, ReleaseHaltedError } from './crash-report.ts'
 
 // --digest that is not 64 hex characters fails with the artifact store's InvalidDigestError.
 export { InvalidDigestError }
@@ -88,6 +89,13 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
     }
   }
 
+  // A halted artifact never becomes a target again (halts are per artifact, and kept): a desired
+  // record naming it would only move the fleet to the newest release older than it. Say so instead.
+  const halt = await grantedHalt(mesh.view, mesh.hostGrant, key.id, cell, digest)
+  if (halt !== undefined) {
+    throw new ReleaseHaltedError(`${cell}@${version} is halted (node …${halt.nodeId.slice(-6)}: ${halt.reason}), and the fleet does not run a halted artifact again: publish a fixed version, or roll back to another`)
+  }
+
   // Above every record of the cell and above the clock, so a later publish (which signs at >= now)
   // still rolls forward, and no earlier record can win.
   // (Above a retire record too: a rollback brings a retired cell back.)
@@ -102,7 +110,7 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
   const wait = options.waitReplicas ?? 1
   if (wait > 0) {
     try {
-      ready = (await waitForReplicas(mesh, cell, { digest, count: wait, timeoutMs, signal: options.signal })).length
+      ready = (await waitForReplicas(mesh, cell, { digest, authority: key.id, count: wait, timeoutMs, signal: options.signal })).length
     } catch (err) {
       options.signal?.throwIfAborted()
       // Per-cell: pulls the nodes' records first (their prepared lists are not gossiped), briefly.

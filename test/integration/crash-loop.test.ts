@@ -10,6 +10,9 @@ import { join } from 'node:path'
 import { generateAuthority, authorityIdOf } from '../../core/identity/index.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
+import { ReleaseNotReadyError } from '../../node-host/prepare-report.ts'
+import { ReleaseHaltedError } from '../../node-host/crash-report.ts'
+import { rollback } from '../../node-host/rollback.ts'
 import { CELL, stageVersion } from './versioned.ts'
 import { TestFleet, ticks } from './test-fleet.ts'
 
@@ -17,13 +20,24 @@ async function volumeDirs (dataDir: string): Promise<number> {
   return (await readdir(join(dataDir, 'volumes')).catch(() => [])).filter(d => d.startsWith(`${CELL}-`)).length
 }
 
+/** A staged version of the test cell that throws at import, as a cell missing its configuration would. */
+async function crashingVersion (root: string, tag: string, authority: string): Promise<string> {
+  const dir = await stageVersion(root, tag, authority)
+  const file = join(dir, 'cell.ts')
+  const source = await readFile(file, 'utf8')
+  // (the tag stays in the source, so each crashing version is an artifact of its own)
+  const crashing = source.replace(`const VERSION = '${tag}'`, `const VERSION: string = (() => { throw new Error('DATABASE_URL is not set (${tag})') })()`)
+  if (crashing === source) throw new Error('fixture has no VERSION line to change')
+  await writeFile(file, crashing)
+  return dir
+}
 
-describe('a cell that crashes at import with nothing to fall back to', () => {
+describe('a cell that crashes at import, with nothing to fall back to and over a good release', () => {
   const fleet = new TestFleet()
   const { nodes, clients } = fleet
   afterAll(async () => { await fleet.stop() })
 
-  it('backs off, is marked crash-looping, publish says why, volumes do not pile up; a fixed version starts', async () => {
+  it('backs off, is marked crash-looping, publish says why, volumes do not pile up; a fixed version starts; a crashing release over it is halted and publish says so at once', async () => {
     const key = await generateAuthority()
     const root = await fleet.start('cell-crashloop-', 3, { authorityKeys: [key] })
     let crashes = 0
@@ -33,9 +47,7 @@ describe('a cell that crashes at import with nothing to fall back to', () => {
     const publisher = new Publisher(operator)
     const authority = authorityIdOf(key.publicKey)
 
-    const badDir = await stageVersion(root, 'crashy', authority)
-    const file = join(badDir, 'cell.ts')
-    await writeFile(file, (await readFile(file, 'utf8')).replace("const VERSION = 'crashy'", "const VERSION: string = (() => { throw new Error('DATABASE_URL is not set') })()"))
+    const badDir = await crashingVersion(root, 'crashy', authority)
     const startedMs = Date.now()
     const failure = await publisher.publish(badDir, '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 }).then(() => undefined, (err: Error) => err)
     const failedAfterMs = Date.now() - startedMs
@@ -72,5 +84,27 @@ describe('a cell that crashes at import with nothing to fall back to', () => {
     const fixed = await publisher.publish(fixedDir, '1.0.1', key, { setAuthority: true, waitReplicas: 2, timeoutMs: 60_000 })
     expect(fixed.ready).toBeGreaterThanOrEqual(2)
     expect(await operator.call<string>(CELL, 'version', null, { timeoutMs: 15_000 })).toBe('fixed')
-  }, 180_000)
+
+    // A crashing release over a good one: the fleet halts it and runs 1.0.1 on. Publish says so as
+    // soon as a node gossips the halt, with the crash and what runs instead; before, it waited out
+    // its whole 60 s for replicas that no node would start again.
+    const badAgainDir = await crashingVersion(root, 'crashy-again', authority)
+    const againMs = Date.now()
+    const halted = await publisher.publish(badAgainDir, '1.0.2', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 }).then(() => undefined, (err: Error) => err)
+    const haltedAfterMs = Date.now() - againMs
+    console.log(`publish over a good release failed after ${haltedAfterMs} ms: ${halted?.name}: ${halted?.message}`)
+    expect(halted, 'publish of a crashing release over a good one must fail').toBeInstanceOf(ReleaseNotReadyError)
+    expect(halted!.cause).toBeInstanceOf(ReleaseHaltedError)
+    expect(halted!.message).toMatch(/1\.0\.2 is halted \(node …\w{6}: \d+ crashes or failed health checks/)
+    expect(halted!.message).toMatch(/the fleet runs 1\.0\.1 \(\d+ ready\) instead/)
+    expect(halted!.message).toMatch(/DATABASE_URL is not set/)
+    expect(haltedAfterMs).toBeLessThan(45_000)
+    expect(await operator.call<string>(CELL, 'version', null, { timeoutMs: 15_000 })).toBe('fixed')
+    // A rollback to the halted release is refused before anything is signed or gossiped.
+    const desiredBefore = operator.view.desired(CELL)
+    const refused = await rollback(operator, CELL, '1.0.2', key, { lookupMs: 15_000 }).then(() => undefined, (err: Error) => err)
+    expect(refused).toBeInstanceOf(ReleaseHaltedError)
+    expect(refused!.message).toMatch(/1\.0\.2 is halted .*publish a fixed version, or roll back to another/)
+    expect(operator.view.desired(CELL)).toBe(desiredBefore)
+  }, 240_000)
 })

@@ -17,7 +17,9 @@ import { Mesh } from '../../core/mesh/index.ts'
 import { FLEET_TOPIC, encodeEnvelope, signRecord, type InstanceRecord, type LocalInstanceState, type LocalNodeState } from '../../core/fleet/index.ts'
 import { clientTransports } from '../../node-host/client-transports.ts'
 import { createClient, waitForReplicas } from '../../node-host/client.ts'
-import { Publisher } from '../../node-host/publisher.ts'
+import { Publisher, packageCell } from '../../node-host/publisher.ts'
+import { rollback } from '../../node-host/rollback.ts'
+import { CRASH_LOOPING_PREFIX } from '../../core/biology/index.ts'
 import { trustRoles } from '../../node-host/autonomic-loop.ts'
 import { CELL, stageVersion } from '../integration/versioned.ts'
 import { TestFleet } from '../integration/test-fleet.ts'
@@ -40,12 +42,13 @@ describe('forged fleet records (issue 7.1)', () => {
    * `records`: 'instances' gossips heartbeats only and never a node record (as in the issue);
    * 'node' gossips a node record posing as an eligible host that halted the release, and no heartbeats.
    */
-  async function attacker (key: AuthorityKey, grant: 'none' | 'caller', records: 'instances' | 'node', target: { digest: string, version: string }): Promise<{ mesh: Mesh, id: string, privateKey: Awaited<ReturnType<typeof generateKeyPair>> }> {
+  async function attacker (key: AuthorityKey, grant: 'none' | 'caller' | 'host-of-another-cell', records: 'instances' | 'node', target: { digest: string, version: string }, halts: Array<{ digest: string, version: string, reason: string }> = [{ ...target, reason: 'forged halt' }]): Promise<{ mesh: Mesh, id: string, privateKey: Awaited<ReturnType<typeof generateKeyPair>> }> {
     const privateKey = await generateKeyPair('Ed25519')
     const id = peerIdFromPrivateKey(privateKey).toString()
     const credentials = new Credentials({ peerKey: privateKey })
     const now = Date.now()
     if (grant === 'caller') credentials.addGrant(await issueGrant(key, { subject: id, roles: ['caller'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
+    if (grant === 'host-of-another-cell') credentials.addGrant(await issueGrant(key, { subject: id, roles: ['host'], cells: ['another-cell'], notBeforeMs: now - 60_000, notAfterMs: now + 3_600_000 }))
     const authority = authorityIdOf(key.publicKey)
     const localNode = (): LocalNodeState => ({
       addrs: [],
@@ -54,7 +57,7 @@ describe('forged fleet records (issue 7.1)', () => {
       // Claims to trust the fleet's authority, as real nodes' tags say, and carries whatever grant it has.
       roles: ['full', ...trustRoles([authority])],
       grants: credentials.authorities().map(a => encodeCertificate(credentials.grantFor(a)!)),
-      halts: [{ cell: CELL, version: target.version, digest: target.digest, atMs: Date.now(), reason: 'forged halt' }],
+      halts: halts.map(h => ({ cell: CELL, version: h.version, digest: h.digest, atMs: Date.now(), reason: h.reason })),
       startedMs: now
     })
     const fake = (i: number, state: 'ready' | 'crashed'): LocalInstanceState => ({
@@ -79,7 +82,7 @@ describe('forged fleet records (issue 7.1)', () => {
     return { mesh, id, privateKey }
   }
 
-  it('records of a grant-less peer and of a caller-only peer change no replica, halt or volunteer', async () => {
+  it('records of a grant-less peer and of a caller-only peer change no replica, halt or volunteer; halts of a host granted another cell end no publish or rollback', async () => {
     const key = await generateAuthority()
     const authority = authorityIdOf(key.publicKey)
     const root = await fleet.start('cell-forged-', 2, { authorityKeys: [key] })
@@ -153,5 +156,25 @@ describe('forged fleet records (issue 7.1)', () => {
       await evil.stop()
       await poser.stop()
     }
-  }, 180_000)
+
+    // A host the authority granted another cell only is in every view (its host grant is valid), so
+    // its node record and halts reach the operator too: they must count for this cell nowhere. It
+    // marks the next release and the running one crash-looping; the nodes adopt neither, `cell
+    // publish` waits for the release's replicas as usual, and a rollback to the running one is not
+    // refused (both end at once on a halt from a host granted this cell: test/integration/crash-loop).
+    const v3Dir = await stage('v3')
+    const v3Digest = (await packageCell(v3Dir, { authority })).digest
+    const forged = [{ digest: v2.digest, version: '1.1.0' }, { digest: v3Digest, version: '1.2.0' }].map(h => ({ ...h, reason: `${CRASH_LOOPING_PREFIX}forged` }))
+    const { mesh: scoped, id: scopedId } = await attacker(key, 'host-of-another-cell', 'node', forged[1], forged)
+    await until(() => operator.view.node(scopedId)?.halts?.length === 2, "the operator's view to hold the scoped host's record and its two halts", 20_000)
+    const v3 = await publisher.publish(v3Dir, '1.2.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
+    expect(v3.digest).toBe(v3Digest)
+    expect(v3.ready).toBe(1)
+    const back = await rollback(operator, CELL, '1.1.0', key, { digest: v2.digest, timeoutMs: 60_000 })
+    expect(back.ready).toBe(1)
+    expect(operator.view.node(scopedId)?.halts?.length, 'the forged halts were there throughout').toBe(2)
+    for (const n of nodes) expect(n.loop.halted.size).toBe(0)
+    expect(await operator.call(CELL, 'version', null, { timeoutMs: 10_000 })).toBe('v2')
+    await scoped.stop()
+  }, 240_000)
 })
