@@ -80,6 +80,10 @@ export async function rollback (mesh: Mesh, cell: string, version: string, key: 
 
   // The view needs a connection and a round of gossip (or anti-entropy) before it knows the cell.
   await waitForView(mesh, () => mesh.libp2p.getPeers().length > 0 ? true : undefined, 'a connection to the fleet', { timeoutMs: Math.min(15_000, timeoutMs), signal: options.signal })
+  // One pull of the whole view from a neighbour: the halt check below reads every node's record,
+  // and a client that has just started may not have heard them all through gossip yet.
+  await mesh.libp2p.services.fleetSync.pull(mesh.libp2p.getPeers()[0], { signal: AbortSignal.any([AbortSignal.timeout(Math.min(10_000, timeoutMs)), ...(options.signal !== undefined ? [options.signal] : [])]) })
+    .catch((err) => { options.signal?.throwIfAborted(); log('pull of the fleet view failed: %e', err) })
   if (digest == null) {
     try {
       digest = await waitForView(mesh, () => digestOfVersion(mesh, cell, version, key.id), `the digest of ${cell}@${version}`, { timeoutMs: options.lookupMs ?? 5_000, signal: options.signal })
