@@ -53,11 +53,12 @@ export interface RollbackResult {
 const DIGEST = /^[0-9a-f]{64}$/
 
 /**
- * The digest of `cell@version` as the fleet knows it: the current release or desired record of that
- * version (signed), else the heartbeat of any instance still running it. Undefined when none is known.
+ * The digest of `cell@version` as the fleet knows it: a release of that version the view keeps (the
+ * newest and up to RELEASE_HISTORY - 1 before it, highest seq first) or the desired record naming
+ * it (signed), else the heartbeat of any instance still running it. Undefined when none is known.
  */
 export function digestOfVersion (mesh: Mesh, cell: string, version: string, authority?: string): string | undefined {
-  const records = authority !== undefined ? [mesh.view.releaseOf(authority, cell), mesh.view.desiredOf(authority, cell)] : [mesh.view.release(cell), mesh.view.desired(cell)]
+  const records = authority !== undefined ? [...mesh.view.releasesOf(authority, cell), mesh.view.desiredOf(authority, cell)] : [...mesh.view.releases(cell), mesh.view.desired(cell)]
   for (const r of records) {
     if (r?.version === version) return r.digest
   }
