@@ -59,6 +59,17 @@ async function main (argv: string[]): Promise<number> {
   return await mod.run(rest)
 }
 
+/** Exit status when stdout's reader went away: what a shell reports for a process killed by SIGPIPE. */
+const CLOSED_STDOUT_EXIT = 141
+
+// A reader that goes away (`cell logs -f | head`, `cell status | head -3`) closes stdout: stop
+// quietly, as a process killed by SIGPIPE would, instead of an unhandled EPIPE with a stack. A node
+// (`cell up`) keeps running and drops its output: its replicas must not die with a log pipe.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err
+  if (process.argv[2] !== 'up') process.exit(CLOSED_STDOUT_EXIT)
+})
+
 try {
   process.exitCode = await main(process.argv.slice(2))
 } catch (err) {
