@@ -81,6 +81,8 @@ export interface TargetInput {
 export interface TargetResult {
   target?: TargetRelease
   reason: string
+  /** The release the rules chose first, when it is halted and `target` is the fallback (or nothing is left). */
+  halted?: TargetRelease
 }
 
 export function resolveTarget (input: TargetInput): TargetResult {
@@ -107,8 +109,8 @@ export function resolveTarget (input: TargetInput): TargetResult {
 
   const haltedVersion = candidate.version
   const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && compareReleaseVersions(r.version, haltedVersion) < 0))
-  if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known` }
-  return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release` }
+  if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known`, halted: candidate }
+  return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release`, halted: candidate }
 }
 
 /**

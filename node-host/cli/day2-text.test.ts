@@ -66,6 +66,27 @@ describe('cell status headline', () => {
     expect(headline(c)).toBe('billing: running 1.0.0 because 1.1.0 is crash-looping (node …000001: crash-looping: 5 crashes in 60 s: Error: DATABASE_URL is not set); 2 of 2 replica(s) ready (1.0.0 ×2)')
   })
 
+  it('halts of releases the fleet moved past are not why it runs what it runs', () => {
+    // 1.1.0 crashed and was halted (the fleet fell back to 1.0.0), 1.2.0 was published and runs.
+    const D3 = '33'.repeat(32)
+    const halts = [{ cell: 'billing', version: '1.1.0', digest: D2, atMs: 1, reason: '3 crashes or failed health checks' }]
+    const later: Fleet = {
+      nodes: [makeNodeRecord(n1, { halts }), makeNodeRecord(n2)],
+      instances: [replica('aa', n1, '1.2.0', D3), replica('bb', n2, '1.2.0', D3)],
+      releases: [release('1.0.0', D1, 1), release('1.1.0', D2, 2), release('1.2.0', D3, 4)]
+    }
+    const c = cellPicture(view(later), 'billing', reports([n1, n2]))
+    expect(c.haltedChoice).toBeUndefined()
+    expect(headline(c)).toBe('billing: healthy — 2 of 2 replica(s) ready (1.2.0 ×2), target 1.2.0 (newest release)')
+    // A rollback to 1.0.0 after the halt: the desired record is why, not the halt.
+    const back = cellPicture(view({ ...later, instances: [replica('aa', n1, '1.0.0', D1), replica('bb', n2, '1.0.0', D1)], desired: { cell: 'billing', version: '1.0.0', digest: D1, seq: 5, authority: A, signed: new Uint8Array(0) } }), 'billing', reports([n1, n2]))
+    expect(headline(back)).toBe('billing: healthy — 2 of 2 replica(s) ready (1.0.0 ×2), target 1.0.0 (desired record seq 5)')
+    // The halt of the newest release is why, and is said.
+    const fell = cellPicture(view({ ...later, releases: later.releases.slice(0, 2), instances: [replica('aa', n1, '1.0.0', D1), replica('bb', n2, '1.0.0', D1)] }), 'billing', reports([n1, n2]))
+    expect(fell.haltedChoice).toBe(D2)
+    expect(headline(fell)).toBe('billing: running 1.0.0 because 1.1.0 is halted (node …000001: 3 crashes or failed health checks); 2 of 2 replica(s) ready (1.0.0 ×2)')
+  })
+
   it('a rollback: the desired record wins over the newer release, and the rollout is under way', () => {
     const f: Fleet = {
       nodes: [makeNodeRecord(n1), makeNodeRecord(n2)],
@@ -81,11 +102,11 @@ describe('cell status headline', () => {
     expect(headline(surged)).toMatch(/; 3 replica\(s\) ready, 2 desired \(1\.0\.0 ×2, 1\.1\.0 ×1\)$/)
   })
 
-  it('retired: says by whom and what brings it back', () => {
+  it('retired: says by whom and what brings it back, and no desired count it does not have', () => {
     const f: Fleet = { nodes: [makeNodeRecord(n1)], instances: [], releases: [release('1.0.0', D1, 1)], retired: { cell: 'billing', authority: A, seq: 9, signed: new Uint8Array(0) } }
     const c = cellPicture(view(f), 'billing', [])
     expect(c.rollout).toBeUndefined()
-    expect(headline(c)).toBe('billing: retired by aaaaaaaa… (seq 9) — it runs nowhere until a later `cell publish` or `cell rollback`; 0 of ? replica(s) ready')
+    expect(headline(c)).toBe('billing: retired by aaaaaaaa… (seq 9) — it runs nowhere until a later `cell publish` or `cell rollback`; 0 replica(s) ready')
   })
 })
 

@@ -39,6 +39,8 @@ export interface CellPicture {
   /** Why that target: newest release, a desired record (rollback), a halt falling back. */
   targetReason: string
   desiredRecord?: { version: string, seq: number }
+  /** The digest the rules chose first when it is halted: the target is its fallback (or nothing is left). */
+  haltedChoice?: string
   retired?: { authority: string, seq: number }
   /** Newest first: the view's newest release and every release a node reported it prepared. */
   releases: ReleasePicture[]
@@ -154,6 +156,7 @@ export function cellPicture (view: PictureView, cell: string, reports: readonly 
     ...(target !== undefined ? { target: { version: target.version, digest: target.digest, seq: target.seq } } : {}),
     targetReason: retired !== undefined ? `retired by ${retired.authority.slice(0, 12)}… (seq ${retired.seq}): runs nowhere until a later publish or rollback` : resolved.reason,
     ...(desiredRecord !== undefined ? { desiredRecord: { version: desiredRecord.version, seq: desiredRecord.seq } } : {}),
+    ...(resolved.halted !== undefined ? { haltedChoice: resolved.halted.digest } : {}),
     ...(retired !== undefined ? { retired: { authority: retired.authority, seq: retired.seq } } : {}),
     releases: sorted,
     versions: [...versions.values()].sort((a, b) => b.ready + b.starting - a.ready - a.starting),

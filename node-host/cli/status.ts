@@ -35,11 +35,15 @@ const short = (hex: string): string => `${hex.slice(0, 8)}…`
 export function headline (c: CellPicture): string {
   const running = c.versions.filter(v => v.ready > 0).map(v => `${v.version} ×${v.ready}`).join(', ')
   // More ready than desired (a rollout's surge, replicas about to drain): "3 of 2" would read as a typo.
-  const counted = c.desired !== undefined && c.ready > c.desired ? `${c.ready} replica(s) ready, ${c.desired} desired` : `${c.ready} of ${c.desired ?? '?'} replica(s) ready`
+  // No node said how many it aims for (a retired cell, reports missing): the count alone.
+  const counted = c.desired === undefined ? `${c.ready} replica(s) ready` : c.ready > c.desired ? `${c.ready} replica(s) ready, ${c.desired} desired` : `${c.ready} of ${c.desired} replica(s) ready`
   const count = `${counted}${running !== '' ? ` (${running})` : ''}`
   if (c.claimants.length > 1) return `${c.cell}: NOT RUNNING — ${c.claimants.length} trusted authorities sign releases named "${c.cell}" (${c.claimants.map(short).join(', ')}); no node starts a conflicted name until one is no longer trusted`
   if (c.retired !== undefined) return `${c.cell}: retired by ${short(c.retired.authority)} (seq ${c.retired.seq}) — it runs nowhere until a later \`cell publish\` or \`cell rollback\`; ${count}`
-  const halted = [...new Map(c.halts.map(h => [h.digest, h])).values()]
+  // The halt that explains the target: of the release the rules chose first (the newest, or a
+  // rollback's), now skipped. Halts of releases the fleet has moved past (a later publish, a rollback)
+  // explain nothing here; the release list marks them.
+  const halted = [...new Map(c.halts.filter(h => h.digest === c.haltedChoice).map(h => [h.digest, h])).values()]
   const haltText = halted.map(h => `${h.version} is ${h.crashLooping ? 'crash-looping' : 'halted'} (node ${shortNode(h.node)}: ${h.reason})`).join('; ')
   if (c.target === undefined) return `${c.cell}: NOTHING TO RUN — ${c.targetReason}${haltText !== '' ? `; ${haltText}` : ''}`
   if (c.rollout !== undefined) return `${c.cell}: rolling out ${c.rollout.to}, ${c.rollout.ready} of ${c.rollout.of} ready — ${c.targetReason}; ${count}${haltText !== '' ? `; ${haltText}` : ''}`
