@@ -12,7 +12,7 @@ import { authorityKey, bootstrapList, disseminationOf } from './cli/fleet-option
 import * as capsidErrors from './capsid/errors.ts'
 import type { Tracer } from '../core/telemetry/tracer.ts'
 import { isCrashLooping } from '../core/biology/index.ts'
-import { haltsOf, grantedHalt, crashReports, describeCrashes, ReleaseCrashLoopingError, ReleaseHaltedError } from './crash-report.ts'
+import { haltsOf, grantedHalt, runsInstead, crashReports, describeCrashes, ReleaseCrashLoopingError, ReleaseHaltedError } from './crash-report.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
 import { SelfGrants } from './self-grants.ts'
 
@@ -137,14 +137,6 @@ export async function waitForView<T> (mesh: Mesh, test: () => T | undefined, wha
   })
 }
 
-/** What the fleet runs of `cell` besides the halted `digest`, by version: "the fleet runs 0.1.0 (2 ready) instead". */
-function runsInstead (mesh: Mesh, cell: string, digest: string): string {
-  const counts = new Map<string, number>()
-  for (const i of mesh.replicas(cell)) if (i.digest !== digest) counts.set(i.version, (counts.get(i.version) ?? 0) + 1)
-  if (counts.size === 0) return 'no replica of another release is ready yet'
-  return `the fleet runs ${[...counts].map(([v, n]) => `${v} (${n} ready)`).join(', ')} instead`
-}
-
 /**
  * Wait until at least `count` ready replicas of `cell` (optionally of one digest) are in the view.
  * With `digest` and `authority` (the release's), it ends as soon as the fleet halts that artifact
@@ -176,6 +168,6 @@ export async function waitForReplicas (mesh: Mesh, cell: string, options: { coun
     if (halt === undefined) continue
     const by = `node …${halt.nodeId.slice(-6)}: ${halt.reason}`
     if (isCrashLooping(halt)) throw new ReleaseCrashLoopingError(`${cell}@${halt.version} is crash-looping and will not be started again until another artifact is published or rolled back to (${by}); ${seen()}`)
-    throw new ReleaseHaltedError(`${cell}@${halt.version} is halted (${by}): ${runsInstead(mesh, cell, halt.digest)}, and no node starts ${halt.version} again until another artifact is published or rolled back to; ${seen()}`)
+    throw new ReleaseHaltedError(`${cell}@${halt.version} is halted (${by}): ${runsInstead(mesh.replicas(cell), halt)}, and no node starts ${halt.version} again until another artifact is published or rolled back to; ${seen()}`)
   }
 }

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import { makeInstanceRecord, makeNodeRecord } from '../core/fleet/testing.ts'
 import type { FleetView } from '../core/fleet/index.ts'
-import { haltsOf, grantedHalt, crashReports, describeCrashes } from './crash-report.ts'
+import { haltsOf, grantedHalt, runsInstead, crashReports, describeCrashes } from './crash-report.ts'
 import type { HostGrantCheck } from '../core/mesh/index.ts'
 
 const A = '12D3KooWGRUVh7ZBdeMfFL9BApGqtGN5dcYq8N4dfAe8AKx2CzUN'
@@ -51,5 +51,15 @@ describe('crash reports from the fleet view', () => {
     expect(asked).toEqual([`${B}|auth|billing`, `${A}|auth|billing`])
     // Another authority's halt of the same name counts from nobody.
     expect(await grantedHalt(view(nodes), hostGrant, 'other', 'billing', 'd1')).toBeUndefined()
+  })
+
+  it('says what runs instead of a halted artifact, telling a version published again as another artifact by its digest', () => {
+    const halted = { version: '0.4.0', digest: 'bad'.padEnd(64, '0') }
+    const good = 'a1b2c3'.padEnd(64, 'f')
+    expect(runsInstead([], halted)).toBe('no replica of another release is ready yet')
+    expect(runsInstead([{ version: '0.4.0', digest: halted.digest }], halted)).toBe('no replica of another release is ready yet')
+    expect(runsInstead([{ version: '0.3.0', digest: good }, { version: '0.3.0', digest: good }], halted)).toBe('the fleet runs 0.3.0 (2 ready) instead')
+    expect(runsInstead([{ version: '0.4.0', digest: good }, { version: '0.3.0', digest: 'c'.repeat(64) }], halted))
+      .toBe('the fleet runs 0.4.0 (another artifact, sha256 a1b2c3ffffff…; 1 ready), 0.3.0 (1 ready) instead')
   })
 })

@@ -78,6 +78,21 @@ export async function grantedHalt (view: Pick<FleetView, 'nodes'>, hostGrant: Ho
 }
 
 /**
+ * What the fleet runs of `cell` besides the halted artifact, by version: "the fleet runs 0.1.0 (2
+ * ready) instead"; a version published again as another artifact is told apart by its digest.
+ */
+export function runsInstead (ready: readonly Pick<InstanceRecord, 'version' | 'digest'>[], halted: { version: string, digest: string }): string {
+  const counts = new Map<string, number>()
+  for (const i of ready) {
+    if (i.digest === halted.digest) continue
+    const label = i.version === halted.version ? `${i.version} (another artifact, sha256 ${i.digest.slice(0, 12)}…; ` : `${i.version} (`
+    counts.set(label, (counts.get(label) ?? 0) + 1)
+  }
+  if (counts.size === 0) return 'no replica of another release is ready yet'
+  return `the fleet runs ${[...counts].map(([label, n]) => `${label}${n} ready)`).join(', ')} instead`
+}
+
+/**
  * One line per distinct crash reason: "crashed on …a1b2c3: exited with code 1: Error: DATABASE_URL is
  * not set". Distinct by reason and last stderr line, so a crash loop on one node reads once.
  */
