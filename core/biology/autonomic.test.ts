@@ -296,6 +296,19 @@ describe('halting a crashing release', () => {
     expect(again.target?.version).toBe('1.0.0')
   })
 
+  it('returns to the same version published earlier as another artifact, not past it to an older version', () => {
+    // 1.1.0 ran; 1.1.0 was published again (a fix without a version bump) and crashes: the fleet
+    // goes back to the 1.1.0 that ran, not to 1.0.0.
+    const V2b = release('1.1.0', 3, { digest: 'd-1.1.0-again' })
+    const fixed = instance('x1', 'n1', { version: V2.version, digest: V2.digest })
+    const v = view({ nodes: nodes(3), releases: [V1, V2, V2b], instances: [fixed, instance('y0', 'n0', { version: V2b.version, digest: V2b.digest, startedMs: 90_000 })], events: [0, 1, 2].map(k => crash(k, NOW - 1_000 * (k + 1), V2b.digest)) })
+    const d = decideCell(input(v))
+    expect(d.actions.find(a => a.kind === 'halt-release')).toMatchObject({ digest: V2b.digest, metric: RELEASE_HALTED_METRIC })
+    expect(d.target).toMatchObject({ version: '1.1.0', digest: V2.digest })
+    expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'y0' }))
+    expect(d.actions).not.toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'x1' }))
+  })
+
   it('does not halt below the threshold, or for crashes outside the window once the release proved itself', () => {
     expect(kinds(decideCell(input(base([crash(0, NOW - 1_000), crash(1, NOW - 2_000)]))).actions)).not.toContain('halt-release')
     const old = [crash(0, NOW - 1_000), crash(1, NOW - 2_000), crash(2, NOW - 200_000)]

@@ -4,7 +4,8 @@
 // Rule: the highest-seq desired-version record wins, unless a release was published after it
 // (a higher seq), in which case the newest such release wins - publishing after a rollback rolls
 // forward again. Without a desired record the newest release (semver, then seq) wins. A halted
-// target falls back to the newest non-halted release older than it ("the previous release").
+// target falls back to the newest non-halted release older than it in that order ("the previous
+// release"; the same version published earlier as another artifact counts).
 
 import { compareVersions } from '../manifest/version.ts'
 import type { DesiredVersionRecord, HaltRecord, ReleaseRecord, ReleaseRef, RetireRecord } from './types.ts'
@@ -108,7 +109,14 @@ export function resolveTarget (input: TargetInput): TargetResult {
   if (!halted.has(candidate.digest)) return { target: candidate, reason: `target ${candidate.version} (${why})` }
 
   const haltedVersion = candidate.version
-  const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && compareReleaseVersions(r.version, haltedVersion) < 0))
+  // Older in the same order that chose it (semver, then seq): the same version published earlier
+  // as another artifact is "the previous release" when it ran before this one replaced it.
+  const chosen = candidate
+  const older = (r: ReleaseRecord): boolean => {
+    const c = compareReleaseVersions(r.version, haltedVersion)
+    return c < 0 || (c === 0 && r.seq < chosen.seq)
+  }
+  const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && older(r)))
   if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known`, halted: candidate }
   return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release`, halted: candidate }
 }
