@@ -305,6 +305,8 @@ describe('halting a crashing release', () => {
     const d = decideCell(input(v))
     expect(d.actions.find(a => a.kind === 'halt-release')).toMatchObject({ digest: V2b.digest, metric: RELEASE_HALTED_METRIC })
     expect(d.target).toMatchObject({ version: '1.1.0', digest: V2.digest })
+    // Both are 1.1.0: the reason tells the artifacts apart.
+    expect(d.reasons).toContain(`target 1.1.0 (${V2.digest.slice(0, 12)}…): 1.1.0 (${V2b.digest.slice(0, 12)}…) is halted, back to the previous release`)
     expect(d.actions).toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'y0' }))
     expect(d.actions).not.toContainEqual(expect.objectContaining({ kind: 'drain', instanceId: 'x1' }))
   })

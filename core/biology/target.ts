@@ -118,7 +118,9 @@ export function resolveTarget (input: TargetInput): TargetResult {
   }
   const previous = newestRelease(releases.filter(r => !halted.has(r.digest) && older(r)))
   if (previous === undefined) return { reason: `target ${haltedVersion} is halted and no earlier release is known`, halted: candidate }
-  return { target: withAuthority(previous), reason: `target ${previous.version}: ${haltedVersion} is halted, back to the previous release`, halted: candidate }
+  // The same version on both sides: the artifacts tell them apart.
+  const [was, now] = previous.version === haltedVersion ? [` (${candidate.digest.slice(0, 12)}…)`, ` (${previous.digest.slice(0, 12)}…)`] : ['', '']
+  return { target: withAuthority(previous), reason: `target ${previous.version}${now}: ${haltedVersion}${was} is halted, back to the previous release`, halted: candidate }
 }
 
 /**

@@ -85,6 +85,15 @@ describe('cell status headline', () => {
     const fell = cellPicture(view({ ...later, releases: later.releases.slice(0, 2), instances: [replica('aa', n1, '1.0.0', D1), replica('bb', n2, '1.0.0', D1)] }), 'billing', reports([n1, n2]))
     expect(fell.haltedChoice).toBe(D2)
     expect(headline(fell)).toBe('billing: running 1.0.0 because 1.1.0 is halted (node …000001: 3 crashes or failed health checks); 2 of 2 replica(s) ready (1.0.0 ×2)')
+    // 1.1.0 published again as another artifact (D3) and halted: the fleet runs the 1.1.0 that ran,
+    // and the headline tells the two apart.
+    const again = cellPicture(view({
+      nodes: [makeNodeRecord(n1, { halts: [{ ...halts[0], digest: D3 }] }), makeNodeRecord(n2)],
+      instances: [replica('aa', n1, '1.1.0', D2), replica('bb', n2, '1.1.0', D2)],
+      releases: [release('1.0.0', D1, 1), release('1.1.0', D2, 2), release('1.1.0', D3, 4)]
+    }), 'billing', reports([n1, n2]))
+    expect(again.target?.digest).toBe(D2)
+    expect(headline(again)).toBe('billing: running 1.1.0 (sha256 222222222222…) because 1.1.0 (sha256 333333333333…) is halted (node …000001: 3 crashes or failed health checks); 2 of 2 replica(s) ready (1.1.0 ×2)')
   })
 
   it('a rollback: the desired record wins over the newer release, and the rollout is under way', () => {
