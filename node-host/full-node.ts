@@ -145,6 +145,8 @@ export class FullNode {
   readonly fleetMetrics: MetricsProxy
   private readonly init: FullNodeInit
   private started = false
+  /** Pulls made because a grant file made the node trust a new authority, and the records they brought. */
+  readonly trustCatchUps = { pulls: 0, accepted: 0 }
   /** This node's hold on its data directory (released by stop()). */
   private lock?: DataDirLock
   private runDir?: RunDir
@@ -406,6 +408,7 @@ export class FullNode {
     })
     node.selfGrants = selfGrants
     node.grantWatch = grantWatch
+    grantWatch.onTrusted = (authority) => { void node.catchUpWith(authority) }
     if (tracer !== undefined) {
       node.tracer = tracer
       registerTraceExportStats(metrics.registry, tracer.stats)
@@ -528,6 +531,27 @@ export class FullNode {
     this.selfGrants?.start()
     this.grantWatch?.start()
     log('full node %s started', this.peerId)
+  }
+
+  /**
+   * A grant file made this node trust `authority` while it ran: until now its view dropped that
+   * authority's releases and the records of the nodes it grants, and anti-entropy picks its peers
+   * among full nodes the view holds, so pull the whole view from connected peers now (the node's new
+   * grant admits the pull) instead of waiting for gossip that already went by.
+   */
+  async catchUpWith (authority: string): Promise<void> {
+    for (const peer of this.mesh.libp2p.getPeers().slice(0, 4)) {
+      if (!this.started) return
+      try {
+        const pulled = await this.mesh.libp2p.services.fleetSync.pull(peer, { signal: AbortSignal.timeout(10_000) })
+        this.trustCatchUps.pulls++
+        this.trustCatchUps.accepted += pulled.accepted
+        log('pulled %d records from %p after trusting %s', pulled.accepted, peer, authority)
+        if (pulled.publicOnly === undefined) return
+      } catch (err) {
+        log('pull from %p after trusting %s failed: %e', peer, authority, err)
+      }
+    }
   }
 
   private onRelease (cell: string, kind: string): void {

@@ -1,8 +1,8 @@
 // Grants handed to a node end (`cell grant` makes them for 7 days). On the old code a node read its
 // grants once, at start: a renewed grant file took a restart, and nothing said the grant was about
 // to end until every peer refused the node. GrantWatch reads <data>/grants/ on its clock, takes a
-// renewal, says an ending grant (hourly, with what to do) and an ended one (once), and says a bad
-// file once.
+// renewal or a grant of an authority it did not trust yet (then trusting it, as a start would),
+// says an ending grant (hourly, with what to do) and an ended one (once), and says a bad file once.
 import { afterEach, describe, expect, it } from 'vitest'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,7 +12,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Credentials, generateAuthority, issueGrant, type AuthorityKey } from '../core/identity/index.ts'
 import { encodeGrantToken } from '../core/identity/grant-token.ts'
 import { ManualClock } from '../core/testing/manual-clock.ts'
-import { GrantWatch, MAX_GRANT_FILE_BYTES } from './grant-watch.ts'
+import { GrantWatch, MAX_GRANT_FILE_BYTES, MAX_GRANT_FILES } from './grant-watch.ts'
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
@@ -77,13 +77,14 @@ describe('grants handed to a node', () => {
     expect(said.filter(s => !s.includes('ENDED'))).toEqual([])
   })
 
-  it('refuses a forged, misaddressed, untrusted or oversized grant file, saying each once, and never shortens a grant', async () => {
+  it('refuses a forged, misaddressed or oversized grant file, saying each once, and never shortens a grant', async () => {
     const { dir, credentials, fleet, said, watch, grantFile } = await setup()
     const stranger = await generateAuthority()
     const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     await writeFile(join(dir, 'garbage.grant'), 'not a grant token')
     await grantFile('stolen.grant', fleet, 7 * DAY, other)
-    await grantFile('stranger.grant', stranger, 7 * DAY)
+    // A stranger's grant to another peer id does not make the node trust the stranger.
+    await grantFile('stranger.grant', stranger, 7 * DAY, other)
     await grantFile('shorter.grant', fleet, HOUR)
     await writeFile(join(dir, 'huge.grant'), 'x'.repeat(MAX_GRANT_FILE_BYTES + 1))
     const held = credentials.grantFor(fleet.id)!
@@ -91,11 +92,44 @@ describe('grants handed to a node', () => {
     await watch.check()
     expect(said.filter(s => s.includes('garbage.grant'))).toEqual([expect.stringMatching(/^ignoring .*garbage\.grant: .*garbage\.grant does not verify: /)])
     expect(said.filter(s => s.includes('stolen.grant'))).toEqual([expect.stringMatching(/WrongSubjectError/)])
-    expect(said.filter(s => s.includes('stranger.grant'))).toEqual([expect.stringMatching(/an authority this node does not trust yet: restart the node to take it$/)])
+    expect(said.filter(s => s.includes('stranger.grant'))).toEqual([expect.stringMatching(/WrongSubjectError/)])
     expect(said.filter(s => s.includes('huge.grant'))).toEqual([expect.stringMatching(/more than a grant/)])
     expect(said.filter(s => s.includes('shorter.grant'))).toEqual([])
     expect(credentials.grantFor(fleet.id)).toBe(held)
     expect(credentials.authorities()).not.toContain(stranger.id)
     expect(watch.renewed).toBe(0)
+    expect(watch.newlyTrusted).toBe(0)
+  })
+
+  it('takes a grant file from an authority the node does not trust yet, and trusts it from then on, as a start with the file would', async () => {
+    const { dir, credentials, said, grantFile, clock } = await setup()
+    const newcomer = await generateAuthority()
+    const trusted = new Set<string>()
+    const told: string[] = []
+    const watch = new GrantWatch({ dir, credentials, trusted, selfIssued: new Set(), clock, warn: (t) => { said.push(t) } })
+    watch.onTrusted = (a) => { told.push(a) }
+    await grantFile('newcomer.grant', newcomer, 7 * DAY)
+    await watch.check()
+    expect([...trusted]).toEqual([newcomer.id])
+    expect(credentials.grantFor(newcomer.id)?.issuer).toBe(newcomer.id)
+    expect(told).toEqual([newcomer.id])
+    expect(watch.newlyTrusted).toBe(1)
+    expect(said.filter(s => s.includes('newcomer.grant'))).toEqual([expect.stringMatching(new RegExp(`^took the host grant from ${newcomer.id.slice(0, 16)}… in .*newcomer\\.grant: valid until .*; this node trusts ${newcomer.id.slice(0, 16)}… from now on \\(no restart\\)$`))])
+    // Looked at again: nothing new to take, trust, or tell.
+    await watch.check()
+    expect(told).toHaveLength(1)
+    expect(watch.renewed).toBe(1)
+  })
+
+  it('trusts at most MAX_GRANT_FILES authorities through grant files, saying the rest once', async () => {
+    const { dir, credentials, said, grantFile, clock } = await setup()
+    const trusted = new Set(Array.from({ length: MAX_GRANT_FILES }, (_, i) => `authority-${i}`))
+    const watch = new GrantWatch({ dir, credentials, trusted, selfIssued: new Set(), clock, warn: (t) => { said.push(t) } })
+    const late = await generateAuthority()
+    await grantFile('late.grant', late, 7 * DAY)
+    await watch.check()
+    await watch.check()
+    expect(trusted.has(late.id)).toBe(false)
+    expect(said.filter(s => s.includes('late.grant'))).toEqual([expect.stringMatching(/already trusts 64 authorities: not taken$/)])
   })
 })

@@ -3,7 +3,8 @@
 // records, its replicas, its claims), so a fleet that lives longer than its grants needs them
 // renewed without a restart and said before they end. The node re-reads `<data>/grants/` every
 // minute: a grant there that verifies and ends later than the one held replaces it (the session
-// chain follows, core/identity Credentials); a grant of its own operator's keys is renewed by
+// chain follows, core/identity Credentials), and one from an authority the node does not trust yet
+// makes it trust that authority from then on, as a start would; a grant of its own operator's keys is renewed by
 // SelfGrants instead. Each held grant from another authority is watched: once a day left (or a fifth
 // of its lifetime, if shorter) it is said on stderr every hour with what to do, once ended it is
 // said once, and `cell_node_grant_expiry_timestamp_seconds` carries its end for alerts.
@@ -65,8 +66,12 @@ export interface GrantWatchInit {
   /** `<data>/grants`. */
   dir: string
   credentials: Pick<Credentials, 'peerId' | 'authorities' | 'grantFor' | 'addGrant'>
-  /** Authorities this node trusts: a grant file from another one is said, not taken (a restart trusts it). */
-  trusted: ReadonlySet<string>
+  /**
+   * Authorities this node trusts. A grant file from another one that verifies makes the node trust
+   * its issuer from then on, as it would at a start with the file there (the same directory is read
+   * then): whoever can write `<data>/grants/` holds the node's key anyway.
+   */
+  trusted: Set<string>
   /** Authorities whose keys this node holds (SelfGrants renews those). */
   selfIssued: ReadonlySet<string>
   clock: Clock
@@ -87,8 +92,12 @@ export class GrantWatch {
   private readonly said = new Map<string, { notAfterMs: number, atMs: number, ended: boolean }>()
   /** Problems with grant files already said (path + what), so each is said once. */
   private readonly fileProblems = new Set<string>()
-  /** Grants taken from `<data>/grants/` while the node ran. */
+  /** Grants taken from `<data>/grants/` while the node ran (renewals and grants of newly trusted authorities). */
   renewed = 0
+  /** Authorities the node came to trust while it ran, through a grant file. */
+  newlyTrusted = 0
+  /** Told when a grant file made the node trust a new authority (the node then pulls the fleet's records of it). */
+  onTrusted?: (authority: string) => void
 
   constructor (init: GrantWatchInit) {
     this.init = init
@@ -143,14 +152,23 @@ export class GrantWatch {
         continue
       }
       const held = credentials.grantFor(cert.issuer)
-      if (!trusted.has(cert.issuer)) {
-        this.fileProblem(`${source} untrusted ${cert.issuer}`, `${source} is a grant from ${cert.issuer.slice(0, 16)}…, an authority this node does not trust yet: restart the node to take it`)
+      const fresh = !trusted.has(cert.issuer)
+      if (!fresh && held !== undefined && held.notAfterMs >= cert.notAfterMs) continue
+      if (fresh && trusted.size >= MAX_GRANT_FILES) {
+        this.fileProblem(`${source} too many ${cert.issuer}`, `${source} is a grant from ${cert.issuer.slice(0, 16)}…, but this node already trusts ${trusted.size} authorities: not taken`)
         continue
       }
-      if (held !== undefined && held.notAfterMs >= cert.notAfterMs) continue
       credentials.addGrant(cert)
       this.renewed++
-      this.warn(`took the ${cert.roles.join(', ')} grant from ${cert.issuer.slice(0, 16)}… in ${source}: valid until ${new Date(cert.notAfterMs).toISOString()}${held !== undefined ? ` (the one held ended ${new Date(held.notAfterMs).toISOString()})` : ''}`)
+      const until = `valid until ${new Date(cert.notAfterMs).toISOString()}`
+      if (!fresh) {
+        this.warn(`took the ${cert.roles.join(', ')} grant from ${cert.issuer.slice(0, 16)}… in ${source}: ${until}${held !== undefined ? ` (the one held ended ${new Date(held.notAfterMs).toISOString()})` : ''}`)
+        continue
+      }
+      trusted.add(cert.issuer)
+      this.newlyTrusted++
+      this.warn(`took the ${cert.roles.join(', ')} grant from ${cert.issuer.slice(0, 16)}… in ${source}: ${until}; this node trusts ${cert.issuer.slice(0, 16)}… from now on (no restart)`)
+      this.onTrusted?.(cert.issuer)
     }
   }
 

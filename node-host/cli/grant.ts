@@ -99,6 +99,6 @@ export async function run (argv: string[]): Promise<number> {
   process.stdout.write(encodeGrantToken(cert) + '\n')
   const scope = cert.cells.length === 0 ? 'all cells' : `cells ${cert.cells.join(', ')}`
   process.stderr.write(`granted ${cert.roles.join(', ')} on ${scope} to ${subject} until ${new Date(cert.notAfterMs).toISOString()} (authority ${authority.id})\n`)
-  if (cert.roles.includes('host')) process.stderr.write('on that node: pass it to `cell up --grant`, or save it as <data>/grants/<name>.grant, which a running node reads within a minute (a renewal needs no restart)\n')
+  if (cert.roles.includes('host')) process.stderr.write('on that node: pass it to `cell up --grant`, or save it as <data>/grants/<name>.grant, which a running node reads within a minute (no restart, for a renewal or a first grant)\n')
   return 0
 }
