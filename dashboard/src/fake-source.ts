@@ -12,16 +12,16 @@ import type {
 class FakeView extends EventTarget implements FleetViewLike {
   readonly nodeMap = new Map<string, NodeRecord>()
   readonly instanceMap = new Map<string, InstanceRecord>()
-  readonly releases = new Map<string, ReleaseRecord>()
+  readonly releaseMap = new Map<string, ReleaseRecord>()
   readonly desiredMap = new Map<string, DesiredVersionRecord>()
 
   nodes (): NodeRecord[] { return [...this.nodeMap.values()] }
   instances (cell?: string): InstanceRecord[] { return [...this.instanceMap.values()].filter(i => cell === undefined || i.cell === cell) }
   liveInstances (cell: string): InstanceRecord[] { return this.instances(cell).filter(i => i.state === 'starting' || i.state === 'ready') }
-  release (cell: string): ReleaseRecord | undefined { return this.releases.get(cell) }
+  release (cell: string): ReleaseRecord | undefined { return this.releaseMap.get(cell) }
   desired (cell: string): DesiredVersionRecord | undefined { return this.desiredMap.get(cell) }
   cells (): string[] {
-    return [...new Set([...this.releases.keys(), ...this.instances().map(i => i.cell)])].sort()
+    return [...new Set([...this.releaseMap.keys(), ...this.instances().map(i => i.cell)])].sort()
   }
 
   /** Snapshots per claim, newest first, with the nodes other than its owner that hold each. */
@@ -35,7 +35,7 @@ class FakeView extends EventTarget implements FleetViewLike {
     return {
       nodes: this.nodeMap.size,
       instances: this.instanceMap.size,
-      releases: this.releases.size,
+      releases: this.releaseMap.size,
       desired: this.desiredMap.size,
       accepted: { node: 0, instance: 0, release: 0, desired: 0, retire: 0, member: 0, down: 0 },
       dropped: {} as FleetStats['dropped'],
@@ -134,7 +134,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
   let steps = 0
   const scriptNodes: string[] = []
   function publish (cell: keyof typeof RELEASES, k: number): void {
-    view.releases.set(cell, { cell, ...RELEASES[cell][k], authority: 'a1b2c3d4'.repeat(8), seq: k + 1, signed: new Uint8Array() })
+    view.releaseMap.set(cell, { cell, ...RELEASES[cell][k], authority: 'a1b2c3d4'.repeat(8), seq: k + 1, signed: new Uint8Array() })
     view.emit({ kind: 'release', op: 'upsert', key: cell, cell })
   }
   function seedScript (): void {
@@ -172,7 +172,7 @@ export function createFakeSource (options: FakeSourceOptions = {}): FakeSource {
     const nodes = [addNodeRecord(), addNodeRecord(), addNodeRecord()]
     for (const [cell, list] of Object.entries(RELEASES)) {
       const last = list[list.length - 1]
-      view.releases.set(cell, { cell, ...last, authority: 'a1b2c3d4'.repeat(8), seq: list.length, signed: new Uint8Array() })
+      view.releaseMap.set(cell, { cell, ...last, authority: 'a1b2c3d4'.repeat(8), seq: list.length, signed: new Uint8Array() })
     }
     // billing: mid-rollout 1.2.0 → 1.3.0, one new replica proven, one within its grace.
     addInstance('billing', RELEASES.billing[0], nodes[0])

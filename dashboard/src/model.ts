@@ -1,6 +1,7 @@
 // Pure view-model functions of the dashboard: everything the page shows is computed here from
 // fleet records, a policy and `nowMs`, so it is unit tested without a DOM (test/dashboard/).
 import { surgeCount } from '../../core/biology/rollout.ts'
+import { resolveTarget } from '../../core/biology/target.ts'
 import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import { ERROR_WORDS } from '../../browser-host/error-words.ts'
 import type { CellPolicy, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord, SourceStatus } from './source.ts'
@@ -8,12 +9,18 @@ import type { CellPolicy, DesiredVersionRecord, InstanceRecord, NodeRecord, Rele
 export interface ReleaseRef { version: string, digest: string }
 
 /**
- * The release a cell converges on, as core/biology/target.ts decides it from what a view holds:
- * the desired-version record unless a release was published after it (higher seq).
+ * The release a cell converges on, as every node decides it (core/biology/target.ts) from what a
+ * view holds: the desired-version record unless a release was published after it (higher seq),
+ * else the newest release; a halted one falls back to the release before it. `halted` is the release
+ * the rules chose first when it is halted (the fleet fell back from it, or has nothing left to run).
  */
-export function targetOf (release: ReleaseRecord | undefined, desired: DesiredVersionRecord | undefined): ReleaseRef | undefined {
-  if (desired !== undefined && (release === undefined || release.seq <= desired.seq)) return { version: desired.version, digest: desired.digest }
-  return release === undefined ? undefined : { version: release.version, digest: release.digest }
+export function targetOf (cell: string, releases: readonly ReleaseRecord[], desired: DesiredVersionRecord | undefined, nodes: readonly NodeRecord[] = []): { target?: ReleaseRef, halted?: ReleaseRef } {
+  const halts = nodes.flatMap(n => (n.halts ?? []).filter(h => h.cell === cell).map(h => ({ ...h, nodeId: n.nodeId })))
+  const r = resolveTarget({ cell, releases, ...(desired !== undefined ? { desired } : {}), halts })
+  const ref = (x: { version: string, digest: string } | undefined): ReleaseRef | undefined => x === undefined ? undefined : { version: x.version, digest: x.digest }
+  const target = ref(r.target)
+  const halted = ref(r.halted)
+  return { ...(target !== undefined ? { target } : {}), ...(halted !== undefined ? { halted } : {}) }
 }
 
 export function isLive (i: InstanceRecord): boolean {
@@ -314,14 +321,14 @@ export function crashNotes (instances: readonly InstanceRecord[], max = 3): Cras
   return out
 }
 
-/** The newest halt of a cell's release any node gossips; crash-looping when it had nothing to fall back to. */
+/** The newest halt of a cell's release (of `digest`, when given) any node gossips; crash-looping when it had nothing to fall back to. */
 export interface HaltNote { version: string, digest: string, reason: string, crashLooping: boolean, nodeId: string }
 
-export function haltNote (nodes: readonly NodeRecord[], cell: string): HaltNote | undefined {
+export function haltNote (nodes: readonly NodeRecord[], cell: string, digest?: string): HaltNote | undefined {
   let best: HaltNote & { atMs: number } | undefined
   for (const n of nodes) {
     for (const h of n.halts ?? []) {
-      if (h.cell !== cell || (best !== undefined && h.atMs <= best.atMs)) continue
+      if (h.cell !== cell || (digest !== undefined && h.digest !== digest) || (best !== undefined && h.atMs <= best.atMs)) continue
       best = { version: h.version, digest: h.digest, reason: h.reason, crashLooping: h.reason.startsWith(CRASH_LOOPING_PREFIX), nodeId: n.nodeId, atMs: h.atMs }
     }
   }

@@ -13,6 +13,8 @@ export interface FleetViewLike extends EventTarget {
   instances: (cell?: string) => InstanceRecord[]
   liveInstances: (cell: string) => InstanceRecord[]
   release: (cell: string) => ReleaseRecord | undefined
+  /** Optional (FleetView has it): the newest release and the older ones the view keeps, so a halted release's fallback is known. */
+  releases?: (cell: string) => ReleaseRecord[]
   desired: (cell: string) => DesiredVersionRecord | undefined
   cells: () => string[]
   stats: () => FleetStats

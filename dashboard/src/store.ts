@@ -11,10 +11,14 @@ import {
 } from './model.ts'
 import type { CellMark, CellSample, DisplayStatus, ErrorDescription, HistoryEvent, ReleaseRef, ReplicaSummary, RolloutProgress, ShareRow, CrashNote, HaltNote, ClaimNote } from './model.ts'
 
-/** The halt of the release the cell is aiming at, if a node gossips one (absent key otherwise). */
-function haltOf (nodes: readonly NodeRecord[], cell: string, target: ReleaseRef | undefined): { halt?: HaltNote } {
-  const note = haltNote(nodes, cell)
-  return note !== undefined && (target === undefined || note.digest === target.digest) ? { halt: note } : {}
+/**
+ * The halt that explains what the cell runs: of the release the rules chose first, which the fleet
+ * fell back from (or, crash-looping, has nothing left to run). Halts of releases a later publish or
+ * a rollback moved past explain nothing now (absent key then).
+ */
+function haltOf (nodes: readonly NodeRecord[], cell: string, halted: ReleaseRef | undefined): { halt?: HaltNote } {
+  const note = halted === undefined ? undefined : haltNote(nodes, cell, halted.digest)
+  return note !== undefined ? { halt: note } : {}
 }
 
 export interface StoreOptions {
@@ -132,7 +136,9 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
     const t = now()
     return view.cells().slice(0, maxCells).map(name => {
       const instances = view.instances(name)
-      const target = targetOf(view.release(name), view.desired(name))
+      const nodeRecords = view.nodes()
+      const newest = view.release(name)
+      const { target, halted } = targetOf(name, view.releases?.(name) ?? (newest !== undefined ? [newest] : []), view.desired(name), nodeRecords)
       const policy = source.policy?.(name)
       return {
         name,
@@ -145,7 +151,7 @@ export function createFleetStore (source: FleetSource, options: StoreOptions = {
         calls: callSplit(tally, name, target),
         crashes: crashNotes(instances),
         storage: claimNotes(view, name, instances, t),
-        ...haltOf(view.nodes(), name, target)
+        ...haltOf(nodeRecords, name, halted)
       }
     })
   })

@@ -8,7 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { FleetView, signRecord } from '../../core/fleet/index.ts'
-import { ManualClock, makePinRecord, makeSnapshotRecord } from '../../core/fleet/testing.ts'
+import { ManualClock, makeNodeRecord, makePinRecord, makeSnapshotRecord } from '../../core/fleet/testing.ts'
 import type { CellPolicy } from '../../dashboard/src/source.ts'
 
 let n = 0
@@ -28,11 +28,26 @@ describe('targetOf', () => {
   const rel = (seq: number, v = V2): ReleaseRecord => ({ cell: 'billing', ...v, authority: 'aa', seq, signed: new Uint8Array() })
   const des = (seq: number, v = V1): DesiredVersionRecord => ({ cell: 'billing', ...v, authority: 'aa', seq, signed: new Uint8Array() })
   it('follows a rollback until a later release rolls forward', () => {
-    expect(targetOf(rel(3), des(4))).toEqual(V1)
-    expect(targetOf(rel(5), des(4))).toEqual(V2)
-    expect(targetOf(undefined, des(1))).toEqual(V1)
-    expect(targetOf(rel(1), undefined)).toEqual(V2)
-    expect(targetOf(undefined, undefined)).toBeUndefined()
+    expect(targetOf('billing', [rel(3)], des(4))).toEqual({ target: V1 })
+    expect(targetOf('billing', [rel(5)], des(4))).toEqual({ target: V2 })
+    expect(targetOf('billing', [], des(1))).toEqual({ target: V1 })
+    expect(targetOf('billing', [rel(1)], undefined)).toEqual({ target: V2 })
+    expect(targetOf('billing', [], undefined)).toEqual({})
+  })
+
+  it('falls back from a halted release as the nodes do, and names the halted one', () => {
+    // 1.1.0 halted: the fleet runs 1.0.0 (the dashboard said "Rolling out 1.0.0 → 1.1.0" forever).
+    const halt = { cell: 'billing', version: V2.version, digest: V2.digest, atMs: 5, reason: '3 crashes or failed health checks' }
+    const nodes = [makeNodeRecord('node-a', { halts: [halt] })]
+    expect(targetOf('billing', [rel(2), rel(1, V1)], undefined, nodes)).toEqual({ target: V1, halted: V2 })
+    // The same version published again as another artifact that crashed: back to the earlier artifact.
+    const V2b = { version: V2.version, digest: 'sha256-b2' }
+    const again = [makeNodeRecord('node-a', { halts: [{ ...halt, digest: V2b.digest }] })]
+    expect(targetOf('billing', [rel(6, V2b), rel(2), rel(1, V1)], undefined, again)).toEqual({ target: V2, halted: V2b })
+    // Nothing to fall back to (crash-looping): no target, the halted one named.
+    expect(targetOf('billing', [rel(2)], undefined, nodes)).toEqual({ halted: V2 })
+    // Another cell's halt of the same digest changes nothing.
+    expect(targetOf('ledger', [{ ...rel(2), cell: 'ledger' }], undefined, nodes)).toEqual({ target: V2 })
   })
 })
 
