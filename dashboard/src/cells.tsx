@@ -83,6 +83,8 @@ function Crashes (props: { cell: CellModel }): JSX.Element {
         <Show when={c().halt}>{h => (
           <p class={h().crashLooping ? 'halt crash-looping' : 'halt'} title={h().reason}>
             <strong>{h().crashLooping ? 'crash-looping' : 'halted'}</strong> v{h().version}
+            {/* The version the cell runs again, published as another artifact: the digest tells them apart. */}
+            {h().version === c().target?.version && h().digest !== c().target?.digest ? ` ${h().digest.slice(0, 8)}` : ''}
             {h().crashLooping ? ': not started again until another artifact is published or rolled back to' : ` (on ${shortId(h().nodeId)})`}
           </p>
         )}</Show>
