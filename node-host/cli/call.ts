@@ -4,11 +4,14 @@ import { createClient, waitForView } from '../client.ts'
 import { awaitReplica } from '../call-readiness.ts'
 import { parseCommand, usageFailure } from './usage.ts'
 import { FLEET_OPTIONS, bootstrapList, authorityKey } from './fleet-options.ts'
+import { createReadStream } from 'node:fs'
 import { isAuthorityId } from '../../core/identity/index.ts'
 
-const HELP = `usage: cell call <cell> <method> ['<json>'] [--bootstrap ADDR]... [--key KEYFILE] [--timeout SECONDS] [--output text|json]
+const HELP = `usage: cell call <cell> <method> ['<json>' | @FILE | -] [--bootstrap ADDR]... [--key KEYFILE] [--timeout SECONDS] [--output text|json]
 
-Calls a method of a cell on a replica the fleet runs and prints the result as JSON.
+Calls a method of a cell on a replica the fleet runs and prints the result as JSON. The request is
+the JSON argument, or read from FILE (@req.json) or standard input (-), for requests longer than a
+command line takes; none sends null.
 
 options:
   --bootstrap ADDR   a fleet node to join through (repeatable; or CELL_BOOTSTRAP, or bootstrap
@@ -30,12 +33,18 @@ const OPTIONS = { ...FLEET_OPTIONS, trust: { type: 'string', multiple: true }, t
 export async function run (argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, OPTIONS, HELP, { min: 2, max: 3 })
   if (typeof parsed === 'number') return parsed
-  const [cell, method, json] = parsed.positionals
+  const [cell, method, arg] = parsed.positionals
   let request: unknown = null
+  let json: string | undefined
+  try {
+    json = await requestText(arg)
+  } catch (err) {
+    return usageFailure((err as Error).message, HELP)
+  }
   try {
     request = json != null ? JSON.parse(json) : null
   } catch (err) {
-    return usageFailure(`the request is not valid JSON: ${(err as Error).message}`, HELP)
+    return usageFailure(`the request${arg !== undefined && arg !== json ? ` (${arg === '-' ? 'standard input' : arg.slice(1)})` : ''} is not valid JSON: ${(err as Error).message}`, HELP)
   }
   for (const t of parsed.values.trust ?? []) if (!isAuthorityId(t)) return usageFailure(`--trust ${t} is not a 64-hex authority id`, HELP)
   const output = parsed.values.output ?? 'text'
@@ -69,4 +78,30 @@ export async function run (argv: string[]): Promise<number> {
   } finally {
     await mesh.stop()
   }
+}
+
+/** Read at most this much of a request file or standard input: a call frame carries at most 1 MiB (docs/limits.md), the mesh says so by name. */
+const MAX_REQUEST_FILE_BYTES = 4 * 1024 * 1024
+
+/** The request's text: the argument itself, `@FILE`'s contents, or standard input for `-`; bounded. */
+async function requestText (arg: string | undefined): Promise<string | undefined> {
+  if (arg === undefined || (arg !== '-' && !arg.startsWith('@'))) return arg
+  const chunks: Buffer[] = []
+  let size = 0
+  const what = arg === '-' ? 'standard input' : arg.slice(1)
+  const source = arg === '-' ? process.stdin : createReadStream(arg.slice(1))
+  try {
+    for await (const chunk of source) {
+      const b = chunk as Buffer
+      size += b.byteLength
+      if (size > MAX_REQUEST_FILE_BYTES) throw new Error(`the request in ${what} is over ${MAX_REQUEST_FILE_BYTES / 1024 / 1024} MiB; a call carries at most 1 MiB (docs/limits.md): stream larger data instead`)
+      chunks.push(b)
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== undefined) throw new Error(`cannot read the request from ${what}: ${(err as Error).message}`)
+    throw err
+  } finally {
+    if (arg !== '-') (source as ReturnType<typeof createReadStream>).destroy()
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }

@@ -20,9 +20,9 @@ describe('cell call answers fast and by name', () => {
   let bootstrap = ''
   let dir = ''
   const nodes: Proc[] = []
-  const call = async (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string, ms: number }> => {
+  const call = async (args: string[], env: Record<string, string> = {}, stdin?: string): Promise<{ code: number | null, stdout: string, stderr: string, ms: number }> => {
     const started = Date.now()
-    const r = await cellRun(['call', ...args, '--key', keyPath], 120_000, { CELL_BOOTSTRAP: bootstrap, ...env })
+    const r = await cellRun(['call', ...args, '--key', keyPath], 120_000, { CELL_BOOTSTRAP: bootstrap, ...env }, stdin !== undefined ? { stdin } : {})
     return { ...r, ms: Date.now() - started }
   }
 
@@ -69,6 +69,29 @@ describe('cell call answers fast and by name', () => {
     const bad = await call(['billing', 'charge', '{"amount":-1}', '--output', 'json'])
     expect(bad.code).toBe(1)
     expect(JSON.parse(bad.stderr)).toEqual({ error: { name: 'InvalidAmountError', message: expect.stringMatching(/positive/) } })
+  }, 180_000)
+
+  it('takes the request from a file (@FILE) or standard input (-), past what a command-line argument holds', async () => {
+    // 300 kB: more than one argument may hold on Linux (128 kB), less than a call frame's 1 MiB.
+    const request = JSON.stringify({ amount: 7, note: 'n'.repeat(300_000) })
+    const file = join(root, 'request.json')
+    await writeFile(file, request)
+    const fromFile = await call(['billing', 'charge', `@${file}`, '--output', 'json'])
+    expect(fromFile.code, fromFile.stderr).toBe(0)
+    expect(JSON.parse(fromFile.stdout)).toMatchObject({ amount: 7, currency: 'EUR' })
+    const fromStdin = await call(['billing', 'charge', '-', '--output', 'json'], {}, request)
+    expect(fromStdin.code, fromStdin.stderr).toBe(0)
+    expect(JSON.parse(fromStdin.stdout)).toMatchObject({ amount: 7 })
+    // A missing file, broken JSON on stdin, and a request over a call frame: named, nothing sent.
+    const missing = await call(['billing', 'charge', `@${join(root, 'nope.json')}`])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toMatch(/^UsageError: cannot read the request from .*nope\.json: ENOENT/)
+    const broken = await call(['billing', 'charge', '-'], {}, '{"amount":')
+    expect(broken.code).toBe(2)
+    expect(broken.stderr).toMatch(/^UsageError: the request \(standard input\) is not valid JSON/)
+    const huge = await call(['billing', 'charge', '-'], {}, JSON.stringify({ amount: 1, note: 'n'.repeat(1_200_000) }))
+    expect(huge.code).toBe(1)
+    expect(huge.stderr).toMatch(/^FrameTooLargeError: frame of \d+ bytes exceeds the limit of 1048576 bytes per call frame/)
   }, 180_000)
 
   it('`bootstrap` in $CELL_HOME/node.toml is honoured when no flag or CELL_BOOTSTRAP says where', async () => {

@@ -17,11 +17,12 @@ export interface Proc {
 }
 
 /** With `detached`, the process leads its own process group: `process.kill(-pid, sig)` signals it the way a terminal's Ctrl-C does. */
-export function cell (args: string[], env: Record<string, string> = {}, options: { detached?: boolean, netns?: string } = {}): Proc {
+export function cell (args: string[], env: Record<string, string> = {}, options: { detached?: boolean, netns?: string, stdin?: string } = {}): Proc {
   // Several nodes share this machine: each `cell up` serves its metrics on a free port, not 9090.
   // With `netns`, the process runs inside that network namespace (`ip netns exec` execs it: same pid).
   const [command, argv] = options.netns !== undefined ? ['ip', ['netns', 'exec', options.netns, nodeBin, cellBin, ...args]] : [nodeBin, [cellBin, ...args]]
-  const child = spawn(command, argv, { cwd: projectRoot, env: { CELL_METRICS: '127.0.0.1:0', ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true })
+  const child = spawn(command, argv, { cwd: projectRoot, env: { CELL_METRICS: '127.0.0.1:0', ...process.env, ...env }, stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: options.detached === true })
+  if (options.stdin !== undefined) child.stdin!.end(options.stdin)
   let out = ''
   let err = ''
   const waiters = new Set<() => void>()
@@ -51,8 +52,8 @@ export function fleetLogs (nodes: Proc[], chars = 3000): string {
 }
 
 /** Run to completion with a deadline; kills the process if it overruns. */
-export async function cellRun (args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const p = cell(args, env)
+export async function cellRun (args: string[], timeoutMs: number, env: Record<string, string> = {}, options: { stdin?: string } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const p = cell(args, env, options)
   const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs)
   const { code } = await p.exited
   clearTimeout(timer)
