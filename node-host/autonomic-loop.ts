@@ -590,7 +590,8 @@ export class AutonomicLoop extends EventTarget {
         this.counters.halts++
         this.halted.set(`${action.cell}@${action.version}`, { metric: action.metric, reason: action.reason, digest: action.digest })
         if (this.halted.size > 256) this.halted.delete(this.halted.keys().next().value as string)
-        log.error('halting %s@%s (%s): %s [%s]', action.cell, action.version, action.digest.slice(0, 12), action.reason, action.metric)
+        // Said once, as a notice (`cell up` prints it): not also at error level, which printed it twice.
+        log('halting %s@%s (%s): %s [%s]', action.cell, action.version, action.digest.slice(0, 12), action.reason, action.metric)
         this.notice({ kind: 'halted', cell: action.cell, text: `halted ${action.cell}@${action.version}: ${action.reason}` })
       }
     }

@@ -63,6 +63,8 @@ export interface FullNodeInit {
   grants?: Array<string | Certificate>
   /** How often <data>/grants/ is read for renewed grants (default 60 s; tests). */
   grantCheckMs?: number
+  /** Where what the node says of its grants goes (taken from a file, ending, ended, a file refused); default: its log at error level. */
+  grantNotice?: (text: string) => void
   sandbox?: SandboxMode
   /** Where the node makes its socket directories (default /tmp: a socket path must stay under 108 bytes). */
   runParent?: string
@@ -231,7 +233,8 @@ export class FullNode {
       trusted,
       selfIssued: new Set((init.authorityKeys ?? []).map(k => authorityIdOf(k.publicKey))),
       clock,
-      ...(init.grantCheckMs !== undefined ? { checkMs: init.grantCheckMs } : {})
+      ...(init.grantCheckMs !== undefined ? { checkMs: init.grantCheckMs } : {}),
+      ...(init.grantNotice !== undefined ? { warn: init.grantNotice } : {})
     })
     const intent = await loadFleetIntent(init.dataDir)
     // The OpenTelemetry SDK and exporter (some 20 MiB of a node's RSS) load only when traces are exported.

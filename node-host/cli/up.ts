@@ -260,6 +260,9 @@ export async function run (argv: string[]): Promise<number> {
     drainGraceMs,
     storage: { ...(zfsPool !== undefined ? { zfsPool } : {}), ...(durations['owner-wait'] !== undefined ? { tuning: { formerOwnerWaitMs: durations['owner-wait'] } } : {}), ...(durations['voter-replace-after'] !== undefined ? { voterReplaceAfterMs: durations['voter-replace-after'] } : {}) },
     reuseAddresses: true,
+    // What it says of its grants (one taken from <data>/grants/, one about to end or ended): plain
+    // timestamped lines on stderr, not the log's "cell:node:grants:error" for a grant it took.
+    grantNotice: (text) => { process.stderr.write(`${new Date().toISOString()} ${text}\n`) },
     ...(metrics !== 'off' ? { metrics, metricsFallback: metricsText == null } : {}),
     ...(otlpUrl != null ? { otlp: { url: otlpUrl, ratio: traceRatio } } : {})
   })
