@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseManifest } from '../../core/manifest/index.ts'
-import { readAuthorityKey } from '../keys/index.ts'
+import { KeyFileNotFoundError, readAuthorityKey } from '../keys/index.ts'
 import type { AuthorityKey } from '../../core/identity/index.ts'
 import { cellHome, defaultAuthorityKeyPath } from './usage.ts'
 import { DISSEMINATIONS, readNodeConfig, type NodeConfig } from './node-config.ts'
@@ -34,8 +34,18 @@ export async function bootstrapList (flags: string[] | undefined, cellDir?: stri
   return (await readNodeConfig(join(cellHome(), 'node.toml'), { optional: true })).bootstrap
 }
 
+/**
+ * The authority key a command acts with: --key, else CELL_AUTHORITY_KEY, else
+ * `$CELL_HOME/authority.key`. A missing file says where it looked and how to make or name one.
+ */
 export async function authorityKey (path: string | undefined): Promise<AuthorityKey> {
-  return await readAuthorityKey(path ?? process.env.CELL_AUTHORITY_KEY ?? defaultAuthorityKeyPath())
+  const [file, from] = path !== undefined ? [path, '--key'] : process.env.CELL_AUTHORITY_KEY !== undefined ? [process.env.CELL_AUTHORITY_KEY, 'CELL_AUTHORITY_KEY'] : [defaultAuthorityKeyPath(), 'the default, $CELL_HOME/authority.key']
+  try {
+    return await readAuthorityKey(file)
+  } catch (err) {
+    if (!(err instanceof KeyFileNotFoundError)) throw err
+    throw new KeyFileNotFoundError(`no authority key at ${file} (${from}): \`cell keygen\` makes one there, or pass --key with the key that signs your grants`, { cause: err })
+  }
 }
 
 /**
