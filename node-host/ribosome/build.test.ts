@@ -70,6 +70,19 @@ describe('ribosome buildCell', () => {
     expect(syntax.messages.length).toBeGreaterThan(0)
   })
 
+  it('refuses an entry without a default export, naming what it exports (every replica would crash at start)', async () => {
+    await writeFile(join(tmp, 'cell.ts'), 'export const greet = async () => 1\nexport function other () {}\n')
+    const err = await buildCell(tmp).catch(e => e)
+    expect(err).toBeInstanceOf(BuildError)
+    expect(err.message).toBe('cell.ts has no default export: a cell\'s entry exports its handlers as `export default defineCell({ … })` (it exports greet, other)')
+    await writeFile(join(tmp, 'cell.ts'), 'const x = 1\n')
+    expect((await buildCell(tmp).catch(e => e)).message).toBe('cell.ts has no default export: a cell\'s entry exports its handlers as `export default defineCell({ … })`')
+    // A re-exported default counts.
+    await writeFile(join(tmp, 'impl.ts'), 'export default { hello: async () => 1 }\n')
+    await writeFile(join(tmp, 'cell.ts'), "export { default } from './impl.ts'\n")
+    expect((await buildCell(tmp)).entry).toBe('cell.ts')
+  })
+
   it('rejects artifacts over the size limit', async () => {
     await writeFile(join(tmp, 'cell.ts'), `export const blob = ${JSON.stringify('x'.repeat(4096))}\nexport default {}\n`)
     const err = await buildCell(tmp, { maxBytes: 1024 }).catch(e => e)

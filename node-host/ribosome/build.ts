@@ -63,7 +63,9 @@ export async function buildCell (dir: string, options: BuildOptions = {}): Promi
     legalComments: 'none',
     charset: 'utf8',
     logLevel: 'silent',
-    banner: { js: REQUIRE_BANNER }
+    banner: { js: REQUIRE_BANNER },
+    // Only to read the entry's exports (below); the artifact's bytes are the same with or without it.
+    metafile: true
   })
   const onAbort = (): void => { void ctx.cancel() }
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -84,6 +86,12 @@ export async function buildCell (dir: string, options: BuildOptions = {}): Promi
   signal?.throwIfAborted()
   const file = result.outputFiles?.find(f => f.path.endsWith('.mjs'))
   if (file == null) throw new BuildError(`build of ${entry} produced no output`, [])
+  // A replica loads the entry's default export as the cell: without one, every replica would crash
+  // at start on every node, and the release halt after three crashes. Say it here instead.
+  const exports = Object.values(result.metafile?.outputs ?? {}).find(o => o.entryPoint !== undefined)?.exports
+  if (exports !== undefined && !exports.includes('default')) {
+    throw new BuildError(`${entry} has no default export: a cell's entry exports its handlers as \`export default defineCell({ … })\`${exports.length > 0 ? ` (it exports ${exports.slice(0, 5).join(', ')}${exports.length > 5 ? ', …' : ''})` : ''}`, [])
+  }
   const artifact = file.contents
   if (artifact.byteLength > maxBytes) throw new ArtifactTooLargeError(artifact.byteLength, maxBytes)
   const digest = sha256Hex(artifact)
