@@ -43,13 +43,14 @@ export function headline (c: CellPicture): string {
   // The halt that explains the target: of the release the rules chose first (the newest, or a
   // rollback's), now skipped. Halts of releases the fleet has moved past (a later publish, a rollback)
   // explain nothing here; the release list marks them.
-  const halted = [...new Map(c.halts.filter(h => h.digest === c.haltedChoice).map(h => [h.digest, h])).values()]
+  // One digest, so one halt (the last node's, as before), or none.
+  const halt = c.haltedChoice === undefined ? undefined : c.halts.findLast(h => h.digest === c.haltedChoice)
   // A version published again as another artifact: "running 1.1.0 because 1.1.0 is halted" needs the digests.
-  const sameVersion = (h: { version: string, digest: string }): boolean => c.target !== undefined && h.version === c.target.version && h.digest !== c.target.digest
-  const haltText = halted.map(h => `${h.version}${sameVersion(h) ? ` (sha256 ${h.digest.slice(0, 12)}…)` : ''} is ${h.crashLooping ? 'crash-looping' : 'halted'} (node ${shortNode(h.node)}: ${h.reason})`).join('; ')
+  const sameVersion = halt !== undefined && c.target !== undefined && halt.version === c.target.version && halt.digest !== c.target.digest
+  const haltText = halt === undefined ? '' : `${halt.version}${sameVersion ? ` (sha256 ${halt.digest.slice(0, 12)}…)` : ''} is ${halt.crashLooping ? 'crash-looping' : 'halted'} (node ${shortNode(halt.node)}: ${halt.reason})`
   if (c.target === undefined) return `${c.cell}: NOTHING TO RUN — ${c.targetReason}${haltText !== '' ? `; ${haltText}` : ''}`
   if (c.rollout !== undefined) return `${c.cell}: rolling out ${c.rollout.to}, ${c.rollout.ready} of ${c.rollout.of} ready — ${c.targetReason}; ${count}${haltText !== '' ? `; ${haltText}` : ''}`
-  if (halted.length > 0) return `${c.cell}: running ${c.target.version}${halted.some(sameVersion) ? ` (sha256 ${c.target.digest.slice(0, 12)}…)` : ''} because ${haltText}; ${count}`
+  if (halt !== undefined) return `${c.cell}: running ${c.target.version}${sameVersion ? ` (sha256 ${c.target.digest.slice(0, 12)}…)` : ''} because ${haltText}; ${count}`
   if (c.desired !== undefined && c.ready < c.desired) return `${c.cell}: SHORT — ${count}; see the crashes and the nodes' reasons below`
   return `${c.cell}: healthy — ${count}, ${c.targetReason}`
 }
