@@ -4,7 +4,7 @@
 // deadline), and a known cell with no replica starting or running says what the fleet last knew of
 // it (`NoReplicaError`: retired, halted, crashed, drained, not prepared anywhere).
 import { NoReplicaError, UnknownCellError, type Mesh } from '../core/mesh/index.ts'
-import { retiredBy } from '../core/biology/index.ts'
+import { haltRecordsOf, retiredBy } from '../core/biology/index.ts'
 import type { InstanceRecord } from '../core/fleet/index.ts'
 import { waitForView } from './client.ts'
 import { crashReports, describeCrashes } from './crash-report.ts'
@@ -52,14 +52,11 @@ export function whyNoReplica (mesh: Mesh, cell: string): string | undefined {
   const what = target !== undefined ? `${cell}@${target.version}` : cell
   if (inForce !== undefined) return `${cell} was retired by authority ${inForce.authority.slice(0, 12)}… (seq ${inForce.seq}); a later \`cell publish\` or \`cell rollback\` brings it back`
   const parts: string[] = []
-  const halts = view.nodes().flatMap(n => (n.halts ?? []).filter(h => h.cell === cell).map(h => ({ ...h, nodeId: n.nodeId })))
-  if (halts.length > 0) {
-    const seen = new Set<string>()
-    for (const h of halts) {
-      if (seen.has(h.digest)) continue
-      seen.add(h.digest)
-      parts.push(`${cell}@${h.version} is halted (node …${h.nodeId.slice(-6)}: ${h.reason})`)
-    }
+  const seen = new Set<string>()
+  for (const h of haltRecordsOf(view.nodes(), cell)) {
+    if (seen.has(h.digest)) continue
+    seen.add(h.digest)
+    parts.push(`${cell}@${h.version} is halted (node …${(h.nodeId ?? '').slice(-6)}: ${h.reason})`)
   }
   parts.push(...describeCrashes(crashReports(view, cell)))
   const ended = view.instances(cell).filter((i: InstanceRecord) => i.state !== 'crashed')

@@ -36,6 +36,7 @@ import { tracedHandler } from '../core/telemetry/tracer.ts'
 import type { OtelTracerAdapter, OtlpTraceInit } from './telemetry/otel-tracer.ts'
 import { registerTraceExportStats } from './telemetry/trace-metrics.ts'
 import { offersStorageClass, storageDriversOfRoles } from '../core/biology/storage-class.ts'
+import { haltRecordsOf } from '../core/biology/target.ts'
 import { NodeVolumes, type NodeVolumesInit } from './volumes/node-volumes.ts'
 import { createSnapshotPort, type SnapshotService } from './volumes/snapshot-port.ts'
 import { serveRestoreProtocol } from './volumes/restore-protocol.ts'
@@ -570,7 +571,7 @@ export class FullNode {
     const [newest, ...older] = this.mesh.view.releases(cell)
     if (newest === undefined) return
     const halted = new Set([...this.loop.halted.values()].map(h => h.digest))
-    for (const n of this.mesh.view.nodes()) for (const h of n.halts ?? []) if (h.cell === cell) halted.add(h.digest)
+    for (const h of haltRecordsOf(this.mesh.view.nodes(), cell)) halted.add(h.digest)
     if (!halted.has(newest.digest)) return
     this.prepareRecord(cell, older.find(r => !halted.has(r.digest)))
   }

@@ -5,7 +5,7 @@ export { recommendReplicas, stabilise, isEligible, volunteerProbability, planSur
 export type { RecommendInput, RecommendResult } from './replication.ts'
 export { surgeCount, classifyRollout, planRollout, replicateRelease } from './rollout.ts'
 export type { RolloutClasses } from './rollout.ts'
-export { resolveTarget, mergeDesired, newestRelease, compareReleaseVersions, retiredBy } from './target.ts'
+export { resolveTarget, mergeDesired, newestRelease, compareReleaseVersions, retiredBy, haltRecordsOf } from './target.ts'
 export type { TargetRelease } from './target.ts'
 export { failureCounts, mergeHalts, RELEASE_HALTED_METRIC, RELEASE_CRASH_LOOPING_METRIC, CRASH_LOOPING_PREFIX, isCrashLooping, restartDelayMs, ownFailures } from './health.ts'
 export type * from './types.ts'

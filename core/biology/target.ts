@@ -72,6 +72,16 @@ export function mergeDesired (cell: string, known: DesiredVersionRecord | undefi
   return { record, ignored }
 }
 
+/** What `haltRecordsOf` reads of a node record: its id and the halts it gossips. */
+export interface HaltsHolder { nodeId: string, halts?: readonly Omit<HaltRecord, 'nodeId'>[] }
+
+/** The halts of `cell` that `nodes` gossip, each marked with the node that decided it. */
+export function haltRecordsOf (nodes: Iterable<HaltsHolder>, cell: string): HaltRecord[] {
+  const out: HaltRecord[] = []
+  for (const n of nodes) for (const h of n.halts ?? []) if (h.cell === cell) out.push({ ...h, nodeId: n.nodeId })
+  return out
+}
+
 export interface TargetInput {
   cell: string
   releases: readonly ReleaseRecord[]

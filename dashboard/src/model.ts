@@ -1,7 +1,7 @@
 // Pure view-model functions of the dashboard: everything the page shows is computed here from
 // fleet records, a policy and `nowMs`, so it is unit tested without a DOM (test/dashboard/).
 import { surgeCount } from '../../core/biology/rollout.ts'
-import { resolveTarget } from '../../core/biology/target.ts'
+import { haltRecordsOf, resolveTarget } from '../../core/biology/target.ts'
 import { CRASH_LOOPING_PREFIX } from '../../core/biology/health.ts'
 import { ERROR_WORDS } from '../../browser-host/error-words.ts'
 import type { CellPolicy, DesiredVersionRecord, InstanceRecord, NodeRecord, ReleaseRecord, SourceStatus } from './source.ts'
@@ -15,8 +15,7 @@ export interface ReleaseRef { version: string, digest: string }
  * the rules chose first when it is halted (the fleet fell back from it, or has nothing left to run).
  */
 export function targetOf (cell: string, releases: readonly ReleaseRecord[], desired: DesiredVersionRecord | undefined, nodes: readonly NodeRecord[] = []): { target?: ReleaseRef, halted?: ReleaseRef } {
-  const halts = nodes.flatMap(n => (n.halts ?? []).filter(h => h.cell === cell).map(h => ({ ...h, nodeId: n.nodeId })))
-  const r = resolveTarget({ cell, releases, ...(desired !== undefined ? { desired } : {}), halts })
+  const r = resolveTarget({ cell, releases, ...(desired !== undefined ? { desired } : {}), halts: haltRecordsOf(nodes, cell) })
   const ref = (x: { version: string, digest: string } | undefined): ReleaseRef | undefined => x === undefined ? undefined : { version: x.version, digest: x.digest }
   const target = ref(r.target)
   const halted = ref(r.halted)

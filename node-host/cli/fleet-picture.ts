@@ -3,7 +3,7 @@
 // count, min/max, releases it prepared, the loop's reasons). Pure: the commands fetch, this joins.
 import type { Mesh } from '../../core/mesh/index.ts'
 import type { FleetView, InstanceRecord } from '../../core/fleet/index.ts'
-import { resolveTarget, retiredBy, isCrashLooping, type HaltRecord } from '../../core/biology/index.ts'
+import { resolveTarget, retiredBy, isCrashLooping, haltRecordsOf } from '../../core/biology/index.ts'
 import type { ReleaseRecord } from '../../core/fleet/index.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { fetchStatus, type NodeStatusReport } from '../introspect/status-protocol.ts'
@@ -115,15 +115,8 @@ export function cellPicture (view: PictureView, cell: string, reports: readonly 
   }
   for (const c of own) for (const p of c.prepared) if (!releases.has(p.digest)) releases.set(p.digest, p)
   const sorted = [...releases.values()].sort((a, b) => b.seq - a.seq)
-  const halts: CellPicture['halts'] = []
-  const haltRecords: HaltRecord[] = []
-  for (const n of view.nodes()) {
-    for (const h of n.halts ?? []) {
-      if (h.cell !== cell) continue
-      halts.push({ version: h.version, digest: h.digest, node: n.nodeId, reason: h.reason, crashLooping: isCrashLooping(h) })
-      haltRecords.push({ ...h, nodeId: n.nodeId })
-    }
-  }
+  const haltRecords = haltRecordsOf(view.nodes(), cell)
+  const halts: CellPicture['halts'] = haltRecords.map(h => ({ version: h.version, digest: h.digest, node: h.nodeId ?? '', reason: h.reason, crashLooping: isCrashLooping(h) }))
   const desiredRecord = view.desired(cell)
   const asRecords: ReleaseRecord[] = sorted.map(r => ({ cell, ...r, signed: new Uint8Array(0) }))
   const resolved = resolveTarget({ cell, releases: asRecords, ...(desiredRecord !== undefined ? { desired: desiredRecord } : {}), halts: haltRecords })
