@@ -15,6 +15,7 @@ import { isCrashLooping } from '../core/biology/index.ts'
 import { haltsOf, grantedHalt, runsInstead, crashReports, describeCrashes, ReleaseCrashLoopingError, ReleaseHaltedError } from './crash-report.ts'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
 import { SelfGrants } from './self-grants.ts'
+import { ReleasePolicies } from '../browser-host/release-policies.ts'
 
 export class FleetUnreachableError extends CellError { static override readonly errorName = 'FleetUnreachableError' }
 export class WaitTimeoutError extends CellError { static override readonly errorName = 'WaitTimeoutError' }
@@ -69,10 +70,13 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
     credentials.addGrant(init.grant)
     trusted.add(init.grant.issuer)
   }
+  let policies: ReleasePolicies | undefined
   const mesh = await Mesh.create({
     privateKey,
     noiseCrypto: nodeNoiseCrypto,
     transports: clientTransports(),
+    // The canary split of the author's Cell.toml, read from each called cell's newest artifact.
+    canaryWeightOf: (cell) => policies?.want(cell)?.canaryWeight,
     listen: init.listen === true ? ['/ip4/127.0.0.1/tcp/0'] : [],
     bootstrap,
     dhtClientMode: true,
@@ -85,6 +89,9 @@ export async function createClient (init: ClientInit = {}): Promise<Mesh> {
     // Replica failures travel by name; rebuild them as the classes Node callers can match on.
     errorClasses: Object.values(capsidErrors).filter((v) => typeof v === 'function') as any
   })
+  policies = new ReleasePolicies(mesh.libp2p, mesh.view, () => mesh.libp2p.getPeers().map(String).filter(id => mesh.view.node(id)?.roles.includes('full') === true), { onDemand: true })
+  const ownPolicies = policies
+  mesh.onStop(() => { ownPolicies.close() })
   await mesh.start()
   if (renewer !== undefined) {
     const grants = renewer

@@ -410,18 +410,23 @@ export class ReplicaSet extends EventTarget {
   }
 
   /**
-   * The least busy ready replica of `cell`; CapsidDrainingError when the ones here are draining, else
-   * NoReplicaError (both: nothing ran, callers retry elsewhere).
+   * The least busy ready replica of `cell`, of the `release` (digest) the caller chose when this node
+   * runs one (during a rollout a node may run both releases: the caller's canary split holds only if
+   * the node keeps it), else of any release; CapsidDrainingError when the ones here are draining,
+   * else NoReplicaError (both: nothing ran, callers retry elsewhere).
    */
-  private pick (cell: string): ReplicaInfo & { capsid: Capsid } {
+  private pick (cell: string, release: string | undefined): ReplicaInfo & { capsid: Capsid } {
     let best: (ReplicaInfo & { capsid: Capsid }) | undefined
+    let chosen: (ReplicaInfo & { capsid: Capsid }) | undefined
     let draining = false
     for (const r of this.replicas.values()) {
       if (r.cell === cell && r.state === 'draining') draining = true
       // The capsid's own state turns first when its socket drops, before the process exit is reaped.
       if (r.cell !== cell || r.state !== 'ready' || r.capsid == null || r.capsid.state !== 'ready') continue
       if (best == null || r.capsid.inFlight < best.capsid.inFlight) best = r as ReplicaInfo & { capsid: Capsid }
+      if (r.digest === release && (chosen == null || r.capsid.inFlight < chosen.capsid.inFlight)) chosen = r as ReplicaInfo & { capsid: Capsid }
     }
+    if (chosen != null) return chosen
     if (best == null && draining) throw new CapsidDrainingError(`the replicas of "${cell}" on this node are draining`)
     if (best == null) throw new NoReplicaError(`this node runs no ready replica of "${cell}"`)
     return best
@@ -482,7 +487,7 @@ export class ReplicaSet extends EventTarget {
         // node's path when it was async). The capsid tells onCallEnded (set at spawn) when it ends.
         let r: ReplicaInfo & { capsid: Capsid }
         try {
-          r = this.pick(ctx.cell)
+          r = this.pick(ctx.cell, ctx.release)
         } catch (err) {
           return Promise.reject(err)
         }
@@ -502,13 +507,13 @@ export class ReplicaSet extends EventTarget {
         return this.callTracedOrStateful(r, ctx, abortSlot, tracer)
       },
       message: (ctx: MessageContext) => {
-        const r = this.pick(ctx.cell)
+        const r = this.pick(ctx.cell, ctx.release)
         if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         // Copied into the capsid's batch before message() returns, like a call's payload.
         r.capsid.message(ctx.method, ctx.payload, { traceparent: ctx.traceparent, caller: ctx.principal })
       },
       stream: (ctx: CallContext) => {
-        const r = this.pick(ctx.cell)
+        const r = this.pick(ctx.cell, ctx.release)
         if (r.volume !== undefined && !r.volume.serving()) throw this.fenced(r)
         return r.capsid.stream(ctx.method, ctx.payload.slice(), { deadlineMs: ctx.deadlineMs, traceparent: ctx.traceparent, caller: ctx.principal, signal: ctx.signal })
       }

@@ -576,7 +576,7 @@ export class Mesh {
   private route (cell: string, now: number = this.clock.now()): Route {
     let route = this.routes.get(cell)
     if (route !== undefined && now < route.untilMs) return route
-    const candidates = this.replicas(cell).map((i): RouteCandidate => ({ ...i, id: i.instanceId, inFlight: i.inflight, channelKey: `${i.nodeId}/${cell}`, record: i }))
+    const candidates = this.replicas(cell).map((i): RouteCandidate => ({ ...i, id: i.instanceId, inFlight: i.inflight, channelKey: `${i.nodeId}/${cell}/${i.digest}`, record: i }))
     route = { untilMs: now + ROUTE_TTL_MS, claimants: this.view.claimants(cell).length, candidates, prepared: prepareChoice(candidates), authority: this.view.release(cell)?.authority }
     if (!this.routes.has(cell) && this.routes.size >= MAX_ROUTES) this.routes.delete(this.routes.keys().next().value as string)
     this.routes.set(cell, route)
@@ -612,8 +612,13 @@ export class Mesh {
     await this.libp2p.peerStore.merge(peer, { multiaddrs }).catch((err: unknown) => { log('peer store: %s', (err as Error).message) })
   }
 
-  private async channel (nodeId: string, cell: string, signal?: AbortSignal, reopened = false): Promise<Channel> {
-    const key = `${nodeId}/${cell}`
+  /**
+   * The channel to `cell` on `nodeId` for calls to its release `digest` (one per release: the node
+   * serves each from a replica of that release when it runs one, so the caller's canary split holds
+   * on a node running both releases of a rollout).
+   */
+  private async channel (nodeId: string, cell: string, digest: string, signal?: AbortSignal, reopened = false): Promise<Channel> {
+    const key = `${nodeId}/${cell}/${digest}`
     let pending = this.channels.get(key)
     if (pending == null) {
       if (this.channels.size >= MAX_CACHED_CHANNELS) {
@@ -624,7 +629,7 @@ export class Mesh {
       }
       const peer = peerIdFromString(nodeId)
       await this.learnAddresses(peer, nodeId)
-      pending = this.libp2p.services.synapse.open(peer, cell, { signal })
+      pending = this.libp2p.services.synapse.open(peer, cell, { signal, release: digest })
       this.channels.set(key, pending)
       const opening = pending
       pending.then(ch => {
@@ -642,7 +647,7 @@ export class Mesh {
       if (this.channels.get(key) === pending) this.channels.delete(key)
       if (this.openChannels.get(key) === ch) this.openChannels.delete(key)
       ch.closeWhenIdle()
-      return await this.channel(nodeId, cell, signal, true)
+      return await this.channel(nodeId, cell, digest, signal, true)
     }
     return ch
   }
@@ -725,7 +730,7 @@ export class Mesh {
     let lastError: unknown
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       options.signal?.throwIfAborted()
-      const canaryWeight = options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT
+      const canaryWeight = options.canaryWeight ?? this.canaryWeight(cell)
       let choice
       if (excluded === undefined || excluded.size === 0) {
         choice = route.prepared === undefined ? undefined : chooseFrom(route.prepared, canaryWeight, this.random)
@@ -760,7 +765,7 @@ export class Mesh {
         // An open channel whose chain is current is used at once; otherwise channel() opens one.
         const open = this.openChannels.get(target.channelKey)
         const ready = open !== undefined && this.libp2p.services.synapse.current(open)
-        const ch = ready ? open : await this.channel(target.nodeId, cell, options.signal)
+        const ch = ready ? open : await this.channel(target.nodeId, cell, target.digest, options.signal)
         // Nothing was awaited on the first attempt with an open channel: no time has passed.
         const remaining = ready && attempt === 0 && waits === 0 ? timeoutMs : deadlineMs - this.clock.now()
         opened = true
@@ -842,7 +847,7 @@ export class Mesh {
     const deadlineMs = this.clock.now() + (options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000)
     const pick = (): InstanceRecord | undefined => {
       const candidates = this.replicas(cell)
-      return chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT }, this.random)?.replica
+      return chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.canaryWeight(cell) }, this.random)?.replica
     }
     let target = pick()
     for (let waits = 0; target === undefined && waits < MAX_VIEW_WAITS && this.clock.now() < deadlineMs; waits++) {
@@ -855,10 +860,19 @@ export class Mesh {
       if (this.view.release(cell) == null) throw new UnknownCellError(`no trusted release of cell "${cell}" is known to this peer`)
       throw new NoReplicaError(`no ready replica of "${cell}"`)
     }
-    const ch = await this.channel(target.nodeId, cell, options.signal)
+    const ch = await this.channel(target.nodeId, cell, target.digest, options.signal)
     for await (const item of ch.stream(method, encodeJson(request), { signal: options.signal, timeoutMs: Math.max(1, deadlineMs - this.clock.now()), ...(options.traceparent !== undefined ? { traceparent: options.traceparent } : {}) })) {
       yield decodeJson(item) as T
     }
+  }
+
+  /**
+   * The share (%) of calls to `cell` this peer sends to its newest release while older ones run: the
+   * `canary_weight` of that release's Cell.toml once this peer has read it (MeshInit.canaryWeightOf),
+   * else Cell.toml's default. A call's `canaryWeight` option overrides it.
+   */
+  canaryWeight (cell: string): number {
+    return this.init.canaryWeightOf?.(cell) ?? DEFAULT_CANARY_WEIGHT
   }
 
   async call<T = unknown> (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): Promise<T> {

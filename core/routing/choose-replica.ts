@@ -1,5 +1,7 @@
-// Client-side traffic split, decided once per channel (no proxy): canaryWeight % of channels go to
-// the newest release, the rest to the others; if one group is empty, the other takes everything.
+// Client-side traffic split, decided per call (no proxy): canaryWeight % of calls go to the newest
+// release, the rest to the others; if one group is empty, the other takes everything. The caller
+// opens one channel per (node, cell, release) and names the release in HELLO, so a node running
+// both releases of a rollout serves each call from the release chosen here.
 // Within a group, the less loaded of two random picks ("power of two choices") wins, which avoids
 // both herding onto one least-loaded replica and the long tail of a purely random choice.
 

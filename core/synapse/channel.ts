@@ -17,6 +17,8 @@ import type { AuthenticateServerPort, Principal, SynapseCallOptions } from './ty
 
 export interface ChannelInit extends EndpointInit {
   cell: string
+  /** The release (artifact digest) named in HELLO: the server serves this channel from a replica of it when it runs one. */
+  release?: string
   defaultTimeoutMs: number
   streamWindow: number
   /** When maxInflight is reached: wait for a slot (bounded by maxWaitingCalls) or throw. */
@@ -47,6 +49,8 @@ function cancelled (signal: AbortSignal): Error {
  */
 export class Channel extends Endpoint implements StreamOwner {
   readonly cell: string
+  /** The release this channel's calls are for, as HELLO named it (absent: any release of the cell). */
+  readonly release?: string
   /** What authenticateServer returned for the remote, once the handshake is done. */
   serverPrincipal: Principal | undefined
   /** The credentials this end presented in its HELLO (a caller compares them with its current ones). */
@@ -71,6 +75,7 @@ export class Channel extends Endpoint implements StreamOwner {
   constructor (init: ChannelInit) {
     super(init)
     this.cell = init.cell
+    if (init.release !== undefined) this.release = init.release
     this.defaultTimeoutMs = init.defaultTimeoutMs
     this.streamWindow = init.streamWindow
     this.overflow = init.inflightOverflow
@@ -106,7 +111,7 @@ export class Channel extends Endpoint implements StreamOwner {
       this.writer.encoder.encode({
         type: FrameType.HELLO,
         traceparent,
-        payload: encodeHello({ version: SYNAPSE_VERSION, cell: this.cell, credentials, maxFrameBytes: this.limits.maxFrameBytes })
+        payload: encodeHello({ version: SYNAPSE_VERSION, cell: this.cell, credentials, maxFrameBytes: this.limits.maxFrameBytes, ...(this.release !== undefined ? { release: this.release } : {}) })
       })
       this.writer.commit()
       const ack = decodeHelloAck(await ackPromise)

@@ -6,6 +6,8 @@ import { encodeFields, FieldReader, MalformedFrameError } from '../wire/index.ts
 export const SYNAPSE_PROTOCOL = '/cell/synapse/1'
 export const SYNAPSE_VERSION = 1
 const MAX_CELL_NAME_BYTES = 256
+/** A release is named by its artifact digest (64 hex); the bound leaves room and refuses more. */
+const MAX_RELEASE_BYTES = 128
 const MAX_CREDENTIAL_BYTES = 64 * 1024
 const MAX_ERROR_NAME_BYTES = 512
 const MAX_ERROR_MESSAGE_BYTES = 16 * 1024
@@ -15,10 +17,16 @@ export interface Hello {
   cell: string
   credentials: Uint8Array
   maxFrameBytes: number
+  /**
+   * The release (artifact digest) the caller chose for this channel's calls: the canary split is
+   * the caller's, so a node running two releases of the cell serves each channel from its own.
+   * Opaque to the server beyond equality with its replicas' digests; absent: any release.
+   */
+  release?: string
 }
 
 export function encodeHello (h: Hello): Uint8Array {
-  return encodeFields([h.version, h.cell, h.credentials, h.maxFrameBytes])
+  return encodeFields(h.release === undefined ? [h.version, h.cell, h.credentials, h.maxFrameBytes] : [h.version, h.cell, h.credentials, h.maxFrameBytes, h.release])
 }
 
 export function decodeHello (payload: Uint8Array): Hello {
@@ -27,7 +35,8 @@ export function decodeHello (payload: Uint8Array): Hello {
   const cell = r.string(MAX_CELL_NAME_BYTES)
   const credentials = r.bytes(MAX_CREDENTIAL_BYTES).slice()
   const maxFrameBytes = r.optionalVarint(0)
-  return { version, cell, credentials, maxFrameBytes }
+  const release = r.remaining > 0 ? r.string(MAX_RELEASE_BYTES) : undefined
+  return release === undefined || release === '' ? { version, cell, credentials, maxFrameBytes } : { version, cell, credentials, maxFrameBytes, release }
 }
 
 export interface HelloAck {

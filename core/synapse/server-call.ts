@@ -12,6 +12,7 @@ export class ServerCall implements CallContext, CallAbortSlot {
   readonly remotePeer: string
   readonly deadlineMs: number
   readonly traceparent?: string
+  readonly release: string | undefined
   /** Deadline wheel slot, -1 when the call has no deadline. */
   slot = -1
   /** Monotonic ms when a call arrived, for the handler's `settled`; -1 for streams (and calls nobody meters). */
@@ -26,8 +27,9 @@ export class ServerCall implements CallContext, CallAbortSlot {
   private controller: AbortController | undefined
   private reason: Error | undefined
 
-  constructor (cell: string, method: string, payload: Uint8Array, principal: Principal, remotePeer: string, deadlineMs: number, traceparent: string | undefined) {
+  constructor (cell: string, method: string, payload: Uint8Array, principal: Principal, remotePeer: string, deadlineMs: number, traceparent: string | undefined, release: string | undefined) {
     this.cell = cell
+    this.release = release
     this.method = method
     this.payload = payload
     this.principal = principal

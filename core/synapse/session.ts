@@ -33,6 +33,8 @@ const MAX_TIMER_MS = 2_147_483_647
 /** The server end of one synapse stream: handshake, then dispatch into the handler port. */
 export class ServerSession extends Endpoint {
   cell = ''
+  /** The release the caller chose for this channel (HELLO), handed to every call's context. */
+  release: string | undefined = undefined
   principal: Principal | undefined
   private readonly handler: SynapseHandler | undefined
   private readonly monotonicMs: () => number
@@ -175,6 +177,7 @@ export class ServerSession extends Endpoint {
         this.counters.messages++
         const ctx: MessageContext = { cell: this.cell, method, payload: f.payload, principal: this.principal as Principal, remotePeer: this.remotePeer }
         if (f.traceparent !== undefined) ctx.traceparent = f.traceparent
+        if (this.release !== undefined) ctx.release = this.release
         if (this.handler === undefined) { this.counters.dropped++; return }
         try {
           this.handler.message(ctx)
@@ -236,6 +239,7 @@ export class ServerSession extends Endpoint {
     this.state = 'authenticating'
     const hello = decodeHello(f.payload)
     this.cell = hello.cell
+    this.release = hello.release
     if (hello.version !== SYNAPSE_VERSION) {
       this.reject(new SynapseProtocolError(`unsupported synapse version ${hello.version}`))
       return
@@ -341,7 +345,7 @@ export class ServerSession extends Endpoint {
     }
     const now = this.now()
     const deadlineMs = f.timeoutMs >= 0 ? now + f.timeoutMs : Infinity
-    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent, this.release)
     if (this.handler?.settled !== undefined) call.startedMs = this.monotonicMs()
     this.calls.set(id, call)
     this.counters.inflight++
@@ -388,7 +392,7 @@ export class ServerSession extends Endpoint {
       return
     }
     const deadlineMs = f.timeoutMs >= 0 ? this.now() + f.timeoutMs : Infinity
-    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent)
+    const call = new ServerCall(this.cell, method, f.payload, this.principal as Principal, this.remotePeer, deadlineMs, f.traceparent, this.release)
     call.stream = true
     this.calls.set(id, call)
     this.counters.inflight++

@@ -65,6 +65,26 @@ describe('synapse over TCP + Noise + yamux', () => {
     expect(server.services.synapse.stats().server.channels).toBe(1)
   })
 
+  it('hands the release the caller named in HELLO to every call, message and stream of that channel, and none to a channel that named none', async () => {
+    const seen: Array<string | undefined> = []
+    const handler: SynapseHandler = {
+      async call (ctx) { seen.push(ctx.release); return ctx.payload.slice() },
+      message (ctx) { seen.push(ctx.release) },
+      async * stream (ctx) { seen.push(ctx.release); yield ctx.payload.slice() }
+    }
+    const { server, client } = await pair({ handler })
+    const digest = 'ab'.repeat(32)
+    const named = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing', { release: digest })
+    const plain = await client.services.synapse.open(server.getMultiaddrs()[0], 'billing')
+    expect(named.release).toBe(digest)
+    await named.call('echo', bytes('x'))
+    named.send('tick', bytes('y'))
+    for await (const _ of named.stream('items', bytes('z'))) { /* one item */ }
+    await plain.call('echo', bytes('x'))
+    await until(() => seen.length === 4, 5_000, 'four handler calls')
+    expect(seen).toEqual([digest, digest, digest, undefined])
+  })
+
   it('rejects the handshake with the error class the server named', async () => {
     const { server, client } = await pair({
       authenticate: async () => { throw new UnknownAuthorityError('authority 0xabc is not trusted for billing') }

@@ -100,6 +100,8 @@ export interface OpenOptions {
   signal?: AbortSignal
   /** W3C traceparent carried in HELLO. */
   traceparent?: string
+  /** The release (artifact digest) this channel's calls are for: the server serves them from a replica of it when it runs one. */
+  release?: string
 }
 
 /**
@@ -223,6 +225,7 @@ export class Synapse {
       errors: this.errors,
       limits: this.limits,
       cell,
+      ...(options.release !== undefined ? { release: options.release } : {}),
       defaultTimeoutMs: this.init.defaultTimeoutMs ?? 30_000,
       streamWindow: this.init.streamWindow ?? 64,
       inflightOverflow: this.init.inflightOverflow ?? 'wait',

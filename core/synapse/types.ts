@@ -30,6 +30,8 @@ export interface MessageContext {
   principal: Principal
   remotePeer: string
   traceparent?: string
+  /** The release (artifact digest) the caller chose when it opened the channel (HELLO), if it named one. */
+  release?: string
 }
 
 /** Context of a call or stream. `signal` aborts on CANCEL, deadline, or channel close. */
