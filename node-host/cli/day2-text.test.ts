@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest'
 import type { InstanceRecord, NodeRecord, ReleaseRecord, DesiredVersionRecord, RetireRecord } from '../../core/fleet/index.ts'
 import { makeInstanceRecord, makeNodeRecord } from '../../core/fleet/testing.ts'
 import { cellPicture, fleetPicture, type PictureView } from './fleet-picture.ts'
-import { claimRiskLines, describeNode, headline, mismatchLines, storageLines } from './status.ts'
+import { claimRiskLines, describeNode, headline, mismatchLines, policyLines, storageLines } from './status.ts'
 import { renderTop } from './top.ts'
 import { logPrinter } from './logs.ts'
 import { colourOf, useColour, parseDurationMs } from './operator-session.ts'
@@ -33,12 +33,13 @@ const release = (version: string, digest: string, seq: number): ReleaseRecord =>
 const replica = (id: string, node: string, version: string, digest: string, state: InstanceRecord['state'] = 'ready'): InstanceRecord =>
   makeInstanceRecord(node, { instanceId: `billing-${version}-${id}`, version, digest, state })
 
-/** Two nodes' reports: both prepared 1.0.0 and 1.1.0, aim for 2 replicas, min 2 max 4. */
-function reports (nodes: string[]): NodeStatusReport[] {
+/** Two nodes' reports: both prepared 1.0.0 and 1.1.0, aim for 2 replicas, min 2 max 4, canary weight 30 (or none: an older node). */
+function reports (nodes: string[], options: { canaryWeight?: number } = { canaryWeight: 30 }): NodeStatusReport[] {
+  const policy = { minReplicas: 2, maxReplicas: 4, update: 'live', ...(options.canaryWeight !== undefined ? { canaryWeight: options.canaryWeight } : {}) }
   return nodes.map(node => ({
     node,
     counters: {},
-    cells: [{ cell: 'billing', reasons: [], prepared: [{ version: '1.0.0', digest: D1, seq: 1, authority: A }, { version: '1.1.0', digest: D2, seq: 2, authority: A }], unprepared: [], halted: [], replicas: [], desiredReplicas: 2, policy: { minReplicas: 2, maxReplicas: 4, update: 'live' } }]
+    cells: [{ cell: 'billing', reasons: [], prepared: [{ version: '1.0.0', digest: D1, seq: 1, authority: A }, { version: '1.1.0', digest: D2, seq: 2, authority: A }], unprepared: [], halted: [], replicas: [], desiredReplicas: 2, policy }]
   }))
 }
 
@@ -109,6 +110,14 @@ describe('cell status headline', () => {
     // A surge replica ready beside them: more ready than desired is said as such (was "3 of 2").
     const surged = cellPicture(view({ ...f, instances: [...f.instances, replica('cc', n2, '1.0.0', D1)] }), 'billing', reports([n1, n2]))
     expect(headline(surged)).toMatch(/; 3 replica\(s\) ready, 2 desired \(1\.0\.0 ×2, 1\.1\.0 ×1\)$/)
+    // Callers split by version, not by target: the newer 1.1.0 is the canary while both answer.
+    expect(policyLines(c)).toEqual([
+      'policy     min 2, max 4, canary_weight 30 %; the nodes aim for 2 replica(s)',
+      "  split    30 % of each caller's calls go to 1.1.0 (the newest release ready), the rest to 1.0.0"
+    ])
+    // One release ready: no split; a node that reports no canary weight (older) leaves it out.
+    const one = cellPicture(view({ ...f, instances: [replica('aa', n1, '1.1.0', D2)] }), 'billing', reports([n1, n2], { canaryWeight: undefined }))
+    expect(policyLines(one)).toEqual(['policy     min 2, max 4; the nodes aim for 2 replica(s)'])
   })
 
   it('retired: says by whom and what brings it back, and no desired count it does not have', () => {

@@ -3,7 +3,7 @@
 // count, min/max, releases it prepared, the loop's reasons). Pure: the commands fetch, this joins.
 import type { Mesh } from '../../core/mesh/index.ts'
 import type { FleetView, InstanceRecord } from '../../core/fleet/index.ts'
-import { resolveTarget, retiredBy, isCrashLooping, haltRecordsOf } from '../../core/biology/index.ts'
+import { resolveTarget, retiredBy, isCrashLooping, haltRecordsOf, compareReleaseVersions } from '../../core/biology/index.ts'
 import type { ReleaseRecord } from '../../core/fleet/index.ts'
 import { meshGate } from '../artifacts/artifact-exchange.ts'
 import { fetchStatus, type NodeStatusReport } from '../introspect/status-protocol.ts'
@@ -50,6 +50,10 @@ export interface CellPicture {
   desired?: number
   min?: number
   max?: number
+  /** canary_weight of the newest release a node prepared, when a node reported it. */
+  canaryWeight?: number
+  /** Ready replicas of two or more releases: callers send canaryWeight % to `canary` (the highest version ready), the rest to `others`. */
+  split?: { canary: string, others: string[] }
   cpuPercent: number
   memoryBytes: number
   qps: number
@@ -143,6 +147,14 @@ export function cellPicture (view: PictureView, cell: string, reports: readonly 
     const others = live.filter(i => i.digest !== target.digest).length
     if (others > 0 || onTarget < (desired ?? policy?.minReplicas ?? 1)) rollout = { to: target.version, ready: onTarget, of: desired ?? policy?.minReplicas ?? Math.max(1, live.length) }
   }
+  // As callers split (core/routing): the highest version ready is the canary, every other release the rest.
+  const readyReleases = new Map<string, string>()
+  for (const i of ready) readyReleases.set(i.digest, i.version)
+  let split: CellPicture['split']
+  if (readyReleases.size > 1) {
+    const [canaryDigest, canary] = [...readyReleases].reduce((best, r) => compareReleaseVersions(r[1], best[1]) > 0 ? r : best)
+    split = { canary, others: [...readyReleases].filter(([d]) => d !== canaryDigest).map(([, v]) => v) }
+  }
   return {
     cell,
     claimants: view.claimants(cell),
@@ -156,6 +168,8 @@ export function cellPicture (view: PictureView, cell: string, reports: readonly 
     ready: ready.length,
     ...(desired !== undefined ? { desired } : {}),
     ...(policy !== undefined ? { min: policy.minReplicas, max: policy.maxReplicas } : {}),
+    ...(policy?.canaryWeight !== undefined ? { canaryWeight: policy.canaryWeight } : {}),
+    ...(split !== undefined ? { split } : {}),
     cpuPercent: live.reduce((s, i) => s + i.cpuPercent, 0),
     memoryBytes: live.reduce((s, i) => s + i.memoryBytes, 0),
     qps: ready.reduce((s, i) => s + i.qps, 0),

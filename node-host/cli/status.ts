@@ -100,12 +100,23 @@ export function storageLines (notes: readonly ClaimNote[]): string[] {
       : `NO SAFE SNAPSHOT yet${n.newestAgeMs !== undefined ? ` (newest ${formatAge(n.newestAgeMs)} ago, not held by two other nodes)` : ''}: the claim's data lives on its owner alone`))]
 }
 
+/** The cell's bounds and canary weight, and how callers split calls while two releases have ready replicas. */
+export function policyLines (c: CellPicture): string[] {
+  const weight = c.canaryWeight !== undefined ? `, canary_weight ${c.canaryWeight} %` : ''
+  const lines = [`policy     min ${c.min ?? '?'}, max ${c.max ?? '?'}${weight}; the nodes aim for ${c.desired ?? '?'} replica(s)`]
+  if (c.split !== undefined) {
+    const share = c.canaryWeight !== undefined ? `${c.canaryWeight} %` : 'canary_weight %'
+    lines.push(`  split    ${share} of each caller's calls go to ${c.split.canary} (the newest release ready), the rest to ${c.split.others.join(', ')}`)
+  }
+  return lines
+}
+
 function describeCell (mesh: Mesh, c: CellPicture, reports: Reports, nowMs: number): string[] {
   const lines = [headline(c), '']
   lines.push(`target     ${c.target !== undefined ? `${c.target.version} (seq ${c.target.seq}, sha256 ${c.target.digest.slice(0, 12)}…)` : 'none'}`)
   lines.push(`  why      ${c.targetReason}`)
   if (c.desiredRecord !== undefined) lines.push(`  desired  a desired record (cell rollback) of seq ${c.desiredRecord.seq} names ${c.desiredRecord.version}; a release of a higher seq (a later publish) rolls forward past it`)
-  lines.push(`policy     min ${c.min ?? '?'}, max ${c.max ?? '?'}; the nodes aim for ${c.desired ?? '?'} replica(s)`)
+  lines.push(...policyLines(c))
   lines.push('', 'releases known (newest first):')
   const halted = new Map(c.halts.map(h => [h.digest, h]))
   for (const r of c.releases.slice(0, 12)) {

@@ -41,7 +41,7 @@ export function statusSource (node: FullNode): StatusSource {
         reasons: node.loop.lastReasons.get(cell) ?? [],
         prepared: node.releases.releases(cell).map(r => ({ version: r.version, digest: r.digest, seq: r.seq, authority: r.authority })),
         ...(desiredReplicas !== undefined ? { desiredReplicas } : {}),
-        ...(biology !== undefined ? { policy: { minReplicas: biology.minReplicas, maxReplicas: biology.maxReplicas, update: biology.update } } : {}),
+        ...(biology !== undefined ? { policy: { minReplicas: biology.minReplicas, maxReplicas: biology.maxReplicas, update: biology.update, canaryWeight: biology.canaryWeight } } : {}),
         unprepared: node.status().unprepared.filter(u => u.cell === cell).map(u => ({ version: u.version, attempts: u.attempts, error: u.error })),
         halted: [...node.loop.halted].filter(([key]) => key.startsWith(`${cell}@`)).map(([key, h]) => ({ version: key.slice(cell.length + 1), digest: h.digest, metric: h.metric, reason: h.reason })),
         ...(retired !== undefined ? { retired } : {}),

@@ -47,8 +47,8 @@ export interface NodeCellStatus {
   lastDecline?: { atMs: number, message: string }
   /** The replica count the loop's last tick aimed for, when it decided one. */
   desiredReplicas?: number
-  /** min_replicas and max_replicas of the newest release prepared here. */
-  policy?: { minReplicas: number, maxReplicas: number, update: string }
+  /** min_replicas, max_replicas, update and canary_weight of the newest release prepared here (canaryWeight absent from older nodes). */
+  policy?: { minReplicas: number, maxReplicas: number, update: string, canaryWeight?: number }
   /** The cell's claims this node owns, with their voters live or gone in its view. */
   claims?: ClaimVoters[]
 }
