@@ -613,6 +613,24 @@ export class Mesh {
   }
 
   /**
+   * Channels to `cell` on `nodeId` for releases that node no longer runs ready close once idle: a
+   * client living through a release every few minutes would otherwise keep one per release, up to
+   * the per-peer channel limit. Run when a channel for another release opens (`except`).
+   */
+  private closeChannelsOfGoneReleases (nodeId: string, cell: string, except: string): void {
+    const prefix = `${nodeId}/${cell}/`
+    let running: Set<string> | undefined
+    for (const [key, pending] of this.channels) {
+      if (key === except || !key.startsWith(prefix)) continue
+      running ??= new Set(this.replicas(cell).filter(i => i.nodeId === nodeId).map(i => i.digest))
+      if (running.has(key.slice(prefix.length))) continue
+      this.channels.delete(key)
+      this.openChannels.delete(key)
+      void pending.then(ch => { ch.closeWhenIdle() }, () => {})
+    }
+  }
+
+  /**
    * The channel to `cell` on `nodeId` for calls to its release `digest` (one per release: the node
    * serves each from a replica of that release when it runs one, so the caller's canary split holds
    * on a node running both releases of a rollout).
@@ -627,6 +645,7 @@ export class Mesh {
         this.openChannels.delete(oldest)
         void ch.then(c => c.close().catch(() => {}), () => {})
       }
+      this.closeChannelsOfGoneReleases(nodeId, cell, key)
       const peer = peerIdFromString(nodeId)
       await this.learnAddresses(peer, nodeId)
       pending = this.libp2p.services.synapse.open(peer, cell, { signal, release: digest })

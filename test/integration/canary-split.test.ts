@@ -19,7 +19,7 @@ import type { Mesh } from '../../core/mesh/index.ts'
 import { FullNode } from '../../node-host/full-node.ts'
 import { createClient, waitForView } from '../../node-host/client.ts'
 import { Publisher } from '../../node-host/publisher.ts'
-import { CELL, stageVersion } from './versioned.ts'
+import { CELL, onlyRunning, stageVersion } from './versioned.ts'
 
 const CALLS = 200
 const CANARY_WEIGHT = 50
@@ -30,6 +30,16 @@ describe('canary split on one node running both releases', () => {
   let root = ''
   let key: AuthorityKey
   let bootstrap = ''
+  let caller: Mesh | undefined
+  let publisher: Publisher | undefined
+
+  // One replica; `grace` far past the test holds a rollout with both releases on the only node.
+  const stage = async (tag: string, grace: string): Promise<string> => {
+    const dir = await stageVersion(root, tag, authorityIdOf(key.publicKey))
+    const toml = join(dir, 'Cell.toml')
+    await writeFile(toml, (await readFile(toml, 'utf8')).replace(/min_replicas = 2\nmax_replicas = 2/, 'min_replicas = 1\nmax_replicas = 1').replace('health_grace = "2s"', `health_grace = "${grace}"`) + `canary_weight = ${CANARY_WEIGHT}\n`)
+    return dir
+  }
 
   afterAll(async () => {
     await Promise.all(clients.map(async c => await c.stop()))
@@ -53,30 +63,22 @@ describe('canary split on one node running both releases', () => {
     await node.start()
     const operator = await createClient({ bootstrap: [node.addresses()[0]], authorityKey: key, listen: true })
     clients.push(operator)
-    const publisher = new Publisher(operator)
-    const authority = authorityIdOf(key.publicKey)
-    // One replica, and a health grace far past the test: the new release surges beside the old one
-    // on the only node and the rollout holds there.
-    const stage = async (tag: string): Promise<string> => {
-      const dir = await stageVersion(root, tag, authority)
-      const toml = join(dir, 'Cell.toml')
-      await writeFile(toml, (await readFile(toml, 'utf8')).replace(/min_replicas = 2\nmax_replicas = 2/, 'min_replicas = 1\nmax_replicas = 1').replace('health_grace = "2s"', 'health_grace = "1h"') + `canary_weight = ${CANARY_WEIGHT}\n`)
-      return dir
-    }
-    const v1 = await publisher.publish(await stage('v1'), '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
-    const v2 = await publisher.publish(await stage('v2'), '1.1.0', key, { setAuthority: true, waitReplicas: 0 })
-    const caller = await createClient({ bootstrap: [node.addresses()[0]], authorityKey: key })
+    publisher = new Publisher(operator)
+    // The new release surges beside the old one on the only node and the rollout holds there.
+    const v1 = await publisher.publish(await stage('v1', '1h'), '1.0.0', key, { setAuthority: true, waitReplicas: 1, timeoutMs: 60_000 })
+    const v2 = await publisher.publish(await stage('v2', '1h'), '1.1.0', key, { setAuthority: true, waitReplicas: 0 })
+    const c = caller = await createClient({ bootstrap: [node.addresses()[0]], authorityKey: key })
     clients.push(caller)
-    await waitForView(caller, () => {
-      const ready = caller.view.liveInstances(CELL).filter(i => i.state === 'ready')
+    await waitForView(c, () => {
+      const ready = c.view.liveInstances(CELL).filter(i => i.state === 'ready')
       return ready.some(i => i.digest === v1.digest) && ready.some(i => i.digest === v2.digest) ? true : undefined
     }, 'a ready replica of 1.0.0 and of 1.1.0', { timeoutMs: 60_000 })
     const local = node.replicas.list(CELL).filter(r => r.state === 'ready')
     expect(new Set(local.map(r => r.digest))).toEqual(new Set([v1.digest, v2.digest]))
 
-    const all = await answers(caller, 100)
-    const none = await answers(caller, 0)
-    const half = await answers(caller, 50)
+    const all = await answers(c, 100)
+    const none = await answers(c, 0)
+    const half = await answers(c, 50)
     console.log(`canary 100: ${JSON.stringify(Object.fromEntries(all))}, 0: ${JSON.stringify(Object.fromEntries(none))}, 50: ${JSON.stringify(Object.fromEntries(half))}`)
     expect(all).toEqual(new Map([['v2', CALLS]]))
     expect(none).toEqual(new Map([['v1', CALLS]]))
@@ -105,4 +107,20 @@ describe('canary split on one node running both releases', () => {
     expect(counts.get('v2') ?? 0).toBeGreaterThanOrEqual(60)
     expect(counts.get('v1') ?? 0).toBeGreaterThanOrEqual(60)
   }, 60_000)
+
+  it('closes the channels of releases the node no longer runs once a call opens one for the new release', async () => {
+    expect(caller).toBeDefined()
+    expect(publisher).toBeDefined()
+    const c = caller!
+    const synapse = c.libp2p.services.synapse
+    // One channel per release the first test called: 1.0.0 and 1.1.0.
+    expect(synapse.stats().client.channels).toBe(2)
+    const v3 = await publisher!.publish(await stage('v3', '1s'), '1.2.0', key, { setAuthority: true, waitReplicas: 0 })
+    await waitForView(c, () => onlyRunning(c, v3.digest, 1), 'only 1.2.0 running', { timeoutMs: 60_000 })
+    expect(await c.call<string>(CELL, 'version', null, { timeoutMs: 15_000 })).toBe('v3')
+    // A release every few minutes for days would otherwise pile channels up to the per-peer limit (64).
+    const deadline = Date.now() + 10_000
+    while (synapse.stats().client.channels > 1 && Date.now() < deadline) await new Promise(resolve => setImmediate(resolve))
+    expect(synapse.stats().client.channels).toBe(1)
+  }, 90_000)
 })
