@@ -45,7 +45,7 @@ function setup (options: { onDemand?: boolean, nodes?: string[] } = {}): { view:
 }
 
 describe('ReleasePolicies', () => {
-  it('on demand asks only for the cells wanted, and again for each new release of them', async () => {
+  it('on demand asks only for the cells wanted (from the second ask: a one-shot caller fetches nothing), and again for each new release of them', async () => {
     const { view, policies, asked, artifacts, settled } = setup({ onDemand: true })
     artifacts.set('d1', packArtifact(manifest('billing', 30), new Uint8Array()))
     artifacts.set('d2', packArtifact(manifest('billing', 70), new Uint8Array()))
@@ -53,6 +53,9 @@ describe('ReleasePolicies', () => {
     view.publish('search', 's1')
     view.publish('billing', 'd1')
     view.nodeChanged()
+    await settled()
+    expect(asked).toEqual([])
+    expect(policies.want('billing')).toBeUndefined()
     await settled()
     expect(asked).toEqual([])
     expect(policies.want('billing')).toBeUndefined()
@@ -76,6 +79,7 @@ describe('ReleasePolicies', () => {
     const nodes: string[] = []
     const { view, policies, asked, artifacts, clock, settled } = setup({ onDemand: true, nodes })
     view.publish('billing', 'd1')
+    policies.want('billing')
     policies.want('billing')
     view.nodeChanged()
     await settled()

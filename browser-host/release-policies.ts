@@ -31,8 +31,9 @@ export class ReleasePolicies extends EventTarget {
   private readonly pending = new Set<string>()
   /** Digests no full node gave, and when to ask again (at most MAX_CELLS, oldest dropped). */
   private readonly failedUntil = new Map<string, number>()
-  /** On demand: the cells `want` was asked for (at most MAX_CELLS). */
+  /** On demand: the cells `want` was asked for twice (at most MAX_CELLS), and those asked once. */
   private readonly wanted: Set<string> | undefined
+  private readonly askedOnce = new Set<string>()
   private readonly now: () => number
   private readonly fetch: (peer: string, digest: string, signal: AbortSignal) => Promise<Uint8Array>
   private readonly onChange = (evt: Event): void => {
@@ -54,13 +55,19 @@ export class ReleasePolicies extends EventTarget {
   }
 
   /**
-   * The policy of `cell` as far as known, and (on demand) from now on followed: the first ask fetches
-   * it, a new release of the cell fetches it again. Cheap enough for every call.
+   * The policy of `cell` as far as known, and (on demand) from the second ask on followed: fetched
+   * then, and again for each new release of the cell. A one-shot caller (`cell call`) never fetches
+   * an artifact (up to 16 MiB) for a split it does not make. Cheap enough for every call.
    */
   want (cell: string): BiologyPolicy | undefined {
-    if (this.wanted !== undefined && !this.wanted.has(cell) && this.wanted.size < MAX_CELLS) {
-      this.wanted.add(cell)
-      void this.refresh(cell)
+    const wanted = this.wanted
+    if (wanted !== undefined && !wanted.has(cell) && wanted.size < MAX_CELLS) {
+      if (this.askedOnce.delete(cell)) {
+        wanted.add(cell)
+        void this.refresh(cell)
+      } else if (this.askedOnce.size < MAX_CELLS) {
+        this.askedOnce.add(cell)
+      }
     }
     return this.byCell.get(cell)?.policy
   }
