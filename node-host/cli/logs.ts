@@ -93,8 +93,14 @@ export async function run (argv: string[]): Promise<number> {
     requireKnownCell(mesh, cell)
     if (!query.follow) {
       const entries = await readLogs(mesh, query, { timeoutMs, onWarning: warn })
-      if (mesh.view.instances(cell).length === 0) warn(`no replica of ${cell} runs in the fleet now`)
+      const instances = mesh.view.instances(cell)
+      if (instances.length === 0) warn(`no replica of ${cell} runs in the fleet now`)
       for (const e of entries) write(e)
+      // Silence and exit 0 read like a command that did nothing: say what was asked and of whom.
+      if (entries.length === 0 && instances.length > 0) {
+        const which = [v.replica !== undefined ? `replica ${v.replica}` : '', v.since !== undefined ? `in the last ${v.since}` : ''].filter(Boolean).join(' ')
+        process.stderr.write(`no log lines from ${cell}${which !== '' ? ` (${which})` : ''}: ${instances.length} replica(s) on ${new Set(instances.map(i => i.nodeId)).size} node(s) in the view, and a replica's lines are what it writes to stdout and stderr\n`)
+      }
       return 0
     }
     // Following: until Ctrl-C (or SIGTERM), which ends the streams and exits 0.

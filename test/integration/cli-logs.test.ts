@@ -136,6 +136,11 @@ describe('cell logs, cell top and cell status on `cell up` processes', () => {
     expect(prefixed.length).toBeLessThan(1900)
     for (const l of prefixed) expect(l).toMatch(/^\[chatty\/1\.0\.0-[0-9a-f]{8}@…\w{6}\] tick \d+$/)
     expect(text.stdout).not.toContain('\x1b[')
+    // No line matches: said on stderr (was silence and exit 0, as if nothing had been asked).
+    const none = await cellRun(['logs', 'chatty', '--replica', 'ffffffff'], 30_000, env)
+    expect(none.code, none.stderr).toBe(0)
+    expect(none.stdout).toBe('')
+    expect(none.stderr).toMatch(/^no log lines from chatty \(replica ffffffff\): 2 replica\(s\) on 2 node\(s\) in the view/m)
     const unknown = await cellRun(['logs', 'chaty'], 30_000, env)
     expect(unknown.code).toBe(1)
     expect(unknown.stderr).toMatch(/^UnknownCellError: .*did you mean "chatty"/m)
