@@ -136,7 +136,7 @@ describe('cell logs and cell status protocols', () => {
       const c = r.cells.find(x => x.cell === CELL)!
       expect(c.prepared.map(p => p.version)).toEqual(['1.0.0'])
       expect(c.prepared[0].authority).toBe(authorityIdOf(key.publicKey))
-      expect(c.policy).toEqual({ minReplicas: 2, maxReplicas: 2, update: 'live' })
+      expect(c.policy).toEqual({ minReplicas: 2, maxReplicas: 2, update: 'live', canaryWeight: 5 })
       expect(c.desiredReplicas).toBe(2)
       expect(c.replicas.some(x => x.state === 'ready')).toBe(true)
       expect(c.reasons.join('\n')).toMatch(/1\.0\.0/)
