@@ -747,9 +747,10 @@ export class Mesh {
     let crashes: Map<string, number> | undefined
     let waits = 0
     let lastError: unknown
+    // Once per call, not per attempt or wait: a client's policy lookup counts calls (ReleasePolicies.want).
+    const canaryWeight = options.canaryWeight ?? this.canaryWeight(cell)
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       options.signal?.throwIfAborted()
-      const canaryWeight = options.canaryWeight ?? this.canaryWeight(cell)
       let choice
       if (excluded === undefined || excluded.size === 0) {
         choice = route.prepared === undefined ? undefined : chooseFrom(route.prepared, canaryWeight, this.random)
@@ -864,9 +865,10 @@ export class Mesh {
   async * stream<T = unknown> (cell: string, method: string, request: unknown, options: MeshCallOptions = {}): AsyncGenerator<T> {
     if (!this.started) throw new MeshNotStartedError('mesh is not started')
     const deadlineMs = this.clock.now() + (options.timeoutMs ?? this.init.defaultTimeoutMs ?? 30_000)
+    const canaryWeight = options.canaryWeight ?? this.canaryWeight(cell)
     const pick = (): InstanceRecord | undefined => {
       const candidates = this.replicas(cell)
-      return chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight: options.canaryWeight ?? this.canaryWeight(cell) }, this.random)?.replica
+      return chooseReplica(candidates.map(i => ({ ...i, id: i.instanceId, inFlight: i.inflight })), { canaryWeight }, this.random)?.replica
     }
     let target = pick()
     for (let waits = 0; target === undefined && waits < MAX_VIEW_WAITS && this.clock.now() < deadlineMs; waits++) {
