@@ -74,6 +74,10 @@ export async function run (argv: string[]): Promise<number> {
   try {
     const r = await new Publisher(mesh).publish(dir, chosen.version, key, { waitReplicas: wait, timeoutMs: timeout * 1000 })
     progress.stop()
+    // Only --force-version over an unchanged cell gets here (Cell.toml's version is packed with the
+    // code): one artifact under two versions, whose replicas keep the label they started with.
+    const twin = mesh.view.releases(r.cell).find(x => x.digest === r.digest && x.version !== r.version)
+    if (twin !== undefined) process.stderr.write(`note: this artifact (sha256 ${r.digest.slice(0, 12)}…) is already released as ${r.cell}@${twin.version}: its replicas run on unchanged and report ${twin.version}; a new version needs changed code or Cell.toml\n`)
     if (output === 'json') {
       process.stdout.write(`${JSON.stringify({ cell: r.cell, version: r.version, digest: r.digest, seq: r.seq, ready: r.ready, nodes: r.nodes })}\n`)
     } else {

@@ -132,6 +132,13 @@ describe('cell call answers fast and by name', () => {
     expect(r.stdout).toMatch(/\r\x1b\[2Kpublished billing@1\.0\.0\r?\n/)
   }, 180_000)
 
+  it('publishing the same artifact under another version (--force-version) says which release it already is', async () => {
+    const r = await cellRun(['publish', '1.0.1', '--force-version', '--dir', dir, '--bootstrap', bootstrap, '--key', keyPath, '--output', 'json'], 90_000)
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ cell: 'billing', version: '1.0.1' })
+    expect(r.stderr).toMatch(/^note: this artifact \(sha256 [0-9a-f]{12}…\) is already released as billing@1\.0\.0: its replicas run on unchanged and report 1\.0\.0; a new version needs changed code or Cell\.toml$/m)
+  }, 120_000)
+
   it('a retired cell is NoReplicaError saying it was retired, not a wait', async () => {
     const retired = await cellRun(['retire', 'billing', '--bootstrap', bootstrap, '--key', keyPath, '--timeout', '60', '--output', 'json'], 90_000)
     expect(retired.code, `${retired.stderr}\n${fleetLogs(nodes)}`).toBe(0)
